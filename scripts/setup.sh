@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every build, test and benchmark dependency of dnnd from Debian 12's
+# archive. Idempotent: packages already present are skipped by apt-get, and the
+# package index is refreshed only when something is missing. Run as root.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config file git
+  # Boost 1.81: Asio and Beast are header-only; JSON has a static archive.
+  libboost1.81-dev libboost-json1.81-dev
+  libeigen3-dev
+  # libopenblas-dev pulls the pthread variant's static archive; gfortran
+  # provides libgfortran.a/libquadmath.a that libopenblas.a needs.
+  libopenblas-dev libopenblas0-pthread gfortran
+  libzstd-dev zlib1g-dev libminizip-dev libsqlite3-dev libstb-dev
+  libtomlplusplus-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # Real data and the PyTorch reference used by tests and benchmarks.
+  dataset-fashion-mnist python3-numpy python3-torch
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup.sh: missing packages (${missing[*]}); run as root" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

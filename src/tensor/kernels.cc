@@ -1,0 +1,236 @@
+#include "tensor/kernels.h"
+
+#include <cblas.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace dnnd::kernels {
+namespace {
+
+using Vec = Eigen::Map<Eigen::ArrayXf>;
+using CVec = Eigen::Map<const Eigen::ArrayXf>;
+using RowMajor = Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Mat = Eigen::Map<RowMajor>;
+using CMat = Eigen::Map<const RowMajor>;
+
+Vec V(float* p, int64_t n) { return Vec(p, n); }
+CVec V(const float* p, int64_t n) { return CVec(p, n); }
+
+}  // namespace
+
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+          const float* a, const float* b, float beta, float* c) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (beta == 0.0f) Fill(c, m * n, 0.0f); else Scale(m * n, beta, c);
+    return;
+  }
+  const int64_t lda = trans_a ? m : k;
+  const int64_t ldb = trans_b ? k : n;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+              static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
+              c, static_cast<int>(n));
+}
+
+void Axpy(int64_t n, float alpha, const float* x, float* y) { V(y, n) += alpha * V(x, n); }
+void Scale(int64_t n, float alpha, float* x) { V(x, n) *= alpha; }
+void Fill(float* x, int64_t n, float value) { V(x, n).setConstant(value); }
+float Sum(int64_t n, const float* x) {
+  // Pairwise-ish via Eigen's vectorised reduction; accumulate in double for
+  // large n to keep losses over whole datasets accurate.
+  if (n < (1 << 16)) return V(x, n).sum();
+  double s = 0;
+  for (int64_t i = 0; i < n; i += 1 << 16)
+    s += V(x + i, std::min<int64_t>(1 << 16, n - i)).sum();
+  return static_cast<float>(s);
+}
+float Dot(int64_t n, const float* x, const float* y) { return (V(x, n) * V(y, n)).sum(); }
+
+void Add(int64_t n, const float* a, const float* b, float* out) { V(out, n) = V(a, n) + V(b, n); }
+void Sub(int64_t n, const float* a, const float* b, float* out) { V(out, n) = V(a, n) - V(b, n); }
+void Mul(int64_t n, const float* a, const float* b, float* out) { V(out, n) = V(a, n) * V(b, n); }
+void MulAdd(int64_t n, const float* a, const float* b, float* out) {
+  V(out, n) += V(a, n) * V(b, n);
+}
+void AddScalarMul(int64_t n, const float* a, float s, float* out) { V(out, n) = s * V(a, n); }
+
+void AddRowVector(int64_t rows, int64_t cols, const float* in, const float* row, float* out) {
+  CVec r(row, cols);
+  for (int64_t i = 0; i < rows; ++i) V(out + i * cols, cols) = V(in + i * cols, cols) + r;
+}
+
+void ColumnSum(int64_t rows, int64_t cols, const float* in, float* out, bool accumulate) {
+  Vec o(out, cols);
+  if (!accumulate) o.setZero();
+  for (int64_t i = 0; i < rows; ++i) o += V(in + i * cols, cols);
+}
+
+void RowSum(int64_t rows, int64_t cols, const float* in, float* out, bool accumulate) {
+  for (int64_t i = 0; i < rows; ++i) {
+    float s = V(in + i * cols, cols).sum();
+    out[i] = accumulate ? out[i] + s : s;
+  }
+}
+
+void Relu(int64_t n, const float* x, float* y) { V(y, n) = V(x, n).max(0.0f); }
+void ReluBackward(int64_t n, const float* y, const float* gy, float* gx) {
+  V(gx, n) = (V(y, n) > 0.0f).select(V(gy, n), 0.0f);
+}
+void Sigmoid(int64_t n, const float* x, float* y) {
+  V(y, n) = 1.0f / (1.0f + (-V(x, n)).exp());
+}
+void SigmoidBackward(int64_t n, const float* y, const float* gy, float* gx) {
+  V(gx, n) = V(gy, n) * V(y, n) * (1.0f - V(y, n));
+}
+void Tanh(int64_t n, const float* x, float* y) { V(y, n) = V(x, n).tanh(); }
+void TanhBackward(int64_t n, const float* y, const float* gy, float* gx) {
+  V(gx, n) = V(gy, n) * (1.0f - V(y, n).square());
+}
+
+void SoftmaxRows(int64_t rows, int64_t cols, const float* x, float* y) {
+  for (int64_t i = 0; i < rows; ++i) {
+    CVec in(x + i * cols, cols);
+    Vec out(y + i * cols, cols);
+    out = (in - in.maxCoeff()).exp();
+    out /= out.sum();
+  }
+}
+
+void LogSoftmaxRows(int64_t rows, int64_t cols, const float* x, float* y) {
+  for (int64_t i = 0; i < rows; ++i) {
+    CVec in(x + i * cols, cols);
+    Vec out(y + i * cols, cols);
+    float mx = in.maxCoeff();
+    float lse = mx + std::log((in - mx).exp().sum());
+    out = in - lse;
+  }
+}
+
+void Im2Col(const Conv2dGeometry& g, const float* image, float* cols) {
+  const int64_t oh = g.out_h(), ow = g.out_w();
+  for (int64_t c = 0; c < g.channels; ++c) {
+    const float* plane = image + c * g.height * g.width;
+    for (int64_t ky = 0; ky < g.kernel_h; ++ky) {
+      for (int64_t kx = 0; kx < g.kernel_w; ++kx) {
+        float* row = cols + ((c * g.kernel_h + ky) * g.kernel_w + kx) * oh * ow;
+        for (int64_t oy = 0; oy < oh; ++oy) {
+          const int64_t iy = oy * g.stride - g.padding + ky;
+          float* dst = row + oy * ow;
+          if (iy < 0 || iy >= g.height) {
+            std::memset(dst, 0, sizeof(float) * ow);
+            continue;
+          }
+          const float* src = plane + iy * g.width;
+          if (g.stride == 1) {
+            // Contiguous run: zero the padded ends, copy the middle.
+            const int64_t shift = kx - g.padding;
+            const int64_t lo = std::max<int64_t>(0, -shift);
+            const int64_t hi = std::min<int64_t>(ow, g.width - shift);
+            if (lo > 0) std::memset(dst, 0, sizeof(float) * std::min(lo, ow));
+            if (hi > lo) std::memcpy(dst + lo, src + lo + shift, sizeof(float) * (hi - lo));
+            if (hi < ow) std::memset(dst + std::max(hi, lo), 0, sizeof(float) * (ow - std::max(hi, lo)));
+          } else {
+            for (int64_t ox = 0; ox < ow; ++ox) {
+              const int64_t ix = ox * g.stride - g.padding + kx;
+              dst[ox] = (ix >= 0 && ix < g.width) ? src[ix] : 0.0f;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void Col2Im(const Conv2dGeometry& g, const float* cols, float* image) {
+  const int64_t oh = g.out_h(), ow = g.out_w();
+  for (int64_t c = 0; c < g.channels; ++c) {
+    float* plane = image + c * g.height * g.width;
+    for (int64_t ky = 0; ky < g.kernel_h; ++ky) {
+      for (int64_t kx = 0; kx < g.kernel_w; ++kx) {
+        const float* row = cols + ((c * g.kernel_h + ky) * g.kernel_w + kx) * oh * ow;
+        for (int64_t oy = 0; oy < oh; ++oy) {
+          const int64_t iy = oy * g.stride - g.padding + ky;
+          if (iy < 0 || iy >= g.height) continue;
+          float* dst = plane + iy * g.width;
+          const float* src = row + oy * ow;
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            const int64_t ix = ox * g.stride - g.padding + kx;
+            if (ix >= 0 && ix < g.width) dst[ix] += src[ox];
+          }
+        }
+      }
+    }
+  }
+}
+
+void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, const float* in, float* out,
+                    int32_t* argmax) {
+  const int64_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      float best = -std::numeric_limits<float>::infinity();
+      int32_t best_i = static_cast<int32_t>((oy * stride) * w + ox * stride);
+      for (int64_t ky = 0; ky < k; ++ky) {
+        const int64_t iy = oy * stride + ky;
+        for (int64_t kx = 0; kx < k; ++kx) {
+          const int64_t idx = iy * w + ox * stride + kx;
+          // NaN propagates like PyTorch: a NaN input wins.
+          if (in[idx] > best || std::isnan(in[idx])) {
+            best = in[idx];
+            best_i = static_cast<int32_t>(idx);
+            if (std::isnan(best)) break;
+          }
+        }
+      }
+      out[oy * ow + ox] = best;
+      argmax[oy * ow + ox] = best_i;
+    }
+  }
+}
+
+void MaxPool2dPlaneBackward(int64_t out_n, const int32_t* argmax, const float* gy, float* gx) {
+  for (int64_t i = 0; i < out_n; ++i) gx[argmax[i]] += gy[i];
+}
+
+void SgdUpdate(int64_t n, float* w, const float* g, float* buf, float lr, float momentum,
+               float dampening, float weight_decay, bool nesterov, bool first_step) {
+  Vec W(w, n);
+  CVec G(g, n);
+  if (momentum == 0.0f) {
+    if (weight_decay != 0.0f) W -= lr * (G + weight_decay * W);
+    else W -= lr * G;
+    return;
+  }
+  Vec B(buf, n);
+  // d = g + wd*w; buf = first ? d : momentum*buf + (1-dampening)*d
+  if (first_step) B = G + weight_decay * W;
+  else B = momentum * B + (1.0f - dampening) * (G + weight_decay * W);
+  if (nesterov) W -= lr * ((G + weight_decay * W) + momentum * B);
+  else W -= lr * B;
+}
+
+void AdamUpdate(int64_t n, float* w, const float* g, float* m, float* v, float lr, float beta1,
+                float beta2, float eps, float weight_decay, bool decoupled, int64_t step) {
+  Vec W(w, n), M(m, n), Vv(v, n);
+  CVec G(g, n);
+  const float bc1 = 1.0f - std::pow(beta1, static_cast<float>(step));
+  const float bc2 = 1.0f - std::pow(beta2, static_cast<float>(step));
+  const float step_size = lr / bc1;
+  const float inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+  if (decoupled) {
+    if (weight_decay != 0.0f) W *= 1.0f - lr * weight_decay;
+    M = beta1 * M + (1.0f - beta1) * G;
+    Vv = beta2 * Vv + (1.0f - beta2) * G.square();
+  } else {
+    M = beta1 * M + (1.0f - beta1) * (G + weight_decay * W);
+    Vv = beta2 * Vv + (1.0f - beta2) * (G + weight_decay * W).square();
+  }
+  W -= step_size * M / (Vv.sqrt() * inv_sqrt_bc2 + eps);
+}
+
+}  // namespace dnnd::kernels

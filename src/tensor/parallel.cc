@@ -1,0 +1,131 @@
+#include "tensor/parallel.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+extern "C" {
+char* openblas_get_corename(void);
+char* openblas_get_config(void);
+}
+
+namespace dnnd {
+namespace {
+
+// A fixed pool of helper threads; the calling thread does the first chunk.
+class Pool {
+ public:
+  ~Pool() { Resize(0); }
+
+  void Resize(int helpers) {
+    std::unique_lock lock(mu_);
+    stop_ = true;
+    cv_.notify_all();
+    lock.unlock();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    lock.lock();
+    stop_ = false;
+    for (int i = 0; i < helpers; ++i) threads_.emplace_back([this, i] { Loop(i); });
+  }
+
+  int helpers() const { return static_cast<int>(threads_.size()); }
+
+  void Run(int chunks, const std::function<void(int)>& chunk_fn) {
+    std::unique_lock run_lock(run_mu_);  // one parallel region at a time
+    {
+      std::lock_guard lock(mu_);
+      fn_ = &chunk_fn;
+      chunks_ = chunks;
+      pending_ = chunks - 1;
+      ++generation_;
+    }
+    cv_.notify_all();
+    chunk_fn(0);
+    std::unique_lock lock(mu_);
+    done_cv_.wait(lock, [this] { return pending_ == 0; });
+    fn_ = nullptr;
+  }
+
+ private:
+  void Loop(int index) {
+    uint64_t seen = 0;
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      int chunk = index + 1;
+      if (chunk >= chunks_) continue;
+      const auto* fn = fn_;
+      lock.unlock();
+      (*fn)(chunk);
+      lock.lock();
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  std::mutex run_mu_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::vector<std::thread> threads_;
+  const std::function<void(int)>* fn_ = nullptr;
+  int chunks_ = 0;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+Pool& GetPool() {
+  static Pool* pool = new Pool;  // leaked: helpers must outlive static tensors
+  return *pool;
+}
+
+int threads = 1;
+std::once_flag init_once;
+
+void InitDefault() {
+  std::call_once(init_once, [] {
+    // Until configured, stay single-threaded: predictable for tests and tools.
+    openblas_set_num_threads(1);
+  });
+}
+
+}  // namespace
+
+void SetThreads(int n) {
+  InitDefault();
+  n = std::max(1, n);
+  threads = n;
+  openblas_set_num_threads(n);
+  GetPool().Resize(n - 1);
+}
+
+int GetThreads() {
+  InitDefault();
+  return threads;
+}
+
+std::string BlasCoreName() { return openblas_get_corename(); }
+std::string BlasConfig() { return openblas_get_config(); }
+
+void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  int64_t max_chunks = std::max<int64_t>(1, n / std::max<int64_t>(1, grain));
+  int chunks = static_cast<int>(std::min<int64_t>(GetThreads(), max_chunks));
+  if (chunks <= 1 || GetPool().helpers() < chunks - 1) {
+    fn(0, n);
+    return;
+  }
+  int64_t per = (n + chunks - 1) / chunks;
+  GetPool().Run(chunks, [&](int c) {
+    int64_t b = c * per, e = std::min(n, b + per);
+    if (b < e) fn(b, e);
+  });
+}
+
+}  // namespace dnnd

@@ -1,0 +1,30 @@
+// The process's one thread budget, shared by OpenBLAS and dnnd's own kernels.
+//
+// Stacking two pools (BLAS threads inside our threads) oversubscribes the
+// cores: on a 2-core machine PyTorch with both pools at 2 threads runs 3-4x
+// slower than with 1. So `SetThreads(n)` sizes both, and dnnd never calls BLAS
+// from inside ParallelFor: BLAS parallelises GEMMs, ParallelFor the rest, one
+// at a time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace dnnd {
+
+// Sets the number of threads for BLAS and ParallelFor (n >= 1).
+void SetThreads(int n);
+int GetThreads();
+
+// OpenBLAS's kernel name ("Haswell", "SkylakeX"...) and build configuration,
+// printed by benchmarks so a reader knows which code ran.
+std::string BlasCoreName();
+std::string BlasConfig();
+
+// Runs fn(begin, end) over [0, n) split into at most GetThreads() contiguous
+// chunks of at least `grain` items; runs inline when one chunk suffices.
+// fn must not call BLAS.
+void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace dnnd
