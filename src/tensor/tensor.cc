@@ -235,27 +235,29 @@ void Tensor::backward() const {
 
 void Tensor::backward(const Tensor& grad_output) const {
   if (!requires_grad()) throw std::logic_error("backward() on a tensor that does not require grad");
-  // Topological order of the impls reachable through grad_fn edges.
-  std::vector<Impl*> order;
+  // Topological order of the impls reachable through grad_fn edges. Strong
+  // references: running a node releases its inputs, which may be the last
+  // owner of impls still waiting their turn.
+  std::vector<std::shared_ptr<Impl>> order;
   std::unordered_set<Impl*> seen;
-  std::vector<std::pair<Impl*, size_t>> stack{{impl_.get(), 0}};
+  std::vector<std::pair<std::shared_ptr<Impl>, size_t>> stack{{impl_, 0}};
   seen.insert(impl_.get());
   while (!stack.empty()) {
-    auto& [node, next] = stack.back();
-    GradNode* fn = node->grad_fn.get();
+    GradNode* fn = stack.back().first->grad_fn.get();
+    size_t& next = stack.back().second;
     if (fn && next < fn->inputs.size()) {
-      Impl* child = fn->inputs[next++].impl_.get();
-      if (child->grad_fn && seen.insert(child).second) stack.push_back({child, 0});
+      const std::shared_ptr<Impl>& child = fn->inputs[next++].impl_;
+      if (child && child->grad_fn && seen.insert(child.get()).second) stack.push_back({child, 0});
       continue;
     }
-    order.push_back(node);
+    order.push_back(std::move(stack.back().first));
     stack.pop_back();
   }
-  // The root's gradient seeds the walk; intermediate grads are freed as soon as
-  // their node has run, so peak memory is that of one backward pass.
+  // The root's gradient seeds the walk; each node's gradient and saved inputs
+  // are released as soon as it has run, so activations free progressively.
   AccumulateGrad(grad_output);
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    Impl* node = *it;
+    std::shared_ptr<Impl> node = std::move(*it);
     if (!node->grad_fn) continue;  // a leaf root keeps its gradient
     std::shared_ptr<GradNode> fn = std::move(node->grad_fn);
     std::shared_ptr<Impl> g = std::move(node->grad);

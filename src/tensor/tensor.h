@@ -46,6 +46,7 @@ class Tensor {
   // --- construction -------------------------------------------------------
   static Tensor Empty(const Shape& shape);  // uninitialised, from the pool
   static Tensor Zeros(const Shape& shape);
+  static Tensor Ones(const Shape& shape) { return Full(shape, 1.0f); }
   static Tensor Full(const Shape& shape, float value);
   static Tensor FromVector(const Shape& shape, const std::vector<float>& values);
   static Tensor Scalar(float value) { return Full({}, value); }

@@ -1,0 +1,474 @@
+#include "tensor/ops.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "tensor/kernels.h"
+#include "tensor/parallel.h"
+
+namespace dnnd::ops {
+namespace {
+
+[[noreturn]] void ShapeError(const char* op, const Tensor& a, const Tensor& b) {
+  throw std::invalid_argument(std::string(op) + ": incompatible shapes " +
+                              ShapeToString(a.shape()) + " and " + ShapeToString(b.shape()));
+}
+
+bool AnyRequiresGrad(std::initializer_list<const Tensor*> ts) {
+  if (!GradEnabled()) return false;
+  for (const Tensor* t : ts)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+// Records `fn` as the producer of `out`. `inputs` are kept alive for backward;
+// the closure reaches them through the node (no reference cycle: the node
+// owns the closure, the output owns the node).
+template <typename Fn>
+void Record(Tensor& out, const char* name, std::vector<Tensor> inputs, Fn&& fn) {
+  auto node = std::make_shared<GradNode>();
+  node->name = name;
+  node->inputs = std::move(inputs);
+  GradNode* raw = node.get();
+  node->backward = [raw, fn = std::forward<Fn>(fn)](const Tensor& g) { fn(raw->inputs, g); };
+  out.set_grad_fn(std::move(node));
+}
+
+bool Needs(const Tensor& t) { return t.defined() && t.requires_grad(); }
+
+// Element-wise unary op with a backward expressed through the output.
+template <typename Fwd, typename Bwd>
+Tensor UnaryFromOutput(const Tensor& x, const char* name, Fwd fwd, Bwd bwd) {
+  Tensor y = Tensor::Empty(x.shape());
+  fwd(x.numel(), x.data(), y.data());
+  if (AnyRequiresGrad({&x})) {
+    Tensor saved = y.detach();
+    Record(y, name, {x}, [saved, bwd](std::vector<Tensor>& in, const Tensor& g) {
+      Tensor gx = Tensor::Empty(saved.shape());
+      bwd(saved.numel(), saved.data(), g.data(), gx.data());
+      in[0].AccumulateGrad(std::move(gx));
+    });
+  }
+  return y;
+}
+
+enum class Bcast { kSame, kRow, kScalar };
+Bcast Broadcast(const char* op, const Tensor& a, const Tensor& b) {
+  if (a.shape() == b.shape()) return Bcast::kSame;
+  if (b.numel() == 1 && b.ndim() <= 1) return Bcast::kScalar;
+  const Shape& as = a.shape();
+  const Shape& bs = b.shape();
+  if (bs.size() < as.size() && std::equal(bs.rbegin(), bs.rend(), as.rbegin())) return Bcast::kRow;
+  ShapeError(op, a, b);
+}
+
+// Reduces a gradient shaped like `a` to the shape of broadcast operand `b`.
+Tensor ReduceTo(const Tensor& g, const Tensor& b, Bcast mode, float sign) {
+  Tensor gb = Tensor::Empty(b.shape());
+  if (mode == Bcast::kScalar) {
+    gb.data()[0] = sign * kernels::Sum(g.numel(), g.data());
+  } else {
+    kernels::ColumnSum(g.numel() / b.numel(), b.numel(), g.data(), gb.data(), false);
+    if (sign != 1.0f) kernels::Scale(gb.numel(), sign, gb.data());
+  }
+  return gb;
+}
+
+Tensor AddSub(const Tensor& a, const Tensor& b, float sign, const char* name) {
+  Bcast mode = Broadcast(name, a, b);
+  Tensor y = Tensor::Empty(a.shape());
+  if (mode == Bcast::kSame) {
+    if (sign > 0) kernels::Add(a.numel(), a.data(), b.data(), y.data());
+    else kernels::Sub(a.numel(), a.data(), b.data(), y.data());
+  } else if (mode == Bcast::kScalar) {
+    Tensor row = Tensor::Full({1}, sign * b.data()[0]);
+    kernels::AddRowVector(a.numel(), 1, a.data(), row.data(), y.data());
+  } else {
+    Tensor row = b;
+    if (sign < 0) row = MulScalar(b.detach(), -1.0f);
+    kernels::AddRowVector(a.numel() / b.numel(), b.numel(), a.data(), row.data(), y.data());
+  }
+  if (AnyRequiresGrad({&a, &b})) {
+    Record(y, name, {a, b}, [mode, sign](std::vector<Tensor>& in, const Tensor& g) {
+      if (Needs(in[1])) {
+        if (mode == Bcast::kSame) {
+          Tensor gb = g.clone();
+          if (sign != 1.0f) kernels::Scale(gb.numel(), sign, gb.data());
+          in[1].AccumulateGrad(std::move(gb));
+        } else {
+          in[1].AccumulateGrad(ReduceTo(g, in[1], mode, sign));
+        }
+      }
+      if (Needs(in[0])) in[0].AccumulateGrad(g);
+    });
+  }
+  return y;
+}
+
+}  // namespace
+
+Tensor MatMul(const Tensor& a, const Tensor& b) {
+  if (a.ndim() != 2 || b.ndim() != 2 || a.size(1) != b.size(0)) ShapeError("MatMul", a, b);
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  Tensor y = Tensor::Empty({m, n});
+  kernels::Gemm(false, false, m, n, k, 1.0f, a.data(), b.data(), 0.0f, y.data());
+  if (AnyRequiresGrad({&a, &b})) {
+    Record(y, "MatMul", {a, b}, [m, k, n](std::vector<Tensor>& in, const Tensor& g) {
+      if (Needs(in[0])) {  // ga[m,k] = g[m,n] b^T
+        Tensor ga = Tensor::Empty({m, k});
+        kernels::Gemm(false, true, m, k, n, 1.0f, g.data(), in[1].data(), 0.0f, ga.data());
+        in[0].AccumulateGrad(std::move(ga));
+      }
+      if (Needs(in[1])) {  // gb[k,n] = a^T g
+        Tensor gb = Tensor::Empty({k, n});
+        kernels::Gemm(true, false, k, n, m, 1.0f, in[0].data(), g.data(), 0.0f, gb.data());
+        in[1].AccumulateGrad(std::move(gb));
+      }
+    });
+  }
+  return y;
+}
+
+Tensor Linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (x.ndim() != 2 || weight.ndim() != 2 || x.size(1) != weight.size(1))
+    ShapeError("Linear", x, weight);
+  const int64_t n = x.size(0), in = x.size(1), out = weight.size(0);
+  if (bias.defined() && (bias.ndim() != 1 || bias.size(0) != out)) ShapeError("Linear", weight, bias);
+  Tensor y = Tensor::Empty({n, out});
+  float beta = 0.0f;
+  if (bias.defined()) {  // y = bias broadcast, then y += x W^T in one GEMM
+    for (int64_t r = 0; r < n; ++r) std::copy_n(bias.data(), out, y.data() + r * out);
+    beta = 1.0f;
+  }
+  kernels::Gemm(false, true, n, out, in, 1.0f, x.data(), weight.data(), beta, y.data());
+  if (AnyRequiresGrad({&x, &weight, &bias})) {
+    Record(y, "Linear", {x, weight, bias}, [n, in, out](std::vector<Tensor>& t, const Tensor& g) {
+      if (Needs(t[0])) {  // gx[n,in] = g[n,out] W[out,in]
+        Tensor gx = Tensor::Empty({n, in});
+        kernels::Gemm(false, false, n, in, out, 1.0f, g.data(), t[1].data(), 0.0f, gx.data());
+        t[0].AccumulateGrad(std::move(gx));
+      }
+      if (Needs(t[1])) {  // gW[out,in] = g^T x, accumulated in place when a grad exists
+        Tensor existing = t[1].grad();
+        if (existing.defined()) {
+          kernels::Gemm(true, false, out, in, n, 1.0f, g.data(), t[0].data(), 1.0f, existing.data());
+        } else {
+          Tensor gw = Tensor::Empty({out, in});
+          kernels::Gemm(true, false, out, in, n, 1.0f, g.data(), t[0].data(), 0.0f, gw.data());
+          t[1].AccumulateGrad(std::move(gw));
+        }
+      }
+      if (Needs(t[2])) {
+        Tensor existing = t[2].grad();
+        if (existing.defined()) {
+          kernels::ColumnSum(n, out, g.data(), existing.data(), true);
+        } else {
+          Tensor gb = Tensor::Empty({out});
+          kernels::ColumnSum(n, out, g.data(), gb.data(), false);
+          t[2].AccumulateGrad(std::move(gb));
+        }
+      }
+    });
+  }
+  return y;
+}
+
+Tensor Add(const Tensor& a, const Tensor& b) { return AddSub(a, b, 1.0f, "Add"); }
+Tensor Sub(const Tensor& a, const Tensor& b) { return AddSub(a, b, -1.0f, "Sub"); }
+
+Tensor Mul(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape()) ShapeError("Mul", a, b);
+  Tensor y = Tensor::Empty(a.shape());
+  kernels::Mul(a.numel(), a.data(), b.data(), y.data());
+  if (AnyRequiresGrad({&a, &b})) {
+    Record(y, "Mul", {a, b}, [](std::vector<Tensor>& in, const Tensor& g) {
+      for (int i = 0; i < 2; ++i) {
+        if (!Needs(in[i])) continue;
+        Tensor gi = Tensor::Empty(g.shape());
+        kernels::Mul(g.numel(), g.data(), in[1 - i].data(), gi.data());
+        in[i].AccumulateGrad(std::move(gi));
+      }
+    });
+  }
+  return y;
+}
+
+Tensor MulScalar(const Tensor& a, float s) {
+  Tensor y = Tensor::Empty(a.shape());
+  kernels::AddScalarMul(a.numel(), a.data(), s, y.data());
+  if (AnyRequiresGrad({&a})) {
+    Record(y, "MulScalar", {a}, [s](std::vector<Tensor>& in, const Tensor& g) {
+      Tensor gx = Tensor::Empty(g.shape());
+      kernels::AddScalarMul(g.numel(), g.data(), s, gx.data());
+      in[0].AccumulateGrad(std::move(gx));
+    });
+  }
+  return y;
+}
+
+Tensor Relu(const Tensor& x) {
+  return UnaryFromOutput(x, "Relu", kernels::Relu, kernels::ReluBackward);
+}
+Tensor Sigmoid(const Tensor& x) {
+  return UnaryFromOutput(x, "Sigmoid", kernels::Sigmoid, kernels::SigmoidBackward);
+}
+Tensor Tanh(const Tensor& x) {
+  return UnaryFromOutput(x, "Tanh", kernels::Tanh, kernels::TanhBackward);
+}
+
+Tensor Softmax(const Tensor& x) {
+  if (x.ndim() < 1) throw std::invalid_argument("Softmax of a scalar");
+  const int64_t cols = x.size(-1), rows = x.numel() / std::max<int64_t>(1, cols);
+  Tensor y = Tensor::Empty(x.shape());
+  kernels::SoftmaxRows(rows, cols, x.data(), y.data());
+  if (AnyRequiresGrad({&x})) {
+    Tensor saved = y.detach();
+    Record(y, "Softmax", {x}, [saved, rows, cols](std::vector<Tensor>& in, const Tensor& g) {
+      // gx = y * (g - sum(g * y)) per row
+      Tensor gx = Tensor::Empty(saved.shape());
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* yr = saved.data() + r * cols;
+        const float* gr = g.data() + r * cols;
+        float dot = kernels::Dot(cols, gr, yr);
+        float* out = gx.data() + r * cols;
+        for (int64_t c = 0; c < cols; ++c) out[c] = yr[c] * (gr[c] - dot);
+      }
+      in[0].AccumulateGrad(std::move(gx));
+    });
+  }
+  return y;
+}
+
+Tensor LogSoftmax(const Tensor& x) {
+  if (x.ndim() < 1) throw std::invalid_argument("LogSoftmax of a scalar");
+  const int64_t cols = x.size(-1), rows = x.numel() / std::max<int64_t>(1, cols);
+  Tensor y = Tensor::Empty(x.shape());
+  kernels::LogSoftmaxRows(rows, cols, x.data(), y.data());
+  if (AnyRequiresGrad({&x})) {
+    Tensor saved = y.detach();
+    Record(y, "LogSoftmax", {x}, [saved, rows, cols](std::vector<Tensor>& in, const Tensor& g) {
+      // gx = g - softmax * sum(g) per row
+      Tensor gx = Tensor::Empty(saved.shape());
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* yr = saved.data() + r * cols;
+        const float* gr = g.data() + r * cols;
+        float s = kernels::Sum(cols, gr);
+        float* out = gx.data() + r * cols;
+        for (int64_t c = 0; c < cols; ++c) out[c] = gr[c] - std::exp(yr[c]) * s;
+      }
+      in[0].AccumulateGrad(std::move(gx));
+    });
+  }
+  return y;
+}
+
+Tensor Dropout(const Tensor& x, float p, Rng& rng) {
+  if (p < 0.0f || p >= 1.0f) throw std::invalid_argument("Dropout p must be in [0, 1)");
+  if (p == 0.0f) return x;
+  Tensor mask = Tensor::Empty(x.shape());
+  std::bernoulli_distribution keep(1.0 - p);
+  const float scale = 1.0f / (1.0f - p);
+  float* m = mask.data();
+  for (int64_t i = 0; i < mask.numel(); ++i) m[i] = keep(rng) ? scale : 0.0f;
+  return Mul(x, mask);
+}
+
+Tensor Sum(const Tensor& x) {
+  Tensor y = Tensor::Scalar(kernels::Sum(x.numel(), x.data()));
+  if (AnyRequiresGrad({&x})) {
+    Record(y, "Sum", {x}, [](std::vector<Tensor>& in, const Tensor& g) {
+      in[0].AccumulateGrad(Tensor::Full(in[0].shape(), g.item()));
+    });
+  }
+  return y;
+}
+
+Tensor Mean(const Tensor& x) {
+  if (x.numel() == 0) throw std::invalid_argument("Mean of an empty tensor");
+  return MulScalar(Sum(x), 1.0f / static_cast<float>(x.numel()));
+}
+
+Tensor Flatten(const Tensor& x) {
+  if (x.ndim() < 1) throw std::invalid_argument("Flatten of a scalar");
+  const int64_t n = x.size(0);
+  return x.Reshape({n, n == 0 ? 0 : x.numel() / n});
+}
+
+Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
+              int64_t padding) {
+  if (x.ndim() != 4 || weight.ndim() != 4 || x.size(1) != weight.size(1))
+    ShapeError("Conv2d", x, weight);
+  kernels::Conv2dGeometry geo{x.size(1), x.size(2), x.size(3), weight.size(2), weight.size(3),
+                              stride, padding};
+  const int64_t n = x.size(0), oc = weight.size(0), oh = geo.out_h(), ow = geo.out_w();
+  if (stride < 1 || padding < 0 || oh < 1 || ow < 1) ShapeError("Conv2d", x, weight);
+  const int64_t patch = geo.patch(), plane = oh * ow;
+  const int64_t in_sample = geo.channels * geo.height * geo.width;
+  Tensor y = Tensor::Empty({n, oc, oh, ow});
+  // All samples' columns side by side: cols[patch, n*plane], so the whole
+  // batch is one GEMM that BLAS can parallelise well.
+  Tensor cols = Tensor::Empty({patch, n * plane});
+  Tensor col1 = Tensor::Empty({patch, plane});
+  // Per sample im2col into a scratch, then scatter rows into the batch matrix.
+  for (int64_t s = 0; s < n; ++s) {
+    kernels::Im2Col(geo, x.data() + s * in_sample, col1.data());
+    for (int64_t r = 0; r < patch; ++r)
+      std::copy_n(col1.data() + r * plane, plane, cols.data() + r * n * plane + s * plane);
+  }
+  Tensor out_mat = Tensor::Empty({oc, n * plane});
+  kernels::Gemm(false, false, oc, n * plane, patch, 1.0f, weight.data(), cols.data(), 0.0f,
+                out_mat.data());
+  // [oc, n, plane] -> [n, oc, plane], adding the bias on the way.
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t c = 0; c < oc; ++c) {
+      const float* src = out_mat.data() + c * n * plane + s * plane;
+      float* dst = y.data() + (s * oc + c) * plane;
+      const float b = bias.defined() ? bias.data()[c] : 0.0f;
+      for (int64_t i = 0; i < plane; ++i) dst[i] = src[i] + b;
+    }
+  if (AnyRequiresGrad({&x, &weight, &bias})) {
+    Record(y, "Conv2d", {x, weight, bias},
+           [geo, cols, n, oc, patch, plane, in_sample](std::vector<Tensor>& t, const Tensor& g) {
+             // g [n, oc, plane] -> gm [oc, n*plane]
+             Tensor gm = Tensor::Empty({oc, n * plane});
+             for (int64_t s = 0; s < n; ++s)
+               for (int64_t c = 0; c < oc; ++c)
+                 std::copy_n(g.data() + (s * oc + c) * plane, plane,
+                             gm.data() + c * n * plane + s * plane);
+             if (Needs(t[2])) {
+               Tensor gb = Tensor::Empty({oc});
+               kernels::RowSum(oc, n * plane, gm.data(), gb.data(), false);
+               t[2].AccumulateGrad(std::move(gb));
+             }
+             if (Needs(t[1])) {  // gW[oc, patch] = gm[oc, n*plane] cols^T
+               Tensor gw = Tensor::Empty(t[1].shape());
+               kernels::Gemm(false, true, oc, patch, n * plane, 1.0f, gm.data(), cols.data(), 0.0f,
+                             gw.data());
+               t[1].AccumulateGrad(std::move(gw));
+             }
+             if (Needs(t[0])) {  // gcols[patch, n*plane] = W^T gm, then col2im per sample
+               Tensor gcols = Tensor::Empty({patch, n * plane});
+               kernels::Gemm(true, false, patch, n * plane, oc, 1.0f, t[1].data(), gm.data(), 0.0f,
+                             gcols.data());
+               Tensor gx = Tensor::Zeros(t[0].shape());
+               Tensor col1 = Tensor::Empty({patch, plane});
+               for (int64_t s = 0; s < n; ++s) {
+                 for (int64_t r = 0; r < patch; ++r)
+                   std::copy_n(gcols.data() + r * n * plane + s * plane, plane,
+                               col1.data() + r * plane);
+                 kernels::Col2Im(geo, col1.data(), gx.data() + s * in_sample);
+               }
+               t[0].AccumulateGrad(std::move(gx));
+             }
+           });
+  }
+  return y;
+}
+
+Tensor MaxPool2d(const Tensor& x, int64_t kernel, int64_t stride) {
+  if (x.ndim() != 4) throw std::invalid_argument("MaxPool2d expects [n, c, h, w], got " +
+                                                 ShapeToString(x.shape()));
+  if (kernel < 1 || stride < 1 || x.size(2) < kernel || x.size(3) < kernel)
+    throw std::invalid_argument("MaxPool2d: kernel " + std::to_string(kernel) +
+                                " does not fit input " + ShapeToString(x.shape()));
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t oh = (h - kernel) / stride + 1, ow = (w - kernel) / stride + 1;
+  Tensor y = Tensor::Empty({n, c, oh, ow});
+  auto argmax = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(n * c * oh * ow));
+  const int64_t planes = n * c;
+  ParallelFor(planes, 16, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p)
+      kernels::MaxPool2dPlane(h, w, kernel, stride, x.data() + p * h * w, y.data() + p * oh * ow,
+                              argmax->data() + p * oh * ow);
+  });
+  if (AnyRequiresGrad({&x})) {
+    Record(y, "MaxPool2d", {x}, [argmax, planes, h, w, oh, ow](std::vector<Tensor>& in,
+                                                               const Tensor& g) {
+      Tensor gx = Tensor::Zeros(in[0].shape());
+      for (int64_t p = 0; p < planes; ++p)
+        kernels::MaxPool2dPlaneBackward(oh * ow, argmax->data() + p * oh * ow,
+                                        g.data() + p * oh * ow, gx.data() + p * h * w);
+      in[0].AccumulateGrad(std::move(gx));
+    });
+  }
+  return y;
+}
+
+Tensor CrossEntropy(const Tensor& logits, std::span<const int32_t> labels) {
+  if (logits.ndim() != 2 || logits.size(0) != static_cast<int64_t>(labels.size()))
+    throw std::invalid_argument("CrossEntropy: logits " + ShapeToString(logits.shape()) +
+                                " for " + std::to_string(labels.size()) + " labels");
+  const int64_t n = logits.size(0), k = logits.size(1);
+  if (n == 0) throw std::invalid_argument("CrossEntropy of an empty batch");
+  for (int32_t l : labels)
+    if (l < 0 || l >= k)
+      throw std::invalid_argument("CrossEntropy: label " + std::to_string(l) + " outside [0, " +
+                                  std::to_string(k) + ")");
+  // Fused log-softmax + NLL: stable, and backward is softmax - onehot.
+  Tensor logp = Tensor::Empty(logits.shape());
+  kernels::LogSoftmaxRows(n, k, logits.data(), logp.data());
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total -= logp.data()[i * k + labels[i]];
+  Tensor y = Tensor::Scalar(static_cast<float>(total / n));
+  if (AnyRequiresGrad({&logits})) {
+    std::vector<int32_t> lab(labels.begin(), labels.end());
+    Record(y, "CrossEntropy", {logits}, [logp, lab = std::move(lab), n, k](std::vector<Tensor>& in,
+                                                                         const Tensor& g) {
+      const float scale = g.item() / static_cast<float>(n);
+      Tensor gx = Tensor::Empty(logp.shape());
+      const float* lp = logp.data();
+      float* out = gx.data();
+      for (int64_t i = 0; i < n * k; ++i) out[i] = std::exp(lp[i]) * scale;
+      for (int64_t i = 0; i < n; ++i) out[i * k + lab[i]] -= scale;
+      in[0].AccumulateGrad(std::move(gx));
+    });
+  }
+  return y;
+}
+
+Tensor MseLoss(const Tensor& pred, const Tensor& target) {
+  if (pred.numel() != target.numel()) ShapeError("MseLoss", pred, target);
+  Tensor diff = Tensor::Empty(pred.shape());
+  kernels::Sub(pred.numel(), pred.data(), target.data(), diff.data());
+  const float n = static_cast<float>(pred.numel());
+  Tensor y = Tensor::Scalar(kernels::Dot(diff.numel(), diff.data(), diff.data()) / n);
+  if (AnyRequiresGrad({&pred})) {
+    Record(y, "MseLoss", {pred}, [diff, n](std::vector<Tensor>& in, const Tensor& g) {
+      Tensor gx = Tensor::Empty(in[0].shape());
+      kernels::AddScalarMul(diff.numel(), diff.data(), 2.0f * g.item() / n, gx.data());
+      in[0].AccumulateGrad(std::move(gx));
+    });
+  }
+  return y;
+}
+
+Tensor BceLoss(const Tensor& pred, const Tensor& target) {
+  if (pred.numel() != target.numel()) ShapeError("BceLoss", pred, target);
+  const int64_t n = pred.numel();
+  double total = 0;
+  const float* p = pred.data();
+  const float* t = target.data();
+  for (int64_t i = 0; i < n; ++i) {
+    // PyTorch clamps each log at -100 so p = 0 or 1 gives a finite loss.
+    double lp = std::max(std::log(static_cast<double>(p[i])), -100.0);
+    double l1p = std::max(std::log1p(-static_cast<double>(p[i])), -100.0);
+    total -= t[i] * lp + (1.0 - t[i]) * l1p;
+  }
+  Tensor y = Tensor::Scalar(static_cast<float>(total / n));
+  if (AnyRequiresGrad({&pred})) {
+    Tensor tgt = target.detach();
+    Record(y, "BceLoss", {pred}, [tgt, n](std::vector<Tensor>& in, const Tensor& g) {
+      const float scale = g.item() / static_cast<float>(n);
+      Tensor gx = Tensor::Empty(in[0].shape());
+      const float* p = in[0].data();
+      const float* t = tgt.data();
+      constexpr float kEps = 1e-12f;  // PyTorch's clamp of the denominator
+      for (int64_t i = 0; i < n; ++i)
+        gx.data()[i] = scale * (p[i] - t[i]) / std::max((1.0f - p[i]) * p[i], kEps);
+      in[0].AccumulateGrad(std::move(gx));
+    });
+  }
+  return y;
+}
+
+}  // namespace dnnd::ops

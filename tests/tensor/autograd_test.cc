@@ -1,0 +1,93 @@
+// Autograd engine semantics (PyTorch's): accumulation, zero_grad, no_grad,
+// shared inputs, graph release.
+#include <gtest/gtest.h>
+
+#include "tensor/ops.h"
+#include "tensor/tensor.h"
+
+namespace dnnd {
+namespace {
+
+TEST(Autograd, GradientsAccumulateAcrossBackwardCalls) {
+  Tensor w = Tensor::FromVector({2}, {1.0f, 2.0f}).set_requires_grad(true);
+  ops::Sum(ops::MulScalar(w, 3.0f)).backward();
+  ops::Sum(ops::MulScalar(w, 3.0f)).backward();
+  EXPECT_EQ(w.grad().ToVector(), (std::vector<float>{6.0f, 6.0f}));
+  w.zero_grad();
+  EXPECT_FALSE(w.grad().defined());
+}
+
+TEST(Autograd, InputUsedTwiceGetsBothContributions) {
+  Tensor x = Tensor::FromVector({3}, {1.0f, -2.0f, 3.0f}).set_requires_grad(true);
+  ops::Sum(ops::Mul(x, x)).backward();  // d/dx sum(x^2) = 2x
+  EXPECT_EQ(x.grad().ToVector(), (std::vector<float>{2.0f, -4.0f, 6.0f}));
+}
+
+TEST(Autograd, AddPassThroughDoesNotAliasGradients) {
+  Tensor a = Tensor::Zeros({2}).set_requires_grad(true);
+  Tensor b = Tensor::Zeros({2}).set_requires_grad(true);
+  ops::Sum(ops::Add(a, b)).backward();
+  ops::Sum(ops::MulScalar(a, 5.0f)).backward();  // accumulates into a only
+  EXPECT_EQ(a.grad().ToVector(), (std::vector<float>{6.0f, 6.0f}));
+  EXPECT_EQ(b.grad().ToVector(), (std::vector<float>{1.0f, 1.0f}));
+}
+
+TEST(Autograd, NoGradGuardRecordsNothing) {
+  Tensor w = Tensor::Ones({2}).set_requires_grad(true);
+  Tensor y;
+  {
+    NoGradGuard guard;
+    y = ops::MulScalar(w, 2.0f);
+  }
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_TRUE(GradEnabled());
+}
+
+TEST(Autograd, BackwardFreesTheGraph) {
+  Tensor w = Tensor::Ones({2}).set_requires_grad(true);
+  Tensor y = ops::Sum(ops::MulScalar(w, 2.0f));
+  ASSERT_NE(y.grad_fn(), nullptr);
+  y.backward();
+  EXPECT_EQ(y.grad_fn(), nullptr);
+}
+
+TEST(Autograd, BackwardOnNonScalarNeedsGradOutput) {
+  Tensor w = Tensor::Ones({2}).set_requires_grad(true);
+  Tensor y = ops::MulScalar(w, 2.0f);
+  EXPECT_THROW(y.backward(), std::invalid_argument);
+  y.backward(Tensor::FromVector({2}, {1.0f, 10.0f}));
+  EXPECT_EQ(w.grad().ToVector(), (std::vector<float>{2.0f, 20.0f}));
+}
+
+TEST(Autograd, DetachStopsGradients) {
+  Tensor w = Tensor::Ones({2}).set_requires_grad(true);
+  Tensor d = ops::MulScalar(w, 2.0f).detach();
+  EXPECT_FALSE(d.requires_grad());
+}
+
+TEST(Autograd, ShapeMismatchIsAnErrorNamingBothShapes) {
+  Tensor a = Tensor::Zeros({2, 3}), b = Tensor::Zeros({4, 5});
+  try {
+    ops::MatMul(a, b);
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("[2, 3]"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("[4, 5]"), std::string::npos);
+  }
+}
+
+TEST(Autograd, CrossEntropyRejectsOutOfRangeLabels) {
+  Tensor logits = Tensor::Zeros({2, 3});
+  std::vector<int32_t> labels = {0, 3};
+  EXPECT_THROW(ops::CrossEntropy(logits, labels), std::invalid_argument);
+}
+
+TEST(Autograd, CrossEntropyIsStableForHugeLogits) {
+  Tensor logits = Tensor::FromVector({1, 2}, {1000.0f, -1000.0f});
+  std::vector<int32_t> labels = {1};
+  float loss = ops::CrossEntropy(logits, labels).item();
+  EXPECT_FLOAT_EQ(loss, 2000.0f);
+}
+
+}  // namespace
+}  // namespace dnnd

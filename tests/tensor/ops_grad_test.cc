@@ -1,0 +1,160 @@
+// Every differentiable op's gradient against central finite differences.
+#include <gtest/gtest.h>
+
+#include "grad_check.h"
+#include "tensor/ops.h"
+
+namespace dnnd {
+namespace {
+
+using testing::ExpectGradientsMatch;
+
+Tensor Rand(const Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  Rng rng(seed);
+  return Tensor::Uniform(s, lo, hi, rng);
+}
+
+// Values bounded away from 0 so ReLU's kink is never within eps.
+Tensor RandAwayFromZero(const Shape& s, uint64_t seed) {
+  Tensor t = Rand(s, seed);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] += t.data()[i] >= 0 ? 0.1f : -0.1f;
+  return t;
+}
+
+TEST(OpsGrad, MatMul) {
+  ExpectGradientsMatch([](auto& in) { return ops::MatMul(in[0], in[1]); },
+                       {Rand({3, 4}, 1), Rand({4, 5}, 2)});
+}
+
+TEST(OpsGrad, LinearWithBias) {
+  ExpectGradientsMatch([](auto& in) { return ops::Linear(in[0], in[1], in[2]); },
+                       {Rand({4, 6}, 1), Rand({3, 6}, 2), Rand({3}, 3)});
+}
+
+TEST(OpsGrad, LinearWithoutBias) {
+  ExpectGradientsMatch([](auto& in) { return ops::Linear(in[0], in[1], Tensor()); },
+                       {Rand({2, 5}, 4), Rand({7, 5}, 5)});
+}
+
+TEST(OpsGrad, AddSameShape) {
+  ExpectGradientsMatch([](auto& in) { return ops::Add(in[0], in[1]); },
+                       {Rand({2, 3}, 1), Rand({2, 3}, 2)});
+}
+
+TEST(OpsGrad, AddBroadcastRow) {
+  ExpectGradientsMatch([](auto& in) { return ops::Add(in[0], in[1]); },
+                       {Rand({4, 3}, 1), Rand({3}, 2)});
+}
+
+TEST(OpsGrad, SubBroadcastScalar) {
+  ExpectGradientsMatch([](auto& in) { return ops::Sub(in[0], in[1]); },
+                       {Rand({4, 3}, 1), Rand({1}, 2)});
+}
+
+TEST(OpsGrad, SubBroadcastRow) {
+  ExpectGradientsMatch([](auto& in) { return ops::Sub(in[0], in[1]); },
+                       {Rand({2, 2, 3}, 1), Rand({2, 3}, 2)});
+}
+
+TEST(OpsGrad, Mul) {
+  ExpectGradientsMatch([](auto& in) { return ops::Mul(in[0], in[1]); },
+                       {Rand({3, 3}, 1), Rand({3, 3}, 2)});
+}
+
+TEST(OpsGrad, MulScalar) {
+  ExpectGradientsMatch([](auto& in) { return ops::MulScalar(in[0], -2.5f); }, {Rand({5}, 1)});
+}
+
+TEST(OpsGrad, Relu) {
+  ExpectGradientsMatch([](auto& in) { return ops::Relu(in[0]); }, {RandAwayFromZero({4, 5}, 1)});
+}
+
+TEST(OpsGrad, Sigmoid) {
+  ExpectGradientsMatch([](auto& in) { return ops::Sigmoid(in[0]); }, {Rand({4, 5}, 1, -3, 3)});
+}
+
+TEST(OpsGrad, Tanh) {
+  ExpectGradientsMatch([](auto& in) { return ops::Tanh(in[0]); }, {Rand({4, 5}, 1, -2, 2)});
+}
+
+TEST(OpsGrad, Softmax) {
+  ExpectGradientsMatch([](auto& in) { return ops::Softmax(in[0]); }, {Rand({3, 6}, 1, -2, 2)});
+}
+
+TEST(OpsGrad, LogSoftmax) {
+  ExpectGradientsMatch([](auto& in) { return ops::LogSoftmax(in[0]); }, {Rand({3, 6}, 1, -2, 2)});
+}
+
+TEST(OpsGrad, SumAndMean) {
+  ExpectGradientsMatch([](auto& in) { return ops::Sum(in[0]); }, {Rand({3, 4}, 1)});
+  ExpectGradientsMatch([](auto& in) { return ops::Mean(in[0]); }, {Rand({3, 4}, 2)});
+}
+
+TEST(OpsGrad, ReshapeAndFlatten) {
+  ExpectGradientsMatch(
+      [](auto& in) { return ops::Mul(ops::Flatten(in[0]), ops::Flatten(in[0])); },
+      {Rand({2, 3, 2, 2}, 1)});
+}
+
+TEST(OpsGrad, Conv2dStride1Pad1) {
+  ExpectGradientsMatch(
+      [](auto& in) { return ops::Conv2d(in[0], in[1], in[2], 1, 1); },
+      {Rand({2, 2, 5, 5}, 1), Rand({3, 2, 3, 3}, 2), Rand({3}, 3)});
+}
+
+TEST(OpsGrad, Conv2dStride2NoPadNoBias) {
+  ExpectGradientsMatch(
+      [](auto& in) { return ops::Conv2d(in[0], in[1], Tensor(), 2, 0); },
+      {Rand({2, 3, 7, 6}, 4), Rand({2, 3, 3, 2}, 5)});
+}
+
+TEST(OpsGrad, MaxPool2d) {
+  // Distinct values, spaced far wider than eps, so the argmax never flips.
+  Tensor x = Tensor::Empty({2, 2, 4, 6});
+  Rng rng(7);
+  std::vector<float> v(x.numel());
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 0.05f * static_cast<float>(i);
+  std::shuffle(v.begin(), v.end(), rng);
+  std::copy(v.begin(), v.end(), x.data());
+  ExpectGradientsMatch([](auto& in) { return ops::MaxPool2d(in[0], 2, 2); }, {x});
+  ExpectGradientsMatch([](auto& in) { return ops::MaxPool2d(in[0], 3, 1); }, {x.clone()});
+}
+
+TEST(OpsGrad, CrossEntropy) {
+  std::vector<int32_t> labels = {0, 3, 1, 2};
+  ExpectGradientsMatch([&](auto& in) { return ops::CrossEntropy(in[0], labels); },
+                       {Rand({4, 4}, 1, -3, 3)});
+}
+
+TEST(OpsGrad, MseLoss) {
+  Tensor target = Rand({3, 2}, 9);
+  ExpectGradientsMatch([&](auto& in) { return ops::MseLoss(in[0], target); }, {Rand({3, 2}, 1)});
+}
+
+TEST(OpsGrad, BceLoss) {
+  Tensor target = Tensor::FromVector({4}, {0, 1, 1, 0});
+  ExpectGradientsMatch([&](auto& in) { return ops::BceLoss(in[0], target); },
+                       {Rand({4}, 1, 0.1f, 0.9f)}, 1e-3f, 2e-3f, 2e-2f);
+}
+
+TEST(OpsGrad, Dropout) {
+  ExpectGradientsMatch(
+      [](auto& in) {
+        Rng rng(42);  // same mask on every evaluation
+        return ops::Dropout(in[0], 0.3f, rng);
+      },
+      {Rand({4, 5}, 1)});
+}
+
+TEST(OpsGrad, CompositeMlp) {
+  std::vector<int32_t> labels = {1, 0, 2};
+  ExpectGradientsMatch(
+      [&](auto& in) {
+        Tensor h = ops::Tanh(ops::Linear(in[0], in[1], in[2]));
+        return ops::CrossEntropy(ops::Linear(h, in[3], Tensor()), labels);
+      },
+      {Rand({3, 4}, 1), Rand({5, 4}, 2), Rand({5}, 3), Rand({3, 5}, 4)});
+}
+
+}  // namespace
+}  // namespace dnnd
