@@ -53,8 +53,8 @@ class Pool {
 
  private:
   void Loop(int index) {
-    uint64_t seen = 0;
     std::unique_lock lock(mu_);
+    uint64_t seen = generation_;  // regions that ran before this thread existed are not ours
     for (;;) {
       cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
