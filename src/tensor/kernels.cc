@@ -8,6 +8,8 @@
 #include <cstring>
 #include <limits>
 
+#include "tensor/parallel.h"
+
 namespace dnnd::kernels {
 namespace {
 
@@ -31,10 +33,29 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   }
   const int64_t lda = trans_a ? m : k;
   const int64_t ldb = trans_b ? k : n;
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
-              c, static_cast<int>(n));
+  auto call = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    // Sub-block C[m0:m1, n0:n1]: offset A's rows (or columns when transposed)
+    // and B's columns (or rows when transposed); leading dimensions unchanged.
+    const float* ap = trans_a ? a + m0 : a + m0 * lda;
+    const float* bp = trans_b ? b + n0 * ldb : b + n0;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m1 - m0),
+                static_cast<int>(n1 - n0), static_cast<int>(k), alpha, ap, static_cast<int>(lda),
+                bp, static_cast<int>(ldb), beta, c + m0 * n + n0, static_cast<int>(n));
+  };
+  // Split the larger output dimension across the pool when each part still
+  // has enough work (~1 MFLOP) to amortise the hand-off.
+  const int threads = GetThreads();
+  const double flops = 2.0 * m * n * k;
+  if (threads <= 1 || flops < 2e6 * threads) {
+    call(0, m, 0, n);
+  } else if (m >= n) {
+    const int64_t grain = std::max<int64_t>(16, m / threads);
+    ParallelFor(m, grain, [&](int64_t b0, int64_t b1) { call(b0, b1, 0, n); });
+  } else {
+    const int64_t grain = std::max<int64_t>(16, n / threads);
+    ParallelFor(n, grain, [&](int64_t b0, int64_t b1) { call(0, m, b0, b1); });
+  }
 }
 
 void Axpy(int64_t n, float alpha, const float* x, float* y) { V(y, n) += alpha * V(x, n); }
@@ -197,8 +218,14 @@ void MaxPool2dPlaneBackward(int64_t out_n, const int32_t* argmax, const float* g
   for (int64_t i = 0; i < out_n; ++i) gx[argmax[i]] += gy[i];
 }
 
-void SgdUpdate(int64_t n, float* w, const float* g, float* buf, float lr, float momentum,
-               float dampening, float weight_decay, bool nesterov, bool first_step) {
+namespace {
+
+// Optimiser updates stream several arrays the size of the model through
+// memory; splitting them across the pool nearly halves a step's non-GEMM time.
+constexpr int64_t kUpdateGrain = 1 << 15;
+
+void SgdChunk(int64_t n, float* w, const float* g, float* buf, float lr, float momentum,
+              float dampening, float weight_decay, bool nesterov, bool first_step) {
   Vec W(w, n);
   CVec G(g, n);
   if (momentum == 0.0f) {
@@ -214,23 +241,44 @@ void SgdUpdate(int64_t n, float* w, const float* g, float* buf, float lr, float 
   else W -= lr * B;
 }
 
-void AdamUpdate(int64_t n, float* w, const float* g, float* m, float* v, float lr, float beta1,
-                float beta2, float eps, float weight_decay, bool decoupled, int64_t step) {
+void AdamChunk(int64_t n, float* w, const float* g, float* m, float* v, float lr, float beta1,
+               float beta2, float eps, float weight_decay, bool decoupled, float bc1, float bc2) {
   Vec W(w, n), M(m, n), Vv(v, n);
   CVec G(g, n);
-  const float bc1 = 1.0f - std::pow(beta1, static_cast<float>(step));
-  const float bc2 = 1.0f - std::pow(beta2, static_cast<float>(step));
   const float step_size = lr / bc1;
   const float inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
   if (decoupled) {
     if (weight_decay != 0.0f) W *= 1.0f - lr * weight_decay;
     M = beta1 * M + (1.0f - beta1) * G;
     Vv = beta2 * Vv + (1.0f - beta2) * G.square();
-  } else {
+  } else if (weight_decay != 0.0f) {
     M = beta1 * M + (1.0f - beta1) * (G + weight_decay * W);
     Vv = beta2 * Vv + (1.0f - beta2) * (G + weight_decay * W).square();
+  } else {
+    M = beta1 * M + (1.0f - beta1) * G;
+    Vv = beta2 * Vv + (1.0f - beta2) * G.square();
   }
   W -= step_size * M / (Vv.sqrt() * inv_sqrt_bc2 + eps);
+}
+
+}  // namespace
+
+void SgdUpdate(int64_t n, float* w, const float* g, float* buf, float lr, float momentum,
+               float dampening, float weight_decay, bool nesterov, bool first_step) {
+  ParallelFor(n, kUpdateGrain, [&](int64_t b, int64_t e) {
+    SgdChunk(e - b, w + b, g + b, buf ? buf + b : nullptr, lr, momentum, dampening, weight_decay,
+             nesterov, first_step);
+  });
+}
+
+void AdamUpdate(int64_t n, float* w, const float* g, float* m, float* v, float lr, float beta1,
+                float beta2, float eps, float weight_decay, bool decoupled, int64_t step) {
+  const float bc1 = 1.0f - std::pow(beta1, static_cast<float>(step));
+  const float bc2 = 1.0f - std::pow(beta2, static_cast<float>(step));
+  ParallelFor(n, kUpdateGrain, [&](int64_t b, int64_t e) {
+    AdamChunk(e - b, w + b, g + b, m + b, v + b, lr, beta1, beta2, eps, weight_decay, decoupled,
+              bc1, bc2);
+  });
 }
 
 }  // namespace dnnd::kernels

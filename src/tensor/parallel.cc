@@ -86,11 +86,16 @@ Pool& GetPool() {
 }
 
 int threads = 1;
+// True on a thread while it runs a ParallelFor chunk: nested regions run inline
+// instead of deadlocking on the single pool.
+thread_local bool inside_region = false;
 std::once_flag init_once;
 
 void InitDefault() {
   std::call_once(init_once, [] {
-    // Until configured, stay single-threaded: predictable for tests and tools.
+    // OpenBLAS always runs single-threaded in the calling thread; dnnd splits
+    // large GEMMs across its own pool (kernels::Gemm). One pool, so BLAS
+    // threads never spin on a core our helpers need.
     openblas_set_num_threads(1);
   });
 }
@@ -101,7 +106,6 @@ void SetThreads(int n) {
   InitDefault();
   n = std::max(1, n);
   threads = n;
-  openblas_set_num_threads(n);
   GetPool().Resize(n - 1);
 }
 
@@ -117,14 +121,16 @@ void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int
   if (n <= 0) return;
   int64_t max_chunks = std::max<int64_t>(1, n / std::max<int64_t>(1, grain));
   int chunks = static_cast<int>(std::min<int64_t>(GetThreads(), max_chunks));
-  if (chunks <= 1 || GetPool().helpers() < chunks - 1) {
+  if (chunks <= 1 || inside_region || GetPool().helpers() < chunks - 1) {
     fn(0, n);
     return;
   }
   int64_t per = (n + chunks - 1) / chunks;
   GetPool().Run(chunks, [&](int c) {
     int64_t b = c * per, e = std::min(n, b + per);
+    inside_region = true;
     if (b < e) fn(b, e);
+    inside_region = false;
   });
 }
 

@@ -2,9 +2,10 @@
 //
 // Stacking two pools (BLAS threads inside our threads) oversubscribes the
 // cores: on a 2-core machine PyTorch with both pools at 2 threads runs 3-4x
-// slower than with 1. So `SetThreads(n)` sizes both, and dnnd never calls BLAS
-// from inside ParallelFor: BLAS parallelises GEMMs, ParallelFor the rest, one
-// at a time.
+// slower than with 1, and OpenBLAS's idle threads spin on the cores our own
+// helpers need. So there is one pool: OpenBLAS is pinned to one thread (the
+// caller's) and kernels::Gemm splits large products across ParallelFor.
+// `SetThreads(n)` sizes that one pool.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +25,7 @@ std::string BlasConfig();
 
 // Runs fn(begin, end) over [0, n) split into at most GetThreads() contiguous
 // chunks of at least `grain` items; runs inline when one chunk suffices.
-// fn must not call BLAS.
+// A ParallelFor inside a chunk runs inline (no nested parallelism).
 void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace dnnd
