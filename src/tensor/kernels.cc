@@ -100,7 +100,9 @@ void RowSum(int64_t rows, int64_t cols, const float* in, float* out, bool accumu
 
 void Relu(int64_t n, const float* x, float* y) { V(y, n) = V(x, n).max(0.0f); }
 void ReluBackward(int64_t n, const float* y, const float* gy, float* gx) {
-  V(gx, n) = (V(y, n) > 0.0f).select(V(gy, n), 0.0f);
+  // A plain loop: GCC turns it into compare+and; Eigen's select() did not
+  // vectorise at the x86-64-v2 baseline and cost 15% of a CNN step.
+  for (int64_t i = 0; i < n; ++i) gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;
 }
 void Sigmoid(int64_t n, const float* x, float* y) {
   V(y, n) = 1.0f / (1.0f + (-V(x, n)).exp());
@@ -192,6 +194,33 @@ void Col2Im(const Conv2dGeometry& g, const float* cols, float* image) {
 void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, const float* in, float* out,
                     int32_t* argmax) {
   const int64_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
+  if (k == 2 && stride == 2) {
+    // The common 2x2 case, branch-free. NaN handling as PyTorch: a NaN wins
+    // (x != x is true only for NaN).
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      const float* r0 = in + 2 * oy * w;
+      const float* r1 = r0 + w;
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        const int64_t i0 = 2 * oy * w + 2 * ox;
+        float best = r0[2 * ox];
+        int32_t bi = static_cast<int32_t>(i0);
+        const float c1 = r0[2 * ox + 1], c2 = r1[2 * ox], c3 = r1[2 * ox + 1];
+        bool t;
+        t = c1 > best || c1 != c1;
+        best = t ? c1 : best;
+        bi = t ? static_cast<int32_t>(i0 + 1) : bi;
+        t = c2 > best || c2 != c2;
+        best = t ? c2 : best;
+        bi = t ? static_cast<int32_t>(i0 + w) : bi;
+        t = c3 > best || c3 != c3;
+        best = t ? c3 : best;
+        bi = t ? static_cast<int32_t>(i0 + w + 1) : bi;
+        out[oy * ow + ox] = best;
+        argmax[oy * ow + ox] = bi;
+      }
+    }
+    return;
+  }
   for (int64_t oy = 0; oy < oh; ++oy) {
     for (int64_t ox = 0; ox < ow; ++ox) {
       float best = -std::numeric_limits<float>::infinity();

@@ -1,6 +1,7 @@
 #include "tensor/ops.h"
 
 #include <cmath>
+#include <mutex>
 #include <stdexcept>
 
 #include "tensor/kernels.h"
@@ -300,66 +301,61 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
     ShapeError("Conv2d", x, weight);
   kernels::Conv2dGeometry geo{x.size(1), x.size(2), x.size(3), weight.size(2), weight.size(3),
                               stride, padding};
+  if (stride < 1 || padding < 0 || x.size(2) + 2 * padding < weight.size(2) ||
+      x.size(3) + 2 * padding < weight.size(3))
+    ShapeError("Conv2d", x, weight);
   const int64_t n = x.size(0), oc = weight.size(0), oh = geo.out_h(), ow = geo.out_w();
-  if (stride < 1 || padding < 0 || oh < 1 || ow < 1) ShapeError("Conv2d", x, weight);
   const int64_t patch = geo.patch(), plane = oh * ow;
   const int64_t in_sample = geo.channels * geo.height * geo.width;
   Tensor y = Tensor::Empty({n, oc, oh, ow});
-  // All samples' columns side by side: cols[patch, n*plane], so the whole
-  // batch is one GEMM that BLAS can parallelise well.
-  Tensor cols = Tensor::Empty({patch, n * plane});
-  Tensor col1 = Tensor::Empty({patch, plane});
-  // Per sample im2col into a scratch, then scatter rows into the batch matrix.
-  for (int64_t s = 0; s < n; ++s) {
-    kernels::Im2Col(geo, x.data() + s * in_sample, col1.data());
-    for (int64_t r = 0; r < patch; ++r)
-      std::copy_n(col1.data() + r * plane, plane, cols.data() + r * n * plane + s * plane);
-  }
-  Tensor out_mat = Tensor::Empty({oc, n * plane});
-  kernels::Gemm(false, false, oc, n * plane, patch, 1.0f, weight.data(), cols.data(), 0.0f,
-                out_mat.data());
-  // [oc, n, plane] -> [n, oc, plane], adding the bias on the way.
-  for (int64_t s = 0; s < n; ++s)
-    for (int64_t c = 0; c < oc; ++c) {
-      const float* src = out_mat.data() + c * n * plane + s * plane;
-      float* dst = y.data() + (s * oc + c) * plane;
-      const float b = bias.defined() ? bias.data()[c] : 0.0f;
-      for (int64_t i = 0; i < plane; ++i) dst[i] = src[i] + b;
+  // Per sample: cols_s[patch, plane] = im2col(x_s); y_s[oc, plane] = W cols_s.
+  // Samples run in parallel with one single-threaded GEMM each, while each
+  // sample's columns are still in cache; y comes out in NCHW with no permute.
+  // The columns are kept for the weight gradient.
+  Tensor cols = Tensor::Empty({n, patch, plane});
+  ParallelFor(n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t s = b; s < e; ++s) {
+      float* cs = cols.data() + s * patch * plane;
+      float* ys = y.data() + s * oc * plane;
+      kernels::Im2Col(geo, x.data() + s * in_sample, cs);
+      if (bias.defined())
+        for (int64_t c = 0; c < oc; ++c) kernels::Fill(ys + c * plane, plane, bias.data()[c]);
+      kernels::Gemm(false, false, oc, plane, patch, 1.0f, weight.data(), cs,
+                    bias.defined() ? 1.0f : 0.0f, ys);
     }
+  });
   if (AnyRequiresGrad({&x, &weight, &bias})) {
     Record(y, "Conv2d", {x, weight, bias},
            [geo, cols, n, oc, patch, plane, in_sample](std::vector<Tensor>& t, const Tensor& g) {
-             // g [n, oc, plane] -> gm [oc, n*plane]
-             Tensor gm = Tensor::Empty({oc, n * plane});
-             for (int64_t s = 0; s < n; ++s)
-               for (int64_t c = 0; c < oc; ++c)
-                 std::copy_n(g.data() + (s * oc + c) * plane, plane,
-                             gm.data() + c * n * plane + s * plane);
-             if (Needs(t[2])) {
-               Tensor gb = Tensor::Empty({oc});
-               kernels::RowSum(oc, n * plane, gm.data(), gb.data(), false);
-               t[2].AccumulateGrad(std::move(gb));
-             }
-             if (Needs(t[1])) {  // gW[oc, patch] = gm[oc, n*plane] cols^T
-               Tensor gw = Tensor::Empty(t[1].shape());
-               kernels::Gemm(false, true, oc, patch, n * plane, 1.0f, gm.data(), cols.data(), 0.0f,
-                             gw.data());
-               t[1].AccumulateGrad(std::move(gw));
-             }
-             if (Needs(t[0])) {  // gcols[patch, n*plane] = W^T gm, then col2im per sample
-               Tensor gcols = Tensor::Empty({patch, n * plane});
-               kernels::Gemm(true, false, patch, n * plane, oc, 1.0f, t[1].data(), gm.data(), 0.0f,
-                             gcols.data());
-               Tensor gx = Tensor::Zeros(t[0].shape());
-               Tensor col1 = Tensor::Empty({patch, plane});
-               for (int64_t s = 0; s < n; ++s) {
-                 for (int64_t r = 0; r < patch; ++r)
-                   std::copy_n(gcols.data() + r * n * plane + s * plane, plane,
-                               col1.data() + r * plane);
-                 kernels::Col2Im(geo, col1.data(), gx.data() + s * in_sample);
+             const bool need_x = Needs(t[0]), need_w = Needs(t[1]), need_b = Needs(t[2]);
+             Tensor gw = Tensor::Zeros({oc, patch});
+             Tensor gb = Tensor::Zeros({oc});
+             Tensor gx = need_x ? Tensor::Zeros(t[0].shape()) : Tensor();
+             std::mutex mu;
+             ParallelFor(n, 1, [&](int64_t b, int64_t e) {
+               // Per-chunk partial sums, folded into gw/gb once at the end.
+               Tensor pw = Tensor::Zeros({oc, patch});
+               Tensor pb = Tensor::Zeros({oc});
+               Tensor gcols = need_x ? Tensor::Empty({patch, plane}) : Tensor();
+               for (int64_t s = b; s < e; ++s) {
+                 const float* gs = g.data() + s * oc * plane;  // [oc, plane]
+                 if (need_w)  // pw[oc, patch] += g_s cols_s^T
+                   kernels::Gemm(false, true, oc, patch, plane, 1.0f, gs,
+                                 cols.data() + s * patch * plane, 1.0f, pw.data());
+                 if (need_b) kernels::RowSum(oc, plane, gs, pb.data(), true);
+                 if (need_x) {  // gcols[patch, plane] = W^T g_s; gx_s = col2im(gcols)
+                   kernels::Gemm(true, false, patch, plane, oc, 1.0f, t[1].data(), gs, 0.0f,
+                                 gcols.data());
+                   kernels::Col2Im(geo, gcols.data(), gx.data() + s * in_sample);
+                 }
                }
-               t[0].AccumulateGrad(std::move(gx));
-             }
+               std::lock_guard lock(mu);
+               kernels::Axpy(pw.numel(), 1.0f, pw.data(), gw.data());
+               kernels::Axpy(pb.numel(), 1.0f, pb.data(), gb.data());
+             });
+             if (need_w) t[1].AccumulateGrad(gw.Reshape(t[1].shape()));
+             if (need_b) t[2].AccumulateGrad(std::move(gb));
+             if (need_x) t[0].AccumulateGrad(std::move(gx));
            });
   }
   return y;
@@ -385,9 +381,11 @@ Tensor MaxPool2d(const Tensor& x, int64_t kernel, int64_t stride) {
     Record(y, "MaxPool2d", {x}, [argmax, planes, h, w, oh, ow](std::vector<Tensor>& in,
                                                                const Tensor& g) {
       Tensor gx = Tensor::Zeros(in[0].shape());
-      for (int64_t p = 0; p < planes; ++p)
-        kernels::MaxPool2dPlaneBackward(oh * ow, argmax->data() + p * oh * ow,
-                                        g.data() + p * oh * ow, gx.data() + p * h * w);
+      ParallelFor(planes, 16, [&](int64_t b, int64_t e) {
+        for (int64_t p = b; p < e; ++p)
+          kernels::MaxPool2dPlaneBackward(oh * ow, argmax->data() + p * oh * ow,
+                                          g.data() + p * oh * ow, gx.data() + p * h * w);
+      });
       in[0].AccumulateGrad(std::move(gx));
     });
   }
