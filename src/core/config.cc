@@ -1,0 +1,342 @@
+#include "core/config.h"
+
+#include <toml++/toml.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/config_schema.h"
+#include "core/toml_guard.h"
+#include "tensor/safetensors.h"
+
+extern char** environ;
+
+namespace dnnd {
+namespace {
+
+const char* TypeName(const ConfigKey& k) {
+  switch (k.type) {
+    case ConfigType::kBool: return "true or false";
+    case ConfigType::kInt: return "integer";
+    case ConfigType::kFloat: return "number";
+    case ConfigType::kString: return "string";
+    case ConfigType::kEnum: return "one of";
+    case ConfigType::kStringArray: return "array of strings";
+  }
+  return "?";
+}
+
+std::string Expected(const ConfigKey& k) {
+  std::string s = TypeName(k);
+  if (k.type == ConfigType::kEnum) {
+    for (size_t i = 0; i < k.choices.size(); ++i) s += (i ? ", " : " ") + k.choices[i];
+  } else if ((k.type == ConfigType::kInt || k.type == ConfigType::kFloat) &&
+             (k.min > -1e299 || k.max < 1e299)) {
+    std::ostringstream o;
+    o << " in [" << k.min << ", " << k.max << "]";
+    s += o.str();
+  }
+  return s;
+}
+
+const ConfigKey* FindKey(std::string_view key) {
+  for (const auto& k : ConfigSchema())
+    if (k.key == key) return &k;
+  return nullptr;
+}
+
+bool IsOpaque(std::string_view section) {
+  for (const auto& s : OpaqueSections())
+    if (s == section) return true;
+  return false;
+}
+
+std::vector<std::string> SplitDots(std::string_view key) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (;;) {
+    size_t dot = key.find('.', start);
+    parts.emplace_back(key.substr(start, dot == key.npos ? key.npos : dot - start));
+    if (dot == key.npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+
+// Parses an override's value as a TOML value, or takes it as a string; the
+// value is the table's one entry "v".
+toml::table ParseValue(const std::string& text) {
+  if (GuardToml(text, "override").ok()) {
+    try {
+      toml::table t = toml::parse("v = " + text, std::string_view("override"));
+      if (t.size() == 1 && t.get("v")) return t;
+    } catch (const toml::parse_error&) {
+    }
+  }
+  return toml::table{{"v", text}};
+}
+
+// Sets `dotted` in `root` (creating tables), returning an error message if a
+// non-table is in the way.
+std::string SetPath(toml::table& root, std::string_view dotted, toml::table holder) {
+  std::vector<std::string> parts = SplitDots(dotted);
+  for (const auto& p : parts)
+    if (p.empty()) return "empty key part in '" + std::string(dotted) + "'";
+  toml::table* t = &root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    toml::node* n = t->get(parts[i]);
+    if (!n) {
+      t->insert(parts[i], toml::table{});
+      n = t->get(parts[i]);
+    }
+    if (!n->is_table()) return "'" + parts[i] + "' is not a table";
+    t = n->as_table();
+  }
+  t->insert_or_assign(parts.back(), std::move(*holder.get("v")));
+  return "";
+}
+
+std::string Where(const toml::node& n, const std::map<std::string, std::string>& origins,
+                  const std::string& key) {
+  auto it = origins.find(key);
+  if (it != origins.end()) return it->second;
+  return SourceWhere(n);
+}
+
+// Checks one value against its schema entry; returns "" or the problem.
+std::string CheckValue(const ConfigKey& k, const toml::node& n) {
+  switch (k.type) {
+    case ConfigType::kBool:
+      return n.is_boolean() ? "" : "expected " + Expected(k);
+    case ConfigType::kInt: {
+      if (!n.is_integer()) return "expected " + Expected(k);
+      const auto v = *n.value<int64_t>();
+      if (v < k.min) return std::to_string(v) + " is below the minimum (expected " + Expected(k) + ")";
+      if (v > k.max) return std::to_string(v) + " is above the maximum (expected " + Expected(k) + ")";
+      return "";
+    }
+    case ConfigType::kFloat: {
+      if (!n.is_number()) return "expected " + Expected(k);
+      const double v = *n.value<double>();
+      std::ostringstream o;
+      o << v;
+      if (!std::isfinite(v) || v < k.min || v > k.max)
+        return o.str() + " is out of range (expected " + Expected(k) + ")";
+      return "";
+    }
+    case ConfigType::kString:
+      return n.is_string() ? "" : "expected " + Expected(k);
+    case ConfigType::kEnum: {
+      if (!n.is_string()) return "expected " + Expected(k);
+      const std::string v = *n.value<std::string>();
+      for (const auto& c : k.choices)
+        if (c == v) return "";
+      return "'" + v + "' is not allowed (expected " + Expected(k) + ")";
+    }
+    case ConfigType::kStringArray: {
+      const toml::array* a = n.as_array();
+      if (!a) return "expected " + Expected(k);
+      for (const auto& e : *a)
+        if (!e.is_string()) return "expected " + Expected(k);
+      return "";
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string SourceWhere(const toml::node& node) {
+  const auto& src = node.source();
+  const std::string file = src.path ? *src.path : std::string("<config>");
+  return file + ":" + std::to_string(src.begin.line) + ":" + std::to_string(src.begin.column);
+}
+
+std::map<std::string, std::string> ProcessEnvironment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    if (kv.rfind("DNND_", 0) != 0) continue;
+    size_t eq = kv.find('=');
+    if (eq == kv.npos) continue;
+    env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return env;
+}
+
+Result<Config> Config::Load(const std::string& path, const std::vector<std::string>& set_overrides,
+                            const std::map<std::string, std::string>& env) {
+  auto text = ReadFileToString(path, kMaxConfigBytes);
+  if (!text) {
+    if (text.status().code() == StatusCode::kResourceExhausted)
+      return InvalidArgument(path + ": larger than the " + std::to_string(kMaxConfigBytes) +
+                             "-byte limit for config files");
+    return text.status();
+  }
+  return Build(*text, path, set_overrides, env);
+}
+
+Result<Config> Config::FromString(std::string_view text, std::string_view source,
+                                  const std::vector<std::string>& set_overrides,
+                                  const std::map<std::string, std::string>& env) {
+  return Build(text, source, set_overrides, env);
+}
+
+Result<Config> Config::Build(std::string_view text, std::string_view source,
+                             const std::vector<std::string>& set_overrides,
+                             const std::map<std::string, std::string>& env) {
+  DNND_RETURN_IF_ERROR(GuardToml(text, source));
+  Config cfg;
+  cfg.path_ = std::string(source);
+  cfg.root_ = std::make_shared<toml::table>();
+  try {
+    *cfg.root_ = toml::parse(text, std::string(source));
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    return InvalidArgument(std::string(source) + ":" + std::to_string(b.line) + ":" +
+                           std::to_string(b.column) + ": " + std::string(e.description()));
+  }
+  std::vector<std::string> errors;
+  // Environment, then --set: later layers win.
+  for (const auto& [name, value] : env) {
+    if (name.rfind("DNND_", 0) != 0 || name.find("__") == std::string::npos) continue;
+    std::string key;
+    for (size_t i = 5; i < name.size(); ++i) {
+      if (name.compare(i, 2, "__") == 0) {
+        key += '.';
+        ++i;
+      } else {
+        key += static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+      }
+    }
+    std::string err = SetPath(*cfg.root_, key, ParseValue(value));
+    if (!err.empty()) errors.push_back("env " + name + ": " + err);
+    cfg.origins_[key] = "env " + name;
+  }
+  for (const auto& kv : set_overrides) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      errors.push_back("--set " + kv + ": expected section.key=value");
+      continue;
+    }
+    std::string key = kv.substr(0, eq);
+    std::string err = SetPath(*cfg.root_, key, ParseValue(kv.substr(eq + 1)));
+    if (!err.empty()) errors.push_back("--set " + key + ": " + err);
+    cfg.origins_[key] = "--set " + key;
+  }
+  // Validate every section and key present.
+  for (const auto& [skey, snode] : *cfg.root_) {
+    const std::string section(skey.str());
+    if (IsOpaque(section)) {
+      if (!snode.is_table())
+        errors.push_back(Where(snode, cfg.origins_, section) + ": " + section + ": expected a table");
+      continue;
+    }
+    bool known = false;
+    for (const auto& k : ConfigSchema()) known |= k.key.rfind(section + ".", 0) == 0;
+    if (!known) {
+      errors.push_back(Where(snode, cfg.origins_, section) + ": unknown section [" + section + "]");
+      continue;
+    }
+    if (!snode.is_table()) {
+      errors.push_back(Where(snode, cfg.origins_, section) + ": " + section + ": expected a table");
+      continue;
+    }
+    for (const auto& [kkey, knode] : *snode.as_table()) {
+      const std::string full = section + "." + std::string(kkey.str());
+      const ConfigKey* k = FindKey(full);
+      if (!k) {
+        errors.push_back(Where(knode, cfg.origins_, full) + ": unknown key " + full);
+        continue;
+      }
+      std::string problem = CheckValue(*k, knode);
+      if (!problem.empty()) errors.push_back(Where(knode, cfg.origins_, full) + ": " + full + ": " + problem);
+    }
+  }
+  if (!errors.empty()) {
+    std::string msg;
+    for (const auto& e : errors) msg += (msg.empty() ? "" : "\n") + e;
+    return InvalidArgument(msg);
+  }
+  // Defaults for everything not set.
+  for (const auto& k : ConfigSchema()) {
+    std::vector<std::string> parts = SplitDots(k.key);
+    toml::node* sec = cfg.root_->get(parts[0]);
+    if (sec && sec->as_table() && sec->as_table()->get(parts[1])) continue;
+    SetPath(*cfg.root_, k.key, ParseValue(k.default_value));
+    cfg.origins_[k.key] = "default";
+  }
+  return cfg;
+}
+
+namespace {
+const toml::node& Lookup(const toml::table& root, std::string_view key) {
+  if (!FindKey(key)) throw std::logic_error("config key not in schema: " + std::string(key));
+  std::vector<std::string> parts = SplitDots(key);
+  const toml::node* n = root.get(parts[0])->as_table()->get(parts[1]);
+  return *n;
+}
+}  // namespace
+
+int64_t Config::GetInt(std::string_view key) const { return *Lookup(*root_, key).value<int64_t>(); }
+double Config::GetFloat(std::string_view key) const { return *Lookup(*root_, key).value<double>(); }
+bool Config::GetBool(std::string_view key) const { return *Lookup(*root_, key).value<bool>(); }
+std::string Config::GetString(std::string_view key) const {
+  return *Lookup(*root_, key).value<std::string>();
+}
+std::vector<std::string> Config::GetStrings(std::string_view key) const {
+  std::vector<std::string> out;
+  for (const auto& e : *Lookup(*root_, key).as_array()) out.push_back(*e.value<std::string>());
+  return out;
+}
+
+bool Config::Has(std::string_view key) const {
+  auto it = origins_.find(std::string(key));
+  return it == origins_.end() || it->second != "default";
+}
+
+std::string Config::Origin(std::string_view key) const {
+  auto it = origins_.find(std::string(key));
+  if (it != origins_.end()) return it->second;
+  return SourceWhere(Lookup(*root_, key));
+}
+
+const toml::table* Config::Section(std::string_view name) const {
+  const toml::node* n = root_->get(name);
+  return n ? n->as_table() : nullptr;
+}
+
+std::string Config::Dump() const {
+  std::ostringstream out;
+  out << "# resolved configuration of " << path_ << "\n";
+  std::string section;
+  for (const auto& k : ConfigSchema()) {
+    std::vector<std::string> parts = SplitDots(k.key);
+    if (parts[0] != section) {
+      section = parts[0];
+      out << "\n[" << section << "]\n";
+    }
+    std::ostringstream v;
+    v << Lookup(*root_, k.key).visit([](const auto& n) {
+      std::ostringstream o;
+      o << toml::toml_formatter{toml::table{{"v", n}}};
+      std::string s = o.str();
+      return s.substr(s.find('=') + 2);
+    });
+    std::string value = v.str();
+    while (!value.empty() && value.back() == '\n') value.pop_back();
+    out << parts[1] << " = " << value << "  # " << Origin(k.key) << "\n";
+  }
+  for (const auto& s : OpaqueSections()) {
+    if (const toml::table* t = Section(s)) {
+      toml::table wrapper;
+      wrapper.insert(s, *t);
+      out << "\n" << toml::toml_formatter{wrapper} << "\n";
+    }
+  }
+  return out.str();
+}
+
+}  // namespace dnnd

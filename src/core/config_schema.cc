@@ -1,0 +1,45 @@
+#include "core/config_schema.h"
+
+namespace dnnd {
+
+const std::vector<ConfigKey>& ConfigSchema() {
+  using T = ConfigType;
+  const std::string fm = "/usr/share/datasets/fashion-mnist/";
+  static const std::vector<ConfigKey> schema = {
+      {"node.name", T::kString, "\"dnnd\"", 0, 0, {}, "node name in logs and metrics"},
+      {"node.threads", T::kInt, "0", 0, 1024, {}, "threads for BLAS and kernels together; 0 = all cores"},
+      {"log.level", T::kEnum, "\"info\"", 0, 0, {"debug", "info", "warn", "error"}, "minimum level logged"},
+      {"log.format", T::kEnum, "\"text\"", 0, 0, {"text", "json"}, "text lines or JSON lines"},
+      {"data.format", T::kEnum, "\"idx\"", 0, 0, {"idx"}, "dataset file format"},
+      {"data.builtin", T::kEnum, "\"none\"", 0, 0, {"none", "xor"}, "use a built-in dataset instead of files"},
+      {"data.train_images", T::kString, "\"" + fm + "train-images-idx3-ubyte.gz\"", 0, 0, {}, "training images (IDX, gzip ok)"},
+      {"data.train_labels", T::kString, "\"" + fm + "train-labels-idx1-ubyte.gz\"", 0, 0, {}, "training labels (IDX)"},
+      {"data.test_images", T::kString, "\"" + fm + "t10k-images-idx3-ubyte.gz\"", 0, 0, {}, "test images (IDX); empty = no evaluation"},
+      {"data.test_labels", T::kString, "\"" + fm + "t10k-labels-idx1-ubyte.gz\"", 0, 0, {}, "test labels (IDX)"},
+      {"data.normalize_mean", T::kFloat, "0.0", -1e6, 1e6, {}, "x' = (x/255 - mean) / std for uint8 images"},
+      {"data.normalize_std", T::kFloat, "1.0", 1e-12, 1e6, {}, "see normalize_mean"},
+      {"data.limit_train", T::kInt, "0", 0, 1e12, {}, "use only the first N training samples; 0 = all"},
+      {"data.limit_test", T::kInt, "0", 0, 1e12, {}, "use only the first N test samples; 0 = all"},
+      {"train.epochs", T::kInt, "5", 0, 1000000, {}, "passes over the training set"},
+      {"train.iterations", T::kInt, "0", 0, 1e12, {}, "> 0: full-batch steps instead of epochs"},
+      {"train.batch_size", T::kInt, "128", 1, 1048576, {}, "samples per step"},
+      {"train.seed", T::kInt, "42", 0, 9.2e18, {}, "seed for init, shuffling and dropout"},
+      {"train.shuffle", T::kBool, "true", 0, 0, {}, "reshuffle the training set every epoch"},
+      {"train.lr_schedule", T::kEnum, "\"constant\"", 0, 0, {"constant", "cosine", "step"}, "learning-rate schedule over epochs"},
+      {"train.lr_step_epochs", T::kInt, "1", 1, 1000000, {}, "step schedule: epochs between decays"},
+      {"train.lr_gamma", T::kFloat, "0.1", 0, 1, {}, "step schedule: decay factor"},
+      {"train.checkpoint_dir", T::kString, "\"runs/local\"", 0, 0, {}, "where checkpoints go; empty = none"},
+      {"train.checkpoint_every_steps", T::kInt, "0", 0, 1e12, {}, "also checkpoint every N steps; 0 = only at the end"},
+      {"train.resume", T::kBool, "true", 0, 0, {}, "continue from checkpoint_dir when it holds a checkpoint"},
+      {"train.progress", T::kEnum, "\"auto\"", 0, 0, {"auto", "bar", "log", "none"}, "progress display"},
+      {"train.eval_every_epochs", T::kInt, "1", 0, 1000000, {}, "evaluate on the test set every N epochs; 0 = never"},
+  };
+  return schema;
+}
+
+const std::vector<std::string>& OpaqueSections() {
+  static const std::vector<std::string> sections = {"model"};
+  return sections;
+}
+
+}  // namespace dnnd

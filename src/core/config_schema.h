@@ -1,0 +1,24 @@
+// The one list of every configuration section and key dnnd understands.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace dnnd {
+
+enum class ConfigType { kBool, kInt, kFloat, kString, kEnum, kStringArray };
+
+struct ConfigKey {
+  std::string key;  // "section.name"
+  ConfigType type;
+  std::string default_value;  // as TOML text: "5", "0.1", "true", "\"idx\"", "[]"
+  double min = -1e300, max = 1e300;
+  std::vector<std::string> choices;  // kEnum
+  std::string doc;
+};
+
+const std::vector<ConfigKey>& ConfigSchema();
+// Sections whose contents another parser validates (e.g. "model").
+const std::vector<std::string>& OpaqueSections();
+
+}  // namespace dnnd

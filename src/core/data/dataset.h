@@ -1,0 +1,81 @@
+// In-memory datasets and batching.
+//
+// Samples stay in their source dtype (Fashion-MNIST's uint8 images take 47 MB,
+// not 188 MB as float32) and are converted and normalised per batch into a
+// pooled tensor. Labels are int32 class indices; regression targets (the XOR
+// table) are float rows.
+//
+//   Dataset train = ValueOrThrow(LoadIdxDataset(images_path, labels_path));
+//   DataLoader loader(train, {.batch_size = 128, .shuffle = true, .seed = 42});
+//   for (int64_t b = 0; b < loader.num_batches(); ++b) {
+//     Batch batch = loader.GetBatch(epoch, b);   // same batches for the same (seed, epoch)
+//   }
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "tensor/nn.h"
+#include "tensor/tensor.h"
+
+namespace dnnd::data {
+
+enum class SampleType { kUint8, kFloat32 };
+
+struct Dataset {
+  Shape sample_shape;  // per sample, e.g. [1, 28, 28]
+  SampleType type = SampleType::kUint8;
+  std::vector<uint8_t> u8;   // size() * sample numel, when type == kUint8
+  std::vector<float> f32;    // size() * sample numel, when type == kFloat32
+  std::vector<int32_t> labels;  // classification: one class index per sample
+  std::vector<float> targets;   // regression: target_width floats per sample
+  int64_t target_width = 0;
+  int32_t num_classes = 0;
+
+  int64_t size() const;
+  int64_t sample_numel() const { return ShapeNumel(sample_shape); }
+  // Samples per class (classification only).
+  std::vector<int64_t> ClassHistogram() const;
+  // The first n samples (all if n <= 0 or n >= size()).
+  Dataset Take(int64_t n) const;
+};
+
+// DockerNN's XOR table: the 8 rows of 3 bits, target = parity, shape [8, 1].
+Dataset MakeXorDataset();
+
+struct LoaderOptions {
+  int64_t batch_size = 128;
+  bool shuffle = true;
+  uint64_t seed = 42;
+  float mean = 0.0f;  // x' = (x - mean) / std, after uint8 -> [0, 1]
+  float std = 1.0f;
+  bool drop_last = false;
+};
+
+struct Batch {
+  Tensor x;  // [size, ...sample_shape]
+  nn::Target target;
+  int64_t size = 0;
+};
+
+class DataLoader {
+ public:
+  DataLoader(const Dataset& set, LoaderOptions options);
+  int64_t num_batches() const;
+  // Batch `index` of `epoch`. The order within an epoch is a permutation drawn
+  // from (seed, epoch) alone, so a run resumed at any step sees exactly the
+  // batches an uninterrupted run would have.
+  Batch GetBatch(int64_t epoch, int64_t index);
+
+ private:
+  void PrepareEpoch(int64_t epoch);
+
+  const Dataset& set_;
+  LoaderOptions options_;
+  int64_t epoch_ = -1;
+  std::vector<int64_t> order_;
+};
+
+}  // namespace dnnd::data

@@ -1,0 +1,39 @@
+// IDX files (the MNIST / Fashion-MNIST format), plain or gzip-compressed.
+//
+// Layout: 2 zero bytes, a dtype code (0x08 uint8, 0x09 int8, 0x0B int16,
+// 0x0C int32, 0x0D float32, 0x0E float64), the rank, `rank` big-endian uint32
+// dimensions, then the row-major data (big-endian for multi-byte types).
+// https://yann.lecun.com/exdb/mnist/ (section "THE IDX FILE FORMAT").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/data/dataset.h"
+#include "core/status.h"
+
+namespace dnnd::data {
+
+struct IdxArray {
+  uint8_t dtype = 0;  // the IDX type code
+  std::vector<int64_t> dims;
+  std::vector<uint8_t> u8;  // dtype 0x08
+  std::vector<float> f32;   // every other dtype, converted
+  int64_t numel() const;
+};
+
+// Decodes IDX bytes (already decompressed). `what` names the source in errors.
+Result<IdxArray> DecodeIdx(const uint8_t* data, size_t size, const std::string& what);
+// Reads a file, gunzipping when it starts with the gzip magic (1f 8b).
+// Decompressed size is capped at `max_bytes`.
+Result<IdxArray> ReadIdxFile(const std::string& path, size_t max_bytes = size_t{1} << 32);
+// Reads the whole file into memory, gunzipping when needed (shared by readers).
+Result<std::vector<uint8_t>> ReadMaybeGzipped(const std::string& path, size_t max_bytes);
+
+// An images file (rank 2 [n, d] or rank >= 3 [n, h, w, ...], uint8 or float)
+// and a labels file (rank 1, integer) into a classification dataset. Errors
+// name both files when the counts differ or a label is negative.
+Result<Dataset> LoadIdxDataset(const std::string& images_path, const std::string& labels_path);
+
+}  // namespace dnnd::data

@@ -1,0 +1,118 @@
+#include "core/toml_guard.h"
+
+#include <string>
+
+namespace dnnd {
+namespace {
+
+Status At(std::string_view source, int line, int col, const std::string& what) {
+  return InvalidArgument(std::string(source) + ":" + std::to_string(line) + ":" +
+                         std::to_string(col) + ": " + what);
+}
+
+// Length of the valid UTF-8 sequence at s[i], or 0 if invalid.
+size_t Utf8Length(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  auto cont = [&](size_t k) { return k < s.size() && (b(k) & 0xC0) == 0x80; };
+  if (c >= 0xC2 && c <= 0xDF) return cont(i + 1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(i + 1) || !cont(i + 2)) return 0;
+    if (c == 0xE0 && b(i + 1) < 0xA0) return 0;   // overlong
+    if (c == 0xED && b(i + 1) >= 0xA0) return 0;  // UTF-16 surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(i + 1) || !cont(i + 2) || !cont(i + 3)) return 0;
+    if (c == 0xF0 && b(i + 1) < 0x90) return 0;   // overlong
+    if (c == 0xF4 && b(i + 1) >= 0x90) return 0;  // > U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+}  // namespace
+
+Status GuardToml(std::string_view text, std::string_view source) {
+  if (text.size() > kMaxConfigBytes)
+    return InvalidArgument(std::string(source) + ": " + std::to_string(text.size()) +
+                           " bytes exceeds the " + std::to_string(kMaxConfigBytes) +
+                           "-byte limit for TOML files");
+  int line = 1, col = 1;
+  for (size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == 0) return At(source, line, col, "NUL byte in TOML text");
+    const size_t n = Utf8Length(text, i);
+    if (n == 0) return At(source, line, col, "invalid UTF-8 byte sequence");
+    if (c == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+    i += n;
+  }
+  // A minimal lexer: track strings, comments and bracket depth so that a '['
+  // opening a statement (a table header) is known; it must close on its line.
+  enum class Str { kNone, kBasic, kLiteral, kMlBasic, kMlLiteral } str = Str::kNone;
+  int depth = 0;  // [] and {} nesting inside values
+  bool statement_start = true;
+  line = 1;
+  col = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    ++col;
+    auto starts = [&](std::string_view p) { return text.substr(i, p.size()) == p; };
+    switch (str) {
+      case Str::kBasic:
+        if (c == '\\') { ++i; ++col; }
+        else if (c == '"' || c == '\n') str = Str::kNone;
+        continue;
+      case Str::kLiteral:
+        if (c == '\'' || c == '\n') str = Str::kNone;
+        continue;
+      case Str::kMlBasic:
+        if (c == '\\') { ++i; ++col; continue; }
+        if (starts("\"\"\"")) { str = Str::kNone; i += 2; col += 2; }
+        if (c == '\n') { ++line; col = 0; }
+        continue;
+      case Str::kMlLiteral:
+        if (starts("'''")) { str = Str::kNone; i += 2; col += 2; }
+        if (c == '\n') { ++line; col = 0; }
+        continue;
+      case Str::kNone: break;
+    }
+    if (c == '#') {  // comment to end of line
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+      continue;
+    }
+    if (c == '\n') {
+      ++line;
+      col = 0;
+      if (depth == 0) statement_start = true;
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\r') continue;
+    if (starts("\"\"\"")) { str = Str::kMlBasic; i += 2; col += 2; statement_start = false; continue; }
+    if (starts("'''")) { str = Str::kMlLiteral; i += 2; col += 2; statement_start = false; continue; }
+    if (c == '"') { str = Str::kBasic; statement_start = false; continue; }
+    if (c == '\'') { str = Str::kLiteral; statement_start = false; continue; }
+    if (c == '[' && depth == 0 && statement_start) {
+      const size_t eol = text.find('\n', i);
+      const std::string_view rest = text.substr(i, eol == std::string_view::npos ? text.npos : eol - i);
+      if (rest.find(']') == std::string_view::npos)
+        return At(source, line, col, "table header '[' is not closed on its line");
+      statement_start = false;
+      i += rest.find(']');  // skip the header (quoted keys inside are fine)
+      col += static_cast<int>(rest.find(']'));
+      continue;
+    }
+    statement_start = false;
+    if (c == '[' || c == '{') ++depth;
+    else if ((c == ']' || c == '}') && depth > 0) --depth;
+  }
+  return Status::Ok();
+}
+
+}  // namespace dnnd

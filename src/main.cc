@@ -1,0 +1,171 @@
+// dnnd: one binary, many roles.
+//   dnnd --role=<role> --config <file.toml> [--set section.key=value ...]
+//   dnnd config check <file.toml> [--set ...]
+//   dnnd version | roles | --help
+// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/role.h"
+#include "tensor/parallel.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage:
+  dnnd --role=<role> --config <file.toml> [--set section.key=value ...]
+  dnnd config check <file.toml> [--set section.key=value ...]
+  dnnd roles          list roles
+  dnnd version
+Settings precedence: defaults < file < env DNND_SECTION__KEY < --set.
+)";
+
+int Usage(const std::string& error) {
+  if (!error.empty()) std::fprintf(stderr, "dnnd: %s\n", error.c_str());
+  std::fputs(kUsage, error.empty() ? stdout : stderr);
+  return error.empty() ? 0 : 2;
+}
+
+struct Args {
+  std::string role, config;
+  std::vector<std::string> sets, positional;
+};
+
+// Accepts --flag=value and --flag value forms.
+bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto take = [&](const std::string& flag, std::string* out) {
+      if (arg == flag) {
+        if (i + 1 >= argc) {
+          *error = flag + " needs a value";
+          return true;
+        }
+        *out = argv[++i];
+        return true;
+      }
+      if (arg.rfind(flag + "=", 0) == 0) {
+        *out = arg.substr(flag.size() + 1);
+        return true;
+      }
+      return false;
+    };
+    std::string set;
+    if (take("--role", &a->role) || take("--config", &a->config)) continue;
+    if (take("--set", &set)) {
+      a->sets.push_back(set);
+      continue;
+    }
+    if (arg.rfind("--", 0) == 0 && arg != "--help") {
+      *error = "unknown option " + arg;
+      return false;
+    }
+    a->positional.push_back(arg);
+  }
+  return error->empty();
+}
+
+int RunRole(const Args& args) {
+  const dnnd::RoleInfo* info = dnnd::FindRole(args.role);
+  if (!info) {
+    std::string names;
+    for (const auto& r : dnnd::Roles()) names += (names.empty() ? "" : ", ") + r.name;
+    std::fprintf(stderr, "dnnd: unknown role '%s' (roles: %s)\n", args.role.c_str(), names.c_str());
+    return 2;
+  }
+  if (!info->factory) {
+    std::fprintf(stderr, "dnnd: role '%s' is not built yet in this version\n", args.role.c_str());
+    return 2;
+  }
+  if (args.config.empty()) return Usage("--role needs --config <file.toml>");
+  auto cfg = dnnd::Config::Load(args.config, args.sets, dnnd::ProcessEnvironment());
+  if (!cfg) {
+    std::fprintf(stderr, "dnnd: invalid configuration:\n%s\n", cfg.status().message().c_str());
+    return 2;
+  }
+  dnnd::ConfigureLogging(cfg->GetString("log.level"), cfg->GetString("log.format"));
+  int threads = static_cast<int>(cfg->GetInt("node.threads"));
+  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  dnnd::SetThreads(threads);
+
+  // Signals go to one thread that asks the role to stop; a second one exits.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  auto role = info->factory(*cfg);
+  if (!role) {
+    std::fprintf(stderr, "dnnd: %s: %s\n", args.role.c_str(), role.status().ToString().c_str());
+    return role.status().code() == dnnd::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  dnnd::Role* r = role->get();
+  std::thread([r, set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    dnnd::Log(dnnd::LogLevel::kWarn, "main", "signal received; stopping", {{"signal", sig}});
+    r->Stop();
+    sigwait(&set, &sig);
+    std::_Exit(130);
+  }).detach();
+  dnnd::Status s = r->Run();
+  if (s.code() == dnnd::StatusCode::kCancelled) {
+    dnnd::Log(dnnd::LogLevel::kInfo, "main", "stopped", {{"reason", s.message()}});
+    return 0;
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "dnnd: %s: %s\n", args.role.c_str(), s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  Args args;
+  std::string error;
+  if (!ParseArgs(argc, argv, &args, &error)) return Usage(error);
+  if (!args.role.empty()) return RunRole(args);
+  if (args.positional.empty() || args.positional[0] == "--help" || args.positional[0] == "help")
+    return Usage(args.positional.empty() ? "missing command" : "");
+  const std::string& cmd = args.positional[0];
+  if (cmd == "version") {
+    std::printf("dnnd %s (%s) blas=%s\n", DNND_VERSION, __DATE__, dnnd::BlasCoreName().c_str());
+    return 0;
+  }
+  if (cmd == "roles") {
+    for (const auto& r : dnnd::Roles())
+      std::printf("%-18s %-10s %s\n", r.name.c_str(), r.factory ? "built" : "not built", r.description.c_str());
+    return 0;
+  }
+  if (cmd == "config") {
+    if (args.positional.size() != 3 || args.positional[1] != "check")
+      return Usage("expected: dnnd config check <file.toml>");
+    auto cfg = dnnd::Config::Load(args.positional[2], args.sets, dnnd::ProcessEnvironment());
+    if (!cfg) {
+      std::fprintf(stderr, "%s\n", cfg.status().message().c_str());
+      return 1;
+    }
+    std::fputs(cfg->Dump().c_str(), stdout);
+    return 0;
+  }
+  return Usage("unknown command '" + cmd + "'");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dnnd: internal error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,85 @@
+// The training loop every training role shares: epochs of shuffled batches,
+// forward/backward/step, learning-rate schedule, per-epoch evaluation,
+// progress display, periodic and final checkpoints, and exact resume.
+//
+//   Trainer trainer(spec, spec_text, options);
+//   Status s = trainer.Run(train_set, &test_set, stop_flag);
+//   trainer.history();   // per-epoch loss, accuracy, throughput
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/data/dataset.h"
+#include "core/progress.h"
+#include "core/status.h"
+#include "tensor/model_spec.h"
+#include "tensor/nn.h"
+#include "tensor/optim.h"
+
+namespace dnnd {
+
+struct TrainOptions {
+  int64_t epochs = 5;
+  int64_t iterations = 0;  // > 0: that many full-batch steps instead of epochs
+  int64_t batch_size = 128;
+  uint64_t seed = 42;
+  bool shuffle = true;
+  std::string lr_schedule = "constant";  // constant | cosine | step
+  int64_t lr_step_epochs = 1;
+  float lr_gamma = 0.1f;
+  float normalize_mean = 0.0f, normalize_std = 1.0f;
+  std::string checkpoint_dir;  // empty: no checkpoints
+  int64_t checkpoint_every_steps = 0;
+  bool resume = true;
+  int64_t eval_every_epochs = 1;
+  ProgressMode progress = ProgressMode::kAuto;
+};
+
+struct EvalResult {
+  double loss = 0, accuracy = 0;
+  int64_t samples = 0;
+};
+
+struct EpochRecord {
+  int64_t epoch = 0;  // 1-based
+  double train_loss = 0;
+  double seconds = 0, samples_per_s = 0;
+  bool evaluated = false;
+  EvalResult eval;
+};
+
+class Trainer {
+ public:
+  // Builds the model (seeded) and its optimiser; fails on an invalid spec.
+  static Result<std::unique_ptr<Trainer>> Create(ModelSpec spec, TrainOptions options);
+
+  // Trains until done or until `stop` becomes true (then checkpoints and
+  // returns Cancelled). Resumes from options.checkpoint_dir when it holds a
+  // checkpoint and options.resume is set.
+  Status Run(const data::Dataset& train, const data::Dataset* test, const std::atomic<bool>& stop);
+
+  // Mean loss and accuracy over `set` in evaluation mode (no graph recorded).
+  // Accuracy is argmax for cross-entropy, rounding at 0.5 for MSE/BCE.
+  EvalResult Evaluate(const data::Dataset& set);
+
+  const std::vector<EpochRecord>& history() const { return history_; }
+  nn::Sequential& model() { return *model_; }
+  optim::Optimizer& optimizer() { return *optimizer_; }
+
+ private:
+  Trainer(ModelSpec spec, TrainOptions options, std::shared_ptr<nn::Sequential> model,
+          std::unique_ptr<optim::Optimizer> optimizer);
+  float LearningRate(int64_t epoch) const;  // 0-based epoch
+  Status SaveCheckpoint(int64_t epoch, int64_t step, int64_t samples);
+
+  ModelSpec spec_;
+  TrainOptions options_;
+  std::shared_ptr<nn::Sequential> model_;
+  std::unique_ptr<optim::Optimizer> optimizer_;
+  std::vector<EpochRecord> history_;
+};
+
+}  // namespace dnnd

@@ -1,0 +1,119 @@
+#include "roles/worker.h"
+
+#include <toml++/toml.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/data/idx.h"
+#include "core/log.h"
+#include "roles/trainer.h"
+#include "tensor/parallel.h"
+#include "tensor/safetensors.h"
+
+namespace dnnd {
+namespace {
+
+// [model] inline, or [model] file = "models/x.toml" (relative to the config).
+Result<ModelSpec> LoadModelSpec(const Config& cfg) {
+  const toml::table* m = cfg.Section("model");
+  if (!m) return InvalidArgument(cfg.path() + ": no [model] section (the model to train)");
+  if (const toml::node* f = m->get("file")) {
+    if (!f->is_string() || m->size() != 1)
+      return InvalidArgument(SourceWhere(*f) + ": model.file must be a string and the only key");
+    std::filesystem::path p(*f->value<std::string>());
+    if (p.is_relative()) p = std::filesystem::path(cfg.path()).parent_path() / p;
+    DNND_ASSIGN_OR_RETURN(std::string text, ReadFileToString(p.string(), 1 << 20));
+    return ParseModelSpecText(text, p.string());
+  }
+  return ParseModelSpec(*m);
+}
+
+class WorkerRole : public Role {
+ public:
+  WorkerRole(std::unique_ptr<Trainer> trainer, data::Dataset train, data::Dataset test, bool has_test)
+      : trainer_(std::move(trainer)), train_(std::move(train)), test_(std::move(test)), has_test_(has_test) {}
+
+  Status Run() override {
+    Log(LogLevel::kInfo, "worker", "training",
+        {{"train_samples", train_.size()}, {"test_samples", has_test_ ? test_.size() : int64_t{0}},
+         {"parameters", trainer_->model().ParameterCount()}, {"threads", GetThreads()}});
+    Status s = trainer_->Run(train_, has_test_ ? &test_ : nullptr, stop_);
+    if (!s.ok()) return s;
+    const auto& h = trainer_->history();
+    if (!h.empty() && h.back().evaluated) {
+      std::fprintf(stderr, "final test accuracy %.2f%% (test loss %.4f)\n",
+                   100.0 * h.back().eval.accuracy, h.back().eval.loss);
+      Log(LogLevel::kInfo, "worker", "done",
+          {{"test_accuracy", h.back().eval.accuracy}, {"test_loss", h.back().eval.loss}});
+    }
+    return Status::Ok();
+  }
+
+  void Stop() override { stop_.store(true); }
+
+ private:
+  std::unique_ptr<Trainer> trainer_;
+  data::Dataset train_, test_;
+  bool has_test_;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
+  DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(cfg));
+  TrainOptions o;
+  o.epochs = cfg.GetInt("train.epochs");
+  o.iterations = cfg.GetInt("train.iterations");
+  o.batch_size = cfg.GetInt("train.batch_size");
+  o.seed = static_cast<uint64_t>(cfg.GetInt("train.seed"));
+  o.shuffle = cfg.GetBool("train.shuffle");
+  o.lr_schedule = cfg.GetString("train.lr_schedule");
+  o.lr_step_epochs = cfg.GetInt("train.lr_step_epochs");
+  o.lr_gamma = static_cast<float>(cfg.GetFloat("train.lr_gamma"));
+  o.normalize_mean = static_cast<float>(cfg.GetFloat("data.normalize_mean"));
+  o.normalize_std = static_cast<float>(cfg.GetFloat("data.normalize_std"));
+  o.checkpoint_dir = cfg.GetString("train.checkpoint_dir");
+  o.checkpoint_every_steps = cfg.GetInt("train.checkpoint_every_steps");
+  o.resume = cfg.GetBool("train.resume");
+  o.eval_every_epochs = cfg.GetInt("train.eval_every_epochs");
+  o.progress = ParseProgressMode(cfg.GetString("train.progress"));
+
+  data::Dataset train, test;
+  bool has_test = false;
+  if (cfg.GetString("data.builtin") == "xor") {
+    train = data::MakeXorDataset();
+    test = train;
+    has_test = true;
+  } else {
+    DNND_ASSIGN_OR_RETURN(train, data::LoadIdxDataset(cfg.GetString("data.train_images"),
+                                                      cfg.GetString("data.train_labels")));
+    train = train.Take(cfg.GetInt("data.limit_train"));
+    if (!cfg.GetString("data.test_images").empty()) {
+      DNND_ASSIGN_OR_RETURN(test, data::LoadIdxDataset(cfg.GetString("data.test_images"),
+                                                       cfg.GetString("data.test_labels")));
+      test = test.Take(cfg.GetInt("data.limit_test"));
+      has_test = true;
+    }
+  }
+  // Fail now, not deep inside training, when data and model disagree.
+  if (train.sample_shape != spec.input)
+    return InvalidArgument("the training data's samples are " + ShapeToString(train.sample_shape) +
+                           " but model.input is " + ShapeToString(spec.input));
+  if (has_test && test.sample_shape != train.sample_shape)
+    return InvalidArgument("test samples are " + ShapeToString(test.sample_shape) +
+                           " but training samples are " + ShapeToString(train.sample_shape));
+  DNND_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(std::move(spec), std::move(o)));
+  if (trainer->model().NamedParameters().empty())
+    return InvalidArgument("the model has no trainable parameters");
+  auto out = trainer->model().OutputShape(train.sample_shape);
+  if (out.ok() && !train.labels.empty() && out->size() == 1 &&
+      (*out)[0] < std::max(train.num_classes, test.num_classes))
+    return InvalidArgument("the model has " + std::to_string((*out)[0]) + " outputs but the data has " +
+                           std::to_string(std::max(train.num_classes, test.num_classes)) + " classes");
+  return std::unique_ptr<Role>(new WorkerRole(std::move(trainer), std::move(train), std::move(test), has_test));
+}
+
+}  // namespace dnnd

@@ -1,0 +1,254 @@
+#include "tensor/safetensors.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+namespace dnnd {
+namespace {
+
+namespace json = boost::json;
+
+constexpr uint64_t kMaxHeaderBytes = 100 << 20;
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      exp = 127 - 15 + 1;
+      while ((mant & 0x400) == 0) {
+        mant <<= 1;
+        --exp;
+      }
+      bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+int DtypeSize(const std::string& d) {
+  if (d == "F32") return 4;
+  if (d == "F16" || d == "BF16") return 2;
+  if (d == "F64") return 8;
+  return 0;
+}
+
+}  // namespace
+
+std::string EncodeSafetensors(const nn::NamedTensors& tensors,
+                              const std::map<std::string, std::string>& metadata) {
+  std::vector<std::pair<std::string, Tensor>> sorted(tensors.begin(), tensors.end());
+  std::sort(sorted.begin(), sorted.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  json::object header;
+  if (!metadata.empty()) {
+    json::object meta;
+    for (const auto& [k, v] : metadata) meta[k] = v;
+    header["__metadata__"] = std::move(meta);
+  }
+  uint64_t offset = 0;
+  for (const auto& [name, t] : sorted) {
+    json::array shape;
+    for (int64_t d : t.shape()) shape.push_back(d);
+    json::object entry{{"dtype", "F32"}, {"shape", std::move(shape)},
+                       {"data_offsets", json::array{offset, offset + t.nbytes()}}};
+    header[name] = std::move(entry);
+    offset += t.nbytes();
+  }
+  std::string h = json::serialize(header);
+  h.append((8 - h.size() % 8) % 8, ' ');  // the reference pads to 8 bytes
+  std::string out(8, '\0');
+  uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  out += h;
+  out.reserve(out.size() + offset);
+  for (const auto& [name, t] : sorted)
+    out.append(reinterpret_cast<const char*>(t.data()), t.nbytes());
+  return out;
+}
+
+Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::string& what) {
+  if (bytes.size() < 8) return Corruption(what + ": shorter than the 8-byte header length");
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t{static_cast<uint8_t>(bytes[i])} << (8 * i);
+  if (n > kMaxHeaderBytes)
+    return Corruption(what + ": header length " + std::to_string(n) + " exceeds the 100 MB limit");
+  if (n > bytes.size() - 8)
+    return Corruption(what + ": header length " + std::to_string(n) + " runs past the end of the file (" +
+                      std::to_string(bytes.size()) + " bytes)");
+  boost::system::error_code ec;
+  json::value root = json::parse(std::string_view(bytes).substr(8, n), ec);
+  if (ec) return Corruption(what + ": header is not valid JSON (" + ec.message() + ")");
+  if (!root.is_object()) return Corruption(what + ": header is not a JSON object");
+  const uint64_t data_size = bytes.size() - 8 - n;
+  const char* data = bytes.data() + 8 + n;
+  // One aligned copy of the data section: F32 tensors become views of it.
+  auto storage = Storage::Allocate(std::max<uint64_t>(data_size, 1));
+  std::memcpy(storage->data(), data, data_size);
+
+  SafetensorsFile file;
+  struct Span { uint64_t begin, end; std::string name; };
+  std::vector<Span> spans;
+  for (const auto& [key, value] : root.as_object()) {
+    std::string name(key);
+    if (name == "__metadata__") {
+      if (!value.is_object()) return Corruption(what + ": __metadata__ is not an object");
+      for (const auto& [mk, mv] : value.as_object()) {
+        if (!mv.is_string())
+          return Corruption(what + ": metadata value '" + std::string(mk) + "' is not a string");
+        file.metadata[std::string(mk)] = std::string(mv.as_string());
+      }
+      continue;
+    }
+    const std::string ctx = what + ": tensor '" + name + "'";
+    const json::object* e = value.if_object();
+    if (!e) return Corruption(ctx + " is not an object");
+    const json::value* dt = e->if_contains("dtype");
+    const json::value* sh = e->if_contains("shape");
+    const json::value* off = e->if_contains("data_offsets");
+    if (!dt || !dt->is_string() || !sh || !sh->is_array() || !off || !off->is_array() ||
+        off->as_array().size() != 2)
+      return Corruption(ctx + " needs dtype (string), shape (array) and data_offsets ([begin, end])");
+    const std::string dtype(dt->as_string());
+    const int esize = DtypeSize(dtype);
+    if (esize == 0) return Unsupported(ctx + " has dtype " + dtype + " (supported: F32, F16, BF16, F64)");
+    Shape shape;
+    for (const auto& d : sh->as_array()) {
+      if (!d.is_int64() && !d.is_uint64()) return Corruption(ctx + ": shape entries must be integers");
+      int64_t v = d.is_int64() ? d.as_int64() : static_cast<int64_t>(std::min<uint64_t>(d.as_uint64(), INT64_MAX));
+      if (v < 0) return Corruption(ctx + ": negative dimension");
+      shape.push_back(v);
+    }
+    const int64_t numel = ShapeNumel(shape);
+    if (numel < 0 || numel > std::numeric_limits<int64_t>::max() / esize)
+      return Corruption(ctx + ": shape " + ShapeToString(shape) + " overflows");
+    uint64_t b = 0, en = 0;
+    for (int i = 0; i < 2; ++i) {
+      const json::value& o = off->as_array()[i];
+      if (!o.is_int64() && !o.is_uint64()) return Corruption(ctx + ": data_offsets must be integers");
+      if (o.is_int64() && o.as_int64() < 0) return Corruption(ctx + ": negative data offset");
+      (i == 0 ? b : en) = o.is_int64() ? static_cast<uint64_t>(o.as_int64()) : o.as_uint64();
+    }
+    if (b > en || en > data_size)
+      return Corruption(ctx + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(en) +
+                        "] outside the " + std::to_string(data_size) + "-byte data section");
+    if (en - b != static_cast<uint64_t>(numel) * esize)
+      return Corruption(ctx + ": " + std::to_string(en - b) + " bytes for shape " + ShapeToString(shape) +
+                        " of " + dtype);
+    spans.push_back({b, en, name});
+    Tensor t;
+    if (dtype == "F32" && b % 4 == 0) {
+      t = Tensor::FromStorage(storage, static_cast<int64_t>(b / 4), shape);
+    } else {
+      t = Tensor::Empty(shape);
+      const char* src = static_cast<const char*>(storage->data()) + b;
+      float* dst = t.data();
+      for (int64_t i = 0; i < numel; ++i) {
+        if (dtype == "F32") {
+          std::memcpy(dst + i, src + 4 * i, 4);
+        } else if (dtype == "F64") {
+          double d;
+          std::memcpy(&d, src + 8 * i, 8);
+          dst[i] = static_cast<float>(d);
+        } else {
+          uint16_t h;
+          std::memcpy(&h, src + 2 * i, 2);
+          if (dtype == "F16") {
+            dst[i] = HalfToFloat(h);
+          } else {
+            uint32_t bits = uint32_t{h} << 16;
+            std::memcpy(dst + i, &bits, 4);
+          }
+        }
+      }
+    }
+    file.tensors.emplace_back(name, std::move(t));
+  }
+  std::sort(spans.begin(), spans.end(), [](auto& a, auto& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < spans.size(); ++i)
+    if (spans[i].begin < spans[i - 1].end)
+      return Corruption(what + ": tensors '" + spans[i - 1].name + "' and '" + spans[i].name + "' overlap");
+  std::sort(file.tensors.begin(), file.tensors.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  return file;
+}
+
+Status WriteFileAtomic(const std::string& path, const std::string& bytes) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return IoError(tmp + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      Status s = IoError(tmp + ": " + std::strerror(errno));
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return s;
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    return IoError(tmp + ": fsync/close failed: " + std::strerror(errno));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status s = IoError("rename " + tmp + " -> " + path + ": " + std::strerror(errno));
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  // Persist the rename itself.
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ReadFileToString(const std::string& path, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": " + std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) return IoError(path + ": cannot determine size");
+  if (static_cast<uint64_t>(size) > max_bytes)
+    return ResourceExhausted(path + ": " + std::to_string(size) + " bytes exceeds the limit of " +
+                             std::to_string(max_bytes));
+  std::string bytes(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  in.read(bytes.data(), size);
+  if (!in) return IoError(path + ": read error");
+  return bytes;
+}
+
+Status SaveSafetensors(const std::string& path, const nn::NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  return WriteFileAtomic(path, EncodeSafetensors(tensors, metadata));
+}
+
+Result<SafetensorsFile> LoadSafetensors(const std::string& path) {
+  DNND_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  return DecodeSafetensors(bytes, path);
+}
+
+}  // namespace dnnd

@@ -1,0 +1,44 @@
+// safetensors, the tensor file format PyTorch and Hugging Face read:
+//   8-byte little-endian header length N, N bytes of JSON
+//   {"<name>": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//    "__metadata__": {"key": "string value"}}
+//   then the data buffer (offsets are relative to its start).
+// https://github.com/huggingface/safetensors (README, "Format").
+//
+// Written files hold F32 tensors; readers accept F32, F16, BF16 and F64
+// (converted to float32). Decoding validates everything a hostile file could
+// lie about (header size, offsets, overlaps, shapes) before touching data.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "tensor/nn.h"
+
+namespace dnnd {
+
+struct SafetensorsFile {
+  nn::NamedTensors tensors;  // in file order (sorted by name, as the writer sorts)
+  std::map<std::string, std::string> metadata;
+};
+
+// Encodes tensors (sorted by name) and metadata to the file format's bytes.
+std::string EncodeSafetensors(const nn::NamedTensors& tensors,
+                              const std::map<std::string, std::string>& metadata);
+// Decodes bytes; `what` names the source in errors. F32 tensors are views of
+// one 64-byte-aligned copy of the data section.
+Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::string& what);
+
+// Writes atomically: temp file in the same directory, fsync, rename, fsync dir.
+Status SaveSafetensors(const std::string& path, const nn::NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+Result<SafetensorsFile> LoadSafetensors(const std::string& path);
+
+// Writes `bytes` to `path` atomically (shared by every file dnnd writes).
+Status WriteFileAtomic(const std::string& path, const std::string& bytes);
+// Reads a whole file, refusing files larger than `max_bytes`.
+Result<std::string> ReadFileToString(const std::string& path, size_t max_bytes = size_t{1} << 34);
+
+}  // namespace dnnd
