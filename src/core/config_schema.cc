@@ -30,6 +30,7 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"train.lr_gamma", T::kFloat, "0.1", 0, 1, {}, "step schedule: decay factor"},
       {"train.checkpoint_dir", T::kString, "\"runs/local\"", 0, 0, {}, "where checkpoints go; empty = none"},
       {"train.checkpoint_every_steps", T::kInt, "0", 0, 1e12, {}, "also checkpoint every N steps; 0 = only at the end"},
+      {"train.max_steps", T::kInt, "0", 0, 1e12, {}, "stop with a checkpoint after N steps in total; 0 = no limit"},
       {"train.resume", T::kBool, "true", 0, 0, {}, "continue from checkpoint_dir when it holds a checkpoint"},
       {"train.progress", T::kEnum, "\"auto\"", 0, 0, {"auto", "bar", "log", "none"}, "progress display"},
       {"train.eval_every_epochs", T::kInt, "1", 0, 1000000, {}, "evaluate on the test set every N epochs; 0 = never"},

@@ -153,6 +153,10 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       if (bar) bar->Update(b - first + 1, loss_sum / (b - first + 1), epoch_samples);
       if (options_.checkpoint_every_steps > 0 && step % options_.checkpoint_every_steps == 0)
         DNND_RETURN_IF_ERROR(SaveCheckpoint(epoch, step, samples));
+      if (options_.max_steps > 0 && step >= options_.max_steps) {
+        if (bar) bar->Finish("step budget of " + std::to_string(options_.max_steps) + " reached");
+        return SaveCheckpoint(epoch, step, samples);
+      }
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EpochRecord rec{.epoch = epoch + 1,

@@ -33,6 +33,7 @@ struct TrainOptions {
   float normalize_mean = 0.0f, normalize_std = 1.0f;
   std::string checkpoint_dir;  // empty: no checkpoints
   int64_t checkpoint_every_steps = 0;
+  int64_t max_steps = 0;  // > 0: stop (with a checkpoint) after this many steps in total
   bool resume = true;
   int64_t eval_every_epochs = 1;
   ProgressMode progress = ProgressMode::kAuto;

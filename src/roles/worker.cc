@@ -77,6 +77,7 @@ Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
   o.normalize_std = static_cast<float>(cfg.GetFloat("data.normalize_std"));
   o.checkpoint_dir = cfg.GetString("train.checkpoint_dir");
   o.checkpoint_every_steps = cfg.GetInt("train.checkpoint_every_steps");
+  o.max_steps = cfg.GetInt("train.max_steps");
   o.resume = cfg.GetBool("train.resume");
   o.eval_every_epochs = cfg.GetInt("train.eval_every_epochs");
   o.progress = ParseProgressMode(cfg.GetString("train.progress"));

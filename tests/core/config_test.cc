@@ -1,0 +1,139 @@
+// Configuration: precedence, validation errors with positions, the toml++
+// crash guard, and Dump() round trips.
+#include <gtest/gtest.h>
+#include <toml++/toml.h>
+
+#include "core/config.h"
+#include "core/toml_guard.h"
+
+namespace dnnd {
+namespace {
+
+TEST(Config, DefaultsFileEnvSetPrecedence) {
+  const char* text = "[train]\nepochs = 3\nbatch_size = 64\nseed = 5\n";
+  auto cfg = Config::FromString(text, "c.toml", {"train.batch_size=32"},
+                                {{"DNND_TRAIN__BATCH_SIZE", "16"}, {"DNND_TRAIN__SEED", "9"}});
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->GetInt("train.epochs"), 3);         // file
+  EXPECT_EQ(cfg->GetInt("train.seed"), 9);           // env beats file
+  EXPECT_EQ(cfg->GetInt("train.batch_size"), 32);    // --set beats env
+  EXPECT_EQ(cfg->GetString("log.level"), "info");    // default
+  EXPECT_EQ(cfg->Origin("train.epochs"), "c.toml:2:10");
+  EXPECT_EQ(cfg->Origin("train.seed"), "env DNND_TRAIN__SEED");
+  EXPECT_EQ(cfg->Origin("log.level"), "default");
+  EXPECT_TRUE(cfg->Has("train.epochs"));
+  EXPECT_FALSE(cfg->Has("log.level"));
+}
+
+TEST(Config, OverrideValuesAreTypedLikeToml) {
+  auto cfg = Config::FromString("", "c.toml", {"train.shuffle=false", "data.normalize_mean=0.5",
+                                               "node.name=worker-7"});
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_FALSE(cfg->GetBool("train.shuffle"));
+  EXPECT_DOUBLE_EQ(cfg->GetFloat("data.normalize_mean"), 0.5);
+  EXPECT_EQ(cfg->GetString("node.name"), "worker-7");  // not TOML: taken as a string
+}
+
+TEST(Config, IntegerAcceptedWhereFloatExpected) {
+  auto cfg = Config::FromString("[data]\nnormalize_std = 2\n", "c.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_DOUBLE_EQ(cfg->GetFloat("data.normalize_std"), 2.0);
+}
+
+void ExpectError(const std::string& text, const std::vector<std::string>& needles,
+                 const std::vector<std::string>& sets = {}) {
+  auto cfg = Config::FromString(text, "bad.toml", sets);
+  ASSERT_FALSE(cfg.ok()) << "accepted:\n" << text;
+  for (const auto& n : needles)
+    EXPECT_NE(cfg.status().message().find(n), std::string::npos)
+        << "missing '" << n << "' in: " << cfg.status().message();
+}
+
+TEST(Config, UnknownKeyNamesPosition) {
+  ExpectError("[train]\nepochz = 3\n", {"bad.toml:2:10", "unknown key train.epochz"});
+}
+
+TEST(Config, UnknownSection) { ExpectError("[trian]\nepochs = 3\n", {"bad.toml:1:1", "[trian]"}); }
+
+TEST(Config, WrongType) {
+  ExpectError("[train]\nepochs = \"five\"\n", {"bad.toml:2:10", "train.epochs", "expected integer"});
+}
+
+TEST(Config, OutOfRange) {
+  ExpectError("[train]\nbatch_size = 0\n", {"bad.toml:2:14", "below the minimum"});
+}
+
+TEST(Config, EnumValue) {
+  ExpectError("[log]\nlevel = \"loud\"\n", {"'loud' is not allowed", "debug, info, warn, error"});
+}
+
+TEST(Config, BadOverrideNamesTheFlag) {
+  ExpectError("", {"--set train.epochs", "expected integer"}, {"train.epochs=many"});
+  ExpectError("", {"expected section.key=value"}, {"nonsense"});
+}
+
+TEST(Config, CollectsEveryError) {
+  ExpectError("[train]\nepochs = -1\nbatch_size = 0\nbogus = 1\n",
+              {"train.epochs", "train.batch_size", "train.bogus"});
+}
+
+TEST(Config, SyntaxErrorHasPosition) { ExpectError("[train\nepochs = 1\n", {"bad.toml:1:"}); }
+
+TEST(Config, MissingFileIsAnError) {
+  auto cfg = Config::Load("/nonexistent/dnnd.toml", {}, {});
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_NE(cfg.status().message().find("/nonexistent/dnnd.toml"), std::string::npos);
+}
+
+TEST(Config, OpaqueModelSectionIsKeptForItsParser) {
+  auto cfg = Config::FromString("[model]\ninput = [3]\nwhatever = 1\n", "c.toml",
+                                {"model.optimizer.lr=0.5"});
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  ASSERT_NE(cfg->Section("model"), nullptr);
+  EXPECT_NE(cfg->Section("model")->get("whatever"), nullptr);
+  EXPECT_NE(cfg->Section("model")->at_path("optimizer.lr").as_floating_point(), nullptr);
+}
+
+TEST(Config, DumpRoundTrips) {
+  auto cfg = Config::FromString("[train]\nepochs = 7\n[model]\ninput = [1, 2]\n", "c.toml",
+                                {"log.format=\"json\""});
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  auto again = Config::FromString(cfg->Dump(), "dump.toml");
+  ASSERT_TRUE(again.ok()) << again.status().ToString() << "\n" << cfg->Dump();
+  EXPECT_EQ(again->GetInt("train.epochs"), 7);
+  EXPECT_EQ(again->GetString("log.format"), "json");
+  EXPECT_NE(again->Section("model"), nullptr);
+}
+
+// Inputs on which Debian's toml++ 3.3.0 asserts or reaches undefined
+// behaviour; each must come back as an error value.
+TEST(TomlGuard, KnownCrashersAreErrors) {
+  const std::vector<std::string> crashers = {
+      "a = 1\n[\n  ]=bc\"x\"\n",
+      "[\n]\n",
+      "[[\n]]\n",
+      std::string("a = \"\xff\"\n"),
+      std::string("a = \"\xc0\xaf\"\n"),       // overlong '/'
+      std::string("a = \"\xed\xa0\x80\"\n"),   // UTF-16 surrogate
+      std::string("a = \"\xf4\x90\x80\x80\"\n"),  // > U+10FFFF
+      std::string("a = 1\0b = 2\n", 12),
+  };
+  for (const auto& text : crashers) {
+    auto cfg = Config::FromString(text, "crash.toml");
+    EXPECT_FALSE(cfg.ok()) << "accepted: " << text;
+    EXPECT_NE(cfg.status().message().find("crash.toml:"), std::string::npos) << cfg.status().message();
+  }
+}
+
+TEST(TomlGuard, AllowsValidMultiLineConstructs) {
+  EXPECT_TRUE(GuardToml("a = [\n  [1, 2],\n  [3],\n]\n[t]\nb = \"\"\"\n[\n\"\"\"\n", "ok").ok());
+  EXPECT_TRUE(GuardToml("# [ comment\n[\"quoted.key\"]\nx = 'é'\n", "ok").ok());
+}
+
+TEST(TomlGuard, SizeLimit) {
+  std::string big(kMaxConfigBytes + 1, '#');
+  EXPECT_FALSE(GuardToml(big, "big.toml").ok());
+}
+
+}  // namespace
+}  // namespace dnnd

@@ -1,0 +1,158 @@
+// The dnnd binary end to end: commands, exit codes, errors, and the worker
+// role training, checkpointing and resuming through real processes and files.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "tensor/safetensors.h"
+
+namespace {
+
+struct Outcome {
+  int code;
+  std::string output;  // stdout and stderr
+};
+
+Outcome Dnnd(const std::string& args) {
+  std::string cmd = std::string(DNND_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string Src(const std::string& rel) { return std::string(DNND_SOURCE_DIR) + "/" + rel; }
+
+class TempDir {
+ public:
+  TempDir() : path_(std::filesystem::temp_directory_path() /
+                    ("dnnd_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++))) {
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string path() const { return path_.string(); }
+  std::string Write(const std::string& name, const std::string& text) {
+    std::ofstream(path_ / name) << text;
+    return (path_ / name).string();
+  }
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path path_;
+};
+
+TEST(Cli, Version) {
+  Outcome r = Dnnd("version");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.output.find("dnnd "), std::string::npos);
+  EXPECT_NE(r.output.find("blas="), std::string::npos);
+}
+
+TEST(Cli, UnknownRoleListsValidOnes) {
+  Outcome r = Dnnd("--role=trainer --config x.toml");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("unknown role 'trainer'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("parameter-server"), std::string::npos);
+}
+
+TEST(Cli, KnownButUnbuiltRoleSaysSo) {
+  Outcome r = Dnnd("--role=controller --config x.toml");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("not built yet"), std::string::npos) << r.output;
+}
+
+TEST(Cli, UnknownOptionAndCommandAreUsageErrors) {
+  EXPECT_EQ(Dnnd("--frobnicate").code, 2);
+  EXPECT_EQ(Dnnd("launch").code, 2);
+  EXPECT_EQ(Dnnd("").code, 2);
+}
+
+TEST(Cli, EveryShippedConfigChecks) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(Src("configs"))) {
+    if (e.path().extension() != ".toml") continue;
+    ++n;
+    Outcome r = Dnnd("config check " + e.path().string());
+    EXPECT_EQ(r.code, 0) << e.path() << "\n" << r.output;
+  }
+  EXPECT_GT(n, 0);
+}
+
+TEST(Cli, ConfigCheckPrintsOriginsAndReportsErrors) {
+  TempDir dir;
+  Outcome ok = Dnnd("config check " + Src("configs/worker-mlp.toml") + " --set train.epochs=2");
+  EXPECT_EQ(ok.code, 0);
+  EXPECT_NE(ok.output.find("epochs = 2  # --set train.epochs"), std::string::npos) << ok.output;
+  std::string bad = dir.Write("bad.toml", "[train]\nepochs = \"x\"\nunknown = 1\n");
+  Outcome r = Dnnd("config check " + bad);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.output.find("bad.toml:2:10: train.epochs"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("bad.toml:3:11: unknown key train.unknown"), std::string::npos) << r.output;
+}
+
+TEST(Cli, EnvironmentOverridesFile) {
+  std::string cmd = "DNND_TRAIN__EPOCHS=9 " + std::string(DNND_BINARY) + " config check " +
+                    Src("configs/worker-mlp.toml") + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  EXPECT_EQ(pclose(p), 0);
+  EXPECT_NE(out.find("epochs = 9  # env DNND_TRAIN__EPOCHS"), std::string::npos) << out;
+}
+
+TEST(Cli, WorkerRejectsModelThatDoesNotFitData) {
+  TempDir dir;
+  Outcome r = Dnnd("--role=worker --config " + Src("configs/worker-mlp.toml") +
+               " --set 'model.input=[784]' --set data.limit_train=10");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.input is [784]"), std::string::npos) << r.output;
+}
+
+TEST(Cli, WorkerTrainsXorAndWritesACheckpoint) {
+  TempDir dir;
+  Outcome r = Dnnd("--role=worker --config " + Src("configs/worker-xor.toml") +
+               " --set train.iterations=3000 --set train.checkpoint_dir=" + dir.path());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("final test accuracy"), std::string::npos) << r.output;
+  auto ckpt = dnnd::LoadSafetensors(dir.path() + "/model.safetensors");
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  EXPECT_EQ(ckpt->tensors.size(), 6u);  // three linear layers
+  EXPECT_EQ(ckpt->metadata.at("dnnd.step"), "3000");
+  EXPECT_NE(ckpt->metadata.at("dnnd.model_spec").find("[[model.layers]]"), std::string::npos);
+}
+
+// A run stopped at step k and resumed must end bit-identical to a run that
+// never stopped: same batches (seeded per epoch), same optimizer state.
+TEST(Cli, ResumedRunMatchesUninterruptedRun) {
+  TempDir a, b;
+  const std::string common = "--role=worker --config " + Src("configs/worker-mlp.toml") +
+                             " --set data.limit_train=2000 --set data.limit_test=500"
+                             " --set train.epochs=2 --set train.progress=none";
+  Outcome full = Dnnd(common + " --set train.checkpoint_dir=" + a.path());
+  ASSERT_EQ(full.code, 0) << full.output;
+  // 2000 samples / 128 = 16 steps per epoch: stop mid-epoch 2, then resume.
+  Outcome part = Dnnd(common + " --set train.checkpoint_dir=" + b.path() + " --set train.max_steps=21");
+  ASSERT_EQ(part.code, 0) << part.output;
+  auto mid = dnnd::LoadSafetensors(b.path() + "/model.safetensors");
+  ASSERT_TRUE(mid.ok());
+  EXPECT_EQ(mid->metadata.at("dnnd.step"), "21");
+  Outcome rest = Dnnd(common + " --set train.checkpoint_dir=" + b.path() + " --set train.resume=true");
+  ASSERT_EQ(rest.code, 0) << rest.output;
+  EXPECT_NE(rest.output.find("resumed"), std::string::npos) << rest.output;
+  auto fa = dnnd::LoadSafetensors(a.path() + "/model.safetensors");
+  auto fb = dnnd::LoadSafetensors(b.path() + "/model.safetensors");
+  ASSERT_TRUE(fa.ok() && fb.ok());
+  ASSERT_EQ(fa->tensors.size(), fb->tensors.size());
+  for (size_t i = 0; i < fa->tensors.size(); ++i)
+    EXPECT_EQ(fa->tensors[i].second.ToVector(), fb->tensors[i].second.ToVector()) << fa->tensors[i].first;
+}
+
+}  // namespace
