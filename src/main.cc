@@ -15,6 +15,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/role.h"
+#include "roles/infer.h"
 #include "tensor/parallel.h"
 
 namespace {
@@ -22,6 +23,7 @@ namespace {
 constexpr const char* kUsage = R"(usage:
   dnnd --role=<role> --config <file.toml> [--set section.key=value ...]
   dnnd config check <file.toml> [--set section.key=value ...]
+  dnnd infer --model <checkpoint dir> --input x.safetensors --output y.safetensors
   dnnd roles          list roles
   dnnd version
 Settings precedence: defaults < file < env DNND_SECTION__KEY < --set.
@@ -34,7 +36,7 @@ int Usage(const std::string& error) {
 }
 
 struct Args {
-  std::string role, config;
+  std::string role, config, model, input, output;
   std::vector<std::string> sets, positional;
 };
 
@@ -58,7 +60,9 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
       return false;
     };
     std::string set;
-    if (take("--role", &a->role) || take("--config", &a->config)) continue;
+    if (take("--role", &a->role) || take("--config", &a->config) || take("--model", &a->model) ||
+        take("--input", &a->input) || take("--output", &a->output))
+      continue;
     if (take("--set", &set)) {
       a->sets.push_back(set);
       continue;
@@ -143,6 +147,16 @@ int Main(int argc, char** argv) {
   if (cmd == "roles") {
     for (const auto& r : dnnd::Roles())
       std::printf("%-18s %-10s %s\n", r.name.c_str(), r.factory ? "built" : "not built", r.description.c_str());
+    return 0;
+  }
+  if (cmd == "infer") {
+    if (args.model.empty() || args.input.empty() || args.output.empty())
+      return Usage("infer needs --model, --input and --output");
+    dnnd::Status s = dnnd::RunInference(args.model, args.input, args.output);
+    if (!s.ok()) {
+      std::fprintf(stderr, "dnnd: infer: %s\n", s.ToString().c_str());
+      return s.code() == dnnd::StatusCode::kInvalidArgument ? 2 : 1;
+    }
     return 0;
   }
   if (cmd == "config") {
