@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -17,18 +18,21 @@ namespace dnnd {
 namespace {
 
 // A fixed pool of helper threads; the calling thread does the first chunk.
+// Helpers spin briefly before sleeping: a training step opens a parallel
+// region every few hundred microseconds, and on the target VMs a futex
+// wake-up costs tens of microseconds (12% of an MLP step was kernel time).
 class Pool {
  public:
   ~Pool() { Resize(0); }
 
   void Resize(int helpers) {
-    std::unique_lock lock(mu_);
-    stop_ = true;
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
     cv_.notify_all();
-    lock.unlock();
     for (auto& t : threads_) t.join();
     threads_.clear();
-    lock.lock();
     stop_ = false;
     for (int i = 0; i < helpers; ++i) threads_.emplace_back([this, i] { Loop(i); });
   }
@@ -36,48 +40,61 @@ class Pool {
   int helpers() const { return static_cast<int>(threads_.size()); }
 
   void Run(int chunks, const std::function<void(int)>& chunk_fn) {
-    std::unique_lock run_lock(run_mu_);  // one parallel region at a time
-    {
+    std::lock_guard run_lock(run_mu_);  // one parallel region at a time
+    fn_ = &chunk_fn;
+    chunks_ = chunks;
+    pending_.store(chunks - 1);
+    generation_.fetch_add(1);  // publishes fn_/chunks_ (seq_cst)
+    if (sleepers_.load() > 0) {
       std::lock_guard lock(mu_);
-      fn_ = &chunk_fn;
-      chunks_ = chunks;
-      pending_ = chunks - 1;
-      ++generation_;
+      cv_.notify_all();
     }
-    cv_.notify_all();
     chunk_fn(0);
-    std::unique_lock lock(mu_);
-    done_cv_.wait(lock, [this] { return pending_ == 0; });
-    fn_ = nullptr;
+    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins)
+      if (spins > 1000) std::this_thread::yield();
   }
 
  private:
+  static void CpuRelax() {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+  }
+
   void Loop(int index) {
-    std::unique_lock lock(mu_);
-    uint64_t seen = generation_;  // regions that ran before this thread existed are not ours
+    uint64_t seen = generation_.load();  // regions that ran before this thread existed are not ours
     for (;;) {
-      cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      int chunk = index + 1;
+      // Spin ~50 us for the next region, then sleep.
+      bool ready = false;
+      for (int i = 0; i < 20000 && !ready; ++i) {
+        ready = generation_.load(std::memory_order_acquire) != seen || stop_.load();
+        if (!ready) CpuRelax();
+      }
+      if (!ready) {
+        std::unique_lock lock(mu_);
+        sleepers_.fetch_add(1);
+        cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+        sleepers_.fetch_sub(1);
+      }
+      if (stop_.load()) return;
+      seen = generation_.load();
+      const int chunk = index + 1;
       if (chunk >= chunks_) continue;
-      const auto* fn = fn_;
-      lock.unlock();
-      (*fn)(chunk);
-      lock.lock();
-      if (--pending_ == 0) done_cv_.notify_one();
+      (*fn_)(chunk);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 
   std::mutex run_mu_;
   std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
+  std::condition_variable cv_;
   std::vector<std::thread> threads_;
   const std::function<void(int)>* fn_ = nullptr;
   int chunks_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
 };
 
 Pool& GetPool() {
