@@ -34,9 +34,10 @@ ModelSpec LoadSpec(const std::string& name) {
   return ValueOrThrow(ParseModelSpecText(text, path));
 }
 
-void TrainModel(benchmark::State& state, const std::string& name) {
+void TrainModel(benchmark::State& state, const std::string& name, bool sgd = false) {
   SetThreads(static_cast<int>(state.range(0)));
   ModelSpec spec = LoadSpec(name);
+  if (sgd) spec.optimizer = {.type = "sgd", .lr = 0.1f, .momentum = 0.9f};
   auto model = ValueOrThrow(BuildModel(spec, 1));
   auto opt = ValueOrThrow(optim::MakeOptimizer(spec.optimizer, model->NamedParameters()));
   Rng rng(2);
@@ -54,7 +55,7 @@ void TrainModel(benchmark::State& state, const std::string& name) {
   }
   state.counters["samples_per_s"] =
       benchmark::Counter(static_cast<double>(state.iterations() * kBatch), benchmark::Counter::kIsRate);
-  if (name == "mlp") {
+  if (name == "mlp" && !sgd) {
     // forward 2*B*(784*512 + 512*256 + 256*10); backward twice that, minus the
     // input gradient of the first layer, which is never computed.
     double macs = 784.0 * 512 + 512.0 * 256 + 256.0 * 10;
@@ -107,8 +108,10 @@ void MlpGemmRoofline(benchmark::State& state) {
 
 void BM_TrainMlp(benchmark::State& s) { TrainModel(s, "mlp"); }
 void BM_TrainLenet(benchmark::State& s) { TrainModel(s, "lenet"); }
+void BM_TrainMlpSgd(benchmark::State& s) { TrainModel(s, "mlp", true); }
 BENCHMARK(BM_TrainMlp)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_TrainLenet)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_TrainMlpSgd)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(MlpGemmRoofline)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 
 }  // namespace

@@ -311,11 +311,14 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   // Per sample: cols_s[patch, plane] = im2col(x_s); y_s[oc, plane] = W cols_s.
   // Samples run in parallel with one single-threaded GEMM each, while each
   // sample's columns are still in cache; y comes out in NCHW with no permute.
-  // The columns are kept for the weight gradient.
-  Tensor cols = Tensor::Empty({n, patch, plane});
+  // When training, every sample's columns are kept for the weight gradient;
+  // in evaluation one sample's worth per chunk is enough.
+  const bool keep = AnyRequiresGrad({&x, &weight, &bias});
+  Tensor cols = keep ? Tensor::Empty({n, patch, plane}) : Tensor();
   ParallelFor(n, 1, [&](int64_t b, int64_t e) {
+    Tensor scratch = keep ? Tensor() : Tensor::Empty({patch, plane});
     for (int64_t s = b; s < e; ++s) {
-      float* cs = cols.data() + s * patch * plane;
+      float* cs = keep ? cols.data() + s * patch * plane : scratch.data();
       float* ys = y.data() + s * oc * plane;
       kernels::Im2Col(geo, x.data() + s * in_sample, cs);
       if (bias.defined())
@@ -324,7 +327,7 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
                     bias.defined() ? 1.0f : 0.0f, ys);
     }
   });
-  if (AnyRequiresGrad({&x, &weight, &bias})) {
+  if (keep) {
     Record(y, "Conv2d", {x, weight, bias},
            [geo, cols, n, oc, patch, plane, in_sample](std::vector<Tensor>& t, const Tensor& g) {
              const bool need_x = Needs(t[0]), need_w = Needs(t[1]), need_b = Needs(t[2]);
