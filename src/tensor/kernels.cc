@@ -22,6 +22,20 @@ using CMat = Eigen::Map<const RowMajor>;
 Vec V(float* p, int64_t n) { return Vec(p, n); }
 CVec V(const float* p, int64_t n) { return CVec(p, n); }
 
+// Element-wise work on conv-sized tensors (~600k floats) is worth splitting;
+// below this many elements the hand-off costs more than it saves.
+constexpr int64_t kElementwiseGrain = 1 << 16;
+
+// Runs body(offset, count) over [0, n) in parallel chunks.
+template <typename Body>
+void Elementwise(int64_t n, Body body) {
+  if (n < 2 * kElementwiseGrain) {
+    body(0, n);
+    return;
+  }
+  ParallelFor(n, kElementwiseGrain, [&](int64_t b, int64_t e) { body(b, e - b); });
+}
+
 }  // namespace
 
 void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -60,7 +74,9 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 
 void Axpy(int64_t n, float alpha, const float* x, float* y) { V(y, n) += alpha * V(x, n); }
 void Scale(int64_t n, float alpha, float* x) { V(x, n) *= alpha; }
-void Fill(float* x, int64_t n, float value) { V(x, n).setConstant(value); }
+void Fill(float* x, int64_t n, float value) {
+  Elementwise(n, [&](int64_t o, int64_t c) { V(x + o, c).setConstant(value); });
+}
 float Sum(int64_t n, const float* x) {
   // Pairwise-ish via Eigen's vectorised reduction; accumulate in double for
   // large n to keep losses over whole datasets accurate.
@@ -98,21 +114,36 @@ void RowSum(int64_t rows, int64_t cols, const float* in, float* out, bool accumu
   }
 }
 
-void Relu(int64_t n, const float* x, float* y) { V(y, n) = V(x, n).max(0.0f); }
-void ReluBackward(int64_t n, const float* y, const float* gy, float* gx) {
-  // A plain loop: GCC turns it into compare+and; Eigen's select() did not
-  // vectorise at the x86-64-v2 baseline and cost 15% of a CNN step.
+void Relu(int64_t n, const float* x, float* y) {
+  Elementwise(n, [&](int64_t o, int64_t c) { V(y + o, c) = V(x + o, c).max(0.0f); });
+}
+namespace {
+// A plain restrict-qualified loop: GCC turns it into compare+and; Eigen's
+// select() did not vectorise at the x86-64-v2 baseline and cost 15% of a CNN step.
+__attribute__((noinline)) void ReluBackwardRange(int64_t n, const float* __restrict y, const float* __restrict gy,
+                       float* __restrict gx) {
   for (int64_t i = 0; i < n; ++i) gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;
 }
+}  // namespace
+
+void ReluBackward(int64_t n, const float* y, const float* gy, float* gx) {
+  Elementwise(n, [&](int64_t o, int64_t c) { ReluBackwardRange(c, y + o, gy + o, gx + o); });
+}
 void Sigmoid(int64_t n, const float* x, float* y) {
-  V(y, n) = 1.0f / (1.0f + (-V(x, n)).exp());
+  Elementwise(n, [&](int64_t o, int64_t c) { V(y + o, c) = 1.0f / (1.0f + (-V(x + o, c)).exp()); });
 }
 void SigmoidBackward(int64_t n, const float* y, const float* gy, float* gx) {
-  V(gx, n) = V(gy, n) * V(y, n) * (1.0f - V(y, n));
+  Elementwise(n, [&](int64_t o, int64_t c) {
+    V(gx + o, c) = V(gy + o, c) * V(y + o, c) * (1.0f - V(y + o, c));
+  });
 }
-void Tanh(int64_t n, const float* x, float* y) { V(y, n) = V(x, n).tanh(); }
+void Tanh(int64_t n, const float* x, float* y) {
+  Elementwise(n, [&](int64_t o, int64_t c) { V(y + o, c) = V(x + o, c).tanh(); });
+}
 void TanhBackward(int64_t n, const float* y, const float* gy, float* gx) {
-  V(gx, n) = V(gy, n) * (1.0f - V(y, n).square());
+  Elementwise(n, [&](int64_t o, int64_t c) {
+    V(gx + o, c) = V(gy + o, c) * (1.0f - V(y + o, c).square());
+  });
 }
 
 void SoftmaxRows(int64_t rows, int64_t cols, const float* x, float* y) {
