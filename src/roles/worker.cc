@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "core/data/csv.h"
 #include "core/data/idx.h"
+#include "core/data/npy.h"
 #include "core/log.h"
 #include "roles/trainer.h"
 #include "tensor/parallel.h"
@@ -60,6 +62,33 @@ class WorkerRole : public Role {
   std::atomic<bool> stop_{false};
 };
 
+// One split ("train" or "test") in the configured format; an empty path for
+// the test split means "no evaluation" (returns false in *present).
+Result<data::Dataset> LoadSplit(const Config& cfg, const std::string& split, bool* present) {
+  const std::string format = cfg.GetString("data.format");
+  *present = true;
+  if (format == "idx" || format == "npy") {
+    const std::string x = cfg.GetString("data." + split + "_images");
+    const std::string y = cfg.GetString("data." + split + "_labels");
+    if (x.empty() && split == "test") {
+      *present = false;
+      return data::Dataset{};
+    }
+    return format == "idx" ? data::LoadIdxDataset(x, y) : data::LoadNpyDataset(x, y);
+  }
+  const std::string file = cfg.GetString("data." + split + "_file");
+  if (file.empty()) {
+    if (split == "test") {
+      *present = false;
+      return data::Dataset{};
+    }
+    return InvalidArgument("data.format = \"" + format + "\" needs data.train_file");
+  }
+  if (format == "npz") return data::LoadNpzDataset(file, cfg.GetString("data.x_key"), cfg.GetString("data.y_key"));
+  return data::LoadCsvDataset(file, {.label_column = static_cast<int>(cfg.GetInt("data.csv_label_column")),
+                                     .header = cfg.GetBool("data.csv_header")});
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
@@ -89,15 +118,11 @@ Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
     test = train;
     has_test = true;
   } else {
-    DNND_ASSIGN_OR_RETURN(train, data::LoadIdxDataset(cfg.GetString("data.train_images"),
-                                                      cfg.GetString("data.train_labels")));
+    bool unused;
+    DNND_ASSIGN_OR_RETURN(train, LoadSplit(cfg, "train", &unused));
     train = train.Take(cfg.GetInt("data.limit_train"));
-    if (!cfg.GetString("data.test_images").empty()) {
-      DNND_ASSIGN_OR_RETURN(test, data::LoadIdxDataset(cfg.GetString("data.test_images"),
-                                                       cfg.GetString("data.test_labels")));
-      test = test.Take(cfg.GetInt("data.limit_test"));
-      has_test = true;
-    }
+    DNND_ASSIGN_OR_RETURN(test, LoadSplit(cfg, "test", &has_test));
+    test = test.Take(cfg.GetInt("data.limit_test"));
   }
   // Fail now, not deep inside training, when data and model disagree.
   if (train.sample_shape != spec.input)
