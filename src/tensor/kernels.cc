@@ -165,13 +165,13 @@ void LogSoftmaxRows(int64_t rows, int64_t cols, const float* x, float* y) {
   }
 }
 
-void Im2Col(const Conv2dGeometry& g, const float* image, float* cols) {
+void Im2Col(const Conv2dGeometry& g, const float* image, float* cols, int64_t ld) {
   const int64_t oh = g.out_h(), ow = g.out_w();
   for (int64_t c = 0; c < g.channels; ++c) {
     const float* plane = image + c * g.height * g.width;
     for (int64_t ky = 0; ky < g.kernel_h; ++ky) {
       for (int64_t kx = 0; kx < g.kernel_w; ++kx) {
-        float* row = cols + ((c * g.kernel_h + ky) * g.kernel_w + kx) * oh * ow;
+        float* row = cols + ((c * g.kernel_h + ky) * g.kernel_w + kx) * ld;
         for (int64_t oy = 0; oy < oh; ++oy) {
           const int64_t iy = oy * g.stride - g.padding + ky;
           float* dst = row + oy * ow;
@@ -200,13 +200,13 @@ void Im2Col(const Conv2dGeometry& g, const float* image, float* cols) {
   }
 }
 
-void Col2Im(const Conv2dGeometry& g, const float* cols, float* image) {
+void Col2Im(const Conv2dGeometry& g, const float* cols, int64_t ld, float* image) {
   const int64_t oh = g.out_h(), ow = g.out_w();
   for (int64_t c = 0; c < g.channels; ++c) {
     float* plane = image + c * g.height * g.width;
     for (int64_t ky = 0; ky < g.kernel_h; ++ky) {
       for (int64_t kx = 0; kx < g.kernel_w; ++kx) {
-        const float* row = cols + ((c * g.kernel_h + ky) * g.kernel_w + kx) * oh * ow;
+        const float* row = cols + ((c * g.kernel_h + ky) * g.kernel_w + kx) * ld;
         for (int64_t oy = 0; oy < oh; ++oy) {
           const int64_t iy = oy * g.stride - g.padding + ky;
           if (iy < 0 || iy >= g.height) continue;

@@ -50,10 +50,12 @@ struct Conv2dGeometry {
   int64_t out_w() const { return (width + 2 * padding - kernel_w) / stride + 1; }
   int64_t patch() const { return channels * kernel_h * kernel_w; }
 };
-// cols[patch, out_h*out_w] from one image[C, H, W]; zero padding.
-void Im2Col(const Conv2dGeometry& g, const float* image, float* cols);
-// image[C, H, W] += scatter of cols[patch, out_h*out_w] (the adjoint of Im2Col).
-void Col2Im(const Conv2dGeometry& g, const float* cols, float* image);
+// cols[patch, out_h*out_w] from one image[C, H, W]; zero padding. Row r of
+// cols starts at cols + r * ld (ld >= out_h*out_w), so several images can sit
+// side by side in one matrix.
+void Im2Col(const Conv2dGeometry& g, const float* image, float* cols, int64_t ld);
+// image[C, H, W] += scatter of cols (the adjoint of Im2Col, same layout).
+void Col2Im(const Conv2dGeometry& g, const float* cols, int64_t ld, float* image);
 
 // Max pooling of one plane; `argmax` records the input index of each output.
 void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, const float* in,

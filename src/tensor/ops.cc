@@ -37,6 +37,9 @@ void Record(Tensor& out, const char* name, std::vector<Tensor> inputs, Fn&& fn) 
 
 bool Needs(const Tensor& t) { return t.defined() && t.requires_grad(); }
 
+// Samples per convolution GEMM (see Conv2d).
+constexpr int64_t kConvGroup = 8;
+
 // Element-wise unary op with a backward expressed through the output.
 template <typename Fwd, typename Bwd>
 Tensor UnaryFromOutput(const Tensor& x, const char* name, Fwd fwd, Bwd bwd) {
@@ -308,48 +311,65 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   const int64_t patch = geo.patch(), plane = oh * ow;
   const int64_t in_sample = geo.channels * geo.height * geo.width;
   Tensor y = Tensor::Empty({n, oc, oh, ow});
-  // Per sample: cols_s[patch, plane] = im2col(x_s); y_s[oc, plane] = W cols_s.
-  // Samples run in parallel with one single-threaded GEMM each, while each
-  // sample's columns are still in cache; y comes out in NCHW with no permute.
-  // When training, every sample's columns are kept for the weight gradient;
-  // in evaluation one sample's worth per chunk is enough.
+  // Samples go in groups of kConvGroup: their columns sit side by side in one
+  // matrix cols_c[patch, group*plane], so one GEMM W[oc, patch] x cols_c
+  // serves the group (per-sample GEMMs are too small for BLAS to be
+  // efficient), and groups run in parallel with single-threaded GEMMs while
+  // their columns are still in cache. When training, every group's columns
+  // are kept for the weight gradient; in evaluation, one group's per chunk.
+  const int64_t groups = (n + kConvGroup - 1) / kConvGroup;
+  auto group_size = [n](int64_t c) { return std::min(kConvGroup, n - c * kConvGroup); };
   const bool keep = AnyRequiresGrad({&x, &weight, &bias});
   Tensor cols = keep ? Tensor::Empty({n, patch, plane}) : Tensor();
-  ParallelFor(n, 1, [&](int64_t b, int64_t e) {
-    Tensor scratch = keep ? Tensor() : Tensor::Empty({patch, plane});
-    for (int64_t s = b; s < e; ++s) {
-      float* cs = keep ? cols.data() + s * patch * plane : scratch.data();
-      float* ys = y.data() + s * oc * plane;
-      kernels::Im2Col(geo, x.data() + s * in_sample, cs);
-      if (bias.defined())
-        for (int64_t c = 0; c < oc; ++c) kernels::Fill(ys + c * plane, plane, bias.data()[c]);
-      kernels::Gemm(false, false, oc, plane, patch, 1.0f, weight.data(), cs,
-                    bias.defined() ? 1.0f : 0.0f, ys);
+  ParallelFor(groups, 1, [&](int64_t b, int64_t e) {
+    Tensor scratch = keep ? Tensor() : Tensor::Empty({patch, kConvGroup * plane});
+    Tensor out = Tensor::Empty({oc, kConvGroup * plane});
+    for (int64_t c = b; c < e; ++c) {
+      const int64_t gs = group_size(c), ld = gs * plane;
+      float* cs = keep ? cols.data() + c * kConvGroup * patch * plane : scratch.data();
+      for (int64_t i = 0; i < gs; ++i)
+        kernels::Im2Col(geo, x.data() + (c * kConvGroup + i) * in_sample, cs + i * plane, ld);
+      kernels::Gemm(false, false, oc, ld, patch, 1.0f, weight.data(), cs, 0.0f, out.data());
+      for (int64_t i = 0; i < gs; ++i)  // [oc, gs, plane] -> NCHW, plus bias
+        for (int64_t o = 0; o < oc; ++o) {
+          const float* src = out.data() + o * ld + i * plane;
+          float* dst = y.data() + ((c * kConvGroup + i) * oc + o) * plane;
+          const float bv = bias.defined() ? bias.data()[o] : 0.0f;
+          for (int64_t k = 0; k < plane; ++k) dst[k] = src[k] + bv;
+        }
     }
   });
   if (keep) {
     Record(y, "Conv2d", {x, weight, bias},
-           [geo, cols, n, oc, patch, plane, in_sample](std::vector<Tensor>& t, const Tensor& g) {
+           [geo, cols, n, oc, patch, plane, in_sample, groups, group_size](std::vector<Tensor>& t,
+                                                                           const Tensor& g) {
              const bool need_x = Needs(t[0]), need_w = Needs(t[1]), need_b = Needs(t[2]);
              Tensor gw = Tensor::Zeros({oc, patch});
              Tensor gb = Tensor::Zeros({oc});
              Tensor gx = need_x ? Tensor::Zeros(t[0].shape()) : Tensor();
              std::mutex mu;
-             ParallelFor(n, 1, [&](int64_t b, int64_t e) {
+             ParallelFor(groups, 1, [&](int64_t b, int64_t e) {
                // Per-chunk partial sums, folded into gw/gb once at the end.
                Tensor pw = Tensor::Zeros({oc, patch});
                Tensor pb = Tensor::Zeros({oc});
-               Tensor gcols = need_x ? Tensor::Empty({patch, plane}) : Tensor();
-               for (int64_t s = b; s < e; ++s) {
-                 const float* gs = g.data() + s * oc * plane;  // [oc, plane]
-                 if (need_w)  // pw[oc, patch] += g_s cols_s^T
-                   kernels::Gemm(false, true, oc, patch, plane, 1.0f, gs,
-                                 cols.data() + s * patch * plane, 1.0f, pw.data());
-                 if (need_b) kernels::RowSum(oc, plane, gs, pb.data(), true);
-                 if (need_x) {  // gcols[patch, plane] = W^T g_s; gx_s = col2im(gcols)
-                   kernels::Gemm(true, false, patch, plane, oc, 1.0f, t[1].data(), gs, 0.0f,
+               Tensor gm = Tensor::Empty({oc, kConvGroup * plane});
+               Tensor gcols = need_x ? Tensor::Empty({patch, kConvGroup * plane}) : Tensor();
+               for (int64_t c = b; c < e; ++c) {
+                 const int64_t gs = group_size(c), ld = gs * plane;
+                 for (int64_t i = 0; i < gs; ++i)  // NCHW -> gm[oc, gs*plane]
+                   for (int64_t o = 0; o < oc; ++o)
+                     std::copy_n(g.data() + ((c * kConvGroup + i) * oc + o) * plane, plane,
+                                 gm.data() + o * ld + i * plane);
+                 const float* cs = cols.data() + c * kConvGroup * patch * plane;
+                 if (need_w)  // pw[oc, patch] += gm cols_c^T
+                   kernels::Gemm(false, true, oc, patch, ld, 1.0f, gm.data(), cs, 1.0f, pw.data());
+                 if (need_b) kernels::RowSum(oc, ld, gm.data(), pb.data(), true);
+                 if (need_x) {  // gcols[patch, ld] = W^T gm; col2im per sample
+                   kernels::Gemm(true, false, patch, ld, oc, 1.0f, t[1].data(), gm.data(), 0.0f,
                                  gcols.data());
-                   kernels::Col2Im(geo, gcols.data(), gx.data() + s * in_sample);
+                   for (int64_t i = 0; i < gs; ++i)
+                     kernels::Col2Im(geo, gcols.data() + i * plane, ld,
+                                     gx.data() + (c * kConvGroup + i) * in_sample);
                  }
                }
                std::lock_guard lock(mu);

@@ -108,6 +108,13 @@ TEST(OpsGrad, Conv2dStride2NoPadNoBias) {
       {Rand({2, 3, 7, 6}, 4), Rand({2, 3, 3, 2}, 5)});
 }
 
+TEST(OpsGrad, Conv2dAcrossSeveralSampleGroups) {
+  // 19 samples: more than one GEMM group, the last one partial.
+  ExpectGradientsMatch(
+      [](auto& in) { return ops::Conv2d(in[0], in[1], in[2], 1, 1); },
+      {Rand({19, 1, 4, 4}, 6), Rand({2, 1, 3, 3}, 7), Rand({2}, 8)});
+}
+
 TEST(OpsGrad, MaxPool2d) {
   // Distinct values, spaced far wider than eps, so the argmax never flips.
   Tensor x = Tensor::Empty({2, 2, 4, 6});
