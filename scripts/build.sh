@@ -7,7 +7,14 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 native=OFF
 [[ "${DNND_NATIVE:-0}" == 1 ]] && native=ON
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDNND_NATIVE="$native" > build.log 2>&1 ||
-  { cat build.log; exit 1; }
-cmake --build build -j"${DNND_JOBS:-2}" 2>&1 | tee -a build.log | grep -E "error|warning: unused" || true
-test -x build/dnnd || { echo "build failed; see build.log" >&2; exit 1; }
+if ! cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDNND_NATIVE="$native" > build.log 2>&1; then
+  cat build.log
+  exit 1
+fi
+# Full compiler output goes to build.log; the terminal gets errors only.
+if ! cmake --build build -j"${DNND_JOBS:-2}" >> build.log 2>&1; then
+  grep -E "error|Error" -A3 build.log | head -60
+  echo "build failed; full log in build.log" >&2
+  exit 1
+fi
+echo "built build/dnnd ($(file -b build/dnnd | cut -d, -f1-4))"

@@ -1,0 +1,33 @@
+// libFuzzer target: config loading, the model spec inside it, and the data
+// and checkpoint decoders. Every input must come back as a value or an error,
+// never a crash, hang or sanitizer report. Run with tests/fuzz/run.sh.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/config.h"
+#include "core/data/idx.h"
+#include "core/data/npy.h"
+#include "tensor/model_spec.h"
+#include "tensor/safetensors.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  auto cfg = dnnd::Config::FromString(text, "fuzz.toml", {}, {});
+  if (cfg.ok()) {
+    (void)cfg->Dump();
+    if (cfg->Section("model")) (void)dnnd::ParseModelSpecText(text, "fuzz.toml");
+  }
+  auto spec = dnnd::ParseModelSpecText(text, "fuzz.toml");
+  if (spec.ok() && spec->layers.size() < 8) {
+    bool small = true;
+    for (int64_t d : spec->input) small &= d <= 64;
+    for (const auto& l : spec->layers) small &= l.out <= 256 && l.in <= 4096 && l.kernel <= 16;
+    if (small) (void)dnnd::BuildModel(*spec, 1);
+  }
+  (void)dnnd::data::DecodeIdx(data, size, "fuzz.idx");
+  (void)dnnd::data::DecodeNpy(data, size, "fuzz.npy");
+  (void)dnnd::DecodeSafetensors(text, "fuzz.safetensors");
+  return 0;
+}
