@@ -17,6 +17,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # Real data and the PyTorch reference used by tests and benchmarks.
   dataset-fashion-mnist python3-numpy python3-torch
+  # Benchmark runner: peak RSS via GNU time.
+  time
 )
 
 missing=()

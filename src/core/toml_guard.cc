@@ -99,13 +99,33 @@ Status GuardToml(std::string_view text, std::string_view source) {
     if (c == '"') { str = Str::kBasic; statement_start = false; continue; }
     if (c == '\'') { str = Str::kLiteral; statement_start = false; continue; }
     if (c == '[' && depth == 0 && statement_start) {
-      const size_t eol = text.find('\n', i);
-      const std::string_view rest = text.substr(i, eol == std::string_view::npos ? text.npos : eol - i);
-      if (rest.find(']') == std::string_view::npos)
-        return At(source, line, col, "table header '[' is not closed on its line");
+      // A table header: bare keys, dots, blanks and quoted keys up to the
+      // closing bracket, all on this line. toml++ asserts on a header whose
+      // key starts with anything else ("[}a]", "[\n]").
+      size_t j = i + 1;
+      if (j < text.size() && text[j] == '[') ++j;
+      for (;; ++j) {
+        if (j >= text.size() || text[j] == '\n')
+          return At(source, line, col, "table header '[' is not closed on its line");
+        const char h = text[j];
+        if (h == ']') break;
+        if (h == '"' || h == '\'') {
+          size_t k = j + 1;
+          while (k < text.size() && text[k] != h && text[k] != '\n') k += (h == '"' && text[k] == '\\') ? 2 : 1;
+          if (k >= text.size() || text[k] != h)
+            return At(source, line, col + static_cast<int>(j - i), "unterminated quoted key in table header");
+          j = k;
+          continue;
+        }
+        const bool bare = (h >= 'A' && h <= 'Z') || (h >= 'a' && h <= 'z') || (h >= '0' && h <= '9') ||
+                          h == '_' || h == '-' || h == '.' || h == ' ' || h == '\t';
+        if (!bare)
+          return At(source, line, col + static_cast<int>(j - i),
+                    std::string("invalid character '") + h + "' in table header");
+      }
+      col += static_cast<int>(j - i);
+      i = j;
       statement_start = false;
-      i += rest.find(']');  // skip the header (quoted keys inside are fine)
-      col += static_cast<int>(rest.find(']'));
       continue;
     }
     statement_start = false;

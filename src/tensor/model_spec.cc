@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include "core/toml_guard.h"
+
 #include <set>
 #include <sstream>
 
@@ -185,6 +187,8 @@ Result<ModelSpec> ParseModelSpec(const toml::table& m) {
 }
 
 Result<ModelSpec> ParseModelSpecText(const std::string& text, const std::string& source_name) {
+  // Spec text arrives from files and, later, from peers: guard toml++ first.
+  DNND_RETURN_IF_ERROR(GuardToml(text, source_name));
   toml::table root;
   try {
     root = toml::parse(text, source_name);

@@ -117,6 +117,9 @@ TEST(TomlGuard, KnownCrashersAreErrors) {
       std::string("a = \"\xed\xa0\x80\"\n"),   // UTF-16 surrogate
       std::string("a = \"\xf4\x90\x80\x80\"\n"),  // > U+10FFFF
       std::string("a = 1\0b = 2\n", 12),
+      "[model]\n[[}odel.layers]]\ntype = \"relu\"\n",  // found by tests/fuzz/run.sh
+      "[ }a]\n",
+      "[\"unterminated]\n",
   };
   for (const auto& text : crashers) {
     auto cfg = Config::FromString(text, "crash.toml");

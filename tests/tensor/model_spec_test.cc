@@ -104,6 +104,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"relu\"\n[model.optimizer]\ntype=\"lbfgs\"\n", "unknown optimizer"},
         BadSpec{"[model\ninput=[3]\n", "m.toml:1"}));
 
+// Found by tests/fuzz/run.sh: spec text reached toml++ without the guard.
+TEST(ModelSpec, MalformedTextThatCrashesTomlppIsAnError) {
+  auto spec = ParseModelSpecText("a = 1\n[\n  ]=bc\"x\"\n", "spec.toml");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_NE(spec.status().message().find("spec.toml:2:1"), std::string::npos) << spec.status().message();
+}
+
 TEST(ModelSpec, CanonicalTextRoundTrips) {
   auto spec = ValueOrThrow(ParseModelSpecText(kMlp, "mlp.toml"));
   std::string text = ModelSpecToToml(spec);
