@@ -94,6 +94,10 @@ Status GuardToml(std::string_view text, std::string_view source) {
       continue;
     }
     if (c == ' ' || c == '\t' || c == '\r') continue;
+    // TOML 1.0 allows non-ASCII only inside strings and comments; toml++
+    // reaches an unreachable() (undefined behaviour) on some such keys.
+    if (static_cast<unsigned char>(c) >= 0x80)
+      return At(source, line, col, "non-ASCII character outside a string or comment");
     if (starts("\"\"\"")) { str = Str::kMlBasic; i += 2; col += 2; statement_start = false; continue; }
     if (starts("'''")) { str = Str::kMlLiteral; i += 2; col += 2; statement_start = false; continue; }
     if (c == '"') { str = Str::kBasic; statement_start = false; continue; }
