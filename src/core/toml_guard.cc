@@ -108,24 +108,38 @@ Status GuardToml(std::string_view text, std::string_view source) {
       // key starts with anything else ("[}a]", "[\n]").
       size_t j = i + 1;
       if (j < text.size() && text[j] == '[') ++j;
-      for (;; ++j) {
+      // key ( '.' key )* with blanks around; a key is bare or quoted.
+      auto blank = [&](size_t k) { return k < text.size() && (text[k] == ' ' || text[k] == '\t'); };
+      auto bare = [&](size_t k) {
+        if (k >= text.size()) return false;
+        const char h = text[k];
+        return (h >= 'A' && h <= 'Z') || (h >= 'a' && h <= 'z') || (h >= '0' && h <= '9') || h == '_' || h == '-';
+      };
+      auto fail = [&](size_t k, const std::string& what) {
+        return At(source, line, col + static_cast<int>(k - i), what);
+      };
+      for (;;) {
+        while (blank(j)) ++j;
         if (j >= text.size() || text[j] == '\n')
-          return At(source, line, col, "table header '[' is not closed on its line");
+          return fail(j, "table header '[' is not closed on its line");
         const char h = text[j];
-        if (h == ']') break;
         if (h == '"' || h == '\'') {
           size_t k = j + 1;
           while (k < text.size() && text[k] != h && text[k] != '\n') k += (h == '"' && text[k] == '\\') ? 2 : 1;
-          if (k >= text.size() || text[k] != h)
-            return At(source, line, col + static_cast<int>(j - i), "unterminated quoted key in table header");
-          j = k;
+          if (k >= text.size() || text[k] != h) return fail(j, "unterminated quoted key in table header");
+          j = k + 1;
+        } else if (bare(j)) {
+          while (bare(j)) ++j;
+        } else {
+          return fail(j, std::string("invalid character '") + h + "' where a key should start in table header");
+        }
+        while (blank(j)) ++j;
+        if (j < text.size() && text[j] == '.') {
+          ++j;
           continue;
         }
-        const bool bare = (h >= 'A' && h <= 'Z') || (h >= 'a' && h <= 'z') || (h >= '0' && h <= '9') ||
-                          h == '_' || h == '-' || h == '.' || h == ' ' || h == '\t';
-        if (!bare)
-          return At(source, line, col + static_cast<int>(j - i),
-                    std::string("invalid character '") + h + "' in table header");
+        if (j < text.size() && text[j] == ']') break;
+        return fail(j, "expected '.' or ']' in table header");
       }
       col += static_cast<int>(j - i);
       i = j;

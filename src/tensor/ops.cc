@@ -314,19 +314,18 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   // Samples go in groups of kConvGroup: their columns sit side by side in one
   // matrix cols_c[patch, group*plane], so one GEMM W[oc, patch] x cols_c
   // serves the group (per-sample GEMMs are too small for BLAS to be
-  // efficient), and groups run in parallel with single-threaded GEMMs while
-  // their columns are still in cache. When training, every group's columns
-  // are kept for the weight gradient; in evaluation, one group's per chunk.
+  // efficient), and groups run in parallel with single-threaded GEMMs. The
+  // columns live only in a per-chunk scratch that stays in cache; backward
+  // recomputes them from x rather than keeping the whole batch's (10 MB for
+  // LeNet's first layer) and streaming it through memory twice.
   const int64_t groups = (n + kConvGroup - 1) / kConvGroup;
   auto group_size = [n](int64_t c) { return std::min(kConvGroup, n - c * kConvGroup); };
-  const bool keep = AnyRequiresGrad({&x, &weight, &bias});
-  Tensor cols = keep ? Tensor::Empty({n, patch, plane}) : Tensor();
   ParallelFor(groups, 1, [&](int64_t b, int64_t e) {
-    Tensor scratch = keep ? Tensor() : Tensor::Empty({patch, kConvGroup * plane});
+    Tensor scratch = Tensor::Empty({patch, kConvGroup * plane});
     Tensor out = Tensor::Empty({oc, kConvGroup * plane});
     for (int64_t c = b; c < e; ++c) {
       const int64_t gs = group_size(c), ld = gs * plane;
-      float* cs = keep ? cols.data() + c * kConvGroup * patch * plane : scratch.data();
+      float* cs = scratch.data();
       for (int64_t i = 0; i < gs; ++i)
         kernels::Im2Col(geo, x.data() + (c * kConvGroup + i) * in_sample, cs + i * plane, ld);
       kernels::Gemm(false, false, oc, ld, patch, 1.0f, weight.data(), cs, 0.0f, out.data());
@@ -339,10 +338,10 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
         }
     }
   });
-  if (keep) {
+  if (AnyRequiresGrad({&x, &weight, &bias})) {
     Record(y, "Conv2d", {x, weight, bias},
-           [geo, cols, n, oc, patch, plane, in_sample, groups, group_size](std::vector<Tensor>& t,
-                                                                           const Tensor& g) {
+           [geo, oc, patch, plane, in_sample, groups, group_size](std::vector<Tensor>& t,
+                                                                 const Tensor& g) {
              const bool need_x = Needs(t[0]), need_w = Needs(t[1]), need_b = Needs(t[2]);
              Tensor gw = Tensor::Zeros({oc, patch});
              Tensor gb = Tensor::Zeros({oc});
@@ -353,6 +352,7 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
                Tensor pw = Tensor::Zeros({oc, patch});
                Tensor pb = Tensor::Zeros({oc});
                Tensor gm = Tensor::Empty({oc, kConvGroup * plane});
+               Tensor cols = need_w ? Tensor::Empty({patch, kConvGroup * plane}) : Tensor();
                Tensor gcols = need_x ? Tensor::Empty({patch, kConvGroup * plane}) : Tensor();
                for (int64_t c = b; c < e; ++c) {
                  const int64_t gs = group_size(c), ld = gs * plane;
@@ -360,9 +360,13 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
                    for (int64_t o = 0; o < oc; ++o)
                      std::copy_n(g.data() + ((c * kConvGroup + i) * oc + o) * plane, plane,
                                  gm.data() + o * ld + i * plane);
-                 const float* cs = cols.data() + c * kConvGroup * patch * plane;
-                 if (need_w)  // pw[oc, patch] += gm cols_c^T
-                   kernels::Gemm(false, true, oc, patch, ld, 1.0f, gm.data(), cs, 1.0f, pw.data());
+                 if (need_w) {  // recompute cols_c, then pw[oc, patch] += gm cols_c^T
+                   for (int64_t i = 0; i < gs; ++i)
+                     kernels::Im2Col(geo, t[0].data() + (c * kConvGroup + i) * in_sample,
+                                     cols.data() + i * plane, ld);
+                   kernels::Gemm(false, true, oc, patch, ld, 1.0f, gm.data(), cols.data(), 1.0f,
+                                 pw.data());
+                 }
                  if (need_b) kernels::RowSum(oc, ld, gm.data(), pb.data(), true);
                  if (need_x) {  // gcols[patch, ld] = W^T gm; col2im per sample
                    kernels::Gemm(true, false, patch, ld, oc, 1.0f, t[1].data(), gm.data(), 0.0f,

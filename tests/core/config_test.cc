@@ -120,7 +120,10 @@ TEST(TomlGuard, KnownCrashersAreErrors) {
       "[model]\n[[}odel.layers]]\ntype = \"relu\"\n",  // found by tests/fuzz/run.sh
       "[ }a]\n",
       "[\"unterminated]\n",
-      " \xc7\x98" "c\"x\"\n",  // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
+      " \xc7\x98" "c\"x\"\n",
+      "[[.dlemolayers]]\n",  // header starting with a dot, found by tests/fuzz/run.sh
+      "[a..b]\n",
+      "[a.]\n",  // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
   };
   for (const auto& text : crashers) {
     auto cfg = Config::FromString(text, "crash.toml");
@@ -130,6 +133,7 @@ TEST(TomlGuard, KnownCrashersAreErrors) {
 }
 
 TEST(TomlGuard, AllowsValidMultiLineConstructs) {
+  EXPECT_TRUE(GuardToml("[ a . \"b.c\" . 'd' ]\n[[x-y_1]]\n", "ok").ok());
   EXPECT_TRUE(GuardToml("a = [\n  [1, 2],\n  [3],\n]\n[t]\nb = \"\"\"\n[\n\"\"\"\n", "ok").ok());
   EXPECT_TRUE(GuardToml("# [ comment é\n[\"quoted.key\"]\nx = 'é'\ny = \"\"\"\né\n\"\"\"\n", "ok").ok());
 }
