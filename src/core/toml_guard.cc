@@ -56,7 +56,7 @@ Status GuardToml(std::string_view text, std::string_view source) {
   // A minimal lexer: track strings, comments and bracket depth so that a '['
   // opening a statement (a table header) is known; it must close on its line.
   enum class Str { kNone, kBasic, kLiteral, kMlBasic, kMlLiteral } str = Str::kNone;
-  int depth = 0;  // [] and {} nesting inside values
+  std::string open;  // [ and { open inside the current value, innermost last
   bool statement_start = true;
   line = 1;
   col = 0;
@@ -90,7 +90,7 @@ Status GuardToml(std::string_view text, std::string_view source) {
     if (c == '\n') {
       ++line;
       col = 0;
-      if (depth == 0) statement_start = true;
+      if (open.empty()) statement_start = true;
       continue;
     }
     if (c == ' ' || c == '\t' || c == '\r') continue;
@@ -102,7 +102,7 @@ Status GuardToml(std::string_view text, std::string_view source) {
     if (starts("'''")) { str = Str::kMlLiteral; i += 2; col += 2; statement_start = false; continue; }
     if (c == '"') { str = Str::kBasic; statement_start = false; continue; }
     if (c == '\'') { str = Str::kLiteral; statement_start = false; continue; }
-    if (c == '[' && depth == 0 && statement_start) {
+    if (c == '[' && open.empty() && statement_start) {
       // A table header: bare keys, dots, blanks and quoted keys up to the
       // closing bracket, all on this line. toml++ asserts on a header whose
       // key starts with anything else ("[}a]", "[\n]").
@@ -147,8 +147,15 @@ Status GuardToml(std::string_view text, std::string_view source) {
       continue;
     }
     statement_start = false;
-    if (c == '[' || c == '{') ++depth;
-    else if ((c == ']' || c == '}') && depth > 0) --depth;
+    if (c == '[' || c == '{') {
+      open += c;
+    } else if (c == ']' || c == '}') {
+      // toml++ asserts on a bracket closing the other kind ("a = [}]").
+      const char want = c == ']' ? '[' : '{';
+      if (!open.empty() && open.back() != want)
+        return At(source, line, col, std::string("'") + c + "' closes '" + open.back() + "'");
+      if (!open.empty()) open.pop_back();
+    }
   }
   return Status::Ok();
 }

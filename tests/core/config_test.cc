@@ -123,7 +123,9 @@ TEST(TomlGuard, KnownCrashersAreErrors) {
       " \xc7\x98" "c\"x\"\n",
       "[[.dlemolayers]]\n",  // header starting with a dot, found by tests/fuzz/run.sh
       "[a..b]\n",
-      "[a.]\n",  // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
+      "[a.]\n",
+      "a =[  [\n}}}}\n",  // '}' closing '[': toml++ asserts; found by tests/fuzz/run.sh
+      "a = {x=[}\n",  // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
   };
   for (const auto& text : crashers) {
     auto cfg = Config::FromString(text, "crash.toml");
