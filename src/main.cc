@@ -3,8 +3,8 @@
 //   dnnd config check <file.toml> [--set ...]
 //   dnnd version | roles | --help
 // Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
-#include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -76,6 +76,13 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
   return error->empty();
 }
 
+int signal_pipe[2] = {-1, -1};
+
+void OnSignal(int sig) {
+  const unsigned char b = static_cast<unsigned char>(sig);
+  [[maybe_unused]] ssize_t n = write(signal_pipe[1], &b, 1);  // async-signal-safe
+}
+
 int RunRole(const Args& args) {
   const dnnd::RoleInfo* info = dnnd::FindRole(args.role);
   if (!info) {
@@ -99,27 +106,30 @@ int RunRole(const Args& args) {
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   dnnd::SetThreads(threads);
 
-  // Signals go to one thread that asks the role to stop; a second one exits.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-
   auto role = info->factory(*cfg);
   if (!role) {
     std::fprintf(stderr, "dnnd: %s: %s\n", args.role.c_str(), role.status().ToString().c_str());
     return role.status().code() == dnnd::StatusCode::kInvalidArgument ? 2 : 1;
   }
   dnnd::Role* r = role->get();
-  std::thread([r, set] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    dnnd::Log(dnnd::LogLevel::kWarn, "main", "signal received; stopping", {{"signal", sig}});
-    r->Stop();
-    sigwait(&set, &sig);
-    std::_Exit(130);
-  }).detach();
+  // SIGINT/SIGTERM: the handler (which may run on any thread, OpenBLAS's
+  // start-up threads included) only writes the signal number to a pipe; a
+  // watcher thread asks the role to stop, and exits on a second signal.
+  if (pipe(signal_pipe) == 0) {
+    struct sigaction sa {};
+    sa.sa_handler = OnSignal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    std::thread([r] {
+      unsigned char sig = 0;
+      if (read(signal_pipe[0], &sig, 1) != 1) return;
+      dnnd::Log(dnnd::LogLevel::kWarn, "main", "signal received; stopping", {{"signal", int{sig}}});
+      r->Stop();
+      if (read(signal_pipe[0], &sig, 1) == 1) std::_Exit(130);
+    }).detach();
+  }
   dnnd::Status s = r->Run();
   if (s.code() == dnnd::StatusCode::kCancelled) {
     dnnd::Log(dnnd::LogLevel::kInfo, "main", "stopped", {{"reason", s.message()}});

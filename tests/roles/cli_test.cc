@@ -2,7 +2,14 @@
 // role training, checkpointing and resuming through real processes and files.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <array>
+#include <chrono>
+#include <thread>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -153,6 +160,33 @@ TEST(Cli, ResumedRunMatchesUninterruptedRun) {
   ASSERT_EQ(fa->tensors.size(), fb->tensors.size());
   for (size_t i = 0; i < fa->tensors.size(); ++i)
     EXPECT_EQ(fa->tensors[i].second.ToVector(), fb->tensors[i].second.ToVector()) << fa->tensors[i].first;
+}
+
+// SIGTERM mid-training: the worker checkpoints where it is and exits 0; a
+// resumed run continues from that step.
+TEST(Cli, SigtermCheckpointsAndExitsCleanly) {
+  TempDir dir;
+  const std::string log = dir.path() + "/log.txt";
+  std::string cmd = std::string("exec ") + DNND_BINARY + " --role=worker --config " +
+                    Src("configs/worker-mlp.toml") + " --set train.epochs=200 --set train.progress=none" +
+                    " --set data.limit_test=100 --set train.checkpoint_dir=" + dir.path() + " > " + log + " 2>&1";
+  pid_t pid;
+  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+  ASSERT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  std::ifstream in(log);
+  std::string output((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_TRUE(WIFEXITED(status)) << output;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
+  EXPECT_NE(output.find("stopping"), std::string::npos) << output;
+  auto ckpt = dnnd::LoadSafetensors(dir.path() + "/model.safetensors");
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString() << "\n" << output;
+  const long step = std::stol(ckpt->metadata.at("dnnd.step"));
+  EXPECT_GT(step, 0);
+  EXPECT_LT(step, 200L * 469);
 }
 
 }  // namespace
