@@ -66,11 +66,12 @@ Status GuardToml(std::string_view text, std::string_view source) {
     auto starts = [&](std::string_view p) { return text.substr(i, p.size()) == p; };
     switch (str) {
       case Str::kBasic:
-        if (c == '\\') { ++i; ++col; }
-        else if (c == '"' || c == '\n') str = Str::kNone;
-        continue;
       case Str::kLiteral:
-        if (c == '\'' || c == '\n') str = Str::kNone;
+        // One-line strings must close on their line; toml++ has reached
+        // undefined behaviour reading on past an unterminated one.
+        if (c == '\n') return At(source, line, col, "unterminated string");
+        if (str == Str::kBasic && c == '\\') { ++i; ++col; }
+        else if (c == (str == Str::kBasic ? '"' : '\'')) str = Str::kNone;
         continue;
       case Str::kMlBasic:
         if (c == '\\') { ++i; ++col; continue; }

@@ -125,7 +125,9 @@ TEST(TomlGuard, KnownCrashersAreErrors) {
       "[a..b]\n",
       "[a.]\n",
       "a =[  [\n}}}}\n",  // '}' closing '[': toml++ asserts; found by tests/fuzz/run.sh
-      "a = {x=[}\n",  // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
+      "a = {x=[}\n",
+      "[model]\ninput = [3FFFF'\"\xcd\xbdFF = \"x\"\nout = 1\n",  // UB in toml++, found by fuzzing
+      "a = \"open\n",  // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
   };
   for (const auto& text : crashers) {
     auto cfg = Config::FromString(text, "crash.toml");
