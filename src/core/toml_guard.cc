@@ -122,7 +122,7 @@ Status GuardToml(std::string_view text, std::string_view source) {
       for (;;) {
         while (blank(j)) ++j;
         if (j >= text.size() || text[j] == '\n')
-          return fail(j, "table header '[' is not closed on its line");
+          return At(source, line, col, "table header '[' is not closed on its line");
         const char h = text[j];
         if (h == '"' || h == '\'') {
           size_t k = j + 1;
