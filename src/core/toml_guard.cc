@@ -1,5 +1,6 @@
 #include "core/toml_guard.h"
 
+#include <cstdio>
 #include <string>
 
 namespace dnnd {
@@ -43,6 +44,13 @@ Status GuardToml(std::string_view text, std::string_view source) {
   for (size_t i = 0; i < text.size();) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
     if (c == 0) return At(source, line, col, "NUL byte in TOML text");
+    // TOML allows no control characters but tab, LF and CR (in strings and
+    // comments alike); toml++ reaches undefined behaviour on some of them.
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02X", c);
+      return At(source, line, col, std::string("control character ") + hex + " in TOML text");
+    }
     const size_t n = Utf8Length(text, i);
     if (n == 0) return At(source, line, col, "invalid UTF-8 byte sequence");
     if (c == '\n') {
@@ -158,6 +166,7 @@ Status GuardToml(std::string_view text, std::string_view source) {
       if (!open.empty()) open.pop_back();
     }
   }
+  if (str != Str::kNone) return At(source, line, col, "unterminated string at end of input");
   return Status::Ok();
 }
 

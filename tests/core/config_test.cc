@@ -127,7 +127,9 @@ TEST(TomlGuard, KnownCrashersAreErrors) {
       "a =[  [\n}}}}\n",  // '}' closing '[': toml++ asserts; found by tests/fuzz/run.sh
       "a = {x=[}\n",
       "[model]\ninput = [3FFFF'\"\xcd\xbdFF = \"x\"\nout = 1\n",  // UB in toml++, found by fuzzing
-      "a = \"open\n",  // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
+      "a = \"open\n",
+      "out = 10rno\x1b'\xcd\xbd\x1f_",  // control bytes and a string open at EOF (fuzzing)
+      "a = 'open",  // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
   };
   for (const auto& text : crashers) {
     auto cfg = Config::FromString(text, "crash.toml");
