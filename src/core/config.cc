@@ -9,7 +9,7 @@
 
 #include "core/config_schema.h"
 #include "core/toml_guard.h"
-#include "tensor/safetensors.h"
+#include "core/files.h"
 
 extern char** environ;
 

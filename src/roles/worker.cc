@@ -12,7 +12,7 @@
 #include "core/log.h"
 #include "roles/trainer.h"
 #include "tensor/parallel.h"
-#include "tensor/safetensors.h"
+#include "core/files.h"
 
 namespace dnnd {
 namespace {

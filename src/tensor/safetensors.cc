@@ -1,14 +1,11 @@
 #include "tensor/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include "core/files.h"
 
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <limits>
 
 namespace dnnd {
@@ -186,59 +183,6 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
       return Corruption(what + ": tensors '" + spans[i - 1].name + "' and '" + spans[i].name + "' overlap");
   std::sort(file.tensors.begin(), file.tensors.end(), [](auto& a, auto& b) { return a.first < b.first; });
   return file;
-}
-
-Status WriteFileAtomic(const std::string& path, const std::string& bytes) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return IoError(tmp + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      Status s = IoError(tmp + ": " + std::strerror(errno));
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return s;
-    }
-    done += static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    return IoError(tmp + ": fsync/close failed: " + std::strerror(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status s = IoError("rename " + tmp + " -> " + path + ": " + std::strerror(errno));
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  // Persist the rename itself.
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return Status::Ok();
-}
-
-Result<std::string> ReadFileToString(const std::string& path, size_t max_bytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": " + std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0) return IoError(path + ": cannot determine size");
-  if (static_cast<uint64_t>(size) > max_bytes)
-    return ResourceExhausted(path + ": " + std::to_string(size) + " bytes exceeds the limit of " +
-                             std::to_string(max_bytes));
-  std::string bytes(static_cast<size_t>(size), '\0');
-  in.seekg(0);
-  in.read(bytes.data(), size);
-  if (!in) return IoError(path + ": read error");
-  return bytes;
 }
 
 Status SaveSafetensors(const std::string& path, const nn::NamedTensors& tensors,

@@ -36,9 +36,4 @@ Status SaveSafetensors(const std::string& path, const nn::NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 Result<SafetensorsFile> LoadSafetensors(const std::string& path);
 
-// Writes `bytes` to `path` atomically (shared by every file dnnd writes).
-Status WriteFileAtomic(const std::string& path, const std::string& bytes);
-// Reads a whole file, refusing files larger than `max_bytes`.
-Result<std::string> ReadFileToString(const std::string& path, size_t max_bytes = size_t{1} << 34);
-
 }  // namespace dnnd

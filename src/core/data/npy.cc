@@ -7,9 +7,9 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fcntl.h>
 
 #include "core/data/idx.h"
+#include "core/files.h"
 
 namespace dnnd::data {
 namespace {
@@ -198,7 +198,7 @@ Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path, uint
 }
 
 Status WriteNpzFile(const std::string& path, const std::map<std::string, NdArray>& arrays) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = TempPathFor(path);
   zipFile zf = zipOpen64(tmp.c_str(), APPEND_STATUS_CREATE);
   if (!zf) return IoError(tmp + ": cannot create");
   for (const auto& [key, a] : arrays) {
@@ -217,16 +217,7 @@ Status WriteNpzFile(const std::string& path, const std::map<std::string, NdArray
     ::unlink(tmp.c_str());
     return IoError(tmp + ": closing the archive failed");
   }
-  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return IoError("rename " + tmp + " -> " + path + ": " + std::strerror(errno));
-  }
-  return Status::Ok();
+  return CommitTempFile(tmp, path);
 }
 
 std::vector<float> ToFloat(const NdArray& a) {
