@@ -33,16 +33,16 @@ void ProgressBar::Update(int64_t done, double loss, int64_t samples) {
   if (mode_ == ProgressMode::kBar) {
     if (now - last_draw_ < std::chrono::milliseconds(100) && done < total_) return;
     last_draw_ = now;
-    Draw(done, loss, samples, false);
+    Draw(done, loss, samples);
   } else {
     int quarter = total_ > 0 ? static_cast<int>(4 * done / total_) : 4;
     if (quarter == last_quarter_ || quarter == 0 || quarter >= 4) return;
     last_quarter_ = quarter;
-    Draw(done, loss, samples, false);
+    Draw(done, loss, samples);
   }
 }
 
-void ProgressBar::Draw(int64_t done, double loss, int64_t samples, bool final) {
+void ProgressBar::Draw(int64_t done, double loss, int64_t samples) {
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double frac = total_ > 0 ? static_cast<double>(done) / total_ : 1.0;
@@ -56,16 +56,12 @@ void ProgressBar::Draw(int64_t done, double loss, int64_t samples, bool final) {
   std::snprintf(line, sizeof line, "%s [%s] %3.0f%% %lld/%lld loss %.4f %s samples/s ETA %.0fs",
                 label_.c_str(), bar.c_str(), 100.0 * frac, static_cast<long long>(done),
                 static_cast<long long>(total_), loss, HumanCount(rate).c_str(), eta);
-  if (mode_ == ProgressMode::kBar) std::fprintf(stderr, "\r\033[K%s%s", line, final ? "" : "");
+  if (mode_ == ProgressMode::kBar) std::fprintf(stderr, "\r\033[K%s", line);
   else std::fprintf(stderr, "%s\n", line);
   std::fflush(stderr);
 }
 
 void ProgressBar::Finish(const std::string& summary) {
-  if (mode_ == ProgressMode::kNone) {
-    std::fprintf(stderr, "%s %s\n", label_.c_str(), summary.c_str());
-    return;
-  }
   if (mode_ == ProgressMode::kBar) std::fprintf(stderr, "\r\033[K");
   std::fprintf(stderr, "%s %s\n", label_.c_str(), summary.c_str());
   std::fflush(stderr);

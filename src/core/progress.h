@@ -4,6 +4,7 @@
 //
 // On a terminal it redraws one line in place (at most 10 times a second); when
 // stderr is a pipe or file it prints a plain line every 25% so logs stay short.
+// kNone draws nothing but still prints Finish()'s one-line epoch summary.
 #pragma once
 
 #include <chrono>
@@ -24,7 +25,7 @@ class ProgressBar {
   void Finish(const std::string& summary);
 
  private:
-  void Draw(int64_t done, double loss, int64_t samples, bool final);
+  void Draw(int64_t done, double loss, int64_t samples);
 
   std::string label_;
   int64_t total_;

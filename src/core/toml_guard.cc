@@ -1,5 +1,6 @@
 #include "core/toml_guard.h"
 
+#include <cctype>
 #include <cstdio>
 #include <string>
 
@@ -66,6 +67,7 @@ Status GuardToml(std::string_view text, std::string_view source) {
   enum class Str { kNone, kBasic, kLiteral, kMlBasic, kMlLiteral } str = Str::kNone;
   std::string open;  // [ and { open inside the current value, innermost last
   bool statement_start = true;
+  char prev = '\n';  // last non-blank character outside strings and comments
   line = 1;
   col = 0;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -99,6 +101,7 @@ Status GuardToml(std::string_view text, std::string_view source) {
     if (c == '\n') {
       ++line;
       col = 0;
+      prev = '\n';
       if (open.empty()) statement_start = true;
       continue;
     }
@@ -107,10 +110,19 @@ Status GuardToml(std::string_view text, std::string_view source) {
     // reaches an unreachable() (undefined behaviour) on some such keys.
     if (static_cast<unsigned char>(c) >= 0x80)
       return At(source, line, col, "non-ASCII character outside a string or comment");
+    // A string starts a key or a value, never in the middle of a bare token:
+    // toml++ has reached undefined behaviour on "1'x'1".
+    if ((c == '"' || c == '\'') && (std::isalnum(static_cast<unsigned char>(prev)) || prev == '_' ||
+                                    prev == '-' || prev == '+' || prev == ':'))
+      return At(source, line, col, std::string("quote directly after '") + prev + "' in a bare value");
     if (starts("\"\"\"")) { str = Str::kMlBasic; i += 2; col += 2; statement_start = false; continue; }
     if (starts("'''")) { str = Str::kMlLiteral; i += 2; col += 2; statement_start = false; continue; }
-    if (c == '"') { str = Str::kBasic; statement_start = false; continue; }
-    if (c == '\'') { str = Str::kLiteral; statement_start = false; continue; }
+    if (c == '"' || c == '\'') {
+      str = c == '"' ? Str::kBasic : Str::kLiteral;
+      statement_start = false;
+      prev = c;
+      continue;
+    }
     if (c == '[' && open.empty() && statement_start) {
       // A table header: bare keys, dots, blanks and quoted keys up to the
       // closing bracket, all on this line. toml++ asserts on a header whose
@@ -156,6 +168,7 @@ Status GuardToml(std::string_view text, std::string_view source) {
       continue;
     }
     statement_start = false;
+    prev = c;
     if (c == '[' || c == '{') {
       open += c;
     } else if (c == ']' || c == '}') {

@@ -184,8 +184,8 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
     history_.push_back(rec);
     if (bar) {
       char summary[256];
-      std::snprintf(summary, sizeof summary, "loss %.4f  %s samples/s  %.1fs%s", rec.train_loss,
-                    HumanCount(rec.samples_per_s).c_str(), secs, "");
+      std::snprintf(summary, sizeof summary, "loss %.4f  %s samples/s  %.1fs", rec.train_loss,
+                    HumanCount(rec.samples_per_s).c_str(), secs);
       std::string s = summary;
       if (rec.evaluated) {
         char ev[128];
