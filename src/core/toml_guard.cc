@@ -34,6 +34,27 @@ size_t Utf8Length(std::string_view s, size_t i) {
   return 0;
 }
 
+// Debian's toml++ 3.3.0 classifies code points in [U+00A0, U+FEFF] as
+// whitespace or not through a bucket table with holes; for code points in a
+// hole (e.g. U+00E9 'é', U+FE7F) it reaches __builtin_unreachable(). That is
+// harmless where it never classifies characters (strings, comments), but not
+// right after a line-ending backslash in a multi-line basic string, where it
+// trims "whitespace". This replicates the table to know which code points hit it.
+bool TomlppWhitespaceIsUndefined(uint32_t c) {
+  if (c <= 0xA0 || c > 0xFEFF) return false;
+  const uint64_t bucket = (c - 0xA0) / 0x3FA;
+  if ((uint64_t{1} << bucket) & 0x7FFFFFFFFFFFF75Eull) return false;
+  if (c == 0x3000 || c == 0xFEFF) return false;
+  return bucket != 5 && bucket != 7;
+}
+
+uint32_t DecodeUtf8(std::string_view s, size_t i, size_t n) {
+  const auto b = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(s[k])); };
+  if (n == 2) return ((b(i) & 0x1F) << 6) | (b(i + 1) & 0x3F);
+  if (n == 3) return ((b(i) & 0x0F) << 12) | ((b(i + 1) & 0x3F) << 6) | (b(i + 2) & 0x3F);
+  return ((b(i) & 0x07) << 18) | ((b(i + 1) & 0x3F) << 12) | ((b(i + 2) & 0x3F) << 6) | (b(i + 3) & 0x3F);
+}
+
 }  // namespace
 
 Status GuardToml(std::string_view text, std::string_view source) {
@@ -84,6 +105,22 @@ Status GuardToml(std::string_view text, std::string_view source) {
         else if (c == (str == Str::kBasic ? '"' : '\'')) str = Str::kNone;
         continue;
       case Str::kMlBasic:
+        if (c == '\\') {
+          // A line-ending backslash: toml++ trims the whitespace after it and
+          // classifies the first other character (see TomlppWhitespaceIsUndefined).
+          size_t k = i + 1;
+          while (k < text.size() && (text[k] == ' ' || text[k] == '\t' || text[k] == '\r' || text[k] == '\n')) ++k;
+          if (k > i + 1 && k < text.size() && static_cast<unsigned char>(text[k]) >= 0x80) {
+            const uint32_t cp = DecodeUtf8(text, k, Utf8Length(text, k));
+            if (TomlppWhitespaceIsUndefined(cp)) {
+              char u[16];
+              std::snprintf(u, sizeof u, "U+%04X", cp);
+              return At(source, line, col, std::string("character ") + u +
+                                               " right after a line-ending backslash cannot be "
+                                               "parsed safely by this toml++; escape it");
+            }
+          }
+        }
         if (c == '\\') { ++i; ++col; continue; }
         if (starts("\"\"\"")) { str = Str::kNone; i += 2; col += 2; }
         if (c == '\n') { ++line; col = 0; }

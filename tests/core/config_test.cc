@@ -120,17 +120,19 @@ TEST(TomlGuard, KnownCrashersAreErrors) {
       "[model]\n[[}odel.layers]]\ntype = \"relu\"\n",  // found by tests/fuzz/run.sh
       "[ }a]\n",
       "[\"unterminated]\n",
-      " \xc7\x98" "c\"x\"\n",
+      " \xc7\x98" "c\"x\"\n",  // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
       "[[.dlemolayers]]\n",  // header starting with a dot, found by tests/fuzz/run.sh
       "[a..b]\n",
       "[a.]\n",
       "a =[  [\n}}}}\n",  // '}' closing '[': toml++ asserts; found by tests/fuzz/run.sh
       "a = {x=[}\n",
-      "[model]\ninput = [3FFFF'\"\xcd\xbdFF = \"x\"\nout = 1\n",  // UB in toml++, found by fuzzing
+      "[model]\ninput = [3FFFF'\"\xcd\xbd" "FF = \"x\"\nout = 1\n",  // UB in toml++, found by fuzzing
       "a = \"open\n",
       "out = 10rno\x1b'\xcd\xbd\x1f_",  // control bytes and a string open at EOF (fuzzing)
       "a = 'open",
-      "epochs = 111'\xcd\xbd'111\n",  // a string inside a bare number: UB in toml++ (fuzzing)  // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
+      "epochs = 111'\xcd\xbd'111\n",  // a string inside a bare number: UB in toml++ (fuzzing)
+      "\"\"\"\"Nu-h\t\\\t\t\xef\xb9\xbf\t\"\"\"",  // U+FE7F in a multi-line string (fuzzing)
+      "a = \"\"\"\\\n  \xc3\xa9\"\"\"\n",  // 'é' after a line-ending backslash
   };
   for (const auto& text : crashers) {
     auto cfg = Config::FromString(text, "crash.toml");
