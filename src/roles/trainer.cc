@@ -174,7 +174,6 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
                    window_loss / window_steps, (epoch + 1) / std::max(1e-9, total));
       window_loss = 0;
       window_steps = 0;
-      rec.train_loss = loss_sum;
     }
     if (test && options_.eval_every_epochs > 0 &&
         ((epoch + 1) % options_.eval_every_epochs == 0 || last)) {

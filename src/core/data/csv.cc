@@ -77,8 +77,8 @@ Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& optio
 }
 
 Result<Dataset> LoadCsvDataset(const std::string& path, const CsvOptions& options) {
-  DNND_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadMaybeGzipped(path, uint64_t{1} << 34));
-  return ParseCsvDataset(std::string(bytes.begin(), bytes.end()), options, path);
+  DNND_ASSIGN_OR_RETURN(std::string text, ReadMaybeGzipped(path, uint64_t{1} << 34));
+  return ParseCsvDataset(text, options, path);
 }
 
 }  // namespace dnnd::data

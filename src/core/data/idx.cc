@@ -1,5 +1,7 @@
 #include "core/data/idx.h"
 
+#include "core/files.h"
+
 #include <zlib.h>
 
 #include <cstdio>
@@ -90,56 +92,44 @@ Result<IdxArray> DecodeIdx(const uint8_t* data, size_t size, const std::string& 
   return a;
 }
 
-Result<std::vector<uint8_t>> ReadMaybeGzipped(const std::string& path, size_t max_bytes) {
+Result<std::string> ReadMaybeGzipped(const std::string& path, size_t max_bytes) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
   if (!f) return NotFound(path + ": " + std::strerror(errno));
   unsigned char magic[2] = {0, 0};
   const size_t got = std::fread(magic, 1, 2, f.get());
   f.reset();
-  std::vector<uint8_t> out;
-  if (got == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
-    gzFile gz = gzopen(path.c_str(), "rb");
-    if (!gz) return IoError(path + ": cannot open as gzip");
-    gzbuffer(gz, 1 << 17);
-    std::vector<uint8_t> chunk(1 << 20);
-    for (;;) {
-      int r = gzread(gz, chunk.data(), static_cast<unsigned>(chunk.size()));
-      if (r < 0) {
-        int errnum = 0;
-        std::string msg = gzerror(gz, &errnum);
-        gzclose(gz);
-        return Corruption(path + ": corrupt gzip data (" + msg + ")");
-      }
-      if (r == 0) break;
-      if (out.size() + r > max_bytes) {
-        gzclose(gz);
-        return ResourceExhausted(path + ": decompresses to more than " + std::to_string(max_bytes) +
-                                 " bytes");
-      }
-      out.insert(out.end(), chunk.begin(), chunk.begin() + r);
+  if (got != 2 || magic[0] != 0x1f || magic[1] != 0x8b) return ReadFileToString(path, max_bytes);
+  gzFile gz = gzopen(path.c_str(), "rb");
+  if (!gz) return IoError(path + ": cannot open as gzip");
+  gzbuffer(gz, 1 << 17);
+  std::string out;
+  std::vector<char> chunk(1 << 20);
+  for (;;) {
+    int r = gzread(gz, chunk.data(), static_cast<unsigned>(chunk.size()));
+    if (r < 0) {
+      int errnum = 0;
+      std::string msg = gzerror(gz, &errnum);
+      gzclose(gz);
+      return Corruption(path + ": corrupt gzip data (" + msg + ")");
     }
-    // gzread returns 0 at a truncated stream's end too; gzclose reports it.
-    int errnum = 0;
-    gzerror(gz, &errnum);
-    if (gzclose(gz) != Z_OK || errnum != Z_OK) return Corruption(path + ": truncated gzip stream");
-    return out;
+    if (r == 0) break;
+    if (out.size() + r > max_bytes) {
+      gzclose(gz);
+      return ResourceExhausted(path + ": decompresses to more than " + std::to_string(max_bytes) +
+                               " bytes");
+    }
+    out.append(chunk.data(), r);
   }
-  f.reset(std::fopen(path.c_str(), "rb"));
-  if (!f) return NotFound(path + ": " + std::strerror(errno));
-  std::vector<uint8_t> chunk(1 << 20);
-  size_t r;
-  while ((r = std::fread(chunk.data(), 1, chunk.size(), f.get())) > 0) {
-    if (out.size() + r > max_bytes)
-      return ResourceExhausted(path + ": larger than " + std::to_string(max_bytes) + " bytes");
-    out.insert(out.end(), chunk.begin(), chunk.begin() + r);
-  }
-  if (std::ferror(f.get())) return IoError(path + ": read error");
+  // gzread returns 0 at a truncated stream's end too; gzclose reports it.
+  int errnum = 0;
+  gzerror(gz, &errnum);
+  if (gzclose(gz) != Z_OK || errnum != Z_OK) return Corruption(path + ": truncated gzip stream");
   return out;
 }
 
 Result<IdxArray> ReadIdxFile(const std::string& path, size_t max_bytes) {
-  DNND_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadMaybeGzipped(path, max_bytes));
-  return DecodeIdx(bytes.data(), bytes.size(), path);
+  DNND_ASSIGN_OR_RETURN(std::string bytes, ReadMaybeGzipped(path, max_bytes));
+  return DecodeIdx(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
 }
 
 Result<Dataset> LoadIdxDataset(const std::string& images_path, const std::string& labels_path) {

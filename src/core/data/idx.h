@@ -28,8 +28,9 @@ Result<IdxArray> DecodeIdx(const uint8_t* data, size_t size, const std::string& 
 // Reads a file, gunzipping when it starts with the gzip magic (1f 8b).
 // Decompressed size is capped at `max_bytes`.
 Result<IdxArray> ReadIdxFile(const std::string& path, size_t max_bytes = size_t{1} << 32);
-// Reads the whole file into memory, gunzipping when needed (shared by readers).
-Result<std::vector<uint8_t>> ReadMaybeGzipped(const std::string& path, size_t max_bytes);
+// Reads the whole file into memory, gunzipping when it starts with the gzip
+// magic (shared by the IDX, NPY and CSV readers).
+Result<std::string> ReadMaybeGzipped(const std::string& path, size_t max_bytes);
 
 // An images file (rank 2 [n, d] or rank >= 3 [n, h, w, ...], uint8 or float)
 // and a labels file (rank 1, integer) into a classification dataset. Errors

@@ -143,8 +143,8 @@ std::string EncodeNpy(const NdArray& a) {
 }
 
 Result<NdArray> ReadNpyFile(const std::string& path) {
-  DNND_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadMaybeGzipped(path, uint64_t{1} << 34));
-  return DecodeNpy(bytes.data(), bytes.size(), path);
+  DNND_ASSIGN_OR_RETURN(std::string bytes, ReadMaybeGzipped(path, uint64_t{1} << 34));
+  return DecodeNpy(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
 }
 
 Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path, uint64_t max_member_bytes) {
