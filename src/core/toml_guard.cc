@@ -106,18 +106,19 @@ Status GuardToml(std::string_view text, std::string_view source) {
         continue;
       case Str::kMlBasic:
         if (c == '\\') {
-          // A line-ending backslash: toml++ trims the whitespace after it and
-          // classifies the first other character (see TomlppWhitespaceIsUndefined).
+          // toml++ classifies the character after a backslash (and, for a
+          // line-ending backslash, the first one after the trimmed
+          // whitespace) as whitespace or not: see TomlppWhitespaceIsUndefined.
           size_t k = i + 1;
           while (k < text.size() && (text[k] == ' ' || text[k] == '\t' || text[k] == '\r' || text[k] == '\n')) ++k;
-          if (k > i + 1 && k < text.size() && static_cast<unsigned char>(text[k]) >= 0x80) {
+          if (k < text.size() && static_cast<unsigned char>(text[k]) >= 0x80) {
             const uint32_t cp = DecodeUtf8(text, k, Utf8Length(text, k));
             if (TomlppWhitespaceIsUndefined(cp)) {
               char u[16];
               std::snprintf(u, sizeof u, "U+%04X", cp);
               return At(source, line, col, std::string("character ") + u +
-                                               " right after a line-ending backslash cannot be "
-                                               "parsed safely by this toml++; escape it");
+                                               " after a backslash in a multi-line string cannot be "
+                                               "parsed safely by this toml++");
             }
           }
         }

@@ -133,6 +133,7 @@ TEST(TomlGuard, KnownCrashersAreErrors) {
       "epochs = 111'\xcd\xbd'111\n",  // a string inside a bare number: UB in toml++ (fuzzing)
       "\"\"\"\"Nu-h\t\\\t\t\xef\xb9\xbf\t\"\"\"",  // U+FE7F in a multi-line string (fuzzing)
       "a = \"\"\"\\\n  \xc3\xa9\"\"\"\n",  // 'é' after a line-ending backslash
+      "\"\"\"\"\\\\\\\\\\\xef\xb9\xbf" "b]tralu2d\"\"\"\"\"",  // U+FE7F right after a backslash (fuzzing)
   };
   for (const auto& text : crashers) {
     auto cfg = Config::FromString(text, "crash.toml");
