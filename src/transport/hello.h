@@ -10,6 +10,10 @@
 #include "core/status.h"
 #include "transport/wire.h"
 
+namespace dnnd {
+class Config;
+}
+
 namespace dnnd::wire {
 
 inline constexpr size_t kNonceBytes = 32;
@@ -18,6 +22,10 @@ struct PeerIdentity {
   std::string role;  // "parameter-server", "worker", ...
   std::string node;  // node name from config
 };
+
+// The shared token: the contents of transport.token_file (trailing newline
+// trimmed, as Kubernetes and Swarm secrets often carry one) or transport.token.
+Result<std::string> LoadTransportToken(const Config& config);
 
 // 32 bytes from the OS's CSPRNG.
 std::string RandomNonce();

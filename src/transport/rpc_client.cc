@@ -1,0 +1,380 @@
+#include "transport/rpc_client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <future>
+#include <random>
+
+#include "core/config.h"
+#include "core/log.h"
+
+namespace dnnd::rpc {
+namespace {
+
+int64_t MillisUntil(Clock::time_point deadline) {
+  return std::max<int64_t>(
+      0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+}
+
+// Blocking I/O with a deadline on a connected socket (handshake only; the
+// connection is handed to the asynchronous FrameConnection afterwards).
+Status WaitFd(int fd, short events, Clock::time_point deadline, const std::string& what) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(MillisUntil(deadline), 1 << 30)));
+    if (r > 0) return Status::Ok();
+    if (r == 0) return DeadlineExceeded("timed out " + what);
+    if (errno != EINTR) return Unavailable(what + ": " + std::strerror(errno));
+  }
+}
+
+Status ReadExactly(int fd, uint8_t* p, size_t n, Clock::time_point deadline) {
+  while (n > 0) {
+    DNND_RETURN_IF_ERROR(WaitFd(fd, POLLIN, deadline, "waiting for the handshake"));
+    const ssize_t got = ::recv(fd, p, n, MSG_DONTWAIT);
+    if (got == 0) return Unavailable("server closed the connection during the handshake");
+    if (got < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+      return Unavailable(std::string("handshake read: ") + std::strerror(errno));
+    }
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return Status::Ok();
+}
+
+Status WriteAll(int fd, const std::string& bytes, Clock::time_point deadline) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    DNND_RETURN_IF_ERROR(WaitFd(fd, POLLOUT, deadline, "sending the handshake"));
+    const ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+      return Unavailable(std::string("handshake write: ") + std::strerror(errno));
+    }
+    off += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Result<wire::Message> ReadFrameBlocking(int fd, const wire::Limits& limits, Clock::time_point deadline) {
+  uint8_t header_bytes[wire::kHeaderBytes];
+  DNND_RETURN_IF_ERROR(ReadExactly(fd, header_bytes, sizeof header_bytes, deadline));
+  DNND_ASSIGN_OR_RETURN(wire::FrameHeader h, wire::ParseHeader(header_bytes, limits));
+  std::vector<uint8_t> metadata(h.metadata_len);
+  DNND_RETURN_IF_ERROR(ReadExactly(fd, metadata.data(), metadata.size(), deadline));
+  DNND_ASSIGN_OR_RETURN(wire::ParsedMetadata md, wire::ParseMetadata(metadata.data(), h, limits));
+  std::shared_ptr<Storage> payload;
+  if (h.payload_len()) {
+    payload = Storage::Allocate(h.payload_len());
+    DNND_RETURN_IF_ERROR(ReadExactly(fd, static_cast<uint8_t*>(payload->data()), h.payload_len(), deadline));
+  }
+  return wire::AssembleMessage(h, std::move(md), std::move(payload));
+}
+
+bool Retryable(const Status& s) {
+  return s.code() != StatusCode::kPermissionDenied && s.code() != StatusCode::kUnsupported &&
+         s.code() != StatusCode::kInvalidArgument;
+}
+
+}  // namespace
+
+Result<RpcClientOptions> RpcClientOptions::FromConfig(const Config& config, std::string role) {
+  RpcClientOptions o;
+  o.self = {std::move(role), config.GetString("node.name")};
+  o.limits = wire::Limits::FromConfig(config);
+  o.encode.limits = o.limits;
+  o.encode.zstd_level = static_cast<int>(config.GetInt("transport.zstd_level"));
+  o.connections = static_cast<int>(config.GetInt("transport.connections_per_peer"));
+  o.max_inflight_bytes = static_cast<uint64_t>(config.GetInt("transport.max_inflight_bytes"));
+  o.default_timeout = std::chrono::milliseconds(config.GetInt("transport.request_timeout_ms"));
+  o.connect_timeout = std::chrono::milliseconds(config.GetInt("transport.hello_timeout_ms"));
+  DNND_ASSIGN_OR_RETURN(o.token, wire::LoadTransportToken(config));
+  return o;
+}
+
+std::unique_ptr<RpcClient> RpcClient::Create(std::string address, RpcClientOptions options) {
+  return std::unique_ptr<RpcClient>(new RpcClient(std::move(address), std::move(options)));
+}
+
+RpcClient::RpcClient(std::string address, RpcClientOptions options)
+    : address_(std::move(address)), options_(std::move(options)), io_(std::make_unique<IoThreads>(1)) {
+  for (int i = 0; i < std::max(1, options_.connections); ++i) channels_.push_back(std::make_unique<Channel>());
+}
+
+RpcClient::~RpcClient() { Close(); }
+
+Result<std::shared_ptr<FrameConnection>> RpcClient::Dial(Clock::time_point deadline) {
+  DNND_ASSIGN_OR_RETURN(auto host_port, SplitHostPort(address_));
+  boost::system::error_code ec;
+  tcp::resolver resolver(io_->context());
+  auto endpoints = resolver.resolve(host_port.first, std::to_string(host_port.second), ec);
+  if (ec) return Unavailable("cannot resolve " + address_ + ": " + ec.message());
+  Status last = Unavailable("no address for " + address_);
+  for (const auto& entry : endpoints) {
+    tcp::socket socket(io_->context());
+    socket.open(entry.endpoint().protocol(), ec);
+    if (ec) return IoError("socket: " + ec.message());
+    socket.non_blocking(true, ec);
+    socket.connect(entry.endpoint(), ec);
+    const int fd = socket.native_handle();
+    if (ec == asio::error::would_block || ec == asio::error::in_progress) {
+      Status waited = WaitFd(fd, POLLOUT, deadline, "connecting to " + address_);
+      if (!waited.ok()) {
+        last = waited;
+        continue;
+      }
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err) {
+        last = Unavailable("cannot connect to " + address_ + ": " + std::strerror(err));
+        continue;
+      }
+    } else if (ec) {
+      last = Unavailable("cannot connect to " + address_ + ": " + ec.message());
+      continue;
+    }
+    // Handshake (docs/wire.md): HELLO in, HELLO_AUTH out, proof back.
+    DNND_ASSIGN_OR_RETURN(wire::Message hello, ReadFrameBlocking(fd, options_.limits, deadline));
+    const std::string client_nonce = wire::RandomNonce();
+    DNND_ASSIGN_OR_RETURN(wire::Message auth, wire::MakeHelloAuth(hello, options_.self, options_.token, client_nonce));
+    DNND_ASSIGN_OR_RETURN(wire::EncodedFrame frame, wire::EncodeFrame(auth, options_.encode));
+    DNND_RETURN_IF_ERROR(WriteAll(fd, wire::FlattenFrame(frame), deadline));
+    DNND_ASSIGN_OR_RETURN(wire::Message response, ReadFrameBlocking(fd, options_.limits, deadline));
+    const std::string server_nonce = hello.fields.GetBytes("nonce").value();
+    auto who = wire::VerifyHelloResponse(response, options_.token, client_nonce, server_nonce);
+    if (!who.ok()) return who.status().WithContext(address_);
+    {
+      std::lock_guard lock(identity_mu_);
+      server_identity_ = who.value();
+    }
+    return std::make_shared<FrameConnection>(std::move(socket), options_.limits, options_.encode, transport_stats_);
+  }
+  return last;
+}
+
+Result<std::shared_ptr<FrameConnection>> RpcClient::Ready(Channel& ch, Clock::time_point deadline) {
+  std::unique_lock lock(ch.mu);
+  for (;;) {
+    if (closed_) return Cancelled("client for " + address_ + " is closed");
+    if (ch.connection && !ch.connection->closed()) return ch.connection;
+    if (ch.connecting) {
+      if (ch.cv.wait_until(lock, deadline) == std::cv_status::timeout)
+        return DeadlineExceeded("connecting to " + address_ + ": " + ch.last_error.message());
+      continue;
+    }
+    const auto now = Clock::now();
+    if (now < ch.next_attempt) {
+      if (ch.next_attempt >= deadline)
+        return Unavailable("cannot reach " + address_ + " (" + ch.last_error.message() + "); retrying with backoff");
+      ch.cv.wait_until(lock, ch.next_attempt);
+      continue;
+    }
+    ch.connecting = true;
+    lock.unlock();
+    auto dialed = Dial(std::min(deadline, now + options_.connect_timeout));
+    lock.lock();
+    ch.connecting = false;
+    ch.cv.notify_all();
+    if (!dialed.ok()) {
+      ch.last_error = dialed.status();
+      ++ch.failures;
+      // Exponential backoff with jitter, so restarted peers are not stormed.
+      auto backoff = options_.backoff_initial * (1LL << std::min(ch.failures - 1, 16));
+      backoff = std::min<std::chrono::milliseconds>(backoff, options_.backoff_max);
+      thread_local std::mt19937 rng(std::random_device{}());
+      backoff = std::chrono::milliseconds(
+          std::uniform_int_distribution<int64_t>(backoff.count() / 2, std::max<int64_t>(1, backoff.count()))(rng));
+      ch.next_attempt = Clock::now() + backoff;
+      if (!Retryable(dialed.status()) || Clock::now() >= deadline) return dialed.status();
+      continue;
+    }
+    if (ch.failures > 0 || ch.connection) reconnects_++;
+    ch.failures = 0;
+    auto connection = dialed.value();
+    FrameConnection::Callbacks callbacks;
+    callbacks.on_message = [this, &ch](wire::Message m) { OnMessage(ch, std::move(m)); };
+    std::weak_ptr<FrameConnection> weak = connection;
+    callbacks.on_close = [this, &ch, weak](const Status& reason) {
+      if (auto c = weak.lock()) OnClose(ch, c, reason);
+      else OnClose(ch, nullptr, reason);
+    };
+    connection->Start(std::move(callbacks));
+    ch.connection = connection;
+    return connection;
+  }
+}
+
+Status RpcClient::Connect(Clock::time_point deadline) {
+  for (auto& ch : channels_) {
+    for (;;) {
+      auto r = Ready(*ch, deadline);
+      if (r.ok()) break;
+      if (!Retryable(r.status()) || Clock::now() >= deadline) return r.status();
+      std::unique_lock lock(ch->mu);
+      ch->cv.wait_until(lock, std::min(deadline, ch->next_attempt));
+    }
+  }
+  return Status::Ok();
+}
+
+Status RpcClient::AcquireBytes(uint64_t bytes, Clock::time_point deadline) {
+  std::unique_lock lock(bytes_mu_);
+  // A message larger than the whole budget still goes, alone.
+  const bool fits = bytes_cv_.wait_until(lock, deadline, [&] {
+    return closed_ || inflight_bytes_ == 0 || inflight_bytes_ + bytes <= options_.max_inflight_bytes;
+  });
+  if (closed_) return Cancelled("client for " + address_ + " is closed");
+  if (!fits)
+    return DeadlineExceeded("back-pressure: " + std::to_string(inflight_bytes_) + " request bytes to " + address_ +
+                            " still awaiting responses");
+  inflight_bytes_ += bytes;
+  return Status::Ok();
+}
+
+void RpcClient::ReleaseBytes(uint64_t bytes) {
+  {
+    std::lock_guard lock(bytes_mu_);
+    inflight_bytes_ -= bytes;
+  }
+  bytes_cv_.notify_all();
+}
+
+void RpcClient::CallAsync(wire::Message request, Clock::time_point deadline, Callback done) {
+  calls_++;
+  if (closed_) {
+    failures_++;
+    done(Cancelled("client for " + address_ + " is closed"));
+    return;
+  }
+  const uint64_t id = next_id_++;
+  request.request_id = id;
+  request.flags = 0;
+  auto frame = wire::EncodeFrame(request, options_.encode);
+  if (!frame.ok()) {
+    failures_++;
+    done(frame.status());
+    return;
+  }
+  const uint64_t bytes = frame.value().total_bytes();
+  if (Status s = AcquireBytes(bytes, deadline); !s.ok()) {
+    failures_++;
+    done(s);
+    return;
+  }
+  Channel& ch = *channels_[next_channel_++ % channels_.size()];
+  auto connection = Ready(ch, deadline);
+  if (!connection.ok()) {
+    ReleaseBytes(bytes);
+    failures_++;
+    done(connection.status());
+    return;
+  }
+  Pending pending{std::move(done), bytes, nullptr};
+  if (deadline != Clock::time_point::max()) {
+    pending.timer = std::make_unique<asio::steady_timer>(io_->context(), deadline);
+    pending.timer->async_wait([this, &ch, id](const boost::system::error_code& ec) {
+      if (!ec) Finish(ch, id, DeadlineExceeded("no response from " + address_ + " before the deadline"));
+    });
+  }
+  {
+    std::lock_guard lock(ch.mu);
+    ch.pending.emplace(id, std::move(pending));
+  }
+  Status sent = connection.value()->Send(std::move(frame).value());
+  if (!sent.ok()) Finish(ch, id, sent);
+}
+
+Result<wire::Message> RpcClient::Call(wire::Message request) { return Call(std::move(request), options_.default_timeout); }
+
+Result<wire::Message> RpcClient::Call(wire::Message request, std::chrono::milliseconds timeout) {
+  std::promise<Result<wire::Message>> promise;
+  auto future = promise.get_future();
+  CallAsync(std::move(request), Clock::now() + timeout,
+            [&promise](Result<wire::Message> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+void RpcClient::Finish(Channel& ch, uint64_t id, Result<wire::Message> result) {
+  Pending pending;
+  {
+    std::lock_guard lock(ch.mu);
+    auto it = ch.pending.find(id);
+    if (it == ch.pending.end()) return;  // already finished (deadline vs response)
+    pending = std::move(it->second);
+    ch.pending.erase(it);
+  }
+  if (pending.timer) {
+    // Timers belong to the I/O thread; cancel (and free) it there.
+    asio::post(io_->context(), [t = std::move(pending.timer)] { t->cancel(); });
+  }
+  ReleaseBytes(pending.bytes);
+  if (!result.ok()) failures_++;
+  pending.done(std::move(result));
+}
+
+void RpcClient::OnMessage(Channel& ch, wire::Message message) {
+  if (!message.is_response()) {
+    Log(LogLevel::kWarn, "rpc", "ignoring a request frame from a server", {{"server", address_}});
+    return;
+  }
+  const uint64_t id = message.request_id;
+  if (message.is_error()) Finish(ch, id, message.ErrorStatus());
+  else Finish(ch, id, std::move(message));
+}
+
+void RpcClient::OnClose(Channel& ch, const std::shared_ptr<FrameConnection>& connection, const Status& reason) {
+  std::vector<uint64_t> ids;
+  {
+    std::lock_guard lock(ch.mu);
+    if (connection && ch.connection == connection) ch.connection.reset();
+    for (const auto& [id, p] : ch.pending) ids.push_back(id);
+  }
+  if (!ids.empty() && !closed_)
+    Log(LogLevel::kWarn, "rpc", "connection lost", {{"server", address_}, {"reason", reason.ToString()},
+                                                    {"failed_calls", static_cast<int64_t>(ids.size())}});
+  for (uint64_t id : ids) Finish(ch, id, Unavailable("connection to " + address_ + " lost: " + reason.message()));
+}
+
+void RpcClient::Close() {
+  if (closed_.exchange(true)) return;
+  bytes_cv_.notify_all();
+  for (auto& ch : channels_) {
+    std::shared_ptr<FrameConnection> connection;
+    std::vector<uint64_t> ids;
+    {
+      std::lock_guard lock(ch->mu);
+      connection = std::move(ch->connection);
+      for (const auto& [id, p] : ch->pending) ids.push_back(id);
+      ch->cv.notify_all();
+    }
+    for (uint64_t id : ids) Finish(*ch, id, Cancelled("client for " + address_ + " closed"));
+    if (connection) connection->Close(Cancelled("client closed"));
+  }
+  io_->Stop();
+}
+
+wire::PeerIdentity RpcClient::server_identity() const {
+  std::lock_guard lock(identity_mu_);
+  return server_identity_;
+}
+
+RpcClient::Stats RpcClient::stats() const {
+  Stats s;
+  s.calls = calls_;
+  s.failures = failures_;
+  s.reconnects = reconnects_;
+  {
+    std::lock_guard lock(bytes_mu_);
+    s.inflight_bytes = inflight_bytes_;
+  }
+  s.bytes_in = transport_stats_->bytes_in;
+  s.bytes_out = transport_stats_->bytes_out;
+  return s;
+}
+
+}  // namespace dnnd::rpc

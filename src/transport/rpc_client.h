@@ -1,0 +1,140 @@
+// RPC client for one server address: a small pool of authenticated
+// connections, requests multiplexed by id (responses may come back in any
+// order), per-call deadlines, reconnect with exponential backoff, and
+// back-pressure on the bytes of requests awaiting their responses.
+//
+//   auto client = RpcClient::Create("dnnd-ps-0.dnnd-ps:7000", options);
+//   Result<wire::Message> r = client->Call(std::move(request));  // blocks
+//   client->CallAsync(std::move(request), deadline, [](Result<wire::Message> r) { ... });
+//
+// Connections are made lazily (or by Connect()), so peers may start in any
+// order: a call waits, within its deadline, for the server to come up, and
+// DNS names are resolved again on every attempt. An error frame from the
+// server comes back as that Status; a lost connection fails its in-flight
+// calls with Unavailable and the next call reconnects.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/status.h"
+#include "transport/connection.h"
+#include "transport/hello.h"
+#include "transport/rpc_server.h"
+#include "transport/wire.h"
+
+namespace dnnd {
+class Config;
+}
+
+namespace dnnd::rpc {
+
+using Clock = std::chrono::steady_clock;
+
+struct RpcClientOptions {
+  wire::PeerIdentity self{"client", "dnnd"};
+  std::string token;
+  wire::Limits limits;
+  wire::EncodeOptions encode;
+  int connections = 1;
+  uint64_t max_inflight_bytes = uint64_t{256} << 20;
+  std::chrono::milliseconds default_timeout{60000};
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds backoff_initial{50};
+  std::chrono::milliseconds backoff_max{2000};
+
+  static Result<RpcClientOptions> FromConfig(const Config& config, std::string role);
+};
+
+class RpcClient {
+ public:
+  using Callback = std::function<void(Result<wire::Message>)>;
+
+  struct Stats {
+    uint64_t calls = 0, failures = 0, reconnects = 0;
+    uint64_t inflight_bytes = 0;
+    uint64_t bytes_in = 0, bytes_out = 0;
+  };
+
+  // Starts no connection yet. `address` is host:port (names are resolved on
+  // each connection attempt).
+  static std::unique_ptr<RpcClient> Create(std::string address, RpcClientOptions options);
+  ~RpcClient();  // Close()
+  RpcClient(const RpcClient&) = delete;
+  RpcClient& operator=(const RpcClient&) = delete;
+
+  // Connects and authenticates every pooled connection, retrying with backoff
+  // until `deadline`. Optional: calls connect on demand.
+  Status Connect(Clock::time_point deadline);
+
+  // Sends `request` (its id is assigned here) and calls `done` exactly once:
+  // with the response, the server's error, Unavailable, ResourceExhausted or
+  // DeadlineExceeded. Blocks the caller only while connecting or while
+  // back-pressure holds. `done` runs on an I/O thread or, for failures before
+  // sending, on the caller's.
+  void CallAsync(wire::Message request, Clock::time_point deadline, Callback done);
+  // Blocking call with the default timeout (or `timeout`).
+  Result<wire::Message> Call(wire::Message request);
+  Result<wire::Message> Call(wire::Message request, std::chrono::milliseconds timeout);
+
+  // Fails every in-flight call with Cancelled and closes the connections.
+  void Close();
+
+  const std::string& address() const { return address_; }
+  // The server's identity from the last handshake (empty before one).
+  wire::PeerIdentity server_identity() const;
+  Stats stats() const;
+
+ private:
+  struct Pending {
+    Callback done;
+    uint64_t bytes = 0;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  struct Channel {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::shared_ptr<FrameConnection> connection;
+    bool connecting = false;
+    int failures = 0;               // consecutive failed attempts
+    Clock::time_point next_attempt{};
+    Status last_error;
+    std::unordered_map<uint64_t, Pending> pending;
+  };
+
+  RpcClient(std::string address, RpcClientOptions options);
+  // Returns a ready connection of `channel`, connecting (with backoff) if needed.
+  Result<std::shared_ptr<FrameConnection>> Ready(Channel& channel, Clock::time_point deadline);
+  Result<std::shared_ptr<FrameConnection>> Dial(Clock::time_point deadline);
+  void OnMessage(Channel& channel, wire::Message message);
+  void OnClose(Channel& channel, const std::shared_ptr<FrameConnection>& connection, const Status& reason);
+  void Finish(Channel& channel, uint64_t id, Result<wire::Message> result);
+  Status AcquireBytes(uint64_t bytes, Clock::time_point deadline);
+  void ReleaseBytes(uint64_t bytes);
+
+  const std::string address_;
+  const RpcClientOptions options_;
+  std::unique_ptr<IoThreads> io_;
+  std::shared_ptr<TransportStats> transport_stats_ = std::make_shared<TransportStats>();
+  std::vector<std::unique_ptr<Channel>> channels_;
+  std::atomic<uint64_t> next_id_{1};
+  std::atomic<uint64_t> next_channel_{0};
+  std::atomic<bool> closed_{false};
+
+  mutable std::mutex bytes_mu_;
+  std::condition_variable bytes_cv_;
+  uint64_t inflight_bytes_ = 0;
+
+  mutable std::mutex identity_mu_;
+  wire::PeerIdentity server_identity_;
+  std::atomic<uint64_t> calls_{0}, failures_{0}, reconnects_{0};
+};
+
+}  // namespace dnnd::rpc

@@ -1,0 +1,341 @@
+#include "transport/rpc_server.h"
+
+#include <future>
+
+#include "core/config.h"
+#include "core/files.h"
+#include "core/log.h"
+
+namespace dnnd::rpc {
+
+// ---------------------------------------------------------------------------
+// IoThreads
+// ---------------------------------------------------------------------------
+
+IoThreads::IoThreads(int threads) : work_(asio::make_work_guard(context_)) {
+  for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { context_.run(); });
+}
+
+IoThreads::~IoThreads() { Stop(); }
+
+void IoThreads::Stop() {
+  work_.reset();
+  context_.stop();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+// ---------------------------------------------------------------------------
+// Responder
+// ---------------------------------------------------------------------------
+
+// Counts requests between dispatch and answer, so Stop() can wait for them.
+// Shared with Responders, which may outlive the server.
+struct InflightTracker {
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t inflight = 0;
+  std::atomic<uint64_t> errors{0};
+  void Begin() {
+    std::lock_guard lock(mu);
+    ++inflight;
+  }
+  void End(bool error) {
+    if (error) errors++;
+    std::lock_guard lock(mu);
+    if (--inflight == 0) cv.notify_all();
+  }
+};
+
+struct Responder::State {
+  std::weak_ptr<FrameConnection> connection;
+  wire::Message header;  // type and id of the request
+  PeerInfo peer;
+  std::shared_ptr<InflightTracker> tracker;
+  std::string route;
+  std::atomic<bool> answered{false};
+
+  void Answer(wire::Message response) {
+    if (answered.exchange(true)) return;
+    response.type = header.type;
+    response.request_id = header.request_id;
+    response.flags |= wire::kFlagResponse;
+    bool error = response.is_error();
+    if (auto conn = connection.lock()) {
+      Status s = conn->Send(response);
+      if (!s.ok() && s.code() != StatusCode::kUnavailable) {
+        // The response itself broke a limit: tell the client why instead.
+        Log(LogLevel::kError, "rpc", "cannot send response", {{"route", route}, {"error", s.ToString()}});
+        (void)conn->Send(wire::Message::ErrorTo(header, s.WithContext("response to " + route)));
+        error = true;
+      }
+    }
+    tracker->End(error);
+  }
+
+  ~State() {
+    if (!answered.load()) Answer(wire::Message::ErrorTo(header, Internal(route + " handler dropped the request")));
+  }
+};
+
+void Responder::Send(wire::Message response) { state_->Answer(std::move(response)); }
+void Responder::Fail(const Status& status) { state_->Answer(wire::Message::ErrorTo(state_->header, status)); }
+const PeerInfo& Responder::peer() const { return state_->peer; }
+const wire::Message& Responder::request_header() const { return state_->header; }
+
+// ---------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------
+
+Result<RpcServerOptions> RpcServerOptions::FromConfig(const Config& config, std::string listen, std::string role) {
+  RpcServerOptions o;
+  o.listen = std::move(listen);
+  o.self = {std::move(role), config.GetString("node.name")};
+  o.limits = wire::Limits::FromConfig(config);
+  o.encode.limits = o.limits;
+  o.encode.zstd_level = static_cast<int>(config.GetInt("transport.zstd_level"));
+  o.io_threads = static_cast<int>(config.GetInt("transport.io_threads"));
+  o.handler_threads = static_cast<int>(config.GetInt("transport.handler_threads"));
+  o.hello_timeout = std::chrono::milliseconds(config.GetInt("transport.hello_timeout_ms"));
+  DNND_ASSIGN_OR_RETURN(o.token, wire::LoadTransportToken(config));
+  return o;
+}
+
+// ---------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------
+
+struct RpcServer::Session {
+  std::shared_ptr<FrameConnection> connection;
+  std::string server_nonce;
+  PeerInfo peer;
+  std::atomic<bool> authenticated{false};  // set on the strand, read by the timer
+  std::unique_ptr<asio::steady_timer> hello_timer;
+};
+
+RpcServer::RpcServer(RpcServerOptions options)
+    : options_(std::move(options)), tracker_(std::make_shared<InflightTracker>()) {}
+
+RpcServer::~RpcServer() { Stop(std::chrono::milliseconds(1000)); }
+
+void RpcServer::Handle(uint16_t type, std::string name, Handler handler, Execution execution) {
+  routes_[type] = Route{std::move(name), std::move(handler), execution};
+}
+
+void RpcServer::Handle(uint16_t type, std::string name, SimpleHandler handler, Execution execution) {
+  Handle(
+      type, std::move(name),
+      Handler([handler = std::move(handler)](wire::Message request, Responder responder) {
+        auto result = handler(request, responder.peer());
+        if (result.ok()) responder.Send(std::move(result).value());
+        else responder.Fail(result.status());
+      }),
+      execution);
+}
+
+Status RpcServer::Start() {
+  std::lock_guard lock(mu_);
+  if (started_) return Internal("RpcServer started twice");
+  DNND_ASSIGN_OR_RETURN(auto host_port, SplitHostPort(options_.listen));
+  io_ = std::make_unique<IoThreads>(options_.io_threads);
+  pool_ = std::make_unique<asio::thread_pool>(std::max(1, options_.handler_threads));
+  boost::system::error_code ec;
+  tcp::resolver resolver(io_->context());
+  auto endpoints = resolver.resolve(host_port.first, std::to_string(host_port.second), ec);
+  if (ec || endpoints.empty())
+    return Unavailable("cannot resolve listen address '" + options_.listen + "': " + ec.message());
+  const tcp::endpoint endpoint = endpoints.begin()->endpoint();
+  acceptor_ = std::make_unique<tcp::acceptor>(io_->context());
+  if (acceptor_->open(endpoint.protocol(), ec); ec) return IoError("socket for " + options_.listen + ": " + ec.message());
+  acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (acceptor_->bind(endpoint, ec); ec) return IoError("cannot bind " + options_.listen + ": " + ec.message());
+  if (acceptor_->listen(asio::socket_base::max_listen_connections, ec); ec)
+    return IoError("cannot listen on " + options_.listen + ": " + ec.message());
+  port_ = acceptor_->local_endpoint().port();
+  started_ = true;
+  if (options_.token.empty())
+    Log(LogLevel::kWarn, "rpc", "no transport token configured: any peer that can connect is accepted",
+        {{"listen", address()}});
+  Log(LogLevel::kInfo, "rpc", "listening", {{"address", address()}, {"role", options_.self.role}});
+  asio::post(acceptor_->get_executor(), [this] { Accept(); });
+  return Status::Ok();
+}
+
+std::string RpcServer::address() const {
+  auto hp = SplitHostPort(options_.listen);
+  return (hp.ok() ? hp.value().first : std::string("?")) + ":" + std::to_string(port_);
+}
+
+void RpcServer::Accept() {
+  acceptor_->async_accept(asio::make_strand(io_->context()), [this](const boost::system::error_code& ec,
+                                                                   tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
+    if (!ec) OnAccepted(std::move(socket));
+    else Log(LogLevel::kWarn, "rpc", "accept failed", {{"error", ec.message()}});
+    Accept();
+  });
+}
+
+void RpcServer::OnAccepted(tcp::socket socket) {
+  accepted_++;
+  auto session = std::make_shared<Session>();
+  session->connection =
+      std::make_shared<FrameConnection>(std::move(socket), options_.limits, options_.encode, transport_stats_);
+  session->peer.address = session->connection->peer();
+  session->server_nonce = wire::RandomNonce();
+  {
+    std::lock_guard lock(mu_);
+    if (draining_) return;  // the socket closes with the session
+    sessions_.insert(session);
+  }
+  std::weak_ptr<Session> weak = session;
+  FrameConnection::Callbacks callbacks;
+  callbacks.on_message = [this, weak](wire::Message m) {
+    if (auto s = weak.lock()) OnMessage(s, std::move(m));
+  };
+  callbacks.on_close = [this, weak](const Status& reason) {
+    auto s = weak.lock();
+    if (!s) return;
+    if (s->hello_timer) s->hello_timer->cancel();
+    Log(LogLevel::kDebug, "rpc", "connection closed", {{"peer", s->peer.address}, {"reason", reason.ToString()}});
+    std::lock_guard lock(mu_);
+    sessions_.erase(s);
+  };
+  session->hello_timer = std::make_unique<asio::steady_timer>(io_->context(), options_.hello_timeout);
+  session->hello_timer->async_wait([this, weak](const boost::system::error_code& ec) {
+    auto s = weak.lock();
+    if (ec || !s) return;
+    if (!s->authenticated) {
+      handshake_failures_++;
+      Log(LogLevel::kWarn, "rpc", "refused connection: no HELLO_AUTH within the handshake timeout",
+          {{"peer", s->peer.address}});
+      s->connection->Close(DeadlineExceeded("handshake timeout"));
+    }
+  });
+  session->connection->Start(std::move(callbacks));
+  (void)session->connection->Send(wire::MakeHello(options_.self, session->server_nonce));
+}
+
+void RpcServer::OnMessage(const std::shared_ptr<Session>& session, wire::Message message) {
+  if (!session->authenticated) {
+    wire::Message response;
+    auto who = wire::VerifyHelloAuth(message, options_.self, options_.token, session->server_nonce, &response);
+    if (!who.ok()) {
+      handshake_failures_++;
+      Log(LogLevel::kWarn, "rpc", "refused connection", {{"peer", session->peer.address}, {"reason", who.status().ToString()}});
+      (void)session->connection->Send(wire::Message::ErrorTo(message, who.status()));
+      session->connection->CloseAfterWrites(who.status());
+      return;
+    }
+    session->authenticated = true;
+    session->hello_timer->cancel();
+    session->peer.identity = who.value();
+    (void)session->connection->Send(response);
+    Log(LogLevel::kDebug, "rpc", "peer authenticated",
+        {{"peer", session->peer.address}, {"role", who.value().role}, {"node", who.value().node}});
+    return;
+  }
+  if (message.is_response()) {
+    Log(LogLevel::kWarn, "rpc", "ignoring a response frame sent to a server", {{"peer", session->peer.address}});
+    return;
+  }
+  Dispatch(session, std::move(message));
+}
+
+void RpcServer::Dispatch(const std::shared_ptr<Session>& session, wire::Message message) {
+  requests_++;
+  const uint16_t type = message.type;
+  if (draining_) {
+    request_errors_++;
+    (void)session->connection->Send(wire::Message::ErrorTo(message, Unavailable("server is shutting down")));
+    return;
+  }
+  auto state = std::make_shared<Responder::State>();
+  state->connection = session->connection;
+  state->header.type = type;
+  state->header.request_id = message.request_id;
+  state->peer = session->peer;
+  state->tracker = tracker_;
+  tracker_->Begin();
+
+  if (type == wire::type::kPing) {  // built in: echo fields and tensors
+    state->route = "ping";
+    wire::Message echo;
+    echo.fields = std::move(message.fields);
+    echo.tensors = std::move(message.tensors);
+    Responder(state).Send(std::move(echo));
+    return;
+  }
+  auto it = routes_.find(type);
+  if (it == routes_.end()) {
+    state->route = "unknown";
+    Responder(state).Fail(NotFound("no handler for message type " + std::to_string(type) + " on this " +
+                                   options_.self.role));
+    return;
+  }
+  const Route& route = it->second;
+  state->route = route.name;
+  auto run = [&route, state, message = std::move(message)]() mutable {
+    try {
+      route.handler(std::move(message), Responder(state));
+    } catch (const std::exception& e) {
+      Log(LogLevel::kError, "rpc", "handler threw", {{"route", route.name}, {"error", e.what()}});
+      Responder(state).Fail(Internal(route.name + ": " + e.what()));
+    }
+  };
+  if (route.execution == Execution::kInline) run();
+  else asio::post(*pool_, std::move(run));
+}
+
+void RpcServer::Stop(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(mu_);
+    if (!started_ || stopped_) return;
+    stopped_ = true;
+  }
+  draining_ = true;
+  // The acceptor belongs to the I/O threads; close it there.
+  std::promise<void> closed;
+  asio::post(io_->context(), [this, &closed] {
+    boost::system::error_code ec;
+    acceptor_->close(ec);
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  {
+    std::unique_lock lock(tracker_->mu);
+    if (!tracker_->cv.wait_for(lock, grace, [&] { return tracker_->inflight == 0; }))
+      Log(LogLevel::kWarn, "rpc", "stopping with requests still in flight",
+          {{"inflight", static_cast<int64_t>(tracker_->inflight)}});
+  }
+  std::set<std::shared_ptr<Session>> sessions;
+  {
+    std::lock_guard lock(mu_);
+    sessions.swap(sessions_);
+  }
+  for (auto& s : sessions) s->connection->Close(Unavailable("server stopped"));
+  pool_->stop();
+  pool_->join();
+  io_->Stop();
+  sessions.clear();
+  Log(LogLevel::kInfo, "rpc", "stopped", {{"address", address()}});
+}
+
+RpcServer::Stats RpcServer::stats() const {
+  Stats s;
+  {
+    std::lock_guard lock(mu_);
+    s.connections = sessions_.size();
+  }
+  s.accepted = accepted_;
+  s.handshake_failures = handshake_failures_;
+  s.requests = requests_;
+  s.request_errors = tracker_->errors + request_errors_;
+  s.bad_frames = transport_stats_->bad_frames;
+  s.bytes_in = transport_stats_->bytes_in;
+  s.bytes_out = transport_stats_->bytes_out;
+  return s;
+}
+
+}  // namespace dnnd::rpc

@@ -1,0 +1,387 @@
+// RpcServer and RpcClient over real loopback sockets: dispatch, out-of-order
+// responses, deadlines, reconnects, back-pressure, shutdown, and hostile
+// peers that must not disturb anyone else.
+#include <gtest/gtest.h>
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "transport/hello.h"
+#include "transport/rpc_client.h"
+#include "transport/rpc_server.h"
+
+namespace dnnd::rpc {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr uint16_t kAdd = 0x0F01, kSlow = 0x0F02, kHold = 0x0F03;
+
+RpcServerOptions ServerOptions(std::string token = "tok") {
+  RpcServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.self = {"test-server", "srv"};
+  o.token = std::move(token);
+  o.hello_timeout = 2000ms;
+  return o;
+}
+
+RpcClientOptions ClientOptions(std::string token = "tok") {
+  RpcClientOptions o;
+  o.self = {"worker", "w0"};
+  o.token = std::move(token);
+  o.default_timeout = 5000ms;
+  o.backoff_initial = 20ms;
+  o.backoff_max = 200ms;
+  return o;
+}
+
+wire::Message Request(uint16_t type) {
+  wire::Message m;
+  m.type = type;
+  return m;
+}
+
+// A server with an adder (pool), a handler that answers after `ms` (inline,
+// keeping its Responder), and one that parks its Responder until released.
+struct TestServer {
+  explicit TestServer(RpcServerOptions options = ServerOptions()) : server(options) {
+    server.Handle(kAdd, "add", RpcServer::SimpleHandler([](const wire::Message& req, const PeerInfo& peer)
+                                                            -> Result<wire::Message> {
+      DNND_ASSIGN_OR_RETURN(int64_t a, req.fields.GetInt("a"));
+      DNND_ASSIGN_OR_RETURN(int64_t b, req.fields.GetInt("b"));
+      wire::Message r;
+      r.fields.SetInt("sum", a + b);
+      r.fields.SetString("caller", peer.identity.node);
+      return r;
+    }));
+    server.Handle(kSlow, "slow", RpcServer::Handler([](wire::Message req, Responder responder) {
+      const int64_t ms = req.fields.IntOr("ms", 0);
+      std::thread([ms, responder]() mutable {
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        wire::Message r;
+        r.fields.SetInt("ms", ms);
+        responder.Send(std::move(r));
+      }).detach();
+    }), RpcServer::Execution::kInline);
+    server.Handle(kHold, "hold", RpcServer::Handler([this](wire::Message, Responder responder) {
+      std::lock_guard lock(mu);
+      held.push_back(responder);
+    }), RpcServer::Execution::kInline);
+    Status s = server.Start();
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  void ReleaseAll() {
+    std::vector<Responder> r;
+    {
+      std::lock_guard lock(mu);
+      r.swap(held);
+    }
+    for (auto& x : r) x.Send(wire::Message{});
+  }
+  size_t held_count() {
+    std::lock_guard lock(mu);
+    return held.size();
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(server.port()); }
+
+  RpcServer server;
+  std::mutex mu;
+  std::vector<Responder> held;
+};
+
+TEST(Rpc, CallsAHandlerAndEchoesTensorsWithPing) {
+  TestServer ts;
+  auto client = RpcClient::Create(ts.address(), ClientOptions());
+  wire::Message add = Request(kAdd);
+  add.fields.SetInt("a", 2);
+  add.fields.SetInt("b", 40);
+  auto r = client->Call(add);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r.value().fields.GetInt("sum").value(), 42);
+  EXPECT_EQ(r.value().fields.GetString("caller").value(), "w0") << "the server knows who authenticated";
+  EXPECT_EQ(client->server_identity().role, "test-server");
+
+  wire::Message ping = Request(wire::type::kPing);
+  Tensor t = Tensor::FromVector({2, 2}, {1, 2, 3, 4});
+  ping.tensors.push_back(wire::WireTensor::FromTensor("t", t));
+  ping.tensors.push_back(wire::WireTensor::FromTensor("z", Tensor::Zeros({1000}), wire::Codec::kShuffleZstd));
+  auto echo = client->Call(ping);
+  ASSERT_TRUE(echo.ok()) << echo.status().ToString();
+  EXPECT_EQ(echo.value().tensors[0].ToTensor().value().ToVector(), t.ToVector());
+  EXPECT_EQ(echo.value().tensors[1].ToTensor().value().ToVector(), std::vector<float>(1000, 0.f));
+}
+
+TEST(Rpc, HandlerErrorsAndUnknownTypesComeBackAsStatus) {
+  TestServer ts;
+  auto client = RpcClient::Create(ts.address(), ClientOptions());
+  auto missing = client->Call(Request(kAdd));  // no fields
+  EXPECT_EQ(missing.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(missing.status().message(), "missing field 'a'");
+  auto unknown = client->Call(Request(0x0FFF));
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown.status().message().find("no handler for message type 4095"), std::string::npos);
+}
+
+TEST(Rpc, ResponsesArriveOutOfOrderOnOneConnection) {
+  TestServer ts;
+  auto client = RpcClient::Create(ts.address(), ClientOptions());
+  std::mutex mu;
+  std::vector<int64_t> order;
+  std::promise<void> both;
+  auto record = [&](Result<wire::Message> r) {
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    std::lock_guard lock(mu);
+    order.push_back(r.value().fields.GetInt("ms").value());
+    if (order.size() == 2) both.set_value();
+  };
+  wire::Message slow = Request(kSlow), fast = Request(kSlow);
+  slow.fields.SetInt("ms", 300);
+  fast.fields.SetInt("ms", 0);
+  client->CallAsync(slow, Clock::now() + 5s, record);
+  client->CallAsync(fast, Clock::now() + 5s, record);
+  ASSERT_EQ(both.get_future().wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(order, (std::vector<int64_t>{0, 300}));
+}
+
+TEST(Rpc, DeadlineExpiresAndTheConnectionStaysUsable) {
+  TestServer ts;
+  auto client = RpcClient::Create(ts.address(), ClientOptions());
+  wire::Message slow = Request(kSlow);
+  slow.fields.SetInt("ms", 500);
+  const auto start = Clock::now();
+  auto r = client->Call(slow, 100ms);
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+  EXPECT_LT(Clock::now() - start, 450ms);
+  std::this_thread::sleep_for(600ms);  // the late response arrives and is dropped
+  wire::Message add = Request(kAdd);
+  add.fields.SetInt("a", 1);
+  add.fields.SetInt("b", 1);
+  EXPECT_TRUE(client->Call(add).ok());
+}
+
+TEST(Rpc, WrongTokenIsRefusedClearly) {
+  TestServer ts;
+  auto client = RpcClient::Create(ts.address(), ClientOptions("not-the-token"));
+  auto r = client->Call(Request(kAdd), 2000ms);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("bad token proof from node 'w0' (role worker)"), std::string::npos)
+      << r.status().ToString();
+  EXPECT_GE(ts.server.stats().handshake_failures, 1u);
+}
+
+TEST(Rpc, ClientWaitsForAServerThatStartsLaterAndReconnectsAfterARestart) {
+  // Reserve a port, then free it for the server that comes up later.
+  uint16_t port;
+  {
+    TestServer probe;
+    port = probe.server.port();
+  }
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  auto client = RpcClient::Create(address, ClientOptions());
+  auto early = std::async(std::launch::async, [&] {
+    wire::Message add = Request(kAdd);
+    add.fields.SetInt("a", 1);
+    add.fields.SetInt("b", 2);
+    return client->Call(add, 5000ms);
+  });
+  std::this_thread::sleep_for(300ms);
+  auto options = ServerOptions();
+  options.listen = address;
+  {
+    auto ts = std::make_unique<TestServer>(options);
+    auto r = early.get();
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r.value().fields.GetInt("sum").value(), 3);
+  }
+  // Server gone: calls fail fast-ish with Unavailable, not hang.
+  auto down = client->Call(Request(kAdd), 300ms);
+  EXPECT_FALSE(down.ok());
+  // Back up: the client reconnects by itself.
+  TestServer again(options);
+  wire::Message add = Request(kAdd);
+  add.fields.SetInt("a", 5);
+  add.fields.SetInt("b", 5);
+  auto r = client->Call(add, 5000ms);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r.value().fields.GetInt("sum").value(), 10);
+  EXPECT_GE(client->stats().reconnects, 1u);
+}
+
+TEST(Rpc, BackPressureBoundsBytesInFlight) {
+  TestServer ts;
+  auto options = ClientOptions();
+  options.max_inflight_bytes = 64 * 1024;
+  auto client = RpcClient::Create(ts.address(), options);
+  auto big = [] {
+    wire::Message m = Request(kHold);
+    m.tensors.push_back(wire::WireTensor::FromTensor("x", Tensor::Zeros({10000})));  // 40 KB
+    return m;
+  };
+  std::promise<Status> first;
+  client->CallAsync(big(), Clock::now() + 5s, [&](Result<wire::Message> r) { first.set_value(r.status()); });
+  // The second 40 KB request does not fit next to the first.
+  auto second = client->Call(big(), 200ms);
+  EXPECT_EQ(second.status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_NE(second.status().message().find("back-pressure"), std::string::npos) << second.status().ToString();
+  EXPECT_GT(client->stats().inflight_bytes, 40000u) << "the first request's frame";
+  EXPECT_LT(client->stats().inflight_bytes, 40200u);
+  // Once the first is answered the budget frees up.
+  for (int i = 0; i < 100 && ts.held_count() == 0; ++i) std::this_thread::sleep_for(10ms);
+  ts.ReleaseAll();
+  EXPECT_TRUE(first.get_future().get().ok());
+  std::promise<Status> third;
+  client->CallAsync(big(), Clock::now() + 5s, [&](Result<wire::Message> r) { third.set_value(r.status()); });
+  for (int i = 0; i < 100 && ts.held_count() == 0; ++i) std::this_thread::sleep_for(10ms);
+  ts.ReleaseAll();
+  EXPECT_TRUE(third.get_future().get().ok());
+}
+
+TEST(Rpc, StopFinishesInFlightRequestsAndRefusesNewOnes) {
+  auto ts = std::make_unique<TestServer>();
+  auto client = RpcClient::Create(ts->address(), ClientOptions());
+  wire::Message slow = Request(kSlow);
+  slow.fields.SetInt("ms", 300);
+  std::promise<Result<wire::Message>> result;
+  client->CallAsync(slow, Clock::now() + 5s, [&](Result<wire::Message> r) { result.set_value(std::move(r)); });
+  std::this_thread::sleep_for(50ms);
+  std::thread stopper([&] { ts->server.Stop(5000ms); });
+  std::this_thread::sleep_for(50ms);
+  auto refused = client->Call(Request(kAdd), 1000ms);
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status().ToString();
+  auto r = result.get_future().get();
+  EXPECT_TRUE(r.ok()) << "in-flight request finished during shutdown: " << r.status().ToString();
+  stopper.join();
+}
+
+// --- hostile peers ----------------------------------------------------------------
+
+// A blocking raw TCP peer that can complete the handshake by hand.
+class RawPeer {
+ public:
+  explicit RawPeer(uint16_t port) : socket_(io_) {
+    socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  }
+  Result<wire::Message> ReadFrame() {
+    uint8_t h[wire::kHeaderBytes];
+    boost::system::error_code ec;
+    boost::asio::read(socket_, boost::asio::buffer(h), ec);
+    if (ec) return Unavailable(ec.message());
+    auto header = wire::ParseHeader(h, {});
+    if (!header.ok()) return header.status();
+    std::string rest(header.value().body_len, '\0');
+    boost::asio::read(socket_, boost::asio::buffer(rest), ec);
+    if (ec) return Unavailable(ec.message());
+    std::string all(reinterpret_cast<char*>(h), sizeof h);
+    all += rest;
+    return wire::DecodeFrame(reinterpret_cast<const uint8_t*>(all.data()), all.size());
+  }
+  void Write(const std::string& bytes) { boost::asio::write(socket_, boost::asio::buffer(bytes)); }
+  void Handshake(const std::string& token) {
+    auto hello = ReadFrame();
+    ASSERT_TRUE(hello.ok());
+    const std::string nc = wire::RandomNonce();
+    auto auth = wire::MakeHelloAuth(hello.value(), {"fuzzer", "raw"}, token, nc);
+    Write(wire::FlattenFrame(wire::EncodeFrame(auth.value()).value()));
+    auto ok = ReadFrame();
+    ASSERT_TRUE(ok.ok() && !ok.value().is_error());
+  }
+  // True once the server has closed the connection (read returns EOF/reset).
+  bool ClosedByServer() {
+    boost::system::error_code ec;
+    char c;
+    socket_.read_some(boost::asio::buffer(&c, 1), ec);
+    return ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset;
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::socket socket_;
+};
+
+void ExpectServing(RpcClient& client) {
+  wire::Message add = Request(kAdd);
+  add.fields.SetInt("a", 20);
+  add.fields.SetInt("b", 22);
+  auto r = client.Call(add, 2000ms);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r.value().fields.GetInt("sum").value(), 42);
+}
+
+TEST(RpcHostile, BadFramesCloseOnlyTheirConnection) {
+  TestServer ts;
+  auto good = RpcClient::Create(ts.address(), ClientOptions());
+  ExpectServing(*good);
+
+  {  // garbage instead of a handshake
+    RawPeer raw(ts.server.port());
+    ASSERT_TRUE(raw.ReadFrame().ok());  // HELLO
+    raw.Write(std::string(64, 'x'));
+    auto err = raw.ReadFrame();
+    ASSERT_TRUE(err.ok());
+    EXPECT_TRUE(err.value().is_error());
+    EXPECT_NE(err.value().ErrorStatus().message().find("not a dnnd frame"), std::string::npos);
+    EXPECT_TRUE(raw.ClosedByServer());
+  }
+  ExpectServing(*good);
+
+  {  // authenticated, then a header declaring a 2^63-byte body
+    RawPeer raw(ts.server.port());
+    raw.Handshake("tok");
+    wire::FrameHeader h;
+    h.type = wire::type::kPing;
+    h.request_id = 9;
+    h.body_len = uint64_t{1} << 63;
+    uint8_t bytes[wire::kHeaderBytes];
+    wire::WriteHeader(h, bytes);
+    raw.Write(std::string(reinterpret_cast<char*>(bytes), sizeof bytes));
+    auto err = raw.ReadFrame();
+    ASSERT_TRUE(err.ok());
+    EXPECT_EQ(err.value().request_id, 9u);
+    EXPECT_EQ(err.value().ErrorStatus().code(), StatusCode::kResourceExhausted);
+    EXPECT_TRUE(raw.ClosedByServer());
+  }
+  ExpectServing(*good);
+
+  {  // authenticated, then a frame of another protocol version
+    RawPeer raw(ts.server.port());
+    raw.Handshake("tok");
+    wire::Message ping = Request(wire::type::kPing);
+    std::string frame = wire::FlattenFrame(wire::EncodeFrame(ping).value());
+    frame[4] = 7;
+    raw.Write(frame);
+    auto err = raw.ReadFrame();
+    ASSERT_TRUE(err.ok());
+    EXPECT_EQ(err.value().ErrorStatus().code(), StatusCode::kUnsupported);
+    EXPECT_NE(err.value().ErrorStatus().message().find("protocol version 7"), std::string::npos);
+  }
+  {  // a request before the handshake
+    RawPeer raw(ts.server.port());
+    ASSERT_TRUE(raw.ReadFrame().ok());
+    raw.Write(wire::FlattenFrame(wire::EncodeFrame(Request(kAdd)).value()));
+    auto err = raw.ReadFrame();
+    ASSERT_TRUE(err.ok());
+    EXPECT_EQ(err.value().ErrorStatus().code(), StatusCode::kPermissionDenied);
+    EXPECT_TRUE(raw.ClosedByServer());
+  }
+  ExpectServing(*good);
+  EXPECT_GE(ts.server.stats().bad_frames, 2u);
+}
+
+TEST(RpcHostile, SilentPeersAreDroppedAfterTheHandshakeTimeout) {
+  auto options = ServerOptions();
+  options.hello_timeout = 200ms;
+  TestServer ts(options);
+  RawPeer raw(ts.server.port());
+  ASSERT_TRUE(raw.ReadFrame().ok());
+  const auto start = Clock::now();
+  EXPECT_TRUE(raw.ClosedByServer());
+  EXPECT_LT(Clock::now() - start, 2s);
+  auto good = RpcClient::Create(ts.address(), ClientOptions());
+  ExpectServing(*good);
+}
+
+}  // namespace
+}  // namespace dnnd::rpc
