@@ -7,12 +7,15 @@
 #include <cstring>
 #include <future>
 #include <random>
+#include <thread>
 
 #include "core/config.h"
 #include "core/log.h"
 
 namespace dnnd::rpc {
 namespace {
+
+constexpr auto kSpinBeforeSleep = std::chrono::microseconds(50);
 
 int64_t MillisUntil(Clock::time_point deadline) {
   return std::max<int64_t>(
@@ -245,11 +248,16 @@ void RpcClient::ReleaseBytes(uint64_t bytes) {
 }
 
 void RpcClient::CallAsync(wire::Message request, Clock::time_point deadline, Callback done) {
+  Start(std::move(request), deadline, std::move(done), /*arm_timer=*/true);
+}
+
+std::optional<RpcClient::Started> RpcClient::Start(wire::Message request, Clock::time_point deadline, Callback done,
+                                                   bool arm_timer) {
   calls_++;
   if (closed_) {
     failures_++;
     done(Cancelled("client for " + address_ + " is closed"));
-    return;
+    return std::nullopt;
   }
   const uint64_t id = next_id_++;
   request.request_id = id;
@@ -258,13 +266,13 @@ void RpcClient::CallAsync(wire::Message request, Clock::time_point deadline, Cal
   if (!frame.ok()) {
     failures_++;
     done(frame.status());
-    return;
+    return std::nullopt;
   }
   const uint64_t bytes = frame.value().total_bytes();
   if (Status s = AcquireBytes(bytes, deadline); !s.ok()) {
     failures_++;
     done(s);
-    return;
+    return std::nullopt;
   }
   Channel& ch = *channels_[next_channel_++ % channels_.size()];
   auto connection = Ready(ch, deadline);
@@ -272,10 +280,10 @@ void RpcClient::CallAsync(wire::Message request, Clock::time_point deadline, Cal
     ReleaseBytes(bytes);
     failures_++;
     done(connection.status());
-    return;
+    return std::nullopt;
   }
   Pending pending{std::move(done), bytes, nullptr};
-  if (deadline != Clock::time_point::max()) {
+  if (arm_timer && deadline != Clock::time_point::max()) {
     pending.timer = std::make_unique<asio::steady_timer>(io_->context(), deadline);
     pending.timer->async_wait([this, &ch, id](const boost::system::error_code& ec) {
       if (!ec) Finish(ch, id, DeadlineExceeded("no response from " + address_ + " before the deadline"));
@@ -287,6 +295,7 @@ void RpcClient::CallAsync(wire::Message request, Clock::time_point deadline, Cal
   }
   Status sent = connection.value()->Send(std::move(frame).value());
   if (!sent.ok()) Finish(ch, id, sent);
+  return Started{&ch, id};
 }
 
 Result<wire::Message> RpcClient::Call(wire::Message request) { return Call(std::move(request), options_.default_timeout); }
@@ -294,8 +303,19 @@ Result<wire::Message> RpcClient::Call(wire::Message request) { return Call(std::
 Result<wire::Message> RpcClient::Call(wire::Message request, std::chrono::milliseconds timeout) {
   std::promise<Result<wire::Message>> promise;
   auto future = promise.get_future();
-  CallAsync(std::move(request), Clock::now() + timeout,
-            [&promise](Result<wire::Message> r) { promise.set_value(std::move(r)); });
+  const auto deadline = Clock::now() + timeout;
+  auto started = Start(std::move(request), deadline,
+                       [&promise](Result<wire::Message> r) { promise.set_value(std::move(r)); },
+                       /*arm_timer=*/false);
+  // Small requests on a fast link come back within tens of microseconds;
+  // polling that long first saves the sleep/wake-up of the calling thread.
+  const auto spin_until = std::min(deadline, Clock::now() + kSpinBeforeSleep);
+  while (started && future.wait_for(std::chrono::seconds(0)) != std::future_status::ready &&
+         Clock::now() < spin_until)
+    std::this_thread::yield();
+  if (started && future.wait_until(deadline) == std::future_status::timeout)
+    Finish(*started->channel, started->id,
+           DeadlineExceeded("no response from " + address_ + " within " + std::to_string(timeout.count()) + " ms"));
   return future.get();
 }
 

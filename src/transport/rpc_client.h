@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -109,7 +110,17 @@ class RpcClient {
     std::unordered_map<uint64_t, Pending> pending;
   };
 
+  struct Started {
+    Channel* channel;
+    uint64_t id;
+  };
+
   RpcClient(std::string address, RpcClientOptions options);
+  // Sends `request`; `done` is called exactly once. With `arm_timer` an I/O
+  // timer enforces the deadline; a blocking caller enforces it itself (arming
+  // a timer from a foreign thread wakes the I/O thread, which costs more than
+  // a loopback round trip). Returns where the call is pending, if it was sent.
+  std::optional<Started> Start(wire::Message request, Clock::time_point deadline, Callback done, bool arm_timer);
   // Returns a ready connection of `channel`, connecting (with backoff) if needed.
   Result<std::shared_ptr<FrameConnection>> Ready(Channel& channel, Clock::time_point deadline);
   Result<std::shared_ptr<FrameConnection>> Dial(Clock::time_point deadline);

@@ -1,0 +1,170 @@
+// A small HTTP/1.1 server (Boost.Beast over Asio TCP) with a path router: the
+// control plane of every role (/healthz, /readyz, /metrics), later extended
+// by the REST controller.
+//
+//   auto router = std::make_shared<HttpRouter>();
+//   AddControlPlaneRoutes(*router, [&] { return std::pair{ready, reason}; }, DefaultMetrics());
+//   router->Handle("GET", "/api/v1/jobs/{id}", [&](const HttpRequest& r) {
+//     return HttpResponse::Json(200, {{"id", r.params.at("id")}});
+//   });
+//   DNND_ASSIGN_OR_RETURN(auto server, HttpServer::Start({.listen = "0.0.0.0:8080"}, router));
+//   ...
+//   server->Stop();
+//
+// Why this shape:
+//  - Handlers are plain synchronous functions from request to response and run
+//    on the server's I/O threads: control-plane requests are cheap, and a
+//    synchronous handler cannot forget to answer. Anything slow belongs on
+//    another thread; raise `threads` if handlers may block briefly.
+//  - Every failure a client can cause is answered with a JSON error body
+//    ({"error":{"code":...,"message":...}}) and never takes the process down:
+//    unknown path 404, wrong method 405 + Allow, oversize body 413, malformed
+//    HTTP 400 (then close), handler exception 500.
+//  - Beast types stay out of this header (pimpl), so including it is cheap.
+#pragma once
+
+#include <boost/json/value.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+
+namespace dnnd {
+
+class MetricsRegistry;
+
+struct HttpRequest {
+  std::string method;  // as sent, e.g. "GET" (methods are case-sensitive)
+  std::string target;  // raw request target, "/api/v1/jobs/a%20b?x=1"
+  std::string path;    // target without the query, still percent-encoded
+  // Query parameters, percent- and '+'-decoded; the first of repeated keys wins.
+  std::map<std::string, std::string> query;
+  // Values of the route's {name} segments, percent-decoded (filled by Dispatch).
+  std::map<std::string, std::string> params;
+  // The pattern that matched ("/api/v1/jobs/{id}"), empty if none did. A
+  // bounded label for metrics and logs, unlike the raw path.
+  std::string route;
+  std::vector<std::pair<std::string, std::string>> headers;  // in arrival order
+  std::string body;
+  std::string remote;  // peer "ip:port"
+
+  // First header with this name (case-insensitive), or "" if absent.
+  std::string header(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+
+  static HttpResponse Json(int status, const boost::json::value& body);
+  static HttpResponse Text(int status, std::string body, std::string content_type = "text/plain; charset=utf-8");
+  // {"error":{"code":"<code>","message":"<message>"}}; `code` is a stable
+  // machine-readable snake_case word, `message` is for humans.
+  static HttpResponse Error(int status, std::string code, std::string message);
+  // An error response for a Status: InvalidArgument 400, NotFound 404,
+  // AlreadyExists 409, ResourceExhausted 429, Unavailable 503, ... Internal 500.
+  static HttpResponse FromStatus(const Status& status);
+};
+
+// The HTTP status FromStatus uses for a StatusCode.
+int HttpStatusFor(StatusCode code);
+
+// Parses the body as one JSON text. The error names the line, column and byte
+// offset and the reason; callers answer it with a 400
+// (HttpResponse::FromStatus does).
+Result<boost::json::value> ParseJsonBody(const HttpRequest& request);
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+// Called after every request the router answered (and for protocol errors the
+// server answered itself), with the handling time in seconds.
+using HttpObserver = std::function<void(const HttpRequest&, const HttpResponse&, double seconds)>;
+
+// Routes (method, pattern) to handlers. Patterns are '/'-separated segments,
+// each either literal or "{name}" (matching one non-empty segment). When
+// several patterns match a path, literal segments win over parameters,
+// leftmost first ("/jobs/stats" beats "/jobs/{id}"). Thread-safe: routes may
+// be added while the server runs. HEAD is answered by a GET route when no
+// HEAD route exists (the server then sends the headers only).
+class HttpRouter {
+ public:
+  // Throws std::logic_error on a malformed pattern or a duplicate route (bugs).
+  void Handle(std::string method, std::string pattern, HttpHandler handler);
+  void AddObserver(HttpObserver observer);
+
+  // Matches the request, fills request.params and request.route, and runs the
+  // handler. Never throws: 404/405/500 are answered as JSON errors, and a
+  // StatusError thrown by a handler becomes FromStatus(its status).
+  HttpResponse Dispatch(HttpRequest& request) const;
+
+  // Runs the observers (exceptions from them are logged and swallowed).
+  void NotifyObservers(const HttpRequest& request, const HttpResponse& response, double seconds) const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::string pattern;
+    std::vector<std::string> segments;  // "{name}" kept as is
+    std::shared_ptr<const HttpHandler> handler;
+  };
+  mutable std::shared_mutex mu_;
+  std::vector<Route> routes_;
+  std::vector<std::shared_ptr<const HttpObserver>> observers_;
+};
+
+struct HttpServerOptions {
+  // "host:port"; host an IPv4/IPv6 literal ("[::1]:8080") or a name; port 0
+  // picks an ephemeral port (see HttpServer::port()).
+  std::string listen = "127.0.0.1:0";
+  size_t max_body_bytes = 1 << 20;  // larger bodies get 413
+  int threads = 1;                  // I/O threads running the handlers
+  // Bounds reading one request (including idle time on a kept-alive
+  // connection before it) and writing one response; the connection is closed
+  // when it expires.
+  std::chrono::milliseconds read_timeout{30000};
+};
+
+class HttpServer {
+ public:
+  // Binds, listens and starts serving. A bind failure is an IoError naming
+  // the address and the OS reason ("cannot bind 127.0.0.1:80: Permission denied").
+  static Result<std::unique_ptr<HttpServer>> Start(HttpServerOptions options, std::shared_ptr<HttpRouter> router);
+  ~HttpServer();  // Stop()s
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  uint16_t port() const;
+  std::string address() const;  // "127.0.0.1:41234"
+
+  // Closes the listener and every connection (in-flight responses are
+  // dropped) and joins the threads, so the port can be bound again at once.
+  // Idempotent. Must not be called from a handler (it joins their threads).
+  void Stop();
+
+  struct Impl;
+
+ private:
+  explicit HttpServer(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+// GET /healthz  -> 200 {"status":"ok"} while the process can answer at all.
+// GET /readyz   -> 200 {"ready":true} or 503 {"ready":false,"reason":"..."}
+//                  from `readiness` (an empty function means always ready).
+// GET /metrics  -> 200 text/plain; version=0.0.4, metrics.RenderPrometheusText().
+// Also makes the router count dnnd_http_requests_total{method,route,code} and
+// observe dnnd_http_request_duration_seconds{route} in `metrics`, which must
+// outlive the router.
+void AddControlPlaneRoutes(HttpRouter& router, std::function<std::pair<bool, std::string>()> readiness,
+                           MetricsRegistry& metrics);
+
+}  // namespace dnnd
