@@ -10,6 +10,7 @@
 //       `repeated float`: build + serialize + the recv copy + parse.
 //   Rpc{Push,Pull}64MB / Raw{Push,Pull}64MB   16 x 4 MB through RpcClient and
 //       RpcServer on loopback vs a raw TCP socket moving the same bytes.
+//   RpcPush2MB                           one 2 MB gradient, DockerNN's push.
 //   RpcRoundTrip64B / RawPingPong64B     64-byte request and response.
 //   Codec/<codec>/{weights,gradients}    shuffle+zstd / bf16 / f16 on the
 //       weights and gradients of an MLP trained on Fashion-MNIST for 300 steps.
@@ -209,6 +210,18 @@ void RpcPush64MB(benchmark::State& state) {
     if (!r.ok()) state.SkipWithError(r.status().ToString().c_str());
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * (int64_t{64} << 20));
+}
+
+// DockerNN's end-to-end case: one 2 MB gradient pushed, a small answer back.
+void RpcPush2MB(benchmark::State& state) {
+  auto& lb = SharedLoopback();
+  Rng rng(2);
+  wire::Message push = MessageOf({Tensor::Normal({(2 << 20) / 4}, 0, 0.01f, rng)}, kPush);
+  for (auto _ : state) {
+    auto r = lb.client->Call(push);
+    if (!r.ok()) state.SkipWithError(r.status().ToString().c_str());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * (2 << 20));
 }
 
 void RpcPull64MB(benchmark::State& state) {
@@ -431,6 +444,7 @@ BENCHMARK(RpcPush64MB)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(RawPush64MB)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(RpcPull64MB)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(RawPull64MB)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(RpcPush2MB)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(RpcRoundTrip64B)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(RawPingPong64B)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(Codec)

@@ -14,11 +14,17 @@ packages=(
   libopenblas-dev libopenblas0-pthread gfortran
   libzstd-dev zlib1g-dev libminizip-dev libsqlite3-dev libstb-dev
   libtomlplusplus-dev
+  # OpenSSL's libcrypto.a: HMAC-SHA256 of the wire handshake.
+  libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # Real data and the PyTorch reference used by tests and benchmarks.
   dataset-fashion-mnist python3-numpy python3-torch
   # Benchmark runner: peak RSS via GNU time.
   time
+  # Wire benchmark baselines: protobuf, and DockerNN's blosc + Flask path.
+  libprotobuf-dev protobuf-compiler python3-blosc python3-flask python3-requests
+  # The wire fuzzer CI runs (libFuzzer + ASan/UBSan).
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/control_plane.h"
 #include "core/log.h"
 #include "core/role.h"
 #include "roles/infer.h"
@@ -130,7 +131,14 @@ int RunRole(const Args& args) {
       if (read(signal_pipe[0], &sig, 1) == 1) std::_Exit(130);
     }).detach();
   }
+  // Health, readiness and metrics for probes and Prometheus (http.listen).
+  auto control_plane = dnnd::StartControlPlane(*cfg, [r] { return r->Readiness(); });
+  if (!control_plane.ok()) {
+    std::fprintf(stderr, "dnnd: %s\n", control_plane.status().ToString().c_str());
+    return 1;
+  }
   dnnd::Status s = r->Run();
+  if (control_plane.value()) control_plane.value()->Stop();
   if (s.code() == dnnd::StatusCode::kCancelled) {
     dnnd::Log(dnnd::LogLevel::kInfo, "main", "stopped", {{"reason", s.message()}});
     return 0;

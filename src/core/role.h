@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
@@ -20,6 +21,9 @@ class Role {
   virtual Status Run() = 0;
   // Asks Run() to finish soon (checkpointing first). Thread-safe, idempotent.
   virtual void Stop() = 0;
+  // Whether the role can do its job now (GET /readyz): (ready, why not).
+  // Thread-safe. The default is ready as soon as the role runs.
+  virtual std::pair<bool, std::string> Readiness() const { return {true, ""}; }
 };
 
 using RoleFactory = std::function<Result<std::unique_ptr<Role>>(const Config&)>;

@@ -7,12 +7,26 @@
 #include <cstring>
 
 #include "core/log.h"
+#include "core/metrics.h"
 
 namespace dnnd::rpc {
 namespace {
 
 constexpr size_t kStagingBytes = 64 * 1024;
 constexpr size_t kMaxIov = 256;
+
+// Process-wide transport counters (every server and client connection).
+struct TransportMetrics {
+  Counter& bytes_in = DefaultMetrics().Counter("dnnd_transport_bytes_total", "Bytes read and written on wire-protocol connections", {{"direction", "in"}});
+  Counter& bytes_out = DefaultMetrics().Counter("dnnd_transport_bytes_total", "Bytes read and written on wire-protocol connections", {{"direction", "out"}});
+  Counter& frames_in = DefaultMetrics().Counter("dnnd_transport_frames_total", "Frames received and sent", {{"direction", "in"}});
+  Counter& frames_out = DefaultMetrics().Counter("dnnd_transport_frames_total", "Frames received and sent", {{"direction", "out"}});
+  Counter& bad_frames = DefaultMetrics().Counter("dnnd_transport_bad_frames_total", "Malformed or over-limit frames (their connection was closed)");
+};
+TransportMetrics& Metrics() {
+  static TransportMetrics* m = new TransportMetrics;
+  return *m;
+}
 
 std::string EndpointString(const tcp::socket& s) {
   boost::system::error_code ec;
@@ -94,6 +108,7 @@ void FrameConnection::ReadMore(size_t need, std::function<void()> then) {
                      }
                      self->staged_end_ += n;
                      self->stats_->bytes_in += n;
+                     Metrics().bytes_in.Inc(static_cast<double>(n));
                      then();
                    }));
 }
@@ -168,6 +183,7 @@ void FrameConnection::ReadPayload(const wire::FrameHeader& h, wire::ParsedMetada
                        return;
                      }
                      self->stats_->bytes_in += got;
+                     Metrics().bytes_in.Inc(static_cast<double>(got));
                      self->Deliver(h, std::move(*shared_md), payload);
                    }));
 }
@@ -179,6 +195,7 @@ void FrameConnection::Deliver(const wire::FrameHeader& h, wire::ParsedMetadata m
     return;
   }
   stats_->frames_in++;
+  Metrics().frames_in.Inc();
   if (callbacks_.on_message) callbacks_.on_message(std::move(message).value());
   // Continue with the next frame. Posting (rather than looping here) keeps
   // the stack flat when many small frames arrive in one read.
@@ -190,6 +207,7 @@ void FrameConnection::Deliver(const wire::FrameHeader& h, wire::ParsedMetadata m
 
 void FrameConnection::RejectFrame(const Status& why, uint16_t type, uint64_t request_id) {
   stats_->bad_frames++;
+  Metrics().bad_frames.Inc();
   Log(LogLevel::kWarn, "transport", "closing connection after a bad frame",
       {{"peer", peer_}, {"reason", why.ToString()}});
   // The error frame itself is always version 1, which every dnnd understands.
@@ -257,6 +275,7 @@ bool FrameConnection::WriteNowLocked(Status* error) {
       return false;
     }
     stats_->bytes_out += static_cast<uint64_t>(n);
+    Metrics().bytes_out.Inc(static_cast<double>(n));
     size_t left = static_cast<size_t>(n);
     while (left > 0 && !queue_.empty()) {
       Outgoing& front = queue_.front();
@@ -268,6 +287,7 @@ bool FrameConnection::WriteNowLocked(Status* error) {
         left -= remaining;
         queued_bytes_ -= front.frame.total_bytes();
         stats_->frames_out++;
+        Metrics().frames_out.Inc();
         queue_.pop_front();
       }
     }

@@ -147,14 +147,15 @@ class HttpServer {
 
   // Closes the listener and every connection (in-flight responses are
   // dropped) and joins the threads, so the port can be bound again at once.
-  // Idempotent. Must not be called from a handler (it joins their threads).
+  // Idempotent and thread-safe. Called from a handler it only closes (it
+  // cannot join its own thread); the destructor then joins.
   void Stop();
 
   struct Impl;
 
  private:
-  explicit HttpServer(std::shared_ptr<Impl> impl);
-  std::shared_ptr<Impl> impl_;
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 // GET /healthz  -> 200 {"status":"ok"} while the process can answer at all.

@@ -5,6 +5,7 @@
 #include "core/config.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 namespace dnnd::rpc {
 
@@ -30,6 +31,35 @@ void IoThreads::Stop() {
 // Responder
 // ---------------------------------------------------------------------------
 
+// Per-route metric children, resolved once when the route is registered.
+struct RouteMetrics {
+  explicit RouteMetrics(const std::string& route)
+      : route(route),
+        ok(DefaultMetrics().Counter("dnnd_rpc_requests_total", "RPC requests served, by route and result code",
+                                    {{"route", route}, {"code", "ok"}})),
+        duration(DefaultMetrics().Histogram("dnnd_rpc_request_duration_seconds",
+                                            "Time from a request's arrival to its response", {{"route", route}},
+                                            {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                             0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})) {}
+  void Record(StatusCode code, std::chrono::steady_clock::time_point start) {
+    if (code == StatusCode::kOk) ok.Inc();
+    else DefaultMetrics().Counter("dnnd_rpc_requests_total", "", {{"route", route}, {"code", StatusCodeName(code)}}).Inc();
+    duration.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::string route;
+  Counter& ok;
+  Histogram& duration;
+};
+
+RouteMetrics* MetricsForRoute(const std::string& route) {
+  static std::mutex mu;
+  static auto* cache = new std::map<std::string, std::unique_ptr<RouteMetrics>>;
+  std::lock_guard lock(mu);
+  auto& slot = (*cache)[route];
+  if (!slot) slot = std::make_unique<RouteMetrics>(route);
+  return slot.get();
+}
+
 // Counts requests between dispatch and answer, so Stop() can wait for them.
 // Shared with Responders, which may outlive the server.
 struct InflightTracker {
@@ -54,6 +84,8 @@ struct Responder::State {
   PeerInfo peer;
   std::shared_ptr<InflightTracker> tracker;
   std::string route;
+  RouteMetrics* metrics = nullptr;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   std::atomic<bool> answered{false};
 
   void Answer(wire::Message response) {
@@ -62,6 +94,7 @@ struct Responder::State {
     response.request_id = header.request_id;
     response.flags |= wire::kFlagResponse;
     bool error = response.is_error();
+    StatusCode code = error ? response.ErrorStatus().code() : StatusCode::kOk;
     if (auto conn = connection.lock()) {
       Status s = conn->Send(response);
       if (!s.ok() && s.code() != StatusCode::kUnavailable) {
@@ -69,8 +102,10 @@ struct Responder::State {
         Log(LogLevel::kError, "rpc", "cannot send response", {{"route", route}, {"error", s.ToString()}});
         (void)conn->Send(wire::Message::ErrorTo(header, s.WithContext("response to " + route)));
         error = true;
+        code = s.code();
       }
     }
+    if (metrics) metrics->Record(code, start);
     tracker->End(error);
   }
 
@@ -120,7 +155,8 @@ RpcServer::RpcServer(RpcServerOptions options)
 RpcServer::~RpcServer() { Stop(std::chrono::milliseconds(1000)); }
 
 void RpcServer::Handle(uint16_t type, std::string name, Handler handler, Execution execution) {
-  routes_[type] = Route{std::move(name), std::move(handler), execution};
+  RouteMetrics* metrics = MetricsForRoute(name);
+  routes_[type] = Route{std::move(name), std::move(handler), execution, metrics};
 }
 
 void RpcServer::Handle(uint16_t type, std::string name, SimpleHandler handler, Execution execution) {
@@ -179,6 +215,7 @@ void RpcServer::Accept() {
 
 void RpcServer::OnAccepted(tcp::socket socket) {
   accepted_++;
+  static Gauge& open_connections = DefaultMetrics().Gauge("dnnd_rpc_connections", "Open wire-protocol server connections");
   auto session = std::make_shared<Session>();
   session->connection =
       std::make_shared<FrameConnection>(std::move(socket), options_.limits, options_.encode, transport_stats_);
@@ -189,6 +226,7 @@ void RpcServer::OnAccepted(tcp::socket socket) {
     if (draining_) return;  // the socket closes with the session
     sessions_.insert(session);
   }
+  open_connections.Inc();
   std::weak_ptr<Session> weak = session;
   FrameConnection::Callbacks callbacks;
   callbacks.on_message = [this, weak](wire::Message m) {
@@ -199,6 +237,7 @@ void RpcServer::OnAccepted(tcp::socket socket) {
     if (!s) return;
     if (s->hello_timer) s->hello_timer->cancel();
     Log(LogLevel::kDebug, "rpc", "connection closed", {{"peer", s->peer.address}, {"reason", reason.ToString()}});
+    open_connections.Dec();
     std::lock_guard lock(mu_);
     sessions_.erase(s);
   };
@@ -208,6 +247,8 @@ void RpcServer::OnAccepted(tcp::socket socket) {
     if (ec || !s) return;
     if (!s->authenticated) {
       handshake_failures_++;
+      DefaultMetrics().Counter("dnnd_rpc_handshake_failures_total", "Connections refused in the HELLO handshake",
+                               {{"reason", "DeadlineExceeded"}}).Inc();
       Log(LogLevel::kWarn, "rpc", "refused connection: no HELLO_AUTH within the handshake timeout",
           {{"peer", s->peer.address}});
       s->connection->Close(DeadlineExceeded("handshake timeout"));
@@ -223,6 +264,8 @@ void RpcServer::OnMessage(const std::shared_ptr<Session>& session, wire::Message
     auto who = wire::VerifyHelloAuth(message, options_.self, options_.token, session->server_nonce, &response);
     if (!who.ok()) {
       handshake_failures_++;
+      DefaultMetrics().Counter("dnnd_rpc_handshake_failures_total", "Connections refused in the HELLO handshake",
+                               {{"reason", StatusCodeName(who.status().code())}}).Inc();
       Log(LogLevel::kWarn, "rpc", "refused connection", {{"peer", session->peer.address}, {"reason", who.status().ToString()}});
       (void)session->connection->Send(wire::Message::ErrorTo(message, who.status()));
       session->connection->CloseAfterWrites(who.status());
@@ -261,6 +304,7 @@ void RpcServer::Dispatch(const std::shared_ptr<Session>& session, wire::Message 
 
   if (type == wire::type::kPing) {  // built in: echo fields and tensors
     state->route = "ping";
+    state->metrics = MetricsForRoute("ping");
     wire::Message echo;
     echo.fields = std::move(message.fields);
     echo.tensors = std::move(message.tensors);
@@ -270,12 +314,14 @@ void RpcServer::Dispatch(const std::shared_ptr<Session>& session, wire::Message 
   auto it = routes_.find(type);
   if (it == routes_.end()) {
     state->route = "unknown";
+    state->metrics = MetricsForRoute("unknown");
     Responder(state).Fail(NotFound("no handler for message type " + std::to_string(type) + " on this " +
                                    options_.self.role));
     return;
   }
   const Route& route = it->second;
   state->route = route.name;
+  state->metrics = route.metrics;
   auto run = [&route, state, message = std::move(message)]() mutable {
     try {
       route.handler(std::move(message), Responder(state));

@@ -36,11 +36,15 @@
 
 namespace dnnd {
 class Config;
+class Counter;
+class Gauge;
+class Histogram;
 }
 
 namespace dnnd::rpc {
 
 struct InflightTracker;
+struct RouteMetrics;
 
 // An io_context with its own threads; stopped and joined on destruction.
 class IoThreads {
@@ -138,6 +142,8 @@ class RpcServer {
     std::string name;
     Handler handler;
     Execution execution;
+    // Metric children resolved once at registration: no registry lookup per request.
+    RouteMetrics* metrics = nullptr;
   };
   struct Session;
   friend struct Responder::State;

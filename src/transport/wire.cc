@@ -375,7 +375,7 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
     if (raw_len > 0 && (!t.storage || t.byte_offset + raw_len > t.storage->bytes()))
       return InvalidArgument(At(i, t.name) + ": storage is smaller than the shape");
 
-    Codec codec = t.codec;
+    Codec codec = raw_len == 0 ? Codec::kNone : t.codec;  // an empty tensor has nothing to encode
     const void* bytes = raw_len ? t.data() : kZeros;
     uint64_t encoded_len = raw_len;
     if (raw_len > 0 && codec == Codec::kShuffleZstd) {
@@ -537,6 +537,8 @@ Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& he
     if (d.raw_len > limits.max_tensor_bytes)
       return ResourceExhausted(At(i, d.name) + ": " + std::to_string(d.raw_len) +
                                " bytes exceed max_tensor_bytes " + std::to_string(limits.max_tensor_bytes));
+    if (d.raw_len == 0 && (d.codec != Codec::kNone || d.encoded_len != 0))
+      return Corruption(At(i, d.name) + ": an empty tensor must have codec none and no payload bytes");
     switch (d.codec) {
       case Codec::kNone:
         if (d.encoded_len != d.raw_len) return Corruption(At(i, d.name) + ": encoded length differs from raw length");

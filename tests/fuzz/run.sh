@@ -1,26 +1,43 @@
 #!/usr/bin/env bash
-# Opt-in fuzzing of config loading, model specs and file decoders with
-# libFuzzer + AddressSanitizer + UBSan (clang from Debian: clang,
-# libclang-rt-14-dev). Builds into build-fuzz/ and runs for $1 seconds
-# (default 60). Crashing inputs land in build-fuzz/ as crash-*; add each to
-# tests/core/config_test.cc (or the decoder's test) and fix the guard.
+# Fuzzing with libFuzzer + AddressSanitizer + UBSan (clang from Debian:
+# clang, libclang-rt-14-dev). Builds into build-fuzz/ and runs one target for
+# $2 seconds (default 60):
+#   tests/fuzz/run.sh config [secs]   config loading, model specs, file decoders
+#   tests/fuzz/run.sh wire [secs]     wire frames and the HELLO handshake
+# scripts/test.sh runs the wire target for a minute on every CI run; longer
+# runs are opt-in. Crashing inputs land in build-fuzz/ as crash-*; add each to
+# the area's unit tests and fix the decoder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-secs=${1:-60}
+target=${1:-config}
+secs=${2:-60}
+case "$target" in config|wire) ;; *) echo "run.sh: unknown target '$target' (config or wire)" >&2; exit 2;; esac
 out=build-fuzz
 mkdir -p "$out/obj"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DTOML_HEADER_ONLY=1
        -DTOML_EXCEPTIONS=1 -DEIGEN_DONT_PARALLELIZE -DDNND_VERSION='"fuzz"' -Isrc
        -isystem /usr/include/eigen3 -isystem /usr/include/openblas-pthread)
 objs=()
+compile() {  # objects are reused while newer than their source
+  [[ "$2" -nt "$1" ]] || clang++ "${flags[@]}" -c "$1" -o "$2"
+}
+pids=()
 for src in $(find src -name '*.cc' ! -name main.cc); do
   obj="$out/obj/$(echo "$src" | tr / _).o"
-  [[ "$obj" -nt "$src" ]] || clang++ "${flags[@]}" -c "$src" -o "$obj"
   objs+=("$obj")
+  compile "$src" "$obj" &
+  pids+=($!)
+  while (($(jobs -rp | wc -l) >= $(nproc))); do wait -n || true; done
 done
-clang++ "${flags[@]}" -fsanitize=fuzzer tests/fuzz/config_fuzz.cc "${objs[@]}" -o "$out/config_fuzz" \
-  /usr/lib/x86_64-linux-gnu/libopenblas.a -lgfortran -lboost_json -lminizip -lz -lpthread
-mkdir -p "$out/corpus"
-cp -n tests/fuzz/corpus/config/* configs/*.toml configs/models/*.toml "$out/corpus/" 2>/dev/null || true
-"$out/config_fuzz" -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=4096 \
-  -artifact_prefix="$out/" "$out/corpus"
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+((failed == 0)) || { echo "run.sh: compilation failed" >&2; exit 1; }
+clang++ "${flags[@]}" -fsanitize=fuzzer "tests/fuzz/${target}_fuzz.cc" "${objs[@]}" -o "$out/${target}_fuzz" \
+  /usr/lib/x86_64-linux-gnu/libopenblas.a -lgfortran -lboost_json -lminizip -lz -lzstd -lcrypto -lpthread
+mkdir -p "$out/corpus-$target"
+cp -n tests/fuzz/corpus/"$target"/* "$out/corpus-$target/" 2>/dev/null || true
+if [[ $target == config ]]; then
+  cp -n configs/*.toml configs/models/*.toml "$out/corpus-$target/" 2>/dev/null || true
+fi
+"$out/${target}_fuzz" -max_total_time="$secs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+  -print_final_stats=1 -artifact_prefix="$out/" "$out/corpus-$target"

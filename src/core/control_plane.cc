@@ -1,0 +1,25 @@
+#include "core/control_plane.h"
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/metrics.h"
+
+namespace dnnd {
+
+Result<std::unique_ptr<HttpServer>> StartControlPlane(const Config& config, Readiness readiness,
+                                                      std::shared_ptr<HttpRouter> router) {
+  const std::string listen = config.GetString("http.listen");
+  if (listen.empty()) return std::unique_ptr<HttpServer>();
+  if (!router) router = std::make_shared<HttpRouter>();
+  AddControlPlaneRoutes(*router, std::move(readiness), DefaultMetrics());
+  HttpServerOptions options;
+  options.listen = listen;
+  options.max_body_bytes = static_cast<size_t>(config.GetInt("http.max_body_bytes"));
+  auto server = HttpServer::Start(options, router);
+  if (!server.ok()) return server.status().WithContext("http.listen");
+  Log(LogLevel::kInfo, "http", "control plane listening",
+      {{"address", server.value()->address()}, {"routes", "/healthz /readyz /metrics"}});
+  return server;
+}
+
+}  // namespace dnnd

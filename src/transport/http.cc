@@ -1,0 +1,795 @@
+#include "transport/http.h"
+
+#include "transport/connection.h"
+
+#include <algorithm>
+#include <array>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "core/log.h"
+#include "core/metrics.h"
+
+#ifndef DNND_VERSION
+#define DNND_VERSION "unknown"
+#endif
+
+namespace dnnd {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr std::string_view kComponent = "http";
+constexpr uint32_t kHeaderLimit = 16 * 1024;  // request line + headers; more gets 431
+// After an error response (or Connection: close) the server shuts down its
+// sending side and keeps reading what the client still sends for this long /
+// this much, so that unread request bytes do not make the kernel answer with
+// a RST that could destroy the response before the client reads it.
+constexpr std::chrono::milliseconds kLingerTime{2000};
+constexpr size_t kLingerMaxBytes = 64u << 20;
+
+bool IEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// %XX decoding; '+' means space only in query strings.
+bool PercentDecode(std::string_view in, bool plus_is_space, std::string* out) {
+  out->clear();
+  out->reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      const int hi = HexValue(in[i + 1]);
+      const int lo = HexValue(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out->push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out->push_back(' ');
+    } else {
+      out->push_back(c);
+    }
+  }
+  return true;
+}
+
+// "/a/b" -> {"a", "b"}; "/" -> {""}; "/a/" -> {"a", ""}.
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> out;
+  if (!path.empty() && path[0] == '/') path.remove_prefix(1);
+  size_t start = 0;
+  for (;;) {
+    const size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) {
+      out.push_back(path.substr(start));
+      return out;
+    }
+    out.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+}
+
+bool IsParamSegment(std::string_view s) { return s.size() >= 2 && s.front() == '{' && s.back() == '}'; }
+
+// Fills request->path and request->query from request->target.
+Status ParseTarget(HttpRequest* request) {
+  std::string_view target = request->target;
+  // Absolute form ("http://host/path"), which HTTP/1.1 servers must accept.
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.size() >= scheme.size() && IEquals(target.substr(0, scheme.size()), scheme)) {
+      const size_t slash = target.find('/', scheme.size());
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+      break;
+    }
+  }
+  if (target.empty() || target[0] != '/') return InvalidArgument("request target must be an absolute path");
+  const size_t hash = target.find('#');
+  if (hash != std::string_view::npos) target = target.substr(0, hash);
+  const size_t qmark = target.find('?');
+  request->path = std::string(target.substr(0, qmark));
+  request->query.clear();
+  if (qmark == std::string_view::npos) return Status::Ok();
+  std::string_view query = target.substr(qmark + 1);
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    std::string key, value;
+    if (!PercentDecode(pair.substr(0, eq), true, &key) ||
+        (eq != std::string_view::npos && !PercentDecode(pair.substr(eq + 1), true, &value)))
+      return InvalidArgument("malformed percent-encoding in query string");
+    request->query.emplace(std::move(key), std::move(value));
+  }
+  return Status::Ok();
+}
+
+// A bounded label value for the request method.
+std::string MethodLabel(const std::string& method) {
+  static const std::set<std::string, std::less<>> kKnown = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
+                                                            "PATCH",   "OPTIONS", "TRACE", "CONNECT"};
+  return kKnown.count(method) ? method : "other";
+}
+
+std::string SnakeCaseCode(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return "ok";
+    case StatusCode::kInvalidArgument: return "invalid_argument";
+    case StatusCode::kNotFound: return "not_found";
+    case StatusCode::kAlreadyExists: return "already_exists";
+    case StatusCode::kCorruption: return "corruption";
+    case StatusCode::kUnsupported: return "unsupported";
+    case StatusCode::kResourceExhausted: return "resource_exhausted";
+    case StatusCode::kIoError: return "io_error";
+    case StatusCode::kUnavailable: return "unavailable";
+    case StatusCode::kDeadlineExceeded: return "deadline_exceeded";
+    case StatusCode::kPermissionDenied: return "permission_denied";
+    case StatusCode::kCancelled: return "cancelled";
+    case StatusCode::kInternal: return "internal";
+  }
+  return "internal";
+}
+
+bool HasCrLf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Request / response helpers
+// ---------------------------------------------------------------------------
+std::string HttpRequest::header(std::string_view name) const {
+  for (const auto& [k, v] : headers)
+    if (IEquals(k, name)) return v;
+  return {};
+}
+
+HttpResponse HttpResponse::Json(int status, const boost::json::value& body) {
+  HttpResponse r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = json::serialize(body);
+  return r;
+}
+
+HttpResponse HttpResponse::Text(int status, std::string body, std::string content_type) {
+  HttpResponse r;
+  r.status = status;
+  r.content_type = std::move(content_type);
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse HttpResponse::Error(int status, std::string code, std::string message) {
+  json::object error;
+  error["code"] = std::move(code);
+  error["message"] = std::move(message);
+  json::object body;
+  body["error"] = std::move(error);
+  return Json(status, body);
+}
+
+int HttpStatusFor(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kCorruption: return 400;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists: return 409;
+    case StatusCode::kUnsupported: return 422;
+    case StatusCode::kResourceExhausted: return 429;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kCancelled: return 499;  // "client closed request", as grpc-gateway maps it
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kDeadlineExceeded: return 504;
+    case StatusCode::kIoError: return 500;
+    case StatusCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+HttpResponse HttpResponse::FromStatus(const Status& status) {
+  if (status.ok()) return Error(500, "internal", "an error response was requested for an OK status");
+  return Error(HttpStatusFor(status.code()), SnakeCaseCode(status.code()), status.message());
+}
+
+Result<boost::json::value> ParseJsonBody(const HttpRequest& request) {
+  if (request.body.empty()) return InvalidArgument("request body is empty; expected a JSON document");
+  json::stream_parser parser;
+  boost::system::error_code ec;
+  size_t consumed = parser.write_some(request.body.data(), request.body.size(), ec);
+  if (!ec) {
+    // write_some stops after one complete value; anything but whitespace after it is an error.
+    const size_t rest = request.body.find_first_not_of(" \t\r\n", consumed);
+    if (!parser.done()) {
+      parser.finish(ec);
+      consumed = request.body.size();
+    } else if (rest != std::string::npos) {
+      ec = json::make_error_code(json::error::extra_data);
+      consumed = rest;
+    }
+  }
+  if (ec) {
+    consumed = std::min(consumed, request.body.size());
+    const size_t line = 1 + static_cast<size_t>(std::count(request.body.begin(), request.body.begin() +
+                                                           static_cast<std::ptrdiff_t>(consumed), '\n'));
+    const size_t last_nl = request.body.rfind('\n', consumed == 0 ? std::string::npos : consumed - 1);
+    const size_t column = last_nl == std::string::npos || consumed == 0 ? consumed + 1 : consumed - last_nl;
+    return InvalidArgument("invalid JSON body at line " + std::to_string(line) + ", column " + std::to_string(column) +
+                           " (byte " + std::to_string(consumed) + "): " + ec.message());
+  }
+  return parser.release();
+}
+
+// ---------------------------------------------------------------------------
+// Router
+// ---------------------------------------------------------------------------
+void HttpRouter::Handle(std::string method, std::string pattern, HttpHandler handler) {
+  const std::string where = "route " + method + " " + pattern + ": ";
+  if (method.empty() || !std::all_of(method.begin(), method.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+    throw std::logic_error(where + "method must be an upper-case token");
+  if (pattern.empty() || pattern[0] != '/') throw std::logic_error(where + "pattern must start with '/'");
+  if (!handler) throw std::logic_error(where + "empty handler");
+  Route route;
+  route.method = std::move(method);
+  route.pattern = pattern;
+  std::set<std::string_view> names;
+  for (std::string_view seg : SplitPath(route.pattern)) {
+    if (IsParamSegment(seg)) {
+      const std::string_view name = seg.substr(1, seg.size() - 2);
+      if (name.empty() || name.find_first_of("{}/") != std::string_view::npos)
+        throw std::logic_error(where + "bad parameter segment '" + std::string(seg) + "'");
+      if (!names.insert(name).second) throw std::logic_error(where + "parameter '" + std::string(name) + "' repeats");
+    } else if (seg.find_first_of("{}") != std::string_view::npos) {
+      throw std::logic_error(where + "a parameter must be a whole segment ('" + std::string(seg) + "')");
+    }
+    route.segments.emplace_back(seg);
+  }
+  route.handler = std::make_shared<const HttpHandler>(std::move(handler));
+
+  auto shape = [](const std::vector<std::string>& segs) {
+    std::vector<std::string> s;
+    for (const auto& seg : segs) s.push_back(IsParamSegment(seg) ? "{}" : seg);
+    return s;
+  };
+  std::unique_lock lock(mu_);
+  for (const Route& r : routes_)
+    if (r.method == route.method && shape(r.segments) == shape(route.segments))
+      throw std::logic_error(where + "conflicts with " + r.method + " " + r.pattern);
+  routes_.push_back(std::move(route));
+}
+
+void HttpRouter::AddObserver(HttpObserver observer) {
+  if (!observer) return;
+  std::unique_lock lock(mu_);
+  observers_.push_back(std::make_shared<const HttpObserver>(std::move(observer)));
+}
+
+void HttpRouter::NotifyObservers(const HttpRequest& request, const HttpResponse& response, double seconds) const {
+  std::vector<std::shared_ptr<const HttpObserver>> observers;
+  {
+    std::shared_lock lock(mu_);
+    observers = observers_;
+  }
+  for (const auto& o : observers) {
+    try {
+      (*o)(request, response, seconds);
+    } catch (const std::exception& e) {
+      Log(LogLevel::kError, std::string(kComponent), "request observer threw", {{"error", e.what()}});
+    } catch (...) {
+      Log(LogLevel::kError, std::string(kComponent), "request observer threw", {{"error", "unknown exception"}});
+    }
+  }
+}
+
+HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
+  const auto start = std::chrono::steady_clock::now();
+  request.params.clear();
+  request.route.clear();
+  HttpResponse response;
+
+  // Decode the path segments once; a literal matches the decoded segment.
+  std::vector<std::string> segments;
+  bool bad_path = request.path.empty() || request.path[0] != '/';
+  if (!bad_path) {
+    for (std::string_view raw : SplitPath(request.path)) {
+      std::string decoded;
+      if (!PercentDecode(raw, false, &decoded)) {
+        bad_path = true;
+        break;
+      }
+      segments.push_back(std::move(decoded));
+    }
+  }
+
+  const Route* best = nullptr;            // for the request's method
+  const Route* best_get = nullptr;        // GET fallback for HEAD
+  std::vector<bool> best_rank, best_get_rank;
+  std::set<std::string> allowed;
+  std::shared_lock lock(mu_);
+  if (!bad_path) {
+    for (const Route& r : routes_) {
+      if (r.segments.size() != segments.size()) continue;
+      std::vector<bool> rank;  // true = literal, compared lexicographically
+      bool match = true;
+      for (size_t i = 0; match && i < segments.size(); ++i) {
+        const bool param = IsParamSegment(r.segments[i]);
+        match = param ? !segments[i].empty() : r.segments[i] == segments[i];
+        rank.push_back(!param);
+      }
+      if (!match) continue;
+      allowed.insert(r.method);
+      if (r.method == request.method && (!best || rank > best_rank)) best = &r, best_rank = rank;
+      if (r.method == "GET" && (!best_get || rank > best_get_rank)) best_get = &r, best_get_rank = rank;
+    }
+  }
+  if (!best && request.method == "HEAD") best = best_get;
+  const Route* chosen = best;
+  std::shared_ptr<const HttpHandler> handler = chosen ? chosen->handler : nullptr;
+  if (chosen) {
+    request.route = chosen->pattern;
+    for (size_t i = 0; i < segments.size(); ++i) {
+      const std::string& seg = chosen->segments[i];
+      if (IsParamSegment(seg)) request.params[seg.substr(1, seg.size() - 2)] = segments[i];
+    }
+  }
+  lock.unlock();  // handlers may add routes
+
+  if (bad_path) {
+    response = HttpResponse::Error(400, "bad_request", "malformed request path");
+  } else if (!handler && allowed.empty()) {
+    response = HttpResponse::Error(404, "not_found", "no route for " + request.path);
+  } else if (!handler) {
+    if (allowed.count("GET")) allowed.insert("HEAD");
+    std::string allow;
+    for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
+    response = HttpResponse::Error(405, "method_not_allowed",
+                                   "method " + request.method + " is not allowed for " + request.path +
+                                       " (allowed: " + allow + ")");
+    response.headers.emplace_back("Allow", allow);
+  } else {
+    try {
+      response = (*handler)(request);
+    } catch (const StatusError& e) {
+      response = HttpResponse::FromStatus(e.status());
+      if (response.status >= 500)
+        Log(LogLevel::kError, std::string(kComponent), "handler failed",
+            {{"method", request.method}, {"route", request.route}, {"error", e.status().ToString()}});
+    } catch (const std::exception& e) {
+      Log(LogLevel::kError, std::string(kComponent), "handler threw",
+          {{"method", request.method}, {"route", request.route}, {"error", e.what()}});
+      response = HttpResponse::Error(500, "internal", "internal error while handling the request");
+    } catch (...) {
+      Log(LogLevel::kError, std::string(kComponent), "handler threw",
+          {{"method", request.method}, {"route", request.route}, {"error", "unknown exception"}});
+      response = HttpResponse::Error(500, "internal", "internal error while handling the request");
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  NotifyObservers(request, response, seconds);
+  return response;
+}
+
+// ---------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------
+namespace {
+
+std::string EndpointString(const tcp::endpoint& ep) {
+  const std::string host = ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
+  return host + ":" + std::to_string(ep.port());
+}
+
+struct SessionConfig {
+  size_t max_body_bytes;
+  std::chrono::milliseconds timeout;
+  std::shared_ptr<HttpRouter> router;
+};
+
+// One connection: read a request, answer it, repeat while kept alive. All of
+// its handlers run on its own strand.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<const SessionConfig> config)
+      : stream_(std::move(socket)), config_(std::move(config)) {
+    boost::system::error_code ec;
+    stream_.socket().set_option(tcp::no_delay(true), ec);  // responses go out whole
+    const auto ep = stream_.socket().remote_endpoint(ec);
+    remote_ = ec ? std::string("?") : EndpointString(ep);
+  }
+
+  asio::any_io_executor executor() { return stream_.get_executor(); }
+
+  void Run() { asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); }); }
+
+  // On the strand. Idempotent.
+  void Close() {
+    boost::system::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+ private:
+  void ReadHeader() {
+    parser_.emplace();
+    parser_->body_limit(config_->max_body_bytes);
+    parser_->header_limit(kHeaderLimit);
+    stream_.expires_after(config_->timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    start_ = std::chrono::steady_clock::now();
+    const auto& req = parser_->get();
+    if (!parser_->is_done() && req.version() >= 11 && IEquals(req[http::field::expect], "100-continue")) {
+      // The client waits for this before sending the body (curl: up to 1 s).
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
+                        [self = shared_from_this()](beast::error_code ec2, size_t) {
+                          if (ec2) return self->Close();
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    if (parser_->is_done()) return OnRequest();
+    stream_.expires_after(config_->timeout);
+    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->OnReadError(ec);
+      self->OnRequest();
+    });
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == http::error::end_of_stream) return Linger();  // clean close between requests
+    if (ec == beast::error::timeout) {
+      Log(LogLevel::kDebug, std::string(kComponent), "read timed out; closing", {{"peer", remote_}});
+      return Close();
+    }
+    if (ec == http::error::body_limit)
+      return ProtocolError(413, "payload_too_large",
+                           "request body exceeds the limit of " + std::to_string(config_->max_body_bytes) + " bytes");
+    if (ec == http::error::header_limit)
+      return ProtocolError(431, "header_too_large",
+                           "request line and headers exceed " + std::to_string(kHeaderLimit) + " bytes");
+    if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
+        ec != http::error::partial_message)
+      return ProtocolError(400, "bad_request", "malformed HTTP request: " + ec.message());
+    Close();  // reset, aborted by Stop(), closed mid-message: nobody to answer
+  }
+
+  // Answers a request the router never saw, then closes: after a framing
+  // error the rest of the byte stream cannot be trusted.
+  void ProtocolError(int status, std::string code, std::string message) {
+    Log(LogLevel::kDebug, std::string(kComponent), "bad request",
+        {{"peer", remote_}, {"status", status}, {"error", message}});
+    HttpRequest request;
+    request.method = std::string(parser_->get().method_string());
+    request.remote = remote_;
+    HttpResponse response = HttpResponse::Error(status, std::move(code), std::move(message));
+    config_->router->NotifyObservers(request, response, 0.0);
+    Write(std::move(response), 11, /*keep_alive=*/false, /*head=*/false);
+  }
+
+  void OnRequest() {
+    http::request<http::string_body> msg = parser_->release();
+    HttpRequest request;
+    request.method = std::string(msg.method_string());
+    request.target = std::string(msg.target());
+    request.remote = remote_;
+    for (const auto& field : msg) request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    request.body = std::move(msg.body());
+    const bool keep_alive = msg.keep_alive();
+    const unsigned version = msg.version();
+
+    if (Status st = ParseTarget(&request); !st.ok()) {
+      HttpResponse response = HttpResponse::Error(400, "bad_request", st.message());
+      config_->router->NotifyObservers(request, response,
+                                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+      return Write(std::move(response), version, false, false);
+    }
+    HttpResponse response = config_->router->Dispatch(request);
+    Write(std::move(response), version, keep_alive, request.method == "HEAD");
+  }
+
+  void Write(HttpResponse r, unsigned version, bool keep_alive, bool head) {
+    if (r.status < 200 || r.status > 599) {
+      Log(LogLevel::kError, std::string(kComponent), "handler returned an invalid status; sending 500",
+          {{"status", r.status}});
+      r = HttpResponse::Error(500, "internal", "internal error while handling the request");
+    }
+    auto res = std::make_shared<http::response<http::string_body>>();
+    res->version(version == 10 ? 10 : 11);
+    res->result(static_cast<unsigned>(r.status));
+    res->set(http::field::server, "dnnd/" DNND_VERSION);
+    for (auto& [name, value] : r.headers) {
+      if (name.empty() || HasCrLf(name) || HasCrLf(value) || name.find(':') != std::string::npos) {
+        Log(LogLevel::kError, std::string(kComponent), "dropping malformed response header", {{"name", name}});
+        continue;
+      }
+      res->insert(name, value);
+    }
+    res->keep_alive(keep_alive);
+    const bool bodiless = r.status == 204 || r.status == 304;
+    if (!bodiless) {
+      if (!r.content_type.empty() && !HasCrLf(r.content_type)) res->set(http::field::content_type, r.content_type);
+      if (head) {
+        res->content_length(r.body.size());  // what GET would send, without the body
+      } else {
+        res->body() = std::move(r.body);
+        res->prepare_payload();
+      }
+    }
+    response_ = std::move(res);
+    stream_.expires_after(config_->timeout);
+    http::async_write(stream_, *response_, [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+      self->response_.reset();
+      if (ec) return self->Close();
+      if (!keep_alive) return self->Linger();
+      self->ReadHeader();
+    });
+  }
+
+  // Half-close, then read and discard until the client closes (see kLingerTime).
+  void Linger() {
+    boost::system::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return Close();
+    drain_.resize(16 * 1024);
+    drained_ = 0;
+    stream_.expires_after(kLingerTime);
+    Drain();
+  }
+
+  void Drain() {
+    stream_.async_read_some(asio::buffer(drain_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->drained_ += n;
+      if (ec || self->drained_ > kLingerMaxBytes) return self->Close();
+      self->Drain();
+    });
+  }
+
+  beast::tcp_stream stream_;
+  std::shared_ptr<const SessionConfig> config_;
+  std::string remote_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<http::response<http::string_body>> response_;  // alive while being written
+  std::chrono::steady_clock::time_point start_;
+  std::vector<char> drain_;
+  size_t drained_ = 0;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  explicit Impl(HttpServerOptions o) : options(std::move(o)) {}
+
+  HttpServerOptions options;
+  std::shared_ptr<const SessionConfig> config;
+  // Declared first: destroyed last, after everything that uses it.
+  asio::io_context ioc;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  // On a strand: the accept handler and Stop()'s close never race.
+  tcp::acceptor acceptor{asio::make_strand(ioc)};
+  std::vector<std::thread> threads;
+  tcp::endpoint local;
+
+  std::mutex mu;
+  std::condition_variable threads_done;
+  int running = 0;
+  bool stopped = false;
+  std::vector<std::weak_ptr<Session>> sessions;
+  std::mutex stop_mu;                              // serialises Stop()
+  std::vector<std::shared_ptr<Session>> closing;  // sessions Stop() is closing
+
+  void Accept() {
+    acceptor.async_accept(asio::make_strand(ioc), [this](const boost::system::error_code& ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+      if (ec) {
+        // EMFILE and friends: keep accepting; a pause keeps a full fd table from spinning.
+        Log(LogLevel::kWarn, std::string(kComponent), "accept failed", {{"error", ec.message()}});
+        auto timer = std::make_shared<asio::steady_timer>(acceptor.get_executor(), std::chrono::milliseconds(50));
+        timer->async_wait([this, timer](const boost::system::error_code& e) {
+          if (!e && acceptor.is_open()) Accept();
+        });
+        return;
+      }
+      auto session = std::make_shared<Session>(std::move(socket), config);
+      {
+        std::lock_guard lock(mu);
+        if (stopped) return;  // the socket closes with the session
+        std::erase_if(sessions, [](const std::weak_ptr<Session>& w) { return w.expired(); });
+        sessions.push_back(session);
+      }
+      session->Run();
+      Accept();
+    });
+  }
+};
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options, std::shared_ptr<HttpRouter> router) {
+  if (!router) return InvalidArgument("HttpServer: no router");
+  if (options.threads < 1) return InvalidArgument("HttpServer: threads must be at least 1");
+  if (options.read_timeout.count() <= 0) return InvalidArgument("HttpServer: read_timeout must be positive");
+  DNND_ASSIGN_OR_RETURN(auto host_port, rpc::SplitHostPort(options.listen));
+
+  auto impl = std::make_unique<Impl>(options);
+  impl->config = std::make_shared<const SessionConfig>(
+      SessionConfig{options.max_body_bytes, options.read_timeout, std::move(router)});
+
+  boost::system::error_code ec;
+  std::vector<tcp::endpoint> endpoints;
+  // Literals skip the resolver (no NSS lookup, which a static binary may lack).
+  const auto literal = asio::ip::make_address(host_port.first, ec);
+  if (!ec) {
+    endpoints.emplace_back(literal, host_port.second);
+  } else {
+    tcp::resolver resolver(impl->ioc);
+    const auto resolved = resolver.resolve(host_port.first, std::to_string(host_port.second),
+                                           tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+    if (ec || resolved.empty())
+      return Unavailable("cannot resolve listen address '" + options.listen + "': " + ec.message());
+    for (const auto& entry : resolved) endpoints.push_back(entry.endpoint());
+  }
+  // A name may resolve to several addresses (localhost: ::1 and 127.0.0.1):
+  // the first that binds wins.
+  Status last_error;
+  bool bound = false;
+  for (const tcp::endpoint& ep : endpoints) {
+    boost::system::error_code bec;
+    impl->acceptor.open(ep.protocol(), bec);
+    if (!bec) impl->acceptor.set_option(tcp::acceptor::reuse_address(true), bec);  // rebind past TIME_WAIT
+    if (!bec) impl->acceptor.bind(ep, bec);
+    if (!bec) impl->acceptor.listen(asio::socket_base::max_listen_connections, bec);
+    if (!bec) {
+      bound = true;
+      break;
+    }
+    const std::string detail = EndpointString(ep) == options.listen ? "" : " (" + EndpointString(ep) + ")";
+    last_error = IoError("cannot bind " + options.listen + detail + ": " + bec.message());
+    boost::system::error_code ignored;
+    impl->acceptor.close(ignored);
+  }
+  if (!bound) return last_error;
+  impl->local = impl->acceptor.local_endpoint(ec);
+
+  impl->work.emplace(impl->ioc.get_executor());
+  Impl* raw = impl.get();
+  raw->running = options.threads;
+  for (int i = 0; i < options.threads; ++i) {
+    raw->threads.emplace_back([raw] {
+      for (;;) {
+        try {
+          raw->ioc.run();
+          break;
+        } catch (const std::exception& e) {
+          Log(LogLevel::kError, std::string(kComponent), "I/O thread caught an exception; continuing",
+              {{"error", e.what()}});
+        }
+      }
+      std::lock_guard lock(raw->mu);
+      --raw->running;
+      raw->threads_done.notify_all();
+    });
+  }
+  asio::post(raw->acceptor.get_executor(), [raw] { raw->Accept(); });
+  Log(LogLevel::kInfo, std::string(kComponent), "listening", {{"address", EndpointString(raw->local)}});
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+uint16_t HttpServer::port() const { return impl_->local.port(); }
+
+std::string HttpServer::address() const { return EndpointString(impl_->local); }
+
+void HttpServer::Stop() {
+  Impl& s = *impl_;
+  std::lock_guard stop_lock(s.stop_mu);  // concurrent Stop() calls: one does the work
+  bool first = false;
+  {
+    std::lock_guard lock(s.mu);
+    if (!s.stopped) {
+      first = true;
+      s.stopped = true;
+      for (const auto& w : s.sessions)
+        if (auto p = w.lock()) s.closing.push_back(std::move(p));
+      s.sessions.clear();
+    }
+  }
+  if (first) {
+    asio::post(s.acceptor.get_executor(), [&s] {
+      boost::system::error_code ec;
+      s.acceptor.close(ec);
+    });
+    for (const auto& session : s.closing) asio::post(session->executor(), [session] { session->Close(); });
+    s.work.reset();
+  }
+  if (s.threads.empty()) return;  // joined by an earlier call
+  if (s.ioc.get_executor().running_in_this_thread()) {
+    // Joining would wait for this very thread; the destructor joins instead.
+    Log(LogLevel::kError, std::string(kComponent), "HttpServer::Stop called from a handler; not joining");
+    return;
+  }
+  {
+    // With the listener and connections closed the threads run out of work;
+    // a handler stuck in user code is the only thing that could hold them.
+    std::unique_lock lock(s.mu);
+    if (!s.threads_done.wait_for(lock, std::chrono::seconds(5), [&] { return s.running == 0; })) {
+      Log(LogLevel::kWarn, std::string(kComponent), "I/O threads still busy after 5 s; stopping the io_context");
+      s.ioc.stop();
+    }
+  }
+  for (auto& t : s.threads) t.join();
+  s.threads.clear();
+  // No thread runs now: close directly whatever the posted closes missed.
+  boost::system::error_code ec;
+  s.acceptor.close(ec);
+  for (const auto& session : s.closing) session->Close();
+  s.closing.clear();
+  Log(LogLevel::kInfo, std::string(kComponent), "stopped", {{"address", EndpointString(s.local)}});
+}
+
+// ---------------------------------------------------------------------------
+// Control plane
+// ---------------------------------------------------------------------------
+void AddControlPlaneRoutes(HttpRouter& router, std::function<std::pair<bool, std::string>()> readiness,
+                           MetricsRegistry& metrics) {
+  router.Handle("GET", "/healthz", [](const HttpRequest&) {
+    return HttpResponse::Json(200, json::object{{"status", "ok"}});
+  });
+  router.Handle("GET", "/readyz", [readiness = std::move(readiness)](const HttpRequest&) {
+    if (!readiness) return HttpResponse::Json(200, json::object{{"ready", true}});
+    auto [ready, reason] = readiness();
+    if (ready) return HttpResponse::Json(200, json::object{{"ready", true}});
+    return HttpResponse::Json(503, json::object{{"ready", false}, {"reason", reason}});
+  });
+  router.Handle("GET", "/metrics", [&metrics](const HttpRequest&) {
+    return HttpResponse::Text(200, metrics.RenderPrometheusText(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  router.AddObserver([&metrics](const HttpRequest& request, const HttpResponse& response, double seconds) {
+    // The route pattern, never the raw path: label values must stay bounded.
+    const std::string route = request.route.empty() ? "(unmatched)" : request.route;
+    metrics
+        .Counter("dnnd_http_requests_total", "HTTP requests answered, by method, route pattern and status code.",
+                 {{"method", MethodLabel(request.method)}, {"route", route}, {"code", std::to_string(response.status)}})
+        .Inc();
+    metrics
+        .Histogram("dnnd_http_request_duration_seconds",
+                   "Time from routing an HTTP request to its response being ready, in seconds.", {{"route", route}})
+        .Observe(seconds);
+  });
+}
+
+}  // namespace dnnd

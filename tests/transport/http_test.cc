@@ -1,0 +1,578 @@
+// HttpServer / HttpRouter over real sockets on 127.0.0.1.
+#include "transport/http.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "core/metrics.h"
+
+namespace dnnd {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+using Response = http::response<http::string_body>;
+
+// A blocking-style client built on async operations with a deadline, so a
+// server bug fails the test instead of hanging it.
+class TestClient {
+ public:
+  explicit TestClient(uint16_t port) : stream_(ioc_) {
+    stream_.expires_after(5s);
+    stream_.async_connect(tcp::endpoint(asio::ip::address_v4::loopback(), port),
+                          [this](beast::error_code ec) { ec_ = ec; });
+    Run();
+    if (ec_) throw std::runtime_error("connect: " + ec_.message());
+  }
+
+  beast::error_code SendRaw(const std::string& data) {
+    stream_.expires_after(5s);
+    asio::async_write(stream_, asio::buffer(data), [this](beast::error_code ec, size_t) { ec_ = ec; });
+    Run();
+    return ec_;
+  }
+
+  // Reads one response (a 100 Continue counts as one).
+  std::optional<Response> Read(bool head = false) {
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(boost::none);
+    parser.skip(head);
+    stream_.expires_after(5s);
+    http::async_read(stream_, buffer_, parser, [this](beast::error_code ec, size_t) { ec_ = ec; });
+    Run();
+    if (ec_) return std::nullopt;
+    return parser.release();
+  }
+
+  std::optional<Response> Request(const std::string& method, const std::string& target, const std::string& body = "",
+                                  const std::string& extra_headers = "") {
+    std::string raw = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra_headers;
+    if (!body.empty() || method == "POST" || method == "PUT")
+      raw += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    raw += "\r\n" + body;
+    if (SendRaw(raw)) return std::nullopt;
+    return Read(method == "HEAD");
+  }
+
+  // True if the server closes the connection (EOF or reset) within `within`.
+  bool PeerClosed(std::chrono::milliseconds within = 5000ms) {
+    if (buffer_.size() > 0) return false;  // unread response bytes
+    char byte;
+    stream_.expires_after(within);
+    stream_.async_read_some(asio::buffer(&byte, 1), [this](beast::error_code ec, size_t) { ec_ = ec; });
+    Run();
+    return ec_ == asio::error::eof || ec_ == asio::error::connection_reset;
+  }
+
+ private:
+  void Run() {
+    ioc_.restart();
+    ioc_.run();
+  }
+
+  asio::io_context ioc_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  beast::error_code ec_;
+};
+
+json::value Body(const Response& r) { return json::parse(r.body()); }
+std::string ErrorCode(const Response& r) { return json::value_to<std::string>(Body(r).at("error").at("code")); }
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    router_ = std::make_shared<HttpRouter>();
+    AddControlPlaneRoutes(
+        *router_,
+        [this] {
+          std::lock_guard lock(mu_);
+          return std::pair<bool, std::string>{ready_, reason_};
+        },
+        metrics_);
+    router_->Handle("POST", "/echo", [](const HttpRequest& r) {
+      auto parsed = ParseJsonBody(r);
+      if (!parsed) return HttpResponse::FromStatus(parsed.status());
+      return HttpResponse::Json(200, json::object{{"got", *parsed}});
+    });
+    router_->Handle("GET", "/api/v1/jobs/{id}", [](const HttpRequest& r) {
+      json::object o{{"id", r.params.at("id")}, {"route", r.route}};
+      if (auto q = r.query.find("x"); q != r.query.end()) o["x"] = q->second;
+      if (auto q = r.query.find("y"); q != r.query.end()) o["y"] = q->second;
+      return HttpResponse::Json(200, o);
+    });
+    router_->Handle("DELETE", "/api/v1/jobs/{id}", [](const HttpRequest&) {
+      HttpResponse r;
+      r.status = 204;
+      return r;
+    });
+    router_->Handle("GET", "/api/v1/jobs/stats",
+                    [](const HttpRequest&) { return HttpResponse::Json(200, json::object{{"stats", true}}); });
+    router_->Handle("GET", "/boom", [](const HttpRequest&) -> HttpResponse { throw std::runtime_error("kaboom"); });
+    router_->Handle("GET", "/missing", [](const HttpRequest&) -> HttpResponse {
+      throw StatusError(NotFound("no job 7"));
+    });
+    router_->Handle("GET", "/header", [](const HttpRequest& r) {
+      return HttpResponse::Text(200, r.header("x-test"));
+    });
+  }
+
+  std::unique_ptr<HttpServer> StartServer(HttpServerOptions options = {}) {
+    auto server = HttpServer::Start(options, router_);
+    if (!server.ok()) {
+      ADD_FAILURE() << server.status().ToString();
+      return nullptr;
+    }
+    return std::move(server).value();
+  }
+
+  void SetReady(bool ready, std::string reason) {
+    std::lock_guard lock(mu_);
+    ready_ = ready;
+    reason_ = std::move(reason);
+  }
+
+  MetricsRegistry metrics_;
+  std::shared_ptr<HttpRouter> router_;
+  std::mutex mu_;
+  bool ready_ = true;
+  std::string reason_;
+};
+
+TEST_F(HttpServerTest, HealthzAndReadyz) {
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  EXPECT_NE(server->port(), 0);
+  TestClient c(server->port());
+
+  auto r = c.Request("GET", "/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ((*r)[http::field::content_type], "application/json");
+  EXPECT_EQ(r->body(), R"({"status":"ok"})");
+
+  r = c.Request("GET", "/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ(r->body(), R"({"ready":true})");
+
+  SetReady(false, "waiting for \"trainer\"");
+  r = c.Request("GET", "/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 503);
+  EXPECT_EQ(Body(*r), json::parse(R"({"ready":false,"reason":"waiting for \"trainer\""})"));
+
+  SetReady(true, "");
+  r = c.Request("GET", "/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+}
+
+TEST_F(HttpServerTest, MetricsEndpoint) {
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  TestClient c(server->port());
+  ASSERT_TRUE(c.Request("GET", "/healthz"));
+  ASSERT_TRUE(c.Request("GET", "/nope/123"));
+  ASSERT_TRUE(c.Request("GET", "/api/v1/jobs/a1"));
+  ASSERT_TRUE(c.Request("GET", "/api/v1/jobs/b2"));
+  auto r = c.Request("GET", "/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ((*r)[http::field::content_type], "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& text = r->body();
+  EXPECT_NE(text.find("# TYPE dnnd_http_requests_total counter\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("dnnd_http_requests_total{method=\"GET\",route=\"/healthz\",code=\"200\"} 1\n"),
+            std::string::npos)
+      << text;
+  // Bounded labels: the pattern, not the raw paths.
+  EXPECT_NE(text.find("dnnd_http_requests_total{method=\"GET\",route=\"/api/v1/jobs/{id}\",code=\"200\"} 2\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("dnnd_http_requests_total{method=\"GET\",route=\"(unmatched)\",code=\"404\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("a1"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE dnnd_http_request_duration_seconds histogram\n"), std::string::npos);
+  EXPECT_NE(text.find("dnnd_http_request_duration_seconds_count{route=\"/healthz\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("dnnd_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("\nprocess_resident_memory_bytes "), std::string::npos);
+  EXPECT_NE(text.find("\nprocess_open_fds "), std::string::npos);
+  EXPECT_NE(text.find("dnnd_build_info{version=\""), std::string::npos);
+}
+
+TEST_F(HttpServerTest, NotFoundAndMethodNotAllowed) {
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  TestClient c(server->port());
+
+  auto r = c.Request("GET", "/nope");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 404);
+  EXPECT_EQ((*r)[http::field::content_type], "application/json");
+  EXPECT_EQ(ErrorCode(*r), "not_found");
+  EXPECT_TRUE(Body(*r).at("error").at("message").is_string());
+
+  r = c.Request("POST", "/healthz", "{}");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 405);
+  EXPECT_EQ((*r)[http::field::allow], "GET, HEAD");
+  EXPECT_EQ(ErrorCode(*r), "method_not_allowed");
+
+  r = c.Request("PUT", "/api/v1/jobs/7", "{}");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 405);
+  EXPECT_EQ((*r)[http::field::allow], "DELETE, GET, HEAD");
+
+  r = c.Request("DELETE", "/api/v1/jobs/7");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 204);
+  EXPECT_EQ(r->body(), "");
+  EXPECT_EQ(r->count(http::field::content_length), 0u);
+
+  // The connection survived all of that.
+  r = c.Request("GET", "/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+}
+
+TEST_F(HttpServerTest, HandlerFailures) {
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  TestClient c(server->port());
+  auto r = c.Request("GET", "/boom");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 500);
+  EXPECT_EQ(ErrorCode(*r), "internal");
+  EXPECT_EQ(r->body().find("kaboom"), std::string::npos);  // internals stay in the log
+
+  r = c.Request("GET", "/missing");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 404);
+  EXPECT_EQ(Body(*r), json::parse(R"({"error":{"code":"not_found","message":"no job 7"}})"));
+
+  r = c.Request("GET", "/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+}
+
+TEST_F(HttpServerTest, PayloadTooLarge) {
+  HttpServerOptions options;
+  options.max_body_bytes = 1024;
+  auto server = StartServer(options);
+  ASSERT_TRUE(server);
+
+  {  // Content-Length over the limit, body sent anyway.
+    TestClient c(server->port());
+    auto r = c.Request("POST", "/echo", std::string(5000, 'x'));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 413);
+    EXPECT_EQ(ErrorCode(*r), "payload_too_large");
+    EXPECT_FALSE(r->keep_alive());
+    EXPECT_TRUE(c.PeerClosed());
+  }
+  {  // A body far larger than the socket buffers: the server drains it after
+     // answering, so the client can finish sending and still read the 413.
+    TestClient c(server->port());
+    auto r = c.Request("POST", "/echo", std::string(8 << 20, 'x'));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 413);
+  }
+  {  // Expect: 100-continue: refused before the body is sent.
+    TestClient c(server->port());
+    ASSERT_FALSE(c.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n"
+                           "Expect: 100-continue\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 413);
+  }
+  {  // Chunked: the limit is hit while reading the body.
+    TestClient c(server->port());
+    const std::string chunk(1000, 'y');
+    ASSERT_FALSE(c.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" + chunk +
+                           "\r\n3e8\r\n" + chunk + "\r\n0\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 413);
+  }
+  {  // At the limit is fine.
+    TestClient c(server->port());
+    auto r = c.Request("POST", "/echo", "\"" + std::string(1022, 'z') + "\"");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 200);
+  }
+}
+
+TEST_F(HttpServerTest, JsonBodies) {
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  TestClient c(server->port());
+
+  auto r = c.Request("POST", "/echo", R"({"a": [1, 2.5, "x"]})", "Content-Type: application/json\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ(Body(*r), json::parse(R"({"got":{"a":[1,2.5,"x"]}})"));
+
+  r = c.Request("POST", "/echo", "{\"a\": 1,\n \"b\": }");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 400);
+  EXPECT_EQ(ErrorCode(*r), "invalid_argument");
+  const std::string message = json::value_to<std::string>(Body(*r).at("error").at("message"));
+  EXPECT_NE(message.find("line 2"), std::string::npos) << message;
+
+  r = c.Request("POST", "/echo", "");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 400);
+
+  // Expect: 100-continue with an acceptable body.
+  const std::string body = R"({"k":"v"})";
+  ASSERT_FALSE(c.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: " +
+                         std::to_string(body.size()) + "\r\n\r\n"));
+  r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 100);
+  ASSERT_FALSE(c.SendRaw(body));
+  r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ(Body(*r), json::parse(R"({"got":{"k":"v"}})"));
+}
+
+TEST(ParseJsonBody, Errors) {
+  HttpRequest req;
+  EXPECT_FALSE(ParseJsonBody(req).ok());
+  req.body = "{}  \n";
+  EXPECT_TRUE(ParseJsonBody(req).ok());
+  req.body = "{} x";
+  auto r = ParseJsonBody(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("column 4"), std::string::npos) << r.status().message();
+  req.body = "[1, 2";
+  r = ParseJsonBody(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("byte"), std::string::npos) << r.status().message();
+  req.body = "[1,\n\n  nul]";
+  r = ParseJsonBody(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("line 3"), std::string::npos) << r.status().message();
+}
+
+TEST_F(HttpServerTest, PathParamsAndQuery) {
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  TestClient c(server->port());
+
+  auto r = c.Request("GET", "/api/v1/jobs/abc%20d?x=1&y=a+b%21&x=2");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ(Body(*r), json::parse(R"({"id":"abc d","route":"/api/v1/jobs/{id}","x":"1","y":"a b!"})"));
+
+  r = c.Request("GET", "/api/v1/jobs/stats");  // a literal beats a parameter
+  ASSERT_TRUE(r);
+  EXPECT_EQ(Body(*r), json::parse(R"({"stats":true})"));
+
+  r = c.Request("GET", "/api/v1/jobs/");  // a parameter needs a non-empty segment
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 404);
+
+  r = c.Request("GET", "/api/v1/jobs/%zz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 400);
+
+  r = c.Request("GET", "/header", "", "X-Test: hello\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body(), "hello");
+  EXPECT_EQ((*r)[http::field::content_type], "text/plain; charset=utf-8");
+
+  r = c.Request("HEAD", "/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+  EXPECT_EQ((*r)[http::field::content_length], "15");  // {"status":"ok"}
+  EXPECT_EQ(r->body(), "");
+  r = c.Request("GET", "/healthz");  // nothing left over from the HEAD response
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body(), R"({"status":"ok"})");
+}
+
+TEST_F(HttpServerTest, KeepAliveAndPipelining) {
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  TestClient c(server->port());
+  auto r1 = c.Request("GET", "/healthz");
+  ASSERT_TRUE(r1);
+  EXPECT_TRUE(r1->keep_alive());
+  auto r2 = c.Request("GET", "/readyz");
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->result_int(), 200);
+
+  // Two requests in one write; the answers come back in order.
+  ASSERT_FALSE(c.SendRaw("GET /api/v1/jobs/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/jobs/2 HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto p1 = c.Read();
+  auto p2 = c.Read();
+  ASSERT_TRUE(p1 && p2);
+  EXPECT_EQ(Body(*p1).at("id"), "1");
+  EXPECT_EQ(Body(*p2).at("id"), "2");
+
+  // Connection: close is honoured.
+  auto r3 = c.Request("GET", "/healthz", "", "Connection: close\r\n");
+  ASSERT_TRUE(r3);
+  EXPECT_FALSE(r3->keep_alive());
+  EXPECT_TRUE(c.PeerClosed());
+}
+
+TEST_F(HttpServerTest, MalformedRequestsGet400AndServerKeepsServing) {
+  auto server = StartServer();  // one I/O thread: a stuck client would block the others
+  ASSERT_TRUE(server);
+
+  TestClient stalled(server->port());
+  ASSERT_FALSE(stalled.SendRaw("GET /heal"));  // partial request, never finished
+
+  for (const std::string bad : {"NOT A REQUEST\r\n\r\n", "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
+                                "GET /healthz HTTP/1.1\r\nContent-Length: abc\r\n\r\n", "\x01\x02\x03\r\n\r\n"}) {
+    TestClient c(server->port());
+    ASSERT_FALSE(c.SendRaw(bad));
+    auto r = c.Read();
+    ASSERT_TRUE(r) << bad;
+    EXPECT_EQ(r->result_int(), 400) << bad;
+    EXPECT_EQ(ErrorCode(*r), "bad_request");
+    EXPECT_TRUE(c.PeerClosed()) << bad;
+  }
+  {  // A target that is not a path.
+    TestClient c(server->port());
+    auto r = c.Request("GET", "healthz");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 400);
+  }
+  {  // Oversized headers.
+    TestClient c(server->port());
+    auto r = c.Request("GET", "/healthz", "", "X-Big: " + std::string(20000, 'a') + "\r\n");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 431);
+  }
+  {  // A client that disconnects mid-request.
+    TestClient c(server->port());
+    ASSERT_FALSE(c.SendRaw("POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"));
+  }
+
+  TestClient good(server->port());
+  auto r = good.Request("GET", "/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+
+  // The stalled client can still finish its request.
+  ASSERT_FALSE(stalled.SendRaw("thz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  r = stalled.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+}
+
+TEST_F(HttpServerTest, ReadTimeoutClosesIdleConnections) {
+  HttpServerOptions options;
+  options.read_timeout = 200ms;
+  auto server = StartServer(options);
+  ASSERT_TRUE(server);
+  TestClient c(server->port());
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.PeerClosed(5000ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+TEST_F(HttpServerTest, StopThenStartOnSamePort) {
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  const uint16_t port = server->port();
+  {
+    TestClient c(port);
+    ASSERT_TRUE(c.Request("GET", "/healthz"));
+    TestClient idle(port);
+    server->Stop();
+    server->Stop();  // idempotent
+    EXPECT_TRUE(c.PeerClosed());
+    EXPECT_TRUE(idle.PeerClosed());
+  }
+  HttpServerOptions options;
+  options.listen = "127.0.0.1:" + std::to_string(port);
+  auto again = StartServer(options);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->port(), port);
+  TestClient c(port);
+  auto r = c.Request("GET", "/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+}
+
+TEST_F(HttpServerTest, BindFailureNamesAddress) {
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  HttpServerOptions options;
+  options.listen = "127.0.0.1:" + std::to_string(server->port());
+  auto second = HttpServer::Start(options, router_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kIoError);
+  EXPECT_NE(second.status().message().find(options.listen), std::string::npos) << second.status().message();
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos) << second.status().message();
+
+  options.listen = "127.0.0.1";
+  EXPECT_EQ(HttpServer::Start(options, router_).status().code(), StatusCode::kInvalidArgument);
+  options.listen = "127.0.0.1:99999";
+  EXPECT_EQ(HttpServer::Start(options, router_).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(HttpServerTest, SeveralThreadsManyClients) {
+  HttpServerOptions options;
+  options.threads = 4;
+  auto server = StartServer(options);
+  ASSERT_TRUE(server);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      TestClient c(server->port());
+      for (int i = 0; i < 25; ++i) {
+        auto r = c.Request("GET", "/api/v1/jobs/" + std::to_string(t * 100 + i));
+        if (r && r->result_int() == 200 && json::value_to<std::string>(Body(*r).at("id")) == std::to_string(t * 100 + i)) ok++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 200);
+  server->Stop();
+}
+
+TEST(HttpRouter, BadPatternsAndConflictsThrow) {
+  HttpRouter router;
+  auto h = [](const HttpRequest&) { return HttpResponse{}; };
+  router.Handle("GET", "/a/{id}", h);
+  EXPECT_THROW(router.Handle("GET", "/a/{other}", h), std::logic_error);
+  EXPECT_THROW(router.Handle("GET", "no-slash", h), std::logic_error);
+  EXPECT_THROW(router.Handle("GET", "/a/x{id}", h), std::logic_error);
+  EXPECT_THROW(router.Handle("GET", "/a/{id}/{id}", h), std::logic_error);
+  EXPECT_THROW(router.Handle("get", "/b", h), std::logic_error);
+  EXPECT_NO_THROW(router.Handle("POST", "/a/{id}", h));
+
+  HttpRequest req;
+  req.method = "GET";
+  req.path = "/a/42";
+  EXPECT_EQ(router.Dispatch(req).status, 200);
+  EXPECT_EQ(req.params.at("id"), "42");
+  EXPECT_EQ(req.route, "/a/{id}");
+}
+
+}  // namespace
+}  // namespace dnnd
