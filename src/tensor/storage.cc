@@ -92,15 +92,23 @@ size_t RoundUp(size_t bytes) {
 
 }  // namespace
 
+// make_shared needs a public constructor; this keeps Storage's private while
+// putting object and control block in one allocation (one malloc per tensor
+// and per received frame instead of two).
+struct Storage::Shared : Storage {
+  Shared(void* data, size_t bytes, bool owned, std::shared_ptr<const void> keep_alive)
+      : Storage(data, bytes, owned, std::move(keep_alive)) {}
+};
+
 std::shared_ptr<Storage> Storage::Allocate(size_t bytes) {
   size_t size = RoundUp(bytes);
   void* p = Pool().Get(size);
-  return std::shared_ptr<Storage>(new Storage(p, size, true, nullptr));
+  return std::make_shared<Shared>(p, size, true, nullptr);
 }
 
 std::shared_ptr<Storage> Storage::Wrap(void* data, size_t bytes,
                                        std::shared_ptr<const void> keep_alive) {
-  return std::shared_ptr<Storage>(new Storage(data, bytes, false, std::move(keep_alive)));
+  return std::make_shared<Shared>(data, bytes, false, std::move(keep_alive));
 }
 
 Storage::~Storage() {

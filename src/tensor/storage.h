@@ -37,6 +37,7 @@ class Storage {
   bool owned() const { return owned_; }
 
  private:
+  struct Shared;
   Storage(void* data, size_t bytes, bool owned, std::shared_ptr<const void> keep_alive)
       : data_(data), bytes_(bytes), owned_(owned), keep_alive_(std::move(keep_alive)) {}
 

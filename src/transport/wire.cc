@@ -22,13 +22,31 @@ alignas(64) const uint8_t kZeros[kPayloadAlignment] = {};
 
 uint64_t AlignUp(uint64_t n) { return (n + kPayloadAlignment - 1) & ~uint64_t{kPayloadAlignment - 1}; }
 
-template <typename T>
-void Put(std::vector<uint8_t>& out, T v) {
-  const size_t at = out.size();
-  out.resize(at + sizeof(T));
-  std::memcpy(out.data() + at, &v, sizeof(T));
+// Cursor over a buffer sized exactly beforehand (no per-field growth or
+// zero-filling: this is on every message's path).
+class Writer {
+ public:
+  explicit Writer(uint8_t* p) : p_(p) {}
+  template <typename T>
+  void Put(T v) {
+    std::memcpy(p_, &v, sizeof(T));
+    p_ += sizeof(T);
+  }
+  void PutBytes(std::string_view s) {
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+  }
+  uint8_t* position() const { return p_; }
+
+ private:
+  uint8_t* p_;
+};
+
+size_t FieldBytes(const std::string& key, const Fields::Value& v) {
+  const size_t value = v.index() < 2 ? 8 : 4 + (v.index() == 2 ? std::get<std::string>(v).size()
+                                                               : std::get<Fields::Bytes>(v).data.size());
+  return 1 + key.size() + 1 + value;
 }
-void PutBytes(std::vector<uint8_t>& out, std::string_view s) { out.insert(out.end(), s.begin(), s.end()); }
 
 // Bounds-checked cursor over untrusted bytes.
 class Reader {
@@ -331,39 +349,49 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
   if (m.fields.entries().size() > std::numeric_limits<uint16_t>::max())
     return InvalidArgument("too many fields");
 
-  std::vector<uint8_t>& head = f.head_;
-  head.reserve(kHeaderBytes + 64 + 48 * m.tensors.size());
-  head.resize(kHeaderBytes);
-  Put<uint16_t>(head, static_cast<uint16_t>(m.fields.entries().size()));
+  // Exact metadata size first, so the head is one allocation written once.
+  size_t metadata_len = 2;
   for (const auto& [key, value] : m.fields.entries()) {
     if (!ValidKey(key)) return InvalidArgument("field key '" + key + "' must be 1-64 chars of [a-z0-9_.]");
-    Put<uint8_t>(head, static_cast<uint8_t>(key.size()));
-    PutBytes(head, key);
-    if (const int64_t* i = std::get_if<int64_t>(&value)) {
-      Put<uint8_t>(head, kKindInt);
-      Put<int64_t>(head, *i);
-    } else if (const double* d = std::get_if<double>(&value)) {
-      Put<uint8_t>(head, kKindFloat);
-      Put<double>(head, *d);
-    } else {
-      const std::string& s = value.index() == 2 ? std::get<std::string>(value) : std::get<Fields::Bytes>(value).data;
-      if (s.size() > limits.max_metadata_bytes)
-        return ResourceExhausted("field '" + key + "' of " + std::to_string(s.size()) + " bytes exceeds the metadata limit");
-      Put<uint8_t>(head, value.index() == 2 ? kKindString : kKindBytes);
-      Put<uint32_t>(head, static_cast<uint32_t>(s.size()));
-      PutBytes(head, s);
-    }
+    metadata_len += FieldBytes(key, value);
   }
-
-  // Payload pieces are collected first; the head is finished once every
-  // encoded length is known.
-  std::vector<EncodedFrame::Part> payload;
-  payload.reserve(2 * m.tensors.size());
-  uint64_t offset = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const WireTensor& t = m.tensors[i];
     if (t.name.size() > kMaxNameBytes) return InvalidArgument(At(i, t.name) + ": name longer than 1024 bytes");
     if (t.shape.size() > static_cast<size_t>(kMaxDims)) return InvalidArgument(At(i, t.name) + ": more than 8 dims");
+    metadata_len += 2 + t.name.size() + 4 + 8 * t.shape.size() + 24;
+  }
+  if (metadata_len > limits.max_metadata_bytes)
+    return ResourceExhausted("metadata of " + std::to_string(metadata_len) + " bytes exceeds max_metadata_bytes");
+  f.head_size_ = kHeaderBytes + metadata_len;
+  f.head_.reset(new uint8_t[f.head_size_]);
+  Writer head(f.head_.get() + kHeaderBytes);
+  head.Put<uint16_t>(static_cast<uint16_t>(m.fields.entries().size()));
+  for (const auto& [key, value] : m.fields.entries()) {
+    head.Put<uint8_t>(static_cast<uint8_t>(key.size()));
+    head.PutBytes(key);
+    if (const int64_t* i = std::get_if<int64_t>(&value)) {
+      head.Put<uint8_t>(kKindInt);
+      head.Put<int64_t>(*i);
+    } else if (const double* d = std::get_if<double>(&value)) {
+      head.Put<uint8_t>(kKindFloat);
+      head.Put<double>(*d);
+    } else {
+      const std::string& s = value.index() == 2 ? std::get<std::string>(value) : std::get<Fields::Bytes>(value).data;
+      head.Put<uint8_t>(value.index() == 2 ? kKindString : kKindBytes);
+      head.Put<uint32_t>(static_cast<uint32_t>(s.size()));
+      head.PutBytes(s);
+    }
+  }
+
+  // Payload pieces follow the head's slot; descriptors are written as each
+  // tensor's encoded length becomes known.
+  std::vector<EncodedFrame::Part>& payload = f.parts_;
+  payload.reserve(1 + 2 * m.tensors.size());
+  payload.push_back({nullptr, 0});  // the head, filled in below
+  uint64_t offset = 0;
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    const WireTensor& t = m.tensors[i];
     const int64_t numel = t.numel();
     if (numel < 0) return InvalidArgument(At(i, t.name) + ": invalid shape " + ShapeToString(t.shape));
     if (!CodecFits(t.codec, t.dtype))
@@ -406,16 +434,16 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
       f.keep_alive_.push_back(t.storage);
     }
 
-    Put<uint16_t>(head, static_cast<uint16_t>(t.name.size()));
-    PutBytes(head, t.name);
-    Put<uint8_t>(head, static_cast<uint8_t>(t.dtype));
-    Put<uint8_t>(head, static_cast<uint8_t>(codec));
-    Put<uint8_t>(head, static_cast<uint8_t>(t.shape.size()));
-    Put<uint8_t>(head, 0);
-    for (int64_t d : t.shape) Put<int64_t>(head, d);
-    Put<uint64_t>(head, raw_len);
-    Put<uint64_t>(head, encoded_len);
-    Put<uint64_t>(head, offset);
+    head.Put<uint16_t>(static_cast<uint16_t>(t.name.size()));
+    head.PutBytes(t.name);
+    head.Put<uint8_t>(static_cast<uint8_t>(t.dtype));
+    head.Put<uint8_t>(static_cast<uint8_t>(codec));
+    head.Put<uint8_t>(static_cast<uint8_t>(t.shape.size()));
+    head.Put<uint8_t>(0);
+    for (int64_t d : t.shape) head.Put<int64_t>(d);
+    head.Put<uint64_t>(raw_len);
+    head.Put<uint64_t>(encoded_len);
+    head.Put<uint64_t>(offset);
     if (encoded_len) payload.push_back({bytes, encoded_len});
     offset += encoded_len;
     // Pad to the next tensor's alignment; nothing follows the last one.
@@ -425,9 +453,6 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
     }
   }
 
-  const uint64_t metadata_len = head.size() - kHeaderBytes;
-  if (metadata_len > limits.max_metadata_bytes)
-    return ResourceExhausted("metadata of " + std::to_string(metadata_len) + " bytes exceeds max_metadata_bytes");
   f.header_.type = m.type;
   f.header_.flags = m.flags;
   f.header_.tensor_count = static_cast<uint32_t>(m.tensors.size());
@@ -437,11 +462,8 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
   if (kHeaderBytes + f.header_.body_len > limits.max_frame_bytes)
     return ResourceExhausted("frame of " + std::to_string(kHeaderBytes + f.header_.body_len) +
                              " bytes exceeds max_frame_bytes " + std::to_string(limits.max_frame_bytes));
-  WriteHeader(f.header_, head.data());
-
-  f.parts_.reserve(1 + payload.size());
-  f.parts_.push_back({head.data(), head.size()});
-  f.parts_.insert(f.parts_.end(), payload.begin(), payload.end());
+  WriteHeader(f.header_, f.head_.get());
+  f.parts_[0] = {f.head_.get(), f.head_size_};
   f.total_ = kHeaderBytes + f.header_.body_len;
   return f;
 }

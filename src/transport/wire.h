@@ -201,7 +201,8 @@ class EncodedFrame {
  private:
   friend Result<EncodedFrame> EncodeFrame(const Message&, const EncodeOptions&);
   FrameHeader header_;
-  std::vector<uint8_t> head_;
+  std::unique_ptr<uint8_t[]> head_;  // header + metadata
+  size_t head_size_ = 0;
   std::vector<Part> parts_;
   std::vector<std::shared_ptr<const void>> keep_alive_;
   uint64_t total_ = 0;
