@@ -6,6 +6,9 @@
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <chrono>
@@ -187,6 +190,70 @@ TEST(Cli, SigtermCheckpointsAndExitsCleanly) {
   const long step = std::stol(ckpt->metadata.at("dnnd.step"));
   EXPECT_GT(step, 0);
   EXPECT_LT(step, 200L * 469);
+}
+
+// GET `path` from 127.0.0.1:`port` with a raw socket: (status line + body).
+std::string HttpGet(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  (void)!write(fd, req.data(), req.size());
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+// Every role serves /healthz, /readyz and /metrics when http.listen is set;
+// the worker's training metrics and the process metrics are in the scrape.
+TEST(Cli, ControlPlaneServesHealthReadinessAndMetrics) {
+  TempDir dir;
+  const std::string log = dir.path() + "/log.txt";
+  std::string cmd = std::string("exec ") + DNND_BINARY + " --role=worker --config " + Src("configs/worker-xor.toml") +
+                    " --set train.iterations=100000000 --set train.progress=none --set http.listen=127.0.0.1:0" +
+                    " --set train.checkpoint_dir= > " + log + " 2>&1";
+  pid_t pid;
+  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+  ASSERT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+  int port = 0;
+  std::string output;
+  for (int i = 0; i < 100 && port == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream in(log);
+    output.assign(std::istreambuf_iterator<char>(in), {});
+    const std::string marker = "control plane listening address=127.0.0.1:";
+    const size_t at = output.find(marker);
+    if (at != std::string::npos) port = std::atoi(output.c_str() + at + marker.size());
+  }
+  ASSERT_GT(port, 0) << output;
+  EXPECT_NE(HttpGet(port, "/healthz").find("200 OK"), std::string::npos);
+  EXPECT_NE(HttpGet(port, "/readyz").find("{\"ready\":true}"), std::string::npos);
+  const std::string metrics = HttpGet(port, "/metrics");
+  EXPECT_NE(metrics.find("text/plain; version=0.0.4"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("process_resident_memory_bytes "), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("dnnd_build_info{version="), std::string::npos) << metrics;
+  const std::string missing = HttpGet(port, "/nope");
+  EXPECT_NE(missing.find("404"), std::string::npos);
+  EXPECT_NE(missing.find("\"error\""), std::string::npos);
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+TEST(Cli, ControlPlaneBindFailureIsAClearError) {
+  auto r = Dnnd("--role=worker --config " + Src("configs/worker-xor.toml") + " --set http.listen=not-an-address");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("http.listen"), std::string::npos) << r.output;
 }
 
 }  // namespace
