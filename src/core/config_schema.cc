@@ -38,7 +38,6 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"transport.max_inflight_bytes", T::kInt, "268435456", 1024, 1.1e12, {}, "client back-pressure: request bytes awaiting responses"},
       {"transport.io_threads", T::kInt, "2", 1, 64, {}, "threads running socket I/O (and inline handlers)"},
       {"transport.handler_threads", T::kInt, "2", 1, 256, {}, "threads running request handlers"},
-      {"transport.gradient_codec", T::kEnum, "\"none\"", 0, 0, {"none", "zstd", "bf16", "f16"}, "how workers encode gradients they send"},
       {"transport.zstd_level", T::kInt, "1", -7, 19, {}, "zstd level for the zstd codec"},
       {"http.listen", T::kString, "\"\"", 0, 0, {}, "host:port of the health/metrics HTTP endpoint; empty = off"},
       {"http.max_body_bytes", T::kInt, "1048576", 0, 1.1e12, {}, "largest HTTP request body accepted"},

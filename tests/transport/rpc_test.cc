@@ -8,6 +8,7 @@
 #include <future>
 #include <thread>
 
+#include "core/config.h"
 #include "transport/hello.h"
 #include "transport/rpc_client.h"
 #include "transport/rpc_server.h"
@@ -381,6 +382,48 @@ TEST(RpcHostile, SilentPeersAreDroppedAfterTheHandshakeTimeout) {
   EXPECT_LT(Clock::now() - start, 2s);
   auto good = RpcClient::Create(ts.address(), ClientOptions());
   ExpectServing(*good);
+}
+
+// Options come from [transport]; the token from a mounted secret file, with
+// the trailing newline secrets usually carry trimmed.
+TEST(RpcConfig, OptionsAndTokenFileComeFromTheConfig) {
+  const std::string token_file = ::testing::TempDir() + "/dnnd_token";
+  {
+    FILE* f = std::fopen(token_file.c_str(), "w");
+    std::fputs("s3cret\n", f);
+    std::fclose(f);
+  }
+  auto config = Config::FromString("[node]\nname = \"ps-0\"\n[transport]\nmax_tensor_bytes = 4096\n"
+                                    "io_threads = 3\nconnections_per_peer = 2\ntoken_file = \"" + token_file + "\"\n",
+                                    "t.toml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto server = RpcServerOptions::FromConfig(config.value(), "127.0.0.1:0", "parameter-server");
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  EXPECT_EQ(server.value().token, "s3cret");
+  EXPECT_EQ(server.value().limits.max_tensor_bytes, 4096u);
+  EXPECT_EQ(server.value().io_threads, 3);
+  EXPECT_EQ(server.value().self.node, "ps-0");
+  auto client = RpcClientOptions::FromConfig(config.value(), "worker");
+  ASSERT_TRUE(client.ok());
+  EXPECT_EQ(client.value().token, "s3cret");
+  EXPECT_EQ(client.value().connections, 2);
+
+  // A server and client built from it talk, and the tensor limit applies.
+  RpcServer srv(server.value());
+  ASSERT_TRUE(srv.Start().ok());
+  auto cli = RpcClient::Create(srv.address(), client.value());
+  wire::Message small = Request(wire::type::kPing);
+  small.tensors.push_back(wire::WireTensor::FromTensor("x", Tensor::Zeros({16})));
+  EXPECT_TRUE(cli->Call(small).ok());
+  wire::Message big = Request(wire::type::kPing);
+  big.tensors.push_back(wire::WireTensor::FromTensor("x", Tensor::Zeros({4096})));
+  EXPECT_EQ(cli->Call(big).status().code(), StatusCode::kResourceExhausted) << "refused before sending";
+
+  auto missing = Config::FromString("[transport]\ntoken_file = \"/nonexistent/token\"\n", "t.toml");
+  ASSERT_TRUE(missing.ok());
+  auto bad = RpcServerOptions::FromConfig(missing.value(), "127.0.0.1:0", "parameter-server");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("transport.token_file"), std::string::npos) << bad.status().ToString();
 }
 
 }  // namespace
