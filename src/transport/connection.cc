@@ -85,8 +85,8 @@ void FrameConnection::Start(Callbacks callbacks, std::string leftover) {
 
 // ---------------------------------------------------------------------------
 // Reading. Each step either finds what it needs in the staging buffer and goes
-// on, or issues one read and resumes from its completion; frames already
-// staged are processed in a loop, not by recursion.
+// on, or issues one read and resumes from its completion. Deliver() posts the
+// next frame when one is already staged, so the stack stays flat.
 // ---------------------------------------------------------------------------
 
 void FrameConnection::ReadMore(size_t need, std::function<void()> then) {
@@ -114,32 +114,29 @@ void FrameConnection::ReadMore(size_t need, std::function<void()> then) {
 }
 
 void FrameConnection::ReadHeader() {
-  for (;;) {
-    if (closed()) return;
-    if (staged_end_ - staged_begin_ < wire::kHeaderBytes) {
-      if (staged_begin_ == staged_end_) staged_begin_ = staged_end_ = 0;
-      ReadMore(wire::kHeaderBytes, [this] { ReadHeader(); });
-      return;
-    }
-    const uint8_t* p = staging_.data() + staged_begin_;
-    auto header = wire::ParseHeader(p, limits_);
-    if (!header.ok()) {
-      uint16_t type;
-      uint64_t id;
-      std::memcpy(&type, p + 6, 2);
-      std::memcpy(&id, p + 16, 8);
-      RejectFrame(header.status(), type, id);
-      return;
-    }
-    staged_begin_ += wire::kHeaderBytes;
-    const wire::FrameHeader h = header.value();
-    if (staged_end_ - staged_begin_ < h.metadata_len) {
-      ReadMore(h.metadata_len, [this, h] { ReadMetadata(h); });
-      return;
-    }
-    ReadMetadata(h);
-    return;  // ReadMetadata continues the loop (directly or after a read)
+  if (closed()) return;
+  if (staged_end_ - staged_begin_ < wire::kHeaderBytes) {
+    if (staged_begin_ == staged_end_) staged_begin_ = staged_end_ = 0;
+    ReadMore(wire::kHeaderBytes, [this] { ReadHeader(); });
+    return;
   }
+  const uint8_t* p = staging_.data() + staged_begin_;
+  auto header = wire::ParseHeader(p, limits_);
+  if (!header.ok()) {
+    uint16_t type;
+    uint64_t id;
+    std::memcpy(&type, p + 6, 2);
+    std::memcpy(&id, p + 16, 8);
+    RejectFrame(header.status(), type, id);
+    return;
+  }
+  staged_begin_ += wire::kHeaderBytes;
+  const wire::FrameHeader h = header.value();
+  if (staged_end_ - staged_begin_ < h.metadata_len) {
+    ReadMore(h.metadata_len, [this, h] { ReadMetadata(h); });
+    return;
+  }
+  ReadMetadata(h);  // continues with the payload, then the next header
 }
 
 void FrameConnection::ReadMetadata(const wire::FrameHeader& h) {

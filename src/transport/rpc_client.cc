@@ -88,9 +88,8 @@ bool Retryable(const Status& s) {
 Result<RpcClientOptions> RpcClientOptions::FromConfig(const Config& config, std::string role) {
   RpcClientOptions o;
   o.self = {std::move(role), config.GetString("node.name")};
-  o.limits = wire::Limits::FromConfig(config);
-  o.encode.limits = o.limits;
-  o.encode.zstd_level = static_cast<int>(config.GetInt("transport.zstd_level"));
+  o.encode = wire::EncodeOptions::FromConfig(config);
+  o.limits = o.encode.limits;
   o.connections = static_cast<int>(config.GetInt("transport.connections_per_peer"));
   o.max_inflight_bytes = static_cast<uint64_t>(config.GetInt("transport.max_inflight_bytes"));
   o.default_timeout = std::chrono::milliseconds(config.GetInt("transport.request_timeout_ms"));

@@ -127,9 +127,8 @@ Result<RpcServerOptions> RpcServerOptions::FromConfig(const Config& config, std:
   RpcServerOptions o;
   o.listen = std::move(listen);
   o.self = {std::move(role), config.GetString("node.name")};
-  o.limits = wire::Limits::FromConfig(config);
-  o.encode.limits = o.limits;
-  o.encode.zstd_level = static_cast<int>(config.GetInt("transport.zstd_level"));
+  o.encode = wire::EncodeOptions::FromConfig(config);
+  o.limits = o.encode.limits;
   o.io_threads = static_cast<int>(config.GetInt("transport.io_threads"));
   o.handler_threads = static_cast<int>(config.GetInt("transport.handler_threads"));
   o.hello_timeout = std::chrono::milliseconds(config.GetInt("transport.hello_timeout_ms"));

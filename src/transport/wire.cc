@@ -146,6 +146,13 @@ Limits Limits::FromConfig(const Config& config) {
   return l;
 }
 
+EncodeOptions EncodeOptions::FromConfig(const Config& config) {
+  EncodeOptions o;
+  o.limits = Limits::FromConfig(config);
+  o.zstd_level = static_cast<int>(config.GetInt("transport.zstd_level"));
+  return o;
+}
+
 // ---------------------------------------------------------------------------
 // Header
 // ---------------------------------------------------------------------------

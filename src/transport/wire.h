@@ -182,6 +182,9 @@ struct EncodeOptions {
   // Refuse to build frames the peer would reject (the sender's own limits are
   // the best guess of the receiver's).
   Limits limits;
+
+  // transport.zstd_level and the [transport] limits.
+  static EncodeOptions FromConfig(const Config& config);
 };
 
 // A frame ready to write: head (header + metadata) then the payload pieces,
