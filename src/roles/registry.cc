@@ -1,6 +1,8 @@
 // The role registry: one line per role. Explicit rather than static
 // self-registration, which a static library's linker would silently drop.
 #include "core/role.h"
+#include "roles/parameter_server.h"
+#include "roles/standalone.h"
 #include "roles/worker.h"
 
 namespace dnnd {
@@ -8,12 +10,12 @@ namespace dnnd {
 const std::vector<RoleInfo>& Roles() {
   static const std::vector<RoleInfo> roles = {
       {"worker", "trains a model (locally, or against parameter/layer servers)", MakeWorkerRole},
-      {"parameter-server", "holds a shard of a model's parameters", nullptr},
+      {"parameter-server", "holds a shard of a model's parameters", MakeParameterServerRole},
       {"layer-server", "hosts layers of a model for remote forward/backward", nullptr},
       {"splitter", "cuts a dataset into N shards", nullptr},
       {"aggregator", "averages independently trained models", nullptr},
       {"controller", "REST API, CLI, scheduler and dashboard", nullptr},
-      {"standalone", "a whole cluster in one process", nullptr},
+      {"standalone", "a whole data-parallel cluster in one process, over loopback", MakeStandaloneRole},
   };
   return roles;
 }

@@ -106,7 +106,17 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
   const int64_t steps_per_epoch = loader.num_batches();
 
   int64_t step = 0, samples = 0;
-  if (options_.resume && !options_.checkpoint_dir.empty() &&
+  StepExchange* exchange = options_.exchange.get();
+  struct EndExchange {  // leave the job however Run returns
+    StepExchange* e;
+    ~EndExchange() {
+      if (e) e->End();
+    }
+  } end_exchange{exchange};
+  if (exchange) {
+    DNND_ASSIGN_OR_RETURN(step, exchange->Begin(*model_, spec_, options_.seed));
+    samples = step * batch;
+  } else if (options_.resume && !options_.checkpoint_dir.empty() &&
       std::filesystem::exists(std::filesystem::path(options_.checkpoint_dir) / "model.safetensors")) {
     auto state = LoadCheckpoint(options_.checkpoint_dir, *model_, optimizer_.get());
     if (!state) return state.status().WithContext("resuming from " + options_.checkpoint_dir);
@@ -128,7 +138,8 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
     std::snprintf(label, sizeof label, "epoch %lld/%lld", static_cast<long long>(epoch + 1),
                   static_cast<long long>(epochs));
     std::unique_ptr<ProgressBar> bar;
-    if (!by_iterations) bar = std::make_unique<ProgressBar>(label, steps_per_epoch, options_.progress);
+    if (!by_iterations && options_.report)
+      bar = std::make_unique<ProgressBar>(label, steps_per_epoch, options_.progress);
     auto t0 = std::chrono::steady_clock::now();
     double loss_sum = 0;
     int64_t epoch_samples = 0;
@@ -140,8 +151,12 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       data::Batch batch = loader.GetBatch(epoch, b);
       Tensor loss = nn::ComputeLoss(spec_.loss, model_->Forward(batch.x), batch.target);
       loss.backward();
-      optimizer_->Step();
-      optimizer_->ZeroGrad();
+      if (exchange) {
+        DNND_RETURN_IF_ERROR(exchange->Step(*model_, *optimizer_, step, optimizer_->lr()));
+      } else {
+        optimizer_->Step();
+        optimizer_->ZeroGrad();
+      }
       const float l = loss.item();
       if (!std::isfinite(l))
         return Internal("loss became " + std::to_string(l) + " at step " + std::to_string(step) +
@@ -169,9 +184,10 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       ++window_steps;
       if ((epoch + 1) % report_every != 0 && !last) continue;
       double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-      std::fprintf(stderr, "iteration %lld/%lld loss %.6f %.0f iterations/s\n",
-                   static_cast<long long>(epoch + 1), static_cast<long long>(epochs),
-                   window_loss / window_steps, (epoch + 1) / std::max(1e-9, total));
+      if (options_.report)
+        std::fprintf(stderr, "iteration %lld/%lld loss %.6f %.0f iterations/s\n",
+                     static_cast<long long>(epoch + 1), static_cast<long long>(epochs),
+                     window_loss / window_steps, (epoch + 1) / std::max(1e-9, total));
       window_loss = 0;
       window_steps = 0;
     }

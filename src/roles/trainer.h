@@ -21,6 +21,23 @@
 
 namespace dnnd {
 
+// Where a step's gradients go. Local training applies the optimizer itself;
+// a data-parallel worker sends them to parameter servers and takes the new
+// weights back (ps_client.h).
+class StepExchange {
+ public:
+  virtual ~StepExchange() = default;
+  // Before the first step: connect, make the model's weights the job's, and
+  // return the step to start from (a restarted worker rejoins mid-run).
+  virtual Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) = 0;
+  // After backward of step `step` (0-based, `lr` from the schedule): leave
+  // the next weights in `model` and its gradients cleared. `local` is the
+  // worker's own optimizer (used between averages in kavg).
+  virtual Status Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) = 0;
+  // Training is over (finished or stopped): leave the job.
+  virtual void End() = 0;
+};
+
 struct TrainOptions {
   int64_t epochs = 5;
   int64_t iterations = 0;  // > 0: that many full-batch steps instead of epochs
@@ -37,6 +54,12 @@ struct TrainOptions {
   bool resume = true;
   int64_t eval_every_epochs = 1;
   ProgressMode progress = ProgressMode::kAuto;
+  // False: no progress, no per-epoch summary (data-parallel workers other
+  // than worker 0, which reports for the job).
+  bool report = true;
+  // Null: local training. Otherwise steps go through it and the start step
+  // comes from it (local resume is skipped).
+  std::shared_ptr<StepExchange> exchange;
 };
 
 struct EvalResult {

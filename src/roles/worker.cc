@@ -10,6 +10,7 @@
 #include "core/data/idx.h"
 #include "core/data/npy.h"
 #include "core/log.h"
+#include "roles/ps_client.h"
 #include "roles/trainer.h"
 #include "tensor/parallel.h"
 #include "core/files.h"
@@ -92,6 +93,17 @@ Result<data::Dataset> LoadSplit(const Config& cfg, const std::string& split, boo
 }  // namespace
 
 Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
+  WorkerPlacement placement;
+  placement.index = cfg.GetInt("worker.index");
+  placement.count = cfg.GetInt("worker.count");
+  placement.parameter_servers = cfg.GetStrings("worker.parameter_servers");
+  if (placement.index >= placement.count)
+    return InvalidArgument("worker.index " + std::to_string(placement.index) + " is not below worker.count " +
+                           std::to_string(placement.count));
+  return MakeWorker(cfg, placement, true);
+}
+
+Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacement& placement, bool show_progress) {
   DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(cfg));
   TrainOptions o;
   o.epochs = cfg.GetInt("train.epochs");
@@ -110,6 +122,24 @@ Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
   o.resume = cfg.GetBool("train.resume");
   o.eval_every_epochs = cfg.GetInt("train.eval_every_epochs");
   o.progress = ParseProgressMode(cfg.GetString("train.progress"));
+  o.report = show_progress;
+  const bool data_parallel = !placement.parameter_servers.empty();
+  if (data_parallel) {
+    DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
+    o.exchange = std::make_shared<PsExchange>(placement.parameter_servers, placement.index, std::move(rpc),
+                                              std::chrono::milliseconds(cfg.GetInt("worker.heartbeat_ms")));
+    // The servers hold the job's state: a restarted worker resumes from them,
+    // and only worker 0 writes the final model.
+    o.resume = false;
+    if (placement.index != 0) {
+      // Worker 0 reports, evaluates and writes the final model for the job.
+      o.checkpoint_dir.clear();
+      o.eval_every_epochs = 0;
+      o.report = false;
+    }
+    o.checkpoint_every_steps = 0;
+    o.max_steps = 0;
+  }
 
   data::Dataset train, test;
   bool has_test = false;
@@ -128,6 +158,14 @@ Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
   if (train.sample_shape != spec.input)
     return InvalidArgument("the training data's samples are " + ShapeToString(train.sample_shape) +
                            " but model.input is " + ShapeToString(spec.input));
+  if (placement.count > 1) {
+    if (train.size() < placement.count)
+      return InvalidArgument("the training set has " + std::to_string(train.size()) + " samples for " +
+                             std::to_string(placement.count) + " workers");
+    // The seed stays the job's: every worker starts from the same weights
+    // (and its own part of the data is shuffled reproducibly).
+    train = train.Part(placement.index, placement.count);
+  }
   if (has_test && test.sample_shape != train.sample_shape)
     return InvalidArgument("test samples are " + ShapeToString(test.sample_shape) +
                            " but training samples are " + ShapeToString(train.sample_shape));

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "core/role.h"
@@ -12,6 +14,18 @@
 
 namespace dnnd {
 
+// Where a worker sits in a data-parallel job.
+struct WorkerPlacement {
+  int64_t index = 0;                         // trains on part `index` of `count` of the data
+  int64_t count = 1;
+  std::vector<std::string> parameter_servers;  // empty: local training
+};
+
+// The worker role; its placement comes from the [worker] section.
 Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& config);
+// A worker with an explicit placement (the standalone role runs several).
+// `show_progress` false silences its progress bar (only one worker shows one).
+Result<std::unique_ptr<Role>> MakeWorker(const Config& config, const WorkerPlacement& placement,
+                                         bool show_progress);
 
 }  // namespace dnnd

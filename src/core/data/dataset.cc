@@ -20,16 +20,26 @@ std::vector<int64_t> Dataset::ClassHistogram() const {
 
 Dataset Dataset::Take(int64_t n) const {
   if (n <= 0 || n >= size()) return *this;
+  return Slice(0, n);
+}
+
+Dataset Dataset::Part(int64_t index, int64_t count) const {
+  const int64_t per_part = size() / std::max<int64_t>(1, count);
+  return Slice(index * per_part, per_part);
+}
+
+Dataset Dataset::Slice(int64_t first, int64_t n) const {
   Dataset d;
   d.sample_shape = sample_shape;
   d.type = type;
   d.num_classes = num_classes;
   d.target_width = target_width;
   const int64_t per = sample_numel();
-  if (type == SampleType::kUint8) d.u8.assign(u8.begin(), u8.begin() + n * per);
-  else d.f32.assign(f32.begin(), f32.begin() + n * per);
-  if (!labels.empty()) d.labels.assign(labels.begin(), labels.begin() + n);
-  if (!targets.empty()) d.targets.assign(targets.begin(), targets.begin() + n * target_width);
+  if (type == SampleType::kUint8) d.u8.assign(u8.begin() + first * per, u8.begin() + (first + n) * per);
+  else d.f32.assign(f32.begin() + first * per, f32.begin() + (first + n) * per);
+  if (!labels.empty()) d.labels.assign(labels.begin() + first, labels.begin() + first + n);
+  if (!targets.empty())
+    d.targets.assign(targets.begin() + first * target_width, targets.begin() + (first + n) * target_width);
   return d;
 }
 

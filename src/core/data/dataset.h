@@ -40,6 +40,12 @@ struct Dataset {
   std::vector<int64_t> ClassHistogram() const;
   // The first n samples (all if n <= 0 or n >= size()).
   Dataset Take(int64_t n) const;
+  // Part `index` of `count` equal contiguous parts (the last size % count
+  // samples are left out, so every data-parallel worker takes the same
+  // number of steps per epoch).
+  Dataset Part(int64_t index, int64_t count) const;
+  // Samples [first, first + n).
+  Dataset Slice(int64_t first, int64_t n) const;
 };
 
 // DockerNN's XOR table: the 8 rows of 3 bits, target = parity, shape [8, 1].

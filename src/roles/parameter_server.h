@@ -1,0 +1,127 @@
+// A parameter server: holds this server's shard of a model's parameters (see
+// ps_protocol.h for the partition), runs the optimizer on it, and answers
+// workers over the wire protocol.
+//
+// Modes (ps.mode):
+//   sync   every live worker pushes its gradient for step v; the server averages
+//          them in worker-id order (so runs are bit-reproducible), applies the
+//          optimizer once, and answers every push with the weights of v+1.
+//   async  each push is applied on arrival; a gradient computed on weights more
+//          than ps.staleness versions old is rejected (the worker gets the
+//          current weights and recomputes), and counted.
+//   kavg   workers train ps.kavg_steps local steps, then push their weights;
+//          the server averages them (KubeML's K-averaging).
+//
+// Membership: workers register by pushing or heartbeating; one silent for
+// ps.heartbeat_timeout_ms is dropped from the barrier, so a dead worker never
+// hangs a sync step; a worker that comes back rejoins at the current version.
+// The shard, optimizer state and version are checkpointed (safetensors,
+// atomic) every ps.checkpoint_every_steps and on Stop(), and a restarted
+// server resumes from them.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/status.h"
+#include "roles/ps_protocol.h"
+#include "tensor/model_spec.h"
+#include "tensor/optim.h"
+#include "transport/rpc_server.h"
+
+namespace dnnd {
+
+class Config;
+
+struct ParameterServerOptions {
+  int index = 0;                 // this server, in [0, servers)
+  int servers = 1;
+  std::string mode = "sync";     // sync | async | kavg
+  int64_t workers = 1;           // sync/kavg: workers a step waits for (until one drops out)
+  int64_t staleness = 4;         // async: largest accepted version lag
+  int64_t kavg_steps = 8;        // kavg: local steps between averages (told to workers)
+  std::chrono::milliseconds heartbeat_timeout{5000};
+  std::string checkpoint_dir;    // empty: no checkpoints
+  int64_t checkpoint_every_steps = 100;
+
+  static ParameterServerOptions FromConfig(const Config& config);
+};
+
+class ParameterServer {
+ public:
+  ParameterServer(ParameterServerOptions options, rpc::RpcServerOptions rpc);
+  ~ParameterServer();  // Stop()
+
+  // Resumes from the checkpoint if there is one, then starts serving.
+  Status Start();
+  // Answers waiting pushes with Unavailable, checkpoints, stops serving.
+  void Stop();
+  uint16_t port() const { return server_.port(); }
+  std::string address() const { return server_.address(); }
+  // Ready once the model is initialised (by a worker's init or a checkpoint).
+  std::pair<bool, std::string> Readiness() const;
+  int64_t version() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Worker {
+    Clock::time_point last_seen;
+    bool live = false;
+    int64_t step = 0;  // the last step this worker completed
+  };
+  struct PendingPush {
+    std::vector<Tensor> tensors;  // gradients (sync) or weights (kavg), one per piece
+    rpc::Responder responder;
+  };
+
+  Result<wire::Message> HandleInit(const wire::Message& request);
+  void HandlePush(wire::Message request, rpc::Responder responder);
+  Result<wire::Message> HandlePull(const wire::Message& request);
+  Result<wire::Message> HandleHeartbeat(const wire::Message& request, bool leaving);
+  Result<wire::Message> HandleStats();
+
+  Status InitLocked(const std::string& spec_text, uint64_t seed);
+  // Checks a push's tensors against this server's pieces.
+  Result<std::vector<Tensor>> PieceTensors(const wire::Message& request) const;
+  void Touch(int64_t worker, bool live);
+  // Completes the sync/kavg step when every live worker has pushed.
+  void MaybeCompleteStepLocked();
+  void ApplyLocked(const std::vector<std::vector<Tensor>*>& contributions, float lr);
+  wire::Message WeightsLocked(bool applied) const;
+  Status CheckpointLocked();
+  Status RestoreFromCheckpoint();
+  void MonitorHeartbeats();
+
+  const ParameterServerOptions options_;
+  rpc::RpcServer server_;
+
+  mutable std::mutex mu_;
+  bool initialized_ = false;
+  std::string spec_text_;
+  uint64_t seed_ = 0;
+  std::vector<ps::ShardPiece> pieces_;
+  nn::NamedTensors params_;  // one 1-D tensor per piece, named by key
+  std::unique_ptr<optim::Optimizer> optimizer_;
+  int64_t version_ = 0;
+  float step_lr_ = 0;
+  std::map<int64_t, Worker> workers_;
+  int64_t dropped_ = 0;  // workers that left or timed out
+  std::map<int64_t, PendingPush> pending_;  // sync/kavg pushes for version_
+  int64_t last_checkpoint_version_ = -1;
+
+  std::atomic<bool> stopping_{false};
+  std::mutex monitor_mu_;
+  std::condition_variable monitor_cv_;
+  std::thread monitor_;
+};
+
+Result<std::unique_ptr<class Role>> MakeParameterServerRole(const Config& config);
+
+}  // namespace dnnd

@@ -1,0 +1,64 @@
+// The worker's side of data-parallel training: a StepExchange that sends each
+// step's gradients (or, in kavg, every K steps' weights) to the parameter
+// servers and loads the weights they answer with. Every server gets its
+// pieces in parallel, as views of the gradient tensors (no copy before the
+// socket); a background thread heartbeats so a sync step never waits on a
+// dead worker.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "roles/ps_protocol.h"
+#include "roles/trainer.h"
+#include "transport/rpc_client.h"
+
+namespace dnnd {
+
+class PsExchange : public StepExchange {
+ public:
+  PsExchange(std::vector<std::string> servers, int64_t worker, rpc::RpcClientOptions options,
+             std::chrono::milliseconds heartbeat_every);
+  ~PsExchange() override;
+
+  Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) override;
+  Status Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) override;
+  void End() override;
+
+  const std::string& mode() const { return mode_; }
+
+ private:
+  // Sends one message per server (built by `make`) in parallel and waits for
+  // all answers; loads any weights they carry into the model.
+  Status ExchangeAll(const std::function<wire::Message(int server)>& make, nn::Sequential& model);
+  void LoadWeights(int server, const wire::Message& response, nn::Sequential& model);
+  // After a server restarted or dropped us: init again and pull.
+  Status Resync(nn::Sequential& model);
+  void Heartbeats();
+
+  const std::vector<std::string> addresses_;
+  const int64_t worker_;
+  const std::chrono::milliseconds heartbeat_every_;
+  std::vector<std::unique_ptr<rpc::RpcClient>> clients_;
+  ps::Partition partition_;
+  nn::NamedTensors params_;  // the model's, in model order
+  std::string spec_text_;
+  uint64_t seed_ = 0;
+  std::string mode_ = "sync";
+  int64_t kavg_steps_ = 1;
+  std::vector<int64_t> versions_;  // last version seen per server
+  std::chrono::milliseconds timeout_;
+
+  std::atomic<bool> ended_{false};
+  std::mutex hb_mu_;
+  std::condition_variable hb_cv_;
+  std::thread heartbeat_;
+};
+
+}  // namespace dnnd

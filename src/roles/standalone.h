@@ -1,0 +1,17 @@
+// The standalone role: a whole data-parallel job in one process. It starts
+// standalone.servers parameter servers and standalone.workers workers as
+// threads, and they talk over loopback TCP through the same wire protocol a
+// cluster uses (no in-process shortcut, so what works here works there).
+#pragma once
+
+#include <memory>
+
+#include "core/config.h"
+#include "core/role.h"
+#include "core/status.h"
+
+namespace dnnd {
+
+Result<std::unique_ptr<Role>> MakeStandaloneRole(const Config& config);
+
+}  // namespace dnnd
