@@ -68,9 +68,12 @@ std::vector<std::string> SplitDots(std::string_view key) {
 // Parses an override's value as a TOML value, or takes it as a string; the
 // value is the table's one entry "v".
 toml::table ParseValue(const std::string& text) {
-  if (GuardToml(text, "override").ok()) {
+  // Guard the document toml++ will see: the bare text "[...]" would look like
+  // a table header to the guard, and arrays are values here.
+  const std::string doc = "v = " + text;
+  if (GuardToml(doc, "override").ok()) {
     try {
-      toml::table t = toml::parse("v = " + text, std::string_view("override"));
+      toml::table t = toml::parse(doc, std::string_view("override"));
       if (t.size() == 1 && t.get("v")) return t;
     } catch (const toml::parse_error&) {
     }

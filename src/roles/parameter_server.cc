@@ -278,6 +278,7 @@ void ParameterServer::HandlePush(wire::Message request, rpc::Responder responder
   }
   if (lr.ok()) step_lr_ = static_cast<float>(lr.value());
   pending_.erase(worker.value());  // a retried push replaces the first
+  if (pending_.empty()) waiting_since_ = Clock::now();
   pending_.emplace(worker.value(), PendingPush{std::move(tensors).value(), std::move(responder)});
   MaybeCompleteStepLocked();
 }
@@ -291,7 +292,7 @@ void ParameterServer::MaybeCompleteStepLocked() {
   }
   // Until the job has its full complement, a step waits for late starters;
   // once a worker has dropped out, the survivors go on without it.
-  if (live == 0 || (live < options_.workers && dropped_ == 0)) return;
+  if (live == 0 || (live < options_.workers && dropped_ == 0 && !short_handed_)) return;
   std::vector<std::vector<Tensor>*> contributions;
   for (auto& [id, p] : pending_)
     if (workers_[id].live) contributions.push_back(&p.tensors);  // std::map: worker-id order
@@ -361,6 +362,19 @@ void ParameterServer::MonitorHeartbeats() {
         changed = true;
         Log(LogLevel::kWarn, "ps", "worker missed its heartbeats; dropped from the barrier",
             {{"server", options_.index}, {"worker", id}, {"version", version_}});
+      }
+    }
+    // A worker that never (re)joins, e.g. after this server restarted, must
+    // not hold the others forever either.
+    if (!changed && !pending_.empty() && dropped_ == 0 && !short_handed_ &&
+        now - waiting_since_ > options_.heartbeat_timeout) {
+      int64_t live = 0;
+      for (const auto& [id, w] : workers_) live += w.live;
+      if (live < options_.workers) {
+        short_handed_ = true;
+        Log(LogLevel::kWarn, "ps", "going on without workers that have not joined",
+            {{"server", options_.index}, {"live", live}, {"expected", options_.workers}, {"version", version_}});
+        MaybeCompleteStepLocked();
       }
     }
     if (changed) {

@@ -114,6 +114,8 @@ class ParameterServer {
   std::map<int64_t, Worker> workers_;
   int64_t dropped_ = 0;  // workers that left or timed out
   std::map<int64_t, PendingPush> pending_;  // sync/kavg pushes for version_
+  Clock::time_point waiting_since_{};       // when the first of pending_ arrived
+  bool short_handed_ = false;               // going on without workers that never came
   int64_t last_checkpoint_version_ = -1;
 
   std::atomic<bool> stopping_{false};

@@ -230,6 +230,7 @@ Status FrameConnection::Send(wire::EncodedFrame frame) {
   if (async_writing_) return Status::Ok();  // the I/O thread is draining the queue
   Status error;
   if (!WriteNowLocked(&error)) {
+    broken_ = true;  // seen at once by closed(), before DoClose runs
     lock.unlock();
     Close(error);
     return error;
@@ -336,6 +337,7 @@ void FrameConnection::DoClose(const Status& reason) {
   {
     std::lock_guard lock(write_mu_);
     if (closed_.exchange(true)) return;
+    broken_ = true;
     queue_.clear();
     queued_bytes_ = 0;
     // Under write_mu_: no sender can be inside sendmsg on this descriptor.

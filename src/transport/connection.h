@@ -70,7 +70,9 @@ class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
   // final error frame).
   void CloseAfterWrites(const Status& reason);
 
-  bool closed() const { return closed_.load(std::memory_order_acquire); }
+  // True once the connection is closed or a write failed (the close itself
+  // completes on the I/O thread, but nobody should send on it any more).
+  bool closed() const { return closed_.load(std::memory_order_acquire) || broken_.load(std::memory_order_acquire); }
   const std::string& peer() const { return peer_; }
   uint64_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
 
@@ -113,6 +115,7 @@ class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
   std::atomic<uint64_t> queued_bytes_{0};
 
   std::atomic<bool> closed_{false};
+  std::atomic<bool> broken_{false};
 };
 
 // "host:port" -> (host, port); IPv6 literals as "[::1]:port".

@@ -2,60 +2,17 @@
 // role training, checkpointing and resuming through real processes and files.
 #include <gtest/gtest.h>
 
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
-#include <array>
-#include <chrono>
-#include <thread>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-
+#include "dnnd_process.h"
 #include "tensor/safetensors.h"
 
 namespace {
 
-struct Outcome {
-  int code;
-  std::string output;  // stdout and stderr
-};
+using dnnd::testing::Dnnd;
+using dnnd::testing::Outcome;
+using dnnd::testing::Src;
+using dnnd::testing::TempDir;
+using dnnd::testing::HttpGet;
 
-Outcome Dnnd(const std::string& args) {
-  std::string cmd = std::string(DNND_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::string Src(const std::string& rel) { return std::string(DNND_SOURCE_DIR) + "/" + rel; }
-
-class TempDir {
- public:
-  TempDir() : path_(std::filesystem::temp_directory_path() /
-                    ("dnnd_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++))) {
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string path() const { return path_.string(); }
-  std::string Write(const std::string& name, const std::string& text) {
-    std::ofstream(path_ / name) << text;
-    return (path_ / name).string();
-  }
-
- private:
-  static inline int counter_ = 0;
-  std::filesystem::path path_;
-};
 
 TEST(Cli, Version) {
   Outcome r = Dnnd("version");
@@ -190,27 +147,6 @@ TEST(Cli, SigtermCheckpointsAndExitsCleanly) {
   const long step = std::stol(ckpt->metadata.at("dnnd.step"));
   EXPECT_GT(step, 0);
   EXPECT_LT(step, 200L * 469);
-}
-
-// GET `path` from 127.0.0.1:`port` with a raw socket: (status line + body).
-std::string HttpGet(int port, const std::string& path) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return out;
 }
 
 // Every role serves /healthz, /readyz and /metrics when http.listen is set;

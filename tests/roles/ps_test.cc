@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <regex>
 
+#include "dnnd_process.h"
 #include "roles/ps_protocol.h"
+#include "tensor/safetensors.h"
 
 namespace dnnd::ps {
 namespace {
@@ -53,3 +56,159 @@ TEST(PsPartition, MoreServersThanElementsLeavesSomeEmpty) {
 
 }  // namespace
 }  // namespace dnnd::ps
+
+namespace dnnd {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Daemon;
+using testing::Dnnd;
+using testing::Src;
+using testing::TempDir;
+
+// Small, quick data-parallel jobs on real Fashion-MNIST.
+std::string Job(const std::string& dir, const std::string& extra = "") {
+  return "--config " + Src("configs/standalone.toml") + " --set train.checkpoint_dir=" + dir + "/model" +
+         " --set ps.checkpoint_dir=" + dir + "/ps --set data.limit_train=4096 --set data.limit_test=1000" +
+         " --set train.epochs=1 --set train.progress=none " + extra;
+}
+
+double FinalAccuracy(const std::string& output) {
+  std::smatch m;
+  if (!std::regex_search(output, m, std::regex("final test accuracy ([0-9.]+)%"))) return -1;
+  return std::stod(m[1]);
+}
+
+TEST(Standalone, SyncRunsAreBitIdentical) {
+  TempDir a, b;
+  auto ra = Dnnd("--role=standalone " + Job(a.path()));
+  auto rb = Dnnd("--role=standalone " + Job(b.path()));
+  ASSERT_EQ(ra.code, 0) << ra.output;
+  ASSERT_EQ(rb.code, 0) << rb.output;
+  auto fa = LoadSafetensors(a.path() + "/model/model.safetensors");
+  auto fb = LoadSafetensors(b.path() + "/model/model.safetensors");
+  ASSERT_TRUE(fa.ok() && fb.ok());
+  ASSERT_EQ(fa->tensors.size(), 6u);
+  for (size_t i = 0; i < fa->tensors.size(); ++i)
+    EXPECT_EQ(fa->tensors[i].second.ToVector(), fb->tensors[i].second.ToVector()) << fa->tensors[i].first;
+  // The servers checkpointed their shards at the end, at the same version.
+  auto sa = LoadSafetensors(a.path() + "/ps/ps-1.safetensors");
+  ASSERT_TRUE(sa.ok()) << sa.status().ToString();
+  EXPECT_EQ(sa->metadata.at("dnnd.version"), "32") << "4096 samples / 2 workers / 64 per batch";
+  EXPECT_GT(FinalAccuracy(ra.output), 60.0) << ra.output;
+}
+
+TEST(Standalone, AsyncAndKavgModesTrain) {
+  for (const std::string mode : {"async", "kavg"}) {
+    TempDir dir;
+    auto r = Dnnd("--role=standalone " + Job(dir.path(), "--set ps.mode=" + mode + " --set ps.kavg_steps=4"));
+    ASSERT_EQ(r.code, 0) << mode << "\n" << r.output;
+    EXPECT_GT(FinalAccuracy(r.output), 60.0) << mode << "\n" << r.output;
+  }
+}
+
+// One parameter-server process and two worker processes on loopback.
+class Cluster {
+ public:
+  explicit Cluster(const TempDir& dir) : dir_(dir.path()) {}
+
+  void StartServer() {
+    server_ = std::make_unique<Daemon>(
+        "--role=parameter-server --config " + Src("configs/parameter-server.toml") + " --set ps.listen=127.0.0.1:" +
+            std::to_string(port_) + " --set ps.workers=2 --set ps.heartbeat_timeout_ms=1000" +
+            " --set ps.checkpoint_every_steps=20 --set ps.checkpoint_dir=" + dir_ + "/ps --set http.listen=" +
+            " --set transport.token=t",
+        dir_ + "/ps-" + std::to_string(server_runs_++) + ".log");
+    if (port_ == 0) port_ = server_->PortAfter("listening address=127.0.0.1:", 10s);
+  }
+  void StartWorker(int i) {
+    workers_[i] = std::make_unique<Daemon>(
+        "--role=worker --config " + Src("configs/worker-ps.toml") + " --set 'worker.parameter_servers=[\"127.0.0.1:" +
+            std::to_string(port_) + "\"]' --set worker.index=" + std::to_string(i) +
+            " --set worker.count=2 --set worker.heartbeat_ms=200 --set transport.token=t" +
+            " --set data.limit_train=0 --set data.limit_test=0 --set train.epochs=2 --set train.progress=log" +
+            " --set train.checkpoint_dir=" + dir_ + "/model" + std::to_string(i),
+        dir_ + "/worker" + std::to_string(i) + "-" + std::to_string(worker_runs_++) + ".log");
+  }
+  int port() const { return port_; }
+  std::unique_ptr<Daemon>& server() { return server_; }
+  std::unique_ptr<Daemon>& worker(int i) { return workers_[i]; }
+
+ private:
+  std::string dir_;
+  int port_ = 0;
+  int server_runs_ = 0, worker_runs_ = 0;
+  std::unique_ptr<Daemon> server_;
+  std::unique_ptr<Daemon> workers_[2];
+};
+
+double CleanRunAccuracy() {
+  static double accuracy = [] {
+    TempDir dir;
+    Cluster c(dir);
+    c.StartServer();
+    c.StartWorker(0);
+    c.StartWorker(1);
+    EXPECT_EQ(c.worker(0)->Wait(), 0) << c.worker(0)->output();
+    EXPECT_EQ(c.worker(1)->Wait(), 0) << c.worker(1)->output();
+    c.server()->Signal(SIGTERM);
+    EXPECT_EQ(c.server()->Wait(), 0) << c.server()->output();
+    return FinalAccuracy(c.worker(0)->output());
+  }();
+  return accuracy;
+}
+
+TEST(PsFaults, KilledWorkerIsDroppedThenRejoinsAndTheJobFinishes) {
+  const double clean = CleanRunAccuracy();
+  ASSERT_GT(clean, 70.0);
+  TempDir dir;
+  Cluster c(dir);
+  c.StartServer();
+  ASSERT_GT(c.port(), 0) << c.server()->output();
+  c.StartWorker(0);
+  c.StartWorker(1);
+  ASSERT_TRUE(c.worker(1)->WaitFor("joined parameter servers", 20s)) << c.worker(1)->output();
+  std::this_thread::sleep_for(1500ms);
+  c.worker(1)->Signal(SIGKILL);
+  c.worker(1)->Wait();
+  // The server drops it after the heartbeat timeout; worker 0 goes on alone.
+  ASSERT_TRUE(c.server()->WaitFor("dropped from the barrier", 10s)) << c.server()->output();
+  c.StartWorker(1);  // restarted: rejoins at the current step
+  EXPECT_EQ(c.worker(0)->Wait(), 0) << c.worker(0)->output();
+  EXPECT_EQ(c.worker(1)->Wait(), 0) << c.worker(1)->output();
+  EXPECT_NE(c.worker(1)->output().find("start_step="), std::string::npos);
+  EXPECT_EQ(c.worker(1)->output().find("start_step=0 "), std::string::npos) << "rejoined mid-run";
+  const double acc = FinalAccuracy(c.worker(0)->output());
+  std::fprintf(stderr, "test accuracy: clean run %.2f%%, worker killed and restarted %.2f%%\n", clean, acc);
+  EXPECT_NEAR(acc, clean, 0.5) << c.worker(0)->output();
+  c.server()->Signal(SIGTERM);
+  EXPECT_EQ(c.server()->Wait(), 0);
+}
+
+TEST(PsFaults, KilledServerRestartsFromItsCheckpointAndTheJobFinishes) {
+  const double clean = CleanRunAccuracy();
+  TempDir dir;
+  Cluster c(dir);
+  c.StartServer();
+  ASSERT_GT(c.port(), 0) << c.server()->output();
+  c.StartWorker(0);
+  c.StartWorker(1);
+  ASSERT_TRUE(c.worker(0)->WaitFor("joined parameter servers", 20s)) << c.worker(0)->output();
+  std::this_thread::sleep_for(2000ms);
+  c.server()->Signal(SIGKILL);
+  c.server()->Wait();
+  std::this_thread::sleep_for(300ms);
+  c.StartServer();  // same port, same checkpoint directory
+  ASSERT_TRUE(c.server()->WaitFor("resumed from checkpoint", 10s)) << c.server()->output();
+  EXPECT_EQ(c.worker(0)->Wait(), 0) << c.worker(0)->output();
+  EXPECT_EQ(c.worker(1)->Wait(), 0) << c.worker(1)->output();
+  EXPECT_NE(c.worker(0)->output().find("resynchronising"), std::string::npos) << c.worker(0)->output();
+  const double acc = FinalAccuracy(c.worker(0)->output());
+  std::fprintf(stderr, "test accuracy: clean run %.2f%%, server killed and restarted %.2f%%\n", clean, acc);
+  EXPECT_NEAR(acc, clean, 0.5) << c.worker(0)->output();
+  c.server()->Signal(SIGTERM);
+  EXPECT_EQ(c.server()->Wait(), 0) << c.server()->output();
+}
+
+}  // namespace
+}  // namespace dnnd
