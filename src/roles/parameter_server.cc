@@ -23,6 +23,21 @@ Gauge& VersionGauge() {
   static Gauge& g = DefaultMetrics().Gauge("dnnd_ps_version", "optimizer steps applied by this parameter server");
   return g;
 }
+Counter& Pushes(bool applied) {
+  static Counter& yes = DefaultMetrics().Counter("dnnd_ps_pushes_total", "pushes received, by whether they were applied", {{"applied", "true"}});
+  static Counter& no = DefaultMetrics().Counter("dnnd_ps_pushes_total", "pushes received, by whether they were applied", {{"applied", "false"}});
+  return applied ? yes : no;
+}
+Counter& Pulls() {
+  static Counter& c = DefaultMetrics().Counter("dnnd_ps_pulls_total", "weight pulls served");
+  return c;
+}
+Histogram& BarrierWait() {
+  static Histogram& h = DefaultMetrics().Histogram(
+      "dnnd_ps_barrier_wait_seconds", "time a sync/kavg push waited for the other workers", {},
+      {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  return h;
+}
 Gauge& LiveWorkersGauge() {
   static Gauge& g = DefaultMetrics().Gauge("dnnd_ps_live_workers", "workers in the step barrier");
   return g;
@@ -44,6 +59,7 @@ ParameterServerOptions ParameterServerOptions::FromConfig(const Config& c) {
   o.kavg_steps = c.GetInt("ps.kavg_steps");
   o.heartbeat_timeout = std::chrono::milliseconds(c.GetInt("ps.heartbeat_timeout_ms"));
   o.checkpoint_dir = c.GetString("ps.checkpoint_dir");
+  o.resume = c.GetBool("ps.resume");
   o.checkpoint_every_steps = c.GetInt("ps.checkpoint_every_steps");
   return o;
 }
@@ -72,7 +88,7 @@ ParameterServer::ParameterServer(ParameterServerOptions options, rpc::RpcServerO
 ParameterServer::~ParameterServer() { Stop(); }
 
 Status ParameterServer::Start() {
-  if (!options_.checkpoint_dir.empty()) DNND_RETURN_IF_ERROR(RestoreFromCheckpoint());
+  if (!options_.checkpoint_dir.empty() && options_.resume) DNND_RETURN_IF_ERROR(RestoreFromCheckpoint());
   DNND_RETURN_IF_ERROR(server_.Start());
   monitor_ = std::thread([this] { MonitorHeartbeats(); });
   return Status::Ok();
@@ -262,17 +278,20 @@ void ParameterServer::HandlePush(wire::Message request, rpc::Responder responder
   if (options_.mode == "async") {
     if (version_ - version.value() > options_.staleness) {
       StalePushes().Inc();
+      Pushes(false).Inc();
       responder.Send(WeightsLocked(false));  // recompute on fresh weights
       return;
     }
     std::vector<std::vector<Tensor>*> one = {&tensors.value()};
     ApplyLocked(one, static_cast<float>(lr.value()));
+    Pushes(true).Inc();
     responder.Send(WeightsLocked(true));
     return;
   }
   // sync and kavg: a push for another version (a worker that rejoined, or
   // one that was dropped mid-step) gets the current weights to resync.
   if (version.value() != version_) {
+    Pushes(false).Inc();
     responder.Send(WeightsLocked(false));
     return;
   }
@@ -298,11 +317,21 @@ void ParameterServer::MaybeCompleteStepLocked() {
     if (workers_[id].live) contributions.push_back(&p.tensors);  // std::map: worker-id order
   ApplyLocked(contributions, step_lr_);
   const wire::Message weights = WeightsLocked(true);
-  for (auto& [id, p] : pending_) p.responder.Send(weights);
+  const auto now = Clock::now();
+  for (auto& [id, p] : pending_) {
+    // How long this push waited for the others: the worker's "waiting" time.
+    const double waited = std::chrono::duration<double>(now - p.arrived).count();
+    BarrierWait().Observe(waited);
+    Pushes(true).Inc();
+    wire::Message answer = weights;
+    answer.fields.SetFloat("waited_s", waited);
+    p.responder.Send(std::move(answer));
+  }
   pending_.clear();
 }
 
 Result<wire::Message> ParameterServer::HandlePull(const wire::Message& request) {
+  Pulls().Inc();
   std::lock_guard lock(mu_);
   if (!initialized_) return Unavailable("parameter server " + std::to_string(options_.index) + " is not initialised");
   if (request.fields.Has("worker")) Touch(request.fields.IntOr("worker", 0), false);

@@ -49,6 +49,7 @@ struct ParameterServerOptions {
   int64_t kavg_steps = 8;        // kavg: local steps between averages (told to workers)
   std::chrono::milliseconds heartbeat_timeout{5000};
   std::string checkpoint_dir;    // empty: no checkpoints
+  bool resume = true;            // start from the checkpoint in checkpoint_dir, if any
   int64_t checkpoint_every_steps = 100;
 
   static ParameterServerOptions FromConfig(const Config& config);
@@ -79,6 +80,7 @@ class ParameterServer {
   struct PendingPush {
     std::vector<Tensor> tensors;  // gradients (sync) or weights (kavg), one per piece
     rpc::Responder responder;
+    Clock::time_point arrived = Clock::now();
   };
 
   Result<wire::Message> HandleInit(const wire::Message& request);

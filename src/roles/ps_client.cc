@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/log.h"
+#include "core/metrics.h"
 
 namespace dnnd {
 namespace {
@@ -31,13 +32,22 @@ PsExchange::PsExchange(std::vector<std::string> servers, int64_t worker, rpc::Rp
 
 PsExchange::~PsExchange() { End(); }
 
+namespace {
+Counter& PhaseSeconds(const char* phase) {
+  return DefaultMetrics().Counter("dnnd_worker_step_seconds_total",
+                                  "worker step time by phase: compute (forward/backward), communicate, wait (for other workers)",
+                                  {{"phase", phase}});
+}
+}  // namespace
+
 Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn::Sequential& model) {
   const int n = static_cast<int>(clients_.size());
   std::mutex mu;
   std::condition_variable cv;
   int done = 0;
   std::vector<Result<wire::Message>> results(n, Status(StatusCode::kInternal, "no answer"));
-  const auto deadline = rpc::Clock::now() + timeout_;
+  const auto start = rpc::Clock::now();
+  const auto deadline = start + timeout_;
   for (int s = 0; s < n; ++s) {
     clients_[s]->CallAsync(make(s), deadline, [&, s](Result<wire::Message> r) {
       std::lock_guard lock(mu);
@@ -49,10 +59,19 @@ Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn
     std::unique_lock lock(mu);
     cv.wait(lock, [&] { return done == n; });
   }
+  double waited = 0;
   for (int s = 0; s < n; ++s) {
     if (!results[s].ok()) return results[s].status().WithContext("parameter server " + addresses_[s]);
+    waited = std::max(waited, results[s].value().fields.GetFloat("waited_s").ok()
+                                  ? results[s].value().fields.GetFloat("waited_s").value() : 0.0);
     LoadWeights(s, results[s].value(), model);
   }
+  // The round trip minus the time the servers held it for other workers.
+  static Counter& communicate = PhaseSeconds("communicate");
+  static Counter& wait = PhaseSeconds("wait");
+  const double total = std::chrono::duration<double>(rpc::Clock::now() - start).count();
+  wait.Inc(waited);
+  communicate.Inc(std::max(0.0, total - waited));
   return Status::Ok();
 }
 

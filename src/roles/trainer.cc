@@ -1,5 +1,7 @@
 #include "roles/trainer.h"
 
+#include "core/metrics.h"
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -93,8 +95,24 @@ EvalResult Trainer::Evaluate(const data::Dataset& set) {
   return r;
 }
 
+namespace {
+// What /metrics shows of a training run.
+struct TrainMetrics {
+  Counter& steps = DefaultMetrics().Counter("dnnd_train_steps_total", "training steps completed");
+  Counter& samples = DefaultMetrics().Counter("dnnd_train_samples_total", "training samples processed");
+  Counter& compute = DefaultMetrics().Counter("dnnd_worker_step_seconds_total",
+                                              "worker step time by phase: compute (forward/backward), communicate, wait (for other workers)",
+                                              {{"phase", "compute"}});
+  Gauge& loss = DefaultMetrics().Gauge("dnnd_train_loss", "loss of the last training step");
+  Gauge& epoch = DefaultMetrics().Gauge("dnnd_train_epoch", "epochs completed");
+  Gauge& test_accuracy = DefaultMetrics().Gauge("dnnd_test_accuracy", "accuracy on the test set at the last evaluation");
+  Gauge& test_loss = DefaultMetrics().Gauge("dnnd_test_loss", "loss on the test set at the last evaluation");
+};
+}  // namespace
+
 Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
                     const std::atomic<bool>& stop) {
+  static TrainMetrics& metrics = *new TrainMetrics;
   if (train.size() == 0) return InvalidArgument("the training set is empty");
   // Full-batch iterations (DockerNN's XOR loop) are epochs of one batch.
   const bool by_iterations = options_.iterations > 0;
@@ -148,9 +166,11 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
         DNND_RETURN_IF_ERROR(SaveCheckpoint(epoch, step, samples));
         return Status(StatusCode::kCancelled, "stopped at step " + std::to_string(step));
       }
+      const auto compute_start = std::chrono::steady_clock::now();
       data::Batch batch = loader.GetBatch(epoch, b);
       Tensor loss = nn::ComputeLoss(spec_.loss, model_->Forward(batch.x), batch.target);
       loss.backward();
+      metrics.compute.Inc(std::chrono::duration<double>(std::chrono::steady_clock::now() - compute_start).count());
       if (exchange) {
         DNND_RETURN_IF_ERROR(exchange->Step(*model_, *optimizer_, step, optimizer_->lr()));
       } else {
@@ -165,6 +185,9 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       epoch_samples += batch.size;
       samples += batch.size;
       ++step;
+      metrics.steps.Inc();
+      metrics.samples.Inc(static_cast<double>(batch.size));
+      metrics.loss.Set(l);
       if (bar) bar->Update(b - first + 1, loss_sum / (b - first + 1), epoch_samples);
       if (options_.checkpoint_every_steps > 0 && step % options_.checkpoint_every_steps == 0)
         DNND_RETURN_IF_ERROR(SaveCheckpoint(epoch, step, samples));
@@ -195,7 +218,10 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
         ((epoch + 1) % options_.eval_every_epochs == 0 || last)) {
       rec.eval = Evaluate(*test);
       rec.evaluated = true;
+      metrics.test_accuracy.Set(rec.eval.accuracy);
+      metrics.test_loss.Set(rec.eval.loss);
     }
+    metrics.epoch.Set(static_cast<double>(epoch + 1));
     history_.push_back(rec);
     if (bar) {
       char summary[256];
