@@ -282,10 +282,13 @@ void ParameterServer::HandlePush(wire::Message request, rpc::Responder responder
       responder.Send(WeightsLocked(false));  // recompute on fresh weights
       return;
     }
+    const auto start = Clock::now();
     std::vector<std::vector<Tensor>*> one = {&tensors.value()};
     ApplyLocked(one, static_cast<float>(lr.value()));
     Pushes(true).Inc();
-    responder.Send(WeightsLocked(true));
+    wire::Message answer = WeightsLocked(true);
+    answer.fields.SetFloat("server_s", std::chrono::duration<double>(Clock::now() - start).count());
+    responder.Send(std::move(answer));
     return;
   }
   // sync and kavg: a push for another version (a worker that rejoined, or
@@ -315,16 +318,19 @@ void ParameterServer::MaybeCompleteStepLocked() {
   std::vector<std::vector<Tensor>*> contributions;
   for (auto& [id, p] : pending_)
     if (workers_[id].live) contributions.push_back(&p.tensors);  // std::map: worker-id order
+  const auto complete = Clock::now();
   ApplyLocked(contributions, step_lr_);
   const wire::Message weights = WeightsLocked(true);
-  const auto now = Clock::now();
+  // Workers split their step time with these: how long each push waited for
+  // the others, and how long the server then computed.
+  const double applied = std::chrono::duration<double>(Clock::now() - complete).count();
   for (auto& [id, p] : pending_) {
-    // How long this push waited for the others: the worker's "waiting" time.
-    const double waited = std::chrono::duration<double>(now - p.arrived).count();
+    const double waited = std::chrono::duration<double>(complete - p.arrived).count();
     BarrierWait().Observe(waited);
     Pushes(true).Inc();
     wire::Message answer = weights;
     answer.fields.SetFloat("waited_s", waited);
+    answer.fields.SetFloat("server_s", applied);
     p.responder.Send(std::move(answer));
   }
   pending_.clear();

@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "transport/wire.h"
 
 namespace dnnd {
 namespace {
@@ -35,7 +36,7 @@ PsExchange::~PsExchange() { End(); }
 namespace {
 Counter& PhaseSeconds(const char* phase) {
   return DefaultMetrics().Counter("dnnd_worker_step_seconds_total",
-                                  "worker step time by phase: compute (forward/backward), communicate, wait (for other workers)",
+                                  "worker step time by phase: compute (forward/backward), communicate, wait (for other workers), server (averaging and optimizer)",
                                   {{"phase", phase}});
 }
 }  // namespace
@@ -59,19 +60,23 @@ Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn
     std::unique_lock lock(mu);
     cv.wait(lock, [&] { return done == n; });
   }
-  double waited = 0;
+  double waited = 0, server = 0;
   for (int s = 0; s < n; ++s) {
     if (!results[s].ok()) return results[s].status().WithContext("parameter server " + addresses_[s]);
-    waited = std::max(waited, results[s].value().fields.GetFloat("waited_s").ok()
-                                  ? results[s].value().fields.GetFloat("waited_s").value() : 0.0);
+    const wire::Fields& f = results[s].value().fields;
+    waited = std::max(waited, f.GetFloat("waited_s").ok() ? f.GetFloat("waited_s").value() : 0.0);
+    server = std::max(server, f.GetFloat("server_s").ok() ? f.GetFloat("server_s").value() : 0.0);
     LoadWeights(s, results[s].value(), model);
   }
-  // The round trip minus the time the servers held it for other workers.
+  // The round trip, minus the time the servers held it for other workers and
+  // the time they spent averaging and running the optimizer.
   static Counter& communicate = PhaseSeconds("communicate");
   static Counter& wait = PhaseSeconds("wait");
+  static Counter& server_compute = PhaseSeconds("server");
   const double total = std::chrono::duration<double>(rpc::Clock::now() - start).count();
   wait.Inc(waited);
-  communicate.Inc(std::max(0.0, total - waited));
+  server_compute.Inc(server);
+  communicate.Inc(std::max(0.0, total - waited - server));
   return Status::Ok();
 }
 

@@ -101,7 +101,7 @@ struct TrainMetrics {
   Counter& steps = DefaultMetrics().Counter("dnnd_train_steps_total", "training steps completed");
   Counter& samples = DefaultMetrics().Counter("dnnd_train_samples_total", "training samples processed");
   Counter& compute = DefaultMetrics().Counter("dnnd_worker_step_seconds_total",
-                                              "worker step time by phase: compute (forward/backward), communicate, wait (for other workers)",
+                                              "worker step time by phase: compute (forward/backward), communicate, wait (for other workers), server (averaging and optimizer)",
                                               {{"phase", "compute"}});
   Gauge& loss = DefaultMetrics().Gauge("dnnd_train_loss", "loss of the last training step");
   Gauge& epoch = DefaultMetrics().Gauge("dnnd_train_epoch", "epochs completed");

@@ -10,6 +10,7 @@
 #include "core/data/idx.h"
 #include "core/data/npy.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "roles/ps_client.h"
 #include "roles/trainer.h"
 #include "tensor/parallel.h"
@@ -50,11 +51,30 @@ class WorkerRole : public Role {
                    100.0 * h.back().eval.accuracy, h.back().eval.loss);
       Log(LogLevel::kInfo, "worker", "done",
           {{"test_accuracy", h.back().eval.accuracy}, {"test_loss", h.back().eval.loss}});
+      LogStepTimeSplit();
     }
     return Status::Ok();
   }
 
   void Stop() override { stop_.store(true); }
+
+  // Where step time went (all workers of this process), from /metrics' counters.
+  static void LogStepTimeSplit() {
+    auto phase = [](const char* p) {
+      return DefaultMetrics()
+          .Counter("dnnd_worker_step_seconds_total",
+                   "worker step time by phase: compute (forward/backward), communicate, wait (for other workers), server (averaging and optimizer)",
+                   {{"phase", p}})
+          .Value();
+    };
+    const double compute = phase("compute"), communicate = phase("communicate"), wait = phase("wait"),
+                 server = phase("server");
+    const double total = compute + communicate + wait + server;
+    if (total == compute) return;  // local training
+    std::fprintf(stderr,
+                 "step time: compute %.0f%%, communicate %.0f%%, wait %.0f%%, server %.0f%% (%.1f s over all workers)\n",
+                 100 * compute / total, 100 * communicate / total, 100 * wait / total, 100 * server / total, total);
+  }
 
  private:
   std::unique_ptr<Trainer> trainer_;

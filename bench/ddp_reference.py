@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""PyTorch DistributedDataParallel reference for bench/scale_compare.py.
+
+W processes on 127.0.0.1 with the gloo backend, one intra-op and one BLAS
+thread each, training the Fashion-MNIST MLP exactly as dnnd's
+configs/standalone.toml does (Adam 1e-3 with PyTorch's fastest foreach
+implementation, cosine schedule per epoch, same normalisation), each rank on
+its own contiguous part of the training set with --batch samples per rank.
+Rank 0 evaluates after every epoch (outside the timed training) and prints
+one JSON object: per-epoch training seconds, job samples/s and test accuracy.
+
+    /usr/bin/python3 bench/ddp_reference.py --workers 2 --batch 128 --epochs 5
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_reference as ref  # noqa: E402
+
+
+def run(rank, args, port, queue):
+    torch.set_num_threads(1)
+    ref.set_blas_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=args.workers)
+    torch.manual_seed(args.seed)
+    xtr = ref.read_idx(f"{ref.DATA}/train-images-idx3-ubyte.gz")
+    ytr = ref.read_idx(f"{ref.DATA}/train-labels-idx1-ubyte.gz").astype("int64")
+    xte = ref.read_idx(f"{ref.DATA}/t10k-images-idx3-ubyte.gz")
+    yte = ref.read_idx(f"{ref.DATA}/t10k-labels-idx1-ubyte.gz").astype("int64")
+    norm = lambda a: (torch.from_numpy(a.astype("float32") / 255.0).unsqueeze(1) - args.mean) / args.std
+    per = len(xtr) // args.workers
+    xtr, ytr = norm(xtr[rank * per:(rank + 1) * per]), torch.from_numpy(ytr[rank * per:(rank + 1) * per])
+    xte, yte = norm(xte), torch.from_numpy(yte)
+    model = nn.parallel.DistributedDataParallel(ref.build("mlp"))
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, foreach=True)
+    loss_fn = nn.CrossEntropyLoss()
+    steps = per // args.batch
+    g = torch.Generator().manual_seed(args.seed + rank)
+    history, trained = [], 0.0
+    for epoch in range(args.epochs):
+        for pg in opt.param_groups:
+            pg["lr"] = 0.5 * args.lr * (1 + math.cos(math.pi * epoch / args.epochs))
+        model.train()
+        perm = torch.randperm(per, generator=g)
+        dist.barrier()
+        t0 = time.perf_counter()
+        for i in range(steps):
+            idx = perm[i * args.batch:(i + 1) * args.batch]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(xtr[idx]), ytr[idx]).backward()
+            opt.step()
+        dist.barrier()
+        secs = time.perf_counter() - t0
+        trained += secs
+        if rank == 0:
+            model.eval()
+            with torch.no_grad():
+                correct = sum((model.module(xte[i:i + 1000]).argmax(1) == yte[i:i + 1000]).sum().item()
+                              for i in range(0, len(xte), 1000))
+            history.append({"epoch": epoch + 1, "seconds": secs, "train_seconds_total": trained,
+                            "samples_per_s": steps * args.batch * args.workers / secs,
+                            "test_accuracy": correct / len(xte)})
+        dist.barrier()
+    if rank == 0:
+        queue.put(history)
+    dist.destroy_process_group()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--mean", type=float, default=0.2860)
+    p.add_argument("--std", type=float, default=0.3530)
+    p.add_argument("--seed", type=int, default=42)
+    args = p.parse_args()
+    libs, core = ref.check_blas()
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=run, args=(r, args, port, queue)) for r in range(args.workers)]
+    for proc in procs:
+        proc.start()
+    history = queue.get()
+    for proc in procs:
+        proc.join()
+    print(json.dumps({"workers": args.workers, "batch_per_worker": args.batch, "blas_core": core,
+                      "torch": torch.__version__, "history": history}))
+
+
+if __name__ == "__main__":
+    main()
