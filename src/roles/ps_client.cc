@@ -91,6 +91,29 @@ void PsExchange::LoadWeights(int server, const wire::Message& response, nn::Sequ
   }
 }
 
+Result<wire::Message> PsExchange::InitServer(size_t s) {
+  wire::Message init;
+  init.type = ps::kInit;
+  init.fields.SetString("spec", spec_text_);
+  init.fields.SetInt("seed", static_cast<int64_t>(seed_));
+  init.fields.SetInt("servers", static_cast<int64_t>(clients_.size()));
+  init.fields.SetInt("index", static_cast<int64_t>(s));
+  init.fields.SetInt("worker", worker_);
+  // Servers may still be starting: the client retries within its deadline.
+  auto r = clients_[s]->Call(std::move(init), timeout_);
+  if (!r.ok()) return r.status().WithContext("initialising parameter server " + addresses_[s]);
+  return r;
+}
+
+Status PsExchange::PullAll(nn::Sequential& model) {
+  return ExchangeAll([&](int) {
+    wire::Message pull;
+    pull.type = ps::kPull;
+    pull.fields.SetInt("worker", worker_);
+    return pull;
+  }, model);
+}
+
 Result<int64_t> PsExchange::Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) {
   params_ = model.NamedParameters();
   std::vector<std::pair<std::string, Shape>> shapes;
@@ -98,28 +121,14 @@ Result<int64_t> PsExchange::Begin(nn::Sequential& model, const ModelSpec& spec, 
   partition_ = ps::PartitionParameters(shapes, static_cast<int>(clients_.size()));
   spec_text_ = ModelSpecToToml(spec);
   seed_ = seed;
-  // Servers may still be starting: the clients retry within their deadline.
   int64_t start = 0;
   for (size_t s = 0; s < clients_.size(); ++s) {
-    wire::Message init;
-    init.type = ps::kInit;
-    init.fields.SetString("spec", spec_text_);
-    init.fields.SetInt("seed", static_cast<int64_t>(seed));
-    init.fields.SetInt("servers", static_cast<int64_t>(clients_.size()));
-    init.fields.SetInt("index", static_cast<int64_t>(s));
-    init.fields.SetInt("worker", worker_);
-    auto r = clients_[s]->Call(std::move(init), timeout_);
-    if (!r.ok()) return r.status().WithContext("initialising parameter server " + addresses_[s]);
-    mode_ = r.value().fields.StringOr("mode", "sync");
-    kavg_steps_ = std::max<int64_t>(1, r.value().fields.IntOr("kavg_steps", 1));
-    if (s == 0) start = r.value().fields.IntOr("worker_step", 0);
+    DNND_ASSIGN_OR_RETURN(wire::Message r, InitServer(s));
+    mode_ = r.fields.StringOr("mode", "sync");
+    kavg_steps_ = std::max<int64_t>(1, r.fields.IntOr("kavg_steps", 1));
+    if (s == 0) start = r.fields.IntOr("worker_step", 0);
   }
-  DNND_RETURN_IF_ERROR(ExchangeAll([&](int) {
-    wire::Message pull;
-    pull.type = ps::kPull;
-    pull.fields.SetInt("worker", worker_);
-    return pull;
-  }, model));
+  DNND_RETURN_IF_ERROR(PullAll(model));
   heartbeat_ = std::thread([this] { Heartbeats(); });
   Log(LogLevel::kInfo, "worker", "joined parameter servers",
       {{"worker", worker_}, {"servers", static_cast<int64_t>(clients_.size())}, {"mode", mode_},
@@ -128,23 +137,8 @@ Result<int64_t> PsExchange::Begin(nn::Sequential& model, const ModelSpec& spec, 
 }
 
 Status PsExchange::Resync(nn::Sequential& model) {
-  for (size_t s = 0; s < clients_.size(); ++s) {
-    wire::Message init;
-    init.type = ps::kInit;
-    init.fields.SetString("spec", spec_text_);
-    init.fields.SetInt("seed", static_cast<int64_t>(seed_));
-    init.fields.SetInt("servers", static_cast<int64_t>(clients_.size()));
-    init.fields.SetInt("index", static_cast<int64_t>(s));
-    init.fields.SetInt("worker", worker_);
-    auto r = clients_[s]->Call(std::move(init), timeout_);
-    if (!r.ok()) return r.status().WithContext("re-initialising parameter server " + addresses_[s]);
-  }
-  return ExchangeAll([&](int) {
-    wire::Message pull;
-    pull.type = ps::kPull;
-    pull.fields.SetInt("worker", worker_);
-    return pull;
-  }, model);
+  for (size_t s = 0; s < clients_.size(); ++s) DNND_RETURN_IF_ERROR(InitServer(s).status());
+  return PullAll(model);
 }
 
 Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) {

@@ -38,6 +38,9 @@ class PsExchange : public StepExchange {
   // all answers; loads any weights they carry into the model.
   Status ExchangeAll(const std::function<wire::Message(int server)>& make, nn::Sequential& model);
   void LoadWeights(int server, const wire::Message& response, nn::Sequential& model);
+  // Sends init (idempotent) to server `s`; its answer carries mode and step.
+  Result<wire::Message> InitServer(size_t s);
+  Status PullAll(nn::Sequential& model);
   // After a server restarted or dropped us: init again and pull.
   Status Resync(nn::Sequential& model);
   void Heartbeats();
