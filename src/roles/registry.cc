@@ -9,7 +9,7 @@ namespace dnnd {
 
 const std::vector<RoleInfo>& Roles() {
   static const std::vector<RoleInfo> roles = {
-      {"worker", "trains a model (locally, or against parameter/layer servers)", MakeWorkerRole},
+      {"worker", "trains a model (locally, or against parameter servers)", MakeWorkerRole},
       {"parameter-server", "holds a shard of a model's parameters", MakeParameterServerRole},
       {"layer-server", "hosts layers of a model for remote forward/backward", nullptr},
       {"splitter", "cuts a dataset into N shards", nullptr},
