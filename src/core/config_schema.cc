@@ -53,6 +53,7 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"worker.parameter_servers", T::kStringArray, "[]", 0, 0, {}, "host:port of every parameter server, in index order; empty = train locally"},
       {"worker.index", T::kInt, "0", 0, 100000, {}, "this worker's index: it trains on part index of count of the data"},
       {"worker.count", T::kInt, "1", 1, 100000, {}, "workers in the job"},
+      {"worker.gradient_codec", T::kEnum, "\"none\"", 0, 0, {"none", "zstd", "bf16", "f16"}, "how gradients go to the servers: raw, shuffle+zstd (lossless), or down-cast to bf16/f16"},
       {"worker.heartbeat_ms", T::kInt, "1000", 10, 3.6e6, {}, "how often a worker tells the servers it is alive"},
       {"standalone.servers", T::kInt, "2", 1, 64, {}, "standalone: parameter servers (threads)"},
       {"standalone.workers", T::kInt, "2", 1, 64, {}, "standalone: workers (threads)"},

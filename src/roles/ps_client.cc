@@ -24,9 +24,9 @@ const Tensor* FindParam(const nn::NamedTensors& params, const std::string& name)
 }  // namespace
 
 PsExchange::PsExchange(std::vector<std::string> servers, int64_t worker, rpc::RpcClientOptions options,
-                       std::chrono::milliseconds heartbeat_every)
+                       std::chrono::milliseconds heartbeat_every, wire::Codec gradient_codec)
     : addresses_(std::move(servers)), worker_(worker), heartbeat_every_(heartbeat_every),
-      timeout_(options.default_timeout) {
+      gradient_codec_(gradient_codec), timeout_(options.default_timeout) {
   for (const std::string& a : addresses_) clients_.push_back(rpc::RpcClient::Create(a, options));
   versions_.assign(addresses_.size(), 0);
 }
@@ -159,7 +159,8 @@ Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t 
       const Tensor* p = FindParam(params_, piece.param);
       Tensor source = kavg ? p->detach() : p->grad();
       if (!source.defined()) source = Tensor::Zeros(p->shape());  // a parameter the loss did not reach
-      push.tensors.push_back(wire::WireTensor::FromTensor(piece.key(), FlatSlice(source, piece.offset, piece.length)));
+      push.tensors.push_back(wire::WireTensor::FromTensor(piece.key(), FlatSlice(source, piece.offset, piece.length),
+                                                          kavg ? wire::Codec::kNone : gradient_codec_));
     }
     return push;
   };

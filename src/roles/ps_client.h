@@ -23,8 +23,9 @@ namespace dnnd {
 
 class PsExchange : public StepExchange {
  public:
+  // `gradient_codec` encodes pushed gradients (kavg's weights always go raw).
   PsExchange(std::vector<std::string> servers, int64_t worker, rpc::RpcClientOptions options,
-             std::chrono::milliseconds heartbeat_every);
+             std::chrono::milliseconds heartbeat_every, wire::Codec gradient_codec = wire::Codec::kNone);
   ~PsExchange() override;
 
   Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) override;
@@ -48,6 +49,7 @@ class PsExchange : public StepExchange {
   const std::vector<std::string> addresses_;
   const int64_t worker_;
   const std::chrono::milliseconds heartbeat_every_;
+  const wire::Codec gradient_codec_;
   std::vector<std::unique_ptr<rpc::RpcClient>> clients_;
   ps::Partition partition_;
   nn::NamedTensors params_;  // the model's, in model order

@@ -146,8 +146,9 @@ Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacemen
   const bool data_parallel = !placement.parameter_servers.empty();
   if (data_parallel) {
     DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
+    DNND_ASSIGN_OR_RETURN(wire::Codec codec, wire::ParseCodec(cfg.GetString("worker.gradient_codec")));
     o.exchange = std::make_shared<PsExchange>(placement.parameter_servers, placement.index, std::move(rpc),
-                                              std::chrono::milliseconds(cfg.GetInt("worker.heartbeat_ms")));
+                                              std::chrono::milliseconds(cfg.GetInt("worker.heartbeat_ms")), codec);
     // The servers hold the job's state: a restarted worker resumes from them,
     // and only worker 0 writes the final model.
     o.resume = false;

@@ -107,6 +107,14 @@ TEST(Standalone, AsyncAndKavgModesTrain) {
   }
 }
 
+// Gradients down-cast to bf16 on the wire still train (and the server sees f32).
+TEST(Standalone, Bf16GradientsTrain) {
+  TempDir dir;
+  auto r = Dnnd("--role=standalone " + Job(dir.path(), "--set worker.gradient_codec=bf16"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_GT(FinalAccuracy(r.output), 60.0) << r.output;
+}
+
 // Parameter-server processes and two worker processes on loopback.
 class Cluster {
  public:
