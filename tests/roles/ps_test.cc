@@ -134,6 +134,16 @@ class Cluster {
   void StartServers() {
     for (size_t i = 0; i < ports_.size(); ++i) StartServer(static_cast<int>(i));
   }
+  // The servers, then both workers with `worker_extra`; false if a server did
+  // not come up.
+  bool StartJob(const std::string& worker_extra = "") {
+    StartServers();
+    for (int port : ports_)
+      if (port == 0) return false;
+    StartWorker(0, worker_extra);
+    StartWorker(1, worker_extra);
+    return true;
+  }
   void StartWorker(int i, const std::string& extra = "") {
     std::string list;
     for (int port : ports_) list += std::string(list.empty() ? "" : ",") + "\"127.0.0.1:" + std::to_string(port) + "\"";
@@ -172,10 +182,7 @@ TEST(PsCluster, EveryModeReachesItsAccuracyTarget) {
   for (const Case& c : {Case{"sync", 88.0}, Case{"async", 87.0}, Case{"kavg", 87.0}}) {
     TempDir dir;
     Cluster cluster(dir, 2, "--set ps.mode=" + c.mode + " --set ps.kavg_steps=4");
-    cluster.StartServers();
-    ASSERT_GT(cluster.port(1), 0) << cluster.server(1)->output();
-    cluster.StartWorker(0);
-    cluster.StartWorker(1);
+    ASSERT_TRUE(cluster.StartJob()) << cluster.server(1)->output();
     ASSERT_EQ(cluster.worker(0)->Wait(), 0) << cluster.worker(0)->output();
     ASSERT_EQ(cluster.worker(1)->Wait(), 0) << cluster.worker(1)->output();
     const double acc = FinalAccuracy(cluster.worker(0)->output());
@@ -192,9 +199,7 @@ double CleanRunAccuracy() {
   static double accuracy = [] {
     TempDir dir;
     Cluster c(dir);
-    c.StartServer();
-    c.StartWorker(0);
-    c.StartWorker(1);
+    EXPECT_TRUE(c.StartJob()) << c.server()->output();
     EXPECT_EQ(c.worker(0)->Wait(), 0) << c.worker(0)->output();
     EXPECT_EQ(c.worker(1)->Wait(), 0) << c.worker(1)->output();
     c.StopServers();
@@ -208,10 +213,7 @@ TEST(PsFaults, KilledWorkerIsDroppedThenRejoinsAndTheJobFinishes) {
   ASSERT_GT(clean, 70.0);
   TempDir dir;
   Cluster c(dir);
-  c.StartServer();
-  ASSERT_GT(c.port(), 0) << c.server()->output();
-  c.StartWorker(0);
-  c.StartWorker(1);
+  ASSERT_TRUE(c.StartJob()) << c.server()->output();
   ASSERT_TRUE(c.worker(1)->WaitFor("joined parameter servers", 20s)) << c.worker(1)->output();
   std::this_thread::sleep_for(1500ms);
   c.worker(1)->Signal(SIGKILL);
@@ -226,18 +228,14 @@ TEST(PsFaults, KilledWorkerIsDroppedThenRejoinsAndTheJobFinishes) {
   const double acc = FinalAccuracy(c.worker(0)->output());
   std::fprintf(stderr, "test accuracy: clean run %.2f%%, worker killed and restarted %.2f%%\n", clean, acc);
   EXPECT_NEAR(acc, clean, 0.5) << c.worker(0)->output();
-  c.server()->Signal(SIGTERM);
-  EXPECT_EQ(c.server()->Wait(), 0);
+  c.StopServers();
 }
 
 TEST(PsFaults, KilledServerRestartsFromItsCheckpointAndTheJobFinishes) {
   const double clean = CleanRunAccuracy();
   TempDir dir;
   Cluster c(dir);
-  c.StartServer();
-  ASSERT_GT(c.port(), 0) << c.server()->output();
-  c.StartWorker(0);
-  c.StartWorker(1);
+  ASSERT_TRUE(c.StartJob()) << c.server()->output();
   ASSERT_TRUE(c.worker(0)->WaitFor("joined parameter servers", 20s)) << c.worker(0)->output();
   std::this_thread::sleep_for(2000ms);
   c.server()->Signal(SIGKILL);
@@ -251,8 +249,7 @@ TEST(PsFaults, KilledServerRestartsFromItsCheckpointAndTheJobFinishes) {
   const double acc = FinalAccuracy(c.worker(0)->output());
   std::fprintf(stderr, "test accuracy: clean run %.2f%%, server killed and restarted %.2f%%\n", clean, acc);
   EXPECT_NEAR(acc, clean, 0.5) << c.worker(0)->output();
-  c.server()->Signal(SIGTERM);
-  EXPECT_EQ(c.server()->Wait(), 0) << c.server()->output();
+  c.StopServers();
 }
 
 }  // namespace
