@@ -431,53 +431,60 @@ void ParameterServer::MonitorHeartbeats() {
 }
 
 // ---------------------------------------------------------------------------
-// Checkpoints: <dir>/ps-<index>.safetensors (pieces) and
-// ps-<index>.optimizer.safetensors, each written atomically.
+// Checkpoints: <dir>/ps-<index>.safetensors holds the pieces and, under
+// "optimizer/", the optimizer state, written atomically as ONE file: a crash
+// at any moment leaves either the previous checkpoint or the new one, never a
+// model and an optimizer from different versions.
 // ---------------------------------------------------------------------------
+
+namespace {
+constexpr std::string_view kOptimizerPrefix = "optimizer/";
+}  // namespace
 
 Status ParameterServer::CheckpointLocked() {
   if (options_.checkpoint_dir.empty() || last_checkpoint_version_ == version_) return Status::Ok();
   std::error_code ec;
   std::filesystem::create_directories(options_.checkpoint_dir, ec);
-  const std::string base = options_.checkpoint_dir + "/ps-" + std::to_string(options_.index);
+  const std::string path = options_.checkpoint_dir + "/ps-" + std::to_string(options_.index) + ".safetensors";
+  nn::NamedTensors tensors = params_;
+  for (auto& [name, t] : optimizer_->State()) tensors.emplace_back(std::string(kOptimizerPrefix) + name, t);
   std::map<std::string, std::string> meta = {{"dnnd.version", std::to_string(version_)},
                                              {"dnnd.seed", std::to_string(seed_)},
                                              {"dnnd.servers", std::to_string(options_.servers)},
                                              {"dnnd.index", std::to_string(options_.index)},
                                              {"dnnd.model_spec", spec_text_}};
-  // Optimizer state first: a crash between the two writes leaves a model file
-  // whose version the optimizer file does not match, which restore refuses.
-  DNND_RETURN_IF_ERROR(SaveSafetensors(base + ".optimizer.safetensors", optimizer_->State(), meta));
-  DNND_RETURN_IF_ERROR(SaveSafetensors(base + ".safetensors", params_, meta));
+  DNND_RETURN_IF_ERROR(SaveSafetensors(path, tensors, meta));
   last_checkpoint_version_ = version_;
   return Status::Ok();
 }
 
 Status ParameterServer::RestoreFromCheckpoint() {
-  const std::string base = options_.checkpoint_dir + "/ps-" + std::to_string(options_.index);
-  if (!std::filesystem::exists(base + ".safetensors")) return Status::Ok();
-  DNND_ASSIGN_OR_RETURN(SafetensorsFile model, LoadSafetensors(base + ".safetensors"));
-  DNND_ASSIGN_OR_RETURN(SafetensorsFile opt, LoadSafetensors(base + ".optimizer.safetensors"));
-  auto meta = [&](const SafetensorsFile& f, const std::string& key) -> std::string {
-    auto it = f.metadata.find(key);
-    return it == f.metadata.end() ? "" : it->second;
+  const std::string path = options_.checkpoint_dir + "/ps-" + std::to_string(options_.index) + ".safetensors";
+  if (!std::filesystem::exists(path)) return Status::Ok();
+  DNND_ASSIGN_OR_RETURN(SafetensorsFile file, LoadSafetensors(path));
+  auto meta = [&](const std::string& key) -> std::string {
+    auto it = file.metadata.find(key);
+    return it == file.metadata.end() ? "" : it->second;
   };
-  if (meta(model, "dnnd.version") != meta(opt, "dnnd.version"))
-    return Corruption(base + ": model and optimizer checkpoints are of different versions");
-  if (meta(model, "dnnd.servers") != std::to_string(options_.servers))
-    return InvalidArgument(base + " was written by a job with " + meta(model, "dnnd.servers") +
-                           " servers; this one has " + std::to_string(options_.servers));
-  std::lock_guard lock(mu_);
-  DNND_RETURN_IF_ERROR(InitLocked(meta(model, "dnnd.model_spec"), std::stoull(meta(model, "dnnd.seed"))));
-  for (auto& [key, t] : params_) {
-    const Tensor* saved = nullptr;
-    for (const auto& [k, v] : model.tensors)
-      if (k == key) saved = &v;
-    if (!saved || saved->shape() != t.shape()) return Corruption(base + ": piece '" + key + "' missing or mis-shaped");
-    t.detach().CopyFrom(*saved);
+  if (meta("dnnd.servers") != std::to_string(options_.servers))
+    return InvalidArgument(path + " was written by a job with " + meta("dnnd.servers") + " servers; this one has " +
+                           std::to_string(options_.servers));
+  nn::NamedTensors optimizer_state;
+  std::map<std::string, const Tensor*> pieces;
+  for (const auto& [name, t] : file.tensors) {
+    if (name.rfind(kOptimizerPrefix, 0) == 0) optimizer_state.emplace_back(name.substr(kOptimizerPrefix.size()), t);
+    else pieces[name] = &t;
   }
-  DNND_RETURN_IF_ERROR(optimizer_->LoadState(opt.tensors));
-  version_ = std::stoll(meta(model, "dnnd.version"));
+  std::lock_guard lock(mu_);
+  DNND_RETURN_IF_ERROR(InitLocked(meta("dnnd.model_spec"), std::stoull(meta("dnnd.seed"))));
+  for (auto& [key, t] : params_) {
+    auto it = pieces.find(key);
+    if (it == pieces.end() || it->second->shape() != t.shape())
+      return Corruption(path + ": piece '" + key + "' missing or mis-shaped");
+    t.detach().CopyFrom(*it->second);
+  }
+  DNND_RETURN_IF_ERROR(optimizer_->LoadState(optimizer_state).WithContext(path));
+  version_ = std::stoll(meta("dnnd.version"));
   last_checkpoint_version_ = version_;
   VersionGauge().Set(static_cast<double>(version_));
   Log(LogLevel::kInfo, "ps", "resumed from checkpoint", {{"server", options_.index}, {"version", version_}});
