@@ -1,7 +1,10 @@
 #include "roles/parameter_server.h"
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <functional>
+#include <optional>
 
 #include "core/config.h"
 #include "core/log.h"
@@ -61,83 +64,89 @@ ParameterServerOptions ParameterServerOptions::FromConfig(const Config& c) {
   o.checkpoint_dir = c.GetString("ps.checkpoint_dir");
   o.resume = c.GetBool("ps.resume");
   o.checkpoint_every_steps = c.GetInt("ps.checkpoint_every_steps");
+  o.chunks = static_cast<int>(c.GetInt("ps.chunks"));
   return o;
 }
 
-ParameterServer::ParameterServer(ParameterServerOptions options, rpc::RpcServerOptions rpc)
-    : options_(std::move(options)), server_(std::move(rpc)) {
-  server_.Handle(ps::kInit, "ps_init",
-                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) { return HandleInit(m); }));
-  server_.Handle(ps::kPush, "ps_push",
-                 RpcServer::Handler([this](wire::Message m, rpc::Responder r) { HandlePush(std::move(m), std::move(r)); }));
-  server_.Handle(ps::kPull, "ps_pull",
-                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) { return HandlePull(m); }));
-  server_.Handle(ps::kHeartbeat, "ps_heartbeat",
-                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
-                   return HandleHeartbeat(m, false);
-                 }),
-                 RpcServer::Execution::kInline);
-  server_.Handle(ps::kLeave, "ps_leave", RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
-                   return HandleHeartbeat(m, true);
-                 }));
-  server_.Handle(ps::kStats, "ps_stats",
-                 RpcServer::SimpleHandler([this](const wire::Message&, const rpc::PeerInfo&) { return HandleStats(); }),
-                 RpcServer::Execution::kInline);
-}
-
-ParameterServer::~ParameterServer() { Stop(); }
-
-Status ParameterServer::Start() {
-  if (!options_.checkpoint_dir.empty() && options_.resume) DNND_RETURN_IF_ERROR(RestoreFromCheckpoint());
-  DNND_RETURN_IF_ERROR(server_.Start());
-  monitor_ = std::thread([this] { MonitorHeartbeats(); });
-  return Status::Ok();
-}
-
-void ParameterServer::Stop() {
-  if (stopping_.exchange(true)) return;
-  {
-    std::lock_guard lock(monitor_mu_);
-    monitor_cv_.notify_all();
-  }
-  if (monitor_.joinable()) monitor_.join();
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [id, p] : pending_) p.responder.Fail(Unavailable("parameter server is stopping"));
-    pending_.clear();
-    if (initialized_) {
-      Status s = CheckpointLocked();
-      if (!s.ok()) Log(LogLevel::kError, "ps", "final checkpoint failed", {{"error", s.ToString()}});
-    }
-  }
-  server_.Stop();
-}
-
-std::pair<bool, std::string> ParameterServer::Readiness() const {
-  std::lock_guard lock(mu_);
-  if (!initialized_) return {false, "waiting for a worker to initialise the model"};
-  return {true, ""};
-}
-
-int64_t ParameterServer::version() const {
-  std::lock_guard lock(mu_);
-  return version_;
-}
-
 // ---------------------------------------------------------------------------
-// Model state
+// Chunk: the state machine of one range of parameters. Membership is kept per
+// chunk (every chunk hears every heartbeat), so a chunk decides its barrier
+// under its own lock alone; only chunk 0 logs membership changes and sets the
+// server-wide gauges, so the log reads the same for any chunk count.
 // ---------------------------------------------------------------------------
 
-Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed) {
-  DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(spec_text, "model spec from a worker"));
-  // Building the whole model with the job's seed gives every server the same
-  // initial values a local run would have; each keeps only its pieces.
-  DNND_ASSIGN_OR_RETURN(auto model, BuildModel(spec, seed));
-  const nn::NamedTensors all = model->NamedParameters();
-  std::vector<std::pair<std::string, Shape>> shapes;
-  for (const auto& [name, t] : all) shapes.emplace_back(name, t.shape());
-  ps::Partition partition = ps::PartitionParameters(shapes, options_.servers);
-  pieces_ = partition.pieces[options_.index];
+class ParameterServer::Chunk {
+ public:
+  Chunk(const ParameterServerOptions& options, int chunk, std::string checkpoint_path)
+      : options_(options), chunk_(chunk), loud_(chunk == 0), checkpoint_path_(std::move(checkpoint_path)) {}
+
+  // Takes this chunk's pieces from the freshly built model `all`.
+  Status Init(const std::vector<ps::ShardPiece>& pieces, const nn::NamedTensors& all, const ModelSpec& spec,
+              const std::string& spec_text, uint64_t seed);
+  void Push(int64_t worker, int64_t version, int64_t step, std::optional<float> lr, const wire::Message& request,
+            rpc::Responder responder);
+  wire::Message Pull(std::optional<int64_t> worker, int64_t if_newer_than);
+  void Heartbeat(int64_t worker, bool leaving);
+  // Drops workers whose heartbeats stopped; goes on short-handed if the job's
+  // workers never all came.
+  void Tick(Clock::time_point now);
+  // Answers waiting pushes with `why`.
+  void FailPending(const Status& why);
+  Status Checkpoint();
+  // Restores pieces, optimizer state and version from `file` (already
+  // checked to belong to this job).
+  Status Restore(const SafetensorsFile& file);
+
+  int64_t version() const;
+  // The step `worker` last completed (what a restarted worker resumes from).
+  int64_t WorkerStep(int64_t worker) const;
+  std::pair<int64_t, int64_t> LiveAndDropped() const;
+
+ private:
+  struct Worker {
+    Clock::time_point last_seen;
+    bool live = false;
+    int64_t step = 0;  // the last step this worker completed
+  };
+  struct PendingPush {
+    std::vector<Tensor> tensors;  // gradients (sync) or weights (kavg), one per piece
+    rpc::Responder responder;
+    Clock::time_point arrived = Clock::now();
+  };
+
+  Result<std::vector<Tensor>> PieceTensors(const wire::Message& request) const;
+  void TouchLocked(int64_t worker, bool live);
+  int64_t LiveLocked() const;
+  void MaybeCompleteStepLocked();
+  void ApplyLocked(const std::vector<std::vector<Tensor>*>& contributions, float lr);
+  wire::Message WeightsLocked(bool applied) const;
+  Status CheckpointLocked();
+
+  const ParameterServerOptions& options_;
+  const int chunk_;
+  const bool loud_;
+  const std::string checkpoint_path_;  // empty: no checkpoints
+
+  mutable std::mutex mu_;
+  std::string spec_text_;
+  uint64_t seed_ = 0;
+  std::vector<ps::ShardPiece> pieces_;
+  nn::NamedTensors params_;  // one 1-D tensor per piece, named by key
+  std::unique_ptr<optim::Optimizer> optimizer_;
+  int64_t version_ = 0;
+  float step_lr_ = 0;
+  std::map<int64_t, Worker> workers_;
+  int64_t dropped_ = 0;                     // workers that left or timed out
+  std::map<int64_t, PendingPush> pending_;  // sync/kavg pushes for version_
+  Clock::time_point waiting_since_{};       // when the first of pending_ arrived
+  bool short_handed_ = false;               // going on without workers that never came
+  int64_t last_checkpoint_version_ = -1;
+};
+
+Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces, const nn::NamedTensors& all,
+                                    const ModelSpec& spec, const std::string& spec_text, uint64_t seed) {
+  std::lock_guard lock(mu_);
+  pieces_ = pieces;
   params_.clear();
   for (const ps::ShardPiece& piece : pieces_) {
     const Tensor* src = nullptr;
@@ -151,73 +160,46 @@ Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed) 
   DNND_ASSIGN_OR_RETURN(optimizer_, optim::MakeOptimizer(spec.optimizer, params_));
   spec_text_ = spec_text;
   seed_ = seed;
-  initialized_ = true;
-  int64_t elements = 0;
-  for (const auto& p : pieces_) elements += p.length;
-  Log(LogLevel::kInfo, "ps", "model initialised",
-      {{"server", options_.index}, {"pieces", static_cast<int64_t>(pieces_.size())},
-       {"parameters", elements}, {"mode", options_.mode}});
   return Status::Ok();
 }
 
-Result<wire::Message> ParameterServer::HandleInit(const wire::Message& request) {
-  DNND_ASSIGN_OR_RETURN(std::string spec, request.fields.GetString("spec"));
-  DNND_ASSIGN_OR_RETURN(int64_t seed, request.fields.GetInt("seed"));
-  DNND_ASSIGN_OR_RETURN(int64_t servers, request.fields.GetInt("servers"));
-  DNND_ASSIGN_OR_RETURN(int64_t index, request.fields.GetInt("index"));
-  const int64_t worker = request.fields.IntOr("worker", -1);
-  if (servers != options_.servers || index != options_.index)
-    return InvalidArgument("this is parameter server " + std::to_string(options_.index) + " of " +
-                           std::to_string(options_.servers) + ", the worker expects server " + std::to_string(index) +
-                           " of " + std::to_string(servers) + " (check worker.parameter_servers and ps.servers)");
-  std::lock_guard lock(mu_);
-  if (!initialized_) {
-    DNND_RETURN_IF_ERROR(InitLocked(spec, static_cast<uint64_t>(seed)));
-  } else if (SpecFingerprint(spec, seed) != SpecFingerprint(spec_text_, seed_)) {
-    // Idempotent for the same job; a different model or seed is a mistake.
-    return InvalidArgument("parameter server " + std::to_string(options_.index) +
-                           " already holds a different model or seed; restart it with an empty ps.checkpoint_dir "
-                           "to train a new one");
-  }
-  wire::Message r;
-  r.fields.SetString("mode", options_.mode);
-  r.fields.SetInt("kavg_steps", options_.kavg_steps);
-  r.fields.SetInt("version", version_);
-  auto it = workers_.find(worker);
-  r.fields.SetInt("worker_step", it == workers_.end() ? (options_.mode == "sync" ? version_ : 0) : it->second.step);
-  return r;
-}
-
-Result<std::vector<Tensor>> ParameterServer::PieceTensors(const wire::Message& request) const {
+Result<std::vector<Tensor>> ParameterServer::Chunk::PieceTensors(const wire::Message& request) const {
+  const std::string where = "server " + std::to_string(options_.index) + " chunk " + std::to_string(chunk_);
   if (request.tensors.size() != pieces_.size())
-    return InvalidArgument("push carries " + std::to_string(request.tensors.size()) + " tensors, server " +
-                           std::to_string(options_.index) + " holds " + std::to_string(pieces_.size()) + " pieces");
+    return InvalidArgument("push carries " + std::to_string(request.tensors.size()) + " tensors, " + where +
+                           " holds " + std::to_string(pieces_.size()) + " pieces");
   std::vector<Tensor> out;
   out.reserve(pieces_.size());
   for (size_t i = 0; i < pieces_.size(); ++i) {
     const wire::WireTensor& t = request.tensors[i];
     if (t.name != pieces_[i].key() || t.shape != Shape{pieces_[i].length})
-      return InvalidArgument("push tensor " + std::to_string(i) + " is '" + t.name + "' " + ShapeToString(t.shape) +
-                             ", expected '" + pieces_[i].key() + "' [" + std::to_string(pieces_[i].length) + "]");
+      return InvalidArgument("push tensor " + std::to_string(i) + " for " + where + " is '" + t.name + "' " +
+                             ShapeToString(t.shape) + ", expected '" + pieces_[i].key() + "' [" +
+                             std::to_string(pieces_[i].length) + "]");
     DNND_ASSIGN_OR_RETURN(Tensor x, t.ToTensor());
     out.push_back(std::move(x));
   }
   return out;
 }
 
-void ParameterServer::Touch(int64_t worker, bool live) {
+int64_t ParameterServer::Chunk::LiveLocked() const {
+  int64_t n = 0;
+  for (const auto& [id, w] : workers_) n += w.live;
+  return n;
+}
+
+void ParameterServer::Chunk::TouchLocked(int64_t worker, bool live) {
   Worker& w = workers_[worker];
   w.last_seen = Clock::now();
   if (live && !w.live) {
     w.live = true;
-    Log(LogLevel::kInfo, "ps", "worker joined", {{"server", options_.index}, {"worker", worker}, {"version", version_}});
+    if (loud_)
+      Log(LogLevel::kInfo, "ps", "worker joined", {{"server", options_.index}, {"worker", worker}, {"version", version_}});
   }
-  int64_t n = 0;
-  for (const auto& [id, x] : workers_) n += x.live;
-  LiveWorkersGauge().Set(static_cast<double>(n));
+  if (loud_) LiveWorkersGauge().Set(static_cast<double>(LiveLocked()));
 }
 
-wire::Message ParameterServer::WeightsLocked(bool applied) const {
+wire::Message ParameterServer::Chunk::WeightsLocked(bool applied) const {
   wire::Message r;
   r.fields.SetInt("version", version_);
   r.fields.SetInt("applied", applied ? 1 : 0);
@@ -227,7 +209,7 @@ wire::Message ParameterServer::WeightsLocked(bool applied) const {
   return r;
 }
 
-void ParameterServer::ApplyLocked(const std::vector<std::vector<Tensor>*>& contributions, float lr) {
+void ParameterServer::Chunk::ApplyLocked(const std::vector<std::vector<Tensor>*>& contributions, float lr) {
   const float scale = 1.0f / static_cast<float>(contributions.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i].second;
@@ -251,32 +233,23 @@ void ParameterServer::ApplyLocked(const std::vector<std::vector<Tensor>*>& contr
     optimizer_->ZeroGrad();
   }
   ++version_;
-  VersionGauge().Set(static_cast<double>(version_));
+  if (loud_) VersionGauge().Set(static_cast<double>(version_));
   if (options_.checkpoint_every_steps > 0 && version_ % options_.checkpoint_every_steps == 0) {
     Status s = CheckpointLocked();
     if (!s.ok()) Log(LogLevel::kError, "ps", "checkpoint failed", {{"error", s.ToString()}});
   }
 }
 
-void ParameterServer::HandlePush(wire::Message request, rpc::Responder responder) {
-  auto fail = [&](const Status& s) { responder.Fail(s); };
-  auto worker = request.fields.GetInt("worker");
-  auto version = request.fields.GetInt("version");
-  auto step = request.fields.GetInt("step");
-  auto lr = request.fields.GetFloat("lr");
-  if (!worker.ok()) return fail(worker.status());
-  if (!version.ok()) return fail(version.status());
-  if (!step.ok()) return fail(step.status());
-  if (!lr.ok() && options_.mode != "kavg") return fail(lr.status());
+void ParameterServer::Chunk::Push(int64_t worker, int64_t version, int64_t step, std::optional<float> lr,
+                                  const wire::Message& request, rpc::Responder responder) {
   std::lock_guard lock(mu_);
-  if (!initialized_) return fail(Unavailable("parameter server " + std::to_string(options_.index) + " is not initialised; send init first"));
   auto tensors = PieceTensors(request);
-  if (!tensors.ok()) return fail(tensors.status());
-  Touch(worker.value(), true);
-  workers_[worker.value()].step = step.value();
+  if (!tensors.ok()) return responder.Fail(tensors.status());
+  TouchLocked(worker, true);
+  workers_[worker].step = step;
 
   if (options_.mode == "async") {
-    if (version_ - version.value() > options_.staleness) {
+    if (version_ - version > options_.staleness) {
       StalePushes().Inc();
       Pushes(false).Inc();
       responder.Send(WeightsLocked(false));  // recompute on fresh weights
@@ -284,7 +257,7 @@ void ParameterServer::HandlePush(wire::Message request, rpc::Responder responder
     }
     const auto start = Clock::now();
     std::vector<std::vector<Tensor>*> one = {&tensors.value()};
-    ApplyLocked(one, static_cast<float>(lr.value()));
+    ApplyLocked(one, lr.value_or(step_lr_));
     Pushes(true).Inc();
     wire::Message answer = WeightsLocked(true);
     answer.fields.SetFloat("server_s", std::chrono::duration<double>(Clock::now() - start).count());
@@ -293,19 +266,19 @@ void ParameterServer::HandlePush(wire::Message request, rpc::Responder responder
   }
   // sync and kavg: a push for another version (a worker that rejoined, or
   // one that was dropped mid-step) gets the current weights to resync.
-  if (version.value() != version_) {
+  if (version != version_) {
     Pushes(false).Inc();
     responder.Send(WeightsLocked(false));
     return;
   }
-  if (lr.ok()) step_lr_ = static_cast<float>(lr.value());
-  pending_.erase(worker.value());  // a retried push replaces the first
+  if (lr) step_lr_ = *lr;
+  pending_.erase(worker);  // a retried push replaces the first
   if (pending_.empty()) waiting_since_ = Clock::now();
-  pending_.emplace(worker.value(), PendingPush{std::move(tensors).value(), std::move(responder)});
+  pending_.emplace(worker, PendingPush{std::move(tensors).value(), std::move(responder)});
   MaybeCompleteStepLocked();
 }
 
-void ParameterServer::MaybeCompleteStepLocked() {
+void ParameterServer::Chunk::MaybeCompleteStepLocked() {
   int64_t live = 0;
   for (const auto& [id, w] : workers_) {
     if (!w.live) continue;
@@ -326,7 +299,7 @@ void ParameterServer::MaybeCompleteStepLocked() {
   const double applied = std::chrono::duration<double>(Clock::now() - complete).count();
   for (auto& [id, p] : pending_) {
     const double waited = std::chrono::duration<double>(complete - p.arrived).count();
-    BarrierWait().Observe(waited);
+    if (loud_) BarrierWait().Observe(waited);
     Pushes(true).Inc();
     wire::Message answer = weights;
     answer.fields.SetFloat("waited_s", waited);
@@ -336,12 +309,10 @@ void ParameterServer::MaybeCompleteStepLocked() {
   pending_.clear();
 }
 
-Result<wire::Message> ParameterServer::HandlePull(const wire::Message& request) {
-  Pulls().Inc();
+wire::Message ParameterServer::Chunk::Pull(std::optional<int64_t> worker, int64_t if_newer_than) {
   std::lock_guard lock(mu_);
-  if (!initialized_) return Unavailable("parameter server " + std::to_string(options_.index) + " is not initialised");
-  if (request.fields.Has("worker")) Touch(request.fields.IntOr("worker", 0), false);
-  if (request.fields.IntOr("if_newer_than", -1) >= version_) {
+  if (worker) TouchLocked(*worker, false);
+  if (if_newer_than >= version_) {
     wire::Message r;  // the worker is current: no tensors
     r.fields.SetInt("version", version_);
     r.fields.SetInt("applied", 0);
@@ -350,35 +321,312 @@ Result<wire::Message> ParameterServer::HandlePull(const wire::Message& request) 
   return WeightsLocked(false);
 }
 
-Result<wire::Message> ParameterServer::HandleHeartbeat(const wire::Message& request, bool leaving) {
-  DNND_ASSIGN_OR_RETURN(int64_t worker, request.fields.GetInt("worker"));
+void ParameterServer::Chunk::Heartbeat(int64_t worker, bool leaving) {
   std::lock_guard lock(mu_);
-  if (leaving) {
-    auto it = workers_.find(worker);
-    if (it != workers_.end() && it->second.live) {
-      it->second.live = false;
+  if (!leaving) return TouchLocked(worker, true);
+  auto it = workers_.find(worker);
+  if (it == workers_.end() || !it->second.live) return;
+  it->second.live = false;
+  ++dropped_;
+  pending_.erase(worker);
+  if (loud_) {
+    Log(LogLevel::kInfo, "ps", "worker finished", {{"server", options_.index}, {"worker", worker}});
+    LiveWorkersGauge().Set(static_cast<double>(LiveLocked()));
+  }
+  MaybeCompleteStepLocked();
+}
+
+void ParameterServer::Chunk::Tick(Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  bool changed = false;
+  for (auto& [id, w] : workers_) {
+    if (w.live && now - w.last_seen > options_.heartbeat_timeout) {
+      w.live = false;
       ++dropped_;
-      pending_.erase(worker);
-      Log(LogLevel::kInfo, "ps", "worker finished", {{"server", options_.index}, {"worker", worker}});
+      changed = true;
+      if (loud_)
+        Log(LogLevel::kWarn, "ps", "worker missed its heartbeats; dropped from the barrier",
+            {{"server", options_.index}, {"worker", id}, {"version", version_}});
+    }
+  }
+  // A worker that never (re)joins, e.g. after this server restarted, must
+  // not hold the others forever either.
+  if (!changed && !pending_.empty() && dropped_ == 0 && !short_handed_ &&
+      now - waiting_since_ > options_.heartbeat_timeout) {
+    const int64_t live = LiveLocked();
+    if (live < options_.workers) {
+      short_handed_ = true;
+      if (loud_)
+        Log(LogLevel::kWarn, "ps", "going on without workers that have not joined",
+            {{"server", options_.index}, {"live", live}, {"expected", options_.workers}, {"version", version_}});
       MaybeCompleteStepLocked();
     }
-  } else {
-    Touch(worker, true);
+  }
+  if (changed) {
+    if (loud_) LiveWorkersGauge().Set(static_cast<double>(LiveLocked()));
+    // Its pending push (if any) no longer counts; the rest may now be complete.
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (!workers_[it->first].live) {
+        it->second.responder.Fail(Unavailable("dropped from the barrier after missing heartbeats"));
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    MaybeCompleteStepLocked();
+  }
+}
+
+void ParameterServer::Chunk::FailPending(const Status& why) {
+  std::lock_guard lock(mu_);
+  for (auto& [id, p] : pending_) p.responder.Fail(why);
+  pending_.clear();
+}
+
+int64_t ParameterServer::Chunk::version() const {
+  std::lock_guard lock(mu_);
+  return version_;
+}
+
+int64_t ParameterServer::Chunk::WorkerStep(int64_t worker) const {
+  std::lock_guard lock(mu_);
+  auto it = workers_.find(worker);
+  return it == workers_.end() ? (options_.mode == "sync" ? version_ : 0) : it->second.step;
+}
+
+std::pair<int64_t, int64_t> ParameterServer::Chunk::LiveAndDropped() const {
+  std::lock_guard lock(mu_);
+  return {LiveLocked(), dropped_};
+}
+
+// Checkpoints: <dir>/ps-<index>-<chunk>.safetensors holds the chunk's pieces
+// and, under "optimizer/", its optimizer state, written atomically as ONE
+// file: a crash at any moment leaves either the previous checkpoint or the new
+// one, never pieces and an optimizer from different versions. Chunks may be a
+// version apart after a crash; workers resynchronise each chunk on its own.
+namespace {
+constexpr std::string_view kOptimizerPrefix = "optimizer/";
+}  // namespace
+
+Status ParameterServer::Chunk::Checkpoint() {
+  std::lock_guard lock(mu_);
+  return CheckpointLocked();
+}
+
+Status ParameterServer::Chunk::CheckpointLocked() {
+  if (checkpoint_path_.empty() || !optimizer_ || last_checkpoint_version_ == version_) return Status::Ok();
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(checkpoint_path_).parent_path(), ec);
+  nn::NamedTensors tensors = params_;
+  for (auto& [name, t] : optimizer_->State()) tensors.emplace_back(std::string(kOptimizerPrefix) + name, t);
+  std::map<std::string, std::string> meta = {{"dnnd.version", std::to_string(version_)},
+                                             {"dnnd.seed", std::to_string(seed_)},
+                                             {"dnnd.servers", std::to_string(options_.servers)},
+                                             {"dnnd.index", std::to_string(options_.index)},
+                                             {"dnnd.chunks", std::to_string(options_.chunks)},
+                                             {"dnnd.chunk", std::to_string(chunk_)},
+                                             {"dnnd.model_spec", spec_text_}};
+  DNND_RETURN_IF_ERROR(SaveSafetensors(checkpoint_path_, tensors, meta));
+  last_checkpoint_version_ = version_;
+  return Status::Ok();
+}
+
+Status ParameterServer::Chunk::Restore(const SafetensorsFile& file) {
+  nn::NamedTensors optimizer_state;
+  std::map<std::string, const Tensor*> pieces;
+  for (const auto& [name, t] : file.tensors) {
+    if (name.rfind(kOptimizerPrefix, 0) == 0) optimizer_state.emplace_back(name.substr(kOptimizerPrefix.size()), t);
+    else pieces[name] = &t;
+  }
+  std::lock_guard lock(mu_);
+  for (auto& [key, t] : params_) {
+    auto it = pieces.find(key);
+    if (it == pieces.end() || it->second->shape() != t.shape())
+      return Corruption(checkpoint_path_ + ": piece '" + key + "' missing or mis-shaped");
+    t.detach().CopyFrom(*it->second);
+  }
+  DNND_RETURN_IF_ERROR(optimizer_->LoadState(optimizer_state).WithContext(checkpoint_path_));
+  version_ = std::stoll(file.metadata.at("dnnd.version"));
+  last_checkpoint_version_ = version_;
+  if (loud_) VersionGauge().Set(static_cast<double>(version_));
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// The server: routes requests to chunks.
+// ---------------------------------------------------------------------------
+
+ParameterServer::ParameterServer(ParameterServerOptions options, rpc::RpcServerOptions rpc)
+    : options_(std::move(options)), server_(std::move(rpc)) {
+  for (int c = 0; c < std::max(1, options_.chunks); ++c)
+    chunks_.push_back(std::make_unique<Chunk>(options_, c, CheckpointPath(c)));
+  server_.Handle(ps::kInit, "ps_init",
+                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) { return HandleInit(m); }));
+  server_.Handle(ps::kPush, "ps_push",
+                 RpcServer::Handler([this](wire::Message m, rpc::Responder r) { HandlePush(std::move(m), std::move(r)); }));
+  server_.Handle(ps::kPull, "ps_pull",
+                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) { return HandlePull(m); }));
+  server_.Handle(ps::kHeartbeat, "ps_heartbeat",
+                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
+                   return HandleHeartbeat(m, false);
+                 }),
+                 RpcServer::Execution::kInline);
+  server_.Handle(ps::kLeave, "ps_leave", RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
+                   return HandleHeartbeat(m, true);
+                 }));
+  server_.Handle(ps::kStats, "ps_stats",
+                 RpcServer::SimpleHandler([this](const wire::Message&, const rpc::PeerInfo&) { return HandleStats(); }),
+                 RpcServer::Execution::kInline);
+}
+
+ParameterServer::~ParameterServer() { Stop(); }
+
+std::string ParameterServer::CheckpointPath(int chunk) const {
+  if (options_.checkpoint_dir.empty()) return "";
+  return options_.checkpoint_dir + "/ps-" + std::to_string(options_.index) + "-" + std::to_string(chunk) +
+         ".safetensors";
+}
+
+Status ParameterServer::Start() {
+  if (!options_.checkpoint_dir.empty() && options_.resume) DNND_RETURN_IF_ERROR(RestoreFromCheckpoint());
+  DNND_RETURN_IF_ERROR(server_.Start());
+  monitor_ = std::thread([this] { MonitorHeartbeats(); });
+  return Status::Ok();
+}
+
+void ParameterServer::Stop() {
+  if (stopping_.exchange(true)) return;
+  {
+    std::lock_guard lock(monitor_mu_);
+    monitor_cv_.notify_all();
+  }
+  if (monitor_.joinable()) monitor_.join();
+  for (auto& chunk : chunks_) {
+    chunk->FailPending(Unavailable("parameter server is stopping"));
+    if (!initialized_) continue;
+    Status s = chunk->Checkpoint();
+    if (!s.ok()) Log(LogLevel::kError, "ps", "final checkpoint failed", {{"error", s.ToString()}});
+  }
+  server_.Stop();
+}
+
+std::pair<bool, std::string> ParameterServer::Readiness() const {
+  if (!initialized_) return {false, "waiting for a worker to initialise the model"};
+  return {true, ""};
+}
+
+int64_t ParameterServer::version() const {
+  int64_t v = chunks_[0]->version();
+  for (const auto& c : chunks_) v = std::min(v, c->version());
+  return v;
+}
+
+Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed) {
+  DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(spec_text, "model spec from a worker"));
+  // Building the whole model with the job's seed gives every server the same
+  // initial values a local run would have; each chunk keeps only its pieces.
+  DNND_ASSIGN_OR_RETURN(auto model, BuildModel(spec, seed));
+  const nn::NamedTensors all = model->NamedParameters();
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (const auto& [name, t] : all) shapes.emplace_back(name, t.shape());
+  const int chunks = static_cast<int>(chunks_.size());
+  const ps::Partition partition = ps::PartitionParameters(shapes, options_.servers * chunks);
+  int64_t elements = 0;
+  for (int c = 0; c < chunks; ++c) {
+    const auto& pieces = partition.pieces[options_.index * chunks + c];
+    for (const auto& p : pieces) elements += p.length;
+    DNND_RETURN_IF_ERROR(chunks_[c]->Init(pieces, all, spec, spec_text, seed));
+  }
+  spec_text_ = spec_text;
+  seed_ = seed;
+  initialized_ = true;
+  Log(LogLevel::kInfo, "ps", "model initialised",
+      {{"server", options_.index}, {"chunks", static_cast<int64_t>(chunks)}, {"parameters", elements},
+       {"mode", options_.mode}});
+  return Status::Ok();
+}
+
+Result<wire::Message> ParameterServer::HandleInit(const wire::Message& request) {
+  DNND_ASSIGN_OR_RETURN(std::string spec, request.fields.GetString("spec"));
+  DNND_ASSIGN_OR_RETURN(int64_t seed, request.fields.GetInt("seed"));
+  DNND_ASSIGN_OR_RETURN(int64_t servers, request.fields.GetInt("servers"));
+  DNND_ASSIGN_OR_RETURN(int64_t index, request.fields.GetInt("index"));
+  const int64_t worker = request.fields.IntOr("worker", -1);
+  if (servers != options_.servers || index != options_.index)
+    return InvalidArgument("this is parameter server " + std::to_string(options_.index) + " of " +
+                           std::to_string(options_.servers) + ", the worker expects server " + std::to_string(index) +
+                           " of " + std::to_string(servers) + " (check worker.parameter_servers and ps.servers)");
+  {
+    std::lock_guard lock(init_mu_);
+    if (!initialized_) {
+      DNND_RETURN_IF_ERROR(InitLocked(spec, static_cast<uint64_t>(seed)));
+    } else if (SpecFingerprint(spec, seed) != SpecFingerprint(spec_text_, seed_)) {
+      // Idempotent for the same job; a different model or seed is a mistake.
+      return InvalidArgument("parameter server " + std::to_string(options_.index) +
+                             " already holds a different model or seed; restart it with an empty ps.checkpoint_dir "
+                             "to train a new one");
+    }
   }
   wire::Message r;
-  r.fields.SetInt("version", version_);
+  r.fields.SetString("mode", options_.mode);
+  r.fields.SetInt("kavg_steps", options_.kavg_steps);
+  r.fields.SetInt("chunks", static_cast<int64_t>(chunks_.size()));
+  r.fields.SetInt("version", version());
+  r.fields.SetInt("worker_step", chunks_[0]->WorkerStep(worker));
+  return r;
+}
+
+Result<ParameterServer::Chunk*> ParameterServer::ChunkFor(const wire::Message& request) {
+  if (!initialized_)
+    return Unavailable("parameter server " + std::to_string(options_.index) + " is not initialised; send init first");
+  const int64_t c = request.fields.IntOr("chunk", 0);
+  if (c < 0 || c >= static_cast<int64_t>(chunks_.size()))
+    return InvalidArgument("chunk " + std::to_string(c) + " does not exist: parameter server " +
+                           std::to_string(options_.index) + " has " + std::to_string(chunks_.size()) + " chunks");
+  return chunks_[c].get();
+}
+
+void ParameterServer::HandlePush(wire::Message request, rpc::Responder responder) {
+  auto fail = [&](const Status& s) { responder.Fail(s); };
+  auto worker = request.fields.GetInt("worker");
+  auto version = request.fields.GetInt("version");
+  auto step = request.fields.GetInt("step");
+  auto lr = request.fields.GetFloat("lr");
+  if (!worker.ok()) return fail(worker.status());
+  if (!version.ok()) return fail(version.status());
+  if (!step.ok()) return fail(step.status());
+  if (!lr.ok() && options_.mode != "kavg") return fail(lr.status());
+  auto chunk = ChunkFor(request);
+  if (!chunk.ok()) return fail(chunk.status());
+  chunk.value()->Push(worker.value(), version.value(), step.value(),
+                      lr.ok() ? std::optional<float>(static_cast<float>(lr.value())) : std::nullopt, request,
+                      std::move(responder));
+}
+
+Result<wire::Message> ParameterServer::HandlePull(const wire::Message& request) {
+  Pulls().Inc();
+  DNND_ASSIGN_OR_RETURN(Chunk * chunk, ChunkFor(request));
+  std::optional<int64_t> worker;
+  if (request.fields.Has("worker")) worker = request.fields.IntOr("worker", 0);
+  return chunk->Pull(worker, request.fields.IntOr("if_newer_than", -1));
+}
+
+Result<wire::Message> ParameterServer::HandleHeartbeat(const wire::Message& request, bool leaving) {
+  DNND_ASSIGN_OR_RETURN(int64_t worker, request.fields.GetInt("worker"));
+  for (auto& c : chunks_) c->Heartbeat(worker, leaving);
+  wire::Message r;
+  r.fields.SetInt("version", version());
   return r;
 }
 
 Result<wire::Message> ParameterServer::HandleStats() {
-  std::lock_guard lock(mu_);
   wire::Message r;
-  r.fields.SetInt("version", version_);
+  r.fields.SetInt("version", version());
   r.fields.SetInt("initialized", initialized_);
-  int64_t live = 0;
-  for (const auto& [id, w] : workers_) live += w.live;
+  const auto [live, dropped] = chunks_[0]->LiveAndDropped();
   r.fields.SetInt("live_workers", live);
-  r.fields.SetInt("dropped_workers", dropped_);
+  r.fields.SetInt("dropped_workers", dropped);
+  r.fields.SetInt("chunks", static_cast<int64_t>(chunks_.size()));
   r.fields.SetString("mode", options_.mode);
   return r;
 }
@@ -387,107 +635,51 @@ void ParameterServer::MonitorHeartbeats() {
   std::unique_lock wait_lock(monitor_mu_);
   while (!stopping_) {
     monitor_cv_.wait_for(wait_lock, std::chrono::milliseconds(100));
-    std::lock_guard lock(mu_);
     const auto now = Clock::now();
-    bool changed = false;
-    for (auto& [id, w] : workers_) {
-      if (w.live && now - w.last_seen > options_.heartbeat_timeout) {
-        w.live = false;
-        ++dropped_;
-        changed = true;
-        Log(LogLevel::kWarn, "ps", "worker missed its heartbeats; dropped from the barrier",
-            {{"server", options_.index}, {"worker", id}, {"version", version_}});
-      }
-    }
-    // A worker that never (re)joins, e.g. after this server restarted, must
-    // not hold the others forever either.
-    if (!changed && !pending_.empty() && dropped_ == 0 && !short_handed_ &&
-        now - waiting_since_ > options_.heartbeat_timeout) {
-      int64_t live = 0;
-      for (const auto& [id, w] : workers_) live += w.live;
-      if (live < options_.workers) {
-        short_handed_ = true;
-        Log(LogLevel::kWarn, "ps", "going on without workers that have not joined",
-            {{"server", options_.index}, {"live", live}, {"expected", options_.workers}, {"version", version_}});
-        MaybeCompleteStepLocked();
-      }
-    }
-    if (changed) {
-      int64_t live = 0;
-      for (const auto& [id, w] : workers_) live += w.live;
-      LiveWorkersGauge().Set(static_cast<double>(live));
-      // Its pending push (if any) no longer counts; the rest may now be complete.
-      for (auto it = pending_.begin(); it != pending_.end();) {
-        if (!workers_[it->first].live) {
-          it->second.responder.Fail(Unavailable("dropped from the barrier after missing heartbeats"));
-          it = pending_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      MaybeCompleteStepLocked();
-    }
+    for (auto& c : chunks_) c->Tick(now);
   }
-}
-
-// ---------------------------------------------------------------------------
-// Checkpoints: <dir>/ps-<index>.safetensors holds the pieces and, under
-// "optimizer/", the optimizer state, written atomically as ONE file: a crash
-// at any moment leaves either the previous checkpoint or the new one, never a
-// model and an optimizer from different versions.
-// ---------------------------------------------------------------------------
-
-namespace {
-constexpr std::string_view kOptimizerPrefix = "optimizer/";
-}  // namespace
-
-Status ParameterServer::CheckpointLocked() {
-  if (options_.checkpoint_dir.empty() || last_checkpoint_version_ == version_) return Status::Ok();
-  std::error_code ec;
-  std::filesystem::create_directories(options_.checkpoint_dir, ec);
-  const std::string path = options_.checkpoint_dir + "/ps-" + std::to_string(options_.index) + ".safetensors";
-  nn::NamedTensors tensors = params_;
-  for (auto& [name, t] : optimizer_->State()) tensors.emplace_back(std::string(kOptimizerPrefix) + name, t);
-  std::map<std::string, std::string> meta = {{"dnnd.version", std::to_string(version_)},
-                                             {"dnnd.seed", std::to_string(seed_)},
-                                             {"dnnd.servers", std::to_string(options_.servers)},
-                                             {"dnnd.index", std::to_string(options_.index)},
-                                             {"dnnd.model_spec", spec_text_}};
-  DNND_RETURN_IF_ERROR(SaveSafetensors(path, tensors, meta));
-  last_checkpoint_version_ = version_;
-  return Status::Ok();
 }
 
 Status ParameterServer::RestoreFromCheckpoint() {
-  const std::string path = options_.checkpoint_dir + "/ps-" + std::to_string(options_.index) + ".safetensors";
-  if (!std::filesystem::exists(path)) return Status::Ok();
-  DNND_ASSIGN_OR_RETURN(SafetensorsFile file, LoadSafetensors(path));
-  auto meta = [&](const std::string& key) -> std::string {
-    auto it = file.metadata.find(key);
-    return it == file.metadata.end() ? "" : it->second;
-  };
-  if (meta("dnnd.servers") != std::to_string(options_.servers))
-    return InvalidArgument(path + " was written by a job with " + meta("dnnd.servers") + " servers; this one has " +
-                           std::to_string(options_.servers));
-  nn::NamedTensors optimizer_state;
-  std::map<std::string, const Tensor*> pieces;
-  for (const auto& [name, t] : file.tensors) {
-    if (name.rfind(kOptimizerPrefix, 0) == 0) optimizer_state.emplace_back(name.substr(kOptimizerPrefix.size()), t);
-    else pieces[name] = &t;
+  // Every chunk file must belong to the same job and layout; a chunk whose
+  // file is missing (a crash before its first checkpoint) starts afresh.
+  std::vector<std::optional<SafetensorsFile>> files(chunks_.size());
+  std::string spec, seed;
+  for (size_t c = 0; c < chunks_.size(); ++c) {
+    const std::string path = CheckpointPath(static_cast<int>(c));
+    if (!std::filesystem::exists(path)) continue;
+    DNND_ASSIGN_OR_RETURN(SafetensorsFile file, LoadSafetensors(path));
+    auto meta = [&](const std::string& key) {
+      auto it = file.metadata.find(key);
+      return it == file.metadata.end() ? std::string() : it->second;
+    };
+    if (meta("dnnd.servers") != std::to_string(options_.servers) ||
+        meta("dnnd.chunks") != std::to_string(chunks_.size()))
+      return InvalidArgument(path + " was written by a job with " + meta("dnnd.servers") + " servers x " +
+                             meta("dnnd.chunks") + " chunks; this one has " + std::to_string(options_.servers) +
+                             " x " + std::to_string(chunks_.size()) + " (ps.servers, ps.chunks)");
+    if (meta("dnnd.version").empty() || meta("dnnd.model_spec").empty() || meta("dnnd.seed").empty())
+      return Corruption(path + ": metadata lacks dnnd.version, dnnd.model_spec or dnnd.seed");
+    if (spec.empty()) {
+      spec = meta("dnnd.model_spec");
+      seed = meta("dnnd.seed");
+    } else if (spec != meta("dnnd.model_spec") || seed != meta("dnnd.seed")) {
+      return InvalidArgument(path + " belongs to a different model or seed than the other chunks' checkpoints");
+    }
+    files[c] = std::move(file);
   }
-  std::lock_guard lock(mu_);
-  DNND_RETURN_IF_ERROR(InitLocked(meta("dnnd.model_spec"), std::stoull(meta("dnnd.seed"))));
-  for (auto& [key, t] : params_) {
-    auto it = pieces.find(key);
-    if (it == pieces.end() || it->second->shape() != t.shape())
-      return Corruption(path + ": piece '" + key + "' missing or mis-shaped");
-    t.detach().CopyFrom(*it->second);
+  if (spec.empty()) return Status::Ok();
+  std::lock_guard lock(init_mu_);
+  DNND_RETURN_IF_ERROR(InitLocked(spec, std::stoull(seed)));
+  for (size_t c = 0; c < chunks_.size(); ++c) {
+    if (!files[c]) {
+      Log(LogLevel::kWarn, "ps", "chunk has no checkpoint; it starts from the initial weights",
+          {{"server", options_.index}, {"chunk", static_cast<int64_t>(c)}});
+      continue;
+    }
+    DNND_RETURN_IF_ERROR(chunks_[c]->Restore(*files[c]));
   }
-  DNND_RETURN_IF_ERROR(optimizer_->LoadState(optimizer_state).WithContext(path));
-  version_ = std::stoll(meta("dnnd.version"));
-  last_checkpoint_version_ = version_;
-  VersionGauge().Set(static_cast<double>(version_));
-  Log(LogLevel::kInfo, "ps", "resumed from checkpoint", {{"server", options_.index}, {"version", version_}});
+  Log(LogLevel::kInfo, "ps", "resumed from checkpoint", {{"server", options_.index}, {"version", version()}});
   return Status::Ok();
 }
 

@@ -1,5 +1,6 @@
 #include "roles/ps_client.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/log.h"
@@ -28,7 +29,6 @@ PsExchange::PsExchange(std::vector<std::string> servers, int64_t worker, rpc::Rp
     : addresses_(std::move(servers)), worker_(worker), heartbeat_every_(heartbeat_every),
       gradient_codec_(gradient_codec), timeout_(options.default_timeout) {
   for (const std::string& a : addresses_) clients_.push_back(rpc::RpcClient::Create(a, options));
-  versions_.assign(addresses_.size(), 0);
 }
 
 PsExchange::~PsExchange() { End(); }
@@ -42,17 +42,28 @@ Counter& PhaseSeconds(const char* phase) {
 }  // namespace
 
 Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn::Sequential& model) {
-  const int n = static_cast<int>(clients_.size());
+  const int n = static_cast<int>(versions_.size());  // servers x chunks
   std::mutex mu;
   std::condition_variable cv;
   int done = 0;
-  std::vector<Result<wire::Message>> results(n, Status(StatusCode::kInternal, "no answer"));
+  std::vector<Status> results(n, Status(StatusCode::kInternal, "no answer"));
+  std::vector<double> waited(n, 0.0), server(n, 0.0);
   const auto start = rpc::Clock::now();
   const auto deadline = start + timeout_;
-  for (int s = 0; s < n; ++s) {
-    clients_[s]->CallAsync(make(s), deadline, [&, s](Result<wire::Message> r) {
+  for (int l = 0; l < n; ++l) {
+    wire::Message m = make(l);
+    m.fields.SetInt("chunk", l % chunks_);
+    clients_[l / chunks_]->CallAsync(std::move(m), deadline, [&, l](Result<wire::Message> r) {
+      // Each chunk's weights are copied in as they arrive, on the client's
+      // I/O thread, while later chunks are still on the way.
+      if (r.ok()) {
+        const wire::Fields& f = r.value().fields;
+        waited[l] = f.GetFloat("waited_s").ok() ? f.GetFloat("waited_s").value() : 0.0;
+        server[l] = f.GetFloat("server_s").ok() ? f.GetFloat("server_s").value() : 0.0;
+        LoadWeights(l, r.value());
+      }
       std::lock_guard lock(mu);
-      results[s] = std::move(r);
+      results[l] = r.status();
       if (++done == n) cv.notify_all();
     });
   }
@@ -60,29 +71,26 @@ Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn
     std::unique_lock lock(mu);
     cv.wait(lock, [&] { return done == n; });
   }
-  double waited = 0, server = 0;
-  for (int s = 0; s < n; ++s) {
-    if (!results[s].ok()) return results[s].status().WithContext("parameter server " + addresses_[s]);
-    const wire::Fields& f = results[s].value().fields;
-    waited = std::max(waited, f.GetFloat("waited_s").ok() ? f.GetFloat("waited_s").value() : 0.0);
-    server = std::max(server, f.GetFloat("server_s").ok() ? f.GetFloat("server_s").value() : 0.0);
-    LoadWeights(s, results[s].value(), model);
-  }
+  for (int l = 0; l < n; ++l)
+    if (!results[l].ok()) return results[l].WithContext("parameter server " + addresses_[l / chunks_]);
   // The round trip, minus the time the servers held it for other workers and
-  // the time they spent averaging and running the optimizer.
+  // the time they spent averaging and running the optimizer (the longest of
+  // any chunk: chunks overlap).
   static Counter& communicate = PhaseSeconds("communicate");
   static Counter& wait = PhaseSeconds("wait");
   static Counter& server_compute = PhaseSeconds("server");
   const double total = std::chrono::duration<double>(rpc::Clock::now() - start).count();
-  wait.Inc(waited);
-  server_compute.Inc(server);
-  communicate.Inc(std::max(0.0, total - waited - server));
+  const double w = *std::max_element(waited.begin(), waited.end());
+  const double s = std::min(total - w, *std::max_element(server.begin(), server.end()));
+  wait.Inc(w);
+  server_compute.Inc(std::max(0.0, s));
+  communicate.Inc(std::max(0.0, total - w - s));
   return Status::Ok();
 }
 
-void PsExchange::LoadWeights(int server, const wire::Message& response, nn::Sequential& model) {
-  versions_[server] = response.fields.IntOr("version", versions_[server]);
-  const auto& pieces = partition_.pieces[server];
+void PsExchange::LoadWeights(int shard, const wire::Message& response) {
+  versions_[shard] = response.fields.IntOr("version", versions_[shard]);
+  const auto& pieces = partition_.pieces[shard];
   if (response.tensors.size() != pieces.size()) return;  // e.g. "you are current"
   for (size_t i = 0; i < pieces.size(); ++i) {
     const Tensor* p = FindParam(params_, pieces[i].param);
@@ -114,30 +122,50 @@ Status PsExchange::PullAll(nn::Sequential& model) {
   }, model);
 }
 
+Status PsExchange::InitAll(int64_t* start) {
+  for (size_t s = 0; s < clients_.size(); ++s) {
+    DNND_ASSIGN_OR_RETURN(wire::Message r, InitServer(s));
+    const std::string mode = r.fields.StringOr("mode", "sync");
+    const int64_t chunks = std::max<int64_t>(1, r.fields.IntOr("chunks", 1));
+    if (s == 0) {
+      mode_ = mode;
+      kavg_steps_ = std::max<int64_t>(1, r.fields.IntOr("kavg_steps", 1));
+      if (start) *start = r.fields.IntOr("worker_step", 0);
+      if (partition_.servers != 0 && chunks != chunks_)
+        return InvalidArgument("parameter server " + addresses_[s] + " now has " + std::to_string(chunks) +
+                                  " chunks, it had " + std::to_string(chunks_) + " (ps.chunks changed mid-job)");
+      chunks_ = static_cast<int>(chunks);
+    } else if (mode != mode_ || chunks != chunks_) {
+      return InvalidArgument("parameter servers disagree: " + addresses_[0] + " runs mode " + mode_ + " with " +
+                                std::to_string(chunks_) + " chunks, " + addresses_[s] + " runs mode " + mode +
+                                " with " + std::to_string(chunks) + " (ps.mode, ps.chunks)");
+    }
+  }
+  return Status::Ok();
+}
+
 Result<int64_t> PsExchange::Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) {
   params_ = model.NamedParameters();
-  std::vector<std::pair<std::string, Shape>> shapes;
-  for (const auto& [name, t] : params_) shapes.emplace_back(name, t.shape());
-  partition_ = ps::PartitionParameters(shapes, static_cast<int>(clients_.size()));
   spec_text_ = ModelSpecToToml(spec);
   seed_ = seed;
   int64_t start = 0;
-  for (size_t s = 0; s < clients_.size(); ++s) {
-    DNND_ASSIGN_OR_RETURN(wire::Message r, InitServer(s));
-    mode_ = r.fields.StringOr("mode", "sync");
-    kavg_steps_ = std::max<int64_t>(1, r.fields.IntOr("kavg_steps", 1));
-    if (s == 0) start = r.fields.IntOr("worker_step", 0);
-  }
+  DNND_RETURN_IF_ERROR(InitAll(&start));
+  // Each server's range is cut into its chunks: server s owns logical shards
+  // [s * chunks, (s + 1) * chunks).
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (const auto& [name, t] : params_) shapes.emplace_back(name, t.shape());
+  partition_ = ps::PartitionParameters(shapes, static_cast<int>(clients_.size()) * chunks_);
+  versions_.assign(partition_.pieces.size(), 0);
   DNND_RETURN_IF_ERROR(PullAll(model));
   heartbeat_ = std::thread([this] { Heartbeats(); });
   Log(LogLevel::kInfo, "worker", "joined parameter servers",
-      {{"worker", worker_}, {"servers", static_cast<int64_t>(clients_.size())}, {"mode", mode_},
-       {"start_step", start}});
+      {{"worker", worker_}, {"servers", static_cast<int64_t>(clients_.size())}, {"chunks", static_cast<int64_t>(chunks_)},
+       {"mode", mode_}, {"start_step", start}});
   return start;
 }
 
 Status PsExchange::Resync(nn::Sequential& model) {
-  for (size_t s = 0; s < clients_.size(); ++s) DNND_RETURN_IF_ERROR(InitServer(s).status());
+  DNND_RETURN_IF_ERROR(InitAll(nullptr));
   return PullAll(model);
 }
 

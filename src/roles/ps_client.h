@@ -35,12 +35,17 @@ class PsExchange : public StepExchange {
   const std::string& mode() const { return mode_; }
 
  private:
-  // Sends one message per server (built by `make`) in parallel and waits for
-  // all answers; loads any weights they carry into the model.
-  Status ExchangeAll(const std::function<wire::Message(int server)>& make, nn::Sequential& model);
-  void LoadWeights(int server, const wire::Message& response, nn::Sequential& model);
-  // Sends init (idempotent) to server `s`; its answer carries mode and step.
+  // Sends one message per (server, chunk) -- logical shard `l` is chunk
+  // l % chunks of server l / chunks -- built by `make`, all in flight at
+  // once, and waits for every answer; weights they carry go into the model
+  // as each arrives.
+  Status ExchangeAll(const std::function<wire::Message(int shard)>& make, nn::Sequential& model);
+  void LoadWeights(int shard, const wire::Message& response);
+  // Sends init (idempotent) to server `s`; its answer carries mode, chunks
+  // and the step to resume from.
   Result<wire::Message> InitServer(size_t s);
+  // Inits every server; checks they agree on mode and chunk count.
+  Status InitAll(int64_t* start);
   Status PullAll(nn::Sequential& model);
   // After a server restarted or dropped us: init again and pull.
   Status Resync(nn::Sequential& model);
@@ -51,13 +56,14 @@ class PsExchange : public StepExchange {
   const std::chrono::milliseconds heartbeat_every_;
   const wire::Codec gradient_codec_;
   std::vector<std::unique_ptr<rpc::RpcClient>> clients_;
-  ps::Partition partition_;
+  ps::Partition partition_;  // servers x chunks logical shards
   nn::NamedTensors params_;  // the model's, in model order
   std::string spec_text_;
   uint64_t seed_ = 0;
   std::string mode_ = "sync";
   int64_t kavg_steps_ = 1;
-  std::vector<int64_t> versions_;  // last version seen per server
+  int chunks_ = 1;                 // per server, as the servers report
+  std::vector<int64_t> versions_;  // last version seen per logical shard
   std::chrono::milliseconds timeout_;
 
   std::atomic<bool> ended_{false};

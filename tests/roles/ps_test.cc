@@ -79,22 +79,32 @@ double FinalAccuracy(const std::string& output) {
   return std::stod(m[1]);
 }
 
+// Same seed, same worker count: the same weights, bit for bit, whether the
+// parameters are cut into 2 servers x 4 chunks (the default) or 3 servers x 1.
 TEST(Standalone, SyncRunsAreBitIdentical) {
-  TempDir a, b;
+  TempDir a, b, c;
   auto ra = Dnnd("--role=standalone " + Job(a.path()));
   auto rb = Dnnd("--role=standalone " + Job(b.path()));
+  auto rc = Dnnd("--role=standalone " + Job(c.path(), "--set standalone.servers=3 --set ps.chunks=1"));
   ASSERT_EQ(ra.code, 0) << ra.output;
   ASSERT_EQ(rb.code, 0) << rb.output;
+  ASSERT_EQ(rc.code, 0) << rc.output;
   auto fa = LoadSafetensors(a.path() + "/model/model.safetensors");
   auto fb = LoadSafetensors(b.path() + "/model/model.safetensors");
-  ASSERT_TRUE(fa.ok() && fb.ok());
+  auto fc = LoadSafetensors(c.path() + "/model/model.safetensors");
+  ASSERT_TRUE(fa.ok() && fb.ok() && fc.ok());
   ASSERT_EQ(fa->tensors.size(), 6u);
-  for (size_t i = 0; i < fa->tensors.size(); ++i)
+  for (size_t i = 0; i < fa->tensors.size(); ++i) {
     EXPECT_EQ(fa->tensors[i].second.ToVector(), fb->tensors[i].second.ToVector()) << fa->tensors[i].first;
-  // The servers checkpointed their shards at the end, at the same version.
-  auto sa = LoadSafetensors(a.path() + "/ps/ps-1.safetensors");
-  ASSERT_TRUE(sa.ok()) << sa.status().ToString();
-  EXPECT_EQ(sa->metadata.at("dnnd.version"), "32") << "4096 samples / 2 workers / 64 per batch";
+    EXPECT_EQ(fa->tensors[i].second.ToVector(), fc->tensors[i].second.ToVector()) << fa->tensors[i].first;
+  }
+  // Every chunk of every server checkpointed at the end, at the same version.
+  for (const std::string file : {"ps-0-0", "ps-0-3", "ps-1-0", "ps-1-3"}) {
+    auto sa = LoadSafetensors(a.path() + "/ps/" + file + ".safetensors");
+    ASSERT_TRUE(sa.ok()) << sa.status().ToString();
+    EXPECT_EQ(sa->metadata.at("dnnd.version"), "32") << file << ": 4096 samples / 2 workers / 64 per batch";
+  }
+  EXPECT_TRUE(std::filesystem::exists(c.path() + "/ps/ps-2-0.safetensors"));
   EXPECT_GT(FinalAccuracy(ra.output), 60.0) << ra.output;
 }
 
@@ -190,8 +200,8 @@ TEST(PsCluster, EveryModeReachesItsAccuracyTarget) {
     EXPECT_GE(acc, c.target) << c.mode << "\n" << cluster.worker(0)->output();
     cluster.StopServers();
     // Each server wrote its own shard on shutdown.
-    EXPECT_TRUE(std::filesystem::exists(dir.path() + "/ps/ps-0.safetensors"));
-    EXPECT_TRUE(std::filesystem::exists(dir.path() + "/ps/ps-1.safetensors"));
+    EXPECT_TRUE(std::filesystem::exists(dir.path() + "/ps/ps-0-0.safetensors"));
+    EXPECT_TRUE(std::filesystem::exists(dir.path() + "/ps/ps-1-0.safetensors"));
   }
 }
 
