@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
@@ -24,13 +25,14 @@ const char* TypeName(const ConfigKey& k) {
     case ConfigType::kString: return "string";
     case ConfigType::kEnum: return "one of";
     case ConfigType::kStringArray: return "array of strings";
+    case ConfigType::kTableArray: return "array of tables with string fields";
   }
   return "?";
 }
 
 std::string Expected(const ConfigKey& k) {
   std::string s = TypeName(k);
-  if (k.type == ConfigType::kEnum) {
+  if (k.type == ConfigType::kEnum || k.type == ConfigType::kTableArray) {
     for (size_t i = 0; i < k.choices.size(); ++i) s += (i ? ", " : " ") + k.choices[i];
   } else if ((k.type == ConfigType::kInt || k.type == ConfigType::kFloat) &&
              (k.min > -1e299 || k.max < 1e299)) {
@@ -143,6 +145,23 @@ std::string CheckValue(const ConfigKey& k, const toml::node& n) {
       if (!a) return "expected " + Expected(k);
       for (const auto& e : *a)
         if (!e.is_string()) return "expected " + Expected(k);
+      return "";
+    }
+    case ConfigType::kTableArray: {
+      const toml::array* a = n.as_array();
+      if (!a) return "expected " + Expected(k);
+      for (size_t i = 0; i < a->size(); ++i) {
+        const toml::table* t = (*a)[i].as_table();
+        const std::string at = "entry " + std::to_string(i + 1) + " (" + SourceWhere((*a)[i]) + ")";
+        if (!t) return at + ": expected a table with " + Expected(k);
+        for (const auto& [key, v] : *t) {
+          if (std::find(k.choices.begin(), k.choices.end(), std::string(key.str())) == k.choices.end())
+            return at + ": unknown field '" + std::string(key.str()) + "' (expected " + Expected(k) + ")";
+          if (!v.is_string()) return at + ": field '" + std::string(key.str()) + "' must be a string";
+        }
+        for (const auto& field : k.choices)
+          if (!t->contains(field)) return at + ": missing field '" + field + "'";
+      }
       return "";
     }
   }
@@ -289,6 +308,15 @@ bool Config::GetBool(std::string_view key) const { return *Lookup(*root_, key).v
 std::string Config::GetString(std::string_view key) const {
   return *Lookup(*root_, key).value<std::string>();
 }
+std::vector<std::map<std::string, std::string>> Config::GetTables(std::string_view key) const {
+  std::vector<std::map<std::string, std::string>> out;
+  for (const auto& e : *Lookup(*root_, key).as_array()) {
+    auto& row = out.emplace_back();
+    for (const auto& [k, v] : *e.as_table()) row[std::string(k.str())] = *v.value<std::string>();
+  }
+  return out;
+}
+
 std::vector<std::string> Config::GetStrings(std::string_view key) const {
   std::vector<std::string> out;
   for (const auto& e : *Lookup(*root_, key).as_array()) out.push_back(*e.value<std::string>());
@@ -322,6 +350,25 @@ std::string Config::Dump() const {
       out << "\n[" << section << "]\n";
     }
     std::ostringstream v;
+    if (k.type == ConfigType::kTableArray) {
+      // Inline tables: the formatter would write [[section.key]] blocks.
+      v << "[";
+      const auto tables = GetTables(k.key);
+      for (size_t i = 0; i < tables.size(); ++i) {
+        v << (i ? ", " : "") << "{ ";
+        size_t j = 0;
+        for (const auto& [field, value] : tables[i]) {
+          std::ostringstream q;
+          q << toml::toml_formatter{toml::table{{"v", value}}};
+          std::string s = q.str();
+          s = s.substr(s.find('=') + 2);
+          while (!s.empty() && s.back() == '\n') s.pop_back();
+          v << (j++ ? ", " : "") << field << " = " << s;
+        }
+        v << " }";
+      }
+      v << "]";
+    } else
     v << Lookup(*root_, k.key).visit([](const auto& n) {
       std::ostringstream o;
       o << toml::toml_formatter{toml::table{{"v", n}}};

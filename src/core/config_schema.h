@@ -6,14 +6,16 @@
 
 namespace dnnd {
 
-enum class ConfigType { kBool, kInt, kFloat, kString, kEnum, kStringArray };
+// kTableArray: an array of tables ([[worker.placement]]) whose fields are
+// the strings named in `choices`, all required.
+enum class ConfigType { kBool, kInt, kFloat, kString, kEnum, kStringArray, kTableArray };
 
 struct ConfigKey {
   std::string key;  // "section.name"
   ConfigType type;
   std::string default_value;  // as TOML text: "5", "0.1", "true", "\"idx\"", "[]"
   double min = -1e300, max = 1e300;
-  std::vector<std::string> choices;  // kEnum
+  std::vector<std::string> choices;  // kEnum: values; kTableArray: fields
   std::string doc;
 };
 

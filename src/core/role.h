@@ -3,7 +3,9 @@
 // from the signal thread on SIGINT/SIGTERM.
 #pragma once
 
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <utility>
@@ -24,6 +26,40 @@ class Role {
   // Whether the role can do its job now (GET /readyz): (ready, why not).
   // Thread-safe. The default is ready as soon as the role runs.
   virtual std::pair<bool, std::string> Readiness() const { return {true, ""}; }
+};
+
+// A role that serves until stopped (a parameter server, a layer server):
+// Run() starts the service, waits for Stop(), then stops it and returns what
+// `stop` returns (Cancelled with a summary, normally).
+class ServingRole : public Role {
+ public:
+  struct Service {
+    std::function<Status()> start;
+    std::function<Status()> stop;
+    std::function<std::pair<bool, std::string>()> readiness;  // may be empty
+  };
+  explicit ServingRole(Service service) : service_(std::move(service)) {}
+
+  Status Run() override {
+    DNND_RETURN_IF_ERROR(service_.start());
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return stop_; });
+    return service_.stop();
+  }
+  void Stop() override {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    cv_.notify_all();
+  }
+  std::pair<bool, std::string> Readiness() const override {
+    return service_.readiness ? service_.readiness() : std::pair<bool, std::string>{true, ""};
+  }
+
+ private:
+  const Service service_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
 };
 
 using RoleFactory = std::function<Result<std::unique_ptr<Role>>(const Config&)>;

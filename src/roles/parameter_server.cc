@@ -687,34 +687,6 @@ Status ParameterServer::RestoreFromCheckpoint() {
 // Role
 // ---------------------------------------------------------------------------
 
-namespace {
-
-class ParameterServerRole : public Role {
- public:
-  explicit ParameterServerRole(std::unique_ptr<ParameterServer> ps) : ps_(std::move(ps)) {}
-  Status Run() override {
-    DNND_RETURN_IF_ERROR(ps_->Start());
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return stop_; });
-    ps_->Stop();
-    return Status(StatusCode::kCancelled, "stopped at version " + std::to_string(ps_->version()));
-  }
-  void Stop() override {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-    cv_.notify_all();
-  }
-  std::pair<bool, std::string> Readiness() const override { return ps_->Readiness(); }
-
- private:
-  std::unique_ptr<ParameterServer> ps_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-};
-
-}  // namespace
-
 Result<std::unique_ptr<Role>> MakeParameterServerRole(const Config& config) {
   ParameterServerOptions options = ParameterServerOptions::FromConfig(config);
   if (options.index >= options.servers)
@@ -722,8 +694,15 @@ Result<std::unique_ptr<Role>> MakeParameterServerRole(const Config& config) {
                            std::to_string(options.servers));
   DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcServerOptions::FromConfig(config, config.GetString("ps.listen"),
                                                                      "parameter-server"));
-  return std::unique_ptr<Role>(
-      new ParameterServerRole(std::make_unique<ParameterServer>(std::move(options), std::move(rpc))));
+  std::shared_ptr<ParameterServer> ps = std::make_shared<ParameterServer>(std::move(options), std::move(rpc));
+  return std::unique_ptr<Role>(new ServingRole({
+      .start = [ps] { return ps->Start(); },
+      .stop = [ps] {
+        ps->Stop();
+        return Status(StatusCode::kCancelled, "stopped at version " + std::to_string(ps->version()));
+      },
+      .readiness = [ps] { return ps->Readiness(); },
+  }));
 }
 
 }  // namespace dnnd

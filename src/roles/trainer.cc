@@ -67,6 +67,7 @@ float Trainer::LearningRate(int64_t epoch) const {
 
 Status Trainer::SaveCheckpoint(int64_t epoch, int64_t step, int64_t samples) {
   if (options_.checkpoint_dir.empty()) return Status::Ok();
+  if (options_.exchange) DNND_RETURN_IF_ERROR(options_.exchange->BeforeCheckpoint(*model_));
   TrainingState state{.epoch = epoch, .step = step, .samples = samples, .extra = {}};
   return dnnd::SaveCheckpoint(options_.checkpoint_dir, *model_, optimizer_.get(), state,
                               ModelSpecToToml(spec_));
@@ -131,10 +132,7 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       if (e) e->End();
     }
   } end_exchange{exchange};
-  if (exchange) {
-    DNND_ASSIGN_OR_RETURN(step, exchange->Begin(*model_, spec_, options_.seed));
-    samples = step * batch;
-  } else if (options_.resume && !options_.checkpoint_dir.empty() &&
+  if (options_.resume && !options_.checkpoint_dir.empty() &&
       std::filesystem::exists(std::filesystem::path(options_.checkpoint_dir) / "model.safetensors")) {
     auto state = LoadCheckpoint(options_.checkpoint_dir, *model_, optimizer_.get());
     if (!state) return state.status().WithContext("resuming from " + options_.checkpoint_dir);
@@ -142,6 +140,13 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
     samples = state->samples;
     std::fprintf(stderr, "resumed from %s at step %lld\n", options_.checkpoint_dir.c_str(),
                  static_cast<long long>(step));
+  }
+  if (exchange) {
+    DNND_ASSIGN_OR_RETURN(const int64_t start, exchange->Begin(*model_, spec_, options_.seed));
+    if (start >= 0) {
+      step = start;
+      samples = step * batch;
+    }
   }
 
   model_->Train();

@@ -27,13 +27,17 @@ namespace dnnd {
 class StepExchange {
  public:
   virtual ~StepExchange() = default;
-  // Before the first step: connect, make the model's weights the job's, and
-  // return the step to start from (a restarted worker rejoins mid-run).
+  // Before the first step (after any local resume): connect, make the
+  // model's weights the job's, and return the step to start from (a
+  // restarted worker rejoins mid-run), or -1 to keep the local one.
   virtual Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) = 0;
   // After backward of step `step` (0-based, `lr` from the schedule): leave
   // the next weights in `model` and its gradients cleared. `local` is the
   // worker's own optimizer (used between averages in kavg).
   virtual Status Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) = 0;
+  // Before the trainer writes a checkpoint: make `model` hold the current
+  // weights of every layer (layers kept elsewhere are copied back).
+  virtual Status BeforeCheckpoint(nn::Sequential& model) { return Status::Ok(); }
   // Training is over (finished or stopped): leave the job.
   virtual void End() = 0;
 };
@@ -57,8 +61,8 @@ struct TrainOptions {
   // False: no progress, no per-epoch summary (data-parallel workers other
   // than worker 0, which reports for the job).
   bool report = true;
-  // Null: local training. Otherwise steps go through it and the start step
-  // comes from it (local resume is skipped).
+  // Null: local training. Otherwise steps go through it, and it may set the
+  // start step (parameter servers do; set resume = false for them).
   std::shared_ptr<StepExchange> exchange;
 };
 

@@ -5,12 +5,16 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
+
+#include <unistd.h>
 
 #include "core/data/csv.h"
 #include "core/data/idx.h"
 #include "core/data/npy.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "roles/layer_client.h"
 #include "roles/ps_client.h"
 #include "roles/trainer.h"
 #include "tensor/parallel.h"
@@ -43,7 +47,13 @@ class WorkerRole : public Role {
     Log(LogLevel::kInfo, "worker", "training",
         {{"train_samples", train_.size()}, {"test_samples", has_test_ ? test_.size() : int64_t{0}},
          {"parameters", trainer_->model().ParameterCount()}, {"threads", GetThreads()}});
-    Status s = trainer_->Run(train_, has_test_ ? &test_ : nullptr, stop_);
+    Status s = Status::Ok();
+    try {
+      s = trainer_->Run(train_, has_test_ ? &test_ : nullptr, stop_);
+    } catch (const std::runtime_error& e) {
+      // A remote layer failed mid-forward/backward (layer_client.h).
+      s = Status(StatusCode::kUnavailable, e.what());
+    }
     if (!s.ok()) return s;
     const auto& h = trainer_->history();
     if (!h.empty() && h.back().evaluated) {
@@ -144,6 +154,16 @@ Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacemen
   o.progress = ParseProgressMode(cfg.GetString("train.progress"));
   o.report = show_progress;
   const bool data_parallel = !placement.parameter_servers.empty();
+  DNND_ASSIGN_OR_RETURN(std::vector<LayerPlacement> layers, ParsePlacements(cfg));
+  if (data_parallel && !layers.empty())
+    return InvalidArgument("worker.parameter_servers and worker.placement are both set; a worker either trains "
+                           "data-parallel or places layers on layer servers");
+  if (!layers.empty()) {
+    DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
+    o.exchange = std::make_shared<LayerExchange>(std::move(layers), cfg.GetInt("worker.micro_batches"), std::move(rpc),
+                                                 cfg.GetString("node.name") + "-" + std::to_string(::getpid()),
+                                                 o.checkpoint_dir, o.resume);
+  }
   if (data_parallel) {
     DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
     DNND_ASSIGN_OR_RETURN(wire::Codec codec, wire::ParseCodec(cfg.GetString("worker.gradient_codec")));

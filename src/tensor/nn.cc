@@ -59,8 +59,20 @@ void Sequential::Add(std::shared_ptr<Module> m) {
 
 Tensor Sequential::ForwardRange(const Tensor& x, size_t begin, size_t end) {
   Tensor h = x;
-  for (size_t i = begin; i < end && i < layers_.size(); ++i) h = layers_[i]->Forward(h);
+  for (size_t i = begin; i < end && i < layers_.size();) {
+    auto p = placed_.find(i);
+    if (p != placed_.end() && p->second.first <= end) {
+      h = p->second.second->Forward(h);
+      i = p->second.first;
+    } else {
+      h = layers_[i++]->Forward(h);
+    }
+  }
   return h;
+}
+
+void Sequential::Place(size_t begin, size_t end, std::shared_ptr<Module> runner) {
+  placed_[begin] = {end, std::move(runner)};
 }
 
 Result<Shape> Sequential::OutputShape(const Shape& input) const {

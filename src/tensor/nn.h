@@ -11,6 +11,7 @@
 // equivalent torch model and back.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -67,6 +68,11 @@ class Sequential : public Module {
   const std::shared_ptr<Module>& at(size_t i) const { return layers_.at(i); }
   // Forward through layers [begin, end) only (for placing layer ranges).
   Tensor ForwardRange(const Tensor& x, size_t begin, size_t end);
+  // Runs layers [begin, end) through `runner` instead (a range placed on
+  // layer servers). The local layers keep their parameters and names: they
+  // become the placed layers' local copies, kept current by whoever placed
+  // them (before a checkpoint, say), so checkpoints still hold the whole model.
+  void Place(size_t begin, size_t end, std::shared_ptr<Module> runner);
 
   Tensor Forward(const Tensor& x) override { return ForwardRange(x, 0, layers_.size()); }
   Result<Shape> OutputShape(const Shape& input) const override;
@@ -74,6 +80,7 @@ class Sequential : public Module {
 
  private:
   std::vector<std::shared_ptr<Module>> layers_;
+  std::map<size_t, std::pair<size_t, std::shared_ptr<Module>>> placed_;  // begin -> (end, runner)
 };
 
 // Weight initialisation schemes. kDefault is PyTorch's (Kaiming-uniform with

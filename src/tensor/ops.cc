@@ -496,4 +496,9 @@ Tensor BceLoss(const Tensor& pred, const Tensor& target) {
   return y;
 }
 
+void RecordExternal(Tensor& out, const char* name, std::vector<Tensor> inputs,
+                    std::function<void(std::vector<Tensor>&, const Tensor&)> backward) {
+  Record(out, name, std::move(inputs), std::move(backward));
+}
+
 }  // namespace dnnd::ops

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
+#include <vector>
 
 #include "tensor/tensor.h"
 
@@ -52,5 +54,13 @@ Tensor CrossEntropy(const Tensor& logits, std::span<const int32_t> labels);
 Tensor MseLoss(const Tensor& pred, const Tensor& target);
 // pred are probabilities in [0,1] (clamped log as in PyTorch: log >= -100).
 Tensor BceLoss(const Tensor& pred, const Tensor& target);
+
+// --- operations computed elsewhere -------------------------------------------
+// Makes `out` (computed outside this library, e.g. by layers on a layer
+// server) part of the graph: backward calls `backward(inputs, grad_out)`,
+// which accumulates into whichever inputs need it. It is called even when no
+// input requires grad, for the side effects (remote parameter gradients).
+void RecordExternal(Tensor& out, const char* name, std::vector<Tensor> inputs,
+                    std::function<void(std::vector<Tensor>& inputs, const Tensor& grad_out)> backward);
 
 }  // namespace dnnd::ops

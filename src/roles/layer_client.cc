@@ -1,0 +1,390 @@
+#include "roles/layer_client.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "roles/layer_protocol.h"
+#include "tensor/ops.h"
+#include "tensor/safetensors.h"
+
+namespace dnnd {
+namespace {
+
+constexpr std::string_view kOptimizerPrefix = "optimizer/";
+
+// Rows [begin, end) of a contiguous tensor, sharing its memory.
+Tensor Rows(const Tensor& t, int64_t begin, int64_t end) {
+  const int64_t row = t.numel() / t.size(0);
+  const int64_t base = t.data() - static_cast<const float*>(t.storage()->data());
+  Shape shape = t.shape();
+  shape[0] = end - begin;
+  return Tensor::FromStorage(t.storage(), base + begin * row, shape);
+}
+
+Tensor ConcatRows(const std::vector<Tensor>& parts) {
+  if (parts.size() == 1) return parts[0];
+  Shape shape = parts[0].shape();
+  shape[0] = 0;
+  for (const Tensor& p : parts) shape[0] += p.size(0);
+  Tensor out = Tensor::Empty(shape);
+  float* at = out.data();
+  for (const Tensor& p : parts) {
+    std::memcpy(at, p.data(), static_cast<size_t>(p.numel()) * sizeof(float));
+    at += p.numel();
+  }
+  return out;
+}
+
+// Waits for `n` asynchronous chains, each ending in exactly one Done or Fail.
+class Countdown {
+ public:
+  explicit Countdown(int n) : left_(n) {}
+  void Done() {
+    std::lock_guard lock(mu_);
+    if (--left_ == 0) cv_.notify_all();
+  }
+  void Fail(const Status& s) {
+    std::lock_guard lock(mu_);
+    if (error_.ok()) error_ = s;
+    if (--left_ == 0) cv_.notify_all();
+  }
+  Status Wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return left_ == 0; });
+    return error_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int left_;
+  Status error_ = Status::Ok();
+};
+
+Counter& PhaseSeconds(const char* phase) {
+  return DefaultMetrics().Counter("dnnd_worker_step_seconds_total",
+                                  "worker step time by phase: compute (forward/backward), communicate, wait (for other workers), server (averaging and optimizer)",
+                                  {{"phase", phase}});
+}
+
+}  // namespace
+
+// A layer range on a layer server: one session.
+class RemoteStage {
+ public:
+  using Done = std::function<void(Result<Tensor>)>;
+
+  RemoteStage(std::shared_ptr<rpc::RpcClient> client, LayerPlacement placement, std::string session,
+              std::chrono::milliseconds timeout)
+      : client_(std::move(client)), placement_(std::move(placement)), session_(std::move(session)), timeout_(timeout) {}
+
+  const LayerPlacement& placement() const { return placement_; }
+  std::string Describe() const {
+    return "layers " + std::to_string(placement_.first) + "-" + std::to_string(placement_.last - 1) + " on " +
+           placement_.server;
+  }
+
+  Status Open(const std::string& spec_text, uint64_t seed) {
+    wire::Message m = Request(layers::kOpen);
+    m.fields.SetString("spec", spec_text);
+    m.fields.SetInt("seed", static_cast<int64_t>(seed));
+    m.fields.SetInt("first", static_cast<int64_t>(placement_.first));
+    m.fields.SetInt("last", static_cast<int64_t>(placement_.last));
+    return Call(std::move(m)).status();
+  }
+
+  void ForwardAsync(int64_t mb, const Tensor& x, bool train, Done done) {
+    wire::Message m = Request(layers::kForward);
+    m.fields.SetInt("mb", mb);
+    m.fields.SetInt("train", train ? 1 : 0);
+    m.tensors.push_back(wire::WireTensor::FromTensor("x", x));
+    Send(std::move(m), "y", std::move(done));
+  }
+
+  void BackwardAsync(int64_t mb, const Tensor& grad, bool input_grad, Done done) {
+    wire::Message m = Request(layers::kBackward);
+    m.fields.SetInt("mb", mb);
+    m.fields.SetInt("input_grad", input_grad ? 1 : 0);
+    m.tensors.push_back(wire::WireTensor::FromTensor("g", grad));
+    Send(std::move(m), input_grad ? "dx" : "", std::move(done));
+  }
+
+  void StepAsync(float lr, Done done) {
+    wire::Message m = Request(layers::kStep);
+    m.fields.SetFloat("lr", lr);
+    Send(std::move(m), "", std::move(done));
+  }
+
+  // The session's parameters (by model name) and optimizer state.
+  Result<wire::Message> State() { return Call(Request(layers::kState)); }
+
+  Status Load(const nn::NamedTensors& params, const nn::NamedTensors& optimizer_state) {
+    wire::Message m = Request(layers::kLoad);
+    for (const auto& [name, t] : params) m.tensors.push_back(wire::WireTensor::FromTensor(name, t.detach()));
+    for (const auto& [name, t] : optimizer_state)
+      m.tensors.push_back(wire::WireTensor::FromTensor(std::string(kOptimizerPrefix) + name, t));
+    return Call(std::move(m)).status();
+  }
+
+  void Drop() { (void)client_->Call(Request(layers::kDrop), std::chrono::milliseconds(2000)); }
+
+ private:
+  wire::Message Request(uint16_t type) const {
+    wire::Message m;
+    m.type = type;
+    m.fields.SetString("session", session_);
+    return m;
+  }
+
+  Result<wire::Message> Call(wire::Message m) {
+    auto r = client_->Call(std::move(m), timeout_);
+    if (!r.ok()) return r.status().WithContext(Describe());
+    return r;
+  }
+
+  // Answers `done` with the response's tensor `want` (or an empty tensor).
+  void Send(wire::Message m, std::string want, Done done) {
+    client_->CallAsync(std::move(m), rpc::Clock::now() + timeout_,
+                       [this, want = std::move(want), done = std::move(done)](Result<wire::Message> r) {
+                         if (!r.ok()) return done(r.status().WithContext(Describe()));
+                         if (want.empty()) return done(Tensor());
+                         const auto& ts = r.value().tensors;
+                         if (ts.size() != 1 || ts[0].name != want)
+                           return done(Status(StatusCode::kCorruption,
+                                              Describe() + " answered without the tensor '" + want + "'"));
+                         done(ts[0].ToTensor());
+                       });
+  }
+
+  std::shared_ptr<rpc::RpcClient> client_;
+  const LayerPlacement placement_;
+  const std::string session_;
+  const std::chrono::milliseconds timeout_;
+};
+
+namespace {
+
+// Consecutive remote stages as one module, pipelined over micro-batches.
+class RemotePipeline : public nn::Module {
+ public:
+  RemotePipeline(std::vector<std::shared_ptr<RemoteStage>> stages, int64_t micro_batches)
+      : stages_(std::move(stages)), micro_batches_(std::max<int64_t>(1, micro_batches)) {}
+
+  Tensor Forward(const Tensor& x) override {
+    const bool train = GradEnabled();
+    const int64_t n = x.size(0);
+    const int64_t m = std::min(micro_batches_, n);
+    const int64_t base = next_mb_;
+    next_mb_ += m;
+    std::vector<int64_t> bounds(m + 1);
+    for (int64_t i = 0; i <= m; ++i) bounds[i] = n * i / m;
+
+    std::vector<Tensor> outs(m);
+    Countdown flow(static_cast<int>(m));
+    std::function<void(int64_t, size_t, Tensor)> go = [&](int64_t i, size_t s, Tensor t) {
+      stages_[s]->ForwardAsync(base + i, t, train, [&, i, s](Result<Tensor> r) {
+        if (!r.ok()) return flow.Fail(r.status());
+        if (s + 1 < stages_.size()) return go(i, s + 1, std::move(r).value());
+        outs[i] = std::move(r).value();
+        flow.Done();
+      });
+    };
+    for (int64_t i = 0; i < m; ++i) go(i, 0, Rows(x, bounds[i], bounds[i + 1]));
+    Status s = flow.Wait();
+    if (!s.ok()) throw std::runtime_error("remote forward: " + s.ToString());
+    Tensor y = ConcatRows(outs);
+    if (!train) return y;
+    y = y.detach();
+    ops::RecordExternal(y, "Remote", {x}, [this, base, bounds](std::vector<Tensor>& in, const Tensor& g) {
+      Backward(in[0], g, base, bounds);
+    });
+    return y;
+  }
+
+  Result<Shape> OutputShape(const Shape& input) const override {
+    return Status(StatusCode::kUnsupported, "a remote pipeline's shapes are checked by its layer servers");
+  }
+  std::string Describe() const override {
+    std::string d = "RemotePipeline(";
+    for (size_t i = 0; i < stages_.size(); ++i) d += (i ? ", " : "") + stages_[i]->Describe();
+    return d + ")";
+  }
+
+ private:
+  void Backward(const Tensor& x, const Tensor& g, int64_t base, const std::vector<int64_t>& bounds) {
+    const int64_t m = static_cast<int64_t>(bounds.size()) - 1;
+    const bool want_dx = x.requires_grad();
+    std::vector<Tensor> dx(m);
+    Countdown flow(static_cast<int>(m));
+    std::function<void(int64_t, size_t, Tensor)> go = [&](int64_t i, size_t s, Tensor t) {
+      const bool input_grad = s > 0 || want_dx;
+      stages_[s]->BackwardAsync(base + i, t, input_grad, [&, i, s](Result<Tensor> r) {
+        if (!r.ok()) return flow.Fail(r.status());
+        if (s > 0) return go(i, s - 1, std::move(r).value());
+        if (want_dx) dx[i] = std::move(r).value();
+        flow.Done();
+      });
+    };
+    for (int64_t i = 0; i < m; ++i) go(i, stages_.size() - 1, Rows(g, bounds[i], bounds[i + 1]));
+    Status s = flow.Wait();
+    if (!s.ok()) throw std::runtime_error("remote backward: " + s.ToString());
+    // One micro-batch's gradient is a view of a received frame: copy it.
+    if (want_dx) x.AccumulateGrad(m == 1 ? dx[0].clone() : ConcatRows(dx));
+  }
+
+  const std::vector<std::shared_ptr<RemoteStage>> stages_;
+  const int64_t micro_batches_;
+  int64_t next_mb_ = 0;
+};
+
+}  // namespace
+
+Result<std::vector<LayerPlacement>> ParsePlacements(const Config& config) {
+  std::vector<LayerPlacement> out;
+  for (const auto& table : config.GetTables("worker.placement")) {
+    const std::string& layers = table.at("layers");
+    const std::string& server = table.at("server");
+    LayerPlacement p;
+    p.server = server;
+    size_t a = 0, b = 0;
+    const size_t dash = layers.find('-');
+    try {
+      size_t used = 0;
+      a = std::stoul(layers.substr(0, dash), &used);
+      if (used != (dash == std::string::npos ? layers.size() : dash)) throw std::invalid_argument("");
+      b = a;
+      if (dash != std::string::npos) {
+        b = std::stoul(layers.substr(dash + 1), &used);
+        if (used != layers.size() - dash - 1) throw std::invalid_argument("");
+      }
+    } catch (const std::exception&) {
+      return InvalidArgument("worker.placement: layers = \"" + layers + "\" is not a range like \"0-2\" or \"3\"");
+    }
+    if (b < a) return InvalidArgument("worker.placement: layers = \"" + layers + "\" ends before it starts");
+    if (server.empty()) return InvalidArgument("worker.placement: layers \"" + layers + "\" have an empty server");
+    p.first = a;
+    p.last = b + 1;
+    out.push_back(p);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (size_t i = 1; i < out.size(); ++i)
+    if (out[i].first < out[i - 1].last)
+      return InvalidArgument("worker.placement: layers " + std::to_string(out[i].first) + "-" +
+                             std::to_string(out[i].last - 1) + " overlap layers " + std::to_string(out[i - 1].first) +
+                             "-" + std::to_string(out[i - 1].last - 1));
+  return out;
+}
+
+LayerExchange::LayerExchange(std::vector<LayerPlacement> placements, int64_t micro_batches,
+                             rpc::RpcClientOptions options, std::string session_prefix, std::string checkpoint_dir,
+                             bool resume)
+    : placements_(std::move(placements)), micro_batches_(micro_batches), options_(std::move(options)),
+      session_prefix_(std::move(session_prefix)), checkpoint_dir_(std::move(checkpoint_dir)), resume_(resume) {}
+
+LayerExchange::~LayerExchange() { End(); }
+
+std::string LayerExchange::OptimizerStatePath(const RemoteStage& stage) const {
+  return checkpoint_dir_ + "/layers-" + std::to_string(stage.placement().first) + "-" +
+         std::to_string(stage.placement().last - 1) + ".optimizer.safetensors";
+}
+
+Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) {
+  const std::string spec_text = ModelSpecToToml(spec);
+  const nn::NamedTensors params = model.NamedParameters();
+  std::vector<std::shared_ptr<RemoteStage>> run;  // consecutive remote stages
+  auto flush = [&] {
+    if (run.empty()) return;
+    model.Place(run.front()->placement().first, run.back()->placement().last,
+                std::make_shared<RemotePipeline>(run, micro_batches_));
+    run.clear();
+  };
+  for (const LayerPlacement& p : placements_) {
+    if (p.last > model.size())
+      return InvalidArgument("worker.placement: layers " + std::to_string(p.first) + "-" + std::to_string(p.last - 1) +
+                             " but the model has " + std::to_string(model.size()) + " layers");
+    auto& client = clients_[p.server];
+    if (!client) client = rpc::RpcClient::Create(p.server, options_);
+    auto stage = std::make_shared<RemoteStage>(
+        client, p, session_prefix_ + "/" + std::to_string(p.first) + "-" + std::to_string(p.last - 1),
+        options_.default_timeout);
+    DNND_RETURN_IF_ERROR(stage->Open(spec_text, seed));
+    // The worker's weights are the truth (initial, or resumed from its
+    // checkpoint); so is its saved copy of the remote optimizer state.
+    nn::NamedTensors mine, optimizer_state;
+    for (const auto& [name, t] : params) {
+      const size_t layer = std::stoul(name.substr(0, name.find('.')));
+      if (layer >= p.first && layer < p.last) mine.emplace_back(name, t);
+    }
+    const std::string state_path = OptimizerStatePath(*stage);
+    if (resume_ && !checkpoint_dir_.empty() && std::filesystem::exists(state_path)) {
+      DNND_ASSIGN_OR_RETURN(SafetensorsFile file, LoadSafetensors(state_path));
+      optimizer_state = file.tensors;
+    }
+    DNND_RETURN_IF_ERROR(stage->Load(mine, optimizer_state));
+    if (!run.empty() && run.back()->placement().last != p.first) flush();
+    run.push_back(stage);
+    stages_.push_back(stage);
+  }
+  flush();
+  Log(LogLevel::kInfo, "worker", "layers placed on layer servers",
+      {{"ranges", static_cast<int64_t>(stages_.size())}, {"servers", static_cast<int64_t>(clients_.size())},
+       {"micro_batches", micro_batches_}});
+  return int64_t{-1};  // the worker's own checkpoint says where to start
+}
+
+Status LayerExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) {
+  const auto start = rpc::Clock::now();
+  local.Step();
+  local.ZeroGrad();
+  Countdown flow(static_cast<int>(stages_.size()));
+  for (auto& stage : stages_)
+    stage->StepAsync(lr, [&](Result<Tensor> r) { r.ok() ? flow.Done() : flow.Fail(r.status()); });
+  Status s = flow.Wait();
+  static Counter& communicate = PhaseSeconds("communicate");
+  communicate.Inc(std::chrono::duration<double>(rpc::Clock::now() - start).count());
+  return s;
+}
+
+Status LayerExchange::BeforeCheckpoint(nn::Sequential& model) {
+  nn::NamedTensors params = model.NamedParameters();
+  if (!checkpoint_dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(checkpoint_dir_, ec);
+    if (ec) return IoError("creating " + checkpoint_dir_ + ": " + ec.message());
+  }
+  for (auto& stage : stages_) {
+    DNND_ASSIGN_OR_RETURN(wire::Message state, stage->State());
+    nn::NamedTensors optimizer_state;
+    for (const auto& wt : state.tensors) {
+      DNND_ASSIGN_OR_RETURN(Tensor t, wt.ToTensor());
+      if (wt.name.rfind(kOptimizerPrefix, 0) == 0) {
+        optimizer_state.emplace_back(wt.name.substr(kOptimizerPrefix.size()), t);
+        continue;
+      }
+      auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == wt.name; });
+      if (it == params.end() || it->second.shape() != t.shape())
+        return Corruption(stage->Describe() + " returned '" + wt.name + "' " + ShapeToString(t.shape()) +
+                          ", which the local model does not have");
+      it->second.detach().CopyFrom(t);
+    }
+    if (!checkpoint_dir_.empty())
+      DNND_RETURN_IF_ERROR(SaveSafetensors(OptimizerStatePath(*stage), optimizer_state, {}));
+  }
+  return Status::Ok();
+}
+
+void LayerExchange::End() {
+  if (ended_) return;
+  ended_ = true;
+  for (auto& stage : stages_) stage->Drop();
+}
+
+}  // namespace dnnd

@@ -1,0 +1,33 @@
+// The layer-server protocol (wire types 0x0201-0x02FF, docs/wire.md): a
+// client opens a session that hosts layers [first, last) of a model spec,
+// then drives their forward and backward per micro-batch.
+//
+//   open      spec, seed, first, last, session     -> parameters
+//   forward   session, mb, train, tensor "x"        -> tensor "y"
+//             (train = 1 keeps what backward needs, keyed by mb)
+//   backward  session, mb, input_grad, tensor "g"   -> tensor "dx" if input_grad
+//             (accumulates the layers' parameter gradients, frees mb)
+//   step      session, lr                           -> version
+//   state     session                               -> parameters (+ "optimizer/..." state)
+//   load      session, tensors as `state` answers   -> version
+//   drop      session                               -> (nothing)
+//
+// A server answers the requests of one connection in order, so a client that
+// sends micro-batches in order gets them processed in order (the sums of
+// accumulated gradients are reproducible) while other servers work on other
+// micro-batches at the same time.
+#pragma once
+
+#include <cstdint>
+
+namespace dnnd::layers {
+
+inline constexpr uint16_t kOpen = 0x0201;
+inline constexpr uint16_t kForward = 0x0202;
+inline constexpr uint16_t kBackward = 0x0203;
+inline constexpr uint16_t kStep = 0x0204;
+inline constexpr uint16_t kState = 0x0205;
+inline constexpr uint16_t kLoad = 0x0206;
+inline constexpr uint16_t kDrop = 0x0207;
+
+}  // namespace dnnd::layers

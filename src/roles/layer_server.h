@@ -1,0 +1,73 @@
+// A layer server: hosts ranges of models' layers for remote clients and runs
+// their forward and backward (layer_protocol.h). What DockerNN did with one
+// Flask service per layer and pickled arrays, over the binary wire protocol.
+//
+// Each client opens its own session: the layers [first, last) of its model
+// spec, built with its seed (so the initial weights equal local training's),
+// with their own optimizer. A training forward keeps the activations backward
+// needs until that micro-batch's backward; their bytes (input and every
+// layer's output, from the layers' shapes) count against
+// layer.max_activation_bytes, and a forward that would exceed it is refused
+// with ResourceExhausted naming the session and the figures, never an
+// out-of-memory kill. Sessions idle for layer.session_idle_timeout_ms are
+// dropped.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/status.h"
+#include "transport/rpc_server.h"
+
+namespace dnnd {
+
+class Config;
+
+struct LayerServerOptions {
+  uint64_t max_activation_bytes = uint64_t{1} << 30;  // over all sessions
+  int64_t max_sessions = 64;
+  std::chrono::milliseconds session_idle_timeout{600000};
+
+  static LayerServerOptions FromConfig(const Config& config);
+};
+
+class LayerServer {
+ public:
+  LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc);
+  ~LayerServer();  // Stop()
+
+  Status Start();
+  void Stop();
+  uint16_t port() const { return server_.port(); }
+  std::string address() const { return server_.address(); }
+  size_t sessions() const;
+  uint64_t cached_bytes() const { return cached_bytes_.load(); }
+
+ private:
+  class Session;
+  Result<std::shared_ptr<Session>> Find(const wire::Message& request);
+  Result<wire::Message> HandleOpen(const wire::Message& request, const rpc::PeerInfo& peer);
+  Result<wire::Message> HandleDrop(const wire::Message& request);
+  void ExpireIdleSessions();
+
+  const LayerServerOptions options_;
+  rpc::RpcServer server_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Session>> sessions_;
+  std::atomic<uint64_t> cached_bytes_{0};
+
+  std::atomic<bool> stopping_{false};
+  std::mutex reaper_mu_;
+  std::condition_variable reaper_cv_;
+  std::thread reaper_;
+};
+
+Result<std::unique_ptr<class Role>> MakeLayerServerRole(const Config& config);
+
+}  // namespace dnnd
