@@ -10,7 +10,6 @@
 
 #include "core/config.h"
 #include "core/log.h"
-#include "core/metrics.h"
 #include "roles/layer_protocol.h"
 #include "tensor/ops.h"
 #include "tensor/safetensors.h"
@@ -68,12 +67,6 @@ class Countdown {
   int left_;
   Status error_ = Status::Ok();
 };
-
-Counter& PhaseSeconds(const char* phase) {
-  return DefaultMetrics().Counter("dnnd_worker_step_seconds_total",
-                                  "worker step time by phase: compute (forward/backward), communicate, wait (for other workers), server (averaging and optimizer)",
-                                  {{"phase", phase}});
-}
 
 }  // namespace
 
@@ -287,7 +280,8 @@ LayerExchange::LayerExchange(std::vector<LayerPlacement> placements, int64_t mic
                              rpc::RpcClientOptions options, std::string session_prefix, std::string checkpoint_dir,
                              bool resume)
     : placements_(std::move(placements)), micro_batches_(micro_batches), options_(std::move(options)),
-      session_prefix_(std::move(session_prefix)), checkpoint_dir_(std::move(checkpoint_dir)), resume_(resume) {}
+      session_prefix_(std::move(session_prefix)), checkpoint_dir_(std::move(checkpoint_dir)), resume_(resume),
+      steps_(std::make_shared<InflightSteps>()) {}
 
 LayerExchange::~LayerExchange() { End(); }
 
@@ -340,20 +334,44 @@ Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spe
   return int64_t{-1};  // the worker's own checkpoint says where to start
 }
 
-Status LayerExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) {
-  const auto start = rpc::Clock::now();
-  local.Step();
-  local.ZeroGrad();
-  Countdown flow(static_cast<int>(stages_.size()));
-  for (auto& stage : stages_)
-    stage->StepAsync(lr, [&](Result<Tensor> r) { r.ok() ? flow.Done() : flow.Fail(r.status()); });
-  Status s = flow.Wait();
-  static Counter& communicate = PhaseSeconds("communicate");
-  communicate.Inc(std::chrono::duration<double>(rpc::Clock::now() - start).count());
+// Steps the remote optimizers without waiting for their answers: a server
+// runs one connection's requests in order, so the next forward is computed
+// on the stepped weights anyway, and the optimizer runs while this worker
+// loads its next batch. A failed step surfaces at the next Step or Drain.
+struct LayerExchange::InflightSteps {
+  std::mutex mu;
+  std::condition_variable cv;
+  int inflight = 0;
+  Status error = Status::Ok();
+};
+
+Status LayerExchange::DrainSteps() {
+  std::unique_lock lock(steps_->mu);
+  steps_->cv.wait(lock, [&] { return steps_->inflight == 0; });
+  Status s = steps_->error;
+  steps_->error = Status::Ok();
   return s;
 }
 
+Status LayerExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) {
+  local.Step();
+  local.ZeroGrad();
+  {
+    std::lock_guard lock(steps_->mu);
+    if (!steps_->error.ok()) return steps_->error;
+    steps_->inflight += static_cast<int>(stages_.size());
+  }
+  for (auto& stage : stages_)
+    stage->StepAsync(lr, [steps = steps_](Result<Tensor> r) {
+      std::lock_guard lock(steps->mu);
+      if (!r.ok() && steps->error.ok()) steps->error = r.status();
+      if (--steps->inflight == 0) steps->cv.notify_all();
+    });
+  return Status::Ok();
+}
+
 Status LayerExchange::BeforeCheckpoint(nn::Sequential& model) {
+  DNND_RETURN_IF_ERROR(DrainSteps());
   nn::NamedTensors params = model.NamedParameters();
   if (!checkpoint_dir_.empty()) {
     std::error_code ec;
@@ -384,6 +402,7 @@ Status LayerExchange::BeforeCheckpoint(nn::Sequential& model) {
 void LayerExchange::End() {
   if (ended_) return;
   ended_ = true;
+  (void)DrainSteps();
   for (auto& stage : stages_) stage->Drop();
 }
 
