@@ -11,6 +11,7 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"log.level", T::kEnum, "\"info\"", 0, 0, {"debug", "info", "warn", "error"}, "minimum level logged"},
       {"log.format", T::kEnum, "\"text\"", 0, 0, {"text", "json"}, "text lines or JSON lines"},
       {"data.format", T::kEnum, "\"idx\"", 0, 0, {"idx", "npy", "npz", "csv"}, "dataset file format"},
+      {"data.test_format", T::kEnum, "\"same\"", 0, 0, {"same", "idx", "npy", "npz", "csv"}, "format of the test set when it differs from data.format (an NPZ shard trained on, the IDX test set evaluated on)"},
       {"data.train_file", T::kString, "\"\"", 0, 0, {}, "npz/csv: the training file"},
       {"data.test_file", T::kString, "\"\"", 0, 0, {}, "npz/csv: the test file; empty = no evaluation"},
       {"data.x_key", T::kString, "\"x\"", 0, 0, {}, "npz: the samples array"},
