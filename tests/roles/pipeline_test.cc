@@ -1,0 +1,216 @@
+// Split -> train -> aggregate with real dnnd processes and real files: the
+// splitter's shards and manifest (read back by dnnd and by numpy), its
+// refusal to overwrite, the aggregator's weighted average and its errors,
+// and the whole pipeline on Fashion-MNIST against centralized training.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include <functional>
+#include <regex>
+
+#include "core/data/idx.h"
+#include "core/data/npy.h"
+#include "core/sha256.h"
+#include "dnnd_process.h"
+#include "tensor/safetensors.h"
+
+namespace dnnd {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using testing::Daemon;
+using testing::Dnnd;
+using testing::Outcome;
+using testing::ReadFile;
+using testing::Src;
+using testing::TempDir;
+
+json::value ParseJsonFile(const std::string& path) {
+  boost::system::error_code ec;
+  json::value v = json::parse(ReadFile(path), ec);
+  EXPECT_FALSE(ec) << path << ": " << ec.message();
+  return v;
+}
+
+std::vector<int64_t> Ints(const json::value& v) {
+  std::vector<int64_t> out;
+  for (const auto& e : v.as_array()) out.push_back(e.as_int64());
+  return out;
+}
+
+double FinalAccuracy(const std::string& output) {
+  std::smatch m;
+  if (!std::regex_search(output, m, std::regex("final test accuracy ([0-9.]+)%"))) return -1;
+  return std::stod(m[1]);
+}
+
+// The splitter on the first 3000 Fashion-MNIST training samples.
+Outcome Split(const std::string& out, const std::string& extra = "") {
+  return Dnnd("--role=splitter --config " + Src("configs/splitter.toml") +
+              " --set data.limit_train=3000 --set splitter.output_dir=" + out + " " + extra);
+}
+
+TEST(Splitter, ShardsAndManifestDescribeEachOtherAndTheSource) {
+  TempDir dir;
+  const std::string out = dir.path() + "/shards";
+  Outcome r = Split(out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const json::value m = ParseJsonFile(out + "/manifest.json");
+  EXPECT_EQ(m.at("strategy").as_string(), "iid");
+  EXPECT_EQ(m.at("seed").as_int64(), 42);
+  const json::object& source = m.at("source").as_object();
+  EXPECT_EQ(source.at("samples").as_int64(), 3000);
+  const std::vector<int64_t> source_hist = Ints(source.at("label_histogram"));
+
+  auto fm = data::LoadIdxDataset("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+                                 "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz");
+  ASSERT_TRUE(fm.ok()) << fm.status().ToString();
+  const data::Dataset first = fm->Take(3000);
+  EXPECT_EQ(source_hist, first.ClassHistogram());
+
+  const json::array& shards = m.at("shards").as_array();
+  ASSERT_EQ(shards.size(), 3u);
+  std::vector<int64_t> hist_sum(10, 0);
+  int64_t samples = 0;
+  uint64_t pixel_sum = 0;
+  for (const auto& s : shards) {
+    const std::string file = out + "/" + std::string(s.at("file").as_string());
+    // The manifest's digest is the file's.
+    auto sha = Sha256FileHex(file);
+    ASSERT_TRUE(sha.ok()) << sha.status().ToString();
+    EXPECT_EQ(*sha, s.at("sha256").as_string()) << file;
+    // dnnd reads the shard back as the worker will (data.format = "npz").
+    auto shard = data::LoadNpzDataset(file);
+    ASSERT_TRUE(shard.ok()) << shard.status().ToString();
+    EXPECT_EQ(shard->sample_shape, (Shape{1, 28, 28}));
+    EXPECT_EQ(shard->size(), s.at("samples").as_int64());
+    EXPECT_NEAR(static_cast<double>(shard->size()), 1000.0, 1.0);
+    std::vector<int64_t> h = Ints(s.at("label_histogram"));
+    h.resize(10);
+    std::vector<int64_t> actual = shard->ClassHistogram();
+    actual.resize(10);
+    EXPECT_EQ(actual, h) << file;
+    for (int c = 0; c < 10; ++c) hist_sum[c] += h[c];
+    samples += shard->size();
+    for (uint8_t p : shard->u8) pixel_sum += p;
+  }
+  // Together the shards are the source: same count, classes and pixels.
+  EXPECT_EQ(samples, 3000);
+  EXPECT_EQ(hist_sum, source_hist);
+  uint64_t source_pixels = 0;
+  for (uint8_t p : first.u8) source_pixels += p;
+  EXPECT_EQ(pixel_sum, source_pixels);
+}
+
+TEST(Splitter, NumpyOpensAShardAndAgreesWithTheManifest) {
+  if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0) GTEST_SKIP() << "no numpy";
+  TempDir dir;
+  const std::string out = dir.path() + "/shards";
+  Outcome r = Split(out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string script = dir.Write("check.py", R"(
+import hashlib, json, sys
+import numpy as np
+out = sys.argv[1]
+m = json.load(open(out + "/manifest.json"))
+for s in m["shards"]:
+    path = out + "/" + s["file"]
+    z = np.load(path)
+    x, y = z["x"], z["y"]
+    assert x.dtype == np.uint8 and x.shape == (s["samples"], 28, 28), (x.dtype, x.shape)
+    assert y.dtype == np.int32 and y.shape == (s["samples"],), (y.dtype, y.shape)
+    assert np.bincount(y, minlength=10).tolist() == s["label_histogram"], path
+    assert hashlib.sha256(open(path, "rb").read()).hexdigest() == s["sha256"], path
+print("numpy ok", len(m["shards"]))
+)");
+  Outcome py = testing::Shell("/usr/bin/python3 " + script + " " + out);
+  EXPECT_EQ(py.code, 0) << py.output;
+  EXPECT_NE(py.output.find("numpy ok 3"), std::string::npos) << py.output;
+}
+
+std::vector<std::string> Digests(const std::string& out) {
+  std::vector<std::string> d;
+  const json::value manifest = ParseJsonFile(out + "/manifest.json");
+  for (const auto& s : manifest.at("shards").as_array())
+    d.emplace_back(s.at("sha256").as_string());
+  return d;
+}
+
+TEST(Splitter, TheSeedAloneDecidesTheShards) {
+  TempDir dir;
+  ASSERT_EQ(Split(dir.path() + "/a").code, 0);
+  ASSERT_EQ(Split(dir.path() + "/b").code, 0);
+  ASSERT_EQ(Split(dir.path() + "/c", "--set splitter.seed=43").code, 0);
+  EXPECT_EQ(Digests(dir.path() + "/a"), Digests(dir.path() + "/b"));
+  EXPECT_NE(Digests(dir.path() + "/a")[0], Digests(dir.path() + "/c")[0]);
+}
+
+TEST(Splitter, RefusesToOverwriteUnlessTold) {
+  TempDir dir;
+  const std::string out = dir.path() + "/shards";
+  ASSERT_EQ(Split(out).code, 0);
+  const auto before = Digests(out);
+  Outcome again = Split(out, "--set splitter.seed=7");
+  EXPECT_EQ(again.code, 1) << again.output;
+  EXPECT_NE(again.output.find(out + "/manifest.json already exists"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("splitter.overwrite = true"), std::string::npos) << again.output;
+  EXPECT_EQ(Digests(out), before) << "the refused run changed nothing";
+  // Told to: two new shards replace three, and the third old one goes.
+  Outcome forced = Split(out, "--set splitter.seed=7 --set splitter.shards=2 --set splitter.overwrite=true");
+  ASSERT_EQ(forced.code, 0) << forced.output;
+  EXPECT_EQ(Digests(out).size(), 2u);
+  EXPECT_NE(Digests(out)[0], before[0]);
+  EXPECT_FALSE(std::filesystem::exists(out + "/shard-002.npz"));
+  for (const auto& e : std::filesystem::directory_iterator(out))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << "left a temp file: " << e.path();
+}
+
+TEST(Splitter, StratifiedIsBalancedAndDirichletIsSkewed) {
+  TempDir dir;
+  ASSERT_EQ(Split(dir.path() + "/s", "--set splitter.strategy=stratified").code, 0);
+  const json::value strat_manifest = ParseJsonFile(dir.path() + "/s/manifest.json");
+  const json::array& strat = strat_manifest.at("shards").as_array();
+  for (int c = 0; c < 10; ++c) {
+    int64_t lo = INT64_MAX, hi = 0;
+    for (const auto& s : strat) {
+      const int64_t n = Ints(s.at("label_histogram"))[c];
+      lo = std::min(lo, n);
+      hi = std::max(hi, n);
+    }
+    EXPECT_LE(hi - lo, 1) << "class " << c;
+  }
+  Outcome r = Split(dir.path() + "/d", "--set splitter.strategy=dirichlet --set splitter.alpha=0.1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const json::value d = ParseJsonFile(dir.path() + "/d/manifest.json");
+  EXPECT_DOUBLE_EQ(d.at("alpha").as_double(), 0.1);
+  // Each shard is dominated by a few classes: the largest holds far more
+  // than the 10 % an iid shard would give it.
+  double top_share = 0;
+  for (const auto& s : d.at("shards").as_array()) {
+    const std::vector<int64_t> h = Ints(s.at("label_histogram"));
+    top_share += static_cast<double>(*std::max_element(h.begin(), h.end())) / s.at("samples").as_int64() / 3.0;
+  }
+  EXPECT_GT(top_share, 0.3) << ReadFile(dir.path() + "/d/manifest.json");
+}
+
+TEST(Splitter, BadInputIsAClearError) {
+  TempDir dir;
+  Outcome alpha = Split(dir.path() + "/a", "--set splitter.alpha=0");
+  EXPECT_EQ(alpha.code, 2) << alpha.output;
+  EXPECT_NE(alpha.output.find("splitter.alpha"), std::string::npos) << alpha.output;
+  Outcome strategy = Split(dir.path() + "/a", "--set splitter.strategy=random");
+  EXPECT_EQ(strategy.code, 2);
+  EXPECT_NE(strategy.output.find("splitter.strategy: 'random' is not allowed"), std::string::npos) << strategy.output;
+  Outcome missing = Split(dir.path() + "/a", "--set data.train_images=" + dir.path() + "/nope.gz");
+  EXPECT_NE(missing.code, 0);
+  EXPECT_NE(missing.output.find(dir.path() + "/nope.gz"), std::string::npos) << missing.output;
+  Outcome many = Split(dir.path() + "/a", "--set splitter.shards=5000");
+  EXPECT_NE(many.code, 0);
+  EXPECT_NE(many.output.find("3000 samples, fewer than the 5000 shards"), std::string::npos) << many.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/a/manifest.json"));
+}
+
+}  // namespace
+}  // namespace dnnd
