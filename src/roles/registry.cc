@@ -1,6 +1,7 @@
 // The role registry: one line per role. Explicit rather than static
 // self-registration, which a static library's linker would silently drop.
 #include "core/role.h"
+#include "roles/aggregator.h"
 #include "roles/parameter_server.h"
 #include "roles/splitter.h"
 #include "roles/standalone.h"
@@ -14,7 +15,7 @@ const std::vector<RoleInfo>& Roles() {
       {"parameter-server", "holds a shard of a model's parameters", MakeParameterServerRole},
       {"layer-server", "hosts layers of a model for remote forward/backward", nullptr},
       {"splitter", "cuts a dataset into N NPZ shards (iid, stratified or Dirichlet non-iid) with a manifest", MakeSplitterRole},
-      {"aggregator", "averages independently trained models", nullptr},
+      {"aggregator", "averages independently trained checkpoints (sample-weighted) and evaluates them", MakeAggregatorRole},
       {"controller", "REST API, CLI, scheduler and dashboard", nullptr},
       {"standalone", "a whole data-parallel cluster in one process, over loopback", MakeStandaloneRole},
   };

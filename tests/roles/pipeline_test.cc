@@ -212,5 +212,134 @@ TEST(Splitter, BadInputIsAClearError) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/a/manifest.json"));
 }
 
+// --- aggregator ------------------------------------------------------------
+
+// A briefly trained XOR model in `dir` (8 training samples).
+void TrainXor(const std::string& dir, int seed) {
+  Outcome r = Dnnd("--role=worker --config " + Src("configs/worker-xor.toml") + " --set train.iterations=50" +
+                   " --set train.seed=" + std::to_string(seed) + " --set train.checkpoint_dir=" + dir);
+  ASSERT_EQ(r.code, 0) << r.output;
+}
+
+// Rewrites `dir`/model.safetensors through `edit`.
+void EditCheckpoint(const std::string& from, const std::string& to,
+                    const std::function<void(SafetensorsFile&)>& edit) {
+  auto f = LoadSafetensors(from + "/model.safetensors");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  edit(*f);
+  std::filesystem::create_directories(to);
+  ASSERT_TRUE(SaveSafetensors(to + "/model.safetensors", f->tensors, f->metadata).ok());
+}
+
+Outcome Aggregate(const std::vector<std::string>& inputs, const std::string& out, const std::string& extra = "") {
+  std::string list;
+  for (const auto& i : inputs) list += std::string(list.empty() ? "" : ",") + "\"" + i + "\"";
+  return Dnnd("--role=aggregator --config " + Src("configs/aggregator.toml") + " --set 'aggregator.inputs=[" + list +
+              "]' --set aggregator.output_dir=" + out +
+              " --set data.builtin=xor --set data.normalize_mean=0 --set data.normalize_std=1 " + extra);
+}
+
+TEST(Aggregator, WritesTheSampleWeightedAverageAndAReport) {
+  TempDir dir;
+  const std::string a = dir.path() + "/a", b = dir.path() + "/b";
+  TrainXor(a, 1);
+  TrainXor(dir.path() + "/b8", 2);
+  auto ca = LoadSafetensors(a + "/model.safetensors");
+  ASSERT_TRUE(ca.ok());
+  EXPECT_EQ(ca->metadata.at("dnnd.train_samples"), "8");
+  // The same model as if trained on three times the data: weight 24.
+  EditCheckpoint(dir.path() + "/b8", b, [](SafetensorsFile& f) { f.metadata["dnnd.train_samples"] = "24"; });
+  // One input as a directory, one as a file.
+  Outcome r = Aggregate({a, b + "/model.safetensors"}, dir.path() + "/avg");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("aggregated 2 models (32 training samples): test accuracy"), std::string::npos) << r.output;
+  auto avg = LoadSafetensors(dir.path() + "/avg/model.safetensors");
+  auto cb = LoadSafetensors(b + "/model.safetensors");
+  ASSERT_TRUE(avg.ok() && cb.ok()) << avg.status().ToString();
+  EXPECT_EQ(avg->metadata.at("dnnd.train_samples"), "32");
+  EXPECT_NE(avg->metadata.at("dnnd.model_spec").find("[[model.layers]]"), std::string::npos);
+  ASSERT_EQ(avg->tensors.size(), ca->tensors.size());
+  for (size_t t = 0; t < avg->tensors.size(); ++t) {
+    const auto va = ca->tensors[t].second.ToVector(), vb = cb->tensors[t].second.ToVector(),
+               v = avg->tensors[t].second.ToVector();
+    ASSERT_EQ(avg->tensors[t].first, ca->tensors[t].first);
+    for (size_t i = 0; i < v.size(); ++i) ASSERT_NEAR(v[i], 0.25 * va[i] + 0.75 * vb[i], 1e-6) << avg->tensors[t].first;
+  }
+  const json::value report = ParseJsonFile(dir.path() + "/avg/report.json");
+  EXPECT_EQ(report.at("test_samples").as_int64(), 8);
+  EXPECT_EQ(report.at("aggregated").at("models").as_int64(), 2);
+  EXPECT_TRUE(report.at("aggregated").as_object().contains("test_accuracy"));
+  const json::array& inputs = report.at("inputs").as_array();
+  ASSERT_EQ(inputs.size(), 2u);
+  EXPECT_DOUBLE_EQ(inputs[0].at("weight").to_number<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(inputs[1].at("weight").to_number<double>(), 0.75);
+  EXPECT_TRUE(inputs[1].as_object().contains("test_accuracy"));
+  EXPECT_TRUE(report.at("missing").as_array().empty());
+  // The averaged checkpoint is an ordinary one: inference runs on it.
+  ASSERT_TRUE(SaveSafetensors(dir.path() + "/x.safetensors", {{"x", Tensor::Zeros({2, 3})}}).ok());
+  Outcome infer = Dnnd("infer --model " + dir.path() + "/avg --input " + dir.path() + "/x.safetensors --output " +
+                       dir.path() + "/y.safetensors");
+  EXPECT_EQ(infer.code, 0) << infer.output;
+}
+
+TEST(Aggregator, MismatchedModelsNameTheTensorAndBothShapes) {
+  TempDir dir;
+  const std::string a = dir.path() + "/a";
+  TrainXor(a, 1);
+  EditCheckpoint(a, dir.path() + "/narrow", [](SafetensorsFile& f) {
+    for (auto& [name, t] : f.tensors)
+      if (name == "2.weight") t = Tensor::Zeros({99, 50});
+  });
+  Outcome r = Aggregate({a, dir.path() + "/narrow"}, dir.path() + "/avg");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("tensor 2.weight has shape [100, 50] in " + a + "/model.safetensors but [99, 50] in " +
+                          dir.path() + "/narrow/model.safetensors"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/avg/model.safetensors"));
+  // Same shapes, another activation: not one architecture.
+  EditCheckpoint(a, dir.path() + "/tanh", [](SafetensorsFile& f) {
+    std::string& spec = f.metadata["dnnd.model_spec"];
+    spec.replace(spec.find("relu"), 4, "tanh");
+  });
+  Outcome arch = Aggregate({a, dir.path() + "/tanh"}, dir.path() + "/avg");
+  EXPECT_NE(arch.code, 0);
+  EXPECT_NE(arch.output.find("different architectures"), std::string::npos) << arch.output;
+  EXPECT_NE(arch.output.find("layer 1: relu vs tanh"), std::string::npos) << arch.output;
+  // A checkpoint without its sample count cannot be weighted.
+  EditCheckpoint(a, dir.path() + "/unweighted", [](SafetensorsFile& f) { f.metadata.erase("dnnd.train_samples"); });
+  Outcome unweighted = Aggregate({a, dir.path() + "/unweighted"}, dir.path() + "/avg");
+  EXPECT_NE(unweighted.code, 0);
+  EXPECT_NE(unweighted.output.find(dir.path() + "/unweighted/model.safetensors: metadata has no dnnd.train_samples"),
+            std::string::npos)
+      << unweighted.output;
+}
+
+TEST(Aggregator, MissingInputIsAnErrorUnlessMinModelsAllowsIt) {
+  TempDir dir;
+  const std::string a = dir.path() + "/a", b = dir.path() + "/b", gone = dir.path() + "/gone";
+  TrainXor(a, 1);
+  TrainXor(b, 2);
+  Outcome strict = Aggregate({a, b, gone}, dir.path() + "/avg");
+  EXPECT_EQ(strict.code, 1) << strict.output;
+  EXPECT_NE(strict.output.find("missing aggregator input(s): " + gone + " (2 of 3 present, 3 required"),
+            std::string::npos)
+      << strict.output;
+  EXPECT_NE(strict.output.find("aggregator.min_models"), std::string::npos);
+  Outcome partial = Aggregate({a, b, gone}, dir.path() + "/avg", "--set aggregator.min_models=2");
+  ASSERT_EQ(partial.code, 0) << partial.output;
+  const json::value report = ParseJsonFile(dir.path() + "/avg/report.json");
+  EXPECT_EQ(report.at("aggregated").at("models").as_int64(), 2);
+  ASSERT_EQ(report.at("missing").as_array().size(), 1u);
+  EXPECT_EQ(report.at("missing").as_array()[0].as_string(), gone);
+  Outcome too_many = Aggregate({a, gone}, dir.path() + "/avg", "--set aggregator.min_models=3");
+  EXPECT_EQ(too_many.code, 2) << too_many.output;
+  EXPECT_NE(too_many.output.find("aggregator.min_models is 3 but aggregator.inputs lists only 2"), std::string::npos)
+      << too_many.output;
+  Outcome none = Aggregate({}, dir.path() + "/avg");
+  EXPECT_EQ(none.code, 2);
+  EXPECT_NE(none.output.find("aggregator.inputs is empty"), std::string::npos) << none.output;
+}
+
 }  // namespace
 }  // namespace dnnd
