@@ -1,8 +1,10 @@
 // The role registry: one line per role. Explicit rather than static
 // self-registration, which a static library's linker would silently drop.
 #include "core/role.h"
+#include "roles/aggregator.h"
 #include "roles/layer_server.h"
 #include "roles/parameter_server.h"
+#include "roles/splitter.h"
 #include "roles/standalone.h"
 #include "roles/worker.h"
 
@@ -13,8 +15,8 @@ const std::vector<RoleInfo>& Roles() {
       {"worker", "trains a model (locally, or against parameter servers)", MakeWorkerRole},
       {"parameter-server", "holds a shard of a model's parameters", MakeParameterServerRole},
       {"layer-server", "hosts layers of a model for remote forward/backward", MakeLayerServerRole},
-      {"splitter", "cuts a dataset into N shards", nullptr},
-      {"aggregator", "averages independently trained models", nullptr},
+      {"splitter", "cuts a dataset into N NPZ shards (iid, stratified or Dirichlet non-iid) with a manifest", MakeSplitterRole},
+      {"aggregator", "averages independently trained checkpoints (sample-weighted) and evaluates them", MakeAggregatorRole},
       {"controller", "REST API, CLI, scheduler and dashboard", nullptr},
       {"standalone", "a whole data-parallel cluster in one process, over loopback", MakeStandaloneRole},
   };

@@ -68,7 +68,7 @@ float Trainer::LearningRate(int64_t epoch) const {
 Status Trainer::SaveCheckpoint(int64_t epoch, int64_t step, int64_t samples) {
   if (options_.checkpoint_dir.empty()) return Status::Ok();
   if (options_.exchange) DNND_RETURN_IF_ERROR(options_.exchange->BeforeCheckpoint(*model_));
-  TrainingState state{.epoch = epoch, .step = step, .samples = samples, .extra = {}};
+  TrainingState state{.epoch = epoch, .step = step, .samples = samples, .train_samples = train_samples_, .extra = {}};
   return dnnd::SaveCheckpoint(options_.checkpoint_dir, *model_, optimizer_.get(), state,
                               ModelSpecToToml(spec_));
 }
@@ -115,6 +115,7 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
                     const std::atomic<bool>& stop) {
   static TrainMetrics& metrics = *new TrainMetrics;
   if (train.size() == 0) return InvalidArgument("the training set is empty");
+  train_samples_ = train.size();
   // Full-batch iterations (DockerNN's XOR loop) are epochs of one batch.
   const bool by_iterations = options_.iterations > 0;
   const int64_t batch = by_iterations ? train.size() : options_.batch_size;

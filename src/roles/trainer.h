@@ -108,6 +108,7 @@ class Trainer {
   std::shared_ptr<nn::Sequential> model_;
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::vector<EpochRecord> history_;
+  int64_t train_samples_ = 0;  // the training set's size, recorded in checkpoints
 };
 
 }  // namespace dnnd

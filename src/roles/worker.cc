@@ -5,13 +5,12 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 
 #include <unistd.h>
 
-#include "core/data/csv.h"
-#include "core/data/idx.h"
-#include "core/data/npy.h"
+#include "core/data/from_config.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "roles/layer_client.h"
@@ -93,33 +92,6 @@ class WorkerRole : public Role {
   std::atomic<bool> stop_{false};
 };
 
-// One split ("train" or "test") in the configured format; an empty path for
-// the test split means "no evaluation" (returns false in *present).
-Result<data::Dataset> LoadSplit(const Config& cfg, const std::string& split, bool* present) {
-  const std::string format = cfg.GetString("data.format");
-  *present = true;
-  if (format == "idx" || format == "npy") {
-    const std::string x = cfg.GetString("data." + split + "_images");
-    const std::string y = cfg.GetString("data." + split + "_labels");
-    if (x.empty() && split == "test") {
-      *present = false;
-      return data::Dataset{};
-    }
-    return format == "idx" ? data::LoadIdxDataset(x, y) : data::LoadNpyDataset(x, y);
-  }
-  const std::string file = cfg.GetString("data." + split + "_file");
-  if (file.empty()) {
-    if (split == "test") {
-      *present = false;
-      return data::Dataset{};
-    }
-    return InvalidArgument("data.format = \"" + format + "\" needs data.train_file");
-  }
-  if (format == "npz") return data::LoadNpzDataset(file, cfg.GetString("data.x_key"), cfg.GetString("data.y_key"));
-  return data::LoadCsvDataset(file, {.label_column = static_cast<int>(cfg.GetInt("data.csv_label_column")),
-                                     .header = cfg.GetBool("data.csv_header")});
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
@@ -182,19 +154,10 @@ Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacemen
     o.max_steps = 0;
   }
 
-  data::Dataset train, test;
-  bool has_test = false;
-  if (cfg.GetString("data.builtin") == "xor") {
-    train = data::MakeXorDataset();
-    test = train;
-    has_test = true;
-  } else {
-    bool unused;
-    DNND_ASSIGN_OR_RETURN(train, LoadSplit(cfg, "train", &unused));
-    train = train.Take(cfg.GetInt("data.limit_train"));
-    DNND_ASSIGN_OR_RETURN(test, LoadSplit(cfg, "test", &has_test));
-    test = test.Take(cfg.GetInt("data.limit_test"));
-  }
+  DNND_ASSIGN_OR_RETURN(data::Dataset train, data::LoadTrainingSet(cfg));
+  DNND_ASSIGN_OR_RETURN(std::optional<data::Dataset> test_set, data::LoadTestSet(cfg));
+  const bool has_test = test_set.has_value();
+  data::Dataset test = has_test ? std::move(*test_set) : data::Dataset{};
   // Fail now, not deep inside training, when data and model disagree.
   if (train.sample_shape != spec.input)
     return InvalidArgument("the training data's samples are " + ShapeToString(train.sample_shape) +

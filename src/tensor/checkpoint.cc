@@ -62,6 +62,7 @@ Status SaveCheckpoint(const std::string& dir, const nn::Module& model,
   meta["dnnd.epoch"] = std::to_string(state.epoch);
   meta["dnnd.step"] = std::to_string(state.step);
   meta["dnnd.samples"] = std::to_string(state.samples);
+  if (state.train_samples > 0) meta["dnnd.train_samples"] = std::to_string(state.train_samples);
   if (optimizer) {
     std::map<std::string, std::string> ometa{{"dnnd.step", meta["dnnd.step"]}};
     DNND_RETURN_IF_ERROR(SaveSafetensors(dir + "/" + kOptimizerFile, optimizer->State(), ometa));
@@ -79,6 +80,9 @@ Result<TrainingState> LoadCheckpoint(const std::string& dir, nn::Module& model,
   DNND_ASSIGN_OR_RETURN(state.step, IntMeta(mf, "dnnd.step", model_path));
   DNND_ASSIGN_OR_RETURN(state.epoch, IntMeta(mf, "dnnd.epoch", model_path));
   DNND_ASSIGN_OR_RETURN(state.samples, IntMeta(mf, "dnnd.samples", model_path));
+  if (mf.metadata.count("dnnd.train_samples")) {  // absent from checkpoints of older versions
+    DNND_ASSIGN_OR_RETURN(state.train_samples, IntMeta(mf, "dnnd.train_samples", model_path));
+  }
   for (const auto& [k, v] : mf.metadata)
     if (k.rfind("dnnd.", 0) != 0 && k != "format") state.extra[k] = v;
   if (optimizer) {

@@ -1,7 +1,9 @@
 // Training checkpoints: a directory holding
 //   model.safetensors      parameters only, loadable by torch's load_state_dict
 //                          for the equivalent nn.Sequential; metadata carries
-//                          dnnd.epoch, dnnd.step, dnnd.samples, dnnd.model_spec
+//                          dnnd.epoch, dnnd.step, dnnd.samples (processed so
+//                          far), dnnd.train_samples (the size of the training
+//                          set: an aggregator's weight), dnnd.model_spec
 //   optimizer.safetensors  the optimiser's State() tensors (same dnnd.step)
 // The optimiser file is renamed into place first and the model last, each
 // atomically, and both record the step; a load whose steps disagree (a crash
@@ -20,7 +22,8 @@ namespace dnnd {
 struct TrainingState {
   int64_t epoch = 0;
   int64_t step = 0;
-  int64_t samples = 0;
+  int64_t samples = 0;        // samples processed (every epoch counts)
+  int64_t train_samples = 0;  // size of the training set; 0 = unknown (not written)
   std::map<std::string, std::string> extra;  // more metadata, "dnnd." keys reserved
 };
 

@@ -233,6 +233,24 @@ std::string ModelSpecToToml(const ModelSpec& spec) {
   return o.str();
 }
 
+std::string ArchitectureDifference(const ModelSpec& a, const ModelSpec& b) {
+  if (a.input != b.input) return "input " + ShapeToString(a.input) + " vs " + ShapeToString(b.input);
+  if (a.loss != b.loss) return std::string("loss ") + nn::LossName(a.loss) + " vs " + nn::LossName(b.loss);
+  if (a.layers.size() != b.layers.size())
+    return std::to_string(a.layers.size()) + " layers vs " + std::to_string(b.layers.size());
+  for (size_t i = 0; i < a.layers.size(); ++i) {
+    const LayerSpec &x = a.layers[i], &y = b.layers[i];
+    const std::string at = "layer " + std::to_string(i) + ": ";
+    if (x.type != y.type) return at + x.type + " vs " + y.type;
+    if (x.kernel != y.kernel || x.stride != y.stride || x.padding != y.padding)
+      return at + "kernel/stride/padding " + std::to_string(x.kernel) + "/" + std::to_string(x.stride) + "/" +
+             std::to_string(x.padding) + " vs " + std::to_string(y.kernel) + "/" + std::to_string(y.stride) + "/" +
+             std::to_string(y.padding);
+    if (x.p != y.p) return at + "dropout p " + std::to_string(x.p) + " vs " + std::to_string(y.p);
+  }
+  return "";
+}
+
 Result<std::shared_ptr<nn::Sequential>> BuildModel(const ModelSpec& spec, uint64_t seed) {
   Rng rng(seed);
   auto model = std::make_shared<nn::Sequential>();

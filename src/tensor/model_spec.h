@@ -63,6 +63,13 @@ Result<ModelSpec> ParseModelSpecText(const std::string& toml_text, const std::st
 // Canonical TOML text of the spec (a [model] table), parseable by the above.
 std::string ModelSpecToToml(const ModelSpec& spec);
 
+// "" when `a` and `b` compute the same function family (input shape, loss,
+// and each layer's type and shape-independent settings: activations,
+// kernels, strides, padding, dropout); else the first difference, naming the
+// layer index. Parameter shapes and the optimizer are not compared (models
+// trained with different learning rates are still one architecture).
+std::string ArchitectureDifference(const ModelSpec& a, const ModelSpec& b);
+
 // Builds the model with seeded initialisation. Fails, naming the layer index
 // and both shapes, when a layer does not accept its input shape.
 Result<std::shared_ptr<nn::Sequential>> BuildModel(const ModelSpec& spec, uint64_t seed);

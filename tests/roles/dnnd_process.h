@@ -25,9 +25,9 @@ struct Outcome {
   std::string output;  // stdout and stderr
 };
 
-// Runs `dnnd <args>` to completion.
-inline Outcome Dnnd(const std::string& args) {
-  std::string cmd = std::string(DNND_BINARY) + " " + args + " 2>&1";
+// Runs a shell command to completion (e.g. a numpy check of dnnd's output).
+inline Outcome Shell(const std::string& command) {
+  std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   std::array<char, 4096> buf;
@@ -36,6 +36,9 @@ inline Outcome Dnnd(const std::string& args) {
   int status = pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
+
+// Runs `dnnd <args>` to completion.
+inline Outcome Dnnd(const std::string& args) { return Shell(std::string(DNND_BINARY) + " " + args); }
 
 inline std::string Src(const std::string& rel) { return std::string(DNND_SOURCE_DIR) + "/" + rel; }
 

@@ -43,6 +43,26 @@ Dataset Dataset::Slice(int64_t first, int64_t n) const {
   return d;
 }
 
+Dataset Dataset::Select(const std::vector<int64_t>& indices) const {
+  Dataset d;
+  d.sample_shape = sample_shape;
+  d.type = type;
+  d.num_classes = num_classes;
+  d.target_width = target_width;
+  const int64_t per = sample_numel();
+  const size_t n = indices.size();
+  if (type == SampleType::kUint8) d.u8.reserve(n * per);
+  else d.f32.reserve(n * per);
+  for (int64_t i : indices) {
+    if (type == SampleType::kUint8) d.u8.insert(d.u8.end(), u8.begin() + i * per, u8.begin() + (i + 1) * per);
+    else d.f32.insert(d.f32.end(), f32.begin() + i * per, f32.begin() + (i + 1) * per);
+    if (!labels.empty()) d.labels.push_back(labels[i]);
+    if (!targets.empty())
+      d.targets.insert(d.targets.end(), targets.begin() + i * target_width, targets.begin() + (i + 1) * target_width);
+  }
+  return d;
+}
+
 Dataset MakeXorDataset() {
   Dataset d;
   d.sample_shape = {3};

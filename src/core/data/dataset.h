@@ -46,6 +46,8 @@ struct Dataset {
   Dataset Part(int64_t index, int64_t count) const;
   // Samples [first, first + n).
   Dataset Slice(int64_t first, int64_t n) const;
+  // The samples at `indices`, in that order (each must be in [0, size())).
+  Dataset Select(const std::vector<int64_t>& indices) const;
 };
 
 // DockerNN's XOR table: the 8 rows of 3 bits, target = parity, shape [8, 1].

@@ -1,0 +1,32 @@
+// SHA-256 against the FIPS 180-2 test vectors, and the readable JSON writer.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include "core/json_text.h"
+#include "core/sha256.h"
+
+namespace dnnd {
+namespace {
+
+TEST(Sha256, KnownVectors) {
+  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  auto missing = Sha256FileHex("/nonexistent/shard.npz");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("/nonexistent/shard.npz"), std::string::npos);
+}
+
+TEST(PrettyJson, IndentsAndReadsBackTheSameValue) {
+  boost::json::value v = boost::json::object{
+      {"name", "a\"b"}, {"accuracy", 0.8582}, {"histogram", boost::json::array{1, 2, 3}},
+      {"shards", boost::json::array{boost::json::object{{"n", 1}}, boost::json::object{}}},
+      {"empty", boost::json::array{}}};
+  const std::string text = PrettyJson(v);
+  EXPECT_EQ(boost::json::parse(text), v);
+  EXPECT_NE(text.find("\n  \"accuracy\": 0.8582,\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"histogram\": [1, 2, 3]"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace dnnd
