@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <optional>
+#include <utility>
 #include <stdexcept>
 
 #include "core/config.h"
@@ -18,6 +21,13 @@ namespace dnnd {
 namespace {
 
 constexpr std::string_view kOptimizerPrefix = "optimizer/";
+
+// A float as text that parses back to the same float.
+std::string FloatText(float f) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", f);
+  return buf;
+}
 
 // Rows [begin, end) of a contiguous tensor, sharing its memory.
 Tensor Rows(const Tensor& t, int64_t begin, int64_t end) {
@@ -94,26 +104,46 @@ class RemoteStage {
     return Call(std::move(m)).status();
   }
 
-  void ForwardAsync(int64_t mb, const Tensor& x, bool train, Done done) {
+  // The optimizer step owed since the last forward (see LayerExchange::Step).
+  void OweStep(float lr) { owed_lr_ = lr; }
+  std::optional<float> TakeOwedStep() { return std::exchange(owed_lr_, std::nullopt); }
+
+  // "host:port\tsession[\tlr]": how another server names this stage in a
+  // chain, with the step it must take first.
+  std::string Hop(std::optional<float> step_lr) const {
+    std::string hop = placement_.server + "\t" + session_;
+    if (step_lr) hop += "\t" + FloatText(*step_lr);
+    return hop;
+  }
+
+  // `chain` (may be empty): further stages the server passes the result to.
+  void ForwardAsync(int64_t mb, const Tensor& x, bool train, std::optional<float> step_lr, const std::string& chain,
+                    Done done) {
     wire::Message m = Request(layers::kForward);
     m.fields.SetInt("mb", mb);
+    if (step_lr) m.fields.SetFloat("step_lr", *step_lr);
     m.fields.SetInt("train", train ? 1 : 0);
+    if (!chain.empty()) m.fields.SetString("chain", chain);
     m.tensors.push_back(wire::WireTensor::FromTensor("x", x));
     Send(std::move(m), "y", std::move(done));
   }
 
-  void BackwardAsync(int64_t mb, const Tensor& grad, bool input_grad, Done done) {
+  void BackwardAsync(int64_t mb, const Tensor& grad, bool input_grad, const std::string& chain, Done done) {
     wire::Message m = Request(layers::kBackward);
     m.fields.SetInt("mb", mb);
     m.fields.SetInt("input_grad", input_grad ? 1 : 0);
+    if (!chain.empty()) m.fields.SetString("chain", chain);
     m.tensors.push_back(wire::WireTensor::FromTensor("g", grad));
     Send(std::move(m), input_grad ? "dx" : "", std::move(done));
   }
 
-  void StepAsync(float lr, Done done) {
+  // Takes the owed step now (before reading the weights).
+  Status SettleStep() {
+    const auto lr = TakeOwedStep();
+    if (!lr) return Status::Ok();
     wire::Message m = Request(layers::kStep);
-    m.fields.SetFloat("lr", lr);
-    Send(std::move(m), "", std::move(done));
+    m.fields.SetFloat("lr", *lr);
+    return Call(std::move(m)).status();
   }
 
   // The session's parameters (by model name) and optimizer state.
@@ -161,6 +191,7 @@ class RemoteStage {
   const LayerPlacement placement_;
   const std::string session_;
   const std::chrono::milliseconds timeout_;
+  std::optional<float> owed_lr_;
 };
 
 namespace {
@@ -169,7 +200,10 @@ namespace {
 class RemotePipeline : public nn::Module {
  public:
   RemotePipeline(std::vector<std::shared_ptr<RemoteStage>> stages, int64_t micro_batches)
-      : stages_(std::move(stages)), micro_batches_(std::max<int64_t>(1, micro_batches)) {}
+      : stages_(std::move(stages)), micro_batches_(std::max<int64_t>(1, micro_batches)) {
+    for (size_t i = stages_.size() - 1; i-- > 0;)
+      backward_chain_ += (backward_chain_.empty() ? "" : "\n") + stages_[i]->Hop(std::nullopt);
+  }
 
   Tensor Forward(const Tensor& x) override {
     const bool train = GradEnabled();
@@ -180,17 +214,27 @@ class RemotePipeline : public nn::Module {
     std::vector<int64_t> bounds(m + 1);
     for (int64_t i = 0; i <= m; ++i) bounds[i] = n * i / m;
 
+    // Each micro-batch goes to the first stage, which passes it down the
+    // chain server to server; all are in flight at once. The first
+    // micro-batch carries every stage's owed optimizer step: it reaches each
+    // stage before anything else of this batch does.
+    std::string chain;
+    for (size_t i = 1; i < stages_.size(); ++i)
+      chain += (i > 1 ? "\n" : "") + stages_[i]->Hop(stages_[i]->TakeOwedStep());
+    // Later micro-batches name the stages without a step.
+    std::string later;
+    for (size_t i = 1; i < stages_.size(); ++i) later += (i > 1 ? "\n" : "") + stages_[i]->Hop(std::nullopt);
+    const std::optional<float> first_step = stages_.front()->TakeOwedStep();
     std::vector<Tensor> outs(m);
     Countdown flow(static_cast<int>(m));
-    std::function<void(int64_t, size_t, Tensor)> go = [&](int64_t i, size_t s, Tensor t) {
-      stages_[s]->ForwardAsync(base + i, t, train, [&, i, s](Result<Tensor> r) {
-        if (!r.ok()) return flow.Fail(r.status());
-        if (s + 1 < stages_.size()) return go(i, s + 1, std::move(r).value());
-        outs[i] = std::move(r).value();
-        flow.Done();
-      });
-    };
-    for (int64_t i = 0; i < m; ++i) go(i, 0, Rows(x, bounds[i], bounds[i + 1]));
+    for (int64_t i = 0; i < m; ++i)
+      stages_.front()->ForwardAsync(base + i, Rows(x, bounds[i], bounds[i + 1]), train,
+                                    i == 0 ? first_step : std::nullopt, i == 0 ? chain : later,
+                                    [&, i](Result<Tensor> r) {
+                                      if (!r.ok()) return flow.Fail(r.status());
+                                      outs[i] = std::move(r).value();
+                                      flow.Done();
+                                    });
     Status s = flow.Wait();
     if (!s.ok()) throw std::runtime_error("remote forward: " + s.ToString());
     Tensor y = ConcatRows(outs);
@@ -217,16 +261,13 @@ class RemotePipeline : public nn::Module {
     const bool want_dx = x.requires_grad();
     std::vector<Tensor> dx(m);
     Countdown flow(static_cast<int>(m));
-    std::function<void(int64_t, size_t, Tensor)> go = [&](int64_t i, size_t s, Tensor t) {
-      const bool input_grad = s > 0 || want_dx;
-      stages_[s]->BackwardAsync(base + i, t, input_grad, [&, i, s](Result<Tensor> r) {
-        if (!r.ok()) return flow.Fail(r.status());
-        if (s > 0) return go(i, s - 1, std::move(r).value());
-        if (want_dx) dx[i] = std::move(r).value();
-        flow.Done();
-      });
-    };
-    for (int64_t i = 0; i < m; ++i) go(i, stages_.size() - 1, Rows(g, bounds[i], bounds[i + 1]));
+    for (int64_t i = 0; i < m; ++i)
+      stages_.back()->BackwardAsync(base + i, Rows(g, bounds[i], bounds[i + 1]), want_dx, backward_chain_,
+                                    [&, i](Result<Tensor> r) {
+                                      if (!r.ok()) return flow.Fail(r.status());
+                                      if (want_dx) dx[i] = std::move(r).value();
+                                      flow.Done();
+                                    });
     Status s = flow.Wait();
     if (!s.ok()) throw std::runtime_error("remote backward: " + s.ToString());
     // One micro-batch's gradient is a view of a received frame: copy it.
@@ -235,6 +276,7 @@ class RemotePipeline : public nn::Module {
 
   const std::vector<std::shared_ptr<RemoteStage>> stages_;
   const int64_t micro_batches_;
+  std::string backward_chain_;  // the stages before the last, last first
   int64_t next_mb_ = 0;
 };
 
@@ -280,8 +322,7 @@ LayerExchange::LayerExchange(std::vector<LayerPlacement> placements, int64_t mic
                              rpc::RpcClientOptions options, std::string session_prefix, std::string checkpoint_dir,
                              bool resume)
     : placements_(std::move(placements)), micro_batches_(micro_batches), options_(std::move(options)),
-      session_prefix_(std::move(session_prefix)), checkpoint_dir_(std::move(checkpoint_dir)), resume_(resume),
-      steps_(std::make_shared<InflightSteps>()) {}
+      session_prefix_(std::move(session_prefix)), checkpoint_dir_(std::move(checkpoint_dir)), resume_(resume) {}
 
 LayerExchange::~LayerExchange() { End(); }
 
@@ -334,44 +375,19 @@ Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spe
   return int64_t{-1};  // the worker's own checkpoint says where to start
 }
 
-// Steps the remote optimizers without waiting for their answers: a server
-// runs one connection's requests in order, so the next forward is computed
-// on the stepped weights anyway, and the optimizer runs while this worker
-// loads its next batch. A failed step surfaces at the next Step or Drain.
-struct LayerExchange::InflightSteps {
-  std::mutex mu;
-  std::condition_variable cv;
-  int inflight = 0;
-  Status error = Status::Ok();
-};
-
-Status LayerExchange::DrainSteps() {
-  std::unique_lock lock(steps_->mu);
-  steps_->cv.wait(lock, [&] { return steps_->inflight == 0; });
-  Status s = steps_->error;
-  steps_->error = Status::Ok();
-  return s;
-}
-
+// Remote optimizer steps are owed, not sent: the next forward carries them
+// to each stage (in its request, or in its line of the chain) and the stage
+// steps before computing. That costs no round trip, and it keeps the order
+// right even though a stage's forwards arrive from the previous server while
+// this worker's own requests come on another connection.
 Status LayerExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) {
   local.Step();
   local.ZeroGrad();
-  {
-    std::lock_guard lock(steps_->mu);
-    if (!steps_->error.ok()) return steps_->error;
-    steps_->inflight += static_cast<int>(stages_.size());
-  }
-  for (auto& stage : stages_)
-    stage->StepAsync(lr, [steps = steps_](Result<Tensor> r) {
-      std::lock_guard lock(steps->mu);
-      if (!r.ok() && steps->error.ok()) steps->error = r.status();
-      if (--steps->inflight == 0) steps->cv.notify_all();
-    });
+  for (auto& stage : stages_) stage->OweStep(lr);
   return Status::Ok();
 }
 
 Status LayerExchange::BeforeCheckpoint(nn::Sequential& model) {
-  DNND_RETURN_IF_ERROR(DrainSteps());
   nn::NamedTensors params = model.NamedParameters();
   if (!checkpoint_dir_.empty()) {
     std::error_code ec;
@@ -379,6 +395,7 @@ Status LayerExchange::BeforeCheckpoint(nn::Sequential& model) {
     if (ec) return IoError("creating " + checkpoint_dir_ + ": " + ec.message());
   }
   for (auto& stage : stages_) {
+    DNND_RETURN_IF_ERROR(stage->SettleStep());
     DNND_ASSIGN_OR_RETURN(wire::Message state, stage->State());
     nn::NamedTensors optimizer_state;
     for (const auto& wt : state.tensors) {
@@ -402,7 +419,6 @@ Status LayerExchange::BeforeCheckpoint(nn::Sequential& model) {
 void LayerExchange::End() {
   if (ended_) return;
   ended_ = true;
-  (void)DrainSteps();
   for (auto& stage : stages_) stage->Drop();
 }
 

@@ -12,8 +12,8 @@
 //
 // LayerExchange is the StepExchange of such a worker: Begin opens the
 // sessions and loads the worker's weights (and, when resuming, the remote
-// optimizer state) into them; Step steps the local optimizer and every
-// remote one (without waiting: see Step); BeforeCheckpoint copies the servers' weights into the model
+// optimizer state) into them; Step steps the local optimizer and owes every
+// remote one its step (the next forward delivers it); BeforeCheckpoint copies the servers' weights into the model
 // and their optimizer state into the checkpoint directory.
 #pragma once
 
@@ -55,9 +55,6 @@ class LayerExchange : public StepExchange {
 
  private:
   std::string OptimizerStatePath(const RemoteStage& stage) const;
-  struct InflightSteps;
-  // Waits for every step sent; returns the first failure among them.
-  Status DrainSteps();
 
   const std::vector<LayerPlacement> placements_;
   const int64_t micro_batches_;
@@ -66,7 +63,6 @@ class LayerExchange : public StepExchange {
   const bool resume_;
   std::map<std::string, std::shared_ptr<rpc::RpcClient>> clients_;  // one per server
   std::vector<std::shared_ptr<RemoteStage>> stages_;                 // in layer order
-  std::shared_ptr<InflightSteps> steps_;
   bool ended_ = false;
 };
 

@@ -4,9 +4,15 @@
 //
 //   open      spec, seed, first, last, session     -> parameters
 //   forward   session, mb, train, tensor "x"        -> tensor "y"
-//             (train = 1 keeps what backward needs, keyed by mb)
+//             (train = 1 keeps what backward needs, keyed by mb; with
+//             step_lr, the optimizer steps first: clients owe steps and
+//             deliver them with the next batch, at no extra round trip)
 //   backward  session, mb, input_grad, tensor "g"   -> tensor "dx" if input_grad
 //             (accumulates the layers' parameter gradients, frees mb)
+//             Both may carry "chain": "host:port\tsession[\tstep_lr]" lines of the
+//             stages to run next; the server passes its result to the first
+//             (as "x" or "g") with the rest of the chain, and answers with
+//             the last stage's answer. input_grad then means the last's.
 //   step      session, lr                           -> version
 //   state     session                               -> parameters (+ "optimizer/..." state)
 //   load      session, tensors as `state` answers   -> version

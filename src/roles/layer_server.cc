@@ -1,6 +1,7 @@
 #include "roles/layer_server.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/config.h"
 #include "core/log.h"
@@ -78,6 +79,8 @@ class LayerServer::Session {
     DNND_ASSIGN_OR_RETURN(Tensor x, Input(request, "x", layout_.input, "input"));
     std::lock_guard lock(mu_);
     last_used_ = Clock::now();
+    // The step the client owed since its last batch (layer_protocol.h).
+    if (request.fields.Has("step_lr")) StepLocked(static_cast<float>(request.fields.GetFloat("step_lr").value()));
     wire::Message response;
     if (!train) {
       NoGradGuard no_grad;
@@ -127,11 +130,9 @@ class LayerServer::Session {
     DNND_ASSIGN_OR_RETURN(double lr, request.fields.GetFloat("lr"));
     std::lock_guard lock(mu_);
     last_used_ = Clock::now();
-    optimizer_->set_lr(static_cast<float>(lr));
-    optimizer_->Step();
-    optimizer_->ZeroGrad();
+    StepLocked(static_cast<float>(lr));
     wire::Message response;
-    response.fields.SetInt("version", ++version_);
+    response.fields.SetInt("version", version_);
     return response;
   }
 
@@ -202,6 +203,13 @@ class LayerServer::Session {
     return t;
   }
 
+  void StepLocked(float lr) {
+    optimizer_->set_lr(lr);
+    optimizer_->Step();
+    optimizer_->ZeroGrad();
+    ++version_;
+  }
+
   void EraseLocked(int64_t mb) {
     auto it = pending_.find(mb);
     if (it == pending_.end()) return;
@@ -227,8 +235,8 @@ class LayerServer::Session {
 // Server
 // ---------------------------------------------------------------------------
 
-LayerServer::LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc)
-    : options_(options), server_(std::move(rpc)) {
+LayerServer::LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc, rpc::RpcClientOptions peers)
+    : options_(options), server_(std::move(rpc)), peer_options_(std::move(peers)) {
   using rpc::RpcServer;
   // Inline: the requests of one connection run in arrival order (see
   // layer_protocol.h); other connections run on the other I/O threads.
@@ -242,8 +250,12 @@ LayerServer::LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc)
       return ((*session).*fn)(m);
     });
   };
-  server_.Handle(layers::kForward, "layer_forward", route(&Session::Forward), inline_);
-  server_.Handle(layers::kBackward, "layer_backward", route(&Session::Backward), inline_);
+  server_.Handle(layers::kForward, "layer_forward",
+                 RpcServer::Handler([this](wire::Message m, rpc::Responder r) { Chained(std::move(m), std::move(r), false); }),
+                 inline_);
+  server_.Handle(layers::kBackward, "layer_backward",
+                 RpcServer::Handler([this](wire::Message m, rpc::Responder r) { Chained(std::move(m), std::move(r), true); }),
+                 inline_);
   server_.Handle(layers::kStep, "layer_step", route(&Session::Step), inline_);
   server_.Handle(layers::kLoad, "layer_load", route(&Session::Load), inline_);
   server_.Handle(layers::kState, "layer_state",
@@ -292,13 +304,66 @@ Result<std::shared_ptr<LayerServer::Session>> LayerServer::Find(const wire::Mess
   return it->second;
 }
 
+rpc::RpcClient& LayerServer::Peer(const std::string& address) {
+  std::lock_guard lock(peers_mu_);
+  auto& client = peers_[address];
+  if (!client) client = rpc::RpcClient::Create(address, peer_options_);
+  return *client;
+}
+
+void LayerServer::Chained(wire::Message request, rpc::Responder responder, bool backward) {
+  auto session = Find(request);
+  if (!session.ok()) return responder.Fail(session.status());
+  const std::string chain = request.fields.StringOr("chain", "");
+  const int64_t input_grad = request.fields.IntOr("input_grad", 1);
+  // Along a chain every stage but the first needs its input gradient: it is
+  // what the next stage (the previous layers) backpropagates.
+  if (backward && !chain.empty()) request.fields.SetInt("input_grad", 1);
+  auto result = backward ? session.value()->Backward(request) : session.value()->Forward(request);
+  if (!result.ok() || chain.empty()) {
+    if (!result.ok()) return responder.Fail(result.status());
+    return responder.Send(std::move(result).value());
+  }
+  // "host:port\tsession[\tlr]" lines: the stages still to run, and the
+  // optimizer step each owes before it computes.
+  const size_t end = chain.find('\n');
+  const std::string hop = chain.substr(0, end), rest = end == std::string::npos ? "" : chain.substr(end + 1);
+  const size_t tab = hop.find('\t'), tab2 = tab == std::string::npos ? tab : hop.find('\t', tab + 1);
+  const std::string address = hop.substr(0, tab);
+  const std::string next_session = tab == std::string::npos ? "" : hop.substr(tab + 1, tab2 - tab - 1);
+  char* lr_end = nullptr;
+  const std::string lr_text = tab2 == std::string::npos ? "" : hop.substr(tab2 + 1);
+  const double lr = std::strtod(lr_text.c_str(), &lr_end);
+  if (address.empty() || next_session.empty() || (!lr_text.empty() && *lr_end != '\0'))
+    return responder.Fail(InvalidArgument("chain hop '" + hop + "' is not host:port<TAB>session[<TAB>lr]"));
+  wire::Message next;
+  next.type = request.type;
+  next.fields.SetString("session", next_session);
+  if (!lr_text.empty()) next.fields.SetFloat("step_lr", lr);
+  next.fields.SetInt("mb", request.fields.IntOr("mb", 0));
+  if (backward) next.fields.SetInt("input_grad", input_grad);
+  else next.fields.SetInt("train", request.fields.IntOr("train", 1));
+  if (!rest.empty()) next.fields.SetString("chain", rest);
+  wire::Message out = std::move(result).value();
+  if (out.tensors.size() != 1) return responder.Fail(Internal("a chained stage produced no tensor"));
+  out.tensors[0].name = backward ? "g" : "x";
+  next.tensors.push_back(std::move(out.tensors[0]));
+  Peer(address).CallAsync(std::move(next), rpc::Clock::now() + peer_options_.default_timeout,
+                          [responder, address](Result<wire::Message> r) mutable {
+                            if (!r.ok()) return responder.Fail(r.status().WithContext("next layer server " + address));
+                            responder.Send(std::move(r).value());
+                          });
+}
+
 Result<wire::Message> LayerServer::HandleOpen(const wire::Message& request, const rpc::PeerInfo& peer) {
   DNND_ASSIGN_OR_RETURN(std::string name, request.fields.GetString("session"));
   DNND_ASSIGN_OR_RETURN(std::string spec_text, request.fields.GetString("spec"));
   DNND_ASSIGN_OR_RETURN(int64_t seed, request.fields.GetInt("seed"));
   DNND_ASSIGN_OR_RETURN(int64_t first, request.fields.GetInt("first"));
   DNND_ASSIGN_OR_RETURN(int64_t last, request.fields.GetInt("last"));
-  if (name.empty() || name.size() > 256) return InvalidArgument("session names are 1-256 bytes");
+  if (name.empty() || name.size() > 256 ||
+      std::any_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+    return InvalidArgument("session names are 1-256 bytes without control characters");
   const std::string fingerprint = std::to_string(std::hash<std::string>{}(spec_text)) + "/" + std::to_string(seed) +
                                   "/" + std::to_string(first) + "-" + std::to_string(last);
   auto answer = [](const Session& s) {
@@ -397,7 +462,9 @@ void LayerServer::ExpireIdleSessions() {
 Result<std::unique_ptr<Role>> MakeLayerServerRole(const Config& config) {
   DNND_ASSIGN_OR_RETURN(auto rpc,
                         rpc::RpcServerOptions::FromConfig(config, config.GetString("layer.listen"), "layer-server"));
-  auto server = std::make_shared<LayerServer>(LayerServerOptions::FromConfig(config), std::move(rpc));
+  // Stages of a chain call the next stage's server themselves.
+  DNND_ASSIGN_OR_RETURN(auto peers, rpc::RpcClientOptions::FromConfig(config, "layer-server"));
+  auto server = std::make_shared<LayerServer>(LayerServerOptions::FromConfig(config), std::move(rpc), std::move(peers));
   return std::unique_ptr<Role>(new ServingRole({
       .start = [server] { return server->Start(); },
       .stop = [server] {

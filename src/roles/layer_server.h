@@ -2,6 +2,11 @@
 // their forward and backward (layer_protocol.h). What DockerNN did with one
 // Flask service per layer and pickled arrays, over the binary wire protocol.
 //
+// A forward or backward may name a chain of further stages (on other
+// servers): this server then passes its result straight to the next one, so
+// activations between consecutive remote ranges never travel through the
+// client, and the client sends one request per micro-batch and direction.
+//
 // Each client opens its own session: the layers [first, last) of its model
 // spec, built with its seed (so the initial weights equal local training's),
 // with their own optimizer. A training forward keeps the activations backward
@@ -23,6 +28,7 @@
 #include <thread>
 
 #include "core/status.h"
+#include "transport/rpc_client.h"
 #include "transport/rpc_server.h"
 
 namespace dnnd {
@@ -39,7 +45,8 @@ struct LayerServerOptions {
 
 class LayerServer {
  public:
-  LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc);
+  // `peers`: how this server calls the next stage of a chain.
+  LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc, rpc::RpcClientOptions peers = {});
   ~LayerServer();  // Stop()
 
   Status Start();
@@ -53,11 +60,18 @@ class LayerServer {
   class Session;
   Result<std::shared_ptr<Session>> Find(const wire::Message& request);
   Result<wire::Message> HandleOpen(const wire::Message& request, const rpc::PeerInfo& peer);
+  // Forward or backward on this stage, then (field "chain") on the next
+  // stages, server to server; the answer is the last stage's.
+  void Chained(wire::Message request, rpc::Responder responder, bool backward);
+  rpc::RpcClient& Peer(const std::string& address);
   Result<wire::Message> HandleDrop(const wire::Message& request);
   void ExpireIdleSessions();
 
   const LayerServerOptions options_;
   rpc::RpcServer server_;
+  const rpc::RpcClientOptions peer_options_;
+  std::mutex peers_mu_;
+  std::map<std::string, std::unique_ptr<rpc::RpcClient>> peers_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Session>> sessions_;
   std::atomic<uint64_t> cached_bytes_{0};
