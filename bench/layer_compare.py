@@ -3,7 +3,8 @@
 locally, in one run on this machine (two layer-server processes on loopback):
 
   - DockerNN's XOR network (3-50-100-1, 20,000 full-batch iterations):
-    iterations/s locally and with every layer on a layer server;
+    iterations/s locally, with every layer on a layer server, and DockerNN's
+    own loop rebuilt (bench/dockernn_xor.py: Flask services, blosc + hex);
   - the Fashion-MNIST MLP split over two layer servers (layer 1-2 and 3-5):
     samples/s with 1 micro-batch per step (no pipelining) and with 2, 4 and 8
     pipelined micro-batches, next to local training on one thread.
@@ -13,6 +14,7 @@ Prints the README's markdown table.
     /usr/bin/python3 bench/layer_compare.py [--build build] [--epochs 2]
 """
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -75,11 +77,18 @@ def main():
         remote = ITERS.search(run(args.build, ["--role=worker", "--config", "configs/worker-xor-layers.toml"] +
                                   placement("0-1", "2-5")))
         xor_local, xor_remote = float(local.group(2)), float(remote.group(2))
+        print("DockerNN's loop (Flask services, blosc + hex) ...", file=sys.stderr)
+        ref = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "dockernn_xor.py"), "--iterations", "200"],
+                             capture_output=True, text=True)
+        dockernn = json.loads(ref.stdout)["iterations_per_s"] if ref.returncode == 0 else None
         print("| DockerNN's XOR, 20,000 full-batch iterations | iterations/s | vs local | final loss |")
         print("|---|---|---|---|")
         print(f"| dnnd local, 1 thread | {xor_local:,.0f} | 1.00x | {local.group(1)} |")
         print(f"| dnnd, every layer on 2 layer servers | {xor_remote:,.0f} | {xor_remote / xor_local:.3f}x | "
               f"{remote.group(1)} |")
+        if dockernn:
+            print(f"| DockerNN's loop rebuilt (bench/dockernn_xor.py): 6 Flask services, 15 requests/iteration | "
+                  f"{dockernn:,.1f} | {dockernn / xor_local:.4f}x | (200 iterations) |")
         print()
         common = ["--set", f"train.epochs={args.epochs}"]
         print("MLP locally, 1 thread ...", file=sys.stderr)
