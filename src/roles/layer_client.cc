@@ -137,6 +137,17 @@ class RemoteStage {
     Send(std::move(m), input_grad ? "dx" : "", std::move(done));
   }
 
+  // Sends the step now without waiting for the answer; a failure lands in
+  // `error` (the first one is kept).
+  void StepNowAsync(float lr, std::shared_ptr<std::pair<std::mutex, Status>> error) {
+    wire::Message m = Request(layers::kStep);
+    m.fields.SetFloat("lr", lr);
+    client_->CallAsync(std::move(m), rpc::Clock::now() + timeout_, [error, what = Describe()](Result<wire::Message> r) {
+      std::lock_guard lock(error->first);
+      if (!r.ok() && error->second.ok()) error->second = r.status().WithContext(what);
+    });
+  }
+
   // Takes the owed step now (before reading the weights).
   Status SettleStep() {
     const auto lr = TakeOwedStep();
@@ -322,7 +333,9 @@ LayerExchange::LayerExchange(std::vector<LayerPlacement> placements, int64_t mic
                              rpc::RpcClientOptions options, std::string session_prefix, std::string checkpoint_dir,
                              bool resume)
     : placements_(std::move(placements)), micro_batches_(micro_batches), options_(std::move(options)),
-      session_prefix_(std::move(session_prefix)), checkpoint_dir_(std::move(checkpoint_dir)), resume_(resume) {}
+      session_prefix_(std::move(session_prefix)), checkpoint_dir_(std::move(checkpoint_dir)), resume_(resume),
+      step_error_(std::make_shared<std::pair<std::mutex, Status>>(std::piecewise_construct, std::forward_as_tuple(),
+                                                                  std::forward_as_tuple(Status::Ok()))) {}
 
 LayerExchange::~LayerExchange() { End(); }
 
@@ -337,6 +350,7 @@ Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spe
   std::vector<std::shared_ptr<RemoteStage>> run;  // consecutive remote stages
   auto flush = [&] {
     if (run.empty()) return;
+    heads_.push_back(run.front());
     model.Place(run.front()->placement().first, run.back()->placement().last,
                 std::make_shared<RemotePipeline>(run, micro_batches_));
     run.clear();
@@ -375,19 +389,32 @@ Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spe
   return int64_t{-1};  // the worker's own checkpoint says where to start
 }
 
-// Remote optimizer steps are owed, not sent: the next forward carries them
-// to each stage (in its request, or in its line of the chain) and the stage
-// steps before computing. That costs no round trip, and it keeps the order
-// right even though a stage's forwards arrive from the previous server while
-// this worker's own requests come on another connection.
+// The first stage of each pipeline gets its optimizer step right away,
+// without waiting: its next forward comes on this same connection, which
+// the server serves in order, and the step overlaps this worker's loading
+// of the next batch. The other stages receive their forwards from the
+// previous server, on another connection, so their steps are owed instead
+// and travel with the next forward (in its line of the chain), which keeps
+// them in order at no extra round trip. A failed step surfaces here next time.
 Status LayerExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) {
+  {
+    std::lock_guard lock(step_error_->first);
+    if (!step_error_->second.ok()) return step_error_->second;
+  }
   local.Step();
   local.ZeroGrad();
-  for (auto& stage : stages_) stage->OweStep(lr);
+  for (auto& stage : stages_) {
+    if (std::find(heads_.begin(), heads_.end(), stage) != heads_.end()) stage->StepNowAsync(lr, step_error_);
+    else stage->OweStep(lr);
+  }
   return Status::Ok();
 }
 
 Status LayerExchange::BeforeCheckpoint(nn::Sequential& model) {
+  {
+    std::lock_guard lock(step_error_->first);
+    if (!step_error_->second.ok()) return step_error_->second;
+  }
   nn::NamedTensors params = model.NamedParameters();
   if (!checkpoint_dir_.empty()) {
     std::error_code ec;

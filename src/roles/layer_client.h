@@ -12,13 +12,14 @@
 //
 // LayerExchange is the StepExchange of such a worker: Begin opens the
 // sessions and loads the worker's weights (and, when resuming, the remote
-// optimizer state) into them; Step steps the local optimizer and owes every
-// remote one its step (the next forward delivers it); BeforeCheckpoint copies the servers' weights into the model
+// optimizer state) into them; Step steps the local optimizer and every
+// remote one (see Step for how the order is kept without round trips); BeforeCheckpoint copies the servers' weights into the model
 // and their optimizer state into the checkpoint directory.
 #pragma once
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,8 @@ class LayerExchange : public StepExchange {
   const bool resume_;
   std::map<std::string, std::shared_ptr<rpc::RpcClient>> clients_;  // one per server
   std::vector<std::shared_ptr<RemoteStage>> stages_;                 // in layer order
+  std::vector<std::shared_ptr<RemoteStage>> heads_;                  // each pipeline's first stage
+  std::shared_ptr<std::pair<std::mutex, Status>> step_error_;        // of steps sent without waiting
   bool ended_ = false;
 };
 
