@@ -129,3 +129,5 @@ print(f"{name}: {len(manifest['layers'])} layer(s), compressed {mb(compressed)},
       f"uncompressed {mb(uncompressed)}; archive {path} ({mb(os.path.getsize(path))})")
 EOF
 done
+# Earlier builds' images that lost their tag to this one: free their storage.
+"${bh[@]}" rmi --prune >/dev/null 2>&1 || true
