@@ -25,6 +25,10 @@ packages=(
   libprotobuf-dev protobuf-compiler python3-blosc python3-flask python3-requests
   # The wire fuzzer CI runs (libFuzzer + ASan/UBSan).
   clang libclang-rt-14-dev
+  # Container image (deploy/build-image.sh) and its test (podman with runc);
+  # manifest validation (deploy/validate/: yamllint here; kubectl, the docker
+  # client and node/npm come with the machine).
+  buildah podman runc yamllint
 )
 
 missing=()

@@ -1,12 +1,15 @@
 // dnnd: one binary, many roles.
 //   dnnd --role=<role> --config <file.toml> [--set section.key=value ...]
 //   dnnd config check <file.toml> [--set ...]
+//   dnnd probe <url> [--timeout-ms N]
 //   dnnd version | roles | --help
 // Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -17,6 +20,7 @@
 #include "core/log.h"
 #include "core/role.h"
 #include "roles/infer.h"
+#include "transport/http_probe.h"
 #include "tensor/parallel.h"
 
 namespace {
@@ -25,6 +29,9 @@ constexpr const char* kUsage = R"(usage:
   dnnd --role=<role> --config <file.toml> [--set section.key=value ...]
   dnnd config check <file.toml> [--set section.key=value ...]
   dnnd infer --model <checkpoint dir> --input x.safetensors --output y.safetensors
+  dnnd probe <url> [--timeout-ms N]
+                      GET http://host:port/path (default path /healthz); exit 0 on 2xx,
+                      1 otherwise: a health check for images without a shell
   dnnd roles          list roles
   dnnd version
 Settings precedence: defaults < file < env DNND_SECTION__KEY < --set.
@@ -37,7 +44,7 @@ int Usage(const std::string& error) {
 }
 
 struct Args {
-  std::string role, config, model, input, output;
+  std::string role, config, model, input, output, timeout_ms;
   std::vector<std::string> sets, positional;
 };
 
@@ -62,7 +69,7 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
     };
     std::string set;
     if (take("--role", &a->role) || take("--config", &a->config) || take("--model", &a->model) ||
-        take("--input", &a->input) || take("--output", &a->output))
+        take("--input", &a->input) || take("--output", &a->output) || take("--timeout-ms", &a->timeout_ms))
       continue;
     if (take("--set", &set)) {
       a->sets.push_back(set);
@@ -150,6 +157,30 @@ int RunRole(const Args& args) {
   return 0;
 }
 
+// dnnd probe <url>: 0 when the endpoint answers 2xx, 1 when it answers
+// anything else or cannot be reached in time, 2 for a usage error.
+int Probe(const Args& args) {
+  if (args.positional.size() != 2) return Usage("expected: dnnd probe <url> [--timeout-ms N]");
+  long long timeout_ms = 2000;
+  if (!args.timeout_ms.empty()) {
+    char* end = nullptr;
+    timeout_ms = std::strtoll(args.timeout_ms.c_str(), &end, 10);
+    if (*end != '\0' || timeout_ms < 1 || timeout_ms > 3600000)
+      return Usage("--timeout-ms must be an integer in [1, 3600000]");
+  }
+  auto target = dnnd::ParseProbeUrl(args.positional[1]);
+  if (!target) return Usage(target.status().message());
+  auto r = dnnd::HttpProbe(*target, std::chrono::milliseconds(timeout_ms));
+  if (!r) {
+    std::fprintf(stderr, "dnnd: probe: %s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  std::string body = r->body;
+  while (!body.empty() && (body.back() == '\n' || body.back() == '\r')) body.pop_back();
+  std::printf("%d %s\n", r->status, body.c_str());
+  return r->status >= 200 && r->status < 300 ? 0 : 1;
+}
+
 int Main(int argc, char** argv) {
   Args args;
   std::string error;
@@ -177,6 +208,7 @@ int Main(int argc, char** argv) {
     }
     return 0;
   }
+  if (cmd == "probe") return Probe(args);
   if (cmd == "config") {
     if (args.positional.size() != 3 || args.positional[1] != "check")
       return Usage("expected: dnnd config check <file.toml>");

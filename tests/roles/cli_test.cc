@@ -7,6 +7,7 @@
 
 namespace {
 
+using dnnd::testing::Daemon;
 using dnnd::testing::Dnnd;
 using dnnd::testing::Outcome;
 using dnnd::testing::Src;
@@ -190,6 +191,74 @@ TEST(Cli, ControlPlaneBindFailureIsAClearError) {
   auto r = Dnnd("--role=worker --config " + Src("configs/worker-xor.toml") + " --set http.listen=not-an-address");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("http.listen"), std::string::npos) << r.output;
+}
+
+// `dnnd probe` is the health check of images without a shell (Swarm runs
+// healthchecks inside the container): exit 0 on 2xx only.
+TEST(Cli, ProbeJudgesTheControlPlane) {
+  TempDir dir;
+  // A parameter server is healthy at once but not ready until a worker
+  // initialised the model: one process gives both a 2xx and a 503.
+  Daemon ps("--role=parameter-server --config " + Src("configs/parameter-server.toml") +
+                " --set ps.listen=127.0.0.1:0 --set http.listen=127.0.0.1:0 --set ps.checkpoint_dir=",
+            dir.path() + "/ps.log");
+  const int port = ps.PortAfter("control plane listening address=127.0.0.1:", std::chrono::seconds(10));
+  ASSERT_GT(port, 0) << ps.output();
+  const std::string base = "127.0.0.1:" + std::to_string(port);
+
+  Outcome health = Dnnd("probe http://" + base + "/healthz");
+  EXPECT_EQ(health.code, 0) << health.output;
+  EXPECT_NE(health.output.find("200 {\"status\":\"ok\"}"), std::string::npos) << health.output;
+  EXPECT_EQ(Dnnd("probe " + base).code, 0);  // default path /healthz
+  EXPECT_EQ(Dnnd("probe localhost:" + std::to_string(port) + "/healthz").code, 0);  // a name, through /etc/hosts
+
+  Outcome ready = Dnnd("probe http://" + base + "/readyz");
+  EXPECT_EQ(ready.code, 1) << ready.output;
+  EXPECT_NE(ready.output.find("503"), std::string::npos) << ready.output;
+  EXPECT_NE(ready.output.find("waiting for a worker"), std::string::npos) << ready.output;
+
+  Outcome missing = Dnnd("probe http://" + base + "/nope");
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.output.find("404"), std::string::npos) << missing.output;
+
+  ps.Signal(SIGTERM);
+  EXPECT_EQ(ps.Wait(), 0);
+  Outcome refused = Dnnd("probe http://" + base + "/healthz --timeout-ms 2000");
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_NE(refused.output.find("cannot connect to " + base), std::string::npos) << refused.output;
+}
+
+TEST(Cli, ProbeTimesOutOnASilentServer) {
+  // A listening socket that never accepts: the connection completes in the
+  // kernel's backlog, the request is never answered.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 4), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const auto start = std::chrono::steady_clock::now();
+  Outcome r = Dnnd("probe 127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + " --timeout-ms 300");
+  const auto took = std::chrono::steady_clock::now() - start;
+  close(fd);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.output.find("DeadlineExceeded"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("within 300 ms"), std::string::npos) << r.output;
+  EXPECT_LT(took, std::chrono::seconds(5));
+}
+
+TEST(Cli, ProbeRejectsBadUrlsAsUsageErrors) {
+  for (const std::string url : {"https://127.0.0.1:9400/healthz", "127.0.0.1", "127.0.0.1:x/healthz",
+                                "http://:9400/", "127.0.0.1:0", "'127.0.0.1:1 /a'"}) {
+    Outcome r = Dnnd("probe " + url);
+    EXPECT_EQ(r.code, 2) << url << "\n" << r.output;
+    EXPECT_NE(r.output.find("probe URL"), std::string::npos) << url << "\n" << r.output;
+  }
+  EXPECT_EQ(Dnnd("probe").code, 2);
+  EXPECT_EQ(Dnnd("probe 127.0.0.1:1 --timeout-ms 0").code, 2);
+  EXPECT_EQ(Dnnd("probe 127.0.0.1:1 --timeout-ms soon").code, 2);
 }
 
 }  // namespace

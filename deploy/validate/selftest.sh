@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Tests the validation itself: a copy of configs/ and deploy/ must pass
+# validate.sh, and each copy with one mistake planted in it must fail it with
+# the expected message. A checker that lets any of these through is broken.
+#
+#   deploy/validate/selftest.sh       (DNND_BINARY as for validate.sh)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/../.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+fresh() {  # a pristine copy of what validate.sh reads
+  rm -rf "$tmp/tree"
+  mkdir -p "$tmp/tree/deploy"
+  cp -r "$src/configs" "$tmp/tree/configs"
+  cp -r "$src/deploy/k8s" "$src/deploy/swarm" "$tmp/tree/deploy/"
+}
+
+# mutate FILE OLD NEW: replaces the first occurrence of OLD (which must exist).
+mutate() {
+  python3 - "$tmp/tree/$1" "$2" "$3" <<'EOF'
+import sys
+path, old, new = sys.argv[1:]
+text = open(path).read()
+if old not in text:
+    sys.exit(f"selftest: '{old}' is not in {path}: the mutation does not apply")
+open(path, "w").write(text.replace(old, new, 1))
+EOF
+}
+
+passed=0 failed=0
+# expect_failure DESCRIPTION PARTS EXPECTED-TEXT: validate.sh --only PARTS must
+# fail and say EXPECTED-TEXT.
+expect_failure() {
+  local what=$1 parts=$2 expected=$3
+  if "$here/validate.sh" --root "$tmp/tree" --only "$parts" > "$tmp/out" 2>&1; then
+    failed=$((failed + 1)); echo "FAIL  $what: validation passed"; sed 's/^/      /' "$tmp/out"
+  elif ! grep -qF -- "$expected" "$tmp/out"; then
+    failed=$((failed + 1)); echo "FAIL  $what: validation failed without saying '$expected'"; sed 's/^/      /' "$tmp/out"
+  else
+    passed=$((passed + 1)); echo "ok    $what"
+  fi
+}
+
+fresh
+if "$here/validate.sh" --root "$tmp/tree" > "$tmp/out" 2>&1; then
+  passed=$((passed + 1)); echo "ok    the unmodified copy validates"
+else
+  failed=$((failed + 1)); echo "FAIL  the unmodified copy does not validate"; sed 's/^/      /' "$tmp/out"
+fi
+# The mistakes below are all planted in the data-parallel topology: validate
+# only that one from here on (half the work per case).
+fresh() {
+  rm -rf "$tmp/tree"
+  mkdir -p "$tmp/tree/deploy/k8s/overlays" "$tmp/tree/deploy/swarm"
+  cp -r "$src/configs" "$tmp/tree/configs"
+  cp -r "$src/deploy/k8s/base" "$src/deploy/k8s/sync-configs.sh" "$tmp/tree/deploy/k8s/"
+  cp -r "$src/deploy/k8s/overlays/data-parallel" "$tmp/tree/deploy/k8s/overlays/"
+  cp "$src/deploy/swarm/data-parallel.yml" "$tmp/tree/deploy/swarm/"
+}
+
+dp=deploy/k8s/overlays/data-parallel
+ps=$dp/parameter-servers.yaml
+wk=$dp/workers.yaml
+stack=deploy/swarm/data-parallel.yml
+
+fresh; mutate $wk "          readinessProbe:" "          readinesProbe:"
+expect_failure "k8s: misspelt field (readinesProbe)" k8s "spec.template.spec.containers[0].readinesProbe: unknown field (did you mean readinessProbe?)"
+
+fresh; mutate $ps "containerPort: 7000" "containerport: 7000"
+expect_failure "k8s: misspelt nested field (containerport)" k8s "unknown field (did you mean containerPort?)"
+
+fresh; mutate $ps "  podManagementPolicy: Parallel" "  podManagementPolicy: Parallel
+  minReadySecond: 5"
+expect_failure "k8s: unknown field in a spec (minReadySecond)" k8s "spec.minReadySecond: unknown field (did you mean minReadySeconds?)"
+
+fresh; mutate $ps "  replicas: 2" "  replicas: two"
+expect_failure "k8s: wrong type (replicas: two)" k8s "data/spec/replicas must be integer"
+
+fresh; mutate $ps "apiVersion: policy/v1" "apiVersion: policy/v1beta1"
+expect_failure "k8s: removed API version (policy/v1beta1)" k8s "unknown kind PodDisruptionBudget in policy/v1beta1"
+
+fresh; mutate $wk "--role=worker" "--role=trainer"
+expect_failure "k8s: unknown role" k8s "unknown role 'trainer'"
+
+fresh; mutate $ps "--role=parameter-server" "--role=controller"
+expect_failure "k8s: role not built in this dnnd" k8s "role 'controller' is not built"
+
+fresh; mutate $wk "DNND_WORKER__COUNT" "DNND_WORKER__CONT"
+expect_failure "k8s: misspelt config key in the env" k8s "unknown key worker.cont"
+
+fresh; mutate configs/worker-ps.toml "batch_size = 64" "batch_size = 0"
+mutate deploy/k8s/base/configs/worker-ps.toml "batch_size = 64" "batch_size = 0"
+expect_failure "k8s: mounted config fails dnnd config check" k8s "  /etc/dnnd/worker-ps.toml:29:14: train.batch_size: 0 is below the minimum"
+
+fresh; mutate configs/worker-ps.toml "batch_size = 64" "batch_size = 32"
+expect_failure "sync: configs/ changed, the kustomize copy not" sync "run deploy/k8s/sync-configs.sh"
+
+fresh; mutate $ps "  replicas: 2" "  replicas: 3"
+expect_failure "k8s: 3 servers, the configs say 2" k8s "ps.servers is 2, replicas 3"
+
+fresh; mutate $wk '"dnnd-ps-1.dnnd-ps:7000"' '"dnnd-ps-1.dnnd-ps:7001"'
+expect_failure "k8s: worker names a server port nobody listens on" k8s "the servers listen on port 7000"
+
+fresh; mutate $wk "  parallelism: 2" "  parallelism: 1"
+expect_failure "k8s: sync job with fewer workers at once than completions" k8s "parallelism 1 != completions 2"
+
+fresh; mutate $ps "  publishNotReadyAddresses: true" "  publishNotReadyAddresses: false"
+expect_failure "k8s: headless Service hides servers that are not ready" k8s "publishNotReadyAddresses must be true"
+
+fresh; mutate $wk "allowPrivilegeEscalation: false" "allowPrivilegeEscalation: true"
+expect_failure "k8s: privilege escalation allowed" k8s "allowPrivilegeEscalation must be false"
+
+fresh; mutate $wk "              path: /readyz" "              path: /healthz"
+expect_failure "k8s: readiness probe on the wrong path" k8s "readinessProbe path /healthz, expected /readyz"
+
+fresh; mutate $wk "      restartPolicy: Never" "      restartPolicy: Always"
+expect_failure "k8s: Job pods that restart forever" k8s "restartPolicy"
+
+fresh; mutate $wk "              value: /run/secrets/dnnd/token" "              value: /etc/dnnd/token"
+expect_failure "k8s: token file outside the Secret" k8s "transport.token_file /etc/dnnd/token is not in a mounted Secret"
+
+fresh; mutate $dp/kustomization.yaml "  - workers.yaml" "  - worker.yaml"
+expect_failure "k8s: kustomize cannot render" k8s "FAIL  kubectl kustomize overlays/data-parallel"
+
+fresh; mutate $stack "    restart_policy:" "    restart_polcy:"
+expect_failure "swarm: misspelt key (restart_polcy)" swarm "Additional property restart_polcy is not allowed"
+
+fresh; mutate $stack "      condition: on-failure" "      condition: any"
+expect_failure "swarm: workers restarted after they finish" swarm "workers need restart_policy condition on-failure"
+
+fresh; mutate $stack '["ps-0:7000", "ps-1:7000"]' '["ps-1:7000", "ps-0:7000"]'
+expect_failure "swarm: servers listed out of order" swarm "the list must be in server order"
+
+fresh; mutate $stack '"--role=worker"' '"--role=trainer"'
+expect_failure "swarm: unknown role" swarm "unknown role 'trainer'"
+
+fresh; mutate $stack '"http://127.0.0.1:9400/healthz"' '"http://127.0.0.1:9401/healthz"'
+expect_failure "swarm: healthcheck probes the wrong port" swarm "expected http://127.0.0.1:9400/healthz"
+
+fresh; mutate $ps "  serviceName: dnnd-ps" "  serviceName: dnnd-ps
+  serviceName: dnnd-ps"
+expect_failure "lint: duplicate key" lint "duplication of key"
+
+echo "selftest: $passed passed, $failed failed"
+((failed == 0))
