@@ -117,10 +117,12 @@ class RemoteStage {
   }
 
   // `chain` (may be empty): further stages the server passes the result to.
-  void ForwardAsync(int64_t mb, const Tensor& x, bool train, std::optional<float> step_lr, const std::string& chain,
-                    Done done) {
+  // `input_grad`: whether backward will want this stage's input gradient.
+  void ForwardAsync(int64_t mb, const Tensor& x, bool train, bool input_grad, std::optional<float> step_lr,
+                    const std::string& chain, Done done) {
     wire::Message m = Request(layers::kForward);
     m.fields.SetInt("mb", mb);
+    m.fields.SetInt("input_grad", input_grad ? 1 : 0);
     if (step_lr) m.fields.SetFloat("step_lr", *step_lr);
     m.fields.SetInt("train", train ? 1 : 0);
     if (!chain.empty()) m.fields.SetString("chain", chain);
@@ -239,7 +241,7 @@ class RemotePipeline : public nn::Module {
     std::vector<Tensor> outs(m);
     Countdown flow(static_cast<int>(m));
     for (int64_t i = 0; i < m; ++i)
-      stages_.front()->ForwardAsync(base + i, Rows(x, bounds[i], bounds[i + 1]), train,
+      stages_.front()->ForwardAsync(base + i, Rows(x, bounds[i], bounds[i + 1]), train, x.requires_grad(),
                                     i == 0 ? first_step : std::nullopt, i == 0 ? chain : later,
                                     [&, i](Result<Tensor> r) {
                                       if (!r.ok()) return flow.Fail(r.status());

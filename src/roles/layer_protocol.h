@@ -3,8 +3,9 @@
 // then drives their forward and backward per micro-batch.
 //
 //   open      spec, seed, first, last, session     -> parameters
-//   forward   session, mb, train, tensor "x"        -> tensor "y"
-//             (train = 1 keeps what backward needs, keyed by mb; with
+//   forward   session, mb, train, input_grad, tensor "x" -> tensor "y"
+//             (train = 1 keeps what backward needs, keyed by mb, and the
+//             input's gradient only if input_grad (default 1); with
 //             step_lr, the optimizer steps first: clients owe steps and
 //             deliver them with the next batch, at no extra round trip)
 //   backward  session, mb, input_grad, tensor "g"   -> tensor "dx" if input_grad

@@ -97,7 +97,9 @@ class LayerServer::Session {
                                " are held for pending backward passes, layer.max_activation_bytes is " +
                                std::to_string(limit_) + " (run backward first, or use smaller micro-batches)");
     model_->Train();
-    x.set_requires_grad(true);
+    // The input's gradient costs a GEMM as big as the forward: compute it
+    // only when backward will be asked for it (not for a model's first layers).
+    if (request.fields.IntOr("input_grad", 1) != 0) x.set_requires_grad(true);
     Tensor y = model_->ForwardRange(x, layout_.first, layout_.last);
     pending_[mb] = Pending{x, y, bytes};
     CachedBytesGauge().Set(static_cast<double>(server_bytes_ += bytes));
@@ -122,7 +124,12 @@ class LayerServer::Session {
     EraseLocked(mb);
     p.y.backward(g);
     wire::Message response;
-    if (input_grad) response.tensors.push_back(wire::WireTensor::FromTensor("dx", p.x.grad()));
+    if (input_grad) {
+      if (!p.x.grad().defined())
+        return InvalidArgument("micro-batch " + std::to_string(mb) + " was forwarded with input_grad = 0; its input "
+                               "gradient was not kept");
+      response.tensors.push_back(wire::WireTensor::FromTensor("dx", p.x.grad()));
+    }
     return response;
   }
 
