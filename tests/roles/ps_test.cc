@@ -80,7 +80,7 @@ double FinalAccuracy(const std::string& output) {
 }
 
 // Same seed, same worker count: the same weights, bit for bit, whether the
-// parameters are cut into 2 servers x 4 chunks (the default) or 3 servers x 1.
+// parameters are cut into 2 servers x 2 chunks (the default) or 3 servers x 1.
 TEST(Standalone, SyncRunsAreBitIdentical) {
   TempDir a, b, c;
   auto ra = Dnnd("--role=standalone " + Job(a.path()));
@@ -99,7 +99,7 @@ TEST(Standalone, SyncRunsAreBitIdentical) {
     EXPECT_EQ(fa->tensors[i].second.ToVector(), fc->tensors[i].second.ToVector()) << fa->tensors[i].first;
   }
   // Every chunk of every server checkpointed at the end, at the same version.
-  for (const std::string file : {"ps-0-0", "ps-0-3", "ps-1-0", "ps-1-3"}) {
+  for (const std::string file : {"ps-0-0", "ps-0-1", "ps-1-0", "ps-1-1"}) {
     auto sa = LoadSafetensors(a.path() + "/ps/" + file + ".safetensors");
     ASSERT_TRUE(sa.ok()) << sa.status().ToString();
     EXPECT_EQ(sa->metadata.at("dnnd.version"), "32") << file << ": 4096 samples / 2 workers / 64 per batch";
