@@ -132,7 +132,9 @@ int RunRole(const Args& args) {
     }).detach();
   }
   // Health, readiness and metrics for probes and Prometheus (http.listen).
-  auto control_plane = dnnd::StartControlPlane(*cfg, [r] { return r->Readiness(); });
+  auto router = std::make_shared<dnnd::HttpRouter>();
+  r->AddRoutes(*router);
+  auto control_plane = dnnd::StartControlPlane(*cfg, [r] { return r->Readiness(); }, router, r->MaxRequestBytes());
   if (!control_plane.ok()) {
     std::fprintf(stderr, "dnnd: %s\n", control_plane.status().ToString().c_str());
     return 1;
