@@ -16,6 +16,7 @@
 #include "core/control_plane.h"
 #include "core/log.h"
 #include "core/role.h"
+#include "roles/ctl.h"
 #include "roles/infer.h"
 #include "tensor/parallel.h"
 
@@ -24,6 +25,7 @@ namespace {
 constexpr const char* kUsage = R"(usage:
   dnnd --role=<role> --config <file.toml> [--set section.key=value ...]
   dnnd config check <file.toml> [--set section.key=value ...]
+  dnnd ctl [--controller host:port] <noun> <verb> ...   (dnnd ctl --help)
   dnnd infer --model <checkpoint dir> --input x.safetensors --output y.safetensors
   dnnd roles          list roles
   dnnd version
@@ -153,6 +155,8 @@ int RunRole(const Args& args) {
 }
 
 int Main(int argc, char** argv) {
+  // The controller's client has its own flags; hand it everything after "ctl".
+  if (argc >= 2 && std::string(argv[1]) == "ctl") return dnnd::RunCtl(std::vector<std::string>(argv + 2, argv + argc));
   Args args;
   std::string error;
   if (!ParseArgs(argc, argv, &args, &error)) return Usage(error);

@@ -260,6 +260,39 @@ TEST(ControllerApi, RejectsBadInputWithPreciseErrorsAndKeepsServing) {
   EXPECT_EQ(c.daemon().Wait(), 0) << c.daemon().output();
 }
 
+TEST(ControllerCtl, DrivesTheApiWithScriptableExitCodes) {
+  TempDir dir;
+  ControllerProcess c(dir);
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  const std::string ctl = "ctl --controller 127.0.0.1:" + std::to_string(c.port()) + " ";
+  std::string labels = Idx({10}, 0);
+  labels[labels.size() - 1] = 1;
+  const std::string images = dir.Write("x.idx", Idx({10, 4, 4}, 7)), ys = dir.Write("y.idx", labels);
+  Outcome r = Dnnd(ctl + "dataset upload d --format idx --train-images " + images + " --train-labels " + ys);
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = Dnnd(ctl + "dataset list");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.output.find("[9,1]"), std::string::npos) << r.output;  // the class histogram
+  const std::string spec = dir.Write("m.toml",
+      "[model]\ninput = [1, 4, 4]\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"linear\"\nout = 2\n");
+  ASSERT_EQ(Dnnd(ctl + "model create m --spec " + spec).code, 0);
+  r = Shell(std::string(DNND_BINARY) + " " + ctl + "job create --model m --dataset d --epochs 2 --batch 5 2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(r.output, "1\n");  // just the id, for scripts
+  r = Dnnd(ctl + "-o json job get 1");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.output.find("\"model\": \"m\""), std::string::npos) << r.output;
+  // Refused (4xx) is 3 with the controller's message; unreachable is 1; usage is 2.
+  r = Dnnd(ctl + "job create --model nope --dataset d");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.output.find("unknown model 'nope'"), std::string::npos) << r.output;
+  EXPECT_EQ(Dnnd(ctl + "job get 42").code, 3);
+  EXPECT_EQ(Dnnd(ctl + "dataset get ../../etc").code, 3);
+  EXPECT_EQ(Dnnd(ctl + "job frobnicate").code, 2);
+  EXPECT_EQ(Dnnd(ctl + "job create --model m --epochs many").code, 2);
+  EXPECT_EQ(Dnnd("ctl --controller 127.0.0.1:1 job list").code, 1);
+}
+
 json::value WaitForJob(ControllerProcess& c, int64_t id, const std::function<bool(const json::value&)>& done,
                        std::chrono::seconds timeout) {
   const auto end = std::chrono::steady_clock::now() + timeout;
