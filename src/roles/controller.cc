@@ -671,10 +671,12 @@ class ControllerRole : public Role {
     live->step = job->step;
     live->total = job->total_steps;
     TrainHooks hooks;
-    hooks.on_step = [live](int64_t step, int64_t total) {
+    hooks.on_step = [this, id, live](int64_t step, int64_t total) {
       if (live->start_step.load() < 0) {
         live->start_s = NowSeconds();
         live->start_step = step - 1;
+        // Where this attempt started: > 0 after a resume from a checkpoint.
+        JobLog(id, "training from step " + std::to_string(step - 1) + " of " + std::to_string(total));
       }
       live->step = step;
       live->total = total;

@@ -353,6 +353,10 @@ TEST(ControllerDurability, SigkilledMidJobResumesFromCheckpointAndFinishes) {
   const std::string log = HttpBody(c.Send("GET", "/api/v1/jobs/" + std::to_string(id) + "/logs"));
   EXPECT_NE(log.find("resumed after a controller restart"), std::string::npos) << log;
   EXPECT_NE(log.find("succeeded"), std::string::npos) << log;
+  // The second attempt started from the parameter servers' checkpoint, not from step 0.
+  const size_t second = log.find("training from step ", log.find("resumed after a controller restart"));
+  ASSERT_NE(second, std::string::npos) << log;
+  EXPECT_GT(std::atoll(log.c_str() + second + 19), 0) << log;
   const std::string ckpt = c.Send("GET", "/api/v1/jobs/" + std::to_string(id) + "/checkpoint");
   EXPECT_EQ(HttpStatus(ckpt), 200);
   EXPECT_GT(HttpBody(ckpt).size(), 535818u * 4);  // every float32 weight of the MLP
