@@ -736,10 +736,12 @@ class ControllerRole : public Role {
     } else if (cancelled) {
       JobLog(id, "cancelled at step " + std::to_string(live->step.load()));
       (void)store_->SetJobState(id, kJobCancelled, "cancelled by request");
-    } else if (stopping && s.code() == StatusCode::kCancelled) {
+    } else if (stopping) {
       // The controller is shutting down: the job stays `running` and resumes
-      // from its checkpoint at the next start.
-      JobLog(id, "controller stopping; the job resumes at the next start");
+      // from its checkpoint at the next start. Whatever the cluster returned
+      // (Cancelled, or a worker's Unavailable as its servers went away) is a
+      // consequence of the shutdown, not a verdict on the job.
+      JobLog(id, "controller stopping (" + s.ToString() + "); the job resumes at the next start");
     } else {
       fail(s);
     }
