@@ -19,6 +19,7 @@
 #include "core/control_plane.h"
 #include "core/log.h"
 #include "core/role.h"
+#include "roles/ctl.h"
 #include "roles/infer.h"
 #include "transport/http_probe.h"
 #include "tensor/parallel.h"
@@ -28,6 +29,7 @@ namespace {
 constexpr const char* kUsage = R"(usage:
   dnnd --role=<role> --config <file.toml> [--set section.key=value ...]
   dnnd config check <file.toml> [--set section.key=value ...]
+  dnnd ctl [--controller host:port] <noun> <verb> ...   (dnnd ctl --help)
   dnnd infer --model <checkpoint dir> --input x.safetensors --output y.safetensors
   dnnd probe <url> [--timeout-ms N]
                       GET http://host:port/path (default path /healthz); exit 0 on 2xx,
@@ -139,7 +141,9 @@ int RunRole(const Args& args) {
     }).detach();
   }
   // Health, readiness and metrics for probes and Prometheus (http.listen).
-  auto control_plane = dnnd::StartControlPlane(*cfg, [r] { return r->Readiness(); });
+  auto router = std::make_shared<dnnd::HttpRouter>();
+  r->AddRoutes(*router);
+  auto control_plane = dnnd::StartControlPlane(*cfg, [r] { return r->Readiness(); }, router, r->MaxRequestBytes());
   if (!control_plane.ok()) {
     std::fprintf(stderr, "dnnd: %s\n", control_plane.status().ToString().c_str());
     return 1;
@@ -182,6 +186,8 @@ int Probe(const Args& args) {
 }
 
 int Main(int argc, char** argv) {
+  // The controller's client has its own flags; hand it everything after "ctl".
+  if (argc >= 2 && std::string(argv[1]) == "ctl") return dnnd::RunCtl(std::vector<std::string>(argv + 2, argv + argc));
   Args args;
   std::string error;
   if (!ParseArgs(argc, argv, &args, &error)) return Usage(error);

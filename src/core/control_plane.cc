@@ -1,5 +1,7 @@
 #include "core/control_plane.h"
 
+#include <algorithm>
+
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -7,14 +9,14 @@
 namespace dnnd {
 
 Result<std::unique_ptr<HttpServer>> StartControlPlane(const Config& config, Readiness readiness,
-                                                      std::shared_ptr<HttpRouter> router) {
+                                                      std::shared_ptr<HttpRouter> router, size_t max_body_bytes) {
   const std::string listen = config.GetString("http.listen");
   if (listen.empty()) return std::unique_ptr<HttpServer>();
   if (!router) router = std::make_shared<HttpRouter>();
   AddControlPlaneRoutes(*router, std::move(readiness), DefaultMetrics());
   HttpServerOptions options;
   options.listen = listen;
-  options.max_body_bytes = static_cast<size_t>(config.GetInt("http.max_body_bytes"));
+  options.max_body_bytes = std::max(static_cast<size_t>(config.GetInt("http.max_body_bytes")), max_body_bytes);
   auto server = HttpServer::Start(options, router);
   if (!server.ok()) return server.status().WithContext("http.listen");
   Log(LogLevel::kInfo, "http", "control plane listening",

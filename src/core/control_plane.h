@@ -20,7 +20,10 @@ using Readiness = std::function<std::pair<bool, std::string>()>;
 
 // Starts the control plane on `http.listen`, or returns null when it is empty.
 // `router` may carry role routes already; null means a fresh one.
+// `max_body_bytes` > http.max_body_bytes raises the server's body limit (a
+// role taking uploads then checks its other routes' bodies itself).
 Result<std::unique_ptr<HttpServer>> StartControlPlane(const Config& config, Readiness readiness,
-                                                      std::shared_ptr<HttpRouter> router = nullptr);
+                                                      std::shared_ptr<HttpRouter> router = nullptr,
+                                                      size_t max_body_bytes = 0);
 
 }  // namespace dnnd

@@ -16,6 +16,8 @@
 
 namespace dnnd {
 
+class HttpRouter;
+
 class Role {
  public:
   virtual ~Role() = default;
@@ -26,6 +28,12 @@ class Role {
   // Whether the role can do its job now (GET /readyz): (ready, why not).
   // Thread-safe. The default is ready as soon as the role runs.
   virtual std::pair<bool, std::string> Readiness() const { return {true, ""}; }
+  // Routes the role serves on the control plane next to /healthz, /readyz and
+  // /metrics (the controller's REST API). Called once, before Run().
+  virtual void AddRoutes(HttpRouter& router) {}
+  // Largest request body the role's routes accept (uploads); 0 = the
+  // http.max_body_bytes default.
+  virtual size_t MaxRequestBytes() const { return 0; }
 };
 
 // A role that serves until stopped (a parameter server, a layer server):

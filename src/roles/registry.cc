@@ -2,6 +2,7 @@
 // self-registration, which a static library's linker would silently drop.
 #include "core/role.h"
 #include "roles/aggregator.h"
+#include "roles/controller.h"
 #include "roles/layer_server.h"
 #include "roles/parameter_server.h"
 #include "roles/splitter.h"
@@ -17,7 +18,7 @@ const std::vector<RoleInfo>& Roles() {
       {"layer-server", "hosts layers of a model for remote forward/backward", MakeLayerServerRole},
       {"splitter", "cuts a dataset into N NPZ shards (iid, stratified or Dirichlet non-iid) with a manifest", MakeSplitterRole},
       {"aggregator", "averages independently trained checkpoints (sample-weighted) and evaluates them", MakeAggregatorRole},
-      {"controller", "REST API, CLI, scheduler and dashboard", nullptr},
+      {"controller", "REST API over a durable job store; runs training jobs in-process", MakeControllerRole},
       {"standalone", "a whole data-parallel cluster in one process, over loopback", MakeStandaloneRole},
   };
   return roles;

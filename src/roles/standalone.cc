@@ -14,10 +14,17 @@ namespace {
 
 class StandaloneRole : public Role {
  public:
-  StandaloneRole(const Config& config, std::vector<std::unique_ptr<ParameterServer>> servers)
-      : config_(config), servers_(std::move(servers)) {}
+  StandaloneRole(const Config& config, std::vector<std::unique_ptr<ParameterServer>> servers, TrainHooks hooks)
+      : config_(config), servers_(std::move(servers)), hooks_(std::move(hooks)) {}
 
   Status Run() override {
+    const int threads = GetThreads();
+    Status s = RunCluster();
+    SetThreads(threads);
+    return s;
+  }
+
+  Status RunCluster() {
     std::vector<std::string> addresses;
     for (auto& s : servers_) {
       DNND_RETURN_IF_ERROR(s->Start());
@@ -33,7 +40,7 @@ class StandaloneRole : public Role {
       std::lock_guard lock(mu_);
       for (int64_t i = 0; i < count; ++i) {
         WorkerPlacement placement{i, count, addresses};
-        auto worker = MakeWorker(config_, placement, /*show_progress=*/i == 0);
+        auto worker = MakeWorker(config_, placement, /*show_progress=*/i == 0, i == 0 ? hooks_ : TrainHooks{});
         if (!worker.ok()) return StopServers(worker.status().WithContext("worker " + std::to_string(i)));
         workers_.push_back(std::move(worker).value());
       }
@@ -72,6 +79,7 @@ class StandaloneRole : public Role {
 
   const Config config_;
   std::vector<std::unique_ptr<ParameterServer>> servers_;
+  const TrainHooks hooks_;
   std::mutex mu_;
   bool stop_ = false;
   std::vector<std::unique_ptr<Role>> workers_;
@@ -79,7 +87,9 @@ class StandaloneRole : public Role {
 
 }  // namespace
 
-Result<std::unique_ptr<Role>> MakeStandaloneRole(const Config& config) {
+Result<std::unique_ptr<Role>> MakeStandaloneRole(const Config& config) { return MakeStandaloneCluster(config, {}); }
+
+Result<std::unique_ptr<Role>> MakeStandaloneCluster(const Config& config, TrainHooks hooks) {
   const int servers = static_cast<int>(config.GetInt("standalone.servers"));
   std::vector<std::unique_ptr<ParameterServer>> list;
   for (int i = 0; i < servers; ++i) {
@@ -91,7 +101,7 @@ Result<std::unique_ptr<Role>> MakeStandaloneRole(const Config& config) {
     rpc.self.node += "-ps-" + std::to_string(i);
     list.push_back(std::make_unique<ParameterServer>(std::move(o), std::move(rpc)));
   }
-  return std::unique_ptr<Role>(new StandaloneRole(config, std::move(list)));
+  return std::unique_ptr<Role>(new StandaloneRole(config, std::move(list), std::move(hooks)));
 }
 
 }  // namespace dnnd

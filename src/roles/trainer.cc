@@ -124,6 +124,7 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
                                   .seed = options_.seed, .mean = options_.normalize_mean,
                                   .std = options_.normalize_std});
   const int64_t steps_per_epoch = loader.num_batches();
+  const int64_t total_steps = (by_iterations ? options_.iterations : options_.epochs) * steps_per_epoch;
 
   int64_t step = 0, samples = 0;
   StepExchange* exchange = options_.exchange.get();
@@ -195,6 +196,7 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       metrics.samples.Inc(static_cast<double>(batch.size));
       metrics.loss.Set(l);
       if (bar) bar->Update(b - first + 1, loss_sum / (b - first + 1), epoch_samples);
+      if (options_.hooks.on_step) options_.hooks.on_step(step, total_steps);
       if (options_.checkpoint_every_steps > 0 && step % options_.checkpoint_every_steps == 0)
         DNND_RETURN_IF_ERROR(SaveCheckpoint(epoch, step, samples));
       if (options_.max_steps > 0 && step >= options_.max_steps) {
@@ -229,6 +231,7 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
     }
     metrics.epoch.Set(static_cast<double>(epoch + 1));
     history_.push_back(rec);
+    if (options_.hooks.on_epoch) options_.hooks.on_epoch(rec, step, total_steps);
     if (bar) {
       char summary[256];
       std::snprintf(summary, sizeof summary, "loss %.4f  %s samples/s  %.1fs", rec.train_loss,

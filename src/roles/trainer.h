@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,19 @@ class StepExchange {
   virtual void End() = 0;
 };
 
+struct EpochRecord;
+
+// Progress callbacks for whoever runs the trainer in-process (the controller
+// records a job's progress and per-epoch history from them). Called on the
+// training thread, so they must be quick; empty ones are skipped. Only the
+// reporting worker of a data-parallel job gets them (MakeWorker).
+struct TrainHooks {
+  // After every step: steps done (counting any resumed ones) of total_steps.
+  std::function<void(int64_t step, int64_t total_steps)> on_step;
+  // After every epoch, with its record (evaluated when it was evaluated).
+  std::function<void(const EpochRecord& record, int64_t step, int64_t total_steps)> on_epoch;
+};
+
 struct TrainOptions {
   int64_t epochs = 5;
   int64_t iterations = 0;  // > 0: that many full-batch steps instead of epochs
@@ -64,6 +78,7 @@ struct TrainOptions {
   // Null: local training. Otherwise steps go through it, and it may set the
   // start step (parameter servers do; set resume = false for them).
   std::shared_ptr<StepExchange> exchange;
+  TrainHooks hooks;
 };
 
 struct EvalResult {

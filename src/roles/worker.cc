@@ -105,7 +105,8 @@ Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
   return MakeWorker(cfg, placement, true);
 }
 
-Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacement& placement, bool show_progress) {
+Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacement& placement, bool show_progress,
+                                         TrainHooks hooks) {
   DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(cfg));
   TrainOptions o;
   o.epochs = cfg.GetInt("train.epochs");
@@ -125,6 +126,7 @@ Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacemen
   o.eval_every_epochs = cfg.GetInt("train.eval_every_epochs");
   o.progress = ParseProgressMode(cfg.GetString("train.progress"));
   o.report = show_progress;
+  o.hooks = std::move(hooks);
   const bool data_parallel = !placement.parameter_servers.empty();
   DNND_ASSIGN_OR_RETURN(std::vector<LayerPlacement> layers, ParsePlacements(cfg));
   if (data_parallel && !layers.empty())

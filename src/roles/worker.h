@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "core/role.h"
 #include "core/status.h"
+#include "roles/trainer.h"
 
 namespace dnnd {
 
@@ -25,7 +26,8 @@ struct WorkerPlacement {
 Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& config);
 // A worker with an explicit placement (the standalone role runs several).
 // `show_progress` false silences its progress bar (only one worker shows one).
+// `hooks` receive its progress (give them to the reporting worker only).
 Result<std::unique_ptr<Role>> MakeWorker(const Config& config, const WorkerPlacement& placement,
-                                         bool show_progress);
+                                         bool show_progress, TrainHooks hooks = {});
 
 }  // namespace dnnd

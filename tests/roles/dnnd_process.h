@@ -114,8 +114,10 @@ class Daemon {
   int code_ = -1;
 };
 
-// GET `path` from 127.0.0.1:`port`: the raw response (status line, headers, body).
-inline std::string HttpGet(int port, const std::string& path) {
+// Sends one HTTP/1.1 request to 127.0.0.1:`port` (Connection: close) and
+// returns the raw response (status line, headers, body); "" if it cannot connect.
+inline std::string HttpSend(int port, const std::string& method, const std::string& path,
+                            const std::string& body = "", const std::string& content_type = "application/json") {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -125,14 +127,33 @@ inline std::string HttpGet(int port, const std::string& path) {
     close(fd);
     return "";
   }
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  (void)!write(fd, req.data(), req.size());
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  if (!body.empty() || method == "POST" || method == "PUT")
+    req += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
+  for (size_t off = 0; off < req.size();) {
+    ssize_t n = write(fd, req.data() + off, req.size() - off);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
   std::string out;
-  char buf[4096];
+  char buf[65536];
   ssize_t n;
   while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
   close(fd);
   return out;
+}
+
+// GET `path` from 127.0.0.1:`port`: the raw response (status line, headers, body).
+inline std::string HttpGet(int port, const std::string& path) { return HttpSend(port, "GET", path); }
+
+// The status code of a raw response (0 if none), and its body.
+inline int HttpStatus(const std::string& response) {
+  return response.size() > 12 ? std::atoi(response.c_str() + 9) : 0;
+}
+inline std::string HttpBody(const std::string& response) {
+  const size_t p = response.find("\r\n\r\n");
+  return p == std::string::npos ? "" : response.substr(p + 4);
 }
 
 }  // namespace dnnd::testing

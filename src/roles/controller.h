@@ -1,0 +1,41 @@
+// The controller role: the REST front door of dnnd (/api/v1 on the control
+// plane's HTTP server, http.listen) over a durable SQLite store
+// (controller_store.h) in controller.data_dir.
+//
+//   datasets  PUT  /api/v1/datasets/{name}/files/{part}   raw file body (part:
+//                  train-images, train-labels, test-images, test-labels for
+//                  idx/npy; train, test for npz/csv), staged on disk
+//             POST /api/v1/datasets {"name","format"}     validates the staged
+//                  files with the engine's readers and registers the dataset
+//             GET  /api/v1/datasets[/{name}]  DELETE /api/v1/datasets/{name}
+//   models    POST /api/v1/models {"name","spec"}  (spec: TOML text or a JSON object)
+//             GET  /api/v1/models[/{name}]   GET /api/v1/models/{name}/checkpoint
+//   jobs      POST /api/v1/jobs {"model","dataset","epochs","batch","lr","optimizer",
+//                  "workers","servers","mode","kavg_steps","seed","limit_train","limit_test"}
+//             GET  /api/v1/jobs[/{id}]   POST /api/v1/jobs/{id}/cancel
+//             GET  /api/v1/jobs/{id}/logs   GET /api/v1/jobs/{id}/checkpoint
+// Every error is {"error":{"code","message"}} with a 4xx/5xx status.
+//
+// Jobs run one at a time, in this process, as the standalone role's cluster
+// (parameter servers + workers as threads over loopback, the wire protocol
+// as in a real cluster). The parameter servers checkpoint every
+// controller.checkpoint_every_steps into <data_dir>/jobs/<id>/ps; a job found
+// `running` at start-up (the controller died) is resumed from there, keeping
+// the per-epoch history already in the store.
+#pragma once
+
+#include <memory>
+
+#include "core/config.h"
+#include "core/role.h"
+#include "core/status.h"
+
+namespace dnnd {
+
+Result<std::unique_ptr<Role>> MakeControllerRole(const Config& config);
+
+// True for names safe as one path component: [A-Za-z0-9][A-Za-z0-9._-]{0,63}
+// (so never "", ".", ".." or anything with a '/').
+bool IsValidName(const std::string& name);
+
+}  // namespace dnnd

@@ -1,0 +1,379 @@
+// The controller: its SQLite store (migrations, transactions, the in-use
+// check) directly, and its REST API and durability against the real dnnd
+// binary (real sockets, files and processes; SIGKILL mid-job, then resume).
+#include <sqlite3.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "dnnd_process.h"
+#include "roles/controller.h"
+#include "roles/controller_store.h"
+
+namespace dnnd {
+namespace {
+
+using namespace dnnd::testing;
+namespace json = boost::json;
+
+// ---- store ----------------------------------------------------------------
+
+TEST(ControllerStore, MigratesOnceAndKeepsDataAcrossReopen) {
+  TempDir dir;
+  const std::string db = dir.path() + "/c.db";
+  {
+    auto s = ControllerStore::Open(db);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_EQ((*s)->SchemaVersion(), ControllerStore::kSchemaVersion);
+    ASSERT_TRUE((*s)->PutModel({"m", "[model]", 3, ""}).ok());
+    EXPECT_EQ((*s)->PutModel({"m", "[model]", 3, ""}).code(), StatusCode::kAlreadyExists);
+    auto id = (*s)->CreateJob("m", "d", "{}");
+    ASSERT_TRUE(id.ok());
+    ASSERT_TRUE((*s)->SetJobState(*id, kJobRunning, "").ok());
+    ASSERT_TRUE((*s)->RecordEpoch(*id, {1, 0.5, true, 0.4, 0.8, 1.0, 100}, 10, 30).ok());
+    ASSERT_TRUE((*s)->RecordEpoch(*id, {1, 0.6, false, 0, 0, 1.0, 100}, 12, 30).ok());  // a resumed epoch replaces
+  }
+  auto s = ControllerStore::Open(db);  // a second open applies nothing and loses nothing
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ((*s)->SchemaVersion(), ControllerStore::kSchemaVersion);
+  auto job = (*s)->GetJob(1);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->state, kJobRunning);
+  EXPECT_EQ(job->attempts, 1);
+  EXPECT_EQ(job->step, 12);
+  ASSERT_EQ(job->history.size(), 1u);
+  EXPECT_DOUBLE_EQ(job->history[0].train_loss, 0.6);
+  auto next = (*s)->NextRunnable();  // a job left running comes first
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ(**next, 1);
+  EXPECT_EQ((*s)->GetModel("nope").status().code(), StatusCode::kNotFound);
+}
+
+TEST(ControllerStore, DatasetDeleteRefusedWhileAJobUsesIt) {
+  TempDir dir;
+  auto s = ControllerStore::Open(dir.path() + "/c.db");
+  ASSERT_TRUE(s.ok());
+  DatasetRecord d{.name = "d", .format = "idx", .sample_shape = "[1]", .histogram = "[]", .files = "{}"};
+  ASSERT_TRUE((*s)->PutDataset(d).ok());
+  auto id = (*s)->CreateJob("m", "d", "{}");
+  ASSERT_TRUE(id.ok());
+  auto users = (*s)->DeleteDataset("d");
+  ASSERT_TRUE(users.ok());
+  EXPECT_EQ(*users, std::vector<int64_t>{*id});
+  EXPECT_TRUE((*s)->GetDataset("d").ok());
+  auto cancelled = (*s)->CancelIfQueued(*id);
+  ASSERT_TRUE(cancelled.ok() && *cancelled);
+  users = (*s)->DeleteDataset("d");
+  ASSERT_TRUE(users.ok());
+  EXPECT_TRUE(users->empty());
+  EXPECT_EQ((*s)->GetDataset("d").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ((*s)->DeleteDataset("d").status().code(), StatusCode::kNotFound);
+}
+
+TEST(ControllerStore, RefusesADatabaseFromANewerSchema) {
+  TempDir dir;
+  const std::string db = dir.path() + "/c.db";
+  ASSERT_TRUE(ControllerStore::Open(db).ok());
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, "UPDATE schema_version SET version = 999", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(raw);
+  auto s = ControllerStore::Open(db);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("schema version 999"), std::string::npos) << s.status().ToString();
+}
+
+TEST(Controller, NamesCannotEscapeTheDataDirectory) {
+  EXPECT_TRUE(IsValidName("fashion-mnist_v1.2"));
+  for (const char* bad : {"", ".", "..", "../x", "a/b", ".hidden", "a b", "a\\b", "x%2F"}) EXPECT_FALSE(IsValidName(bad)) << bad;
+  EXPECT_FALSE(IsValidName(std::string(65, 'a')));
+}
+
+// ---- the real controller process ------------------------------------------
+
+const std::string kFm = "/usr/share/datasets/fashion-mnist/";
+
+class ControllerProcess {
+ public:
+  ControllerProcess(const TempDir& dir, const std::string& extra = "")
+      : daemon_("--role=controller --config " + Src("configs/controller.toml") + " --set http.listen=127.0.0.1:0" +
+                    " --set controller.data_dir=" + dir.path() + "/data --set node.threads=2 " + extra,
+                dir.path() + "/controller-" + std::to_string(counter_++) + ".log") {
+    port_ = daemon_.PortAfter("control plane listening address=127.0.0.1:", std::chrono::seconds(10));
+  }
+  int port() const { return port_; }
+  Daemon& daemon() { return daemon_; }
+  std::string Send(const std::string& method, const std::string& path, const std::string& body = "") {
+    return HttpSend(port_, method, path, body);
+  }
+  json::value Json(const std::string& method, const std::string& path, const std::string& body = "") {
+    return json::parse(HttpBody(Send(method, path, body)));
+  }
+
+ private:
+  static inline int counter_ = 0;
+  Daemon daemon_;
+  int port_ = 0;
+};
+
+std::string ErrorCode(const std::string& response) {
+  auto v = json::parse(HttpBody(response));
+  return std::string(v.at("error").at("code").as_string());
+}
+std::string ErrorMessage(const std::string& response) {
+  auto v = json::parse(HttpBody(response));
+  return std::string(v.at("error").at("message").as_string());
+}
+
+// An IDX file: magic (type 0x08 = uint8, `dims.size()` dimensions), sizes, data.
+std::string Idx(const std::vector<int>& dims, uint8_t fill) {
+  std::string s = {0, 0, 8, static_cast<char>(dims.size())};
+  size_t n = 1;
+  for (int d : dims) {
+    s += {static_cast<char>(d >> 24), static_cast<char>(d >> 16), static_cast<char>(d >> 8), static_cast<char>(d)};
+    n *= static_cast<size_t>(d);
+  }
+  return s + std::string(n, static_cast<char>(fill));
+}
+
+void UploadFashionMnist(ControllerProcess& c, const std::string& name) {
+  const std::pair<const char*, const char*> parts[] = {{"train-images", "train-images-idx3-ubyte.gz"},
+                                                       {"train-labels", "train-labels-idx1-ubyte.gz"},
+                                                       {"test-images", "t10k-images-idx3-ubyte.gz"},
+                                                       {"test-labels", "t10k-labels-idx1-ubyte.gz"}};
+  for (const auto& [part, file] : parts) {
+    const std::string r = c.Send("PUT", "/api/v1/datasets/" + name + "/files/" + part, ReadFile(kFm + file));
+    ASSERT_EQ(HttpStatus(r), 201) << r;
+  }
+  const std::string r = c.Send("POST", "/api/v1/datasets", R"({"name":")" + name + R"(","format":"idx"})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+}
+
+std::string MlpSpecJson() {
+  return json::serialize(json::value(ReadFile(Src("configs/models/mlp.toml"))));
+}
+
+TEST(ControllerApi, RejectsBadInputWithPreciseErrorsAndKeepsServing) {
+  TempDir dir;
+  ControllerProcess c(dir, "--set controller.max_upload_bytes=4096");
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  // Unknown routes and objects: JSON 404s.
+  std::string r = c.Send("GET", "/api/v1/nope");
+  EXPECT_EQ(HttpStatus(r), 404) << r;
+  EXPECT_EQ(ErrorCode(r), "not_found");
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/jobs/999")), 404);
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/datasets/nope")), 404);
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/models/nope")), 404);
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/jobs/abc")), 400);
+  // Path traversal in names, raw and percent-encoded.
+  r = c.Send("PUT", "/api/v1/datasets/..%2F..%2Fetc/files/train", "x");
+  EXPECT_EQ(HttpStatus(r), 400) << r;
+  EXPECT_NE(ErrorMessage(r).find("invalid dataset name"), std::string::npos) << r;
+  EXPECT_EQ(HttpStatus(c.Send("PUT", "/api/v1/datasets/../files/train", "x")), 400);
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/datasets", R"({"name":"../x","format":"idx"})")), 400);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/x"));
+  // Uploads: unknown part, over the limit.
+  EXPECT_EQ(HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/weights", "x")), 400);
+  r = c.Send("PUT", "/api/v1/datasets/d/files/train-images", std::string(5000, 'x'));
+  EXPECT_EQ(HttpStatus(r), 413) << r;
+  EXPECT_NE(ErrorMessage(r).find("controller.max_upload_bytes"), std::string::npos);
+  // A dataset whose label count does not match its image count.
+  ASSERT_EQ(HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-images", Idx({10, 4, 4}, 7))), 201);
+  r = c.Send("POST", "/api/v1/datasets", R"({"name":"d","format":"idx"})");
+  EXPECT_EQ(HttpStatus(r), 400) << r;
+  EXPECT_NE(ErrorMessage(r).find("train-labels"), std::string::npos) << r;  // the missing part is named
+  ASSERT_EQ(HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-labels", Idx({9}, 1))), 201);
+  r = c.Send("POST", "/api/v1/datasets", R"({"name":"d","format":"idx"})");
+  EXPECT_EQ(HttpStatus(r), 400) << r;
+  EXPECT_NE(ErrorMessage(r).find("invalid dataset 'd'"), std::string::npos) << r;
+  EXPECT_NE(ErrorMessage(r).find("10"), std::string::npos) << r;
+  // A truncated file.
+  std::string truncated = Idx({10, 4, 4}, 7);
+  truncated.resize(100);
+  ASSERT_EQ(HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-images", truncated)), 201);
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/datasets", R"({"name":"d","format":"idx"})")), 400);
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/datasets", R"({"name":"d","format":"tar"})")), 400);
+  // Now a good one: 10 samples of 4x4, labels 0..1.
+  ASSERT_EQ(HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-images", Idx({10, 4, 4}, 7))), 201);
+  std::string labels = Idx({10}, 0);
+  labels[labels.size() - 1] = 1;
+  ASSERT_EQ(HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-labels", labels)), 201);
+  r = c.Send("POST", "/api/v1/datasets", R"({"name":"d","format":"idx"})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  auto d = json::parse(HttpBody(r));
+  EXPECT_EQ(d.at("train_samples").as_int64(), 10);
+  EXPECT_EQ(json::serialize(d.at("class_histogram")), "[9,1]");
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/datasets", R"({"name":"d","format":"idx"})")), 409);
+  // Model specs: a typo'd layer, a shape that does not fit, not a spec at all.
+  r = c.Send("POST", "/api/v1/models", R"({"name":"m","spec":{"input":[1,4,4],"layers":[{"type":"linaer","out":2}]}})");
+  EXPECT_EQ(HttpStatus(r), 400) << r;
+  EXPECT_NE(ErrorMessage(r).find("unknown layer type 'linaer'"), std::string::npos) << r;
+  r = c.Send("POST", "/api/v1/models",
+             R"({"name":"m","spec":{"input":[1,4,4],"layers":[{"type":"flatten"},{"type":"linear","in":5,"out":2}]}})");
+  EXPECT_EQ(HttpStatus(r), 400) << r;
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"m","spec":42})")), 400);
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"m","spec":"[model")")), 400);
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", "{not json")), 400);
+  r = c.Send("POST", "/api/v1/models",
+             R"({"name":"m","spec":{"model":{"input":[1,4,4],"layers":[{"type":"flatten"},{"type":"linear","out":2}],"optimizer":{"type":"sgd","lr":0.1}}}})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  EXPECT_EQ(json::parse(HttpBody(r)).at("parameters").as_int64(), 34);
+  r = c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  // Malformed jobs.
+  r = c.Send("POST", "/api/v1/jobs", R"({"model":"nope","dataset":"d"})");
+  EXPECT_EQ(HttpStatus(r), 400);
+  EXPECT_NE(ErrorMessage(r).find("unknown model 'nope'"), std::string::npos) << r;
+  r = c.Send("POST", "/api/v1/jobs", R"({"model":"m","dataset":"d","batch":0})");
+  EXPECT_EQ(HttpStatus(r), 400);
+  EXPECT_NE(ErrorMessage(r).find("'batch'"), std::string::npos) << r;
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/jobs", R"({"model":"m","dataset":"d","workers":65})")), 400);
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/jobs", R"({"model":"m","dataset":"d","mode":"fast"})")), 400);
+  r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"d"})");
+  EXPECT_EQ(HttpStatus(r), 400);
+  EXPECT_NE(ErrorMessage(r).find("shape"), std::string::npos) << r;  // [1,28,28] model, [1,4,4] data
+  // And a good one, which runs to the end.
+  r = c.Send("POST", "/api/v1/jobs", R"({"model":"m","dataset":"d","epochs":3,"batch":5,"workers":2})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t id = json::parse(HttpBody(r)).at("id").as_int64();
+  std::string state;
+  for (int i = 0; i < 200 && state != "succeeded" && state != "failed"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    state = json::value_to<std::string>(c.Json("GET", "/api/v1/jobs/" + std::to_string(id)).at("state"));
+  }
+  auto job = c.Json("GET", "/api/v1/jobs/" + std::to_string(id));
+  ASSERT_EQ(state, "succeeded") << job << c.daemon().output();
+  EXPECT_EQ(job.at("history").as_array().size(), 3u);
+  EXPECT_EQ(job.at("progress").to_number<double>(), 100.0);
+  r = c.Send("GET", "/api/v1/models/m/checkpoint");
+  ASSERT_EQ(HttpStatus(r), 200);
+  EXPECT_NE(HttpBody(r).find("__metadata__"), std::string::npos);  // a safetensors header
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/models/mlp/checkpoint")), 404);
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/jobs/" + std::to_string(id) + "/cancel")), 409);
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/healthz")), 200);  // still serving
+  c.daemon().Signal(SIGTERM);
+  EXPECT_EQ(c.daemon().Wait(), 0) << c.daemon().output();
+}
+
+TEST(ControllerCtl, DrivesTheApiWithScriptableExitCodes) {
+  TempDir dir;
+  ControllerProcess c(dir);
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  const std::string ctl = "ctl --controller 127.0.0.1:" + std::to_string(c.port()) + " ";
+  std::string labels = Idx({10}, 0);
+  labels[labels.size() - 1] = 1;
+  const std::string images = dir.Write("x.idx", Idx({10, 4, 4}, 7)), ys = dir.Write("y.idx", labels);
+  Outcome r = Dnnd(ctl + "dataset upload d --format idx --train-images " + images + " --train-labels " + ys);
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = Dnnd(ctl + "dataset list");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.output.find("[9,1]"), std::string::npos) << r.output;  // the class histogram
+  const std::string spec = dir.Write("m.toml",
+      "[model]\ninput = [1, 4, 4]\n[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"linear\"\nout = 2\n");
+  ASSERT_EQ(Dnnd(ctl + "model create m --spec " + spec).code, 0);
+  r = Shell(std::string(DNND_BINARY) + " " + ctl + "job create --model m --dataset d --epochs 2 --batch 5 2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(r.output, "1\n");  // just the id, for scripts
+  r = Dnnd(ctl + "-o json job get 1");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.output.find("\"model\": \"m\""), std::string::npos) << r.output;
+  // Refused (4xx) is 3 with the controller's message; unreachable is 1; usage is 2.
+  r = Dnnd(ctl + "job create --model nope --dataset d");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.output.find("unknown model 'nope'"), std::string::npos) << r.output;
+  EXPECT_EQ(Dnnd(ctl + "job get 42").code, 3);
+  EXPECT_EQ(Dnnd(ctl + "dataset get ../../etc").code, 3);
+  EXPECT_EQ(Dnnd(ctl + "job frobnicate").code, 2);
+  EXPECT_EQ(Dnnd(ctl + "job create --model m --epochs many").code, 2);
+  EXPECT_EQ(Dnnd("ctl --controller 127.0.0.1:1 job list").code, 1);
+}
+
+json::value WaitForJob(ControllerProcess& c, int64_t id, const std::function<bool(const json::value&)>& done,
+                       std::chrono::seconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  json::value job;
+  while (std::chrono::steady_clock::now() < end) {
+    const std::string r = c.Send("GET", "/api/v1/jobs/" + std::to_string(id));
+    if (HttpStatus(r) == 200) {
+      job = json::parse(HttpBody(r));
+      if (done(job)) return job;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return job;
+}
+
+TEST(ControllerDurability, SigkilledMidJobResumesFromCheckpointAndFinishes) {
+  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  TempDir dir;
+  int64_t id = 0;
+  {
+    ControllerProcess c(dir, "--set controller.checkpoint_every_steps=10");
+    ASSERT_GT(c.port(), 0) << c.daemon().output();
+    UploadFashionMnist(c, "fm");
+    ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
+    const std::string r = c.Send(
+        "POST", "/api/v1/jobs",
+        R"({"model":"mlp","dataset":"fm","epochs":4,"batch":64,"workers":2,"limit_train":12000,"limit_test":1000})");
+    ASSERT_EQ(HttpStatus(r), 201) << r;
+    id = json::parse(HttpBody(r)).at("id").as_int64();
+    // Kill it hard once an epoch is in the store and the next is under way.
+    auto job = WaitForJob(c, id, [](const json::value& j) {
+      return j.at("history").as_array().size() >= 1 && j.at("progress").to_number<double>() > 30;
+    }, std::chrono::seconds(40));
+    ASSERT_EQ(job.at("state").as_string(), "running") << job << c.daemon().output();
+    ASSERT_GE(job.at("history").as_array().size(), 1u);
+    EXPECT_GT(job.at("eta_seconds").to_number<double>(), 0.0) << job;
+    EXPECT_EQ(HttpStatus(c.Send("DELETE", "/api/v1/datasets/fm")), 409);  // in use
+    c.daemon().Signal(SIGKILL);
+    c.daemon().Wait();
+  }
+  ControllerProcess c(dir);
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  auto listed = c.Json("GET", "/api/v1/jobs");
+  ASSERT_EQ(listed.at("jobs").as_array().size(), 1u);
+  EXPECT_EQ(listed.at("jobs").as_array()[0].at("id").as_int64(), id);
+  // The history recorded before the kill survived it.
+  EXPECT_GE(c.Json("GET", "/api/v1/jobs/" + std::to_string(id)).at("history").as_array().size(), 1u);
+  auto job = WaitForJob(c, id, [](const json::value& j) {
+    return j.at("state") != "running" && j.at("state") != "queued";
+  }, std::chrono::seconds(60));
+  ASSERT_EQ(job.at("state").as_string(), "succeeded") << job << c.daemon().output();
+  EXPECT_EQ(job.at("attempts").as_int64(), 2);
+  const auto& history = job.at("history").as_array();
+  ASSERT_EQ(history.size(), 4u) << job;
+  for (size_t e = 0; e < 4; ++e) EXPECT_EQ(history[e].at("epoch").as_int64(), static_cast<int64_t>(e + 1));
+  EXPECT_GT(history[3].at("test_accuracy").to_number<double>(), 0.7) << job;
+  EXPECT_NE(c.daemon().output().find("resumed from checkpoint"), std::string::npos);  // the parameter servers'
+  const std::string log = HttpBody(c.Send("GET", "/api/v1/jobs/" + std::to_string(id) + "/logs"));
+  EXPECT_NE(log.find("resumed after a controller restart"), std::string::npos) << log;
+  EXPECT_NE(log.find("succeeded"), std::string::npos) << log;
+  // The second attempt started from the parameter servers' checkpoint, not from step 0.
+  const size_t second = log.find("training from step ", log.find("resumed after a controller restart"));
+  ASSERT_NE(second, std::string::npos) << log;
+  EXPECT_GT(std::atoll(log.c_str() + second + 19), 0) << log;
+  const std::string ckpt = c.Send("GET", "/api/v1/jobs/" + std::to_string(id) + "/checkpoint");
+  EXPECT_EQ(HttpStatus(ckpt), 200);
+  EXPECT_GT(HttpBody(ckpt).size(), 535818u * 4);  // every float32 weight of the MLP
+
+  // Cancel: a long job stops, is recorded cancelled, and frees its dataset.
+  std::string r = c.Send("POST", "/api/v1/jobs",
+                         R"({"model":"mlp","dataset":"fm","epochs":100,"workers":1,"limit_train":2000,"limit_test":100})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t long_id = json::parse(HttpBody(r)).at("id").as_int64();
+  WaitForJob(c, long_id, [](const json::value& j) { return j.at("state") == "running"; }, std::chrono::seconds(20));
+  EXPECT_EQ(HttpStatus(c.Send("DELETE", "/api/v1/datasets/fm")), 409);
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/jobs/" + std::to_string(long_id) + "/cancel")), 202);
+  job = WaitForJob(c, long_id, [](const json::value& j) { return j.at("state") != "running"; }, std::chrono::seconds(20));
+  EXPECT_EQ(job.at("state").as_string(), "cancelled") << job;
+  EXPECT_EQ(HttpStatus(c.Send("DELETE", "/api/v1/datasets/fm")), 200);
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/datasets/fm")), 404);
+}
+
+}  // namespace
+}  // namespace dnnd
