@@ -5,9 +5,9 @@ as hosts. Needs root (ip netns) and a built dnnd.
 Three namespaces the script creates itself -- one for the two parameter
 servers, one per worker -- hang off a bridge in a fourth, on 10.231.0.0/24;
 they talk through the real wire protocol with a token. Added round-trip
-latency comes from a delaying TCP proxy in the servers' namespace (this
-kernel has no netem): every byte is held for half the delay in each direction,
-order kept.
+latency comes from a delaying TCP proxy in the servers' namespace
+(tests/deploy/delay_proxy.cc; this kernel has no netem): every byte is held
+for half the delay in each direction, order kept.
 
     tests/deploy/netns_cluster.py --check   # sync job across namespaces; its
                                             # accuracy must equal the same job on loopback
@@ -17,7 +17,6 @@ Everything it starts is ended by PID and the namespaces are deleted, also on
 failure.
 """
 import argparse
-import asyncio
 import os
 import re
 import subprocess
@@ -31,6 +30,7 @@ SUBNET = "10.231.0"
 HOSTS = {"ps": 1, "w0": 2, "w1": 3}
 EPOCH = re.compile(r"epoch \d+/\d+ loss [0-9.]+\s+([0-9.]+)(k?) samples/s")
 FINAL = re.compile(r"final test accuracy ([0-9.]+)%")
+PROXY = None  # the delay_proxy binary
 
 
 def sh(*cmd):
@@ -80,34 +80,36 @@ def stop(procs):
 
 
 def job(mode, delay_ms, hosts, logdir, limit_train):
-    """Runs 2 servers + 2 workers; returns (job samples/s, final accuracy)."""
+    """Runs 2 servers + 2 workers, through the delaying proxy unless
+    delay_ms is None; returns (job samples/s, final accuracy)."""
     srv_host = "ps" if hosts else None
     worker_hosts = ("w0", "w1") if hosts else (None, None)
     reach = f"{SUBNET}.1" if hosts else "127.0.0.1"
     procs, proxies = [], []
+    tag = "direct" if delay_ms is None else f"{delay_ms}ms"
     try:
         addresses = []
         for i in range(2):
             port = 17000 + i
-            bind = "127.0.0.1" if (delay_ms or not hosts) else reach
-            log = open(f"{logdir}/ps{i}-{mode}-{delay_ms}.log", "w")
+            proxied = delay_ms is not None and hosts
+            bind = "127.0.0.1" if (proxied or not hosts) else reach
+            log = open(f"{logdir}/ps{i}-{mode}-{tag}.log", "w")
             procs.append(start(srv_host, ["--role=parameter-server", "--config", f"{ROOT}/configs/parameter-server.toml",
                                           "--set", f"ps.listen={bind}:{port}", "--set", f"ps.index={i}",
                                           "--set", "ps.servers=2", "--set", "ps.workers=2", "--set", f"ps.mode={mode}",
                                           "--set", "ps.kavg_steps=4", "--set", "ps.checkpoint_dir=",
                                           "--set", "http.listen=", "--set", "node.threads=1",
                                           "--set", "transport.token=netns"], log))
-            if delay_ms:
+            if proxied:
                 cmd = ([] if srv_host is None else ["ip", "netns", "exec", ns(srv_host)]) + [
-                    "/usr/bin/python3", os.path.abspath(__file__), "--proxy", f"{reach}:{port + 1000}",
-                    f"127.0.0.1:{port}", str(delay_ms)]
+                    PROXY, f"{reach}:{port + 1000}", f"127.0.0.1:{port}", str(delay_ms)]
                 proxies.append(subprocess.Popen(cmd))
                 addresses.append(f'"{reach}:{port + 1000}"')
             else:
                 addresses.append(f'"{reach}:{port}"')
         workers = []
         for i in range(2):
-            log = open(f"{logdir}/w{i}-{mode}-{delay_ms}.log", "w+")
+            log = open(f"{logdir}/w{i}-{mode}-{tag}.log", "w+")
             workers.append((start(worker_hosts[i], [
                 "--role=worker", "--config", f"{ROOT}/configs/worker-ps.toml",
                 "--set", f"worker.parameter_servers=[{','.join(addresses)}]", "--set", f"worker.index={i}",
@@ -129,68 +131,23 @@ def job(mode, delay_ms, hosts, logdir, limit_train):
         stop(procs + proxies)
 
 
-async def proxy(listen, target, delay_ms):
-    half = delay_ms / 2000.0
-
-    async def pump(reader, writer):
-        # Bytes are released half a round trip after they arrived, in order,
-        # without holding back what arrives meanwhile.
-        loop = asyncio.get_running_loop()
-        queue = asyncio.Queue()
-
-        async def release():
-            while True:
-                due, data = await queue.get()
-                wait = due - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                if data is None:
-                    writer.close()
-                    return
-                writer.write(data)
-                await writer.drain()
-
-        task = asyncio.create_task(release())
-        while True:
-            data = await reader.read(1 << 16)
-            await queue.put((loop.time() + half, data or None))
-            if not data:
-                break
-        await task
-
-    async def handle(reader, writer):
-        host, port = target.rsplit(":", 1)
-        try:
-            up_reader, up_writer = await asyncio.open_connection(host, int(port))
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer), return_exceptions=True)
-
-    host, port = listen.rsplit(":", 1)
-    server = await asyncio.start_server(handle, host, int(port))
-    async with server:
-        await server.serve_forever()
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--table", action="store_true")
-    ap.add_argument("--proxy", nargs=3, metavar=("LISTEN", "TARGET", "DELAY_MS"))
+    ap.add_argument("--proxy-binary", default=os.path.join(ROOT, "build", "tests", "delay_proxy"))
     ap.add_argument("--logdir", default="/tmp")
     args = ap.parse_args()
-    if args.proxy:
-        asyncio.run(proxy(args.proxy[0], args.proxy[1], float(args.proxy[2])))
-        return
+    global PROXY
+    PROXY = args.proxy_binary
     if os.geteuid() != 0:
         sys.exit("needs root for ip netns")
     os.makedirs(args.logdir, exist_ok=True)
     try:
         setup()
         if args.check or not args.table:
-            loop_rate, loop_acc = job("sync", 0, False, args.logdir, 8192)
-            ns_rate, ns_acc = job("sync", 0, True, args.logdir, 8192)
+            loop_rate, loop_acc = job("sync", None, False, args.logdir, 8192)
+            ns_rate, ns_acc = job("sync", None, True, args.logdir, 8192)
             print(f"sync, 2 servers + 2 workers: loopback {loop_acc:.2f}% ({loop_rate:.0f} samples/s), "
                   f"three namespaces {ns_acc:.2f}% ({ns_rate:.0f} samples/s)")
             if ns_acc != loop_acc:
@@ -198,11 +155,11 @@ def main():
             d_rate, d_acc = job("sync", 5, True, args.logdir, 4096)
             print(f"sync across namespaces with 5 ms added round trip: {d_acc:.2f}% ({d_rate:.0f} samples/s)")
         if args.table:
-            print("| mode (2 servers, 2 workers, batch 64 per worker) | +0 ms | +1 ms | +5 ms |")
-            print("|---|---|---|---|")
+            print("| mode (2 servers, 2 workers, batch 64 per worker) | direct | proxy, +0 ms | proxy, +1 ms | proxy, +5 ms |")
+            print("|---|---|---|---|---|")
             for mode in ("sync", "async", "kavg"):
                 cells = []
-                for delay in (0, 1, 5):
+                for delay in (None, 0, 1, 5):
                     rate, acc = job(mode, delay, True, args.logdir, 16384)
                     cells.append(f"{rate / 1000:.1f}k ({acc:.1f} %)")
                 print(f"| {mode} | " + " | ".join(cells) + " |")
