@@ -28,12 +28,17 @@ Dataset Dataset::Part(int64_t index, int64_t count) const {
   return Slice(index * per_part, per_part);
 }
 
-Dataset Dataset::Slice(int64_t first, int64_t n) const {
+Dataset Dataset::EmptyLike() const {
   Dataset d;
   d.sample_shape = sample_shape;
   d.type = type;
   d.num_classes = num_classes;
   d.target_width = target_width;
+  return d;
+}
+
+Dataset Dataset::Slice(int64_t first, int64_t n) const {
+  Dataset d = EmptyLike();
   const int64_t per = sample_numel();
   if (type == SampleType::kUint8) d.u8.assign(u8.begin() + first * per, u8.begin() + (first + n) * per);
   else d.f32.assign(f32.begin() + first * per, f32.begin() + (first + n) * per);
@@ -44,11 +49,7 @@ Dataset Dataset::Slice(int64_t first, int64_t n) const {
 }
 
 Dataset Dataset::Select(const std::vector<int64_t>& indices) const {
-  Dataset d;
-  d.sample_shape = sample_shape;
-  d.type = type;
-  d.num_classes = num_classes;
-  d.target_width = target_width;
+  Dataset d = EmptyLike();
   const int64_t per = sample_numel();
   const size_t n = indices.size();
   if (type == SampleType::kUint8) d.u8.reserve(n * per);

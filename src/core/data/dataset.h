@@ -48,6 +48,8 @@ struct Dataset {
   Dataset Slice(int64_t first, int64_t n) const;
   // The samples at `indices`, in that order (each must be in [0, size())).
   Dataset Select(const std::vector<int64_t>& indices) const;
+  // No samples, but this set's shape, type, classes and target width.
+  Dataset EmptyLike() const;
 };
 
 // DockerNN's XOR table: the 8 rows of 3 bits, target = parity, shape [8, 1].
