@@ -80,7 +80,10 @@ class LayerServer::Session {
     std::lock_guard lock(mu_);
     last_used_ = Clock::now();
     // The step the client owed since its last batch (layer_protocol.h).
-    if (request.fields.Has("step_lr")) StepLocked(static_cast<float>(request.fields.GetFloat("step_lr").value()));
+    if (request.fields.Has("step_lr")) {
+      DNND_ASSIGN_OR_RETURN(double lr, request.fields.GetFloat("step_lr"));
+      StepLocked(static_cast<float>(lr));
+    }
     wire::Message response;
     if (!train) {
       NoGradGuard no_grad;

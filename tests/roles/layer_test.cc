@@ -5,7 +5,10 @@
 #include <regex>
 
 #include "dnnd_process.h"
+#include "core/files.h"
+#include "roles/layer_protocol.h"
 #include "tensor/safetensors.h"
+#include "transport/rpc_client.h"
 
 namespace dnnd {
 namespace {
@@ -36,6 +39,7 @@ class LayerServers {
            "\"}]' --set transport.token=t ";
   }
   Daemon& server(int i) { return *servers_[i]; }
+  int port(int i) const { return ports_[i]; }
 
  private:
   std::vector<std::unique_ptr<Daemon>> servers_;
@@ -133,6 +137,68 @@ TEST(LayerServer, ActivationBudgetIsAClearErrorNotACrash) {
   auto small = Dnnd("--role=worker --config " + Src("configs/worker-mlp-layers.toml") + common +
                     servers.Placement("1-2", "3-5") + "--set train.batch_size=32 --set worker.micro_batches=4");
   EXPECT_EQ(small.code, 0) << small.output;
+}
+
+// Malformed requests get error answers naming the problem; the server goes
+// on serving the same connection.
+TEST(LayerServer, BadRequestsAreErrorsAndTheServerKeepsServing) {
+  TempDir dir;
+  LayerServers servers(dir);
+  ASSERT_TRUE(servers.up());
+  rpc::RpcClientOptions options;
+  options.token = "t";
+  auto client = rpc::RpcClient::Create("127.0.0.1:" + std::to_string(servers.port(0)), options);
+  auto call = [&](uint16_t type, std::function<void(wire::Message&)> fill) {
+    wire::Message m;
+    m.type = type;
+    fill(m);
+    return client->Call(std::move(m), 10s);
+  };
+  auto unknown = call(layers::kForward, [](wire::Message& m) { m.fields.SetString("session", "nobody"); m.fields.SetInt("mb", 0); });
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("no session 'nobody'"), std::string::npos) << unknown.status().ToString();
+  const std::string spec = ReadFileToString(Src("configs/models/xor.toml"), 1 << 20).value();
+  auto range = call(layers::kOpen, [&](wire::Message& m) {
+    m.fields.SetString("session", "s");
+    m.fields.SetString("spec", spec);
+    m.fields.SetInt("seed", 0);
+    m.fields.SetInt("first", 4);
+    m.fields.SetInt("last", 9);
+  });
+  ASSERT_FALSE(range.ok());
+  EXPECT_NE(range.status().message().find("not a range of the model's 6 layers"), std::string::npos)
+      << range.status().ToString();
+  auto open = call(layers::kOpen, [&](wire::Message& m) {
+    m.fields.SetString("session", "s");
+    m.fields.SetString("spec", spec);
+    m.fields.SetInt("seed", 0);
+    m.fields.SetInt("first", 0);
+    m.fields.SetInt("last", 2);
+  });
+  ASSERT_TRUE(open.ok()) << open.status().ToString();
+  auto forward = [&](Shape shape, std::function<void(wire::Message&)> more) {
+    return call(layers::kForward, [&](wire::Message& m) {
+      m.fields.SetString("session", "s");
+      m.fields.SetInt("mb", 1);
+      m.tensors.push_back(wire::WireTensor::FromTensor("x", Tensor::Zeros(shape)));
+      more(m);
+    });
+  };
+  auto shape = forward({4, 5}, [](wire::Message&) {});
+  ASSERT_FALSE(shape.ok());
+  EXPECT_NE(shape.status().message().find("take [batch, [3]]"), std::string::npos) << shape.status().ToString();
+  auto lr = forward({4, 3}, [](wire::Message& m) { m.fields.SetString("step_lr", "fast"); });
+  EXPECT_FALSE(lr.ok());
+  auto backward = call(layers::kBackward, [](wire::Message& m) {
+    m.fields.SetString("session", "s");
+    m.fields.SetInt("mb", 7);
+    m.tensors.push_back(wire::WireTensor::FromTensor("g", Tensor::Zeros({4, 50})));
+  });
+  ASSERT_FALSE(backward.ok());
+  EXPECT_NE(backward.status().message().find("no pending forward for micro-batch 7"), std::string::npos);
+  auto good = forward({4, 3}, [](wire::Message&) {});
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  EXPECT_EQ(good.value().tensors.at(0).shape, (Shape{4, 50}));
 }
 
 TEST(LayerServer, BadPlacementsAreConfigErrors) {
