@@ -158,23 +158,20 @@ TEST(LayerServer, BadRequestsAreErrorsAndTheServerKeepsServing) {
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("no session 'nobody'"), std::string::npos) << unknown.status().ToString();
   const std::string spec = ReadFileToString(Src("configs/models/xor.toml"), 1 << 20).value();
-  auto range = call(layers::kOpen, [&](wire::Message& m) {
-    m.fields.SetString("session", "s");
-    m.fields.SetString("spec", spec);
-    m.fields.SetInt("seed", 0);
-    m.fields.SetInt("first", 4);
-    m.fields.SetInt("last", 9);
-  });
+  auto open_layers = [&](int64_t first, int64_t last) {
+    return call(layers::kOpen, [&](wire::Message& m) {
+      m.fields.SetString("session", "s");
+      m.fields.SetString("spec", spec);
+      m.fields.SetInt("seed", 0);
+      m.fields.SetInt("first", first);
+      m.fields.SetInt("last", last);
+    });
+  };
+  auto range = open_layers(4, 9);
   ASSERT_FALSE(range.ok());
   EXPECT_NE(range.status().message().find("not a range of the model's 6 layers"), std::string::npos)
       << range.status().ToString();
-  auto open = call(layers::kOpen, [&](wire::Message& m) {
-    m.fields.SetString("session", "s");
-    m.fields.SetString("spec", spec);
-    m.fields.SetInt("seed", 0);
-    m.fields.SetInt("first", 0);
-    m.fields.SetInt("last", 2);
-  });
+  auto open = open_layers(0, 2);
   ASSERT_TRUE(open.ok()) << open.status().ToString();
   auto forward = [&](Shape shape, std::function<void(wire::Message&)> more) {
     return call(layers::kForward, [&](wire::Message& m) {
