@@ -86,6 +86,7 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"controller.ps_ports", T::kString, "\"\"", 0, 0, {}, "controller: \"first-last\" ports for jobs' parameter servers (fixed, for a Service); empty = any free port"},
       {"controller.node_timeout_ms", T::kInt, "5000", 100, 3.6e6, {}, "controller: a pool worker silent this long is lost; its part of a job goes to another worker"},
       {"http.listen", T::kString, "\"\"", 0, 0, {}, "host:port of the health/metrics HTTP endpoint; empty = off"},
+      {"http.threads", T::kInt, "2", 1, 256, {}, "threads answering HTTP requests (a slow request, like a dataset registration, then does not hold up the others)"},
       {"http.max_body_bytes", T::kInt, "1048576", 0, 1.1e12, {}, "largest HTTP request body accepted"},
       {"train.epochs", T::kInt, "5", 0, 1000000, {}, "passes over the training set"},
       {"train.iterations", T::kInt, "0", 0, 1e12, {}, "> 0: full-batch steps instead of epochs"},

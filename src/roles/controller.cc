@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <array>
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -173,6 +175,34 @@ json::object DatasetJson(const DatasetRecord& d) {
 
 double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Mean and standard deviation of every input value, as the data loader sees
+// them before normalising (uint8 pixels scaled to [0, 1]).
+std::pair<double, double> PixelStats(const data::Dataset& set) {
+  double sum = 0, sq = 0;
+  size_t n = 0;
+  auto add = [&](double x) {
+    sum += x;
+    sq += x * x;
+  };
+  if (set.type == data::SampleType::kUint8) {
+    std::array<size_t, 256> counts{};
+    for (uint8_t v : set.u8) ++counts[v];
+    for (int v = 0; v < 256; ++v) {
+      const double x = v / 255.0;
+      sum += x * static_cast<double>(counts[v]);
+      sq += x * x * static_cast<double>(counts[v]);
+    }
+    n = set.u8.size();
+  } else {
+    for (float v : set.f32) add(v);
+    n = set.f32.size();
+  }
+  if (n == 0) return {0.0, 1.0};
+  const double mean = sum / static_cast<double>(n);
+  const double var = std::max(0.0, sq / static_cast<double>(n) - mean * mean);
+  return {mean, var > 1e-12 ? std::sqrt(var) : 1.0};
 }
 
 struct LiveProgress {
@@ -494,6 +524,10 @@ class ControllerRole : public Role {
     if (!(goal >= 0 && goal <= 1))
       return InvalidArgument("field 'goal_accuracy' is a fraction in [0, 1] (0.88 = 88 %), not " + std::to_string(goal));
     if (goal > 0) p["goal_accuracy"] = goal;
+    DNND_ASSIGN_OR_RETURN(std::string schedule, f.String("lr_schedule", "cosine"));
+    if (schedule != "constant" && schedule != "cosine" && schedule != "step")
+      return InvalidArgument("field 'lr_schedule' is '" + schedule + "'; expected constant, cosine or step");
+    p["lr_schedule"] = schedule;
     DNND_ASSIGN_OR_RETURN(std::string mode, f.String("mode", "sync"));
     if (mode != "sync" && mode != "async" && mode != "kavg")
       return InvalidArgument("field 'mode' is '" + mode + "'; expected sync, async or kavg");
@@ -515,6 +549,16 @@ class ControllerRole : public Role {
     if (train_n < p["workers"].as_int64())
       return InvalidArgument("dataset '" + dataset + "' has " + std::to_string(train_n) + " training samples for " +
                              std::to_string(p["workers"].as_int64()) + " workers");
+    // Inputs are standardised with the training set's own mean and standard
+    // deviation, recorded in the job so predictions use the same ones.
+    const json::value* normalize = body.if_contains("normalize");
+    if (normalize && !normalize->is_bool()) return InvalidArgument("field 'normalize' must be true or false");
+    if (!normalize || normalize->get_bool()) {
+      DNND_ASSIGN_OR_RETURN(auto loaded, LoadDataset(dataset));
+      const auto [mean, stddev] = PixelStats(loaded->train.Take(p["limit_train"].as_int64()));
+      p["normalize_mean"] = mean;
+      p["normalize_std"] = stddev;
+    }
     DNND_ASSIGN_OR_RETURN(int64_t id, store_->CreateJob(model, dataset, json::serialize(p)));
     JobLog(id, "queued: model " + model + ", dataset " + dataset + ", " + json::serialize(p));
     cv_.notify_all();
@@ -818,14 +862,19 @@ class ControllerRole : public Role {
       return std::to_string(p.contains(k) ? p.at(k).to_number<int64_t>() : def);
     };
     std::string t;
-    t += "[data]\nlimit_train = " + i("limit_train") + "\nlimit_test = " + i("limit_test") + "\n";
+    auto num = [&](const char* k, double def) {
+      std::ostringstream o;
+      o.precision(9);
+      o << (p.contains(k) ? p.at(k).to_number<double>() : def);
+      std::string v = o.str();
+      return v.find_first_of(".e") == std::string::npos ? v + ".0" : v;
+    };
+    t += "[data]\nlimit_train = " + i("limit_train") + "\nlimit_test = " + i("limit_test") +
+         "\nnormalize_mean = " + num("normalize_mean", 0) + "\nnormalize_std = " + num("normalize_std", 1) + "\n";
     t += "[train]\nepochs = " + i("epochs") + "\nbatch_size = " + i("batch") + "\nseed = " + i("seed") +
-         "\neval_every_epochs = " + i("eval_every", 1) + "\nprogress = \"none\"\n";
-    if (p.contains("goal_accuracy")) {
-      std::ostringstream g;
-      g << p.at("goal_accuracy").to_number<double>();
-      t += "goal_accuracy = " + g.str() + "\n";
-    }
+         "\neval_every_epochs = " + i("eval_every", 1) + "\nprogress = \"none\"\nlr_schedule = " +
+         TomlQuote(p.contains("lr_schedule") ? std::string(p.at("lr_schedule").as_string()) : "constant") + "\n";
+    if (p.contains("goal_accuracy")) t += "goal_accuracy = " + num("goal_accuracy", 0) + "\n";
     t += ModelSpecToToml(spec);
     return t;
   }
