@@ -17,6 +17,7 @@
 #include "core/data/from_config.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "roles/controller_store.h"
 #include <cinttypes>
 #include <map>
@@ -720,6 +721,7 @@ class ControllerRole : public Role {
     };
     l.on_epoch = [this](int64_t job, const pool::EpochReport& e) {
       EpochRow row{e.epoch, e.train_loss, e.evaluated, e.test_loss, e.test_accuracy, e.seconds, e.samples_per_s};
+      RecordJobMetrics(job, e);
       Status s = store_->RecordEpoch(job, row, e.step, e.total_steps);
       if (!s.ok()) Log(LogLevel::kError, "controller", "cannot record epoch", {{"job", job}, {"error", s.ToString()}});
       char line[256];
@@ -733,6 +735,42 @@ class ControllerRole : public Role {
       JobLog(job, text);
     };
     return l;
+  }
+
+  // The job series on /metrics (KubeML's history, per job): one set of
+  // gauges per job, updated at every epoch.
+  static void RecordJobMetrics(int64_t job, const pool::EpochReport& e) {
+    MetricsRegistry& m = DefaultMetrics();
+    const MetricLabels l = {{"job", std::to_string(job)}};
+    m.Gauge("dnnd_job_epoch", "epochs completed by the job", l).Set(static_cast<double>(e.epoch));
+    m.Gauge("dnnd_job_train_loss", "mean training loss of the job's last epoch", l).Set(e.train_loss);
+    m.Gauge("dnnd_job_epoch_duration_seconds", "wall time of the job's last epoch", l).Set(e.seconds);
+    m.Gauge("dnnd_job_samples_per_second", "training throughput of the job's last epoch (per worker)", l)
+        .Set(e.samples_per_s);
+    if (e.evaluated) {
+      m.Gauge("dnnd_job_validation_loss", "test-set loss after the job's last evaluated epoch", l).Set(e.test_loss);
+      m.Gauge("dnnd_job_validation_accuracy", "test-set accuracy after the job's last evaluated epoch", l)
+          .Set(e.test_accuracy);
+    }
+  }
+
+  // Jobs by state, the queue, nodes by state (once per scheduler pass).
+  void RecordPoolMetrics(const std::vector<JobRecord>& jobs) {
+    MetricsRegistry& m = DefaultMetrics();
+    std::map<std::string, int64_t> by_state = {{kJobQueued, 0}, {kJobRunning, 0}, {kJobSucceeded, 0},
+                                               {kJobFailed, 0}, {kJobCancelled, 0}};
+    for (const auto& j : jobs) ++by_state[j.state];
+    for (const auto& [state, n] : by_state)
+      m.Gauge("dnnd_controller_jobs", "jobs in the store by state", {{"state", state}}).Set(static_cast<double>(n));
+    m.Gauge("dnnd_controller_queue_length", "jobs waiting for workers").Set(static_cast<double>(by_state[kJobQueued]));
+    std::map<std::string, int64_t> nodes = {{"idle", 0}, {"busy", 0}, {"lost", 0}};
+    for (const auto& n : pool_.Nodes()) ++nodes[n.state];
+    for (const auto& [state, n] : nodes)
+      m.Gauge("dnnd_controller_nodes", "pool workers by state", {{"state", state}}).Set(static_cast<double>(n));
+    std::lock_guard lock(mu_);
+    for (const auto& [id, run] : jobs_)
+      m.Gauge("dnnd_job_parallelism", "workers the job runs on", {{"job", std::to_string(id)}})
+          .Set(static_cast<double>(run->workers));
   }
 
   std::shared_ptr<LiveProgress> Live(int64_t job) {
@@ -882,6 +920,7 @@ class ControllerRole : public Role {
   struct RunningJob {
     std::vector<std::unique_ptr<ParameterServer>> servers;
     std::vector<int64_t> ports;
+    int64_t workers = 0;
     bool cancel = false;
   };
 
@@ -939,6 +978,7 @@ class ControllerRole : public Role {
   void StartNext() {
     auto list = store_->ListJobs();
     if (!list.ok()) return;
+    RecordPoolMetrics(*list);
     std::optional<JobRecord> next;
     for (auto it = list->rbegin(); it != list->rend(); ++it) {
       {
@@ -974,6 +1014,7 @@ class ControllerRole : public Role {
     auto ports = TakePorts(nservers);
     if (!ports) return Status::Ok();  // the port range is busy: stay queued
     auto run = std::make_unique<RunningJob>();
+    run->workers = workers;
     for (int64_t i = 0; i < nservers; ++i) {
       ParameterServerOptions o = ParameterServerOptions::FromConfig(cfg_);
       o.index = static_cast<int>(i);

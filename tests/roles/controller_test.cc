@@ -415,6 +415,10 @@ TEST(ControllerPool, RegisteredWorkersTrainAndSurviveAWorkerKill) {
   std::map<std::string, std::unique_ptr<Daemon>> workers;
   for (const char* name : {"w1", "w2", "w3"}) workers[name] = StartPoolWorker(dir, c.port(), name);
   ASSERT_TRUE(WaitForNodes(c, 3, std::chrono::seconds(20))) << c.Send("GET", "/api/v1/nodes");
+  const Outcome nodes = Dnnd("ctl --controller 127.0.0.1:" + std::to_string(c.port()) + " node list");
+  EXPECT_EQ(nodes.code, 0) << nodes.output;
+  for (const char* name : {"w1-", "w2-", "w3-"}) EXPECT_NE(nodes.output.find(name), std::string::npos) << nodes.output;
+  EXPECT_NE(nodes.output.find("idle"), std::string::npos) << nodes.output;
   UploadFashionMnist(c, "fm");
   ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
 
@@ -457,6 +461,11 @@ TEST(ControllerPool, RegisteredWorkersTrainAndSurviveAWorkerKill) {
   for (const auto& node : PoolNodes(c)) lost |= node.at("name").as_string().starts_with(victim) && node.at("state") == "lost";
   EXPECT_TRUE(lost) << c.Send("GET", "/api/v1/nodes");
   EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/jobs/" + std::to_string(id) + "/checkpoint")), 200);
+  const std::string metrics = HttpBody(c.Send("GET", "/metrics"));
+  for (const std::string series : {"dnnd_job_validation_accuracy{job=\"" + std::to_string(id) + "\"} 0.8",
+                                   std::string("dnnd_controller_nodes{state=\"lost\"} 1"),
+                                   "dnnd_job_epoch{job=\"" + std::to_string(id) + "\"} 5"})
+    EXPECT_NE(metrics.find(series), std::string::npos) << series << "\n" << metrics;
 
   // The queued job got its two workers once the first finished.
   job = WaitForJob(c, second, [](const json::value& j) { return j.at("state") != "queued" && j.at("state") != "running"; },
