@@ -75,6 +75,7 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"aggregator.min_models", T::kInt, "0", 0, 100000, {}, "aggregator: go on when at least this many inputs exist (missing ones are reported); 0 = every input is required"},
       {"aggregator.output_dir", T::kString, "\"runs/aggregated\"", 0, 0, {}, "aggregator: checkpoint directory of the averaged model"},
       {"aggregator.report", T::kString, "\"\"", 0, 0, {}, "aggregator: JSON report path; empty = <output_dir>/report.json"},
+      {"standalone.controller", T::kBool, "false", 0, 0, {}, "standalone: run the controller (API, dashboard, store) with standalone.workers pool workers, and submit this config's job to it; false: the bare cluster"},
       {"standalone.servers", T::kInt, "2", 1, 64, {}, "standalone: parameter servers (threads)"},
       {"standalone.workers", T::kInt, "2", 1, 64, {}, "standalone: workers (threads)"},
       {"controller.data_dir", T::kString, "\"runs/controller\"", 0, 0, {}, "controller: the SQLite store, datasets, job checkpoints and logs"},

@@ -217,14 +217,14 @@ struct LiveProgress {
 
 class ControllerRole : public Role {
  public:
-  ControllerRole(const Config& cfg, std::unique_ptr<ControllerStore> store, std::string token)
+  ControllerRole(const Config& cfg, std::unique_ptr<ControllerStore> store, std::string token, int64_t local_workers)
       : cfg_(cfg),
         store_(std::move(store)),
         dir_(cfg.GetString("controller.data_dir")),
         max_upload_(static_cast<size_t>(cfg.GetInt("controller.max_upload_bytes"))),
         max_json_(static_cast<size_t>(cfg.GetInt("http.max_body_bytes"))),
         token_(std::move(token)),
-        local_workers_(cfg.GetInt("controller.local_workers")),
+        local_workers_(local_workers),
         pool_(std::chrono::milliseconds(cfg.GetInt("controller.node_timeout_ms")), PoolListener()) {}
 
   size_t MaxRequestBytes() const override { return max_upload_; }
@@ -794,6 +794,7 @@ class ControllerRole : public Role {
       o.heartbeat = std::chrono::milliseconds(std::min<int64_t>(500, cfg_.GetInt("worker.heartbeat_ms")));
       o.threads = GetThreads();
       o.scratch_dir = dir_ + "/local-workers/" + std::to_string(i);
+      o.progress = cfg_.GetString("train.progress");  // worker 0's bar on this process's terminal
       DNND_ASSIGN_OR_RETURN(o.rpc, rpc::RpcClientOptions::FromConfig(cfg_, "worker"));
       local_.push_back(std::make_unique<PoolWorker>(std::move(o)));
     }
@@ -1127,6 +1128,10 @@ class ControllerRole : public Role {
 }  // namespace
 
 Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg) {
+  return MakeControllerRole(cfg, cfg.GetInt("controller.local_workers"));
+}
+
+Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg, int64_t local_workers) {
   if (cfg.GetString("http.listen").empty())
     return InvalidArgument("the controller serves its API on http.listen; set it (e.g. \"127.0.0.1:8080\")");
   const std::string dir = cfg.GetString("controller.data_dir");
@@ -1135,7 +1140,7 @@ Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg) {
   if (ec) return IoError("cannot create controller.data_dir " + dir + ": " + ec.message());
   DNND_ASSIGN_OR_RETURN(std::string token, wire::LoadTransportToken(cfg));
   DNND_ASSIGN_OR_RETURN(auto store, ControllerStore::Open(dir + "/controller.db"));
-  return std::unique_ptr<Role>(new ControllerRole(cfg, std::move(store), std::move(token)));
+  return std::unique_ptr<Role>(new ControllerRole(cfg, std::move(store), std::move(token), local_workers));
 }
 
 }  // namespace dnnd

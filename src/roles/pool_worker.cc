@@ -227,10 +227,11 @@ Status PoolWorker::RunTask(Current& c) {
   const std::string where = "job " + std::to_string(task.job) + " part " + std::to_string(task.index);
   DNND_ASSIGN_OR_RETURN(std::string text, TaskConfig(task));
   const std::string scratch = options_.scratch_dir + "/job-" + std::to_string(task.job);
-  DNND_ASSIGN_OR_RETURN(Config cfg, Config::FromString(text, where,
-                                                       {"transport.token=" + TomlQuote(options_.token),
-                                                        "node.name=" + TomlQuote(options_.name),
-                                                        "train.checkpoint_dir=" + TomlQuote(scratch)}));
+  std::vector<std::string> overrides = {"transport.token=" + TomlQuote(options_.token),
+                                        "node.name=" + TomlQuote(options_.name),
+                                        "train.checkpoint_dir=" + TomlQuote(scratch)};
+  if (!options_.progress.empty()) overrides.push_back("train.progress=" + TomlQuote(options_.progress));
+  DNND_ASSIGN_OR_RETURN(Config cfg, Config::FromString(text, where, overrides));
   // This part of the data (and, for the reporting part, the test set) from
   // the controller.
   rpc::RpcClientOptions rpc = options_.rpc;

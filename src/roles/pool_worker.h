@@ -34,6 +34,7 @@ struct PoolWorkerOptions {
   std::chrono::milliseconds heartbeat{1000};
   int64_t threads = 1;     // reported to the controller
   std::string scratch_dir;  // where index 0 writes the model before uploading it
+  std::string progress;     // non-empty: train.progress for tasks (else the job's "none")
   rpc::RpcClientOptions rpc;
 
   // From a worker's validated config: worker.controller, node.name (plus

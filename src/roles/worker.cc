@@ -21,9 +21,7 @@
 #include "core/files.h"
 
 namespace dnnd {
-namespace {
 
-// [model] inline, or [model] file = "models/x.toml" (relative to the config).
 Result<ModelSpec> LoadModelSpec(const Config& cfg) {
   const toml::table* m = cfg.Section("model");
   if (!m) return InvalidArgument(cfg.path() + ": no [model] section (the model to train)");
@@ -37,6 +35,8 @@ Result<ModelSpec> LoadModelSpec(const Config& cfg) {
   }
   return ParseModelSpec(*m);
 }
+
+namespace {
 
 class WorkerRole : public Role {
  public:

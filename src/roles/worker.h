@@ -14,6 +14,7 @@
 #include "core/role.h"
 #include "core/status.h"
 #include "roles/trainer.h"
+#include "tensor/model_spec.h"
 
 namespace dnnd {
 
@@ -23,6 +24,10 @@ struct WorkerPlacement {
   int64_t count = 1;
   std::vector<std::string> parameter_servers;  // empty: local training
 };
+
+// The model a config trains: [model] inline, or [model] file = "x.toml"
+// (relative to the config).
+Result<ModelSpec> LoadModelSpec(const Config& config);
 
 // The worker role; its placement comes from the [worker] section.
 Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& config);
