@@ -16,6 +16,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "roles/controller_store.h"
+#include "roles/dashboard.h"
 #include "roles/standalone.h"
 #include "tensor/model_spec.h"
 #include "transport/http.h"
@@ -255,6 +256,7 @@ class ControllerRole : public Role {
     r.Handle("POST", "/api/v1/jobs/{id}/cancel", wrap(&ControllerRole::CancelJob));
     r.Handle("GET", "/api/v1/jobs/{id}/logs", wrap(&ControllerRole::JobLogs));
     r.Handle("GET", "/api/v1/jobs/{id}/checkpoint", wrap(&ControllerRole::JobCheckpoint));
+    AddDashboardRoutes(r);  // the web UI at /ui/ (roles/dashboard.h)
     // Anything else under /api/ gets the router's JSON 404.
   }
 
