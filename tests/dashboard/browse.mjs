@@ -117,12 +117,13 @@ async function predictPage(page) {
   };
   await stroke([[0.2, 0.2], [0.8, 0.2]]);
   await stroke([[0.5, 0.2], [0.5, 0.85]]);
-  const lit = await page.$eval('#draw', (c) => {
+  const litShare = () => page.$eval('#draw', (c) => {
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     let n = 0;
     for (let i = 0; i < d.length; i += 4) n += d[i] > 128 ? 1 : 0;
     return n / (c.width * c.height);
   });
+  const lit = await litShare();
   check(lit > 0.05 && lit < 0.5, 'drawing puts white ink on the black canvas', lit.toFixed(3));
   await page.click('#predict-go');
   if (args['predict-route'] === 'yes') {
@@ -138,6 +139,18 @@ async function predictPage(page) {
   }
   check((await page.$eval('#preview', (c) => [c.width, c.height].join('x'))) === '28x28', 'the image sent is 28x28');
   await shot(page, 'predict');
+  // An image file replaces the drawing (the jobs page's screenshot: mostly light grey).
+  await page.click('#predict-clear');
+  check((await litShare()) === 0, 'Clear blanks the canvas');
+  await (await page.$('#predict-file')).uploadFile(join(args.out, 'jobs.png'));
+  await page.waitForFunction(() => {
+    const c = document.querySelector('#draw');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) n += d[i] > 128 ? 1 : 0;
+    return n > 0.5 * c.width * c.height;
+  }, { timeout: TIMEOUT });
+  check(true, 'an uploaded image is drawn on the canvas');
 }
 
 try {

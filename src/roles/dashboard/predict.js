@@ -81,7 +81,7 @@ function resultView(resp) {
   if (!pred) return el('p', { class: 'muted', text: 'The controller answered without a prediction.' });
   const probs = pred.probabilities || [];
   const names = resp.classes || resp.class_names || [];
-  const label = (k) => (names[k] !== undefined ? String(names[k]) : `class ${k}`);
+  const label = (k) => (names[k] !== undefined ? String(names[k]) : k === pred.class && pred.class_name ? pred.class_name : `class ${k}`);
   const k = pred.class;
   return el('div', { class: 'result', id: 'predict-result', 'data-class': k },
     el('div', { class: 'class', text: label(k) }),
@@ -130,7 +130,7 @@ export function renderPredict(main) {
         el('div', { class: 'tools' }, el('label', {}, 'Model ', model), info),
         pad.canvas,
         el('div', { class: 'tools' }, el('label', {}, 'Brush ', brush), el('label', {}, invert, ' black on white'),
-           el('button', { text: 'Clear', onclick: () => pad.clear() })),
+           el('button', { text: 'Clear', id: 'predict-clear', onclick: () => pad.clear() })),
         el('div', { class: 'tools' }, el('label', {}, 'or an image: ', file)),
         el('div', { class: 'tools' }, go, el('span', { class: 'muted' }, 'sent: '), preview)),
       el('div', { class: 'card' }, out)));
