@@ -2,6 +2,7 @@
 // bytes, content types, caching, 404s), and the pages themselves rendered by
 // Debian's headless Chromium against a real controller process that has
 // trained a tiny job (browse.mjs drives the browser and checks the DOM).
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
@@ -91,13 +92,17 @@ std::string Idx(const std::vector<int>& dims, const std::string& data) {
   return s + data;
 }
 
-// 60 28x28 images in 10 classes, each class a different grey: a model learns
-// it in a few epochs, and the dashboard gets real history to chart.
+// 60 28x28 images in 10 classes, class c a white band on rows 4+2c and
+// 5+2c: a linear model learns it in a few epochs, and the dashboard gets
+// real history to chart.
 void UploadTinyDataset(int port) {
   std::string images, labels;
   for (int i = 0; i < 60; ++i) {
-    labels += static_cast<char>(i % 10);
-    images += std::string(28 * 28, static_cast<char>(20 + 23 * (i % 10)));
+    const int c = i % 10;
+    labels += static_cast<char>(c);
+    std::string image(28 * 28, '\0');
+    std::fill_n(image.begin() + (4 + 2 * c) * 28, 2 * 28, '\xff');
+    images += image;
   }
   const std::string x = Idx({60, 28, 28}, images), y = Idx({60}, labels);
   for (const auto& [part, body] : {std::pair{"train-images", x}, {"train-labels", y}, {"test-images", x}, {"test-labels", y}})

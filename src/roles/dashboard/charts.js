@@ -13,17 +13,21 @@ function svg(tag, attrs = {}, text) {
   return e;
 }
 
-function niceRange(lo, hi) {
+// The y range: the data's, padded by 5% on the sides the caller left open
+// (a loss chart pins 0, an accuracy chart 0 and 1).
+function yRange(ys, yMin, yMax) {
+  let lo = yMin ?? Math.min(...ys), hi = yMax ?? Math.max(...ys);
   if (lo === hi) { lo -= lo === 0 ? 1 : Math.abs(lo) * 0.1; hi += hi === 0 ? 1 : Math.abs(hi) * 0.1; }
   const pad = (hi - lo) * 0.05;
-  return [lo - pad, hi + pad];
+  return [yMin ?? lo - pad, yMax ?? hi + pad];
 }
 
 const fmt = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(3));
 
 // lineChart({title, series: [{name, points: [[x, y], ...]}], yMin, yMax, yFormat})
+// yMin/yMax pin the axis (else it fits the data).
 export function lineChart({ title, series, yMin, yMax, yFormat = fmt, width = 460, height = 260 }) {
-  const m = { l: 52, r: 14, t: 28, b: 40 };
+  const m = { l: 52, r: 14, t: 14 + 14 * Math.max(1, series.length), b: 40 };  // room for the legend
   const w = width - m.l - m.r, h = height - m.t - m.b;
   const root = svg('svg', { class: 'chart', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title });
   root.append(svg('text', { class: 'title', x: m.l, y: 18 }, title));
@@ -34,7 +38,7 @@ export function lineChart({ title, series, yMin, yMax, yFormat = fmt, width = 46
   }
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
   const [x0, x1] = [Math.min(...xs, 1) - 0.5, Math.max(...xs) + 0.5];
-  const [y0, y1] = niceRange(yMin ?? Math.min(...ys), yMax ?? Math.max(...ys));
+  const [y0, y1] = yRange(ys, yMin, yMax);
   const X = (x) => m.l + ((x - x0) / (x1 - x0)) * w;
   const Y = (y) => m.t + h - ((y - y0) / (y1 - y0)) * h;
   // Grid and y ticks.

@@ -119,10 +119,10 @@ function paramsList(job) {
 
 function charts(history) {
   const pts = (key) => history.filter((e) => typeof e[key] === 'number').map((e) => [e.epoch, e[key]]);
-  const loss = lineChart({ title: 'Loss per epoch', series: [
+  const loss = lineChart({ title: 'Loss per epoch', yMin: 0, series: [
     { name: 'train loss', points: pts('train_loss') }, { name: 'test loss', points: pts('test_loss') }] });
   loss.id = 'chart-loss';
-  const acc = lineChart({ title: 'Test accuracy per epoch', yFormat: (v) => `${(v * 100).toFixed(1)}%`,
+  const acc = lineChart({ title: 'Test accuracy per epoch', yMin: 0, yMax: 1, yFormat: (v) => `${(v * 100).toFixed(0)}%`,
                           series: [{ name: 'test accuracy', points: pts('test_accuracy') }] });
   acc.id = 'chart-accuracy';
   return [loss, acc];
