@@ -30,6 +30,7 @@
 #include "tensor/parallel.h"
 #include "transport/hello.h"
 #include "transport/rpc_server.h"
+#include "roles/dashboard.h"
 #include "tensor/model_spec.h"
 #include "transport/http.h"
 
@@ -303,6 +304,7 @@ class ControllerRole : public Role {
     r.Handle("PUT", "/api/v1/jobs/{id}/model", wrap(&ControllerRole::UploadModel));
     r.Handle("POST", "/api/v1/nodes/{name}/heartbeat", wrap(&ControllerRole::NodeHeartbeat));
     r.Handle("GET", "/api/v1/nodes", wrap(&ControllerRole::ListNodes));
+    AddDashboardRoutes(r);  // the web UI at /ui/ (roles/dashboard.h)
     // Anything else under /api/ gets the router's JSON 404.
   }
 
