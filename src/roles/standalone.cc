@@ -24,8 +24,8 @@ namespace {
 
 class StandaloneRole : public Role {
  public:
-  StandaloneRole(const Config& config, std::vector<std::unique_ptr<ParameterServer>> servers, TrainHooks hooks)
-      : config_(config), servers_(std::move(servers)), hooks_(std::move(hooks)) {}
+  StandaloneRole(const Config& config, std::vector<std::unique_ptr<ParameterServer>> servers)
+      : config_(config), servers_(std::move(servers)) {}
 
   Status Run() override {
     const int threads = GetThreads();
@@ -50,7 +50,7 @@ class StandaloneRole : public Role {
       std::lock_guard lock(mu_);
       for (int64_t i = 0; i < count; ++i) {
         WorkerPlacement placement{i, count, addresses};
-        auto worker = MakeWorker(config_, placement, /*show_progress=*/i == 0, i == 0 ? hooks_ : TrainHooks{});
+        auto worker = MakeWorker(config_, placement, /*show_progress=*/i == 0);
         if (!worker.ok()) return StopServers(worker.status().WithContext("worker " + std::to_string(i)));
         workers_.push_back(std::move(worker).value());
       }
@@ -89,7 +89,6 @@ class StandaloneRole : public Role {
 
   const Config config_;
   std::vector<std::unique_ptr<ParameterServer>> servers_;
-  const TrainHooks hooks_;
   std::mutex mu_;
   bool stop_ = false;
   std::vector<std::unique_ptr<Role>> workers_;
@@ -256,14 +255,8 @@ class ControllerStandaloneRole : public Role {
 
 }  // namespace
 
-Result<std::unique_ptr<Role>> MakeStandaloneRole(const Config& config) {
-  if (!config.GetBool("standalone.controller")) return MakeStandaloneCluster(config, {});
-  DNND_ASSIGN_OR_RETURN(auto controller, MakeControllerRole(config, config.GetInt("standalone.workers")));
-  DNND_ASSIGN_OR_RETURN(std::string token, wire::LoadTransportToken(config));
-  return std::unique_ptr<Role>(new ControllerStandaloneRole(config, std::move(controller), std::move(token)));
-}
-
-Result<std::unique_ptr<Role>> MakeStandaloneCluster(const Config& config, TrainHooks hooks) {
+// The bare cluster: servers and workers as threads (no controller).
+static Result<std::unique_ptr<Role>> MakeStandaloneCluster(const Config& config) {
   const int servers = static_cast<int>(config.GetInt("standalone.servers"));
   std::vector<std::unique_ptr<ParameterServer>> list;
   for (int i = 0; i < servers; ++i) {
@@ -275,7 +268,15 @@ Result<std::unique_ptr<Role>> MakeStandaloneCluster(const Config& config, TrainH
     rpc.self.node += "-ps-" + std::to_string(i);
     list.push_back(std::make_unique<ParameterServer>(std::move(o), std::move(rpc)));
   }
-  return std::unique_ptr<Role>(new StandaloneRole(config, std::move(list), std::move(hooks)));
+  return std::unique_ptr<Role>(new StandaloneRole(config, std::move(list)));
 }
+
+Result<std::unique_ptr<Role>> MakeStandaloneRole(const Config& config) {
+  if (!config.GetBool("standalone.controller")) return MakeStandaloneCluster(config);
+  DNND_ASSIGN_OR_RETURN(auto controller, MakeControllerRole(config, config.GetInt("standalone.workers")));
+  DNND_ASSIGN_OR_RETURN(std::string token, wire::LoadTransportToken(config));
+  return std::unique_ptr<Role>(new ControllerStandaloneRole(config, std::move(controller), std::move(token)));
+}
+
 
 }  // namespace dnnd

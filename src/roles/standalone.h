@@ -1,7 +1,15 @@
-// The standalone role: a whole data-parallel job in one process. It starts
-// standalone.servers parameter servers and standalone.workers workers as
-// threads, and they talk over loopback TCP through the same wire protocol a
-// cluster uses (no in-process shortcut, so what works here works there).
+// The standalone role: the whole system in one process.
+//
+// standalone.controller = true (configs/standalone.toml, the README's run
+// command): the controller (API, dashboard, store) with standalone.workers
+// pool workers as threads; the config's [data] and [model] are registered
+// with it and its job submitted through its own API, and the role ends when
+// that job does. The job's parameter servers and workers talk over loopback
+// TCP through the same wire protocol a cluster uses.
+//
+// standalone.controller = false: the bare cluster -- standalone.servers
+// parameter servers and standalone.workers workers as threads, no API or
+// store (the bit-reproducibility tests and the scaling benchmark use it).
 #pragma once
 
 #include <memory>
@@ -9,15 +17,9 @@
 #include "core/config.h"
 #include "core/role.h"
 #include "core/status.h"
-#include "roles/trainer.h"
 
 namespace dnnd {
 
 Result<std::unique_ptr<Role>> MakeStandaloneRole(const Config& config);
-// The same cluster with `hooks` receiving worker 0's progress (the
-// controller runs each job this way). Run() may be called once; the thread
-// budget (SetThreads) is restored when it returns, so jobs can run one after
-// another in one process.
-Result<std::unique_ptr<Role>> MakeStandaloneCluster(const Config& config, TrainHooks hooks);
 
 }  // namespace dnnd
