@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Real Docker Swarm smoke test: deploys deploy/swarm/data-parallel.yml on a
+# one-node swarm of its own and waits for the job's accuracy.
+#
+#   tests/deploy/swarm_smoke.sh [--keep]      (ctest -L long: deploy.swarm_smoke)
+#     --keep   leave the work directory (dockerd's log, the services' logs)
+#   DNND_BINARY=path/to/dnnd (default build/dnnd)
+#
+# Needs root and Debian's docker.io (dockerd 20.10, containerd, runc): the
+# script starts a private dockerd with its own data-root, exec-root, pidfile
+# and socket, so it touches neither a running Docker nor its images:
+#   dockerd --storage-driver vfs --iptables=false --ip6tables=false --bridge=none
+# Steps: build both images (deploy/build-image.sh --with-data), convert them
+# from OCI archives to docker archives (dockerd 20.10 loads only those), load
+# them, `swarm init` on 127.0.0.1, create the token secret, deploy the stack
+# (with a small override: reservations that fit a 2-core machine, one epoch on
+# part of the data), wait for both workers to complete, read worker 0's final
+# accuracy from `docker service logs`, then remove the stack, leave the swarm,
+# stop dockerd by its PID and remove what it left (docker_gwbridge, network
+# namespaces and mounts under its roots). The cleanup runs on failure too.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../.." && pwd)
+dnnd=${DNND_BINARY:-$src/build/dnnd}
+keep=0
+[[ "${1:-}" == "--keep" ]] && keep=1
+t0=$(date +%s.%N)
+say() { printf '[%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$*"; }
+fail() { say "FAIL: $*"; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || fail "needs root (it starts its own dockerd)"
+for tool in dockerd containerd runc buildah bc; do
+  command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install docker.io buildah bc)"
+done
+# Debian's client matches the engine; a newer client elsewhere in PATH works too.
+docker=$(command -v /usr/bin/docker || command -v docker) || fail "no docker client"
+[[ -x "$dnnd" ]] || fail "no dnnd binary at $dnnd (build it, or set DNND_BINARY)"
+
+# Short paths: containerd's sockets live under the exec-root (108-byte limit).
+work=$(mktemp -d /tmp/dnnd-swarm.XXXXXX)
+sock=$work/docker.sock
+export DOCKER_HOST=unix://$sock
+d() { "$docker" "$@"; }
+dockerd_pid=""
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  say "cleanup: stack, swarm, dockerd, docker_gwbridge, mounts"
+  if [[ -n "$dockerd_pid" ]] && kill -0 "$dockerd_pid" 2>/dev/null; then
+    if ((rc != 0)); then
+      for s in $(d service ls --format '{{.Name}}' 2>/dev/null); do
+        echo "--- docker service ps $s"; d service ps --no-trunc "$s" 2>&1 | head -5
+        echo "--- docker service logs $s (last 15 lines)"; d service logs --raw "$s" 2>&1 | tail -15
+      done
+    fi
+    d stack rm dnnd >/dev/null 2>&1
+    # Tasks stop and their containers go before the network can be removed.
+    for _ in $(seq 60); do
+      [[ -z "$(d ps -aq 2>/dev/null)" ]] && break
+      sleep 1
+    done
+    d swarm leave --force >/dev/null 2>&1
+    kill -TERM "$dockerd_pid"
+    for _ in $(seq 30); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 1; done
+    kill -0 "$dockerd_pid" 2>/dev/null && { echo "dockerd did not stop in 30 s: SIGKILL"; kill -KILL "$dockerd_pid"; }
+    wait "$dockerd_pid" 2>/dev/null
+  fi
+  # What dockerd leaves behind: the swarm's bridge in the host namespace, and
+  # mounts (network namespaces, container roots) under its own directories.
+  ip link show docker_gwbridge >/dev/null 2>&1 && ip link delete docker_gwbridge
+  awk -v w="$work" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null
+  done
+  # A clean run must leave nothing.
+  if ip link show docker_gwbridge >/dev/null 2>&1; then echo "docker_gwbridge is still there"; rc=1; fi
+  if [[ -n "$dockerd_pid" ]] && kill -0 "$dockerd_pid" 2>/dev/null; then echo "dockerd $dockerd_pid still runs"; rc=1; fi
+  if grep -q " $work" /proc/self/mountinfo; then echo "mounts under $work are left"; rc=1; fi
+  if ((rc != 0)); then
+    echo "--- dockerd log (last 30 lines)"; tail -30 "$work/dockerd.log" 2>/dev/null
+  fi
+  if ((keep)); then
+    echo "kept $work"
+  else
+    rm -rf "$work"
+  fi
+  ((rc == 0)) && say "PASS (cleanup done)"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "images (deploy/build-image.sh --with-data)"
+DNND_BUILDAH_ROOT="$work/buildah" "$src/deploy/build-image.sh" --binary "$dnnd" --out "$work/image" --with-data \
+  > "$work/build.log" 2>&1 || { cat "$work/build.log"; fail "the image build failed"; }
+version=$("$dnnd" version | awk '{print $2}')
+# dockerd 20.10 reads docker archives only (OCI archives need 25+): buildah
+# converts, in storage of its own.
+bh=(buildah --root "$work/buildah/storage" --runroot "$work/buildah/run" --storage-driver vfs)
+for image in dnnd dnnd-fashion-mnist; do
+  "${bh[@]}" push --quiet "localhost/$image:$version" \
+    "docker-archive:$work/image/$image.docker.tar:localhost/$image:$version" >/dev/null
+done
+rm -rf "$work/buildah"
+
+say "dockerd (vfs, no iptables, no bridge) on $sock"
+dockerd --storage-driver vfs --iptables=false --ip6tables=false --bridge=none \
+  --data-root "$work/data" --exec-root "$work/exec" --pidfile "$work/dockerd.pid" \
+  -H "unix://$sock" > "$work/dockerd.log" 2>&1 &
+dockerd_pid=$!
+for _ in $(seq 60); do
+  d version >/dev/null 2>&1 && break
+  kill -0 "$dockerd_pid" 2>/dev/null || fail "dockerd exited"
+  sleep 0.5
+done
+d version >/dev/null 2>&1 || fail "dockerd did not answer in 30 s"
+say "dockerd $(d version --format '{{.Server.Version}}') up (pid $dockerd_pid)"
+
+for image in dnnd dnnd-fashion-mnist; do
+  d load -q -i "$work/image/$image.docker.tar" >/dev/null
+done
+d image inspect "localhost/dnnd:$version" "localhost/dnnd-fashion-mnist:$version" >/dev/null || fail "images not loaded"
+say "images loaded"
+
+d swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null
+head -c 32 /dev/urandom | base64 | d secret create dnnd-token - >/dev/null
+say "swarm initialised, secret dnnd-token created"
+
+# A 2-core machine cannot reserve what the stack asks of a real cluster, and a
+# smoke test needs one short epoch, not five long ones.
+cat > "$work/smoke.yml" <<'EOF'
+version: "3.8"
+x-small: &small
+  resources:
+    reservations:
+      cpus: "0.1"
+      memory: 64M
+    limits:
+      cpus: "1"
+      memory: 1G
+x-short: &short
+  DNND_TRAIN__EPOCHS: "1"
+  DNND_DATA__LIMIT_TRAIN: "12000"
+  DNND_NODE__THREADS: "1"
+services:
+  ps-0: {deploy: *small}
+  ps-1: {deploy: *small}
+  worker-0: {deploy: *small, environment: *short}
+  worker-1: {deploy: *small, environment: *short}
+EOF
+(cd "$src" && d stack deploy --resolve-image never -c deploy/swarm/data-parallel.yml -c "$work/smoke.yml" dnnd) \
+  > "$work/deploy.log" 2>&1 || { cat "$work/deploy.log"; fail "docker stack deploy failed"; }
+say "stack deployed: $(d stack services dnnd --format '{{.Name}}' | sort | tr '\n' ' ')"
+
+# Waits for both workers to complete (exit 0 ends them for good: on-failure).
+state() { d service ps "dnnd_$1" --format '{{.CurrentState}}' 2>/dev/null | head -1; }
+deadline=$(( $(date +%s) + ${DNND_SWARM_TIMEOUT:-900} ))
+running_said=0
+while :; do
+  s0=$(state worker-0) s1=$(state worker-1)
+  if [[ "$s0" == Complete* && "$s1" == Complete* ]]; then break; fi
+  if [[ "$s0" == Failed* || "$s1" == Failed* || "$s0" == Rejected* || "$s1" == Rejected* ]]; then
+    fail "a worker failed: worker-0 '$s0', worker-1 '$s1'"
+  fi
+  if ((!running_said)) && [[ "$s0" == Running* && "$s1" == Running* ]]; then
+    say "workers running"; running_said=1
+  fi
+  (( $(date +%s) < deadline )) || fail "workers not complete in ${DNND_SWARM_TIMEOUT:-900} s: worker-0 '$s0', worker-1 '$s1'"
+  sleep 2
+done
+say "both workers complete"
+
+d service logs --raw dnnd_worker-0 > "$work/worker-0.log" 2>&1
+acc=$(python3 - "$work/worker-0.log" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        continue
+    if rec.get("msg") == "done" and "test_accuracy" in rec:
+        print(rec["test_accuracy"])
+EOF
+)
+[[ -n "$acc" ]] || { cat "$work/worker-0.log"; fail "no final test_accuracy in worker-0's logs"; }
+say "worker-0 final test accuracy $acc (from docker service logs)"
+python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 0.70 else 1)" "$acc" \
+  || fail "accuracy $acc is below 0.70 after one epoch on 12000 samples"
+for s in ps-0 ps-1; do
+  [[ "$(state "$s")" == Running* ]] || fail "$s is not running: $(state "$s")"
+done
+
+say "job done; cleanup follows"
+exit 0
