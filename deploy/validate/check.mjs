@@ -574,7 +574,7 @@ function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets
   for (const key of ["ps.checkpoint_dir", "train.checkpoint_dir"]) {
     const dir = v0[key];
     const writes = key === "ps.checkpoint_dir" ? ["parameter-server", "standalone"].includes(args.role)
-                                               : ["worker", "standalone"].includes(args.role);
+                                               : ["worker", "standalone"].includes(args.role) && !isPoolWorker(args.role, v0);
     if (writes && dir && !writable(absPath(dir)))
       err(where, `${key} ${dir} is not on a writable volume (readOnlyRootFilesystem)`);
   }
@@ -611,6 +611,8 @@ function isNetworked(role, v) {
   return role === "worker" && Boolean((v["worker.parameter_servers"] ?? []).length || (v["worker.placement"] ?? []).length ||
                                       v["worker.controller"]);
 }
+// A pool worker takes its jobs (model, data, where results go) from the controller.
+const isPoolWorker = (role, v) => role === "worker" && Boolean(v["worker.controller"]);
 // Roles that read the training or test set themselves (pool workers get
 // theirs from the controller).
 const needsData = (role, v) =>
@@ -916,8 +918,6 @@ function checkSwarm(stack) {
 
     const args = parseDnndArgs(svc.command ?? [], where);
     checkRole(args.role, where);
-    if (args.role === "worker" && deploy.restart_policy?.condition !== "on-failure")
-      err(where, "workers need restart_policy condition on-failure (a finished worker must not start again)");
     if (args.role === "parameter-server" && deploy.restart_policy?.condition === "none")
       err(where, "a parameter server must be restarted when it fails");
     if (!args.config) { err(where, "dnnd is started without --config"); continue; }
@@ -937,12 +937,19 @@ function checkSwarm(stack) {
     for (const [k, v] of Object.entries(svc.environment ?? {})) {
       if (!k.startsWith("DNND_")) continue;
       if (!k.includes("__")) { err(where, `environment ${k}: not a config key (DNND_<SECTION>__<KEY>): dnnd ignores it`); continue; }
+      // A template in the node's name only ({{.Task.Name}}): it names, it configures nothing.
+      if (String(v).includes("{{") && k === "DNND_NODE__NAME") { env[k] = "task-name"; continue; }
       if (String(v).includes("{{")) { err(where, `environment ${k}: Swarm templates cannot be checked here`); continue; }
       env[k] = String(v ?? "");
     }
     const r = configCheck(configFile, env, args.sets, root);
     if (!r.ok) { err(where, `dnnd config check ${args.config} fails:\n    ${r.message.split("\n").join("\n    ")}`); continue; }
     const v = r.values;
+    // A job's worker ends for good; a pool worker serves until it is removed.
+    if (args.role === "worker" && !v["worker.controller"] && deploy.restart_policy?.condition !== "on-failure")
+      err(where, "workers need restart_policy condition on-failure (a finished worker must not start again)");
+    if (args.role === "worker" && v["worker.controller"] && deploy.restart_policy?.condition !== "any")
+      err(where, "pool workers need restart_policy condition any (they serve until removed)");
     const modelFile = modelFileOf(configFile);
     if (modelFile && !fs.existsSync(modelFile)) err(where, `model.file ${path.relative(root, modelFile)} is not a config target of the service`);
 
@@ -957,8 +964,7 @@ function checkSwarm(stack) {
       else if (t[urlAt] !== `http://127.0.0.1:${http.port}/healthz`)
         err(where, `healthcheck probes ${t[urlAt]}, expected http://127.0.0.1:${http.port}/healthz (http.listen)`);
     }
-    const networked = args.role === "parameter-server" || (args.role === "worker" && (v["worker.parameter_servers"] ?? []).length);
-    if (networked) {
+    if (isNetworked(args.role, v)) {
       if (v["transport.token"]) err(where, "transport.token is set inline; use transport.token_file from a secret");
       const tf = v["transport.token_file"];
       const s = (svc.secrets ?? []).find((x) => tf === (x.target?.startsWith("/") ? x.target : `/run/secrets/${x.target ?? x.source}`));
@@ -969,18 +975,18 @@ function checkSwarm(stack) {
     const writable = (p) => (svc.volumes ?? []).some((m) => under(p, m.target) && !m.read_only && (m.type === "volume" || m.type === "tmpfs"));
     for (const key of ["ps.checkpoint_dir", "train.checkpoint_dir"]) {
       const writes = key === "ps.checkpoint_dir" ? ["parameter-server", "standalone"].includes(args.role)
-                                                 : ["worker", "standalone"].includes(args.role);
+                                                 : ["worker", "standalone"].includes(args.role) && !isPoolWorker(args.role, v);
       if (writes && v[key] && !writable(absPath(v[key]))) err(where, `${key} ${v[key]} is not on a writable volume (read_only)`);
     }
-    if (args.role === "worker" || args.role === "standalone")
-      for (const key of ["data.train_images", "data.train_labels", "data.test_images", "data.test_labels"]) {
+    if (needsData(args.role, v))
+      for (const key of ["data.train_images", "data.train_labels", "data.test_images", "data.test_labels", "data.train_file", "data.test_file"]) {
         const f = v[key];
         if (!f || v["data.builtin"] !== "none") continue;
         const p = absPath(f);
         if (!(DATA_IN_IMAGE[img.name] && under(p, DATA_IN_IMAGE[img.name])) && !(svc.volumes ?? []).some((m) => under(p, m.target)))
           err(where, `${key} ${f} is neither in image ${img.name} nor on a mounted volume`);
       }
-    checked.push({ name, svc, role: args.role, v, where });
+    checked.push({ name, svc, role: args.role, v, where, wait: args.wait });
   }
 
   // Servers and workers agree.
@@ -1026,6 +1032,35 @@ function checkSwarm(stack) {
       if (s.v["ps.mode"] !== "async" && s.v["ps.workers"] !== count)
         err(s.where, `ps.workers ${s.v["ps.workers"]}, but ${count} workers (a ${s.v["ps.mode"]} step waits for ps.workers)`);
   }
+
+  // Units and addresses for the topologies shared with Kubernetes: files on
+  // named volumes, services by name (or tasks.<name>) at the container's port.
+  const storeOf = (svc) => (p) => {
+    const m = (svc.volumes ?? []).filter((x) => x.type === "volume" && under(p, x.target))
+      .sort((a, b) => b.target.length - a.target.length)[0];
+    return m ? { store: m.source, rel: path.relative(m.target, p) || "." } : null;
+  };
+  const units = checked.map((c) => {
+    const store = storeOf(c.svc);
+    const waits = [];
+    if (c.wait) {
+      const files = c.wait.files.map((f) => {
+        const at = store(absPath(f));
+        if (!at) err(c.where, `dnnd wait --file ${f} is not on a named volume: no other service can write it`);
+        return at && { ...at, path: f };
+      }).filter(Boolean);
+      waits.push({ files, jsonKey: c.wait.jsonKey, where: c.where });
+    }
+    return { name: c.name, role: c.role, v: c.v, where: c.where, store, waits, replicas: replicas(c) };
+  });
+  const resolve = (addr, where, what) => {
+    const hp = hostPort(addr);
+    const name = hp?.host.replace(/^tasks\./, "");
+    const unit = units.find((u) => u.name === name);
+    if (!unit) { err(where, `${what}: ${name} is not a dnnd service of the stack`); return null; }
+    return { unit, port: hp.port, replicas: unit.replicas };
+  };
+  checkConnectedTopologies(units, resolve);
 }
 
 // ---------------------------------------------------------------------------
