@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Real Docker Swarm smoke test: deploys deploy/swarm/data-parallel.yml on a
-# one-node swarm of its own and waits for the job's accuracy.
+# Real Docker Swarm smoke test: deploys the stacks of deploy/swarm/ one after
+# the other on a one-node swarm of its own and waits for each job's accuracy.
 #
 #   tests/deploy/swarm_smoke.sh [--keep]      (ctest -L long: deploy.swarm_smoke)
 #     --keep   leave the work directory (dockerd's log, the services' logs)
 #   DNND_BINARY=path/to/dnnd (default build/dnnd)
+#   DNND_SWARM_STACKS="data-parallel layer-servers split-train-aggregate" (the default)
+#   (controller-pool is not run here: the pool's workers are not built yet)
 #
 # Needs root and Debian's docker.io (dockerd 20.10, containerd, runc): the
 # script starts a private dockerd with its own data-root, exec-root, pidfile
@@ -12,10 +14,10 @@
 #   dockerd --storage-driver vfs --iptables=false --ip6tables=false --bridge=none
 # Steps: build both images (deploy/build-image.sh --with-data), convert them
 # from OCI archives to docker archives (dockerd 20.10 loads only those), load
-# them, `swarm init` on 127.0.0.1, create the token secret, deploy the stack
-# (with a small override: reservations that fit a 2-core machine, one epoch on
-# part of the data), wait for both workers to complete, read worker 0's final
-# accuracy from `docker service logs`, then remove the stack, leave the swarm,
+# them, `swarm init` on 127.0.0.1, create the token secret; per stack: deploy
+# it (with a small override: reservations that fit a 2-core machine, one epoch
+# on part of the data), wait for its jobs to complete, read the final accuracy
+# from `docker service logs`, remove it. Then leave the swarm,
 # stop dockerd by its PID and remove what it left (docker_gwbridge, network
 # namespaces and mounts under its roots). The cleanup runs on failure too.
 set -euo pipefail
@@ -54,7 +56,7 @@ cleanup() {
         echo "--- docker service logs $s (last 15 lines)"; d service logs --raw "$s" 2>&1 | tail -15
       done
     fi
-    d stack rm dnnd >/dev/null 2>&1
+    for s in $(d stack ls --format '{{.Name}}' 2>/dev/null); do d stack rm "$s" >/dev/null 2>&1; done
     # Tasks stop and their containers go before the network can be removed.
     for _ in $(seq 60); do
       [[ -z "$(d ps -aq 2>/dev/null)" ]] && break
@@ -126,69 +128,88 @@ d swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null
 head -c 32 /dev/urandom | base64 | d secret create dnnd-token - >/dev/null
 say "swarm initialised, secret dnnd-token created"
 
-# A 2-core machine cannot reserve what the stack asks of a real cluster, and a
-# smoke test needs one short epoch, not five long ones.
-cat > "$work/smoke.yml" <<'EOF'
-version: "3.8"
-x-small: &small
-  resources:
-    reservations:
-      cpus: "0.1"
-      memory: 64M
-    limits:
-      cpus: "1"
-      memory: 1G
-x-short: &short
-  DNND_TRAIN__EPOCHS: "1"
-  DNND_DATA__LIMIT_TRAIN: "12000"
-  DNND_NODE__THREADS: "1"
-services:
-  ps-0: {deploy: *small}
-  ps-1: {deploy: *small}
-  worker-0: {deploy: *small, environment: *short}
-  worker-1: {deploy: *small, environment: *short}
-EOF
-(cd "$src" && d stack deploy --resolve-image never -c deploy/swarm/data-parallel.yml -c "$work/smoke.yml" dnnd) \
-  > "$work/deploy.log" 2>&1 || { cat "$work/deploy.log"; fail "docker stack deploy failed"; }
-say "stack deployed: $(d stack services dnnd --format '{{.Name}}' | sort | tr '\n' ' ')"
+# A 2-core machine cannot reserve what the stacks ask of a real cluster, and a
+# smoke test needs one short epoch on part of the data, not five long ones.
+small='{resources: {reservations: {cpus: "0.1", memory: 64M}, limits: {cpus: "1", memory: 1G}}}'
+short='{DNND_TRAIN__EPOCHS: "1", DNND_DATA__LIMIT_TRAIN: "12000", DNND_NODE__THREADS: "1"}'
 
-# Waits for both workers to complete (exit 0 ends them for good: on-failure).
-state() { d service ps "dnnd_$1" --format '{{.CurrentState}}' 2>/dev/null | head -1; }
-deadline=$(( $(date +%s) + ${DNND_SWARM_TIMEOUT:-900} ))
-running_said=0
-while :; do
-  s0=$(state worker-0) s1=$(state worker-1)
-  if [[ "$s0" == Complete* && "$s1" == Complete* ]]; then break; fi
-  if [[ "$s0" == Failed* || "$s1" == Failed* || "$s0" == Rejected* || "$s1" == Rejected* ]]; then
-    fail "a worker failed: worker-0 '$s0', worker-1 '$s1'"
-  fi
-  if ((!running_said)) && [[ "$s0" == Running* && "$s1" == Running* ]]; then
-    say "workers running"; running_said=1
-  fi
-  (( $(date +%s) < deadline )) || fail "workers not complete in ${DNND_SWARM_TIMEOUT:-900} s: worker-0 '$s0', worker-1 '$s1'"
-  sleep 2
-done
-say "both workers complete"
-
-d service logs --raw dnnd_worker-0 > "$work/worker-0.log" 2>&1
-acc=$(python3 - "$work/worker-0.log" <<'EOF'
-import json, sys
-for line in open(sys.argv[1]):
+# Accuracy in a service's logs: the worker's JSON "done" record, or the
+# aggregator's "aggregated N models ...: test accuracy X%" line.
+accuracy_in() {
+  python3 - "$1" <<'EOF'
+import json, re, sys
+for line in open(sys.argv[1], errors="replace"):
+    m = re.search(r"aggregated \d+ models .*test accuracy ([0-9.]+)%", line)
+    if m:
+        print(float(m.group(1)) / 100)
+        continue
     try:
         rec = json.loads(line)
     except ValueError:
         continue
-    if rec.get("msg") == "done" and "test_accuracy" in rec:
+    if isinstance(rec, dict) and rec.get("msg") == "done" and "test_accuracy" in rec:
         print(rec["test_accuracy"])
 EOF
-)
-[[ -n "$acc" ]] || { cat "$work/worker-0.log"; fail "no final test_accuracy in worker-0's logs"; }
-say "worker-0 final test accuracy $acc (from docker service logs)"
-python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 0.70 else 1)" "$acc" \
-  || fail "accuracy $acc is below 0.70 after one epoch on 12000 samples"
-for s in ps-0 ps-1; do
-  [[ "$(state "$s")" == Running* ]] || fail "$s is not running: $(state "$s")"
-done
+}
 
-say "job done; cleanup follows"
+# run_stack NAME OVERRIDE-SERVICES "SERVICES THAT MUST COMPLETE" ACCURACY-SERVICE "SERVICES STILL RUNNING"
+# Deploys deploy/swarm/NAME.yml as stack NAME with the override, waits for the
+# services to complete (a Failed or Rejected task fails the test), checks the
+# accuracy in the logs (>= 0.70 after one epoch on 12000 samples), removes it.
+run_stack() {
+  local name=$1 services_yaml=$2 complete=$3 acc_service=$4 running=$5
+  local t_start; t_start=$(date +%s.%N)
+  printf 'version: "3.8"\nservices:%s\n' "$services_yaml" > "$work/$name.override.yml"
+  (cd "$src" && d stack deploy --resolve-image never -c "deploy/swarm/$name.yml" -c "$work/$name.override.yml" "$name") \
+    > "$work/$name.deploy.log" 2>&1 || { cat "$work/$name.deploy.log"; fail "docker stack deploy $name failed"; }
+  say "$name: deployed $(d stack services "$name" --format '{{.Name}}' | sort | tr '\n' ' ')"
+  state() { d service ps "${name}_$1" --format '{{.CurrentState}}' 2>/dev/null | head -1; }
+  local deadline=$(( $(date +%s) + ${DNND_SWARM_TIMEOUT:-900} ))
+  while :; do
+    local done_all=1 states="" s st
+    for s in $complete; do
+      st=$(state "$s")
+      states+="$s '$st' "
+      [[ "$st" == Failed* || "$st" == Rejected* ]] && fail "$name: $s: $st"
+      [[ "$st" == Complete* ]] || done_all=0
+    done
+    ((done_all)) && break
+    (( $(date +%s) < deadline )) || fail "$name: not complete in ${DNND_SWARM_TIMEOUT:-900} s: $states"
+    sleep 2
+  done
+  say "$name: complete: $complete"
+  d service logs --raw "${name}_$acc_service" > "$work/$name.$acc_service.log" 2>&1
+  local acc; acc=$(accuracy_in "$work/$name.$acc_service.log" | tail -1)
+  [[ -n "$acc" ]] || { tail -20 "$work/$name.$acc_service.log"; fail "$name: no final test accuracy in $acc_service's logs"; }
+  python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 0.70 else 1)" "$acc" \
+    || fail "$name: accuracy $acc is below 0.70 after one epoch on 12000 samples"
+  for s in $running; do
+    [[ "$(state "$s")" == Running* ]] || fail "$name: $s is not running: $(state "$s")"
+  done
+  d stack rm "$name" >/dev/null
+  say "$name: $acc_service's final test accuracy $acc (docker service logs); stack up for $(echo "$(date +%s.%N) - $t_start" | bc | xargs printf '%.1f') s"
+}
+
+stacks=${DNND_SWARM_STACKS:-data-parallel layer-servers split-train-aggregate}
+for stack in $stacks; do
+  case "$stack" in
+    data-parallel) run_stack data-parallel "
+  ps-0: {deploy: $small}
+  ps-1: {deploy: $small}
+  worker-0: {deploy: $small, environment: $short}
+  worker-1: {deploy: $small, environment: $short}" "worker-0 worker-1" worker-0 "ps-0 ps-1" ;;
+    layer-servers) run_stack layer-servers "
+  layers-0: {deploy: $small}
+  layers-1: {deploy: $small}
+  worker: {deploy: $small, environment: $short}" "worker" worker "layers-0 layers-1" ;;
+    split-train-aggregate) run_stack split-train-aggregate "
+  splitter: {deploy: $small, environment: $short}
+  worker-0: {deploy: $small, environment: $short}
+  worker-1: {deploy: $small, environment: $short}
+  worker-2: {deploy: $small, environment: $short}
+  aggregator: {deploy: $small}" "splitter worker-0 worker-1 worker-2 aggregator" aggregator "" ;;
+    *) fail "DNND_SWARM_STACKS: unknown stack '$stack'" ;;
+  esac
+done
+say "all stacks done; cleanup follows"
 exit 0
