@@ -578,6 +578,10 @@ function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets
     if (writes && dir && !writable(absPath(dir)))
       err(where, `${key} ${dir} is not on a writable volume (readOnlyRootFilesystem)`);
   }
+  if (isPoolWorker(args.role, v0)) {
+    const tmp = (c.env ?? []).find((e) => e.name === "TMPDIR")?.value ?? "/tmp";
+    if (!writable(tmp)) err(where, `a pool worker's temp directory ${tmp} (TMPDIR) is not on a writable volume: worker 0 writes the model there before uploading it`);
+  }
   // Training data: in the image, or on a mounted volume.
   if (needsData(args.role, v0)) {
     for (const key of ["data.train_images", "data.train_labels", "data.test_images", "data.test_labels", "data.train_file", "data.test_file"]) {
@@ -754,7 +758,7 @@ function checkKubernetesTopology(docs, workloads, services) {
       store: (p) => claimOf(p, w.mounts, w.obj), waits: w.waits, replicas }));
   }
   // <service>[.<namespace>[.svc...]]:<port> -> the one workload the Service selects, at the container port.
-  const resolve = (addr, where, what, quiet = false) => {
+  const resolve = (addr, where, what) => {
     const hp = hostPort(addr);
     const name = hp?.host.split(".")[0];
     const svc = services.find((s) => s.metadata?.name === name);
@@ -830,7 +834,7 @@ function checkConnectedTopologies(units, resolve) {
     const needed = [...(wire ? [["controller.wire_listen", wire.port]] : []),
                     ...(range ? Array.from({ length: Number(range[2]) - Number(range[1]) + 1 }, (_, k) => ["controller.ps_ports", Number(range[1]) + k]) : [])];
     for (const [key, port] of needed) {
-      const r = resolve(`${host}:${port}`, u.where, `${key} port ${port} through ${host}`, true);
+      const r = resolve(`${host}:${port}`, u.where, `${key} port ${port} through ${host}`);
       if (r && (r.unit !== c || r.port !== port)) err(u.where, `${key} port ${port} through ${host} does not reach the controller's port ${port}`);
     }
   }
@@ -937,8 +941,6 @@ function checkSwarm(stack) {
     for (const [k, v] of Object.entries(svc.environment ?? {})) {
       if (!k.startsWith("DNND_")) continue;
       if (!k.includes("__")) { err(where, `environment ${k}: not a config key (DNND_<SECTION>__<KEY>): dnnd ignores it`); continue; }
-      // A template in the node's name only ({{.Task.Name}}): it names, it configures nothing.
-      if (String(v).includes("{{") && k === "DNND_NODE__NAME") { env[k] = "task-name"; continue; }
       if (String(v).includes("{{")) { err(where, `environment ${k}: Swarm templates cannot be checked here`); continue; }
       env[k] = String(v ?? "");
     }
@@ -977,6 +979,10 @@ function checkSwarm(stack) {
       const writes = key === "ps.checkpoint_dir" ? ["parameter-server", "standalone"].includes(args.role)
                                                  : ["worker", "standalone"].includes(args.role) && !isPoolWorker(args.role, v);
       if (writes && v[key] && !writable(absPath(v[key]))) err(where, `${key} ${v[key]} is not on a writable volume (read_only)`);
+    }
+    if (isPoolWorker(args.role, v)) {
+      const tmp = String(svc.environment?.TMPDIR ?? "/tmp");
+      if (!writable(tmp)) err(where, `a pool worker's temp directory ${tmp} (TMPDIR) is not on a writable volume: worker 0 writes the model there before uploading it`);
     }
     if (needsData(args.role, v))
       for (const key of ["data.train_images", "data.train_labels", "data.test_images", "data.test_labels", "data.train_file", "data.test_file"]) {

@@ -197,6 +197,9 @@ expect_failure "k8s: the controller's Service leaves out a parameter-server port
 fresh controller-pool; mutate $cp/pool.yaml "value: dnnd-controller:8080" "value: dnnd-controller:7100"
 expect_failure "k8s: pool workers name the controller's wire port as its API" k8s "the controller's API (http.listen) is on 8080"
 
+fresh controller-pool; mutate $cp/pool.yaml "              mountPath: /tmp" "              mountPath: /scratch"
+expect_failure "k8s: pool workers without a writable temp directory" k8s "a pool worker's temp directory /tmp (TMPDIR) is not on a writable volume"
+
 fresh controller-pool; mutate $cp/controller.yaml "    type: Recreate" "    type: RollingUpdate"
 expect_failure "k8s: a rolling update would run two controllers on one store" k8s "strategy must be Recreate"
 

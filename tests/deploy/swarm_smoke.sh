@@ -6,6 +6,7 @@
 #     --keep   leave the work directory (dockerd's log, the services' logs)
 #   DNND_BINARY=path/to/dnnd (default build/dnnd)
 #   DNND_SWARM_STACKS="data-parallel layer-servers split-train-aggregate" (the default)
+#   DNND_SWARM_TIMEOUT=300 (seconds for one stack's jobs to complete)
 #   (controller-pool is not run here: the pool's workers are not built yet)
 #
 # Needs root and Debian's docker.io (dockerd 20.10, containerd, runc): the
@@ -25,13 +26,14 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 dnnd=${DNND_BINARY:-$src/build/dnnd}
 keep=0
 [[ "${1:-}" == "--keep" ]] && keep=1
-t0=$(date +%s.%N)
-say() { printf '[%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$*"; }
+t0=$(date +%s%N)
+since() { local ms=$(( ($(date +%s%N) - $1) / 1000000 )); printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100)); }
+say() { printf '[%6ss] %s\n' "$(since "$t0")" "$*"; }
 fail() { say "FAIL: $*"; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || fail "needs root (it starts its own dockerd)"
-for tool in dockerd containerd runc buildah bc; do
-  command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install docker.io buildah bc)"
+for tool in dockerd containerd runc buildah; do
+  command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install docker.io buildah)"
 done
 # Debian's client matches the engine; a newer client elsewhere in PATH works too.
 docker=$(command -v /usr/bin/docker || command -v docker) || fail "no docker client"
@@ -158,13 +160,13 @@ EOF
 # accuracy in the logs (>= 0.70 after one epoch on 12000 samples), removes it.
 run_stack() {
   local name=$1 services_yaml=$2 complete=$3 acc_service=$4 running=$5
-  local t_start; t_start=$(date +%s.%N)
+  local t_start; t_start=$(date +%s%N)
   printf 'version: "3.8"\nservices:%s\n' "$services_yaml" > "$work/$name.override.yml"
   (cd "$src" && d stack deploy --resolve-image never -c "deploy/swarm/$name.yml" -c "$work/$name.override.yml" "$name") \
     > "$work/$name.deploy.log" 2>&1 || { cat "$work/$name.deploy.log"; fail "docker stack deploy $name failed"; }
   say "$name: deployed $(d stack services "$name" --format '{{.Name}}' | sort | tr '\n' ' ')"
   state() { d service ps "${name}_$1" --format '{{.CurrentState}}' 2>/dev/null | head -1; }
-  local deadline=$(( $(date +%s) + ${DNND_SWARM_TIMEOUT:-900} ))
+  local deadline=$(( $(date +%s) + ${DNND_SWARM_TIMEOUT:-300} ))
   while :; do
     local done_all=1 states="" s st
     for s in $complete; do
@@ -174,7 +176,7 @@ run_stack() {
       [[ "$st" == Complete* ]] || done_all=0
     done
     ((done_all)) && break
-    (( $(date +%s) < deadline )) || fail "$name: not complete in ${DNND_SWARM_TIMEOUT:-900} s: $states"
+    (( $(date +%s) < deadline )) || fail "$name: not complete in ${DNND_SWARM_TIMEOUT:-300} s: $states"
     sleep 2
   done
   say "$name: complete: $complete"
@@ -187,7 +189,7 @@ run_stack() {
     [[ "$(state "$s")" == Running* ]] || fail "$name: $s is not running: $(state "$s")"
   done
   d stack rm "$name" >/dev/null
-  say "$name: $acc_service's final test accuracy $acc (docker service logs); stack up for $(echo "$(date +%s.%N) - $t_start" | bc | xargs printf '%.1f') s"
+  say "$name: $acc_service's final test accuracy $acc (docker service logs); stack up for $(since "$t_start") s"
 }
 
 stacks=${DNND_SWARM_STACKS:-data-parallel layer-servers split-train-aggregate}
