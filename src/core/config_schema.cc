@@ -100,6 +100,7 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"train.max_steps", T::kInt, "0", 0, 1e12, {}, "stop with a checkpoint after N steps in total; 0 = no limit"},
       {"train.resume", T::kBool, "true", 0, 0, {}, "continue from checkpoint_dir when it holds a checkpoint"},
       {"train.progress", T::kEnum, "\"auto\"", 0, 0, {"auto", "bar", "log", "none"}, "progress display"},
+      {"train.goal_accuracy", T::kFloat, "0", 0, 1, {}, "> 0: stop early after the first evaluated epoch reaching this test accuracy (0.88 = 88 %)"},
       {"train.eval_every_epochs", T::kInt, "1", 0, 1000000, {}, "evaluate on the test set every N epochs; 0 = never"},
   };
   return schema;
