@@ -565,8 +565,13 @@ function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets
       const s = m.volume.secret;
       if (!secrets.has(s.secretName)) err(where, `Secret ${s.secretName} is neither rendered nor a known external Secret`);
       const rel = path.relative(m.mountPath, tf);
-      if (!(s.items ?? []).some((it) => it.path === rel))
-        err(where, `Secret volume ${m.name} has no item with path ${rel} (list the key in items)`);
+      const item = (s.items ?? []).find((it) => it.path === rel);
+      if (!item) err(where, `Secret volume ${m.name} has no item with path ${rel} (list the key in items)`);
+      // Secret files belong to root and, with fsGroup, to that group: a
+      // non-root dnnd reads the token through the group or the world bits.
+      const mode = item?.mode ?? s.defaultMode ?? 0o644;
+      if (!(mode & 0o004) && !((mode & 0o040) && spec.securityContext?.fsGroup !== undefined))
+        err(where, `the token file (mode ${mode.toString(8).padStart(4, "0")}) is unreadable for uid ${c.securityContext?.runAsUser ?? spec.securityContext?.runAsUser ?? "of the image"}: set the pod's fsGroup or a readable mode`);
     }
   }
 
@@ -973,6 +978,12 @@ function checkSwarm(stack) {
       if (!tf) err(where, "transport.token_file is empty: the token must come from a secret");
       else if (!s) err(where, `transport.token_file ${tf} is not one of the service's secrets`);
       else if (!secretsDef[s.source]) err(where, `secret ${s.source} is not defined in the stack`);
+      else {
+        // Swarm mounts a secret as root:root 0444 unless told otherwise.
+        const uid = String(svc.user ?? "").split(":")[0], mode = s.mode ?? 0o444;
+        if (!(mode & 0o004) && String(s.uid ?? "0") !== uid)
+          err(where, `secret ${s.source} (mode ${mode.toString(8).padStart(4, "0")}, uid ${s.uid ?? 0}) is unreadable for user ${uid}`);
+      }
     }
     const writable = (p) => (svc.volumes ?? []).some((m) => under(p, m.target) && !m.read_only && (m.type === "volume" || m.type === "tmpfs"));
     for (const key of ["ps.checkpoint_dir", "train.checkpoint_dir"]) {

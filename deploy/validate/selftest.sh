@@ -122,6 +122,14 @@ expect_failure "k8s: readiness probe on the wrong path" k8s "readinessProbe path
 fresh; mutate $wk "      restartPolicy: Never" "      restartPolicy: Always"
 expect_failure "k8s: Job pods that restart forever" k8s "restartPolicy"
 
+fresh; mutate $wk "        fsGroup: 65532
+" ""
+expect_failure "k8s: token file only root's group can read" k8s "the token file (mode 0440) is unreadable for uid 65532"
+
+fresh; mutate $stack '      uid: "65532"
+' ""
+expect_failure "swarm: token secret owned by root, mode 0400" swarm "secret dnnd-token (mode 0400, uid 0) is unreadable for user 65532"
+
 fresh; mutate $wk "              value: /run/secrets/dnnd/token" "              value: /etc/dnnd/token"
 expect_failure "k8s: token file outside the Secret" k8s "transport.token_file /etc/dnnd/token is not in a mounted Secret"
 

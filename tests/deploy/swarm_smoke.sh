@@ -5,9 +5,8 @@
 #   tests/deploy/swarm_smoke.sh [--keep]      (ctest -L long: deploy.swarm_smoke)
 #     --keep   leave the work directory (dockerd's log, the services' logs)
 #   DNND_BINARY=path/to/dnnd (default build/dnnd)
-#   DNND_SWARM_STACKS="data-parallel layer-servers split-train-aggregate" (the default)
+#   DNND_SWARM_STACKS="data-parallel layer-servers split-train-aggregate controller-pool" (the default)
 #   DNND_SWARM_TIMEOUT=300 (seconds for one stack's jobs to complete)
-#   (controller-pool is not run here: the pool's workers are not built yet)
 #
 # Needs root and Debian's docker.io (dockerd 20.10, containerd, runc): the
 # script starts a private dockerd with its own data-root, exec-root, pidfile
@@ -192,7 +191,62 @@ run_stack() {
   say "$name: $acc_service's final test accuracy $acc (docker service logs); stack up for $(since "$t_start") s"
 }
 
-stacks=${DNND_SWARM_STACKS:-data-parallel layer-servers split-train-aggregate}
+# The controller and its pool: a one-off container on the stack's attachable
+# network runs `dnnd ctl` (the image has no shell, so one container per call):
+# a dataset, a model and a 2-worker job, which only the pool can run
+# (controller.local_workers = 0); its accuracy from `ctl job get`.
+run_pool_stack() {
+  local name=controller-pool t_start; t_start=$(date +%s%N)
+  printf 'version: "3.8"\nservices:\n  controller: {deploy: %s}\n  pool: {deploy: %s}\n' "$small" "$small" \
+    > "$work/$name.override.yml"
+  (cd "$src" && d stack deploy --resolve-image never -c "deploy/swarm/$name.yml" -c "$work/$name.override.yml" "$name") \
+    > "$work/$name.deploy.log" 2>&1 || { cat "$work/$name.deploy.log"; fail "docker stack deploy $name failed"; }
+  say "$name: deployed $(d stack services "$name" --format '{{.Name}}' | sort | tr '\n' ' ')"
+  ctl() {
+    d run --rm --network "${name}_dnnd" -v "$src/configs:/cfg:ro" "localhost/dnnd-fashion-mnist:$version" \
+      ctl --controller controller:8080 "$@"
+  }
+  local deadline=$(( $(date +%s) + 120 ))
+  until ctl dataset list > /dev/null 2>&1; do
+    (( $(date +%s) < deadline )) || fail "$name: the controller's API did not answer in 120 s"
+    sleep 2
+  done
+  local fm=/usr/share/datasets/fashion-mnist
+  ctl dataset upload fm --format idx --train-images $fm/train-images-idx3-ubyte.gz \
+    --train-labels $fm/train-labels-idx1-ubyte.gz --test-images $fm/t10k-images-idx3-ubyte.gz \
+    --test-labels $fm/t10k-labels-idx1-ubyte.gz > "$work/$name.ctl.log" 2>&1 || { cat "$work/$name.ctl.log"; fail "$name: dataset upload"; }
+  ctl model create mlp --spec /cfg/models/mlp.toml >> "$work/$name.ctl.log" 2>&1 || { cat "$work/$name.ctl.log"; fail "$name: model create"; }
+  local id; id=$(ctl job create --model mlp --dataset fm --epochs 1 --workers 2 --limit-train 12000 2>>"$work/$name.ctl.log") \
+    || { cat "$work/$name.ctl.log"; fail "$name: job create"; }
+  say "$name: dataset, model and job $id created through dnnd ctl"
+  deadline=$(( $(date +%s) + ${DNND_SWARM_TIMEOUT:-300} ))
+  local state="" acc=""
+  while :; do
+    ctl -o json job get "$id" > "$work/$name.job.json" 2>/dev/null || true
+    read -r state acc < <(python3 - "$work/$name.job.json" <<'EOF' || true
+import json, sys
+try:
+    j = json.load(open(sys.argv[1]))
+except (ValueError, OSError):
+    print("unknown -"); sys.exit()
+acc = [e["test_accuracy"] for e in j.get("history", []) if "test_accuracy" in e]
+print(j.get("state", "unknown"), acc[-1] if acc else "-")
+EOF
+)
+    [[ "$state" == succeeded ]] && break
+    [[ "$state" == failed || "$state" == cancelled ]] && { cat "$work/$name.job.json"; ctl job logs "$id"; fail "$name: job $id $state"; }
+    (( $(date +%s) < deadline )) || { ctl job logs "$id"; fail "$name: job $id is '$state' after ${DNND_SWARM_TIMEOUT:-300} s"; }
+    sleep 3
+  done
+  [[ "$acc" != - ]] || fail "$name: job $id succeeded without a test accuracy"
+  python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 0.70 else 1)" "$acc" \
+    || fail "$name: accuracy $acc is below 0.70 after one epoch on 12000 samples"
+  d service logs --raw "${name}_pool" > "$work/$name.pool.log" 2>&1
+  d stack rm "$name" >/dev/null
+  say "$name: job $id succeeded on the pool, test accuracy $acc (dnnd ctl job get); stack up for $(since "$t_start") s"
+}
+
+stacks=${DNND_SWARM_STACKS:-data-parallel layer-servers split-train-aggregate controller-pool}
 for stack in $stacks; do
   case "$stack" in
     data-parallel) run_stack data-parallel "
@@ -210,6 +264,7 @@ for stack in $stacks; do
   worker-1: {deploy: $small, environment: $short}
   worker-2: {deploy: $small, environment: $short}
   aggregator: {deploy: $small}" "splitter worker-0 worker-1 worker-2 aggregator" aggregator "" ;;
+    controller-pool) run_pool_stack ;;
     *) fail "DNND_SWARM_STACKS: unknown stack '$stack'" ;;
   esac
 done
