@@ -5,7 +5,8 @@
 #   tests/deploy/swarm_smoke.sh [--keep]      (ctest -L long: deploy.swarm_smoke)
 #     --keep   leave the work directory (dockerd's log, the services' logs)
 #   DNND_BINARY=path/to/dnnd (default build/dnnd)
-#   DNND_SWARM_STACKS="data-parallel layer-servers split-train-aggregate controller-pool" (the default)
+#   DNND_SWARM_STACKS="data-parallel standalone layer-servers split-train-aggregate controller-pool"
+#     (the default: every stack)
 #   DNND_SWARM_TIMEOUT=300 (seconds for one stack's jobs to complete)
 #
 # Needs root and Debian's docker.io (dockerd 20.10, containerd, runc): the
@@ -134,13 +135,13 @@ say "swarm initialised, secret dnnd-token created"
 small='{resources: {reservations: {cpus: "0.1", memory: 64M}, limits: {cpus: "1", memory: 1G}}}'
 short='{DNND_TRAIN__EPOCHS: "1", DNND_DATA__LIMIT_TRAIN: "12000", DNND_NODE__THREADS: "1"}'
 
-# Accuracy in a service's logs: the worker's JSON "done" record, or the
-# aggregator's "aggregated N models ...: test accuracy X%" line.
+# Accuracy in a service's logs: the worker's JSON "done" record, or the last
+# "test accuracy X%" line (the aggregator's result, the standalone's epochs).
 accuracy_in() {
   python3 - "$1" <<'EOF'
 import json, re, sys
 for line in open(sys.argv[1], errors="replace"):
-    m = re.search(r"aggregated \d+ models .*test accuracy ([0-9.]+)%", line)
+    m = re.search(r"test accuracy ([0-9.]+)%", line)
     if m:
         print(float(m.group(1)) / 100)
         continue
@@ -246,7 +247,7 @@ EOF
   say "$name: job $id succeeded on the pool, test accuracy $acc (dnnd ctl job get); stack up for $(since "$t_start") s"
 }
 
-stacks=${DNND_SWARM_STACKS:-data-parallel layer-servers split-train-aggregate controller-pool}
+stacks=${DNND_SWARM_STACKS:-data-parallel standalone layer-servers split-train-aggregate controller-pool}
 for stack in $stacks; do
   case "$stack" in
     data-parallel) run_stack data-parallel "
@@ -254,6 +255,8 @@ for stack in $stacks; do
   ps-1: {deploy: $small}
   worker-0: {deploy: $small, environment: $short}
   worker-1: {deploy: $small, environment: $short}" "worker-0 worker-1" worker-0 "ps-0 ps-1" ;;
+    standalone) run_stack standalone "
+  standalone: {deploy: $small, environment: $short}" "standalone" standalone "" ;;
     layer-servers) run_stack layer-servers "
   layers-0: {deploy: $small}
   layers-1: {deploy: $small}
