@@ -2,6 +2,7 @@
 //   dnnd --role=<role> --config <file.toml> [--set section.key=value ...]
 //   dnnd config check <file.toml> [--set ...]
 //   dnnd probe <url> [--timeout-ms N]
+//   dnnd wait --file <path>... [--json-key K] [--timeout S]
 //   dnnd version | roles | --help
 // Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "core/control_plane.h"
 #include "core/log.h"
 #include "core/role.h"
+#include "core/wait_files.h"
 #include "roles/ctl.h"
 #include "roles/infer.h"
 #include "transport/http_probe.h"
@@ -34,6 +36,9 @@ constexpr const char* kUsage = R"(usage:
   dnnd probe <url> [--timeout-ms N]
                       GET http://host:port/path (default path /healthz); exit 0 on 2xx,
                       1 otherwise: a health check for images without a shell
+  dnnd wait --file <path> [--file ... | --files a,b,c] [--json-key K] [--timeout S]
+                      wait until the files exist (and are JSON objects with key K):
+                      exit 0, or 1 after S seconds (default 600); orders pipeline stages
   dnnd roles          list roles
   dnnd version
 Settings precedence: defaults < file < env DNND_SECTION__KEY < --set.
@@ -189,6 +194,8 @@ int Probe(const Args& args) {
 int Main(int argc, char** argv) {
   // The controller's client has its own flags; hand it everything after "ctl".
   if (argc >= 2 && std::string(argv[1]) == "ctl") return dnnd::RunCtl(std::vector<std::string>(argv + 2, argv + argc));
+  // So does `wait` (repeatable --file, --json-key, --timeout in seconds).
+  if (argc >= 2 && std::string(argv[1]) == "wait") return dnnd::RunWait(std::vector<std::string>(argv + 2, argv + argc));
   Args args;
   std::string error;
   if (!ParseArgs(argc, argv, &args, &error)) return Usage(error);

@@ -84,9 +84,23 @@ process.on("exit", () => fs.rmSync(tmpRoot, { recursive: true, force: true }));
 let tmpCount = 0;
 
 // Parses one TOML value at the start of `s` (the subset `dnnd config check`
-// prints: strings, numbers, booleans, arrays of them); returns [value, rest].
+// prints: strings, numbers, booleans, arrays of them, inline tables);
+// returns [value, rest].
 function parseTomlValue(s) {
   s = s.trimStart();
+  if (s[0] === "{") {
+    const table = {};
+    s = s.slice(1).trimStart();
+    while (s[0] !== "}") {
+      const k = s.match(/^([A-Za-z0-9_-]+)\s*=\s*/);
+      if (!k) throw new Error(`cannot parse the inline table at '${s.slice(0, 40)}'`);
+      const [v, rest] = parseTomlValue(s.slice(k[0].length));
+      table[k[1]] = v;
+      s = rest.trimStart();
+      if (s[0] === ",") s = s.slice(1).trimStart();
+    }
+    return [table, s.slice(1)];
+  }
   if (s[0] === "'") {
     const end = s.indexOf("'", 1);
     return [s.slice(1, end), s.slice(end + 1)];
@@ -138,8 +152,17 @@ function configCheck(configPath, env, sets, root = null) {
 }
 
 // Parses the command line given to dnnd: role, config, --set values.
+// Parses the command line given to dnnd: role, config, --set values. A
+// command line that starts with `wait` is `dnnd wait` (its files and
+// --json-key in .wait), and what follows its "--" is parsed as dnnd's.
 function parseDnndArgs(args, where) {
-  const out = { role: null, config: null, sets: [] };
+  args = args.map(String);
+  if (args[0] === "wait") {
+    const sep = args.indexOf("--");
+    const wait = parseWaitArgs(sep < 0 ? args.slice(1) : args.slice(1, sep), where);
+    return { ...parseDnndArgs(sep < 0 ? [] : args.slice(sep + 1), where), wait };
+  }
+  const out = { role: null, config: null, sets: [], wait: null };
   for (let i = 0; i < args.length; i++) {
     const a = String(args[i]);
     for (const [flag, key] of [["--role", "role"], ["--config", "config"], ["--set", "set"]]) {
@@ -154,6 +177,25 @@ function parseDnndArgs(args, where) {
   }
   return out;
 }
+
+function parseWaitArgs(args, where) {
+  const out = { files: [], jsonKey: "" };
+  for (let i = 0; i < args.length; i++) {
+    const m = args[i].match(/^(--[a-z-]+)(?:=(.*))?$/);
+    if (!m) { err(where, `dnnd wait: unexpected argument '${args[i]}'`); continue; }
+    const v = m[2] ?? args[++i];
+    if (v === undefined) { err(where, `dnnd wait: ${m[1]} has no value`); continue; }
+    if (m[1] === "--file") out.files.push(v);
+    else if (m[1] === "--files") out.files.push(...v.split(",").filter(Boolean));
+    else if (m[1] === "--json-key") out.jsonKey = v;
+    else if (!["--timeout", "--interval-ms"].includes(m[1])) err(where, `dnnd wait: unknown option ${m[1]}`);
+  }
+  if (!out.files.length) err(where, "dnnd wait without --file: it would wait for nothing");
+  return out;
+}
+
+// Kubernetes' $(NAME) references in args, from the container's env.
+const expandRefs = (s, vars) => s.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, n) => (n in vars ? vars[n] : m));
 
 function checkRole(role, where) {
   if (!role) return err(where, "dnnd is started without --role");
@@ -347,12 +389,19 @@ async function checkKubernetes(docs) {
     if (!tpl?.spec) continue;
     const where = `${obj.kind}/${obj.metadata?.name}`;
     const spec = tpl.spec;
+    const waits = [];
+    for (const c of spec.initContainers ?? []) {
+      const cw = `${where}: init container ${c.name}`;
+      if (!imageInfo(c.image, cw)) continue;
+      const w = checkKubernetesInit(obj, tpl, c, cw);
+      if (w) waits.push(w);
+    }
     for (const c of spec.containers ?? []) {
       const cw = `${where}: container ${c.name}`;
       const img = imageInfo(c.image, cw);
       if (!img) continue;
       const w = checkKubernetesContainer(obj, tpl, c, img, cw, { configMaps, secrets });
-      if (w) workloads.push(w);
+      if (w) workloads.push({ ...w, waits });
     }
   }
   checkKubernetesTopology(docs, workloads, services);
@@ -364,8 +413,9 @@ function replicaIndexes(obj) {
   return [0];
 }
 
-function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets }) {
-  const spec = tpl.spec;
+// What every dnnd container needs, init containers too: the security
+// context and requests and limits.
+function checkHardening(spec, c, where) {
   const psc = spec.securityContext ?? {};
   const sc = c.securityContext ?? {};
   // Security context.
@@ -386,20 +436,51 @@ function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets
     const req = parseQuantity(c.resources?.requests?.[r]), lim = parseQuantity(c.resources?.limits?.[r]);
     if (req > lim) err(where, `resources.requests.${r} exceeds the limit`);
   }
+  if (c.command && !(c.command.length === 1 && c.command[0] === "/usr/local/bin/dnnd"))
+    err(where, "command must be unset (the image's entrypoint is dnnd) or [/usr/local/bin/dnnd]");
+}
+
+const mountsOf = (spec, c) => (c.volumeMounts ?? []).map((m) => ({ ...m, volume: (spec.volumes ?? []).find((v) => v.name === m.name) }));
+
+// The PVC (name) and the path inside it where a container sees `p`, or null.
+function claimOf(p, mounts, obj) {
+  const m = mounts.filter((x) => under(p, x.mountPath)).sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+  if (!m) return null;
+  const vct = (obj.spec?.volumeClaimTemplates ?? []).some((t) => t.metadata?.name === m.name);
+  const claim = m.volume?.persistentVolumeClaim?.claimName ?? (vct ? `${m.name} (volumeClaimTemplate)` : null);
+  return claim ? { store: claim, rel: path.relative(m.mountPath, p) || "." } : null;
+}
+
+// An init container running `dnnd wait`: its files, as PVC paths.
+function checkKubernetesInit(obj, tpl, c, where) {
+  checkHardening(tpl.spec, c, where);
+  const args = parseDnndArgs(c.args ?? [], where);
+  if (!args.wait) { err(where, "a dnnd init container must run `dnnd wait` (it orders the stages)"); return null; }
+  const mounts = mountsOf(tpl.spec, c);
+  const files = args.wait.files.map((f) => {
+    const at = claimOf(absPath(f), mounts, obj);
+    if (!at) err(where, `dnnd wait --file ${f} is not on a mounted PVC: no other pod can write it`);
+    return at && { ...at, path: f };
+  }).filter(Boolean);
+  return { files, jsonKey: args.wait.jsonKey, where };
+}
+
+function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets }) {
+  const spec = tpl.spec;
+  checkHardening(spec, c, where);
   // Restart policy per kind.
   const restart = spec.restartPolicy ?? "Always";
   if (obj.kind === "Job" || obj.kind === "CronJob") {
     if (restart === "Always") err(where, "a Job's pods need restartPolicy OnFailure or Never (finished workers must stay finished)");
     if (obj.kind === "Job" && obj.spec.backoffLimit === undefined) err(where, "the Job needs an explicit backoffLimit");
   } else if (restart !== "Always") err(where, `restartPolicy ${restart} in a ${obj.kind}`);
-  if (c.command && !(c.command.length === 1 && c.command[0] === "/usr/local/bin/dnnd"))
-    err(where, "command must be unset (the image's entrypoint is dnnd) or [/usr/local/bin/dnnd]");
 
   // The command line and the files the container sees.
   const args = parseDnndArgs(c.args ?? [], where);
+  if (args.wait) err(where, "`dnnd wait` belongs in an init container (Kubernetes orders those)");
   checkRole(args.role, where);
   if (!args.config) { err(where, "dnnd is started without --config"); return null; }
-  const mounts = (c.volumeMounts ?? []).map((m) => ({ ...m, volume: (spec.volumes ?? []).find((v) => v.name === m.name) }));
+  const mounts = mountsOf(spec, c);
   for (const m of mounts) if (!m.volume && !(obj.spec?.volumeClaimTemplates ?? []).some((t) => t.metadata?.name === m.name))
     err(where, `volumeMount ${m.name} has no volume`);
   const root = path.join(tmpRoot, String(tmpCount++));
@@ -417,14 +498,23 @@ function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets
   const indexes = replicaIndexes(obj);
   const configs = [];
   for (const i of indexes) {
-    const env = {};
+    const env = {}, vars = {};
     for (const e of c.env ?? []) {
-      if (!e.name?.startsWith("DNND_")) continue;
+      if (!e.name?.startsWith("DNND_")) {
+        const v = e.name && envValue(obj, c, e, i, where);
+        if (v !== undefined) vars[e.name] = v;
+        continue;
+      }
       if (!e.name.includes("__")) { if (i === 0) err(where, `env ${e.name}: not a config key (DNND_<SECTION>__<KEY>): dnnd ignores it`); continue; }
       const v = envValue(obj, c, e, i, where);
-      if (v !== undefined) env[e.name] = v;
+      if (v !== undefined) env[e.name] = vars[e.name] = v;
     }
-    const r = configCheck(configFile, env, args.sets, root);
+    const sets = args.sets.map((s) => expandRefs(s, vars));
+    for (const s of sets) {
+      const ref = s.match(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/);
+      if (ref && i === 0) err(where, `--set ${s}: $(${ref[1]}) is not an env variable of the container`);
+    }
+    const r = configCheck(configFile, env, sets, root);
     if (!r.ok) {
       err(`${where} (index ${i})`, `dnnd config check ${args.config} fails:\n    ${r.message.split("\n").join("\n    ")}`);
       return null;
@@ -465,8 +555,7 @@ function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets
     if (!tplLabels[l]) err(where, `pod template label ${l} is missing`);
 
   // Token: the networked roles take it from a file in a mounted Secret.
-  const networked = args.role === "parameter-server" || (args.role === "worker" && (v0["worker.parameter_servers"] ?? []).length);
-  if (networked) {
+  if (isNetworked(args.role, v0)) {
     if (v0["transport.token"]) err(where, "transport.token is set inline; use transport.token_file from a Secret");
     const tf = v0["transport.token_file"];
     const m = tf && mounts.find((x) => under(tf, x.mountPath) && x.volume?.secret);
@@ -476,8 +565,13 @@ function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets
       const s = m.volume.secret;
       if (!secrets.has(s.secretName)) err(where, `Secret ${s.secretName} is neither rendered nor a known external Secret`);
       const rel = path.relative(m.mountPath, tf);
-      if (!(s.items ?? []).some((it) => it.path === rel))
-        err(where, `Secret volume ${m.name} has no item with path ${rel} (list the key in items)`);
+      const item = (s.items ?? []).find((it) => it.path === rel);
+      if (!item) err(where, `Secret volume ${m.name} has no item with path ${rel} (list the key in items)`);
+      // Secret files belong to root and, with fsGroup, to that group: a
+      // non-root dnnd reads the token through the group or the world bits.
+      const mode = item?.mode ?? s.defaultMode ?? 0o644;
+      if (!(mode & 0o004) && !((mode & 0o040) && spec.securityContext?.fsGroup !== undefined))
+        err(where, `the token file (mode ${mode.toString(8).padStart(4, "0")}) is unreadable for uid ${c.securityContext?.runAsUser ?? spec.securityContext?.runAsUser ?? "of the image"}: set the pod's fsGroup or a readable mode`);
     }
   }
 
@@ -485,12 +579,16 @@ function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets
   for (const key of ["ps.checkpoint_dir", "train.checkpoint_dir"]) {
     const dir = v0[key];
     const writes = key === "ps.checkpoint_dir" ? ["parameter-server", "standalone"].includes(args.role)
-                                               : ["worker", "standalone"].includes(args.role);
+                                               : ["worker", "standalone"].includes(args.role) && !isPoolWorker(args.role, v0);
     if (writes && dir && !writable(absPath(dir)))
       err(where, `${key} ${dir} is not on a writable volume (readOnlyRootFilesystem)`);
   }
+  if (isPoolWorker(args.role, v0)) {
+    const tmp = (c.env ?? []).find((e) => e.name === "TMPDIR")?.value ?? "/tmp";
+    if (!writable(tmp)) err(where, `a pool worker's temp directory ${tmp} (TMPDIR) is not on a writable volume: worker 0 writes the model there before uploading it`);
+  }
   // Training data: in the image, or on a mounted volume.
-  if (args.role === "worker" || args.role === "standalone") {
+  if (needsData(args.role, v0)) {
     for (const key of ["data.train_images", "data.train_labels", "data.test_images", "data.test_labels", "data.train_file", "data.test_file"]) {
       const f = v0[key];
       if (!f || v0["data.builtin"] !== "none") continue;
@@ -507,8 +605,27 @@ function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets
     else if (!ports.has(listen.port)) err(where, `ps.listen port ${listen.port} is not a containerPort`);
   }
   if (http && !ports.has(http.port)) err(where, `http.listen port ${http.port} is not a containerPort`);
-  return { obj, where, container: c, role: args.role, indexes, configs, tpl };
+  if (args.role === "layer-server") {
+    const listen = hostPort(v0["layer.listen"]);
+    if (!listen) err(where, `layer.listen ${v0["layer.listen"]} is not host:port`);
+    else if (!ports.has(listen.port)) err(where, `layer.listen port ${listen.port} is not a containerPort`);
+  }
+  return { obj, where, container: c, role: args.role, indexes, configs, tpl, mounts };
 }
+
+// Roles that talk the wire protocol to other pods need the token.
+function isNetworked(role, v) {
+  if (["parameter-server", "layer-server"].includes(role)) return true;
+  if (role === "controller") return Boolean(v["controller.wire_listen"]);
+  return role === "worker" && Boolean((v["worker.parameter_servers"] ?? []).length || (v["worker.placement"] ?? []).length ||
+                                      v["worker.controller"]);
+}
+// A pool worker takes its jobs (model, data, where results go) from the controller.
+const isPoolWorker = (role, v) => role === "worker" && Boolean(v["worker.controller"]);
+// Roles that read the training or test set themselves (pool workers get
+// theirs from the controller).
+const needsData = (role, v) =>
+  ["worker", "standalone", "splitter", "aggregator"].includes(role) && !(role === "worker" && v["worker.controller"]);
 
 function envValue(obj, c, e, index, where) {
   if (e.value !== undefined) return String(e.value);
@@ -636,6 +753,145 @@ function checkKubernetesTopology(docs, workloads, services) {
         err(where, `parallelism ${obj.spec.parallelism ?? 1} != completions ${completions}: a ${mode} step waits for every worker at once`);
     }
   }
+
+  // Units and addresses for the topologies shared with Swarm.
+  const units = [];
+  for (const w of workloads) {
+    const replicas = ["Deployment", "StatefulSet", "ReplicaSet"].includes(w.obj.kind) ? w.obj.spec.replicas ?? 1 : 1;
+    w.indexes.forEach((i, k) => units.push({
+      role: w.role, v: w.configs[k], where: w.indexes.length > 1 ? `${w.where} (index ${i})` : w.where, workload: w,
+      store: (p) => claimOf(p, w.mounts, w.obj), waits: w.waits, replicas }));
+  }
+  // <service>[.<namespace>[.svc...]]:<port> -> the one workload the Service selects, at the container port.
+  const resolve = (addr, where, what) => {
+    const hp = hostPort(addr);
+    const name = hp?.host.split(".")[0];
+    const svc = services.find((s) => s.metadata?.name === name);
+    if (!svc) { err(where, `${what}: ${name} is not a rendered Service`); return null; }
+    const selected = workloads.filter((w) => selects(svc.spec?.selector, w.tpl.metadata?.labels));
+    if (selected.length !== 1) {
+      err(`Service/${name}`, `selects ${selected.length} dnnd workloads (${selected.map((w) => w.where).join(", ")}); ${what} needs exactly one`);
+      return null;
+    }
+    const w = selected[0];
+    const sp = (svc.spec?.ports ?? []).find((p) => p.port === hp.port);
+    if (!sp) { err(where, `${what}: Service/${name} has no port ${hp.port}`); return null; }
+    const target = sp.targetPort ?? sp.port;
+    const port = typeof target === "number" ? target : (w.container.ports ?? []).find((p) => p.name === target)?.containerPort;
+    if (port === undefined) { err(`Service/${name}`, `targetPort ${target} is no port of ${w.where}`); return null; }
+    return { unit: units.find((u) => u.workload === w), port, replicas: units.find((u) => u.workload === w).replicas };
+  };
+  for (const h of docs.filter((d) => d.kind === "HorizontalPodAutoscaler")) {
+    const ref = h.spec?.scaleTargetRef ?? {};
+    const w = workloads.find((x) => x.obj.kind === ref.kind && x.obj.metadata?.name === ref.name);
+    if (!w) err(`HorizontalPodAutoscaler/${h.metadata?.name}`, `scaleTargetRef ${ref.kind}/${ref.name} is not a rendered dnnd workload`);
+    else if (w.role !== "worker" || !w.configs[0]["worker.controller"])
+      err(`HorizontalPodAutoscaler/${h.metadata?.name}`, `scales ${w.where} (role ${w.role}): only a controller's pool can change size under a running job`);
+  }
+  for (const u of units.filter((x) => x.role === "controller"))
+    if (u.workload.obj.kind === "Deployment" && u.workload.obj.spec.strategy?.type !== "Recreate")
+      err(u.where, "strategy must be Recreate: a rolling update would open the store from two pods at once");
+  checkConnectedTopologies(units, resolve);
+}
+
+// ---------------------------------------------------------------------------
+// Topologies that connect roles by address or by files, for Kubernetes and
+// Swarm alike. A unit is one running dnnd (one index of a workload):
+//   { role, v (its config values), where, store(path) -> {store, rel} | null,
+//     waits: [{ files: [{store, rel, path}], jsonKey, where }], replicas }
+// and resolve(host:port, where) finds the unit an address reaches and the
+// port it reaches there ({ unit, port, replicas } or null after an error).
+// ---------------------------------------------------------------------------
+function checkConnectedTopologies(units, resolve) {
+  // Layer servers: every placement names one layer server, on its layer.listen port.
+  for (const u of units.filter((x) => x.role === "worker")) {
+    (u.v["worker.placement"] ?? []).forEach((p, j) => {
+      const at = `worker.placement[${j}] server ${p.server}`;
+      const target = resolve(p.server, u.where, at);
+      if (!target) return;
+      if (target.unit.role !== "layer-server") return err(u.where, `${at} reaches role ${target.unit.role}, not a layer server`);
+      const listen = hostPort(target.unit.v["layer.listen"]);
+      if (listen && target.port !== listen.port) err(u.where, `${at} reaches port ${target.port}; ${target.unit.where} listens on ${listen.port}`);
+      if (target.replicas !== 1)
+        err(target.unit.where, `${target.replicas} replicas: a layer server's sessions live in one process (one replica per layer group)`);
+    });
+  }
+  // Controller and pool: the workers reach the controller's API; the
+  // controller's wire port and parameter-server ports are reachable too.
+  for (const c of units.filter((x) => x.role === "controller")) {
+    if (c.replicas !== 1) err(c.where, `${c.replicas} replicas: the controller's store is one SQLite database`);
+    const dir = c.v["controller.data_dir"];
+    if (!c.store(absPath(dir))) err(c.where, `controller.data_dir ${dir} is not on a persistent volume: a restart would lose every job`);
+  }
+  for (const u of units.filter((x) => x.role === "worker" && x.v["worker.controller"])) {
+    const at = `worker.controller ${u.v["worker.controller"]}`;
+    const target = resolve(u.v["worker.controller"], u.where, at);
+    if (!target) continue;
+    const c = target.unit;
+    if (c.role !== "controller") { err(u.where, `${at} reaches role ${c.role}, not the controller`); continue; }
+    const http = hostPort(c.v["http.listen"]);
+    if (http && target.port !== http.port) err(u.where, `${at} reaches port ${target.port}; the controller's API (http.listen) is on ${http.port}`);
+    const host = hostPort(u.v["worker.controller"]).host;
+    const wire = hostPort(c.v["controller.wire_listen"]);
+    if (!wire) err(c.where, "controller.wire_listen must be a fixed host:port: the pool fetches its data there");
+    const range = String(c.v["controller.ps_ports"] ?? "").match(/^(\d+)-(\d+)$/);
+    if (!range) err(c.where, "controller.ps_ports must be a fixed range first-last: the pool reaches the jobs' parameter servers there");
+    const needed = [...(wire ? [["controller.wire_listen", wire.port]] : []),
+                    ...(range ? Array.from({ length: Number(range[2]) - Number(range[1]) + 1 }, (_, k) => ["controller.ps_ports", Number(range[1]) + k]) : [])];
+    for (const [key, port] of needed) {
+      const r = resolve(`${host}:${port}`, u.where, `${key} port ${port} through ${host}`);
+      if (r && (r.unit !== c || r.port !== port)) err(u.where, `${key} port ${port} through ${host} does not reach the controller's port ${port}`);
+    }
+  }
+  checkPipeline(units);
+}
+
+// Split -> train -> aggregate: the stages share a volume, each reads what the
+// previous one writes, and each waits for it (dnnd wait) instead of sleeping.
+function checkPipeline(units) {
+  const splitters = units.filter((u) => u.role === "splitter");
+  const aggregators = units.filter((u) => u.role === "aggregator");
+  if (!splitters.length && !aggregators.length) return;
+  const same = (a, b) => a && b && a.store === b.store && path.normalize(a.rel) === path.normalize(b.rel);
+  const show = (a) => `${a.store}:${a.rel}`;
+  const waitsFor = (u, file, jsonKey) =>
+    u.waits.some((w) => w.files.some((f) => same(f, file)) && (!jsonKey || w.jsonKey === jsonKey));
+  const shards = [];  // { at, splitter, manifest }
+  for (const s of splitters) {
+    const dir = s.store(absPath(s.v["splitter.output_dir"]));
+    if (!dir) { err(s.where, `splitter.output_dir ${s.v["splitter.output_dir"]} is not on a shared volume: the workers cannot read the shards`); continue; }
+    const manifest = { store: dir.store, rel: path.join(dir.rel, "manifest.json") };
+    for (let i = 0; i < s.v["splitter.shards"]; i++)
+      shards.push({ at: { store: dir.store, rel: path.join(dir.rel, `shard-${String(i).padStart(3, "0")}.npz`) }, splitter: s, manifest });
+  }
+  const checkpoints = [];  // { at, worker }
+  for (const w of units.filter((u) => u.role === "worker" && u.v["data.train_file"])) {
+    const file = w.store(absPath(w.v["data.train_file"]));
+    const shard = file && shards.find((x) => same(x.at, file));
+    if (!file || (!shard && !splitters.length)) continue;  // a worker of some other topology
+    if (!shard) { err(w.where, `data.train_file ${w.v["data.train_file"]} is none of the splitter's shards (${shards.map((x) => show(x.at)).join(", ")})`); continue; }
+    if (!waitsFor(w, shard.manifest, "shards"))
+      err(w.where, `does not wait for the splitter's manifest ${show(shard.manifest)} (dnnd wait --file ... --json-key shards): it could read a shard before it is written`);
+    const ckpt = w.store(absPath(w.v["train.checkpoint_dir"]));
+    if (!ckpt) err(w.where, `train.checkpoint_dir ${w.v["train.checkpoint_dir"]} is not on the shared volume: the aggregator cannot read it`);
+    else if (checkpoints.some((c) => same(c.at, ckpt))) err(w.where, `train.checkpoint_dir ${show(ckpt)} is another worker's too`);
+    else checkpoints.push({ at: ckpt, worker: w, shard });
+  }
+  for (const s of shards)
+    if (!checkpoints.some((c) => c.shard === s)) err(s.splitter.where, `shard ${show(s.at)} is trained by no worker`);
+  for (const a of aggregators) {
+    const out = a.store(absPath(a.v["aggregator.output_dir"]));
+    if (!out) err(a.where, `aggregator.output_dir ${a.v["aggregator.output_dir"]} is not on a persistent volume: the averaged model would be lost`);
+    const inputs = (a.v["aggregator.inputs"] ?? []).map((p) => ({ p, at: a.store(absPath(p)) }));
+    for (const { p, at } of inputs) {
+      if (!at) { err(a.where, `aggregator.inputs ${p} is not on the shared volume`); continue; }
+      if (!checkpoints.some((c) => same(c.at, at))) err(a.where, `aggregator.inputs ${p} (${show(at)}) is no worker's train.checkpoint_dir`);
+      const model = { store: at.store, rel: p.endsWith(".safetensors") ? at.rel : path.join(at.rel, "model.safetensors") };
+      if (!waitsFor(a, model)) err(a.where, `does not wait for ${show(model)} (dnnd wait --file): it could start before that worker finished`);
+    }
+    for (const c of checkpoints)
+      if (!inputs.some(({ at }) => same(at, c.at))) err(a.where, `aggregator.inputs leaves out ${show(c.at)} (${c.worker.where})`);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -671,8 +927,6 @@ function checkSwarm(stack) {
 
     const args = parseDnndArgs(svc.command ?? [], where);
     checkRole(args.role, where);
-    if (args.role === "worker" && deploy.restart_policy?.condition !== "on-failure")
-      err(where, "workers need restart_policy condition on-failure (a finished worker must not start again)");
     if (args.role === "parameter-server" && deploy.restart_policy?.condition === "none")
       err(where, "a parameter server must be restarted when it fails");
     if (!args.config) { err(where, "dnnd is started without --config"); continue; }
@@ -698,6 +952,11 @@ function checkSwarm(stack) {
     const r = configCheck(configFile, env, args.sets, root);
     if (!r.ok) { err(where, `dnnd config check ${args.config} fails:\n    ${r.message.split("\n").join("\n    ")}`); continue; }
     const v = r.values;
+    // A job's worker ends for good; a pool worker serves until it is removed.
+    if (args.role === "worker" && !v["worker.controller"] && deploy.restart_policy?.condition !== "on-failure")
+      err(where, "workers need restart_policy condition on-failure (a finished worker must not start again)");
+    if (args.role === "worker" && v["worker.controller"] && deploy.restart_policy?.condition !== "any")
+      err(where, "pool workers need restart_policy condition any (they serve until removed)");
     const modelFile = modelFileOf(configFile);
     if (modelFile && !fs.existsSync(modelFile)) err(where, `model.file ${path.relative(root, modelFile)} is not a config target of the service`);
 
@@ -712,30 +971,39 @@ function checkSwarm(stack) {
       else if (t[urlAt] !== `http://127.0.0.1:${http.port}/healthz`)
         err(where, `healthcheck probes ${t[urlAt]}, expected http://127.0.0.1:${http.port}/healthz (http.listen)`);
     }
-    const networked = args.role === "parameter-server" || (args.role === "worker" && (v["worker.parameter_servers"] ?? []).length);
-    if (networked) {
+    if (isNetworked(args.role, v)) {
       if (v["transport.token"]) err(where, "transport.token is set inline; use transport.token_file from a secret");
       const tf = v["transport.token_file"];
       const s = (svc.secrets ?? []).find((x) => tf === (x.target?.startsWith("/") ? x.target : `/run/secrets/${x.target ?? x.source}`));
       if (!tf) err(where, "transport.token_file is empty: the token must come from a secret");
       else if (!s) err(where, `transport.token_file ${tf} is not one of the service's secrets`);
       else if (!secretsDef[s.source]) err(where, `secret ${s.source} is not defined in the stack`);
+      else {
+        // Swarm mounts a secret as root:root 0444 unless told otherwise.
+        const uid = String(svc.user ?? "").split(":")[0], mode = s.mode ?? 0o444;
+        if (!(mode & 0o004) && String(s.uid ?? "0") !== uid)
+          err(where, `secret ${s.source} (mode ${mode.toString(8).padStart(4, "0")}, uid ${s.uid ?? 0}) is unreadable for user ${uid}`);
+      }
     }
     const writable = (p) => (svc.volumes ?? []).some((m) => under(p, m.target) && !m.read_only && (m.type === "volume" || m.type === "tmpfs"));
     for (const key of ["ps.checkpoint_dir", "train.checkpoint_dir"]) {
       const writes = key === "ps.checkpoint_dir" ? ["parameter-server", "standalone"].includes(args.role)
-                                                 : ["worker", "standalone"].includes(args.role);
+                                                 : ["worker", "standalone"].includes(args.role) && !isPoolWorker(args.role, v);
       if (writes && v[key] && !writable(absPath(v[key]))) err(where, `${key} ${v[key]} is not on a writable volume (read_only)`);
     }
-    if (args.role === "worker" || args.role === "standalone")
-      for (const key of ["data.train_images", "data.train_labels", "data.test_images", "data.test_labels"]) {
+    if (isPoolWorker(args.role, v)) {
+      const tmp = String(svc.environment?.TMPDIR ?? "/tmp");
+      if (!writable(tmp)) err(where, `a pool worker's temp directory ${tmp} (TMPDIR) is not on a writable volume: worker 0 writes the model there before uploading it`);
+    }
+    if (needsData(args.role, v))
+      for (const key of ["data.train_images", "data.train_labels", "data.test_images", "data.test_labels", "data.train_file", "data.test_file"]) {
         const f = v[key];
         if (!f || v["data.builtin"] !== "none") continue;
         const p = absPath(f);
         if (!(DATA_IN_IMAGE[img.name] && under(p, DATA_IN_IMAGE[img.name])) && !(svc.volumes ?? []).some((m) => under(p, m.target)))
           err(where, `${key} ${f} is neither in image ${img.name} nor on a mounted volume`);
       }
-    checked.push({ name, svc, role: args.role, v, where });
+    checked.push({ name, svc, role: args.role, v, where, wait: args.wait });
   }
 
   // Servers and workers agree.
@@ -781,6 +1049,35 @@ function checkSwarm(stack) {
       if (s.v["ps.mode"] !== "async" && s.v["ps.workers"] !== count)
         err(s.where, `ps.workers ${s.v["ps.workers"]}, but ${count} workers (a ${s.v["ps.mode"]} step waits for ps.workers)`);
   }
+
+  // Units and addresses for the topologies shared with Kubernetes: files on
+  // named volumes, services by name (or tasks.<name>) at the container's port.
+  const storeOf = (svc) => (p) => {
+    const m = (svc.volumes ?? []).filter((x) => x.type === "volume" && under(p, x.target))
+      .sort((a, b) => b.target.length - a.target.length)[0];
+    return m ? { store: m.source, rel: path.relative(m.target, p) || "." } : null;
+  };
+  const units = checked.map((c) => {
+    const store = storeOf(c.svc);
+    const waits = [];
+    if (c.wait) {
+      const files = c.wait.files.map((f) => {
+        const at = store(absPath(f));
+        if (!at) err(c.where, `dnnd wait --file ${f} is not on a named volume: no other service can write it`);
+        return at && { ...at, path: f };
+      }).filter(Boolean);
+      waits.push({ files, jsonKey: c.wait.jsonKey, where: c.where });
+    }
+    return { name: c.name, role: c.role, v: c.v, where: c.where, store, waits, replicas: replicas(c) };
+  });
+  const resolve = (addr, where, what) => {
+    const hp = hostPort(addr);
+    const name = hp?.host.replace(/^tasks\./, "");
+    const unit = units.find((u) => u.name === name);
+    if (!unit) { err(where, `${what}: ${name} is not a dnnd service of the stack`); return null; }
+    return { unit, port: hp.port, replicas: unit.replicas };
+  };
+  checkConnectedTopologies(units, resolve);
 }
 
 // ---------------------------------------------------------------------------

@@ -49,15 +49,19 @@ if "$here/validate.sh" --root "$tmp/tree" > "$tmp/out" 2>&1; then
 else
   failed=$((failed + 1)); echo "FAIL  the unmodified copy does not validate"; sed 's/^/      /' "$tmp/out"
 fi
-# The mistakes below are all planted in the data-parallel topology: validate
-# only that one from here on (half the work per case).
-fresh() {
+# Each mistake below is planted in one topology: validate only that one from
+# here on (a fraction of the work per case).
+fresh() {  # fresh [TOPOLOGY...]: a copy holding only these overlays and stacks (default data-parallel)
+  local names=("${@}")
+  ((${#names[@]})) || names=(data-parallel)
   rm -rf "$tmp/tree"
   mkdir -p "$tmp/tree/deploy/k8s/overlays" "$tmp/tree/deploy/swarm"
   cp -r "$src/configs" "$tmp/tree/configs"
   cp -r "$src/deploy/k8s/base" "$src/deploy/k8s/sync-configs.sh" "$tmp/tree/deploy/k8s/"
-  cp -r "$src/deploy/k8s/overlays/data-parallel" "$tmp/tree/deploy/k8s/overlays/"
-  cp "$src/deploy/swarm/data-parallel.yml" "$tmp/tree/deploy/swarm/"
+  for n in "${names[@]}"; do
+    if [[ -d "$src/deploy/k8s/overlays/$n" ]]; then cp -r "$src/deploy/k8s/overlays/$n" "$tmp/tree/deploy/k8s/overlays/"; fi
+    if [[ -f "$src/deploy/swarm/$n.yml" ]]; then cp "$src/deploy/swarm/$n.yml" "$tmp/tree/deploy/swarm/"; fi
+  done
 }
 
 dp=deploy/k8s/overlays/data-parallel
@@ -118,6 +122,14 @@ expect_failure "k8s: readiness probe on the wrong path" k8s "readinessProbe path
 fresh; mutate $wk "      restartPolicy: Never" "      restartPolicy: Always"
 expect_failure "k8s: Job pods that restart forever" k8s "restartPolicy"
 
+fresh; mutate $wk "        fsGroup: 65532
+" ""
+expect_failure "k8s: token file only root's group can read" k8s "the token file (mode 0440) is unreadable for uid 65532"
+
+fresh; mutate $stack '      uid: "65532"
+' ""
+expect_failure "swarm: token secret owned by root, mode 0400" swarm "secret dnnd-token (mode 0400, uid 0) is unreadable for user 65532"
+
 fresh; mutate $wk "              value: /run/secrets/dnnd/token" "              value: /etc/dnnd/token"
 expect_failure "k8s: token file outside the Secret" k8s "transport.token_file /etc/dnnd/token is not in a mounted Secret"
 
@@ -142,6 +154,83 @@ expect_failure "swarm: healthcheck probes the wrong port" swarm "expected http:/
 fresh; mutate $ps "  serviceName: dnnd-ps" "  serviceName: dnnd-ps
   serviceName: dnnd-ps"
 expect_failure "lint: duplicate key" lint "duplication of key"
+
+# Layer servers: each placement reaches one single-replica layer server on its port.
+ls=deploy/k8s/overlays/layer-servers
+fresh layer-servers; mutate $ls/worker.yaml '"dnnd-layers-1:7101"' '"dnnd-layers-1:9400"'
+expect_failure "k8s: placement names a layer server's http port" k8s "worker.placement[1] server dnnd-layers-1:9400 reaches port 9400"
+
+fresh layer-servers; mutate $ls/group-1/kustomization.yaml "includeSelectors: true" "includeSelectors: false"
+expect_failure "k8s: a layer group's Service selects both groups" k8s "selects 2 dnnd workloads"
+
+fresh layer-servers; mutate $ls/layer-group/layer-server.yaml "  replicas: 1" "  replicas: 2"
+expect_failure "k8s: two replicas of a layer server" k8s "a layer server's sessions live in one process"
+
+fresh layer-servers; mutate deploy/swarm/layer-servers.yml '"layers-1:7101"' '"layers-1:7102"'
+expect_failure "swarm: placement names a port the layer server does not listen on" swarm "worker.placement[1] server layers-1:7102 reaches port 7102"
+
+# Split -> train -> aggregate: every stage waits for what the previous one writes.
+sta=deploy/k8s/overlays/split-train-aggregate
+fresh split-train-aggregate; mutate $sta/workers.yaml "--json-key=shards" "--json-key=format"
+expect_failure "k8s: workers wait for the manifest without its shards key" k8s "does not wait for the splitter's manifest dnnd-pipeline-runs:shards/manifest.json"
+
+fresh split-train-aggregate; mutate $sta/aggregator.yaml "            - --file=/var/lib/dnnd/runs/shard-2/model.safetensors
+" ""
+expect_failure "k8s: the aggregator does not wait for one worker" k8s "does not wait for dnnd-pipeline-runs:shard-2/model.safetensors"
+
+fresh split-train-aggregate; mutate $sta/workers.yaml "  completions: 3" "  completions: 2"
+expect_failure "k8s: fewer workers than shards" k8s "shard dnnd-pipeline-runs:shards/shard-002.npz is trained by no worker"
+
+fresh split-train-aggregate; mutate $sta/workers.yaml 'shard-00$(SHARD).npz' 'shard-00$(SHARDS).npz'
+expect_failure "k8s: \$(VAR) that is not in the env" k8s '$(SHARDS) is not an env variable of the container'
+
+fresh split-train-aggregate; mutate $sta/aggregator.yaml "allowPrivilegeEscalation: false" "allowPrivilegeEscalation: true"
+expect_failure "k8s: init container allows privilege escalation" k8s "init container wait-for-workers: securityContext.allowPrivilegeEscalation must be false"
+
+stack=deploy/swarm/split-train-aggregate.yml
+fresh split-train-aggregate; mutate $stack "--file=runs/shard-2/model.safetensors, " ""
+expect_failure "swarm: the aggregator does not wait for one worker" swarm "does not wait for runs:runs/shard-2/model.safetensors"
+
+fresh split-train-aggregate; mutate $stack "--set=data.train_file=runs/shards/shard-002.npz" "--set=data.train_file=runs/shards/shard-001.npz"
+expect_failure "swarm: two workers on one shard" swarm "shard runs:runs/shards/shard-002.npz is trained by no worker"
+
+# Controller + pool: the pool reaches the controller's API, wire and server ports.
+cp=deploy/k8s/overlays/controller-pool
+fresh controller-pool; mutate $cp/controller.yaml "    - name: ps-3
+      port: 7104
+      targetPort: ps-3
+" ""
+expect_failure "k8s: the controller's Service leaves out a parameter-server port" k8s "Service/dnnd-controller has no port 7104"
+
+fresh controller-pool; mutate $cp/pool.yaml "value: dnnd-controller:8080" "value: dnnd-controller:7100"
+expect_failure "k8s: pool workers name the controller's wire port as its API" k8s "the controller's API (http.listen) is on 8080"
+
+fresh controller-pool; mutate $cp/pool.yaml "              mountPath: /tmp" "              mountPath: /scratch"
+expect_failure "k8s: pool workers without a writable temp directory" k8s "a pool worker's temp directory /tmp (TMPDIR) is not on a writable volume"
+
+fresh controller-pool; mutate $cp/controller.yaml "    type: Recreate" "    type: RollingUpdate"
+expect_failure "k8s: a rolling update would run two controllers on one store" k8s "strategy must be Recreate"
+
+fresh controller-pool controller-pool-autoscaled
+mutate deploy/k8s/overlays/controller-pool-autoscaled/autoscaler.yaml "    name: dnnd-pool" "    name: dnnd-controller"
+expect_failure "k8s: the autoscaler scales the controller" k8s "only a controller's pool can change size"
+
+stack=deploy/swarm/controller-pool.yml
+fresh controller-pool; mutate $stack "        condition: any
+        delay: 5s
+      resources:
+        limits:
+          cpus: \"2\"
+          memory: 1G" "        condition: on-failure
+        delay: 5s
+      resources:
+        limits:
+          cpus: \"2\"
+          memory: 1G"
+expect_failure "swarm: pool workers that stay down once they exit" swarm "pool workers need restart_policy condition any"
+
+fresh controller-pool; mutate $stack "DNND_CONTROLLER__DATA_DIR: /var/lib/dnnd/controller" "DNND_CONTROLLER__DATA_DIR: /tmp/controller"
+expect_failure "swarm: the controller's store outside its volume" swarm "controller.data_dir /tmp/controller is not on a persistent volume"
 
 echo "selftest: $passed passed, $failed failed"
 ((failed == 0))
