@@ -179,6 +179,18 @@ double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// controller.ps_ports: "first-last" (both in 1..65535, first <= last), or
+// empty for any free port (nullopt).
+Result<std::optional<std::pair<int64_t, int64_t>>> ParsePortRange(const std::string& range) {
+  if (range.empty()) return std::optional<std::pair<int64_t, int64_t>>();
+  int64_t first = 0, last = 0;
+  char tail = 0;
+  if (std::sscanf(range.c_str(), "%" SCNd64 "-%" SCNd64 "%c", &first, &last, &tail) != 2 || first < 1 ||
+      last > 65535 || first > last)
+    return InvalidArgument("controller.ps_ports is '" + range + "'; expected \"first-last\" ports, e.g. \"7101-7104\"");
+  return std::optional<std::pair<int64_t, int64_t>>(std::pair{first, last});
+}
+
 // Mean and standard deviation of every input value, as the data loader sees
 // them before normalising (uint8 pixels scaled to [0, 1]).
 std::pair<double, double> PixelStats(const data::Dataset& set) {
@@ -518,6 +530,10 @@ class ControllerRole : public Role {
                              " workers but the pool has " + std::to_string(capacity) +
                              " (GET /api/v1/nodes; start more workers with worker.controller set)");
     DNND_ASSIGN_OR_RETURN(p["servers"], f.Int("servers", 1, 1, 16));
+    if (ps_ports_ && p["servers"].as_int64() > ps_ports_->second - ps_ports_->first + 1)
+      return InvalidArgument("the job asks for " + std::to_string(p["servers"].as_int64()) +
+                             " parameter servers but controller.ps_ports has " +
+                             std::to_string(ps_ports_->second - ps_ports_->first + 1) + " ports");
     DNND_ASSIGN_OR_RETURN(p["kavg_steps"], f.Int("kavg_steps", 8, 1, 1000000));
     DNND_ASSIGN_OR_RETURN(p["seed"], f.Int("seed", 42, 0, int64_t{1} << 53));
     DNND_ASSIGN_OR_RETURN(p["limit_train"], f.Int("limit_train", 0, 0, int64_t{1} << 40));
@@ -930,12 +946,9 @@ class ControllerRole : public Role {
   // Ports for a job's servers from controller.ps_ports ("first-last"), or 0s
   // (any free port) when unset. Empty when the range is used up.
   std::optional<std::vector<int64_t>> TakePorts(int64_t n) {
-    const std::string range = cfg_.GetString("controller.ps_ports");
-    if (range.empty()) return std::vector<int64_t>(static_cast<size_t>(n), 0);
-    int64_t first = 0, last = -1;
-    if (std::sscanf(range.c_str(), "%" SCNd64 "-%" SCNd64, &first, &last) != 2) return std::nullopt;
+    if (!ps_ports_) return std::vector<int64_t>(static_cast<size_t>(n), 0);
     std::vector<int64_t> out;
-    for (int64_t p = first; p <= last && static_cast<int64_t>(out.size()) < n; ++p)
+    for (int64_t p = ps_ports_->first; p <= ps_ports_->second && static_cast<int64_t>(out.size()) < n; ++p)
       if (!used_ports_.count(p)) out.push_back(p);
     if (static_cast<int64_t>(out.size()) < n) return std::nullopt;
     return out;
@@ -1106,6 +1119,7 @@ class ControllerRole : public Role {
   const size_t max_upload_, max_json_;
   const std::string token_;
   const int64_t local_workers_;
+  const std::optional<std::pair<int64_t, int64_t>> ps_ports_ = ParsePortRange(cfg_.GetString("controller.ps_ports")).value();
   std::string http_address_;
   std::atomic<bool> running_{false};
   WorkerPool pool_;
@@ -1134,6 +1148,7 @@ Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg) {
 }
 
 Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg, int64_t local_workers) {
+  DNND_RETURN_IF_ERROR(ParsePortRange(cfg.GetString("controller.ps_ports")).status());
   if (cfg.GetString("http.listen").empty())
     return InvalidArgument("the controller serves its API on http.listen; set it (e.g. \"127.0.0.1:8080\")");
   const std::string dir = cfg.GetString("controller.data_dir");

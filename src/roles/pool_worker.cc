@@ -51,7 +51,11 @@ Result<PoolWorkerOptions> PoolWorkerOptions::FromConfig(const Config& cfg) {
                            "' (" + cfg.Origin("worker.controller") + ")");
   // Replicas of one Deployment share a config: the host name (the pod's
   // name) tells them apart.
-  o.name = cfg.GetString("node.name") + "-" + ThisHost();
+  // Names are at most 64 characters; a pod name's unique part is its end.
+  const std::string prefix = cfg.GetString("node.name") + "-";
+  std::string host = ThisHost();
+  if (prefix.size() + host.size() > 64 && prefix.size() < 48) host = host.substr(host.size() - (64 - prefix.size()));
+  o.name = prefix + host;
   DNND_ASSIGN_OR_RETURN(o.token, wire::LoadTransportToken(cfg));
   o.heartbeat = std::chrono::milliseconds(cfg.GetInt("worker.heartbeat_ms"));
   o.threads = cfg.GetInt("node.threads");
