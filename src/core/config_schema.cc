@@ -87,6 +87,7 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"controller.node_timeout_ms", T::kInt, "5000", 100, 3.6e6, {}, "controller: a pool worker silent this long is lost; its part of a job goes to another worker"},
       {"http.listen", T::kString, "\"\"", 0, 0, {}, "host:port of the health/metrics HTTP endpoint; empty = off"},
       {"http.max_body_bytes", T::kInt, "1048576", 0, 1.1e12, {}, "largest HTTP request body accepted"},
+      {"http.threads", T::kInt, "1", 1, 64, {}, "HTTP server threads (handlers run on them: the controller's API answers several requests at once)"},
       {"train.epochs", T::kInt, "5", 0, 1000000, {}, "passes over the training set"},
       {"train.iterations", T::kInt, "0", 0, 1e12, {}, "> 0: full-batch steps instead of epochs"},
       {"train.batch_size", T::kInt, "128", 1, 1048576, {}, "samples per step"},
