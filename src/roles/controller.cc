@@ -16,6 +16,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "roles/controller_store.h"
+#include "roles/predictor.h"
 #include "roles/standalone.h"
 #include "tensor/model_spec.h"
 #include "transport/http.h"
@@ -189,7 +190,9 @@ class ControllerRole : public Role {
         store_(std::move(store)),
         dir_(cfg.GetString("controller.data_dir")),
         max_upload_(static_cast<size_t>(cfg.GetInt("controller.max_upload_bytes"))),
-        max_json_(static_cast<size_t>(cfg.GetInt("http.max_body_bytes"))) {}
+        max_json_(static_cast<size_t>(cfg.GetInt("http.max_body_bytes"))),
+        predictor_(*store_, {.checkpoint_path = [this](int64_t id) { return CheckpointPath(id); },
+                             .max_body_bytes = max_json_}) {}
 
   size_t MaxRequestBytes() const override { return max_upload_; }
 
@@ -249,6 +252,7 @@ class ControllerRole : public Role {
     r.Handle("GET", "/api/v1/models", wrap(&ControllerRole::ListModels));
     r.Handle("GET", "/api/v1/models/{name}", wrap(&ControllerRole::GetModel));
     r.Handle("GET", "/api/v1/models/{name}/checkpoint", wrap(&ControllerRole::ModelCheckpoint));
+    r.Handle("POST", "/api/v1/models/{name}/predict", [this](const HttpRequest& q) { return predictor_.Predict(q); });
     r.Handle("POST", "/api/v1/jobs", wrap(&ControllerRole::CreateJob));
     r.Handle("GET", "/api/v1/jobs", wrap(&ControllerRole::ListJobs));
     r.Handle("GET", "/api/v1/jobs/{id}", wrap(&ControllerRole::GetJob));
@@ -437,9 +441,8 @@ class ControllerRole : public Role {
     const std::string name = r.params.at("name");
     DNND_RETURN_IF_ERROR(CheckName("model", name));
     DNND_RETURN_IF_ERROR(store_->GetModel(name).status());
-    DNND_ASSIGN_OR_RETURN(auto jobs, store_->ListJobs());
-    for (const auto& j : jobs)
-      if (j.model == name && j.state == kJobSucceeded) return Checkpoint(j.id);
+    DNND_ASSIGN_OR_RETURN(auto newest, store_->NewestSucceededJob(name));
+    if (newest) return Checkpoint(*newest);
     return NotFound("model '" + name + "' has no succeeded job yet");
   }
 
@@ -588,7 +591,7 @@ class ControllerRole : public Role {
   }
 
   Result<HttpResponse> Checkpoint(int64_t id) {
-    const std::string path = JobDir(id) + "/model/model.safetensors";
+    const std::string path = CheckpointPath(id);
     if (!fs::exists(path)) return NotFound("job " + std::to_string(id) + " has no trained checkpoint yet");
     DNND_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
     HttpResponse out = HttpResponse::Text(200, std::move(bytes), "application/octet-stream");
@@ -599,6 +602,8 @@ class ControllerRole : public Role {
 
   // ---- running ------------------------------------------------------------
   std::string JobDir(int64_t id) const { return dir_ + "/jobs/" + std::to_string(id); }
+  // The trained weights a succeeded job leaves (served by /checkpoint, used by /predict).
+  std::string CheckpointPath(int64_t id) const { return JobDir(id) + "/model/model.safetensors"; }
 
   // Appends a timestamped line to the job's log (one write() per line,
   // O_APPEND: lines from any thread stay whole).
@@ -751,6 +756,7 @@ class ControllerRole : public Role {
   std::unique_ptr<ControllerStore> store_;
   const std::string dir_;
   const size_t max_upload_, max_json_;
+  Predictor predictor_;
   std::string transport_token_ = "controller-loopback";  // the jobs' servers listen on 127.0.0.1 only
   std::atomic<bool> running_{false};
 
