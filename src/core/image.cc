@@ -14,14 +14,19 @@ Result<GrayImage> DecodeGrayImage(std::string_view bytes, int64_t max_pixels) {
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, channels = 0;
-  if (!stbi_info_from_memory(data, len, &w, &h, &channels))
-    return InvalidArgument(std::string("cannot decode image: ") + stbi_failure_reason());
-  if (static_cast<int64_t>(w) * h > max_pixels)
+  const bool sized = stbi_info_from_memory(data, len, &w, &h, &channels);
+  if (sized && static_cast<int64_t>(w) * h > max_pixels)
     return ResourceExhausted("image is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; the limit is " +
                              std::to_string(max_pixels) + " pixels");
+  // When the header cannot be read, stbi_info's reason is only "unknown
+  // image type" (it tries every format in turn); loading gives the format's
+  // own reason ("first not IHDR", "bad huffman code") and fails just as early.
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(data, len, &w, &h, &channels, 1),
                                                    stbi_image_free);
   if (!pixels) return InvalidArgument(std::string("cannot decode image: ") + stbi_failure_reason());
+  if (!sized && static_cast<int64_t>(w) * h > max_pixels)
+    return ResourceExhausted("image is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; the limit is " +
+                             std::to_string(max_pixels) + " pixels");
   GrayImage out{w, h, {}};
   out.pixels.assign(pixels.get(), pixels.get() + static_cast<size_t>(w) * static_cast<size_t>(h));
   return out;
