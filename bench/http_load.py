@@ -156,6 +156,7 @@ def main():
         print(f"both answer class {a['predictions'][0]['class']} for test image 0; load: {os.getloadavg()}",
               file=sys.stderr)
 
+        load_before = os.getloadavg()[0]
         routes = [("GET /api/v1/jobs", "/api/v1/jobs", None),
                   ("POST /api/v1/models/mlp/predict", "/api/v1/models/mlp/predict", body_file)]
         results = {}
@@ -175,8 +176,8 @@ def main():
                         best["all_errors"] += r["errors"]
 
         print(f"\n{args.connections} keep-alive connections, wrk -t{args.wrk_threads}, {args.seconds} s per run, "
-              f"best of {args.rounds} alternating runs; {len(jobs)} jobs in the store; load average before: "
-              f"{os.getloadavg()[0]:.2f}\n")
+              f"best of {args.rounds} alternating runs; {len(jobs)} jobs in the store; load average "
+              f"{load_before:.2f} before the runs, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} cores)\n")
         print("| route | server | requests/s | p50 | p99 | errors (all runs) | dnnd / Flask |")
         print("|---|---|---|---|---|---|---|")
         for label, _, _ in routes:

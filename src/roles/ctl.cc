@@ -220,7 +220,8 @@ std::string MediaTypeOf(const std::string& file) {
 }
 
 // `dnnd ctl predict <model> <file>...`: one request per file; a table of
-// file, sample, class and top probabilities, or (-o json) the answers as one
+// file, input (a JSON file's sample index; whether an image was inverted),
+// class and top probabilities, or (-o json) the answers as one
 // JSON array, each with its "file". Stops at the first refused file.
 int Predict(const std::string& controller, const std::vector<std::string>& positional,
             const std::map<std::string, std::string>& flags, bool as_json) {
@@ -253,7 +254,9 @@ int Predict(const std::string& controller, const std::vector<std::string>& posit
     const auto& predictions = v.at("predictions").as_array();
     for (size_t i = 0; i < predictions.size(); ++i) {
       const auto& p = predictions[i].as_object();
-      const std::string sample = media == "application/json" ? std::to_string(i) : "-";
+      const bool inverted = p.contains("inverted") && p.at("inverted").is_bool() && p.at("inverted").as_bool();
+      const std::string sample =
+          media == "application/json" ? "sample " + std::to_string(i) : inverted ? "image, inverted" : "image";
       if (p.contains("probabilities"))
         rows.push_back({file, sample, Num(p.at("class")), TopClasses(p.at("probabilities").as_array(), 3)});
       else
@@ -263,7 +266,7 @@ int Predict(const std::string& controller, const std::vector<std::string>& posit
     answers.push_back(std::move(v));
   }
   if (as_json) std::fputs(PrettyJson(answers).c_str(), stdout);
-  else Table({"FILE", "SAMPLE", "CLASS", "TOP (probability)"}, rows);
+  else Table({"FILE", "INPUT", "CLASS", "TOP (probability)"}, rows);
   return 0;
 }
 

@@ -251,10 +251,16 @@ TEST_F(Predict, CtlPredictPrintsClassesWithScriptableExitCodes) {
   const std::string js = files.Write("two.json", JsonInputs(*test_, 1, 2, false));
   const std::string ctl = "ctl --controller 127.0.0.1:" + std::to_string(c_->port()) + " ";
   const int64_t label = test_->labels[0];
+  std::vector<uint8_t> negative(Image(0), Image(0) + kPixels);  // a dark boot on white: inverted back
+  for (auto& p : negative) p = static_cast<uint8_t>(255 - p);
   Outcome r = Dnnd(ctl + "predict mlp " + png + " " + js);
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("CLASS"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(png), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("sample 1"), std::string::npos) << r.output;  // the JSON file's second sample
+  r = Dnnd(ctl + "predict mlp " + files.Write("negative.png", Png(negative.data(), kSide, kSide)));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("image, inverted  " + std::to_string(label)), std::string::npos) << r.output;
   r = Dnnd(ctl + "-o json predict mlp " + png + " " + js + " --job 1 --invert false");
   ASSERT_EQ(r.code, 0) << r.output;
   auto v = json::parse(r.output);
