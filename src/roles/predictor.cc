@@ -221,8 +221,11 @@ Result<std::shared_ptr<const TrainedModel>> Predictor::Load(int64_t job) {
   }
   // Loaded outside the lock: other models keep answering meanwhile. Two
   // first calls may both load; the first inserted wins, the other is dropped.
-  DNND_ASSIGN_OR_RETURN(TrainedModel loaded, LoadTrainedModel(path));
-  auto model = std::make_shared<const TrainedModel>(std::move(loaded));
+  auto loaded = LoadTrainedModel(path);
+  if (!loaded.ok())  // the controller's own file: a server-side fault, not the caller's
+    return Status(StatusCode::kInternal, "cannot load the checkpoint of job " + std::to_string(job) + ": " +
+                                             loaded.status().message());
+  auto model = std::make_shared<const TrainedModel>(std::move(loaded).value());
   std::lock_guard lock(cache_mu_);
   for (const auto& c : cache_)
     if (c.key == key) return c.model;

@@ -25,7 +25,8 @@
 // succeeded job, or the named job not succeeded, 409; a job of another model,
 // an undecodable image (stb's reason), a sample of the wrong size (expected
 // and got), a bad query value 400; an unsupported Content-Type 415; a body
-// over http.max_body_bytes 413.
+// over http.max_body_bytes 413; a checkpoint that does not load (the controller's
+// own file) 500.
 //
 // Loaded models are cached (at most kCachedModels, least recently used goes),
 // keyed by checkpoint file and its size and modification time, so a

@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <thread>
 
@@ -219,9 +220,18 @@ TEST_F(Predict, BadRequestsGetPreciseErrorsAndTheControllerKeepsServing) {
   expect(c_->Send("POST", "/api/v1/models/mlp/predict", png, "text/plain"), 415, "unsupported_media_type",
          "text/plain");
   expect(PostImage(std::string(2000001, 'x'), "image/png"), 413, "payload_too_large", "http.max_body_bytes");
+  // A checkpoint damaged on the controller's disk is the server's fault (500),
+  // and the cache notices the file changed (and changed back).
+  const std::string checkpoint = dir_->path() + "/data/jobs/1/model/model.safetensors";
+  const std::string weights = ReadFile(checkpoint);
+  ASSERT_GT(weights.size(), 1000u);
+  const std::string answer = HttpBody(PostImage(png));
+  std::ofstream(checkpoint, std::ios::binary | std::ios::trunc) << weights.substr(0, 1000);
+  expect(PostImage(png), 500, "internal", "cannot load the checkpoint of job 1");
+  std::ofstream(checkpoint, std::ios::binary | std::ios::trunc) << weights;
   // Still answering, and right.
   EXPECT_EQ(HttpStatus(c_->Send("GET", "/healthz")), 200);
-  EXPECT_EQ(HttpStatus(PostImage(png)), 200);
+  EXPECT_EQ(HttpBody(PostImage(png)), answer);
 }
 
 TEST_F(Predict, ConcurrentCallersGetIdenticalAnswers) {
