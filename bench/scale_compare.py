@@ -73,7 +73,7 @@ def main():
     for servers in (1, 2):
         for workers in (1, 2, 4):
             print(f"dnnd standalone, {servers} server(s), {workers} worker(s) ...", file=sys.stderr)
-            text = dnnd(args.build, ["--role=standalone", "--config", "configs/standalone.toml", "--set",
+            text = dnnd(args.build, ["--role=standalone", "--config", "configs/standalone.toml", "--set", "standalone.controller=false", "--set",
                                      f"standalone.servers={servers}", "--set", f"standalone.workers={workers}",
                                      "--set", "ps.checkpoint_dir=", "--set", "train.checkpoint_dir="] + common)
             h, split = parse_dnnd(text, workers)

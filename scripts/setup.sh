@@ -29,6 +29,9 @@ packages=(
   # manifest validation (deploy/validate/: yamllint here; kubectl, the docker
   # client and node/npm come with the machine).
   buildah podman runc yamllint
+  # The dashboard's test drives headless Chromium (tests/dashboard/); its npm
+  # packages (puppeteer-core, pinned by the lockfile) are installed below.
+  chromium
 )
 
 missing=()
@@ -43,4 +46,10 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# npm packages of the tests, as their lockfiles pin them (node and npm come
+# with the machine; the tests themselves fail clearly without them).
+if command -v npm >/dev/null; then
+  here=$(cd "$(dirname "$0")" && pwd)
+  for dir in deploy/validate tests/dashboard; do "$here/npm-ci.sh" "$here/../$dir"; done
 fi

@@ -148,6 +148,7 @@ int RunRole(const Args& args) {
     std::fprintf(stderr, "dnnd: %s\n", control_plane.status().ToString().c_str());
     return 1;
   }
+  if (control_plane.value()) r->OnControlPlane(control_plane.value()->address());
   dnnd::Status s = r->Run();
   if (control_plane.value()) control_plane.value()->Stop();
   if (s.code() == dnnd::StatusCode::kCancelled) {

@@ -41,17 +41,7 @@ if ((${#missing[@]})); then
 fi
 [[ -x "$dnnd" ]] || { echo "validate.sh: no dnnd binary at $dnnd (build it, or set DNND_BINARY)" >&2; exit 1; }
 
-# npm ci when the lockfile changed; a lock keeps concurrent runs from racing.
-(
-  flock 9
-  stamp="$here/node_modules/.dnnd-lock-sha256"
-  want=$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)
-  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-    echo "npm ci in $here"
-    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-    echo "$want" > "$stamp"
-  fi
-) 9>"$here/.npm.lock"
+"$here/../../scripts/npm-ci.sh" "$here"  # npm ci when the lockfile changed
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

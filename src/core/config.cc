@@ -1,5 +1,6 @@
 #include "core/config.h"
 
+#include <cstdio>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -15,6 +16,23 @@
 extern char** environ;
 
 namespace dnnd {
+
+std::string TomlQuote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
 namespace {
 
 const char* TypeName(const ConfigKey& k) {

@@ -37,6 +37,9 @@ namespace dnnd {
 // "file:line:col" of a parsed TOML node (for parsers of opaque sections).
 std::string SourceWhere(const toml::node& node);
 
+// `s` as a TOML basic string, quotes included (for generated configs).
+std::string TomlQuote(std::string_view s);
+
 // The DNND_* variables of this process.
 std::map<std::string, std::string> ProcessEnvironment();
 

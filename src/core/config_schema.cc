@@ -75,6 +75,7 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"aggregator.min_models", T::kInt, "0", 0, 100000, {}, "aggregator: go on when at least this many inputs exist (missing ones are reported); 0 = every input is required"},
       {"aggregator.output_dir", T::kString, "\"runs/aggregated\"", 0, 0, {}, "aggregator: checkpoint directory of the averaged model"},
       {"aggregator.report", T::kString, "\"\"", 0, 0, {}, "aggregator: JSON report path; empty = <output_dir>/report.json"},
+      {"standalone.controller", T::kBool, "false", 0, 0, {}, "standalone: run the controller (API, dashboard, store) with standalone.workers pool workers, and submit this config's job to it; false: the bare cluster"},
       {"standalone.servers", T::kInt, "2", 1, 64, {}, "standalone: parameter servers (threads)"},
       {"standalone.workers", T::kInt, "2", 1, 64, {}, "standalone: workers (threads)"},
       {"controller.data_dir", T::kString, "\"runs/controller\"", 0, 0, {}, "controller: the SQLite store, datasets, job checkpoints and logs"},
@@ -86,8 +87,8 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"controller.ps_ports", T::kString, "\"\"", 0, 0, {}, "controller: \"first-last\" ports for jobs' parameter servers (fixed, for a Service); empty = any free port"},
       {"controller.node_timeout_ms", T::kInt, "5000", 100, 3.6e6, {}, "controller: a pool worker silent this long is lost; its part of a job goes to another worker"},
       {"http.listen", T::kString, "\"\"", 0, 0, {}, "host:port of the health/metrics HTTP endpoint; empty = off"},
+      {"http.threads", T::kInt, "2", 1, 256, {}, "threads answering HTTP requests (a slow request, like a dataset registration, then does not hold up the others)"},
       {"http.max_body_bytes", T::kInt, "1048576", 0, 1.1e12, {}, "largest HTTP request body accepted"},
-      {"http.threads", T::kInt, "1", 1, 64, {}, "HTTP server threads (handlers run on them: the controller's API answers several requests at once)"},
       {"train.epochs", T::kInt, "5", 0, 1000000, {}, "passes over the training set"},
       {"train.iterations", T::kInt, "0", 0, 1e12, {}, "> 0: full-batch steps instead of epochs"},
       {"train.batch_size", T::kInt, "128", 1, 1048576, {}, "samples per step"},
@@ -101,6 +102,7 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"train.max_steps", T::kInt, "0", 0, 1e12, {}, "stop with a checkpoint after N steps in total; 0 = no limit"},
       {"train.resume", T::kBool, "true", 0, 0, {}, "continue from checkpoint_dir when it holds a checkpoint"},
       {"train.progress", T::kEnum, "\"auto\"", 0, 0, {"auto", "bar", "log", "none"}, "progress display"},
+      {"train.goal_accuracy", T::kFloat, "0", 0, 1, {}, "> 0: stop early after the first evaluated epoch reaching this test accuracy (0.88 = 88 %)"},
       {"train.eval_every_epochs", T::kInt, "1", 0, 1000000, {}, "evaluate on the test set every N epochs; 0 = never"},
   };
   return schema;

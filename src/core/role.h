@@ -34,6 +34,9 @@ class Role {
   // Largest request body the role's routes accept (uploads); 0 = the
   // http.max_body_bytes default.
   virtual size_t MaxRequestBytes() const { return 0; }
+  // The control plane's bound address ("127.0.0.1:41234"), once it listens
+  // and before Run(); not called when http.listen is empty.
+  virtual void OnControlPlane(const std::string& address) {}
 };
 
 // A role that serves until stopped (a parameter server, a layer server):

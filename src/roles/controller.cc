@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <array>
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -15,9 +17,21 @@
 #include "core/data/from_config.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "roles/controller_store.h"
+#include <cinttypes>
+#include <map>
+#include <set>
+
+#include "roles/parameter_server.h"
 #include "roles/predictor.h"
-#include "roles/standalone.h"
+#include "roles/pool_protocol.h"
+#include "roles/pool_worker.h"
+#include "roles/worker_pool.h"
+#include "tensor/parallel.h"
+#include "transport/hello.h"
+#include "transport/rpc_server.h"
+#include "roles/dashboard.h"
 #include "tensor/model_spec.h"
 #include "transport/http.h"
 
@@ -47,14 +61,6 @@ std::pair<std::vector<std::string>, std::vector<std::string>> PartsFor(const std
   return {{"train"}, {"test"}};
 }
 
-std::string TomlString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
 
 // A JSON model spec ({"model": {...}} or the table itself) as TOML text, so
 // one parser (ParseModelSpecText) validates both forms.
@@ -64,7 +70,7 @@ std::string JsonToToml(const json::value& v) {
       std::string out = "{";
       bool first = true;
       for (const auto& [k, x] : v.get_object()) {
-        out += (first ? "" : ", ") + TomlString(std::string(k)) + " = " + JsonToToml(x);
+        out += (first ? "" : ", ") + TomlQuote(std::string(k)) + " = " + JsonToToml(x);
         first = false;
       }
       return out + "}";
@@ -78,7 +84,7 @@ std::string JsonToToml(const json::value& v) {
       }
       return out + "]";
     }
-    case json::kind::string: return TomlString(std::string(v.get_string()));
+    case json::kind::string: return TomlQuote(std::string(v.get_string()));
     case json::kind::bool_: return v.get_bool() ? "true" : "false";
     case json::kind::int64: return std::to_string(v.get_int64());
     case json::kind::uint64: return std::to_string(v.get_uint64());
@@ -174,6 +180,34 @@ double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// Mean and standard deviation of every input value, as the data loader sees
+// them before normalising (uint8 pixels scaled to [0, 1]).
+std::pair<double, double> PixelStats(const data::Dataset& set) {
+  double sum = 0, sq = 0;
+  size_t n = 0;
+  auto add = [&](double x) {
+    sum += x;
+    sq += x * x;
+  };
+  if (set.type == data::SampleType::kUint8) {
+    std::array<size_t, 256> counts{};
+    for (uint8_t v : set.u8) ++counts[v];
+    for (int v = 0; v < 256; ++v) {
+      const double x = v / 255.0;
+      sum += x * static_cast<double>(counts[v]);
+      sq += x * x * static_cast<double>(counts[v]);
+    }
+    n = set.u8.size();
+  } else {
+    for (float v : set.f32) add(v);
+    n = set.f32.size();
+  }
+  if (n == 0) return {0.0, 1.0};
+  const double mean = sum / static_cast<double>(n);
+  const double var = std::max(0.0, sq / static_cast<double>(n) - mean * mean);
+  return {mean, var > 1e-12 ? std::sqrt(var) : 1.0};
+}
+
 struct LiveProgress {
   int64_t job = 0;
   std::atomic<int64_t> step{0}, total{0};
@@ -185,14 +219,17 @@ struct LiveProgress {
 
 class ControllerRole : public Role {
  public:
-  ControllerRole(const Config& cfg, std::unique_ptr<ControllerStore> store)
+  ControllerRole(const Config& cfg, std::unique_ptr<ControllerStore> store, std::string token, int64_t local_workers)
       : cfg_(cfg),
         store_(std::move(store)),
         dir_(cfg.GetString("controller.data_dir")),
         max_upload_(static_cast<size_t>(cfg.GetInt("controller.max_upload_bytes"))),
         max_json_(static_cast<size_t>(cfg.GetInt("http.max_body_bytes"))),
+        token_(std::move(token)),
+        local_workers_(local_workers),
         predictor_(*store_, {.checkpoint_path = [this](int64_t id) { return CheckpointPath(id); },
-                             .max_body_bytes = max_json_}) {}
+                             .max_body_bytes = max_json_}),
+        pool_(std::chrono::milliseconds(cfg.GetInt("controller.node_timeout_ms")), PoolListener()) {}
 
   size_t MaxRequestBytes() const override { return max_upload_; }
 
@@ -201,35 +238,44 @@ class ControllerRole : public Role {
     return {true, ""};
   }
 
+  void OnControlPlane(const std::string& address) override { http_address_ = address; }
+
   Status Run() override {
     Log(LogLevel::kInfo, "controller", "store open",
         {{"data_dir", dir_}, {"schema_version", store_->SchemaVersion()}});
+    DNND_RETURN_IF_ERROR(StartShardService());
+    DNND_RETURN_IF_ERROR(StartLocalWorkers());
     running_ = true;
     while (true) {
-      std::optional<int64_t> next;
       {
         std::unique_lock lock(mu_);
         if (stop_) break;
-        auto n = store_->NextRunnable();
-        if (!n.ok()) {
-          Log(LogLevel::kError, "controller", "store", {{"error", n.status().ToString()}});
-        } else {
-          next = *n;
-        }
-        if (!next) {
-          cv_.wait_for(lock, std::chrono::seconds(1));
-          continue;
-        }
+        cv_.wait_for(lock, std::chrono::milliseconds(250));
+        if (stop_) break;
       }
-      RunJob(*next);
+      Schedule();
     }
+    // Shutting down: the jobs' servers checkpoint; the jobs stay `running`
+    // in the store and resume at the next start.
+    std::map<int64_t, std::unique_ptr<RunningJob>> jobs;
+    {
+      std::lock_guard lock(mu_);
+      jobs.swap(jobs_);
+    }
+    for (auto& [id, job] : jobs) {
+      JobLog(id, "controller stopping; the job resumes from its checkpoint at the next start");
+      pool_.Release(id);
+      for (auto& s : job->servers) s->Stop();
+    }
+    for (auto& w : local_) w->Stop();
+    for (auto& t : local_threads_) t.join();
+    if (shards_) shards_->Stop();
     return Cancelled("controller stopped");
   }
 
   void Stop() override {
     std::lock_guard lock(mu_);
     stop_ = true;
-    if (cluster_) cluster_->Stop();
     cv_.notify_all();
   }
 
@@ -259,6 +305,10 @@ class ControllerRole : public Role {
     r.Handle("POST", "/api/v1/jobs/{id}/cancel", wrap(&ControllerRole::CancelJob));
     r.Handle("GET", "/api/v1/jobs/{id}/logs", wrap(&ControllerRole::JobLogs));
     r.Handle("GET", "/api/v1/jobs/{id}/checkpoint", wrap(&ControllerRole::JobCheckpoint));
+    r.Handle("PUT", "/api/v1/jobs/{id}/model", wrap(&ControllerRole::UploadModel));
+    r.Handle("POST", "/api/v1/nodes/{name}/heartbeat", wrap(&ControllerRole::NodeHeartbeat));
+    r.Handle("GET", "/api/v1/nodes", wrap(&ControllerRole::ListNodes));
+    AddDashboardRoutes(r);  // the web UI at /ui/ (roles/dashboard.h)
     // Anything else under /api/ gets the router's JSON 404.
   }
 
@@ -349,9 +399,9 @@ class ControllerRole : public Role {
 
   // A [data] section reading `files` from `dir` in `format`.
   static Result<Config> DataConfig(const std::string& format, const std::string& dir, const json::object& files) {
-    std::string t = "[data]\nformat = " + TomlString(format) + "\n";
+    std::string t = "[data]\nformat = " + TomlQuote(format) + "\n";
     auto path = [&](const char* part) {
-      return files.contains(part) ? TomlString(dir + "/" + part) : std::string("\"\"");
+      return files.contains(part) ? TomlQuote(dir + "/" + part) : std::string("\"\"");
     };
     if (format == "idx" || format == "npy") {
       t += "train_images = " + path("train-images") + "\ntrain_labels = " + path("train-labels") + "\n";
@@ -464,11 +514,26 @@ class ControllerRole : public Role {
     DNND_ASSIGN_OR_RETURN(p["epochs"], f.Int("epochs", 5, 1, 100000));
     DNND_ASSIGN_OR_RETURN(p["batch"], f.Int("batch", 64, 1, 1 << 20));
     DNND_ASSIGN_OR_RETURN(p["workers"], f.Int("workers", 2, 1, max_workers));
+    // All of a job's workers run at once: more than the pool has would wait forever.
+    const int64_t capacity = std::max(pool_.Capacity(), local_workers_);
+    if (p["workers"].as_int64() > capacity)
+      return InvalidArgument("the job asks for " + std::to_string(p["workers"].as_int64()) +
+                             " workers but the pool has " + std::to_string(capacity) +
+                             " (GET /api/v1/nodes; start more workers with worker.controller set)");
     DNND_ASSIGN_OR_RETURN(p["servers"], f.Int("servers", 1, 1, 16));
     DNND_ASSIGN_OR_RETURN(p["kavg_steps"], f.Int("kavg_steps", 8, 1, 1000000));
     DNND_ASSIGN_OR_RETURN(p["seed"], f.Int("seed", 42, 0, int64_t{1} << 53));
     DNND_ASSIGN_OR_RETURN(p["limit_train"], f.Int("limit_train", 0, 0, int64_t{1} << 40));
     DNND_ASSIGN_OR_RETURN(p["limit_test"], f.Int("limit_test", 0, 0, int64_t{1} << 40));
+    DNND_ASSIGN_OR_RETURN(p["eval_every"], f.Int("eval_every", 1, 1, 100000));
+    DNND_ASSIGN_OR_RETURN(double goal, f.Number("goal_accuracy", 0));
+    if (!(goal >= 0 && goal <= 1))
+      return InvalidArgument("field 'goal_accuracy' is a fraction in [0, 1] (0.88 = 88 %), not " + std::to_string(goal));
+    if (goal > 0) p["goal_accuracy"] = goal;
+    DNND_ASSIGN_OR_RETURN(std::string schedule, f.String("lr_schedule", "cosine"));
+    if (schedule != "constant" && schedule != "cosine" && schedule != "step")
+      return InvalidArgument("field 'lr_schedule' is '" + schedule + "'; expected constant, cosine or step");
+    p["lr_schedule"] = schedule;
     DNND_ASSIGN_OR_RETURN(std::string mode, f.String("mode", "sync"));
     if (mode != "sync" && mode != "async" && mode != "kavg")
       return InvalidArgument("field 'mode' is '" + mode + "'; expected sync, async or kavg");
@@ -490,6 +555,16 @@ class ControllerRole : public Role {
     if (train_n < p["workers"].as_int64())
       return InvalidArgument("dataset '" + dataset + "' has " + std::to_string(train_n) + " training samples for " +
                              std::to_string(p["workers"].as_int64()) + " workers");
+    // Inputs are standardised with the training set's own mean and standard
+    // deviation, recorded in the job so predictions use the same ones.
+    const json::value* normalize = body.if_contains("normalize");
+    if (normalize && !normalize->is_bool()) return InvalidArgument("field 'normalize' must be true or false");
+    if (!normalize || normalize->get_bool()) {
+      DNND_ASSIGN_OR_RETURN(auto loaded, LoadDataset(dataset));
+      const auto [mean, stddev] = PixelStats(loaded->train.Take(p["limit_train"].as_int64()));
+      p["normalize_mean"] = mean;
+      p["normalize_std"] = stddev;
+    }
     DNND_ASSIGN_OR_RETURN(int64_t id, store_->CreateJob(model, dataset, json::serialize(p)));
     JobLog(id, "queued: model " + model + ", dataset " + dataset + ", " + json::serialize(p));
     cv_.notify_all();
@@ -505,15 +580,12 @@ class ControllerRole : public Role {
                    {"params", ParseJsonText(j.params)}};
     int64_t step = j.step, total = j.total_steps;
     json::value eta = nullptr;
-    {
-      std::lock_guard lock(live_mu_);
-      if (live_ && live_->job == j.id && j.state == kJobRunning) {
-        step = live_->step.load();
-        total = live_->total.load();
-        const double secs = NowSeconds() - live_->start_s.load();
-        const int64_t done = live_->start_step >= 0 ? step - live_->start_step : 0;
-        if (done > 0 && total > step) eta = secs / done * static_cast<double>(total - step);
-      }
+    if (std::shared_ptr<LiveProgress> live = j.state == kJobRunning ? Live(j.id) : nullptr) {
+      step = std::max(step, live->step.load());
+      total = std::max(total, live->total.load());
+      const double secs = NowSeconds() - live->start_s.load();
+      const int64_t done = live->start_step >= 0 ? step - live->start_step : 0;
+      if (done > 0 && total > step) eta = secs / done * static_cast<double>(total - step);
     }
     if (j.state == kJobSucceeded) {
       step = std::max(step, total);
@@ -567,10 +639,10 @@ class ControllerRole : public Role {
       JobLog(id, "cancelled while queued");
     } else {
       std::lock_guard lock(mu_);
-      if (running_job_ == id) {
-        cancel_requested_ = true;
-        if (cluster_) cluster_->Stop();
-      }
+      auto it = jobs_.find(id);
+      if (it != jobs_.end()) it->second->cancel = true;
+      else cancel_waiting_.insert(id);  // running before a restart, waiting for its workers
+      cv_.notify_all();
     }
     return HttpResponse::Json(202, {{"id", id}, {"cancelling", true}});
   }
@@ -600,6 +672,206 @@ class ControllerRole : public Role {
     return out;
   }
 
+  // ---- the pool -----------------------------------------------------------
+  Result<HttpResponse> NodeHeartbeat(const HttpRequest& r) {
+    const std::string name = r.params.at("name");
+    DNND_RETURN_IF_ERROR(CheckName("node", name));
+    DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, max_json_));
+    DNND_ASSIGN_OR_RETURN(pool::NodeReport report, pool::NodeReportFromJson(body));
+    pool::NodeOrder order = pool_.Heartbeat(name, r.remote, report);
+    if (report.state == pool::TaskState::kSucceeded || report.state == pool::TaskState::kFailed) cv_.notify_all();
+    return HttpResponse::Json(200, pool::ToJson(order));
+  }
+
+  Result<HttpResponse> ListNodes(const HttpRequest&) {
+    json::array a;
+    for (const auto& n : pool_.Nodes()) {
+      json::object o{{"name", n.name},       {"state", n.state}, {"threads", n.threads},
+                     {"address", n.address}, {"last_seen_seconds", n.last_seen_seconds}};
+      o["job"] = n.job > 0 ? json::value(n.job) : json::value(nullptr);
+      o["index"] = n.index >= 0 ? json::value(n.index) : json::value(nullptr);
+      a.push_back(std::move(o));
+    }
+    return HttpResponse::Json(200, {{"nodes", a}, {"capacity", pool_.Capacity()}, {"idle", pool_.IdleCount()}});
+  }
+
+  // The trained model, from the job's reporting worker (only its current
+  // attempt: a worker the job has moved on from cannot overwrite it).
+  Result<HttpResponse> UploadModel(const HttpRequest& r) {
+    DNND_ASSIGN_OR_RETURN(int64_t id, JobId(r));
+    auto attempt = r.query.find("attempt");
+    if (attempt == r.query.end() || !pool_.IsCurrentAttempt(id, attempt->second))
+      return HttpResponse::Error(409, "stale_attempt", "job " + std::to_string(id) + " is not running that attempt");
+    if (r.body.empty()) return InvalidArgument("empty model upload");
+    std::error_code ec;
+    fs::create_directories(JobDir(id) + "/model", ec);
+    DNND_RETURN_IF_ERROR(WriteFileAtomic(JobDir(id) + "/model/model.safetensors", r.body));
+    JobLog(id, "trained model received (" + std::to_string(r.body.size()) + " bytes)");
+    return HttpResponse::Json(201, {{"job", id}, {"bytes", r.body.size()}});
+  }
+
+  WorkerPool::Listener PoolListener() {
+    WorkerPool::Listener l;
+    l.on_step = [this](int64_t job, int64_t step, int64_t total) {
+      std::shared_ptr<LiveProgress> live = Live(job);
+      if (!live) return;
+      if (live->start_step.load() < 0) {
+        live->start_s = NowSeconds();
+        live->start_step = step;
+        // Where this attempt started: > 0 after a resume from a checkpoint.
+        JobLog(job, "training from step " + std::to_string(step) + " of " + std::to_string(total));
+      }
+      live->step = step;
+      live->total = total;
+    };
+    l.on_epoch = [this](int64_t job, const pool::EpochReport& e) {
+      EpochRow row{e.epoch, e.train_loss, e.evaluated, e.test_loss, e.test_accuracy, e.seconds, e.samples_per_s};
+      RecordJobMetrics(job, e);
+      Status s = store_->RecordEpoch(job, row, e.step, e.total_steps);
+      if (!s.ok()) Log(LogLevel::kError, "controller", "cannot record epoch", {{"job", job}, {"error", s.ToString()}});
+      char line[256];
+      std::snprintf(line, sizeof line, "epoch %lld: train loss %.4f, %.1f s, %.0f samples/s",
+                    static_cast<long long>(e.epoch), e.train_loss, e.seconds, e.samples_per_s);
+      std::string text = line;
+      if (e.evaluated) {
+        std::snprintf(line, sizeof line, ", test loss %.4f, test accuracy %.2f%%", e.test_loss, 100 * e.test_accuracy);
+        text += line;
+      }
+      JobLog(job, text);
+    };
+    return l;
+  }
+
+  // The job series on /metrics (KubeML's history, per job): one set of
+  // gauges per job, updated at every epoch.
+  static void RecordJobMetrics(int64_t job, const pool::EpochReport& e) {
+    MetricsRegistry& m = DefaultMetrics();
+    const MetricLabels l = {{"job", std::to_string(job)}};
+    m.Gauge("dnnd_job_epoch", "epochs completed by the job", l).Set(static_cast<double>(e.epoch));
+    m.Gauge("dnnd_job_train_loss", "mean training loss of the job's last epoch", l).Set(e.train_loss);
+    m.Gauge("dnnd_job_epoch_duration_seconds", "wall time of the job's last epoch", l).Set(e.seconds);
+    m.Gauge("dnnd_job_samples_per_second", "training throughput of the job's last epoch (per worker)", l)
+        .Set(e.samples_per_s);
+    if (e.evaluated) {
+      m.Gauge("dnnd_job_validation_loss", "test-set loss after the job's last evaluated epoch", l).Set(e.test_loss);
+      m.Gauge("dnnd_job_validation_accuracy", "test-set accuracy after the job's last evaluated epoch", l)
+          .Set(e.test_accuracy);
+    }
+  }
+
+  // Jobs by state, the queue, nodes by state (once per scheduler pass).
+  void RecordPoolMetrics(const std::vector<JobRecord>& jobs) {
+    MetricsRegistry& m = DefaultMetrics();
+    std::map<std::string, int64_t> by_state = {{kJobQueued, 0}, {kJobRunning, 0}, {kJobSucceeded, 0},
+                                               {kJobFailed, 0}, {kJobCancelled, 0}};
+    for (const auto& j : jobs) ++by_state[j.state];
+    for (const auto& [state, n] : by_state)
+      m.Gauge("dnnd_controller_jobs", "jobs in the store by state", {{"state", state}}).Set(static_cast<double>(n));
+    m.Gauge("dnnd_controller_queue_length", "jobs waiting for workers").Set(static_cast<double>(by_state[kJobQueued]));
+    std::map<std::string, int64_t> nodes = {{"idle", 0}, {"busy", 0}, {"lost", 0}};
+    for (const auto& n : pool_.Nodes()) ++nodes[n.state];
+    for (const auto& [state, n] : nodes)
+      m.Gauge("dnnd_controller_nodes", "pool workers by state", {{"state", state}}).Set(static_cast<double>(n));
+    std::lock_guard lock(mu_);
+    for (const auto& [id, run] : jobs_)
+      m.Gauge("dnnd_job_parallelism", "workers the job runs on", {{"job", std::to_string(id)}})
+          .Set(static_cast<double>(run->workers));
+  }
+
+  std::shared_ptr<LiveProgress> Live(int64_t job) {
+    std::lock_guard lock(live_mu_);
+    auto it = live_.find(job);
+    return it == live_.end() ? nullptr : it->second;
+  }
+
+  // Pool workers inside this process (controller.local_workers), talking to
+  // it through its HTTP API like any other node.
+  Status StartLocalWorkers() {
+    if (local_workers_ == 0) return Status::Ok();
+    if (http_address_.empty()) return InvalidArgument("controller.local_workers needs http.listen");
+    // The workers share the cores.
+    SetThreads(std::max(1, GetThreads() / static_cast<int>(local_workers_)));
+    for (int64_t i = 0; i < local_workers_; ++i) {
+      PoolWorkerOptions o;
+      o.controller = http_address_;
+      o.name = cfg_.GetString("node.name") + "-local-" + std::to_string(i);
+      o.token = token_;
+      o.heartbeat = std::chrono::milliseconds(std::min<int64_t>(500, cfg_.GetInt("worker.heartbeat_ms")));
+      o.threads = GetThreads();
+      o.scratch_dir = dir_ + "/local-workers/" + std::to_string(i);
+      o.progress = cfg_.GetString("train.progress");  // worker 0's bar on this process's terminal
+      DNND_ASSIGN_OR_RETURN(o.rpc, rpc::RpcClientOptions::FromConfig(cfg_, "worker"));
+      local_.push_back(std::make_unique<PoolWorker>(std::move(o)));
+    }
+    for (auto& w : local_) local_threads_.emplace_back([p = w.get()] { (void)p->Run(); });
+    return Status::Ok();
+  }
+
+  // ---- the shard service (wire protocol) ----------------------------------
+  std::string ServiceHost() const {
+    std::string listen = cfg_.GetString("controller.wire_listen");
+    if (listen.empty()) listen = cfg_.GetString("http.listen");
+    const size_t colon = listen.rfind(':');
+    return colon == std::string::npos ? listen : listen.substr(0, colon);
+  }
+
+  Status StartShardService() {
+    std::string listen = cfg_.GetString("controller.wire_listen");
+    if (listen.empty()) listen = ServiceHost() + ":0";
+    DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcServerOptions::FromConfig(cfg_, listen, "controller"));
+    rpc.token = token_;
+    shards_ = std::make_unique<rpc::RpcServer>(std::move(rpc));
+    shards_->Handle(pool::kShard, "shard",
+                    [this](const wire::Message& m, const rpc::PeerInfo&) { return Shard(m); });
+    DNND_RETURN_IF_ERROR(shards_->Start());
+    Log(LogLevel::kInfo, "controller", "shard service listening", {{"address", shards_->address()}});
+    return Status::Ok();
+  }
+
+  struct LoadedDataset {
+    data::Dataset train;
+    std::optional<data::Dataset> test;
+  };
+
+  // Loaded datasets are kept for the next request (every worker of a job
+  // asks for its part at the same moment); two at most.
+  Result<std::shared_ptr<const LoadedDataset>> LoadDataset(const std::string& name) {
+    std::lock_guard lock(loaded_mu_);
+    for (auto& [n, d] : loaded_)
+      if (n == name) return std::shared_ptr<const LoadedDataset>(d);
+    DNND_ASSIGN_OR_RETURN(auto rec, store_->GetDataset(name));
+    DNND_ASSIGN_OR_RETURN(Config dc, DataConfig(rec.format, dir_ + "/datasets/" + name,
+                                                ParseJsonText(rec.files).as_object()));
+    auto d = std::make_shared<LoadedDataset>();
+    DNND_ASSIGN_OR_RETURN(d->train, data::LoadTrainingSet(dc));
+    DNND_ASSIGN_OR_RETURN(d->test, data::LoadTestSet(dc));
+    loaded_.insert(loaded_.begin(), {name, d});
+    if (loaded_.size() > 2) loaded_.pop_back();
+    return std::shared_ptr<const LoadedDataset>(d);
+  }
+
+  Result<wire::Message> Shard(const wire::Message& m) {
+    DNND_ASSIGN_OR_RETURN(std::string name, m.fields.GetString("dataset"));
+    DNND_RETURN_IF_ERROR(CheckName("dataset", name));
+    DNND_ASSIGN_OR_RETURN(std::string split, m.fields.GetString("split"));
+    const int64_t index = m.fields.IntOr("index", 0), count = m.fields.IntOr("count", 1), limit = m.fields.IntOr("limit", 0);
+    DNND_ASSIGN_OR_RETURN(auto d, LoadDataset(name));
+    if (split == "test") {
+      if (!d->test) {
+        wire::Message none = pool::ShardMessage(d->train.EmptyLike());
+        none.fields.SetInt("present", 0);
+        return none;
+      }
+      return pool::ShardMessage(d->test->Take(limit));
+    }
+    if (split != "train") return InvalidArgument("shard split must be train or test, not '" + split + "'");
+    data::Dataset all = d->train.Take(limit);
+    if (count < 1 || index < 0 || index >= count || all.size() < count)
+      return InvalidArgument("cannot cut " + std::to_string(all.size()) + " samples of '" + name + "' into part " +
+                             std::to_string(index) + " of " + std::to_string(count));
+    return pool::ShardMessage(all.Part(index, count));
+  }
+
   // ---- running ------------------------------------------------------------
   std::string JobDir(int64_t id) const { return dir_ + "/jobs/" + std::to_string(id); }
   // The trained weights a succeeded job leaves (served by /checkpoint, used by /predict).
@@ -617,172 +889,266 @@ class ControllerRole : public Role {
     ::close(fd);
   }
 
-  // The job's cluster configuration: the standalone role's keys, with the
-  // data from the dataset's directory and checkpoints in the job's.
-  Result<std::string> JobConfig(const JobRecord& j) {
+  static json::object Params(const JobRecord& j) {
+    json::value v = ParseJsonText(j.params);
+    return v.is_object() ? v.get_object() : json::object{};
+  }
+
+  // What every worker of the job runs: the model with the job's optimizer,
+  // the training options, and the data options (the data itself comes from
+  // the shard service).
+  Result<std::string> TaskConfig(const JobRecord& j) {
     DNND_ASSIGN_OR_RETURN(auto m, store_->GetModel(j.model));
-    DNND_ASSIGN_OR_RETURN(auto d, store_->GetDataset(j.dataset));
-    json::value pv = ParseJsonText(j.params);
-    if (!pv.is_object()) return Corruption("job " + std::to_string(j.id) + " has unreadable parameters");
-    const json::object& p = pv.get_object();
+    const json::object p = Params(j);
+    if (p.empty()) return Corruption("job " + std::to_string(j.id) + " has unreadable parameters");
     DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(m.spec, j.model));
     spec.optimizer.type = std::string(p.at("optimizer").as_string());
     spec.optimizer.lr = static_cast<float>(p.at("lr").to_number<double>());
-    auto i = [&](const char* k) { return std::to_string(p.at(k).to_number<int64_t>()); };
-    const std::string dir = JobDir(j.id);
-    DNND_ASSIGN_OR_RETURN(Config data, DataConfig(d.format, dir_ + "/datasets/" + d.name,
-                                                  ParseJsonText(d.files).as_object()));
+    auto i = [&](const char* k, int64_t def = 0) {
+      return std::to_string(p.contains(k) ? p.at(k).to_number<int64_t>() : def);
+    };
     std::string t;
-    t += "[node]\nname = " + TomlString("job-" + std::to_string(j.id)) + "\nthreads = " +
-         std::to_string(cfg_.GetInt("node.threads")) + "\n";
-    t += "[standalone]\nservers = " + i("servers") + "\nworkers = " + i("workers") + "\n";
-    t += "[ps]\nmode = " + TomlString(std::string(p.at("mode").as_string())) + "\nkavg_steps = " + i("kavg_steps") +
-         "\ncheckpoint_dir = " + TomlString(dir + "/ps") + "\ncheckpoint_every_steps = " +
-         std::to_string(cfg_.GetInt("controller.checkpoint_every_steps")) + "\nresume = true\n";
-    t += "[transport]\ntoken = " + TomlString(transport_token_) + "\n";
-    t += "[data]\nformat = " + TomlString(d.format) + "\n";
-    for (const char* k : {"train_images", "train_labels", "test_images", "test_labels", "train_file", "test_file"})
-      t += std::string(k) + " = " + TomlString(data.GetString(std::string("data.") + k)) + "\n";
-    t += "limit_train = " + i("limit_train") + "\nlimit_test = " + i("limit_test") + "\n";
+    auto num = [&](const char* k, double def) {
+      std::ostringstream o;
+      o.precision(9);
+      o << (p.contains(k) ? p.at(k).to_number<double>() : def);
+      std::string v = o.str();
+      return v.find_first_of(".e") == std::string::npos ? v + ".0" : v;
+    };
+    t += "[data]\nlimit_train = " + i("limit_train") + "\nlimit_test = " + i("limit_test") +
+         "\nnormalize_mean = " + num("normalize_mean", 0) + "\nnormalize_std = " + num("normalize_std", 1) + "\n";
     t += "[train]\nepochs = " + i("epochs") + "\nbatch_size = " + i("batch") + "\nseed = " + i("seed") +
-         "\ncheckpoint_dir = " + TomlString(dir + "/model") + "\nprogress = \"none\"\n";
+         "\neval_every_epochs = " + i("eval_every", 1) + "\nprogress = \"none\"\nlr_schedule = " +
+         TomlQuote(p.contains("lr_schedule") ? std::string(p.at("lr_schedule").as_string()) : "constant") + "\n";
+    if (p.contains("goal_accuracy")) t += "goal_accuracy = " + num("goal_accuracy", 0) + "\n";
     t += ModelSpecToToml(spec);
     return t;
   }
 
-  void RunJob(int64_t id) {
-    auto job = store_->GetJob(id);
-    if (!job.ok()) {
-      Log(LogLevel::kError, "controller", "cannot read job", {{"job", id}, {"error", job.status().ToString()}});
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      return;
+  struct RunningJob {
+    std::vector<std::unique_ptr<ParameterServer>> servers;
+    std::vector<int64_t> ports;
+    int64_t workers = 0;
+    bool cancel = false;
+  };
+
+  // Ports for a job's servers from controller.ps_ports ("first-last"), or 0s
+  // (any free port) when unset. Empty when the range is used up.
+  std::optional<std::vector<int64_t>> TakePorts(int64_t n) {
+    const std::string range = cfg_.GetString("controller.ps_ports");
+    if (range.empty()) return std::vector<int64_t>(static_cast<size_t>(n), 0);
+    int64_t first = 0, last = -1;
+    if (std::sscanf(range.c_str(), "%" SCNd64 "-%" SCNd64, &first, &last) != 2) return std::nullopt;
+    std::vector<int64_t> out;
+    for (int64_t p = first; p <= last && static_cast<int64_t>(out.size()) < n; ++p)
+      if (!used_ports_.count(p)) out.push_back(p);
+    if (static_cast<int64_t>(out.size()) < n) return std::nullopt;
+    return out;
+  }
+
+  // One pass of the scheduler: lost nodes, replacements, finished jobs, and
+  // the next queued job if the pool can take all of it.
+  void Schedule() {
+    for (const auto& name : pool_.Sweep()) Log(LogLevel::kWarn, "controller", "node lost", {{"node", name}});
+    for (const auto& line : pool_.Replace()) Log(LogLevel::kInfo, "controller", "part replaced", {{"placement", line}});
+    std::vector<std::pair<int64_t, bool>> active;
+    std::set<int64_t> cancel_waiting;
+    {
+      std::lock_guard lock(mu_);
+      cancel_waiting.swap(cancel_waiting_);
+      for (auto& [id, job] : jobs_) active.push_back({id, job->cancel});
     }
-    const bool resumed = job->state == kJobRunning;
-    auto fail = [&](const Status& s) {
-      JobLog(id, "failed: " + s.ToString());
-      Status w = store_->SetJobState(id, kJobFailed, s.ToString());
-      if (!w.ok()) Log(LogLevel::kError, "controller", "store", {{"error", w.ToString()}});
-      Log(LogLevel::kWarn, "controller", "job failed", {{"job", id}, {"reason", s.ToString()}});
-    };
-    auto text = JobConfig(*job);
-    if (!text.ok()) return fail(text.status());
+    for (int64_t id : cancel_waiting) {
+      JobLog(id, "cancelled while waiting for its workers");
+      (void)store_->SetJobState(id, kJobCancelled, "cancelled by request");
+    }
+    for (auto [id, cancel] : active) {
+      const WorkerPool::JobProgress p = pool_.Progress(id);
+      if (cancel) {
+        Finish(id, kJobCancelled, "cancelled by request");
+      } else if (!p.failures.empty()) {
+        Finish(id, kJobFailed, p.failures.front());
+      } else if (p.parts > 0 && (p.succeeded == p.parts || PartZeroDone(id))) {
+        // The reporting part (0) has evaluated and uploaded the model; the
+        // others end with it (in sync they finish together anyway; with a
+        // goal accuracy reached, part 0 ends first).
+        Finish(id, kJobSucceeded, "");
+      }
+    }
+    StartNext();
+  }
+
+  bool PartZeroDone(int64_t id) { return pool_.PartSucceeded(id, 0); }
+
+  // Strict FIFO: the oldest waiting job (a job left running by a previous
+  // controller first) starts when the pool has an idle node for each of its
+  // workers; younger jobs do not overtake it, so a large job is not starved.
+  void StartNext() {
+    auto list = store_->ListJobs();
+    if (!list.ok()) return;
+    RecordPoolMetrics(*list);
+    std::optional<JobRecord> next;
+    for (auto it = list->rbegin(); it != list->rend(); ++it) {
+      {
+        std::lock_guard lock(mu_);
+        if (jobs_.count(it->id)) continue;
+      }
+      if (it->state == kJobRunning) {
+        next = *it;
+        break;
+      }
+      if (it->state == kJobQueued && !next) next = *it;
+    }
+    if (!next) return;
+    const json::object p = Params(*next);
+    const int64_t workers = p.contains("workers") ? p.at("workers").to_number<int64_t>() : 1;
+    if (pool_.IdleCount() < workers) return;
+    Status s = StartJob(*next, p, workers);
+    if (!s.ok()) {
+      JobLog(next->id, "failed to start: " + s.ToString());
+      (void)store_->SetJobState(next->id, kJobFailed, s.ToString());
+      Log(LogLevel::kWarn, "controller", "job failed", {{"job", next->id}, {"reason", s.ToString()}});
+    }
+  }
+
+  Status StartJob(const JobRecord& job, const json::object& p, int64_t workers) {
+    const int64_t id = job.id;
+    const bool resumed = job.state == kJobRunning;
+    DNND_ASSIGN_OR_RETURN(std::string text, TaskConfig(job));
     std::error_code ec;
     fs::create_directories(JobDir(id), ec);
-    (void)WriteFileAtomic(JobDir(id) + "/job.toml", *text);  // for people debugging a job
-    auto cfg = Config::FromString(*text, JobDir(id) + "/job.toml");
-    if (!cfg.ok()) return fail(cfg.status());
+    (void)WriteFileAtomic(JobDir(id) + "/task.toml", text);  // for people debugging a job
+    const int64_t nservers = p.contains("servers") ? p.at("servers").to_number<int64_t>() : 1;
+    auto ports = TakePorts(nservers);
+    if (!ports) return Status::Ok();  // the port range is busy: stay queued
+    auto run = std::make_unique<RunningJob>();
+    run->workers = workers;
+    for (int64_t i = 0; i < nservers; ++i) {
+      ParameterServerOptions o = ParameterServerOptions::FromConfig(cfg_);
+      o.index = static_cast<int>(i);
+      o.servers = static_cast<int>(nservers);
+      o.mode = std::string(p.at("mode").as_string());
+      o.workers = workers;
+      o.kavg_steps = p.at("kavg_steps").to_number<int64_t>();
+      o.checkpoint_dir = JobDir(id) + "/ps";
+      o.resume = true;
+      o.checkpoint_every_steps = cfg_.GetInt("controller.checkpoint_every_steps");
+      DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcServerOptions::FromConfig(
+                                          cfg_, ServiceHost() + ":" + std::to_string((*ports)[i]), "parameter-server"));
+      rpc.token = token_;
+      rpc.self.node = "job-" + std::to_string(id) + "-ps-" + std::to_string(i);
+      auto server = std::make_unique<ParameterServer>(std::move(o), std::move(rpc));
+      Status s = server->Start();
+      if (!s.ok()) {
+        for (auto& started : run->servers) started->Stop();
+        return s.WithContext("parameter server " + std::to_string(i));
+      }
+      run->ports.push_back(server->port());
+      run->servers.push_back(std::move(server));
+    }
+    std::vector<pool::Task> tasks;
+    for (int64_t i = 0; i < workers; ++i)
+      tasks.push_back({id, "", i, workers, job.dataset, text, run->ports, shards_->port()});
+    if (!pool_.Place(std::move(tasks))) {  // a node went away since IdleCount()
+      for (auto& s : run->servers) s->Stop();
+      return Status::Ok();
+    }
     auto live = std::make_shared<LiveProgress>();
     live->job = id;
-    live->step = job->step;
-    live->total = job->total_steps;
-    TrainHooks hooks;
-    hooks.on_step = [this, id, live](int64_t step, int64_t total) {
-      if (live->start_step.load() < 0) {
-        live->start_s = NowSeconds();
-        live->start_step = step - 1;
-        // Where this attempt started: > 0 after a resume from a checkpoint.
-        JobLog(id, "training from step " + std::to_string(step - 1) + " of " + std::to_string(total));
-      }
-      live->step = step;
-      live->total = total;
-    };
-    hooks.on_epoch = [this, id](const EpochRecord& e, int64_t step, int64_t total) {
-      EpochRow row{e.epoch, e.train_loss, e.evaluated, e.eval.loss, e.eval.accuracy, e.seconds, e.samples_per_s};
-      Status s = store_->RecordEpoch(id, row, step, total);
-      if (!s.ok()) Log(LogLevel::kError, "controller", "cannot record epoch", {{"job", id}, {"error", s.ToString()}});
-      char line[256];
-      std::snprintf(line, sizeof line, "epoch %lld: train loss %.4f, %.1f s, %.0f samples/s",
-                    static_cast<long long>(e.epoch), e.train_loss, e.seconds, e.samples_per_s);
-      std::string l = line;
-      if (e.evaluated) {
-        std::snprintf(line, sizeof line, ", test loss %.4f, test accuracy %.2f%%", e.eval.loss,
-                      100 * e.eval.accuracy);
-        l += line;
-      }
-      JobLog(id, l);
-    };
-    auto cluster = MakeStandaloneCluster(*cfg, hooks);
-    if (!cluster.ok()) return fail(cluster.status());
-    {
-      std::lock_guard lock(mu_);
-      if (stop_) return;  // shutting down: the job stays as it is
-      cluster_ = cluster->get();
-      running_job_ = id;
-      cancel_requested_ = false;
-    }
+    live->step = job.step;
+    live->total = job.total_steps;
     {
       std::lock_guard lock(live_mu_);
-      live_ = live;
+      live_[id] = live;
     }
-    Status st = store_->SetJobState(id, kJobRunning, "");
-    JobLog(id, resumed ? "resumed after a controller restart (attempt " + std::to_string(job->attempts + 1) +
-                             ", from step " + std::to_string(job->step) + " or the last checkpoint)"
-                       : "running");
-    Log(LogLevel::kInfo, "controller", resumed ? "job resumed" : "job started", {{"job", id}});
-    Status s = st.ok() ? (*cluster)->Run() : st;
-    bool cancelled, stopping;
+    for (auto port : run->ports) used_ports_.insert(port);
     {
       std::lock_guard lock(mu_);
-      cluster_ = nullptr;
-      running_job_ = 0;
-      cancelled = cancel_requested_;
-      stopping = stop_;
+      jobs_[id] = std::move(run);
     }
+    DNND_RETURN_IF_ERROR(store_->SetJobState(id, kJobRunning, ""));
+    JobLog(id, resumed ? "resumed after a controller restart (attempt " + std::to_string(job.attempts + 1) +
+                             ", from its servers' last checkpoint)"
+                       : "running on " + std::to_string(workers) + " pool worker(s)");
+    Log(LogLevel::kInfo, "controller", resumed ? "job resumed" : "job started", {{"job", id}, {"workers", workers}});
+    return Status::Ok();
+  }
+
+  void Finish(int64_t id, const char* state, const std::string& reason) {
+    pool_.Release(id);
+    std::unique_ptr<RunningJob> run;
+    {
+      std::lock_guard lock(mu_);
+      auto it = jobs_.find(id);
+      if (it == jobs_.end()) return;
+      run = std::move(it->second);
+      jobs_.erase(it);
+    }
+    for (auto& s : run->servers) s->Stop();  // checkpoints the final state
+    for (auto port : run->ports) used_ports_.erase(port);
+    std::shared_ptr<LiveProgress> live = Live(id);
     {
       std::lock_guard lock(live_mu_);
-      live_.reset();
+      live_.erase(id);
     }
-    if (s.ok()) {
-      (void)store_->SetTotalSteps(id, live->total.load());
-      JobLog(id, "succeeded");
-      Status w = store_->SetJobState(id, kJobSucceeded, "");
-      if (!w.ok()) Log(LogLevel::kError, "controller", "store", {{"error", w.ToString()}});
-      Log(LogLevel::kInfo, "controller", "job succeeded", {{"job", id}});
-    } else if (cancelled) {
-      JobLog(id, "cancelled at step " + std::to_string(live->step.load()));
-      (void)store_->SetJobState(id, kJobCancelled, "cancelled by request");
-    } else if (stopping) {
-      // The controller is shutting down: the job stays `running` and resumes
-      // from its checkpoint at the next start. Whatever the cluster returned
-      // (Cancelled, or a worker's Unavailable as its servers went away) is a
-      // consequence of the shutdown, not a verdict on the job.
-      JobLog(id, "controller stopping (" + s.ToString() + "); the job resumes at the next start");
-    } else {
-      fail(s);
+    std::string why = reason;
+    const char* final_state = state;
+    if (final_state == kJobSucceeded && !fs::exists(JobDir(id) + "/model/model.safetensors")) {
+      final_state = kJobFailed;
+      why = "the reporting worker finished without uploading the trained model";
     }
+    if (final_state == kJobSucceeded && live) (void)store_->SetTotalSteps(id, live->total.load());
+    JobLog(id, std::string(final_state) + (why.empty() ? "" : ": " + why));
+    Status w = store_->SetJobState(id, final_state, why);
+    if (!w.ok()) Log(LogLevel::kError, "controller", "store", {{"error", w.ToString()}});
+    Log(final_state == kJobSucceeded ? LogLevel::kInfo : LogLevel::kWarn, "controller", std::string("job ") + final_state,
+        {{"job", id}, {"reason", why}});
   }
 
   const Config cfg_;
   std::unique_ptr<ControllerStore> store_;
   const std::string dir_;
   const size_t max_upload_, max_json_;
+  const std::string token_;
+  const int64_t local_workers_;
+  std::string http_address_;
   Predictor predictor_;
-  std::string transport_token_ = "controller-loopback";  // the jobs' servers listen on 127.0.0.1 only
   std::atomic<bool> running_{false};
+  WorkerPool pool_;
+  std::unique_ptr<rpc::RpcServer> shards_;
+  std::vector<std::unique_ptr<PoolWorker>> local_;
+  std::vector<std::thread> local_threads_;
+  std::set<int64_t> used_ports_;  // scheduler thread only
 
   std::mutex mu_;  // guards the fields below
   std::condition_variable_any cv_;
   bool stop_ = false;
-  Role* cluster_ = nullptr;
-  int64_t running_job_ = 0;
-  bool cancel_requested_ = false;
+  std::map<int64_t, std::unique_ptr<RunningJob>> jobs_;
+  std::set<int64_t> cancel_waiting_;
 
   std::mutex live_mu_;
-  std::shared_ptr<LiveProgress> live_;
+  std::map<int64_t, std::shared_ptr<LiveProgress>> live_;
   std::mutex dataset_mu_;
+  std::mutex loaded_mu_;
+  std::vector<std::pair<std::string, std::shared_ptr<LoadedDataset>>> loaded_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg) {
+  return MakeControllerRole(cfg, cfg.GetInt("controller.local_workers"));
+}
+
+Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg, int64_t local_workers) {
   if (cfg.GetString("http.listen").empty())
     return InvalidArgument("the controller serves its API on http.listen; set it (e.g. \"127.0.0.1:8080\")");
   const std::string dir = cfg.GetString("controller.data_dir");
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return IoError("cannot create controller.data_dir " + dir + ": " + ec.message());
+  DNND_ASSIGN_OR_RETURN(std::string token, wire::LoadTransportToken(cfg));
   DNND_ASSIGN_OR_RETURN(auto store, ControllerStore::Open(dir + "/controller.db"));
-  return std::unique_ptr<Role>(new ControllerRole(cfg, std::move(store)));
+  return std::unique_ptr<Role>(new ControllerRole(cfg, std::move(store), std::move(token), local_workers));
 }
 
 }  // namespace dnnd

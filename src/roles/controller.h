@@ -33,6 +33,9 @@
 namespace dnnd {
 
 Result<std::unique_ptr<Role>> MakeControllerRole(const Config& config);
+// The same with `local_workers` pool workers inside the process instead of
+// controller.local_workers (the standalone role sizes its pool itself).
+Result<std::unique_ptr<Role>> MakeControllerRole(const Config& config, int64_t local_workers);
 
 // True for names safe as one path component: [A-Za-z0-9][A-Za-z0-9._-]{0,63}
 // (so never "", ".", ".." or anything with a '/').

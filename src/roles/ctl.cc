@@ -29,7 +29,9 @@ constexpr const char* kCtlUsage = R"(usage: dnnd ctl [--controller host:port] [-
   job     list | get <id> | cancel <id> | logs <id>
   job     create --model M --dataset D [--epochs N] [--batch N] [--lr X] [--optimizer sgd|adam|adamw]
                  [--workers N] [--servers N] [--mode sync|async|kavg] [--kavg-steps N] [--seed N]
-                 [--limit-train N] [--limit-test N]
+                 [--limit-train N] [--limit-test N] [--eval-every N] [--goal-accuracy 0.88]
+                 [--lr-schedule constant|cosine|step]
+  node    list                      the worker pool: idle, busy (job/part) or lost
   predict <model> <file.png|file.jpg|file.json>... [--job N] [--invert auto|true|false]
                  each file's predicted class and top probabilities (a .json file holds
                  {"inputs": [sample, ...]}); --job picks a job's weights (default: the
@@ -152,6 +154,18 @@ void PrintJobs(const json::value& v) {
                     Num(j.at("reason"))});
   }
   Table({"ID", "STATE", "MODEL", "DATASET", "EPOCH", "PROGRESS", "ETA_S", "REASON"}, rows);
+}
+
+void PrintNodes(const json::value& v) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& n : v.at("nodes").as_array()) {
+    char seen[32];
+    std::snprintf(seen, sizeof seen, "%.1fs", n.at("last_seen_seconds").to_number<double>());
+    rows.push_back({Num(n.at("name")), Num(n.at("state")), n.at("job").is_null() ? "-" : Num(n.at("job")),
+                    n.at("index").is_null() ? "-" : Num(n.at("index")), Num(n.at("threads")), Num(n.at("address")),
+                    seen});
+  }
+  Table({"NAME", "STATE", "JOB", "PART", "THREADS", "ADDRESS", "LAST_SEEN"}, rows);
 }
 
 void PrintJob(const json::value& j) {
@@ -376,14 +390,14 @@ int RunCtl(const std::vector<std::string>& args) {
         std::string key = k;
         for (auto& c : key)
           if (c == '-') c = '_';
-        if (key == "model" || key == "dataset" || key == "optimizer" || key == "mode") {
+        if (key == "model" || key == "dataset" || key == "optimizer" || key == "mode" || key == "lr_schedule") {
           body[key] = v;
           continue;
         }
         char* end = nullptr;
-        if (key == "lr") {
+        if (key == "lr" || key == "goal_accuracy") {
           const double x = std::strtod(v.c_str(), &end);
-          if (*end) return Usage("--lr needs a number");
+          if (*end || v.empty()) return Usage("--" + k + " needs a number");
           body[key] = x;
         } else {
           const long long x = std::strtoll(v.c_str(), &end, 10);
@@ -407,10 +421,12 @@ int RunCtl(const std::vector<std::string>& args) {
       std::fputs(r->body.c_str(), stdout);
       return 0;
     }
+  } else if (noun == "node") {
+    if (verb == "list") return call(http::verb::get, "/api/v1/nodes", "", PrintNodes);
   } else if (noun == "predict") {
     return Predict(cli.controller, cli.positional, cli.flags, as_json);
   } else {
-    return Usage("unknown noun '" + noun + "' (dataset, model, job, predict)");
+    return Usage("unknown noun '" + noun + "' (dataset, model, job, node, predict)");
   }
   return Usage("unknown command '" + noun + " " + verb + "'");
 }

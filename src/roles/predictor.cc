@@ -31,9 +31,35 @@ Result<std::pair<int, int>> ImageSize(const Shape& input) {
                          "{\"inputs\": [...]} instead");
 }
 
+// How the job's training data was scaled: (x - mean) / std after uint8 -> [0, 1]
+// (the job's normalize_mean / normalize_std; 0 and 1 when it has none).
+struct Scaling {
+  float mean = 0.0f, std = 1.0f;
+};
+
+Scaling JobScaling(const JobRecord& job) {
+  Scaling out;
+  boost::system::error_code ec;
+  const json::value p = json::parse(job.params, ec);
+  if (ec || !p.is_object()) return out;
+  if (const auto* m = p.as_object().if_contains("normalize_mean"); m && m->is_number())
+    out.mean = static_cast<float>(m->to_number<double>());
+  if (const auto* d = p.as_object().if_contains("normalize_std"); d && d->is_number())
+    out.std = static_cast<float>(d->to_number<double>());
+  return out;
+}
+
+// All of `set` as one batch, through the DataLoader: the very code that
+// scales and standardises training batches.
+Tensor AsTrainingBatch(const data::Dataset& set, Scaling scaling) {
+  data::DataLoader loader(set, {.batch_size = set.size(), .shuffle = false, .mean = scaling.mean, .std = scaling.std});
+  return loader.GetBatch(0, 0).x;
+}
+
 // The image body as the model's input batch of one: grayscale, inverted per
-// `invert`, resized, then scaled by the DataLoader exactly as training pixels.
-Result<Tensor> ImageInput(const std::string& body, const Shape& input, const std::string& invert, bool* inverted) {
+// `invert`, resized, then scaled as training pixels are.
+Result<Tensor> ImageInput(const std::string& body, const Shape& input, Scaling scaling, const std::string& invert,
+                          bool* inverted) {
   DNND_ASSIGN_OR_RETURN(auto hw, ImageSize(input));
   DNND_ASSIGN_OR_RETURN(GrayImage image, DecodeGrayImage(body, Predictor::kMaxImagePixels));
   *inverted = invert == "true" || (invert == "auto" && HasLightBorder(image));
@@ -43,8 +69,7 @@ Result<Tensor> ImageInput(const std::string& body, const Shape& input, const std
   set.sample_shape = input;
   set.type = data::SampleType::kUint8;
   set.u8 = std::move(sized.pixels);
-  data::DataLoader loader(set, {.batch_size = 1, .shuffle = false});
-  return loader.GetBatch(0, 0).x;
+  return AsTrainingBatch(set, scaling);
 }
 
 // Appends `v`'s numbers to `values`, recording the nesting as `shape`
@@ -69,8 +94,10 @@ Status FlattenSample(const json::value& v, size_t depth, Shape& shape, std::vect
   return Status::Ok();
 }
 
-// {"inputs": [sample, ...]} as a batch; each sample flat or shaped like `input`.
-Result<Tensor> JsonInput(const HttpRequest& r, const Shape& input) {
+// {"inputs": [sample, ...]} as a batch; each sample flat or shaped like
+// `input`, in the dataset's scale (pixels in [0, 1]), standardised as
+// training batches are.
+Result<Tensor> JsonInput(const HttpRequest& r, const Shape& input, Scaling scaling) {
   DNND_ASSIGN_OR_RETURN(json::value v, ParseJsonBody(r));
   const json::value* inputs = v.is_object() ? v.get_object().if_contains("inputs") : nullptr;
   if (!inputs || !inputs->is_array() || inputs->get_array().empty())
@@ -90,9 +117,11 @@ Result<Tensor> JsonInput(const HttpRequest& r, const Shape& input) {
                              " values), flat or shaped");
     values.insert(values.end(), one.begin(), one.end());
   }
-  Shape batch = {static_cast<int64_t>(samples.size())};
-  batch.insert(batch.end(), input.begin(), input.end());
-  return Tensor::FromVector(batch, values);
+  data::Dataset set;
+  set.sample_shape = input;
+  set.type = data::SampleType::kFloat32;
+  set.f32 = std::move(values);
+  return AsTrainingBatch(set, scaling);
 }
 
 // "image/png; charset=x" -> "image/png".
@@ -160,11 +189,13 @@ Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
   DNND_RETURN_IF_ERROR(store_.GetModel(name).status());
   auto job = ResolveJob(name, r);
   if (auto* refusal = std::get_if<HttpResponse>(&job)) return std::move(*refusal);
-  const int64_t id = std::get<int64_t>(job);
+  const JobRecord& j = std::get<JobRecord>(job);
+  const int64_t id = j.id;
   DNND_ASSIGN_OR_RETURN(std::shared_ptr<const TrainedModel> m, Load(id));
+  const Scaling scaling = JobScaling(j);
   bool inverted = false;
-  DNND_ASSIGN_OR_RETURN(Tensor x, is_image ? ImageInput(r.body, m->spec.input, invert, &inverted)
-                                           : JsonInput(r, m->spec.input));
+  DNND_ASSIGN_OR_RETURN(Tensor x, is_image ? ImageInput(r.body, m->spec.input, scaling, invert, &inverted)
+                                           : JsonInput(r, m->spec.input, scaling));
   json::array predictions;
   {
     NoGradGuard no_grad;  // evaluation only: nothing recorded for backward
@@ -177,7 +208,7 @@ Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
                                               {"predictions", std::move(predictions)}});
 }
 
-std::variant<int64_t, HttpResponse> Predictor::ResolveJob(const std::string& model, const HttpRequest& r) {
+std::variant<JobRecord, HttpResponse> Predictor::ResolveJob(const std::string& model, const HttpRequest& r) {
   auto q = r.query.find("job");
   if (q == r.query.end()) {
     auto newest = store_.NewestSucceededJob(model);
@@ -186,13 +217,14 @@ std::variant<int64_t, HttpResponse> Predictor::ResolveJob(const std::string& mod
       return HttpResponse::Error(409, "not_trained", "model '" + model +
                                                          "' has no succeeded job yet: train it first "
                                                          "(POST /api/v1/jobs), then predict");
-    return **newest;
+    auto j = store_.GetJob(**newest);
+    if (!j.ok()) return HttpResponse::FromStatus(j.status());
+    return std::move(j).value();
   }
   const std::string& s = q->second;
   if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
     return HttpResponse::Error(400, "invalid_argument", "invalid job id '" + s + "': expected a positive integer");
-  const int64_t id = std::stoll(s);
-  auto j = store_.GetJob(id);
+  auto j = store_.GetJob(std::stoll(s));
   if (!j.ok()) return HttpResponse::FromStatus(j.status());
   if (j->model != model)
     return HttpResponse::Error(400, "invalid_argument", "job " + s + " trained model '" + j->model + "', not '" +
@@ -200,7 +232,7 @@ std::variant<int64_t, HttpResponse> Predictor::ResolveJob(const std::string& mod
   if (j->state != kJobSucceeded)
     return HttpResponse::Error(409, "not_trained", "job " + s + " is " + j->state +
                                                        "; predictions need a succeeded job");
-  return id;
+  return std::move(j).value();
 }
 
 Result<std::shared_ptr<const TrainedModel>> Predictor::Load(int64_t job) {

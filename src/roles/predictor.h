@@ -8,11 +8,13 @@
 //    converted to grayscale, inverted when `invert` says so (auto: when most
 //    of its border is light, i.e. a dark drawing on white paper, the opposite
 //    of Fashion-MNIST), resized to the model input's height x width (input
-//    [784] is 28x28; [1,28,28] and [28,28] likewise) and scaled to [0, 1]
-//    by the DataLoader, exactly as training pixels are;
+//    [784] is 28x28; [1,28,28] and [28,28] likewise);
 //  - or JSON {"inputs": [sample, ...]} (Content-Type application/json), each
-//    sample the model's input as a flat array or nested to its shape, values
-//    used as they are (already scaled).
+//    sample the model's input as a flat array or nested to its shape, in the
+//    dataset's scale (pixels in [0, 1]).
+// Either way the DataLoader then scales and standardises the samples exactly
+// as it did the job's training batches (uint8 -> [0, 1], then the job's
+// normalize_mean / normalize_std).
 // The answer:
 //   {"model":"mlp","job":3,"input":[1,28,28],
 //    "predictions":[{"class":7,"probabilities":[...]}, ...]}
@@ -44,12 +46,11 @@
 #include <variant>
 
 #include "core/status.h"
+#include "roles/controller_store.h"
 #include "roles/infer.h"
 #include "transport/http.h"
 
 namespace dnnd {
-
-class ControllerStore;
 
 class Predictor {
  public:
@@ -71,7 +72,7 @@ class Predictor {
   Result<HttpResponse> Answer(const HttpRequest& request);
   // The job whose weights answer: ?job=<id> (checked to be this model's and
   // succeeded) or the model's newest succeeded one; else the refusal to send.
-  std::variant<int64_t, HttpResponse> ResolveJob(const std::string& model, const HttpRequest& request);
+  std::variant<JobRecord, HttpResponse> ResolveJob(const std::string& model, const HttpRequest& request);
   Result<std::shared_ptr<const TrainedModel>> Load(int64_t job);
 
   ControllerStore& store_;

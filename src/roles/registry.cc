@@ -13,13 +13,14 @@ namespace dnnd {
 
 const std::vector<RoleInfo>& Roles() {
   static const std::vector<RoleInfo> roles = {
-      {"worker", "trains a model (locally, or against parameter servers)", MakeWorkerRole},
+      {"worker", "trains a model (locally, against parameter servers or layer servers, or as a controller's pool worker)", MakeWorkerRole},
       {"parameter-server", "holds a shard of a model's parameters", MakeParameterServerRole},
       {"layer-server", "hosts layers of a model for remote forward/backward", MakeLayerServerRole},
       {"splitter", "cuts a dataset into N NPZ shards (iid, stratified or Dirichlet non-iid) with a manifest", MakeSplitterRole},
       {"aggregator", "averages independently trained checkpoints (sample-weighted) and evaluates them", MakeAggregatorRole},
-      {"controller", "REST API over a durable job store; runs training jobs in-process", MakeControllerRole},
-      {"standalone", "a whole data-parallel cluster in one process, over loopback", MakeStandaloneRole},
+      {"controller", "REST API, durable job store and scheduler of a worker pool",
+       [](const Config& c) { return MakeControllerRole(c); }},
+      {"standalone", "the controller and its workers (or a bare data-parallel cluster) in one process, over loopback", MakeStandaloneRole},
   };
   return roles;
 }

@@ -1,5 +1,6 @@
 #include "roles/trainer.h"
 
+#include "core/log.h"
 #include "core/metrics.h"
 
 #include <chrono>
@@ -244,6 +245,11 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
         s += ev;
       }
       bar->Finish(s);
+    }
+    if (options_.goal_accuracy > 0 && rec.evaluated && rec.eval.accuracy >= options_.goal_accuracy) {
+      Log(LogLevel::kInfo, "trainer", "goal accuracy reached; stopping early",
+          {{"epoch", epoch + 1}, {"test_accuracy", rec.eval.accuracy}, {"goal", options_.goal_accuracy}});
+      return SaveCheckpoint(epoch + 1, step, samples);
     }
   }
   return SaveCheckpoint(epochs, step, samples);

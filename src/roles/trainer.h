@@ -71,6 +71,9 @@ struct TrainOptions {
   int64_t max_steps = 0;  // > 0: stop (with a checkpoint) after this many steps in total
   bool resume = true;
   int64_t eval_every_epochs = 1;
+  // > 0: stop after the first evaluated epoch with at least this test
+  // accuracy (KubeML's goal accuracy), as if training had finished.
+  double goal_accuracy = 0;
   ProgressMode progress = ProgressMode::kAuto;
   // False: no progress, no per-epoch summary (data-parallel workers other
   // than worker 0, which reports for the job).

@@ -14,15 +14,14 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "roles/layer_client.h"
+#include "roles/pool_worker.h"
 #include "roles/ps_client.h"
 #include "roles/trainer.h"
 #include "tensor/parallel.h"
 #include "core/files.h"
 
 namespace dnnd {
-namespace {
 
-// [model] inline, or [model] file = "models/x.toml" (relative to the config).
 Result<ModelSpec> LoadModelSpec(const Config& cfg) {
   const toml::table* m = cfg.Section("model");
   if (!m) return InvalidArgument(cfg.path() + ": no [model] section (the model to train)");
@@ -36,6 +35,8 @@ Result<ModelSpec> LoadModelSpec(const Config& cfg) {
   }
   return ParseModelSpec(*m);
 }
+
+namespace {
 
 class WorkerRole : public Role {
  public:
@@ -95,6 +96,8 @@ class WorkerRole : public Role {
 }  // namespace
 
 Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
+  // A pool worker takes its jobs from the controller instead of its config.
+  if (!cfg.GetString("worker.controller").empty()) return MakePoolWorkerRole(cfg);
   WorkerPlacement placement;
   placement.index = cfg.GetInt("worker.index");
   placement.count = cfg.GetInt("worker.count");
@@ -107,6 +110,22 @@ Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
 
 Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacement& placement, bool show_progress,
                                          TrainHooks hooks) {
+  DNND_ASSIGN_OR_RETURN(data::Dataset train, data::LoadTrainingSet(cfg));
+  DNND_ASSIGN_OR_RETURN(std::optional<data::Dataset> test, data::LoadTestSet(cfg));
+  if (placement.count > 1) {
+    if (train.size() < placement.count)
+      return InvalidArgument("the training set has " + std::to_string(train.size()) + " samples for " +
+                             std::to_string(placement.count) + " workers");
+    // The seed stays the job's: every worker starts from the same weights
+    // (and its own part of the data is shuffled reproducibly).
+    train = train.Part(placement.index, placement.count);
+  }
+  return MakeWorkerWithData(cfg, placement, show_progress, std::move(hooks), std::move(train), std::move(test));
+}
+
+Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, const WorkerPlacement& placement,
+                                                 bool show_progress, TrainHooks hooks, data::Dataset train,
+                                                 std::optional<data::Dataset> test_set) {
   DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(cfg));
   TrainOptions o;
   o.epochs = cfg.GetInt("train.epochs");
@@ -124,6 +143,7 @@ Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacemen
   o.max_steps = cfg.GetInt("train.max_steps");
   o.resume = cfg.GetBool("train.resume");
   o.eval_every_epochs = cfg.GetInt("train.eval_every_epochs");
+  o.goal_accuracy = cfg.GetFloat("train.goal_accuracy");
   o.progress = ParseProgressMode(cfg.GetString("train.progress"));
   o.report = show_progress;
   o.hooks = std::move(hooks);
@@ -156,22 +176,12 @@ Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacemen
     o.max_steps = 0;
   }
 
-  DNND_ASSIGN_OR_RETURN(data::Dataset train, data::LoadTrainingSet(cfg));
-  DNND_ASSIGN_OR_RETURN(std::optional<data::Dataset> test_set, data::LoadTestSet(cfg));
   const bool has_test = test_set.has_value();
   data::Dataset test = has_test ? std::move(*test_set) : data::Dataset{};
   // Fail now, not deep inside training, when data and model disagree.
   if (train.sample_shape != spec.input)
     return InvalidArgument("the training data's samples are " + ShapeToString(train.sample_shape) +
                            " but model.input is " + ShapeToString(spec.input));
-  if (placement.count > 1) {
-    if (train.size() < placement.count)
-      return InvalidArgument("the training set has " + std::to_string(train.size()) + " samples for " +
-                             std::to_string(placement.count) + " workers");
-    // The seed stays the job's: every worker starts from the same weights
-    // (and its own part of the data is shuffled reproducibly).
-    train = train.Part(placement.index, placement.count);
-  }
   if (has_test && test.sample_shape != train.sample_shape)
     return InvalidArgument("test samples are " + ShapeToString(test.sample_shape) +
                            " but training samples are " + ShapeToString(train.sample_shape));

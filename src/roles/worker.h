@@ -5,13 +5,16 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
+#include "core/data/dataset.h"
 #include "core/role.h"
 #include "core/status.h"
 #include "roles/trainer.h"
+#include "tensor/model_spec.h"
 
 namespace dnnd {
 
@@ -22,6 +25,10 @@ struct WorkerPlacement {
   std::vector<std::string> parameter_servers;  // empty: local training
 };
 
+// The model a config trains: [model] inline, or [model] file = "x.toml"
+// (relative to the config).
+Result<ModelSpec> LoadModelSpec(const Config& config);
+
 // The worker role; its placement comes from the [worker] section.
 Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& config);
 // A worker with an explicit placement (the standalone role runs several).
@@ -29,5 +36,10 @@ Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& config);
 // `hooks` receive its progress (give them to the reporting worker only).
 Result<std::unique_ptr<Role>> MakeWorker(const Config& config, const WorkerPlacement& placement,
                                          bool show_progress, TrainHooks hooks = {});
+// The same with the data already in memory: `train` is this worker's part
+// (a pool worker receives only its part from the controller).
+Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& config, const WorkerPlacement& placement,
+                                                 bool show_progress, TrainHooks hooks, data::Dataset train,
+                                                 std::optional<data::Dataset> test);
 
 }  // namespace dnnd

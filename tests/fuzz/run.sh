@@ -29,6 +29,11 @@ for src in $(find src -name '*.cc' ! -name main.cc); do
   pids+=($!)
   while (($(jobs -rp | wc -l) >= $(nproc))); do wait -n || true; done
 done
+# Files the library embeds (src/core/embedded_files.h), generated as the CMake build does.
+cmake -DDIR=src/roles/dashboard -DNAME=DashboardAssets -DOUTPUT="$out/DashboardAssets.cc" -P cmake/embed_files.cmake
+objs+=("$out/obj/DashboardAssets.o")
+compile "$out/DashboardAssets.cc" "$out/obj/DashboardAssets.o" &
+pids+=($!)
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 ((failed == 0)) || { echo "run.sh: compilation failed" >&2; exit 1; }

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -308,6 +310,134 @@ TEST(ControllerDurability, SigkilledMidJobResumesFromCheckpointAndFinishes) {
   EXPECT_EQ(job.at("state").as_string(), "cancelled") << job;
   EXPECT_EQ(HttpStatus(c.Send("DELETE", "/api/v1/datasets/fm")), 200);
   EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/datasets/fm")), 404);
+}
+
+
+// ---- the worker pool --------------------------------------------------------
+
+// A pool worker process: `dnnd --role=worker` with worker.controller set.
+std::unique_ptr<Daemon> StartPoolWorker(TempDir& dir, int port, const std::string& name) {
+  const std::string config = dir.Write(name + ".toml", "[node]\nname = \"" + name +
+                                                           "\"\nthreads = 1\n[worker]\ncontroller = \"127.0.0.1:" +
+                                                           std::to_string(port) + "\"\nheartbeat_ms = 200\n");
+  return std::make_unique<Daemon>("--role=worker --config " + config, dir.path() + "/" + name + ".log");
+}
+
+json::array PoolNodes(ControllerProcess& c) { return c.Json("GET", "/api/v1/nodes").at("nodes").as_array(); }
+
+bool WaitForNodes(ControllerProcess& c, size_t n, std::chrono::seconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    size_t idle = 0;
+    for (const auto& node : PoolNodes(c)) idle += node.at("state") == "idle";
+    if (idle >= n) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// Controller + 3 registered worker processes on the real Fashion-MNIST: a
+// 2-worker sync job reaches 88 %, a second job waits queued for all its
+// workers, a job asking for more workers than the pool has is refused, and
+// SIGKILLing a worker mid-job moves its part to the idle one without failing
+// the job.
+TEST(ControllerPool, RegisteredWorkersTrainAndSurviveAWorkerKill) {
+  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  TempDir dir;
+  ControllerProcess c(dir, "--set controller.local_workers=0 --set controller.node_timeout_ms=1500"
+                           " --set controller.checkpoint_every_steps=20");
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  std::map<std::string, std::unique_ptr<Daemon>> workers;
+  for (const char* name : {"w1", "w2", "w3"}) workers[name] = StartPoolWorker(dir, c.port(), name);
+  ASSERT_TRUE(WaitForNodes(c, 3, std::chrono::seconds(20))) << c.Send("GET", "/api/v1/nodes");
+  const Outcome nodes = Dnnd("ctl --controller 127.0.0.1:" + std::to_string(c.port()) + " node list");
+  EXPECT_EQ(nodes.code, 0) << nodes.output;
+  for (const char* name : {"w1-", "w2-", "w3-"}) EXPECT_NE(nodes.output.find(name), std::string::npos) << nodes.output;
+  EXPECT_NE(nodes.output.find("idle"), std::string::npos) << nodes.output;
+  UploadFashionMnist(c, "fm");
+  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
+
+  std::string r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"fm","workers":4})");
+  ASSERT_EQ(HttpStatus(r), 400) << r;
+  EXPECT_NE(ErrorMessage(r).find("asks for 4 workers but the pool has 3"), std::string::npos) << r;
+
+  r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"fm","epochs":5,"batch":64,"workers":2,"servers":2})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t id = json::parse(HttpBody(r)).at("id").as_int64();
+  r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"fm","epochs":1,"workers":2})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t second = json::parse(HttpBody(r)).at("id").as_int64();
+
+  // Kill the worker running part 1 once training is well under way.
+  auto job = WaitForJob(c, id, [](const json::value& j) { return j.at("progress").to_number<double>() > 30; },
+                        std::chrono::seconds(60));
+  ASSERT_EQ(job.at("state"), "running") << job << c.daemon().output();
+  // All or nothing: one node is idle, but the second job needs two.
+  EXPECT_EQ(c.Json("GET", "/api/v1/jobs/" + std::to_string(second)).at("state"), "queued");
+  std::string victim, spare;
+  for (const auto& node : PoolNodes(c)) {
+    const std::string name(node.at("name").as_string());
+    if (node.at("index") == 1) victim = name.substr(0, name.find('-'));
+    if (node.at("state") == "idle") spare = name.substr(0, name.find('-'));
+  }
+  ASSERT_FALSE(victim.empty()) << c.Send("GET", "/api/v1/nodes");
+  ASSERT_FALSE(spare.empty()) << c.Send("GET", "/api/v1/nodes");
+  workers[victim]->Signal(SIGKILL);
+  workers[victim]->Wait();
+
+  job = WaitForJob(c, id, [](const json::value& j) { return j.at("state") != "running"; }, std::chrono::seconds(120));
+  ASSERT_EQ(job.at("state"), "succeeded") << job << c.daemon().output();
+  const auto& history = job.at("history").as_array();
+  ASSERT_EQ(history.size(), 5u) << job;
+  EXPECT_GE(history.back().at("test_accuracy").to_number<double>(), 0.88) << job;
+  EXPECT_NE(c.daemon().output().find("part replaced"), std::string::npos) << c.daemon().output();
+  EXPECT_NE(workers[spare]->output().find("index=1"), std::string::npos) << workers[spare]->output();
+  bool lost = false;
+  for (const auto& node : PoolNodes(c)) lost |= node.at("name").as_string().starts_with(victim) && node.at("state") == "lost";
+  EXPECT_TRUE(lost) << c.Send("GET", "/api/v1/nodes");
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/jobs/" + std::to_string(id) + "/checkpoint")), 200);
+  const std::string metrics = HttpBody(c.Send("GET", "/metrics"));
+  for (const std::string series : {"dnnd_job_validation_accuracy{job=\"" + std::to_string(id) + "\"} 0.8",
+                                   std::string("dnnd_controller_nodes{state=\"lost\"} 1"),
+                                   "dnnd_job_epoch{job=\"" + std::to_string(id) + "\"} 5"})
+    EXPECT_NE(metrics.find(series), std::string::npos) << series << "\n" << metrics;
+
+  // The queued job got its two workers once the first finished.
+  job = WaitForJob(c, second, [](const json::value& j) { return j.at("state") != "queued" && j.at("state") != "running"; },
+                   std::chrono::seconds(60));
+  EXPECT_EQ(job.at("state"), "succeeded") << job << c.daemon().output();
+  // Two live nodes now: a 3-worker job is refused.
+  r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"fm","workers":3})");
+  EXPECT_EQ(HttpStatus(r), 400) << r;
+}
+
+// The README's run command: the standalone role is the controller with its
+// workers in one process; it registers the config's data and model once,
+// submits the job through its own API and exits 0 when the job succeeded.
+TEST(ControllerStandalone, RunsTheConfigsJobThroughTheControllerAndKeepsItsHistory) {
+  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  TempDir dir;
+  const std::string args = "--role=standalone --config " + Src("configs/standalone.toml") +
+                           " --set http.listen=127.0.0.1:0 --set controller.data_dir=" + dir.path() +
+                           "/c --set data.limit_train=4096 --set data.limit_test=1000 --set train.epochs=1"
+                           " --set train.progress=none";
+  const Outcome first = Dnnd(args);
+  ASSERT_EQ(first.code, 0) << first.output;
+  EXPECT_NE(first.output.find("dashboard: http://127.0.0.1:"), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("registering dataset fashion-mnist-"), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("job 1 succeeded"), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("test accuracy"), std::string::npos) << first.output;
+  // A second run reuses the registered data and model and adds job 2.
+  const Outcome second = Dnnd(args);
+  ASSERT_EQ(second.code, 0) << second.output;
+  EXPECT_EQ(second.output.find("registering dataset"), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find("job 2 succeeded"), std::string::npos) << second.output;
+  auto store = ControllerStore::Open(dir.path() + "/c/controller.db");
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto jobs = (*store)->ListJobs();
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 2u);
+  for (const auto& j : *jobs) EXPECT_EQ(j.state, kJobSucceeded) << j.id << " " << j.reason;
 }
 
 }  // namespace

@@ -68,7 +68,8 @@ using testing::TempDir;
 
 // Small, quick data-parallel jobs on real Fashion-MNIST.
 std::string Job(const std::string& dir, const std::string& extra = "") {
-  return "--config " + Src("configs/standalone.toml") + " --set train.checkpoint_dir=" + dir + "/model" +
+  return "--config " + Src("configs/standalone.toml") + " --set standalone.controller=false" +
+         " --set train.checkpoint_dir=" + dir + "/model" +
          " --set ps.checkpoint_dir=" + dir + "/ps --set data.limit_train=4096 --set data.limit_test=1000" +
          " --set train.epochs=1 --set train.progress=none " + extra;
 }
