@@ -9,8 +9,10 @@ own threaded server with HTTP/1.1 keep-alive, as the seeds ran it
                                     controller's store is SQLite too)
   POST /api/v1/models/<name>/predict  JSON {"inputs": [sample, ...]}: each
                                     sample checked against the model's input
-                                    size, the model's layers run with numpy,
-                                    softmax; the controller's answer format
+                                    size, standardised with the job's mean
+                                    and std, the model's layers run with
+                                    numpy, softmax; the controller's answer
+                                    format
 
     /usr/bin/python3 bench/flask_api.py --db jobs.db --model model.safetensors \
         --model-name mlp --job 1 --port 5000
@@ -68,7 +70,7 @@ def forward(layers, x):
     return x
 
 
-def make_app(db_path, model_path, model_name, job):
+def make_app(db_path, model_path, model_name, job, mean, std):
     app = Flask(__name__)
     input_shape, layers = load_model(model_path)
     per = int(np.prod(input_shape))
@@ -101,7 +103,7 @@ def make_app(db_path, model_path, model_name, job):
             return error(400, "invalid_argument", f"inputs: {e}")
         if x.shape[1] != per:
             return error(400, "invalid_argument", f"inputs have {x.shape[1]} values; the model takes {per}")
-        y = forward(layers, x)
+        y = forward(layers, (x - mean) / std)  # standardised as the job trained
         if not softmax_last:
             e = np.exp(y - y.max(axis=1, keepdims=True))
             y = e / e.sum(axis=1, keepdims=True)
@@ -118,8 +120,10 @@ def main():
     ap.add_argument("--model-name", default="mlp")
     ap.add_argument("--job", type=int, default=1)
     ap.add_argument("--port", type=int, default=5000)
+    ap.add_argument("--mean", type=float, default=0.0, help="the job's normalize_mean")
+    ap.add_argument("--std", type=float, default=1.0, help="the job's normalize_std")
     args = ap.parse_args()
-    app = make_app(args.db, args.model, args.model_name, args.job)
+    app = make_app(args.db, args.model, args.model_name, args.job, np.float32(args.mean), np.float32(args.std))
     WSGIRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, as wrk's connections expect
     app.run(host="127.0.0.1", port=args.port, threaded=True)
 

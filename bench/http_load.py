@@ -134,8 +134,11 @@ def main():
         with open(model, "wb") as f:
             f.write(http(base, "GET", f"/api/v1/jobs/{newest}/checkpoint"))
         port = free_port()
+        params = next(j for j in jobs if j["id"] == newest)["params"]
         flask = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "flask_api.py"), "--db", db, "--model", model,
-                                  "--job", str(newest), "--port", str(port)],
+                                  "--job", str(newest), "--port", str(port),
+                                  "--mean", str(params.get("normalize_mean", 0.0)),
+                                  "--std", str(params.get("normalize_std", 1.0))],
                                  stdout=open(os.path.join(work, "flask.log"), "w"), stderr=subprocess.STDOUT)
         procs.append(flask)
         flask_base = f"http://127.0.0.1:{port}"
@@ -152,6 +155,8 @@ def main():
         a = json.loads(http(base, "POST", "/api/v1/models/mlp/predict", body))
         b = json.loads(http(flask_base, "POST", "/api/v1/models/mlp/predict", body))
         assert a["predictions"][0]["class"] == b["predictions"][0]["class"], (a, b)
+        pa, pb = a["predictions"][0]["probabilities"], b["predictions"][0]["probabilities"]
+        assert max(abs(x - y) for x, y in zip(pa, pb)) < 1e-4, (pa, pb)
         assert len(json.loads(http(flask_base, "GET", "/api/v1/jobs"))["jobs"]) == len(jobs)
         print(f"both answer class {a['predictions'][0]['class']} for test image 0; load: {os.getloadavg()}",
               file=sys.stderr)
