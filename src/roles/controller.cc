@@ -24,6 +24,7 @@
 #include <set>
 
 #include "roles/parameter_server.h"
+#include "roles/predictor.h"
 #include "roles/pool_protocol.h"
 #include "roles/pool_worker.h"
 #include "roles/worker_pool.h"
@@ -238,6 +239,8 @@ class ControllerRole : public Role {
         max_json_(static_cast<size_t>(cfg.GetInt("http.max_body_bytes"))),
         token_(std::move(token)),
         local_workers_(local_workers),
+        predictor_(*store_, {.checkpoint_path = [this](int64_t id) { return CheckpointPath(id); },
+                             .max_body_bytes = max_json_}),
         pool_(std::chrono::milliseconds(cfg.GetInt("controller.node_timeout_ms")), PoolListener()) {}
 
   size_t MaxRequestBytes() const override { return max_upload_; }
@@ -307,6 +310,7 @@ class ControllerRole : public Role {
     r.Handle("GET", "/api/v1/models", wrap(&ControllerRole::ListModels));
     r.Handle("GET", "/api/v1/models/{name}", wrap(&ControllerRole::GetModel));
     r.Handle("GET", "/api/v1/models/{name}/checkpoint", wrap(&ControllerRole::ModelCheckpoint));
+    r.Handle("POST", "/api/v1/models/{name}/predict", [this](const HttpRequest& q) { return predictor_.Predict(q); });
     r.Handle("POST", "/api/v1/jobs", wrap(&ControllerRole::CreateJob));
     r.Handle("GET", "/api/v1/jobs", wrap(&ControllerRole::ListJobs));
     r.Handle("GET", "/api/v1/jobs/{id}", wrap(&ControllerRole::GetJob));
@@ -499,9 +503,8 @@ class ControllerRole : public Role {
     const std::string name = r.params.at("name");
     DNND_RETURN_IF_ERROR(CheckName("model", name));
     DNND_RETURN_IF_ERROR(store_->GetModel(name).status());
-    DNND_ASSIGN_OR_RETURN(auto jobs, store_->ListJobs());
-    for (const auto& j : jobs)
-      if (j.model == name && j.state == kJobSucceeded) return Checkpoint(j.id);
+    DNND_ASSIGN_OR_RETURN(auto newest, store_->NewestSucceededJob(name));
+    if (newest) return Checkpoint(*newest);
     return NotFound("model '" + name + "' has no succeeded job yet");
   }
 
@@ -676,7 +679,7 @@ class ControllerRole : public Role {
   }
 
   Result<HttpResponse> Checkpoint(int64_t id) {
-    const std::string path = JobDir(id) + "/model/model.safetensors";
+    const std::string path = CheckpointPath(id);
     if (!fs::exists(path)) return NotFound("job " + std::to_string(id) + " has no trained checkpoint yet");
     DNND_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
     HttpResponse out = HttpResponse::Text(200, std::move(bytes), "application/octet-stream");
@@ -887,6 +890,8 @@ class ControllerRole : public Role {
 
   // ---- running ------------------------------------------------------------
   std::string JobDir(int64_t id) const { return dir_ + "/jobs/" + std::to_string(id); }
+  // The trained weights a succeeded job leaves (served by /checkpoint, used by /predict).
+  std::string CheckpointPath(int64_t id) const { return JobDir(id) + "/model/model.safetensors"; }
 
   // Appends a timestamped line to the job's log (one write() per line,
   // O_APPEND: lines from any thread stay whole).
@@ -1121,6 +1126,7 @@ class ControllerRole : public Role {
   const int64_t local_workers_;
   const std::optional<std::pair<int64_t, int64_t>> ps_ports_ = ParsePortRange(cfg_.GetString("controller.ps_ports")).value();
   std::string http_address_;
+  Predictor predictor_;
   std::atomic<bool> running_{false};
   WorkerPool pool_;
   std::unique_ptr<rpc::RpcServer> shards_;

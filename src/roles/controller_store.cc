@@ -393,4 +393,13 @@ Result<std::optional<int64_t>> ControllerStore::NextRunnable() {
   return std::optional<int64_t>(q.Int(0));
 }
 
+Result<std::optional<int64_t>> ControllerStore::NewestSucceededJob(const std::string& model) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "SELECT id FROM jobs WHERE model = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1");
+  q.Bind(model);
+  DNND_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return std::optional<int64_t>();
+  return std::optional<int64_t>(q.Int(0));
+}
+
 }  // namespace dnnd

@@ -115,6 +115,9 @@ class ControllerStore {
   // The job to run next: one left running by a previous controller (resume)
   // first, else the oldest queued one.
   Result<std::optional<int64_t>> NextRunnable();
+  // The id of the model's newest succeeded job (whose checkpoint is the
+  // model's trained weights), or nullopt when none has succeeded yet.
+  Result<std::optional<int64_t>> NewestSucceededJob(const std::string& model);
 
  private:
   explicit ControllerStore(sqlite3* db) : db_(db) {}

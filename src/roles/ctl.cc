@@ -32,6 +32,11 @@ constexpr const char* kCtlUsage = R"(usage: dnnd ctl [--controller host:port] [-
                  [--limit-train N] [--limit-test N] [--eval-every N] [--goal-accuracy 0.88]
                  [--lr-schedule constant|cosine|step]
   node    list                      the worker pool: idle, busy (job/part) or lost
+  predict <model> <file.png|file.jpg|file.json>... [--job N] [--invert auto|true|false]
+                 each file's predicted class and top probabilities (a .json file holds
+                 {"inputs": [sample, ...]}); --job picks a job's weights (default: the
+                 model's newest succeeded job); --invert: auto inverts images whose border
+                 is mostly light (a dark drawing on white paper)
 The controller is --controller, else $DNND_CONTROLLER, else 127.0.0.1:8080.
 Exit codes: 0 done, 1 unreachable or server error, 2 usage, 3 request refused (4xx).
 )";
@@ -203,6 +208,82 @@ std::string Segment(const std::string& s) {
   return out;
 }
 
+// "7 (0.912)  5 (0.051)  9 (0.020)": the `k` most probable classes.
+std::string TopClasses(const json::array& probabilities, size_t k) {
+  std::vector<std::pair<double, size_t>> p;
+  for (size_t i = 0; i < probabilities.size(); ++i) p.push_back({probabilities[i].to_number<double>(), i});
+  k = std::min(k, p.size());
+  std::partial_sort(p.begin(), p.begin() + static_cast<long>(k), p.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  std::string out;
+  for (size_t i = 0; i < k; ++i) {
+    char b[48];
+    std::snprintf(b, sizeof b, "%s%zu (%.3f)", i ? "  " : "", p[i].second, p[i].first);
+    out += b;
+  }
+  return out;
+}
+
+// The Content-Type a file is sent as, from its extension; "" if unknown.
+std::string MediaTypeOf(const std::string& file) {
+  std::string ext = file.substr(file.rfind('.') == std::string::npos ? file.size() : file.rfind('.') + 1);
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == "png") return "image/png";
+  if (ext == "jpg" || ext == "jpeg") return "image/jpeg";
+  if (ext == "json") return "application/json";
+  return "";
+}
+
+// `dnnd ctl predict <model> <file>...`: one request per file; a table of
+// file, input (a JSON file's sample index; whether an image was inverted),
+// class and top probabilities, or (-o json) the answers as one
+// JSON array, each with its "file". Stops at the first refused file.
+int Predict(const std::string& controller, const std::vector<std::string>& positional,
+            const std::map<std::string, std::string>& flags, bool as_json) {
+  if (positional.size() < 3) return Usage("predict needs <model> and at least one file");
+  std::string query;
+  for (const char* k : {"job", "invert"}) {
+    auto it = flags.find(k);
+    if (it != flags.end()) query += std::string(query.empty() ? "?" : "&") + k + "=" + Segment(it->second);
+  }
+  json::array answers;
+  std::vector<std::vector<std::string>> rows;
+  for (size_t f = 2; f < positional.size(); ++f) {
+    const std::string& file = positional[f];
+    const std::string media = MediaTypeOf(file);
+    if (media.empty()) return Usage("cannot tell what " + file + " is: expected .png, .jpg, .jpeg or .json");
+    auto bytes = ReadFileToString(file);
+    if (!bytes.ok()) {
+      std::fprintf(stderr, "dnnd ctl: %s\n", bytes.status().ToString().c_str());
+      return 2;
+    }
+    auto r = Request(controller, http::verb::post, "/api/v1/models/" + Segment(positional[1]) + "/predict" + query,
+                     *bytes, media);
+    if (int rc = Check(r); rc != 0) return rc;
+    boost::system::error_code ec;
+    json::value v = json::parse(r->body, ec);
+    if (ec || !v.is_object() || !v.as_object().contains("predictions")) {
+      std::fprintf(stderr, "dnnd ctl: unexpected answer for %s: %s\n", file.c_str(), r->body.c_str());
+      return 1;
+    }
+    const auto& predictions = v.at("predictions").as_array();
+    for (size_t i = 0; i < predictions.size(); ++i) {
+      const auto& p = predictions[i].as_object();
+      const bool inverted = p.contains("inverted") && p.at("inverted").is_bool() && p.at("inverted").as_bool();
+      const std::string sample =
+          media == "application/json" ? "sample " + std::to_string(i) : inverted ? "image, inverted" : "image";
+      if (p.contains("probabilities"))
+        rows.push_back({file, sample, Num(p.at("class")), TopClasses(p.at("probabilities").as_array(), 3)});
+      else
+        rows.push_back({file, sample, "-", json::serialize(p.at("outputs"))});
+    }
+    v.as_object()["file"] = file;
+    answers.push_back(std::move(v));
+  }
+  if (as_json) std::fputs(PrettyJson(answers).c_str(), stdout);
+  else Table({"FILE", "INPUT", "CLASS", "TOP (probability)"}, rows);
+  return 0;
+}
+
 }  // namespace
 
 int RunCtl(const std::vector<std::string>& args) {
@@ -342,8 +423,10 @@ int RunCtl(const std::vector<std::string>& args) {
     }
   } else if (noun == "node") {
     if (verb == "list") return call(http::verb::get, "/api/v1/nodes", "", PrintNodes);
+  } else if (noun == "predict") {
+    return Predict(cli.controller, cli.positional, cli.flags, as_json);
   } else {
-    return Usage("unknown noun '" + noun + "' (dataset, model, job, node)");
+    return Usage("unknown noun '" + noun + "' (dataset, model, job, node, predict)");
   }
   return Usage("unknown command '" + noun + " " + verb + "'");
 }

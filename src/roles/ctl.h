@@ -8,6 +8,7 @@
 //     job     list | get <id> | cancel <id> | logs <id>
 //     job     create --model M --dataset D [--epochs N --batch N --lr X --optimizer O --workers N
 //                    --servers N --mode sync|async|kavg --kavg-steps N --seed N --limit-train N --limit-test N]
+//     predict <model> <file.png|file.jpg|file.json>... [--job N] [--invert auto|true|false]
 // The controller address comes from --controller, else $DNND_CONTROLLER,
 // else 127.0.0.1:8080.
 //

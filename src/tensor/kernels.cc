@@ -52,6 +52,19 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     // and B's columns (or rows when transposed); leading dimensions unchanged.
     const float* ap = trans_a ? a + m0 : a + m0 * lda;
     const float* bp = trans_b ? b + n0 * ldb : b + n0;
+    if (m1 - m0 == 1) {
+      // One row of C (a batch of one: a prediction): sgemm would pack all of
+      // B first, which cost 4x the product itself; a GEMV reads B once.
+      // C[0, :] = op(B)^T . op(A)[0, :]; A's row is strided when transposed.
+      const int inc_a = trans_a ? static_cast<int>(lda) : 1;
+      if (trans_b)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n1 - n0), static_cast<int>(k), alpha, bp,
+                    static_cast<int>(ldb), ap, inc_a, beta, c + m0 * n + n0, 1);
+      else
+        cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(k), static_cast<int>(n1 - n0), alpha, bp,
+                    static_cast<int>(ldb), ap, inc_a, beta, c + m0 * n + n0, 1);
+      return;
+    }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(m1 - m0),
                 static_cast<int>(n1 - n0), static_cast<int>(k), alpha, ap, static_cast<int>(lda),

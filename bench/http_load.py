@@ -1,0 +1,213 @@
+#!/usr/bin/python3
+"""HTTP load on the controller's API next to the seeds' stack, in one run:
+
+  - dnnd: `dnnd --role=controller` (configs/controller.toml) with the real
+    Fashion-MNIST uploaded, the MLP registered and a few small jobs trained
+    (so its SQLite store holds jobs with history and the model has weights);
+  - Flask: bench/flask_api.py serving the same two routes from the same data
+    (the controller's job list copied into SQLite rows of JSON, the same
+    trained weights run with numpy).
+
+Both get `GET /api/v1/jobs` and `POST /api/v1/models/mlp/predict` (one real
+test image as JSON {"inputs": [[784 floats]]}) from wrk with 64 concurrent
+keep-alive connections; the runs alternate dnnd, Flask, dnnd, Flask so the
+machine's load falls on both alike. Prints requests/s, p50/p99 latency and
+errors per run, the ratios, and the issue's targets.
+
+    /usr/bin/python3 bench/http_load.py [--build build] [--seconds 10] [--connections 64]
+"""
+import argparse
+import gzip
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+FM = "/usr/share/datasets/fashion-mnist/"
+JOBS = 4  # small jobs in the controller's store
+
+
+def http(base, method, path, body=None, content_type="application/json"):
+    req = urllib.request.Request(base + path, data=body, method=method)
+    if body is not None:
+        req.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(req, timeout=300) as r:
+        return r.read()
+
+
+def wait_for_port(log_path, proc, marker="control plane listening address=127.0.0.1:"):
+    for _ in range(300):
+        text = open(log_path).read()
+        if marker in text:
+            return int(re.search(re.escape(marker) + r"(\d+)", text).group(1))
+        if proc.poll() is not None:
+            sys.exit("dnnd exited:\n" + text[-3000:])
+        time.sleep(0.05)
+    sys.exit("dnnd did not start:\n" + open(log_path).read()[-3000:])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_controller(base):
+    """Fashion-MNIST, the MLP, JOBS small trained jobs; returns the job list."""
+    for part, name in [("train-images", "train-images-idx3-ubyte.gz"), ("train-labels", "train-labels-idx1-ubyte.gz"),
+                       ("test-images", "t10k-images-idx3-ubyte.gz"), ("test-labels", "t10k-labels-idx1-ubyte.gz")]:
+        http(base, "PUT", f"/api/v1/datasets/fm/files/{part}", open(FM + name, "rb").read(), "application/octet-stream")
+    http(base, "POST", "/api/v1/datasets", json.dumps({"name": "fm", "format": "idx"}).encode())
+    spec = open(os.path.join(ROOT, "configs/models/mlp.toml")).read()
+    http(base, "POST", "/api/v1/models", json.dumps({"name": "mlp", "spec": spec}).encode())
+    for seed in range(JOBS):
+        job = {"model": "mlp", "dataset": "fm", "epochs": 2, "batch": 64, "workers": 1, "limit_train": 6000,
+               "limit_test": 1000, "seed": 42 + seed}
+        http(base, "POST", "/api/v1/jobs", json.dumps(job).encode())
+    for _ in range(1200):
+        jobs = json.loads(http(base, "GET", "/api/v1/jobs"))["jobs"]
+        if all(j["state"] not in ("queued", "running") for j in jobs):
+            break
+        time.sleep(0.25)
+    bad = [j for j in jobs if j["state"] != "succeeded"]
+    if bad:
+        sys.exit(f"jobs did not succeed: {bad}")
+    return jobs
+
+
+def test_image_json():
+    """The first Fashion-MNIST test image as {"inputs": [[784 floats]]}, scaled as training scales it."""
+    raw = gzip.open(FM + "t10k-images-idx3-ubyte.gz").read()
+    pixels = raw[16:16 + 784]
+    return json.dumps({"inputs": [[p / 255.0 for p in pixels]]}).encode()
+
+
+def wrk(url, seconds, connections, threads, body_file=None):
+    env = dict(os.environ, WRK_BODY_FILE=body_file or "")
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+                          "-s", os.path.join(HERE, "http_load.lua"), url], capture_output=True, text=True, env=env)
+    m = re.search(r"^WRK_JSON (.*)$", out.stdout, re.M)
+    if not m:
+        sys.exit("wrk failed:\n" + out.stdout + out.stderr)
+    r = json.loads(m.group(1))
+    r["rps"] = r["requests"] / r["seconds"]
+    r["errors"] = sum(r[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--wrk-threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating dnnd/Flask runs per route; the best is kept")
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="dnnd-http-load-")
+    procs = []
+    try:
+        log = os.path.join(work, "controller.log")
+        ctl = subprocess.Popen([os.path.join(args.build, "dnnd"), "--role=controller", "--config",
+                                os.path.join(ROOT, "configs/controller.toml"), "--set", "http.listen=127.0.0.1:0",
+                                "--set", f"controller.data_dir={work}/data"],
+                               stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+        procs.append(ctl)
+        base = f"http://127.0.0.1:{wait_for_port(log, ctl)}"
+        print(f"controller at {base}; preparing {JOBS} jobs ...", file=sys.stderr)
+        jobs = prepare_controller(base)
+        newest = max(j["id"] for j in jobs)
+        db = os.path.join(work, "flask.db")
+        with sqlite3.connect(db) as c:
+            c.execute("CREATE TABLE jobs (id INTEGER PRIMARY KEY, json TEXT NOT NULL)")
+            for j in jobs:
+                c.execute("INSERT INTO jobs VALUES (?, ?)", (j["id"], json.dumps(j)))
+        model = os.path.join(work, "model.safetensors")
+        with open(model, "wb") as f:
+            f.write(http(base, "GET", f"/api/v1/jobs/{newest}/checkpoint"))
+        port = free_port()
+        params = next(j for j in jobs if j["id"] == newest)["params"]
+        flask = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "flask_api.py"), "--db", db, "--model", model,
+                                  "--job", str(newest), "--port", str(port),
+                                  "--mean", str(params.get("normalize_mean", 0.0)),
+                                  "--std", str(params.get("normalize_std", 1.0))],
+                                 stdout=open(os.path.join(work, "flask.log"), "w"), stderr=subprocess.STDOUT)
+        procs.append(flask)
+        flask_base = f"http://127.0.0.1:{port}"
+        body = test_image_json()
+        body_file = os.path.join(work, "predict.json")
+        open(body_file, "wb").write(body)
+        for _ in range(200):
+            try:
+                http(flask_base, "GET", "/api/v1/jobs")
+                break
+            except OSError:
+                time.sleep(0.05)
+        # Same answers from both before measuring anything.
+        a = json.loads(http(base, "POST", "/api/v1/models/mlp/predict", body))
+        b = json.loads(http(flask_base, "POST", "/api/v1/models/mlp/predict", body))
+        assert a["predictions"][0]["class"] == b["predictions"][0]["class"], (a, b)
+        pa, pb = a["predictions"][0]["probabilities"], b["predictions"][0]["probabilities"]
+        assert max(abs(x - y) for x, y in zip(pa, pb)) < 1e-4, (pa, pb)
+        assert len(json.loads(http(flask_base, "GET", "/api/v1/jobs"))["jobs"]) == len(jobs)
+        print(f"both answer class {a['predictions'][0]['class']} for test image 0; load: {os.getloadavg()}",
+              file=sys.stderr)
+
+        load_before = os.getloadavg()[0]
+        routes = [("GET /api/v1/jobs", "/api/v1/jobs", None),
+                  ("POST /api/v1/models/mlp/predict", "/api/v1/models/mlp/predict", body_file)]
+        results = {}
+        for label, path, bf in routes:
+            for name, url in (("dnnd", base), ("Flask", flask_base)):
+                wrk(url + path, 1, args.connections, args.wrk_threads, bf)  # warm-up
+            for _ in range(args.rounds):
+                for name, url in (("dnnd", base), ("Flask", flask_base)):
+                    r = wrk(url + path, args.seconds, args.connections, args.wrk_threads, bf)
+                    print(f"{label:34s} {name:6s} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:.2f} ms  "
+                          f"p99 {r['p99_ms']:.2f} ms  errors {r['errors']}", file=sys.stderr)
+                    best = results.get((label, name))
+                    if best is None or r["rps"] > best["rps"]:
+                        r["all_errors"] = r["errors"] + (best["all_errors"] if best else 0)
+                        results[(label, name)] = r
+                    else:
+                        best["all_errors"] += r["errors"]
+
+        print(f"\n{args.connections} keep-alive connections, wrk -t{args.wrk_threads}, {args.seconds} s per run, "
+              f"best of {args.rounds} alternating runs; {len(jobs)} jobs in the store; load average "
+              f"{load_before:.2f} before the runs, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} cores)\n")
+        print("| route | server | requests/s | p50 | p99 | errors (all runs) | dnnd / Flask |")
+        print("|---|---|---|---|---|---|---|")
+        for label, _, _ in routes:
+            d, f = results[(label, "dnnd")], results[(label, "Flask")]
+            for name, r in (("dnnd", d), ("Flask", f)):
+                ratio = f"**{d['rps'] / f['rps']:.1f}x**" if name == "dnnd" else ""
+                print(f"| `{label}` | {name} | {r['rps']:,.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
+                      f"{r['all_errors']} | {ratio} |")
+        get = results[(routes[0][0], "dnnd")]
+        print("\ntargets: " + ", ".join([
+            f"GET >= 20x Flask: {'met' if get['rps'] >= 20 * results[(routes[0][0], 'Flask')]['rps'] else 'MISSED'}",
+            f"predict >= 20x Flask: "
+            f"{'met' if results[(routes[1][0], 'dnnd')]['rps'] >= 20 * results[(routes[1][0], 'Flask')]['rps'] else 'MISSED'}",
+            f"GET p99 <= 10 ms: {'met' if get['p99_ms'] <= 10 else 'MISSED'}",
+            f"zero errors (dnnd): {'met' if all(results[(l, 'dnnd')]['all_errors'] == 0 for l, _, _ in routes) else 'MISSED'}"]))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

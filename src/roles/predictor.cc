@@ -1,0 +1,269 @@
+#include "roles/predictor.h"
+
+#include <sys/stat.h>
+
+#include <boost/json.hpp>
+#include <cmath>
+
+#include "core/data/dataset.h"
+#include "core/image.h"
+#include "roles/controller.h"
+#include "roles/controller_store.h"
+#include "tensor/ops.h"
+
+namespace dnnd {
+namespace {
+
+namespace json = boost::json;
+
+// The model input's height and width when it is one grayscale image:
+// [h, w], [1, h, w], or [n] with n a square (784 -> 28 x 28).
+Result<std::pair<int, int>> ImageSize(const Shape& input) {
+  if (input.size() == 2) return std::pair<int, int>(static_cast<int>(input[0]), static_cast<int>(input[1]));
+  if (input.size() == 3 && input[0] == 1)
+    return std::pair<int, int>(static_cast<int>(input[1]), static_cast<int>(input[2]));
+  if (input.size() == 1) {
+    const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(input[0]))));
+    if (side * side == input[0]) return std::pair<int, int>(static_cast<int>(side), static_cast<int>(side));
+  }
+  return InvalidArgument("the model takes " + ShapeToString(input) +
+                         ", which is not one grayscale image ([h, w], [1, h, w] or a square [n]); send JSON "
+                         "{\"inputs\": [...]} instead");
+}
+
+// How the job's training data was scaled: (x - mean) / std after uint8 -> [0, 1]
+// (the job's normalize_mean / normalize_std; 0 and 1 when it has none).
+struct Scaling {
+  float mean = 0.0f, std = 1.0f;
+};
+
+Scaling JobScaling(const JobRecord& job) {
+  Scaling out;
+  boost::system::error_code ec;
+  const json::value p = json::parse(job.params, ec);
+  if (ec || !p.is_object()) return out;
+  if (const auto* m = p.as_object().if_contains("normalize_mean"); m && m->is_number())
+    out.mean = static_cast<float>(m->to_number<double>());
+  if (const auto* d = p.as_object().if_contains("normalize_std"); d && d->is_number())
+    out.std = static_cast<float>(d->to_number<double>());
+  return out;
+}
+
+// All of `set` as one batch, through the DataLoader: the very code that
+// scales and standardises training batches.
+Tensor AsTrainingBatch(const data::Dataset& set, Scaling scaling) {
+  data::DataLoader loader(set, {.batch_size = set.size(), .shuffle = false, .mean = scaling.mean, .std = scaling.std});
+  return loader.GetBatch(0, 0).x;
+}
+
+// The image body as the model's input batch of one: grayscale, inverted per
+// `invert`, resized, then scaled as training pixels are.
+Result<Tensor> ImageInput(const std::string& body, const Shape& input, Scaling scaling, const std::string& invert,
+                          bool* inverted) {
+  DNND_ASSIGN_OR_RETURN(auto hw, ImageSize(input));
+  DNND_ASSIGN_OR_RETURN(GrayImage image, DecodeGrayImage(body, Predictor::kMaxImagePixels));
+  *inverted = invert == "true" || (invert == "auto" && HasLightBorder(image));
+  if (*inverted) Invert(image);
+  GrayImage sized = ResizeGray(image, hw.second, hw.first);
+  data::Dataset set;
+  set.sample_shape = input;
+  set.type = data::SampleType::kUint8;
+  set.u8 = std::move(sized.pixels);
+  return AsTrainingBatch(set, scaling);
+}
+
+// Appends `v`'s numbers to `values`, recording the nesting as `shape`
+// (checked to be rectangular). `where` names the sample in errors.
+Status FlattenSample(const json::value& v, size_t depth, Shape& shape, std::vector<float>& values,
+                     const std::string& where) {
+  if (v.is_number()) {
+    if (depth != shape.size()) return InvalidArgument(where + " is ragged: a number where an array was expected");
+    values.push_back(static_cast<float>(v.to_number<double>()));
+    return Status::Ok();
+  }
+  if (!v.is_array()) return InvalidArgument(where + " must hold only numbers and arrays");
+  const json::array& a = v.get_array();
+  if (depth == shape.size()) {
+    if (!values.empty() || depth > 8) return InvalidArgument(where + " is ragged or nested too deeply");
+    shape.push_back(static_cast<int64_t>(a.size()));
+  } else if (shape[depth] != static_cast<int64_t>(a.size())) {
+    return InvalidArgument(where + " is ragged: arrays of " + std::to_string(shape[depth]) + " and " +
+                           std::to_string(a.size()) + " elements at depth " + std::to_string(depth));
+  }
+  for (const auto& x : a) DNND_RETURN_IF_ERROR(FlattenSample(x, depth + 1, shape, values, where));
+  return Status::Ok();
+}
+
+// {"inputs": [sample, ...]} as a batch; each sample flat or shaped like
+// `input`, in the dataset's scale (pixels in [0, 1]), standardised as
+// training batches are.
+Result<Tensor> JsonInput(const HttpRequest& r, const Shape& input, Scaling scaling) {
+  DNND_ASSIGN_OR_RETURN(json::value v, ParseJsonBody(r));
+  const json::value* inputs = v.is_object() ? v.get_object().if_contains("inputs") : nullptr;
+  if (!inputs || !inputs->is_array() || inputs->get_array().empty())
+    return InvalidArgument("the JSON body must be {\"inputs\": [sample, ...]} with at least one sample");
+  const int64_t per = ShapeNumel(input);
+  std::vector<float> values;
+  const json::array& samples = inputs->get_array();
+  values.reserve(samples.size() * static_cast<size_t>(per));
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const std::string where = "inputs[" + std::to_string(i) + "]";
+    Shape shape;
+    std::vector<float> one;
+    DNND_RETURN_IF_ERROR(FlattenSample(samples[i], 0, shape, one, where));
+    if (shape != input && shape != Shape{per})
+      return InvalidArgument(where + " has shape " + ShapeToString(shape) + " (" + std::to_string(one.size()) +
+                             " values); the model takes " + ShapeToString(input) + " (" + std::to_string(per) +
+                             " values), flat or shaped");
+    values.insert(values.end(), one.begin(), one.end());
+  }
+  data::Dataset set;
+  set.sample_shape = input;
+  set.type = data::SampleType::kFloat32;
+  set.f32 = std::move(values);
+  return AsTrainingBatch(set, scaling);
+}
+
+// "image/png; charset=x" -> "image/png".
+std::string MediaType(const HttpRequest& r) {
+  std::string t = r.header("Content-Type");
+  t = t.substr(0, t.find(';'));
+  while (!t.empty() && t.back() == ' ') t.pop_back();
+  for (auto& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return t;
+}
+
+json::array Floats(const float* p, int64_t n) {
+  json::array a;
+  a.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) a.push_back(static_cast<double>(p[i]));
+  return a;
+}
+
+// One prediction object per row of the model's output `y` ([n, k]).
+json::array Predictions(const TrainedModel& m, const Tensor& y) {
+  const int64_t n = y.size(0), k = y.numel() / std::max<int64_t>(1, y.size(0));
+  json::array out;
+  if (m.spec.loss != nn::LossKind::kCrossEntropy) {
+    for (int64_t i = 0; i < n; ++i) out.push_back(json::object{{"outputs", Floats(y.data() + i * k, k)}});
+    return out;
+  }
+  const bool softmax_last = !m.spec.layers.empty() && m.spec.layers.back().type == "softmax";
+  const Tensor p = softmax_last ? y : ops::Softmax(y.Reshape({n, k}));
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = p.data() + i * k;
+    const int64_t best = std::max_element(row, row + k) - row;
+    out.push_back(json::object{{"class", best}, {"probabilities", Floats(row, k)}});
+  }
+  return out;
+}
+
+}  // namespace
+
+Predictor::Predictor(ControllerStore& store, Options options) : store_(store), options_(std::move(options)) {}
+
+HttpResponse Predictor::Predict(const HttpRequest& request) {
+  Result<HttpResponse> r = Answer(request);
+  if (r.ok()) return std::move(r).value();
+  if (r.status().code() == StatusCode::kResourceExhausted)
+    return HttpResponse::Error(413, "payload_too_large", r.status().message());
+  return HttpResponse::FromStatus(r.status());
+}
+
+Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
+  const std::string name = r.params.at("name");
+  if (!IsValidName(name)) return InvalidArgument("invalid model name '" + name + "'");
+  if (r.body.size() > options_.max_body_bytes)
+    return ResourceExhausted("request body is " + std::to_string(r.body.size()) + " bytes; the limit is " +
+                             std::to_string(options_.max_body_bytes) + " (http.max_body_bytes)");
+  const std::string media = MediaType(r);
+  const bool is_image = media.rfind("image/", 0) == 0;
+  if (!is_image && media != "application/json")
+    return HttpResponse::Error(415, "unsupported_media_type",
+                               "Content-Type '" + media + "': send an image (image/png, image/jpeg) or "
+                               "application/json {\"inputs\": [...]}");
+  auto q = r.query.find("invert");
+  const std::string invert = q == r.query.end() ? "auto" : q->second;
+  if (invert != "auto" && invert != "true" && invert != "false")
+    return InvalidArgument("invert is '" + invert + "'; expected auto, true or false");
+  DNND_RETURN_IF_ERROR(store_.GetModel(name).status());
+  auto job = ResolveJob(name, r);
+  if (auto* refusal = std::get_if<HttpResponse>(&job)) return std::move(*refusal);
+  const JobRecord& j = std::get<JobRecord>(job);
+  const int64_t id = j.id;
+  DNND_ASSIGN_OR_RETURN(std::shared_ptr<const TrainedModel> m, Load(id));
+  const Scaling scaling = JobScaling(j);
+  bool inverted = false;
+  DNND_ASSIGN_OR_RETURN(Tensor x, is_image ? ImageInput(r.body, m->spec.input, scaling, invert, &inverted)
+                                           : JsonInput(r, m->spec.input, scaling));
+  json::array predictions;
+  {
+    NoGradGuard no_grad;  // evaluation only: nothing recorded for backward
+    predictions = Predictions(*m, m->model->Forward(x));
+  }
+  if (is_image) predictions[0].as_object()["inverted"] = inverted;
+  json::array input;
+  for (auto d : m->spec.input) input.push_back(d);
+  return HttpResponse::Json(200, json::object{{"model", name}, {"job", id}, {"input", std::move(input)},
+                                              {"predictions", std::move(predictions)}});
+}
+
+std::variant<JobRecord, HttpResponse> Predictor::ResolveJob(const std::string& model, const HttpRequest& r) {
+  auto q = r.query.find("job");
+  if (q == r.query.end()) {
+    auto newest = store_.NewestSucceededJob(model);
+    if (!newest.ok()) return HttpResponse::FromStatus(newest.status());
+    if (!*newest)
+      return HttpResponse::Error(409, "not_trained", "model '" + model +
+                                                         "' has no succeeded job yet: train it first "
+                                                         "(POST /api/v1/jobs), then predict");
+    auto j = store_.GetJob(**newest);
+    if (!j.ok()) return HttpResponse::FromStatus(j.status());
+    return std::move(j).value();
+  }
+  const std::string& s = q->second;
+  if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
+    return HttpResponse::Error(400, "invalid_argument", "invalid job id '" + s + "': expected a positive integer");
+  auto j = store_.GetJob(std::stoll(s));
+  if (!j.ok()) return HttpResponse::FromStatus(j.status());
+  if (j->model != model)
+    return HttpResponse::Error(400, "invalid_argument", "job " + s + " trained model '" + j->model + "', not '" +
+                                                            model + "'");
+  if (j->state != kJobSucceeded)
+    return HttpResponse::Error(409, "not_trained", "job " + s + " is " + j->state +
+                                                       "; predictions need a succeeded job");
+  return std::move(j).value();
+}
+
+Result<std::shared_ptr<const TrainedModel>> Predictor::Load(int64_t job) {
+  const std::string path = options_.checkpoint_path(job);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return NotFound("job " + std::to_string(job) + " succeeded but its checkpoint " + path + " is missing");
+  // A rewritten file (same path) is a different model: size and mtime are in the key.
+  const std::string key = path + "|" + std::to_string(st.st_size) + "|" + std::to_string(st.st_mtim.tv_sec) + "." +
+                          std::to_string(st.st_mtim.tv_nsec);
+  {
+    std::lock_guard lock(cache_mu_);
+    for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+      if (it->key != key) continue;
+      cache_.splice(cache_.begin(), cache_, it);  // most recently used first
+      return cache_.front().model;
+    }
+  }
+  // Loaded outside the lock: other models keep answering meanwhile. Two
+  // first calls may both load; the first inserted wins, the other is dropped.
+  auto loaded = LoadTrainedModel(path);
+  if (!loaded.ok())  // the controller's own file: a server-side fault, not the caller's
+    return Status(StatusCode::kInternal, "cannot load the checkpoint of job " + std::to_string(job) + ": " +
+                                             loaded.status().message());
+  auto model = std::make_shared<const TrainedModel>(std::move(loaded).value());
+  std::lock_guard lock(cache_mu_);
+  for (const auto& c : cache_)
+    if (c.key == key) return c.model;
+  cache_.push_front({key, model});
+  if (cache_.size() > kCachedModels) cache_.pop_back();
+  return model;
+}
+
+}  // namespace dnnd

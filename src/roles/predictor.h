@@ -1,0 +1,89 @@
+// Predictions from trained models: the controller's
+//
+//   POST /api/v1/models/{name}/predict[?job=<id>][&invert=auto|true|false]
+//
+// The weights are those of job <id>, by default the model's newest succeeded
+// job (its <data_dir>/jobs/<id>/model/model.safetensors). The body is either
+//  - an image (Content-Type image/png, image/jpeg, or any image/* stb reads):
+//    converted to grayscale, inverted when `invert` says so (auto: when most
+//    of its border is light, i.e. a dark drawing on white paper, the opposite
+//    of Fashion-MNIST), resized to the model input's height x width (input
+//    [784] is 28x28; [1,28,28] and [28,28] likewise);
+//  - or JSON {"inputs": [sample, ...]} (Content-Type application/json), each
+//    sample the model's input as a flat array or nested to its shape, in the
+//    dataset's scale (pixels in [0, 1]).
+// Either way the DataLoader then scales and standardises the samples exactly
+// as it did the job's training batches (uint8 -> [0, 1], then the job's
+// normalize_mean / normalize_std).
+// The answer:
+//   {"model":"mlp","job":3,"input":[1,28,28],
+//    "predictions":[{"class":7,"probabilities":[...]}, ...]}
+// with "inverted" per prediction for images. A model trained with a
+// cross-entropy loss answers class probabilities (softmax of its outputs,
+// unless its last layer is a softmax already); any other loss answers the raw
+// "outputs" instead.
+//
+// Errors (JSON, as every controller error): unknown model or job 404; no
+// succeeded job, or the named job not succeeded, 409; a job of another model,
+// an undecodable image (stb's reason), a sample of the wrong size (expected
+// and got), a bad query value 400; an unsupported Content-Type 415; a body
+// over http.max_body_bytes 413; a checkpoint that does not load (the controller's
+// own file) 500.
+//
+// Loaded models are cached (at most kCachedModels, least recently used goes),
+// keyed by checkpoint file and its size and modification time, so a
+// checkpoint is read once, not per call. Thread-safe: handlers run on several
+// HTTP threads at once; a cached model is shared, read-only, by concurrent
+// forward passes (evaluation mode, no gradient recording).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <variant>
+
+#include "core/status.h"
+#include "roles/controller_store.h"
+#include "roles/infer.h"
+#include "transport/http.h"
+
+namespace dnnd {
+
+class Predictor {
+ public:
+  static constexpr size_t kCachedModels = 4;
+  // Images beyond this many pixels are refused before they are decoded.
+  static constexpr int64_t kMaxImagePixels = 4096 * 4096;
+
+  struct Options {
+    std::function<std::string(int64_t job)> checkpoint_path;  // the job's model.safetensors
+    size_t max_body_bytes = 1 << 20;                          // http.max_body_bytes
+  };
+  // `store` must outlive the predictor.
+  Predictor(ControllerStore& store, Options options);
+
+  // The route's handler: always an answer, errors as JSON 4xx/5xx.
+  HttpResponse Predict(const HttpRequest& request);
+
+ private:
+  Result<HttpResponse> Answer(const HttpRequest& request);
+  // The job whose weights answer: ?job=<id> (checked to be this model's and
+  // succeeded) or the model's newest succeeded one; else the refusal to send.
+  std::variant<JobRecord, HttpResponse> ResolveJob(const std::string& model, const HttpRequest& request);
+  Result<std::shared_ptr<const TrainedModel>> Load(int64_t job);
+
+  ControllerStore& store_;
+  const Options options_;
+
+  struct CachedModel {
+    std::string key;  // path, size, mtime
+    std::shared_ptr<const TrainedModel> model;
+  };
+  std::mutex cache_mu_;             // guards cache_
+  std::list<CachedModel> cache_;    // most recently used first
+};
+
+}  // namespace dnnd
