@@ -370,13 +370,8 @@ int RunCtl(const std::vector<std::string>& args) {
   const std::string job = "/api/v1/jobs/" + Segment(arg);
   if (verb == "get") return call("GET", job, "", PrintJob);
   if (verb == "cancel") return call("POST", job + "/cancel", "", nullptr);
-  if (verb == "delete") {
-    auto r = client.Request("DELETE", job);
-    if (int rc = CheckReply(r, client); rc != 0) return rc;
-    if (as_json) std::fputs(r->body.c_str(), stdout);
-    else std::printf("deleted job %s\n", arg.c_str());
-    return 0;
-  }
+  if (verb == "delete")
+    return call("DELETE", job, "", [](const json::value& v) { std::printf("deleted job %s\n", Num(v.at("deleted")).c_str()); });
   // logs
   if (cli.follow) return FollowLogs(client, Segment(arg), follow);
   auto r = client.Request("GET", job + "/logs");
