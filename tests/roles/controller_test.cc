@@ -502,6 +502,33 @@ int64_t PeakRss(pid_t pid) {
   return p == std::string::npos ? -1 : std::atoll(status.c_str() + p + 6) * 1024;
 }
 
+TEST(ControllerStore, DeletesOnlyFinishedJobsWithTheirHistory) {
+  TempDir dir;
+  auto s = ControllerStore::Open(dir.path() + "/c.db");
+  ASSERT_TRUE(s.ok());
+  auto id = (*s)->CreateJob("m", "d", "{}");
+  ASSERT_TRUE(id.ok());
+  auto deleted = (*s)->DeleteFinishedJob(*id);  // queued
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_FALSE(*deleted);
+  ASSERT_TRUE((*s)->SetJobState(*id, kJobRunning, "").ok());
+  ASSERT_TRUE((*s)->RecordEpoch(*id, {1, 0.5, true, 0.4, 0.8, 1.0, 100}, 10, 30).ok());
+  EXPECT_FALSE(*(*s)->DeleteFinishedJob(*id));  // running
+  ASSERT_TRUE((*s)->SetJobState(*id, kJobFailed, "boom").ok());
+  EXPECT_TRUE(*(*s)->DeleteFinishedJob(*id));
+  EXPECT_EQ((*s)->GetJob(*id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ((*s)->DeleteFinishedJob(*id).status().code(), StatusCode::kNotFound);
+  // Its history went with it.
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open((dir.path() + "/c.db").c_str(), &raw), SQLITE_OK);
+  int rows = -1;
+  sqlite3_exec(raw, "SELECT COUNT(*) FROM job_epochs",
+               [](void* out, int, char** v, char**) { return *static_cast<int*>(out) = std::atoi(v[0]), 0; }, &rows,
+               nullptr);
+  sqlite3_close(raw);
+  EXPECT_EQ(rows, 0);
+}
+
 TEST(ControllerAuth, MutatingRoutesNeedTheTokenReadsStayOpenRefusalsAreLogged) {
   TempDir dir;
   const std::string token_file = dir.Write("token", "tok-3f9a\n");  // a mounted Secret ends in a newline
