@@ -439,6 +439,35 @@ std::optional<HttpResponse> HttpRouter::Admit(HttpRequest& request,
 HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
   const auto start = std::chrono::steady_clock::now();
   HttpResponse response;
+  // A caller dispatching in-process (not through the server) hands an
+  // upload route its body in memory: write it to the file the handler
+  // expects, under the same limit.
+  std::string spooled;
+  auto SpoolBody = [&spooled](const std::optional<HttpUploadOptions>& upload,
+                              HttpRequest& r) -> std::optional<HttpResponse> {
+    if (!upload || !r.body_file.empty()) return std::nullopt;
+    if (r.body.size() > upload->max_bytes)
+      return HttpResponse::Error(413, "payload_too_large",
+                                 "request body exceeds the limit of " + std::to_string(upload->max_bytes) + " bytes (" +
+                                     upload->limit_name + ")");
+    std::string path = upload->dir + "/.upload-XXXXXX";
+    const int fd = ::mkstemp(path.data());
+    bool ok = fd >= 0;
+    for (size_t off = 0; ok && off < r.body.size();) {
+      const ssize_t n = ::write(fd, r.body.data() + off, r.body.size() - off);
+      ok = n > 0;
+      if (ok) off += static_cast<size_t>(n);
+    }
+    if (fd >= 0) ::close(fd);
+    if (!ok) {
+      if (fd >= 0) ::unlink(path.c_str());
+      return HttpResponse::Error(500, "internal", "cannot store the upload in " + upload->dir);
+    }
+    spooled = r.body_file = path;
+    r.body_file_bytes = r.body.size();
+    r.body.clear();
+    return std::nullopt;
+  };
   Match match = Find(request);
   std::set<std::string>& allowed = match.allowed;
   const std::shared_ptr<const HttpHandler>& handler = match.handler;
@@ -459,6 +488,8 @@ HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
                                    "method " + request.method + " is not allowed for " + request.path +
                                        " (allowed: " + allow + ")");
     response.headers.emplace_back("Allow", allow);
+  } else if (std::optional<HttpResponse> failed = SpoolBody(match.upload, request)) {
+    response = std::move(*failed);
   } else {
     try {
       response = (*handler)(request);
@@ -476,6 +507,10 @@ HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
           {{"method", request.method}, {"route", request.route}, {"error", "unknown exception"}});
       response = HttpResponse::Error(500, "internal", "internal error while handling the request");
     }
+  }
+  if (!spooled.empty()) {
+    ::unlink(spooled.c_str());  // unless the handler moved it away
+    request.body_file.clear();
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   NotifyObservers(request, response, seconds);

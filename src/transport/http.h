@@ -65,7 +65,8 @@ struct HttpRequest {
   // Routes added with HandleUpload: the temporary file holding the whole body
   // (`body` stays empty) and its size. The handler may move the file away
   // (same filesystem as HttpUploadOptions::dir, so a rename is atomic);
-  // whatever is still there after the handler returns is removed.
+  // whatever is still there after the handler returns is removed. Dispatch
+  // called in-process with `body` set writes it to such a file first.
   std::string body_file;
   uint64_t body_file_bytes = 0;
   std::string remote;  // peer "ip:port"
