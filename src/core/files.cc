@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -22,6 +23,20 @@ Result<std::string> ReadFileToString(const std::string& path, size_t max_bytes) 
   std::string bytes(static_cast<size_t>(size), '\0');
   in.seekg(0);
   in.read(bytes.data(), size);
+  if (!in) return IoError(path + ": read error");
+  return bytes;
+}
+
+Result<std::string> ReadFileRange(const std::string& path, uint64_t offset, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": " + std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) return IoError(path + ": cannot determine size");
+  if (offset >= static_cast<uint64_t>(size)) return std::string();
+  std::string bytes(static_cast<size_t>(std::min<uint64_t>(max_bytes, static_cast<uint64_t>(size) - offset)), '\0');
+  in.seekg(static_cast<std::streamoff>(offset));
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (!in) return IoError(path + ": read error");
   return bytes;
 }

@@ -33,6 +33,7 @@
 #include "transport/rpc_server.h"
 #include "roles/dashboard.h"
 #include "tensor/model_spec.h"
+#include "transport/hello.h"
 #include "transport/http.h"
 
 namespace dnnd {
@@ -243,8 +244,6 @@ class ControllerRole : public Role {
                              .max_body_bytes = max_json_}),
         pool_(std::chrono::milliseconds(cfg.GetInt("controller.node_timeout_ms")), PoolListener()) {}
 
-  size_t MaxRequestBytes() const override { return max_upload_; }
-
   std::pair<bool, std::string> Readiness() const override {
     if (!running_.load()) return {false, "controller starting"};
     return {true, ""};
@@ -257,6 +256,10 @@ class ControllerRole : public Role {
         {{"data_dir", dir_}, {"schema_version", store_->SchemaVersion()}});
     DNND_RETURN_IF_ERROR(StartShardService());
     DNND_RETURN_IF_ERROR(StartLocalWorkers());
+    if (token_.empty())
+      Log(LogLevel::kWarn, "controller",
+          "the API is UNAUTHENTICATED: no token is set, so anyone who can reach http.listen may upload, train "
+          "and delete; set transport.token_file (or env DNND_TRANSPORT__TOKEN)");
     running_ = true;
     while (true) {
       {
@@ -301,7 +304,11 @@ class ControllerRole : public Role {
         return HttpResponse::FromStatus(res.status());
       };
     };
-    r.Handle("PUT", "/api/v1/datasets/{name}/files/{part}", wrap(&ControllerRole::StageFile));
+    // Mutating routes need the token; GETs, /healthz, /readyz, /metrics are read-only status (docs/controller.md).
+    r.RequireBearer({.token = token_, .metrics = &DefaultMetrics()});
+    r.HandleUpload("PUT", "/api/v1/datasets/{name}/files/{part}",
+                   {.dir = dir_ + "/uploads", .max_bytes = max_upload_, .limit_name = "controller.max_upload_bytes"},
+                   wrap(&ControllerRole::StageFile));
     r.Handle("POST", "/api/v1/datasets", wrap(&ControllerRole::CreateDataset));
     r.Handle("GET", "/api/v1/datasets", wrap(&ControllerRole::ListDatasets));
     r.Handle("GET", "/api/v1/datasets/{name}", wrap(&ControllerRole::GetDataset));
@@ -314,10 +321,13 @@ class ControllerRole : public Role {
     r.Handle("POST", "/api/v1/jobs", wrap(&ControllerRole::CreateJob));
     r.Handle("GET", "/api/v1/jobs", wrap(&ControllerRole::ListJobs));
     r.Handle("GET", "/api/v1/jobs/{id}", wrap(&ControllerRole::GetJob));
+    r.Handle("DELETE", "/api/v1/jobs/{id}", wrap(&ControllerRole::DeleteJob));
     r.Handle("POST", "/api/v1/jobs/{id}/cancel", wrap(&ControllerRole::CancelJob));
     r.Handle("GET", "/api/v1/jobs/{id}/logs", wrap(&ControllerRole::JobLogs));
     r.Handle("GET", "/api/v1/jobs/{id}/checkpoint", wrap(&ControllerRole::JobCheckpoint));
-    r.Handle("PUT", "/api/v1/jobs/{id}/model", wrap(&ControllerRole::UploadModel));
+    r.HandleUpload("PUT", "/api/v1/jobs/{id}/model",
+                   {.dir = dir_ + "/uploads", .max_bytes = max_upload_, .limit_name = "controller.max_upload_bytes"},
+                   wrap(&ControllerRole::UploadModel));
     r.Handle("POST", "/api/v1/nodes/{name}/heartbeat", wrap(&ControllerRole::NodeHeartbeat));
     r.Handle("GET", "/api/v1/nodes", wrap(&ControllerRole::ListNodes));
     AddDashboardRoutes(r);  // the web UI at /ui/ (roles/dashboard.h)
@@ -335,18 +345,16 @@ class ControllerRole : public Role {
       return InvalidArgument("unknown file part '" + part +
                              "'; expected train-images, train-labels, test-images, test-labels (idx, npy) or "
                              "train, test (npz, csv)");
-    if (r.body.size() > max_upload_)
-      return HttpResponse::Error(413, "payload_too_large",
-                                 "upload is " + std::to_string(r.body.size()) + " bytes; the limit is " +
-                                     std::to_string(max_upload_) + " (controller.max_upload_bytes)");
-    if (r.body.empty()) return InvalidArgument("empty upload for " + name + "/" + part);
+    // The server streamed the body to r.body_file (HandleUpload), under max_upload_.
+    if (r.body_file.empty()) return Internal("upload route called without a streamed body");
+    if (r.body_file_bytes == 0) return InvalidArgument("empty upload for " + name + "/" + part);
     if (store_->GetDataset(name).ok()) return AlreadyExists("dataset '" + name + "' already exists");
     const fs::path stage = fs::path(dir_) / "uploads" / name;
     std::error_code ec;
     fs::create_directories(stage, ec);
     if (ec) return IoError("cannot create " + stage.string() + ": " + ec.message());
-    DNND_RETURN_IF_ERROR(WriteFileAtomic((stage / part).string(), r.body));
-    return HttpResponse::Json(201, {{"dataset", name}, {"part", part}, {"bytes", r.body.size()}});
+    DNND_RETURN_IF_ERROR(CommitTempFile(r.body_file, (stage / part).string()));
+    return HttpResponse::Json(201, {{"dataset", name}, {"part", part}, {"bytes", r.body_file_bytes}});
   }
 
   Result<HttpResponse> CreateDataset(const HttpRequest& r) {
@@ -663,13 +671,40 @@ class ControllerRole : public Role {
     return HttpResponse::Json(202, {{"id", id}, {"cancelling", true}});
   }
 
+  // ?offset=N: the log from byte N (at most 4 MiB); X-Log-Offset is where
+  // the next request continues, X-Job-State lets a follower stop once the
+  // job is over and the log drained (`dnnd ctl job logs -f` polls this).
   Result<HttpResponse> JobLogs(const HttpRequest& r) {
     DNND_ASSIGN_OR_RETURN(int64_t id, JobId(r));
-    DNND_RETURN_IF_ERROR(store_->GetJob(id).status());
-    const std::string path = JobDir(id) + "/job.log";
-    if (!fs::exists(path)) return HttpResponse::Text(200, "");
-    DNND_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path, 64 << 20));
-    return HttpResponse::Text(200, std::move(text));
+    DNND_ASSIGN_OR_RETURN(auto job, store_->GetJob(id));
+    uint64_t offset = 0;
+    if (auto it = r.query.find("offset"); it != r.query.end()) {
+      const std::string& s = it->second;
+      if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
+        return InvalidArgument("query parameter 'offset' is '" + s + "'; expected a byte offset (0, 1, ...)");
+      offset = std::stoull(s);
+    }
+    auto text = ReadFileRange(JobDir(id) + "/job.log", offset, 4 << 20);
+    if (!text.ok() && text.status().code() != StatusCode::kNotFound) return text.status();
+    std::string bytes = text.ok() ? std::move(text).value() : std::string();
+    HttpResponse out = HttpResponse::Text(200, bytes);
+    out.headers.push_back({"X-Log-Offset", std::to_string(offset + bytes.size())});
+    out.headers.push_back({"X-Job-State", job.state});
+    return out;
+  }
+
+  // Only a finished job: its store rows and its directory (log, checkpoints, model).
+  Result<HttpResponse> DeleteJob(const HttpRequest& r) {
+    DNND_ASSIGN_OR_RETURN(int64_t id, JobId(r));
+    DNND_ASSIGN_OR_RETURN(bool deleted, store_->DeleteFinishedJob(id));
+    if (!deleted)
+      return HttpResponse::Error(409, "job_active", "job " + std::to_string(id) +
+                                                        " is queued or running; cancel it first (POST /api/v1/jobs/" +
+                                                        std::to_string(id) + "/cancel)");
+    std::error_code ec;
+    fs::remove_all(JobDir(id), ec);
+    if (ec) Log(LogLevel::kWarn, "controller", "cannot remove a deleted job's files", {{"job", id}, {"error", ec.message()}});
+    return HttpResponse::Json(200, {{"deleted", id}});
   }
 
   Result<HttpResponse> JobCheckpoint(const HttpRequest& r) {
@@ -718,12 +753,13 @@ class ControllerRole : public Role {
     auto attempt = r.query.find("attempt");
     if (attempt == r.query.end() || !pool_.IsCurrentAttempt(id, attempt->second))
       return HttpResponse::Error(409, "stale_attempt", "job " + std::to_string(id) + " is not running that attempt");
-    if (r.body.empty()) return InvalidArgument("empty model upload");
+    // Streamed to r.body_file (HandleUpload), like a dataset part.
+    if (r.body_file.empty() || r.body_file_bytes == 0) return InvalidArgument("empty model upload");
     std::error_code ec;
     fs::create_directories(JobDir(id) + "/model", ec);
-    DNND_RETURN_IF_ERROR(WriteFileAtomic(JobDir(id) + "/model/model.safetensors", r.body));
-    JobLog(id, "trained model received (" + std::to_string(r.body.size()) + " bytes)");
-    return HttpResponse::Json(201, {{"job", id}, {"bytes", r.body.size()}});
+    DNND_RETURN_IF_ERROR(CommitTempFile(r.body_file, JobDir(id) + "/model/model.safetensors"));
+    JobLog(id, "trained model received (" + std::to_string(r.body_file_bytes) + " bytes)");
+    return HttpResponse::Json(201, {{"job", id}, {"bytes", r.body_file_bytes}});
   }
 
   WorkerPool::Listener PoolListener() {
@@ -1161,8 +1197,21 @@ Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg, int64_t loca
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return IoError("cannot create controller.data_dir " + dir + ": " + ec.message());
+  // Uploads stream into temporary files here before moving into place.
+  fs::create_directories(dir + "/uploads", ec);
+  if (ec) return IoError("cannot create " + dir + "/uploads: " + ec.message());
+  // The API's bearer token is the wire protocol's shared secret.
   DNND_ASSIGN_OR_RETURN(std::string token, wire::LoadTransportToken(cfg));
   DNND_ASSIGN_OR_RETURN(auto store, ControllerStore::Open(dir + "/controller.db"));
+  // (A loopback-only controller, like the standalone role's, has nobody to hide it from.)
+  const std::string listen = cfg.GetString("http.listen");
+  const bool loopback = listen.rfind("127.", 0) == 0 || listen.rfind("localhost:", 0) == 0 || listen.rfind("[::1]:", 0) == 0;
+  if (!token.empty() && !loopback && cfg.GetString("transport.token_file").empty() &&
+      cfg.Origin("transport.token").rfind("env ", 0) != 0 && cfg.Origin("transport.token").rfind("--set", 0) != 0)
+    Log(LogLevel::kWarn, "controller",
+        "transport.token is written in a config file; a committed file is no secret: use transport.token_file "
+        "(a mounted Secret) or env DNND_TRANSPORT__TOKEN",
+        {{"origin", cfg.Origin("transport.token")}});
   return std::unique_ptr<Role>(new ControllerRole(cfg, std::move(store), std::move(token), local_workers));
 }
 

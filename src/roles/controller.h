@@ -4,7 +4,7 @@
 //
 //   datasets  PUT  /api/v1/datasets/{name}/files/{part}   raw file body (part:
 //                  train-images, train-labels, test-images, test-labels for
-//                  idx/npy; train, test for npz/csv), staged on disk
+//                  idx/npy; train, test for npz/csv), streamed to disk
 //             POST /api/v1/datasets {"name","format"}     validates the staged
 //                  files with the engine's readers and registers the dataset
 //             GET  /api/v1/datasets[/{name}]  DELETE /api/v1/datasets/{name}
@@ -13,8 +13,12 @@
 //   jobs      POST /api/v1/jobs {"model","dataset","epochs","batch","lr","optimizer",
 //                  "workers","servers","mode","kavg_steps","seed","limit_train","limit_test"}
 //             GET  /api/v1/jobs[/{id}]   POST /api/v1/jobs/{id}/cancel
-//             GET  /api/v1/jobs/{id}/logs   GET /api/v1/jobs/{id}/checkpoint
-// Every error is {"error":{"code","message"}} with a 4xx/5xx status.
+//             DELETE /api/v1/jobs/{id} (finished jobs only; 409 while active)
+//             GET  /api/v1/jobs/{id}/logs[?offset=N]   GET /api/v1/jobs/{id}/checkpoint
+// Every error is {"error":{"code","message"}} with a 4xx/5xx status. With a
+// token (the wire protocol's shared secret, transport.token_file or env
+// DNND_TRANSPORT__TOKEN) every POST/PUT/DELETE needs "Authorization: Bearer
+// <token>" (401 otherwise); GETs stay open (docs/controller.md).
 //
 // Jobs run one at a time, in this process, as the standalone role's cluster
 // (parameter servers + workers as threads over loopback, the wire protocol

@@ -364,6 +364,29 @@ Result<bool> ControllerStore::CancelIfQueued(int64_t id) {
   return sqlite3_changes(db_) > 0;
 }
 
+Result<bool> ControllerStore::DeleteFinishedJob(int64_t id) {
+  std::lock_guard lock(mu_);
+  bool deleted = false;
+  Status s = InTransaction(db_, [&]() -> Status {
+    Stmt q(db_, "SELECT state FROM jobs WHERE id = ?");
+    q.Bind(id);
+    DNND_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) return NotFound("no job " + std::to_string(id));
+    const std::string state = q.Text(0);
+    if (state == kJobQueued || state == kJobRunning) return Status::Ok();
+    Stmt e(db_, "DELETE FROM job_epochs WHERE job_id = ?");
+    e.Bind(id);
+    DNND_RETURN_IF_ERROR(e.Run());
+    Stmt j(db_, "DELETE FROM jobs WHERE id = ?");
+    j.Bind(id);
+    DNND_RETURN_IF_ERROR(j.Run());
+    deleted = true;
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return deleted;
+}
+
 Status ControllerStore::RecordEpoch(int64_t id, const EpochRow& r, int64_t step, int64_t total_steps) {
   std::lock_guard lock(mu_);
   return InTransaction(db_, [&]() -> Status {

@@ -108,6 +108,10 @@ class ControllerStore {
   Status SetJobState(int64_t id, const std::string& state, const std::string& reason);
   // Cancels a queued job atomically; false if it was not queued.
   Result<bool> CancelIfQueued(int64_t id);
+  // Deletes a finished job (succeeded, failed, cancelled) and its history in
+  // one transaction; false, deleting nothing, while it is queued or running.
+  // NotFound if there is no such job.
+  Result<bool> DeleteFinishedJob(int64_t id);
   // Records (or replaces, after a resume) one epoch and the job's progress,
   // in one transaction.
   Status RecordEpoch(int64_t id, const EpochRow& row, int64_t step, int64_t total_steps);

@@ -1,104 +1,94 @@
 #include "roles/ctl.h"
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <unistd.h>
+
 #include <boost/json.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
-#include <optional>
+#include <set>
 
 #include "core/files.h"
 #include "core/json_text.h"
+#include "roles/ctl_client.h"
+#include "roles/ctl_follow.h"
+#include "roles/ctl_settings.h"
 
 namespace dnnd {
 namespace {
 
-namespace beast = boost::beast;
-namespace http = boost::beast::http;
 namespace json = boost::json;
-using tcp = boost::asio::ip::tcp;
 
-constexpr const char* kCtlUsage = R"(usage: dnnd ctl [--controller host:port] [-o table|json] <noun> <verb> [args]
-  dataset list | get <name> | delete <name>
-  dataset upload <name> --format idx|npy --train-images F --train-labels F [--test-images F --test-labels F]
-  dataset upload <name> --format npz|csv --train F [--test F]
+constexpr const char* kCtlUsage = R"(usage: dnnd ctl [--controller host:port] [--token T] [-o table|json] <noun> <verb> [args]
+  train --model M --dataset D [job options] [--follow]
+  dataset list | get <name> | delete <name> | upload <name> --format F <files>
   model   list | get <name> | create <name> --spec model.toml
-  job     list | get <id> | cancel <id> | logs <id>
-  job     create --model M --dataset D [--epochs N] [--batch N] [--lr X] [--optimizer sgd|adam|adamw]
-                 [--workers N] [--servers N] [--mode sync|async|kavg] [--kavg-steps N] [--seed N]
-                 [--limit-train N] [--limit-test N] [--eval-every N] [--goal-accuracy 0.88]
-                 [--lr-schedule constant|cosine|step]
+  job     list | get <id> | create ... | cancel <id> | delete <id> | logs <id> [-f]
   node    list                      the worker pool: idle, busy (job/part) or lost
   predict <model> <file.png|file.jpg|file.json>... [--job N] [--invert auto|true|false]
-                 each file's predicted class and top probabilities (a .json file holds
-                 {"inputs": [sample, ...]}); --job picks a job's weights (default: the
-                 model's newest succeeded job); --invert: auto inverts images whose border
-                 is mostly light (a dark drawing on white paper)
-The controller is --controller, else $DNND_CONTROLLER, else 127.0.0.1:8080.
-Exit codes: 0 done, 1 unreachable or server error, 2 usage, 3 request refused (4xx).
+`dnnd ctl <noun> <verb> --help` describes one verb.
+Controller: --controller, else $DNND_CONTROLLER, else `controller` in ~/.config/dnnd/ctl.toml, else 127.0.0.1:8080.
+Token:      --token, else $DNND_TOKEN, else `token` or `token_file` in ~/.config/dnnd/ctl.toml.
+Exit codes: 0 done; 1 controller unreachable or failed (5xx); 2 usage; 3 request refused (4xx, 401 included);
+            4 a followed job (train --follow) ended failed or cancelled.
 )";
 
-struct Reply {
-  int status = 0;
-  std::string body;
+constexpr const char* kJobOptions =
+    "  --epochs N --batch N --lr X --optimizer sgd|adam|adamw --workers N --servers N\n"
+    "  --mode sync|async|kavg --kavg-steps N --seed N --limit-train N --limit-test N\n"
+    "  --eval-every N --goal-accuracy 0.88 --lr-schedule constant|cosine|step\n";
+
+struct VerbHelp {
+  const char* noun;
+  const char* verb;  // "" for a noun without verbs (train)
+  const char* text;
 };
 
-// One request over a fresh connection; nullopt (and a message on stderr)
-// when the controller cannot be reached.
-std::optional<Reply> Request(const std::string& address, http::verb method, const std::string& target,
-                             const std::string& body, const std::string& content_type = "application/json") {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    std::fprintf(stderr, "dnnd ctl: --controller must be host:port, not '%s'\n", address.c_str());
-    return std::nullopt;
-  }
-  try {
-    boost::asio::io_context io;
-    tcp::resolver resolver(io);
-    beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::minutes(10));  // uploads of large datasets
-    stream.connect(resolver.resolve(address.substr(0, colon), address.substr(colon + 1)));
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, address);
-    req.set(http::field::user_agent, "dnnd-ctl");
-    if (!body.empty() || method == http::verb::post || method == http::verb::put) {
-      req.set(http::field::content_type, content_type);
-      req.body() = body;
-      req.prepare_payload();
-    }
-    http::write(stream, req);
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    http::read(stream, buffer, parser);
-    beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    return Reply{static_cast<int>(parser.get().result_int()), parser.get().body()};
-  } catch (const boost::system::system_error& e) {
-    std::fprintf(stderr, "dnnd ctl: cannot reach the controller at %s: %s\n", address.c_str(),
-                 e.code().message().c_str());
-    return std::nullopt;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dnnd ctl: cannot reach the controller at %s: %s\n", address.c_str(), e.what());
-    return std::nullopt;
-  }
+const VerbHelp kVerbs[] = {
+    {"train", "", "dnnd ctl train --model M --dataset D [job options] [--follow]\n"
+                  "Creates a training job and prints its id. --follow then shows a progress bar per epoch\n"
+                  "(loss, test accuracy, ETA) until the job ends; the exit code is 0 only if it succeeded\n"
+                  "(4 if it failed or was cancelled). Job options:\n"},
+    {"dataset", "list", "dnnd ctl dataset list\nLists datasets with sample counts, shapes, sizes and class histograms.\n"},
+    {"dataset", "get", "dnnd ctl dataset get <name>\nPrints one dataset.\n"},
+    {"dataset", "delete", "dnnd ctl dataset delete <name>\nDeletes a dataset (refused while a queued or running job uses it).\n"},
+    {"dataset", "upload",
+     "dnnd ctl dataset upload <name> --format idx|npy --train-images F --train-labels F [--test-images F --test-labels F]\n"
+     "dnnd ctl dataset upload <name> --format npz|csv --train F [--test F]\n"
+     "Streams each file to the controller, then registers the dataset (validated there).\n"},
+    {"model", "list", "dnnd ctl model list\nLists registered models.\n"},
+    {"model", "get", "dnnd ctl model get <name>\nPrints one model with its spec.\n"},
+    {"model", "create", "dnnd ctl model create <name> --spec model.toml\nRegisters a model spec.\n"},
+    {"job", "list", "dnnd ctl job list\nLists jobs, newest first, with state, epoch, progress and ETA.\n"},
+    {"job", "get", "dnnd ctl job get <id>\nPrints one job with its per-epoch history.\n"},
+    {"job", "create", "dnnd ctl job create --model M --dataset D [job options]\nCreates a job and prints its id. Options:\n"},
+    {"job", "cancel", "dnnd ctl job cancel <id>\nCancels a queued or running job.\n"},
+    {"job", "delete", "dnnd ctl job delete <id>\nDeletes a finished job: its history and files (refused while queued or running).\n"},
+    {"job", "logs", "dnnd ctl job logs <id> [-f|--follow]\nPrints the job's log; -f keeps printing new lines until the job ends.\n"},
+    {"node", "list", "dnnd ctl node list\nLists the worker pool: each node idle, busy (job/part) or lost, and when it was last seen.\n"},
+    {"predict", "", "dnnd ctl predict <model> <file.png|file.jpg|file.json>... [--job N] [--invert auto|true|false]\n"
+                    "Each file's predicted class and top probabilities (a .json file holds {\"inputs\": [sample, ...]});\n"
+                    "--job picks a job's weights (default: the model's newest succeeded job); --invert auto inverts\n"
+                    "images whose border is mostly light (a dark drawing on white paper).\n"},
+};
+
+const VerbHelp* FindVerb(const std::string& noun, const std::string& verb) {
+  for (const auto& v : kVerbs)
+    if (noun == v.noun && verb == v.verb) return &v;
+  return nullptr;
 }
 
-// Exit code for a reply, printing the controller's error message if any.
-int Check(const std::optional<Reply>& r) {
-  if (!r) return 1;
-  if (r->status < 400) return 0;
-  std::string message = r->body;
-  boost::system::error_code ec;
-  json::value v = json::parse(r->body, ec);
-  if (!ec && v.is_object() && v.as_object().contains("error"))
-    message = std::string(v.at("error").at("code").as_string()) + ": " +
-              std::string(v.at("error").at("message").as_string());
-  std::fprintf(stderr, "dnnd ctl: HTTP %d: %s\n", r->status, message.c_str());
-  return r->status < 500 ? 3 : 1;
+int Usage(const std::string& error) {
+  if (!error.empty()) std::fprintf(stderr, "dnnd ctl: %s\n", error.c_str());
+  std::fputs(kCtlUsage, error.empty() ? stdout : stderr);
+  return error.empty() ? 0 : 2;
+}
+
+int VerbUsage(const VerbHelp& v) {
+  std::fputs(v.text, stdout);
+  if (std::string(v.noun) == "train" || (std::string(v.noun) == "job" && std::string(v.verb) == "create"))
+    std::fputs(kJobOptions, stdout);
+  return 0;
 }
 
 std::string Num(const json::value& v) {
@@ -128,12 +118,6 @@ void Table(const std::vector<std::string>& header, const std::vector<std::vector
   line(header);
   for (const auto& r : rows) line(r);
 }
-
-struct Cli {
-  std::string controller, output = "table";
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> flags;  // --name value
-};
 
 void PrintDatasets(const json::value& v) {
   std::vector<std::vector<std::string>> rows;
@@ -187,12 +171,6 @@ void PrintJob(const json::value& j) {
   if (!rows.empty()) Table({"EPOCH", "TRAIN_LOSS", "TEST_LOSS", "TEST_ACC", "SECONDS", "SAMPLES/S"}, rows);
 }
 
-int Usage(const std::string& error) {
-  if (!error.empty()) std::fprintf(stderr, "dnnd ctl: %s\n", error.c_str());
-  std::fputs(kCtlUsage, error.empty() ? stdout : stderr);
-  return error.empty() ? 0 : 2;
-}
-
 // Percent-encodes a path segment (names are validated server-side; this
 // keeps a hostile one from changing the route).
 std::string Segment(const std::string& s) {
@@ -237,7 +215,7 @@ std::string MediaTypeOf(const std::string& file) {
 // file, input (a JSON file's sample index; whether an image was inverted),
 // class and top probabilities, or (-o json) the answers as one
 // JSON array, each with its "file". Stops at the first refused file.
-int Predict(const std::string& controller, const std::vector<std::string>& positional,
+int Predict(const CtlClient& client, const std::vector<std::string>& positional,
             const std::map<std::string, std::string>& flags, bool as_json) {
   if (positional.size() < 3) return Usage("predict needs <model> and at least one file");
   std::string query;
@@ -256,9 +234,8 @@ int Predict(const std::string& controller, const std::vector<std::string>& posit
       std::fprintf(stderr, "dnnd ctl: %s\n", bytes.status().ToString().c_str());
       return 2;
     }
-    auto r = Request(controller, http::verb::post, "/api/v1/models/" + Segment(positional[1]) + "/predict" + query,
-                     *bytes, media);
-    if (int rc = Check(r); rc != 0) return rc;
+    auto r = client.Request("POST", "/api/v1/models/" + Segment(positional[1]) + "/predict" + query, *bytes, media);
+    if (int rc = CheckReply(r, client); rc != 0) return rc;
     boost::system::error_code ec;
     json::value v = json::parse(r->body, ec);
     if (ec || !v.is_object() || !v.as_object().contains("predictions")) {
@@ -284,15 +261,27 @@ int Predict(const std::string& controller, const std::vector<std::string>& posit
   return 0;
 }
 
-}  // namespace
 
-int RunCtl(const std::vector<std::string>& args) {
+struct Cli {
+  std::string controller, token, output = "table";
+  bool help = false, follow = false;
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> flags;  // --name value
+};
+
+// Flags take a value ("--x v" or "--x=v") except these switches.
+Result<Cli> ParseArgs(const std::vector<std::string>& args) {
   Cli cli;
-  const char* env = std::getenv("DNND_CONTROLLER");
-  cli.controller = env && *env ? env : "127.0.0.1:8080";
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a == "--help" || a == "-h") return Usage("");
+    if (a == "--help" || a == "-h") {
+      cli.help = true;
+      continue;
+    }
+    if (a == "--follow" || a == "-f") {
+      cli.follow = true;
+      continue;
+    }
     if (a == "-o" || a.rfind("--", 0) == 0) {
       std::string name = a == "-o" ? "output" : a.substr(2), value;
       const size_t eq = name.find('=');
@@ -300,30 +289,85 @@ int RunCtl(const std::vector<std::string>& args) {
         value = name.substr(eq + 1);
         name = name.substr(0, eq);
       } else {
-        if (i + 1 >= args.size()) return Usage(a + " needs a value");
+        if (i + 1 >= args.size()) return InvalidArgument(a + " needs a value");
         value = args[++i];
       }
       if (name == "controller") cli.controller = value;
+      else if (name == "token") cli.token = value;
       else if (name == "output") cli.output = value;
       else cli.flags[name] = value;
       continue;
     }
     cli.positional.push_back(a);
   }
+  return cli;
+}
+
+// The body of POST /api/v1/jobs from the job flags.
+Result<json::object> JobBody(const std::map<std::string, std::string>& flags) {
+  json::object body;
+  for (const auto& [k, v] : flags) {
+    std::string key = k;
+    for (auto& c : key)
+      if (c == '-') c = '_';
+    if (key == "model" || key == "dataset" || key == "optimizer" || key == "mode" || key == "lr_schedule") {
+      body[key] = v;
+      continue;
+    }
+    char* end = nullptr;
+    if (key == "lr" || key == "goal_accuracy") {
+      const double x = std::strtod(v.c_str(), &end);
+      if (*end || v.empty()) return InvalidArgument("--" + k + " needs a number");
+      body[key] = x;
+    } else {
+      const long long x = std::strtoll(v.c_str(), &end, 10);
+      if (*end || v.empty()) return InvalidArgument("--" + k + " needs an integer");
+      body[key] = x;
+    }
+  }
+  return body;
+}
+
+}  // namespace
+
+int RunCtl(const std::vector<std::string>& args) {
+  auto parsed = ParseArgs(args);
+  if (!parsed.ok()) return Usage(parsed.status().message());
+  Cli& cli = *parsed;
+  const std::string noun = cli.positional.size() > 0 ? cli.positional[0] : "";
+  const bool verbless = noun == "train" || noun == "predict";
+  const std::string verb = verbless ? "" : cli.positional.size() > 1 ? cli.positional[1] : "";
+  if (cli.help) {
+    if (const VerbHelp* v = FindVerb(noun, verb)) return VerbUsage(*v);
+    return Usage("");
+  }
   if (cli.output != "table" && cli.output != "json") return Usage("-o must be table or json");
-  if (cli.positional.size() < 2) return Usage("expected <noun> <verb>");
-  const std::string noun = cli.positional[0], verb = cli.positional[1];
-  const std::string arg = cli.positional.size() > 2 ? cli.positional[2] : "";
+  if (noun.empty() || (!verbless && verb.empty())) return Usage("expected <noun> <verb>");
+  if (!FindVerb(noun, verb)) {
+    if (noun != "dataset" && noun != "model" && noun != "job" && noun != "node")
+      return Usage("unknown noun '" + noun + "' (train, dataset, model, job, node, predict)");
+    return Usage("unknown command '" + noun + " " + verb + "'");
+  }
+  auto settings = ResolveCtlSettings(cli.controller, cli.token, [](const char* n) { return std::getenv(n); });
+  if (!settings.ok()) {
+    std::fprintf(stderr, "dnnd ctl: %s\n", settings.status().ToString().c_str());
+    return 2;
+  }
+  const CtlClient client(settings->controller, settings->token);
+  const size_t first_arg = noun == "train" ? 1 : 2;
+  const std::string arg = cli.positional.size() > first_arg ? cli.positional[first_arg] : "";
   const bool as_json = cli.output == "json";
+  FollowOptions follow;
+  follow.redraw = isatty(STDOUT_FILENO) && !as_json;
   auto flag = [&](const std::string& k) {
     auto it = cli.flags.find(k);
     return it == cli.flags.end() ? std::string() : it->second;
   };
   // Sends, checks, and prints the JSON (or hands it to `table`).
-  auto call = [&](http::verb m, const std::string& target, const std::string& body,
+  auto call = [&](const char* method, const std::string& target, const std::string& body,
                   void (*table)(const json::value&)) -> int {
-    auto r = Request(cli.controller, m, target, body);
-    if (int rc = Check(r); rc != 0) return rc;
+    auto r = client.Request(method, target, body);
+    if (int rc = CheckReply(r, client); rc != 0) return rc;
     boost::system::error_code ec;
     json::value v = json::parse(r->body, ec);
     if (ec) {
@@ -335,34 +379,50 @@ int RunCtl(const std::vector<std::string>& args) {
     return 0;
   };
   auto need_arg = [&](const char* what) { return arg.empty() ? Usage(noun + " " + verb + " needs " + what) : 0; };
+  // Creates a job from the flags; prints its id (or JSON); `id` gets it.
+  auto create_job = [&](std::string* id) -> int {
+    auto body = JobBody(cli.flags);
+    if (!body.ok()) return Usage(body.status().message());
+    auto r = client.Request("POST", "/api/v1/jobs", json::serialize(*body));
+    if (int rc = CheckReply(r, client); rc != 0) return rc;
+    json::value v = json::parse(r->body);
+    *id = Num(v.at("id"));
+    if (as_json && !cli.follow) std::fputs(PrettyJson(v).c_str(), stdout);
+    else if (!as_json) std::printf("%s\n", id->c_str());  // the id, for scripts
+    std::fflush(stdout);
+    return 0;
+  };
 
+  if (noun == "predict") return Predict(client, cli.positional, cli.flags, as_json);
+  if (noun == "train") {
+    std::string id;
+    if (int rc = create_job(&id); rc != 0) return rc;
+    return cli.follow ? FollowJob(client, id, as_json, follow) : 0;
+  }
   if (noun == "dataset") {
-    if (verb == "list") return call(http::verb::get, "/api/v1/datasets", "", PrintDatasets);
+    if (verb == "list") return call("GET", "/api/v1/datasets", "", PrintDatasets);
     if (int rc = need_arg("<name>")) return rc;
-    if (verb == "get") return call(http::verb::get, "/api/v1/datasets/" + Segment(arg), "", nullptr);
-    if (verb == "delete") return call(http::verb::delete_, "/api/v1/datasets/" + Segment(arg), "", nullptr);
-    if (verb == "upload") {
-      const std::string format = flag("format");
-      if (format.empty()) return Usage("dataset upload needs --format idx|npy|npz|csv");
-      for (const char* part : {"train-images", "train-labels", "test-images", "test-labels", "train", "test"}) {
-        const std::string file = flag(part);
-        if (file.empty()) continue;
-        auto bytes = ReadFileToString(file);
-        if (!bytes.ok()) {
-          std::fprintf(stderr, "dnnd ctl: %s\n", bytes.status().ToString().c_str());
-          return 2;
-        }
-        std::fprintf(stderr, "uploading %s (%zu bytes) as %s\n", file.c_str(), bytes->size(), part);
-        auto r = Request(cli.controller, http::verb::put, "/api/v1/datasets/" + Segment(arg) + "/files/" + part,
-                         *bytes, "application/octet-stream");
-        if (int rc = Check(r); rc != 0) return rc;
+    if (verb == "get") return call("GET", "/api/v1/datasets/" + Segment(arg), "", nullptr);
+    if (verb == "delete") return call("DELETE", "/api/v1/datasets/" + Segment(arg), "", nullptr);
+    const std::string format = flag("format");  // upload
+    if (format.empty()) return Usage("dataset upload needs --format idx|npy|npz|csv");
+    for (const char* part : {"train-images", "train-labels", "test-images", "test-labels", "train", "test"}) {
+      const std::string file = flag(part);
+      if (file.empty()) continue;
+      if (access(file.c_str(), R_OK) != 0) {
+        std::fprintf(stderr, "dnnd ctl: cannot read %s (--%s)\n", file.c_str(), part);
+        return 2;
       }
-      json::object body{{"name", arg}, {"format", format}};
-      return call(http::verb::post, "/api/v1/datasets", json::serialize(body), nullptr);
+      std::fprintf(stderr, "uploading %s as %s\n", file.c_str(), part);
+      auto r = client.Upload("/api/v1/datasets/" + Segment(arg) + "/files/" + part, file);
+      if (int rc = CheckReply(r, client); rc != 0) return rc;
     }
-  } else if (noun == "model") {
+    json::object body{{"name", arg}, {"format", format}};
+    return call("POST", "/api/v1/datasets", json::serialize(body), nullptr);
+  }
+  if (noun == "model") {
     if (verb == "list") {
-      return call(http::verb::get, "/api/v1/models", "", [](const json::value& v) {
+      return call("GET", "/api/v1/models", "", [](const json::value& v) {
         std::vector<std::vector<std::string>> rows;
         for (const auto& m : v.at("models").as_array())
           rows.push_back({Num(m.at("name")), Num(m.at("parameters")),
@@ -371,64 +431,35 @@ int RunCtl(const std::vector<std::string>& args) {
       });
     }
     if (int rc = need_arg("<name>")) return rc;
-    if (verb == "get") return call(http::verb::get, "/api/v1/models/" + Segment(arg), "", nullptr);
-    if (verb == "create") {
-      if (flag("spec").empty()) return Usage("model create needs --spec model.toml");
-      auto text = ReadFileToString(flag("spec"), 1 << 20);
-      if (!text.ok()) {
-        std::fprintf(stderr, "dnnd ctl: %s\n", text.status().ToString().c_str());
-        return 2;
-      }
-      json::object body{{"name", arg}, {"spec", *text}};
-      return call(http::verb::post, "/api/v1/models", json::serialize(body), nullptr);
+    if (verb == "get") return call("GET", "/api/v1/models/" + Segment(arg), "", nullptr);
+    if (flag("spec").empty()) return Usage("model create needs --spec model.toml");  // create
+    auto text = ReadFileToString(flag("spec"), 1 << 20);
+    if (!text.ok()) {
+      std::fprintf(stderr, "dnnd ctl: %s\n", text.status().ToString().c_str());
+      return 2;
     }
-  } else if (noun == "job") {
-    if (verb == "list") return call(http::verb::get, "/api/v1/jobs", "", PrintJobs);
-    if (verb == "create") {
-      json::object body;
-      for (const auto& [k, v] : cli.flags) {
-        std::string key = k;
-        for (auto& c : key)
-          if (c == '-') c = '_';
-        if (key == "model" || key == "dataset" || key == "optimizer" || key == "mode" || key == "lr_schedule") {
-          body[key] = v;
-          continue;
-        }
-        char* end = nullptr;
-        if (key == "lr" || key == "goal_accuracy") {
-          const double x = std::strtod(v.c_str(), &end);
-          if (*end || v.empty()) return Usage("--" + k + " needs a number");
-          body[key] = x;
-        } else {
-          const long long x = std::strtoll(v.c_str(), &end, 10);
-          if (*end || v.empty()) return Usage("--" + k + " needs an integer");
-          body[key] = x;
-        }
-      }
-      auto r = Request(cli.controller, http::verb::post, "/api/v1/jobs", json::serialize(body));
-      if (int rc = Check(r); rc != 0) return rc;
-      json::value v = json::parse(r->body);
-      if (as_json) std::fputs(PrettyJson(v).c_str(), stdout);
-      else std::printf("%s\n", Num(v.at("id")).c_str());  // the id, for scripts
-      return 0;
-    }
-    if (int rc = need_arg("<id>")) return rc;
-    if (verb == "get") return call(http::verb::get, "/api/v1/jobs/" + Segment(arg), "", PrintJob);
-    if (verb == "cancel") return call(http::verb::post, "/api/v1/jobs/" + Segment(arg) + "/cancel", "", nullptr);
-    if (verb == "logs") {
-      auto r = Request(cli.controller, http::verb::get, "/api/v1/jobs/" + Segment(arg) + "/logs", "");
-      if (int rc = Check(r); rc != 0) return rc;
-      std::fputs(r->body.c_str(), stdout);
-      return 0;
-    }
-  } else if (noun == "node") {
-    if (verb == "list") return call(http::verb::get, "/api/v1/nodes", "", PrintNodes);
-  } else if (noun == "predict") {
-    return Predict(cli.controller, cli.positional, cli.flags, as_json);
-  } else {
-    return Usage("unknown noun '" + noun + "' (dataset, model, job, node, predict)");
+    json::object body{{"name", arg}, {"spec", *text}};
+    return call("POST", "/api/v1/models", json::serialize(body), nullptr);
   }
-  return Usage("unknown command '" + noun + " " + verb + "'");
+  if (noun == "node") return call("GET", "/api/v1/nodes", "", PrintNodes);  // list
+  // job
+  if (verb == "list") return call("GET", "/api/v1/jobs", "", PrintJobs);
+  if (verb == "create") {
+    std::string id;
+    return create_job(&id);
+  }
+  if (int rc = need_arg("<id>")) return rc;
+  const std::string job = "/api/v1/jobs/" + Segment(arg);
+  if (verb == "get") return call("GET", job, "", PrintJob);
+  if (verb == "cancel") return call("POST", job + "/cancel", "", nullptr);
+  if (verb == "delete")
+    return call("DELETE", job, "", [](const json::value& v) { std::printf("deleted job %s\n", Num(v.at("deleted")).c_str()); });
+  // logs
+  if (cli.follow) return FollowLogs(client, Segment(arg), follow);
+  auto r = client.Request("GET", job + "/logs");
+  if (int rc = CheckReply(r, client); rc != 0) return rc;
+  std::fputs(r->body.c_str(), stdout);
+  return 0;
 }
 
 }  // namespace dnnd

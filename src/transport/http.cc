@@ -8,9 +8,16 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <unistd.h>
+
+#include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <mutex>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <optional>
 #include <set>
 #include <thread>
@@ -158,6 +165,15 @@ bool HasCrLf(std::string_view s) { return s.find_first_of("\r\n") != std::string
 
 }  // namespace
 
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  // Digests first: equal lengths for CRYPTO_memcmp, and the time does not
+  // depend on the secret's length either.
+  unsigned char da[SHA256_DIGEST_LENGTH], db[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(a.data()), a.size(), da);
+  SHA256(reinterpret_cast<const unsigned char*>(b.data()), b.size(), db);
+  return CRYPTO_memcmp(da, db, sizeof da) == 0 && a.size() == b.size();
+}
+
 // ---------------------------------------------------------------------------
 // Request / response helpers
 // ---------------------------------------------------------------------------
@@ -248,6 +264,18 @@ Result<boost::json::value> ParseJsonBody(const HttpRequest& request) {
 // Router
 // ---------------------------------------------------------------------------
 void HttpRouter::Handle(std::string method, std::string pattern, HttpHandler handler) {
+  AddRoute(std::move(method), std::move(pattern), std::move(handler), std::nullopt);
+}
+
+void HttpRouter::HandleUpload(std::string method, std::string pattern, HttpUploadOptions upload,
+                              HttpHandler handler) {
+  if (upload.dir.empty() || upload.max_bytes == 0)
+    throw std::logic_error("route " + method + " " + pattern + ": an upload needs a dir and max_bytes");
+  AddRoute(std::move(method), std::move(pattern), std::move(handler), std::move(upload));
+}
+
+void HttpRouter::AddRoute(std::string method, std::string pattern, HttpHandler handler,
+                          std::optional<HttpUploadOptions> upload) {
   const std::string where = "route " + method + " " + pattern + ": ";
   if (method.empty() || !std::all_of(method.begin(), method.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
     throw std::logic_error(where + "method must be an upper-case token");
@@ -255,7 +283,9 @@ void HttpRouter::Handle(std::string method, std::string pattern, HttpHandler han
   if (!handler) throw std::logic_error(where + "empty handler");
   Route route;
   route.method = std::move(method);
-  route.pattern = pattern;
+  route.pattern = std::move(pattern);
+  route.handler = std::make_shared<const HttpHandler>(std::move(handler));
+  route.upload = std::move(upload);
   std::set<std::string_view> names;
   for (std::string_view seg : SplitPath(route.pattern)) {
     if (IsParamSegment(seg)) {
@@ -268,7 +298,6 @@ void HttpRouter::Handle(std::string method, std::string pattern, HttpHandler han
     }
     route.segments.emplace_back(seg);
   }
-  route.handler = std::make_shared<const HttpHandler>(std::move(handler));
 
   auto shape = [](const std::vector<std::string>& segs) {
     std::vector<std::string> s;
@@ -305,61 +334,150 @@ void HttpRouter::NotifyObservers(const HttpRequest& request, const HttpResponse&
   }
 }
 
-HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
-  const auto start = std::chrono::steady_clock::now();
+HttpRouter::Match HttpRouter::Find(HttpRequest& request) const {
   request.params.clear();
   request.route.clear();
-  HttpResponse response;
+  Match out;
 
   // Decode the path segments once; a literal matches the decoded segment.
   std::vector<std::string> segments;
-  bool bad_path = request.path.empty() || request.path[0] != '/';
-  if (!bad_path) {
+  out.bad_path = request.path.empty() || request.path[0] != '/';
+  if (!out.bad_path) {
     for (std::string_view raw : SplitPath(request.path)) {
       std::string decoded;
       if (!PercentDecode(raw, false, &decoded)) {
-        bad_path = true;
+        out.bad_path = true;
         break;
       }
       segments.push_back(std::move(decoded));
     }
   }
+  if (out.bad_path) return out;
 
   const Route* best = nullptr;            // for the request's method
   const Route* best_get = nullptr;        // GET fallback for HEAD
   std::vector<bool> best_rank, best_get_rank;
-  std::set<std::string> allowed;
   std::shared_lock lock(mu_);
-  if (!bad_path) {
-    for (const Route& r : routes_) {
-      if (r.segments.size() != segments.size()) continue;
-      std::vector<bool> rank;  // true = literal, compared lexicographically
-      bool match = true;
-      for (size_t i = 0; match && i < segments.size(); ++i) {
-        const bool param = IsParamSegment(r.segments[i]);
-        match = param ? !segments[i].empty() : r.segments[i] == segments[i];
-        rank.push_back(!param);
-      }
-      if (!match) continue;
-      allowed.insert(r.method);
-      if (r.method == request.method && (!best || rank > best_rank)) best = &r, best_rank = rank;
-      if (r.method == "GET" && (!best_get || rank > best_get_rank)) best_get = &r, best_get_rank = rank;
+  for (const Route& r : routes_) {
+    if (r.segments.size() != segments.size()) continue;
+    std::vector<bool> rank;  // true = literal, compared lexicographically
+    bool match = true;
+    for (size_t i = 0; match && i < segments.size(); ++i) {
+      const bool param = IsParamSegment(r.segments[i]);
+      match = param ? !segments[i].empty() : r.segments[i] == segments[i];
+      rank.push_back(!param);
     }
+    if (!match) continue;
+    out.allowed.insert(r.method);
+    if (r.method == request.method && (!best || rank > best_rank)) best = &r, best_rank = rank;
+    if (r.method == "GET" && (!best_get || rank > best_get_rank)) best_get = &r, best_get_rank = rank;
   }
   if (!best && request.method == "HEAD") best = best_get;
-  const Route* chosen = best;
-  std::shared_ptr<const HttpHandler> handler = chosen ? chosen->handler : nullptr;
-  if (chosen) {
-    request.route = chosen->pattern;
+  if (best) {
+    out.handler = best->handler;
+    out.upload = best->upload;
+    request.route = best->pattern;
     for (size_t i = 0; i < segments.size(); ++i) {
-      const std::string& seg = chosen->segments[i];
+      const std::string& seg = best->segments[i];
       if (IsParamSegment(seg)) request.params[seg.substr(1, seg.size() - 2)] = segments[i];
     }
   }
-  lock.unlock();  // handlers may add routes
+  return out;
+}
 
-  if (bad_path) {
+void HttpRouter::RequireBearer(BearerAuth auth) {
+  std::unique_lock lock(mu_);
+  auth_ = std::make_shared<const BearerAuth>(std::move(auth));
+}
+
+std::optional<HttpResponse> HttpRouter::CheckBearer(const HttpRequest& request) const {
+  std::shared_ptr<const BearerAuth> auth;
+  {
+    std::shared_lock lock(mu_);
+    auth = auth_;
+  }
+  if (!auth || auth->token.empty() || !auth->methods.count(request.method) ||
+      request.path.compare(0, auth->path_prefix.size(), auth->path_prefix) != 0)
+    return std::nullopt;
+  const std::string presented = request.header("Authorization");
+  constexpr std::string_view kScheme = "Bearer ";  // the scheme is case-insensitive (RFC 7235)
+  std::string_view why;
+  if (presented.empty()) {
+    why = "no Authorization header";
+  } else if (presented.size() <= kScheme.size() || !IEquals(std::string_view(presented).substr(0, kScheme.size()), kScheme)) {
+    why = "Authorization is not a Bearer credential";
+  } else if (!ConstantTimeEquals(std::string_view(presented).substr(kScheme.size()), auth->token)) {
+    why = "wrong token";
+  } else {
+    return std::nullopt;
+  }
+  const std::string route = request.route.empty() ? "(unmatched)" : request.route;
+  Log(LogLevel::kWarn, std::string(kComponent), "unauthorized request refused",
+      {{"method", request.method}, {"route", route}, {"remote", request.remote}, {"reason", std::string(why)}});
+  if (auth->metrics)
+    auth->metrics
+        ->Counter("dnnd_http_unauthorized_total",
+                  "Requests refused with 401 for a missing or wrong bearer token, by method and route pattern.",
+                  {{"method", MethodLabel(request.method)}, {"route", route}})
+        .Inc();
+  HttpResponse response = HttpResponse::Error(
+      401, "unauthorized",
+      std::string(why) + "; " + request.method + " requests under " + auth->path_prefix +
+          " need \"Authorization: Bearer <token>\" with the controller's token");
+  response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"dnnd\"");
+  return response;
+}
+
+std::optional<HttpResponse> HttpRouter::Admit(HttpRequest& request,
+                                              std::optional<HttpUploadOptions>* upload) const {
+  Match match = Find(request);
+  if (upload) *upload = match.upload;
+  if (match.bad_path) return std::nullopt;  // Dispatch answers it
+  return CheckBearer(request);
+}
+
+HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
+  const auto start = std::chrono::steady_clock::now();
+  HttpResponse response;
+  // A caller dispatching in-process (not through the server) hands an
+  // upload route its body in memory: write it to the file the handler
+  // expects, under the same limit.
+  std::string spooled;
+  auto SpoolBody = [&spooled](const std::optional<HttpUploadOptions>& upload,
+                              HttpRequest& r) -> std::optional<HttpResponse> {
+    if (!upload || !r.body_file.empty()) return std::nullopt;
+    if (r.body.size() > upload->max_bytes)
+      return HttpResponse::Error(413, "payload_too_large",
+                                 "request body exceeds the limit of " + std::to_string(upload->max_bytes) + " bytes (" +
+                                     upload->limit_name + ")");
+    std::string path = upload->dir + "/.upload-XXXXXX";
+    const int fd = ::mkstemp(path.data());
+    bool ok = fd >= 0;
+    for (size_t off = 0; ok && off < r.body.size();) {
+      const ssize_t n = ::write(fd, r.body.data() + off, r.body.size() - off);
+      ok = n > 0;
+      if (ok) off += static_cast<size_t>(n);
+    }
+    if (fd >= 0) ::close(fd);
+    if (!ok) {
+      if (fd >= 0) ::unlink(path.c_str());
+      return HttpResponse::Error(500, "internal", "cannot store the upload in " + upload->dir);
+    }
+    spooled = r.body_file = path;
+    r.body_file_bytes = r.body.size();
+    r.body.clear();
+    return std::nullopt;
+  };
+  Match match = Find(request);
+  std::set<std::string>& allowed = match.allowed;
+  const std::shared_ptr<const HttpHandler>& handler = match.handler;
+  // The guard comes before 404/405: without the token nothing is revealed.
+  std::optional<HttpResponse> refused = match.bad_path ? std::nullopt : CheckBearer(request);
+
+  if (match.bad_path) {
     response = HttpResponse::Error(400, "bad_request", "malformed request path");
+  } else if (refused) {
+    response = std::move(*refused);
   } else if (!handler && allowed.empty()) {
     response = HttpResponse::Error(404, "not_found", "no route for " + request.path);
   } else if (!handler) {
@@ -370,6 +488,8 @@ HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
                                    "method " + request.method + " is not allowed for " + request.path +
                                        " (allowed: " + allow + ")");
     response.headers.emplace_back("Allow", allow);
+  } else if (std::optional<HttpResponse> failed = SpoolBody(match.upload, request)) {
+    response = std::move(*failed);
   } else {
     try {
       response = (*handler)(request);
@@ -387,6 +507,10 @@ HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
           {{"method", request.method}, {"route", request.route}, {"error", "unknown exception"}});
       response = HttpResponse::Error(500, "internal", "internal error while handling the request");
     }
+  }
+  if (!spooled.empty()) {
+    ::unlink(spooled.c_str());  // unless the handler moved it away
+    request.body_file.clear();
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   NotifyObservers(request, response, seconds);
@@ -435,17 +559,52 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void ReadHeader() {
     parser_.emplace();
-    parser_->body_limit(config_->max_body_bytes);
+    // Body limits are decided per route once the header is in (OnHeader).
+    parser_->body_limit(boost::none);
     parser_->header_limit(kHeaderLimit);
+    upload_.reset();
+    body_limit_ = config_->max_body_bytes;
     stream_.expires_after(config_->timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  // The request line and headers as an HttpRequest (no body yet).
+  template <class Message>
+  HttpRequest Head(const Message& msg) const {
+    HttpRequest request;
+    request.method = std::string(msg.method_string());
+    request.target = std::string(msg.target());
+    request.remote = remote_;
+    for (const auto& field : msg) request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    return request;
   }
 
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     start_ = std::chrono::steady_clock::now();
     const auto& req = parser_->get();
+    method_ = std::string(req.method_string());
+    // Decide from the header alone: refuse (401) without reading the body,
+    // stream it to a file, or read it into memory under the server's limit.
+    HttpRequest head = Head(req);
+    std::optional<HttpUploadOptions> upload;
+    if (ParseTarget(&head).ok()) {
+      if (std::optional<HttpResponse> refusal = config_->router->Admit(head, &upload)) {
+        config_->router->NotifyObservers(head, *refusal, 0.0);
+        // The body (if any) stays unread: answer and close.
+        return Write(std::move(*refusal), req.version(), /*keep_alive=*/false, /*head=*/false);
+      }
+    }
+    if (upload) {
+      body_limit_ = upload->max_bytes;
+      limit_name_ = upload->limit_name;
+    } else {
+      limit_name_.clear();
+    }
+    if (req.has_content_length() && parser_->content_length().value_or(0) > body_limit_) return BodyTooLarge();
+    parser_->body_limit(body_limit_);  // chunked bodies: checked as they arrive
+    if (upload && !StartUpload(*upload)) return;
     if (!parser_->is_done() && req.version() >= 11 && IEquals(req[http::field::expect], "100-continue")) {
       // The client waits for this before sending the body (curl: up to 1 s).
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -459,24 +618,65 @@ class Session : public std::enable_shared_from_this<Session> {
     ReadBody();
   }
 
+  // Moves the parser onto a file body in a fresh temporary file of
+  // `upload.dir`; false (after answering 500) if the file cannot be created.
+  bool StartUpload(const HttpUploadOptions& upload) {
+    std::string path = upload.dir + "/.upload-XXXXXX";
+    const int fd = ::mkstemp(path.data());
+    beast::error_code ec;
+    if (fd >= 0) {
+      ::close(fd);
+      upload_.emplace(std::move(*parser_));
+      upload_file_.path = path;
+      upload_->get().body().open(path.c_str(), beast::file_mode::write, ec);
+    }
+    if (fd < 0 || ec) {
+      const std::string why = fd < 0 ? std::strerror(errno) : ec.message();
+      Log(LogLevel::kError, std::string(kComponent), "cannot create an upload file",
+          {{"dir", upload.dir}, {"error", why}});
+      ProtocolError(500, "internal", "cannot store the upload: " + why);
+      return false;
+    }
+    return true;
+  }
+
   void ReadBody() {
-    if (parser_->is_done()) return OnRequest();
     stream_.expires_after(config_->timeout);
-    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    auto done = [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec) return self->OnReadError(ec);
       self->OnRequest();
+    };
+    if (upload_) return ReadUploadPiece();
+    if (parser_->is_done()) return OnRequest();
+    http::async_read(stream_, buffer_, *parser_, std::move(done));
+  }
+
+  // An upload is read piece by piece, each under the read timeout: the
+  // timeout bounds a stalled client, not how long a large file may take.
+  void ReadUploadPiece() {
+    if (upload_->is_done()) return OnRequest();
+    stream_.expires_after(config_->timeout);
+    http::async_read_some(stream_, buffer_, *upload_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->OnReadError(ec);
+      self->ReadUploadPiece();
     });
   }
 
+  void BodyTooLarge() {
+    upload_file_.Remove();
+    const std::string setting = limit_name_.empty() ? "" : " (" + limit_name_ + ")";
+    ProtocolError(413, "payload_too_large",
+                  "request body exceeds the limit of " + std::to_string(body_limit_) + " bytes" + setting);
+  }
+
   void OnReadError(beast::error_code ec) {
+    upload_file_.Remove();
     if (ec == http::error::end_of_stream) return Linger();  // clean close between requests
     if (ec == beast::error::timeout) {
       Log(LogLevel::kDebug, std::string(kComponent), "read timed out; closing", {{"peer", remote_}});
       return Close();
     }
-    if (ec == http::error::body_limit)
-      return ProtocolError(413, "payload_too_large",
-                           "request body exceeds the limit of " + std::to_string(config_->max_body_bytes) + " bytes");
+    if (ec == http::error::body_limit) return BodyTooLarge();
     if (ec == http::error::header_limit)
       return ProtocolError(431, "header_too_large",
                            "request line and headers exceed " + std::to_string(kHeaderLimit) + " bytes");
@@ -492,7 +692,7 @@ class Session : public std::enable_shared_from_this<Session> {
     Log(LogLevel::kDebug, std::string(kComponent), "bad request",
         {{"peer", remote_}, {"status", status}, {"error", message}});
     HttpRequest request;
-    request.method = std::string(parser_->get().method_string());
+    request.method = method_;
     request.remote = remote_;
     HttpResponse response = HttpResponse::Error(status, std::move(code), std::move(message));
     config_->router->NotifyObservers(request, response, 0.0);
@@ -500,23 +700,35 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void OnRequest() {
-    http::request<http::string_body> msg = parser_->release();
     HttpRequest request;
-    request.method = std::string(msg.method_string());
-    request.target = std::string(msg.target());
-    request.remote = remote_;
-    for (const auto& field : msg) request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    request.body = std::move(msg.body());
-    const bool keep_alive = msg.keep_alive();
-    const unsigned version = msg.version();
+    bool keep_alive;
+    unsigned version;
+    if (upload_) {
+      auto& msg = upload_->get();
+      msg.body().close();  // flushed; the handler reads or moves the file
+      request = Head(msg);
+      keep_alive = msg.keep_alive();
+      version = msg.version();
+      request.body_file = upload_file_.path;
+      std::error_code size_ec;
+      request.body_file_bytes = std::filesystem::file_size(upload_file_.path, size_ec);
+    } else {
+      http::request<http::string_body> msg = parser_->release();
+      request = Head(msg);
+      request.body = std::move(msg.body());
+      keep_alive = msg.keep_alive();
+      version = msg.version();
+    }
 
     if (Status st = ParseTarget(&request); !st.ok()) {
+      upload_file_.Remove();
       HttpResponse response = HttpResponse::Error(400, "bad_request", st.message());
       config_->router->NotifyObservers(request, response,
                                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
       return Write(std::move(response), version, false, false);
     }
     HttpResponse response = config_->router->Dispatch(request);
+    upload_file_.Remove();  // unless the handler moved it away
     Write(std::move(response), version, keep_alive, request.method == "HEAD");
   }
 
@@ -582,6 +794,22 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string remote_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  // Set instead of parser_ (moved into it) while a body streams to a file.
+  std::optional<http::request_parser<http::file_body>> upload_;
+  // The upload's temporary file; removed on every path that does not hand
+  // it to a handler, and when the session ends mid-upload.
+  struct TempFile {
+    std::string path;
+    void Remove() {
+      if (path.empty()) return;
+      ::unlink(path.c_str());
+      path.clear();
+    }
+    ~TempFile() { Remove(); }
+  } upload_file_;
+  uint64_t body_limit_ = 0;  // of the current request
+  std::string limit_name_;   // the setting behind body_limit_, for the 413 message
+  std::string method_;       // of the current request, for ProtocolError
   std::shared_ptr<http::response<http::string_body>> response_;  // alive while being written
   std::chrono::steady_clock::time_point start_;
   std::vector<char> drain_;

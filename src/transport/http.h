@@ -20,6 +20,12 @@
 //    ({"error":{"code":...,"message":...}}) and never takes the process down:
 //    unknown path 404, wrong method 405 + Allow, oversize body 413, malformed
 //    HTTP 400 (then close), handler exception 500.
+//  - Uploads do not sit in memory: a route added with HandleUpload receives
+//    its body as a temporary file, written as it arrives, with its own size
+//    limit enforced on Content-Length and again while streaming.
+//  - A bearer token can guard mutating methods (RequireBearer); the check runs
+//    after the request line and headers, before any body is read, so an
+//    unauthenticated client cannot make the server store anything.
 //  - Beast types stay out of this header (pimpl), so including it is cheap.
 #pragma once
 
@@ -29,6 +35,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -54,6 +62,13 @@ struct HttpRequest {
   std::string route;
   std::vector<std::pair<std::string, std::string>> headers;  // in arrival order
   std::string body;
+  // Routes added with HandleUpload: the temporary file holding the whole body
+  // (`body` stays empty) and its size. The handler may move the file away
+  // (same filesystem as HttpUploadOptions::dir, so a rename is atomic);
+  // whatever is still there after the handler returns is removed. Dispatch
+  // called in-process with `body` set writes it to such a file first.
+  std::string body_file;
+  uint64_t body_file_bytes = 0;
   std::string remote;  // peer "ip:port"
 
   // First header with this name (case-insensitive), or "" if absent.
@@ -85,6 +100,35 @@ int HttpStatusFor(StatusCode code);
 Result<boost::json::value> ParseJsonBody(const HttpRequest& request);
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+// A route whose request body is streamed into a file instead of memory.
+struct HttpUploadOptions {
+  // Where the temporary file is created; must exist. Put it on the
+  // filesystem the handler moves the file to.
+  std::string dir;
+  // Larger bodies get 413 (Content-Length is checked before reading, chunked
+  // bodies while streaming); the partial file is removed.
+  uint64_t max_bytes = 0;
+  // The setting named in the 413 message, e.g. "controller.max_upload_bytes".
+  std::string limit_name;
+};
+
+// A shared secret that requests must present as "Authorization: Bearer
+// <token>" (RFC 6750). Refusals are 401 {"error":{"code":"unauthorized"}}
+// with "WWW-Authenticate: Bearer", logged with method, route and peer
+// address (never what was presented), and counted in
+// dnnd_http_unauthorized_total{method,route} when `metrics` is set.
+struct BearerAuth {
+  std::string token;  // empty: nothing is checked
+  // Guarded requests: one of these methods on a path starting with `path_prefix`.
+  std::set<std::string> methods = {"POST", "PUT", "DELETE", "PATCH"};
+  std::string path_prefix = "/api/";
+  MetricsRegistry* metrics = nullptr;  // must outlive the router
+};
+
+// Compares in time that depends only on the lengths' being equal, not on
+// where the strings differ (for secrets).
+bool ConstantTimeEquals(std::string_view a, std::string_view b);
 // Called after every request the router answered (and for protocol errors the
 // server answered itself), with the handling time in seconds.
 using HttpObserver = std::function<void(const HttpRequest&, const HttpResponse&, double seconds)>;
@@ -99,11 +143,24 @@ class HttpRouter {
  public:
   // Throws std::logic_error on a malformed pattern or a duplicate route (bugs).
   void Handle(std::string method, std::string pattern, HttpHandler handler);
+  // Like Handle, but the server streams the body to a file (HttpRequest::body_file).
+  void HandleUpload(std::string method, std::string pattern, HttpUploadOptions upload, HttpHandler handler);
   void AddObserver(HttpObserver observer);
+  // Guards every matching request, routed or not (an unauthenticated client
+  // learns nothing about which routes exist). Replaces an earlier guard.
+  void RequireBearer(BearerAuth auth);
 
-  // Matches the request, fills request.params and request.route, and runs the
-  // handler. Never throws: 404/405/500 are answered as JSON errors, and a
-  // StatusError thrown by a handler becomes FromStatus(its status).
+  // What the server decides from the request line and headers alone, before
+  // reading a body: matches the route (fills request.params and
+  // request.route) and applies the bearer guard. Returns the refusal to send
+  // instead of reading the body, or nullopt; sets *upload when the route
+  // takes its body as a file.
+  std::optional<HttpResponse> Admit(HttpRequest& request, std::optional<HttpUploadOptions>* upload) const;
+
+  // Matches the request, fills request.params and request.route, applies the
+  // bearer guard and runs the handler. Never throws: 401/404/405/500 are
+  // answered as JSON errors, and a StatusError thrown by a handler becomes
+  // FromStatus(its status).
   HttpResponse Dispatch(HttpRequest& request) const;
 
   // Runs the observers (exceptions from them are logged and swallowed).
@@ -115,8 +172,22 @@ class HttpRouter {
     std::string pattern;
     std::vector<std::string> segments;  // "{name}" kept as is
     std::shared_ptr<const HttpHandler> handler;
+    std::optional<HttpUploadOptions> upload;
   };
+  struct Match {
+    bool bad_path = false;
+    std::shared_ptr<const HttpHandler> handler;  // null: no route for this method
+    std::optional<HttpUploadOptions> upload;
+    std::set<std::string> allowed;  // methods with a route for this path
+  };
+  void AddRoute(std::string method, std::string pattern, HttpHandler handler, std::optional<HttpUploadOptions> upload);
+  // Finds the route; fills request.params and request.route.
+  Match Find(HttpRequest& request) const;
+  // The 401 for a guarded request without the token (logged and counted), or nullopt.
+  std::optional<HttpResponse> CheckBearer(const HttpRequest& request) const;
+
   mutable std::shared_mutex mu_;
+  std::shared_ptr<const BearerAuth> auth_;
   std::vector<Route> routes_;
   std::vector<std::shared_ptr<const HttpObserver>> observers_;
 };
@@ -125,7 +196,7 @@ struct HttpServerOptions {
   // "host:port"; host an IPv4/IPv6 literal ("[::1]:8080") or a name; port 0
   // picks an ephemeral port (see HttpServer::port()).
   std::string listen = "127.0.0.1:0";
-  size_t max_body_bytes = 1 << 20;  // larger bodies get 413
+  size_t max_body_bytes = 1 << 20;  // bodies read into memory; larger get 413 (uploads: HttpUploadOptions)
   int threads = 1;                  // I/O threads running the handlers
   // Bounds reading one request (including idle time on a kept-alive
   // connection before it) and writing one response; the connection is closed

@@ -32,8 +32,10 @@ class ControllerProcess {
   Daemon& daemon() { return daemon_; }
   std::string Send(const std::string& method, const std::string& path, const std::string& body = "",
                    const std::string& content_type = "application/json") {
-    return HttpSend(port_, method, path, body, content_type);
+    return HttpSend(port_, method, path, body, content_type, auth_);
   }
+  // Later requests carry "Authorization: Bearer <token>" ("" = none).
+  void UseToken(const std::string& token) { auth_ = token.empty() ? "" : "Authorization: Bearer " + token + "\r\n"; }
   json::value Json(const std::string& method, const std::string& path, const std::string& body = "") {
     return json::parse(HttpBody(Send(method, path, body)));
   }
@@ -42,6 +44,7 @@ class ControllerProcess {
   static inline int counter_ = 0;
   Daemon daemon_;
   int port_ = 0;
+  std::string auth_;
 };
 
 inline std::string ErrorCode(const std::string& response) {

@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -409,6 +410,258 @@ TEST(ControllerPool, RegisteredWorkersTrainAndSurviveAWorkerKill) {
   // Two live nodes now: a 3-worker job is refused.
   r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"fm","workers":3})");
   EXPECT_EQ(HttpStatus(r), 400) << r;
+}
+
+// ---- bearer token, streamed uploads, ctl follow/delete ----------------------
+
+// The 10-sample 4x4 dataset and the 2-class linear model most tests here use.
+struct TinyFiles {
+  std::string images, labels, spec;
+  explicit TinyFiles(TempDir& dir) {
+    std::string ys = Idx({10}, 0);
+    ys[ys.size() - 1] = 1;
+    images = dir.Write("x.idx", Idx({10, 4, 4}, 7));
+    labels = dir.Write("y.idx", ys);
+    spec = dir.Write("m.toml", "[model]\ninput = [1, 4, 4]\n[[model.layers]]\ntype = \"flatten\"\n"
+                               "[[model.layers]]\ntype = \"linear\"\nout = 2\n");
+  }
+};
+
+// Peak resident set of a process, in bytes (VmHWM from /proc).
+int64_t PeakRss(pid_t pid) {
+  const std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
+  const size_t p = status.find("VmHWM:");
+  return p == std::string::npos ? -1 : std::atoll(status.c_str() + p + 6) * 1024;
+}
+
+TEST(ControllerStore, DeletesOnlyFinishedJobsWithTheirHistory) {
+  TempDir dir;
+  auto s = ControllerStore::Open(dir.path() + "/c.db");
+  ASSERT_TRUE(s.ok());
+  auto id = (*s)->CreateJob("m", "d", "{}");
+  ASSERT_TRUE(id.ok());
+  auto deleted = (*s)->DeleteFinishedJob(*id);  // queued
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_FALSE(*deleted);
+  ASSERT_TRUE((*s)->SetJobState(*id, kJobRunning, "").ok());
+  ASSERT_TRUE((*s)->RecordEpoch(*id, {1, 0.5, true, 0.4, 0.8, 1.0, 100}, 10, 30).ok());
+  EXPECT_FALSE(*(*s)->DeleteFinishedJob(*id));  // running
+  ASSERT_TRUE((*s)->SetJobState(*id, kJobFailed, "boom").ok());
+  EXPECT_TRUE(*(*s)->DeleteFinishedJob(*id));
+  EXPECT_EQ((*s)->GetJob(*id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ((*s)->DeleteFinishedJob(*id).status().code(), StatusCode::kNotFound);
+  // Its history went with it.
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open((dir.path() + "/c.db").c_str(), &raw), SQLITE_OK);
+  int rows = -1;
+  sqlite3_exec(raw, "SELECT COUNT(*) FROM job_epochs",
+               [](void* out, int, char** v, char**) { return *static_cast<int*>(out) = std::atoi(v[0]), 0; }, &rows,
+               nullptr);
+  sqlite3_close(raw);
+  EXPECT_EQ(rows, 0);
+}
+
+TEST(ControllerAuth, MutatingRoutesNeedTheTokenReadsStayOpenRefusalsAreLogged) {
+  TempDir dir;
+  const std::string token_file = dir.Write("token", "tok-3f9a\n");  // a mounted Secret ends in a newline
+  // One local worker: a second job stays queued, so cancelling and deleting it is immediate.
+  ControllerProcess c(dir, "--set transport.token_file=" + token_file + " --set controller.local_workers=1");
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  EXPECT_EQ(c.daemon().output().find("UNAUTHENTICATED"), std::string::npos);
+  const std::vector<std::pair<std::string, std::string>> mutating = {
+      {"PUT", "/api/v1/datasets/d/files/train-images"}, {"POST", "/api/v1/datasets"},
+      {"DELETE", "/api/v1/datasets/d"},                 {"POST", "/api/v1/models"},
+      {"POST", "/api/v1/jobs"},                         {"POST", "/api/v1/jobs/1/cancel"},
+      {"DELETE", "/api/v1/jobs/1"}};
+  for (const std::string& token : {std::string(), std::string("wrong-token-77")}) {
+    c.UseToken(token);
+    for (const auto& [method, path] : mutating) {
+      const std::string r = c.Send(method, path, "{}");
+      EXPECT_EQ(HttpStatus(r), 401) << method << " " << path << "\n" << r;
+      EXPECT_EQ(ErrorCode(r), "unauthorized") << r;
+      EXPECT_EQ(HttpHeader(r, "WWW-Authenticate").rfind("Bearer", 0), 0u) << r;
+    }
+  }
+  // Each refusal is logged with method, route and peer; the presented token never is.
+  const std::string log = c.daemon().output();
+  EXPECT_NE(log.find("unauthorized request refused method=PUT route=/api/v1/datasets/{name}/files/{part} "
+                     "remote=127.0.0.1:"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("method=DELETE route=/api/v1/jobs/{id}"), std::string::npos) << log;
+  EXPECT_EQ(log.find("wrong-token-77"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data/uploads/d"));  // nothing stored
+  // Reads are open: dashboards and probes carry no secret.
+  c.UseToken("");
+  for (const char* path : {"/api/v1/jobs", "/api/v1/datasets", "/api/v1/models", "/healthz", "/metrics"})
+    EXPECT_EQ(HttpStatus(c.Send("GET", path)), 200) << path;
+  const int ready = HttpStatus(c.Send("GET", "/readyz"));  // 503 while the controller starts
+  EXPECT_TRUE(ready == 200 || ready == 503) << ready;
+  const std::string metrics = HttpBody(c.Send("GET", "/metrics"));
+  EXPECT_NE(metrics.find("dnnd_http_unauthorized_total{method=\"POST\",route=\"/api/v1/jobs\"} 2"), std::string::npos)
+      << metrics;
+  // With the token: the same routes work.
+  c.UseToken("tok-3f9a");
+  TinyFiles files(dir);
+  EXPECT_EQ(HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-images", ReadFile(files.images))), 201);
+  EXPECT_EQ(HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-labels", ReadFile(files.labels))), 201);
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/datasets", R"({"name":"d","format":"idx"})")), 201);
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"m","spec":)" +
+                                                            json::serialize(json::value(ReadFile(files.spec))) + "}")),
+            201);
+  for (const char* part : {"train-images", "train-labels"})  // a second dataset, to delete
+    EXPECT_EQ(HttpStatus(c.Send("PUT", std::string("/api/v1/datasets/e/files/") + part,
+                                ReadFile(std::string(part) == "train-images" ? files.images : files.labels))),
+              201);
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/datasets", R"({"name":"e","format":"idx"})")), 201);
+  const std::string job = R"({"model":"m","dataset":"d","epochs":100000,"batch":5,"workers":1})";
+  std::string r = c.Send("POST", "/api/v1/jobs", job);  // runs on the one worker
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  r = c.Send("POST", "/api/v1/jobs", job);  // queued behind it
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/jobs/2/cancel")), 202);
+  EXPECT_EQ(HttpStatus(c.Send("DELETE", "/api/v1/jobs/2")), 200);
+  EXPECT_EQ(HttpStatus(c.Send("DELETE", "/api/v1/datasets/e")), 200);
+}
+
+TEST(ControllerAuth, NoTokenWarnsThatTheApiIsOpen) {
+  TempDir dir;
+  ControllerProcess c(dir);
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  ASSERT_TRUE(c.daemon().WaitFor("UNAUTHENTICATED", std::chrono::seconds(5))) << c.daemon().output();
+  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", "{}")), 400);  // served, just not guarded
+}
+
+TEST(ControllerUpload, StreamsToDiskByteIdenticalWithBoundedMemory) {
+  TempDir dir;
+  // Under the 64 MiB the server drains after an early 413, so the client can send it all.
+  ControllerProcess c(dir, "--set controller.max_upload_bytes=30000000");
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  // 24 MiB of varied bytes: 24x the JSON body limit (http.max_body_bytes).
+  std::string data(24 << 20, '\0');
+  uint64_t x = 88172645463325252ull;
+  for (size_t i = 0; i + 8 <= data.size(); i += 8) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    std::memcpy(&data[i], &x, 8);
+  }
+  const int64_t before = PeakRss(c.daemon().pid());
+  std::string r = c.Send("PUT", "/api/v1/datasets/big/files/train", data);
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t growth = PeakRss(c.daemon().pid()) - before;
+  std::printf("controller peak RSS %.1f MiB before, +%.1f MiB after a %zu MiB upload\n", before / 1048576.0,
+              growth / 1048576.0, data.size() >> 20);
+  EXPECT_LT(growth, 8 << 20) << "the upload was held in memory";
+  EXPECT_TRUE(ReadFile(dir.path() + "/data/uploads/big/train") == data);
+  // Over the limit: 413 naming the setting, and no file (partial or temporary) is left.
+  data.resize(30000001);
+  r = c.Send("PUT", "/api/v1/datasets/big/files/test", data);
+  EXPECT_EQ(HttpStatus(r), 413) << r;
+  EXPECT_NE(ErrorMessage(r).find("controller.max_upload_bytes"), std::string::npos) << r;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data/uploads/big/test"));
+  for (const auto& e : std::filesystem::directory_iterator(dir.path() + "/data/uploads"))
+    EXPECT_TRUE(e.is_directory()) << e.path();  // no .upload-* leftovers
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/healthz")), 200);
+}
+
+TEST(ControllerCtl, TokenFromEnvOrFileTrainFollowLogsFollowDelete) {
+  TempDir dir;
+  const std::string token_file = dir.Write("token", "tok-ctl\n");
+  // One worker: a second one-worker job waits queued while the first runs.
+  ControllerProcess c(dir, "--set transport.token_file=" + token_file + " --set controller.local_workers=1");
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  const std::string address = "127.0.0.1:" + std::to_string(c.port());
+  TinyFiles files(dir);
+  // A clean environment: nothing inherited decides where the token comes from.
+  const std::string home = dir.path() + "/home";
+  std::filesystem::create_directories(home + "/.config/dnnd");
+  const std::string env = "env -u DNND_TOKEN -u DNND_CONTROLLER -u XDG_CONFIG_HOME HOME=" + home + " ";
+  auto ctl = [&](const std::string& args) { return Shell(env + DNND_BINARY + " ctl " + args); };
+  // No token: refused (3), with a hint where a token comes from.
+  Outcome o = ctl("--controller " + address + " model create m --spec " + files.spec);
+  EXPECT_EQ(o.code, 3) << o.output;
+  EXPECT_NE(o.output.find("DNND_TOKEN"), std::string::npos) << o.output;
+  // From the environment (address too).
+  o = Shell(env + "DNND_CONTROLLER=" + address + " DNND_TOKEN=tok-ctl " + DNND_BINARY +
+            " ctl dataset upload d --format idx --train-images " + files.images + " --train-labels " + files.labels +
+            " --test-images " + files.images + " --test-labels " + files.labels);
+  EXPECT_EQ(o.code, 0) << o.output;
+  EXPECT_TRUE(c.Json("GET", "/api/v1/datasets/d").as_object().contains("train_samples"));
+  // From ~/.config/dnnd/ctl.toml: address and a token_file next to it.
+  std::ofstream(home + "/.config/dnnd/ctl.toml") << "controller = \"" << address << "\"\ntoken_file = \"tok\"\n";
+  std::ofstream(home + "/.config/dnnd/tok") << "tok-ctl\n";
+  o = ctl("model create m --spec " + files.spec);
+  ASSERT_EQ(o.code, 0) << o.output;
+  o = ctl("--token nope model list");  // the flag wins over the file; GETs need no token anyway
+  EXPECT_EQ(o.code, 0) << o.output;
+  o = ctl("--token nope model create m2 --spec " + files.spec);
+  EXPECT_EQ(o.code, 3) << o.output;
+  EXPECT_NE(o.output.find("refused this token"), std::string::npos) << o.output;
+
+  // train --follow: a progress line per epoch, exit 0 when the job succeeded.
+  o = ctl("train --model m --dataset d --epochs 3 --batch 5 --workers 1 --follow");
+  ASSERT_EQ(o.code, 0) << o.output;
+  EXPECT_NE(o.output.find("job 1 succeeded epoch 3/3 [####################] 100%  loss "), std::string::npos)
+      << o.output;
+  EXPECT_NE(o.output.find("acc "), std::string::npos) << o.output;
+  // A longer job, followed; a second job queued behind it, its log followed.
+  Daemon follow_train("ctl --controller " + address + " --token tok-ctl train --model m --dataset d --epochs 150 "
+                      "--batch 5 --workers 1 --follow",
+                      dir.path() + "/follow-train.log");
+  auto job2 = WaitForJob(c, 2, [](const json::value& j) { return j.at("state") == "running"; }, std::chrono::seconds(20));
+  ASSERT_EQ(job2.at("state"), "running") << job2;
+  o = ctl("train --model m --dataset d --epochs 2 --batch 5 --workers 1");
+  ASSERT_EQ(o.code, 0) << o.output;
+  EXPECT_EQ(o.output, "3\n");
+  Daemon follow_logs("ctl --controller " + address + " job logs 3 -f", dir.path() + "/follow-logs.log");
+  ASSERT_TRUE(follow_logs.WaitFor("queued: model m", std::chrono::seconds(10))) << follow_logs.output();
+  EXPECT_EQ(follow_logs.output().find("running"), std::string::npos);  // job 3 waits for job 2's worker
+  // Delete is refused while a job is active, allowed once it is over.
+  o = ctl("job delete 2");
+  EXPECT_EQ(o.code, 3) << o.output;
+  EXPECT_NE(o.output.find("job_active"), std::string::npos) << o.output;
+  EXPECT_EQ(follow_train.Wait(), 0) << follow_train.output();  // the followed job succeeded
+  EXPECT_NE(follow_train.output().find("job 2 succeeded"), std::string::npos) << follow_train.output();
+  // The log follower saw job 3's lines appear, and stopped when it ended.
+  EXPECT_EQ(follow_logs.Wait(), 0) << follow_logs.output();
+  const std::string followed = follow_logs.output();
+  EXPECT_NE(followed.find("running"), std::string::npos) << followed;
+  EXPECT_NE(followed.find("epoch 2:"), std::string::npos) << followed;
+  EXPECT_NE(followed.find("succeeded"), std::string::npos) << followed;
+  EXPECT_EQ(followed, HttpBody(c.Send("GET", "/api/v1/jobs/3/logs")));  // all of it, once
+  ASSERT_TRUE(std::filesystem::exists(dir.path() + "/data/jobs/2"));
+  o = ctl("job delete 2");
+  EXPECT_EQ(o.code, 0) << o.output;
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/jobs/2")), 404);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/data/jobs/2"));
+  EXPECT_EQ(ctl("job delete 2").code, 3);
+  // A followed job that is cancelled: exit 4. (Last: after a cancel the pool
+  // worker is busy for a while before it takes the next job.)
+  Daemon follow_cancelled("ctl --controller " + address + " --token tok-ctl train --model m --dataset d "
+                          "--epochs 100000 --batch 5 --workers 1 --follow",
+                          dir.path() + "/follow-cancelled.log");
+  auto job4 = WaitForJob(c, 4, [](const json::value& j) { return j.at("state") == "running"; }, std::chrono::seconds(20));
+  ASSERT_EQ(job4.at("state"), "running") << job4;
+  ASSERT_EQ(ctl("job cancel 4").code, 0);
+  EXPECT_EQ(follow_cancelled.Wait(), 4) << follow_cancelled.output();
+  EXPECT_NE(follow_cancelled.output().find("cancelled"), std::string::npos) << follow_cancelled.output();
+  // The logs endpoint pages by offset.
+  const std::string r = c.Send("GET", "/api/v1/jobs/3/logs?offset=5");
+  EXPECT_EQ(HttpBody(r), followed.substr(5));
+  EXPECT_EQ(HttpHeader(r, "X-Log-Offset"), std::to_string(followed.size()));
+  EXPECT_EQ(HttpHeader(r, "X-Job-State"), "succeeded");
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/jobs/3/logs?offset=-1")), 400);
+}
+
+TEST(ControllerCtl, HelpOnEveryVerb) {
+  for (const char* verb : {"train", "dataset list", "dataset get", "dataset delete", "dataset upload", "model list",
+                           "model get", "model create", "job list", "job get", "job create", "job cancel",
+                           "job delete", "job logs", "node list"}) {
+    Outcome o = Dnnd(std::string("ctl ") + verb + " --help");
+    EXPECT_EQ(o.code, 0) << verb << ": " << o.output;
+    EXPECT_EQ(o.output.rfind(std::string("dnnd ctl ") + verb, 0), 0u) << verb << ": " << o.output;
+  }
+  EXPECT_NE(Dnnd("ctl train --help").output.find("--epochs"), std::string::npos);
+  EXPECT_EQ(Dnnd("ctl job logs").code, 2);  // missing <id>
 }
 
 // The README's run command: the standalone role is the controller with its

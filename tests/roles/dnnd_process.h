@@ -116,8 +116,10 @@ class Daemon {
 
 // Sends one HTTP/1.1 request to 127.0.0.1:`port` (Connection: close) and
 // returns the raw response (status line, headers, body); "" if it cannot connect.
+// `extra_headers`: whole lines, each ending in "\r\n".
 inline std::string HttpSend(int port, const std::string& method, const std::string& path,
-                            const std::string& body = "", const std::string& content_type = "application/json") {
+                            const std::string& body = "", const std::string& content_type = "application/json",
+                            const std::string& extra_headers = "") {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -128,6 +130,7 @@ inline std::string HttpSend(int port, const std::string& method, const std::stri
     return "";
   }
   std::string req = method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  req += extra_headers;
   if (!body.empty() || method == "POST" || method == "PUT")
     req += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   req += "\r\n" + body;
@@ -150,6 +153,14 @@ inline std::string HttpGet(int port, const std::string& path) { return HttpSend(
 // The status code of a raw response (0 if none), and its body.
 inline int HttpStatus(const std::string& response) {
   return response.size() > 12 ? std::atoi(response.c_str() + 9) : 0;
+}
+// The value of the first header `name` (exact case) of a raw response, or "".
+inline std::string HttpHeader(const std::string& response, const std::string& name) {
+  const size_t end = response.find("\r\n\r\n");
+  const size_t p = response.find("\r\n" + name + ": ");
+  if (p == std::string::npos || p > end) return "";
+  const size_t v = p + 4 + name.size();
+  return response.substr(v, response.find("\r\n", v) - v);
 }
 inline std::string HttpBody(const std::string& response) {
   const size_t p = response.find("\r\n\r\n");

@@ -2,6 +2,7 @@
 #include "transport/http.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -9,10 +10,13 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "core/metrics.h"
 
@@ -572,6 +576,198 @@ TEST(HttpRouter, BadPatternsAndConflictsThrow) {
   EXPECT_EQ(router.Dispatch(req).status, 200);
   EXPECT_EQ(req.params.at("id"), "42");
   EXPECT_EQ(req.route, "/a/{id}");
+}
+
+
+// ---- bearer token -----------------------------------------------------------
+
+TEST_F(HttpServerTest, BearerTokenGuardsMutatingMethodsOnly) {
+  router_->RequireBearer({.token = "s3cret", .path_prefix = "/", .metrics = &metrics_});
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  TestClient c(server->port());
+  const std::string ok = "Authorization: Bearer s3cret\r\n";
+  // Reads stay open: dashboards and probes need no secret.
+  for (const char* path : {"/healthz", "/metrics", "/api/v1/jobs/7"}) {
+    auto r = c.Request("GET", path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 200) << path;
+  }
+  // Missing, wrong, wrong scheme, empty: 401 with a challenge; the connection closes.
+  for (const std::string& auth : {std::string(), std::string("Authorization: Bearer s3cre\r\n"),
+                                  std::string("Authorization: Bearer s3cret2\r\n"),
+                                  std::string("Authorization: Basic czNjcmV0\r\n"), std::string("Authorization: Bearer \r\n")}) {
+    TestClient bad(server->port());
+    auto r = bad.Request("POST", "/echo", "{}", auth);
+    ASSERT_TRUE(r) << auth;
+    EXPECT_EQ(r->result_int(), 401) << auth;
+    EXPECT_EQ(ErrorCode(*r), "unauthorized");
+    EXPECT_EQ((*r)[http::field::www_authenticate].substr(0, 6), "Bearer");
+    EXPECT_TRUE(bad.PeerClosed());
+  }
+  // The right token, any case of the scheme.
+  auto r = c.Request("POST", "/echo", "{\"a\":1}", ok);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200) << r->body();
+  r = c.Request("DELETE", "/api/v1/jobs/7", "", "authorization: bearer s3cret\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 204);
+  {  // Unknown routes too: no probing which exist without the token.
+    TestClient probe(server->port());
+    r = probe.Request("DELETE", "/api/v1/nothing-here");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 401);
+  }
+  r = c.Request("DELETE", "/api/v1/nothing-here", "", ok);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 404);
+  {  // Expect: 100-continue: refused before the client sends the body.
+    TestClient early(server->port());
+    ASSERT_FALSE(early.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n"
+                               "Expect: 100-continue\r\n\r\n"));
+    r = early.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 401);
+  }
+  const std::string text = metrics_.RenderPrometheusText();
+  EXPECT_NE(text.find("dnnd_http_unauthorized_total{method=\"POST\",route=\"/echo\"} 6"), std::string::npos) << text;
+  EXPECT_NE(text.find("dnnd_http_unauthorized_total{method=\"DELETE\",route=\"(unmatched)\"} 1"), std::string::npos)
+      << text;
+}
+
+TEST_F(HttpServerTest, NoTokenMeansNoGuard) {
+  router_->RequireBearer({.token = "", .path_prefix = "/"});
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  TestClient c(server->port());
+  auto r = c.Request("POST", "/echo", "{}");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200);
+}
+
+TEST(ConstantTimeEquals, ComparesWholeStrings) {
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_TRUE(ConstantTimeEquals("", ""));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", ""));
+}
+
+// ---- streamed uploads -------------------------------------------------------
+
+class HttpUploadTest : public HttpServerTest {
+ protected:
+  void SetUp() override {
+    HttpServerTest::SetUp();
+    dir_ = std::filesystem::temp_directory_path() / ("dnnd_http_upload_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    // Answers with the streamed file's bytes, so the test compares them.
+    router_->HandleUpload("PUT", "/files/{name}", {.dir = dir_.string(), .max_bytes = 256 * 1024, .limit_name = "test.max"},
+                          [this](const HttpRequest& r) {
+                            EXPECT_TRUE(r.body.empty());
+                            std::ifstream in(r.body_file, std::ios::binary);
+                            std::string bytes((std::istreambuf_iterator<char>(in)), {});
+                            EXPECT_EQ(bytes.size(), r.body_file_bytes);
+                            if (r.params.at("name") == "keep") std::filesystem::rename(r.body_file, dir_ / "kept");
+                            return HttpResponse::Text(201, bytes, "application/octet-stream");
+                          });
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  size_t FilesInDir() const {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir_)) ++n;
+    return n;
+  }
+  std::unique_ptr<HttpServer> Start() {
+    HttpServerOptions options;
+    options.max_body_bytes = 1024;  // in-memory bodies: far below the uploads
+    return StartServer(options);
+  }
+
+  std::filesystem::path dir_;
+};
+
+std::string Pattern(size_t n) {
+  std::string s(n, '\0');
+  uint32_t x = 12345;
+  for (auto& c : s) c = static_cast<char>((x = x * 1103515245u + 12345u) >> 24);
+  return s;
+}
+
+TEST_F(HttpUploadTest, LargerThanTheBodyLimitArrivesByteIdenticalAndTheFileIsCleanedUp) {
+  auto server = Start();
+  ASSERT_TRUE(server);
+  TestClient c(server->port());
+  const std::string data = Pattern(200 * 1024);
+  auto r = c.Request("PUT", "/files/a", data);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->result_int(), 201) << r->body().substr(0, 200);
+  EXPECT_TRUE(r->body() == data);
+  EXPECT_EQ(FilesInDir(), 0u);  // the handler left it: removed
+  // Chunked, on the same connection; then the handler moves the file away and keeps it.
+  std::string chunked = "PUT /files/keep HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (size_t off = 0; off < data.size(); off += 4096) {
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx\r\n", std::min<size_t>(4096, data.size() - off));
+    chunked += size + data.substr(off, 4096) + "\r\n";
+  }
+  ASSERT_FALSE(c.SendRaw(chunked + "0\r\n\r\n"));
+  r = c.Read();
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->result_int(), 201);
+  EXPECT_TRUE(r->body() == data);
+  EXPECT_EQ(FilesInDir(), 1u);
+  std::ifstream kept(dir_ / "kept", std::ios::binary);
+  EXPECT_TRUE(std::string((std::istreambuf_iterator<char>(kept)), {}) == data);
+  // Ordinary routes keep the in-memory limit.
+  r = c.Request("POST", "/echo", std::string(2000, ' '));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 413);
+}
+
+TEST_F(HttpUploadTest, OverTheLimitIs413AndLeavesNoFile) {
+  auto server = Start();
+  ASSERT_TRUE(server);
+  {  // Content-Length over the limit: refused before anything is written.
+    TestClient c(server->port());
+    auto r = c.Request("PUT", "/files/a", Pattern(300 * 1024));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 413);
+    EXPECT_NE(r->body().find("262144 bytes (test.max)"), std::string::npos) << r->body();
+  }
+  {  // Chunked: the limit is hit while streaming; the partial file goes.
+    TestClient c(server->port());
+    std::string raw = "PUT /files/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const std::string piece = Pattern(64 * 1024);
+    for (int i = 0; i < 5; ++i) raw += "10000\r\n" + piece + "\r\n";
+    ASSERT_FALSE(c.SendRaw(raw + "0\r\n\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 413);
+  }
+  {  // A client that goes away mid-upload leaves nothing behind either.
+    TestClient c(server->port());
+    ASSERT_FALSE(c.SendRaw("PUT /files/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + Pattern(5000)));
+  }
+  for (int i = 0; i < 100 && FilesInDir() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(FilesInDir(), 0u);
+}
+
+TEST_F(HttpUploadTest, UnauthenticatedUploadIsRefusedBeforeAnyByteIsStored) {
+  router_->RequireBearer({.token = "t", .path_prefix = "/"});
+  auto server = Start();
+  ASSERT_TRUE(server);
+  TestClient c(server->port());
+  auto r = c.Request("PUT", "/files/a", Pattern(100 * 1024));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 401);
+  EXPECT_EQ(FilesInDir(), 0u);
+  TestClient ok(server->port());
+  r = ok.Request("PUT", "/files/a", "abc", "Authorization: Bearer t\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 201);
+  EXPECT_EQ(r->body(), "abc");
 }
 
 }  // namespace
