@@ -18,6 +18,7 @@ Result<std::unique_ptr<HttpServer>> StartControlPlane(const Config& config, Read
   options.listen = listen;
   options.max_body_bytes = std::max(static_cast<size_t>(config.GetInt("http.max_body_bytes")), max_body_bytes);
   options.threads = static_cast<int>(config.GetInt("http.threads"));
+  options.max_body_setting = "http.max_body_bytes";
   auto server = HttpServer::Start(options, router);
   if (!server.ok()) return server.status().WithContext("http.listen");
   Log(LogLevel::kInfo, "http", "control plane listening",

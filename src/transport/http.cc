@@ -529,6 +529,7 @@ std::string EndpointString(const tcp::endpoint& ep) {
 
 struct SessionConfig {
   size_t max_body_bytes;
+  std::string max_body_setting;
   std::chrono::milliseconds timeout;
   std::shared_ptr<HttpRouter> router;
 };
@@ -564,6 +565,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(kHeaderLimit);
     upload_.reset();
     body_limit_ = config_->max_body_bytes;
+    limit_name_ = config_->max_body_setting;
     stream_.expires_after(config_->timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
@@ -599,8 +601,6 @@ class Session : public std::enable_shared_from_this<Session> {
     if (upload) {
       body_limit_ = upload->max_bytes;
       limit_name_ = upload->limit_name;
-    } else {
-      limit_name_.clear();
     }
     if (req.has_content_length() && parser_->content_length().value_or(0) > body_limit_) return BodyTooLarge();
     parser_->body_limit(body_limit_);  // chunked bodies: checked as they arrive
@@ -876,7 +876,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
 
   auto impl = std::make_unique<Impl>(options);
   impl->config = std::make_shared<const SessionConfig>(
-      SessionConfig{options.max_body_bytes, options.read_timeout, std::move(router)});
+      SessionConfig{options.max_body_bytes, options.max_body_setting, options.read_timeout, std::move(router)});
 
   boost::system::error_code ec;
   std::vector<tcp::endpoint> endpoints;

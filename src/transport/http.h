@@ -197,6 +197,7 @@ struct HttpServerOptions {
   // picks an ephemeral port (see HttpServer::port()).
   std::string listen = "127.0.0.1:0";
   size_t max_body_bytes = 1 << 20;  // bodies read into memory; larger get 413 (uploads: HttpUploadOptions)
+  std::string max_body_setting;     // the setting behind max_body_bytes, named in the 413 message
   int threads = 1;                  // I/O threads running the handlers
   // Bounds reading one request (including idle time on a kept-alive
   // connection before it) and writing one response; the connection is closed
