@@ -1125,6 +1125,13 @@ class ControllerRole : public Role {
 
   void Finish(int64_t id, const char* state, const std::string& reason) {
     pool_.Release(id);
+    // Let the job's workers stop at a step boundary while their servers
+    // still answer (they are told at their next heartbeat); stopping the
+    // servers first would leave them retrying a dead address until their
+    // request timeout, their node busy all that time.
+    const auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while (pool_.StillRunning(id) > 0 && std::chrono::steady_clock::now() < grace)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::unique_ptr<RunningJob> run;
     {
       std::lock_guard lock(mu_);

@@ -104,8 +104,7 @@ Status PoolWorker::Run() {
       failures = 0;
       switch (order->kind) {
         case pool::NodeOrder::Kind::kStop:
-          Log(LogLevel::kInfo, "pool", "stopping the task on the controller's order");
-          StopTask();
+          RequestStopTask();
           break;
         case pool::NodeOrder::Kind::kRun:
           StopTask();  // a finished task the controller has now heard about
@@ -200,6 +199,20 @@ void PoolWorker::StartTask(const pool::Task& task) {
   });
   std::lock_guard lock(mu_);
   current_ = std::move(c);
+}
+
+void PoolWorker::RequestStopTask() {
+  std::shared_ptr<Current> c;
+  {
+    std::lock_guard lock(mu_);
+    c = current_;
+  }
+  if (!c) return;
+  std::lock_guard lock(c->mu);
+  if (c->stop_requested || c->state != pool::TaskState::kRunning) return;
+  Log(LogLevel::kInfo, "pool", "stopping the task on the controller's order", {{"job", c->task.job}});
+  c->stop_requested = true;
+  if (c->worker) c->worker->Stop();
 }
 
 void PoolWorker::StopTask() {

@@ -58,6 +58,10 @@ class PoolWorker : public Role {
   // One heartbeat: the report out, the order back.
   Result<pool::NodeOrder> Beat();
   void StartTask(const pool::Task& task);
+  // Asks the running task to stop and returns at once (heartbeats go on
+  // while it winds down; it then reports its end like any other).
+  void RequestStopTask();
+  // Stops the task (if running) and waits for its thread.
   void StopTask();
   Status RunTask(Current& current);
   Result<std::string> TaskConfig(const pool::Task& task) const;

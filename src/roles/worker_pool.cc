@@ -64,6 +64,7 @@ pool::NodeOrder WorkerPool::Heartbeat(const std::string& name, const std::string
     n.last_seen = Clock::now();
     n.lost = false;
     n.reported_running = report.state == pool::TaskState::kRunning;
+    n.reported_job = report.job;
     if (!report.attempt.empty()) {
       Part* part = FindPart(report.job, report.attempt);
       if (!part || part->node != name) {
@@ -203,6 +204,13 @@ void WorkerPool::Release(int64_t job) {
   jobs_.erase(job);
   for (auto& [name, n] : nodes_)
     if (n.task && n.task->job == job) n.task.reset();
+}
+
+int64_t WorkerPool::StillRunning(int64_t job) const {
+  std::lock_guard lock(mu_);
+  int64_t n = 0;
+  for (const auto& [name, node] : nodes_) n += !node.lost && node.reported_running && node.reported_job == job;
+  return n;
 }
 
 std::vector<WorkerPool::NodeInfo> WorkerPool::Nodes() const {

@@ -80,6 +80,9 @@ class WorkerPool {
   // Ends a job's placement: its nodes are told to stop (or simply get no new
   // work, if their part already finished).
   void Release(int64_t job);
+  // Nodes whose last report says they still run a task of `job` (after
+  // Release: the ones still winding down).
+  int64_t StillRunning(int64_t job) const;
 
   std::vector<NodeInfo> Nodes() const;
 
@@ -94,6 +97,7 @@ class WorkerPool {
     std::optional<pool::Task> task;
     bool delivered = false;
     bool reported_running = false;  // its last report: a task running (maybe one we do not know)
+    int64_t reported_job = 0;       // ... of this job
   };
   struct Part {
     pool::Task task;      // its attempt changes on every (re)placement

@@ -410,6 +410,29 @@ TEST(ControllerPool, RegisteredWorkersTrainAndSurviveAWorkerKill) {
   // Two live nodes now: a 3-worker job is refused.
   r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"fm","workers":3})");
   EXPECT_EQ(HttpStatus(r), 400) << r;
+
+  // Cancelling a running job frees its workers at once: the next job starts
+  // on them within seconds, and no node is taken for lost meanwhile.
+  r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"fm","epochs":100,"workers":2,"limit_train":2000})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t long_id = json::parse(HttpBody(r)).at("id").as_int64();
+  job = WaitForJob(c, long_id, [](const json::value& j) { return j.at("progress").to_number<double>() > 0.5; },
+                   std::chrono::seconds(60));
+  ASSERT_EQ(job.at("state"), "running") << job;
+  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/jobs/" + std::to_string(long_id) + "/cancel")), 202);
+  r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"fm","epochs":1,"workers":2,"limit_train":2000})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t next = json::parse(HttpBody(r)).at("id").as_int64();
+  const auto cancelled_at = std::chrono::steady_clock::now();
+  job = WaitForJob(c, next, [](const json::value& j) { return j.at("state") == "running" || j.at("state") == "succeeded"; },
+                   std::chrono::seconds(60));
+  EXPECT_LT(std::chrono::steady_clock::now() - cancelled_at, std::chrono::seconds(20)) << c.daemon().output();
+  EXPECT_EQ(c.Json("GET", "/api/v1/jobs/" + std::to_string(long_id)).at("state"), "cancelled");
+  job = WaitForJob(c, next, [](const json::value& j) { return j.at("state") == "succeeded"; }, std::chrono::seconds(60));
+  EXPECT_EQ(job.at("state"), "succeeded") << job;
+  int lost_now = 0;
+  for (const auto& node : PoolNodes(c)) lost_now += node.at("state") == "lost";
+  EXPECT_EQ(lost_now, 1) << c.Send("GET", "/api/v1/nodes");  // only the SIGKILLed one
 }
 
 // ---- bearer token, streamed uploads, ctl follow/delete ----------------------
