@@ -41,6 +41,26 @@ std::string Duration(double seconds) {
 class Reachability {
  public:
   explicit Reachability(const FollowOptions& o) : options_(o) {}
+
+  // GETs `target`, riding out a controller that is briefly unreachable (a
+  // restart). The checked reply, or nullopt with *rc set when following ends.
+  std::optional<CtlReply> Get(const CtlClient& client, const std::string& target, int* rc) {
+    for (;;) {
+      auto r = client.Request("GET", target);
+      if (!r) {
+        if (!Failed()) {
+          *rc = 1;
+          return std::nullopt;
+        }
+        std::this_thread::sleep_for(options_.interval);
+        continue;
+      }
+      Ok();
+      if ((*rc = CheckReply(r, client)) != 0) return std::nullopt;
+      return r;
+    }
+  }
+
   bool Failed() {
     const auto now = std::chrono::steady_clock::now();
     if (!since_) {
@@ -91,14 +111,9 @@ int FollowJob(const CtlClient& client, const std::string& id, bool as_json, cons
   Reachability reach(options);
   std::string last_printed;
   for (;;) {
-    auto r = client.Request("GET", "/api/v1/jobs/" + id);
-    if (!r) {
-      if (!reach.Failed()) return 1;
-      std::this_thread::sleep_for(options.interval);
-      continue;
-    }
-    reach.Ok();
-    if (int rc = CheckReply(r, client); rc != 0) return rc;
+    int rc = 0;
+    auto r = reach.Get(client, "/api/v1/jobs/" + id, &rc);
+    if (!r) return rc;
     boost::system::error_code ec;
     json::value job = json::parse(r->body, ec);
     if (ec || !job.is_object() || !Field(job, "state")) {
@@ -135,14 +150,9 @@ int FollowLogs(const CtlClient& client, const std::string& id, const FollowOptio
   Reachability reach(options);
   std::string offset = "0";
   for (;;) {
-    auto r = client.Request("GET", "/api/v1/jobs/" + id + "/logs?offset=" + offset);
-    if (!r) {
-      if (!reach.Failed()) return 1;
-      std::this_thread::sleep_for(options.interval);
-      continue;
-    }
-    reach.Ok();
-    if (int rc = CheckReply(r, client); rc != 0) return rc;
+    int rc = 0;
+    auto r = reach.Get(client, "/api/v1/jobs/" + id + "/logs?offset=" + offset, &rc);
+    if (!r) return rc;
     std::fwrite(r->body.data(), 1, r->body.size(), stdout);
     std::fflush(stdout);
     const std::string next = r->header("X-Log-Offset");
