@@ -21,7 +21,7 @@ namespace json = boost::json;
 
 constexpr const char* kCtlUsage = R"(usage: dnnd ctl [--controller host:port] [--token T] [-o table|json] <noun> <verb> [args]
   train --model M --dataset D [job options] [--follow]
-  dataset list | get <name> | delete <name> | upload <name> --format F <files>
+  dataset list | get <name> | delete <name> | create <name> --format F <files>   (upload: the same)
   model   list | get <name> | create <name> --spec model.toml
   job     list | get <id> | create ... | cancel <id> | delete <id> | logs <id> [-f]
   node    list                      the worker pool: idle, busy (job/part) or lost
@@ -52,10 +52,11 @@ const VerbHelp kVerbs[] = {
     {"dataset", "list", "dnnd ctl dataset list\nLists datasets with sample counts, shapes, sizes and class histograms.\n"},
     {"dataset", "get", "dnnd ctl dataset get <name>\nPrints one dataset.\n"},
     {"dataset", "delete", "dnnd ctl dataset delete <name>\nDeletes a dataset (refused while a queued or running job uses it).\n"},
-    {"dataset", "upload",
-     "dnnd ctl dataset upload <name> --format idx|npy --train-images F --train-labels F [--test-images F --test-labels F]\n"
-     "dnnd ctl dataset upload <name> --format npz|csv --train F [--test F]\n"
+    {"dataset", "create",
+     "dnnd ctl dataset create <name> --format idx|npy --train-images F --train-labels F [--test-images F --test-labels F]\n"
+     "dnnd ctl dataset create <name> --format npz|csv --train F [--test F]\n"
      "Streams each file to the controller, then registers the dataset (validated there).\n"},
+    {"dataset", "upload", "dnnd ctl dataset upload <name> ...\nThe same as dataset create (dnnd ctl dataset create --help).\n"},
     {"model", "list", "dnnd ctl model list\nLists registered models.\n"},
     {"model", "get", "dnnd ctl model get <name>\nPrints one model with its spec.\n"},
     {"model", "create", "dnnd ctl model create <name> --spec model.toml\nRegisters a model spec.\n"},
@@ -405,7 +406,7 @@ int RunCtl(const std::vector<std::string>& args) {
     if (verb == "get") return call("GET", "/api/v1/datasets/" + Segment(arg), "", nullptr);
     if (verb == "delete") return call("DELETE", "/api/v1/datasets/" + Segment(arg), "", nullptr);
     const std::string format = flag("format");  // upload
-    if (format.empty()) return Usage("dataset upload needs --format idx|npy|npz|csv");
+    if (format.empty()) return Usage("dataset " + verb + " needs --format idx|npy|npz|csv");
     for (const char* part : {"train-images", "train-labels", "test-images", "test-labels", "train", "test"}) {
       const std::string file = flag(part);
       if (file.empty()) continue;

@@ -355,16 +355,25 @@ TEST(ControllerPool, RegisteredWorkersTrainAndSurviveAWorkerKill) {
   EXPECT_EQ(nodes.code, 0) << nodes.output;
   for (const char* name : {"w1-", "w2-", "w3-"}) EXPECT_NE(nodes.output.find(name), std::string::npos) << nodes.output;
   EXPECT_NE(nodes.output.find("idle"), std::string::npos) << nodes.output;
-  UploadFashionMnist(c, "fm");
-  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
+  const std::string ctl = "ctl --controller 127.0.0.1:" + std::to_string(c.port()) + " ";
+  const Outcome created = Dnnd(ctl + "dataset create fm --format idx --train-images " + kFm +
+                               "train-images-idx3-ubyte.gz --train-labels " + kFm + "train-labels-idx1-ubyte.gz" +
+                               " --test-images " + kFm + "t10k-images-idx3-ubyte.gz --test-labels " + kFm +
+                               "t10k-labels-idx1-ubyte.gz");
+  ASSERT_EQ(created.code, 0) << created.output;
+  ASSERT_EQ(Dnnd(ctl + "model create mlp --spec " + Src("configs/models/mlp.toml")).code, 0);
 
   std::string r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"fm","workers":4})");
   ASSERT_EQ(HttpStatus(r), 400) << r;
   EXPECT_NE(ErrorMessage(r).find("asks for 4 workers but the pool has 3"), std::string::npos) << r;
 
-  r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"fm","epochs":5,"batch":64,"workers":2,"servers":2})");
-  ASSERT_EQ(HttpStatus(r), 201) << r;
-  const int64_t id = json::parse(HttpBody(r)).at("id").as_int64();
+  // `dnnd ctl train --follow` prints the id, follows the job to its end and
+  // exits 0 only if it succeeded.
+  Daemon follow(ctl + "train --model mlp --dataset fm --epochs 5 --batch 64 --workers 2 --servers 2 --follow",
+                dir.path() + "/follow.log");
+  ASSERT_TRUE(follow.WaitFor("\n", std::chrono::seconds(30))) << follow.output();
+  const int64_t id = std::atoll(follow.output().c_str());
+  ASSERT_GT(id, 0) << follow.output();
   r = c.Send("POST", "/api/v1/jobs", R"({"model":"mlp","dataset":"fm","epochs":1,"workers":2})");
   ASSERT_EQ(HttpStatus(r), 201) << r;
   const int64_t second = json::parse(HttpBody(r)).at("id").as_int64();
@@ -386,6 +395,8 @@ TEST(ControllerPool, RegisteredWorkersTrainAndSurviveAWorkerKill) {
   workers[victim]->Signal(SIGKILL);
   workers[victim]->Wait();
 
+  EXPECT_EQ(follow.Wait(), 0) << follow.output();
+  EXPECT_NE(follow.output().find("succeeded"), std::string::npos) << follow.output();
   job = WaitForJob(c, id, [](const json::value& j) { return j.at("state") != "running"; }, std::chrono::seconds(120));
   ASSERT_EQ(job.at("state"), "succeeded") << job << c.daemon().output();
   const auto& history = job.at("history").as_array();
