@@ -316,6 +316,34 @@ TEST(ControllerDurability, SigkilledMidJobResumesFromCheckpointAndFinishes) {
 
 // ---- the worker pool --------------------------------------------------------
 
+// What a broken or hostile pool worker can send: each a precise 4xx, and the
+// pool keeps working.
+TEST(ControllerPool, BadHeartbeatsAndUploadsAreRefusedPrecisely) {
+  TempDir dir;
+  ControllerProcess c(dir, "--set controller.local_workers=0");
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  auto refused = [&](const std::string& r, int status, const std::string& words) {
+    EXPECT_EQ(HttpStatus(r), status) << r;
+    EXPECT_NE(ErrorMessage(r).find(words), std::string::npos) << r;
+  };
+  refused(c.Send("POST", "/api/v1/nodes/w1/heartbeat", "{not json"), 400, "line 1");
+  refused(c.Send("POST", "/api/v1/nodes/w1/heartbeat", "[1,2]"), 400, "JSON object");
+  refused(c.Send("POST", "/api/v1/nodes/w1/heartbeat", R"({"state":"dancing"})"), 400, "'state' is 'dancing'");
+  refused(c.Send("POST", "/api/v1/nodes/w1/heartbeat", R"({"job":"one"})"), 400, "'job' must be an integer");
+  refused(c.Send("POST", "/api/v1/nodes/w1/heartbeat", R"({"epochs":[{"epoch":0}]})"), 400, "epoch number");
+  refused(c.Send("POST", "/api/v1/nodes/..%2Fx/heartbeat", "{}"), 400, "invalid node name");
+  refused(c.Send("PUT", "/api/v1/jobs/1/model?attempt=forged", "weights"), 409, "not running that attempt");
+  EXPECT_EQ(c.Json("GET", "/api/v1/nodes").at("nodes").as_array().size(), 0u);  // none registered by them
+  // A well-formed heartbeat registers the node, and a report of a task the
+  // controller never gave is answered "stop".
+  auto order = c.Json("POST", "/api/v1/nodes/w1/heartbeat", R"({"threads":1})");
+  EXPECT_EQ(order.at("order"), "idle") << order;
+  order = c.Json("POST", "/api/v1/nodes/w1/heartbeat", R"({"job":7,"attempt":"x","state":"running"})");
+  EXPECT_EQ(order.at("order"), "stop") << order;
+  EXPECT_EQ(c.Json("GET", "/api/v1/nodes").at("nodes").as_array().size(), 1u);
+}
+
+
 // A pool worker process: `dnnd --role=worker` with worker.controller set.
 std::unique_ptr<Daemon> StartPoolWorker(TempDir& dir, int port, const std::string& name) {
   const std::string config = dir.Write(name + ".toml", "[node]\nname = \"" + name +
