@@ -16,6 +16,7 @@
 
 #include "core/data/from_config.h"
 #include "core/files.h"
+#include "core/json_fields.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "roles/controller_store.h"
@@ -108,38 +109,6 @@ json::value ParseJsonText(const std::string& text) {
   return ec ? json::value() : v;
 }
 
-// Typed fields of a request object, with errors naming the field.
-struct Fields {
-  const json::object& o;
-  Result<std::string> String(const char* key, std::string def, bool required = false) const {
-    const json::value* v = o.if_contains(key);
-    if (!v) {
-      if (required) return InvalidArgument(std::string("missing field '") + key + "'");
-      return def;
-    }
-    if (!v->is_string()) return InvalidArgument(std::string("field '") + key + "' must be a string");
-    return std::string(v->get_string());
-  }
-  Result<int64_t> Int(const char* key, int64_t def, int64_t lo, int64_t hi) const {
-    const json::value* v = o.if_contains(key);
-    if (!v) return def;
-    int64_t x;
-    if (v->is_int64()) x = v->get_int64();
-    else if (v->is_uint64() && v->get_uint64() < (1ull << 62)) x = static_cast<int64_t>(v->get_uint64());
-    else return InvalidArgument(std::string("field '") + key + "' must be an integer");
-    if (x < lo || x > hi)
-      return InvalidArgument(std::string("field '") + key + "' is " + std::to_string(x) + "; expected " +
-                             std::to_string(lo) + ".." + std::to_string(hi));
-    return x;
-  }
-  Result<double> Number(const char* key, double def) const {
-    const json::value* v = o.if_contains(key);
-    if (!v) return def;
-    if (v->is_double()) return v->get_double();
-    if (v->is_int64()) return static_cast<double>(v->get_int64());
-    return InvalidArgument(std::string("field '") + key + "' must be a number");
-  }
-};
 
 Result<json::object> JsonObjectBody(const HttpRequest& r, size_t max_bytes) {
   if (r.body.size() > max_bytes)
@@ -359,7 +328,7 @@ class ControllerRole : public Role {
 
   Result<HttpResponse> CreateDataset(const HttpRequest& r) {
     DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, max_json_));
-    Fields f{body};
+    JsonFields f{body, ""};
     DNND_ASSIGN_OR_RETURN(std::string name, f.String("name", "", true));
     DNND_RETURN_IF_ERROR(CheckName("dataset", name));
     DNND_ASSIGN_OR_RETURN(std::string format, f.String("format", "", true));
@@ -463,7 +432,7 @@ class ControllerRole : public Role {
   // ---- models -------------------------------------------------------------
   Result<HttpResponse> CreateModel(const HttpRequest& r) {
     DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, max_json_));
-    Fields f{body};
+    JsonFields f{body, ""};
     DNND_ASSIGN_OR_RETURN(std::string name, f.String("name", "", true));
     DNND_RETURN_IF_ERROR(CheckName("model", name));
     const json::value* spec_v = body.if_contains("spec");
@@ -519,7 +488,7 @@ class ControllerRole : public Role {
   // ---- jobs ---------------------------------------------------------------
   Result<HttpResponse> CreateJob(const HttpRequest& r) {
     DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, max_json_));
-    Fields f{body};
+    JsonFields f{body, ""};
     DNND_ASSIGN_OR_RETURN(std::string model, f.String("model", "", true));
     DNND_ASSIGN_OR_RETURN(std::string dataset, f.String("dataset", "", true));
     DNND_RETURN_IF_ERROR(CheckName("model", model));

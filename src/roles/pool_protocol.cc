@@ -3,6 +3,8 @@
 #include <boost/json.hpp>
 #include <cstring>
 
+#include "core/json_fields.h"
+
 namespace dnnd::pool {
 namespace json = boost::json;
 
@@ -18,34 +20,6 @@ const char* TaskStateName(TaskState s) {
 
 namespace {
 
-// Typed reads of a JSON object with errors naming the field.
-struct Reader {
-  const json::object& o;
-  std::string where;
-  Result<int64_t> Int(const char* k, int64_t def = 0) const {
-    const json::value* v = o.if_contains(k);
-    if (!v || v->is_null()) return def;
-    if (v->is_int64()) return v->get_int64();
-    if (v->is_uint64() && v->get_uint64() < (1ull << 62)) return static_cast<int64_t>(v->get_uint64());
-    return InvalidArgument(where + ": field '" + k + "' must be an integer");
-  }
-  Result<double> Num(const char* k) const {
-    const json::value* v = o.if_contains(k);
-    if (!v || v->is_null()) return 0.0;
-    if (v->is_number()) return v->to_number<double>();
-    return InvalidArgument(where + ": field '" + k + "' must be a number");
-  }
-  Result<std::string> Str(const char* k) const {
-    const json::value* v = o.if_contains(k);
-    if (!v || v->is_null()) return std::string();
-    if (v->is_string()) return std::string(v->get_string());
-    return InvalidArgument(where + ": field '" + k + "' must be a string");
-  }
-  bool Bool(const char* k) const {
-    const json::value* v = o.if_contains(k);
-    return v && v->is_bool() && v->get_bool();
-  }
-};
 
 Result<const json::object*> Object(const json::value& v, const std::string& what) {
   if (!v.is_object()) return InvalidArgument(what + " must be a JSON object");
@@ -73,35 +47,35 @@ json::value ToJson(const NodeReport& r) {
 
 Result<NodeReport> NodeReportFromJson(const json::value& v) {
   DNND_ASSIGN_OR_RETURN(const json::object* o, Object(v, "heartbeat"));
-  Reader rd{*o, "heartbeat"};
+  JsonFields rd{*o, "heartbeat"};
   NodeReport r;
   DNND_ASSIGN_OR_RETURN(r.threads, rd.Int("threads"));
   DNND_ASSIGN_OR_RETURN(r.job, rd.Int("job"));
-  DNND_ASSIGN_OR_RETURN(r.attempt, rd.Str("attempt"));
-  DNND_ASSIGN_OR_RETURN(std::string state, rd.Str("state"));
+  DNND_ASSIGN_OR_RETURN(r.attempt, rd.String("attempt"));
+  DNND_ASSIGN_OR_RETURN(std::string state, rd.String("state"));
   if (state.empty() || state == "none") r.state = TaskState::kNone;
   else if (state == "running") r.state = TaskState::kRunning;
   else if (state == "succeeded") r.state = TaskState::kSucceeded;
   else if (state == "failed") r.state = TaskState::kFailed;
   else return InvalidArgument("heartbeat: field 'state' is '" + state + "'; expected none, running, succeeded or failed");
-  DNND_ASSIGN_OR_RETURN(r.error, rd.Str("error"));
+  DNND_ASSIGN_OR_RETURN(r.error, rd.String("error"));
   DNND_ASSIGN_OR_RETURN(r.step, rd.Int("step"));
   DNND_ASSIGN_OR_RETURN(r.total_steps, rd.Int("total_steps"));
   if (const json::value* e = o->if_contains("epochs")) {
     if (!e->is_array()) return InvalidArgument("heartbeat: field 'epochs' must be an array");
     for (const auto& x : e->get_array()) {
       DNND_ASSIGN_OR_RETURN(const json::object* eo, Object(x, "heartbeat: an epoch"));
-      Reader er{*eo, "heartbeat: epoch"};
+      JsonFields er{*eo, "heartbeat: epoch"};
       EpochReport rep;
       DNND_ASSIGN_OR_RETURN(rep.epoch, er.Int("epoch"));
-      DNND_ASSIGN_OR_RETURN(rep.train_loss, er.Num("train_loss"));
-      DNND_ASSIGN_OR_RETURN(rep.seconds, er.Num("seconds"));
-      DNND_ASSIGN_OR_RETURN(rep.samples_per_s, er.Num("samples_per_s"));
+      DNND_ASSIGN_OR_RETURN(rep.train_loss, er.Number("train_loss"));
+      DNND_ASSIGN_OR_RETURN(rep.seconds, er.Number("seconds"));
+      DNND_ASSIGN_OR_RETURN(rep.samples_per_s, er.Number("samples_per_s"));
       DNND_ASSIGN_OR_RETURN(rep.step, er.Int("step"));
       DNND_ASSIGN_OR_RETURN(rep.total_steps, er.Int("total_steps"));
       rep.evaluated = er.Bool("evaluated");
-      DNND_ASSIGN_OR_RETURN(rep.test_loss, er.Num("test_loss"));
-      DNND_ASSIGN_OR_RETURN(rep.test_accuracy, er.Num("test_accuracy"));
+      DNND_ASSIGN_OR_RETURN(rep.test_loss, er.Number("test_loss"));
+      DNND_ASSIGN_OR_RETURN(rep.test_accuracy, er.Number("test_accuracy"));
       if (rep.epoch < 1) return InvalidArgument("heartbeat: an epoch number must be >= 1");
       r.epochs.push_back(rep);
     }
@@ -125,8 +99,8 @@ json::value ToJson(const NodeOrder& o) {
 
 Result<NodeOrder> NodeOrderFromJson(const json::value& v) {
   DNND_ASSIGN_OR_RETURN(const json::object* o, Object(v, "the controller's answer"));
-  Reader rd{*o, "the controller's answer"};
-  DNND_ASSIGN_OR_RETURN(std::string kind, rd.Str("order"));
+  JsonFields rd{*o, "the controller's answer"};
+  DNND_ASSIGN_OR_RETURN(std::string kind, rd.String("order"));
   NodeOrder out;
   if (kind == "idle") out.kind = NodeOrder::Kind::kIdle;
   else if (kind == "run") out.kind = NodeOrder::Kind::kRun;
@@ -137,14 +111,14 @@ Result<NodeOrder> NodeOrderFromJson(const json::value& v) {
   const json::value* tv = o->if_contains("task");
   if (!tv) return InvalidArgument("the controller's answer 'run' has no task");
   DNND_ASSIGN_OR_RETURN(const json::object* to, Object(*tv, "task"));
-  Reader tr{*to, "task"};
+  JsonFields tr{*to, "task"};
   Task t;
   DNND_ASSIGN_OR_RETURN(t.job, tr.Int("job"));
-  DNND_ASSIGN_OR_RETURN(t.attempt, tr.Str("attempt"));
+  DNND_ASSIGN_OR_RETURN(t.attempt, tr.String("attempt"));
   DNND_ASSIGN_OR_RETURN(t.index, tr.Int("index"));
   DNND_ASSIGN_OR_RETURN(t.count, tr.Int("count", 1));
-  DNND_ASSIGN_OR_RETURN(t.dataset, tr.Str("dataset"));
-  DNND_ASSIGN_OR_RETURN(t.config, tr.Str("config"));
+  DNND_ASSIGN_OR_RETURN(t.dataset, tr.String("dataset"));
+  DNND_ASSIGN_OR_RETURN(t.config, tr.String("config"));
   DNND_ASSIGN_OR_RETURN(t.wire_port, tr.Int("wire_port"));
   const json::value* pv = to->if_contains("ps_ports");
   if (!pv || !pv->is_array()) return InvalidArgument("task: field 'ps_ports' must be an array");

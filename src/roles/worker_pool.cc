@@ -48,7 +48,6 @@ void WorkerPool::Assign(const std::string& node_name, Part& part) {
   part.state = pool::TaskState::kRunning;
   Node& n = nodes_[node_name];
   n.task = part.task;
-  n.delivered = false;
 }
 
 pool::NodeOrder WorkerPool::Heartbeat(const std::string& name, const std::string& address,
@@ -93,7 +92,6 @@ pool::NodeOrder WorkerPool::Heartbeat(const std::string& name, const std::string
     if (order.kind != pool::NodeOrder::Kind::kContinue && !n.reported_running && n.task) {
       order.kind = pool::NodeOrder::Kind::kRun;
       order.task = n.task;
-      n.delivered = true;
     }
   }
   if (steps && listener_.on_step) listener_.on_step(report.job, steps->first, steps->second);

@@ -92,10 +92,9 @@ class WorkerPool {
     int64_t threads = 0;
     Clock::time_point last_seen;
     bool lost = false;
-    // The part the node was given (attempt empty: none); `delivered` once a
-    // heartbeat carried it to the node.
+    // The part the node was given (none: idle, or its part finished); it is
+    // handed over with the next heartbeat that reports no running task.
     std::optional<pool::Task> task;
-    bool delivered = false;
     bool reported_running = false;  // its last report: a task running (maybe one we do not know)
     int64_t reported_job = 0;       // ... of this job
   };
