@@ -104,6 +104,9 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"train.progress", T::kEnum, "\"auto\"", 0, 0, {"auto", "bar", "log", "none"}, "progress display"},
       {"train.goal_accuracy", T::kFloat, "0", 0, 1, {}, "> 0: stop early after the first evaluated epoch reaching this test accuracy (0.88 = 88 %)"},
       {"train.eval_every_epochs", T::kInt, "1", 0, 1000000, {}, "evaluate on the test set every N epochs; 0 = never"},
+      {"train.start_epoch", T::kInt, "0", 0, 1000000, {}, "train only a segment of the run starting at this epoch (0-based; the controller sets it for elastic jobs)"},
+      {"train.start_step", T::kInt, "0", 0, 1e15, {}, "the run's step when start_epoch began (steps keep counting across segments)"},
+      {"train.stop_epoch", T::kInt, "0", 0, 1000000, {}, "end the segment after this many epochs of the run; 0 = train.epochs"},
   };
   return schema;
 }

@@ -39,9 +39,11 @@ Result<double> JsonFields::Number(const char* key, double def) const {
   return Error(key, "must be a number");
 }
 
-bool JsonFields::Bool(const char* key) const {
+Result<bool> JsonFields::Bool(const char* key, bool def) const {
   const boost::json::value* v = o.if_contains(key);
-  return v && v->is_bool() && v->get_bool();
+  if (!v) return def;
+  if (!v->is_bool()) return Error(key, "must be true or false");
+  return v->get_bool();
 }
 
 }  // namespace dnnd

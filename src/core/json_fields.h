@@ -26,8 +26,7 @@ struct JsonFields {
   Result<int64_t> Int(const char* key, int64_t def = 0, int64_t lo = std::numeric_limits<int64_t>::min(),
                       int64_t hi = std::numeric_limits<int64_t>::max()) const;
   Result<double> Number(const char* key, double def = 0) const;
-  // True only for a present JSON true.
-  bool Bool(const char* key) const;
+  Result<bool> Bool(const char* key, bool def = false) const;
 
  private:
   Status Error(const char* key, const std::string& what) const;

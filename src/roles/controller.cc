@@ -13,6 +13,7 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "core/data/from_config.h"
 #include "core/files.h"
@@ -25,6 +26,7 @@
 #include <set>
 
 #include "roles/parameter_server.h"
+#include "roles/elastic_policy.h"
 #include "roles/predictor.h"
 #include "roles/pool_protocol.h"
 #include "roles/pool_worker.h"
@@ -197,6 +199,10 @@ struct LiveProgress {
   // written by the training thread, read by HTTP threads.
   std::atomic<int64_t> start_step{-1};
   std::atomic<double> start_s{0};
+  std::atomic<int64_t> workers{0};  // of the current segment (recorded with each epoch)
+  // The last epoch recorded (an elastic job's scheduler decides on it).
+  std::mutex mu;
+  pool::EpochReport last_epoch;  // epoch 0: none yet
 };
 
 class ControllerRole : public Role {
@@ -509,6 +515,22 @@ class ControllerRole : public Role {
       return InvalidArgument("the job asks for " + std::to_string(p["workers"].as_int64()) +
                              " workers but the pool has " + std::to_string(capacity) +
                              " (GET /api/v1/nodes; start more workers with worker.controller set)");
+    // Elastic: the scheduler changes the job's workers between epochs
+    // (KubeML's throughput policy, roles/elastic_policy.h) within
+    // [min_workers, max_workers]; `workers` is where it starts.
+    DNND_ASSIGN_OR_RETURN(const bool elastic, f.Bool("elastic", false));
+    if (elastic) {
+      p["elastic"] = true;
+      DNND_ASSIGN_OR_RETURN(p["min_workers"], f.Int("min_workers", 1, 1, max_workers));
+      DNND_ASSIGN_OR_RETURN(p["max_workers"], f.Int("max_workers", std::max(capacity, p["workers"].as_int64()), 1,
+                                                    max_workers));
+      const int64_t lo = p["min_workers"].as_int64(), hi = p["max_workers"].as_int64(), w = p["workers"].as_int64();
+      if (!(lo <= w && w <= hi))
+        return InvalidArgument("an elastic job needs min_workers <= workers <= max_workers; got " + std::to_string(lo) +
+                               " <= " + std::to_string(w) + " <= " + std::to_string(hi));
+    } else if (body.contains("min_workers") || body.contains("max_workers")) {
+      return InvalidArgument("fields 'min_workers' and 'max_workers' need \"elastic\": true");
+    }
     DNND_ASSIGN_OR_RETURN(p["servers"], f.Int("servers", 1, 1, 16));
     if (ps_ports_ && p["servers"].as_int64() > ps_ports_->second - ps_ports_->first + 1)
       return InvalidArgument("the job asks for " + std::to_string(p["servers"].as_int64()) +
@@ -545,14 +567,14 @@ class ControllerRole : public Role {
                              " but dataset '" + dataset + "' has " + d->sample_shape);
     const int64_t train_n = p["limit_train"].as_int64() > 0 ? std::min(p["limit_train"].as_int64(), d->train_samples)
                                                             : d->train_samples;
-    if (train_n < p["workers"].as_int64())
+    const int64_t most_workers = elastic ? p["max_workers"].as_int64() : p["workers"].as_int64();
+    if (train_n < most_workers)
       return InvalidArgument("dataset '" + dataset + "' has " + std::to_string(train_n) + " training samples for " +
-                             std::to_string(p["workers"].as_int64()) + " workers");
+                             std::to_string(most_workers) + " workers");
     // Inputs are standardised with the training set's own mean and standard
     // deviation, recorded in the job so predictions use the same ones.
-    const json::value* normalize = body.if_contains("normalize");
-    if (normalize && !normalize->is_bool()) return InvalidArgument("field 'normalize' must be true or false");
-    if (!normalize || normalize->get_bool()) {
+    DNND_ASSIGN_OR_RETURN(const bool normalize, f.Bool("normalize", true));
+    if (normalize) {
       DNND_ASSIGN_OR_RETURN(auto loaded, LoadDataset(dataset));
       const auto [mean, stddev] = PixelStats(loaded->train.Take(p["limit_train"].as_int64()));
       p["normalize_mean"] = mean;
@@ -588,10 +610,14 @@ class ControllerRole : public Role {
     o["total_steps"] = total;
     o["progress"] = total > 0 ? 100.0 * static_cast<double>(step) / static_cast<double>(total) : 0.0;
     o["eta_seconds"] = eta;
+    // Workers the job runs on now (an elastic job's current segment).
+    if (std::shared_ptr<LiveProgress> live = j.state == kJobRunning ? Live(j.id) : nullptr)
+      o["parallelism"] = live->workers.load();
     json::array h;
     for (const auto& e : j.history) {
       json::object x{{"epoch", e.epoch}, {"train_loss", e.train_loss}, {"seconds", e.seconds},
                      {"samples_per_s", e.samples_per_s}};
+      if (e.parallelism > 0) x["parallelism"] = e.parallelism;
       if (e.evaluated) {
         x["test_loss"] = e.test_loss;
         x["test_accuracy"] = e.test_accuracy;
@@ -746,7 +772,13 @@ class ControllerRole : public Role {
       live->total = total;
     };
     l.on_epoch = [this](int64_t job, const pool::EpochReport& e) {
-      EpochRow row{e.epoch, e.train_loss, e.evaluated, e.test_loss, e.test_accuracy, e.seconds, e.samples_per_s};
+      std::shared_ptr<LiveProgress> live = Live(job);
+      EpochRow row{e.epoch,     e.train_loss, e.evaluated, e.test_loss, e.test_accuracy,
+                   e.seconds,   e.samples_per_s, live ? live->workers.load() : 0};
+      if (live) {
+        std::lock_guard lock(live->mu);
+        if (e.epoch >= live->last_epoch.epoch) live->last_epoch = e;
+      }
       RecordJobMetrics(job, e);
       Status s = store_->RecordEpoch(job, row, e.step, e.total_steps);
       if (!s.ok()) Log(LogLevel::kError, "controller", "cannot record epoch", {{"job", job}, {"error", s.ToString()}});
@@ -918,7 +950,8 @@ class ControllerRole : public Role {
   // What every worker of the job runs: the model with the job's optimizer,
   // the training options, and the data options (the data itself comes from
   // the shard service).
-  Result<std::string> TaskConfig(const JobRecord& j) {
+  // An elastic job's segment trains one epoch: [segment.epoch, segment.epoch + 1).
+  Result<std::string> TaskConfig(const JobRecord& j, const JobSegment* segment) {
     DNND_ASSIGN_OR_RETURN(auto m, store_->GetModel(j.model));
     const json::object p = Params(j);
     if (p.empty()) return Corruption("job " + std::to_string(j.id) + " has unreadable parameters");
@@ -942,16 +975,41 @@ class ControllerRole : public Role {
          "\neval_every_epochs = " + i("eval_every", 1) + "\nprogress = \"none\"\nlr_schedule = " +
          TomlQuote(p.contains("lr_schedule") ? std::string(p.at("lr_schedule").as_string()) : "constant") + "\n";
     if (p.contains("goal_accuracy")) t += "goal_accuracy = " + num("goal_accuracy", 0) + "\n";
+    if (segment)
+      t += "start_epoch = " + std::to_string(segment->epoch) + "\nstart_step = " + std::to_string(segment->step) +
+           "\nstop_epoch = " + std::to_string(segment->epoch + 1) + "\n";
     t += ModelSpecToToml(spec);
     return t;
   }
 
   struct RunningJob {
+    JobRecord record;  // as started (no history)
+    json::object params;
     std::vector<std::unique_ptr<ParameterServer>> servers;
     std::vector<int64_t> ports;
     int64_t workers = 0;
     bool cancel = false;
+    // Elastic jobs run one epoch per segment; between two segments the
+    // servers are checkpointed and stopped and the next one is not placed yet.
+    bool elastic = false;
+    ElasticBounds bounds;
+    JobSegment segment;
+    bool between = false;
   };
+
+  static bool IsElastic(const json::object& p) {
+    const json::value* e = p.if_contains("elastic");
+    return e && e->is_bool() && e->get_bool();
+  }
+  static int64_t ParamInt(const json::object& p, const char* key, int64_t def) {
+    return p.contains(key) ? p.at(key).to_number<int64_t>() : def;
+  }
+  // Workers the job (re)starts on: an elastic job resumed after a restart
+  // continues its segment on that segment's workers.
+  static int64_t StartWorkers(const JobRecord& j, const json::object& p) {
+    if (IsElastic(p) && j.segment.workers > 0) return j.segment.workers;
+    return ParamInt(p, "workers", 1);
+  }
 
   // Ports for a job's servers from controller.ps_ports ("first-last"), or 0s
   // (any free port) when unset. Empty when the range is used up.
@@ -969,23 +1027,25 @@ class ControllerRole : public Role {
   void Schedule() {
     for (const auto& name : pool_.Sweep()) Log(LogLevel::kWarn, "controller", "node lost", {{"node", name}});
     for (const auto& line : pool_.Replace()) Log(LogLevel::kInfo, "controller", "part replaced", {{"placement", line}});
-    std::vector<std::pair<int64_t, bool>> active;
+    std::vector<std::tuple<int64_t, bool, bool>> active;  // id, cancel, elastic
     std::set<int64_t> cancel_waiting;
     {
       std::lock_guard lock(mu_);
       cancel_waiting.swap(cancel_waiting_);
-      for (auto& [id, job] : jobs_) active.push_back({id, job->cancel});
+      for (auto& [id, job] : jobs_) active.push_back({id, job->cancel, job->elastic});
     }
     for (int64_t id : cancel_waiting) {
       JobLog(id, "cancelled while waiting for its workers");
       (void)store_->SetJobState(id, kJobCancelled, "cancelled by request");
     }
-    for (auto [id, cancel] : active) {
+    for (auto [id, cancel, elastic] : active) {
       const WorkerPool::JobProgress p = pool_.Progress(id);
       if (cancel) {
         Finish(id, kJobCancelled, "cancelled by request");
       } else if (!p.failures.empty()) {
         Finish(id, kJobFailed, p.failures.front());
+      } else if (elastic) {
+        AdvanceElastic(id, p);
       } else if (p.parts > 0 && (p.succeeded == p.parts || PartZeroDone(id))) {
         // The reporting part (0) has evaluated and uploaded the model; the
         // others end with it (in sync they finish together anyway; with a
@@ -1019,7 +1079,7 @@ class ControllerRole : public Role {
     }
     if (!next) return;
     const json::object p = Params(*next);
-    const int64_t workers = p.contains("workers") ? p.at("workers").to_number<int64_t>() : 1;
+    const int64_t workers = StartWorkers(*next, p);
     if (pool_.IdleCount() < workers) return;
     Status s = StartJob(*next, p, workers);
     if (!s.ok()) {
@@ -1032,54 +1092,39 @@ class ControllerRole : public Role {
   Status StartJob(const JobRecord& job, const json::object& p, int64_t workers) {
     const int64_t id = job.id;
     const bool resumed = job.state == kJobRunning;
-    DNND_ASSIGN_OR_RETURN(std::string text, TaskConfig(job));
-    std::error_code ec;
-    fs::create_directories(JobDir(id), ec);
-    (void)WriteFileAtomic(JobDir(id) + "/task.toml", text);  // for people debugging a job
-    const int64_t nservers = p.contains("servers") ? p.at("servers").to_number<int64_t>() : 1;
-    auto ports = TakePorts(nservers);
+    auto ports = TakePorts(ParamInt(p, "servers", 1));
     if (!ports) return Status::Ok();  // the port range is busy: stay queued
     auto run = std::make_unique<RunningJob>();
+    run->record = job;
+    run->record.history.clear();
+    run->params = p;
     run->workers = workers;
-    for (int64_t i = 0; i < nservers; ++i) {
-      ParameterServerOptions o = ParameterServerOptions::FromConfig(cfg_);
-      o.index = static_cast<int>(i);
-      o.servers = static_cast<int>(nservers);
-      o.mode = std::string(p.at("mode").as_string());
-      o.workers = workers;
-      o.kavg_steps = p.at("kavg_steps").to_number<int64_t>();
-      o.checkpoint_dir = JobDir(id) + "/ps";
-      o.resume = true;
-      o.checkpoint_every_steps = cfg_.GetInt("controller.checkpoint_every_steps");
-      DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcServerOptions::FromConfig(
-                                          cfg_, ServiceHost() + ":" + std::to_string((*ports)[i]), "parameter-server"));
-      rpc.token = token_;
-      rpc.self.node = "job-" + std::to_string(id) + "-ps-" + std::to_string(i);
-      auto server = std::make_unique<ParameterServer>(std::move(o), std::move(rpc));
-      Status s = server->Start();
-      if (!s.ok()) {
-        for (auto& started : run->servers) started->Stop();
-        return s.WithContext("parameter server " + std::to_string(i));
-      }
-      run->ports.push_back(server->port());
-      run->servers.push_back(std::move(server));
+    run->elastic = IsElastic(p);
+    if (run->elastic) {
+      run->bounds = {ParamInt(p, "min_workers", 1), ParamInt(p, "max_workers", workers)};
+      run->segment = job.segment.workers > 0 ? job.segment : JobSegment{0, 0, workers, 0};
     }
-    std::vector<pool::Task> tasks;
-    for (int64_t i = 0; i < workers; ++i)
-      tasks.push_back({id, "", i, workers, job.dataset, text, run->ports, shards_->port()});
-    if (!pool_.Place(std::move(tasks))) {  // a node went away since IdleCount()
-      for (auto& s : run->servers) s->Stop();
-      return Status::Ok();
-    }
+    DNND_ASSIGN_OR_RETURN(bool placed, LaunchSegment(*run, *ports));
+    if (!placed) return Status::Ok();  // a node went away since IdleCount()
     auto live = std::make_shared<LiveProgress>();
     live->job = id;
     live->step = job.step;
     live->total = job.total_steps;
+    live->workers = workers;
+    if (run->elastic && resumed) {
+      // The epoch the job last recorded: if its segment had ended just
+      // before the restart, the scheduler decides the next one from it.
+      auto full = store_->GetJob(id);
+      if (full.ok() && !full->history.empty()) {
+        const EpochRow& e = full->history.back();
+        live->last_epoch = {e.epoch, e.train_loss, e.seconds, e.samples_per_s, e.evaluated, e.test_loss,
+                            e.test_accuracy, full->step, full->total_steps};
+      }
+    }
     {
       std::lock_guard lock(live_mu_);
       live_[id] = live;
     }
-    for (auto port : run->ports) used_ports_.insert(port);
     {
       std::lock_guard lock(mu_);
       jobs_[id] = std::move(run);
@@ -1087,9 +1132,152 @@ class ControllerRole : public Role {
     DNND_RETURN_IF_ERROR(store_->SetJobState(id, kJobRunning, ""));
     JobLog(id, resumed ? "resumed after a controller restart (attempt " + std::to_string(job.attempts + 1) +
                              ", from its servers' last checkpoint)"
-                       : "running on " + std::to_string(workers) + " pool worker(s)");
+                       : "running on " + std::to_string(workers) + " pool worker(s)" +
+                             (IsElastic(p) ? " (elastic: " + std::to_string(ParamInt(p, "min_workers", 1)) + "-" +
+                                                 std::to_string(ParamInt(p, "max_workers", workers)) + ")"
+                                           : ""));
     Log(LogLevel::kInfo, "controller", resumed ? "job resumed" : "job started", {{"job", id}, {"workers", workers}});
     return Status::Ok();
+  }
+
+  // Starts the job's parameter servers for run.workers workers (resuming
+  // from their checkpoint, if any) on `ports` (0: any free port) and places
+  // its parts on idle nodes. False, with nothing started, when the pool no
+  // longer has the nodes.
+  Result<bool> LaunchSegment(RunningJob& run, const std::vector<int64_t>& ports) {
+    const JobRecord& job = run.record;
+    const json::object& p = run.params;
+    const int64_t id = job.id;
+    DNND_ASSIGN_OR_RETURN(std::string text, TaskConfig(job, run.elastic ? &run.segment : nullptr));
+    std::error_code ec;
+    fs::create_directories(JobDir(id), ec);
+    (void)WriteFileAtomic(JobDir(id) + "/task.toml", text);  // for people debugging a job
+    const int64_t nservers = static_cast<int64_t>(ports.size());
+    std::vector<std::unique_ptr<ParameterServer>> servers;
+    std::vector<int64_t> bound;
+    auto stop_all = [&] {
+      for (auto& started : servers) started->Stop();
+    };
+    for (int64_t i = 0; i < nservers; ++i) {
+      ParameterServerOptions o = ParameterServerOptions::FromConfig(cfg_);
+      o.index = static_cast<int>(i);
+      o.servers = static_cast<int>(nservers);
+      o.mode = std::string(p.at("mode").as_string());
+      o.workers = run.workers;
+      o.kavg_steps = p.at("kavg_steps").to_number<int64_t>();
+      o.checkpoint_dir = JobDir(id) + "/ps";
+      o.resume = true;
+      o.checkpoint_every_steps = cfg_.GetInt("controller.checkpoint_every_steps");
+      auto rpc = rpc::RpcServerOptions::FromConfig(cfg_, ServiceHost() + ":" + std::to_string(ports[i]),
+                                                   "parameter-server");
+      if (!rpc.ok()) {
+        stop_all();
+        return rpc.status();
+      }
+      rpc->token = token_;
+      rpc->self.node = "job-" + std::to_string(id) + "-ps-" + std::to_string(i);
+      auto server = std::make_unique<ParameterServer>(std::move(o), std::move(*rpc));
+      Status s = server->Start();
+      if (!s.ok()) {
+        stop_all();
+        return s.WithContext("parameter server " + std::to_string(i));
+      }
+      bound.push_back(server->port());
+      servers.push_back(std::move(server));
+    }
+    std::vector<pool::Task> tasks;
+    for (int64_t i = 0; i < run.workers; ++i)
+      tasks.push_back({id, "", i, run.workers, job.dataset, text, bound, shards_->port()});
+    if (!pool_.Place(std::move(tasks))) {
+      stop_all();
+      return false;
+    }
+    for (auto port : run.ports) used_ports_.erase(port);
+    for (auto port : bound) used_ports_.insert(port);
+    run.ports = std::move(bound);
+    std::lock_guard lock(mu_);  // RecordPoolMetrics reads the job's servers and workers
+    run.servers = std::move(servers);
+    return true;
+  }
+
+  // An elastic job between epochs: once every part has finished the
+  // segment and its epoch is recorded, the job either ends (last epoch, or
+  // goal accuracy reached) or its servers checkpoint and stop, the throughput
+  // policy picks the next segment's workers, and the servers restart from
+  // the checkpoint for that many workers, each with its new part of the data.
+  void AdvanceElastic(int64_t id, const WorkerPool::JobProgress& progress) {
+    RunningJob* run;  // erased only by Finish, on this (the scheduler's) thread
+    {
+      std::lock_guard lock(mu_);
+      auto it = jobs_.find(id);
+      if (it == jobs_.end()) return;
+      run = it->second.get();
+    }
+    std::shared_ptr<LiveProgress> live = Live(id);
+    if (!live) return;
+    if (!run->between) {
+      if (progress.parts == 0 || progress.succeeded < progress.parts) return;  // the segment runs
+      pool::EpochReport last;
+      {
+        std::lock_guard lock(live->mu);
+        last = live->last_epoch;
+      }
+      if (last.epoch < run->segment.epoch + 1) return;  // its epoch's record is still on its way
+      const int64_t epochs = ParamInt(run->params, "epochs", 1);
+      const double goal = run->params.contains("goal_accuracy") ? run->params.at("goal_accuracy").to_number<double>() : 0;
+      if (last.epoch >= epochs || (goal > 0 && last.evaluated && last.test_accuracy >= goal)) {
+        Finish(id, kJobSucceeded, "");
+        return;
+      }
+      const int64_t before = run->workers;
+      const ElasticDecision d =
+          NextParallelism(run->bounds, before, last.seconds, run->segment.reference_seconds, pool_.IdleCount());
+      // Checkpoint before re-sharding: the servers write their state as they stop.
+      std::vector<std::unique_ptr<ParameterServer>> servers;
+      {
+        std::lock_guard lock(mu_);
+        servers.swap(run->servers);
+      }
+      for (auto& s : servers) s->Stop();
+      SetSegment(*run, *live, {last.epoch, last.step, d.workers, d.reference_seconds});
+      run->between = true;
+      JobLog(id, "elastic: epoch " + std::to_string(last.epoch) + " ran on " + std::to_string(before) +
+                     " worker(s); " + d.reason + " -> epoch " + std::to_string(last.epoch + 1) + " on " +
+                     std::to_string(d.workers) + " (servers checkpointed at step " + std::to_string(last.step) + ")");
+    }
+    // Place the next segment, on fewer workers if some went away meanwhile
+    // (never fewer than min_workers: then it waits).
+    const int64_t idle = pool_.IdleCount();
+    if (idle < run->workers) {
+      if (idle < run->bounds.min_workers) return;
+      JobSegment g = run->segment;
+      g.workers = idle;
+      SetSegment(*run, *live, g);
+      JobLog(id, "elastic: only " + std::to_string(idle) + " worker(s) idle; epoch " + std::to_string(g.epoch + 1) +
+                     " runs on them");
+    }
+    std::vector<int64_t> ports = run->ports;
+    if (!ps_ports_) std::fill(ports.begin(), ports.end(), 0);
+    Result<bool> placed = LaunchSegment(*run, ports);
+    if (!placed.ok()) {
+      Finish(id, kJobFailed, placed.status().WithContext("re-sharding").ToString());
+      return;
+    }
+    if (*placed) run->between = false;
+  }
+
+  // The elastic job's new segment, in memory and in the store (a restarted
+  // controller continues it).
+  void SetSegment(RunningJob& run, LiveProgress& live, const JobSegment& g) {
+    {
+      std::lock_guard lock(mu_);
+      run.workers = g.workers;
+    }
+    run.segment = g;
+    live.workers = g.workers;
+    Status w = store_->SetJobSegment(run.record.id, g);
+    if (!w.ok())
+      Log(LogLevel::kError, "controller", "cannot record the job's segment", {{"job", run.record.id}, {"error", w.ToString()}});
   }
 
   void Finish(int64_t id, const char* state, const std::string& reason) {

@@ -34,6 +34,14 @@ const std::vector<std::string>& Migrations() {
       // attempts > 1), and the scheduler's lookup by state is indexed.
       R"(ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
          CREATE INDEX jobs_by_state ON jobs(state, id);)",
+      // 3: elastic jobs run in segments of epochs on a changing number of
+      // workers; the current segment survives a controller restart, and
+      // each epoch records the parallelism it ran at.
+      R"(ALTER TABLE jobs ADD COLUMN segment_epoch INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE jobs ADD COLUMN segment_step INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE jobs ADD COLUMN parallelism INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE jobs ADD COLUMN reference_seconds REAL NOT NULL DEFAULT 0;
+         ALTER TABLE job_epochs ADD COLUMN parallelism INTEGER NOT NULL DEFAULT 0;)",
   };
   return m;
 }
@@ -107,7 +115,8 @@ Status InTransaction(sqlite3* db, Fn fn) {
 }
 
 const char* kJobColumns =
-    "id, model, dataset, params, state, reason, epoch, step, total_steps, attempts, created, started, finished";
+    "id, model, dataset, params, state, reason, epoch, step, total_steps, attempts, created, started, finished, "
+    "segment_epoch, segment_step, parallelism, reference_seconds";
 
 JobRecord ReadJob(Stmt& q) {
   JobRecord j;
@@ -124,6 +133,7 @@ JobRecord ReadJob(Stmt& q) {
   j.created = q.Text(10);
   j.started = q.Text(11);
   j.finished = q.Text(12);
+  j.segment = {q.Int(13), q.Int(14), q.Int(15), q.Real(16)};
   return j;
 }
 
@@ -316,13 +326,13 @@ Result<JobRecord> ControllerStore::GetJob(int64_t id) {
   if (!row) return NotFound("no job " + std::to_string(id));
   JobRecord j = ReadJob(q);
   Stmt h(db_,
-         "SELECT epoch, train_loss, evaluated, test_loss, test_accuracy, seconds, samples_per_s "
+         "SELECT epoch, train_loss, evaluated, test_loss, test_accuracy, seconds, samples_per_s, parallelism "
          "FROM job_epochs WHERE job_id = ? ORDER BY epoch");
   h.Bind(id);
   while (true) {
     DNND_ASSIGN_OR_RETURN(bool r, h.Step());
     if (!r) break;
-    j.history.push_back({h.Int(0), h.Real(1), h.Int(2) != 0, h.Real(3), h.Real(4), h.Real(5), h.Real(6)});
+    j.history.push_back({h.Int(0), h.Real(1), h.Int(2) != 0, h.Real(3), h.Real(4), h.Real(5), h.Real(6), h.Int(7)});
   }
   return j;
 }
@@ -390,14 +400,25 @@ Result<bool> ControllerStore::DeleteFinishedJob(int64_t id) {
 Status ControllerStore::RecordEpoch(int64_t id, const EpochRow& r, int64_t step, int64_t total_steps) {
   std::lock_guard lock(mu_);
   return InTransaction(db_, [&]() -> Status {
-    Stmt e(db_, "INSERT OR REPLACE INTO job_epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    Stmt e(db_,
+           "INSERT OR REPLACE INTO job_epochs (job_id, epoch, train_loss, evaluated, test_loss, test_accuracy, "
+           "seconds, samples_per_s, parallelism) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     e.Bind(id).Bind(r.epoch).Bind(r.train_loss).Bind(int64_t{r.evaluated}).Bind(r.test_loss);
-    e.Bind(r.test_accuracy).Bind(r.seconds).Bind(r.samples_per_s);
+    e.Bind(r.test_accuracy).Bind(r.seconds).Bind(r.samples_per_s).Bind(r.parallelism);
     DNND_RETURN_IF_ERROR(e.Run());
     Stmt j(db_, "UPDATE jobs SET epoch = ?, step = ?, total_steps = ? WHERE id = ?");
     j.Bind(r.epoch).Bind(step).Bind(total_steps).Bind(id);
     return j.Run();
   });
+}
+
+Status ControllerStore::SetJobSegment(int64_t id, const JobSegment& g) {
+  std::lock_guard lock(mu_);
+  Stmt q(db_, "UPDATE jobs SET segment_epoch = ?, segment_step = ?, parallelism = ?, reference_seconds = ? WHERE id = ?");
+  q.Bind(g.epoch).Bind(g.step).Bind(g.workers).Bind(g.reference_seconds).Bind(id);
+  DNND_RETURN_IF_ERROR(q.Run());
+  if (sqlite3_changes(db_) == 0) return NotFound("no job " + std::to_string(id));
+  return Status::Ok();
 }
 
 Status ControllerStore::SetTotalSteps(int64_t id, int64_t total_steps) {

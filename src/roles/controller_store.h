@@ -61,6 +61,16 @@ struct EpochRow {
   bool evaluated = false;
   double test_loss = 0, test_accuracy = 0;
   double seconds = 0, samples_per_s = 0;
+  int64_t parallelism = 0;  // workers the epoch ran on (0: not recorded)
+};
+
+// Where an elastic job is: its current segment began at epoch `epoch`
+// (0-based) and step `step`, on `workers` workers; `reference_seconds` is
+// the throughput policy's reference epoch time (0: none yet). All 0 for a
+// job that has not been re-sharded.
+struct JobSegment {
+  int64_t epoch = 0, step = 0, workers = 0;
+  double reference_seconds = 0;
 };
 
 struct JobRecord {
@@ -73,6 +83,7 @@ struct JobRecord {
   int64_t total_steps = 0;  // 0 until the job has started once
   int64_t attempts = 0;     // times the job was started (> 1: resumed after a restart)
   std::string created, started, finished;
+  JobSegment segment;
   std::vector<EpochRow> history;  // by epoch
 };
 
@@ -116,6 +127,7 @@ class ControllerStore {
   // in one transaction.
   Status RecordEpoch(int64_t id, const EpochRow& row, int64_t step, int64_t total_steps);
   Status SetTotalSteps(int64_t id, int64_t total_steps);
+  Status SetJobSegment(int64_t id, const JobSegment& segment);
   // The job to run next: one left running by a previous controller (resume)
   // first, else the oldest queued one.
   Result<std::optional<int64_t>> NextRunnable();

@@ -36,7 +36,9 @@ Exit codes: 0 done; 1 controller unreachable or failed (5xx); 2 usage; 3 request
 constexpr const char* kJobOptions =
     "  --epochs N --batch N --lr X --optimizer sgd|adam|adamw --workers N --servers N\n"
     "  --mode sync|async|kavg --kavg-steps N --seed N --limit-train N --limit-test N\n"
-    "  --eval-every N --goal-accuracy 0.88 --lr-schedule constant|cosine|step\n";
+    "  --eval-every N --goal-accuracy 0.88 --lr-schedule constant|cosine|step\n"
+    "  --elastic [--min-workers N] [--max-workers N]   the scheduler changes the workers between\n"
+    "      epochs (KubeML's throughput policy), starting at --workers\n";
 
 struct VerbHelp {
   const char* noun;
@@ -167,9 +169,9 @@ void PrintJob(const json::value& j) {
     rows.push_back({Num(e.at("epoch")), Num(e.at("train_loss")),
                     o.contains("test_loss") ? Num(e.at("test_loss")) : "-",
                     o.contains("test_accuracy") ? Num(e.at("test_accuracy")) : "-", Num(e.at("seconds")),
-                    Num(e.at("samples_per_s"))});
+                    Num(e.at("samples_per_s")), o.contains("parallelism") ? Num(e.at("parallelism")) : "-"});
   }
-  if (!rows.empty()) Table({"EPOCH", "TRAIN_LOSS", "TEST_LOSS", "TEST_ACC", "SECONDS", "SAMPLES/S"}, rows);
+  if (!rows.empty()) Table({"EPOCH", "TRAIN_LOSS", "TEST_LOSS", "TEST_ACC", "SECONDS", "SAMPLES/S", "WORKERS"}, rows);
 }
 
 // Percent-encodes a path segment (names are validated server-side; this
@@ -283,6 +285,10 @@ Result<Cli> ParseArgs(const std::vector<std::string>& args) {
       cli.follow = true;
       continue;
     }
+    if (a == "--elastic") {
+      cli.flags["elastic"] = "true";
+      continue;
+    }
     if (a == "-o" || a.rfind("--", 0) == 0) {
       std::string name = a == "-o" ? "output" : a.substr(2), value;
       const size_t eq = name.find('=');
@@ -313,6 +319,10 @@ Result<json::object> JobBody(const std::map<std::string, std::string>& flags) {
       if (c == '-') c = '_';
     if (key == "model" || key == "dataset" || key == "optimizer" || key == "mode" || key == "lr_schedule") {
       body[key] = v;
+      continue;
+    }
+    if (key == "elastic") {
+      body[key] = v == "true";
       continue;
     }
     char* end = nullptr;

@@ -73,7 +73,7 @@ Result<NodeReport> NodeReportFromJson(const json::value& v) {
       DNND_ASSIGN_OR_RETURN(rep.samples_per_s, er.Number("samples_per_s"));
       DNND_ASSIGN_OR_RETURN(rep.step, er.Int("step"));
       DNND_ASSIGN_OR_RETURN(rep.total_steps, er.Int("total_steps"));
-      rep.evaluated = er.Bool("evaluated");
+      DNND_ASSIGN_OR_RETURN(rep.evaluated, er.Bool("evaluated"));
       DNND_ASSIGN_OR_RETURN(rep.test_loss, er.Number("test_loss"));
       DNND_ASSIGN_OR_RETURN(rep.test_accuracy, er.Number("test_accuracy"));
       if (rep.epoch < 1) return InvalidArgument("heartbeat: an epoch number must be >= 1");

@@ -125,7 +125,16 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
                                   .seed = options_.seed, .mean = options_.normalize_mean,
                                   .std = options_.normalize_std});
   const int64_t steps_per_epoch = loader.num_batches();
-  const int64_t total_steps = (by_iterations ? options_.iterations : options_.epochs) * steps_per_epoch;
+  // A segment (TrainOptions::start_epoch) counts its steps from start_step.
+  const int64_t first_epoch = by_iterations ? 0 : options_.start_epoch;
+  const int64_t base_step = by_iterations ? 0 : options_.start_step;
+  const int64_t end_epoch = !by_iterations && options_.stop_epoch > 0 ? std::min(options_.stop_epoch, epochs) : epochs;
+  if (first_epoch < 0 || base_step < 0 || first_epoch >= end_epoch)
+    return InvalidArgument("train.start_epoch " + std::to_string(first_epoch) + " is not before the segment's end (epoch " +
+                           std::to_string(end_epoch) + ")");
+  const int64_t total_steps = base_step + (epochs - first_epoch) * steps_per_epoch;
+  // The step at which `epoch` (>= first_epoch) begins.
+  auto epoch_start = [&](int64_t epoch) { return base_step + (epoch - first_epoch) * steps_per_epoch; };
 
   int64_t step = 0, samples = 0;
   StepExchange* exchange = options_.exchange.get();
@@ -151,15 +160,21 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       samples = step * batch;
     }
   }
+  // Servers that know nothing of this worker (async, kavg) answer step 0;
+  // the segment still begins where it begins.
+  if (step < base_step) {
+    step = base_step;
+    samples = step * batch;
+  }
 
   model_->Train();
   const int64_t report_every = by_iterations ? std::max<int64_t>(1, epochs / 10) : 1;
   auto run_start = std::chrono::steady_clock::now();
   double window_loss = 0;
   int64_t window_steps = 0;
-  for (int64_t epoch = step / steps_per_epoch; epoch < epochs; ++epoch) {
+  for (int64_t epoch = first_epoch + (step - base_step) / steps_per_epoch; epoch < end_epoch; ++epoch) {
     optimizer_->set_lr(LearningRate(by_iterations ? 0 : epoch));
-    const int64_t first = step - epoch * steps_per_epoch;  // > 0 only when resuming mid-epoch
+    const int64_t first = step - epoch_start(epoch);  // > 0 only when resuming mid-epoch
     char label[64];
     std::snprintf(label, sizeof label, "epoch %lld/%lld", static_cast<long long>(epoch + 1),
                   static_cast<long long>(epochs));
@@ -252,7 +267,7 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       return SaveCheckpoint(epoch + 1, step, samples);
     }
   }
-  return SaveCheckpoint(epochs, step, samples);
+  return SaveCheckpoint(end_epoch, step, samples);
 }
 
 }  // namespace dnnd

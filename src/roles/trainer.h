@@ -69,6 +69,14 @@ struct TrainOptions {
   std::string checkpoint_dir;  // empty: no checkpoints
   int64_t checkpoint_every_steps = 0;
   int64_t max_steps = 0;  // > 0: stop (with a checkpoint) after this many steps in total
+  // A segment of a longer run (an elastic job re-sharded between epochs):
+  // train epochs [start_epoch, stop_epoch) of `epochs`, the job's step being
+  // start_step when start_epoch began. Steps keep counting across segments
+  // even though a segment's steps per epoch depend on its number of workers;
+  // the learning-rate schedule still spans all `epochs`. The defaults are the
+  // whole run.
+  int64_t start_epoch = 0, start_step = 0;
+  int64_t stop_epoch = 0;  // 0: epochs
   bool resume = true;
   int64_t eval_every_epochs = 1;
   // > 0: stop after the first evaluated epoch with at least this test

@@ -144,6 +144,9 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, const Worker
   o.resume = cfg.GetBool("train.resume");
   o.eval_every_epochs = cfg.GetInt("train.eval_every_epochs");
   o.goal_accuracy = cfg.GetFloat("train.goal_accuracy");
+  o.start_epoch = cfg.GetInt("train.start_epoch");
+  o.start_step = cfg.GetInt("train.start_step");
+  o.stop_epoch = cfg.GetInt("train.stop_epoch");
   o.progress = ParseProgressMode(cfg.GetString("train.progress"));
   o.report = show_progress;
   o.hooks = std::move(hooks);

@@ -45,11 +45,13 @@ function submitForm(errorBox, onCreated) {
   const epochs = num('epochs', 5, 1, 1), batch = num('batch', 64, 1, 1), lr = num('lr', 0.001, 'any', 0);
   const workers = num('workers', 2, 1, 1);
   const mode = el('select', { name: 'mode' }, option('sync'), option('async'), option('kavg'));
+  // Elastic: the scheduler may change the workers between epochs, up to the pool's size.
+  const elastic = el('input', { type: 'checkbox', name: 'elastic' });
   const submit = el('button', { class: 'primary', type: 'submit', text: 'Submit job' });
   const label = (text, input) => el('label', {}, text, input);
   const form = el('form', { class: 'inline', id: 'submit-job' },
     label('Model', model), label('Dataset', dataset), label('Epochs', epochs), label('Batch', batch),
-    label('Learning rate', lr), label('Workers', workers), label('Mode', mode), submit);
+    label('Learning rate', lr), label('Workers', workers), label('Mode', mode), label('Elastic', elastic), submit);
   const fill = async () => {
     try {
       const [models, datasets] = await Promise.all([api('GET', '/api/v1/models'), api('GET', '/api/v1/datasets')]);
@@ -65,7 +67,7 @@ function submitForm(errorBox, onCreated) {
     try {
       const job = await api('POST', '/api/v1/jobs', { body: {
         model: model.value, dataset: dataset.value, epochs: Number(epochs.value), batch: Number(batch.value),
-        lr: Number(lr.value), workers: Number(workers.value), mode: mode.value } });
+        lr: Number(lr.value), workers: Number(workers.value), mode: mode.value, elastic: elastic.checked } });
       showError(errorBox, null);
       onCreated(job);
     } catch (e) { showError(errorBox, e); } finally { submit.disabled = false; }
@@ -110,6 +112,7 @@ function paramsList(job) {
   const show = (v) => (typeof v === 'number' && !Number.isInteger(v) ? String(Number(v.toPrecision(6))) : String(v));
   for (const [k, v] of Object.entries(job.params || {})) if (k !== 'model' && k !== 'dataset') add(k, show(v));
   add('step', `${job.step} / ${job.total_steps}`);
+  if (job.parallelism !== undefined) add('workers now', String(job.parallelism));
   add('attempts', String(job.attempts ?? 1));
   add('created', formatTime(job.created));
   add('started', formatTime(job.started));
@@ -125,7 +128,11 @@ function charts(history) {
   const acc = lineChart({ title: 'Test accuracy per epoch', yMin: 0, yMax: 1, yFormat: (v) => `${(v * 100).toFixed(0)}%`,
                           series: [{ name: 'test accuracy', points: pts('test_accuracy') }] });
   acc.id = 'chart-accuracy';
-  return [loss, acc];
+  // Workers per epoch and epoch time: how an elastic job's scheduler moved.
+  const time = lineChart({ title: 'Epoch time (s) and workers', yMin: 0, series: [
+    { name: 'seconds', points: pts('seconds') }, { name: 'workers', points: pts('parallelism') }] });
+  time.id = 'chart-parallelism';
+  return [loss, acc, time];
 }
 
 export function renderJob(main, id) {
