@@ -522,8 +522,9 @@ class ControllerRole : public Role {
     if (elastic) {
       p["elastic"] = true;
       DNND_ASSIGN_OR_RETURN(p["min_workers"], f.Int("min_workers", 1, 1, max_workers));
-      DNND_ASSIGN_OR_RETURN(p["max_workers"], f.Int("max_workers", std::max(capacity, p["workers"].as_int64()), 1,
-                                                    max_workers));
+      // By default it may grow into whatever the pool has then (scaling the
+      // worker Deployment up is enough), up to controller.max_workers.
+      DNND_ASSIGN_OR_RETURN(p["max_workers"], f.Int("max_workers", max_workers, 1, max_workers));
       const int64_t lo = p["min_workers"].as_int64(), hi = p["max_workers"].as_int64(), w = p["workers"].as_int64();
       if (!(lo <= w && w <= hi))
         return InvalidArgument("an elastic job needs min_workers <= workers <= max_workers; got " + std::to_string(lo) +
@@ -821,6 +822,7 @@ class ControllerRole : public Role {
     for (const auto& [state, n] : by_state)
       m.Gauge("dnnd_controller_jobs", "jobs in the store by state", {{"state", state}}).Set(static_cast<double>(n));
     m.Gauge("dnnd_controller_queue_length", "jobs waiting for workers").Set(static_cast<double>(by_state[kJobQueued]));
+    queued_ = by_state[kJobQueued];
     std::map<std::string, int64_t> nodes = {{"idle", 0}, {"busy", 0}, {"lost", 0}};
     for (const auto& n : pool_.Nodes()) ++nodes[n.state];
     for (const auto& [state, n] : nodes)
@@ -1038,6 +1040,7 @@ class ControllerRole : public Role {
       JobLog(id, "cancelled while waiting for its workers");
       (void)store_->SetJobState(id, kJobCancelled, "cancelled by request");
     }
+    int64_t reserved = 0;  // idle nodes elastic jobs are about to take back
     for (auto [id, cancel, elastic] : active) {
       const WorkerPool::JobProgress p = pool_.Progress(id);
       if (cancel) {
@@ -1045,7 +1048,7 @@ class ControllerRole : public Role {
       } else if (!p.failures.empty()) {
         Finish(id, kJobFailed, p.failures.front());
       } else if (elastic) {
-        AdvanceElastic(id, p);
+        reserved += AdvanceElastic(id, p);
       } else if (p.parts > 0 && (p.succeeded == p.parts || PartZeroDone(id))) {
         // The reporting part (0) has evaluated and uploaded the model; the
         // others end with it (in sync they finish together anyway; with a
@@ -1053,7 +1056,7 @@ class ControllerRole : public Role {
         Finish(id, kJobSucceeded, "");
       }
     }
-    StartNext();
+    StartNext(reserved);
   }
 
   bool PartZeroDone(int64_t id) { return pool_.PartSucceeded(id, 0); }
@@ -1061,7 +1064,8 @@ class ControllerRole : public Role {
   // Strict FIFO: the oldest waiting job (a job left running by a previous
   // controller first) starts when the pool has an idle node for each of its
   // workers; younger jobs do not overtake it, so a large job is not starved.
-  void StartNext() {
+  // `reserved` idle nodes are not free: elastic jobs between two epochs hold them.
+  void StartNext(int64_t reserved) {
     auto list = store_->ListJobs();
     if (!list.ok()) return;
     RecordPoolMetrics(*list);
@@ -1080,7 +1084,7 @@ class ControllerRole : public Role {
     if (!next) return;
     const json::object p = Params(*next);
     const int64_t workers = StartWorkers(*next, p);
-    if (pool_.IdleCount() < workers) return;
+    if (pool_.IdleCount() - reserved < workers) return;
     Status s = StartJob(*next, p, workers);
     if (!s.ok()) {
       JobLog(next->id, "failed to start: " + s.ToString());
@@ -1205,33 +1209,40 @@ class ControllerRole : public Role {
   // goal accuracy reached) or its servers checkpoint and stop, the throughput
   // policy picks the next segment's workers, and the servers restart from
   // the checkpoint for that many workers, each with its new part of the data.
-  void AdvanceElastic(int64_t id, const WorkerPool::JobProgress& progress) {
+  //
+  // Returns how many idle nodes the job holds in reserve for its next epoch
+  // (its own, freed by the epoch just finished), so the queue's next job
+  // does not take them in the meantime.
+  int64_t AdvanceElastic(int64_t id, const WorkerPool::JobProgress& progress) {
     RunningJob* run;  // erased only by Finish, on this (the scheduler's) thread
     {
       std::lock_guard lock(mu_);
       auto it = jobs_.find(id);
-      if (it == jobs_.end()) return;
+      if (it == jobs_.end()) return 0;
       run = it->second.get();
     }
     std::shared_ptr<LiveProgress> live = Live(id);
-    if (!live) return;
+    if (!live) return 0;
     if (!run->between) {
-      if (progress.parts == 0 || progress.succeeded < progress.parts) return;  // the segment runs
+      // The segment runs; parts that finished it early keep their nodes for the next.
+      if (progress.parts == 0 || progress.succeeded < progress.parts) return progress.succeeded;
       pool::EpochReport last;
       {
         std::lock_guard lock(live->mu);
         last = live->last_epoch;
       }
-      if (last.epoch < run->segment.epoch + 1) return;  // its epoch's record is still on its way
+      if (last.epoch < run->segment.epoch + 1) return run->workers;  // its epoch's record is still on its way
       const int64_t epochs = ParamInt(run->params, "epochs", 1);
       const double goal = run->params.contains("goal_accuracy") ? run->params.at("goal_accuracy").to_number<double>() : 0;
       if (last.epoch >= epochs || (goal > 0 && last.evaluated && last.test_accuracy >= goal)) {
         Finish(id, kJobSucceeded, "");
-        return;
+        return 0;
       }
       const int64_t before = run->workers;
-      const ElasticDecision d =
-          NextParallelism(run->bounds, before, last.seconds, run->segment.reference_seconds, pool_.IdleCount());
+      // It does not grow into idle nodes while other jobs wait for them.
+      const int64_t idle = pool_.IdleCount();
+      const ElasticDecision d = NextParallelism(run->bounds, before, last.seconds, run->segment.reference_seconds,
+                                                queued_ > 0 ? std::min(idle, before) : idle);
       // Checkpoint before re-sharding: the servers write their state as they stop.
       std::vector<std::unique_ptr<ParameterServer>> servers;
       {
@@ -1249,7 +1260,7 @@ class ControllerRole : public Role {
     // (never fewer than min_workers: then it waits).
     const int64_t idle = pool_.IdleCount();
     if (idle < run->workers) {
-      if (idle < run->bounds.min_workers) return;
+      if (idle < run->bounds.min_workers) return 0;  // it waits; the queue may go first
       JobSegment g = run->segment;
       g.workers = idle;
       SetSegment(*run, *live, g);
@@ -1261,9 +1272,11 @@ class ControllerRole : public Role {
     Result<bool> placed = LaunchSegment(*run, ports);
     if (!placed.ok()) {
       Finish(id, kJobFailed, placed.status().WithContext("re-sharding").ToString());
-      return;
+      return 0;
     }
-    if (*placed) run->between = false;
+    if (!*placed) return run->workers;
+    run->between = false;
+    return 0;
   }
 
   // The elastic job's new segment, in memory and in the store (a restarted
@@ -1333,6 +1346,7 @@ class ControllerRole : public Role {
   std::vector<std::unique_ptr<PoolWorker>> local_;
   std::vector<std::thread> local_threads_;
   std::set<int64_t> used_ports_;  // scheduler thread only
+  int64_t queued_ = 0;            // jobs waiting, at the last scheduler pass (scheduler thread only)
 
   std::mutex mu_;  // guards the fields below
   std::condition_variable_any cv_;

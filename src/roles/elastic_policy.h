@@ -10,7 +10,9 @@
 // More workers cut an epoch's steps but add gradient traffic and barrier
 // waits; the policy climbs while that pays and backs off once it does not.
 // The answer is then clamped to [min_workers, max_workers] and to the
-// workers available now (the job's own, just released, plus idle ones).
+// workers available now (the job's own, just released, plus idle ones; the
+// controller counts only the job's own while other jobs are queued, so an
+// elastic job does not grow into nodes a waiting job needs).
 #pragma once
 
 #include <cstdint>

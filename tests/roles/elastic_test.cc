@@ -142,5 +142,43 @@ TEST(ControllerElastic, ReshardsBetweenEpochsByThroughputAndSurvivesAControllerK
   EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/jobs/" + std::to_string(id) + "/checkpoint")), 200);
 }
 
+// With a job waiting in the queue, an elastic job keeps its workers rather
+// than growing into the idle node the waiting job needs (and holds its own
+// between epochs), then the waiting job runs.
+TEST(ControllerElastic, DoesNotGrowWhileAnotherJobWaits) {
+  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  TempDir dir;
+  ControllerProcess c(dir, "--set controller.local_workers=2");
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  UploadFashionMnist(c, "fm");
+  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
+  std::string r = c.Send("POST", "/api/v1/jobs",
+                         R"({"model":"mlp","dataset":"fm","epochs":3,"workers":1,"elastic":true,"max_workers":2,)"
+                         R"("limit_train":6000,"limit_test":500})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t elastic = json::parse(HttpBody(r)).at("id").as_int64();
+  WaitForJob(c, elastic, [](const json::value& j) { return j.at("state") != "queued"; }, std::chrono::seconds(20));
+  r = c.Send("POST", "/api/v1/jobs",
+             R"({"model":"mlp","dataset":"fm","epochs":1,"workers":2,"limit_train":2000,"limit_test":500})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t waiting = json::parse(HttpBody(r)).at("id").as_int64();
+  auto job = WaitForJob(c, elastic, [](const json::value& j) {
+    return j.at("state") != "queued" && j.at("state") != "running";
+  }, std::chrono::seconds(90));
+  ASSERT_EQ(job.at("state").as_string(), "succeeded") << job << c.daemon().output();
+  const auto& h = job.at("history").as_array();
+  ASSERT_EQ(h.size(), 3u) << job;
+  for (const auto& e : h) EXPECT_EQ(e.at("parallelism").as_int64(), 1) << job;
+  const std::string log = HttpBody(c.Send("GET", "/api/v1/jobs/" + std::to_string(elastic) + "/logs"));
+  EXPECT_NE(log.find("first epoch"), std::string::npos) << log;
+  EXPECT_NE(log.find("1 worker(s) available"), std::string::npos) << log;
+  // The waiting job started only after the elastic one ended, and succeeded.
+  auto second = WaitForJob(c, waiting, [](const json::value& j) {
+    return j.at("state") != "queued" && j.at("state") != "running";
+  }, std::chrono::seconds(60));
+  EXPECT_EQ(second.at("state").as_string(), "succeeded") << second;
+  EXPECT_GE(second.at("started").as_string(), job.at("finished").as_string()) << second << job;
+}
+
 }  // namespace
 }  // namespace dnnd
