@@ -283,17 +283,13 @@ LayerServer::~LayerServer() { Stop(); }
 
 Status LayerServer::Start() {
   DNND_RETURN_IF_ERROR(server_.Start());
-  reaper_ = std::thread([this] { ExpireIdleSessions(); });
+  reaper_.Start(std::chrono::seconds(1), [this] { ExpireIdleSessions(); });
   return Status::Ok();
 }
 
 void LayerServer::Stop() {
   if (stopping_.exchange(true)) return;
-  {
-    std::lock_guard lock(reaper_mu_);
-    reaper_cv_.notify_all();
-  }
-  if (reaper_.joinable()) reaper_.join();
+  reaper_.Stop();
   server_.Stop();
   std::lock_guard lock(mu_);
   sessions_.clear();
@@ -443,26 +439,22 @@ Result<wire::Message> LayerServer::HandleDrop(const wire::Message& request) {
 }
 
 void LayerServer::ExpireIdleSessions() {
-  std::unique_lock wait_lock(reaper_mu_);
-  while (!stopping_) {
-    reaper_cv_.wait_for(wait_lock, std::chrono::seconds(1));
-    const auto now = Clock::now();
-    std::vector<std::string> expired;
-    {
-      std::lock_guard lock(mu_);
-      for (auto it = sessions_.begin(); it != sessions_.end();) {
-        if (now - it->second->last_used() > options_.session_idle_timeout) {
-          expired.push_back(it->first);
-          it = sessions_.erase(it);
-        } else {
-          ++it;
-        }
+  const auto now = Clock::now();
+  std::vector<std::string> expired;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (now - it->second->last_used() > options_.session_idle_timeout) {
+        expired.push_back(it->first);
+        it = sessions_.erase(it);
+      } else {
+        ++it;
       }
-      SessionsGauge().Set(static_cast<double>(sessions_.size()));
     }
-    for (const auto& name : expired)
-      Log(LogLevel::kWarn, "layer-server", "idle session dropped", {{"session", name}});
+    SessionsGauge().Set(static_cast<double>(sessions_.size()));
   }
+  for (const auto& name : expired)
+    Log(LogLevel::kWarn, "layer-server", "idle session dropped", {{"session", name}});
 }
 
 // ---------------------------------------------------------------------------

@@ -20,13 +20,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
+#include "core/periodic.h"
 #include "core/status.h"
 #include "transport/rpc_client.h"
 #include "transport/rpc_server.h"
@@ -77,9 +76,7 @@ class LayerServer {
   std::atomic<uint64_t> cached_bytes_{0};
 
   std::atomic<bool> stopping_{false};
-  std::mutex reaper_mu_;
-  std::condition_variable reaper_cv_;
-  std::thread reaper_;
+  PeriodicTask reaper_;  // ExpireIdleSessions every second
 };
 
 Result<std::unique_ptr<class Role>> MakeLayerServerRole(const Config& config);

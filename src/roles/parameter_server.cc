@@ -490,17 +490,17 @@ std::string ParameterServer::CheckpointPath(int chunk) const {
 Status ParameterServer::Start() {
   if (!options_.checkpoint_dir.empty() && options_.resume) DNND_RETURN_IF_ERROR(RestoreFromCheckpoint());
   DNND_RETURN_IF_ERROR(server_.Start());
-  monitor_ = std::thread([this] { MonitorHeartbeats(); });
+  // Workers silent for ps.heartbeat_timeout_ms leave the barrier.
+  monitor_.Start(std::chrono::milliseconds(100), [this] {
+    const auto now = Clock::now();
+    for (auto& c : chunks_) c->Tick(now);
+  });
   return Status::Ok();
 }
 
 void ParameterServer::Stop() {
   if (stopping_.exchange(true)) return;
-  {
-    std::lock_guard lock(monitor_mu_);
-    monitor_cv_.notify_all();
-  }
-  if (monitor_.joinable()) monitor_.join();
+  monitor_.Stop();
   for (auto& chunk : chunks_) {
     chunk->FailPending(Unavailable("parameter server is stopping"));
     if (!initialized_) continue;
@@ -629,15 +629,6 @@ Result<wire::Message> ParameterServer::HandleStats() {
   r.fields.SetInt("chunks", static_cast<int64_t>(chunks_.size()));
   r.fields.SetString("mode", options_.mode);
   return r;
-}
-
-void ParameterServer::MonitorHeartbeats() {
-  std::unique_lock wait_lock(monitor_mu_);
-  while (!stopping_) {
-    monitor_cv_.wait_for(wait_lock, std::chrono::milliseconds(100));
-    const auto now = Clock::now();
-    for (auto& c : chunks_) c->Tick(now);
-  }
 }
 
 Status ParameterServer::RestoreFromCheckpoint() {

@@ -31,14 +31,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "core/periodic.h"
 #include "core/status.h"
 #include "roles/ps_protocol.h"
 #include "tensor/model_spec.h"
@@ -96,7 +95,6 @@ class ParameterServer {
   Status InitLocked(const std::string& spec_text, uint64_t seed);
   std::string CheckpointPath(int chunk) const;
   Status RestoreFromCheckpoint();
-  void MonitorHeartbeats();
 
   const ParameterServerOptions options_;
   rpc::RpcServer server_;
@@ -108,9 +106,7 @@ class ParameterServer {
   uint64_t seed_ = 0;
 
   std::atomic<bool> stopping_{false};
-  std::mutex monitor_mu_;
-  std::condition_variable monitor_cv_;
-  std::thread monitor_;
+  PeriodicTask monitor_;
 };
 
 Result<std::unique_ptr<class Role>> MakeParameterServerRole(const Config& config);

@@ -157,7 +157,7 @@ Result<int64_t> PsExchange::Begin(nn::Sequential& model, const ModelSpec& spec, 
   partition_ = ps::PartitionParameters(shapes, static_cast<int>(clients_.size()) * chunks_);
   versions_.assign(partition_.pieces.size(), 0);
   DNND_RETURN_IF_ERROR(PullAll(model));
-  heartbeat_ = std::thread([this] { Heartbeats(); });
+  heartbeat_.Start(heartbeat_every_, [this] { Heartbeat(); });
   Log(LogLevel::kInfo, "worker", "joined parameter servers",
       {{"worker", worker_}, {"servers", static_cast<int64_t>(clients_.size())}, {"chunks", static_cast<int64_t>(chunks_)},
        {"mode", mode_}, {"start_step", start}});
@@ -204,27 +204,18 @@ Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t 
   return s;
 }
 
-void PsExchange::Heartbeats() {
-  std::unique_lock lock(hb_mu_);
-  while (!ended_) {
-    hb_cv_.wait_for(lock, heartbeat_every_);
-    if (ended_) break;
-    for (auto& c : clients_) {
-      wire::Message hb;
-      hb.type = ps::kHeartbeat;
-      hb.fields.SetInt("worker", worker_);
-      c->CallAsync(std::move(hb), rpc::Clock::now() + heartbeat_every_, [](Result<wire::Message>) {});
-    }
+void PsExchange::Heartbeat() {
+  for (auto& c : clients_) {
+    wire::Message hb;
+    hb.type = ps::kHeartbeat;
+    hb.fields.SetInt("worker", worker_);
+    c->CallAsync(std::move(hb), rpc::Clock::now() + heartbeat_every_, [](Result<wire::Message>) {});
   }
 }
 
 void PsExchange::End() {
   if (ended_.exchange(true)) return;
-  {
-    std::lock_guard lock(hb_mu_);
-    hb_cv_.notify_all();
-  }
-  if (heartbeat_.joinable()) heartbeat_.join();
+  heartbeat_.Stop();
   for (auto& c : clients_) {
     wire::Message leave;
     leave.type = ps::kLeave;

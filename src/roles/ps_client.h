@@ -8,13 +8,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "core/periodic.h"
 #include "roles/ps_protocol.h"
 #include "roles/trainer.h"
 #include "transport/rpc_client.h"
@@ -49,7 +48,7 @@ class PsExchange : public StepExchange {
   Status PullAll(nn::Sequential& model);
   // After a server restarted or dropped us: init again and pull.
   Status Resync(nn::Sequential& model);
-  void Heartbeats();
+  void Heartbeat();  // to every server, every heartbeat_every
 
   const std::vector<std::string> addresses_;
   const int64_t worker_;
@@ -67,9 +66,7 @@ class PsExchange : public StepExchange {
   std::chrono::milliseconds timeout_;
 
   std::atomic<bool> ended_{false};
-  std::mutex hb_mu_;
-  std::condition_variable hb_cv_;
-  std::thread heartbeat_;
+  PeriodicTask heartbeat_;
 };
 
 }  // namespace dnnd
