@@ -180,5 +180,38 @@ TEST(ControllerElastic, DoesNotGrowWhileAnotherJobWaits) {
   EXPECT_GE(second.at("started").as_string(), job.at("finished").as_string()) << second << job;
 }
 
+// Re-sharding is exact: an elastic job held at 2 workers (min = max = 2)
+// still stops, checkpoints and restarts its servers at every epoch, yet it
+// trains exactly as the same job in one go: the same losses, bit for bit.
+TEST(ControllerElastic, ReshardingAtTheSameSizeIsBitIdenticalToAFixedJob) {
+  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  TempDir dir;
+  ControllerProcess c(dir);  // 2 local workers
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  UploadFashionMnist(c, "fm");
+  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
+  const std::string common = R"("model":"mlp","dataset":"fm","epochs":3,"workers":2,"limit_train":6000,"limit_test":1000)";
+  json::array histories;
+  for (const std::string extra : {"", R"(,"elastic":true,"min_workers":2,"max_workers":2)"}) {
+    const std::string r = c.Send("POST", "/api/v1/jobs", "{" + common + extra + "}");
+    ASSERT_EQ(HttpStatus(r), 201) << r;
+    const int64_t id = json::parse(HttpBody(r)).at("id").as_int64();
+    auto job = WaitForJob(c, id, [](const json::value& j) {
+      return j.at("state") != "queued" && j.at("state") != "running";
+    }, std::chrono::seconds(90));
+    ASSERT_EQ(job.at("state").as_string(), "succeeded") << job << c.daemon().output();
+    histories.push_back(job.at("history"));
+  }
+  const auto& fixed = histories[0].as_array();
+  const auto& elastic = histories[1].as_array();
+  ASSERT_EQ(fixed.size(), 3u);
+  ASSERT_EQ(elastic.size(), 3u);
+  for (size_t e = 0; e < 3; ++e) {
+    for (const char* key : {"train_loss", "test_loss", "test_accuracy"})
+      EXPECT_EQ(fixed[e].at(key).as_double(), elastic[e].at(key).as_double()) << key << " of epoch " << e + 1;
+    EXPECT_EQ(elastic[e].at("parallelism").as_int64(), 2);
+  }
+}
+
 }  // namespace
 }  // namespace dnnd
