@@ -86,6 +86,11 @@ Status PoolWorker::Run() {
   Log(LogLevel::kInfo, "pool", "joining the controller's pool",
       {{"controller", options_.controller}, {"name", options_.name}});
   int failures = 0;
+  // After a finished task is reported, the next one (an elastic job's next
+  // epoch, the queue's next job) is usually decided within a scheduler pass:
+  // ask for it every kQuickBeat for a while rather than a whole period later.
+  constexpr auto kQuickBeat = std::chrono::milliseconds(100);
+  int quick_beats = 0;
   while (true) {
     {
       std::lock_guard lock(mu_);
@@ -109,6 +114,7 @@ Status PoolWorker::Run() {
         case pool::NodeOrder::Kind::kRun:
           StopTask();  // a finished task the controller has now heard about
           StartTask(*order->task);
+          quick_beats = 0;
           break;
         case pool::NodeOrder::Kind::kIdle: {
           std::shared_ptr<Current> c;
@@ -120,14 +126,18 @@ Status PoolWorker::Run() {
             std::lock_guard lock(c->mu);
             if (c->state == pool::TaskState::kRunning) break;
           }
+          if (c) quick_beats = 20;  // 2 s of quick beats
           StopTask();  // finished, and reported
           break;
         }
         case pool::NodeOrder::Kind::kContinue: break;
       }
     }
+    const auto period = quick_beats > 0 ? std::min<std::chrono::milliseconds>(kQuickBeat, options_.heartbeat)
+                                        : options_.heartbeat;
+    if (quick_beats > 0) --quick_beats;
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, options_.heartbeat, [&] { return stop_ || wake_; });
+    cv_.wait_for(lock, period, [&] { return stop_ || wake_; });
     wake_ = false;
   }
   StopTask();
