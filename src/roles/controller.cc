@@ -25,8 +25,8 @@
 #include <map>
 #include <set>
 
-#include "roles/parameter_server.h"
 #include "roles/elastic_policy.h"
+#include "roles/parameter_server.h"
 #include "roles/predictor.h"
 #include "roles/pool_protocol.h"
 #include "roles/pool_worker.h"
