@@ -47,10 +47,10 @@ constexpr uint32_t kHeaderLimit = 16 * 1024;  // request line + headers; more ge
 // a RST that could destroy the response before the client reads it.
 constexpr std::chrono::milliseconds kLingerTime{2000};
 constexpr size_t kLingerMaxBytes = 64u << 20;
-// Beast reads into the session's buffer as much as its free capacity, which
-// starts at 512 bytes: a 15 kB JSON body took 16 recv calls. Before an
-// in-memory body is read the buffer is grown to hold it, up to this much (a
-// session keeps the capacity it grew to).
+// Beast reads into the session's buffer only as much as its free capacity,
+// which starts small and grows little by little: a 15 kB JSON body took 16
+// recv calls. Before an in-memory body is read the buffer is grown to hold
+// it, up to this much (a session keeps the capacity it grew to).
 constexpr size_t kBodyReadBuffer = 64 * 1024;
 
 bool IEquals(std::string_view a, std::string_view b) {
