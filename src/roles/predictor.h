@@ -35,9 +35,10 @@
 // checkpoint is read once, not per call. Which job answers a (model, ?job=)
 // pair is resolved from the store once and kept while the store's
 // Generation() is unchanged: any write to it (a job of the model succeeding,
-// a job deleted) is seen by the next call, and a call costs no query. Thread-safe: handlers run on several
-// HTTP threads at once; a cached model is shared, read-only, by concurrent
-// forward passes (evaluation mode, no gradient recording).
+// a job deleted) is seen by the next call, and a call costs no query.
+// Thread-safe: handlers run on several HTTP threads at once; a cached model
+// is shared, read-only, by concurrent forward passes (evaluation mode, no
+// gradient recording).
 #pragma once
 
 #include <cstdint>
