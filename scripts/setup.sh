@@ -19,8 +19,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # Real data and the PyTorch reference used by tests and benchmarks.
   dataset-fashion-mnist python3-numpy python3-torch
-  # Benchmark runner: peak RSS via GNU time.
-  time
+  # Benchmark runner: peak RSS via GNU time; wrk drives bench/http_load.py.
+  time wrk
   # Wire benchmark baselines: protobuf, and DockerNN's blosc + Flask path.
   libprotobuf-dev protobuf-compiler python3-blosc python3-flask python3-requests
   # The wire fuzzer CI runs (libFuzzer + ASan/UBSan).

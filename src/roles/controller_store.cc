@@ -157,6 +157,18 @@ const char* kDatasetColumns =
 
 }  // namespace
 
+class ControllerStore::Write {
+ public:
+  explicit Write(ControllerStore& store) : store_(store), lock_(store.mu_) {}
+  // Runs before lock_ is released: a reader that then takes mu_ reads the
+  // written rows under the new generation, never the old rows under it.
+  ~Write() { store_.generation_.fetch_add(1, std::memory_order_release); }
+
+ private:
+  ControllerStore& store_;
+  std::lock_guard<std::mutex> lock_;
+};
+
 const int64_t ControllerStore::kSchemaVersion = static_cast<int64_t>(Migrations().size());
 
 std::string UtcNow() {
@@ -227,7 +239,7 @@ int64_t ControllerStore::SchemaVersion() {
 }
 
 Status ControllerStore::PutDataset(const DatasetRecord& d) {
-  std::lock_guard lock(mu_);
+  Write lock(*this);
   Stmt q(db_, "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   q.Bind(d.name).Bind(d.format).Bind(d.bytes).Bind(d.train_samples).Bind(d.test_samples).Bind(d.num_classes);
   q.Bind(d.sample_shape).Bind(d.histogram).Bind(d.files).Bind(d.created.empty() ? UtcNow() : d.created);
@@ -258,7 +270,7 @@ Result<std::vector<DatasetRecord>> ControllerStore::ListDatasets() {
 }
 
 Result<std::vector<int64_t>> ControllerStore::DeleteDataset(const std::string& name) {
-  std::lock_guard lock(mu_);
+  Write lock(*this);
   std::vector<int64_t> users;
   Status s = InTransaction(db_, [&]() -> Status {
     Stmt u(db_, "SELECT id FROM jobs WHERE dataset = ? AND state IN ('queued', 'running') ORDER BY id");
@@ -280,7 +292,7 @@ Result<std::vector<int64_t>> ControllerStore::DeleteDataset(const std::string& n
 }
 
 Status ControllerStore::PutModel(const ModelRecord& m) {
-  std::lock_guard lock(mu_);
+  Write lock(*this);
   Stmt q(db_, "INSERT INTO models VALUES (?, ?, ?, ?)");
   q.Bind(m.name).Bind(m.spec).Bind(m.parameters).Bind(m.created.empty() ? UtcNow() : m.created);
   Status s = q.Run();
@@ -311,7 +323,7 @@ Result<std::vector<ModelRecord>> ControllerStore::ListModels() {
 
 Result<int64_t> ControllerStore::CreateJob(const std::string& model, const std::string& dataset,
                                            const std::string& params_json) {
-  std::lock_guard lock(mu_);
+  Write lock(*this);
   Stmt q(db_, "INSERT INTO jobs (model, dataset, params, state, created) VALUES (?, ?, ?, 'queued', ?)");
   q.Bind(model).Bind(dataset).Bind(params_json).Bind(UtcNow());
   DNND_RETURN_IF_ERROR(q.Run());
@@ -350,7 +362,7 @@ Result<std::vector<JobRecord>> ControllerStore::ListJobs() {
 }
 
 Status ControllerStore::SetJobState(int64_t id, const std::string& state, const std::string& reason) {
-  std::lock_guard lock(mu_);
+  Write lock(*this);
   const bool terminal = state == kJobSucceeded || state == kJobFailed || state == kJobCancelled;
   const char* sql = state == kJobRunning
                         ? "UPDATE jobs SET state = ?, reason = ?, started = ?, attempts = attempts + 1 WHERE id = ?"
@@ -366,7 +378,7 @@ Status ControllerStore::SetJobState(int64_t id, const std::string& state, const 
 }
 
 Result<bool> ControllerStore::CancelIfQueued(int64_t id) {
-  std::lock_guard lock(mu_);
+  Write lock(*this);
   Stmt q(db_, "UPDATE jobs SET state = 'cancelled', reason = 'cancelled while queued', finished = ? "
               "WHERE id = ? AND state = 'queued'");
   q.Bind(UtcNow()).Bind(id);
@@ -375,7 +387,7 @@ Result<bool> ControllerStore::CancelIfQueued(int64_t id) {
 }
 
 Result<bool> ControllerStore::DeleteFinishedJob(int64_t id) {
-  std::lock_guard lock(mu_);
+  Write lock(*this);
   bool deleted = false;
   Status s = InTransaction(db_, [&]() -> Status {
     Stmt q(db_, "SELECT state FROM jobs WHERE id = ?");
@@ -398,7 +410,7 @@ Result<bool> ControllerStore::DeleteFinishedJob(int64_t id) {
 }
 
 Status ControllerStore::RecordEpoch(int64_t id, const EpochRow& r, int64_t step, int64_t total_steps) {
-  std::lock_guard lock(mu_);
+  Write lock(*this);
   return InTransaction(db_, [&]() -> Status {
     Stmt e(db_,
            "INSERT OR REPLACE INTO job_epochs (job_id, epoch, train_loss, evaluated, test_loss, test_accuracy, "
@@ -422,7 +434,7 @@ Status ControllerStore::SetJobSegment(int64_t id, const JobSegment& g) {
 }
 
 Status ControllerStore::SetTotalSteps(int64_t id, int64_t total_steps) {
-  std::lock_guard lock(mu_);
+  Write lock(*this);
   Stmt q(db_, "UPDATE jobs SET total_steps = ? WHERE id = ?");
   q.Bind(total_steps).Bind(id);
   return q.Run();

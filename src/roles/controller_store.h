@@ -12,9 +12,12 @@
 // migration; append a new one.
 //
 // Thread-safe: one connection behind a mutex (the controller's writes are a
-// handful per epoch, far below what this serialises).
+// handful per epoch, far below what this serialises). Every write bumps
+// Generation(), so readers can keep what they derived from the store (the
+// predictor's model -> job resolution) until something changed.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -135,13 +138,22 @@ class ControllerStore {
   // model's trained weights), or nullopt when none has succeeded yet.
   Result<std::optional<int64_t>> NewestSucceededJob(const std::string& model);
 
+  // Counts the writes (every Put/Create/Set/Cancel/Delete/Record above,
+  // committed or not); bumped before the write's lock is released. A reader
+  // that reads the generation *before* its queries and keeps their result
+  // tagged with it sees a different generation after any later write, so a
+  // copy tagged with the current generation is what the store still says.
+  uint64_t Generation() const { return generation_.load(std::memory_order_acquire); }
+
  private:
+  class Write;  // holds mu_ for a write and bumps generation_ when it ends
   explicit ControllerStore(sqlite3* db) : db_(db) {}
   Status Migrate();
   Status Exec(const std::string& sql);  // caller holds mu_
 
   std::mutex mu_;
   sqlite3* db_;
+  std::atomic<uint64_t> generation_{0};
 };
 
 // UTC now as "2026-11-23T09:38:05Z".

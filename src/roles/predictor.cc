@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 
 #include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
 #include <cmath>
+#include <optional>
 
 #include "core/data/dataset.h"
 #include "core/image.h"
@@ -94,15 +96,101 @@ Status FlattenSample(const json::value& v, size_t depth, Shape& shape, std::vect
   return Status::Ok();
 }
 
-// {"inputs": [sample, ...]} as a batch; each sample flat or shaped like
-// `input`, in the dataset's scale (pixels in [0, 1]), standardised as
-// training batches are.
-Result<Tensor> JsonInput(const HttpRequest& r, const Shape& input, Scaling scaling) {
+// Events of Boost.JSON's parser for the common body, {"inputs": [[n, ...], ...]}
+// with every sample flat and `per` numbers long: the numbers go straight into
+// `values` (converted as json::value::to_number<double> then float would),
+// with no document built. Anything else (shaped samples, other keys, a wrong
+// size, invalid JSON) stops the parser; the caller then takes the general
+// path, which accepts what it accepts and words the errors.
+class FlatInputs {
+ public:
+  static constexpr std::size_t max_array_size = -1, max_object_size = -1, max_string_size = -1, max_key_size = -1;
+  FlatInputs(int64_t per, std::vector<float>* values) : per_(per), values_(values) {}
+  bool Complete() const { return depth_ == 0 && samples_ > 0; }
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+  bool on_object_begin(json::error_code& ec) { return Step(depth_ == 0 && samples_ == 0, 1, ec); }
+  bool on_object_end(std::size_t, json::error_code& ec) { return Step(depth_ == 1 && samples_ > 0, 0, ec); }
+  bool on_key_part(json::string_view s, std::size_t, json::error_code& ec) { return Key(s, ec); }
+  bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
+    if (!Key(s, ec)) return false;
+    const bool inputs = key_ == "inputs";
+    key_.clear();
+    return Step(inputs && samples_ == 0, 1, ec);
+  }
+  bool on_array_begin(json::error_code& ec) {
+    if (values_->empty()) values_->reserve(static_cast<size_t>(per_));
+    count_ = 0;
+    return Step(depth_ == 1 || depth_ == 2, depth_ + 1, ec);
+  }
+  bool on_array_end(std::size_t, json::error_code& ec) {
+    if (depth_ != 3) return Step(depth_ == 2 && samples_ > 0, 1, ec);
+    if (count_ != per_) return Fail(ec);
+    ++samples_;
+    return Step(true, 2, ec);
+  }
+  bool on_number_part(json::string_view, json::error_code&) { return true; }
+  bool on_int64(int64_t i, json::string_view, json::error_code& ec) { return Number(static_cast<double>(i), ec); }
+  bool on_uint64(uint64_t u, json::string_view, json::error_code& ec) { return Number(static_cast<double>(u), ec); }
+  bool on_double(double d, json::string_view, json::error_code& ec) { return Number(d, ec); }
+  bool on_string_part(json::string_view, std::size_t, json::error_code& ec) { return Fail(ec); }
+  bool on_string(json::string_view, std::size_t, json::error_code& ec) { return Fail(ec); }
+  bool on_bool(bool, json::error_code& ec) { return Fail(ec); }
+  bool on_null(json::error_code& ec) { return Fail(ec); }
+  bool on_comment_part(json::string_view, json::error_code& ec) { return Fail(ec); }
+  bool on_comment(json::string_view, json::error_code& ec) { return Fail(ec); }
+
+ private:
+  static bool Fail(json::error_code& ec) {
+    ec = json::make_error_code(json::error::syntax);
+    return false;
+  }
+  // depth_: 0 outside, 1 in the object, 2 in "inputs", 3 in a sample.
+  bool Step(bool ok, int depth, json::error_code& ec) {
+    if (!ok) return Fail(ec);
+    depth_ = depth;
+    return true;
+  }
+  bool Key(json::string_view s, json::error_code& ec) {
+    if (depth_ != 1 || key_.size() + s.size() > 6) return Fail(ec);
+    key_.append(s.data(), s.size());
+    return true;
+  }
+  bool Number(double d, json::error_code& ec) {
+    if (depth_ != 3 || count_ == per_) return Fail(ec);
+    values_->push_back(static_cast<float>(d));
+    ++count_;
+    return true;
+  }
+
+  const int64_t per_;
+  std::vector<float>* values_;
+  std::string key_;
+  int depth_ = 0;
+  int64_t count_ = 0;   // numbers in the current sample
+  int64_t samples_ = 0;  // complete samples
+};
+
+// The body's samples if it is the common form FlatInputs takes, else nullopt.
+std::optional<std::vector<float>> ParseFlatInputs(const std::string& body, int64_t per) {
+  std::vector<float> values;
+  json::basic_parser<FlatInputs> parser(json::parse_options{}, per, &values);
+  json::error_code ec;
+  const size_t n = parser.write_some(false, body.data(), body.size(), ec);
+  if (ec || n != body.size() || !parser.done() || !parser.handler().Complete()) return std::nullopt;
+  return values;
+}
+
+// The samples of {"inputs": [sample, ...]}, flat, each sample flat or shaped
+// like `input`, in the dataset's scale (pixels in [0, 1]).
+Result<std::vector<float>> JsonSamples(const HttpRequest& r, const Shape& input) {
+  const int64_t per = ShapeNumel(input);
+  if (auto flat = ParseFlatInputs(r.body, per)) return std::move(*flat);
   DNND_ASSIGN_OR_RETURN(json::value v, ParseJsonBody(r));
   const json::value* inputs = v.is_object() ? v.get_object().if_contains("inputs") : nullptr;
   if (!inputs || !inputs->is_array() || inputs->get_array().empty())
     return InvalidArgument("the JSON body must be {\"inputs\": [sample, ...]} with at least one sample");
-  const int64_t per = ShapeNumel(input);
   std::vector<float> values;
   const json::array& samples = inputs->get_array();
   values.reserve(samples.size() * static_cast<size_t>(per));
@@ -117,10 +205,15 @@ Result<Tensor> JsonInput(const HttpRequest& r, const Shape& input, Scaling scali
                              " values), flat or shaped");
     values.insert(values.end(), one.begin(), one.end());
   }
+  return values;
+}
+
+// The JSON body's samples as a batch, standardised as training batches are.
+Result<Tensor> JsonInput(const HttpRequest& r, const Shape& input, Scaling scaling) {
   data::Dataset set;
   set.sample_shape = input;
   set.type = data::SampleType::kFloat32;
-  set.f32 = std::move(values);
+  DNND_ASSIGN_OR_RETURN(set.f32, JsonSamples(r, input));
   return AsTrainingBatch(set, scaling);
 }
 
@@ -186,13 +279,12 @@ Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
   const std::string invert = q == r.query.end() ? "auto" : q->second;
   if (invert != "auto" && invert != "true" && invert != "false")
     return InvalidArgument("invert is '" + invert + "'; expected auto, true or false");
-  DNND_RETURN_IF_ERROR(store_.GetModel(name).status());
-  auto job = ResolveJob(name, r);
-  if (auto* refusal = std::get_if<HttpResponse>(&job)) return std::move(*refusal);
-  const JobRecord& j = std::get<JobRecord>(job);
-  const int64_t id = j.id;
+  auto resolved = Resolve(name, r);
+  if (auto* refusal = std::get_if<HttpResponse>(&resolved)) return std::move(*refusal);
+  const Resolved& job = std::get<Resolved>(resolved);
+  const int64_t id = job.job;
   DNND_ASSIGN_OR_RETURN(std::shared_ptr<const TrainedModel> m, Load(id));
-  const Scaling scaling = JobScaling(j);
+  const Scaling scaling{job.mean, job.std};
   bool inverted = false;
   DNND_ASSIGN_OR_RETURN(Tensor x, is_image ? ImageInput(r.body, m->spec.input, scaling, invert, &inverted)
                                            : JsonInput(r, m->spec.input, scaling));
@@ -206,6 +298,30 @@ Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
   for (auto d : m->spec.input) input.push_back(d);
   return HttpResponse::Json(200, json::object{{"model", name}, {"job", id}, {"input", std::move(input)},
                                               {"predictions", std::move(predictions)}});
+}
+
+std::variant<Predictor::Resolved, HttpResponse> Predictor::Resolve(const std::string& model, const HttpRequest& r) {
+  auto q = r.query.find("job");
+  std::string key = model;
+  key.push_back('\0');
+  if (q != r.query.end()) key += q->second;
+  // Read before the queries: a write after this point changes the generation,
+  // so what they return is never kept under a generation newer than it.
+  const uint64_t generation = store_.Generation();
+  {
+    std::lock_guard lock(cache_mu_);
+    auto it = resolved_.find(key);
+    if (it != resolved_.end() && it->second.generation == generation) return it->second;
+  }
+  if (auto m = store_.GetModel(model); !m.ok()) return HttpResponse::FromStatus(m.status());
+  auto job = ResolveJob(model, r);
+  if (auto* refusal = std::get_if<HttpResponse>(&job)) return std::move(*refusal);
+  const Scaling scaling = JobScaling(std::get<JobRecord>(job));
+  const Resolved out{generation, std::get<JobRecord>(job).id, scaling.mean, scaling.std};
+  std::lock_guard lock(cache_mu_);
+  if (resolved_.size() >= kCachedResolutions) resolved_.clear();
+  resolved_[key] = out;
+  return out;
 }
 
 std::variant<JobRecord, HttpResponse> Predictor::ResolveJob(const std::string& model, const HttpRequest& r) {

@@ -32,9 +32,13 @@
 //
 // Loaded models are cached (at most kCachedModels, least recently used goes),
 // keyed by checkpoint file and its size and modification time, so a
-// checkpoint is read once, not per call. Thread-safe: handlers run on several
-// HTTP threads at once; a cached model is shared, read-only, by concurrent
-// forward passes (evaluation mode, no gradient recording).
+// checkpoint is read once, not per call. Which job answers a (model, ?job=)
+// pair is resolved from the store once and kept while the store's
+// Generation() is unchanged: any write to it (a job of the model succeeding,
+// a job deleted) is seen by the next call, and a call costs no query.
+// Thread-safe: handlers run on several HTTP threads at once; a cached model
+// is shared, read-only, by concurrent forward passes (evaluation mode, no
+// gradient recording).
 #pragma once
 
 #include <cstdint>
@@ -43,6 +47,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <variant>
 
 #include "core/status.h"
@@ -55,6 +60,8 @@ namespace dnnd {
 class Predictor {
  public:
   static constexpr size_t kCachedModels = 4;
+  // Resolutions kept at most (then all are dropped and resolved anew).
+  static constexpr size_t kCachedResolutions = 64;
   // Images beyond this many pixels are refused before they are decoded.
   static constexpr int64_t kMaxImagePixels = 4096 * 4096;
 
@@ -69,7 +76,18 @@ class Predictor {
   HttpResponse Predict(const HttpRequest& request);
 
  private:
+  // What answers a (model, ?job=) pair: the job and how its training data was
+  // scaled (its normalize_mean / normalize_std), as of store generation `generation`.
+  struct Resolved {
+    uint64_t generation = 0;
+    int64_t job = 0;
+    float mean = 0.0f, std = 1.0f;
+  };
+
   Result<HttpResponse> Answer(const HttpRequest& request);
+  // Resolved from the cache while the store's generation is unchanged, else
+  // from the store: the model must exist, then ResolveJob.
+  std::variant<Resolved, HttpResponse> Resolve(const std::string& model, const HttpRequest& request);
   // The job whose weights answer: ?job=<id> (checked to be this model's and
   // succeeded) or the model's newest succeeded one; else the refusal to send.
   std::variant<JobRecord, HttpResponse> ResolveJob(const std::string& model, const HttpRequest& request);
@@ -82,8 +100,10 @@ class Predictor {
     std::string key;  // path, size, mtime
     std::shared_ptr<const TrainedModel> model;
   };
-  std::mutex cache_mu_;             // guards cache_
+  std::mutex cache_mu_;             // guards cache_ and resolved_
   std::list<CachedModel> cache_;    // most recently used first
+  // Key: model name, '\0', the ?job= value as sent ("" when absent).
+  std::unordered_map<std::string, Resolved> resolved_;
 };
 
 }  // namespace dnnd

@@ -523,6 +523,44 @@ TEST(ControllerStore, DeletesOnlyFinishedJobsWithTheirHistory) {
   EXPECT_EQ(rows, 0);
 }
 
+
+// What the predictor's kept resolutions rely on: every write, and only a
+// write, moves the generation.
+TEST(ControllerStore, EveryWriteAndNoReadChangesTheGeneration) {
+  TempDir dir;
+  auto s = ControllerStore::Open(dir.path() + "/c.db");
+  ASSERT_TRUE(s.ok());
+  ControllerStore& store = **s;
+  uint64_t seen = store.Generation();
+  auto changed = [&] {
+    const uint64_t now = store.Generation();
+    const bool moved = now != seen;
+    seen = now;
+    return moved;
+  };
+  ASSERT_TRUE(store.PutModel({"m", "spec", 1, ""}).ok());
+  EXPECT_TRUE(changed());
+  auto id = store.CreateJob("m", "d", "{}");
+  ASSERT_TRUE(id.ok());
+  EXPECT_TRUE(changed());
+  ASSERT_TRUE(store.SetJobState(*id, kJobRunning, "").ok());
+  EXPECT_TRUE(changed());
+  ASSERT_TRUE(store.RecordEpoch(*id, {1, 0.5, true, 0.4, 0.8, 1.0, 100}, 10, 10).ok());
+  EXPECT_TRUE(changed());
+  ASSERT_TRUE(store.SetJobState(*id, kJobSucceeded, "").ok());
+  EXPECT_TRUE(changed());
+  // Reads leave it alone.
+  ASSERT_TRUE(store.GetModel("m").ok());
+  ASSERT_TRUE(store.GetJob(*id).ok());
+  ASSERT_TRUE(store.ListJobs().ok());
+  EXPECT_EQ(*store.NewestSucceededJob("m"), std::optional<int64_t>(*id));
+  EXPECT_FALSE(changed());
+  EXPECT_TRUE(*store.DeleteFinishedJob(*id));
+  EXPECT_TRUE(changed());
+  // A refused write counts too (a reader re-reads once; never misses a change).
+  EXPECT_EQ(store.PutModel({"m", "spec", 1, ""}).code(), StatusCode::kAlreadyExists);
+  EXPECT_TRUE(changed());
+}
 TEST(ControllerAuth, MutatingRoutesNeedTheTokenReadsStayOpenRefusalsAreLogged) {
   TempDir dir;
   const std::string token_file = dir.Write("token", "tok-3f9a\n");  // a mounted Secret ends in a newline

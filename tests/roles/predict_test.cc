@@ -255,6 +255,50 @@ TEST_F(Predict, ConcurrentCallersGetIdenticalAnswers) {
   EXPECT_EQ(different.load(), 0);
 }
 
+// The model -> job resolution is kept between calls: a newer job succeeding,
+// and jobs deleted, are seen by the next call without a restart.
+TEST_F(Predict, ANewerSucceededJobAnswersAndDeletedJobsAreNotServed) {
+  const std::string png = Png(Image(0), kSide, kSide);
+  auto job_of = [](const std::string& r) { return json::parse(HttpBody(r)).at("job").as_int64(); };
+  // Resolved (and kept) for the default and for ?job=1 before anything changes.
+  const std::string first = PostImage(png);
+  ASSERT_EQ(HttpStatus(first), 200) << first;
+  EXPECT_EQ(job_of(first), 1);
+  EXPECT_EQ(HttpBody(PostImage(png, "image/png", "?job=1")), HttpBody(first));
+
+  // A second, different job of the same model: while it is queued or running
+  // job 1 answers; once it succeeds, it does.
+  std::string r = c_->Send("POST", "/api/v1/jobs",
+                           R"({"model":"mlp","dataset":"fm","epochs":1,"batch":32,"workers":1,"limit_train":3000,)"
+                           R"("limit_test":200,"seed":7})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t second = json::parse(HttpBody(r)).at("id").as_int64();
+  ASSERT_EQ(second, 2);
+  EXPECT_EQ(job_of(PostImage(png)), 1);
+  auto job = WaitForJob(*c_, second, [](const json::value& j) {
+    return j.at("state") != "running" && j.at("state") != "queued";
+  }, std::chrono::seconds(90));
+  ASSERT_EQ(job.at("state").as_string(), "succeeded") << job;
+  r = PostImage(png);
+  ASSERT_EQ(HttpStatus(r), 200) << r;
+  EXPECT_EQ(job_of(r), 2);
+  EXPECT_NE(First(r).at("probabilities"), First(first).at("probabilities")) << "job 2's weights, not job 1's";
+  EXPECT_EQ(HttpBody(PostImage(png, "image/png", "?job=2")), HttpBody(r));
+
+  // Job 2 deleted: job 1 answers again, and ?job=2 (answered just before) is gone.
+  ASSERT_EQ(HttpStatus(c_->Send("DELETE", "/api/v1/jobs/2")), 200);
+  EXPECT_EQ(HttpBody(PostImage(png)), HttpBody(first));
+  r = PostImage(png, "image/png", "?job=2");
+  EXPECT_EQ(HttpStatus(r), 404) << r;
+  // Every job deleted: the model has nothing to answer with.
+  ASSERT_EQ(HttpStatus(c_->Send("DELETE", "/api/v1/jobs/1")), 200);
+  r = PostImage(png);
+  EXPECT_EQ(HttpStatus(r), 409) << r;
+  EXPECT_EQ(ErrorCode(r), "not_trained") << r;
+  r = PostImage(png, "image/png", "?job=1");
+  EXPECT_EQ(HttpStatus(r), 404) << r;
+}
+
 TEST_F(Predict, CtlPredictPrintsClassesWithScriptableExitCodes) {
   TempDir files;
   const std::string png = files.Write("shirt.png", Png(Image(0), kSide, kSide));
