@@ -425,7 +425,7 @@ Status ControllerStore::RecordEpoch(int64_t id, const EpochRow& r, int64_t step,
 }
 
 Status ControllerStore::SetJobSegment(int64_t id, const JobSegment& g) {
-  std::lock_guard lock(mu_);
+  Write lock(*this);
   Stmt q(db_, "UPDATE jobs SET segment_epoch = ?, segment_step = ?, parallelism = ?, reference_seconds = ? WHERE id = ?");
   q.Bind(g.epoch).Bind(g.step).Bind(g.workers).Bind(g.reference_seconds).Bind(id);
   DNND_RETURN_IF_ERROR(q.Run());

@@ -547,6 +547,9 @@ TEST(ControllerStore, EveryWriteAndNoReadChangesTheGeneration) {
   EXPECT_TRUE(changed());
   ASSERT_TRUE(store.RecordEpoch(*id, {1, 0.5, true, 0.4, 0.8, 1.0, 100}, 10, 10).ok());
   EXPECT_TRUE(changed());
+  ASSERT_TRUE(store.SetJobSegment(*id, {1, 10, 2, 1.0}).ok());
+  EXPECT_TRUE(changed());
+  EXPECT_EQ(store.GetJob(*id)->segment.workers, 2);
   ASSERT_TRUE(store.SetJobState(*id, kJobSucceeded, "").ok());
   EXPECT_TRUE(changed());
   // Reads leave it alone.
@@ -561,6 +564,7 @@ TEST(ControllerStore, EveryWriteAndNoReadChangesTheGeneration) {
   EXPECT_EQ(store.PutModel({"m", "spec", 1, ""}).code(), StatusCode::kAlreadyExists);
   EXPECT_TRUE(changed());
 }
+
 TEST(ControllerAuth, MutatingRoutesNeedTheTokenReadsStayOpenRefusalsAreLogged) {
   TempDir dir;
   const std::string token_file = dir.Write("token", "tok-3f9a\n");  // a mounted Secret ends in a newline

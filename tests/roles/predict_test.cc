@@ -290,13 +290,32 @@ TEST_F(Predict, ANewerSucceededJobAnswersAndDeletedJobsAreNotServed) {
   EXPECT_EQ(HttpBody(PostImage(png)), HttpBody(first));
   r = PostImage(png, "image/png", "?job=2");
   EXPECT_EQ(HttpStatus(r), 404) << r;
-  // Every job deleted: the model has nothing to answer with.
-  ASSERT_EQ(HttpStatus(c_->Send("DELETE", "/api/v1/jobs/1")), 200);
-  r = PostImage(png);
+  // A model whose only job is deleted has nothing to answer with. (Another
+  // model: the suite's other tests keep using job 1.)
+  ASSERT_EQ(HttpStatus(c_->Send("POST", "/api/v1/models", R"({"name":"mlp-b","spec":)" + MlpSpecJson() + "}")), 201);
+  r = c_->Send("POST", "/api/v1/jobs",
+               R"({"model":"mlp-b","dataset":"fm","epochs":1,"batch":32,"workers":1,"limit_train":3000,)"
+               R"("limit_test":200})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t only = json::parse(HttpBody(r)).at("id").as_int64();
+  job = WaitForJob(*c_, only, [](const json::value& j) {
+    return j.at("state") != "running" && j.at("state") != "queued";
+  }, std::chrono::seconds(90));
+  ASSERT_EQ(job.at("state").as_string(), "succeeded") << job;
+  auto post_b = [&](const std::string& query) {
+    return c_->Send("POST", "/api/v1/models/mlp-b/predict" + query, png, "image/png");
+  };
+  r = post_b("");
+  ASSERT_EQ(HttpStatus(r), 200) << r;
+  EXPECT_EQ(job_of(r), only);
+  ASSERT_EQ(HttpStatus(c_->Send("DELETE", "/api/v1/jobs/" + std::to_string(only))), 200);
+  r = post_b("");
   EXPECT_EQ(HttpStatus(r), 409) << r;
   EXPECT_EQ(ErrorCode(r), "not_trained") << r;
-  r = PostImage(png, "image/png", "?job=1");
+  r = post_b("?job=" + std::to_string(only));
   EXPECT_EQ(HttpStatus(r), 404) << r;
+  // Job 1 still answers for mlp.
+  EXPECT_EQ(HttpBody(PostImage(png)), HttpBody(first));
 }
 
 TEST_F(Predict, CtlPredictPrintsClassesWithScriptableExitCodes) {
