@@ -636,11 +636,24 @@ class ControllerRole : public Role {
     return std::stoll(s);
   }
 
+  // The list is the dashboard's and every monitoring script's poll. It only
+  // changes with a store write or a running job's progress report, so the
+  // answer is kept until one happens (a running job's ETA is then as of its
+  // last report, at most a heartbeat old) and a poll costs no query.
   Result<HttpResponse> ListJobs(const HttpRequest&) {
+    // Read before the query: a change after this point is never cached as older than it.
+    const std::pair<uint64_t, uint64_t> version{store_->Generation(), live_version_.load()};
+    {
+      std::lock_guard lock(jobs_list_mu_);
+      if (jobs_list_ && jobs_list_->first == version) return jobs_list_->second;
+    }
     DNND_ASSIGN_OR_RETURN(auto list, store_->ListJobs());
     json::array a;
     for (const auto& j : list) a.push_back(JobJson(j));
-    return HttpResponse::Json(200, {{"jobs", a}});
+    HttpResponse answer = HttpResponse::Json(200, {{"jobs", a}});
+    std::lock_guard lock(jobs_list_mu_);
+    jobs_list_.emplace(version, answer);
+    return answer;
   }
 
   Result<HttpResponse> GetJob(const HttpRequest& r) {
@@ -771,6 +784,7 @@ class ControllerRole : public Role {
       }
       live->step = step;
       live->total = total;
+      ++live_version_;
     };
     l.on_epoch = [this](int64_t job, const pool::EpochReport& e) {
       std::shared_ptr<LiveProgress> live = Live(job);
@@ -1128,6 +1142,7 @@ class ControllerRole : public Role {
     {
       std::lock_guard lock(live_mu_);
       live_[id] = live;
+      ++live_version_;
     }
     {
       std::lock_guard lock(mu_);
@@ -1316,6 +1331,7 @@ class ControllerRole : public Role {
     {
       std::lock_guard lock(live_mu_);
       live_.erase(id);
+      ++live_version_;
     }
     std::string why = reason;
     const char* final_state = state;
@@ -1356,6 +1372,9 @@ class ControllerRole : public Role {
 
   std::mutex live_mu_;
   std::map<int64_t, std::shared_ptr<LiveProgress>> live_;
+  std::atomic<uint64_t> live_version_{0};  // bumped by every progress report
+  std::mutex jobs_list_mu_;
+  std::optional<std::pair<std::pair<uint64_t, uint64_t>, HttpResponse>> jobs_list_;  // GET /api/v1/jobs, and as of when
   std::mutex dataset_mu_;
   std::mutex loaded_mu_;
   std::vector<std::pair<std::string, std::shared_ptr<LoadedDataset>>> loaded_;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <memory>
 #include <thread>
 
@@ -795,6 +796,50 @@ TEST(ControllerStandalone, RunsTheConfigsJobThroughTheControllerAndKeepsItsHisto
   ASSERT_TRUE(jobs.ok());
   ASSERT_EQ(jobs->size(), 2u);
   for (const auto& j : *jobs) EXPECT_EQ(j.state, kJobSucceeded) << j.id << " " << j.reason;
+}
+
+// GET /api/v1/jobs is answered from a cache while nothing changes: it must
+// still show every store write (a new job, a state change, a deletion) and a
+// running job's progress reports as soon as they happen.
+TEST(ControllerApi, JobListFollowsWritesAndProgressThoughCached) {
+  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  TempDir dir;
+  ControllerProcess c(dir, "--set controller.local_workers=1");
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  UploadFashionMnist(c, "fm");
+  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
+  auto listed = [&]() -> json::object {
+    const auto jobs = c.Json("GET", "/api/v1/jobs").at("jobs").as_array();
+    return jobs.empty() ? json::object{} : jobs[0].as_object();
+  };
+  EXPECT_TRUE(listed().empty());
+  // 2 epochs of 469 steps (30000 samples, batch 64): a few seconds each, so
+  // several heartbeats report progress inside the first epoch.
+  const std::string r = c.Send("POST", "/api/v1/jobs",
+                               R"({"model":"mlp","dataset":"fm","epochs":2,"workers":1,"limit_train":30000,"limit_test":500})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  ASSERT_FALSE(listed().empty());  // at once, not at the next progress report
+  const int64_t id = listed().at("id").as_int64();
+  // Progress moves in the list within an epoch (no store write happens
+  // there, only progress reports), and the job ends succeeded there.
+  constexpr int64_t kStepsPerEpoch = 469;
+  std::set<int64_t> inside_first_epoch;
+  std::string state;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  while (std::chrono::steady_clock::now() < end) {
+    const json::object j = listed();
+    state = std::string(j.at("state").as_string());
+    const int64_t step = j.at("step").as_int64();
+    if (state == "running" && step > 0 && step < kStepsPerEpoch) inside_first_epoch.insert(step);
+    if (state != "queued" && state != "running") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(state, "succeeded");
+  EXPECT_GE(inside_first_epoch.size(), 1u) << "the listed step should move with the progress reports";
+  EXPECT_EQ(listed().at("epoch").as_int64(), 2);
+  EXPECT_EQ(listed().at("step").as_int64(), 2 * kStepsPerEpoch);
+  ASSERT_EQ(HttpStatus(c.Send("DELETE", "/api/v1/jobs/" + std::to_string(id))), 200);
+  EXPECT_TRUE(listed().empty());
 }
 
 }  // namespace
