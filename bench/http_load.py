@@ -30,31 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-FM = "/usr/share/datasets/fashion-mnist/"
+from controller_client import FM, HERE, ROOT, http, register_fashion_mnist_and_mlp, start_controller
+
 JOBS = 4  # small jobs in the controller's store
-
-
-def http(base, method, path, body=None, content_type="application/json"):
-    req = urllib.request.Request(base + path, data=body, method=method)
-    if body is not None:
-        req.add_header("Content-Type", content_type)
-    with urllib.request.urlopen(req, timeout=300) as r:
-        return r.read()
-
-
-def wait_for_port(log_path, proc, marker="control plane listening address=127.0.0.1:"):
-    for _ in range(300):
-        text = open(log_path).read()
-        if marker in text:
-            return int(re.search(re.escape(marker) + r"(\d+)", text).group(1))
-        if proc.poll() is not None:
-            sys.exit("dnnd exited:\n" + text[-3000:])
-        time.sleep(0.05)
-    sys.exit("dnnd did not start:\n" + open(log_path).read()[-3000:])
 
 
 def free_port():
@@ -65,12 +44,7 @@ def free_port():
 
 def prepare_controller(base):
     """Fashion-MNIST, the MLP, JOBS small trained jobs; returns the job list."""
-    for part, name in [("train-images", "train-images-idx3-ubyte.gz"), ("train-labels", "train-labels-idx1-ubyte.gz"),
-                       ("test-images", "t10k-images-idx3-ubyte.gz"), ("test-labels", "t10k-labels-idx1-ubyte.gz")]:
-        http(base, "PUT", f"/api/v1/datasets/fm/files/{part}", open(FM + name, "rb").read(), "application/octet-stream")
-    http(base, "POST", "/api/v1/datasets", json.dumps({"name": "fm", "format": "idx"}).encode())
-    spec = open(os.path.join(ROOT, "configs/models/mlp.toml")).read()
-    http(base, "POST", "/api/v1/models", json.dumps({"name": "mlp", "spec": spec}).encode())
+    register_fashion_mnist_and_mlp(base)
     for seed in range(JOBS):
         job = {"model": "mlp", "dataset": "fm", "epochs": 2, "batch": 64, "workers": 1, "limit_train": 6000,
                "limit_test": 1000, "seed": 42 + seed}
@@ -118,13 +92,8 @@ def main():
     work = tempfile.mkdtemp(prefix="dnnd-http-load-")
     procs = []
     try:
-        log = os.path.join(work, "controller.log")
-        ctl = subprocess.Popen([os.path.join(args.build, "dnnd"), "--role=controller", "--config",
-                                os.path.join(ROOT, "configs/controller.toml"), "--set", "http.listen=127.0.0.1:0",
-                                "--set", f"controller.data_dir={work}/data"],
-                               stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+        ctl, base = start_controller(args.build, work)
         procs.append(ctl)
-        base = f"http://127.0.0.1:{wait_for_port(log, ctl)}"
         print(f"controller at {base}; preparing {JOBS} jobs ...", file=sys.stderr)
         jobs = prepare_controller(base)
         newest = max(j["id"] for j in jobs)

@@ -73,6 +73,18 @@ inline std::string MlpSpecJson() {
   return json::serialize(json::value(ReadFile(Src("configs/models/mlp.toml"))));
 }
 
+// The real Fashion-MNIST as dataset "fm" and the MLP as model `model`.
+inline void RegisterFashionMnistAndMlp(ControllerProcess& c, const std::string& model = "mlp") {
+  UploadFashionMnist(c, "fm");
+  const std::string r = c.Send("POST", "/api/v1/models", R"({"name":")" + model + R"(","spec":)" + MlpSpecJson() + "}");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+}
+
+// A job record (GET /api/v1/jobs/{id}) in a final state.
+inline bool JobOver(const json::value& job) {
+  return job.at("state") != "queued" && job.at("state") != "running";
+}
+
 inline json::value WaitForJob(ControllerProcess& c, int64_t id, const std::function<bool(const json::value&)>& done,
                        std::chrono::seconds timeout) {
   const auto end = std::chrono::steady_clock::now() + timeout;

@@ -254,8 +254,7 @@ TEST(ControllerDurability, SigkilledMidJobResumesFromCheckpointAndFinishes) {
   {
     ControllerProcess c(dir, "--set controller.checkpoint_every_steps=10");
     ASSERT_GT(c.port(), 0) << c.daemon().output();
-    UploadFashionMnist(c, "fm");
-    ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
+    RegisterFashionMnistAndMlp(c);
     const std::string r = c.Send(
         "POST", "/api/v1/jobs",
         R"({"model":"mlp","dataset":"fm","epochs":4,"batch":64,"workers":2,"limit_train":12000,"limit_test":1000})");
@@ -279,9 +278,7 @@ TEST(ControllerDurability, SigkilledMidJobResumesFromCheckpointAndFinishes) {
   EXPECT_EQ(listed.at("jobs").as_array()[0].at("id").as_int64(), id);
   // The history recorded before the kill survived it.
   EXPECT_GE(c.Json("GET", "/api/v1/jobs/" + std::to_string(id)).at("history").as_array().size(), 1u);
-  auto job = WaitForJob(c, id, [](const json::value& j) {
-    return j.at("state") != "running" && j.at("state") != "queued";
-  }, std::chrono::seconds(60));
+  auto job = WaitForJob(c, id, JobOver, std::chrono::seconds(60));
   ASSERT_EQ(job.at("state").as_string(), "succeeded") << job << c.daemon().output();
   EXPECT_EQ(job.at("attempts").as_int64(), 2);
   const auto& history = job.at("history").as_array();
@@ -444,7 +441,7 @@ TEST(ControllerPool, RegisteredWorkersTrainAndSurviveAWorkerKill) {
     EXPECT_NE(metrics.find(series), std::string::npos) << series << "\n" << metrics;
 
   // The queued job got its two workers once the first finished.
-  job = WaitForJob(c, second, [](const json::value& j) { return j.at("state") != "queued" && j.at("state") != "running"; },
+  job = WaitForJob(c, second, JobOver,
                    std::chrono::seconds(60));
   EXPECT_EQ(job.at("state"), "succeeded") << job << c.daemon().output();
   // Two live nodes now: a 3-worker job is refused.
@@ -806,8 +803,7 @@ TEST(ControllerApi, JobListFollowsWritesAndProgressThoughCached) {
   TempDir dir;
   ControllerProcess c(dir, "--set controller.local_workers=1");
   ASSERT_GT(c.port(), 0) << c.daemon().output();
-  UploadFashionMnist(c, "fm");
-  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
+  RegisterFashionMnistAndMlp(c);
   auto listed = [&]() -> json::object {
     const auto jobs = c.Json("GET", "/api/v1/jobs").at("jobs").as_array();
     return jobs.empty() ? json::object{} : jobs[0].as_object();

@@ -71,8 +71,7 @@ TEST(ControllerElastic, ReshardsBetweenEpochsByThroughputAndSurvivesAControllerK
   {
     ControllerProcess c(dir, pool);
     ASSERT_GT(c.port(), 0) << c.daemon().output();
-    UploadFashionMnist(c, "fm");
-    ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
+    RegisterFashionMnistAndMlp(c);
     // Malformed elastic jobs: each a precise 400.
     const std::pair<const char*, const char*> bad[] = {
         {R"("elastic":"yes")", "field 'elastic' must be true or false"},
@@ -102,9 +101,7 @@ TEST(ControllerElastic, ReshardsBetweenEpochsByThroughputAndSurvivesAControllerK
   }
   ControllerProcess c(dir, pool);
   ASSERT_GT(c.port(), 0) << c.daemon().output();
-  auto job = WaitForJob(c, id, [](const json::value& j) {
-    return j.at("state") != "queued" && j.at("state") != "running";
-  }, std::chrono::seconds(120));
+  auto job = WaitForJob(c, id, JobOver, std::chrono::seconds(120));
   ASSERT_EQ(job.at("state").as_string(), "succeeded") << job << c.daemon().output();
   EXPECT_EQ(job.at("attempts").as_int64(), 2);
   const std::string log = HttpBody(c.Send("GET", "/api/v1/jobs/" + std::to_string(id) + "/logs"));
@@ -150,8 +147,7 @@ TEST(ControllerElastic, DoesNotGrowWhileAnotherJobWaits) {
   TempDir dir;
   ControllerProcess c(dir, "--set controller.local_workers=2");
   ASSERT_GT(c.port(), 0) << c.daemon().output();
-  UploadFashionMnist(c, "fm");
-  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
+  RegisterFashionMnistAndMlp(c);
   std::string r = c.Send("POST", "/api/v1/jobs",
                          R"({"model":"mlp","dataset":"fm","epochs":3,"workers":1,"elastic":true,"max_workers":2,)"
                          R"("limit_train":6000,"limit_test":500})");
@@ -162,9 +158,7 @@ TEST(ControllerElastic, DoesNotGrowWhileAnotherJobWaits) {
              R"({"model":"mlp","dataset":"fm","epochs":1,"workers":2,"limit_train":2000,"limit_test":500})");
   ASSERT_EQ(HttpStatus(r), 201) << r;
   const int64_t waiting = json::parse(HttpBody(r)).at("id").as_int64();
-  auto job = WaitForJob(c, elastic, [](const json::value& j) {
-    return j.at("state") != "queued" && j.at("state") != "running";
-  }, std::chrono::seconds(90));
+  auto job = WaitForJob(c, elastic, JobOver, std::chrono::seconds(90));
   ASSERT_EQ(job.at("state").as_string(), "succeeded") << job << c.daemon().output();
   const auto& h = job.at("history").as_array();
   ASSERT_EQ(h.size(), 3u) << job;
@@ -173,9 +167,7 @@ TEST(ControllerElastic, DoesNotGrowWhileAnotherJobWaits) {
   EXPECT_NE(log.find("first epoch"), std::string::npos) << log;
   EXPECT_NE(log.find("1 worker(s) available"), std::string::npos) << log;
   // The waiting job started only after the elastic one ended, and succeeded.
-  auto second = WaitForJob(c, waiting, [](const json::value& j) {
-    return j.at("state") != "queued" && j.at("state") != "running";
-  }, std::chrono::seconds(60));
+  auto second = WaitForJob(c, waiting, JobOver, std::chrono::seconds(60));
   EXPECT_EQ(second.at("state").as_string(), "succeeded") << second;
   EXPECT_GE(second.at("started").as_string(), job.at("finished").as_string()) << second << job;
 }
@@ -188,17 +180,14 @@ TEST(ControllerElastic, ReshardingAtTheSameSizeIsBitIdenticalToAFixedJob) {
   TempDir dir;
   ControllerProcess c(dir);  // 2 local workers
   ASSERT_GT(c.port(), 0) << c.daemon().output();
-  UploadFashionMnist(c, "fm");
-  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"mlp","spec":)" + MlpSpecJson() + "}")), 201);
+  RegisterFashionMnistAndMlp(c);
   const std::string common = R"("model":"mlp","dataset":"fm","epochs":3,"workers":2,"limit_train":6000,"limit_test":1000)";
   json::array histories;
   for (const std::string extra : {"", R"(,"elastic":true,"min_workers":2,"max_workers":2)"}) {
     const std::string r = c.Send("POST", "/api/v1/jobs", "{" + common + extra + "}");
     ASSERT_EQ(HttpStatus(r), 201) << r;
     const int64_t id = json::parse(HttpBody(r)).at("id").as_int64();
-    auto job = WaitForJob(c, id, [](const json::value& j) {
-      return j.at("state") != "queued" && j.at("state") != "running";
-    }, std::chrono::seconds(90));
+    auto job = WaitForJob(c, id, JobOver, std::chrono::seconds(90));
     ASSERT_EQ(job.at("state").as_string(), "succeeded") << job << c.daemon().output();
     histories.push_back(job.at("history"));
   }

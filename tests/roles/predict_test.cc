@@ -76,9 +76,7 @@ class Predict : public ::testing::Test {
         "POST", "/api/v1/jobs",
         R"({"model":"mlp","dataset":"fm","epochs":1,"batch":64,"workers":1,"limit_train":12000,"limit_test":500})");
     ASSERT_EQ(HttpStatus(r), 201) << r;
-    auto job = WaitForJob(*c_, 1, [](const json::value& j) {
-      return j.at("state") != "running" && j.at("state") != "queued";
-    }, std::chrono::seconds(90));
+    auto job = WaitForJob(*c_, 1, JobOver, std::chrono::seconds(90));
     ASSERT_EQ(job.at("state").as_string(), "succeeded") << job << c_->daemon().output();
     auto test = data::LoadIdxDataset(kFm + "t10k-images-idx3-ubyte.gz", kFm + "t10k-labels-idx1-ubyte.gz");
     ASSERT_TRUE(test.ok()) << test.status().ToString();
@@ -275,9 +273,7 @@ TEST_F(Predict, ANewerSucceededJobAnswersAndDeletedJobsAreNotServed) {
   const int64_t second = json::parse(HttpBody(r)).at("id").as_int64();
   ASSERT_EQ(second, 2);
   EXPECT_EQ(job_of(PostImage(png)), 1);
-  auto job = WaitForJob(*c_, second, [](const json::value& j) {
-    return j.at("state") != "running" && j.at("state") != "queued";
-  }, std::chrono::seconds(90));
+  auto job = WaitForJob(*c_, second, JobOver, std::chrono::seconds(90));
   ASSERT_EQ(job.at("state").as_string(), "succeeded") << job;
   r = PostImage(png);
   ASSERT_EQ(HttpStatus(r), 200) << r;
@@ -298,9 +294,7 @@ TEST_F(Predict, ANewerSucceededJobAnswersAndDeletedJobsAreNotServed) {
                R"("limit_test":200})");
   ASSERT_EQ(HttpStatus(r), 201) << r;
   const int64_t only = json::parse(HttpBody(r)).at("id").as_int64();
-  job = WaitForJob(*c_, only, [](const json::value& j) {
-    return j.at("state") != "running" && j.at("state") != "queued";
-  }, std::chrono::seconds(90));
+  job = WaitForJob(*c_, only, JobOver, std::chrono::seconds(90));
   ASSERT_EQ(job.at("state").as_string(), "succeeded") << job;
   auto post_b = [&](const std::string& query) {
     return c_->Send("POST", "/api/v1/models/mlp-b/predict" + query, png, "image/png");
