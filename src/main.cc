@@ -24,6 +24,7 @@
 #include "roles/ctl.h"
 #include "roles/infer.h"
 #include "transport/http_probe.h"
+#include "transport/secrets.h"
 #include "tensor/parallel.h"
 
 namespace {
@@ -39,6 +40,10 @@ constexpr const char* kUsage = R"(usage:
   dnnd wait --file <path> [--file ... | --files a,b,c] [--json-key K] [--timeout S]
                       wait until the files exist (and are JSON objects with key K):
                       exit 0, or 1 after S seconds (default 600); orders pipeline stages
+  dnnd api-token [--config <file.toml>] [--set ...]
+                      print the controller API's bearer token for dnnd ctl: http.token(_file),
+                      else the one derived from the wire key (transport.token_file, env
+                      DNND_TRANSPORT__TOKEN_FILE); the wire key itself is never printed
   dnnd roles          list roles
   dnnd version
 Settings precedence: defaults < file < env DNND_SECTION__KEY < --set.
@@ -191,6 +196,27 @@ int Probe(const Args& args) {
   return r->status >= 200 && r->status < 300 ? 0 : 1;
 }
 
+// The API token an operator hands to ctl users (transport/secrets.h).
+int ApiToken(const Args& args) {
+  auto cfg = args.config.empty() ? dnnd::Config::FromString("", "defaults", args.sets, dnnd::ProcessEnvironment())
+                                 : dnnd::Config::Load(args.config, args.sets, dnnd::ProcessEnvironment());
+  if (!cfg) {
+    std::fprintf(stderr, "dnnd: api-token: %s\n", cfg.status().message().c_str());
+    return 1;
+  }
+  auto secrets = dnnd::wire::LoadSecrets(*cfg);
+  if (!secrets) {
+    std::fprintf(stderr, "dnnd: api-token: %s\n", secrets.status().ToString().c_str());
+    return 1;
+  }
+  if (secrets->api_token.empty()) {
+    std::fprintf(stderr, "dnnd: api-token: no token is configured (set transport.token_file or http.token_file)\n");
+    return 1;
+  }
+  std::printf("%s\n", secrets->api_token.c_str());
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   // The controller's client has its own flags; hand it everything after "ctl".
   if (argc >= 2 && std::string(argv[1]) == "ctl") return dnnd::RunCtl(std::vector<std::string>(argv + 2, argv + argc));
@@ -223,6 +249,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "probe") return Probe(args);
+  if (cmd == "api-token") return ApiToken(args);
   if (cmd == "config") {
     if (args.positional.size() != 3 || args.positional[1] != "check")
       return Usage("expected: dnnd config check <file.toml>");

@@ -34,6 +34,7 @@
 #include "tensor/parallel.h"
 #include "transport/hello.h"
 #include "transport/rpc_server.h"
+#include "transport/secrets.h"
 #include "roles/dashboard.h"
 #include "tensor/model_spec.h"
 #include "transport/hello.h"
@@ -207,13 +208,13 @@ struct LiveProgress {
 
 class ControllerRole : public Role {
  public:
-  ControllerRole(const Config& cfg, std::unique_ptr<ControllerStore> store, std::string token, int64_t local_workers)
+  ControllerRole(const Config& cfg, std::unique_ptr<ControllerStore> store, wire::Secrets secrets, int64_t local_workers)
       : cfg_(cfg),
         store_(std::move(store)),
         dir_(cfg.GetString("controller.data_dir")),
         max_upload_(static_cast<size_t>(cfg.GetInt("controller.max_upload_bytes"))),
         max_json_(static_cast<size_t>(cfg.GetInt("http.max_body_bytes"))),
-        token_(std::move(token)),
+        secrets_(std::move(secrets)),
         local_workers_(local_workers),
         predictor_(*store_, {.checkpoint_path = [this](int64_t id) { return CheckpointPath(id); },
                              .max_body_bytes = max_json_}),
@@ -231,10 +232,14 @@ class ControllerRole : public Role {
         {{"data_dir", dir_}, {"schema_version", store_->SchemaVersion()}});
     DNND_RETURN_IF_ERROR(StartShardService());
     DNND_RETURN_IF_ERROR(StartLocalWorkers());
-    if (token_.empty())
+    if (secrets_.api_token.empty())
       Log(LogLevel::kWarn, "controller",
           "the API is UNAUTHENTICATED: no token is set, so anyone who can reach http.listen may upload, train "
           "and delete; set transport.token_file (or env DNND_TRANSPORT__TOKEN)");
+    else if (secrets_.api_token_derived)
+      Log(LogLevel::kInfo, "controller",
+          "the API's bearer token is derived from the wire key (http.token unset); `dnnd api-token --config <file>` "
+          "prints it for dnnd ctl");
     running_ = true;
     while (true) {
       {
@@ -280,7 +285,7 @@ class ControllerRole : public Role {
       };
     };
     // Mutating routes need the token; GETs, /healthz, /readyz, /metrics are read-only status (docs/controller.md).
-    r.RequireBearer({.token = token_, .metrics = &DefaultMetrics()});
+    r.RequireBearer({.token = secrets_.api_token, .metrics = &DefaultMetrics()});
     r.HandleUpload("PUT", "/api/v1/datasets/{name}/files/{part}",
                    {.dir = dir_ + "/uploads", .max_bytes = max_upload_, .limit_name = "controller.max_upload_bytes"},
                    wrap(&ControllerRole::StageFile));
@@ -864,7 +869,8 @@ class ControllerRole : public Role {
       PoolWorkerOptions o;
       o.controller = http_address_;
       o.name = cfg_.GetString("node.name") + "-local-" + std::to_string(i);
-      o.token = token_;
+      o.api_token = secrets_.api_token;
+      o.wire_key = secrets_.wire_key;
       o.heartbeat = std::chrono::milliseconds(std::min<int64_t>(500, cfg_.GetInt("worker.heartbeat_ms")));
       o.threads = GetThreads();
       o.scratch_dir = dir_ + "/local-workers/" + std::to_string(i);
@@ -888,7 +894,7 @@ class ControllerRole : public Role {
     std::string listen = cfg_.GetString("controller.wire_listen");
     if (listen.empty()) listen = ServiceHost() + ":0";
     DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcServerOptions::FromConfig(cfg_, listen, "controller"));
-    rpc.token = token_;
+    rpc.token = secrets_.wire_key;
     shards_ = std::make_unique<rpc::RpcServer>(std::move(rpc));
     shards_->Handle(pool::kShard, "shard",
                     [this](const wire::Message& m, const rpc::PeerInfo&) { return Shard(m); });
@@ -1193,7 +1199,7 @@ class ControllerRole : public Role {
         stop_all();
         return rpc.status();
       }
-      rpc->token = token_;
+      rpc->token = secrets_.wire_key;
       rpc->self.node = "job-" + std::to_string(id) + "-ps-" + std::to_string(i);
       auto server = std::make_unique<ParameterServer>(std::move(o), std::move(*rpc));
       Status s = server->Start();
@@ -1351,7 +1357,7 @@ class ControllerRole : public Role {
   std::unique_ptr<ControllerStore> store_;
   const std::string dir_;
   const size_t max_upload_, max_json_;
-  const std::string token_;
+  const wire::Secrets secrets_;
   const int64_t local_workers_;
   const std::optional<std::pair<int64_t, int64_t>> ps_ports_ = ParsePortRange(cfg_.GetString("controller.ps_ports")).value();
   std::string http_address_;
@@ -1397,19 +1403,20 @@ Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg, int64_t loca
   // Uploads stream into temporary files here before moving into place.
   fs::create_directories(dir + "/uploads", ec);
   if (ec) return IoError("cannot create " + dir + "/uploads: " + ec.message());
-  // The API's bearer token is the wire protocol's shared secret.
-  DNND_ASSIGN_OR_RETURN(std::string token, wire::LoadTransportToken(cfg));
+  // The API's bearer token and the wire key are different secrets.
+  DNND_ASSIGN_OR_RETURN(wire::Secrets secrets, wire::LoadSecrets(cfg));
   DNND_ASSIGN_OR_RETURN(auto store, ControllerStore::Open(dir + "/controller.db"));
   // (A loopback-only controller, like the standalone role's, has nobody to hide it from.)
   const std::string listen = cfg.GetString("http.listen");
-  const bool loopback = listen.rfind("127.", 0) == 0 || listen.rfind("localhost:", 0) == 0 || listen.rfind("[::1]:", 0) == 0;
-  if (!token.empty() && !loopback && cfg.GetString("transport.token_file").empty() &&
+  DNND_RETURN_IF_ERROR(wire::CheckListenSecurity(cfg, listen, "http.listen", !secrets.api_token.empty()));
+  const bool loopback = wire::IsLoopbackListen(listen);
+  if (!secrets.wire_key.empty() && !loopback && cfg.GetString("transport.token_file").empty() &&
       cfg.Origin("transport.token").rfind("env ", 0) != 0 && cfg.Origin("transport.token").rfind("--set", 0) != 0)
     Log(LogLevel::kWarn, "controller",
         "transport.token is written in a config file; a committed file is no secret: use transport.token_file "
         "(a mounted Secret) or env DNND_TRANSPORT__TOKEN",
         {{"origin", cfg.Origin("transport.token")}});
-  return std::unique_ptr<Role>(new ControllerRole(cfg, std::move(store), std::move(token), local_workers));
+  return std::unique_ptr<Role>(new ControllerRole(cfg, std::move(store), std::move(secrets), local_workers));
 }
 
 }  // namespace dnnd

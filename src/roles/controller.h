@@ -15,10 +15,11 @@
 //             GET  /api/v1/jobs[/{id}]   POST /api/v1/jobs/{id}/cancel
 //             DELETE /api/v1/jobs/{id} (finished jobs only; 409 while active)
 //             GET  /api/v1/jobs/{id}/logs[?offset=N]   GET /api/v1/jobs/{id}/checkpoint
-// Every error is {"error":{"code","message"}} with a 4xx/5xx status. With a
-// token (the wire protocol's shared secret, transport.token_file or env
-// DNND_TRANSPORT__TOKEN) every POST/PUT/DELETE needs "Authorization: Bearer
-// <token>" (401 otherwise); GETs stay open (docs/controller.md).
+// Every error is {"error":{"code","message"}} with a 4xx/5xx status. With an
+// API token (http.token_file, else derived from the wire key in
+// transport.token_file: transport/secrets.h) every POST/PUT/DELETE needs
+// "Authorization: Bearer <token>" (401 otherwise); GETs stay open
+// (docs/controller.md, docs/security.md).
 //
 // Jobs run one at a time, in this process, as the standalone role's cluster
 // (parameter servers + workers as threads over loopback, the wire protocol

@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "roles/worker.h"
 #include "transport/hello.h"
+#include "transport/secrets.h"
 #include "transport/http_client.h"
 
 namespace dnnd {
@@ -56,7 +57,9 @@ Result<PoolWorkerOptions> PoolWorkerOptions::FromConfig(const Config& cfg) {
   std::string host = ThisHost();
   if (prefix.size() + host.size() > 64 && prefix.size() < 48) host = host.substr(host.size() - (64 - prefix.size()));
   o.name = prefix + host;
-  DNND_ASSIGN_OR_RETURN(o.token, wire::LoadTransportToken(cfg));
+  DNND_ASSIGN_OR_RETURN(wire::Secrets secrets, wire::LoadSecrets(cfg));
+  o.api_token = std::move(secrets.api_token);
+  o.wire_key = std::move(secrets.wire_key);
   o.heartbeat = std::chrono::milliseconds(cfg.GetInt("worker.heartbeat_ms"));
   o.threads = cfg.GetInt("node.threads");
   o.scratch_dir = (fs::temp_directory_path() / ("dnnd-" + o.name)).string();
@@ -169,7 +172,7 @@ Result<pool::NodeOrder> PoolWorker::Beat() {
                                   .method = "POST",
                                   .target = "/api/v1/nodes/" + options_.name + "/heartbeat",
                                   .body = json::serialize(ToJson(report)),
-                                  .token = options_.token}));
+                                  .token = options_.api_token}));
   if (reply.status != 200)
     return Unavailable("the controller answered the heartbeat with HTTP " + std::to_string(reply.status) + ": " +
                        reply.body.substr(0, 300));
@@ -254,7 +257,7 @@ Status PoolWorker::RunTask(Current& c) {
   const std::string where = "job " + std::to_string(task.job) + " part " + std::to_string(task.index);
   DNND_ASSIGN_OR_RETURN(std::string text, TaskConfig(task));
   const std::string scratch = options_.scratch_dir + "/job-" + std::to_string(task.job);
-  std::vector<std::string> overrides = {"transport.token=" + TomlQuote(options_.token),
+  std::vector<std::string> overrides = {"transport.token=" + TomlQuote(options_.wire_key),
                                         "node.name=" + TomlQuote(options_.name),
                                         "train.checkpoint_dir=" + TomlQuote(scratch)};
   if (!options_.progress.empty()) overrides.push_back("train.progress=" + TomlQuote(options_.progress));
@@ -262,7 +265,7 @@ Status PoolWorker::RunTask(Current& c) {
   // This part of the data (and, for the reporting part, the test set) from
   // the controller.
   rpc::RpcClientOptions rpc = options_.rpc;
-  rpc.token = options_.token;
+  rpc.token = options_.wire_key;
   auto client = rpc::RpcClient::Create(HostOf(options_.controller) + ":" + std::to_string(task.wire_port), rpc);
   auto fetch = [&](const char* split) -> Result<wire::Message> {
     wire::Message m;
@@ -322,7 +325,7 @@ Status PoolWorker::RunTask(Current& c) {
                                   .target = "/api/v1/jobs/" + std::to_string(task.job) + "/model?attempt=" + task.attempt,
                                   .body = std::move(model),
                                   .content_type = "application/octet-stream",
-                                  .token = options_.token,
+                                  .token = options_.api_token,
                                   .timeout = std::chrono::minutes(5)}));
   fs::remove_all(scratch, ec);
   if (reply.status / 100 != 2)

@@ -30,7 +30,8 @@ namespace dnnd {
 struct PoolWorkerOptions {
   std::string controller;  // host:port of the controller's HTTP API
   std::string name;        // unique in the pool
-  std::string token;       // bearer token for the API and the wire protocol's secret
+  std::string api_token;   // bearer token for the controller's API (crosses the network)
+  std::string wire_key;    // the wire protocol's secret (proven, never sent)
   std::chrono::milliseconds heartbeat{1000};
   int64_t threads = 1;     // reported to the controller
   std::string scratch_dir;  // where index 0 writes the model before uploading it
@@ -38,7 +39,7 @@ struct PoolWorkerOptions {
   rpc::RpcClientOptions rpc;
 
   // From a worker's validated config: worker.controller, node.name (plus
-  // this host's name, so replicas of one Deployment differ), the token.
+  // this host's name, so replicas of one Deployment differ), the secrets.
   static Result<PoolWorkerOptions> FromConfig(const Config& config);
 };
 

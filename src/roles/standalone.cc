@@ -17,6 +17,7 @@
 #include "roles/worker.h"
 #include "tensor/parallel.h"
 #include "transport/hello.h"
+#include "transport/secrets.h"
 #include "transport/http.h"
 
 namespace dnnd {
@@ -274,8 +275,9 @@ static Result<std::unique_ptr<Role>> MakeStandaloneCluster(const Config& config)
 Result<std::unique_ptr<Role>> MakeStandaloneRole(const Config& config) {
   if (!config.GetBool("standalone.controller")) return MakeStandaloneCluster(config);
   DNND_ASSIGN_OR_RETURN(auto controller, MakeControllerRole(config, config.GetInt("standalone.workers")));
-  DNND_ASSIGN_OR_RETURN(std::string token, wire::LoadTransportToken(config));
-  return std::unique_ptr<Role>(new ControllerStandaloneRole(config, std::move(controller), std::move(token)));
+  // Its own API calls carry the API token (never the wire key).
+  DNND_ASSIGN_OR_RETURN(wire::Secrets secrets, wire::LoadSecrets(config));
+  return std::unique_ptr<Role>(new ControllerStandaloneRole(config, std::move(controller), std::move(secrets.api_token)));
 }
 
 

@@ -9,7 +9,7 @@
 #include <stdexcept>
 
 #include "core/config.h"
-#include "core/files.h"
+#include "transport/secrets.h"
 
 namespace dnnd::wire {
 namespace {
@@ -57,16 +57,7 @@ Result<PeerIdentity> Identity(const Message& m) {
 
 }  // namespace
 
-Result<std::string> LoadTransportToken(const Config& config) {
-  const std::string file = config.GetString("transport.token_file");
-  if (file.empty()) return config.GetString("transport.token");
-  auto token = ReadFileToString(file);
-  if (!token.ok()) return token.status().WithContext("transport.token_file");
-  std::string t = std::move(token).value();
-  while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.pop_back();
-  if (t.empty()) return InvalidArgument("transport.token_file " + file + " is empty");
-  return t;
-}
+Result<std::string> LoadTransportToken(const Config& config) { return LoadSecretSetting(config, "transport"); }
 
 std::string RandomNonce() {
   std::string nonce(kNonceBytes, '\0');

@@ -6,6 +6,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "transport/secrets.h"
 
 namespace dnnd::rpc {
 
@@ -133,6 +134,7 @@ Result<RpcServerOptions> RpcServerOptions::FromConfig(const Config& config, std:
   o.handler_threads = static_cast<int>(config.GetInt("transport.handler_threads"));
   o.hello_timeout = std::chrono::milliseconds(config.GetInt("transport.hello_timeout_ms"));
   DNND_ASSIGN_OR_RETURN(o.token, wire::LoadTransportToken(config));
+  DNND_RETURN_IF_ERROR(wire::CheckListenSecurity(config, o.listen, o.self.role + " wire listener", !o.token.empty()));
   return o;
 }
 

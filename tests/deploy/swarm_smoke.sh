@@ -127,7 +127,13 @@ d image inspect "localhost/dnnd:$version" "localhost/dnnd-fashion-mnist:$version
 say "images loaded"
 
 d swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null
-head -c 32 /dev/urandom | base64 | d secret create dnnd-token - >/dev/null
+# The secret is the cluster's wire key. `dnnd ctl` containers get the API's
+# bearer token instead, derived from it (dnnd api-token), through an env file
+# that only root can read (never on a command line, where ps would show it).
+(umask 077; head -c 32 /dev/urandom | base64 > "$work/wire-key")
+d secret create dnnd-token "$work/wire-key" >/dev/null
+(umask 077; printf 'DNND_TOKEN=%s\n' "$("$dnnd" api-token --set transport.token_file="$work/wire-key")" > "$work/ctl.env")
+grep -q '^DNND_TOKEN=[0-9a-f]\{64\}$' "$work/ctl.env" || fail "dnnd api-token gave no token"
 say "swarm initialised, secret dnnd-token created"
 
 # A 2-core machine cannot reserve what the stacks ask of a real cluster, and a
@@ -204,7 +210,7 @@ run_pool_stack() {
     > "$work/$name.deploy.log" 2>&1 || { cat "$work/$name.deploy.log"; fail "docker stack deploy $name failed"; }
   say "$name: deployed $(d stack services "$name" --format '{{.Name}}' | sort | tr '\n' ' ')"
   ctl() {
-    d run --rm --network "${name}_dnnd" -v "$src/configs:/cfg:ro" "localhost/dnnd-fashion-mnist:$version" \
+    d run --rm --network "${name}_dnnd" --env-file "$work/ctl.env" -v "$src/configs:/cfg:ro" "localhost/dnnd-fashion-mnist:$version" \
       ctl --controller controller:8080 "$@"
   }
   local deadline=$(( $(date +%s) + 120 ))

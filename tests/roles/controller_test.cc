@@ -566,8 +566,10 @@ TEST(ControllerStore, EveryWriteAndNoReadChangesTheGeneration) {
 TEST(ControllerAuth, MutatingRoutesNeedTheTokenReadsStayOpenRefusalsAreLogged) {
   TempDir dir;
   const std::string token_file = dir.Write("token", "tok-3f9a\n");  // a mounted Secret ends in a newline
+  const std::string wire_key_file = dir.Write("wire-key", "wire-5b1e\n");
   // One local worker: a second job stays queued, so cancelling and deleting it is immediate.
-  ControllerProcess c(dir, "--set transport.token_file=" + token_file + " --set controller.local_workers=1");
+  ControllerProcess c(dir, "--set http.token_file=" + token_file + " --set transport.token_file=" + wire_key_file +
+                               " --set controller.local_workers=1");
   ASSERT_GT(c.port(), 0) << c.daemon().output();
   EXPECT_EQ(c.daemon().output().find("UNAUTHENTICATED"), std::string::npos);
   const std::vector<std::pair<std::string, std::string>> mutating = {
@@ -575,7 +577,8 @@ TEST(ControllerAuth, MutatingRoutesNeedTheTokenReadsStayOpenRefusalsAreLogged) {
       {"DELETE", "/api/v1/datasets/d"},                 {"POST", "/api/v1/models"},
       {"POST", "/api/v1/jobs"},                         {"POST", "/api/v1/jobs/1/cancel"},
       {"DELETE", "/api/v1/jobs/1"}};
-  for (const std::string& token : {std::string(), std::string("wrong-token-77")}) {
+  // The wire key is no bearer token: the two secrets are different.
+  for (const std::string& token : {std::string(), std::string("wrong-token-77"), std::string("wire-5b1e")}) {
     c.UseToken(token);
     for (const auto& [method, path] : mutating) {
       const std::string r = c.Send(method, path, "{}");
@@ -600,7 +603,7 @@ TEST(ControllerAuth, MutatingRoutesNeedTheTokenReadsStayOpenRefusalsAreLogged) {
   const int ready = HttpStatus(c.Send("GET", "/readyz"));  // 503 while the controller starts
   EXPECT_TRUE(ready == 200 || ready == 503) << ready;
   const std::string metrics = HttpBody(c.Send("GET", "/metrics"));
-  EXPECT_NE(metrics.find("dnnd_http_unauthorized_total{method=\"POST\",route=\"/api/v1/jobs\"} 2"), std::string::npos)
+  EXPECT_NE(metrics.find("dnnd_http_unauthorized_total{method=\"POST\",route=\"/api/v1/jobs\"} 3"), std::string::npos)
       << metrics;
   // With the token: the same routes work.
   c.UseToken("tok-3f9a");
@@ -668,8 +671,10 @@ TEST(ControllerUpload, StreamsToDiskByteIdenticalWithBoundedMemory) {
 TEST(ControllerCtl, TokenFromEnvOrFileTrainFollowLogsFollowDelete) {
   TempDir dir;
   const std::string token_file = dir.Write("token", "tok-ctl\n");
+  const std::string wire_key_file = dir.Write("wire-key", "wire-ctl\n");
   // One worker: a second one-worker job waits queued while the first runs.
-  ControllerProcess c(dir, "--set transport.token_file=" + token_file + " --set controller.local_workers=1");
+  ControllerProcess c(dir, "--set http.token_file=" + token_file + " --set transport.token_file=" + wire_key_file +
+                               " --set controller.local_workers=1");
   ASSERT_GT(c.port(), 0) << c.daemon().output();
   const std::string address = "127.0.0.1:" + std::to_string(c.port());
   TinyFiles files(dir);
