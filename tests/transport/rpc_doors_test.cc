@@ -147,18 +147,22 @@ TEST(RpcDoors, ConnectionsOverTheCapAreRefusedCheaply) {
     held.push_back(std::make_unique<RawPeer>(ts.server.port()));
     ASSERT_TRUE(held.back()->ReadFrame().ok()) << "connection " << i << " gets its HELLO";
   }
+  std::vector<Clock::duration> took;
   for (int i = 0; i < 20; ++i) {  // a flood of extra connections: each refused at once
     RawPeer extra(ts.server.port());
     const auto start = Clock::now();
     auto refused = extra.ReadFrame();
-    const auto took = Clock::now() - start;
+    took.push_back(Clock::now() - start);
     ASSERT_TRUE(refused.ok()) << refused.status().ToString();
     const Status s = refused.value().ErrorStatus();
     EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.ToString();
     EXPECT_NE(s.message().find("4 connections, its transport.max_connections"), std::string::npos) << s.ToString();
     EXPECT_TRUE(extra.ClosedByServer());
-    EXPECT_LT(took, kPrompt) << "refusal " << i << " took " << Ms(took) << " ms";
   }
+  // 18 of 20 within the bound (a busy VM may preempt anyone once), all within 1 s.
+  std::sort(took.begin(), took.end());
+  EXPECT_LT(took[17], kPrompt) << "18th fastest refusal: " << Ms(took[17]) << " ms";
+  EXPECT_LT(took.back(), 1s) << "slowest refusal: " << Ms(took.back()) << " ms";
   EXPECT_EQ(ts.server.stats().refused_connections, 20u);
   EXPECT_EQ(ts.server.stats().connections, 4u);
   // A real client is told why, not left hanging.
@@ -200,14 +204,14 @@ TEST(RpcDoors, APeerThatDoesNotReadIsDisconnectedAtTheQueueCap) {
 
 TEST(RpcDoors, IdleConnectionsCloseButNotWithARequestInFlightOrRegularTraffic) {
   auto options = ServerOptions();
-  options.idle_timeout = 300ms;
+  options.idle_timeout = 500ms;  // with room for a busy VM's scheduling between the regular calls below
   TestServer ts(options);
   {  // authenticated, then silent: closed after the idle timeout
     RawPeer raw(ts.server.port());
     ASSERT_TRUE(raw.Handshake("tok").ok());
     const auto start = Clock::now();
     EXPECT_TRUE(raw.ClosedByServer(3s));
-    EXPECT_GE(Clock::now() - start, 250ms);
+    EXPECT_GE(Clock::now() - start, 450ms);
     EXPECT_EQ(ts.server.stats().idle_closed, 1u);
   }
   auto client = RpcClient::Create(ts.address(), ClientOptions());
@@ -216,7 +220,7 @@ TEST(RpcDoors, IdleConnectionsCloseButNotWithARequestInFlightOrRegularTraffic) {
     std::promise<Status> answered;
     client->CallAsync(Request(kHold), Clock::now() + 5s,
                       [&](Result<wire::Message> r) { answered.set_value(r.status()); });
-    std::this_thread::sleep_for(1000ms);
+    std::this_thread::sleep_for(1500ms);
     ts.ReleaseAll();
     EXPECT_TRUE(answered.get_future().get().ok());
   }
@@ -228,7 +232,7 @@ TEST(RpcDoors, IdleConnectionsCloseButNotWithARequestInFlightOrRegularTraffic) {
   EXPECT_EQ(client->stats().reconnects, 0u);
   EXPECT_EQ(ts.server.stats().idle_closed, 1u);
   // One that falls silent is closed, and simply reconnects on its next call.
-  std::this_thread::sleep_for(700ms);
+  std::this_thread::sleep_for(1200ms);
   EXPECT_EQ(ts.server.stats().idle_closed, 2u);
   ExpectServing(*client);
   EXPECT_EQ(ts.server.stats().accepted, 3u) << "the raw peer, the client, and its reconnection";
