@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "../transport/wire_peer.h"
+#include "controller_process.h"
 #include "dnnd_process.h"
 #include "transport/rpc_client.h"
 
@@ -130,6 +131,33 @@ TEST(WireDoors, LayerServerRefusesFieldFloodsAndZstdBombsAndKeepsServing) {
   const std::string log = server.daemon().output();
   EXPECT_EQ(log.find("terminate called"), std::string::npos) << log;
   EXPECT_NE(log.find("closing connection after a bad frame"), std::string::npos) << log;
+}
+
+// The controller's shard service (the same wire server) was driven to
+// std::bad_alloc and abort by the same zstd frame.
+TEST(WireDoors, ControllerShardServiceRefusesTheZstdBombAndKeepsItsApi) {
+  TempDir dir;
+  testing::ControllerProcess controller(dir, "--set controller.local_workers=0 --set transport.token=t");
+  ASSERT_GT(controller.port(), 0) << controller.daemon().output();
+  const int wire_port = controller.daemon().PortAfter("shard service listening address=127.0.0.1:", 10s);
+  ASSERT_GT(wire_port, 0) << controller.daemon().output();
+  for (bool authenticated : {false, true}) {
+    SCOPED_TRACE(authenticated ? "after the handshake" : "before the handshake");
+    RawPeer raw(static_cast<uint16_t>(wire_port));
+    if (authenticated) ASSERT_TRUE(raw.Handshake("t").ok());
+    else ASSERT_TRUE(raw.ReadFrame().ok());
+    const Refusal r = Attack(raw, wire_test::ZstdBombFrame(authenticated ? wire::type::kPing : wire::type::kHelloAuth));
+    EXPECT_EQ(r.status.code(), StatusCode::kResourceExhausted) << r.status.ToString();
+    EXPECT_NE(r.status.message().find(authenticated ? "transport.max_decoded_bytes" : "transport.max_hello_bytes"),
+              std::string::npos)
+        << r.status.ToString();
+    const auto start = Clock::now();
+    EXPECT_EQ(testing::HttpStatus(controller.Send("GET", "/healthz")), 200);
+    EXPECT_LT(Clock::now() - start, 1s);
+  }
+  const std::string pid = std::to_string(controller.daemon().pid());
+  EXPECT_GT(wire_test::ProcStatusKiB(pid, "VmRSS"), 0) << "the controller is running";
+  EXPECT_LT(wire_test::ProcStatusKiB(pid, "VmHWM"), kMaxPeakKiB) << controller.daemon().output();
 }
 
 TEST(WireDoors, ConnectionsOverTheCapAreRefusedCheaply) {
