@@ -73,8 +73,7 @@ Result<size_t> ShuffleZstdEncode(const uint8_t* raw, size_t raw_len, size_t elem
   return r;
 }
 
-Status ShuffleZstdDecode(const uint8_t* encoded, size_t encoded_len, size_t elem_size,
-                         uint8_t* scratch, uint8_t* out, size_t raw_len) {
+Status ShuffleZstdCheck(const uint8_t* encoded, size_t encoded_len, size_t raw_len) {
   const unsigned long long declared = ZSTD_getFrameContentSize(encoded, encoded_len);
   if (declared == ZSTD_CONTENTSIZE_ERROR) return Corruption("not a zstd frame");
   if (declared == ZSTD_CONTENTSIZE_UNKNOWN) return Corruption("zstd frame does not declare its content size");
@@ -86,6 +85,12 @@ Status ShuffleZstdDecode(const uint8_t* encoded, size_t encoded_len, size_t elem
   const size_t frame_len = ZSTD_findFrameCompressedSize(encoded, encoded_len);
   if (ZSTD_isError(frame_len) || frame_len != encoded_len)
     return Corruption("zstd payload is not exactly one frame of " + std::to_string(encoded_len) + " bytes");
+  return Status::Ok();
+}
+
+Status ShuffleZstdDecode(const uint8_t* encoded, size_t encoded_len, size_t elem_size,
+                         uint8_t* scratch, uint8_t* out, size_t raw_len) {
+  DNND_RETURN_IF_ERROR(ShuffleZstdCheck(encoded, encoded_len, raw_len));
   const size_t r = ZSTD_decompressDCtx(Contexts().d.get(), scratch, raw_len, encoded, encoded_len);
   if (ZSTD_isError(r)) return Corruption(std::string("zstd: ") + ZSTD_getErrorName(r));
   if (r != raw_len) return Corruption("zstd frame decoded to " + std::to_string(r) + " bytes, expected " +

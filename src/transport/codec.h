@@ -23,9 +23,12 @@ size_t ShuffleZstdBound(size_t raw_len);
 // `scratch` holds raw_len bytes. The zstd frame records its content size.
 Result<size_t> ShuffleZstdEncode(const uint8_t* raw, size_t raw_len, size_t elem_size,
                                  uint8_t* scratch, uint8_t* out, size_t out_capacity, int level);
-// Inverse. Refuses a frame whose declared content size is not exactly
-// `raw_len` before decompressing anything, and never writes past `raw_len`.
-// `scratch` holds raw_len bytes.
+// Checks, without decompressing or allocating, that `encoded` is exactly one
+// zstd frame whose declared content size is `raw_len` (a receiver calls it
+// before allocating the output, so a bomb costs nothing).
+Status ShuffleZstdCheck(const uint8_t* encoded, size_t encoded_len, size_t raw_len);
+// Inverse of ShuffleZstdEncode. Runs ShuffleZstdCheck first, and never writes
+// past `raw_len`. `scratch` holds raw_len bytes.
 Status ShuffleZstdDecode(const uint8_t* encoded, size_t encoded_len, size_t elem_size,
                          uint8_t* scratch, uint8_t* out, size_t raw_len);
 

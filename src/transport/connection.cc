@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -22,6 +23,7 @@ struct TransportMetrics {
   Counter& frames_in = DefaultMetrics().Counter("dnnd_transport_frames_total", "Frames received and sent", {{"direction", "in"}});
   Counter& frames_out = DefaultMetrics().Counter("dnnd_transport_frames_total", "Frames received and sent", {{"direction", "out"}});
   Counter& bad_frames = DefaultMetrics().Counter("dnnd_transport_bad_frames_total", "Malformed or over-limit frames (their connection was closed)");
+  Counter& slow_readers = DefaultMetrics().Counter("dnnd_transport_slow_readers_total", "Connections closed because the peer did not read what was queued for it (transport.max_queued_bytes)");
 };
 TransportMetrics& Metrics() {
   static TransportMetrics* m = new TransportMetrics;
@@ -61,23 +63,56 @@ Result<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& addres
   return std::make_pair(host, static_cast<uint16_t>(p));
 }
 
+bool LogThrottle::Allow(uint64_t* held_back) {
+  std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (logged_once_ && now - last_ < period_) {
+    ++suppressed_;
+    return false;
+  }
+  logged_once_ = true;
+  last_ = now;
+  *held_back = suppressed_;
+  suppressed_ = 0;
+  return true;
+}
+
+namespace {
+// Staging for frames read under `limits`: a peer limited to small frames
+// (before the handshake) gets a buffer no larger than one of them.
+size_t StagingBytesFor(const wire::Limits& limits) {
+  return static_cast<size_t>(std::clamp<uint64_t>(limits.max_frame_bytes, wire::kHeaderBytes, kStagingBytes));
+}
+}  // namespace
+
 FrameConnection::FrameConnection(tcp::socket socket, wire::Limits limits, wire::EncodeOptions encode,
-                                 std::shared_ptr<TransportStats> stats)
+                                 std::shared_ptr<TransportStats> stats, uint64_t max_queued_bytes)
     : socket_(std::move(socket)),
       strand_(asio::make_strand(socket_.get_executor())),
       limits_(limits),
       encode_(encode),
       stats_(stats ? std::move(stats) : std::make_shared<TransportStats>()),
-      peer_(EndpointString(socket_)) {
+      peer_(EndpointString(socket_)),
+      max_queued_bytes_(max_queued_bytes) {
   boost::system::error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);  // frames are written whole; Nagle only adds latency
+  Touch();
 }
 
 FrameConnection::~FrameConnection() = default;
 
+void FrameConnection::Touch() {
+  last_activity_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+}
+
+void FrameConnection::UseLimits(const wire::Limits& limits) {
+  limits_ = limits;
+  if (staging_.size() < StagingBytesFor(limits)) staging_.resize(StagingBytesFor(limits));  // keeps staged bytes
+}
+
 void FrameConnection::Start(Callbacks callbacks, std::string leftover) {
   callbacks_ = std::move(callbacks);
-  staging_.resize(std::max(kStagingBytes, leftover.size()));
+  staging_.resize(std::max(StagingBytesFor(limits_), leftover.size()));
   std::memcpy(staging_.data(), leftover.data(), leftover.size());
   staged_end_ = leftover.size();
   asio::post(strand_, [self = shared_from_this()] { self->ReadHeader(); });
@@ -107,6 +142,7 @@ void FrameConnection::ReadMore(size_t need, std::function<void()> then) {
                        return;
                      }
                      self->staged_end_ += n;
+                     self->Touch();
                      self->stats_->bytes_in += n;
                      Metrics().bytes_in.Inc(static_cast<double>(n));
                      then();
@@ -179,6 +215,7 @@ void FrameConnection::ReadPayload(const wire::FrameHeader& h, wire::ParsedMetada
                        self->DoClose(Unavailable("connection lost while reading a payload: " + ec.message()));
                        return;
                      }
+                     self->Touch();
                      self->stats_->bytes_in += got;
                      Metrics().bytes_in.Inc(static_cast<double>(got));
                      self->Deliver(h, std::move(*shared_md), payload);
@@ -225,6 +262,21 @@ Status FrameConnection::Send(const wire::Message& message) {
 Status FrameConnection::Send(wire::EncodedFrame frame) {
   std::unique_lock lock(write_mu_);
   if (closed()) return Unavailable("connection to " + peer_ + " is closed");
+  if (!queue_.empty() && queued_bytes_ + frame.total_bytes() > max_queued_bytes_) {
+    // Earlier frames still wait for the peer to read them: it is not
+    // reading, and queueing more would hold memory for it without bound.
+    const Status why = ResourceExhausted(
+        "peer " + peer_ + " is not reading: " + std::to_string(queued_bytes_ + frame.total_bytes()) +
+        " bytes queued for it exceed transport.max_queued_bytes " + std::to_string(max_queued_bytes_));
+    broken_ = true;
+    lock.unlock();
+    stats_->slow_readers++;
+    Metrics().slow_readers.Inc();
+    Log(LogLevel::kWarn, "transport", "closing connection to a peer that does not read",
+        {{"peer", peer_}, {"reason", why.message()}});
+    Close(why);
+    return Unavailable("connection to " + peer_ + " closed: " + why.message());
+  }
   queued_bytes_ += frame.total_bytes();
   queue_.push_back({std::move(frame), 0});
   if (async_writing_) return Status::Ok();  // the I/O thread is draining the queue
@@ -272,6 +324,7 @@ bool FrameConnection::WriteNowLocked(Status* error) {
       *error = Unavailable("write to " + peer_ + " failed: " + std::strerror(errno));
       return false;
     }
+    Touch();
     stats_->bytes_out += static_cast<uint64_t>(n);
     Metrics().bytes_out.Inc(static_cast<double>(n));
     size_t left = static_cast<size_t>(n);

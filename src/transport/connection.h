@@ -15,11 +15,18 @@
 //
 // A malformed frame closes this connection only, after an error frame to the
 // peer where one can still be understood.
+//
+// Limits: frames are read against `limits` (RpcServer starts a connection
+// with Limits::BeforeHandshake() and switches to the full limits once the peer
+// is authenticated); the frames queued for a peer that does not read are
+// capped at `max_queued_bytes`, beyond which the connection is closed.
 #pragma once
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <chrono>
 #include <deque>
+#include <limits>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -39,6 +46,26 @@ struct TransportStats {
   std::atomic<uint64_t> frames_in{0}, frames_out{0};
   std::atomic<uint64_t> bytes_in{0}, bytes_out{0};
   std::atomic<uint64_t> bad_frames{0};
+  std::atomic<uint64_t> slow_readers{0};  // connections closed for passing max_queued_bytes
+};
+
+// Lets a repeated warning through at most once per `period` and counts the
+// occurrences it held back, so a failure that repeats fast (accept() at the
+// descriptor limit, a flood of refused connections) cannot flood the log.
+// Thread-safe.
+class LogThrottle {
+ public:
+  explicit LogThrottle(std::chrono::milliseconds period = std::chrono::seconds(1)) : period_(period) {}
+  // True if this occurrence should be logged; then `*held_back` is the number
+  // of occurrences suppressed since the last one logged.
+  bool Allow(uint64_t* held_back);
+
+ private:
+  const std::chrono::milliseconds period_;
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point last_{};
+  bool logged_once_ = false;
+  uint64_t suppressed_ = 0;
 };
 
 class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
@@ -48,8 +75,12 @@ class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
     std::function<void(const Status&)> on_close;    // exactly once
   };
 
+  // `max_queued_bytes`: when a frame is sent while earlier ones still wait
+  // for the peer to read and the total passes this, the peer is taken to be
+  // not reading and the connection is closed (one frame alone always goes).
   FrameConnection(tcp::socket socket, wire::Limits limits, wire::EncodeOptions encode,
-                  std::shared_ptr<TransportStats> stats);
+                  std::shared_ptr<TransportStats> stats,
+                  uint64_t max_queued_bytes = std::numeric_limits<uint64_t>::max());
   ~FrameConnection();
   FrameConnection(const FrameConnection&) = delete;
   FrameConnection& operator=(const FrameConnection&) = delete;
@@ -58,8 +89,21 @@ class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
   // (e.g. during a blocking handshake) that belong to the next frames.
   void Start(Callbacks callbacks, std::string leftover = {});
 
+  // Replaces the read limits from the next frame on. Only on strand() (e.g.
+  // from on_message), where no read is in progress.
+  void UseLimits(const wire::Limits& limits);
+  // Callbacks and timers bound to this never run concurrently with the
+  // connection's own callbacks.
+  const asio::strand<asio::any_io_executor>& strand() const { return strand_; }
+  // The last time bytes were read from or written to the peer.
+  std::chrono::steady_clock::time_point last_activity() const {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::steady_clock::duration(last_activity_.load(std::memory_order_relaxed)));
+  }
+
   // Thread-safe. Encodes and queues the message; fails if it cannot be
-  // encoded or the connection is closed.
+  // encoded, the connection is closed, or the peer is not reading (see
+  // max_queued_bytes: the connection is then closed, and Unavailable returned).
   Status Send(const wire::Message& message);
   Status Send(wire::EncodedFrame frame);
 
@@ -93,10 +137,11 @@ class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
   bool WriteNowLocked(Status* error);
   void ContinueWriteAsync();
   void DoClose(const Status& reason);
+  void Touch();
 
   tcp::socket socket_;
   asio::strand<asio::any_io_executor> strand_;
-  const wire::Limits limits_;
+  wire::Limits limits_;  // strand only
   const wire::EncodeOptions encode_;
   std::shared_ptr<TransportStats> stats_;
   std::string peer_;
@@ -113,6 +158,8 @@ class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
   bool close_after_writes_ = false;
   Status close_after_reason_;
   std::atomic<uint64_t> queued_bytes_{0};
+  const uint64_t max_queued_bytes_;
+  std::atomic<std::chrono::steady_clock::rep> last_activity_{0};
 
   std::atomic<bool> closed_{false};
   std::atomic<bool> broken_{false};

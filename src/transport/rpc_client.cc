@@ -63,6 +63,7 @@ Status WriteAll(int fd, const std::string& bytes, Clock::time_point deadline) {
   return Status::Ok();
 }
 
+// Reads one whole frame; `limits` are the handshake's, so every buffer here is small.
 Result<wire::Message> ReadFrameBlocking(int fd, const wire::Limits& limits, Clock::time_point deadline) {
   uint8_t header_bytes[wire::kHeaderBytes];
   DNND_RETURN_IF_ERROR(ReadExactly(fd, header_bytes, sizeof header_bytes, deadline));
@@ -140,13 +141,16 @@ Result<std::shared_ptr<FrameConnection>> RpcClient::Dial(Clock::time_point deadl
       last = Unavailable("cannot connect to " + address_ + ": " + ec.message());
       continue;
     }
-    // Handshake (docs/wire.md): HELLO in, HELLO_AUTH out, proof back.
-    DNND_ASSIGN_OR_RETURN(wire::Message hello, ReadFrameBlocking(fd, options_.limits, deadline));
+    // Handshake (docs/wire.md): HELLO in, HELLO_AUTH out, proof back. Until
+    // the server has proven the token, its frames are held to the same small
+    // limits a server applies to an unauthenticated client.
+    const wire::Limits handshake_limits = options_.limits.BeforeHandshake();
+    DNND_ASSIGN_OR_RETURN(wire::Message hello, ReadFrameBlocking(fd, handshake_limits, deadline));
     const std::string client_nonce = wire::RandomNonce();
     DNND_ASSIGN_OR_RETURN(wire::Message auth, wire::MakeHelloAuth(hello, options_.self, options_.token, client_nonce));
     DNND_ASSIGN_OR_RETURN(wire::EncodedFrame frame, wire::EncodeFrame(auth, options_.encode));
     DNND_RETURN_IF_ERROR(WriteAll(fd, wire::FlattenFrame(frame), deadline));
-    DNND_ASSIGN_OR_RETURN(wire::Message response, ReadFrameBlocking(fd, options_.limits, deadline));
+    DNND_ASSIGN_OR_RETURN(wire::Message response, ReadFrameBlocking(fd, handshake_limits, deadline));
     const std::string server_nonce = hello.fields.GetBytes("nonce").value();
     auto who = wire::VerifyHelloResponse(response, options_.token, client_nonce, server_nonce);
     if (!who.ok()) return who.status().WithContext(address_);

@@ -1,5 +1,7 @@
 #include "transport/rpc_server.h"
 
+#include <sys/socket.h>
+
 #include <future>
 
 #include "core/config.h"
@@ -9,6 +11,11 @@
 #include "transport/secrets.h"
 
 namespace dnnd::rpc {
+
+namespace {
+// How long the accept loop rests after accept() fails (as src/transport/http.cc does).
+constexpr std::chrono::milliseconds kAcceptPause{50};
+}  // namespace
 
 // ---------------------------------------------------------------------------
 // IoThreads
@@ -84,6 +91,7 @@ struct Responder::State {
   wire::Message header;  // type and id of the request
   PeerInfo peer;
   std::shared_ptr<InflightTracker> tracker;
+  std::shared_ptr<std::atomic<int64_t>> session_inflight;
   std::string route;
   RouteMetrics* metrics = nullptr;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
@@ -107,6 +115,7 @@ struct Responder::State {
       }
     }
     if (metrics) metrics->Record(code, start);
+    if (session_inflight) session_inflight->fetch_sub(1);
     tracker->End(error);
   }
 
@@ -133,6 +142,9 @@ Result<RpcServerOptions> RpcServerOptions::FromConfig(const Config& config, std:
   o.io_threads = static_cast<int>(config.GetInt("transport.io_threads"));
   o.handler_threads = static_cast<int>(config.GetInt("transport.handler_threads"));
   o.hello_timeout = std::chrono::milliseconds(config.GetInt("transport.hello_timeout_ms"));
+  o.max_connections = static_cast<size_t>(config.GetInt("transport.max_connections"));
+  o.idle_timeout = std::chrono::milliseconds(config.GetInt("transport.idle_timeout_ms"));
+  o.max_queued_bytes = static_cast<uint64_t>(config.GetInt("transport.max_queued_bytes"));
   DNND_ASSIGN_OR_RETURN(o.token, wire::LoadTransportToken(config));
   DNND_RETURN_IF_ERROR(wire::CheckListenSecurity(config, o.listen, o.self.role + " wire listener", !o.token.empty()));
   return o;
@@ -146,8 +158,12 @@ struct RpcServer::Session {
   std::shared_ptr<FrameConnection> connection;
   std::string server_nonce;
   PeerInfo peer;
-  std::atomic<bool> authenticated{false};  // set on the strand, read by the timer
-  std::unique_ptr<asio::steady_timer> hello_timer;
+  std::atomic<bool> authenticated{false};
+  // The handshake deadline, then the idle deadline; used only on the
+  // connection's strand.
+  std::unique_ptr<asio::steady_timer> timer;
+  // Requests dispatched and not yet answered (shared with their Responders).
+  std::shared_ptr<std::atomic<int64_t>> inflight = std::make_shared<std::atomic<int64_t>>(0);
 };
 
 RpcServer::RpcServer(RpcServerOptions options)
@@ -208,18 +224,60 @@ void RpcServer::Accept() {
   acceptor_->async_accept(asio::make_strand(io_->context()), [this](const boost::system::error_code& ec,
                                                                    tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
-    if (!ec) OnAccepted(std::move(socket));
-    else Log(LogLevel::kWarn, "rpc", "accept failed", {{"error", ec.message()}});
-    Accept();
+    if (!ec) {
+      OnAccepted(std::move(socket));
+      Accept();
+      return;
+    }
+    // EMFILE and friends: the connection stays in the backlog, so accepting
+    // again at once would spin (and log) as fast as the CPU allows. Pause,
+    // and say so at most once a second.
+    if (uint64_t held_back = 0; accept_errors_log_.Allow(&held_back))
+      Log(LogLevel::kWarn, "rpc", "accept failed; pausing the accept loop",
+          {{"address", address()}, {"error", ec.message()}, {"pause_ms", static_cast<int64_t>(kAcceptPause.count())},
+           {"failures_not_logged", static_cast<int64_t>(held_back)}});
+    auto timer = std::make_shared<asio::steady_timer>(acceptor_->get_executor(), kAcceptPause);
+    timer->async_wait([this, timer](const boost::system::error_code& e) {
+      if (!e && acceptor_->is_open()) Accept();
+    });
   });
+}
+
+void RpcServer::Refuse(tcp::socket socket, size_t open) {
+  refused_connections_++;
+  const Status why = ResourceExhausted("server " + address() + " already has " + std::to_string(open) +
+                                       " connections, its transport.max_connections; try again later");
+  if (uint64_t held_back = 0; refused_log_.Allow(&held_back))
+    Log(LogLevel::kWarn, "rpc", "refused connection over the connection cap",
+        {{"address", address()}, {"max_connections", static_cast<int64_t>(options_.max_connections)},
+         {"refusals_not_logged", static_cast<int64_t>(held_back)}});
+  // In place of the HELLO, so a dnnd client reports the reason (and retries
+  // with backoff). One small non-blocking write; what the kernel does not
+  // take is dropped with the connection.
+  auto frame = wire::EncodeFrame(wire::Message::ErrorTo(wire::type::kHello, 0, why));
+  if (frame.ok()) {
+    const std::string bytes = wire::FlattenFrame(frame.value());
+    (void)::send(socket.native_handle(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+  boost::system::error_code ec;
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  socket.close(ec);
 }
 
 void RpcServer::OnAccepted(tcp::socket socket) {
   accepted_++;
   static Gauge& open_connections = DefaultMetrics().Gauge("dnnd_rpc_connections", "Open wire-protocol server connections");
+  size_t open;
+  {
+    std::lock_guard lock(mu_);
+    if (draining_) return;  // the socket closes here
+    open = sessions_.size();  // only closes change it meanwhile: accepts are one at a time
+  }
+  if (open >= options_.max_connections) return Refuse(std::move(socket), open);
   auto session = std::make_shared<Session>();
-  session->connection =
-      std::make_shared<FrameConnection>(std::move(socket), options_.limits, options_.encode, transport_stats_);
+  // Until the peer proves the token it may send one small HELLO_AUTH, nothing more.
+  session->connection = std::make_shared<FrameConnection>(std::move(socket), options_.limits.BeforeHandshake(),
+                                                          options_.encode, transport_stats_, options_.max_queued_bytes);
   session->peer.address = session->connection->peer();
   session->server_nonce = wire::RandomNonce();
   {
@@ -236,27 +294,54 @@ void RpcServer::OnAccepted(tcp::socket socket) {
   callbacks.on_close = [this, weak](const Status& reason) {
     auto s = weak.lock();
     if (!s) return;
-    if (s->hello_timer) s->hello_timer->cancel();
+    s->timer->cancel();  // on the connection's strand, like every use of the timer
     Log(LogLevel::kDebug, "rpc", "connection closed", {{"peer", s->peer.address}, {"reason", reason.ToString()}});
     open_connections.Dec();
     std::lock_guard lock(mu_);
     sessions_.erase(s);
   };
-  session->hello_timer = std::make_unique<asio::steady_timer>(io_->context(), options_.hello_timeout);
-  session->hello_timer->async_wait([this, weak](const boost::system::error_code& ec) {
-    auto s = weak.lock();
-    if (ec || !s) return;
-    if (!s->authenticated) {
-      handshake_failures_++;
-      DefaultMetrics().Counter("dnnd_rpc_handshake_failures_total", "Connections refused in the HELLO handshake",
-                               {{"reason", "DeadlineExceeded"}}).Inc();
-      Log(LogLevel::kWarn, "rpc", "refused connection: no HELLO_AUTH within the handshake timeout",
-          {{"peer", s->peer.address}});
-      s->connection->Close(DeadlineExceeded("handshake timeout"));
-    }
-  });
+  session->timer = std::make_unique<asio::steady_timer>(session->connection->strand());
+  ArmHandshakeDeadline(session);
   session->connection->Start(std::move(callbacks));
   (void)session->connection->Send(wire::MakeHello(options_.self, session->server_nonce));
+}
+
+void RpcServer::ArmHandshakeDeadline(const std::shared_ptr<Session>& session) {
+  std::weak_ptr<Session> weak = session;
+  session->timer->expires_after(options_.hello_timeout);
+  session->timer->async_wait([this, weak](const boost::system::error_code& ec) {
+    auto s = weak.lock();
+    if (ec || !s || s->authenticated) return;
+    handshake_failures_++;
+    DefaultMetrics().Counter("dnnd_rpc_handshake_failures_total", "Connections refused in the HELLO handshake",
+                             {{"reason", "DeadlineExceeded"}}).Inc();
+    if (uint64_t held_back = 0; handshake_log_.Allow(&held_back))
+      Log(LogLevel::kWarn, "rpc", "refused connection: no HELLO_AUTH within the handshake timeout",
+          {{"peer", s->peer.address}, {"refusals_not_logged", static_cast<int64_t>(held_back)}});
+    s->connection->Close(DeadlineExceeded("no HELLO_AUTH within transport.hello_timeout_ms (" +
+                                          std::to_string(options_.hello_timeout.count()) + " ms)"));
+  });
+}
+
+void RpcServer::ArmIdleDeadline(const std::shared_ptr<Session>& session, std::chrono::steady_clock::time_point at) {
+  std::weak_ptr<Session> weak = session;
+  session->timer->expires_at(at);
+  session->timer->async_wait([this, weak](const boost::system::error_code& ec) {
+    auto s = weak.lock();
+    if (ec || !s || s->connection->closed()) return;
+    const auto now = std::chrono::steady_clock::now();
+    // A request still being handled (a sync barrier, a long computation) is
+    // not idleness: look again a whole period later.
+    if (s->inflight->load() > 0) return ArmIdleDeadline(s, now + options_.idle_timeout);
+    const auto due = s->connection->last_activity() + options_.idle_timeout;
+    if (now < due) return ArmIdleDeadline(s, due);
+    idle_closed_++;
+    Log(LogLevel::kInfo, "rpc", "closing an idle connection",
+        {{"peer", s->peer.address}, {"node", s->peer.identity.node},
+         {"idle_timeout_ms", static_cast<int64_t>(options_.idle_timeout.count())}});
+    s->connection->Close(DeadlineExceeded("no traffic for transport.idle_timeout_ms (" +
+                                          std::to_string(options_.idle_timeout.count()) + " ms)"));
+  });
 }
 
 void RpcServer::OnMessage(const std::shared_ptr<Session>& session, wire::Message message) {
@@ -267,13 +352,17 @@ void RpcServer::OnMessage(const std::shared_ptr<Session>& session, wire::Message
       handshake_failures_++;
       DefaultMetrics().Counter("dnnd_rpc_handshake_failures_total", "Connections refused in the HELLO handshake",
                                {{"reason", StatusCodeName(who.status().code())}}).Inc();
-      Log(LogLevel::kWarn, "rpc", "refused connection", {{"peer", session->peer.address}, {"reason", who.status().ToString()}});
+      if (uint64_t held_back = 0; handshake_log_.Allow(&held_back))
+        Log(LogLevel::kWarn, "rpc", "refused connection",
+            {{"peer", session->peer.address}, {"reason", who.status().ToString()},
+             {"refusals_not_logged", static_cast<int64_t>(held_back)}});
       (void)session->connection->Send(wire::Message::ErrorTo(message, who.status()));
       session->connection->CloseAfterWrites(who.status());
       return;
     }
     session->authenticated = true;
-    session->hello_timer->cancel();
+    session->connection->UseLimits(options_.limits);  // on the strand: applies from the next frame
+    ArmIdleDeadline(session, std::chrono::steady_clock::now() + options_.idle_timeout);
     session->peer.identity = who.value();
     (void)session->connection->Send(response);
     Log(LogLevel::kDebug, "rpc", "peer authenticated",
@@ -301,6 +390,8 @@ void RpcServer::Dispatch(const std::shared_ptr<Session>& session, wire::Message 
   state->header.request_id = message.request_id;
   state->peer = session->peer;
   state->tracker = tracker_;
+  state->session_inflight = session->inflight;
+  session->inflight->fetch_add(1);
   tracker_->Begin();
 
   if (type == wire::type::kPing) {  // built in: echo fields and tensors
@@ -377,6 +468,9 @@ RpcServer::Stats RpcServer::stats() const {
   }
   s.accepted = accepted_;
   s.handshake_failures = handshake_failures_;
+  s.refused_connections = refused_connections_;
+  s.idle_closed = idle_closed_;
+  s.slow_readers = transport_stats_->slow_readers;
   s.requests = requests_;
   s.request_errors = tracker_->errors + request_errors_;
   s.bad_frames = transport_stats_->bad_frames;

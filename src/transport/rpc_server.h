@@ -15,6 +15,16 @@
 // or blocks). A handler can also keep its Responder and answer later, e.g. a
 // synchronous parameter server that replies to all workers once the last
 // gradient of a step has arrived.
+//
+// Doors (docs/wire.md, "Limits"): a connection is read with
+// Limits::BeforeHandshake() until its HELLO_AUTH is verified, so an
+// unauthenticated peer can make the server hold one small frame and nothing
+// else; at most `max_connections` are open at once (more are answered with a
+// ResourceExhausted error frame and closed); an authenticated connection with
+// nothing in flight and no bytes moving for `idle_timeout` is closed; a peer
+// that does not read its responses is disconnected (`max_queued_bytes`);
+// accept() failures (the descriptor limit) pause the accept loop and are
+// logged at most once a second.
 #pragma once
 
 #include <atomic>
@@ -92,6 +102,9 @@ struct RpcServerOptions {
   int io_threads = 2;
   int handler_threads = 2;
   std::chrono::milliseconds hello_timeout{5000};
+  size_t max_connections = 1024;
+  std::chrono::milliseconds idle_timeout{600000};
+  uint64_t max_queued_bytes = uint64_t{1} << 30;
 
   // From [transport] of a validated config; `listen` and `self` are the
   // role's. Reads transport.token_file if set.
@@ -108,6 +121,9 @@ class RpcServer {
     uint64_t connections = 0;        // open now
     uint64_t accepted = 0;           // since start
     uint64_t handshake_failures = 0;
+    uint64_t refused_connections = 0;  // over max_connections
+    uint64_t idle_closed = 0;          // closed after idle_timeout
+    uint64_t slow_readers = 0;         // closed for passing max_queued_bytes
     uint64_t requests = 0;
     uint64_t request_errors = 0;     // requests answered with an error frame
     uint64_t bad_frames = 0;
@@ -150,6 +166,12 @@ class RpcServer {
 
   void Accept();
   void OnAccepted(tcp::socket socket);
+  // Answers a connection over max_connections with an error frame and closes it.
+  void Refuse(tcp::socket socket, size_t open);
+  // Arms the session's timer for the handshake deadline or, once
+  // authenticated, for the idle deadline.
+  void ArmHandshakeDeadline(const std::shared_ptr<Session>& session);
+  void ArmIdleDeadline(const std::shared_ptr<Session>& session, std::chrono::steady_clock::time_point at);
   void OnMessage(const std::shared_ptr<Session>& session, wire::Message message);
   void Dispatch(const std::shared_ptr<Session>& session, wire::Message message);
 
@@ -169,6 +191,8 @@ class RpcServer {
   bool stopped_ = false;
 
   std::atomic<uint64_t> accepted_{0}, handshake_failures_{0}, requests_{0}, request_errors_{0};
+  std::atomic<uint64_t> refused_connections_{0}, idle_closed_{0};
+  LogThrottle accept_errors_log_, refused_log_, handshake_log_;
 };
 
 }  // namespace dnnd::rpc

@@ -143,6 +143,21 @@ Limits Limits::FromConfig(const Config& config) {
   l.max_metadata_bytes = static_cast<uint32_t>(config.GetInt("transport.max_metadata_bytes"));
   l.max_tensor_bytes = static_cast<uint64_t>(config.GetInt("transport.max_tensor_bytes"));
   l.max_tensors = static_cast<uint32_t>(config.GetInt("transport.max_tensors"));
+  l.max_fields = static_cast<uint32_t>(config.GetInt("transport.max_fields"));
+  l.max_decoded_bytes = static_cast<uint64_t>(config.GetInt("transport.max_decoded_bytes"));
+  l.max_hello_bytes = static_cast<uint32_t>(config.GetInt("transport.max_hello_bytes"));
+  return l;
+}
+
+Limits Limits::BeforeHandshake() const {
+  Limits l = *this;
+  l.max_frame_bytes = max_hello_bytes;
+  l.max_metadata_bytes = max_hello_bytes;
+  l.max_tensor_bytes = 0;
+  l.max_tensors = 0;
+  l.max_fields = std::min(max_fields, kHandshakeMaxFields);
+  l.max_decoded_bytes = 0;
+  l.before_handshake = true;
   return l;
 }
 
@@ -195,14 +210,25 @@ Result<FrameHeader> ParseHeader(const uint8_t* p, const Limits& limits) {
   if (h.metadata_len > h.body_len)
     return Corruption("metadata length " + std::to_string(h.metadata_len) + " exceeds body length " +
                       std::to_string(h.body_len));
+  if (limits.before_handshake) {
+    // Checked first, so an unauthenticated peer learns the one rule it broke.
+    if (h.body_len > limits.max_frame_bytes - std::min<uint64_t>(limits.max_frame_bytes, kHeaderBytes))
+      return ResourceExhausted("frame of " + std::to_string(h.body_len) + " body bytes before the handshake exceeds "
+                               "transport.max_hello_bytes " + std::to_string(limits.max_frame_bytes) +
+                               " (only a small HELLO_AUTH is accepted from a peer not yet authenticated)");
+    if (h.tensor_count > 0)
+      return PermissionDenied(std::to_string(h.tensor_count) + " tensors before the handshake: a peer not yet "
+                              "authenticated may send only HELLO_AUTH, which has none");
+  }
   if (h.body_len > limits.max_frame_bytes - std::min<uint64_t>(limits.max_frame_bytes, kHeaderBytes))
-    return ResourceExhausted("frame of " + std::to_string(h.body_len) + " body bytes exceeds max_frame_bytes " +
+    return ResourceExhausted("frame of " + std::to_string(h.body_len) + " body bytes exceeds transport.max_frame_bytes " +
                              std::to_string(limits.max_frame_bytes));
   if (h.metadata_len > limits.max_metadata_bytes)
-    return ResourceExhausted("metadata of " + std::to_string(h.metadata_len) + " bytes exceeds max_metadata_bytes " +
+    return ResourceExhausted("metadata of " + std::to_string(h.metadata_len) + " bytes exceeds " +
+                             (limits.before_handshake ? "transport.max_hello_bytes " : "transport.max_metadata_bytes ") +
                              std::to_string(limits.max_metadata_bytes));
   if (h.tensor_count > limits.max_tensors)
-    return ResourceExhausted(std::to_string(h.tensor_count) + " tensors exceed max_tensors " +
+    return ResourceExhausted(std::to_string(h.tensor_count) + " tensors exceed transport.max_tensors " +
                              std::to_string(limits.max_tensors));
   if (uint64_t{h.tensor_count} * kMinDescriptorBytes > h.metadata_len)
     return Corruption(std::to_string(h.tensor_count) + " tensors cannot fit in " + std::to_string(h.metadata_len) +
@@ -352,9 +378,10 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
   EncodedFrame f;
   const Limits& limits = options.limits;
   if (m.tensors.size() > limits.max_tensors)
-    return ResourceExhausted(std::to_string(m.tensors.size()) + " tensors exceed max_tensors");
-  if (m.fields.entries().size() > std::numeric_limits<uint16_t>::max())
-    return InvalidArgument("too many fields");
+    return ResourceExhausted(std::to_string(m.tensors.size()) + " tensors exceed transport.max_tensors");
+  if (m.fields.entries().size() > std::min<uint64_t>(limits.max_fields, std::numeric_limits<uint16_t>::max()))
+    return ResourceExhausted(std::to_string(m.fields.entries().size()) + " fields exceed transport.max_fields " +
+                             std::to_string(limits.max_fields));
 
   // Exact metadata size first, so the head is one allocation written once.
   size_t metadata_len = 2;
@@ -369,7 +396,7 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
     metadata_len += 2 + t.name.size() + 4 + 8 * t.shape.size() + 24;
   }
   if (metadata_len > limits.max_metadata_bytes)
-    return ResourceExhausted("metadata of " + std::to_string(metadata_len) + " bytes exceeds max_metadata_bytes");
+    return ResourceExhausted("metadata of " + std::to_string(metadata_len) + " bytes exceeds transport.max_metadata_bytes");
   f.head_size_ = kHeaderBytes + metadata_len;
   f.head_.reset(new uint8_t[f.head_size_]);
   Writer head(f.head_.get() + kHeaderBytes);
@@ -396,7 +423,7 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
   std::vector<EncodedFrame::Part>& payload = f.parts_;
   payload.reserve(1 + 2 * m.tensors.size());
   payload.push_back({nullptr, 0});  // the head, filled in below
-  uint64_t offset = 0;
+  uint64_t offset = 0, decoded_total = 0;
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const WireTensor& t = m.tensors[i];
     const int64_t numel = t.numel();
@@ -406,7 +433,12 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
                              DTypeName(t.dtype));
     const uint64_t raw_len = static_cast<uint64_t>(numel) * DTypeSize(t.dtype);
     if (raw_len > limits.max_tensor_bytes)
-      return ResourceExhausted(At(i, t.name) + ": " + std::to_string(raw_len) + " bytes exceed max_tensor_bytes");
+      return ResourceExhausted(At(i, t.name) + ": " + std::to_string(raw_len) +
+                               " bytes exceed transport.max_tensor_bytes");
+    if (raw_len > limits.max_decoded_bytes - std::min(limits.max_decoded_bytes, decoded_total))
+      return ResourceExhausted(At(i, t.name) + ": the frame's tensors exceed transport.max_decoded_bytes " +
+                               std::to_string(limits.max_decoded_bytes));
+    decoded_total += raw_len;
     if (raw_len > 0 && (!t.storage || t.byte_offset + raw_len > t.storage->bytes()))
       return InvalidArgument(At(i, t.name) + ": storage is smaller than the shape");
 
@@ -468,7 +500,7 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
   f.header_.body_len = metadata_len + offset;
   if (kHeaderBytes + f.header_.body_len > limits.max_frame_bytes)
     return ResourceExhausted("frame of " + std::to_string(kHeaderBytes + f.header_.body_len) +
-                             " bytes exceeds max_frame_bytes " + std::to_string(limits.max_frame_bytes));
+                             " bytes exceeds transport.max_frame_bytes " + std::to_string(limits.max_frame_bytes));
   WriteHeader(f.header_, f.head_.get());
   f.parts_[0] = {f.head_.get(), f.head_size_};
   f.total_ = kHeaderBytes + f.header_.body_len;
@@ -494,24 +526,32 @@ Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& he
   };
   uint16_t field_count;
   if (!r.Read(&field_count)) return truncated("the field count");
+  if (field_count > limits.max_fields)
+    return ResourceExhausted(std::to_string(field_count) + " fields exceed " +
+                             (limits.before_handshake ? "the " + std::to_string(limits.max_fields) +
+                                                            " allowed before the handshake"
+                                                      : "transport.max_fields " + std::to_string(limits.max_fields)));
+  // Appended as read (Fields::Set would search the fields so far: quadratic);
+  // uniqueness is checked once all are in.
+  auto& entries = md.fields.entries_;
+  entries.reserve(field_count);
   for (uint16_t i = 0; i < field_count; ++i) {
     uint8_t key_len, kind;
     std::string key;
     if (!r.Read(&key_len) || !r.ReadString(key_len, &key)) return truncated("field " + std::to_string(i));
     if (!ValidKey(key)) return Corruption("field " + std::to_string(i) + " has an invalid key");
-    if (md.fields.Has(key)) return Corruption("field '" + key + "' appears twice");
     if (!r.Read(&kind)) return truncated("field '" + key + "'");
     switch (kind) {
       case kKindInt: {
         int64_t v;
         if (!r.Read(&v)) return truncated("field '" + key + "'");
-        md.fields.SetInt(key, v);
+        entries.emplace_back(std::move(key), Fields::Value(v));
         break;
       }
       case kKindFloat: {
         double v;
         if (!r.Read(&v)) return truncated("field '" + key + "'");
-        md.fields.SetFloat(key, v);
+        entries.emplace_back(std::move(key), Fields::Value(v));
         break;
       }
       case kKindString:
@@ -521,17 +561,25 @@ Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& he
         // ReadString checks n against the bytes actually present, so a bogus
         // length cannot allocate more than the metadata already received.
         if (!r.Read(&n) || !r.ReadString(n, &s)) return truncated("field '" + key + "'");
-        if (kind == kKindString) md.fields.SetString(key, std::move(s));
-        else md.fields.SetBytes(key, std::move(s));
+        if (kind == kKindString) entries.emplace_back(std::move(key), Fields::Value(std::move(s)));
+        else entries.emplace_back(std::move(key), Fields::Value(Fields::Bytes{std::move(s)}));
         break;
       }
       default:
         return Corruption("field '" + key + "' has unknown kind " + std::to_string(kind));
     }
   }
+  if (entries.size() > 1) {
+    std::vector<std::string_view> keys;
+    keys.reserve(entries.size());
+    for (const auto& e : entries) keys.emplace_back(e.first);
+    std::sort(keys.begin(), keys.end());
+    if (auto twice = std::adjacent_find(keys.begin(), keys.end()); twice != keys.end())
+      return Corruption("field '" + std::string(*twice) + "' appears twice");
+  }
 
   const uint64_t payload_len = header.payload_len();
-  uint64_t end_of_previous = 0, encoded_total = 0;
+  uint64_t end_of_previous = 0, encoded_total = 0, decoded_total = 0;
   md.tensors.resize(header.tensor_count);  // bounded by metadata_len / 24 in ParseHeader
   for (uint32_t i = 0; i < header.tensor_count; ++i) {
     TensorDescriptor& d = md.tensors[i];
@@ -565,7 +613,13 @@ Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& he
                         ShapeToString(d.shape) + " of " + DTypeName(d.dtype));
     if (d.raw_len > limits.max_tensor_bytes)
       return ResourceExhausted(At(i, d.name) + ": " + std::to_string(d.raw_len) +
-                               " bytes exceed max_tensor_bytes " + std::to_string(limits.max_tensor_bytes));
+                               " bytes exceed transport.max_tensor_bytes " + std::to_string(limits.max_tensor_bytes));
+    // Decoding allocates raw_len per encoded tensor: the frame's total is
+    // bounded too, however well its payload compresses.
+    if (d.raw_len > limits.max_decoded_bytes - decoded_total)
+      return ResourceExhausted(At(i, d.name) + ": the frame's tensors decode to more than transport.max_decoded_bytes " +
+                               std::to_string(limits.max_decoded_bytes));
+    decoded_total += d.raw_len;
     if (d.raw_len == 0 && (d.codec != Codec::kNone || d.encoded_len != 0))
       return Corruption(At(i, d.name) + ": an empty tensor must have codec none and no payload bytes");
     switch (d.codec) {
@@ -620,11 +674,19 @@ Result<Message> AssembleMessage(const FrameHeader& header, ParsedMetadata md, st
       t.byte_offset = d.offset;
     } else {
       const uint8_t* src = base + d.offset;
-      t.storage = Storage::Allocate(d.raw_len);
+      // A zstd frame must declare exactly raw_len before a byte is allocated for it.
+      if (d.codec == Codec::kShuffleZstd)
+        if (Status s = ShuffleZstdCheck(src, d.encoded_len, d.raw_len); !s.ok()) return s.WithContext(At(i, t.name));
+      std::shared_ptr<Storage> scratch;
+      try {
+        t.storage = Storage::Allocate(d.raw_len);
+        if (d.codec == Codec::kShuffleZstd) scratch = Storage::Allocate(d.raw_len);
+      } catch (const std::bad_alloc&) {
+        return ResourceExhausted(At(i, t.name) + ": cannot allocate " + std::to_string(d.raw_len) + " decoded bytes");
+      }
       uint8_t* dst = static_cast<uint8_t*>(t.storage->data());
       const size_t numel = d.raw_len / DTypeSize(d.dtype);
       if (d.codec == Codec::kShuffleZstd) {
-        auto scratch = Storage::Allocate(d.raw_len);
         Status s = ShuffleZstdDecode(src, d.encoded_len, DTypeSize(d.dtype),
                                      static_cast<uint8_t*>(scratch->data()), dst, d.raw_len);
         if (!s.ok()) return s.WithContext(At(i, t.name));
@@ -649,7 +711,11 @@ Result<Message> DecodeFrame(const uint8_t* data, size_t size, const Limits& limi
   DNND_ASSIGN_OR_RETURN(ParsedMetadata md, ParseMetadata(data + kHeaderBytes, header, limits));
   std::shared_ptr<Storage> payload;
   if (const uint64_t n = header.payload_len()) {
-    payload = Storage::Allocate(n);
+    try {
+      payload = Storage::Allocate(n);
+    } catch (const std::bad_alloc&) {
+      return ResourceExhausted("cannot allocate " + std::to_string(n) + " payload bytes");
+    }
     std::memcpy(payload->data(), data + kHeaderBytes + header.metadata_len, n);
   }
   return AssembleMessage(header, std::move(md), std::move(payload));

@@ -66,15 +66,34 @@ const char* CodecName(Codec codec);
 // "none", "zstd", "bf16", "f16" (config spelling) -> Codec.
 Result<Codec> ParseCodec(std::string_view name);
 
+// Most fields a frame may carry before the handshake (HELLO_AUTH has 5, an
+// error frame 2).
+inline constexpr uint32_t kHandshakeMaxFields = 16;
+
 // Sizes a receiver accepts; everything is checked before it is allocated.
+// Each one is a [transport] setting, and a refusal names it.
 struct Limits {
   uint64_t max_frame_bytes = uint64_t{2} << 30;
   uint32_t max_metadata_bytes = 1u << 20;
   uint64_t max_tensor_bytes = uint64_t{1} << 30;
   uint32_t max_tensors = 65536;
+  uint32_t max_fields = 1024;
+  // Sum of the tensors' decoded (raw) lengths in one frame: bounds what
+  // decompression may allocate, whatever the payload's size.
+  uint64_t max_decoded_bytes = uint64_t{2} << 30;
+  // Largest frame accepted from a peer that has not proven the token yet
+  // (see BeforeHandshake()).
+  uint32_t max_hello_bytes = 8192;
+  // Set by BeforeHandshake(): refusals then say that only a small HELLO is
+  // accepted before the handshake.
+  bool before_handshake = false;
 
   // From the [transport] section of a validated config.
   static Limits FromConfig(const Config& config);
+  // What an unauthenticated peer may send: one frame of at most
+  // max_hello_bytes, at most kHandshakeMaxFields fields, no tensors (so
+  // nothing to decompress and nothing allocated beyond max_hello_bytes).
+  Limits BeforeHandshake() const;
 };
 
 struct FrameHeader {
@@ -95,8 +114,12 @@ void WriteHeader(const FrameHeader& header, uint8_t out[kHeaderBytes]);
 // otherwise unparsed, so the caller can answer with an error frame.
 Result<FrameHeader> ParseHeader(const uint8_t* bytes, const Limits& limits);
 
+struct ParsedMetadata;
+
 // Named message fields: int64, float64, string or bytes values. A message has
-// a handful of them, so a flat vector beats a map.
+// a handful of them, so a flat vector beats a map; lookups are linear, which
+// is why a received frame's field count is capped (Limits::max_fields) and
+// ParseMetadata checks uniqueness by sorting, not by a lookup per field.
 class Fields {
  public:
   struct Bytes {
@@ -123,6 +146,9 @@ class Fields {
   bool operator==(const Fields&) const = default;
 
  private:
+  // Builds the fields straight from the wire, uniqueness checked once.
+  friend Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& header,
+                                              const Limits& limits);
   void Set(std::string_view key, Value v);
   const Value* Find(std::string_view key) const;
   std::vector<std::pair<std::string, Value>> entries_;
@@ -231,13 +257,17 @@ struct ParsedMetadata {
 };
 
 // Parses exactly `header.metadata_len` bytes at `bytes`, checking every field
-// and descriptor (docs/wire.md, "Metadata") before the payload is allocated.
+// and descriptor (docs/wire.md, "Metadata") before the payload is allocated:
+// the field count against max_fields, key uniqueness in O(n log n), each
+// tensor against max_tensor_bytes and their sum against max_decoded_bytes.
 Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& header,
                                      const Limits& limits);
 
 // Builds the message from a received payload (header.payload_len() bytes in
 // `payload`, 64-byte aligned). kNone tensors are views of `payload`; encoded
-// ones are decoded into pooled buffers.
+// ones are decoded into pooled buffers. A zstd frame's declared content size
+// is checked against the descriptor before its buffer is allocated, and an
+// allocation failure is a ResourceExhausted error, never an exception.
 Result<Message> AssembleMessage(const FrameHeader& header, ParsedMetadata metadata,
                                 std::shared_ptr<Storage> payload);
 

@@ -14,13 +14,17 @@ namespace {
 
 // Small limits keep the fuzzer fast and prove every size is checked against
 // them before allocation (ASan would flag a 2^63-byte attempt; the RSS limit a
-// merely huge one).
+// merely huge one). Metadata and fields are allowed up to what a 1 MiB input
+// can hold, so the cost of parsing many fields is exercised (-timeout flags a
+// quadratic parse).
 dnnd::wire::Limits FuzzLimits() {
   dnnd::wire::Limits l;
   l.max_frame_bytes = 1 << 20;
-  l.max_metadata_bytes = 64 << 10;
+  l.max_metadata_bytes = 1 << 20;
   l.max_tensor_bytes = 1 << 20;
   l.max_tensors = 64;
+  l.max_fields = 65535;
+  l.max_decoded_bytes = 4 << 20;
   return l;
 }
 
@@ -37,6 +41,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dnnd::wire;
   const Limits limits = FuzzLimits();
   if (size >= kHeaderBytes) (void)ParseHeader(data, limits);
+  // What an unauthenticated peer's frame meets: anything decoded under these
+  // limits is small and has no tensors.
+  const Limits before = limits.BeforeHandshake();
+  if (auto hello = DecodeFrame(data, size, before); hello.ok())
+    Check(size <= before.max_frame_bytes && hello.value().tensors.empty() &&
+              hello.value().fields.entries().size() <= kHandshakeMaxFields,
+          "a frame over the handshake limits decoded before the handshake");
   auto message = DecodeFrame(data, size, limits);
   if (!message.ok()) return 0;
   const Message& m = message.value();

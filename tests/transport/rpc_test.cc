@@ -9,88 +9,14 @@
 #include <thread>
 
 #include "core/config.h"
-#include "transport/hello.h"
-#include "transport/rpc_client.h"
-#include "transport/rpc_server.h"
+#include "rpc_fixture.h"
+#include "wire_peer.h"
 
 namespace dnnd::rpc {
 namespace {
 
 using namespace std::chrono_literals;
-constexpr uint16_t kAdd = 0x0F01, kSlow = 0x0F02, kHold = 0x0F03;
-
-RpcServerOptions ServerOptions(std::string token = "tok") {
-  RpcServerOptions o;
-  o.listen = "127.0.0.1:0";
-  o.self = {"test-server", "srv"};
-  o.token = std::move(token);
-  o.hello_timeout = 2000ms;
-  return o;
-}
-
-RpcClientOptions ClientOptions(std::string token = "tok") {
-  RpcClientOptions o;
-  o.self = {"worker", "w0"};
-  o.token = std::move(token);
-  o.default_timeout = 5000ms;
-  o.backoff_initial = 20ms;
-  o.backoff_max = 200ms;
-  return o;
-}
-
-wire::Message Request(uint16_t type) {
-  wire::Message m;
-  m.type = type;
-  return m;
-}
-
-// A server with an adder (pool), a handler that answers after `ms` (inline,
-// keeping its Responder), and one that parks its Responder until released.
-struct TestServer {
-  explicit TestServer(RpcServerOptions options = ServerOptions()) : server(options) {
-    server.Handle(kAdd, "add", RpcServer::SimpleHandler([](const wire::Message& req, const PeerInfo& peer)
-                                                            -> Result<wire::Message> {
-      DNND_ASSIGN_OR_RETURN(int64_t a, req.fields.GetInt("a"));
-      DNND_ASSIGN_OR_RETURN(int64_t b, req.fields.GetInt("b"));
-      wire::Message r;
-      r.fields.SetInt("sum", a + b);
-      r.fields.SetString("caller", peer.identity.node);
-      return r;
-    }));
-    server.Handle(kSlow, "slow", RpcServer::Handler([](wire::Message req, Responder responder) {
-      const int64_t ms = req.fields.IntOr("ms", 0);
-      std::thread([ms, responder]() mutable {
-        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-        wire::Message r;
-        r.fields.SetInt("ms", ms);
-        responder.Send(std::move(r));
-      }).detach();
-    }), RpcServer::Execution::kInline);
-    server.Handle(kHold, "hold", RpcServer::Handler([this](wire::Message, Responder responder) {
-      std::lock_guard lock(mu);
-      held.push_back(responder);
-    }), RpcServer::Execution::kInline);
-    Status s = server.Start();
-    EXPECT_TRUE(s.ok()) << s.ToString();
-  }
-  void ReleaseAll() {
-    std::vector<Responder> r;
-    {
-      std::lock_guard lock(mu);
-      r.swap(held);
-    }
-    for (auto& x : r) x.Send(wire::Message{});
-  }
-  size_t held_count() {
-    std::lock_guard lock(mu);
-    return held.size();
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(server.port()); }
-
-  RpcServer server;
-  std::mutex mu;
-  std::vector<Responder> held;
-};
+using wire_test::RawPeer;
 
 TEST(Rpc, CallsAHandlerAndEchoesTensorsWithPing) {
   TestServer ts;
@@ -259,58 +185,6 @@ TEST(Rpc, StopFinishesInFlightRequestsAndRefusesNewOnes) {
 
 // --- hostile peers ----------------------------------------------------------------
 
-// A blocking raw TCP peer that can complete the handshake by hand.
-class RawPeer {
- public:
-  explicit RawPeer(uint16_t port) : socket_(io_) {
-    socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
-  }
-  Result<wire::Message> ReadFrame() {
-    uint8_t h[wire::kHeaderBytes];
-    boost::system::error_code ec;
-    boost::asio::read(socket_, boost::asio::buffer(h), ec);
-    if (ec) return Unavailable(ec.message());
-    auto header = wire::ParseHeader(h, {});
-    if (!header.ok()) return header.status();
-    std::string rest(header.value().body_len, '\0');
-    boost::asio::read(socket_, boost::asio::buffer(rest), ec);
-    if (ec) return Unavailable(ec.message());
-    std::string all(reinterpret_cast<char*>(h), sizeof h);
-    all += rest;
-    return wire::DecodeFrame(reinterpret_cast<const uint8_t*>(all.data()), all.size());
-  }
-  void Write(const std::string& bytes) { boost::asio::write(socket_, boost::asio::buffer(bytes)); }
-  void Handshake(const std::string& token) {
-    auto hello = ReadFrame();
-    ASSERT_TRUE(hello.ok());
-    const std::string nc = wire::RandomNonce();
-    auto auth = wire::MakeHelloAuth(hello.value(), {"fuzzer", "raw"}, token, nc);
-    Write(wire::FlattenFrame(wire::EncodeFrame(auth.value()).value()));
-    auto ok = ReadFrame();
-    ASSERT_TRUE(ok.ok() && !ok.value().is_error());
-  }
-  // True once the server has closed the connection (read returns EOF/reset).
-  bool ClosedByServer() {
-    boost::system::error_code ec;
-    char c;
-    socket_.read_some(boost::asio::buffer(&c, 1), ec);
-    return ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset;
-  }
-
- private:
-  boost::asio::io_context io_;
-  boost::asio::ip::tcp::socket socket_;
-};
-
-void ExpectServing(RpcClient& client) {
-  wire::Message add = Request(kAdd);
-  add.fields.SetInt("a", 20);
-  add.fields.SetInt("b", 22);
-  auto r = client.Call(add, 2000ms);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(r.value().fields.GetInt("sum").value(), 42);
-}
-
 TEST(RpcHostile, BadFramesCloseOnlyTheirConnection) {
   TestServer ts;
   auto good = RpcClient::Create(ts.address(), ClientOptions());
@@ -330,7 +204,7 @@ TEST(RpcHostile, BadFramesCloseOnlyTheirConnection) {
 
   {  // authenticated, then a header declaring a 2^63-byte body
     RawPeer raw(ts.server.port());
-    raw.Handshake("tok");
+    ASSERT_TRUE(raw.Handshake("tok").ok());
     wire::FrameHeader h;
     h.type = wire::type::kPing;
     h.request_id = 9;
@@ -348,7 +222,7 @@ TEST(RpcHostile, BadFramesCloseOnlyTheirConnection) {
 
   {  // authenticated, then a frame of another protocol version
     RawPeer raw(ts.server.port());
-    raw.Handshake("tok");
+    ASSERT_TRUE(raw.Handshake("tok").ok());
     wire::Message ping = Request(wire::type::kPing);
     std::string frame = wire::FlattenFrame(wire::EncodeFrame(ping).value());
     frame[4] = 7;

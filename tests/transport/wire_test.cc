@@ -4,6 +4,8 @@
 // allocated.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <cstring>
@@ -15,6 +17,7 @@
 #include "transport/codec.h"
 #include "transport/hello.h"
 #include "transport/wire.h"
+#include "wire_peer.h"
 
 namespace dnnd::wire {
 namespace {
@@ -232,11 +235,14 @@ std::string Patched(size_t at, const void* value, size_t size) {
   return s;
 }
 
-void ExpectRefused(const std::string& frame, StatusCode code, const std::string& needle) {
-  auto d = Decode(frame);
+void ExpectRefusedWith(const std::string& frame, const Limits& limits, StatusCode code, const std::string& needle) {
+  auto d = Decode(frame, limits);
   ASSERT_FALSE(d.ok()) << "accepted a malformed frame (expected: " << needle << ")";
   EXPECT_EQ(d.status().code(), code) << d.status().ToString();
   EXPECT_NE(d.status().message().find(needle), std::string::npos) << d.status().ToString();
+}
+void ExpectRefused(const std::string& frame, StatusCode code, const std::string& needle) {
+  ExpectRefusedWith(frame, {}, code, needle);
 }
 
 TEST(WireMalformed, HeaderChecks) {
@@ -352,6 +358,76 @@ TEST(WireMalformed, ZstdNeverDecompressesPastTheDeclaredSize) {
   std::memcpy(frame.data() + dims_at, &dim, 8);
   std::memcpy(frame.data() + dims_at + 8, &raw, 8);
   ExpectRefused(frame, StatusCode::kCorruption, "declares 16384 bytes");
+}
+
+// Issue 15, finding 2: 65,535 fields once cost 12-16 s to parse (each one
+// looked up among the ones before it). Their count is capped, and even
+// allowed in full they parse in n log n.
+TEST(WireMalformed, ManyFieldsAreCappedAndNeverParsedQuadratically) {
+  const std::string many = wire_test::ManyFieldsFrame(type::kPing);
+  auto capped = Decode(many);
+  ASSERT_FALSE(capped.ok());
+  EXPECT_EQ(capped.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(capped.status().message(), "65535 fields exceed transport.max_fields 1024");
+
+  Limits all;
+  all.max_fields = 65535;
+  auto start = std::chrono::steady_clock::now();
+  auto parsed = Decode(many, all);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed.value().fields.entries().size(), 65535u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  // A duplicate (the last key repeats the first) is still found, as fast.
+  std::string dup = many;
+  std::memcpy(dup.data() + dup.size() - 9, "0000", 4);
+  start = std::chrono::steady_clock::now();
+  ExpectRefusedWith(dup, all, StatusCode::kCorruption, "field '0000' appears twice");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+}
+
+// Issue 15, finding 3: 8 zstd tensors declaring 1 GiB each (a 263 KB frame)
+// were inflated until std::bad_alloc aborted the process.
+TEST(WireMalformed, DecodedBytesAreCappedPerFrameBeforeAllocating) {
+  const auto before = GetBufferPoolStats();
+  ExpectRefused(wire_test::ZstdBombFrame(type::kPing), StatusCode::kResourceExhausted,
+                "tensor 2 ('bomb2'): the frame's tensors decode to more than transport.max_decoded_bytes 2147483648");
+  Limits tight;
+  tight.max_decoded_bytes = 3 << 20;
+  ExpectRefusedWith(wire_test::ZstdBombFrame(type::kPing, 4, 1 << 20), tight, StatusCode::kResourceExhausted,
+                    "tensor 3 ('bomb3')");
+  EXPECT_LE(GetBufferPoolStats().allocations, before.allocations + 1) << "at most the small payload buffer";
+  // The same frames within the limits are real zstd and decode to zeros.
+  tight.max_decoded_bytes = 4 << 20;
+  auto ok = Decode(wire_test::ZstdBombFrame(type::kPing, 4, 1 << 20), tight);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  const WireTensor& t = ok.value().tensors[3];
+  EXPECT_EQ(t.raw_bytes(), 1u << 20);
+  EXPECT_TRUE(std::all_of(t.data(), t.data() + t.raw_bytes(), [](uint8_t b) { return b == 0; }));
+}
+
+TEST(WireMalformed, ZstdContentSizeIsCheckedBeforeTheBufferIsAllocated) {
+  // One tensor of 1 GiB whose zstd frame declares 1 KiB.
+  std::string frame = wire_test::ZstdBombFrame(type::kPing, 1, uint64_t{1} << 30);
+  const uint64_t lie = 1024;
+  std::memcpy(frame.data() + frame.size() - wire_test::ZstdZerosFrame(uint64_t{1} << 30).size() + 5, &lie, 8);
+  const auto before = GetBufferPoolStats();
+  ExpectRefused(frame, StatusCode::kCorruption, "zstd frame declares 1024 bytes, descriptor says 1073741824");
+  EXPECT_LE(GetBufferPoolStats().allocations, before.allocations + 1) << "only the 32 KB payload";
+}
+
+TEST(WireMalformed, BeforeTheHandshakeOnlyASmallFrameWithoutTensors) {
+  const Limits before = Limits{}.BeforeHandshake();
+  ExpectRefusedWith(wire_test::ManyFieldsFrame(type::kHelloAuth), before, StatusCode::kResourceExhausted,
+                    "before the handshake exceeds transport.max_hello_bytes 8192");
+  ExpectRefusedWith(wire_test::ManyFieldsFrame(type::kHelloAuth, 17), before, StatusCode::kResourceExhausted,
+                    "17 fields exceed the 16 allowed before the handshake");
+  ExpectRefusedWith(wire_test::ZstdBombFrame(type::kHelloAuth, 1, 64), before, StatusCode::kPermissionDenied,
+                    "1 tensors before the handshake");
+  // A real HELLO_AUTH fits easily.
+  Message hello = MakeHello({"parameter-server", "ps-0"}, RandomNonce());
+  auto auth = MakeHelloAuth(hello, {"worker", std::string(200, 'w')}, "token", RandomNonce());
+  ASSERT_TRUE(auth.ok());
+  EXPECT_TRUE(Decode(Encode(auth.value()), before).ok());
 }
 
 // --- handshake -----------------------------------------------------------------
