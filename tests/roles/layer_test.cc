@@ -305,11 +305,12 @@ TEST(LayerServer, ChainsDialOnlyConfiguredStagesAndNeverOnTheNetworkThread) {
 
   // Configured but silent: the hop fails within the connect timeout while
   // the server goes on answering everyone else.
-  std::promise<std::pair<Status, double>> dead_result;
+  auto dead_result = std::make_shared<std::promise<std::pair<Status, double>>>();
   const auto dead_start = std::chrono::steady_clock::now();
-  client->CallAsync(forward(dead.address() + "\tx"), rpc::Clock::now() + 30s, [&](Result<wire::Message> r) {
-    dead_result.set_value({r.status(), MillisSince(dead_start)});
-  });
+  client->CallAsync(forward(dead.address() + "\tx"), rpc::Clock::now() + 30s,
+                    [dead_result, dead_start](Result<wire::Message> r) {
+                      dead_result->set_value({r.status(), MillisSince(dead_start)});
+                    });
   std::this_thread::sleep_for(200ms);  // the dial is under way
   t0 = std::chrono::steady_clock::now();
   auto newcomer = rpc::RpcClient::Create(address, options);
@@ -325,7 +326,7 @@ TEST(LayerServer, ChainsDialOnlyConfiguredStagesAndNeverOnTheNetworkThread) {
   t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(testing::HttpStatus(testing::HttpGet(http, "/healthz")), 200);
   EXPECT_LT(MillisSince(t0), 100.0);
-  auto future = dead_result.get_future();
+  auto future = dead_result->get_future();
   ASSERT_EQ(future.wait_for(10s), std::future_status::ready) << "the dead hop never failed";
   const auto [dead_status, dead_ms] = future.get();
   EXPECT_EQ(dead_status.code(), StatusCode::kUnavailable) << dead_status.ToString();
