@@ -527,6 +527,11 @@ void LayerServer::ExpireIdleSessions() {
 // ---------------------------------------------------------------------------
 
 Result<std::unique_ptr<Role>> MakeLayerServerRole(const Config& config) {
+  // One dialer thread and one client (with its I/O thread) per next stage.
+  constexpr size_t kMaxNextStages = 64;
+  if (config.GetStrings("layer.next_stages").size() > kMaxNextStages)
+    return InvalidArgument("layer.next_stages lists " + std::to_string(config.GetStrings("layer.next_stages").size()) +
+                           " addresses; a layer server chains to at most " + std::to_string(kMaxNextStages));
   DNND_ASSIGN_OR_RETURN(auto rpc,
                         rpc::RpcServerOptions::FromConfig(config, config.GetString("layer.listen"), "layer-server"));
   // Stages of a chain call the next stage's server themselves.
