@@ -60,8 +60,8 @@ Counter& Refused(const char* reason) {
                                   {{"reason", reason}});
 }
 
-// The first non-finite element of `values` (the lr, then each tensor), as an
-// error naming where it is; Ok if all are finite.
+// The first non-finite value of a push (its lr, then each piece's tensor),
+// as an error naming where it is; Ok if all are finite.
 Status CheckFinite(const std::vector<Tensor>& tensors, const std::vector<ps::ShardPiece>& pieces,
                    std::optional<float> lr, const std::string& who) {
   if (lr && !std::isfinite(*lr))
@@ -508,12 +508,8 @@ Status ParameterServer::Chunk::Restore(const SafetensorsFile& file) {
 
 class ParameterServer::Members {
  public:
-  Members(const ParameterServerOptions& options) : options_(options) {}
+  explicit Members(const ParameterServerOptions& options) : options_(options) {}
 
-  // Admits `rank` (init): the session it `presented` if that is the rank's
-  // current one (a worker re-initialising), else a new one if the rank is
-  // free (never joined, left, or its holder silent for the heartbeat
-  // timeout). Refusals name the limit and are counted.
   // Ok if `rank` is one of the job's, [0, ps.workers); checked before
   // anything costly.
   Status InRange(int64_t rank) const {
@@ -525,6 +521,10 @@ class ParameterServer::Members {
                              " is not one of this job's");
   }
 
+  // Admits `rank` (init): the session it `presented` if that is the rank's
+  // current one (a worker re-initialising), else a new one if the rank is
+  // free (never joined, left, or its holder silent for the heartbeat
+  // timeout). Refusals name the limit and are counted.
   Result<std::string> Join(int64_t rank, const std::string& presented) {
     DNND_RETURN_IF_ERROR(InRange(rank));
     const std::string where = "parameter server " + std::to_string(options_.index);
