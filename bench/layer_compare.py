@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -49,18 +50,22 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     args = ap.parse_args()
     servers, ports = [], []
+    # Each server chains only to layer.next_stages, so both ports are known first.
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(str(s.getsockname()[1]))
+    stages = "layer.next_stages=[" + ", ".join(f'"127.0.0.1:{p}"' for p in ports) + "]"
     try:
         for i in range(2):
             log = open(f"/tmp/dnnd-layer-bench-{i}.log", "w+")
             p = subprocess.Popen([os.path.join(args.build, "dnnd"), "--role=layer-server", "--config",
-                                  "configs/layer-server.toml", "--set", "layer.listen=127.0.0.1:0", "--set",
-                                  "transport.token=bench"], cwd=ROOT, stdout=log, stderr=log)
+                                  "configs/layer-server.toml", "--set", f"layer.listen=127.0.0.1:{ports[i]}", "--set",
+                                  stages, "--set", "transport.token=bench"], cwd=ROOT, stdout=log, stderr=log)
             servers.append((p, log))
             for _ in range(200):
                 log.seek(0)
-                m = re.search(r"listening address=127.0.0.1:(\d+)", log.read())
-                if m:
-                    ports.append(m.group(1))
+                if re.search(r"listening address=127.0.0.1:(\d+)", log.read()):
                     break
                 time.sleep(0.05)
             else:

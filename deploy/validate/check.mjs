@@ -747,8 +747,8 @@ function checkKubernetesTopology(docs, workloads, services) {
       const n = target.obj.spec.replicas ?? 1;
       if (list.length !== n) err(where, `parameter_servers lists ${list.length} servers, ${target.where} has ${n}`);
       const pw = target.configs[0]["ps.workers"], mode = target.configs[0]["ps.mode"];
-      if (mode !== "async" && pw !== completions)
-        err(where, `${completions} workers, but the servers' ps.workers is ${pw} (a ${mode} step waits for ps.workers)`);
+      if (pw !== completions)
+        err(where, `${completions} workers, but the servers' ps.workers is ${pw} (the servers admit ranks below ps.workers; a sync or kavg step waits for ps.workers)`);
       if (mode !== "async" && (obj.spec.parallelism ?? 1) !== completions)
         err(where, `parallelism ${obj.spec.parallelism ?? 1} != completions ${completions}: a ${mode} step waits for every worker at once`);
     }
@@ -1046,8 +1046,8 @@ function checkSwarm(stack) {
     }
     if (workers.length !== count) err("stack", `${workers.length} worker services, worker.count ${count}`);
     for (const s of servers)
-      if (s.v["ps.mode"] !== "async" && s.v["ps.workers"] !== count)
-        err(s.where, `ps.workers ${s.v["ps.workers"]}, but ${count} workers (a ${s.v["ps.mode"]} step waits for ps.workers)`);
+      if (s.v["ps.workers"] !== count)
+        err(s.where, `ps.workers ${s.v["ps.workers"]}, but ${count} workers (the servers admit ranks below ps.workers; a sync or kavg step waits for ps.workers)`);
   }
 
   // Units and addresses for the topologies shared with Kubernetes: files on

@@ -14,6 +14,9 @@
 //             stages to run next; the server passes its result to the first
 //             (as "x" or "g") with the rest of the chain, and answers with
 //             the last stage's answer. input_grad then means the last's.
+//             A server passes results only to the addresses of its
+//             layer.next_stages; a chain naming another is refused
+//             (PermissionDenied) before the stage computes.
 //   step      session, lr                           -> version
 //   state     session                               -> parameters (+ "optimizer/..." state)
 //   load      session, tensors as `state` answers   -> version

@@ -38,8 +38,55 @@ LayerServerOptions LayerServerOptions::FromConfig(const Config& c) {
   o.max_activation_bytes = static_cast<uint64_t>(c.GetInt("layer.max_activation_bytes"));
   o.max_sessions = c.GetInt("layer.max_sessions");
   o.session_idle_timeout = std::chrono::milliseconds(c.GetInt("layer.session_idle_timeout_ms"));
+  o.next_stages = c.GetStrings("layer.next_stages");
+  o.connect_timeout = std::chrono::milliseconds(c.GetInt("layer.connect_timeout_ms"));
   return o;
 }
+
+// ---------------------------------------------------------------------------
+// PeerLink: a configured next stage. Its hops run one after another on a
+// strand of the dialer pool, never on an I/O thread: a connect (bounded by
+// layer.connect_timeout_ms) blocks only this peer's queue.
+// ---------------------------------------------------------------------------
+
+class LayerServer::PeerLink {
+ public:
+  PeerLink(std::string address, const rpc::RpcClientOptions& options, std::chrono::milliseconds connect_timeout,
+           rpc::asio::thread_pool& pool)
+      : address_(std::move(address)), client_(rpc::RpcClient::Create(address_, options)),
+        connect_timeout_(connect_timeout), queue_(rpc::asio::make_strand(pool)) {}
+
+  // Sends `request` after every hop queued before it; `done` is called once.
+  void Send(wire::Message request, rpc::Clock::time_point deadline, rpc::RpcClient::Callback done) {
+    const auto queued = rpc::Clock::now();
+    rpc::asio::post(queue_, [this, request = std::move(request), deadline, done = std::move(done), queued]() mutable {
+      // Hops that waited behind a failed connect share its failure at once
+      // rather than each waiting for one more.
+      if (failed_at_ >= queued) return done(last_failure_);
+      Status up = client_->Connect(std::min(deadline, rpc::Clock::now() + connect_timeout_));
+      if (!up.ok()) {
+        failed_at_ = rpc::Clock::now();
+        last_failure_ = Status(up.code() == StatusCode::kDeadlineExceeded ? StatusCode::kUnavailable : up.code(),
+                               "cannot reach it within layer.connect_timeout_ms = " +
+                                   std::to_string(connect_timeout_.count()) + ": " + up.message());
+        return done(last_failure_);
+      }
+      client_->CallAsync(std::move(request), deadline, std::move(done));
+    });
+  }
+
+  // Fails queued and in-flight hops; a connect under way ends within its timeout.
+  void Close() { client_->Close(); }
+
+ private:
+  const std::string address_;
+  const std::unique_ptr<rpc::RpcClient> client_;
+  const std::chrono::milliseconds connect_timeout_;
+  rpc::asio::strand<rpc::asio::thread_pool::executor_type> queue_;
+  // Only touched on the strand.
+  rpc::Clock::time_point failed_at_{};
+  Status last_failure_;
+};
 
 // ---------------------------------------------------------------------------
 // Session: one client's layers, optimizer and pending micro-batches.
@@ -247,6 +294,12 @@ class LayerServer::Session {
 
 LayerServer::LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc, rpc::RpcClientOptions peers)
     : options_(options), server_(std::move(rpc)), peer_options_(std::move(peers)) {
+  if (!options_.next_stages.empty()) {
+    dialers_ = std::make_unique<rpc::asio::thread_pool>(options_.next_stages.size());
+    for (const std::string& address : options_.next_stages)
+      if (!peers_.count(address))
+        peers_[address] = std::make_unique<PeerLink>(address, peer_options_, options_.connect_timeout, *dialers_);
+  }
   using rpc::RpcServer;
   // Inline: the requests of one connection run in arrival order (see
   // layer_protocol.h); other connections run on the other I/O threads.
@@ -291,6 +344,8 @@ void LayerServer::Stop() {
   if (stopping_.exchange(true)) return;
   reaper_.Stop();
   server_.Stop();
+  for (auto& [address, link] : peers_) link->Close();
+  if (dialers_) dialers_->join();
   std::lock_guard lock(mu_);
   sessions_.clear();
 }
@@ -310,17 +365,39 @@ Result<std::shared_ptr<LayerServer::Session>> LayerServer::Find(const wire::Mess
   return it->second;
 }
 
-rpc::RpcClient& LayerServer::Peer(const std::string& address) {
-  std::lock_guard lock(peers_mu_);
-  auto& client = peers_[address];
-  if (!client) client = rpc::RpcClient::Create(address, peer_options_);
-  return *client;
+Result<LayerServer::PeerLink*> LayerServer::Peer(const std::string& address) {
+  auto it = peers_.find(address);
+  if (it != peers_.end()) return it->second.get();
+  std::string allowed;
+  for (const auto& [a, link] : peers_) allowed += (allowed.empty() ? "" : ", ") + a;
+  return PermissionDenied("chain hop to " + address.substr(0, 256) + " refused: this layer server passes results only "
+                          "to layer.next_stages = [" + allowed + "] (list the next stages there, as worker.placement "
+                          "names them)");
 }
 
 void LayerServer::Chained(wire::Message request, rpc::Responder responder, bool backward) {
   auto session = Find(request);
   if (!session.ok()) return responder.Fail(session.status());
   const std::string chain = request.fields.StringOr("chain", "");
+  // "host:port\tsession[\tlr]" lines: the stages still to run, and the
+  // optimizer step each owes before it computes. Checked before this stage
+  // computes: a hop this server may not take costs nothing.
+  const size_t end = chain.find('\n');
+  const std::string hop = chain.substr(0, end), rest = end == std::string::npos ? "" : chain.substr(end + 1);
+  const size_t tab = hop.find('\t'), tab2 = tab == std::string::npos ? tab : hop.find('\t', tab + 1);
+  const std::string address = hop.substr(0, tab);
+  const std::string next_session = tab == std::string::npos ? "" : hop.substr(tab + 1, tab2 - tab - 1);
+  char* lr_end = nullptr;
+  const std::string lr_text = tab2 == std::string::npos ? "" : hop.substr(tab2 + 1);
+  const double lr = std::strtod(lr_text.c_str(), &lr_end);
+  PeerLink* link = nullptr;
+  if (!chain.empty()) {
+    if (address.empty() || next_session.empty() || (!lr_text.empty() && *lr_end != '\0'))
+      return responder.Fail(InvalidArgument("chain hop '" + hop.substr(0, 512) + "' is not host:port<TAB>session[<TAB>lr]"));
+    auto peer = Peer(address);
+    if (!peer.ok()) return responder.Fail(peer.status());
+    link = peer.value();
+  }
   const int64_t input_grad = request.fields.IntOr("input_grad", 1);
   // Along a chain every stage but the first needs its input gradient: it is
   // what the next stage (the previous layers) backpropagates.
@@ -330,18 +407,6 @@ void LayerServer::Chained(wire::Message request, rpc::Responder responder, bool 
     if (!result.ok()) return responder.Fail(result.status());
     return responder.Send(std::move(result).value());
   }
-  // "host:port\tsession[\tlr]" lines: the stages still to run, and the
-  // optimizer step each owes before it computes.
-  const size_t end = chain.find('\n');
-  const std::string hop = chain.substr(0, end), rest = end == std::string::npos ? "" : chain.substr(end + 1);
-  const size_t tab = hop.find('\t'), tab2 = tab == std::string::npos ? tab : hop.find('\t', tab + 1);
-  const std::string address = hop.substr(0, tab);
-  const std::string next_session = tab == std::string::npos ? "" : hop.substr(tab + 1, tab2 - tab - 1);
-  char* lr_end = nullptr;
-  const std::string lr_text = tab2 == std::string::npos ? "" : hop.substr(tab2 + 1);
-  const double lr = std::strtod(lr_text.c_str(), &lr_end);
-  if (address.empty() || next_session.empty() || (!lr_text.empty() && *lr_end != '\0'))
-    return responder.Fail(InvalidArgument("chain hop '" + hop + "' is not host:port<TAB>session[<TAB>lr]"));
   wire::Message next;
   next.type = request.type;
   next.fields.SetString("session", next_session);
@@ -354,11 +419,11 @@ void LayerServer::Chained(wire::Message request, rpc::Responder responder, bool 
   if (out.tensors.size() != 1) return responder.Fail(Internal("a chained stage produced no tensor"));
   out.tensors[0].name = backward ? "g" : "x";
   next.tensors.push_back(std::move(out.tensors[0]));
-  Peer(address).CallAsync(std::move(next), rpc::Clock::now() + peer_options_.default_timeout,
-                          [responder, address](Result<wire::Message> r) mutable {
-                            if (!r.ok()) return responder.Fail(r.status().WithContext("next layer server " + address));
-                            responder.Send(std::move(r).value());
-                          });
+  link->Send(std::move(next), rpc::Clock::now() + peer_options_.default_timeout,
+             [responder, address](Result<wire::Message> r) mutable {
+               if (!r.ok()) return responder.Fail(r.status().WithContext("next layer server " + address));
+               responder.Send(std::move(r).value());
+             });
 }
 
 Result<wire::Message> LayerServer::HandleOpen(const wire::Message& request, const rpc::PeerInfo& peer) {
@@ -462,6 +527,11 @@ void LayerServer::ExpireIdleSessions() {
 // ---------------------------------------------------------------------------
 
 Result<std::unique_ptr<Role>> MakeLayerServerRole(const Config& config) {
+  // One dialer thread and one client (with its I/O thread) per next stage.
+  constexpr size_t kMaxNextStages = 64;
+  if (config.GetStrings("layer.next_stages").size() > kMaxNextStages)
+    return InvalidArgument("layer.next_stages lists " + std::to_string(config.GetStrings("layer.next_stages").size()) +
+                           " addresses; a layer server chains to at most " + std::to_string(kMaxNextStages));
   DNND_ASSIGN_OR_RETURN(auto rpc,
                         rpc::RpcServerOptions::FromConfig(config, config.GetString("layer.listen"), "layer-server"));
   // Stages of a chain call the next stage's server themselves.

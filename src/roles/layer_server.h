@@ -16,6 +16,15 @@
 // with ResourceExhausted naming the session and the figures, never an
 // out-of-memory kill. Sessions idle for layer.session_idle_timeout_ms are
 // dropped.
+//
+// Chains dial only configured peers: a hop to an address outside
+// layer.next_stages is refused with PermissionDenied before any work, so a
+// request cannot make this server connect anywhere else. Each configured
+// peer has one client (made at construction: threads and connections are
+// bounded by the list) and one ordered queue run off the I/O threads: a dial
+// to a dead next stage blocks only that peer's queue, for at most
+// layer.connect_timeout_ms, and requests queued behind a failed dial fail
+// with it at once. Hops to one peer keep their order.
 #pragma once
 
 #include <atomic>
@@ -24,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "core/periodic.h"
 #include "core/status.h"
@@ -38,6 +48,8 @@ struct LayerServerOptions {
   uint64_t max_activation_bytes = uint64_t{1} << 30;  // over all sessions
   int64_t max_sessions = 64;
   std::chrono::milliseconds session_idle_timeout{600000};
+  std::vector<std::string> next_stages;  // the only addresses a chain may name
+  std::chrono::milliseconds connect_timeout{5000};
 
   static LayerServerOptions FromConfig(const Config& config);
 };
@@ -57,20 +69,22 @@ class LayerServer {
 
  private:
   class Session;
+  class PeerLink;  // a configured next stage: its client and ordered queue (.cc)
   Result<std::shared_ptr<Session>> Find(const wire::Message& request);
   Result<wire::Message> HandleOpen(const wire::Message& request, const rpc::PeerInfo& peer);
   // Forward or backward on this stage, then (field "chain") on the next
   // stages, server to server; the answer is the last stage's.
   void Chained(wire::Message request, rpc::Responder responder, bool backward);
-  rpc::RpcClient& Peer(const std::string& address);
+  // The link to a configured next stage, or PermissionDenied naming the setting.
+  Result<PeerLink*> Peer(const std::string& address);
   Result<wire::Message> HandleDrop(const wire::Message& request);
   void ExpireIdleSessions();
 
   const LayerServerOptions options_;
   rpc::RpcServer server_;
   const rpc::RpcClientOptions peer_options_;
-  std::mutex peers_mu_;
-  std::map<std::string, std::unique_ptr<rpc::RpcClient>> peers_;
+  std::unique_ptr<rpc::asio::thread_pool> dialers_;          // one thread per configured peer
+  std::map<std::string, std::unique_ptr<PeerLink>> peers_;  // fixed at construction
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Session>> sessions_;
   std::atomic<uint64_t> cached_bytes_{0};

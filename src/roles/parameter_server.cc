@@ -1,16 +1,20 @@
 #include "roles/parameter_server.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <optional>
+
+#include <openssl/crypto.h>
 
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/role.h"
 #include "tensor/safetensors.h"
+#include "transport/hello.h"
 
 namespace dnnd {
 namespace {
@@ -44,6 +48,43 @@ Histogram& BarrierWait() {
 Gauge& LiveWorkersGauge() {
   static Gauge& g = DefaultMetrics().Gauge("dnnd_ps_live_workers", "workers in the step barrier");
   return g;
+}
+
+// Requests refused before they could touch the server's state, by reason:
+// unknown_worker (no session, or not the one issued), beyond_workers (a rank
+// >= ps.workers), rank_held (a rank a live worker holds), non_finite.
+Counter& Refused(const char* reason) {
+  return DefaultMetrics().Counter("dnnd_ps_refused_total",
+                                  "requests refused before touching the state: unknown worker or session, rank beyond "
+                                  "ps.workers, rank held by a live worker, non-finite values",
+                                  {{"reason", reason}});
+}
+
+// The first non-finite value of a push (its lr, then each piece's tensor),
+// as an error naming where it is; Ok if all are finite.
+Status CheckFinite(const std::vector<Tensor>& tensors, const std::vector<ps::ShardPiece>& pieces,
+                   std::optional<float> lr, const std::string& who) {
+  if (lr && !std::isfinite(*lr))
+    return InvalidArgument(who + " carries a non-finite learning rate (" + std::to_string(*lr) + "); refused");
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const float* v = tensors[i].data();
+    const int64_t n = tensors[i].numel();
+    bool bad = false;
+    for (int64_t k = 0; k < n; ++k) bad |= !std::isfinite(v[k]);  // no early exit: vectorises
+    if (!bad) continue;
+    int64_t k = 0;
+    while (std::isfinite(v[k])) ++k;
+    return InvalidArgument(who + " carries a non-finite value (" + std::to_string(v[k]) + ") at element " +
+                           std::to_string(k) + " of '" + pieces[i].key() +
+                           "'; refused, the step is unchanged (a diverged worker: lower the learning rate)");
+  }
+  return Status::Ok();
+}
+
+// The "session" a worker request carries ("" if none).
+std::string SessionOf(const wire::Message& request) {
+  auto session = request.fields.GetBytes("session");
+  return session.ok() ? std::move(session).value() : std::string();
 }
 
 std::string SpecFingerprint(const std::string& spec, uint64_t seed) {
@@ -245,6 +286,13 @@ void ParameterServer::Chunk::Push(int64_t worker, int64_t version, int64_t step,
   std::lock_guard lock(mu_);
   auto tensors = PieceTensors(request);
   if (!tensors.ok()) return responder.Fail(tensors.status());
+  // Before anything changes: a bad push leaves the step as it was.
+  const std::string who = "push from worker " + std::to_string(worker) + " for step " + std::to_string(step) +
+                          " (server " + std::to_string(options_.index) + " chunk " + std::to_string(chunk_) + ")";
+  if (Status finite = CheckFinite(tensors.value(), pieces_, lr, who); !finite.ok()) {
+    Refused("non_finite").Inc();
+    return responder.Fail(finite);
+  }
   TouchLocked(worker, true);
   workers_[worker].step = step;
 
@@ -453,11 +501,97 @@ Status ParameterServer::Chunk::Restore(const SafetensorsFile& file) {
 }
 
 // ---------------------------------------------------------------------------
+// Members: which worker ranks joined this server, each with the session (32
+// random bytes) issued at its join. Thread-safe; every check is one map
+// lookup under one mutex, so refusing an invented id costs next to nothing.
+// ---------------------------------------------------------------------------
+
+class ParameterServer::Members {
+ public:
+  explicit Members(const ParameterServerOptions& options) : options_(options) {}
+
+  // Ok if `rank` is one of the job's, [0, ps.workers); checked before
+  // anything costly.
+  Status InRange(int64_t rank) const {
+    if (rank >= 0 && rank < options_.workers) return Status::Ok();
+    Refused("beyond_workers").Inc();
+    return ResourceExhausted("parameter server " + std::to_string(options_.index) + " admits workers 0-" +
+                             std::to_string(options_.workers - 1) + " (ps.workers = " +
+                             std::to_string(options_.workers) + "); worker " + std::to_string(rank) +
+                             " is not one of this job's");
+  }
+
+  // Admits `rank` (init): the session it `presented` if that is the rank's
+  // current one (a worker re-initialising), else a new one if the rank is
+  // free (never joined, left, or its holder silent for the heartbeat
+  // timeout). Refusals name the limit and are counted.
+  Result<std::string> Join(int64_t rank, const std::string& presented) {
+    DNND_RETURN_IF_ERROR(InRange(rank));
+    const std::string where = "parameter server " + std::to_string(options_.index);
+    const auto now = Clock::now();
+    std::lock_guard lock(mu_);
+    Member& m = members_[rank];
+    if (!m.session.empty() && Same(m.session, presented)) {
+      Seen(m, now);
+      return m.session;
+    }
+    if (!m.session.empty() && !m.left && now - m.last_seen < options_.heartbeat_timeout) {
+      Refused("rank_held").Inc();
+      const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(now - m.last_seen).count();
+      return AlreadyExists(where + ": worker " + std::to_string(rank) + " is held by a live worker (heard from " +
+                           std::to_string(ago) + " ms ago); another may join as " + std::to_string(rank) +
+                           " once that one has been silent for ps.heartbeat_timeout_ms = " +
+                           std::to_string(options_.heartbeat_timeout.count()));
+    }
+    m.session = wire::RandomNonce();
+    Seen(m, now);
+    return m.session;
+  }
+
+  // Ok if `session` is the one issued to `rank` (marking it seen, and back
+  // from a leave); PermissionDenied, counted, otherwise.
+  Status Check(int64_t rank, const std::string& session, const char* what, bool leaving = false) {
+    {
+      std::lock_guard lock(mu_);
+      auto it = members_.find(rank);
+      if (it != members_.end() && !it->second.session.empty() && Same(it->second.session, session)) {
+        Seen(it->second, Clock::now());
+        it->second.left = leaving;
+        return Status::Ok();
+      }
+    }
+    Refused("unknown_worker").Inc();
+    return PermissionDenied(std::string(what) + " from worker " + std::to_string(rank) + " refused: parameter server " +
+                            std::to_string(options_.index) + (session.empty() ? " got no session" : " did not issue that session") +
+                            " (a worker joins with init and sends the session it answers; after a server restart, "
+                            "init again)");
+  }
+
+ private:
+  struct Member {
+    std::string session;  // empty: never joined
+    Clock::time_point last_seen;
+    bool left = false;
+  };
+  static bool Same(const std::string& a, const std::string& b) {
+    return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+  }
+  static void Seen(Member& m, Clock::time_point now) {
+    m.last_seen = now;
+    m.left = false;
+  }
+
+  const ParameterServerOptions& options_;
+  std::mutex mu_;
+  std::map<int64_t, Member> members_;  // at most ps.workers entries
+};
+
+// ---------------------------------------------------------------------------
 // The server: routes requests to chunks.
 // ---------------------------------------------------------------------------
 
 ParameterServer::ParameterServer(ParameterServerOptions options, rpc::RpcServerOptions rpc)
-    : options_(std::move(options)), server_(std::move(rpc)) {
+    : options_(std::move(options)), server_(std::move(rpc)), members_(std::make_unique<Members>(options_)) {
   for (int c = 0; c < std::max(1, options_.chunks); ++c)
     chunks_.push_back(std::make_unique<Chunk>(options_, c, CheckpointPath(c)));
   server_.Handle(ps::kInit, "ps_init",
@@ -551,11 +685,13 @@ Result<wire::Message> ParameterServer::HandleInit(const wire::Message& request) 
   DNND_ASSIGN_OR_RETURN(int64_t seed, request.fields.GetInt("seed"));
   DNND_ASSIGN_OR_RETURN(int64_t servers, request.fields.GetInt("servers"));
   DNND_ASSIGN_OR_RETURN(int64_t index, request.fields.GetInt("index"));
-  const int64_t worker = request.fields.IntOr("worker", -1);
+  DNND_ASSIGN_OR_RETURN(int64_t worker, request.fields.GetInt("worker"));
   if (servers != options_.servers || index != options_.index)
     return InvalidArgument("this is parameter server " + std::to_string(options_.index) + " of " +
                            std::to_string(options_.servers) + ", the worker expects server " + std::to_string(index) +
                            " of " + std::to_string(servers) + " (check worker.parameter_servers and ps.servers)");
+  // The rank first: a worker this job does not have costs nothing more.
+  DNND_RETURN_IF_ERROR(members_->InRange(worker));
   {
     std::lock_guard lock(init_mu_);
     if (!initialized_) {
@@ -567,12 +703,15 @@ Result<wire::Message> ParameterServer::HandleInit(const wire::Message& request) 
                              "to train a new one");
     }
   }
+  // Joined only once the model is this job's.
+  DNND_ASSIGN_OR_RETURN(std::string session, members_->Join(worker, SessionOf(request)));
   wire::Message r;
   r.fields.SetString("mode", options_.mode);
   r.fields.SetInt("kavg_steps", options_.kavg_steps);
   r.fields.SetInt("chunks", static_cast<int64_t>(chunks_.size()));
   r.fields.SetInt("version", version());
   r.fields.SetInt("worker_step", chunks_[0]->WorkerStep(worker));
+  r.fields.SetBytes("session", std::move(session));
   return r;
 }
 
@@ -596,6 +735,7 @@ void ParameterServer::HandlePush(wire::Message request, rpc::Responder responder
   if (!version.ok()) return fail(version.status());
   if (!step.ok()) return fail(step.status());
   if (!lr.ok() && options_.mode != "kavg") return fail(lr.status());
+  if (Status member = Member(request, "push").status(); !member.ok()) return fail(member);
   auto chunk = ChunkFor(request);
   if (!chunk.ok()) return fail(chunk.status());
   chunk.value()->Push(worker.value(), version.value(), step.value(),
@@ -606,13 +746,22 @@ void ParameterServer::HandlePush(wire::Message request, rpc::Responder responder
 Result<wire::Message> ParameterServer::HandlePull(const wire::Message& request) {
   Pulls().Inc();
   DNND_ASSIGN_OR_RETURN(Chunk * chunk, ChunkFor(request));
-  std::optional<int64_t> worker;
-  if (request.fields.Has("worker")) worker = request.fields.IntOr("worker", 0);
+  std::optional<int64_t> worker;  // an anonymous pull reads the weights and joins nothing
+  if (request.fields.Has("worker")) {
+    DNND_ASSIGN_OR_RETURN(worker, Member(request, "pull"));
+  }
   return chunk->Pull(worker, request.fields.IntOr("if_newer_than", -1));
 }
 
-Result<wire::Message> ParameterServer::HandleHeartbeat(const wire::Message& request, bool leaving) {
+Result<int64_t> ParameterServer::Member(const wire::Message& request, const char* what) {
   DNND_ASSIGN_OR_RETURN(int64_t worker, request.fields.GetInt("worker"));
+  const bool leaving = request.type == ps::kLeave;
+  DNND_RETURN_IF_ERROR(members_->Check(worker, SessionOf(request), what, leaving));
+  return worker;
+}
+
+Result<wire::Message> ParameterServer::HandleHeartbeat(const wire::Message& request, bool leaving) {
+  DNND_ASSIGN_OR_RETURN(int64_t worker, Member(request, leaving ? "leave" : "heartbeat"));
   for (auto& c : chunks_) c->Heartbeat(worker, leaving);
   wire::Message r;
   r.fields.SetInt("version", version());

@@ -21,9 +21,22 @@
 // chunks; 3 or 4 chunks were slower than 2). The arithmetic per element is the
 // same for any chunk count, so results do not depend on it.
 //
-// Membership: workers register by pushing or heartbeating; one silent for
+// Membership: a worker joins with init, naming its rank (worker.index, which
+// orders the sync sums); the server admits ranks [0, ps.workers) only and
+// answers with a session, a secret it drew for this join. Pushes, pulls that
+// name a worker, heartbeats and leaves must carry the rank's session; any
+// other is refused with PermissionDenied (counted in
+// dnnd_ps_refused_total{reason}), so nobody can add members to a barrier by
+// inventing worker ids. A rank is held by its session until that worker has
+// been silent for ps.heartbeat_timeout_ms (or left): only then may another
+// join take it (a restarted worker). A worker whose session the server does
+// not know (the server restarted) joins again with init. A worker silent for
 // ps.heartbeat_timeout_ms is dropped from the barrier, so a dead worker never
 // hangs a sync step; a worker that comes back rejoins at the current version.
+//
+// Pushes carrying a non-finite value (NaN, Inf, in a gradient, weights or
+// the lr) are refused with InvalidArgument before they touch the step's state
+// (and counted), so one bad push cannot poison the model.
 // Each chunk's pieces, optimizer state and version are checkpointed
 // (safetensors, one atomic file per chunk) every ps.checkpoint_every_steps and
 // on Stop(), and a restarted server resumes from them.
@@ -52,7 +65,7 @@ struct ParameterServerOptions {
   int index = 0;                 // this server, in [0, servers)
   int servers = 1;
   std::string mode = "sync";     // sync | async | kavg
-  int64_t workers = 1;           // sync/kavg: workers a step waits for (until one drops out)
+  int64_t workers = 1;           // ranks admitted; sync/kavg: workers a step waits for (until one drops out)
   int64_t staleness = 4;         // async: largest accepted version lag
   int64_t kavg_steps = 8;        // kavg: local steps between averages (told to workers)
   std::chrono::milliseconds heartbeat_timeout{5000};
@@ -81,13 +94,17 @@ class ParameterServer {
 
  private:
   using Clock = std::chrono::steady_clock;
-  class Chunk;  // one independently barriered and optimised range (.cc)
+  class Chunk;    // one independently barriered and optimised range (.cc)
+  class Members;  // rank -> the session issued at its join (.cc)
 
   Result<wire::Message> HandleInit(const wire::Message& request);
   void HandlePush(wire::Message request, rpc::Responder responder);
   Result<wire::Message> HandlePull(const wire::Message& request);
   Result<wire::Message> HandleHeartbeat(const wire::Message& request, bool leaving);
   Result<wire::Message> HandleStats();
+  // The rank of `request`'s "worker" if its "session" is the one this
+  // server issued to it (and marks it seen); else PermissionDenied, counted.
+  Result<int64_t> Member(const wire::Message& request, const char* what);
   // The chunk a request names (field "chunk", 0 if absent).
   Result<Chunk*> ChunkFor(const wire::Message& request);
 
@@ -99,6 +116,7 @@ class ParameterServer {
   const ParameterServerOptions options_;
   rpc::RpcServer server_;
   std::vector<std::unique_ptr<Chunk>> chunks_;
+  std::unique_ptr<Members> members_;
 
   std::mutex init_mu_;  // guards initialisation and the spec below
   std::atomic<bool> initialized_{false};

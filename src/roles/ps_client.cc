@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "core/log.h"
 #include "core/metrics.h"
@@ -29,6 +30,16 @@ PsExchange::PsExchange(std::vector<std::string> servers, int64_t worker, rpc::Rp
     : addresses_(std::move(servers)), worker_(worker), heartbeat_every_(heartbeat_every),
       gradient_codec_(gradient_codec), timeout_(options.default_timeout) {
   for (const std::string& a : addresses_) clients_.push_back(rpc::RpcClient::Create(a, options));
+  sessions_.resize(addresses_.size());
+}
+
+wire::Message PsExchange::Request(uint16_t type, size_t s) const {
+  wire::Message m;
+  m.type = type;
+  m.fields.SetInt("worker", worker_);
+  std::lock_guard lock(sessions_mu_);
+  m.fields.SetBytes("session", sessions_[s]);
+  return m;
 }
 
 PsExchange::~PsExchange() { End(); }
@@ -107,19 +118,32 @@ Result<wire::Message> PsExchange::InitServer(size_t s) {
   init.fields.SetInt("servers", static_cast<int64_t>(clients_.size()));
   init.fields.SetInt("index", static_cast<int64_t>(s));
   init.fields.SetInt("worker", worker_);
-  // Servers may still be starting: the client retries within its deadline.
-  auto r = clients_[s]->Call(std::move(init), timeout_);
-  if (!r.ok()) return r.status().WithContext("initialising parameter server " + addresses_[s]);
-  return r;
+  {
+    std::lock_guard lock(sessions_mu_);
+    init.fields.SetBytes("session", sessions_[s]);  // ours again if the server still knows it
+  }
+  // Servers may still be starting: the client retries within its deadline;
+  // so does this loop while our rank's previous holder (this worker before a
+  // restart) has not yet timed out.
+  const auto deadline = rpc::Clock::now() + timeout_;
+  for (;;) {
+    auto r = clients_[s]->Call(init, timeout_);
+    if (r.status().code() == StatusCode::kAlreadyExists && rpc::Clock::now() + heartbeat_every_ < deadline) {
+      std::this_thread::sleep_for(std::max(heartbeat_every_, std::chrono::milliseconds(100)));
+      continue;
+    }
+    if (!r.ok()) return r.status().WithContext("initialising parameter server " + addresses_[s]);
+    auto session = r.value().fields.GetBytes("session");
+    if (!session.ok() || session.value().empty())
+      return Corruption("parameter server " + addresses_[s] + " answered init without a session");
+    std::lock_guard lock(sessions_mu_);
+    sessions_[s] = std::move(session).value();
+    return r;
+  }
 }
 
 Status PsExchange::PullAll(nn::Sequential& model) {
-  return ExchangeAll([&](int) {
-    wire::Message pull;
-    pull.type = ps::kPull;
-    pull.fields.SetInt("worker", worker_);
-    return pull;
-  }, model);
+  return ExchangeAll([&](int l) { return Request(ps::kPull, static_cast<size_t>(l / chunks_)); }, model);
 }
 
 Status PsExchange::InitAll(int64_t* start) {
@@ -177,9 +201,7 @@ Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t 
     if ((step + 1) % kavg_steps_ != 0) return Status::Ok();
   }
   auto make = [&](int s) {
-    wire::Message push;
-    push.type = ps::kPush;
-    push.fields.SetInt("worker", worker_);
+    wire::Message push = Request(ps::kPush, static_cast<size_t>(s / chunks_));
     push.fields.SetInt("version", versions_[s]);
     push.fields.SetInt("step", step + 1);
     push.fields.SetFloat("lr", lr);
@@ -193,9 +215,11 @@ Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t 
     return push;
   };
   Status s = ExchangeAll(make, model);
-  if (!s.ok() && (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded)) {
-    // A server restarted or dropped us: this step's contribution is lost,
-    // the weights are the servers' again, and training goes on.
+  if (!s.ok() && (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded ||
+                  s.code() == StatusCode::kPermissionDenied)) {
+    // A server restarted (it no longer knows our session) or dropped us:
+    // this step's contribution is lost, the weights are the servers' again,
+    // and training goes on.
     Log(LogLevel::kWarn, "worker", "lost a step's exchange; resynchronising",
         {{"worker", worker_}, {"step", step}, {"reason", s.ToString()}});
     s = Resync(model);
@@ -205,23 +229,16 @@ Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t 
 }
 
 void PsExchange::Heartbeat() {
-  for (auto& c : clients_) {
-    wire::Message hb;
-    hb.type = ps::kHeartbeat;
-    hb.fields.SetInt("worker", worker_);
-    c->CallAsync(std::move(hb), rpc::Clock::now() + heartbeat_every_, [](Result<wire::Message>) {});
-  }
+  for (size_t s = 0; s < clients_.size(); ++s)
+    clients_[s]->CallAsync(Request(ps::kHeartbeat, s), rpc::Clock::now() + heartbeat_every_,
+                           [](Result<wire::Message>) {});
 }
 
 void PsExchange::End() {
   if (ended_.exchange(true)) return;
   heartbeat_.Stop();
-  for (auto& c : clients_) {
-    wire::Message leave;
-    leave.type = ps::kLeave;
-    leave.fields.SetInt("worker", worker_);
-    (void)c->Call(std::move(leave), std::chrono::milliseconds(2000));
-  }
+  for (size_t s = 0; s < clients_.size(); ++s)
+    (void)clients_[s]->Call(Request(ps::kLeave, s), std::chrono::milliseconds(2000));
 }
 
 }  // namespace dnnd

@@ -4,6 +4,14 @@
 // pieces in parallel, as views of the gradient tensors (no copy before the
 // socket); a background thread heartbeats so a sync step never waits on a
 // dead worker.
+//
+// Identity: init joins each server as this worker's rank and gets a session
+// (parameter_server.h) that every later push, pull, heartbeat and leave to
+// that server carries. A server that does not know the session (it
+// restarted) refuses with PermissionDenied, and the worker joins again, as
+// after a lost exchange; a rank still held by a predecessor (this worker
+// restarted) is retried until the predecessor times out, within the request
+// timeout.
 #pragma once
 
 #include <atomic>
@@ -49,12 +57,16 @@ class PsExchange : public StepExchange {
   // After a server restarted or dropped us: init again and pull.
   Status Resync(nn::Sequential& model);
   void Heartbeat();  // to every server, every heartbeat_every
+  // A request of `type` to server `s` naming this worker and its session there.
+  wire::Message Request(uint16_t type, size_t s) const;
 
   const std::vector<std::string> addresses_;
   const int64_t worker_;
   const std::chrono::milliseconds heartbeat_every_;
   const wire::Codec gradient_codec_;
   std::vector<std::unique_ptr<rpc::RpcClient>> clients_;
+  mutable std::mutex sessions_mu_;     // the heartbeat thread reads them
+  std::vector<std::string> sessions_;  // per server, from its init ("" before)
   ps::Partition partition_;  // servers x chunks logical shards
   nn::NamedTensors params_;  // the model's, in model order
   std::string spec_text_;

@@ -19,8 +19,10 @@
 
 namespace dnnd::ps {
 
-// Wire message types.
-inline constexpr uint16_t kInit = 0x0101;      // worker -> server: model spec, seed, mode
+// Wire message types. Every worker request names its rank ("worker"); init
+// joins it and answers a "session" (bytes) that push, pull (when it names a
+// worker), heartbeat and leave must carry (parameter_server.h, Membership).
+inline constexpr uint16_t kInit = 0x0101;      // worker -> server: model spec, seed, rank; reply: mode, session
 inline constexpr uint16_t kPush = 0x0102;      // worker -> server: gradients (or weights, kavg); reply: new weights
 inline constexpr uint16_t kPull = 0x0103;      // worker -> server: current weights
 inline constexpr uint16_t kHeartbeat = 0x0104; // worker -> server: liveness, membership

@@ -167,4 +167,28 @@ inline std::string HttpBody(const std::string& response) {
   return p == std::string::npos ? "" : response.substr(p + 4);
 }
 
+// A loopback port that was free a moment ago (for daemons that must know
+// each other's addresses before they start).
+inline int FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+// A number from /proc/<pid>/status ("Threads", "VmRSS", "VmHWM" in kB), or -1.
+inline int64_t ProcStatus(pid_t pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(key + ":", 0) == 0) return std::atoll(line.c_str() + key.size() + 1);
+  return -1;
+}
+
 }  // namespace dnnd::testing

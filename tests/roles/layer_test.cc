@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <regex>
+#include <future>
+#include <thread>
 
 #include "dnnd_process.h"
 #include "core/files.h"
@@ -19,16 +21,25 @@ using testing::Dnnd;
 using testing::Src;
 using testing::TempDir;
 
-// Two layer servers on ephemeral loopback ports.
+// Two layer servers on free loopback ports, each allowed to chain to both
+// (layer.next_stages) and to `more_stages`.
 class LayerServers {
  public:
-  explicit LayerServers(const TempDir& dir, const std::string& extra = "") {
+  explicit LayerServers(const TempDir& dir, const std::string& extra = "",
+                        const std::vector<std::string>& more_stages = {}) {
+    std::string stages;
+    for (int i = 0; i < 2; ++i) {
+      ports_.push_back(testing::FreeLoopbackPort());
+      stages += std::string(stages.empty() ? "" : ", ") + "\"127.0.0.1:" + std::to_string(ports_.back()) + "\"";
+    }
+    for (const std::string& a : more_stages) stages += ", \"" + a + "\"";
     for (int i = 0; i < 2; ++i) {
       servers_.push_back(std::make_unique<Daemon>(
-          "--role=layer-server --config " + Src("configs/layer-server.toml") +
-              " --set layer.listen=127.0.0.1:0 --set transport.token=t " + extra,
+          "--role=layer-server --config " + Src("configs/layer-server.toml") + " --set layer.listen=127.0.0.1:" +
+              std::to_string(ports_[i]) + " --set 'layer.next_stages=[" + stages + "]' --set transport.token=t " +
+              extra,
           dir.path() + "/layer" + std::to_string(i) + ".log"));
-      ports_.push_back(servers_.back()->PortAfter("listening address=127.0.0.1:", 10s));
+      if (!servers_.back()->WaitFor("listening address=127.0.0.1:" + std::to_string(ports_[i]), 10s)) ports_[i] = 0;
     }
   }
   bool up() const { return ports_[0] > 0 && ports_[1] > 0; }
@@ -213,6 +224,143 @@ TEST(LayerServer, BadPlacementsAreConfigErrors) {
                     " --set 'worker.placement=[{layers=\"two\", server=\"127.0.0.1:1\"}]'");
   EXPECT_EQ(range.code, 2) << range.output;
   EXPECT_NE(range.output.find("is not a range"), std::string::npos) << range.output;
+}
+
+// A listener that completes TCP handshakes (the kernel's backlog) but never
+// answers: a next stage that is dead without refusing connections.
+class SilentListener {
+ public:
+  SilentListener() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && listen(fd_, 64) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+      port_ = ntohs(addr.sin_port);
+  }
+  ~SilentListener() { close(fd_); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
+
+double MillisSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Chains pass results only to layer.next_stages: a hop anywhere else is
+// refused at once, before any work; a hop to a configured stage that never
+// answers fails within layer.connect_timeout_ms, off the network thread, so
+// that meanwhile a new client's handshake, /healthz and a real forward are
+// answered promptly; and many distinct addresses leave no thread behind.
+// (On the old code: the dead hop held the only I/O thread for the request
+// timeout, and each address got a client with its own thread.)
+TEST(LayerServer, ChainsDialOnlyConfiguredStagesAndNeverOnTheNetworkThread) {
+  TempDir dir;
+  SilentListener dead;
+  LayerServers servers(dir, "--set transport.io_threads=1 --set layer.connect_timeout_ms=1500 "
+                            "--set http.listen=127.0.0.1:0", {dead.address()});
+  ASSERT_TRUE(servers.up());
+  const int http = servers.server(0).PortAfter("http: listening address=127.0.0.1:", 10s);
+  ASSERT_GT(http, 0) << servers.server(0).output();
+  const pid_t pid = servers.server(0).pid();
+  const std::string address = "127.0.0.1:" + std::to_string(servers.port(0));
+  rpc::RpcClientOptions options;
+  options.token = "t";
+  auto client = rpc::RpcClient::Create(address, options);
+  const std::string spec = ReadFileToString(Src("configs/models/xor.toml"), 1 << 20).value();
+  wire::Message open;
+  open.type = layers::kOpen;
+  open.fields.SetString("session", "s");
+  open.fields.SetString("spec", spec);
+  open.fields.SetInt("seed", 0);
+  open.fields.SetInt("first", 0);
+  open.fields.SetInt("last", 2);
+  ASSERT_TRUE(client->Call(std::move(open), 10s).ok());
+  auto forward = [](const std::string& chain) {
+    wire::Message m;
+    m.type = layers::kForward;
+    m.fields.SetString("session", "s");
+    m.fields.SetInt("mb", 1);
+    m.fields.SetInt("train", 0);
+    if (!chain.empty()) m.fields.SetString("chain", chain);
+    m.tensors.push_back(wire::WireTensor::FromTensor("x", Tensor::Zeros({4, 3})));
+    return m;
+  };
+  ASSERT_TRUE(client->Call(forward(""), 10s).ok());  // warm: the connection is up
+  const int64_t threads_before = testing::ProcStatus(pid, "Threads");
+  const int64_t rss_before = testing::ProcStatus(pid, "VmRSS");
+
+  // Not configured: refused at once, naming the setting.
+  auto t0 = std::chrono::steady_clock::now();
+  auto refused = client->Call(forward("127.0.0.1:1\tx"), 10s);
+  const double refused_ms = MillisSince(t0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kPermissionDenied) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("layer.next_stages"), std::string::npos) << refused.status().ToString();
+  EXPECT_LT(refused_ms, 100.0);
+
+  // Configured but silent: the hop fails within the connect timeout while
+  // the server goes on answering everyone else.
+  auto dead_result = std::make_shared<std::promise<std::pair<Status, double>>>();
+  const auto dead_start = std::chrono::steady_clock::now();
+  client->CallAsync(forward(dead.address() + "\tx"), rpc::Clock::now() + 30s,
+                    [dead_result, dead_start](Result<wire::Message> r) {
+                      dead_result->set_value({r.status(), MillisSince(dead_start)});
+                    });
+  std::this_thread::sleep_for(200ms);  // the dial is under way
+  t0 = std::chrono::steady_clock::now();
+  auto newcomer = rpc::RpcClient::Create(address, options);
+  Status hello = newcomer->Connect(rpc::Clock::now() + 5s);
+  const double hello_ms = MillisSince(t0);
+  EXPECT_TRUE(hello.ok()) << hello.ToString();
+  EXPECT_LT(hello_ms, 100.0) << "a new client's handshake while a hop dials a dead stage";
+  t0 = std::chrono::steady_clock::now();
+  auto served = newcomer->Call(forward(""), 5s);
+  const double served_ms = MillisSince(t0);
+  EXPECT_TRUE(served.ok()) << served.status().ToString();
+  EXPECT_LT(served_ms, 100.0);
+  t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(testing::HttpStatus(testing::HttpGet(http, "/healthz")), 200);
+  EXPECT_LT(MillisSince(t0), 100.0);
+  auto future = dead_result->get_future();
+  ASSERT_EQ(future.wait_for(10s), std::future_status::ready) << "the dead hop never failed";
+  const auto [dead_status, dead_ms] = future.get();
+  EXPECT_EQ(dead_status.code(), StatusCode::kUnavailable) << dead_status.ToString();
+  EXPECT_NE(dead_status.message().find("layer.connect_timeout_ms"), std::string::npos) << dead_status.ToString();
+  EXPECT_NE(dead_status.message().find(dead.address()), std::string::npos) << dead_status.ToString();
+  EXPECT_LT(dead_ms, 1500.0 + 1500.0) << "layer.connect_timeout_ms = 1500";
+
+  // 300 distinct unconfigured addresses and 20 more hops to the dead stage:
+  // every one refused, and the process has no more threads than before.
+  for (int i = 0; i < 300; ++i) {
+    auto r = client->Call(forward("127.0.0.2:" + std::to_string(20000 + i) + "\tx"), 5s);
+    ASSERT_EQ(r.status().code(), StatusCode::kPermissionDenied) << i << ": " << r.status().ToString();
+  }
+  std::vector<std::future<Status>> hops;
+  for (int i = 0; i < 20; ++i) {
+    auto p = std::make_shared<std::promise<Status>>();
+    hops.push_back(p->get_future());
+    client->CallAsync(forward(dead.address() + "\tx"), rpc::Clock::now() + 30s,
+                      [p](Result<wire::Message> r) { p->set_value(r.status()); });
+  }
+  for (auto& h : hops) {
+    ASSERT_EQ(h.wait_for(20s), std::future_status::ready);
+    EXPECT_EQ(h.get().code(), StatusCode::kUnavailable);
+  }
+  const int64_t threads_after = testing::ProcStatus(pid, "Threads");
+  const int64_t rss_after = testing::ProcStatus(pid, "VmRSS");
+  std::fprintf(stderr, "layer server: refused in %.1f ms, dead hop failed in %.0f ms, new client's handshake %.1f ms; "
+               "threads %lld -> %lld, VmRSS %lld -> %lld kB\n", refused_ms, dead_ms, hello_ms,
+               static_cast<long long>(threads_before), static_cast<long long>(threads_after),
+               static_cast<long long>(rss_before), static_cast<long long>(rss_after));
+  EXPECT_LE(threads_after, threads_before + 2);
+  EXPECT_LT(rss_after - rss_before, 32 * 1024) << "kB";
+  // And the server still serves.
+  EXPECT_TRUE(client->Call(forward(""), 5s).ok());
 }
 
 }  // namespace

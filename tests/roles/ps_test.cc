@@ -3,12 +3,20 @@
 // killed mid-run, a server killed and restarted) with real dnnd processes.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
 #include <numeric>
 #include <regex>
+#include <thread>
 
 #include "dnnd_process.h"
 #include "roles/ps_protocol.h"
+#include "core/files.h"
+#include "tensor/model_spec.h"
 #include "tensor/safetensors.h"
+#include "transport/hello.h"
+#include "transport/rpc_client.h"
 
 namespace dnnd::ps {
 namespace {
@@ -140,7 +148,7 @@ class Cluster {
             " --set ps.checkpoint_every_steps=20 --set ps.checkpoint_dir=" + dir_ + "/ps --set http.listen=" +
             " --set transport.token=t --set node.threads=1 " + extra_,
         dir_ + "/ps" + std::to_string(i) + "-" + std::to_string(runs_++) + ".log");
-    if (ports_[i] == 0) ports_[i] = servers_[i]->PortAfter("listening address=127.0.0.1:", 10s);
+    if (ports_[i] == 0) ports_[i] = servers_[i]->PortAfter("rpc: listening address=127.0.0.1:", 10s);
   }
   void StartServers() {
     for (size_t i = 0; i < ports_.size(); ++i) StartServer(static_cast<int>(i));
@@ -265,6 +273,307 @@ TEST(PsFaults, KilledServerRestartsFromItsCheckpointAndTheJobFinishes) {
   const double acc = FinalAccuracy(c.worker(0)->output());
   std::fprintf(stderr, "test accuracy: clean run %.2f%%, server killed and restarted %.2f%%\n", clean, acc);
   EXPECT_NEAR(acc, clean, 0.5) << c.worker(0)->output();
+  c.StopServers();
+}
+
+// ---------------------------------------------------------------------------
+// Worker identities: servers admit the job's ranks only, each bound to the
+// session issued at its join; non-finite pushes are refused.
+// ---------------------------------------------------------------------------
+
+std::unique_ptr<rpc::RpcClient> PsClient(int port) {
+  rpc::RpcClientOptions options;
+  options.token = "t";
+  return rpc::RpcClient::Create("127.0.0.1:" + std::to_string(port), options);
+}
+
+wire::Message PsRequest(uint16_t type, int64_t worker, const std::string& session = "") {
+  wire::Message m;
+  m.type = type;
+  m.fields.SetInt("worker", worker);
+  if (!session.empty()) m.fields.SetBytes("session", session);
+  return m;
+}
+
+// The MLP spec as workers send it (configs/worker-ps.toml: seed 42).
+std::string MlpSpecText() {
+  auto spec = ParseModelSpecText(ReadFileToString(Src("configs/models/mlp.toml")).value(), "mlp.toml");
+  return ModelSpecToToml(spec.value());
+}
+
+wire::Message Init(int64_t worker, const std::string& session = "") {
+  static const std::string spec = MlpSpecText();
+  wire::Message m = PsRequest(ps::kInit, worker, session);
+  m.fields.SetString("spec", spec);
+  m.fields.SetInt("seed", 42);
+  m.fields.SetInt("servers", 1);
+  m.fields.SetInt("index", 0);
+  return m;
+}
+
+// The value of `series` (name{labels}) in a Prometheus text page, or -1.
+double MetricValue(const std::string& page, const std::string& series) {
+  const size_t p = page.find("\n" + series + " ");
+  return p == std::string::npos ? -1 : std::atof(page.c_str() + p + series.size() + 2);
+}
+
+double MillisToGet(int port, const std::string& path, int* status) {
+  const auto t0 = std::chrono::steady_clock::now();
+  *status = testing::HttpStatus(testing::HttpGet(port, path));
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+const std::string kSmallJob = "--set data.limit_train=8192 --set data.limit_test=1000 --set train.epochs=2";
+
+struct JobRun {
+  double seconds = 0;
+  double accuracy = -1;
+  int64_t server_hwm_kb = 0;
+  std::string metrics;
+};
+
+// A 2-worker sync job on one server; with `attack`, while both workers
+// train, a token holder heartbeats and pushes as invented workers (and as a
+// member with a forged session), and tries to join as a held and a
+// non-existent rank. Every attempt must be refused with its reason.
+JobRun RunSyncJob(bool attack, double attack_cap_s) {
+  JobRun out;
+  TempDir dir;
+  const int http = testing::FreeLoopbackPort();
+  Cluster c(dir, 1, "--set ps.heartbeat_timeout_ms=5000 --set http.listen=127.0.0.1:" + std::to_string(http));
+  c.StartServers();
+  EXPECT_GT(c.port(), 0) << c.server()->output();
+  if (c.port() == 0) return out;
+  const auto start = std::chrono::steady_clock::now();
+  c.StartWorker(0, kSmallJob);
+  c.StartWorker(1, kSmallJob);
+  std::atomic<bool> stop{false};
+  std::thread attacker;
+  if (attack) {
+    attacker = std::thread([&] {
+      EXPECT_TRUE(c.worker(0)->WaitFor("joined parameter servers", 30s));
+      EXPECT_TRUE(c.worker(1)->WaitFor("joined parameter servers", 30s));
+      auto client = PsClient(c.port());
+      const std::string forged = wire::RandomNonce();
+      int rounds = 0;
+      double worst_healthz = 0;
+      while (!stop && std::chrono::steady_clock::now() - start < std::chrono::duration<double>(attack_cap_s)) {
+        auto invented = client->Call(PsRequest(ps::kHeartbeat, 7), 2s);
+        EXPECT_EQ(invented.status().code(), StatusCode::kPermissionDenied) << invented.status().ToString();
+        auto member = client->Call(PsRequest(ps::kHeartbeat, 1, forged), 2s);
+        EXPECT_EQ(member.status().code(), StatusCode::kPermissionDenied) << member.status().ToString();
+        wire::Message push = PsRequest(ps::kPush, 9);
+        push.fields.SetInt("version", 0);
+        push.fields.SetInt("step", 1);
+        push.fields.SetFloat("lr", 0.1);
+        auto pushed = client->Call(std::move(push), 2s);
+        EXPECT_EQ(pushed.status().code(), StatusCode::kPermissionDenied) << pushed.status().ToString();
+        EXPECT_NE(pushed.status().message().find("session"), std::string::npos) << pushed.status().ToString();
+        // Rank 1 is held while worker 1 trains (free again once it left).
+        auto held = client->Call(Init(1), 2s);
+        if (held.ok()) EXPECT_NE(c.server()->output().find("worker finished server=0 worker=1"), std::string::npos);
+        else EXPECT_EQ(held.status().code(), StatusCode::kAlreadyExists) << held.status().ToString();
+        auto beyond = client->Call(Init(5), 2s);
+        EXPECT_EQ(beyond.status().code(), StatusCode::kResourceExhausted) << beyond.status().ToString();
+        EXPECT_NE(beyond.status().message().find("ps.workers"), std::string::npos) << beyond.status().ToString();
+        int status = 0;
+        worst_healthz = std::max(worst_healthz, MillisToGet(http, "/healthz", &status));
+        EXPECT_EQ(status, 200);
+        ++rounds;
+        std::this_thread::sleep_for(50ms);
+      }
+      std::fprintf(stderr, "attacker: %d rounds, worst /healthz %.1f ms\n", rounds, worst_healthz);
+      EXPECT_GT(rounds, 0);
+      EXPECT_LT(worst_healthz, 100.0);
+    });
+  }
+  EXPECT_EQ(c.worker(0)->Wait(), 0) << c.worker(0)->output();
+  EXPECT_EQ(c.worker(1)->Wait(), 0) << c.worker(1)->output();
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  stop = true;
+  if (attacker.joinable()) attacker.join();
+  out.accuracy = FinalAccuracy(c.worker(0)->output());
+  out.server_hwm_kb = testing::ProcStatus(c.server()->pid(), "VmHWM");
+  out.metrics = testing::HttpGet(http, "/metrics");
+  c.StopServers();
+  return out;
+}
+
+// Invented ids and forged sessions change nothing about a sync job: it takes
+// about as long as without them (on the old code, a heartbeat for an
+// invented id held every step until the attacker stopped) and ends with the
+// same accuracy, bit for bit as sync mode is; every attempt is counted.
+TEST(PsMembership, InventedWorkersAreRefusedAndDoNotStretchASyncJob) {
+  const JobRun clean = RunSyncJob(false, 0);
+  ASSERT_GT(clean.accuracy, 60.0);
+  const JobRun attacked = RunSyncJob(true, 4 * clean.seconds + 5);
+  std::fprintf(stderr, "2-worker sync job: %.2f s clean, %.2f s under attack; server VmHWM %lld / %lld kB\n",
+               clean.seconds, attacked.seconds, static_cast<long long>(clean.server_hwm_kb),
+               static_cast<long long>(attacked.server_hwm_kb));
+  EXPECT_LT(attacked.seconds, 2 * clean.seconds + 1) << "the attack stretched the job";
+  EXPECT_EQ(attacked.accuracy, clean.accuracy) << "sync mode: the same run, bit for bit";
+  EXPECT_GT(MetricValue(attacked.metrics, "dnnd_ps_refused_total{reason=\"unknown_worker\"}"), 0) << attacked.metrics;
+  EXPECT_GT(MetricValue(attacked.metrics, "dnnd_ps_refused_total{reason=\"rank_held\"}"), 0);
+  EXPECT_GT(MetricValue(attacked.metrics, "dnnd_ps_refused_total{reason=\"beyond_workers\"}"), 0);
+  EXPECT_LT(attacked.server_hwm_kb, clean.server_hwm_kb + 32 * 1024);
+}
+
+// Waits for `n` asynchronous calls.
+class Countdown {
+ public:
+  void Add() {
+    std::lock_guard lock(mu_);
+    ++left_;
+  }
+  void Done() {
+    std::lock_guard lock(mu_);
+    if (--left_ == 0) cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return left_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int left_ = 0;
+};
+
+// 20,000 joins as ranks the job does not have and 20,000 heartbeats of
+// never-joined workers, before any worker initialised the model: all
+// refused, cheaply (no model is built, nobody becomes a member, memory stays
+// put), while /healthz answers; a real rank still joins afterwards. (The old
+// code accepted every one: the first join built the model and the
+// heartbeats made 20,000 live members.)
+TEST(PsMembership, TwentyThousandJoinsBeyondTheWorkerCountAreRefusedCheaply) {
+  TempDir dir;
+  const int http = testing::FreeLoopbackPort();
+  Cluster c(dir, 1, "--set http.listen=127.0.0.1:" + std::to_string(http));
+  c.StartServers();
+  ASSERT_GT(c.port(), 0) << c.server()->output();
+  auto client = PsClient(c.port());
+  ASSERT_TRUE(client->Connect(rpc::Clock::now() + 10s).ok());
+  const pid_t pid = c.server()->pid();
+  const int64_t rss_before = testing::ProcStatus(pid, "VmRSS");
+  constexpr int kAttempts = 20000;
+  std::atomic<int> beyond{0}, unknown{0}, other{0};
+  std::string first_beyond, first_unknown;
+  std::mutex first_mu;
+  std::atomic<bool> flooding{true};
+  double worst_healthz = 0;
+  int healthz_probes = 0;
+  std::thread prober([&] {
+    while (flooding) {
+      int status = 0;
+      worst_healthz = std::max(worst_healthz, MillisToGet(http, "/healthz", &status));
+      EXPECT_EQ(status, 200);
+      ++healthz_probes;
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int batch = 0; batch < 2 * kAttempts; batch += 500) {
+    Countdown done;
+    for (int i = batch; i < batch + 500; ++i) {
+      const bool join = i < kAttempts;
+      done.Add();
+      client->CallAsync(join ? Init(2 + i) : PsRequest(ps::kHeartbeat, i - kAttempts), rpc::Clock::now() + 30s,
+                        [&, join](Result<wire::Message> r) {
+                          const StatusCode want = join ? StatusCode::kResourceExhausted : StatusCode::kPermissionDenied;
+                          if (r.status().code() == want) {
+                            ++(join ? beyond : unknown);
+                            std::lock_guard lock(first_mu);
+                            (join ? first_beyond : first_unknown) = r.status().message();
+                          } else {
+                            ++other;
+                          }
+                          done.Done();
+                        });
+    }
+    done.Wait();
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  flooding = false;
+  prober.join();
+  const int64_t rss_after = testing::ProcStatus(pid, "VmRSS");
+  std::fprintf(stderr, "%d refused joins + %d refused heartbeats in %.2f s (%.0f us each); worst /healthz %.1f ms "
+               "of %d; VmRSS %lld -> %lld kB\n", beyond.load(), unknown.load(), seconds, seconds * 1e6 / (2 * kAttempts),
+               worst_healthz, healthz_probes, static_cast<long long>(rss_before), static_cast<long long>(rss_after));
+  EXPECT_EQ(beyond, kAttempts);
+  EXPECT_EQ(unknown, kAttempts);
+  EXPECT_EQ(other, 0);
+  EXPECT_NE(first_beyond.find("ps.workers = 2"), std::string::npos) << first_beyond;
+  EXPECT_NE(first_unknown.find("session"), std::string::npos) << first_unknown;
+  EXPECT_LT(seconds, 30.0) << "each refusal is a map lookup";
+  EXPECT_LT(worst_healthz, 100.0);
+  EXPECT_LT(rss_after - rss_before, 16 * 1024) << "kB";
+  wire::Message stats;
+  stats.type = ps::kStats;
+  auto s = client->Call(std::move(stats), 5s);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s.value().fields.IntOr("initialized", -1), 0) << "no refused join built the model";
+  EXPECT_EQ(s.value().fields.IntOr("live_workers", -1), 0);
+  const std::string metrics = testing::HttpGet(http, "/metrics");
+  EXPECT_EQ(MetricValue(metrics, "dnnd_ps_refused_total{reason=\"beyond_workers\"}"), kAttempts);
+  EXPECT_EQ(MetricValue(metrics, "dnnd_ps_refused_total{reason=\"unknown_worker\"}"), kAttempts);
+  // A rank of the job joins and gets its session.
+  auto joined = client->Call(Init(1), 10s);
+  ASSERT_TRUE(joined.ok()) << joined.status().ToString();
+  EXPECT_EQ(joined.value().fields.GetBytes("session").value().size(), 32u);
+  c.StopServers();
+}
+
+// A push carrying NaN (or Inf) is refused with an error naming it, counted,
+// and changes nothing: the real worker trains on to a normal accuracy and
+// its model is finite. (On the old code the NaN was averaged in and the
+// model was NaN from that step on.)
+TEST(PsMembership, NonFinitePushIsRefusedCountedAndTrainingGoesOn) {
+  TempDir dir;
+  const int http = testing::FreeLoopbackPort();
+  Cluster c(dir, 1, "--set ps.heartbeat_timeout_ms=1500 --set http.listen=127.0.0.1:" + std::to_string(http));
+  c.StartServers();
+  ASSERT_GT(c.port(), 0) << c.server()->output();
+  c.StartWorker(0, kSmallJob);  // part 0 of 2; this test is part 1
+  ASSERT_TRUE(c.worker(0)->WaitFor("joined parameter servers", 30s)) << c.worker(0)->output();
+  auto client = PsClient(c.port());
+  auto joined = client->Call(Init(1), 10s);
+  ASSERT_TRUE(joined.ok()) << joined.status().ToString();
+  const std::string session = joined.value().fields.GetBytes("session").ok()
+                                  ? joined.value().fields.GetBytes("session").value() : "";
+  EXPECT_EQ(session.size(), 32u) << "the join's session";
+  const int chunks = static_cast<int>(joined.value().fields.IntOr("chunks", 1));
+  auto model = BuildModel(ParseModelSpecText(MlpSpecText(), "mlp").value(), 42).value();
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (const auto& [name, t] : model->NamedParameters()) shapes.emplace_back(name, t.shape());
+  const ps::Partition partition = ps::PartitionParameters(shapes, chunks);
+  const float poison[] = {std::nanf(""), INFINITY};
+  for (int chunk = 0; chunk < chunks; ++chunk) {
+    wire::Message push = PsRequest(ps::kPush, 1, session);
+    push.fields.SetInt("chunk", chunk);
+    push.fields.SetInt("version", joined.value().fields.IntOr("version", 0));
+    push.fields.SetInt("step", 1);
+    push.fields.SetFloat("lr", 0.001);
+    for (const ps::ShardPiece& piece : partition.pieces[chunk]) {
+      Tensor g = Tensor::Zeros({piece.length});
+      g.data()[piece.length / 2] = poison[chunk % 2];
+      push.tensors.push_back(wire::WireTensor::FromTensor(piece.key(), g));
+    }
+    auto r = client->Call(std::move(push), 10s);
+    EXPECT_FALSE(r.ok()) << "chunk " << chunk;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("non-finite value (" + std::string(chunk % 2 ? "inf" : "nan")),
+              std::string::npos) << r.status().ToString();
+  }
+  ASSERT_TRUE(client->Call(PsRequest(ps::kLeave, 1, session), 5s).ok());
+  ASSERT_EQ(c.worker(0)->Wait(), 0) << c.worker(0)->output();
+  EXPECT_GT(FinalAccuracy(c.worker(0)->output()), 50.0) << c.worker(0)->output();
+  auto saved = LoadSafetensors(dir.path() + "/model0/model.safetensors");
+  ASSERT_TRUE(saved.ok()) << saved.status().ToString();
+  for (const auto& [name, t] : saved->tensors)
+    for (float v : t.ToVector()) ASSERT_TRUE(std::isfinite(v)) << name;
+  const std::string metrics = testing::HttpGet(http, "/metrics");
+  EXPECT_EQ(MetricValue(metrics, "dnnd_ps_refused_total{reason=\"non_finite\"}"), chunks) << metrics;
   c.StopServers();
 }
 
