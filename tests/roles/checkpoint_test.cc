@@ -64,8 +64,8 @@ std::vector<std::string> Entries(const std::string& dir) {
   return out;
 }
 
-// `kills` runs, each SIGKILLed after a random delay in [min_ms, max_ms] and
-// each resuming what the previous one left: every run must still be alive
+// `kills` runs, each SIGKILLed a random [min_ms, max_ms] after it starts
+// training, and each resuming what the previous one left: every run must still be alive
 // when killed (a failed resume exits at once), the resumed step never goes
 // back, and a last, clean run resumes and ends with exit code 0.
 void KillLoop(int kills, int min_ms, int max_ms) {
@@ -79,6 +79,9 @@ void KillLoop(int kills, int min_ms, int max_ms) {
   int resumed = 0;
   for (int i = 0; i < kills; ++i) {
     Daemon w(XorWorker(ckpt), dir.path() + "/run.log");
+    // Start-up takes a varying while on a busy machine: the delay counts from
+    // the line the worker logs just before it resumes and trains.
+    ASSERT_TRUE(w.WaitFor("worker: training", std::chrono::seconds(20))) << w.output();
     std::this_thread::sleep_for(std::chrono::milliseconds(delay(rng)));
     w.Signal(SIGKILL);
     const int code = w.Wait();
@@ -97,7 +100,7 @@ void KillLoop(int kills, int min_ms, int max_ms) {
       last_model = model;
     }
   }
-  // Most runs got as far as resuming (the kills were not all during start-up).
+  // Most runs got as far as resuming (the kills hit training and saving).
   EXPECT_GE(resumed, kills / 2);
   Outcome final = Dnnd(XorWorker(ckpt, "--set train.max_steps=" + std::to_string(std::max(last, last_model) + 20)));
   ASSERT_EQ(final.code, 0) << final.output;
@@ -111,10 +114,10 @@ void KillLoop(int kills, int min_ms, int max_ms) {
   EXPECT_EQ(generations, 2);
 }
 
-TEST(CheckpointCrash, SigkillWhileCheckpointingEveryStepAlwaysResumes) { KillLoop(30, 40, 160); }
+TEST(CheckpointCrash, SigkillWhileCheckpointingEveryStepAlwaysResumes) { KillLoop(30, 5, 100); }
 
 // The same for 200 kills (about a minute): ctest -L long.
-TEST(CheckpointCrash, DISABLED_SigkillSoak) { KillLoop(200, 20, 250); }
+TEST(CheckpointCrash, DISABLED_SigkillSoak) { KillLoop(200, 0, 150); }
 
 TEST(CheckpointCrash, DamagedNewestGenerationFallsBackToThePreviousOne) {
   TempDir dir;
