@@ -435,6 +435,10 @@ class ControllerRole : public Role {
       for (auto id : users) ids += (ids.empty() ? "" : ", ") + std::to_string(id);
       return HttpResponse::Error(409, "in_use", "dataset '" + name + "' is used by queued or running job(s) " + ids);
     }
+    {  // its memory goes with it (a new dataset of the name has another key anyway)
+      std::lock_guard loaded_lock(loaded_mu_);
+      std::erase_if(loaded_, [&](const auto& entry) { return entry.first.rfind(name + "|", 0) == 0; });
+    }
     std::error_code ec;
     fs::remove_all(fs::path(dir_) / "datasets" / name, ec);
     return HttpResponse::Json(200, {{"deleted", name}});
@@ -909,18 +913,27 @@ class ControllerRole : public Role {
   };
 
   // Loaded datasets are kept for the next request (every worker of a job
-  // asks for its part at the same moment); two at most.
+  // asks for its part at the same moment); two at most. Keyed by what the
+  // name holds now, not by the name: a dataset deleted and registered again
+  // under its name is another dataset (new files, new FileVersions).
   Result<std::shared_ptr<const LoadedDataset>> LoadDataset(const std::string& name) {
-    std::lock_guard lock(loaded_mu_);
-    for (auto& [n, d] : loaded_)
-      if (n == name) return std::shared_ptr<const LoadedDataset>(d);
     DNND_ASSIGN_OR_RETURN(auto rec, store_->GetDataset(name));
-    DNND_ASSIGN_OR_RETURN(Config dc, DataConfig(rec.format, dir_ + "/datasets/" + name,
-                                                ParseJsonText(rec.files).as_object()));
+    const std::string dir = dir_ + "/datasets/" + name;
+    const json::object files = ParseJsonText(rec.files).as_object();
+    std::string key = name + "|" + rec.created;
+    for (const auto& [part, file] : files) {
+      if (!file.is_string()) return Corruption("dataset '" + name + "': the store's file list is not names");
+      DNND_ASSIGN_OR_RETURN(std::string version, FileVersion(dir + "/" + std::string(file.get_string())));
+      key += "|" + std::string(part) + "=" + version;
+    }
+    std::lock_guard lock(loaded_mu_);
+    for (auto& [k, d] : loaded_)
+      if (k == key) return std::shared_ptr<const LoadedDataset>(d);
+    DNND_ASSIGN_OR_RETURN(Config dc, DataConfig(rec.format, dir, files));
     auto d = std::make_shared<LoadedDataset>();
     DNND_ASSIGN_OR_RETURN(d->train, data::LoadTrainingSet(dc));
     DNND_ASSIGN_OR_RETURN(d->test, data::LoadTestSet(dc));
-    loaded_.insert(loaded_.begin(), {name, d});
+    loaded_.insert(loaded_.begin(), {key, d});
     if (loaded_.size() > 2) loaded_.pop_back();
     return std::shared_ptr<const LoadedDataset>(d);
   }
@@ -1383,7 +1396,7 @@ class ControllerRole : public Role {
   std::optional<std::pair<std::pair<uint64_t, uint64_t>, HttpResponse>> jobs_list_;  // GET /api/v1/jobs, and as of when
   std::mutex dataset_mu_;
   std::mutex loaded_mu_;
-  std::vector<std::pair<std::string, std::shared_ptr<LoadedDataset>>> loaded_;
+  std::vector<std::pair<std::string, std::shared_ptr<LoadedDataset>>> loaded_;  // LoadDataset's key, newest first
 };
 
 }  // namespace
@@ -1403,6 +1416,17 @@ Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg, int64_t loca
   // Uploads stream into temporary files here before moving into place.
   fs::create_directories(dir + "/uploads", ec);
   if (ec) return IoError("cannot create " + dir + "/uploads: " + ec.message());
+  // What a killed controller left: temp files of atomic writes anywhere in the
+  // data dir, and upload bodies (the HTTP server does not run yet).
+  DNND_ASSIGN_OR_RETURN(std::vector<std::string> swept,
+                        SweepTempFiles(dir, {.recursive = true, .temp_prefix = "", .upload_prefix = ""}));
+  DNND_ASSIGN_OR_RETURN(std::vector<std::string> uploads,
+                        SweepTempFiles(dir + "/uploads",
+                                       {.recursive = false, .temp_prefix = "", .upload_prefix = kUploadFilePrefix}));
+  swept.insert(swept.end(), uploads.begin(), uploads.end());
+  if (!swept.empty())
+    Log(LogLevel::kWarn, "controller", "removed what interrupted writes left behind",
+        {{"files", static_cast<int64_t>(swept.size())}, {"first", swept.front()}});
   // The API's bearer token and the wire key are different secrets.
   DNND_ASSIGN_OR_RETURN(wire::Secrets secrets, wire::LoadSecrets(cfg));
   DNND_ASSIGN_OR_RETURN(auto store, ControllerStore::Open(dir + "/controller.db"));

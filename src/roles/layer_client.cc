@@ -332,17 +332,16 @@ Result<std::vector<LayerPlacement>> ParsePlacements(const Config& config) {
 }
 
 LayerExchange::LayerExchange(std::vector<LayerPlacement> placements, int64_t micro_batches,
-                             rpc::RpcClientOptions options, std::string session_prefix, std::string checkpoint_dir,
-                             bool resume)
+                             rpc::RpcClientOptions options, std::string session_prefix)
     : placements_(std::move(placements)), micro_batches_(micro_batches), options_(std::move(options)),
-      session_prefix_(std::move(session_prefix)), checkpoint_dir_(std::move(checkpoint_dir)), resume_(resume),
+      session_prefix_(std::move(session_prefix)),
       step_error_(std::make_shared<std::pair<std::mutex, Status>>(std::piecewise_construct, std::forward_as_tuple(),
                                                                   std::forward_as_tuple(Status::Ok()))) {}
 
 LayerExchange::~LayerExchange() { End(); }
 
-std::string LayerExchange::OptimizerStatePath(const RemoteStage& stage) const {
-  return checkpoint_dir_ + "/layers-" + std::to_string(stage.placement().first) + "-" +
+std::string LayerExchange::OptimizerStateFile(const RemoteStage& stage) {
+  return "layers-" + std::to_string(stage.placement().first) + "-" +
          std::to_string(stage.placement().last - 1) + ".optimizer.safetensors";
 }
 
@@ -374,11 +373,7 @@ Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spe
       const size_t layer = std::stoul(name.substr(0, name.find('.')));
       if (layer >= p.first && layer < p.last) mine.emplace_back(name, t);
     }
-    const std::string state_path = OptimizerStatePath(*stage);
-    if (resume_ && !checkpoint_dir_.empty() && std::filesystem::exists(state_path)) {
-      DNND_ASSIGN_OR_RETURN(SafetensorsFile file, LoadSafetensors(state_path));
-      optimizer_state = file.tensors;
-    }
+    if (auto saved = resumed_.find(OptimizerStateFile(*stage)); saved != resumed_.end()) optimizer_state = saved->second;
     DNND_RETURN_IF_ERROR(stage->Load(mine, optimizer_state));
     if (!run.empty() && run.back()->placement().last != p.first) flush();
     run.push_back(stage);
@@ -412,17 +407,12 @@ Status LayerExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64
   return Status::Ok();
 }
 
-Status LayerExchange::BeforeCheckpoint(nn::Sequential& model) {
+Status LayerExchange::BeforeCheckpoint(nn::Sequential& model, CheckpointFiles& files) {
   {
     std::lock_guard lock(step_error_->first);
     if (!step_error_->second.ok()) return step_error_->second;
   }
   nn::NamedTensors params = model.NamedParameters();
-  if (!checkpoint_dir_.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(checkpoint_dir_, ec);
-    if (ec) return IoError("creating " + checkpoint_dir_ + ": " + ec.message());
-  }
   for (auto& stage : stages_) {
     DNND_RETURN_IF_ERROR(stage->SettleStep());
     DNND_ASSIGN_OR_RETURN(wire::Message state, stage->State());
@@ -439,8 +429,7 @@ Status LayerExchange::BeforeCheckpoint(nn::Sequential& model) {
                           ", which the local model does not have");
       it->second.detach().CopyFrom(t);
     }
-    if (!checkpoint_dir_.empty())
-      DNND_RETURN_IF_ERROR(SaveSafetensors(OptimizerStatePath(*stage), optimizer_state, {}));
+    files[OptimizerStateFile(*stage)] = std::move(optimizer_state);
   }
   return Status::Ok();
 }

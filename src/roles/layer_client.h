@@ -43,25 +43,28 @@ class RemoteStage;
 
 class LayerExchange : public StepExchange {
  public:
-  // `session_prefix` names this worker's sessions (unique per worker);
-  // `checkpoint_dir` (may be empty) holds the remote optimizer state.
+  // `session_prefix` names this worker's sessions (unique per worker). The
+  // remote optimizer state is saved in the worker's checkpoint generations
+  // (layers-<first>-<last>.optimizer.safetensors, BeforeCheckpoint) and
+  // restored from the generation resumed (Resumed).
   LayerExchange(std::vector<LayerPlacement> placements, int64_t micro_batches, rpc::RpcClientOptions options,
-                std::string session_prefix, std::string checkpoint_dir, bool resume);
+                std::string session_prefix);
   ~LayerExchange() override;
 
   Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) override;
   Status Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) override;
-  Status BeforeCheckpoint(nn::Sequential& model) override;
+  Status BeforeCheckpoint(nn::Sequential& model, CheckpointFiles& files) override;
+  void Resumed(const CheckpointFiles& files) override { resumed_ = files; }
   void End() override;
 
  private:
-  std::string OptimizerStatePath(const RemoteStage& stage) const;
+  static std::string OptimizerStateFile(const RemoteStage& stage);
 
   const std::vector<LayerPlacement> placements_;
   const int64_t micro_batches_;
   const rpc::RpcClientOptions options_;
-  const std::string session_prefix_, checkpoint_dir_;
-  const bool resume_;
+  const std::string session_prefix_;
+  CheckpointFiles resumed_;  // the remote optimizer state of a local resume, for Begin
   std::map<std::string, std::shared_ptr<rpc::RpcClient>> clients_;  // one per server
   std::vector<std::shared_ptr<RemoteStage>> stages_;                 // in layer order
   std::vector<std::shared_ptr<RemoteStage>> heads_;                  // each pipeline's first stage

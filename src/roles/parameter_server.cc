@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "core/config.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/role.h"
@@ -450,8 +451,10 @@ std::pair<int64_t, int64_t> ParameterServer::Chunk::LiveAndDropped() const {
 // Checkpoints: <dir>/ps-<index>-<chunk>.safetensors holds the chunk's pieces
 // and, under "optimizer/", its optimizer state, written atomically as ONE
 // file: a crash at any moment leaves either the previous checkpoint or the new
-// one, never pieces and an optimizer from different versions. Chunks may be a
-// version apart after a crash; workers resynchronise each chunk on its own.
+// one, never pieces and an optimizer from different versions. The previous
+// one stays as ps-<index>-<chunk>.prev.safetensors (a hard link), the
+// fallback when the newest does not load. Chunks may be versions apart after
+// a crash; workers resynchronise each chunk on its own.
 namespace {
 constexpr std::string_view kOptimizerPrefix = "optimizer/";
 }  // namespace
@@ -474,6 +477,8 @@ Status ParameterServer::Chunk::CheckpointLocked() {
                                              {"dnnd.chunks", std::to_string(options_.chunks)},
                                              {"dnnd.chunk", std::to_string(chunk_)},
                                              {"dnnd.model_spec", spec_text_}};
+  if (std::filesystem::exists(checkpoint_path_, ec))
+    DNND_RETURN_IF_ERROR(LinkFileAtomic(checkpoint_path_, PreviousPath(checkpoint_path_)));
   DNND_RETURN_IF_ERROR(SaveSafetensors(checkpoint_path_, tensors, meta));
   last_checkpoint_version_ = version_;
   return Status::Ok();
@@ -621,7 +626,36 @@ std::string ParameterServer::CheckpointPath(int chunk) const {
          ".safetensors";
 }
 
+std::string ParameterServer::PreviousPath(const std::string& checkpoint_path) {
+  const std::string suffix = ".safetensors";
+  return checkpoint_path.substr(0, checkpoint_path.size() - suffix.size()) + ".prev" + suffix;
+}
+
+Result<std::optional<SafetensorsFile>> ParameterServer::LoadChunkCheckpoint(int chunk) const {
+  const std::string path = CheckpointPath(chunk), prev = PreviousPath(path);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return std::optional<SafetensorsFile>();
+  auto file = LoadSafetensors(path);
+  if (file.ok() || !std::filesystem::exists(prev, ec)) {
+    if (!file.ok()) return file.status();
+    return std::optional<SafetensorsFile>(std::move(file).value());
+  }
+  Log(LogLevel::kWarn, "ps", "checkpoint does not load; resuming the chunk from its previous checkpoint",
+      {{"bad", path}, {"error", file.status().ToString()}, {"using", prev}});
+  DNND_ASSIGN_OR_RETURN(SafetensorsFile previous, LoadSafetensors(prev));
+  return std::optional<SafetensorsFile>(std::move(previous));
+}
+
 Status ParameterServer::Start() {
+  if (!options_.checkpoint_dir.empty()) {
+    // Only this server's files: the job's other servers may share the dir (and this process).
+    const std::string mine = "ps-" + std::to_string(options_.index) + "-";
+    DNND_ASSIGN_OR_RETURN(
+        std::vector<std::string> removed,
+        SweepTempFiles(options_.checkpoint_dir, {.recursive = false, .temp_prefix = mine, .upload_prefix = ""}));
+    for (const auto& path : removed)
+      Log(LogLevel::kWarn, "ps", "removed what an interrupted checkpoint left behind", {{"path", path}});
+  }
   if (!options_.checkpoint_dir.empty() && options_.resume) DNND_RETURN_IF_ERROR(RestoreFromCheckpoint());
   DNND_RETURN_IF_ERROR(server_.Start());
   // Workers silent for ps.heartbeat_timeout_ms leave the barrier.
@@ -787,8 +821,9 @@ Status ParameterServer::RestoreFromCheckpoint() {
   std::string spec, seed;
   for (size_t c = 0; c < chunks_.size(); ++c) {
     const std::string path = CheckpointPath(static_cast<int>(c));
-    if (!std::filesystem::exists(path)) continue;
-    DNND_ASSIGN_OR_RETURN(SafetensorsFile file, LoadSafetensors(path));
+    DNND_ASSIGN_OR_RETURN(std::optional<SafetensorsFile> loaded, LoadChunkCheckpoint(static_cast<int>(c)));
+    if (!loaded) continue;
+    SafetensorsFile& file = *loaded;
     auto meta = [&](const std::string& key) {
       auto it = file.metadata.find(key);
       return it == file.metadata.end() ? std::string() : it->second;

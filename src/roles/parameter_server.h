@@ -47,12 +47,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/periodic.h"
 #include "core/status.h"
 #include "roles/ps_protocol.h"
+#include "tensor/safetensors.h"
 #include "tensor/model_spec.h"
 #include "tensor/optim.h"
 #include "transport/rpc_server.h"
@@ -111,6 +113,11 @@ class ParameterServer {
   // Builds the model once and hands every chunk its pieces.
   Status InitLocked(const std::string& spec_text, uint64_t seed);
   std::string CheckpointPath(int chunk) const;
+  // The chunk's previous checkpoint (the fallback of a file that does not load).
+  static std::string PreviousPath(const std::string& checkpoint_path);
+  // A chunk's checkpoint file, or its previous one (with a warning) when the
+  // newest does not load; nullopt when it has none.
+  Result<std::optional<SafetensorsFile>> LoadChunkCheckpoint(int chunk) const;
   Status RestoreFromCheckpoint();
 
   const ParameterServerOptions options_;

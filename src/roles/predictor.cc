@@ -1,13 +1,12 @@
 #include "roles/predictor.h"
 
-#include <sys/stat.h>
-
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 #include <cmath>
 #include <optional>
 
 #include "core/data/dataset.h"
+#include "core/files.h"
 #include "core/image.h"
 #include "roles/controller.h"
 #include "roles/controller_store.h"
@@ -353,12 +352,11 @@ std::variant<JobRecord, HttpResponse> Predictor::ResolveJob(const std::string& m
 
 Result<std::shared_ptr<const TrainedModel>> Predictor::Load(int64_t job) {
   const std::string path = options_.checkpoint_path(job);
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0)
+  auto version = FileVersion(path);
+  if (!version.ok())
     return NotFound("job " + std::to_string(job) + " succeeded but its checkpoint " + path + " is missing");
-  // A rewritten file (same path) is a different model: size and mtime are in the key.
-  const std::string key = path + "|" + std::to_string(st.st_size) + "|" + std::to_string(st.st_mtim.tv_sec) + "." +
-                          std::to_string(st.st_mtim.tv_nsec);
+  // A replaced or rewritten file (same path) is a different model: its inode, size and mtime are in the key.
+  const std::string key = path + "|" + *version;
   {
     std::lock_guard lock(cache_mu_);
     for (auto it = cache_.begin(); it != cache_.end(); ++it) {

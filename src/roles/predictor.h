@@ -31,7 +31,7 @@
 // own file) 500.
 //
 // Loaded models are cached (at most kCachedModels, least recently used goes),
-// keyed by checkpoint file and its size and modification time, so a
+// keyed by checkpoint file and its FileVersion (inode, size, mtime), so a
 // checkpoint is read once, not per call. Which job answers a (model, ?job=)
 // pair is resolved from the store once and kept while the store's
 // Generation() is unchanged: any write to it (a job of the model succeeding,
@@ -97,7 +97,7 @@ class Predictor {
   const Options options_;
 
   struct CachedModel {
-    std::string key;  // path, size, mtime
+    std::string key;  // path, FileVersion
     std::shared_ptr<const TrainedModel> model;
   };
   std::mutex cache_mu_;             // guards cache_ and resolved_

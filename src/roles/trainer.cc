@@ -1,5 +1,6 @@
 #include "roles/trainer.h"
 
+#include "core/files.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -68,10 +69,24 @@ float Trainer::LearningRate(int64_t epoch) const {
 
 Status Trainer::SaveCheckpoint(int64_t epoch, int64_t step, int64_t samples) {
   if (options_.checkpoint_dir.empty()) return Status::Ok();
-  if (options_.exchange) DNND_RETURN_IF_ERROR(options_.exchange->BeforeCheckpoint(*model_));
-  TrainingState state{.epoch = epoch, .step = step, .samples = samples, .train_samples = train_samples_, .extra = {}};
-  return dnnd::SaveCheckpoint(options_.checkpoint_dir, *model_, optimizer_.get(), state,
-                              ModelSpecToToml(spec_));
+  // The final save after a periodic one at the same step would only push the
+  // previous generation (the fallback) out.
+  if (epoch == saved_epoch_ && step == saved_step_) return Status::Ok();
+  TrainingState state{.epoch = epoch, .step = step, .samples = samples, .train_samples = train_samples_, .extra = {},
+                      .files = {}, .loaded_from = {}};
+  if (options_.exchange) DNND_RETURN_IF_ERROR(options_.exchange->BeforeCheckpoint(*model_, state.files));
+  DNND_RETURN_IF_ERROR(
+      dnnd::SaveCheckpoint(options_.checkpoint_dir, *model_, optimizer_.get(), state, ModelSpecToToml(spec_)));
+  saved_epoch_ = epoch;
+  saved_step_ = step;
+  return Status::Ok();
+}
+
+Status Trainer::SweepCheckpointDir() {
+  DNND_ASSIGN_OR_RETURN(std::vector<std::string> removed, SweepTempFiles(options_.checkpoint_dir));
+  for (const auto& path : removed)
+    Log(LogLevel::kWarn, "trainer", "removed what an interrupted checkpoint left behind", {{"path", path}});
+  return Status::Ok();
 }
 
 EvalResult Trainer::Evaluate(const data::Dataset& set) {
@@ -144,14 +159,14 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       if (e) e->End();
     }
   } end_exchange{exchange};
-  if (options_.resume && !options_.checkpoint_dir.empty() &&
-      std::filesystem::exists(std::filesystem::path(options_.checkpoint_dir) / "model.safetensors")) {
+  if (!options_.checkpoint_dir.empty()) DNND_RETURN_IF_ERROR(SweepCheckpointDir());
+  if (options_.resume && !options_.checkpoint_dir.empty() && HasCheckpoint(options_.checkpoint_dir)) {
     auto state = LoadCheckpoint(options_.checkpoint_dir, *model_, optimizer_.get());
     if (!state) return state.status().WithContext("resuming from " + options_.checkpoint_dir);
     step = state->step;
     samples = state->samples;
-    std::fprintf(stderr, "resumed from %s at step %lld\n", options_.checkpoint_dir.c_str(),
-                 static_cast<long long>(step));
+    if (exchange) exchange->Resumed(state->files);
+    std::fprintf(stderr, "resumed from %s at step %lld\n", state->loaded_from.c_str(), static_cast<long long>(step));
   }
   if (exchange) {
     DNND_ASSIGN_OR_RETURN(const int64_t start, exchange->Begin(*model_, spec_, options_.seed));

@@ -16,6 +16,7 @@
 #include "core/data/dataset.h"
 #include "core/progress.h"
 #include "core/status.h"
+#include "tensor/checkpoint.h"
 #include "tensor/model_spec.h"
 #include "tensor/nn.h"
 #include "tensor/optim.h"
@@ -37,8 +38,11 @@ class StepExchange {
   // worker's own optimizer (used between averages in kavg).
   virtual Status Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) = 0;
   // Before the trainer writes a checkpoint: make `model` hold the current
-  // weights of every layer (layers kept elsewhere are copied back).
-  virtual Status BeforeCheckpoint(nn::Sequential& model) { return Status::Ok(); }
+  // weights of every layer (layers kept elsewhere are copied back), and add
+  // to `files` any state of its own that belongs to the same generation.
+  virtual Status BeforeCheckpoint(nn::Sequential& model, CheckpointFiles& files) { return Status::Ok(); }
+  // After a local resume, before Begin: the files of the generation resumed.
+  virtual void Resumed(const CheckpointFiles& files) {}
   // Training is over (finished or stopped): leave the job.
   virtual void End() = 0;
 };
@@ -128,9 +132,13 @@ class Trainer {
           std::unique_ptr<optim::Optimizer> optimizer);
   float LearningRate(int64_t epoch) const;  // 0-based epoch
   Status SaveCheckpoint(int64_t epoch, int64_t step, int64_t samples);
+  // Removes the temporary files and generations a killed save left in
+  // options_.checkpoint_dir (SweepTempFiles), before anything reads or writes it.
+  Status SweepCheckpointDir();
 
   ModelSpec spec_;
   TrainOptions options_;
+  int64_t saved_epoch_ = -1, saved_step_ = -1;  // of the last checkpoint written
   std::shared_ptr<nn::Sequential> model_;
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::vector<EpochRecord> history_;

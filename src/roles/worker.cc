@@ -158,8 +158,7 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, const Worker
   if (!layers.empty()) {
     DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
     o.exchange = std::make_shared<LayerExchange>(std::move(layers), cfg.GetInt("worker.micro_batches"), std::move(rpc),
-                                                 cfg.GetString("node.name") + "-" + std::to_string(::getpid()),
-                                                 o.checkpoint_dir, o.resume);
+                                                 cfg.GetString("node.name") + "-" + std::to_string(::getpid()));
   }
   if (data_parallel) {
     DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));

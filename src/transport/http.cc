@@ -455,7 +455,7 @@ HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
       return HttpResponse::Error(413, "payload_too_large",
                                  "request body exceeds the limit of " + std::to_string(upload->max_bytes) + " bytes (" +
                                      upload->limit_name + ")");
-    std::string path = upload->dir + "/.upload-XXXXXX";
+    std::string path = upload->dir + "/" + kUploadFilePrefix + "XXXXXX";
     const int fd = ::mkstemp(path.data());
     bool ok = fd >= 0;
     for (size_t off = 0; ok && off < r.body.size();) {
@@ -626,7 +626,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Moves the parser onto a file body in a fresh temporary file of
   // `upload.dir`; false (after answering 500) if the file cannot be created.
   bool StartUpload(const HttpUploadOptions& upload) {
-    std::string path = upload.dir + "/.upload-XXXXXX";
+    std::string path = upload.dir + "/" + kUploadFilePrefix + "XXXXXX";
     const int fd = ::mkstemp(path.data());
     beast::error_code ec;
     if (fd >= 0) {

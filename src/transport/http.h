@@ -101,6 +101,12 @@ Result<boost::json::value> ParseJsonBody(const HttpRequest& request);
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
+// The name prefix of the temporary files upload bodies stream into (in
+// HttpUploadOptions::dir; mkstemp completes the name). A process killed
+// mid-upload leaves them: the owner of the dir sweeps them at start
+// (SweepTempFiles in core/files.h).
+inline constexpr const char* kUploadFilePrefix = ".upload-";
+
 // A route whose request body is streamed into a file instead of memory.
 struct HttpUploadOptions {
   // Where the temporary file is created; must exist. Put it on the

@@ -843,5 +843,42 @@ TEST(ControllerApi, JobListFollowsWritesAndProgressThoughCached) {
   EXPECT_TRUE(listed().empty());
 }
 
+// A dataset deleted and registered again under its name is another dataset:
+// the next job gets the new samples (the shard service) and their statistics
+// (normalize_mean), not what the controller had loaded for the old one.
+TEST(ControllerDatasets, ReRegisteredNameServesTheNewDataToJobs) {
+  TempDir dir;
+  ControllerProcess c(dir, "--set controller.local_workers=1");
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  TinyFiles files(dir);  // 10 samples of pixel value 7, the model 4x4 -> 2
+  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models", R"({"name":"m","spec":)" +
+                                                          json::serialize(json::value(ReadFile(files.spec))) + "}")),
+            201);
+  auto register_d = [&](const std::string& images, const std::string& labels) {
+    ASSERT_EQ(HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-images", images)), 201);
+    ASSERT_EQ(HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-labels", labels)), 201);
+    const std::string r = c.Send("POST", "/api/v1/datasets", R"({"name":"d","format":"idx"})");
+    ASSERT_EQ(HttpStatus(r), 201) << r;
+  };
+  // One job: epochs of batches of 5 on one worker, so its steps count the samples it got.
+  auto train = [&](int64_t samples, double pixel) {
+    const std::string r = c.Send("POST", "/api/v1/jobs", R"({"model":"m","dataset":"d","epochs":1,"batch":5,"workers":1})");
+    ASSERT_EQ(HttpStatus(r), 201) << r;
+    const json::value created = json::parse(HttpBody(r));
+    EXPECT_NEAR(created.at("params").at("normalize_mean").to_number<double>(), pixel / 255.0, 1e-9) << r;
+    const json::value job = WaitForJob(c, created.at("id").as_int64(), JobOver, std::chrono::seconds(60));
+    ASSERT_EQ(job.at("state"), "succeeded") << json::serialize(job) << "\n" << c.daemon().output();
+    EXPECT_EQ(job.at("step").as_int64(), samples / 5) << json::serialize(job);
+  };
+  register_d(ReadFile(files.images), ReadFile(files.labels));
+  train(10, 7);
+  ASSERT_EQ(HttpStatus(c.Send("DELETE", "/api/v1/datasets/d")), 200);
+  std::string labels = Idx({20}, 0);
+  labels.back() = 1;
+  register_d(Idx({20, 4, 4}, 200), labels);  // 20 samples of pixel value 200
+  train(20, 200);
+  EXPECT_EQ(HttpStatus(c.Send("GET", "/healthz")), 200);
+}
+
 }  // namespace
 }  // namespace dnnd

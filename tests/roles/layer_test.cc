@@ -97,6 +97,36 @@ TEST(LayerServer, XorWithEveryLayerRemoteMatchesLocalTraining) {
   EXPECT_NE(remote.output.find("final test accuracy 100.00%"), std::string::npos) << remote.output;
 }
 
+// The servers' optimizer state (SGD momentum here) is saved in the worker's
+// checkpoint generation and restored from it: a run stopped at step 20 and
+// resumed ends where an uninterrupted run does.
+TEST(LayerServer, ResumeRestoresTheServersOptimizerStateFromTheGeneration) {
+  TempDir dir;
+  LayerServers servers(dir);
+  ASSERT_TRUE(servers.up());
+  std::string spec = testing::ReadFile(Src("configs/models/xor.toml"));
+  spec.replace(spec.find("lr = 0.02"), 9, "lr = 0.02\nmomentum = 0.9");
+  const std::string common = "--role=worker --config " + Src("configs/worker-xor-layers.toml") +
+                             " --set train.iterations=40 --set train.progress=none --set model.file=" +
+                             dir.Write("xor-momentum.toml", spec) + " " + servers.Placement("0-1", "2-5");
+  const std::string full = dir.path() + "/full", part = dir.path() + "/part";
+  auto a = Dnnd(common + "--set train.checkpoint_dir=" + full);
+  ASSERT_EQ(a.code, 0) << a.output;
+  auto b = Dnnd(common + "--set train.max_steps=20 --set train.checkpoint_dir=" + part);
+  ASSERT_EQ(b.code, 0) << b.output;
+  for (const char* file : {"/gen-1/layers-0-1.optimizer.safetensors", "/gen-1/layers-2-5.optimizer.safetensors"})
+    EXPECT_TRUE(LoadSafetensors(part + file).ok()) << file;
+  auto c = Dnnd(common + "--set train.resume=true --set train.checkpoint_dir=" + part);
+  ASSERT_EQ(c.code, 0) << c.output;
+  EXPECT_NE(c.output.find("resumed from " + part + "/gen-1 at step 20"), std::string::npos) << c.output;
+  for (const char* name : {"0.weight", "4.weight"}) {
+    const auto wa = Weights(full, name), wc = Weights(part, name);
+    ASSERT_FALSE(wa.empty()) << name;
+    ASSERT_EQ(wc.size(), wa.size()) << name;
+    for (size_t i = 0; i < wa.size(); ++i) EXPECT_NEAR(wc[i], wa[i], 1e-6) << name << " " << i;
+  }
+}
+
 // The Fashion-MNIST MLP split over two servers: one micro-batch per step is
 // local training exactly; four pipelined micro-batches differ only by the
 // order of float sums.

@@ -117,6 +117,29 @@ TEST(Standalone, SyncRunsAreBitIdentical) {
   EXPECT_GT(FinalAccuracy(ra.output), 60.0) << ra.output;
 }
 
+// A server's checkpoint keeps the one before it: a chunk file that no longer
+// loads (damaged on disk) falls back to it, with a warning naming the bad file.
+TEST(PsCheckpoint, DamagedChunkFileFallsBackToThePreviousCheckpoint) {
+  TempDir dir;
+  auto r = Dnnd("--role=standalone " + Job(dir.path(), "--set ps.checkpoint_every_steps=8"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string bad = dir.path() + "/ps/ps-0-0.safetensors", prev = dir.path() + "/ps/ps-0-0.prev.safetensors";
+  auto previous = LoadSafetensors(prev);
+  ASSERT_TRUE(previous.ok()) << previous.status().ToString();
+  EXPECT_EQ(previous->metadata.at("dnnd.version"), "24");  // checkpoints at 8, 16, 24, 32
+  std::filesystem::resize_file(bad, std::filesystem::file_size(bad) / 2);
+  Daemon server("--role=parameter-server --config " + Src("configs/parameter-server.toml") +
+                    " --set ps.listen=127.0.0.1:0 --set ps.index=0 --set ps.servers=2 --set ps.workers=2" +
+                    " --set ps.checkpoint_dir=" + dir.path() + "/ps --set http.listen= --set transport.token=t",
+                dir.path() + "/server.log");
+  ASSERT_TRUE(server.WaitFor("resumed from checkpoint", 20s)) << server.output();
+  const std::string out = server.output();
+  EXPECT_NE(out.find("checkpoint does not load; resuming the chunk from its previous checkpoint bad=" + bad), std::string::npos)
+      << out;
+  server.Signal(SIGTERM);
+  EXPECT_EQ(server.Wait(), 0) << server.output();
+}
+
 TEST(Standalone, AsyncAndKavgModesTrain) {
   for (const std::string mode : {"async", "kavg"}) {
     TempDir dir;
