@@ -162,6 +162,8 @@ Result<NormalizedPath> NormalizeRequestPath(std::string_view raw) {
     for (size_t j = 0; j < seg.size(); ++j) {
       const unsigned char c = static_cast<unsigned char>(seg[j]);
       if (c < 0x20 || c == 0x7F) return refuse("has a control character " + HexByte(c));
+      // Some clients and proxies read '\' as '/': another spelling of a separator.
+      if (c == '\\') return refuse("has a '\\' (the only separator is '/')");
       if (c != '%') {
         decoded.push_back(static_cast<char>(c));
         continue;

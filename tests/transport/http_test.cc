@@ -744,7 +744,7 @@ TEST(NormalizeRequestPath, CanonicalPathsOnly) {
   EXPECT_EQ(ok.value().segments, (std::vector<std::string>{"api", "v1", "jobs", "a b"}));
   EXPECT_EQ(NormalizeRequestPath("/").value().segments, std::vector<std::string>{""});
   EXPECT_EQ(NormalizeRequestPath("/ui/").value().path, "/ui/");
-  for (const char* bad : {"", "api", "/%61pi", "/a//b", "//", "/a/./b", "/..", "/a%2Fb", "/a%5cb", "/a%00", "/a%7F",
+  for (const char* bad : {"", "api", "/a\\b", "/%61pi", "/a//b", "//", "/a/./b", "/..", "/a%2Fb", "/a%5cb", "/a%00", "/a%7F",
                           "/a%", "/a%4", "/a%g0", "/a%7E"}) {
     auto r = NormalizeRequestPath(bad);
     EXPECT_FALSE(r.ok()) << bad;
