@@ -148,8 +148,8 @@ struct NormalizedPath {
 
 // Decodes `raw_path` (HttpRequest::path: no query, still percent-encoded) if
 // it is the canonical spelling of its path, else InvalidArgument naming what
-// is wrong: not starting with '/', malformed %XX, an encoded '/' or '\\'
-// (%2F, %5C), an encoded unreserved character (ALPHA DIGIT - . _ ~, e.g.
+// is wrong: not starting with '/', malformed %XX, a '\\' or an encoded '/'
+// or '\\' (%2F, %5C), an encoded unreserved character (ALPHA DIGIT - . _ ~, e.g.
 // %61 for 'a': the same path spelt another way), a NUL or other control
 // character (%00-%1F, %7F), a "." or ".." segment, or an empty segment other
 // than the last ("//"). Other encodings (%20, %C3%A9, %3F...) are decoded:
