@@ -19,6 +19,12 @@ Result<std::unique_ptr<HttpServer>> StartControlPlane(const Config& config, Read
   options.max_body_bytes = std::max(static_cast<size_t>(config.GetInt("http.max_body_bytes")), max_body_bytes);
   options.threads = static_cast<int>(config.GetInt("http.threads"));
   options.max_body_setting = "http.max_body_bytes";
+  // The limits of every connection (issue 15): the transport names these settings in its errors.
+  options.max_header_bytes = static_cast<uint32_t>(config.GetInt("http.max_header_bytes"));
+  options.max_chunk_extension_bytes = static_cast<uint64_t>(config.GetInt("http.max_chunk_extension_bytes"));
+  options.read_timeout = std::chrono::milliseconds(config.GetInt("http.read_timeout_ms"));
+  options.request_timeout = std::chrono::milliseconds(config.GetInt("http.request_timeout_ms"));
+  options.min_body_bytes_per_second = static_cast<uint64_t>(config.GetInt("http.min_body_bytes_per_second"));
   auto server = HttpServer::Start(options, router);
   if (!server.ok()) return server.status().WithContext("http.listen");
   Log(LogLevel::kInfo, "http", "control plane listening",

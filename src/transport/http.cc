@@ -40,7 +40,6 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr std::string_view kComponent = "http";
-constexpr uint32_t kHeaderLimit = 16 * 1024;  // request line + headers; more gets 431
 // After an error response (or Connection: close) the server shuts down its
 // sending side and keeps reading what the client still sends for this long /
 // this much, so that unread request bytes do not make the kernel answer with
@@ -106,8 +105,90 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 
 bool IsParamSegment(std::string_view s) { return s.size() >= 2 && s.front() == '{' && s.back() == '}'; }
 
-// Fills request->path and request->query from request->target.
-Status ParseTarget(HttpRequest* request) {
+// A bounded label value for the request method.
+std::string MethodLabel(const std::string& method) {
+  static const std::set<std::string, std::less<>> kKnown = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
+                                                            "PATCH",   "OPTIONS", "TRACE", "CONNECT"};
+  return kKnown.count(method) ? method : "other";
+}
+
+std::string SnakeCaseCode(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return "ok";
+    case StatusCode::kInvalidArgument: return "invalid_argument";
+    case StatusCode::kNotFound: return "not_found";
+    case StatusCode::kAlreadyExists: return "already_exists";
+    case StatusCode::kCorruption: return "corruption";
+    case StatusCode::kUnsupported: return "unsupported";
+    case StatusCode::kResourceExhausted: return "resource_exhausted";
+    case StatusCode::kIoError: return "io_error";
+    case StatusCode::kUnavailable: return "unavailable";
+    case StatusCode::kDeadlineExceeded: return "deadline_exceeded";
+    case StatusCode::kPermissionDenied: return "permission_denied";
+    case StatusCode::kCancelled: return "cancelled";
+    case StatusCode::kInternal: return "internal";
+  }
+  return "internal";
+}
+
+bool HasCrLf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
+
+}  // namespace
+
+namespace {
+
+bool IsUnreserved(unsigned char c) {  // RFC 3986 section 2.3
+  return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+std::string HexByte(unsigned char c) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  return std::string{'%', kHex[c >> 4], kHex[c & 15]};
+}
+
+}  // namespace
+
+Result<NormalizedPath> NormalizeRequestPath(std::string_view raw) {
+  auto refuse = [](const std::string& why) { return InvalidArgument("request path " + why); };
+  if (raw.empty() || raw[0] != '/') return refuse("must start with '/'");
+  NormalizedPath out;
+  const std::vector<std::string_view> raw_segments = SplitPath(raw);
+  for (size_t i = 0; i < raw_segments.size(); ++i) {
+    const std::string_view seg = raw_segments[i];
+    if (seg.empty() && i + 1 < raw_segments.size()) return refuse("has an empty segment ('//')");
+    if (seg == "." || seg == "..") return refuse("has a dot segment ('" + std::string(seg) + "'); send the resolved path");
+    std::string decoded;
+    decoded.reserve(seg.size());
+    for (size_t j = 0; j < seg.size(); ++j) {
+      const unsigned char c = static_cast<unsigned char>(seg[j]);
+      if (c < 0x20 || c == 0x7F) return refuse("has a control character " + HexByte(c));
+      // Some clients and proxies read '\' as '/': another spelling of a separator.
+      if (c == '\\') return refuse("has a '\\' (the only separator is '/')");
+      if (c != '%') {
+        decoded.push_back(static_cast<char>(c));
+        continue;
+      }
+      const int hi = j + 2 < seg.size() ? HexValue(seg[j + 1]) : -1;
+      const int lo = hi >= 0 ? HexValue(seg[j + 2]) : -1;
+      if (lo < 0) return refuse("has malformed percent-encoding ('" + std::string(seg.substr(j, 3)) + "')");
+      const auto v = static_cast<unsigned char>(hi * 16 + lo);
+      if (v == '/' || v == '\\')
+        return refuse("has an encoded '" + std::string(1, static_cast<char>(v)) + "' (" + HexByte(v) +
+                      "): separators may not be percent-encoded");
+      if (v < 0x20 || v == 0x7F) return refuse("has an encoded control character (" + HexByte(v) + ")");
+      if (IsUnreserved(v))
+        return refuse("percent-encodes the unreserved character '" + std::string(1, static_cast<char>(v)) + "' (" +
+                      HexByte(v) + "); send it as is");
+      decoded.push_back(static_cast<char>(v));
+      j += 2;
+    }
+    out.path += "/" + decoded;
+    out.segments.push_back(std::move(decoded));
+  }
+  return out;
+}
+
+Status ParseRequestTarget(HttpRequest* request) {
   std::string_view target = request->target;
   // Absolute form ("http://host/path"), which HTTP/1.1 servers must accept.
   for (std::string_view scheme : {"http://", "https://"}) {
@@ -139,36 +220,6 @@ Status ParseTarget(HttpRequest* request) {
   }
   return Status::Ok();
 }
-
-// A bounded label value for the request method.
-std::string MethodLabel(const std::string& method) {
-  static const std::set<std::string, std::less<>> kKnown = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
-                                                            "PATCH",   "OPTIONS", "TRACE", "CONNECT"};
-  return kKnown.count(method) ? method : "other";
-}
-
-std::string SnakeCaseCode(StatusCode code) {
-  switch (code) {
-    case StatusCode::kOk: return "ok";
-    case StatusCode::kInvalidArgument: return "invalid_argument";
-    case StatusCode::kNotFound: return "not_found";
-    case StatusCode::kAlreadyExists: return "already_exists";
-    case StatusCode::kCorruption: return "corruption";
-    case StatusCode::kUnsupported: return "unsupported";
-    case StatusCode::kResourceExhausted: return "resource_exhausted";
-    case StatusCode::kIoError: return "io_error";
-    case StatusCode::kUnavailable: return "unavailable";
-    case StatusCode::kDeadlineExceeded: return "deadline_exceeded";
-    case StatusCode::kPermissionDenied: return "permission_denied";
-    case StatusCode::kCancelled: return "cancelled";
-    case StatusCode::kInternal: return "internal";
-  }
-  return "internal";
-}
-
-bool HasCrLf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
-
-}  // namespace
 
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   // Digests first: equal lengths for CRYPTO_memcmp, and the time does not
@@ -343,21 +394,15 @@ HttpRouter::Match HttpRouter::Find(HttpRequest& request) const {
   request.params.clear();
   request.route.clear();
   Match out;
-
-  // Decode the path segments once; a literal matches the decoded segment.
-  std::vector<std::string> segments;
-  out.bad_path = request.path.empty() || request.path[0] != '/';
-  if (!out.bad_path) {
-    for (std::string_view raw : SplitPath(request.path)) {
-      std::string decoded;
-      if (!PercentDecode(raw, false, &decoded)) {
-        out.bad_path = true;
-        break;
-      }
-      segments.push_back(std::move(decoded));
-    }
+  // One normalisation for the matcher and the guard (Refusal): a literal
+  // matches the decoded segment, and a path with another spelling never gets here.
+  Result<NormalizedPath> normalized = NormalizeRequestPath(request.path);
+  if (!normalized.ok()) {
+    out.bad_path = normalized.status();
+    return out;
   }
-  if (out.bad_path) return out;
+  out.normalized = std::move(normalized.value().path);
+  const std::vector<std::string>& segments = normalized.value().segments;
 
   const Route* best = nullptr;            // for the request's method
   const Route* best_get = nullptr;        // GET fallback for HEAD
@@ -395,14 +440,18 @@ void HttpRouter::RequireBearer(BearerAuth auth) {
   auth_ = std::make_shared<const BearerAuth>(std::move(auth));
 }
 
-std::optional<HttpResponse> HttpRouter::CheckBearer(const HttpRequest& request) const {
+std::optional<HttpResponse> HttpRouter::CheckBearer(const HttpRequest& request,
+                                                    const std::string& normalized_path) const {
   std::shared_ptr<const BearerAuth> auth;
   {
     std::shared_lock lock(mu_);
     auth = auth_;
   }
+  // Ignoring case: routes match case-sensitively, so /API/ reaches none of
+  // them, but a lookalike of a guarded path gets the guard's answer, not a 404.
   if (!auth || auth->token.empty() || !auth->methods.count(request.method) ||
-      request.path.compare(0, auth->path_prefix.size(), auth->path_prefix) != 0)
+      normalized_path.size() < auth->path_prefix.size() ||
+      !IEquals(std::string_view(normalized_path).substr(0, auth->path_prefix.size()), auth->path_prefix))
     return std::nullopt;
   const std::string presented = request.header("Authorization");
   constexpr std::string_view kScheme = "Bearer ";  // the scheme is case-insensitive (RFC 7235)
@@ -433,12 +482,21 @@ std::optional<HttpResponse> HttpRouter::CheckBearer(const HttpRequest& request) 
   return response;
 }
 
+std::optional<HttpResponse> HttpRouter::Refusal(const HttpRequest& request, const Match& match) const {
+  if (!match.bad_path.ok()) {
+    Log(LogLevel::kDebug, std::string(kComponent), "request path refused",
+        {{"method", request.method}, {"remote", request.remote}, {"error", match.bad_path.message()}});
+    return HttpResponse::Error(400, "bad_request", match.bad_path.message());
+  }
+  // The guard comes before 404/405: without the token nothing is revealed.
+  return CheckBearer(request, match.normalized);
+}
+
 std::optional<HttpResponse> HttpRouter::Admit(HttpRequest& request,
                                               std::optional<HttpUploadOptions>* upload) const {
   Match match = Find(request);
   if (upload) *upload = match.upload;
-  if (match.bad_path) return std::nullopt;  // Dispatch answers it
-  return CheckBearer(request);
+  return Refusal(request, match);
 }
 
 HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
@@ -476,12 +534,9 @@ HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
   Match match = Find(request);
   std::set<std::string>& allowed = match.allowed;
   const std::shared_ptr<const HttpHandler>& handler = match.handler;
-  // The guard comes before 404/405: without the token nothing is revealed.
-  std::optional<HttpResponse> refused = match.bad_path ? std::nullopt : CheckBearer(request);
+  std::optional<HttpResponse> refused = Refusal(request, match);
 
-  if (match.bad_path) {
-    response = HttpResponse::Error(400, "bad_request", "malformed request path");
-  } else if (refused) {
+  if (refused) {
     response = std::move(*refused);
   } else if (!handler && allowed.empty()) {
     response = HttpResponse::Error(404, "not_found", "no route for " + request.path);
@@ -533,10 +588,24 @@ std::string EndpointString(const tcp::endpoint& ep) {
 }
 
 struct SessionConfig {
-  size_t max_body_bytes;
-  std::string max_body_setting;
-  std::chrono::milliseconds timeout;
+  HttpServerOptions options;
   std::shared_ptr<HttpRouter> router;
+};
+
+// Counts the chunk extensions of one request against
+// HttpServerOptions::max_chunk_extension_bytes; called by the Beast parser
+// once per chunk header (it must outlive the parser: a Session member).
+struct ChunkExtensionBudget {
+  uint64_t limit = 0;
+  uint64_t used = 0;
+  bool exceeded = false;
+  void operator()(uint64_t /*size*/, std::string_view extensions, beast::error_code& ec) {
+    used += extensions.size();
+    if (used > limit) {
+      exceeded = true;
+      ec = http::error::bad_chunk_extension;  // stops the parser; OnReadError names the limit
+    }
+  }
 };
 
 // One connection: read a request, answer it, repeat while kept alive. All of
@@ -544,7 +613,10 @@ struct SessionConfig {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<const SessionConfig> config)
-      : stream_(std::move(socket)), config_(std::move(config)) {
+      : stream_(std::move(socket)),
+        config_(std::move(config)),
+        buffer_(config_->options.max_header_bytes + kBodyReadBuffer),
+        deadline_(stream_.get_executor()) {
     boost::system::error_code ec;
     stream_.socket().set_option(tcp::no_delay(true), ec);  // responses go out whole
     const auto ep = stream_.socket().remote_endpoint(ec);
@@ -557,23 +629,64 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // On the strand. Idempotent.
   void Close() {
+    DisarmDeadline();
     boost::system::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
   }
 
  private:
+  const HttpServerOptions& options() const { return config_->options; }
+
   void ReadHeader() {
     parser_.emplace();
     // Body limits are decided per route once the header is in (OnHeader).
     parser_->body_limit(boost::none);
-    parser_->header_limit(kHeaderLimit);
+    parser_->header_limit(options().max_header_bytes);
     upload_.reset();
-    body_limit_ = config_->max_body_bytes;
-    limit_name_ = config_->max_body_setting;
-    stream_.expires_after(config_->timeout);
+    body_limit_ = options().max_body_bytes;
+    limit_name_ = options().max_body_setting;
+    extensions_ = {.limit = options().max_chunk_extension_bytes};
+    ArmDeadline();
+    stream_.expires_after(options().read_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  }
+
+  // The request deadline (HttpServerOptions::request_timeout): from when the
+  // server starts waiting for a request until its last body byte, extended
+  // by the body bytes received at min_body_bytes_per_second. A timer on the
+  // strand; on expiry it cancels the pending read, and OnReadError answers 408.
+  std::chrono::steady_clock::time_point Deadline() const {
+    auto deadline = request_start_ + options().request_timeout;
+    if (options().min_body_bytes_per_second > 0)
+      deadline += std::chrono::milliseconds(body_bytes_ * 1000 / options().min_body_bytes_per_second);
+    return deadline;
+  }
+
+  void ArmDeadline() {
+    ++request_generation_;
+    request_start_ = std::chrono::steady_clock::now();
+    body_bytes_ = 0;
+    deadline_hit_ = false;
+    WaitForDeadline();
+  }
+
+  void WaitForDeadline() {
+    deadline_.expires_at(Deadline());
+    deadline_.async_wait([self = shared_from_this(), generation = request_generation_](beast::error_code ec) {
+      if (ec || generation != self->request_generation_) return;  // disarmed, or a later request's
+      if (std::chrono::steady_clock::now() < self->Deadline()) return self->WaitForDeadline();  // bytes came in
+      self->deadline_hit_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);  // the read ends with operation_aborted
+    });
+  }
+
+  // The request is in (or the session ends): a late expiry must not cancel the response.
+  void DisarmDeadline() {
+    ++request_generation_;
+    deadline_.cancel();
   }
 
   // The request line and headers as an HttpRequest (no body yet).
@@ -592,16 +705,17 @@ class Session : public std::enable_shared_from_this<Session> {
     start_ = std::chrono::steady_clock::now();
     const auto& req = parser_->get();
     method_ = std::string(req.method_string());
-    // Decide from the header alone: refuse (401) without reading the body,
-    // stream it to a file, or read it into memory under the server's limit.
+    header_fields_ = static_cast<size_t>(std::distance(req.begin(), req.end()));
+    // Decide from the header alone: refuse (400 for the target, 401) without
+    // reading the body, stream it to a file, or read it into memory under the
+    // server's limit.
     HttpRequest head = Head(req);
+    if (Status st = ParseRequestTarget(&head); !st.ok()) return ProtocolError(400, "bad_request", st.message());
     std::optional<HttpUploadOptions> upload;
-    if (ParseTarget(&head).ok()) {
-      if (std::optional<HttpResponse> refusal = config_->router->Admit(head, &upload)) {
-        config_->router->NotifyObservers(head, *refusal, 0.0);
-        // The body (if any) stays unread: answer and close.
-        return Write(std::move(*refusal), req.version(), /*keep_alive=*/false, /*head=*/false);
-      }
+    if (std::optional<HttpResponse> refusal = config_->router->Admit(head, &upload)) {
+      config_->router->NotifyObservers(head, *refusal, 0.0);
+      // The body (if any) stays unread: answer and close.
+      return Write(std::move(*refusal), req.version(), /*keep_alive=*/false, /*head=*/false);
     }
     if (upload) {
       body_limit_ = upload->max_bytes;
@@ -610,7 +724,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (req.has_content_length() && parser_->content_length().value_or(0) > body_limit_) return BodyTooLarge();
     parser_->body_limit(body_limit_);  // chunked bodies: checked as they arrive
     if (upload && !StartUpload(*upload)) return;
-    if (!parser_->is_done() && req.version() >= 11 && IEquals(req[http::field::expect], "100-continue")) {
+    // No body byte is parsed yet, so the callback may still be set (Beast's rule).
+    if (upload_) upload_->on_chunk_header(extensions_);
+    else parser_->on_chunk_header(extensions_);
+    if (!parser_done() && req.version() >= 11 && IEquals(req[http::field::expect], "100-continue")) {
       // The client waits for this before sending the body (curl: up to 1 s).
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
@@ -622,6 +739,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     ReadBody();
   }
+
+  bool parser_done() const { return upload_ ? upload_->is_done() : parser_->is_done(); }
 
   // Moves the parser onto a file body in a fresh temporary file of
   // `upload.dir`; false (after answering 500) if the file cannot be created.
@@ -646,27 +765,26 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadBody() {
-    stream_.expires_after(config_->timeout);
-    auto done = [self = shared_from_this()](beast::error_code ec, size_t) {
-      if (ec) return self->OnReadError(ec);
-      self->OnRequest();
-    };
-    if (upload_) return ReadUploadPiece();
-    if (parser_->is_done()) return OnRequest();
+    if (upload_) return ReadBodyPiece(*upload_);
     if (const auto length = parser_->content_length())
-      buffer_.reserve(static_cast<size_t>(std::min<uint64_t>(buffer_.size() + *length, kBodyReadBuffer)));
-    http::async_read(stream_, buffer_, *parser_, std::move(done));
+      buffer_.reserve(static_cast<size_t>(
+          std::min<uint64_t>({buffer_.size() + *length, kBodyReadBuffer, buffer_.max_size()})));
+    ReadBodyPiece(*parser_);
   }
 
-  // An upload is read piece by piece, each under the read timeout: the
-  // timeout bounds a stalled client, not how long a large file may take.
-  void ReadUploadPiece() {
-    if (upload_->is_done()) return OnRequest();
-    stream_.expires_after(config_->timeout);
-    http::async_read_some(stream_, buffer_, *upload_, [self = shared_from_this()](beast::error_code ec, size_t) {
-      if (ec) return self->OnReadError(ec);
-      self->ReadUploadPiece();
-    });
+  // A body is read piece by piece, each under the read timeout (silence);
+  // the request deadline, which grows with the bytes received, bounds the
+  // whole, so a large file at a sane rate passes and a drip does not.
+  template <class Parser>
+  void ReadBodyPiece(Parser& parser) {
+    if (parser.is_done()) return OnRequest();
+    stream_.expires_after(options().read_timeout);
+    http::async_read_some(stream_, buffer_, parser,
+                          [self = shared_from_this(), &parser](beast::error_code ec, size_t n) {
+                            if (ec) return self->OnReadError(ec);
+                            self->body_bytes_ += n;
+                            self->ReadBodyPiece(parser);
+                          });
   }
 
   void BodyTooLarge() {
@@ -676,17 +794,39 @@ class Session : public std::enable_shared_from_this<Session> {
                   "request body exceeds the limit of " + std::to_string(body_limit_) + " bytes" + setting);
   }
 
+  void HeaderTooLarge(const std::string& what) {
+    ProtocolError(431, "header_too_large",
+                  what + " exceed " + std::to_string(options().max_header_bytes) + " bytes (http.max_header_bytes)");
+  }
+
   void OnReadError(beast::error_code ec) {
     upload_file_.Remove();
     if (ec == http::error::end_of_stream) return Linger();  // clean close between requests
+    if (deadline_hit_) {
+      // Nothing of a request yet (an idle kept-alive connection): just close.
+      if (buffer_.size() == 0 && !(upload_ ? upload_->got_some() : parser_->got_some())) return Close();
+      Log(LogLevel::kInfo, std::string(kComponent), "request deadline passed; answering 408",
+          {{"peer", remote_}, {"body_bytes", static_cast<int64_t>(body_bytes_)}});
+      return ProtocolError(408, "request_timeout",
+                           "the request did not arrive within " + std::to_string(options().request_timeout.count()) +
+                               " ms (http.request_timeout_ms) plus 1 s per " +
+                               std::to_string(options().min_body_bytes_per_second) +
+                               " body bytes received (http.min_body_bytes_per_second)");
+    }
     if (ec == beast::error::timeout) {
       Log(LogLevel::kDebug, std::string(kComponent), "read timed out; closing", {{"peer", remote_}});
       return Close();
     }
     if (ec == http::error::body_limit) return BodyTooLarge();
-    if (ec == http::error::header_limit)
+    if (ec == http::error::header_limit) return HeaderTooLarge("request line and headers");
+    if (ec == http::error::buffer_overflow)  // a chunk-size line or trailers that never end
       return ProtocolError(431, "header_too_large",
-                           "request line and headers exceed " + std::to_string(kHeaderLimit) + " bytes");
+                           "a chunk-size line or the trailers exceed the read buffer of " +
+                               std::to_string(buffer_.max_size()) + " bytes (http.max_header_bytes + 64 KiB)");
+    if (extensions_.exceeded)
+      return ProtocolError(400, "chunk_extensions_too_large",
+                           "chunk extensions exceed " + std::to_string(extensions_.limit) +
+                               " bytes in this request (http.max_chunk_extension_bytes)");
     if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
         ec != http::error::partial_message)
       return ProtocolError(400, "bad_request", "malformed HTTP request: " + ec.message());
@@ -706,7 +846,22 @@ class Session : public std::enable_shared_from_this<Session> {
     Write(std::move(response), 11, /*keep_alive=*/false, /*head=*/false);
   }
 
+  // Bytes of the trailer fields (those after the header's), counted like header lines.
+  template <class Message>
+  size_t TrailerBytes(const Message& msg) const {
+    size_t bytes = 0, i = 0;
+    for (const auto& field : msg)
+      if (i++ >= header_fields_) bytes += field.name_string().size() + field.value().size() + 4;
+    return bytes;
+  }
+
   void OnRequest() {
+    DisarmDeadline();
+    const size_t trailers = upload_ ? TrailerBytes(upload_->get()) : TrailerBytes(parser_->get());
+    if (trailers > options().max_header_bytes) {
+      upload_file_.Remove();
+      return HeaderTooLarge("the trailers");
+    }
     HttpRequest request;
     bool keep_alive;
     unsigned version;
@@ -727,7 +882,7 @@ class Session : public std::enable_shared_from_this<Session> {
       version = msg.version();
     }
 
-    if (Status st = ParseTarget(&request); !st.ok()) {
+    if (Status st = ParseRequestTarget(&request); !st.ok()) {  // checked in OnHeader; kept for safety
       upload_file_.Remove();
       HttpResponse response = HttpResponse::Error(400, "bad_request", st.message());
       config_->router->NotifyObservers(request, response,
@@ -740,6 +895,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Write(HttpResponse r, unsigned version, bool keep_alive, bool head) {
+    DisarmDeadline();
     if (r.status < 200 || r.status > 599) {
       Log(LogLevel::kError, std::string(kComponent), "handler returned an invalid status; sending 500",
           {{"status", r.status}});
@@ -768,7 +924,7 @@ class Session : public std::enable_shared_from_this<Session> {
       }
     }
     response_ = std::move(res);
-    stream_.expires_after(config_->timeout);
+    stream_.expires_after(options().read_timeout);
     http::async_write(stream_, *response_, [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
       self->response_.reset();
       if (ec) return self->Close();
@@ -821,6 +977,15 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::steady_clock::time_point start_;
   std::vector<char> drain_;
   size_t drained_ = 0;
+  size_t header_fields_ = 0;  // fields in the header; those after them are trailers
+  ChunkExtensionBudget extensions_;  // of the current request; the parser calls it
+  // The request deadline (ArmDeadline): a generation tells a stale expiry
+  // from the current request's.
+  asio::steady_timer deadline_;
+  std::chrono::steady_clock::time_point request_start_;
+  uint64_t body_bytes_ = 0;  // of the current request, as parsed
+  uint64_t request_generation_ = 0;
+  bool deadline_hit_ = false;
 };
 
 }  // namespace
@@ -879,11 +1044,12 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
   if (!router) return InvalidArgument("HttpServer: no router");
   if (options.threads < 1) return InvalidArgument("HttpServer: threads must be at least 1");
   if (options.read_timeout.count() <= 0) return InvalidArgument("HttpServer: read_timeout must be positive");
+  if (options.request_timeout.count() <= 0) return InvalidArgument("HttpServer: request_timeout must be positive");
+  if (options.max_header_bytes < 1024) return InvalidArgument("HttpServer: max_header_bytes must be at least 1024");
   DNND_ASSIGN_OR_RETURN(auto host_port, rpc::SplitHostPort(options.listen));
 
   auto impl = std::make_unique<Impl>(options);
-  impl->config = std::make_shared<const SessionConfig>(
-      SessionConfig{options.max_body_bytes, options.max_body_setting, options.read_timeout, std::move(router)});
+  impl->config = std::make_shared<const SessionConfig>(SessionConfig{options, std::move(router)});
 
   boost::system::error_code ec;
   std::vector<tcp::endpoint> endpoints;

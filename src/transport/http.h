@@ -26,6 +26,17 @@
 //  - A bearer token can guard mutating methods (RequireBearer); the check runs
 //    after the request line and headers, before any body is read, so an
 //    unauthenticated client cannot make the server store anything.
+//  - The guard and the route matcher see one path: NormalizeRequestPath's.
+//    A path that is not the one canonical spelling of itself (encoded
+//    separators or unreserved characters, dot or empty segments, control
+//    characters) is answered 400 before the guard, the matcher or a handler
+//    looks at it, so no spelling reaches a route the guard did not check.
+//  - What a client can make the server hold or wait for is bounded: the
+//    request line + headers and the trailers (max_header_bytes), chunk
+//    extensions (max_chunk_extension_bytes), the read buffer (so a chunk-size
+//    line or a trailer section without its CRLF cannot grow), silence
+//    (read_timeout) and the whole request (request_timeout, extended by the
+//    body bytes at min_body_bytes_per_second; 408 after it).
 //  - Beast types stay out of this header (pimpl), so including it is cheap.
 #pragma once
 
@@ -126,11 +137,36 @@ struct HttpUploadOptions {
 // dnnd_http_unauthorized_total{method,route} when `metrics` is set.
 struct BearerAuth {
   std::string token;  // empty: nothing is checked
-  // Guarded requests: one of these methods on a path starting with `path_prefix`.
+  // Guarded requests: one of these methods on a path whose normalised form
+  // (NormalizeRequestPath) starts with `path_prefix`, compared ignoring case.
   std::set<std::string> methods = {"POST", "PUT", "DELETE", "PATCH"};
   std::string path_prefix = "/api/";
   MetricsRegistry* metrics = nullptr;  // must outlive the router
 };
+
+// A request path as the router matches it and the bearer guard checks it.
+struct NormalizedPath {
+  // Percent-decoded; none contains '/', '\\' or a control character, none is
+  // "." or "..", and only the last may be empty ("/" is {""}, "/ui/" {"ui", ""}).
+  std::vector<std::string> segments;
+  std::string path;  // "/" + the segments joined with '/' (unambiguous: no segment holds a '/')
+};
+
+// Decodes `raw_path` (HttpRequest::path: no query, still percent-encoded) if
+// it is the canonical spelling of its path, else InvalidArgument naming what
+// is wrong: not starting with '/', malformed %XX, a '\\' or an encoded '/'
+// or '\\' (%2F, %5C), an encoded unreserved character (ALPHA DIGIT - . _ ~, e.g.
+// %61 for 'a': the same path spelt another way), a NUL or other control
+// character (%00-%1F, %7F), a "." or ".." segment, or an empty segment other
+// than the last ("//"). Other encodings (%20, %C3%A9, %3F...) are decoded:
+// they are the only spelling of those bytes in a segment. Pure; thread-safe.
+Result<NormalizedPath> NormalizeRequestPath(std::string_view raw_path);
+
+// Fills request->path and request->query from request->target (origin or
+// absolute form; the fragment is dropped; query keys and values are
+// percent- and '+'-decoded). InvalidArgument for a target that is not a
+// path or a malformed query. Pure; thread-safe.
+Status ParseRequestTarget(HttpRequest* request);
 
 // Compares in time that depends only on the lengths' being equal, not on
 // where the strings differ (for secrets).
@@ -157,14 +193,15 @@ class HttpRouter {
   void RequireBearer(BearerAuth auth);
 
   // What the server decides from the request line and headers alone, before
-  // reading a body: matches the route (fills request.params and
-  // request.route) and applies the bearer guard. Returns the refusal to send
-  // instead of reading the body, or nullopt; sets *upload when the route
-  // takes its body as a file.
+  // reading a body: refuses a non-canonical path (400), matches the route
+  // (fills request.params and request.route) and applies the bearer guard.
+  // Returns the refusal to send instead of reading the body, or nullopt;
+  // sets *upload when the route takes its body as a file.
   std::optional<HttpResponse> Admit(HttpRequest& request, std::optional<HttpUploadOptions>* upload) const;
 
-  // Matches the request, fills request.params and request.route, applies the
-  // bearer guard and runs the handler. Never throws: 401/404/405/500 are
+  // Normalises the path, matches the request, fills request.params and
+  // request.route, applies the bearer guard and runs the handler. Never
+  // throws: 400 (a path NormalizeRequestPath refuses), 401/404/405/500 are
   // answered as JSON errors, and a StatusError thrown by a handler becomes
   // FromStatus(its status).
   HttpResponse Dispatch(HttpRequest& request) const;
@@ -181,16 +218,20 @@ class HttpRouter {
     std::optional<HttpUploadOptions> upload;
   };
   struct Match {
-    bool bad_path = false;
+    Status bad_path;  // not OK: NormalizeRequestPath's refusal, nothing matched
+    std::string normalized;  // NormalizedPath::path, what the guard checks
     std::shared_ptr<const HttpHandler> handler;  // null: no route for this method
     std::optional<HttpUploadOptions> upload;
     std::set<std::string> allowed;  // methods with a route for this path
   };
   void AddRoute(std::string method, std::string pattern, HttpHandler handler, std::optional<HttpUploadOptions> upload);
-  // Finds the route; fills request.params and request.route.
+  // Normalises the path and finds the route; fills request.params and request.route.
   Match Find(HttpRequest& request) const;
+  // The response the router gives before any handler: 400 for a refused
+  // path, the guard's 401, or nullopt (go on).
+  std::optional<HttpResponse> Refusal(const HttpRequest& request, const Match& match) const;
   // The 401 for a guarded request without the token (logged and counted), or nullopt.
-  std::optional<HttpResponse> CheckBearer(const HttpRequest& request) const;
+  std::optional<HttpResponse> CheckBearer(const HttpRequest& request, const std::string& normalized_path) const;
 
   mutable std::shared_mutex mu_;
   std::shared_ptr<const BearerAuth> auth_;
@@ -205,10 +246,26 @@ struct HttpServerOptions {
   size_t max_body_bytes = 1 << 20;  // bodies read into memory; larger get 413 (uploads: HttpUploadOptions)
   std::string max_body_setting;     // the setting behind max_body_bytes, named in the 413 message
   int threads = 1;                  // I/O threads running the handlers
-  // Bounds reading one request (including idle time on a kept-alive
-  // connection before it) and writing one response; the connection is closed
-  // when it expires.
+  // The longest silence while reading a request (including idle time on a
+  // kept-alive connection before it, and the whole request line + headers),
+  // and the bound on writing one response; the connection is closed when
+  // it expires. (http.read_timeout_ms)
   std::chrono::milliseconds read_timeout{30000};
+  // The whole request (line, headers, body) must have arrived this long after
+  // the server started waiting for it, plus one second per
+  // min_body_bytes_per_second body bytes received (so a large upload at a
+  // sane rate is never cut, and a drip is); else 408 and close.
+  // (http.request_timeout_ms, http.min_body_bytes_per_second; 0 = no extension)
+  std::chrono::milliseconds request_timeout{60000};
+  uint64_t min_body_bytes_per_second = 16384;
+  // Request line + headers, and separately the trailers of a chunked body;
+  // more gets 431. The read buffer holds at most this + 64 KiB, which bounds
+  // a chunk-size line or a trailer section still waiting for its CRLF.
+  // (http.max_header_bytes)
+  uint32_t max_header_bytes = 16 * 1024;
+  // Chunk extensions (";name=value" after a chunk size; nothing reads them)
+  // in all chunks of one request; more gets 400. (http.max_chunk_extension_bytes)
+  uint64_t max_chunk_extension_bytes = 4096;
 };
 
 class HttpServer {

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "core/metrics.h"
+#include "../roles/http_attack.h"
 
 namespace dnnd {
 namespace {
@@ -30,6 +31,14 @@ namespace json = boost::json;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 using Response = http::response<http::string_body>;
+using testing::ExpectDripCutWith408;
+using testing::Flood;
+using testing::HealthzMillis;
+using testing::HttpStatus;
+using testing::ProcStatusBytes;
+using testing::RawConnection;
+using testing::ResetPeakRss;
+using testing::WorstHealthzWhile;
 
 // A blocking-style client built on async operations with a deadline, so a
 // server bug fails the test instead of hanging it.
@@ -395,9 +404,13 @@ TEST_F(HttpServerTest, PathParamsAndQuery) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 404);
 
-  r = c.Request("GET", "/api/v1/jobs/%zz");
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->result_int(), 400);
+  {  // Refused before the body is read, so the connection closes (like a 401).
+    TestClient bad(server->port());
+    r = bad.Request("GET", "/api/v1/jobs/%zz");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 400);
+    EXPECT_TRUE(bad.PeerClosed());
+  }
 
   r = c.Request("GET", "/header", "", "X-Test: hello\r\n");
   ASSERT_TRUE(r);
@@ -645,6 +658,170 @@ TEST_F(HttpServerTest, NoTokenMeansNoGuard) {
   EXPECT_EQ(r->result_int(), 200);
 }
 
+// Issue 15, finding 1: the guard compared the raw path with "/api/" while the
+// router matched the decoded one, so POST /%61pi/v1/models ran without the
+// token. Now both decide on one normalised path, and a path that is not the
+// canonical spelling of itself is refused before any handler runs.
+TEST_F(HttpServerTest, GuardAndRouterDecideOnTheSameNormalisedPath) {
+  std::atomic<int> created{0};
+  router_->Handle("POST", "/api/v1/models", [&](const HttpRequest&) {
+    ++created;
+    return HttpResponse::Json(201, json::object{{"created", true}});
+  });
+  router_->RequireBearer({.token = "s3cret", .metrics = &metrics_});  // POST/PUT/DELETE/PATCH under /api/
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  const std::string token = "Authorization: Bearer s3cret\r\n";
+  // Other spellings of /api/v1/models (or of a path that resolves to it): 400
+  // naming what is wrong, with the token or without.
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"/%61pi/v1/models", "'a' (%61)"},
+      {"/%61%70%69/v1/models", "(%61)"},
+      {"/api/v1/m%6Fdels", "'o' (%6F)"},
+      {"/api/%761/models", "'v' (%76)"},
+      {"/api/v1/models%2D", "'-' (%2D)"},
+      {"/api%2Fv1%2Fmodels", "encoded '/'"},
+      {"/api/v1%2fmodels", "encoded '/'"},
+      {"/api%5Cv1/models", "(%5C)"},
+      {"/api/v1/./models", "dot segment"},
+      {"/api/v1/x/../models", "dot segment"},
+      {"/x/../api/v1/models", "dot segment"},
+      {"/api/v1/%2e/models", "'.' (%2E)"},
+      {"/api/v1/x/%2E%2E/models", "'.' (%2E)"},
+      {"/api//v1/models", "empty segment"},
+      {"//api/v1/models", "empty segment"},
+      {"/api/v1//models", "empty segment"},
+      {"/api/v1/models%00", "control character (%00)"},
+      {"/api/v1/mod%0Aels", "control character (%0A)"},
+      {"/api/v1/models%zz", "malformed percent-encoding"},
+      {"http://127.0.0.1/%61pi/v1/models", "(%61)"},
+  };
+  for (const std::string& auth : {std::string(), token}) {
+    for (const auto& [path, why] : refused) {
+      TestClient c(server->port());
+      auto r = c.Request("POST", path, "{}", auth);
+      ASSERT_TRUE(r) << path;
+      EXPECT_EQ(r->result_int(), 400) << path << (auth.empty() ? "" : " (with the token)") << "\n" << r->body();
+      EXPECT_EQ(ErrorCode(*r), "bad_request") << path;
+      EXPECT_NE(r->body().find(why), std::string::npos) << path << ": " << r->body();
+    }
+  }
+  // Not another spelling, but not the route either: unauthenticated they are
+  // guarded (401) like the route; with the token, 404.
+  for (const std::string path : {"/API/v1/models", "/Api/v1/models", "/api/v1/models/"}) {
+    TestClient c(server->port());
+    auto r = c.Request("POST", path, "{}");
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->result_int(), 401) << path << "\n" << r->body();
+    TestClient t(server->port());
+    r = t.Request("POST", path, "{}", token);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->result_int(), 404) << path << "\n" << r->body();
+  }
+  EXPECT_EQ(created.load(), 0) << "a refused spelling reached the handler";
+  // The canonical request still works, and so do encodings that are not
+  // another spelling (a space in a name) on any method.
+  TestClient c(server->port());
+  auto r = c.Request("POST", "/api/v1/models", "{}", token);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 201) << r->body();
+  EXPECT_EQ(created.load(), 1);
+  r = c.Request("GET", "/api/v1/jobs/a%20b%C3%A9");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200) << r->body();
+  EXPECT_EQ(json::value_to<std::string>(Body(*r).at("id")), "a b\xC3\xA9");
+  r = c.Request("GET", "/api/v1/jobs/%37");  // "7", spelt another way: reads follow the same rule
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 400);
+  EXPECT_LT(HealthzMillis(server->port()), 100.0);
+}
+
+// The normalisation itself, as the fuzzer (tests/fuzz/http_fuzz.cc) drives it.
+TEST(NormalizeRequestPath, CanonicalPathsOnly) {
+  auto ok = NormalizeRequestPath("/api/v1/jobs/a%20b");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok.value().path, "/api/v1/jobs/a b");
+  EXPECT_EQ(ok.value().segments, (std::vector<std::string>{"api", "v1", "jobs", "a b"}));
+  EXPECT_EQ(NormalizeRequestPath("/").value().segments, std::vector<std::string>{""});
+  EXPECT_EQ(NormalizeRequestPath("/ui/").value().path, "/ui/");
+  for (const char* bad : {"", "api", "/a\\b", "/%61pi", "/a//b", "//", "/a/./b", "/..", "/a%2Fb", "/a%5cb", "/a%00", "/a%7F",
+                          "/a%", "/a%4", "/a%g0", "/a%7E"}) {
+    auto r = NormalizeRequestPath(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+// Issue 15, finding 9: a chunk-size line or the trailers are held until
+// their CRLF arrives, and nothing bounded them: 512 MiB of chunk extensions
+// on a GET of /healthz were all buffered. Now the read buffer has a cap, so
+// the flood is refused early; a probe on a second connection (the same, only
+// I/O thread) stays prompt and the process's peak RSS stays within 16 MiB.
+TEST_F(HttpServerTest, ChunkExtensionAndTrailerFloodsAreCutWithBoundedMemory) {
+  auto server = StartServer();  // one I/O thread: the attack and the probes share it
+  ASSERT_TRUE(server);
+  const int port = server->port();
+  const std::string chunked = "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::pair<const char*, std::string> floods[] = {{"chunk extension", chunked + "1;ext="},
+                                                        {"trailer", chunked + "0\r\nX-Trailer: "}};
+  constexpr uint64_t kFlood = 60u << 20;  // under the 64 MiB the server drains after answering
+  for (const auto& [what, prefix] : floods) {
+    ASSERT_TRUE(ResetPeakRss(::getpid()));
+    const int64_t before = ProcStatusBytes(::getpid(), "VmHWM");
+    std::atomic<bool> attacking{true};
+    std::string response;
+    std::thread attacker([&, prefix = prefix] {
+      RawConnection c(port);
+      Flood(c, prefix, 'a', kFlood);
+      response = c.ReadUntilClose(3000ms);
+      attacking = false;
+    });
+    const double worst_ms = WorstHealthzWhile(port, attacking);
+    attacker.join();
+    const int64_t grew = ProcStatusBytes(::getpid(), "VmHWM") - before;
+    EXPECT_EQ(HttpStatus(response), 431) << what << ": " << response.substr(0, 300);
+    EXPECT_NE(response.find("http.max_header_bytes"), std::string::npos) << what << ": " << response.substr(0, 300);
+    EXPECT_LT(worst_ms, 100.0) << what;
+    EXPECT_LT(grew, 16 << 20) << what << ": peak RSS grew by " << (grew >> 20) << " MiB";
+  }
+  EXPECT_LT(HealthzMillis(port), 100.0);
+}
+
+// Short lines, but many of them: chunk extensions count across the body
+// (nothing reads them), and trailers count like headers.
+TEST_F(HttpServerTest, ChunkExtensionsAndTrailersAreBoundedAcrossTheBody) {
+  auto server = StartServer();
+  ASSERT_TRUE(server);
+  const std::string head = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  {  // 100 chunks of one byte, each with a 1000-byte extension.
+    std::string raw = head + "1;a=b\r\n{\r\n";
+    for (int i = 0; i < 100; ++i) raw += "1;x=" + std::string(1000, 'e') + "\r\n \r\n";
+    raw += "1\r\n}\r\n0\r\n\r\n";
+    TestClient c(server->port());
+    ASSERT_FALSE(c.SendRaw(raw));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 400) << r->body();
+    EXPECT_NE(r->body().find("http.max_chunk_extension_bytes"), std::string::npos) << r->body();
+  }
+  {  // 20 trailer fields of 1000 bytes: more than http.max_header_bytes in all.
+    std::string raw = head + "2\r\n{}\r\n0\r\n";
+    for (int i = 0; i < 20; ++i) raw += "X-T" + std::to_string(i) + ": " + std::string(1000, 't') + "\r\n";
+    TestClient c(server->port());
+    ASSERT_FALSE(c.SendRaw(raw + "\r\n"));
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), 431) << r->body();
+    EXPECT_NE(r->body().find("http.max_header_bytes"), std::string::npos) << r->body();
+  }
+  // What a real client sends (a short extension, a trailer) still works.
+  TestClient c(server->port());
+  ASSERT_FALSE(c.SendRaw(head + "2;name=value\r\n{}\r\n0\r\nX-Checksum: 1\r\n\r\n"));
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200) << r->body();
+}
+
 TEST(ConstantTimeEquals, ComparesWholeStrings) {
   EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
   EXPECT_TRUE(ConstantTimeEquals("", ""));
@@ -752,6 +929,30 @@ TEST_F(HttpUploadTest, OverTheLimitIs413AndLeavesNoFile) {
   }
   for (int i = 0; i < 100 && FilesInDir() > 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(FilesInDir(), 0u);
+}
+
+// Issue 15, finding 9: an upload was read piece by piece, each piece under
+// the read timeout, so a byte every 20 s kept it open for ever. Now the whole
+// request has a deadline (http.request_timeout_ms, extended by the body bytes
+// at http.min_body_bytes_per_second): the drip is answered 408 near the
+// deadline, its partial file is removed, and /healthz stays prompt.
+TEST_F(HttpUploadTest, SlowDripUploadIsCutAtTheRequestDeadlineAndLeavesNoFile) {
+  HttpServerOptions options;
+  options.max_body_bytes = 1024;
+  options.read_timeout = 1000ms;     // every byte arrives well within it...
+  options.request_timeout = 1500ms;  // ...but the request as a whole may not take longer
+  auto server = StartServer(options);
+  ASSERT_TRUE(server);
+  RawConnection drip(server->port());
+  ASSERT_TRUE(drip.Send("PUT /files/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  ExpectDripCutWith408(drip, server->port());
+  for (int i = 0; i < 100 && FilesInDir() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(FilesInDir(), 0u);
+  // A fast upload on the same server is not affected.
+  TestClient c(server->port());
+  auto ok = c.Request("PUT", "/files/a", Pattern(100 * 1024));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->result_int(), 201);
 }
 
 TEST_F(HttpUploadTest, UnauthenticatedUploadIsRefusedBeforeAnyByteIsStored) {
