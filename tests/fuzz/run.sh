@@ -4,6 +4,8 @@
 # $2 seconds (default 60):
 #   tests/fuzz/run.sh config [secs]   config loading, model specs, file decoders
 #   tests/fuzz/run.sh wire [secs]     wire frames and the HELLO handshake
+#   tests/fuzz/run.sh data [secs]     dataset decoders (IDX, NPY, NPZ, CSV, gzip) and safetensors, under limits
+#   tests/fuzz/run.sh image [secs]    image decoding for predictions (PNG, JPEG), under limits
 # scripts/test.sh runs the wire target for a minute on every CI run; longer
 # runs are opt-in. Crashing inputs land in build-fuzz/ as crash-*; add each to
 # the area's unit tests and fix the decoder.
@@ -11,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 target=${1:-config}
 secs=${2:-60}
-case "$target" in config|wire) ;; *) echo "run.sh: unknown target '$target' (config or wire)" >&2; exit 2;; esac
+case "$target" in config|wire|data|image) ;; *) echo "run.sh: unknown target '$target' (config, wire, data or image)" >&2; exit 2;; esac
 out=build-fuzz
 mkdir -p "$out/obj"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DTOML_HEADER_ONLY=1
