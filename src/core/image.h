@@ -1,9 +1,8 @@
-// Decoding images (PNG, JPEG, and whatever else stb_image reads: BMP, GIF,
-// TGA, PNM...) into 8-bit grayscale, resizing, and the light-background test
-// that lets a black-on-white drawing be fed to a model trained on
-// light-on-dark images (Fashion-MNIST, MNIST).
+// Decoding PNG and JPEG images into 8-bit grayscale, resizing, and the
+// light-background test that lets a black-on-white drawing be fed to a model
+// trained on light-on-dark images (Fashion-MNIST, MNIST).
 //
-//   DNND_ASSIGN_OR_RETURN(GrayImage img, DecodeGrayImage(body, 4096 * 4096));
+//   DNND_ASSIGN_OR_RETURN(GrayImage img, DecodeGrayImage(body, ImageLimits{}));
 //   if (HasLightBorder(img)) Invert(img);
 //   GrayImage small = ResizeGray(img, 28, 28);
 //
@@ -13,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -25,12 +25,31 @@ struct GrayImage {
   std::vector<uint8_t> pixels;  // row-major, width * height, 0 = black
 };
 
-// Decodes `bytes` to grayscale (colour is converted with stb's luma weights;
-// alpha is dropped). InvalidArgument naming stb's reason ("cannot decode
-// image: unknown image type") for bytes that are not an image or are
-// corrupt; ResourceExhausted, before any pixel is allocated, when the header
-// declares more than `max_pixels` pixels (a few bytes of PNG can claim 2^31).
-Result<GrayImage> DecodeGrayImage(std::string_view bytes, int64_t max_pixels);
+// What one decode may cost. Images come from anyone who may predict, so the
+// work and memory stb spends are bounded before stb is called: the header's
+// width x height, the scans of a JPEG (stb walks the whole image once per
+// scan: a progressive JPEG of thousands of empty scans costs minutes of CPU),
+// and the bytes a PNG's compressed data inflates to (stb inflates into a
+// buffer that grows without bound). The setting names go into the errors.
+struct ImageLimits {
+  int64_t max_pixels = int64_t{4096} * 4096;
+  int64_t max_jpeg_scans = 64;
+  std::string pixels_setting = "controller.max_image_pixels";
+  std::string scans_setting = "controller.max_jpeg_scans";
+};
+
+enum class ImageFormat { kUnknown, kPng, kJpeg };
+// The format by its magic bytes (PNG: 89 'P' 'N' 'G' 0D 0A 1A 0A; JPEG: FF D8 FF).
+ImageFormat SniffImageFormat(std::string_view bytes);
+
+// Decodes a PNG or JPEG to grayscale (colour is converted with stb's luma
+// weights; alpha is dropped). Unsupported for anything else (GIF, BMP, ...:
+// only PNG and JPEG are accepted, by their magic bytes); ResourceExhausted
+// naming the setting, before stb decodes anything, when the header declares
+// more than max_pixels pixels, a JPEG has more than max_jpeg_scans scans, or
+// a PNG's image data inflates past the size its header declares;
+// InvalidArgument naming stb's reason for corrupt images.
+Result<GrayImage> DecodeGrayImage(std::string_view bytes, const ImageLimits& limits);
 
 // `image` resampled to width x height (stb_image_resize's default filters);
 // a copy when the size already matches.

@@ -20,6 +20,7 @@
 #include "core/json_fields.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/work_queue.h"
 #include "roles/controller_store.h"
 #include <cinttypes>
 #include <map>
@@ -208,6 +209,9 @@ struct LiveProgress {
 
 class ControllerRole : public Role {
  public:
+  // The heavy requests' threads use this object: they stop before it goes.
+  ~ControllerRole() override { heavy_->Stop(); }
+
   ControllerRole(const Config& cfg, std::unique_ptr<ControllerStore> store, wire::Secrets secrets, int64_t local_workers)
       : cfg_(cfg),
         store_(std::move(store)),
@@ -217,8 +221,18 @@ class ControllerRole : public Role {
         secrets_(std::move(secrets)),
         local_workers_(local_workers),
         predictor_(*store_, {.checkpoint_path = [this](int64_t id) { return CheckpointPath(id); },
-                             .max_body_bytes = max_json_}),
-        pool_(std::chrono::milliseconds(cfg.GetInt("controller.node_timeout_ms")), PoolListener()) {}
+                             .max_body_bytes = max_json_,
+                             .image = {.max_pixels = cfg.GetInt("controller.max_image_pixels"),
+                                       .max_jpeg_scans = cfg.GetInt("controller.max_jpeg_scans")}}),
+        pool_(std::chrono::milliseconds(cfg.GetInt("controller.node_timeout_ms")), PoolListener()),
+        dataset_limits_{.max_bytes = static_cast<uint64_t>(cfg.GetInt("controller.max_dataset_bytes")),
+                        .max_members = cfg.GetInt("controller.max_dataset_members"),
+                        .bytes_setting = "controller.max_dataset_bytes",
+                        .members_setting = "controller.max_dataset_members"},
+        model_limits_{.max_parameters = cfg.GetInt("controller.max_model_parameters")},
+        heavy_(std::make_shared<WorkQueue>(static_cast<int>(cfg.GetInt("controller.heavy_threads")),
+                                           static_cast<size_t>(cfg.GetInt("controller.heavy_queue")),
+                                           "controller.heavy_threads, controller.heavy_queue")) {}
 
   std::pair<bool, std::string> Readiness() const override {
     if (!running_.load()) return {false, "controller starting"};
@@ -265,6 +279,7 @@ class ControllerRole : public Role {
     for (auto& w : local_) w->Stop();
     for (auto& t : local_threads_) t.join();
     if (shards_) shards_->Stop();
+    heavy_->Stop();  // before main stops the HTTP server its tasks answer through
     return Cancelled("controller stopped");
   }
 
@@ -289,16 +304,19 @@ class ControllerRole : public Role {
     r.HandleUpload("PUT", "/api/v1/datasets/{name}/files/{part}",
                    {.dir = dir_ + "/uploads", .max_bytes = max_upload_, .limit_name = "controller.max_upload_bytes"},
                    wrap(&ControllerRole::StageFile));
-    r.Handle("POST", "/api/v1/datasets", wrap(&ControllerRole::CreateDataset));
+    // Heavy work (dataset validation, model building, image decoding and
+    // prediction) runs on heavy_, not on the threads answering /healthz and heartbeats.
+    r.HandleOffloaded("POST", "/api/v1/datasets", heavy_, wrap(&ControllerRole::CreateDataset));
     r.Handle("GET", "/api/v1/datasets", wrap(&ControllerRole::ListDatasets));
     r.Handle("GET", "/api/v1/datasets/{name}", wrap(&ControllerRole::GetDataset));
     r.Handle("DELETE", "/api/v1/datasets/{name}", wrap(&ControllerRole::DeleteDataset));
-    r.Handle("POST", "/api/v1/models", wrap(&ControllerRole::CreateModel));
+    r.HandleOffloaded("POST", "/api/v1/models", heavy_, wrap(&ControllerRole::CreateModel));
     r.Handle("GET", "/api/v1/models", wrap(&ControllerRole::ListModels));
     r.Handle("GET", "/api/v1/models/{name}", wrap(&ControllerRole::GetModel));
     r.Handle("GET", "/api/v1/models/{name}/checkpoint", wrap(&ControllerRole::ModelCheckpoint));
-    r.Handle("POST", "/api/v1/models/{name}/predict", [this](const HttpRequest& q) { return predictor_.Predict(q); });
-    r.Handle("POST", "/api/v1/jobs", wrap(&ControllerRole::CreateJob));
+    r.HandleOffloaded("POST", "/api/v1/models/{name}/predict", heavy_,
+                      [this](const HttpRequest& q) { return predictor_.Predict(q); });
+    r.HandleOffloaded("POST", "/api/v1/jobs", heavy_, wrap(&ControllerRole::CreateJob));  // loads the dataset
     r.Handle("GET", "/api/v1/jobs", wrap(&ControllerRole::ListJobs));
     r.Handle("GET", "/api/v1/jobs/{id}", wrap(&ControllerRole::GetJob));
     r.Handle("DELETE", "/api/v1/jobs/{id}", wrap(&ControllerRole::DeleteJob));
@@ -362,9 +380,9 @@ class ControllerRole : public Role {
       for (const auto& p : test_parts) files[p] = p;
     // Validate with exactly the readers a job will use, through a [data] section.
     DNND_ASSIGN_OR_RETURN(Config data_cfg, DataConfig(format, stage.string(), files));
-    auto train = data::LoadTrainingSet(data_cfg);
+    auto train = data::LoadTrainingSet(data_cfg, dataset_limits_);
     if (!train.ok()) return InvalidArgument("invalid dataset '" + name + "': " + train.status().message());
-    auto test = data::LoadTestSet(data_cfg);
+    auto test = data::LoadTestSet(data_cfg, dataset_limits_);
     if (!test.ok()) return InvalidArgument("invalid dataset '" + name + "': " + test.status().message());
     if (train->labels.empty()) return InvalidArgument("invalid dataset '" + name + "': labels must be class indices");
     if (test->has_value() && (*test)->sample_shape != train->sample_shape)
@@ -463,7 +481,7 @@ class ControllerRole : public Role {
     }
     auto spec = ParseModelSpecText(toml_text, "spec");
     if (!spec.ok()) return InvalidArgument("invalid model spec: " + spec.status().message());
-    auto model = BuildModel(*spec, 0);
+    auto model = BuildModel(*spec, 0, model_limits_);
     if (!model.ok()) return InvalidArgument("invalid model spec: " + model.status().message());
     ModelRecord m{name, ModelSpecToToml(*spec), (*model)->ParameterCount(), UtcNow()};
     DNND_RETURN_IF_ERROR(store_->PutModel(m));
@@ -931,8 +949,8 @@ class ControllerRole : public Role {
       if (k == key) return std::shared_ptr<const LoadedDataset>(d);
     DNND_ASSIGN_OR_RETURN(Config dc, DataConfig(rec.format, dir, files));
     auto d = std::make_shared<LoadedDataset>();
-    DNND_ASSIGN_OR_RETURN(d->train, data::LoadTrainingSet(dc));
-    DNND_ASSIGN_OR_RETURN(d->test, data::LoadTestSet(dc));
+    DNND_ASSIGN_OR_RETURN(d->train, data::LoadTrainingSet(dc, dataset_limits_));
+    DNND_ASSIGN_OR_RETURN(d->test, data::LoadTestSet(dc, dataset_limits_));
     loaded_.insert(loaded_.begin(), {key, d});
     if (loaded_.size() > 2) loaded_.pop_back();
     return std::shared_ptr<const LoadedDataset>(d);
@@ -1396,6 +1414,10 @@ class ControllerRole : public Role {
   std::optional<std::pair<std::pair<uint64_t, uint64_t>, HttpResponse>> jobs_list_;  // GET /api/v1/jobs, and as of when
   std::mutex dataset_mu_;
   std::mutex loaded_mu_;
+  const data::DecodeLimits dataset_limits_;  // controller.max_dataset_bytes, controller.max_dataset_members
+  const ModelLimits model_limits_;           // controller.max_model_parameters
+  // Heavy requests' threads (controller.heavy_threads, controller.heavy_queue).
+  const std::shared_ptr<WorkQueue> heavy_;
   std::vector<std::pair<std::string, std::shared_ptr<LoadedDataset>>> loaded_;  // LoadDataset's key, newest first
 };
 

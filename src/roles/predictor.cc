@@ -60,9 +60,9 @@ Tensor AsTrainingBatch(const data::Dataset& set, Scaling scaling) {
 // The image body as the model's input batch of one: grayscale, inverted per
 // `invert`, resized, then scaled as training pixels are.
 Result<Tensor> ImageInput(const std::string& body, const Shape& input, Scaling scaling, const std::string& invert,
-                          bool* inverted) {
+                          const ImageLimits& limits, bool* inverted) {
   DNND_ASSIGN_OR_RETURN(auto hw, ImageSize(input));
-  DNND_ASSIGN_OR_RETURN(GrayImage image, DecodeGrayImage(body, Predictor::kMaxImagePixels));
+  DNND_ASSIGN_OR_RETURN(GrayImage image, DecodeGrayImage(body, limits));
   *inverted = invert == "true" || (invert == "auto" && HasLightBorder(image));
   if (*inverted) Invert(image);
   GrayImage sized = ResizeGray(image, hw.second, hw.first);
@@ -274,6 +274,10 @@ Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
     return HttpResponse::Error(415, "unsupported_media_type",
                                "Content-Type '" + media + "': send an image (image/png, image/jpeg) or "
                                "application/json {\"inputs\": [...]}");
+  if (is_image && SniffImageFormat(r.body) == ImageFormat::kUnknown)
+    return HttpResponse::Error(415, "unsupported_media_type",
+                               "only PNG and JPEG images are accepted (recognised by their first bytes), or "
+                               "application/json {\"inputs\": [...]}");
   auto q = r.query.find("invert");
   const std::string invert = q == r.query.end() ? "auto" : q->second;
   if (invert != "auto" && invert != "true" && invert != "false")
@@ -285,7 +289,7 @@ Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
   DNND_ASSIGN_OR_RETURN(std::shared_ptr<const TrainedModel> m, Load(id));
   const Scaling scaling{job.mean, job.std};
   bool inverted = false;
-  DNND_ASSIGN_OR_RETURN(Tensor x, is_image ? ImageInput(r.body, m->spec.input, scaling, invert, &inverted)
+  DNND_ASSIGN_OR_RETURN(Tensor x, is_image ? ImageInput(r.body, m->spec.input, scaling, invert, options_.image, &inverted)
                                            : JsonInput(r, m->spec.input, scaling));
   json::array predictions;
   {

@@ -4,8 +4,10 @@
 //
 // The weights are those of job <id>, by default the model's newest succeeded
 // job (its <data_dir>/jobs/<id>/model/model.safetensors). The body is either
-//  - an image (Content-Type image/png, image/jpeg, or any image/* stb reads):
-//    converted to grayscale, inverted when `invert` says so (auto: when most
+//  - an image (Content-Type image/png or image/jpeg; the format is decided by
+//    the body's magic bytes, and anything but PNG and JPEG is a 415),
+//    decoded under Options::image (dimensions, JPEG scans, PNG inflation:
+//    413 naming the setting), converted to grayscale, inverted when `invert` says so (auto: when most
 //    of its border is light, i.e. a dark drawing on white paper, the opposite
 //    of Fashion-MNIST), resized to the model input's height x width (input
 //    [784] is 28x28; [1,28,28] and [28,28] likewise);
@@ -50,6 +52,7 @@
 #include <unordered_map>
 #include <variant>
 
+#include "core/image.h"
 #include "core/status.h"
 #include "roles/controller_store.h"
 #include "roles/infer.h"
@@ -62,12 +65,10 @@ class Predictor {
   static constexpr size_t kCachedModels = 4;
   // Resolutions kept at most (then all are dropped and resolved anew).
   static constexpr size_t kCachedResolutions = 64;
-  // Images beyond this many pixels are refused before they are decoded.
-  static constexpr int64_t kMaxImagePixels = 4096 * 4096;
-
   struct Options {
     std::function<std::string(int64_t job)> checkpoint_path;  // the job's model.safetensors
     size_t max_body_bytes = 1 << 20;                          // http.max_body_bytes
+    ImageLimits image;  // controller.max_image_pixels, controller.max_jpeg_scans
   };
   // `store` must outlive the predictor.
   Predictor(ControllerStore& store, Options options);

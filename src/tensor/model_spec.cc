@@ -173,6 +173,9 @@ Result<ModelSpec> ParseModelSpec(const toml::table& m) {
   if (!layers) return ErrorAt(m, "model: missing required [[model.layers]]");
   const toml::array* la = layers->as_array();
   if (!la || la->empty()) return ErrorAt(*layers, "model.layers: expected a non-empty array of tables");
+  if (la->size() > kMaxModelLayers)
+    return ErrorAt(*layers, "model.layers: " + std::to_string(la->size()) + " layers; the limit is " +
+                                std::to_string(kMaxModelLayers));
   for (size_t i = 0; i < la->size(); ++i) {
     const toml::table* lt = (*la)[i].as_table();
     if (!lt) return ErrorAt((*la)[i], "model.layers[" + std::to_string(i) + "]: expected a table");
@@ -251,11 +254,21 @@ std::string ArchitectureDifference(const ModelSpec& a, const ModelSpec& b) {
   return "";
 }
 
-Result<std::shared_ptr<nn::Sequential>> BuildModel(const ModelSpec& spec, uint64_t seed) {
+Result<std::shared_ptr<nn::Sequential>> BuildModel(const ModelSpec& spec, uint64_t seed, const ModelLimits& limits) {
   Rng rng(seed);
   auto model = std::make_shared<nn::Sequential>();
   Shape shape = spec.input;
   std::string prev = "the input";
+  int64_t parameters = 0;
+  // Counted before a layer is allocated, in double: the sizes are the
+  // user's, and their product may not fit in 64 bits.
+  auto add = [&](const std::string& ctx, double n) -> Status {
+    if (n + static_cast<double>(parameters) > static_cast<double>(limits.max_parameters))
+      return ResourceExhausted(ctx + " takes the model past " + std::to_string(limits.max_parameters) +
+                               " parameters (" + limits.setting + ")");
+    parameters += static_cast<int64_t>(n);
+    return Status::Ok();
+  };
   for (size_t i = 0; i < spec.layers.size(); ++i) {
     const LayerSpec& l = spec.layers[i];
     const std::string ctx = l.where + ": layer " + std::to_string(i) + " (" + l.type + ")";
@@ -266,11 +279,14 @@ Result<std::shared_ptr<nn::Sequential>> BuildModel(const ModelSpec& spec, uint64
         return InvalidArgument(ctx + " expects input [" + (in ? std::to_string(in) : "features") +
                                "] but " + prev + " gives " + ShapeToString(shape) +
                                (shape.size() != 1 ? " (add a flatten layer before it)" : ""));
+      DNND_RETURN_IF_ERROR(add(ctx, (static_cast<double>(in) + 1) * static_cast<double>(l.out)));
       m = std::make_shared<nn::Linear>(in, l.out, rng, l.bias, spec.init);
     } else if (l.type == "conv2d") {
       int64_t in = l.in ? l.in : (shape.size() == 3 ? shape[0] : 0);
       if (in == 0) return InvalidArgument(ctx + " expects input [channels, h, w] but " + prev +
                                           " gives " + ShapeToString(shape));
+      DNND_RETURN_IF_ERROR(add(ctx, (static_cast<double>(in) * static_cast<double>(l.kernel) * static_cast<double>(l.kernel) + 1) *
+                                     static_cast<double>(l.out)));
       m = std::make_shared<nn::Conv2d>(in, l.out, l.kernel, l.stride ? l.stride : 1, l.padding, rng,
                                        l.bias, spec.init);
     } else if (l.type == "maxpool2d") {

@@ -70,8 +70,20 @@ std::string ModelSpecToToml(const ModelSpec& spec);
 // trained with different learning rates are still one architecture).
 std::string ArchitectureDifference(const ModelSpec& a, const ModelSpec& b);
 
+// Most [[model.layers]] a spec may have (ParseModelSpec refuses more).
+inline constexpr size_t kMaxModelLayers = 1024;
+
+// What building a model may allocate; specs come from API users.
+struct ModelLimits {
+  int64_t max_parameters = int64_t{1} << 28;  // 1 GiB of float32
+  std::string setting = "controller.max_model_parameters";
+};
+
 // Builds the model with seeded initialisation. Fails, naming the layer index
-// and both shapes, when a layer does not accept its input shape.
-Result<std::shared_ptr<nn::Sequential>> BuildModel(const ModelSpec& spec, uint64_t seed);
+// and both shapes, when a layer does not accept its input shape, and with
+// ResourceExhausted naming limits.setting, before the layer is allocated,
+// when the parameters so far exceed limits.max_parameters.
+Result<std::shared_ptr<nn::Sequential>> BuildModel(const ModelSpec& spec, uint64_t seed,
+                                                   const ModelLimits& limits = {});
 
 }  // namespace dnnd

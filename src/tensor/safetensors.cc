@@ -7,13 +7,13 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <new>
 
 namespace dnnd {
 namespace {
 
 namespace json = boost::json;
 
-constexpr uint64_t kMaxHeaderBytes = 100 << 20;
 
 float HalfToFloat(uint16_t h) {
   const uint32_t sign = (h & 0x8000u) << 16;
@@ -80,12 +80,14 @@ std::string EncodeSafetensors(const nn::NamedTensors& tensors,
   return out;
 }
 
-Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::string& what) {
+Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::string& what,
+                                          const SafetensorsLimits& limits) try {
   if (bytes.size() < 8) return Corruption(what + ": shorter than the 8-byte header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t{static_cast<uint8_t>(bytes[i])} << (8 * i);
-  if (n > kMaxHeaderBytes)
-    return Corruption(what + ": header length " + std::to_string(n) + " exceeds the 100 MB limit");
+  if (n > limits.max_header_bytes)
+    return ResourceExhausted(what + ": header length " + std::to_string(n) + " exceeds the limit of " +
+                             std::to_string(limits.max_header_bytes) + " bytes");
   if (n > bytes.size() - 8)
     return Corruption(what + ": header length " + std::to_string(n) + " runs past the end of the file (" +
                       std::to_string(bytes.size()) + " bytes)");
@@ -93,6 +95,10 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
   json::value root = json::parse(std::string_view(bytes).substr(8, n), ec);
   if (ec) return Corruption(what + ": header is not valid JSON (" + ec.message() + ")");
   if (!root.is_object()) return Corruption(what + ": header is not a JSON object");
+  const size_t tensors = root.as_object().size() - (root.as_object().contains("__metadata__") ? 1 : 0);
+  if (tensors > static_cast<uint64_t>(limits.max_tensors))
+    return ResourceExhausted(what + ": " + std::to_string(tensors) + " tensors; the limit is " +
+                             std::to_string(limits.max_tensors));
   const uint64_t data_size = bytes.size() - 8 - n;
   const char* data = bytes.data() + 8 + n;
   // One aligned copy of the data section: F32 tensors become views of it.
@@ -102,6 +108,7 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
   SafetensorsFile file;
   struct Span { uint64_t begin, end; std::string name; };
   std::vector<Span> spans;
+  uint64_t decoded = 0;
   for (const auto& [key, value] : root.as_object()) {
     std::string name(key);
     if (name == "__metadata__") {
@@ -149,6 +156,10 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
       return Corruption(ctx + ": " + std::to_string(en - b) + " bytes for shape " + ShapeToString(shape) +
                         " of " + dtype);
     spans.push_back({b, en, name});
+    decoded += 4 * static_cast<uint64_t>(numel);  // every dtype becomes float32
+    if (decoded > limits.max_decoded_bytes)
+      return ResourceExhausted(ctx + " takes the file past " + std::to_string(limits.max_decoded_bytes) +
+                               " decoded bytes");
     Tensor t;
     if (dtype == "F32" && b % 4 == 0) {
       t = Tensor::FromStorage(storage, static_cast<int64_t>(b / 4), shape);
@@ -183,6 +194,8 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
       return Corruption(what + ": tensors '" + spans[i - 1].name + "' and '" + spans[i].name + "' overlap");
   std::sort(file.tensors.begin(), file.tensors.end(), [](auto& a, auto& b) { return a.first < b.first; });
   return file;
+} catch (const std::bad_alloc&) {
+  return ResourceExhausted(what + ": out of memory decoding " + std::to_string(bytes.size()) + " bytes");
 }
 
 Status SaveSafetensors(const std::string& path, const nn::NamedTensors& tensors,

@@ -27,9 +27,19 @@ struct SafetensorsFile {
 // Encodes tensors (sorted by name) and metadata to the file format's bytes.
 std::string EncodeSafetensors(const nn::NamedTensors& tensors,
                               const std::map<std::string, std::string>& metadata);
+// What one decode may hold: files come from peers and API users (a job's
+// uploaded model). Checked from the header, before the data is copied.
+struct SafetensorsLimits {
+  uint64_t max_header_bytes = 100 << 20;
+  int64_t max_tensors = 1 << 16;
+  uint64_t max_decoded_bytes = uint64_t{1} << 34;  // float32 bytes of all tensors together
+};
+
 // Decodes bytes; `what` names the source in errors. F32 tensors are views of
-// one 64-byte-aligned copy of the data section.
-Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::string& what);
+// one 64-byte-aligned copy of the data section. Past a limit, or when memory
+// runs out, ResourceExhausted (never an abort).
+Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::string& what,
+                                          const SafetensorsLimits& limits = {});
 
 // Writes atomically: temp file in the same directory, fsync, rename, fsync dir.
 Status SaveSafetensors(const std::string& path, const nn::NamedTensors& tensors,

@@ -24,6 +24,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/work_queue.h"
 
 #ifndef DNND_VERSION
 #define DNND_VERSION "unknown"
@@ -330,8 +331,14 @@ void HttpRouter::HandleUpload(std::string method, std::string pattern, HttpUploa
   AddRoute(std::move(method), std::move(pattern), std::move(handler), std::move(upload));
 }
 
+void HttpRouter::HandleOffloaded(std::string method, std::string pattern, std::shared_ptr<WorkQueue> pool,
+                                 HttpHandler handler) {
+  if (!pool) throw std::logic_error("route " + method + " " + pattern + ": HandleOffloaded needs a pool");
+  AddRoute(std::move(method), std::move(pattern), std::move(handler), std::nullopt, std::move(pool));
+}
+
 void HttpRouter::AddRoute(std::string method, std::string pattern, HttpHandler handler,
-                          std::optional<HttpUploadOptions> upload) {
+                          std::optional<HttpUploadOptions> upload, std::shared_ptr<WorkQueue> pool) {
   const std::string where = "route " + method + " " + pattern + ": ";
   if (method.empty() || !std::all_of(method.begin(), method.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
     throw std::logic_error(where + "method must be an upper-case token");
@@ -342,6 +349,7 @@ void HttpRouter::AddRoute(std::string method, std::string pattern, HttpHandler h
   route.pattern = std::move(pattern);
   route.handler = std::make_shared<const HttpHandler>(std::move(handler));
   route.upload = std::move(upload);
+  route.pool = std::move(pool);
   std::set<std::string_view> names;
   for (std::string_view seg : SplitPath(route.pattern)) {
     if (IsParamSegment(seg)) {
@@ -426,6 +434,7 @@ HttpRouter::Match HttpRouter::Find(HttpRequest& request) const {
   if (best) {
     out.handler = best->handler;
     out.upload = best->upload;
+    out.pool = best->pool;
     request.route = best->pattern;
     for (size_t i = 0; i < segments.size(); ++i) {
       const std::string& seg = best->segments[i];
@@ -575,6 +584,30 @@ HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   NotifyObservers(request, response, seconds);
   return response;
+}
+
+void HttpRouter::DispatchAsync(HttpRequest request, std::function<void(HttpRequest&, HttpResponse)> done) const {
+  std::shared_ptr<WorkQueue> pool = Find(request).pool;
+  if (!pool) {
+    HttpResponse response = Dispatch(request);
+    return done(request, std::move(response));
+  }
+  // The guard and the route are decided again by Dispatch on the pool thread
+  // (cheap); the request and `done` travel with the task.
+  auto task = std::make_shared<std::pair<HttpRequest, std::function<void(HttpRequest&, HttpResponse)>>>(
+      std::move(request), std::move(done));
+  if (pool->TrySubmit([this, task] {
+        HttpResponse response = Dispatch(task->first);
+        task->second(task->first, std::move(response));
+      }))
+    return;
+  HttpResponse busy = HttpResponse::Error(
+      503, "overloaded",
+      "the server is busy: " + std::to_string(pool->threads()) + " heavy requests run and " +
+          std::to_string(pool->max_queued()) + " wait (" + pool->queue_setting() + "); retry shortly");
+  busy.headers.emplace_back("Retry-After", "1");
+  NotifyObservers(task->first, busy, 0.0);
+  task->second(task->first, std::move(busy));
 }
 
 // ---------------------------------------------------------------------------
@@ -889,9 +922,17 @@ class Session : public std::enable_shared_from_this<Session> {
                                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
       return Write(std::move(response), version, false, false);
     }
-    HttpResponse response = config_->router->Dispatch(request);
-    upload_file_.Remove();  // unless the handler moved it away
-    Write(std::move(response), version, keep_alive, request.method == "HEAD");
+    const bool head = request.method == "HEAD";
+    // Answered here, or later from an offloaded route's pool thread: the
+    // answer comes back to this session's strand either way.
+    config_->router->DispatchAsync(
+        std::move(request), [self = shared_from_this(), version, keep_alive, head](HttpRequest&, HttpResponse response) {
+          asio::dispatch(self->stream_.get_executor(),
+                         [self, version, keep_alive, head, response = std::move(response)]() mutable {
+                           self->upload_file_.Remove();  // unless the handler moved it away
+                           self->Write(std::move(response), version, keep_alive, head);
+                         });
+        });
   }
 
   void Write(HttpResponse r, unsigned version, bool keep_alive, bool head) {

@@ -15,7 +15,9 @@
 //  - Handlers are plain synchronous functions from request to response and run
 //    on the server's I/O threads: control-plane requests are cheap, and a
 //    synchronous handler cannot forget to answer. Anything slow belongs on
-//    another thread; raise `threads` if handlers may block briefly.
+//    another thread: a route added with HandleOffloaded runs its handler on a
+//    bounded WorkQueue (core/work_queue.h), answering 503 when that is full,
+//    while the I/O threads keep serving /healthz and everything else.
 //  - Every failure a client can cause is answered with a JSON error body
 //    ({"error":{"code":...,"message":...}}) and never takes the process down:
 //    unknown path 404, wrong method 405 + Allow, oversize body 413, malformed
@@ -59,6 +61,7 @@
 namespace dnnd {
 
 class MetricsRegistry;
+class WorkQueue;
 
 struct HttpRequest {
   std::string method;  // as sent, e.g. "GET" (methods are case-sensitive)
@@ -187,6 +190,11 @@ class HttpRouter {
   void Handle(std::string method, std::string pattern, HttpHandler handler);
   // Like Handle, but the server streams the body to a file (HttpRequest::body_file).
   void HandleUpload(std::string method, std::string pattern, HttpUploadOptions upload, HttpHandler handler);
+  // Like Handle, but the server runs the handler on `pool` (DispatchAsync),
+  // answering 503 {"error":{"code":"overloaded"}} naming pool's setting when
+  // it is full. The pool must be stopped before the server is destroyed.
+  void HandleOffloaded(std::string method, std::string pattern, std::shared_ptr<WorkQueue> pool,
+                       HttpHandler handler);
   void AddObserver(HttpObserver observer);
   // Guards every matching request, routed or not (an unauthenticated client
   // learns nothing about which routes exist). Replaces an earlier guard.
@@ -206,6 +214,13 @@ class HttpRouter {
   // FromStatus(its status).
   HttpResponse Dispatch(HttpRequest& request) const;
 
+  // Dispatch, run where the route says: at once on this thread, or (routes
+  // added with HandleOffloaded) on the route's WorkQueue. `done` is called
+  // exactly once with the request (params filled) and the response: on this
+  // thread, or on a pool thread; never, if the pool is stopped with the
+  // request still queued (the caller's connection then closes).
+  void DispatchAsync(HttpRequest request, std::function<void(HttpRequest&, HttpResponse)> done) const;
+
   // Runs the observers (exceptions from them are logged and swallowed).
   void NotifyObservers(const HttpRequest& request, const HttpResponse& response, double seconds) const;
 
@@ -216,6 +231,7 @@ class HttpRouter {
     std::vector<std::string> segments;  // "{name}" kept as is
     std::shared_ptr<const HttpHandler> handler;
     std::optional<HttpUploadOptions> upload;
+    std::shared_ptr<WorkQueue> pool;  // null: the handler runs on the I/O thread
   };
   struct Match {
     Status bad_path;  // not OK: NormalizeRequestPath's refusal, nothing matched
@@ -223,8 +239,10 @@ class HttpRouter {
     std::shared_ptr<const HttpHandler> handler;  // null: no route for this method
     std::optional<HttpUploadOptions> upload;
     std::set<std::string> allowed;  // methods with a route for this path
+    std::shared_ptr<WorkQueue> pool;
   };
-  void AddRoute(std::string method, std::string pattern, HttpHandler handler, std::optional<HttpUploadOptions> upload);
+  void AddRoute(std::string method, std::string pattern, HttpHandler handler, std::optional<HttpUploadOptions> upload,
+                std::shared_ptr<WorkQueue> pool = nullptr);
   // Normalises the path and finds the route; fills request.params and request.route.
   Match Find(HttpRequest& request) const;
   // The response the router gives before any handler: 400 for a refused

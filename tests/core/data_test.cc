@@ -6,6 +6,8 @@
 #include <fstream>
 
 #include "core/data/idx.h"
+#include "hostile_files.h"
+
 
 namespace dnnd::data {
 namespace {
@@ -61,7 +63,7 @@ TEST(Idx, ErrorsAreSpecific) {
       {{0, 0}, "truncated IDX header"},
       {{1, 0, 8, 1, 0, 0, 0, 1, 5}, "bad IDX magic"},
       {Idx(0x07, {1}, {0}), "unsupported IDX dtype 0x07"},
-      {Idx(0x08, {3}, {1, 2}), "need 11 bytes, file has 10"},
+      {Idx(0x08, {3}, {1, 2}), "needs 3 bytes, the stream has 2"},
       {Idx(0x08, {1}, {1, 2}), "trailing"},
       {{0, 0, 8, 3, 0, 0, 0}, "truncated IDX header"},
       {Idx(0x08, {0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}, {}), "overflow"},
@@ -160,6 +162,40 @@ TEST(DataLoader, NormalisesUint8) {
   d.num_classes = 1;
   DataLoader l(d, {.batch_size = 1, .shuffle = false, .seed = 0, .mean = 0.5f, .std = 0.5f});
   EXPECT_EQ(l.GetBatch(0, 0).x.ToVector(), (std::vector<float>{-1.0f, 1.0f}));
+}
+
+TEST(IdxLimits, AGzipBombIsRefusedFromItsHeaderNamingTheSetting) {
+  TempDir dir;
+  // 64 MiB of zeros in ~65 KB of gzip; the limit is 16 MiB.
+  const std::string bomb = testing::GzipIdxBomb({65536, 32, 32});
+  ASSERT_LT(bomb.size(), 200000u);
+  const std::string path = dir.Write("bomb.gz", std::vector<uint8_t>(bomb.begin(), bomb.end()));
+  const long before = testing::PeakRssMib();
+  auto r = ReadIdxFile(path, {.max_bytes = 16 << 20, .bytes_setting = "controller.max_dataset_bytes"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("67108864 bytes; the limit is 16777216 (controller.max_dataset_bytes)"),
+            std::string::npos) << r.status().message();
+  EXPECT_LT(testing::PeakRssMib() - before, 16) << "refused before decompressing";
+}
+
+TEST(IdxLimits, AHeaderThatLiesCostsOnlyTheDataThatIsThere) {
+  // Declares 1 GiB (under the default limit), holds 10 bytes: truncated, and
+  // the array grew only with what arrived.
+  std::string lie = testing::IdxHeader(0x08, {1 << 20, 32, 32}) + std::string(10, '\x07');
+  const long before = testing::PeakRssMib();
+  auto r = DecodeIdx(reinterpret_cast<const uint8_t*>(lie.data()), lie.size(), "lie.idx");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("truncated"), std::string::npos) << r.status().message();
+  EXPECT_LT(testing::PeakRssMib() - before, 16);
+  // Float types count at 4 bytes an element (they become float32), and the rank is capped.
+  auto i8 = testing::IdxHeader(0x09, {16, 16});
+  auto r2 = DecodeIdx(reinterpret_cast<const uint8_t*>(i8.data()), i8.size(), "i8.idx", {.max_bytes = 1000});
+  EXPECT_NE(r2.status().message().find("1024 bytes; the limit is 1000 (data.max_decoded_bytes)"), std::string::npos)
+      << r2.status().message();
+  auto deep = testing::IdxHeader(0x08, std::vector<uint32_t>(40, 1));
+  auto r3 = DecodeIdx(reinterpret_cast<const uint8_t*>(deep.data()), deep.size(), "deep.idx");
+  EXPECT_NE(r3.status().message().find("rank 40 is over the limit of 32"), std::string::npos) << r3.status().message();
 }
 
 }  // namespace

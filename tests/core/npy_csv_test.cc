@@ -8,6 +8,8 @@
 
 #include "core/data/csv.h"
 #include "core/data/npy.h"
+#include "hostile_files.h"
+
 
 namespace dnnd::data {
 namespace {
@@ -112,6 +114,82 @@ TEST(Csv, ErrorsNameRowAndColumn) {
   auto label = ParseCsvDataset("l,a\n1.5,2\n", {}, "l.csv");
   EXPECT_NE(label.status().message().find("not an integer"), std::string::npos);
   EXPECT_NE(ParseCsvDataset("l,a\n", {}, "e.csv").status().message().find("no data rows"), std::string::npos);
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+const DecodeLimits kSmall{.max_bytes = 16 << 20, .max_members = 4, .bytes_setting = "controller.max_dataset_bytes",
+                          .members_setting = "controller.max_dataset_members"};
+
+TEST(NpyLimits, AGzippedBombIsRefusedFromItsHeader) {
+  TempDir dir;
+  WriteBytes(dir / "bomb.npy", testing::GzipNpyBomb(16 << 20));  // 64 MiB of float32 zeros
+  const long before = testing::PeakRssMib();
+  auto r = ReadNpyFile(dir / "bomb.npy", kSmall);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("67108864 bytes; the limit is 16777216 (controller.max_dataset_bytes)"),
+            std::string::npos) << r.status().message();
+  EXPECT_LT(testing::PeakRssMib() - before, 16);
+  // int8 becomes float32 in a dataset: counted at 4 bytes an element.
+  const std::string i1 = testing::NpyHeader("|i1", "(8000000,)");
+  auto r2 = DecodeNpy(reinterpret_cast<const uint8_t*>(i1.data()), i1.size(), "i1.npy", kSmall);
+  EXPECT_NE(r2.status().message().find("32000000 bytes"), std::string::npos) << r2.status().message();
+  // A rank past the limit.
+  std::string shape = "(";
+  for (int i = 0; i < 40; ++i) shape += "1, ";
+  const std::string d = testing::NpyHeader("<f4", shape + ")");
+  auto r3 = DecodeNpy(reinterpret_cast<const uint8_t*>(d.data()), d.size(), "deep.npy", kSmall);
+  EXPECT_NE(r3.status().message().find("more than 32 dimensions"), std::string::npos) << r3.status().message();
+}
+
+TEST(NpzLimits, AMemberClaiming12GiBIsRefusedBeforeAnythingIsAllocated) {
+  TempDir dir;
+  NdArray small = FromUint8({1, 2, 3, 4}, {2, 2});
+  const std::string npz = testing::NpzClaiming("x.npy", EncodeNpy(small), uint64_t{12} << 30);
+  ASSERT_LT(npz.size(), 400u);
+  WriteBytes(dir / "lie.npz", npz);
+  const long before = testing::PeakRssMib();
+  auto r = ReadNpzFile(dir / "lie.npz", kSmall);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  // minizip reads the claim as 4 GiB - 1 (what the old reader zero-filled).
+  EXPECT_NE(r.status().message().find("member x.npy decodes to 4294967295 bytes; the limit is 16777216 "
+                                      "(controller.max_dataset_bytes)"),
+            std::string::npos) << r.status().message();
+  // Under the default limit (16 GiB) the claim still costs nothing: the
+  // member's .npy header (4 bytes of data) is what is allocated, and the
+  // member is refused for holding less than it claims.
+  auto r2 = ReadNpzFile(dir / "lie.npz");
+  ASSERT_FALSE(r2.ok());
+  EXPECT_LT(testing::PeakRssMib() - before, 16);
+  // Too many members.
+  std::map<std::string, NdArray> many;
+  for (int i = 0; i < 5; ++i) many["a" + std::to_string(i)] = small;
+  ASSERT_TRUE(WriteNpzFile(dir / "many.npz", many).ok());
+  auto r3 = ReadNpzFile(dir / "many.npz", kSmall);
+  EXPECT_NE(r3.status().message().find("more than 4 members (controller.max_dataset_members)"), std::string::npos)
+      << r3.status().message();
+  // A real archive still reads.
+  ASSERT_TRUE(WriteNpzFile(dir / "ok.npz", {{"x", small}, {"y", FromLabels({0, 1})}}).ok());
+  EXPECT_TRUE(LoadNpzDataset(dir / "ok.npz", "x", "y", kSmall).ok());
+}
+
+TEST(CsvLimits, TextAndSamplesAreCapped) {
+  TempDir dir;
+  std::string rows = "label,a,b\n";
+  for (int i = 0; i < 1000; ++i) rows += "1,2,3\n";
+  auto r = ParseCsvDataset(rows, {}, "rows.csv", {.max_bytes = 4000});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("the limit is 4000 (data.max_decoded_bytes)"), std::string::npos)
+      << r.status().message();
+  // Gzipped text past the limit is refused while it is inflated.
+  WriteBytes(dir / "big.csv", testing::Deflate("label,a\n", 64 << 20, true));
+  auto r2 = LoadCsvDataset(dir / "big.csv", {}, kSmall);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_NE(r2.status().message().find("(controller.max_dataset_bytes)"), std::string::npos) << r2.status().message();
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #   tests/fuzz/run.sh config [secs]   config loading, model specs, file decoders
 #   tests/fuzz/run.sh wire [secs]     wire frames and the HELLO handshake
 #   tests/fuzz/run.sh http [secs]     HTTP requests as the server parses them, path normalisation, router + token guard
+#   tests/fuzz/run.sh data [secs]     dataset decoders (IDX, NPY, NPZ, CSV, gzip) and safetensors, under limits
+#   tests/fuzz/run.sh image [secs]    image decoding for predictions (PNG, JPEG), under limits
 # scripts/test.sh runs the wire target for a minute on every CI run; longer
 # runs are opt-in. Crashing inputs land in build-fuzz/ as crash-*; add each to
 # the area's unit tests and fix the decoder.
@@ -12,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 target=${1:-config}
 secs=${2:-60}
-case "$target" in config|wire|http) ;; *) echo "run.sh: unknown target '$target' (config, wire or http)" >&2; exit 2;; esac
+case "$target" in config|wire|http|data|image) ;; *) echo "run.sh: unknown target '$target' (config, wire, http, data or image)" >&2; exit 2;; esac
 out=build-fuzz
 mkdir -p "$out/obj"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DTOML_HEADER_ONLY=1

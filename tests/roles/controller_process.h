@@ -69,6 +69,13 @@ inline void UploadFashionMnist(ControllerProcess& c, const std::string& name) {
   ASSERT_EQ(HttpStatus(r), 201) << r;
 }
 
+// Peak resident set of a process, in bytes (VmHWM from /proc).
+inline int64_t PeakRss(pid_t pid) {
+  const std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
+  const size_t p = status.find("VmHWM:");
+  return p == std::string::npos ? -1 : std::atoll(status.c_str() + p + 6) * 1024;
+}
+
 inline std::string MlpSpecJson() {
   return json::serialize(json::value(ReadFile(Src("configs/models/mlp.toml"))));
 }

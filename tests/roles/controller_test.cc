@@ -489,13 +489,6 @@ struct TinyFiles {
   }
 };
 
-// Peak resident set of a process, in bytes (VmHWM from /proc).
-int64_t PeakRss(pid_t pid) {
-  const std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
-  const size_t p = status.find("VmHWM:");
-  return p == std::string::npos ? -1 : std::atoll(status.c_str() + p + 6) * 1024;
-}
-
 TEST(ControllerStore, DeletesOnlyFinishedJobsWithTheirHistory) {
   TempDir dir;
   auto s = ControllerStore::Open(dir.path() + "/c.db");

@@ -199,9 +199,8 @@ TEST_F(Predict, BadRequestsGetPreciseErrorsAndTheControllerKeepsServing) {
   expect(PostImage(png, "image/png", "?job=999"), 404, "not_found", "999");
   expect(PostImage(png, "image/png", "?job=abc"), 400, "invalid_argument", "invalid job id 'abc'");
   expect(PostImage(png, "image/png", "?invert=maybe"), 400, "invalid_argument", "invert is 'maybe'");
-  // Not an image, a truncated one, one whose header claims 20000 x 20000 pixels.
-  expect(PostImage("GIF? no, plain text", "image/png"), 400, "invalid_argument",
-         "cannot decode image: unknown image type");
+  // Not a PNG or JPEG, a truncated one, one whose header claims 20000 x 20000 pixels.
+  expect(PostImage("GIF? no, plain text", "image/png"), 415, "unsupported_media_type", "only PNG and JPEG");
   const std::string truncated = PostImage(png.substr(0, 60), "image/png");  // stb's PNG reader says why
   expect(truncated, 400, "invalid_argument", "cannot decode image: ");
   EXPECT_EQ(ErrorMessage(truncated).find("unknown image type"), std::string::npos) << truncated;

@@ -71,6 +71,26 @@ TEST(Safetensors, CorruptionIsReportedNotCrashed) {
   }
 }
 
+TEST(Safetensors, LimitsAreCheckedFromTheHeaderBeforeDecoding) {
+  // F16 doubles in size when decoded: 600 halves are 2400 float32 bytes.
+  const std::string halves =
+      Header(R"({"h":{"dtype":"F16","shape":[600],"data_offsets":[0,1200]}})", std::string(1200, '\0'));
+  auto f = DecodeSafetensors(halves, "up.st", {.max_decoded_bytes = 2000});
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(f.status().message().find("past 2000 decoded bytes"), std::string::npos) << f.status().message();
+  EXPECT_TRUE(DecodeSafetensors(halves, "up.st", {.max_decoded_bytes = 2400}).ok());
+  // Tensor count and header size.
+  std::string many = "{";
+  for (int i = 0; i < 5; ++i) many += (i ? "," : "") + std::string("\"t") + std::to_string(i) + R"(":{"dtype":"F32","shape":[0],"data_offsets":[0,0]})";
+  many += "}";
+  auto m = DecodeSafetensors(Header(many, ""), "many.st", {.max_tensors = 4});
+  EXPECT_NE(m.status().message().find("5 tensors; the limit is 4"), std::string::npos) << m.status().message();
+  auto h = DecodeSafetensors(Header(many, ""), "big.st", {.max_header_bytes = 64});
+  EXPECT_EQ(h.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(h.status().message().find("exceeds the limit of 64 bytes"), std::string::npos) << h.status().message();
+}
+
 TEST(Safetensors, AtomicSaveReplacesWholeAndIgnoresLeftoverTemp) {
   auto dir = std::filesystem::temp_directory_path() / ("dnnd_st_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

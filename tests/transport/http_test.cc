@@ -20,6 +20,7 @@
 
 #include "core/metrics.h"
 #include "../roles/http_attack.h"
+#include "core/work_queue.h"
 
 namespace dnnd {
 namespace {
@@ -569,6 +570,50 @@ TEST_F(HttpServerTest, SeveralThreadsManyClients) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(ok.load(), 200);
+  server->Stop();
+}
+
+// Offloaded routes run on their WorkQueue: with one I/O thread busy handlers
+// would hold everything up; here /healthz answers at once while the pool's
+// only thread is held, a request beyond the queue gets 503 naming the
+// setting, and the held requests are answered when released.
+TEST_F(HttpServerTest, OffloadedRoutesRunOnTheirPoolAndAFullPoolAnswers503) {
+  auto pool = std::make_shared<WorkQueue>(1, 1, "test.heavy_queue");
+  std::mutex gate;
+  std::unique_lock hold(gate);
+  std::atomic<int> entered{0};
+  router_->HandleOffloaded("POST", "/heavy", pool, [&](const HttpRequest& r) {
+    ++entered;
+    std::lock_guard wait(gate);
+    return HttpResponse::Json(200, json::object{{"body", r.body}});
+  });
+  HttpServerOptions options;
+  options.threads = 1;  // a handler on the I/O thread would block /healthz
+  auto server = StartServer(options);
+  ASSERT_TRUE(server);
+  std::optional<Response> first, second;
+  std::thread a([&] { first = TestClient(server->port()).Request("POST", "/heavy", "one"); });
+  while (entered == 0) std::this_thread::sleep_for(1ms);
+  std::thread b([&] { second = TestClient(server->port()).Request("POST", "/heavy", "two"); });  // queued
+  std::this_thread::sleep_for(50ms);
+  auto busy = TestClient(server->port()).Request("POST", "/heavy", "three");
+  ASSERT_TRUE(busy);
+  EXPECT_EQ(busy->result_int(), 503);
+  EXPECT_EQ(ErrorCode(*busy), "overloaded");
+  EXPECT_NE(busy->body().find("test.heavy_queue"), std::string::npos) << busy->body();
+  EXPECT_EQ((*busy)[http::field::retry_after], "1");
+  const auto start = std::chrono::steady_clock::now();
+  auto health = TestClient(server->port()).Request("GET", "/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->result_int(), 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 100ms);
+  hold.unlock();
+  a.join();
+  b.join();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(Body(*first).at("body"), "one");
+  EXPECT_EQ(Body(*second).at("body"), "two");
+  pool->Stop();
   server->Stop();
 }
 

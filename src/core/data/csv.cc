@@ -7,8 +7,8 @@
 
 namespace dnnd::data {
 
-Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& options,
-                                const std::string& what) {
+Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& options, const std::string& what,
+                                const DecodeLimits& limits) {
   std::vector<float> values;
   std::vector<int32_t> labels;
   int64_t width = -1;  // columns per row
@@ -53,6 +53,9 @@ Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& optio
     if (l != std::floor(l) || l < 0 || l > 65535)
       return InvalidArgument(what + ":" + std::to_string(row) + ":" + std::to_string(lc + 1) +
                              ": label " + std::to_string(l) + " is not an integer in [0, 65535]");
+    // Samples become float32 while parsing (uint8 at the end): 4 bytes a feature.
+    DNND_RETURN_IF_ERROR(limits.CheckBytes(4 * (values.size() + static_cast<size_t>(width)), what + ": row " +
+                                           std::to_string(row) + "'s samples"));
     labels.push_back(static_cast<int32_t>(l));
     for (int64_t c = 0; c < width; ++c) {
       if (c == lc) continue;
@@ -76,9 +79,9 @@ Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& optio
   return d;
 }
 
-Result<Dataset> LoadCsvDataset(const std::string& path, const CsvOptions& options) {
-  DNND_ASSIGN_OR_RETURN(std::string text, ReadMaybeGzipped(path, uint64_t{1} << 34));
-  return ParseCsvDataset(text, options, path);
+Result<Dataset> LoadCsvDataset(const std::string& path, const CsvOptions& options, const DecodeLimits& limits) {
+  DNND_ASSIGN_OR_RETURN(std::string text, ReadMaybeGzipped(path, limits));
+  return ParseCsvDataset(text, options, path, limits);
 }
 
 }  // namespace dnnd::data

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/data/dataset.h"
+#include "core/data/source.h"
 #include "core/status.h"
 
 namespace dnnd::data {
@@ -16,8 +17,10 @@ struct CsvOptions {
   bool header = true;    // the first row holds column names
 };
 
-Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& options,
-                                const std::string& what);
-Result<Dataset> LoadCsvDataset(const std::string& path, const CsvOptions& options);
+// The text (after decompression) and the samples parsed from it (4 bytes a
+// feature while parsing) are each held to limits.max_bytes.
+Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& options, const std::string& what,
+                                const DecodeLimits& limits = {});
+Result<Dataset> LoadCsvDataset(const std::string& path, const CsvOptions& options, const DecodeLimits& limits = {});
 
 }  // namespace dnnd::data

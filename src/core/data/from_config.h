@@ -13,14 +13,22 @@
 
 #include "core/config.h"
 #include "core/data/dataset.h"
+#include "core/data/source.h"
 #include "core/status.h"
 
 namespace dnnd::data {
 
-// The training set, cut to data.limit_train. Errors name the file.
+// data.max_decoded_bytes and data.max_npz_members, named as such in errors.
+DecodeLimits LimitsFromConfig(const Config& cfg);
+
+// The training set, cut to data.limit_train. Errors name the file. Every
+// file is decoded under `limits` (LimitsFromConfig(cfg) when not given: the
+// controller passes its own, which name its settings).
 Result<Dataset> LoadTrainingSet(const Config& cfg);
+Result<Dataset> LoadTrainingSet(const Config& cfg, const DecodeLimits& limits);
 // The test set cut to data.limit_test, or nullopt when none is configured (an
 // empty test path means "no evaluation").
 Result<std::optional<Dataset>> LoadTestSet(const Config& cfg);
+Result<std::optional<Dataset>> LoadTestSet(const Config& cfg, const DecodeLimits& limits);
 
 }  // namespace dnnd::data

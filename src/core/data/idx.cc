@@ -1,10 +1,8 @@
 #include "core/data/idx.h"
 
-#include "core/files.h"
-
-#include <zlib.h>
-
+#include <algorithm>
 #include <cstdio>
+#include <new>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -52,12 +50,16 @@ float ElementAsFloat(uint8_t dtype, const uint8_t* p) {
 
 int64_t IdxArray::numel() const { return ShapeNumel(dims); }
 
-Result<IdxArray> DecodeIdx(const uint8_t* data, size_t size, const std::string& what) {
-  if (size < 4) return Corruption(what + ": truncated IDX header (" + std::to_string(size) + " bytes)");
-  if (data[0] != 0 || data[1] != 0)
+Result<IdxArray> DecodeIdx(ByteSource& src, const std::string& what, const DecodeLimits& limits) {
+  uint8_t head[4];
+  if (auto got = src.Read(head, 4); !got.ok() || *got < 4) {
+    if (!got.ok()) return got.status();
+    return Corruption(what + ": truncated IDX header (" + std::to_string(*got) + " bytes)");
+  }
+  if (head[0] != 0 || head[1] != 0)
     return Corruption(what + ": bad IDX magic (first two bytes must be zero; is this an IDX file?)");
   IdxArray a;
-  a.dtype = data[2];
+  a.dtype = head[2];
   const int esize = ElementSize(a.dtype);
   if (esize == 0) {
     char code[8];
@@ -65,76 +67,81 @@ Result<IdxArray> DecodeIdx(const uint8_t* data, size_t size, const std::string& 
     return Unsupported(what + ": unsupported IDX dtype " + code +
                        " (expected 0x08, 0x09, 0x0B, 0x0C, 0x0D or 0x0E)");
   }
-  const int rank = data[3];
+  const int rank = head[3];
   if (rank == 0) return Corruption(what + ": IDX rank is 0");
-  const size_t header = 4 + 4 * static_cast<size_t>(rank);
-  if (size < header)
+  if (rank > limits.max_rank)
+    return Corruption(what + ": IDX rank " + std::to_string(rank) + " is over the limit of " +
+                      std::to_string(limits.max_rank) + " dimensions");
+  std::vector<uint8_t> dims(4 * static_cast<size_t>(rank));
+  if (auto got = src.Read(dims.data(), dims.size()); !got.ok() || *got < dims.size()) {
+    if (!got.ok()) return got.status();
     return Corruption(what + ": truncated IDX header: rank " + std::to_string(rank) + " needs " +
-                      std::to_string(header) + " bytes, file has " + std::to_string(size));
-  for (int i = 0; i < rank; ++i) a.dims.push_back(ReadBe32(data + 4 + 4 * i));
-  const int64_t n = ShapeNumel(a.dims);
-  if (n < 0 || n > std::numeric_limits<int64_t>::max() / esize)
-    return Corruption(what + ": IDX dimensions " + ShapeToString(a.dims) + " overflow");
-  const uint64_t want = header + static_cast<uint64_t>(n) * esize;
-  if (size < want)
-    return Corruption(what + ": truncated IDX data: dimensions " + ShapeToString(a.dims) + " need " +
-                      std::to_string(want) + " bytes, file has " + std::to_string(size));
-  if (size > want)
-    return Corruption(what + ": " + std::to_string(size - want) +
-                      " unexpected trailing bytes after the IDX data");
-  const uint8_t* body = data + header;
-  if (a.dtype == 0x08) {
-    a.u8.assign(body, body + n);
-  } else {
-    a.f32.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) a.f32[i] = ElementAsFloat(a.dtype, body + i * esize);
+                      std::to_string(4 + dims.size()) + " bytes, file has " + std::to_string(4 + *got));
   }
+  for (int i = 0; i < rank; ++i) a.dims.push_back(ReadBe32(dims.data() + 4 * i));
+  const int64_t n = ShapeNumel(a.dims);
+  if (n < 0 || n > std::numeric_limits<int64_t>::max() / 4 / esize)
+    return Corruption(what + ": IDX dimensions " + ShapeToString(a.dims) + " overflow");
+  // Checked before anything is allocated: the raw bytes and what they
+  // become (uint8 stays uint8, every other type turns into float32).
+  const uint64_t raw = static_cast<uint64_t>(n) * esize;
+  DNND_RETURN_IF_ERROR(limits.CheckBytes(std::max<uint64_t>(raw, a.dtype == 0x08 ? raw : 4 * static_cast<uint64_t>(n)),
+                                         what + ": IDX dimensions " + ShapeToString(a.dims)));
+  const std::string data_what = what + ": IDX data of dimensions " + ShapeToString(a.dims);
+  if (a.dtype == 0x08) {
+    DNND_RETURN_IF_ERROR(src.AppendExact(&a.u8, raw, data_what));
+  } else {
+    // Converted chunk by chunk: memory grows with the data actually read.
+    constexpr int64_t kChunk = 1 << 16;
+    std::vector<uint8_t> chunk;
+    try {
+      a.f32.reserve(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; i += kChunk) {
+        const int64_t k = std::min(kChunk, n - i);
+        chunk.clear();
+        DNND_RETURN_IF_ERROR(src.AppendExact(&chunk, static_cast<uint64_t>(k) * esize, data_what));
+        for (int64_t j = 0; j < k; ++j) a.f32.push_back(ElementAsFloat(a.dtype, chunk.data() + j * esize));
+      }
+    } catch (const std::bad_alloc&) {
+      return ResourceExhausted(data_what + ": out of memory");
+    }
+  }
+  DNND_ASSIGN_OR_RETURN(bool end, src.AtEnd());
+  if (!end) return Corruption(what + ": unexpected trailing bytes after the IDX data");
   return a;
 }
 
-Result<std::string> ReadMaybeGzipped(const std::string& path, size_t max_bytes) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
-  if (!f) return NotFound(path + ": " + std::strerror(errno));
-  unsigned char magic[2] = {0, 0};
-  const size_t got = std::fread(magic, 1, 2, f.get());
-  f.reset();
-  if (got != 2 || magic[0] != 0x1f || magic[1] != 0x8b) return ReadFileToString(path, max_bytes);
-  gzFile gz = gzopen(path.c_str(), "rb");
-  if (!gz) return IoError(path + ": cannot open as gzip");
-  gzbuffer(gz, 1 << 17);
+Result<IdxArray> DecodeIdx(const uint8_t* data, size_t size, const std::string& what, const DecodeLimits& limits) {
+  ByteSource src = ByteSource::FromMemory(data, size);
+  return DecodeIdx(src, what, limits);
+}
+
+Result<std::string> ReadMaybeGzipped(const std::string& path, const DecodeLimits& limits) {
+  DNND_ASSIGN_OR_RETURN(ByteSource src, ByteSource::OpenFile(path));
+  std::vector<uint8_t> chunk(1 << 20);
   std::string out;
-  std::vector<char> chunk(1 << 20);
   for (;;) {
-    int r = gzread(gz, chunk.data(), static_cast<unsigned>(chunk.size()));
-    if (r < 0) {
-      int errnum = 0;
-      std::string msg = gzerror(gz, &errnum);
-      gzclose(gz);
-      return Corruption(path + ": corrupt gzip data (" + msg + ")");
+    DNND_ASSIGN_OR_RETURN(size_t got, src.Read(chunk.data(), chunk.size()));
+    if (got == 0) break;
+    DNND_RETURN_IF_ERROR(limits.CheckBytes(out.size() + got, path));
+    try {
+      out.append(reinterpret_cast<const char*>(chunk.data()), got);
+    } catch (const std::bad_alloc&) {
+      return ResourceExhausted(path + ": out of memory after " + std::to_string(out.size()) + " bytes");
     }
-    if (r == 0) break;
-    if (out.size() + r > max_bytes) {
-      gzclose(gz);
-      return ResourceExhausted(path + ": decompresses to more than " + std::to_string(max_bytes) +
-                               " bytes");
-    }
-    out.append(chunk.data(), r);
   }
-  // gzread returns 0 at a truncated stream's end too; gzclose reports it.
-  int errnum = 0;
-  gzerror(gz, &errnum);
-  if (gzclose(gz) != Z_OK || errnum != Z_OK) return Corruption(path + ": truncated gzip stream");
   return out;
 }
 
-Result<IdxArray> ReadIdxFile(const std::string& path, size_t max_bytes) {
-  DNND_ASSIGN_OR_RETURN(std::string bytes, ReadMaybeGzipped(path, max_bytes));
-  return DecodeIdx(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
+Result<IdxArray> ReadIdxFile(const std::string& path, const DecodeLimits& limits) {
+  DNND_ASSIGN_OR_RETURN(ByteSource src, ByteSource::OpenFile(path));
+  return DecodeIdx(src, path, limits);
 }
 
-Result<Dataset> LoadIdxDataset(const std::string& images_path, const std::string& labels_path) {
-  DNND_ASSIGN_OR_RETURN(IdxArray images, ReadIdxFile(images_path));
-  DNND_ASSIGN_OR_RETURN(IdxArray labels, ReadIdxFile(labels_path));
+Result<Dataset> LoadIdxDataset(const std::string& images_path, const std::string& labels_path,
+                               const DecodeLimits& limits) {
+  DNND_ASSIGN_OR_RETURN(IdxArray images, ReadIdxFile(images_path, limits));
+  DNND_ASSIGN_OR_RETURN(IdxArray labels, ReadIdxFile(labels_path, limits));
   if (images.dims.size() < 2)
     return InvalidArgument(images_path + ": images must have rank >= 2 ([n, ...]); got " +
                            ShapeToString(images.dims));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/data/dataset.h"
+#include "core/data/source.h"
 #include "core/status.h"
 
 namespace dnnd::data {
@@ -23,18 +24,24 @@ struct IdxArray {
   int64_t numel() const;
 };
 
-// Decodes IDX bytes (already decompressed). `what` names the source in errors.
-Result<IdxArray> DecodeIdx(const uint8_t* data, size_t size, const std::string& what);
-// Reads a file, gunzipping when it starts with the gzip magic (1f 8b).
-// Decompressed size is capped at `max_bytes`.
-Result<IdxArray> ReadIdxFile(const std::string& path, size_t max_bytes = size_t{1} << 32);
+// Decodes an IDX stream. `what` names the source in errors. The dimensions
+// are checked against `limits` (rank, decoded bytes) before anything is
+// allocated, and the data is read as a stream; trailing bytes are an error.
+Result<IdxArray> DecodeIdx(ByteSource& src, const std::string& what, const DecodeLimits& limits = {});
+// Decodes IDX bytes (already decompressed).
+Result<IdxArray> DecodeIdx(const uint8_t* data, size_t size, const std::string& what,
+                           const DecodeLimits& limits = {});
+// Reads a file, gunzipping it on the fly when it starts with the gzip magic (1f 8b).
+Result<IdxArray> ReadIdxFile(const std::string& path, const DecodeLimits& limits = {});
 // Reads the whole file into memory, gunzipping when it starts with the gzip
-// magic (shared by the IDX, NPY and CSV readers).
-Result<std::string> ReadMaybeGzipped(const std::string& path, size_t max_bytes);
+// magic, refusing (ResourceExhausted naming limits.bytes_setting) as soon as
+// more than limits.max_bytes have come out (the CSV reader's input).
+Result<std::string> ReadMaybeGzipped(const std::string& path, const DecodeLimits& limits);
 
 // An images file (rank 2 [n, d] or rank >= 3 [n, h, w, ...], uint8 or float)
 // and a labels file (rank 1, integer) into a classification dataset. Errors
 // name both files when the counts differ or a label is negative.
-Result<Dataset> LoadIdxDataset(const std::string& images_path, const std::string& labels_path);
+Result<Dataset> LoadIdxDataset(const std::string& images_path, const std::string& labels_path,
+                               const DecodeLimits& limits = {});
 
 }  // namespace dnnd::data

@@ -4,6 +4,7 @@
 #include <minizip/zip.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,9 @@
 
 namespace dnnd::data {
 namespace {
+
+// numpy writes headers of a few hundred bytes; anything beyond this is not one.
+constexpr size_t kMaxNpyHeaderBytes = 1 << 16;
 
 int DtypeSize(const std::string& d) {
   if (d == "u1" || d == "i1" || d == "b1") return 1;
@@ -62,25 +66,31 @@ std::string DictValue(const std::string& h, const std::string& key) {
 
 }  // namespace
 
-Result<NdArray> DecodeNpy(const uint8_t* data, size_t size, const std::string& what) {
+Result<NdArray> DecodeNpy(ByteSource& src, const std::string& what, const DecodeLimits& limits,
+                          uint64_t stream_bytes) {
   static const uint8_t kMagic[] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-  if (size < 10 || std::memcmp(data, kMagic, 6) != 0)
-    return Corruption(what + ": not an .npy file (bad magic)");
-  const int major = data[6];
+  uint8_t pre[12];
+  DNND_ASSIGN_OR_RETURN(size_t got, src.Read(pre, 10));
+  if (got < 10 || std::memcmp(pre, kMagic, 6) != 0) return Corruption(what + ": not an .npy file (bad magic)");
+  const int major = pre[6];
   size_t header_len, header_start;
   if (major == 1) {
-    header_len = data[8] | (data[9] << 8);
+    header_len = pre[8] | (pre[9] << 8);
     header_start = 10;
   } else if (major == 2 || major == 3) {
-    if (size < 12) return Corruption(what + ": truncated .npy header");
-    header_len = Load<uint32_t>(data + 8);
+    DNND_ASSIGN_OR_RETURN(size_t more, src.Read(pre + 10, 2));
+    if (more < 2) return Corruption(what + ": truncated .npy header");
+    header_len = Load<uint32_t>(pre + 8);
     header_start = 12;
   } else {
     return Unsupported(what + ": .npy format version " + std::to_string(major) + " (expected 1, 2 or 3)");
   }
-  if (header_len > (1u << 20) || header_start + header_len > size)
+  if (header_len > kMaxNpyHeaderBytes || header_start + header_len > stream_bytes)
     return Corruption(what + ": .npy header length " + std::to_string(header_len) + " runs past the file");
-  const std::string h(reinterpret_cast<const char*>(data + header_start), header_len);
+  std::string h(header_len, '\0');
+  DNND_ASSIGN_OR_RETURN(size_t hgot, src.Read(h.data(), header_len));
+  if (hgot < header_len)
+    return Corruption(what + ": .npy header length " + std::to_string(header_len) + " runs past the file");
   std::string descr = DictValue(h, "descr");
   if (descr.size() < 4 || (descr.front() != '\'' && descr.front() != '"'))
     return Corruption(what + ": .npy header has no descr: " + h);
@@ -105,21 +115,31 @@ Result<NdArray> DecodeNpy(const uint8_t* data, size_t size, const std::string& w
       if (*end != '\0' && *end != ' ') return Corruption(what + ": bad shape " + shape);
       if (v < 0) return Corruption(what + ": negative dimension in " + shape);
       a.shape.push_back(v);
+      if (static_cast<int64_t>(a.shape.size()) > limits.max_rank)
+        return Corruption(what + ": shape " + shape + " has more than " + std::to_string(limits.max_rank) +
+                          " dimensions");
     }
     if (j == std::string::npos || shape[j] == ')') break;
     i = j + 1;
   }
   const int64_t n = ShapeNumel(a.shape);
   const int esize = DtypeSize(a.dtype);
-  if (n < 0 || n > INT64_MAX / esize) return Corruption(what + ": shape " + shape + " overflows");
+  if (n < 0 || n > INT64_MAX / 8) return Corruption(what + ": shape " + shape + " overflows");
   const uint64_t want = static_cast<uint64_t>(n) * esize;
-  const uint64_t have = size - header_start - header_len;
+  // What the array becomes in a dataset: uint8 stays, the rest turns into float32.
+  const uint64_t decoded = a.dtype == "u1" ? want : std::max<uint64_t>(want, 4 * static_cast<uint64_t>(n));
+  DNND_RETURN_IF_ERROR(limits.CheckBytes(decoded, what + ": shape " + shape + " of " + a.dtype));
+  const uint64_t have = stream_bytes - header_start - header_len;
   if (have < want)
     return Corruption(what + ": truncated .npy data: shape " + shape + " of " + a.dtype + " needs " +
                       std::to_string(want) + " bytes, file has " + std::to_string(have));
-  const uint8_t* body = data + header_start + header_len;
-  a.bytes.assign(body, body + want);
+  DNND_RETURN_IF_ERROR(src.AppendExact(&a.bytes, want, what + ": .npy data of shape " + shape));
   return a;
+}
+
+Result<NdArray> DecodeNpy(const uint8_t* data, size_t size, const std::string& what, const DecodeLimits& limits) {
+  ByteSource src = ByteSource::FromMemory(data, size);
+  return DecodeNpy(src, what, limits, size);
 }
 
 std::string EncodeNpy(const NdArray& a) {
@@ -142,17 +162,20 @@ std::string EncodeNpy(const NdArray& a) {
   return out;
 }
 
-Result<NdArray> ReadNpyFile(const std::string& path) {
-  DNND_ASSIGN_OR_RETURN(std::string bytes, ReadMaybeGzipped(path, uint64_t{1} << 34));
-  return DecodeNpy(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
+Result<NdArray> ReadNpyFile(const std::string& path, const DecodeLimits& limits) {
+  DNND_ASSIGN_OR_RETURN(ByteSource src, ByteSource::OpenFile(path));
+  // A gzipped file's length is unknown until the end: the data is read as a
+  // stream under limits, and a short stream is reported then.
+  return DecodeNpy(src, path, limits, UINT64_MAX);
 }
 
-Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path, uint64_t max_member_bytes) {
+Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path, const DecodeLimits& limits) {
   if (!std::filesystem::exists(path)) return NotFound(path + ": no such file");
   unzFile zf = unzOpen64(path.c_str());
   if (!zf) return Corruption(path + ": not a zip (.npz) archive");
   std::map<std::string, NdArray> out;
   Status status;
+  int64_t members = 0;
   for (int r = unzGoToFirstFile(zf); r == UNZ_OK; r = unzGoToNextFile(zf)) {
     unz_file_info64 info;
     char name[512];
@@ -160,36 +183,44 @@ Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path, uint
       status = Corruption(path + ": unreadable zip directory entry");
       break;
     }
-    std::string member(name);
-    if (info.uncompressed_size > max_member_bytes) {
-      status = ResourceExhausted(path + ": member " + member + " is " + std::to_string(info.uncompressed_size) +
-                                 " bytes, over the limit");
+    const std::string member(name);
+    if (++members > limits.max_members) {
+      status = ResourceExhausted(path + ": more than " + std::to_string(limits.max_members) + " members (" +
+                                 limits.members_setting + ")");
       break;
     }
-    std::vector<uint8_t> bytes(info.uncompressed_size);
+    // The directory's declared size, checked before anything is read or
+    // allocated; the member's own .npy header is checked again below.
+    status = limits.CheckBytes(info.uncompressed_size, path + ": member " + member);
+    if (!status.ok()) break;
     if (unzOpenCurrentFile(zf) != UNZ_OK) {
       status = Corruption(path + ": cannot open member " + member);
       break;
     }
-    int64_t got = 0;
-    while (got < static_cast<int64_t>(bytes.size())) {
-      int n = unzReadCurrentFile(zf, bytes.data() + got,
-                                 static_cast<unsigned>(std::min<uint64_t>(bytes.size() - got, 1u << 30)));
-      if (n <= 0) break;
-      got += n;
-    }
+    // The member is inflated as a stream, never past its declared size.
+    uint64_t left = info.uncompressed_size;
+    ByteSource src = ByteSource::FromFunction([zf, &left, &path, &member](void* dst, size_t n) -> Result<size_t> {
+      const unsigned k = static_cast<unsigned>(std::min<uint64_t>({n, left, 1u << 30}));
+      if (k == 0) return size_t{0};
+      const int got = unzReadCurrentFile(zf, dst, k);
+      if (got < 0) return Corruption(path + ": member " + member + " is corrupt (zip error " + std::to_string(got) + ")");
+      left -= static_cast<uint64_t>(got);
+      return static_cast<size_t>(got);
+    });
+    auto a = DecodeNpy(src, path + ":" + member, limits, info.uncompressed_size);
+    if (a.ok() && left != 0) a = Corruption(path + ": member " + member + " has " + std::to_string(left) +
+                                            " bytes after its .npy data");
     const int crc = unzCloseCurrentFile(zf);  // reports CRC mismatches
-    if (got != static_cast<int64_t>(bytes.size()) || crc != UNZ_OK) {
+    if (!a.ok()) {
+      status = a.status();
+      break;
+    }
+    if (crc != UNZ_OK) {
       status = Corruption(path + ": member " + member + " is truncated or fails its CRC");
       break;
     }
     std::string key = member.size() > 4 && member.substr(member.size() - 4) == ".npy"
                           ? member.substr(0, member.size() - 4) : member;
-    auto a = DecodeNpy(bytes.data(), bytes.size(), path + ":" + member);
-    if (!a) {
-      status = a.status();
-      break;
-    }
     out.emplace(key, std::move(a).value());
   }
   unzClose(zf);
@@ -258,7 +289,7 @@ NdArray FromLabels(const std::vector<int32_t>& v) {
   return a;
 }
 
-Result<Dataset> DatasetFromArrays(const NdArray& x, const NdArray& y, const std::string& what) {
+Result<Dataset> DatasetFromArrays(NdArray x, const NdArray& y, const std::string& what) {
   if (x.shape.size() < 2)
     return InvalidArgument(what + ": samples must have shape [n, ...]; got " + ShapeToString(x.shape));
   if (y.shape.size() != 1)
@@ -271,7 +302,7 @@ Result<Dataset> DatasetFromArrays(const NdArray& x, const NdArray& y, const std:
   else d.sample_shape.assign(x.shape.begin() + 1, x.shape.end());
   if (x.dtype == "u1") {
     d.type = SampleType::kUint8;
-    d.u8 = x.bytes;
+    d.u8 = std::move(x.bytes);
   } else {
     d.type = SampleType::kFloat32;
     d.f32 = ToFloat(x);
@@ -281,21 +312,22 @@ Result<Dataset> DatasetFromArrays(const NdArray& x, const NdArray& y, const std:
   return d;
 }
 
-Result<Dataset> LoadNpyDataset(const std::string& x_path, const std::string& y_path) {
-  DNND_ASSIGN_OR_RETURN(NdArray x, ReadNpyFile(x_path));
-  DNND_ASSIGN_OR_RETURN(NdArray y, ReadNpyFile(y_path));
-  return DatasetFromArrays(x, y, x_path + " + " + y_path);
+Result<Dataset> LoadNpyDataset(const std::string& x_path, const std::string& y_path, const DecodeLimits& limits) {
+  DNND_ASSIGN_OR_RETURN(NdArray x, ReadNpyFile(x_path, limits));
+  DNND_ASSIGN_OR_RETURN(NdArray y, ReadNpyFile(y_path, limits));
+  return DatasetFromArrays(std::move(x), y, x_path + " + " + y_path);
 }
 
-Result<Dataset> LoadNpzDataset(const std::string& path, const std::string& x_key, const std::string& y_key) {
-  DNND_ASSIGN_OR_RETURN(auto arrays, ReadNpzFile(path));
+Result<Dataset> LoadNpzDataset(const std::string& path, const std::string& x_key, const std::string& y_key,
+                               const DecodeLimits& limits) {
+  DNND_ASSIGN_OR_RETURN(auto arrays, ReadNpzFile(path, limits));
   auto x = arrays.find(x_key), y = arrays.find(y_key);
   if (x == arrays.end() || y == arrays.end()) {
     std::string keys;
     for (const auto& [k, v] : arrays) keys += (keys.empty() ? "" : ", ") + k;
     return InvalidArgument(path + ": needs arrays '" + x_key + "' and '" + y_key + "'; it has: " + keys);
   }
-  return DatasetFromArrays(x->second, y->second, path);
+  return DatasetFromArrays(std::move(x->second), y->second, path);
 }
 
 }  // namespace dnnd::data

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/data/dataset.h"
+#include "core/data/source.h"
 #include "core/status.h"
 
 namespace dnnd::data {
@@ -24,13 +25,23 @@ struct NdArray {
   int64_t numel() const { return ShapeNumel(shape); }
 };
 
-Result<NdArray> DecodeNpy(const uint8_t* data, size_t size, const std::string& what);
+// Decodes an .npy stream of `stream_bytes` bytes (UINT64_MAX when unknown,
+// as for a gzipped file). The header's shape is checked against `limits`
+// (rank, decoded bytes: float32 for every dtype but u1) and against
+// `stream_bytes` before the data is allocated; the data is then read as it
+// arrives. Bytes after the data are left unread.
+Result<NdArray> DecodeNpy(ByteSource& src, const std::string& what, const DecodeLimits& limits,
+                          uint64_t stream_bytes);
+Result<NdArray> DecodeNpy(const uint8_t* data, size_t size, const std::string& what,
+                          const DecodeLimits& limits = {});
 std::string EncodeNpy(const NdArray& a);
-Result<NdArray> ReadNpyFile(const std::string& path);
+// Reads an .npy file, gunzipping it on the fly when it is gzipped.
+Result<NdArray> ReadNpyFile(const std::string& path, const DecodeLimits& limits = {});
 
-// Reads every member of an .npz; member sizes are capped at `max_member_bytes`.
-Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path,
-                                                   uint64_t max_member_bytes = uint64_t{1} << 34);
+// Reads every member of an .npz: at most limits.max_members members, each
+// refused from its directory entry's declared size before it is inflated,
+// then inflated as a stream into an array no larger than its .npy header says.
+Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path, const DecodeLimits& limits = {});
 // Writes an .npz (stored members) atomically: temp file, fsync, rename.
 Status WriteNpzFile(const std::string& path, const std::map<std::string, NdArray>& arrays);
 
@@ -42,9 +53,11 @@ NdArray FromUint8(const std::vector<uint8_t>& v, const Shape& shape);
 NdArray FromLabels(const std::vector<int32_t>& v);
 
 // Datasets: samples x [n, ...] (uint8 stays uint8) and labels y [n].
-Result<Dataset> DatasetFromArrays(const NdArray& x, const NdArray& y, const std::string& what);
-Result<Dataset> LoadNpyDataset(const std::string& x_path, const std::string& y_path);
+// `x` is taken by value: uint8 samples move into the dataset without a copy.
+Result<Dataset> DatasetFromArrays(NdArray x, const NdArray& y, const std::string& what);
+Result<Dataset> LoadNpyDataset(const std::string& x_path, const std::string& y_path,
+                               const DecodeLimits& limits = {});
 Result<Dataset> LoadNpzDataset(const std::string& path, const std::string& x_key = "x",
-                               const std::string& y_key = "y");
+                               const std::string& y_key = "y", const DecodeLimits& limits = {});
 
 }  // namespace dnnd::data
