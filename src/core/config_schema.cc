@@ -112,6 +112,7 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"http.max_header_bytes", T::kInt, "16384", 1024, 1048576, {}, "largest HTTP request line + headers, and separately trailers (431 above); a connection's read buffer holds at most this + 64 KiB"},
       {"http.max_chunk_extension_bytes", T::kInt, "4096", 0, 1048576, {}, "most chunk-extension bytes (';name=value' after a chunk size, which nothing reads) in one chunked HTTP request (400 above)"},
       {"http.read_timeout_ms", T::kInt, "30000", 100, 3.6e6, {}, "an HTTP connection silent this long (idle between requests, or mid-request) is closed; also bounds the request line + headers and writing a response"},
+      {"http.max_connections", T::kInt, "512", 1, 1048576, {}, "HTTP connections held at once; the next one gets 503 and is closed"},
       {"http.request_timeout_ms", T::kInt, "60000", 100, 3.6e6, {}, "a whole HTTP request (line, headers, body) must arrive within this, plus 1 s per http.min_body_bytes_per_second body bytes received (408 after)"},
       {"http.min_body_bytes_per_second", T::kInt, "16384", 0, 1e12, {}, "slowest average body rate the request deadline allows for (extends http.request_timeout_ms); 0 = no extension"},
       {"train.epochs", T::kInt, "5", 0, 1000000, {}, "passes over the training set"},

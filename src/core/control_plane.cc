@@ -25,6 +25,7 @@ Result<std::unique_ptr<HttpServer>> StartControlPlane(const Config& config, Read
   options.read_timeout = std::chrono::milliseconds(config.GetInt("http.read_timeout_ms"));
   options.request_timeout = std::chrono::milliseconds(config.GetInt("http.request_timeout_ms"));
   options.min_body_bytes_per_second = static_cast<uint64_t>(config.GetInt("http.min_body_bytes_per_second"));
+  options.max_connections = static_cast<size_t>(config.GetInt("http.max_connections"));
   auto server = HttpServer::Start(options, router);
   if (!server.ok()) return server.status().WithContext("http.listen");
   Log(LogLevel::kInfo, "http", "control plane listening",

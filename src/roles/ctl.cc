@@ -175,11 +175,12 @@ void PrintJob(const json::value& j) {
 }
 
 // Percent-encodes a path segment (names are validated server-side; this
-// keeps a hostile one from changing the route).
+// keeps a hostile one from changing the route). RFC 3986's unreserved
+// characters stay as they are: the server refuses any other spelling of them.
 std::string Segment(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') out += static_cast<char>(c);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
     else {
       char b[4];
       std::snprintf(b, sizeof b, "%%%02X", c);

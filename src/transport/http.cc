@@ -1052,23 +1052,64 @@ struct HttpServer::Impl {
   std::mutex stop_mu;                              // serialises Stop()
   std::vector<std::shared_ptr<Session>> closing;  // sessions Stop() is closing
 
+  rpc::LogThrottle accept_log, refuse_log;  // at most a line a second each, with a count
+
+  // Over http.max_connections: one small 503 written without waiting (a
+  // peer that does not read loses it), then the socket closes. Nothing is
+  // read or allocated for the peer.
+  void Refuse(tcp::socket socket) {
+    static constexpr std::string_view kBusy =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        "Retry-After: 1\r\nContent-Length: 107\r\n\r\n"
+        "{\"error\":{\"code\":\"overloaded\",\"message\":\"too many connections (http.max_connections); "
+        "retry in a second\"}}\n";
+    static_assert(kBusy.size() - kBusy.find("\r\n\r\n") - 4 == 107, "Content-Length of the 503 body");
+    static Counter& refused = DefaultMetrics().Counter(
+        "dnnd_http_connections_refused_total", "HTTP connections refused over http.max_connections");
+    refused.Inc();
+    boost::system::error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.write_some(asio::buffer(kBusy.data(), kBusy.size()), ignored);
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    uint64_t held_back = 0;
+    if (refuse_log.Allow(&held_back))
+      Log(LogLevel::kWarn, std::string(kComponent), "connection refused: too many connections",
+          {{"limit", static_cast<int64_t>(options.max_connections)}, {"also_refused", static_cast<int64_t>(held_back)}});
+  }
+
   void Accept() {
     acceptor.async_accept(asio::make_strand(ioc), [this](const boost::system::error_code& ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
       if (ec) {
-        // EMFILE and friends: keep accepting; a pause keeps a full fd table from spinning.
-        Log(LogLevel::kWarn, std::string(kComponent), "accept failed", {{"error", ec.message()}});
+        // EMFILE and friends: keep accepting; a pause keeps a full fd table
+        // from spinning, and the log from flooding.
+        uint64_t held_back = 0;
+        if (accept_log.Allow(&held_back))
+          Log(LogLevel::kWarn, std::string(kComponent), "accept failed",
+              {{"error", ec.message()}, {"also_failed", static_cast<int64_t>(held_back)}});
         auto timer = std::make_shared<asio::steady_timer>(acceptor.get_executor(), std::chrono::milliseconds(50));
         timer->async_wait([this, timer](const boost::system::error_code& e) {
           if (!e && acceptor.is_open()) Accept();
         });
         return;
       }
+      bool full = false;
+      {
+        std::lock_guard lock(mu);
+        if (stopped) return;  // the socket closes here
+        std::erase_if(sessions, [](const std::weak_ptr<Session>& w) { return w.expired(); });
+        full = sessions.size() >= options.max_connections;
+      }
+      if (full) {
+        Refuse(std::move(socket));
+        Accept();
+        return;
+      }
       auto session = std::make_shared<Session>(std::move(socket), config);
       {
         std::lock_guard lock(mu);
         if (stopped) return;  // the socket closes with the session
-        std::erase_if(sessions, [](const std::weak_ptr<Session>& w) { return w.expired(); });
         sessions.push_back(session);
       }
       session->Run();

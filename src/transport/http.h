@@ -284,6 +284,10 @@ struct HttpServerOptions {
   // Chunk extensions (";name=value" after a chunk size; nothing reads them)
   // in all chunks of one request; more gets 400. (http.max_chunk_extension_bytes)
   uint64_t max_chunk_extension_bytes = 4096;
+  // Connections held at once; the next one is answered 503 (one small write,
+  // nothing read) and closed, so a flood of idle clients cannot take every
+  // descriptor or buffer. (http.max_connections)
+  size_t max_connections = 512;
 };
 
 class HttpServer {

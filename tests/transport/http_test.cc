@@ -33,11 +33,11 @@ using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 using Response = http::response<http::string_body>;
 using testing::ExpectDripCutWith408;
+using testing::RawConnection;
 using testing::Flood;
 using testing::HealthzMillis;
 using testing::HttpStatus;
 using testing::ProcStatusBytes;
-using testing::RawConnection;
 using testing::ResetPeakRss;
 using testing::WorstHealthzWhile;
 
@@ -509,6 +509,40 @@ TEST_F(HttpServerTest, ReadTimeoutClosesIdleConnections) {
   const auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(c.PeerClosed(5000ms));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+// A flood of idle connections: past http.max_connections each new one gets
+// a 503 naming the setting at once and is closed; the held ones and a freed
+// slot still work, and /healthz answers again as soon as a slot frees.
+TEST_F(HttpServerTest, ConnectionsOverTheCapAreRefusedCheaply) {
+  HttpServerOptions options;
+  options.max_connections = 3;
+  auto server = StartServer(options);
+  ASSERT_TRUE(server);
+  std::vector<std::unique_ptr<RawConnection>> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(std::make_unique<RawConnection>(server->port()));
+    ASSERT_TRUE(held.back()->Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    ASSERT_TRUE(held.back()->ServerSpoke(2000ms));  // accepted and answered: the slot is taken
+  }
+  for (int i = 0; i < 20; ++i) {
+    RawConnection extra(server->port());
+    const auto start = std::chrono::steady_clock::now();
+    const std::string reply = extra.ReadUntilClose(2000ms);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(reply.rfind("HTTP/1.1 503", 0), 0u) << reply;
+    EXPECT_NE(reply.find("http.max_connections"), std::string::npos) << reply;
+    EXPECT_LT(ms, 100) << "refusal " << i;
+  }
+  held.pop_back();  // a slot frees: the next client is served
+  bool served = false;
+  for (int attempt = 0; attempt < 50 && !served; ++attempt) {
+    RawConnection next(server->port());
+    next.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    served = next.ReadUntilClose(2000ms).rfind("HTTP/1.1 200", 0) == 0;
+    if (!served) std::this_thread::sleep_for(20ms);  // the server sees the close a moment later
+  }
+  EXPECT_TRUE(served);
 }
 
 TEST_F(HttpServerTest, StopThenStartOnSamePort) {
