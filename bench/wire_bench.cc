@@ -367,7 +367,7 @@ const TrainedMlp& RealTensors() {
     auto* out = new TrainedMlp;
     const std::string fm = "/usr/share/datasets/fashion-mnist/";
     data::Dataset set = ValueOrThrow(data::LoadIdxDataset(fm + "train-images-idx3-ubyte.gz", fm + "train-labels-idx1-ubyte.gz"));
-    std::string spec_text = ValueOrThrow(data::ReadMaybeGzipped(std::string(DNND_SOURCE_DIR) + "/configs/models/mlp.toml", 1 << 20));
+    std::string spec_text = ValueOrThrow(data::ReadMaybeGzipped(std::string(DNND_SOURCE_DIR) + "/configs/models/mlp.toml", data::DecodeLimits{.max_bytes = 1 << 20}));
     ModelSpec spec = ValueOrThrow(ParseModelSpecText(spec_text, "mlp.toml"));
     auto model = ValueOrThrow(BuildModel(spec, 1));
     auto opt = ValueOrThrow(optim::MakeOptimizer(spec.optimizer, model->NamedParameters()));

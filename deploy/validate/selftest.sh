@@ -166,7 +166,7 @@ expect_failure "k8s: a layer group's Service selects both groups" k8s "selects 2
 fresh layer-servers; mutate $ls/layer-group/layer-server.yaml "  replicas: 1" "  replicas: 2"
 expect_failure "k8s: two replicas of a layer server" k8s "a layer server's sessions live in one process"
 
-fresh layer-servers; mutate deploy/swarm/layer-servers.yml '"layers-1:7101"' '"layers-1:7102"'
+fresh layer-servers; mutate deploy/swarm/layer-servers.yml 'server = "layers-1:7101"' 'server = "layers-1:7102"'
 expect_failure "swarm: placement names a port the layer server does not listen on" swarm "worker.placement[1] server layers-1:7102 reaches port 7102"
 
 # Split -> train -> aggregate: every stage waits for what the previous one writes.

@@ -35,7 +35,7 @@ size_t ModelCount(ControllerProcess& c) { return c.Json("GET", "/api/v1/models")
 TEST(ApiDoors, OtherSpellingsOfAMutatingRouteNeverReachIt) {
   TempDir dir;
   const std::string token_file = dir.Write("token", kToken + "\n");
-  ControllerProcess c(dir, "--set transport.token_file=" + token_file + " --set controller.local_workers=0");
+  ControllerProcess c(dir, "--set http.token_file=" + token_file + " --set controller.local_workers=0");
   ASSERT_GT(c.port(), 0) << c.daemon().output();
   const std::string body = R"({"name":"evil","spec":)" + MlpSpecJson() + "}";
   // Spellings that decode (or resolve) to /api/v1/models: 400 with any token.
@@ -107,7 +107,7 @@ TEST(ApiDoors, ChunkExtensionFloodIsCutWithBoundedMemoryAndHealthzStaysPrompt) {
 TEST(ApiDoors, SlowDripUploadIsCutAtTheRequestDeadline) {
   TempDir dir;
   const std::string token_file = dir.Write("token", kToken + "\n");
-  ControllerProcess c(dir, "--set transport.token_file=" + token_file +
+  ControllerProcess c(dir, "--set http.token_file=" + token_file +
                                " --set controller.local_workers=0 --set http.read_timeout_ms=1000"
                                " --set http.request_timeout_ms=1500");
   ASSERT_GT(c.port(), 0) << c.daemon().output();
