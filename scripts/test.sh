@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Builds (installing dependencies if needed) and runs the whole test suite.
-# Long soak runs are opt-in (DNND_LONG_TESTS=1); the wire fuzzer runs for a
-# minute (DNND_FUZZ_SECONDS), the decoder fuzzers half that each.
+# Long soak runs are opt-in (DNND_LONG_TESTS=1). After the default suite:
+# the unit and role tests under ASan+UBSan and TSan (label `sanitize`,
+# DNND_SANITIZE=0 skips), then every fuzz target (DNND_FUZZ_SECONDS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
 cd build
-exclude=()
-[[ "${DNND_LONG_TESTS:-0}" == 1 ]] || exclude=(-LE long)
+exclude=(-LE sanitize)
+[[ "${DNND_LONG_TESTS:-0}" == 1 ]] || exclude=(-LE 'long|sanitize')
 ctest --output-on-failure -j2 --timeout 900 "${exclude[@]}"
+if [[ "${DNND_SANITIZE:-1}" == 1 ]]; then
+  ctest --output-on-failure -L sanitize
+fi
 cd ..
-# The wire decoder faces the network: fuzz it on every run, for a bounded
-# minute (DNND_FUZZ_SECONDS=0 skips; tests/fuzz/run.sh for longer runs).
+# Every decoder that faces a peer or a user is fuzzed on every run, for a
+# bounded time (DNND_FUZZ_SECONDS=0 skips; tests/fuzz/run.sh for longer runs):
+# the wire and HTTP parsers for the full time, the decoders users reach
+# through the controller (dataset files and safetensors, images to predict
+# on, model specs and configs) for half of it each.
 secs=${DNND_FUZZ_SECONDS:-60}
 if ((secs > 0)); then
-  tests/fuzz/run.sh wire "$secs" 2>&1 | tail -n 25
-  # The decoders users reach through the controller: dataset files and
-  # safetensors, images to predict on, model specs (half a minute each).
+  for t in wire http; do tests/fuzz/run.sh "$t" "$secs" 2>&1 | tail -n 12; done
   for t in data image config; do tests/fuzz/run.sh "$t" $(((secs + 1) / 2)) 2>&1 | tail -n 8; done
 fi
