@@ -13,11 +13,16 @@ std::string Sha256Hex(std::string_view bytes) {
   unsigned int len = 0;
   if (!EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr))
     throw std::runtime_error("EVP_Digest(SHA-256) failed");
-  static const char* kHex = "0123456789abcdef";
+  return LowerHex(std::string_view(reinterpret_cast<const char*>(digest), len));
+}
+
+std::string LowerHex(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
+  hex.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    hex += kHex[c >> 4];
+    hex += kHex[c & 15];
   }
   return hex;
 }

@@ -11,6 +11,8 @@
 namespace dnnd {
 
 std::string Sha256Hex(std::string_view bytes);
+// Any bytes as lowercase hex, two digits a byte (digests, MACs, nonces).
+std::string LowerHex(std::string_view bytes);
 // The digest of a whole file; errors name the file.
 Result<std::string> Sha256FileHex(const std::string& path);
 

@@ -3,20 +3,13 @@
 #include <algorithm>
 #include <utility>
 
+#include "core/sha256.h"
 #include "transport/hello.h"
 
 namespace dnnd {
 namespace {
 
-std::string Hex(const std::string& bytes, size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < std::min(n, bytes.size()); ++i) {
-    out += digits[static_cast<uint8_t>(bytes[i]) >> 4];
-    out += digits[static_cast<uint8_t>(bytes[i]) & 15];
-  }
-  return out;
-}
+std::string Hex(const std::string& bytes, size_t n) { return LowerHex(std::string_view(bytes).substr(0, n)); }
 
 // A lost node stays listed (state "lost") this long before it is forgotten.
 constexpr auto kForgetLostAfter = std::chrono::seconds(120);

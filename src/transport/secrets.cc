@@ -3,6 +3,7 @@
 #include "core/config.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/sha256.h"
 #include "transport/connection.h"
 #include "transport/hello.h"
 
@@ -27,15 +28,7 @@ Result<std::string> LoadSecretSetting(const Config& config, std::string_view sec
 
 std::string DeriveApiToken(std::string_view wire_key) {
   if (wire_key.empty()) return "";
-  static constexpr char kHex[] = "0123456789abcdef";
-  const std::string mac = HmacSha256(wire_key, kApiTokenLabel);
-  std::string hex;
-  hex.reserve(mac.size() * 2);
-  for (unsigned char c : mac) {
-    hex.push_back(kHex[c >> 4]);
-    hex.push_back(kHex[c & 15]);
-  }
-  return hex;
+  return LowerHex(HmacSha256(wire_key, kApiTokenLabel));
 }
 
 Result<Secrets> LoadSecrets(const Config& config) {
