@@ -10,8 +10,8 @@
 //   build/bench/layer_bench --benchmark_min_time=2
 #include <benchmark/benchmark.h>
 
-#include "roles/layer_protocol.h"
-#include "roles/layer_server.h"
+#include "roles/layers/protocol.h"
+#include "roles/layers/layer_server.h"
 #include "tensor/model_spec.h"
 #include "tensor/nn.h"
 #include "tensor/parallel.h"

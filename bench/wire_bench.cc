@@ -27,8 +27,8 @@
 #include <cstring>
 #include <thread>
 
-#include "core/data/dataset.h"
-#include "core/data/idx.h"
+#include "tensor/data/dataset.h"
+#include "tensor/data/idx.h"
 #include "tensor/model_spec.h"
 #include "tensor/nn.h"
 #include "tensor/optim.h"

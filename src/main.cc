@@ -17,12 +17,12 @@
 #include <vector>
 
 #include "core/config.h"
-#include "core/control_plane.h"
+#include "roles/base/control_plane.h"
 #include "core/log.h"
-#include "core/role.h"
+#include "roles/node/registry.h"
 #include "core/wait_files.h"
-#include "roles/ctl.h"
-#include "roles/infer.h"
+#include "roles/ctl/ctl.h"
+#include "roles/train/infer.h"
 #include "transport/http_probe.h"
 #include "transport/secrets.h"
 #include "tensor/parallel.h"

@@ -15,7 +15,7 @@
 #include <thread>
 #include <tuple>
 
-#include "core/data/from_config.h"
+#include "tensor/data/from_config.h"
 #include "core/files.h"
 #include "core/json_fields.h"
 #include "core/log.h"
@@ -27,11 +27,11 @@
 #include <set>
 
 #include "roles/elastic_policy.h"
-#include "roles/parameter_server.h"
+#include "roles/ps/parameter_server.h"
 #include "roles/predictor.h"
-#include "roles/pool_protocol.h"
-#include "roles/pool_worker.h"
-#include "roles/worker_pool.h"
+#include "roles/pool/protocol.h"
+#include "roles/pool/worker_end.h"
+#include "roles/pool/controller_end.h"
 #include "tensor/parallel.h"
 #include "transport/hello.h"
 #include "transport/rpc_server.h"

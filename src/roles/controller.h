@@ -32,7 +32,7 @@
 #include <memory>
 
 #include "core/config.h"
-#include "core/role.h"
+#include "roles/base/role.h"
 #include "core/status.h"
 
 namespace dnnd {

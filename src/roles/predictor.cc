@@ -5,7 +5,7 @@
 #include <cmath>
 #include <optional>
 
-#include "core/data/dataset.h"
+#include "tensor/data/dataset.h"
 #include "core/files.h"
 #include "core/image.h"
 #include "roles/controller.h"

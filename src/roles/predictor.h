@@ -55,7 +55,7 @@
 #include "core/image.h"
 #include "core/status.h"
 #include "roles/controller_store.h"
-#include "roles/infer.h"
+#include "roles/train/infer.h"
 #include "transport/http.h"
 
 namespace dnnd {

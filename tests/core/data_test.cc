@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/data/idx.h"
+#include "tensor/data/idx.h"
 #include "hostile_files.h"
 
 

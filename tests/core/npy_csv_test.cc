@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/data/csv.h"
-#include "core/data/npy.h"
+#include "tensor/data/csv.h"
+#include "tensor/data/npy.h"
 #include "hostile_files.h"
 
 

@@ -1,6 +1,6 @@
 // The splitter's arithmetic on plain label lists: every strategy partitions
 // the samples, keeps its balance promises, and depends only on the seed.
-#include "core/data/split.h"
+#include "tensor/data/split.h"
 
 #include <gtest/gtest.h>
 

@@ -8,8 +8,8 @@
 #include <string_view>
 
 #include "core/config.h"
-#include "core/data/idx.h"
-#include "core/data/npy.h"
+#include "tensor/data/idx.h"
+#include "tensor/data/npy.h"
 #include "tensor/model_spec.h"
 #include "tensor/safetensors.h"
 

@@ -10,9 +10,9 @@
 #include <cstdio>
 #include <string>
 
-#include "core/data/csv.h"
-#include "core/data/idx.h"
-#include "core/data/npy.h"
+#include "tensor/data/csv.h"
+#include "tensor/data/idx.h"
+#include "tensor/data/npy.h"
 #include "tensor/safetensors.h"
 
 namespace {

@@ -13,7 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "controller_process.h"
-#include "core/data/idx.h"
+#include "tensor/data/idx.h"
 #include "dnnd_process.h"
 
 namespace dnnd {

@@ -1,0 +1,187 @@
+#include "roles/pool/protocol.h"
+
+#include <boost/json.hpp>
+#include <cstring>
+
+#include "core/json_fields.h"
+
+namespace dnnd::pool {
+namespace json = boost::json;
+
+const char* TaskStateName(TaskState s) {
+  switch (s) {
+    case TaskState::kNone: return "none";
+    case TaskState::kRunning: return "running";
+    case TaskState::kSucceeded: return "succeeded";
+    case TaskState::kFailed: return "failed";
+  }
+  return "none";
+}
+
+namespace {
+
+
+Result<const json::object*> Object(const json::value& v, const std::string& what) {
+  if (!v.is_object()) return InvalidArgument(what + " must be a JSON object");
+  return &v.get_object();
+}
+
+}  // namespace
+
+json::value ToJson(const NodeReport& r) {
+  json::array epochs;
+  for (const auto& e : r.epochs) {
+    json::object x{{"epoch", e.epoch},   {"train_loss", e.train_loss}, {"seconds", e.seconds},
+                   {"samples_per_s", e.samples_per_s}, {"step", e.step}, {"total_steps", e.total_steps}};
+    if (e.evaluated) {
+      x["evaluated"] = true;
+      x["test_loss"] = e.test_loss;
+      x["test_accuracy"] = e.test_accuracy;
+    }
+    epochs.push_back(std::move(x));
+  }
+  return json::object{{"threads", r.threads},     {"job", r.job},   {"attempt", r.attempt},
+                      {"state", TaskStateName(r.state)}, {"error", r.error}, {"step", r.step},
+                      {"total_steps", r.total_steps}, {"epochs", std::move(epochs)}};
+}
+
+Result<NodeReport> NodeReportFromJson(const json::value& v) {
+  DNND_ASSIGN_OR_RETURN(const json::object* o, Object(v, "heartbeat"));
+  JsonFields rd{*o, "heartbeat"};
+  NodeReport r;
+  DNND_ASSIGN_OR_RETURN(r.threads, rd.Int("threads"));
+  DNND_ASSIGN_OR_RETURN(r.job, rd.Int("job"));
+  DNND_ASSIGN_OR_RETURN(r.attempt, rd.String("attempt"));
+  DNND_ASSIGN_OR_RETURN(std::string state, rd.String("state"));
+  if (state.empty() || state == "none") r.state = TaskState::kNone;
+  else if (state == "running") r.state = TaskState::kRunning;
+  else if (state == "succeeded") r.state = TaskState::kSucceeded;
+  else if (state == "failed") r.state = TaskState::kFailed;
+  else return InvalidArgument("heartbeat: field 'state' is '" + state + "'; expected none, running, succeeded or failed");
+  DNND_ASSIGN_OR_RETURN(r.error, rd.String("error"));
+  DNND_ASSIGN_OR_RETURN(r.step, rd.Int("step"));
+  DNND_ASSIGN_OR_RETURN(r.total_steps, rd.Int("total_steps"));
+  if (const json::value* e = o->if_contains("epochs")) {
+    if (!e->is_array()) return InvalidArgument("heartbeat: field 'epochs' must be an array");
+    for (const auto& x : e->get_array()) {
+      DNND_ASSIGN_OR_RETURN(const json::object* eo, Object(x, "heartbeat: an epoch"));
+      JsonFields er{*eo, "heartbeat: epoch"};
+      EpochReport rep;
+      DNND_ASSIGN_OR_RETURN(rep.epoch, er.Int("epoch"));
+      DNND_ASSIGN_OR_RETURN(rep.train_loss, er.Number("train_loss"));
+      DNND_ASSIGN_OR_RETURN(rep.seconds, er.Number("seconds"));
+      DNND_ASSIGN_OR_RETURN(rep.samples_per_s, er.Number("samples_per_s"));
+      DNND_ASSIGN_OR_RETURN(rep.step, er.Int("step"));
+      DNND_ASSIGN_OR_RETURN(rep.total_steps, er.Int("total_steps"));
+      DNND_ASSIGN_OR_RETURN(rep.evaluated, er.Bool("evaluated"));
+      DNND_ASSIGN_OR_RETURN(rep.test_loss, er.Number("test_loss"));
+      DNND_ASSIGN_OR_RETURN(rep.test_accuracy, er.Number("test_accuracy"));
+      if (rep.epoch < 1) return InvalidArgument("heartbeat: an epoch number must be >= 1");
+      r.epochs.push_back(rep);
+    }
+  }
+  return r;
+}
+
+json::value ToJson(const NodeOrder& o) {
+  static const char* kinds[] = {"idle", "run", "continue", "stop"};
+  json::object out{{"order", kinds[static_cast<int>(o.kind)]}};
+  if (o.task) {
+    const Task& t = *o.task;
+    json::array ports;
+    for (auto p : t.ps_ports) ports.push_back(p);
+    out["task"] = json::object{{"job", t.job},         {"attempt", t.attempt},   {"index", t.index},
+                               {"count", t.count},     {"dataset", t.dataset},   {"config", t.config},
+                               {"ps_ports", std::move(ports)}, {"wire_port", t.wire_port}};
+  }
+  return out;
+}
+
+Result<NodeOrder> NodeOrderFromJson(const json::value& v) {
+  DNND_ASSIGN_OR_RETURN(const json::object* o, Object(v, "the controller's answer"));
+  JsonFields rd{*o, "the controller's answer"};
+  DNND_ASSIGN_OR_RETURN(std::string kind, rd.String("order"));
+  NodeOrder out;
+  if (kind == "idle") out.kind = NodeOrder::Kind::kIdle;
+  else if (kind == "run") out.kind = NodeOrder::Kind::kRun;
+  else if (kind == "continue") out.kind = NodeOrder::Kind::kContinue;
+  else if (kind == "stop") out.kind = NodeOrder::Kind::kStop;
+  else return InvalidArgument("the controller's answer has an unknown order '" + kind + "'");
+  if (out.kind != NodeOrder::Kind::kRun) return out;
+  const json::value* tv = o->if_contains("task");
+  if (!tv) return InvalidArgument("the controller's answer 'run' has no task");
+  DNND_ASSIGN_OR_RETURN(const json::object* to, Object(*tv, "task"));
+  JsonFields tr{*to, "task"};
+  Task t;
+  DNND_ASSIGN_OR_RETURN(t.job, tr.Int("job"));
+  DNND_ASSIGN_OR_RETURN(t.attempt, tr.String("attempt"));
+  DNND_ASSIGN_OR_RETURN(t.index, tr.Int("index"));
+  DNND_ASSIGN_OR_RETURN(t.count, tr.Int("count", 1));
+  DNND_ASSIGN_OR_RETURN(t.dataset, tr.String("dataset"));
+  DNND_ASSIGN_OR_RETURN(t.config, tr.String("config"));
+  DNND_ASSIGN_OR_RETURN(t.wire_port, tr.Int("wire_port"));
+  const json::value* pv = to->if_contains("ps_ports");
+  if (!pv || !pv->is_array()) return InvalidArgument("task: field 'ps_ports' must be an array");
+  for (const auto& p : pv->get_array()) {
+    if (!p.is_int64()) return InvalidArgument("task: ps_ports must be integers");
+    t.ps_ports.push_back(p.get_int64());
+  }
+  if (t.attempt.empty() || t.count < 1 || t.index < 0 || t.index >= t.count || t.ps_ports.empty())
+    return InvalidArgument("task: attempt, index < count and ps_ports are required");
+  out.task = std::move(t);
+  return out;
+}
+
+wire::Message ShardMessage(const data::Dataset& set) {
+  wire::Message m;
+  Shape shape = {set.size()};
+  shape.insert(shape.end(), set.sample_shape.begin(), set.sample_shape.end());
+  if (set.type == data::SampleType::kUint8)
+    m.tensors.push_back(wire::WireTensor::FromBytes("samples", wire::DType::kU8, shape, set.u8.data()));
+  else
+    m.tensors.push_back(wire::WireTensor::FromBytes("samples", wire::DType::kF32, shape, set.f32.data()));
+  if (!set.labels.empty())
+    m.tensors.push_back(wire::WireTensor::FromBytes("labels", wire::DType::kI32, {set.size()}, set.labels.data()));
+  if (set.target_width > 0)
+    m.tensors.push_back(
+        wire::WireTensor::FromBytes("targets", wire::DType::kF32, {set.size(), set.target_width}, set.targets.data()));
+  m.fields.SetInt("num_classes", set.num_classes);
+  return m;
+}
+
+Result<data::Dataset> DatasetFromShard(const wire::Message& m) {
+  const wire::WireTensor* s = m.FindTensor("samples");
+  if (!s || s->shape.empty()) return InvalidArgument("a shard has no 'samples' tensor [n, ...]");
+  data::Dataset d;
+  const int64_t n = s->shape[0];
+  d.sample_shape.assign(s->shape.begin() + 1, s->shape.end());
+  d.num_classes = static_cast<int32_t>(m.fields.IntOr("num_classes", 0));
+  if (s->dtype == wire::DType::kU8) {
+    d.type = data::SampleType::kUint8;
+    d.u8.resize(s->raw_bytes());
+    std::memcpy(d.u8.data(), s->data(), s->raw_bytes());
+  } else if (s->dtype == wire::DType::kF32) {
+    d.type = data::SampleType::kFloat32;
+    d.f32.resize(static_cast<size_t>(s->numel()));
+    std::memcpy(d.f32.data(), s->data(), s->raw_bytes());
+  } else {
+    return InvalidArgument(std::string("a shard's samples are ") + wire::DTypeName(s->dtype) + "; expected u8 or f32");
+  }
+  if (const wire::WireTensor* l = m.FindTensor("labels")) {
+    if (l->dtype != wire::DType::kI32 || l->shape != Shape{n})
+      return InvalidArgument("a shard's labels must be i32 [" + std::to_string(n) + "]");
+    d.labels.resize(static_cast<size_t>(n));
+    std::memcpy(d.labels.data(), l->data(), l->raw_bytes());
+  }
+  if (const wire::WireTensor* t = m.FindTensor("targets")) {
+    if (t->dtype != wire::DType::kF32 || t->shape.size() != 2 || t->shape[0] != n)
+      return InvalidArgument("a shard's targets must be f32 [" + std::to_string(n) + ", width]");
+    d.target_width = t->shape[1];
+    d.targets.resize(static_cast<size_t>(t->numel()));
+    std::memcpy(d.targets.data(), t->data(), t->raw_bytes());
+  }
+  if (d.labels.empty() && d.target_width == 0) return InvalidArgument("a shard has neither labels nor targets");
+  return d;
+}
+
+}  // namespace dnnd::pool

@@ -1,0 +1,86 @@
+// What the controller and its pool workers say to each other.
+//
+// Control (HTTP/JSON on the controller's API, so it crosses the same Service
+// and carries the same bearer token as every other client):
+//
+//   POST /api/v1/nodes/{name}/heartbeat      every worker.heartbeat_ms, and at
+//        once when a task ends. Body: the node's report (NodeReport); answer:
+//        what it should do next (NodeOrder). The first heartbeat registers
+//        the node; a node silent for controller.node_timeout_ms is lost.
+//   PUT  /api/v1/jobs/{id}/model?attempt=A   the job's trained model
+//        (safetensors), sent by the task with index 0 before it reports done.
+//
+// Data (the wire protocol, on controller.wire_listen): kShard asks for part
+// `index` of `count` of a dataset's training set (or its whole test set), and
+// the answer carries the samples in their stored dtype, so a worker needs no
+// shared filesystem and receives only its own part.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/json/value.hpp>
+
+#include "tensor/data/dataset.h"
+#include "core/status.h"
+#include "transport/wire.h"
+
+namespace dnnd::pool {
+
+inline constexpr uint16_t kShard = 0x0301;  // worker -> controller: a dataset shard
+
+// A task: one worker's part of a running job. `attempt` names this placement
+// of the part; a node's report of an attempt the controller no longer knows
+// (reassigned after the node was lost, or a controller restart) is answered
+// with "stop".
+struct Task {
+  int64_t job = 0;
+  std::string attempt;
+  int64_t index = 0, count = 1;
+  std::string dataset;
+  std::string config;               // the job's TOML ([model], [train], [data] options, [ps])
+  std::vector<int64_t> ps_ports;    // the job's parameter servers, on the controller's host
+  int64_t wire_port = 0;            // the controller's shard service
+};
+
+// A finished epoch, as the reporting task (index 0) saw it.
+struct EpochReport {
+  int64_t epoch = 0;
+  double train_loss = 0, seconds = 0, samples_per_s = 0;
+  bool evaluated = false;
+  double test_loss = 0, test_accuracy = 0;
+  int64_t step = 0, total_steps = 0;
+};
+
+enum class TaskState { kNone, kRunning, kSucceeded, kFailed };
+const char* TaskStateName(TaskState s);
+
+struct NodeReport {
+  int64_t threads = 0;
+  // The task the node runs or just finished (attempt empty: none).
+  int64_t job = 0;
+  std::string attempt;
+  TaskState state = TaskState::kNone;
+  std::string error;                 // kFailed: why
+  int64_t step = 0, total_steps = 0;
+  std::vector<EpochReport> epochs;   // finished since the last report that was answered
+};
+
+struct NodeOrder {
+  enum class Kind { kIdle, kRun, kContinue, kStop } kind = Kind::kIdle;
+  std::optional<Task> task;  // kRun
+};
+
+boost::json::value ToJson(const NodeReport& r);
+Result<NodeReport> NodeReportFromJson(const boost::json::value& v);
+boost::json::value ToJson(const NodeOrder& o);
+Result<NodeOrder> NodeOrderFromJson(const boost::json::value& v);
+
+// A dataset as a kShard answer (samples, labels or targets as tensors).
+wire::Message ShardMessage(const data::Dataset& set);
+// The dataset a kShard answer carries; errors name what is inconsistent.
+Result<data::Dataset> DatasetFromShard(const wire::Message& message);
+
+}  // namespace dnnd::pool

@@ -1,0 +1,342 @@
+#include "roles/pool/worker_end.h"
+
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+
+#include "core/files.h"
+#include "core/log.h"
+#include "roles/train/worker.h"
+#include "transport/hello.h"
+#include "transport/secrets.h"
+#include "transport/http_client.h"
+
+namespace dnnd {
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+struct PoolWorker::Current {
+  pool::Task task;
+  std::atomic<int64_t> step{0}, total{0};
+  std::mutex mu;  // guards the fields below
+  std::unique_ptr<Role> worker;  // once built
+  bool stop_requested = false;
+  pool::TaskState state = pool::TaskState::kRunning;
+  std::string error;
+  std::vector<pool::EpochReport> epochs;
+  size_t epochs_acked = 0;  // epochs[0, acked) reached the controller
+  std::thread thread;
+};
+
+namespace {
+
+std::string HostOf(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+std::string ThisHost() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "host";
+  return buf;
+}
+
+}  // namespace
+
+Result<PoolWorkerOptions> PoolWorkerOptions::FromConfig(const Config& cfg) {
+  PoolWorkerOptions o;
+  o.controller = cfg.GetString("worker.controller");
+  if (o.controller.find(':') == std::string::npos)
+    return InvalidArgument("worker.controller must be host:port of the controller's HTTP API, not '" + o.controller +
+                           "' (" + cfg.Origin("worker.controller") + ")");
+  // Replicas of one Deployment share a config: the host name (the pod's
+  // name) tells them apart.
+  // Names are at most 64 characters; a pod name's unique part is its end.
+  const std::string prefix = cfg.GetString("node.name") + "-";
+  std::string host = ThisHost();
+  if (prefix.size() + host.size() > 64 && prefix.size() < 48) host = host.substr(host.size() - (64 - prefix.size()));
+  o.name = prefix + host;
+  DNND_ASSIGN_OR_RETURN(wire::Secrets secrets, wire::LoadSecrets(cfg));
+  o.api_token = std::move(secrets.api_token);
+  o.wire_key = std::move(secrets.wire_key);
+  o.heartbeat = std::chrono::milliseconds(cfg.GetInt("worker.heartbeat_ms"));
+  o.threads = cfg.GetInt("node.threads");
+  o.scratch_dir = (fs::temp_directory_path() / ("dnnd-" + o.name)).string();
+  DNND_ASSIGN_OR_RETURN(o.rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
+  return o;
+}
+
+PoolWorker::PoolWorker(PoolWorkerOptions options) : options_(std::move(options)) {}
+
+PoolWorker::~PoolWorker() {
+  Stop();
+  StopTask();
+}
+
+std::pair<bool, std::string> PoolWorker::Readiness() const {
+  if (!registered_.load()) return {false, "not registered with the controller at " + options_.controller + " yet"};
+  return {true, ""};
+}
+
+void PoolWorker::Stop() {
+  std::lock_guard lock(mu_);
+  stop_ = true;
+  cv_.notify_all();
+}
+
+Status PoolWorker::Run() {
+  Log(LogLevel::kInfo, "pool", "joining the controller's pool",
+      {{"controller", options_.controller}, {"name", options_.name}});
+  int failures = 0;
+  // After a finished task is reported, the next one (an elastic job's next
+  // epoch, the queue's next job) is usually decided within a scheduler pass:
+  // ask for it every kQuickBeat for a while rather than a whole period later.
+  constexpr auto kQuickBeat = std::chrono::milliseconds(100);
+  int quick_beats = 0;
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) break;
+    }
+    auto order = Beat();
+    if (!order.ok()) {
+      // The controller may be restarting: keep the task running (its
+      // parameter servers decide whether it can go on) and keep trying.
+      if (failures++ % 10 == 0)
+        Log(LogLevel::kWarn, "pool", "heartbeat failed", {{"controller", options_.controller},
+                                                          {"error", order.status().ToString()}});
+    } else {
+      if (!registered_.exchange(true) || failures > 0)
+        Log(LogLevel::kInfo, "pool", "registered", {{"controller", options_.controller}});
+      failures = 0;
+      switch (order->kind) {
+        case pool::NodeOrder::Kind::kStop:
+          RequestStopTask();
+          break;
+        case pool::NodeOrder::Kind::kRun:
+          StopTask();  // a finished task the controller has now heard about
+          StartTask(*order->task);
+          quick_beats = 0;
+          break;
+        case pool::NodeOrder::Kind::kIdle: {
+          std::shared_ptr<Current> c;
+          {
+            std::lock_guard lock(mu_);
+            c = current_;
+          }
+          if (c) {
+            std::lock_guard lock(c->mu);
+            if (c->state == pool::TaskState::kRunning) break;
+          }
+          if (c) quick_beats = 20;  // 2 s of quick beats
+          StopTask();  // finished, and reported
+          break;
+        }
+        case pool::NodeOrder::Kind::kContinue: break;
+      }
+    }
+    const auto period = quick_beats > 0 ? std::min<std::chrono::milliseconds>(kQuickBeat, options_.heartbeat)
+                                        : options_.heartbeat;
+    if (quick_beats > 0) --quick_beats;
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, period, [&] { return stop_ || wake_; });
+    wake_ = false;
+  }
+  StopTask();
+  return Cancelled("pool worker stopped");
+}
+
+Result<pool::NodeOrder> PoolWorker::Beat() {
+  pool::NodeReport report;
+  report.threads = options_.threads;
+  std::shared_ptr<Current> c;
+  {
+    std::lock_guard lock(mu_);
+    c = current_;
+  }
+  size_t sent = 0;
+  if (c) {
+    std::lock_guard lock(c->mu);
+    report.job = c->task.job;
+    report.attempt = c->task.attempt;
+    report.state = c->state;
+    report.error = c->error;
+    report.step = c->step.load();
+    report.total_steps = c->total.load();
+    report.epochs.assign(c->epochs.begin() + static_cast<std::ptrdiff_t>(c->epochs_acked), c->epochs.end());
+    sent = c->epochs.size();
+  }
+  DNND_ASSIGN_OR_RETURN(HttpReply reply,
+                        HttpCall({.address = options_.controller,
+                                  .method = "POST",
+                                  .target = "/api/v1/nodes/" + options_.name + "/heartbeat",
+                                  .body = json::serialize(ToJson(report)),
+                                  .token = options_.api_token}));
+  if (reply.status != 200)
+    return Unavailable("the controller answered the heartbeat with HTTP " + std::to_string(reply.status) + ": " +
+                       reply.body.substr(0, 300));
+  boost::system::error_code ec;
+  json::value v = json::parse(reply.body, ec);
+  if (ec) return Corruption("the controller's heartbeat answer is not JSON: " + ec.message());
+  DNND_ASSIGN_OR_RETURN(pool::NodeOrder order, pool::NodeOrderFromJson(v));
+  if (c) {
+    std::lock_guard lock(c->mu);
+    c->epochs_acked = std::max(c->epochs_acked, sent);
+  }
+  return order;
+}
+
+void PoolWorker::StartTask(const pool::Task& task) {
+  auto c = std::make_shared<Current>();
+  c->task = task;
+  Log(LogLevel::kInfo, "pool", "task", {{"job", task.job}, {"index", task.index}, {"count", task.count},
+                                        {"attempt", task.attempt}});
+  c->thread = std::thread([this, c] {
+    Status s = Status::Ok();
+    try {
+      s = RunTask(*c);
+    } catch (const std::exception& e) {
+      s = Internal(std::string("task failed: ") + e.what());
+    }
+    {
+      std::lock_guard lock(c->mu);
+      c->state = s.ok() ? pool::TaskState::kSucceeded : pool::TaskState::kFailed;
+      c->error = s.ok() ? "" : s.ToString();
+    }
+    Log(s.ok() ? LogLevel::kInfo : LogLevel::kWarn, "pool", "task ended",
+        {{"job", c->task.job}, {"index", c->task.index}, {"status", s.ToString()}});
+    std::lock_guard lock(mu_);
+    wake_ = true;  // report it now, not at the next tick
+    cv_.notify_all();
+  });
+  std::lock_guard lock(mu_);
+  current_ = std::move(c);
+}
+
+void PoolWorker::RequestStopTask() {
+  std::shared_ptr<Current> c;
+  {
+    std::lock_guard lock(mu_);
+    c = current_;
+  }
+  if (!c) return;
+  std::lock_guard lock(c->mu);
+  if (c->stop_requested || c->state != pool::TaskState::kRunning) return;
+  Log(LogLevel::kInfo, "pool", "stopping the task on the controller's order", {{"job", c->task.job}});
+  c->stop_requested = true;
+  if (c->worker) c->worker->Stop();
+}
+
+void PoolWorker::StopTask() {
+  std::shared_ptr<Current> c;
+  {
+    std::lock_guard lock(mu_);
+    c = std::move(current_);
+  }
+  if (!c) return;
+  {
+    std::lock_guard lock(c->mu);
+    c->stop_requested = true;
+    if (c->worker) c->worker->Stop();
+  }
+  if (c->thread.joinable()) c->thread.join();
+}
+
+Result<std::string> PoolWorker::TaskConfig(const pool::Task& task) const {
+  const std::string host = HostOf(options_.controller);
+  std::string servers;
+  for (auto p : task.ps_ports) servers += (servers.empty() ? "" : ", ") + TomlQuote(host + ":" + std::to_string(p));
+  return task.config + "\n[worker]\nparameter_servers = [" + servers + "]\nindex = " + std::to_string(task.index) +
+         "\ncount = " + std::to_string(task.count) + "\nheartbeat_ms = " +
+         std::to_string(std::max<int64_t>(100, options_.heartbeat.count())) + "\n";
+}
+
+Status PoolWorker::RunTask(Current& c) {
+  const pool::Task& task = c.task;
+  const std::string where = "job " + std::to_string(task.job) + " part " + std::to_string(task.index);
+  DNND_ASSIGN_OR_RETURN(std::string text, TaskConfig(task));
+  const std::string scratch = options_.scratch_dir + "/job-" + std::to_string(task.job);
+  std::vector<std::string> overrides = {"transport.token=" + TomlQuote(options_.wire_key),
+                                        "node.name=" + TomlQuote(options_.name),
+                                        "train.checkpoint_dir=" + TomlQuote(scratch)};
+  if (!options_.progress.empty()) overrides.push_back("train.progress=" + TomlQuote(options_.progress));
+  DNND_ASSIGN_OR_RETURN(Config cfg, Config::FromString(text, where, overrides));
+  // This part of the data (and, for the reporting part, the test set) from
+  // the controller.
+  rpc::RpcClientOptions rpc = options_.rpc;
+  rpc.token = options_.wire_key;
+  auto client = rpc::RpcClient::Create(HostOf(options_.controller) + ":" + std::to_string(task.wire_port), rpc);
+  auto fetch = [&](const char* split) -> Result<wire::Message> {
+    wire::Message m;
+    m.type = pool::kShard;
+    m.fields.SetString("dataset", task.dataset);
+    m.fields.SetString("split", split);
+    m.fields.SetInt("index", task.index);
+    m.fields.SetInt("count", task.count);
+    m.fields.SetInt("limit", cfg.GetInt(std::string("data.limit_") + split));
+    auto r = client->Call(std::move(m), std::chrono::minutes(5));
+    if (!r.ok()) return r.status().WithContext(std::string("fetching the ") + split + " data for " + where);
+    return r;
+  };
+  DNND_ASSIGN_OR_RETURN(wire::Message train_msg, fetch("train"));
+  DNND_ASSIGN_OR_RETURN(data::Dataset train, pool::DatasetFromShard(train_msg));
+  std::optional<data::Dataset> test;
+  if (task.index == 0) {
+    DNND_ASSIGN_OR_RETURN(wire::Message test_msg, fetch("test"));
+    if (test_msg.fields.IntOr("present", 1)) {
+      DNND_ASSIGN_OR_RETURN(data::Dataset t, pool::DatasetFromShard(test_msg));
+      test = std::move(t);
+    }
+  }
+  client->Close();
+
+  TrainHooks hooks;
+  hooks.on_step = [&c](int64_t step, int64_t total) {
+    c.step = step;
+    c.total = total;
+  };
+  hooks.on_epoch = [&c](const EpochRecord& e, int64_t step, int64_t total) {
+    std::lock_guard lock(c.mu);
+    c.epochs.push_back({e.epoch, e.train_loss, e.seconds, e.samples_per_s, e.evaluated, e.eval.loss,
+                        e.eval.accuracy, step, total});
+  };
+  std::error_code ec;
+  fs::remove_all(scratch, ec);  // a model from an earlier attempt is not this one's
+  WorkerPlacement placement{task.index, task.count, {}};
+  placement.parameter_servers = cfg.GetStrings("worker.parameter_servers");
+  DNND_ASSIGN_OR_RETURN(auto worker, MakeWorkerWithData(cfg, placement, /*show_progress=*/task.index == 0,
+                                                        task.index == 0 ? hooks : TrainHooks{}, std::move(train),
+                                                        std::move(test)));
+  Role* w = nullptr;
+  {
+    std::lock_guard lock(c.mu);
+    if (c.stop_requested) return Cancelled("stopped before training");
+    c.worker = std::move(worker);
+    w = c.worker.get();
+  }
+  DNND_RETURN_IF_ERROR(w->Run());
+  if (task.index != 0) return Status::Ok();
+  // The reporting part hands the trained model to the controller.
+  DNND_ASSIGN_OR_RETURN(std::string model, ReadFileToString(scratch + "/model.safetensors"));
+  DNND_ASSIGN_OR_RETURN(HttpReply reply,
+                        HttpCall({.address = options_.controller,
+                                  .method = "PUT",
+                                  .target = "/api/v1/jobs/" + std::to_string(task.job) + "/model?attempt=" + task.attempt,
+                                  .body = std::move(model),
+                                  .content_type = "application/octet-stream",
+                                  .token = options_.api_token,
+                                  .timeout = std::chrono::minutes(5)}));
+  fs::remove_all(scratch, ec);
+  if (reply.status / 100 != 2)
+    return Unavailable("the controller refused the trained model: HTTP " + std::to_string(reply.status) + " " +
+                       reply.body.substr(0, 300));
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Role>> MakePoolWorkerRole(const Config& config) {
+  DNND_ASSIGN_OR_RETURN(PoolWorkerOptions o, PoolWorkerOptions::FromConfig(config));
+  return std::unique_ptr<Role>(new PoolWorker(std::move(o)));
+}
+
+}  // namespace dnnd

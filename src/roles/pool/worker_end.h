@@ -1,0 +1,83 @@
+// A worker in the controller's pool (`worker.controller` set): it registers
+// with the controller by heartbeating, runs the tasks the controller gives it
+// (one worker's part of a data-parallel job: model, options and parameter
+// servers from the task, its part of the data fetched from the controller
+// over the wire protocol), reports progress with every heartbeat, and goes
+// back to idle when the task ends. The worker with index 0 evaluates and
+// uploads the trained model before it reports success.
+//
+// The same object runs inside the controller (controller.local_workers) and
+// as `dnnd --role=worker` on another host: both talk to the controller only
+// through its HTTP API and its wire port.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/config.h"
+#include "roles/base/role.h"
+#include "core/status.h"
+#include "roles/pool/protocol.h"
+#include "transport/rpc_client.h"
+
+namespace dnnd {
+
+struct PoolWorkerOptions {
+  std::string controller;  // host:port of the controller's HTTP API
+  std::string name;        // unique in the pool
+  std::string api_token;   // bearer token for the controller's API (crosses the network)
+  std::string wire_key;    // the wire protocol's secret (proven, never sent)
+  std::chrono::milliseconds heartbeat{1000};
+  int64_t threads = 1;     // reported to the controller
+  std::string scratch_dir;  // where index 0 writes the model before uploading it
+  std::string progress;     // non-empty: train.progress for tasks (else the job's "none")
+  rpc::RpcClientOptions rpc;
+
+  // From a worker's validated config: worker.controller, node.name (plus
+  // this host's name, so replicas of one Deployment differ), the secrets.
+  static Result<PoolWorkerOptions> FromConfig(const Config& config);
+};
+
+class PoolWorker : public Role {
+ public:
+  explicit PoolWorker(PoolWorkerOptions options);
+  ~PoolWorker() override;
+
+  // Heartbeats and runs tasks until Stop().
+  Status Run() override;
+  void Stop() override;
+  std::pair<bool, std::string> Readiness() const override;
+
+ private:
+  struct Current;  // the task being run (or just finished), and its worker
+
+  // One heartbeat: the report out, the order back.
+  Result<pool::NodeOrder> Beat();
+  void StartTask(const pool::Task& task);
+  // Asks the running task to stop and returns at once (heartbeats go on
+  // while it winds down; it then reports its end like any other).
+  void RequestStopTask();
+  // Stops the task (if running) and waits for its thread.
+  void StopTask();
+  Status RunTask(Current& current);
+  Result<std::string> TaskConfig(const pool::Task& task) const;
+
+  const PoolWorkerOptions options_;
+  std::atomic<bool> registered_{false};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool wake_ = false;  // a task ended: heartbeat now
+  std::shared_ptr<Current> current_;
+};
+
+// The worker role when worker.controller is set.
+Result<std::unique_ptr<Role>> MakePoolWorkerRole(const Config& config);
+
+}  // namespace dnnd

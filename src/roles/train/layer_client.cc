@@ -1,0 +1,443 @@
+#include "roles/train/layer_client.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <stdexcept>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "roles/layers/protocol.h"
+#include "tensor/ops.h"
+#include "tensor/safetensors.h"
+
+namespace dnnd {
+namespace {
+
+constexpr std::string_view kOptimizerPrefix = "optimizer/";
+
+// A float as text that parses back to the same float.
+std::string FloatText(float f) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", f);
+  return buf;
+}
+
+// Rows [begin, end) of a contiguous tensor, sharing its memory.
+Tensor Rows(const Tensor& t, int64_t begin, int64_t end) {
+  const int64_t row = t.numel() / t.size(0);
+  const int64_t base = t.data() - static_cast<const float*>(t.storage()->data());
+  Shape shape = t.shape();
+  shape[0] = end - begin;
+  return Tensor::FromStorage(t.storage(), base + begin * row, shape);
+}
+
+Tensor ConcatRows(const std::vector<Tensor>& parts) {
+  if (parts.size() == 1) return parts[0];
+  Shape shape = parts[0].shape();
+  shape[0] = 0;
+  for (const Tensor& p : parts) shape[0] += p.size(0);
+  Tensor out = Tensor::Empty(shape);
+  float* at = out.data();
+  for (const Tensor& p : parts) {
+    std::memcpy(at, p.data(), static_cast<size_t>(p.numel()) * sizeof(float));
+    at += p.numel();
+  }
+  return out;
+}
+
+// Waits for `n` asynchronous chains, each ending in exactly one Done or Fail.
+class Countdown {
+ public:
+  explicit Countdown(int n) : left_(n) {}
+  void Done() {
+    std::lock_guard lock(mu_);
+    if (--left_ == 0) cv_.notify_all();
+  }
+  void Fail(const Status& s) {
+    std::lock_guard lock(mu_);
+    if (error_.ok()) error_ = s;
+    if (--left_ == 0) cv_.notify_all();
+  }
+  Status Wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return left_ == 0; });
+    return error_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int left_;
+  Status error_ = Status::Ok();
+};
+
+}  // namespace
+
+// A layer range on a layer server: one session.
+class RemoteStage {
+ public:
+  using Done = std::function<void(Result<Tensor>)>;
+
+  RemoteStage(std::shared_ptr<rpc::RpcClient> client, LayerPlacement placement, std::string session,
+              std::chrono::milliseconds timeout)
+      : client_(std::move(client)), placement_(std::move(placement)), session_(std::move(session)), timeout_(timeout) {}
+
+  const LayerPlacement& placement() const { return placement_; }
+  std::string Describe() const {
+    return "layers " + std::to_string(placement_.first) + "-" + std::to_string(placement_.last - 1) + " on " +
+           placement_.server;
+  }
+
+  Status Open(const std::string& spec_text, uint64_t seed) {
+    wire::Message m = Request(layers::kOpen);
+    m.fields.SetString("spec", spec_text);
+    m.fields.SetInt("seed", static_cast<int64_t>(seed));
+    m.fields.SetInt("first", static_cast<int64_t>(placement_.first));
+    m.fields.SetInt("last", static_cast<int64_t>(placement_.last));
+    return Call(std::move(m)).status();
+  }
+
+  // The optimizer step owed since the last forward (see LayerExchange::Step).
+  void OweStep(float lr) { owed_lr_ = lr; }
+  std::optional<float> TakeOwedStep() { return std::exchange(owed_lr_, std::nullopt); }
+
+  // "host:port\tsession[\tlr]": how another server names this stage in a
+  // chain, with the step it must take first.
+  std::string Hop(std::optional<float> step_lr) const {
+    std::string hop = placement_.server + "\t" + session_;
+    if (step_lr) hop += "\t" + FloatText(*step_lr);
+    return hop;
+  }
+
+  // `chain` (may be empty): further stages the server passes the result to.
+  // `input_grad`: whether backward will want this stage's input gradient.
+  void ForwardAsync(int64_t mb, const Tensor& x, bool train, bool input_grad, std::optional<float> step_lr,
+                    const std::string& chain, Done done) {
+    wire::Message m = Request(layers::kForward);
+    m.fields.SetInt("mb", mb);
+    m.fields.SetInt("input_grad", input_grad ? 1 : 0);
+    if (step_lr) m.fields.SetFloat("step_lr", *step_lr);
+    m.fields.SetInt("train", train ? 1 : 0);
+    if (!chain.empty()) m.fields.SetString("chain", chain);
+    m.tensors.push_back(wire::WireTensor::FromTensor("x", x));
+    Send(std::move(m), "y", std::move(done));
+  }
+
+  void BackwardAsync(int64_t mb, const Tensor& grad, bool input_grad, const std::string& chain, Done done) {
+    wire::Message m = Request(layers::kBackward);
+    m.fields.SetInt("mb", mb);
+    m.fields.SetInt("input_grad", input_grad ? 1 : 0);
+    if (!chain.empty()) m.fields.SetString("chain", chain);
+    m.tensors.push_back(wire::WireTensor::FromTensor("g", grad));
+    Send(std::move(m), input_grad ? "dx" : "", std::move(done));
+  }
+
+  // Sends the step now without waiting for the answer; a failure lands in
+  // `error` (the first one is kept).
+  void StepNowAsync(float lr, std::shared_ptr<std::pair<std::mutex, Status>> error) {
+    wire::Message m = Request(layers::kStep);
+    m.fields.SetFloat("lr", lr);
+    client_->CallAsync(std::move(m), rpc::Clock::now() + timeout_, [error, what = Describe()](Result<wire::Message> r) {
+      std::lock_guard lock(error->first);
+      if (!r.ok() && error->second.ok()) error->second = r.status().WithContext(what);
+    });
+  }
+
+  // Takes the owed step now (before reading the weights).
+  Status SettleStep() {
+    const auto lr = TakeOwedStep();
+    if (!lr) return Status::Ok();
+    wire::Message m = Request(layers::kStep);
+    m.fields.SetFloat("lr", *lr);
+    return Call(std::move(m)).status();
+  }
+
+  // The session's parameters (by model name) and optimizer state.
+  Result<wire::Message> State() { return Call(Request(layers::kState)); }
+
+  Status Load(const nn::NamedTensors& params, const nn::NamedTensors& optimizer_state) {
+    wire::Message m = Request(layers::kLoad);
+    for (const auto& [name, t] : params) m.tensors.push_back(wire::WireTensor::FromTensor(name, t.detach()));
+    for (const auto& [name, t] : optimizer_state)
+      m.tensors.push_back(wire::WireTensor::FromTensor(std::string(kOptimizerPrefix) + name, t));
+    return Call(std::move(m)).status();
+  }
+
+  void Drop() { (void)client_->Call(Request(layers::kDrop), std::chrono::milliseconds(2000)); }
+
+ private:
+  wire::Message Request(uint16_t type) const {
+    wire::Message m;
+    m.type = type;
+    m.fields.SetString("session", session_);
+    return m;
+  }
+
+  Result<wire::Message> Call(wire::Message m) {
+    auto r = client_->Call(std::move(m), timeout_);
+    if (!r.ok()) return r.status().WithContext(Describe());
+    return r;
+  }
+
+  // Answers `done` with the response's tensor `want` (or an empty tensor).
+  void Send(wire::Message m, std::string want, Done done) {
+    client_->CallAsync(std::move(m), rpc::Clock::now() + timeout_,
+                       [this, want = std::move(want), done = std::move(done)](Result<wire::Message> r) {
+                         if (!r.ok()) return done(r.status().WithContext(Describe()));
+                         if (want.empty()) return done(Tensor());
+                         const auto& ts = r.value().tensors;
+                         if (ts.size() != 1 || ts[0].name != want)
+                           return done(Status(StatusCode::kCorruption,
+                                              Describe() + " answered without the tensor '" + want + "'"));
+                         done(ts[0].ToTensor());
+                       });
+  }
+
+  std::shared_ptr<rpc::RpcClient> client_;
+  const LayerPlacement placement_;
+  const std::string session_;
+  const std::chrono::milliseconds timeout_;
+  std::optional<float> owed_lr_;
+};
+
+namespace {
+
+// Consecutive remote stages as one module, pipelined over micro-batches.
+class RemotePipeline : public nn::Module {
+ public:
+  RemotePipeline(std::vector<std::shared_ptr<RemoteStage>> stages, int64_t micro_batches)
+      : stages_(std::move(stages)), micro_batches_(std::max<int64_t>(1, micro_batches)) {
+    for (size_t i = stages_.size() - 1; i-- > 0;)
+      backward_chain_ += (backward_chain_.empty() ? "" : "\n") + stages_[i]->Hop(std::nullopt);
+  }
+
+  Tensor Forward(const Tensor& x) override {
+    const bool train = GradEnabled();
+    const int64_t n = x.size(0);
+    const int64_t m = std::min(micro_batches_, n);
+    const int64_t base = next_mb_;
+    next_mb_ += m;
+    std::vector<int64_t> bounds(m + 1);
+    for (int64_t i = 0; i <= m; ++i) bounds[i] = n * i / m;
+
+    // Each micro-batch goes to the first stage, which passes it down the
+    // chain server to server; all are in flight at once. The first
+    // micro-batch carries every stage's owed optimizer step: it reaches each
+    // stage before anything else of this batch does.
+    std::string chain;
+    for (size_t i = 1; i < stages_.size(); ++i)
+      chain += (i > 1 ? "\n" : "") + stages_[i]->Hop(stages_[i]->TakeOwedStep());
+    // Later micro-batches name the stages without a step.
+    std::string later;
+    for (size_t i = 1; i < stages_.size(); ++i) later += (i > 1 ? "\n" : "") + stages_[i]->Hop(std::nullopt);
+    const std::optional<float> first_step = stages_.front()->TakeOwedStep();
+    std::vector<Tensor> outs(m);
+    Countdown flow(static_cast<int>(m));
+    for (int64_t i = 0; i < m; ++i)
+      stages_.front()->ForwardAsync(base + i, Rows(x, bounds[i], bounds[i + 1]), train, x.requires_grad(),
+                                    i == 0 ? first_step : std::nullopt, i == 0 ? chain : later,
+                                    [&, i](Result<Tensor> r) {
+                                      if (!r.ok()) return flow.Fail(r.status());
+                                      outs[i] = std::move(r).value();
+                                      flow.Done();
+                                    });
+    Status s = flow.Wait();
+    if (!s.ok()) throw std::runtime_error("remote forward: " + s.ToString());
+    Tensor y = ConcatRows(outs);
+    if (!train) return y;
+    y = y.detach();
+    ops::RecordExternal(y, "Remote", {x}, [this, base, bounds](std::vector<Tensor>& in, const Tensor& g) {
+      Backward(in[0], g, base, bounds);
+    });
+    return y;
+  }
+
+  Result<Shape> OutputShape(const Shape& input) const override {
+    return Status(StatusCode::kUnsupported, "a remote pipeline's shapes are checked by its layer servers");
+  }
+  std::string Describe() const override {
+    std::string d = "RemotePipeline(";
+    for (size_t i = 0; i < stages_.size(); ++i) d += (i ? ", " : "") + stages_[i]->Describe();
+    return d + ")";
+  }
+
+ private:
+  void Backward(const Tensor& x, const Tensor& g, int64_t base, const std::vector<int64_t>& bounds) {
+    const int64_t m = static_cast<int64_t>(bounds.size()) - 1;
+    const bool want_dx = x.requires_grad();
+    std::vector<Tensor> dx(m);
+    Countdown flow(static_cast<int>(m));
+    for (int64_t i = 0; i < m; ++i)
+      stages_.back()->BackwardAsync(base + i, Rows(g, bounds[i], bounds[i + 1]), want_dx, backward_chain_,
+                                    [&, i](Result<Tensor> r) {
+                                      if (!r.ok()) return flow.Fail(r.status());
+                                      if (want_dx) dx[i] = std::move(r).value();
+                                      flow.Done();
+                                    });
+    Status s = flow.Wait();
+    if (!s.ok()) throw std::runtime_error("remote backward: " + s.ToString());
+    // One micro-batch's gradient is a view of a received frame: copy it.
+    if (want_dx) x.AccumulateGrad(m == 1 ? dx[0].clone() : ConcatRows(dx));
+  }
+
+  const std::vector<std::shared_ptr<RemoteStage>> stages_;
+  const int64_t micro_batches_;
+  std::string backward_chain_;  // the stages before the last, last first
+  int64_t next_mb_ = 0;
+};
+
+}  // namespace
+
+Result<std::vector<LayerPlacement>> ParsePlacements(const Config& config) {
+  std::vector<LayerPlacement> out;
+  for (const auto& table : config.GetTables("worker.placement")) {
+    const std::string& layers = table.at("layers");
+    const std::string& server = table.at("server");
+    LayerPlacement p;
+    p.server = server;
+    size_t a = 0, b = 0;
+    const size_t dash = layers.find('-');
+    try {
+      size_t used = 0;
+      a = std::stoul(layers.substr(0, dash), &used);
+      if (used != (dash == std::string::npos ? layers.size() : dash)) throw std::invalid_argument("");
+      b = a;
+      if (dash != std::string::npos) {
+        b = std::stoul(layers.substr(dash + 1), &used);
+        if (used != layers.size() - dash - 1) throw std::invalid_argument("");
+      }
+    } catch (const std::exception&) {
+      return InvalidArgument("worker.placement: layers = \"" + layers + "\" is not a range like \"0-2\" or \"3\"");
+    }
+    if (b < a) return InvalidArgument("worker.placement: layers = \"" + layers + "\" ends before it starts");
+    if (server.empty()) return InvalidArgument("worker.placement: layers \"" + layers + "\" have an empty server");
+    p.first = a;
+    p.last = b + 1;
+    out.push_back(p);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (size_t i = 1; i < out.size(); ++i)
+    if (out[i].first < out[i - 1].last)
+      return InvalidArgument("worker.placement: layers " + std::to_string(out[i].first) + "-" +
+                             std::to_string(out[i].last - 1) + " overlap layers " + std::to_string(out[i - 1].first) +
+                             "-" + std::to_string(out[i - 1].last - 1));
+  return out;
+}
+
+LayerExchange::LayerExchange(std::vector<LayerPlacement> placements, int64_t micro_batches,
+                             rpc::RpcClientOptions options, std::string session_prefix)
+    : placements_(std::move(placements)), micro_batches_(micro_batches), options_(std::move(options)),
+      session_prefix_(std::move(session_prefix)),
+      step_error_(std::make_shared<std::pair<std::mutex, Status>>(std::piecewise_construct, std::forward_as_tuple(),
+                                                                  std::forward_as_tuple(Status::Ok()))) {}
+
+LayerExchange::~LayerExchange() { End(); }
+
+std::string LayerExchange::OptimizerStateFile(const RemoteStage& stage) {
+  return "layers-" + std::to_string(stage.placement().first) + "-" +
+         std::to_string(stage.placement().last - 1) + ".optimizer.safetensors";
+}
+
+Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) {
+  const std::string spec_text = ModelSpecToToml(spec);
+  const nn::NamedTensors params = model.NamedParameters();
+  std::vector<std::shared_ptr<RemoteStage>> run;  // consecutive remote stages
+  auto flush = [&] {
+    if (run.empty()) return;
+    heads_.push_back(run.front());
+    model.Place(run.front()->placement().first, run.back()->placement().last,
+                std::make_shared<RemotePipeline>(run, micro_batches_));
+    run.clear();
+  };
+  for (const LayerPlacement& p : placements_) {
+    if (p.last > model.size())
+      return InvalidArgument("worker.placement: layers " + std::to_string(p.first) + "-" + std::to_string(p.last - 1) +
+                             " but the model has " + std::to_string(model.size()) + " layers");
+    auto& client = clients_[p.server];
+    if (!client) client = rpc::RpcClient::Create(p.server, options_);
+    auto stage = std::make_shared<RemoteStage>(
+        client, p, session_prefix_ + "/" + std::to_string(p.first) + "-" + std::to_string(p.last - 1),
+        options_.default_timeout);
+    DNND_RETURN_IF_ERROR(stage->Open(spec_text, seed));
+    // The worker's weights are the truth (initial, or resumed from its
+    // checkpoint); so is its saved copy of the remote optimizer state.
+    nn::NamedTensors mine, optimizer_state;
+    for (const auto& [name, t] : params) {
+      const size_t layer = std::stoul(name.substr(0, name.find('.')));
+      if (layer >= p.first && layer < p.last) mine.emplace_back(name, t);
+    }
+    if (auto saved = resumed_.find(OptimizerStateFile(*stage)); saved != resumed_.end()) optimizer_state = saved->second;
+    DNND_RETURN_IF_ERROR(stage->Load(mine, optimizer_state));
+    if (!run.empty() && run.back()->placement().last != p.first) flush();
+    run.push_back(stage);
+    stages_.push_back(stage);
+  }
+  flush();
+  Log(LogLevel::kInfo, "worker", "layers placed on layer servers",
+      {{"ranges", static_cast<int64_t>(stages_.size())}, {"servers", static_cast<int64_t>(clients_.size())},
+       {"micro_batches", micro_batches_}});
+  return int64_t{-1};  // the worker's own checkpoint says where to start
+}
+
+// The first stage of each pipeline gets its optimizer step right away,
+// without waiting: its next forward comes on this same connection, which
+// the server serves in order, and the step overlaps this worker's loading
+// of the next batch. The other stages receive their forwards from the
+// previous server, on another connection, so their steps are owed instead
+// and travel with the next forward (in its line of the chain), which keeps
+// them in order at no extra round trip. A failed step surfaces here next time.
+Status LayerExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) {
+  {
+    std::lock_guard lock(step_error_->first);
+    if (!step_error_->second.ok()) return step_error_->second;
+  }
+  local.Step();
+  local.ZeroGrad();
+  for (auto& stage : stages_) {
+    if (std::find(heads_.begin(), heads_.end(), stage) != heads_.end()) stage->StepNowAsync(lr, step_error_);
+    else stage->OweStep(lr);
+  }
+  return Status::Ok();
+}
+
+Status LayerExchange::BeforeCheckpoint(nn::Sequential& model, CheckpointFiles& files) {
+  {
+    std::lock_guard lock(step_error_->first);
+    if (!step_error_->second.ok()) return step_error_->second;
+  }
+  nn::NamedTensors params = model.NamedParameters();
+  for (auto& stage : stages_) {
+    DNND_RETURN_IF_ERROR(stage->SettleStep());
+    DNND_ASSIGN_OR_RETURN(wire::Message state, stage->State());
+    nn::NamedTensors optimizer_state;
+    for (const auto& wt : state.tensors) {
+      DNND_ASSIGN_OR_RETURN(Tensor t, wt.ToTensor());
+      if (wt.name.rfind(kOptimizerPrefix, 0) == 0) {
+        optimizer_state.emplace_back(wt.name.substr(kOptimizerPrefix.size()), t);
+        continue;
+      }
+      auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == wt.name; });
+      if (it == params.end() || it->second.shape() != t.shape())
+        return Corruption(stage->Describe() + " returned '" + wt.name + "' " + ShapeToString(t.shape()) +
+                          ", which the local model does not have");
+      it->second.detach().CopyFrom(t);
+    }
+    files[OptimizerStateFile(*stage)] = std::move(optimizer_state);
+  }
+  return Status::Ok();
+}
+
+void LayerExchange::End() {
+  if (ended_) return;
+  ended_ = true;
+  for (auto& stage : stages_) stage->Drop();
+}
+
+}  // namespace dnnd

@@ -1,0 +1,244 @@
+#include "roles/train/ps_client.h"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "transport/wire.h"
+
+namespace dnnd {
+namespace {
+
+// The elements [offset, offset+length) of a contiguous tensor, sharing its memory.
+Tensor FlatSlice(const Tensor& t, int64_t offset, int64_t length) {
+  const int64_t base = t.data() - static_cast<const float*>(t.storage()->data());
+  return Tensor::FromStorage(t.storage(), base + offset, {length});
+}
+
+const Tensor* FindParam(const nn::NamedTensors& params, const std::string& name) {
+  for (const auto& [n, t] : params)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+}  // namespace
+
+PsExchange::PsExchange(std::vector<std::string> servers, int64_t worker, rpc::RpcClientOptions options,
+                       std::chrono::milliseconds heartbeat_every, wire::Codec gradient_codec)
+    : addresses_(std::move(servers)), worker_(worker), heartbeat_every_(heartbeat_every),
+      gradient_codec_(gradient_codec), timeout_(options.default_timeout) {
+  for (const std::string& a : addresses_) clients_.push_back(rpc::RpcClient::Create(a, options));
+  sessions_.resize(addresses_.size());
+}
+
+wire::Message PsExchange::Request(uint16_t type, size_t s) const {
+  wire::Message m;
+  m.type = type;
+  m.fields.SetInt("worker", worker_);
+  std::lock_guard lock(sessions_mu_);
+  m.fields.SetBytes("session", sessions_[s]);
+  return m;
+}
+
+PsExchange::~PsExchange() { End(); }
+
+namespace {
+Counter& PhaseSeconds(const char* phase) {
+  return DefaultMetrics().Counter("dnnd_worker_step_seconds_total",
+                                  "worker step time by phase: compute (forward/backward), communicate, wait (for other workers), server (averaging and optimizer)",
+                                  {{"phase", phase}});
+}
+}  // namespace
+
+Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn::Sequential& model) {
+  const int n = static_cast<int>(versions_.size());  // servers x chunks
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  std::vector<Status> results(n, Status(StatusCode::kInternal, "no answer"));
+  std::vector<double> waited(n, 0.0), server(n, 0.0);
+  const auto start = rpc::Clock::now();
+  const auto deadline = start + timeout_;
+  for (int l = 0; l < n; ++l) {
+    wire::Message m = make(l);
+    m.fields.SetInt("chunk", l % chunks_);
+    clients_[l / chunks_]->CallAsync(std::move(m), deadline, [&, l](Result<wire::Message> r) {
+      // Each chunk's weights are copied in as they arrive, on the client's
+      // I/O thread, while later chunks are still on the way.
+      if (r.ok()) {
+        const wire::Fields& f = r.value().fields;
+        waited[l] = f.GetFloat("waited_s").ok() ? f.GetFloat("waited_s").value() : 0.0;
+        server[l] = f.GetFloat("server_s").ok() ? f.GetFloat("server_s").value() : 0.0;
+        LoadWeights(l, r.value());
+      }
+      std::lock_guard lock(mu);
+      results[l] = r.status();
+      if (++done == n) cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done == n; });
+  }
+  for (int l = 0; l < n; ++l)
+    if (!results[l].ok()) return results[l].WithContext("parameter server " + addresses_[l / chunks_]);
+  // The round trip, minus the time the servers held it for other workers and
+  // the time they spent averaging and running the optimizer (the longest of
+  // any chunk: chunks overlap).
+  static Counter& communicate = PhaseSeconds("communicate");
+  static Counter& wait = PhaseSeconds("wait");
+  static Counter& server_compute = PhaseSeconds("server");
+  const double total = std::chrono::duration<double>(rpc::Clock::now() - start).count();
+  const double w = *std::max_element(waited.begin(), waited.end());
+  const double s = std::min(total - w, *std::max_element(server.begin(), server.end()));
+  wait.Inc(w);
+  server_compute.Inc(std::max(0.0, s));
+  communicate.Inc(std::max(0.0, total - w - s));
+  return Status::Ok();
+}
+
+void PsExchange::LoadWeights(int shard, const wire::Message& response) {
+  versions_[shard] = response.fields.IntOr("version", versions_[shard]);
+  const auto& pieces = partition_.pieces[shard];
+  if (response.tensors.size() != pieces.size()) return;  // e.g. "you are current"
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const Tensor* p = FindParam(params_, pieces[i].param);
+    std::memcpy(const_cast<float*>(p->data()) + pieces[i].offset, response.tensors[i].data(),
+                static_cast<size_t>(pieces[i].length) * sizeof(float));
+  }
+}
+
+Result<wire::Message> PsExchange::InitServer(size_t s) {
+  wire::Message init;
+  init.type = ps::kInit;
+  init.fields.SetString("spec", spec_text_);
+  init.fields.SetInt("seed", static_cast<int64_t>(seed_));
+  init.fields.SetInt("servers", static_cast<int64_t>(clients_.size()));
+  init.fields.SetInt("index", static_cast<int64_t>(s));
+  init.fields.SetInt("worker", worker_);
+  {
+    std::lock_guard lock(sessions_mu_);
+    init.fields.SetBytes("session", sessions_[s]);  // ours again if the server still knows it
+  }
+  // Servers may still be starting: the client retries within its deadline;
+  // so does this loop while our rank's previous holder (this worker before a
+  // restart) has not yet timed out.
+  const auto deadline = rpc::Clock::now() + timeout_;
+  for (;;) {
+    auto r = clients_[s]->Call(init, timeout_);
+    if (r.status().code() == StatusCode::kAlreadyExists && rpc::Clock::now() + heartbeat_every_ < deadline) {
+      std::this_thread::sleep_for(std::max(heartbeat_every_, std::chrono::milliseconds(100)));
+      continue;
+    }
+    if (!r.ok()) return r.status().WithContext("initialising parameter server " + addresses_[s]);
+    auto session = r.value().fields.GetBytes("session");
+    if (!session.ok() || session.value().empty())
+      return Corruption("parameter server " + addresses_[s] + " answered init without a session");
+    std::lock_guard lock(sessions_mu_);
+    sessions_[s] = std::move(session).value();
+    return r;
+  }
+}
+
+Status PsExchange::PullAll(nn::Sequential& model) {
+  return ExchangeAll([&](int l) { return Request(ps::kPull, static_cast<size_t>(l / chunks_)); }, model);
+}
+
+Status PsExchange::InitAll(int64_t* start) {
+  for (size_t s = 0; s < clients_.size(); ++s) {
+    DNND_ASSIGN_OR_RETURN(wire::Message r, InitServer(s));
+    const std::string mode = r.fields.StringOr("mode", "sync");
+    const int64_t chunks = std::max<int64_t>(1, r.fields.IntOr("chunks", 1));
+    if (s == 0) {
+      mode_ = mode;
+      kavg_steps_ = std::max<int64_t>(1, r.fields.IntOr("kavg_steps", 1));
+      if (start) *start = r.fields.IntOr("worker_step", 0);
+      if (partition_.servers != 0 && chunks != chunks_)
+        return InvalidArgument("parameter server " + addresses_[s] + " now has " + std::to_string(chunks) +
+                                  " chunks, it had " + std::to_string(chunks_) + " (ps.chunks changed mid-job)");
+      chunks_ = static_cast<int>(chunks);
+    } else if (mode != mode_ || chunks != chunks_) {
+      return InvalidArgument("parameter servers disagree: " + addresses_[0] + " runs mode " + mode_ + " with " +
+                                std::to_string(chunks_) + " chunks, " + addresses_[s] + " runs mode " + mode +
+                                " with " + std::to_string(chunks) + " (ps.mode, ps.chunks)");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<int64_t> PsExchange::Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) {
+  params_ = model.NamedParameters();
+  spec_text_ = ModelSpecToToml(spec);
+  seed_ = seed;
+  int64_t start = 0;
+  DNND_RETURN_IF_ERROR(InitAll(&start));
+  // Each server's range is cut into its chunks: server s owns logical shards
+  // [s * chunks, (s + 1) * chunks).
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (const auto& [name, t] : params_) shapes.emplace_back(name, t.shape());
+  partition_ = ps::PartitionParameters(shapes, static_cast<int>(clients_.size()) * chunks_);
+  versions_.assign(partition_.pieces.size(), 0);
+  DNND_RETURN_IF_ERROR(PullAll(model));
+  heartbeat_.Start(heartbeat_every_, [this] { Heartbeat(); });
+  Log(LogLevel::kInfo, "worker", "joined parameter servers",
+      {{"worker", worker_}, {"servers", static_cast<int64_t>(clients_.size())}, {"chunks", static_cast<int64_t>(chunks_)},
+       {"mode", mode_}, {"start_step", start}});
+  return start;
+}
+
+Status PsExchange::Resync(nn::Sequential& model) {
+  DNND_RETURN_IF_ERROR(InitAll(nullptr));
+  return PullAll(model);
+}
+
+Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) {
+  const bool kavg = mode_ == "kavg";
+  if (kavg) {
+    local.Step();
+    local.ZeroGrad();
+    if ((step + 1) % kavg_steps_ != 0) return Status::Ok();
+  }
+  auto make = [&](int s) {
+    wire::Message push = Request(ps::kPush, static_cast<size_t>(s / chunks_));
+    push.fields.SetInt("version", versions_[s]);
+    push.fields.SetInt("step", step + 1);
+    push.fields.SetFloat("lr", lr);
+    for (const ps::ShardPiece& piece : partition_.pieces[s]) {
+      const Tensor* p = FindParam(params_, piece.param);
+      Tensor source = kavg ? p->detach() : p->grad();
+      if (!source.defined()) source = Tensor::Zeros(p->shape());  // a parameter the loss did not reach
+      push.tensors.push_back(wire::WireTensor::FromTensor(piece.key(), FlatSlice(source, piece.offset, piece.length),
+                                                          kavg ? wire::Codec::kNone : gradient_codec_));
+    }
+    return push;
+  };
+  Status s = ExchangeAll(make, model);
+  if (!s.ok() && (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded ||
+                  s.code() == StatusCode::kPermissionDenied)) {
+    // A server restarted (it no longer knows our session) or dropped us:
+    // this step's contribution is lost, the weights are the servers' again,
+    // and training goes on.
+    Log(LogLevel::kWarn, "worker", "lost a step's exchange; resynchronising",
+        {{"worker", worker_}, {"step", step}, {"reason", s.ToString()}});
+    s = Resync(model);
+  }
+  model.ZeroGrad();
+  return s;
+}
+
+void PsExchange::Heartbeat() {
+  for (size_t s = 0; s < clients_.size(); ++s)
+    clients_[s]->CallAsync(Request(ps::kHeartbeat, s), rpc::Clock::now() + heartbeat_every_,
+                           [](Result<wire::Message>) {});
+}
+
+void PsExchange::End() {
+  if (ended_.exchange(true)) return;
+  heartbeat_.Stop();
+  for (size_t s = 0; s < clients_.size(); ++s)
+    (void)clients_[s]->Call(Request(ps::kLeave, s), std::chrono::milliseconds(2000));
+}
+
+}  // namespace dnnd

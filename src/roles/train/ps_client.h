@@ -1,0 +1,84 @@
+// The worker's side of data-parallel training: a StepExchange that sends each
+// step's gradients (or, in kavg, every K steps' weights) to the parameter
+// servers and loads the weights they answer with. Every server gets its
+// pieces in parallel, as views of the gradient tensors (no copy before the
+// socket); a background thread heartbeats so a sync step never waits on a
+// dead worker.
+//
+// Identity: init joins each server as this worker's rank and gets a session
+// (parameter_server.h) that every later push, pull, heartbeat and leave to
+// that server carries. A server that does not know the session (it
+// restarted) refuses with PermissionDenied, and the worker joins again, as
+// after a lost exchange; a rank still held by a predecessor (this worker
+// restarted) is retried until the predecessor times out, within the request
+// timeout.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/periodic.h"
+#include "roles/ps/protocol.h"
+#include "roles/train/trainer.h"
+#include "transport/rpc_client.h"
+
+namespace dnnd {
+
+class PsExchange : public StepExchange {
+ public:
+  // `gradient_codec` encodes pushed gradients (kavg's weights always go raw).
+  PsExchange(std::vector<std::string> servers, int64_t worker, rpc::RpcClientOptions options,
+             std::chrono::milliseconds heartbeat_every, wire::Codec gradient_codec = wire::Codec::kNone);
+  ~PsExchange() override;
+
+  Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) override;
+  Status Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) override;
+  void End() override;
+
+  const std::string& mode() const { return mode_; }
+
+ private:
+  // Sends one message per (server, chunk) -- logical shard `l` is chunk
+  // l % chunks of server l / chunks -- built by `make`, all in flight at
+  // once, and waits for every answer; weights they carry go into the model
+  // as each arrives.
+  Status ExchangeAll(const std::function<wire::Message(int shard)>& make, nn::Sequential& model);
+  void LoadWeights(int shard, const wire::Message& response);
+  // Sends init (idempotent) to server `s`; its answer carries mode, chunks
+  // and the step to resume from.
+  Result<wire::Message> InitServer(size_t s);
+  // Inits every server; checks they agree on mode and chunk count.
+  Status InitAll(int64_t* start);
+  Status PullAll(nn::Sequential& model);
+  // After a server restarted or dropped us: init again and pull.
+  Status Resync(nn::Sequential& model);
+  void Heartbeat();  // to every server, every heartbeat_every
+  // A request of `type` to server `s` naming this worker and its session there.
+  wire::Message Request(uint16_t type, size_t s) const;
+
+  const std::vector<std::string> addresses_;
+  const int64_t worker_;
+  const std::chrono::milliseconds heartbeat_every_;
+  const wire::Codec gradient_codec_;
+  std::vector<std::unique_ptr<rpc::RpcClient>> clients_;
+  mutable std::mutex sessions_mu_;     // the heartbeat thread reads them
+  std::vector<std::string> sessions_;  // per server, from its init ("" before)
+  ps::Partition partition_;  // servers x chunks logical shards
+  nn::NamedTensors params_;  // the model's, in model order
+  std::string spec_text_;
+  uint64_t seed_ = 0;
+  std::string mode_ = "sync";
+  int64_t kavg_steps_ = 1;
+  int chunks_ = 1;                 // per server, as the servers report
+  std::vector<int64_t> versions_;  // last version seen per logical shard
+  std::chrono::milliseconds timeout_;
+
+  std::atomic<bool> ended_{false};
+  PeriodicTask heartbeat_;
+};
+
+}  // namespace dnnd

@@ -1,0 +1,148 @@
+// The training loop every training role shares: epochs of shuffled batches,
+// forward/backward/step, learning-rate schedule, per-epoch evaluation,
+// progress display, periodic and final checkpoints, and exact resume.
+//
+//   Trainer trainer(spec, spec_text, options);
+//   Status s = trainer.Run(train_set, &test_set, stop_flag);
+//   trainer.history();   // per-epoch loss, accuracy, throughput
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/data/dataset.h"
+#include "core/progress.h"
+#include "core/status.h"
+#include "tensor/checkpoint.h"
+#include "tensor/model_spec.h"
+#include "tensor/nn.h"
+#include "tensor/optim.h"
+
+namespace dnnd {
+
+// Where a step's gradients go. Local training applies the optimizer itself;
+// a data-parallel worker sends them to parameter servers and takes the new
+// weights back (ps_client.h).
+class StepExchange {
+ public:
+  virtual ~StepExchange() = default;
+  // Before the first step (after any local resume): connect, make the
+  // model's weights the job's, and return the step to start from (a
+  // restarted worker rejoins mid-run), or -1 to keep the local one.
+  virtual Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) = 0;
+  // After backward of step `step` (0-based, `lr` from the schedule): leave
+  // the next weights in `model` and its gradients cleared. `local` is the
+  // worker's own optimizer (used between averages in kavg).
+  virtual Status Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) = 0;
+  // Before the trainer writes a checkpoint: make `model` hold the current
+  // weights of every layer (layers kept elsewhere are copied back), and add
+  // to `files` any state of its own that belongs to the same generation.
+  virtual Status BeforeCheckpoint(nn::Sequential& model, CheckpointFiles& files) { return Status::Ok(); }
+  // After a local resume, before Begin: the files of the generation resumed.
+  virtual void Resumed(const CheckpointFiles& files) {}
+  // Training is over (finished or stopped): leave the job.
+  virtual void End() = 0;
+};
+
+struct EpochRecord;
+
+// Progress callbacks for whoever runs the trainer in-process (the controller
+// records a job's progress and per-epoch history from them). Called on the
+// training thread, so they must be quick; empty ones are skipped. Only the
+// reporting worker of a data-parallel job gets them (MakeWorker).
+struct TrainHooks {
+  // After every step: steps done (counting any resumed ones) of total_steps.
+  std::function<void(int64_t step, int64_t total_steps)> on_step;
+  // After every epoch, with its record (evaluated when it was evaluated).
+  std::function<void(const EpochRecord& record, int64_t step, int64_t total_steps)> on_epoch;
+};
+
+struct TrainOptions {
+  int64_t epochs = 5;
+  int64_t iterations = 0;  // > 0: that many full-batch steps instead of epochs
+  int64_t batch_size = 128;
+  uint64_t seed = 42;
+  bool shuffle = true;
+  std::string lr_schedule = "constant";  // constant | cosine | step
+  int64_t lr_step_epochs = 1;
+  float lr_gamma = 0.1f;
+  float normalize_mean = 0.0f, normalize_std = 1.0f;
+  std::string checkpoint_dir;  // empty: no checkpoints
+  int64_t checkpoint_every_steps = 0;
+  int64_t max_steps = 0;  // > 0: stop (with a checkpoint) after this many steps in total
+  // A segment of a longer run (an elastic job re-sharded between epochs):
+  // train epochs [start_epoch, stop_epoch) of `epochs`, the job's step being
+  // start_step when start_epoch began. Steps keep counting across segments
+  // even though a segment's steps per epoch depend on its number of workers;
+  // the learning-rate schedule still spans all `epochs`. The defaults are the
+  // whole run.
+  int64_t start_epoch = 0, start_step = 0;
+  int64_t stop_epoch = 0;  // 0: epochs
+  bool resume = true;
+  int64_t eval_every_epochs = 1;
+  // > 0: stop after the first evaluated epoch with at least this test
+  // accuracy (KubeML's goal accuracy), as if training had finished.
+  double goal_accuracy = 0;
+  ProgressMode progress = ProgressMode::kAuto;
+  // False: no progress, no per-epoch summary (data-parallel workers other
+  // than worker 0, which reports for the job).
+  bool report = true;
+  // Null: local training. Otherwise steps go through it, and it may set the
+  // start step (parameter servers do; set resume = false for them).
+  std::shared_ptr<StepExchange> exchange;
+  TrainHooks hooks;
+};
+
+struct EvalResult {
+  double loss = 0, accuracy = 0;
+  int64_t samples = 0;
+};
+
+struct EpochRecord {
+  int64_t epoch = 0;  // 1-based
+  double train_loss = 0;
+  double seconds = 0, samples_per_s = 0;
+  bool evaluated = false;
+  EvalResult eval;
+};
+
+class Trainer {
+ public:
+  // Builds the model (seeded) and its optimiser; fails on an invalid spec.
+  static Result<std::unique_ptr<Trainer>> Create(ModelSpec spec, TrainOptions options);
+
+  // Trains until done or until `stop` becomes true (then checkpoints and
+  // returns Cancelled). Resumes from options.checkpoint_dir when it holds a
+  // checkpoint and options.resume is set.
+  Status Run(const data::Dataset& train, const data::Dataset* test, const std::atomic<bool>& stop);
+
+  // Mean loss and accuracy over `set` in evaluation mode (no graph recorded).
+  // Accuracy is argmax for cross-entropy, rounding at 0.5 for MSE/BCE.
+  EvalResult Evaluate(const data::Dataset& set);
+
+  const std::vector<EpochRecord>& history() const { return history_; }
+  nn::Sequential& model() { return *model_; }
+  optim::Optimizer& optimizer() { return *optimizer_; }
+
+ private:
+  Trainer(ModelSpec spec, TrainOptions options, std::shared_ptr<nn::Sequential> model,
+          std::unique_ptr<optim::Optimizer> optimizer);
+  float LearningRate(int64_t epoch) const;  // 0-based epoch
+  Status SaveCheckpoint(int64_t epoch, int64_t step, int64_t samples);
+  // Removes the temporary files and generations a killed save left in
+  // options_.checkpoint_dir (SweepTempFiles), before anything reads or writes it.
+  Status SweepCheckpointDir();
+
+  ModelSpec spec_;
+  TrainOptions options_;
+  int64_t saved_epoch_ = -1, saved_step_ = -1;  // of the last checkpoint written
+  std::shared_ptr<nn::Sequential> model_;
+  std::unique_ptr<optim::Optimizer> optimizer_;
+  std::vector<EpochRecord> history_;
+  int64_t train_samples_ = 0;  // the training set's size, recorded in checkpoints
+};
+
+}  // namespace dnnd

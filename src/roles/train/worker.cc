@@ -1,0 +1,198 @@
+#include "roles/train/worker.h"
+
+#include <toml++/toml.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+
+#include <unistd.h>
+
+#include "tensor/data/from_config.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "roles/train/layer_client.h"
+#include "roles/train/ps_client.h"
+#include "roles/train/trainer.h"
+#include "tensor/parallel.h"
+#include "core/files.h"
+
+namespace dnnd {
+
+Result<ModelSpec> LoadModelSpec(const Config& cfg) {
+  const toml::table* m = cfg.Section("model");
+  if (!m) return InvalidArgument(cfg.path() + ": no [model] section (the model to train)");
+  if (const toml::node* f = m->get("file")) {
+    if (!f->is_string() || m->size() != 1)
+      return InvalidArgument(SourceWhere(*f) + ": model.file must be a string and the only key");
+    std::filesystem::path p(*f->value<std::string>());
+    if (p.is_relative()) p = std::filesystem::path(cfg.path()).parent_path() / p;
+    DNND_ASSIGN_OR_RETURN(std::string text, ReadFileToString(p.string(), 1 << 20));
+    return ParseModelSpecText(text, p.string());
+  }
+  return ParseModelSpec(*m);
+}
+
+namespace {
+
+class WorkerRole : public Role {
+ public:
+  WorkerRole(std::unique_ptr<Trainer> trainer, data::Dataset train, data::Dataset test, bool has_test)
+      : trainer_(std::move(trainer)), train_(std::move(train)), test_(std::move(test)), has_test_(has_test) {}
+
+  Status Run() override {
+    Log(LogLevel::kInfo, "worker", "training",
+        {{"train_samples", train_.size()}, {"test_samples", has_test_ ? test_.size() : int64_t{0}},
+         {"parameters", trainer_->model().ParameterCount()}, {"threads", GetThreads()}});
+    Status s = Status::Ok();
+    try {
+      s = trainer_->Run(train_, has_test_ ? &test_ : nullptr, stop_);
+    } catch (const std::runtime_error& e) {
+      // A remote layer failed mid-forward/backward (layer_client.h).
+      s = Status(StatusCode::kUnavailable, e.what());
+    }
+    if (!s.ok()) return s;
+    const auto& h = trainer_->history();
+    if (!h.empty() && h.back().evaluated) {
+      std::fprintf(stderr, "final test accuracy %.2f%% (test loss %.4f)\n",
+                   100.0 * h.back().eval.accuracy, h.back().eval.loss);
+      Log(LogLevel::kInfo, "worker", "done",
+          {{"test_accuracy", h.back().eval.accuracy}, {"test_loss", h.back().eval.loss}});
+      LogStepTimeSplit();
+    }
+    return Status::Ok();
+  }
+
+  void Stop() override { stop_.store(true); }
+
+  // Where step time went (all workers of this process), from /metrics' counters.
+  static void LogStepTimeSplit() {
+    auto phase = [](const char* p) {
+      return DefaultMetrics()
+          .Counter("dnnd_worker_step_seconds_total",
+                   "worker step time by phase: compute (forward/backward), communicate, wait (for other workers), server (averaging and optimizer)",
+                   {{"phase", p}})
+          .Value();
+    };
+    const double compute = phase("compute"), communicate = phase("communicate"), wait = phase("wait"),
+                 server = phase("server");
+    const double total = compute + communicate + wait + server;
+    if (total == compute) return;  // local training
+    std::fprintf(stderr,
+                 "step time: compute %.0f%%, communicate %.0f%%, wait %.0f%%, server %.0f%% (%.1f s over all workers)\n",
+                 100 * compute / total, 100 * communicate / total, 100 * wait / total, 100 * server / total, total);
+  }
+
+ private:
+  std::unique_ptr<Trainer> trainer_;
+  data::Dataset train_, test_;
+  bool has_test_;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
+  WorkerPlacement placement;
+  placement.index = cfg.GetInt("worker.index");
+  placement.count = cfg.GetInt("worker.count");
+  placement.parameter_servers = cfg.GetStrings("worker.parameter_servers");
+  if (placement.index >= placement.count)
+    return InvalidArgument("worker.index " + std::to_string(placement.index) + " is not below worker.count " +
+                           std::to_string(placement.count));
+  return MakeWorker(cfg, placement, true);
+}
+
+Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacement& placement, bool show_progress,
+                                         TrainHooks hooks) {
+  DNND_ASSIGN_OR_RETURN(data::Dataset train, data::LoadTrainingSet(cfg));
+  DNND_ASSIGN_OR_RETURN(std::optional<data::Dataset> test, data::LoadTestSet(cfg));
+  if (placement.count > 1) {
+    if (train.size() < placement.count)
+      return InvalidArgument("the training set has " + std::to_string(train.size()) + " samples for " +
+                             std::to_string(placement.count) + " workers");
+    // The seed stays the job's: every worker starts from the same weights
+    // (and its own part of the data is shuffled reproducibly).
+    train = train.Part(placement.index, placement.count);
+  }
+  return MakeWorkerWithData(cfg, placement, show_progress, std::move(hooks), std::move(train), std::move(test));
+}
+
+Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, const WorkerPlacement& placement,
+                                                 bool show_progress, TrainHooks hooks, data::Dataset train,
+                                                 std::optional<data::Dataset> test_set) {
+  DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(cfg));
+  TrainOptions o;
+  o.epochs = cfg.GetInt("train.epochs");
+  o.iterations = cfg.GetInt("train.iterations");
+  o.batch_size = cfg.GetInt("train.batch_size");
+  o.seed = static_cast<uint64_t>(cfg.GetInt("train.seed"));
+  o.shuffle = cfg.GetBool("train.shuffle");
+  o.lr_schedule = cfg.GetString("train.lr_schedule");
+  o.lr_step_epochs = cfg.GetInt("train.lr_step_epochs");
+  o.lr_gamma = static_cast<float>(cfg.GetFloat("train.lr_gamma"));
+  o.normalize_mean = static_cast<float>(cfg.GetFloat("data.normalize_mean"));
+  o.normalize_std = static_cast<float>(cfg.GetFloat("data.normalize_std"));
+  o.checkpoint_dir = cfg.GetString("train.checkpoint_dir");
+  o.checkpoint_every_steps = cfg.GetInt("train.checkpoint_every_steps");
+  o.max_steps = cfg.GetInt("train.max_steps");
+  o.resume = cfg.GetBool("train.resume");
+  o.eval_every_epochs = cfg.GetInt("train.eval_every_epochs");
+  o.goal_accuracy = cfg.GetFloat("train.goal_accuracy");
+  o.start_epoch = cfg.GetInt("train.start_epoch");
+  o.start_step = cfg.GetInt("train.start_step");
+  o.stop_epoch = cfg.GetInt("train.stop_epoch");
+  o.progress = ParseProgressMode(cfg.GetString("train.progress"));
+  o.report = show_progress;
+  o.hooks = std::move(hooks);
+  const bool data_parallel = !placement.parameter_servers.empty();
+  DNND_ASSIGN_OR_RETURN(std::vector<LayerPlacement> layers, ParsePlacements(cfg));
+  if (data_parallel && !layers.empty())
+    return InvalidArgument("worker.parameter_servers and worker.placement are both set; a worker either trains "
+                           "data-parallel or places layers on layer servers");
+  if (!layers.empty()) {
+    DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
+    o.exchange = std::make_shared<LayerExchange>(std::move(layers), cfg.GetInt("worker.micro_batches"), std::move(rpc),
+                                                 cfg.GetString("node.name") + "-" + std::to_string(::getpid()));
+  }
+  if (data_parallel) {
+    DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
+    DNND_ASSIGN_OR_RETURN(wire::Codec codec, wire::ParseCodec(cfg.GetString("worker.gradient_codec")));
+    o.exchange = std::make_shared<PsExchange>(placement.parameter_servers, placement.index, std::move(rpc),
+                                              std::chrono::milliseconds(cfg.GetInt("worker.heartbeat_ms")), codec);
+    // The servers hold the job's state: a restarted worker resumes from them,
+    // and only worker 0 writes the final model.
+    o.resume = false;
+    if (placement.index != 0) {
+      // Worker 0 reports, evaluates and writes the final model for the job.
+      o.checkpoint_dir.clear();
+      o.eval_every_epochs = 0;
+      o.report = false;
+    }
+    o.checkpoint_every_steps = 0;
+    o.max_steps = 0;
+  }
+
+  const bool has_test = test_set.has_value();
+  data::Dataset test = has_test ? std::move(*test_set) : data::Dataset{};
+  // Fail now, not deep inside training, when data and model disagree.
+  if (train.sample_shape != spec.input)
+    return InvalidArgument("the training data's samples are " + ShapeToString(train.sample_shape) +
+                           " but model.input is " + ShapeToString(spec.input));
+  if (has_test && test.sample_shape != train.sample_shape)
+    return InvalidArgument("test samples are " + ShapeToString(test.sample_shape) +
+                           " but training samples are " + ShapeToString(train.sample_shape));
+  DNND_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(std::move(spec), std::move(o)));
+  if (trainer->model().NamedParameters().empty())
+    return InvalidArgument("the model has no trainable parameters");
+  auto out = trainer->model().OutputShape(train.sample_shape);
+  if (out.ok() && !train.labels.empty() && out->size() == 1 &&
+      (*out)[0] < std::max(train.num_classes, test.num_classes))
+    return InvalidArgument("the model has " + std::to_string((*out)[0]) + " outputs but the data has " +
+                           std::to_string(std::max(train.num_classes, test.num_classes)) + " classes");
+  return std::unique_ptr<Role>(new WorkerRole(std::move(trainer), std::move(train), std::move(test), has_test));
+}
+
+}  // namespace dnnd

@@ -1,0 +1,47 @@
+// The worker role. With no parameter servers configured it trains locally:
+// the model from [model] (or the spec file [model].file names), the data from
+// [data], the loop from [train]; progress per epoch, test accuracy, and a
+// checkpoint in train.checkpoint_dir.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "tensor/data/dataset.h"
+#include "roles/base/role.h"
+#include "core/status.h"
+#include "roles/train/trainer.h"
+#include "tensor/model_spec.h"
+
+namespace dnnd {
+
+// Where a worker sits in a data-parallel job.
+struct WorkerPlacement {
+  int64_t index = 0;                         // trains on part `index` of `count` of the data
+  int64_t count = 1;
+  std::vector<std::string> parameter_servers;  // empty: local training
+};
+
+// The model a config trains: [model] inline, or [model] file = "x.toml"
+// (relative to the config).
+Result<ModelSpec> LoadModelSpec(const Config& config);
+
+// The worker role training its own shard; its placement comes from the
+// [worker] section (the registry picks the pool worker when worker.controller
+// is set).
+Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& config);
+// A worker with an explicit placement (the standalone role runs several).
+// `show_progress` false silences its progress bar (only one worker shows one).
+// `hooks` receive its progress (give them to the reporting worker only).
+Result<std::unique_ptr<Role>> MakeWorker(const Config& config, const WorkerPlacement& placement,
+                                         bool show_progress, TrainHooks hooks = {});
+// The same with the data already in memory: `train` is this worker's part
+// (a pool worker receives only its part from the controller).
+Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& config, const WorkerPlacement& placement,
+                                                 bool show_progress, TrainHooks hooks, data::Dataset train,
+                                                 std::optional<data::Dataset> test);
+
+}  // namespace dnnd
