@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh --tests
+# Every relative link in the Markdown files resolves (file and #heading).
+scripts/check-doc-links.py
 cd build
 exclude=(-LE sanitize)
 [[ "${DNND_LONG_TESTS:-0}" == 1 ]] || exclude=(-LE 'long|sanitize')
