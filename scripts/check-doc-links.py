@@ -66,7 +66,8 @@ def main():
                         errors.append(f"{where}: no such file")
                     elif frag and os.path.isfile(dest) and dest.endswith(".md"):
                         if frag not in anchors(dest):
-                            errors.append(f"{where}: no heading #{frag} in {os.path.relpath(dest, ROOT)}")
+                            rel = os.path.relpath(dest, ROOT)
+                            errors.append(f"{where}: no heading #{frag} in {rel}")
     for e in errors:
         print(e, file=sys.stderr)
     print(f"check-doc-links: {checked} relative links, {len(errors)} broken")
