@@ -40,7 +40,7 @@ done
 
 die() { echo "build-image.sh: $*" >&2; exit 1; }
 
-command -v buildah >/dev/null || die "buildah is not installed (scripts/setup.sh installs it; or apt-get install buildah)"
+command -v buildah >/dev/null || die "buildah is not installed (scripts/setup.sh --tests installs it; or apt-get install buildah)"
 
 if [[ -z "$binary" ]]; then
   # Build (or refresh) the dnnd target only: cheap when it is up to date.

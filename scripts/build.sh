@@ -1,13 +1,32 @@
 #!/usr/bin/env bash
-# Installs dependencies if missing (as root) and builds dnnd, its tests and
-# benchmarks into build/ (Release, portable x86-64-v2 baseline).
-#   DNND_NATIVE=1 scripts/build.sh    # tune for this machine's CPU instead
+# Installs dependencies if missing (as root) and builds into build/ (Release,
+# portable x86-64-v2 baseline).
+#   scripts/build.sh                  dnnd itself: what scripts/run.sh needs
+#   scripts/build.sh --tests          dnnd, its tests and benchmarks (scripts/test.sh)
+#   DNND_NATIVE=1 scripts/build.sh    tune for this machine's CPU instead
+# Without --tests a fresh build/ is configured with the tests and benchmarks
+# off (their packages are not installed then); an existing build/ keeps what
+# it was configured with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+tests=0
+case "${1:-}" in
+  --tests) tests=1 ;;
+  "") ;;
+  *) echo "usage: build.sh [--tests]" >&2; exit 2 ;;
+esac
+if ((tests)); then
+  scripts/setup.sh --tests
+  options=(-DDNND_BUILD_TESTS=ON -DDNND_BUILD_BENCH=ON)
+else
+  scripts/setup.sh
+  options=()
+  [[ -f build/CMakeCache.txt ]] || options=(-DDNND_BUILD_TESTS=OFF -DDNND_BUILD_BENCH=OFF)
+fi
 native=OFF
 [[ "${DNND_NATIVE:-0}" == 1 ]] && native=ON
-if ! cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDNND_NATIVE="$native" > build.log 2>&1; then
+if ! cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDNND_NATIVE="$native" "${options[@]}" \
+    > build.log 2>&1; then
   cat build.log
   exit 1
 fi

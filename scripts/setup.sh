@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# Installs every build, test and benchmark dependency of dnnd from Debian 12's
-# archive. Idempotent: packages already present are skipped by apt-get, and the
-# package index is refreshed only when something is missing. Run as root.
+# Installs dnnd's dependencies from Debian 12's archive. Run as root.
+#   scripts/setup.sh           what building and running dnnd needs (scripts/run.sh)
+#   scripts/setup.sh --tests   that plus every test and benchmark dependency
+#                              (scripts/test.sh, CI)
+# Idempotent: packages already present are skipped, and the package index is
+# refreshed only when something is missing.
 set -euo pipefail
 
+tests=0
+case "${1:-}" in
+  --tests) tests=1 ;;
+  "") ;;
+  *) echo "usage: setup.sh [--tests]" >&2; exit 2 ;;
+esac
+
+# Building the dnnd binary (CMake with DNND_BUILD_TESTS/DNND_BUILD_BENCH off,
+# as scripts/build.sh configures it without --tests) and running the main job.
 packages=(
-  build-essential cmake pkg-config file git
+  build-essential cmake file
   # Boost 1.81: Asio and Beast are header-only; JSON has a static archive.
   libboost1.81-dev libboost-json1.81-dev
   libeigen3-dev
@@ -16,23 +28,32 @@ packages=(
   libtomlplusplus-dev
   # OpenSSL's libcrypto.a: HMAC-SHA256 of the wire handshake.
   libssl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  # Real data and the PyTorch reference used by tests and benchmarks.
-  dataset-fashion-mnist python3-numpy python3-torch
-  # Benchmark runner: peak RSS via GNU time; wrk drives bench/http_load.py.
-  time wrk
-  # Wire benchmark baselines: protobuf, and DockerNN's blosc + Flask path.
-  libprotobuf-dev protobuf-compiler python3-blosc python3-flask python3-requests
-  # The wire fuzzer CI runs (libFuzzer + ASan/UBSan).
-  clang libclang-rt-14-dev
-  # Container image (deploy/build-image.sh) and its test (podman with runc);
-  # manifest validation (deploy/validate/: yamllint here; kubectl, the docker
-  # client and node/npm come with the machine).
-  buildah podman runc yamllint
-  # The dashboard's test drives headless Chromium (tests/dashboard/); its npm
-  # packages (puppeteer-core, pinned by the lockfile) are installed below.
-  chromium
+  # The data the run command trains on.
+  dataset-fashion-mnist
 )
+if ((tests)); then
+  packages+=(
+    # The GoogleTest suites and the Google Benchmark programs (CMake's
+    # DNND_BUILD_TESTS and DNND_BUILD_BENCH need them).
+    libgtest-dev libgmock-dev libbenchmark-dev
+    # The PyTorch interop test and the reference runs of the benchmarks.
+    python3-numpy python3-torch
+    # Benchmark runner: peak RSS via GNU time; wrk drives bench/http_load.py.
+    time wrk
+    # Wire benchmark baselines: protobuf, and DockerNN's blosc + Flask path.
+    libprotobuf-dev protobuf-compiler python3-blosc python3-flask python3-requests
+    # The fuzz targets CI runs (libFuzzer + ASan/UBSan).
+    clang libclang-rt-14-dev
+    # Container image (deploy/build-image.sh, which stamps the git revision)
+    # and its test (podman with runc); manifest validation (deploy/validate/:
+    # yamllint here; kubectl, the docker client and node/npm come with the
+    # machine).
+    git buildah podman runc yamllint
+    # The dashboard's test drives headless Chromium (tests/dashboard/); its npm
+    # packages (puppeteer-core, pinned by the lockfile) are installed below.
+    chromium
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -49,7 +70,7 @@ if ((${#missing[@]})); then
 fi
 # npm packages of the tests, as their lockfiles pin them (node and npm come
 # with the machine; the tests themselves fail clearly without them).
-if command -v npm >/dev/null; then
+if ((tests)) && command -v npm >/dev/null; then
   here=$(cd "$(dirname "$0")" && pwd)
   for dir in deploy/validate tests/dashboard; do "$here/npm-ci.sh" "$here/../$dir"; done
 fi

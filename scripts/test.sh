@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds (installing dependencies if needed) and runs the whole test suite.
+# Builds dnnd, its tests and benchmarks (installing every test and benchmark
+# dependency if needed: scripts/setup.sh --tests) and runs the whole suite.
 # Long soak runs are opt-in (DNND_LONG_TESTS=1). After the default suite:
 # the unit and role tests under ASan+UBSan and TSan (label `sanitize`,
 # DNND_SANITIZE=0 skips), then every fuzz target (DNND_FUZZ_SECONDS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh
+scripts/build.sh --tests
+# Every relative link in the Markdown files resolves (file and #heading).
+scripts/check-doc-links.py
 cd build
 exclude=(-LE sanitize)
 [[ "${DNND_LONG_TESTS:-0}" == 1 ]] || exclude=(-LE 'long|sanitize')

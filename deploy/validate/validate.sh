@@ -36,7 +36,7 @@ want() { [[ "$only" == *",$1,"* ]]; }
 missing=()
 for tool in kubectl docker node npm yamllint; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if ((${#missing[@]})); then
-  echo "validate.sh: missing tools: ${missing[*]} (yamllint: scripts/setup.sh installs it; kubectl, docker (client only) and node come with the machine)" >&2
+  echo "validate.sh: missing tools: ${missing[*]} (yamllint: scripts/setup.sh --tests installs it; kubectl, docker (client only) and node come with the machine)" >&2
   exit 1
 fi
 [[ -x "$dnnd" ]] || { echo "validate.sh: no dnnd binary at $dnnd (build it, or set DNND_BINARY)" >&2; exit 1; }
