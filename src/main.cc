@@ -24,9 +24,9 @@
 #include "core/wait_files.h"
 #include "roles/ctl.h"
 #include "roles/infer.h"
+#include "tensor/parallel.h"
 #include "transport/http_probe.h"
 #include "transport/secrets.h"
-#include "tensor/parallel.h"
 
 namespace {
 

@@ -1,10 +1,10 @@
 #include "core/config.h"
 
-#include <cstdio>
 #include <toml++/toml.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <stdexcept>
@@ -12,8 +12,8 @@
 
 #include "core/config_schema.h"
 #include "core/did_you_mean.h"
-#include "core/toml_guard.h"
 #include "core/files.h"
+#include "core/toml_guard.h"
 
 extern char** environ;
 
@@ -196,9 +196,11 @@ std::string UnknownSection(const std::string& section, const toml::node& n) {
   if (!n.is_table()) {
     std::string keys;
     for (const auto& k : ConfigSchema())
-      if (k.key.substr(k.key.find('.') + 1) == section) keys += (keys.empty() ? "" : " or ") + k.key;
+      if (k.key.substr(k.key.find('.') + 1) == section)
+        keys += (keys.empty() ? "" : " or ") + k.key;
     return "unknown top-level key '" + section + "' (every key is in a section)" +
-           (keys.empty() ? Suggest(section, SectionNames(), "[", "]") : "; did you mean " + keys + "?");
+           (keys.empty() ? Suggest(section, SectionNames(), "[", "]")
+                         : "; did you mean " + keys + "?");
   }
   std::string what = "unknown section [" + section + "]";
   auto near = DidYouMean(section, SectionNames());
@@ -387,7 +389,8 @@ Result<Config> Config::Build(std::string_view text, std::string_view source,
       const std::string full = section + "." + name;
       const ConfigKey* k = FindKey(full);
       if (!k) {
-        report(knode, full, "unknown key " + full + Suggest(name, KeyNames(section), section + "."));
+        report(knode, full,
+               "unknown key " + full + Suggest(name, KeyNames(section), section + "."));
         continue;
       }
       std::string problem = CheckValue(*k, knode);

@@ -86,9 +86,10 @@ TEST(Config, OverrideOfUnknownSectionKeepsItsOrigin) {
 // Errors come in file order (line, then column), whatever the sections'
 // names; then the environment's and --set's in the order given.
 TEST(Config, ErrorsAreSortedByPosition) {
-  auto cfg = Config::FromString("[train]\nbogus = 1\n[data]\nbogus = 2\n[log]\nlevel = \"x\"\n"
-                                "[train.extra]\n",
-                                "c.toml", {"zz.a=1", "aa.b=2"}, {{"DNND_MM__C", "3"}});
+  auto cfg = Config::FromString(
+      "[train]\nbogus = 1\n[data]\nbogus = 2\n[log]\nlevel = \"x\"\n"
+      "[train.extra]\n",
+      "c.toml", {"zz.a=1", "aa.b=2"}, {{"DNND_MM__C", "3"}});
   ASSERT_FALSE(cfg.ok());
   EXPECT_EQ(cfg.status().message(),
             "c.toml:2:9: unknown key train.bogus\n"
@@ -101,7 +102,8 @@ TEST(Config, ErrorsAreSortedByPosition) {
 }
 
 TEST(Config, NearMissesGetADidYouMean) {
-  ExpectError("[trian]\nepochs = 3\n", {"bad.toml:1:1: unknown section [trian]; did you mean [train]?"});
+  ExpectError("[trian]\nepochs = 3\n",
+              {"bad.toml:1:1: unknown section [trian]; did you mean [train]?"});
   ExpectError("[train]\nepochz = 3\n", {"unknown key train.epochz; did you mean train.epochs?"});
   ExpectError("", {"--set trian.epochs: unknown section [trian]; did you mean train.epochs?"},
               {"trian.epochs=3"});
@@ -109,7 +111,8 @@ TEST(Config, NearMissesGetADidYouMean) {
   // Far from every name: no guess.
   auto cfg = Config::FromString("[train]\nlisten = 1\n", "c.toml");
   ASSERT_FALSE(cfg.ok());
-  EXPECT_EQ(cfg.status().message().find("did you mean"), std::string::npos) << cfg.status().message();
+  EXPECT_EQ(cfg.status().message().find("did you mean"), std::string::npos)
+      << cfg.status().message();
 }
 
 // The config chooses the role: [node] role, one of the roles (or "" for none).
@@ -128,8 +131,8 @@ TEST(Config, NodeRoleIsAnEnumOfTheRoles) {
                "'parameter-server'?",
                "expected one of worker, parameter-server"});
   // The top-level form is not the canonical one; it points at it.
-  ExpectError("role = \"worker\"\n", {"bad.toml:1:8: unknown top-level key 'role'",
-                                        "did you mean node.role?"});
+  ExpectError("role = \"worker\"\n",
+              {"bad.toml:1:8: unknown top-level key 'role'", "did you mean node.role?"});
 }
 
 TEST(Config, CollectsEveryError) {

@@ -51,8 +51,9 @@ TEST(Cli, NodeRoleChoicesAreTheRegistrysRoles) {
 // what [node] role names; here a splitter that cuts its shards and ends.
 TEST(Cli, ConfigFileAloneChoosesTheRole) {
   TempDir dir;
-  Outcome r = Dnnd("--config " + Src("configs/splitter.toml") +
-                   " --set data.limit_train=600 --set splitter.output_dir=" + dir.path() + "/shards");
+  Outcome r =
+      Dnnd("--config " + Src("configs/splitter.toml") +
+           " --set data.limit_train=600 --set splitter.output_dir=" + dir.path() + "/shards");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(std::filesystem::exists(dir.path() + "/shards/manifest.json")) << r.output;
   EXPECT_TRUE(std::filesystem::exists(dir.path() + "/shards/shard-000.npz")) << r.output;
@@ -62,10 +63,12 @@ TEST(Cli, ConfigFileAloneChoosesTheRole) {
 // health check until SIGTERM.
 TEST(Cli, ConfigFileAloneStartsAServingRole) {
   TempDir dir;
-  Daemon ps("--config " + Src("configs/parameter-server.toml") +
-                " --set ps.listen=127.0.0.1:0 --set http.listen=127.0.0.1:0 --set ps.checkpoint_dir=",
-            dir.path() + "/ps.log");
-  const int port = ps.PortAfter("control plane listening address=127.0.0.1:", std::chrono::seconds(10));
+  Daemon ps(
+      "--config " + Src("configs/parameter-server.toml") +
+          " --set ps.listen=127.0.0.1:0 --set http.listen=127.0.0.1:0 --set ps.checkpoint_dir=",
+      dir.path() + "/ps.log");
+  const int port =
+      ps.PortAfter("control plane listening address=127.0.0.1:", std::chrono::seconds(10));
   ASSERT_GT(port, 0) << ps.output();
   EXPECT_NE(HttpGet(port, "/healthz").find("200 OK"), std::string::npos);
   // Not ready until a worker initialises the model: a parameter server.
