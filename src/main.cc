@@ -236,7 +236,7 @@ int ApiToken(const Args& args) {
                                  : dnnd::Config::Load(args.config, args.sets, dnnd::ProcessEnvironment());
   if (!cfg) {
     std::fprintf(stderr, "dnnd: api-token: %s\n", cfg.status().message().c_str());
-    return 1;
+    return 2;  // a configuration error
   }
   auto secrets = dnnd::wire::LoadSecrets(*cfg);
   if (!secrets) {

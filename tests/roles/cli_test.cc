@@ -175,6 +175,11 @@ TEST(Cli, ConfigCheckErrorsAreSortedWithOriginsAndSuggestions) {
     at = found + line.size();
   }
   EXPECT_EQ(r.output.find("<config>:0:0"), std::string::npos) << r.output;
+  // Every command reading a config says so with 2.
+  Outcome token = Dnnd("api-token --config " + bad);
+  EXPECT_EQ(token.code, 2) << token.output;
+  EXPECT_NE(token.output.find("bad.toml:2:10: unknown key train.epochz"), std::string::npos)
+      << token.output;
 }
 
 TEST(Cli, EnvironmentOverridesFile) {
