@@ -1,5 +1,5 @@
 // dnnd: one binary, many roles.
-//   dnnd --role=<role> --config <file.toml> [--set section.key=value ...]
+//   dnnd --config <file.toml> [--role=<role>] [--set section.key=value ...]
 //   dnnd config check <file.toml> [--set ...]
 //   dnnd probe <url> [--timeout-ms N]
 //   dnnd wait --file <path>... [--json-key K] [--timeout S]
@@ -17,20 +17,23 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/did_you_mean.h"
 #include "roles/base/control_plane.h"
 #include "core/log.h"
 #include "roles/node/registry.h"
 #include "core/wait_files.h"
 #include "roles/ctl/ctl.h"
 #include "roles/train/infer.h"
+#include "tensor/parallel.h"
 #include "transport/http_probe.h"
 #include "transport/secrets.h"
-#include "tensor/parallel.h"
 
 namespace {
 
 constexpr const char* kUsage = R"(usage:
-  dnnd --role=<role> --config <file.toml> [--set section.key=value ...]
+  dnnd --config <file.toml> [--role=<role>] [--set section.key=value ...]
+                      run the role the file names ([node] role = "worker"); --role, when
+                      given too, must agree with it
   dnnd config check <file.toml> [--set section.key=value ...]
   dnnd ctl [--controller host:port] <noun> <verb> ...   (dnnd ctl --help)
   dnnd infer --model <checkpoint dir> --input x.safetensors --output y.safetensors
@@ -103,22 +106,53 @@ void OnSignal(int sig) {
   [[maybe_unused]] ssize_t n = write(signal_pipe[1], &b, 1);  // async-signal-safe
 }
 
+std::vector<std::string> RoleNameList() {
+  std::vector<std::string> names;
+  for (const auto& r : dnnd::Roles()) names.push_back(r.name);
+  return names;
+}
+
+std::string RoleNames() {
+  std::string names;
+  for (const auto& n : RoleNameList()) names += (names.empty() ? "" : ", ") + n;
+  return names;
+}
+
+// The role comes from the config file ([node] role = "worker", or env
+// DNND_NODE__ROLE, or --set node.role=...) or from --role; given both, they
+// must agree. The schema checks a role named in the config.
 int RunRole(const Args& args) {
-  const dnnd::RoleInfo* info = dnnd::FindRole(args.role);
-  if (!info) {
-    std::string names;
-    for (const auto& r : dnnd::Roles()) names += (names.empty() ? "" : ", ") + r.name;
-    std::fprintf(stderr, "dnnd: unknown role '%s' (roles: %s)\n", args.role.c_str(), names.c_str());
-    return 2;
-  }
-  if (!info->factory) {
-    std::fprintf(stderr, "dnnd: role '%s' is not built yet in this version\n", args.role.c_str());
+  if (!args.role.empty() && !dnnd::FindRole(args.role)) {
+    auto near = dnnd::DidYouMean(args.role, RoleNameList());
+    std::fprintf(stderr, "dnnd: unknown role '%s'%s (roles: %s)\n", args.role.c_str(),
+                 near ? ("; did you mean '" + *near + "'?").c_str() : "", RoleNames().c_str());
     return 2;
   }
   if (args.config.empty()) return Usage("--role needs --config <file.toml>");
   auto cfg = dnnd::Config::Load(args.config, args.sets, dnnd::ProcessEnvironment());
   if (!cfg) {
     std::fprintf(stderr, "dnnd: invalid configuration:\n%s\n", cfg.status().message().c_str());
+    return 2;
+  }
+  const std::string configured = cfg->GetString("node.role");
+  if (!args.role.empty() && !configured.empty() && configured != args.role) {
+    std::fprintf(stderr,
+                 "dnnd: --role=%s disagrees with node.role = \"%s\" (%s); drop one or make them "
+                 "agree\n",
+                 args.role.c_str(), configured.c_str(), cfg->Origin("node.role").c_str());
+    return 2;
+  }
+  const std::string name = args.role.empty() ? configured : args.role;
+  if (name.empty()) {
+    std::fprintf(stderr,
+                 "dnnd: %s chooses no role: add [node] role = \"<role>\" to it, or pass "
+                 "--role=<role> (roles: %s)\n",
+                 args.config.c_str(), RoleNames().c_str());
+    return 2;
+  }
+  const dnnd::RoleInfo* info = dnnd::FindRole(name);
+  if (!info || !info->factory) {
+    std::fprintf(stderr, "dnnd: role '%s' is not built in this version\n", name.c_str());
     return 2;
   }
   dnnd::ConfigureLogging(cfg->GetString("log.level"), cfg->GetString("log.format"));
@@ -128,7 +162,7 @@ int RunRole(const Args& args) {
 
   auto role = info->factory(*cfg);
   if (!role) {
-    std::fprintf(stderr, "dnnd: %s: %s\n", args.role.c_str(), role.status().ToString().c_str());
+    std::fprintf(stderr, "dnnd: %s: %s\n", name.c_str(), role.status().ToString().c_str());
     return role.status().code() == dnnd::StatusCode::kInvalidArgument ? 2 : 1;
   }
   dnnd::Role* r = role->get();
@@ -166,7 +200,7 @@ int RunRole(const Args& args) {
     return 0;
   }
   if (!s.ok()) {
-    std::fprintf(stderr, "dnnd: %s: %s\n", args.role.c_str(), s.ToString().c_str());
+    std::fprintf(stderr, "dnnd: %s: %s\n", name.c_str(), s.ToString().c_str());
     return 1;
   }
   return 0;
@@ -202,7 +236,7 @@ int ApiToken(const Args& args) {
                                  : dnnd::Config::Load(args.config, args.sets, dnnd::ProcessEnvironment());
   if (!cfg) {
     std::fprintf(stderr, "dnnd: api-token: %s\n", cfg.status().message().c_str());
-    return 1;
+    return 2;  // a configuration error
   }
   auto secrets = dnnd::wire::LoadSecrets(*cfg);
   if (!secrets) {
@@ -225,7 +259,8 @@ int Main(int argc, char** argv) {
   Args args;
   std::string error;
   if (!ParseArgs(argc, argv, &args, &error)) return Usage(error);
-  if (!args.role.empty()) return RunRole(args);
+  // A role runs with --role, or with only --config when the file names the role.
+  if (!args.role.empty() || (!args.config.empty() && args.positional.empty())) return RunRole(args);
   if (args.positional.empty() || args.positional[0] == "--help" || args.positional[0] == "help")
     return Usage(args.positional.empty() ? "missing command" : "");
   const std::string& cmd = args.positional[0];
@@ -256,7 +291,7 @@ int Main(int argc, char** argv) {
     auto cfg = dnnd::Config::Load(args.positional[2], args.sets, dnnd::ProcessEnvironment());
     if (!cfg) {
       std::fprintf(stderr, "%s\n", cfg.status().message().c_str());
-      return 1;
+      return 2;  // a configuration error, as when a role starts
     }
     std::fputs(cfg->Dump().c_str(), stdout);
     return 0;

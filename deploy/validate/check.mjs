@@ -11,9 +11,11 @@
 //     /healthz and /readyz at the http.listen port, Prometheus annotations,
 //     app.kubernetes.io/* labels, the token from a mounted Secret, writable
 //     volumes under every checkpoint directory;
-//   - run dnnd as it would: the role must be built (`dnnd roles`), and the
-//     config the pod would see (the mounted ConfigMaps, the DNND_* env for
-//     every replica index, --set args) must pass `dnnd config check`;
+//   - run dnnd as it would: the command passes only --config (one entrypoint
+//     for every manifest), the config names a built role ([node] role,
+//     `dnnd roles`), and the config the pod would see (the mounted
+//     ConfigMaps, the DNND_* env for every replica index, --set args) must
+//     pass `dnnd config check`;
 //   - agree across objects: servers and workers on the number of servers,
 //     workers and ports, the workers' server names with the StatefulSet and
 //     its headless Service, a PodDisruptionBudget and PVCs for the servers.
@@ -151,7 +153,6 @@ function configCheck(configPath, env, sets, root = null) {
   return { ok: true, values };
 }
 
-// Parses the command line given to dnnd: role, config, --set values.
 // Parses the command line given to dnnd: role, config, --set values. A
 // command line that starts with `wait` is `dnnd wait` (its files and
 // --json-key in .wait), and what follows its "--" is parsed as dnnd's.
@@ -197,10 +198,17 @@ function parseWaitArgs(args, where) {
 // Kubernetes' $(NAME) references in args, from the container's env.
 const expandRefs = (s, vars) => s.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, n) => (n in vars ? vars[n] : m));
 
-function checkRole(role, where) {
-  if (!role) return err(where, "dnnd is started without --role");
-  if (!ROLES.has(role)) return err(where, `unknown role '${role}' (dnnd roles: ${[...ROLES.keys()].join(", ")})`);
-  if (!ROLES.get(role)) err(where, `role '${role}' is not built in dnnd ${VERSION}`);
+// The role a container runs: the one its config names ([node] role, which
+// `dnnd config check` has already checked against `dnnd roles`). One image
+// entrypoint serves every manifest, so the command passes only --config; a
+// --role there is refused (dnnd itself would accept one that agrees).
+function resolveRole(args, v, where) {
+  const role = v["node.role"] || "";
+  if (args.role) err(where, `--role=${args.role} on the command line: the config names the role ([node] role), manifests pass only --config`);
+  if (!role) { err(where, `${args.config} names no role: add [node] role = "<role>" to it`); return args.role; }
+  if (!ROLES.has(role)) err(where, `unknown role '${role}' (dnnd roles: ${[...ROLES.keys()].join(", ")})`);
+  else if (!ROLES.get(role)) err(where, `role '${role}' is not built in dnnd ${VERSION}`);
+  return role;
 }
 
 function imageInfo(image, where) {
@@ -478,7 +486,6 @@ function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets
   // The command line and the files the container sees.
   const args = parseDnndArgs(c.args ?? [], where);
   if (args.wait) err(where, "`dnnd wait` belongs in an init container (Kubernetes orders those)");
-  checkRole(args.role, where);
   if (!args.config) { err(where, "dnnd is started without --config"); return null; }
   const mounts = mountsOf(spec, c);
   for (const m of mounts) if (!m.volume && !(obj.spec?.volumeClaimTemplates ?? []).some((t) => t.metadata?.name === m.name))
@@ -522,6 +529,7 @@ function checkKubernetesContainer(obj, tpl, c, img, where, { configMaps, secrets
     configs.push(r.values);
   }
   const v0 = configs[0];
+  args.role = resolveRole(args, v0, where);
 
   // Model file next to the config, as the worker would open it.
   const modelFile = modelFileOf(configFile);
@@ -926,9 +934,6 @@ function checkSwarm(stack) {
     if (svc.entrypoint) err(where, "entrypoint must be unset (the image's entrypoint is dnnd)");
 
     const args = parseDnndArgs(svc.command ?? [], where);
-    checkRole(args.role, where);
-    if (args.role === "parameter-server" && deploy.restart_policy?.condition === "none")
-      err(where, "a parameter server must be restarted when it fails");
     if (!args.config) { err(where, "dnnd is started without --config"); continue; }
     const root = path.join(tmpRoot, String(tmpCount++));
     for (const c of svc.configs ?? []) {
@@ -952,6 +957,9 @@ function checkSwarm(stack) {
     const r = configCheck(configFile, env, args.sets, root);
     if (!r.ok) { err(where, `dnnd config check ${args.config} fails:\n    ${r.message.split("\n").join("\n    ")}`); continue; }
     const v = r.values;
+    args.role = resolveRole(args, v, where);
+    if (args.role === "parameter-server" && deploy.restart_policy?.condition === "none")
+      err(where, "a parameter server must be restarted when it fails");
     // A job's worker ends for good; a pool worker serves until it is removed.
     if (args.role === "worker" && !v["worker.controller"] && deploy.restart_policy?.condition !== "on-failure")
       err(where, "workers need restart_policy condition on-failure (a finished worker must not start again)");

@@ -85,8 +85,18 @@ expect_failure "k8s: wrong type (replicas: two)" k8s "data/spec/replicas must be
 fresh; mutate $ps "apiVersion: policy/v1" "apiVersion: policy/v1beta1"
 expect_failure "k8s: removed API version (policy/v1beta1)" k8s "unknown kind PodDisruptionBudget in policy/v1beta1"
 
-fresh; mutate $wk "--role=worker" "--role=trainer"
-expect_failure "k8s: unknown role" k8s "unknown role 'trainer'"
+# The config names the role; the manifests pass only --config.
+fresh; mutate configs/worker-ps.toml 'role = "worker"' 'role = "wroker"'
+mutate deploy/k8s/base/configs/worker-ps.toml 'role = "worker"' 'role = "wroker"'
+expect_failure "k8s: unknown role in the config" k8s "node.role: 'wroker' is not allowed; did you mean 'worker'?"
+
+fresh; mutate configs/worker-ps.toml 'role = "worker"' '# no role'
+mutate deploy/k8s/base/configs/worker-ps.toml 'role = "worker"' '# no role'
+expect_failure "k8s: a config that names no role" k8s "/etc/dnnd/worker-ps.toml names no role"
+
+fresh; mutate $wk "            - --config=/etc/dnnd/worker-ps.toml" "            - --role=worker
+            - --config=/etc/dnnd/worker-ps.toml"
+expect_failure "k8s: --role in a manifest" k8s "--role=worker on the command line: the config names the role"
 
 # (check.mjs also refuses roles `dnnd roles` lists as not built; every role is
 # built now, so no such mistake can be planted.)
@@ -96,7 +106,7 @@ expect_failure "k8s: misspelt config key in the env" k8s "unknown key worker.con
 
 fresh; mutate configs/worker-ps.toml "batch_size = 64" "batch_size = 0"
 mutate deploy/k8s/base/configs/worker-ps.toml "batch_size = 64" "batch_size = 0"
-expect_failure "k8s: mounted config fails dnnd config check" k8s "  /etc/dnnd/worker-ps.toml:29:14: train.batch_size: 0 is below the minimum"
+expect_failure "k8s: mounted config fails dnnd config check" k8s "  /etc/dnnd/worker-ps.toml:30:14: train.batch_size: 0 is below the minimum"
 
 fresh; mutate configs/worker-ps.toml "batch_size = 64" "batch_size = 32"
 expect_failure "sync: configs/ changed, the kustomize copy not" sync "run deploy/k8s/sync-configs.sh"
@@ -145,8 +155,8 @@ expect_failure "swarm: workers restarted after they finish" swarm "workers need 
 fresh; mutate $stack '["ps-0:7000", "ps-1:7000"]' '["ps-1:7000", "ps-0:7000"]'
 expect_failure "swarm: servers listed out of order" swarm "the list must be in server order"
 
-fresh; mutate $stack '"--role=worker"' '"--role=trainer"'
-expect_failure "swarm: unknown role" swarm "unknown role 'trainer'"
+fresh; mutate $stack '["--config=/etc/dnnd/worker-ps.toml"]' '["--role=parameter-server", "--config=/etc/dnnd/worker-ps.toml"]'
+expect_failure "swarm: --role in a stack" swarm "--role=parameter-server on the command line: the config names the role"
 
 fresh; mutate $stack '"http://127.0.0.1:9400/healthz"' '"http://127.0.0.1:9401/healthz"'
 expect_failure "swarm: healthcheck probes the wrong port" swarm "expected http://127.0.0.1:9400/healthz"

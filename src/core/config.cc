@@ -1,17 +1,19 @@
 #include "core/config.h"
 
-#include <cstdio>
 #include <toml++/toml.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "core/config_schema.h"
-#include "core/toml_guard.h"
+#include "core/did_you_mean.h"
 #include "core/files.h"
+#include "core/toml_guard.h"
 
 extern char** environ;
 
@@ -51,7 +53,13 @@ const char* TypeName(const ConfigKey& k) {
 std::string Expected(const ConfigKey& k) {
   std::string s = TypeName(k);
   if (k.type == ConfigType::kEnum || k.type == ConfigType::kTableArray) {
-    for (size_t i = 0; i < k.choices.size(); ++i) s += (i ? ", " : " ") + k.choices[i];
+    // An enum may allow "" for "not chosen" (node.role); the list names the choices.
+    const char* sep = " ";
+    for (const auto& c : k.choices) {
+      if (c.empty()) continue;
+      s += sep + c;
+      sep = ", ";
+    }
   } else if ((k.type == ConfigType::kInt || k.type == ConfigType::kFloat) &&
              (k.min > -1e299 || k.max < 1e299)) {
     std::ostringstream o;
@@ -121,11 +129,91 @@ std::string SetPath(toml::table& root, std::string_view dotted, toml::table hold
   return "";
 }
 
-std::string Where(const toml::node& n, const std::map<std::string, std::string>& origins,
-                  const std::string& key) {
+// One validation error and where its value came from: the file (sorted by
+// line and column), then the environment and --set in the order given.
+struct Problem {
+  int layer = 0;  // 0 file, 1 env, 2 --set
+  uint32_t line = 0, column = 0;
+  size_t order = 0;  // of the override, for layers 1 and 2
+  std::string text;  // "where: what"
+};
+
+// Where the value of `key` (node `n`) came from. A value set by env or
+// --set has its origin; a file value its position; a table that an override
+// created has no position of its own, so it takes the origin of the first
+// override beneath it (--set rpc.listen=x creates [rpc]).
+Problem Locate(const toml::node& n, const std::map<std::string, std::string>& origins,
+               const std::map<std::string, size_t>& order, const std::string& key) {
   auto it = origins.find(key);
-  if (it != origins.end()) return it->second;
-  return SourceWhere(n);
+  if (it == origins.end() && n.source().begin.line == 0) {
+    it = origins.lower_bound(key + ".");
+    if (it != origins.end() && it->first.rfind(key + ".", 0) != 0) it = origins.end();
+  }
+  Problem p;
+  if (it != origins.end()) {
+    p.layer = it->second.rfind("env ", 0) == 0 ? 1 : 2;
+    auto o = order.find(it->first);
+    p.order = o == order.end() ? 0 : o->second;
+    p.text = it->second;
+  } else {
+    p.line = n.source().begin.line;
+    p.column = n.source().begin.column;
+    p.text = SourceWhere(n);
+  }
+  return p;
+}
+
+std::string Suggest(std::string_view word, const std::vector<std::string>& candidates,
+                    std::string_view prefix = "", std::string_view suffix = "") {
+  auto best = DidYouMean(word, candidates);
+  if (!best) return "";
+  return "; did you mean " + std::string(prefix) + *best + std::string(suffix) + "?";
+}
+
+// The schema's sections (opaque ones included), in schema order.
+std::vector<std::string> SectionNames() {
+  std::vector<std::string> names;
+  for (const auto& k : ConfigSchema()) {
+    std::string s = k.key.substr(0, k.key.find('.'));
+    if (std::find(names.begin(), names.end(), s) == names.end()) names.push_back(s);
+  }
+  for (const auto& s : OpaqueSections()) names.push_back(s);
+  return names;
+}
+
+// The key names of `section` in the schema ("epochs", "batch_size", ...).
+std::vector<std::string> KeyNames(const std::string& section) {
+  std::vector<std::string> names;
+  for (const auto& k : ConfigSchema())
+    if (k.key.rfind(section + ".", 0) == 0) names.push_back(k.key.substr(section.size() + 1));
+  return names;
+}
+
+// Why `section` is not a section, and what might have been meant: a near-miss
+// section, or, for a bare top-level value (role = "worker"), the keys of that
+// name in sections.
+std::string UnknownSection(const std::string& section, const toml::node& n) {
+  if (!n.is_table()) {
+    std::string keys;
+    for (const auto& k : ConfigSchema())
+      if (k.key.substr(k.key.find('.') + 1) == section)
+        keys += (keys.empty() ? "" : " or ") + k.key;
+    return "unknown top-level key '" + section + "' (every key is in a section)" +
+           (keys.empty() ? Suggest(section, SectionNames(), "[", "]")
+                         : "; did you mean " + keys + "?");
+  }
+  std::string what = "unknown section [" + section + "]";
+  auto near = DidYouMean(section, SectionNames());
+  if (!near) return what;
+  // --set trian.epochs=3 (a table no file line made): name the key meant.
+  const toml::table& t = *n.as_table();
+  if (n.source().begin.line == 0 && t.size() == 1) {
+    const std::string key(t.begin()->first.str());
+    const std::vector<std::string> keys = KeyNames(*near);
+    if (std::find(keys.begin(), keys.end(), key) != keys.end())
+      return what + "; did you mean " + *near + "." + key + "?";
+  }
+  return what + "; did you mean [" + *near + "]?";
 }
 
 // Checks one value against its schema entry; returns "" or the problem.
@@ -156,7 +244,8 @@ std::string CheckValue(const ConfigKey& k, const toml::node& n) {
       const std::string v = *n.value<std::string>();
       for (const auto& c : k.choices)
         if (c == v) return "";
-      return "'" + v + "' is not allowed (expected " + Expected(k) + ")";
+      return "'" + v + "' is not allowed" + Suggest(v, k.choices, "'", "'") + " (expected " +
+             Expected(k) + ")";
     }
     case ConfigType::kStringArray: {
       const toml::array* a = n.as_array();
@@ -238,7 +327,12 @@ Result<Config> Config::Build(std::string_view text, std::string_view source,
     return InvalidArgument(std::string(source) + ":" + std::to_string(b.line) + ":" +
                            std::to_string(b.column) + ": " + std::string(e.description()));
   }
-  std::vector<std::string> errors;
+  std::vector<Problem> errors;
+  std::map<std::string, size_t> order;  // override key -> its place among the overrides
+  size_t overrides = 0;
+  auto override_error = [&](int layer, std::string text) {
+    errors.push_back({layer, 0, 0, overrides++, std::move(text)});
+  };
   // Environment, then --set: later layers win.
   for (const auto& [name, value] : env) {
     if (name.rfind("DNND_", 0) != 0 || name.find("__") == std::string::npos) continue;
@@ -252,52 +346,64 @@ Result<Config> Config::Build(std::string_view text, std::string_view source,
       }
     }
     std::string err = SetPath(*cfg.root_, key, ParseValue(value));
-    if (!err.empty()) errors.push_back("env " + name + ": " + err);
+    if (!err.empty()) override_error(1, "env " + name + ": " + err);
     cfg.origins_[key] = "env " + name;
+    order[key] = overrides++;
   }
   for (const auto& kv : set_overrides) {
     size_t eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {
-      errors.push_back("--set " + kv + ": expected section.key=value");
+      override_error(2, "--set " + kv + ": expected section.key=value");
       continue;
     }
     std::string key = kv.substr(0, eq);
     std::string err = SetPath(*cfg.root_, key, ParseValue(kv.substr(eq + 1)));
-    if (!err.empty()) errors.push_back("--set " + key + ": " + err);
+    if (!err.empty()) override_error(2, "--set " + key + ": " + err);
     cfg.origins_[key] = "--set " + key;
+    order[key] = overrides++;
   }
+  auto report = [&](const toml::node& n, const std::string& key, const std::string& what) {
+    Problem p = Locate(n, cfg.origins_, order, key);
+    p.text += ": " + what;
+    errors.push_back(std::move(p));
+  };
   // Validate every section and key present.
   for (const auto& [skey, snode] : *cfg.root_) {
     const std::string section(skey.str());
     if (IsOpaque(section)) {
-      if (!snode.is_table())
-        errors.push_back(Where(snode, cfg.origins_, section) + ": " + section + ": expected a table");
+      if (!snode.is_table()) report(snode, section, section + ": expected a table");
       continue;
     }
     bool known = false;
     for (const auto& k : ConfigSchema()) known |= k.key.rfind(section + ".", 0) == 0;
     if (!known) {
-      errors.push_back(Where(snode, cfg.origins_, section) + ": unknown section [" + section + "]");
+      report(snode, section, UnknownSection(section, snode));
       continue;
     }
     if (!snode.is_table()) {
-      errors.push_back(Where(snode, cfg.origins_, section) + ": " + section + ": expected a table");
+      report(snode, section, section + ": expected a table");
       continue;
     }
     for (const auto& [kkey, knode] : *snode.as_table()) {
-      const std::string full = section + "." + std::string(kkey.str());
+      const std::string name(kkey.str());
+      const std::string full = section + "." + name;
       const ConfigKey* k = FindKey(full);
       if (!k) {
-        errors.push_back(Where(knode, cfg.origins_, full) + ": unknown key " + full);
+        report(knode, full,
+               "unknown key " + full + Suggest(name, KeyNames(section), section + "."));
         continue;
       }
       std::string problem = CheckValue(*k, knode);
-      if (!problem.empty()) errors.push_back(Where(knode, cfg.origins_, full) + ": " + full + ": " + problem);
+      if (!problem.empty()) report(knode, full, full + ": " + problem);
     }
   }
   if (!errors.empty()) {
+    std::stable_sort(errors.begin(), errors.end(), [](const Problem& a, const Problem& b) {
+      return std::tie(a.layer, a.line, a.column, a.order) <
+             std::tie(b.layer, b.line, b.column, b.order);
+    });
     std::string msg;
-    for (const auto& e : errors) msg += (msg.empty() ? "" : "\n") + e;
+    for (const auto& e : errors) msg += (msg.empty() ? "" : "\n") + e.text;
     return InvalidArgument(msg);
   }
   // Defaults for everything not set.

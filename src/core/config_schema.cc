@@ -6,6 +6,12 @@ const std::vector<ConfigKey>& ConfigSchema() {
   using T = ConfigType;
   const std::string fm = "/usr/share/datasets/fashion-mnist/";
   static const std::vector<ConfigKey> schema = {
+      // The roles of roles/registry.cc (a test keeps the two lists equal); "" = none chosen.
+      {"node.role", T::kEnum, "\"\"", 0, 0,
+       {"", "worker", "parameter-server", "layer-server", "splitter", "aggregator", "controller",
+        "standalone"},
+       "the role this node runs (dnnd roles lists them); `dnnd --config file.toml` is then "
+       "enough, and a --role given too must agree"},
       {"node.name", T::kString, "\"dnnd\"", 0, 0, {}, "node name in logs and metrics"},
       {"node.threads", T::kInt, "0", 0, 1024, {}, "threads for BLAS and kernels together; 0 = all cores"},
       {"log.level", T::kEnum, "\"info\"", 0, 0, {"debug", "info", "warn", "error"}, "minimum level logged"},

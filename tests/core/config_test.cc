@@ -72,6 +72,69 @@ TEST(Config, BadOverrideNamesTheFlag) {
   ExpectError("", {"expected section.key=value"}, {"nonsense"});
 }
 
+// An override of a section the schema does not know names the override, not
+// a position in no file ("<config>:0:0").
+TEST(Config, OverrideOfUnknownSectionKeepsItsOrigin) {
+  auto set = Config::FromString("", "c.toml", {"rpc.listen=x"});
+  ASSERT_FALSE(set.ok());
+  EXPECT_EQ(set.status().message(), "--set rpc.listen: unknown section [rpc]");
+  auto env = Config::FromString("", "c.toml", {}, {{"DNND_RPC__LISTEN", "x"}});
+  ASSERT_FALSE(env.ok());
+  EXPECT_EQ(env.status().message(), "env DNND_RPC__LISTEN: unknown section [rpc]");
+}
+
+// Errors come in file order (line, then column), whatever the sections'
+// names; then the environment's and --set's in the order given.
+TEST(Config, ErrorsAreSortedByPosition) {
+  auto cfg = Config::FromString(
+      "[train]\nbogus = 1\n[data]\nbogus = 2\n[log]\nlevel = \"x\"\n"
+      "[train.extra]\n",
+      "c.toml", {"zz.a=1", "aa.b=2"}, {{"DNND_MM__C", "3"}});
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(cfg.status().message(),
+            "c.toml:2:9: unknown key train.bogus\n"
+            "c.toml:4:9: unknown key data.bogus\n"
+            "c.toml:6:9: log.level: 'x' is not allowed (expected one of debug, info, warn, error)\n"
+            "c.toml:7:1: unknown key train.extra\n"
+            "env DNND_MM__C: unknown section [mm]\n"
+            "--set zz.a: unknown section [zz]\n"
+            "--set aa.b: unknown section [aa]");
+}
+
+TEST(Config, NearMissesGetADidYouMean) {
+  ExpectError("[trian]\nepochs = 3\n",
+              {"bad.toml:1:1: unknown section [trian]; did you mean [train]?"});
+  ExpectError("[train]\nepochz = 3\n", {"unknown key train.epochz; did you mean train.epochs?"});
+  ExpectError("", {"--set trian.epochs: unknown section [trian]; did you mean train.epochs?"},
+              {"trian.epochs=3"});
+  ExpectError("[log]\nlevel = \"inof\"\n", {"'inof' is not allowed; did you mean 'info'?"});
+  // Far from every name: no guess.
+  auto cfg = Config::FromString("[train]\nlisten = 1\n", "c.toml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(cfg.status().message().find("did you mean"), std::string::npos)
+      << cfg.status().message();
+}
+
+// The config chooses the role: [node] role, one of the roles (or "" for none).
+TEST(Config, NodeRoleIsAnEnumOfTheRoles) {
+  auto cfg = Config::FromString("[node]\nrole = \"splitter\"\n", "c.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->GetString("node.role"), "splitter");
+  EXPECT_EQ(cfg->Origin("node.role"), "c.toml:2:8");
+  auto unset = Config::FromString("", "c.toml");
+  ASSERT_TRUE(unset.ok());
+  EXPECT_EQ(unset->GetString("node.role"), "");
+  auto again = Config::FromString(unset->Dump(), "dump.toml");  // role = "" round-trips
+  EXPECT_TRUE(again.ok()) << again.status().ToString();
+  ExpectError("[node]\nrole = \"paramter-server\"\n",
+              {"bad.toml:2:8: node.role: 'paramter-server' is not allowed; did you mean "
+               "'parameter-server'?",
+               "expected one of worker, parameter-server"});
+  // The top-level form is not the canonical one; it points at it.
+  ExpectError("role = \"worker\"\n",
+              {"bad.toml:1:8: unknown top-level key 'role'", "did you mean node.role?"});
+}
+
 TEST(Config, CollectsEveryError) {
   ExpectError("[train]\nepochs = -1\nbatch_size = 0\nbogus = 1\n",
               {"train.epochs", "train.batch_size", "train.bogus"});

@@ -119,7 +119,7 @@ out=$("${P[@]}" "${RUN[@]}" --rm "$img" version)
 echo "$out"
 [[ "$out" == "dnnd $version "* ]] || fail "version printed '$out'"
 "${P[@]}" "${RUN[@]}" --rm "$img" > "$tmp/help.txt" || fail "the default command (--help) failed"
-grep -q "dnnd --role=<role> --config <file.toml>" "$tmp/help.txt" || fail "the default command does not print the usage"
+grep -q "dnnd --config <file.toml> \[--role=<role>\]" "$tmp/help.txt" || fail "the default command does not print the usage"
 "${P[@]}" "${RUN[@]}" --rm "$img" roles | grep -Eq "^parameter-server +built" || fail "dnnd roles in the image"
 
 # 3. Local training, data mounted ------------------------------------------------
@@ -129,7 +129,7 @@ chown 65532:65532 "$tmp/mlp"
 short=(--set train.epochs=1 --set data.limit_train=12800 --set data.limit_test=2000 --set train.progress=log)
 "${P[@]}" "${RUN[@]}" --rm --read-only --name "$prefix-local" \
   -v "$src/configs:/etc/dnnd:ro" -v "$data:$data:ro" -v "$tmp/mlp:/var/lib/dnnd/run" \
-  "$img" --role=worker --config /etc/dnnd/worker-mlp.toml "${short[@]}" --set train.checkpoint_dir=run \
+  "$img" --config /etc/dnnd/worker-mlp.toml "${short[@]}" --set train.checkpoint_dir=run \
   > "$tmp/local.log" 2>&1 || { cat "$tmp/local.log"; fail "local training in the image failed"; }
 grep "final test accuracy" "$tmp/local.log"
 acc=$(sed -n 's/^final test accuracy \([0-9.]*\)%.*/\1/p' "$tmp/local.log")
@@ -141,7 +141,7 @@ acc=$(sed -n 's/^final test accuracy \([0-9.]*\)%.*/\1/p' "$tmp/local.log")
 # 4. The data image --------------------------------------------------------------
 step "the dnnd-fashion-mnist image trains without a data mount"
 "${P[@]}" "${RUN[@]}" --rm --read-only -v "$src/configs:/etc/dnnd:ro" "$data_img" \
-  --role=worker --config /etc/dnnd/worker-mlp.toml --set train.max_steps=20 --set train.checkpoint_dir= \
+  --config /etc/dnnd/worker-mlp.toml --set train.max_steps=20 --set train.checkpoint_dir= \
   --set train.progress=log > "$tmp/data.log" 2>&1 || { cat "$tmp/data.log"; fail "training in the data image failed"; }
 grep -q "train_samples=60000" "$tmp/data.log" || { cat "$tmp/data.log"; fail "the data image did not load the training set"; }
 echo "loaded 60000 training samples from the image"
@@ -169,7 +169,7 @@ common=(-v "$src/configs:/etc/dnnd:ro" -v "$tmp/secret:/run/secrets/dnnd:ro"
         -e DNND_TRANSPORT__TOKEN_FILE=/run/secrets/dnnd/token)
 "${P[@]}" "${RUN[@]}" -d --read-only --name "$prefix-ps" "${common[@]}" -v "$tmp/ps:/var/lib/dnnd" \
   -e DNND_PS__SERVERS=1 -e DNND_PS__WORKERS=2 -e DNND_PS__CHECKPOINT_DIR=/var/lib/dnnd/checkpoints \
-  "$img" --role=parameter-server --config /etc/dnnd/parameter-server.toml \
+  "$img" --config /etc/dnnd/parameter-server.toml \
   --set ps.listen=127.0.0.1:$ps_port --set http.listen=127.0.0.1:$http_port > /dev/null
 probe() { "${P[@]}" "${RUN[@]}" --rm "$img" probe "http://127.0.0.1:$http_port$1"; }
 healthy=0
@@ -184,11 +184,11 @@ wshort=(--set train.epochs=1 --set data.limit_train=12800 --set data.limit_test=
         --set worker.count=2 --set train.checkpoint_dir=)
 "${P[@]}" "${RUN[@]}" -d --read-only --name "$prefix-w0" "${common[@]}" -v "$data:$data:ro" \
   --add-host "dnnd-ps-0.hosts.test:127.0.0.1" \
-  "$img" --role=worker --config /etc/dnnd/worker-ps.toml "${wshort[@]}" --set worker.index=0 \
+  "$img" --config /etc/dnnd/worker-ps.toml "${wshort[@]}" --set worker.index=0 \
   --set "worker.parameter_servers=[\"dnnd-ps-0.hosts.test:$ps_port\"]" > /dev/null
 "${P[@]}" "${RUN[@]}" -d --read-only --name "$prefix-w1" "${common[@]}" -v "$data:$data:ro" \
   -v "$tmp/resolv.conf:/etc/resolv.conf:ro" \
-  "$img" --role=worker --config /etc/dnnd/worker-ps.toml "${wshort[@]}" --set worker.index=1 \
+  "$img" --config /etc/dnnd/worker-ps.toml "${wshort[@]}" --set worker.index=1 \
   --set "worker.parameter_servers=[\"dnnd-ps-0.dnnd-ps:$ps_port\"]" > /dev/null
 for w in w0 w1; do
   code=$(timeout 300 "${P[@]}" wait "$prefix-$w") || code=timeout
@@ -214,7 +214,7 @@ echo "server stopped by SIGTERM with exit code 0; checkpoint: $(ls "$tmp/ps/chec
 # 6. A name that does not resolve ---------------------------------------------------
 step "an unknown name is a clear error"
 if "${P[@]}" "${RUN[@]}" --rm -v "$tmp/resolv.conf:/etc/resolv.conf:ro" -v "$src/configs:/etc/dnnd:ro" "$img" \
-     --role=worker --config /etc/dnnd/worker-xor.toml --set http.listen=nosuch.dnnd.test:0 \
+     --config /etc/dnnd/worker-xor.toml --set http.listen=nosuch.dnnd.test:0 \
      --set train.checkpoint_dir= > "$tmp/nosuch.log" 2>&1; then
   fail "an unresolvable http.listen was accepted"
 fi

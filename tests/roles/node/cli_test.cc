@@ -2,6 +2,9 @@
 // role training, checkpointing and resuming through real processes and files.
 #include <gtest/gtest.h>
 
+#include "core/config.h"
+#include "core/config_schema.h"
+#include "roles/node/registry.h"
 #include "tests/roles/dnnd_process.h"
 #include "tensor/safetensors.h"
 
@@ -27,6 +30,86 @@ TEST(Cli, UnknownRoleListsValidOnes) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("unknown role 'trainer'"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("parameter-server"), std::string::npos);
+  Outcome near = Dnnd("--role=wroker --config x.toml");
+  EXPECT_EQ(near.code, 2);
+  EXPECT_NE(near.output.find("unknown role 'wroker'; did you mean 'worker'?"), std::string::npos)
+      << near.output;
+}
+
+// The schema's node.role choices are the registry's roles, no more, no less.
+TEST(Cli, NodeRoleChoicesAreTheRegistrysRoles) {
+  std::vector<std::string> schema, registry;
+  for (const auto& k : dnnd::ConfigSchema())
+    if (k.key == "node.role")
+      for (const auto& c : k.choices)
+        if (!c.empty()) schema.push_back(c);
+  for (const auto& r : dnnd::Roles()) registry.push_back(r.name);
+  EXPECT_EQ(schema, registry);
+}
+
+// The config chooses the role: `dnnd --config file.toml` with no --role runs
+// what [node] role names; here a splitter that cuts its shards and ends.
+TEST(Cli, ConfigFileAloneChoosesTheRole) {
+  TempDir dir;
+  Outcome r =
+      Dnnd("--config " + Src("configs/splitter.toml") +
+           " --set data.limit_train=600 --set splitter.output_dir=" + dir.path() + "/shards");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/shards/manifest.json")) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/shards/shard-000.npz")) << r.output;
+}
+
+// A serving role from the file alone: a parameter server that answers its
+// health check until SIGTERM.
+TEST(Cli, ConfigFileAloneStartsAServingRole) {
+  TempDir dir;
+  Daemon ps(
+      "--config " + Src("configs/parameter-server.toml") +
+          " --set ps.listen=127.0.0.1:0 --set http.listen=127.0.0.1:0 --set ps.checkpoint_dir=",
+      dir.path() + "/ps.log");
+  const int port =
+      ps.PortAfter("control plane listening address=127.0.0.1:", std::chrono::seconds(10));
+  ASSERT_GT(port, 0) << ps.output();
+  EXPECT_NE(HttpGet(port, "/healthz").find("200 OK"), std::string::npos);
+  // Not ready until a worker initialises the model: a parameter server.
+  EXPECT_NE(HttpGet(port, "/readyz").find("waiting for a worker"), std::string::npos);
+  ps.Signal(SIGTERM);
+  EXPECT_EQ(ps.Wait(), 0) << ps.output();
+}
+
+// --role and [node] role must agree: a disagreement names both and where the
+// file's came from; an agreeing --role is fine.
+TEST(Cli, RoleDisagreeingWithTheConfigIsAConfigError) {
+  Outcome r = Dnnd("--role=worker --config " + Src("configs/splitter.toml"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("--role=worker disagrees with node.role = \"splitter\" (" +
+                          Src("configs/splitter.toml") + ":10:8)"),
+            std::string::npos)
+      << r.output;
+  Outcome set = Dnnd("--role=splitter --config " + Src("configs/splitter.toml") +
+                     " --set node.role=aggregator");
+  EXPECT_EQ(set.code, 2) << set.output;
+  EXPECT_NE(set.output.find("--role=splitter disagrees with node.role = \"aggregator\" (--set "
+                            "node.role)"),
+            std::string::npos)
+      << set.output;
+}
+
+TEST(Cli, ConfigWithoutOrWithAMisspeltRoleIsAConfigError) {
+  TempDir dir;
+  Outcome none = Dnnd("--config " + dir.Write("none.toml", "[node]\nname = \"x\"\n"));
+  EXPECT_EQ(none.code, 2) << none.output;
+  EXPECT_NE(none.output.find("none.toml chooses no role: add [node] role"), std::string::npos)
+      << none.output;
+  Outcome bad = Dnnd("--config " + dir.Write("bad.toml", "[node]\nrole = \"spliter\"\n"));
+  EXPECT_EQ(bad.code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("bad.toml:2:8: node.role: 'spliter' is not allowed; did you mean "
+                            "'splitter'?"),
+            std::string::npos)
+      << bad.output;
+  Outcome top = Dnnd("--config " + dir.Write("top.toml", "role = \"worker\"\n"));
+  EXPECT_EQ(top.code, 2) << top.output;
+  EXPECT_NE(top.output.find("did you mean node.role?"), std::string::npos) << top.output;
 }
 
 // Every role is built now (the controller was the last); a controller
@@ -45,6 +128,7 @@ TEST(Cli, UnknownOptionAndCommandAreUsageErrors) {
   EXPECT_EQ(Dnnd("").code, 2);
 }
 
+// Every shipped config checks and names its role ([node] role).
 TEST(Cli, EveryShippedConfigChecks) {
   int n = 0;
   for (const auto& e : std::filesystem::directory_iterator(Src("configs"))) {
@@ -52,6 +136,9 @@ TEST(Cli, EveryShippedConfigChecks) {
     ++n;
     Outcome r = Dnnd("config check " + e.path().string());
     EXPECT_EQ(r.code, 0) << e.path() << "\n" << r.output;
+    auto cfg = dnnd::Config::Load(e.path().string(), {}, {});
+    ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+    EXPECT_NE(cfg->GetString("node.role"), "") << e.path() << " names no role";
   }
   EXPECT_GT(n, 0);
 }
@@ -63,9 +150,36 @@ TEST(Cli, ConfigCheckPrintsOriginsAndReportsErrors) {
   EXPECT_NE(ok.output.find("epochs = 2  # --set train.epochs"), std::string::npos) << ok.output;
   std::string bad = dir.Write("bad.toml", "[train]\nepochs = \"x\"\nunknown = 1\n");
   Outcome r = Dnnd("config check " + bad);
-  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.code, 2);  // a configuration error, like every other
   EXPECT_NE(r.output.find("bad.toml:2:10: train.epochs"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("bad.toml:3:11: unknown key train.unknown"), std::string::npos) << r.output;
+}
+
+// Errors come in file order, then the overrides', each naming its origin,
+// near misses with a did-you-mean.
+TEST(Cli, ConfigCheckErrorsAreSortedWithOriginsAndSuggestions) {
+  TempDir dir;
+  std::string bad = dir.Write("bad.toml", "[train]\nepochz = 1\n[data]\nformat = \"npx\"\n[lgo]\n");
+  Outcome r = Dnnd("config check " + bad + " --set rpc.listen=x --set trian.epochs=3");
+  EXPECT_EQ(r.code, 2) << r.output;
+  const std::vector<std::string> lines = {
+      "bad.toml:2:10: unknown key train.epochz; did you mean train.epochs?",
+      "bad.toml:4:10: data.format: 'npx' is not allowed; did you mean 'npy'?",
+      "bad.toml:5:1: unknown section [lgo]; did you mean [log]?",
+      "--set rpc.listen: unknown section [rpc]",
+      "--set trian.epochs: unknown section [trian]; did you mean train.epochs?"};
+  size_t at = 0;
+  for (const auto& line : lines) {
+    const size_t found = r.output.find(line, at);
+    ASSERT_NE(found, std::string::npos) << "missing, or out of order: " << line << "\n" << r.output;
+    at = found + line.size();
+  }
+  EXPECT_EQ(r.output.find("<config>:0:0"), std::string::npos) << r.output;
+  // Every command reading a config says so with 2.
+  Outcome token = Dnnd("api-token --config " + bad);
+  EXPECT_EQ(token.code, 2) << token.output;
+  EXPECT_NE(token.output.find("bad.toml:2:10: unknown key train.epochz"), std::string::npos)
+      << token.output;
 }
 
 TEST(Cli, EnvironmentOverridesFile) {
