@@ -29,21 +29,24 @@ Result<DirLock> DirLock::Acquire(const std::string& dir, const std::string& what
   std::string path = dir + "/dnnd.lock";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0)
-    return IoError("cannot open " + path + " (the lock of " + what + " " + dir + "): " + std::strerror(errno));
+    return IoError("cannot open " + path + " (the lock of " + what + " " + dir +
+                   "): " + std::strerror(errno));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     const std::string pid = HolderPid(fd);
     ::close(fd);
     if (err != EWOULDBLOCK)
       return IoError("cannot lock " + path + " (" + what + " " + dir + "): " + std::strerror(err));
-    return Unavailable(what + " " + dir + " is in use by another process" +
-                       (pid.empty() ? std::string() : " (pid " + pid + ")") +
-                       ": one directory serves one process at a time; stop that one or choose another " + what);
+    return Unavailable(
+        what + " " + dir + " is in use by another process" +
+        (pid.empty() ? std::string() : " (pid " + pid + ")") +
+        ": one directory serves one process at a time; stop that one or choose another " + what);
   }
   // Ours now: record who holds it (best effort; the lock itself is the flock).
   const std::string pid = std::to_string(::getpid()) + "\n";
   [[maybe_unused]] const bool recorded =
-      ::ftruncate(fd, 0) == 0 && ::pwrite(fd, pid.data(), pid.size(), 0) == static_cast<ssize_t>(pid.size());
+      ::ftruncate(fd, 0) == 0 &&
+      ::pwrite(fd, pid.data(), pid.size(), 0) == static_cast<ssize_t>(pid.size());
   return DirLock(fd, std::move(path));
 }
 

@@ -213,8 +213,8 @@ class ControllerRole : public Role {
   // The heavy requests' threads use this object: they stop before it goes.
   ~ControllerRole() override { heavy_->Stop(); }
 
-  ControllerRole(const Config& cfg, DirLock dir_lock, std::unique_ptr<ControllerStore> store, wire::Secrets secrets,
-                 int64_t local_workers)
+  ControllerRole(const Config& cfg, DirLock dir_lock, std::unique_ptr<ControllerStore> store,
+                 wire::Secrets secrets, int64_t local_workers)
       : cfg_(cfg),
         dir_lock_(std::move(dir_lock)),
         store_(std::move(store)),
@@ -1201,13 +1201,14 @@ class ControllerRole : public Role {
       jobs_[id] = std::move(run);
     }
     DNND_RETURN_IF_ERROR(store_->SetJobState(id, kJobRunning, ""));
-    JobLog(id, (resumed ? "resumed after a controller restart (attempt " + std::to_string(job.attempts + 1) +
-                              ", from its servers' last checkpoint)"
-                        : "running on " + std::to_string(workers) + " pool worker(s)" +
-                              (IsElastic(p) ? " (elastic: " + std::to_string(ParamInt(p, "min_workers", 1)) + "-" +
-                                                  std::to_string(ParamInt(p, "max_workers", workers)) + ")"
-                                            : "")) +
-                   ": training from step " + std::to_string(from));
+    std::string how = "running on " + std::to_string(workers) + " pool worker(s)";
+    if (IsElastic(p))
+      how += " (elastic: " + std::to_string(ParamInt(p, "min_workers", 1)) + "-" +
+             std::to_string(ParamInt(p, "max_workers", workers)) + ")";
+    if (resumed)
+      how = "resumed after a controller restart (attempt " + std::to_string(job.attempts + 1) +
+            ", from its servers' last checkpoint)";
+    JobLog(id, how + ": training from step " + std::to_string(from));
     Log(LogLevel::kInfo, "controller", resumed ? "job resumed" : "job started", {{"job", id}, {"workers", workers}});
     return Status::Ok();
   }
@@ -1484,8 +1485,8 @@ Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg, int64_t loca
         "transport.token is written in a config file; a committed file is no secret: use transport.token_file "
         "(a mounted Secret) or env DNND_TRANSPORT__TOKEN",
         {{"origin", cfg.Origin("transport.token")}});
-  return std::unique_ptr<Role>(
-      new ControllerRole(cfg, std::move(dir_lock), std::move(store), std::move(secrets), local_workers));
+  return std::unique_ptr<Role>(new ControllerRole(cfg, std::move(dir_lock), std::move(store),
+                                                  std::move(secrets), local_workers));
 }
 
 }  // namespace dnnd

@@ -1,9 +1,5 @@
 #include "roles/standalone.h"
 
-#include <mutex>
-#include <thread>
-#include <vector>
-
 #include <toml++/toml.h>
 
 #include <boost/json.hpp>
@@ -11,6 +7,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "core/files.h"
 #include "core/log.h"
@@ -20,8 +20,8 @@
 #include "roles/worker.h"
 #include "tensor/parallel.h"
 #include "transport/hello.h"
-#include "transport/secrets.h"
 #include "transport/http.h"
+#include "transport/secrets.h"
 
 namespace dnnd {
 namespace {
@@ -216,24 +216,23 @@ class ControllerStandaloneRole : public Role {
     }
     const std::filesystem::path dir = std::filesystem::path(parts[0].second).parent_path();
     const std::string base = ReadableName(dir.filename().string(), "data");
-    for (const std::string& name : {base, base + "-" + Sha256Hex(paths).substr(0, 8)}) {
-      auto found = Call("GET", "/api/v1/datasets/" + name, "");
-      if (found.ok()) {
-        if (found->at("format") == json::value(format) && found->at("bytes") == bytes) return name;
-        continue;  // another dataset's name
-      }
-      if (found.status().code() != StatusCode::kNotFound) return found.status();
+    auto ours = [&](const json::value& d) {
+      return d.at("format") == json::value(format) && d.at("bytes") == bytes;
+    };
+    auto create = [&](const std::string& name) -> Status {
       std::fprintf(stderr, "registering dataset %s from %s\n", name.c_str(), dir.c_str());
       for (const auto& [part, path] : parts) {
         if (path.empty()) continue;
         DNND_ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
-        DNND_RETURN_IF_ERROR(Call("PUT", "/api/v1/datasets/" + name + "/files/" + part, std::move(data)).status());
+        DNND_RETURN_IF_ERROR(
+            Call("PUT", "/api/v1/datasets/" + name + "/files/" + part, std::move(data)).status());
       }
-      DNND_RETURN_IF_ERROR(
-          Call("POST", "/api/v1/datasets", json::serialize(json::object{{"name", name}, {"format", format}})).status());
-      return name;
-    }
-    return AlreadyExists("the controller has other datasets named " + base + " and " + base + "-<hash>");
+      return Call("POST", "/api/v1/datasets",
+                  json::serialize(json::object{{"name", name}, {"format", format}}))
+          .status();
+    };
+    return OursOrCreated("dataset", {base, base + "-" + Sha256Hex(paths).substr(0, 8)}, ours,
+                         create);
   }
 
   // The config's [model], named after its file ("mlp" for models/mlp.toml;
@@ -245,19 +244,33 @@ class ControllerStandaloneRole : public Role {
     std::string base = "model";
     if (const toml::table* m = config_.Section("model"))
       if (const toml::node* file = m->get("file"); file && file->is_string())
-        base = ReadableName(std::filesystem::path(*file->value<std::string>()).stem().string(), "model");
-    for (const std::string& name : {base, base + "-" + Sha256Hex(text).substr(0, 8)}) {
-      auto found = Call("GET", "/api/v1/models/" + name, "");
-      if (found.ok()) {
-        if (found->at("spec") == json::value(text)) return name;
-        continue;  // another model's name
-      }
+        base = ReadableName(std::filesystem::path(*file->value<std::string>()).stem().string(),
+                            "model");
+    auto ours = [&](const json::value& m) { return m.at("spec") == json::value(text); };
+    auto create = [&](const std::string& name) {
+      return Call("POST", "/api/v1/models",
+                  json::serialize(json::object{{"name", name}, {"spec", text}}))
+          .status();
+    };
+    return OursOrCreated("model", {base, base + "-" + Sha256Hex(text).substr(0, 8)}, ours, create);
+  }
+
+  // The first of `names` (a readable one, then a unique one) under which the
+  // controller's `what` ("dataset", "model") is this config's (`ours`), or
+  // which is free and then `create`d.
+  Result<std::string> OursOrCreated(const std::string& what, const std::vector<std::string>& names,
+                                    const std::function<bool(const json::value&)>& ours,
+                                    const std::function<Status(const std::string&)>& create) {
+    for (const std::string& name : names) {
+      auto found = Call("GET", "/api/v1/" + what + "s/" + name, "");
+      if (found.ok() && ours(*found)) return name;
+      if (found.ok()) continue;  // another one's name
       if (found.status().code() != StatusCode::kNotFound) return found.status();
-      DNND_RETURN_IF_ERROR(
-          Call("POST", "/api/v1/models", json::serialize(json::object{{"name", name}, {"spec", text}})).status());
+      DNND_RETURN_IF_ERROR(create(name));
       return name;
     }
-    return AlreadyExists("the controller has other models named " + base + " and " + base + "-<hash>");
+    return AlreadyExists("the controller's " + what + "s " + names.front() + " and " +
+                         names.back() + " are others than this config's");
   }
 
   // This config's job from an earlier run (same model, dataset and
@@ -274,7 +287,8 @@ class ControllerStandaloneRole : public Role {
           !params->is_object() || !SameSettings(job, params->get_object()))
         continue;
       const json::string& state = j.at("state").as_string();
-      return state == "queued" || state == "running" || state == "succeeded" ? j.at("id").as_int64() : 0;
+      return state == "queued" || state == "running" || state == "succeeded" ? j.at("id").as_int64()
+                                                                             : 0;
     }
     return 0;
   }
@@ -306,14 +320,16 @@ class ControllerStandaloneRole : public Role {
     DNND_ASSIGN_OR_RETURN(int64_t id, EarlierJob(job));
     const bool earlier = id > 0;
     if (!earlier) {
-      DNND_ASSIGN_OR_RETURN(json::value created, Call("POST", "/api/v1/jobs", json::serialize(job)));
+      DNND_ASSIGN_OR_RETURN(json::value created,
+                            Call("POST", "/api/v1/jobs", json::serialize(job)));
       id = created.at("id").as_int64();
     }
     const long long n = static_cast<long long>(id);
     std::string host = address_;
     if (host.rfind("0.0.0.0:", 0) == 0) host = "127.0.0.1" + host.substr(7);
-    std::fprintf(stderr, "dashboard: http://%s/   job %lld: dnnd ctl --controller %s job get %lld\n", host.c_str(), n,
-                 host.c_str(), n);
+    std::fprintf(stderr,
+                 "dashboard: http://%s/   job %lld: dnnd ctl --controller %s job get %lld\n",
+                 host.c_str(), n, host.c_str(), n);
     // Worker 0 draws the progress; this waits for the verdict.
     json::value j;
     bool told = !earlier;
@@ -324,9 +340,13 @@ class ControllerStandaloneRole : public Role {
       const std::string state(j.at("state").as_string());
       if (!told) {
         told = true;
-        std::fprintf(stderr, "job %lld is this config's job from an earlier run (same data, model and settings): %s\n",
-                     n, state == "succeeded" ? "it already succeeded, nothing to train"
-                                             : "it continues from its last checkpoint, no second job is trained");
+        std::fprintf(stderr,
+                     "job %lld is this config's job from an earlier run (same data, model and "
+                     "settings): %s\n",
+                     n,
+                     state == "succeeded"
+                         ? "it already succeeded, nothing to train"
+                         : "it continues from its last checkpoint, no second job is trained");
       }
       if (state != "queued" && state != "running") break;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -334,16 +354,21 @@ class ControllerStandaloneRole : public Role {
     const std::string state(j.at("state").as_string());
     Status verdict = Status::Ok();
     if (state == "succeeded") {
-      std::fprintf(stderr, "job %lld succeeded; its history and model: dnnd ctl job get %lld, GET /api/v1/jobs/%lld/checkpoint\n",
+      std::fprintf(stderr,
+                   "job %lld succeeded; its history and model: dnnd ctl job get %lld, GET "
+                   "/api/v1/jobs/%lld/checkpoint\n",
                    n, n, n);
     } else {
-      verdict = Internal("job " + std::to_string(id) + " " + state + ": " + std::string(j.at("reason").as_string()));
+      verdict = Internal("job " + std::to_string(id) + " " + state + ": " +
+                         std::string(j.at("reason").as_string()));
       std::fprintf(stderr, "%s; its log: dnnd ctl job logs %lld\n", verdict.message().c_str(), n);
     }
     if (config_.GetBool("standalone.exit_when_done")) return verdict;
     // The hints above work while the controller serves: it does until told to stop.
-    std::fprintf(stderr, "the controller keeps serving the dashboard (http://%s/) and its API; "
-                 "press Ctrl-C (or send SIGINT or SIGTERM) to stop it\n", host.c_str());
+    std::fprintf(stderr,
+                 "the controller keeps serving the dashboard (http://%s/) and its API; "
+                 "press Ctrl-C (or send SIGINT or SIGTERM) to stop it\n",
+                 host.c_str());
     while (!stop_ && !controller_done_) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     return verdict;
   }

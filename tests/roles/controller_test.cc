@@ -781,7 +781,8 @@ TEST(ControllerStandalone, RunsTheConfigsJobThroughTheControllerAndKeepsItsHisto
   const Outcome first = Dnnd(args);
   ASSERT_EQ(first.code, 0) << first.output;
   EXPECT_NE(first.output.find("dashboard: http://127.0.0.1:"), std::string::npos) << first.output;
-  EXPECT_NE(first.output.find("registering dataset fashion-mnist from"), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("registering dataset fashion-mnist from"), std::string::npos)
+      << first.output;
   EXPECT_NE(first.output.find("job 1 succeeded"), std::string::npos) << first.output;
   EXPECT_NE(first.output.find("test accuracy"), std::string::npos) << first.output;
   // A second run reuses the registered data and model, and job 1 (the same settings).

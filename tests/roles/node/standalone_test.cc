@@ -2,6 +2,7 @@
 // configs/standalone.toml, the controller around the config's job) to the
 // end: it keeps serving after the job, a re-run follows the job instead of
 // training a second one, and what it registers has readable names.
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <boost/json.hpp>
@@ -9,8 +10,6 @@
 #include <filesystem>
 #include <string>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "../controller_process.h"
 
@@ -24,7 +23,8 @@ std::string RunArgs(const TempDir& dir, const std::string& extra = "") {
   return "--role=standalone --config " + Src("configs/standalone.toml") +
          " --set http.listen=127.0.0.1:0 --set controller.data_dir=" + dir.path() +
          "/c --set data.limit_train=4096 --set data.limit_test=1000 --set train.epochs=1"
-         " --set train.progress=none " + extra;
+         " --set train.progress=none " +
+         extra;
 }
 
 // GET `path` from the standalone's API.
@@ -35,7 +35,8 @@ json::value Get(int port, const std::string& path) {
 }
 
 TEST(Standalone, KeepsServingAfterItsJobUntilSigint) {
-  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist missing";
   TempDir dir;
   Daemon run(RunArgs(dir), dir.path() + "/run.log");
   const int port = run.PortAfter("dashboard: http://127.0.0.1:", std::chrono::seconds(60));
@@ -64,11 +65,13 @@ TEST(Standalone, KeepsServingAfterItsJobUntilSigint) {
 // checkpoint and succeeds; no second job. A third run finds it succeeded
 // and trains nothing (standalone.exit_when_done: it ends at once).
 TEST(Standalone, RerunAfterSigintResumesTheJobInsteadOfASecondOne) {
-  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist missing";
   TempDir dir;
   // 4 epochs of 94 steps (12000 samples, 2 workers of 64), checkpointed every 10.
-  const std::string args = RunArgs(dir, "--set data.limit_train=12000 --set train.epochs=4 "
-                                        "--set controller.checkpoint_every_steps=10");
+  const std::string args = RunArgs(dir,
+                                   "--set data.limit_train=12000 --set train.epochs=4 "
+                                   "--set controller.checkpoint_every_steps=10");
   int64_t stopped_at = 0;
   {
     Daemon first(args, dir.path() + "/first.log");
@@ -83,7 +86,8 @@ TEST(Standalone, RerunAfterSigintResumesTheJobInsteadOfASecondOne) {
     ASSERT_GE(stopped_at, 20) << first.output();
     first.Signal(SIGINT);
     EXPECT_EQ(first.Wait(), 0) << first.output();
-    EXPECT_EQ(first.output().find("job 1 succeeded"), std::string::npos) << "stopped too late: " << first.output();
+    EXPECT_EQ(first.output().find("job 1 succeeded"), std::string::npos)
+        << "stopped too late: " << first.output();
   }
   {
     Daemon second(args + " --set standalone.exit_when_done=true", dir.path() + "/second.log");
@@ -95,7 +99,8 @@ TEST(Standalone, RerunAfterSigintResumesTheJobInsteadOfASecondOne) {
   }
   Daemon third(args + " --set standalone.exit_when_done=true", dir.path() + "/third.log");
   EXPECT_EQ(third.Wait(), 0) << third.output();
-  EXPECT_NE(third.output().find("it already succeeded, nothing to train"), std::string::npos) << third.output();
+  EXPECT_NE(third.output().find("it already succeeded, nothing to train"), std::string::npos)
+      << third.output();
   // One job, run twice (attempt 2 resumed from the servers' checkpoint), all 4 epochs recorded.
   ControllerProcess c(dir, "--set controller.data_dir=" + dir.path() + "/c");
   ASSERT_GT(c.port(), 0) << c.daemon().output();
