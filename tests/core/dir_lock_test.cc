@@ -4,14 +4,13 @@
 // guards unless kept.
 #include "core/dir_lock.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <utility>
-
-#include <gtest/gtest.h>
 
 #include "core/files.h"
 
