@@ -93,6 +93,7 @@ const std::vector<ConfigKey>& ConfigSchema() {
       {"aggregator.output_dir", T::kString, "\"runs/aggregated\"", 0, 0, {}, "aggregator: checkpoint directory of the averaged model"},
       {"aggregator.report", T::kString, "\"\"", 0, 0, {}, "aggregator: JSON report path; empty = <output_dir>/report.json"},
       {"standalone.controller", T::kBool, "false", 0, 0, {}, "standalone: run the controller (API, dashboard, store) with standalone.workers pool workers, and submit this config's job to it; false: the bare cluster"},
+      {"standalone.exit_when_done", T::kBool, "false", 0, 0, {}, "standalone.controller: end the process when its job ends (a Kubernetes Job, a one-shot container); false: keep serving the API and dashboard until SIGINT/SIGTERM"},
       {"standalone.servers", T::kInt, "2", 1, 64, {}, "standalone: parameter servers (threads)"},
       {"standalone.workers", T::kInt, "2", 1, 64, {}, "standalone: workers (threads)"},
       {"controller.data_dir", T::kString, "\"runs/controller\"", 0, 0, {}, "controller: the SQLite store, datasets, job checkpoints and logs"},

@@ -173,4 +173,10 @@ Status WriteFileAtomic(const std::string& path, const std::string& bytes) {
   return CommitTempFile(tmp, path);  // its fsync finds nothing left to write
 }
 
+RemoveUnlessKept::~RemoveUnlessKept() {
+  if (path_.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
 }  // namespace dnnd

@@ -56,4 +56,20 @@ struct SweepOptions {
 };
 Result<std::vector<std::string>> SweepTempFiles(const std::string& dir, const SweepOptions& options = {});
 
+// Removes `path` (a file, or a directory with everything in it) when it goes
+// out of scope, unless Keep() was called first: what a request staged on disk
+// does not outlive the request's refusal, whichever return refuses it.
+// Errors removing it are ignored (it was scratch).
+class RemoveUnlessKept {
+ public:
+  explicit RemoveUnlessKept(std::string path) : path_(std::move(path)) {}
+  ~RemoveUnlessKept();
+  RemoveUnlessKept(const RemoveUnlessKept&) = delete;
+  RemoveUnlessKept& operator=(const RemoveUnlessKept&) = delete;
+  void Keep() { path_.clear(); }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace dnnd

@@ -15,6 +15,7 @@
 #include <thread>
 #include <tuple>
 
+#include "core/dir_lock.h"
 #include "tensor/data/from_config.h"
 #include "core/files.h"
 #include "core/json_fields.h"
@@ -212,8 +213,10 @@ class ControllerRole : public Role {
   // The heavy requests' threads use this object: they stop before it goes.
   ~ControllerRole() override { heavy_->Stop(); }
 
-  ControllerRole(const Config& cfg, std::unique_ptr<ControllerStore> store, wire::Secrets secrets, int64_t local_workers)
+  ControllerRole(const Config& cfg, DirLock dir_lock, std::unique_ptr<ControllerStore> store,
+                 wire::Secrets secrets, int64_t local_workers)
       : cfg_(cfg),
+        dir_lock_(std::move(dir_lock)),
         store_(std::move(store)),
         dir_(cfg.GetString("controller.data_dir")),
         max_upload_(static_cast<size_t>(cfg.GetInt("controller.max_upload_bytes"))),
@@ -265,7 +268,11 @@ class ControllerRole : public Role {
       Schedule();
     }
     // Shutting down: the jobs' servers checkpoint; the jobs stay `running`
-    // in the store and resume at the next start.
+    // in the store and resume at the next start. This process's own workers
+    // stop first, at a step boundary, while their servers still answer
+    // (stopped after them, they would retry the dead servers for minutes).
+    for (auto& w : local_) w->Stop();
+    for (auto& t : local_threads_) t.join();
     std::map<int64_t, std::unique_ptr<RunningJob>> jobs;
     {
       std::lock_guard lock(mu_);
@@ -276,8 +283,6 @@ class ControllerRole : public Role {
       pool_.Release(id);
       for (auto& s : job->servers) s->Stop();
     }
-    for (auto& w : local_) w->Stop();
-    for (auto& t : local_threads_) t.join();
     if (shards_) shards_->Stop();
     heavy_->Stop();  // before main stops the HTTP server its tasks answer through
     return Cancelled("controller stopped");
@@ -374,6 +379,10 @@ class ControllerRole : public Role {
                                "': PUT /api/v1/datasets/" + name + "/files/" + p);
       files[p] = p;
     }
+    // A missing part (above) keeps what is staged, as its message says; a
+    // registration refused from here on removes the staged files (the
+    // client uploads them again, fixed): a rejected upload leaves nothing.
+    RemoveUnlessKept staged(stage.string());
     bool has_test = true;
     for (const auto& p : test_parts) has_test &= fs::exists(stage / p);
     if (has_test)
@@ -409,8 +418,11 @@ class ControllerRole : public Role {
     fs::create_directories(final_dir.parent_path(), ec);
     fs::rename(stage, final_dir, ec);
     if (ec) return IoError("cannot move " + stage.string() + " to " + final_dir.string() + ": " + ec.message());
+    staged.Keep();  // moved: a new upload of the name may stage there again
+    RemoveUnlessKept unregistered(final_dir.string());
     d.bytes = DirBytes(final_dir);
     DNND_RETURN_IF_ERROR(store_->PutDataset(d));
+    unregistered.Keep();
     Log(LogLevel::kInfo, "controller", "dataset registered", {{"name", name}, {"train_samples", d.train_samples}});
     return HttpResponse::Json(201, DatasetJson(d));
   }
@@ -803,11 +815,11 @@ class ControllerRole : public Role {
     l.on_step = [this](int64_t job, int64_t step, int64_t total) {
       std::shared_ptr<LiveProgress> live = Live(job);
       if (!live) return;
+      // The rate's origin: the first report (a few steps in). Where the
+      // attempt started is logged by StartJob, from its servers.
       if (live->start_step.load() < 0) {
         live->start_s = NowSeconds();
         live->start_step = step;
-        // Where this attempt started: > 0 after a resume from a checkpoint.
-        JobLog(job, "training from step " + std::to_string(step) + " of " + std::to_string(total));
       }
       live->step = step;
       live->total = total;
@@ -1161,6 +1173,9 @@ class ControllerRole : public Role {
     }
     DNND_ASSIGN_OR_RETURN(bool placed, LaunchSegment(*run, *ports));
     if (!placed) return Status::Ok();  // a node went away since IdleCount()
+    // Where the workers begin: the servers' step (0, or their checkpoint's).
+    int64_t from = run->servers.empty() ? 0 : run->servers[0]->version();
+    for (const auto& s : run->servers) from = std::min(from, s->version());
     auto live = std::make_shared<LiveProgress>();
     live->job = id;
     live->step = job.step;
@@ -1186,12 +1201,14 @@ class ControllerRole : public Role {
       jobs_[id] = std::move(run);
     }
     DNND_RETURN_IF_ERROR(store_->SetJobState(id, kJobRunning, ""));
-    JobLog(id, resumed ? "resumed after a controller restart (attempt " + std::to_string(job.attempts + 1) +
-                             ", from its servers' last checkpoint)"
-                       : "running on " + std::to_string(workers) + " pool worker(s)" +
-                             (IsElastic(p) ? " (elastic: " + std::to_string(ParamInt(p, "min_workers", 1)) + "-" +
-                                                 std::to_string(ParamInt(p, "max_workers", workers)) + ")"
-                                           : ""));
+    std::string how = "running on " + std::to_string(workers) + " pool worker(s)";
+    if (IsElastic(p))
+      how += " (elastic: " + std::to_string(ParamInt(p, "min_workers", 1)) + "-" +
+             std::to_string(ParamInt(p, "max_workers", workers)) + ")";
+    if (resumed)
+      how = "resumed after a controller restart (attempt " + std::to_string(job.attempts + 1) +
+            ", from its servers' last checkpoint)";
+    JobLog(id, how + ": training from step " + std::to_string(from));
     Log(LogLevel::kInfo, "controller", resumed ? "job resumed" : "job started", {{"job", id}, {"workers", workers}});
     return Status::Ok();
   }
@@ -1376,7 +1393,9 @@ class ControllerRole : public Role {
       final_state = kJobFailed;
       why = "the reporting worker finished without uploading the trained model";
     }
-    if (final_state == kJobSucceeded && live) (void)store_->SetTotalSteps(id, live->total.load());
+    // The progress it reached stays with it, whatever the end (a cancelled
+    // job mid-epoch is further than its last recorded epoch).
+    if (live) (void)store_->SetProgress(id, live->step.load(), live->total.load());
     JobLog(id, std::string(final_state) + (why.empty() ? "" : ": " + why));
     Status w = store_->SetJobState(id, final_state, why);
     if (!w.ok()) Log(LogLevel::kError, "controller", "store", {{"error", w.ToString()}});
@@ -1385,6 +1404,7 @@ class ControllerRole : public Role {
   }
 
   const Config cfg_;
+  const DirLock dir_lock_;  // controller.data_dir is this process's while it lives
   std::unique_ptr<ControllerStore> store_;
   const std::string dir_;
   const size_t max_upload_, max_json_;
@@ -1435,6 +1455,9 @@ Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg, int64_t loca
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return IoError("cannot create controller.data_dir " + dir + ": " + ec.message());
+  // Before anything in it is touched: a second controller on the directory
+  // would sweep the first one's uploads and write to its store.
+  DNND_ASSIGN_OR_RETURN(DirLock dir_lock, DirLock::Acquire(dir, "controller.data_dir"));
   // Uploads stream into temporary files here before moving into place.
   fs::create_directories(dir + "/uploads", ec);
   if (ec) return IoError("cannot create " + dir + "/uploads: " + ec.message());
@@ -1462,7 +1485,8 @@ Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg, int64_t loca
         "transport.token is written in a config file; a committed file is no secret: use transport.token_file "
         "(a mounted Secret) or env DNND_TRANSPORT__TOKEN",
         {{"origin", cfg.Origin("transport.token")}});
-  return std::unique_ptr<Role>(new ControllerRole(cfg, std::move(store), std::move(secrets), local_workers));
+  return std::unique_ptr<Role>(new ControllerRole(cfg, std::move(dir_lock), std::move(store),
+                                                  std::move(secrets), local_workers));
 }
 
 }  // namespace dnnd

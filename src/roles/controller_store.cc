@@ -433,10 +433,11 @@ Status ControllerStore::SetJobSegment(int64_t id, const JobSegment& g) {
   return Status::Ok();
 }
 
-Status ControllerStore::SetTotalSteps(int64_t id, int64_t total_steps) {
+Status ControllerStore::SetProgress(int64_t id, int64_t step, int64_t total_steps) {
   Write lock(*this);
-  Stmt q(db_, "UPDATE jobs SET total_steps = ? WHERE id = ?");
-  q.Bind(total_steps).Bind(id);
+  Stmt q(db_,
+         "UPDATE jobs SET step = MAX(step, ?), total_steps = MAX(total_steps, ?) WHERE id = ?");
+  q.Bind(step).Bind(total_steps).Bind(id);
   return q.Run();
 }
 

@@ -129,7 +129,9 @@ class ControllerStore {
   // Records (or replaces, after a resume) one epoch and the job's progress,
   // in one transaction.
   Status RecordEpoch(int64_t id, const EpochRow& row, int64_t step, int64_t total_steps);
-  Status SetTotalSteps(int64_t id, int64_t total_steps);
+  // Raises the job's step and total steps to at least these (its last
+  // progress report, kept when it ends).
+  Status SetProgress(int64_t id, int64_t step, int64_t total_steps);
   Status SetJobSegment(int64_t id, const JobSegment& segment);
   // The job to run next: one left running by a previous controller (resume)
   // first, else the oldest queued one.

@@ -768,25 +768,32 @@ TEST(ControllerCtl, HelpOnEveryVerb) {
 
 // The README's run command: the standalone role is the controller with its
 // workers in one process; it registers the config's data and model once,
-// submits the job through its own API and exits 0 when the job succeeded.
+// submits the job through its own API and (standalone.exit_when_done) exits
+// 0 when the job succeeded. tests/roles/node/standalone_test.cc: the default,
+// serving on after the job, and a re-run resuming a stopped job.
 TEST(ControllerStandalone, RunsTheConfigsJobThroughTheControllerAndKeepsItsHistory) {
   if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
   TempDir dir;
   const std::string args = "--role=standalone --config " + Src("configs/standalone.toml") +
                            " --set http.listen=127.0.0.1:0 --set controller.data_dir=" + dir.path() +
                            "/c --set data.limit_train=4096 --set data.limit_test=1000 --set train.epochs=1"
-                           " --set train.progress=none";
+                           " --set train.progress=none --set standalone.exit_when_done=true";
   const Outcome first = Dnnd(args);
   ASSERT_EQ(first.code, 0) << first.output;
   EXPECT_NE(first.output.find("dashboard: http://127.0.0.1:"), std::string::npos) << first.output;
-  EXPECT_NE(first.output.find("registering dataset fashion-mnist-"), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("registering dataset fashion-mnist from"), std::string::npos)
+      << first.output;
   EXPECT_NE(first.output.find("job 1 succeeded"), std::string::npos) << first.output;
   EXPECT_NE(first.output.find("test accuracy"), std::string::npos) << first.output;
-  // A second run reuses the registered data and model and adds job 2.
+  // A second run reuses the registered data and model, and job 1 (the same settings).
   const Outcome second = Dnnd(args);
   ASSERT_EQ(second.code, 0) << second.output;
   EXPECT_EQ(second.output.find("registering dataset"), std::string::npos) << second.output;
-  EXPECT_NE(second.output.find("job 2 succeeded"), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find("job 1 succeeded"), std::string::npos) << second.output;
+  // Other settings: another job, 2.
+  const Outcome third = Dnnd(args + " --set train.seed=7");
+  ASSERT_EQ(third.code, 0) << third.output;
+  EXPECT_NE(third.output.find("job 2 succeeded"), std::string::npos) << third.output;
   auto store = ControllerStore::Open(dir.path() + "/c/controller.db");
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto jobs = (*store)->ListJobs();

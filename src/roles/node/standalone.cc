@@ -1,13 +1,16 @@
 #include "roles/node/standalone.h"
 
-#include <mutex>
-#include <thread>
-#include <vector>
+#include <toml++/toml.h>
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "core/files.h"
 #include "core/log.h"
@@ -17,8 +20,8 @@
 #include "roles/train/worker.h"
 #include "tensor/parallel.h"
 #include "transport/hello.h"
-#include "transport/secrets.h"
 #include "transport/http.h"
+#include "transport/secrets.h"
 
 namespace dnnd {
 namespace {
@@ -97,6 +100,33 @@ class StandaloneRole : public Role {
 
 namespace json = boost::json;
 
+// `raw` (a file or directory name) as a dataset or model name: characters
+// outside [A-Za-z0-9._-] become '-'; `fallback` if that is no valid name.
+std::string ReadableName(std::string raw, const std::string& fallback) {
+  for (auto& c : raw)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '-';
+  return IsValidName(raw) ? raw : fallback;
+}
+
+// Whether a stored job's params are the settings `job` submits: every field
+// it sends has the stored value, and the store holds no other setting (the
+// controller adds only the input normalisation it derives from the data).
+bool SameSettings(const json::object& job, const json::object& params) {
+  auto equal = [](const json::value& a, const json::value& b) {
+    if (!a.is_number() || !b.is_number()) return a == b;
+    const double x = a.to_number<double>(), y = b.to_number<double>();
+    return std::abs(x - y) <= 1e-9 * std::max(1.0, std::abs(x));
+  };
+  for (const auto& [key, value] : job) {
+    if (key == "model" || key == "dataset") continue;
+    const json::value* stored = params.if_contains(key);
+    if (!stored || !equal(value, *stored)) return false;
+  }
+  for (const auto& [key, value] : params)
+    if (key != "normalize_mean" && key != "normalize_std" && !job.contains(key)) return false;
+  return true;
+}
+
 // The whole system in one process: the controller (API, dashboard, store)
 // with standalone.workers pool workers as threads, and the job the config
 // describes submitted to it through its own API, like any client would.
@@ -120,7 +150,10 @@ class ControllerStandaloneRole : public Role {
     if (!router_ || address_.empty())
       return InvalidArgument("standalone.controller needs http.listen (the API and dashboard it serves)");
     Status controller_status = Status::Ok();
-    std::thread controller([&] { controller_status = controller_->Run(); });
+    std::thread controller([&] {
+      controller_status = controller_->Run();
+      controller_done_ = true;
+    });
     Status s = Drive();
     controller_->Stop();
     controller.join();
@@ -153,8 +186,10 @@ class ControllerStandaloneRole : public Role {
     return ec ? json::value() : v;
   }
 
-  // The config's [data] as a dataset of the controller (registered once;
-  // later runs find it).
+  // The config's [data] as a dataset of the controller, named after its
+  // files' directory ("fashion-mnist"). Registered once: a later run finds
+  // it under that name (the same format and size); another dataset already
+  // holding the name makes it <name>-<hash of the file paths>.
   Result<std::string> EnsureDataset() {
     const std::string format = config_.GetString("data.format");
     std::vector<std::pair<std::string, std::string>> parts;
@@ -170,39 +205,97 @@ class ControllerStandaloneRole : public Role {
                              format + "'");
     }
     std::string paths;
-    for (const auto& [part, path] : parts) paths += path + "\n";
-    // Named after its directory, made unique by its files' paths.
-    std::string base = std::filesystem::path(parts[0].second).parent_path().filename().string();
-    for (auto& c : base)
-      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '-';
-    const std::string name = (IsValidName(base) ? base : std::string("data")) + "-" + Sha256Hex(paths).substr(0, 8);
-    if (Call("GET", "/api/v1/datasets/" + name, "").ok()) return name;
-    std::fprintf(stderr, "registering dataset %s from %s\n", name.c_str(),
-                 std::filesystem::path(parts[0].second).parent_path().c_str());
+    int64_t bytes = 0;
     for (const auto& [part, path] : parts) {
       if (path.empty()) continue;
-      DNND_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
-      DNND_RETURN_IF_ERROR(Call("PUT", "/api/v1/datasets/" + name + "/files/" + part, std::move(bytes)).status());
+      paths += path + "\n";
+      std::error_code ec;
+      const auto size = std::filesystem::file_size(path, ec);
+      if (ec) return IoError("data file " + path + ": " + ec.message());
+      bytes += static_cast<int64_t>(size);
     }
-    DNND_RETURN_IF_ERROR(
-        Call("POST", "/api/v1/datasets", json::serialize(json::object{{"name", name}, {"format", format}})).status());
-    return name;
+    const std::filesystem::path dir = std::filesystem::path(parts[0].second).parent_path();
+    const std::string base = ReadableName(dir.filename().string(), "data");
+    auto ours = [&](const json::value& d) {
+      return d.at("format") == json::value(format) && d.at("bytes") == bytes;
+    };
+    auto create = [&](const std::string& name) -> Status {
+      std::fprintf(stderr, "registering dataset %s from %s\n", name.c_str(), dir.c_str());
+      for (const auto& [part, path] : parts) {
+        if (path.empty()) continue;
+        DNND_ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+        DNND_RETURN_IF_ERROR(
+            Call("PUT", "/api/v1/datasets/" + name + "/files/" + part, std::move(data)).status());
+      }
+      return Call("POST", "/api/v1/datasets",
+                  json::serialize(json::object{{"name", name}, {"format", format}}))
+          .status();
+    };
+    return OursOrCreated("dataset", {base, base + "-" + Sha256Hex(paths).substr(0, 8)}, ours,
+                         create);
   }
 
-  // The config's [model], named after its spec's hash.
+  // The config's [model], named after its file ("mlp" for models/mlp.toml;
+  // "model" for a [model] table in the config); another spec already holding
+  // the name makes it <name>-<hash of the spec>.
   Result<std::string> EnsureModel() {
     DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(config_));
     const std::string text = ModelSpecToToml(spec);
-    const std::string name = "model-" + Sha256Hex(text).substr(0, 8);
-    if (Call("GET", "/api/v1/models/" + name, "").ok()) return name;
-    DNND_RETURN_IF_ERROR(
-        Call("POST", "/api/v1/models", json::serialize(json::object{{"name", name}, {"spec", text}})).status());
-    return name;
+    std::string base = "model";
+    if (const toml::table* m = config_.Section("model"))
+      if (const toml::node* file = m->get("file"); file && file->is_string())
+        base = ReadableName(std::filesystem::path(*file->value<std::string>()).stem().string(),
+                            "model");
+    auto ours = [&](const json::value& m) { return m.at("spec") == json::value(text); };
+    auto create = [&](const std::string& name) {
+      return Call("POST", "/api/v1/models",
+                  json::serialize(json::object{{"name", name}, {"spec", text}}))
+          .status();
+    };
+    return OursOrCreated("model", {base, base + "-" + Sha256Hex(text).substr(0, 8)}, ours, create);
+  }
+
+  // The first of `names` (a readable one, then a unique one) under which the
+  // controller's `what` ("dataset", "model") is this config's (`ours`), or
+  // which is free and then `create`d.
+  Result<std::string> OursOrCreated(const std::string& what, const std::vector<std::string>& names,
+                                    const std::function<bool(const json::value&)>& ours,
+                                    const std::function<Status(const std::string&)>& create) {
+    for (const std::string& name : names) {
+      auto found = Call("GET", "/api/v1/" + what + "s/" + name, "");
+      if (found.ok() && ours(*found)) return name;
+      if (found.ok()) continue;  // another one's name
+      if (found.status().code() != StatusCode::kNotFound) return found.status();
+      DNND_RETURN_IF_ERROR(create(name));
+      return name;
+    }
+    return AlreadyExists("the controller's " + what + "s " + names.front() + " and " +
+                         names.back() + " are others than this config's");
+  }
+
+  // This config's job from an earlier run (same model, dataset and
+  // settings), when the newest such job is still worth following: queued,
+  // running (a run stopped by Ctrl-C leaves it so, and the controller
+  // resumes it from its checkpoint) or succeeded. 0 if there is none: a
+  // failed or cancelled one is trained anew.
+  Result<int64_t> EarlierJob(const json::object& job) {
+    DNND_ASSIGN_OR_RETURN(json::value list, Call("GET", "/api/v1/jobs", ""));
+    for (const auto& v : list.at("jobs").as_array()) {  // newest first
+      const json::object& j = v.as_object();
+      const json::value* params = j.if_contains("params");
+      if (j.at("model") != job.at("model") || j.at("dataset") != job.at("dataset") || !params ||
+          !params->is_object() || !SameSettings(job, params->get_object()))
+        continue;
+      const json::string& state = j.at("state").as_string();
+      return state == "queued" || state == "running" || state == "succeeded" ? j.at("id").as_int64()
+                                                                             : 0;
+    }
+    return 0;
   }
 
   Status Drive() {
     // The controller's loop is up when it reports ready.
-    for (int i = 0; i < 200 && !controller_->Readiness().first && !stop_; ++i)
+    for (int i = 0; i < 200 && !controller_->Readiness().first && !stop_ && !controller_done_; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
     DNND_ASSIGN_OR_RETURN(std::string dataset, EnsureDataset());
     DNND_ASSIGN_OR_RETURN(std::string model, EnsureModel());
@@ -223,27 +316,61 @@ class ControllerStandaloneRole : public Role {
                      {"limit_train", config_.GetInt("data.limit_train")},
                      {"limit_test", config_.GetInt("data.limit_test")}};
     if (config_.GetFloat("train.goal_accuracy") > 0) job["goal_accuracy"] = config_.GetFloat("train.goal_accuracy");
-    DNND_ASSIGN_OR_RETURN(json::value created, Call("POST", "/api/v1/jobs", json::serialize(job)));
-    const int64_t id = created.at("id").as_int64();
+    // A re-run follows the job an earlier run left instead of training a second one.
+    DNND_ASSIGN_OR_RETURN(int64_t id, EarlierJob(job));
+    const bool earlier = id > 0;
+    if (!earlier) {
+      DNND_ASSIGN_OR_RETURN(json::value created,
+                            Call("POST", "/api/v1/jobs", json::serialize(job)));
+      id = created.at("id").as_int64();
+    }
+    const long long n = static_cast<long long>(id);
     std::string host = address_;
     if (host.rfind("0.0.0.0:", 0) == 0) host = "127.0.0.1" + host.substr(7);
-    std::fprintf(stderr, "dashboard: http://%s/   job %lld: dnnd ctl --controller %s job get %lld\n", host.c_str(),
-                 static_cast<long long>(id), host.c_str(), static_cast<long long>(id));
+    std::fprintf(stderr,
+                 "dashboard: http://%s/   job %lld: dnnd ctl --controller %s job get %lld\n",
+                 host.c_str(), n, host.c_str(), n);
     // Worker 0 draws the progress; this waits for the verdict.
     json::value j;
+    bool told = !earlier;
     while (true) {
       if (stop_) return Cancelled("stopped; the job resumes at the next start");
+      if (controller_done_) return Cancelled("the controller stopped");
       DNND_ASSIGN_OR_RETURN(j, Call("GET", "/api/v1/jobs/" + std::to_string(id), ""));
       const std::string state(j.at("state").as_string());
+      if (!told) {
+        told = true;
+        std::fprintf(stderr,
+                     "job %lld is this config's job from an earlier run (same data, model and "
+                     "settings): %s\n",
+                     n,
+                     state == "succeeded"
+                         ? "it already succeeded, nothing to train"
+                         : "it continues from its last checkpoint, no second job is trained");
+      }
       if (state != "queued" && state != "running") break;
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     const std::string state(j.at("state").as_string());
-    if (state != "succeeded")
-      return Internal("job " + std::to_string(id) + " " + state + ": " + std::string(j.at("reason").as_string()));
-    std::fprintf(stderr, "job %lld succeeded; its history and model: dnnd ctl job get %lld, GET /api/v1/jobs/%lld/checkpoint\n",
-                 static_cast<long long>(id), static_cast<long long>(id), static_cast<long long>(id));
-    return Status::Ok();
+    Status verdict = Status::Ok();
+    if (state == "succeeded") {
+      std::fprintf(stderr,
+                   "job %lld succeeded; its history and model: dnnd ctl job get %lld, GET "
+                   "/api/v1/jobs/%lld/checkpoint\n",
+                   n, n, n);
+    } else {
+      verdict = Internal("job " + std::to_string(id) + " " + state + ": " +
+                         std::string(j.at("reason").as_string()));
+      std::fprintf(stderr, "%s; its log: dnnd ctl job logs %lld\n", verdict.message().c_str(), n);
+    }
+    if (config_.GetBool("standalone.exit_when_done")) return verdict;
+    // The hints above work while the controller serves: it does until told to stop.
+    std::fprintf(stderr,
+                 "the controller keeps serving the dashboard (http://%s/) and its API; "
+                 "press Ctrl-C (or send SIGINT or SIGTERM) to stop it\n",
+                 host.c_str());
+    while (!stop_ && !controller_done_) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return verdict;
   }
 
   const Config config_;
@@ -252,6 +379,7 @@ class ControllerStandaloneRole : public Role {
   HttpRouter* router_ = nullptr;
   std::string address_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> controller_done_{false};  // its Run returned (stopped, or failed to start)
 };
 
 }  // namespace
