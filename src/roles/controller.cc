@@ -358,6 +358,7 @@ class ControllerRole : public Role {
   Result<HttpResponse> CreateDataset(const HttpRequest& r) {
     DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, max_json_));
     JsonFields f{body, ""};
+    DNND_RETURN_IF_ERROR(f.RejectUnknown({"name", "format"}));
     DNND_ASSIGN_OR_RETURN(std::string name, f.String("name", "", true));
     DNND_RETURN_IF_ERROR(CheckName("dataset", name));
     DNND_ASSIGN_OR_RETURN(std::string format, f.String("format", "", true));
@@ -466,6 +467,7 @@ class ControllerRole : public Role {
   Result<HttpResponse> CreateModel(const HttpRequest& r) {
     DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, max_json_));
     JsonFields f{body, ""};
+    DNND_RETURN_IF_ERROR(f.RejectUnknown({"name", "spec"}));
     DNND_ASSIGN_OR_RETURN(std::string name, f.String("name", "", true));
     DNND_RETURN_IF_ERROR(CheckName("model", name));
     const json::value* spec_v = body.if_contains("spec");
@@ -522,6 +524,10 @@ class ControllerRole : public Role {
   Result<HttpResponse> CreateJob(const HttpRequest& r) {
     DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, max_json_));
     JsonFields f{body, ""};
+    DNND_RETURN_IF_ERROR(f.RejectUnknown(
+        {"model", "dataset", "epochs", "batch", "lr", "optimizer", "workers", "servers", "mode",
+         "kavg_steps", "seed", "limit_train", "limit_test", "eval_every", "goal_accuracy",
+         "lr_schedule", "elastic", "min_workers", "max_workers", "normalize"}));
     DNND_ASSIGN_OR_RETURN(std::string model, f.String("model", "", true));
     DNND_ASSIGN_OR_RETURN(std::string dataset, f.String("dataset", "", true));
     DNND_RETURN_IF_ERROR(CheckName("model", model));
