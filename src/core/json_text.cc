@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <string_view>
 
 namespace dnnd {
 namespace {
@@ -42,16 +43,35 @@ void Write(const boost::json::value& v, int indent, std::string& out) {
     }
     out += "]";
   } else if (v.is_double() && std::isfinite(v.as_double())) {
-    // Shortest text that reads back exactly: 0.8582, where serialize() says 8.582E-1.
-    char buf[64];
-    auto r = std::to_chars(buf, buf + sizeof buf, v.as_double());
-    out.append(buf, r.ptr);
+    out += ShortestText(v.as_double());
   } else {
     out += boost::json::serialize(v);
   }
 }
 
 }  // namespace
+
+namespace {
+
+// Like Python's repr: the shortest digits that read back exactly, positional
+// (0.0005, 1234.5) unless the exponent is below -4 or above 15 (1e-08, 1e+20).
+template <class T>
+std::string Shortest(T v) {
+  char buf[64];
+  const auto sci = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+  const std::string_view s(buf, static_cast<size_t>(sci.ptr - buf));
+  int exponent = 0;
+  const size_t e = s.find('e') + 1;
+  std::from_chars(s.data() + e + (s[e] == '+'), s.data() + s.size(), exponent);
+  if (exponent < -4 || exponent > 15) return std::string(s);
+  const auto fixed = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  return std::string(buf, fixed.ptr);
+}
+
+}  // namespace
+
+std::string ShortestText(double v) { return Shortest(v); }
+std::string ShortestText(float v) { return Shortest(v); }
 
 std::string PrettyJson(const boost::json::value& v) {
   std::string out;
