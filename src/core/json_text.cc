@@ -73,6 +73,23 @@ std::string Shortest(T v) {
 std::string ShortestText(double v) { return Shortest(v); }
 std::string ShortestText(float v) { return Shortest(v); }
 
+std::string SettingText(const boost::json::value& v) {
+  if (v.is_string()) return std::string(v.get_string());
+  if (v.is_int64()) return std::to_string(v.get_int64());
+  if (v.is_uint64()) return std::to_string(v.get_uint64());
+  if (!v.is_double() || !std::isfinite(v.get_double())) return boost::json::serialize(v);
+  const double d = v.get_double();
+  const float f = static_cast<float>(d);
+  return static_cast<double>(f) == d ? ShortestText(f) : ShortestText(d);
+}
+
+std::string SettingsText(const boost::json::object& settings) {
+  std::string out;
+  for (const auto& [key, value] : settings)
+    out += (out.empty() ? "" : ", ") + std::string(key) + " = " + SettingText(value);
+  return out;
+}
+
 std::string PrettyJson(const boost::json::value& v) {
   std::string out;
   Write(v, 0, out);

@@ -21,4 +21,12 @@ std::string PrettyJson(const boost::json::value& v);
 std::string ShortestText(double v);
 std::string ShortestText(float v);
 
+// Settings as people read them, "epochs = 5, lr = 0.001, mode = sync": each
+// number exact in its shortest form, and a double that is exactly a float32
+// (a float setting widened, as a model spec's lr is) in the float's
+// shortest form -- 0.001, not 0.0010000000474974513. Strings bare; other
+// values (arrays, null) as JSON. SettingText is one value of them.
+std::string SettingsText(const boost::json::object& settings);
+std::string SettingText(const boost::json::value& v);
+
 }  // namespace dnnd

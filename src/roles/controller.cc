@@ -18,6 +18,7 @@
 #include "core/data/from_config.h"
 #include "core/files.h"
 #include "core/json_fields.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/work_queue.h"
@@ -615,7 +616,7 @@ class ControllerRole : public Role {
       p["normalize_std"] = stddev;
     }
     DNND_ASSIGN_OR_RETURN(int64_t id, store_->CreateJob(model, dataset, json::serialize(p)));
-    JobLog(id, "queued: model " + model + ", dataset " + dataset + ", " + json::serialize(p));
+    JobLog(id, "queued: model " + model + ", dataset " + dataset + ", " + SettingsText(p));
     cv_.notify_all();
     DNND_ASSIGN_OR_RETURN(auto job, store_->GetJob(id));
     return HttpResponse::Json(201, JobJson(job));

@@ -12,6 +12,7 @@
 #include "core/files.h"
 #include "core/json_text.h"
 #include "roles/ctl/flags.h"
+#include "roles/ctl/tables.h"
 #include "roles/ctl_client.h"
 #include "roles/ctl_follow.h"
 #include "roles/ctl_settings.h"
@@ -22,6 +23,8 @@ namespace {
 namespace json = boost::json;
 using ctl::Flag;
 using ctl::FlagValues;
+using ctl::Num;
+using ctl::Table;
 
 // ---- the command table --------------------------------------------------
 // Every verb's flags, positional arguments and description: the check of a
@@ -225,143 +228,6 @@ int VerbUsage(const Verb& v) {
   return 0;
 }
 
-// ---- printing ------------------------------------------------------------
-
-// A measured number (a loss, seconds, samples/s) rounded for a table: four
-// significant digits, never an exponent in the usual range.
-std::string Num(const json::value& v) {
-  if (v.is_null()) return "-";
-  if (v.is_int64()) return std::to_string(v.as_int64());
-  if (v.is_uint64()) return std::to_string(v.as_uint64());
-  if (v.is_double()) {
-    const double d = v.as_double();
-    char b[48];
-    std::snprintf(b, sizeof b, std::fabs(d) >= 1000 && std::fabs(d) < 1e15 ? "%.0f" : "%.4g", d);
-    return b;
-  }
-  if (v.is_string()) return std::string(v.as_string());
-  return json::serialize(v);
-}
-
-// A setting (a learning rate, a fraction) exactly, in its shortest form:
-// 0.001, whether it came as the double 0.001 or as the float 0.001f widened
-// to double (0.0010000000474974513, as a model spec's float lr is stored).
-std::string Setting(const json::value& v) {
-  if (!v.is_double() || !std::isfinite(v.as_double())) return Num(v);
-  const double d = v.as_double();
-  const float f = static_cast<float>(d);
-  return static_cast<double>(f) == d ? ShortestText(f) : ShortestText(d);
-}
-
-// "epochs = 5, batch = 64, lr = 0.001, ..." from a JSON object of settings.
-std::string Settings(const json::value& v) {
-  if (!v.is_object()) return Setting(v);
-  std::string out;
-  for (const auto& [k, x] : v.as_object())
-    out += (out.empty() ? "" : ", ") + std::string(k) + " = " + Setting(x);
-  return out;
-}
-
-void Table(const std::vector<std::string>& header,
-           const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> w(header.size());
-  for (size_t c = 0; c < header.size(); ++c) {
-    w[c] = header[c].size();
-    for (const auto& r : rows) w[c] = std::max(w[c], r[c].size());
-  }
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string s;
-    for (size_t c = 0; c < r.size(); ++c)
-      s += r[c] + (c + 1 < r.size() ? std::string(w[c] - r[c].size() + 2, ' ') : "");
-    std::printf("%s\n", s.c_str());
-  };
-  line(header);
-  for (const auto& r : rows) line(r);
-}
-
-// One dataset (GET /api/v1/datasets/{name}) or a list of them.
-void PrintDatasets(const json::value& v) {
-  const json::object* one = v.as_object().contains("datasets") ? nullptr : &v.as_object();
-  std::vector<std::vector<std::string>> rows;
-  auto row = [&](const json::value& d) {
-    rows.push_back({Num(d.at("name")), Num(d.at("format")), Num(d.at("train_samples")),
-                    Num(d.at("test_samples")), Num(d.at("num_classes")),
-                    json::serialize(d.at("sample_shape")), Num(d.at("bytes")),
-                    json::serialize(d.at("class_histogram"))});
-  };
-  if (one)
-    row(v);
-  else
-    for (const auto& d : v.at("datasets").as_array()) row(d);
-  Table({"NAME", "FORMAT", "TRAIN", "TEST", "CLASSES", "SHAPE", "BYTES", "HISTOGRAM"}, rows);
-}
-
-// One model or a list of them; one model also shows its spec.
-void PrintModels(const json::value& v) {
-  const bool one = !v.as_object().contains("models");
-  std::vector<std::vector<std::string>> rows;
-  auto row = [&](const json::value& m) {
-    rows.push_back({Num(m.at("name")), Num(m.at("parameters")),
-                    m.as_object().contains("input") ? json::serialize(m.at("input")) : "-",
-                    Num(m.at("created"))});
-  };
-  if (one)
-    row(v);
-  else
-    for (const auto& m : v.at("models").as_array()) row(m);
-  Table({"NAME", "PARAMETERS", "INPUT", "CREATED"}, rows);
-  if (one && v.as_object().contains("spec")) std::printf("\n%s", Num(v.at("spec")).c_str());
-}
-
-void PrintJobs(const json::value& v) {
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& j : v.at("jobs").as_array()) {
-    char progress[16];
-    std::snprintf(progress, sizeof progress, "%.0f%%", j.at("progress").to_number<double>());
-    rows.push_back({Num(j.at("id")), Num(j.at("state")), Num(j.at("model")), Num(j.at("dataset")),
-                    Num(j.at("epoch")) + "/" + Num(j.at("params").at("epochs")), progress,
-                    Num(j.at("eta_seconds")), Num(j.at("reason"))});
-  }
-  Table({"ID", "STATE", "MODEL", "DATASET", "EPOCH", "PROGRESS", "ETA_S", "REASON"}, rows);
-}
-
-void PrintNodes(const json::value& v) {
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& n : v.at("nodes").as_array()) {
-    char seen[32];
-    std::snprintf(seen, sizeof seen, "%.1fs", n.at("last_seen_seconds").to_number<double>());
-    rows.push_back({Num(n.at("name")), Num(n.at("state")), Num(n.at("job")), Num(n.at("index")),
-                    Num(n.at("threads")), Num(n.at("address")), seen});
-  }
-  Table({"NAME", "STATE", "JOB", "PART", "THREADS", "ADDRESS", "LAST_SEEN"}, rows);
-}
-
-void PrintJob(const json::value& j) {
-  std::printf("job %s: %s%s%s\n", Num(j.at("id")).c_str(), Num(j.at("state")).c_str(),
-              j.at("reason").as_string().empty() ? "" : " -- ", Num(j.at("reason")).c_str());
-  std::printf("model %s, dataset %s\n%s\n", Num(j.at("model")).c_str(),
-              Num(j.at("dataset")).c_str(), Settings(j.at("params")).c_str());
-  std::printf("step %s/%s (%.1f%%), eta %s s, attempts %s\n", Num(j.at("step")).c_str(),
-              Num(j.at("total_steps")).c_str(), j.at("progress").to_number<double>(),
-              Num(j.at("eta_seconds")).c_str(), Num(j.at("attempts")).c_str());
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& e : j.at("history").as_array()) {
-    const auto& o = e.as_object();
-    auto opt = [&](const char* k) { return o.contains(k) ? Num(o.at(k)) : "-"; };
-    rows.push_back({Num(e.at("epoch")), Num(e.at("train_loss")), opt("test_loss"),
-                    opt("test_accuracy"), Num(e.at("seconds")), Num(e.at("samples_per_s")),
-                    opt("parallelism")});
-  }
-  if (!rows.empty())
-    Table({"EPOCH", "TRAIN_LOSS", "TEST_LOSS", "TEST_ACC", "SECONDS", "SAMPLES/S", "WORKERS"},
-          rows);
-}
-
-// POST /api/v1/jobs/{id}/cancel's answer, {"id": 3, "cancelling": true}.
-void PrintCancel(const json::value& v) {
-  Table({"ID", "STATE"}, {{Num(v.at("id")), "cancelling"}});
-}
-
 // Percent-encodes a path segment (names are validated server-side; this
 // keeps a hostile one from changing the route). RFC 3986's unreserved
 // characters stay as they are: the server refuses any other spelling of them.
@@ -375,23 +241,6 @@ std::string Segment(const std::string& s) {
       std::snprintf(b, sizeof b, "%%%02X", c);
       out += b;
     }
-  }
-  return out;
-}
-
-// "7 (0.912)  5 (0.051)  9 (0.020)": the `k` most probable classes.
-std::string TopClasses(const json::array& probabilities, size_t k) {
-  std::vector<std::pair<double, size_t>> p;
-  for (size_t i = 0; i < probabilities.size(); ++i)
-    p.push_back({probabilities[i].to_number<double>(), i});
-  k = std::min(k, p.size());
-  std::partial_sort(p.begin(), p.begin() + static_cast<long>(k), p.end(),
-                    [](auto& a, auto& b) { return a.first > b.first; });
-  std::string out;
-  for (size_t i = 0; i < k; ++i) {
-    char b[48];
-    std::snprintf(b, sizeof b, "%s%zu (%.3f)", i ? "  " : "", p[i].second, p[i].first);
-    out += b;
   }
   return out;
 }
@@ -447,8 +296,8 @@ int Predict(const CtlClient& client, const std::vector<std::string>& files,
                                  : inverted                  ? "image, inverted"
                                                              : "image";
       if (p.contains("probabilities"))
-        rows.push_back(
-            {file, sample, Num(p.at("class")), TopClasses(p.at("probabilities").as_array(), 3)});
+        rows.push_back({file, sample, Num(p.at("class")),
+                        ctl::TopClasses(p.at("probabilities").as_array(), 3)});
       else
         rows.push_back({file, sample, "-", json::serialize(p.at("outputs"))});
     }
@@ -625,8 +474,8 @@ int RunCtl(const std::vector<std::string>& args) {
   const std::string& v = command.verb;
   if (noun == "dataset") {
     const std::string target = "/api/v1/datasets/" + Segment(arg);
-    if (v == "list") return call("GET", "/api/v1/datasets", "", PrintDatasets);
-    if (v == "get") return call("GET", target, "", PrintDatasets);
+    if (v == "list") return call("GET", "/api/v1/datasets", "", ctl::PrintDatasets);
+    if (v == "get") return call("GET", target, "", ctl::PrintDatasets);
     if (v == "delete")
       return call("DELETE", target, "", [](const json::value& x) {
         std::printf("deleted dataset %s\n", Num(x.at("deleted")).c_str());
@@ -646,11 +495,11 @@ int RunCtl(const std::vector<std::string>& args) {
       if (int rc = CheckReply(r, client); rc != 0) return rc;
     }
     json::object body{{"name", arg}, {"format", format}};
-    return call("POST", "/api/v1/datasets", json::serialize(body), PrintDatasets);
+    return call("POST", "/api/v1/datasets", json::serialize(body), ctl::PrintDatasets);
   }
   if (noun == "model") {
-    if (v == "list") return call("GET", "/api/v1/models", "", PrintModels);
-    if (v == "get") return call("GET", "/api/v1/models/" + Segment(arg), "", PrintModels);
+    if (v == "list") return call("GET", "/api/v1/models", "", ctl::PrintModels);
+    if (v == "get") return call("GET", "/api/v1/models/" + Segment(arg), "", ctl::PrintModels);
     if (!flags.has("spec")) return VerbUsageError(*verb, "--spec is required");  // create
     auto text = ReadFileToString(flags.get("spec"), 1 << 20);
     if (!text.ok()) {
@@ -661,19 +510,19 @@ int RunCtl(const std::vector<std::string>& args) {
     return call("POST", "/api/v1/models", json::serialize(body), [](const json::value& x) {
       json::object row = x.as_object();
       row.erase("spec");  // the file just sent
-      PrintModels(row);
+      ctl::PrintModels(row);
     });
   }
-  if (noun == "node") return call("GET", "/api/v1/nodes", "", PrintNodes);  // list
+  if (noun == "node") return call("GET", "/api/v1/nodes", "", ctl::PrintNodes);  // list
   // job
-  if (v == "list") return call("GET", "/api/v1/jobs", "", PrintJobs);
+  if (v == "list") return call("GET", "/api/v1/jobs", "", ctl::PrintJobs);
   if (v == "create") {
     std::string id;
     return create_job(&id);
   }
   const std::string job = "/api/v1/jobs/" + Segment(arg);
-  if (v == "get") return call("GET", job, "", PrintJob);
-  if (v == "cancel") return call("POST", job + "/cancel", "", PrintCancel);
+  if (v == "get") return call("GET", job, "", ctl::PrintJob);
+  if (v == "cancel") return call("POST", job + "/cancel", "", ctl::PrintCancel);
   if (v == "delete")
     return call("DELETE", job, "", [](const json::value& x) {
       std::printf("deleted job %s\n", Num(x.at("deleted")).c_str());

@@ -40,5 +40,17 @@ TEST(ShortestText, ReadsBackExactlyInTheFewestDigits) {
   EXPECT_EQ(ShortestText(-2.5f), "-2.5");
 }
 
+TEST(SettingsText, NumbersExactAndShortFloatsAsTheFloatTheyWere) {
+  const boost::json::object settings{{"epochs", 5},
+                                     {"lr", static_cast<double>(0.001f)},  // a float widened
+                                     {"goal_accuracy", 0.875},
+                                     {"mean", 0.2857566359877283},  // a double stays exact
+                                     {"mode", "sync"},
+                                     {"elastic", true}};
+  EXPECT_EQ(SettingsText(settings),
+            "epochs = 5, lr = 0.001, goal_accuracy = 0.875, mean = 0.2857566359877283, "
+            "mode = sync, elastic = true");
+}
+
 }  // namespace
 }  // namespace dnnd

@@ -155,7 +155,9 @@ TEST_F(CtlStrict, SettingsPrintInTheirShortestForm) {
   EXPECT_NE(r.output.find("goal_accuracy = 0.875,"), std::string::npos) << r.output;
   r = Ctl("model get mlp");
   EXPECT_NE(r.output.find("\nlr = 0.001\n"), std::string::npos) << r.output;
-  for (const Outcome& o : {Ctl("job get " + id), Ctl("model get mlp")}) {
+  r = Ctl("job logs " + id);  // the controller's log says it the same way
+  EXPECT_NE(r.output.find("lr = 0.001,"), std::string::npos) << r.output;
+  for (const Outcome& o : {Ctl("job get " + id), Ctl("model get mlp"), r}) {
     EXPECT_EQ(o.output.find("0.00100000"), std::string::npos) << o.output;
     EXPECT_EQ(o.output.find("E-3"), std::string::npos) << o.output;
   }
