@@ -19,6 +19,7 @@
 #include "tensor/data/from_config.h"
 #include "core/files.h"
 #include "core/json_fields.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/work_queue.h"
@@ -363,6 +364,7 @@ class ControllerRole : public Role {
   Result<HttpResponse> CreateDataset(const HttpRequest& r) {
     DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, max_json_));
     JsonFields f{body, ""};
+    DNND_RETURN_IF_ERROR(f.RejectUnknown({"name", "format"}));
     DNND_ASSIGN_OR_RETURN(std::string name, f.String("name", "", true));
     DNND_RETURN_IF_ERROR(CheckName("dataset", name));
     DNND_ASSIGN_OR_RETURN(std::string format, f.String("format", "", true));
@@ -478,6 +480,7 @@ class ControllerRole : public Role {
   Result<HttpResponse> CreateModel(const HttpRequest& r) {
     DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, max_json_));
     JsonFields f{body, ""};
+    DNND_RETURN_IF_ERROR(f.RejectUnknown({"name", "spec"}));
     DNND_ASSIGN_OR_RETURN(std::string name, f.String("name", "", true));
     DNND_RETURN_IF_ERROR(CheckName("model", name));
     const json::value* spec_v = body.if_contains("spec");
@@ -534,6 +537,10 @@ class ControllerRole : public Role {
   Result<HttpResponse> CreateJob(const HttpRequest& r) {
     DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, max_json_));
     JsonFields f{body, ""};
+    DNND_RETURN_IF_ERROR(f.RejectUnknown(
+        {"model", "dataset", "epochs", "batch", "lr", "optimizer", "workers", "servers", "mode",
+         "kavg_steps", "seed", "limit_train", "limit_test", "eval_every", "goal_accuracy",
+         "lr_schedule", "elastic", "min_workers", "max_workers", "normalize"}));
     DNND_ASSIGN_OR_RETURN(std::string model, f.String("model", "", true));
     DNND_ASSIGN_OR_RETURN(std::string dataset, f.String("dataset", "", true));
     DNND_RETURN_IF_ERROR(CheckName("model", model));
@@ -621,7 +628,7 @@ class ControllerRole : public Role {
       p["normalize_std"] = stddev;
     }
     DNND_ASSIGN_OR_RETURN(int64_t id, store_->CreateJob(model, dataset, json::serialize(p)));
-    JobLog(id, "queued: model " + model + ", dataset " + dataset + ", " + json::serialize(p));
+    JobLog(id, "queued: model " + model + ", dataset " + dataset + ", " + SettingsText(p));
     cv_.notify_all();
     DNND_ASSIGN_OR_RETURN(auto job, store_->GetJob(id));
     return HttpResponse::Json(201, JobJson(job));

@@ -8,6 +8,7 @@
 #include "tensor/data/dataset.h"
 #include "core/files.h"
 #include "core/image.h"
+#include "core/json_fields.h"
 #include "roles/controller.h"
 #include "roles/controller_store.h"
 #include "tensor/ops.h"
@@ -187,6 +188,8 @@ Result<std::vector<float>> JsonSamples(const HttpRequest& r, const Shape& input)
   const int64_t per = ShapeNumel(input);
   if (auto flat = ParseFlatInputs(r.body, per)) return std::move(*flat);
   DNND_ASSIGN_OR_RETURN(json::value v, ParseJsonBody(r));
+  if (v.is_object())
+    DNND_RETURN_IF_ERROR((JsonFields{v.get_object(), ""}.RejectUnknown({"inputs"})));
   const json::value* inputs = v.is_object() ? v.get_object().if_contains("inputs") : nullptr;
   if (!inputs || !inputs->is_array() || inputs->get_array().empty())
     return InvalidArgument("the JSON body must be {\"inputs\": [sample, ...]} with at least one sample");

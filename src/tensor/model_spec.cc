@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include "core/json_text.h"
 #include "core/toml_guard.h"
 
 #include <set>
@@ -225,14 +226,16 @@ std::string ModelSpecToToml(const ModelSpec& spec) {
       if (l.stride) o << "stride = " << l.stride << "\n";
     }
     if (l.type == "conv2d") o << "padding = " << l.padding << "\n";
-    if (l.type == "dropout") o << "p = " << l.p << "\n";
+    if (l.type == "dropout") o << "p = " << ShortestText(l.p) << "\n";
   }
   const auto& op = spec.optimizer;
-  o.precision(9);
-  o << "\n[model.optimizer]\ntype = \"" << op.type << "\"\nlr = " << op.lr
-    << "\nmomentum = " << op.momentum << "\ndampening = " << op.dampening
-    << "\nnesterov = " << (op.nesterov ? "true" : "false") << "\nweight_decay = " << op.weight_decay
-    << "\nbeta1 = " << op.beta1 << "\nbeta2 = " << op.beta2 << "\neps = " << op.eps << "\n";
+  // Each float in its shortest form (lr = 0.001, not 0.00100000005).
+  auto f = [](float v) { return ShortestText(v); };
+  o << "\n[model.optimizer]\ntype = \"" << op.type << "\"\nlr = " << f(op.lr)
+    << "\nmomentum = " << f(op.momentum) << "\ndampening = " << f(op.dampening)
+    << "\nnesterov = " << (op.nesterov ? "true" : "false")
+    << "\nweight_decay = " << f(op.weight_decay) << "\nbeta1 = " << f(op.beta1)
+    << "\nbeta2 = " << f(op.beta2) << "\neps = " << f(op.eps) << "\n";
   return o.str();
 }
 

@@ -28,5 +28,29 @@ TEST(PrettyJson, IndentsAndReadsBackTheSameValue) {
   EXPECT_NE(text.find("\"histogram\": [1, 2, 3]"), std::string::npos) << text;
 }
 
+TEST(ShortestText, ReadsBackExactlyInTheFewestDigits) {
+  EXPECT_EQ(ShortestText(0.001f), "0.001");  // not 0.00100000005
+  EXPECT_EQ(ShortestText(static_cast<double>(0.001f)), "0.0010000000474974513");  // a double
+  EXPECT_EQ(ShortestText(0.001), "0.001");
+  EXPECT_EQ(ShortestText(0.0005), "0.0005");  // positional, as Python's repr
+  EXPECT_EQ(ShortestText(1e-8f), "1e-08");
+  EXPECT_EQ(ShortestText(0.1 + 0.2), "0.30000000000000004");
+  EXPECT_EQ(ShortestText(5.0), "5");
+  EXPECT_EQ(ShortestText(1e16), "1e+16");
+  EXPECT_EQ(ShortestText(-2.5f), "-2.5");
+}
+
+TEST(SettingsText, NumbersExactAndShortFloatsAsTheFloatTheyWere) {
+  const boost::json::object settings{{"epochs", 5},
+                                     {"lr", static_cast<double>(0.001f)},  // a float widened
+                                     {"goal_accuracy", 0.875},
+                                     {"mean", 0.2857566359877283},  // a double stays exact
+                                     {"mode", "sync"},
+                                     {"elastic", true}};
+  EXPECT_EQ(SettingsText(settings),
+            "epochs = 5, lr = 0.001, goal_accuracy = 0.875, mean = 0.2857566359877283, "
+            "mode = sync, elastic = true");
+}
+
 }  // namespace
 }  // namespace dnnd

@@ -2,176 +2,230 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
-#include <set>
 
+#include "core/did_you_mean.h"
 #include "core/files.h"
 #include "core/json_text.h"
 #include "roles/ctl/client.h"
+#include "roles/ctl/flags.h"
 #include "roles/ctl/follow.h"
 #include "roles/ctl/settings.h"
+#include "roles/ctl/tables.h"
 
 namespace dnnd {
 namespace {
 
 namespace json = boost::json;
+using ctl::Flag;
+using ctl::FlagValues;
+using ctl::Num;
+using ctl::Table;
 
-constexpr const char* kCtlUsage = R"(usage: dnnd ctl [--controller host:port] [--token T] [-o table|json] <noun> <verb> [args]
-  train --model M --dataset D [job options] [--follow]
-  dataset list | get <name> | delete <name> | create <name> --format F <files>   (upload: the same)
-  model   list | get <name> | create <name> --spec model.toml
-  job     list | get <id> | create ... | cancel <id> | delete <id> | logs <id> [-f]
-  node    list                      the worker pool: idle, busy (job/part) or lost
-  predict <model> <file.png|file.jpg|file.json>... [--job N] [--invert auto|true|false]
-`dnnd ctl <noun> <verb> --help` describes one verb.
-Controller: --controller, else $DNND_CONTROLLER, else `controller` in ~/.config/dnnd/ctl.toml, else 127.0.0.1:8080.
-Token:      --token, else $DNND_TOKEN, else `token` or `token_file` in ~/.config/dnnd/ctl.toml.
-Exit codes: 0 done; 1 controller unreachable or failed (5xx); 2 usage; 3 request refused (4xx, 401 included);
-            4 a followed job (train --follow) ended failed or cancelled.
-)";
+// ---- the command table --------------------------------------------------
+// Every verb's flags, positional arguments and description: the check of a
+// command line, `--help` and the usage all come from here.
 
-constexpr const char* kJobOptions =
-    "  --epochs N --batch N --lr X --optimizer sgd|adam|adamw --workers N --servers N\n"
-    "  --mode sync|async|kavg --kavg-steps N --seed N --limit-train N --limit-test N\n"
-    "  --eval-every N --goal-accuracy 0.88 --lr-schedule constant|cosine|step\n"
-    "  --elastic [--min-workers N] [--max-workers N]   the scheduler changes the workers between\n"
-    "      epochs (KubeML's throughput policy), starting at --workers\n";
-
-struct VerbHelp {
-  const char* noun;
-  const char* verb;  // "" for a noun without verbs (train)
-  const char* text;
+const std::vector<Flag> kGlobalFlags = {
+    {"controller", "ADDRESS", "the controller: host:port or http://host:port"},
+    {"token", "T", "the API's bearer token"},
+    {"output", "table|json", "a table (the default) or the controller's JSON", 'o'},
+    {"json", "", "the same as -o json"},
+    {"help", "", "describe the command", 'h'},
 };
 
-const VerbHelp kVerbs[] = {
-    {"train", "", "dnnd ctl train --model M --dataset D [job options] [--follow]\n"
-                  "Creates a training job and prints its id. --follow then shows a progress bar per epoch\n"
-                  "(loss, test accuracy, ETA) until the job ends; the exit code is 0 only if it succeeded\n"
-                  "(4 if it failed or was cancelled). Job options:\n"},
-    {"dataset", "list", "dnnd ctl dataset list\nLists datasets with sample counts, shapes, sizes and class histograms.\n"},
-    {"dataset", "get", "dnnd ctl dataset get <name>\nPrints one dataset.\n"},
-    {"dataset", "delete", "dnnd ctl dataset delete <name>\nDeletes a dataset (refused while a queued or running job uses it).\n"},
-    {"dataset", "create",
-     "dnnd ctl dataset create <name> --format idx|npy --train-images F --train-labels F [--test-images F --test-labels F]\n"
-     "dnnd ctl dataset create <name> --format npz|csv --train F [--test F]\n"
-     "Streams each file to the controller, then registers the dataset (validated there).\n"},
-    {"dataset", "upload", "dnnd ctl dataset upload <name> ...\nThe same as dataset create (dnnd ctl dataset create --help).\n"},
-    {"model", "list", "dnnd ctl model list\nLists registered models.\n"},
-    {"model", "get", "dnnd ctl model get <name>\nPrints one model with its spec.\n"},
-    {"model", "create", "dnnd ctl model create <name> --spec model.toml\nRegisters a model spec.\n"},
-    {"job", "list", "dnnd ctl job list\nLists jobs, newest first, with state, epoch, progress and ETA.\n"},
-    {"job", "get", "dnnd ctl job get <id>\nPrints one job with its per-epoch history.\n"},
-    {"job", "create", "dnnd ctl job create --model M --dataset D [job options]\nCreates a job and prints its id. Options:\n"},
-    {"job", "cancel", "dnnd ctl job cancel <id>\nCancels a queued or running job.\n"},
-    {"job", "delete", "dnnd ctl job delete <id>\nDeletes a finished job: its history and files (refused while queued or running).\n"},
-    {"job", "logs", "dnnd ctl job logs <id> [-f|--follow]\nPrints the job's log; -f keeps printing new lines until the job ends.\n"},
-    {"node", "list", "dnnd ctl node list\nLists the worker pool: each node idle, busy (job/part) or lost, and when it was last seen.\n"},
-    {"predict", "", "dnnd ctl predict <model> <file.png|file.jpg|file.json>... [--job N] [--invert auto|true|false]\n"
-                    "Each file's predicted class and top probabilities (a .json file holds {\"inputs\": [sample, ...]});\n"
-                    "--job picks a job's weights (default: the model's newest succeeded job); --invert auto inverts\n"
-                    "images whose border is mostly light (a dark drawing on white paper).\n"},
+const std::vector<Flag> kJobFlags = {
+    {"model", "M", "the registered model to train (required)"},
+    {"dataset", "D", "the registered dataset to train on (required)"},
+    {"epochs", "N", "passes over the training set (5)"},
+    {"batch", "N", "samples per step and worker (64)"},
+    {"lr", "X", "learning rate (the model spec's)"},
+    {"optimizer", "sgd|adam|adamw", "the optimizer (the model spec's)"},
+    {"workers", "N", "training processes (2)"},
+    {"servers", "N", "parameter-server shards (1)"},
+    {"mode", "sync|async|kavg", "how the workers combine their gradients (sync)"},
+    {"kavg-steps", "N", "local steps between averages in kavg mode (8)"},
+    {"seed", "N", "the random seed (42)"},
+    {"limit-train", "N", "train on the first N samples only (0: all)"},
+    {"limit-test", "N", "test on the first N samples only (0: all)"},
+    {"eval-every", "N", "evaluate on the test set every N epochs (1)"},
+    {"goal-accuracy", "X", "stop once the test accuracy reaches X (0.88 = 88 %)"},
+    {"lr-schedule", "constant|cosine|step", "how the learning rate changes (cosine)"},
+    {"elastic", "", "the scheduler changes the workers between epochs (KubeML's policy)"},
+    {"min-workers", "N", "an elastic job's fewest workers (1)"},
+    {"max-workers", "N", "an elastic job's most workers (controller.max_workers)"},
 };
 
-const VerbHelp* FindVerb(const std::string& noun, const std::string& verb) {
-  for (const auto& v : kVerbs)
+// The job flags whose values are text, a switch, or a real number; the
+// others are integers.
+bool IsTextJobFlag(std::string_view f) {
+  return f == "model" || f == "dataset" || f == "optimizer" || f == "mode" || f == "lr-schedule";
+}
+bool IsRealJobFlag(std::string_view f) { return f == "lr" || f == "goal-accuracy"; }
+
+const std::vector<Flag> kUploadFlags = {
+    {"format", "idx|npy|npz|csv", "the files' format (required)"},
+    {"train-images", "F", "idx, npy: the training images"},
+    {"train-labels", "F", "idx, npy: the training labels"},
+    {"test-images", "F", "idx, npy: the test images"},
+    {"test-labels", "F", "idx, npy: the test labels"},
+    {"train", "F", "npz, csv: the training set"},
+    {"test", "F", "npz, csv: the test set"},
+};
+
+std::vector<Flag> Join(std::vector<Flag> a, const std::vector<Flag>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+struct Verb {
+  std::string_view noun, verb;  // verb "" for a noun without verbs (train, predict)
+  std::string_view args;        // positional arguments, for the usage ("<id>")
+  size_t min_args, max_args;    // how many positional arguments it takes
+  std::vector<Flag> flags;      // besides kGlobalFlags
+  std::string_view about;
+};
+
+constexpr size_t kMany = SIZE_MAX;
+
+const std::vector<Verb>& Verbs() {
+  static const std::vector<Verb> verbs = {
+      {"train", "", "", 0, 0,
+       Join(kJobFlags, {{"follow", "", "show the job's progress until it ends", 'f'}}),
+       "Creates a training job and prints its id. --follow then shows a progress bar per epoch\n"
+       "(loss, test accuracy, ETA) until the job ends; the exit code is 0 only if it succeeded\n"
+       "(4 if it failed or was cancelled).\n"},
+      {"dataset",
+       "list",
+       "",
+       0,
+       0,
+       {},
+       "Lists datasets with sample counts, shapes, sizes and class histograms.\n"},
+      {"dataset", "get", "<name>", 1, 1, {}, "Prints one dataset.\n"},
+      {"dataset",
+       "delete",
+       "<name>",
+       1,
+       1,
+       {},
+       "Deletes a dataset (refused while a queued or running job uses it).\n"},
+      {"dataset", "create", "<name>", 1, 1, kUploadFlags,
+       "Streams each file to the controller, then registers the dataset (validated there):\n"
+       "--format idx|npy with --train-images and --train-labels (and --test-images, "
+       "--test-labels),\n"
+       "--format npz|csv with --train (and --test).\n"},
+      {"dataset", "upload", "<name>", 1, 1, kUploadFlags, "The same as dataset create.\n"},
+      {"model", "list", "", 0, 0, {}, "Lists registered models.\n"},
+      {"model", "get", "<name>", 1, 1, {}, "Prints one model with its spec.\n"},
+      {"model",
+       "create",
+       "<name>",
+       1,
+       1,
+       {{"spec", "F", "the model spec, a TOML file (required)"}},
+       "Registers a model spec.\n"},
+      {"job",
+       "list",
+       "",
+       0,
+       0,
+       {},
+       "Lists jobs, newest first, with state, epoch, progress and ETA.\n"},
+      {"job", "get", "<id>", 1, 1, {}, "Prints one job with its settings and per-epoch history.\n"},
+      {"job", "create", "", 0, 0, kJobFlags, "Creates a job and prints its id.\n"},
+      {"job", "cancel", "<id>", 1, 1, {}, "Cancels a queued or running job.\n"},
+      {"job",
+       "delete",
+       "<id>",
+       1,
+       1,
+       {},
+       "Deletes a finished job: its history and files (refused while queued or running).\n"},
+      {"job",
+       "logs",
+       "<id>",
+       1,
+       1,
+       {{"follow", "", "keep printing new lines until the job ends", 'f'}},
+       "Prints the job's log.\n"},
+      {"node",
+       "list",
+       "",
+       0,
+       0,
+       {},
+       "Lists the worker pool: each node idle, busy (job/part) or lost, and when it was last "
+       "seen.\n"},
+      {"predict",
+       "",
+       "<model> <file.png|file.jpg|file.json>...",
+       2,
+       kMany,
+       {{"job", "N", "use this job's weights (default: the model's newest succeeded job)"},
+        {"invert", "auto|true|false", "invert images (auto: those whose border is mostly light)"}},
+       "Each file's predicted class and top probabilities (a .json file holds\n"
+       "{\"inputs\": [sample, ...]}); --invert auto inverts images whose border is mostly light\n"
+       "(a dark drawing on white paper).\n"},
+  };
+  return verbs;
+}
+
+bool IsVerbless(std::string_view noun) { return noun == "train" || noun == "predict"; }
+
+const Verb* FindVerb(std::string_view noun, std::string_view verb) {
+  for (const auto& v : Verbs())
     if (noun == v.noun && verb == v.verb) return &v;
   return nullptr;
 }
 
-int Usage(const std::string& error) {
-  if (!error.empty()) std::fprintf(stderr, "dnnd ctl: %s\n", error.c_str());
-  std::fputs(kCtlUsage, error.empty() ? stdout : stderr);
-  return error.empty() ? 0 : 2;
+std::string Synopsis(const Verb& v) {
+  std::string s = std::string(v.noun) + (v.verb.empty() ? "" : " " + std::string(v.verb));
+  if (!v.args.empty()) s += " " + std::string(v.args);
+  if (!v.flags.empty()) s += " [flags]";
+  return s;
 }
 
-int VerbUsage(const VerbHelp& v) {
-  std::fputs(v.text, stdout);
-  if (std::string(v.noun) == "train" || (std::string(v.noun) == "job" && std::string(v.verb) == "create"))
-    std::fputs(kJobOptions, stdout);
+std::string CtlUsage() {
+  std::string s = "usage: dnnd ctl [flags] <noun> <verb> [args]\n";
+  for (const auto& v : Verbs()) s += "  " + Synopsis(v) + "\n";
+  s += "`dnnd ctl <noun> <verb> --help` describes one verb and its flags. Flags of every verb:\n";
+  s += ctl::FlagUsage(kGlobalFlags);
+  s += "Controller: --controller, else $DNND_CONTROLLER, else `controller` in\n"
+       "            ~/.config/dnnd/ctl.toml, else 127.0.0.1:8080.\n"
+       "Token:      --token, else $DNND_TOKEN, else `token` or `token_file` in\n"
+       "            ~/.config/dnnd/ctl.toml.\n"
+       "Exit codes: 0 done; 1 controller unreachable or failed (5xx); 2 usage; 3 request refused\n"
+       "            (4xx, 401 included); 4 a followed job (train --follow) ended failed or "
+       "cancelled.\n";
+  return s;
+}
+
+int Usage(const std::string& error) {
+  if (!error.empty()) {
+    std::fprintf(stderr, "dnnd ctl: %s\n", error.c_str());
+    std::fputs("(dnnd ctl --help lists the commands)\n", stderr);
+    return 2;
+  }
+  std::fputs(CtlUsage().c_str(), stdout);
   return 0;
 }
 
-std::string Num(const json::value& v) {
-  if (v.is_null()) return "-";
-  if (v.is_int64()) return std::to_string(v.as_int64());
-  if (v.is_uint64()) return std::to_string(v.as_uint64());
-  if (v.is_double()) {
-    char b[32];
-    std::snprintf(b, sizeof b, "%.4g", v.as_double());
-    return b;
-  }
-  if (v.is_string()) return std::string(v.as_string());
-  return json::serialize(v);
+// A usage error of one verb: the error and where its description is.
+int VerbUsageError(const Verb& v, const std::string& error) {
+  std::fprintf(stderr, "dnnd ctl: %s\n(dnnd ctl %s --help describes it)\n", error.c_str(),
+               (std::string(v.noun) + (v.verb.empty() ? "" : " " + std::string(v.verb))).c_str());
+  return 2;
 }
 
-void Table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> w(header.size());
-  for (size_t c = 0; c < header.size(); ++c) {
-    w[c] = header[c].size();
-    for (const auto& r : rows) w[c] = std::max(w[c], r[c].size());
-  }
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string s;
-    for (size_t c = 0; c < r.size(); ++c) s += r[c] + (c + 1 < r.size() ? std::string(w[c] - r[c].size() + 2, ' ') : "");
-    std::printf("%s\n", s.c_str());
-  };
-  line(header);
-  for (const auto& r : rows) line(r);
-}
-
-void PrintDatasets(const json::value& v) {
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& d : v.at("datasets").as_array())
-    rows.push_back({Num(d.at("name")), Num(d.at("format")), Num(d.at("train_samples")), Num(d.at("test_samples")),
-                    Num(d.at("num_classes")), json::serialize(d.at("sample_shape")), Num(d.at("bytes")),
-                    json::serialize(d.at("class_histogram"))});
-  Table({"NAME", "FORMAT", "TRAIN", "TEST", "CLASSES", "SHAPE", "BYTES", "HISTOGRAM"}, rows);
-}
-
-void PrintJobs(const json::value& v) {
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& j : v.at("jobs").as_array()) {
-    char progress[16];
-    std::snprintf(progress, sizeof progress, "%.0f%%", j.at("progress").to_number<double>());
-    rows.push_back({Num(j.at("id")), Num(j.at("state")), Num(j.at("model")), Num(j.at("dataset")),
-                    Num(j.at("epoch")) + "/" + Num(j.at("params").at("epochs")), progress, Num(j.at("eta_seconds")),
-                    Num(j.at("reason"))});
-  }
-  Table({"ID", "STATE", "MODEL", "DATASET", "EPOCH", "PROGRESS", "ETA_S", "REASON"}, rows);
-}
-
-void PrintNodes(const json::value& v) {
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& n : v.at("nodes").as_array()) {
-    char seen[32];
-    std::snprintf(seen, sizeof seen, "%.1fs", n.at("last_seen_seconds").to_number<double>());
-    rows.push_back({Num(n.at("name")), Num(n.at("state")), n.at("job").is_null() ? "-" : Num(n.at("job")),
-                    n.at("index").is_null() ? "-" : Num(n.at("index")), Num(n.at("threads")), Num(n.at("address")),
-                    seen});
-  }
-  Table({"NAME", "STATE", "JOB", "PART", "THREADS", "ADDRESS", "LAST_SEEN"}, rows);
-}
-
-void PrintJob(const json::value& j) {
-  std::printf("job %s: %s%s%s\n", Num(j.at("id")).c_str(), Num(j.at("state")).c_str(),
-              j.at("reason").as_string().empty() ? "" : " -- ", Num(j.at("reason")).c_str());
-  std::printf("model %s, dataset %s, params %s\n", Num(j.at("model")).c_str(), Num(j.at("dataset")).c_str(),
-              json::serialize(j.at("params")).c_str());
-  std::printf("step %s/%s (%.1f%%), eta %s s, attempts %s\n", Num(j.at("step")).c_str(),
-              Num(j.at("total_steps")).c_str(), j.at("progress").to_number<double>(), Num(j.at("eta_seconds")).c_str(),
-              Num(j.at("attempts")).c_str());
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& e : j.at("history").as_array()) {
-    const auto& o = e.as_object();
-    rows.push_back({Num(e.at("epoch")), Num(e.at("train_loss")),
-                    o.contains("test_loss") ? Num(e.at("test_loss")) : "-",
-                    o.contains("test_accuracy") ? Num(e.at("test_accuracy")) : "-", Num(e.at("seconds")),
-                    Num(e.at("samples_per_s")), o.contains("parallelism") ? Num(e.at("parallelism")) : "-"});
-  }
-  if (!rows.empty()) Table({"EPOCH", "TRAIN_LOSS", "TEST_LOSS", "TEST_ACC", "SECONDS", "SAMPLES/S", "WORKERS"}, rows);
+int VerbUsage(const Verb& v) {
+  std::printf("dnnd ctl %s\n%s", Synopsis(v).c_str(), std::string(v.about).c_str());
+  if (!v.flags.empty()) std::printf("Flags:\n%s", ctl::FlagUsage(v.flags).c_str());
+  return 0;
 }
 
 // Percent-encodes a path segment (names are validated server-side; this
@@ -180,8 +234,9 @@ void PrintJob(const json::value& j) {
 std::string Segment(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
-    else {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
       char b[4];
       std::snprintf(b, sizeof b, "%%%02X", c);
       out += b;
@@ -190,24 +245,10 @@ std::string Segment(const std::string& s) {
   return out;
 }
 
-// "7 (0.912)  5 (0.051)  9 (0.020)": the `k` most probable classes.
-std::string TopClasses(const json::array& probabilities, size_t k) {
-  std::vector<std::pair<double, size_t>> p;
-  for (size_t i = 0; i < probabilities.size(); ++i) p.push_back({probabilities[i].to_number<double>(), i});
-  k = std::min(k, p.size());
-  std::partial_sort(p.begin(), p.begin() + static_cast<long>(k), p.end(), [](auto& a, auto& b) { return a.first > b.first; });
-  std::string out;
-  for (size_t i = 0; i < k; ++i) {
-    char b[48];
-    std::snprintf(b, sizeof b, "%s%zu (%.3f)", i ? "  " : "", p[i].second, p[i].first);
-    out += b;
-  }
-  return out;
-}
-
 // The Content-Type a file is sent as, from its extension; "" if unknown.
 std::string MediaTypeOf(const std::string& file) {
-  std::string ext = file.substr(file.rfind('.') == std::string::npos ? file.size() : file.rfind('.') + 1);
+  const size_t dot = file.rfind('.');
+  std::string ext = dot == std::string::npos ? "" : file.substr(dot + 1);
   for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (ext == "png") return "image/png";
   if (ext == "jpg" || ext == "jpeg") return "image/jpeg";
@@ -219,255 +260,275 @@ std::string MediaTypeOf(const std::string& file) {
 // file, input (a JSON file's sample index; whether an image was inverted),
 // class and top probabilities, or (-o json) the answers as one
 // JSON array, each with its "file". Stops at the first refused file.
-int Predict(const CtlClient& client, const std::vector<std::string>& positional,
-            const std::map<std::string, std::string>& flags, bool as_json) {
-  if (positional.size() < 3) return Usage("predict needs <model> and at least one file");
+int Predict(const CtlClient& client, const std::vector<std::string>& files,
+            const std::string& model, const FlagValues& flags, bool as_json) {
   std::string query;
-  for (const char* k : {"job", "invert"}) {
-    auto it = flags.find(k);
-    if (it != flags.end()) query += std::string(query.empty() ? "?" : "&") + k + "=" + Segment(it->second);
-  }
+  for (const char* k : {"job", "invert"})
+    if (flags.has(k))
+      query += std::string(query.empty() ? "?" : "&") + k + "=" + Segment(flags.get(k));
   json::array answers;
   std::vector<std::vector<std::string>> rows;
-  for (size_t f = 2; f < positional.size(); ++f) {
-    const std::string& file = positional[f];
+  for (const std::string& file : files) {
     const std::string media = MediaTypeOf(file);
-    if (media.empty()) return Usage("cannot tell what " + file + " is: expected .png, .jpg, .jpeg or .json");
+    if (media.empty())
+      return Usage("cannot tell what " + file + " is: expected .png, .jpg, .jpeg or .json");
     auto bytes = ReadFileToString(file);
     if (!bytes.ok()) {
       std::fprintf(stderr, "dnnd ctl: %s\n", bytes.status().ToString().c_str());
       return 2;
     }
-    auto r = client.Request("POST", "/api/v1/models/" + Segment(positional[1]) + "/predict" + query, *bytes, media);
+    auto r = client.Request("POST", "/api/v1/models/" + Segment(model) + "/predict" + query, *bytes,
+                            media);
     if (int rc = CheckReply(r, client); rc != 0) return rc;
     boost::system::error_code ec;
     json::value v = json::parse(r->body, ec);
     if (ec || !v.is_object() || !v.as_object().contains("predictions")) {
-      std::fprintf(stderr, "dnnd ctl: unexpected answer for %s: %s\n", file.c_str(), r->body.c_str());
+      std::fprintf(stderr, "dnnd ctl: unexpected answer for %s: %s\n", file.c_str(),
+                   r->body.c_str());
       return 1;
     }
     const auto& predictions = v.at("predictions").as_array();
     for (size_t i = 0; i < predictions.size(); ++i) {
       const auto& p = predictions[i].as_object();
-      const bool inverted = p.contains("inverted") && p.at("inverted").is_bool() && p.at("inverted").as_bool();
-      const std::string sample =
-          media == "application/json" ? "sample " + std::to_string(i) : inverted ? "image, inverted" : "image";
+      const bool inverted =
+          p.contains("inverted") && p.at("inverted").is_bool() && p.at("inverted").as_bool();
+      const std::string sample = media == "application/json" ? "sample " + std::to_string(i)
+                                 : inverted                  ? "image, inverted"
+                                                             : "image";
       if (p.contains("probabilities"))
-        rows.push_back({file, sample, Num(p.at("class")), TopClasses(p.at("probabilities").as_array(), 3)});
+        rows.push_back({file, sample, Num(p.at("class")),
+                        ctl::TopClasses(p.at("probabilities").as_array(), 3)});
       else
         rows.push_back({file, sample, "-", json::serialize(p.at("outputs"))});
     }
     v.as_object()["file"] = file;
     answers.push_back(std::move(v));
   }
-  if (as_json) std::fputs(PrettyJson(answers).c_str(), stdout);
-  else Table({"FILE", "INPUT", "CLASS", "TOP (probability)"}, rows);
+  if (as_json)
+    std::fputs(PrettyJson(answers).c_str(), stdout);
+  else
+    Table({"FILE", "INPUT", "CLASS", "TOP (probability)"}, rows);
   return 0;
 }
 
-
-struct Cli {
-  std::string controller, token, output = "table";
-  bool help = false, follow = false;
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> flags;  // --name value
-};
-
-// Flags take a value ("--x v" or "--x=v") except these switches.
-Result<Cli> ParseArgs(const std::vector<std::string>& args) {
-  Cli cli;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      cli.help = true;
-      continue;
-    }
-    if (a == "--follow" || a == "-f") {
-      cli.follow = true;
-      continue;
-    }
-    if (a == "--elastic") {
-      cli.flags["elastic"] = "true";
-      continue;
-    }
-    if (a == "-o" || a.rfind("--", 0) == 0) {
-      std::string name = a == "-o" ? "output" : a.substr(2), value;
-      const size_t eq = name.find('=');
-      if (eq != std::string::npos) {
-        value = name.substr(eq + 1);
-        name = name.substr(0, eq);
-      } else {
-        if (i + 1 >= args.size()) return InvalidArgument(a + " needs a value");
-        value = args[++i];
-      }
-      if (name == "controller") cli.controller = value;
-      else if (name == "token") cli.token = value;
-      else if (name == "output") cli.output = value;
-      else cli.flags[name] = value;
-      continue;
-    }
-    cli.positional.push_back(a);
-  }
-  return cli;
-}
-
-// The body of POST /api/v1/jobs from the job flags.
-Result<json::object> JobBody(const std::map<std::string, std::string>& flags) {
+// The body of POST /api/v1/jobs from the job flags (kJobFlags).
+Result<json::object> JobBody(const FlagValues& flags) {
   json::object body;
-  for (const auto& [k, v] : flags) {
-    std::string key = k;
-    for (auto& c : key)
-      if (c == '-') c = '_';
-    if (key == "model" || key == "dataset" || key == "optimizer" || key == "mode" || key == "lr_schedule") {
+  for (const Flag& f : kJobFlags) {
+    if (!flags.has(f.name)) continue;
+    const std::string v = flags.get(f.name);
+    std::string key(f.name);
+    std::replace(key.begin(), key.end(), '-', '_');
+    if (IsTextJobFlag(f.name)) {
       body[key] = v;
-      continue;
-    }
-    if (key == "elastic") {
-      body[key] = v == "true";
-      continue;
-    }
-    char* end = nullptr;
-    if (key == "lr" || key == "goal_accuracy") {
+    } else if (f.value.empty()) {
+      body[key] = true;  // a switch
+    } else if (IsRealJobFlag(f.name)) {
+      char* end = nullptr;
       const double x = std::strtod(v.c_str(), &end);
-      if (*end || v.empty()) return InvalidArgument("--" + k + " needs a number");
+      if (v.empty() || *end)
+        return InvalidArgument("--" + std::string(f.name) + " needs a number, not '" + v + "'");
       body[key] = x;
     } else {
+      char* end = nullptr;
       const long long x = std::strtoll(v.c_str(), &end, 10);
-      if (*end || v.empty()) return InvalidArgument("--" + k + " needs an integer");
+      if (v.empty() || *end)
+        return InvalidArgument("--" + std::string(f.name) + " needs an integer, not '" + v + "'");
       body[key] = x;
     }
   }
   return body;
 }
 
+// The verb a command line names, from its first positional words; the
+// flags may stand anywhere, so they are skipped by the union of every
+// verb's table (leniently: an unknown one is reported against the verb's).
+struct Command {
+  std::string noun, verb;
+  const Verb* verb_entry = nullptr;
+};
+
+Command FindCommand(const std::vector<std::string>& args) {
+  std::vector<Flag> all = kGlobalFlags;
+  for (const auto& v : Verbs())
+    for (const auto& f : v.flags)
+      if (std::none_of(all.begin(), all.end(), [&](const Flag& g) { return g.name == f.name; }))
+        all.push_back(f);
+  Command c;
+  auto parsed = ctl::ParseFlags(args, all, /*lenient=*/true);
+  const auto& words = parsed->positional;
+  c.noun = words.empty() ? "" : words[0];
+  c.verb = IsVerbless(c.noun) || words.size() < 2 ? "" : words[1];
+  c.verb_entry = FindVerb(c.noun, c.verb);
+  return c;
+}
+
+std::string List(const std::vector<std::string>& words) {
+  std::string list;
+  for (const auto& w : words) list += (list.empty() ? "" : ", ") + w;
+  return list;
+}
+
+// "unknown noun 'jobs' (did you mean job?); expected train, dataset, ..."
+std::string UnknownWord(const std::string& what, const std::string& word,
+                        const std::vector<std::string>& known) {
+  const auto near = DidYouMean(word, known);
+  return "unknown " + what + " '" + word + "'" + (near ? " (did you mean " + *near + "?)" : "") +
+         "; expected " + List(known);
+}
+
 }  // namespace
 
 int RunCtl(const std::vector<std::string>& args) {
-  auto parsed = ParseArgs(args);
-  if (!parsed.ok()) return Usage(parsed.status().message());
-  Cli& cli = *parsed;
-  const std::string noun = cli.positional.size() > 0 ? cli.positional[0] : "";
-  const bool verbless = noun == "train" || noun == "predict";
-  const std::string verb = verbless ? "" : cli.positional.size() > 1 ? cli.positional[1] : "";
-  if (cli.help) {
-    if (const VerbHelp* v = FindVerb(noun, verb)) return VerbUsage(*v);
-    return Usage("");
+  const Command command = FindCommand(args);
+  const Verb* verb = command.verb_entry;
+  const std::string& noun = command.noun;
+  if (!verb) {
+    // No verb to check the flags against: the global flags alone.
+    auto global = ctl::ParseFlags(args, kGlobalFlags, /*lenient=*/true);
+    if (global.ok() && global->has("help")) return Usage("");
+    if (noun.empty()) return Usage("expected <noun> <verb>");
+    std::vector<std::string> nouns, verbs;
+    for (const auto& v : Verbs()) {
+      if (std::find(nouns.begin(), nouns.end(), v.noun) == nouns.end()) nouns.emplace_back(v.noun);
+      if (v.noun == noun) verbs.emplace_back(v.verb);
+    }
+    if (verbs.empty()) return Usage(UnknownWord("noun", noun, nouns));
+    if (command.verb.empty()) return Usage(noun + " needs a verb: " + List(verbs));
+    return Usage(UnknownWord(noun + " verb", command.verb, verbs));
   }
-  if (cli.output != "table" && cli.output != "json") return Usage("-o must be table or json");
-  if (noun.empty() || (!verbless && verb.empty())) return Usage("expected <noun> <verb>");
-  if (!FindVerb(noun, verb)) {
-    if (noun != "dataset" && noun != "model" && noun != "job" && noun != "node")
-      return Usage("unknown noun '" + noun + "' (train, dataset, model, job, node, predict)");
-    return Usage("unknown command '" + noun + " " + verb + "'");
-  }
-  auto settings = ResolveCtlSettings(cli.controller, cli.token, [](const char* n) { return std::getenv(n); });
+  auto parsed = ctl::ParseFlags(args, Join(kGlobalFlags, verb->flags));
+  if (!parsed.ok()) return VerbUsageError(*verb, parsed.status().message());
+  const FlagValues& flags = *parsed;
+  if (flags.has("help")) return VerbUsage(*verb);
+  // The verb's own arguments: the positional words after noun (and verb).
+  const std::vector<std::string> rest(flags.positional.begin() + (verb->verb.empty() ? 1 : 2),
+                                      flags.positional.end());
+  if (rest.size() < verb->min_args)
+    return VerbUsageError(*verb, Synopsis(*verb) + ": missing " + std::string(verb->args));
+  if (rest.size() > verb->max_args)
+    return VerbUsageError(*verb, "unexpected argument '" + rest[verb->max_args] + "'");
+  const std::string output = flags.has("json")     ? "json"
+                             : flags.has("output") ? flags.get("output")
+                                                   : "table";
+  if (output != "table" && output != "json")
+    return VerbUsageError(*verb, "-o must be table or json, not '" + output + "'");
+  if (flags.has("json") && flags.has("output") && flags.get("output") != "json")
+    return VerbUsageError(*verb, "--json and -o " + flags.get("output") + " disagree");
+  const bool as_json = output == "json";
+
+  auto settings = ResolveCtlSettings(flags.get("controller"), flags.get("token"),
+                                     [](const char* n) { return std::getenv(n); });
   if (!settings.ok()) {
-    std::fprintf(stderr, "dnnd ctl: %s\n", settings.status().ToString().c_str());
+    std::fprintf(stderr, "dnnd ctl: %s\n", settings.status().message().c_str());
     return 2;
   }
   const CtlClient client(settings->controller, settings->token);
-  const size_t first_arg = noun == "train" ? 1 : 2;
-  const std::string arg = cli.positional.size() > first_arg ? cli.positional[first_arg] : "";
-  const bool as_json = cli.output == "json";
+  const std::string arg = rest.empty() ? "" : rest[0];
   FollowOptions follow;
   follow.redraw = isatty(STDOUT_FILENO) && !as_json;
-  auto flag = [&](const std::string& k) {
-    auto it = cli.flags.find(k);
-    return it == cli.flags.end() ? std::string() : it->second;
-  };
-  // Sends, checks, and prints the JSON (or hands it to `table`).
+  // Sends, checks, and prints the answer as a table (or, with -o json, as JSON).
   auto call = [&](const char* method, const std::string& target, const std::string& body,
                   void (*table)(const json::value&)) -> int {
     auto r = client.Request(method, target, body);
     if (int rc = CheckReply(r, client); rc != 0) return rc;
     boost::system::error_code ec;
     json::value v = json::parse(r->body, ec);
-    if (ec) {
+    if (ec || !v.is_object()) {
       std::fputs(r->body.c_str(), stdout);
       return 0;
     }
-    if (as_json || !table) std::fputs(PrettyJson(v).c_str(), stdout);
-    else table(v);
+    if (as_json)
+      std::fputs(PrettyJson(v).c_str(), stdout);
+    else
+      table(v);
     return 0;
   };
-  auto need_arg = [&](const char* what) { return arg.empty() ? Usage(noun + " " + verb + " needs " + what) : 0; };
   // Creates a job from the flags; prints its id (or JSON); `id` gets it.
   auto create_job = [&](std::string* id) -> int {
-    auto body = JobBody(cli.flags);
-    if (!body.ok()) return Usage(body.status().message());
+    for (const char* required : {"model", "dataset"})
+      if (!flags.has(required))
+        return VerbUsageError(*verb, "--" + std::string(required) + " is required");
+    auto body = JobBody(flags);
+    if (!body.ok()) return VerbUsageError(*verb, body.status().message());
     auto r = client.Request("POST", "/api/v1/jobs", json::serialize(*body));
     if (int rc = CheckReply(r, client); rc != 0) return rc;
     json::value v = json::parse(r->body);
     *id = Num(v.at("id"));
-    if (as_json && !cli.follow) std::fputs(PrettyJson(v).c_str(), stdout);
-    else if (!as_json) std::printf("%s\n", id->c_str());  // the id, for scripts
+    if (as_json && !flags.has("follow"))
+      std::fputs(PrettyJson(v).c_str(), stdout);
+    else if (!as_json)
+      std::printf("%s\n", id->c_str());  // the id, for scripts
     std::fflush(stdout);
     return 0;
   };
 
-  if (noun == "predict") return Predict(client, cli.positional, cli.flags, as_json);
+  if (noun == "predict")
+    return Predict(client, std::vector<std::string>(rest.begin() + 1, rest.end()), arg, flags,
+                   as_json);
   if (noun == "train") {
     std::string id;
     if (int rc = create_job(&id); rc != 0) return rc;
-    return cli.follow ? FollowJob(client, id, as_json, follow) : 0;
+    return flags.has("follow") ? FollowJob(client, id, as_json, follow) : 0;
   }
+  const std::string& v = command.verb;
   if (noun == "dataset") {
-    if (verb == "list") return call("GET", "/api/v1/datasets", "", PrintDatasets);
-    if (int rc = need_arg("<name>")) return rc;
-    if (verb == "get") return call("GET", "/api/v1/datasets/" + Segment(arg), "", nullptr);
-    if (verb == "delete") return call("DELETE", "/api/v1/datasets/" + Segment(arg), "", nullptr);
-    const std::string format = flag("format");  // upload
-    if (format.empty()) return Usage("dataset " + verb + " needs --format idx|npy|npz|csv");
-    for (const char* part : {"train-images", "train-labels", "test-images", "test-labels", "train", "test"}) {
-      const std::string file = flag(part);
-      if (file.empty()) continue;
+    const std::string target = "/api/v1/datasets/" + Segment(arg);
+    if (v == "list") return call("GET", "/api/v1/datasets", "", ctl::PrintDatasets);
+    if (v == "get") return call("GET", target, "", ctl::PrintDatasets);
+    if (v == "delete")
+      return call("DELETE", target, "", [](const json::value& x) {
+        std::printf("deleted dataset %s\n", Num(x.at("deleted")).c_str());
+      });
+    const std::string format = flags.get("format");  // create, upload
+    if (format.empty()) return VerbUsageError(*verb, "--format is required (idx, npy, npz or csv)");
+    for (const Flag& part : kUploadFlags) {
+      const std::string file = flags.get(part.name);
+      if (part.name == "format" || file.empty()) continue;
       if (access(file.c_str(), R_OK) != 0) {
-        std::fprintf(stderr, "dnnd ctl: cannot read %s (--%s)\n", file.c_str(), part);
+        std::fprintf(stderr, "dnnd ctl: cannot read %s (--%s)\n", file.c_str(),
+                     std::string(part.name).c_str());
         return 2;
       }
-      std::fprintf(stderr, "uploading %s as %s\n", file.c_str(), part);
-      auto r = client.Upload("/api/v1/datasets/" + Segment(arg) + "/files/" + part, file);
+      std::fprintf(stderr, "uploading %s as %s\n", file.c_str(), std::string(part.name).c_str());
+      auto r = client.Upload(target + "/files/" + std::string(part.name), file);
       if (int rc = CheckReply(r, client); rc != 0) return rc;
     }
     json::object body{{"name", arg}, {"format", format}};
-    return call("POST", "/api/v1/datasets", json::serialize(body), nullptr);
+    return call("POST", "/api/v1/datasets", json::serialize(body), ctl::PrintDatasets);
   }
   if (noun == "model") {
-    if (verb == "list") {
-      return call("GET", "/api/v1/models", "", [](const json::value& v) {
-        std::vector<std::vector<std::string>> rows;
-        for (const auto& m : v.at("models").as_array())
-          rows.push_back({Num(m.at("name")), Num(m.at("parameters")),
-                          m.as_object().contains("input") ? json::serialize(m.at("input")) : "-", Num(m.at("created"))});
-        Table({"NAME", "PARAMETERS", "INPUT", "CREATED"}, rows);
-      });
-    }
-    if (int rc = need_arg("<name>")) return rc;
-    if (verb == "get") return call("GET", "/api/v1/models/" + Segment(arg), "", nullptr);
-    if (flag("spec").empty()) return Usage("model create needs --spec model.toml");  // create
-    auto text = ReadFileToString(flag("spec"), 1 << 20);
+    if (v == "list") return call("GET", "/api/v1/models", "", ctl::PrintModels);
+    if (v == "get") return call("GET", "/api/v1/models/" + Segment(arg), "", ctl::PrintModels);
+    if (!flags.has("spec")) return VerbUsageError(*verb, "--spec is required");  // create
+    auto text = ReadFileToString(flags.get("spec"), 1 << 20);
     if (!text.ok()) {
       std::fprintf(stderr, "dnnd ctl: %s\n", text.status().ToString().c_str());
       return 2;
     }
     json::object body{{"name", arg}, {"spec", *text}};
-    return call("POST", "/api/v1/models", json::serialize(body), nullptr);
+    return call("POST", "/api/v1/models", json::serialize(body), [](const json::value& x) {
+      json::object row = x.as_object();
+      row.erase("spec");  // the file just sent
+      ctl::PrintModels(row);
+    });
   }
-  if (noun == "node") return call("GET", "/api/v1/nodes", "", PrintNodes);  // list
+  if (noun == "node") return call("GET", "/api/v1/nodes", "", ctl::PrintNodes);  // list
   // job
-  if (verb == "list") return call("GET", "/api/v1/jobs", "", PrintJobs);
-  if (verb == "create") {
+  if (v == "list") return call("GET", "/api/v1/jobs", "", ctl::PrintJobs);
+  if (v == "create") {
     std::string id;
     return create_job(&id);
   }
-  if (int rc = need_arg("<id>")) return rc;
   const std::string job = "/api/v1/jobs/" + Segment(arg);
-  if (verb == "get") return call("GET", job, "", PrintJob);
-  if (verb == "cancel") return call("POST", job + "/cancel", "", nullptr);
-  if (verb == "delete")
-    return call("DELETE", job, "", [](const json::value& v) { std::printf("deleted job %s\n", Num(v.at("deleted")).c_str()); });
+  if (v == "get") return call("GET", job, "", ctl::PrintJob);
+  if (v == "cancel") return call("POST", job + "/cancel", "", ctl::PrintCancel);
+  if (v == "delete")
+    return call("DELETE", job, "", [](const json::value& x) {
+      std::printf("deleted job %s\n", Num(x.at("deleted")).c_str());
+    });
   // logs
-  if (cli.follow) return FollowLogs(client, Segment(arg), follow);
+  if (flags.has("follow")) return FollowLogs(client, Segment(arg), follow);
   auto r = client.Request("GET", job + "/logs");
   if (int rc = CheckReply(r, client); rc != 0) return rc;
   std::fputs(r->body.c_str(), stdout);

@@ -48,6 +48,8 @@ json::value ToJson(const NodeReport& r) {
 Result<NodeReport> NodeReportFromJson(const json::value& v) {
   DNND_ASSIGN_OR_RETURN(const json::object* o, Object(v, "heartbeat"));
   JsonFields rd{*o, "heartbeat"};
+  DNND_RETURN_IF_ERROR(rd.RejectUnknown(
+      {"threads", "job", "attempt", "state", "error", "step", "total_steps", "epochs"}));
   NodeReport r;
   DNND_ASSIGN_OR_RETURN(r.threads, rd.Int("threads"));
   DNND_ASSIGN_OR_RETURN(r.job, rd.Int("job"));
@@ -66,6 +68,9 @@ Result<NodeReport> NodeReportFromJson(const json::value& v) {
     for (const auto& x : e->get_array()) {
       DNND_ASSIGN_OR_RETURN(const json::object* eo, Object(x, "heartbeat: an epoch"));
       JsonFields er{*eo, "heartbeat: epoch"};
+      DNND_RETURN_IF_ERROR(er.RejectUnknown({"epoch", "train_loss", "seconds", "samples_per_s",
+                                             "step", "total_steps", "evaluated", "test_loss",
+                                             "test_accuracy"}));
       EpochReport rep;
       DNND_ASSIGN_OR_RETURN(rep.epoch, er.Int("epoch"));
       DNND_ASSIGN_OR_RETURN(rep.train_loss, er.Number("train_loss"));
