@@ -7,7 +7,7 @@
 #include <chrono>
 
 #include "core/image.h"
-#include "hostile_files.h"
+#include "tests/core/hostile_files.h"
 
 namespace dnnd {
 namespace {

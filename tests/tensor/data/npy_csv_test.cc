@@ -8,7 +8,7 @@
 
 #include "tensor/data/csv.h"
 #include "tensor/data/npy.h"
-#include "hostile_files.h"
+#include "tests/core/hostile_files.h"
 
 
 namespace dnnd::data {

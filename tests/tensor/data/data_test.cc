@@ -6,7 +6,7 @@
 #include <fstream>
 
 #include "tensor/data/idx.h"
-#include "hostile_files.h"
+#include "tests/core/hostile_files.h"
 
 
 namespace dnnd::data {
