@@ -2,7 +2,7 @@
 // self-registration, which a static library's linker would silently drop.
 #include "core/role.h"
 #include "roles/aggregator.h"
-#include "roles/controller.h"
+#include "roles/controller/controller.h"
 #include "roles/layer_server.h"
 #include "roles/parameter_server.h"
 #include "roles/splitter.h"

@@ -12,7 +12,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "core/sha256.h"
-#include "roles/controller.h"
+#include "roles/controller/controller.h"
 #include "roles/parameter_server.h"
 #include "roles/worker.h"
 #include "tensor/parallel.h"

@@ -17,8 +17,8 @@
 
 #include "controller_process.h"
 #include "dnnd_process.h"
-#include "roles/controller.h"
-#include "roles/controller_store.h"
+#include "roles/controller/controller.h"
+#include "roles/controller/store.h"
 
 namespace dnnd {
 namespace {

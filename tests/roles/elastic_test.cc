@@ -13,7 +13,7 @@
 
 #include "controller_process.h"
 #include "dnnd_process.h"
-#include "roles/elastic_policy.h"
+#include "roles/controller/elastic_policy.h"
 
 namespace dnnd {
 namespace {

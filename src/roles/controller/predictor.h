@@ -54,7 +54,7 @@
 
 #include "core/image.h"
 #include "core/status.h"
-#include "roles/controller_store.h"
+#include "roles/controller/store.h"
 #include "roles/infer.h"
 #include "transport/http.h"
 

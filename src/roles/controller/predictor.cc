@@ -1,4 +1,4 @@
-#include "roles/predictor.h"
+#include "roles/controller/predictor.h"
 
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
@@ -8,8 +8,8 @@
 #include "core/data/dataset.h"
 #include "core/files.h"
 #include "core/image.h"
-#include "roles/controller.h"
-#include "roles/controller_store.h"
+#include "roles/controller/controller.h"
+#include "roles/controller/store.h"
 #include "tensor/ops.h"
 
 namespace dnnd {

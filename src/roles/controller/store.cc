@@ -1,4 +1,4 @@
-#include "roles/controller_store.h"
+#include "roles/controller/store.h"
 
 #include <sqlite3.h>
 
