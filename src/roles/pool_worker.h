@@ -65,7 +65,6 @@ class PoolWorker : public Role {
   // Stops the task (if running) and waits for its thread.
   void StopTask();
   Status RunTask(Current& current);
-  Result<std::string> TaskConfig(const pool::Task& task) const;
 
   const PoolWorkerOptions options_;
   std::atomic<bool> registered_{false};

@@ -34,22 +34,20 @@ Result<std::optional<PortRange>> ParsePortRange(const std::string& range) {
 
 namespace {
 
-json::object Params(const JobRecord& j) {
+// The job's spec as the store keeps it (rows of every schema version decode).
+Result<JobSpec> SpecOf(const JobRecord& j) {
   json::value v = ParseJsonText(j.params);
-  return v.is_object() ? v.get_object() : json::object{};
+  if (!v.is_object())
+    return Corruption("job " + std::to_string(j.id) + " has unreadable parameters");
+  return JobSpec::FromJson(v.get_object(), JobSpec::Stored(),
+                           "job " + std::to_string(j.id) + "'s parameters");
 }
-bool IsElastic(const json::object& p) {
-  const json::value* e = p.if_contains("elastic");
-  return e && e->is_bool() && e->get_bool();
-}
-int64_t ParamInt(const json::object& p, const char* key, int64_t def) {
-  return p.contains(key) ? p.at(key).to_number<int64_t>() : def;
-}
+
 // Workers the job (re)starts on: an elastic job resumed after a restart
 // continues its segment on that segment's workers.
-int64_t StartWorkers(const JobRecord& j, const json::object& p) {
-  if (IsElastic(p) && j.segment.workers > 0) return j.segment.workers;
-  return ParamInt(p, "workers", 1);
+int64_t StartWorkers(const JobRecord& j, const JobSpec& spec) {
+  if (spec.elastic && j.segment.workers > 0) return j.segment.workers;
+  return spec.workers;
 }
 
 // The job series on /metrics (KubeML's history, per job): one set of
@@ -76,7 +74,8 @@ void RecordJobMetrics(int64_t job, const pool::EpochReport& e) {
 
 struct JobRunner::RunningJob {
   JobRecord record;  // as started (no history)
-  json::object params;
+  JobSpec spec;
+  std::string model;  // the model spec's TOML, as stored
   std::vector<std::unique_ptr<ParameterServer>> servers;
   std::vector<int64_t> ports;
   int64_t workers = 0;
@@ -221,46 +220,6 @@ std::shared_ptr<LiveProgress> JobRunner::MutableLive(int64_t job) const {
   return it == live_.end() ? nullptr : it->second;
 }
 
-// What every worker of the job runs: the model with the job's optimizer,
-// the training options, and the data options (the data itself comes from
-// the shard service).
-// An elastic job's segment trains one epoch: [segment.epoch, segment.epoch + 1).
-Result<std::string> JobRunner::TaskConfig(const JobRecord& j, const JobSegment* segment) {
-  DNND_ASSIGN_OR_RETURN(auto m, ctx_.store.GetModel(j.model));
-  const json::object p = Params(j);
-  if (p.empty()) return Corruption("job " + std::to_string(j.id) + " has unreadable parameters");
-  DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(m.spec, j.model));
-  spec.optimizer.type = std::string(p.at("optimizer").as_string());
-  spec.optimizer.lr = static_cast<float>(p.at("lr").to_number<double>());
-  auto i = [&](const char* k, int64_t def = 0) {
-    return std::to_string(p.contains(k) ? p.at(k).to_number<int64_t>() : def);
-  };
-  std::string t;
-  auto num = [&](const char* k, double def) {
-    std::ostringstream o;
-    o.precision(9);
-    o << (p.contains(k) ? p.at(k).to_number<double>() : def);
-    std::string v = o.str();
-    return v.find_first_of(".e") == std::string::npos ? v + ".0" : v;
-  };
-  t += "[data]\nlimit_train = " + i("limit_train") + "\nlimit_test = " + i("limit_test") +
-       "\nnormalize_mean = " + num("normalize_mean", 0) +
-       "\nnormalize_std = " + num("normalize_std", 1) + "\n";
-  t += "[train]\nepochs = " + i("epochs") + "\nbatch_size = " + i("batch") +
-       "\nseed = " + i("seed") + "\neval_every_epochs = " + i("eval_every", 1) +
-       "\nprogress = \"none\"\nlr_schedule = " +
-       TomlQuote(p.contains("lr_schedule") ? std::string(p.at("lr_schedule").as_string())
-                                           : "constant") +
-       "\n";
-  if (p.contains("goal_accuracy")) t += "goal_accuracy = " + num("goal_accuracy", 0) + "\n";
-  if (segment)
-    t += "start_epoch = " + std::to_string(segment->epoch) +
-         "\nstart_step = " + std::to_string(segment->step) +
-         "\nstop_epoch = " + std::to_string(segment->epoch + 1) + "\n";
-  t += ModelSpecToToml(spec);
-  return t;
-}
-
 // Ports for a job's servers from controller.ps_ports ("first-last"), or 0s
 // (any free port) when unset. Empty when the range is used up.
 std::optional<std::vector<int64_t>> JobRunner::TakePorts(int64_t n) {
@@ -331,10 +290,10 @@ void JobRunner::StartNext(int64_t reserved) {
     if (it->state == kJobQueued && !next) next = *it;
   }
   if (!next) return;
-  const json::object p = Params(*next);
-  const int64_t workers = StartWorkers(*next, p);
+  Result<JobSpec> spec = SpecOf(*next);
+  const int64_t workers = spec.ok() ? StartWorkers(*next, *spec) : 1;
   if (pool_.IdleCount() - reserved < workers) return;
-  Status s = StartJob(*next, p, workers);
+  Status s = spec.ok() ? StartJob(*next, *spec, workers) : spec.status();
   if (!s.ok()) {
     ctx_.JobLog(next->id, "failed to start: " + s.ToString());
     (void)ctx_.store.SetJobState(next->id, kJobFailed, s.ToString());
@@ -342,19 +301,21 @@ void JobRunner::StartNext(int64_t reserved) {
   }
 }
 
-Status JobRunner::StartJob(const JobRecord& job, const json::object& p, int64_t workers) {
+Status JobRunner::StartJob(const JobRecord& job, const JobSpec& spec, int64_t workers) {
   const int64_t id = job.id;
   const bool resumed = job.state == kJobRunning;
-  auto ports = TakePorts(ParamInt(p, "servers", 1));
+  auto ports = TakePorts(spec.servers);
   if (!ports) return Status::Ok();  // the port range is busy: stay queued
   auto run = std::make_unique<RunningJob>();
   run->record = job;
   run->record.history.clear();
-  run->params = p;
+  run->spec = spec;
+  DNND_ASSIGN_OR_RETURN(ModelRecord model, ctx_.store.GetModel(job.model));
+  run->model = std::move(model.spec);
   run->workers = workers;
-  run->elastic = IsElastic(p);
+  run->elastic = spec.elastic;
   if (run->elastic) {
-    run->bounds = {ParamInt(p, "min_workers", 1), ParamInt(p, "max_workers", workers)};
+    run->bounds = {spec.min_workers, spec.max_workers};
     run->segment = job.segment.workers > 0 ? job.segment : JobSegment{0, 0, workers, 0};
   }
   DNND_ASSIGN_OR_RETURN(bool placed, LaunchSegment(*run, *ports));
@@ -385,14 +346,13 @@ Status JobRunner::StartJob(const JobRecord& job, const json::object& p, int64_t 
     jobs_[id] = std::move(run);
   }
   DNND_RETURN_IF_ERROR(ctx_.store.SetJobState(id, kJobRunning, ""));
-  ctx_.JobLog(
-      id, resumed ? "resumed after a controller restart (attempt " +
-                        std::to_string(job.attempts + 1) + ", from its servers' last checkpoint)"
-                  : "running on " + std::to_string(workers) + " pool worker(s)" +
-                        (IsElastic(p)
-                             ? " (elastic: " + std::to_string(ParamInt(p, "min_workers", 1)) + "-" +
-                                   std::to_string(ParamInt(p, "max_workers", workers)) + ")"
-                             : ""));
+  ctx_.JobLog(id, resumed ? "resumed after a controller restart (attempt " +
+                                std::to_string(job.attempts + 1) +
+                                ", from its servers' last checkpoint)"
+                          : "running on " + std::to_string(workers) + " pool worker(s)" +
+                                (spec.elastic ? " (elastic: " + std::to_string(spec.min_workers) +
+                                                    "-" + std::to_string(spec.max_workers) + ")"
+                                              : ""));
   Log(LogLevel::kInfo, "controller", resumed ? "job resumed" : "job started",
       {{"job", id}, {"workers", workers}});
   return Status::Ok();
@@ -404,12 +364,20 @@ Status JobRunner::StartJob(const JobRecord& job, const json::object& p, int64_t 
 // longer has the nodes.
 Result<bool> JobRunner::LaunchSegment(RunningJob& run, const std::vector<int64_t>& ports) {
   const JobRecord& job = run.record;
-  const json::object& p = run.params;
   const int64_t id = job.id;
-  DNND_ASSIGN_OR_RETURN(std::string text, TaskConfig(job, run.elastic ? &run.segment : nullptr));
+  // What every worker of the job runs; an elastic job's segment trains one
+  // epoch: [segment.epoch, segment.epoch + 1).
+  JobSpec spec = run.spec;
+  if (run.elastic) {
+    spec.start_epoch = run.segment.epoch;
+    spec.start_step = run.segment.step;
+    spec.stop_epoch = run.segment.epoch + 1;
+  }
+  DNND_RETURN_IF_ERROR(spec.Validate());
   std::error_code ec;
   fs::create_directories(ctx_.JobDir(id), ec);
-  (void)WriteFileAtomic(ctx_.JobDir(id) + "/task.toml", text);  // for people debugging a job
+  // For people debugging a job.
+  (void)WriteFileAtomic(ctx_.JobDir(id) + "/task.json", json::serialize(spec.ToJson()));
   const int64_t nservers = static_cast<int64_t>(ports.size());
   std::vector<std::unique_ptr<ParameterServer>> servers;
   std::vector<int64_t> bound;
@@ -420,9 +388,9 @@ Result<bool> JobRunner::LaunchSegment(RunningJob& run, const std::vector<int64_t
     ParameterServerOptions o = ParameterServerOptions::FromConfig(ctx_.cfg);
     o.index = static_cast<int>(i);
     o.servers = static_cast<int>(nservers);
-    o.mode = std::string(p.at("mode").as_string());
+    o.mode = spec.mode;
     o.workers = run.workers;
-    o.kavg_steps = p.at("kavg_steps").to_number<int64_t>();
+    o.kavg_steps = spec.kavg_steps;
     o.checkpoint_dir = ctx_.JobDir(id) + "/ps";
     o.resume = true;
     o.checkpoint_every_steps = ctx_.cfg.GetInt("controller.checkpoint_every_steps");
@@ -445,7 +413,7 @@ Result<bool> JobRunner::LaunchSegment(RunningJob& run, const std::vector<int64_t
   }
   std::vector<pool::Task> tasks;
   for (int64_t i = 0; i < run.workers; ++i)
-    tasks.push_back({id, "", i, run.workers, job.dataset, text, bound, shard_port_});
+    tasks.push_back({id, "", i, run.workers, job.dataset, spec, run.model, bound, shard_port_});
   if (!pool_.Place(std::move(tasks))) {
     stop_all();
     return false;
@@ -487,10 +455,8 @@ int64_t JobRunner::AdvanceElastic(int64_t id, const WorkerPool::JobProgress& pro
     }
     if (last.epoch < run->segment.epoch + 1)
       return run->workers;  // its epoch's record is still on its way
-    const int64_t epochs = ParamInt(run->params, "epochs", 1);
-    const double goal = run->params.contains("goal_accuracy")
-                            ? run->params.at("goal_accuracy").to_number<double>()
-                            : 0;
+    const int64_t epochs = run->spec.epochs;
+    const double goal = run->spec.goal_accuracy;
     if (last.epoch >= epochs || (goal > 0 && last.evaluated && last.test_accuracy >= goal)) {
       Finish(id, kJobSucceeded, "");
       return 0;

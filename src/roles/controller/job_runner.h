@@ -32,6 +32,7 @@
 
 #include "core/thread_annotations.h"
 #include "roles/controller/context.h"
+#include "roles/train/job_spec.h"
 #include "roles/worker_pool.h"
 
 namespace dnnd {
@@ -91,13 +92,13 @@ class JobRunner {
 
   void Schedule() EXCLUDES(mu_);
   void StartNext(int64_t reserved) EXCLUDES(mu_);
-  Status StartJob(const JobRecord& job, const boost::json::object& p, int64_t workers)
+  Status StartJob(const JobRecord& job, const JobSpec& spec, int64_t workers)
       EXCLUDES(mu_, live_mu_);
   Result<bool> LaunchSegment(RunningJob& run, const std::vector<int64_t>& ports) EXCLUDES(mu_);
   int64_t AdvanceElastic(int64_t id, const WorkerPool::JobProgress& progress) EXCLUDES(mu_);
   void SetSegment(RunningJob& run, LiveProgress& live, const JobSegment& g) EXCLUDES(mu_);
   void Finish(int64_t id, const char* state, const std::string& reason) EXCLUDES(mu_, live_mu_);
-  Result<std::string> TaskConfig(const JobRecord& j, const JobSegment* segment);
+
   std::optional<std::vector<int64_t>> TakePorts(int64_t n);
 
   const ControllerContext& ctx_;

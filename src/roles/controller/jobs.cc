@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <cmath>
 #include <filesystem>
+#include <tuple>
 
 #include "core/files.h"
 #include "core/json_fields.h"
@@ -12,6 +13,7 @@
 #include "core/work_queue.h"
 #include "roles/controller/datasets.h"
 #include "roles/controller/job_runner.h"
+#include "roles/train/job_spec.h"
 #include "tensor/model_spec.h"
 
 namespace dnnd {
@@ -81,96 +83,62 @@ Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
   auto d = ctx_.store.GetDataset(dataset);
   if (!d.ok()) return InvalidArgument("unknown dataset '" + dataset + "'");
   DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(m->spec, model));
-  json::object p;
+  // The request over the defaults: the model's optimizer and learning rate;
+  // an elastic job may grow into whatever the pool has then (scaling the
+  // worker Deployment up is enough), up to controller.max_workers.
   const int64_t max_workers = ctx_.cfg.GetInt("controller.max_workers");
-  DNND_ASSIGN_OR_RETURN(p["epochs"], f.Int("epochs", 5, 1, 100000));
-  DNND_ASSIGN_OR_RETURN(p["batch"], f.Int("batch", 64, 1, 1 << 20));
-  DNND_ASSIGN_OR_RETURN(p["workers"], f.Int("workers", 2, 1, max_workers));
+  JobSpec defaults;
+  defaults.optimizer = spec.optimizer.type;
+  defaults.lr = spec.optimizer.lr;
+  defaults.max_workers = max_workers;
+  DNND_ASSIGN_OR_RETURN(JobSpec job, JobSpec::FromJson(body, defaults));
+  for (auto [key, n] :
+       {std::pair{"workers", job.workers}, std::pair{"min_workers", job.min_workers},
+        std::pair{"max_workers", job.max_workers}})
+    if (n > max_workers)
+      return InvalidArgument(std::string("field '") + key + "' is " + std::to_string(n) +
+                             "; expected 1.." + std::to_string(max_workers) +
+                             " (controller.max_workers)");
   // All of a job's workers run at once: more than the pool has would wait forever.
   const int64_t capacity = std::max(runner_.pool().Capacity(), local_workers_);
-  if (p["workers"].as_int64() > capacity)
-    return InvalidArgument("the job asks for " + std::to_string(p["workers"].as_int64()) +
+  if (job.workers > capacity)
+    return InvalidArgument("the job asks for " + std::to_string(job.workers) +
                            " workers but the pool has " + std::to_string(capacity) +
                            " (GET /api/v1/nodes; start more workers with worker.controller set)");
-  // Elastic: the scheduler changes the job's workers between epochs
-  // (KubeML's throughput policy, elastic_policy.h) within
-  // [min_workers, max_workers]; `workers` is where it starts.
-  DNND_ASSIGN_OR_RETURN(const bool elastic, f.Bool("elastic", false));
-  if (elastic) {
-    p["elastic"] = true;
-    DNND_ASSIGN_OR_RETURN(p["min_workers"], f.Int("min_workers", 1, 1, max_workers));
-    // By default it may grow into whatever the pool has then (scaling the
-    // worker Deployment up is enough), up to controller.max_workers.
-    DNND_ASSIGN_OR_RETURN(p["max_workers"], f.Int("max_workers", max_workers, 1, max_workers));
-    const int64_t lo = p["min_workers"].as_int64(), hi = p["max_workers"].as_int64(),
-                  w = p["workers"].as_int64();
-    if (!(lo <= w && w <= hi))
-      return InvalidArgument("an elastic job needs min_workers <= workers <= max_workers; got " +
-                             std::to_string(lo) + " <= " + std::to_string(w) +
-                             " <= " + std::to_string(hi));
-  } else if (body.contains("min_workers") || body.contains("max_workers")) {
-    return InvalidArgument("fields 'min_workers' and 'max_workers' need \"elastic\": true");
-  }
-  DNND_ASSIGN_OR_RETURN(p["servers"], f.Int("servers", 1, 1, 16));
   if (runner_.ps_ports() &&
-      p["servers"].as_int64() > runner_.ps_ports()->second - runner_.ps_ports()->first + 1)
+      job.servers > runner_.ps_ports()->second - runner_.ps_ports()->first + 1)
     return InvalidArgument(
-        "the job asks for " + std::to_string(p["servers"].as_int64()) +
+        "the job asks for " + std::to_string(job.servers) +
         " parameter servers but controller.ps_ports has " +
         std::to_string(runner_.ps_ports()->second - runner_.ps_ports()->first + 1) + " ports");
-  DNND_ASSIGN_OR_RETURN(p["kavg_steps"], f.Int("kavg_steps", 8, 1, 1000000));
-  DNND_ASSIGN_OR_RETURN(p["seed"], f.Int("seed", 42, 0, int64_t{1} << 53));
-  DNND_ASSIGN_OR_RETURN(p["limit_train"], f.Int("limit_train", 0, 0, int64_t{1} << 40));
-  DNND_ASSIGN_OR_RETURN(p["limit_test"], f.Int("limit_test", 0, 0, int64_t{1} << 40));
-  DNND_ASSIGN_OR_RETURN(p["eval_every"], f.Int("eval_every", 1, 1, 100000));
-  DNND_ASSIGN_OR_RETURN(double goal, f.Number("goal_accuracy", 0));
-  if (!(goal >= 0 && goal <= 1))
-    return InvalidArgument("field 'goal_accuracy' is a fraction in [0, 1] (0.88 = 88 %), not " +
-                           std::to_string(goal));
-  if (goal > 0) p["goal_accuracy"] = goal;
-  DNND_ASSIGN_OR_RETURN(std::string schedule, f.String("lr_schedule", "cosine"));
-  if (schedule != "constant" && schedule != "cosine" && schedule != "step")
-    return InvalidArgument("field 'lr_schedule' is '" + schedule +
-                           "'; expected constant, cosine or step");
-  p["lr_schedule"] = schedule;
-  DNND_ASSIGN_OR_RETURN(std::string mode, f.String("mode", "sync"));
-  if (mode != "sync" && mode != "async" && mode != "kavg")
-    return InvalidArgument("field 'mode' is '" + mode + "'; expected sync, async or kavg");
-  p["mode"] = mode;
-  DNND_ASSIGN_OR_RETURN(std::string optimizer, f.String("optimizer", spec.optimizer.type));
-  if (optimizer != "sgd" && optimizer != "adam" && optimizer != "adamw")
-    return InvalidArgument("field 'optimizer' is '" + optimizer + "'; expected sgd, adam or adamw");
-  p["optimizer"] = optimizer;
-  DNND_ASSIGN_OR_RETURN(double lr, f.Number("lr", spec.optimizer.lr));
-  if (!(lr > 0 && lr < 100)) return InvalidArgument("field 'lr' must be in (0, 100)");
-  p["lr"] = lr;
   // Fail now, not inside training, when model and data disagree.
   const json::value shape = ParseJsonText(d->sample_shape);
   if (json::serialize(shape) != json::serialize(ShapeJson(spec.input)))
     return InvalidArgument("model '" + model + "' takes samples of shape " +
                            ShapeToString(spec.input) + " but dataset '" + dataset + "' has " +
                            d->sample_shape);
-  const int64_t train_n = p["limit_train"].as_int64() > 0
-                              ? std::min(p["limit_train"].as_int64(), d->train_samples)
-                              : d->train_samples;
-  const int64_t most_workers = elastic ? p["max_workers"].as_int64() : p["workers"].as_int64();
+  const int64_t train_n =
+      job.limit_train > 0 ? std::min(job.limit_train, d->train_samples) : d->train_samples;
+  const int64_t most_workers = job.elastic ? job.max_workers : job.workers;
   if (train_n < most_workers)
     return InvalidArgument("dataset '" + dataset + "' has " + std::to_string(train_n) +
                            " training samples for " + std::to_string(most_workers) + " workers");
   // Inputs are standardised with the training set's own mean and standard
   // deviation, recorded in the job so predictions use the same ones.
-  DNND_ASSIGN_OR_RETURN(const bool normalize, f.Bool("normalize", true));
-  if (normalize) {
+  DNND_ASSIGN_OR_RETURN(job.normalized, f.Bool("normalize", true));
+  job.normalize_mean = 0;
+  job.normalize_std = 1;
+  if (job.normalized) {
     DNND_ASSIGN_OR_RETURN(auto loaded, datasets_.Load(dataset));
-    const auto [mean, stddev] = PixelStats(loaded->train.Take(p["limit_train"].as_int64()));
-    p["normalize_mean"] = mean;
-    p["normalize_std"] = stddev;
+    std::tie(job.normalize_mean, job.normalize_std) =
+        PixelStats(loaded->train.Take(job.limit_train));
   }
-  DNND_ASSIGN_OR_RETURN(int64_t id, ctx_.store.CreateJob(model, dataset, json::serialize(p)));
-  ctx_.JobLog(id, "queued: model " + model + ", dataset " + dataset + ", " + json::serialize(p));
+  const std::string params = json::serialize(job.ToJson());
+  DNND_ASSIGN_OR_RETURN(int64_t id, ctx_.store.CreateJob(model, dataset, params));
+  ctx_.JobLog(id, "queued: model " + model + ", dataset " + dataset + ", " + params);
   runner_.Wake();
-  DNND_ASSIGN_OR_RETURN(auto job, ctx_.store.GetJob(id));
-  return HttpResponse::Json(201, JobJson(job));
+  DNND_ASSIGN_OR_RETURN(auto record, ctx_.store.GetJob(id));
+  return HttpResponse::Json(201, JobJson(record));
 }
 
 json::object JobsApi::JobJson(const JobRecord& j) {

@@ -32,27 +32,22 @@ void ShardService::Stop() {
 int ShardService::port() const { return server_ ? server_->port() : 0; }
 
 Result<wire::Message> ShardService::Shard(const wire::Message& m) {
-  DNND_ASSIGN_OR_RETURN(std::string name, m.fields.GetString("dataset"));
-  DNND_RETURN_IF_ERROR(CheckName("dataset", name));
-  DNND_ASSIGN_OR_RETURN(std::string split, m.fields.GetString("split"));
-  const int64_t index = m.fields.IntOr("index", 0), count = m.fields.IntOr("count", 1),
-                limit = m.fields.IntOr("limit", 0);
-  DNND_ASSIGN_OR_RETURN(auto d, datasets_.Load(name));
-  if (split == "test") {
-    if (!d->test) {
-      wire::Message none = pool::ShardMessage(d->train.EmptyLike());
-      none.fields.SetInt("present", 0);
-      return none;
-    }
-    return pool::ShardMessage(d->test->Take(limit));
+  DNND_ASSIGN_OR_RETURN(pool::ShardRequest q, pool::ShardRequest::Decode(m));
+  DNND_RETURN_IF_ERROR(CheckName("dataset", q.dataset));
+  DNND_ASSIGN_OR_RETURN(auto d, datasets_.Load(q.dataset));
+  pool::ShardReply reply;
+  if (q.split == pool::ShardRequest::Split::kTest) {
+    if (d->test) reply.set = d->test->Take(q.limit);
+    const data::Dataset empty = d->train.EmptyLike();
+    return reply.Encode(&empty);
   }
-  if (split != "train")
-    return InvalidArgument("shard split must be train or test, not '" + split + "'");
-  data::Dataset all = d->train.Take(limit);
-  if (count < 1 || index < 0 || index >= count || all.size() < count)
-    return InvalidArgument("cannot cut " + std::to_string(all.size()) + " samples of '" + name +
-                           "' into part " + std::to_string(index) + " of " + std::to_string(count));
-  return pool::ShardMessage(all.Part(index, count));
+  data::Dataset all = d->train.Take(q.limit);
+  if (all.size() < q.count)
+    return InvalidArgument("cannot cut " + std::to_string(all.size()) + " samples of '" +
+                           q.dataset + "' into part " + std::to_string(q.index) + " of " +
+                           std::to_string(q.count));
+  reply.set = all.Part(q.index, q.count);
+  return reply.Encode();
 }
 
 }  // namespace dnnd
