@@ -12,9 +12,9 @@
 
 #include <gtest/gtest.h>
 
-#include "controller_process.h"
+#include "../controller_process.h"
 #include "core/data/idx.h"
-#include "dnnd_process.h"
+#include "../dnnd_process.h"
 
 namespace dnnd {
 namespace {

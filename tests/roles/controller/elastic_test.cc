@@ -11,8 +11,8 @@
 
 #include <gtest/gtest.h>
 
-#include "controller_process.h"
-#include "dnnd_process.h"
+#include "../controller_process.h"
+#include "../dnnd_process.h"
 #include "roles/controller/elastic_policy.h"
 
 namespace dnnd {
