@@ -19,7 +19,7 @@ namespace json = boost::json;
 struct PoolWorker::Current {
   pool::Task task;
   std::atomic<int64_t> step{0}, total{0};
-  std::mutex mu;  // guards the fields below
+  Mutex mu;  // guards the fields below (never held with PoolWorker::mu_)
   std::unique_ptr<Role> worker;  // once built
   bool stop_requested = false;
   pool::TaskState state = pool::TaskState::kRunning;
@@ -80,9 +80,9 @@ std::pair<bool, std::string> PoolWorker::Readiness() const {
 }
 
 void PoolWorker::Stop() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   stop_ = true;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 Status PoolWorker::Run() {
@@ -96,7 +96,7 @@ Status PoolWorker::Run() {
   int quick_beats = 0;
   while (true) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stop_) break;
     }
     auto order = Beat();
@@ -122,11 +122,11 @@ Status PoolWorker::Run() {
         case pool::NodeOrder::Kind::kIdle: {
           std::shared_ptr<Current> c;
           {
-            std::lock_guard lock(mu_);
+            MutexLock lock(mu_);
             c = current_;
           }
           if (c) {
-            std::lock_guard lock(c->mu);
+            MutexLock lock(c->mu);
             if (c->state == pool::TaskState::kRunning) break;
           }
           if (c) quick_beats = 20;  // 2 s of quick beats
@@ -139,8 +139,9 @@ Status PoolWorker::Run() {
     const auto period = quick_beats > 0 ? std::min<std::chrono::milliseconds>(kQuickBeat, options_.heartbeat)
                                         : options_.heartbeat;
     if (quick_beats > 0) --quick_beats;
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, period, [&] { return stop_ || wake_; });
+    MutexLock lock(mu_);
+    cv_.WaitUntil(lock, std::chrono::steady_clock::now() + period,
+                  [&]() REQUIRES(mu_) { return stop_ || wake_; });
     wake_ = false;
   }
   StopTask();
@@ -152,12 +153,12 @@ Result<pool::NodeOrder> PoolWorker::Beat() {
   report.threads = options_.threads;
   std::shared_ptr<Current> c;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     c = current_;
   }
   size_t sent = 0;
   if (c) {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     report.job = c->task.job;
     report.attempt = c->task.attempt;
     report.state = c->state;
@@ -181,7 +182,7 @@ Result<pool::NodeOrder> PoolWorker::Beat() {
   if (ec) return Corruption("the controller's heartbeat answer is not JSON: " + ec.message());
   DNND_ASSIGN_OR_RETURN(pool::NodeOrder order, pool::NodeOrderFromJson(v));
   if (c) {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->epochs_acked = std::max(c->epochs_acked, sent);
   }
   return order;
@@ -200,28 +201,28 @@ void PoolWorker::StartTask(const pool::Task& task) {
       s = Internal(std::string("task failed: ") + e.what());
     }
     {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       c->state = s.ok() ? pool::TaskState::kSucceeded : pool::TaskState::kFailed;
       c->error = s.ok() ? "" : s.ToString();
     }
     Log(s.ok() ? LogLevel::kInfo : LogLevel::kWarn, "pool", "task ended",
         {{"job", c->task.job}, {"index", c->task.index}, {"status", s.ToString()}});
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     wake_ = true;  // report it now, not at the next tick
-    cv_.notify_all();
+    cv_.NotifyAll();
   });
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   current_ = std::move(c);
 }
 
 void PoolWorker::RequestStopTask() {
   std::shared_ptr<Current> c;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     c = current_;
   }
   if (!c) return;
-  std::lock_guard lock(c->mu);
+  MutexLock lock(c->mu);
   if (c->stop_requested || c->state != pool::TaskState::kRunning) return;
   Log(LogLevel::kInfo, "pool", "stopping the task on the controller's order", {{"job", c->task.job}});
   c->stop_requested = true;
@@ -231,12 +232,12 @@ void PoolWorker::RequestStopTask() {
 void PoolWorker::StopTask() {
   std::shared_ptr<Current> c;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     c = std::move(current_);
   }
   if (!c) return;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->stop_requested = true;
     if (c->worker) c->worker->Stop();
   }
@@ -289,7 +290,7 @@ Status PoolWorker::RunTask(Current& c) {
     c.total = total;
   };
   hooks.on_epoch = [&c](const EpochRecord& e, int64_t step, int64_t total) {
-    std::lock_guard lock(c.mu);
+    MutexLock lock(c.mu);
     c.epochs.push_back({e.epoch, e.train_loss, e.seconds, e.samples_per_s, e.evaluated, e.eval.loss,
                         e.eval.accuracy, step, total});
   };
@@ -306,7 +307,7 @@ Status PoolWorker::RunTask(Current& c) {
                                            std::move(test)));
   Role* w = nullptr;
   {
-    std::lock_guard lock(c.mu);
+    MutexLock lock(c.mu);
     if (c.stop_requested) return Cancelled("stopped before training");
     c.worker = std::move(worker);
     w = c.worker.get();

@@ -312,7 +312,7 @@ std::variant<Predictor::Resolved, HttpResponse> Predictor::Resolve(const std::st
   // so what they return is never kept under a generation newer than it.
   const uint64_t generation = store_.Generation();
   {
-    std::lock_guard lock(cache_mu_);
+    MutexLock lock(cache_mu_);
     auto it = resolved_.find(key);
     if (it != resolved_.end() && it->second.generation == generation) return it->second;
   }
@@ -321,7 +321,7 @@ std::variant<Predictor::Resolved, HttpResponse> Predictor::Resolve(const std::st
   if (auto* refusal = std::get_if<HttpResponse>(&job)) return std::move(*refusal);
   const Scaling scaling = JobScaling(std::get<JobRecord>(job));
   const Resolved out{generation, std::get<JobRecord>(job).id, scaling.mean, scaling.std};
-  std::lock_guard lock(cache_mu_);
+  MutexLock lock(cache_mu_);
   if (resolved_.size() >= kCachedResolutions) resolved_.clear();
   resolved_[key] = out;
   return out;
@@ -362,7 +362,7 @@ Result<std::shared_ptr<const TrainedModel>> Predictor::Load(int64_t job) {
   // A replaced or rewritten file (same path) is a different model: its inode, size and mtime are in the key.
   const std::string key = path + "|" + *version;
   {
-    std::lock_guard lock(cache_mu_);
+    MutexLock lock(cache_mu_);
     for (auto it = cache_.begin(); it != cache_.end(); ++it) {
       if (it->key != key) continue;
       cache_.splice(cache_.begin(), cache_, it);  // most recently used first
@@ -376,7 +376,7 @@ Result<std::shared_ptr<const TrainedModel>> Predictor::Load(int64_t job) {
     return Status(StatusCode::kInternal, "cannot load the checkpoint of job " + std::to_string(job) + ": " +
                                              loaded.status().message());
   auto model = std::make_shared<const TrainedModel>(std::move(loaded).value());
-  std::lock_guard lock(cache_mu_);
+  MutexLock lock(cache_mu_);
   for (const auto& c : cache_)
     if (c.key == key) return c.model;
   cache_.push_front({key, model});
