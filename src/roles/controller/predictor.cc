@@ -10,6 +10,7 @@
 #include "core/image.h"
 #include "roles/controller/controller.h"
 #include "roles/controller/store.h"
+#include "roles/train/job_spec.h"
 #include "tensor/ops.h"
 
 namespace dnnd {
@@ -39,15 +40,12 @@ struct Scaling {
 };
 
 Scaling JobScaling(const JobRecord& job) {
-  Scaling out;
   boost::system::error_code ec;
   const json::value p = json::parse(job.params, ec);
-  if (ec || !p.is_object()) return out;
-  if (const auto* m = p.as_object().if_contains("normalize_mean"); m && m->is_number())
-    out.mean = static_cast<float>(m->to_number<double>());
-  if (const auto* d = p.as_object().if_contains("normalize_std"); d && d->is_number())
-    out.std = static_cast<float>(d->to_number<double>());
-  return out;
+  if (ec || !p.is_object()) return {};
+  auto spec = JobSpec::FromJson(p.get_object(), JobSpec::Stored());
+  if (!spec.ok()) return {};
+  return {static_cast<float>(spec->normalize_mean), static_cast<float>(spec->normalize_std)};
 }
 
 // All of `set` as one batch, through the DataLoader: the very code that
