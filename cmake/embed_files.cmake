@@ -3,7 +3,7 @@
 #   std::span<const dnnd::EmbeddedFile> dnnd::NAME();
 # (src/core/embedded_files.h) with each file's path relative to DIR, its
 # content type (from the extension) and its bytes. Dotfiles are skipped.
-#   cmake -DDIR=src/roles/dashboard -DNAME=DashboardAssets -DOUTPUT=x.cc -P cmake/embed_files.cmake
+#   cmake -DDIR=src/roles/controller/dashboard -DNAME=DashboardAssets -DOUTPUT=x.cc -P cmake/embed_files.cmake
 # CMakeLists.txt runs it at build time (dnnd_embed_files); tests/fuzz/run.sh
 # runs it directly.
 cmake_minimum_required(VERSION 3.25)

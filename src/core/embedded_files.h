@@ -4,9 +4,9 @@
 //
 // A set of files is a directory of the source tree turned into a generated
 // .cc by cmake/embed_files.cmake; CMakeLists.txt's
-//   dnnd_embed_files(dnnd_lib DashboardAssets ${CMAKE_SOURCE_DIR}/src/roles/dashboard)
+//   dnnd_embed_files(dnnd_lib DashboardAssets ${CMAKE_SOURCE_DIR}/src/roles/controller/dashboard)
 // defines `std::span<const EmbeddedFile> DashboardAssets()`, which the code
-// using it declares next to its own API (roles/dashboard.h).
+// using it declares next to its own API (roles/controller/dashboard.h).
 #pragma once
 
 #include <span>

@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "../roles/dnnd_process.h"
-#include "roles/dashboard.h"
+#include "roles/controller/dashboard.h"
 #include "transport/http.h"
 
 namespace dnnd {
@@ -39,7 +39,7 @@ std::string Header(const HttpResponse& r, const std::string& name) {
 TEST(DashboardRoutes, ServeTheSourceFilesBytesWithTheirTypes) {
   HttpRouter router;
   AddDashboardRoutes(router);
-  const fs::path dir = Src("src/roles/dashboard");
+  const fs::path dir = Src("src/roles/controller/dashboard");
   size_t on_disk = 0;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();

@@ -33,7 +33,7 @@ for src in $(find src -name '*.cc' ! -name main.cc); do
   while (($(jobs -rp | wc -l) >= $(nproc))); do wait -n || true; done
 done
 # Files the library embeds (src/core/embedded_files.h), generated as the CMake build does.
-cmake -DDIR=src/roles/dashboard -DNAME=DashboardAssets -DOUTPUT="$out/DashboardAssets.cc" -P cmake/embed_files.cmake
+cmake -DDIR=src/roles/controller/dashboard -DNAME=DashboardAssets -DOUTPUT="$out/DashboardAssets.cc" -P cmake/embed_files.cmake
 objs+=("$out/obj/DashboardAssets.o")
 compile "$out/DashboardAssets.cc" "$out/obj/DashboardAssets.o" &
 pids+=($!)

@@ -1,14 +1,13 @@
 // The role registry: one line per role. Explicit rather than static
 // self-registration, which a static library's linker would silently drop.
-#include "roles/node/registry.h"
-
-#include "roles/tools/aggregator.h"
-#include "roles/controller.h"
+#include "roles/controller/controller.h"
 #include "roles/layers/layer_server.h"
-#include "roles/ps/parameter_server.h"
-#include "roles/tools/splitter.h"
+#include "roles/node/registry.h"
 #include "roles/node/standalone.h"
 #include "roles/pool/worker_end.h"
+#include "roles/ps/parameter_server.h"
+#include "roles/tools/aggregator.h"
+#include "roles/tools/splitter.h"
 #include "roles/train/worker.h"
 
 namespace dnnd {

@@ -15,7 +15,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "core/sha256.h"
-#include "roles/controller.h"
+#include "roles/controller/controller.h"
 #include "roles/ps/parameter_server.h"
 #include "roles/train/worker.h"
 #include "tensor/parallel.h"

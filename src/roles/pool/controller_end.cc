@@ -20,10 +20,12 @@ WorkerPool::WorkerPool(std::chrono::milliseconds node_timeout, Listener listener
     : node_timeout_(node_timeout), listener_(std::move(listener)), epoch_(Hex(wire::RandomNonce(), 4)) {}
 
 std::string WorkerPool::NewAttempt(int64_t job, int64_t index) {
+  mu_.AssertHeld();
   return epoch_ + "-" + std::to_string(job) + "-" + std::to_string(index) + "-" + std::to_string(++attempts_);
 }
 
 const WorkerPool::Part* WorkerPool::FindPart(int64_t job, const std::string& attempt) const {
+  mu_.AssertHeld();
   auto j = jobs_.find(job);
   if (j == jobs_.end()) return nullptr;
   for (const auto& p : j->second.parts)
@@ -31,11 +33,15 @@ const WorkerPool::Part* WorkerPool::FindPart(int64_t job, const std::string& att
   return nullptr;
 }
 
-WorkerPool::Part* WorkerPool::FindPart(int64_t job, const std::string& attempt) {
+// The analysis cannot see through std::as_const(*this): same object, same lock.
+WorkerPool::Part* WorkerPool::FindPart(int64_t job, const std::string& attempt)
+    NO_THREAD_SAFETY_ANALYSIS {
+  mu_.AssertHeld();
   return const_cast<Part*>(std::as_const(*this).FindPart(job, attempt));
 }
 
 void WorkerPool::Assign(const std::string& node_name, Part& part) {
+  mu_.AssertHeld();
   part.task.attempt = NewAttempt(part.task.job, part.task.index);
   part.node = node_name;
   part.state = pool::TaskState::kRunning;
@@ -49,7 +55,7 @@ pool::NodeOrder WorkerPool::Heartbeat(const std::string& name, const std::string
   std::optional<std::pair<int64_t, int64_t>> steps;
   pool::NodeOrder order;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Node& n = nodes_[name];
     n.address = address;
     n.threads = report.threads;
@@ -94,7 +100,7 @@ pool::NodeOrder WorkerPool::Heartbeat(const std::string& name, const std::string
 }
 
 std::vector<std::string> WorkerPool::Sweep() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const auto now = Clock::now();
   std::vector<std::string> lost;
   for (auto it = nodes_.begin(); it != nodes_.end();) {
@@ -116,21 +122,21 @@ std::vector<std::string> WorkerPool::Sweep() {
 }
 
 int64_t WorkerPool::IdleCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   int64_t n = 0;
   for (const auto& [name, node] : nodes_) n += !node.lost && !node.task && !node.reported_running;
   return n;
 }
 
 int64_t WorkerPool::Capacity() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   int64_t n = 0;
   for (const auto& [name, node] : nodes_) n += !node.lost;
   return n;
 }
 
 bool WorkerPool::Place(std::vector<pool::Task> tasks) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<std::string> idle;
   for (const auto& [name, node] : nodes_)
     if (!node.lost && !node.task && !node.reported_running) idle.push_back(name);  // sorted: std::map
@@ -145,7 +151,7 @@ bool WorkerPool::Place(std::vector<pool::Task> tasks) {
 }
 
 std::vector<std::string> WorkerPool::Replace() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<std::string> log;
   for (auto& [id, job] : jobs_)
     for (auto& part : job.parts) {
@@ -161,7 +167,7 @@ std::vector<std::string> WorkerPool::Replace() {
 }
 
 WorkerPool::JobProgress WorkerPool::Progress(int64_t job) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   JobProgress p;
   auto j = jobs_.find(job);
   if (j == jobs_.end()) return p;
@@ -177,12 +183,12 @@ WorkerPool::JobProgress WorkerPool::Progress(int64_t job) const {
 }
 
 bool WorkerPool::IsCurrentAttempt(int64_t job, const std::string& attempt) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return FindPart(job, attempt) != nullptr;
 }
 
 bool WorkerPool::PartSucceeded(int64_t job, int64_t index) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto j = jobs_.find(job);
   if (j == jobs_.end()) return false;
   for (const auto& p : j->second.parts)
@@ -191,21 +197,21 @@ bool WorkerPool::PartSucceeded(int64_t job, int64_t index) const {
 }
 
 void WorkerPool::Release(int64_t job) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   jobs_.erase(job);
   for (auto& [name, n] : nodes_)
     if (n.task && n.task->job == job) n.task.reset();
 }
 
 int64_t WorkerPool::StillRunning(int64_t job) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   int64_t n = 0;
   for (const auto& [name, node] : nodes_) n += !node.lost && node.reported_running && node.reported_job == job;
   return n;
 }
 
 std::vector<WorkerPool::NodeInfo> WorkerPool::Nodes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<NodeInfo> out;
   const auto now = Clock::now();
   for (const auto& [name, n] : nodes_) {

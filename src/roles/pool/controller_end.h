@@ -18,11 +18,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/thread_annotations.h"
 #include "roles/pool/protocol.h"
 
 namespace dnnd {
@@ -108,17 +108,19 @@ class WorkerPool {
     std::vector<Part> parts;
   };
 
-  std::string NewAttempt(int64_t job, int64_t index);
-  void Assign(const std::string& node_name, Part& part);
-  Part* FindPart(int64_t job, const std::string& attempt);
-  const Part* FindPart(int64_t job, const std::string& attempt) const;
+  // With mu_ held (AssertHeld in debug builds).
+  std::string NewAttempt(int64_t job, int64_t index) REQUIRES(mu_);
+  void Assign(const std::string& node_name, Part& part) REQUIRES(mu_);
+  Part* FindPart(int64_t job, const std::string& attempt) REQUIRES(mu_);
+  const Part* FindPart(int64_t job, const std::string& attempt) const REQUIRES(mu_);
 
   const std::chrono::milliseconds node_timeout_;
   const Listener listener_;
-  mutable std::mutex mu_;
-  std::map<std::string, Node> nodes_;
-  std::map<int64_t, Job> jobs_;
-  uint64_t attempts_ = 0;
+  // The one lock: every public call takes it, none calls out while holding it.
+  mutable Mutex mu_;
+  std::map<std::string, Node> nodes_ GUARDED_BY(mu_);
+  std::map<int64_t, Job> jobs_ GUARDED_BY(mu_);
+  uint64_t attempts_ GUARDED_BY(mu_) = 0;
   const std::string epoch_;  // this controller's start, in every attempt name
 };
 

@@ -95,9 +95,15 @@ json::value ToJson(const NodeOrder& o) {
     const Task& t = *o.task;
     json::array ports;
     for (auto p : t.ps_ports) ports.push_back(p);
-    out["task"] = json::object{{"job", t.job},         {"attempt", t.attempt},   {"index", t.index},
-                               {"count", t.count},     {"dataset", t.dataset},   {"config", t.config},
-                               {"ps_ports", std::move(ports)}, {"wire_port", t.wire_port}};
+    json::object task{{"job", t.job},         {"attempt", t.attempt}, {"index", t.index},
+                      {"count", t.count},     {"dataset", t.dataset}, {"spec", t.spec.ToJson()},
+                      {"model", t.model},     {"ps_ports", std::move(ports)},
+                      {"wire_port", t.wire_port}};
+    if (t.spec.stop_epoch > 0)
+      task["segment"] = json::object{{"start_epoch", t.spec.start_epoch},
+                                     {"start_step", t.spec.start_step},
+                                     {"stop_epoch", t.spec.stop_epoch}};
+    out["task"] = std::move(task);
   }
   return out;
 }
@@ -123,7 +129,19 @@ Result<NodeOrder> NodeOrderFromJson(const json::value& v) {
   DNND_ASSIGN_OR_RETURN(t.index, tr.Int("index"));
   DNND_ASSIGN_OR_RETURN(t.count, tr.Int("count", 1));
   DNND_ASSIGN_OR_RETURN(t.dataset, tr.String("dataset"));
-  DNND_ASSIGN_OR_RETURN(t.config, tr.String("config"));
+  DNND_ASSIGN_OR_RETURN(t.model, tr.String("model", "", true));
+  const json::value* sv = to->if_contains("spec");
+  if (!sv || !sv->is_object()) return InvalidArgument("task: field 'spec' must be an object");
+  DNND_ASSIGN_OR_RETURN(t.spec,
+                        JobSpec::FromJson(sv->get_object(), JobSpec::Stored(), "task: spec"));
+  if (const json::value* gv = to->if_contains("segment")) {
+    DNND_ASSIGN_OR_RETURN(const json::object* go, Object(*gv, "task: segment"));
+    JsonFields gr{*go, "task: segment"};
+    DNND_ASSIGN_OR_RETURN(t.spec.start_epoch, gr.Int("start_epoch", 0, 0));
+    DNND_ASSIGN_OR_RETURN(t.spec.start_step, gr.Int("start_step", 0, 0));
+    DNND_ASSIGN_OR_RETURN(t.spec.stop_epoch, gr.Int("stop_epoch", 0, 1));
+    DNND_RETURN_IF_ERROR(t.spec.Validate().WithContext("task: segment"));
+  }
   DNND_ASSIGN_OR_RETURN(t.wire_port, tr.Int("wire_port"));
   const json::value* pv = to->if_contains("ps_ports");
   if (!pv || !pv->is_array()) return InvalidArgument("task: field 'ps_ports' must be an array");
@@ -136,6 +154,8 @@ Result<NodeOrder> NodeOrderFromJson(const json::value& v) {
   out.task = std::move(t);
   return out;
 }
+
+namespace {
 
 wire::Message ShardMessage(const data::Dataset& set) {
   wire::Message m;
@@ -187,6 +207,52 @@ Result<data::Dataset> DatasetFromShard(const wire::Message& m) {
   }
   if (d.labels.empty() && d.target_width == 0) return InvalidArgument("a shard has neither labels nor targets");
   return d;
+}
+
+}  // namespace
+
+wire::Message ShardRequest::Encode() const {
+  wire::Message m;
+  m.type = kShard;
+  m.fields.SetString("dataset", dataset);
+  m.fields.SetString("split", split == Split::kTest ? "test" : "train");
+  m.fields.SetInt("index", index);
+  m.fields.SetInt("count", count);
+  m.fields.SetInt("limit", limit);
+  return m;
+}
+
+Result<ShardRequest> ShardRequest::Decode(const wire::Message& m) {
+  ShardRequest r;
+  DNND_ASSIGN_OR_RETURN(r.dataset, m.fields.GetString("dataset"));
+  DNND_ASSIGN_OR_RETURN(std::string split, m.fields.GetString("split"));
+  if (split == "test") r.split = Split::kTest;
+  else if (split != "train")
+    return InvalidArgument("shard split must be train or test, not '" + split + "'");
+  r.index = m.fields.IntOr("index", 0);
+  r.count = m.fields.IntOr("count", 1);
+  r.limit = m.fields.IntOr("limit", 0);
+  if (r.count < 1 || r.index < 0 || r.index >= r.count)
+    return InvalidArgument("a shard request's part " + std::to_string(r.index) + " of " +
+                           std::to_string(r.count) + " does not exist");
+  if (r.limit < 0)
+    return InvalidArgument("a shard request's limit must be >= 0, not " +
+                           std::to_string(r.limit));
+  return r;
+}
+
+wire::Message ShardReply::Encode(const data::Dataset* empty_like) const {
+  if (set) return ShardMessage(*set);
+  wire::Message none = ShardMessage(empty_like ? *empty_like : data::Dataset{});
+  none.fields.SetInt("present", 0);
+  return none;
+}
+
+Result<ShardReply> ShardReply::Decode(const wire::Message& m) {
+  ShardReply r;
+  if (!m.fields.IntOr("present", 1)) return r;
+  DNND_ASSIGN_OR_RETURN(r.set, DatasetFromShard(m));
+  return r;
 }
 
 }  // namespace dnnd::pool

@@ -25,6 +25,7 @@
 
 #include "tensor/data/dataset.h"
 #include "core/status.h"
+#include "roles/train/job_spec.h"
 #include "transport/wire.h"
 
 namespace dnnd::pool {
@@ -40,7 +41,8 @@ struct Task {
   std::string attempt;
   int64_t index = 0, count = 1;
   std::string dataset;
-  std::string config;               // the job's TOML ([model], [train], [data] options, [ps])
+  JobSpec spec;                     // the job's settings (an elastic job's: with its segment)
+  std::string model;                // the model spec's TOML text, as the store keeps it
   std::vector<int64_t> ps_ports;    // the job's parameter servers, on the controller's host
   int64_t wire_port = 0;            // the controller's shard service
 };
@@ -78,9 +80,29 @@ Result<NodeReport> NodeReportFromJson(const boost::json::value& v);
 boost::json::value ToJson(const NodeOrder& o);
 Result<NodeOrder> NodeOrderFromJson(const boost::json::value& v);
 
-// A dataset as a kShard answer (samples, labels or targets as tensors).
-wire::Message ShardMessage(const data::Dataset& set);
-// The dataset a kShard answer carries; errors name what is inconsistent.
-Result<data::Dataset> DatasetFromShard(const wire::Message& message);
+// kShard, worker -> controller: part `index` of `count` of the first `limit`
+// (0: all) training samples of `dataset`, or its whole test set (the first
+// `limit`). The only place that names the request's fields.
+struct ShardRequest {
+  enum class Split { kTrain, kTest };
+  std::string dataset;
+  Split split = Split::kTrain;
+  int64_t index = 0, count = 1;
+  int64_t limit = 0;
+
+  wire::Message Encode() const;
+  // Checks what the service trusts: a split it knows, 0 <= index < count,
+  // limit >= 0, a dataset name present.
+  static Result<ShardRequest> Decode(const wire::Message& message);
+};
+
+// The kShard answer: the samples, or none (a test set the dataset lacks).
+struct ShardReply {
+  std::optional<data::Dataset> set;
+  // `empty_like`: a dataset of the right sample shape, sent when `set` is none.
+  wire::Message Encode(const data::Dataset* empty_like = nullptr) const;
+  // Errors name what is inconsistent (tensor dtypes and shapes).
+  static Result<ShardReply> Decode(const wire::Message& message);
+};
 
 }  // namespace dnnd::pool

@@ -19,7 +19,7 @@ namespace json = boost::json;
 struct PoolWorker::Current {
   pool::Task task;
   std::atomic<int64_t> step{0}, total{0};
-  std::mutex mu;  // guards the fields below
+  Mutex mu;  // guards the fields below (never held with PoolWorker::mu_)
   std::unique_ptr<Role> worker;  // once built
   bool stop_requested = false;
   pool::TaskState state = pool::TaskState::kRunning;
@@ -80,9 +80,9 @@ std::pair<bool, std::string> PoolWorker::Readiness() const {
 }
 
 void PoolWorker::Stop() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   stop_ = true;
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 Status PoolWorker::Run() {
@@ -96,7 +96,7 @@ Status PoolWorker::Run() {
   int quick_beats = 0;
   while (true) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stop_) break;
     }
     auto order = Beat();
@@ -122,11 +122,11 @@ Status PoolWorker::Run() {
         case pool::NodeOrder::Kind::kIdle: {
           std::shared_ptr<Current> c;
           {
-            std::lock_guard lock(mu_);
+            MutexLock lock(mu_);
             c = current_;
           }
           if (c) {
-            std::lock_guard lock(c->mu);
+            MutexLock lock(c->mu);
             if (c->state == pool::TaskState::kRunning) break;
           }
           if (c) quick_beats = 20;  // 2 s of quick beats
@@ -139,8 +139,9 @@ Status PoolWorker::Run() {
     const auto period = quick_beats > 0 ? std::min<std::chrono::milliseconds>(kQuickBeat, options_.heartbeat)
                                         : options_.heartbeat;
     if (quick_beats > 0) --quick_beats;
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, period, [&] { return stop_ || wake_; });
+    MutexLock lock(mu_);
+    cv_.WaitUntil(lock, std::chrono::steady_clock::now() + period,
+                  [&]() REQUIRES(mu_) { return stop_ || wake_; });
     wake_ = false;
   }
   StopTask();
@@ -152,12 +153,12 @@ Result<pool::NodeOrder> PoolWorker::Beat() {
   report.threads = options_.threads;
   std::shared_ptr<Current> c;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     c = current_;
   }
   size_t sent = 0;
   if (c) {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     report.job = c->task.job;
     report.attempt = c->task.attempt;
     report.state = c->state;
@@ -181,7 +182,7 @@ Result<pool::NodeOrder> PoolWorker::Beat() {
   if (ec) return Corruption("the controller's heartbeat answer is not JSON: " + ec.message());
   DNND_ASSIGN_OR_RETURN(pool::NodeOrder order, pool::NodeOrderFromJson(v));
   if (c) {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->epochs_acked = std::max(c->epochs_acked, sent);
   }
   return order;
@@ -200,28 +201,28 @@ void PoolWorker::StartTask(const pool::Task& task) {
       s = Internal(std::string("task failed: ") + e.what());
     }
     {
-      std::lock_guard lock(c->mu);
+      MutexLock lock(c->mu);
       c->state = s.ok() ? pool::TaskState::kSucceeded : pool::TaskState::kFailed;
       c->error = s.ok() ? "" : s.ToString();
     }
     Log(s.ok() ? LogLevel::kInfo : LogLevel::kWarn, "pool", "task ended",
         {{"job", c->task.job}, {"index", c->task.index}, {"status", s.ToString()}});
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     wake_ = true;  // report it now, not at the next tick
-    cv_.notify_all();
+    cv_.NotifyAll();
   });
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   current_ = std::move(c);
 }
 
 void PoolWorker::RequestStopTask() {
   std::shared_ptr<Current> c;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     c = current_;
   }
   if (!c) return;
-  std::lock_guard lock(c->mu);
+  MutexLock lock(c->mu);
   if (c->stop_requested || c->state != pool::TaskState::kRunning) return;
   Log(LogLevel::kInfo, "pool", "stopping the task on the controller's order", {{"job", c->task.job}});
   c->stop_requested = true;
@@ -231,63 +232,55 @@ void PoolWorker::RequestStopTask() {
 void PoolWorker::StopTask() {
   std::shared_ptr<Current> c;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     c = std::move(current_);
   }
   if (!c) return;
   {
-    std::lock_guard lock(c->mu);
+    MutexLock lock(c->mu);
     c->stop_requested = true;
     if (c->worker) c->worker->Stop();
   }
   if (c->thread.joinable()) c->thread.join();
 }
 
-Result<std::string> PoolWorker::TaskConfig(const pool::Task& task) const {
-  const std::string host = HostOf(options_.controller);
-  std::string servers;
-  for (auto p : task.ps_ports) servers += (servers.empty() ? "" : ", ") + TomlQuote(host + ":" + std::to_string(p));
-  return task.config + "\n[worker]\nparameter_servers = [" + servers + "]\nindex = " + std::to_string(task.index) +
-         "\ncount = " + std::to_string(task.count) + "\nheartbeat_ms = " +
-         std::to_string(std::max<int64_t>(100, options_.heartbeat.count())) + "\n";
-}
-
 Status PoolWorker::RunTask(Current& c) {
   const pool::Task& task = c.task;
   const std::string where = "job " + std::to_string(task.job) + " part " + std::to_string(task.index);
-  DNND_ASSIGN_OR_RETURN(std::string text, TaskConfig(task));
   const std::string scratch = options_.scratch_dir + "/job-" + std::to_string(task.job);
-  std::vector<std::string> overrides = {"transport.token=" + TomlQuote(options_.wire_key),
-                                        "node.name=" + TomlQuote(options_.name),
-                                        "train.checkpoint_dir=" + TomlQuote(scratch)};
-  if (!options_.progress.empty()) overrides.push_back("train.progress=" + TomlQuote(options_.progress));
-  DNND_ASSIGN_OR_RETURN(Config cfg, Config::FromString(text, where, overrides));
+  // The node's own settings; the job's come typed, in task.spec and task.model.
+  std::vector<std::string> overrides = {
+      "transport.token=" + TomlQuote(options_.wire_key), "node.name=" + TomlQuote(options_.name),
+      "worker.heartbeat_ms=" + std::to_string(std::max<int64_t>(100, options_.heartbeat.count())),
+      "train.checkpoint_dir=" + TomlQuote(scratch),
+      "train.progress=" + TomlQuote(options_.progress.empty() ? "none" : options_.progress)};
+  DNND_ASSIGN_OR_RETURN(Config cfg, Config::FromString("", where, overrides));
+  DNND_ASSIGN_OR_RETURN(ModelSpec model_spec, ParseModelSpecText(task.model, where + ": model"));
+  task.spec.ApplyTo(model_spec);
+  TrainOptions train_options = TrainOptionsFromConfig(cfg);
+  task.spec.ApplyTo(train_options);
   // This part of the data (and, for the reporting part, the test set) from
   // the controller.
   rpc::RpcClientOptions rpc = options_.rpc;
   rpc.token = options_.wire_key;
   auto client = rpc::RpcClient::Create(HostOf(options_.controller) + ":" + std::to_string(task.wire_port), rpc);
-  auto fetch = [&](const char* split) -> Result<wire::Message> {
-    wire::Message m;
-    m.type = pool::kShard;
-    m.fields.SetString("dataset", task.dataset);
-    m.fields.SetString("split", split);
-    m.fields.SetInt("index", task.index);
-    m.fields.SetInt("count", task.count);
-    m.fields.SetInt("limit", cfg.GetInt(std::string("data.limit_") + split));
-    auto r = client->Call(std::move(m), std::chrono::minutes(5));
-    if (!r.ok()) return r.status().WithContext(std::string("fetching the ") + split + " data for " + where);
-    return r;
+  auto fetch = [&](pool::ShardRequest::Split split) -> Result<pool::ShardReply> {
+    const bool test = split == pool::ShardRequest::Split::kTest;
+    pool::ShardRequest q{task.dataset, split, task.index, task.count,
+                         test ? task.spec.limit_test : task.spec.limit_train};
+    auto r = client->Call(q.Encode(), std::chrono::minutes(5));
+    if (!r.ok())
+      return r.status().WithContext(std::string("fetching the ") + (test ? "test" : "train") +
+                                    " data for " + where);
+    return pool::ShardReply::Decode(*r);
   };
-  DNND_ASSIGN_OR_RETURN(wire::Message train_msg, fetch("train"));
-  DNND_ASSIGN_OR_RETURN(data::Dataset train, pool::DatasetFromShard(train_msg));
+  DNND_ASSIGN_OR_RETURN(pool::ShardReply train_reply, fetch(pool::ShardRequest::Split::kTrain));
+  if (!train_reply.set) return InvalidArgument(where + ": the controller sent no training data");
+  data::Dataset train = std::move(*train_reply.set);
   std::optional<data::Dataset> test;
   if (task.index == 0) {
-    DNND_ASSIGN_OR_RETURN(wire::Message test_msg, fetch("test"));
-    if (test_msg.fields.IntOr("present", 1)) {
-      DNND_ASSIGN_OR_RETURN(data::Dataset t, pool::DatasetFromShard(test_msg));
-      test = std::move(t);
-    }
+    DNND_ASSIGN_OR_RETURN(pool::ShardReply test_reply, fetch(pool::ShardRequest::Split::kTest));
+    test = std::move(test_reply.set);
   }
   client->Close();
 
@@ -297,20 +290,24 @@ Status PoolWorker::RunTask(Current& c) {
     c.total = total;
   };
   hooks.on_epoch = [&c](const EpochRecord& e, int64_t step, int64_t total) {
-    std::lock_guard lock(c.mu);
+    MutexLock lock(c.mu);
     c.epochs.push_back({e.epoch, e.train_loss, e.seconds, e.samples_per_s, e.evaluated, e.eval.loss,
                         e.eval.accuracy, step, total});
   };
   std::error_code ec;
   fs::remove_all(scratch, ec);  // a model from an earlier attempt is not this one's
   WorkerPlacement placement{task.index, task.count, {}};
-  placement.parameter_servers = cfg.GetStrings("worker.parameter_servers");
-  DNND_ASSIGN_OR_RETURN(auto worker, MakeWorkerWithData(cfg, placement, /*show_progress=*/task.index == 0,
-                                                        task.index == 0 ? hooks : TrainHooks{}, std::move(train),
-                                                        std::move(test)));
+  for (auto port : task.ps_ports)
+    placement.parameter_servers.push_back(HostOf(options_.controller) + ":" + std::to_string(port));
+  DNND_ASSIGN_OR_RETURN(auto worker,
+                        MakeWorkerWithData(cfg, std::move(model_spec), std::move(train_options),
+                                           placement,
+                                           /*show_progress=*/task.index == 0,
+                                           task.index == 0 ? hooks : TrainHooks{}, std::move(train),
+                                           std::move(test)));
   Role* w = nullptr;
   {
-    std::lock_guard lock(c.mu);
+    MutexLock lock(c.mu);
     if (c.stop_requested) return Cancelled("stopped before training");
     c.worker = std::move(worker);
     w = c.worker.get();

@@ -13,7 +13,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +21,7 @@
 #include "core/config.h"
 #include "roles/base/role.h"
 #include "core/status.h"
+#include "core/thread_annotations.h"
 #include "roles/pool/protocol.h"
 #include "transport/rpc_client.h"
 
@@ -65,16 +65,18 @@ class PoolWorker : public Role {
   // Stops the task (if running) and waits for its thread.
   void StopTask();
   Status RunTask(Current& current);
-  Result<std::string> TaskConfig(const pool::Task& task) const;
 
   const PoolWorkerOptions options_;
   std::atomic<bool> registered_{false};
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  bool wake_ = false;  // a task ended: heartbeat now
-  std::shared_ptr<Current> current_;
+  // Locks: mu_ guards the loop's flags and which task is current; a task's
+  // own Current::mu guards its state. They are never held together (a
+  // thread copies current_ under mu_, releases it, then takes the task's).
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
+  bool wake_ GUARDED_BY(mu_) = false;  // a task ended: heartbeat now
+  std::shared_ptr<Current> current_ GUARDED_BY(mu_);
 };
 
 // The worker role when worker.controller is set.

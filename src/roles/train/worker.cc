@@ -124,6 +124,11 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, const Worker
                                                  bool show_progress, TrainHooks hooks, data::Dataset train,
                                                  std::optional<data::Dataset> test_set) {
   DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(cfg));
+  return MakeWorkerWithData(cfg, std::move(spec), TrainOptionsFromConfig(cfg), placement,
+                            show_progress, std::move(hooks), std::move(train), std::move(test_set));
+}
+
+TrainOptions TrainOptionsFromConfig(const Config& cfg) {
   TrainOptions o;
   o.epochs = cfg.GetInt("train.epochs");
   o.iterations = cfg.GetInt("train.iterations");
@@ -145,6 +150,14 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, const Worker
   o.start_step = cfg.GetInt("train.start_step");
   o.stop_epoch = cfg.GetInt("train.stop_epoch");
   o.progress = ParseProgressMode(cfg.GetString("train.progress"));
+  return o;
+}
+
+Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, ModelSpec spec, TrainOptions o,
+                                                 const WorkerPlacement& placement,
+                                                 bool show_progress, TrainHooks hooks,
+                                                 data::Dataset train,
+                                                 std::optional<data::Dataset> test_set) {
   o.report = show_progress;
   o.hooks = std::move(hooks);
   const bool data_parallel = !placement.parameter_servers.empty();

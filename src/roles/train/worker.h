@@ -43,5 +43,16 @@ Result<std::unique_ptr<Role>> MakeWorker(const Config& config, const WorkerPlace
 Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& config, const WorkerPlacement& placement,
                                                  bool show_progress, TrainHooks hooks, data::Dataset train,
                                                  std::optional<data::Dataset> test);
+// The same for a job the controller describes: the model and training
+// options are given (a pool worker's, from its task's JobSpec); `config`
+// supplies only the node's own settings ([worker], [transport], node.name).
+Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& config, ModelSpec spec,
+                                                 TrainOptions options,
+                                                 const WorkerPlacement& placement,
+                                                 bool show_progress, TrainHooks hooks,
+                                                 data::Dataset train,
+                                                 std::optional<data::Dataset> test);
+// The training options of a config's [train] and [data] sections.
+TrainOptions TrainOptionsFromConfig(const Config& config);
 
 }  // namespace dnnd

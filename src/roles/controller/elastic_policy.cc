@@ -1,4 +1,4 @@
-#include "roles/elastic_policy.h"
+#include "roles/controller/elastic_policy.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "roles/dashboard.h"
+#include "roles/controller/dashboard.h"
 
 #include <cstdint>
 #include <cstdio>

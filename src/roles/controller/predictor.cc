@@ -1,4 +1,4 @@
-#include "roles/predictor.h"
+#include "roles/controller/predictor.h"
 
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
@@ -9,8 +9,9 @@
 #include "core/files.h"
 #include "core/image.h"
 #include "core/json_fields.h"
-#include "roles/controller.h"
-#include "roles/controller_store.h"
+#include "roles/controller/controller.h"
+#include "roles/controller/store.h"
+#include "roles/train/job_spec.h"
 #include "tensor/ops.h"
 
 namespace dnnd {
@@ -40,15 +41,12 @@ struct Scaling {
 };
 
 Scaling JobScaling(const JobRecord& job) {
-  Scaling out;
   boost::system::error_code ec;
   const json::value p = json::parse(job.params, ec);
-  if (ec || !p.is_object()) return out;
-  if (const auto* m = p.as_object().if_contains("normalize_mean"); m && m->is_number())
-    out.mean = static_cast<float>(m->to_number<double>());
-  if (const auto* d = p.as_object().if_contains("normalize_std"); d && d->is_number())
-    out.std = static_cast<float>(d->to_number<double>());
-  return out;
+  if (ec || !p.is_object()) return {};
+  auto spec = JobSpec::FromJson(p.get_object(), JobSpec::Stored());
+  if (!spec.ok()) return {};
+  return {static_cast<float>(spec->normalize_mean), static_cast<float>(spec->normalize_std)};
 }
 
 // All of `set` as one batch, through the DataLoader: the very code that
@@ -315,7 +313,7 @@ std::variant<Predictor::Resolved, HttpResponse> Predictor::Resolve(const std::st
   // so what they return is never kept under a generation newer than it.
   const uint64_t generation = store_.Generation();
   {
-    std::lock_guard lock(cache_mu_);
+    MutexLock lock(cache_mu_);
     auto it = resolved_.find(key);
     if (it != resolved_.end() && it->second.generation == generation) return it->second;
   }
@@ -324,7 +322,7 @@ std::variant<Predictor::Resolved, HttpResponse> Predictor::Resolve(const std::st
   if (auto* refusal = std::get_if<HttpResponse>(&job)) return std::move(*refusal);
   const Scaling scaling = JobScaling(std::get<JobRecord>(job));
   const Resolved out{generation, std::get<JobRecord>(job).id, scaling.mean, scaling.std};
-  std::lock_guard lock(cache_mu_);
+  MutexLock lock(cache_mu_);
   if (resolved_.size() >= kCachedResolutions) resolved_.clear();
   resolved_[key] = out;
   return out;
@@ -365,7 +363,7 @@ Result<std::shared_ptr<const TrainedModel>> Predictor::Load(int64_t job) {
   // A replaced or rewritten file (same path) is a different model: its inode, size and mtime are in the key.
   const std::string key = path + "|" + *version;
   {
-    std::lock_guard lock(cache_mu_);
+    MutexLock lock(cache_mu_);
     for (auto it = cache_.begin(); it != cache_.end(); ++it) {
       if (it->key != key) continue;
       cache_.splice(cache_.begin(), cache_, it);  // most recently used first
@@ -379,7 +377,7 @@ Result<std::shared_ptr<const TrainedModel>> Predictor::Load(int64_t job) {
     return Status(StatusCode::kInternal, "cannot load the checkpoint of job " + std::to_string(job) + ": " +
                                              loaded.status().message());
   auto model = std::make_shared<const TrainedModel>(std::move(loaded).value());
-  std::lock_guard lock(cache_mu_);
+  MutexLock lock(cache_mu_);
   for (const auto& c : cache_)
     if (c.key == key) return c.model;
   cache_.push_front({key, model});

@@ -1,6 +1,6 @@
 // The controller role: the REST front door of dnnd (/api/v1 on the control
 // plane's HTTP server, http.listen) over a durable SQLite store
-// (controller_store.h) in controller.data_dir.
+// (store.h) in controller.data_dir.
 //
 //   datasets  PUT  /api/v1/datasets/{name}/files/{part}   raw file body (part:
 //                  train-images, train-labels, test-images, test-labels for
@@ -21,12 +21,26 @@
 // "Authorization: Bearer <token>" (401 otherwise); GETs stay open
 // (docs/controller.md, docs/security.md).
 //
-// Jobs run one at a time, in this process, as the standalone role's cluster
-// (parameter servers + workers as threads over loopback, the wire protocol
-// as in a real cluster). The parameter servers checkpoint every
+// Jobs run in this process, as the standalone role's cluster (parameter
+// servers as threads over loopback, the wire protocol as in a real cluster),
+// their parts on the worker pool. The parameter servers checkpoint every
 // controller.checkpoint_every_steps into <data_dir>/jobs/<id>/ps; a job found
 // `running` at start-up (the controller died) is resumed from there, keeping
 // the per-epoch history already in the store.
+//
+// The room (src/roles/controller/):
+//   controller.cc     this role: its pieces, the route table, its threads
+//   context.h         what the pieces share: config, data dir, store, job log
+//   datasets.h        /api/v1/datasets, and the datasets kept loaded
+//   models.h          /api/v1/models
+//   jobs.h            /api/v1/jobs
+//   nodes.h           /api/v1/nodes and the trained model's upload (the pool's HTTP end)
+//   job_runner.h      the scheduler: starting, elastic re-sharding, finishing jobs
+//   elastic_policy.h  how many workers an elastic job's next epoch gets
+//   shard_service.h   the wire service that hands workers their data
+//   store.h           the SQLite store
+//   predictor.h       POST /api/v1/models/{name}/predict
+//   dashboard.h       the web UI (assets in dashboard/)
 #pragma once
 
 #include <memory>

@@ -1,6 +1,6 @@
 // The controller's web dashboard: a single-page app (jobs, a job's live
 // charts and log, the worker pool, predictions) written in plain HTML, CSS
-// and JavaScript under src/roles/dashboard/, compiled into the binary
+// and JavaScript under src/roles/controller/dashboard/, compiled into the binary
 // (src/core/embedded_files.h) and served next to the REST API it calls.
 //
 //   GET /, GET /ui      302 to /ui/

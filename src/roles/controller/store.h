@@ -20,12 +20,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/status.h"
+#include "core/thread_annotations.h"
 
 struct sqlite3;
 
@@ -151,10 +151,11 @@ class ControllerStore {
   class Write;  // holds mu_ for a write and bumps generation_ when it ends
   explicit ControllerStore(sqlite3* db) : db_(db) {}
   Status Migrate();
-  Status Exec(const std::string& sql);  // caller holds mu_
+  Status Exec(const std::string& sql) REQUIRES(mu_);
 
-  std::mutex mu_;
-  sqlite3* db_;
+  // The one lock: every statement on db_ runs under it (Write for writes).
+  Mutex mu_;
+  sqlite3* db_ PT_GUARDED_BY(mu_);
   std::atomic<uint64_t> generation_{0};
 };
 

@@ -11,9 +11,9 @@
 
 #include <gtest/gtest.h>
 
-#include "controller_process.h"
-#include "dnnd_process.h"
-#include "roles/elastic_policy.h"
+#include "tests/roles/controller_process.h"
+#include "tests/roles/dnnd_process.h"
+#include "roles/controller/elastic_policy.h"
 
 namespace dnnd {
 namespace {

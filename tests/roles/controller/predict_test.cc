@@ -12,9 +12,9 @@
 
 #include <gtest/gtest.h>
 
-#include "controller_process.h"
 #include "tensor/data/idx.h"
-#include "dnnd_process.h"
+#include "tests/roles/controller_process.h"
+#include "tests/roles/dnnd_process.h"
 
 namespace dnnd {
 namespace {

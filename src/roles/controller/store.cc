@@ -1,4 +1,4 @@
-#include "roles/controller_store.h"
+#include "roles/controller/store.h"
 
 #include <sqlite3.h>
 
@@ -166,7 +166,7 @@ class ControllerStore::Write {
 
  private:
   ControllerStore& store_;
-  std::lock_guard<std::mutex> lock_;
+  MutexLock lock_;
 };
 
 const int64_t ControllerStore::kSchemaVersion = static_cast<int64_t>(Migrations().size());
@@ -191,7 +191,7 @@ Result<std::unique_ptr<ControllerStore>> ControllerStore::Open(const std::string
   std::unique_ptr<ControllerStore> store(new ControllerStore(db));
   sqlite3_busy_timeout(db, 5000);
   {
-    std::lock_guard lock(store->mu_);
+    MutexLock lock(store->mu_);
     DNND_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
                              .WithContext(path));
   }
@@ -202,6 +202,7 @@ Result<std::unique_ptr<ControllerStore>> ControllerStore::Open(const std::string
 ControllerStore::~ControllerStore() { sqlite3_close(db_); }
 
 Status ControllerStore::Exec(const std::string& sql) {
+  mu_.AssertHeld();
   char* err = nullptr;
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     std::string m = err ? err : "unknown error";
@@ -212,9 +213,10 @@ Status ControllerStore::Exec(const std::string& sql) {
 }
 
 Status ControllerStore::Migrate() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   DNND_RETURN_IF_ERROR(Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
   return InTransaction(db_, [&]() -> Status {
+    mu_.AssertHeld();  // runs within Migrate's lock
     Stmt q(db_, "SELECT version FROM schema_version");
     DNND_ASSIGN_OR_RETURN(bool row, q.Step());
     int64_t version = row ? q.Int(0) : 0;
@@ -232,7 +234,7 @@ Status ControllerStore::Migrate() {
 }
 
 int64_t ControllerStore::SchemaVersion() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt q(db_, "SELECT version FROM schema_version");
   auto row = q.Step();
   return row.ok() && *row ? q.Int(0) : 0;
@@ -249,7 +251,7 @@ Status ControllerStore::PutDataset(const DatasetRecord& d) {
 }
 
 Result<DatasetRecord> ControllerStore::GetDataset(const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt q(db_, (std::string("SELECT ") + kDatasetColumns + " FROM datasets WHERE name = ?").c_str());
   q.Bind(name);
   DNND_ASSIGN_OR_RETURN(bool row, q.Step());
@@ -258,7 +260,7 @@ Result<DatasetRecord> ControllerStore::GetDataset(const std::string& name) {
 }
 
 Result<std::vector<DatasetRecord>> ControllerStore::ListDatasets() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt q(db_, (std::string("SELECT ") + kDatasetColumns + " FROM datasets ORDER BY name").c_str());
   std::vector<DatasetRecord> out;
   while (true) {
@@ -301,7 +303,7 @@ Status ControllerStore::PutModel(const ModelRecord& m) {
 }
 
 Result<ModelRecord> ControllerStore::GetModel(const std::string& name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt q(db_, "SELECT name, spec, parameters, created FROM models WHERE name = ?");
   q.Bind(name);
   DNND_ASSIGN_OR_RETURN(bool row, q.Step());
@@ -310,7 +312,7 @@ Result<ModelRecord> ControllerStore::GetModel(const std::string& name) {
 }
 
 Result<std::vector<ModelRecord>> ControllerStore::ListModels() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt q(db_, "SELECT name, spec, parameters, created FROM models ORDER BY name");
   std::vector<ModelRecord> out;
   while (true) {
@@ -331,7 +333,7 @@ Result<int64_t> ControllerStore::CreateJob(const std::string& model, const std::
 }
 
 Result<JobRecord> ControllerStore::GetJob(int64_t id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt q(db_, (std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = ?").c_str());
   q.Bind(id);
   DNND_ASSIGN_OR_RETURN(bool row, q.Step());
@@ -350,7 +352,7 @@ Result<JobRecord> ControllerStore::GetJob(int64_t id) {
 }
 
 Result<std::vector<JobRecord>> ControllerStore::ListJobs() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt q(db_, (std::string("SELECT ") + kJobColumns + " FROM jobs ORDER BY id DESC").c_str());
   std::vector<JobRecord> out;
   while (true) {
@@ -442,7 +444,7 @@ Status ControllerStore::SetProgress(int64_t id, int64_t step, int64_t total_step
 }
 
 Result<std::optional<int64_t>> ControllerStore::NextRunnable() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt q(db_, "SELECT id FROM jobs WHERE state IN ('running', 'queued') "
               "ORDER BY state = 'running' DESC, id LIMIT 1");
   DNND_ASSIGN_OR_RETURN(bool row, q.Step());
@@ -451,7 +453,7 @@ Result<std::optional<int64_t>> ControllerStore::NextRunnable() {
 }
 
 Result<std::optional<int64_t>> ControllerStore::NewestSucceededJob(const std::string& model) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Stmt q(db_, "SELECT id FROM jobs WHERE model = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1");
   q.Bind(model);
   DNND_ASSIGN_OR_RETURN(bool row, q.Step());

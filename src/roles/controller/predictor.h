@@ -53,8 +53,9 @@
 #include <variant>
 
 #include "core/image.h"
+#include "core/thread_annotations.h"
 #include "core/status.h"
-#include "roles/controller_store.h"
+#include "roles/controller/store.h"
 #include "roles/train/infer.h"
 #include "transport/http.h"
 
@@ -101,10 +102,10 @@ class Predictor {
     std::string key;  // path, FileVersion
     std::shared_ptr<const TrainedModel> model;
   };
-  std::mutex cache_mu_;             // guards cache_ and resolved_
-  std::list<CachedModel> cache_;    // most recently used first
+  Mutex cache_mu_;  // guards cache_ and resolved_; never held while loading a model
+  std::list<CachedModel> cache_ GUARDED_BY(cache_mu_);  // most recently used first
   // Key: model name, '\0', the ?job= value as sent ("" when absent).
-  std::unordered_map<std::string, Resolved> resolved_;
+  std::unordered_map<std::string, Resolved> resolved_ GUARDED_BY(cache_mu_);
 };
 
 }  // namespace dnnd

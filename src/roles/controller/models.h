@@ -1,0 +1,39 @@
+// The controller's models area:
+//
+//   POST /api/v1/models {"name","spec"}  spec: TOML text or a JSON object;
+//        built once (within controller.max_model_parameters) before it is stored
+//   GET  /api/v1/models[/{name}]
+//   GET  /api/v1/models/{name}/checkpoint  the newest succeeded job's weights
+//
+// (POST /api/v1/models/{name}/predict is the predictor's: predictor.h.)
+// Stateless beyond the store: thread-safe.
+#pragma once
+
+#include <memory>
+
+#include "roles/controller/context.h"
+#include "tensor/model_spec.h"
+
+namespace dnnd {
+
+class WorkQueue;
+
+class ModelsApi {
+ public:
+  // `ctx` must outlive this object.
+  ModelsApi(const ControllerContext& ctx, ModelLimits limits);
+
+  // The routes above; building a model runs on `heavy`.
+  void AddRoutes(HttpRouter& r, std::shared_ptr<WorkQueue> heavy);
+
+ private:
+  Result<HttpResponse> Create(const HttpRequest& r);
+  Result<HttpResponse> List(const HttpRequest& r);
+  Result<HttpResponse> Get(const HttpRequest& r);
+  Result<HttpResponse> Checkpoint(const HttpRequest& r);
+
+  const ControllerContext& ctx_;
+  const ModelLimits limits_;  // controller.max_model_parameters
+};
+
+}  // namespace dnnd

@@ -1,0 +1,154 @@
+#include "roles/train/job_spec.h"
+
+#include <boost/json.hpp>
+
+#include "core/json_fields.h"
+#include "roles/train/trainer.h"
+#include "tensor/model_spec.h"
+
+namespace dnnd {
+namespace json = boost::json;
+
+namespace {
+
+Status FieldError(const std::string& where, const char* key, const std::string& what) {
+  return InvalidArgument((where.empty() ? "" : where + ": ") + "field '" + key + "' " + what);
+}
+
+Status CheckRange(const char* key, int64_t x, int64_t lo, int64_t hi) {
+  if (x >= lo && x <= hi) return Status::Ok();
+  return FieldError(
+      "", key,
+      "is " + std::to_string(x) + "; expected " + std::to_string(lo) + ".." + std::to_string(hi));
+}
+
+Status CheckOneOf(const char* key, const std::string& v, std::initializer_list<const char*> ok,
+                  const char* expected) {
+  for (const char* o : ok)
+    if (v == o) return Status::Ok();
+  return FieldError("", key, "is '" + v + "'; expected " + expected);
+}
+
+}  // namespace
+
+JobSpec JobSpec::Stored() {
+  JobSpec s;
+  s.lr_schedule = "constant";
+  return s;
+}
+
+Result<JobSpec> JobSpec::FromJson(const json::object& o, const JobSpec& defaults,
+                                  const std::string& where) {
+  JsonFields f{o, where};
+  JobSpec s = defaults;
+  DNND_ASSIGN_OR_RETURN(s.epochs, f.Int("epochs", defaults.epochs));
+  DNND_ASSIGN_OR_RETURN(s.batch, f.Int("batch", defaults.batch));
+  DNND_ASSIGN_OR_RETURN(s.workers, f.Int("workers", defaults.workers));
+  DNND_ASSIGN_OR_RETURN(s.elastic, f.Bool("elastic", defaults.elastic));
+  DNND_ASSIGN_OR_RETURN(s.min_workers, f.Int("min_workers", s.elastic ? 1 : s.workers));
+  DNND_ASSIGN_OR_RETURN(s.max_workers,
+                        f.Int("max_workers", s.elastic ? defaults.max_workers : s.workers));
+  if (!s.elastic && (o.contains("min_workers") || o.contains("max_workers")))
+    return InvalidArgument("fields 'min_workers' and 'max_workers' need \"elastic\": true");
+  DNND_ASSIGN_OR_RETURN(s.servers, f.Int("servers", defaults.servers));
+  DNND_ASSIGN_OR_RETURN(s.kavg_steps, f.Int("kavg_steps", defaults.kavg_steps));
+  DNND_ASSIGN_OR_RETURN(s.seed, f.Int("seed", defaults.seed));
+  DNND_ASSIGN_OR_RETURN(s.limit_train, f.Int("limit_train", defaults.limit_train));
+  DNND_ASSIGN_OR_RETURN(s.limit_test, f.Int("limit_test", defaults.limit_test));
+  DNND_ASSIGN_OR_RETURN(s.eval_every, f.Int("eval_every", defaults.eval_every));
+  DNND_ASSIGN_OR_RETURN(s.goal_accuracy, f.Number("goal_accuracy", defaults.goal_accuracy));
+  DNND_ASSIGN_OR_RETURN(s.lr_schedule, f.String("lr_schedule", defaults.lr_schedule));
+  DNND_ASSIGN_OR_RETURN(s.mode, f.String("mode", defaults.mode));
+  DNND_ASSIGN_OR_RETURN(s.optimizer, f.String("optimizer", defaults.optimizer));
+  DNND_ASSIGN_OR_RETURN(s.lr, f.Number("lr", defaults.lr));
+  s.normalized = o.contains("normalize_mean") || defaults.normalized;
+  DNND_ASSIGN_OR_RETURN(s.normalize_mean, f.Number("normalize_mean", defaults.normalize_mean));
+  DNND_ASSIGN_OR_RETURN(s.normalize_std, f.Number("normalize_std", defaults.normalize_std));
+  Status v = s.Validate();
+  if (!v.ok() && !where.empty()) return v.WithContext(where);
+  DNND_RETURN_IF_ERROR(v);
+  return s;
+}
+
+Status JobSpec::Validate() const {
+  DNND_RETURN_IF_ERROR(CheckRange("epochs", epochs, 1, 100000));
+  DNND_RETURN_IF_ERROR(CheckRange("batch", batch, 1, 1 << 20));
+  DNND_RETURN_IF_ERROR(CheckRange("workers", workers, 1, int64_t{1} << 20));
+  DNND_RETURN_IF_ERROR(CheckRange("servers", servers, 1, 16));
+  DNND_RETURN_IF_ERROR(CheckRange("kavg_steps", kavg_steps, 1, 1000000));
+  DNND_RETURN_IF_ERROR(CheckRange("seed", seed, 0, int64_t{1} << 53));
+  DNND_RETURN_IF_ERROR(CheckRange("limit_train", limit_train, 0, int64_t{1} << 40));
+  DNND_RETURN_IF_ERROR(CheckRange("limit_test", limit_test, 0, int64_t{1} << 40));
+  DNND_RETURN_IF_ERROR(CheckRange("eval_every", eval_every, 1, 100000));
+  if (elastic) {
+    DNND_RETURN_IF_ERROR(CheckRange("min_workers", min_workers, 1, int64_t{1} << 20));
+    DNND_RETURN_IF_ERROR(CheckRange("max_workers", max_workers, 1, int64_t{1} << 20));
+    if (!(min_workers <= workers && workers <= max_workers))
+      return InvalidArgument("an elastic job needs min_workers <= workers <= max_workers; got " +
+                             std::to_string(min_workers) + " <= " + std::to_string(workers) +
+                             " <= " + std::to_string(max_workers));
+  }
+  if (!(goal_accuracy >= 0 && goal_accuracy <= 1))
+    return InvalidArgument("field 'goal_accuracy' is a fraction in [0, 1] (0.88 = 88 %), not " +
+                           std::to_string(goal_accuracy));
+  DNND_RETURN_IF_ERROR(CheckOneOf("lr_schedule", lr_schedule, {"constant", "cosine", "step"},
+                                  "constant, cosine or step"));
+  DNND_RETURN_IF_ERROR(CheckOneOf("mode", mode, {"sync", "async", "kavg"}, "sync, async or kavg"));
+  DNND_RETURN_IF_ERROR(
+      CheckOneOf("optimizer", optimizer, {"sgd", "adam", "adamw"}, "sgd, adam or adamw"));
+  if (!(lr > 0 && lr < 100)) return InvalidArgument("field 'lr' must be in (0, 100)");
+  if (normalized && !(normalize_std > 0))
+    return InvalidArgument("field 'normalize_std' must be > 0");
+  if (stop_epoch != 0 && !(start_epoch >= 0 && start_epoch < stop_epoch && stop_epoch <= epochs))
+    return InvalidArgument("a job segment needs 0 <= start_epoch < stop_epoch <= epochs");
+  return Status::Ok();
+}
+
+json::object JobSpec::ToJson() const {
+  // The order of the store's rows since the first schema.
+  json::object p{{"epochs", epochs}, {"batch", batch}, {"workers", workers}};
+  if (elastic) {
+    p["elastic"] = true;
+    p["min_workers"] = min_workers;
+    p["max_workers"] = max_workers;
+  }
+  p["servers"] = servers;
+  p["kavg_steps"] = kavg_steps;
+  p["seed"] = seed;
+  p["limit_train"] = limit_train;
+  p["limit_test"] = limit_test;
+  p["eval_every"] = eval_every;
+  if (goal_accuracy > 0) p["goal_accuracy"] = goal_accuracy;
+  p["lr_schedule"] = lr_schedule;
+  p["mode"] = mode;
+  p["optimizer"] = optimizer;
+  p["lr"] = lr;
+  if (normalized) {
+    p["normalize_mean"] = normalize_mean;
+    p["normalize_std"] = normalize_std;
+  }
+  return p;
+}
+
+void JobSpec::ApplyTo(ModelSpec& model) const {
+  model.optimizer.type = optimizer;
+  model.optimizer.lr = static_cast<float>(lr);
+}
+
+void JobSpec::ApplyTo(TrainOptions& o) const {
+  o.epochs = epochs;
+  o.batch_size = batch;
+  o.seed = static_cast<uint64_t>(seed);
+  o.eval_every_epochs = eval_every;
+  o.lr_schedule = lr_schedule;
+  o.goal_accuracy = goal_accuracy;
+  o.normalize_mean = static_cast<float>(normalize_mean);
+  o.normalize_std = static_cast<float>(normalize_std);
+  if (stop_epoch > 0) {
+    o.start_epoch = start_epoch;
+    o.start_step = start_step;
+    o.stop_epoch = stop_epoch;
+  }
+}
+
+}  // namespace dnnd
