@@ -8,8 +8,8 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <utility>
 #include <stdexcept>
+#include <utility>
 
 #include "core/config.h"
 #include "core/log.h"
@@ -19,7 +19,6 @@
 
 namespace dnnd {
 namespace {
-
 
 // Rows [begin, end) of a contiguous tensor, sharing its memory.
 Tensor Rows(const Tensor& t, int64_t begin, int64_t end) {
@@ -109,8 +108,9 @@ class RemoteStage {
 
   // `chain` (may be empty): further stages the server passes the result to.
   // `input_grad`: whether backward will want this stage's input gradient.
-  void ForwardAsync(int64_t mb, const Tensor& x, bool train, bool input_grad, std::optional<float> step_lr,
-                    const std::vector<layers::Hop>& chain, Done done) {
+  void ForwardAsync(int64_t mb, const Tensor& x, bool train, bool input_grad,
+                    std::optional<float> step_lr, const std::vector<layers::Hop>& chain,
+                    Done done) {
     Send(layers::PassRequest{.type = layers::kForward,
                              .session = session_,
                              .mb = mb,
@@ -137,10 +137,12 @@ class RemoteStage {
   // `error` (the first one is kept).
   void StepNowAsync(float lr, std::shared_ptr<std::pair<std::mutex, Status>> error) {
     client_->CallAsync(layers::StepRequest{.session = session_, .lr = lr}.Encode(),
-                       rpc::Clock::now() + timeout_, [error, what = Describe()](Result<wire::Message> r) {
-      std::lock_guard lock(error->first);
-      if (!r.ok() && error->second.ok()) error->second = r.status().WithContext(what);
-    });
+                       rpc::Clock::now() + timeout_,
+                       [error, what = Describe()](Result<wire::Message> r) {
+                         std::lock_guard lock(error->first);
+                         if (!r.ok() && error->second.ok())
+                           error->second = r.status().WithContext(what);
+                       });
   }
 
   // Takes the owed step now (before reading the weights).
@@ -152,8 +154,9 @@ class RemoteStage {
 
   // The session's parameters (by model name) and optimizer state.
   Result<layers::StateTensors> State() {
-    DNND_ASSIGN_OR_RETURN(wire::Message r,
-                          Call(layers::SessionRequest{.type = layers::kState, .session = session_}.Encode()));
+    DNND_ASSIGN_OR_RETURN(
+        wire::Message r,
+        Call(layers::SessionRequest{.type = layers::kState, .session = session_}.Encode()));
     auto state = layers::StateTensors::Decode(r);
     if (!state.ok()) return state.status().WithContext(Describe());
     return state;
@@ -161,8 +164,10 @@ class RemoteStage {
 
   Status Load(const nn::NamedTensors& params, const nn::NamedTensors& optimizer_state) {
     layers::StateTensors load{.session = session_};
-    for (const auto& [name, t] : params) load.parameters.push_back(wire::WireTensor::FromTensor(name, t.detach()));
-    for (const auto& [name, t] : optimizer_state) load.optimizer.push_back(wire::WireTensor::FromTensor(name, t));
+    for (const auto& [name, t] : params)
+      load.parameters.push_back(wire::WireTensor::FromTensor(name, t.detach()));
+    for (const auto& [name, t] : optimizer_state)
+      load.optimizer.push_back(wire::WireTensor::FromTensor(name, t));
     return Call(load.Encode(layers::kLoad)).status();
   }
 
@@ -206,7 +211,8 @@ class RemotePipeline : public nn::Module {
  public:
   RemotePipeline(std::vector<std::shared_ptr<RemoteStage>> stages, int64_t micro_batches)
       : stages_(std::move(stages)), micro_batches_(std::max<int64_t>(1, micro_batches)) {
-    for (size_t i = stages_.size() - 1; i-- > 0;) backward_chain_.push_back(stages_[i]->Hop(std::nullopt));
+    for (size_t i = stages_.size() - 1; i-- > 0;)
+      backward_chain_.push_back(stages_[i]->Hop(std::nullopt));
   }
 
   Tensor Forward(const Tensor& x) override {
@@ -223,7 +229,8 @@ class RemotePipeline : public nn::Module {
     // micro-batch carries every stage's owed optimizer step: it reaches each
     // stage before anything else of this batch does.
     std::vector<layers::Hop> chain;
-    for (size_t i = 1; i < stages_.size(); ++i) chain.push_back(stages_[i]->Hop(stages_[i]->TakeOwedStep()));
+    for (size_t i = 1; i < stages_.size(); ++i)
+      chain.push_back(stages_[i]->Hop(stages_[i]->TakeOwedStep()));
     // Later micro-batches name the stages without a step.
     std::vector<layers::Hop> later;
     for (size_t i = 1; i < stages_.size(); ++i) later.push_back(stages_[i]->Hop(std::nullopt));

@@ -168,7 +168,8 @@ class LayerServer::Session {
     p.y.backward(g);
     if (!input_grad) return Tensor();
     if (!p.x.grad().defined())
-      return InvalidArgument("micro-batch " + std::to_string(mb) + " was forwarded with input_grad = 0; its input "
+      return InvalidArgument("micro-batch " + std::to_string(mb) +
+                             " was forwarded with input_grad = 0; its input "
                              "gradient was not kept");
     return p.x.grad();
   }
@@ -234,7 +235,8 @@ class LayerServer::Session {
   };
 
   // `input` as a float32 Tensor, checked to be [batch, per_sample...].
-  Result<Tensor> Input(const wire::WireTensor& input, const Shape& per_sample, const char* what) const {
+  Result<Tensor> Input(const wire::WireTensor& input, const Shape& per_sample,
+                       const char* what) const {
     DNND_ASSIGN_OR_RETURN(Tensor t, input.ToTensor());
     Shape want = per_sample;
     want.insert(want.begin(), t.ndim() > 0 ? t.size(0) : 0);
@@ -297,27 +299,30 @@ LayerServer::LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc, 
   server_.Handle(layers::kForward, "layer_forward", chained, inline_);
   server_.Handle(layers::kBackward, "layer_backward", chained, inline_);
   using Reply = Result<wire::Message>;
-  server_.Handle(layers::kStep, "layer_step",
-                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) -> Reply {
-                   DNND_ASSIGN_OR_RETURN(auto session, Find(m));
-                   DNND_ASSIGN_OR_RETURN(layers::StepRequest step, layers::StepRequest::Decode(m));
-                   return session->Step(step).Encode();
-                 }),
-                 inline_);
-  server_.Handle(layers::kLoad, "layer_load",
-                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) -> Reply {
-                   DNND_ASSIGN_OR_RETURN(auto session, Find(m));
-                   DNND_ASSIGN_OR_RETURN(layers::StateTensors load, layers::StateTensors::Decode(m));
-                   DNND_ASSIGN_OR_RETURN(layers::VersionReply r, session->Load(load));
-                   return r.Encode();
-                 }),
-                 inline_);
-  server_.Handle(layers::kState, "layer_state",
-                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) -> Reply {
-                   DNND_ASSIGN_OR_RETURN(auto session, Find(m));
-                   return session->State().Encode(layers::kState);
-                 }),
-                 inline_);
+  server_.Handle(
+      layers::kStep, "layer_step",
+      RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) -> Reply {
+        DNND_ASSIGN_OR_RETURN(auto session, Find(m));
+        DNND_ASSIGN_OR_RETURN(layers::StepRequest step, layers::StepRequest::Decode(m));
+        return session->Step(step).Encode();
+      }),
+      inline_);
+  server_.Handle(
+      layers::kLoad, "layer_load",
+      RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) -> Reply {
+        DNND_ASSIGN_OR_RETURN(auto session, Find(m));
+        DNND_ASSIGN_OR_RETURN(layers::StateTensors load, layers::StateTensors::Decode(m));
+        DNND_ASSIGN_OR_RETURN(layers::VersionReply r, session->Load(load));
+        return r.Encode();
+      }),
+      inline_);
+  server_.Handle(
+      layers::kState, "layer_state",
+      RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) -> Reply {
+        DNND_ASSIGN_OR_RETURN(auto session, Find(m));
+        return session->State().Encode(layers::kState);
+      }),
+      inline_);
   server_.Handle(layers::kDrop, "layer_drop",
                  RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) { return HandleDrop(m); }),
                  inline_);
@@ -394,7 +399,8 @@ void LayerServer::Chained(wire::Message request, rpc::Responder responder) {
     if (result.value().defined()) reply.tensor = wire::WireTensor::FromTensor("", result.value());
     return responder.Send(reply.Encode(pass.type));
   }
-  if (!result.value().defined()) return responder.Fail(Internal("a chained stage produced no tensor"));
+  if (!result.value().defined())
+    return responder.Fail(Internal("a chained stage produced no tensor"));
   const layers::Hop& hop = pass.chain.front();
   layers::PassRequest next{.type = pass.type,
                            .session = hop.session,
@@ -407,7 +413,8 @@ void LayerServer::Chained(wire::Message request, rpc::Responder responder) {
   const std::string address = hop.address;
   link->Send(next.Encode(), rpc::Clock::now() + peer_options_.default_timeout,
              [responder, address](Result<wire::Message> r) mutable {
-               if (!r.ok()) return responder.Fail(r.status().WithContext("next layer server " + address));
+               if (!r.ok())
+                 return responder.Fail(r.status().WithContext("next layer server " + address));
                responder.Send(std::move(r).value());
              });
 }

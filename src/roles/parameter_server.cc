@@ -589,7 +589,8 @@ ParameterServer::ParameterServer(ParameterServerOptions options, rpc::RpcServerO
                    return HandleHeartbeat(m);
                  }),
                  RpcServer::Execution::kInline);
-  server_.Handle(ps::kLeave, "ps_leave", RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
+  server_.Handle(ps::kLeave, "ps_leave",
+                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
                    return HandleHeartbeat(m);
                  }));
   server_.Handle(ps::kStats, "ps_stats",
@@ -729,7 +730,8 @@ Result<wire::Message> ParameterServer::HandleInit(const wire::Message& request) 
 
 Result<ParameterServer::Chunk*> ParameterServer::ChunkFor(int64_t c) {
   if (!initialized_)
-    return Unavailable("parameter server " + std::to_string(options_.index) + " is not initialised; send init first");
+    return Unavailable("parameter server " + std::to_string(options_.index) +
+                       " is not initialised; send init first");
   if (c < 0 || c >= static_cast<int64_t>(chunks_.size()))
     return InvalidArgument("chunk " + std::to_string(c) + " does not exist: parameter server " +
                            std::to_string(options_.index) + " has " + std::to_string(chunks_.size()) + " chunks");
@@ -740,7 +742,8 @@ void ParameterServer::HandlePush(wire::Message request, rpc::Responder responder
   auto push = ps::PushRequest::Decode(request);
   if (!push.ok()) return responder.Fail(push.status());
   if (!push.value().lr && options_.mode != "kavg")
-    return responder.Fail(InvalidArgument("ps push: missing field 'lr' (mode " + options_.mode + ")"));
+    return responder.Fail(
+        InvalidArgument("ps push: missing field 'lr' (mode " + options_.mode + ")"));
   if (Status member = CheckMember(push.value().member, "push"); !member.ok())
     return responder.Fail(member);
   auto chunk = ChunkFor(push.value().chunk);

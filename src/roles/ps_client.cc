@@ -104,9 +104,9 @@ Status PsExchange::LoadWeights(int shard, const ps::WeightsReply& reply) {
   const auto& pieces = partition_.pieces[shard];
   // Checked before a byte is copied: a reply for other pieces, or of another
   // dtype or length, must not write past (or beside) the parameters.
-  DNND_ASSIGN_OR_RETURN(
-      std::vector<Tensor> weights,
-      ps::PieceTensors(reply.tensors, pieces, "weights for chunk " + std::to_string(shard % chunks_)));
+  DNND_ASSIGN_OR_RETURN(std::vector<Tensor> weights,
+                        ps::PieceTensors(reply.tensors, pieces,
+                                         "weights for chunk " + std::to_string(shard % chunks_)));
   for (size_t i = 0; i < pieces.size(); ++i) {
     const Tensor* p = FindParam(params_, pieces[i].param);
     std::memcpy(const_cast<float*>(p->data()) + pieces[i].offset, weights[i].data(),
@@ -215,7 +215,8 @@ Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t 
     for (const ps::ShardPiece& piece : partition_.pieces[s]) {
       const Tensor* p = FindParam(params_, piece.param);
       Tensor source = kavg ? p->detach() : p->grad();
-      if (!source.defined()) source = Tensor::Zeros(p->shape());  // a parameter the loss did not reach
+      if (!source.defined())
+        source = Tensor::Zeros(p->shape());  // a parameter the loss did not reach
       push.tensors.push_back(wire::WireTensor::FromTensor(piece.key(), FlatSlice(source, piece.offset, piece.length),
                                                           kavg ? wire::Codec::kNone : gradient_codec_));
     }
@@ -237,9 +238,9 @@ Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t 
 
 void PsExchange::Heartbeat() {
   for (size_t s = 0; s < clients_.size(); ++s)
-    clients_[s]->CallAsync(ps::MemberRequest{.type = ps::kHeartbeat, .member = MemberAt(s)}.Encode(),
-                           rpc::Clock::now() + heartbeat_every_,
-                           [](Result<wire::Message>) {});
+    clients_[s]->CallAsync(
+        ps::MemberRequest{.type = ps::kHeartbeat, .member = MemberAt(s)}.Encode(),
+        rpc::Clock::now() + heartbeat_every_, [](Result<wire::Message>) {});
 }
 
 void PsExchange::End() {

@@ -349,10 +349,10 @@ bool FrameConnection::WriteNowLocked(Status* error) {
 
 void FrameConnection::ContinueWriteAsync() {
   socket_.async_wait(tcp::socket::wait_write,
-                     asio::bind_executor(strand_, [self = shared_from_this()](
-                                                      const boost::system::error_code& ec) {
-                       self->OnWritable(ec);
-                     }));
+                     asio::bind_executor(
+                         strand_, [self = shared_from_this()](const boost::system::error_code& ec) {
+                           self->OnWritable(ec);
+                         }));
 }
 
 void FrameConnection::OnWritable(const boost::system::error_code& ec) {

@@ -10,9 +10,9 @@
 #include <regex>
 #include <thread>
 
+#include "core/files.h"
 #include "dnnd_process.h"
 #include "roles/ps/messages.h"
-#include "core/files.h"
 #include "tensor/model_spec.h"
 #include "tensor/safetensors.h"
 #include "transport/hello.h"
@@ -382,11 +382,10 @@ JobRun RunSyncJob(bool attack, double attack_cap_s) {
         EXPECT_EQ(invented.status().code(), StatusCode::kPermissionDenied) << invented.status().ToString();
         auto member = client->Call(PsRequest(ps::kHeartbeat, 1, forged), 2s);
         EXPECT_EQ(member.status().code(), StatusCode::kPermissionDenied) << member.status().ToString();
-        wire::Message push = ps::PushRequest{.member = {.worker = 9, .session = ""},
-                                             .version = 0,
-                                             .step = 1,
-                                             .lr = 0.1}
-                                 .Encode();
+        wire::Message push =
+            ps::PushRequest{
+                .member = {.worker = 9, .session = ""}, .version = 0, .step = 1, .lr = 0.1}
+                .Encode();
         auto pushed = client->Call(std::move(push), 2s);
         EXPECT_EQ(pushed.status().code(), StatusCode::kPermissionDenied) << pushed.status().ToString();
         EXPECT_NE(pushed.status().message().find("session"), std::string::npos) << pushed.status().ToString();

@@ -10,13 +10,20 @@ namespace {
 
 const char* Name(uint16_t type) {
   switch (type) {
-    case kOpen: return "layer open";
-    case kForward: return "layer forward";
-    case kBackward: return "layer backward";
-    case kStep: return "layer step";
-    case kState: return "layer state";
-    case kLoad: return "layer load";
-    case kDrop: return "layer drop";
+    case kOpen:
+      return "layer open";
+    case kForward:
+      return "layer forward";
+    case kBackward:
+      return "layer backward";
+    case kStep:
+      return "layer step";
+    case kState:
+      return "layer state";
+    case kLoad:
+      return "layer load";
+    case kDrop:
+      return "layer drop";
   }
   return "layer message";
 }
@@ -170,21 +177,20 @@ wire::Message PassReply::Encode(uint16_t type) const {
 
 Result<PassReply> PassReply::Decode(const wire::Message& m, uint16_t type, bool input_grad) {
   const std::string want = type == kBackward ? (input_grad ? "dx" : "") : "y";
-  return wire::DecodeMessage<PassReply>(type == kBackward ? "layer backward reply" : "layer forward reply",
-                             [&]() -> Result<PassReply> {
-                               PassReply r;
-                               if (want.empty()) return r;
-                               if (m.tensors.size() != 1 || m.tensors[0].name != want)
-                                 return InvalidArgument("expected one tensor '" + want + "', got " +
-                                                        std::to_string(m.tensors.size()) +
-                                                        " tensors");
-                               if (m.tensors[0].dtype != wire::DType::kF32)
-                                 return InvalidArgument(
-                                     "tensor '" + want + "' is " + wire::DTypeName(m.tensors[0].dtype) +
-                                     ", expected f32");
-                               r.tensor = m.tensors[0];
-                               return r;
-                             });
+  return wire::DecodeMessage<PassReply>(
+      type == kBackward ? "layer backward reply" : "layer forward reply",
+      [&]() -> Result<PassReply> {
+        PassReply r;
+        if (want.empty()) return r;
+        if (m.tensors.size() != 1 || m.tensors[0].name != want)
+          return InvalidArgument("expected one tensor '" + want + "', got " +
+                                 std::to_string(m.tensors.size()) + " tensors");
+        if (m.tensors[0].dtype != wire::DType::kF32)
+          return InvalidArgument("tensor '" + want + "' is " + wire::DTypeName(m.tensors[0].dtype) +
+                                 ", expected f32");
+        r.tensor = m.tensors[0];
+        return r;
+      });
 }
 
 wire::Message StepRequest::Encode() const {
@@ -217,24 +223,24 @@ wire::Message StateTensors::Encode(uint16_t type) const {
 
 Result<StateTensors> StateTensors::Decode(const wire::Message& m) {
   const bool load = m.type == kLoad;
-  return wire::DecodeMessage<StateTensors>(load ? Name(kLoad) : "layer state reply",
-                                [&]() -> Result<StateTensors> {
-                                  StateTensors r;
-                                  if (load) {
-                                    DNND_ASSIGN_OR_RETURN(r.session, m.fields.GetString("session"));
-                                  } else {
-                                    DNND_ASSIGN_OR_RETURN(r.version, m.fields.GetInt("version"));
-                                  }
-                                  for (const wire::WireTensor& t : m.tensors) {
-                                    if (t.name.rfind(kOptimizerPrefix, 0) != 0) {
-                                      r.parameters.push_back(t);
-                                      continue;
-                                    }
-                                    r.optimizer.push_back(t);
-                                    r.optimizer.back().name = t.name.substr(kOptimizerPrefix.size());
-                                  }
-                                  return r;
-                                });
+  return wire::DecodeMessage<StateTensors>(
+      load ? Name(kLoad) : "layer state reply", [&]() -> Result<StateTensors> {
+        StateTensors r;
+        if (load) {
+          DNND_ASSIGN_OR_RETURN(r.session, m.fields.GetString("session"));
+        } else {
+          DNND_ASSIGN_OR_RETURN(r.version, m.fields.GetInt("version"));
+        }
+        for (const wire::WireTensor& t : m.tensors) {
+          if (t.name.rfind(kOptimizerPrefix, 0) != 0) {
+            r.parameters.push_back(t);
+            continue;
+          }
+          r.optimizer.push_back(t);
+          r.optimizer.back().name = t.name.substr(kOptimizerPrefix.size());
+        }
+        return r;
+      });
 }
 
 wire::Message SessionRequest::Encode() const { return WithSession(type, session); }

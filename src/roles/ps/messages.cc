@@ -207,13 +207,14 @@ Result<std::vector<Tensor>> PieceTensors(const std::vector<wire::WireTensor>& te
                                          const std::string& what) {
   if (tensors.size() != pieces.size())
     return InvalidArgument(what + " carries " + std::to_string(tensors.size()) +
-                           " tensors, expected " + std::to_string(pieces.size()) + " (one per piece)");
+                           " tensors, expected " + std::to_string(pieces.size()) +
+                           " (one per piece)");
   std::vector<Tensor> out;
   out.reserve(pieces.size());
   for (size_t i = 0; i < pieces.size(); ++i) {
     const wire::WireTensor& t = tensors[i];
-    const std::string expected = "'" + pieces[i].key() + "' f32 [" +
-                                 std::to_string(pieces[i].length) + "]";
+    const std::string expected =
+        "'" + pieces[i].key() + "' f32 [" + std::to_string(pieces[i].length) + "]";
     if (t.name != pieces[i].key() || t.dtype != wire::DType::kF32 ||
         t.shape != Shape{pieces[i].length})
       return InvalidArgument(what + ": tensor " + std::to_string(i) + " is '" + t.name + "' " +

@@ -5,13 +5,14 @@
 // a push of the wrong dtype is refused by a real parameter server the same
 // way. Everything goes through real loopback sockets: the hostile server is
 // an RpcServer answering what a broken or malicious parameter server would.
+#include "roles/ps/messages.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <functional>
 
 #include "roles/parameter_server.h"
-#include "roles/ps/messages.h"
 #include "roles/ps_client.h"
 #include "tensor/model_spec.h"
 #include "transport/rpc_client.h"
@@ -61,15 +62,11 @@ class HostileServer {
                          std::function<wire::Message()> init = DefaultInit)
       : server_(ServerOptions()) {
     server_.Handle(ps::kInit, "ps_init",
-                   rpc::RpcServer::SimpleHandler(
-                       [init](const wire::Message&, const rpc::PeerInfo&) -> Result<wire::Message> {
-                         return init();
-                       }));
+                   rpc::RpcServer::SimpleHandler([init](const wire::Message&, const rpc::PeerInfo&)
+                                                     -> Result<wire::Message> { return init(); }));
     server_.Handle(ps::kPull, "ps_pull",
-                   rpc::RpcServer::SimpleHandler(
-                       [pull](const wire::Message&, const rpc::PeerInfo&) -> Result<wire::Message> {
-                         return pull();
-                       }));
+                   rpc::RpcServer::SimpleHandler([pull](const wire::Message&, const rpc::PeerInfo&)
+                                                     -> Result<wire::Message> { return pull(); }));
     server_.Handle(ps::kLeave, "ps_leave",
                    rpc::RpcServer::SimpleHandler(
                        [](const wire::Message&, const rpc::PeerInfo&) -> Result<wire::Message> {
@@ -106,7 +103,8 @@ void ExpectRefused(const Status& s, const std::vector<std::string>& parts) {
 
 TEST(PsMessages, WellFormedWeightsAreLoaded) {
   const Status s = BeginAgainst([] {
-    return ps::WeightsReply{.version = 3, .tensors = {Floats("0.weight@0", 12), Floats("0.bias@0", 3)}}
+    return ps::WeightsReply{.version = 3,
+                            .tensors = {Floats("0.weight@0", 12), Floats("0.bias@0", 3)}}
         .Encode();
   });
   EXPECT_TRUE(s.ok()) << s.ToString();
@@ -115,10 +113,10 @@ TEST(PsMessages, WellFormedWeightsAreLoaded) {
 TEST(PsMessages, WeightsOfAnotherDtypeAreRefusedNotCopied) {
   const int32_t ints[12] = {};
   const Status s = BeginAgainst([&] {
-    return ps::WeightsReply{.version = 1,
-                            .tensors = {wire::WireTensor::FromBytes("0.weight@0", wire::DType::kI32,
-                                                                    {12}, ints),
-                                        Floats("0.bias@0", 3)}}
+    return ps::WeightsReply{
+        .version = 1,
+        .tensors = {wire::WireTensor::FromBytes("0.weight@0", wire::DType::kI32, {12}, ints),
+                    Floats("0.bias@0", 3)}}
         .Encode();
   });
   ExpectRefused(s, {"parameter server", "weights for chunk 0", "tensor 0 is '0.weight@0' i32 [12]",
@@ -127,7 +125,8 @@ TEST(PsMessages, WeightsOfAnotherDtypeAreRefusedNotCopied) {
 
 TEST(PsMessages, WeightsOfAnotherShapeAreRefused) {
   const Status s = BeginAgainst([] {
-    return ps::WeightsReply{.version = 1, .tensors = {Floats("0.weight@0", 12), Floats("0.bias@0", 300)}}
+    return ps::WeightsReply{.version = 1,
+                            .tensors = {Floats("0.weight@0", 12), Floats("0.bias@0", 300)}}
         .Encode();
   });
   ExpectRefused(s, {"tensor 1 is '0.bias@0' f32 [300]", "expected '0.bias@0' f32 [3]"});
@@ -135,15 +134,17 @@ TEST(PsMessages, WeightsOfAnotherShapeAreRefused) {
 
 TEST(PsMessages, WeightsForOtherPiecesAreRefused) {
   const Status s = BeginAgainst([] {
-    return ps::WeightsReply{.version = 1, .tensors = {Floats("0.bias@0", 3), Floats("0.weight@0", 12)}}
+    return ps::WeightsReply{.version = 1,
+                            .tensors = {Floats("0.bias@0", 3), Floats("0.weight@0", 12)}}
         .Encode();
   });
   ExpectRefused(s, {"tensor 0 is '0.bias@0'", "expected '0.weight@0'"});
 }
 
 TEST(PsMessages, AWrongTensorCountIsRefused) {
-  const Status s = BeginAgainst(
-      [] { return ps::WeightsReply{.version = 1, .tensors = {Floats("0.weight@0", 12)}}.Encode(); });
+  const Status s = BeginAgainst([] {
+    return ps::WeightsReply{.version = 1, .tensors = {Floats("0.weight@0", 12)}}.Encode();
+  });
   ExpectRefused(s, {"carries 1 tensors, expected 2"});
 }
 
