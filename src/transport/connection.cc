@@ -64,7 +64,7 @@ Result<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& addres
 }
 
 bool LogThrottle::Allow(uint64_t* held_back) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const auto now = std::chrono::steady_clock::now();
   if (logged_once_ && now - last_ < period_) {
     ++suppressed_;
@@ -260,7 +260,7 @@ Status FrameConnection::Send(const wire::Message& message) {
 }
 
 Status FrameConnection::Send(wire::EncodedFrame frame) {
-  std::unique_lock lock(write_mu_);
+  MutexLock lock(write_mu_);
   if (closed()) return Unavailable("connection to " + peer_ + " is closed");
   if (!queue_.empty() && queued_bytes_ + frame.total_bytes() > max_queued_bytes_) {
     // Earlier frames still wait for the peer to read them: it is not
@@ -269,7 +269,7 @@ Status FrameConnection::Send(wire::EncodedFrame frame) {
         "peer " + peer_ + " is not reading: " + std::to_string(queued_bytes_ + frame.total_bytes()) +
         " bytes queued for it exceed transport.max_queued_bytes " + std::to_string(max_queued_bytes_));
     broken_ = true;
-    lock.unlock();
+    lock.Unlock();
     stats_->slow_readers++;
     Metrics().slow_readers.Inc();
     Log(LogLevel::kWarn, "transport", "closing connection to a peer that does not read",
@@ -283,7 +283,7 @@ Status FrameConnection::Send(wire::EncodedFrame frame) {
   Status error;
   if (!WriteNowLocked(&error)) {
     broken_ = true;  // seen at once by closed(), before DoClose runs
-    lock.unlock();
+    lock.Unlock();
     Close(error);
     return error;
   }
@@ -295,6 +295,7 @@ Status FrameConnection::Send(wire::EncodedFrame frame) {
 }
 
 bool FrameConnection::WriteNowLocked(Status* error) {
+  write_mu_.AssertHeld();  // debug builds: also when reached through a callback
   iovec iov[kMaxIov];
   while (!queue_.empty()) {
     // Gather as many queued pieces as fit in one sendmsg.
@@ -348,33 +349,38 @@ bool FrameConnection::WriteNowLocked(Status* error) {
 
 void FrameConnection::ContinueWriteAsync() {
   socket_.async_wait(tcp::socket::wait_write,
-                     asio::bind_executor(strand_, [self = shared_from_this()](const boost::system::error_code& ec) {
-                       std::unique_lock lock(self->write_mu_);
-                       if (self->closed()) return;
-                       Status error = ec ? Unavailable("write to " + self->peer_ + " failed: " + ec.message())
-                                         : Status::Ok();
-                       if (error.ok()) self->WriteNowLocked(&error);  // sets `error` on failure
-                       if (!error.ok()) {
-                         lock.unlock();
-                         self->DoClose(error);
-                         return;
-                       }
-                       if (!self->queue_.empty()) {
-                         self->ContinueWriteAsync();
-                         return;
-                       }
-                       self->async_writing_ = false;
-                       if (self->close_after_writes_) {
-                         lock.unlock();
-                         self->DoClose(self->close_after_reason_);
-                       }
-                     }));
+                     asio::bind_executor(
+                         strand_, [self = shared_from_this()](const boost::system::error_code& ec) {
+                           self->OnWritable(ec);
+                         }));
+}
+
+void FrameConnection::OnWritable(const boost::system::error_code& ec) {
+  MutexLock lock(write_mu_);
+  if (closed()) return;
+  Status error = ec ? Unavailable("write to " + peer_ + " failed: " + ec.message()) : Status::Ok();
+  if (error.ok()) WriteNowLocked(&error);  // sets `error` on failure
+  if (!error.ok()) {
+    lock.Unlock();
+    DoClose(error);
+    return;
+  }
+  if (!queue_.empty()) {
+    ContinueWriteAsync();
+    return;
+  }
+  async_writing_ = false;
+  if (close_after_writes_) {
+    const Status reason = close_after_reason_;  // read under the lock
+    lock.Unlock();
+    DoClose(reason);
+  }
 }
 
 void FrameConnection::CloseAfterWrites(const Status& reason) {
-  std::unique_lock lock(write_mu_);
+  MutexLock lock(write_mu_);
   if (queue_.empty() && !async_writing_) {
-    lock.unlock();
+    lock.Unlock();
     Close(reason);
     return;
   }
@@ -388,7 +394,7 @@ void FrameConnection::Close(const Status& reason) {
 
 void FrameConnection::DoClose(const Status& reason) {
   {
-    std::lock_guard lock(write_mu_);
+    MutexLock lock(write_mu_);
     if (closed_.exchange(true)) return;
     broken_ = true;
     queue_.clear();

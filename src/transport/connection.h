@@ -16,6 +16,16 @@
 // A malformed frame closes this connection only, after an error frame to the
 // peer where one can still be understood.
 //
+// Threads and locks: the read side (staging buffer, limits, callbacks) lives
+// on the strand and needs no lock. write_mu_ guards the write queue and is the
+// only lock: it is never held while calling out (on_close, Close(), the
+// log), so a caller may hold its own locks while it calls Send() (the
+// parameter server answers pushes under a chunk's lock): write_mu_ comes
+// after every lock of this connection's users. It is also held around
+// sendmsg() and around the socket's shutdown and close, so no sender writes
+// on a closed descriptor. The members it guards are marked GUARDED_BY below;
+// tests/lint/thread_safety.sh checks them with Clang.
+//
 // Limits: frames are read against `limits` (RpcServer starts a connection
 // with Limits::BeforeHandshake() and switches to the full limits once the peer
 // is authenticated); the frames queued for a peer that does not read are
@@ -29,11 +39,11 @@
 #include <limits>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "core/status.h"
+#include "core/thread_annotations.h"
 #include "transport/wire.h"
 
 namespace dnnd::rpc {
@@ -62,10 +72,10 @@ class LogThrottle {
 
  private:
   const std::chrono::milliseconds period_;
-  std::mutex mu_;
-  std::chrono::steady_clock::time_point last_{};
-  bool logged_once_ = false;
-  uint64_t suppressed_ = 0;
+  Mutex mu_;  // a leaf
+  std::chrono::steady_clock::time_point last_ GUARDED_BY(mu_){};
+  bool logged_once_ GUARDED_BY(mu_) = false;
+  uint64_t suppressed_ GUARDED_BY(mu_) = 0;
 };
 
 class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
@@ -104,15 +114,15 @@ class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
   // Thread-safe. Encodes and queues the message; fails if it cannot be
   // encoded, the connection is closed, or the peer is not reading (see
   // max_queued_bytes: the connection is then closed, and Unavailable returned).
-  Status Send(const wire::Message& message);
-  Status Send(wire::EncodedFrame frame);
+  Status Send(const wire::Message& message) EXCLUDES(write_mu_);
+  Status Send(wire::EncodedFrame frame) EXCLUDES(write_mu_);
 
   // Thread-safe and idempotent: stops reading, drops queued writes, closes the
   // socket, and calls on_close(reason).
   void Close(const Status& reason);
   // Closes once everything queued so far has been written (used to deliver a
   // final error frame).
-  void CloseAfterWrites(const Status& reason);
+  void CloseAfterWrites(const Status& reason) EXCLUDES(write_mu_);
 
   // True once the connection is closed or a write failed (the close itself
   // completes on the I/O thread, but nobody should send on it any more).
@@ -133,10 +143,12 @@ class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
   void Deliver(const wire::FrameHeader& header, wire::ParsedMetadata metadata, std::shared_ptr<Storage> payload);
   void RejectFrame(const Status& why, uint16_t type, uint64_t request_id);
   // Writes as much of the queue as the socket takes without blocking. Returns
-  // false on a socket error. Caller holds write_mu_.
-  bool WriteNowLocked(Status* error);
+  // false on a socket error.
+  bool WriteNowLocked(Status* error) REQUIRES(write_mu_);
   void ContinueWriteAsync();
-  void DoClose(const Status& reason);
+  // The socket became writable (or failed): writes on, on the strand.
+  void OnWritable(const boost::system::error_code& ec) EXCLUDES(write_mu_);
+  void DoClose(const Status& reason) EXCLUDES(write_mu_);
   void Touch();
 
   tcp::socket socket_;
@@ -152,12 +164,12 @@ class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
   size_t staged_begin_ = 0, staged_end_ = 0;
 
   // Write side.
-  std::mutex write_mu_;
-  std::deque<Outgoing> queue_;
-  bool async_writing_ = false;
-  bool close_after_writes_ = false;
-  Status close_after_reason_;
-  std::atomic<uint64_t> queued_bytes_{0};
+  Mutex write_mu_;
+  std::deque<Outgoing> queue_ GUARDED_BY(write_mu_);
+  bool async_writing_ GUARDED_BY(write_mu_) = false;  // the strand drains the queue
+  bool close_after_writes_ GUARDED_BY(write_mu_) = false;
+  Status close_after_reason_ GUARDED_BY(write_mu_);
+  std::atomic<uint64_t> queued_bytes_{0};  // written under write_mu_, read without it
   const uint64_t max_queued_bytes_;
   std::atomic<std::chrono::steady_clock::rep> last_activity_{0};
 

@@ -287,6 +287,26 @@ Result<std::string> Fields::GetBytes(std::string_view key) const {
   if (!r) return r.status();
   return std::move(r.value().data);
 }
+template <typename T>
+static Result<std::optional<T>> FindAs(const Fields& f, std::string_view key,
+                                       Result<T> (Fields::*get)(std::string_view) const) {
+  if (!f.Has(key)) return std::optional<T>();
+  auto v = (f.*get)(key);
+  if (!v.ok()) return v.status();
+  return std::optional<T>(std::move(v).value());
+}
+Result<std::optional<int64_t>> Fields::FindInt(std::string_view key) const {
+  return FindAs(*this, key, &Fields::GetInt);
+}
+Result<std::optional<double>> Fields::FindFloat(std::string_view key) const {
+  return FindAs(*this, key, &Fields::GetFloat);
+}
+Result<std::optional<std::string>> Fields::FindString(std::string_view key) const {
+  return FindAs(*this, key, &Fields::GetString);
+}
+Result<std::optional<std::string>> Fields::FindBytes(std::string_view key) const {
+  return FindAs(*this, key, &Fields::GetBytes);
+}
 int64_t Fields::IntOr(std::string_view key, int64_t fallback) const {
   const Value* v = Find(key);
   return v && std::holds_alternative<int64_t>(*v) ? std::get<int64_t>(*v) : fallback;

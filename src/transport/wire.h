@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -139,6 +140,12 @@ class Fields {
   Result<double> GetFloat(std::string_view key) const;  // ints convert
   Result<std::string> GetString(std::string_view key) const;
   Result<std::string> GetBytes(std::string_view key) const;
+  // Optional fields: nullopt when absent, the Get* error when present with
+  // another type (IntOr/StringOr would silently take the fallback).
+  Result<std::optional<int64_t>> FindInt(std::string_view key) const;
+  Result<std::optional<double>> FindFloat(std::string_view key) const;
+  Result<std::optional<std::string>> FindString(std::string_view key) const;
+  Result<std::optional<std::string>> FindBytes(std::string_view key) const;
   int64_t IntOr(std::string_view key, int64_t fallback) const;
   std::string StringOr(std::string_view key, std::string fallback) const;
 
@@ -182,8 +189,8 @@ struct Message {
   uint16_t type = 0;
   uint32_t flags = 0;
   uint64_t request_id = 0;
-  Fields fields;
-  std::vector<WireTensor> tensors;
+  Fields fields{};  // {}: designated initializers may leave them out
+  std::vector<WireTensor> tensors{};
 
   bool is_response() const { return flags & kFlagResponse; }
   bool is_error() const { return flags & kFlagError; }
@@ -198,6 +205,16 @@ struct Message {
   static Message ErrorTo(const Message& request, const Status& status);
   static Message ErrorTo(uint16_t type, uint64_t request_id, const Status& status);
 };
+
+// The body of a typed message's Decode (roles/*/messages.cc): runs `decode`
+// and prefixes its error with the message's name, so a refusal reads
+// "ps push: missing field 'version'".
+template <typename T, typename F>
+Result<T> DecodeMessage(std::string_view name, F decode) {
+  Result<T> r = decode();
+  if (!r.ok()) return r.status().WithContext(std::string(name));
+  return r;
+}
 
 // Wire codes for StatusCode (docs/wire.md, "Errors").
 int64_t StatusToWireCode(StatusCode code);

@@ -7,7 +7,9 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "roles/base/role.h"
+#include "roles/layers/messages.h"
 #include "roles/layers/protocol.h"
+#include "roles/node/registry.h"
 #include "tensor/model_spec.h"
 #include "tensor/nn.h"
 #include "tensor/optim.h"
@@ -16,7 +18,6 @@ namespace dnnd {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr std::string_view kOptimizerPrefix = "optimizer/";
 
 Gauge& CachedBytesGauge() {
   static Gauge& g = DefaultMetrics().Gauge("dnnd_layer_activation_bytes",
@@ -120,23 +121,17 @@ class LayerServer::Session {
     return last_used_;
   }
 
-  Result<wire::Message> Forward(const wire::Message& request) {
-    DNND_ASSIGN_OR_RETURN(int64_t mb, request.fields.GetInt("mb"));
-    const bool train = request.fields.IntOr("train", 1) != 0;
-    DNND_ASSIGN_OR_RETURN(Tensor x, Input(request, "x", layout_.input, "input"));
+  Result<Tensor> Forward(const layers::PassRequest& request) {
+    const int64_t mb = request.mb;
+    DNND_ASSIGN_OR_RETURN(Tensor x, Input(request.tensor, layout_.input, "input"));
     std::lock_guard lock(mu_);
     last_used_ = Clock::now();
     // The step the client owed since its last batch (layer_protocol.h).
-    if (request.fields.Has("step_lr")) {
-      DNND_ASSIGN_OR_RETURN(double lr, request.fields.GetFloat("step_lr"));
-      StepLocked(static_cast<float>(lr));
-    }
-    wire::Message response;
-    if (!train) {
+    if (request.step_lr) StepLocked(*request.step_lr);
+    if (!request.train) {
       NoGradGuard no_grad;
       model_->Eval();
-      response.tensors.push_back(wire::WireTensor::FromTensor("y", model_->ForwardRange(x, layout_.first, layout_.last)));
-      return response;
+      return model_->ForwardRange(x, layout_.first, layout_.last);
     }
     EraseLocked(mb);  // a retried forward replaces the first
     const uint64_t bytes = static_cast<uint64_t>(x.size(0)) * layout_.cached_per_sample * sizeof(float);
@@ -149,70 +144,68 @@ class LayerServer::Session {
     model_->Train();
     // The input's gradient costs a GEMM as big as the forward: compute it
     // only when backward will be asked for it (not for a model's first layers).
-    if (request.fields.IntOr("input_grad", 1) != 0) x.set_requires_grad(true);
+    if (request.input_grad) x.set_requires_grad(true);
     Tensor y = model_->ForwardRange(x, layout_.first, layout_.last);
     pending_[mb] = Pending{x, y, bytes};
     CachedBytesGauge().Set(static_cast<double>(server_bytes_ += bytes));
-    response.tensors.push_back(wire::WireTensor::FromTensor("y", y.detach()));
-    return response;
+    return y.detach();
   }
 
-  Result<wire::Message> Backward(const wire::Message& request) {
-    DNND_ASSIGN_OR_RETURN(int64_t mb, request.fields.GetInt("mb"));
-    const bool input_grad = request.fields.IntOr("input_grad", 1) != 0;
+  // The input's gradient if `request.input_grad`, else an undefined Tensor.
+  Result<Tensor> Backward(const layers::PassRequest& request) {
+    const int64_t mb = request.mb;
+    const bool input_grad = request.input_grad;
     std::lock_guard lock(mu_);
     last_used_ = Clock::now();
     auto it = pending_.find(mb);
     if (it == pending_.end())
       return InvalidArgument("session '" + name_ + "' has no pending forward for micro-batch " + std::to_string(mb) +
                              " (never forwarded with train = 1, or already backpropagated)");
-    DNND_ASSIGN_OR_RETURN(Tensor g, Input(request, "g", layout_.output, "output gradient"));
+    DNND_ASSIGN_OR_RETURN(Tensor g, Input(request.tensor, layout_.output, "output gradient"));
     Pending p = it->second;
     if (g.shape() != p.y.shape())
       return InvalidArgument("output gradient for micro-batch " + std::to_string(mb) + " is " +
                              ShapeToString(g.shape()) + ", the forward gave " + ShapeToString(p.y.shape()));
     EraseLocked(mb);
     p.y.backward(g);
-    wire::Message response;
-    if (input_grad) {
-      if (!p.x.grad().defined())
-        return InvalidArgument("micro-batch " + std::to_string(mb) + " was forwarded with input_grad = 0; its input "
-                               "gradient was not kept");
-      response.tensors.push_back(wire::WireTensor::FromTensor("dx", p.x.grad()));
-    }
-    return response;
+    if (!input_grad) return Tensor();
+    if (!p.x.grad().defined())
+      return InvalidArgument("micro-batch " + std::to_string(mb) +
+                             " was forwarded with input_grad = 0; its input "
+                             "gradient was not kept");
+    return p.x.grad();
   }
 
-  Result<wire::Message> Step(const wire::Message& request) {
-    DNND_ASSIGN_OR_RETURN(double lr, request.fields.GetFloat("lr"));
+  layers::VersionReply Step(const layers::StepRequest& request) {
     std::lock_guard lock(mu_);
     last_used_ = Clock::now();
-    StepLocked(static_cast<float>(lr));
-    wire::Message response;
-    response.fields.SetInt("version", version_);
-    return response;
+    StepLocked(request.lr);
+    return {.version = version_};
   }
 
-  Result<wire::Message> State() {
+  layers::StateTensors State() {
     std::lock_guard lock(mu_);
     last_used_ = Clock::now();
-    wire::Message response;
-    response.fields.SetInt("version", version_);
-    for (const auto& [name, t] : params_) response.tensors.push_back(wire::WireTensor::FromTensor(name, t.detach().clone()));
+    layers::StateTensors state{.version = version_};
+    for (const auto& [name, t] : params_)
+      state.parameters.push_back(wire::WireTensor::FromTensor(name, t.detach().clone()));
     for (const auto& [name, t] : optimizer_->State())
-      response.tensors.push_back(wire::WireTensor::FromTensor(std::string(kOptimizerPrefix) + name, t.clone()));
-    return response;
+      state.optimizer.push_back(wire::WireTensor::FromTensor(name, t.clone()));
+    return state;
   }
 
-  // Parameters by name (all of them) and, if any "optimizer/" tensors come,
-  // the optimizer state.
-  Result<wire::Message> Load(const wire::Message& request) {
+  // Parameters by name (all of them) and, if any optimizer tensors come, the
+  // optimizer state.
+  Result<layers::VersionReply> Load(const layers::StateTensors& request) {
     std::map<std::string, Tensor> given;
     nn::NamedTensors optimizer_state;
-    for (const auto& wt : request.tensors) {
+    for (const auto& wt : request.parameters) {
       DNND_ASSIGN_OR_RETURN(Tensor t, wt.ToTensor());
-      if (wt.name.rfind(kOptimizerPrefix, 0) == 0) optimizer_state.emplace_back(wt.name.substr(kOptimizerPrefix.size()), t);
-      else given[wt.name] = t;
+      given[wt.name] = t;
+    }
+    for (const auto& wt : request.optimizer) {
+      DNND_ASSIGN_OR_RETURN(Tensor t, wt.ToTensor());
+      optimizer_state.emplace_back(wt.name, t);
     }
     std::lock_guard lock(mu_);
     last_used_ = Clock::now();
@@ -228,9 +221,7 @@ class LayerServer::Session {
                              " parameters, its layers have " + std::to_string(params_.size()));
     for (auto& [name, t] : params_) t.detach().CopyFrom(given[name]);
     if (!optimizer_state.empty()) DNND_RETURN_IF_ERROR(optimizer_->LoadState(optimizer_state));
-    wire::Message response;
-    response.fields.SetInt("version", version_);
-    return response;
+    return layers::VersionReply{.version = version_};
   }
 
   // Frees every pending micro-batch.
@@ -245,12 +236,10 @@ class LayerServer::Session {
     uint64_t bytes = 0;
   };
 
-  // The named tensor of `request`, checked to be [batch, per_sample...].
-  Result<Tensor> Input(const wire::Message& request, const std::string& name, const Shape& per_sample,
+  // `input` as a float32 Tensor, checked to be [batch, per_sample...].
+  Result<Tensor> Input(const wire::WireTensor& input, const Shape& per_sample,
                        const char* what) const {
-    if (request.tensors.size() != 1 || request.tensors[0].name != name)
-      return InvalidArgument("expected one tensor '" + name + "' (the " + what + ")");
-    DNND_ASSIGN_OR_RETURN(Tensor t, request.tensors[0].ToTensor());
+    DNND_ASSIGN_OR_RETURN(Tensor t, input.ToTensor());
     Shape want = per_sample;
     want.insert(want.begin(), t.ndim() > 0 ? t.size(0) : 0);
     if (t.ndim() == 0 || t.size(0) < 1 || t.shape() != want)
@@ -307,26 +296,35 @@ LayerServer::LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc, 
   server_.Handle(layers::kOpen, "layer_open",
                  RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo& p) { return HandleOpen(m, p); }),
                  inline_);
-  auto route = [this](Result<wire::Message> (Session::*fn)(const wire::Message&)) {
-    return RpcServer::SimpleHandler([this, fn](const wire::Message& m, const rpc::PeerInfo&) -> Result<wire::Message> {
-      DNND_ASSIGN_OR_RETURN(auto session, Find(m));
-      return ((*session).*fn)(m);
-    });
-  };
-  server_.Handle(layers::kForward, "layer_forward",
-                 RpcServer::Handler([this](wire::Message m, rpc::Responder r) { Chained(std::move(m), std::move(r), false); }),
-                 inline_);
-  server_.Handle(layers::kBackward, "layer_backward",
-                 RpcServer::Handler([this](wire::Message m, rpc::Responder r) { Chained(std::move(m), std::move(r), true); }),
-                 inline_);
-  server_.Handle(layers::kStep, "layer_step", route(&Session::Step), inline_);
-  server_.Handle(layers::kLoad, "layer_load", route(&Session::Load), inline_);
-  server_.Handle(layers::kState, "layer_state",
-                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) -> Result<wire::Message> {
-                   DNND_ASSIGN_OR_RETURN(auto session, Find(m));
-                   return session->State();
-                 }),
-                 inline_);
+  auto chained = RpcServer::Handler(
+      [this](wire::Message m, rpc::Responder r) { Chained(std::move(m), std::move(r)); });
+  server_.Handle(layers::kForward, "layer_forward", chained, inline_);
+  server_.Handle(layers::kBackward, "layer_backward", chained, inline_);
+  using Reply = Result<wire::Message>;
+  server_.Handle(
+      layers::kStep, "layer_step",
+      RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) -> Reply {
+        DNND_ASSIGN_OR_RETURN(auto session, Find(m));
+        DNND_ASSIGN_OR_RETURN(layers::StepRequest step, layers::StepRequest::Decode(m));
+        return session->Step(step).Encode();
+      }),
+      inline_);
+  server_.Handle(
+      layers::kLoad, "layer_load",
+      RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) -> Reply {
+        DNND_ASSIGN_OR_RETURN(auto session, Find(m));
+        DNND_ASSIGN_OR_RETURN(layers::StateTensors load, layers::StateTensors::Decode(m));
+        DNND_ASSIGN_OR_RETURN(layers::VersionReply r, session->Load(load));
+        return r.Encode();
+      }),
+      inline_);
+  server_.Handle(
+      layers::kState, "layer_state",
+      RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) -> Reply {
+        DNND_ASSIGN_OR_RETURN(auto session, Find(m));
+        return session->State().Encode(layers::kState);
+      }),
+      inline_);
   server_.Handle(layers::kDrop, "layer_drop",
                  RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) { return HandleDrop(m); }),
                  inline_);
@@ -356,7 +354,8 @@ size_t LayerServer::sessions() const {
 }
 
 Result<std::shared_ptr<LayerServer::Session>> LayerServer::Find(const wire::Message& request) {
-  DNND_ASSIGN_OR_RETURN(std::string name, request.fields.GetString("session"));
+  DNND_ASSIGN_OR_RETURN(layers::SessionRequest named, layers::SessionRequest::Decode(request));
+  const std::string& name = named.session;
   std::lock_guard lock(mu_);
   auto it = sessions_.find(name);
   if (it == sessions_.end())
@@ -375,72 +374,63 @@ Result<LayerServer::PeerLink*> LayerServer::Peer(const std::string& address) {
                           "names them)");
 }
 
-void LayerServer::Chained(wire::Message request, rpc::Responder responder, bool backward) {
+void LayerServer::Chained(wire::Message request, rpc::Responder responder) {
   auto session = Find(request);
   if (!session.ok()) return responder.Fail(session.status());
-  const std::string chain = request.fields.StringOr("chain", "");
-  // "host:port\tsession[\tlr]" lines: the stages still to run, and the
-  // optimizer step each owes before it computes. Checked before this stage
-  // computes: a hop this server may not take costs nothing.
-  const size_t end = chain.find('\n');
-  const std::string hop = chain.substr(0, end), rest = end == std::string::npos ? "" : chain.substr(end + 1);
-  const size_t tab = hop.find('\t'), tab2 = tab == std::string::npos ? tab : hop.find('\t', tab + 1);
-  const std::string address = hop.substr(0, tab);
-  const std::string next_session = tab == std::string::npos ? "" : hop.substr(tab + 1, tab2 - tab - 1);
-  char* lr_end = nullptr;
-  const std::string lr_text = tab2 == std::string::npos ? "" : hop.substr(tab2 + 1);
-  const double lr = std::strtod(lr_text.c_str(), &lr_end);
+  auto decoded = layers::PassRequest::Decode(request);
+  if (!decoded.ok()) return responder.Fail(decoded.status());
+  layers::PassRequest& pass = decoded.value();
+  const bool backward = pass.backward();
+  // The stages still to run, each with the optimizer step it owes before it
+  // computes. Checked before this stage computes: a hop this server may not
+  // take costs nothing.
   PeerLink* link = nullptr;
-  if (!chain.empty()) {
-    if (address.empty() || next_session.empty() || (!lr_text.empty() && *lr_end != '\0'))
-      return responder.Fail(InvalidArgument("chain hop '" + hop.substr(0, 512) + "' is not host:port<TAB>session[<TAB>lr]"));
-    auto peer = Peer(address);
+  if (!pass.chain.empty()) {
+    auto peer = Peer(pass.chain.front().address);
     if (!peer.ok()) return responder.Fail(peer.status());
     link = peer.value();
   }
-  const int64_t input_grad = request.fields.IntOr("input_grad", 1);
+  const bool input_grad = pass.input_grad;
   // Along a chain every stage but the first needs its input gradient: it is
   // what the next stage (the previous layers) backpropagates.
-  if (backward && !chain.empty()) request.fields.SetInt("input_grad", 1);
-  auto result = backward ? session.value()->Backward(request) : session.value()->Forward(request);
-  if (!result.ok() || chain.empty()) {
-    if (!result.ok()) return responder.Fail(result.status());
-    return responder.Send(std::move(result).value());
+  if (backward && !pass.chain.empty()) pass.input_grad = true;
+  auto result = backward ? session.value()->Backward(pass) : session.value()->Forward(pass);
+  if (!result.ok()) return responder.Fail(result.status());
+  if (pass.chain.empty()) {
+    layers::PassReply reply;
+    if (result.value().defined()) reply.tensor = wire::WireTensor::FromTensor("", result.value());
+    return responder.Send(reply.Encode(pass.type));
   }
-  wire::Message next;
-  next.type = request.type;
-  next.fields.SetString("session", next_session);
-  if (!lr_text.empty()) next.fields.SetFloat("step_lr", lr);
-  next.fields.SetInt("mb", request.fields.IntOr("mb", 0));
-  if (backward) next.fields.SetInt("input_grad", input_grad);
-  else next.fields.SetInt("train", request.fields.IntOr("train", 1));
-  if (!rest.empty()) next.fields.SetString("chain", rest);
-  wire::Message out = std::move(result).value();
-  if (out.tensors.size() != 1) return responder.Fail(Internal("a chained stage produced no tensor"));
-  out.tensors[0].name = backward ? "g" : "x";
-  next.tensors.push_back(std::move(out.tensors[0]));
-  link->Send(std::move(next), rpc::Clock::now() + peer_options_.default_timeout,
+  if (!result.value().defined())
+    return responder.Fail(Internal("a chained stage produced no tensor"));
+  const layers::Hop& hop = pass.chain.front();
+  layers::PassRequest next{.type = pass.type,
+                           .session = hop.session,
+                           .mb = pass.mb,
+                           .train = pass.train,
+                           .input_grad = backward ? input_grad : true,
+                           .step_lr = hop.step_lr,
+                           .chain = {pass.chain.begin() + 1, pass.chain.end()},
+                           .tensor = wire::WireTensor::FromTensor("", result.value())};
+  const std::string address = hop.address;
+  link->Send(next.Encode(), rpc::Clock::now() + peer_options_.default_timeout,
              [responder, address](Result<wire::Message> r) mutable {
-               if (!r.ok()) return responder.Fail(r.status().WithContext("next layer server " + address));
+               if (!r.ok())
+                 return responder.Fail(r.status().WithContext("next layer server " + address));
                responder.Send(std::move(r).value());
              });
 }
 
 Result<wire::Message> LayerServer::HandleOpen(const wire::Message& request, const rpc::PeerInfo& peer) {
-  DNND_ASSIGN_OR_RETURN(std::string name, request.fields.GetString("session"));
-  DNND_ASSIGN_OR_RETURN(std::string spec_text, request.fields.GetString("spec"));
-  DNND_ASSIGN_OR_RETURN(int64_t seed, request.fields.GetInt("seed"));
-  DNND_ASSIGN_OR_RETURN(int64_t first, request.fields.GetInt("first"));
-  DNND_ASSIGN_OR_RETURN(int64_t last, request.fields.GetInt("last"));
-  if (name.empty() || name.size() > 256 ||
-      std::any_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
-    return InvalidArgument("session names are 1-256 bytes without control characters");
+  DNND_ASSIGN_OR_RETURN(layers::OpenRequest open, layers::OpenRequest::Decode(request));
+  const std::string& name = open.session;
+  const std::string& spec_text = open.spec;
+  const uint64_t seed = open.seed;
+  const int64_t first = open.first, last = open.last;
   const std::string fingerprint = std::to_string(std::hash<std::string>{}(spec_text)) + "/" + std::to_string(seed) +
                                   "/" + std::to_string(first) + "-" + std::to_string(last);
   auto answer = [](const Session& s) {
-    wire::Message r;
-    r.fields.SetInt("parameters", s.parameter_count());
-    return r;
+    return layers::OpenReply{.parameters = s.parameter_count()}.Encode();
   };
   {
     std::lock_guard lock(mu_);
@@ -455,7 +445,7 @@ Result<wire::Message> LayerServer::HandleOpen(const wire::Message& request, cons
                                std::to_string(options_.max_sessions) + " sessions");
   }
   DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(spec_text, "model spec from " + peer.address));
-  DNND_ASSIGN_OR_RETURN(auto model, BuildModel(spec, static_cast<uint64_t>(seed)));
+  DNND_ASSIGN_OR_RETURN(auto model, BuildModel(spec, seed));
   const int64_t layer_count = static_cast<int64_t>(model->size());
   if (first < 0 || first >= last || last > layer_count)
     return InvalidArgument("layers " + std::to_string(first) + "-" + std::to_string(last - 1) +
@@ -489,7 +479,8 @@ Result<wire::Message> LayerServer::HandleOpen(const wire::Message& request, cons
 }
 
 Result<wire::Message> LayerServer::HandleDrop(const wire::Message& request) {
-  DNND_ASSIGN_OR_RETURN(std::string name, request.fields.GetString("session"));
+  DNND_ASSIGN_OR_RETURN(layers::SessionRequest drop, layers::SessionRequest::Decode(request));
+  const std::string& name = drop.session;
   std::shared_ptr<Session> dropped;
   {
     std::lock_guard lock(mu_);

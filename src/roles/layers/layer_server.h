@@ -72,9 +72,9 @@ class LayerServer {
   class PeerLink;  // a configured next stage: its client and ordered queue (.cc)
   Result<std::shared_ptr<Session>> Find(const wire::Message& request);
   Result<wire::Message> HandleOpen(const wire::Message& request, const rpc::PeerInfo& peer);
-  // Forward or backward on this stage, then (field "chain") on the next
+  // Forward or backward on this stage, then (PassRequest::chain) on the next
   // stages, server to server; the answer is the last stage's.
-  void Chained(wire::Message request, rpc::Responder responder, bool backward);
+  void Chained(wire::Message request, rpc::Responder responder);
   // The link to a configured next stage, or PermissionDenied naming the setting.
   Result<PeerLink*> Peer(const std::string& address);
   Result<wire::Message> HandleDrop(const wire::Message& request);

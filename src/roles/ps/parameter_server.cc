@@ -14,6 +14,8 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "roles/base/role.h"
+#include "roles/node/registry.h"
+#include "roles/ps/messages.h"
 #include "tensor/safetensors.h"
 #include "transport/hello.h"
 
@@ -82,12 +84,6 @@ Status CheckFinite(const std::vector<Tensor>& tensors, const std::vector<ps::Sha
   return Status::Ok();
 }
 
-// The "session" a worker request carries ("" if none).
-std::string SessionOf(const wire::Message& request) {
-  auto session = request.fields.GetBytes("session");
-  return session.ok() ? std::move(session).value() : std::string();
-}
-
 std::string SpecFingerprint(const std::string& spec, uint64_t seed) {
   return std::to_string(std::hash<std::string>{}(spec)) + "/" + std::to_string(seed);
 }
@@ -125,8 +121,7 @@ class ParameterServer::Chunk {
   // Takes this chunk's pieces from the freshly built model `all`.
   Status Init(const std::vector<ps::ShardPiece>& pieces, const nn::NamedTensors& all, const ModelSpec& spec,
               const std::string& spec_text, uint64_t seed);
-  void Push(int64_t worker, int64_t version, int64_t step, std::optional<float> lr, const wire::Message& request,
-            rpc::Responder responder);
+  void Push(const ps::PushRequest& push, rpc::Responder responder);
   wire::Message Pull(std::optional<int64_t> worker, int64_t if_newer_than);
   void Heartbeat(int64_t worker, bool leaving);
   // Drops workers whose heartbeats stopped; goes on short-handed if the job's
@@ -156,38 +151,43 @@ class ParameterServer::Chunk {
     Clock::time_point arrived = Clock::now();
   };
 
-  Result<std::vector<Tensor>> PieceTensors(const wire::Message& request) const;
-  void TouchLocked(int64_t worker, bool live);
-  int64_t LiveLocked() const;
-  void MaybeCompleteStepLocked();
-  void ApplyLocked(const std::vector<std::vector<Tensor>*>& contributions, float lr);
-  wire::Message WeightsLocked(bool applied) const;
-  Status CheckpointLocked();
+  void TouchLocked(int64_t worker, bool live) REQUIRES(mu_);
+  int64_t LiveLocked() const REQUIRES(mu_);
+  void MaybeCompleteStepLocked() REQUIRES(mu_);
+  void ApplyLocked(const std::vector<std::vector<Tensor>*>& contributions, float lr) REQUIRES(mu_);
+  ps::WeightsReply WeightsLocked(bool applied) const REQUIRES(mu_);
+  Status CheckpointLocked() REQUIRES(mu_);
 
   const ParameterServerOptions& options_;
   const int chunk_;
   const bool loud_;
   const std::string checkpoint_path_;  // empty: no checkpoints
 
-  mutable std::mutex mu_;
-  std::string spec_text_;
-  uint64_t seed_ = 0;
-  std::vector<ps::ShardPiece> pieces_;
-  nn::NamedTensors params_;  // one 1-D tensor per piece, named by key
-  std::unique_ptr<optim::Optimizer> optimizer_;
-  int64_t version_ = 0;
-  float step_lr_ = 0;
-  std::map<int64_t, Worker> workers_;
-  int64_t dropped_ = 0;                     // workers that left or timed out
-  std::map<int64_t, PendingPush> pending_;  // sync/kavg pushes for version_
-  Clock::time_point waiting_since_{};       // when the first of pending_ arrived
-  bool short_handed_ = false;               // going on without workers that never came
-  int64_t last_checkpoint_version_ = -1;
+  // Guards all the chunk's state below; taken after ParameterServer::init_mu_
+  // (Init), never together with another chunk's or Members::mu_, and held
+  // while answering pushes (the connection's write lock comes after it).
+  mutable Mutex mu_;
+  std::string spec_text_ GUARDED_BY(mu_);
+  uint64_t seed_ GUARDED_BY(mu_) = 0;
+  std::vector<ps::ShardPiece> pieces_ GUARDED_BY(mu_);
+  nn::NamedTensors params_ GUARDED_BY(mu_);  // one 1-D tensor per piece, named by key
+  std::unique_ptr<optim::Optimizer> optimizer_ GUARDED_BY(mu_);
+  int64_t version_ GUARDED_BY(mu_) = 0;
+  float step_lr_ GUARDED_BY(mu_) = 0;
+  std::map<int64_t, Worker> workers_ GUARDED_BY(mu_);
+  int64_t dropped_ GUARDED_BY(mu_) = 0;  // workers that left or timed out
+  // sync/kavg pushes for version_
+  std::map<int64_t, PendingPush> pending_ GUARDED_BY(mu_);
+  // when the first of pending_ arrived
+  Clock::time_point waiting_since_ GUARDED_BY(mu_){};
+  // going on without workers that never came
+  bool short_handed_ GUARDED_BY(mu_) = false;
+  int64_t last_checkpoint_version_ GUARDED_BY(mu_) = -1;
 };
 
 Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces, const nn::NamedTensors& all,
                                     const ModelSpec& spec, const std::string& spec_text, uint64_t seed) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   pieces_ = pieces;
   params_.clear();
   for (const ps::ShardPiece& piece : pieces_) {
@@ -203,25 +203,6 @@ Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces, c
   spec_text_ = spec_text;
   seed_ = seed;
   return Status::Ok();
-}
-
-Result<std::vector<Tensor>> ParameterServer::Chunk::PieceTensors(const wire::Message& request) const {
-  const std::string where = "server " + std::to_string(options_.index) + " chunk " + std::to_string(chunk_);
-  if (request.tensors.size() != pieces_.size())
-    return InvalidArgument("push carries " + std::to_string(request.tensors.size()) + " tensors, " + where +
-                           " holds " + std::to_string(pieces_.size()) + " pieces");
-  std::vector<Tensor> out;
-  out.reserve(pieces_.size());
-  for (size_t i = 0; i < pieces_.size(); ++i) {
-    const wire::WireTensor& t = request.tensors[i];
-    if (t.name != pieces_[i].key() || t.shape != Shape{pieces_[i].length})
-      return InvalidArgument("push tensor " + std::to_string(i) + " for " + where + " is '" + t.name + "' " +
-                             ShapeToString(t.shape) + ", expected '" + pieces_[i].key() + "' [" +
-                             std::to_string(pieces_[i].length) + "]");
-    DNND_ASSIGN_OR_RETURN(Tensor x, t.ToTensor());
-    out.push_back(std::move(x));
-  }
-  return out;
 }
 
 int64_t ParameterServer::Chunk::LiveLocked() const {
@@ -241,13 +222,12 @@ void ParameterServer::Chunk::TouchLocked(int64_t worker, bool live) {
   if (loud_) LiveWorkersGauge().Set(static_cast<double>(LiveLocked()));
 }
 
-wire::Message ParameterServer::Chunk::WeightsLocked(bool applied) const {
-  wire::Message r;
-  r.fields.SetInt("version", version_);
-  r.fields.SetInt("applied", applied ? 1 : 0);
+ps::WeightsReply ParameterServer::Chunk::WeightsLocked(bool applied) const {
+  ps::WeightsReply r{.version = version_, .applied = applied};
   // A copy: the pieces change with the next step while this response may
   // still be on its way out.
-  for (const auto& [key, t] : params_) r.tensors.push_back(wire::WireTensor::FromTensor(key, t.detach().clone()));
+  for (const auto& [key, t] : params_)
+    r.tensors.push_back(wire::WireTensor::FromTensor(key, t.detach().clone()));
   return r;
 }
 
@@ -282,14 +262,17 @@ void ParameterServer::Chunk::ApplyLocked(const std::vector<std::vector<Tensor>*>
   }
 }
 
-void ParameterServer::Chunk::Push(int64_t worker, int64_t version, int64_t step, std::optional<float> lr,
-                                  const wire::Message& request, rpc::Responder responder) {
-  std::lock_guard lock(mu_);
-  auto tensors = PieceTensors(request);
+void ParameterServer::Chunk::Push(const ps::PushRequest& push, rpc::Responder responder) {
+  const int64_t worker = push.member.worker, version = push.version, step = push.step;
+  const std::optional<float> lr =
+      push.lr ? std::optional<float>(static_cast<float>(*push.lr)) : std::nullopt;
+  const std::string who = "push from worker " + std::to_string(worker) + " for step " +
+                          std::to_string(step) + " (server " + std::to_string(options_.index) +
+                          " chunk " + std::to_string(chunk_) + ")";
+  MutexLock lock(mu_);
+  auto tensors = ps::PieceTensors(push.tensors, pieces_, who);
   if (!tensors.ok()) return responder.Fail(tensors.status());
   // Before anything changes: a bad push leaves the step as it was.
-  const std::string who = "push from worker " + std::to_string(worker) + " for step " + std::to_string(step) +
-                          " (server " + std::to_string(options_.index) + " chunk " + std::to_string(chunk_) + ")";
   if (Status finite = CheckFinite(tensors.value(), pieces_, lr, who); !finite.ok()) {
     Refused("non_finite").Inc();
     return responder.Fail(finite);
@@ -301,23 +284,23 @@ void ParameterServer::Chunk::Push(int64_t worker, int64_t version, int64_t step,
     if (version_ - version > options_.staleness) {
       StalePushes().Inc();
       Pushes(false).Inc();
-      responder.Send(WeightsLocked(false));  // recompute on fresh weights
+      responder.Send(WeightsLocked(false).Encode());  // recompute on fresh weights
       return;
     }
     const auto start = Clock::now();
     std::vector<std::vector<Tensor>*> one = {&tensors.value()};
     ApplyLocked(one, lr.value_or(step_lr_));
     Pushes(true).Inc();
-    wire::Message answer = WeightsLocked(true);
-    answer.fields.SetFloat("server_s", std::chrono::duration<double>(Clock::now() - start).count());
-    responder.Send(std::move(answer));
+    ps::WeightsReply answer = WeightsLocked(true);
+    answer.server_s = std::chrono::duration<double>(Clock::now() - start).count();
+    responder.Send(answer.Encode());
     return;
   }
   // sync and kavg: a push for another version (a worker that rejoined, or
   // one that was dropped mid-step) gets the current weights to resync.
   if (version != version_) {
     Pushes(false).Inc();
-    responder.Send(WeightsLocked(false));
+    responder.Send(WeightsLocked(false).Encode());
     return;
   }
   if (lr) step_lr_ = *lr;
@@ -328,6 +311,7 @@ void ParameterServer::Chunk::Push(int64_t worker, int64_t version, int64_t step,
 }
 
 void ParameterServer::Chunk::MaybeCompleteStepLocked() {
+  mu_.AssertHeld();
   int64_t live = 0;
   for (const auto& [id, w] : workers_) {
     if (!w.live) continue;
@@ -342,7 +326,7 @@ void ParameterServer::Chunk::MaybeCompleteStepLocked() {
     if (workers_[id].live) contributions.push_back(&p.tensors);  // std::map: worker-id order
   const auto complete = Clock::now();
   ApplyLocked(contributions, step_lr_);
-  const wire::Message weights = WeightsLocked(true);
+  ps::WeightsReply answer = WeightsLocked(true);
   // Workers split their step time with these: how long each push waited for
   // the others, and how long the server then computed.
   const double applied = std::chrono::duration<double>(Clock::now() - complete).count();
@@ -350,28 +334,23 @@ void ParameterServer::Chunk::MaybeCompleteStepLocked() {
     const double waited = std::chrono::duration<double>(complete - p.arrived).count();
     if (loud_) BarrierWait().Observe(waited);
     Pushes(true).Inc();
-    wire::Message answer = weights;
-    answer.fields.SetFloat("waited_s", waited);
-    answer.fields.SetFloat("server_s", applied);
-    p.responder.Send(std::move(answer));
+    answer.waited_s = waited;
+    answer.server_s = applied;
+    p.responder.Send(answer.Encode());
   }
   pending_.clear();
 }
 
 wire::Message ParameterServer::Chunk::Pull(std::optional<int64_t> worker, int64_t if_newer_than) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (worker) TouchLocked(*worker, false);
-  if (if_newer_than >= version_) {
-    wire::Message r;  // the worker is current: no tensors
-    r.fields.SetInt("version", version_);
-    r.fields.SetInt("applied", 0);
-    return r;
-  }
-  return WeightsLocked(false);
+  // The worker is current: no tensors.
+  if (if_newer_than >= version_) return ps::WeightsReply{.version = version_}.Encode();
+  return WeightsLocked(false).Encode();
 }
 
 void ParameterServer::Chunk::Heartbeat(int64_t worker, bool leaving) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!leaving) return TouchLocked(worker, true);
   auto it = workers_.find(worker);
   if (it == workers_.end() || !it->second.live) return;
@@ -386,7 +365,7 @@ void ParameterServer::Chunk::Heartbeat(int64_t worker, bool leaving) {
 }
 
 void ParameterServer::Chunk::Tick(Clock::time_point now) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   bool changed = false;
   for (auto& [id, w] : workers_) {
     if (w.live && now - w.last_seen > options_.heartbeat_timeout) {
@@ -427,24 +406,24 @@ void ParameterServer::Chunk::Tick(Clock::time_point now) {
 }
 
 void ParameterServer::Chunk::FailPending(const Status& why) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [id, p] : pending_) p.responder.Fail(why);
   pending_.clear();
 }
 
 int64_t ParameterServer::Chunk::version() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return version_;
 }
 
 int64_t ParameterServer::Chunk::WorkerStep(int64_t worker) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = workers_.find(worker);
   return it == workers_.end() ? (options_.mode == "sync" ? version_ : 0) : it->second.step;
 }
 
 std::pair<int64_t, int64_t> ParameterServer::Chunk::LiveAndDropped() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return {LiveLocked(), dropped_};
 }
 
@@ -460,11 +439,12 @@ constexpr std::string_view kOptimizerPrefix = "optimizer/";
 }  // namespace
 
 Status ParameterServer::Chunk::Checkpoint() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return CheckpointLocked();
 }
 
 Status ParameterServer::Chunk::CheckpointLocked() {
+  mu_.AssertHeld();
   if (checkpoint_path_.empty() || !optimizer_ || last_checkpoint_version_ == version_) return Status::Ok();
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(checkpoint_path_).parent_path(), ec);
@@ -491,7 +471,7 @@ Status ParameterServer::Chunk::Restore(const SafetensorsFile& file) {
     if (name.rfind(kOptimizerPrefix, 0) == 0) optimizer_state.emplace_back(name.substr(kOptimizerPrefix.size()), t);
     else pieces[name] = &t;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [key, t] : params_) {
     auto it = pieces.find(key);
     if (it == pieces.end() || it->second->shape() != t.shape())
@@ -534,7 +514,7 @@ class ParameterServer::Members {
     DNND_RETURN_IF_ERROR(InRange(rank));
     const std::string where = "parameter server " + std::to_string(options_.index);
     const auto now = Clock::now();
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Member& m = members_[rank];
     if (!m.session.empty() && Same(m.session, presented)) {
       Seen(m, now);
@@ -557,7 +537,7 @@ class ParameterServer::Members {
   // from a leave); PermissionDenied, counted, otherwise.
   Status Check(int64_t rank, const std::string& session, const char* what, bool leaving = false) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       auto it = members_.find(rank);
       if (it != members_.end() && !it->second.session.empty() && Same(it->second.session, session)) {
         Seen(it->second, Clock::now());
@@ -587,8 +567,8 @@ class ParameterServer::Members {
   }
 
   const ParameterServerOptions& options_;
-  std::mutex mu_;
-  std::map<int64_t, Member> members_;  // at most ps.workers entries
+  Mutex mu_;  // a leaf: nothing else is locked while it is held
+  std::map<int64_t, Member> members_ GUARDED_BY(mu_);  // at most ps.workers entries
 };
 
 // ---------------------------------------------------------------------------
@@ -607,11 +587,12 @@ ParameterServer::ParameterServer(ParameterServerOptions options, rpc::RpcServerO
                  RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) { return HandlePull(m); }));
   server_.Handle(ps::kHeartbeat, "ps_heartbeat",
                  RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
-                   return HandleHeartbeat(m, false);
+                   return HandleHeartbeat(m);
                  }),
                  RpcServer::Execution::kInline);
-  server_.Handle(ps::kLeave, "ps_leave", RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
-                   return HandleHeartbeat(m, true);
+  server_.Handle(ps::kLeave, "ps_leave",
+                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
+                   return HandleHeartbeat(m);
                  }));
   server_.Handle(ps::kStats, "ps_stats",
                  RpcServer::SimpleHandler([this](const wire::Message&, const rpc::PeerInfo&) { return HandleStats(); }),
@@ -690,6 +671,7 @@ int64_t ParameterServer::version() const {
 }
 
 Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed) {
+  init_mu_.AssertHeld();
   DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(spec_text, "model spec from a worker"));
   // Building the whole model with the job's seed gives every server the same
   // initial values a local run would have; each chunk keeps only its pieces.
@@ -715,11 +697,10 @@ Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed) 
 }
 
 Result<wire::Message> ParameterServer::HandleInit(const wire::Message& request) {
-  DNND_ASSIGN_OR_RETURN(std::string spec, request.fields.GetString("spec"));
-  DNND_ASSIGN_OR_RETURN(int64_t seed, request.fields.GetInt("seed"));
-  DNND_ASSIGN_OR_RETURN(int64_t servers, request.fields.GetInt("servers"));
-  DNND_ASSIGN_OR_RETURN(int64_t index, request.fields.GetInt("index"));
-  DNND_ASSIGN_OR_RETURN(int64_t worker, request.fields.GetInt("worker"));
+  DNND_ASSIGN_OR_RETURN(ps::InitRequest init, ps::InitRequest::Decode(request));
+  const std::string& spec = init.spec;
+  const uint64_t seed = init.seed;
+  const int64_t servers = init.servers, index = init.index, worker = init.member.worker;
   if (servers != options_.servers || index != options_.index)
     return InvalidArgument("this is parameter server " + std::to_string(options_.index) + " of " +
                            std::to_string(options_.servers) + ", the worker expects server " + std::to_string(index) +
@@ -727,9 +708,9 @@ Result<wire::Message> ParameterServer::HandleInit(const wire::Message& request) 
   // The rank first: a worker this job does not have costs nothing more.
   DNND_RETURN_IF_ERROR(members_->InRange(worker));
   {
-    std::lock_guard lock(init_mu_);
+    MutexLock lock(init_mu_);
     if (!initialized_) {
-      DNND_RETURN_IF_ERROR(InitLocked(spec, static_cast<uint64_t>(seed)));
+      DNND_RETURN_IF_ERROR(InitLocked(spec, seed));
     } else if (SpecFingerprint(spec, seed) != SpecFingerprint(spec_text_, seed_)) {
       // Idempotent for the same job; a different model or seed is a mistake.
       return InvalidArgument("parameter server " + std::to_string(options_.index) +
@@ -738,21 +719,20 @@ Result<wire::Message> ParameterServer::HandleInit(const wire::Message& request) 
     }
   }
   // Joined only once the model is this job's.
-  DNND_ASSIGN_OR_RETURN(std::string session, members_->Join(worker, SessionOf(request)));
-  wire::Message r;
-  r.fields.SetString("mode", options_.mode);
-  r.fields.SetInt("kavg_steps", options_.kavg_steps);
-  r.fields.SetInt("chunks", static_cast<int64_t>(chunks_.size()));
-  r.fields.SetInt("version", version());
-  r.fields.SetInt("worker_step", chunks_[0]->WorkerStep(worker));
-  r.fields.SetBytes("session", std::move(session));
-  return r;
+  DNND_ASSIGN_OR_RETURN(std::string session, members_->Join(worker, init.member.session));
+  return ps::InitReply{.mode = options_.mode,
+                       .kavg_steps = options_.kavg_steps,
+                       .chunks = static_cast<int64_t>(chunks_.size()),
+                       .version = version(),
+                       .worker_step = chunks_[0]->WorkerStep(worker),
+                       .session = std::move(session)}
+      .Encode();
 }
 
-Result<ParameterServer::Chunk*> ParameterServer::ChunkFor(const wire::Message& request) {
+Result<ParameterServer::Chunk*> ParameterServer::ChunkFor(int64_t c) {
   if (!initialized_)
-    return Unavailable("parameter server " + std::to_string(options_.index) + " is not initialised; send init first");
-  const int64_t c = request.fields.IntOr("chunk", 0);
+    return Unavailable("parameter server " + std::to_string(options_.index) +
+                       " is not initialised; send init first");
   if (c < 0 || c >= static_cast<int64_t>(chunks_.size()))
     return InvalidArgument("chunk " + std::to_string(c) + " does not exist: parameter server " +
                            std::to_string(options_.index) + " has " + std::to_string(chunks_.size()) + " chunks");
@@ -760,58 +740,51 @@ Result<ParameterServer::Chunk*> ParameterServer::ChunkFor(const wire::Message& r
 }
 
 void ParameterServer::HandlePush(wire::Message request, rpc::Responder responder) {
-  auto fail = [&](const Status& s) { responder.Fail(s); };
-  auto worker = request.fields.GetInt("worker");
-  auto version = request.fields.GetInt("version");
-  auto step = request.fields.GetInt("step");
-  auto lr = request.fields.GetFloat("lr");
-  if (!worker.ok()) return fail(worker.status());
-  if (!version.ok()) return fail(version.status());
-  if (!step.ok()) return fail(step.status());
-  if (!lr.ok() && options_.mode != "kavg") return fail(lr.status());
-  if (Status member = Member(request, "push").status(); !member.ok()) return fail(member);
-  auto chunk = ChunkFor(request);
-  if (!chunk.ok()) return fail(chunk.status());
-  chunk.value()->Push(worker.value(), version.value(), step.value(),
-                      lr.ok() ? std::optional<float>(static_cast<float>(lr.value())) : std::nullopt, request,
-                      std::move(responder));
+  auto push = ps::PushRequest::Decode(request);
+  if (!push.ok()) return responder.Fail(push.status());
+  if (!push.value().lr && options_.mode != "kavg")
+    return responder.Fail(
+        InvalidArgument("ps push: missing field 'lr' (mode " + options_.mode + ")"));
+  if (Status member = CheckMember(push.value().member, "push"); !member.ok())
+    return responder.Fail(member);
+  auto chunk = ChunkFor(push.value().chunk);
+  if (!chunk.ok()) return responder.Fail(chunk.status());
+  chunk.value()->Push(push.value(), std::move(responder));
 }
 
 Result<wire::Message> ParameterServer::HandlePull(const wire::Message& request) {
   Pulls().Inc();
-  DNND_ASSIGN_OR_RETURN(Chunk * chunk, ChunkFor(request));
+  DNND_ASSIGN_OR_RETURN(ps::PullRequest pull, ps::PullRequest::Decode(request));
+  DNND_ASSIGN_OR_RETURN(Chunk * chunk, ChunkFor(pull.chunk));
   std::optional<int64_t> worker;  // an anonymous pull reads the weights and joins nothing
-  if (request.fields.Has("worker")) {
-    DNND_ASSIGN_OR_RETURN(worker, Member(request, "pull"));
+  if (pull.member) {
+    DNND_RETURN_IF_ERROR(CheckMember(*pull.member, "pull"));
+    worker = pull.member->worker;
   }
-  return chunk->Pull(worker, request.fields.IntOr("if_newer_than", -1));
+  return chunk->Pull(worker, pull.if_newer_than);
 }
 
-Result<int64_t> ParameterServer::Member(const wire::Message& request, const char* what) {
-  DNND_ASSIGN_OR_RETURN(int64_t worker, request.fields.GetInt("worker"));
-  const bool leaving = request.type == ps::kLeave;
-  DNND_RETURN_IF_ERROR(members_->Check(worker, SessionOf(request), what, leaving));
-  return worker;
+Status ParameterServer::CheckMember(const ps::Member& member, const char* what, bool leaving) {
+  return members_->Check(member.worker, member.session, what, leaving);
 }
 
-Result<wire::Message> ParameterServer::HandleHeartbeat(const wire::Message& request, bool leaving) {
-  DNND_ASSIGN_OR_RETURN(int64_t worker, Member(request, leaving ? "leave" : "heartbeat"));
-  for (auto& c : chunks_) c->Heartbeat(worker, leaving);
-  wire::Message r;
-  r.fields.SetInt("version", version());
-  return r;
+Result<wire::Message> ParameterServer::HandleHeartbeat(const wire::Message& request) {
+  DNND_ASSIGN_OR_RETURN(ps::MemberRequest r, ps::MemberRequest::Decode(request));
+  const bool leaving = r.type == ps::kLeave;
+  DNND_RETURN_IF_ERROR(CheckMember(r.member, leaving ? "leave" : "heartbeat", leaving));
+  for (auto& c : chunks_) c->Heartbeat(r.member.worker, leaving);
+  return ps::VersionReply{.version = version()}.Encode();
 }
 
 Result<wire::Message> ParameterServer::HandleStats() {
-  wire::Message r;
-  r.fields.SetInt("version", version());
-  r.fields.SetInt("initialized", initialized_);
   const auto [live, dropped] = chunks_[0]->LiveAndDropped();
-  r.fields.SetInt("live_workers", live);
-  r.fields.SetInt("dropped_workers", dropped);
-  r.fields.SetInt("chunks", static_cast<int64_t>(chunks_.size()));
-  r.fields.SetString("mode", options_.mode);
-  return r;
+  return ps::StatsReply{.version = version(),
+                        .initialized = initialized_,
+                        .live_workers = live,
+                        .dropped_workers = dropped,
+                        .chunks = static_cast<int64_t>(chunks_.size()),
+                        .mode = options_.mode}
+      .Encode();
 }
 
 Status ParameterServer::RestoreFromCheckpoint() {
@@ -844,7 +817,7 @@ Status ParameterServer::RestoreFromCheckpoint() {
     files[c] = std::move(file);
   }
   if (spec.empty()) return Status::Ok();
-  std::lock_guard lock(init_mu_);
+  MutexLock lock(init_mu_);
   DNND_RETURN_IF_ERROR(InitLocked(spec, std::stoull(seed)));
   for (size_t c = 0; c < chunks_.size(); ++c) {
     if (!files[c]) {

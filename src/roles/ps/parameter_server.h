@@ -46,13 +46,14 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/periodic.h"
 #include "core/status.h"
+#include "core/thread_annotations.h"
+#include "roles/ps/messages.h"
 #include "roles/ps/protocol.h"
 #include "tensor/safetensors.h"
 #include "tensor/model_spec.h"
@@ -102,16 +103,16 @@ class ParameterServer {
   Result<wire::Message> HandleInit(const wire::Message& request);
   void HandlePush(wire::Message request, rpc::Responder responder);
   Result<wire::Message> HandlePull(const wire::Message& request);
-  Result<wire::Message> HandleHeartbeat(const wire::Message& request, bool leaving);
+  Result<wire::Message> HandleHeartbeat(const wire::Message& request);
   Result<wire::Message> HandleStats();
-  // The rank of `request`'s "worker" if its "session" is the one this
-  // server issued to it (and marks it seen); else PermissionDenied, counted.
-  Result<int64_t> Member(const wire::Message& request, const char* what);
-  // The chunk a request names (field "chunk", 0 if absent).
-  Result<Chunk*> ChunkFor(const wire::Message& request);
+  // Ok if `member`'s session is the one this server issued to its rank (and
+  // marks it seen); else PermissionDenied, counted.
+  Status CheckMember(const ps::Member& member, const char* what, bool leaving = false);
+  // The chunk a request names.
+  Result<Chunk*> ChunkFor(int64_t chunk);
 
   // Builds the model once and hands every chunk its pieces.
-  Status InitLocked(const std::string& spec_text, uint64_t seed);
+  Status InitLocked(const std::string& spec_text, uint64_t seed) REQUIRES(init_mu_);
   std::string CheckpointPath(int chunk) const;
   // The chunk's previous checkpoint (the fallback of a file that does not load).
   static std::string PreviousPath(const std::string& checkpoint_path);
@@ -125,10 +126,15 @@ class ParameterServer {
   std::vector<std::unique_ptr<Chunk>> chunks_;
   std::unique_ptr<Members> members_;
 
-  std::mutex init_mu_;  // guards initialisation and the spec below
-  std::atomic<bool> initialized_{false};
-  std::string spec_text_;
-  uint64_t seed_ = 0;
+  // Locks, in the order they may be taken (docs: core/thread_annotations.h):
+  //   init_mu_ -> Chunk::mu_ (one chunk at a time) -> the connection's write
+  //   lock (a chunk answers pushes while holding its lock).
+  //   Members::mu_ is a leaf: nothing else is taken while it is held.
+  // Each Chunk's members are GUARDED_BY its mu_ (parameter_server.cc).
+  Mutex init_mu_;  // guards initialisation and the spec below
+  std::atomic<bool> initialized_{false};  // set under init_mu_, read without it
+  std::string spec_text_ GUARDED_BY(init_mu_);
+  uint64_t seed_ GUARDED_BY(init_mu_) = 0;
 
   std::atomic<bool> stopping_{false};
   PeriodicTask monitor_;

@@ -8,26 +8,18 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <utility>
 #include <stdexcept>
+#include <utility>
 
 #include "core/config.h"
 #include "core/log.h"
+#include "roles/layers/messages.h"
 #include "roles/layers/protocol.h"
 #include "tensor/ops.h"
 #include "tensor/safetensors.h"
 
 namespace dnnd {
 namespace {
-
-constexpr std::string_view kOptimizerPrefix = "optimizer/";
-
-// A float as text that parses back to the same float.
-std::string FloatText(float f) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", f);
-  return buf;
-}
 
 // Rows [begin, end) of a contiguous tensor, sharing its memory.
 Tensor Rows(const Tensor& t, int64_t begin, int64_t end) {
@@ -96,107 +88,113 @@ class RemoteStage {
   }
 
   Status Open(const std::string& spec_text, uint64_t seed) {
-    wire::Message m = Request(layers::kOpen);
-    m.fields.SetString("spec", spec_text);
-    m.fields.SetInt("seed", static_cast<int64_t>(seed));
-    m.fields.SetInt("first", static_cast<int64_t>(placement_.first));
-    m.fields.SetInt("last", static_cast<int64_t>(placement_.last));
-    return Call(std::move(m)).status();
+    return Call(layers::OpenRequest{.session = session_,
+                                    .spec = spec_text,
+                                    .seed = seed,
+                                    .first = static_cast<int64_t>(placement_.first),
+                                    .last = static_cast<int64_t>(placement_.last)}
+                    .Encode())
+        .status();
   }
 
   // The optimizer step owed since the last forward (see LayerExchange::Step).
   void OweStep(float lr) { owed_lr_ = lr; }
   std::optional<float> TakeOwedStep() { return std::exchange(owed_lr_, std::nullopt); }
 
-  // "host:port\tsession[\tlr]": how another server names this stage in a
-  // chain, with the step it must take first.
-  std::string Hop(std::optional<float> step_lr) const {
-    std::string hop = placement_.server + "\t" + session_;
-    if (step_lr) hop += "\t" + FloatText(*step_lr);
-    return hop;
+  // How another server names this stage in a chain, with the step it must
+  // take first.
+  layers::Hop Hop(std::optional<float> step_lr) const {
+    return {.address = placement_.server, .session = session_, .step_lr = step_lr};
   }
 
   // `chain` (may be empty): further stages the server passes the result to.
   // `input_grad`: whether backward will want this stage's input gradient.
-  void ForwardAsync(int64_t mb, const Tensor& x, bool train, bool input_grad, std::optional<float> step_lr,
-                    const std::string& chain, Done done) {
-    wire::Message m = Request(layers::kForward);
-    m.fields.SetInt("mb", mb);
-    m.fields.SetInt("input_grad", input_grad ? 1 : 0);
-    if (step_lr) m.fields.SetFloat("step_lr", *step_lr);
-    m.fields.SetInt("train", train ? 1 : 0);
-    if (!chain.empty()) m.fields.SetString("chain", chain);
-    m.tensors.push_back(wire::WireTensor::FromTensor("x", x));
-    Send(std::move(m), "y", std::move(done));
+  void ForwardAsync(int64_t mb, const Tensor& x, bool train, bool input_grad,
+                    std::optional<float> step_lr, const std::vector<layers::Hop>& chain,
+                    Done done) {
+    Send(layers::PassRequest{.type = layers::kForward,
+                             .session = session_,
+                             .mb = mb,
+                             .train = train,
+                             .input_grad = input_grad,
+                             .step_lr = step_lr,
+                             .chain = chain,
+                             .tensor = wire::WireTensor::FromTensor("x", x)},
+         std::move(done));
   }
 
-  void BackwardAsync(int64_t mb, const Tensor& grad, bool input_grad, const std::string& chain, Done done) {
-    wire::Message m = Request(layers::kBackward);
-    m.fields.SetInt("mb", mb);
-    m.fields.SetInt("input_grad", input_grad ? 1 : 0);
-    if (!chain.empty()) m.fields.SetString("chain", chain);
-    m.tensors.push_back(wire::WireTensor::FromTensor("g", grad));
-    Send(std::move(m), input_grad ? "dx" : "", std::move(done));
+  void BackwardAsync(int64_t mb, const Tensor& grad, bool input_grad,
+                     const std::vector<layers::Hop>& chain, Done done) {
+    Send(layers::PassRequest{.type = layers::kBackward,
+                             .session = session_,
+                             .mb = mb,
+                             .input_grad = input_grad,
+                             .chain = chain,
+                             .tensor = wire::WireTensor::FromTensor("g", grad)},
+         std::move(done));
   }
 
   // Sends the step now without waiting for the answer; a failure lands in
   // `error` (the first one is kept).
   void StepNowAsync(float lr, std::shared_ptr<std::pair<std::mutex, Status>> error) {
-    wire::Message m = Request(layers::kStep);
-    m.fields.SetFloat("lr", lr);
-    client_->CallAsync(std::move(m), rpc::Clock::now() + timeout_, [error, what = Describe()](Result<wire::Message> r) {
-      std::lock_guard lock(error->first);
-      if (!r.ok() && error->second.ok()) error->second = r.status().WithContext(what);
-    });
+    client_->CallAsync(layers::StepRequest{.session = session_, .lr = lr}.Encode(),
+                       rpc::Clock::now() + timeout_,
+                       [error, what = Describe()](Result<wire::Message> r) {
+                         std::lock_guard lock(error->first);
+                         if (!r.ok() && error->second.ok())
+                           error->second = r.status().WithContext(what);
+                       });
   }
 
   // Takes the owed step now (before reading the weights).
   Status SettleStep() {
     const auto lr = TakeOwedStep();
     if (!lr) return Status::Ok();
-    wire::Message m = Request(layers::kStep);
-    m.fields.SetFloat("lr", *lr);
-    return Call(std::move(m)).status();
+    return Call(layers::StepRequest{.session = session_, .lr = *lr}.Encode()).status();
   }
 
   // The session's parameters (by model name) and optimizer state.
-  Result<wire::Message> State() { return Call(Request(layers::kState)); }
+  Result<layers::StateTensors> State() {
+    DNND_ASSIGN_OR_RETURN(
+        wire::Message r,
+        Call(layers::SessionRequest{.type = layers::kState, .session = session_}.Encode()));
+    auto state = layers::StateTensors::Decode(r);
+    if (!state.ok()) return state.status().WithContext(Describe());
+    return state;
+  }
 
   Status Load(const nn::NamedTensors& params, const nn::NamedTensors& optimizer_state) {
-    wire::Message m = Request(layers::kLoad);
-    for (const auto& [name, t] : params) m.tensors.push_back(wire::WireTensor::FromTensor(name, t.detach()));
+    layers::StateTensors load{.session = session_};
+    for (const auto& [name, t] : params)
+      load.parameters.push_back(wire::WireTensor::FromTensor(name, t.detach()));
     for (const auto& [name, t] : optimizer_state)
-      m.tensors.push_back(wire::WireTensor::FromTensor(std::string(kOptimizerPrefix) + name, t));
-    return Call(std::move(m)).status();
+      load.optimizer.push_back(wire::WireTensor::FromTensor(name, t));
+    return Call(load.Encode(layers::kLoad)).status();
   }
 
-  void Drop() { (void)client_->Call(Request(layers::kDrop), std::chrono::milliseconds(2000)); }
+  void Drop() {
+    (void)client_->Call(layers::SessionRequest{.type = layers::kDrop, .session = session_}.Encode(),
+                        std::chrono::milliseconds(2000));
+  }
 
  private:
-  wire::Message Request(uint16_t type) const {
-    wire::Message m;
-    m.type = type;
-    m.fields.SetString("session", session_);
-    return m;
-  }
-
   Result<wire::Message> Call(wire::Message m) {
     auto r = client_->Call(std::move(m), timeout_);
     if (!r.ok()) return r.status().WithContext(Describe());
     return r;
   }
 
-  // Answers `done` with the response's tensor `want` (or an empty tensor).
-  void Send(wire::Message m, std::string want, Done done) {
-    client_->CallAsync(std::move(m), rpc::Clock::now() + timeout_,
-                       [this, want = std::move(want), done = std::move(done)](Result<wire::Message> r) {
+  // Answers `done` with the reply's tensor (an empty one for a backward
+  // without input_grad).
+  void Send(const layers::PassRequest& pass, Done done) {
+    client_->CallAsync(pass.Encode(), rpc::Clock::now() + timeout_,
+                       [this, type = pass.type, input_grad = pass.input_grad,
+                        done = std::move(done)](Result<wire::Message> r) {
                          if (!r.ok()) return done(r.status().WithContext(Describe()));
-                         if (want.empty()) return done(Tensor());
-                         const auto& ts = r.value().tensors;
-                         if (ts.size() != 1 || ts[0].name != want)
-                           return done(Status(StatusCode::kCorruption,
-                                              Describe() + " answered without the tensor '" + want + "'"));
-                         done(ts[0].ToTensor());
+                         auto reply = layers::PassReply::Decode(r.value(), type, input_grad);
+                         if (!reply.ok()) return done(reply.status().WithContext(Describe()));
+                         if (!reply.value().tensor) return done(Tensor());
+                         done(reply.value().tensor->ToTensor());
                        });
   }
 
@@ -215,7 +213,7 @@ class RemotePipeline : public nn::Module {
   RemotePipeline(std::vector<std::shared_ptr<RemoteStage>> stages, int64_t micro_batches)
       : stages_(std::move(stages)), micro_batches_(std::max<int64_t>(1, micro_batches)) {
     for (size_t i = stages_.size() - 1; i-- > 0;)
-      backward_chain_ += (backward_chain_.empty() ? "" : "\n") + stages_[i]->Hop(std::nullopt);
+      backward_chain_.push_back(stages_[i]->Hop(std::nullopt));
   }
 
   Tensor Forward(const Tensor& x) override {
@@ -231,12 +229,12 @@ class RemotePipeline : public nn::Module {
     // chain server to server; all are in flight at once. The first
     // micro-batch carries every stage's owed optimizer step: it reaches each
     // stage before anything else of this batch does.
-    std::string chain;
+    std::vector<layers::Hop> chain;
     for (size_t i = 1; i < stages_.size(); ++i)
-      chain += (i > 1 ? "\n" : "") + stages_[i]->Hop(stages_[i]->TakeOwedStep());
+      chain.push_back(stages_[i]->Hop(stages_[i]->TakeOwedStep()));
     // Later micro-batches name the stages without a step.
-    std::string later;
-    for (size_t i = 1; i < stages_.size(); ++i) later += (i > 1 ? "\n" : "") + stages_[i]->Hop(std::nullopt);
+    std::vector<layers::Hop> later;
+    for (size_t i = 1; i < stages_.size(); ++i) later.push_back(stages_[i]->Hop(std::nullopt));
     const std::optional<float> first_step = stages_.front()->TakeOwedStep();
     std::vector<Tensor> outs(m);
     Countdown flow(static_cast<int>(m));
@@ -289,7 +287,7 @@ class RemotePipeline : public nn::Module {
 
   const std::vector<std::shared_ptr<RemoteStage>> stages_;
   const int64_t micro_batches_;
-  std::string backward_chain_;  // the stages before the last, last first
+  std::vector<layers::Hop> backward_chain_;  // the stages before the last, last first
   int64_t next_mb_ = 0;
 };
 
@@ -415,14 +413,14 @@ Status LayerExchange::BeforeCheckpoint(nn::Sequential& model, CheckpointFiles& f
   nn::NamedTensors params = model.NamedParameters();
   for (auto& stage : stages_) {
     DNND_RETURN_IF_ERROR(stage->SettleStep());
-    DNND_ASSIGN_OR_RETURN(wire::Message state, stage->State());
+    DNND_ASSIGN_OR_RETURN(layers::StateTensors state, stage->State());
     nn::NamedTensors optimizer_state;
-    for (const auto& wt : state.tensors) {
+    for (const auto& wt : state.optimizer) {
       DNND_ASSIGN_OR_RETURN(Tensor t, wt.ToTensor());
-      if (wt.name.rfind(kOptimizerPrefix, 0) == 0) {
-        optimizer_state.emplace_back(wt.name.substr(kOptimizerPrefix.size()), t);
-        continue;
-      }
+      optimizer_state.emplace_back(wt.name, t);
+    }
+    for (const auto& wt : state.parameters) {
+      DNND_ASSIGN_OR_RETURN(Tensor t, wt.ToTensor());
       auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == wt.name; });
       if (it == params.end() || it->second.shape() != t.shape())
         return Corruption(stage->Describe() + " returned '" + wt.name + "' " + ShapeToString(t.shape()) +

@@ -33,13 +33,9 @@ PsExchange::PsExchange(std::vector<std::string> servers, int64_t worker, rpc::Rp
   sessions_.resize(addresses_.size());
 }
 
-wire::Message PsExchange::Request(uint16_t type, size_t s) const {
-  wire::Message m;
-  m.type = type;
-  m.fields.SetInt("worker", worker_);
-  std::lock_guard lock(sessions_mu_);
-  m.fields.SetBytes("session", sessions_[s]);
-  return m;
+ps::Member PsExchange::MemberAt(size_t s) const {
+  MutexLock lock(sessions_mu_);
+  return {.worker = worker_, .session = sessions_[s]};
 }
 
 PsExchange::~PsExchange() { End(); }
@@ -62,19 +58,22 @@ Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn
   const auto start = rpc::Clock::now();
   const auto deadline = start + timeout_;
   for (int l = 0; l < n; ++l) {
-    wire::Message m = make(l);
-    m.fields.SetInt("chunk", l % chunks_);
-    clients_[l / chunks_]->CallAsync(std::move(m), deadline, [&, l](Result<wire::Message> r) {
+    clients_[l / chunks_]->CallAsync(make(l), deadline, [&, l](Result<wire::Message> r) {
       // Each chunk's weights are copied in as they arrive, on the client's
       // I/O thread, while later chunks are still on the way.
+      Status status = r.status();
       if (r.ok()) {
-        const wire::Fields& f = r.value().fields;
-        waited[l] = f.GetFloat("waited_s").ok() ? f.GetFloat("waited_s").value() : 0.0;
-        server[l] = f.GetFloat("server_s").ok() ? f.GetFloat("server_s").value() : 0.0;
-        LoadWeights(l, r.value());
+        auto reply = ps::WeightsReply::Decode(r.value());
+        if (reply.ok()) {
+          waited[l] = reply.value().waited_s;
+          server[l] = reply.value().server_s;
+          status = LoadWeights(l, reply.value());
+        } else {
+          status = reply.status();
+        }
       }
       std::lock_guard lock(mu);
-      results[l] = r.status();
+      results[l] = std::move(status);
       if (++done == n) cv.notify_all();
     });
   }
@@ -99,29 +98,31 @@ Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn
   return Status::Ok();
 }
 
-void PsExchange::LoadWeights(int shard, const wire::Message& response) {
-  versions_[shard] = response.fields.IntOr("version", versions_[shard]);
+Status PsExchange::LoadWeights(int shard, const ps::WeightsReply& reply) {
+  versions_[shard] = reply.version;
+  if (reply.tensors.empty()) return Status::Ok();  // "you are current"
   const auto& pieces = partition_.pieces[shard];
-  if (response.tensors.size() != pieces.size()) return;  // e.g. "you are current"
+  // Checked before a byte is copied: a reply for other pieces, or of another
+  // dtype or length, must not write past (or beside) the parameters.
+  DNND_ASSIGN_OR_RETURN(std::vector<Tensor> weights,
+                        ps::PieceTensors(reply.tensors, pieces,
+                                         "weights for chunk " + std::to_string(shard % chunks_)));
   for (size_t i = 0; i < pieces.size(); ++i) {
     const Tensor* p = FindParam(params_, pieces[i].param);
-    std::memcpy(const_cast<float*>(p->data()) + pieces[i].offset, response.tensors[i].data(),
+    std::memcpy(const_cast<float*>(p->data()) + pieces[i].offset, weights[i].data(),
                 static_cast<size_t>(pieces[i].length) * sizeof(float));
   }
+  return Status::Ok();
 }
 
-Result<wire::Message> PsExchange::InitServer(size_t s) {
-  wire::Message init;
-  init.type = ps::kInit;
-  init.fields.SetString("spec", spec_text_);
-  init.fields.SetInt("seed", static_cast<int64_t>(seed_));
-  init.fields.SetInt("servers", static_cast<int64_t>(clients_.size()));
-  init.fields.SetInt("index", static_cast<int64_t>(s));
-  init.fields.SetInt("worker", worker_);
-  {
-    std::lock_guard lock(sessions_mu_);
-    init.fields.SetBytes("session", sessions_[s]);  // ours again if the server still knows it
-  }
+Result<ps::InitReply> PsExchange::InitServer(size_t s) {
+  const wire::Message init = ps::InitRequest{.spec = spec_text_,
+                                             .seed = seed_,
+                                             .servers = static_cast<int64_t>(clients_.size()),
+                                             .index = static_cast<int64_t>(s),
+                                             // ours again if the server still knows it
+                                             .member = MemberAt(s)}
+                                 .Encode();
   // Servers may still be starting: the client retries within its deadline;
   // so does this loop while our rank's previous holder (this worker before a
   // restart) has not yet timed out.
@@ -133,28 +134,33 @@ Result<wire::Message> PsExchange::InitServer(size_t s) {
       continue;
     }
     if (!r.ok()) return r.status().WithContext("initialising parameter server " + addresses_[s]);
-    auto session = r.value().fields.GetBytes("session");
-    if (!session.ok() || session.value().empty())
-      return Corruption("parameter server " + addresses_[s] + " answered init without a session");
-    std::lock_guard lock(sessions_mu_);
-    sessions_[s] = std::move(session).value();
-    return r;
+    auto reply = ps::InitReply::Decode(r.value());
+    if (!reply.ok()) return reply.status().WithContext("parameter server " + addresses_[s]);
+    MutexLock lock(sessions_mu_);
+    sessions_[s] = reply.value().session;
+    return reply;
   }
 }
 
 Status PsExchange::PullAll(nn::Sequential& model) {
-  return ExchangeAll([&](int l) { return Request(ps::kPull, static_cast<size_t>(l / chunks_)); }, model);
+  return ExchangeAll(
+      [&](int l) {
+        return ps::PullRequest{.member = MemberAt(static_cast<size_t>(l / chunks_)),
+                               .chunk = l % chunks_}
+            .Encode();
+      },
+      model);
 }
 
 Status PsExchange::InitAll(int64_t* start) {
   for (size_t s = 0; s < clients_.size(); ++s) {
-    DNND_ASSIGN_OR_RETURN(wire::Message r, InitServer(s));
-    const std::string mode = r.fields.StringOr("mode", "sync");
-    const int64_t chunks = std::max<int64_t>(1, r.fields.IntOr("chunks", 1));
+    DNND_ASSIGN_OR_RETURN(ps::InitReply r, InitServer(s));
+    const std::string& mode = r.mode;
+    const int64_t chunks = r.chunks;
     if (s == 0) {
       mode_ = mode;
-      kavg_steps_ = std::max<int64_t>(1, r.fields.IntOr("kavg_steps", 1));
-      if (start) *start = r.fields.IntOr("worker_step", 0);
+      kavg_steps_ = r.kavg_steps;
+      if (start) *start = r.worker_step;
       if (partition_.servers != 0 && chunks != chunks_)
         return InvalidArgument("parameter server " + addresses_[s] + " now has " + std::to_string(chunks) +
                                   " chunks, it had " + std::to_string(chunks_) + " (ps.chunks changed mid-job)");
@@ -201,18 +207,20 @@ Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t 
     if ((step + 1) % kavg_steps_ != 0) return Status::Ok();
   }
   auto make = [&](int s) {
-    wire::Message push = Request(ps::kPush, static_cast<size_t>(s / chunks_));
-    push.fields.SetInt("version", versions_[s]);
-    push.fields.SetInt("step", step + 1);
-    push.fields.SetFloat("lr", lr);
+    ps::PushRequest push{.member = MemberAt(static_cast<size_t>(s / chunks_)),
+                         .chunk = s % chunks_,
+                         .version = versions_[s],
+                         .step = step + 1,
+                         .lr = lr};
     for (const ps::ShardPiece& piece : partition_.pieces[s]) {
       const Tensor* p = FindParam(params_, piece.param);
       Tensor source = kavg ? p->detach() : p->grad();
-      if (!source.defined()) source = Tensor::Zeros(p->shape());  // a parameter the loss did not reach
+      if (!source.defined())
+        source = Tensor::Zeros(p->shape());  // a parameter the loss did not reach
       push.tensors.push_back(wire::WireTensor::FromTensor(piece.key(), FlatSlice(source, piece.offset, piece.length),
                                                           kavg ? wire::Codec::kNone : gradient_codec_));
     }
-    return push;
+    return push.Encode();
   };
   Status s = ExchangeAll(make, model);
   if (!s.ok() && (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded ||
@@ -230,15 +238,17 @@ Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t 
 
 void PsExchange::Heartbeat() {
   for (size_t s = 0; s < clients_.size(); ++s)
-    clients_[s]->CallAsync(Request(ps::kHeartbeat, s), rpc::Clock::now() + heartbeat_every_,
-                           [](Result<wire::Message>) {});
+    clients_[s]->CallAsync(
+        ps::MemberRequest{.type = ps::kHeartbeat, .member = MemberAt(s)}.Encode(),
+        rpc::Clock::now() + heartbeat_every_, [](Result<wire::Message>) {});
 }
 
 void PsExchange::End() {
   if (ended_.exchange(true)) return;
   heartbeat_.Stop();
   for (size_t s = 0; s < clients_.size(); ++s)
-    (void)clients_[s]->Call(Request(ps::kLeave, s), std::chrono::milliseconds(2000));
+    (void)clients_[s]->Call(ps::MemberRequest{.type = ps::kLeave, .member = MemberAt(s)}.Encode(),
+                            std::chrono::milliseconds(2000));
 }
 
 }  // namespace dnnd

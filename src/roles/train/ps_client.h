@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "core/periodic.h"
+#include "core/thread_annotations.h"
+#include "roles/ps/messages.h"
 #include "roles/ps/protocol.h"
 #include "roles/train/trainer.h"
 #include "transport/rpc_client.h"
@@ -47,26 +49,28 @@ class PsExchange : public StepExchange {
   // once, and waits for every answer; weights they carry go into the model
   // as each arrives.
   Status ExchangeAll(const std::function<wire::Message(int shard)>& make, nn::Sequential& model);
-  void LoadWeights(int shard, const wire::Message& response);
+  // Copies a push or pull reply's weights into the model after checking them
+  // against the pieces of `shard` (names, dtype, shapes).
+  Status LoadWeights(int shard, const ps::WeightsReply& reply);
   // Sends init (idempotent) to server `s`; its answer carries mode, chunks
   // and the step to resume from.
-  Result<wire::Message> InitServer(size_t s);
+  Result<ps::InitReply> InitServer(size_t s);
   // Inits every server; checks they agree on mode and chunk count.
   Status InitAll(int64_t* start);
   Status PullAll(nn::Sequential& model);
   // After a server restarted or dropped us: init again and pull.
   Status Resync(nn::Sequential& model);
   void Heartbeat();  // to every server, every heartbeat_every
-  // A request of `type` to server `s` naming this worker and its session there.
-  wire::Message Request(uint16_t type, size_t s) const;
+  // This worker and its session on server `s`, as requests name them.
+  ps::Member MemberAt(size_t s) const EXCLUDES(sessions_mu_);
 
   const std::vector<std::string> addresses_;
   const int64_t worker_;
   const std::chrono::milliseconds heartbeat_every_;
   const wire::Codec gradient_codec_;
   std::vector<std::unique_ptr<rpc::RpcClient>> clients_;
-  mutable std::mutex sessions_mu_;     // the heartbeat thread reads them
-  std::vector<std::string> sessions_;  // per server, from its init ("" before)
+  mutable Mutex sessions_mu_;  // a leaf; the heartbeat thread reads the sessions
+  std::vector<std::string> sessions_ GUARDED_BY(sessions_mu_);  // per server, from its init
   ps::Partition partition_;  // servers x chunks logical shards
   nn::NamedTensors params_;  // the model's, in model order
   std::string spec_text_;

@@ -10,9 +10,11 @@
 #include <regex>
 #include <thread>
 
-#include "tests/roles/dnnd_process.h"
 #include "roles/ps/protocol.h"
+#include "tests/roles/dnnd_process.h"
 #include "core/files.h"
+#include "tests/roles/dnnd_process.h"
+#include "roles/ps/messages.h"
 #include "tensor/model_spec.h"
 #include "tensor/safetensors.h"
 #include "transport/hello.h"
@@ -310,12 +312,9 @@ std::unique_ptr<rpc::RpcClient> PsClient(int port) {
   return rpc::RpcClient::Create("127.0.0.1:" + std::to_string(port), options);
 }
 
+// A heartbeat or leave from `worker` presenting `session`.
 wire::Message PsRequest(uint16_t type, int64_t worker, const std::string& session = "") {
-  wire::Message m;
-  m.type = type;
-  m.fields.SetInt("worker", worker);
-  if (!session.empty()) m.fields.SetBytes("session", session);
-  return m;
+  return ps::MemberRequest{.type = type, .member = {.worker = worker, .session = session}}.Encode();
 }
 
 // The MLP spec as workers send it (configs/worker-ps.toml: seed 42).
@@ -326,12 +325,12 @@ std::string MlpSpecText() {
 
 wire::Message Init(int64_t worker, const std::string& session = "") {
   static const std::string spec = MlpSpecText();
-  wire::Message m = PsRequest(ps::kInit, worker, session);
-  m.fields.SetString("spec", spec);
-  m.fields.SetInt("seed", 42);
-  m.fields.SetInt("servers", 1);
-  m.fields.SetInt("index", 0);
-  return m;
+  return ps::InitRequest{.spec = spec,
+                         .seed = 42,
+                         .servers = 1,
+                         .index = 0,
+                         .member = {.worker = worker, .session = session}}
+      .Encode();
 }
 
 // The value of `series` (name{labels}) in a Prometheus text page, or -1.
@@ -385,10 +384,10 @@ JobRun RunSyncJob(bool attack, double attack_cap_s) {
         EXPECT_EQ(invented.status().code(), StatusCode::kPermissionDenied) << invented.status().ToString();
         auto member = client->Call(PsRequest(ps::kHeartbeat, 1, forged), 2s);
         EXPECT_EQ(member.status().code(), StatusCode::kPermissionDenied) << member.status().ToString();
-        wire::Message push = PsRequest(ps::kPush, 9);
-        push.fields.SetInt("version", 0);
-        push.fields.SetInt("step", 1);
-        push.fields.SetFloat("lr", 0.1);
+        wire::Message push =
+            ps::PushRequest{
+                .member = {.worker = 9, .session = ""}, .version = 0, .step = 1, .lr = 0.1}
+                .Encode();
         auto pushed = client->Call(std::move(push), 2s);
         EXPECT_EQ(pushed.status().code(), StatusCode::kPermissionDenied) << pushed.status().ToString();
         EXPECT_NE(pushed.status().message().find("session"), std::string::npos) << pushed.status().ToString();
@@ -531,19 +530,19 @@ TEST(PsMembership, TwentyThousandJoinsBeyondTheWorkerCountAreRefusedCheaply) {
   EXPECT_LT(seconds, 30.0) << "each refusal is a map lookup";
   EXPECT_LT(worst_healthz, 100.0);
   EXPECT_LT(rss_after - rss_before, 16 * 1024) << "kB";
-  wire::Message stats;
-  stats.type = ps::kStats;
-  auto s = client->Call(std::move(stats), 5s);
+  auto s = client->Call(ps::StatsRequest(), 5s);
   ASSERT_TRUE(s.ok()) << s.status().ToString();
-  EXPECT_EQ(s.value().fields.IntOr("initialized", -1), 0) << "no refused join built the model";
-  EXPECT_EQ(s.value().fields.IntOr("live_workers", -1), 0);
+  auto stats = ps::StatsReply::Decode(s.value());
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_FALSE(stats->initialized) << "no refused join built the model";
+  EXPECT_EQ(stats->live_workers, 0);
   const std::string metrics = testing::HttpGet(http, "/metrics");
   EXPECT_EQ(MetricValue(metrics, "dnnd_ps_refused_total{reason=\"beyond_workers\"}"), kAttempts);
   EXPECT_EQ(MetricValue(metrics, "dnnd_ps_refused_total{reason=\"unknown_worker\"}"), kAttempts);
   // A rank of the job joins and gets its session.
   auto joined = client->Call(Init(1), 10s);
   ASSERT_TRUE(joined.ok()) << joined.status().ToString();
-  EXPECT_EQ(joined.value().fields.GetBytes("session").value().size(), 32u);
+  EXPECT_EQ(ps::InitReply::Decode(joined.value()).value().session.size(), 32u);
   c.StopServers();
 }
 
@@ -562,27 +561,28 @@ TEST(PsMembership, NonFinitePushIsRefusedCountedAndTrainingGoesOn) {
   auto client = PsClient(c.port());
   auto joined = client->Call(Init(1), 10s);
   ASSERT_TRUE(joined.ok()) << joined.status().ToString();
-  const std::string session = joined.value().fields.GetBytes("session").ok()
-                                  ? joined.value().fields.GetBytes("session").value() : "";
+  auto reply = ps::InitReply::Decode(joined.value());
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  const std::string session = reply->session;
   EXPECT_EQ(session.size(), 32u) << "the join's session";
-  const int chunks = static_cast<int>(joined.value().fields.IntOr("chunks", 1));
+  const int chunks = static_cast<int>(reply->chunks);
   auto model = BuildModel(ParseModelSpecText(MlpSpecText(), "mlp").value(), 42).value();
   std::vector<std::pair<std::string, Shape>> shapes;
   for (const auto& [name, t] : model->NamedParameters()) shapes.emplace_back(name, t.shape());
   const ps::Partition partition = ps::PartitionParameters(shapes, chunks);
   const float poison[] = {std::nanf(""), INFINITY};
   for (int chunk = 0; chunk < chunks; ++chunk) {
-    wire::Message push = PsRequest(ps::kPush, 1, session);
-    push.fields.SetInt("chunk", chunk);
-    push.fields.SetInt("version", joined.value().fields.IntOr("version", 0));
-    push.fields.SetInt("step", 1);
-    push.fields.SetFloat("lr", 0.001);
+    ps::PushRequest push{.member = {.worker = 1, .session = session},
+                         .chunk = chunk,
+                         .version = reply->version,
+                         .step = 1,
+                         .lr = 0.001};
     for (const ps::ShardPiece& piece : partition.pieces[chunk]) {
       Tensor g = Tensor::Zeros({piece.length});
       g.data()[piece.length / 2] = poison[chunk % 2];
       push.tensors.push_back(wire::WireTensor::FromTensor(piece.key(), g));
     }
-    auto r = client->Call(std::move(push), 10s);
+    auto r = client->Call(push.Encode(), 10s);
     EXPECT_FALSE(r.ok()) << "chunk " << chunk;
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
     EXPECT_NE(r.status().message().find("non-finite value (" + std::string(chunk % 2 ? "inf" : "nan")),
