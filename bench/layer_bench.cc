@@ -10,8 +10,8 @@
 //   build/bench/layer_bench --benchmark_min_time=2
 #include <benchmark/benchmark.h>
 
-#include "roles/layers/protocol.h"
 #include "roles/layers/layer_server.h"
+#include "roles/layers/protocol.h"
 #include "tensor/model_spec.h"
 #include "tensor/nn.h"
 #include "tensor/parallel.h"
@@ -96,8 +96,10 @@ void LayerForwardBackward(benchmark::State& state) {
   const Tensor x = Tensor::Normal({state.range(0), 3}, 0, 1, rng);
   const Tensor g = Tensor::Normal({state.range(0), 50}, 0, 1, rng);
   for (auto _ : state) {
-    if (!lb.client->Call(Request(layers::kForward, 1, "x", x)).ok()) state.SkipWithError("forward failed");
-    if (!lb.client->Call(Request(layers::kBackward, 1, "g", g)).ok()) state.SkipWithError("backward failed");
+    if (!lb.client->Call(Request(layers::kForward, 1, "x", x)).ok())
+      state.SkipWithError("forward failed");
+    if (!lb.client->Call(Request(layers::kBackward, 1, "g", g)).ok())
+      state.SkipWithError("backward failed");
   }
 }
 

@@ -53,8 +53,8 @@ void TrainModel(benchmark::State& state, const std::string& name, bool sgd = fal
     opt->ZeroGrad();
     benchmark::DoNotOptimize(loss.item());
   }
-  state.counters["samples_per_s"] =
-      benchmark::Counter(static_cast<double>(state.iterations() * kBatch), benchmark::Counter::kIsRate);
+  state.counters["samples_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * kBatch), benchmark::Counter::kIsRate);
   if (name == "mlp" && !sgd) {
     // forward 2*B*(784*512 + 512*256 + 256*10); backward twice that, minus the
     // input gradient of the first layer, which is never computed.
@@ -101,8 +101,8 @@ void MlpGemmRoofline(benchmark::State& state) {
   double flops = kBatch * (6 * macs - 2 * 784.0 * 512);
   state.counters["GFLOP_per_s"] = benchmark::Counter(
       flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
-  state.counters["samples_per_s"] =
-      benchmark::Counter(static_cast<double>(state.iterations() * kBatch), benchmark::Counter::kIsRate);
+  state.counters["samples_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * kBatch), benchmark::Counter::kIsRate);
   state.SetLabel("blas=" + BlasCoreName());
 }
 

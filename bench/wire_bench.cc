@@ -118,7 +118,8 @@ void Memcpy(benchmark::State& state) {
   std::memset(kept->data(), 0, bytes);
   for (auto _ : state) {
     void* dst = kept->data();
-    if (!reuse) dst = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (!reuse)
+      dst = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     std::memcpy(dst, src->data(), bytes);
     benchmark::DoNotOptimize(dst);
     benchmark::ClobberMemory();
@@ -180,11 +181,13 @@ struct Loopback {
     so.handler_threads = 1;
     server = std::make_unique<rpc::RpcServer>(so);
     server->Handle(kPush, "push", rpc::RpcServer::Handler([](wire::Message, rpc::Responder r) {
-      r.Send(wire::Message{});
-    }), rpc::RpcServer::Execution::kInline);
+                     r.Send(wire::Message{});
+                   }),
+                   rpc::RpcServer::Execution::kInline);
     server->Handle(kPull, "pull", rpc::RpcServer::Handler([this](wire::Message, rpc::Responder r) {
-      r.Send(MessageOf(params));
-    }), rpc::RpcServer::Execution::kInline);
+                     r.Send(MessageOf(params));
+                   }),
+                   rpc::RpcServer::Execution::kInline);
     if (!server->Start().ok()) std::abort();
     rpc::RpcClientOptions co;
     co.token = "bench";
@@ -321,7 +324,8 @@ void RawPush64MB(benchmark::State& state) {
   });
   for (auto _ : state) {
     char ack;
-    if (!WriteAll(pair.client, IovecsOf(tensors)) || !ReadAll(pair.client, &ack, 1)) state.SkipWithError("io");
+    if (!WriteAll(pair.client, IovecsOf(tensors)) || !ReadAll(pair.client, &ack, 1))
+      state.SkipWithError("io");
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
 }
@@ -337,7 +341,8 @@ void RawPull64MB(benchmark::State& state) {
   static std::vector<uint8_t> buf(bytes);
   for (auto _ : state) {
     char req = 1;
-    if (write(pair.client, &req, 1) != 1 || !ReadAll(pair.client, buf.data(), bytes)) state.SkipWithError("io");
+    if (write(pair.client, &req, 1) != 1 || !ReadAll(pair.client, buf.data(), bytes))
+      state.SkipWithError("io");
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
 }
@@ -350,7 +355,8 @@ void RawPingPong64B(benchmark::State& state) {
   });
   char buf[64] = {};
   for (auto _ : state) {
-    if (write(pair.client, buf, 64) != 64 || !ReadAll(pair.client, buf, 64)) state.SkipWithError("io");
+    if (write(pair.client, buf, 64) != 64 || !ReadAll(pair.client, buf, 64))
+      state.SkipWithError("io");
   }
 }
 
@@ -366,8 +372,11 @@ const TrainedMlp& RealTensors() {
   static TrainedMlp* mlp = [] {
     auto* out = new TrainedMlp;
     const std::string fm = "/usr/share/datasets/fashion-mnist/";
-    data::Dataset set = ValueOrThrow(data::LoadIdxDataset(fm + "train-images-idx3-ubyte.gz", fm + "train-labels-idx1-ubyte.gz"));
-    std::string spec_text = ValueOrThrow(data::ReadMaybeGzipped(std::string(DNND_SOURCE_DIR) + "/configs/models/mlp.toml", data::DecodeLimits{.max_bytes = 1 << 20}));
+    data::Dataset set = ValueOrThrow(
+        data::LoadIdxDataset(fm + "train-images-idx3-ubyte.gz", fm + "train-labels-idx1-ubyte.gz"));
+    std::string spec_text = ValueOrThrow(
+        data::ReadMaybeGzipped(std::string(DNND_SOURCE_DIR) + "/configs/models/mlp.toml",
+                               data::DecodeLimits{.max_bytes = 1 << 20}));
     ModelSpec spec = ValueOrThrow(ParseModelSpecText(spec_text, "mlp.toml"));
     auto model = ValueOrThrow(BuildModel(spec, 1));
     auto opt = ValueOrThrow(optim::MakeOptimizer(spec.optimizer, model->NamedParameters()));
@@ -420,7 +429,8 @@ void Codec(benchmark::State& state) {
   state.counters["ratio"] = static_cast<double>(raw) / static_cast<double>(encoded);
   state.counters["wire_MB"] = static_cast<double>(encoded) / 1e6;
   state.counters["rel_rms_err"] = rel_rms;
-  state.SetLabel(std::string(wire::CodecName(codec)) + (state.range(1) ? " gradients" : " weights"));
+  state.SetLabel(std::string(wire::CodecName(codec)) +
+                 (state.range(1) ? " gradients" : " weights"));
 }
 
 const std::vector<int64_t> kSizes = {4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20};
@@ -436,7 +446,10 @@ void Sizes(benchmark::internal::Benchmark* b) {
   for (int64_t s : kSizes) b->Args({s});
 }
 
-BENCHMARK(EncodeDecode)->Apply(SizesAndReuse)->Apply(SixteenTensors)->ArgNames({"bytes", "reuse", "tensors"});
+BENCHMARK(EncodeDecode)
+    ->Apply(SizesAndReuse)
+    ->Apply(SixteenTensors)
+    ->ArgNames({"bytes", "reuse", "tensors"});
 BENCHMARK(Memcpy)->Apply(SizesAndReuse)->ArgNames({"bytes", "reuse", "tensors"});
 BENCHMARK(ProtobufBytes)->Apply(Sizes)->ArgNames({"bytes"});
 BENCHMARK(ProtobufFloats)->Apply(Sizes)->ArgNames({"bytes"});

@@ -44,6 +44,8 @@ if ((tests)); then
     libprotobuf-dev protobuf-compiler python3-blosc python3-flask python3-requests
     # The fuzz targets CI runs (libFuzzer + ASan/UBSan).
     clang libclang-rt-14-dev
+    # tests/lint/format.sh: formatting against .clang-format.
+    clang-format
     # Container image (deploy/build-image.sh, which stamps the git revision)
     # and its test (podman with runc); manifest validation (deploy/validate/:
     # yamllint here; kubectl, the docker client and node/npm come with the

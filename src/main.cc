@@ -18,11 +18,11 @@
 
 #include "core/config.h"
 #include "core/did_you_mean.h"
-#include "roles/base/control_plane.h"
 #include "core/log.h"
-#include "roles/node/registry.h"
 #include "core/wait_files.h"
+#include "roles/base/control_plane.h"
 #include "roles/ctl/ctl.h"
+#include "roles/node/registry.h"
 #include "roles/train/infer.h"
 #include "tensor/parallel.h"
 #include "transport/http_probe.h"
@@ -84,7 +84,8 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
     };
     std::string set;
     if (take("--role", &a->role) || take("--config", &a->config) || take("--model", &a->model) ||
-        take("--input", &a->input) || take("--output", &a->output) || take("--timeout-ms", &a->timeout_ms))
+        take("--input", &a->input) || take("--output", &a->output) ||
+        take("--timeout-ms", &a->timeout_ms))
       continue;
     if (take("--set", &set)) {
       a->sets.push_back(set);
@@ -187,7 +188,8 @@ int RunRole(const Args& args) {
   // Health, readiness and metrics for probes and Prometheus (http.listen).
   auto router = std::make_shared<dnnd::HttpRouter>();
   r->AddRoutes(*router);
-  auto control_plane = dnnd::StartControlPlane(*cfg, [r] { return r->Readiness(); }, router, r->MaxRequestBytes());
+  auto control_plane = dnnd::StartControlPlane(
+      *cfg, [r] { return r->Readiness(); }, router, r->MaxRequestBytes());
   if (!control_plane.ok()) {
     std::fprintf(stderr, "dnnd: %s\n", control_plane.status().ToString().c_str());
     return 1;
@@ -232,8 +234,9 @@ int Probe(const Args& args) {
 
 // The API token an operator hands to ctl users (transport/secrets.h).
 int ApiToken(const Args& args) {
-  auto cfg = args.config.empty() ? dnnd::Config::FromString("", "defaults", args.sets, dnnd::ProcessEnvironment())
-                                 : dnnd::Config::Load(args.config, args.sets, dnnd::ProcessEnvironment());
+  auto cfg = args.config.empty()
+                 ? dnnd::Config::FromString("", "defaults", args.sets, dnnd::ProcessEnvironment())
+                 : dnnd::Config::Load(args.config, args.sets, dnnd::ProcessEnvironment());
   if (!cfg) {
     std::fprintf(stderr, "dnnd: api-token: %s\n", cfg.status().message().c_str());
     return 2;  // a configuration error
@@ -244,7 +247,9 @@ int ApiToken(const Args& args) {
     return 1;
   }
   if (secrets->api_token.empty()) {
-    std::fprintf(stderr, "dnnd: api-token: no token is configured (set transport.token_file or http.token_file)\n");
+    std::fprintf(
+        stderr,
+        "dnnd: api-token: no token is configured (set transport.token_file or http.token_file)\n");
     return 1;
   }
   std::printf("%s\n", secrets->api_token.c_str());
@@ -253,9 +258,11 @@ int ApiToken(const Args& args) {
 
 int Main(int argc, char** argv) {
   // The controller's client has its own flags; hand it everything after "ctl".
-  if (argc >= 2 && std::string(argv[1]) == "ctl") return dnnd::RunCtl(std::vector<std::string>(argv + 2, argv + argc));
+  if (argc >= 2 && std::string(argv[1]) == "ctl")
+    return dnnd::RunCtl(std::vector<std::string>(argv + 2, argv + argc));
   // So does `wait` (repeatable --file, --json-key, --timeout in seconds).
-  if (argc >= 2 && std::string(argv[1]) == "wait") return dnnd::RunWait(std::vector<std::string>(argv + 2, argv + argc));
+  if (argc >= 2 && std::string(argv[1]) == "wait")
+    return dnnd::RunWait(std::vector<std::string>(argv + 2, argv + argc));
   Args args;
   std::string error;
   if (!ParseArgs(argc, argv, &args, &error)) return Usage(error);
@@ -270,7 +277,8 @@ int Main(int argc, char** argv) {
   }
   if (cmd == "roles") {
     for (const auto& r : dnnd::Roles())
-      std::printf("%-18s %-10s %s\n", r.name.c_str(), r.factory ? "built" : "not built", r.description.c_str());
+      std::printf("%-18s %-10s %s\n", r.name.c_str(), r.factory ? "built" : "not built",
+                  r.description.c_str());
     return 0;
   }
   if (cmd == "infer") {

@@ -39,13 +39,20 @@ namespace {
 
 const char* TypeName(const ConfigKey& k) {
   switch (k.type) {
-    case ConfigType::kBool: return "true or false";
-    case ConfigType::kInt: return "integer";
-    case ConfigType::kFloat: return "number";
-    case ConfigType::kString: return "string";
-    case ConfigType::kEnum: return "one of";
-    case ConfigType::kStringArray: return "array of strings";
-    case ConfigType::kTableArray: return "array of tables with string fields";
+    case ConfigType::kBool:
+      return "true or false";
+    case ConfigType::kInt:
+      return "integer";
+    case ConfigType::kFloat:
+      return "number";
+    case ConfigType::kString:
+      return "string";
+    case ConfigType::kEnum:
+      return "one of";
+    case ConfigType::kStringArray:
+      return "array of strings";
+    case ConfigType::kTableArray:
+      return "array of tables with string fields";
   }
   return "?";
 }
@@ -224,8 +231,10 @@ std::string CheckValue(const ConfigKey& k, const toml::node& n) {
     case ConfigType::kInt: {
       if (!n.is_integer()) return "expected " + Expected(k);
       const auto v = *n.value<int64_t>();
-      if (v < k.min) return std::to_string(v) + " is below the minimum (expected " + Expected(k) + ")";
-      if (v > k.max) return std::to_string(v) + " is above the maximum (expected " + Expected(k) + ")";
+      if (v < k.min)
+        return std::to_string(v) + " is below the minimum (expected " + Expected(k) + ")";
+      if (v > k.max)
+        return std::to_string(v) + " is above the maximum (expected " + Expected(k) + ")";
       return "";
     }
     case ConfigType::kFloat: {
@@ -262,9 +271,12 @@ std::string CheckValue(const ConfigKey& k, const toml::node& n) {
         const std::string at = "entry " + std::to_string(i + 1) + " (" + SourceWhere((*a)[i]) + ")";
         if (!t) return at + ": expected a table with " + Expected(k);
         for (const auto& [key, v] : *t) {
-          if (std::find(k.choices.begin(), k.choices.end(), std::string(key.str())) == k.choices.end())
-            return at + ": unknown field '" + std::string(key.str()) + "' (expected " + Expected(k) + ")";
-          if (!v.is_string()) return at + ": field '" + std::string(key.str()) + "' must be a string";
+          if (std::find(k.choices.begin(), k.choices.end(), std::string(key.str())) ==
+              k.choices.end())
+            return at + ": unknown field '" + std::string(key.str()) + "' (expected " +
+                   Expected(k) + ")";
+          if (!v.is_string())
+            return at + ": field '" + std::string(key.str()) + "' must be a string";
         }
         for (const auto& field : k.choices)
           if (!t->contains(field)) return at + ": missing field '" + field + "'";
@@ -493,12 +505,12 @@ std::string Config::Dump() const {
       }
       v << "]";
     } else
-    v << Lookup(*root_, k.key).visit([](const auto& n) {
-      std::ostringstream o;
-      o << toml::toml_formatter{toml::table{{"v", n}}};
-      std::string s = o.str();
-      return s.substr(s.find('=') + 2);
-    });
+      v << Lookup(*root_, k.key).visit([](const auto& n) {
+        std::ostringstream o;
+        o << toml::toml_formatter{toml::table{{"v", n}}};
+        std::string s = o.str();
+        return s.substr(s.find('=') + 2);
+      });
     std::string value = v.str();
     while (!value.empty() && value.back() == '\n') value.pop_back();
     out << parts[1] << " = " << value << "  # " << Origin(k.key) << "\n";

@@ -77,7 +77,7 @@ class Config {
                               const std::map<std::string, std::string>& env);
 
   std::string path_;
-  std::shared_ptr<toml::table> root_;  // file + overrides + defaults
+  std::shared_ptr<toml::table> root_;           // file + overrides + defaults
   std::map<std::string, std::string> origins_;  // for values not from the file
 };
 

@@ -21,7 +21,8 @@ struct EmbeddedFile {
 };
 
 // The file at `path` in `files`, or nullptr.
-inline const EmbeddedFile* FindEmbeddedFile(std::span<const EmbeddedFile> files, std::string_view path) {
+inline const EmbeddedFile* FindEmbeddedFile(std::span<const EmbeddedFile> files,
+                                            std::string_view path) {
   for (const EmbeddedFile& f : files)
     if (f.path == path) return &f;
   return nullptr;

@@ -36,7 +36,9 @@ Result<std::string> ReadFileRange(const std::string& path, uint64_t offset, size
   const std::streamoff size = in.tellg();
   if (size < 0) return IoError(path + ": cannot determine size");
   if (offset >= static_cast<uint64_t>(size)) return std::string();
-  std::string bytes(static_cast<size_t>(std::min<uint64_t>(max_bytes, static_cast<uint64_t>(size) - offset)), '\0');
+  std::string bytes(
+      static_cast<size_t>(std::min<uint64_t>(max_bytes, static_cast<uint64_t>(size) - offset)),
+      '\0');
   in.seekg(static_cast<std::streamoff>(offset));
   in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (!in) return IoError(path + ": read error");
@@ -46,8 +48,9 @@ Result<std::string> ReadFileRange(const std::string& path, uint64_t offset, size
 Result<std::string> FileVersion(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return NotFound(path + ": " + std::strerror(errno));
-  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
-         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+         std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec);
 }
 
 std::string TempPathFor(const std::string& path) {
@@ -99,7 +102,9 @@ pid_t TempWriter(const std::string& name) {
   const size_t at = name.rfind(".tmp.");
   if (at == std::string::npos || at == 0) return 0;
   const std::string digits = name.substr(at + 5);
-  if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) return 0;
+  if (digits.empty() || digits.size() > 9 ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
+    return 0;
   return static_cast<pid_t>(std::stol(digits));
 }
 
@@ -112,7 +117,8 @@ bool WriterAlive(pid_t pid) {
 
 }  // namespace
 
-Result<std::vector<std::string>> SweepTempFiles(const std::string& dir, const SweepOptions& options) {
+Result<std::vector<std::string>> SweepTempFiles(const std::string& dir,
+                                                const SweepOptions& options) {
   namespace fs = std::filesystem;
   std::vector<std::string> removed;
   std::error_code ec;
@@ -125,11 +131,14 @@ Result<std::vector<std::string>> SweepTempFiles(const std::string& dir, const Sw
     const pid_t writer = TempWriter(name);
     const bool leftover =
         (writer > 0 && name.rfind(options.temp_prefix, 0) == 0 && !WriterAlive(writer)) ||
-        (!options.upload_prefix.empty() && fs::is_regular_file(st) && name.rfind(options.upload_prefix, 0) == 0);
+        (!options.upload_prefix.empty() && fs::is_regular_file(st) &&
+         name.rfind(options.upload_prefix, 0) == 0);
     if (leftover) {
       std::error_code rm;
       fs::remove_all(it->path(), rm);
-      if (rm) return IoError(it->path().string() + ": cannot remove a leftover temporary file: " + rm.message());
+      if (rm)
+        return IoError(it->path().string() +
+                       ": cannot remove a leftover temporary file: " + rm.message());
       removed.push_back(it->path().string());
     } else if (options.recursive && fs::is_directory(st)) {
       subdirs.push_back(it->path());

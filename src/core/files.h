@@ -50,11 +50,13 @@ Status SyncDirectory(const std::string& dir);
 // links are not followed. Returns the paths removed; a missing `dir` is no
 // error, an unreadable one is.
 struct SweepOptions {
-  bool recursive = false;     // the subdirectories too
-  std::string temp_prefix;    // only temp names starting with this (one owner's among several in `dir`)
+  bool recursive = false;  // the subdirectories too
+  std::string
+      temp_prefix;  // only temp names starting with this (one owner's among several in `dir`)
   std::string upload_prefix;  // e.g. kUploadFilePrefix; empty: none
 };
-Result<std::vector<std::string>> SweepTempFiles(const std::string& dir, const SweepOptions& options = {});
+Result<std::vector<std::string>> SweepTempFiles(const std::string& dir,
+                                                const SweepOptions& options = {});
 
 // Removes `path` (a file, or a directory with everything in it) when it goes
 // out of scope, unless Keep() was called first: what a request staged on disk

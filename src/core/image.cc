@@ -2,7 +2,6 @@
 
 #include <stb/stb_image.h>
 #include <stb/stb_image_resize.h>
-
 #include <zlib.h>
 
 #include <memory>
@@ -17,8 +16,9 @@ uint32_t Be32(const uint8_t* p) {
 }
 
 Status TooManyPixels(int64_t w, int64_t h, const ImageLimits& limits) {
-  return ResourceExhausted("image is " + std::to_string(w) + "x" + std::to_string(h) + " pixels; the limit is " +
-                           std::to_string(limits.max_pixels) + " pixels (" + limits.pixels_setting + ")");
+  return ResourceExhausted("image is " + std::to_string(w) + "x" + std::to_string(h) +
+                           " pixels; the limit is " + std::to_string(limits.max_pixels) +
+                           " pixels (" + limits.pixels_setting + ")");
 }
 
 // Counts the scans (SOS markers) of a JPEG by walking its marker segments
@@ -33,7 +33,7 @@ Status CheckJpegScans(std::string_view bytes, const ImageLimits& limits) {
     while (i < n && b[i] == 0xFF) ++i;  // fill bytes
     if (i >= n) break;
     const uint8_t m = b[i++];
-    if (m == 0xD9) break;                                  // EOI
+    if (m == 0xD9) break;                                 // EOI
     if ((m >= 0xD0 && m <= 0xD7) || m == 0x01) continue;  // no length
     if (i + 2 > n) break;
     const size_t len = (size_t{b[i]} << 8) | b[i + 1];
@@ -42,10 +42,13 @@ Status CheckJpegScans(std::string_view bytes, const ImageLimits& limits) {
     if (m != 0xDA) continue;
     if (++scans > limits.max_jpeg_scans)
       return ResourceExhausted("JPEG has more than " + std::to_string(limits.max_jpeg_scans) +
-                               " scans (a progressive JPEG has about 10); the limit is " + limits.scans_setting);
+                               " scans (a progressive JPEG has about 10); the limit is " +
+                               limits.scans_setting);
     // Entropy-coded data runs to the next marker that is not a stuffed
     // 0xFF00 or a restart marker.
-    while (i + 1 < n && !(b[i] == 0xFF && b[i + 1] != 0x00 && !(b[i + 1] >= 0xD0 && b[i + 1] <= 0xD7))) ++i;
+    while (i + 1 < n &&
+           !(b[i] == 0xFF && b[i + 1] != 0x00 && !(b[i + 1] >= 0xD0 && b[i + 1] <= 0xD7)))
+      ++i;
   }
   return Status::Ok();
 }
@@ -55,13 +58,15 @@ Status CheckJpegScans(std::string_view bytes, const ImageLimits& limits) {
 uint64_t PngRawBytes(uint64_t w, uint64_t h, int depth, int color, bool interlaced) {
   const int channels = color == 2 ? 3 : color == 4 ? 2 : color == 6 ? 4 : 1;
   auto rows = [&](uint64_t pw, uint64_t ph) {
-    return pw == 0 || ph == 0 ? 0 : ph * (1 + (pw * channels * static_cast<uint64_t>(depth) + 7) / 8);
+    return pw == 0 || ph == 0 ? 0
+                              : ph * (1 + (pw * channels * static_cast<uint64_t>(depth) + 7) / 8);
   };
   if (!interlaced) return rows(w, h);
   static const int kPass[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
                                   {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
   uint64_t total = 0;
-  for (const auto& p : kPass) total += rows((w + p[2] - 1 - p[0]) / p[2], (h + p[3] - 1 - p[1]) / p[3]);
+  for (const auto& p : kPass)
+    total += rows((w + p[2] - 1 - p[0]) / p[2], (h + p[3] - 1 - p[1]) / p[3]);
   return total;
 }
 
@@ -82,9 +87,9 @@ Status CheckPngInflate(std::string_view bytes) {
   for (size_t i = 8; i + 12 <= n;) {
     const uint64_t len = Be32(b + i);
     const uint32_t type = Be32(b + i + 4);
-    if (len > n - i - 12) break;  // truncated chunk: stb refuses it
+    if (len > n - i - 12) break;     // truncated chunk: stb refuses it
     if (type == 0x49454E44u) break;  // IEND
-    if (type == 0x49444154u) {  // IDAT
+    if (type == 0x49444154u) {       // IDAT
       z.next_in = const_cast<Bytef*>(b + i + 8);
       z.avail_in = static_cast<uInt>(len);
       while (z.avail_in > 0) {
@@ -93,8 +98,9 @@ Status CheckPngInflate(std::string_view bytes) {
         const int r = inflate(&z, Z_NO_FLUSH);
         out += sizeof scratch - z.avail_out;
         if (out > want)
-          return ResourceExhausted("PNG image data inflates past the " + std::to_string(want) + " bytes its " +
-                                   std::to_string(w) + "x" + std::to_string(h) + " header declares");
+          return ResourceExhausted("PNG image data inflates past the " + std::to_string(want) +
+                                   " bytes its " + std::to_string(w) + "x" + std::to_string(h) +
+                                   " header declares");
         if (r == Z_STREAM_END) return Status::Ok();
         if (r != Z_OK) return Status::Ok();  // corrupt (or stuck): stb says how
       }
@@ -117,40 +123,46 @@ ImageFormat SniffImageFormat(std::string_view b) {
 
 Result<GrayImage> DecodeGrayImage(std::string_view bytes, const ImageLimits& limits) {
   if (bytes.empty()) return InvalidArgument("cannot decode image: the body is empty");
-  if (bytes.size() > static_cast<size_t>(INT32_MAX)) return ResourceExhausted("image is larger than 2 GiB");
+  if (bytes.size() > static_cast<size_t>(INT32_MAX))
+    return ResourceExhausted("image is larger than 2 GiB");
   const ImageFormat format = SniffImageFormat(bytes);
   if (format == ImageFormat::kUnknown)
-    return Unsupported("only PNG and JPEG images are accepted (recognised by their first bytes); this is neither");
+    return Unsupported(
+        "only PNG and JPEG images are accepted (recognised by their first bytes); this is neither");
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, channels = 0;
   if (stbi_info_from_memory(data, len, &w, &h, &channels)) {
     if (static_cast<int64_t>(w) * h > limits.max_pixels) return TooManyPixels(w, h, limits);
-    DNND_RETURN_IF_ERROR(format == ImageFormat::kJpeg ? CheckJpegScans(bytes, limits) : CheckPngInflate(bytes));
+    DNND_RETURN_IF_ERROR(format == ImageFormat::kJpeg ? CheckJpegScans(bytes, limits)
+                                                      : CheckPngInflate(bytes));
   } else {
     // stbi_info's reason is only "unknown image type"; loading a header it
     // cannot read fails just as early, with the format's own reason.
-    std::unique_ptr<stbi_uc, void (*)(void*)> none(stbi_load_from_memory(data, len, &w, &h, &channels, 1),
-                                                   stbi_image_free);
+    std::unique_ptr<stbi_uc, void (*)(void*)> none(
+        stbi_load_from_memory(data, len, &w, &h, &channels, 1), stbi_image_free);
     if (!none) return InvalidArgument(std::string("cannot decode image: ") + stbi_failure_reason());
     return InvalidArgument("cannot decode image: its header does not read");
   }
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(data, len, &w, &h, &channels, 1),
-                                                   stbi_image_free);
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+      stbi_load_from_memory(data, len, &w, &h, &channels, 1), stbi_image_free);
   if (!pixels) return InvalidArgument(std::string("cannot decode image: ") + stbi_failure_reason());
   GrayImage out{w, h, {}};
   try {
     out.pixels.assign(pixels.get(), pixels.get() + static_cast<size_t>(w) * static_cast<size_t>(h));
   } catch (const std::bad_alloc&) {
-    return ResourceExhausted("out of memory holding a " + std::to_string(w) + "x" + std::to_string(h) + " image");
+    return ResourceExhausted("out of memory holding a " + std::to_string(w) + "x" +
+                             std::to_string(h) + " image");
   }
   return out;
 }
 
 GrayImage ResizeGray(const GrayImage& image, int width, int height) {
   if (image.width == width && image.height == height) return image;
-  GrayImage out{width, height, std::vector<uint8_t>(static_cast<size_t>(width) * static_cast<size_t>(height))};
-  stbir_resize_uint8(image.pixels.data(), image.width, image.height, 0, out.pixels.data(), width, height, 0, 1);
+  GrayImage out{width, height,
+                std::vector<uint8_t>(static_cast<size_t>(width) * static_cast<size_t>(height))};
+  stbir_resize_uint8(image.pixels.data(), image.width, image.height, 0, out.pixels.data(), width,
+                     height, 0, 1);
   return out;
 }
 
@@ -160,7 +172,9 @@ bool HasLightBorder(const GrayImage& image) {
   int64_t light = 0, total = 0;
   auto visit = [&](int x, int y) {
     total += 1;
-    light += image.pixels[static_cast<size_t>(y) * static_cast<size_t>(w) + static_cast<size_t>(x)] > 127;
+    light +=
+        image.pixels[static_cast<size_t>(y) * static_cast<size_t>(w) + static_cast<size_t>(x)] >
+        127;
   };
   for (int x = 0; x < w; ++x) {
     visit(x, 0);

@@ -31,7 +31,8 @@ struct JsonFields {
   // An absent field is `def` (or, if `required`, an error); a present one
   // must have the type (and, for Int, lie in [lo, hi]).
   Result<std::string> String(const char* key, std::string def = "", bool required = false) const;
-  Result<int64_t> Int(const char* key, int64_t def = 0, int64_t lo = std::numeric_limits<int64_t>::min(),
+  Result<int64_t> Int(const char* key, int64_t def = 0,
+                      int64_t lo = std::numeric_limits<int64_t>::min(),
                       int64_t hi = std::numeric_limits<int64_t>::max()) const;
   Result<double> Number(const char* key, double def = 0) const;
   Result<bool> Bool(const char* key, bool def = false) const;

@@ -1,7 +1,6 @@
 #include "core/json_text.h"
 
 #include <boost/json.hpp>
-
 #include <charconv>
 #include <cmath>
 #include <string_view>

@@ -15,10 +15,14 @@ bool json_format = false;
 
 const char* LevelName(LogLevel l, bool lower) {
   switch (l) {
-    case LogLevel::kDebug: return lower ? "debug" : "DEBUG";
-    case LogLevel::kInfo: return lower ? "info" : "INFO";
-    case LogLevel::kWarn: return lower ? "warn" : "WARN";
-    case LogLevel::kError: return lower ? "error" : "ERROR";
+    case LogLevel::kDebug:
+      return lower ? "debug" : "DEBUG";
+    case LogLevel::kInfo:
+      return lower ? "info" : "INFO";
+    case LogLevel::kWarn:
+      return lower ? "warn" : "WARN";
+    case LogLevel::kError:
+      return lower ? "error" : "ERROR";
   }
   return "?";
 }
@@ -40,8 +44,8 @@ std::string Timestamp() {
 
 void ConfigureLogging(const std::string& level, const std::string& format) {
   std::lock_guard lock(mu);
-  min_level = level == "debug" ? LogLevel::kDebug
-              : level == "warn" ? LogLevel::kWarn
+  min_level = level == "debug"   ? LogLevel::kDebug
+              : level == "warn"  ? LogLevel::kWarn
               : level == "error" ? LogLevel::kError
                                  : LogLevel::kInfo;
   json_format = format == "json";
@@ -50,10 +54,11 @@ void ConfigureLogging(const std::string& level, const std::string& format) {
 std::string FormatLogLine(LogLevel level, const std::string& component, const std::string& msg,
                           const std::vector<LogField>& fields, bool json) {
   if (json) {
-    boost::json::object o{{"ts", Timestamp()}, {"level", LevelName(level, true)},
-                          {"component", component}, {"msg", msg}};
-    for (const auto& f : fields)
-      std::visit([&](const auto& v) { o[f.key] = v; }, f.value);
+    boost::json::object o{{"ts", Timestamp()},
+                          {"level", LevelName(level, true)},
+                          {"component", component},
+                          {"msg", msg}};
+    for (const auto& f : fields) std::visit([&](const auto& v) { o[f.key] = v; }, f.value);
     return boost::json::serialize(o);
   }
   std::string line = Timestamp() + " " + LevelName(level, false) + " " + component + ": " + msg;
@@ -64,7 +69,9 @@ std::string FormatLogLine(LogLevel level, const std::string& component, const st
           using V = std::decay_t<decltype(v)>;
           if constexpr (std::is_same_v<V, std::string>) {
             // Quote values with spaces so the line stays key=value parseable.
-            line += v.find(' ') == std::string::npos ? v : boost::json::serialize(boost::json::value(v));
+            line += v.find(' ') == std::string::npos
+                        ? v
+                        : boost::json::serialize(boost::json::value(v));
           } else if constexpr (std::is_same_v<V, bool>) {
             line += v ? "true" : "false";
           } else if constexpr (std::is_same_v<V, double>) {

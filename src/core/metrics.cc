@@ -26,12 +26,17 @@ namespace metrics_internal {
 
 void AtomicDouble::Add(double delta) {
   uint64_t old = bits_.load(std::memory_order_relaxed);
-  while (!bits_.compare_exchange_weak(old, std::bit_cast<uint64_t>(std::bit_cast<double>(old) + delta),
+  while (!bits_.compare_exchange_weak(old,
+                                      std::bit_cast<uint64_t>(std::bit_cast<double>(old) + delta),
                                       std::memory_order_relaxed)) {
   }
 }
-void AtomicDouble::Store(double v) { bits_.store(std::bit_cast<uint64_t>(v), std::memory_order_relaxed); }
-double AtomicDouble::Load() const { return std::bit_cast<double>(bits_.load(std::memory_order_relaxed)); }
+void AtomicDouble::Store(double v) {
+  bits_.store(std::bit_cast<uint64_t>(v), std::memory_order_relaxed);
+}
+double AtomicDouble::Load() const {
+  return std::bit_cast<double>(bits_.load(std::memory_order_relaxed));
+}
 
 }  // namespace metrics_internal
 
@@ -57,7 +62,8 @@ Histogram::Histogram(std::vector<double> upper_bounds)
 void Histogram::Observe(double v) {
   if (std::isnan(v)) return;
   // "le" is inclusive: the first bound >= v.
-  const size_t i = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
+  const size_t i =
+      static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
   counts_[i].fetch_add(1, std::memory_order_relaxed);
   sum_.Add(v);
 }
@@ -75,7 +81,8 @@ std::vector<uint64_t> Histogram::CumulativeCounts() const {
 uint64_t Histogram::Count() const { return CumulativeCounts().back(); }
 
 const std::vector<double>& DefaultHistogramBuckets() {
-  static const std::vector<double> kBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  static const std::vector<double> kBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                               0.5,   1,    2.5,   5,    10};
   return kBuckets;
 }
 
@@ -97,9 +104,12 @@ enum MetricType { kCounterType = 0, kGaugeType = 1, kHistogramType = 2 };
 
 const char* TypeName(int type) {
   switch (type) {
-    case kCounterType: return "counter";
-    case kGaugeType: return "gauge";
-    default: return "histogram";
+    case kCounterType:
+      return "counter";
+    case kGaugeType:
+      return "gauge";
+    default:
+      return "histogram";
   }
 }
 
@@ -108,9 +118,12 @@ std::string EscapeHelp(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (char c : s) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -120,10 +133,14 @@ std::string EscapeLabelValue(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (char c : s) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -143,7 +160,8 @@ bool IsLabelName(std::string_view s) {
   if (s.empty() || s.starts_with("__")) return false;  // "__" is reserved for Prometheus itself
   for (size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (i > 0 && c >= '0' && c <= '9');
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                    (i > 0 && c >= '0' && c <= '9');
     if (!ok) return false;
   }
   return true;
@@ -169,7 +187,8 @@ std::string LabelSet(const std::vector<std::string>& names, const std::vector<st
   return out;
 }
 
-void AppendHeader(std::string& out, std::string_view name, std::string_view help, const char* type) {
+void AppendHeader(std::string& out, std::string_view name, std::string_view help,
+                  const char* type) {
   out += "# HELP ";
   out += name;
   out += ' ';
@@ -181,7 +200,8 @@ void AppendHeader(std::string& out, std::string_view name, std::string_view help
   out += '\n';
 }
 
-void AppendSample(std::string& out, std::string_view name, const std::string& labels, double value) {
+void AppendSample(std::string& out, std::string_view name, const std::string& labels,
+                  double value) {
   out += name;
   out += labels;
   out += ' ';
@@ -193,8 +213,13 @@ void AppendSample(std::string& out, std::string_view name, const std::string& la
 // Process metrics from /proc
 // ---------------------------------------------------------------------------
 const char* const kProcessMetricNames[] = {
-    "process_cpu_seconds_total",     "process_max_fds",        "process_open_fds", "process_resident_memory_bytes",
-    "process_start_time_seconds",    "process_virtual_memory_bytes", "dnnd_build_info",
+    "process_cpu_seconds_total",
+    "process_max_fds",
+    "process_open_fds",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_virtual_memory_bytes",
+    "dnnd_build_info",
 };
 
 struct ProcStat {
@@ -261,7 +286,8 @@ struct RenderedFamily {
 };
 
 void AppendProcessFamilies(std::vector<RenderedFamily>* out) {
-  auto add = [&](const char* name, const char* help, const char* type, double value, const std::string& labels = {}) {
+  auto add = [&](const char* name, const char* help, const char* type, double value,
+                 const std::string& labels = {}) {
     RenderedFamily f{name, {}};
     AppendHeader(f.text, name, help, type);
     AppendSample(f.text, name, labels, value);
@@ -272,24 +298,27 @@ void AppendProcessFamilies(std::vector<RenderedFamily>* out) {
     const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
     const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
     if (ticks > 0) {
-      add("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter",
-          (st.utime_ticks + st.stime_ticks) / ticks);
+      add("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+          "counter", (st.utime_ticks + st.stime_ticks) / ticks);
       double btime = 0;
       if (ReadBootTime(&btime))
-        add("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", "gauge",
-            btime + st.start_ticks / ticks);
+        add("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+            "gauge", btime + st.start_ticks / ticks);
     }
     add("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", st.vsize);
-    if (page > 0) add("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", st.rss_pages * page);
+    if (page > 0)
+      add("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge",
+          st.rss_pages * page);
   }
   double fds = 0;
   if (CountOpenFds(&fds)) add("process_open_fds", "Number of open file descriptors.", "gauge", fds);
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) == 0)
     add("process_max_fds", "Maximum number of open file descriptors.", "gauge",
-        lim.rlim_cur == RLIM_INFINITY ? std::numeric_limits<double>::infinity() : static_cast<double>(lim.rlim_cur));
-  add("dnnd_build_info", "A metric with a constant '1' value labeled by the dnnd version.", "gauge", 1,
-      "{version=\"" + EscapeLabelValue(DNND_VERSION) + "\"}");
+        lim.rlim_cur == RLIM_INFINITY ? std::numeric_limits<double>::infinity()
+                                      : static_cast<double>(lim.rlim_cur));
+  add("dnnd_build_info", "A metric with a constant '1' value labeled by the dnnd version.", "gauge",
+      1, "{version=\"" + EscapeLabelValue(DNND_VERSION) + "\"}");
 }
 
 }  // namespace
@@ -313,13 +342,15 @@ struct MetricsRegistry::Family {
 MetricsRegistry::MetricsRegistry(MetricsRegistryOptions options) : options_(options) {}
 MetricsRegistry::~MetricsRegistry() = default;
 
-MetricsRegistry::Family& MetricsRegistry::GetFamily(std::string_view name, std::string_view help, int type,
-                                                    const MetricLabels& labels, const std::vector<double>* buckets,
+MetricsRegistry::Family& MetricsRegistry::GetFamily(std::string_view name, std::string_view help,
+                                                    int type, const MetricLabels& labels,
+                                                    const std::vector<double>* buckets,
                                                     std::vector<std::string>* values) {
   const std::string where = "metric '" + std::string(name) + "': ";
   if (!IsMetricName(name)) throw std::logic_error(where + "invalid metric name");
   for (size_t i = 0; i < labels.size(); ++i) {
-    if (!IsLabelName(labels[i].first)) throw std::logic_error(where + "invalid label name '" + labels[i].first + "'");
+    if (!IsLabelName(labels[i].first))
+      throw std::logic_error(where + "invalid label name '" + labels[i].first + "'");
     if (type == kHistogramType && labels[i].first == "le")
       throw std::logic_error(where + "'le' is reserved for histogram buckets");
     for (size_t j = 0; j < i; ++j)
@@ -328,7 +359,8 @@ MetricsRegistry::Family& MetricsRegistry::GetFamily(std::string_view name, std::
   }
   if (options_.process_metrics) {
     for (const char* reserved : kProcessMetricNames)
-      if (name == reserved) throw std::logic_error(where + "name is reserved for the built-in process metrics");
+      if (name == reserved)
+        throw std::logic_error(where + "name is reserved for the built-in process metrics");
   }
 
   auto it = families_.find(name);
@@ -343,8 +375,10 @@ MetricsRegistry::Family& MetricsRegistry::GetFamily(std::string_view name, std::
   }
   Family& f = *it->second;
   if (f.type != type)
-    throw std::logic_error(where + "registered as " + TypeName(f.type) + ", requested as " + TypeName(type));
-  if (buckets && f.buckets != *buckets) throw std::logic_error(where + "registered with different buckets");
+    throw std::logic_error(where + "registered as " + TypeName(f.type) + ", requested as " +
+                           TypeName(type));
+  if (buckets && f.buckets != *buckets)
+    throw std::logic_error(where + "registered with different buckets");
 
   // Same set of label names, any order; values come out in the family's order.
   auto names_of = [](const std::vector<std::string>& names) {
@@ -357,17 +391,21 @@ MetricsRegistry::Family& MetricsRegistry::GetFamily(std::string_view name, std::
   values->assign(f.label_names.size(), {});
   bool match = labels.size() == f.label_names.size();
   for (size_t i = 0; match && i < f.label_names.size(); ++i) {
-    auto l = std::find_if(labels.begin(), labels.end(), [&](const auto& p) { return p.first == f.label_names[i]; });
-    if (l == labels.end()) match = false;
-    else (*values)[i] = l->second;
+    auto l = std::find_if(labels.begin(), labels.end(),
+                          [&](const auto& p) { return p.first == f.label_names[i]; });
+    if (l == labels.end())
+      match = false;
+    else
+      (*values)[i] = l->second;
   }
   if (!match)
-    throw std::logic_error(where + "registered with labels " + names_of(f.label_names) + ", requested with " +
-                           names_of(given));
+    throw std::logic_error(where + "registered with labels " + names_of(f.label_names) +
+                           ", requested with " + names_of(given));
   return f;
 }
 
-::dnnd::Counter& MetricsRegistry::Counter(std::string_view name, std::string_view help, const MetricLabels& labels) {
+::dnnd::Counter& MetricsRegistry::Counter(std::string_view name, std::string_view help,
+                                          const MetricLabels& labels) {
   std::lock_guard lock(mu_);
   std::vector<std::string> values;
   Family& f = GetFamily(name, help, kCounterType, labels, nullptr, &values);
@@ -376,7 +414,8 @@ MetricsRegistry::Family& MetricsRegistry::GetFamily(std::string_view name, std::
   return *child;
 }
 
-::dnnd::Gauge& MetricsRegistry::Gauge(std::string_view name, std::string_view help, const MetricLabels& labels) {
+::dnnd::Gauge& MetricsRegistry::Gauge(std::string_view name, std::string_view help,
+                                      const MetricLabels& labels) {
   std::lock_guard lock(mu_);
   std::vector<std::string> values;
   Family& f = GetFamily(name, help, kGaugeType, labels, nullptr, &values);
@@ -386,12 +425,14 @@ MetricsRegistry::Family& MetricsRegistry::GetFamily(std::string_view name, std::
 }
 
 ::dnnd::Histogram& MetricsRegistry::Histogram(std::string_view name, std::string_view help,
-                                              const MetricLabels& labels, std::vector<double> buckets) {
+                                              const MetricLabels& labels,
+                                              std::vector<double> buckets) {
   if (buckets.empty()) buckets = DefaultHistogramBuckets();
   if (std::isinf(buckets.back()) && buckets.back() > 0) buckets.pop_back();  // +Inf is implied
   for (size_t i = 0; i < buckets.size(); ++i) {
     if (!std::isfinite(buckets[i]) || (i > 0 && !(buckets[i] > buckets[i - 1])))
-      throw std::logic_error("metric '" + std::string(name) + "': buckets must be finite and strictly increasing");
+      throw std::logic_error("metric '" + std::string(name) +
+                             "': buckets must be finite and strictly increasing");
   }
   std::lock_guard lock(mu_);
   std::vector<std::string> values;
@@ -410,18 +451,22 @@ std::string MetricsRegistry::RenderPrometheusText() const {
       const Family& f = *fp;
       RenderedFamily r{f.name, {}};
       AppendHeader(r.text, f.name, f.help, TypeName(f.type));
-      for (const auto& [values, c] : f.counters) AppendSample(r.text, f.name, LabelSet(f.label_names, values), c->Value());
-      for (const auto& [values, g] : f.gauges) AppendSample(r.text, f.name, LabelSet(f.label_names, values), g->Value());
+      for (const auto& [values, c] : f.counters)
+        AppendSample(r.text, f.name, LabelSet(f.label_names, values), c->Value());
+      for (const auto& [values, g] : f.gauges)
+        AppendSample(r.text, f.name, LabelSet(f.label_names, values), g->Value());
       for (const auto& [values, h] : f.histograms) {
         const std::vector<uint64_t> cumulative = h->CumulativeCounts();
         const std::string bucket = f.name + "_bucket";
         for (size_t i = 0; i < cumulative.size(); ++i) {
-          const std::string le = i < f.buckets.size() ? FormatMetricValue(f.buckets[i]) : std::string("+Inf");
+          const std::string le =
+              i < f.buckets.size() ? FormatMetricValue(f.buckets[i]) : std::string("+Inf");
           AppendSample(r.text, bucket, LabelSet(f.label_names, values, "le=\"" + le + "\""),
                        static_cast<double>(cumulative[i]));
         }
         AppendSample(r.text, f.name + "_sum", LabelSet(f.label_names, values), h->Sum());
-        AppendSample(r.text, f.name + "_count", LabelSet(f.label_names, values), static_cast<double>(cumulative.back()));
+        AppendSample(r.text, f.name + "_count", LabelSet(f.label_names, values),
+                     static_cast<double>(cumulative.back()));
       }
       rendered.push_back(std::move(r));
     }

@@ -135,12 +135,14 @@ class MetricsRegistry {
   // type / label names / buckets. The reference is valid for the registry's
   // lifetime. (Return types are qualified because the member names shadow the
   // class names inside this class.)
-  ::dnnd::Counter& Counter(std::string_view name, std::string_view help, const MetricLabels& labels = {});
-  ::dnnd::Gauge& Gauge(std::string_view name, std::string_view help, const MetricLabels& labels = {});
+  ::dnnd::Counter& Counter(std::string_view name, std::string_view help,
+                           const MetricLabels& labels = {});
+  ::dnnd::Gauge& Gauge(std::string_view name, std::string_view help,
+                       const MetricLabels& labels = {});
   // An empty `buckets` means DefaultHistogramBuckets(). A trailing +Inf is
   // implied (and accepted if given). "le" is reserved as a label name.
-  ::dnnd::Histogram& Histogram(std::string_view name, std::string_view help, const MetricLabels& labels = {},
-                               std::vector<double> buckets = {});
+  ::dnnd::Histogram& Histogram(std::string_view name, std::string_view help,
+                               const MetricLabels& labels = {}, std::vector<double> buckets = {});
 
   // Text exposition format 0.0.4: families sorted by name, each with # HELP
   // and # TYPE, children sorted by label values.
@@ -148,8 +150,9 @@ class MetricsRegistry {
 
  private:
   struct Family;
-  Family& GetFamily(std::string_view name, std::string_view help, int type, const MetricLabels& labels,
-                    const std::vector<double>* buckets, std::vector<std::string>* values);
+  Family& GetFamily(std::string_view name, std::string_view help, int type,
+                    const MetricLabels& labels, const std::vector<double>* buckets,
+                    std::vector<std::string>* values);
 
   const MetricsRegistryOptions options_;
   mutable std::mutex mu_;

@@ -15,15 +15,19 @@ ProgressMode ParseProgressMode(const std::string& s) {
 
 std::string HumanCount(double v) {
   char buf[32];
-  if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
-  else if (v >= 1e3) std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0f", v);
+  if (v >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  else if (v >= 1e3)
+    std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f", v);
   return buf;
 }
 
 ProgressBar::ProgressBar(std::string label, int64_t total_steps, ProgressMode mode)
     : label_(std::move(label)), total_(total_steps), mode_(mode) {
-  if (mode_ == ProgressMode::kAuto) mode_ = isatty(STDERR_FILENO) ? ProgressMode::kBar : ProgressMode::kLog;
+  if (mode_ == ProgressMode::kAuto)
+    mode_ = isatty(STDERR_FILENO) ? ProgressMode::kBar : ProgressMode::kLog;
   start_ = last_draw_ = std::chrono::steady_clock::now();
 }
 
@@ -56,8 +60,10 @@ void ProgressBar::Draw(int64_t done, double loss, int64_t samples) {
   std::snprintf(line, sizeof line, "%s [%s] %3.0f%% %lld/%lld loss %.4f %s samples/s ETA %.0fs",
                 label_.c_str(), bar.c_str(), 100.0 * frac, static_cast<long long>(done),
                 static_cast<long long>(total_), loss, HumanCount(rate).c_str(), eta);
-  if (mode_ == ProgressMode::kBar) std::fprintf(stderr, "\r\033[K%s", line);
-  else std::fprintf(stderr, "%s\n", line);
+  if (mode_ == ProgressMode::kBar)
+    std::fprintf(stderr, "\r\033[K%s", line);
+  else
+    std::fprintf(stderr, "%s\n", line);
   std::fflush(stderr);
 }
 

@@ -17,18 +17,18 @@ namespace dnnd {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,   // the caller's input is malformed (config, request, spec)
-  kNotFound,          // a file, key or object does not exist
-  kAlreadyExists,     // refusing to overwrite
-  kCorruption,        // a file or frame is truncated or inconsistent
-  kUnsupported,       // well-formed but not something we implement (dtype, version)
-  kResourceExhausted, // a limit was hit (size, memory budget)
-  kIoError,           // the OS said no
-  kUnavailable,       // a peer is unreachable; retrying may help
+  kInvalidArgument,    // the caller's input is malformed (config, request, spec)
+  kNotFound,           // a file, key or object does not exist
+  kAlreadyExists,      // refusing to overwrite
+  kCorruption,         // a file or frame is truncated or inconsistent
+  kUnsupported,        // well-formed but not something we implement (dtype, version)
+  kResourceExhausted,  // a limit was hit (size, memory budget)
+  kIoError,            // the OS said no
+  kUnavailable,        // a peer is unreachable; retrying may help
   kDeadlineExceeded,
   kPermissionDenied,
   kCancelled,
-  kInternal,          // a bug in dnnd
+  kInternal,  // a bug in dnnd
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -53,16 +53,24 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
 inline Status Corruption(std::string m) { return {StatusCode::kCorruption, std::move(m)}; }
 inline Status Unsupported(std::string m) { return {StatusCode::kUnsupported, std::move(m)}; }
-inline Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
+inline Status ResourceExhausted(std::string m) {
+  return {StatusCode::kResourceExhausted, std::move(m)};
+}
 inline Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
-inline Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
-inline Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
+inline Status DeadlineExceeded(std::string m) {
+  return {StatusCode::kDeadlineExceeded, std::move(m)};
+}
+inline Status PermissionDenied(std::string m) {
+  return {StatusCode::kPermissionDenied, std::move(m)};
+}
 inline Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
@@ -70,7 +78,7 @@ inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     assert(!std::get<Status>(v_).ok() && "a Result holding a Status must hold an error");
   }
@@ -121,14 +129,14 @@ inline void ThrowIfError(const Status& s) {
 #define DNND_CONCAT(a, b) DNND_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` (a Status) is an error.
-#define DNND_RETURN_IF_ERROR(expr)              \
-  do {                                          \
-    ::dnnd::Status dnnd_status_ = (expr);       \
+#define DNND_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::dnnd::Status dnnd_status_ = (expr);        \
     if (!dnnd_status_.ok()) return dnnd_status_; \
   } while (0)
 
 // `DNND_ASSIGN_OR_RETURN(auto x, MakeX());` declares x from a Result or returns its error.
-#define DNND_ASSIGN_OR_RETURN(lhs, expr)                                  \
-  auto DNND_CONCAT(dnnd_result_, __LINE__) = (expr);                      \
+#define DNND_ASSIGN_OR_RETURN(lhs, expr)                                                         \
+  auto DNND_CONCAT(dnnd_result_, __LINE__) = (expr);                                             \
   if (!DNND_CONCAT(dnnd_result_, __LINE__)) return DNND_CONCAT(dnnd_result_, __LINE__).status(); \
   lhs = std::move(DNND_CONCAT(dnnd_result_, __LINE__)).value()

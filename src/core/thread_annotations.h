@@ -131,7 +131,9 @@ class SCOPED_CAPABILITY MutexLock {
 // before returning, like std::condition_variable.
 class CondVar {
  public:
-  void Wait(MutexLock& lock) { Wait(lock, [] { return true; }); }
+  void Wait(MutexLock& lock) {
+    Wait(lock, [] { return true; });
+  }
   template <typename Predicate>
   void Wait(MutexLock& lock, Predicate done) {
     std::unique_lock native(lock.mu_.mu_, std::adopt_lock);

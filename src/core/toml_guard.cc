@@ -52,7 +52,8 @@ uint32_t DecodeUtf8(std::string_view s, size_t i, size_t n) {
   const auto b = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(s[k])); };
   if (n == 2) return ((b(i) & 0x1F) << 6) | (b(i + 1) & 0x3F);
   if (n == 3) return ((b(i) & 0x0F) << 12) | ((b(i + 1) & 0x3F) << 6) | (b(i + 2) & 0x3F);
-  return ((b(i) & 0x07) << 18) | ((b(i + 1) & 0x3F) << 12) | ((b(i + 2) & 0x3F) << 6) | (b(i + 3) & 0x3F);
+  return ((b(i) & 0x07) << 18) | ((b(i + 1) & 0x3F) << 12) | ((b(i + 2) & 0x3F) << 6) |
+         (b(i + 3) & 0x3F);
 }
 
 }  // namespace
@@ -101,8 +102,11 @@ Status GuardToml(std::string_view text, std::string_view source) {
         // One-line strings must close on their line; toml++ has reached
         // undefined behaviour reading on past an unterminated one.
         if (c == '\n') return At(source, line, col, "unterminated string");
-        if (str == Str::kBasic && c == '\\') { ++i; ++col; }
-        else if (c == (str == Str::kBasic ? '"' : '\'')) str = Str::kNone;
+        if (str == Str::kBasic && c == '\\') {
+          ++i;
+          ++col;
+        } else if (c == (str == Str::kBasic ? '"' : '\''))
+          str = Str::kNone;
         continue;
       case Str::kMlBasic:
         if (c == '\\') {
@@ -110,27 +114,49 @@ Status GuardToml(std::string_view text, std::string_view source) {
           // line-ending backslash, the first one after the trimmed
           // whitespace) as whitespace or not: see TomlppWhitespaceIsUndefined.
           size_t k = i + 1;
-          while (k < text.size() && (text[k] == ' ' || text[k] == '\t' || text[k] == '\r' || text[k] == '\n')) ++k;
+          while (k < text.size() &&
+                 (text[k] == ' ' || text[k] == '\t' || text[k] == '\r' || text[k] == '\n'))
+            ++k;
           if (k < text.size() && static_cast<unsigned char>(text[k]) >= 0x80) {
             const uint32_t cp = DecodeUtf8(text, k, Utf8Length(text, k));
             if (TomlppWhitespaceIsUndefined(cp)) {
               char u[16];
               std::snprintf(u, sizeof u, "U+%04X", cp);
-              return At(source, line, col, std::string("character ") + u +
-                                               " after a backslash in a multi-line string cannot be "
-                                               "parsed safely by this toml++");
+              return At(source, line, col,
+                        std::string("character ") + u +
+                            " after a backslash in a multi-line string cannot be "
+                            "parsed safely by this toml++");
             }
           }
         }
-        if (c == '\\') { ++i; ++col; continue; }
-        if (starts("\"\"\"")) { str = Str::kNone; i += 2; col += 2; }
-        if (c == '\n') { ++line; col = 0; }
+        if (c == '\\') {
+          ++i;
+          ++col;
+          continue;
+        }
+        if (starts("\"\"\"")) {
+          str = Str::kNone;
+          i += 2;
+          col += 2;
+        }
+        if (c == '\n') {
+          ++line;
+          col = 0;
+        }
         continue;
       case Str::kMlLiteral:
-        if (starts("'''")) { str = Str::kNone; i += 2; col += 2; }
-        if (c == '\n') { ++line; col = 0; }
+        if (starts("'''")) {
+          str = Str::kNone;
+          i += 2;
+          col += 2;
+        }
+        if (c == '\n') {
+          ++line;
+          col = 0;
+        }
         continue;
-      case Str::kNone: break;
+      case Str::kNone:
+        break;
     }
     if (c == '#') {  // comment to end of line
       while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
@@ -152,9 +178,22 @@ Status GuardToml(std::string_view text, std::string_view source) {
     // toml++ has reached undefined behaviour on "1'x'1".
     if ((c == '"' || c == '\'') && (std::isalnum(static_cast<unsigned char>(prev)) || prev == '_' ||
                                     prev == '-' || prev == '+' || prev == ':'))
-      return At(source, line, col, std::string("quote directly after '") + prev + "' in a bare value");
-    if (starts("\"\"\"")) { str = Str::kMlBasic; i += 2; col += 2; statement_start = false; continue; }
-    if (starts("'''")) { str = Str::kMlLiteral; i += 2; col += 2; statement_start = false; continue; }
+      return At(source, line, col,
+                std::string("quote directly after '") + prev + "' in a bare value");
+    if (starts("\"\"\"")) {
+      str = Str::kMlBasic;
+      i += 2;
+      col += 2;
+      statement_start = false;
+      continue;
+    }
+    if (starts("'''")) {
+      str = Str::kMlLiteral;
+      i += 2;
+      col += 2;
+      statement_start = false;
+      continue;
+    }
     if (c == '"' || c == '\'') {
       str = c == '"' ? Str::kBasic : Str::kLiteral;
       statement_start = false;
@@ -172,7 +211,8 @@ Status GuardToml(std::string_view text, std::string_view source) {
       auto bare = [&](size_t k) {
         if (k >= text.size()) return false;
         const char h = text[k];
-        return (h >= 'A' && h <= 'Z') || (h >= 'a' && h <= 'z') || (h >= '0' && h <= '9') || h == '_' || h == '-';
+        return (h >= 'A' && h <= 'Z') || (h >= 'a' && h <= 'z') || (h >= '0' && h <= '9') ||
+               h == '_' || h == '-';
       };
       auto fail = [&](size_t k, const std::string& what) {
         return At(source, line, col + static_cast<int>(k - i), what);
@@ -184,13 +224,16 @@ Status GuardToml(std::string_view text, std::string_view source) {
         const char h = text[j];
         if (h == '"' || h == '\'') {
           size_t k = j + 1;
-          while (k < text.size() && text[k] != h && text[k] != '\n') k += (h == '"' && text[k] == '\\') ? 2 : 1;
-          if (k >= text.size() || text[k] != h) return fail(j, "unterminated quoted key in table header");
+          while (k < text.size() && text[k] != h && text[k] != '\n')
+            k += (h == '"' && text[k] == '\\') ? 2 : 1;
+          if (k >= text.size() || text[k] != h)
+            return fail(j, "unterminated quoted key in table header");
           j = k + 1;
         } else if (bare(j)) {
           while (bare(j)) ++j;
         } else {
-          return fail(j, std::string("invalid character '") + h + "' where a key should start in table header");
+          return fail(j, std::string("invalid character '") + h +
+                             "' where a key should start in table header");
         }
         while (blank(j)) ++j;
         if (j < text.size() && text[j] == '.') {

@@ -7,8 +7,8 @@
 #include <boost/json/value.hpp>
 #include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "core/files.h"
@@ -18,17 +18,19 @@ namespace {
 
 constexpr const char* kWaitUsage =
     "usage: dnnd wait --file <path> [--file <path> | --files a,b,c ...] [--json-key <key>]\n"
-    "                 [--timeout <seconds, 0 = none; default 600>] [--interval-ms <ms; default 500>]\n"
+    "                 [--timeout <seconds, 0 = none; default 600>] [--interval-ms <ms; default "
+    "500>]\n"
     "                 [-- <dnnd arguments to run once the files are ready>]\n"
     "exit 0 when every file is ready, 1 on timeout, 2 on a usage error\n";
 
 // Parses an integer flag value in [lo, hi].
-Result<long long> IntFlag(const std::string& flag, const std::string& text, long long lo, long long hi) {
+Result<long long> IntFlag(const std::string& flag, const std::string& text, long long lo,
+                          long long hi) {
   char* end = nullptr;
   const long long v = std::strtoll(text.c_str(), &end, 10);
   if (text.empty() || *end != '\0' || v < lo || v > hi)
-    return InvalidArgument(flag + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                           "], got '" + text + "'");
+    return InvalidArgument(flag + " must be an integer in [" + std::to_string(lo) + ", " +
+                           std::to_string(hi) + "], got '" + text + "'");
   return v;
 }
 
@@ -44,7 +46,9 @@ std::vector<std::string> SplitList(const std::string& list) {
   return out;
 }
 
-double Seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 }  // namespace
 
@@ -53,7 +57,8 @@ Result<WaitSpec> ParseWaitArgs(const std::vector<std::string>& args) {
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--") {
       spec.then.assign(args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
-      if (spec.then.empty()) return InvalidArgument("nothing after --: give the dnnd arguments to run");
+      if (spec.then.empty())
+        return InvalidArgument("nothing after --: give the dnnd arguments to run");
       break;
     }
     std::string flag = args[i], value;
@@ -64,7 +69,8 @@ Result<WaitSpec> ParseWaitArgs(const std::vector<std::string>& args) {
       if (i + 1 >= args.size()) return InvalidArgument(flag + " needs a value");
       value = args[++i];
     } else {
-      return InvalidArgument("unexpected argument '" + flag + "' (files go after --file or --files)");
+      return InvalidArgument("unexpected argument '" + flag +
+                             "' (files go after --file or --files)");
     }
     if (flag == "--file") {
       if (value.empty()) return InvalidArgument("--file needs a path");
@@ -141,7 +147,8 @@ int RunWait(const std::vector<std::string>& args, const std::string& self) {
   while (true) {
     std::vector<std::string> pending;  // "path: reason"
     for (const auto& f : spec->files)
-      if (std::string why = FileNotReady(f, spec->json_key); !why.empty()) pending.push_back(f + ": " + why);
+      if (std::string why = FileNotReady(f, spec->json_key); !why.empty())
+        pending.push_back(f + ": " + why);
     const auto now = Clock::now();
     if (pending.empty()) {
       std::fprintf(stderr, "dnnd: wait: all %zu file(s) ready after %.1f s\n", spec->files.size(),

@@ -33,10 +33,10 @@ namespace dnnd {
 
 struct WaitSpec {
   std::vector<std::string> files;
-  std::string json_key;                          // empty: existence is enough
-  std::chrono::milliseconds timeout{600'000};    // 0: no limit
-  std::chrono::milliseconds interval{500};       // between looks
-  std::vector<std::string> then;                 // after "--": dnnd's arguments to exec
+  std::string json_key;                        // empty: existence is enough
+  std::chrono::milliseconds timeout{600'000};  // 0: no limit
+  std::chrono::milliseconds interval{500};     // between looks
+  std::vector<std::string> then;               // after "--": dnnd's arguments to exec
 };
 
 // Parses the arguments after "wait".

@@ -15,16 +15,18 @@ std::string Differences(const WeightedModel& ref, const WeightedModel& m) {
   for (const auto& [name, t] : ref.tensors) {
     auto it = theirs.find(name);
     if (it == theirs.end()) {
-      add("tensor " + name + " is in " + ref.source + " " + ShapeToString(t.shape()) + " but missing from " + m.source);
+      add("tensor " + name + " is in " + ref.source + " " + ShapeToString(t.shape()) +
+          " but missing from " + m.source);
       continue;
     }
     if (it->second->shape() != t.shape())
-      add("tensor " + name + " has shape " + ShapeToString(t.shape()) + " in " + ref.source + " but " +
-          ShapeToString(it->second->shape()) + " in " + m.source);
+      add("tensor " + name + " has shape " + ShapeToString(t.shape()) + " in " + ref.source +
+          " but " + ShapeToString(it->second->shape()) + " in " + m.source);
     theirs.erase(it);
   }
   for (const auto& [name, t] : theirs)
-    add("tensor " + name + " " + ShapeToString(t->shape()) + " is in " + m.source + " but not in " + ref.source);
+    add("tensor " + name + " " + ShapeToString(t->shape()) + " is in " + m.source + " but not in " +
+        ref.source);
   return diff;
 }
 
@@ -35,7 +37,8 @@ Result<nn::NamedTensors> WeightedAverage(const std::vector<WeightedModel>& model
   double total = 0;
   for (const auto& m : models) {
     if (!(m.weight > 0) || !std::isfinite(m.weight))
-      return InvalidArgument(m.source + ": weight " + std::to_string(m.weight) + " is not a positive number");
+      return InvalidArgument(m.source + ": weight " + std::to_string(m.weight) +
+                             " is not a positive number");
     total += m.weight;
   }
   std::string problems;
@@ -43,7 +46,8 @@ Result<nn::NamedTensors> WeightedAverage(const std::vector<WeightedModel>& model
     const std::string d = Differences(models[0], models[k]);
     if (!d.empty()) problems += (problems.empty() ? "" : "; ") + d;
   }
-  if (!problems.empty()) return InvalidArgument("the models do not have the same parameters: " + problems);
+  if (!problems.empty())
+    return InvalidArgument("the models do not have the same parameters: " + problems);
 
   nn::NamedTensors out;
   for (const auto& [name, first] : models[0].tensors) {

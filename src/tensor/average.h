@@ -14,9 +14,9 @@
 namespace dnnd {
 
 struct WeightedModel {
-  std::string source;       // names the model in errors, e.g. its file
+  std::string source;  // names the model in errors, e.g. its file
   nn::NamedTensors tensors;
-  double weight = 1.0;      // > 0, e.g. its training samples
+  double weight = 1.0;  // > 0, e.g. its training samples
 };
 
 // The weighted average, in the first model's tensor order. Fails unless

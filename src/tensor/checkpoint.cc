@@ -31,7 +31,9 @@ std::vector<int64_t> Generations(const std::string& dir) {
     const std::string name = it->path().filename().string();
     if (name.rfind(kGenerationPrefix, 0) != 0) continue;
     const std::string digits = name.substr(kGenerationPrefix.size());
-    if (digits.empty() || digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (digits.empty() || digits.size() > 18 ||
+        digits.find_first_not_of("0123456789") != std::string::npos)
+      continue;
     std::error_code dir_ec;
     if (it->is_directory(dir_ec)) out.push_back(std::stoll(digits));
   }
@@ -41,8 +43,10 @@ std::vector<int64_t> Generations(const std::string& dir) {
 
 bool IsExtraFileName(const std::string& name) {
   return name.size() > kSafetensorsSuffix.size() &&
-         name.compare(name.size() - kSafetensorsSuffix.size(), std::string::npos, kSafetensorsSuffix) == 0 &&
-         name.find('/') == std::string::npos && name[0] != '.' && name != kModelFile && name != kOptimizerFile;
+         name.compare(name.size() - kSafetensorsSuffix.size(), std::string::npos,
+                      kSafetensorsSuffix) == 0 &&
+         name.find('/') == std::string::npos && name[0] != '.' && name != kModelFile &&
+         name != kOptimizerFile;
 }
 
 Result<int64_t> IntMeta(const SafetensorsFile& f, const std::string& key, const std::string& what) {
@@ -105,27 +109,35 @@ void PruneGenerations(const std::string& dir) {
     std::error_code ec;
     fs::rename(gen, doomed, ec);
     if (!ec) fs::remove_all(doomed, ec);
-    if (ec) Log(LogLevel::kWarn, "checkpoint", "cannot remove an old generation", {{"dir", gen}, {"error", ec.message()}});
+    if (ec)
+      Log(LogLevel::kWarn, "checkpoint", "cannot remove an old generation",
+          {{"dir", gen}, {"error", ec.message()}});
   }
 }
 
 // Writes the files of one generation into the (new, empty) directory `at`.
 // Plain synced writes: the rename of `at` itself is what makes them appear.
-Status WriteGeneration(const std::string& at, const nn::Module& model, const optim::Optimizer* optimizer,
-                       const std::map<std::string, std::string>& meta, const CheckpointFiles& files) {
+Status WriteGeneration(const std::string& at, const nn::Module& model,
+                       const optim::Optimizer* optimizer,
+                       const std::map<std::string, std::string>& meta,
+                       const CheckpointFiles& files) {
   const std::map<std::string, std::string> step_only{{"dnnd.step", meta.at("dnnd.step")}};
   if (optimizer)
-    DNND_RETURN_IF_ERROR(WriteFileSynced(at + "/" + kOptimizerFile, EncodeSafetensors(optimizer->State(), step_only)));
+    DNND_RETURN_IF_ERROR(WriteFileSynced(at + "/" + kOptimizerFile,
+                                         EncodeSafetensors(optimizer->State(), step_only)));
   for (const auto& [name, tensors] : files) {
-    if (!IsExtraFileName(name)) return InvalidArgument("checkpoint file name '" + name + "' is not <name>.safetensors");
+    if (!IsExtraFileName(name))
+      return InvalidArgument("checkpoint file name '" + name + "' is not <name>.safetensors");
     DNND_RETURN_IF_ERROR(WriteFileSynced(at + "/" + name, EncodeSafetensors(tensors, step_only)));
   }
-  DNND_RETURN_IF_ERROR(WriteFileSynced(at + "/" + kModelFile, EncodeSafetensors(model.NamedParameters(), meta)));
+  DNND_RETURN_IF_ERROR(
+      WriteFileSynced(at + "/" + kModelFile, EncodeSafetensors(model.NamedParameters(), meta)));
   return SyncDirectory(at);
 }
 
 // Loads one generation directory (or a directory of the older layout).
-Result<TrainingState> LoadGeneration(const std::string& dir, nn::Module& model, optim::Optimizer* optimizer) {
+Result<TrainingState> LoadGeneration(const std::string& dir, nn::Module& model,
+                                     optim::Optimizer* optimizer) {
   const std::string model_path = dir + "/" + kModelFile;
   DNND_ASSIGN_OR_RETURN(SafetensorsFile mf, LoadSafetensors(model_path));
   DNND_RETURN_IF_ERROR(LoadParameters(model, mf.tensors).WithContext(model_path));
@@ -180,7 +192,8 @@ Status SaveCheckpoint(const std::string& dir, const nn::Module& model,
     return SaveSafetensors(dir + "/" + kModelFile, model.NamedParameters(), meta);
 
   const std::vector<int64_t> gens = Generations(dir);
-  const std::string gen = GenerationDir(dir, gens.empty() ? 1 : gens.front() + 1), tmp = TempPathFor(gen);
+  const std::string gen = GenerationDir(dir, gens.empty() ? 1 : gens.front() + 1),
+                    tmp = TempPathFor(gen);
   fs::remove_all(tmp, ec);
   fs::create_directory(tmp, ec);
   if (ec) return IoError(tmp + ": cannot create directory: " + ec.message());
@@ -209,7 +222,8 @@ Result<TrainingState> LoadCheckpoint(const std::string& dir, nn::Module& model,
     const std::string gen = GenerationDir(dir, gens[i]);
     Result<TrainingState> state = LoadGeneration(gen, model, optimizer);
     if (!state.ok()) {
-      Log(LogLevel::kWarn, "checkpoint", "checkpoint generation does not load; trying the previous one",
+      Log(LogLevel::kWarn, "checkpoint",
+          "checkpoint generation does not load; trying the previous one",
           {{"generation", gen}, {"error", state.status().ToString()}});
       failures += (failures.empty() ? "" : "; ") + state.status().ToString();
       continue;
@@ -222,7 +236,8 @@ Result<TrainingState> LoadCheckpoint(const std::string& dir, nn::Module& model,
         std::error_code ec;
         fs::remove_all(bad + ".bad", ec);
         fs::rename(bad, bad + ".bad", ec);
-        Log(LogLevel::kWarn, "checkpoint", "resuming from an older generation; the newer one is set aside",
+        Log(LogLevel::kWarn, "checkpoint",
+            "resuming from an older generation; the newer one is set aside",
             {{"bad", bad}, {"renamed_to", bad + ".bad"}, {"using", gen}, {"step", state->step}});
       }
       DNND_RETURN_IF_ERROR(PublishModel(dir, gen));

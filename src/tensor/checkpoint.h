@@ -44,8 +44,8 @@ using CheckpointFiles = std::map<std::string, nn::NamedTensors>;
 struct TrainingState {
   int64_t epoch = 0;
   int64_t step = 0;
-  int64_t samples = 0;        // samples processed (every epoch counts)
-  int64_t train_samples = 0;  // size of the training set; 0 = unknown (not written)
+  int64_t samples = 0;                       // samples processed (every epoch counts)
+  int64_t train_samples = 0;                 // size of the training set; 0 = unknown (not written)
   std::map<std::string, std::string> extra;  // more metadata, "dnnd." keys reserved
   CheckpointFiles files;                     // saved and loaded with the generation
   std::string loaded_from;                   // LoadCheckpoint: the generation's directory

@@ -38,11 +38,14 @@ void Elementwise(int64_t n, Body body) {
 
 }  // namespace
 
-void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, const float* b, float beta, float* c) {
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          const float* b, float beta, float* c) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
-    if (beta == 0.0f) Fill(c, m * n, 0.0f); else Scale(m * n, beta, c);
+    if (beta == 0.0f)
+      Fill(c, m * n, 0.0f);
+    else
+      Scale(m * n, beta, c);
     return;
   }
   const int64_t lda = trans_a ? m : k;
@@ -58,11 +61,11 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
       // C[0, :] = op(B)^T . op(A)[0, :]; A's row is strided when transposed.
       const int inc_a = trans_a ? static_cast<int>(lda) : 1;
       if (trans_b)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n1 - n0), static_cast<int>(k), alpha, bp,
-                    static_cast<int>(ldb), ap, inc_a, beta, c + m0 * n + n0, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n1 - n0), static_cast<int>(k),
+                    alpha, bp, static_cast<int>(ldb), ap, inc_a, beta, c + m0 * n + n0, 1);
       else
-        cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(k), static_cast<int>(n1 - n0), alpha, bp,
-                    static_cast<int>(ldb), ap, inc_a, beta, c + m0 * n + n0, 1);
+        cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(k), static_cast<int>(n1 - n0),
+                    alpha, bp, static_cast<int>(ldb), ap, inc_a, beta, c + m0 * n + n0, 1);
       return;
     }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
@@ -95,8 +98,7 @@ float Sum(int64_t n, const float* x) {
   // large n to keep losses over whole datasets accurate.
   if (n < (1 << 16)) return V(x, n).sum();
   double s = 0;
-  for (int64_t i = 0; i < n; i += 1 << 16)
-    s += V(x + i, std::min<int64_t>(1 << 16, n - i)).sum();
+  for (int64_t i = 0; i < n; i += 1 << 16) s += V(x + i, std::min<int64_t>(1 << 16, n - i)).sum();
   return static_cast<float>(s);
 }
 float Dot(int64_t n, const float* x, const float* y) { return (V(x, n) * V(y, n)).sum(); }
@@ -134,8 +136,8 @@ namespace {
 // A plain restrict-qualified loop with both loads unconditional: GCC then
 // emits compare+blend. Eigen's select() and a conditional load both stayed
 // scalar and branchy (mispredicted on ReLU's random signs): 17% of a CNN step.
-__attribute__((noinline)) void ReluBackwardRange(int64_t n, const float* __restrict y, const float* __restrict gy,
-                       float* __restrict gx) {
+__attribute__((noinline)) void ReluBackwardRange(int64_t n, const float* __restrict y,
+                                                 const float* __restrict gy, float* __restrict gx) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gy[i];  // loaded unconditionally, so the select vectorises
     gx[i] = y[i] > 0.0f ? g : 0.0f;
@@ -204,7 +206,8 @@ void Im2Col(const Conv2dGeometry& g, const float* image, float* cols, int64_t ld
             const int64_t hi = std::min<int64_t>(ow, g.width - shift);
             if (lo > 0) std::memset(dst, 0, sizeof(float) * std::min(lo, ow));
             if (hi > lo) std::memcpy(dst + lo, src + lo + shift, sizeof(float) * (hi - lo));
-            if (hi < ow) std::memset(dst + std::max(hi, lo), 0, sizeof(float) * (ow - std::max(hi, lo)));
+            if (hi < ow)
+              std::memset(dst + std::max(hi, lo), 0, sizeof(float) * (ow - std::max(hi, lo)));
           } else {
             for (int64_t ox = 0; ox < ow; ++ox) {
               const int64_t ix = ox * g.stride - g.padding + kx;
@@ -306,16 +309,22 @@ void SgdChunk(int64_t n, float* w, const float* g, float* buf, float lr, float m
   Vec W(w, n);
   CVec G(g, n);
   if (momentum == 0.0f) {
-    if (weight_decay != 0.0f) W -= lr * (G + weight_decay * W);
-    else W -= lr * G;
+    if (weight_decay != 0.0f)
+      W -= lr * (G + weight_decay * W);
+    else
+      W -= lr * G;
     return;
   }
   Vec B(buf, n);
   // d = g + wd*w; buf = first ? d : momentum*buf + (1-dampening)*d
-  if (first_step) B = G + weight_decay * W;
-  else B = momentum * B + (1.0f - dampening) * (G + weight_decay * W);
-  if (nesterov) W -= lr * ((G + weight_decay * W) + momentum * B);
-  else W -= lr * B;
+  if (first_step)
+    B = G + weight_decay * W;
+  else
+    B = momentum * B + (1.0f - dampening) * (G + weight_decay * W);
+  if (nesterov)
+    W -= lr * ((G + weight_decay * W) + momentum * B);
+  else
+    W -= lr * B;
 }
 
 void AdamChunk(int64_t n, float* w, const float* g, float* m, float* v, float lr, float beta1,

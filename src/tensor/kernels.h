@@ -10,8 +10,8 @@ namespace dnnd::kernels {
 // --- BLAS-like -------------------------------------------------------------
 // C[m,n] = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T.
 // A is [m,k] (or [k,m] if trans_a), B is [k,n] (or [n,k] if trans_b).
-void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, const float* b, float beta, float* c);
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          const float* b, float beta, float* c);
 void Axpy(int64_t n, float alpha, const float* x, float* y);  // y += alpha * x
 void Scale(int64_t n, float alpha, float* x);                 // x *= alpha
 void Fill(float* x, int64_t n, float value);
@@ -58,8 +58,8 @@ void Im2Col(const Conv2dGeometry& g, const float* image, float* cols, int64_t ld
 void Col2Im(const Conv2dGeometry& g, const float* cols, int64_t ld, float* image);
 
 // Max pooling of one plane; `argmax` records the input index of each output.
-void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, const float* in,
-                    float* out, int32_t* argmax);
+void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, const float* in, float* out,
+                    int32_t* argmax);
 void MaxPool2dPlaneBackward(int64_t out_n, const int32_t* argmax, const float* gy, float* gx);
 
 // --- optimiser updates (in place over one parameter tensor) -----------------

@@ -2,11 +2,11 @@
 
 #include <toml++/toml.h>
 
-#include "core/json_text.h"
-#include "core/toml_guard.h"
-
 #include <set>
 #include <sstream>
+
+#include "core/json_text.h"
+#include "core/toml_guard.h"
 
 namespace dnnd {
 namespace {
@@ -73,12 +73,14 @@ Status ReadBool(const toml::table& t, const char* key, const std::string& ctx, b
   return Status::Ok();
 }
 
-Status CheckKeys(const toml::table& t, const std::set<std::string>& allowed, const std::string& ctx) {
+Status CheckKeys(const toml::table& t, const std::set<std::string>& allowed,
+                 const std::string& ctx) {
   for (const auto& [k, v] : t) {
     if (!allowed.count(std::string(k.str()))) {
       std::string list;
       for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      return ErrorAt(v, ctx + ": unknown key '" + std::string(k.str()) + "' (allowed: " + list + ")");
+      return ErrorAt(v,
+                     ctx + ": unknown key '" + std::string(k.str()) + "' (allowed: " + list + ")");
     }
   }
   return Status::Ok();
@@ -96,7 +98,8 @@ Result<LayerSpec> ParseLayer(const toml::table& t, size_t index) {
     DNND_RETURN_IF_ERROR(ReadInt(t, "out", 1, true, ctx, &l.out));
     DNND_RETURN_IF_ERROR(ReadBool(t, "bias", ctx, &l.bias));
   } else if (l.type == "conv2d") {
-    DNND_RETURN_IF_ERROR(CheckKeys(t, {"type", "in", "out", "kernel", "stride", "padding", "bias"}, ctx));
+    DNND_RETURN_IF_ERROR(
+        CheckKeys(t, {"type", "in", "out", "kernel", "stride", "padding", "bias"}, ctx));
     l.stride = 1;
     DNND_RETURN_IF_ERROR(ReadInt(t, "in", 1, false, ctx, &l.in));
     DNND_RETURN_IF_ERROR(ReadInt(t, "out", 1, true, ctx, &l.out));
@@ -126,12 +129,13 @@ Result<LayerSpec> ParseLayer(const toml::table& t, size_t index) {
 Status ParseOptimizer(const toml::table& t, optim::OptimizerOptions* o) {
   const std::string ctx = "model.optimizer";
   DNND_RETURN_IF_ERROR(CheckKeys(
-      t, {"type", "lr", "momentum", "dampening", "nesterov", "weight_decay", "beta1", "beta2", "eps"},
+      t,
+      {"type", "lr", "momentum", "dampening", "nesterov", "weight_decay", "beta1", "beta2", "eps"},
       ctx));
   DNND_RETURN_IF_ERROR(ReadString(t, "type", ctx, &o->type));
   if (o->type != "sgd" && o->type != "adam" && o->type != "adamw")
-    return ErrorAt(*t.get("type"), ctx + ".type: unknown optimizer '" + o->type +
-                                       "' (expected sgd, adam, adamw)");
+    return ErrorAt(*t.get("type"),
+                   ctx + ".type: unknown optimizer '" + o->type + "' (expected sgd, adam, adamw)");
   DNND_RETURN_IF_ERROR(ReadFloat(t, "lr", 1e-12, 1e3, ctx, &o->lr));
   DNND_RETURN_IF_ERROR(ReadFloat(t, "momentum", 0.0, 1.0, ctx, &o->momentum));
   DNND_RETURN_IF_ERROR(ReadFloat(t, "dampening", 0.0, 1.0, ctx, &o->dampening));
@@ -151,9 +155,11 @@ Result<ModelSpec> ParseModelSpec(const toml::table& m) {
   ModelSpec spec;
   DNND_RETURN_IF_ERROR(CheckKeys(m, {"input", "loss", "init", "layers", "optimizer"}, "model"));
   const toml::node* input = m.get("input");
-  if (!input) return ErrorAt(m, "model: missing required key 'input' (per-sample shape, e.g. [1, 28, 28])");
+  if (!input)
+    return ErrorAt(m, "model: missing required key 'input' (per-sample shape, e.g. [1, 28, 28])");
   const toml::array* arr = input->as_array();
-  if (!arr || arr->empty()) return ErrorAt(*input, "model.input: expected a non-empty array of positive integers");
+  if (!arr || arr->empty())
+    return ErrorAt(*input, "model.input: expected a non-empty array of positive integers");
   for (const auto& d : *arr) {
     auto v = d.value<int64_t>();
     if (!d.is_integer() || !v || *v < 1 || *v > (int64_t{1} << 31))
@@ -173,10 +179,11 @@ Result<ModelSpec> ParseModelSpec(const toml::table& m) {
   const toml::node* layers = m.get("layers");
   if (!layers) return ErrorAt(m, "model: missing required [[model.layers]]");
   const toml::array* la = layers->as_array();
-  if (!la || la->empty()) return ErrorAt(*layers, "model.layers: expected a non-empty array of tables");
+  if (!la || la->empty())
+    return ErrorAt(*layers, "model.layers: expected a non-empty array of tables");
   if (la->size() > kMaxModelLayers)
-    return ErrorAt(*layers, "model.layers: " + std::to_string(la->size()) + " layers; the limit is " +
-                                std::to_string(kMaxModelLayers));
+    return ErrorAt(*layers, "model.layers: " + std::to_string(la->size()) +
+                                " layers; the limit is " + std::to_string(kMaxModelLayers));
   for (size_t i = 0; i < la->size(); ++i) {
     const toml::table* lt = (*la)[i].as_table();
     if (!lt) return ErrorAt((*la)[i], "model.layers[" + std::to_string(i) + "]: expected a table");
@@ -240,8 +247,10 @@ std::string ModelSpecToToml(const ModelSpec& spec) {
 }
 
 std::string ArchitectureDifference(const ModelSpec& a, const ModelSpec& b) {
-  if (a.input != b.input) return "input " + ShapeToString(a.input) + " vs " + ShapeToString(b.input);
-  if (a.loss != b.loss) return std::string("loss ") + nn::LossName(a.loss) + " vs " + nn::LossName(b.loss);
+  if (a.input != b.input)
+    return "input " + ShapeToString(a.input) + " vs " + ShapeToString(b.input);
+  if (a.loss != b.loss)
+    return std::string("loss ") + nn::LossName(a.loss) + " vs " + nn::LossName(b.loss);
   if (a.layers.size() != b.layers.size())
     return std::to_string(a.layers.size()) + " layers vs " + std::to_string(b.layers.size());
   for (size_t i = 0; i < a.layers.size(); ++i) {
@@ -249,15 +258,17 @@ std::string ArchitectureDifference(const ModelSpec& a, const ModelSpec& b) {
     const std::string at = "layer " + std::to_string(i) + ": ";
     if (x.type != y.type) return at + x.type + " vs " + y.type;
     if (x.kernel != y.kernel || x.stride != y.stride || x.padding != y.padding)
-      return at + "kernel/stride/padding " + std::to_string(x.kernel) + "/" + std::to_string(x.stride) + "/" +
-             std::to_string(x.padding) + " vs " + std::to_string(y.kernel) + "/" + std::to_string(y.stride) + "/" +
+      return at + "kernel/stride/padding " + std::to_string(x.kernel) + "/" +
+             std::to_string(x.stride) + "/" + std::to_string(x.padding) + " vs " +
+             std::to_string(y.kernel) + "/" + std::to_string(y.stride) + "/" +
              std::to_string(y.padding);
     if (x.p != y.p) return at + "dropout p " + std::to_string(x.p) + " vs " + std::to_string(y.p);
   }
   return "";
 }
 
-Result<std::shared_ptr<nn::Sequential>> BuildModel(const ModelSpec& spec, uint64_t seed, const ModelLimits& limits) {
+Result<std::shared_ptr<nn::Sequential>> BuildModel(const ModelSpec& spec, uint64_t seed,
+                                                   const ModelLimits& limits) {
   Rng rng(seed);
   auto model = std::make_shared<nn::Sequential>();
   Shape shape = spec.input;
@@ -267,8 +278,9 @@ Result<std::shared_ptr<nn::Sequential>> BuildModel(const ModelSpec& spec, uint64
   // user's, and their product may not fit in 64 bits.
   auto add = [&](const std::string& ctx, double n) -> Status {
     if (n + static_cast<double>(parameters) > static_cast<double>(limits.max_parameters))
-      return ResourceExhausted(ctx + " takes the model past " + std::to_string(limits.max_parameters) +
-                               " parameters (" + limits.setting + ")");
+      return ResourceExhausted(ctx + " takes the model past " +
+                               std::to_string(limits.max_parameters) + " parameters (" +
+                               limits.setting + ")");
     parameters += static_cast<int64_t>(n);
     return Status::Ok();
   };
@@ -286,10 +298,13 @@ Result<std::shared_ptr<nn::Sequential>> BuildModel(const ModelSpec& spec, uint64
       m = std::make_shared<nn::Linear>(in, l.out, rng, l.bias, spec.init);
     } else if (l.type == "conv2d") {
       int64_t in = l.in ? l.in : (shape.size() == 3 ? shape[0] : 0);
-      if (in == 0) return InvalidArgument(ctx + " expects input [channels, h, w] but " + prev +
-                                          " gives " + ShapeToString(shape));
-      DNND_RETURN_IF_ERROR(add(ctx, (static_cast<double>(in) * static_cast<double>(l.kernel) * static_cast<double>(l.kernel) + 1) *
-                                     static_cast<double>(l.out)));
+      if (in == 0)
+        return InvalidArgument(ctx + " expects input [channels, h, w] but " + prev + " gives " +
+                               ShapeToString(shape));
+      DNND_RETURN_IF_ERROR(add(ctx, (static_cast<double>(in) * static_cast<double>(l.kernel) *
+                                         static_cast<double>(l.kernel) +
+                                     1) *
+                                        static_cast<double>(l.out)));
       m = std::make_shared<nn::Conv2d>(in, l.out, l.kernel, l.stride ? l.stride : 1, l.padding, rng,
                                        l.bias, spec.init);
     } else if (l.type == "maxpool2d") {

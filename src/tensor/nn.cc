@@ -79,8 +79,9 @@ Result<Shape> Sequential::OutputShape(const Shape& input) const {
   Shape s = input;
   for (size_t i = 0; i < layers_.size(); ++i) {
     auto r = layers_[i]->OutputShape(s);
-    if (!r) return r.status().WithContext("layer " + std::to_string(i) + " (" +
-                                          layers_[i]->Describe() + ")");
+    if (!r)
+      return r.status().WithContext("layer " + std::to_string(i) + " (" + layers_[i]->Describe() +
+                                    ")");
     s = *r;
   }
   return s;
@@ -230,34 +231,40 @@ Result<Shape> MaxPool2d::OutputShape(const Shape& input) const {
 }
 
 std::string MaxPool2d::Describe() const {
-  return "MaxPool2d(kernel_size=" + std::to_string(kernel_) + ", stride=" + std::to_string(stride_) +
-         ")";
+  return "MaxPool2d(kernel_size=" + std::to_string(kernel_) +
+         ", stride=" + std::to_string(stride_) + ")";
 }
 
 Tensor Flatten::Forward(const Tensor& x) { return ops::Flatten(x); }
 
-Result<Shape> Flatten::OutputShape(const Shape& input) const {
-  return Shape{ShapeNumel(input)};
-}
+Result<Shape> Flatten::OutputShape(const Shape& input) const { return Shape{ShapeNumel(input)}; }
 
 // --- activations, dropout ------------------------------------------------------------
 
 Tensor ActivationLayer::Forward(const Tensor& x) {
   switch (kind_) {
-    case Activation::kRelu: return ops::Relu(x);
-    case Activation::kSigmoid: return ops::Sigmoid(x);
-    case Activation::kTanh: return ops::Tanh(x);
-    case Activation::kSoftmax: return ops::Softmax(x);
+    case Activation::kRelu:
+      return ops::Relu(x);
+    case Activation::kSigmoid:
+      return ops::Sigmoid(x);
+    case Activation::kTanh:
+      return ops::Tanh(x);
+    case Activation::kSoftmax:
+      return ops::Softmax(x);
   }
   throw std::logic_error("unhandled activation");
 }
 
 std::string ActivationLayer::Describe() const {
   switch (kind_) {
-    case Activation::kRelu: return "ReLU()";
-    case Activation::kSigmoid: return "Sigmoid()";
-    case Activation::kTanh: return "Tanh()";
-    case Activation::kSoftmax: return "Softmax(dim=-1)";
+    case Activation::kRelu:
+      return "ReLU()";
+    case Activation::kSigmoid:
+      return "Sigmoid()";
+    case Activation::kTanh:
+      return "Tanh()";
+    case Activation::kSoftmax:
+      return "Softmax(dim=-1)";
   }
   return "?";
 }
@@ -280,18 +287,24 @@ Result<LossKind> ParseLoss(const std::string& name) {
 
 const char* LossName(LossKind kind) {
   switch (kind) {
-    case LossKind::kCrossEntropy: return "cross_entropy";
-    case LossKind::kMse: return "mse";
-    case LossKind::kBce: return "bce";
+    case LossKind::kCrossEntropy:
+      return "cross_entropy";
+    case LossKind::kMse:
+      return "mse";
+    case LossKind::kBce:
+      return "bce";
   }
   return "?";
 }
 
 Tensor ComputeLoss(LossKind kind, const Tensor& output, const Target& target) {
   switch (kind) {
-    case LossKind::kCrossEntropy: return ops::CrossEntropy(output, target.labels);
-    case LossKind::kMse: return ops::MseLoss(output, target.values);
-    case LossKind::kBce: return ops::BceLoss(output, target.values);
+    case LossKind::kCrossEntropy:
+      return ops::CrossEntropy(output, target.labels);
+    case LossKind::kMse:
+      return ops::MseLoss(output, target.values);
+    case LossKind::kBce:
+      return ops::BceLoss(output, target.values);
   }
   throw std::logic_error("unhandled loss");
 }

@@ -102,8 +102,8 @@ class Linear : public Module {
 
 class Conv2d : public Module {
  public:
-  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
-         int64_t padding, Rng& rng, bool bias = true, Init init = Init::kDefault);
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding,
+         Rng& rng, bool bias = true, Init init = Init::kDefault);
   Tensor Forward(const Tensor& x) override;
   Result<Shape> OutputShape(const Shape& input) const override;
   std::string Describe() const override;
@@ -143,10 +143,18 @@ class ActivationLayer : public Module {
  private:
   Activation kind_;
 };
-inline std::shared_ptr<Module> ReLU() { return std::make_shared<ActivationLayer>(Activation::kRelu); }
-inline std::shared_ptr<Module> Sigmoid() { return std::make_shared<ActivationLayer>(Activation::kSigmoid); }
-inline std::shared_ptr<Module> Tanh() { return std::make_shared<ActivationLayer>(Activation::kTanh); }
-inline std::shared_ptr<Module> Softmax() { return std::make_shared<ActivationLayer>(Activation::kSoftmax); }
+inline std::shared_ptr<Module> ReLU() {
+  return std::make_shared<ActivationLayer>(Activation::kRelu);
+}
+inline std::shared_ptr<Module> Sigmoid() {
+  return std::make_shared<ActivationLayer>(Activation::kSigmoid);
+}
+inline std::shared_ptr<Module> Tanh() {
+  return std::make_shared<ActivationLayer>(Activation::kTanh);
+}
+inline std::shared_ptr<Module> Softmax() {
+  return std::make_shared<ActivationLayer>(Activation::kSoftmax);
+}
 
 class Dropout : public Module {
  public:

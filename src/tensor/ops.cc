@@ -82,8 +82,10 @@ Tensor AddSub(const Tensor& a, const Tensor& b, float sign, const char* name) {
   Bcast mode = Broadcast(name, a, b);
   Tensor y = Tensor::Empty(a.shape());
   if (mode == Bcast::kSame) {
-    if (sign > 0) kernels::Add(a.numel(), a.data(), b.data(), y.data());
-    else kernels::Sub(a.numel(), a.data(), b.data(), y.data());
+    if (sign > 0)
+      kernels::Add(a.numel(), a.data(), b.data(), y.data());
+    else
+      kernels::Sub(a.numel(), a.data(), b.data(), y.data());
   } else if (mode == Bcast::kScalar) {
     Tensor row = Tensor::Full({1}, sign * b.data()[0]);
     kernels::AddRowVector(a.numel(), 1, a.data(), row.data(), y.data());
@@ -137,7 +139,8 @@ Tensor Linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (x.ndim() != 2 || weight.ndim() != 2 || x.size(1) != weight.size(1))
     ShapeError("Linear", x, weight);
   const int64_t n = x.size(0), in = x.size(1), out = weight.size(0);
-  if (bias.defined() && (bias.ndim() != 1 || bias.size(0) != out)) ShapeError("Linear", weight, bias);
+  if (bias.defined() && (bias.ndim() != 1 || bias.size(0) != out))
+    ShapeError("Linear", weight, bias);
   Tensor y = Tensor::Empty({n, out});
   float beta = 0.0f;
   if (bias.defined()) {  // y = bias broadcast, then y += x W^T in one GEMM
@@ -155,7 +158,8 @@ Tensor Linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       if (Needs(t[1])) {  // gW[out,in] = g^T x, accumulated in place when a grad exists
         Tensor existing = t[1].grad();
         if (existing.defined()) {
-          kernels::Gemm(true, false, out, in, n, 1.0f, g.data(), t[0].data(), 1.0f, existing.data());
+          kernels::Gemm(true, false, out, in, n, 1.0f, g.data(), t[0].data(), 1.0f,
+                        existing.data());
         } else {
           Tensor gw = Tensor::Empty({out, in});
           kernels::Gemm(true, false, out, in, n, 1.0f, g.data(), t[0].data(), 0.0f, gw.data());
@@ -302,8 +306,8 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
               int64_t padding) {
   if (x.ndim() != 4 || weight.ndim() != 4 || x.size(1) != weight.size(1))
     ShapeError("Conv2d", x, weight);
-  kernels::Conv2dGeometry geo{x.size(1), x.size(2), x.size(3), weight.size(2), weight.size(3),
-                              stride, padding};
+  kernels::Conv2dGeometry geo{x.size(1),      x.size(2), x.size(3), weight.size(2),
+                              weight.size(3), stride,    padding};
   if (stride < 1 || padding < 0 || x.size(2) + 2 * padding < weight.size(2) ||
       x.size(3) + 2 * padding < weight.size(3))
     ShapeError("Conv2d", x, weight);
@@ -341,7 +345,7 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   if (AnyRequiresGrad({&x, &weight, &bias})) {
     Record(y, "Conv2d", {x, weight, bias},
            [geo, oc, patch, plane, in_sample, groups, group_size](std::vector<Tensor>& t,
-                                                                 const Tensor& g) {
+                                                                  const Tensor& g) {
              const bool need_x = Needs(t[0]), need_w = Needs(t[1]), need_b = Needs(t[2]);
              Tensor gw = Tensor::Zeros({oc, patch});
              Tensor gb = Tensor::Zeros({oc});
@@ -389,8 +393,8 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
 }
 
 Tensor MaxPool2d(const Tensor& x, int64_t kernel, int64_t stride) {
-  if (x.ndim() != 4) throw std::invalid_argument("MaxPool2d expects [n, c, h, w], got " +
-                                                 ShapeToString(x.shape()));
+  if (x.ndim() != 4)
+    throw std::invalid_argument("MaxPool2d expects [n, c, h, w], got " + ShapeToString(x.shape()));
   if (kernel < 1 || stride < 1 || x.size(2) < kernel || x.size(3) < kernel)
     throw std::invalid_argument("MaxPool2d: kernel " + std::to_string(kernel) +
                                 " does not fit input " + ShapeToString(x.shape()));
@@ -405,24 +409,24 @@ Tensor MaxPool2d(const Tensor& x, int64_t kernel, int64_t stride) {
                               argmax->data() + p * oh * ow);
   });
   if (AnyRequiresGrad({&x})) {
-    Record(y, "MaxPool2d", {x}, [argmax, planes, h, w, oh, ow](std::vector<Tensor>& in,
-                                                               const Tensor& g) {
-      Tensor gx = Tensor::Zeros(in[0].shape());
-      ParallelFor(planes, 16, [&](int64_t b, int64_t e) {
-        for (int64_t p = b; p < e; ++p)
-          kernels::MaxPool2dPlaneBackward(oh * ow, argmax->data() + p * oh * ow,
-                                          g.data() + p * oh * ow, gx.data() + p * h * w);
-      });
-      in[0].AccumulateGrad(std::move(gx));
-    });
+    Record(y, "MaxPool2d", {x},
+           [argmax, planes, h, w, oh, ow](std::vector<Tensor>& in, const Tensor& g) {
+             Tensor gx = Tensor::Zeros(in[0].shape());
+             ParallelFor(planes, 16, [&](int64_t b, int64_t e) {
+               for (int64_t p = b; p < e; ++p)
+                 kernels::MaxPool2dPlaneBackward(oh * ow, argmax->data() + p * oh * ow,
+                                                 g.data() + p * oh * ow, gx.data() + p * h * w);
+             });
+             in[0].AccumulateGrad(std::move(gx));
+           });
   }
   return y;
 }
 
 Tensor CrossEntropy(const Tensor& logits, std::span<const int32_t> labels) {
   if (logits.ndim() != 2 || logits.size(0) != static_cast<int64_t>(labels.size()))
-    throw std::invalid_argument("CrossEntropy: logits " + ShapeToString(logits.shape()) +
-                                " for " + std::to_string(labels.size()) + " labels");
+    throw std::invalid_argument("CrossEntropy: logits " + ShapeToString(logits.shape()) + " for " +
+                                std::to_string(labels.size()) + " labels");
   const int64_t n = logits.size(0), k = logits.size(1);
   if (n == 0) throw std::invalid_argument("CrossEntropy of an empty batch");
   for (int32_t l : labels)
@@ -437,16 +441,16 @@ Tensor CrossEntropy(const Tensor& logits, std::span<const int32_t> labels) {
   Tensor y = Tensor::Scalar(static_cast<float>(total / n));
   if (AnyRequiresGrad({&logits})) {
     std::vector<int32_t> lab(labels.begin(), labels.end());
-    Record(y, "CrossEntropy", {logits}, [logp, lab = std::move(lab), n, k](std::vector<Tensor>& in,
-                                                                         const Tensor& g) {
-      const float scale = g.item() / static_cast<float>(n);
-      Tensor gx = Tensor::Empty(logp.shape());
-      const float* lp = logp.data();
-      float* out = gx.data();
-      for (int64_t i = 0; i < n * k; ++i) out[i] = std::exp(lp[i]) * scale;
-      for (int64_t i = 0; i < n; ++i) out[i * k + lab[i]] -= scale;
-      in[0].AccumulateGrad(std::move(gx));
-    });
+    Record(y, "CrossEntropy", {logits},
+           [logp, lab = std::move(lab), n, k](std::vector<Tensor>& in, const Tensor& g) {
+             const float scale = g.item() / static_cast<float>(n);
+             Tensor gx = Tensor::Empty(logp.shape());
+             const float* lp = logp.data();
+             float* out = gx.data();
+             for (int64_t i = 0; i < n * k; ++i) out[i] = std::exp(lp[i]) * scale;
+             for (int64_t i = 0; i < n; ++i) out[i * k + lab[i]] -= scale;
+             in[0].AccumulateGrad(std::move(gx));
+           });
   }
   return y;
 }

@@ -60,7 +60,8 @@ Tensor BceLoss(const Tensor& pred, const Tensor& target);
 // server) part of the graph: backward calls `backward(inputs, grad_out)`,
 // which accumulates into whichever inputs need it. It is called even when no
 // input requires grad, for the side effects (remote parameter gradients).
-void RecordExternal(Tensor& out, const char* name, std::vector<Tensor> inputs,
-                    std::function<void(std::vector<Tensor>& inputs, const Tensor& grad_out)> backward);
+void RecordExternal(
+    Tensor& out, const char* name, std::vector<Tensor> inputs,
+    std::function<void(std::vector<Tensor>& inputs, const Tensor& grad_out)> backward);
 
 }  // namespace dnnd::ops

@@ -27,7 +27,8 @@ class SlottedOptimizer : public Optimizer {
       if (!g.defined()) continue;
       bool first = slots_[i].empty();
       if (first)
-        for (size_t s = 0; s < slot_names_.size(); ++s) slots_[i].push_back(Tensor::Zeros(w.shape()));
+        for (size_t s = 0; s < slot_names_.size(); ++s)
+          slots_[i].push_back(Tensor::Zeros(w.shape()));
       Update(w, g, slots_[i], first);
     }
   }
@@ -88,8 +89,8 @@ class Sgd final : public SlottedOptimizer {
 
  protected:
   void Update(Tensor& w, const Tensor& g, std::vector<Tensor>& slots, bool first) override {
-    kernels::SgdUpdate(w.numel(), w.data(), g.data(), slots.empty() ? nullptr : slots[0].data(), lr_,
-                       options_.momentum, options_.dampening, options_.weight_decay,
+    kernels::SgdUpdate(w.numel(), w.data(), g.data(), slots.empty() ? nullptr : slots[0].data(),
+                       lr_, options_.momentum, options_.dampening, options_.weight_decay,
                        options_.nesterov, first);
   }
 };

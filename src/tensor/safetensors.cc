@@ -1,7 +1,5 @@
 #include "tensor/safetensors.h"
 
-#include "core/files.h"
-
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
@@ -9,11 +7,12 @@
 #include <limits>
 #include <new>
 
+#include "core/files.h"
+
 namespace dnnd {
 namespace {
 
 namespace json = boost::json;
-
 
 float HalfToFloat(uint16_t h) {
   const uint32_t sign = (h & 0x8000u) << 16;
@@ -63,7 +62,8 @@ std::string EncodeSafetensors(const nn::NamedTensors& tensors,
   for (const auto& [name, t] : sorted) {
     json::array shape;
     for (int64_t d : t.shape()) shape.push_back(d);
-    json::object entry{{"dtype", "F32"}, {"shape", std::move(shape)},
+    json::object entry{{"dtype", "F32"},
+                       {"shape", std::move(shape)},
                        {"data_offsets", json::array{offset, offset + t.nbytes()}}};
     header[name] = std::move(entry);
     offset += t.nbytes();
@@ -86,16 +86,19 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t{static_cast<uint8_t>(bytes[i])} << (8 * i);
   if (n > limits.max_header_bytes)
-    return ResourceExhausted(what + ": header length " + std::to_string(n) + " exceeds the limit of " +
-                             std::to_string(limits.max_header_bytes) + " bytes");
+    return ResourceExhausted(what + ": header length " + std::to_string(n) +
+                             " exceeds the limit of " + std::to_string(limits.max_header_bytes) +
+                             " bytes");
   if (n > bytes.size() - 8)
-    return Corruption(what + ": header length " + std::to_string(n) + " runs past the end of the file (" +
-                      std::to_string(bytes.size()) + " bytes)");
+    return Corruption(what + ": header length " + std::to_string(n) +
+                      " runs past the end of the file (" + std::to_string(bytes.size()) +
+                      " bytes)");
   boost::system::error_code ec;
   json::value root = json::parse(std::string_view(bytes).substr(8, n), ec);
   if (ec) return Corruption(what + ": header is not valid JSON (" + ec.message() + ")");
   if (!root.is_object()) return Corruption(what + ": header is not a JSON object");
-  const size_t tensors = root.as_object().size() - (root.as_object().contains("__metadata__") ? 1 : 0);
+  const size_t tensors =
+      root.as_object().size() - (root.as_object().contains("__metadata__") ? 1 : 0);
   if (tensors > static_cast<uint64_t>(limits.max_tensors))
     return ResourceExhausted(what + ": " + std::to_string(tensors) + " tensors; the limit is " +
                              std::to_string(limits.max_tensors));
@@ -106,7 +109,10 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
   std::memcpy(storage->data(), data, data_size);
 
   SafetensorsFile file;
-  struct Span { uint64_t begin, end; std::string name; };
+  struct Span {
+    uint64_t begin, end;
+    std::string name;
+  };
   std::vector<Span> spans;
   uint64_t decoded = 0;
   for (const auto& [key, value] : root.as_object()) {
@@ -128,14 +134,18 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
     const json::value* off = e->if_contains("data_offsets");
     if (!dt || !dt->is_string() || !sh || !sh->is_array() || !off || !off->is_array() ||
         off->as_array().size() != 2)
-      return Corruption(ctx + " needs dtype (string), shape (array) and data_offsets ([begin, end])");
+      return Corruption(ctx +
+                        " needs dtype (string), shape (array) and data_offsets ([begin, end])");
     const std::string dtype(dt->as_string());
     const int esize = DtypeSize(dtype);
-    if (esize == 0) return Unsupported(ctx + " has dtype " + dtype + " (supported: F32, F16, BF16, F64)");
+    if (esize == 0)
+      return Unsupported(ctx + " has dtype " + dtype + " (supported: F32, F16, BF16, F64)");
     Shape shape;
     for (const auto& d : sh->as_array()) {
-      if (!d.is_int64() && !d.is_uint64()) return Corruption(ctx + ": shape entries must be integers");
-      int64_t v = d.is_int64() ? d.as_int64() : static_cast<int64_t>(std::min<uint64_t>(d.as_uint64(), INT64_MAX));
+      if (!d.is_int64() && !d.is_uint64())
+        return Corruption(ctx + ": shape entries must be integers");
+      int64_t v = d.is_int64() ? d.as_int64()
+                               : static_cast<int64_t>(std::min<uint64_t>(d.as_uint64(), INT64_MAX));
       if (v < 0) return Corruption(ctx + ": negative dimension");
       shape.push_back(v);
     }
@@ -145,7 +155,8 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
     uint64_t b = 0, en = 0;
     for (int i = 0; i < 2; ++i) {
       const json::value& o = off->as_array()[i];
-      if (!o.is_int64() && !o.is_uint64()) return Corruption(ctx + ": data_offsets must be integers");
+      if (!o.is_int64() && !o.is_uint64())
+        return Corruption(ctx + ": data_offsets must be integers");
       if (o.is_int64() && o.as_int64() < 0) return Corruption(ctx + ": negative data offset");
       (i == 0 ? b : en) = o.is_int64() ? static_cast<uint64_t>(o.as_int64()) : o.as_uint64();
     }
@@ -153,13 +164,13 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
       return Corruption(ctx + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(en) +
                         "] outside the " + std::to_string(data_size) + "-byte data section");
     if (en - b != static_cast<uint64_t>(numel) * esize)
-      return Corruption(ctx + ": " + std::to_string(en - b) + " bytes for shape " + ShapeToString(shape) +
-                        " of " + dtype);
+      return Corruption(ctx + ": " + std::to_string(en - b) + " bytes for shape " +
+                        ShapeToString(shape) + " of " + dtype);
     spans.push_back({b, en, name});
     decoded += 4 * static_cast<uint64_t>(numel);  // every dtype becomes float32
     if (decoded > limits.max_decoded_bytes)
-      return ResourceExhausted(ctx + " takes the file past " + std::to_string(limits.max_decoded_bytes) +
-                               " decoded bytes");
+      return ResourceExhausted(ctx + " takes the file past " +
+                               std::to_string(limits.max_decoded_bytes) + " decoded bytes");
     Tensor t;
     if (dtype == "F32" && b % 4 == 0) {
       t = Tensor::FromStorage(storage, static_cast<int64_t>(b / 4), shape);
@@ -191,11 +202,14 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
   std::sort(spans.begin(), spans.end(), [](auto& a, auto& b) { return a.begin < b.begin; });
   for (size_t i = 1; i < spans.size(); ++i)
     if (spans[i].begin < spans[i - 1].end)
-      return Corruption(what + ": tensors '" + spans[i - 1].name + "' and '" + spans[i].name + "' overlap");
-  std::sort(file.tensors.begin(), file.tensors.end(), [](auto& a, auto& b) { return a.first < b.first; });
+      return Corruption(what + ": tensors '" + spans[i - 1].name + "' and '" + spans[i].name +
+                        "' overlap");
+  std::sort(file.tensors.begin(), file.tensors.end(),
+            [](auto& a, auto& b) { return a.first < b.first; });
   return file;
 } catch (const std::bad_alloc&) {
-  return ResourceExhausted(what + ": out of memory decoding " + std::to_string(bytes.size()) + " bytes");
+  return ResourceExhausted(what + ": out of memory decoding " + std::to_string(bytes.size()) +
+                           " bytes");
 }
 
 Status SaveSafetensors(const std::string& path, const nn::NamedTensors& tensors,

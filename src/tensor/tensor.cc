@@ -128,7 +128,8 @@ const float* Tensor::data() const {
 const std::shared_ptr<Storage>& Tensor::storage() const { return impl_->storage; }
 
 float Tensor::item() const {
-  if (numel() != 1) throw std::invalid_argument("item() of a tensor with " + ShapeToString(shape()));
+  if (numel() != 1)
+    throw std::invalid_argument("item() of a tensor with " + ShapeToString(shape()));
   return data()[0];
 }
 
@@ -217,8 +218,8 @@ void Tensor::AccumulateGrad(Tensor g) const {
   if (!slot) {
     // Steal the buffer only when nobody else can observe it; otherwise an
     // in-place accumulation later would corrupt the other holder.
-    bool exclusive = g.impl_.use_count() == 1 && g.impl_->storage.use_count() == 1 &&
-                     g.impl_->storage->owned();
+    bool exclusive =
+        g.impl_.use_count() == 1 && g.impl_->storage.use_count() == 1 && g.impl_->storage->owned();
     slot = exclusive ? std::move(g.impl_) : g.clone().impl_;
     slot->grad_fn.reset();
     slot->requires_grad = false;

@@ -79,8 +79,8 @@ class Tensor {
   Tensor Reshape(const Shape& shape) const;
   // Rows [start, start+length) of dimension 0, sharing storage. Not tracked.
   Tensor Narrow0(int64_t start, int64_t length) const;
-  Tensor clone() const;   // deep copy of the data, no graph
-  Tensor detach() const;  // same data, no graph, requires_grad false
+  Tensor clone() const;              // deep copy of the data, no graph
+  Tensor detach() const;             // same data, no graph, requires_grad false
   void CopyFrom(const Tensor& src);  // element copy; shapes' numel must match
   void Fill(float value);
   bool SameStorage(const Tensor& other) const;

@@ -18,12 +18,23 @@ constexpr size_t kMaxIov = 256;
 
 // Process-wide transport counters (every server and client connection).
 struct TransportMetrics {
-  Counter& bytes_in = DefaultMetrics().Counter("dnnd_transport_bytes_total", "Bytes read and written on wire-protocol connections", {{"direction", "in"}});
-  Counter& bytes_out = DefaultMetrics().Counter("dnnd_transport_bytes_total", "Bytes read and written on wire-protocol connections", {{"direction", "out"}});
-  Counter& frames_in = DefaultMetrics().Counter("dnnd_transport_frames_total", "Frames received and sent", {{"direction", "in"}});
-  Counter& frames_out = DefaultMetrics().Counter("dnnd_transport_frames_total", "Frames received and sent", {{"direction", "out"}});
-  Counter& bad_frames = DefaultMetrics().Counter("dnnd_transport_bad_frames_total", "Malformed or over-limit frames (their connection was closed)");
-  Counter& slow_readers = DefaultMetrics().Counter("dnnd_transport_slow_readers_total", "Connections closed because the peer did not read what was queued for it (transport.max_queued_bytes)");
+  Counter& bytes_in = DefaultMetrics().Counter(
+      "dnnd_transport_bytes_total", "Bytes read and written on wire-protocol connections",
+      {{"direction", "in"}});
+  Counter& bytes_out = DefaultMetrics().Counter(
+      "dnnd_transport_bytes_total", "Bytes read and written on wire-protocol connections",
+      {{"direction", "out"}});
+  Counter& frames_in = DefaultMetrics().Counter("dnnd_transport_frames_total",
+                                                "Frames received and sent", {{"direction", "in"}});
+  Counter& frames_out = DefaultMetrics().Counter(
+      "dnnd_transport_frames_total", "Frames received and sent", {{"direction", "out"}});
+  Counter& bad_frames =
+      DefaultMetrics().Counter("dnnd_transport_bad_frames_total",
+                               "Malformed or over-limit frames (their connection was closed)");
+  Counter& slow_readers =
+      DefaultMetrics().Counter("dnnd_transport_slow_readers_total",
+                               "Connections closed because the peer did not read what was queued "
+                               "for it (transport.max_queued_bytes)");
 };
 TransportMetrics& Metrics() {
   static TransportMetrics* m = new TransportMetrics;
@@ -34,7 +45,8 @@ std::string EndpointString(const tcp::socket& s) {
   boost::system::error_code ec;
   auto ep = s.remote_endpoint(ec);
   if (ec) return "?";
-  const std::string host = ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
+  const std::string host =
+      ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
   return host + ":" + std::to_string(ep.port());
 }
 
@@ -81,12 +93,14 @@ namespace {
 // Staging for frames read under `limits`: a peer limited to small frames
 // (before the handshake) gets a buffer no larger than one of them.
 size_t StagingBytesFor(const wire::Limits& limits) {
-  return static_cast<size_t>(std::clamp<uint64_t>(limits.max_frame_bytes, wire::kHeaderBytes, kStagingBytes));
+  return static_cast<size_t>(
+      std::clamp<uint64_t>(limits.max_frame_bytes, wire::kHeaderBytes, kStagingBytes));
 }
 }  // namespace
 
-FrameConnection::FrameConnection(tcp::socket socket, wire::Limits limits, wire::EncodeOptions encode,
-                                 std::shared_ptr<TransportStats> stats, uint64_t max_queued_bytes)
+FrameConnection::FrameConnection(tcp::socket socket, wire::Limits limits,
+                                 wire::EncodeOptions encode, std::shared_ptr<TransportStats> stats,
+                                 uint64_t max_queued_bytes)
     : socket_(std::move(socket)),
       strand_(asio::make_strand(socket_.get_executor())),
       limits_(limits),
@@ -102,12 +116,14 @@ FrameConnection::FrameConnection(tcp::socket socket, wire::Limits limits, wire::
 FrameConnection::~FrameConnection() = default;
 
 void FrameConnection::Touch() {
-  last_activity_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+  last_activity_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                       std::memory_order_relaxed);
 }
 
 void FrameConnection::UseLimits(const wire::Limits& limits) {
   limits_ = limits;
-  if (staging_.size() < StagingBytesFor(limits)) staging_.resize(StagingBytesFor(limits));  // keeps staged bytes
+  if (staging_.size() < StagingBytesFor(limits))
+    staging_.resize(StagingBytesFor(limits));  // keeps staged bytes
 }
 
 void FrameConnection::Start(Callbacks callbacks, std::string leftover) {
@@ -132,21 +148,23 @@ void FrameConnection::ReadMore(size_t need, std::function<void()> then) {
     staged_end_ = have;
     if (staging_.size() < need) staging_.resize(need);
   }
-  asio::async_read(socket_, asio::buffer(staging_.data() + staged_end_, staging_.size() - staged_end_),
-                   asio::transfer_at_least(need - have),
-                   asio::bind_executor(strand_, [self = shared_from_this(), then = std::move(then)](
-                                                    const boost::system::error_code& ec, size_t n) {
-                     if (ec) {
-                       self->DoClose(ec == asio::error::eof ? Status(StatusCode::kUnavailable, "peer closed the connection")
-                                                            : Unavailable("read failed: " + ec.message()));
-                       return;
-                     }
-                     self->staged_end_ += n;
-                     self->Touch();
-                     self->stats_->bytes_in += n;
-                     Metrics().bytes_in.Inc(static_cast<double>(n));
-                     then();
-                   }));
+  asio::async_read(
+      socket_, asio::buffer(staging_.data() + staged_end_, staging_.size() - staged_end_),
+      asio::transfer_at_least(need - have),
+      asio::bind_executor(strand_, [self = shared_from_this(), then = std::move(then)](
+                                       const boost::system::error_code& ec, size_t n) {
+        if (ec) {
+          self->DoClose(ec == asio::error::eof
+                            ? Status(StatusCode::kUnavailable, "peer closed the connection")
+                            : Unavailable("read failed: " + ec.message()));
+          return;
+        }
+        self->staged_end_ += n;
+        self->Touch();
+        self->stats_->bytes_in += n;
+        Metrics().bytes_in.Inc(static_cast<double>(n));
+        then();
+      }));
 }
 
 void FrameConnection::ReadHeader() {
@@ -196,7 +214,8 @@ void FrameConnection::ReadPayload(const wire::FrameHeader& h, wire::ParsedMetada
   try {
     payload = Storage::Allocate(n);
   } catch (const std::bad_alloc&) {
-    RejectFrame(ResourceExhausted("cannot allocate " + std::to_string(n) + " payload bytes"), h.type, h.request_id);
+    RejectFrame(ResourceExhausted("cannot allocate " + std::to_string(n) + " payload bytes"),
+                h.type, h.request_id);
     return;
   }
   const size_t staged = std::min<uint64_t>(n, staged_end_ - staged_begin_);
@@ -208,21 +227,23 @@ void FrameConnection::ReadPayload(const wire::FrameHeader& h, wire::ParsedMetada
   }
   uint8_t* dst = static_cast<uint8_t*>(payload->data()) + staged;
   auto shared_md = std::make_shared<wire::ParsedMetadata>(std::move(md));
-  asio::async_read(socket_, asio::buffer(dst, n - staged),
-                   asio::bind_executor(strand_, [self = shared_from_this(), h, shared_md, payload](
-                                                    const boost::system::error_code& ec, size_t got) {
-                     if (ec) {
-                       self->DoClose(Unavailable("connection lost while reading a payload: " + ec.message()));
-                       return;
-                     }
-                     self->Touch();
-                     self->stats_->bytes_in += got;
-                     Metrics().bytes_in.Inc(static_cast<double>(got));
-                     self->Deliver(h, std::move(*shared_md), payload);
-                   }));
+  asio::async_read(
+      socket_, asio::buffer(dst, n - staged),
+      asio::bind_executor(strand_, [self = shared_from_this(), h, shared_md, payload](
+                                       const boost::system::error_code& ec, size_t got) {
+        if (ec) {
+          self->DoClose(Unavailable("connection lost while reading a payload: " + ec.message()));
+          return;
+        }
+        self->Touch();
+        self->stats_->bytes_in += got;
+        Metrics().bytes_in.Inc(static_cast<double>(got));
+        self->Deliver(h, std::move(*shared_md), payload);
+      }));
 }
 
-void FrameConnection::Deliver(const wire::FrameHeader& h, wire::ParsedMetadata md, std::shared_ptr<Storage> payload) {
+void FrameConnection::Deliver(const wire::FrameHeader& h, wire::ParsedMetadata md,
+                              std::shared_ptr<Storage> payload) {
   auto message = wire::AssembleMessage(h, std::move(md), std::move(payload));
   if (!message.ok()) {
     RejectFrame(message.status(), h.type, h.request_id);
@@ -265,9 +286,10 @@ Status FrameConnection::Send(wire::EncodedFrame frame) {
   if (!queue_.empty() && queued_bytes_ + frame.total_bytes() > max_queued_bytes_) {
     // Earlier frames still wait for the peer to read them: it is not
     // reading, and queueing more would hold memory for it without bound.
-    const Status why = ResourceExhausted(
-        "peer " + peer_ + " is not reading: " + std::to_string(queued_bytes_ + frame.total_bytes()) +
-        " bytes queued for it exceed transport.max_queued_bytes " + std::to_string(max_queued_bytes_));
+    const Status why = ResourceExhausted("peer " + peer_ + " is not reading: " +
+                                         std::to_string(queued_bytes_ + frame.total_bytes()) +
+                                         " bytes queued for it exceed transport.max_queued_bytes " +
+                                         std::to_string(max_queued_bytes_));
     broken_ = true;
     lock.Unlock();
     stats_->slow_readers++;

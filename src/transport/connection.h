@@ -36,8 +36,8 @@
 #include <boost/asio.hpp>
 #include <chrono>
 #include <deque>
-#include <limits>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,7 +65,8 @@ struct TransportStats {
 // Thread-safe.
 class LogThrottle {
  public:
-  explicit LogThrottle(std::chrono::milliseconds period = std::chrono::seconds(1)) : period_(period) {}
+  explicit LogThrottle(std::chrono::milliseconds period = std::chrono::seconds(1))
+      : period_(period) {}
   // True if this occurrence should be logged; then `*held_back` is the number
   // of occurrences suppressed since the last one logged.
   bool Allow(uint64_t* held_back);
@@ -126,7 +127,9 @@ class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
 
   // True once the connection is closed or a write failed (the close itself
   // completes on the I/O thread, but nobody should send on it any more).
-  bool closed() const { return closed_.load(std::memory_order_acquire) || broken_.load(std::memory_order_acquire); }
+  bool closed() const {
+    return closed_.load(std::memory_order_acquire) || broken_.load(std::memory_order_acquire);
+  }
   const std::string& peer() const { return peer_; }
   uint64_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
 
@@ -140,7 +143,8 @@ class FrameConnection : public std::enable_shared_from_this<FrameConnection> {
   void ReadHeader();
   void ReadMetadata(const wire::FrameHeader& header);
   void ReadPayload(const wire::FrameHeader& header, wire::ParsedMetadata metadata);
-  void Deliver(const wire::FrameHeader& header, wire::ParsedMetadata metadata, std::shared_ptr<Storage> payload);
+  void Deliver(const wire::FrameHeader& header, wire::ParsedMetadata metadata,
+               std::shared_ptr<Storage> payload);
   void RejectFrame(const Status& why, uint16_t type, uint64_t request_id);
   // Writes as much of the queue as the socket takes without blocking. Returns
   // false on a socket error.

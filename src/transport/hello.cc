@@ -26,7 +26,8 @@ std::string ClientProof(std::string_view token, std::string_view nonce_s, std::s
   return HmacSha256(token, data);
 }
 
-std::string ServerProof(std::string_view token, std::string_view nonce_c, std::string_view nonce_s) {
+std::string ServerProof(std::string_view token, std::string_view nonce_c,
+                        std::string_view nonce_s) {
   std::string data;
   data.append(kServerLabel).append(nonce_c).append(nonce_s);
   return HmacSha256(token, data);
@@ -57,7 +58,9 @@ Result<PeerIdentity> Identity(const Message& m) {
 
 }  // namespace
 
-Result<std::string> LoadTransportToken(const Config& config) { return LoadSecretSetting(config, "transport"); }
+Result<std::string> LoadTransportToken(const Config& config) {
+  return LoadSecretSetting(config, "transport");
+}
 
 std::string RandomNonce() {
   std::string nonce(kNonceBytes, '\0');
@@ -77,8 +80,8 @@ std::string HmacSha256(std::string_view key, std::string_view data) {
   // An empty key is legal HMAC; OpenSSL wants a non-null pointer for it.
   static const unsigned char kEmpty = 0;
   const void* k = key.empty() ? static_cast<const void*>(&kEmpty) : key.data();
-  if (!HMAC(EVP_sha256(), k, static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-            data.size(), out, &len))
+  if (!HMAC(EVP_sha256(), k, static_cast<int>(key.size()),
+            reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len))
     throw std::runtime_error("HMAC-SHA256 failed");
   return std::string(reinterpret_cast<const char*>(out), len);
 }
@@ -93,10 +96,11 @@ Message MakeHello(const PeerIdentity& server, const std::string& server_nonce) {
   return m;
 }
 
-Result<Message> MakeHelloAuth(const Message& hello, const PeerIdentity& client, std::string_view token,
-                              const std::string& client_nonce) {
+Result<Message> MakeHelloAuth(const Message& hello, const PeerIdentity& client,
+                              std::string_view token, const std::string& client_nonce) {
   if (hello.is_error()) return hello.ErrorStatus();
-  if (hello.type != type::kHello) return Corruption("expected HELLO, got message type " + std::to_string(hello.type));
+  if (hello.type != type::kHello)
+    return Corruption("expected HELLO, got message type " + std::to_string(hello.type));
   DNND_RETURN_IF_ERROR(CheckVersion(hello, "server"));
   DNND_ASSIGN_OR_RETURN(std::string nonce_s, hello.fields.GetBytes("nonce"));
   if (nonce_s.size() != kNonceBytes) return Corruption("server nonce is not 32 bytes");
@@ -110,16 +114,19 @@ Result<Message> MakeHelloAuth(const Message& hello, const PeerIdentity& client, 
   return m;
 }
 
-Result<PeerIdentity> VerifyHelloAuth(const Message& auth, const PeerIdentity& server, std::string_view token,
-                                     const std::string& server_nonce, Message* response) {
+Result<PeerIdentity> VerifyHelloAuth(const Message& auth, const PeerIdentity& server,
+                                     std::string_view token, const std::string& server_nonce,
+                                     Message* response) {
   if (auth.type != type::kHelloAuth || auth.is_response())
-    return PermissionDenied("expected HELLO_AUTH first, got message type " + std::to_string(auth.type));
+    return PermissionDenied("expected HELLO_AUTH first, got message type " +
+                            std::to_string(auth.type));
   DNND_RETURN_IF_ERROR(CheckVersion(auth, "client"));
   auto who = Identity(auth);
   if (!who) return InvalidArgument("HELLO_AUTH: " + who.status().message());
   DNND_ASSIGN_OR_RETURN(std::string nonce_c, auth.fields.GetBytes("nonce"));
   DNND_ASSIGN_OR_RETURN(std::string proof, auth.fields.GetBytes("proof"));
-  if (nonce_c.size() != kNonceBytes) return InvalidArgument("HELLO_AUTH: client nonce is not 32 bytes");
+  if (nonce_c.size() != kNonceBytes)
+    return InvalidArgument("HELLO_AUTH: client nonce is not 32 bytes");
   if (!SameProof(proof, ClientProof(token, server_nonce, nonce_c, who.value())))
     return PermissionDenied("bad token proof from " + Describe(who.value()));
   *response = Message::ResponseTo(auth);
@@ -130,10 +137,12 @@ Result<PeerIdentity> VerifyHelloAuth(const Message& auth, const PeerIdentity& se
 }
 
 Result<PeerIdentity> VerifyHelloResponse(const Message& response, std::string_view token,
-                                         const std::string& client_nonce, const std::string& server_nonce) {
+                                         const std::string& client_nonce,
+                                         const std::string& server_nonce) {
   if (response.is_error()) return response.ErrorStatus();
   if (response.type != type::kHelloAuth || !response.is_response())
-    return Corruption("expected the HELLO_AUTH response, got message type " + std::to_string(response.type));
+    return Corruption("expected the HELLO_AUTH response, got message type " +
+                      std::to_string(response.type));
   DNND_ASSIGN_OR_RETURN(PeerIdentity who, Identity(response));
   DNND_ASSIGN_OR_RETURN(std::string proof, response.fields.GetBytes("proof"));
   if (!SameProof(proof, ServerProof(token, client_nonce, server_nonce)))

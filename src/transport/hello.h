@@ -36,15 +36,17 @@ std::string HmacSha256(std::string_view key, std::string_view data);
 Message MakeHello(const PeerIdentity& server, const std::string& server_nonce);
 // Step 2, client: checks the server's HELLO and answers it. `client_nonce` is
 // fresh and kept for step 4.
-Result<Message> MakeHelloAuth(const Message& hello, const PeerIdentity& client, std::string_view token,
-                              const std::string& client_nonce);
+Result<Message> MakeHelloAuth(const Message& hello, const PeerIdentity& client,
+                              std::string_view token, const std::string& client_nonce);
 // Step 3, server: checks the client's proof; on success returns who the
 // client says it is and fills `response` with the server's proof. Errors say
 // which check failed (version, missing field, bad proof), naming the peer.
-Result<PeerIdentity> VerifyHelloAuth(const Message& auth, const PeerIdentity& server, std::string_view token,
-                                     const std::string& server_nonce, Message* response);
+Result<PeerIdentity> VerifyHelloAuth(const Message& auth, const PeerIdentity& server,
+                                     std::string_view token, const std::string& server_nonce,
+                                     Message* response);
 // Step 4, client: checks the server's proof (or surfaces its error frame).
 Result<PeerIdentity> VerifyHelloResponse(const Message& response, std::string_view token,
-                                         const std::string& client_nonce, const std::string& server_nonce);
+                                         const std::string& client_nonce,
+                                         const std::string& server_nonce);
 
 }  // namespace dnnd::wire

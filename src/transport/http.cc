@@ -1,6 +1,8 @@
 #include "transport/http.h"
 
-#include "transport/connection.h"
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -8,16 +10,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
-#include <unistd.h>
-
 #include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
 #include <optional>
 #include <set>
 #include <thread>
@@ -25,6 +23,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/work_queue.h"
+#include "transport/connection.h"
 
 #ifndef DNND_VERSION
 #define DNND_VERSION "unknown"
@@ -55,7 +54,8 @@ constexpr size_t kBodyReadBuffer = 64 * 1024;
 
 bool IEquals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
          });
 }
 
@@ -104,30 +104,45 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
   }
 }
 
-bool IsParamSegment(std::string_view s) { return s.size() >= 2 && s.front() == '{' && s.back() == '}'; }
+bool IsParamSegment(std::string_view s) {
+  return s.size() >= 2 && s.front() == '{' && s.back() == '}';
+}
 
 // A bounded label value for the request method.
 std::string MethodLabel(const std::string& method) {
-  static const std::set<std::string, std::less<>> kKnown = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
-                                                            "PATCH",   "OPTIONS", "TRACE", "CONNECT"};
+  static const std::set<std::string, std::less<>> kKnown = {
+      "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"};
   return kKnown.count(method) ? method : "other";
 }
 
 std::string SnakeCaseCode(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "ok";
-    case StatusCode::kInvalidArgument: return "invalid_argument";
-    case StatusCode::kNotFound: return "not_found";
-    case StatusCode::kAlreadyExists: return "already_exists";
-    case StatusCode::kCorruption: return "corruption";
-    case StatusCode::kUnsupported: return "unsupported";
-    case StatusCode::kResourceExhausted: return "resource_exhausted";
-    case StatusCode::kIoError: return "io_error";
-    case StatusCode::kUnavailable: return "unavailable";
-    case StatusCode::kDeadlineExceeded: return "deadline_exceeded";
-    case StatusCode::kPermissionDenied: return "permission_denied";
-    case StatusCode::kCancelled: return "cancelled";
-    case StatusCode::kInternal: return "internal";
+    case StatusCode::kOk:
+      return "ok";
+    case StatusCode::kInvalidArgument:
+      return "invalid_argument";
+    case StatusCode::kNotFound:
+      return "not_found";
+    case StatusCode::kAlreadyExists:
+      return "already_exists";
+    case StatusCode::kCorruption:
+      return "corruption";
+    case StatusCode::kUnsupported:
+      return "unsupported";
+    case StatusCode::kResourceExhausted:
+      return "resource_exhausted";
+    case StatusCode::kIoError:
+      return "io_error";
+    case StatusCode::kUnavailable:
+      return "unavailable";
+    case StatusCode::kDeadlineExceeded:
+      return "deadline_exceeded";
+    case StatusCode::kPermissionDenied:
+      return "permission_denied";
+    case StatusCode::kCancelled:
+      return "cancelled";
+    case StatusCode::kInternal:
+      return "internal";
   }
   return "internal";
 }
@@ -157,7 +172,8 @@ Result<NormalizedPath> NormalizeRequestPath(std::string_view raw) {
   for (size_t i = 0; i < raw_segments.size(); ++i) {
     const std::string_view seg = raw_segments[i];
     if (seg.empty() && i + 1 < raw_segments.size()) return refuse("has an empty segment ('//')");
-    if (seg == "." || seg == "..") return refuse("has a dot segment ('" + std::string(seg) + "'); send the resolved path");
+    if (seg == "." || seg == "..")
+      return refuse("has a dot segment ('" + std::string(seg) + "'); send the resolved path");
     std::string decoded;
     decoded.reserve(seg.size());
     for (size_t j = 0; j < seg.size(); ++j) {
@@ -171,15 +187,18 @@ Result<NormalizedPath> NormalizeRequestPath(std::string_view raw) {
       }
       const int hi = j + 2 < seg.size() ? HexValue(seg[j + 1]) : -1;
       const int lo = hi >= 0 ? HexValue(seg[j + 2]) : -1;
-      if (lo < 0) return refuse("has malformed percent-encoding ('" + std::string(seg.substr(j, 3)) + "')");
+      if (lo < 0)
+        return refuse("has malformed percent-encoding ('" + std::string(seg.substr(j, 3)) + "')");
       const auto v = static_cast<unsigned char>(hi * 16 + lo);
       if (v == '/' || v == '\\')
-        return refuse("has an encoded '" + std::string(1, static_cast<char>(v)) + "' (" + HexByte(v) +
-                      "): separators may not be percent-encoded");
-      if (v < 0x20 || v == 0x7F) return refuse("has an encoded control character (" + HexByte(v) + ")");
+        return refuse("has an encoded '" + std::string(1, static_cast<char>(v)) + "' (" +
+                      HexByte(v) + "): separators may not be percent-encoded");
+      if (v < 0x20 || v == 0x7F)
+        return refuse("has an encoded control character (" + HexByte(v) + ")");
       if (IsUnreserved(v))
-        return refuse("percent-encodes the unreserved character '" + std::string(1, static_cast<char>(v)) + "' (" +
-                      HexByte(v) + "); send it as is");
+        return refuse("percent-encodes the unreserved character '" +
+                      std::string(1, static_cast<char>(v)) + "' (" + HexByte(v) +
+                      "); send it as is");
       decoded.push_back(static_cast<char>(v));
       j += 2;
     }
@@ -199,7 +218,8 @@ Status ParseRequestTarget(HttpRequest* request) {
       break;
     }
   }
-  if (target.empty() || target[0] != '/') return InvalidArgument("request target must be an absolute path");
+  if (target.empty() || target[0] != '/')
+    return InvalidArgument("request target must be an absolute path");
   const size_t hash = target.find('#');
   if (hash != std::string_view::npos) target = target.substr(0, hash);
   const size_t qmark = target.find('?');
@@ -267,30 +287,45 @@ HttpResponse HttpResponse::Error(int status, std::string code, std::string messa
 
 int HttpStatusFor(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kCorruption: return 400;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kAlreadyExists: return 409;
-    case StatusCode::kUnsupported: return 422;
-    case StatusCode::kResourceExhausted: return 429;
-    case StatusCode::kPermissionDenied: return 403;
-    case StatusCode::kCancelled: return 499;  // "client closed request", as grpc-gateway maps it
-    case StatusCode::kUnavailable: return 503;
-    case StatusCode::kDeadlineExceeded: return 504;
-    case StatusCode::kIoError: return 500;
-    case StatusCode::kInternal: return 500;
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kCorruption:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kAlreadyExists:
+      return 409;
+    case StatusCode::kUnsupported:
+      return 422;
+    case StatusCode::kResourceExhausted:
+      return 429;
+    case StatusCode::kPermissionDenied:
+      return 403;
+    case StatusCode::kCancelled:
+      return 499;  // "client closed request", as grpc-gateway maps it
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kDeadlineExceeded:
+      return 504;
+    case StatusCode::kIoError:
+      return 500;
+    case StatusCode::kInternal:
+      return 500;
   }
   return 500;
 }
 
 HttpResponse HttpResponse::FromStatus(const Status& status) {
-  if (status.ok()) return Error(500, "internal", "an error response was requested for an OK status");
+  if (status.ok())
+    return Error(500, "internal", "an error response was requested for an OK status");
   return Error(HttpStatusFor(status.code()), SnakeCaseCode(status.code()), status.message());
 }
 
 Result<boost::json::value> ParseJsonBody(const HttpRequest& request) {
-  if (request.body.empty()) return InvalidArgument("request body is empty; expected a JSON document");
+  if (request.body.empty())
+    return InvalidArgument("request body is empty; expected a JSON document");
   json::stream_parser parser;
   boost::system::error_code ec;
   size_t consumed = parser.write_some(request.body.data(), request.body.size(), ec);
@@ -307,12 +342,17 @@ Result<boost::json::value> ParseJsonBody(const HttpRequest& request) {
   }
   if (ec) {
     consumed = std::min(consumed, request.body.size());
-    const size_t line = 1 + static_cast<size_t>(std::count(request.body.begin(), request.body.begin() +
-                                                           static_cast<std::ptrdiff_t>(consumed), '\n'));
-    const size_t last_nl = request.body.rfind('\n', consumed == 0 ? std::string::npos : consumed - 1);
-    const size_t column = last_nl == std::string::npos || consumed == 0 ? consumed + 1 : consumed - last_nl;
-    return InvalidArgument("invalid JSON body at line " + std::to_string(line) + ", column " + std::to_string(column) +
-                           " (byte " + std::to_string(consumed) + "): " + ec.message());
+    const size_t line =
+        1 + static_cast<size_t>(
+                std::count(request.body.begin(),
+                           request.body.begin() + static_cast<std::ptrdiff_t>(consumed), '\n'));
+    const size_t last_nl =
+        request.body.rfind('\n', consumed == 0 ? std::string::npos : consumed - 1);
+    const size_t column =
+        last_nl == std::string::npos || consumed == 0 ? consumed + 1 : consumed - last_nl;
+    return InvalidArgument("invalid JSON body at line " + std::to_string(line) + ", column " +
+                           std::to_string(column) + " (byte " + std::to_string(consumed) +
+                           "): " + ec.message());
   }
   return parser.release();
 }
@@ -327,22 +367,28 @@ void HttpRouter::Handle(std::string method, std::string pattern, HttpHandler han
 void HttpRouter::HandleUpload(std::string method, std::string pattern, HttpUploadOptions upload,
                               HttpHandler handler) {
   if (upload.dir.empty() || upload.max_bytes == 0)
-    throw std::logic_error("route " + method + " " + pattern + ": an upload needs a dir and max_bytes");
+    throw std::logic_error("route " + method + " " + pattern +
+                           ": an upload needs a dir and max_bytes");
   AddRoute(std::move(method), std::move(pattern), std::move(handler), std::move(upload));
 }
 
-void HttpRouter::HandleOffloaded(std::string method, std::string pattern, std::shared_ptr<WorkQueue> pool,
-                                 HttpHandler handler) {
-  if (!pool) throw std::logic_error("route " + method + " " + pattern + ": HandleOffloaded needs a pool");
-  AddRoute(std::move(method), std::move(pattern), std::move(handler), std::nullopt, std::move(pool));
+void HttpRouter::HandleOffloaded(std::string method, std::string pattern,
+                                 std::shared_ptr<WorkQueue> pool, HttpHandler handler) {
+  if (!pool)
+    throw std::logic_error("route " + method + " " + pattern + ": HandleOffloaded needs a pool");
+  AddRoute(std::move(method), std::move(pattern), std::move(handler), std::nullopt,
+           std::move(pool));
 }
 
 void HttpRouter::AddRoute(std::string method, std::string pattern, HttpHandler handler,
-                          std::optional<HttpUploadOptions> upload, std::shared_ptr<WorkQueue> pool) {
+                          std::optional<HttpUploadOptions> upload,
+                          std::shared_ptr<WorkQueue> pool) {
   const std::string where = "route " + method + " " + pattern + ": ";
-  if (method.empty() || !std::all_of(method.begin(), method.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+  if (method.empty() ||
+      !std::all_of(method.begin(), method.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
     throw std::logic_error(where + "method must be an upper-case token");
-  if (pattern.empty() || pattern[0] != '/') throw std::logic_error(where + "pattern must start with '/'");
+  if (pattern.empty() || pattern[0] != '/')
+    throw std::logic_error(where + "pattern must start with '/'");
   if (!handler) throw std::logic_error(where + "empty handler");
   Route route;
   route.method = std::move(method);
@@ -356,9 +402,11 @@ void HttpRouter::AddRoute(std::string method, std::string pattern, HttpHandler h
       const std::string_view name = seg.substr(1, seg.size() - 2);
       if (name.empty() || name.find_first_of("{}/") != std::string_view::npos)
         throw std::logic_error(where + "bad parameter segment '" + std::string(seg) + "'");
-      if (!names.insert(name).second) throw std::logic_error(where + "parameter '" + std::string(name) + "' repeats");
+      if (!names.insert(name).second)
+        throw std::logic_error(where + "parameter '" + std::string(name) + "' repeats");
     } else if (seg.find_first_of("{}") != std::string_view::npos) {
-      throw std::logic_error(where + "a parameter must be a whole segment ('" + std::string(seg) + "')");
+      throw std::logic_error(where + "a parameter must be a whole segment ('" + std::string(seg) +
+                             "')");
     }
     route.segments.emplace_back(seg);
   }
@@ -381,7 +429,8 @@ void HttpRouter::AddObserver(HttpObserver observer) {
   observers_.push_back(std::make_shared<const HttpObserver>(std::move(observer)));
 }
 
-void HttpRouter::NotifyObservers(const HttpRequest& request, const HttpResponse& response, double seconds) const {
+void HttpRouter::NotifyObservers(const HttpRequest& request, const HttpResponse& response,
+                                 double seconds) const {
   std::vector<std::shared_ptr<const HttpObserver>> observers;
   {
     std::shared_lock lock(mu_);
@@ -391,9 +440,11 @@ void HttpRouter::NotifyObservers(const HttpRequest& request, const HttpResponse&
     try {
       (*o)(request, response, seconds);
     } catch (const std::exception& e) {
-      Log(LogLevel::kError, std::string(kComponent), "request observer threw", {{"error", e.what()}});
+      Log(LogLevel::kError, std::string(kComponent), "request observer threw",
+          {{"error", e.what()}});
     } catch (...) {
-      Log(LogLevel::kError, std::string(kComponent), "request observer threw", {{"error", "unknown exception"}});
+      Log(LogLevel::kError, std::string(kComponent), "request observer threw",
+          {{"error", "unknown exception"}});
     }
   }
 }
@@ -412,8 +463,8 @@ HttpRouter::Match HttpRouter::Find(HttpRequest& request) const {
   out.normalized = std::move(normalized.value().path);
   const std::vector<std::string>& segments = normalized.value().segments;
 
-  const Route* best = nullptr;            // for the request's method
-  const Route* best_get = nullptr;        // GET fallback for HEAD
+  const Route* best = nullptr;      // for the request's method
+  const Route* best_get = nullptr;  // GET fallback for HEAD
   std::vector<bool> best_rank, best_get_rank;
   std::shared_lock lock(mu_);
   for (const Route& r : routes_) {
@@ -428,7 +479,8 @@ HttpRouter::Match HttpRouter::Find(HttpRequest& request) const {
     if (!match) continue;
     out.allowed.insert(r.method);
     if (r.method == request.method && (!best || rank > best_rank)) best = &r, best_rank = rank;
-    if (r.method == "GET" && (!best_get || rank > best_get_rank)) best_get = &r, best_get_rank = rank;
+    if (r.method == "GET" && (!best_get || rank > best_get_rank))
+      best_get = &r, best_get_rank = rank;
   }
   if (!best && request.method == "HEAD") best = best_get;
   if (best) {
@@ -460,14 +512,16 @@ std::optional<HttpResponse> HttpRouter::CheckBearer(const HttpRequest& request,
   // them, but a lookalike of a guarded path gets the guard's answer, not a 404.
   if (!auth || auth->token.empty() || !auth->methods.count(request.method) ||
       normalized_path.size() < auth->path_prefix.size() ||
-      !IEquals(std::string_view(normalized_path).substr(0, auth->path_prefix.size()), auth->path_prefix))
+      !IEquals(std::string_view(normalized_path).substr(0, auth->path_prefix.size()),
+               auth->path_prefix))
     return std::nullopt;
   const std::string presented = request.header("Authorization");
   constexpr std::string_view kScheme = "Bearer ";  // the scheme is case-insensitive (RFC 7235)
   std::string_view why;
   if (presented.empty()) {
     why = "no Authorization header";
-  } else if (presented.size() <= kScheme.size() || !IEquals(std::string_view(presented).substr(0, kScheme.size()), kScheme)) {
+  } else if (presented.size() <= kScheme.size() ||
+             !IEquals(std::string_view(presented).substr(0, kScheme.size()), kScheme)) {
     why = "Authorization is not a Bearer credential";
   } else if (!ConstantTimeEquals(std::string_view(presented).substr(kScheme.size()), auth->token)) {
     why = "wrong token";
@@ -476,11 +530,15 @@ std::optional<HttpResponse> HttpRouter::CheckBearer(const HttpRequest& request,
   }
   const std::string route = request.route.empty() ? "(unmatched)" : request.route;
   Log(LogLevel::kWarn, std::string(kComponent), "unauthorized request refused",
-      {{"method", request.method}, {"route", route}, {"remote", request.remote}, {"reason", std::string(why)}});
+      {{"method", request.method},
+       {"route", route},
+       {"remote", request.remote},
+       {"reason", std::string(why)}});
   if (auth->metrics)
     auth->metrics
         ->Counter("dnnd_http_unauthorized_total",
-                  "Requests refused with 401 for a missing or wrong bearer token, by method and route pattern.",
+                  "Requests refused with 401 for a missing or wrong bearer token, by method and "
+                  "route pattern.",
                   {{"method", MethodLabel(request.method)}, {"route", route}})
         .Inc();
   HttpResponse response = HttpResponse::Error(
@@ -491,10 +549,13 @@ std::optional<HttpResponse> HttpRouter::CheckBearer(const HttpRequest& request,
   return response;
 }
 
-std::optional<HttpResponse> HttpRouter::Refusal(const HttpRequest& request, const Match& match) const {
+std::optional<HttpResponse> HttpRouter::Refusal(const HttpRequest& request,
+                                                const Match& match) const {
   if (!match.bad_path.ok()) {
     Log(LogLevel::kDebug, std::string(kComponent), "request path refused",
-        {{"method", request.method}, {"remote", request.remote}, {"error", match.bad_path.message()}});
+        {{"method", request.method},
+         {"remote", request.remote},
+         {"error", match.bad_path.message()}});
     return HttpResponse::Error(400, "bad_request", match.bad_path.message());
   }
   // The guard comes before 404/405: without the token nothing is revealed.
@@ -520,7 +581,8 @@ HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
     if (!upload || !r.body_file.empty()) return std::nullopt;
     if (r.body.size() > upload->max_bytes)
       return HttpResponse::Error(413, "payload_too_large",
-                                 "request body exceeds the limit of " + std::to_string(upload->max_bytes) + " bytes (" +
+                                 "request body exceeds the limit of " +
+                                     std::to_string(upload->max_bytes) + " bytes (" +
                                      upload->limit_name + ")");
     std::string path = upload->dir + "/" + kUploadFilePrefix + "XXXXXX";
     const int fd = ::mkstemp(path.data());
@@ -554,8 +616,8 @@ HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
     std::string allow;
     for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
     response = HttpResponse::Error(405, "method_not_allowed",
-                                   "method " + request.method + " is not allowed for " + request.path +
-                                       " (allowed: " + allow + ")");
+                                   "method " + request.method + " is not allowed for " +
+                                       request.path + " (allowed: " + allow + ")");
     response.headers.emplace_back("Allow", allow);
   } else if (std::optional<HttpResponse> failed = SpoolBody(match.upload, request)) {
     response = std::move(*failed);
@@ -566,7 +628,9 @@ HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
       response = HttpResponse::FromStatus(e.status());
       if (response.status >= 500)
         Log(LogLevel::kError, std::string(kComponent), "handler failed",
-            {{"method", request.method}, {"route", request.route}, {"error", e.status().ToString()}});
+            {{"method", request.method},
+             {"route", request.route},
+             {"error", e.status().ToString()}});
     } catch (const std::exception& e) {
       Log(LogLevel::kError, std::string(kComponent), "handler threw",
           {{"method", request.method}, {"route", request.route}, {"error", e.what()}});
@@ -581,12 +645,14 @@ HttpResponse HttpRouter::Dispatch(HttpRequest& request) const {
     ::unlink(spooled.c_str());  // unless the handler moved it away
     request.body_file.clear();
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   NotifyObservers(request, response, seconds);
   return response;
 }
 
-void HttpRouter::DispatchAsync(HttpRequest request, std::function<void(HttpRequest&, HttpResponse)> done) const {
+void HttpRouter::DispatchAsync(HttpRequest request,
+                               std::function<void(HttpRequest&, HttpResponse)> done) const {
   std::shared_ptr<WorkQueue> pool = Find(request).pool;
   if (!pool) {
     HttpResponse response = Dispatch(request);
@@ -594,17 +660,19 @@ void HttpRouter::DispatchAsync(HttpRequest request, std::function<void(HttpReque
   }
   // The guard and the route are decided again by Dispatch on the pool thread
   // (cheap); the request and `done` travel with the task.
-  auto task = std::make_shared<std::pair<HttpRequest, std::function<void(HttpRequest&, HttpResponse)>>>(
-      std::move(request), std::move(done));
+  auto task =
+      std::make_shared<std::pair<HttpRequest, std::function<void(HttpRequest&, HttpResponse)>>>(
+          std::move(request), std::move(done));
   if (pool->TrySubmit([this, task] {
         HttpResponse response = Dispatch(task->first);
         task->second(task->first, std::move(response));
       }))
     return;
-  HttpResponse busy = HttpResponse::Error(
-      503, "overloaded",
-      "the server is busy: " + std::to_string(pool->threads()) + " heavy requests run and " +
-          std::to_string(pool->max_queued()) + " wait (" + pool->queue_setting() + "); retry shortly");
+  HttpResponse busy =
+      HttpResponse::Error(503, "overloaded",
+                          "the server is busy: " + std::to_string(pool->threads()) +
+                              " heavy requests run and " + std::to_string(pool->max_queued()) +
+                              " wait (" + pool->queue_setting() + "); retry shortly");
   busy.headers.emplace_back("Retry-After", "1");
   NotifyObservers(task->first, busy, 0.0);
   task->second(task->first, std::move(busy));
@@ -616,7 +684,8 @@ void HttpRouter::DispatchAsync(HttpRequest request, std::function<void(HttpReque
 namespace {
 
 std::string EndpointString(const tcp::endpoint& ep) {
-  const std::string host = ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
+  const std::string host =
+      ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
   return host + ":" + std::to_string(ep.port());
 }
 
@@ -658,7 +727,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   asio::any_io_executor executor() { return stream_.get_executor(); }
 
-  void Run() { asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); }); }
+  void Run() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
+  }
 
   // On the strand. Idempotent.
   void Close() {
@@ -682,8 +753,9 @@ class Session : public std::enable_shared_from_this<Session> {
     extensions_ = {.limit = options().max_chunk_extension_bytes};
     ArmDeadline();
     stream_.expires_after(options().read_timeout);
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   // The request deadline (HttpServerOptions::request_timeout): from when the
@@ -693,7 +765,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::steady_clock::time_point Deadline() const {
     auto deadline = request_start_ + options().request_timeout;
     if (options().min_body_bytes_per_second > 0)
-      deadline += std::chrono::milliseconds(body_bytes_ * 1000 / options().min_body_bytes_per_second);
+      deadline +=
+          std::chrono::milliseconds(body_bytes_ * 1000 / options().min_body_bytes_per_second);
     return deadline;
   }
 
@@ -707,13 +780,16 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void WaitForDeadline() {
     deadline_.expires_at(Deadline());
-    deadline_.async_wait([self = shared_from_this(), generation = request_generation_](beast::error_code ec) {
-      if (ec || generation != self->request_generation_) return;  // disarmed, or a later request's
-      if (std::chrono::steady_clock::now() < self->Deadline()) return self->WaitForDeadline();  // bytes came in
-      self->deadline_hit_ = true;
-      beast::error_code ignored;
-      self->stream_.socket().cancel(ignored);  // the read ends with operation_aborted
-    });
+    deadline_.async_wait(
+        [self = shared_from_this(), generation = request_generation_](beast::error_code ec) {
+          if (ec || generation != self->request_generation_)
+            return;  // disarmed, or a later request's
+          if (std::chrono::steady_clock::now() < self->Deadline())
+            return self->WaitForDeadline();  // bytes came in
+          self->deadline_hit_ = true;
+          beast::error_code ignored;
+          self->stream_.socket().cancel(ignored);  // the read ends with operation_aborted
+        });
   }
 
   // The request is in (or the session ends): a late expiry must not cancel the response.
@@ -729,7 +805,8 @@ class Session : public std::enable_shared_from_this<Session> {
     request.method = std::string(msg.method_string());
     request.target = std::string(msg.target());
     request.remote = remote_;
-    for (const auto& field : msg) request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    for (const auto& field : msg)
+      request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
     return request;
   }
 
@@ -743,7 +820,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // reading the body, stream it to a file, or read it into memory under the
     // server's limit.
     HttpRequest head = Head(req);
-    if (Status st = ParseRequestTarget(&head); !st.ok()) return ProtocolError(400, "bad_request", st.message());
+    if (Status st = ParseRequestTarget(&head); !st.ok())
+      return ProtocolError(400, "bad_request", st.message());
     std::optional<HttpUploadOptions> upload;
     if (std::optional<HttpResponse> refusal = config_->router->Admit(head, &upload)) {
       config_->router->NotifyObservers(head, *refusal, 0.0);
@@ -754,13 +832,17 @@ class Session : public std::enable_shared_from_this<Session> {
       body_limit_ = upload->max_bytes;
       limit_name_ = upload->limit_name;
     }
-    if (req.has_content_length() && parser_->content_length().value_or(0) > body_limit_) return BodyTooLarge();
+    if (req.has_content_length() && parser_->content_length().value_or(0) > body_limit_)
+      return BodyTooLarge();
     parser_->body_limit(body_limit_);  // chunked bodies: checked as they arrive
     if (upload && !StartUpload(*upload)) return;
     // No body byte is parsed yet, so the callback may still be set (Beast's rule).
-    if (upload_) upload_->on_chunk_header(extensions_);
-    else parser_->on_chunk_header(extensions_);
-    if (!parser_done() && req.version() >= 11 && IEquals(req[http::field::expect], "100-continue")) {
+    if (upload_)
+      upload_->on_chunk_header(extensions_);
+    else
+      parser_->on_chunk_header(extensions_);
+    if (!parser_done() && req.version() >= 11 &&
+        IEquals(req[http::field::expect], "100-continue")) {
       // The client waits for this before sending the body (curl: up to 1 s).
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
@@ -823,13 +905,15 @@ class Session : public std::enable_shared_from_this<Session> {
   void BodyTooLarge() {
     upload_file_.Remove();
     const std::string setting = limit_name_.empty() ? "" : " (" + limit_name_ + ")";
-    ProtocolError(413, "payload_too_large",
-                  "request body exceeds the limit of " + std::to_string(body_limit_) + " bytes" + setting);
+    ProtocolError(
+        413, "payload_too_large",
+        "request body exceeds the limit of " + std::to_string(body_limit_) + " bytes" + setting);
   }
 
   void HeaderTooLarge(const std::string& what) {
     ProtocolError(431, "header_too_large",
-                  what + " exceed " + std::to_string(options().max_header_bytes) + " bytes (http.max_header_bytes)");
+                  what + " exceed " + std::to_string(options().max_header_bytes) +
+                      " bytes (http.max_header_bytes)");
   }
 
   void OnReadError(beast::error_code ec) {
@@ -837,17 +921,20 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == http::error::end_of_stream) return Linger();  // clean close between requests
     if (deadline_hit_) {
       // Nothing of a request yet (an idle kept-alive connection): just close.
-      if (buffer_.size() == 0 && !(upload_ ? upload_->got_some() : parser_->got_some())) return Close();
+      if (buffer_.size() == 0 && !(upload_ ? upload_->got_some() : parser_->got_some()))
+        return Close();
       Log(LogLevel::kInfo, std::string(kComponent), "request deadline passed; answering 408",
           {{"peer", remote_}, {"body_bytes", static_cast<int64_t>(body_bytes_)}});
       return ProtocolError(408, "request_timeout",
-                           "the request did not arrive within " + std::to_string(options().request_timeout.count()) +
+                           "the request did not arrive within " +
+                               std::to_string(options().request_timeout.count()) +
                                " ms (http.request_timeout_ms) plus 1 s per " +
                                std::to_string(options().min_body_bytes_per_second) +
                                " body bytes received (http.min_body_bytes_per_second)");
     }
     if (ec == beast::error::timeout) {
-      Log(LogLevel::kDebug, std::string(kComponent), "read timed out; closing", {{"peer", remote_}});
+      Log(LogLevel::kDebug, std::string(kComponent), "read timed out; closing",
+          {{"peer", remote_}});
       return Close();
     }
     if (ec == http::error::body_limit) return BodyTooLarge();
@@ -855,7 +942,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == http::error::buffer_overflow)  // a chunk-size line or trailers that never end
       return ProtocolError(431, "header_too_large",
                            "a chunk-size line or the trailers exceed the read buffer of " +
-                               std::to_string(buffer_.max_size()) + " bytes (http.max_header_bytes + 64 KiB)");
+                               std::to_string(buffer_.max_size()) +
+                               " bytes (http.max_header_bytes + 64 KiB)");
     if (extensions_.exceeded)
       return ProtocolError(400, "chunk_extensions_too_large",
                            "chunk extensions exceed " + std::to_string(extensions_.limit) +
@@ -915,31 +1003,34 @@ class Session : public std::enable_shared_from_this<Session> {
       version = msg.version();
     }
 
-    if (Status st = ParseRequestTarget(&request); !st.ok()) {  // checked in OnHeader; kept for safety
+    if (Status st = ParseRequestTarget(&request);
+        !st.ok()) {  // checked in OnHeader; kept for safety
       upload_file_.Remove();
       HttpResponse response = HttpResponse::Error(400, "bad_request", st.message());
-      config_->router->NotifyObservers(request, response,
-                                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+      config_->router->NotifyObservers(
+          request, response,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
       return Write(std::move(response), version, false, false);
     }
     const bool head = request.method == "HEAD";
     // Answered here, or later from an offloaded route's pool thread: the
     // answer comes back to this session's strand either way.
-    config_->router->DispatchAsync(
-        std::move(request), [self = shared_from_this(), version, keep_alive, head](HttpRequest&, HttpResponse response) {
-          asio::dispatch(self->stream_.get_executor(),
-                         [self, version, keep_alive, head, response = std::move(response)]() mutable {
-                           self->upload_file_.Remove();  // unless the handler moved it away
-                           self->Write(std::move(response), version, keep_alive, head);
-                         });
-        });
+    config_->router->DispatchAsync(std::move(request), [self = shared_from_this(), version,
+                                                        keep_alive,
+                                                        head](HttpRequest&, HttpResponse response) {
+      asio::dispatch(self->stream_.get_executor(),
+                     [self, version, keep_alive, head, response = std::move(response)]() mutable {
+                       self->upload_file_.Remove();  // unless the handler moved it away
+                       self->Write(std::move(response), version, keep_alive, head);
+                     });
+    });
   }
 
   void Write(HttpResponse r, unsigned version, bool keep_alive, bool head) {
     DisarmDeadline();
     if (r.status < 200 || r.status > 599) {
-      Log(LogLevel::kError, std::string(kComponent), "handler returned an invalid status; sending 500",
-          {{"status", r.status}});
+      Log(LogLevel::kError, std::string(kComponent),
+          "handler returned an invalid status; sending 500", {{"status", r.status}});
       r = HttpResponse::Error(500, "internal", "internal error while handling the request");
     }
     auto res = std::make_shared<http::response<http::string_body>>();
@@ -948,7 +1039,8 @@ class Session : public std::enable_shared_from_this<Session> {
     res->set(http::field::server, "dnnd/" DNND_VERSION);
     for (auto& [name, value] : r.headers) {
       if (name.empty() || HasCrLf(name) || HasCrLf(value) || name.find(':') != std::string::npos) {
-        Log(LogLevel::kError, std::string(kComponent), "dropping malformed response header", {{"name", name}});
+        Log(LogLevel::kError, std::string(kComponent), "dropping malformed response header",
+            {{"name", name}});
         continue;
       }
       res->insert(name, value);
@@ -956,7 +1048,8 @@ class Session : public std::enable_shared_from_this<Session> {
     res->keep_alive(keep_alive);
     const bool bodiless = r.status == 204 || r.status == 304;
     if (!bodiless) {
-      if (!r.content_type.empty() && !HasCrLf(r.content_type)) res->set(http::field::content_type, r.content_type);
+      if (!r.content_type.empty() && !HasCrLf(r.content_type))
+        res->set(http::field::content_type, r.content_type);
       if (head) {
         res->content_length(r.body.size());  // what GET would send, without the body
       } else {
@@ -966,12 +1059,13 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     response_ = std::move(res);
     stream_.expires_after(options().read_timeout);
-    http::async_write(stream_, *response_, [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
-      self->response_.reset();
-      if (ec) return self->Close();
-      if (!keep_alive) return self->Linger();
-      self->ReadHeader();
-    });
+    http::async_write(stream_, *response_,
+                      [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                        self->response_.reset();
+                        if (ec) return self->Close();
+                        if (!keep_alive) return self->Linger();
+                        self->ReadHeader();
+                      });
   }
 
   // Half-close, then read and discard until the client closes (see kLingerTime).
@@ -986,11 +1080,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Drain() {
-    stream_.async_read_some(asio::buffer(drain_), [self = shared_from_this()](beast::error_code ec, size_t n) {
-      self->drained_ += n;
-      if (ec || self->drained_ > kLingerMaxBytes) return self->Close();
-      self->Drain();
-    });
+    stream_.async_read_some(asio::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              self->drained_ += n;
+                              if (ec || self->drained_ > kLingerMaxBytes) return self->Close();
+                              self->Drain();
+                            });
   }
 
   beast::tcp_stream stream_;
@@ -1018,7 +1113,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::steady_clock::time_point start_;
   std::vector<char> drain_;
   size_t drained_ = 0;
-  size_t header_fields_ = 0;  // fields in the header; those after them are trailers
+  size_t header_fields_ = 0;         // fields in the header; those after them are trailers
   ChunkExtensionBudget extensions_;  // of the current request; the parser calls it
   // The request deadline (ArmDeadline): a generation tells a stale expiry
   // from the current request's.
@@ -1049,7 +1144,7 @@ struct HttpServer::Impl {
   int running = 0;
   bool stopped = false;
   std::vector<std::weak_ptr<Session>> sessions;
-  std::mutex stop_mu;                              // serialises Stop()
+  std::mutex stop_mu;                             // serialises Stop()
   std::vector<std::shared_ptr<Session>> closing;  // sessions Stop() is closing
 
   rpc::LogThrottle accept_log, refuse_log;  // at most a line a second each, with a count
@@ -1059,13 +1154,17 @@ struct HttpServer::Impl {
   // read or allocated for the peer.
   void Refuse(tcp::socket socket) {
     static constexpr std::string_view kBusy =
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: "
+        "close\r\n"
         "Retry-After: 1\r\nContent-Length: 107\r\n\r\n"
-        "{\"error\":{\"code\":\"overloaded\",\"message\":\"too many connections (http.max_connections); "
+        "{\"error\":{\"code\":\"overloaded\",\"message\":\"too many connections "
+        "(http.max_connections); "
         "retry in a second\"}}\n";
-    static_assert(kBusy.size() - kBusy.find("\r\n\r\n") - 4 == 107, "Content-Length of the 503 body");
-    static Counter& refused = DefaultMetrics().Counter(
-        "dnnd_http_connections_refused_total", "HTTP connections refused over http.max_connections");
+    static_assert(kBusy.size() - kBusy.find("\r\n\r\n") - 4 == 107,
+                  "Content-Length of the 503 body");
+    static Counter& refused =
+        DefaultMetrics().Counter("dnnd_http_connections_refused_total",
+                                 "HTTP connections refused over http.max_connections");
     refused.Inc();
     boost::system::error_code ignored;
     socket.non_blocking(true, ignored);
@@ -1075,46 +1174,49 @@ struct HttpServer::Impl {
     uint64_t held_back = 0;
     if (refuse_log.Allow(&held_back))
       Log(LogLevel::kWarn, std::string(kComponent), "connection refused: too many connections",
-          {{"limit", static_cast<int64_t>(options.max_connections)}, {"also_refused", static_cast<int64_t>(held_back)}});
+          {{"limit", static_cast<int64_t>(options.max_connections)},
+           {"also_refused", static_cast<int64_t>(held_back)}});
   }
 
   void Accept() {
-    acceptor.async_accept(asio::make_strand(ioc), [this](const boost::system::error_code& ec, tcp::socket socket) {
-      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-      if (ec) {
-        // EMFILE and friends: keep accepting; a pause keeps a full fd table
-        // from spinning, and the log from flooding.
-        uint64_t held_back = 0;
-        if (accept_log.Allow(&held_back))
-          Log(LogLevel::kWarn, std::string(kComponent), "accept failed",
-              {{"error", ec.message()}, {"also_failed", static_cast<int64_t>(held_back)}});
-        auto timer = std::make_shared<asio::steady_timer>(acceptor.get_executor(), std::chrono::milliseconds(50));
-        timer->async_wait([this, timer](const boost::system::error_code& e) {
-          if (!e && acceptor.is_open()) Accept();
+    acceptor.async_accept(
+        asio::make_strand(ioc), [this](const boost::system::error_code& ec, tcp::socket socket) {
+          if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+          if (ec) {
+            // EMFILE and friends: keep accepting; a pause keeps a full fd table
+            // from spinning, and the log from flooding.
+            uint64_t held_back = 0;
+            if (accept_log.Allow(&held_back))
+              Log(LogLevel::kWarn, std::string(kComponent), "accept failed",
+                  {{"error", ec.message()}, {"also_failed", static_cast<int64_t>(held_back)}});
+            auto timer = std::make_shared<asio::steady_timer>(acceptor.get_executor(),
+                                                              std::chrono::milliseconds(50));
+            timer->async_wait([this, timer](const boost::system::error_code& e) {
+              if (!e && acceptor.is_open()) Accept();
+            });
+            return;
+          }
+          bool full = false;
+          {
+            std::lock_guard lock(mu);
+            if (stopped) return;  // the socket closes here
+            std::erase_if(sessions, [](const std::weak_ptr<Session>& w) { return w.expired(); });
+            full = sessions.size() >= options.max_connections;
+          }
+          if (full) {
+            Refuse(std::move(socket));
+            Accept();
+            return;
+          }
+          auto session = std::make_shared<Session>(std::move(socket), config);
+          {
+            std::lock_guard lock(mu);
+            if (stopped) return;  // the socket closes with the session
+            sessions.push_back(session);
+          }
+          session->Run();
+          Accept();
         });
-        return;
-      }
-      bool full = false;
-      {
-        std::lock_guard lock(mu);
-        if (stopped) return;  // the socket closes here
-        std::erase_if(sessions, [](const std::weak_ptr<Session>& w) { return w.expired(); });
-        full = sessions.size() >= options.max_connections;
-      }
-      if (full) {
-        Refuse(std::move(socket));
-        Accept();
-        return;
-      }
-      auto session = std::make_shared<Session>(std::move(socket), config);
-      {
-        std::lock_guard lock(mu);
-        if (stopped) return;  // the socket closes with the session
-        sessions.push_back(session);
-      }
-      session->Run();
-      Accept();
-    });
   }
 };
 
@@ -1122,12 +1224,16 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
-Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options, std::shared_ptr<HttpRouter> router) {
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
+                                                      std::shared_ptr<HttpRouter> router) {
   if (!router) return InvalidArgument("HttpServer: no router");
   if (options.threads < 1) return InvalidArgument("HttpServer: threads must be at least 1");
-  if (options.read_timeout.count() <= 0) return InvalidArgument("HttpServer: read_timeout must be positive");
-  if (options.request_timeout.count() <= 0) return InvalidArgument("HttpServer: request_timeout must be positive");
-  if (options.max_header_bytes < 1024) return InvalidArgument("HttpServer: max_header_bytes must be at least 1024");
+  if (options.read_timeout.count() <= 0)
+    return InvalidArgument("HttpServer: read_timeout must be positive");
+  if (options.request_timeout.count() <= 0)
+    return InvalidArgument("HttpServer: request_timeout must be positive");
+  if (options.max_header_bytes < 1024)
+    return InvalidArgument("HttpServer: max_header_bytes must be at least 1024");
   DNND_ASSIGN_OR_RETURN(auto host_port, rpc::SplitHostPort(options.listen));
 
   auto impl = std::make_unique<Impl>(options);
@@ -1141,8 +1247,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
     endpoints.emplace_back(literal, host_port.second);
   } else {
     tcp::resolver resolver(impl->ioc);
-    const auto resolved = resolver.resolve(host_port.first, std::to_string(host_port.second),
-                                           tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+    const auto resolved =
+        resolver.resolve(host_port.first, std::to_string(host_port.second),
+                         tcp::resolver::passive | tcp::resolver::numeric_service, ec);
     if (ec || resolved.empty())
       return Unavailable("cannot resolve listen address '" + options.listen + "': " + ec.message());
     for (const auto& entry : resolved) endpoints.push_back(entry.endpoint());
@@ -1154,14 +1261,16 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
   for (const tcp::endpoint& ep : endpoints) {
     boost::system::error_code bec;
     impl->acceptor.open(ep.protocol(), bec);
-    if (!bec) impl->acceptor.set_option(tcp::acceptor::reuse_address(true), bec);  // rebind past TIME_WAIT
+    if (!bec)
+      impl->acceptor.set_option(tcp::acceptor::reuse_address(true), bec);  // rebind past TIME_WAIT
     if (!bec) impl->acceptor.bind(ep, bec);
     if (!bec) impl->acceptor.listen(asio::socket_base::max_listen_connections, bec);
     if (!bec) {
       bound = true;
       break;
     }
-    const std::string detail = EndpointString(ep) == options.listen ? "" : " (" + EndpointString(ep) + ")";
+    const std::string detail =
+        EndpointString(ep) == options.listen ? "" : " (" + EndpointString(ep) + ")";
     last_error = IoError("cannot bind " + options.listen + detail + ": " + bec.message());
     boost::system::error_code ignored;
     impl->acceptor.close(ignored);
@@ -1179,8 +1288,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
           raw->ioc.run();
           break;
         } catch (const std::exception& e) {
-          Log(LogLevel::kError, std::string(kComponent), "I/O thread caught an exception; continuing",
-              {{"error", e.what()}});
+          Log(LogLevel::kError, std::string(kComponent),
+              "I/O thread caught an exception; continuing", {{"error", e.what()}});
         }
       }
       std::lock_guard lock(raw->mu);
@@ -1189,7 +1298,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
     });
   }
   asio::post(raw->acceptor.get_executor(), [raw] { raw->Accept(); });
-  Log(LogLevel::kInfo, std::string(kComponent), "listening", {{"address", EndpointString(raw->local)}});
+  Log(LogLevel::kInfo, std::string(kComponent), "listening",
+      {{"address", EndpointString(raw->local)}});
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 
@@ -1216,13 +1326,15 @@ void HttpServer::Stop() {
       boost::system::error_code ec;
       s.acceptor.close(ec);
     });
-    for (const auto& session : s.closing) asio::post(session->executor(), [session] { session->Close(); });
+    for (const auto& session : s.closing)
+      asio::post(session->executor(), [session] { session->Close(); });
     s.work.reset();
   }
   if (s.threads.empty()) return;  // joined by an earlier call
   if (s.ioc.get_executor().running_in_this_thread()) {
     // Joining would wait for this very thread; the destructor joins instead.
-    Log(LogLevel::kError, std::string(kComponent), "HttpServer::Stop called from a handler; not joining");
+    Log(LogLevel::kError, std::string(kComponent),
+        "HttpServer::Stop called from a handler; not joining");
     return;
   }
   {
@@ -1230,7 +1342,8 @@ void HttpServer::Stop() {
     // a handler stuck in user code is the only thing that could hold them.
     std::unique_lock lock(s.mu);
     if (!s.threads_done.wait_for(lock, std::chrono::seconds(5), [&] { return s.running == 0; })) {
-      Log(LogLevel::kWarn, std::string(kComponent), "I/O threads still busy after 5 s; stopping the io_context");
+      Log(LogLevel::kWarn, std::string(kComponent),
+          "I/O threads still busy after 5 s; stopping the io_context");
       s.ioc.stop();
     }
   }
@@ -1247,7 +1360,8 @@ void HttpServer::Stop() {
 // ---------------------------------------------------------------------------
 // Control plane
 // ---------------------------------------------------------------------------
-void AddControlPlaneRoutes(HttpRouter& router, std::function<std::pair<bool, std::string>()> readiness,
+void AddControlPlaneRoutes(HttpRouter& router,
+                           std::function<std::pair<bool, std::string>()> readiness,
                            MetricsRegistry& metrics) {
   router.Handle("GET", "/healthz", [](const HttpRequest&) {
     return HttpResponse::Json(200, json::object{{"status", "ok"}});
@@ -1259,20 +1373,26 @@ void AddControlPlaneRoutes(HttpRouter& router, std::function<std::pair<bool, std
     return HttpResponse::Json(503, json::object{{"ready", false}, {"reason", reason}});
   });
   router.Handle("GET", "/metrics", [&metrics](const HttpRequest&) {
-    return HttpResponse::Text(200, metrics.RenderPrometheusText(), "text/plain; version=0.0.4; charset=utf-8");
+    return HttpResponse::Text(200, metrics.RenderPrometheusText(),
+                              "text/plain; version=0.0.4; charset=utf-8");
   });
-  router.AddObserver([&metrics](const HttpRequest& request, const HttpResponse& response, double seconds) {
-    // The route pattern, never the raw path: label values must stay bounded.
-    const std::string route = request.route.empty() ? "(unmatched)" : request.route;
-    metrics
-        .Counter("dnnd_http_requests_total", "HTTP requests answered, by method, route pattern and status code.",
-                 {{"method", MethodLabel(request.method)}, {"route", route}, {"code", std::to_string(response.status)}})
-        .Inc();
-    metrics
-        .Histogram("dnnd_http_request_duration_seconds",
-                   "Time from routing an HTTP request to its response being ready, in seconds.", {{"route", route}})
-        .Observe(seconds);
-  });
+  router.AddObserver(
+      [&metrics](const HttpRequest& request, const HttpResponse& response, double seconds) {
+        // The route pattern, never the raw path: label values must stay bounded.
+        const std::string route = request.route.empty() ? "(unmatched)" : request.route;
+        metrics
+            .Counter("dnnd_http_requests_total",
+                     "HTTP requests answered, by method, route pattern and status code.",
+                     {{"method", MethodLabel(request.method)},
+                      {"route", route},
+                      {"code", std::to_string(response.status)}})
+            .Inc();
+        metrics
+            .Histogram("dnnd_http_request_duration_seconds",
+                       "Time from routing an HTTP request to its response being ready, in seconds.",
+                       {{"route", route}})
+            .Observe(seconds);
+      });
 }
 
 }  // namespace dnnd

@@ -96,7 +96,8 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
 
   static HttpResponse Json(int status, const boost::json::value& body);
-  static HttpResponse Text(int status, std::string body, std::string content_type = "text/plain; charset=utf-8");
+  static HttpResponse Text(int status, std::string body,
+                           std::string content_type = "text/plain; charset=utf-8");
   // {"error":{"code":"<code>","message":"<message>"}}; `code` is a stable
   // machine-readable snake_case word, `message` is for humans.
   static HttpResponse Error(int status, std::string code, std::string message);
@@ -189,7 +190,8 @@ class HttpRouter {
   // Throws std::logic_error on a malformed pattern or a duplicate route (bugs).
   void Handle(std::string method, std::string pattern, HttpHandler handler);
   // Like Handle, but the server streams the body to a file (HttpRequest::body_file).
-  void HandleUpload(std::string method, std::string pattern, HttpUploadOptions upload, HttpHandler handler);
+  void HandleUpload(std::string method, std::string pattern, HttpUploadOptions upload,
+                    HttpHandler handler);
   // Like Handle, but the server runs the handler on `pool` (DispatchAsync),
   // answering 503 {"error":{"code":"overloaded"}} naming pool's setting when
   // it is full. The pool must be stopped before the server is destroyed.
@@ -205,7 +207,8 @@ class HttpRouter {
   // (fills request.params and request.route) and applies the bearer guard.
   // Returns the refusal to send instead of reading the body, or nullopt;
   // sets *upload when the route takes its body as a file.
-  std::optional<HttpResponse> Admit(HttpRequest& request, std::optional<HttpUploadOptions>* upload) const;
+  std::optional<HttpResponse> Admit(HttpRequest& request,
+                                    std::optional<HttpUploadOptions>* upload) const;
 
   // Normalises the path, matches the request, fills request.params and
   // request.route, applies the bearer guard and runs the handler. Never
@@ -219,10 +222,12 @@ class HttpRouter {
   // exactly once with the request (params filled) and the response: on this
   // thread, or on a pool thread; never, if the pool is stopped with the
   // request still queued (the caller's connection then closes).
-  void DispatchAsync(HttpRequest request, std::function<void(HttpRequest&, HttpResponse)> done) const;
+  void DispatchAsync(HttpRequest request,
+                     std::function<void(HttpRequest&, HttpResponse)> done) const;
 
   // Runs the observers (exceptions from them are logged and swallowed).
-  void NotifyObservers(const HttpRequest& request, const HttpResponse& response, double seconds) const;
+  void NotifyObservers(const HttpRequest& request, const HttpResponse& response,
+                       double seconds) const;
 
  private:
   struct Route {
@@ -234,22 +239,23 @@ class HttpRouter {
     std::shared_ptr<WorkQueue> pool;  // null: the handler runs on the I/O thread
   };
   struct Match {
-    Status bad_path;  // not OK: NormalizeRequestPath's refusal, nothing matched
+    Status bad_path;         // not OK: NormalizeRequestPath's refusal, nothing matched
     std::string normalized;  // NormalizedPath::path, what the guard checks
     std::shared_ptr<const HttpHandler> handler;  // null: no route for this method
     std::optional<HttpUploadOptions> upload;
     std::set<std::string> allowed;  // methods with a route for this path
     std::shared_ptr<WorkQueue> pool;
   };
-  void AddRoute(std::string method, std::string pattern, HttpHandler handler, std::optional<HttpUploadOptions> upload,
-                std::shared_ptr<WorkQueue> pool = nullptr);
+  void AddRoute(std::string method, std::string pattern, HttpHandler handler,
+                std::optional<HttpUploadOptions> upload, std::shared_ptr<WorkQueue> pool = nullptr);
   // Normalises the path and finds the route; fills request.params and request.route.
   Match Find(HttpRequest& request) const;
   // The response the router gives before any handler: 400 for a refused
   // path, the guard's 401, or nullopt (go on).
   std::optional<HttpResponse> Refusal(const HttpRequest& request, const Match& match) const;
   // The 401 for a guarded request without the token (logged and counted), or nullopt.
-  std::optional<HttpResponse> CheckBearer(const HttpRequest& request, const std::string& normalized_path) const;
+  std::optional<HttpResponse> CheckBearer(const HttpRequest& request,
+                                          const std::string& normalized_path) const;
 
   mutable std::shared_mutex mu_;
   std::shared_ptr<const BearerAuth> auth_;
@@ -261,9 +267,10 @@ struct HttpServerOptions {
   // "host:port"; host an IPv4/IPv6 literal ("[::1]:8080") or a name; port 0
   // picks an ephemeral port (see HttpServer::port()).
   std::string listen = "127.0.0.1:0";
-  size_t max_body_bytes = 1 << 20;  // bodies read into memory; larger get 413 (uploads: HttpUploadOptions)
-  std::string max_body_setting;     // the setting behind max_body_bytes, named in the 413 message
-  int threads = 1;                  // I/O threads running the handlers
+  size_t max_body_bytes =
+      1 << 20;  // bodies read into memory; larger get 413 (uploads: HttpUploadOptions)
+  std::string max_body_setting;  // the setting behind max_body_bytes, named in the 413 message
+  int threads = 1;               // I/O threads running the handlers
   // The longest silence while reading a request (including idle time on a
   // kept-alive connection before it, and the whole request line + headers),
   // and the bound on writing one response; the connection is closed when
@@ -294,7 +301,8 @@ class HttpServer {
  public:
   // Binds, listens and starts serving. A bind failure is an IoError naming
   // the address and the OS reason ("cannot bind 127.0.0.1:80: Permission denied").
-  static Result<std::unique_ptr<HttpServer>> Start(HttpServerOptions options, std::shared_ptr<HttpRouter> router);
+  static Result<std::unique_ptr<HttpServer>> Start(HttpServerOptions options,
+                                                   std::shared_ptr<HttpRouter> router);
   ~HttpServer();  // Stop()s
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -322,7 +330,8 @@ class HttpServer {
 // Also makes the router count dnnd_http_requests_total{method,route,code} and
 // observe dnnd_http_request_duration_seconds{route} in `metrics`, which must
 // outlive the router.
-void AddControlPlaneRoutes(HttpRouter& router, std::function<std::pair<bool, std::string>()> readiness,
+void AddControlPlaneRoutes(HttpRouter& router,
+                           std::function<std::pair<bool, std::string>()> readiness,
                            MetricsRegistry& metrics);
 
 }  // namespace dnnd

@@ -15,7 +15,8 @@ Result<HttpReply> HttpCall(const HttpCallOptions& o) {
   if (colon == std::string::npos || colon == 0 || colon + 1 == o.address.size())
     return InvalidArgument("'" + o.address + "' is not host:port");
   std::string host = o.address.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   const std::string port = o.address.substr(colon + 1);
   boost::asio::io_context io;
   beast::tcp_stream stream(io);
@@ -55,11 +56,13 @@ Result<HttpReply> HttpCall(const HttpCallOptions& o) {
     });
   });
   io.run_for(o.timeout + std::chrono::seconds(1));
-  if (!io.stopped()) return DeadlineExceeded(o.method + " http://" + o.address + o.target + " timed out");
+  if (!io.stopped())
+    return DeadlineExceeded(o.method + " http://" + o.address + o.target + " timed out");
   if (failed) {
     if (failed == beast::error::timeout)
       return DeadlineExceeded(o.method + " http://" + o.address + o.target + " timed out");
-    return Unavailable(std::string("cannot ") + stage + " http://" + o.address + o.target + ": " + failed.message());
+    return Unavailable(std::string("cannot ") + stage + " http://" + o.address + o.target + ": " +
+                       failed.message());
   }
   return HttpReply{static_cast<int>(parser.get().result_int()), parser.get().body()};
 }

@@ -20,7 +20,7 @@ struct HttpCallOptions {
   std::string target = "/";
   std::string body;
   std::string content_type = "application/json";
-  std::string token;  // non-empty: sent as "Authorization: Bearer <token>"
+  std::string token;                         // non-empty: sent as "Authorization: Bearer <token>"
   std::chrono::milliseconds timeout{10000};  // the whole call
 };
 

@@ -16,13 +16,15 @@ using tcp = asio::ip::tcp;
 
 Result<ProbeTarget> ParseProbeUrl(const std::string& url) {
   for (const unsigned char c : url)
-    if (c <= ' ' || c == 0x7f) return InvalidArgument("probe URL '" + url + "' contains a space or control character");
+    if (c <= ' ' || c == 0x7f)
+      return InvalidArgument("probe URL '" + url + "' contains a space or control character");
   std::string rest = url;
   const size_t scheme_end = rest.find("://");
   if (scheme_end != std::string::npos) {
     const std::string scheme = rest.substr(0, scheme_end);
     if (scheme != "http")
-      return InvalidArgument("probe URL '" + url + "': only http:// is supported (the control plane has no TLS)");
+      return InvalidArgument("probe URL '" + url +
+                             "': only http:// is supported (the control plane has no TLS)");
     rest = rest.substr(scheme_end + 3);
   }
   const size_t slash = rest.find('/');
@@ -66,7 +68,8 @@ Result<ProbeResult> HttpProbe(const ProbeTarget& target, std::chrono::millisecon
           http::async_write(stream, request, [&](beast::error_code ec, size_t) {
             if (ec) return fail(Unavailable("sending to " + where + ": " + ec.message()));
             http::async_read(stream, buffer, parser, [&](beast::error_code ec, size_t) {
-              if (ec) return fail(Corruption("reading the answer of " + where + ": " + ec.message()));
+              if (ec)
+                return fail(Corruption("reading the answer of " + where + ": " + ec.message()));
               done = true;
             });
           });
@@ -81,8 +84,8 @@ Result<ProbeResult> HttpProbe(const ProbeTarget& target, std::chrono::millisecon
     stream.socket().close(ignored);
     ioc.restart();
     ioc.run();
-    return DeadlineExceeded("no answer from " + where + target.path + " within " + std::to_string(timeout.count()) +
-                            " ms");
+    return DeadlineExceeded("no answer from " + where + target.path + " within " +
+                            std::to_string(timeout.count()) + " ms");
   }
   if (failed) return *failed;
   ProbeResult r;

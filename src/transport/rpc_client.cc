@@ -27,7 +27,8 @@ int64_t MillisUntil(Clock::time_point deadline) {
 Status WaitFd(int fd, short events, Clock::time_point deadline, const std::string& what) {
   for (;;) {
     pollfd p{fd, events, 0};
-    const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(MillisUntil(deadline), 1 << 30)));
+    const int r =
+        ::poll(&p, 1, static_cast<int>(std::min<int64_t>(MillisUntil(deadline), 1 << 30)));
     if (r > 0) return Status::Ok();
     if (r == 0) return DeadlineExceeded("timed out " + what);
     if (errno != EINTR) return Unavailable(what + ": " + std::strerror(errno));
@@ -53,7 +54,8 @@ Status WriteAll(int fd, const std::string& bytes, Clock::time_point deadline) {
   size_t off = 0;
   while (off < bytes.size()) {
     DNND_RETURN_IF_ERROR(WaitFd(fd, POLLOUT, deadline, "sending the handshake"));
-    const ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n =
+        ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
       return Unavailable(std::string("handshake write: ") + std::strerror(errno));
@@ -64,7 +66,8 @@ Status WriteAll(int fd, const std::string& bytes, Clock::time_point deadline) {
 }
 
 // Reads one whole frame; `limits` are the handshake's, so every buffer here is small.
-Result<wire::Message> ReadFrameBlocking(int fd, const wire::Limits& limits, Clock::time_point deadline) {
+Result<wire::Message> ReadFrameBlocking(int fd, const wire::Limits& limits,
+                                        Clock::time_point deadline) {
   uint8_t header_bytes[wire::kHeaderBytes];
   DNND_RETURN_IF_ERROR(ReadExactly(fd, header_bytes, sizeof header_bytes, deadline));
   DNND_ASSIGN_OR_RETURN(wire::FrameHeader h, wire::ParseHeader(header_bytes, limits));
@@ -74,7 +77,8 @@ Result<wire::Message> ReadFrameBlocking(int fd, const wire::Limits& limits, Cloc
   std::shared_ptr<Storage> payload;
   if (h.payload_len()) {
     payload = Storage::Allocate(h.payload_len());
-    DNND_RETURN_IF_ERROR(ReadExactly(fd, static_cast<uint8_t*>(payload->data()), h.payload_len(), deadline));
+    DNND_RETURN_IF_ERROR(
+        ReadExactly(fd, static_cast<uint8_t*>(payload->data()), h.payload_len(), deadline));
   }
   return wire::AssembleMessage(h, std::move(md), std::move(payload));
 }
@@ -104,8 +108,11 @@ std::unique_ptr<RpcClient> RpcClient::Create(std::string address, RpcClientOptio
 }
 
 RpcClient::RpcClient(std::string address, RpcClientOptions options)
-    : address_(std::move(address)), options_(std::move(options)), io_(std::make_unique<IoThreads>(1)) {
-  for (int i = 0; i < std::max(1, options_.connections); ++i) channels_.push_back(std::make_unique<Channel>());
+    : address_(std::move(address)),
+      options_(std::move(options)),
+      io_(std::make_unique<IoThreads>(1)) {
+  for (int i = 0; i < std::max(1, options_.connections); ++i)
+    channels_.push_back(std::make_unique<Channel>());
 }
 
 RpcClient::~RpcClient() { Close(); }
@@ -147,10 +154,12 @@ Result<std::shared_ptr<FrameConnection>> RpcClient::Dial(Clock::time_point deadl
     const wire::Limits handshake_limits = options_.limits.BeforeHandshake();
     DNND_ASSIGN_OR_RETURN(wire::Message hello, ReadFrameBlocking(fd, handshake_limits, deadline));
     const std::string client_nonce = wire::RandomNonce();
-    DNND_ASSIGN_OR_RETURN(wire::Message auth, wire::MakeHelloAuth(hello, options_.self, options_.token, client_nonce));
+    DNND_ASSIGN_OR_RETURN(wire::Message auth,
+                          wire::MakeHelloAuth(hello, options_.self, options_.token, client_nonce));
     DNND_ASSIGN_OR_RETURN(wire::EncodedFrame frame, wire::EncodeFrame(auth, options_.encode));
     DNND_RETURN_IF_ERROR(WriteAll(fd, wire::FlattenFrame(frame), deadline));
-    DNND_ASSIGN_OR_RETURN(wire::Message response, ReadFrameBlocking(fd, handshake_limits, deadline));
+    DNND_ASSIGN_OR_RETURN(wire::Message response,
+                          ReadFrameBlocking(fd, handshake_limits, deadline));
     const std::string server_nonce = hello.fields.GetBytes("nonce").value();
     auto who = wire::VerifyHelloResponse(response, options_.token, client_nonce, server_nonce);
     if (!who.ok()) return who.status().WithContext(address_);
@@ -158,7 +167,8 @@ Result<std::shared_ptr<FrameConnection>> RpcClient::Dial(Clock::time_point deadl
       std::lock_guard lock(identity_mu_);
       server_identity_ = who.value();
     }
-    return std::make_shared<FrameConnection>(std::move(socket), options_.limits, options_.encode, transport_stats_);
+    return std::make_shared<FrameConnection>(std::move(socket), options_.limits, options_.encode,
+                                             transport_stats_);
   }
   return last;
 }
@@ -176,7 +186,8 @@ Result<std::shared_ptr<FrameConnection>> RpcClient::Ready(Channel& ch, Clock::ti
     const auto now = Clock::now();
     if (now < ch.next_attempt) {
       if (ch.next_attempt >= deadline)
-        return Unavailable("cannot reach " + address_ + " (" + ch.last_error.message() + "); retrying with backoff");
+        return Unavailable("cannot reach " + address_ + " (" + ch.last_error.message() +
+                           "); retrying with backoff");
       ch.cv.wait_until(lock, ch.next_attempt);
       continue;
     }
@@ -193,8 +204,8 @@ Result<std::shared_ptr<FrameConnection>> RpcClient::Ready(Channel& ch, Clock::ti
       auto backoff = options_.backoff_initial * (1LL << std::min(ch.failures - 1, 16));
       backoff = std::min<std::chrono::milliseconds>(backoff, options_.backoff_max);
       thread_local std::mt19937 rng(std::random_device{}());
-      backoff = std::chrono::milliseconds(
-          std::uniform_int_distribution<int64_t>(backoff.count() / 2, std::max<int64_t>(1, backoff.count()))(rng));
+      backoff = std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(
+          backoff.count() / 2, std::max<int64_t>(1, backoff.count()))(rng));
       ch.next_attempt = Clock::now() + backoff;
       if (!Retryable(dialed.status()) || Clock::now() >= deadline) return dialed.status();
       continue;
@@ -206,8 +217,10 @@ Result<std::shared_ptr<FrameConnection>> RpcClient::Ready(Channel& ch, Clock::ti
     callbacks.on_message = [this, &ch](wire::Message m) { OnMessage(ch, std::move(m)); };
     std::weak_ptr<FrameConnection> weak = connection;
     callbacks.on_close = [this, &ch, weak](const Status& reason) {
-      if (auto c = weak.lock()) OnClose(ch, c, reason);
-      else OnClose(ch, nullptr, reason);
+      if (auto c = weak.lock())
+        OnClose(ch, c, reason);
+      else
+        OnClose(ch, nullptr, reason);
     };
     connection->Start(std::move(callbacks));
     ch.connection = connection;
@@ -232,12 +245,13 @@ Status RpcClient::AcquireBytes(uint64_t bytes, Clock::time_point deadline) {
   std::unique_lock lock(bytes_mu_);
   // A message larger than the whole budget still goes, alone.
   const bool fits = bytes_cv_.wait_until(lock, deadline, [&] {
-    return closed_ || inflight_bytes_ == 0 || inflight_bytes_ + bytes <= options_.max_inflight_bytes;
+    return closed_ || inflight_bytes_ == 0 ||
+           inflight_bytes_ + bytes <= options_.max_inflight_bytes;
   });
   if (closed_) return Cancelled("client for " + address_ + " is closed");
   if (!fits)
-    return DeadlineExceeded("back-pressure: " + std::to_string(inflight_bytes_) + " request bytes to " + address_ +
-                            " still awaiting responses");
+    return DeadlineExceeded("back-pressure: " + std::to_string(inflight_bytes_) +
+                            " request bytes to " + address_ + " still awaiting responses");
   inflight_bytes_ += bytes;
   return Status::Ok();
 }
@@ -254,7 +268,8 @@ void RpcClient::CallAsync(wire::Message request, Clock::time_point deadline, Cal
   Start(std::move(request), deadline, std::move(done), /*arm_timer=*/true);
 }
 
-std::optional<RpcClient::Started> RpcClient::Start(wire::Message request, Clock::time_point deadline, Callback done,
+std::optional<RpcClient::Started> RpcClient::Start(wire::Message request,
+                                                   Clock::time_point deadline, Callback done,
                                                    bool arm_timer) {
   calls_++;
   if (closed_) {
@@ -289,7 +304,8 @@ std::optional<RpcClient::Started> RpcClient::Start(wire::Message request, Clock:
   if (arm_timer && deadline != Clock::time_point::max()) {
     pending.timer = std::make_unique<asio::steady_timer>(io_->context(), deadline);
     pending.timer->async_wait([this, &ch, id](const boost::system::error_code& ec) {
-      if (!ec) Finish(ch, id, DeadlineExceeded("no response from " + address_ + " before the deadline"));
+      if (!ec)
+        Finish(ch, id, DeadlineExceeded("no response from " + address_ + " before the deadline"));
     });
   }
   {
@@ -301,15 +317,18 @@ std::optional<RpcClient::Started> RpcClient::Start(wire::Message request, Clock:
   return Started{&ch, id};
 }
 
-Result<wire::Message> RpcClient::Call(wire::Message request) { return Call(std::move(request), options_.default_timeout); }
+Result<wire::Message> RpcClient::Call(wire::Message request) {
+  return Call(std::move(request), options_.default_timeout);
+}
 
 Result<wire::Message> RpcClient::Call(wire::Message request, std::chrono::milliseconds timeout) {
   std::promise<Result<wire::Message>> promise;
   auto future = promise.get_future();
   const auto deadline = Clock::now() + timeout;
-  auto started = Start(std::move(request), deadline,
-                       [&promise](Result<wire::Message> r) { promise.set_value(std::move(r)); },
-                       /*arm_timer=*/false);
+  auto started = Start(
+      std::move(request), deadline,
+      [&promise](Result<wire::Message> r) { promise.set_value(std::move(r)); },
+      /*arm_timer=*/false);
   // Small requests on a fast link come back within tens of microseconds;
   // polling that long first saves the sleep/wake-up of the calling thread.
   const auto spin_until = std::min(deadline, Clock::now() + kSpinBeforeSleep);
@@ -318,7 +337,8 @@ Result<wire::Message> RpcClient::Call(wire::Message request, std::chrono::millis
     std::this_thread::yield();
   if (started && future.wait_until(deadline) == std::future_status::timeout)
     Finish(*started->channel, started->id,
-           DeadlineExceeded("no response from " + address_ + " within " + std::to_string(timeout.count()) + " ms"));
+           DeadlineExceeded("no response from " + address_ + " within " +
+                            std::to_string(timeout.count()) + " ms"));
   return future.get();
 }
 
@@ -346,11 +366,14 @@ void RpcClient::OnMessage(Channel& ch, wire::Message message) {
     return;
   }
   const uint64_t id = message.request_id;
-  if (message.is_error()) Finish(ch, id, message.ErrorStatus());
-  else Finish(ch, id, std::move(message));
+  if (message.is_error())
+    Finish(ch, id, message.ErrorStatus());
+  else
+    Finish(ch, id, std::move(message));
 }
 
-void RpcClient::OnClose(Channel& ch, const std::shared_ptr<FrameConnection>& connection, const Status& reason) {
+void RpcClient::OnClose(Channel& ch, const std::shared_ptr<FrameConnection>& connection,
+                        const Status& reason) {
   std::vector<uint64_t> ids;
   {
     std::lock_guard lock(ch.mu);
@@ -358,9 +381,12 @@ void RpcClient::OnClose(Channel& ch, const std::shared_ptr<FrameConnection>& con
     for (const auto& [id, p] : ch.pending) ids.push_back(id);
   }
   if (!ids.empty() && !closed_)
-    Log(LogLevel::kWarn, "rpc", "connection lost", {{"server", address_}, {"reason", reason.ToString()},
-                                                    {"failed_calls", static_cast<int64_t>(ids.size())}});
-  for (uint64_t id : ids) Finish(ch, id, Unavailable("connection to " + address_ + " lost: " + reason.message()));
+    Log(LogLevel::kWarn, "rpc", "connection lost",
+        {{"server", address_},
+         {"reason", reason.ToString()},
+         {"failed_calls", static_cast<int64_t>(ids.size())}});
+  for (uint64_t id : ids)
+    Finish(ch, id, Unavailable("connection to " + address_ + " lost: " + reason.message()));
 }
 
 void RpcClient::Close() {

@@ -104,7 +104,7 @@ class RpcClient {
     std::condition_variable cv;
     std::shared_ptr<FrameConnection> connection;
     bool connecting = false;
-    int failures = 0;               // consecutive failed attempts
+    int failures = 0;  // consecutive failed attempts
     Clock::time_point next_attempt{};
     Status last_error;
     std::unordered_map<uint64_t, Pending> pending;
@@ -120,12 +120,14 @@ class RpcClient {
   // timer enforces the deadline; a blocking caller enforces it itself (arming
   // a timer from a foreign thread wakes the I/O thread, which costs more than
   // a loopback round trip). Returns where the call is pending, if it was sent.
-  std::optional<Started> Start(wire::Message request, Clock::time_point deadline, Callback done, bool arm_timer);
+  std::optional<Started> Start(wire::Message request, Clock::time_point deadline, Callback done,
+                               bool arm_timer);
   // Returns a ready connection of `channel`, connecting (with backoff) if needed.
   Result<std::shared_ptr<FrameConnection>> Ready(Channel& channel, Clock::time_point deadline);
   Result<std::shared_ptr<FrameConnection>> Dial(Clock::time_point deadline);
   void OnMessage(Channel& channel, wire::Message message);
-  void OnClose(Channel& channel, const std::shared_ptr<FrameConnection>& connection, const Status& reason);
+  void OnClose(Channel& channel, const std::shared_ptr<FrameConnection>& connection,
+               const Status& reason);
   void Finish(Channel& channel, uint64_t id, Result<wire::Message> result);
   Status AcquireBytes(uint64_t bytes, Clock::time_point deadline);
   void ReleaseBytes(uint64_t bytes);

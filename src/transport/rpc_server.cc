@@ -43,16 +43,24 @@ void IoThreads::Stop() {
 struct RouteMetrics {
   explicit RouteMetrics(const std::string& route)
       : route(route),
-        ok(DefaultMetrics().Counter("dnnd_rpc_requests_total", "RPC requests served, by route and result code",
+        ok(DefaultMetrics().Counter("dnnd_rpc_requests_total",
+                                    "RPC requests served, by route and result code",
                                     {{"route", route}, {"code", "ok"}})),
-        duration(DefaultMetrics().Histogram("dnnd_rpc_request_duration_seconds",
-                                            "Time from a request's arrival to its response", {{"route", route}},
-                                            {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                             0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})) {}
+        duration(DefaultMetrics().Histogram(
+            "dnnd_rpc_request_duration_seconds", "Time from a request's arrival to its response",
+            {{"route", route}},
+            {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+             0.5, 1, 2.5, 5, 10, 30})) {}
   void Record(StatusCode code, std::chrono::steady_clock::time_point start) {
-    if (code == StatusCode::kOk) ok.Inc();
-    else DefaultMetrics().Counter("dnnd_rpc_requests_total", "", {{"route", route}, {"code", StatusCodeName(code)}}).Inc();
-    duration.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (code == StatusCode::kOk)
+      ok.Inc();
+    else
+      DefaultMetrics()
+          .Counter("dnnd_rpc_requests_total", "",
+                   {{"route", route}, {"code", StatusCodeName(code)}})
+          .Inc();
+    duration.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::string route;
   Counter& ok;
@@ -108,7 +116,8 @@ struct Responder::State {
       Status s = conn->Send(response);
       if (!s.ok() && s.code() != StatusCode::kUnavailable) {
         // The response itself broke a limit: tell the client why instead.
-        Log(LogLevel::kError, "rpc", "cannot send response", {{"route", route}, {"error", s.ToString()}});
+        Log(LogLevel::kError, "rpc", "cannot send response",
+            {{"route", route}, {"error", s.ToString()}});
         (void)conn->Send(wire::Message::ErrorTo(header, s.WithContext("response to " + route)));
         error = true;
         code = s.code();
@@ -120,12 +129,15 @@ struct Responder::State {
   }
 
   ~State() {
-    if (!answered.load()) Answer(wire::Message::ErrorTo(header, Internal(route + " handler dropped the request")));
+    if (!answered.load())
+      Answer(wire::Message::ErrorTo(header, Internal(route + " handler dropped the request")));
   }
 };
 
 void Responder::Send(wire::Message response) { state_->Answer(std::move(response)); }
-void Responder::Fail(const Status& status) { state_->Answer(wire::Message::ErrorTo(state_->header, status)); }
+void Responder::Fail(const Status& status) {
+  state_->Answer(wire::Message::ErrorTo(state_->header, status));
+}
 const PeerInfo& Responder::peer() const { return state_->peer; }
 const wire::Message& Responder::request_header() const { return state_->header; }
 
@@ -133,7 +145,8 @@ const wire::Message& Responder::request_header() const { return state_->header; 
 // Options
 // ---------------------------------------------------------------------------
 
-Result<RpcServerOptions> RpcServerOptions::FromConfig(const Config& config, std::string listen, std::string role) {
+Result<RpcServerOptions> RpcServerOptions::FromConfig(const Config& config, std::string listen,
+                                                      std::string role) {
   RpcServerOptions o;
   o.listen = std::move(listen);
   o.self = {std::move(role), config.GetString("node.name")};
@@ -146,7 +159,8 @@ Result<RpcServerOptions> RpcServerOptions::FromConfig(const Config& config, std:
   o.idle_timeout = std::chrono::milliseconds(config.GetInt("transport.idle_timeout_ms"));
   o.max_queued_bytes = static_cast<uint64_t>(config.GetInt("transport.max_queued_bytes"));
   DNND_ASSIGN_OR_RETURN(o.token, wire::LoadTransportToken(config));
-  DNND_RETURN_IF_ERROR(wire::CheckListenSecurity(config, o.listen, o.self.role + " wire listener", !o.token.empty()));
+  DNND_RETURN_IF_ERROR(wire::CheckListenSecurity(config, o.listen, o.self.role + " wire listener",
+                                                 !o.token.empty()));
   return o;
 }
 
@@ -176,15 +190,17 @@ void RpcServer::Handle(uint16_t type, std::string name, Handler handler, Executi
   routes_[type] = Route{std::move(name), std::move(handler), execution, metrics};
 }
 
-void RpcServer::Handle(uint16_t type, std::string name, SimpleHandler handler, Execution execution) {
-  Handle(
-      type, std::move(name),
-      Handler([handler = std::move(handler)](wire::Message request, Responder responder) {
-        auto result = handler(request, responder.peer());
-        if (result.ok()) responder.Send(std::move(result).value());
-        else responder.Fail(result.status());
-      }),
-      execution);
+void RpcServer::Handle(uint16_t type, std::string name, SimpleHandler handler,
+                       Execution execution) {
+  Handle(type, std::move(name),
+         Handler([handler = std::move(handler)](wire::Message request, Responder responder) {
+           auto result = handler(request, responder.peer());
+           if (result.ok())
+             responder.Send(std::move(result).value());
+           else
+             responder.Fail(result.status());
+         }),
+         execution);
 }
 
 Status RpcServer::Start() {
@@ -202,15 +218,18 @@ Status RpcServer::Start() {
   // On a strand: Accept(), its pause timer and Stop()'s close never run at
   // once on two I/O threads (ThreadSanitizer saw that race).
   acceptor_ = std::make_unique<tcp::acceptor>(asio::make_strand(io_->context()));
-  if (acceptor_->open(endpoint.protocol(), ec); ec) return IoError("socket for " + options_.listen + ": " + ec.message());
+  if (acceptor_->open(endpoint.protocol(), ec); ec)
+    return IoError("socket for " + options_.listen + ": " + ec.message());
   acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (acceptor_->bind(endpoint, ec); ec) return IoError("cannot bind " + options_.listen + ": " + ec.message());
+  if (acceptor_->bind(endpoint, ec); ec)
+    return IoError("cannot bind " + options_.listen + ": " + ec.message());
   if (acceptor_->listen(asio::socket_base::max_listen_connections, ec); ec)
     return IoError("cannot listen on " + options_.listen + ": " + ec.message());
   port_ = acceptor_->local_endpoint().port();
   started_ = true;
   if (options_.token.empty())
-    Log(LogLevel::kWarn, "rpc", "no transport token configured: any peer that can connect is accepted",
+    Log(LogLevel::kWarn, "rpc",
+        "no transport token configured: any peer that can connect is accepted",
         {{"listen", address()}});
   Log(LogLevel::kInfo, "rpc", "listening", {{"address", address()}, {"role", options_.self.role}});
   asio::post(acceptor_->get_executor(), [this] { Accept(); });
@@ -223,35 +242,41 @@ std::string RpcServer::address() const {
 }
 
 void RpcServer::Accept() {
-  acceptor_->async_accept(asio::make_strand(io_->context()), [this](const boost::system::error_code& ec,
-                                                                   tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
-    if (!ec) {
-      OnAccepted(std::move(socket));
-      Accept();
-      return;
-    }
-    // EMFILE and friends: the connection stays in the backlog, so accepting
-    // again at once would spin (and log) as fast as the CPU allows. Pause,
-    // and say so at most once a second.
-    if (uint64_t held_back = 0; accept_errors_log_.Allow(&held_back))
-      Log(LogLevel::kWarn, "rpc", "accept failed; pausing the accept loop",
-          {{"address", address()}, {"error", ec.message()}, {"pause_ms", static_cast<int64_t>(kAcceptPause.count())},
-           {"failures_not_logged", static_cast<int64_t>(held_back)}});
-    auto timer = std::make_shared<asio::steady_timer>(acceptor_->get_executor(), kAcceptPause);
-    timer->async_wait([this, timer](const boost::system::error_code& e) {
-      if (!e && acceptor_->is_open()) Accept();
-    });
-  });
+  acceptor_->async_accept(asio::make_strand(io_->context()),
+                          [this](const boost::system::error_code& ec, tcp::socket socket) {
+                            if (ec == asio::error::operation_aborted || !acceptor_->is_open())
+                              return;
+                            if (!ec) {
+                              OnAccepted(std::move(socket));
+                              Accept();
+                              return;
+                            }
+                            // EMFILE and friends: the connection stays in the backlog, so accepting
+                            // again at once would spin (and log) as fast as the CPU allows. Pause,
+                            // and say so at most once a second.
+                            if (uint64_t held_back = 0; accept_errors_log_.Allow(&held_back))
+                              Log(LogLevel::kWarn, "rpc", "accept failed; pausing the accept loop",
+                                  {{"address", address()},
+                                   {"error", ec.message()},
+                                   {"pause_ms", static_cast<int64_t>(kAcceptPause.count())},
+                                   {"failures_not_logged", static_cast<int64_t>(held_back)}});
+                            auto timer = std::make_shared<asio::steady_timer>(
+                                acceptor_->get_executor(), kAcceptPause);
+                            timer->async_wait([this, timer](const boost::system::error_code& e) {
+                              if (!e && acceptor_->is_open()) Accept();
+                            });
+                          });
 }
 
 void RpcServer::Refuse(tcp::socket socket, size_t open) {
   refused_connections_++;
-  const Status why = ResourceExhausted("server " + address() + " already has " + std::to_string(open) +
-                                       " connections, its transport.max_connections; try again later");
+  const Status why =
+      ResourceExhausted("server " + address() + " already has " + std::to_string(open) +
+                        " connections, its transport.max_connections; try again later");
   if (uint64_t held_back = 0; refused_log_.Allow(&held_back))
     Log(LogLevel::kWarn, "rpc", "refused connection over the connection cap",
-        {{"address", address()}, {"max_connections", static_cast<int64_t>(options_.max_connections)},
+        {{"address", address()},
+         {"max_connections", static_cast<int64_t>(options_.max_connections)},
          {"refusals_not_logged", static_cast<int64_t>(held_back)}});
   // In place of the HELLO, so a dnnd client reports the reason (and retries
   // with backoff). One small non-blocking write; what the kernel does not
@@ -268,18 +293,20 @@ void RpcServer::Refuse(tcp::socket socket, size_t open) {
 
 void RpcServer::OnAccepted(tcp::socket socket) {
   accepted_++;
-  static Gauge& open_connections = DefaultMetrics().Gauge("dnnd_rpc_connections", "Open wire-protocol server connections");
+  static Gauge& open_connections =
+      DefaultMetrics().Gauge("dnnd_rpc_connections", "Open wire-protocol server connections");
   size_t open;
   {
     std::lock_guard lock(mu_);
-    if (draining_) return;  // the socket closes here
+    if (draining_) return;    // the socket closes here
     open = sessions_.size();  // only closes change it meanwhile: accepts are one at a time
   }
   if (open >= options_.max_connections) return Refuse(std::move(socket), open);
   auto session = std::make_shared<Session>();
   // Until the peer proves the token it may send one small HELLO_AUTH, nothing more.
-  session->connection = std::make_shared<FrameConnection>(std::move(socket), options_.limits.BeforeHandshake(),
-                                                          options_.encode, transport_stats_, options_.max_queued_bytes);
+  session->connection = std::make_shared<FrameConnection>(
+      std::move(socket), options_.limits.BeforeHandshake(), options_.encode, transport_stats_,
+      options_.max_queued_bytes);
   session->peer.address = session->connection->peer();
   session->server_nonce = wire::RandomNonce();
   {
@@ -297,7 +324,8 @@ void RpcServer::OnAccepted(tcp::socket socket) {
     auto s = weak.lock();
     if (!s) return;
     s->timer->cancel();  // on the connection's strand, like every use of the timer
-    Log(LogLevel::kDebug, "rpc", "connection closed", {{"peer", s->peer.address}, {"reason", reason.ToString()}});
+    Log(LogLevel::kDebug, "rpc", "connection closed",
+        {{"peer", s->peer.address}, {"reason", reason.ToString()}});
     open_connections.Dec();
     std::lock_guard lock(mu_);
     sessions_.erase(s);
@@ -315,8 +343,10 @@ void RpcServer::ArmHandshakeDeadline(const std::shared_ptr<Session>& session) {
     auto s = weak.lock();
     if (ec || !s || s->authenticated) return;
     handshake_failures_++;
-    DefaultMetrics().Counter("dnnd_rpc_handshake_failures_total", "Connections refused in the HELLO handshake",
-                             {{"reason", "DeadlineExceeded"}}).Inc();
+    DefaultMetrics()
+        .Counter("dnnd_rpc_handshake_failures_total", "Connections refused in the HELLO handshake",
+                 {{"reason", "DeadlineExceeded"}})
+        .Inc();
     if (uint64_t held_back = 0; handshake_log_.Allow(&held_back))
       Log(LogLevel::kWarn, "rpc", "refused connection: no HELLO_AUTH within the handshake timeout",
           {{"peer", s->peer.address}, {"refusals_not_logged", static_cast<int64_t>(held_back)}});
@@ -325,7 +355,8 @@ void RpcServer::ArmHandshakeDeadline(const std::shared_ptr<Session>& session) {
   });
 }
 
-void RpcServer::ArmIdleDeadline(const std::shared_ptr<Session>& session, std::chrono::steady_clock::time_point at) {
+void RpcServer::ArmIdleDeadline(const std::shared_ptr<Session>& session,
+                                std::chrono::steady_clock::time_point at) {
   std::weak_ptr<Session> weak = session;
   session->timer->expires_at(at);
   session->timer->async_wait([this, weak](const boost::system::error_code& ec) {
@@ -339,7 +370,8 @@ void RpcServer::ArmIdleDeadline(const std::shared_ptr<Session>& session, std::ch
     if (now < due) return ArmIdleDeadline(s, due);
     idle_closed_++;
     Log(LogLevel::kInfo, "rpc", "closing an idle connection",
-        {{"peer", s->peer.address}, {"node", s->peer.identity.node},
+        {{"peer", s->peer.address},
+         {"node", s->peer.identity.node},
          {"idle_timeout_ms", static_cast<int64_t>(options_.idle_timeout.count())}});
     s->connection->Close(DeadlineExceeded("no traffic for transport.idle_timeout_ms (" +
                                           std::to_string(options_.idle_timeout.count()) + " ms)"));
@@ -349,14 +381,19 @@ void RpcServer::ArmIdleDeadline(const std::shared_ptr<Session>& session, std::ch
 void RpcServer::OnMessage(const std::shared_ptr<Session>& session, wire::Message message) {
   if (!session->authenticated) {
     wire::Message response;
-    auto who = wire::VerifyHelloAuth(message, options_.self, options_.token, session->server_nonce, &response);
+    auto who = wire::VerifyHelloAuth(message, options_.self, options_.token, session->server_nonce,
+                                     &response);
     if (!who.ok()) {
       handshake_failures_++;
-      DefaultMetrics().Counter("dnnd_rpc_handshake_failures_total", "Connections refused in the HELLO handshake",
-                               {{"reason", StatusCodeName(who.status().code())}}).Inc();
+      DefaultMetrics()
+          .Counter("dnnd_rpc_handshake_failures_total",
+                   "Connections refused in the HELLO handshake",
+                   {{"reason", StatusCodeName(who.status().code())}})
+          .Inc();
       if (uint64_t held_back = 0; handshake_log_.Allow(&held_back))
         Log(LogLevel::kWarn, "rpc", "refused connection",
-            {{"peer", session->peer.address}, {"reason", who.status().ToString()},
+            {{"peer", session->peer.address},
+             {"reason", who.status().ToString()},
              {"refusals_not_logged", static_cast<int64_t>(held_back)}});
       (void)session->connection->Send(wire::Message::ErrorTo(message, who.status()));
       session->connection->CloseAfterWrites(who.status());
@@ -372,7 +409,8 @@ void RpcServer::OnMessage(const std::shared_ptr<Session>& session, wire::Message
     return;
   }
   if (message.is_response()) {
-    Log(LogLevel::kWarn, "rpc", "ignoring a response frame sent to a server", {{"peer", session->peer.address}});
+    Log(LogLevel::kWarn, "rpc", "ignoring a response frame sent to a server",
+        {{"peer", session->peer.address}});
     return;
   }
   Dispatch(session, std::move(message));
@@ -383,7 +421,8 @@ void RpcServer::Dispatch(const std::shared_ptr<Session>& session, wire::Message 
   const uint16_t type = message.type;
   if (draining_) {
     request_errors_++;
-    (void)session->connection->Send(wire::Message::ErrorTo(message, Unavailable("server is shutting down")));
+    (void)session->connection->Send(
+        wire::Message::ErrorTo(message, Unavailable("server is shutting down")));
     return;
   }
   auto state = std::make_shared<Responder::State>();
@@ -409,8 +448,8 @@ void RpcServer::Dispatch(const std::shared_ptr<Session>& session, wire::Message 
   if (it == routes_.end()) {
     state->route = "unknown";
     state->metrics = MetricsForRoute("unknown");
-    Responder(state).Fail(NotFound("no handler for message type " + std::to_string(type) + " on this " +
-                                   options_.self.role));
+    Responder(state).Fail(NotFound("no handler for message type " + std::to_string(type) +
+                                   " on this " + options_.self.role));
     return;
   }
   const Route& route = it->second;
@@ -424,8 +463,10 @@ void RpcServer::Dispatch(const std::shared_ptr<Session>& session, wire::Message 
       Responder(state).Fail(Internal(route.name + ": " + e.what()));
     }
   };
-  if (route.execution == Execution::kInline) run();
-  else asio::post(*pool_, std::move(run));
+  if (route.execution == Execution::kInline)
+    run();
+  else
+    asio::post(*pool_, std::move(run));
 }
 
 void RpcServer::Stop(std::chrono::milliseconds grace) {

@@ -49,7 +49,7 @@ class Config;
 class Counter;
 class Gauge;
 class Histogram;
-}
+}  // namespace dnnd
 
 namespace dnnd::rpc {
 
@@ -108,24 +108,26 @@ struct RpcServerOptions {
 
   // From [transport] of a validated config; `listen` and `self` are the
   // role's. Reads transport.token_file if set.
-  static Result<RpcServerOptions> FromConfig(const Config& config, std::string listen, std::string role);
+  static Result<RpcServerOptions> FromConfig(const Config& config, std::string listen,
+                                             std::string role);
 };
 
 class RpcServer {
  public:
   enum class Execution { kInline, kPool };
   using Handler = std::function<void(wire::Message request, Responder responder)>;
-  using SimpleHandler = std::function<Result<wire::Message>(const wire::Message& request, const PeerInfo& peer)>;
+  using SimpleHandler =
+      std::function<Result<wire::Message>(const wire::Message& request, const PeerInfo& peer)>;
 
   struct Stats {
-    uint64_t connections = 0;        // open now
-    uint64_t accepted = 0;           // since start
+    uint64_t connections = 0;  // open now
+    uint64_t accepted = 0;     // since start
     uint64_t handshake_failures = 0;
     uint64_t refused_connections = 0;  // over max_connections
     uint64_t idle_closed = 0;          // closed after idle_timeout
     uint64_t slow_readers = 0;         // closed for passing max_queued_bytes
     uint64_t requests = 0;
-    uint64_t request_errors = 0;     // requests answered with an error frame
+    uint64_t request_errors = 0;  // requests answered with an error frame
     uint64_t bad_frames = 0;
     uint64_t bytes_in = 0, bytes_out = 0;
   };
@@ -136,10 +138,12 @@ class RpcServer {
   RpcServer& operator=(const RpcServer&) = delete;
 
   // Register before Start(). `name` labels metrics and logs.
-  void Handle(uint16_t type, std::string name, Handler handler, Execution execution = Execution::kPool);
+  void Handle(uint16_t type, std::string name, Handler handler,
+              Execution execution = Execution::kPool);
   // A handler whose result is the response (the response's type, id and
   // flags are filled in; an error Status becomes an error frame).
-  void Handle(uint16_t type, std::string name, SimpleHandler handler, Execution execution = Execution::kPool);
+  void Handle(uint16_t type, std::string name, SimpleHandler handler,
+              Execution execution = Execution::kPool);
 
   // Binds and starts accepting. Errors name the address.
   Status Start();
@@ -171,7 +175,8 @@ class RpcServer {
   // Arms the session's timer for the handshake deadline or, once
   // authenticated, for the idle deadline.
   void ArmHandshakeDeadline(const std::shared_ptr<Session>& session);
-  void ArmIdleDeadline(const std::shared_ptr<Session>& session, std::chrono::steady_clock::time_point at);
+  void ArmIdleDeadline(const std::shared_ptr<Session>& session,
+                       std::chrono::steady_clock::time_point at);
   void OnMessage(const std::shared_ptr<Session>& session, wire::Message message);
   void Dispatch(const std::shared_ptr<Session>& session, wire::Message message);
 

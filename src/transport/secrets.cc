@@ -41,8 +41,10 @@ Result<Secrets> LoadSecrets(const Config& config) {
   } else if (s.api_token == s.wire_key) {
     // The bearer token crosses the network in clear; the wire key must not.
     return InvalidArgument(
-        "http.token is the same secret as transport.token: the API token travels in every request, the wire key "
-        "must never; leave http.token unset (it is then derived from the wire key) or use another secret");
+        "http.token is the same secret as transport.token: the API token travels in every request, "
+        "the wire key "
+        "must never; leave http.token unset (it is then derived from the wire key) or use another "
+        "secret");
   }
   return s;
 }
@@ -54,14 +56,17 @@ bool IsLoopbackListen(std::string_view listen) {
   return host.rfind("127.", 0) == 0 || host == "::1" || host == "localhost";
 }
 
-Status CheckListenSecurity(const Config& config, std::string_view listen, std::string_view what, bool secret_set) {
+Status CheckListenSecurity(const Config& config, std::string_view listen, std::string_view what,
+                           bool secret_set) {
   if (secret_set || IsLoopbackListen(listen)) return Status::Ok();
   if (!config.GetBool("transport.insecure"))
-    return PermissionDenied(std::string(what) + " = \"" + std::string(listen) +
-                            "\" accepts peers beyond this host but no token is set: any peer that can connect would "
-                            "be trusted. Set transport.token_file (or env DNND_TRANSPORT__TOKEN), listen on "
-                            "127.0.0.1, or set transport.insecure = true to run open on purpose");
-  Log(LogLevel::kWarn, "security", "listening beyond loopback WITHOUT a token (transport.insecure = true)",
+    return PermissionDenied(
+        std::string(what) + " = \"" + std::string(listen) +
+        "\" accepts peers beyond this host but no token is set: any peer that can connect would "
+        "be trusted. Set transport.token_file (or env DNND_TRANSPORT__TOKEN), listen on "
+        "127.0.0.1, or set transport.insecure = true to run open on purpose");
+  Log(LogLevel::kWarn, "security",
+      "listening beyond loopback WITHOUT a token (transport.insecure = true)",
       {{"setting", std::string(what)}, {"listen", std::string(listen)}});
   return Status::Ok();
 }

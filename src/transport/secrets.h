@@ -52,6 +52,7 @@ bool IsLoopbackListen(std::string_view listen);
 // with no secret (`secret_set` false) is refused, naming `what` (the listen
 // setting) and how to fix it, unless transport.insecure is true (then it is
 // logged as a warning once per listener).
-Status CheckListenSecurity(const Config& config, std::string_view listen, std::string_view what, bool secret_set);
+Status CheckListenSecurity(const Config& config, std::string_view listen, std::string_view what,
+                           bool secret_set);
 
 }  // namespace dnnd::wire

@@ -20,7 +20,9 @@ constexpr uint8_t kKindInt = 1, kKindFloat = 2, kKindString = 3, kKindBytes = 4;
 // Alignment padding source: payload gaps point here instead of allocating.
 alignas(64) const uint8_t kZeros[kPayloadAlignment] = {};
 
-uint64_t AlignUp(uint64_t n) { return (n + kPayloadAlignment - 1) & ~uint64_t{kPayloadAlignment - 1}; }
+uint64_t AlignUp(uint64_t n) {
+  return (n + kPayloadAlignment - 1) & ~uint64_t{kPayloadAlignment - 1};
+}
 
 // Cursor over a buffer sized exactly beforehand (no per-field growth or
 // zero-filling: this is on every message's path).
@@ -43,8 +45,10 @@ class Writer {
 };
 
 size_t FieldBytes(const std::string& key, const Fields::Value& v) {
-  const size_t value = v.index() < 2 ? 8 : 4 + (v.index() == 2 ? std::get<std::string>(v).size()
-                                                               : std::get<Fields::Bytes>(v).data.size());
+  const size_t value = v.index() < 2
+                           ? 8
+                           : 4 + (v.index() == 2 ? std::get<std::string>(v).size()
+                                                 : std::get<Fields::Bytes>(v).data.size());
   return 1 + key.size() + 1 + value;
 }
 
@@ -99,34 +103,50 @@ std::string At(size_t tensor_index, const std::string& name) {
 
 size_t DTypeSize(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return 4;
-    case DType::kF16: return 2;
-    case DType::kBF16: return 2;
-    case DType::kU8: return 1;
-    case DType::kI32: return 4;
-    case DType::kI64: return 8;
+    case DType::kF32:
+      return 4;
+    case DType::kF16:
+      return 2;
+    case DType::kBF16:
+      return 2;
+    case DType::kU8:
+      return 1;
+    case DType::kI32:
+      return 4;
+    case DType::kI64:
+      return 8;
   }
   return 0;
 }
 
 const char* DTypeName(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return "f32";
-    case DType::kF16: return "f16";
-    case DType::kBF16: return "bf16";
-    case DType::kU8: return "u8";
-    case DType::kI32: return "i32";
-    case DType::kI64: return "i64";
+    case DType::kF32:
+      return "f32";
+    case DType::kF16:
+      return "f16";
+    case DType::kBF16:
+      return "bf16";
+    case DType::kU8:
+      return "u8";
+    case DType::kI32:
+      return "i32";
+    case DType::kI64:
+      return "i64";
   }
   return "?";
 }
 
 const char* CodecName(Codec codec) {
   switch (codec) {
-    case Codec::kNone: return "none";
-    case Codec::kShuffleZstd: return "zstd";
-    case Codec::kBF16: return "bf16";
-    case Codec::kF16: return "f16";
+    case Codec::kNone:
+      return "none";
+    case Codec::kShuffleZstd:
+      return "zstd";
+    case Codec::kBF16:
+      return "bf16";
+    case Codec::kF16:
+      return "f16";
   }
   return "?";
 }
@@ -134,7 +154,8 @@ const char* CodecName(Codec codec) {
 Result<Codec> ParseCodec(std::string_view name) {
   for (Codec c : {Codec::kNone, Codec::kShuffleZstd, Codec::kBF16, Codec::kF16})
     if (name == CodecName(c)) return c;
-  return InvalidArgument("unknown codec '" + std::string(name) + "' (expected none, zstd, bf16 or f16)");
+  return InvalidArgument("unknown codec '" + std::string(name) +
+                         "' (expected none, zstd, bf16 or f16)");
 }
 
 Limits Limits::FromConfig(const Config& config) {
@@ -192,7 +213,8 @@ Result<FrameHeader> ParseHeader(const uint8_t* p, const Limits& limits) {
   if (magic != kMagic) {
     char hex[16];
     std::snprintf(hex, sizeof hex, "%02x%02x%02x%02x", p[0], p[1], p[2], p[3]);
-    return Corruption(std::string("not a dnnd frame (magic bytes ") + hex + ", expected 444e4e57 \"DNNW\")");
+    return Corruption(std::string("not a dnnd frame (magic bytes ") + hex +
+                      ", expected 444e4e57 \"DNNW\")");
   }
   std::memcpy(&h.version, p + 4, 2);
   std::memcpy(&h.type, p + 6, 2);
@@ -203,36 +225,46 @@ Result<FrameHeader> ParseHeader(const uint8_t* p, const Limits& limits) {
   std::memcpy(&reserved, p + 28, 4);
   std::memcpy(&h.body_len, p + 32, 8);
   if (h.version != kVersion)
-    return Unsupported("protocol version " + std::to_string(h.version) + " is not supported; this node speaks " +
-                       std::to_string(kVersion));
-  if (h.flags & ~kKnownFlags) return Corruption("unknown flag bits " + std::to_string(h.flags & ~kKnownFlags));
+    return Unsupported("protocol version " + std::to_string(h.version) +
+                       " is not supported; this node speaks " + std::to_string(kVersion));
+  if (h.flags & ~kKnownFlags)
+    return Corruption("unknown flag bits " + std::to_string(h.flags & ~kKnownFlags));
   if (reserved != 0) return Corruption("reserved header bytes are not zero");
   if (h.metadata_len > h.body_len)
-    return Corruption("metadata length " + std::to_string(h.metadata_len) + " exceeds body length " +
-                      std::to_string(h.body_len));
+    return Corruption("metadata length " + std::to_string(h.metadata_len) +
+                      " exceeds body length " + std::to_string(h.body_len));
   if (limits.before_handshake) {
     // Checked first, so an unauthenticated peer learns the one rule it broke.
-    if (h.body_len > limits.max_frame_bytes - std::min<uint64_t>(limits.max_frame_bytes, kHeaderBytes))
-      return ResourceExhausted("frame of " + std::to_string(h.body_len) + " body bytes before the handshake exceeds "
-                               "transport.max_hello_bytes " + std::to_string(limits.max_frame_bytes) +
-                               " (only a small HELLO_AUTH is accepted from a peer not yet authenticated)");
+    if (h.body_len >
+        limits.max_frame_bytes - std::min<uint64_t>(limits.max_frame_bytes, kHeaderBytes))
+      return ResourceExhausted(
+          "frame of " + std::to_string(h.body_len) +
+          " body bytes before the handshake exceeds "
+          "transport.max_hello_bytes " +
+          std::to_string(limits.max_frame_bytes) +
+          " (only a small HELLO_AUTH is accepted from a peer not yet authenticated)");
     if (h.tensor_count > 0)
-      return PermissionDenied(std::to_string(h.tensor_count) + " tensors before the handshake: a peer not yet "
+      return PermissionDenied(std::to_string(h.tensor_count) +
+                              " tensors before the handshake: a peer not yet "
                               "authenticated may send only HELLO_AUTH, which has none");
   }
-  if (h.body_len > limits.max_frame_bytes - std::min<uint64_t>(limits.max_frame_bytes, kHeaderBytes))
-    return ResourceExhausted("frame of " + std::to_string(h.body_len) + " body bytes exceeds transport.max_frame_bytes " +
+  if (h.body_len >
+      limits.max_frame_bytes - std::min<uint64_t>(limits.max_frame_bytes, kHeaderBytes))
+    return ResourceExhausted("frame of " + std::to_string(h.body_len) +
+                             " body bytes exceeds transport.max_frame_bytes " +
                              std::to_string(limits.max_frame_bytes));
   if (h.metadata_len > limits.max_metadata_bytes)
-    return ResourceExhausted("metadata of " + std::to_string(h.metadata_len) + " bytes exceeds " +
-                             (limits.before_handshake ? "transport.max_hello_bytes " : "transport.max_metadata_bytes ") +
-                             std::to_string(limits.max_metadata_bytes));
+    return ResourceExhausted(
+        "metadata of " + std::to_string(h.metadata_len) + " bytes exceeds " +
+        (limits.before_handshake ? "transport.max_hello_bytes " : "transport.max_metadata_bytes ") +
+        std::to_string(limits.max_metadata_bytes));
   if (h.tensor_count > limits.max_tensors)
-    return ResourceExhausted(std::to_string(h.tensor_count) + " tensors exceed transport.max_tensors " +
+    return ResourceExhausted(std::to_string(h.tensor_count) +
+                             " tensors exceed transport.max_tensors " +
                              std::to_string(limits.max_tensors));
   if (uint64_t{h.tensor_count} * kMinDescriptorBytes > h.metadata_len)
-    return Corruption(std::to_string(h.tensor_count) + " tensors cannot fit in " + std::to_string(h.metadata_len) +
-                      " metadata bytes");
+    return Corruption(std::to_string(h.tensor_count) + " tensors cannot fit in " +
+                      std::to_string(h.metadata_len) + " metadata bytes");
   return h;
 }
 
@@ -243,10 +275,14 @@ Result<FrameHeader> ParseHeader(const uint8_t* p, const Limits& limits) {
 namespace {
 const char* KindName(const Fields::Value& v) {
   switch (v.index()) {
-    case 0: return "int";
-    case 1: return "float";
-    case 2: return "string";
-    default: return "bytes";
+    case 0:
+      return "int";
+    case 1:
+      return "float";
+    case 2:
+      return "string";
+    default:
+      return "bytes";
   }
 }
 }  // namespace
@@ -270,10 +306,13 @@ template <typename T>
 static Result<T> GetAs(const Fields::Value* v, std::string_view key, const char* want) {
   if (!v) return InvalidArgument("missing field '" + std::string(key) + "'");
   if (const T* t = std::get_if<T>(v)) return *t;
-  return InvalidArgument("field '" + std::string(key) + "' is " + KindName(*v) + ", expected " + want);
+  return InvalidArgument("field '" + std::string(key) + "' is " + KindName(*v) + ", expected " +
+                         want);
 }
 
-Result<int64_t> Fields::GetInt(std::string_view key) const { return GetAs<int64_t>(Find(key), key, "int"); }
+Result<int64_t> Fields::GetInt(std::string_view key) const {
+  return GetAs<int64_t>(Find(key), key, "int");
+}
 Result<double> Fields::GetFloat(std::string_view key) const {
   const Value* v = Find(key);
   if (v && std::holds_alternative<int64_t>(*v)) return static_cast<double>(std::get<int64_t>(*v));
@@ -346,7 +385,8 @@ WireTensor WireTensor::FromBytes(std::string name, DType dtype, Shape shape, con
 Result<Tensor> WireTensor::ToTensor() const {
   if (dtype != DType::kF32)
     return Unsupported("tensor '" + name + "' is " + DTypeName(dtype) + ", expected f32");
-  if (byte_offset % sizeof(float) != 0) return Internal("tensor '" + name + "' is not 4-byte aligned");
+  if (byte_offset % sizeof(float) != 0)
+    return Internal("tensor '" + name + "' is not 4-byte aligned");
   return Tensor::FromStorage(storage, static_cast<int64_t>(byte_offset / sizeof(float)), shape);
 }
 
@@ -365,7 +405,8 @@ StatusCode WireCodeToStatus(int64_t code) {
 Status Message::ErrorStatus() const {
   if (!is_error()) return Status::Ok();
   const int64_t code = fields.IntOr("code", static_cast<int64_t>(StatusCode::kInternal));
-  return Status(WireCodeToStatus(code), fields.StringOr("message", "error frame without a message"));
+  return Status(WireCodeToStatus(code),
+                fields.StringOr("message", "error frame without a message"));
 }
 
 Message Message::ResponseTo(const Message& request) {
@@ -398,25 +439,32 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
   EncodedFrame f;
   const Limits& limits = options.limits;
   if (m.tensors.size() > limits.max_tensors)
-    return ResourceExhausted(std::to_string(m.tensors.size()) + " tensors exceed transport.max_tensors");
-  if (m.fields.entries().size() > std::min<uint64_t>(limits.max_fields, std::numeric_limits<uint16_t>::max()))
-    return ResourceExhausted(std::to_string(m.fields.entries().size()) + " fields exceed transport.max_fields " +
+    return ResourceExhausted(std::to_string(m.tensors.size()) +
+                             " tensors exceed transport.max_tensors");
+  if (m.fields.entries().size() >
+      std::min<uint64_t>(limits.max_fields, std::numeric_limits<uint16_t>::max()))
+    return ResourceExhausted(std::to_string(m.fields.entries().size()) +
+                             " fields exceed transport.max_fields " +
                              std::to_string(limits.max_fields));
 
   // Exact metadata size first, so the head is one allocation written once.
   size_t metadata_len = 2;
   for (const auto& [key, value] : m.fields.entries()) {
-    if (!ValidKey(key)) return InvalidArgument("field key '" + key + "' must be 1-64 chars of [a-z0-9_.]");
+    if (!ValidKey(key))
+      return InvalidArgument("field key '" + key + "' must be 1-64 chars of [a-z0-9_.]");
     metadata_len += FieldBytes(key, value);
   }
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const WireTensor& t = m.tensors[i];
-    if (t.name.size() > kMaxNameBytes) return InvalidArgument(At(i, t.name) + ": name longer than 1024 bytes");
-    if (t.shape.size() > static_cast<size_t>(kMaxDims)) return InvalidArgument(At(i, t.name) + ": more than 8 dims");
+    if (t.name.size() > kMaxNameBytes)
+      return InvalidArgument(At(i, t.name) + ": name longer than 1024 bytes");
+    if (t.shape.size() > static_cast<size_t>(kMaxDims))
+      return InvalidArgument(At(i, t.name) + ": more than 8 dims");
     metadata_len += 2 + t.name.size() + 4 + 8 * t.shape.size() + 24;
   }
   if (metadata_len > limits.max_metadata_bytes)
-    return ResourceExhausted("metadata of " + std::to_string(metadata_len) + " bytes exceeds transport.max_metadata_bytes");
+    return ResourceExhausted("metadata of " + std::to_string(metadata_len) +
+                             " bytes exceeds transport.max_metadata_bytes");
   f.head_size_ = kHeaderBytes + metadata_len;
   f.head_.reset(new uint8_t[f.head_size_]);
   Writer head(f.head_.get() + kHeaderBytes);
@@ -431,7 +479,8 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
       head.Put<uint8_t>(kKindFloat);
       head.Put<double>(*d);
     } else {
-      const std::string& s = value.index() == 2 ? std::get<std::string>(value) : std::get<Fields::Bytes>(value).data;
+      const std::string& s =
+          value.index() == 2 ? std::get<std::string>(value) : std::get<Fields::Bytes>(value).data;
       head.Put<uint8_t>(value.index() == 2 ? kKindString : kKindBytes);
       head.Put<uint32_t>(static_cast<uint32_t>(s.size()));
       head.PutBytes(s);
@@ -447,16 +496,18 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const WireTensor& t = m.tensors[i];
     const int64_t numel = t.numel();
-    if (numel < 0) return InvalidArgument(At(i, t.name) + ": invalid shape " + ShapeToString(t.shape));
+    if (numel < 0)
+      return InvalidArgument(At(i, t.name) + ": invalid shape " + ShapeToString(t.shape));
     if (!CodecFits(t.codec, t.dtype))
-      return InvalidArgument(At(i, t.name) + ": codec " + CodecName(t.codec) + " needs f32, tensor is " +
-                             DTypeName(t.dtype));
+      return InvalidArgument(At(i, t.name) + ": codec " + CodecName(t.codec) +
+                             " needs f32, tensor is " + DTypeName(t.dtype));
     const uint64_t raw_len = static_cast<uint64_t>(numel) * DTypeSize(t.dtype);
     if (raw_len > limits.max_tensor_bytes)
       return ResourceExhausted(At(i, t.name) + ": " + std::to_string(raw_len) +
                                " bytes exceed transport.max_tensor_bytes");
     if (raw_len > limits.max_decoded_bytes - std::min(limits.max_decoded_bytes, decoded_total))
-      return ResourceExhausted(At(i, t.name) + ": the frame's tensors exceed transport.max_decoded_bytes " +
+      return ResourceExhausted(At(i, t.name) +
+                               ": the frame's tensors exceed transport.max_decoded_bytes " +
                                std::to_string(limits.max_decoded_bytes));
     decoded_total += raw_len;
     if (raw_len > 0 && (!t.storage || t.byte_offset + raw_len > t.storage->bytes()))
@@ -470,8 +521,8 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
       auto scratch = Storage::Allocate(raw_len);
       DNND_ASSIGN_OR_RETURN(size_t n, ShuffleZstdEncode(t.data(), raw_len, DTypeSize(t.dtype),
                                                         static_cast<uint8_t*>(scratch->data()),
-                                                        static_cast<uint8_t*>(out->data()), out->bytes(),
-                                                        options.zstd_level));
+                                                        static_cast<uint8_t*>(out->data()),
+                                                        out->bytes(), options.zstd_level));
       if (n < raw_len) {  // incompressible data goes as it is
         bytes = out->data();
         encoded_len = n;
@@ -484,8 +535,10 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
       auto out = Storage::Allocate(static_cast<size_t>(numel) * 2);
       const float* src = reinterpret_cast<const float*>(t.data());
       uint16_t* dst = static_cast<uint16_t*>(out->data());
-      if (codec == Codec::kBF16) FloatToBF16(src, dst, numel);
-      else FloatToF16(src, dst, numel);
+      if (codec == Codec::kBF16)
+        FloatToBF16(src, dst, numel);
+      else
+        FloatToF16(src, dst, numel);
       bytes = out->data();
       encoded_len = static_cast<uint64_t>(numel) * 2;
       f.keep_alive_.push_back(std::move(out));
@@ -520,7 +573,8 @@ Result<EncodedFrame> EncodeFrame(const Message& m, const EncodeOptions& options)
   f.header_.body_len = metadata_len + offset;
   if (kHeaderBytes + f.header_.body_len > limits.max_frame_bytes)
     return ResourceExhausted("frame of " + std::to_string(kHeaderBytes + f.header_.body_len) +
-                             " bytes exceeds transport.max_frame_bytes " + std::to_string(limits.max_frame_bytes));
+                             " bytes exceeds transport.max_frame_bytes " +
+                             std::to_string(limits.max_frame_bytes));
   WriteHeader(f.header_, f.head_.get());
   f.parts_[0] = {f.head_.get(), f.head_size_};
   f.total_ = kHeaderBytes + f.header_.body_len;
@@ -538,19 +592,22 @@ std::string FlattenFrame(const EncodedFrame& frame) {
 // Decoding
 // ---------------------------------------------------------------------------
 
-Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& header, const Limits& limits) {
+Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& header,
+                                     const Limits& limits) {
   ParsedMetadata md;
   Reader r(bytes, header.metadata_len);
   auto truncated = [&](const std::string& what) {
-    return Corruption("metadata truncated in " + what + " at byte " + std::to_string(r.consumed(bytes)));
+    return Corruption("metadata truncated in " + what + " at byte " +
+                      std::to_string(r.consumed(bytes)));
   };
   uint16_t field_count;
   if (!r.Read(&field_count)) return truncated("the field count");
   if (field_count > limits.max_fields)
-    return ResourceExhausted(std::to_string(field_count) + " fields exceed " +
-                             (limits.before_handshake ? "the " + std::to_string(limits.max_fields) +
-                                                            " allowed before the handshake"
-                                                      : "transport.max_fields " + std::to_string(limits.max_fields)));
+    return ResourceExhausted(
+        std::to_string(field_count) + " fields exceed " +
+        (limits.before_handshake
+             ? "the " + std::to_string(limits.max_fields) + " allowed before the handshake"
+             : "transport.max_fields " + std::to_string(limits.max_fields)));
   // Appended as read (Fields::Set would search the fields so far: quadratic);
   // uniqueness is checked once all are in.
   auto& entries = md.fields.entries_;
@@ -558,7 +615,8 @@ Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& he
   for (uint16_t i = 0; i < field_count; ++i) {
     uint8_t key_len, kind;
     std::string key;
-    if (!r.Read(&key_len) || !r.ReadString(key_len, &key)) return truncated("field " + std::to_string(i));
+    if (!r.Read(&key_len) || !r.ReadString(key_len, &key))
+      return truncated("field " + std::to_string(i));
     if (!ValidKey(key)) return Corruption("field " + std::to_string(i) + " has an invalid key");
     if (!r.Read(&kind)) return truncated("field '" + key + "'");
     switch (kind) {
@@ -581,8 +639,10 @@ Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& he
         // ReadString checks n against the bytes actually present, so a bogus
         // length cannot allocate more than the metadata already received.
         if (!r.Read(&n) || !r.ReadString(n, &s)) return truncated("field '" + key + "'");
-        if (kind == kKindString) entries.emplace_back(std::move(key), Fields::Value(std::move(s)));
-        else entries.emplace_back(std::move(key), Fields::Value(Fields::Bytes{std::move(s)}));
+        if (kind == kKindString)
+          entries.emplace_back(std::move(key), Fields::Value(std::move(s)));
+        else
+          entries.emplace_back(std::move(key), Fields::Value(Fields::Bytes{std::move(s)}));
         break;
       }
       default:
@@ -605,46 +665,60 @@ Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& he
     TensorDescriptor& d = md.tensors[i];
     uint16_t name_len;
     uint8_t dtype, codec, ndim, reserved;
-    if (!r.Read(&name_len) || !r.ReadString(name_len, &d.name)) return truncated("tensor " + std::to_string(i));
-    if (name_len > kMaxNameBytes) return Corruption(At(i, d.name) + ": name longer than 1024 bytes");
+    if (!r.Read(&name_len) || !r.ReadString(name_len, &d.name))
+      return truncated("tensor " + std::to_string(i));
+    if (name_len > kMaxNameBytes)
+      return Corruption(At(i, d.name) + ": name longer than 1024 bytes");
     if (!r.Read(&dtype) || !r.Read(&codec) || !r.Read(&ndim) || !r.Read(&reserved))
       return truncated(At(i, d.name));
-    if (!ValidDType(dtype)) return Corruption(At(i, d.name) + ": unknown dtype " + std::to_string(dtype));
-    if (!ValidCodec(codec)) return Corruption(At(i, d.name) + ": unknown codec " + std::to_string(codec));
-    if (ndim > kMaxDims) return Corruption(At(i, d.name) + ": " + std::to_string(ndim) + " dims (at most 8)");
+    if (!ValidDType(dtype))
+      return Corruption(At(i, d.name) + ": unknown dtype " + std::to_string(dtype));
+    if (!ValidCodec(codec))
+      return Corruption(At(i, d.name) + ": unknown codec " + std::to_string(codec));
+    if (ndim > kMaxDims)
+      return Corruption(At(i, d.name) + ": " + std::to_string(ndim) + " dims (at most 8)");
     if (reserved != 0) return Corruption(At(i, d.name) + ": reserved byte is not zero");
     d.dtype = static_cast<DType>(dtype);
     d.codec = static_cast<Codec>(codec);
     if (!CodecFits(d.codec, d.dtype))
-      return Corruption(At(i, d.name) + ": codec " + CodecName(d.codec) + " cannot carry " + DTypeName(d.dtype));
+      return Corruption(At(i, d.name) + ": codec " + CodecName(d.codec) + " cannot carry " +
+                        DTypeName(d.dtype));
     d.shape.resize(ndim);
     for (uint8_t k = 0; k < ndim; ++k) {
       if (!r.Read(&d.shape[k])) return truncated(At(i, d.name));
-      if (d.shape[k] < 0) return Corruption(At(i, d.name) + ": negative dimension " + std::to_string(d.shape[k]));
+      if (d.shape[k] < 0)
+        return Corruption(At(i, d.name) + ": negative dimension " + std::to_string(d.shape[k]));
     }
-    if (!r.Read(&d.raw_len) || !r.Read(&d.encoded_len) || !r.Read(&d.offset)) return truncated(At(i, d.name));
+    if (!r.Read(&d.raw_len) || !r.Read(&d.encoded_len) || !r.Read(&d.offset))
+      return truncated(At(i, d.name));
 
     const int64_t numel = ShapeNumel(d.shape);
     const uint64_t elem = DTypeSize(d.dtype);
     if (numel < 0 || static_cast<uint64_t>(numel) > std::numeric_limits<uint64_t>::max() / elem)
-      return Corruption(At(i, d.name) + ": element count of shape " + ShapeToString(d.shape) + " overflows");
+      return Corruption(At(i, d.name) + ": element count of shape " + ShapeToString(d.shape) +
+                        " overflows");
     if (d.raw_len != static_cast<uint64_t>(numel) * elem)
-      return Corruption(At(i, d.name) + ": raw length " + std::to_string(d.raw_len) + " does not match shape " +
-                        ShapeToString(d.shape) + " of " + DTypeName(d.dtype));
+      return Corruption(At(i, d.name) + ": raw length " + std::to_string(d.raw_len) +
+                        " does not match shape " + ShapeToString(d.shape) + " of " +
+                        DTypeName(d.dtype));
     if (d.raw_len > limits.max_tensor_bytes)
       return ResourceExhausted(At(i, d.name) + ": " + std::to_string(d.raw_len) +
-                               " bytes exceed transport.max_tensor_bytes " + std::to_string(limits.max_tensor_bytes));
+                               " bytes exceed transport.max_tensor_bytes " +
+                               std::to_string(limits.max_tensor_bytes));
     // Decoding allocates raw_len per encoded tensor: the frame's total is
     // bounded too, however well its payload compresses.
     if (d.raw_len > limits.max_decoded_bytes - decoded_total)
-      return ResourceExhausted(At(i, d.name) + ": the frame's tensors decode to more than transport.max_decoded_bytes " +
-                               std::to_string(limits.max_decoded_bytes));
+      return ResourceExhausted(
+          At(i, d.name) + ": the frame's tensors decode to more than transport.max_decoded_bytes " +
+          std::to_string(limits.max_decoded_bytes));
     decoded_total += d.raw_len;
     if (d.raw_len == 0 && (d.codec != Codec::kNone || d.encoded_len != 0))
-      return Corruption(At(i, d.name) + ": an empty tensor must have codec none and no payload bytes");
+      return Corruption(At(i, d.name) +
+                        ": an empty tensor must have codec none and no payload bytes");
     switch (d.codec) {
       case Codec::kNone:
-        if (d.encoded_len != d.raw_len) return Corruption(At(i, d.name) + ": encoded length differs from raw length");
+        if (d.encoded_len != d.raw_len)
+          return Corruption(At(i, d.name) + ": encoded length differs from raw length");
         break;
       case Codec::kBF16:
       case Codec::kF16:
@@ -657,22 +731,27 @@ Result<ParsedMetadata> ParseMetadata(const uint8_t* bytes, const FrameHeader& he
                             " impossible for " + std::to_string(d.raw_len) + " raw bytes");
         break;
     }
-    if (d.offset % kPayloadAlignment != 0) return Corruption(At(i, d.name) + ": offset is not 64-byte aligned");
-    if (d.offset < end_of_previous) return Corruption(At(i, d.name) + ": overlaps the previous tensor");
+    if (d.offset % kPayloadAlignment != 0)
+      return Corruption(At(i, d.name) + ": offset is not 64-byte aligned");
+    if (d.offset < end_of_previous)
+      return Corruption(At(i, d.name) + ": overlaps the previous tensor");
     if (d.offset > payload_len || d.encoded_len > payload_len - d.offset)
       return Corruption(At(i, d.name) + ": bytes [" + std::to_string(d.offset) + ", +" +
-                        std::to_string(d.encoded_len) + ") lie outside the " + std::to_string(payload_len) +
-                        "-byte payload");
+                        std::to_string(d.encoded_len) + ") lie outside the " +
+                        std::to_string(payload_len) + "-byte payload");
     end_of_previous = d.offset + d.encoded_len;
     encoded_total += d.encoded_len;
   }
-  if (r.left() != 0) return Corruption(std::to_string(r.left()) + " unexpected bytes after the tensor descriptors");
+  if (r.left() != 0)
+    return Corruption(std::to_string(r.left()) + " unexpected bytes after the tensor descriptors");
   if (payload_len > encoded_total + uint64_t{kPayloadAlignment - 1} * header.tensor_count)
-    return Corruption("payload of " + std::to_string(payload_len) + " bytes is larger than its tensors need");
+    return Corruption("payload of " + std::to_string(payload_len) +
+                      " bytes is larger than its tensors need");
   return md;
 }
 
-Result<Message> AssembleMessage(const FrameHeader& header, ParsedMetadata md, std::shared_ptr<Storage> payload) {
+Result<Message> AssembleMessage(const FrameHeader& header, ParsedMetadata md,
+                                std::shared_ptr<Storage> payload) {
   Message m;
   m.type = header.type;
   m.flags = header.flags;
@@ -696,13 +775,15 @@ Result<Message> AssembleMessage(const FrameHeader& header, ParsedMetadata md, st
       const uint8_t* src = base + d.offset;
       // A zstd frame must declare exactly raw_len before a byte is allocated for it.
       if (d.codec == Codec::kShuffleZstd)
-        if (Status s = ShuffleZstdCheck(src, d.encoded_len, d.raw_len); !s.ok()) return s.WithContext(At(i, t.name));
+        if (Status s = ShuffleZstdCheck(src, d.encoded_len, d.raw_len); !s.ok())
+          return s.WithContext(At(i, t.name));
       std::shared_ptr<Storage> scratch;
       try {
         t.storage = Storage::Allocate(d.raw_len);
         if (d.codec == Codec::kShuffleZstd) scratch = Storage::Allocate(d.raw_len);
       } catch (const std::bad_alloc&) {
-        return ResourceExhausted(At(i, t.name) + ": cannot allocate " + std::to_string(d.raw_len) + " decoded bytes");
+        return ResourceExhausted(At(i, t.name) + ": cannot allocate " + std::to_string(d.raw_len) +
+                                 " decoded bytes");
       }
       uint8_t* dst = static_cast<uint8_t*>(t.storage->data());
       const size_t numel = d.raw_len / DTypeSize(d.dtype);
@@ -713,8 +794,10 @@ Result<Message> AssembleMessage(const FrameHeader& header, ParsedMetadata md, st
       } else {
         // The payload is 64-byte aligned and offsets too, so 2-byte reads are aligned.
         const uint16_t* half = reinterpret_cast<const uint16_t*>(src);
-        if (d.codec == Codec::kBF16) BF16ToFloat(half, reinterpret_cast<float*>(dst), numel);
-        else F16ToFloat(half, reinterpret_cast<float*>(dst), numel);
+        if (d.codec == Codec::kBF16)
+          BF16ToFloat(half, reinterpret_cast<float*>(dst), numel);
+        else
+          F16ToFloat(half, reinterpret_cast<float*>(dst), numel);
       }
     }
     m.tensors.push_back(std::move(t));
@@ -723,11 +806,12 @@ Result<Message> AssembleMessage(const FrameHeader& header, ParsedMetadata md, st
 }
 
 Result<Message> DecodeFrame(const uint8_t* data, size_t size, const Limits& limits) {
-  if (size < kHeaderBytes) return Corruption("frame of " + std::to_string(size) + " bytes is shorter than its header");
+  if (size < kHeaderBytes)
+    return Corruption("frame of " + std::to_string(size) + " bytes is shorter than its header");
   DNND_ASSIGN_OR_RETURN(FrameHeader header, ParseHeader(data, limits));
   if (size - kHeaderBytes != header.body_len)
-    return Corruption("frame has " + std::to_string(size - kHeaderBytes) + " body bytes, header says " +
-                      std::to_string(header.body_len));
+    return Corruption("frame has " + std::to_string(size - kHeaderBytes) +
+                      " body bytes, header says " + std::to_string(header.body_len));
   DNND_ASSIGN_OR_RETURN(ParsedMetadata md, ParseMetadata(data + kHeaderBytes, header, limits));
   std::shared_ptr<Storage> payload;
   if (const uint64_t n = header.payload_len()) {

@@ -1,9 +1,10 @@
 // Configuration: precedence, validation errors with positions, the toml++
 // crash guard, and Dump() round trips.
+#include "core/config.h"
+
 #include <gtest/gtest.h>
 #include <toml++/toml.h>
 
-#include "core/config.h"
 #include "core/toml_guard.h"
 
 namespace dnnd {
@@ -14,10 +15,10 @@ TEST(Config, DefaultsFileEnvSetPrecedence) {
   auto cfg = Config::FromString(text, "c.toml", {"train.batch_size=32"},
                                 {{"DNND_TRAIN__BATCH_SIZE", "16"}, {"DNND_TRAIN__SEED", "9"}});
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
-  EXPECT_EQ(cfg->GetInt("train.epochs"), 3);         // file
-  EXPECT_EQ(cfg->GetInt("train.seed"), 9);           // env beats file
-  EXPECT_EQ(cfg->GetInt("train.batch_size"), 32);    // --set beats env
-  EXPECT_EQ(cfg->GetString("log.level"), "info");    // default
+  EXPECT_EQ(cfg->GetInt("train.epochs"), 3);       // file
+  EXPECT_EQ(cfg->GetInt("train.seed"), 9);         // env beats file
+  EXPECT_EQ(cfg->GetInt("train.batch_size"), 32);  // --set beats env
+  EXPECT_EQ(cfg->GetString("log.level"), "info");  // default
   EXPECT_EQ(cfg->Origin("train.epochs"), "c.toml:2:10");
   EXPECT_EQ(cfg->Origin("train.seed"), "env DNND_TRAIN__SEED");
   EXPECT_EQ(cfg->Origin("log.level"), "default");
@@ -26,8 +27,8 @@ TEST(Config, DefaultsFileEnvSetPrecedence) {
 }
 
 TEST(Config, OverrideValuesAreTypedLikeToml) {
-  auto cfg = Config::FromString("", "c.toml", {"train.shuffle=false", "data.normalize_mean=0.5",
-                                               "node.name=worker-7"});
+  auto cfg = Config::FromString(
+      "", "c.toml", {"train.shuffle=false", "data.normalize_mean=0.5", "node.name=worker-7"});
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   EXPECT_FALSE(cfg->GetBool("train.shuffle"));
   EXPECT_DOUBLE_EQ(cfg->GetFloat("data.normalize_mean"), 0.5);
@@ -56,7 +57,8 @@ TEST(Config, UnknownKeyNamesPosition) {
 TEST(Config, UnknownSection) { ExpectError("[trian]\nepochs = 3\n", {"bad.toml:1:1", "[trian]"}); }
 
 TEST(Config, WrongType) {
-  ExpectError("[train]\nepochs = \"five\"\n", {"bad.toml:2:10", "train.epochs", "expected integer"});
+  ExpectError("[train]\nepochs = \"five\"\n",
+              {"bad.toml:2:10", "train.epochs", "expected integer"});
 }
 
 TEST(Config, OutOfRange) {
@@ -176,32 +178,36 @@ TEST(TomlGuard, KnownCrashersAreErrors) {
       "[\n]\n",
       "[[\n]]\n",
       std::string("a = \"\xff\"\n"),
-      std::string("a = \"\xc0\xaf\"\n"),       // overlong '/'
-      std::string("a = \"\xed\xa0\x80\"\n"),   // UTF-16 surrogate
+      std::string("a = \"\xc0\xaf\"\n"),          // overlong '/'
+      std::string("a = \"\xed\xa0\x80\"\n"),      // UTF-16 surrogate
       std::string("a = \"\xf4\x90\x80\x80\"\n"),  // > U+10FFFF
       std::string("a = 1\0b = 2\n", 12),
       "[model]\n[[}odel.layers]]\ntype = \"relu\"\n",  // found by tests/fuzz/run.sh
       "[ }a]\n",
       "[\"unterminated]\n",
-      " \xc7\x98" "c\"x\"\n",  // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
+      " \xc7\x98"
+      "c\"x\"\n",            // UB in toml++'s unicode tables, found by tests/fuzz/run.sh
       "[[.dlemolayers]]\n",  // header starting with a dot, found by tests/fuzz/run.sh
       "[a..b]\n",
       "[a.]\n",
       "a =[  [\n}}}}\n",  // '}' closing '[': toml++ asserts; found by tests/fuzz/run.sh
       "a = {x=[}\n",
-      "[model]\ninput = [3FFFF'\"\xcd\xbd" "FF = \"x\"\nout = 1\n",  // UB in toml++, found by fuzzing
+      "[model]\ninput = [3FFFF'\"\xcd\xbd"
+      "FF = \"x\"\nout = 1\n",  // UB in toml++, found by fuzzing
       "a = \"open\n",
       "out = 10rno\x1b'\xcd\xbd\x1f_",  // control bytes and a string open at EOF (fuzzing)
       "a = 'open",
       "epochs = 111'\xcd\xbd'111\n",  // a string inside a bare number: UB in toml++ (fuzzing)
       "\"\"\"\"Nu-h\t\\\t\t\xef\xb9\xbf\t\"\"\"",  // U+FE7F in a multi-line string (fuzzing)
-      "a = \"\"\"\\\n  \xc3\xa9\"\"\"\n",  // 'é' after a line-ending backslash
-      "\"\"\"\"\\\\\\\\\\\xef\xb9\xbf" "b]tralu2d\"\"\"\"\"",  // U+FE7F right after a backslash (fuzzing)
+      "a = \"\"\"\\\n  \xc3\xa9\"\"\"\n",          // 'é' after a line-ending backslash
+      "\"\"\"\"\\\\\\\\\\\xef\xb9\xbf"
+      "b]tralu2d\"\"\"\"\"",  // U+FE7F right after a backslash (fuzzing)
   };
   for (const auto& text : crashers) {
     auto cfg = Config::FromString(text, "crash.toml");
     EXPECT_FALSE(cfg.ok()) << "accepted: " << text;
-    EXPECT_NE(cfg.status().message().find("crash.toml:"), std::string::npos) << cfg.status().message();
+    EXPECT_NE(cfg.status().message().find("crash.toml:"), std::string::npos)
+        << cfg.status().message();
   }
 }
 
@@ -209,7 +215,8 @@ TEST(TomlGuard, AllowsValidMultiLineConstructs) {
   EXPECT_TRUE(GuardToml("[ a . \"b.c\" . 'd' ]\n[[x-y_1]]\n", "ok").ok());
   EXPECT_TRUE(GuardToml("a.\"b\" = 'x'\n'k' = [\"p\",'q']\nt = {u = \"v\", 'w' = 1}\n", "ok").ok());
   EXPECT_TRUE(GuardToml("a = [\n  [1, 2],\n  [3],\n]\n[t]\nb = \"\"\"\n[\n\"\"\"\n", "ok").ok());
-  EXPECT_TRUE(GuardToml("# [ comment é\n[\"quoted.key\"]\nx = 'é'\ny = \"\"\"\né\n\"\"\"\n", "ok").ok());
+  EXPECT_TRUE(
+      GuardToml("# [ comment é\n[\"quoted.key\"]\nx = 'é'\ny = \"\"\"\né\n\"\"\"\n", "ok").ok());
 }
 
 TEST(TomlGuard, SizeLimit) {

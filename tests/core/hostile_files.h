@@ -96,9 +96,10 @@ inline std::string GzipNpyBomb(uint64_t n) {
 
 // A zip (.npz) with one stored member `name` holding `member`, whose
 // central directory claims `claimed` uncompressed bytes (zip64 extra field).
-inline std::string NpzClaiming(const std::string& name, const std::string& member, uint64_t claimed) {
-  const uint32_t crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(member.data()),
-                                                   static_cast<uInt>(member.size())));
+inline std::string NpzClaiming(const std::string& name, const std::string& member,
+                               uint64_t claimed) {
+  const uint32_t crc = static_cast<uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(member.data()), static_cast<uInt>(member.size())));
   std::string z;
   PutLe(z, 0x04034b50, 4);  // local file header
   PutLe(z, 45, 2);
@@ -153,9 +154,11 @@ inline std::string ProgressiveJpegOfEmptyScans(int w, int h, int scans) {
   s += static_cast<char>(h & 0xff);
   s += static_cast<char>(w >> 8);
   s += static_cast<char>(w & 0xff);
-  s += std::string("\x01\x01\x11\x00", 4);                                 // 1 component, 1x1, table 0
-  s += std::string("\xFF\xC4\x00\x14\x00", 5) + '\x01' + std::string(15, '\0') + '\0';  // DHT: one code, symbol 0
-  for (int i = 0; i < scans; ++i) s += std::string("\xFF\xDA\x00\x08\x01\x01\x00\x00\x00\x00", 10);  // SOS, DC
+  s += std::string("\x01\x01\x11\x00", 4);  // 1 component, 1x1, table 0
+  s += std::string("\xFF\xC4\x00\x14\x00", 5) + '\x01' + std::string(15, '\0') +
+       '\0';  // DHT: one code, symbol 0
+  for (int i = 0; i < scans; ++i)
+    s += std::string("\xFF\xDA\x00\x08\x01\x01\x00\x00\x00\x00", 10);  // SOS, DC
   s += std::string("\xFF\xD9", 2);
   return s;
 }
@@ -166,7 +169,8 @@ inline std::string PngChunk(const char* type, const std::string& data) {
   PutBe32(c, static_cast<uint32_t>(data.size()));
   std::string body = std::string(type, 4) + data;
   c += body;
-  PutBe32(c, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
+  PutBe32(c, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()),
+                                         static_cast<uInt>(body.size()))));
   return c;
 }
 
@@ -177,8 +181,8 @@ inline std::string PngZlibBomb(uint32_t w, uint32_t h, uint64_t inflated) {
   PutBe32(ihdr, w);
   PutBe32(ihdr, h);
   ihdr += std::string("\x08\x00\x00\x00\x00", 5);
-  return std::string("\x89PNG\r\n\x1a\n", 8) + PngChunk("IHDR", ihdr) + PngChunk("IDAT", Deflate("", inflated, false)) +
-         PngChunk("IEND", "");
+  return std::string("\x89PNG\r\n\x1a\n", 8) + PngChunk("IHDR", ihdr) +
+         PngChunk("IDAT", Deflate("", inflated, false)) + PngChunk("IEND", "");
 }
 
 }  // namespace dnnd::testing

@@ -1,27 +1,31 @@
 // Image decoding limits (core/image.h): only PNG and JPEG by their magic
 // bytes, the header's dimensions, a JPEG's scans and a PNG's inflated size
 // are checked before stb decodes anything.
+#include "core/image.h"
+
 #include <gtest/gtest.h>
 #include <stb/stb_image_write.h>
 
 #include <chrono>
 
-#include "core/image.h"
 #include "tests/core/hostile_files.h"
 
 namespace dnnd {
 namespace {
 
 void Append(void* context, void* data, int size) {
-  static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+  static_cast<std::string*>(context)->append(static_cast<const char*>(data),
+                                             static_cast<size_t>(size));
 }
 
 std::string Gray(int w, int h, bool jpeg) {
   std::vector<uint8_t> pixels(static_cast<size_t>(w) * h);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 7);
   std::string out;
-  if (jpeg) stbi_write_jpg_to_func(Append, &out, w, h, 1, pixels.data(), 90);
-  else stbi_write_png_to_func(Append, &out, w, h, 1, pixels.data(), w);
+  if (jpeg)
+    stbi_write_jpg_to_func(Append, &out, w, h, 1, pixels.data(), 90);
+  else
+    stbi_write_png_to_func(Append, &out, w, h, 1, pixels.data(), w);
   return out;
 }
 
@@ -42,7 +46,8 @@ TEST(ImageLimits, OnlyPngAndJpegByTheirMagicBytes) {
     auto r = DecodeGrayImage(body, ImageLimits{});
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), StatusCode::kUnsupported);
-    EXPECT_NE(r.status().message().find("only PNG and JPEG"), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("only PNG and JPEG"), std::string::npos)
+        << r.status().message();
   }
   EXPECT_EQ(SniffImageFormat(Gray(2, 2, false)), ImageFormat::kPng);
   EXPECT_EQ(SniffImageFormat(Gray(2, 2, true)), ImageFormat::kJpeg);
@@ -51,8 +56,10 @@ TEST(ImageLimits, OnlyPngAndJpegByTheirMagicBytes) {
 TEST(ImageLimits, DimensionsAreCheckedFromTheHeader) {
   auto r = DecodeGrayImage(Gray(100, 50, false), {.max_pixels = 4999});
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("100x50 pixels; the limit is 4999 pixels (controller.max_image_pixels)"),
-            std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find(
+                "100x50 pixels; the limit is 4999 pixels (controller.max_image_pixels)"),
+            std::string::npos)
+      << r.status().message();
 }
 
 TEST(ImageLimits, AJpegOfThousandsOfEmptyScansIsRefusedAtOnce) {
@@ -62,7 +69,8 @@ TEST(ImageLimits, AJpegOfThousandsOfEmptyScansIsRefusedAtOnce) {
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
-  EXPECT_NE(r.status().message().find("more than 64 scans"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("more than 64 scans"), std::string::npos)
+      << r.status().message();
   EXPECT_NE(r.status().message().find("controller.max_jpeg_scans"), std::string::npos);
   EXPECT_LT(s, 1.0);
   // The same structure with few scans is within the limit and decodes.
@@ -78,8 +86,10 @@ TEST(ImageLimits, APngZlibBombIsRefusedAfterInflatingOnlyWhatItsHeaderDeclares) 
   auto r = DecodeGrayImage(png, ImageLimits{});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
-  EXPECT_NE(r.status().message().find("inflates past the 1001000 bytes its 1000x1000 header declares"),
-            std::string::npos) << r.status().message();
+  EXPECT_NE(
+      r.status().message().find("inflates past the 1001000 bytes its 1000x1000 header declares"),
+      std::string::npos)
+      << r.status().message();
   EXPECT_LT(testing::PeakRssMib() - before, 32);
   // Exactly the declared size decodes.
   auto ok = DecodeGrayImage(testing::PngZlibBomb(1000, 1000, 1001000), ImageLimits{});

@@ -11,7 +11,9 @@
 namespace dnnd {
 namespace {
 
-MetricsRegistry Plain() { return MetricsRegistry(MetricsRegistryOptions{.process_metrics = false}); }
+MetricsRegistry Plain() {
+  return MetricsRegistry(MetricsRegistryOptions{.process_metrics = false});
+}
 
 TEST(MetricsFormat, Values) {
   EXPECT_EQ(FormatMetricValue(0), "0");
@@ -30,8 +32,11 @@ TEST(MetricsFormat, Values) {
 
 TEST(Metrics, CounterWithLabelsExactText) {
   MetricsRegistry reg = Plain();
-  reg.Counter("dnnd_rpc_requests_total", "RPC requests handled.", {{"type", "push"}, {"code", "ok"}}).Inc();
-  reg.Counter("dnnd_rpc_requests_total", "ignored", {{"code", "ok"}, {"type", "push"}}).Inc(2);  // same child
+  reg.Counter("dnnd_rpc_requests_total", "RPC requests handled.",
+              {{"type", "push"}, {"code", "ok"}})
+      .Inc();
+  reg.Counter("dnnd_rpc_requests_total", "ignored", {{"code", "ok"}, {"type", "push"}})
+      .Inc(2);  // same child
   reg.Counter("dnnd_rpc_requests_total", "", {{"type", "pull"}, {"code", "error"}}).Inc(0.5);
   EXPECT_EQ(reg.RenderPrometheusText(),
             "# HELP dnnd_rpc_requests_total RPC requests handled.\n"
@@ -71,7 +76,8 @@ TEST(Metrics, GaugeExactText) {
 
 TEST(Metrics, HistogramExactText) {
   MetricsRegistry reg = Plain();
-  Histogram& h = reg.Histogram("dnnd_step_seconds", "Step time.", {{"role", "worker"}}, {0.1, 1, 2.5});
+  Histogram& h =
+      reg.Histogram("dnnd_step_seconds", "Step time.", {{"role", "worker"}}, {0.1, 1, 2.5});
   for (double v : {0.05, 0.1, 0.5, 3.0, 100.0}) h.Observe(v);
   h.Observe(std::nan(""));  // ignored
   EXPECT_EQ(h.Count(), 5u);
@@ -125,7 +131,8 @@ TEST(Metrics, ClashesThrow) {
   EXPECT_THROW(reg.Histogram("h_seconds", "h", {}, {1, 0.5}), std::logic_error);
   reg.Histogram("h2_seconds", "h", {}, {1, 2});
   EXPECT_THROW(reg.Histogram("h2_seconds", "h", {}, {1, 3}), std::logic_error);
-  EXPECT_NO_THROW(reg.Histogram("h2_seconds", "h", {}, {1, 2, std::numeric_limits<double>::infinity()}));
+  EXPECT_NO_THROW(
+      reg.Histogram("h2_seconds", "h", {}, {1, 2, std::numeric_limits<double>::infinity()}));
   // The family is unchanged by the failed registrations.
   EXPECT_EQ(reg.Counter("x_total", "h", {{"a", "1"}}).Value(), 0);
 }
@@ -166,13 +173,14 @@ TEST(Metrics, ProcessMetricsPresent) {
   reg.Counter("aaa_total", "first").Inc();
   const std::string text = reg.RenderPrometheusText();
   for (const char* name : {"process_resident_memory_bytes", "process_virtual_memory_bytes",
-                           "process_cpu_seconds_total", "process_start_time_seconds", "process_open_fds",
-                           "process_max_fds"}) {
+                           "process_cpu_seconds_total", "process_start_time_seconds",
+                           "process_open_fds", "process_max_fds"}) {
     EXPECT_NE(text.find(std::string("# TYPE ") + name + " "), std::string::npos) << name;
     EXPECT_NE(text.find(std::string("\n") + name + " "), std::string::npos) << name;
   }
   EXPECT_NE(text.find("# TYPE process_cpu_seconds_total counter\n"), std::string::npos);
-  EXPECT_NE(text.find(std::string("dnnd_build_info{version=\"") + DNND_VERSION + "\"} 1\n"), std::string::npos)
+  EXPECT_NE(text.find(std::string("dnnd_build_info{version=\"") + DNND_VERSION + "\"} 1\n"),
+            std::string::npos)
       << text;
   // Families stay sorted by name, the built-in ones included.
   EXPECT_LT(text.find("aaa_total"), text.find("dnnd_build_info"));

@@ -2,11 +2,11 @@
 // period, and never runs the function after Stop() returns.
 #include "core/periodic.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <chrono>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace dnnd {
 namespace {

@@ -19,7 +19,9 @@ TEST(Sha256, KnownVectors) {
 
 TEST(PrettyJson, IndentsAndReadsBackTheSameValue) {
   boost::json::value v = boost::json::object{
-      {"name", "a\"b"}, {"accuracy", 0.8582}, {"histogram", boost::json::array{1, 2, 3}},
+      {"name", "a\"b"},
+      {"accuracy", 0.8582},
+      {"histogram", boost::json::array{1, 2, 3}},
       {"shards", boost::json::array{boost::json::object{{"n", 1}}, boost::json::object{}}},
       {"empty", boost::json::array{}}};
   const std::string text = PrettyJson(v);

@@ -2,6 +2,10 @@
 // bytes, content types, caching, 404s), and the pages themselves rendered by
 // Debian's headless Chromium against a real controller process that has
 // trained a tiny job (browse.mjs drives the browser and checks the DOM).
+#include "roles/controller/dashboard.h"
+
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
@@ -9,10 +13,7 @@
 #include <iostream>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "../roles/dnnd_process.h"
-#include "roles/controller/dashboard.h"
 #include "transport/http.h"
 
 namespace dnnd {
@@ -22,7 +23,8 @@ using namespace dnnd::testing;
 namespace json = boost::json;
 namespace fs = std::filesystem;
 
-HttpResponse Get(const HttpRouter& router, const std::string& path, const std::string& if_none_match = "") {
+HttpResponse Get(const HttpRouter& router, const std::string& path,
+                 const std::string& if_none_match = "") {
   HttpRequest r;
   r.method = "GET";
   r.target = r.path = path;
@@ -51,7 +53,8 @@ TEST(DashboardRoutes, ServeTheSourceFilesBytesWithTheirTypes) {
   }
   EXPECT_EQ(DashboardAssets().size(), on_disk);
   EXPECT_EQ(Get(router, "/ui/index.html").content_type, "text/html; charset=utf-8");
-  EXPECT_EQ(Get(router, "/ui/app.js").content_type, "text/javascript; charset=utf-8");  // modules need a JS type
+  EXPECT_EQ(Get(router, "/ui/app.js").content_type,
+            "text/javascript; charset=utf-8");  // modules need a JS type
   EXPECT_EQ(Get(router, "/ui/style.css").content_type, "text/css; charset=utf-8");
   EXPECT_EQ(Get(router, "/ui/").body, ReadFile((dir / "index.html").string()));
   for (const char* path : {"/", "/ui"}) {
@@ -72,7 +75,8 @@ TEST(DashboardRoutes, RevalidateByETagAndAnswerUnknownAssetsWithJson404) {
   const HttpResponse again = Get(router, "/ui/app.js", etag);
   EXPECT_EQ(again.status, 304);
   EXPECT_TRUE(again.body.empty());
-  EXPECT_EQ(Get(router, "/ui/app.js", "\"0000000000000000\"").status, 200);  // a stale copy gets the bytes
+  EXPECT_EQ(Get(router, "/ui/app.js", "\"0000000000000000\"").status,
+            200);  // a stale copy gets the bytes
   EXPECT_NE(Header(Get(router, "/ui/style.css"), "ETag"), etag);
   const HttpResponse missing = Get(router, "/ui/nope.js");
   EXPECT_EQ(missing.status, 404);
@@ -88,7 +92,8 @@ TEST(DashboardRoutes, RevalidateByETagAndAnswerUnknownAssetsWithJson404) {
 std::string Idx(const std::vector<int>& dims, const std::string& data) {
   std::string s = {0, 0, 8, static_cast<char>(dims.size())};
   for (int d : dims)
-    s += {static_cast<char>(d >> 24), static_cast<char>(d >> 16), static_cast<char>(d >> 8), static_cast<char>(d)};
+    s += {static_cast<char>(d >> 24), static_cast<char>(d >> 16), static_cast<char>(d >> 8),
+          static_cast<char>(d)};
   return s + data;
 }
 
@@ -105,9 +110,13 @@ void UploadTinyDataset(int port) {
     images += image;
   }
   const std::string x = Idx({60, 28, 28}, images), y = Idx({60}, labels);
-  for (const auto& [part, body] : {std::pair{"train-images", x}, {"train-labels", y}, {"test-images", x}, {"test-labels", y}})
-    ASSERT_EQ(HttpStatus(HttpSend(port, "PUT", std::string("/api/v1/datasets/tiny/files/") + part, body)), 201);
-  const std::string r = HttpSend(port, "POST", "/api/v1/datasets", R"({"name":"tiny","format":"idx"})");
+  for (const auto& [part, body] :
+       {std::pair{"train-images", x}, {"train-labels", y}, {"test-images", x}, {"test-labels", y}})
+    ASSERT_EQ(
+        HttpStatus(HttpSend(port, "PUT", std::string("/api/v1/datasets/tiny/files/") + part, body)),
+        201);
+  const std::string r =
+      HttpSend(port, "POST", "/api/v1/datasets", R"({"name":"tiny","format":"idx"})");
   ASSERT_EQ(HttpStatus(r), 201) << r;
 }
 
@@ -118,8 +127,10 @@ bool RouteExists(int port, const std::string& path) {
 }
 
 TEST(DashboardBrowser, JobsJobNodesAndPredictPagesRenderInHeadlessChromium) {
-  ASSERT_TRUE(fs::exists("/usr/bin/chromium")) << "Debian's chromium is needed: scripts/setup.sh installs it";
-  ASSERT_EQ(Shell("node --version").code, 0) << "Node.js (>= 18, with npm) is needed to drive Chromium";
+  ASSERT_TRUE(fs::exists("/usr/bin/chromium"))
+      << "Debian's chromium is needed: scripts/setup.sh installs it";
+  ASSERT_EQ(Shell("node --version").code, 0)
+      << "Node.js (>= 18, with npm) is needed to drive Chromium";
   const Outcome npm = Shell(Src("scripts/npm-ci.sh") + " " + Src("tests/dashboard"));
   ASSERT_EQ(npm.code, 0) << "installing tests/dashboard's npm packages failed:\n" << npm.output;
 
@@ -128,14 +139,17 @@ TEST(DashboardBrowser, JobsJobNodesAndPredictPagesRenderInHeadlessChromium) {
                         " --set http.listen=127.0.0.1:0 --set controller.data_dir=" + dir.path() +
                         "/data --set node.threads=2",
                     dir.path() + "/controller.log");
-  const int port = controller.PortAfter("control plane listening address=127.0.0.1:", std::chrono::seconds(10));
+  const int port =
+      controller.PortAfter("control plane listening address=127.0.0.1:", std::chrono::seconds(10));
   ASSERT_GT(port, 0) << controller.output();
   UploadTinyDataset(port);
-  std::string r = HttpSend(port, "POST", "/api/v1/models",
-                           R"({"name":"tiny","spec":{"model":{"input":[1,28,28],"layers":[{"type":"flatten"},)"
-                           R"({"type":"linear","out":10}],"optimizer":{"type":"adam","lr":0.01}}}})");
+  std::string r =
+      HttpSend(port, "POST", "/api/v1/models",
+               R"({"name":"tiny","spec":{"model":{"input":[1,28,28],"layers":[{"type":"flatten"},)"
+               R"({"type":"linear","out":10}],"optimizer":{"type":"adam","lr":0.01}}}})");
   ASSERT_EQ(HttpStatus(r), 201) << r;
-  r = HttpSend(port, "POST", "/api/v1/jobs", R"({"model":"tiny","dataset":"tiny","epochs":3,"batch":10,"workers":1})");
+  r = HttpSend(port, "POST", "/api/v1/jobs",
+               R"({"model":"tiny","dataset":"tiny","epochs":3,"batch":10,"workers":1})");
   ASSERT_EQ(HttpStatus(r), 201) << r;
   const int64_t id = json::parse(HttpBody(r)).at("id").as_int64();
   std::string state;
@@ -152,10 +166,11 @@ TEST(DashboardBrowser, JobsJobNodesAndPredictPagesRenderInHeadlessChromium) {
   const bool predict = RouteExists(port, "/api/v1/models/tiny/predict");
   const std::string out = (fs::path(DNND_BINARY).parent_path() / "dashboard-artifacts").string();
   fs::remove_all(out);  // no screenshot of an earlier run can pass for this one's
-  const Outcome browse = Shell("cd " + Src("tests/dashboard") + " && timeout 120 node browse.mjs --url http://127.0.0.1:" +
-                               std::to_string(port) + " --job " + std::to_string(id) + " --out " + out +
-                               " --nodes-route " + (nodes ? "yes" : "no") + " --predict-route " +
-                               (predict ? "yes" : "no"));
+  const Outcome browse =
+      Shell("cd " + Src("tests/dashboard") +
+            " && timeout 120 node browse.mjs --url http://127.0.0.1:" + std::to_string(port) +
+            " --job " + std::to_string(id) + " --out " + out + " --nodes-route " +
+            (nodes ? "yes" : "no") + " --predict-route " + (predict ? "yes" : "no"));
   std::cout << browse.output;
   EXPECT_EQ(browse.code, 0) << browse.output << "\ncontroller log:\n" << controller.output();
   for (const char* page : {"jobs", "job", "nodes", "predict"}) {

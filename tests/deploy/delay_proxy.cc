@@ -79,15 +79,18 @@ void Pump(int from, int to, Clock::duration half) {
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: delay_proxy <listen ip:port> <target ip:port> <added round trip ms>\n");
+    std::fprintf(stderr,
+                 "usage: delay_proxy <listen ip:port> <target ip:port> <added round trip ms>\n");
     return 2;
   }
   const sockaddr_in listen_at = Parse(argv[1]), target = Parse(argv[2]);
-  const auto half = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(std::atof(argv[3]) / 2));
+  const auto half = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double, std::milli>(std::atof(argv[3]) / 2));
   const int listener = socket(AF_INET, SOCK_STREAM, 0);
   const int one = 1;
   setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(listener, reinterpret_cast<const sockaddr*>(&listen_at), sizeof listen_at) != 0 || listen(listener, 64) != 0) {
+  if (bind(listener, reinterpret_cast<const sockaddr*>(&listen_at), sizeof listen_at) != 0 ||
+      listen(listener, 64) != 0) {
     std::perror("delay_proxy: bind/listen");
     return 1;
   }

@@ -1,7 +1,8 @@
 // libFuzzer target: config loading, the model spec inside it (parsed and
 // built under a parameter limit), and the data and checkpoint decoders
-// (tests/fuzz/data_fuzz.cc covers those under their limits, gzip and zip included). Every input must come back as a value or an error,
-// never a crash, hang or sanitizer report. Run with tests/fuzz/run.sh.
+// (tests/fuzz/data_fuzz.cc covers those under their limits, gzip and zip included). Every input
+// must come back as a value or an error, never a crash, hang or sanitizer report. Run with
+// tests/fuzz/run.sh.
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -34,7 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)DecodeNpy(data, size, "fuzz.npy", kLimits);
   (void)ParseCsvDataset(text, {}, "fuzz.csv", kLimits);
   (void)ParseCsvDataset(text, {.label_column = -1, .header = false}, "fuzz.csv", kLimits);
-  (void)dnnd::DecodeSafetensors(text, "fuzz.safetensors", {.max_tensors = 64, .max_decoded_bytes = 1 << 24});
+  (void)dnnd::DecodeSafetensors(text, "fuzz.safetensors",
+                                {.max_tensors = 64, .max_decoded_bytes = 1 << 24});
   if (FILE* f = std::fopen(ScratchFile().c_str(), "wb")) {
     std::fwrite(data, 1, size, f);
     std::fclose(f);

@@ -6,9 +6,9 @@
 // the token, or a path the normalisation accepts that does not survive a
 // canonical re-encoding unchanged. Run with tests/fuzz/run.sh http.
 #include <atomic>
-#include <cctype>
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -31,7 +31,9 @@ void Check(bool ok, const char* what) {
   }
 }
 
-bool IsUnreserved(unsigned char c) { return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~'; }
+bool IsUnreserved(unsigned char c) {
+  return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
 
 // The one spelling the normalisation must accept for these segments.
 std::string Encode(const std::vector<std::string>& segments) {
@@ -56,7 +58,8 @@ std::string Encode(const std::vector<std::string>& segments) {
 void CheckPath(std::string_view raw) {
   auto normalized = dnnd::NormalizeRequestPath(raw);
   if (!normalized.ok()) {
-    Check(normalized.status().code() == dnnd::StatusCode::kInvalidArgument, "a refusal that is not InvalidArgument");
+    Check(normalized.status().code() == dnnd::StatusCode::kInvalidArgument,
+          "a refusal that is not InvalidArgument");
     return;
   }
   const auto& segments = normalized.value().segments;
@@ -66,12 +69,14 @@ void CheckPath(std::string_view raw) {
     const std::string& s = segments[i];
     Check(s != "." && s != "..", "a dot segment passed");
     Check(!s.empty() || i + 1 == segments.size(), "an empty segment before the last passed");
-    for (unsigned char c : s) Check(c != '/' && c != '\\' && c >= 0x20 && c != 0x7F, "a separator or control byte passed");
+    for (unsigned char c : s)
+      Check(c != '/' && c != '\\' && c >= 0x20 && c != 0x7F, "a separator or control byte passed");
     joined += "/" + s;
   }
   Check(joined == normalized.value().path, "path is not the joined segments");
   auto again = dnnd::NormalizeRequestPath(Encode(segments));
-  Check(again.ok() && again.value().segments == segments, "the canonical spelling does not normalise the same");
+  Check(again.ok() && again.value().segments == segments,
+        "the canonical spelling does not normalise the same");
 }
 
 // "Bearer t0k", the scheme in any case (as the guard accepts it).
@@ -96,9 +101,11 @@ struct Fixture {
       if (!HasToken(r)) ++unauthorized_runs;
       return dnnd::HttpResponse::Text(200, r.params.at("id"));
     });
-    router.Handle("GET", "/api/v1/jobs/{id}",
-                  [](const dnnd::HttpRequest& r) { return dnnd::HttpResponse::Text(200, r.params.at("id")); });
-    router.Handle("GET", "/healthz", [](const dnnd::HttpRequest&) { return dnnd::HttpResponse::Text(200, "ok"); });
+    router.Handle("GET", "/api/v1/jobs/{id}", [](const dnnd::HttpRequest& r) {
+      return dnnd::HttpResponse::Text(200, r.params.at("id"));
+    });
+    router.Handle("GET", "/healthz",
+                  [](const dnnd::HttpRequest&) { return dnnd::HttpResponse::Text(200, "ok"); });
   }
 };
 
@@ -107,7 +114,8 @@ struct Budget {
   uint64_t used = 0;
   void operator()(uint64_t, std::string_view ext, beast::error_code& ec) {
     used += ext.size();
-    if (used > dnnd::HttpServerOptions{}.max_chunk_extension_bytes) ec = http::error::bad_chunk_extension;
+    if (used > dnnd::HttpServerOptions{}.max_chunk_extension_bytes)
+      ec = http::error::bad_chunk_extension;
   }
 };
 
@@ -148,7 +156,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   dnnd::HttpRequest request;
   request.method = std::string(msg.method_string());
   request.target = std::string(msg.target());
-  for (const auto& field : msg) request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  for (const auto& field : msg)
+    request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
   request.body = msg.body();
   if (!dnnd::ParseRequestTarget(&request).ok()) return 0;
   CheckPath(request.path);
@@ -157,7 +166,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Check(fixture->unauthorized_runs.load() == 0, "a guarded handler ran without the token");
   if (response.status == 201) {
     auto normalized = dnnd::NormalizeRequestPath(request.path);
-    Check(normalized.ok() && normalized.value().path == "/api/v1/models", "201 from a path that is not the route");
+    Check(normalized.ok() && normalized.value().path == "/api/v1/models",
+          "201 from a path that is not the route");
   }
   return 0;
 }

@@ -67,8 +67,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(again.ok(), "re-encoded frame does not decode");
     // Byte-identical on a second trip (NaN-safe, unlike comparing values).
     auto frame2 = EncodeFrame(again.value(), options);
-    Check(frame2.ok() && FlattenFrame(frame2.value()) == bytes, "a second round trip changed the frame");
-    Check(again.value().fields.entries().size() == m.fields.entries().size(), "field count changed");
+    Check(frame2.ok() && FlattenFrame(frame2.value()) == bytes,
+          "a second round trip changed the frame");
+    Check(again.value().fields.entries().size() == m.fields.entries().size(),
+          "field count changed");
     Check(again.value().tensors.size() == m.tensors.size(), "tensor count changed");
     for (size_t i = 0; i < m.tensors.size(); ++i) {
       const WireTensor& a = m.tensors[i];

@@ -4,13 +4,13 @@
 // waiting for a job).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <boost/json.hpp>
 #include <chrono>
 #include <functional>
 #include <string>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "dnnd_process.h"
 
@@ -23,10 +23,12 @@ inline const std::string kFm = "/usr/share/datasets/fashion-mnist/";
 class ControllerProcess {
  public:
   ControllerProcess(const TempDir& dir, const std::string& extra = "")
-      : daemon_("--role=controller --config " + Src("configs/controller.toml") + " --set http.listen=127.0.0.1:0" +
-                    " --set controller.data_dir=" + dir.path() + "/data --set node.threads=2 " + extra,
+      : daemon_("--role=controller --config " + Src("configs/controller.toml") +
+                    " --set http.listen=127.0.0.1:0" + " --set controller.data_dir=" + dir.path() +
+                    "/data --set node.threads=2 " + extra,
                 dir.path() + "/controller-" + std::to_string(counter_++) + ".log") {
-    port_ = daemon_.PortAfter("control plane listening address=127.0.0.1:", std::chrono::seconds(10));
+    port_ =
+        daemon_.PortAfter("control plane listening address=127.0.0.1:", std::chrono::seconds(10));
   }
   int port() const { return port_; }
   Daemon& daemon() { return daemon_; }
@@ -35,8 +37,11 @@ class ControllerProcess {
     return HttpSend(port_, method, path, body, content_type, auth_);
   }
   // Later requests carry "Authorization: Bearer <token>" ("" = none).
-  void UseToken(const std::string& token) { auth_ = token.empty() ? "" : "Authorization: Bearer " + token + "\r\n"; }
-  json::value Json(const std::string& method, const std::string& path, const std::string& body = "") {
+  void UseToken(const std::string& token) {
+    auth_ = token.empty() ? "" : "Authorization: Bearer " + token + "\r\n";
+  }
+  json::value Json(const std::string& method, const std::string& path,
+                   const std::string& body = "") {
     return json::parse(HttpBody(Send(method, path, body)));
   }
 
@@ -57,15 +62,18 @@ inline std::string ErrorMessage(const std::string& response) {
 }
 
 inline void UploadFashionMnist(ControllerProcess& c, const std::string& name) {
-  const std::pair<const char*, const char*> parts[] = {{"train-images", "train-images-idx3-ubyte.gz"},
-                                                       {"train-labels", "train-labels-idx1-ubyte.gz"},
-                                                       {"test-images", "t10k-images-idx3-ubyte.gz"},
-                                                       {"test-labels", "t10k-labels-idx1-ubyte.gz"}};
+  const std::pair<const char*, const char*> parts[] = {
+      {"train-images", "train-images-idx3-ubyte.gz"},
+      {"train-labels", "train-labels-idx1-ubyte.gz"},
+      {"test-images", "t10k-images-idx3-ubyte.gz"},
+      {"test-labels", "t10k-labels-idx1-ubyte.gz"}};
   for (const auto& [part, file] : parts) {
-    const std::string r = c.Send("PUT", "/api/v1/datasets/" + name + "/files/" + part, ReadFile(kFm + file));
+    const std::string r =
+        c.Send("PUT", "/api/v1/datasets/" + name + "/files/" + part, ReadFile(kFm + file));
     ASSERT_EQ(HttpStatus(r), 201) << r;
   }
-  const std::string r = c.Send("POST", "/api/v1/datasets", R"({"name":")" + name + R"(","format":"idx"})");
+  const std::string r =
+      c.Send("POST", "/api/v1/datasets", R"({"name":")" + name + R"(","format":"idx"})");
   ASSERT_EQ(HttpStatus(r), 201) << r;
 }
 
@@ -83,7 +91,8 @@ inline std::string MlpSpecJson() {
 // The real Fashion-MNIST as dataset "fm" and the MLP as model `model`.
 inline void RegisterFashionMnistAndMlp(ControllerProcess& c, const std::string& model = "mlp") {
   UploadFashionMnist(c, "fm");
-  const std::string r = c.Send("POST", "/api/v1/models", R"({"name":")" + model + R"(","spec":)" + MlpSpecJson() + "}");
+  const std::string r = c.Send("POST", "/api/v1/models",
+                               R"({"name":")" + model + R"(","spec":)" + MlpSpecJson() + "}");
   ASSERT_EQ(HttpStatus(r), 201) << r;
 }
 
@@ -92,8 +101,9 @@ inline bool JobOver(const json::value& job) {
   return job.at("state") != "queued" && job.at("state") != "running";
 }
 
-inline json::value WaitForJob(ControllerProcess& c, int64_t id, const std::function<bool(const json::value&)>& done,
-                       std::chrono::seconds timeout) {
+inline json::value WaitForJob(ControllerProcess& c, int64_t id,
+                              const std::function<bool(const json::value&)>& done,
+                              std::chrono::seconds timeout) {
   const auto end = std::chrono::steady_clock::now() + timeout;
   json::value job;
   while (std::chrono::steady_clock::now() < end) {

@@ -38,7 +38,9 @@ inline Outcome Shell(const std::string& command) {
 }
 
 // Runs `dnnd <args>` to completion.
-inline Outcome Dnnd(const std::string& args) { return Shell(std::string(DNND_BINARY) + " " + args); }
+inline Outcome Dnnd(const std::string& args) {
+  return Shell(std::string(DNND_BINARY) + " " + args);
+}
 
 inline std::string Src(const std::string& rel) { return std::string(DNND_SOURCE_DIR) + "/" + rel; }
 
@@ -49,8 +51,9 @@ inline std::string ReadFile(const std::string& path) {
 
 class TempDir {
  public:
-  TempDir() : path_(std::filesystem::temp_directory_path() /
-                    ("dnnd_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++))) {
+  TempDir()
+      : path_(std::filesystem::temp_directory_path() /
+              ("dnnd_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++))) {
     std::filesystem::create_directories(path_);
   }
   ~TempDir() { std::filesystem::remove_all(path_); }
@@ -71,7 +74,8 @@ class Daemon {
   Daemon(const std::string& args, std::string log) : log_(std::move(log)) {
     std::string cmd = std::string("exec ") + DNND_BINARY + " " + args + " > " + log_ + " 2>&1";
     const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
-    if (posix_spawn(&pid_, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) != 0) pid_ = -1;
+    if (posix_spawn(&pid_, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) != 0)
+      pid_ = -1;
   }
   ~Daemon() {
     if (pid_ > 0 && !exited_) {
@@ -118,7 +122,8 @@ class Daemon {
 // returns the raw response (status line, headers, body); "" if it cannot connect.
 // `extra_headers`: whole lines, each ending in "\r\n".
 inline std::string HttpSend(int port, const std::string& method, const std::string& path,
-                            const std::string& body = "", const std::string& content_type = "application/json",
+                            const std::string& body = "",
+                            const std::string& content_type = "application/json",
                             const std::string& extra_headers = "") {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -132,7 +137,8 @@ inline std::string HttpSend(int port, const std::string& method, const std::stri
   std::string req = method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
   req += extra_headers;
   if (!body.empty() || method == "POST" || method == "PUT")
-    req += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    req += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n";
   req += "\r\n" + body;
   for (size_t off = 0; off < req.size();) {
     ssize_t n = write(fd, req.data() + off, req.size() - off);
@@ -148,7 +154,9 @@ inline std::string HttpSend(int port, const std::string& method, const std::stri
 }
 
 // GET `path` from 127.0.0.1:`port`: the raw response (status line, headers, body).
-inline std::string HttpGet(int port, const std::string& path) { return HttpSend(port, "GET", path); }
+inline std::string HttpGet(int port, const std::string& path) {
+  return HttpSend(port, "GET", path);
+}
 
 // The status code of a raw response (0 if none), and its body.
 inline int HttpStatus(const std::string& response) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -20,8 +21,6 @@
 #include <string>
 #include <string_view>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "dnnd_process.h"
 
@@ -71,7 +70,8 @@ class RawConnection {
     const auto end = std::chrono::steady_clock::now() + within;
     char buf[65536];
     for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          end - std::chrono::steady_clock::now());
       if (left.count() <= 0 || !ServerSpoke(left)) break;
       const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
       if (n <= 0) break;
@@ -89,7 +89,8 @@ class RawConnection {
 inline double HealthzMillis(int port) {
   const auto start = std::chrono::steady_clock::now();
   const std::string r = HttpGet(port, "/healthz");
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return HttpStatus(r) == 200 ? ms : 1e9;
 }
 
@@ -123,8 +124,8 @@ struct DripOutcome {
 
 // Sends `piece` every `every` (the wait is for the server's answer) until the
 // server answers or closes, or `give_up` passes.
-inline DripOutcome Drip(RawConnection& c, int port, const std::string& piece, std::chrono::milliseconds every,
-                        std::chrono::milliseconds give_up) {
+inline DripOutcome Drip(RawConnection& c, int port, const std::string& piece,
+                        std::chrono::milliseconds every, std::chrono::milliseconds give_up) {
   DripOutcome out;
   const auto start = std::chrono::steady_clock::now();
   while (!out.cut && std::chrono::steady_clock::now() - start < give_up) {

@@ -9,10 +9,10 @@
 namespace dnnd {
 namespace {
 
-WeightedModel Model(const std::string& source, float w, float b, double weight, Shape wshape = {2}) {
-  return {source,
-          {{"0.weight", Tensor::Full(wshape, w)}, {"0.bias", Tensor::Full({1}, b)}},
-          weight};
+WeightedModel Model(const std::string& source, float w, float b, double weight,
+                    Shape wshape = {2}) {
+  return {
+      source, {{"0.weight", Tensor::Full(wshape, w)}, {"0.bias", Tensor::Full({1}, b)}}, weight};
 }
 
 TEST(WeightedAverage, WeighsBySamples) {
@@ -29,10 +29,12 @@ TEST(WeightedAverage, WeighsBySamples) {
 }
 
 TEST(WeightedAverage, MismatchNamesTheTensorBothSourcesAndBothShapes) {
-  auto r = WeightedAverage({Model("w0.safetensors", 1, 1, 1), Model("w1.safetensors", 1, 1, 1, {3})});
+  auto r =
+      WeightedAverage({Model("w0.safetensors", 1, 1, 1), Model("w1.safetensors", 1, 1, 1, {3})});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("tensor 0.weight has shape [2] in w0.safetensors but [3] in w1.safetensors"),
+  EXPECT_NE(r.status().message().find(
+                "tensor 0.weight has shape [2] in w0.safetensors but [3] in w1.safetensors"),
             std::string::npos)
       << r.status().message();
   WeightedModel extra = Model("w2", 1, 1, 1);
@@ -41,9 +43,11 @@ TEST(WeightedAverage, MismatchNamesTheTensorBothSourcesAndBothShapes) {
   fewer.tensors.pop_back();
   auto r2 = WeightedAverage({Model("w0", 1, 1, 1), extra, fewer});
   ASSERT_FALSE(r2.ok());
-  EXPECT_NE(r2.status().message().find("tensor 1.weight [4] is in w2 but not in w0"), std::string::npos)
+  EXPECT_NE(r2.status().message().find("tensor 1.weight [4] is in w2 but not in w0"),
+            std::string::npos)
       << r2.status().message();
-  EXPECT_NE(r2.status().message().find("tensor 0.bias is in w0 [1] but missing from w3"), std::string::npos)
+  EXPECT_NE(r2.status().message().find("tensor 0.bias is in w0 [1] but missing from w3"),
+            std::string::npos)
       << r2.status().message();
 }
 
@@ -56,10 +60,11 @@ TEST(WeightedAverage, RejectsNonPositiveWeightsAndNoInput) {
 
 TEST(ModelSpec, ArchitectureDifferenceIgnoresOptimizerButNotActivations) {
   auto spec = [](const std::string& act, double lr) {
-    return ParseModelSpecText("[model]\ninput = [3]\nloss = \"mse\"\n[[model.layers]]\ntype = \"linear\"\nout = 4\n"
-                              "[[model.layers]]\ntype = \"" + act + "\"\n[model.optimizer]\ntype = \"sgd\"\nlr = " +
-                                  std::to_string(lr) + "\n",
-                              "mem");
+    return ParseModelSpecText(
+        "[model]\ninput = [3]\nloss = \"mse\"\n[[model.layers]]\ntype = \"linear\"\nout = 4\n"
+        "[[model.layers]]\ntype = \"" +
+            act + "\"\n[model.optimizer]\ntype = \"sgd\"\nlr = " + std::to_string(lr) + "\n",
+        "mem");
   };
   auto a = spec("relu", 0.1), b = spec("relu", 0.5), c = spec("tanh", 0.1);
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());

@@ -14,8 +14,8 @@ namespace dnnd::testing {
 // Checks d/d inputs of  L = sum(f(inputs) * R)  (R fixed random) against central
 // differences. `f` must be deterministic (reseed any RNG inside it).
 inline void ExpectGradientsMatch(const std::function<Tensor(std::vector<Tensor>&)>& f,
-                                 std::vector<Tensor> inputs, float eps = 1e-3f,
-                                 float atol = 2e-3f, float rtol = 1e-2f) {
+                                 std::vector<Tensor> inputs, float eps = 1e-3f, float atol = 2e-3f,
+                                 float rtol = 1e-2f) {
   for (auto& t : inputs) t.set_requires_grad(true);
   Tensor out = f(inputs);
   Rng rng(1234);

@@ -2,21 +2,23 @@
 // different BLAS path (one row of C goes through GEMV).
 #include "tensor/kernels.h"
 
+#include <gtest/gtest.h>
+
 #include <random>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace dnnd {
 namespace {
 
 // C = alpha * op(A) op(B) + beta * C, row-major, the slow obvious way.
-std::vector<float> Naive(bool ta, bool tb, int m, int n, int k, float alpha, const std::vector<float>& a,
-                         const std::vector<float>& b, float beta, std::vector<float> c) {
+std::vector<float> Naive(bool ta, bool tb, int m, int n, int k, float alpha,
+                         const std::vector<float>& a, const std::vector<float>& b, float beta,
+                         std::vector<float> c) {
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; ++j) {
       double s = 0;
-      for (int p = 0; p < k; ++p) s += double(ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
+      for (int p = 0; p < k; ++p)
+        s += double(ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
       c[i * n + j] = static_cast<float>(alpha * s + beta * c[i * n + j]);
     }
   return c;
@@ -34,7 +36,9 @@ TEST(Gemm, OneRowAndManyRowsMatchTheNaiveProductInEveryLayout) {
           for (auto& x : *v) x = u(rng);
         const std::vector<float> want = Naive(ta, tb, m, n, k, 0.5f, a, b, 2.0f, c);
         kernels::Gemm(ta, tb, m, n, k, 0.5f, a.data(), b.data(), 2.0f, c.data());
-        for (int i = 0; i < m * n; ++i) ASSERT_NEAR(c[i], want[i], 1e-4) << "m " << m << " ta " << ta << " tb " << tb << " at " << i;
+        for (int i = 0; i < m * n; ++i)
+          ASSERT_NEAR(c[i], want[i], 1e-4)
+              << "m " << m << " ta " << ta << " tb " << tb << " at " << i;
       }
 }
 

@@ -1,8 +1,8 @@
 // Model specs: parsing, validation errors with positions, shape chaining,
 // and parameter naming compatible with PyTorch's nn.Sequential.
-#include <gtest/gtest.h>
-
 #include "tensor/model_spec.h"
+
+#include <gtest/gtest.h>
 
 namespace dnnd {
 namespace {
@@ -92,23 +92,34 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadSpec{"[model]\n[[model.layers]]\ntype=\"relu\"\n", "missing required key 'input'"},
         BadSpec{"[model]\ninput=[3]\n", "model.layers"},
-        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"lstm\"\n", "unknown layer type 'lstm'"},
-        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"linear\"\n", "missing required key 'out'"},
-        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"linear\"\nout=\"ten\"\n", "expected an integer"},
-        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"linear\"\nout=0\n", "below the minimum"},
-        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"relu\"\nout=3\n", "unknown key 'out'"},
-        BadSpec{"[model]\ninput=[3]\nloss=\"hinge\"\n[[model.layers]]\ntype=\"relu\"\n", "unknown loss"},
+        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"lstm\"\n",
+                "unknown layer type 'lstm'"},
+        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"linear\"\n",
+                "missing required key 'out'"},
+        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"linear\"\nout=\"ten\"\n",
+                "expected an integer"},
+        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"linear\"\nout=0\n",
+                "below the minimum"},
+        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"relu\"\nout=3\n",
+                "unknown key 'out'"},
+        BadSpec{"[model]\ninput=[3]\nloss=\"hinge\"\n[[model.layers]]\ntype=\"relu\"\n",
+                "unknown loss"},
         BadSpec{"[model]\ninput=[0]\n[[model.layers]]\ntype=\"relu\"\n", "model.input"},
         BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"dropout\"\np=1.5\n", "outside"},
-        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"relu\"\n[model.optimizer]\ntype=\"sgd\"\nlr=0.1\nnesterov=true\n", "nesterov"},
-        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"relu\"\n[model.optimizer]\ntype=\"lbfgs\"\n", "unknown optimizer"},
+        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"relu\"\n[model.optimizer]\ntype="
+                "\"sgd\"\nlr=0.1\nnesterov=true\n",
+                "nesterov"},
+        BadSpec{"[model]\ninput=[3]\n[[model.layers]]\ntype=\"relu\"\n[model.optimizer]\ntype="
+                "\"lbfgs\"\n",
+                "unknown optimizer"},
         BadSpec{"[model\ninput=[3]\n", "m.toml:1"}));
 
 // Found by tests/fuzz/run.sh: spec text reached toml++ without the guard.
 TEST(ModelSpec, MalformedTextThatCrashesTomlppIsAnError) {
   auto spec = ParseModelSpecText("a = 1\n[\n  ]=bc\"x\"\n", "spec.toml");
   ASSERT_FALSE(spec.ok());
-  EXPECT_NE(spec.status().message().find("spec.toml:2:1"), std::string::npos) << spec.status().message();
+  EXPECT_NE(spec.status().message().find("spec.toml:2:1"), std::string::npos)
+      << spec.status().message();
 }
 
 TEST(ModelSpec, CanonicalTextRoundTrips) {

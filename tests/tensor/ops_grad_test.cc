@@ -91,28 +91,24 @@ TEST(OpsGrad, SumAndMean) {
 }
 
 TEST(OpsGrad, ReshapeAndFlatten) {
-  ExpectGradientsMatch(
-      [](auto& in) { return ops::Mul(ops::Flatten(in[0]), ops::Flatten(in[0])); },
-      {Rand({2, 3, 2, 2}, 1)});
+  ExpectGradientsMatch([](auto& in) { return ops::Mul(ops::Flatten(in[0]), ops::Flatten(in[0])); },
+                       {Rand({2, 3, 2, 2}, 1)});
 }
 
 TEST(OpsGrad, Conv2dStride1Pad1) {
-  ExpectGradientsMatch(
-      [](auto& in) { return ops::Conv2d(in[0], in[1], in[2], 1, 1); },
-      {Rand({2, 2, 5, 5}, 1), Rand({3, 2, 3, 3}, 2), Rand({3}, 3)});
+  ExpectGradientsMatch([](auto& in) { return ops::Conv2d(in[0], in[1], in[2], 1, 1); },
+                       {Rand({2, 2, 5, 5}, 1), Rand({3, 2, 3, 3}, 2), Rand({3}, 3)});
 }
 
 TEST(OpsGrad, Conv2dStride2NoPadNoBias) {
-  ExpectGradientsMatch(
-      [](auto& in) { return ops::Conv2d(in[0], in[1], Tensor(), 2, 0); },
-      {Rand({2, 3, 7, 6}, 4), Rand({2, 3, 3, 2}, 5)});
+  ExpectGradientsMatch([](auto& in) { return ops::Conv2d(in[0], in[1], Tensor(), 2, 0); },
+                       {Rand({2, 3, 7, 6}, 4), Rand({2, 3, 3, 2}, 5)});
 }
 
 TEST(OpsGrad, Conv2dAcrossSeveralSampleGroups) {
   // 19 samples: more than one GEMM group, the last one partial.
-  ExpectGradientsMatch(
-      [](auto& in) { return ops::Conv2d(in[0], in[1], in[2], 1, 1); },
-      {Rand({19, 1, 4, 4}, 6), Rand({2, 1, 3, 3}, 7), Rand({2}, 8)});
+  ExpectGradientsMatch([](auto& in) { return ops::Conv2d(in[0], in[1], in[2], 1, 1); },
+                       {Rand({19, 1, 4, 4}, 6), Rand({2, 1, 3, 3}, 7), Rand({2}, 8)});
 }
 
 TEST(OpsGrad, MaxPool2d) {

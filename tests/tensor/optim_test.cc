@@ -2,10 +2,11 @@
 //   p = [1, -2, 0.5]; loss = sum(p^3) + sum(p * [1, 2, 3]); three steps.
 // Expected values were produced by torch.optim with the settings named in
 // each test (see the commit that added this file).
+#include "tensor/optim.h"
+
 #include <gtest/gtest.h>
 
 #include "tensor/ops.h"
-#include "tensor/optim.h"
 
 namespace dnnd {
 namespace {
@@ -34,9 +35,10 @@ TEST(Optim, SgdMatchesPyTorch) {
 }
 
 TEST(Optim, SgdNesterovWeightDecayMatchesPyTorch) {
-  ExpectNear(RunThreeSteps({.type = "sgd", .lr = 0.1f, .momentum = 0.9f, .nesterov = true,
-                            .weight_decay = 0.01f}),
-             {-0.9407788f, -220.7585f, -2.915005f});
+  ExpectNear(
+      RunThreeSteps(
+          {.type = "sgd", .lr = 0.1f, .momentum = 0.9f, .nesterov = true, .weight_decay = 0.01f}),
+      {-0.9407788f, -220.7585f, -2.915005f});
 }
 
 TEST(Optim, AdamMatchesPyTorch) {
@@ -87,7 +89,8 @@ TEST(Optim, StateRoundTripResumesExactly) {
 TEST(Optim, LoadStateReportsMismatches) {
   Tensor p = Tensor::Zeros({2, 2}).set_requires_grad(true);
   auto opt = ValueOrThrow(optim::MakeOptimizer({.type = "adam"}, {{"w", p}}));
-  Status s = opt->LoadState({{"step", Tensor::Scalar(1)}, {"w.exp_avg", Tensor::Zeros({3})},
+  Status s = opt->LoadState({{"step", Tensor::Scalar(1)},
+                             {"w.exp_avg", Tensor::Zeros({3})},
                              {"w.exp_avg_sq", Tensor::Zeros({2, 2})}});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("w.exp_avg is [3]"), std::string::npos) << s.message();

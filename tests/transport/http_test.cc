@@ -18,8 +18,8 @@
 #include <string>
 #include <thread>
 
-#include "core/metrics.h"
 #include "../roles/http_attack.h"
+#include "core/metrics.h"
 #include "core/work_queue.h"
 
 namespace dnnd {
@@ -33,11 +33,11 @@ using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 using Response = http::response<http::string_body>;
 using testing::ExpectDripCutWith408;
-using testing::RawConnection;
 using testing::Flood;
 using testing::HealthzMillis;
 using testing::HttpStatus;
 using testing::ProcStatusBytes;
+using testing::RawConnection;
 using testing::ResetPeakRss;
 using testing::WorstHealthzWhile;
 
@@ -55,7 +55,8 @@ class TestClient {
 
   beast::error_code SendRaw(const std::string& data) {
     stream_.expires_after(5s);
-    asio::async_write(stream_, asio::buffer(data), [this](beast::error_code ec, size_t) { ec_ = ec; });
+    asio::async_write(stream_, asio::buffer(data),
+                      [this](beast::error_code ec, size_t) { ec_ = ec; });
     Run();
     return ec_;
   }
@@ -72,7 +73,8 @@ class TestClient {
     return parser.release();
   }
 
-  std::optional<Response> Request(const std::string& method, const std::string& target, const std::string& body = "",
+  std::optional<Response> Request(const std::string& method, const std::string& target,
+                                  const std::string& body = "",
                                   const std::string& extra_headers = "") {
     std::string raw = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra_headers;
     if (!body.empty() || method == "POST" || method == "PUT")
@@ -87,7 +89,8 @@ class TestClient {
     if (buffer_.size() > 0) return false;  // unread response bytes
     char byte;
     stream_.expires_after(within);
-    stream_.async_read_some(asio::buffer(&byte, 1), [this](beast::error_code ec, size_t) { ec_ = ec; });
+    stream_.async_read_some(asio::buffer(&byte, 1),
+                            [this](beast::error_code ec, size_t) { ec_ = ec; });
     Run();
     return ec_ == asio::error::eof || ec_ == asio::error::connection_reset;
   }
@@ -105,7 +108,9 @@ class TestClient {
 };
 
 json::value Body(const Response& r) { return json::parse(r.body()); }
-std::string ErrorCode(const Response& r) { return json::value_to<std::string>(Body(r).at("error").at("code")); }
+std::string ErrorCode(const Response& r) {
+  return json::value_to<std::string>(Body(r).at("error").at("code"));
+}
 
 class HttpServerTest : public ::testing::Test {
  protected:
@@ -134,9 +139,11 @@ class HttpServerTest : public ::testing::Test {
       r.status = 204;
       return r;
     });
-    router_->Handle("GET", "/api/v1/jobs/stats",
-                    [](const HttpRequest&) { return HttpResponse::Json(200, json::object{{"stats", true}}); });
-    router_->Handle("GET", "/boom", [](const HttpRequest&) -> HttpResponse { throw std::runtime_error("kaboom"); });
+    router_->Handle("GET", "/api/v1/jobs/stats", [](const HttpRequest&) {
+      return HttpResponse::Json(200, json::object{{"stats", true}});
+    });
+    router_->Handle("GET", "/boom",
+                    [](const HttpRequest&) -> HttpResponse { throw std::runtime_error("kaboom"); });
     router_->Handle("GET", "/missing", [](const HttpRequest&) -> HttpResponse {
       throw StatusError(NotFound("no job 7"));
     });
@@ -210,21 +217,27 @@ TEST_F(HttpServerTest, MetricsEndpoint) {
   EXPECT_EQ((*r)[http::field::content_type], "text/plain; version=0.0.4; charset=utf-8");
   const std::string& text = r->body();
   EXPECT_NE(text.find("# TYPE dnnd_http_requests_total counter\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("dnnd_http_requests_total{method=\"GET\",route=\"/healthz\",code=\"200\"} 1\n"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("dnnd_http_requests_total{method=\"GET\",route=\"/healthz\",code=\"200\"} 1\n"),
+      std::string::npos)
       << text;
   // Bounded labels: the pattern, not the raw paths.
-  EXPECT_NE(text.find("dnnd_http_requests_total{method=\"GET\",route=\"/api/v1/jobs/{id}\",code=\"200\"} 2\n"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find(
+          "dnnd_http_requests_total{method=\"GET\",route=\"/api/v1/jobs/{id}\",code=\"200\"} 2\n"),
+      std::string::npos)
       << text;
-  EXPECT_NE(text.find("dnnd_http_requests_total{method=\"GET\",route=\"(unmatched)\",code=\"404\"} 1\n"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("dnnd_http_requests_total{method=\"GET\",route=\"(unmatched)\",code=\"404\"} 1\n"),
+      std::string::npos)
       << text;
   EXPECT_EQ(text.find("a1"), std::string::npos);
   EXPECT_NE(text.find("# TYPE dnnd_http_request_duration_seconds histogram\n"), std::string::npos);
-  EXPECT_NE(text.find("dnnd_http_request_duration_seconds_count{route=\"/healthz\"} 1\n"), std::string::npos);
-  EXPECT_NE(text.find("dnnd_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"} 1\n"),
+  EXPECT_NE(text.find("dnnd_http_request_duration_seconds_count{route=\"/healthz\"} 1\n"),
             std::string::npos);
+  EXPECT_NE(
+      text.find("dnnd_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"} 1\n"),
+      std::string::npos);
   EXPECT_NE(text.find("\nprocess_resident_memory_bytes "), std::string::npos);
   EXPECT_NE(text.find("\nprocess_open_fds "), std::string::npos);
   EXPECT_NE(text.find("dnnd_build_info{version=\""), std::string::npos);
@@ -309,8 +322,9 @@ TEST_F(HttpServerTest, PayloadTooLarge) {
   }
   {  // Expect: 100-continue: refused before the body is sent.
     TestClient c(server->port());
-    ASSERT_FALSE(c.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n"
-                           "Expect: 100-continue\r\n\r\n"));
+    ASSERT_FALSE(
+        c.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n"
+                  "Expect: 100-continue\r\n\r\n"));
     auto r = c.Read();
     ASSERT_TRUE(r);
     EXPECT_EQ(r->result_int(), 413);
@@ -318,8 +332,9 @@ TEST_F(HttpServerTest, PayloadTooLarge) {
   {  // Chunked: the limit is hit while reading the body.
     TestClient c(server->port());
     const std::string chunk(1000, 'y');
-    ASSERT_FALSE(c.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" + chunk +
-                           "\r\n3e8\r\n" + chunk + "\r\n0\r\n\r\n"));
+    ASSERT_FALSE(
+        c.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" +
+                  chunk + "\r\n3e8\r\n" + chunk + "\r\n0\r\n\r\n"));
     auto r = c.Read();
     ASSERT_TRUE(r);
     EXPECT_EQ(r->result_int(), 413);
@@ -337,7 +352,8 @@ TEST_F(HttpServerTest, JsonBodies) {
   ASSERT_TRUE(server);
   TestClient c(server->port());
 
-  auto r = c.Request("POST", "/echo", R"({"a": [1, 2.5, "x"]})", "Content-Type: application/json\r\n");
+  auto r =
+      c.Request("POST", "/echo", R"({"a": [1, 2.5, "x"]})", "Content-Type: application/json\r\n");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 200);
   EXPECT_EQ(Body(*r), json::parse(R"({"got":{"a":[1,2.5,"x"]}})"));
@@ -355,8 +371,9 @@ TEST_F(HttpServerTest, JsonBodies) {
 
   // Expect: 100-continue with an acceptable body.
   const std::string body = R"({"k":"v"})";
-  ASSERT_FALSE(c.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: " +
-                         std::to_string(body.size()) + "\r\n\r\n"));
+  ASSERT_FALSE(
+      c.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n"));
   r = c.Read();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 100);
@@ -395,7 +412,8 @@ TEST_F(HttpServerTest, PathParamsAndQuery) {
   auto r = c.Request("GET", "/api/v1/jobs/abc%20d?x=1&y=a+b%21&x=2");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 200);
-  EXPECT_EQ(Body(*r), json::parse(R"({"id":"abc d","route":"/api/v1/jobs/{id}","x":"1","y":"a b!"})"));
+  EXPECT_EQ(Body(*r),
+            json::parse(R"({"id":"abc d","route":"/api/v1/jobs/{id}","x":"1","y":"a b!"})"));
 
   r = c.Request("GET", "/api/v1/jobs/stats");  // a literal beats a parameter
   ASSERT_TRUE(r);
@@ -440,7 +458,9 @@ TEST_F(HttpServerTest, KeepAliveAndPipelining) {
   EXPECT_EQ(r2->result_int(), 200);
 
   // Two requests in one write; the answers come back in order.
-  ASSERT_FALSE(c.SendRaw("GET /api/v1/jobs/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/jobs/2 HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_FALSE(
+      c.SendRaw("GET /api/v1/jobs/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/jobs/2 "
+                "HTTP/1.1\r\nHost: x\r\n\r\n"));
   auto p1 = c.Read();
   auto p2 = c.Read();
   ASSERT_TRUE(p1 && p2);
@@ -461,8 +481,9 @@ TEST_F(HttpServerTest, MalformedRequestsGet400AndServerKeepsServing) {
   TestClient stalled(server->port());
   ASSERT_FALSE(stalled.SendRaw("GET /heal"));  // partial request, never finished
 
-  for (const std::string bad : {"NOT A REQUEST\r\n\r\n", "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
-                                "GET /healthz HTTP/1.1\r\nContent-Length: abc\r\n\r\n", "\x01\x02\x03\r\n\r\n"}) {
+  for (const std::string bad :
+       {"NOT A REQUEST\r\n\r\n", "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nContent-Length: abc\r\n\r\n", "\x01\x02\x03\r\n\r\n"}) {
     TestClient c(server->port());
     ASSERT_FALSE(c.SendRaw(bad));
     auto r = c.Read();
@@ -529,7 +550,8 @@ TEST_F(HttpServerTest, ConnectionsOverTheCapAreRefusedCheaply) {
     RawConnection extra(server->port());
     const auto start = std::chrono::steady_clock::now();
     const std::string reply = extra.ReadUntilClose(2000ms);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     EXPECT_EQ(reply.rfind("HTTP/1.1 503", 0), 0u) << reply;
     EXPECT_NE(reply.find("http.max_connections"), std::string::npos) << reply;
     EXPECT_LT(ms, 100) << "refusal " << i;
@@ -577,8 +599,10 @@ TEST_F(HttpServerTest, BindFailureNamesAddress) {
   auto second = HttpServer::Start(options, router_);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), StatusCode::kIoError);
-  EXPECT_NE(second.status().message().find(options.listen), std::string::npos) << second.status().message();
-  EXPECT_NE(second.status().message().find("in use"), std::string::npos) << second.status().message();
+  EXPECT_NE(second.status().message().find(options.listen), std::string::npos)
+      << second.status().message();
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos)
+      << second.status().message();
 
   options.listen = "127.0.0.1";
   EXPECT_EQ(HttpServer::Start(options, router_).status().code(), StatusCode::kInvalidArgument);
@@ -598,7 +622,9 @@ TEST_F(HttpServerTest, SeveralThreadsManyClients) {
       TestClient c(server->port());
       for (int i = 0; i < 25; ++i) {
         auto r = c.Request("GET", "/api/v1/jobs/" + std::to_string(t * 100 + i));
-        if (r && r->result_int() == 200 && json::value_to<std::string>(Body(*r).at("id")) == std::to_string(t * 100 + i)) ok++;
+        if (r && r->result_int() == 200 &&
+            json::value_to<std::string>(Body(*r).at("id")) == std::to_string(t * 100 + i))
+          ok++;
       }
     });
   }
@@ -628,7 +654,8 @@ TEST_F(HttpServerTest, OffloadedRoutesRunOnTheirPoolAndAFullPoolAnswers503) {
   std::optional<Response> first, second;
   std::thread a([&] { first = TestClient(server->port()).Request("POST", "/heavy", "one"); });
   while (entered == 0) std::this_thread::sleep_for(1ms);
-  std::thread b([&] { second = TestClient(server->port()).Request("POST", "/heavy", "two"); });  // queued
+  std::thread b(
+      [&] { second = TestClient(server->port()).Request("POST", "/heavy", "two"); });  // queued
   std::this_thread::sleep_for(50ms);
   auto busy = TestClient(server->port()).Request("POST", "/heavy", "three");
   ASSERT_TRUE(busy);
@@ -670,7 +697,6 @@ TEST(HttpRouter, BadPatternsAndConflictsThrow) {
   EXPECT_EQ(req.route, "/a/{id}");
 }
 
-
 // ---- bearer token -----------------------------------------------------------
 
 TEST_F(HttpServerTest, BearerTokenGuardsMutatingMethodsOnly) {
@@ -688,7 +714,8 @@ TEST_F(HttpServerTest, BearerTokenGuardsMutatingMethodsOnly) {
   // Missing, wrong, wrong scheme, empty: 401 with a challenge; the connection closes.
   for (const std::string& auth : {std::string(), std::string("Authorization: Bearer s3cre\r\n"),
                                   std::string("Authorization: Bearer s3cret2\r\n"),
-                                  std::string("Authorization: Basic czNjcmV0\r\n"), std::string("Authorization: Bearer \r\n")}) {
+                                  std::string("Authorization: Basic czNjcmV0\r\n"),
+                                  std::string("Authorization: Bearer \r\n")}) {
     TestClient bad(server->port());
     auto r = bad.Request("POST", "/echo", "{}", auth);
     ASSERT_TRUE(r) << auth;
@@ -715,15 +742,19 @@ TEST_F(HttpServerTest, BearerTokenGuardsMutatingMethodsOnly) {
   EXPECT_EQ(r->result_int(), 404);
   {  // Expect: 100-continue: refused before the client sends the body.
     TestClient early(server->port());
-    ASSERT_FALSE(early.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n"
-                               "Expect: 100-continue\r\n\r\n"));
+    ASSERT_FALSE(
+        early.SendRaw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n"
+                      "Expect: 100-continue\r\n\r\n"));
     r = early.Read();
     ASSERT_TRUE(r);
     EXPECT_EQ(r->result_int(), 401);
   }
   const std::string text = metrics_.RenderPrometheusText();
-  EXPECT_NE(text.find("dnnd_http_unauthorized_total{method=\"POST\",route=\"/echo\"} 6"), std::string::npos) << text;
-  EXPECT_NE(text.find("dnnd_http_unauthorized_total{method=\"DELETE\",route=\"(unmatched)\"} 1"), std::string::npos)
+  EXPECT_NE(text.find("dnnd_http_unauthorized_total{method=\"POST\",route=\"/echo\"} 6"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("dnnd_http_unauthorized_total{method=\"DELETE\",route=\"(unmatched)\"} 1"),
+            std::string::npos)
       << text;
 }
 
@@ -747,7 +778,8 @@ TEST_F(HttpServerTest, GuardAndRouterDecideOnTheSameNormalisedPath) {
     ++created;
     return HttpResponse::Json(201, json::object{{"created", true}});
   });
-  router_->RequireBearer({.token = "s3cret", .metrics = &metrics_});  // POST/PUT/DELETE/PATCH under /api/
+  router_->RequireBearer(
+      {.token = "s3cret", .metrics = &metrics_});  // POST/PUT/DELETE/PATCH under /api/
   auto server = StartServer();
   ASSERT_TRUE(server);
   const std::string token = "Authorization: Bearer s3cret\r\n";
@@ -780,7 +812,8 @@ TEST_F(HttpServerTest, GuardAndRouterDecideOnTheSameNormalisedPath) {
       TestClient c(server->port());
       auto r = c.Request("POST", path, "{}", auth);
       ASSERT_TRUE(r) << path;
-      EXPECT_EQ(r->result_int(), 400) << path << (auth.empty() ? "" : " (with the token)") << "\n" << r->body();
+      EXPECT_EQ(r->result_int(), 400) << path << (auth.empty() ? "" : " (with the token)") << "\n"
+                                      << r->body();
       EXPECT_EQ(ErrorCode(*r), "bad_request") << path;
       EXPECT_NE(r->body().find(why), std::string::npos) << path << ": " << r->body();
     }
@@ -823,8 +856,8 @@ TEST(NormalizeRequestPath, CanonicalPathsOnly) {
   EXPECT_EQ(ok.value().segments, (std::vector<std::string>{"api", "v1", "jobs", "a b"}));
   EXPECT_EQ(NormalizeRequestPath("/").value().segments, std::vector<std::string>{""});
   EXPECT_EQ(NormalizeRequestPath("/ui/").value().path, "/ui/");
-  for (const char* bad : {"", "api", "/a\\b", "/%61pi", "/a//b", "//", "/a/./b", "/..", "/a%2Fb", "/a%5cb", "/a%00", "/a%7F",
-                          "/a%", "/a%4", "/a%g0", "/a%7E"}) {
+  for (const char* bad : {"", "api", "/a\\b", "/%61pi", "/a//b", "//", "/a/./b", "/..", "/a%2Fb",
+                          "/a%5cb", "/a%00", "/a%7F", "/a%", "/a%4", "/a%g0", "/a%7E"}) {
     auto r = NormalizeRequestPath(bad);
     EXPECT_FALSE(r.ok()) << bad;
     if (!r.ok()) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
@@ -840,7 +873,8 @@ TEST_F(HttpServerTest, ChunkExtensionAndTrailerFloodsAreCutWithBoundedMemory) {
   auto server = StartServer();  // one I/O thread: the attack and the probes share it
   ASSERT_TRUE(server);
   const int port = server->port();
-  const std::string chunked = "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string chunked =
+      "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
   const std::pair<const char*, std::string> floods[] = {{"chunk extension", chunked + "1;ext="},
                                                         {"trailer", chunked + "0\r\nX-Trailer: "}};
   constexpr uint64_t kFlood = 60u << 20;  // under the 64 MiB the server drains after answering
@@ -859,7 +893,8 @@ TEST_F(HttpServerTest, ChunkExtensionAndTrailerFloodsAreCutWithBoundedMemory) {
     attacker.join();
     const int64_t grew = ProcStatusBytes(::getpid(), "VmHWM") - before;
     EXPECT_EQ(HttpStatus(response), 431) << what << ": " << response.substr(0, 300);
-    EXPECT_NE(response.find("http.max_header_bytes"), std::string::npos) << what << ": " << response.substr(0, 300);
+    EXPECT_NE(response.find("http.max_header_bytes"), std::string::npos)
+        << what << ": " << response.substr(0, 300);
     EXPECT_LT(worst_ms, 100.0) << what;
     EXPECT_LT(grew, 16 << 20) << what << ": peak RSS grew by " << (grew >> 20) << " MiB";
   }
@@ -885,7 +920,8 @@ TEST_F(HttpServerTest, ChunkExtensionsAndTrailersAreBoundedAcrossTheBody) {
   }
   {  // 20 trailer fields of 1000 bytes: more than http.max_header_bytes in all.
     std::string raw = head + "2\r\n{}\r\n0\r\n";
-    for (int i = 0; i < 20; ++i) raw += "X-T" + std::to_string(i) + ": " + std::string(1000, 't') + "\r\n";
+    for (int i = 0; i < 20; ++i)
+      raw += "X-T" + std::to_string(i) + ": " + std::string(1000, 't') + "\r\n";
     TestClient c(server->port());
     ASSERT_FALSE(c.SendRaw(raw + "\r\n"));
     auto r = c.Read();
@@ -915,16 +951,19 @@ class HttpUploadTest : public HttpServerTest {
  protected:
   void SetUp() override {
     HttpServerTest::SetUp();
-    dir_ = std::filesystem::temp_directory_path() / ("dnnd_http_upload_" + std::to_string(::getpid()));
+    dir_ =
+        std::filesystem::temp_directory_path() / ("dnnd_http_upload_" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);
     // Answers with the streamed file's bytes, so the test compares them.
-    router_->HandleUpload("PUT", "/files/{name}", {.dir = dir_.string(), .max_bytes = 256 * 1024, .limit_name = "test.max"},
+    router_->HandleUpload("PUT", "/files/{name}",
+                          {.dir = dir_.string(), .max_bytes = 256 * 1024, .limit_name = "test.max"},
                           [this](const HttpRequest& r) {
                             EXPECT_TRUE(r.body.empty());
                             std::ifstream in(r.body_file, std::ios::binary);
                             std::string bytes((std::istreambuf_iterator<char>(in)), {});
                             EXPECT_EQ(bytes.size(), r.body_file_bytes);
-                            if (r.params.at("name") == "keep") std::filesystem::rename(r.body_file, dir_ / "kept");
+                            if (r.params.at("name") == "keep")
+                              std::filesystem::rename(r.body_file, dir_ / "kept");
                             return HttpResponse::Text(201, bytes, "application/octet-stream");
                           });
   }
@@ -1004,7 +1043,8 @@ TEST_F(HttpUploadTest, OverTheLimitIs413AndLeavesNoFile) {
   }
   {  // A client that goes away mid-upload leaves nothing behind either.
     TestClient c(server->port());
-    ASSERT_FALSE(c.SendRaw("PUT /files/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + Pattern(5000)));
+    ASSERT_FALSE(c.SendRaw("PUT /files/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" +
+                           Pattern(5000)));
   }
   for (int i = 0; i < 100 && FilesInDir() > 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(FilesInDir(), 0u);

@@ -6,7 +6,6 @@
 // naming its setting while a concurrent real client keeps being served
 // promptly and memory stays bounded.
 #include <gtest/gtest.h>
-
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -59,8 +58,10 @@ TEST(RpcDoors, BeforeTheHandshakeOnlyASmallHelloIsRead) {
   };
   const Case cases[] = {
       {"65,535 fields (655 KB)", wire_test::ManyFieldsFrame(wire::type::kHelloAuth)},
-      {"8 zstd tensors declaring 1 GiB each (263 KB)", wire_test::ZstdBombFrame(wire::type::kHelloAuth)},
-      {"a header declaring a 2 GiB body", wire_test::HugeHeader(wire::type::kHelloAuth, uint64_t{2} << 30)},
+      {"8 zstd tensors declaring 1 GiB each (263 KB)",
+       wire_test::ZstdBombFrame(wire::type::kHelloAuth)},
+      {"a header declaring a 2 GiB body",
+       wire_test::HugeHeader(wire::type::kHelloAuth, uint64_t{2} << 30)},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -68,8 +69,9 @@ TEST(RpcDoors, BeforeTheHandshakeOnlyASmallHelloIsRead) {
     ASSERT_TRUE(raw.ReadFrame().ok());  // HELLO
     const Refusal r = Attack(raw, c.frame);
     EXPECT_EQ(r.status.code(), StatusCode::kResourceExhausted) << r.status.ToString();
-    EXPECT_NE(r.status.message().find("before the handshake exceeds transport.max_hello_bytes 8192"),
-              std::string::npos)
+    EXPECT_NE(
+        r.status.message().find("before the handshake exceeds transport.max_hello_bytes 8192"),
+        std::string::npos)
         << r.status.ToString();
     EXPECT_LT(r.took, kPrompt) << Ms(r.took) << " ms to refuse";
     EXPECT_TRUE(raw.ClosedByServer());
@@ -81,10 +83,12 @@ TEST(RpcDoors, BeforeTheHandshakeOnlyASmallHelloIsRead) {
   ASSERT_TRUE(raw.ReadFrame().ok());
   const Refusal r = Attack(raw, wire_test::ZstdBombFrame(wire::type::kHelloAuth, 1, 1024));
   EXPECT_EQ(r.status.code(), StatusCode::kPermissionDenied) << r.status.ToString();
-  EXPECT_NE(r.status.message().find("tensors before the handshake"), std::string::npos) << r.status.ToString();
+  EXPECT_NE(r.status.message().find("tensors before the handshake"), std::string::npos)
+      << r.status.ToString();
 
   EXPECT_GE(ts.server.stats().bad_frames, 4u);
-  EXPECT_EQ(ts.server.stats().handshake_failures, 0u) << "refused at the frame, before any HELLO_AUTH check";
+  EXPECT_EQ(ts.server.stats().handshake_failures, 0u)
+      << "refused at the frame, before any HELLO_AUTH check";
   const int64_t grew = wire_test::ProcStatusKiB("self", "VmHWM") - base_kib;
   EXPECT_LT(grew, kMaxPeakGrowthKiB) << "peak RSS grew by " << grew << " KiB";
 }
@@ -100,7 +104,8 @@ TEST(RpcDoors, AuthenticatedFramesAreBoundedInFieldsAndDecodedBytes) {
     ASSERT_TRUE(raw.Handshake("tok").ok());
     const Refusal r = Attack(raw, wire_test::ManyFieldsFrame(wire::type::kPing));
     EXPECT_EQ(r.status.code(), StatusCode::kResourceExhausted) << r.status.ToString();
-    EXPECT_NE(r.status.message().find("65535 fields exceed transport.max_fields 1024"), std::string::npos)
+    EXPECT_NE(r.status.message().find("65535 fields exceed transport.max_fields 1024"),
+              std::string::npos)
         << r.status.ToString();
     EXPECT_LT(r.took, 1s) << "655 KB read and refused in " << Ms(r.took) << " ms";
     EXPECT_TRUE(raw.ClosedByServer());
@@ -134,7 +139,8 @@ TEST(RpcDoors, AuthenticatedFramesAreBoundedInFieldsAndDecodedBytes) {
   EXPECT_LT(latency, kPrompt) << "a real client took " << Ms(latency) << " ms";
   const int64_t grew = wire_test::ProcStatusKiB("self", "VmHWM") - base_kib;
   EXPECT_LT(grew, kMaxPeakGrowthKiB) << "peak RSS grew by " << grew << " KiB";
-  EXPECT_LT(GetBufferPoolStats().live_bytes, pool_before.live_bytes + (4u << 20)) << "nothing decoded is held";
+  EXPECT_LT(GetBufferPoolStats().live_bytes, pool_before.live_bytes + (4u << 20))
+      << "nothing decoded is held";
 }
 
 TEST(RpcDoors, ConnectionsOverTheCapAreRefusedCheaply) {
@@ -156,7 +162,8 @@ TEST(RpcDoors, ConnectionsOverTheCapAreRefusedCheaply) {
     ASSERT_TRUE(refused.ok()) << refused.status().ToString();
     const Status s = refused.value().ErrorStatus();
     EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.ToString();
-    EXPECT_NE(s.message().find("4 connections, its transport.max_connections"), std::string::npos) << s.ToString();
+    EXPECT_NE(s.message().find("4 connections, its transport.max_connections"), std::string::npos)
+        << s.ToString();
     EXPECT_TRUE(extra.ClosedByServer());
   }
   // 18 of 20 within the bound (a busy VM may preempt anyone once), all within 1 s.
@@ -172,7 +179,8 @@ TEST(RpcDoors, ConnectionsOverTheCapAreRefusedCheaply) {
   EXPECT_NE(full.message().find("transport.max_connections"), std::string::npos) << full.ToString();
   // Once a slot frees up, it gets in.
   held.pop_back();
-  for (int i = 0; i < 200 && ts.server.stats().connections >= 4; ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 200 && ts.server.stats().connections >= 4; ++i)
+    std::this_thread::sleep_for(10ms);
   ExpectServing(*client);
 }
 
@@ -194,17 +202,20 @@ TEST(RpcDoors, APeerThatDoesNotReadIsDisconnectedAtTheQueueCap) {
   const std::string frame = wire::FlattenFrame(wire::EncodeFrame(ping).value());
   int sent = 0;
   while (sent < 400 && ts.server.stats().slow_readers == 0 && raw.Write(frame)) ++sent;
-  for (int i = 0; i < 500 && ts.server.stats().slow_readers == 0; ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 500 && ts.server.stats().slow_readers == 0; ++i)
+    std::this_thread::sleep_for(10ms);
   EXPECT_EQ(ts.server.stats().slow_readers, 1u) << "after " << sent << " unread pings";
   EXPECT_TRUE(raw.ClosedByServer());
   ExpectServing(*good);
   const int64_t grew = wire_test::ProcStatusKiB("self", "VmHWM") - base_kib;
-  EXPECT_LT(grew, kMaxPeakGrowthKiB) << "peak RSS grew by " << grew << " KiB after " << sent << " pings";
+  EXPECT_LT(grew, kMaxPeakGrowthKiB)
+      << "peak RSS grew by " << grew << " KiB after " << sent << " pings";
 }
 
 TEST(RpcDoors, IdleConnectionsCloseButNotWithARequestInFlightOrRegularTraffic) {
   auto options = ServerOptions();
-  options.idle_timeout = 500ms;  // with room for a busy VM's scheduling between the regular calls below
+  options.idle_timeout =
+      500ms;  // with room for a busy VM's scheduling between the regular calls below
   TestServer ts(options);
   {  // authenticated, then silent: closed after the idle timeout
     RawPeer raw(ts.server.port());
@@ -258,9 +269,11 @@ TEST(RpcDoors, AClientReadsOnlyASmallHelloFromAServerNotYetAuthenticated) {
   auto options = ClientOptions();
   auto client = RpcClient::Create("127.0.0.1:" + std::to_string(port), options);
   const auto start = Clock::now();
-  const Status s = client->Connect(Clock::now() + 500ms);  // retried with backoff until the deadline
+  const Status s =
+      client->Connect(Clock::now() + 500ms);  // retried with backoff until the deadline
   EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("before the handshake exceeds transport.max_hello_bytes"), std::string::npos)
+  EXPECT_NE(s.message().find("before the handshake exceeds transport.max_hello_bytes"),
+            std::string::npos)
       << s.ToString();
   EXPECT_LT(Clock::now() - start, 2s);
   client->Close();

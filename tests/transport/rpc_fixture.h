@@ -46,28 +46,31 @@ inline wire::Message Request(uint16_t type) {
 // keeping its Responder), and one that parks its Responder until released.
 struct TestServer {
   explicit TestServer(RpcServerOptions options = ServerOptions()) : server(options) {
-    server.Handle(kAdd, "add", RpcServer::SimpleHandler([](const wire::Message& req, const PeerInfo& peer)
-                                                            -> Result<wire::Message> {
-      DNND_ASSIGN_OR_RETURN(int64_t a, req.fields.GetInt("a"));
-      DNND_ASSIGN_OR_RETURN(int64_t b, req.fields.GetInt("b"));
-      wire::Message r;
-      r.fields.SetInt("sum", a + b);
-      r.fields.SetString("caller", peer.identity.node);
-      return r;
-    }));
+    server.Handle(kAdd, "add",
+                  RpcServer::SimpleHandler(
+                      [](const wire::Message& req, const PeerInfo& peer) -> Result<wire::Message> {
+                        DNND_ASSIGN_OR_RETURN(int64_t a, req.fields.GetInt("a"));
+                        DNND_ASSIGN_OR_RETURN(int64_t b, req.fields.GetInt("b"));
+                        wire::Message r;
+                        r.fields.SetInt("sum", a + b);
+                        r.fields.SetString("caller", peer.identity.node);
+                        return r;
+                      }));
     server.Handle(kSlow, "slow", RpcServer::Handler([](wire::Message req, Responder responder) {
-      const int64_t ms = req.fields.IntOr("ms", 0);
-      std::thread([ms, responder]() mutable {
-        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-        wire::Message r;
-        r.fields.SetInt("ms", ms);
-        responder.Send(std::move(r));
-      }).detach();
-    }), RpcServer::Execution::kInline);
+                    const int64_t ms = req.fields.IntOr("ms", 0);
+                    std::thread([ms, responder]() mutable {
+                      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+                      wire::Message r;
+                      r.fields.SetInt("ms", ms);
+                      responder.Send(std::move(r));
+                    }).detach();
+                  }),
+                  RpcServer::Execution::kInline);
     server.Handle(kHold, "hold", RpcServer::Handler([this](wire::Message, Responder responder) {
-      std::lock_guard lock(mu);
-      held.push_back(responder);
-    }), RpcServer::Execution::kInline);
+                    std::lock_guard lock(mu);
+                    held.push_back(responder);
+                  }),
+                  RpcServer::Execution::kInline);
     Status s = server.Start();
     EXPECT_TRUE(s.ok()) << s.ToString();
   }
@@ -98,6 +101,5 @@ inline void ExpectServing(RpcClient& client) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r.value().fields.GetInt("sum").value(), 42);
 }
-
 
 }  // namespace dnnd::rpc

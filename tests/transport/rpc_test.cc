@@ -27,13 +27,15 @@ TEST(Rpc, CallsAHandlerAndEchoesTensorsWithPing) {
   auto r = client->Call(add);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r.value().fields.GetInt("sum").value(), 42);
-  EXPECT_EQ(r.value().fields.GetString("caller").value(), "w0") << "the server knows who authenticated";
+  EXPECT_EQ(r.value().fields.GetString("caller").value(), "w0")
+      << "the server knows who authenticated";
   EXPECT_EQ(client->server_identity().role, "test-server");
 
   wire::Message ping = Request(wire::type::kPing);
   Tensor t = Tensor::FromVector({2, 2}, {1, 2, 3, 4});
   ping.tensors.push_back(wire::WireTensor::FromTensor("t", t));
-  ping.tensors.push_back(wire::WireTensor::FromTensor("z", Tensor::Zeros({1000}), wire::Codec::kShuffleZstd));
+  ping.tensors.push_back(
+      wire::WireTensor::FromTensor("z", Tensor::Zeros({1000}), wire::Codec::kShuffleZstd));
   auto echo = client->Call(ping);
   ASSERT_TRUE(echo.ok()) << echo.status().ToString();
   EXPECT_EQ(echo.value().tensors[0].ToTensor().value().ToVector(), t.ToVector());
@@ -94,7 +96,8 @@ TEST(Rpc, WrongTokenIsRefusedClearly) {
   auto r = client->Call(Request(kAdd), 2000ms);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied) << r.status().ToString();
-  EXPECT_NE(r.status().message().find("bad token proof from node 'w0' (role worker)"), std::string::npos)
+  EXPECT_NE(r.status().message().find("bad token proof from node 'w0' (role worker)"),
+            std::string::npos)
       << r.status().ToString();
   EXPECT_GE(ts.server.stats().handshake_failures, 1u);
 }
@@ -148,11 +151,13 @@ TEST(Rpc, BackPressureBoundsBytesInFlight) {
     return m;
   };
   std::promise<Status> first;
-  client->CallAsync(big(), Clock::now() + 5s, [&](Result<wire::Message> r) { first.set_value(r.status()); });
+  client->CallAsync(big(), Clock::now() + 5s,
+                    [&](Result<wire::Message> r) { first.set_value(r.status()); });
   // The second 40 KB request does not fit next to the first.
   auto second = client->Call(big(), 200ms);
   EXPECT_EQ(second.status().code(), StatusCode::kDeadlineExceeded);
-  EXPECT_NE(second.status().message().find("back-pressure"), std::string::npos) << second.status().ToString();
+  EXPECT_NE(second.status().message().find("back-pressure"), std::string::npos)
+      << second.status().ToString();
   EXPECT_GT(client->stats().inflight_bytes, 40000u) << "the first request's frame";
   EXPECT_LT(client->stats().inflight_bytes, 40200u);
   // Once the first is answered the budget frees up.
@@ -160,7 +165,8 @@ TEST(Rpc, BackPressureBoundsBytesInFlight) {
   ts.ReleaseAll();
   EXPECT_TRUE(first.get_future().get().ok());
   std::promise<Status> third;
-  client->CallAsync(big(), Clock::now() + 5s, [&](Result<wire::Message> r) { third.set_value(r.status()); });
+  client->CallAsync(big(), Clock::now() + 5s,
+                    [&](Result<wire::Message> r) { third.set_value(r.status()); });
   for (int i = 0; i < 100 && ts.held_count() == 0; ++i) std::this_thread::sleep_for(10ms);
   ts.ReleaseAll();
   EXPECT_TRUE(third.get_future().get().ok());
@@ -172,7 +178,8 @@ TEST(Rpc, StopFinishesInFlightRequestsAndRefusesNewOnes) {
   wire::Message slow = Request(kSlow);
   slow.fields.SetInt("ms", 300);
   std::promise<Result<wire::Message>> result;
-  client->CallAsync(slow, Clock::now() + 5s, [&](Result<wire::Message> r) { result.set_value(std::move(r)); });
+  client->CallAsync(slow, Clock::now() + 5s,
+                    [&](Result<wire::Message> r) { result.set_value(std::move(r)); });
   std::this_thread::sleep_for(50ms);
   std::thread stopper([&] { ts->server.Stop(5000ms); });
   std::this_thread::sleep_for(50ms);
@@ -267,9 +274,11 @@ TEST(RpcConfig, OptionsAndTokenFileComeFromTheConfig) {
     std::fputs("s3cret\n", f);
     std::fclose(f);
   }
-  auto config = Config::FromString("[node]\nname = \"ps-0\"\n[transport]\nmax_tensor_bytes = 4096\n"
-                                    "io_threads = 3\nconnections_per_peer = 2\ntoken_file = \"" + token_file + "\"\n",
-                                    "t.toml");
+  auto config = Config::FromString(
+      "[node]\nname = \"ps-0\"\n[transport]\nmax_tensor_bytes = 4096\n"
+      "io_threads = 3\nconnections_per_peer = 2\ntoken_file = \"" +
+          token_file + "\"\n",
+      "t.toml");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   auto server = RpcServerOptions::FromConfig(config.value(), "127.0.0.1:0", "parameter-server");
   ASSERT_TRUE(server.ok()) << server.status().ToString();
@@ -291,13 +300,15 @@ TEST(RpcConfig, OptionsAndTokenFileComeFromTheConfig) {
   EXPECT_TRUE(cli->Call(small).ok());
   wire::Message big = Request(wire::type::kPing);
   big.tensors.push_back(wire::WireTensor::FromTensor("x", Tensor::Zeros({4096})));
-  EXPECT_EQ(cli->Call(big).status().code(), StatusCode::kResourceExhausted) << "refused before sending";
+  EXPECT_EQ(cli->Call(big).status().code(), StatusCode::kResourceExhausted)
+      << "refused before sending";
 
   auto missing = Config::FromString("[transport]\ntoken_file = \"/nonexistent/token\"\n", "t.toml");
   ASSERT_TRUE(missing.ok());
   auto bad = RpcServerOptions::FromConfig(missing.value(), "127.0.0.1:0", "parameter-server");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("transport.token_file"), std::string::npos) << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find("transport.token_file"), std::string::npos)
+      << bad.status().ToString();
 }
 
 }  // namespace

@@ -57,9 +57,11 @@ class RawPeer {
   // Reads exactly n bytes before `deadline`.
   Status ReadExactly(uint8_t* p, size_t n, Clock::time_point deadline) {
     while (n > 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       pollfd pfd{fd_, POLLIN, 0};
-      if (left <= 0 || ::poll(&pfd, 1, static_cast<int>(left)) == 0) return DeadlineExceeded("no frame in time");
+      if (left <= 0 || ::poll(&pfd, 1, static_cast<int>(left)) == 0)
+        return DeadlineExceeded("no frame in time");
       const ssize_t got = ::recv(fd_, p, n, 0);
       if (got == 0) return Unavailable("closed by the server");
       if (got < 0) {
@@ -77,10 +79,11 @@ class RawPeer {
     const auto deadline = Clock::now() + timeout;
     std::string all(wire::kHeaderBytes, '\0');
     DNND_RETURN_IF_ERROR(ReadExactly(reinterpret_cast<uint8_t*>(all.data()), all.size(), deadline));
-    DNND_ASSIGN_OR_RETURN(wire::FrameHeader h, wire::ParseHeader(reinterpret_cast<const uint8_t*>(all.data()), {}));
+    DNND_ASSIGN_OR_RETURN(wire::FrameHeader h,
+                          wire::ParseHeader(reinterpret_cast<const uint8_t*>(all.data()), {}));
     all.resize(wire::kHeaderBytes + h.body_len);
-    DNND_RETURN_IF_ERROR(
-        ReadExactly(reinterpret_cast<uint8_t*>(all.data()) + wire::kHeaderBytes, h.body_len, deadline));
+    DNND_RETURN_IF_ERROR(ReadExactly(reinterpret_cast<uint8_t*>(all.data()) + wire::kHeaderBytes,
+                                     h.body_len, deadline));
     return wire::DecodeFrame(reinterpret_cast<const uint8_t*>(all.data()), all.size());
   }
 
@@ -95,13 +98,16 @@ class RawPeer {
     }
     return true;
   }
-  bool Send(const wire::Message& m) { return Write(wire::FlattenFrame(wire::EncodeFrame(m).value())); }
+  bool Send(const wire::Message& m) {
+    return Write(wire::FlattenFrame(wire::EncodeFrame(m).value()));
+  }
 
   // Reads the server's HELLO and proves `token`; the server's verdict.
   Status Handshake(const std::string& token) {
     DNND_ASSIGN_OR_RETURN(wire::Message hello, ReadFrame());
     const std::string nc = wire::RandomNonce();
-    DNND_ASSIGN_OR_RETURN(wire::Message auth, wire::MakeHelloAuth(hello, {"attacker", "raw"}, token, nc));
+    DNND_ASSIGN_OR_RETURN(wire::Message auth,
+                          wire::MakeHelloAuth(hello, {"attacker", "raw"}, token, nc));
     if (!Send(auth)) return Unavailable("could not send HELLO_AUTH");
     DNND_ASSIGN_OR_RETURN(wire::Message ok, ReadFrame());
     return ok.ErrorStatus();
@@ -113,7 +119,8 @@ class RawPeer {
     const auto deadline = Clock::now() + timeout;
     char buf[4096];
     for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       pollfd pfd{fd_, POLLIN, 0};
       if (left <= 0 || ::poll(&pfd, 1, static_cast<int>(left)) == 0) return false;
       const ssize_t got = ::recv(fd_, buf, sizeof buf, 0);
@@ -126,7 +133,9 @@ class RawPeer {
   bool connected_ = false;
 };
 
-inline int64_t Ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+inline int64_t Ms(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
 
 // What a server answered to an attack, and how long the answer took.
 struct Refusal {
@@ -142,11 +151,14 @@ inline Refusal Attack(RawPeer& raw, const std::string& attack) {
   const auto took = Clock::now() - start;
   writer.wait();
   if (!reply.ok()) return {reply.status().WithContext("no error frame"), took};
-  return {reply.value().is_error() ? reply.value().ErrorStatus() : Internal("the attack was answered normally"), took};
+  return {reply.value().is_error() ? reply.value().ErrorStatus()
+                                   : Internal("the attack was answered normally"),
+          took};
 }
 
 // Header + metadata + payload with the lengths filled in.
-inline std::string Frame(wire::FrameHeader h, const std::string& metadata, const std::string& payload = {}) {
+inline std::string Frame(wire::FrameHeader h, const std::string& metadata,
+                         const std::string& payload = {}) {
   h.metadata_len = static_cast<uint32_t>(metadata.size());
   h.body_len = metadata.size() + payload.size();
   std::string out(wire::kHeaderBytes, '\0');
@@ -184,14 +196,15 @@ inline std::string ManyFieldsFrame(uint16_t type, uint32_t count = 65535) {
 inline std::string ZstdZerosFrame(uint64_t raw_len) {
   std::string z;
   Append<uint32_t>(&z, 0xFD2FB528u);  // magic
-  Append<uint8_t>(&z, 0xE0);          // 8-byte content size, single segment, no checksum, no dictionary
+  Append<uint8_t>(&z, 0xE0);  // 8-byte content size, single segment, no checksum, no dictionary
   Append<uint64_t>(&z, raw_len);
   constexpr uint64_t kBlock = 128 * 1024;
   for (uint64_t done = 0; done < raw_len || raw_len == 0;) {
     const uint64_t n = std::min(kBlock, raw_len - done);
     done += n;
     const uint32_t last = done == raw_len ? 1 : 0;
-    const uint32_t block_header = last | (1u << 1) | static_cast<uint32_t>(n << 3);  // RLE block of n bytes
+    const uint32_t block_header =
+        last | (1u << 1) | static_cast<uint32_t>(n << 3);  // RLE block of n bytes
     z.append(reinterpret_cast<const char*>(&block_header), 3);
     z.push_back('\0');
     if (raw_len == 0) break;
@@ -201,7 +214,8 @@ inline std::string ZstdZerosFrame(uint64_t raw_len) {
 
 // Issue 15, finding 3: `tensors` f32 tensors with codec shuffle+zstd, each
 // declaring `raw_len` decoded bytes (8 x 1 GiB by default: a 263 KB frame).
-inline std::string ZstdBombFrame(uint16_t type, uint32_t tensors = 8, uint64_t raw_len = uint64_t{1} << 30) {
+inline std::string ZstdBombFrame(uint16_t type, uint32_t tensors = 8,
+                                 uint64_t raw_len = uint64_t{1} << 30) {
   const std::string z = ZstdZerosFrame(raw_len);
   std::string md, payload;
   Append<uint16_t>(&md, 0);  // no fields

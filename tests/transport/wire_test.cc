@@ -2,13 +2,15 @@
 // the spec by tests/transport/golden/make_golden.py, round trips through every
 // codec, and malformed frames that must be refused before anything is
 // allocated.
+#include "transport/wire.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -16,7 +18,6 @@
 #include "core/files.h"
 #include "transport/codec.h"
 #include "transport/hello.h"
-#include "transport/wire.h"
 #include "wire_peer.h"
 
 namespace dnnd::wire {
@@ -111,7 +112,7 @@ TEST(WireCodec, EveryCodecRoundTrips) {
   for (float& v : values) v = normal(rng);
   values[0] = 0;
   values[1] = -0.0f;
-  values[2] = 1e-30f;  // subnormal in f16
+  values[2] = 1e-30f;   // subnormal in f16
   values[3] = 70000.f;  // overflows f16
   for (Codec codec : {Codec::kNone, Codec::kShuffleZstd, Codec::kBF16, Codec::kF16}) {
     Message m;
@@ -124,11 +125,17 @@ TEST(WireCodec, EveryCodecRoundTrips) {
       const float want = values[i];
       switch (codec) {
         case Codec::kNone:
-        case Codec::kShuffleZstd: ASSERT_EQ(got[i], want) << CodecName(codec) << " at " << i; break;
-        case Codec::kBF16: ASSERT_NEAR(got[i], want, std::abs(want) / 128) << i; break;
+        case Codec::kShuffleZstd:
+          ASSERT_EQ(got[i], want) << CodecName(codec) << " at " << i;
+          break;
+        case Codec::kBF16:
+          ASSERT_NEAR(got[i], want, std::abs(want) / 128) << i;
+          break;
         case Codec::kF16:
-          if (i == 3) ASSERT_TRUE(std::isinf(got[i]));
-          else ASSERT_NEAR(got[i], want, std::abs(want) / 1024 + 6e-8) << i;
+          if (i == 3)
+            ASSERT_TRUE(std::isinf(got[i]));
+          else
+            ASSERT_NEAR(got[i], want, std::abs(want) / 1024 + 6e-8) << i;
           break;
       }
     }
@@ -146,7 +153,8 @@ TEST(WireCodec, ZstdShrinksCompressibleDataAndFallsBackOnNoise) {
     std::memcpy(&v, &bits, 4);
     if (!std::isfinite(v)) v = 1;
   }
-  m.tensors.push_back(WireTensor::FromTensor("noise", Tensor::FromVector({4096}, noise), Codec::kShuffleZstd));
+  m.tensors.push_back(
+      WireTensor::FromTensor("noise", Tensor::FromVector({4096}, noise), Codec::kShuffleZstd));
   auto f = EncodeFrame(m);
   ASSERT_TRUE(f.ok());
   EXPECT_LT(f.value().total_bytes(), 16384u + 1024u);
@@ -235,7 +243,8 @@ std::string Patched(size_t at, const void* value, size_t size) {
   return s;
 }
 
-void ExpectRefusedWith(const std::string& frame, const Limits& limits, StatusCode code, const std::string& needle) {
+void ExpectRefusedWith(const std::string& frame, const Limits& limits, StatusCode code,
+                       const std::string& needle) {
   auto d = Decode(frame, limits);
   ASSERT_FALSE(d.ok()) << "accepted a malformed frame (expected: " << needle << ")";
   EXPECT_EQ(d.status().code(), code) << d.status().ToString();
@@ -327,7 +336,8 @@ TEST(WireMalformed, FieldChecks) {
     ExpectRefused(Patched(0x4a, &len, 4), StatusCode::kCorruption, "truncated");
   }
   ExpectRefused(Patched(0x2b, "S", 1), StatusCode::kCorruption, "invalid key");  // "step" -> "Step"
-  ExpectRefused(Patched(0x51, "note", 4), StatusCode::kCorruption, "appears twice");  // "blob" -> "note"
+  ExpectRefused(Patched(0x51, "note", 4), StatusCode::kCorruption,
+                "appears twice");  // "blob" -> "note"
 }
 
 TEST(WireMalformed, LimitsComeFromTheReceiver) {
@@ -390,12 +400,14 @@ TEST(WireMalformed, ManyFieldsAreCappedAndNeverParsedQuadratically) {
 TEST(WireMalformed, DecodedBytesAreCappedPerFrameBeforeAllocating) {
   const auto before = GetBufferPoolStats();
   ExpectRefused(wire_test::ZstdBombFrame(type::kPing), StatusCode::kResourceExhausted,
-                "tensor 2 ('bomb2'): the frame's tensors decode to more than transport.max_decoded_bytes 2147483648");
+                "tensor 2 ('bomb2'): the frame's tensors decode to more than "
+                "transport.max_decoded_bytes 2147483648");
   Limits tight;
   tight.max_decoded_bytes = 3 << 20;
-  ExpectRefusedWith(wire_test::ZstdBombFrame(type::kPing, 4, 1 << 20), tight, StatusCode::kResourceExhausted,
-                    "tensor 3 ('bomb3')");
-  EXPECT_LE(GetBufferPoolStats().allocations, before.allocations + 1) << "at most the small payload buffer";
+  ExpectRefusedWith(wire_test::ZstdBombFrame(type::kPing, 4, 1 << 20), tight,
+                    StatusCode::kResourceExhausted, "tensor 3 ('bomb3')");
+  EXPECT_LE(GetBufferPoolStats().allocations, before.allocations + 1)
+      << "at most the small payload buffer";
   // The same frames within the limits are real zstd and decode to zeros.
   tight.max_decoded_bytes = 4 << 20;
   auto ok = Decode(wire_test::ZstdBombFrame(type::kPing, 4, 1 << 20), tight);
@@ -409,20 +421,24 @@ TEST(WireMalformed, ZstdContentSizeIsCheckedBeforeTheBufferIsAllocated) {
   // One tensor of 1 GiB whose zstd frame declares 1 KiB.
   std::string frame = wire_test::ZstdBombFrame(type::kPing, 1, uint64_t{1} << 30);
   const uint64_t lie = 1024;
-  std::memcpy(frame.data() + frame.size() - wire_test::ZstdZerosFrame(uint64_t{1} << 30).size() + 5, &lie, 8);
+  std::memcpy(frame.data() + frame.size() - wire_test::ZstdZerosFrame(uint64_t{1} << 30).size() + 5,
+              &lie, 8);
   const auto before = GetBufferPoolStats();
-  ExpectRefused(frame, StatusCode::kCorruption, "zstd frame declares 1024 bytes, descriptor says 1073741824");
+  ExpectRefused(frame, StatusCode::kCorruption,
+                "zstd frame declares 1024 bytes, descriptor says 1073741824");
   EXPECT_LE(GetBufferPoolStats().allocations, before.allocations + 1) << "only the 32 KB payload";
 }
 
 TEST(WireMalformed, BeforeTheHandshakeOnlyASmallFrameWithoutTensors) {
   const Limits before = Limits{}.BeforeHandshake();
-  ExpectRefusedWith(wire_test::ManyFieldsFrame(type::kHelloAuth), before, StatusCode::kResourceExhausted,
+  ExpectRefusedWith(wire_test::ManyFieldsFrame(type::kHelloAuth), before,
+                    StatusCode::kResourceExhausted,
                     "before the handshake exceeds transport.max_hello_bytes 8192");
-  ExpectRefusedWith(wire_test::ManyFieldsFrame(type::kHelloAuth, 17), before, StatusCode::kResourceExhausted,
+  ExpectRefusedWith(wire_test::ManyFieldsFrame(type::kHelloAuth, 17), before,
+                    StatusCode::kResourceExhausted,
                     "17 fields exceed the 16 allowed before the handshake");
-  ExpectRefusedWith(wire_test::ZstdBombFrame(type::kHelloAuth, 1, 64), before, StatusCode::kPermissionDenied,
-                    "1 tensors before the handshake");
+  ExpectRefusedWith(wire_test::ZstdBombFrame(type::kHelloAuth, 1, 64), before,
+                    StatusCode::kPermissionDenied, "1 tensors before the handshake");
   // A real HELLO_AUTH fits easily.
   Message hello = MakeHello({"parameter-server", "ps-0"}, RandomNonce());
   auto auth = MakeHelloAuth(hello, {"worker", std::string(200, 'w')}, "token", RandomNonce());
@@ -459,7 +475,8 @@ TEST(WireHello, WrongTokenReplayAndVersionAreRefused) {
   auto bad = VerifyHelloAuth(auth, server, "s3cret", ns, &response);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), StatusCode::kPermissionDenied);
-  EXPECT_NE(bad.status().message().find("bad token proof from node 'w-1' (role worker)"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("bad token proof from node 'w-1' (role worker)"),
+            std::string::npos);
 
   // The same proof against a fresh server nonce (a replay) fails too.
   auto good = MakeHelloAuth(MakeHello(server, ns), client, "s3cret", nc).value();
@@ -473,11 +490,13 @@ TEST(WireHello, WrongTokenReplayAndVersionAreRefused) {
 
   // A server that does not know the token cannot fake its proof either.
   ASSERT_TRUE(VerifyHelloAuth(good, server, "s3cret", ns, &response).ok());
-  EXPECT_EQ(VerifyHelloResponse(response, "other", nc, ns).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(VerifyHelloResponse(response, "other", nc, ns).status().code(),
+            StatusCode::kPermissionDenied);
 
   Message ping;
   ping.type = type::kPing;
-  EXPECT_EQ(VerifyHelloAuth(ping, server, "s3cret", ns, &response).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(VerifyHelloAuth(ping, server, "s3cret", ns, &response).status().code(),
+            StatusCode::kPermissionDenied);
 }
 
 TEST(WireHello, HmacMatchesRfc4231) {
@@ -502,7 +521,8 @@ TEST(WireCorpus, EverySeedDecodes) {
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     auto bytes = ReadFileToString(entry.path().string());
     ASSERT_TRUE(bytes.ok());
-    auto m = DecodeFrame(reinterpret_cast<const uint8_t*>(bytes.value().data()), bytes.value().size());
+    auto m =
+        DecodeFrame(reinterpret_cast<const uint8_t*>(bytes.value().data()), bytes.value().size());
     if (entry.path().filename().string().rfind("regress-", 0) == 0) continue;
     EXPECT_TRUE(m.ok()) << entry.path() << ": " << m.status().ToString();
     ++seeds;

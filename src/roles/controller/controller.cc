@@ -215,9 +215,8 @@ Result<std::unique_ptr<Role>> MakeControllerRole(const Config& cfg, int64_t loca
         "transport.token_file "
         "(a mounted Secret) or env DNND_TRANSPORT__TOKEN",
         {{"origin", cfg.Origin("transport.token")}});
-  return std::unique_ptr<Role>(
-      new ControllerRole(cfg, std::move(dir_lock), std::move(store), std::move(secrets), ps_ports,
-                         local_workers));
+  return std::unique_ptr<Role>(new ControllerRole(cfg, std::move(dir_lock), std::move(store),
+                                                  std::move(secrets), ps_ports, local_workers));
 }
 
 }  // namespace dnnd

@@ -2,9 +2,9 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <string>
 #include <utility>
 #include <vector>
-#include <string>
 
 #include "transport/http.h"
 
@@ -45,7 +45,8 @@ HttpHandler ServeFile(const EmbeddedFile& file) {
                    {"X-Content-Type-Options", "nosniff"},
                    // Everything the page needs is on this origin: no CDN, no inline script.
                    {"Content-Security-Policy",
-                    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; frame-ancestors 'none'"}};
+                    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+                    "frame-ancestors 'none'"}};
     if (ClientHas(r, etag)) {
       res.status = 304;
       return res;

@@ -24,9 +24,9 @@
 #include <vector>
 
 #include "core/config.h"
-#include "tensor/data/from_config.h"
 #include "core/thread_annotations.h"
 #include "roles/controller/context.h"
+#include "tensor/data/from_config.h"
 
 namespace dnnd {
 

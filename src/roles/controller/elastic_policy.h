@@ -25,9 +25,9 @@ struct ElasticBounds {
 };
 
 struct ElasticDecision {
-  int64_t workers = 1;             // for the next epoch
-  double reference_seconds = 0;    // R for the epoch after it
-  std::string reason;              // for the job's log: "epoch 3.1 s <= 1.05 x 3.4 s: scale up"
+  int64_t workers = 1;           // for the next epoch
+  double reference_seconds = 0;  // R for the epoch after it
+  std::string reason;            // for the job's log: "epoch 3.1 s <= 1.05 x 3.4 s: scale up"
 };
 
 inline constexpr double kScaleUpThreshold = 1.05;
@@ -35,7 +35,7 @@ inline constexpr double kScaleDownThreshold = 1.2;
 
 // `current` workers ran the epoch that took `epoch_seconds`; `reference` is
 // R (0: none yet); `available` is how many workers could run the next one.
-ElasticDecision NextParallelism(const ElasticBounds& bounds, int64_t current, double epoch_seconds, double reference,
-                                int64_t available);
+ElasticDecision NextParallelism(const ElasticBounds& bounds, int64_t current, double epoch_seconds,
+                                double reference, int64_t available);
 
 }  // namespace dnnd

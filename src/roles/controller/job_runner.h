@@ -32,8 +32,8 @@
 
 #include "core/thread_annotations.h"
 #include "roles/controller/context.h"
-#include "roles/train/job_spec.h"
 #include "roles/pool/controller_end.h"
+#include "roles/train/job_spec.h"
 
 namespace dnnd {
 

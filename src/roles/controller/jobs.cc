@@ -75,10 +75,11 @@ void JobsApi::AddRoutes(HttpRouter& r, std::shared_ptr<WorkQueue> heavy) {
 Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
   DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, ctx_.max_json));
   JsonFields f{body, ""};
-  DNND_RETURN_IF_ERROR(f.RejectUnknown(
-      {"model", "dataset", "epochs", "batch", "lr", "optimizer", "workers", "servers", "mode",
-       "kavg_steps", "seed", "limit_train", "limit_test", "eval_every", "goal_accuracy",
-       "lr_schedule", "elastic", "min_workers", "max_workers", "normalize"}));
+  DNND_RETURN_IF_ERROR(
+      f.RejectUnknown({"model",       "dataset",     "epochs",      "batch",       "lr",
+                       "optimizer",   "workers",     "servers",     "mode",        "kavg_steps",
+                       "seed",        "limit_train", "limit_test",  "eval_every",  "goal_accuracy",
+                       "lr_schedule", "elastic",     "min_workers", "max_workers", "normalize"}));
   DNND_ASSIGN_OR_RETURN(std::string model, f.String("model", "", true));
   DNND_ASSIGN_OR_RETURN(std::string dataset, f.String("dataset", "", true));
   DNND_RETURN_IF_ERROR(CheckName("model", model));
@@ -140,8 +141,8 @@ Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
   }
   const std::string params = json::serialize(job.ToJson());
   DNND_ASSIGN_OR_RETURN(int64_t id, ctx_.store.CreateJob(model, dataset, params));
-  ctx_.JobLog(id, "queued: model " + model + ", dataset " + dataset + ", " +
-                      SettingsText(job.ToJson()));
+  ctx_.JobLog(
+      id, "queued: model " + model + ", dataset " + dataset + ", " + SettingsText(job.ToJson()));
   runner_.Wake();
   DNND_ASSIGN_OR_RETURN(auto record, ctx_.store.GetJob(id));
   return HttpResponse::Json(201, JobJson(record));

@@ -5,13 +5,13 @@
 #include <cmath>
 #include <optional>
 
-#include "tensor/data/dataset.h"
 #include "core/files.h"
 #include "core/image.h"
 #include "core/json_fields.h"
 #include "roles/controller/controller.h"
 #include "roles/controller/store.h"
 #include "roles/train/job_spec.h"
+#include "tensor/data/dataset.h"
 #include "tensor/ops.h"
 
 namespace dnnd {
@@ -22,16 +22,19 @@ namespace json = boost::json;
 // The model input's height and width when it is one grayscale image:
 // [h, w], [1, h, w], or [n] with n a square (784 -> 28 x 28).
 Result<std::pair<int, int>> ImageSize(const Shape& input) {
-  if (input.size() == 2) return std::pair<int, int>(static_cast<int>(input[0]), static_cast<int>(input[1]));
+  if (input.size() == 2)
+    return std::pair<int, int>(static_cast<int>(input[0]), static_cast<int>(input[1]));
   if (input.size() == 3 && input[0] == 1)
     return std::pair<int, int>(static_cast<int>(input[1]), static_cast<int>(input[2]));
   if (input.size() == 1) {
     const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(input[0]))));
-    if (side * side == input[0]) return std::pair<int, int>(static_cast<int>(side), static_cast<int>(side));
+    if (side * side == input[0])
+      return std::pair<int, int>(static_cast<int>(side), static_cast<int>(side));
   }
-  return InvalidArgument("the model takes " + ShapeToString(input) +
-                         ", which is not one grayscale image ([h, w], [1, h, w] or a square [n]); send JSON "
-                         "{\"inputs\": [...]} instead");
+  return InvalidArgument(
+      "the model takes " + ShapeToString(input) +
+      ", which is not one grayscale image ([h, w], [1, h, w] or a square [n]); send JSON "
+      "{\"inputs\": [...]} instead");
 }
 
 // How the job's training data was scaled: (x - mean) / std after uint8 -> [0, 1]
@@ -52,14 +55,15 @@ Scaling JobScaling(const JobRecord& job) {
 // All of `set` as one batch, through the DataLoader: the very code that
 // scales and standardises training batches.
 Tensor AsTrainingBatch(const data::Dataset& set, Scaling scaling) {
-  data::DataLoader loader(set, {.batch_size = set.size(), .shuffle = false, .mean = scaling.mean, .std = scaling.std});
+  data::DataLoader loader(
+      set, {.batch_size = set.size(), .shuffle = false, .mean = scaling.mean, .std = scaling.std});
   return loader.GetBatch(0, 0).x;
 }
 
 // The image body as the model's input batch of one: grayscale, inverted per
 // `invert`, resized, then scaled as training pixels are.
-Result<Tensor> ImageInput(const std::string& body, const Shape& input, Scaling scaling, const std::string& invert,
-                          const ImageLimits& limits, bool* inverted) {
+Result<Tensor> ImageInput(const std::string& body, const Shape& input, Scaling scaling,
+                          const std::string& invert, const ImageLimits& limits, bool* inverted) {
   DNND_ASSIGN_OR_RETURN(auto hw, ImageSize(input));
   DNND_ASSIGN_OR_RETURN(GrayImage image, DecodeGrayImage(body, limits));
   *inverted = invert == "true" || (invert == "auto" && HasLightBorder(image));
@@ -77,18 +81,21 @@ Result<Tensor> ImageInput(const std::string& body, const Shape& input, Scaling s
 Status FlattenSample(const json::value& v, size_t depth, Shape& shape, std::vector<float>& values,
                      const std::string& where) {
   if (v.is_number()) {
-    if (depth != shape.size()) return InvalidArgument(where + " is ragged: a number where an array was expected");
+    if (depth != shape.size())
+      return InvalidArgument(where + " is ragged: a number where an array was expected");
     values.push_back(static_cast<float>(v.to_number<double>()));
     return Status::Ok();
   }
   if (!v.is_array()) return InvalidArgument(where + " must hold only numbers and arrays");
   const json::array& a = v.get_array();
   if (depth == shape.size()) {
-    if (!values.empty() || depth > 8) return InvalidArgument(where + " is ragged or nested too deeply");
+    if (!values.empty() || depth > 8)
+      return InvalidArgument(where + " is ragged or nested too deeply");
     shape.push_back(static_cast<int64_t>(a.size()));
   } else if (shape[depth] != static_cast<int64_t>(a.size())) {
-    return InvalidArgument(where + " is ragged: arrays of " + std::to_string(shape[depth]) + " and " +
-                           std::to_string(a.size()) + " elements at depth " + std::to_string(depth));
+    return InvalidArgument(where + " is ragged: arrays of " + std::to_string(shape[depth]) +
+                           " and " + std::to_string(a.size()) + " elements at depth " +
+                           std::to_string(depth));
   }
   for (const auto& x : a) DNND_RETURN_IF_ERROR(FlattenSample(x, depth + 1, shape, values, where));
   return Status::Ok();
@@ -102,14 +109,17 @@ Status FlattenSample(const json::value& v, size_t depth, Shape& shape, std::vect
 // path, which accepts what it accepts and words the errors.
 class FlatInputs {
  public:
-  static constexpr std::size_t max_array_size = -1, max_object_size = -1, max_string_size = -1, max_key_size = -1;
+  static constexpr std::size_t max_array_size = -1, max_object_size = -1, max_string_size = -1,
+                               max_key_size = -1;
   FlatInputs(int64_t per, std::vector<float>* values) : per_(per), values_(values) {}
   bool Complete() const { return depth_ == 0 && samples_ > 0; }
 
   bool on_document_begin(json::error_code&) { return true; }
   bool on_document_end(json::error_code&) { return true; }
   bool on_object_begin(json::error_code& ec) { return Step(depth_ == 0 && samples_ == 0, 1, ec); }
-  bool on_object_end(std::size_t, json::error_code& ec) { return Step(depth_ == 1 && samples_ > 0, 0, ec); }
+  bool on_object_end(std::size_t, json::error_code& ec) {
+    return Step(depth_ == 1 && samples_ > 0, 0, ec);
+  }
   bool on_key_part(json::string_view s, std::size_t, json::error_code& ec) { return Key(s, ec); }
   bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
     if (!Key(s, ec)) return false;
@@ -129,8 +139,12 @@ class FlatInputs {
     return Step(true, 2, ec);
   }
   bool on_number_part(json::string_view, json::error_code&) { return true; }
-  bool on_int64(int64_t i, json::string_view, json::error_code& ec) { return Number(static_cast<double>(i), ec); }
-  bool on_uint64(uint64_t u, json::string_view, json::error_code& ec) { return Number(static_cast<double>(u), ec); }
+  bool on_int64(int64_t i, json::string_view, json::error_code& ec) {
+    return Number(static_cast<double>(i), ec);
+  }
+  bool on_uint64(uint64_t u, json::string_view, json::error_code& ec) {
+    return Number(static_cast<double>(u), ec);
+  }
   bool on_double(double d, json::string_view, json::error_code& ec) { return Number(d, ec); }
   bool on_string_part(json::string_view, std::size_t, json::error_code& ec) { return Fail(ec); }
   bool on_string(json::string_view, std::size_t, json::error_code& ec) { return Fail(ec); }
@@ -166,7 +180,7 @@ class FlatInputs {
   std::vector<float>* values_;
   std::string key_;
   int depth_ = 0;
-  int64_t count_ = 0;   // numbers in the current sample
+  int64_t count_ = 0;    // numbers in the current sample
   int64_t samples_ = 0;  // complete samples
 };
 
@@ -190,7 +204,8 @@ Result<std::vector<float>> JsonSamples(const HttpRequest& r, const Shape& input)
     DNND_RETURN_IF_ERROR((JsonFields{v.get_object(), ""}.RejectUnknown({"inputs"})));
   const json::value* inputs = v.is_object() ? v.get_object().if_contains("inputs") : nullptr;
   if (!inputs || !inputs->is_array() || inputs->get_array().empty())
-    return InvalidArgument("the JSON body must be {\"inputs\": [sample, ...]} with at least one sample");
+    return InvalidArgument(
+        "the JSON body must be {\"inputs\": [sample, ...]} with at least one sample");
   std::vector<float> values;
   const json::array& samples = inputs->get_array();
   values.reserve(samples.size() * static_cast<size_t>(per));
@@ -200,8 +215,9 @@ Result<std::vector<float>> JsonSamples(const HttpRequest& r, const Shape& input)
     std::vector<float> one;
     DNND_RETURN_IF_ERROR(FlattenSample(samples[i], 0, shape, one, where));
     if (shape != input && shape != Shape{per})
-      return InvalidArgument(where + " has shape " + ShapeToString(shape) + " (" + std::to_string(one.size()) +
-                             " values); the model takes " + ShapeToString(input) + " (" + std::to_string(per) +
+      return InvalidArgument(where + " has shape " + ShapeToString(shape) + " (" +
+                             std::to_string(one.size()) + " values); the model takes " +
+                             ShapeToString(input) + " (" + std::to_string(per) +
                              " values), flat or shaped");
     values.insert(values.end(), one.begin(), one.end());
   }
@@ -238,7 +254,8 @@ json::array Predictions(const TrainedModel& m, const Tensor& y) {
   const int64_t n = y.size(0), k = y.numel() / std::max<int64_t>(1, y.size(0));
   json::array out;
   if (m.spec.loss != nn::LossKind::kCrossEntropy) {
-    for (int64_t i = 0; i < n; ++i) out.push_back(json::object{{"outputs", Floats(y.data() + i * k, k)}});
+    for (int64_t i = 0; i < n; ++i)
+      out.push_back(json::object{{"outputs", Floats(y.data() + i * k, k)}});
     return out;
   }
   const bool softmax_last = !m.spec.layers.empty() && m.spec.layers.back().type == "softmax";
@@ -253,7 +270,8 @@ json::array Predictions(const TrainedModel& m, const Tensor& y) {
 
 }  // namespace
 
-Predictor::Predictor(ControllerStore& store, Options options) : store_(store), options_(std::move(options)) {}
+Predictor::Predictor(ControllerStore& store, Options options)
+    : store_(store), options_(std::move(options)) {}
 
 HttpResponse Predictor::Predict(const HttpRequest& request) {
   Result<HttpResponse> r = Answer(request);
@@ -267,18 +285,21 @@ Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
   const std::string name = r.params.at("name");
   if (!IsValidName(name)) return InvalidArgument("invalid model name '" + name + "'");
   if (r.body.size() > options_.max_body_bytes)
-    return ResourceExhausted("request body is " + std::to_string(r.body.size()) + " bytes; the limit is " +
-                             std::to_string(options_.max_body_bytes) + " (http.max_body_bytes)");
+    return ResourceExhausted("request body is " + std::to_string(r.body.size()) +
+                             " bytes; the limit is " + std::to_string(options_.max_body_bytes) +
+                             " (http.max_body_bytes)");
   const std::string media = MediaType(r);
   const bool is_image = media.rfind("image/", 0) == 0;
   if (!is_image && media != "application/json")
     return HttpResponse::Error(415, "unsupported_media_type",
-                               "Content-Type '" + media + "': send an image (image/png, image/jpeg) or "
-                               "application/json {\"inputs\": [...]}");
+                               "Content-Type '" + media +
+                                   "': send an image (image/png, image/jpeg) or "
+                                   "application/json {\"inputs\": [...]}");
   if (is_image && SniffImageFormat(r.body) == ImageFormat::kUnknown)
-    return HttpResponse::Error(415, "unsupported_media_type",
-                               "only PNG and JPEG images are accepted (recognised by their first bytes), or "
-                               "application/json {\"inputs\": [...]}");
+    return HttpResponse::Error(
+        415, "unsupported_media_type",
+        "only PNG and JPEG images are accepted (recognised by their first bytes), or "
+        "application/json {\"inputs\": [...]}");
   auto q = r.query.find("invert");
   const std::string invert = q == r.query.end() ? "auto" : q->second;
   if (invert != "auto" && invert != "true" && invert != "false")
@@ -290,7 +311,8 @@ Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
   DNND_ASSIGN_OR_RETURN(std::shared_ptr<const TrainedModel> m, Load(id));
   const Scaling scaling{job.mean, job.std};
   bool inverted = false;
-  DNND_ASSIGN_OR_RETURN(Tensor x, is_image ? ImageInput(r.body, m->spec.input, scaling, invert, options_.image, &inverted)
+  DNND_ASSIGN_OR_RETURN(Tensor x, is_image ? ImageInput(r.body, m->spec.input, scaling, invert,
+                                                        options_.image, &inverted)
                                            : JsonInput(r, m->spec.input, scaling));
   json::array predictions;
   {
@@ -300,11 +322,14 @@ Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
   if (is_image) predictions[0].as_object()["inverted"] = inverted;
   json::array input;
   for (auto d : m->spec.input) input.push_back(d);
-  return HttpResponse::Json(200, json::object{{"model", name}, {"job", id}, {"input", std::move(input)},
+  return HttpResponse::Json(200, json::object{{"model", name},
+                                              {"job", id},
+                                              {"input", std::move(input)},
                                               {"predictions", std::move(predictions)}});
 }
 
-std::variant<Predictor::Resolved, HttpResponse> Predictor::Resolve(const std::string& model, const HttpRequest& r) {
+std::variant<Predictor::Resolved, HttpResponse> Predictor::Resolve(const std::string& model,
+                                                                   const HttpRequest& r) {
   auto q = r.query.find("job");
   std::string key = model;
   key.push_back('\0');
@@ -328,30 +353,34 @@ std::variant<Predictor::Resolved, HttpResponse> Predictor::Resolve(const std::st
   return out;
 }
 
-std::variant<JobRecord, HttpResponse> Predictor::ResolveJob(const std::string& model, const HttpRequest& r) {
+std::variant<JobRecord, HttpResponse> Predictor::ResolveJob(const std::string& model,
+                                                            const HttpRequest& r) {
   auto q = r.query.find("job");
   if (q == r.query.end()) {
     auto newest = store_.NewestSucceededJob(model);
     if (!newest.ok()) return HttpResponse::FromStatus(newest.status());
     if (!*newest)
-      return HttpResponse::Error(409, "not_trained", "model '" + model +
-                                                         "' has no succeeded job yet: train it first "
-                                                         "(POST /api/v1/jobs), then predict");
+      return HttpResponse::Error(409, "not_trained",
+                                 "model '" + model +
+                                     "' has no succeeded job yet: train it first "
+                                     "(POST /api/v1/jobs), then predict");
     auto j = store_.GetJob(**newest);
     if (!j.ok()) return HttpResponse::FromStatus(j.status());
     return std::move(j).value();
   }
   const std::string& s = q->second;
   if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
-    return HttpResponse::Error(400, "invalid_argument", "invalid job id '" + s + "': expected a positive integer");
+    return HttpResponse::Error(400, "invalid_argument",
+                               "invalid job id '" + s + "': expected a positive integer");
   auto j = store_.GetJob(std::stoll(s));
   if (!j.ok()) return HttpResponse::FromStatus(j.status());
   if (j->model != model)
-    return HttpResponse::Error(400, "invalid_argument", "job " + s + " trained model '" + j->model + "', not '" +
-                                                            model + "'");
+    return HttpResponse::Error(
+        400, "invalid_argument",
+        "job " + s + " trained model '" + j->model + "', not '" + model + "'");
   if (j->state != kJobSucceeded)
-    return HttpResponse::Error(409, "not_trained", "job " + s + " is " + j->state +
-                                                       "; predictions need a succeeded job");
+    return HttpResponse::Error(
+        409, "not_trained", "job " + s + " is " + j->state + "; predictions need a succeeded job");
   return std::move(j).value();
 }
 
@@ -359,8 +388,10 @@ Result<std::shared_ptr<const TrainedModel>> Predictor::Load(int64_t job) {
   const std::string path = options_.checkpoint_path(job);
   auto version = FileVersion(path);
   if (!version.ok())
-    return NotFound("job " + std::to_string(job) + " succeeded but its checkpoint " + path + " is missing");
-  // A replaced or rewritten file (same path) is a different model: its inode, size and mtime are in the key.
+    return NotFound("job " + std::to_string(job) + " succeeded but its checkpoint " + path +
+                    " is missing");
+  // A replaced or rewritten file (same path) is a different model: its inode, size and mtime are in
+  // the key.
   const std::string key = path + "|" + *version;
   {
     MutexLock lock(cache_mu_);
@@ -374,7 +405,8 @@ Result<std::shared_ptr<const TrainedModel>> Predictor::Load(int64_t job) {
   // first calls may both load; the first inserted wins, the other is dropped.
   auto loaded = LoadTrainedModel(path);
   if (!loaded.ok())  // the controller's own file: a server-side fault, not the caller's
-    return Status(StatusCode::kInternal, "cannot load the checkpoint of job " + std::to_string(job) + ": " +
+    return Status(StatusCode::kInternal, "cannot load the checkpoint of job " +
+                                             std::to_string(job) + ": " +
                                              loaded.status().message());
   auto model = std::make_shared<const TrainedModel>(std::move(loaded).value());
   MutexLock lock(cache_mu_);

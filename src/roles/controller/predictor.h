@@ -7,10 +7,10 @@
 //  - an image (Content-Type image/png or image/jpeg; the format is decided by
 //    the body's magic bytes, and anything but PNG and JPEG is a 415),
 //    decoded under Options::image (dimensions, JPEG scans, PNG inflation:
-//    413 naming the setting), converted to grayscale, inverted when `invert` says so (auto: when most
-//    of its border is light, i.e. a dark drawing on white paper, the opposite
-//    of Fashion-MNIST), resized to the model input's height x width (input
-//    [784] is 28x28; [1,28,28] and [28,28] likewise);
+//    413 naming the setting), converted to grayscale, inverted when `invert` says so (auto: when
+//    most of its border is light, i.e. a dark drawing on white paper, the opposite of
+//    Fashion-MNIST), resized to the model input's height x width (input [784] is 28x28; [1,28,28]
+//    and [28,28] likewise);
 //  - or JSON {"inputs": [sample, ...]} (Content-Type application/json), each
 //    sample the model's input as a flat array or nested to its shape, in the
 //    dataset's scale (pixels in [0, 1]).
@@ -53,8 +53,8 @@
 #include <variant>
 
 #include "core/image.h"
-#include "core/thread_annotations.h"
 #include "core/status.h"
+#include "core/thread_annotations.h"
 #include "roles/controller/store.h"
 #include "roles/train/infer.h"
 #include "transport/http.h"
@@ -89,10 +89,12 @@ class Predictor {
   Result<HttpResponse> Answer(const HttpRequest& request);
   // Resolved from the cache while the store's generation is unchanged, else
   // from the store: the model must exist, then ResolveJob.
-  std::variant<Resolved, HttpResponse> Resolve(const std::string& model, const HttpRequest& request);
+  std::variant<Resolved, HttpResponse> Resolve(const std::string& model,
+                                               const HttpRequest& request);
   // The job whose weights answer: ?job=<id> (checked to be this model's and
   // succeeded) or the model's newest succeeded one; else the refusal to send.
-  std::variant<JobRecord, HttpResponse> ResolveJob(const std::string& model, const HttpRequest& request);
+  std::variant<JobRecord, HttpResponse> ResolveJob(const std::string& model,
+                                                   const HttpRequest& request);
   Result<std::shared_ptr<const TrainedModel>> Load(int64_t job);
 
   ControllerStore& store_;

@@ -89,7 +89,9 @@ class Stmt {
   double Real(int c) { return sqlite3_column_double(s_, c); }
   std::string Text(int c) {
     const unsigned char* t = sqlite3_column_text(s_, c);
-    return t ? std::string(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(s_, c))) : "";
+    return t ? std::string(reinterpret_cast<const char*>(t),
+                           static_cast<size_t>(sqlite3_column_bytes(s_, c)))
+             : "";
   }
 
  private:
@@ -115,7 +117,8 @@ Status InTransaction(sqlite3* db, Fn fn) {
 }
 
 const char* kJobColumns =
-    "id, model, dataset, params, state, reason, epoch, step, total_steps, attempts, created, started, finished, "
+    "id, model, dataset, params, state, reason, epoch, step, total_steps, attempts, created, "
+    "started, finished, "
     "segment_epoch, segment_step, parallelism, reference_seconds";
 
 JobRecord ReadJob(Stmt& q) {
@@ -153,7 +156,8 @@ DatasetRecord ReadDataset(Stmt& q) {
 }
 
 const char* kDatasetColumns =
-    "name, format, bytes, train_samples, test_samples, num_classes, sample_shape, histogram, files, created";
+    "name, format, bytes, train_samples, test_samples, num_classes, sample_shape, histogram, "
+    "files, created";
 
 }  // namespace
 
@@ -182,7 +186,8 @@ std::string UtcNow() {
 
 Result<std::unique_ptr<ControllerStore>> ControllerStore::Open(const std::string& path) {
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                       nullptr) != SQLITE_OK) {
     Status s = IoError("cannot open " + path + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
     sqlite3_close(db);
@@ -192,8 +197,9 @@ Result<std::unique_ptr<ControllerStore>> ControllerStore::Open(const std::string
   sqlite3_busy_timeout(db, 5000);
   {
     MutexLock lock(store->mu_);
-    DNND_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-                             .WithContext(path));
+    DNND_RETURN_IF_ERROR(
+        store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .WithContext(path));
   }
   DNND_RETURN_IF_ERROR(store->Migrate().WithContext(path));
   return store;
@@ -214,7 +220,8 @@ Status ControllerStore::Exec(const std::string& sql) {
 
 Status ControllerStore::Migrate() {
   MutexLock lock(mu_);
-  DNND_RETURN_IF_ERROR(Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
+  DNND_RETURN_IF_ERROR(
+      Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
   return InTransaction(db_, [&]() -> Status {
     mu_.AssertHeld();  // runs within Migrate's lock
     Stmt q(db_, "SELECT version FROM schema_version");
@@ -223,11 +230,14 @@ Status ControllerStore::Migrate() {
     if (!row) DNND_RETURN_IF_ERROR(Exec("INSERT INTO schema_version VALUES (0)"));
     const auto& m = Migrations();
     if (version > static_cast<int64_t>(m.size()))
-      return Unsupported("the database has schema version " + std::to_string(version) + "; this dnnd knows up to " +
-                         std::to_string(m.size()) + " (written by a newer dnnd?)");
+      return Unsupported("the database has schema version " + std::to_string(version) +
+                         "; this dnnd knows up to " + std::to_string(m.size()) +
+                         " (written by a newer dnnd?)");
     for (; version < static_cast<int64_t>(m.size()); ++version) {
-      DNND_RETURN_IF_ERROR(Exec(m[version]).WithContext("migration " + std::to_string(version + 1)));
-      DNND_RETURN_IF_ERROR(Exec("UPDATE schema_version SET version = " + std::to_string(version + 1)));
+      DNND_RETURN_IF_ERROR(
+          Exec(m[version]).WithContext("migration " + std::to_string(version + 1)));
+      DNND_RETURN_IF_ERROR(
+          Exec("UPDATE schema_version SET version = " + std::to_string(version + 1)));
     }
     return Status::Ok();
   });
@@ -243,10 +253,19 @@ int64_t ControllerStore::SchemaVersion() {
 Status ControllerStore::PutDataset(const DatasetRecord& d) {
   Write lock(*this);
   Stmt q(db_, "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  q.Bind(d.name).Bind(d.format).Bind(d.bytes).Bind(d.train_samples).Bind(d.test_samples).Bind(d.num_classes);
-  q.Bind(d.sample_shape).Bind(d.histogram).Bind(d.files).Bind(d.created.empty() ? UtcNow() : d.created);
+  q.Bind(d.name)
+      .Bind(d.format)
+      .Bind(d.bytes)
+      .Bind(d.train_samples)
+      .Bind(d.test_samples)
+      .Bind(d.num_classes);
+  q.Bind(d.sample_shape)
+      .Bind(d.histogram)
+      .Bind(d.files)
+      .Bind(d.created.empty() ? UtcNow() : d.created);
   Status s = q.Run();
-  if (s.code() == StatusCode::kAlreadyExists) return AlreadyExists("dataset '" + d.name + "' already exists");
+  if (s.code() == StatusCode::kAlreadyExists)
+    return AlreadyExists("dataset '" + d.name + "' already exists");
   return s;
 }
 
@@ -275,7 +294,8 @@ Result<std::vector<int64_t>> ControllerStore::DeleteDataset(const std::string& n
   Write lock(*this);
   std::vector<int64_t> users;
   Status s = InTransaction(db_, [&]() -> Status {
-    Stmt u(db_, "SELECT id FROM jobs WHERE dataset = ? AND state IN ('queued', 'running') ORDER BY id");
+    Stmt u(db_,
+           "SELECT id FROM jobs WHERE dataset = ? AND state IN ('queued', 'running') ORDER BY id");
     u.Bind(name);
     while (true) {
       DNND_ASSIGN_OR_RETURN(bool row, u.Step());
@@ -298,7 +318,8 @@ Status ControllerStore::PutModel(const ModelRecord& m) {
   Stmt q(db_, "INSERT INTO models VALUES (?, ?, ?, ?)");
   q.Bind(m.name).Bind(m.spec).Bind(m.parameters).Bind(m.created.empty() ? UtcNow() : m.created);
   Status s = q.Run();
-  if (s.code() == StatusCode::kAlreadyExists) return AlreadyExists("model '" + m.name + "' already exists");
+  if (s.code() == StatusCode::kAlreadyExists)
+    return AlreadyExists("model '" + m.name + "' already exists");
   return s;
 }
 
@@ -326,7 +347,8 @@ Result<std::vector<ModelRecord>> ControllerStore::ListModels() {
 Result<int64_t> ControllerStore::CreateJob(const std::string& model, const std::string& dataset,
                                            const std::string& params_json) {
   Write lock(*this);
-  Stmt q(db_, "INSERT INTO jobs (model, dataset, params, state, created) VALUES (?, ?, ?, 'queued', ?)");
+  Stmt q(db_,
+         "INSERT INTO jobs (model, dataset, params, state, created) VALUES (?, ?, ?, 'queued', ?)");
   q.Bind(model).Bind(dataset).Bind(params_json).Bind(UtcNow());
   DNND_RETURN_IF_ERROR(q.Run());
   return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
@@ -340,13 +362,15 @@ Result<JobRecord> ControllerStore::GetJob(int64_t id) {
   if (!row) return NotFound("no job " + std::to_string(id));
   JobRecord j = ReadJob(q);
   Stmt h(db_,
-         "SELECT epoch, train_loss, evaluated, test_loss, test_accuracy, seconds, samples_per_s, parallelism "
+         "SELECT epoch, train_loss, evaluated, test_loss, test_accuracy, seconds, samples_per_s, "
+         "parallelism "
          "FROM job_epochs WHERE job_id = ? ORDER BY epoch");
   h.Bind(id);
   while (true) {
     DNND_ASSIGN_OR_RETURN(bool r, h.Step());
     if (!r) break;
-    j.history.push_back({h.Int(0), h.Real(1), h.Int(2) != 0, h.Real(3), h.Real(4), h.Real(5), h.Real(6), h.Int(7)});
+    j.history.push_back(
+        {h.Int(0), h.Real(1), h.Int(2) != 0, h.Real(3), h.Real(4), h.Real(5), h.Real(6), h.Int(7)});
   }
   return j;
 }
@@ -363,11 +387,12 @@ Result<std::vector<JobRecord>> ControllerStore::ListJobs() {
   return out;
 }
 
-Status ControllerStore::SetJobState(int64_t id, const std::string& state, const std::string& reason) {
+Status ControllerStore::SetJobState(int64_t id, const std::string& state,
+                                    const std::string& reason) {
   Write lock(*this);
   const bool terminal = state == kJobSucceeded || state == kJobFailed || state == kJobCancelled;
-  const char* sql = state == kJobRunning
-                        ? "UPDATE jobs SET state = ?, reason = ?, started = ?, attempts = attempts + 1 WHERE id = ?"
+  const char* sql = state == kJobRunning ? "UPDATE jobs SET state = ?, reason = ?, started = ?, "
+                                           "attempts = attempts + 1 WHERE id = ?"
                     : terminal ? "UPDATE jobs SET state = ?, reason = ?, finished = ? WHERE id = ?"
                                : "UPDATE jobs SET state = ?, reason = ? WHERE id = ?";
   Stmt q(db_, sql);
@@ -381,8 +406,9 @@ Status ControllerStore::SetJobState(int64_t id, const std::string& state, const 
 
 Result<bool> ControllerStore::CancelIfQueued(int64_t id) {
   Write lock(*this);
-  Stmt q(db_, "UPDATE jobs SET state = 'cancelled', reason = 'cancelled while queued', finished = ? "
-              "WHERE id = ? AND state = 'queued'");
+  Stmt q(db_,
+         "UPDATE jobs SET state = 'cancelled', reason = 'cancelled while queued', finished = ? "
+         "WHERE id = ? AND state = 'queued'");
   q.Bind(UtcNow()).Bind(id);
   DNND_RETURN_IF_ERROR(q.Run());
   return sqlite3_changes(db_) > 0;
@@ -411,11 +437,13 @@ Result<bool> ControllerStore::DeleteFinishedJob(int64_t id) {
   return deleted;
 }
 
-Status ControllerStore::RecordEpoch(int64_t id, const EpochRow& r, int64_t step, int64_t total_steps) {
+Status ControllerStore::RecordEpoch(int64_t id, const EpochRow& r, int64_t step,
+                                    int64_t total_steps) {
   Write lock(*this);
   return InTransaction(db_, [&]() -> Status {
     Stmt e(db_,
-           "INSERT OR REPLACE INTO job_epochs (job_id, epoch, train_loss, evaluated, test_loss, test_accuracy, "
+           "INSERT OR REPLACE INTO job_epochs (job_id, epoch, train_loss, evaluated, test_loss, "
+           "test_accuracy, "
            "seconds, samples_per_s, parallelism) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     e.Bind(id).Bind(r.epoch).Bind(r.train_loss).Bind(int64_t{r.evaluated}).Bind(r.test_loss);
     e.Bind(r.test_accuracy).Bind(r.seconds).Bind(r.samples_per_s).Bind(r.parallelism);
@@ -428,7 +456,9 @@ Status ControllerStore::RecordEpoch(int64_t id, const EpochRow& r, int64_t step,
 
 Status ControllerStore::SetJobSegment(int64_t id, const JobSegment& g) {
   Write lock(*this);
-  Stmt q(db_, "UPDATE jobs SET segment_epoch = ?, segment_step = ?, parallelism = ?, reference_seconds = ? WHERE id = ?");
+  Stmt q(db_,
+         "UPDATE jobs SET segment_epoch = ?, segment_step = ?, parallelism = ?, reference_seconds "
+         "= ? WHERE id = ?");
   q.Bind(g.epoch).Bind(g.step).Bind(g.workers).Bind(g.reference_seconds).Bind(id);
   DNND_RETURN_IF_ERROR(q.Run());
   if (sqlite3_changes(db_) == 0) return NotFound("no job " + std::to_string(id));
@@ -445,8 +475,9 @@ Status ControllerStore::SetProgress(int64_t id, int64_t step, int64_t total_step
 
 Result<std::optional<int64_t>> ControllerStore::NextRunnable() {
   MutexLock lock(mu_);
-  Stmt q(db_, "SELECT id FROM jobs WHERE state IN ('running', 'queued') "
-              "ORDER BY state = 'running' DESC, id LIMIT 1");
+  Stmt q(db_,
+         "SELECT id FROM jobs WHERE state IN ('running', 'queued') "
+         "ORDER BY state = 'running' DESC, id LIMIT 1");
   DNND_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return std::optional<int64_t>();
   return std::optional<int64_t>(q.Int(0));
@@ -454,7 +485,8 @@ Result<std::optional<int64_t>> ControllerStore::NextRunnable() {
 
 Result<std::optional<int64_t>> ControllerStore::NewestSucceededJob(const std::string& model) {
   MutexLock lock(mu_);
-  Stmt q(db_, "SELECT id FROM jobs WHERE model = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1");
+  Stmt q(db_,
+         "SELECT id FROM jobs WHERE model = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1");
   q.Bind(model);
   DNND_ASSIGN_OR_RETURN(bool row, q.Step());
   if (!row) return std::optional<int64_t>();

@@ -33,19 +33,19 @@ namespace dnnd {
 
 struct DatasetRecord {
   std::string name;
-  std::string format;             // idx | npy | npz | csv
-  int64_t bytes = 0;              // on disk, all files
+  std::string format;  // idx | npy | npz | csv
+  int64_t bytes = 0;   // on disk, all files
   int64_t train_samples = 0, test_samples = 0;
   int64_t num_classes = 0;
-  std::string sample_shape;       // JSON array, e.g. [1,28,28]
-  std::string histogram;          // JSON array: training samples per class
-  std::string files;              // JSON object: part -> file name in the dataset's directory
-  std::string created;            // UTC, ISO 8601
+  std::string sample_shape;  // JSON array, e.g. [1,28,28]
+  std::string histogram;     // JSON array: training samples per class
+  std::string files;         // JSON object: part -> file name in the dataset's directory
+  std::string created;       // UTC, ISO 8601
 };
 
 struct ModelRecord {
   std::string name;
-  std::string spec;     // canonical TOML ([model] table), as ModelSpecToToml writes it
+  std::string spec;  // canonical TOML ([model] table), as ModelSpecToToml writes it
   int64_t parameters = 0;
   std::string created;
 };
@@ -79,7 +79,8 @@ struct JobSegment {
 struct JobRecord {
   int64_t id = 0;
   std::string model, dataset;
-  std::string params;  // JSON object: epochs, batch, lr, optimizer, workers, servers, mode, seed, ...
+  std::string
+      params;  // JSON object: epochs, batch, lr, optimizer, workers, servers, mode, seed, ...
   std::string state, reason;
   int64_t epoch = 0;        // epochs completed
   int64_t step = 0;         // steps completed at the last record
@@ -114,9 +115,10 @@ class ControllerStore {
   Result<std::vector<ModelRecord>> ListModels();
 
   // A new queued job; returns its id.
-  Result<int64_t> CreateJob(const std::string& model, const std::string& dataset, const std::string& params_json);
-  Result<JobRecord> GetJob(int64_t id);          // with history
-  Result<std::vector<JobRecord>> ListJobs();     // newest first, without history
+  Result<int64_t> CreateJob(const std::string& model, const std::string& dataset,
+                            const std::string& params_json);
+  Result<JobRecord> GetJob(int64_t id);       // with history
+  Result<std::vector<JobRecord>> ListJobs();  // newest first, without history
   // Sets the state (and reason); sets `started` (and counts an attempt) on
   // running, `finished` on a terminal state.
   Status SetJobState(int64_t id, const std::string& state, const std::string& reason);

@@ -20,10 +20,12 @@ struct CtlReply {
 
 class CtlClient {
  public:
-  CtlClient(std::string address, std::string token) : address_(std::move(address)), token_(std::move(token)) {}
+  CtlClient(std::string address, std::string token)
+      : address_(std::move(address)), token_(std::move(token)) {}
 
   // nullopt (after a message on stderr) when the controller cannot be reached.
-  std::optional<CtlReply> Request(const std::string& method, const std::string& target, const std::string& body = "",
+  std::optional<CtlReply> Request(const std::string& method, const std::string& target,
+                                  const std::string& body = "",
                                   const std::string& content_type = "application/json") const;
   // PUTs the file at `path` as the body, read from disk as it is sent.
   std::optional<CtlReply> Upload(const std::string& target, const std::string& path) const;

@@ -30,9 +30,12 @@ const json::value* Field(const json::value& v, const char* key) {
 std::string Duration(double seconds) {
   const long s = static_cast<long>(seconds + 0.5);
   char b[32];
-  if (s >= 3600) std::snprintf(b, sizeof b, "%ldh%02ldm", s / 3600, s / 60 % 60);
-  else if (s >= 60) std::snprintf(b, sizeof b, "%ldm%02lds", s / 60, s % 60);
-  else std::snprintf(b, sizeof b, "%lds", s);
+  if (s >= 3600)
+    std::snprintf(b, sizeof b, "%ldh%02ldm", s / 3600, s / 60 % 60);
+  else if (s >= 60)
+    std::snprintf(b, sizeof b, "%ldm%02lds", s / 60, s % 60);
+  else
+    std::snprintf(b, sizeof b, "%lds", s);
   return b;
 }
 
@@ -82,15 +85,16 @@ class Reachability {
 std::string ProgressLine(const json::value& job) {
   const std::string state = Str(job.at("state"));
   const json::value* params = Field(job, "params");
-  const long long epochs = static_cast<long long>(Number(params ? Field(*params, "epochs") : nullptr));
+  const long long epochs =
+      static_cast<long long>(Number(params ? Field(*params, "epochs") : nullptr));
   const double pct = std::min(100.0, std::max(0.0, Number(Field(job, "progress"))));
   constexpr int kWidth = 20;
   const int filled = static_cast<int>(pct / 100.0 * kWidth + 0.5);
   char line[256];
   std::snprintf(line, sizeof line, "job %lld %-9s epoch %lld/%lld [%s%s] %3.0f%%",
                 static_cast<long long>(Number(Field(job, "id"))), state.c_str(),
-                static_cast<long long>(Number(Field(job, "epoch"))), epochs, std::string(filled, '#').c_str(),
-                std::string(kWidth - filled, '-').c_str(), pct);
+                static_cast<long long>(Number(Field(job, "epoch"))), epochs,
+                std::string(filled, '#').c_str(), std::string(kWidth - filled, '-').c_str(), pct);
   std::string out = line;
   const json::value* history = Field(job, "history");
   if (history && history->is_array() && !history->get_array().empty()) {
@@ -103,11 +107,13 @@ std::string ProgressLine(const json::value& job) {
     }
   }
   const json::value* eta = Field(job, "eta_seconds");
-  if (!Terminal(state)) out += "  ETA " + (eta && eta->is_number() ? Duration(Number(eta)) : std::string("-"));
+  if (!Terminal(state))
+    out += "  ETA " + (eta && eta->is_number() ? Duration(Number(eta)) : std::string("-"));
   return out;
 }
 
-int FollowJob(const CtlClient& client, const std::string& id, bool as_json, const FollowOptions& options) {
+int FollowJob(const CtlClient& client, const std::string& id, bool as_json,
+              const FollowOptions& options) {
   Reachability reach(options);
   std::string last_printed;
   for (;;) {
@@ -117,7 +123,8 @@ int FollowJob(const CtlClient& client, const std::string& id, bool as_json, cons
     boost::system::error_code ec;
     json::value job = json::parse(r->body, ec);
     if (ec || !job.is_object() || !Field(job, "state")) {
-      std::fprintf(stderr, "dnnd ctl: unexpected reply for job %s: %s\n", id.c_str(), r->body.substr(0, 200).c_str());
+      std::fprintf(stderr, "dnnd ctl: unexpected reply for job %s: %s\n", id.c_str(),
+                   r->body.substr(0, 200).c_str());
       return 1;
     }
     const std::string state = Str(job.at("state"));
@@ -138,8 +145,8 @@ int FollowJob(const CtlClient& client, const std::string& id, bool as_json, cons
       if (as_json) std::fputs(PrettyJson(job).c_str(), stdout);
       if (state == "succeeded") return 0;
       const std::string reason = Field(job, "reason") ? Str(job.at("reason")) : "";
-      std::fprintf(stderr, "dnnd ctl: job %s %s%s%s\n", id.c_str(), state.c_str(), reason.empty() ? "" : ": ",
-                   reason.c_str());
+      std::fprintf(stderr, "dnnd ctl: job %s %s%s%s\n", id.c_str(), state.c_str(),
+                   reason.empty() ? "" : ": ", reason.c_str());
       return 4;
     }
     std::this_thread::sleep_for(options.interval);
@@ -157,7 +164,8 @@ int FollowLogs(const CtlClient& client, const std::string& id, const FollowOptio
     std::fflush(stdout);
     const std::string next = r->header("X-Log-Offset");
     if (next.empty()) {
-      std::fprintf(stderr, "dnnd ctl: the controller does not support following logs (no X-Log-Offset)\n");
+      std::fprintf(stderr,
+                   "dnnd ctl: the controller does not support following logs (no X-Log-Offset)\n");
       return 1;
     }
     offset = next;

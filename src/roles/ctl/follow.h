@@ -34,7 +34,8 @@ std::string ProgressLine(const boost::json::value& job);
 // instead. Returns 0 if it succeeded, 4 if it failed or was cancelled (the
 // reason on stderr), 3 if the controller refused (e.g. no such job), 1 if it
 // stayed unreachable.
-int FollowJob(const CtlClient& client, const std::string& id, bool as_json, const FollowOptions& options);
+int FollowJob(const CtlClient& client, const std::string& id, bool as_json,
+              const FollowOptions& options);
 
 // Prints job `id`'s log from the start and then as it grows, until the job
 // has ended and the log is drained. Returns 0, or CheckReply's code.

@@ -52,24 +52,28 @@ LayerServerOptions LayerServerOptions::FromConfig(const Config& c) {
 
 class LayerServer::PeerLink {
  public:
-  PeerLink(std::string address, const rpc::RpcClientOptions& options, std::chrono::milliseconds connect_timeout,
-           rpc::asio::thread_pool& pool)
-      : address_(std::move(address)), client_(rpc::RpcClient::Create(address_, options)),
-        connect_timeout_(connect_timeout), queue_(rpc::asio::make_strand(pool)) {}
+  PeerLink(std::string address, const rpc::RpcClientOptions& options,
+           std::chrono::milliseconds connect_timeout, rpc::asio::thread_pool& pool)
+      : address_(std::move(address)),
+        client_(rpc::RpcClient::Create(address_, options)),
+        connect_timeout_(connect_timeout),
+        queue_(rpc::asio::make_strand(pool)) {}
 
   // Sends `request` after every hop queued before it; `done` is called once.
   void Send(wire::Message request, rpc::Clock::time_point deadline, rpc::RpcClient::Callback done) {
     const auto queued = rpc::Clock::now();
-    rpc::asio::post(queue_, [this, request = std::move(request), deadline, done = std::move(done), queued]() mutable {
+    rpc::asio::post(queue_, [this, request = std::move(request), deadline, done = std::move(done),
+                             queued]() mutable {
       // Hops that waited behind a failed connect share its failure at once
       // rather than each waiting for one more.
       if (failed_at_ >= queued) return done(last_failure_);
       Status up = client_->Connect(std::min(deadline, rpc::Clock::now() + connect_timeout_));
       if (!up.ok()) {
         failed_at_ = rpc::Clock::now();
-        last_failure_ = Status(up.code() == StatusCode::kDeadlineExceeded ? StatusCode::kUnavailable : up.code(),
-                               "cannot reach it within layer.connect_timeout_ms = " +
-                                   std::to_string(connect_timeout_.count()) + ": " + up.message());
+        last_failure_ = Status(
+            up.code() == StatusCode::kDeadlineExceeded ? StatusCode::kUnavailable : up.code(),
+            "cannot reach it within layer.connect_timeout_ms = " +
+                std::to_string(connect_timeout_.count()) + ": " + up.message());
         return done(last_failure_);
       }
       client_->CallAsync(std::move(request), deadline, std::move(done));
@@ -97,17 +101,22 @@ class LayerServer::Session {
  public:
   struct Layout {
     size_t first = 0, last = 0;
-    Shape input;              // per sample, what layer `first` takes
-    Shape output;             // per sample, what layer `last - 1` gives
+    Shape input;                    // per sample, what layer `first` takes
+    Shape output;                   // per sample, what layer `last - 1` gives
     int64_t cached_per_sample = 0;  // floats kept per sample for backward
   };
 
-  Session(std::string name, std::string fingerprint, std::shared_ptr<nn::Sequential> model, Layout layout,
-          nn::NamedTensors params, std::unique_ptr<optim::Optimizer> optimizer, std::atomic<uint64_t>& server_bytes,
-          uint64_t limit)
-      : name_(std::move(name)), fingerprint_(std::move(fingerprint)), model_(std::move(model)),
-        layout_(std::move(layout)), params_(std::move(params)), optimizer_(std::move(optimizer)),
-        server_bytes_(server_bytes), limit_(limit) {}
+  Session(std::string name, std::string fingerprint, std::shared_ptr<nn::Sequential> model,
+          Layout layout, nn::NamedTensors params, std::unique_ptr<optim::Optimizer> optimizer,
+          std::atomic<uint64_t>& server_bytes, uint64_t limit)
+      : name_(std::move(name)),
+        fingerprint_(std::move(fingerprint)),
+        model_(std::move(model)),
+        layout_(std::move(layout)),
+        params_(std::move(params)),
+        optimizer_(std::move(optimizer)),
+        server_bytes_(server_bytes),
+        limit_(limit) {}
   ~Session() { Release(); }
 
   const std::string& fingerprint() const { return fingerprint_; }
@@ -134,13 +143,15 @@ class LayerServer::Session {
       return model_->ForwardRange(x, layout_.first, layout_.last);
     }
     EraseLocked(mb);  // a retried forward replaces the first
-    const uint64_t bytes = static_cast<uint64_t>(x.size(0)) * layout_.cached_per_sample * sizeof(float);
+    const uint64_t bytes =
+        static_cast<uint64_t>(x.size(0)) * layout_.cached_per_sample * sizeof(float);
     const uint64_t held = server_bytes_.load();
     if (held + bytes > limit_)
-      return ResourceExhausted("layer server: micro-batch " + std::to_string(mb) + " of session '" + name_ +
-                               "' needs " + std::to_string(bytes) + " bytes of activations, " + std::to_string(held) +
-                               " are held for pending backward passes, layer.max_activation_bytes is " +
-                               std::to_string(limit_) + " (run backward first, or use smaller micro-batches)");
+      return ResourceExhausted(
+          "layer server: micro-batch " + std::to_string(mb) + " of session '" + name_ + "' needs " +
+          std::to_string(bytes) + " bytes of activations, " + std::to_string(held) +
+          " are held for pending backward passes, layer.max_activation_bytes is " +
+          std::to_string(limit_) + " (run backward first, or use smaller micro-batches)");
     model_->Train();
     // The input's gradient costs a GEMM as big as the forward: compute it
     // only when backward will be asked for it (not for a model's first layers).
@@ -159,13 +170,15 @@ class LayerServer::Session {
     last_used_ = Clock::now();
     auto it = pending_.find(mb);
     if (it == pending_.end())
-      return InvalidArgument("session '" + name_ + "' has no pending forward for micro-batch " + std::to_string(mb) +
+      return InvalidArgument("session '" + name_ + "' has no pending forward for micro-batch " +
+                             std::to_string(mb) +
                              " (never forwarded with train = 1, or already backpropagated)");
     DNND_ASSIGN_OR_RETURN(Tensor g, Input(request.tensor, layout_.output, "output gradient"));
     Pending p = it->second;
     if (g.shape() != p.y.shape())
       return InvalidArgument("output gradient for micro-batch " + std::to_string(mb) + " is " +
-                             ShapeToString(g.shape()) + ", the forward gave " + ShapeToString(p.y.shape()));
+                             ShapeToString(g.shape()) + ", the forward gave " +
+                             ShapeToString(p.y.shape()));
     EraseLocked(mb);
     p.y.backward(g);
     if (!input_grad) return Tensor();
@@ -211,14 +224,17 @@ class LayerServer::Session {
     last_used_ = Clock::now();
     for (const auto& [name, t] : params_) {
       auto it = given.find(name);
-      if (it == given.end()) return InvalidArgument("load into session '" + name_ + "' lacks parameter '" + name + "'");
+      if (it == given.end())
+        return InvalidArgument("load into session '" + name_ + "' lacks parameter '" + name + "'");
       if (it->second.shape() != t.shape())
         return InvalidArgument("load into session '" + name_ + "': '" + name + "' is " +
-                               ShapeToString(it->second.shape()) + ", the layer holds " + ShapeToString(t.shape()));
+                               ShapeToString(it->second.shape()) + ", the layer holds " +
+                               ShapeToString(t.shape()));
     }
     if (given.size() != params_.size())
-      return InvalidArgument("load into session '" + name_ + "' carries " + std::to_string(given.size()) +
-                             " parameters, its layers have " + std::to_string(params_.size()));
+      return InvalidArgument("load into session '" + name_ + "' carries " +
+                             std::to_string(given.size()) + " parameters, its layers have " +
+                             std::to_string(params_.size()));
     for (auto& [name, t] : params_) t.detach().CopyFrom(given[name]);
     if (!optimizer_state.empty()) DNND_RETURN_IF_ERROR(optimizer_->LoadState(optimizer_state));
     return layers::VersionReply{.version = version_};
@@ -243,9 +259,10 @@ class LayerServer::Session {
     Shape want = per_sample;
     want.insert(want.begin(), t.ndim() > 0 ? t.size(0) : 0);
     if (t.ndim() == 0 || t.size(0) < 1 || t.shape() != want)
-      return InvalidArgument("session '" + name_ + "': the " + what + " is " + ShapeToString(t.shape()) +
-                             ", layers " + std::to_string(layout_.first) + "-" + std::to_string(layout_.last - 1) +
-                             " take [batch, " + ShapeToString(per_sample) + "]");
+      return InvalidArgument(
+          "session '" + name_ + "': the " + what + " is " + ShapeToString(t.shape()) + ", layers " +
+          std::to_string(layout_.first) + "-" + std::to_string(layout_.last - 1) +
+          " take [batch, " + ShapeToString(per_sample) + "]");
     return t;
   }
 
@@ -281,20 +298,24 @@ class LayerServer::Session {
 // Server
 // ---------------------------------------------------------------------------
 
-LayerServer::LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc, rpc::RpcClientOptions peers)
+LayerServer::LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc,
+                         rpc::RpcClientOptions peers)
     : options_(options), server_(std::move(rpc)), peer_options_(std::move(peers)) {
   if (!options_.next_stages.empty()) {
     dialers_ = std::make_unique<rpc::asio::thread_pool>(options_.next_stages.size());
     for (const std::string& address : options_.next_stages)
       if (!peers_.count(address))
-        peers_[address] = std::make_unique<PeerLink>(address, peer_options_, options_.connect_timeout, *dialers_);
+        peers_[address] =
+            std::make_unique<PeerLink>(address, peer_options_, options_.connect_timeout, *dialers_);
   }
   using rpc::RpcServer;
   // Inline: the requests of one connection run in arrival order (see
   // layer_protocol.h); other connections run on the other I/O threads.
   const auto inline_ = RpcServer::Execution::kInline;
   server_.Handle(layers::kOpen, "layer_open",
-                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo& p) { return HandleOpen(m, p); }),
+                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo& p) {
+                   return HandleOpen(m, p);
+                 }),
                  inline_);
   auto chained = RpcServer::Handler(
       [this](wire::Message m, rpc::Responder r) { Chained(std::move(m), std::move(r)); });
@@ -326,7 +347,9 @@ LayerServer::LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc, 
       }),
       inline_);
   server_.Handle(layers::kDrop, "layer_drop",
-                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) { return HandleDrop(m); }),
+                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
+                   return HandleDrop(m);
+                 }),
                  inline_);
 }
 
@@ -359,7 +382,8 @@ Result<std::shared_ptr<LayerServer::Session>> LayerServer::Find(const wire::Mess
   std::lock_guard lock(mu_);
   auto it = sessions_.find(name);
   if (it == sessions_.end())
-    return NotFound("no session '" + name + "' on this layer server (never opened, dropped, or idle for longer than "
+    return NotFound("no session '" + name +
+                    "' on this layer server (never opened, dropped, or idle for longer than "
                     "layer.session_idle_timeout_ms)");
   return it->second;
 }
@@ -369,8 +393,11 @@ Result<LayerServer::PeerLink*> LayerServer::Peer(const std::string& address) {
   if (it != peers_.end()) return it->second.get();
   std::string allowed;
   for (const auto& [a, link] : peers_) allowed += (allowed.empty() ? "" : ", ") + a;
-  return PermissionDenied("chain hop to " + address.substr(0, 256) + " refused: this layer server passes results only "
-                          "to layer.next_stages = [" + allowed + "] (list the next stages there, as worker.placement "
+  return PermissionDenied("chain hop to " + address.substr(0, 256) +
+                          " refused: this layer server passes results only "
+                          "to layer.next_stages = [" +
+                          allowed +
+                          "] (list the next stages there, as worker.placement "
                           "names them)");
 }
 
@@ -421,14 +448,16 @@ void LayerServer::Chained(wire::Message request, rpc::Responder responder) {
              });
 }
 
-Result<wire::Message> LayerServer::HandleOpen(const wire::Message& request, const rpc::PeerInfo& peer) {
+Result<wire::Message> LayerServer::HandleOpen(const wire::Message& request,
+                                              const rpc::PeerInfo& peer) {
   DNND_ASSIGN_OR_RETURN(layers::OpenRequest open, layers::OpenRequest::Decode(request));
   const std::string& name = open.session;
   const std::string& spec_text = open.spec;
   const uint64_t seed = open.seed;
   const int64_t first = open.first, last = open.last;
-  const std::string fingerprint = std::to_string(std::hash<std::string>{}(spec_text)) + "/" + std::to_string(seed) +
-                                  "/" + std::to_string(first) + "-" + std::to_string(last);
+  const std::string fingerprint = std::to_string(std::hash<std::string>{}(spec_text)) + "/" +
+                                  std::to_string(seed) + "/" + std::to_string(first) + "-" +
+                                  std::to_string(last);
   auto answer = [](const Session& s) {
     return layers::OpenReply{.parameters = s.parameter_count()}.Encode();
   };
@@ -438,18 +467,21 @@ Result<wire::Message> LayerServer::HandleOpen(const wire::Message& request, cons
     if (it != sessions_.end()) {
       // Idempotent: a client that reconnects gets its session back.
       if (it->second->fingerprint() == fingerprint) return answer(*it->second);
-      return AlreadyExists("session '" + name + "' already hosts other layers or another model; drop it first");
+      return AlreadyExists("session '" + name +
+                           "' already hosts other layers or another model; drop it first");
     }
     if (static_cast<int64_t>(sessions_.size()) >= options_.max_sessions)
       return ResourceExhausted("this layer server already hosts layer.max_sessions = " +
                                std::to_string(options_.max_sessions) + " sessions");
   }
-  DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(spec_text, "model spec from " + peer.address));
+  DNND_ASSIGN_OR_RETURN(ModelSpec spec,
+                        ParseModelSpecText(spec_text, "model spec from " + peer.address));
   DNND_ASSIGN_OR_RETURN(auto model, BuildModel(spec, seed));
   const int64_t layer_count = static_cast<int64_t>(model->size());
   if (first < 0 || first >= last || last > layer_count)
     return InvalidArgument("layers " + std::to_string(first) + "-" + std::to_string(last - 1) +
-                           " are not a range of the model's " + std::to_string(layer_count) + " layers");
+                           " are not a range of the model's " + std::to_string(layer_count) +
+                           " layers");
   Session::Layout layout{static_cast<size_t>(first), static_cast<size_t>(last), spec.input, {}, 0};
   Shape s = spec.input;
   for (int64_t i = 0; i < last; ++i) {
@@ -465,16 +497,20 @@ Result<wire::Message> LayerServer::HandleOpen(const wire::Message& request, cons
   for (auto& [pname, t] : model->NamedParameters())
     if (LayerOf(pname) >= first && LayerOf(pname) < last) params.emplace_back(pname, t);
   DNND_ASSIGN_OR_RETURN(auto optimizer, optim::MakeOptimizer(spec.optimizer, params));
-  auto session = std::make_shared<Session>(name, fingerprint, std::move(model), layout, std::move(params),
-                                           std::move(optimizer), cached_bytes_, options_.max_activation_bytes);
+  auto session =
+      std::make_shared<Session>(name, fingerprint, std::move(model), layout, std::move(params),
+                                std::move(optimizer), cached_bytes_, options_.max_activation_bytes);
   std::lock_guard lock(mu_);
   auto [it, inserted] = sessions_.emplace(name, session);
   if (!inserted && it->second->fingerprint() != fingerprint)
-    return AlreadyExists("session '" + name + "' already hosts other layers or another model; drop it first");
+    return AlreadyExists("session '" + name +
+                         "' already hosts other layers or another model; drop it first");
   SessionsGauge().Set(static_cast<double>(sessions_.size()));
   Log(LogLevel::kInfo, "layer-server", "session opened",
-      {{"session", name}, {"layers", std::to_string(first) + "-" + std::to_string(last - 1)},
-       {"parameters", it->second->parameter_count()}, {"peer", peer.address}});
+      {{"session", name},
+       {"layers", std::to_string(first) + "-" + std::to_string(last - 1)},
+       {"parameters", it->second->parameter_count()},
+       {"peer", peer.address}});
   return answer(*it->second);
 }
 
@@ -521,19 +557,22 @@ Result<std::unique_ptr<Role>> MakeLayerServerRole(const Config& config) {
   // One dialer thread and one client (with its I/O thread) per next stage.
   constexpr size_t kMaxNextStages = 64;
   if (config.GetStrings("layer.next_stages").size() > kMaxNextStages)
-    return InvalidArgument("layer.next_stages lists " + std::to_string(config.GetStrings("layer.next_stages").size()) +
-                           " addresses; a layer server chains to at most " + std::to_string(kMaxNextStages));
-  DNND_ASSIGN_OR_RETURN(auto rpc,
-                        rpc::RpcServerOptions::FromConfig(config, config.GetString("layer.listen"), "layer-server"));
+    return InvalidArgument(
+        "layer.next_stages lists " + std::to_string(config.GetStrings("layer.next_stages").size()) +
+        " addresses; a layer server chains to at most " + std::to_string(kMaxNextStages));
+  DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcServerOptions::FromConfig(
+                                      config, config.GetString("layer.listen"), "layer-server"));
   // Stages of a chain call the next stage's server themselves.
   DNND_ASSIGN_OR_RETURN(auto peers, rpc::RpcClientOptions::FromConfig(config, "layer-server"));
-  auto server = std::make_shared<LayerServer>(LayerServerOptions::FromConfig(config), std::move(rpc), std::move(peers));
+  auto server = std::make_shared<LayerServer>(LayerServerOptions::FromConfig(config),
+                                              std::move(rpc), std::move(peers));
   return std::unique_ptr<Role>(new ServingRole({
       .start = [server] { return server->Start(); },
-      .stop = [server] {
-        server->Stop();
-        return Status(StatusCode::kCancelled, "stopped");
-      },
+      .stop =
+          [server] {
+            server->Stop();
+            return Status(StatusCode::kCancelled, "stopped");
+          },
       .readiness = nullptr,
   }));
 }

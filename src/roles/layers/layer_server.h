@@ -57,7 +57,8 @@ struct LayerServerOptions {
 class LayerServer {
  public:
   // `peers`: how this server calls the next stage of a chain.
-  LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc, rpc::RpcClientOptions peers = {});
+  LayerServer(LayerServerOptions options, rpc::RpcServerOptions rpc,
+              rpc::RpcClientOptions peers = {});
   ~LayerServer();  // Stop()
 
   Status Start();
@@ -83,7 +84,7 @@ class LayerServer {
   const LayerServerOptions options_;
   rpc::RpcServer server_;
   const rpc::RpcClientOptions peer_options_;
-  std::unique_ptr<rpc::asio::thread_pool> dialers_;          // one thread per configured peer
+  std::unique_ptr<rpc::asio::thread_pool> dialers_;         // one thread per configured peer
   std::map<std::string, std::unique_ptr<PeerLink>> peers_;  // fixed at construction
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Session>> sessions_;

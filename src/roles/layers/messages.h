@@ -54,11 +54,11 @@ struct PassRequest {
   uint16_t type = kForward;  // kForward or kBackward
   std::string session{};
   int64_t mb = 0;
-  bool train = true;             // forward: keep what backward needs
-  bool input_grad = true;        // compute (backward: return) the input's gradient
+  bool train = true;               // forward: keep what backward needs
+  bool input_grad = true;          // compute (backward: return) the input's gradient
   std::optional<float> step_lr{};  // forward: the step the client owes, taken first
   std::vector<Hop> chain{};        // stages to run next, server to server
-  wire::WireTensor tensor{};     // named "x" (forward) or "g" (backward) on the wire
+  wire::WireTensor tensor{};       // named "x" (forward) or "g" (backward) on the wire
 
   bool backward() const { return type == kBackward; }
   wire::Message Encode() const;
@@ -90,7 +90,7 @@ struct StateTensors {
   std::string session{};  // load only
   std::vector<wire::WireTensor> parameters{};
   std::vector<wire::WireTensor> optimizer{};  // names without the prefix
-  int64_t version = 0;                       // state reply only
+  int64_t version = 0;                        // state reply only
 
   // As a load request (type kLoad) or a state reply (kState).
   wire::Message Encode(uint16_t type) const;

@@ -48,14 +48,17 @@ class StandaloneRole : public Role {
     // Workers share the cores: each gets its slice of the thread budget.
     SetThreads(std::max(1, GetThreads() / static_cast<int>(count)));
     Log(LogLevel::kInfo, "standalone", "cluster up",
-        {{"servers", static_cast<int64_t>(servers_.size())}, {"workers", count}, {"mode", config_.GetString("ps.mode")},
+        {{"servers", static_cast<int64_t>(servers_.size())},
+         {"workers", count},
+         {"mode", config_.GetString("ps.mode")},
          {"threads_per_worker", GetThreads()}});
     {
       std::lock_guard lock(mu_);
       for (int64_t i = 0; i < count; ++i) {
         WorkerPlacement placement{i, count, addresses};
         auto worker = MakeWorker(config_, placement, /*show_progress=*/i == 0);
-        if (!worker.ok()) return StopServers(worker.status().WithContext("worker " + std::to_string(i)));
+        if (!worker.ok())
+          return StopServers(worker.status().WithContext("worker " + std::to_string(i)));
         workers_.push_back(std::move(worker).value());
       }
       if (stop_) return StopServers(Status(StatusCode::kCancelled, "stopped before training"));
@@ -67,7 +70,8 @@ class StandaloneRole : public Role {
     for (auto& t : threads) t.join();
     Status first = Status::Ok();
     for (size_t i = 0; i < results.size(); ++i)
-      if (!results[i].ok() && first.ok()) first = results[i].WithContext("worker " + std::to_string(i));
+      if (!results[i].ok() && first.ok())
+        first = results[i].WithContext("worker " + std::to_string(i));
     return StopServers(first);
   }
 
@@ -132,7 +136,8 @@ bool SameSettings(const json::object& job, const json::object& params) {
 // describes submitted to it through its own API, like any client would.
 class ControllerStandaloneRole : public Role {
  public:
-  ControllerStandaloneRole(const Config& config, std::unique_ptr<Role> controller, std::string token)
+  ControllerStandaloneRole(const Config& config, std::unique_ptr<Role> controller,
+                           std::string token)
       : config_(config), controller_(std::move(controller)), token_(std::move(token)) {}
 
   void AddRoutes(HttpRouter& router) override {
@@ -148,7 +153,8 @@ class ControllerStandaloneRole : public Role {
 
   Status Run() override {
     if (!router_ || address_.empty())
-      return InvalidArgument("standalone.controller needs http.listen (the API and dashboard it serves)");
+      return InvalidArgument(
+          "standalone.controller needs http.listen (the API and dashboard it serves)");
     Status controller_status = Status::Ok();
     std::thread controller([&] {
       controller_status = controller_->Run();
@@ -199,10 +205,13 @@ class ControllerStandaloneRole : public Role {
                {"test-images", config_.GetString("data.test_images")},
                {"test-labels", config_.GetString("data.test_labels")}};
     } else if (format == "npz" || format == "csv") {
-      parts = {{"train", config_.GetString("data.train_file")}, {"test", config_.GetString("data.test_file")}};
+      parts = {{"train", config_.GetString("data.train_file")},
+               {"test", config_.GetString("data.test_file")}};
     } else {
-      return InvalidArgument("standalone.controller trains on a dataset file (data.format idx, npy, npz or csv), not '" +
-                             format + "'");
+      return InvalidArgument(
+          "standalone.controller trains on a dataset file (data.format idx, npy, npz or csv), not "
+          "'" +
+          format + "'");
     }
     std::string paths;
     int64_t bytes = 0;
@@ -300,22 +309,24 @@ class ControllerStandaloneRole : public Role {
     DNND_ASSIGN_OR_RETURN(std::string dataset, EnsureDataset());
     DNND_ASSIGN_OR_RETURN(std::string model, EnsureModel());
     DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(config_));
-    json::object job{{"model", model},
-                     {"dataset", dataset},
-                     {"epochs", config_.GetInt("train.epochs")},
-                     {"batch", config_.GetInt("train.batch_size")},
-                     {"workers", config_.GetInt("standalone.workers")},
-                     {"servers", config_.GetInt("standalone.servers")},
-                     {"mode", config_.GetString("ps.mode")},
-                     {"kavg_steps", config_.GetInt("ps.kavg_steps")},
-                     {"seed", config_.GetInt("train.seed")},
-                     {"lr", spec.optimizer.lr},
-                     {"optimizer", spec.optimizer.type},
-                     {"lr_schedule", config_.GetString("train.lr_schedule")},
-                     {"eval_every", std::max<int64_t>(1, config_.GetInt("train.eval_every_epochs"))},
-                     {"limit_train", config_.GetInt("data.limit_train")},
-                     {"limit_test", config_.GetInt("data.limit_test")}};
-    if (config_.GetFloat("train.goal_accuracy") > 0) job["goal_accuracy"] = config_.GetFloat("train.goal_accuracy");
+    json::object job{
+        {"model", model},
+        {"dataset", dataset},
+        {"epochs", config_.GetInt("train.epochs")},
+        {"batch", config_.GetInt("train.batch_size")},
+        {"workers", config_.GetInt("standalone.workers")},
+        {"servers", config_.GetInt("standalone.servers")},
+        {"mode", config_.GetString("ps.mode")},
+        {"kavg_steps", config_.GetInt("ps.kavg_steps")},
+        {"seed", config_.GetInt("train.seed")},
+        {"lr", spec.optimizer.lr},
+        {"optimizer", spec.optimizer.type},
+        {"lr_schedule", config_.GetString("train.lr_schedule")},
+        {"eval_every", std::max<int64_t>(1, config_.GetInt("train.eval_every_epochs"))},
+        {"limit_train", config_.GetInt("data.limit_train")},
+        {"limit_test", config_.GetInt("data.limit_test")}};
+    if (config_.GetFloat("train.goal_accuracy") > 0)
+      job["goal_accuracy"] = config_.GetFloat("train.goal_accuracy");
     // A re-run follows the job an earlier run left instead of training a second one.
     DNND_ASSIGN_OR_RETURN(int64_t id, EarlierJob(job));
     const bool earlier = id > 0;
@@ -393,7 +404,8 @@ static Result<std::unique_ptr<Role>> MakeStandaloneCluster(const Config& config)
     o.index = i;
     o.servers = servers;
     o.workers = config.GetInt("standalone.workers");
-    DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcServerOptions::FromConfig(config, "127.0.0.1:0", "parameter-server"));
+    DNND_ASSIGN_OR_RETURN(
+        auto rpc, rpc::RpcServerOptions::FromConfig(config, "127.0.0.1:0", "parameter-server"));
     rpc.self.node += "-ps-" + std::to_string(i);
     list.push_back(std::make_unique<ParameterServer>(std::move(o), std::move(rpc)));
   }
@@ -402,11 +414,12 @@ static Result<std::unique_ptr<Role>> MakeStandaloneCluster(const Config& config)
 
 Result<std::unique_ptr<Role>> MakeStandaloneRole(const Config& config) {
   if (!config.GetBool("standalone.controller")) return MakeStandaloneCluster(config);
-  DNND_ASSIGN_OR_RETURN(auto controller, MakeControllerRole(config, config.GetInt("standalone.workers")));
+  DNND_ASSIGN_OR_RETURN(auto controller,
+                        MakeControllerRole(config, config.GetInt("standalone.workers")));
   // Its own API calls carry the API token (never the wire key).
   DNND_ASSIGN_OR_RETURN(wire::Secrets secrets, wire::LoadSecrets(config));
-  return std::unique_ptr<Role>(new ControllerStandaloneRole(config, std::move(controller), std::move(secrets.api_token)));
+  return std::unique_ptr<Role>(
+      new ControllerStandaloneRole(config, std::move(controller), std::move(secrets.api_token)));
 }
-
 
 }  // namespace dnnd

@@ -9,7 +9,9 @@
 namespace dnnd {
 namespace {
 
-std::string Hex(const std::string& bytes, size_t n) { return LowerHex(std::string_view(bytes).substr(0, n)); }
+std::string Hex(const std::string& bytes, size_t n) {
+  return LowerHex(std::string_view(bytes).substr(0, n));
+}
 
 // A lost node stays listed (state "lost") this long before it is forgotten.
 constexpr auto kForgetLostAfter = std::chrono::seconds(120);
@@ -17,11 +19,14 @@ constexpr auto kForgetLostAfter = std::chrono::seconds(120);
 }  // namespace
 
 WorkerPool::WorkerPool(std::chrono::milliseconds node_timeout, Listener listener)
-    : node_timeout_(node_timeout), listener_(std::move(listener)), epoch_(Hex(wire::RandomNonce(), 4)) {}
+    : node_timeout_(node_timeout),
+      listener_(std::move(listener)),
+      epoch_(Hex(wire::RandomNonce(), 4)) {}
 
 std::string WorkerPool::NewAttempt(int64_t job, int64_t index) {
   mu_.AssertHeld();
-  return epoch_ + "-" + std::to_string(job) + "-" + std::to_string(index) + "-" + std::to_string(++attempts_);
+  return epoch_ + "-" + std::to_string(job) + "-" + std::to_string(index) + "-" +
+         std::to_string(++attempts_);
 }
 
 const WorkerPool::Part* WorkerPool::FindPart(int64_t job, const std::string& attempt) const {
@@ -34,8 +39,8 @@ const WorkerPool::Part* WorkerPool::FindPart(int64_t job, const std::string& att
 }
 
 // The analysis cannot see through std::as_const(*this): same object, same lock.
-WorkerPool::Part* WorkerPool::FindPart(int64_t job, const std::string& attempt)
-    NO_THREAD_SAFETY_ANALYSIS {
+WorkerPool::Part* WorkerPool::FindPart(int64_t job,
+                                       const std::string& attempt) NO_THREAD_SAFETY_ANALYSIS {
   mu_.AssertHeld();
   return const_cast<Part*>(std::as_const(*this).FindPart(job, attempt));
 }
@@ -79,7 +84,8 @@ pool::NodeOrder WorkerPool::Heartbeat(const std::string& name, const std::string
         }
         if (report.state == pool::TaskState::kRunning) {
           order.kind = pool::NodeOrder::Kind::kContinue;
-        } else if (report.state == pool::TaskState::kSucceeded || report.state == pool::TaskState::kFailed) {
+        } else if (report.state == pool::TaskState::kSucceeded ||
+                   report.state == pool::TaskState::kFailed) {
           if (part->state == pool::TaskState::kRunning) {
             part->state = report.state;
             part->error = report.error;
@@ -115,8 +121,10 @@ std::vector<std::string> WorkerPool::Sweep() {
         n.task.reset();
       }
     }
-    if (n.lost && now - n.last_seen > node_timeout_ + kForgetLostAfter) it = nodes_.erase(it);
-    else ++it;
+    if (n.lost && now - n.last_seen > node_timeout_ + kForgetLostAfter)
+      it = nodes_.erase(it);
+    else
+      ++it;
   }
   return lost;
 }
@@ -139,7 +147,8 @@ bool WorkerPool::Place(std::vector<pool::Task> tasks) {
   MutexLock lock(mu_);
   std::vector<std::string> idle;
   for (const auto& [name, node] : nodes_)
-    if (!node.lost && !node.task && !node.reported_running) idle.push_back(name);  // sorted: std::map
+    if (!node.lost && !node.task && !node.reported_running)
+      idle.push_back(name);  // sorted: std::map
   if (tasks.empty() || idle.size() < tasks.size()) return false;
   Job& job = jobs_[tasks.front().job];
   job.parts.clear();
@@ -161,7 +170,8 @@ std::vector<std::string> WorkerPool::Replace() {
       });
       if (idle == nodes_.end()) return log;
       Assign(idle->first, part);
-      log.push_back("job " + std::to_string(id) + " part " + std::to_string(part.task.index) + " -> " + idle->first);
+      log.push_back("job " + std::to_string(id) + " part " + std::to_string(part.task.index) +
+                    " -> " + idle->first);
     }
   return log;
 }
@@ -173,11 +183,15 @@ WorkerPool::JobProgress WorkerPool::Progress(int64_t job) const {
   if (j == jobs_.end()) return p;
   for (const auto& part : j->second.parts) {
     ++p.parts;
-    if (part.state == pool::TaskState::kSucceeded) ++p.succeeded;
+    if (part.state == pool::TaskState::kSucceeded)
+      ++p.succeeded;
     else if (part.state == pool::TaskState::kFailed)
-      p.failures.push_back("part " + std::to_string(part.task.index) + " on " + part.node + ": " + part.error);
-    else if (part.node.empty()) ++p.unplaced;
-    else ++p.running;
+      p.failures.push_back("part " + std::to_string(part.task.index) + " on " + part.node + ": " +
+                           part.error);
+    else if (part.node.empty())
+      ++p.unplaced;
+    else
+      ++p.running;
   }
   return p;
 }
@@ -206,7 +220,8 @@ void WorkerPool::Release(int64_t job) {
 int64_t WorkerPool::StillRunning(int64_t job) const {
   MutexLock lock(mu_);
   int64_t n = 0;
-  for (const auto& [name, node] : nodes_) n += !node.lost && node.reported_running && node.reported_job == job;
+  for (const auto& [name, node] : nodes_)
+    n += !node.lost && node.reported_running && node.reported_job == job;
   return n;
 }
 

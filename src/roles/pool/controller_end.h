@@ -57,7 +57,8 @@ class WorkerPool {
 
   // A node's heartbeat: registers or refreshes it, records its report, and
   // answers with its order.
-  pool::NodeOrder Heartbeat(const std::string& name, const std::string& address, const pool::NodeReport& report);
+  pool::NodeOrder Heartbeat(const std::string& name, const std::string& address,
+                            const pool::NodeReport& report);
 
   // Marks silent nodes lost (their unfinished parts become unplaced) and
   // forgets nodes lost for long. Returns the names newly lost.
@@ -99,8 +100,8 @@ class WorkerPool {
     int64_t reported_job = 0;       // ... of this job
   };
   struct Part {
-    pool::Task task;      // its attempt changes on every (re)placement
-    std::string node;     // "" while unplaced
+    pool::Task task;   // its attempt changes on every (re)placement
+    std::string node;  // "" while unplaced
     pool::TaskState state = pool::TaskState::kRunning;
     std::string error;
   };

@@ -10,16 +10,19 @@ namespace json = boost::json;
 
 const char* TaskStateName(TaskState s) {
   switch (s) {
-    case TaskState::kNone: return "none";
-    case TaskState::kRunning: return "running";
-    case TaskState::kSucceeded: return "succeeded";
-    case TaskState::kFailed: return "failed";
+    case TaskState::kNone:
+      return "none";
+    case TaskState::kRunning:
+      return "running";
+    case TaskState::kSucceeded:
+      return "succeeded";
+    case TaskState::kFailed:
+      return "failed";
   }
   return "none";
 }
 
 namespace {
-
 
 Result<const json::object*> Object(const json::value& v, const std::string& what) {
   if (!v.is_object()) return InvalidArgument(what + " must be a JSON object");
@@ -31,8 +34,9 @@ Result<const json::object*> Object(const json::value& v, const std::string& what
 json::value ToJson(const NodeReport& r) {
   json::array epochs;
   for (const auto& e : r.epochs) {
-    json::object x{{"epoch", e.epoch},   {"train_loss", e.train_loss}, {"seconds", e.seconds},
-                   {"samples_per_s", e.samples_per_s}, {"step", e.step}, {"total_steps", e.total_steps}};
+    json::object x{{"epoch", e.epoch},     {"train_loss", e.train_loss},
+                   {"seconds", e.seconds}, {"samples_per_s", e.samples_per_s},
+                   {"step", e.step},       {"total_steps", e.total_steps}};
     if (e.evaluated) {
       x["evaluated"] = true;
       x["test_loss"] = e.test_loss;
@@ -40,9 +44,14 @@ json::value ToJson(const NodeReport& r) {
     }
     epochs.push_back(std::move(x));
   }
-  return json::object{{"threads", r.threads},     {"job", r.job},   {"attempt", r.attempt},
-                      {"state", TaskStateName(r.state)}, {"error", r.error}, {"step", r.step},
-                      {"total_steps", r.total_steps}, {"epochs", std::move(epochs)}};
+  return json::object{{"threads", r.threads},
+                      {"job", r.job},
+                      {"attempt", r.attempt},
+                      {"state", TaskStateName(r.state)},
+                      {"error", r.error},
+                      {"step", r.step},
+                      {"total_steps", r.total_steps},
+                      {"epochs", std::move(epochs)}};
 }
 
 Result<NodeReport> NodeReportFromJson(const json::value& v) {
@@ -55,11 +64,17 @@ Result<NodeReport> NodeReportFromJson(const json::value& v) {
   DNND_ASSIGN_OR_RETURN(r.job, rd.Int("job"));
   DNND_ASSIGN_OR_RETURN(r.attempt, rd.String("attempt"));
   DNND_ASSIGN_OR_RETURN(std::string state, rd.String("state"));
-  if (state.empty() || state == "none") r.state = TaskState::kNone;
-  else if (state == "running") r.state = TaskState::kRunning;
-  else if (state == "succeeded") r.state = TaskState::kSucceeded;
-  else if (state == "failed") r.state = TaskState::kFailed;
-  else return InvalidArgument("heartbeat: field 'state' is '" + state + "'; expected none, running, succeeded or failed");
+  if (state.empty() || state == "none")
+    r.state = TaskState::kNone;
+  else if (state == "running")
+    r.state = TaskState::kRunning;
+  else if (state == "succeeded")
+    r.state = TaskState::kSucceeded;
+  else if (state == "failed")
+    r.state = TaskState::kFailed;
+  else
+    return InvalidArgument("heartbeat: field 'state' is '" + state +
+                           "'; expected none, running, succeeded or failed");
   DNND_ASSIGN_OR_RETURN(r.error, rd.String("error"));
   DNND_ASSIGN_OR_RETURN(r.step, rd.Int("step"));
   DNND_ASSIGN_OR_RETURN(r.total_steps, rd.Int("total_steps"));
@@ -68,9 +83,9 @@ Result<NodeReport> NodeReportFromJson(const json::value& v) {
     for (const auto& x : e->get_array()) {
       DNND_ASSIGN_OR_RETURN(const json::object* eo, Object(x, "heartbeat: an epoch"));
       JsonFields er{*eo, "heartbeat: epoch"};
-      DNND_RETURN_IF_ERROR(er.RejectUnknown({"epoch", "train_loss", "seconds", "samples_per_s",
-                                             "step", "total_steps", "evaluated", "test_loss",
-                                             "test_accuracy"}));
+      DNND_RETURN_IF_ERROR(
+          er.RejectUnknown({"epoch", "train_loss", "seconds", "samples_per_s", "step",
+                            "total_steps", "evaluated", "test_loss", "test_accuracy"}));
       EpochReport rep;
       DNND_ASSIGN_OR_RETURN(rep.epoch, er.Int("epoch"));
       DNND_ASSIGN_OR_RETURN(rep.train_loss, er.Number("train_loss"));
@@ -95,10 +110,10 @@ json::value ToJson(const NodeOrder& o) {
     const Task& t = *o.task;
     json::array ports;
     for (auto p : t.ps_ports) ports.push_back(p);
-    json::object task{{"job", t.job},         {"attempt", t.attempt}, {"index", t.index},
-                      {"count", t.count},     {"dataset", t.dataset}, {"spec", t.spec.ToJson()},
-                      {"model", t.model},     {"ps_ports", std::move(ports)},
-                      {"wire_port", t.wire_port}};
+    json::object task{
+        {"job", t.job},     {"attempt", t.attempt},         {"index", t.index},
+        {"count", t.count}, {"dataset", t.dataset},         {"spec", t.spec.ToJson()},
+        {"model", t.model}, {"ps_ports", std::move(ports)}, {"wire_port", t.wire_port}};
     if (t.spec.stop_epoch > 0)
       task["segment"] = json::object{{"start_epoch", t.spec.start_epoch},
                                      {"start_step", t.spec.start_step},
@@ -113,11 +128,16 @@ Result<NodeOrder> NodeOrderFromJson(const json::value& v) {
   JsonFields rd{*o, "the controller's answer"};
   DNND_ASSIGN_OR_RETURN(std::string kind, rd.String("order"));
   NodeOrder out;
-  if (kind == "idle") out.kind = NodeOrder::Kind::kIdle;
-  else if (kind == "run") out.kind = NodeOrder::Kind::kRun;
-  else if (kind == "continue") out.kind = NodeOrder::Kind::kContinue;
-  else if (kind == "stop") out.kind = NodeOrder::Kind::kStop;
-  else return InvalidArgument("the controller's answer has an unknown order '" + kind + "'");
+  if (kind == "idle")
+    out.kind = NodeOrder::Kind::kIdle;
+  else if (kind == "run")
+    out.kind = NodeOrder::Kind::kRun;
+  else if (kind == "continue")
+    out.kind = NodeOrder::Kind::kContinue;
+  else if (kind == "stop")
+    out.kind = NodeOrder::Kind::kStop;
+  else
+    return InvalidArgument("the controller's answer has an unknown order '" + kind + "'");
   if (out.kind != NodeOrder::Kind::kRun) return out;
   const json::value* tv = o->if_contains("task");
   if (!tv) return InvalidArgument("the controller's answer 'run' has no task");
@@ -162,14 +182,17 @@ wire::Message ShardMessage(const data::Dataset& set) {
   Shape shape = {set.size()};
   shape.insert(shape.end(), set.sample_shape.begin(), set.sample_shape.end());
   if (set.type == data::SampleType::kUint8)
-    m.tensors.push_back(wire::WireTensor::FromBytes("samples", wire::DType::kU8, shape, set.u8.data()));
-  else
-    m.tensors.push_back(wire::WireTensor::FromBytes("samples", wire::DType::kF32, shape, set.f32.data()));
-  if (!set.labels.empty())
-    m.tensors.push_back(wire::WireTensor::FromBytes("labels", wire::DType::kI32, {set.size()}, set.labels.data()));
-  if (set.target_width > 0)
     m.tensors.push_back(
-        wire::WireTensor::FromBytes("targets", wire::DType::kF32, {set.size(), set.target_width}, set.targets.data()));
+        wire::WireTensor::FromBytes("samples", wire::DType::kU8, shape, set.u8.data()));
+  else
+    m.tensors.push_back(
+        wire::WireTensor::FromBytes("samples", wire::DType::kF32, shape, set.f32.data()));
+  if (!set.labels.empty())
+    m.tensors.push_back(
+        wire::WireTensor::FromBytes("labels", wire::DType::kI32, {set.size()}, set.labels.data()));
+  if (set.target_width > 0)
+    m.tensors.push_back(wire::WireTensor::FromBytes(
+        "targets", wire::DType::kF32, {set.size(), set.target_width}, set.targets.data()));
   m.fields.SetInt("num_classes", set.num_classes);
   return m;
 }
@@ -190,7 +213,8 @@ Result<data::Dataset> DatasetFromShard(const wire::Message& m) {
     d.f32.resize(static_cast<size_t>(s->numel()));
     std::memcpy(d.f32.data(), s->data(), s->raw_bytes());
   } else {
-    return InvalidArgument(std::string("a shard's samples are ") + wire::DTypeName(s->dtype) + "; expected u8 or f32");
+    return InvalidArgument(std::string("a shard's samples are ") + wire::DTypeName(s->dtype) +
+                           "; expected u8 or f32");
   }
   if (const wire::WireTensor* l = m.FindTensor("labels")) {
     if (l->dtype != wire::DType::kI32 || l->shape != Shape{n})
@@ -205,7 +229,8 @@ Result<data::Dataset> DatasetFromShard(const wire::Message& m) {
     d.targets.resize(static_cast<size_t>(t->numel()));
     std::memcpy(d.targets.data(), t->data(), t->raw_bytes());
   }
-  if (d.labels.empty() && d.target_width == 0) return InvalidArgument("a shard has neither labels nor targets");
+  if (d.labels.empty() && d.target_width == 0)
+    return InvalidArgument("a shard has neither labels nor targets");
   return d;
 }
 
@@ -226,7 +251,8 @@ Result<ShardRequest> ShardRequest::Decode(const wire::Message& m) {
   ShardRequest r;
   DNND_ASSIGN_OR_RETURN(r.dataset, m.fields.GetString("dataset"));
   DNND_ASSIGN_OR_RETURN(std::string split, m.fields.GetString("split"));
-  if (split == "test") r.split = Split::kTest;
+  if (split == "test")
+    r.split = Split::kTest;
   else if (split != "train")
     return InvalidArgument("shard split must be train or test, not '" + split + "'");
   r.index = m.fields.IntOr("index", 0);
@@ -236,8 +262,7 @@ Result<ShardRequest> ShardRequest::Decode(const wire::Message& m) {
     return InvalidArgument("a shard request's part " + std::to_string(r.index) + " of " +
                            std::to_string(r.count) + " does not exist");
   if (r.limit < 0)
-    return InvalidArgument("a shard request's limit must be >= 0, not " +
-                           std::to_string(r.limit));
+    return InvalidArgument("a shard request's limit must be >= 0, not " + std::to_string(r.limit));
   return r;
 }
 

@@ -16,16 +16,15 @@
 // shared filesystem and receives only its own part.
 #pragma once
 
+#include <boost/json/value.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <boost/json/value.hpp>
-
-#include "tensor/data/dataset.h"
 #include "core/status.h"
 #include "roles/train/job_spec.h"
+#include "tensor/data/dataset.h"
 #include "transport/wire.h"
 
 namespace dnnd::pool {
@@ -41,10 +40,10 @@ struct Task {
   std::string attempt;
   int64_t index = 0, count = 1;
   std::string dataset;
-  JobSpec spec;                     // the job's settings (an elastic job's: with its segment)
-  std::string model;                // the model spec's TOML text, as the store keeps it
-  std::vector<int64_t> ps_ports;    // the job's parameter servers, on the controller's host
-  int64_t wire_port = 0;            // the controller's shard service
+  JobSpec spec;                   // the job's settings (an elastic job's: with its segment)
+  std::string model;              // the model spec's TOML text, as the store keeps it
+  std::vector<int64_t> ps_ports;  // the job's parameter servers, on the controller's host
+  int64_t wire_port = 0;          // the controller's shard service
 };
 
 // A finished epoch, as the reporting task (index 0) saw it.
@@ -65,9 +64,9 @@ struct NodeReport {
   int64_t job = 0;
   std::string attempt;
   TaskState state = TaskState::kNone;
-  std::string error;                 // kFailed: why
+  std::string error;  // kFailed: why
   int64_t step = 0, total_steps = 0;
-  std::vector<EpochReport> epochs;   // finished since the last report that was answered
+  std::vector<EpochReport> epochs;  // finished since the last report that was answered
 };
 
 struct NodeOrder {

@@ -9,8 +9,8 @@
 #include "core/log.h"
 #include "roles/train/worker.h"
 #include "transport/hello.h"
-#include "transport/secrets.h"
 #include "transport/http_client.h"
+#include "transport/secrets.h"
 
 namespace dnnd {
 namespace fs = std::filesystem;
@@ -19,7 +19,7 @@ namespace json = boost::json;
 struct PoolWorker::Current {
   pool::Task task;
   std::atomic<int64_t> step{0}, total{0};
-  Mutex mu;  // guards the fields below (never held with PoolWorker::mu_)
+  Mutex mu;                      // guards the fields below (never held with PoolWorker::mu_)
   std::unique_ptr<Role> worker;  // once built
   bool stop_requested = false;
   pool::TaskState state = pool::TaskState::kRunning;
@@ -48,14 +48,16 @@ Result<PoolWorkerOptions> PoolWorkerOptions::FromConfig(const Config& cfg) {
   PoolWorkerOptions o;
   o.controller = cfg.GetString("worker.controller");
   if (o.controller.find(':') == std::string::npos)
-    return InvalidArgument("worker.controller must be host:port of the controller's HTTP API, not '" + o.controller +
-                           "' (" + cfg.Origin("worker.controller") + ")");
+    return InvalidArgument(
+        "worker.controller must be host:port of the controller's HTTP API, not '" + o.controller +
+        "' (" + cfg.Origin("worker.controller") + ")");
   // Replicas of one Deployment share a config: the host name (the pod's
   // name) tells them apart.
   // Names are at most 64 characters; a pod name's unique part is its end.
   const std::string prefix = cfg.GetString("node.name") + "-";
   std::string host = ThisHost();
-  if (prefix.size() + host.size() > 64 && prefix.size() < 48) host = host.substr(host.size() - (64 - prefix.size()));
+  if (prefix.size() + host.size() > 64 && prefix.size() < 48)
+    host = host.substr(host.size() - (64 - prefix.size()));
   o.name = prefix + host;
   DNND_ASSIGN_OR_RETURN(wire::Secrets secrets, wire::LoadSecrets(cfg));
   o.api_token = std::move(secrets.api_token);
@@ -75,7 +77,8 @@ PoolWorker::~PoolWorker() {
 }
 
 std::pair<bool, std::string> PoolWorker::Readiness() const {
-  if (!registered_.load()) return {false, "not registered with the controller at " + options_.controller + " yet"};
+  if (!registered_.load())
+    return {false, "not registered with the controller at " + options_.controller + " yet"};
   return {true, ""};
 }
 
@@ -104,8 +107,8 @@ Status PoolWorker::Run() {
       // The controller may be restarting: keep the task running (its
       // parameter servers decide whether it can go on) and keep trying.
       if (failures++ % 10 == 0)
-        Log(LogLevel::kWarn, "pool", "heartbeat failed", {{"controller", options_.controller},
-                                                          {"error", order.status().ToString()}});
+        Log(LogLevel::kWarn, "pool", "heartbeat failed",
+            {{"controller", options_.controller}, {"error", order.status().ToString()}});
     } else {
       if (!registered_.exchange(true) || failures > 0)
         Log(LogLevel::kInfo, "pool", "registered", {{"controller", options_.controller}});
@@ -130,14 +133,16 @@ Status PoolWorker::Run() {
             if (c->state == pool::TaskState::kRunning) break;
           }
           if (c) quick_beats = 20;  // 2 s of quick beats
-          StopTask();  // finished, and reported
+          StopTask();               // finished, and reported
           break;
         }
-        case pool::NodeOrder::Kind::kContinue: break;
+        case pool::NodeOrder::Kind::kContinue:
+          break;
       }
     }
-    const auto period = quick_beats > 0 ? std::min<std::chrono::milliseconds>(kQuickBeat, options_.heartbeat)
-                                        : options_.heartbeat;
+    const auto period = quick_beats > 0
+                            ? std::min<std::chrono::milliseconds>(kQuickBeat, options_.heartbeat)
+                            : options_.heartbeat;
     if (quick_beats > 0) --quick_beats;
     MutexLock lock(mu_);
     cv_.WaitUntil(lock, std::chrono::steady_clock::now() + period,
@@ -165,7 +170,8 @@ Result<pool::NodeOrder> PoolWorker::Beat() {
     report.error = c->error;
     report.step = c->step.load();
     report.total_steps = c->total.load();
-    report.epochs.assign(c->epochs.begin() + static_cast<std::ptrdiff_t>(c->epochs_acked), c->epochs.end());
+    report.epochs.assign(c->epochs.begin() + static_cast<std::ptrdiff_t>(c->epochs_acked),
+                         c->epochs.end());
     sent = c->epochs.size();
   }
   DNND_ASSIGN_OR_RETURN(HttpReply reply,
@@ -175,8 +181,8 @@ Result<pool::NodeOrder> PoolWorker::Beat() {
                                   .body = json::serialize(ToJson(report)),
                                   .token = options_.api_token}));
   if (reply.status != 200)
-    return Unavailable("the controller answered the heartbeat with HTTP " + std::to_string(reply.status) + ": " +
-                       reply.body.substr(0, 300));
+    return Unavailable("the controller answered the heartbeat with HTTP " +
+                       std::to_string(reply.status) + ": " + reply.body.substr(0, 300));
   boost::system::error_code ec;
   json::value v = json::parse(reply.body, ec);
   if (ec) return Corruption("the controller's heartbeat answer is not JSON: " + ec.message());
@@ -191,8 +197,8 @@ Result<pool::NodeOrder> PoolWorker::Beat() {
 void PoolWorker::StartTask(const pool::Task& task) {
   auto c = std::make_shared<Current>();
   c->task = task;
-  Log(LogLevel::kInfo, "pool", "task", {{"job", task.job}, {"index", task.index}, {"count", task.count},
-                                        {"attempt", task.attempt}});
+  Log(LogLevel::kInfo, "pool", "task",
+      {{"job", task.job}, {"index", task.index}, {"count", task.count}, {"attempt", task.attempt}});
   c->thread = std::thread([this, c] {
     Status s = Status::Ok();
     try {
@@ -224,7 +230,8 @@ void PoolWorker::RequestStopTask() {
   if (!c) return;
   MutexLock lock(c->mu);
   if (c->stop_requested || c->state != pool::TaskState::kRunning) return;
-  Log(LogLevel::kInfo, "pool", "stopping the task on the controller's order", {{"job", c->task.job}});
+  Log(LogLevel::kInfo, "pool", "stopping the task on the controller's order",
+      {{"job", c->task.job}});
   c->stop_requested = true;
   if (c->worker) c->worker->Stop();
 }
@@ -246,7 +253,8 @@ void PoolWorker::StopTask() {
 
 Status PoolWorker::RunTask(Current& c) {
   const pool::Task& task = c.task;
-  const std::string where = "job " + std::to_string(task.job) + " part " + std::to_string(task.index);
+  const std::string where =
+      "job " + std::to_string(task.job) + " part " + std::to_string(task.index);
   const std::string scratch = options_.scratch_dir + "/job-" + std::to_string(task.job);
   // The node's own settings; the job's come typed, in task.spec and task.model.
   std::vector<std::string> overrides = {
@@ -263,7 +271,8 @@ Status PoolWorker::RunTask(Current& c) {
   // the controller.
   rpc::RpcClientOptions rpc = options_.rpc;
   rpc.token = options_.wire_key;
-  auto client = rpc::RpcClient::Create(HostOf(options_.controller) + ":" + std::to_string(task.wire_port), rpc);
+  auto client = rpc::RpcClient::Create(
+      HostOf(options_.controller) + ":" + std::to_string(task.wire_port), rpc);
   auto fetch = [&](pool::ShardRequest::Split split) -> Result<pool::ShardReply> {
     const bool test = split == pool::ShardRequest::Split::kTest;
     pool::ShardRequest q{task.dataset, split, task.index, task.count,
@@ -299,12 +308,11 @@ Status PoolWorker::RunTask(Current& c) {
   WorkerPlacement placement{task.index, task.count, {}};
   for (auto port : task.ps_ports)
     placement.parameter_servers.push_back(HostOf(options_.controller) + ":" + std::to_string(port));
-  DNND_ASSIGN_OR_RETURN(auto worker,
-                        MakeWorkerWithData(cfg, std::move(model_spec), std::move(train_options),
-                                           placement,
-                                           /*show_progress=*/task.index == 0,
-                                           task.index == 0 ? hooks : TrainHooks{}, std::move(train),
-                                           std::move(test)));
+  DNND_ASSIGN_OR_RETURN(
+      auto worker,
+      MakeWorkerWithData(cfg, std::move(model_spec), std::move(train_options), placement,
+                         /*show_progress=*/task.index == 0, task.index == 0 ? hooks : TrainHooks{},
+                         std::move(train), std::move(test)));
   Role* w = nullptr;
   {
     MutexLock lock(c.mu);
@@ -319,15 +327,16 @@ Status PoolWorker::RunTask(Current& c) {
   DNND_ASSIGN_OR_RETURN(HttpReply reply,
                         HttpCall({.address = options_.controller,
                                   .method = "PUT",
-                                  .target = "/api/v1/jobs/" + std::to_string(task.job) + "/model?attempt=" + task.attempt,
+                                  .target = "/api/v1/jobs/" + std::to_string(task.job) +
+                                            "/model?attempt=" + task.attempt,
                                   .body = std::move(model),
                                   .content_type = "application/octet-stream",
                                   .token = options_.api_token,
                                   .timeout = std::chrono::minutes(5)}));
   fs::remove_all(scratch, ec);
   if (reply.status / 100 != 2)
-    return Unavailable("the controller refused the trained model: HTTP " + std::to_string(reply.status) + " " +
-                       reply.body.substr(0, 300));
+    return Unavailable("the controller refused the trained model: HTTP " +
+                       std::to_string(reply.status) + " " + reply.body.substr(0, 300));
   return Status::Ok();
 }
 

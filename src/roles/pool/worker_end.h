@@ -19,9 +19,9 @@
 #include <thread>
 
 #include "core/config.h"
-#include "roles/base/role.h"
 #include "core/status.h"
 #include "core/thread_annotations.h"
+#include "roles/base/role.h"
 #include "roles/pool/protocol.h"
 #include "transport/rpc_client.h"
 
@@ -33,7 +33,7 @@ struct PoolWorkerOptions {
   std::string api_token;   // bearer token for the controller's API (crosses the network)
   std::string wire_key;    // the wire protocol's secret (proven, never sent)
   std::chrono::milliseconds heartbeat{1000};
-  int64_t threads = 1;     // reported to the controller
+  int64_t threads = 1;      // reported to the controller
   std::string scratch_dir;  // where index 0 writes the model before uploading it
   std::string progress;     // non-empty: train.progress for tasks (else the job's "none")
   rpc::RpcClientOptions rpc;

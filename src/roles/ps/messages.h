@@ -35,7 +35,7 @@ struct InitRequest {
   uint64_t seed = 0;
   int64_t servers = 0;  // the worker's view of the job: ps.servers
   int64_t index = 0;    // and which of them it thinks this is
-  Member member{};        // session: the previous one, to keep it over a re-init
+  Member member{};      // session: the previous one, to keep it over a re-init
 
   wire::Message Encode() const;
   static Result<InitRequest> Decode(const wire::Message& m);
@@ -47,7 +47,7 @@ struct InitReply {
   int64_t chunks = 1;
   int64_t version = 0;
   int64_t worker_step = 0;  // the step this rank resumes from
-  std::string session{};      // never empty
+  std::string session{};    // never empty
 
   wire::Message Encode() const;
   static Result<InitReply> Decode(const wire::Message& m);
@@ -58,9 +58,9 @@ struct InitReply {
 struct PushRequest {
   Member member{};
   int64_t chunk = 0;
-  int64_t version = 0;        // of the weights the tensors were computed on
-  int64_t step = 0;           // the worker's step count after this one
-  std::optional<double> lr{};   // absent in kavg
+  int64_t version = 0;         // of the weights the tensors were computed on
+  int64_t step = 0;            // the worker's step count after this one
+  std::optional<double> lr{};  // absent in kavg
   std::vector<wire::WireTensor> tensors{};
 
   wire::Message Encode() const;

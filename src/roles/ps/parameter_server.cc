@@ -1,13 +1,13 @@
 #include "roles/ps/parameter_server.h"
 
+#include <openssl/crypto.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <optional>
-
-#include <openssl/crypto.h>
 
 #include "core/config.h"
 #include "core/files.h"
@@ -25,17 +25,22 @@ namespace {
 using rpc::RpcServer;
 
 Counter& StalePushes() {
-  static Counter& c = DefaultMetrics().Counter("dnnd_ps_stale_pushes_total",
-                                               "async pushes rejected for exceeding the staleness bound");
+  static Counter& c = DefaultMetrics().Counter(
+      "dnnd_ps_stale_pushes_total", "async pushes rejected for exceeding the staleness bound");
   return c;
 }
 Gauge& VersionGauge() {
-  static Gauge& g = DefaultMetrics().Gauge("dnnd_ps_version", "optimizer steps applied by this parameter server");
+  static Gauge& g =
+      DefaultMetrics().Gauge("dnnd_ps_version", "optimizer steps applied by this parameter server");
   return g;
 }
 Counter& Pushes(bool applied) {
-  static Counter& yes = DefaultMetrics().Counter("dnnd_ps_pushes_total", "pushes received, by whether they were applied", {{"applied", "true"}});
-  static Counter& no = DefaultMetrics().Counter("dnnd_ps_pushes_total", "pushes received, by whether they were applied", {{"applied", "false"}});
+  static Counter& yes = DefaultMetrics().Counter("dnnd_ps_pushes_total",
+                                                 "pushes received, by whether they were applied",
+                                                 {{"applied", "true"}});
+  static Counter& no = DefaultMetrics().Counter("dnnd_ps_pushes_total",
+                                                "pushes received, by whether they were applied",
+                                                {{"applied", "false"}});
   return applied ? yes : no;
 }
 Counter& Pulls() {
@@ -57,10 +62,11 @@ Gauge& LiveWorkersGauge() {
 // unknown_worker (no session, or not the one issued), beyond_workers (a rank
 // >= ps.workers), rank_held (a rank a live worker holds), non_finite.
 Counter& Refused(const char* reason) {
-  return DefaultMetrics().Counter("dnnd_ps_refused_total",
-                                  "requests refused before touching the state: unknown worker or session, rank beyond "
-                                  "ps.workers, rank held by a live worker, non-finite values",
-                                  {{"reason", reason}});
+  return DefaultMetrics().Counter(
+      "dnnd_ps_refused_total",
+      "requests refused before touching the state: unknown worker or session, rank beyond "
+      "ps.workers, rank held by a live worker, non-finite values",
+      {{"reason", reason}});
 }
 
 // The first non-finite value of a push (its lr, then each piece's tensor),
@@ -68,7 +74,8 @@ Counter& Refused(const char* reason) {
 Status CheckFinite(const std::vector<Tensor>& tensors, const std::vector<ps::ShardPiece>& pieces,
                    std::optional<float> lr, const std::string& who) {
   if (lr && !std::isfinite(*lr))
-    return InvalidArgument(who + " carries a non-finite learning rate (" + std::to_string(*lr) + "); refused");
+    return InvalidArgument(who + " carries a non-finite learning rate (" + std::to_string(*lr) +
+                           "); refused");
   for (size_t i = 0; i < tensors.size(); ++i) {
     const float* v = tensors[i].data();
     const int64_t n = tensors[i].numel();
@@ -77,9 +84,10 @@ Status CheckFinite(const std::vector<Tensor>& tensors, const std::vector<ps::Sha
     if (!bad) continue;
     int64_t k = 0;
     while (std::isfinite(v[k])) ++k;
-    return InvalidArgument(who + " carries a non-finite value (" + std::to_string(v[k]) + ") at element " +
-                           std::to_string(k) + " of '" + pieces[i].key() +
-                           "'; refused, the step is unchanged (a diverged worker: lower the learning rate)");
+    return InvalidArgument(
+        who + " carries a non-finite value (" + std::to_string(v[k]) + ") at element " +
+        std::to_string(k) + " of '" + pieces[i].key() +
+        "'; refused, the step is unchanged (a diverged worker: lower the learning rate)");
   }
   return Status::Ok();
 }
@@ -116,11 +124,14 @@ ParameterServerOptions ParameterServerOptions::FromConfig(const Config& c) {
 class ParameterServer::Chunk {
  public:
   Chunk(const ParameterServerOptions& options, int chunk, std::string checkpoint_path)
-      : options_(options), chunk_(chunk), loud_(chunk == 0), checkpoint_path_(std::move(checkpoint_path)) {}
+      : options_(options),
+        chunk_(chunk),
+        loud_(chunk == 0),
+        checkpoint_path_(std::move(checkpoint_path)) {}
 
   // Takes this chunk's pieces from the freshly built model `all`.
-  Status Init(const std::vector<ps::ShardPiece>& pieces, const nn::NamedTensors& all, const ModelSpec& spec,
-              const std::string& spec_text, uint64_t seed);
+  Status Init(const std::vector<ps::ShardPiece>& pieces, const nn::NamedTensors& all,
+              const ModelSpec& spec, const std::string& spec_text, uint64_t seed);
   void Push(const ps::PushRequest& push, rpc::Responder responder);
   wire::Message Pull(std::optional<int64_t> worker, int64_t if_newer_than);
   void Heartbeat(int64_t worker, bool leaving);
@@ -185,8 +196,9 @@ class ParameterServer::Chunk {
   int64_t last_checkpoint_version_ GUARDED_BY(mu_) = -1;
 };
 
-Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces, const nn::NamedTensors& all,
-                                    const ModelSpec& spec, const std::string& spec_text, uint64_t seed) {
+Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces,
+                                    const nn::NamedTensors& all, const ModelSpec& spec,
+                                    const std::string& spec_text, uint64_t seed) {
   MutexLock lock(mu_);
   pieces_ = pieces;
   params_.clear();
@@ -195,7 +207,8 @@ Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces, c
     for (const auto& [name, t] : all)
       if (name == piece.param) src = &t;
     Tensor t = Tensor::Empty({piece.length});
-    std::memcpy(t.data(), src->data() + piece.offset, static_cast<size_t>(piece.length) * sizeof(float));
+    std::memcpy(t.data(), src->data() + piece.offset,
+                static_cast<size_t>(piece.length) * sizeof(float));
     t.set_requires_grad(true);
     params_.emplace_back(piece.key(), t);
   }
@@ -217,7 +230,8 @@ void ParameterServer::Chunk::TouchLocked(int64_t worker, bool live) {
   if (live && !w.live) {
     w.live = true;
     if (loud_)
-      Log(LogLevel::kInfo, "ps", "worker joined", {{"server", options_.index}, {"worker", worker}, {"version", version_}});
+      Log(LogLevel::kInfo, "ps", "worker joined",
+          {{"server", options_.index}, {"worker", worker}, {"version", version_}});
   }
   if (loud_) LiveWorkersGauge().Set(static_cast<double>(LiveLocked()));
 }
@@ -231,7 +245,8 @@ ps::WeightsReply ParameterServer::Chunk::WeightsLocked(bool applied) const {
   return r;
 }
 
-void ParameterServer::Chunk::ApplyLocked(const std::vector<std::vector<Tensor>*>& contributions, float lr) {
+void ParameterServer::Chunk::ApplyLocked(const std::vector<std::vector<Tensor>*>& contributions,
+                                         float lr) {
   const float scale = 1.0f / static_cast<float>(contributions.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i].second;
@@ -386,7 +401,10 @@ void ParameterServer::Chunk::Tick(Clock::time_point now) {
       short_handed_ = true;
       if (loud_)
         Log(LogLevel::kWarn, "ps", "going on without workers that have not joined",
-            {{"server", options_.index}, {"live", live}, {"expected", options_.workers}, {"version", version_}});
+            {{"server", options_.index},
+             {"live", live},
+             {"expected", options_.workers},
+             {"version", version_}});
       MaybeCompleteStepLocked();
     }
   }
@@ -445,11 +463,13 @@ Status ParameterServer::Chunk::Checkpoint() {
 
 Status ParameterServer::Chunk::CheckpointLocked() {
   mu_.AssertHeld();
-  if (checkpoint_path_.empty() || !optimizer_ || last_checkpoint_version_ == version_) return Status::Ok();
+  if (checkpoint_path_.empty() || !optimizer_ || last_checkpoint_version_ == version_)
+    return Status::Ok();
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(checkpoint_path_).parent_path(), ec);
   nn::NamedTensors tensors = params_;
-  for (auto& [name, t] : optimizer_->State()) tensors.emplace_back(std::string(kOptimizerPrefix) + name, t);
+  for (auto& [name, t] : optimizer_->State())
+    tensors.emplace_back(std::string(kOptimizerPrefix) + name, t);
   std::map<std::string, std::string> meta = {{"dnnd.version", std::to_string(version_)},
                                              {"dnnd.seed", std::to_string(seed_)},
                                              {"dnnd.servers", std::to_string(options_.servers)},
@@ -468,8 +488,10 @@ Status ParameterServer::Chunk::Restore(const SafetensorsFile& file) {
   nn::NamedTensors optimizer_state;
   std::map<std::string, const Tensor*> pieces;
   for (const auto& [name, t] : file.tensors) {
-    if (name.rfind(kOptimizerPrefix, 0) == 0) optimizer_state.emplace_back(name.substr(kOptimizerPrefix.size()), t);
-    else pieces[name] = &t;
+    if (name.rfind(kOptimizerPrefix, 0) == 0)
+      optimizer_state.emplace_back(name.substr(kOptimizerPrefix.size()), t);
+    else
+      pieces[name] = &t;
   }
   MutexLock lock(mu_);
   for (auto& [key, t] : params_) {
@@ -500,10 +522,10 @@ class ParameterServer::Members {
   Status InRange(int64_t rank) const {
     if (rank >= 0 && rank < options_.workers) return Status::Ok();
     Refused("beyond_workers").Inc();
-    return ResourceExhausted("parameter server " + std::to_string(options_.index) + " admits workers 0-" +
-                             std::to_string(options_.workers - 1) + " (ps.workers = " +
-                             std::to_string(options_.workers) + "); worker " + std::to_string(rank) +
-                             " is not one of this job's");
+    return ResourceExhausted("parameter server " + std::to_string(options_.index) +
+                             " admits workers 0-" + std::to_string(options_.workers - 1) +
+                             " (ps.workers = " + std::to_string(options_.workers) + "); worker " +
+                             std::to_string(rank) + " is not one of this job's");
   }
 
   // Admits `rank` (init): the session it `presented` if that is the rank's
@@ -522,9 +544,11 @@ class ParameterServer::Members {
     }
     if (!m.session.empty() && !m.left && now - m.last_seen < options_.heartbeat_timeout) {
       Refused("rank_held").Inc();
-      const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(now - m.last_seen).count();
-      return AlreadyExists(where + ": worker " + std::to_string(rank) + " is held by a live worker (heard from " +
-                           std::to_string(ago) + " ms ago); another may join as " + std::to_string(rank) +
+      const auto ago =
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - m.last_seen).count();
+      return AlreadyExists(where + ": worker " + std::to_string(rank) +
+                           " is held by a live worker (heard from " + std::to_string(ago) +
+                           " ms ago); another may join as " + std::to_string(rank) +
                            " once that one has been silent for ps.heartbeat_timeout_ms = " +
                            std::to_string(options_.heartbeat_timeout.count()));
     }
@@ -539,17 +563,20 @@ class ParameterServer::Members {
     {
       MutexLock lock(mu_);
       auto it = members_.find(rank);
-      if (it != members_.end() && !it->second.session.empty() && Same(it->second.session, session)) {
+      if (it != members_.end() && !it->second.session.empty() &&
+          Same(it->second.session, session)) {
         Seen(it->second, Clock::now());
         it->second.left = leaving;
         return Status::Ok();
       }
     }
     Refused("unknown_worker").Inc();
-    return PermissionDenied(std::string(what) + " from worker " + std::to_string(rank) + " refused: parameter server " +
-                            std::to_string(options_.index) + (session.empty() ? " got no session" : " did not issue that session") +
-                            " (a worker joins with init and sends the session it answers; after a server restart, "
-                            "init again)");
+    return PermissionDenied(
+        std::string(what) + " from worker " + std::to_string(rank) + " refused: parameter server " +
+        std::to_string(options_.index) +
+        (session.empty() ? " got no session" : " did not issue that session") +
+        " (a worker joins with init and sends the session it answers; after a server restart, "
+        "init again)");
   }
 
  private:
@@ -576,15 +603,23 @@ class ParameterServer::Members {
 // ---------------------------------------------------------------------------
 
 ParameterServer::ParameterServer(ParameterServerOptions options, rpc::RpcServerOptions rpc)
-    : options_(std::move(options)), server_(std::move(rpc)), members_(std::make_unique<Members>(options_)) {
+    : options_(std::move(options)),
+      server_(std::move(rpc)),
+      members_(std::make_unique<Members>(options_)) {
   for (int c = 0; c < std::max(1, options_.chunks); ++c)
     chunks_.push_back(std::make_unique<Chunk>(options_, c, CheckpointPath(c)));
   server_.Handle(ps::kInit, "ps_init",
-                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) { return HandleInit(m); }));
+                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
+                   return HandleInit(m);
+                 }));
   server_.Handle(ps::kPush, "ps_push",
-                 RpcServer::Handler([this](wire::Message m, rpc::Responder r) { HandlePush(std::move(m), std::move(r)); }));
+                 RpcServer::Handler([this](wire::Message m, rpc::Responder r) {
+                   HandlePush(std::move(m), std::move(r));
+                 }));
   server_.Handle(ps::kPull, "ps_pull",
-                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) { return HandlePull(m); }));
+                 RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
+                   return HandlePull(m);
+                 }));
   server_.Handle(ps::kHeartbeat, "ps_heartbeat",
                  RpcServer::SimpleHandler([this](const wire::Message& m, const rpc::PeerInfo&) {
                    return HandleHeartbeat(m);
@@ -595,7 +630,8 @@ ParameterServer::ParameterServer(ParameterServerOptions options, rpc::RpcServerO
                    return HandleHeartbeat(m);
                  }));
   server_.Handle(ps::kStats, "ps_stats",
-                 RpcServer::SimpleHandler([this](const wire::Message&, const rpc::PeerInfo&) { return HandleStats(); }),
+                 RpcServer::SimpleHandler(
+                     [this](const wire::Message&, const rpc::PeerInfo&) { return HandleStats(); }),
                  RpcServer::Execution::kInline);
 }
 
@@ -603,8 +639,8 @@ ParameterServer::~ParameterServer() { Stop(); }
 
 std::string ParameterServer::CheckpointPath(int chunk) const {
   if (options_.checkpoint_dir.empty()) return "";
-  return options_.checkpoint_dir + "/ps-" + std::to_string(options_.index) + "-" + std::to_string(chunk) +
-         ".safetensors";
+  return options_.checkpoint_dir + "/ps-" + std::to_string(options_.index) + "-" +
+         std::to_string(chunk) + ".safetensors";
 }
 
 std::string ParameterServer::PreviousPath(const std::string& checkpoint_path) {
@@ -621,7 +657,8 @@ Result<std::optional<SafetensorsFile>> ParameterServer::LoadChunkCheckpoint(int 
     if (!file.ok()) return file.status();
     return std::optional<SafetensorsFile>(std::move(file).value());
   }
-  Log(LogLevel::kWarn, "ps", "checkpoint does not load; resuming the chunk from its previous checkpoint",
+  Log(LogLevel::kWarn, "ps",
+      "checkpoint does not load; resuming the chunk from its previous checkpoint",
       {{"bad", path}, {"error", file.status().ToString()}, {"using", prev}});
   DNND_ASSIGN_OR_RETURN(SafetensorsFile previous, LoadSafetensors(prev));
   return std::optional<SafetensorsFile>(std::move(previous));
@@ -633,11 +670,14 @@ Status ParameterServer::Start() {
     const std::string mine = "ps-" + std::to_string(options_.index) + "-";
     DNND_ASSIGN_OR_RETURN(
         std::vector<std::string> removed,
-        SweepTempFiles(options_.checkpoint_dir, {.recursive = false, .temp_prefix = mine, .upload_prefix = ""}));
+        SweepTempFiles(options_.checkpoint_dir,
+                       {.recursive = false, .temp_prefix = mine, .upload_prefix = ""}));
     for (const auto& path : removed)
-      Log(LogLevel::kWarn, "ps", "removed what an interrupted checkpoint left behind", {{"path", path}});
+      Log(LogLevel::kWarn, "ps", "removed what an interrupted checkpoint left behind",
+          {{"path", path}});
   }
-  if (!options_.checkpoint_dir.empty() && options_.resume) DNND_RETURN_IF_ERROR(RestoreFromCheckpoint());
+  if (!options_.checkpoint_dir.empty() && options_.resume)
+    DNND_RETURN_IF_ERROR(RestoreFromCheckpoint());
   DNND_RETURN_IF_ERROR(server_.Start());
   // Workers silent for ps.heartbeat_timeout_ms leave the barrier.
   monitor_.Start(std::chrono::milliseconds(100), [this] {
@@ -691,7 +731,9 @@ Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed) 
   seed_ = seed;
   initialized_ = true;
   Log(LogLevel::kInfo, "ps", "model initialised",
-      {{"server", options_.index}, {"chunks", static_cast<int64_t>(chunks)}, {"parameters", elements},
+      {{"server", options_.index},
+       {"chunks", static_cast<int64_t>(chunks)},
+       {"parameters", elements},
        {"mode", options_.mode}});
   return Status::Ok();
 }
@@ -703,8 +745,9 @@ Result<wire::Message> ParameterServer::HandleInit(const wire::Message& request) 
   const int64_t servers = init.servers, index = init.index, worker = init.member.worker;
   if (servers != options_.servers || index != options_.index)
     return InvalidArgument("this is parameter server " + std::to_string(options_.index) + " of " +
-                           std::to_string(options_.servers) + ", the worker expects server " + std::to_string(index) +
-                           " of " + std::to_string(servers) + " (check worker.parameter_servers and ps.servers)");
+                           std::to_string(options_.servers) + ", the worker expects server " +
+                           std::to_string(index) + " of " + std::to_string(servers) +
+                           " (check worker.parameter_servers and ps.servers)");
   // The rank first: a worker this job does not have costs nothing more.
   DNND_RETURN_IF_ERROR(members_->InRange(worker));
   {
@@ -713,9 +756,10 @@ Result<wire::Message> ParameterServer::HandleInit(const wire::Message& request) 
       DNND_RETURN_IF_ERROR(InitLocked(spec, seed));
     } else if (SpecFingerprint(spec, seed) != SpecFingerprint(spec_text_, seed_)) {
       // Idempotent for the same job; a different model or seed is a mistake.
-      return InvalidArgument("parameter server " + std::to_string(options_.index) +
-                             " already holds a different model or seed; restart it with an empty ps.checkpoint_dir "
-                             "to train a new one");
+      return InvalidArgument(
+          "parameter server " + std::to_string(options_.index) +
+          " already holds a different model or seed; restart it with an empty ps.checkpoint_dir "
+          "to train a new one");
     }
   }
   // Joined only once the model is this job's.
@@ -735,7 +779,8 @@ Result<ParameterServer::Chunk*> ParameterServer::ChunkFor(int64_t c) {
                        " is not initialised; send init first");
   if (c < 0 || c >= static_cast<int64_t>(chunks_.size()))
     return InvalidArgument("chunk " + std::to_string(c) + " does not exist: parameter server " +
-                           std::to_string(options_.index) + " has " + std::to_string(chunks_.size()) + " chunks");
+                           std::to_string(options_.index) + " has " +
+                           std::to_string(chunks_.size()) + " chunks");
   return chunks_[c].get();
 }
 
@@ -794,7 +839,8 @@ Status ParameterServer::RestoreFromCheckpoint() {
   std::string spec, seed;
   for (size_t c = 0; c < chunks_.size(); ++c) {
     const std::string path = CheckpointPath(static_cast<int>(c));
-    DNND_ASSIGN_OR_RETURN(std::optional<SafetensorsFile> loaded, LoadChunkCheckpoint(static_cast<int>(c)));
+    DNND_ASSIGN_OR_RETURN(std::optional<SafetensorsFile> loaded,
+                          LoadChunkCheckpoint(static_cast<int>(c)));
     if (!loaded) continue;
     SafetensorsFile& file = *loaded;
     auto meta = [&](const std::string& key) {
@@ -803,16 +849,19 @@ Status ParameterServer::RestoreFromCheckpoint() {
     };
     if (meta("dnnd.servers") != std::to_string(options_.servers) ||
         meta("dnnd.chunks") != std::to_string(chunks_.size()))
-      return InvalidArgument(path + " was written by a job with " + meta("dnnd.servers") + " servers x " +
-                             meta("dnnd.chunks") + " chunks; this one has " + std::to_string(options_.servers) +
-                             " x " + std::to_string(chunks_.size()) + " (ps.servers, ps.chunks)");
-    if (meta("dnnd.version").empty() || meta("dnnd.model_spec").empty() || meta("dnnd.seed").empty())
+      return InvalidArgument(path + " was written by a job with " + meta("dnnd.servers") +
+                             " servers x " + meta("dnnd.chunks") + " chunks; this one has " +
+                             std::to_string(options_.servers) + " x " +
+                             std::to_string(chunks_.size()) + " (ps.servers, ps.chunks)");
+    if (meta("dnnd.version").empty() || meta("dnnd.model_spec").empty() ||
+        meta("dnnd.seed").empty())
       return Corruption(path + ": metadata lacks dnnd.version, dnnd.model_spec or dnnd.seed");
     if (spec.empty()) {
       spec = meta("dnnd.model_spec");
       seed = meta("dnnd.seed");
     } else if (spec != meta("dnnd.model_spec") || seed != meta("dnnd.seed")) {
-      return InvalidArgument(path + " belongs to a different model or seed than the other chunks' checkpoints");
+      return InvalidArgument(
+          path + " belongs to a different model or seed than the other chunks' checkpoints");
     }
     files[c] = std::move(file);
   }
@@ -827,7 +876,8 @@ Status ParameterServer::RestoreFromCheckpoint() {
     }
     DNND_RETURN_IF_ERROR(chunks_[c]->Restore(*files[c]));
   }
-  Log(LogLevel::kInfo, "ps", "resumed from checkpoint", {{"server", options_.index}, {"version", version()}});
+  Log(LogLevel::kInfo, "ps", "resumed from checkpoint",
+      {{"server", options_.index}, {"version", version()}});
   return Status::Ok();
 }
 
@@ -838,17 +888,20 @@ Status ParameterServer::RestoreFromCheckpoint() {
 Result<std::unique_ptr<Role>> MakeParameterServerRole(const Config& config) {
   ParameterServerOptions options = ParameterServerOptions::FromConfig(config);
   if (options.index >= options.servers)
-    return InvalidArgument("ps.index " + std::to_string(options.index) + " is not below ps.servers " +
-                           std::to_string(options.servers));
-  DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcServerOptions::FromConfig(config, config.GetString("ps.listen"),
-                                                                     "parameter-server"));
-  std::shared_ptr<ParameterServer> ps = std::make_shared<ParameterServer>(std::move(options), std::move(rpc));
+    return InvalidArgument("ps.index " + std::to_string(options.index) +
+                           " is not below ps.servers " + std::to_string(options.servers));
+  DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcServerOptions::FromConfig(
+                                      config, config.GetString("ps.listen"), "parameter-server"));
+  std::shared_ptr<ParameterServer> ps =
+      std::make_shared<ParameterServer>(std::move(options), std::move(rpc));
   return std::unique_ptr<Role>(new ServingRole({
       .start = [ps] { return ps->Start(); },
-      .stop = [ps] {
-        ps->Stop();
-        return Status(StatusCode::kCancelled, "stopped at version " + std::to_string(ps->version()));
-      },
+      .stop =
+          [ps] {
+            ps->Stop();
+            return Status(StatusCode::kCancelled,
+                          "stopped at version " + std::to_string(ps->version()));
+          },
       .readiness = [ps] { return ps->Readiness(); },
   }));
 }

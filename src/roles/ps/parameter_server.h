@@ -55,9 +55,9 @@
 #include "core/thread_annotations.h"
 #include "roles/ps/messages.h"
 #include "roles/ps/protocol.h"
-#include "tensor/safetensors.h"
 #include "tensor/model_spec.h"
 #include "tensor/optim.h"
+#include "tensor/safetensors.h"
 #include "transport/rpc_server.h"
 
 namespace dnnd {
@@ -65,17 +65,17 @@ namespace dnnd {
 class Config;
 
 struct ParameterServerOptions {
-  int index = 0;                 // this server, in [0, servers)
+  int index = 0;  // this server, in [0, servers)
   int servers = 1;
-  std::string mode = "sync";     // sync | async | kavg
-  int64_t workers = 1;           // ranks admitted; sync/kavg: workers a step waits for (until one drops out)
-  int64_t staleness = 4;         // async: largest accepted version lag
-  int64_t kavg_steps = 8;        // kavg: local steps between averages (told to workers)
+  std::string mode = "sync";  // sync | async | kavg
+  int64_t workers = 1;  // ranks admitted; sync/kavg: workers a step waits for (until one drops out)
+  int64_t staleness = 4;   // async: largest accepted version lag
+  int64_t kavg_steps = 8;  // kavg: local steps between averages (told to workers)
   std::chrono::milliseconds heartbeat_timeout{5000};
-  std::string checkpoint_dir;    // empty: no checkpoints
-  bool resume = true;            // start from the checkpoint in checkpoint_dir, if any
+  std::string checkpoint_dir;  // empty: no checkpoints
+  bool resume = true;          // start from the checkpoint in checkpoint_dir, if any
   int64_t checkpoint_every_steps = 100;
-  int chunks = 2;                // independently applied pieces of this server's partition
+  int chunks = 2;  // independently applied pieces of this server's partition
 
   static ParameterServerOptions FromConfig(const Config& config);
 };
@@ -131,7 +131,7 @@ class ParameterServer {
   //   lock (a chunk answers pushes while holding its lock).
   //   Members::mu_ is a leaf: nothing else is taken while it is held.
   // Each Chunk's members are GUARDED_BY its mu_ (parameter_server.cc).
-  Mutex init_mu_;  // guards initialisation and the spec below
+  Mutex init_mu_;                         // guards initialisation and the spec below
   std::atomic<bool> initialized_{false};  // set under init_mu_, read without it
   std::string spec_text_ GUARDED_BY(init_mu_);
   uint64_t seed_ GUARDED_BY(init_mu_) = 0;

@@ -10,7 +10,8 @@ int64_t Partition::ServerElements(int server) const {
   return n;
 }
 
-Partition PartitionParameters(const std::vector<std::pair<std::string, Shape>>& params, int servers) {
+Partition PartitionParameters(const std::vector<std::pair<std::string, Shape>>& params,
+                              int servers) {
   Partition part;
   part.servers = std::max(1, servers);
   part.pieces.resize(part.servers);

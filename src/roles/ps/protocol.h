@@ -22,12 +22,14 @@ namespace dnnd::ps {
 // Wire message types. Every worker request names its rank ("worker"); init
 // joins it and answers a "session" (bytes) that push, pull (when it names a
 // worker), heartbeat and leave must carry (parameter_server.h, Membership).
-inline constexpr uint16_t kInit = 0x0101;      // worker -> server: model spec, seed, rank; reply: mode, session
-inline constexpr uint16_t kPush = 0x0102;      // worker -> server: gradients (or weights, kavg); reply: new weights
-inline constexpr uint16_t kPull = 0x0103;      // worker -> server: current weights
-inline constexpr uint16_t kHeartbeat = 0x0104; // worker -> server: liveness, membership
-inline constexpr uint16_t kLeave = 0x0105;     // worker -> server: finished, leave the barrier
-inline constexpr uint16_t kStats = 0x0106;     // anyone -> server: counters as fields
+inline constexpr uint16_t kInit =
+    0x0101;  // worker -> server: model spec, seed, rank; reply: mode, session
+inline constexpr uint16_t kPush =
+    0x0102;  // worker -> server: gradients (or weights, kavg); reply: new weights
+inline constexpr uint16_t kPull = 0x0103;       // worker -> server: current weights
+inline constexpr uint16_t kHeartbeat = 0x0104;  // worker -> server: liveness, membership
+inline constexpr uint16_t kLeave = 0x0105;      // worker -> server: finished, leave the barrier
+inline constexpr uint16_t kStats = 0x0106;      // anyone -> server: counters as fields
 
 // A contiguous run of one parameter's elements held by one server.
 struct ShardPiece {
@@ -48,6 +50,7 @@ struct Partition {
 };
 
 // `params` in model order (name, shape).
-Partition PartitionParameters(const std::vector<std::pair<std::string, Shape>>& params, int servers);
+Partition PartitionParameters(const std::vector<std::pair<std::string, Shape>>& params,
+                              int servers);
 
 }  // namespace dnnd::ps

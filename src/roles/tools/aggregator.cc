@@ -1,18 +1,17 @@
 #include "roles/tools/aggregator.h"
 
 #include <boost/json.hpp>
-
 #include <cstdio>
 #include <filesystem>
 #include <optional>
 
-#include "tensor/data/from_config.h"
 #include "core/files.h"
 #include "core/json_text.h"
 #include "core/log.h"
 #include "roles/train/trainer.h"
 #include "tensor/average.h"
 #include "tensor/checkpoint.h"
+#include "tensor/data/from_config.h"
 #include "tensor/model_spec.h"
 #include "tensor/safetensors.h"
 
@@ -38,23 +37,32 @@ std::string ModelFile(const std::string& path) {
 }
 
 Result<Input> LoadInput(const std::string& path) {
-  Input in{.path = path, .file = ModelFile(path), .checkpoint = {}, .spec = {}, .train_samples = 0, .eval = {}};
+  Input in{.path = path,
+           .file = ModelFile(path),
+           .checkpoint = {},
+           .spec = {},
+           .train_samples = 0,
+           .eval = {}};
   DNND_ASSIGN_OR_RETURN(in.checkpoint, LoadSafetensors(in.file));
   const auto& meta = in.checkpoint.metadata;
   auto samples = meta.find("dnnd.train_samples");
   if (samples == meta.end())
-    return InvalidArgument(in.file + ": metadata has no dnnd.train_samples (the training-set size that weights "
-                           "the average); was it written by a dnnd worker?");
+    return InvalidArgument(
+        in.file +
+        ": metadata has no dnnd.train_samples (the training-set size that weights "
+        "the average); was it written by a dnnd worker?");
   try {
     in.train_samples = std::stoll(samples->second);
   } catch (const std::exception&) {
     in.train_samples = 0;
   }
   if (in.train_samples <= 0)
-    return InvalidArgument(in.file + ": dnnd.train_samples is '" + samples->second + "', not a positive integer");
+    return InvalidArgument(in.file + ": dnnd.train_samples is '" + samples->second +
+                           "', not a positive integer");
   auto spec = meta.find("dnnd.model_spec");
   if (spec == meta.end())
-    return InvalidArgument(in.file + ": metadata has no dnnd.model_spec; cannot rebuild the model to evaluate it");
+    return InvalidArgument(
+        in.file + ": metadata has no dnnd.model_spec; cannot rebuild the model to evaluate it");
   DNND_ASSIGN_OR_RETURN(in.spec, ParseModelSpecText(spec->second, in.file + " (dnnd.model_spec)"));
   return in;
 }
@@ -70,10 +78,13 @@ json::object EvalJson(const std::optional<EvalResult>& e) {
 
 class AggregatorRole : public Role {
  public:
-  AggregatorRole(Config cfg, std::vector<std::string> inputs, int64_t min_models, std::string output_dir,
-                 std::string report)
-      : cfg_(std::move(cfg)), paths_(std::move(inputs)), min_models_(min_models),
-        output_dir_(std::move(output_dir)), report_(std::move(report)) {}
+  AggregatorRole(Config cfg, std::vector<std::string> inputs, int64_t min_models,
+                 std::string output_dir, std::string report)
+      : cfg_(std::move(cfg)),
+        paths_(std::move(inputs)),
+        min_models_(min_models),
+        output_dir_(std::move(output_dir)),
+        report_(std::move(report)) {}
 
   Status Run() override {
     // Which inputs exist: a shard whose worker failed is the usual gap.
@@ -84,11 +95,14 @@ class AggregatorRole : public Role {
       for (const auto& m : missing) list += (list.empty() ? "" : ", ") + ModelFile(m);
       const int64_t need = min_models_ > 0 ? min_models_ : static_cast<int64_t>(paths_.size());
       if (static_cast<int64_t>(present.size()) < need)
-        return NotFound("missing aggregator input(s): " + list + " (" + std::to_string(present.size()) + " of " +
-                        std::to_string(paths_.size()) + " present, " + std::to_string(need) +
+        return NotFound("missing aggregator input(s): " + list + " (" +
+                        std::to_string(present.size()) + " of " + std::to_string(paths_.size()) +
+                        " present, " + std::to_string(need) +
                         " required; aggregator.min_models allows partial input)");
       Log(LogLevel::kWarn, "aggregator", "inputs missing; averaging the rest",
-          {{"missing", list}, {"present", static_cast<int64_t>(present.size())}, {"min_models", min_models_}});
+          {{"missing", list},
+           {"present", static_cast<int64_t>(present.size())},
+           {"min_models", min_models_}});
     }
     std::vector<Input> inputs;
     for (const auto& p : present) {
@@ -96,8 +110,8 @@ class AggregatorRole : public Role {
       if (!inputs.empty()) {
         const std::string diff = ArchitectureDifference(inputs[0].spec, in.spec);
         if (!diff.empty())
-          return InvalidArgument("the models are different architectures: " + inputs[0].file + " vs " + in.file +
-                                 ": " + diff);
+          return InvalidArgument("the models are different architectures: " + inputs[0].file +
+                                 " vs " + in.file + ": " + diff);
       }
       inputs.push_back(std::move(in));
     }
@@ -120,13 +134,16 @@ class AggregatorRole : public Role {
     if (test) {
       DNND_RETURN_IF_ERROR(CheckTestSet(*test, inputs[0].spec, evaluator->model()));
       for (Input& in : inputs) {
-        DNND_RETURN_IF_ERROR(LoadParameters(evaluator->model(), in.checkpoint.tensors).WithContext(in.file));
+        DNND_RETURN_IF_ERROR(
+            LoadParameters(evaluator->model(), in.checkpoint.tensors).WithContext(in.file));
         in.eval = evaluator->Evaluate(*test);
       }
     } else {
-      Log(LogLevel::kWarn, "aggregator", "no test set configured ([data]); the report has no accuracies");
+      Log(LogLevel::kWarn, "aggregator",
+          "no test set configured ([data]); the report has no accuracies");
     }
-    DNND_RETURN_IF_ERROR(LoadParameters(evaluator->model(), average).WithContext("the averaged model"));
+    DNND_RETURN_IF_ERROR(
+        LoadParameters(evaluator->model(), average).WithContext("the averaged model"));
     if (test) aggregated_eval = evaluator->Evaluate(*test);
 
     TrainingState state;
@@ -134,17 +151,23 @@ class AggregatorRole : public Role {
     std::string sources;
     for (const Input& in : inputs) sources += (sources.empty() ? "" : ",") + in.file;
     state.extra["dnnd.aggregated_from"] = sources;
-    DNND_RETURN_IF_ERROR(SaveCheckpoint(output_dir_, evaluator->model(), nullptr, state, ModelSpecToToml(inputs[0].spec)));
+    DNND_RETURN_IF_ERROR(SaveCheckpoint(output_dir_, evaluator->model(), nullptr, state,
+                                        ModelSpecToToml(inputs[0].spec)));
 
     json::array input_reports;
     for (const Input& in : inputs) {
-      json::object o{{"path", in.path}, {"file", in.file}, {"train_samples", in.train_samples},
-                     {"weight", static_cast<double>(in.train_samples) / static_cast<double>(total)}};
+      json::object o{
+          {"path", in.path},
+          {"file", in.file},
+          {"train_samples", in.train_samples},
+          {"weight", static_cast<double>(in.train_samples) / static_cast<double>(total)}};
       for (auto& [k, v] : EvalJson(in.eval)) o[k] = v;
       input_reports.push_back(std::move(o));
       if (in.eval)
-        std::fprintf(stderr, "input %s: %lld training samples, test accuracy %.2f%% (test loss %.4f)\n",
-                     in.path.c_str(), static_cast<long long>(in.train_samples), 100 * in.eval->accuracy, in.eval->loss);
+        std::fprintf(stderr,
+                     "input %s: %lld training samples, test accuracy %.2f%% (test loss %.4f)\n",
+                     in.path.c_str(), static_cast<long long>(in.train_samples),
+                     100 * in.eval->accuracy, in.eval->loss);
     }
     json::object aggregated{{"checkpoint", (fs::path(output_dir_) / "model.safetensors").string()},
                             {"models", static_cast<int64_t>(inputs.size())},
@@ -156,12 +179,17 @@ class AggregatorRole : public Role {
                         {"aggregated", std::move(aggregated)},
                         {"inputs", std::move(input_reports)},
                         {"missing", std::move(missing_json)}};
-    const std::string report_path = report_.empty() ? (fs::path(output_dir_) / "report.json").string() : report_;
+    const std::string report_path =
+        report_.empty() ? (fs::path(output_dir_) / "report.json").string() : report_;
     DNND_RETURN_IF_ERROR(WriteFileAtomic(report_path, PrettyJson(report)));
     if (aggregated_eval)
-      std::fprintf(stderr, "aggregated %zu models (%lld training samples): test accuracy %.2f%% (test loss %.4f)\n",
-                   inputs.size(), static_cast<long long>(total), 100 * aggregated_eval->accuracy, aggregated_eval->loss);
-    std::fprintf(stderr, "wrote %s/model.safetensors and %s\n", output_dir_.c_str(), report_path.c_str());
+      std::fprintf(
+          stderr,
+          "aggregated %zu models (%lld training samples): test accuracy %.2f%% (test loss %.4f)\n",
+          inputs.size(), static_cast<long long>(total), 100 * aggregated_eval->accuracy,
+          aggregated_eval->loss);
+    std::fprintf(stderr, "wrote %s/model.safetensors and %s\n", output_dir_.c_str(),
+                 report_path.c_str());
     return Status::Ok();
   }
 
@@ -170,14 +198,16 @@ class AggregatorRole : public Role {
 
  private:
   // The test set must fit the model, or every accuracy would be meaningless.
-  static Status CheckTestSet(const data::Dataset& test, const ModelSpec& spec, const nn::Sequential& model) {
+  static Status CheckTestSet(const data::Dataset& test, const ModelSpec& spec,
+                             const nn::Sequential& model) {
     if (test.sample_shape != spec.input)
       return InvalidArgument("the test set's samples are " + ShapeToString(test.sample_shape) +
                              " but the models take " + ShapeToString(spec.input));
     auto out = model.OutputShape(spec.input);
     if (out.ok() && out->size() == 1 && !test.labels.empty() && (*out)[0] < test.num_classes)
-      return InvalidArgument("the test set has " + std::to_string(test.num_classes) + " classes but the models have " +
-                             std::to_string((*out)[0]) + " outputs");
+      return InvalidArgument("the test set has " + std::to_string(test.num_classes) +
+                             " classes but the models have " + std::to_string((*out)[0]) +
+                             " outputs");
     return Status::Ok();
   }
 
@@ -197,15 +227,19 @@ Result<std::unique_ptr<Role>> MakeAggregatorRole(const Config& cfg) {
   for (size_t i = 0; i < inputs.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (inputs[i] == inputs[j])
-        return InvalidArgument("aggregator.inputs lists " + inputs[i] + " twice (it would count double)");
+        return InvalidArgument("aggregator.inputs lists " + inputs[i] +
+                               " twice (it would count double)");
   const int64_t min_models = cfg.GetInt("aggregator.min_models");
   if (min_models > static_cast<int64_t>(inputs.size()))
-    return InvalidArgument("aggregator.min_models is " + std::to_string(min_models) + " but aggregator.inputs lists only " +
-                           std::to_string(inputs.size()) + " (" + cfg.Origin("aggregator.min_models") + ")");
+    return InvalidArgument("aggregator.min_models is " + std::to_string(min_models) +
+                           " but aggregator.inputs lists only " + std::to_string(inputs.size()) +
+                           " (" + cfg.Origin("aggregator.min_models") + ")");
   const std::string out = cfg.GetString("aggregator.output_dir");
-  if (out.empty()) return InvalidArgument("aggregator.output_dir is empty (" + cfg.Origin("aggregator.output_dir") + ")");
-  return std::unique_ptr<Role>(
-      new AggregatorRole(cfg, std::move(inputs), min_models, out, cfg.GetString("aggregator.report")));
+  if (out.empty())
+    return InvalidArgument("aggregator.output_dir is empty (" +
+                           cfg.Origin("aggregator.output_dir") + ")");
+  return std::unique_ptr<Role>(new AggregatorRole(cfg, std::move(inputs), min_models, out,
+                                                  cfg.GetString("aggregator.report")));
 }
 
 }  // namespace dnnd

@@ -20,8 +20,8 @@
 #include <memory>
 
 #include "core/config.h"
-#include "roles/base/role.h"
 #include "core/status.h"
+#include "roles/base/role.h"
 
 namespace dnnd {
 

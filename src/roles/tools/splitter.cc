@@ -1,20 +1,19 @@
 #include "roles/tools/splitter.h"
 
-#include <boost/json.hpp>
-
 #include <algorithm>
 #include <atomic>
+#include <boost/json.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <regex>
 
-#include "tensor/data/from_config.h"
-#include "tensor/data/npy.h"
-#include "tensor/data/split.h"
 #include "core/files.h"
 #include "core/json_text.h"
 #include "core/log.h"
 #include "core/sha256.h"
+#include "tensor/data/from_config.h"
+#include "tensor/data/npy.h"
+#include "tensor/data/split.h"
 
 namespace dnnd {
 namespace {
@@ -60,7 +59,8 @@ std::map<std::string, data::NdArray> ShardArrays(const data::Dataset& d) {
   Shape shape = d.sample_shape;
   if (shape.size() == 3 && shape[0] == 1) shape.erase(shape.begin());
   shape.insert(shape.begin(), d.size());
-  data::NdArray x = d.type == data::SampleType::kUint8 ? data::FromUint8(d.u8, shape) : data::FromFloat(d.f32, shape);
+  data::NdArray x = d.type == data::SampleType::kUint8 ? data::FromUint8(d.u8, shape)
+                                                       : data::FromFloat(d.f32, shape);
   return {{"x", std::move(x)}, {"y", data::FromLabels(d.labels)}};
 }
 
@@ -85,19 +85,24 @@ json::object SourceJson(const Config& cfg, const data::Dataset& set) {
 class SplitterRole : public Role {
  public:
   SplitterRole(Config cfg, data::SplitOptions options, std::string output_dir, bool overwrite)
-      : cfg_(std::move(cfg)), options_(options), dir_(std::move(output_dir)), overwrite_(overwrite) {}
+      : cfg_(std::move(cfg)),
+        options_(options),
+        dir_(std::move(output_dir)),
+        overwrite_(overwrite) {}
 
   Status Run() override {
     DNND_RETURN_IF_ERROR(ClaimOutputDir());
     DNND_ASSIGN_OR_RETURN(data::Dataset set, data::LoadTrainingSet(cfg_));
     if (set.labels.empty() || static_cast<int64_t>(set.labels.size()) != set.size())
-      return InvalidArgument("the splitter writes labelled shards; the [data] training set has no class labels");
+      return InvalidArgument(
+          "the splitter writes labelled shards; the [data] training set has no class labels");
     DNND_ASSIGN_OR_RETURN(auto shards, data::SplitIndices(set, options_));
 
     json::array entries;
     std::string sizes;
     for (size_t k = 0; k < shards.size(); ++k) {
-      if (stop_.load()) return Cancelled("stopped after " + std::to_string(k) + " shards (no manifest written)");
+      if (stop_.load())
+        return Cancelled("stopped after " + std::to_string(k) + " shards (no manifest written)");
       const std::string name = ShardName(static_cast<int64_t>(k), options_.shards);
       const std::string path = (fs::path(dir_) / name).string();
       const data::Dataset shard = set.Select(shards[k]);
@@ -111,22 +116,26 @@ class SplitterRole : public Role {
                                      {"bytes", static_cast<int64_t>(fs::file_size(path))},
                                      {"sha256", sha}});
       sizes += (sizes.empty() ? "" : ", ") + std::to_string(shard.size());
-      Log(LogLevel::kInfo, "splitter", "shard written", {{"file", path}, {"samples", shard.size()}, {"sha256", sha}});
+      Log(LogLevel::kInfo, "splitter", "shard written",
+          {{"file", path}, {"samples", shard.size()}, {"sha256", sha}});
     }
     json::object manifest{{"format", "dnnd-shards"},
                           {"version", 1},
                           {"strategy", data::SplitStrategyName(options_.strategy)},
                           {"seed", static_cast<int64_t>(options_.seed)}};
     if (options_.strategy == data::SplitStrategy::kDirichlet) manifest["alpha"] = options_.alpha;
-    manifest["arrays"] = json::object{{"x", "samples, the source's dtype; [n, h, w] for single-channel images"},
-                                      {"y", "int32 class labels [n]"}};
+    manifest["arrays"] =
+        json::object{{"x", "samples, the source's dtype; [n, h, w] for single-channel images"},
+                     {"y", "int32 class labels [n]"}};
     manifest["source"] = SourceJson(cfg_, set);
     manifest["shards"] = std::move(entries);
-    DNND_RETURN_IF_ERROR(WriteFileAtomic((fs::path(dir_) / kManifest).string(), PrettyJson(manifest)));
+    DNND_RETURN_IF_ERROR(
+        WriteFileAtomic((fs::path(dir_) / kManifest).string(), PrettyJson(manifest)));
     RemoveLeftovers();
-    std::fprintf(stderr, "wrote %lld %s shards of %lld samples to %s (%s samples), manifest %s/%s\n",
-                 static_cast<long long>(options_.shards), data::SplitStrategyName(options_.strategy),
-                 static_cast<long long>(set.size()), dir_.c_str(), sizes.c_str(), dir_.c_str(), kManifest);
+    std::fprintf(
+        stderr, "wrote %lld %s shards of %lld samples to %s (%s samples), manifest %s/%s\n",
+        static_cast<long long>(options_.shards), data::SplitStrategyName(options_.strategy),
+        static_cast<long long>(set.size()), dir_.c_str(), sizes.c_str(), dir_.c_str(), kManifest);
     return Status::Ok();
   }
 
@@ -139,10 +148,11 @@ class SplitterRole : public Role {
   Status ClaimOutputDir() {
     const std::vector<fs::path> existing = ExistingOutputs(dir_);
     if (!existing.empty() && !overwrite_)
-      return AlreadyExists(existing.front().string() + " already exists (" + std::to_string(existing.size()) +
-                           " shard/manifest files in " + dir_ +
-                           "); refusing to overwrite them: set splitter.overwrite = true or choose another "
-                           "splitter.output_dir");
+      return AlreadyExists(
+          existing.front().string() + " already exists (" + std::to_string(existing.size()) +
+          " shard/manifest files in " + dir_ +
+          "); refusing to overwrite them: set splitter.overwrite = true or choose another "
+          "splitter.output_dir");
     std::error_code ec;
     fs::create_directories(dir_, ec);
     if (ec) return IoError(dir_ + ": cannot create directory: " + ec.message());
@@ -160,7 +170,8 @@ class SplitterRole : public Role {
       if (index >= options_.shards || name != ShardName(index, options_.shards)) {
         std::error_code ec;
         fs::remove(p, ec);
-        Log(LogLevel::kInfo, "splitter", "removed a shard of an earlier split", {{"file", p.string()}});
+        Log(LogLevel::kInfo, "splitter", "removed a shard of an earlier split",
+            {{"file", p.string()}});
       }
     }
   }
@@ -182,9 +193,12 @@ Result<std::unique_ptr<Role>> MakeSplitterRole(const Config& cfg) {
   o.alpha = cfg.GetFloat("splitter.alpha");
   o.min_shard_samples = cfg.GetInt("splitter.min_shard_samples");
   const std::string dir = cfg.GetString("splitter.output_dir");
-  if (dir.empty()) return InvalidArgument("splitter.output_dir is empty (" + cfg.Origin("splitter.output_dir") + ")");
+  if (dir.empty())
+    return InvalidArgument("splitter.output_dir is empty (" + cfg.Origin("splitter.output_dir") +
+                           ")");
   if (cfg.GetString("data.builtin") != "none")
-    return InvalidArgument("the splitter cuts a dataset read from files; data.builtin must be \"none\"");
+    return InvalidArgument(
+        "the splitter cuts a dataset read from files; data.builtin must be \"none\"");
   return std::unique_ptr<Role>(new SplitterRole(cfg, o, dir, cfg.GetBool("splitter.overwrite")));
 }
 

@@ -79,12 +79,15 @@ class RemoteStage {
 
   RemoteStage(std::shared_ptr<rpc::RpcClient> client, LayerPlacement placement, std::string session,
               std::chrono::milliseconds timeout)
-      : client_(std::move(client)), placement_(std::move(placement)), session_(std::move(session)), timeout_(timeout) {}
+      : client_(std::move(client)),
+        placement_(std::move(placement)),
+        session_(std::move(session)),
+        timeout_(timeout) {}
 
   const LayerPlacement& placement() const { return placement_; }
   std::string Describe() const {
-    return "layers " + std::to_string(placement_.first) + "-" + std::to_string(placement_.last - 1) + " on " +
-           placement_.server;
+    return "layers " + std::to_string(placement_.first) + "-" +
+           std::to_string(placement_.last - 1) + " on " + placement_.server;
   }
 
   Status Open(const std::string& spec_text, uint64_t seed) {
@@ -239,9 +242,9 @@ class RemotePipeline : public nn::Module {
     std::vector<Tensor> outs(m);
     Countdown flow(static_cast<int>(m));
     for (int64_t i = 0; i < m; ++i)
-      stages_.front()->ForwardAsync(base + i, Rows(x, bounds[i], bounds[i + 1]), train, x.requires_grad(),
-                                    i == 0 ? first_step : std::nullopt, i == 0 ? chain : later,
-                                    [&, i](Result<Tensor> r) {
+      stages_.front()->ForwardAsync(base + i, Rows(x, bounds[i], bounds[i + 1]), train,
+                                    x.requires_grad(), i == 0 ? first_step : std::nullopt,
+                                    i == 0 ? chain : later, [&, i](Result<Tensor> r) {
                                       if (!r.ok()) return flow.Fail(r.status());
                                       outs[i] = std::move(r).value();
                                       flow.Done();
@@ -251,14 +254,16 @@ class RemotePipeline : public nn::Module {
     Tensor y = ConcatRows(outs);
     if (!train) return y;
     y = y.detach();
-    ops::RecordExternal(y, "Remote", {x}, [this, base, bounds](std::vector<Tensor>& in, const Tensor& g) {
-      Backward(in[0], g, base, bounds);
-    });
+    ops::RecordExternal(y, "Remote", {x},
+                        [this, base, bounds](std::vector<Tensor>& in, const Tensor& g) {
+                          Backward(in[0], g, base, bounds);
+                        });
     return y;
   }
 
   Result<Shape> OutputShape(const Shape& input) const override {
-    return Status(StatusCode::kUnsupported, "a remote pipeline's shapes are checked by its layer servers");
+    return Status(StatusCode::kUnsupported,
+                  "a remote pipeline's shapes are checked by its layer servers");
   }
   std::string Describe() const override {
     std::string d = "RemotePipeline(";
@@ -267,14 +272,15 @@ class RemotePipeline : public nn::Module {
   }
 
  private:
-  void Backward(const Tensor& x, const Tensor& g, int64_t base, const std::vector<int64_t>& bounds) {
+  void Backward(const Tensor& x, const Tensor& g, int64_t base,
+                const std::vector<int64_t>& bounds) {
     const int64_t m = static_cast<int64_t>(bounds.size()) - 1;
     const bool want_dx = x.requires_grad();
     std::vector<Tensor> dx(m);
     Countdown flow(static_cast<int>(m));
     for (int64_t i = 0; i < m; ++i)
-      stages_.back()->BackwardAsync(base + i, Rows(g, bounds[i], bounds[i + 1]), want_dx, backward_chain_,
-                                    [&, i](Result<Tensor> r) {
+      stages_.back()->BackwardAsync(base + i, Rows(g, bounds[i], bounds[i + 1]), want_dx,
+                                    backward_chain_, [&, i](Result<Tensor> r) {
                                       if (!r.ok()) return flow.Fail(r.status());
                                       if (want_dx) dx[i] = std::move(r).value();
                                       flow.Done();
@@ -305,17 +311,21 @@ Result<std::vector<LayerPlacement>> ParsePlacements(const Config& config) {
     try {
       size_t used = 0;
       a = std::stoul(layers.substr(0, dash), &used);
-      if (used != (dash == std::string::npos ? layers.size() : dash)) throw std::invalid_argument("");
+      if (used != (dash == std::string::npos ? layers.size() : dash))
+        throw std::invalid_argument("");
       b = a;
       if (dash != std::string::npos) {
         b = std::stoul(layers.substr(dash + 1), &used);
         if (used != layers.size() - dash - 1) throw std::invalid_argument("");
       }
     } catch (const std::exception&) {
-      return InvalidArgument("worker.placement: layers = \"" + layers + "\" is not a range like \"0-2\" or \"3\"");
+      return InvalidArgument("worker.placement: layers = \"" + layers +
+                             "\" is not a range like \"0-2\" or \"3\"");
     }
-    if (b < a) return InvalidArgument("worker.placement: layers = \"" + layers + "\" ends before it starts");
-    if (server.empty()) return InvalidArgument("worker.placement: layers \"" + layers + "\" have an empty server");
+    if (b < a)
+      return InvalidArgument("worker.placement: layers = \"" + layers + "\" ends before it starts");
+    if (server.empty())
+      return InvalidArgument("worker.placement: layers \"" + layers + "\" have an empty server");
     p.first = a;
     p.last = b + 1;
     out.push_back(p);
@@ -324,17 +334,21 @@ Result<std::vector<LayerPlacement>> ParsePlacements(const Config& config) {
   for (size_t i = 1; i < out.size(); ++i)
     if (out[i].first < out[i - 1].last)
       return InvalidArgument("worker.placement: layers " + std::to_string(out[i].first) + "-" +
-                             std::to_string(out[i].last - 1) + " overlap layers " + std::to_string(out[i - 1].first) +
-                             "-" + std::to_string(out[i - 1].last - 1));
+                             std::to_string(out[i].last - 1) + " overlap layers " +
+                             std::to_string(out[i - 1].first) + "-" +
+                             std::to_string(out[i - 1].last - 1));
   return out;
 }
 
 LayerExchange::LayerExchange(std::vector<LayerPlacement> placements, int64_t micro_batches,
                              rpc::RpcClientOptions options, std::string session_prefix)
-    : placements_(std::move(placements)), micro_batches_(micro_batches), options_(std::move(options)),
+    : placements_(std::move(placements)),
+      micro_batches_(micro_batches),
+      options_(std::move(options)),
       session_prefix_(std::move(session_prefix)),
-      step_error_(std::make_shared<std::pair<std::mutex, Status>>(std::piecewise_construct, std::forward_as_tuple(),
-                                                                  std::forward_as_tuple(Status::Ok()))) {}
+      step_error_(std::make_shared<std::pair<std::mutex, Status>>(
+          std::piecewise_construct, std::forward_as_tuple(), std::forward_as_tuple(Status::Ok()))) {
+}
 
 LayerExchange::~LayerExchange() { End(); }
 
@@ -356,12 +370,14 @@ Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spe
   };
   for (const LayerPlacement& p : placements_) {
     if (p.last > model.size())
-      return InvalidArgument("worker.placement: layers " + std::to_string(p.first) + "-" + std::to_string(p.last - 1) +
-                             " but the model has " + std::to_string(model.size()) + " layers");
+      return InvalidArgument("worker.placement: layers " + std::to_string(p.first) + "-" +
+                             std::to_string(p.last - 1) + " but the model has " +
+                             std::to_string(model.size()) + " layers");
     auto& client = clients_[p.server];
     if (!client) client = rpc::RpcClient::Create(p.server, options_);
     auto stage = std::make_shared<RemoteStage>(
-        client, p, session_prefix_ + "/" + std::to_string(p.first) + "-" + std::to_string(p.last - 1),
+        client, p,
+        session_prefix_ + "/" + std::to_string(p.first) + "-" + std::to_string(p.last - 1),
         options_.default_timeout);
     DNND_RETURN_IF_ERROR(stage->Open(spec_text, seed));
     // The worker's weights are the truth (initial, or resumed from its
@@ -371,7 +387,8 @@ Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spe
       const size_t layer = std::stoul(name.substr(0, name.find('.')));
       if (layer >= p.first && layer < p.last) mine.emplace_back(name, t);
     }
-    if (auto saved = resumed_.find(OptimizerStateFile(*stage)); saved != resumed_.end()) optimizer_state = saved->second;
+    if (auto saved = resumed_.find(OptimizerStateFile(*stage)); saved != resumed_.end())
+      optimizer_state = saved->second;
     DNND_RETURN_IF_ERROR(stage->Load(mine, optimizer_state));
     if (!run.empty() && run.back()->placement().last != p.first) flush();
     run.push_back(stage);
@@ -379,7 +396,8 @@ Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spe
   }
   flush();
   Log(LogLevel::kInfo, "worker", "layers placed on layer servers",
-      {{"ranges", static_cast<int64_t>(stages_.size())}, {"servers", static_cast<int64_t>(clients_.size())},
+      {{"ranges", static_cast<int64_t>(stages_.size())},
+       {"servers", static_cast<int64_t>(clients_.size())},
        {"micro_batches", micro_batches_}});
   return int64_t{-1};  // the worker's own checkpoint says where to start
 }
@@ -399,8 +417,10 @@ Status LayerExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64
   local.Step();
   local.ZeroGrad();
   for (auto& stage : stages_) {
-    if (std::find(heads_.begin(), heads_.end(), stage) != heads_.end()) stage->StepNowAsync(lr, step_error_);
-    else stage->OweStep(lr);
+    if (std::find(heads_.begin(), heads_.end(), stage) != heads_.end())
+      stage->StepNowAsync(lr, step_error_);
+    else
+      stage->OweStep(lr);
   }
   return Status::Ok();
 }
@@ -421,10 +441,11 @@ Status LayerExchange::BeforeCheckpoint(nn::Sequential& model, CheckpointFiles& f
     }
     for (const auto& wt : state.parameters) {
       DNND_ASSIGN_OR_RETURN(Tensor t, wt.ToTensor());
-      auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == wt.name; });
+      auto it = std::find_if(params.begin(), params.end(),
+                             [&](const auto& p) { return p.first == wt.name; });
       if (it == params.end() || it->second.shape() != t.shape())
-        return Corruption(stage->Describe() + " returned '" + wt.name + "' " + ShapeToString(t.shape()) +
-                          ", which the local model does not have");
+        return Corruption(stage->Describe() + " returned '" + wt.name + "' " +
+                          ShapeToString(t.shape()) + ", which the local model does not have");
       it->second.detach().CopyFrom(t);
     }
     files[OptimizerStateFile(*stage)] = std::move(optimizer_state);

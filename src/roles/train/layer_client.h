@@ -13,8 +13,8 @@
 // LayerExchange is the StepExchange of such a worker: Begin opens the
 // sessions and loads the worker's weights (and, when resuming, the remote
 // optimizer state) into them; Step steps the local optimizer and every
-// remote one (see Step for how the order is kept without round trips); BeforeCheckpoint copies the servers' weights into the model
-// and their optimizer state into the checkpoint directory.
+// remote one (see Step for how the order is kept without round trips); BeforeCheckpoint copies the
+// servers' weights into the model and their optimizer state into the checkpoint directory.
 #pragma once
 
 #include <map>
@@ -47,8 +47,8 @@ class LayerExchange : public StepExchange {
   // remote optimizer state is saved in the worker's checkpoint generations
   // (layers-<first>-<last>.optimizer.safetensors, BeforeCheckpoint) and
   // restored from the generation resumed (Resumed).
-  LayerExchange(std::vector<LayerPlacement> placements, int64_t micro_batches, rpc::RpcClientOptions options,
-                std::string session_prefix);
+  LayerExchange(std::vector<LayerPlacement> placements, int64_t micro_batches,
+                rpc::RpcClientOptions options, std::string session_prefix);
   ~LayerExchange() override;
 
   Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) override;
@@ -66,9 +66,9 @@ class LayerExchange : public StepExchange {
   const std::string session_prefix_;
   CheckpointFiles resumed_;  // the remote optimizer state of a local resume, for Begin
   std::map<std::string, std::shared_ptr<rpc::RpcClient>> clients_;  // one per server
-  std::vector<std::shared_ptr<RemoteStage>> stages_;                 // in layer order
-  std::vector<std::shared_ptr<RemoteStage>> heads_;                  // each pipeline's first stage
-  std::shared_ptr<std::pair<std::mutex, Status>> step_error_;        // of steps sent without waiting
+  std::vector<std::shared_ptr<RemoteStage>> stages_;                // in layer order
+  std::vector<std::shared_ptr<RemoteStage>> heads_;                 // each pipeline's first stage
+  std::shared_ptr<std::pair<std::mutex, Status>> step_error_;       // of steps sent without waiting
   bool ended_ = false;
 };
 

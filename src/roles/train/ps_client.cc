@@ -25,10 +25,14 @@ const Tensor* FindParam(const nn::NamedTensors& params, const std::string& name)
 
 }  // namespace
 
-PsExchange::PsExchange(std::vector<std::string> servers, int64_t worker, rpc::RpcClientOptions options,
-                       std::chrono::milliseconds heartbeat_every, wire::Codec gradient_codec)
-    : addresses_(std::move(servers)), worker_(worker), heartbeat_every_(heartbeat_every),
-      gradient_codec_(gradient_codec), timeout_(options.default_timeout) {
+PsExchange::PsExchange(std::vector<std::string> servers, int64_t worker,
+                       rpc::RpcClientOptions options, std::chrono::milliseconds heartbeat_every,
+                       wire::Codec gradient_codec)
+    : addresses_(std::move(servers)),
+      worker_(worker),
+      heartbeat_every_(heartbeat_every),
+      gradient_codec_(gradient_codec),
+      timeout_(options.default_timeout) {
   for (const std::string& a : addresses_) clients_.push_back(rpc::RpcClient::Create(a, options));
   sessions_.resize(addresses_.size());
 }
@@ -42,13 +46,16 @@ PsExchange::~PsExchange() { End(); }
 
 namespace {
 Counter& PhaseSeconds(const char* phase) {
-  return DefaultMetrics().Counter("dnnd_worker_step_seconds_total",
-                                  "worker step time by phase: compute (forward/backward), communicate, wait (for other workers), server (averaging and optimizer)",
-                                  {{"phase", phase}});
+  return DefaultMetrics().Counter(
+      "dnnd_worker_step_seconds_total",
+      "worker step time by phase: compute (forward/backward), communicate, wait (for other "
+      "workers), server (averaging and optimizer)",
+      {{"phase", phase}});
 }
 }  // namespace
 
-Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn::Sequential& model) {
+Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make,
+                               nn::Sequential& model) {
   const int n = static_cast<int>(versions_.size());  // servers x chunks
   std::mutex mu;
   std::condition_variable cv;
@@ -82,7 +89,8 @@ Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn
     cv.wait(lock, [&] { return done == n; });
   }
   for (int l = 0; l < n; ++l)
-    if (!results[l].ok()) return results[l].WithContext("parameter server " + addresses_[l / chunks_]);
+    if (!results[l].ok())
+      return results[l].WithContext("parameter server " + addresses_[l / chunks_]);
   // The round trip, minus the time the servers held it for other workers and
   // the time they spent averaging and running the optimizer (the longest of
   // any chunk: chunks overlap).
@@ -129,7 +137,8 @@ Result<ps::InitReply> PsExchange::InitServer(size_t s) {
   const auto deadline = rpc::Clock::now() + timeout_;
   for (;;) {
     auto r = clients_[s]->Call(init, timeout_);
-    if (r.status().code() == StatusCode::kAlreadyExists && rpc::Clock::now() + heartbeat_every_ < deadline) {
+    if (r.status().code() == StatusCode::kAlreadyExists &&
+        rpc::Clock::now() + heartbeat_every_ < deadline) {
       std::this_thread::sleep_for(std::max(heartbeat_every_, std::chrono::milliseconds(100)));
       continue;
     }
@@ -162,13 +171,15 @@ Status PsExchange::InitAll(int64_t* start) {
       kavg_steps_ = r.kavg_steps;
       if (start) *start = r.worker_step;
       if (partition_.servers != 0 && chunks != chunks_)
-        return InvalidArgument("parameter server " + addresses_[s] + " now has " + std::to_string(chunks) +
-                                  " chunks, it had " + std::to_string(chunks_) + " (ps.chunks changed mid-job)");
+        return InvalidArgument("parameter server " + addresses_[s] + " now has " +
+                               std::to_string(chunks) + " chunks, it had " +
+                               std::to_string(chunks_) + " (ps.chunks changed mid-job)");
       chunks_ = static_cast<int>(chunks);
     } else if (mode != mode_ || chunks != chunks_) {
-      return InvalidArgument("parameter servers disagree: " + addresses_[0] + " runs mode " + mode_ + " with " +
-                                std::to_string(chunks_) + " chunks, " + addresses_[s] + " runs mode " + mode +
-                                " with " + std::to_string(chunks) + " (ps.mode, ps.chunks)");
+      return InvalidArgument("parameter servers disagree: " + addresses_[0] + " runs mode " +
+                             mode_ + " with " + std::to_string(chunks_) + " chunks, " +
+                             addresses_[s] + " runs mode " + mode + " with " +
+                             std::to_string(chunks) + " (ps.mode, ps.chunks)");
     }
   }
   return Status::Ok();
@@ -189,8 +200,11 @@ Result<int64_t> PsExchange::Begin(nn::Sequential& model, const ModelSpec& spec, 
   DNND_RETURN_IF_ERROR(PullAll(model));
   heartbeat_.Start(heartbeat_every_, [this] { Heartbeat(); });
   Log(LogLevel::kInfo, "worker", "joined parameter servers",
-      {{"worker", worker_}, {"servers", static_cast<int64_t>(clients_.size())}, {"chunks", static_cast<int64_t>(chunks_)},
-       {"mode", mode_}, {"start_step", start}});
+      {{"worker", worker_},
+       {"servers", static_cast<int64_t>(clients_.size())},
+       {"chunks", static_cast<int64_t>(chunks_)},
+       {"mode", mode_},
+       {"start_step", start}});
   return start;
 }
 
@@ -217,14 +231,16 @@ Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t 
       Tensor source = kavg ? p->detach() : p->grad();
       if (!source.defined())
         source = Tensor::Zeros(p->shape());  // a parameter the loss did not reach
-      push.tensors.push_back(wire::WireTensor::FromTensor(piece.key(), FlatSlice(source, piece.offset, piece.length),
-                                                          kavg ? wire::Codec::kNone : gradient_codec_));
+      push.tensors.push_back(
+          wire::WireTensor::FromTensor(piece.key(), FlatSlice(source, piece.offset, piece.length),
+                                       kavg ? wire::Codec::kNone : gradient_codec_));
     }
     return push.Encode();
   };
   Status s = ExchangeAll(make, model);
-  if (!s.ok() && (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded ||
-                  s.code() == StatusCode::kPermissionDenied)) {
+  if (!s.ok() &&
+      (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded ||
+       s.code() == StatusCode::kPermissionDenied)) {
     // A server restarted (it no longer knows our session) or dropped us:
     // this step's contribution is lost, the weights are the servers' again,
     // and training goes on.

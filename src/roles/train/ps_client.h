@@ -34,7 +34,8 @@ class PsExchange : public StepExchange {
  public:
   // `gradient_codec` encodes pushed gradients (kavg's weights always go raw).
   PsExchange(std::vector<std::string> servers, int64_t worker, rpc::RpcClientOptions options,
-             std::chrono::milliseconds heartbeat_every, wire::Codec gradient_codec = wire::Codec::kNone);
+             std::chrono::milliseconds heartbeat_every,
+             wire::Codec gradient_codec = wire::Codec::kNone);
   ~PsExchange() override;
 
   Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) override;
@@ -71,8 +72,8 @@ class PsExchange : public StepExchange {
   std::vector<std::unique_ptr<rpc::RpcClient>> clients_;
   mutable Mutex sessions_mu_;  // a leaf; the heartbeat thread reads the sessions
   std::vector<std::string> sessions_ GUARDED_BY(sessions_mu_);  // per server, from its init
-  ps::Partition partition_;  // servers x chunks logical shards
-  nn::NamedTensors params_;  // the model's, in model order
+  ps::Partition partition_;                                     // servers x chunks logical shards
+  nn::NamedTensors params_;                                     // the model's, in model order
   std::string spec_text_;
   uint64_t seed_ = 0;
   std::string mode_ = "sync";

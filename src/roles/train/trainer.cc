@@ -1,14 +1,13 @@
 #include "roles/train/trainer.h"
 
-#include "core/files.h"
-#include "core/log.h"
-#include "core/metrics.h"
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 
+#include "core/files.h"
+#include "core/log.h"
+#include "core/metrics.h"
 #include "tensor/checkpoint.h"
 #include "tensor/ops.h"
 
@@ -46,7 +45,8 @@ int64_t CountCorrect(nn::LossKind loss, const Tensor& out, const nn::Target& tar
 Result<std::unique_ptr<Trainer>> Trainer::Create(ModelSpec spec, TrainOptions options) {
   if (options.batch_size < 1) return InvalidArgument("train.batch_size must be >= 1");
   DNND_ASSIGN_OR_RETURN(auto model, BuildModel(spec, options.seed));
-  DNND_ASSIGN_OR_RETURN(auto optimizer, optim::MakeOptimizer(spec.optimizer, model->NamedParameters()));
+  DNND_ASSIGN_OR_RETURN(auto optimizer,
+                        optim::MakeOptimizer(spec.optimizer, model->NamedParameters()));
   return std::unique_ptr<Trainer>(
       new Trainer(std::move(spec), std::move(options), std::move(model), std::move(optimizer)));
 }
@@ -72,11 +72,17 @@ Status Trainer::SaveCheckpoint(int64_t epoch, int64_t step, int64_t samples) {
   // The final save after a periodic one at the same step would only push the
   // previous generation (the fallback) out.
   if (epoch == saved_epoch_ && step == saved_step_) return Status::Ok();
-  TrainingState state{.epoch = epoch, .step = step, .samples = samples, .train_samples = train_samples_, .extra = {},
-                      .files = {}, .loaded_from = {}};
-  if (options_.exchange) DNND_RETURN_IF_ERROR(options_.exchange->BeforeCheckpoint(*model_, state.files));
-  DNND_RETURN_IF_ERROR(
-      dnnd::SaveCheckpoint(options_.checkpoint_dir, *model_, optimizer_.get(), state, ModelSpecToToml(spec_)));
+  TrainingState state{.epoch = epoch,
+                      .step = step,
+                      .samples = samples,
+                      .train_samples = train_samples_,
+                      .extra = {},
+                      .files = {},
+                      .loaded_from = {}};
+  if (options_.exchange)
+    DNND_RETURN_IF_ERROR(options_.exchange->BeforeCheckpoint(*model_, state.files));
+  DNND_RETURN_IF_ERROR(dnnd::SaveCheckpoint(options_.checkpoint_dir, *model_, optimizer_.get(),
+                                            state, ModelSpecToToml(spec_)));
   saved_epoch_ = epoch;
   saved_step_ = step;
   return Status::Ok();
@@ -85,7 +91,8 @@ Status Trainer::SaveCheckpoint(int64_t epoch, int64_t step, int64_t samples) {
 Status Trainer::SweepCheckpointDir() {
   DNND_ASSIGN_OR_RETURN(std::vector<std::string> removed, SweepTempFiles(options_.checkpoint_dir));
   for (const auto& path : removed)
-    Log(LogLevel::kWarn, "trainer", "removed what an interrupted checkpoint left behind", {{"path", path}});
+    Log(LogLevel::kWarn, "trainer", "removed what an interrupted checkpoint left behind",
+        {{"path", path}});
   return Status::Ok();
 }
 
@@ -93,8 +100,11 @@ EvalResult Trainer::Evaluate(const data::Dataset& set) {
   NoGradGuard no_grad;
   model_->Eval();
   EvalResult r;
-  data::DataLoader loader(set, {.batch_size = kEvalBatch, .shuffle = false, .seed = 0,
-                                .mean = options_.normalize_mean, .std = options_.normalize_std});
+  data::DataLoader loader(set, {.batch_size = kEvalBatch,
+                                .shuffle = false,
+                                .seed = 0,
+                                .mean = options_.normalize_mean,
+                                .std = options_.normalize_std});
   double loss_sum = 0;
   int64_t correct = 0;
   for (int64_t b = 0; b < loader.num_batches(); ++b) {
@@ -116,14 +126,19 @@ namespace {
 // What /metrics shows of a training run.
 struct TrainMetrics {
   Counter& steps = DefaultMetrics().Counter("dnnd_train_steps_total", "training steps completed");
-  Counter& samples = DefaultMetrics().Counter("dnnd_train_samples_total", "training samples processed");
-  Counter& compute = DefaultMetrics().Counter("dnnd_worker_step_seconds_total",
-                                              "worker step time by phase: compute (forward/backward), communicate, wait (for other workers), server (averaging and optimizer)",
-                                              {{"phase", "compute"}});
+  Counter& samples =
+      DefaultMetrics().Counter("dnnd_train_samples_total", "training samples processed");
+  Counter& compute = DefaultMetrics().Counter(
+      "dnnd_worker_step_seconds_total",
+      "worker step time by phase: compute (forward/backward), communicate, wait (for other "
+      "workers), server (averaging and optimizer)",
+      {{"phase", "compute"}});
   Gauge& loss = DefaultMetrics().Gauge("dnnd_train_loss", "loss of the last training step");
   Gauge& epoch = DefaultMetrics().Gauge("dnnd_train_epoch", "epochs completed");
-  Gauge& test_accuracy = DefaultMetrics().Gauge("dnnd_test_accuracy", "accuracy on the test set at the last evaluation");
-  Gauge& test_loss = DefaultMetrics().Gauge("dnnd_test_loss", "loss on the test set at the last evaluation");
+  Gauge& test_accuracy = DefaultMetrics().Gauge("dnnd_test_accuracy",
+                                                "accuracy on the test set at the last evaluation");
+  Gauge& test_loss =
+      DefaultMetrics().Gauge("dnnd_test_loss", "loss on the test set at the last evaluation");
 };
 }  // namespace
 
@@ -136,20 +151,26 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
   const bool by_iterations = options_.iterations > 0;
   const int64_t batch = by_iterations ? train.size() : options_.batch_size;
   const int64_t epochs = by_iterations ? options_.iterations : options_.epochs;
-  data::DataLoader loader(train, {.batch_size = batch, .shuffle = options_.shuffle && !by_iterations,
-                                  .seed = options_.seed, .mean = options_.normalize_mean,
+  data::DataLoader loader(train, {.batch_size = batch,
+                                  .shuffle = options_.shuffle && !by_iterations,
+                                  .seed = options_.seed,
+                                  .mean = options_.normalize_mean,
                                   .std = options_.normalize_std});
   const int64_t steps_per_epoch = loader.num_batches();
   // A segment (TrainOptions::start_epoch) counts its steps from start_step.
   const int64_t first_epoch = by_iterations ? 0 : options_.start_epoch;
   const int64_t base_step = by_iterations ? 0 : options_.start_step;
-  const int64_t end_epoch = !by_iterations && options_.stop_epoch > 0 ? std::min(options_.stop_epoch, epochs) : epochs;
+  const int64_t end_epoch =
+      !by_iterations && options_.stop_epoch > 0 ? std::min(options_.stop_epoch, epochs) : epochs;
   if (first_epoch < 0 || base_step < 0 || first_epoch >= end_epoch)
-    return InvalidArgument("train.start_epoch " + std::to_string(first_epoch) + " is not before the segment's end (epoch " +
-                           std::to_string(end_epoch) + ")");
+    return InvalidArgument("train.start_epoch " + std::to_string(first_epoch) +
+                           " is not before the segment's end (epoch " + std::to_string(end_epoch) +
+                           ")");
   const int64_t total_steps = base_step + (epochs - first_epoch) * steps_per_epoch;
   // The step at which `epoch` (>= first_epoch) begins.
-  auto epoch_start = [&](int64_t epoch) { return base_step + (epoch - first_epoch) * steps_per_epoch; };
+  auto epoch_start = [&](int64_t epoch) {
+    return base_step + (epoch - first_epoch) * steps_per_epoch;
+  };
 
   int64_t step = 0, samples = 0;
   StepExchange* exchange = options_.exchange.get();
@@ -160,13 +181,15 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
     }
   } end_exchange{exchange};
   if (!options_.checkpoint_dir.empty()) DNND_RETURN_IF_ERROR(SweepCheckpointDir());
-  if (options_.resume && !options_.checkpoint_dir.empty() && HasCheckpoint(options_.checkpoint_dir)) {
+  if (options_.resume && !options_.checkpoint_dir.empty() &&
+      HasCheckpoint(options_.checkpoint_dir)) {
     auto state = LoadCheckpoint(options_.checkpoint_dir, *model_, optimizer_.get());
     if (!state) return state.status().WithContext("resuming from " + options_.checkpoint_dir);
     step = state->step;
     samples = state->samples;
     if (exchange) exchange->Resumed(state->files);
-    std::fprintf(stderr, "resumed from %s at step %lld\n", state->loaded_from.c_str(), static_cast<long long>(step));
+    std::fprintf(stderr, "resumed from %s at step %lld\n", state->loaded_from.c_str(),
+                 static_cast<long long>(step));
   }
   if (exchange) {
     DNND_ASSIGN_OR_RETURN(const int64_t start, exchange->Begin(*model_, spec_, options_.seed));
@@ -187,7 +210,8 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
   auto run_start = std::chrono::steady_clock::now();
   double window_loss = 0;
   int64_t window_steps = 0;
-  for (int64_t epoch = first_epoch + (step - base_step) / steps_per_epoch; epoch < end_epoch; ++epoch) {
+  for (int64_t epoch = first_epoch + (step - base_step) / steps_per_epoch; epoch < end_epoch;
+       ++epoch) {
     optimizer_->set_lr(LearningRate(by_iterations ? 0 : epoch));
     const int64_t first = step - epoch_start(epoch);  // > 0 only when resuming mid-epoch
     char label[64];
@@ -208,7 +232,8 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       data::Batch batch = loader.GetBatch(epoch, b);
       Tensor loss = nn::ComputeLoss(spec_.loss, model_->Forward(batch.x), batch.target);
       loss.backward();
-      metrics.compute.Inc(std::chrono::duration<double>(std::chrono::steady_clock::now() - compute_start).count());
+      metrics.compute.Inc(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - compute_start).count());
       if (exchange) {
         DNND_RETURN_IF_ERROR(exchange->Step(*model_, *optimizer_, step, optimizer_->lr()));
       } else {
@@ -235,7 +260,8 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
         return SaveCheckpoint(epoch, step, samples);
       }
     }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EpochRecord rec{.epoch = epoch + 1,
                     .train_loss = loss_sum / std::max<int64_t>(1, steps_per_epoch - first),
                     .seconds = secs,
@@ -245,7 +271,8 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       window_loss += rec.train_loss;
       ++window_steps;
       if ((epoch + 1) % report_every != 0 && !last) continue;
-      double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+      double total =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
       if (options_.report)
         std::fprintf(stderr, "iteration %lld/%lld loss %.6f %.0f iterations/s\n",
                      static_cast<long long>(epoch + 1), static_cast<long long>(epochs),
@@ -276,9 +303,12 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       }
       bar->Finish(s);
     }
-    if (options_.goal_accuracy > 0 && rec.evaluated && rec.eval.accuracy >= options_.goal_accuracy) {
+    if (options_.goal_accuracy > 0 && rec.evaluated &&
+        rec.eval.accuracy >= options_.goal_accuracy) {
       Log(LogLevel::kInfo, "trainer", "goal accuracy reached; stopping early",
-          {{"epoch", epoch + 1}, {"test_accuracy", rec.eval.accuracy}, {"goal", options_.goal_accuracy}});
+          {{"epoch", epoch + 1},
+           {"test_accuracy", rec.eval.accuracy},
+           {"goal", options_.goal_accuracy}});
       return SaveCheckpoint(epoch + 1, step, samples);
     }
   }

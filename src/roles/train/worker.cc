@@ -1,6 +1,7 @@
 #include "roles/train/worker.h"
 
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -8,16 +9,14 @@
 #include <optional>
 #include <stdexcept>
 
-#include <unistd.h>
-
-#include "tensor/data/from_config.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "roles/train/layer_client.h"
 #include "roles/train/ps_client.h"
 #include "roles/train/trainer.h"
+#include "tensor/data/from_config.h"
 #include "tensor/parallel.h"
-#include "core/files.h"
 
 namespace dnnd {
 
@@ -39,13 +38,19 @@ namespace {
 
 class WorkerRole : public Role {
  public:
-  WorkerRole(std::unique_ptr<Trainer> trainer, data::Dataset train, data::Dataset test, bool has_test)
-      : trainer_(std::move(trainer)), train_(std::move(train)), test_(std::move(test)), has_test_(has_test) {}
+  WorkerRole(std::unique_ptr<Trainer> trainer, data::Dataset train, data::Dataset test,
+             bool has_test)
+      : trainer_(std::move(trainer)),
+        train_(std::move(train)),
+        test_(std::move(test)),
+        has_test_(has_test) {}
 
   Status Run() override {
     Log(LogLevel::kInfo, "worker", "training",
-        {{"train_samples", train_.size()}, {"test_samples", has_test_ ? test_.size() : int64_t{0}},
-         {"parameters", trainer_->model().ParameterCount()}, {"threads", GetThreads()}});
+        {{"train_samples", train_.size()},
+         {"test_samples", has_test_ ? test_.size() : int64_t{0}},
+         {"parameters", trainer_->model().ParameterCount()},
+         {"threads", GetThreads()}});
     Status s = Status::Ok();
     try {
       s = trainer_->Run(train_, has_test_ ? &test_ : nullptr, stop_);
@@ -72,17 +77,20 @@ class WorkerRole : public Role {
     auto phase = [](const char* p) {
       return DefaultMetrics()
           .Counter("dnnd_worker_step_seconds_total",
-                   "worker step time by phase: compute (forward/backward), communicate, wait (for other workers), server (averaging and optimizer)",
+                   "worker step time by phase: compute (forward/backward), communicate, wait (for "
+                   "other workers), server (averaging and optimizer)",
                    {{"phase", p}})
           .Value();
     };
-    const double compute = phase("compute"), communicate = phase("communicate"), wait = phase("wait"),
-                 server = phase("server");
+    const double compute = phase("compute"), communicate = phase("communicate"),
+                 wait = phase("wait"), server = phase("server");
     const double total = compute + communicate + wait + server;
     if (total == compute) return;  // local training
     std::fprintf(stderr,
-                 "step time: compute %.0f%%, communicate %.0f%%, wait %.0f%%, server %.0f%% (%.1f s over all workers)\n",
-                 100 * compute / total, 100 * communicate / total, 100 * wait / total, 100 * server / total, total);
+                 "step time: compute %.0f%%, communicate %.0f%%, wait %.0f%%, server %.0f%% (%.1f "
+                 "s over all workers)\n",
+                 100 * compute / total, 100 * communicate / total, 100 * wait / total,
+                 100 * server / total, total);
   }
 
  private:
@@ -100,28 +108,31 @@ Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
   placement.count = cfg.GetInt("worker.count");
   placement.parameter_servers = cfg.GetStrings("worker.parameter_servers");
   if (placement.index >= placement.count)
-    return InvalidArgument("worker.index " + std::to_string(placement.index) + " is not below worker.count " +
-                           std::to_string(placement.count));
+    return InvalidArgument("worker.index " + std::to_string(placement.index) +
+                           " is not below worker.count " + std::to_string(placement.count));
   return MakeWorker(cfg, placement, true);
 }
 
-Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacement& placement, bool show_progress,
-                                         TrainHooks hooks) {
+Result<std::unique_ptr<Role>> MakeWorker(const Config& cfg, const WorkerPlacement& placement,
+                                         bool show_progress, TrainHooks hooks) {
   DNND_ASSIGN_OR_RETURN(data::Dataset train, data::LoadTrainingSet(cfg));
   DNND_ASSIGN_OR_RETURN(std::optional<data::Dataset> test, data::LoadTestSet(cfg));
   if (placement.count > 1) {
     if (train.size() < placement.count)
-      return InvalidArgument("the training set has " + std::to_string(train.size()) + " samples for " +
-                             std::to_string(placement.count) + " workers");
+      return InvalidArgument("the training set has " + std::to_string(train.size()) +
+                             " samples for " + std::to_string(placement.count) + " workers");
     // The seed stays the job's: every worker starts from the same weights
     // (and its own part of the data is shuffled reproducibly).
     train = train.Part(placement.index, placement.count);
   }
-  return MakeWorkerWithData(cfg, placement, show_progress, std::move(hooks), std::move(train), std::move(test));
+  return MakeWorkerWithData(cfg, placement, show_progress, std::move(hooks), std::move(train),
+                            std::move(test));
 }
 
-Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, const WorkerPlacement& placement,
-                                                 bool show_progress, TrainHooks hooks, data::Dataset train,
+Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg,
+                                                 const WorkerPlacement& placement,
+                                                 bool show_progress, TrainHooks hooks,
+                                                 data::Dataset train,
                                                  std::optional<data::Dataset> test_set) {
   DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(cfg));
   return MakeWorkerWithData(cfg, std::move(spec), TrainOptionsFromConfig(cfg), placement,
@@ -163,18 +174,22 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, ModelSpec sp
   const bool data_parallel = !placement.parameter_servers.empty();
   DNND_ASSIGN_OR_RETURN(std::vector<LayerPlacement> layers, ParsePlacements(cfg));
   if (data_parallel && !layers.empty())
-    return InvalidArgument("worker.parameter_servers and worker.placement are both set; a worker either trains "
-                           "data-parallel or places layers on layer servers");
+    return InvalidArgument(
+        "worker.parameter_servers and worker.placement are both set; a worker either trains "
+        "data-parallel or places layers on layer servers");
   if (!layers.empty()) {
     DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
-    o.exchange = std::make_shared<LayerExchange>(std::move(layers), cfg.GetInt("worker.micro_batches"), std::move(rpc),
-                                                 cfg.GetString("node.name") + "-" + std::to_string(::getpid()));
+    o.exchange = std::make_shared<LayerExchange>(
+        std::move(layers), cfg.GetInt("worker.micro_batches"), std::move(rpc),
+        cfg.GetString("node.name") + "-" + std::to_string(::getpid()));
   }
   if (data_parallel) {
     DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
-    DNND_ASSIGN_OR_RETURN(wire::Codec codec, wire::ParseCodec(cfg.GetString("worker.gradient_codec")));
-    o.exchange = std::make_shared<PsExchange>(placement.parameter_servers, placement.index, std::move(rpc),
-                                              std::chrono::milliseconds(cfg.GetInt("worker.heartbeat_ms")), codec);
+    DNND_ASSIGN_OR_RETURN(wire::Codec codec,
+                          wire::ParseCodec(cfg.GetString("worker.gradient_codec")));
+    o.exchange = std::make_shared<PsExchange>(
+        placement.parameter_servers, placement.index, std::move(rpc),
+        std::chrono::milliseconds(cfg.GetInt("worker.heartbeat_ms")), codec);
     // The servers hold the job's state: a restarted worker resumes from them,
     // and only worker 0 writes the final model.
     o.resume = false;
@@ -203,9 +218,11 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, ModelSpec sp
   auto out = trainer->model().OutputShape(train.sample_shape);
   if (out.ok() && !train.labels.empty() && out->size() == 1 &&
       (*out)[0] < std::max(train.num_classes, test.num_classes))
-    return InvalidArgument("the model has " + std::to_string((*out)[0]) + " outputs but the data has " +
-                           std::to_string(std::max(train.num_classes, test.num_classes)) + " classes");
-  return std::unique_ptr<Role>(new WorkerRole(std::move(trainer), std::move(train), std::move(test), has_test));
+    return InvalidArgument(
+        "the model has " + std::to_string((*out)[0]) + " outputs but the data has " +
+        std::to_string(std::max(train.num_classes, test.num_classes)) + " classes");
+  return std::unique_ptr<Role>(
+      new WorkerRole(std::move(trainer), std::move(train), std::move(test), has_test));
 }
 
 }  // namespace dnnd

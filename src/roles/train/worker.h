@@ -10,17 +10,17 @@
 #include <vector>
 
 #include "core/config.h"
-#include "tensor/data/dataset.h"
-#include "roles/base/role.h"
 #include "core/status.h"
+#include "roles/base/role.h"
 #include "roles/train/trainer.h"
+#include "tensor/data/dataset.h"
 #include "tensor/model_spec.h"
 
 namespace dnnd {
 
 // Where a worker sits in a data-parallel job.
 struct WorkerPlacement {
-  int64_t index = 0;                         // trains on part `index` of `count` of the data
+  int64_t index = 0;  // trains on part `index` of `count` of the data
   int64_t count = 1;
   std::vector<std::string> parameter_servers;  // empty: local training
 };
@@ -40,18 +40,17 @@ Result<std::unique_ptr<Role>> MakeWorker(const Config& config, const WorkerPlace
                                          bool show_progress, TrainHooks hooks = {});
 // The same with the data already in memory: `train` is this worker's part
 // (a pool worker receives only its part from the controller).
-Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& config, const WorkerPlacement& placement,
-                                                 bool show_progress, TrainHooks hooks, data::Dataset train,
-                                                 std::optional<data::Dataset> test);
-// The same for a job the controller describes: the model and training
-// options are given (a pool worker's, from its task's JobSpec); `config`
-// supplies only the node's own settings ([worker], [transport], node.name).
-Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& config, ModelSpec spec,
-                                                 TrainOptions options,
+Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& config,
                                                  const WorkerPlacement& placement,
                                                  bool show_progress, TrainHooks hooks,
                                                  data::Dataset train,
                                                  std::optional<data::Dataset> test);
+// The same for a job the controller describes: the model and training
+// options are given (a pool worker's, from its task's JobSpec); `config`
+// supplies only the node's own settings ([worker], [transport], node.name).
+Result<std::unique_ptr<Role>> MakeWorkerWithData(
+    const Config& config, ModelSpec spec, TrainOptions options, const WorkerPlacement& placement,
+    bool show_progress, TrainHooks hooks, data::Dataset train, std::optional<data::Dataset> test);
 // The training options of a config's [train] and [data] sections.
 TrainOptions TrainOptionsFromConfig(const Config& config);
 

@@ -7,8 +7,8 @@
 
 namespace dnnd::data {
 
-Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& options, const std::string& what,
-                                const DecodeLimits& limits) {
+Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& options,
+                                const std::string& what, const DecodeLimits& limits) {
   std::vector<float> values;
   std::vector<int32_t> labels;
   int64_t width = -1;  // columns per row
@@ -28,7 +28,8 @@ Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& optio
     size_t start = 0;
     for (int64_t col = 1;; ++col) {
       size_t comma = line.find(',', start);
-      std::string cell = line.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      std::string cell =
+          line.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       const char* b = cell.c_str();
       char* end = nullptr;
       double v = std::strtod(b, &end);
@@ -42,8 +43,9 @@ Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& optio
     }
     if (width < 0) width = static_cast<int64_t>(cells.size());
     if (static_cast<int64_t>(cells.size()) != width)
-      return InvalidArgument(what + ":" + std::to_string(row) + ": " + std::to_string(cells.size()) +
-                             " columns, but earlier rows have " + std::to_string(width));
+      return InvalidArgument(what + ":" + std::to_string(row) + ": " +
+                             std::to_string(cells.size()) + " columns, but earlier rows have " +
+                             std::to_string(width));
     if (width < 2) return InvalidArgument(what + ": needs a label column and at least one feature");
     const int64_t lc = options.label_column < 0 ? width - 1 : options.label_column;
     if (lc >= width)
@@ -54,8 +56,8 @@ Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& optio
       return InvalidArgument(what + ":" + std::to_string(row) + ":" + std::to_string(lc + 1) +
                              ": label " + std::to_string(l) + " is not an integer in [0, 65535]");
     // Samples become float32 while parsing (uint8 at the end): 4 bytes a feature.
-    DNND_RETURN_IF_ERROR(limits.CheckBytes(4 * (values.size() + static_cast<size_t>(width)), what + ": row " +
-                                           std::to_string(row) + "'s samples"));
+    DNND_RETURN_IF_ERROR(limits.CheckBytes(4 * (values.size() + static_cast<size_t>(width)),
+                                           what + ": row " + std::to_string(row) + "'s samples"));
     labels.push_back(static_cast<int32_t>(l));
     for (int64_t c = 0; c < width; ++c) {
       if (c == lc) continue;
@@ -79,7 +81,8 @@ Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& optio
   return d;
 }
 
-Result<Dataset> LoadCsvDataset(const std::string& path, const CsvOptions& options, const DecodeLimits& limits) {
+Result<Dataset> LoadCsvDataset(const std::string& path, const CsvOptions& options,
+                               const DecodeLimits& limits) {
   DNND_ASSIGN_OR_RETURN(std::string text, ReadMaybeGzipped(path, limits));
   return ParseCsvDataset(text, options, path, limits);
 }

@@ -6,9 +6,9 @@
 
 #include <string>
 
+#include "core/status.h"
 #include "tensor/data/dataset.h"
 #include "tensor/data/source.h"
-#include "core/status.h"
 
 namespace dnnd::data {
 
@@ -19,8 +19,9 @@ struct CsvOptions {
 
 // The text (after decompression) and the samples parsed from it (4 bytes a
 // feature while parsing) are each held to limits.max_bytes.
-Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& options, const std::string& what,
-                                const DecodeLimits& limits = {});
-Result<Dataset> LoadCsvDataset(const std::string& path, const CsvOptions& options, const DecodeLimits& limits = {});
+Result<Dataset> ParseCsvDataset(const std::string& text, const CsvOptions& options,
+                                const std::string& what, const DecodeLimits& limits = {});
+Result<Dataset> LoadCsvDataset(const std::string& path, const CsvOptions& options,
+                               const DecodeLimits& limits = {});
 
 }  // namespace dnnd::data

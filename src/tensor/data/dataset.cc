@@ -40,11 +40,14 @@ Dataset Dataset::EmptyLike() const {
 Dataset Dataset::Slice(int64_t first, int64_t n) const {
   Dataset d = EmptyLike();
   const int64_t per = sample_numel();
-  if (type == SampleType::kUint8) d.u8.assign(u8.begin() + first * per, u8.begin() + (first + n) * per);
-  else d.f32.assign(f32.begin() + first * per, f32.begin() + (first + n) * per);
+  if (type == SampleType::kUint8)
+    d.u8.assign(u8.begin() + first * per, u8.begin() + (first + n) * per);
+  else
+    d.f32.assign(f32.begin() + first * per, f32.begin() + (first + n) * per);
   if (!labels.empty()) d.labels.assign(labels.begin() + first, labels.begin() + first + n);
   if (!targets.empty())
-    d.targets.assign(targets.begin() + first * target_width, targets.begin() + (first + n) * target_width);
+    d.targets.assign(targets.begin() + first * target_width,
+                     targets.begin() + (first + n) * target_width);
   return d;
 }
 
@@ -52,14 +55,19 @@ Dataset Dataset::Select(const std::vector<int64_t>& indices) const {
   Dataset d = EmptyLike();
   const int64_t per = sample_numel();
   const size_t n = indices.size();
-  if (type == SampleType::kUint8) d.u8.reserve(n * per);
-  else d.f32.reserve(n * per);
+  if (type == SampleType::kUint8)
+    d.u8.reserve(n * per);
+  else
+    d.f32.reserve(n * per);
   for (int64_t i : indices) {
-    if (type == SampleType::kUint8) d.u8.insert(d.u8.end(), u8.begin() + i * per, u8.begin() + (i + 1) * per);
-    else d.f32.insert(d.f32.end(), f32.begin() + i * per, f32.begin() + (i + 1) * per);
+    if (type == SampleType::kUint8)
+      d.u8.insert(d.u8.end(), u8.begin() + i * per, u8.begin() + (i + 1) * per);
+    else
+      d.f32.insert(d.f32.end(), f32.begin() + i * per, f32.begin() + (i + 1) * per);
     if (!labels.empty()) d.labels.push_back(labels[i]);
     if (!targets.empty())
-      d.targets.insert(d.targets.end(), targets.begin() + i * target_width, targets.begin() + (i + 1) * target_width);
+      d.targets.insert(d.targets.end(), targets.begin() + i * target_width,
+                       targets.begin() + (i + 1) * target_width);
   }
   return d;
 }
@@ -77,8 +85,7 @@ Dataset MakeXorDataset() {
   return d;
 }
 
-DataLoader::DataLoader(const Dataset& set, LoaderOptions options)
-    : set_(set), options_(options) {
+DataLoader::DataLoader(const Dataset& set, LoaderOptions options) : set_(set), options_(options) {
   if (options_.batch_size < 1) options_.batch_size = 1;
   if (!(options_.std > 0.0f)) options_.std = 1.0f;
 }
@@ -95,8 +102,9 @@ void DataLoader::PrepareEpoch(int64_t epoch) {
   std::iota(order_.begin(), order_.end(), 0);
   if (options_.shuffle) {
     // Seeded per (seed, epoch): independent of how many batches ran before.
-    std::seed_seq seq{static_cast<uint32_t>(options_.seed), static_cast<uint32_t>(options_.seed >> 32),
-                      static_cast<uint32_t>(epoch), static_cast<uint32_t>(epoch >> 32)};
+    std::seed_seq seq{static_cast<uint32_t>(options_.seed),
+                      static_cast<uint32_t>(options_.seed >> 32), static_cast<uint32_t>(epoch),
+                      static_cast<uint32_t>(epoch >> 32)};
     std::mt19937_64 rng(seq);
     // Fisher-Yates with our own index draw: std::shuffle's use of the engine is
     // implementation-defined, and batches must not change across toolchains.
@@ -141,7 +149,8 @@ Batch DataLoader::GetBatch(int64_t epoch, int64_t index) {
     const int64_t w = set_.target_width;
     batch.target.values = Tensor::Empty({size, w});
     for (int64_t i = 0; i < size; ++i)
-      std::copy_n(set_.targets.data() + order_[begin + i] * w, w, batch.target.values.data() + i * w);
+      std::copy_n(set_.targets.data() + order_[begin + i] * w, w,
+                  batch.target.values.data() + i * w);
   }
   return batch;
 }

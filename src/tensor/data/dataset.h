@@ -27,8 +27,8 @@ enum class SampleType { kUint8, kFloat32 };
 struct Dataset {
   Shape sample_shape;  // per sample, e.g. [1, 28, 28]
   SampleType type = SampleType::kUint8;
-  std::vector<uint8_t> u8;   // size() * sample numel, when type == kUint8
-  std::vector<float> f32;    // size() * sample numel, when type == kFloat32
+  std::vector<uint8_t> u8;      // size() * sample numel, when type == kUint8
+  std::vector<float> f32;       // size() * sample numel, when type == kFloat32
   std::vector<int32_t> labels;  // classification: one class index per sample
   std::vector<float> targets;   // regression: target_width floats per sample
   int64_t target_width = 0;

@@ -8,22 +8,28 @@ namespace dnnd::data {
 namespace {
 
 // One split ("train" or "test") in `format`; nullopt when its path is empty.
-Result<std::optional<Dataset>> LoadSplit(const Config& cfg, const std::string& format, const std::string& split,
-                                         const DecodeLimits& limits) {
+Result<std::optional<Dataset>> LoadSplit(const Config& cfg, const std::string& format,
+                                         const std::string& split, const DecodeLimits& limits) {
   if (format == "idx" || format == "npy") {
     const std::string x = cfg.GetString("data." + split + "_images");
     const std::string y = cfg.GetString("data." + split + "_labels");
     if (x.empty()) return std::optional<Dataset>();
-    if (y.empty()) return InvalidArgument("data." + split + "_images is set but data." + split + "_labels is empty");
-    DNND_ASSIGN_OR_RETURN(Dataset d, format == "idx" ? LoadIdxDataset(x, y, limits) : LoadNpyDataset(x, y, limits));
+    if (y.empty())
+      return InvalidArgument("data." + split + "_images is set but data." + split +
+                             "_labels is empty");
+    DNND_ASSIGN_OR_RETURN(
+        Dataset d, format == "idx" ? LoadIdxDataset(x, y, limits) : LoadNpyDataset(x, y, limits));
     return std::optional<Dataset>(std::move(d));
   }
   const std::string file = cfg.GetString("data." + split + "_file");
   if (file.empty()) return std::optional<Dataset>();
-  Result<Dataset> d = format == "npz"
-      ? LoadNpzDataset(file, cfg.GetString("data.x_key"), cfg.GetString("data.y_key"), limits)
-      : LoadCsvDataset(file, {.label_column = static_cast<int>(cfg.GetInt("data.csv_label_column")),
-                              .header = cfg.GetBool("data.csv_header")}, limits);
+  Result<Dataset> d =
+      format == "npz"
+          ? LoadNpzDataset(file, cfg.GetString("data.x_key"), cfg.GetString("data.y_key"), limits)
+          : LoadCsvDataset(file,
+                           {.label_column = static_cast<int>(cfg.GetInt("data.csv_label_column")),
+                            .header = cfg.GetBool("data.csv_header")},
+                           limits);
   if (!d) return d.status();
   return std::optional<Dataset>(std::move(d).value());
 }
@@ -37,9 +43,13 @@ DecodeLimits LimitsFromConfig(const Config& cfg) {
   return l;
 }
 
-Result<Dataset> LoadTrainingSet(const Config& cfg) { return LoadTrainingSet(cfg, LimitsFromConfig(cfg)); }
+Result<Dataset> LoadTrainingSet(const Config& cfg) {
+  return LoadTrainingSet(cfg, LimitsFromConfig(cfg));
+}
 
-Result<std::optional<Dataset>> LoadTestSet(const Config& cfg) { return LoadTestSet(cfg, LimitsFromConfig(cfg)); }
+Result<std::optional<Dataset>> LoadTestSet(const Config& cfg) {
+  return LoadTestSet(cfg, LimitsFromConfig(cfg));
+}
 
 Result<Dataset> LoadTrainingSet(const Config& cfg, const DecodeLimits& limits) {
   if (cfg.GetString("data.builtin") == "xor") return MakeXorDataset();

@@ -12,9 +12,9 @@
 #include <optional>
 
 #include "core/config.h"
+#include "core/status.h"
 #include "tensor/data/dataset.h"
 #include "tensor/data/source.h"
-#include "core/status.h"
 
 namespace dnnd::data {
 

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <new>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <new>
 
 namespace dnnd::data {
 namespace {
@@ -16,20 +16,30 @@ uint32_t ReadBe32(const uint8_t* p) {
 
 int ElementSize(uint8_t dtype) {
   switch (dtype) {
-    case 0x08: case 0x09: return 1;
-    case 0x0B: return 2;
-    case 0x0C: case 0x0D: return 4;
-    case 0x0E: return 8;
-    default: return 0;
+    case 0x08:
+    case 0x09:
+      return 1;
+    case 0x0B:
+      return 2;
+    case 0x0C:
+    case 0x0D:
+      return 4;
+    case 0x0E:
+      return 8;
+    default:
+      return 0;
   }
 }
 
 // Big-endian element i of `p` as float.
 float ElementAsFloat(uint8_t dtype, const uint8_t* p) {
   switch (dtype) {
-    case 0x09: return static_cast<float>(static_cast<int8_t>(p[0]));
-    case 0x0B: return static_cast<float>(static_cast<int16_t>((p[0] << 8) | p[1]));
-    case 0x0C: return static_cast<float>(static_cast<int32_t>(ReadBe32(p)));
+    case 0x09:
+      return static_cast<float>(static_cast<int8_t>(p[0]));
+    case 0x0B:
+      return static_cast<float>(static_cast<int16_t>((p[0] << 8) | p[1]));
+    case 0x0C:
+      return static_cast<float>(static_cast<int32_t>(ReadBe32(p)));
     case 0x0D: {
       uint32_t u = ReadBe32(p);
       float f;
@@ -42,7 +52,8 @@ float ElementAsFloat(uint8_t dtype, const uint8_t* p) {
       std::memcpy(&d, &u, 8);
       return static_cast<float>(d);
     }
-    default: return static_cast<float>(p[0]);
+    default:
+      return static_cast<float>(p[0]);
   }
 }
 
@@ -57,7 +68,8 @@ Result<IdxArray> DecodeIdx(ByteSource& src, const std::string& what, const Decod
     return Corruption(what + ": truncated IDX header (" + std::to_string(*got) + " bytes)");
   }
   if (head[0] != 0 || head[1] != 0)
-    return Corruption(what + ": bad IDX magic (first two bytes must be zero; is this an IDX file?)");
+    return Corruption(what +
+                      ": bad IDX magic (first two bytes must be zero; is this an IDX file?)");
   IdxArray a;
   a.dtype = head[2];
   const int esize = ElementSize(a.dtype);
@@ -76,7 +88,8 @@ Result<IdxArray> DecodeIdx(ByteSource& src, const std::string& what, const Decod
   if (auto got = src.Read(dims.data(), dims.size()); !got.ok() || *got < dims.size()) {
     if (!got.ok()) return got.status();
     return Corruption(what + ": truncated IDX header: rank " + std::to_string(rank) + " needs " +
-                      std::to_string(4 + dims.size()) + " bytes, file has " + std::to_string(4 + *got));
+                      std::to_string(4 + dims.size()) + " bytes, file has " +
+                      std::to_string(4 + *got));
   }
   for (int i = 0; i < rank; ++i) a.dims.push_back(ReadBe32(dims.data() + 4 * i));
   const int64_t n = ShapeNumel(a.dims);
@@ -85,8 +98,9 @@ Result<IdxArray> DecodeIdx(ByteSource& src, const std::string& what, const Decod
   // Checked before anything is allocated: the raw bytes and what they
   // become (uint8 stays uint8, every other type turns into float32).
   const uint64_t raw = static_cast<uint64_t>(n) * esize;
-  DNND_RETURN_IF_ERROR(limits.CheckBytes(std::max<uint64_t>(raw, a.dtype == 0x08 ? raw : 4 * static_cast<uint64_t>(n)),
-                                         what + ": IDX dimensions " + ShapeToString(a.dims)));
+  DNND_RETURN_IF_ERROR(limits.CheckBytes(
+      std::max<uint64_t>(raw, a.dtype == 0x08 ? raw : 4 * static_cast<uint64_t>(n)),
+      what + ": IDX dimensions " + ShapeToString(a.dims)));
   const std::string data_what = what + ": IDX data of dimensions " + ShapeToString(a.dims);
   if (a.dtype == 0x08) {
     DNND_RETURN_IF_ERROR(src.AppendExact(&a.u8, raw, data_what));
@@ -100,7 +114,8 @@ Result<IdxArray> DecodeIdx(ByteSource& src, const std::string& what, const Decod
         const int64_t k = std::min(kChunk, n - i);
         chunk.clear();
         DNND_RETURN_IF_ERROR(src.AppendExact(&chunk, static_cast<uint64_t>(k) * esize, data_what));
-        for (int64_t j = 0; j < k; ++j) a.f32.push_back(ElementAsFloat(a.dtype, chunk.data() + j * esize));
+        for (int64_t j = 0; j < k; ++j)
+          a.f32.push_back(ElementAsFloat(a.dtype, chunk.data() + j * esize));
       }
     } catch (const std::bad_alloc&) {
       return ResourceExhausted(data_what + ": out of memory");
@@ -111,7 +126,8 @@ Result<IdxArray> DecodeIdx(ByteSource& src, const std::string& what, const Decod
   return a;
 }
 
-Result<IdxArray> DecodeIdx(const uint8_t* data, size_t size, const std::string& what, const DecodeLimits& limits) {
+Result<IdxArray> DecodeIdx(const uint8_t* data, size_t size, const std::string& what,
+                           const DecodeLimits& limits) {
   ByteSource src = ByteSource::FromMemory(data, size);
   return DecodeIdx(src, what, limits);
 }
@@ -127,7 +143,8 @@ Result<std::string> ReadMaybeGzipped(const std::string& path, const DecodeLimits
     try {
       out.append(reinterpret_cast<const char*>(chunk.data()), got);
     } catch (const std::bad_alloc&) {
-      return ResourceExhausted(path + ": out of memory after " + std::to_string(out.size()) + " bytes");
+      return ResourceExhausted(path + ": out of memory after " + std::to_string(out.size()) +
+                               " bytes");
     }
   }
   return out;
@@ -146,16 +163,20 @@ Result<Dataset> LoadIdxDataset(const std::string& images_path, const std::string
     return InvalidArgument(images_path + ": images must have rank >= 2 ([n, ...]); got " +
                            ShapeToString(images.dims));
   if (labels.dims.size() != 1)
-    return InvalidArgument(labels_path + ": labels must have rank 1; got " + ShapeToString(labels.dims));
+    return InvalidArgument(labels_path + ": labels must have rank 1; got " +
+                           ShapeToString(labels.dims));
   if (labels.dtype == 0x0D || labels.dtype == 0x0E)
     return Unsupported(labels_path + ": labels must be integers, not floating point");
   if (images.dims[0] != labels.dims[0])
-    return InvalidArgument(images_path + " has " + std::to_string(images.dims[0]) + " samples but " +
-                           labels_path + " has " + std::to_string(labels.dims[0]));
+    return InvalidArgument(images_path + " has " + std::to_string(images.dims[0]) +
+                           " samples but " + labels_path + " has " +
+                           std::to_string(labels.dims[0]));
   Dataset d;
   // [n, h, w] images get a channel dimension: [1, h, w] per sample (NCHW).
-  if (images.dims.size() == 3) d.sample_shape = {1, images.dims[1], images.dims[2]};
-  else d.sample_shape.assign(images.dims.begin() + 1, images.dims.end());
+  if (images.dims.size() == 3)
+    d.sample_shape = {1, images.dims[1], images.dims[2]};
+  else
+    d.sample_shape.assign(images.dims.begin() + 1, images.dims.end());
   if (images.dtype == 0x08) {
     d.type = SampleType::kUint8;
     d.u8 = std::move(images.u8);

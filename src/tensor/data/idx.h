@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "core/status.h"
 #include "tensor/data/dataset.h"
 #include "tensor/data/source.h"
-#include "core/status.h"
 
 namespace dnnd::data {
 
@@ -27,7 +27,8 @@ struct IdxArray {
 // Decodes an IDX stream. `what` names the source in errors. The dimensions
 // are checked against `limits` (rank, decoded bytes) before anything is
 // allocated, and the data is read as a stream; trailing bytes are an error.
-Result<IdxArray> DecodeIdx(ByteSource& src, const std::string& what, const DecodeLimits& limits = {});
+Result<IdxArray> DecodeIdx(ByteSource& src, const std::string& what,
+                           const DecodeLimits& limits = {});
 // Decodes IDX bytes (already decompressed).
 Result<IdxArray> DecodeIdx(const uint8_t* data, size_t size, const std::string& what,
                            const DecodeLimits& limits = {});

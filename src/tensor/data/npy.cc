@@ -9,8 +9,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "tensor/data/idx.h"
 #include "core/files.h"
+#include "tensor/data/idx.h"
 
 namespace dnnd::data {
 namespace {
@@ -71,7 +71,8 @@ Result<NdArray> DecodeNpy(ByteSource& src, const std::string& what, const Decode
   static const uint8_t kMagic[] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
   uint8_t pre[12];
   DNND_ASSIGN_OR_RETURN(size_t got, src.Read(pre, 10));
-  if (got < 10 || std::memcmp(pre, kMagic, 6) != 0) return Corruption(what + ": not an .npy file (bad magic)");
+  if (got < 10 || std::memcmp(pre, kMagic, 6) != 0)
+    return Corruption(what + ": not an .npy file (bad magic)");
   const int major = pre[6];
   size_t header_len, header_start;
   if (major == 1) {
@@ -83,14 +84,17 @@ Result<NdArray> DecodeNpy(ByteSource& src, const std::string& what, const Decode
     header_len = Load<uint32_t>(pre + 8);
     header_start = 12;
   } else {
-    return Unsupported(what + ": .npy format version " + std::to_string(major) + " (expected 1, 2 or 3)");
+    return Unsupported(what + ": .npy format version " + std::to_string(major) +
+                       " (expected 1, 2 or 3)");
   }
   if (header_len > kMaxNpyHeaderBytes || header_start + header_len > stream_bytes)
-    return Corruption(what + ": .npy header length " + std::to_string(header_len) + " runs past the file");
+    return Corruption(what + ": .npy header length " + std::to_string(header_len) +
+                      " runs past the file");
   std::string h(header_len, '\0');
   DNND_ASSIGN_OR_RETURN(size_t hgot, src.Read(h.data(), header_len));
   if (hgot < header_len)
-    return Corruption(what + ": .npy header length " + std::to_string(header_len) + " runs past the file");
+    return Corruption(what + ": .npy header length " + std::to_string(header_len) +
+                      " runs past the file");
   std::string descr = DictValue(h, "descr");
   if (descr.size() < 4 || (descr.front() != '\'' && descr.front() != '"'))
     return Corruption(what + ": .npy header has no descr: " + h);
@@ -98,9 +102,12 @@ Result<NdArray> DecodeNpy(ByteSource& src, const std::string& what, const Decode
   if (descr[0] == '>' && descr.substr(1) != "u1" && descr.substr(1) != "i1")
     return Unsupported(what + ": big-endian dtype " + descr + " (save with '<' byte order)");
   NdArray a;
-  a.dtype = (descr[0] == '<' || descr[0] == '|' || descr[0] == '=' || descr[0] == '>') ? descr.substr(1) : descr;
+  a.dtype = (descr[0] == '<' || descr[0] == '|' || descr[0] == '=' || descr[0] == '>')
+                ? descr.substr(1)
+                : descr;
   if (DtypeSize(a.dtype) == 0)
-    return Unsupported(what + ": dtype " + descr + " (supported: u1 i1 b1 i2 u2 i4 u4 i8 u8 f4 f8)");
+    return Unsupported(what + ": dtype " + descr +
+                       " (supported: u1 i1 b1 i2 u2 i4 u4 i8 u8 f4 f8)");
   if (DictValue(h, "fortran_order").rfind("True", 0) == 0)
     return Unsupported(what + ": fortran_order=True arrays (save with np.ascontiguousarray)");
   const std::string shape = DictValue(h, "shape");
@@ -116,8 +123,8 @@ Result<NdArray> DecodeNpy(ByteSource& src, const std::string& what, const Decode
       if (v < 0) return Corruption(what + ": negative dimension in " + shape);
       a.shape.push_back(v);
       if (static_cast<int64_t>(a.shape.size()) > limits.max_rank)
-        return Corruption(what + ": shape " + shape + " has more than " + std::to_string(limits.max_rank) +
-                          " dimensions");
+        return Corruption(what + ": shape " + shape + " has more than " +
+                          std::to_string(limits.max_rank) + " dimensions");
     }
     if (j == std::string::npos || shape[j] == ')') break;
     i = j + 1;
@@ -127,27 +134,33 @@ Result<NdArray> DecodeNpy(ByteSource& src, const std::string& what, const Decode
   if (n < 0 || n > INT64_MAX / 8) return Corruption(what + ": shape " + shape + " overflows");
   const uint64_t want = static_cast<uint64_t>(n) * esize;
   // What the array becomes in a dataset: uint8 stays, the rest turns into float32.
-  const uint64_t decoded = a.dtype == "u1" ? want : std::max<uint64_t>(want, 4 * static_cast<uint64_t>(n));
+  const uint64_t decoded =
+      a.dtype == "u1" ? want : std::max<uint64_t>(want, 4 * static_cast<uint64_t>(n));
   DNND_RETURN_IF_ERROR(limits.CheckBytes(decoded, what + ": shape " + shape + " of " + a.dtype));
   const uint64_t have = stream_bytes - header_start - header_len;
   if (have < want)
-    return Corruption(what + ": truncated .npy data: shape " + shape + " of " + a.dtype + " needs " +
-                      std::to_string(want) + " bytes, file has " + std::to_string(have));
+    return Corruption(what + ": truncated .npy data: shape " + shape + " of " + a.dtype +
+                      " needs " + std::to_string(want) + " bytes, file has " +
+                      std::to_string(have));
   DNND_RETURN_IF_ERROR(src.AppendExact(&a.bytes, want, what + ": .npy data of shape " + shape));
   return a;
 }
 
-Result<NdArray> DecodeNpy(const uint8_t* data, size_t size, const std::string& what, const DecodeLimits& limits) {
+Result<NdArray> DecodeNpy(const uint8_t* data, size_t size, const std::string& what,
+                          const DecodeLimits& limits) {
   ByteSource src = ByteSource::FromMemory(data, size);
   return DecodeNpy(src, what, limits, size);
 }
 
 std::string EncodeNpy(const NdArray& a) {
   std::string shape = "(";
-  for (size_t i = 0; i < a.shape.size(); ++i) shape += std::to_string(a.shape[i]) + (a.shape.size() == 1 ? "," : (i + 1 < a.shape.size() ? ", " : ""));
+  for (size_t i = 0; i < a.shape.size(); ++i)
+    shape += std::to_string(a.shape[i]) +
+             (a.shape.size() == 1 ? "," : (i + 1 < a.shape.size() ? ", " : ""));
   shape += ")";
   const char order = (a.dtype == "u1" || a.dtype == "i1" || a.dtype == "b1") ? '|' : '<';
-  std::string h = "{'descr': '" + std::string(1, order) + a.dtype + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  std::string h = "{'descr': '" + std::string(1, order) + a.dtype +
+                  "', 'fortran_order': False, 'shape': " + shape + ", }";
   // Pad so the data starts 64-byte aligned, newline-terminated (as numpy does).
   const size_t total = 10 + h.size() + 1;
   h.append((64 - total % 64) % 64, ' ');
@@ -169,7 +182,8 @@ Result<NdArray> ReadNpyFile(const std::string& path, const DecodeLimits& limits)
   return DecodeNpy(src, path, limits, UINT64_MAX);
 }
 
-Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path, const DecodeLimits& limits) {
+Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path,
+                                                   const DecodeLimits& limits) {
   if (!std::filesystem::exists(path)) return NotFound(path + ": no such file");
   unzFile zf = unzOpen64(path.c_str());
   if (!zf) return Corruption(path + ": not a zip (.npz) archive");
@@ -185,8 +199,8 @@ Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path, cons
     }
     const std::string member(name);
     if (++members > limits.max_members) {
-      status = ResourceExhausted(path + ": more than " + std::to_string(limits.max_members) + " members (" +
-                                 limits.members_setting + ")");
+      status = ResourceExhausted(path + ": more than " + std::to_string(limits.max_members) +
+                                 " members (" + limits.members_setting + ")");
       break;
     }
     // The directory's declared size, checked before anything is read or
@@ -199,17 +213,21 @@ Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path, cons
     }
     // The member is inflated as a stream, never past its declared size.
     uint64_t left = info.uncompressed_size;
-    ByteSource src = ByteSource::FromFunction([zf, &left, &path, &member](void* dst, size_t n) -> Result<size_t> {
-      const unsigned k = static_cast<unsigned>(std::min<uint64_t>({n, left, 1u << 30}));
-      if (k == 0) return size_t{0};
-      const int got = unzReadCurrentFile(zf, dst, k);
-      if (got < 0) return Corruption(path + ": member " + member + " is corrupt (zip error " + std::to_string(got) + ")");
-      left -= static_cast<uint64_t>(got);
-      return static_cast<size_t>(got);
-    });
+    ByteSource src = ByteSource::FromFunction(
+        [zf, &left, &path, &member](void* dst, size_t n) -> Result<size_t> {
+          const unsigned k = static_cast<unsigned>(std::min<uint64_t>({n, left, 1u << 30}));
+          if (k == 0) return size_t{0};
+          const int got = unzReadCurrentFile(zf, dst, k);
+          if (got < 0)
+            return Corruption(path + ": member " + member + " is corrupt (zip error " +
+                              std::to_string(got) + ")");
+          left -= static_cast<uint64_t>(got);
+          return static_cast<size_t>(got);
+        });
     auto a = DecodeNpy(src, path + ":" + member, limits, info.uncompressed_size);
-    if (a.ok() && left != 0) a = Corruption(path + ": member " + member + " has " + std::to_string(left) +
-                                            " bytes after its .npy data");
+    if (a.ok() && left != 0)
+      a = Corruption(path + ": member " + member + " has " + std::to_string(left) +
+                     " bytes after its .npy data");
     const int crc = unzCloseCurrentFile(zf);  // reports CRC mismatches
     if (!a.ok()) {
       status = a.status();
@@ -220,7 +238,8 @@ Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path, cons
       break;
     }
     std::string key = member.size() > 4 && member.substr(member.size() - 4) == ".npy"
-                          ? member.substr(0, member.size() - 4) : member;
+                          ? member.substr(0, member.size() - 4)
+                          : member;
     out.emplace(key, std::move(a).value());
   }
   unzClose(zf);
@@ -235,8 +254,8 @@ Status WriteNpzFile(const std::string& path, const std::map<std::string, NdArray
   for (const auto& [key, a] : arrays) {
     const std::string bytes = EncodeNpy(a);
     zip_fileinfo zi{};
-    if (zipOpenNewFileInZip64(zf, (key + ".npy").c_str(), &zi, nullptr, 0, nullptr, 0, nullptr, 0, 0,
-                              bytes.size() >= 0xffffffffu) != ZIP_OK ||
+    if (zipOpenNewFileInZip64(zf, (key + ".npy").c_str(), &zi, nullptr, 0, nullptr, 0, nullptr, 0,
+                              0, bytes.size() >= 0xffffffffu) != ZIP_OK ||
         zipWriteInFileInZip(zf, bytes.data(), static_cast<unsigned>(bytes.size())) != ZIP_OK ||
         zipCloseFileInZip(zf) != ZIP_OK) {
       zipClose(zf, nullptr);
@@ -266,8 +285,8 @@ Result<std::vector<int32_t>> ToLabels(const NdArray& a, const std::string& what)
   for (int64_t i = 0; i < a.numel(); ++i) {
     const double x = ElementAt(a, i);
     if (x != std::floor(x) || x < 0 || x > 65535)
-      return InvalidArgument(what + ": label " + std::to_string(x) + " of sample " + std::to_string(i) +
-                             " is not an integer in [0, 65535]");
+      return InvalidArgument(what + ": label " + std::to_string(x) + " of sample " +
+                             std::to_string(i) + " is not an integer in [0, 65535]");
     v[i] = static_cast<int32_t>(x);
   }
   return v;
@@ -291,15 +310,18 @@ NdArray FromLabels(const std::vector<int32_t>& v) {
 
 Result<Dataset> DatasetFromArrays(NdArray x, const NdArray& y, const std::string& what) {
   if (x.shape.size() < 2)
-    return InvalidArgument(what + ": samples must have shape [n, ...]; got " + ShapeToString(x.shape));
+    return InvalidArgument(what + ": samples must have shape [n, ...]; got " +
+                           ShapeToString(x.shape));
   if (y.shape.size() != 1)
     return InvalidArgument(what + ": labels must have shape [n]; got " + ShapeToString(y.shape));
   if (x.shape[0] != y.shape[0])
     return InvalidArgument(what + ": " + std::to_string(x.shape[0]) + " samples but " +
                            std::to_string(y.shape[0]) + " labels");
   Dataset d;
-  if (x.shape.size() == 3) d.sample_shape = {1, x.shape[1], x.shape[2]};
-  else d.sample_shape.assign(x.shape.begin() + 1, x.shape.end());
+  if (x.shape.size() == 3)
+    d.sample_shape = {1, x.shape[1], x.shape[2]};
+  else
+    d.sample_shape.assign(x.shape.begin() + 1, x.shape.end());
   if (x.dtype == "u1") {
     d.type = SampleType::kUint8;
     d.u8 = std::move(x.bytes);
@@ -312,20 +334,22 @@ Result<Dataset> DatasetFromArrays(NdArray x, const NdArray& y, const std::string
   return d;
 }
 
-Result<Dataset> LoadNpyDataset(const std::string& x_path, const std::string& y_path, const DecodeLimits& limits) {
+Result<Dataset> LoadNpyDataset(const std::string& x_path, const std::string& y_path,
+                               const DecodeLimits& limits) {
   DNND_ASSIGN_OR_RETURN(NdArray x, ReadNpyFile(x_path, limits));
   DNND_ASSIGN_OR_RETURN(NdArray y, ReadNpyFile(y_path, limits));
   return DatasetFromArrays(std::move(x), y, x_path + " + " + y_path);
 }
 
-Result<Dataset> LoadNpzDataset(const std::string& path, const std::string& x_key, const std::string& y_key,
-                               const DecodeLimits& limits) {
+Result<Dataset> LoadNpzDataset(const std::string& path, const std::string& x_key,
+                               const std::string& y_key, const DecodeLimits& limits) {
   DNND_ASSIGN_OR_RETURN(auto arrays, ReadNpzFile(path, limits));
   auto x = arrays.find(x_key), y = arrays.find(y_key);
   if (x == arrays.end() || y == arrays.end()) {
     std::string keys;
     for (const auto& [k, v] : arrays) keys += (keys.empty() ? "" : ", ") + k;
-    return InvalidArgument(path + ": needs arrays '" + x_key + "' and '" + y_key + "'; it has: " + keys);
+    return InvalidArgument(path + ": needs arrays '" + x_key + "' and '" + y_key +
+                           "'; it has: " + keys);
   }
   return DatasetFromArrays(std::move(x->second), y->second, path);
 }

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "core/status.h"
 #include "tensor/data/dataset.h"
 #include "tensor/data/source.h"
-#include "core/status.h"
 
 namespace dnnd::data {
 
@@ -41,7 +41,8 @@ Result<NdArray> ReadNpyFile(const std::string& path, const DecodeLimits& limits 
 // Reads every member of an .npz: at most limits.max_members members, each
 // refused from its directory entry's declared size before it is inflated,
 // then inflated as a stream into an array no larger than its .npy header says.
-Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path, const DecodeLimits& limits = {});
+Result<std::map<std::string, NdArray>> ReadNpzFile(const std::string& path,
+                                                   const DecodeLimits& limits = {});
 // Writes an .npz (stored members) atomically: temp file, fsync, rename.
 Status WriteNpzFile(const std::string& path, const std::map<std::string, NdArray>& arrays);
 

@@ -64,8 +64,8 @@ Result<size_t> ByteSource::Read(void* dst, size_t n) {
 Status ByteSource::ReadExact(void* dst, size_t n, const std::string& what) {
   DNND_ASSIGN_OR_RETURN(size_t got, Read(dst, n));
   if (got != n)
-    return Corruption(what + ": truncated: needs " + std::to_string(n) + " more bytes, the stream has " +
-                      std::to_string(got));
+    return Corruption(what + ": truncated: needs " + std::to_string(n) +
+                      " more bytes, the stream has " + std::to_string(got));
   return Status::Ok();
 }
 
@@ -80,8 +80,8 @@ Status ByteSource::AppendExact(std::vector<uint8_t>* out, uint64_t n, const std:
       out->resize(at + step);
       DNND_ASSIGN_OR_RETURN(size_t got, Read(out->data() + at, step));
       if (got != step)
-        return Corruption(what + ": truncated: needs " + std::to_string(n) + " bytes, the stream has " +
-                          std::to_string(done + got));
+        return Corruption(what + ": truncated: needs " + std::to_string(n) +
+                          " bytes, the stream has " + std::to_string(done + got));
       done += step;
     }
   } catch (const std::bad_alloc&) {

@@ -27,13 +27,15 @@ namespace dnnd::data {
 // Caps on one decoded array (or CSV text), named in the errors so a user
 // knows which setting to raise. Defaults are the [data] section's defaults.
 struct DecodeLimits {
-  uint64_t max_bytes = uint64_t{1} << 34;  // decoded bytes of one array, after conversion to float32
-  int64_t max_members = 64;                // arrays in one .npz
-  int max_rank = 32;                       // dimensions of one array
+  uint64_t max_bytes = uint64_t{1}
+                       << 34;  // decoded bytes of one array, after conversion to float32
+  int64_t max_members = 64;    // arrays in one .npz
+  int max_rank = 32;           // dimensions of one array
   std::string bytes_setting = "data.max_decoded_bytes";
   std::string members_setting = "data.max_npz_members";
 
-  // ResourceExhausted "<what> decodes to <n> bytes; the limit is <max> (<setting>)" when n > max_bytes.
+  // ResourceExhausted "<what> decodes to <n> bytes; the limit is <max> (<setting>)" when n >
+  // max_bytes.
   Status CheckBytes(uint64_t n, const std::string& what) const;
 };
 

@@ -21,7 +21,9 @@ class Draws {
   // In (0, 1): never 0, so logarithms are finite.
   double Uniform() { return (static_cast<double>(rng_() >> 11) + 0.5) * 0x1.0p-53; }
   // Standard normal (Box-Muller).
-  double Normal() { return std::sqrt(-2.0 * std::log(Uniform())) * std::cos(2.0 * M_PI * Uniform()); }
+  double Normal() {
+    return std::sqrt(-2.0 * std::log(Uniform())) * std::cos(2.0 * M_PI * Uniform());
+  }
   // log of a Gamma(a, 1) draw (Marsaglia & Tsang 2000). For a < 1 it uses
   // Gamma(a) = Gamma(a + 1) * U^(1/a), which underflows to 0 for small a;
   // staying in logs keeps tiny alphas exact.
@@ -34,7 +36,8 @@ class Draws {
       if (v <= 0.0) continue;
       v = v * v * v;
       const double u = Uniform();
-      if (u < 1.0 - 0.0331 * x * x * x * x || std::log(u) < 0.5 * x * x + d * (1.0 - v + std::log(v)))
+      if (u < 1.0 - 0.0331 * x * x * x * x ||
+          std::log(u) < 0.5 * x * x + d * (1.0 - v + std::log(v)))
         return std::log(d * v);
     }
   }
@@ -61,7 +64,8 @@ class Draws {
 // The indices of each class, in source order.
 std::vector<std::vector<int64_t>> ByClass(const Dataset& set) {
   std::vector<std::vector<int64_t>> by_class(static_cast<size_t>(set.num_classes));
-  for (size_t i = 0; i < set.labels.size(); ++i) by_class[set.labels[i]].push_back(static_cast<int64_t>(i));
+  for (size_t i = 0; i < set.labels.size(); ++i)
+    by_class[set.labels[i]].push_back(static_cast<int64_t>(i));
   return by_class;
 }
 
@@ -87,7 +91,8 @@ std::vector<std::vector<int64_t>> Stratified(const Dataset& set, int64_t shards,
   return out;
 }
 
-Result<std::vector<std::vector<int64_t>>> Dirichlet(const Dataset& set, const SplitOptions& o, Draws& draws) {
+Result<std::vector<std::vector<int64_t>>> Dirichlet(const Dataset& set, const SplitOptions& o,
+                                                    Draws& draws) {
   auto by_class = ByClass(set);
   for (int attempt = 0; attempt < o.max_draws; ++attempt) {
     std::vector<std::vector<int64_t>> out(static_cast<size_t>(o.shards));
@@ -100,14 +105,18 @@ Result<std::vector<std::vector<int64_t>>> Dirichlet(const Dataset& set, const Sp
       size_t begin = 0;
       for (int64_t k = 0; k < o.shards; ++k) {
         cumulative += p[k];
-        const size_t end = k + 1 == o.shards ? members.size()
-                                             : std::min(members.size(), static_cast<size_t>(std::llround(cumulative * n)));
-        out[k].insert(out[k].end(), members.begin() + begin, members.begin() + std::max(begin, end));
+        const size_t end =
+            k + 1 == o.shards
+                ? members.size()
+                : std::min(members.size(), static_cast<size_t>(std::llround(cumulative * n)));
+        out[k].insert(out[k].end(), members.begin() + begin,
+                      members.begin() + std::max(begin, end));
         begin = std::max(begin, end);
       }
     }
     bool enough = true;
-    for (const auto& shard : out) enough &= static_cast<int64_t>(shard.size()) >= o.min_shard_samples;
+    for (const auto& shard : out)
+      enough &= static_cast<int64_t>(shard.size()) >= o.min_shard_samples;
     if (enough) return out;
   }
   return InvalidArgument("no Dirichlet(alpha = " + std::to_string(o.alpha) + ") draw in " +
@@ -122,21 +131,26 @@ Result<SplitStrategy> ParseSplitStrategy(const std::string& name) {
   if (name == "iid") return SplitStrategy::kIid;
   if (name == "stratified") return SplitStrategy::kStratified;
   if (name == "dirichlet") return SplitStrategy::kDirichlet;
-  return InvalidArgument("unknown split strategy '" + name + "' (expected iid, stratified or dirichlet)");
+  return InvalidArgument("unknown split strategy '" + name +
+                         "' (expected iid, stratified or dirichlet)");
 }
 
 const char* SplitStrategyName(SplitStrategy s) {
   switch (s) {
-    case SplitStrategy::kIid: return "iid";
-    case SplitStrategy::kStratified: return "stratified";
-    case SplitStrategy::kDirichlet: return "dirichlet";
+    case SplitStrategy::kIid:
+      return "iid";
+    case SplitStrategy::kStratified:
+      return "stratified";
+    case SplitStrategy::kDirichlet:
+      return "dirichlet";
   }
   return "?";
 }
 
 Result<std::vector<std::vector<int64_t>>> SplitIndices(const Dataset& set, const SplitOptions& o) {
   const int64_t n = set.size();
-  if (o.shards < 1) return InvalidArgument("the number of shards must be >= 1; got " + std::to_string(o.shards));
+  if (o.shards < 1)
+    return InvalidArgument("the number of shards must be >= 1; got " + std::to_string(o.shards));
   if (n < o.shards)
     return InvalidArgument("the dataset has " + std::to_string(n) + " samples, fewer than the " +
                            std::to_string(o.shards) + " shards asked for");
@@ -146,20 +160,27 @@ Result<std::vector<std::vector<int64_t>>> SplitIndices(const Dataset& set, const
   if (o.strategy != SplitStrategy::kIid)
     for (size_t i = 0; i < set.labels.size(); ++i)
       if (set.labels[i] < 0 || set.labels[i] >= set.num_classes)
-        return InvalidArgument("label " + std::to_string(set.labels[i]) + " of sample " + std::to_string(i) +
-                               " is outside [0, " + std::to_string(set.num_classes) + ")");
+        return InvalidArgument("label " + std::to_string(set.labels[i]) + " of sample " +
+                               std::to_string(i) + " is outside [0, " +
+                               std::to_string(set.num_classes) + ")");
   if (o.strategy == SplitStrategy::kDirichlet) {
     if (!(o.alpha > 0) || !std::isfinite(o.alpha))
-      return InvalidArgument("dirichlet alpha must be a positive number; got " + std::to_string(o.alpha));
+      return InvalidArgument("dirichlet alpha must be a positive number; got " +
+                             std::to_string(o.alpha));
     if (o.min_shard_samples > n / o.shards)
-      return InvalidArgument(std::to_string(o.shards) + " shards of at least " + std::to_string(o.min_shard_samples) +
+      return InvalidArgument(std::to_string(o.shards) + " shards of at least " +
+                             std::to_string(o.min_shard_samples) +
                              " samples need more than the dataset's " + std::to_string(n));
   }
   Draws draws(o.seed);
   std::vector<std::vector<int64_t>> shards;
   switch (o.strategy) {
-    case SplitStrategy::kIid: shards = Iid(n, o.shards, draws); break;
-    case SplitStrategy::kStratified: shards = Stratified(set, o.shards, draws); break;
+    case SplitStrategy::kIid:
+      shards = Iid(n, o.shards, draws);
+      break;
+    case SplitStrategy::kStratified:
+      shards = Stratified(set, o.shards, draws);
+      break;
     case SplitStrategy::kDirichlet: {
       DNND_ASSIGN_OR_RETURN(shards, Dirichlet(set, o, draws));
       break;

@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "tensor/data/dataset.h"
 #include "core/status.h"
+#include "tensor/data/dataset.h"
 
 namespace dnnd::data {
 
@@ -35,9 +35,9 @@ struct SplitOptions {
   int64_t shards = 2;
   SplitStrategy strategy = SplitStrategy::kIid;
   uint64_t seed = 42;
-  double alpha = 0.5;              // dirichlet
-  int64_t min_shard_samples = 1;   // dirichlet
-  int max_draws = 1000;            // dirichlet: attempts before giving up
+  double alpha = 0.5;             // dirichlet
+  int64_t min_shard_samples = 1;  // dirichlet
+  int max_draws = 1000;           // dirichlet: attempts before giving up
 };
 
 // "iid" | "stratified" | "dirichlet".
@@ -47,6 +47,7 @@ const char* SplitStrategyName(SplitStrategy s);
 // Shard k's sample indices into `set`. Errors: fewer samples than shards,
 // stratified/dirichlet on a dataset without class labels, a dirichlet split
 // that found no draw meeting min_shard_samples.
-Result<std::vector<std::vector<int64_t>>> SplitIndices(const Dataset& set, const SplitOptions& options);
+Result<std::vector<std::vector<int64_t>>> SplitIndices(const Dataset& set,
+                                                       const SplitOptions& options);
 
 }  // namespace dnnd::data

@@ -30,23 +30,28 @@ size_t FilesUnder(const std::string& dir) {
   return n;
 }
 
-size_t ModelCount(ControllerProcess& c) { return c.Json("GET", "/api/v1/models").at("models").as_array().size(); }
+size_t ModelCount(ControllerProcess& c) {
+  return c.Json("GET", "/api/v1/models").at("models").as_array().size();
+}
 
 TEST(ApiDoors, OtherSpellingsOfAMutatingRouteNeverReachIt) {
   TempDir dir;
   const std::string token_file = dir.Write("token", kToken + "\n");
-  ControllerProcess c(dir, "--set http.token_file=" + token_file + " --set controller.local_workers=0");
+  ControllerProcess c(dir,
+                      "--set http.token_file=" + token_file + " --set controller.local_workers=0");
   ASSERT_GT(c.port(), 0) << c.daemon().output();
   const std::string body = R"({"name":"evil","spec":)" + MlpSpecJson() + "}";
   // Spellings that decode (or resolve) to /api/v1/models: 400 with any token.
   const std::vector<std::string> spellings = {
-      "/%61pi/v1/models",       "/%61%70%69/v1/models",     "/api/%761/models",         "/api/v1/m%6Fdels",
-      "/api%2Fv1%2Fmodels",     "/api/v1%2Fmodels",         "/api%5Cv1/models",         "/api/v1/./models",
-      "/api/v1/%2e/models",     "/api/v1/x/../models",      "/api/v1/x/%2E%2E/models",  "/x/../api/v1/models",
-      "/api/v1/%2e%2e/v1/models", "/api//v1/models",        "//api/v1/models",          "/api/v1//models",
-      "/api/v1/models%00",      "http://127.0.0.1/%61pi/v1/models"};
+      "/%61pi/v1/models",         "/%61%70%69/v1/models",    "/api/%761/models",
+      "/api/v1/m%6Fdels",         "/api%2Fv1%2Fmodels",      "/api/v1%2Fmodels",
+      "/api%5Cv1/models",         "/api/v1/./models",        "/api/v1/%2e/models",
+      "/api/v1/x/../models",      "/api/v1/x/%2E%2E/models", "/x/../api/v1/models",
+      "/api/v1/%2e%2e/v1/models", "/api//v1/models",         "//api/v1/models",
+      "/api/v1//models",          "/api/v1/models%00",       "http://127.0.0.1/%61pi/v1/models"};
   // Not the route at all: guarded (401) without the token, 404 with it.
-  const std::vector<std::string> lookalikes = {"/API/v1/models", "/Api/v1/models", "/api/v1/models/"};
+  const std::vector<std::string> lookalikes = {"/API/v1/models", "/Api/v1/models",
+                                               "/api/v1/models/"};
   for (const std::string& token : {std::string(), std::string("wrong-token"), kToken}) {
     c.UseToken(token);
     for (const std::string& path : spellings) {
@@ -56,7 +61,8 @@ TEST(ApiDoors, OtherSpellingsOfAMutatingRouteNeverReachIt) {
     }
     for (const std::string& path : lookalikes) {
       const int status = HttpStatus(c.Send("POST", path, body));
-      EXPECT_EQ(status, token == kToken ? 404 : 401) << "POST " << path << " token '" << token << "'";
+      EXPECT_EQ(status, token == kToken ? 404 : 401)
+          << "POST " << path << " token '" << token << "'";
     }
   }
   // The other mutating routes' doors too: an upload and a delete.
@@ -88,7 +94,8 @@ TEST(ApiDoors, ChunkExtensionFloodIsCutWithBoundedMemoryAndHealthzStaysPrompt) {
   std::string response;
   std::thread attacker([&] {
     RawConnection a(c.port());
-    Flood(a, "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;flood=", 'f', 60u << 20);
+    Flood(a, "GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;flood=", 'f',
+          60u << 20);
     response = a.ReadUntilClose(3000ms);
     attacking = false;
   });
@@ -112,14 +119,18 @@ TEST(ApiDoors, SlowDripUploadIsCutAtTheRequestDeadline) {
                                " --set http.request_timeout_ms=1500");
   ASSERT_GT(c.port(), 0) << c.daemon().output();
   RawConnection drip(c.port());
-  ASSERT_TRUE(drip.Send("PUT /api/v1/datasets/d/files/train-images HTTP/1.1\r\nHost: x\r\n"
-                        "Authorization: Bearer " + kToken + "\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  ASSERT_TRUE(
+      drip.Send("PUT /api/v1/datasets/d/files/train-images HTTP/1.1\r\nHost: x\r\n"
+                "Authorization: Bearer " +
+                kToken + "\r\nTransfer-Encoding: chunked\r\n\r\n"));
   ExpectDripCutWith408(drip, c.port());
-  for (int i = 0; i < 100 && FilesUnder(dir.path() + "/data/uploads") > 0; ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 100 && FilesUnder(dir.path() + "/data/uploads") > 0; ++i)
+    std::this_thread::sleep_for(10ms);
   EXPECT_EQ(FilesUnder(dir.path() + "/data/uploads"), 0u) << "a partial upload stayed";
   // A real upload right after still works.
   c.UseToken(kToken);
-  const std::string ok = c.Send("PUT", "/api/v1/datasets/d/files/train-images", std::string(100, 'i'));
+  const std::string ok =
+      c.Send("PUT", "/api/v1/datasets/d/files/train-images", std::string(100, 'i'));
   EXPECT_EQ(HttpStatus(ok), 201) << ok;
 }
 

@@ -5,20 +5,19 @@
 // (heavy work runs on controller.heavy_threads, not the HTTP threads); the
 // process's peak RSS stays under a stated bound; and the real thing still
 // works: Fashion-MNIST registers under the lowered limit, a model predicts.
+#include <gtest/gtest.h>
 #include <stb/stb_image_write.h>
 
 #include <atomic>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <thread>
 
-#include <gtest/gtest.h>
-
+#include "tensor/data/idx.h"
 #include "tests/core/hostile_files.h"
 #include "tests/roles/controller_process.h"
-#include "tensor/data/idx.h"
 #include "tests/roles/dnnd_process.h"
 
 namespace dnnd {
@@ -49,7 +48,8 @@ double SlowestHealthzDuring(int port, const std::vector<std::function<void()>>& 
   while (running > 0 || probes < 5) {
     const auto start = std::chrono::steady_clock::now();
     const std::string r = HttpGet(port, "/healthz");
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     EXPECT_EQ(HttpStatus(r), 200) << r;
     slowest = std::max(slowest, ms);
     ++probes;
@@ -60,7 +60,8 @@ double SlowestHealthzDuring(int port, const std::vector<std::function<void()>>& 
 }
 
 void Append(void* context, void* data, int size) {
-  static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+  static_cast<std::string*>(context)->append(static_cast<const char*>(data),
+                                             static_cast<size_t>(size));
 }
 
 // One controller, Fashion-MNIST registered under the lowered limit and the
@@ -70,8 +71,9 @@ class DecoderAttacks : public ::testing::Test {
   static void SetUpTestSuite() {
     if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) return;
     dir_ = new TempDir;
-    c_ = new ControllerProcess(*dir_, "--set http.max_body_bytes=2000000 --set controller.max_dataset_bytes=" +
-                                          std::to_string(kDatasetLimit));
+    c_ = new ControllerProcess(
+        *dir_, "--set http.max_body_bytes=2000000 --set controller.max_dataset_bytes=" +
+                   std::to_string(kDatasetLimit));
     ASSERT_GT(c_->port(), 0) << c_->daemon().output();
     RegisterFashionMnistAndMlp(*c_);
     const std::string r = c_->Send(
@@ -104,7 +106,8 @@ class DecoderAttacks : public ::testing::Test {
     ASSERT_EQ(HttpStatus(r), 201) << r;
   }
   static std::string Register(const std::string& name, const std::string& format) {
-    return c_->Send("POST", "/api/v1/datasets", R"({"name":")" + name + R"(","format":")" + format + R"("})");
+    return c_->Send("POST", "/api/v1/datasets",
+                    R"({"name":")" + name + R"(","format":")" + format + R"("})");
   }
 
   static inline TempDir* dir_ = nullptr;
@@ -114,17 +117,18 @@ class DecoderAttacks : public ::testing::Test {
 
 TEST_F(DecoderAttacks, PredictRefusesHostileImagesNamingTheLimitAndKeepsAnswering) {
   const std::string jpeg = ProgressiveJpegOfEmptyScans(2048, 2048, 20000);  // 200 KB, 20,000 scans
-  const std::string bomb = PngZlibBomb(1000, 1000, 512 << 20);              // ~500 KB inflating to 512 MiB
+  const std::string bomb = PngZlibBomb(1000, 1000, 512 << 20);  // ~500 KB inflating to 512 MiB
   ASSERT_LT(bomb.size(), 2000000u);
   std::string wide;  // a valid header claiming 20000 x 20000
   PutBe32(wide, 20000);
   PutBe32(wide, 20000);
-  wide = std::string("\x89PNG\r\n\x1a\n", 8) + PngChunk("IHDR", wide + std::string("\x08\x00\x00\x00\x00", 5)) +
-         PngChunk("IEND", "");
+  wide = std::string("\x89PNG\r\n\x1a\n", 8) +
+         PngChunk("IHDR", wide + std::string("\x08\x00\x00\x00\x00", 5)) + PngChunk("IEND", "");
   Expect(Predict(jpeg, "image/jpeg"), 413, "controller.max_jpeg_scans");
   Expect(Predict(bomb), 413, "inflates past the 1001000 bytes its 1000x1000 header declares");
   Expect(Predict(wide), 413, "controller.max_image_pixels");
-  Expect(Predict(std::string("BM", 2) + std::string(60, '\0'), "image/bmp"), 415, "only PNG and JPEG");
+  Expect(Predict(std::string("BM", 2) + std::string(60, '\0'), "image/bmp"), 415,
+         "only PNG and JPEG");
   Expect(Predict("GIF89a\x01\x00\x01\x00\x00\x00\x00;", "image/gif"), 415, "only PNG and JPEG");
 
   const double slowest = SlowestHealthzDuring(
@@ -136,7 +140,8 @@ TEST_F(DecoderAttacks, PredictRefusesHostileImagesNamingTheLimitAndKeepsAnswerin
   std::printf("four hostile images at once: slowest /healthz %.1f ms\n", slowest);
 
   // A real image still gets its prediction.
-  auto test = data::LoadIdxDataset(kFm + "t10k-images-idx3-ubyte.gz", kFm + "t10k-labels-idx1-ubyte.gz");
+  auto test =
+      data::LoadIdxDataset(kFm + "t10k-images-idx3-ubyte.gz", kFm + "t10k-labels-idx1-ubyte.gz");
   ASSERT_TRUE(test.ok());
   std::string png;
   stbi_write_png_to_func(Append, &png, 28, 28, 1, test->u8.data(), 28);
@@ -154,17 +159,19 @@ TEST_F(DecoderAttacks, DatasetBombsAreRefusedFromTheirHeadersAndNothingIsLost) {
   Stage("bomb-idx", "train-labels", GzipIdxBomb({n}));
   Stage("bomb-npy", "train-images", GzipNpyBomb(20u << 20));  // 80 MiB of float32
   Stage("bomb-npy", "train-labels", GzipNpyBomb(10));
-  Stage("bomb-npz", "train", NpzClaiming("x.npy", NpyHeader("|u1", "(2, 2)") + "abcd", uint64_t{12} << 30));
+  Stage("bomb-npz", "train",
+        NpzClaiming("x.npy", NpyHeader("|u1", "(2, 2)") + "abcd", uint64_t{12} << 30));
   Stage("bomb-csv", "train", Deflate("label,a\n", 80u << 20, true));
   const std::string words = "(controller.max_dataset_bytes)";
-  const double slowest = SlowestHealthzDuring(
-      c_->port(), {[&] { Expect(Register("bomb-idx", "idx"), 400, words); },
-                   [&] { Expect(Register("bomb-npy", "npy"), 400, words); },
-                   [&] { Expect(Register("bomb-npz", "npz"), 400, words); },
-                   [&] { Expect(Register("bomb-csv", "csv"), 400, words); }});
+  const double slowest =
+      SlowestHealthzDuring(c_->port(), {[&] { Expect(Register("bomb-idx", "idx"), 400, words); },
+                                        [&] { Expect(Register("bomb-npy", "npy"), 400, words); },
+                                        [&] { Expect(Register("bomb-npz", "npz"), 400, words); },
+                                        [&] { Expect(Register("bomb-csv", "csv"), 400, words); }});
   EXPECT_LT(slowest, 100.0) << "/healthz waited behind the registrations";
   std::printf("four dataset bombs at once: slowest /healthz %.1f ms\n", slowest);
-  Expect(Register("bomb-npz", "npz"), 400, "member x.npy decodes to 4294967295 bytes; the limit is 67108864");
+  Expect(Register("bomb-npz", "npz"), 400,
+         "member x.npy decodes to 4294967295 bytes; the limit is 67108864");
   // Nothing registered, nothing lost: the real dataset is still there and serves a job's data.
   const json::value list = c_->Json("GET", "/api/v1/datasets");
   ASSERT_EQ(list.at("datasets").as_array().size(), 1u) << list;
@@ -176,7 +183,8 @@ TEST_F(DecoderAttacks, DatasetBombsAreRefusedFromTheirHeadersAndNothingIsLost) {
 }
 
 TEST_F(DecoderAttacks, AModelSpecPastTheParameterLimitIsRefusedBeforeItIsBuilt) {
-  const std::string spec = R"({"name":"huge","spec":{"input":[65536],"layers":[{"type":"linear","out":65536}]}})";
+  const std::string spec =
+      R"({"name":"huge","spec":{"input":[65536],"layers":[{"type":"linear","out":65536}]}})";
   const std::string r = c_->Send("POST", "/api/v1/models", spec);
   Expect(r, 400, "(controller.max_model_parameters)");
   const int64_t peak = PeakRss(c_->daemon().pid());

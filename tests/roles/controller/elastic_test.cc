@@ -2,6 +2,8 @@
 // on a real controller process (3 pool workers) that changes its workers
 // between epochs, survives a SIGKILL of the controller mid-job, and records
 // each epoch's parallelism.
+#include <gtest/gtest.h>
+
 #include <boost/json.hpp>
 #include <chrono>
 #include <cmath>
@@ -9,11 +11,9 @@
 #include <filesystem>
 #include <string>
 
-#include <gtest/gtest.h>
-
+#include "roles/controller/elastic_policy.h"
 #include "tests/roles/controller_process.h"
 #include "tests/roles/dnnd_process.h"
-#include "roles/controller/elastic_policy.h"
 
 namespace dnnd {
 namespace {
@@ -63,9 +63,11 @@ int64_t StepsPerEpoch(int64_t samples, int64_t workers, int64_t batch) {
 }
 
 TEST(ControllerElastic, ReshardsBetweenEpochsByThroughputAndSurvivesAControllerKill) {
-  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist missing";
   TempDir dir;
-  const std::string pool = "--set controller.local_workers=3 --set controller.checkpoint_every_steps=10";
+  const std::string pool =
+      "--set controller.local_workers=3 --set controller.checkpoint_every_steps=10";
   constexpr int64_t kEpochs = 5, kSamples = 12000, kBatch = 64;
   int64_t id = 0;
   {
@@ -80,21 +82,25 @@ TEST(ControllerElastic, ReshardsBetweenEpochsByThroughputAndSurvivesAControllerK
         {R"("min_workers":1)", "need \"elastic\": true"},
     };
     for (const auto& [fields, why] : bad) {
-      const std::string r =
-          c.Send("POST", "/api/v1/jobs", std::string(R"({"model":"mlp","dataset":"fm",)") + fields + "}");
+      const std::string r = c.Send("POST", "/api/v1/jobs",
+                                   std::string(R"({"model":"mlp","dataset":"fm",)") + fields + "}");
       EXPECT_EQ(HttpStatus(r), 400) << fields << ": " << r;
       EXPECT_NE(ErrorMessage(r).find(why), std::string::npos) << ErrorMessage(r);
     }
-    const std::string r = c.Send("POST", "/api/v1/jobs",
-                                 R"({"model":"mlp","dataset":"fm","epochs":5,"batch":64,"workers":1,"elastic":true,)"
-                                 R"("min_workers":1,"max_workers":3,"limit_train":12000,"limit_test":2000})");
+    const std::string r =
+        c.Send("POST", "/api/v1/jobs",
+               R"({"model":"mlp","dataset":"fm","epochs":5,"batch":64,"workers":1,"elastic":true,)"
+               R"("min_workers":1,"max_workers":3,"limit_train":12000,"limit_test":2000})");
     ASSERT_EQ(HttpStatus(r), 201) << r;
     id = json::parse(HttpBody(r)).at("id").as_int64();
     // Kill the controller once the job has been re-sharded at least once.
-    auto job = WaitForJob(c, id, [](const json::value& j) {
-      const bool over = j.at("state") != "queued" && j.at("state") != "running";
-      return over || j.at("history").as_array().size() >= 2;
-    }, std::chrono::seconds(90));
+    auto job = WaitForJob(
+        c, id,
+        [](const json::value& j) {
+          const bool over = j.at("state") != "queued" && j.at("state") != "running";
+          return over || j.at("history").as_array().size() >= 2;
+        },
+        std::chrono::seconds(90));
     ASSERT_EQ(job.at("state").as_string(), "running") << job << c.daemon().output();
     c.daemon().Signal(SIGKILL);
     c.daemon().Wait();
@@ -119,7 +125,8 @@ TEST(ControllerElastic, ReshardsBetweenEpochsByThroughputAndSurvivesAControllerK
     ASSERT_TRUE(row.contains("parallelism")) << row;
     EXPECT_EQ(row.at("parallelism").as_int64(), workers) << "epoch " << e + 1 << "\n" << log;
     steps += StepsPerEpoch(kSamples, workers, kBatch);
-    const ElasticDecision d = NextParallelism(bounds, workers, row.at("seconds").to_number<double>(), reference, 3);
+    const ElasticDecision d =
+        NextParallelism(bounds, workers, row.at("seconds").to_number<double>(), reference, 3);
     workers = d.workers;
     reference = d.reference_seconds;
   }
@@ -129,7 +136,8 @@ TEST(ControllerElastic, ReshardsBetweenEpochsByThroughputAndSurvivesAControllerK
   EXPECT_EQ(job.at("step").as_int64(), steps) << job;
   // Each re-shard checkpointed the servers first, and was logged with its reason.
   size_t reshards = 0;
-  for (size_t at = log.find("elastic: epoch "); at != std::string::npos; at = log.find("elastic: epoch ", at + 1))
+  for (size_t at = log.find("elastic: epoch "); at != std::string::npos;
+       at = log.find("elastic: epoch ", at + 1))
     ++reshards;
   EXPECT_EQ(reshards, static_cast<size_t>(kEpochs - 1)) << log;
   EXPECT_NE(log.find("first epoch"), std::string::npos) << log;
@@ -143,19 +151,24 @@ TEST(ControllerElastic, ReshardsBetweenEpochsByThroughputAndSurvivesAControllerK
 // than growing into the idle node the waiting job needs (and holds its own
 // between epochs), then the waiting job runs.
 TEST(ControllerElastic, DoesNotGrowWhileAnotherJobWaits) {
-  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist missing";
   TempDir dir;
   ControllerProcess c(dir, "--set controller.local_workers=2");
   ASSERT_GT(c.port(), 0) << c.daemon().output();
   RegisterFashionMnistAndMlp(c);
-  std::string r = c.Send("POST", "/api/v1/jobs",
-                         R"({"model":"mlp","dataset":"fm","epochs":3,"workers":1,"elastic":true,"max_workers":2,)"
-                         R"("limit_train":6000,"limit_test":500})");
+  std::string r = c.Send(
+      "POST", "/api/v1/jobs",
+      R"({"model":"mlp","dataset":"fm","epochs":3,"workers":1,"elastic":true,"max_workers":2,)"
+      R"("limit_train":6000,"limit_test":500})");
   ASSERT_EQ(HttpStatus(r), 201) << r;
   const int64_t elastic = json::parse(HttpBody(r)).at("id").as_int64();
-  WaitForJob(c, elastic, [](const json::value& j) { return j.at("state") != "queued"; }, std::chrono::seconds(20));
-  r = c.Send("POST", "/api/v1/jobs",
-             R"({"model":"mlp","dataset":"fm","epochs":1,"workers":2,"limit_train":2000,"limit_test":500})");
+  WaitForJob(
+      c, elastic, [](const json::value& j) { return j.at("state") != "queued"; },
+      std::chrono::seconds(20));
+  r = c.Send(
+      "POST", "/api/v1/jobs",
+      R"({"model":"mlp","dataset":"fm","epochs":1,"workers":2,"limit_train":2000,"limit_test":500})");
   ASSERT_EQ(HttpStatus(r), 201) << r;
   const int64_t waiting = json::parse(HttpBody(r)).at("id").as_int64();
   auto job = WaitForJob(c, elastic, JobOver, std::chrono::seconds(90));
@@ -163,7 +176,8 @@ TEST(ControllerElastic, DoesNotGrowWhileAnotherJobWaits) {
   const auto& h = job.at("history").as_array();
   ASSERT_EQ(h.size(), 3u) << job;
   for (const auto& e : h) EXPECT_EQ(e.at("parallelism").as_int64(), 1) << job;
-  const std::string log = HttpBody(c.Send("GET", "/api/v1/jobs/" + std::to_string(elastic) + "/logs"));
+  const std::string log =
+      HttpBody(c.Send("GET", "/api/v1/jobs/" + std::to_string(elastic) + "/logs"));
   EXPECT_NE(log.find("first epoch"), std::string::npos) << log;
   EXPECT_NE(log.find("1 worker(s) available"), std::string::npos) << log;
   // The waiting job started only after the elastic one ended, and succeeded.
@@ -176,12 +190,14 @@ TEST(ControllerElastic, DoesNotGrowWhileAnotherJobWaits) {
 // still stops, checkpoints and restarts its servers at every epoch, yet it
 // trains exactly as the same job in one go: the same losses, bit for bit.
 TEST(ControllerElastic, ReshardingAtTheSameSizeIsBitIdenticalToAFixedJob) {
-  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist missing";
+  if (!std::filesystem::exists(kFm + "train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist missing";
   TempDir dir;
   ControllerProcess c(dir);  // 2 local workers
   ASSERT_GT(c.port(), 0) << c.daemon().output();
   RegisterFashionMnistAndMlp(c);
-  const std::string common = R"("model":"mlp","dataset":"fm","epochs":3,"workers":2,"limit_train":6000,"limit_test":1000)";
+  const std::string common =
+      R"("model":"mlp","dataset":"fm","epochs":3,"workers":2,"limit_train":6000,"limit_test":1000)";
   json::array histories;
   for (const std::string extra : {"", R"(,"elastic":true,"min_workers":2,"max_workers":2)"}) {
     const std::string r = c.Send("POST", "/api/v1/jobs", "{" + common + extra + "}");
@@ -197,7 +213,8 @@ TEST(ControllerElastic, ReshardingAtTheSameSizeIsBitIdenticalToAFixedJob) {
   ASSERT_EQ(elastic.size(), 3u);
   for (size_t e = 0; e < 3; ++e) {
     for (const char* key : {"train_loss", "test_loss", "test_accuracy"})
-      EXPECT_EQ(fixed[e].at(key).as_double(), elastic[e].at(key).as_double()) << key << " of epoch " << e + 1;
+      EXPECT_EQ(fixed[e].at(key).as_double(), elastic[e].at(key).as_double())
+          << key << " of epoch " << e + 1;
     EXPECT_EQ(elastic[e].at("parallelism").as_int64(), 2);
   }
 }

@@ -18,10 +18,10 @@
 #include <thread>
 #include <vector>
 
-#include "tests/roles/controller_process.h"
-#include "tests/roles/dnnd_process.h"
 #include "roles/controller/controller.h"
 #include "roles/controller/store.h"
+#include "tests/roles/controller_process.h"
+#include "tests/roles/dnnd_process.h"
 
 namespace dnnd::controller_testing {
 

@@ -2,6 +2,7 @@
 // on the real Fashion-MNIST, then real test images sent as PNG, JPEG,
 // resized, inverted and as JSON; bad inputs; concurrent callers; and
 // `dnnd ctl predict`.
+#include <gtest/gtest.h>
 #include <stb/stb_image_write.h>
 
 #include <boost/json.hpp>
@@ -9,8 +10,6 @@
 #include <fstream>
 #include <memory>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "tensor/data/idx.h"
 #include "tests/roles/controller_process.h"
@@ -26,7 +25,8 @@ constexpr int kSide = 28, kPixels = kSide * kSide;
 constexpr int kImages = 100;  // test images sent
 
 void AppendBytes(void* context, void* data, int size) {
-  static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+  static_cast<std::string*>(context)->append(static_cast<const char*>(data),
+                                             static_cast<size_t>(size));
 }
 std::string Png(const uint8_t* pixels, int w, int h) {
   std::string out;
@@ -46,13 +46,15 @@ std::string JsonInputs(const data::Dataset& test, int first, int n, bool shaped)
   for (int i = first; i < first + n; ++i) {
     const uint8_t* p = test.u8.data() + static_cast<size_t>(i) * kPixels;
     json::array flat;
-    for (int k = 0; k < kPixels; ++k) flat.push_back(static_cast<double>(static_cast<float>(p[k]) * (1.0f / 255.0f)));
+    for (int k = 0; k < kPixels; ++k)
+      flat.push_back(static_cast<double>(static_cast<float>(p[k]) * (1.0f / 255.0f)));
     if (!shaped) {
       inputs.push_back(std::move(flat));
       continue;
     }
     json::array rows;
-    for (int y = 0; y < kSide; ++y) rows.push_back(json::array(flat.begin() + y * kSide, flat.begin() + (y + 1) * kSide));
+    for (int y = 0; y < kSide; ++y)
+      rows.push_back(json::array(flat.begin() + y * kSide, flat.begin() + (y + 1) * kSide));
     inputs.push_back(json::array{std::move(rows)});
   }
   return json::serialize(json::object{{"inputs", std::move(inputs)}});
@@ -69,8 +71,9 @@ class Predict : public ::testing::Test {
     ASSERT_GT(c_->port(), 0) << c_->daemon().output();
     UploadFashionMnist(*c_, "fm");
     for (const char* name : {"mlp", "fresh"})
-      ASSERT_EQ(HttpStatus(c_->Send("POST", "/api/v1/models",
-                                    std::string(R"({"name":")") + name + R"(","spec":)" + MlpSpecJson() + "}")),
+      ASSERT_EQ(HttpStatus(c_->Send(
+                    "POST", "/api/v1/models",
+                    std::string(R"({"name":")") + name + R"(","spec":)" + MlpSpecJson() + "}")),
                 201);
     const std::string r = c_->Send(
         "POST", "/api/v1/jobs",
@@ -78,7 +81,8 @@ class Predict : public ::testing::Test {
     ASSERT_EQ(HttpStatus(r), 201) << r;
     auto job = WaitForJob(*c_, 1, JobOver, std::chrono::seconds(90));
     ASSERT_EQ(job.at("state").as_string(), "succeeded") << job << c_->daemon().output();
-    auto test = data::LoadIdxDataset(kFm + "t10k-images-idx3-ubyte.gz", kFm + "t10k-labels-idx1-ubyte.gz");
+    auto test =
+        data::LoadIdxDataset(kFm + "t10k-images-idx3-ubyte.gz", kFm + "t10k-labels-idx1-ubyte.gz");
     ASSERT_TRUE(test.ok()) << test.status().ToString();
     test_ = new data::Dataset(test->Take(kImages));
   }
@@ -139,7 +143,8 @@ TEST_F(Predict, PngTestImagesGetTheirLabelsAndMatchTheSameImagesAsJson) {
 
   // The same images as JSON, in one request: the PNG path scaled its pixels
   // exactly as the dataset readers do, so the answers agree.
-  std::string r = c_->Send("POST", "/api/v1/models/mlp/predict", JsonInputs(*test_, 0, kImages, false));
+  std::string r =
+      c_->Send("POST", "/api/v1/models/mlp/predict", JsonInputs(*test_, 0, kImages, false));
   ASSERT_EQ(HttpStatus(r), 200) << r;
   const json::value answer = json::parse(HttpBody(r));
   const auto& batch = answer.at("predictions").as_array();
@@ -151,8 +156,9 @@ TEST_F(Predict, PngTestImagesGetTheirLabelsAndMatchTheSameImagesAsJson) {
                   from_png[i].at("probabilities").at(k).to_number<double>(), 1e-5);
   }
   // Samples shaped [1, 28, 28] are the flat ones, value for value.
-  EXPECT_EQ(HttpBody(c_->Send("POST", "/api/v1/models/mlp/predict", JsonInputs(*test_, 3, 2, true))),
-            HttpBody(c_->Send("POST", "/api/v1/models/mlp/predict", JsonInputs(*test_, 3, 2, false))));
+  EXPECT_EQ(
+      HttpBody(c_->Send("POST", "/api/v1/models/mlp/predict", JsonInputs(*test_, 3, 2, true))),
+      HttpBody(c_->Send("POST", "/api/v1/models/mlp/predict", JsonInputs(*test_, 3, 2, false))));
   // ?job= names the weights explicitly.
   EXPECT_EQ(HttpBody(PostImage(Png(Image(0), kSide, kSide), "image/png", "?job=1")),
             HttpBody(PostImage(Png(Image(0), kSide, kSide))));
@@ -162,12 +168,15 @@ TEST_F(Predict, JpegResizedAndBlackOnWhiteImagesAreUnderstood) {
   int jpeg_same = 0, resized_same = 0;
   for (int i = 0; i < kImages; ++i) {
     const json::object original = First(PostImage(Png(Image(i), kSide, kSide)));
-    jpeg_same += First(PostImage(Jpeg(Image(i), kSide, kSide), "image/jpeg")).at("class") == original.at("class");
+    jpeg_same += First(PostImage(Jpeg(Image(i), kSide, kSide), "image/jpeg")).at("class") ==
+                 original.at("class");
     // Twice the size (nearest neighbour): resized back to 28x28 by the controller.
     std::vector<uint8_t> big(4 * kPixels);
     for (int y = 0; y < 2 * kSide; ++y)
-      for (int x = 0; x < 2 * kSide; ++x) big[y * 2 * kSide + x] = Image(i)[(y / 2) * kSide + x / 2];
-    resized_same += First(PostImage(Png(big.data(), 2 * kSide, 2 * kSide))).at("class") == original.at("class");
+      for (int x = 0; x < 2 * kSide; ++x)
+        big[y * 2 * kSide + x] = Image(i)[(y / 2) * kSide + x / 2];
+    resized_same +=
+        First(PostImage(Png(big.data(), 2 * kSide, 2 * kSide))).at("class") == original.at("class");
     // Dark garment on white paper: auto-inverted back to exactly the original pixels.
     std::vector<uint8_t> negative(Image(i), Image(i) + kPixels);
     for (auto& p : negative) p = static_cast<uint8_t>(255 - p);
@@ -176,47 +185,59 @@ TEST_F(Predict, JpegResizedAndBlackOnWhiteImagesAreUnderstood) {
     inverted["inverted"] = false;
     EXPECT_EQ(inverted, original) << i;
     // invert=false leaves the negative as it is.
-    EXPECT_EQ(First(PostImage(Png(negative.data(), kSide, kSide), "image/png", "?invert=false")).at("inverted"),
+    EXPECT_EQ(First(PostImage(Png(negative.data(), kSide, kSide), "image/png", "?invert=false"))
+                  .at("inverted"),
               false);
   }
-  EXPECT_GE(jpeg_same, 90) << "JPEG (quality 95) agreed with PNG on " << jpeg_same << " of " << kImages;
+  EXPECT_GE(jpeg_same, 90) << "JPEG (quality 95) agreed with PNG on " << jpeg_same << " of "
+                           << kImages;
   EXPECT_GE(resized_same, 85) << "56x56 agreed with 28x28 on " << resized_same << " of " << kImages;
 }
 
 TEST_F(Predict, BadRequestsGetPreciseErrorsAndTheControllerKeepsServing) {
   const std::string png = Png(Image(0), kSide, kSide);
-  auto expect = [&](const std::string& r, int status, const std::string& code, const std::string& words) {
+  auto expect = [&](const std::string& r, int status, const std::string& code,
+                    const std::string& words) {
     EXPECT_EQ(HttpStatus(r), status) << r;
     if (HttpStatus(r) < 400) return;
     EXPECT_EQ(ErrorCode(r), code) << r;
     EXPECT_NE(ErrorMessage(r).find(words), std::string::npos) << r;
   };
-  expect(c_->Send("POST", "/api/v1/models/nope/predict", png, "image/png"), 404, "not_found", "nope");
+  expect(c_->Send("POST", "/api/v1/models/nope/predict", png, "image/png"), 404, "not_found",
+         "nope");
   expect(c_->Send("POST", "/api/v1/models/fresh/predict", png, "image/png"), 409, "not_trained",
          "no succeeded job");
-  expect(c_->Send("POST", "/api/v1/models/fresh/predict?job=1", png, "image/png"), 400, "invalid_argument",
-         "job 1 trained model 'mlp'");
+  expect(c_->Send("POST", "/api/v1/models/fresh/predict?job=1", png, "image/png"), 400,
+         "invalid_argument", "job 1 trained model 'mlp'");
   expect(PostImage(png, "image/png", "?job=999"), 404, "not_found", "999");
   expect(PostImage(png, "image/png", "?job=abc"), 400, "invalid_argument", "invalid job id 'abc'");
-  expect(PostImage(png, "image/png", "?invert=maybe"), 400, "invalid_argument", "invert is 'maybe'");
+  expect(PostImage(png, "image/png", "?invert=maybe"), 400, "invalid_argument",
+         "invert is 'maybe'");
   // Not a PNG or JPEG, a truncated one, one whose header claims 20000 x 20000 pixels.
-  expect(PostImage("GIF? no, plain text", "image/png"), 415, "unsupported_media_type", "only PNG and JPEG");
-  const std::string truncated = PostImage(png.substr(0, 60), "image/png");  // stb's PNG reader says why
+  expect(PostImage("GIF? no, plain text", "image/png"), 415, "unsupported_media_type",
+         "only PNG and JPEG");
+  const std::string truncated =
+      PostImage(png.substr(0, 60), "image/png");  // stb's PNG reader says why
   expect(truncated, 400, "invalid_argument", "cannot decode image: ");
   EXPECT_EQ(ErrorMessage(truncated).find("unknown image type"), std::string::npos) << truncated;
   std::string huge = png;
-  for (int at : {16, 20}) huge.replace(at, 4, std::string("\x00\x00\x4e\x20", 4));  // IHDR width, height
+  for (int at : {16, 20})
+    huge.replace(at, 4, std::string("\x00\x00\x4e\x20", 4));  // IHDR width, height
   expect(PostImage(huge, "image/png"), 413, "payload_too_large", "20000x20000");
   // JSON of the wrong size, ragged, empty; not JSON; another media type; too large.
-  expect(c_->Send("POST", "/api/v1/models/mlp/predict", R"({"inputs":[[1,2,3,4,5]]})"), 400, "invalid_argument",
+  expect(c_->Send("POST", "/api/v1/models/mlp/predict", R"({"inputs":[[1,2,3,4,5]]})"), 400,
+         "invalid_argument",
          "inputs[0] has shape [5] (5 values); the model takes [1, 28, 28] (784 values");
-  expect(c_->Send("POST", "/api/v1/models/mlp/predict", R"({"inputs":[[[1,2],[3]]]})"), 400, "invalid_argument",
-         "ragged");
-  expect(c_->Send("POST", "/api/v1/models/mlp/predict", R"({"inputs":[]})"), 400, "invalid_argument", "at least one");
-  expect(c_->Send("POST", "/api/v1/models/mlp/predict", "{\"inputs\": [1,"), 400, "invalid_argument", "");
-  expect(c_->Send("POST", "/api/v1/models/mlp/predict", png, "text/plain"), 415, "unsupported_media_type",
-         "text/plain");
-  expect(PostImage(std::string(2000001, 'x'), "image/png"), 413, "payload_too_large", "http.max_body_bytes");
+  expect(c_->Send("POST", "/api/v1/models/mlp/predict", R"({"inputs":[[[1,2],[3]]]})"), 400,
+         "invalid_argument", "ragged");
+  expect(c_->Send("POST", "/api/v1/models/mlp/predict", R"({"inputs":[]})"), 400,
+         "invalid_argument", "at least one");
+  expect(c_->Send("POST", "/api/v1/models/mlp/predict", "{\"inputs\": [1,"), 400,
+         "invalid_argument", "");
+  expect(c_->Send("POST", "/api/v1/models/mlp/predict", png, "text/plain"), 415,
+         "unsupported_media_type", "text/plain");
+  expect(PostImage(std::string(2000001, 'x'), "image/png"), 413, "payload_too_large",
+         "http.max_body_bytes");
   // A checkpoint damaged on the controller's disk is the server's fault (500),
   // and the cache notices the file changed (and changed back).
   const std::string checkpoint = dir_->path() + "/data/jobs/1/model/model.safetensors";
@@ -234,7 +255,8 @@ TEST_F(Predict, BadRequestsGetPreciseErrorsAndTheControllerKeepsServing) {
 TEST_F(Predict, ConcurrentCallersGetIdenticalAnswers) {
   const std::string png = Png(Image(7), kSide, kSide), json_body = JsonInputs(*test_, 10, 4, false);
   const std::string png_answer = HttpBody(PostImage(png));
-  const std::string json_answer = HttpBody(c_->Send("POST", "/api/v1/models/mlp/predict", json_body));
+  const std::string json_answer =
+      HttpBody(c_->Send("POST", "/api/v1/models/mlp/predict", json_body));
   ASSERT_NE(png_answer.find("predictions"), std::string::npos) << png_answer;
   std::atomic<int> same{0}, different{0};
   std::vector<std::thread> threads;
@@ -242,8 +264,9 @@ TEST_F(Predict, ConcurrentCallersGetIdenticalAnswers) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 25; ++i) {
         const bool image = (t + i) % 2 == 0;
-        const std::string body = image ? HttpBody(PostImage(png))
-                                       : HttpBody(c_->Send("POST", "/api/v1/models/mlp/predict", json_body));
+        const std::string body =
+            image ? HttpBody(PostImage(png))
+                  : HttpBody(c_->Send("POST", "/api/v1/models/mlp/predict", json_body));
         (body == (image ? png_answer : json_answer) ? same : different) += 1;
       }
     });
@@ -265,9 +288,10 @@ TEST_F(Predict, ANewerSucceededJobAnswersAndDeletedJobsAreNotServed) {
 
   // A second, different job of the same model: while it is queued or running
   // job 1 answers; once it succeeds, it does.
-  std::string r = c_->Send("POST", "/api/v1/jobs",
-                           R"({"model":"mlp","dataset":"fm","epochs":1,"batch":32,"workers":1,"limit_train":3000,)"
-                           R"("limit_test":200,"seed":7})");
+  std::string r = c_->Send(
+      "POST", "/api/v1/jobs",
+      R"({"model":"mlp","dataset":"fm","epochs":1,"batch":32,"workers":1,"limit_train":3000,)"
+      R"("limit_test":200,"seed":7})");
   ASSERT_EQ(HttpStatus(r), 201) << r;
   const int64_t second = json::parse(HttpBody(r)).at("id").as_int64();
   ASSERT_EQ(second, 2);
@@ -277,7 +301,8 @@ TEST_F(Predict, ANewerSucceededJobAnswersAndDeletedJobsAreNotServed) {
   r = PostImage(png);
   ASSERT_EQ(HttpStatus(r), 200) << r;
   EXPECT_EQ(job_of(r), 2);
-  EXPECT_NE(First(r).at("probabilities"), First(first).at("probabilities")) << "job 2's weights, not job 1's";
+  EXPECT_NE(First(r).at("probabilities"), First(first).at("probabilities"))
+      << "job 2's weights, not job 1's";
   EXPECT_EQ(HttpBody(PostImage(png, "image/png", "?job=2")), HttpBody(r));
 
   // Job 2 deleted: job 1 answers again, and ?job=2 (answered just before) is gone.
@@ -287,10 +312,13 @@ TEST_F(Predict, ANewerSucceededJobAnswersAndDeletedJobsAreNotServed) {
   EXPECT_EQ(HttpStatus(r), 404) << r;
   // A model whose only job is deleted has nothing to answer with. (Another
   // model: the suite's other tests keep using job 1.)
-  ASSERT_EQ(HttpStatus(c_->Send("POST", "/api/v1/models", R"({"name":"mlp-b","spec":)" + MlpSpecJson() + "}")), 201);
-  r = c_->Send("POST", "/api/v1/jobs",
-               R"({"model":"mlp-b","dataset":"fm","epochs":1,"batch":32,"workers":1,"limit_train":3000,)"
-               R"("limit_test":200})");
+  ASSERT_EQ(HttpStatus(c_->Send("POST", "/api/v1/models",
+                                R"({"name":"mlp-b","spec":)" + MlpSpecJson() + "}")),
+            201);
+  r = c_->Send(
+      "POST", "/api/v1/jobs",
+      R"({"model":"mlp-b","dataset":"fm","epochs":1,"batch":32,"workers":1,"limit_train":3000,)"
+      R"("limit_test":200})");
   ASSERT_EQ(HttpStatus(r), 201) << r;
   const int64_t only = json::parse(HttpBody(r)).at("id").as_int64();
   job = WaitForJob(*c_, only, JobOver, std::chrono::seconds(90));
@@ -317,16 +345,19 @@ TEST_F(Predict, CtlPredictPrintsClassesWithScriptableExitCodes) {
   const std::string js = files.Write("two.json", JsonInputs(*test_, 1, 2, false));
   const std::string ctl = "ctl --controller 127.0.0.1:" + std::to_string(c_->port()) + " ";
   const int64_t label = test_->labels[0];
-  std::vector<uint8_t> negative(Image(0), Image(0) + kPixels);  // a dark boot on white: inverted back
+  std::vector<uint8_t> negative(Image(0),
+                                Image(0) + kPixels);  // a dark boot on white: inverted back
   for (auto& p : negative) p = static_cast<uint8_t>(255 - p);
   Outcome r = Dnnd(ctl + "predict mlp " + png + " " + js);
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("CLASS"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(png), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("sample 1"), std::string::npos) << r.output;  // the JSON file's second sample
+  EXPECT_NE(r.output.find("sample 1"), std::string::npos)
+      << r.output;  // the JSON file's second sample
   r = Dnnd(ctl + "predict mlp " + files.Write("negative.png", Png(negative.data(), kSide, kSide)));
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("image, inverted  " + std::to_string(label)), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("image, inverted  " + std::to_string(label)), std::string::npos)
+      << r.output;
   r = Dnnd(ctl + "-o json predict mlp " + png + " " + js + " --job 1 --invert false");
   ASSERT_EQ(r.code, 0) << r.output;
   auto v = json::parse(r.output);
@@ -334,7 +365,8 @@ TEST_F(Predict, CtlPredictPrintsClassesWithScriptableExitCodes) {
   EXPECT_EQ(v.at(0).at("file").as_string(), png);
   EXPECT_EQ(v.at(0).at("job").as_int64(), 1);
   EXPECT_EQ(v.at(1).at("predictions").as_array().size(), 2u);
-  EXPECT_EQ(v.at(0).at("predictions").at(0).at("class").as_int64(), label) << "test image 0 is a class-" << label;
+  EXPECT_EQ(v.at(0).at("predictions").at(0).at("class").as_int64(), label)
+      << "test image 0 is a class-" << label;
   // 3: refused by the controller (message on stderr); 2: usage; 1: unreachable.
   r = Dnnd(ctl + "predict fresh " + png);
   EXPECT_EQ(r.code, 3);

@@ -2,14 +2,14 @@
 // training, pipelined micro-batches, bounded activation memory, clear errors.
 #include <gtest/gtest.h>
 
-#include <regex>
 #include <future>
+#include <regex>
 #include <thread>
 
-#include "tests/roles/dnnd_process.h"
 #include "core/files.h"
 #include "roles/layers/protocol.h"
 #include "tensor/safetensors.h"
+#include "tests/roles/dnnd_process.h"
 #include "transport/rpc_client.h"
 
 namespace dnnd {
@@ -30,24 +30,27 @@ class LayerServers {
     std::string stages;
     for (int i = 0; i < 2; ++i) {
       ports_.push_back(testing::FreeLoopbackPort());
-      stages += std::string(stages.empty() ? "" : ", ") + "\"127.0.0.1:" + std::to_string(ports_.back()) + "\"";
+      stages += std::string(stages.empty() ? "" : ", ") +
+                "\"127.0.0.1:" + std::to_string(ports_.back()) + "\"";
     }
     for (const std::string& a : more_stages) stages += ", \"" + a + "\"";
     for (int i = 0; i < 2; ++i) {
       servers_.push_back(std::make_unique<Daemon>(
-          "--role=layer-server --config " + Src("configs/layer-server.toml") + " --set layer.listen=127.0.0.1:" +
-              std::to_string(ports_[i]) + " --set 'layer.next_stages=[" + stages + "]' --set transport.token=t " +
-              extra,
+          "--role=layer-server --config " + Src("configs/layer-server.toml") +
+              " --set layer.listen=127.0.0.1:" + std::to_string(ports_[i]) +
+              " --set 'layer.next_stages=[" + stages + "]' --set transport.token=t " + extra,
           dir.path() + "/layer" + std::to_string(i) + ".log"));
-      if (!servers_.back()->WaitFor("listening address=127.0.0.1:" + std::to_string(ports_[i]), 10s)) ports_[i] = 0;
+      if (!servers_.back()->WaitFor("listening address=127.0.0.1:" + std::to_string(ports_[i]),
+                                    10s))
+        ports_[i] = 0;
     }
   }
   bool up() const { return ports_[0] > 0 && ports_[1] > 0; }
   // --set worker.placement: `a` on the first server, `b` on the second.
   std::string Placement(const std::string& a, const std::string& b) const {
-    return "--set 'worker.placement=[{layers=\"" + a + "\", server=\"127.0.0.1:" + std::to_string(ports_[0]) +
-           "\"}, {layers=\"" + b + "\", server=\"127.0.0.1:" + std::to_string(ports_[1]) +
-           "\"}]' --set transport.token=t ";
+    return "--set 'worker.placement=[{layers=\"" + a +
+           "\", server=\"127.0.0.1:" + std::to_string(ports_[0]) + "\"}, {layers=\"" + b +
+           "\", server=\"127.0.0.1:" + std::to_string(ports_[1]) + "\"}]' --set transport.token=t ";
   }
   Daemon& server(int i) { return *servers_[i]; }
   int port(int i) const { return ports_[i]; }
@@ -83,14 +86,17 @@ TEST(LayerServer, XorWithEveryLayerRemoteMatchesLocalTraining) {
   auto local = Dnnd("--role=worker --config " + Src("configs/worker-xor.toml") + common +
                     "--set train.checkpoint_dir=" + dir.path() + "/local");
   auto remote = Dnnd("--role=worker --config " + Src("configs/worker-xor-layers.toml") + common +
-                     servers.Placement("0-1", "2-5") + "--set train.checkpoint_dir=" + dir.path() + "/remote");
+                     servers.Placement("0-1", "2-5") + "--set train.checkpoint_dir=" + dir.path() +
+                     "/remote");
   ASSERT_EQ(local.code, 0) << local.output;
   ASSERT_EQ(remote.code, 0) << remote.output;
   const auto a = Losses(local.output), b = Losses(remote.output);
   ASSERT_EQ(a.size(), 10u) << local.output;
   ASSERT_EQ(b.size(), a.size()) << remote.output;
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], 1e-6 + 1e-4 * a[i]) << "report " << i;
-  const auto wa = Weights(dir.path() + "/local", "4.weight"), wb = Weights(dir.path() + "/remote", "4.weight");
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_NEAR(b[i], a[i], 1e-6 + 1e-4 * a[i]) << "report " << i;
+  const auto wa = Weights(dir.path() + "/local", "4.weight"),
+             wb = Weights(dir.path() + "/remote", "4.weight");
   ASSERT_EQ(wa.size(), 100u);
   ASSERT_EQ(wb.size(), wa.size());
   for (size_t i = 0; i < wa.size(); ++i) EXPECT_NEAR(wb[i], wa[i], 1e-4) << i;
@@ -106,19 +112,22 @@ TEST(LayerServer, ResumeRestoresTheServersOptimizerStateFromTheGeneration) {
   ASSERT_TRUE(servers.up());
   std::string spec = testing::ReadFile(Src("configs/models/xor.toml"));
   spec.replace(spec.find("lr = 0.02"), 9, "lr = 0.02\nmomentum = 0.9");
-  const std::string common = "--role=worker --config " + Src("configs/worker-xor-layers.toml") +
-                             " --set train.iterations=40 --set train.progress=none --set model.file=" +
-                             dir.Write("xor-momentum.toml", spec) + " " + servers.Placement("0-1", "2-5");
+  const std::string common =
+      "--role=worker --config " + Src("configs/worker-xor-layers.toml") +
+      " --set train.iterations=40 --set train.progress=none --set model.file=" +
+      dir.Write("xor-momentum.toml", spec) + " " + servers.Placement("0-1", "2-5");
   const std::string full = dir.path() + "/full", part = dir.path() + "/part";
   auto a = Dnnd(common + "--set train.checkpoint_dir=" + full);
   ASSERT_EQ(a.code, 0) << a.output;
   auto b = Dnnd(common + "--set train.max_steps=20 --set train.checkpoint_dir=" + part);
   ASSERT_EQ(b.code, 0) << b.output;
-  for (const char* file : {"/gen-1/layers-0-1.optimizer.safetensors", "/gen-1/layers-2-5.optimizer.safetensors"})
+  for (const char* file :
+       {"/gen-1/layers-0-1.optimizer.safetensors", "/gen-1/layers-2-5.optimizer.safetensors"})
     EXPECT_TRUE(LoadSafetensors(part + file).ok()) << file;
   auto c = Dnnd(common + "--set train.resume=true --set train.checkpoint_dir=" + part);
   ASSERT_EQ(c.code, 0) << c.output;
-  EXPECT_NE(c.output.find("resumed from " + part + "/gen-1 at step 20"), std::string::npos) << c.output;
+  EXPECT_NE(c.output.find("resumed from " + part + "/gen-1 at step 20"), std::string::npos)
+      << c.output;
   for (const char* name : {"0.weight", "4.weight"}) {
     const auto wa = Weights(full, name), wc = Weights(part, name);
     ASSERT_FALSE(wa.empty()) << name;
@@ -134,8 +143,9 @@ TEST(LayerServer, SplitMlpTrainsLikeLocalWithAndWithoutPipelining) {
   TempDir dir;
   LayerServers servers(dir);
   ASSERT_TRUE(servers.up());
-  const std::string common = " --set data.limit_train=4096 --set data.limit_test=1000 --set train.epochs=2"
-                             " --set train.progress=none ";
+  const std::string common =
+      " --set data.limit_train=4096 --set data.limit_test=1000 --set train.epochs=2"
+      " --set train.progress=none ";
   auto local = Dnnd("--role=worker --config " + Src("configs/worker-mlp.toml") + common +
                     "--set node.threads=1 --set train.checkpoint_dir=" + dir.path() + "/local");
   ASSERT_EQ(local.code, 0) << local.output;
@@ -143,18 +153,21 @@ TEST(LayerServer, SplitMlpTrainsLikeLocalWithAndWithoutPipelining) {
   ASSERT_EQ(want.size(), 2u) << local.output;
   for (int mb : {1, 4}) {
     const std::string out_dir = dir.path() + "/mb" + std::to_string(mb);
-    auto r = Dnnd("--role=worker --config " + Src("configs/worker-mlp-layers.toml") + common +
-                  servers.Placement("1-2", "3-5") + "--set worker.micro_batches=" + std::to_string(mb) +
-                  " --set train.checkpoint_dir=" + out_dir);
+    auto r =
+        Dnnd("--role=worker --config " + Src("configs/worker-mlp-layers.toml") + common +
+             servers.Placement("1-2", "3-5") + "--set worker.micro_batches=" + std::to_string(mb) +
+             " --set train.checkpoint_dir=" + out_dir);
     ASSERT_EQ(r.code, 0) << r.output;
     const auto got = Losses(r.output);
     ASSERT_EQ(got.size(), want.size()) << r.output;
-    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], mb == 1 ? 1e-6 : 2e-3) << "mb " << mb;
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], want[i], mb == 1 ? 1e-6 : 2e-3) << "mb " << mb;
     const auto wa = Weights(dir.path() + "/local", "5.weight"), wb = Weights(out_dir, "5.weight");
     ASSERT_EQ(wa.size(), 2560u);
     ASSERT_EQ(wb.size(), wa.size());
     double worst = 0;
-    for (size_t i = 0; i < wa.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(wb[i] - wa[i])));
+    for (size_t i = 0; i < wa.size(); ++i)
+      worst = std::max(worst, static_cast<double>(std::abs(wb[i] - wa[i])));
     EXPECT_LT(worst, mb == 1 ? 1e-6 : 2e-2) << "mb " << mb;
   }
   // Sessions are dropped when the worker finishes.
@@ -167,8 +180,9 @@ TEST(LayerServer, ActivationBudgetIsAClearErrorNotACrash) {
   TempDir dir;
   LayerServers servers(dir, "--set layer.max_activation_bytes=250000");
   ASSERT_TRUE(servers.up());
-  const std::string common = " --set data.limit_train=512 --set data.limit_test=100 --set train.epochs=1"
-                             " --set train.progress=none --set train.checkpoint_dir= ";
+  const std::string common =
+      " --set data.limit_train=512 --set data.limit_test=100 --set train.epochs=1"
+      " --set train.progress=none --set train.checkpoint_dir= ";
   auto big = Dnnd("--role=worker --config " + Src("configs/worker-mlp-layers.toml") + common +
                   servers.Placement("1-2", "3-5"));
   EXPECT_NE(big.code, 0);
@@ -176,7 +190,8 @@ TEST(LayerServer, ActivationBudgetIsAClearErrorNotACrash) {
   // 4 micro-batches of 8 samples in flight fit: 4 x 8 x (784 + 512 + 512)
   // floats = 231,424 bytes; the default 128-sample batch needs 4x that.
   auto small = Dnnd("--role=worker --config " + Src("configs/worker-mlp-layers.toml") + common +
-                    servers.Placement("1-2", "3-5") + "--set train.batch_size=32 --set worker.micro_batches=4");
+                    servers.Placement("1-2", "3-5") +
+                    "--set train.batch_size=32 --set worker.micro_batches=4");
   EXPECT_EQ(small.code, 0) << small.output;
 }
 
@@ -195,9 +210,13 @@ TEST(LayerServer, BadRequestsAreErrorsAndTheServerKeepsServing) {
     fill(m);
     return client->Call(std::move(m), 10s);
   };
-  auto unknown = call(layers::kForward, [](wire::Message& m) { m.fields.SetString("session", "nobody"); m.fields.SetInt("mb", 0); });
+  auto unknown = call(layers::kForward, [](wire::Message& m) {
+    m.fields.SetString("session", "nobody");
+    m.fields.SetInt("mb", 0);
+  });
   ASSERT_FALSE(unknown.ok());
-  EXPECT_NE(unknown.status().message().find("no session 'nobody'"), std::string::npos) << unknown.status().ToString();
+  EXPECT_NE(unknown.status().message().find("no session 'nobody'"), std::string::npos)
+      << unknown.status().ToString();
   const std::string spec = ReadFileToString(Src("configs/models/xor.toml"), 1 << 20).value();
   auto open_layers = [&](int64_t first, int64_t last) {
     return call(layers::kOpen, [&](wire::Message& m) {
@@ -224,7 +243,8 @@ TEST(LayerServer, BadRequestsAreErrorsAndTheServerKeepsServing) {
   };
   auto shape = forward({4, 5}, [](wire::Message&) {});
   ASSERT_FALSE(shape.ok());
-  EXPECT_NE(shape.status().message().find("take [batch, [3]]"), std::string::npos) << shape.status().ToString();
+  EXPECT_NE(shape.status().message().find("take [batch, [3]]"), std::string::npos)
+      << shape.status().ToString();
   auto lr = forward({4, 3}, [](wire::Message& m) { m.fields.SetString("step_lr", "fast"); });
   EXPECT_FALSE(lr.ok());
   auto backward = call(layers::kBackward, [](wire::Message& m) {
@@ -233,7 +253,8 @@ TEST(LayerServer, BadRequestsAreErrorsAndTheServerKeepsServing) {
     m.tensors.push_back(wire::WireTensor::FromTensor("g", Tensor::Zeros({4, 50})));
   });
   ASSERT_FALSE(backward.ok());
-  EXPECT_NE(backward.status().message().find("no pending forward for micro-batch 7"), std::string::npos);
+  EXPECT_NE(backward.status().message().find("no pending forward for micro-batch 7"),
+            std::string::npos);
   auto good = forward({4, 3}, [](wire::Message&) {});
   ASSERT_TRUE(good.ok()) << good.status().ToString();
   EXPECT_EQ(good.value().tensors.at(0).shape, (Shape{4, 50}));
@@ -245,7 +266,8 @@ TEST(LayerServer, BadPlacementsAreConfigErrors) {
                       " --set 'worker.placement=[{layers=\"0-2\", server=\"127.0.0.1:1\"}, "
                       "{layers=\"2-3\", server=\"127.0.0.1:2\"}]'");
   EXPECT_EQ(overlap.code, 2) << overlap.output;
-  EXPECT_NE(overlap.output.find("layers 2-3 overlap layers 0-2"), std::string::npos) << overlap.output;
+  EXPECT_NE(overlap.output.find("layers 2-3 overlap layers 0-2"), std::string::npos)
+      << overlap.output;
   auto typo = Dnnd("--role=worker --config " + Src("configs/worker-xor.toml") +
                    " --set 'worker.placement=[{layers=\"0-2\", sever=\"127.0.0.1:1\"}]'");
   EXPECT_EQ(typo.code, 2) << typo.output;
@@ -291,8 +313,10 @@ double MillisSince(std::chrono::steady_clock::time_point t) {
 TEST(LayerServer, ChainsDialOnlyConfiguredStagesAndNeverOnTheNetworkThread) {
   TempDir dir;
   SilentListener dead;
-  LayerServers servers(dir, "--set transport.io_threads=1 --set layer.connect_timeout_ms=1500 "
-                            "--set http.listen=127.0.0.1:0", {dead.address()});
+  LayerServers servers(dir,
+                       "--set transport.io_threads=1 --set layer.connect_timeout_ms=1500 "
+                       "--set http.listen=127.0.0.1:0",
+                       {dead.address()});
   ASSERT_TRUE(servers.up());
   const int http = servers.server(0).PortAfter("http: listening address=127.0.0.1:", 10s);
   ASSERT_GT(http, 0) << servers.server(0).output();
@@ -330,7 +354,8 @@ TEST(LayerServer, ChainsDialOnlyConfiguredStagesAndNeverOnTheNetworkThread) {
   const double refused_ms = MillisSince(t0);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kPermissionDenied) << refused.status().ToString();
-  EXPECT_NE(refused.status().message().find("layer.next_stages"), std::string::npos) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("layer.next_stages"), std::string::npos)
+      << refused.status().ToString();
   EXPECT_LT(refused_ms, 100.0);
 
   // Configured but silent: the hop fails within the connect timeout while
@@ -360,15 +385,18 @@ TEST(LayerServer, ChainsDialOnlyConfiguredStagesAndNeverOnTheNetworkThread) {
   ASSERT_EQ(future.wait_for(10s), std::future_status::ready) << "the dead hop never failed";
   const auto [dead_status, dead_ms] = future.get();
   EXPECT_EQ(dead_status.code(), StatusCode::kUnavailable) << dead_status.ToString();
-  EXPECT_NE(dead_status.message().find("layer.connect_timeout_ms"), std::string::npos) << dead_status.ToString();
-  EXPECT_NE(dead_status.message().find(dead.address()), std::string::npos) << dead_status.ToString();
+  EXPECT_NE(dead_status.message().find("layer.connect_timeout_ms"), std::string::npos)
+      << dead_status.ToString();
+  EXPECT_NE(dead_status.message().find(dead.address()), std::string::npos)
+      << dead_status.ToString();
   EXPECT_LT(dead_ms, 1500.0 + 1500.0) << "layer.connect_timeout_ms = 1500";
 
   // 300 distinct unconfigured addresses and 20 more hops to the dead stage:
   // every one refused, and the process has no more threads than before.
   for (int i = 0; i < 300; ++i) {
     auto r = client->Call(forward("127.0.0.2:" + std::to_string(20000 + i) + "\tx"), 5s);
-    ASSERT_EQ(r.status().code(), StatusCode::kPermissionDenied) << i << ": " << r.status().ToString();
+    ASSERT_EQ(r.status().code(), StatusCode::kPermissionDenied)
+        << i << ": " << r.status().ToString();
   }
   std::vector<std::future<Status>> hops;
   for (int i = 0; i < 20; ++i) {
@@ -383,10 +411,13 @@ TEST(LayerServer, ChainsDialOnlyConfiguredStagesAndNeverOnTheNetworkThread) {
   }
   const int64_t threads_after = testing::ProcStatus(pid, "Threads");
   const int64_t rss_after = testing::ProcStatus(pid, "VmRSS");
-  std::fprintf(stderr, "layer server: refused in %.1f ms, dead hop failed in %.0f ms, new client's handshake %.1f ms; "
-               "threads %lld -> %lld, VmRSS %lld -> %lld kB\n", refused_ms, dead_ms, hello_ms,
-               static_cast<long long>(threads_before), static_cast<long long>(threads_after),
-               static_cast<long long>(rss_before), static_cast<long long>(rss_after));
+  std::fprintf(stderr,
+               "layer server: refused in %.1f ms, dead hop failed in %.0f ms, new client's "
+               "handshake %.1f ms; "
+               "threads %lld -> %lld, VmRSS %lld -> %lld kB\n",
+               refused_ms, dead_ms, hello_ms, static_cast<long long>(threads_before),
+               static_cast<long long>(threads_after), static_cast<long long>(rss_before),
+               static_cast<long long>(rss_after));
   EXPECT_LE(threads_after, threads_before + 2);
   EXPECT_LT(rss_after - rss_before, 32 * 1024) << "kB";
   // And the server still serves.

@@ -5,18 +5,17 @@
 #include "core/config.h"
 #include "core/config_schema.h"
 #include "roles/node/registry.h"
-#include "tests/roles/dnnd_process.h"
 #include "tensor/safetensors.h"
+#include "tests/roles/dnnd_process.h"
 
 namespace {
 
 using dnnd::testing::Daemon;
 using dnnd::testing::Dnnd;
+using dnnd::testing::HttpGet;
 using dnnd::testing::Outcome;
 using dnnd::testing::Src;
 using dnnd::testing::TempDir;
-using dnnd::testing::HttpGet;
-
 
 TEST(Cli, Version) {
   Outcome r = Dnnd("version");
@@ -152,7 +151,8 @@ TEST(Cli, ConfigCheckPrintsOriginsAndReportsErrors) {
   Outcome r = Dnnd("config check " + bad);
   EXPECT_EQ(r.code, 2);  // a configuration error, like every other
   EXPECT_NE(r.output.find("bad.toml:2:10: train.epochs"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("bad.toml:3:11: unknown key train.unknown"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("bad.toml:3:11: unknown key train.unknown"), std::string::npos)
+      << r.output;
 }
 
 // Errors come in file order, then the overrides', each naming its origin,
@@ -197,7 +197,7 @@ TEST(Cli, EnvironmentOverridesFile) {
 TEST(Cli, WorkerRejectsModelThatDoesNotFitData) {
   TempDir dir;
   Outcome r = Dnnd("--role=worker --config " + Src("configs/worker-mlp.toml") +
-               " --set 'model.input=[784]' --set data.limit_train=10");
+                   " --set 'model.input=[784]' --set data.limit_train=10");
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("model.input is [784]"), std::string::npos) << r.output;
 }
@@ -205,7 +205,7 @@ TEST(Cli, WorkerRejectsModelThatDoesNotFitData) {
 TEST(Cli, WorkerTrainsXorAndWritesACheckpoint) {
   TempDir dir;
   Outcome r = Dnnd("--role=worker --config " + Src("configs/worker-xor.toml") +
-               " --set train.iterations=3000 --set train.checkpoint_dir=" + dir.path());
+                   " --set train.iterations=3000 --set train.checkpoint_dir=" + dir.path());
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("final test accuracy"), std::string::npos) << r.output;
   auto ckpt = dnnd::LoadSafetensors(dir.path() + "/model.safetensors");
@@ -225,12 +225,14 @@ TEST(Cli, ResumedRunMatchesUninterruptedRun) {
   Outcome full = Dnnd(common + " --set train.checkpoint_dir=" + a.path());
   ASSERT_EQ(full.code, 0) << full.output;
   // 2000 samples / 128 = 16 steps per epoch: stop mid-epoch 2, then resume.
-  Outcome part = Dnnd(common + " --set train.checkpoint_dir=" + b.path() + " --set train.max_steps=21");
+  Outcome part =
+      Dnnd(common + " --set train.checkpoint_dir=" + b.path() + " --set train.max_steps=21");
   ASSERT_EQ(part.code, 0) << part.output;
   auto mid = dnnd::LoadSafetensors(b.path() + "/model.safetensors");
   ASSERT_TRUE(mid.ok());
   EXPECT_EQ(mid->metadata.at("dnnd.step"), "21");
-  Outcome rest = Dnnd(common + " --set train.checkpoint_dir=" + b.path() + " --set train.resume=true");
+  Outcome rest =
+      Dnnd(common + " --set train.checkpoint_dir=" + b.path() + " --set train.resume=true");
   ASSERT_EQ(rest.code, 0) << rest.output;
   EXPECT_NE(rest.output.find("resumed"), std::string::npos) << rest.output;
   auto fa = dnnd::LoadSafetensors(a.path() + "/model.safetensors");
@@ -238,7 +240,8 @@ TEST(Cli, ResumedRunMatchesUninterruptedRun) {
   ASSERT_TRUE(fa.ok() && fb.ok());
   ASSERT_EQ(fa->tensors.size(), fb->tensors.size());
   for (size_t i = 0; i < fa->tensors.size(); ++i)
-    EXPECT_EQ(fa->tensors[i].second.ToVector(), fb->tensors[i].second.ToVector()) << fa->tensors[i].first;
+    EXPECT_EQ(fa->tensors[i].second.ToVector(), fb->tensors[i].second.ToVector())
+        << fa->tensors[i].first;
 }
 
 // SIGTERM mid-training: the worker checkpoints where it is and exits 0; a
@@ -246,16 +249,18 @@ TEST(Cli, ResumedRunMatchesUninterruptedRun) {
 TEST(Cli, SigtermCheckpointsAndExitsCleanly) {
   TempDir dir;
   const std::string log = dir.path() + "/log.txt";
-  std::string cmd = std::string("exec ") + DNND_BINARY + " --role=worker --config " +
-                    Src("configs/worker-mlp.toml") + " --set train.epochs=200 --set train.progress=none" +
-                    " --set data.limit_test=100 --set train.checkpoint_dir=" + dir.path() + " > " + log + " 2>&1";
+  std::string cmd =
+      std::string("exec ") + DNND_BINARY + " --role=worker --config " +
+      Src("configs/worker-mlp.toml") + " --set train.epochs=200 --set train.progress=none" +
+      " --set data.limit_test=100 --set train.checkpoint_dir=" + dir.path() + " > " + log + " 2>&1";
   pid_t pid;
   const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
   ASSERT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
   // Signal it once it trains (loading the data takes a while on a busy
   // machine, and before the role exists SIGTERM simply ends the process).
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (std::chrono::steady_clock::now() < deadline && dnnd::testing::ReadFile(log).find("worker: training") == std::string::npos)
+  while (std::chrono::steady_clock::now() < deadline &&
+         dnnd::testing::ReadFile(log).find("worker: training") == std::string::npos)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::this_thread::sleep_for(std::chrono::seconds(2));
   ASSERT_EQ(kill(pid, SIGTERM), 0);
@@ -278,9 +283,11 @@ TEST(Cli, SigtermCheckpointsAndExitsCleanly) {
 TEST(Cli, ControlPlaneServesHealthReadinessAndMetrics) {
   TempDir dir;
   const std::string log = dir.path() + "/log.txt";
-  std::string cmd = std::string("exec ") + DNND_BINARY + " --role=worker --config " + Src("configs/worker-xor.toml") +
-                    " --set train.iterations=100000000 --set train.progress=none --set http.listen=127.0.0.1:0" +
-                    " --set train.checkpoint_dir= > " + log + " 2>&1";
+  std::string cmd =
+      std::string("exec ") + DNND_BINARY + " --role=worker --config " +
+      Src("configs/worker-xor.toml") +
+      " --set train.iterations=100000000 --set train.progress=none --set http.listen=127.0.0.1:0" +
+      " --set train.checkpoint_dir= > " + log + " 2>&1";
   pid_t pid;
   const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
   ASSERT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
@@ -311,7 +318,8 @@ TEST(Cli, ControlPlaneServesHealthReadinessAndMetrics) {
 }
 
 TEST(Cli, ControlPlaneBindFailureIsAClearError) {
-  auto r = Dnnd("--role=worker --config " + Src("configs/worker-xor.toml") + " --set http.listen=not-an-address");
+  auto r = Dnnd("--role=worker --config " + Src("configs/worker-xor.toml") +
+                " --set http.listen=not-an-address");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("http.listen"), std::string::npos) << r.output;
 }
@@ -322,10 +330,12 @@ TEST(Cli, ProbeJudgesTheControlPlane) {
   TempDir dir;
   // A parameter server is healthy at once but not ready until a worker
   // initialised the model: one process gives both a 2xx and a 503.
-  Daemon ps("--role=parameter-server --config " + Src("configs/parameter-server.toml") +
-                " --set ps.listen=127.0.0.1:0 --set http.listen=127.0.0.1:0 --set ps.checkpoint_dir=",
-            dir.path() + "/ps.log");
-  const int port = ps.PortAfter("control plane listening address=127.0.0.1:", std::chrono::seconds(10));
+  Daemon ps(
+      "--role=parameter-server --config " + Src("configs/parameter-server.toml") +
+          " --set ps.listen=127.0.0.1:0 --set http.listen=127.0.0.1:0 --set ps.checkpoint_dir=",
+      dir.path() + "/ps.log");
+  const int port =
+      ps.PortAfter("control plane listening address=127.0.0.1:", std::chrono::seconds(10));
   ASSERT_GT(port, 0) << ps.output();
   const std::string base = "127.0.0.1:" + std::to_string(port);
 
@@ -333,7 +343,8 @@ TEST(Cli, ProbeJudgesTheControlPlane) {
   EXPECT_EQ(health.code, 0) << health.output;
   EXPECT_NE(health.output.find("200 {\"status\":\"ok\"}"), std::string::npos) << health.output;
   EXPECT_EQ(Dnnd("probe " + base).code, 0);  // default path /healthz
-  EXPECT_EQ(Dnnd("probe localhost:" + std::to_string(port) + "/healthz").code, 0);  // a name, through /etc/hosts
+  EXPECT_EQ(Dnnd("probe localhost:" + std::to_string(port) + "/healthz").code,
+            0);  // a name, through /etc/hosts
 
   Outcome ready = Dnnd("probe http://" + base + "/readyz");
   EXPECT_EQ(ready.code, 1) << ready.output;
@@ -373,8 +384,9 @@ TEST(Cli, ProbeTimesOutOnASilentServer) {
 }
 
 TEST(Cli, ProbeRejectsBadUrlsAsUsageErrors) {
-  for (const std::string url : {"https://127.0.0.1:9400/healthz", "127.0.0.1", "127.0.0.1:x/healthz",
-                                "http://:9400/", "127.0.0.1:0", "'127.0.0.1:1 /a'"}) {
+  for (const std::string url :
+       {"https://127.0.0.1:9400/healthz", "127.0.0.1", "127.0.0.1:x/healthz", "http://:9400/",
+        "127.0.0.1:0", "'127.0.0.1:1 /a'"}) {
     Outcome r = Dnnd("probe " + url);
     EXPECT_EQ(r.code, 2) << url << "\n" << r.output;
     EXPECT_NE(r.output.find("probe URL"), std::string::npos) << url << "\n" << r.output;

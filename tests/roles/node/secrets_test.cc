@@ -3,17 +3,17 @@
 // sockets: the wire key never crosses the network, not even in the pool's
 // heartbeats; the API token is a different value; a role that would accept
 // peers beyond loopback with no token refuses to start.
+#include "transport/secrets.h"
+
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include "core/config.h"
 #include "tests/roles/dnnd_process.h"
-#include "transport/secrets.h"
 
 namespace dnnd::testing {
 namespace {
@@ -35,7 +35,8 @@ TEST(Secrets, ApiTokenIsDerivedFromTheWireKeyOneWayAndNeverEqualsIt) {
   // Configuring the wire key as the API token is refused, naming both settings.
   o = Dnnd("api-token --set transport.token=same --set http.token=same");
   EXPECT_EQ(o.code, 1) << o.output;
-  EXPECT_NE(o.output.find("http.token is the same secret as transport.token"), std::string::npos) << o.output;
+  EXPECT_NE(o.output.find("http.token is the same secret as transport.token"), std::string::npos)
+      << o.output;
   o = Dnnd("api-token");
   EXPECT_EQ(o.code, 1) << o.output;
   EXPECT_NE(o.output.find("no token is configured"), std::string::npos) << o.output;
@@ -90,21 +91,26 @@ TEST(Secrets, PoolHeartbeatsCarryTheApiTokenNeverTheWireKey) {
   TempDir dir;
   FakeController controller;
   const std::string key_file = dir.Write("wire-key", "wire-secret-91\n");
-  Daemon worker("--role=worker --config " + Src("configs/worker-pool.toml") + " --set worker.controller=127.0.0.1:" +
-                    std::to_string(controller.port()) + " --set transport.token_file=" + key_file +
-                    " --set worker.heartbeat_ms=100",
+  Daemon worker("--role=worker --config " + Src("configs/worker-pool.toml") +
+                    " --set worker.controller=127.0.0.1:" + std::to_string(controller.port()) +
+                    " --set transport.token_file=" + key_file + " --set worker.heartbeat_ms=100",
                 dir.path() + "/worker.log");
   const std::string request = controller.FirstRequest(std::chrono::seconds(10));
   ASSERT_NE(request.find("POST /api/v1/nodes/"), std::string::npos) << request << worker.output();
-  EXPECT_NE(request.find("Bearer " + wire::DeriveApiToken("wire-secret-91") + "\r\n"), std::string::npos) << request;
-  EXPECT_EQ(request.find("wire-secret-91"), std::string::npos) << "the wire key crossed the network:\n" << request;
+  EXPECT_NE(request.find("Bearer " + wire::DeriveApiToken("wire-secret-91") + "\r\n"),
+            std::string::npos)
+      << request;
+  EXPECT_EQ(request.find("wire-secret-91"), std::string::npos)
+      << "the wire key crossed the network:\n"
+      << request;
 }
 
 TEST(Secrets, ListeningBeyondLoopbackWithoutATokenIsRefusedAtStart) {
   TempDir dir;
   // Both refusals happen before any socket is opened.
-  Outcome o = Shell("timeout 30 " + std::string(DNND_BINARY) + " --role=parameter-server --config " +
-                    Src("configs/parameter-server.toml") + " --set ps.listen=0.0.0.0:0 --set http.listen=127.0.0.1:0 " +
+  Outcome o = Shell("timeout 30 " + std::string(DNND_BINARY) +
+                    " --role=parameter-server --config " + Src("configs/parameter-server.toml") +
+                    " --set ps.listen=0.0.0.0:0 --set http.listen=127.0.0.1:0 " +
                     "--set ps.checkpoint_dir=" + dir.path() + "/ps");
   EXPECT_NE(o.code, 0) << o.output;
   EXPECT_NE(o.code, 124) << "still running after 30 s:\n" << o.output;
@@ -112,7 +118,8 @@ TEST(Secrets, ListeningBeyondLoopbackWithoutATokenIsRefusedAtStart) {
   EXPECT_NE(o.output.find("transport.insecure"), std::string::npos) << o.output;
   EXPECT_NE(o.output.find("transport.token_file"), std::string::npos) << o.output;
 
-  o = Shell("timeout 30 " + std::string(DNND_BINARY) + " --role=controller --config " + Src("configs/controller.toml") +
+  o = Shell("timeout 30 " + std::string(DNND_BINARY) + " --role=controller --config " +
+            Src("configs/controller.toml") +
             " --set http.listen=0.0.0.0:0 --set controller.data_dir=" + dir.path() + "/data");
   EXPECT_NE(o.code, 0) << o.output;
   EXPECT_NE(o.code, 124) << "still running after 30 s:\n" << o.output;
@@ -128,7 +135,8 @@ TEST(Secrets, ListeningBeyondLoopbackWithoutATokenIsRefusedAtStart) {
   const Config open = config("transport.insecure=true");
   for (const char* loopback : {"127.0.0.1:7000", "127.3.4.5:1", "localhost:80", "[::1]:7000"})
     EXPECT_TRUE(wire::CheckListenSecurity(strict, loopback, "ps.listen", false).ok()) << loopback;
-  for (const char* beyond : {"0.0.0.0:7000", "[::]:7000", "10.0.0.1:7000", "ps-0.example:7000", ":7000"}) {
+  for (const char* beyond :
+       {"0.0.0.0:7000", "[::]:7000", "10.0.0.1:7000", "ps-0.example:7000", ":7000"}) {
     const Status s = wire::CheckListenSecurity(strict, beyond, "ps.listen", false);
     EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << beyond;
     EXPECT_NE(s.message().find("ps.listen"), std::string::npos) << s.ToString();

@@ -11,9 +11,9 @@
 #include <future>
 #include <iostream>
 
-#include "tests/transport/wire_peer.h"
 #include "tests/roles/controller_process.h"
 #include "tests/roles/dnnd_process.h"
+#include "tests/transport/wire_peer.h"
 #include "transport/rpc_client.h"
 
 namespace dnnd {
@@ -23,8 +23,8 @@ using namespace std::chrono_literals;
 using testing::Daemon;
 using testing::Src;
 using testing::TempDir;
-using wire_test::Clock;
 using wire_test::Attack;
+using wire_test::Clock;
 using wire_test::Ms;
 using wire_test::RawPeer;
 using wire_test::Refusal;
@@ -39,7 +39,9 @@ class LayerServer {
  public:
   LayerServer(const TempDir& dir, const std::string& extra = "")
       : daemon_("--role=layer-server --config " + Src("configs/layer-server.toml") +
-                    " --set layer.listen=127.0.0.1:0 --set http.listen=127.0.0.1:0 --set transport.token=t " + extra,
+                    " --set layer.listen=127.0.0.1:0 --set http.listen=127.0.0.1:0 --set "
+                    "transport.token=t " +
+                    extra,
                 dir.path() + "/layer.log") {
     wire_port_ = daemon_.PortAfter("rpc: listening address=127.0.0.1:", 10s);
     http_port_ = daemon_.PortAfter("control plane listening address=127.0.0.1:", 10s);
@@ -100,20 +102,25 @@ TEST(WireDoors, LayerServerRefusesFieldFloodsAndZstdBombsAndKeepsServing) {
     const char* names;
   };
   const Case cases[] = {
-      {"65,535 fields before the handshake", false, wire_test::ManyFieldsFrame(wire::type::kHelloAuth),
-       StatusCode::kResourceExhausted, "before the handshake exceeds transport.max_hello_bytes 8192"},
-      {"8 x 1 GiB zstd tensors before the handshake", false, wire_test::ZstdBombFrame(wire::type::kHelloAuth),
-       StatusCode::kResourceExhausted, "before the handshake exceeds transport.max_hello_bytes 8192"},
-      {"8 x 1 GiB zstd tensors after the handshake", true, wire_test::ZstdBombFrame(wire::type::kPing),
-       StatusCode::kResourceExhausted, "decode to more than transport.max_decoded_bytes"},
+      {"65,535 fields before the handshake", false,
+       wire_test::ManyFieldsFrame(wire::type::kHelloAuth), StatusCode::kResourceExhausted,
+       "before the handshake exceeds transport.max_hello_bytes 8192"},
+      {"8 x 1 GiB zstd tensors before the handshake", false,
+       wire_test::ZstdBombFrame(wire::type::kHelloAuth), StatusCode::kResourceExhausted,
+       "before the handshake exceeds transport.max_hello_bytes 8192"},
+      {"8 x 1 GiB zstd tensors after the handshake", true,
+       wire_test::ZstdBombFrame(wire::type::kPing), StatusCode::kResourceExhausted,
+       "decode to more than transport.max_decoded_bytes"},
       {"65,535 fields after the handshake", true, wire_test::ManyFieldsFrame(wire::type::kPing),
        StatusCode::kResourceExhausted, "65535 fields exceed transport.max_fields 1024"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
     RawPeer raw(server.wire_port());
-    if (c.authenticated) ASSERT_TRUE(raw.Handshake("t").ok());
-    else ASSERT_TRUE(raw.ReadFrame().ok());  // HELLO
+    if (c.authenticated)
+      ASSERT_TRUE(raw.Handshake("t").ok());
+    else
+      ASSERT_TRUE(raw.ReadFrame().ok());  // HELLO
     const Refusal r = Attack(raw, c.frame);
     EXPECT_EQ(r.status.code(), c.code) << r.status.ToString();
     EXPECT_NE(r.status.message().find(c.names), std::string::npos) << r.status.ToString();
@@ -137,18 +144,24 @@ TEST(WireDoors, LayerServerRefusesFieldFloodsAndZstdBombsAndKeepsServing) {
 // std::bad_alloc and abort by the same zstd frame.
 TEST(WireDoors, ControllerShardServiceRefusesTheZstdBombAndKeepsItsApi) {
   TempDir dir;
-  testing::ControllerProcess controller(dir, "--set controller.local_workers=0 --set transport.token=t");
+  testing::ControllerProcess controller(dir,
+                                        "--set controller.local_workers=0 --set transport.token=t");
   ASSERT_GT(controller.port(), 0) << controller.daemon().output();
-  const int wire_port = controller.daemon().PortAfter("shard service listening address=127.0.0.1:", 10s);
+  const int wire_port =
+      controller.daemon().PortAfter("shard service listening address=127.0.0.1:", 10s);
   ASSERT_GT(wire_port, 0) << controller.daemon().output();
   for (bool authenticated : {false, true}) {
     SCOPED_TRACE(authenticated ? "after the handshake" : "before the handshake");
     RawPeer raw(static_cast<uint16_t>(wire_port));
-    if (authenticated) ASSERT_TRUE(raw.Handshake("t").ok());
-    else ASSERT_TRUE(raw.ReadFrame().ok());
-    const Refusal r = Attack(raw, wire_test::ZstdBombFrame(authenticated ? wire::type::kPing : wire::type::kHelloAuth));
+    if (authenticated)
+      ASSERT_TRUE(raw.Handshake("t").ok());
+    else
+      ASSERT_TRUE(raw.ReadFrame().ok());
+    const Refusal r = Attack(
+        raw, wire_test::ZstdBombFrame(authenticated ? wire::type::kPing : wire::type::kHelloAuth));
     EXPECT_EQ(r.status.code(), StatusCode::kResourceExhausted) << r.status.ToString();
-    EXPECT_NE(r.status.message().find(authenticated ? "transport.max_decoded_bytes" : "transport.max_hello_bytes"),
+    EXPECT_NE(r.status.message().find(authenticated ? "transport.max_decoded_bytes"
+                                                    : "transport.max_hello_bytes"),
               std::string::npos)
         << r.status.ToString();
     const auto start = Clock::now();
@@ -176,7 +189,8 @@ TEST(WireDoors, ConnectionsOverTheCapAreRefusedCheaply) {
     auto refused = extra.ReadFrame();
     took.push_back(Clock::now() - start);
     ASSERT_TRUE(refused.ok()) << refused.status().ToString();
-    EXPECT_NE(refused.value().ErrorStatus().message().find("3 connections, its transport.max_connections"),
+    EXPECT_NE(refused.value().ErrorStatus().message().find(
+                  "3 connections, its transport.max_connections"),
               std::string::npos)
         << refused.value().ErrorStatus().ToString();
   }
@@ -191,7 +205,9 @@ TEST(WireDoors, ConnectionsOverTheCapAreRefusedCheaply) {
   // 50 refusals in well under a second: logged once, with a count after.
   const std::string log = server.daemon().output();
   size_t lines = 0;
-  for (size_t p = 0; (p = log.find("refused connection over the connection cap", p)) != std::string::npos; ++p) ++lines;
+  for (size_t p = 0;
+       (p = log.find("refused connection over the connection cap", p)) != std::string::npos; ++p)
+    ++lines;
   EXPECT_GE(lines, 1u);
   EXPECT_LE(lines, 3u) << log;
 }
@@ -205,9 +221,12 @@ TEST(WireDoors, AcceptFailuresAtTheDescriptorLimitPauseAndLogBoundedly) {
   ASSERT_TRUE(server.ClientLatency() < 5s);  // the probe's connections have come and gone
   std::this_thread::sleep_for(100ms);
   size_t open_fds = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + server.pid() + "/fd")) ++open_fds;
+  for ([[maybe_unused]] const auto& e :
+       std::filesystem::directory_iterator("/proc/" + server.pid() + "/fd"))
+    ++open_fds;
   const std::string limit = std::to_string(open_fds + 3);
-  const auto prlimit = testing::Shell("prlimit --pid " + server.pid() + " --nofile=" + limit + ":" + limit);
+  const auto prlimit =
+      testing::Shell("prlimit --pid " + server.pid() + " --nofile=" + limit + ":" + limit);
   ASSERT_EQ(prlimit.code, 0) << prlimit.output;
 
   std::vector<std::unique_ptr<RawPeer>> peers;
@@ -218,7 +237,8 @@ TEST(WireDoors, AcceptFailuresAtTheDescriptorLimitPauseAndLogBoundedly) {
   size_t lines = 0;
   for (size_t p = 0; (p = log.find("accept failed", p)) != std::string::npos; ++p) ++lines;
   EXPECT_GE(lines, 1u) << "the limit was not reached:\n" << log;
-  EXPECT_LE(lines, 4u) << "2.5 s at the limit logged " << lines << " lines (" << log.size() << " bytes of log)";
+  EXPECT_LE(lines, 4u) << "2.5 s at the limit logged " << lines << " lines (" << log.size()
+                       << " bytes of log)";
 
   peers.clear();  // descriptors free up; the server serves again
   bool served = false;
@@ -228,7 +248,9 @@ TEST(WireDoors, AcceptFailuresAtTheDescriptorLimitPauseAndLogBoundedly) {
     o.token = "t";
     wire::Message ping;
     ping.type = wire::type::kPing;
-    served = rpc::RpcClient::Create("127.0.0.1:" + std::to_string(server.wire_port()), o)->Call(ping, 1000ms).ok();
+    served = rpc::RpcClient::Create("127.0.0.1:" + std::to_string(server.wire_port()), o)
+                 ->Call(ping, 1000ms)
+                 .ok();
   }
   EXPECT_TRUE(served) << server.daemon().output();
 }

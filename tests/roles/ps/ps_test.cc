@@ -10,13 +10,12 @@
 #include <regex>
 #include <thread>
 
-#include "roles/ps/protocol.h"
-#include "tests/roles/dnnd_process.h"
 #include "core/files.h"
-#include "tests/roles/dnnd_process.h"
 #include "roles/ps/messages.h"
+#include "roles/ps/protocol.h"
 #include "tensor/model_spec.h"
 #include "tensor/safetensors.h"
+#include "tests/roles/dnnd_process.h"
 #include "transport/hello.h"
 #include "transport/rpc_client.h"
 
@@ -25,8 +24,8 @@ namespace {
 
 TEST(PsPartition, EqualBytesAndEveryElementExactlyOnce) {
   const std::vector<std::pair<std::string, Shape>> params = {
-      {"1.weight", {512, 784}}, {"1.bias", {512}}, {"3.weight", {256, 512}}, {"3.bias", {256}},
-      {"5.weight", {10, 256}},  {"5.bias", {10}}};
+      {"1.weight", {512, 784}}, {"1.bias", {512}},       {"3.weight", {256, 512}},
+      {"3.bias", {256}},        {"5.weight", {10, 256}}, {"5.bias", {10}}};
   for (int servers : {1, 2, 3, 7}) {
     Partition p = PartitionParameters(params, servers);
     ASSERT_EQ(p.pieces.size(), static_cast<size_t>(servers));
@@ -34,7 +33,8 @@ TEST(PsPartition, EqualBytesAndEveryElementExactlyOnce) {
     for (const auto& [n, s] : params) total += ShapeNumel(s);
     EXPECT_EQ(p.total_elements, total);
     // Equal shares, to the element.
-    for (int s = 0; s < servers; ++s) EXPECT_LE(std::abs(p.ServerElements(s) - total / servers), 1) << servers;
+    for (int s = 0; s < servers; ++s)
+      EXPECT_LE(std::abs(p.ServerElements(s) - total / servers), 1) << servers;
     // Each parameter's pieces tile it exactly, in order.
     for (const auto& [name, shape] : params) {
       int64_t next = 0;
@@ -48,7 +48,8 @@ TEST(PsPartition, EqualBytesAndEveryElementExactlyOnce) {
     }
   }
   // A pure function: the same inputs give the same map.
-  EXPECT_EQ(PartitionParameters(params, 3).pieces[1][0].key(), PartitionParameters(params, 3).pieces[1][0].key());
+  EXPECT_EQ(PartitionParameters(params, 3).pieces[1][0].key(),
+            PartitionParameters(params, 3).pieces[1][0].key());
   // The big first weight is split across two servers.
   Partition two = PartitionParameters(params, 2);
   EXPECT_EQ(two.pieces[0].size(), 1u);
@@ -78,9 +79,10 @@ using testing::TempDir;
 
 // Small, quick data-parallel jobs on real Fashion-MNIST.
 std::string Job(const std::string& dir, const std::string& extra = "") {
-  return "--config " + Src("configs/standalone.toml") + " --set standalone.controller=false --set http.listen=127.0.0.1:0" +
-         " --set train.checkpoint_dir=" + dir + "/model" +
-         " --set ps.checkpoint_dir=" + dir + "/ps --set data.limit_train=4096 --set data.limit_test=1000" +
+  return "--config " + Src("configs/standalone.toml") +
+         " --set standalone.controller=false --set http.listen=127.0.0.1:0" +
+         " --set train.checkpoint_dir=" + dir + "/model" + " --set ps.checkpoint_dir=" + dir +
+         "/ps --set data.limit_train=4096 --set data.limit_test=1000" +
          " --set train.epochs=1 --set train.progress=none " + extra;
 }
 
@@ -96,7 +98,8 @@ TEST(Standalone, SyncRunsAreBitIdentical) {
   TempDir a, b, c;
   auto ra = Dnnd("--role=standalone " + Job(a.path()));
   auto rb = Dnnd("--role=standalone " + Job(b.path()));
-  auto rc = Dnnd("--role=standalone " + Job(c.path(), "--set standalone.servers=3 --set ps.chunks=1"));
+  auto rc =
+      Dnnd("--role=standalone " + Job(c.path(), "--set standalone.servers=3 --set ps.chunks=1"));
   ASSERT_EQ(ra.code, 0) << ra.output;
   ASSERT_EQ(rb.code, 0) << rb.output;
   ASSERT_EQ(rc.code, 0) << rc.output;
@@ -106,14 +109,17 @@ TEST(Standalone, SyncRunsAreBitIdentical) {
   ASSERT_TRUE(fa.ok() && fb.ok() && fc.ok());
   ASSERT_EQ(fa->tensors.size(), 6u);
   for (size_t i = 0; i < fa->tensors.size(); ++i) {
-    EXPECT_EQ(fa->tensors[i].second.ToVector(), fb->tensors[i].second.ToVector()) << fa->tensors[i].first;
-    EXPECT_EQ(fa->tensors[i].second.ToVector(), fc->tensors[i].second.ToVector()) << fa->tensors[i].first;
+    EXPECT_EQ(fa->tensors[i].second.ToVector(), fb->tensors[i].second.ToVector())
+        << fa->tensors[i].first;
+    EXPECT_EQ(fa->tensors[i].second.ToVector(), fc->tensors[i].second.ToVector())
+        << fa->tensors[i].first;
   }
   // Every chunk of every server checkpointed at the end, at the same version.
   for (const std::string file : {"ps-0-0", "ps-0-1", "ps-1-0", "ps-1-1"}) {
     auto sa = LoadSafetensors(a.path() + "/ps/" + file + ".safetensors");
     ASSERT_TRUE(sa.ok()) << sa.status().ToString();
-    EXPECT_EQ(sa->metadata.at("dnnd.version"), "32") << file << ": 4096 samples / 2 workers / 64 per batch";
+    EXPECT_EQ(sa->metadata.at("dnnd.version"), "32")
+        << file << ": 4096 samples / 2 workers / 64 per batch";
   }
   EXPECT_TRUE(std::filesystem::exists(c.path() + "/ps/ps-2-0.safetensors"));
   EXPECT_GT(FinalAccuracy(ra.output), 60.0) << ra.output;
@@ -125,18 +131,24 @@ TEST(PsCheckpoint, DamagedChunkFileFallsBackToThePreviousCheckpoint) {
   TempDir dir;
   auto r = Dnnd("--role=standalone " + Job(dir.path(), "--set ps.checkpoint_every_steps=8"));
   ASSERT_EQ(r.code, 0) << r.output;
-  const std::string bad = dir.path() + "/ps/ps-0-0.safetensors", prev = dir.path() + "/ps/ps-0-0.prev.safetensors";
+  const std::string bad = dir.path() + "/ps/ps-0-0.safetensors",
+                    prev = dir.path() + "/ps/ps-0-0.prev.safetensors";
   auto previous = LoadSafetensors(prev);
   ASSERT_TRUE(previous.ok()) << previous.status().ToString();
   EXPECT_EQ(previous->metadata.at("dnnd.version"), "24");  // checkpoints at 8, 16, 24, 32
   std::filesystem::resize_file(bad, std::filesystem::file_size(bad) / 2);
-  Daemon server("--role=parameter-server --config " + Src("configs/parameter-server.toml") +
-                    " --set ps.listen=127.0.0.1:0 --set ps.index=0 --set ps.servers=2 --set ps.workers=2" +
-                    " --set ps.checkpoint_dir=" + dir.path() + "/ps --set http.listen= --set transport.token=t",
-                dir.path() + "/server.log");
+  Daemon server(
+      "--role=parameter-server --config " + Src("configs/parameter-server.toml") +
+          " --set ps.listen=127.0.0.1:0 --set ps.index=0 --set ps.servers=2 --set ps.workers=2" +
+          " --set ps.checkpoint_dir=" + dir.path() +
+          "/ps --set http.listen= --set transport.token=t",
+      dir.path() + "/server.log");
   ASSERT_TRUE(server.WaitFor("resumed from checkpoint", 20s)) << server.output();
   const std::string out = server.output();
-  EXPECT_NE(out.find("checkpoint does not load; resuming the chunk from its previous checkpoint bad=" + bad), std::string::npos)
+  EXPECT_NE(
+      out.find("checkpoint does not load; resuming the chunk from its previous checkpoint bad=" +
+               bad),
+      std::string::npos)
       << out;
   server.Signal(SIGTERM);
   EXPECT_EQ(server.Wait(), 0) << server.output();
@@ -145,7 +157,8 @@ TEST(PsCheckpoint, DamagedChunkFileFallsBackToThePreviousCheckpoint) {
 TEST(Standalone, AsyncAndKavgModesTrain) {
   for (const std::string mode : {"async", "kavg"}) {
     TempDir dir;
-    auto r = Dnnd("--role=standalone " + Job(dir.path(), "--set ps.mode=" + mode + " --set ps.kavg_steps=4"));
+    auto r = Dnnd("--role=standalone " +
+                  Job(dir.path(), "--set ps.mode=" + mode + " --set ps.kavg_steps=4"));
     ASSERT_EQ(r.code, 0) << mode << "\n" << r.output;
     EXPECT_GT(FinalAccuracy(r.output), 60.0) << mode << "\n" << r.output;
   }
@@ -167,13 +180,15 @@ class Cluster {
 
   void StartServer(int i = 0) {
     servers_[i] = std::make_unique<Daemon>(
-        "--role=parameter-server --config " + Src("configs/parameter-server.toml") + " --set ps.listen=127.0.0.1:" +
-            std::to_string(ports_[i]) + " --set ps.index=" + std::to_string(i) + " --set ps.servers=" +
-            std::to_string(ports_.size()) + " --set ps.workers=2 --set ps.heartbeat_timeout_ms=1000" +
-            " --set ps.checkpoint_every_steps=20 --set ps.checkpoint_dir=" + dir_ + "/ps --set http.listen=" +
-            " --set transport.token=t --set node.threads=1 " + extra_,
+        "--role=parameter-server --config " + Src("configs/parameter-server.toml") +
+            " --set ps.listen=127.0.0.1:" + std::to_string(ports_[i]) + " --set ps.index=" +
+            std::to_string(i) + " --set ps.servers=" + std::to_string(ports_.size()) +
+            " --set ps.workers=2 --set ps.heartbeat_timeout_ms=1000" +
+            " --set ps.checkpoint_every_steps=20 --set ps.checkpoint_dir=" + dir_ +
+            "/ps --set http.listen=" + " --set transport.token=t --set node.threads=1 " + extra_,
         dir_ + "/ps" + std::to_string(i) + "-" + std::to_string(runs_++) + ".log");
-    if (ports_[i] == 0) ports_[i] = servers_[i]->PortAfter("rpc: listening address=127.0.0.1:", 10s);
+    if (ports_[i] == 0)
+      ports_[i] = servers_[i]->PortAfter("rpc: listening address=127.0.0.1:", 10s);
   }
   void StartServers() {
     for (size_t i = 0; i < ports_.size(); ++i) StartServer(static_cast<int>(i));
@@ -190,12 +205,16 @@ class Cluster {
   }
   void StartWorker(int i, const std::string& extra = "") {
     std::string list;
-    for (int port : ports_) list += std::string(list.empty() ? "" : ",") + "\"127.0.0.1:" + std::to_string(port) + "\"";
+    for (int port : ports_)
+      list += std::string(list.empty() ? "" : ",") + "\"127.0.0.1:" + std::to_string(port) + "\"";
     workers_[i] = std::make_unique<Daemon>(
-        "--role=worker --config " + Src("configs/worker-ps.toml") + " --set 'worker.parameter_servers=[" + list +
+        "--role=worker --config " + Src("configs/worker-ps.toml") +
+            " --set 'worker.parameter_servers=[" + list +
             "]' --set worker.index=" + std::to_string(i) +
-            " --set worker.count=2 --set worker.heartbeat_ms=200 --set transport.token=t --set node.threads=1" +
-            " --set data.limit_train=0 --set data.limit_test=0 --set train.epochs=5 --set train.progress=log" +
+            " --set worker.count=2 --set worker.heartbeat_ms=200 --set transport.token=t --set "
+            "node.threads=1" +
+            " --set data.limit_train=0 --set data.limit_test=0 --set train.epochs=5 --set "
+            "train.progress=log" +
             " --set train.checkpoint_dir=" + dir_ + "/model" + std::to_string(i) + " " + extra,
         dir_ + "/worker" + std::to_string(i) + "-" + std::to_string(runs_++) + ".log");
   }
@@ -230,7 +249,8 @@ TEST(PsCluster, EveryModeReachesItsAccuracyTarget) {
     ASSERT_EQ(cluster.worker(0)->Wait(), 0) << cluster.worker(0)->output();
     ASSERT_EQ(cluster.worker(1)->Wait(), 0) << cluster.worker(1)->output();
     const double acc = FinalAccuracy(cluster.worker(0)->output());
-    std::fprintf(stderr, "%s: 2 servers + 2 workers, 5 epochs: test accuracy %.2f%%\n", c.mode.c_str(), acc);
+    std::fprintf(stderr, "%s: 2 servers + 2 workers, 5 epochs: test accuracy %.2f%%\n",
+                 c.mode.c_str(), acc);
     EXPECT_GE(acc, c.target) << c.mode << "\n" << cluster.worker(0)->output();
     cluster.StopServers();
     // Each server wrote its own shard on shutdown.
@@ -270,7 +290,8 @@ TEST(PsFaults, KilledWorkerIsDroppedThenRejoinsAndTheJobFinishes) {
   EXPECT_NE(c.worker(1)->output().find("start_step="), std::string::npos);
   EXPECT_EQ(c.worker(1)->output().find("start_step=0 "), std::string::npos) << "rejoined mid-run";
   const double acc = FinalAccuracy(c.worker(0)->output());
-  std::fprintf(stderr, "test accuracy: clean run %.2f%%, worker killed and restarted %.2f%%\n", clean, acc);
+  std::fprintf(stderr, "test accuracy: clean run %.2f%%, worker killed and restarted %.2f%%\n",
+               clean, acc);
   EXPECT_NEAR(acc, clean, 0.5) << c.worker(0)->output();
   c.StopServers();
 }
@@ -296,7 +317,8 @@ TEST(PsFaults, KilledServerRestartsFromItsCheckpointAndTheJobFinishes) {
   EXPECT_NE(restarted.find("worker joined server=0 worker=0"), std::string::npos) << restarted;
   EXPECT_NE(restarted.find("worker joined server=0 worker=1"), std::string::npos) << restarted;
   const double acc = FinalAccuracy(c.worker(0)->output());
-  std::fprintf(stderr, "test accuracy: clean run %.2f%%, server killed and restarted %.2f%%\n", clean, acc);
+  std::fprintf(stderr, "test accuracy: clean run %.2f%%, server killed and restarted %.2f%%\n",
+               clean, acc);
   EXPECT_NEAR(acc, clean, 0.5) << c.worker(0)->output();
   c.StopServers();
 }
@@ -319,7 +341,8 @@ wire::Message PsRequest(uint16_t type, int64_t worker, const std::string& sessio
 
 // The MLP spec as workers send it (configs/worker-ps.toml: seed 42).
 std::string MlpSpecText() {
-  auto spec = ParseModelSpecText(ReadFileToString(Src("configs/models/mlp.toml")).value(), "mlp.toml");
+  auto spec =
+      ParseModelSpecText(ReadFileToString(Src("configs/models/mlp.toml")).value(), "mlp.toml");
   return ModelSpecToToml(spec.value());
 }
 
@@ -345,7 +368,8 @@ double MillisToGet(int port, const std::string& path, int* status) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-const std::string kSmallJob = "--set data.limit_train=8192 --set data.limit_test=1000 --set train.epochs=2";
+const std::string kSmallJob =
+    "--set data.limit_train=8192 --set data.limit_test=1000 --set train.epochs=2";
 
 struct JobRun {
   double seconds = 0;
@@ -362,7 +386,9 @@ JobRun RunSyncJob(bool attack, double attack_cap_s) {
   JobRun out;
   TempDir dir;
   const int http = testing::FreeLoopbackPort();
-  Cluster c(dir, 1, "--set ps.heartbeat_timeout_ms=5000 --set http.listen=127.0.0.1:" + std::to_string(http));
+  Cluster c(
+      dir, 1,
+      "--set ps.heartbeat_timeout_ms=5000 --set http.listen=127.0.0.1:" + std::to_string(http));
   c.StartServers();
   EXPECT_GT(c.port(), 0) << c.server()->output();
   if (c.port() == 0) return out;
@@ -379,25 +405,35 @@ JobRun RunSyncJob(bool attack, double attack_cap_s) {
       const std::string forged = wire::RandomNonce();
       int rounds = 0;
       double worst_healthz = 0;
-      while (!stop && std::chrono::steady_clock::now() - start < std::chrono::duration<double>(attack_cap_s)) {
+      while (!stop && std::chrono::steady_clock::now() - start <
+                          std::chrono::duration<double>(attack_cap_s)) {
         auto invented = client->Call(PsRequest(ps::kHeartbeat, 7), 2s);
-        EXPECT_EQ(invented.status().code(), StatusCode::kPermissionDenied) << invented.status().ToString();
+        EXPECT_EQ(invented.status().code(), StatusCode::kPermissionDenied)
+            << invented.status().ToString();
         auto member = client->Call(PsRequest(ps::kHeartbeat, 1, forged), 2s);
-        EXPECT_EQ(member.status().code(), StatusCode::kPermissionDenied) << member.status().ToString();
+        EXPECT_EQ(member.status().code(), StatusCode::kPermissionDenied)
+            << member.status().ToString();
         wire::Message push =
             ps::PushRequest{
                 .member = {.worker = 9, .session = ""}, .version = 0, .step = 1, .lr = 0.1}
                 .Encode();
         auto pushed = client->Call(std::move(push), 2s);
-        EXPECT_EQ(pushed.status().code(), StatusCode::kPermissionDenied) << pushed.status().ToString();
-        EXPECT_NE(pushed.status().message().find("session"), std::string::npos) << pushed.status().ToString();
+        EXPECT_EQ(pushed.status().code(), StatusCode::kPermissionDenied)
+            << pushed.status().ToString();
+        EXPECT_NE(pushed.status().message().find("session"), std::string::npos)
+            << pushed.status().ToString();
         // Rank 1 is held while worker 1 trains (free again once it left).
         auto held = client->Call(Init(1), 2s);
-        if (held.ok()) EXPECT_NE(c.server()->output().find("worker finished server=0 worker=1"), std::string::npos);
-        else EXPECT_EQ(held.status().code(), StatusCode::kAlreadyExists) << held.status().ToString();
+        if (held.ok())
+          EXPECT_NE(c.server()->output().find("worker finished server=0 worker=1"),
+                    std::string::npos);
+        else
+          EXPECT_EQ(held.status().code(), StatusCode::kAlreadyExists) << held.status().ToString();
         auto beyond = client->Call(Init(5), 2s);
-        EXPECT_EQ(beyond.status().code(), StatusCode::kResourceExhausted) << beyond.status().ToString();
-        EXPECT_NE(beyond.status().message().find("ps.workers"), std::string::npos) << beyond.status().ToString();
+        EXPECT_EQ(beyond.status().code(), StatusCode::kResourceExhausted)
+            << beyond.status().ToString();
+        EXPECT_NE(beyond.status().message().find("ps.workers"), std::string::npos)
+            << beyond.status().ToString();
         int status = 0;
         worst_healthz = std::max(worst_healthz, MillisToGet(http, "/healthz", &status));
         EXPECT_EQ(status, 200);
@@ -429,12 +465,14 @@ TEST(PsMembership, InventedWorkersAreRefusedAndDoNotStretchASyncJob) {
   const JobRun clean = RunSyncJob(false, 0);
   ASSERT_GT(clean.accuracy, 60.0);
   const JobRun attacked = RunSyncJob(true, 4 * clean.seconds + 5);
-  std::fprintf(stderr, "2-worker sync job: %.2f s clean, %.2f s under attack; server VmHWM %lld / %lld kB\n",
-               clean.seconds, attacked.seconds, static_cast<long long>(clean.server_hwm_kb),
-               static_cast<long long>(attacked.server_hwm_kb));
+  std::fprintf(
+      stderr, "2-worker sync job: %.2f s clean, %.2f s under attack; server VmHWM %lld / %lld kB\n",
+      clean.seconds, attacked.seconds, static_cast<long long>(clean.server_hwm_kb),
+      static_cast<long long>(attacked.server_hwm_kb));
   EXPECT_LT(attacked.seconds, 2 * clean.seconds + 1) << "the attack stretched the job";
   EXPECT_EQ(attacked.accuracy, clean.accuracy) << "sync mode: the same run, bit for bit";
-  EXPECT_GT(MetricValue(attacked.metrics, "dnnd_ps_refused_total{reason=\"unknown_worker\"}"), 0) << attacked.metrics;
+  EXPECT_GT(MetricValue(attacked.metrics, "dnnd_ps_refused_total{reason=\"unknown_worker\"}"), 0)
+      << attacked.metrics;
   EXPECT_GT(MetricValue(attacked.metrics, "dnnd_ps_refused_total{reason=\"rank_held\"}"), 0);
   EXPECT_GT(MetricValue(attacked.metrics, "dnnd_ps_refused_total{reason=\"beyond_workers\"}"), 0);
   EXPECT_LT(attacked.server_hwm_kb, clean.server_hwm_kb + 32 * 1024);
@@ -500,9 +538,10 @@ TEST(PsMembership, TwentyThousandJoinsBeyondTheWorkerCountAreRefusedCheaply) {
     for (int i = batch; i < batch + 500; ++i) {
       const bool join = i < kAttempts;
       done.Add();
-      client->CallAsync(join ? Init(2 + i) : PsRequest(ps::kHeartbeat, i - kAttempts), rpc::Clock::now() + 30s,
-                        [&, join](Result<wire::Message> r) {
-                          const StatusCode want = join ? StatusCode::kResourceExhausted : StatusCode::kPermissionDenied;
+      client->CallAsync(join ? Init(2 + i) : PsRequest(ps::kHeartbeat, i - kAttempts),
+                        rpc::Clock::now() + 30s, [&, join](Result<wire::Message> r) {
+                          const StatusCode want =
+                              join ? StatusCode::kResourceExhausted : StatusCode::kPermissionDenied;
                           if (r.status().code() == want) {
                             ++(join ? beyond : unknown);
                             std::lock_guard lock(first_mu);
@@ -515,13 +554,17 @@ TEST(PsMembership, TwentyThousandJoinsBeyondTheWorkerCountAreRefusedCheaply) {
     }
     done.Wait();
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   flooding = false;
   prober.join();
   const int64_t rss_after = testing::ProcStatus(pid, "VmRSS");
-  std::fprintf(stderr, "%d refused joins + %d refused heartbeats in %.2f s (%.0f us each); worst /healthz %.1f ms "
-               "of %d; VmRSS %lld -> %lld kB\n", beyond.load(), unknown.load(), seconds, seconds * 1e6 / (2 * kAttempts),
-               worst_healthz, healthz_probes, static_cast<long long>(rss_before), static_cast<long long>(rss_after));
+  std::fprintf(
+      stderr,
+      "%d refused joins + %d refused heartbeats in %.2f s (%.0f us each); worst /healthz %.1f ms "
+      "of %d; VmRSS %lld -> %lld kB\n",
+      beyond.load(), unknown.load(), seconds, seconds * 1e6 / (2 * kAttempts), worst_healthz,
+      healthz_probes, static_cast<long long>(rss_before), static_cast<long long>(rss_after));
   EXPECT_EQ(beyond, kAttempts);
   EXPECT_EQ(unknown, kAttempts);
   EXPECT_EQ(other, 0);
@@ -553,7 +596,9 @@ TEST(PsMembership, TwentyThousandJoinsBeyondTheWorkerCountAreRefusedCheaply) {
 TEST(PsMembership, NonFinitePushIsRefusedCountedAndTrainingGoesOn) {
   TempDir dir;
   const int http = testing::FreeLoopbackPort();
-  Cluster c(dir, 1, "--set ps.heartbeat_timeout_ms=1500 --set http.listen=127.0.0.1:" + std::to_string(http));
+  Cluster c(
+      dir, 1,
+      "--set ps.heartbeat_timeout_ms=1500 --set http.listen=127.0.0.1:" + std::to_string(http));
   c.StartServers();
   ASSERT_GT(c.port(), 0) << c.server()->output();
   c.StartWorker(0, kSmallJob);  // part 0 of 2; this test is part 1
@@ -585,8 +630,10 @@ TEST(PsMembership, NonFinitePushIsRefusedCountedAndTrainingGoesOn) {
     auto r = client->Call(push.Encode(), 10s);
     EXPECT_FALSE(r.ok()) << "chunk " << chunk;
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
-    EXPECT_NE(r.status().message().find("non-finite value (" + std::string(chunk % 2 ? "inf" : "nan")),
-              std::string::npos) << r.status().ToString();
+    EXPECT_NE(
+        r.status().message().find("non-finite value (" + std::string(chunk % 2 ? "inf" : "nan")),
+        std::string::npos)
+        << r.status().ToString();
   }
   ASSERT_TRUE(client->Call(PsRequest(ps::kLeave, 1, session), 5s).ok());
   ASSERT_EQ(c.worker(0)->Wait(), 0) << c.worker(0)->output();
@@ -596,7 +643,8 @@ TEST(PsMembership, NonFinitePushIsRefusedCountedAndTrainingGoesOn) {
   for (const auto& [name, t] : saved->tensors)
     for (float v : t.ToVector()) ASSERT_TRUE(std::isfinite(v)) << name;
   const std::string metrics = testing::HttpGet(http, "/metrics");
-  EXPECT_EQ(MetricValue(metrics, "dnnd_ps_refused_total{reason=\"non_finite\"}"), chunks) << metrics;
+  EXPECT_EQ(MetricValue(metrics, "dnnd_ps_refused_total{reason=\"non_finite\"}"), chunks)
+      << metrics;
   c.StopServers();
 }
 

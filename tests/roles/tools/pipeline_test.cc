@@ -5,15 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
-
 #include <functional>
 #include <regex>
 
+#include "core/sha256.h"
 #include "tensor/data/idx.h"
 #include "tensor/data/npy.h"
-#include "core/sha256.h"
-#include "tests/roles/dnnd_process.h"
 #include "tensor/safetensors.h"
+#include "tests/roles/dnnd_process.h"
 
 namespace dnnd {
 namespace {
@@ -105,7 +104,8 @@ TEST(Splitter, ShardsAndManifestDescribeEachOtherAndTheSource) {
 }
 
 TEST(Splitter, NumpyOpensAShardAndAgreesWithTheManifest) {
-  if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0) GTEST_SKIP() << "no numpy";
+  if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0)
+    GTEST_SKIP() << "no numpy";
   TempDir dir;
   const std::string out = dir.path() + "/shards";
   Outcome r = Split(out);
@@ -133,8 +133,7 @@ print("numpy ok", len(m["shards"]))
 std::vector<std::string> Digests(const std::string& out) {
   std::vector<std::string> d;
   const json::value manifest = ParseJsonFile(out + "/manifest.json");
-  for (const auto& s : manifest.at("shards").as_array())
-    d.emplace_back(s.at("sha256").as_string());
+  for (const auto& s : manifest.at("shards").as_array()) d.emplace_back(s.at("sha256").as_string());
   return d;
 }
 
@@ -154,17 +153,20 @@ TEST(Splitter, RefusesToOverwriteUnlessTold) {
   const auto before = Digests(out);
   Outcome again = Split(out, "--set splitter.seed=7");
   EXPECT_EQ(again.code, 1) << again.output;
-  EXPECT_NE(again.output.find(out + "/manifest.json already exists"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find(out + "/manifest.json already exists"), std::string::npos)
+      << again.output;
   EXPECT_NE(again.output.find("splitter.overwrite = true"), std::string::npos) << again.output;
   EXPECT_EQ(Digests(out), before) << "the refused run changed nothing";
   // Told to: two new shards replace three, and the third old one goes.
-  Outcome forced = Split(out, "--set splitter.seed=7 --set splitter.shards=2 --set splitter.overwrite=true");
+  Outcome forced =
+      Split(out, "--set splitter.seed=7 --set splitter.shards=2 --set splitter.overwrite=true");
   ASSERT_EQ(forced.code, 0) << forced.output;
   EXPECT_EQ(Digests(out).size(), 2u);
   EXPECT_NE(Digests(out)[0], before[0]);
   EXPECT_FALSE(std::filesystem::exists(out + "/shard-002.npz"));
   for (const auto& e : std::filesystem::directory_iterator(out))
-    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << "left a temp file: " << e.path();
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos)
+        << "left a temp file: " << e.path();
 }
 
 TEST(Splitter, StratifiedIsBalancedAndDirichletIsSkewed) {
@@ -181,7 +183,8 @@ TEST(Splitter, StratifiedIsBalancedAndDirichletIsSkewed) {
     }
     EXPECT_LE(hi - lo, 1) << "class " << c;
   }
-  Outcome r = Split(dir.path() + "/d", "--set splitter.strategy=dirichlet --set splitter.alpha=0.1");
+  Outcome r =
+      Split(dir.path() + "/d", "--set splitter.strategy=dirichlet --set splitter.alpha=0.1");
   ASSERT_EQ(r.code, 0) << r.output;
   const json::value d = ParseJsonFile(dir.path() + "/d/manifest.json");
   EXPECT_DOUBLE_EQ(d.at("alpha").as_double(), 0.1);
@@ -190,7 +193,8 @@ TEST(Splitter, StratifiedIsBalancedAndDirichletIsSkewed) {
   double top_share = 0;
   for (const auto& s : d.at("shards").as_array()) {
     const std::vector<int64_t> h = Ints(s.at("label_histogram"));
-    top_share += static_cast<double>(*std::max_element(h.begin(), h.end())) / s.at("samples").as_int64() / 3.0;
+    top_share += static_cast<double>(*std::max_element(h.begin(), h.end())) /
+                 s.at("samples").as_int64() / 3.0;
   }
   EXPECT_GT(top_share, 0.3) << ReadFile(dir.path() + "/d/manifest.json");
 }
@@ -202,13 +206,15 @@ TEST(Splitter, BadInputIsAClearError) {
   EXPECT_NE(alpha.output.find("splitter.alpha"), std::string::npos) << alpha.output;
   Outcome strategy = Split(dir.path() + "/a", "--set splitter.strategy=random");
   EXPECT_EQ(strategy.code, 2);
-  EXPECT_NE(strategy.output.find("splitter.strategy: 'random' is not allowed"), std::string::npos) << strategy.output;
+  EXPECT_NE(strategy.output.find("splitter.strategy: 'random' is not allowed"), std::string::npos)
+      << strategy.output;
   Outcome missing = Split(dir.path() + "/a", "--set data.train_images=" + dir.path() + "/nope.gz");
   EXPECT_NE(missing.code, 0);
   EXPECT_NE(missing.output.find(dir.path() + "/nope.gz"), std::string::npos) << missing.output;
   Outcome many = Split(dir.path() + "/a", "--set splitter.shards=5000");
   EXPECT_NE(many.code, 0);
-  EXPECT_NE(many.output.find("3000 samples, fewer than the 5000 shards"), std::string::npos) << many.output;
+  EXPECT_NE(many.output.find("3000 samples, fewer than the 5000 shards"), std::string::npos)
+      << many.output;
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/a/manifest.json"));
 }
 
@@ -216,8 +222,9 @@ TEST(Splitter, BadInputIsAClearError) {
 
 // A briefly trained XOR model in `dir` (8 training samples).
 void TrainXor(const std::string& dir, int seed) {
-  Outcome r = Dnnd("--role=worker --config " + Src("configs/worker-xor.toml") + " --set train.iterations=50" +
-                   " --set train.seed=" + std::to_string(seed) + " --set train.checkpoint_dir=" + dir);
+  Outcome r = Dnnd("--role=worker --config " + Src("configs/worker-xor.toml") +
+                   " --set train.iterations=50" + " --set train.seed=" + std::to_string(seed) +
+                   " --set train.checkpoint_dir=" + dir);
   ASSERT_EQ(r.code, 0) << r.output;
 }
 
@@ -231,12 +238,14 @@ void EditCheckpoint(const std::string& from, const std::string& to,
   ASSERT_TRUE(SaveSafetensors(to + "/model.safetensors", f->tensors, f->metadata).ok());
 }
 
-Outcome Aggregate(const std::vector<std::string>& inputs, const std::string& out, const std::string& extra = "") {
+Outcome Aggregate(const std::vector<std::string>& inputs, const std::string& out,
+                  const std::string& extra = "") {
   std::string list;
   for (const auto& i : inputs) list += std::string(list.empty() ? "" : ",") + "\"" + i + "\"";
-  return Dnnd("--role=aggregator --config " + Src("configs/aggregator.toml") + " --set 'aggregator.inputs=[" + list +
-              "]' --set aggregator.output_dir=" + out +
-              " --set data.builtin=xor --set data.normalize_mean=0 --set data.normalize_std=1 " + extra);
+  return Dnnd("--role=aggregator --config " + Src("configs/aggregator.toml") +
+              " --set 'aggregator.inputs=[" + list + "]' --set aggregator.output_dir=" + out +
+              " --set data.builtin=xor --set data.normalize_mean=0 --set data.normalize_std=1 " +
+              extra);
 }
 
 TEST(Aggregator, WritesTheSampleWeightedAverageAndAReport) {
@@ -248,11 +257,14 @@ TEST(Aggregator, WritesTheSampleWeightedAverageAndAReport) {
   ASSERT_TRUE(ca.ok());
   EXPECT_EQ(ca->metadata.at("dnnd.train_samples"), "8");
   // The same model as if trained on three times the data: weight 24.
-  EditCheckpoint(dir.path() + "/b8", b, [](SafetensorsFile& f) { f.metadata["dnnd.train_samples"] = "24"; });
+  EditCheckpoint(dir.path() + "/b8", b,
+                 [](SafetensorsFile& f) { f.metadata["dnnd.train_samples"] = "24"; });
   // One input as a directory, one as a file.
   Outcome r = Aggregate({a, b + "/model.safetensors"}, dir.path() + "/avg");
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("aggregated 2 models (32 training samples): test accuracy"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("aggregated 2 models (32 training samples): test accuracy"),
+            std::string::npos)
+      << r.output;
   auto avg = LoadSafetensors(dir.path() + "/avg/model.safetensors");
   auto cb = LoadSafetensors(b + "/model.safetensors");
   ASSERT_TRUE(avg.ok() && cb.ok()) << avg.status().ToString();
@@ -263,7 +275,8 @@ TEST(Aggregator, WritesTheSampleWeightedAverageAndAReport) {
     const auto va = ca->tensors[t].second.ToVector(), vb = cb->tensors[t].second.ToVector(),
                v = avg->tensors[t].second.ToVector();
     ASSERT_EQ(avg->tensors[t].first, ca->tensors[t].first);
-    for (size_t i = 0; i < v.size(); ++i) ASSERT_NEAR(v[i], 0.25 * va[i] + 0.75 * vb[i], 1e-6) << avg->tensors[t].first;
+    for (size_t i = 0; i < v.size(); ++i)
+      ASSERT_NEAR(v[i], 0.25 * va[i] + 0.75 * vb[i], 1e-6) << avg->tensors[t].first;
   }
   const json::value report = ParseJsonFile(dir.path() + "/avg/report.json");
   EXPECT_EQ(report.at("test_samples").as_int64(), 8);
@@ -277,8 +290,8 @@ TEST(Aggregator, WritesTheSampleWeightedAverageAndAReport) {
   EXPECT_TRUE(report.at("missing").as_array().empty());
   // The averaged checkpoint is an ordinary one: inference runs on it.
   ASSERT_TRUE(SaveSafetensors(dir.path() + "/x.safetensors", {{"x", Tensor::Zeros({2, 3})}}).ok());
-  Outcome infer = Dnnd("infer --model " + dir.path() + "/avg --input " + dir.path() + "/x.safetensors --output " +
-                       dir.path() + "/y.safetensors");
+  Outcome infer = Dnnd("infer --model " + dir.path() + "/avg --input " + dir.path() +
+                       "/x.safetensors --output " + dir.path() + "/y.safetensors");
   EXPECT_EQ(infer.code, 0) << infer.output;
 }
 
@@ -292,8 +305,9 @@ TEST(Aggregator, MismatchedModelsNameTheTensorAndBothShapes) {
   });
   Outcome r = Aggregate({a, dir.path() + "/narrow"}, dir.path() + "/avg");
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("tensor 2.weight has shape [100, 50] in " + a + "/model.safetensors but [99, 50] in " +
-                          dir.path() + "/narrow/model.safetensors"),
+  EXPECT_NE(r.output.find("tensor 2.weight has shape [100, 50] in " + a +
+                          "/model.safetensors but [99, 50] in " + dir.path() +
+                          "/narrow/model.safetensors"),
             std::string::npos)
       << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir.path() + "/avg/model.safetensors"));
@@ -307,10 +321,12 @@ TEST(Aggregator, MismatchedModelsNameTheTensorAndBothShapes) {
   EXPECT_NE(arch.output.find("different architectures"), std::string::npos) << arch.output;
   EXPECT_NE(arch.output.find("layer 1: relu vs tanh"), std::string::npos) << arch.output;
   // A checkpoint without its sample count cannot be weighted.
-  EditCheckpoint(a, dir.path() + "/unweighted", [](SafetensorsFile& f) { f.metadata.erase("dnnd.train_samples"); });
+  EditCheckpoint(a, dir.path() + "/unweighted",
+                 [](SafetensorsFile& f) { f.metadata.erase("dnnd.train_samples"); });
   Outcome unweighted = Aggregate({a, dir.path() + "/unweighted"}, dir.path() + "/avg");
   EXPECT_NE(unweighted.code, 0);
-  EXPECT_NE(unweighted.output.find(dir.path() + "/unweighted/model.safetensors: metadata has no dnnd.train_samples"),
+  EXPECT_NE(unweighted.output.find(
+                dir.path() + "/unweighted/model.safetensors: metadata has no dnnd.train_samples"),
             std::string::npos)
       << unweighted.output;
 }
@@ -322,8 +338,9 @@ TEST(Aggregator, MissingInputIsAnErrorUnlessMinModelsAllowsIt) {
   TrainXor(b, 2);
   Outcome strict = Aggregate({a, b, gone}, dir.path() + "/avg");
   EXPECT_EQ(strict.code, 1) << strict.output;
-  EXPECT_NE(strict.output.find("missing aggregator input(s): " + gone + " (2 of 3 present, 3 required"),
-            std::string::npos)
+  EXPECT_NE(
+      strict.output.find("missing aggregator input(s): " + gone + " (2 of 3 present, 3 required"),
+      std::string::npos)
       << strict.output;
   EXPECT_NE(strict.output.find("aggregator.min_models"), std::string::npos);
   Outcome partial = Aggregate({a, b, gone}, dir.path() + "/avg", "--set aggregator.min_models=2");
@@ -334,7 +351,8 @@ TEST(Aggregator, MissingInputIsAnErrorUnlessMinModelsAllowsIt) {
   EXPECT_EQ(report.at("missing").as_array()[0].as_string(), gone);
   Outcome too_many = Aggregate({a, gone}, dir.path() + "/avg", "--set aggregator.min_models=3");
   EXPECT_EQ(too_many.code, 2) << too_many.output;
-  EXPECT_NE(too_many.output.find("aggregator.min_models is 3 but aggregator.inputs lists only 2"), std::string::npos)
+  EXPECT_NE(too_many.output.find("aggregator.min_models is 3 but aggregator.inputs lists only 2"),
+            std::string::npos)
       << too_many.output;
   Outcome none = Aggregate({}, dir.path() + "/avg");
   EXPECT_EQ(none.code, 2);
@@ -350,7 +368,8 @@ TEST(Aggregator, MissingInputIsAnErrorUnlessMinModelsAllowsIt) {
 TEST(Pipeline, SplitTrainAggregateReaches85PercentOnFashionMnist) {
   TempDir dir;
   const std::string shards = dir.path() + "/shards";
-  Outcome split = Dnnd("--role=splitter --config " + Src("configs/splitter.toml") + " --set splitter.output_dir=" + shards);
+  Outcome split = Dnnd("--role=splitter --config " + Src("configs/splitter.toml") +
+                       " --set splitter.output_dir=" + shards);
   ASSERT_EQ(split.code, 0) << split.output;
 
   std::vector<std::unique_ptr<Daemon>> workers;
@@ -358,8 +377,9 @@ TEST(Pipeline, SplitTrainAggregateReaches85PercentOnFashionMnist) {
   for (int i = 0; i < 3; ++i) {
     checkpoints.push_back(dir.path() + "/worker-" + std::to_string(i));
     workers.push_back(std::make_unique<Daemon>(
-        "--role=worker --config " + Src("configs/worker-shard.toml") + " --set data.train_file=" + shards +
-            "/shard-00" + std::to_string(i) + ".npz --set train.checkpoint_dir=" + checkpoints.back() +
+        "--role=worker --config " + Src("configs/worker-shard.toml") +
+            " --set data.train_file=" + shards + "/shard-00" + std::to_string(i) +
+            ".npz --set train.checkpoint_dir=" + checkpoints.back() +
             " --set node.threads=1 --set train.progress=none",
         dir.path() + "/worker-" + std::to_string(i) + ".log"));
   }
@@ -372,22 +392,26 @@ TEST(Pipeline, SplitTrainAggregateReaches85PercentOnFashionMnist) {
 
   std::string list;
   for (const auto& c : checkpoints) list += std::string(list.empty() ? "" : ",") + "\"" + c + "\"";
-  Outcome agg = Dnnd("--role=aggregator --config " + Src("configs/aggregator.toml") + " --set 'aggregator.inputs=[" +
-                     list + "]' --set aggregator.output_dir=" + dir.path() + "/aggregated");
+  Outcome agg = Dnnd("--role=aggregator --config " + Src("configs/aggregator.toml") +
+                     " --set 'aggregator.inputs=[" + list +
+                     "]' --set aggregator.output_dir=" + dir.path() + "/aggregated");
   ASSERT_EQ(agg.code, 0) << agg.output;
   const json::value report = ParseJsonFile(dir.path() + "/aggregated/report.json");
   EXPECT_EQ(report.at("test_samples").as_int64(), 10000);
   const double aggregated = 100 * report.at("aggregated").at("test_accuracy").to_number<double>();
-  const double worker0 = 100 * report.at("inputs").as_array()[0].at("test_accuracy").to_number<double>();
+  const double worker0 =
+      100 * report.at("inputs").as_array()[0].at("test_accuracy").to_number<double>();
   // The worker's own evaluation (IDX test set through data.test_format) agrees.
   EXPECT_NEAR(FinalAccuracy(workers[0]->output()), worker0, 0.006) << workers[0]->output();
 
-  Outcome central = Dnnd("--role=worker --config " + Src("configs/worker-mlp.toml") + " --set train.checkpoint_dir=" +
-                         dir.path() + "/central --set train.progress=none --set train.epochs=5");
+  Outcome central = Dnnd("--role=worker --config " + Src("configs/worker-mlp.toml") +
+                         " --set train.checkpoint_dir=" + dir.path() +
+                         "/central --set train.progress=none --set train.epochs=5");
   ASSERT_EQ(central.code, 0) << central.output;
   const double centralized = FinalAccuracy(central.output);
   std::fprintf(stderr,
-               "Fashion-MNIST MLP, 5 epochs: aggregated 3 iid shards %.2f%%, worker 0 alone (1/3 of the data) %.2f%%, "
+               "Fashion-MNIST MLP, 5 epochs: aggregated 3 iid shards %.2f%%, worker 0 alone (1/3 "
+               "of the data) %.2f%%, "
                "centralized %.2f%%\n",
                aggregated, worker0, centralized);
   EXPECT_GE(aggregated, 85.0) << agg.output;

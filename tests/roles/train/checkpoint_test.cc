@@ -2,6 +2,7 @@
 // SIGKILLed at random moments while it checkpoints every step always resumes,
 // never from an earlier step; a damaged newest generation falls back to the
 // previous one; what killed writers leave behind is swept at start.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -14,11 +15,9 @@
 #include <string>
 #include <thread>
 
-#include <gtest/gtest.h>
-
+#include "tensor/safetensors.h"
 #include "tests/roles/controller_process.h"
 #include "tests/roles/dnnd_process.h"
-#include "tensor/safetensors.h"
 
 namespace dnnd {
 namespace {
@@ -30,7 +29,8 @@ namespace fs = std::filesystem;
 // run's time is spent saving, so a kill at a random moment mostly lands in a save.
 std::string XorWorker(const std::string& checkpoint_dir, const std::string& extra = "") {
   return "--role=worker --config " + Src("configs/worker-xor.toml") +
-         " --set train.iterations=1000000000 --set train.checkpoint_every_steps=1 --set train.resume=true" +
+         " --set train.iterations=1000000000 --set train.checkpoint_every_steps=1 --set "
+         "train.resume=true" +
          " --set train.progress=none --set train.checkpoint_dir=" + checkpoint_dir + " " + extra;
 }
 
@@ -52,7 +52,8 @@ long ModelStep(const std::string& dir) {
 pid_t DeadPid() {
   pid_t pid = 0;
   const char* argv[] = {"/bin/true", nullptr};
-  if (posix_spawn(&pid, "/bin/true", nullptr, nullptr, const_cast<char**>(argv), environ) != 0) return 0;
+  if (posix_spawn(&pid, "/bin/true", nullptr, nullptr, const_cast<char**>(argv), environ) != 0)
+    return 0;
   waitpid(pid, nullptr, 0);
   return pid;
 }
@@ -86,7 +87,8 @@ void KillLoop(int kills, int min_ms, int max_ms) {
     w.Signal(SIGKILL);
     const int code = w.Wait();
     const std::string out = w.output();
-    ASSERT_EQ(code, -1) << "run " << i << " ended on its own instead of training until killed:\n" << out;
+    ASSERT_EQ(code, -1) << "run " << i << " ended on its own instead of training until killed:\n"
+                        << out;
     const long step = ResumedStep(out);
     if (step >= 0) {
       ++resumed;
@@ -102,7 +104,8 @@ void KillLoop(int kills, int min_ms, int max_ms) {
   }
   // Most runs got as far as resuming (the kills hit training and saving).
   EXPECT_GE(resumed, kills / 2);
-  Outcome final = Dnnd(XorWorker(ckpt, "--set train.max_steps=" + std::to_string(std::max(last, last_model) + 20)));
+  Outcome final = Dnnd(
+      XorWorker(ckpt, "--set train.max_steps=" + std::to_string(std::max(last, last_model) + 20)));
   ASSERT_EQ(final.code, 0) << final.output;
   EXPECT_GE(ResumedStep(final.output), std::max(last, last_model)) << final.output;
   // What the kills left was swept; two generations are kept.
@@ -130,25 +133,31 @@ TEST(CheckpointCrash, DamagedNewestGenerationFallsBackToThePreviousOne) {
   fs::resize_file(bad, fs::file_size(bad) / 2);
   Outcome second = Dnnd(XorWorker(ckpt, "--set train.max_steps=8"));
   ASSERT_EQ(second.code, 0) << second.output;
-  EXPECT_NE(second.output.find("checkpoint generation does not load; trying the previous one generation=" + ckpt +
-                               "/gen-5"),
+  EXPECT_NE(second.output.find(
+                "checkpoint generation does not load; trying the previous one generation=" + ckpt +
+                "/gen-5"),
             std::string::npos)
       << second.output;
-  EXPECT_NE(second.output.find("resumed from " + ckpt + "/gen-4 at step 4"), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find("resumed from " + ckpt + "/gen-4 at step 4"), std::string::npos)
+      << second.output;
   EXPECT_TRUE(fs::exists(ckpt + "/gen-5.bad/optimizer.safetensors"));  // kept for inspection
   EXPECT_EQ(ModelStep(ckpt), 8);
   // Both kept generations are whole and the newest is the published model.
-  EXPECT_EQ(Entries(ckpt), (std::vector<std::string>{"gen-5.bad", "gen-7", "gen-8", "model.safetensors"}));
+  EXPECT_EQ(Entries(ckpt),
+            (std::vector<std::string>{"gen-5.bad", "gen-7", "gen-8", "model.safetensors"}));
   for (const char* gen : {"/gen-7", "/gen-8"})
     EXPECT_TRUE(LoadSafetensors(ckpt + gen + "/optimizer.safetensors").ok()) << gen;
   EXPECT_EQ(LoadSafetensors(ckpt + "/gen-8/model.safetensors")->metadata.at("dnnd.step"), "8");
   // When no generation loads, the resume fails and says why, naming each one.
-  for (const char* gen : {"/gen-7", "/gen-8"}) fs::resize_file(ckpt + gen + "/model.safetensors", 10);
+  for (const char* gen : {"/gen-7", "/gen-8"})
+    fs::resize_file(ckpt + gen + "/model.safetensors", 10);
   Outcome third = Dnnd(XorWorker(ckpt, "--set train.max_steps=9"));
   EXPECT_NE(third.code, 0);
   EXPECT_NE(third.output.find("no checkpoint generation loads"), std::string::npos) << third.output;
-  EXPECT_NE(third.output.find(ckpt + "/gen-7/model.safetensors"), std::string::npos) << third.output;
-  EXPECT_NE(third.output.find(ckpt + "/gen-8/model.safetensors"), std::string::npos) << third.output;
+  EXPECT_NE(third.output.find(ckpt + "/gen-7/model.safetensors"), std::string::npos)
+      << third.output;
+  EXPECT_NE(third.output.find(ckpt + "/gen-8/model.safetensors"), std::string::npos)
+      << third.output;
 }
 
 TEST(CheckpointCrash, WorkerSweepsLeftoversOfKilledWritersAtStart) {
@@ -166,11 +175,13 @@ TEST(CheckpointCrash, WorkerSweepsLeftoversOfKilledWritersAtStart) {
   std::ofstream(ckpt + "/model.safetensors.tmp.x1") << "a user's";
   Outcome r = Dnnd(XorWorker(ckpt, "--set train.max_steps=2"));
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("removed what an interrupted checkpoint left behind path=" + ckpt + "/gen-9.tmp." + dead),
+  EXPECT_NE(r.output.find("removed what an interrupted checkpoint left behind path=" + ckpt +
+                          "/gen-9.tmp." + dead),
             std::string::npos)
       << r.output;
-  EXPECT_EQ(Entries(ckpt), (std::vector<std::string>{"gen-1", "gen-2", "model.safetensors", "model.safetensors.tmp." + alive,
-                                                      "model.safetensors.tmp.x1", "notes.tmp.txt"}));
+  EXPECT_EQ(Entries(ckpt), (std::vector<std::string>{"gen-1", "gen-2", "model.safetensors",
+                                                     "model.safetensors.tmp." + alive,
+                                                     "model.safetensors.tmp.x1", "notes.tmp.txt"}));
   EXPECT_EQ(ModelStep(ckpt), 2);
 }
 
@@ -187,7 +198,8 @@ TEST(CheckpointCrash, ControllerSweepsTempAndUploadLeftoversAtStart) {
   ControllerProcess c(dir, "--set controller.local_workers=0");
   ASSERT_GT(c.port(), 0) << c.daemon().output();
   EXPECT_EQ(HttpStatus(c.Send("GET", "/healthz")), 200);
-  EXPECT_NE(c.daemon().output().find("removed what interrupted writes left behind files=3"), std::string::npos)
+  EXPECT_NE(c.daemon().output().find("removed what interrupted writes left behind files=3"),
+            std::string::npos)
       << c.daemon().output();
   EXPECT_FALSE(fs::exists(data + "/uploads/.upload-a1B2c3"));
   EXPECT_FALSE(fs::exists(data + "/jobs/7/task.toml.tmp." + dead));

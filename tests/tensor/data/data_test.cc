@@ -8,7 +8,6 @@
 #include "tensor/data/idx.h"
 #include "tests/core/hostile_files.h"
 
-
 namespace dnnd::data {
 namespace {
 
@@ -22,7 +21,9 @@ std::vector<uint8_t> Idx(uint8_t dtype, std::vector<uint32_t> dims, std::vector<
 
 class TempDir {
  public:
-  TempDir() : path_(std::filesystem::temp_directory_path() / ("dnnd_data_" + std::to_string(::getpid()))) {
+  TempDir()
+      : path_(std::filesystem::temp_directory_path() /
+              ("dnnd_data_" + std::to_string(::getpid()))) {
     std::filesystem::create_directories(path_);
   }
   ~TempDir() { std::filesystem::remove_all(path_); }
@@ -33,7 +34,8 @@ class TempDir {
       gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
       gzclose(f);
     } else {
-      std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      std::ofstream(p, std::ios::binary)
+          .write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     }
     return p;
   }
@@ -78,7 +80,8 @@ TEST(Idx, ErrorsAreSpecific) {
 
 TEST(Idx, GzipAndPlainFilesLoadAsDataset) {
   TempDir dir;
-  auto images = dir.Write("img.gz", Idx(0x08, {3, 2, 2}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}), true);
+  auto images =
+      dir.Write("img.gz", Idx(0x08, {3, 2, 2}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}), true);
   auto labels = dir.Write("lab", Idx(0x08, {3}, {2, 0, 1}));
   auto d = LoadIdxDataset(images, labels);
   ASSERT_TRUE(d.ok()) << d.status().ToString();
@@ -94,7 +97,8 @@ TEST(Idx, MismatchedCountsNameBothFiles) {
   auto labels = dir.Write("lab", Idx(0x08, {2}, {0, 1}));
   auto d = LoadIdxDataset(images, labels);
   ASSERT_FALSE(d.ok());
-  EXPECT_NE(d.status().message().find("has 3 samples but"), std::string::npos) << d.status().message();
+  EXPECT_NE(d.status().message().find("has 3 samples but"), std::string::npos)
+      << d.status().message();
   EXPECT_NE(d.status().message().find("has 2"), std::string::npos);
 }
 
@@ -171,11 +175,14 @@ TEST(IdxLimits, AGzipBombIsRefusedFromItsHeaderNamingTheSetting) {
   ASSERT_LT(bomb.size(), 200000u);
   const std::string path = dir.Write("bomb.gz", std::vector<uint8_t>(bomb.begin(), bomb.end()));
   const long before = testing::PeakRssMib();
-  auto r = ReadIdxFile(path, {.max_bytes = 16 << 20, .bytes_setting = "controller.max_dataset_bytes"});
+  auto r =
+      ReadIdxFile(path, {.max_bytes = 16 << 20, .bytes_setting = "controller.max_dataset_bytes"});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
-  EXPECT_NE(r.status().message().find("67108864 bytes; the limit is 16777216 (controller.max_dataset_bytes)"),
-            std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find(
+                "67108864 bytes; the limit is 16777216 (controller.max_dataset_bytes)"),
+            std::string::npos)
+      << r.status().message();
   EXPECT_LT(testing::PeakRssMib() - before, 16) << "refused before decompressing";
 }
 
@@ -190,12 +197,15 @@ TEST(IdxLimits, AHeaderThatLiesCostsOnlyTheDataThatIsThere) {
   EXPECT_LT(testing::PeakRssMib() - before, 16);
   // Float types count at 4 bytes an element (they become float32), and the rank is capped.
   auto i8 = testing::IdxHeader(0x09, {16, 16});
-  auto r2 = DecodeIdx(reinterpret_cast<const uint8_t*>(i8.data()), i8.size(), "i8.idx", {.max_bytes = 1000});
-  EXPECT_NE(r2.status().message().find("1024 bytes; the limit is 1000 (data.max_decoded_bytes)"), std::string::npos)
+  auto r2 = DecodeIdx(reinterpret_cast<const uint8_t*>(i8.data()), i8.size(), "i8.idx",
+                      {.max_bytes = 1000});
+  EXPECT_NE(r2.status().message().find("1024 bytes; the limit is 1000 (data.max_decoded_bytes)"),
+            std::string::npos)
       << r2.status().message();
   auto deep = testing::IdxHeader(0x08, std::vector<uint32_t>(40, 1));
   auto r3 = DecodeIdx(reinterpret_cast<const uint8_t*>(deep.data()), deep.size(), "deep.idx");
-  EXPECT_NE(r3.status().message().find("rank 40 is over the limit of 32"), std::string::npos) << r3.status().message();
+  EXPECT_NE(r3.status().message().find("rank 40 is over the limit of 32"), std::string::npos)
+      << r3.status().message();
 }
 
 }  // namespace

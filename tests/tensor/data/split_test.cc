@@ -29,8 +29,8 @@ Dataset Labelled(const std::vector<int64_t>& per_class) {
   return d;
 }
 
-std::vector<std::vector<int64_t>> Split(const Dataset& d, SplitStrategy s, int64_t shards, uint64_t seed = 7,
-                                        double alpha = 0.5) {
+std::vector<std::vector<int64_t>> Split(const Dataset& d, SplitStrategy s, int64_t shards,
+                                        uint64_t seed = 7, double alpha = 0.5) {
   auto r = SplitIndices(d, {.shards = shards, .strategy = s, .seed = seed, .alpha = alpha});
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   return r.ok() ? *r : std::vector<std::vector<int64_t>>{};
@@ -89,7 +89,8 @@ double MeanTopClassShare(const Dataset& d, const std::vector<std::vector<int64_t
   double sum = 0;
   for (const auto& s : shards) {
     auto h = Histogram(d, s);
-    sum += static_cast<double>(*std::max_element(h.begin(), h.end())) / static_cast<double>(s.size());
+    sum +=
+        static_cast<double>(*std::max_element(h.begin(), h.end())) / static_cast<double>(s.size());
   }
   return sum / static_cast<double>(shards.size());
 }
@@ -112,12 +113,19 @@ TEST(Split, DirichletAlphaControlsTheLabelSkew) {
 
 TEST(Split, DirichletRedrawsUntilEveryShardHasItsMinimum) {
   const Dataset d = Labelled(std::vector<int64_t>(10, 100));
-  auto r = SplitIndices(d, {.shards = 10, .strategy = SplitStrategy::kDirichlet, .seed = 1, .alpha = 0.1,
+  auto r = SplitIndices(d, {.shards = 10,
+                            .strategy = SplitStrategy::kDirichlet,
+                            .seed = 1,
+                            .alpha = 0.1,
                             .min_shard_samples = 20});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   for (const auto& s : *r) EXPECT_GE(s.size(), 20u);
-  auto impossible = SplitIndices(d, {.shards = 10, .strategy = SplitStrategy::kDirichlet, .seed = 1,
-                                     .alpha = 0.001, .min_shard_samples = 90, .max_draws = 20});
+  auto impossible = SplitIndices(d, {.shards = 10,
+                                     .strategy = SplitStrategy::kDirichlet,
+                                     .seed = 1,
+                                     .alpha = 0.001,
+                                     .min_shard_samples = 90,
+                                     .max_draws = 20});
   ASSERT_FALSE(impossible.ok());
   EXPECT_NE(impossible.status().message().find("raise splitter.alpha"), std::string::npos)
       << impossible.status().message();
