@@ -96,4 +96,6 @@ std::string PrettyJson(const boost::json::value& v) {
   return out;
 }
 
+double DecimalOf(float v) { return std::stod(ShortestText(v)); }
+
 }  // namespace dnnd

@@ -19,6 +19,9 @@ std::string PrettyJson(const boost::json::value& v);
 // Python's repr; integral values have no decimal point ("5"). `v` must be finite.
 std::string ShortestText(double v);
 std::string ShortestText(float v);
+// The double a person means by a float32 setting (0.001f -> 0.001, not
+// 0.0010000000474974513): stored and sent as JSON, it reads back as written.
+double DecimalOf(float v);
 
 // Settings as people read them, "epochs = 5, lr = 0.001, mode = sync": each
 // number exact in its shortest form, and a double that is exactly a float32

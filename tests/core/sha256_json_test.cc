@@ -30,6 +30,15 @@ TEST(PrettyJson, IndentsAndReadsBackTheSameValue) {
   EXPECT_NE(text.find("\"histogram\": [1, 2, 3]"), std::string::npos) << text;
 }
 
+// A float32 setting sent as JSON: the decimal a person wrote, not the
+// float's binary value widened to a double.
+TEST(DecimalOf, IsTheFloatsShortestDecimal) {
+  EXPECT_EQ(DecimalOf(0.001f), 0.001);
+  EXPECT_NE(static_cast<double>(0.001f), 0.001);
+  EXPECT_EQ(DecimalOf(0.5f), 0.5);
+  EXPECT_EQ(static_cast<float>(DecimalOf(3e-4f)), 3e-4f);  // round-trips to the same float
+}
+
 TEST(ShortestText, ReadsBackExactlyInTheFewestDigits) {
   EXPECT_EQ(ShortestText(0.001f), "0.001");  // not 0.00100000005
   EXPECT_EQ(ShortestText(static_cast<double>(0.001f)), "0.0010000000474974513");  // a double

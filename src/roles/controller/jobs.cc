@@ -95,7 +95,7 @@ Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
   const int64_t max_workers = ctx_.cfg.GetInt("controller.max_workers");
   JobSpec defaults;
   defaults.optimizer = spec.optimizer.type;
-  defaults.lr = spec.optimizer.lr;
+  defaults.lr = DecimalOf(spec.optimizer.lr);
   defaults.max_workers = max_workers;
   DNND_ASSIGN_OR_RETURN(JobSpec job, JobSpec::FromJson(body, defaults));
   for (auto [key, n] :

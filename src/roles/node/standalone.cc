@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/files.h"
+#include "core/json_text.h"
 #include "core/log.h"
 #include "core/sha256.h"
 #include "roles/controller/controller.h"
@@ -319,7 +320,7 @@ class ControllerStandaloneRole : public Role {
         {"mode", config_.GetString("ps.mode")},
         {"kavg_steps", config_.GetInt("ps.kavg_steps")},
         {"seed", config_.GetInt("train.seed")},
-        {"lr", spec.optimizer.lr},
+        {"lr", DecimalOf(spec.optimizer.lr)},
         {"optimizer", spec.optimizer.type},
         {"lr_schedule", config_.GetString("train.lr_schedule")},
         {"eval_every", std::max<int64_t>(1, config_.GetInt("train.eval_every_epochs"))},
