@@ -170,6 +170,10 @@ TEST_F(DecoderAttacks, DatasetBombsAreRefusedFromTheirHeadersAndNothingIsLost) {
                                         [&] { Expect(Register("bomb-csv", "csv"), 400, words); }});
   EXPECT_LT(slowest, 100.0) << "/healthz waited behind the registrations";
   std::printf("four dataset bombs at once: slowest /healthz %.1f ms\n", slowest);
+  // A refused registration leaves nothing staged: the name needs its part again.
+  Expect(Register("bomb-npz", "npz"), 400, "needs the file part 'train'");
+  Stage("bomb-npz", "train",
+        NpzClaiming("x.npy", NpyHeader("|u1", "(2, 2)") + "abcd", uint64_t{12} << 30));
   Expect(Register("bomb-npz", "npz"), 400,
          "member x.npy decodes to 4294967295 bytes; the limit is 67108864");
   // Nothing registered, nothing lost: the real dataset is still there and serves a job's data.
