@@ -9,7 +9,6 @@
 #include "roles/base/role.h"
 #include "roles/layers/messages.h"
 #include "roles/layers/protocol.h"
-#include "roles/node/registry.h"
 #include "tensor/model_spec.h"
 #include "tensor/nn.h"
 #include "tensor/optim.h"

@@ -14,7 +14,6 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "roles/base/role.h"
-#include "roles/node/registry.h"
 #include "roles/ps/messages.h"
 #include "tensor/safetensors.h"
 #include "transport/hello.h"
