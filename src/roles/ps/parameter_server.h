@@ -97,8 +97,8 @@ class ParameterServer {
 
  private:
   using Clock = std::chrono::steady_clock;
-  class Chunk;    // one independently barriered and optimised range (.cc)
-  class Members;  // rank -> the session issued at its join (.cc)
+  class Chunk;    // one independently barriered and optimised range (chunk.h)
+  class Members;  // rank -> the session issued at its join (members.h)
 
   Result<wire::Message> HandleInit(const wire::Message& request);
   void HandlePush(wire::Message request, rpc::Responder responder);
@@ -130,7 +130,7 @@ class ParameterServer {
   //   init_mu_ -> Chunk::mu_ (one chunk at a time) -> the connection's write
   //   lock (a chunk answers pushes while holding its lock).
   //   Members::mu_ is a leaf: nothing else is taken while it is held.
-  // Each Chunk's members are GUARDED_BY its mu_ (parameter_server.cc).
+  // Each Chunk's members are GUARDED_BY its mu_ (chunk.h).
   Mutex init_mu_;                         // guards initialisation and the spec below
   std::atomic<bool> initialized_{false};  // set under init_mu_, read without it
   std::string spec_text_ GUARDED_BY(init_mu_);
