@@ -10,4 +10,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x build/dnnd ]] || scripts/build.sh
-exec build/dnnd --role=standalone --config configs/standalone.toml "$@"
+exec build/dnnd --config configs/standalone.toml "$@"
