@@ -242,10 +242,10 @@ void Col2Im(const Conv2dGeometry& g, const float* cols, int64_t ld, float* image
   }
 }
 
-void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, const float* in, float* out,
-                    int32_t* argmax) {
-  const int64_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
-  if (k == 2 && stride == 2) {
+void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, int64_t padding,
+                    const float* in, float* out, int32_t* argmax) {
+  const int64_t oh = PoolOut(h, k, stride, padding), ow = PoolOut(w, k, stride, padding);
+  if (k == 2 && stride == 2 && padding == 0) {
     // The common 2x2 case, branch-free. NaN handling as PyTorch: a NaN wins
     // (x != x is true only for NaN).
     for (int64_t oy = 0; oy < oh; ++oy) {
@@ -272,14 +272,20 @@ void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, const float
     }
     return;
   }
+  // General case: the window clipped to the plane (padding is -inf, so it
+  // never wins); the first maximum in row-major order wins ties, and the
+  // initial index is the window's first input element, as in PyTorch.
   for (int64_t oy = 0; oy < oh; ++oy) {
+    const int64_t y0 = oy * stride - padding;
+    const int64_t ylo = std::max<int64_t>(y0, 0), yhi = std::min(y0 + k, h);
     for (int64_t ox = 0; ox < ow; ++ox) {
+      const int64_t x0 = ox * stride - padding;
+      const int64_t xlo = std::max<int64_t>(x0, 0), xhi = std::min(x0 + k, w);
       float best = -std::numeric_limits<float>::infinity();
-      int32_t best_i = static_cast<int32_t>((oy * stride) * w + ox * stride);
-      for (int64_t ky = 0; ky < k; ++ky) {
-        const int64_t iy = oy * stride + ky;
-        for (int64_t kx = 0; kx < k; ++kx) {
-          const int64_t idx = iy * w + ox * stride + kx;
+      int32_t best_i = static_cast<int32_t>(ylo * w + xlo);
+      for (int64_t iy = ylo; iy < yhi; ++iy) {
+        for (int64_t ix = xlo; ix < xhi; ++ix) {
+          const int64_t idx = iy * w + ix;
           // NaN propagates like PyTorch: a NaN input wins.
           if (in[idx] > best || std::isnan(in[idx])) {
             best = in[idx];
@@ -296,6 +302,43 @@ void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, const float
 
 void MaxPool2dPlaneBackward(int64_t out_n, const int32_t* argmax, const float* gy, float* gx) {
   for (int64_t i = 0; i < out_n; ++i) gx[argmax[i]] += gy[i];
+}
+
+void AvgPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, int64_t padding,
+                    const float* in, float* out) {
+  const int64_t oh = PoolOut(h, k, stride, padding), ow = PoolOut(w, k, stride, padding);
+  // count_include_pad: in floor mode a window never leaves the padded plane,
+  // so every divisor is k * k even where the window is clipped.
+  const float inv = 1.0f / static_cast<float>(k * k);
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    const int64_t y0 = oy * stride - padding;
+    const int64_t ylo = std::max<int64_t>(y0, 0), yhi = std::min(y0 + k, h);
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      const int64_t x0 = ox * stride - padding;
+      const int64_t xlo = std::max<int64_t>(x0, 0), xhi = std::min(x0 + k, w);
+      float s = 0.0f;
+      for (int64_t iy = ylo; iy < yhi; ++iy)
+        for (int64_t ix = xlo; ix < xhi; ++ix) s += in[iy * w + ix];
+      out[oy * ow + ox] = s * inv;
+    }
+  }
+}
+
+void AvgPool2dPlaneBackward(int64_t h, int64_t w, int64_t k, int64_t stride, int64_t padding,
+                            const float* gy, float* gx) {
+  const int64_t oh = PoolOut(h, k, stride, padding), ow = PoolOut(w, k, stride, padding);
+  const float inv = 1.0f / static_cast<float>(k * k);
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    const int64_t y0 = oy * stride - padding;
+    const int64_t ylo = std::max<int64_t>(y0, 0), yhi = std::min(y0 + k, h);
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      const int64_t x0 = ox * stride - padding;
+      const int64_t xlo = std::max<int64_t>(x0, 0), xhi = std::min(x0 + k, w);
+      const float g = gy[oy * ow + ox] * inv;
+      for (int64_t iy = ylo; iy < yhi; ++iy)
+        for (int64_t ix = xlo; ix < xhi; ++ix) gx[iy * w + ix] += g;
+    }
+  }
 }
 
 namespace {

@@ -57,10 +57,63 @@ void Im2Col(const Conv2dGeometry& g, const float* image, float* cols, int64_t ld
 // image[C, H, W] += scatter of cols (the adjoint of Im2Col, same layout).
 void Col2Im(const Conv2dGeometry& g, const float* cols, int64_t ld, float* image);
 
-// Max pooling of one plane; `argmax` records the input index of each output.
-void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, const float* in, float* out,
-                    int32_t* argmax);
+// Pooling output size along one dimension (PyTorch's floor mode).
+inline int64_t PoolOut(int64_t in, int64_t k, int64_t stride, int64_t padding) {
+  return (in + 2 * padding - k) / stride + 1;
+}
+// Max pooling of one plane; `argmax` records the input index (into the
+// unpadded plane) of each output. Padding counts as -inf, so with
+// padding <= k / 2 every window holds at least one input element.
+void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, int64_t padding,
+                    const float* in, float* out, int32_t* argmax);
 void MaxPool2dPlaneBackward(int64_t out_n, const int32_t* argmax, const float* gy, float* gx);
+// Average pooling of one plane, padded zeros counted (divisor k * k).
+void AvgPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, int64_t padding,
+                    const float* in, float* out);
+// gx (+)= the adjoint of AvgPool2dPlane applied to gy; gx must be zeroed first.
+void AvgPool2dPlaneBackward(int64_t h, int64_t w, int64_t k, int64_t stride, int64_t padding,
+                            const float* gy, float* gx);
+
+// --- activations (kernels_nn.cc) ----------------------------------------------
+void LeakyRelu(int64_t n, const float* x, float slope, float* y);
+// gx = gy where x > 0, else slope * gy (PyTorch's subgradient at 0 is slope).
+void LeakyReluBackward(int64_t n, const float* x, float slope, const float* gy, float* gx);
+void Gelu(int64_t n, const float* x, float* y);  // x * Phi(x), erf form
+// gx = gy * (Phi(x) + x * phi(x)).
+void GeluBackward(int64_t n, const float* x, const float* gy, float* gx);
+
+// --- normalisation (kernels_nn.cc) ----------------------------------------------
+// Batch norm sees x as [n, c, plane] (plane = h * w, or 1 for [n, c]).
+// Training forward: per channel, mean and biased variance of the batch
+// (mean first, then squared deviations, double accumulators), then
+// y = (x - mean) * invstd * weight + bias. weight/bias may be null (1 / 0).
+// Writes mean[c] and var[c] (biased). Parallel over channels, each channel
+// finished while its data is still in cache.
+void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, const float* weight,
+                           const float* bias, float eps, float* y, float* mean, float* var);
+// y = x * scale[ch] + shift[ch] (evaluation-mode batch norm, and its dx).
+void ChannelAffine(int64_t n, int64_t c, int64_t plane, const float* x, const float* scale,
+                   const float* shift, float* y);
+// Batch norm backward from the statistics used in forward (mean, invstd per
+// channel; the batch's in training, the running ones in evaluation):
+//   sum_g[ch] = sum g,  sum_gx[ch] = sum g * (x - mean)  (double accumulators)
+// and, when dx is not null and `batch_stats`, the standard formula
+//   dx = w * invstd * (g - sum_g / m - (x - mean) * invstd^2 * sum_gx / m)
+// with m = n * plane (with !batch_stats, dx = w * invstd * g). weight may be
+// null (1). dweight = invstd * sum_gx, dbias = sum_g; either may be null.
+void BatchNormBackward(int64_t n, int64_t c, int64_t plane, const float* x, const float* g,
+                       const float* mean, const float* invstd, const float* weight,
+                       bool batch_stats, float* dx, float* dweight, float* dbias);
+// Layer norm over rows of `cols` elements: y = (x - mean) * invstd * w + b
+// (w/b [cols] or null); writes each row's mean and invstd for backward.
+void LayerNormForward(int64_t rows, int64_t cols, const float* x, const float* weight,
+                      const float* bias, float eps, float* y, float* mean, float* invstd);
+// dx (if not null) = invstd * (gh - mean(gh) - xhat * mean(gh * xhat)), gh = g * w;
+// dweight += sum_rows g * xhat, dbias += sum_rows g (either may be null;
+// they are accumulated into, so zero them first).
+void LayerNormBackward(int64_t rows, int64_t cols, const float* x, const float* g,
+                       const float* mean, const float* invstd, const float* weight, float* dx,
+                       float* dweight, float* dbias);
 
 // --- optimiser updates (in place over one parameter tensor) -----------------
 // SGD with momentum/Nesterov/weight decay, PyTorch semantics. `buf` may be

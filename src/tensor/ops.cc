@@ -392,21 +392,26 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   return y;
 }
 
-Tensor MaxPool2d(const Tensor& x, int64_t kernel, int64_t stride) {
+Tensor MaxPool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
   if (x.ndim() != 4)
     throw std::invalid_argument("MaxPool2d expects [n, c, h, w], got " + ShapeToString(x.shape()));
-  if (kernel < 1 || stride < 1 || x.size(2) < kernel || x.size(3) < kernel)
-    throw std::invalid_argument("MaxPool2d: kernel " + std::to_string(kernel) +
-                                " does not fit input " + ShapeToString(x.shape()));
+  // As PyTorch: padding at most half the window, so every window covers an
+  // input element (padding is -inf and never wins).
+  if (kernel < 1 || stride < 1 || padding < 0 || padding > kernel / 2 ||
+      x.size(2) + 2 * padding < kernel || x.size(3) + 2 * padding < kernel)
+    throw std::invalid_argument("MaxPool2d: kernel " + std::to_string(kernel) + ", stride " +
+                                std::to_string(stride) + ", padding " + std::to_string(padding) +
+                                " do not fit input " + ShapeToString(x.shape()));
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  const int64_t oh = (h - kernel) / stride + 1, ow = (w - kernel) / stride + 1;
+  const int64_t oh = kernels::PoolOut(h, kernel, stride, padding);
+  const int64_t ow = kernels::PoolOut(w, kernel, stride, padding);
   Tensor y = Tensor::Empty({n, c, oh, ow});
   auto argmax = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(n * c * oh * ow));
   const int64_t planes = n * c;
   ParallelFor(planes, 16, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p)
-      kernels::MaxPool2dPlane(h, w, kernel, stride, x.data() + p * h * w, y.data() + p * oh * ow,
-                              argmax->data() + p * oh * ow);
+      kernels::MaxPool2dPlane(h, w, kernel, stride, padding, x.data() + p * h * w,
+                              y.data() + p * oh * ow, argmax->data() + p * oh * ow);
   });
   if (AnyRequiresGrad({&x})) {
     Record(y, "MaxPool2d", {x},
@@ -423,7 +428,7 @@ Tensor MaxPool2d(const Tensor& x, int64_t kernel, int64_t stride) {
   return y;
 }
 
-Tensor CrossEntropy(const Tensor& logits, std::span<const int32_t> labels) {
+Tensor CrossEntropy(const Tensor& logits, std::span<const int32_t> labels, float label_smoothing) {
   if (logits.ndim() != 2 || logits.size(0) != static_cast<int64_t>(labels.size()))
     throw std::invalid_argument("CrossEntropy: logits " + ShapeToString(logits.shape()) + " for " +
                                 std::to_string(labels.size()) + " labels");
@@ -433,22 +438,39 @@ Tensor CrossEntropy(const Tensor& logits, std::span<const int32_t> labels) {
     if (l < 0 || l >= k)
       throw std::invalid_argument("CrossEntropy: label " + std::to_string(l) + " outside [0, " +
                                   std::to_string(k) + ")");
-  // Fused log-softmax + NLL: stable, and backward is softmax - onehot.
+  if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f))
+    throw std::invalid_argument("CrossEntropy: label_smoothing " + std::to_string(label_smoothing) +
+                                " outside [0, 1]");
+  // Fused log-softmax + NLL: stable, and backward is softmax - target, with
+  // target = (1 - eps) * onehot + eps / k (it sums to 1). The loss per sample
+  // is PyTorch's (1 - eps) * nll + eps * mean_over_classes(-logp).
+  const double eps = label_smoothing;
   Tensor logp = Tensor::Empty(logits.shape());
   kernels::LogSoftmaxRows(n, k, logits.data(), logp.data());
   double total = 0;
-  for (int64_t i = 0; i < n; ++i) total -= logp.data()[i * k + labels[i]];
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = logp.data() + i * k;
+    double nll = -row[labels[i]];
+    if (eps != 0.0) {
+      double all = 0;
+      for (int64_t j = 0; j < k; ++j) all -= row[j];
+      nll = (1.0 - eps) * nll + eps * all / static_cast<double>(k);
+    }
+    total += nll;
+  }
   Tensor y = Tensor::Scalar(static_cast<float>(total / n));
   if (AnyRequiresGrad({&logits})) {
     std::vector<int32_t> lab(labels.begin(), labels.end());
     Record(y, "CrossEntropy", {logits},
-           [logp, lab = std::move(lab), n, k](std::vector<Tensor>& in, const Tensor& g) {
+           [logp, lab = std::move(lab), n, k, eps](std::vector<Tensor>& in, const Tensor& g) {
              const float scale = g.item() / static_cast<float>(n);
+             const float uniform = static_cast<float>(eps / static_cast<double>(k)) * scale;
+             const float hit = static_cast<float>(1.0 - eps) * scale;
              Tensor gx = Tensor::Empty(logp.shape());
              const float* lp = logp.data();
              float* out = gx.data();
-             for (int64_t i = 0; i < n * k; ++i) out[i] = std::exp(lp[i]) * scale;
-             for (int64_t i = 0; i < n; ++i) out[i * k + lab[i]] -= scale;
+             for (int64_t i = 0; i < n * k; ++i) out[i] = std::exp(lp[i]) * scale - uniform;
+             for (int64_t i = 0; i < n; ++i) out[i * k + lab[i]] -= hit;
              in[0].AccumulateGrad(std::move(gx));
            });
   }

@@ -1,0 +1,308 @@
+// Kernels of the layers real models need beyond an MLP/LeNet: LeakyReLU, GELU,
+// batch and layer normalisation (declared in kernels.h).
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "tensor/kernels.h"
+#include "tensor/parallel.h"
+
+namespace dnnd::kernels {
+namespace {
+
+using Vec = Eigen::Map<Eigen::ArrayXf>;
+using CVec = Eigen::Map<const Eigen::ArrayXf>;
+
+// As in kernels.cc: below this many elements a parallel hand-off costs more
+// than it saves.
+constexpr int64_t kElementwiseGrain = 1 << 16;
+
+template <typename Body>
+void Elementwise(int64_t n, Body body) {
+  if (n < 2 * kElementwiseGrain) {
+    body(0, n);
+    return;
+  }
+  ParallelFor(n, kElementwiseGrain, [&](int64_t b, int64_t e) { body(b, e - b); });
+}
+
+// Channels per parallel chunk so that a chunk holds at least ~16k elements.
+int64_t ChannelGrain(int64_t per_channel) {
+  return std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, per_channel));
+}
+
+// Runs fn(chunk, begin, end) over [0, n) in a fixed split of GetThreads()
+// chunks (at least `grain` items each), so per-chunk partial sums can be
+// folded in chunk order: results do not depend on thread timing.
+template <typename Fn>
+int64_t FixedChunks(int64_t n, int64_t grain, Fn fn) {
+  const int64_t chunks =
+      std::max<int64_t>(1, std::min<int64_t>(GetThreads(), n / std::max<int64_t>(1, grain)));
+  const int64_t per = (n + chunks - 1) / chunks;
+  ParallelFor(chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) fn(k, k * per, std::min(n, (k + 1) * per));
+  });
+  return chunks;
+}
+
+__attribute__((noinline)) void LeakyReluRange(int64_t n, const float* __restrict x, float slope,
+                                              float* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : x[i] * slope;
+}
+
+__attribute__((noinline)) void LeakyReluBackwardRange(int64_t n, const float* __restrict x,
+                                                      float slope, const float* __restrict gy,
+                                                      float* __restrict gx) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gy[i];  // unconditional loads: the select vectorises
+    gx[i] = x[i] > 0.0f ? g : g * slope;
+  }
+}
+
+constexpr float kSqrtHalf = 0.70710678118654752440f;    // 1 / sqrt(2)
+constexpr float kInvSqrt2Pi = 0.39894228040143267794f;  // 1 / sqrt(2 pi)
+
+}  // namespace
+
+void LeakyRelu(int64_t n, const float* x, float slope, float* y) {
+  Elementwise(n, [&](int64_t o, int64_t c) { LeakyReluRange(c, x + o, slope, y + o); });
+}
+
+void LeakyReluBackward(int64_t n, const float* x, float slope, const float* gy, float* gx) {
+  Elementwise(
+      n, [&](int64_t o, int64_t c) { LeakyReluBackwardRange(c, x + o, slope, gy + o, gx + o); });
+}
+
+void Gelu(int64_t n, const float* x, float* y) {
+  Elementwise(n, [&](int64_t o, int64_t c) {
+    for (int64_t i = o; i < o + c; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kSqrtHalf));
+  });
+}
+
+void GeluBackward(int64_t n, const float* x, const float* gy, float* gx) {
+  Elementwise(n, [&](int64_t o, int64_t c) {
+    for (int64_t i = o; i < o + c; ++i) {
+      const float cdf = 0.5f * (1.0f + std::erf(x[i] * kSqrtHalf));
+      const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x[i] * x[i]);
+      gx[i] = gy[i] * (cdf + x[i] * pdf);
+    }
+  });
+}
+
+// Batch norm has two layouts. With plane > 1 ([n, c, h, w]) each channel is
+// n contiguous runs of `plane` floats: a chunk handles whole channels one at a
+// time, so the second and third passes over a channel (deviations, output)
+// read it from cache; plane sums are Eigen float reductions folded into double
+// per run. With plane == 1 ([n, c]) a channel is a strided column: a chunk
+// handles a range of columns row by row, which vectorises across channels.
+
+void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, const float* weight,
+                           const float* bias, float eps, float* y, float* mean, float* var) {
+  const int64_t stride = c * plane;
+  const double m = static_cast<double>(n * plane);
+  if (plane > 1) {
+    ParallelFor(c, ChannelGrain(n * plane), [&](int64_t cb, int64_t ce) {
+      for (int64_t ch = cb; ch < ce; ++ch) {
+        const float* xc = x + ch * plane;
+        double s = 0;
+        for (int64_t i = 0; i < n; ++i) s += CVec(xc + i * stride, plane).sum();
+        const float mu = static_cast<float>(s / m);
+        double ss = 0;
+        for (int64_t i = 0; i < n; ++i) ss += (CVec(xc + i * stride, plane) - mu).square().sum();
+        const double v = ss / m;
+        mean[ch] = mu;
+        var[ch] = static_cast<float>(v);
+        const float invstd = static_cast<float>(1.0 / std::sqrt(v + eps));
+        const float scale = weight ? weight[ch] * invstd : invstd;
+        const float shift = bias ? bias[ch] : 0.0f;
+        float* yc = y + ch * plane;
+        for (int64_t i = 0; i < n; ++i)
+          Vec(yc + i * stride, plane) = (CVec(xc + i * stride, plane) - mu) * scale + shift;
+      }
+    });
+    return;
+  }
+  ParallelFor(c, ChannelGrain(n), [&](int64_t cb, int64_t ce) {
+    const int64_t w = ce - cb;
+    std::vector<double> acc(w, 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = x + i * c + cb;
+      for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
+    }
+    std::vector<float> mu(w), scale(w), shift(w);
+    for (int64_t j = 0; j < w; ++j) mu[j] = static_cast<float>(acc[j] / m);
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = x + i * c + cb;
+      for (int64_t j = 0; j < w; ++j) {
+        const double d = row[j] - mu[j];
+        acc[j] += d * d;
+      }
+    }
+    for (int64_t j = 0; j < w; ++j) {
+      const double v = acc[j] / m;
+      mean[cb + j] = mu[j];
+      var[cb + j] = static_cast<float>(v);
+      const float invstd = static_cast<float>(1.0 / std::sqrt(v + eps));
+      scale[j] = weight ? weight[cb + j] * invstd : invstd;
+      shift[j] = bias ? bias[cb + j] : 0.0f;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = x + i * c + cb;
+      float* out = y + i * c + cb;
+      for (int64_t j = 0; j < w; ++j) out[j] = (row[j] - mu[j]) * scale[j] + shift[j];
+    }
+  });
+}
+
+void ChannelAffine(int64_t n, int64_t c, int64_t plane, const float* x, const float* scale,
+                   const float* shift, float* y) {
+  const int64_t rows = n * c;  // (sample, channel) runs of `plane` floats
+  if (plane > 1) {
+    ParallelFor(rows, ChannelGrain(plane), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t ch = r % c;
+        Vec(y + r * plane, plane) =
+            CVec(x + r * plane, plane) * scale[ch] + (shift ? shift[ch] : 0.0f);
+      }
+    });
+    return;
+  }
+  ParallelFor(n, ChannelGrain(c), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      if (shift)
+        Vec(y + i * c, c) = CVec(x + i * c, c) * CVec(scale, c) + CVec(shift, c);
+      else
+        Vec(y + i * c, c) = CVec(x + i * c, c) * CVec(scale, c);
+    }
+  });
+}
+
+void BatchNormBackward(int64_t n, int64_t c, int64_t plane, const float* x, const float* g,
+                       const float* mean, const float* invstd, const float* weight,
+                       bool batch_stats, float* dx, float* dweight, float* dbias) {
+  const int64_t stride = c * plane;
+  const double m = static_cast<double>(n * plane);
+  // The sums are needed for the parameter gradients and for dx with batch
+  // statistics (the mean and variance depend on every x).
+  const bool need_sums = dweight || dbias || (dx && batch_stats);
+  if (plane > 1) {
+    ParallelFor(c, ChannelGrain(n * plane), [&](int64_t cb, int64_t ce) {
+      for (int64_t ch = cb; ch < ce; ++ch) {
+        const float* xc = x + ch * plane;
+        const float* gc = g + ch * plane;
+        const float mu = mean[ch], is = invstd[ch];
+        double sg = 0, sgx = 0;
+        if (need_sums) {
+          for (int64_t i = 0; i < n; ++i) {
+            CVec gi(gc + i * stride, plane);
+            sg += gi.sum();
+            sgx += (gi * (CVec(xc + i * stride, plane) - mu)).sum();
+          }
+        }
+        if (dweight) dweight[ch] = static_cast<float>(is * sgx);
+        if (dbias) dbias[ch] = static_cast<float>(sg);
+        if (!dx) continue;
+        const float k = weight ? weight[ch] * is : is;
+        float* dc = dx + ch * plane;
+        if (batch_stats) {
+          const float a = static_cast<float>(sg / m);
+          const float b = static_cast<float>(double(is) * is * sgx / m);
+          for (int64_t i = 0; i < n; ++i)
+            Vec(dc + i * stride, plane) =
+                k * (CVec(gc + i * stride, plane) - a - (CVec(xc + i * stride, plane) - mu) * b);
+        } else {
+          for (int64_t i = 0; i < n; ++i)
+            Vec(dc + i * stride, plane) = k * CVec(gc + i * stride, plane);
+        }
+      }
+    });
+    return;
+  }
+  ParallelFor(c, ChannelGrain(n), [&](int64_t cb, int64_t ce) {
+    const int64_t w = ce - cb;
+    std::vector<double> sg(w, 0.0), sgx(w, 0.0);
+    if (need_sums) {
+      for (int64_t i = 0; i < n; ++i) {
+        const float* xr = x + i * c + cb;
+        const float* gr = g + i * c + cb;
+        for (int64_t j = 0; j < w; ++j) {
+          sg[j] += gr[j];
+          sgx[j] += double(gr[j]) * (xr[j] - mean[cb + j]);
+        }
+      }
+    }
+    std::vector<float> k(w), a(w), b(w);
+    for (int64_t j = 0; j < w; ++j) {
+      const float is = invstd[cb + j];
+      if (dweight) dweight[cb + j] = static_cast<float>(is * sgx[j]);
+      if (dbias) dbias[cb + j] = static_cast<float>(sg[j]);
+      k[j] = weight ? weight[cb + j] * is : is;
+      a[j] = batch_stats ? static_cast<float>(sg[j] / m) : 0.0f;
+      b[j] = batch_stats ? static_cast<float>(double(is) * is * sgx[j] / m) : 0.0f;
+    }
+    if (!dx) return;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* xr = x + i * c + cb;
+      const float* gr = g + i * c + cb;
+      float* out = dx + i * c + cb;
+      for (int64_t j = 0; j < w; ++j)
+        out[j] = k[j] * (gr[j] - a[j] - (xr[j] - mean[cb + j]) * b[j]);
+    }
+  });
+}
+
+void LayerNormForward(int64_t rows, int64_t cols, const float* x, const float* weight,
+                      const float* bias, float eps, float* y, float* mean, float* invstd) {
+  ParallelFor(rows, ChannelGrain(cols), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      CVec xr(x + r * cols, cols);
+      const float mu = static_cast<float>(xr.cast<double>().sum() / cols);
+      const double v = (xr - mu).cast<double>().square().sum() / cols;
+      const float is = static_cast<float>(1.0 / std::sqrt(v + eps));
+      mean[r] = mu;
+      invstd[r] = is;
+      Vec yr(y + r * cols, cols);
+      yr = (xr - mu) * is;
+      if (weight) yr *= CVec(weight, cols);
+      if (bias) yr += CVec(bias, cols);
+    }
+  });
+}
+
+void LayerNormBackward(int64_t rows, int64_t cols, const float* x, const float* g,
+                       const float* mean, const float* invstd, const float* weight, float* dx,
+                       float* dweight, float* dbias) {
+  const bool params = dweight || dbias;
+  // Per-chunk partial parameter sums, folded in chunk order afterwards.
+  std::vector<std::vector<float>> pw(GetThreads()), pb(GetThreads());
+  const int64_t chunks =
+      FixedChunks(rows, ChannelGrain(cols), [&](int64_t k, int64_t b, int64_t e) {
+        Eigen::ArrayXf xhat(cols), gh(cols);
+        if (params) {
+          pw[k].assign(dweight ? cols : 0, 0.0f);
+          pb[k].assign(dbias ? cols : 0, 0.0f);
+        }
+        for (int64_t r = b; r < e; ++r) {
+          CVec gr(g + r * cols, cols);
+          xhat = (CVec(x + r * cols, cols) - mean[r]) * invstd[r];
+          if (dweight) Vec(pw[k].data(), cols) += gr * xhat;
+          if (dbias) Vec(pb[k].data(), cols) += gr;
+          if (!dx) continue;
+          if (weight)
+            gh = gr * CVec(weight, cols);
+          else
+            gh = gr;
+          const float a = static_cast<float>(gh.cast<double>().sum() / cols);
+          const float bb = static_cast<float>((gh * xhat).cast<double>().sum() / cols);
+          Vec(dx + r * cols, cols) = invstd[r] * (gh - a - xhat * bb);
+        }
+      });
+  for (int64_t k = 0; k < chunks; ++k) {
+    if (dweight) Vec(dweight, cols) += Vec(pw[k].data(), cols);
+    if (dbias) Vec(dbias, cols) += Vec(pb[k].data(), cols);
+  }
+}
+
+}  // namespace dnnd::kernels
