@@ -1,0 +1,212 @@
+// Gradients of the ops in src/tensor/ops_nn.cc (and MaxPool2d's padding,
+// CrossEntropy's label smoothing) against central finite differences, plus
+// the argument checks. Parity with PyTorch: torch_parity_test.cc.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <stdexcept>
+
+#include "grad_check.h"
+#include "tensor/ops.h"
+
+namespace dnnd {
+namespace {
+
+using testing::ExpectGradientsMatch;
+
+Tensor Rand(const Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  Rng rng(seed);
+  return Tensor::Uniform(s, lo, hi, rng);
+}
+
+// |x| >= 0.1: no kink of LeakyReLU within the finite-difference step.
+Tensor RandAwayFromZero(const Shape& s, uint64_t seed) {
+  Tensor t = Rand(s, seed);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] += t.data()[i] >= 0 ? 0.1f : -0.1f;
+  return t;
+}
+
+// Distinct values 0.05 apart in random order: a max-pool window's winner
+// never changes within the finite-difference step.
+Tensor DistinctValues(const Shape& s, uint64_t seed) {
+  Tensor t = Tensor::Empty(s);
+  std::vector<int64_t> perm(t.numel());
+  std::iota(perm.begin(), perm.end(), 0);
+  Rng rng(seed);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = 0.05f * (perm[i] - t.numel() / 2);
+  return t;
+}
+
+TEST(OpsNnGrad, LeakyRelu) {
+  ExpectGradientsMatch([](auto& in) { return ops::LeakyRelu(in[0], 0.1f); },
+                       {RandAwayFromZero({4, 5}, 1)});
+  ExpectGradientsMatch([](auto& in) { return ops::LeakyRelu(in[0], -0.3f); },
+                       {RandAwayFromZero({3, 4}, 2)});
+}
+
+TEST(OpsNnGrad, Gelu) {
+  ExpectGradientsMatch([](auto& in) { return ops::Gelu(in[0]); }, {Rand({4, 5}, 1, -3, 3)});
+}
+
+TEST(OpsNnGrad, GeluValues) {
+  Tensor y = ops::Gelu(Tensor::FromVector({3}, {-1.0f, 0.0f, 2.0f}));
+  // x * Phi(x): Phi(-1) = 0.158655, Phi(2) = 0.977250.
+  EXPECT_NEAR(y.data()[0], -0.158655f, 1e-6);
+  EXPECT_EQ(y.data()[1], 0.0f);
+  EXPECT_NEAR(y.data()[2], 1.954500f, 1e-6);
+}
+
+TEST(OpsNnGrad, ConcatEveryDim) {
+  for (int dim : {0, 1, 2, -1}) {
+    SCOPED_TRACE(dim);
+    Shape a = {2, 3, 4}, b = a, c = a;
+    const int d = dim < 0 ? dim + 3 : dim;
+    b[d] = 1;
+    c[d] = 2;
+    ExpectGradientsMatch([dim](auto& in) { return ops::Concat(in, dim); },
+                         {Rand(a, 1), Rand(b, 2), Rand(c, 3)});
+  }
+}
+
+TEST(OpsNnGrad, ConcatValuesAndErrors) {
+  Tensor a = Tensor::FromVector({2, 1}, {1, 2});
+  Tensor b = Tensor::FromVector({2, 2}, {3, 4, 5, 6});
+  EXPECT_EQ(ops::Concat({a, b}, 1).ToVector(), (std::vector<float>{1, 3, 4, 2, 5, 6}));
+  EXPECT_EQ(ops::Concat({a, b}, 1).shape(), (Shape{2, 3}));
+  EXPECT_THROW(ops::Concat({a, b}, 0), std::invalid_argument);
+  EXPECT_THROW(ops::Concat({a, b}, 2), std::invalid_argument);
+  EXPECT_THROW(ops::Concat({}, 0), std::invalid_argument);
+  EXPECT_THROW(ops::Concat({a, Tensor::Zeros({2, 1, 1})}, 1), std::invalid_argument);
+}
+
+// BatchNorm with fixed running statistics captured by the closure.
+struct BnCase {
+  Shape x;
+  bool training, affine;
+};
+
+void CheckBatchNorm(const BnCase& bc) {
+  const int64_t c = bc.x[1];
+  Tensor rm = Rand({c}, 7, -0.5f, 0.5f);
+  Tensor rv = Rand({c}, 8, 0.5f, 1.5f);
+  auto f = [&](std::vector<Tensor>& in) {
+    Tensor w = bc.affine ? in[1] : Tensor();
+    Tensor b = bc.affine ? in[2] : Tensor();
+    return ops::BatchNorm(in[0], w, b, rm, rv, bc.training, 0.1f, 1e-5f);
+  };
+  std::vector<Tensor> inputs = {Rand(bc.x, 1, -2, 2)};
+  if (bc.affine) {
+    inputs.push_back(Rand({c}, 2, 0.5f, 1.5f));
+    inputs.push_back(Rand({c}, 3));
+  }
+  ExpectGradientsMatch(f, inputs, 1e-3f, 3e-3f, 1e-2f);
+}
+
+TEST(OpsNnGrad, BatchNorm2dTrain) { CheckBatchNorm({{4, 3, 3, 2}, true, true}); }
+TEST(OpsNnGrad, BatchNorm2dTrainNoAffine) { CheckBatchNorm({{3, 2, 2, 3}, true, false}); }
+TEST(OpsNnGrad, BatchNorm1dTrain) { CheckBatchNorm({{6, 4}, true, true}); }
+TEST(OpsNnGrad, BatchNorm1dTrainNoAffine) { CheckBatchNorm({{5, 3}, true, false}); }
+TEST(OpsNnGrad, BatchNorm2dEval) { CheckBatchNorm({{3, 3, 2, 2}, false, true}); }
+TEST(OpsNnGrad, BatchNorm1dEvalNoAffine) { CheckBatchNorm({{4, 5}, false, false}); }
+
+TEST(OpsNnGrad, BatchNormRunningStatsAndErrors) {
+  // Channel 0 holds 1, 2, 3, 4: mean 2.5, biased var 1.25, unbiased 5/3.
+  Tensor x = Tensor::FromVector({2, 2, 1, 2}, {1, 2, 0, 0, 3, 4, 0, 0});
+  Tensor rm = Tensor::Zeros({2}), rv = Tensor::Ones({2});
+  Tensor y = ops::BatchNorm(x, Tensor(), Tensor(), rm, rv, true, 0.1f, 0.0001f);
+  EXPECT_NEAR(rm.data()[0], 0.25f, 1e-6);
+  EXPECT_NEAR(rv.data()[0], 0.9f + 0.1f * 5.0f / 3.0f, 1e-6);
+  EXPECT_NEAR(rv.data()[1], 0.9f, 1e-6);  // a constant channel: variance 0
+  EXPECT_NEAR(y.data()[0], -1.5f / std::sqrt(1.25f + 0.0001f), 1e-5);
+  EXPECT_EQ(y.data()[2], 0.0f);
+  // Evaluation leaves the running statistics alone.
+  ops::BatchNorm(x, Tensor(), Tensor(), rm, rv, false, 0.1f, 1e-5f);
+  EXPECT_NEAR(rm.data()[0], 0.25f, 1e-6);
+  EXPECT_THROW(
+      ops::BatchNorm(Tensor::Zeros({2, 2, 2}), Tensor(), Tensor(), rm, rv, true, 0.1f, 1e-5f),
+      std::invalid_argument);
+  EXPECT_THROW(ops::BatchNorm(x, Tensor::Ones({3}), Tensor(), rm, rv, true, 0.1f, 1e-5f),
+               std::invalid_argument);
+  // One value per channel cannot give a batch variance.
+  EXPECT_THROW(ops::BatchNorm(Tensor::Zeros({1, 2}), Tensor(), Tensor(), rm, rv, true, 0.1f, 1e-5f),
+               std::invalid_argument);
+}
+
+TEST(OpsNnGrad, LayerNorm) {
+  ExpectGradientsMatch([](auto& in) { return ops::LayerNorm(in[0], in[1], in[2], 8, 1e-5f); },
+                       {Rand({3, 2, 4}, 1, -2, 2), Rand({8}, 2, 0.5f, 1.5f), Rand({8}, 3)}, 1e-3f,
+                       3e-3f, 1e-2f);
+  ExpectGradientsMatch([](auto& in) { return ops::LayerNorm(in[0], in[1], in[2], 4, 1e-5f); },
+                       {Rand({3, 2, 4}, 4, -2, 2), Rand({4}, 5, 0.5f, 1.5f), Rand({4}, 6)}, 1e-3f,
+                       3e-3f, 1e-2f);
+  ExpectGradientsMatch([](auto& in) { return ops::LayerNorm(in[0], Tensor(), Tensor(), 5, 1e-5f); },
+                       {Rand({4, 5}, 7, -2, 2)}, 1e-3f, 3e-3f, 1e-2f);
+  EXPECT_THROW(ops::LayerNorm(Tensor::Zeros({3, 2, 4}), Tensor(), Tensor(), 6, 1e-5f),
+               std::invalid_argument);
+  EXPECT_THROW(ops::LayerNorm(Tensor::Zeros({3, 4}), Tensor::Ones({3}), Tensor(), 4, 1e-5f),
+               std::invalid_argument);
+}
+
+TEST(OpsNnGrad, MaxPoolStrideAndPadding) {
+  struct Case {
+    int64_t k, s, p;
+    Shape x;
+  };
+  for (const Case& c : {Case{3, 2, 1, {2, 2, 5, 6}}, Case{2, 2, 0, {1, 2, 4, 5}},
+                        Case{3, 1, 1, {1, 2, 4, 4}}, Case{2, 1, 1, {1, 1, 3, 3}}}) {
+    SCOPED_TRACE(::testing::PrintToString(c.x) + " k" + std::to_string(c.k) + " s" +
+                 std::to_string(c.s) + " p" + std::to_string(c.p));
+    ExpectGradientsMatch([c](auto& in) { return ops::MaxPool2d(in[0], c.k, c.s, c.p); },
+                         {DistinctValues(c.x, 3)});
+  }
+}
+
+TEST(OpsNnGrad, MaxPoolPaddingIsMinusInfinity) {
+  // All inputs negative: a zero pad would win, -inf never does.
+  Tensor x = Tensor::FromVector({1, 1, 2, 2}, {-4, -3, -2, -1});
+  Tensor y = ops::MaxPool2d(x, 2, 1, 1);
+  EXPECT_EQ(y.shape(), (Shape{1, 1, 3, 3}));
+  EXPECT_EQ(y.ToVector(), (std::vector<float>{-4, -3, -3, -2, -1, -1, -2, -1, -1}));
+  EXPECT_THROW(ops::MaxPool2d(x, 2, 1, 2), std::invalid_argument);  // padding > kernel / 2
+  EXPECT_THROW(ops::MaxPool2d(x, 3, 1, 0), std::invalid_argument);
+}
+
+TEST(OpsNnGrad, AvgPoolStrideAndPadding) {
+  struct Case {
+    int64_t k, s, p;
+    Shape x;
+  };
+  for (const Case& c :
+       {Case{3, 2, 1, {2, 2, 5, 6}}, Case{2, 2, 0, {1, 2, 4, 5}}, Case{3, 1, 1, {1, 1, 4, 4}}}) {
+    ExpectGradientsMatch([c](auto& in) { return ops::AvgPool2d(in[0], c.k, c.s, c.p); },
+                         {Rand(c.x, 3)});
+  }
+  // count_include_pad: the corner window holds one input and three zeros.
+  Tensor y = ops::AvgPool2d(Tensor::Full({1, 1, 2, 2}, 4.0f), 2, 2, 1);
+  EXPECT_EQ(y.ToVector(), (std::vector<float>{1, 1, 1, 1}));
+}
+
+TEST(OpsNnGrad, GlobalAvgPool) {
+  ExpectGradientsMatch([](auto& in) { return ops::GlobalAvgPool2d(in[0]); },
+                       {Rand({2, 3, 3, 2}, 1)});
+  Tensor y = ops::GlobalAvgPool2d(Tensor::FromVector({1, 2, 1, 2}, {1, 2, 3, 5}));
+  EXPECT_EQ(y.shape(), (Shape{1, 2}));
+  EXPECT_EQ(y.ToVector(), (std::vector<float>{1.5f, 4.0f}));
+}
+
+TEST(OpsNnGrad, CrossEntropyLabelSmoothing) {
+  std::vector<int32_t> labels = {2, 0, 3};
+  for (float eps : {0.0f, 0.1f, 1.0f}) {
+    ExpectGradientsMatch([&](auto& in) { return ops::CrossEntropy(in[0], labels, eps); },
+                         {Rand({3, 4}, 1, -2, 2)}, 1e-3f, 1e-3f, 1e-2f);
+  }
+  // Uniform logits: every class has logp = -log(k) whatever the smoothing.
+  Tensor y = ops::CrossEntropy(Tensor::Zeros({3, 4}), labels, 0.3f);
+  EXPECT_NEAR(y.item(), std::log(4.0f), 1e-6);
+  EXPECT_THROW(ops::CrossEntropy(Tensor::Zeros({3, 4}), labels, 1.5f), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace dnnd
