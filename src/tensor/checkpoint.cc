@@ -64,7 +64,7 @@ Result<int64_t> IntMeta(const SafetensorsFile& f, const std::string& key, const 
 Status LoadParameters(nn::Module& model, const nn::NamedTensors& tensors) {
   std::map<std::string, Tensor> given(tensors.begin(), tensors.end());
   std::string missing, mismatched;
-  nn::NamedTensors params = model.NamedParameters();
+  nn::NamedTensors params = model.NamedState();
   for (const auto& [name, p] : params) {
     auto it = given.find(name);
     if (it == given.end()) {
@@ -131,7 +131,8 @@ Status WriteGeneration(const std::string& at, const nn::Module& model,
     DNND_RETURN_IF_ERROR(WriteFileSynced(at + "/" + name, EncodeSafetensors(tensors, step_only)));
   }
   DNND_RETURN_IF_ERROR(
-      WriteFileSynced(at + "/" + kModelFile, EncodeSafetensors(model.NamedParameters(), meta)));
+      WriteFileSynced(at + "/" + kModelFile, EncodeSafetensors(model.NamedState(), meta,
+                                                               model.IntegerBufferNames())));
   return SyncDirectory(at);
 }
 
@@ -189,7 +190,8 @@ Status SaveCheckpoint(const std::string& dir, const nn::Module& model,
   if (!model_spec_text.empty()) meta["dnnd.model_spec"] = model_spec_text;
   // One file is already one atomic generation.
   if (!optimizer && state.files.empty())
-    return SaveSafetensors(dir + "/" + kModelFile, model.NamedParameters(), meta);
+    return SaveSafetensors(dir + "/" + kModelFile, model.NamedState(), meta,
+                           model.IntegerBufferNames());
 
   const std::vector<int64_t> gens = Generations(dir);
   const std::string gen = GenerationDir(dir, gens.empty() ? 1 : gens.front() + 1),

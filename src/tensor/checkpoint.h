@@ -1,9 +1,11 @@
 // Training checkpoints. A checkpoint directory holds generations, each one
 // directory switched into place by a single rename, so a crash at any moment
 // leaves whole generations only:
-//   gen-<n>/model.safetensors      parameters only, loadable by torch's
-//                                  load_state_dict for the equivalent
-//                                  nn.Sequential; metadata carries dnnd.epoch,
+//   gen-<n>/model.safetensors      parameters and buffers (the state_dict:
+//                                  num_batches_tracked as I64), loadable by
+//                                  torch's load_state_dict(strict=True) for
+//                                  the equivalent torch.nn model; metadata
+//                                  carries dnnd.epoch,
 //                                  dnnd.step, dnnd.samples (processed so far),
 //                                  dnnd.train_samples (the size of the training
 //                                  set: an aggregator's weight), dnnd.model_spec
@@ -51,8 +53,9 @@ struct TrainingState {
   std::string loaded_from;                   // LoadCheckpoint: the generation's directory
 };
 
-// Copies `tensors` into the model's parameters. Fails, listing every missing,
-// unexpected and mis-shaped name, when they do not match the model exactly.
+// Copies `tensors` into the model's parameters and buffers (NamedState).
+// Fails, listing every missing, unexpected and mis-shaped name, when they do
+// not match the model exactly.
 Status LoadParameters(nn::Module& model, const nn::NamedTensors& tensors);
 
 // Saves model (+ optimizer when non-null) into `dir`, creating it: a new

@@ -303,7 +303,8 @@ Tensor Flatten(const Tensor& x) {
 }
 
 Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
-              int64_t padding) {
+              int64_t padding, int64_t conv_groups) {
+  if (conv_groups != 1) throw std::invalid_argument("Conv2d: groups > 1 is not built yet");
   if (x.ndim() != 4 || weight.ndim() != 4 || x.size(1) != weight.size(1))
     ShapeError("Conv2d", x, weight);
   kernels::Conv2dGeometry geo{x.size(1),      x.size(2), x.size(3), weight.size(2),

@@ -73,6 +73,10 @@ class SlottedOptimizer : public Optimizer {
 
  protected:
   virtual void Update(Tensor& w, const Tensor& g, std::vector<Tensor>& slots, bool first) = 0;
+  // The weight decay for `w` (none on 1-D parameters unless they decay too).
+  float Decay(const Tensor& w) const {
+    return options_.decay_bias_and_norm || w.ndim() > 1 ? options_.weight_decay : 0.0f;
+  }
   OptimizerOptions options_;
 
  private:
@@ -90,8 +94,8 @@ class Sgd final : public SlottedOptimizer {
  protected:
   void Update(Tensor& w, const Tensor& g, std::vector<Tensor>& slots, bool first) override {
     kernels::SgdUpdate(w.numel(), w.data(), g.data(), slots.empty() ? nullptr : slots[0].data(),
-                       lr_, options_.momentum, options_.dampening, options_.weight_decay,
-                       options_.nesterov, first);
+                       lr_, options_.momentum, options_.dampening, Decay(w), options_.nesterov,
+                       first);
   }
 };
 
@@ -103,8 +107,8 @@ class Adam final : public SlottedOptimizer {
  protected:
   void Update(Tensor& w, const Tensor& g, std::vector<Tensor>& slots, bool) override {
     kernels::AdamUpdate(w.numel(), w.data(), g.data(), slots[0].data(), slots[1].data(), lr_,
-                        options_.beta1, options_.beta2, options_.eps, options_.weight_decay,
-                        decoupled_, step_);
+                        options_.beta1, options_.beta2, options_.eps, Decay(w), decoupled_,
+                        step_);
   }
 
  private:

@@ -26,6 +26,9 @@ struct OptimizerOptions {
   float dampening = 0.0f;     // sgd
   bool nesterov = false;      // sgd
   float weight_decay = 0.0f;  // sgd/adam: L2 in the gradient; adamw: decoupled
+  // false: no weight decay on one-dimensional parameters (biases, BatchNorm's
+  // and LayerNorm's weight and bias), the usual recipe for normalised nets.
+  bool decay_bias_and_norm = true;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // adam/adamw
 };
 // Checks ranges and combinations (nesterov needs momentum > 0 and no dampening).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -42,14 +43,16 @@ float HalfToFloat(uint16_t h) {
 int DtypeSize(const std::string& d) {
   if (d == "F32") return 4;
   if (d == "F16" || d == "BF16") return 2;
-  if (d == "F64") return 8;
+  if (d == "F64" || d == "I64") return 8;
+  if (d == "I32") return 4;
   return 0;
 }
 
 }  // namespace
 
 std::string EncodeSafetensors(const nn::NamedTensors& tensors,
-                              const std::map<std::string, std::string>& metadata) {
+                              const std::map<std::string, std::string>& metadata,
+                              const std::set<std::string>& int64_names) {
   std::vector<std::pair<std::string, Tensor>> sorted(tensors.begin(), tensors.end());
   std::sort(sorted.begin(), sorted.end(), [](auto& a, auto& b) { return a.first < b.first; });
   json::object header;
@@ -62,11 +65,13 @@ std::string EncodeSafetensors(const nn::NamedTensors& tensors,
   for (const auto& [name, t] : sorted) {
     json::array shape;
     for (int64_t d : t.shape()) shape.push_back(d);
-    json::object entry{{"dtype", "F32"},
+    const bool i64 = int64_names.count(name) > 0;
+    const uint64_t bytes = i64 ? 8 * static_cast<uint64_t>(t.numel()) : t.nbytes();
+    json::object entry{{"dtype", i64 ? "I64" : "F32"},
                        {"shape", std::move(shape)},
-                       {"data_offsets", json::array{offset, offset + t.nbytes()}}};
+                       {"data_offsets", json::array{offset, offset + bytes}}};
     header[name] = std::move(entry);
-    offset += t.nbytes();
+    offset += bytes;
   }
   std::string h = json::serialize(header);
   h.append((8 - h.size() % 8) % 8, ' ');  // the reference pads to 8 bytes
@@ -75,8 +80,16 @@ std::string EncodeSafetensors(const nn::NamedTensors& tensors,
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
   out += h;
   out.reserve(out.size() + offset);
-  for (const auto& [name, t] : sorted)
-    out.append(reinterpret_cast<const char*>(t.data()), t.nbytes());
+  for (const auto& [name, t] : sorted) {
+    if (!int64_names.count(name)) {
+      out.append(reinterpret_cast<const char*>(t.data()), t.nbytes());
+      continue;
+    }
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const int64_t v = std::llround(t.data()[i]);
+      out.append(reinterpret_cast<const char*>(&v), 8);  // little-endian hosts only, as F32
+    }
+  }
   return out;
 }
 
@@ -139,7 +152,8 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
     const std::string dtype(dt->as_string());
     const int esize = DtypeSize(dtype);
     if (esize == 0)
-      return Unsupported(ctx + " has dtype " + dtype + " (supported: F32, F16, BF16, F64)");
+      return Unsupported(ctx + " has dtype " + dtype +
+                         " (supported: F32, F16, BF16, F64, I64, I32)");
     Shape shape;
     for (const auto& d : sh->as_array()) {
       if (!d.is_int64() && !d.is_uint64())
@@ -185,6 +199,14 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
           double d;
           std::memcpy(&d, src + 8 * i, 8);
           dst[i] = static_cast<float>(d);
+        } else if (dtype == "I64") {
+          int64_t v;
+          std::memcpy(&v, src + 8 * i, 8);
+          dst[i] = static_cast<float>(v);
+        } else if (dtype == "I32") {
+          int32_t v;
+          std::memcpy(&v, src + 4 * i, 4);
+          dst[i] = static_cast<float>(v);
         } else {
           uint16_t h;
           std::memcpy(&h, src + 2 * i, 2);
@@ -197,6 +219,7 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
         }
       }
     }
+    if (dtype == "I64" || dtype == "I32") file.int64_names.insert(name);
     file.tensors.emplace_back(name, std::move(t));
   }
   std::sort(spans.begin(), spans.end(), [](auto& a, auto& b) { return a.begin < b.begin; });
@@ -213,8 +236,9 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
 }
 
 Status SaveSafetensors(const std::string& path, const nn::NamedTensors& tensors,
-                       const std::map<std::string, std::string>& metadata) {
-  return WriteFileAtomic(path, EncodeSafetensors(tensors, metadata));
+                       const std::map<std::string, std::string>& metadata,
+                       const std::set<std::string>& int64_names) {
+  return WriteFileAtomic(path, EncodeSafetensors(tensors, metadata, int64_names));
 }
 
 Result<SafetensorsFile> LoadSafetensors(const std::string& path) {

@@ -5,12 +5,15 @@
 //   then the data buffer (offsets are relative to its start).
 // https://github.com/huggingface/safetensors (README, "Format").
 //
-// Written files hold F32 tensors; readers accept F32, F16, BF16 and F64
-// (converted to float32). Decoding validates everything a hostile file could
+// Written files hold F32 tensors, and I64 for the names a writer lists
+// (PyTorch's integer buffers, num_batches_tracked); readers accept F32, F16,
+// BF16, F64, I64 and I32 (converted to float32; SafetensorsFile::int64_names
+// remembers which were integers). Decoding validates everything a hostile file could
 // lie about (header size, offsets, overlaps, shapes) before touching data.
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,11 +25,14 @@ namespace dnnd {
 struct SafetensorsFile {
   nn::NamedTensors tensors;  // in file order (sorted by name, as the writer sorts)
   std::map<std::string, std::string> metadata;
+  std::set<std::string> int64_names;  // tensors stored as I64 or I32
 };
 
 // Encodes tensors (sorted by name) and metadata to the file format's bytes.
+// Tensors named in `int64_names` are written as I64 (values rounded).
 std::string EncodeSafetensors(const nn::NamedTensors& tensors,
-                              const std::map<std::string, std::string>& metadata);
+                              const std::map<std::string, std::string>& metadata,
+                              const std::set<std::string>& int64_names = {});
 // What one decode may hold: files come from peers and API users (a job's
 // uploaded model). Checked from the header, before the data is copied.
 struct SafetensorsLimits {
@@ -43,7 +49,8 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
 
 // Writes atomically: temp file in the same directory, fsync, rename, fsync dir.
 Status SaveSafetensors(const std::string& path, const nn::NamedTensors& tensors,
-                       const std::map<std::string, std::string>& metadata = {});
+                       const std::map<std::string, std::string>& metadata = {},
+                       const std::set<std::string>& int64_names = {});
 Result<SafetensorsFile> LoadSafetensors(const std::string& path);
 
 }  // namespace dnnd

@@ -105,7 +105,7 @@ class LayerServer::Session {
     int64_t cached_per_sample = 0;  // floats kept per sample for backward
   };
 
-  Session(std::string name, std::string fingerprint, std::shared_ptr<nn::Sequential> model,
+  Session(std::string name, std::string fingerprint, std::shared_ptr<nn::Graph> model,
           Layout layout, nn::NamedTensors params, std::unique_ptr<optim::Optimizer> optimizer,
           std::atomic<uint64_t>& server_bytes, uint64_t limit)
       : name_(std::move(name)),
@@ -280,7 +280,7 @@ class LayerServer::Session {
   }
 
   const std::string name_, fingerprint_;
-  const std::shared_ptr<nn::Sequential> model_;
+  const std::shared_ptr<nn::Graph> model_;
   const Layout layout_;
   nn::NamedTensors params_;
   std::unique_ptr<optim::Optimizer> optimizer_;

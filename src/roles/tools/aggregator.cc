@@ -199,7 +199,7 @@ class AggregatorRole : public Role {
  private:
   // The test set must fit the model, or every accuracy would be meaningless.
   static Status CheckTestSet(const data::Dataset& test, const ModelSpec& spec,
-                             const nn::Sequential& model) {
+                             const nn::Graph& model) {
     if (test.sample_shape != spec.input)
       return InvalidArgument("the test set's samples are " + ShapeToString(test.sample_shape) +
                              " but the models take " + ShapeToString(spec.input));

@@ -16,7 +16,7 @@ namespace dnnd {
 // A trained model rebuilt from one checkpoint file, in evaluation mode.
 struct TrainedModel {
   ModelSpec spec;  // from the file's dnnd.model_spec metadata
-  std::shared_ptr<nn::Sequential> model;
+  std::shared_ptr<nn::Graph> model;
 };
 
 // Loads `model_path` (a model.safetensors written by a dnnd checkpoint):

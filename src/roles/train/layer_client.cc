@@ -357,7 +357,7 @@ std::string LayerExchange::OptimizerStateFile(const RemoteStage& stage) {
          std::to_string(stage.placement().last - 1) + ".optimizer.safetensors";
 }
 
-Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) {
+Result<int64_t> LayerExchange::Begin(nn::Graph& model, const ModelSpec& spec, uint64_t seed) {
   const std::string spec_text = ModelSpecToToml(spec);
   const nn::NamedTensors params = model.NamedParameters();
   std::vector<std::shared_ptr<RemoteStage>> run;  // consecutive remote stages
@@ -409,7 +409,7 @@ Result<int64_t> LayerExchange::Begin(nn::Sequential& model, const ModelSpec& spe
 // previous server, on another connection, so their steps are owed instead
 // and travel with the next forward (in its line of the chain), which keeps
 // them in order at no extra round trip. A failed step surfaces here next time.
-Status LayerExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) {
+Status LayerExchange::Step(nn::Graph& model, optim::Optimizer& local, int64_t step, float lr) {
   {
     std::lock_guard lock(step_error_->first);
     if (!step_error_->second.ok()) return step_error_->second;
@@ -425,7 +425,7 @@ Status LayerExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64
   return Status::Ok();
 }
 
-Status LayerExchange::BeforeCheckpoint(nn::Sequential& model, CheckpointFiles& files) {
+Status LayerExchange::BeforeCheckpoint(nn::Graph& model, CheckpointFiles& files) {
   {
     std::lock_guard lock(step_error_->first);
     if (!step_error_->second.ok()) return step_error_->second;

@@ -51,9 +51,9 @@ class LayerExchange : public StepExchange {
                 rpc::RpcClientOptions options, std::string session_prefix);
   ~LayerExchange() override;
 
-  Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) override;
-  Status Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) override;
-  Status BeforeCheckpoint(nn::Sequential& model, CheckpointFiles& files) override;
+  Result<int64_t> Begin(nn::Graph& model, const ModelSpec& spec, uint64_t seed) override;
+  Status Step(nn::Graph& model, optim::Optimizer& local, int64_t step, float lr) override;
+  Status BeforeCheckpoint(nn::Graph& model, CheckpointFiles& files) override;
   void Resumed(const CheckpointFiles& files) override { resumed_ = files; }
   void End() override;
 

@@ -55,7 +55,7 @@ Counter& PhaseSeconds(const char* phase) {
 }  // namespace
 
 Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make,
-                               nn::Sequential& model) {
+                               nn::Graph& model) {
   const int n = static_cast<int>(versions_.size());  // servers x chunks
   std::mutex mu;
   std::condition_variable cv;
@@ -151,7 +151,7 @@ Result<ps::InitReply> PsExchange::InitServer(size_t s) {
   }
 }
 
-Status PsExchange::PullAll(nn::Sequential& model) {
+Status PsExchange::PullAll(nn::Graph& model) {
   return ExchangeAll(
       [&](int l) {
         return ps::PullRequest{.member = MemberAt(static_cast<size_t>(l / chunks_)),
@@ -185,7 +185,7 @@ Status PsExchange::InitAll(int64_t* start) {
   return Status::Ok();
 }
 
-Result<int64_t> PsExchange::Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) {
+Result<int64_t> PsExchange::Begin(nn::Graph& model, const ModelSpec& spec, uint64_t seed) {
   params_ = model.NamedParameters();
   spec_text_ = ModelSpecToToml(spec);
   seed_ = seed;
@@ -208,12 +208,12 @@ Result<int64_t> PsExchange::Begin(nn::Sequential& model, const ModelSpec& spec, 
   return start;
 }
 
-Status PsExchange::Resync(nn::Sequential& model) {
+Status PsExchange::Resync(nn::Graph& model) {
   DNND_RETURN_IF_ERROR(InitAll(nullptr));
   return PullAll(model);
 }
 
-Status PsExchange::Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) {
+Status PsExchange::Step(nn::Graph& model, optim::Optimizer& local, int64_t step, float lr) {
   const bool kavg = mode_ == "kavg";
   if (kavg) {
     local.Step();

@@ -38,8 +38,8 @@ class PsExchange : public StepExchange {
              wire::Codec gradient_codec = wire::Codec::kNone);
   ~PsExchange() override;
 
-  Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) override;
-  Status Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) override;
+  Result<int64_t> Begin(nn::Graph& model, const ModelSpec& spec, uint64_t seed) override;
+  Status Step(nn::Graph& model, optim::Optimizer& local, int64_t step, float lr) override;
   void End() override;
 
   const std::string& mode() const { return mode_; }
@@ -49,7 +49,7 @@ class PsExchange : public StepExchange {
   // l % chunks of server l / chunks -- built by `make`, all in flight at
   // once, and waits for every answer; weights they carry go into the model
   // as each arrives.
-  Status ExchangeAll(const std::function<wire::Message(int shard)>& make, nn::Sequential& model);
+  Status ExchangeAll(const std::function<wire::Message(int shard)>& make, nn::Graph& model);
   // Copies a push or pull reply's weights into the model after checking them
   // against the pieces of `shard` (names, dtype, shapes).
   Status LoadWeights(int shard, const ps::WeightsReply& reply);
@@ -58,9 +58,9 @@ class PsExchange : public StepExchange {
   Result<ps::InitReply> InitServer(size_t s);
   // Inits every server; checks they agree on mode and chunk count.
   Status InitAll(int64_t* start);
-  Status PullAll(nn::Sequential& model);
+  Status PullAll(nn::Graph& model);
   // After a server restarted or dropped us: init again and pull.
-  Status Resync(nn::Sequential& model);
+  Status Resync(nn::Graph& model);
   void Heartbeat();  // to every server, every heartbeat_every
   // This worker and its session on server `s`, as requests name them.
   ps::Member MemberAt(size_t s) const EXCLUDES(sessions_mu_);

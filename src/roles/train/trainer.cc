@@ -51,7 +51,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(ModelSpec spec, TrainOptions op
       new Trainer(std::move(spec), std::move(options), std::move(model), std::move(optimizer)));
 }
 
-Trainer::Trainer(ModelSpec spec, TrainOptions options, std::shared_ptr<nn::Sequential> model,
+Trainer::Trainer(ModelSpec spec, TrainOptions options, std::shared_ptr<nn::Graph> model,
                  std::unique_ptr<optim::Optimizer> optimizer)
     : spec_(std::move(spec)),
       options_(std::move(options)),
@@ -230,7 +230,8 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       }
       const auto compute_start = std::chrono::steady_clock::now();
       data::Batch batch = loader.GetBatch(epoch, b);
-      Tensor loss = nn::ComputeLoss(spec_.loss, model_->Forward(batch.x), batch.target);
+      Tensor loss = nn::ComputeLoss(spec_.loss, model_->Forward(batch.x), batch.target,
+                                    spec_.label_smoothing);
       loss.backward();
       metrics.compute.Inc(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - compute_start).count());

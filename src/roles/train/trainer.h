@@ -32,15 +32,15 @@ class StepExchange {
   // Before the first step (after any local resume): connect, make the
   // model's weights the job's, and return the step to start from (a
   // restarted worker rejoins mid-run), or -1 to keep the local one.
-  virtual Result<int64_t> Begin(nn::Sequential& model, const ModelSpec& spec, uint64_t seed) = 0;
+  virtual Result<int64_t> Begin(nn::Graph& model, const ModelSpec& spec, uint64_t seed) = 0;
   // After backward of step `step` (0-based, `lr` from the schedule): leave
   // the next weights in `model` and its gradients cleared. `local` is the
   // worker's own optimizer (used between averages in kavg).
-  virtual Status Step(nn::Sequential& model, optim::Optimizer& local, int64_t step, float lr) = 0;
+  virtual Status Step(nn::Graph& model, optim::Optimizer& local, int64_t step, float lr) = 0;
   // Before the trainer writes a checkpoint: make `model` hold the current
   // weights of every layer (layers kept elsewhere are copied back), and add
   // to `files` any state of its own that belongs to the same generation.
-  virtual Status BeforeCheckpoint(nn::Sequential& model, CheckpointFiles& files) {
+  virtual Status BeforeCheckpoint(nn::Graph& model, CheckpointFiles& files) {
     return Status::Ok();
   }
   // After a local resume, before Begin: the files of the generation resumed.
@@ -126,11 +126,11 @@ class Trainer {
   EvalResult Evaluate(const data::Dataset& set);
 
   const std::vector<EpochRecord>& history() const { return history_; }
-  nn::Sequential& model() { return *model_; }
+  nn::Graph& model() { return *model_; }
   optim::Optimizer& optimizer() { return *optimizer_; }
 
  private:
-  Trainer(ModelSpec spec, TrainOptions options, std::shared_ptr<nn::Sequential> model,
+  Trainer(ModelSpec spec, TrainOptions options, std::shared_ptr<nn::Graph> model,
           std::unique_ptr<optim::Optimizer> optimizer);
   float LearningRate(int64_t epoch) const;  // 0-based epoch
   Status SaveCheckpoint(int64_t epoch, int64_t step, int64_t samples);
@@ -141,7 +141,7 @@ class Trainer {
   ModelSpec spec_;
   TrainOptions options_;
   int64_t saved_epoch_ = -1, saved_step_ = -1;  // of the last checkpoint written
-  std::shared_ptr<nn::Sequential> model_;
+  std::shared_ptr<nn::Graph> model_;
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::vector<EpochRecord> history_;
   int64_t train_samples_ = 0;  // the training set's size, recorded in checkpoints

@@ -24,12 +24,29 @@ Result<ModelSpec> LoadModelSpec(const Config& cfg) {
   const toml::table* m = cfg.Section("model");
   if (!m) return InvalidArgument(cfg.path() + ": no [model] section (the model to train)");
   if (const toml::node* f = m->get("file")) {
-    if (!f->is_string() || m->size() != 1)
-      return InvalidArgument(SourceWhere(*f) + ": model.file must be a string and the only key");
+    // A model file from configs/models/, the input shape optionally the
+    // data's (the ResNets ship for 3x32x32 and train on 1x28x28 too).
+    const toml::node* input = m->get("input");
+    if (!f->is_string() || m->size() != (input ? 2 : 1))
+      return InvalidArgument(SourceWhere(*f) +
+                             ": model.file must be a string, beside at most model.input");
     std::filesystem::path p(*f->value<std::string>());
     if (p.is_relative()) p = std::filesystem::path(cfg.path()).parent_path() / p;
     DNND_ASSIGN_OR_RETURN(std::string text, ReadFileToString(p.string(), 1 << 20));
-    return ParseModelSpecText(text, p.string());
+    DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(text, p.string()));
+    if (input) {
+      const toml::array* a = input->as_array();
+      Shape shape;
+      if (a)
+        for (const auto& d : *a)
+          if (auto v = d.value<int64_t>(); d.is_integer() && v && *v >= 1 && *v <= (1 << 20))
+            shape.push_back(*v);
+      if (!a || a->empty() || shape.size() != a->size())
+        return InvalidArgument(SourceWhere(*input) +
+                               ": model.input: expected an array of positive integers");
+      spec.input = std::move(shape);
+    }
+    return spec;
   }
   return ParseModelSpec(*m);
 }

@@ -80,7 +80,7 @@ struct Worker {
   }
 
   ModelSpec spec;
-  std::shared_ptr<nn::Sequential> model;
+  std::shared_ptr<nn::Graph> model;
   LayerExchange exchange;
 };
 
