@@ -53,6 +53,8 @@ const char* TypeName(const ConfigKey& k) {
       return "array of strings";
     case ConfigType::kTableArray:
       return "array of tables with string fields";
+    case ConfigType::kFloats:
+      return "number or array of numbers";
   }
   return "?";
 }
@@ -67,7 +69,8 @@ std::string Expected(const ConfigKey& k) {
       s += sep + c;
       sep = ", ";
     }
-  } else if ((k.type == ConfigType::kInt || k.type == ConfigType::kFloat) &&
+  } else if ((k.type == ConfigType::kInt || k.type == ConfigType::kFloat ||
+              k.type == ConfigType::kFloats) &&
              (k.min > -1e299 || k.max < 1e299)) {
     std::ostringstream o;
     o << " in [" << k.min << ", " << k.max << "]";
@@ -244,6 +247,24 @@ std::string CheckValue(const ConfigKey& k, const toml::node& n) {
       o << v;
       if (!std::isfinite(v) || v < k.min || v > k.max)
         return o.str() + " is out of range (expected " + Expected(k) + ")";
+      return "";
+    }
+    case ConfigType::kFloats: {
+      std::vector<const toml::node*> values;
+      if (const toml::array* a = n.as_array()) {
+        if (a->empty()) return "an empty array (expected " + Expected(k) + ")";
+        for (const auto& e : *a) values.push_back(&e);
+      } else {
+        values.push_back(&n);
+      }
+      for (const toml::node* e : values) {
+        if (!e->is_number()) return "expected " + Expected(k);
+        const double v = *e->value<double>();
+        std::ostringstream o;
+        o << v;
+        if (!std::isfinite(v) || v < k.min || v > k.max)
+          return o.str() + " is out of range (expected " + Expected(k) + ")";
+      }
       return "";
     }
     case ConfigType::kString:
@@ -450,6 +471,14 @@ std::vector<std::map<std::string, std::string>> Config::GetTables(std::string_vi
     auto& row = out.emplace_back();
     for (const auto& [k, v] : *e.as_table()) row[std::string(k.str())] = *v.value<std::string>();
   }
+  return out;
+}
+
+std::vector<double> Config::GetFloats(std::string_view key) const {
+  const toml::node& n = Lookup(*root_, key);
+  if (!n.is_array()) return {*n.value<double>()};
+  std::vector<double> out;
+  for (const auto& e : *n.as_array()) out.push_back(*e.value<double>());
   return out;
 }
 

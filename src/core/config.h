@@ -58,6 +58,8 @@ class Config {
   bool GetBool(std::string_view key) const;
   std::string GetString(std::string_view key) const;
   std::vector<std::string> GetStrings(std::string_view key) const;
+  // A number-or-array key (ConfigType::kFloats): one value, or the array's.
+  std::vector<double> GetFloats(std::string_view key) const;
   // An array of tables (kTableArray), each as field -> value.
   std::vector<std::map<std::string, std::string>> GetTables(std::string_view key) const;
   // True when the key was set by the file, the environment or --set.

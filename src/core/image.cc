@@ -4,6 +4,7 @@
 #include <stb/stb_image_resize.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <memory>
 #include <new>
 #include <string>
@@ -122,6 +123,14 @@ ImageFormat SniffImageFormat(std::string_view b) {
 }
 
 Result<GrayImage> DecodeGrayImage(std::string_view bytes, const ImageLimits& limits) {
+  return DecodeImage(bytes, 1, limits);
+}
+
+Result<Image> DecodeImage(std::string_view bytes, int want, const ImageLimits& limits,
+                          int* source_channels) {
+  if (want != 1 && want != 3)
+    return InvalidArgument("images decode to 1 (grayscale) or 3 (RGB) channels, not " +
+                           std::to_string(want));
   if (bytes.empty()) return InvalidArgument("cannot decode image: the body is empty");
   if (bytes.size() > static_cast<size_t>(INT32_MAX))
     return ResourceExhausted("image is larger than 2 GiB");
@@ -134,6 +143,11 @@ Result<GrayImage> DecodeGrayImage(std::string_view bytes, const ImageLimits& lim
   int w = 0, h = 0, channels = 0;
   if (stbi_info_from_memory(data, len, &w, &h, &channels)) {
     if (static_cast<int64_t>(w) * h > limits.max_pixels) return TooManyPixels(w, h, limits);
+    if (source_channels) *source_channels = channels;
+    if (want == 3 && channels < 3)
+      return InvalidArgument("the image is grayscale (" + std::to_string(w) + "x" +
+                             std::to_string(h) +
+                             ", one colour channel) but the model takes colour (RGB) images");
     DNND_RETURN_IF_ERROR(format == ImageFormat::kJpeg ? CheckJpegScans(bytes, limits)
                                                       : CheckPngInflate(bytes));
   } else {
@@ -145,11 +159,12 @@ Result<GrayImage> DecodeGrayImage(std::string_view bytes, const ImageLimits& lim
     return InvalidArgument("cannot decode image: its header does not read");
   }
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
-      stbi_load_from_memory(data, len, &w, &h, &channels, 1), stbi_image_free);
+      stbi_load_from_memory(data, len, &w, &h, &channels, want), stbi_image_free);
   if (!pixels) return InvalidArgument(std::string("cannot decode image: ") + stbi_failure_reason());
-  GrayImage out{w, h, {}};
+  Image out{w, h, {}, want};
   try {
-    out.pixels.assign(pixels.get(), pixels.get() + static_cast<size_t>(w) * static_cast<size_t>(h));
+    out.pixels.assign(pixels.get(), pixels.get() + static_cast<size_t>(w) * static_cast<size_t>(h) *
+                                                       static_cast<size_t>(want));
   } catch (const std::bad_alloc&) {
     return ResourceExhausted("out of memory holding a " + std::to_string(w) + "x" +
                              std::to_string(h) + " image");
@@ -157,12 +172,23 @@ Result<GrayImage> DecodeGrayImage(std::string_view bytes, const ImageLimits& lim
   return out;
 }
 
-GrayImage ResizeGray(const GrayImage& image, int width, int height) {
+Image ResizeImage(const Image& image, int width, int height) {
   if (image.width == width && image.height == height) return image;
-  GrayImage out{width, height,
-                std::vector<uint8_t>(static_cast<size_t>(width) * static_cast<size_t>(height))};
+  Image out{width, height,
+            std::vector<uint8_t>(static_cast<size_t>(width) * static_cast<size_t>(height) *
+                                 static_cast<size_t>(image.channels)),
+            image.channels};
   stbir_resize_uint8(image.pixels.data(), image.width, image.height, 0, out.pixels.data(), width,
-                     height, 0, 1);
+                     height, 0, image.channels);
+  return out;
+}
+
+std::vector<uint8_t> ChannelMajor(const Image& image) {
+  const size_t plane = static_cast<size_t>(image.width) * static_cast<size_t>(image.height);
+  const auto c = static_cast<size_t>(image.channels);
+  std::vector<uint8_t> out(plane * c);
+  for (size_t k = 0; k < plane; ++k)
+    for (size_t j = 0; j < c; ++j) out[j * plane + k] = image.pixels[k * c + j];
   return out;
 }
 
@@ -170,11 +196,14 @@ bool HasLightBorder(const GrayImage& image) {
   const int w = image.width, h = image.height;
   if (w == 0 || h == 0) return false;
   int64_t light = 0, total = 0;
+  const auto c = static_cast<size_t>(std::max(1, image.channels));
   auto visit = [&](int x, int y) {
     total += 1;
-    light +=
-        image.pixels[static_cast<size_t>(y) * static_cast<size_t>(w) + static_cast<size_t>(x)] >
-        127;
+    const size_t at =
+        (static_cast<size_t>(y) * static_cast<size_t>(w) + static_cast<size_t>(x)) * c;
+    int sum = 0;
+    for (size_t j = 0; j < c; ++j) sum += image.pixels[at + j];
+    light += sum > 127 * static_cast<int>(c);
   };
   for (int x = 0; x < w; ++x) {
     visit(x, 0);

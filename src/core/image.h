@@ -1,4 +1,4 @@
-// Decoding PNG and JPEG images into 8-bit grayscale, resizing, and the
+// Decoding PNG and JPEG images into 8-bit grayscale or RGB, resizing, and the
 // light-background test that lets a black-on-white drawing be fed to a model
 // trained on light-on-dark images (Fashion-MNIST, MNIST).
 //
@@ -20,10 +20,14 @@
 
 namespace dnnd {
 
-struct GrayImage {
+// An 8-bit image: grayscale (channels 1) or RGB (channels 3).
+struct Image {
   int width = 0, height = 0;
-  std::vector<uint8_t> pixels;  // row-major, width * height, 0 = black
+  // Row-major, width * height * channels, channels interleaved (RGBRGB...); 0 = black.
+  std::vector<uint8_t> pixels;
+  int channels = 1;
 };
+using GrayImage = Image;
 
 // What one decode may cost. Images come from anyone who may predict, so the
 // work and memory stb spends are bounded before stb is called: the header's
@@ -51,12 +55,29 @@ ImageFormat SniffImageFormat(std::string_view bytes);
 // InvalidArgument naming stb's reason for corrupt images.
 Result<GrayImage> DecodeGrayImage(std::string_view bytes, const ImageLimits& limits);
 
-// `image` resampled to width x height (stb_image_resize's default filters);
-// a copy when the size already matches.
-GrayImage ResizeGray(const GrayImage& image, int width, int height);
+// Decodes a PNG or JPEG to `channels` (1: grayscale as DecodeGrayImage; 3:
+// RGB, alpha dropped), under the same limits and with the same errors. A
+// grayscale image (one colour channel in the file, with or without alpha)
+// asked for as RGB is InvalidArgument, not silently replicated: a model of
+// colour images takes colour images. `source_channels`, when given, receives
+// the file's channel count as stb reports it (1-4).
+Result<Image> DecodeImage(std::string_view bytes, int channels, const ImageLimits& limits,
+                          int* source_channels = nullptr);
 
-// True when most of the outermost ring of pixels is light (> 127): a dark
-// drawing on a light background, the opposite of MNIST-style data.
+// `image` resampled to width x height (stb_image_resize's default filters),
+// each channel alike; a copy when the size already matches.
+Image ResizeImage(const Image& image, int width, int height);
+inline GrayImage ResizeGray(const GrayImage& image, int width, int height) {
+  return ResizeImage(image, width, height);
+}
+
+// The pixels channel-major ([channels, height, width], as models take them)
+// rather than interleaved.
+std::vector<uint8_t> ChannelMajor(const Image& image);
+
+// True when most of the outermost ring of pixels is light (> 127, the mean of
+// the channels): a dark drawing on a light background, the opposite of
+// MNIST-style data.
 bool HasLightBorder(const GrayImage& image);
 
 // p -> 255 - p for every pixel.

@@ -19,28 +19,31 @@ namespace {
 
 namespace json = boost::json;
 
-// The model input's height and width when it is one grayscale image:
-// [h, w], [1, h, w], or [n] with n a square (784 -> 28 x 28).
-Result<std::pair<int, int>> ImageSize(const Shape& input) {
-  if (input.size() == 2)
-    return std::pair<int, int>(static_cast<int>(input[0]), static_cast<int>(input[1]));
-  if (input.size() == 3 && input[0] == 1)
-    return std::pair<int, int>(static_cast<int>(input[1]), static_cast<int>(input[2]));
+// The model input as one image: channels, height and width. Grayscale is
+// [h, w], [1, h, w], or [n] with n a square (784 -> 28 x 28); colour (RGB,
+// channel-major) is [3, h, w].
+struct ImageGeometry {
+  int channels = 1, height = 0, width = 0;
+};
+
+Result<ImageGeometry> ImageSize(const Shape& input) {
+  auto dim = [](int64_t d) { return static_cast<int>(d); };
+  if (input.size() == 2) return ImageGeometry{1, dim(input[0]), dim(input[1])};
+  if (input.size() == 3 && (input[0] == 1 || input[0] == 3))
+    return ImageGeometry{dim(input[0]), dim(input[1]), dim(input[2])};
   if (input.size() == 1) {
     const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(input[0]))));
-    if (side * side == input[0])
-      return std::pair<int, int>(static_cast<int>(side), static_cast<int>(side));
+    if (side * side == input[0]) return ImageGeometry{1, dim(side), dim(side)};
   }
-  return InvalidArgument(
-      "the model takes " + ShapeToString(input) +
-      ", which is not one grayscale image ([h, w], [1, h, w] or a square [n]); send JSON "
-      "{\"inputs\": [...]} instead");
+  return InvalidArgument("the model takes " + ShapeToString(input) +
+                         ", which is not one grayscale or colour image ([h, w], [1, h, w], a "
+                         "square [n], or [3, h, w]); send JSON {\"inputs\": [...]} instead");
 }
 
 // How the job's training data was scaled: (x - mean) / std after uint8 -> [0, 1]
 // (the job's normalize_mean / normalize_std; 0 and 1 when it has none).
 struct Scaling {
-  float mean = 0.0f, std = 1.0f;
+  float mean = 0.0f, std = 1.0f;  // every channel alike
 };
 
 Scaling JobScaling(const JobRecord& job) {
@@ -56,23 +59,26 @@ Scaling JobScaling(const JobRecord& job) {
 // scales and standardises training batches.
 Tensor AsTrainingBatch(const data::Dataset& set, Scaling scaling) {
   data::DataLoader loader(
-      set, {.batch_size = set.size(), .shuffle = false, .mean = scaling.mean, .std = scaling.std});
+      set,
+      {.batch_size = set.size(), .shuffle = false, .mean = {scaling.mean}, .std = {scaling.std}});
   return loader.GetBatch(0, 0).x;
 }
 
-// The image body as the model's input batch of one: grayscale, inverted per
-// `invert`, resized, then scaled as training pixels are.
+// The image body as the model's input batch of one: grayscale or RGB as the
+// model takes, inverted per `invert` (auto: a grayscale drawing on a light
+// background; never a colour photo), resized, channel-major, then scaled as
+// training pixels are.
 Result<Tensor> ImageInput(const std::string& body, const Shape& input, Scaling scaling,
                           const std::string& invert, const ImageLimits& limits, bool* inverted) {
-  DNND_ASSIGN_OR_RETURN(auto hw, ImageSize(input));
-  DNND_ASSIGN_OR_RETURN(GrayImage image, DecodeGrayImage(body, limits));
-  *inverted = invert == "true" || (invert == "auto" && HasLightBorder(image));
+  DNND_ASSIGN_OR_RETURN(ImageGeometry g, ImageSize(input));
+  DNND_ASSIGN_OR_RETURN(Image image, DecodeImage(body, g.channels, limits));
+  *inverted = invert == "true" || (invert == "auto" && g.channels == 1 && HasLightBorder(image));
   if (*inverted) Invert(image);
-  GrayImage sized = ResizeGray(image, hw.second, hw.first);
+  Image sized = ResizeImage(image, g.width, g.height);
   data::Dataset set;
   set.sample_shape = input;
   set.type = data::SampleType::kUint8;
-  set.u8 = std::move(sized.pixels);
+  set.u8 = g.channels == 1 ? std::move(sized.pixels) : ChannelMajor(sized);
   return AsTrainingBatch(set, scaling);
 }
 

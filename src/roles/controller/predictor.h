@@ -10,7 +10,9 @@
 //    413 naming the setting), converted to grayscale, inverted when `invert` says so (auto: when
 //    most of its border is light, i.e. a dark drawing on white paper, the opposite of
 //    Fashion-MNIST), resized to the model input's height x width (input [784] is 28x28; [1,28,28]
-//    and [28,28] likewise);
+//    and [28,28] likewise); for a model of colour images ([3, h, w], CIFAR-10) the image is
+//    decoded as RGB (a grayscale image is a 400), resized, and laid out channel-major
+//    (R plane, G plane, B plane), and `invert` auto never inverts it;
 //  - or JSON {"inputs": [sample, ...]} (Content-Type application/json), each
 //    sample the model's input as a flat array or nested to its shape, in the
 //    dataset's scale (pixels in [0, 1]).

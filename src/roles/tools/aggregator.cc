@@ -126,13 +126,20 @@ class AggregatorRole : public Role {
 
     // The trainer's evaluation, so accuracy means what it means for workers.
     TrainOptions eval_options;
-    eval_options.normalize_mean = static_cast<float>(cfg_.GetFloat("data.normalize_mean"));
-    eval_options.normalize_std = static_cast<float>(cfg_.GetFloat("data.normalize_std"));
+    eval_options.normalize_mean.clear();
+    for (double v : cfg_.GetFloats("data.normalize_mean"))
+      eval_options.normalize_mean.push_back(static_cast<float>(v));
+    eval_options.normalize_std.clear();
+    for (double v : cfg_.GetFloats("data.normalize_std"))
+      eval_options.normalize_std.push_back(static_cast<float>(v));
     DNND_ASSIGN_OR_RETURN(auto evaluator, Trainer::Create(inputs[0].spec, eval_options));
     DNND_ASSIGN_OR_RETURN(std::optional<data::Dataset> test, data::LoadTestSet(cfg_));
     std::optional<EvalResult> aggregated_eval;
     if (test) {
       DNND_RETURN_IF_ERROR(CheckTestSet(*test, inputs[0].spec, evaluator->model()));
+      DNND_RETURN_IF_ERROR(data::CheckLoaderOptions(
+          test->sample_shape,
+          {.mean = eval_options.normalize_mean, .std = eval_options.normalize_std}));
       for (Input& in : inputs) {
         DNND_RETURN_IF_ERROR(
             LoadParameters(evaluator->model(), in.checkpoint.tensors).WithContext(in.file));

@@ -142,8 +142,8 @@ void JobSpec::ApplyTo(TrainOptions& o) const {
   o.eval_every_epochs = eval_every;
   o.lr_schedule = lr_schedule;
   o.goal_accuracy = goal_accuracy;
-  o.normalize_mean = static_cast<float>(normalize_mean);
-  o.normalize_std = static_cast<float>(normalize_std);
+  o.normalize_mean = {static_cast<float>(normalize_mean)};
+  o.normalize_std = {static_cast<float>(normalize_std)};
   if (stop_epoch > 0) {
     o.start_epoch = start_epoch;
     o.start_step = start_step;

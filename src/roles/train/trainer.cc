@@ -146,6 +146,16 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
                     const std::atomic<bool>& stop) {
   static TrainMetrics& metrics = *new TrainMetrics;
   if (train.size() == 0) return InvalidArgument("the training set is empty");
+  DNND_RETURN_IF_ERROR(
+      data::CheckLoaderOptions(train.sample_shape, {.mean = options_.normalize_mean,
+                                                    .std = options_.normalize_std,
+                                                    .crop_padding = options_.augment_crop_padding,
+                                                    .flip = options_.augment_flip}));
+  if (test)
+    DNND_RETURN_IF_ERROR(
+        data::CheckLoaderOptions(test->sample_shape,
+                                 {.mean = options_.normalize_mean, .std = options_.normalize_std})
+            .WithContext("the test set"));
   train_samples_ = train.size();
   // Full-batch iterations (DockerNN's XOR loop) are epochs of one batch.
   const bool by_iterations = options_.iterations > 0;
@@ -155,7 +165,9 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
                                   .shuffle = options_.shuffle && !by_iterations,
                                   .seed = options_.seed,
                                   .mean = options_.normalize_mean,
-                                  .std = options_.normalize_std});
+                                  .std = options_.normalize_std,
+                                  .crop_padding = options_.augment_crop_padding,
+                                  .flip = options_.augment_flip});
   const int64_t steps_per_epoch = loader.num_batches();
   // A segment (TrainOptions::start_epoch) counts its steps from start_step.
   const int64_t first_epoch = by_iterations ? 0 : options_.start_epoch;

@@ -71,7 +71,12 @@ struct TrainOptions {
   std::string lr_schedule = "constant";  // constant | cosine | step
   int64_t lr_step_epochs = 1;
   float lr_gamma = 0.1f;
-  float normalize_mean = 0.0f, normalize_std = 1.0f;
+  // One value, or one per channel (data::LoaderOptions::mean / std).
+  std::vector<float> normalize_mean = {0.0f}, normalize_std = {1.0f};
+  // Augmentation of training batches (never of evaluation batches): see
+  // data::LoaderOptions::crop_padding / flip.
+  int64_t augment_crop_padding = 0;
+  bool augment_flip = false;
   std::string checkpoint_dir;  // empty: no checkpoints
   int64_t checkpoint_every_steps = 0;
   int64_t max_steps = 0;  // > 0: stop (with a checkpoint) after this many steps in total

@@ -166,8 +166,14 @@ TrainOptions TrainOptionsFromConfig(const Config& cfg) {
   o.lr_schedule = cfg.GetString("train.lr_schedule");
   o.lr_step_epochs = cfg.GetInt("train.lr_step_epochs");
   o.lr_gamma = static_cast<float>(cfg.GetFloat("train.lr_gamma"));
-  o.normalize_mean = static_cast<float>(cfg.GetFloat("data.normalize_mean"));
-  o.normalize_std = static_cast<float>(cfg.GetFloat("data.normalize_std"));
+  o.normalize_mean.clear();
+  for (double v : cfg.GetFloats("data.normalize_mean"))
+    o.normalize_mean.push_back(static_cast<float>(v));
+  o.normalize_std.clear();
+  for (double v : cfg.GetFloats("data.normalize_std"))
+    o.normalize_std.push_back(static_cast<float>(v));
+  o.augment_crop_padding = cfg.GetInt("data.augment_crop_padding");
+  o.augment_flip = cfg.GetBool("data.augment_flip");
   o.checkpoint_dir = cfg.GetString("train.checkpoint_dir");
   o.checkpoint_every_steps = cfg.GetInt("train.checkpoint_every_steps");
   o.max_steps = cfg.GetInt("train.max_steps");

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <stdexcept>
 
 namespace dnnd::data {
 
@@ -85,9 +86,46 @@ Dataset MakeXorDataset() {
   return d;
 }
 
+int64_t SampleChannels(const Shape& shape) { return shape.size() >= 3 ? shape[0] : 1; }
+
+Status CheckLoaderOptions(const Shape& shape, const LoaderOptions& options,
+                          const std::string& mean_setting, const std::string& std_setting) {
+  const int64_t channels = SampleChannels(shape);
+  const std::string samples = "samples of shape " + ShapeToString(shape) + " have " +
+                              std::to_string(channels) + (channels == 1 ? " channel" : " channels");
+  for (const auto* values : {&options.mean, &options.std}) {
+    const std::string& setting = values == &options.mean ? mean_setting : std_setting;
+    const auto n = static_cast<int64_t>(values->size());
+    if (n == 0) return InvalidArgument(setting + " is empty; give one value or one per channel");
+    if (n != 1 && n != channels)
+      return InvalidArgument(setting + " has " + std::to_string(n) + " values but " + samples +
+                             "; give one value or " + std::to_string(channels));
+  }
+  for (float v : options.std)
+    if (!(v > 0.0f)) return InvalidArgument(std_setting + " must be > 0, not " + std::to_string(v));
+  if (options.crop_padding < 0)
+    return InvalidArgument("the crop padding must be >= 0, not " +
+                           std::to_string(options.crop_padding));
+  if ((options.crop_padding > 0 || options.flip) && shape.size() != 2 && shape.size() != 3)
+    return InvalidArgument("augmentation (crop, flip) needs image samples ([c, h, w] or [h, w]); " +
+                           samples.substr(0, samples.find(" have")) + " are not images");
+  return Status::Ok();
+}
+
 DataLoader::DataLoader(const Dataset& set, LoaderOptions options) : set_(set), options_(options) {
   if (options_.batch_size < 1) options_.batch_size = 1;
-  if (!(options_.std > 0.0f)) options_.std = 1.0f;
+  for (float& v : options_.std)
+    if (!(v > 0.0f)) v = 1.0f;
+  if (Status s = CheckLoaderOptions(set_.sample_shape, options_); !s.ok())
+    throw std::invalid_argument(s.message());
+  // x/255 then normalise, folded into one multiply-add per value.
+  const int64_t channels = SampleChannels(set_.sample_shape);
+  for (int64_t c = 0; c < channels; ++c) {
+    const float mean = options_.mean.size() == 1 ? options_.mean[0] : options_.mean[c];
+    const float inv_std = 1.0f / (options_.std.size() == 1 ? options_.std[0] : options_.std[c]);
+    scale_.push_back(set_.type == SampleType::kUint8 ? inv_std / 255.0f : inv_std);
+    shift_.push_back(-mean * inv_std);
+  }
 }
 
 int64_t DataLoader::num_batches() const {
@@ -115,6 +153,50 @@ void DataLoader::PrepareEpoch(int64_t epoch) {
   }
 }
 
+namespace {
+
+// SplitMix64's finaliser: a well-mixed 64-bit value from any input.
+uint64_t Mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Sample `src` (channels x h x w) into `dst`, scaled per channel; cropped at
+// (dy, dx) of the image padded by `pad` zeros per side, then mirrored when
+// `flip`. pad 0, no flip: a plain copy.
+template <typename T>
+void AssembleSample(const T* src, float* dst, int64_t channels, int64_t h, int64_t w,
+                    const float* scale, const float* shift, int64_t pad, int64_t dy, int64_t dx,
+                    bool flip) {
+  const int64_t plane = h * w;
+  for (int64_t c = 0; c < channels; ++c) {
+    const T* in = src + c * plane;
+    float* out = dst + c * plane;
+    const float a = scale[c], b = shift[c];
+    if (pad == 0 && !flip) {
+      for (int64_t k = 0; k < plane; ++k) out[k] = static_cast<float>(in[k]) * a + b;
+      continue;
+    }
+    for (int64_t y = 0; y < h; ++y) {
+      const int64_t sy = y + dy - pad;
+      float* row = out + y * w;
+      if (sy < 0 || sy >= h) {
+        std::fill(row, row + w, b);  // a padding row: 0 normalised
+        continue;
+      }
+      const T* in_row = in + sy * w;
+      for (int64_t x = 0; x < w; ++x) {
+        const int64_t sx = (flip ? w - 1 - x : x) + dx - pad;
+        row[x] = sx >= 0 && sx < w ? static_cast<float>(in_row[sx]) * a + b : b;
+      }
+    }
+  }
+}
+
+}  // namespace
+
 Batch DataLoader::GetBatch(int64_t epoch, int64_t index) {
   PrepareEpoch(epoch);
   const int64_t begin = index * options_.batch_size;
@@ -126,20 +208,37 @@ Batch DataLoader::GetBatch(int64_t epoch, int64_t index) {
   shape.insert(shape.end(), set_.sample_shape.begin(), set_.sample_shape.end());
   batch.x = Tensor::Empty(shape);
   float* out = batch.x.data();
-  const float inv_std = 1.0f / options_.std;
+  // Samples as channels x h x w planes: [c, h, w], [h, w], or (not
+  // augmented) anything else as one plane of `per` values.
+  const Shape& ss = set_.sample_shape;
+  const int64_t channels = static_cast<int64_t>(scale_.size());
+  const int64_t h = ss.size() >= 2 ? ss[ss.size() - 2] : 1;
+  const int64_t w = ss.size() >= 2 ? per / std::max<int64_t>(1, channels * h) : per;
+  const int64_t pad = options_.crop_padding;
+  const bool augment = pad > 0 || options_.flip;
+  const uint64_t batch_key =
+      Mix(Mix(Mix(options_.seed) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index));
   for (int64_t i = 0; i < size; ++i) {
     const int64_t s = order_[begin + i];
-    float* dst = out + i * per;
-    if (set_.type == SampleType::kUint8) {
-      // x/255 then normalise, folded into one multiply-add the compiler vectorises.
-      const uint8_t* src = set_.u8.data() + s * per;
-      const float scale = inv_std / 255.0f, shift = -options_.mean * inv_std;
-      for (int64_t k = 0; k < per; ++k) dst[k] = static_cast<float>(src[k]) * scale + shift;
-    } else {
-      const float* src = set_.f32.data() + s * per;
-      const float shift = -options_.mean * inv_std;
-      for (int64_t k = 0; k < per; ++k) dst[k] = src[k] * inv_std + shift;
+    int64_t dy = pad, dx = pad;  // centred: no shift
+    bool flip = false;
+    if (augment) {
+      // Drawn from (seed, epoch, batch, position) alone: the same batch in
+      // any run with this seed, however it was reached.
+      const uint64_t r = Mix(batch_key ^ static_cast<uint64_t>(i));
+      if (pad > 0) {
+        dy = static_cast<int64_t>(r % static_cast<uint64_t>(2 * pad + 1));
+        dx = static_cast<int64_t>(Mix(r) % static_cast<uint64_t>(2 * pad + 1));
+      }
+      flip = options_.flip && (Mix(r ^ 0x5DEECE66Dull) >> 63) != 0;
     }
+    float* dst = out + i * per;
+    if (set_.type == SampleType::kUint8)
+      AssembleSample(set_.u8.data() + s * per, dst, channels, h, w, scale_.data(), shift_.data(),
+                     pad, dy, dx, flip);
+    else
+      AssembleSample(set_.f32.data() + s * per, dst, channels, h, w, scale_.data(), shift_.data(),
+                     pad, dy, dx, flip);
   }
   if (!set_.labels.empty()) {
     batch.target.labels.resize(static_cast<size_t>(size));

@@ -10,6 +10,9 @@
 //   for (int64_t b = 0; b < loader.num_batches(); ++b) {
 //     Batch batch = loader.GetBatch(epoch, b);   // same batches for the same (seed, epoch)
 //   }
+//
+// Training batches may be augmented (random crop after zero padding,
+// horizontal flip) as they are assembled, from the stored samples.
 #pragma once
 
 #include <cstdint>
@@ -59,10 +62,31 @@ struct LoaderOptions {
   int64_t batch_size = 128;
   bool shuffle = true;
   uint64_t seed = 42;
-  float mean = 0.0f;  // x' = (x - mean) / std, after uint8 -> [0, 1]
-  float std = 1.0f;
+  // x' = (x - mean[c]) / std[c] for channel c, after uint8 -> [0, 1]. One
+  // value applies to every channel; otherwise one per channel (SampleChannels).
+  std::vector<float> mean = {0.0f};
+  std::vector<float> std = {1.0f};
   bool drop_last = false;
+  // Training augmentation of image samples ([c, h, w] or [h, w]), applied as
+  // each batch is assembled: pad by crop_padding zero pixels (0 before
+  // normalisation) per side and crop back at a random offset, then, with
+  // `flip`, mirror left-right with probability 1/2. The draws come from
+  // (seed, epoch, batch index, position in the batch) alone.
+  int64_t crop_padding = 0;
+  bool flip = false;
 };
+
+// The channels normalisation counts for samples of `shape`: the first
+// dimension of a sample of rank >= 3 ([3, 32, 32] -> 3), otherwise 1.
+int64_t SampleChannels(const Shape& shape);
+
+// InvalidArgument unless `options` fit samples of `shape`: mean and std hold
+// one value or one per channel, every std > 0, and augmentation is only asked
+// of image samples (rank 2 or 3) no smaller than the padding. `what` names
+// the settings in errors ("data.normalize_mean").
+Status CheckLoaderOptions(const Shape& shape, const LoaderOptions& options,
+                          const std::string& mean_setting = "data.normalize_mean",
+                          const std::string& std_setting = "data.normalize_std");
 
 struct Batch {
   Tensor x;  // [size, ...sample_shape]
@@ -72,6 +96,8 @@ struct Batch {
 
 class DataLoader {
  public:
+  // std::invalid_argument when CheckLoaderOptions refuses `options`: callers
+  // check them first.
   DataLoader(const Dataset& set, LoaderOptions options);
   int64_t num_batches() const;
   // Batch `index` of `epoch`. The order within an epoch is a permutation drawn
@@ -84,6 +110,7 @@ class DataLoader {
 
   const Dataset& set_;
   LoaderOptions options_;
+  std::vector<float> scale_, shift_;  // per channel: x' = x * scale + shift
   int64_t epoch_ = -1;
   std::vector<int64_t> order_;
 };

@@ -1,5 +1,6 @@
 #include "tensor/data/from_config.h"
 
+#include "tensor/data/cifar.h"
 #include "tensor/data/csv.h"
 #include "tensor/data/idx.h"
 #include "tensor/data/npy.h"
@@ -10,6 +11,16 @@ namespace {
 // One split ("train" or "test") in `format`; nullopt when its path is empty.
 Result<std::optional<Dataset>> LoadSplit(const Config& cfg, const std::string& format,
                                          const std::string& split, const DecodeLimits& limits) {
+  if (format == "cifar10") {
+    // Explicit files win; otherwise the standard names in data.cifar_dir.
+    std::vector<std::string> files = cfg.GetStrings("data." + split + "_files");
+    const std::string dir = cfg.GetString("data.cifar_dir");
+    if (files.empty() && !dir.empty())
+      files = split == "train" ? Cifar10TrainFiles(dir) : Cifar10TestFiles(dir);
+    if (files.empty()) return std::optional<Dataset>();
+    DNND_ASSIGN_OR_RETURN(Dataset d, LoadCifar10Files(files, limits));
+    return std::optional<Dataset>(std::move(d));
+  }
   if (format == "idx" || format == "npy") {
     const std::string x = cfg.GetString("data." + split + "_images");
     const std::string y = cfg.GetString("data." + split + "_labels");
@@ -58,7 +69,9 @@ Result<Dataset> LoadTrainingSet(const Config& cfg, const DecodeLimits& limits) {
   if (!train) {
     const bool files = format == "idx" || format == "npy";
     return InvalidArgument("data.format = \"" + format + "\" needs " +
-                           (files ? "data.train_images and data.train_labels" : "data.train_file"));
+                           (format == "cifar10" ? "data.cifar_dir or data.train_files"
+                            : files             ? "data.train_images and data.train_labels"
+                                                : "data.train_file"));
   }
   return train->Take(cfg.GetInt("data.limit_train"));
 }

@@ -3,7 +3,8 @@
 // shards, the aggregator evaluates on the test set).
 //
 // data.format picks the reader for both sets: idx/npy read data.<split>_images
-// and data.<split>_labels, npz/csv read data.<split>_file. data.test_format
+// and data.<split>_labels, npz/csv read data.<split>_file, cifar10 reads
+// data.<split>_files or else the standard file names in data.cifar_dir. data.test_format
 // ("same" by default) lets the test set use another format, so a worker can
 // train on a splitter's NPZ shard and still evaluate on the IDX test files.
 // data.builtin = "xor" replaces both sets with DockerNN's XOR table.

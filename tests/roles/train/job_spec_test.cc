@@ -34,8 +34,10 @@ TEST(JobSpec, DecodesARowStoredBeforeTheSpecExisted) {
   EXPECT_EQ(o.batch_size, 32);
   EXPECT_EQ(o.seed, 7u);
   EXPECT_EQ(o.lr_schedule, "constant");
-  EXPECT_FLOAT_EQ(o.normalize_mean, 0.25f);
-  EXPECT_FLOAT_EQ(o.normalize_std, 0.5f);
+  ASSERT_EQ(o.normalize_mean.size(), 1u);
+  ASSERT_EQ(o.normalize_std.size(), 1u);
+  EXPECT_FLOAT_EQ(o.normalize_mean[0], 0.25f);
+  EXPECT_FLOAT_EQ(o.normalize_std[0], 0.5f);
   EXPECT_EQ(o.stop_epoch, 0);
   ModelSpec model;
   spec->ApplyTo(model);

@@ -164,7 +164,7 @@ TEST(DataLoader, NormalisesUint8) {
   d.u8 = {0, 255};
   d.labels = {0};
   d.num_classes = 1;
-  DataLoader l(d, {.batch_size = 1, .shuffle = false, .seed = 0, .mean = 0.5f, .std = 0.5f});
+  DataLoader l(d, {.batch_size = 1, .shuffle = false, .seed = 0, .mean = {0.5f}, .std = {0.5f}});
   EXPECT_EQ(l.GetBatch(0, 0).x.ToVector(), (std::vector<float>{-1.0f, 1.0f}));
 }
 
