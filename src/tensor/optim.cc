@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "tensor/kernels.h"
 
@@ -29,7 +30,7 @@ class SlottedOptimizer : public Optimizer {
       if (first)
         for (size_t s = 0; s < slot_names_.size(); ++s)
           slots_[i].push_back(Tensor::Zeros(w.shape()));
-      Update(w, g, slots_[i], first);
+      Update(w, g, slots_[i], first, Decays(i) ? options_.weight_decay : 0.0f);
     }
   }
 
@@ -72,11 +73,8 @@ class SlottedOptimizer : public Optimizer {
   }
 
  protected:
-  virtual void Update(Tensor& w, const Tensor& g, std::vector<Tensor>& slots, bool first) = 0;
-  // The weight decay for `w` (none on 1-D parameters unless they decay too).
-  float Decay(const Tensor& w) const {
-    return options_.decay_bias_and_norm || w.ndim() > 1 ? options_.weight_decay : 0.0f;
-  }
+  virtual void Update(Tensor& w, const Tensor& g, std::vector<Tensor>& slots, bool first,
+                      float weight_decay) = 0;
   OptimizerOptions options_;
 
  private:
@@ -92,9 +90,10 @@ class Sgd final : public SlottedOptimizer {
                                             : std::vector<std::string>{}) {}
 
  protected:
-  void Update(Tensor& w, const Tensor& g, std::vector<Tensor>& slots, bool first) override {
+  void Update(Tensor& w, const Tensor& g, std::vector<Tensor>& slots, bool first,
+              float weight_decay) override {
     kernels::SgdUpdate(w.numel(), w.data(), g.data(), slots.empty() ? nullptr : slots[0].data(),
-                       lr_, options_.momentum, options_.dampening, Decay(w), options_.nesterov,
+                       lr_, options_.momentum, options_.dampening, weight_decay, options_.nesterov,
                        first);
   }
 };
@@ -105,9 +104,10 @@ class Adam final : public SlottedOptimizer {
       : SlottedOptimizer(std::move(p), o, {"exp_avg", "exp_avg_sq"}), decoupled_(decoupled) {}
 
  protected:
-  void Update(Tensor& w, const Tensor& g, std::vector<Tensor>& slots, bool) override {
+  void Update(Tensor& w, const Tensor& g, std::vector<Tensor>& slots, bool,
+              float weight_decay) override {
     kernels::AdamUpdate(w.numel(), w.data(), g.data(), slots[0].data(), slots[1].data(), lr_,
-                        options_.beta1, options_.beta2, options_.eps, Decay(w), decoupled_,
+                        options_.beta1, options_.beta2, options_.eps, weight_decay, decoupled_,
                         step_);
   }
 
@@ -119,6 +119,11 @@ class Adam final : public SlottedOptimizer {
 
 void Optimizer::ZeroGrad() {
   for (auto& [name, t] : params_) t.zero_grad();
+}
+
+void Optimizer::SetNoDecay(const std::set<std::string>& names) {
+  no_decay_.assign(params_.size(), false);
+  for (size_t i = 0; i < params_.size(); ++i) no_decay_[i] = names.count(params_[i].first) > 0;
 }
 
 Status ValidateOptimizerOptions(const OptimizerOptions& o) {
@@ -138,8 +143,17 @@ Status ValidateOptimizerOptions(const OptimizerOptions& o) {
 Result<std::unique_ptr<Optimizer>> MakeOptimizer(const OptimizerOptions& options,
                                                  nn::NamedTensors params) {
   DNND_RETURN_IF_ERROR(ValidateOptimizerOptions(options));
-  if (options.type == "sgd") return std::unique_ptr<Optimizer>(new Sgd(std::move(params), options));
-  return std::unique_ptr<Optimizer>(new Adam(std::move(params), options, options.type == "adamw"));
+  std::set<std::string> one_dimensional;
+  if (!options.decay_bias_and_norm)
+    for (const auto& [name, t] : params)
+      if (t.ndim() <= 1) one_dimensional.insert(name);
+  std::unique_ptr<Optimizer> out;
+  if (options.type == "sgd")
+    out.reset(new Sgd(std::move(params), options));
+  else
+    out.reset(new Adam(std::move(params), options, options.type == "adamw"));
+  out->SetNoDecay(one_dimensional);
+  return out;
 }
 
 }  // namespace dnnd::optim

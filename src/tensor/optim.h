@@ -12,7 +12,9 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "tensor/nn.h"
@@ -47,6 +49,10 @@ class Optimizer {
   void set_lr(float lr) { lr_ = lr; }
   int64_t step_count() const { return step_; }
   const nn::NamedTensors& params() const { return params_; }
+  // Exactly the parameters named in `names` skip weight decay. MakeOptimizer
+  // sets it from decay_bias_and_norm (1-D tensors); holders of flattened
+  // slices (parameter servers) set it from the tensors they came from.
+  void SetNoDecay(const std::set<std::string>& names);
 
   // Named state tensors (shallow: they alias the live state).
   virtual nn::NamedTensors State() const = 0;
@@ -57,6 +63,9 @@ class Optimizer {
   nn::NamedTensors params_;
   float lr_ = 1e-3f;
   int64_t step_ = 0;
+  std::vector<bool> no_decay_;  // per parameter; empty: every one decays
+
+  bool Decays(size_t i) const { return no_decay_.empty() || !no_decay_[i]; }
 };
 
 Result<std::unique_ptr<Optimizer>> MakeOptimizer(const OptimizerOptions& options,

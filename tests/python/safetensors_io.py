@@ -5,7 +5,8 @@ import struct
 
 import numpy as np
 
-_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16}
+_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64, "I32": np.int32}
+_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
 
 
 def load(path):
@@ -25,8 +26,11 @@ def load(path):
 def save(path, tensors, meta=None):
     header, offset, blobs = {}, 0, []
     for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype=np.float32)
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        t = np.asarray(tensors[name])
+        # Integer arrays (num_batches_tracked) stay int64, as torch saves them.
+        a = np.ascontiguousarray(t, dtype=np.int64 if t.dtype.kind in "iu" else np.float32)
+        header[name] = {"dtype": _NAMES[a.dtype], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + a.nbytes]}
         blobs.append(a.tobytes())
         offset += a.nbytes
     if meta:

@@ -73,11 +73,15 @@ Status CheckFinite(const std::vector<Tensor>& tensors, const std::vector<ps::Sha
 }  // namespace
 
 Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces,
-                                    const nn::NamedTensors& all, const ModelSpec& spec,
+                                    const nn::NamedTensors& all,
+                                    const std::set<std::string>& buffers, const ModelSpec& spec,
                                     const std::string& spec_text, uint64_t seed) {
   MutexLock lock(mu_);
   pieces_ = pieces;
   params_.clear();
+  buffer_.clear();
+  nn::NamedTensors trainable;
+  std::set<std::string> no_decay;
   for (const ps::ShardPiece& piece : pieces_) {
     const Tensor* src = nullptr;
     for (const auto& [name, t] : all)
@@ -85,10 +89,17 @@ Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces,
     Tensor t = Tensor::Empty({piece.length});
     std::memcpy(t.data(), src->data() + piece.offset,
                 static_cast<size_t>(piece.length) * sizeof(float));
-    t.set_requires_grad(true);
+    const bool buffer = buffers.count(piece.param) > 0;
+    t.set_requires_grad(!buffer);
     params_.emplace_back(piece.key(), t);
+    buffer_.push_back(buffer);
+    if (buffer) continue;
+    trainable.emplace_back(piece.key(), t);
+    // Pieces are flat slices: decay follows the tensor they came from.
+    if (!spec.optimizer.decay_bias_and_norm && src->ndim() <= 1) no_decay.insert(piece.key());
   }
-  DNND_ASSIGN_OR_RETURN(optimizer_, optim::MakeOptimizer(spec.optimizer, params_));
+  DNND_ASSIGN_OR_RETURN(optimizer_, optim::MakeOptimizer(spec.optimizer, trainable));
+  optimizer_->SetNoDecay(no_decay);
   spec_text_ = spec_text;
   seed_ = seed;
   return Status::Ok();
@@ -134,8 +145,10 @@ void ParameterServer::Chunk::ApplyLocked(const std::vector<std::vector<Tensor>*>
       for (int64_t k = 0; k < n; ++k) s[k] += g[k];
     }
     for (int64_t k = 0; k < n; ++k) s[k] *= scale;
-    if (options_.mode == "kavg") {
-      p.CopyFrom(sum);  // the average of the workers' weights
+    if (options_.mode == "kavg" || buffer_[i]) {
+      // The average of the workers' weights; for buffers in every mode, the
+      // average of their running statistics (async: the one pushed).
+      p.CopyFrom(sum);
     } else {
       p.set_grad(sum);
     }

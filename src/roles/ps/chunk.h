@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,9 +44,12 @@ class ParameterServer::Chunk {
         loud_(chunk == 0),
         checkpoint_path_(std::move(checkpoint_path)) {}
 
-  // Takes this chunk's pieces from the freshly built model `all`.
+  // Takes this chunk's pieces from the freshly built model's state `all`
+  // (parameters and buffers; `buffers` names the buffers, which the workers
+  // push as values and the chunk averages instead of stepping).
   Status Init(const std::vector<ps::ShardPiece>& pieces, const nn::NamedTensors& all,
-              const ModelSpec& spec, const std::string& spec_text, uint64_t seed);
+              const std::set<std::string>& buffers, const ModelSpec& spec,
+              const std::string& spec_text, uint64_t seed);
   void Push(const ps::PushRequest& push, rpc::Responder responder);
   wire::Message Pull(std::optional<int64_t> worker, int64_t if_newer_than);
   void Heartbeat(int64_t worker, bool leaving);
@@ -96,6 +100,7 @@ class ParameterServer::Chunk {
   uint64_t seed_ GUARDED_BY(mu_) = 0;
   std::vector<ps::ShardPiece> pieces_ GUARDED_BY(mu_);
   nn::NamedTensors params_ GUARDED_BY(mu_);  // one 1-D tensor per piece, named by key
+  std::vector<bool> buffer_ GUARDED_BY(mu_);  // per piece: a buffer (BatchNorm statistics)
   std::unique_ptr<optim::Optimizer> optimizer_ GUARDED_BY(mu_);
   int64_t version_ GUARDED_BY(mu_) = 0;
   float step_lr_ GUARDED_BY(mu_) = 0;

@@ -165,7 +165,9 @@ Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed) 
   // Building the whole model with the job's seed gives every server the same
   // initial values a local run would have; each chunk keeps only its pieces.
   DNND_ASSIGN_OR_RETURN(auto model, BuildModel(spec, seed));
-  const nn::NamedTensors all = model->NamedParameters();
+  const nn::NamedTensors all = model->NamedState();
+  std::set<std::string> buffers;
+  for (const auto& [name, t] : model->NamedBuffers()) buffers.insert(name);
   std::vector<std::pair<std::string, Shape>> shapes;
   for (const auto& [name, t] : all) shapes.emplace_back(name, t.shape());
   const int chunks = static_cast<int>(chunks_.size());
@@ -174,7 +176,7 @@ Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed) 
   for (int c = 0; c < chunks; ++c) {
     const auto& pieces = partition.pieces[options_.index * chunks + c];
     for (const auto& p : pieces) elements += p.length;
-    DNND_RETURN_IF_ERROR(chunks_[c]->Init(pieces, all, spec, spec_text, seed));
+    DNND_RETURN_IF_ERROR(chunks_[c]->Init(pieces, all, buffers, spec, spec_text, seed));
   }
   spec_text_ = spec_text;
   seed_ = seed;

@@ -186,7 +186,11 @@ Status PsExchange::InitAll(int64_t* start) {
 }
 
 Result<int64_t> PsExchange::Begin(nn::Graph& model, const ModelSpec& spec, uint64_t seed) {
-  params_ = model.NamedParameters();
+  // Buffers (BatchNorm's running statistics) travel with the parameters:
+  // pushed as values, averaged by the servers, pulled back with the weights.
+  params_ = model.NamedState();
+  buffers_.clear();
+  for (const auto& [name, t] : model.NamedBuffers()) buffers_.insert(name);
   spec_text_ = ModelSpecToToml(spec);
   seed_ = seed;
   int64_t start = 0;
@@ -228,12 +232,13 @@ Status PsExchange::Step(nn::Graph& model, optim::Optimizer& local, int64_t step,
                          .lr = lr};
     for (const ps::ShardPiece& piece : partition_.pieces[s]) {
       const Tensor* p = FindParam(params_, piece.param);
-      Tensor source = kavg ? p->detach() : p->grad();
+      const bool value = kavg || buffers_.count(piece.param);
+      Tensor source = value ? p->detach() : p->grad();
       if (!source.defined())
         source = Tensor::Zeros(p->shape());  // a parameter the loss did not reach
       push.tensors.push_back(
           wire::WireTensor::FromTensor(piece.key(), FlatSlice(source, piece.offset, piece.length),
-                                       kavg ? wire::Codec::kNone : gradient_codec_));
+                                       value ? wire::Codec::kNone : gradient_codec_));
     }
     return push.Encode();
   };
