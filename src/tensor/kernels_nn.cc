@@ -92,10 +92,12 @@ void GeluBackward(int64_t n, const float* x, const float* gy, float* gx) {
 
 // Batch norm has two layouts. With plane > 1 ([n, c, h, w]) each channel is
 // n contiguous runs of `plane` floats: a chunk handles whole channels one at a
-// time, so the second and third passes over a channel (deviations, output)
-// read it from cache; plane sums are Eigen float reductions folded into double
-// per run. With plane == 1 ([n, c]) a channel is a strided column: a chunk
-// handles a range of columns row by row, which vectorises across channels.
+// time; forward reads a channel once for its statistics and once to write the
+// output (from cache when the channel fits), backward once for its sums and
+// once for dx. Sums within a run are Eigen float reductions, folded into
+// double per run. With plane == 1 ([n, c]) a channel is a strided column: a
+// chunk handles a range of columns row by row, which vectorises across
+// channels (mean, then deviations, then output).
 
 void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, const float* weight,
                            const float* bias, float eps, float* y, float* mean, float* var) {
@@ -105,12 +107,25 @@ void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, 
     ParallelFor(c, ChannelGrain(n * plane), [&](int64_t cb, int64_t ce) {
       for (int64_t ch = cb; ch < ce; ++ch) {
         const float* xc = x + ch * plane;
-        double s = 0;
-        for (int64_t i = 0; i < n; ++i) s += CVec(xc + i * stride, plane).sum();
-        const float mu = static_cast<float>(s / m);
-        double ss = 0;
-        for (int64_t i = 0; i < n; ++i) ss += (CVec(xc + i * stride, plane) - mu).square().sum();
-        const double v = ss / m;
+        // One pass over memory for the statistics: each run (in L1) gets its
+        // own mean and squared deviations, merged into the channel's with
+        // Chan et al.'s pairwise update (as stable as mean-then-variance).
+        double count = 0, mean_acc = 0, m2 = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          CVec run(xc + i * stride, plane);
+          // Deviations from the run's float mean c, corrected by their sum:
+          // exact mean c + s1 / plane and M2 = s2 - s1^2 / plane.
+          const float c = run.sum() / static_cast<float>(plane);
+          const double s1 = (run - c).sum();
+          const double s2 = (run - c).square().sum();
+          const double run_mean = c + s1 / plane, run_m2 = std::max(0.0, s2 - s1 * s1 / plane);
+          const double total = count + plane, delta = run_mean - mean_acc;
+          mean_acc += delta * plane / total;
+          m2 += run_m2 + delta * delta * count * plane / total;
+          count = total;
+        }
+        const float mu = static_cast<float>(mean_acc);
+        const double v = m2 / m;
         mean[ch] = mu;
         var[ch] = static_cast<float>(v);
         const float invstd = static_cast<float>(1.0 / std::sqrt(v + eps));
