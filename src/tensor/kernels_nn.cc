@@ -113,10 +113,12 @@ void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, 
         double count = 0, mean_acc = 0, m2 = 0;
         for (int64_t i = 0; i < n; ++i) {
           CVec run(xc + i * stride, plane);
-          // Deviations from the run's float mean c, corrected by their sum:
-          // exact mean c + s1 / plane and M2 = s2 - s1^2 / plane.
-          const float c = run.sum() / static_cast<float>(plane);
-          const double s1 = (run - c).sum();
+          // Squared deviations from the run's float mean c, corrected by
+          // s1 = sum(x - c) (c's rounding): mean c + s1 / plane and
+          // M2 = s2 - s1^2 / plane.
+          const float sum = run.sum();
+          const float c = sum / static_cast<float>(plane);
+          const double s1 = double(sum) - double(c) * plane;
           const double s2 = (run - c).square().sum();
           const double run_mean = c + s1 / plane, run_m2 = std::max(0.0, s2 - s1 * s1 / plane);
           const double total = count + plane, delta = run_mean - mean_acc;
