@@ -32,6 +32,15 @@ int64_t ChannelGrain(int64_t per_channel) {
   return std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, per_channel));
 }
 
+// Calls fn(offset, length) over [0, len) in blocks: Eigen's float reduction
+// of a long run (a 224x224 plane) would lose digits, so runs are summed in
+// blocks folded into double.
+template <typename Fn>
+void ForBlocks(int64_t len, Fn fn) {
+  constexpr int64_t kBlock = 1024;
+  for (int64_t o = 0; o < len; o += kBlock) fn(o, std::min(kBlock, len - o));
+}
+
 // Runs fn(chunk, begin, end) over [0, n) in a fixed split of GetThreads()
 // chunks (at least `grain` items each), so per-chunk partial sums can be
 // folded in chunk order: results do not depend on thread timing.
@@ -94,8 +103,8 @@ void GeluBackward(int64_t n, const float* x, const float* gy, float* gx) {
 // n contiguous runs of `plane` floats: a chunk handles whole channels one at a
 // time; forward reads a channel once for its statistics and once to write the
 // output (from cache when the channel fits), backward once for its sums and
-// once for dx. Sums within a run are Eigen float reductions, folded into
-// double per run. With plane == 1 ([n, c]) a channel is a strided column: a
+// once for dx. Sums within a run are Eigen float reductions of up to 1024
+// elements, folded into double. With plane == 1 ([n, c]) a channel is a strided column: a
 // chunk handles a range of columns row by row, which vectorises across
 // channels (mean, then deviations, then output).
 
@@ -107,27 +116,23 @@ void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, 
     ParallelFor(c, ChannelGrain(n * plane), [&](int64_t cb, int64_t ce) {
       for (int64_t ch = cb; ch < ce; ++ch) {
         const float* xc = x + ch * plane;
-        // One pass over memory for the statistics: each run (in L1) gets its
-        // own mean and squared deviations, merged into the channel's with
-        // Chan et al.'s pairwise update (as stable as mean-then-variance).
-        double count = 0, mean_acc = 0, m2 = 0;
-        for (int64_t i = 0; i < n; ++i) {
-          CVec run(xc + i * stride, plane);
-          // Squared deviations from the run's float mean c, corrected by
-          // s1 = sum(x - c) (c's rounding): mean c + s1 / plane and
-          // M2 = s2 - s1^2 / plane.
-          const float sum = run.sum();
-          const float c = sum / static_cast<float>(plane);
-          const double s1 = double(sum) - double(c) * plane;
-          const double s2 = (run - c).square().sum();
-          const double run_mean = c + s1 / plane, run_m2 = std::max(0.0, s2 - s1 * s1 / plane);
-          const double total = count + plane, delta = run_mean - mean_acc;
-          mean_acc += delta * plane / total;
-          m2 += run_m2 + delta * delta * count * plane / total;
-          count = total;
-        }
-        const float mu = static_cast<float>(mean_acc);
-        const double v = m2 / m;
+        // One pass over memory for the statistics, on data shifted by k, the
+        // channel's first run's mean: deviations from a value near the mean
+        // are small, so their float sums keep their digits far from zero
+        // (sum of squares minus squared mean of raw x would not), and the
+        // mean's offset from k is corrected exactly from s1.
+        const float k = CVec(xc, plane).sum() / static_cast<float>(plane);
+        double s1 = 0, s2 = 0;
+        for (int64_t i = 0; i < n; ++i)
+          ForBlocks(plane, [&](int64_t o, int64_t len) {
+            CVec seg(xc + i * stride + o, len);
+            const auto d = seg - k;  // an expression over seg, evaluated twice
+            s1 += d.sum();
+            s2 += d.square().sum();
+          });
+        const double shift_mean = s1 / m;
+        const float mu = static_cast<float>(k + shift_mean);
+        const double v = std::max(0.0, s2 / m - shift_mean * shift_mean);
         mean[ch] = mu;
         var[ch] = static_cast<float>(v);
         const float invstd = static_cast<float>(1.0 / std::sqrt(v + eps));
@@ -212,11 +217,12 @@ void BatchNormBackward(int64_t n, int64_t c, int64_t plane, const float* x, cons
         const float mu = mean[ch], is = invstd[ch];
         double sg = 0, sgx = 0;
         if (need_sums) {
-          for (int64_t i = 0; i < n; ++i) {
-            CVec gi(gc + i * stride, plane);
-            sg += gi.sum();
-            sgx += (gi * (CVec(xc + i * stride, plane) - mu)).sum();
-          }
+          for (int64_t i = 0; i < n; ++i)
+            ForBlocks(plane, [&](int64_t o, int64_t len) {
+              CVec gi(gc + i * stride + o, len);
+              sg += gi.sum();
+              sgx += (gi * (CVec(xc + i * stride + o, len) - mu)).sum();
+            });
         }
         if (dweight) dweight[ch] = static_cast<float>(is * sgx);
         if (dbias) dbias[ch] = static_cast<float>(sg);
