@@ -27,9 +27,11 @@ void Elementwise(int64_t n, Body body) {
   ParallelFor(n, kElementwiseGrain, [&](int64_t b, int64_t e) { body(b, e - b); });
 }
 
-// Channels per parallel chunk so that a chunk holds at least ~16k elements.
+// Channels (or rows) per parallel chunk so that a chunk holds at least
+// kElementwiseGrain elements: a [128, 512] batch norm (64k elements, ~50 us)
+// runs inline, a [128, 64, 7, 7] one splits.
 int64_t ChannelGrain(int64_t per_channel) {
-  return std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, per_channel));
+  return std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, per_channel));
 }
 
 // Calls fn(offset, length) over [0, len) in blocks: Eigen's float reduction

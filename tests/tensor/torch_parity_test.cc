@@ -131,16 +131,24 @@ std::map<std::string, Spec> MakeSpecs() {
   AddBatchNorm(specs, "bn2d_train_plain", {8, 6, 7, 5}, true, false, 60);
   AddBatchNorm(specs, "bn2d_eval_affine", {8, 6, 7, 5}, false, true, 70);
   AddBatchNorm(specs, "bn2d_eval_plain", {4, 3, 5, 5}, false, false, 80);
-  // ResNet-sized, far from zero mean: several channels per thread, and the
-  // variance computed around the mean stays accurate.
-  AddBatchNorm(specs, "bn2d_train_resnet", {32, 16, 14, 14}, true, true, 90, 50.0f);
-  AddBatchNorm(specs, "bn1d_train_wide", {64, 300}, true, true, 100, -20.0f);
+  // Large enough to split across the two threads (kernels_nn.cc's grain is
+  // 64k elements per chunk) and far from zero mean: the variance computed
+  // around the mean stays accurate.
+  AddBatchNorm(specs, "bn2d_train_resnet", {64, 16, 16, 16}, true, true, 90, 50.0f);
+  AddBatchNorm(specs, "bn1d_train_wide", {256, 600}, true, true, 100, -20.0f);
   Add(specs, "layer_norm_affine", "layer_norm", "{\"normalized\": 24, \"eps\": 1e-05}",
       {{"x", Rand({4, 3, 8}, 7, -3, 3)},
        {"weight", Rand({24}, 8, 0.5f, 1.5f)},
        {"bias", Rand({24}, 9)},
        {"r", Cotangent({4, 3, 8}, 7)}},
       [](Inputs& t) { return ops::LayerNorm(t["x"], t["weight"], t["bias"], 24, 1e-5f); });
+  // 256 rows of 512: split across the threads, partial parameter sums folded.
+  Add(specs, "layer_norm_big", "layer_norm", "{\"normalized\": 512, \"eps\": 1e-05}",
+      {{"x", Rand({256, 512}, 19, -3, 3)},
+       {"weight", Rand({512}, 20, 0.5f, 1.5f)},
+       {"bias", Rand({512}, 21)},
+       {"r", Cotangent({256, 512}, 19)}},
+      [](Inputs& t) { return ops::LayerNorm(t["x"], t["weight"], t["bias"], 512, 1e-5f); });
   Add(specs, "layer_norm_plain", "layer_norm", "{\"normalized\": 8, \"eps\": 1e-05}",
       {{"x", Rand({4, 3, 8}, 10, 5, 9)}, {"r", Cotangent({4, 3, 8}, 10)}},
       [](Inputs& t) { return ops::LayerNorm(t["x"], Tensor(), Tensor(), 8, 1e-5f); });
