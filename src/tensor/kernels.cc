@@ -285,13 +285,13 @@ void MaxPool2dPlane(int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad
       int32_t best_i = static_cast<int32_t>(ylo * w + xlo);
       for (int64_t iy = ylo; iy < yhi; ++iy) {
         for (int64_t ix = xlo; ix < xhi; ++ix) {
-          const int64_t idx = iy * w + ix;
-          // NaN propagates like PyTorch: a NaN input wins.
-          if (in[idx] > best || std::isnan(in[idx])) {
-            best = in[idx];
-            best_i = static_cast<int32_t>(idx);
-            if (std::isnan(best)) break;
-          }
+          const int32_t idx = static_cast<int32_t>(iy * w + ix);
+          // Branch-free (a data-dependent branch mispredicts on every new
+          // maximum). NaN propagates like PyTorch: a NaN input wins.
+          const float v = in[idx];
+          const bool t = v > best || v != v;
+          best = t ? v : best;
+          best_i = t ? idx : best_i;
         }
       }
       out[oy * ow + ox] = best;

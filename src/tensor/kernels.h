@@ -85,10 +85,10 @@ void GeluBackward(int64_t n, const float* x, const float* gy, float* gx);
 // --- normalisation (kernels_nn.cc) ----------------------------------------------
 // Batch norm sees x as [n, c, plane] (plane = h * w, or 1 for [n, c]).
 // Training forward: per channel, mean and biased variance of the batch
-// (mean first, then squared deviations, double accumulators), then
-// y = (x - mean) * invstd * weight + bias. weight/bias may be null (1 / 0).
-// Writes mean[c] and var[c] (biased). Parallel over channels, each channel
-// finished while its data is still in cache.
+// (never sum-of-squares minus squared mean: deviations from a mean, with
+// double accumulators), then y = (x - mean) * invstd * weight + bias.
+// weight/bias may be null (1 / 0). Writes mean[c] and var[c] (biased).
+// Parallel over channels, each channel finished while its data is in cache.
 void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, const float* weight,
                            const float* bias, float eps, float* y, float* mean, float* var);
 // y = x * scale[ch] + shift[ch] (evaluation-mode batch norm, and its dx).

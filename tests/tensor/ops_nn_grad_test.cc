@@ -134,6 +134,32 @@ TEST(OpsNnGrad, BatchNormRunningStatsAndErrors) {
                std::invalid_argument);
 }
 
+TEST(OpsNnGrad, BatchNormStatisticsFarFromZero) {
+  // Mean 1000, spread 0.05: a float sum of squares minus squared mean would
+  // lose every digit. With momentum 1 the running statistics are the batch's
+  // mean and unbiased variance; compare with double arithmetic on the same
+  // float values.
+  for (const Shape& shape : {Shape{16, 3, 9, 7}, Shape{200, 3}}) {
+    Tensor x = Rand(shape, 5, 1000.0f - 0.05f, 1000.0f + 0.05f);
+    const int64_t c = 3, plane = x.numel() / (shape[0] * c), m = shape[0] * plane;
+    Tensor rm = Tensor::Zeros({c}), rv = Tensor::Zeros({c});
+    ops::BatchNorm(x, Tensor(), Tensor(), rm, rv, true, 1.0f, 1e-5f);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      double s = 0, ss = 0;
+      for (int64_t i = 0; i < shape[0]; ++i)
+        for (int64_t p = 0; p < plane; ++p) s += x.data()[(i * c + ch) * plane + p];
+      const double mean = s / m;
+      for (int64_t i = 0; i < shape[0]; ++i)
+        for (int64_t p = 0; p < plane; ++p) {
+          const double d = x.data()[(i * c + ch) * plane + p] - mean;
+          ss += d * d;
+        }
+      EXPECT_NEAR(rm.data()[ch], mean, 1e-4);
+      EXPECT_NEAR(rv.data()[ch], ss / (m - 1), 1e-5 * ss / (m - 1)) << ShapeToString(shape);
+    }
+  }
+}
+
 TEST(OpsNnGrad, LayerNorm) {
   ExpectGradientsMatch([](auto& in) { return ops::LayerNorm(in[0], in[1], in[2], 8, 1e-5f); },
                        {Rand({3, 2, 4}, 1, -2, 2), Rand({8}, 2, 0.5f, 1.5f), Rand({8}, 3)}, 1e-3f,
