@@ -24,6 +24,7 @@
 #include "roles/ctl/ctl.h"
 #include "roles/node/registry.h"
 #include "roles/train/infer.h"
+#include "roles/train/worker.h"
 #include "tensor/parallel.h"
 #include "transport/http_probe.h"
 #include "transport/secrets.h"
@@ -300,6 +301,20 @@ int Main(int argc, char** argv) {
     if (!cfg) {
       std::fprintf(stderr, "%s\n", cfg.status().message().c_str());
       return 2;  // a configuration error, as when a role starts
+    }
+    // The [model] too: node types, keys, values, names and inputs (every
+    // error at once), then shapes, as a worker would check them at start.
+    if (cfg->Section("model")) {
+      auto spec = dnnd::LoadModelSpec(*cfg);
+      if (!spec) {
+        std::fprintf(stderr, "%s\n", spec.status().message().c_str());
+        return 2;
+      }
+      auto model = dnnd::BuildModel(*spec, 0);
+      if (!model) {
+        std::fprintf(stderr, "%s\n", model.status().message().c_str());
+        return 2;
+      }
     }
     std::fputs(cfg->Dump().c_str(), stdout);
     return 0;

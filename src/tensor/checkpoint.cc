@@ -131,8 +131,8 @@ Status WriteGeneration(const std::string& at, const nn::Module& model,
     DNND_RETURN_IF_ERROR(WriteFileSynced(at + "/" + name, EncodeSafetensors(tensors, step_only)));
   }
   DNND_RETURN_IF_ERROR(
-      WriteFileSynced(at + "/" + kModelFile, EncodeSafetensors(model.NamedState(), meta,
-                                                               model.IntegerBufferNames())));
+      WriteFileSynced(at + "/" + kModelFile,
+                      EncodeSafetensors(model.NamedState(), meta, model.IntegerBufferNames())));
   return SyncDirectory(at);
 }
 

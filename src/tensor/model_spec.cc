@@ -106,7 +106,6 @@ Status CheckKeys(const toml::table& t, const std::set<std::string>& allowed,
   return Status::Ok();
 }
 
-
 const std::set<std::string>& KnownTypes() {
   static const std::set<std::string> k = {
       "linear",      "conv2d",      "maxpool2d", "avgpool2d", "global_avgpool2d",
@@ -134,9 +133,8 @@ Result<LayerSpec> ParseLayer(const toml::table& t, const std::string& ctx,
     for (const char* k : more) allowed.insert(k);
     return CheckKeys(t, allowed, ctx);
   };
-  static const std::set<std::string> kShapeless = {"flatten", "relu",    "gelu",
-                                                   "sigmoid", "tanh",    "softmax",
-                                                   "add",     "global_avgpool2d"};
+  static const std::set<std::string> kShapeless = {
+      "flatten", "relu", "gelu", "sigmoid", "tanh", "softmax", "add", "global_avgpool2d"};
   if (l.type == "linear") {
     DNND_RETURN_IF_ERROR(keys({"in", "out", "bias"}));
     DNND_RETURN_IF_ERROR(ReadInt(t, "in", 1, false, ctx, &l.in));
@@ -153,8 +151,8 @@ Result<LayerSpec> ParseLayer(const toml::table& t, const std::string& ctx,
     DNND_RETURN_IF_ERROR(ReadInt(t, "groups", 1, false, ctx, &l.groups));
     DNND_RETURN_IF_ERROR(ReadBool(t, "bias", ctx, &l.bias));
     if (l.out % l.groups != 0)
-      return ErrorAt(t, ctx + ": out = " + std::to_string(l.out) + " is not a multiple of groups = " +
-                            std::to_string(l.groups));
+      return ErrorAt(t, ctx + ": out = " + std::to_string(l.out) +
+                            " is not a multiple of groups = " + std::to_string(l.groups));
   } else if (l.type == "maxpool2d" || l.type == "avgpool2d") {
     DNND_RETURN_IF_ERROR(keys({"kernel", "stride", "padding"}));
     DNND_RETURN_IF_ERROR(ReadInt(t, "kernel", 1, true, ctx, &l.kernel));
@@ -196,33 +194,6 @@ Result<LayerSpec> ParseLayer(const toml::table& t, const std::string& ctx,
   return l;
 }
 
-Status ParseOptimizer(const toml::table& t, optim::OptimizerOptions* o) {
-  const std::string ctx = "model.optimizer";
-  DNND_RETURN_IF_ERROR(CheckKeys(t,
-                                 {"type", "lr", "momentum", "dampening", "nesterov", "weight_decay",
-                                  "decay_bias_and_norm", "beta1", "beta2", "eps"},
-                                 ctx));
-  DNND_RETURN_IF_ERROR(ReadString(t, "type", ctx, &o->type));
-  if (o->type != "sgd" && o->type != "adam" && o->type != "adamw") {
-    std::string hint;
-    if (auto m = DidYouMean(o->type, {"sgd", "adam", "adamw"})) hint = "; did you mean '" + *m + "'?";
-    return ErrorAt(*t.get("type"), ctx + ".type: unknown optimizer '" + o->type +
-                                       "' (expected sgd, adam, adamw)" + hint);
-  }
-  DNND_RETURN_IF_ERROR(ReadFloat(t, "lr", 1e-12, 1e3, ctx, &o->lr));
-  DNND_RETURN_IF_ERROR(ReadFloat(t, "momentum", 0.0, 1.0, ctx, &o->momentum));
-  DNND_RETURN_IF_ERROR(ReadFloat(t, "dampening", 0.0, 1.0, ctx, &o->dampening));
-  DNND_RETURN_IF_ERROR(ReadBool(t, "nesterov", ctx, &o->nesterov));
-  DNND_RETURN_IF_ERROR(ReadFloat(t, "weight_decay", 0.0, 1e3, ctx, &o->weight_decay));
-  DNND_RETURN_IF_ERROR(ReadBool(t, "decay_bias_and_norm", ctx, &o->decay_bias_and_norm));
-  DNND_RETURN_IF_ERROR(ReadFloat(t, "beta1", 0.0, 0.999999, ctx, &o->beta1));
-  DNND_RETURN_IF_ERROR(ReadFloat(t, "beta2", 0.0, 0.999999, ctx, &o->beta2));
-  DNND_RETURN_IF_ERROR(ReadFloat(t, "eps", 1e-20, 1.0, ctx, &o->eps));
-  Status s = optim::ValidateOptimizerOptions(*o);
-  if (!s.ok()) return ErrorAt(t, ctx + ": " + s.message());
-  return Status::Ok();
-}
-
 // Collects every error of a spec (one per line) instead of stopping at the
 // first, so `dnnd config check` shows them all.
 struct Errors {
@@ -238,12 +209,42 @@ struct Errors {
   }
 };
 
+void ParseOptimizer(const toml::table& t, optim::OptimizerOptions* o, Errors& errors) {
+  const std::string ctx = "model.optimizer";
+  const size_t before = errors.lines.size();
+  errors.Add(CheckKeys(t,
+                       {"type", "lr", "momentum", "dampening", "nesterov", "weight_decay",
+                        "decay_bias_and_norm", "beta1", "beta2", "eps"},
+                       ctx));
+  errors.Add(ReadString(t, "type", ctx, &o->type));
+  if (o->type != "sgd" && o->type != "adam" && o->type != "adamw") {
+    std::string hint;
+    if (auto m = DidYouMean(o->type, {"sgd", "adam", "adamw"}))
+      hint = "; did you mean '" + *m + "'?";
+    errors.Add(ErrorAt(*t.get("type"), ctx + ".type: unknown optimizer '" + o->type +
+                                           "' (expected sgd, adam, adamw)" + hint));
+  }
+  errors.Add(ReadFloat(t, "lr", 1e-12, 1e3, ctx, &o->lr));
+  errors.Add(ReadFloat(t, "momentum", 0.0, 1.0, ctx, &o->momentum));
+  errors.Add(ReadFloat(t, "dampening", 0.0, 1.0, ctx, &o->dampening));
+  errors.Add(ReadBool(t, "nesterov", ctx, &o->nesterov));
+  errors.Add(ReadFloat(t, "weight_decay", 0.0, 1e3, ctx, &o->weight_decay));
+  errors.Add(ReadBool(t, "decay_bias_and_norm", ctx, &o->decay_bias_and_norm));
+  errors.Add(ReadFloat(t, "beta1", 0.0, 0.999999, ctx, &o->beta1));
+  errors.Add(ReadFloat(t, "beta2", 0.0, 0.999999, ctx, &o->beta2));
+  errors.Add(ReadFloat(t, "eps", 1e-20, 1.0, ctx, &o->eps));
+  if (errors.lines.size() != before) return;  // the combination check needs valid values
+  Status s = optim::ValidateOptimizerOptions(*o);
+  if (!s.ok()) errors.Add(ErrorAt(t, ctx + ": " + s.message()));
+}
+
 // Reads `inputs = [...]` (strings) into `out`.
 Status ReadInputs(const toml::table& t, const std::string& ctx, std::vector<std::string>* out) {
   const toml::node* n = t.get("inputs");
   if (!n) return Status::Ok();
   const toml::array* a = n->as_array();
-  if (!a || a->empty()) return ErrorAt(*n, ctx + ".inputs: expected a non-empty array of node names");
+  if (!a || a->empty())
+    return ErrorAt(*n, ctx + ".inputs: expected a non-empty array of node names");
   for (const auto& e : *a) {
     if (!e.is_string()) return ErrorAt(e, ctx + ".inputs: expected node names (strings)");
     out->push_back(*e.value<std::string>());
@@ -315,8 +316,8 @@ class GraphReader {
       out.push_back(std::move(*l));
       prev = full;
       if (out.size() > kMaxModelLayers) {
-        errors_.Add(ErrorAt(*t, label + ": the model has more than " +
-                                    std::to_string(kMaxModelLayers) + " nodes"));
+        errors_.Add(ErrorAt(
+            *t, label + ": the model has more than " + std::to_string(kMaxModelLayers) + " nodes"));
         return;
       }
     }
@@ -324,9 +325,8 @@ class GraphReader {
 
  private:
   // Expands one `type = "block"` node; returns the name of its output.
-  std::string ReadBlockNode(const toml::table& t, const std::string& label,
-                            const std::string& full, const std::vector<std::string>& inputs,
-                            std::vector<LayerSpec>& out) {
+  std::string ReadBlockNode(const toml::table& t, const std::string& label, const std::string& full,
+                            const std::vector<std::string>& inputs, std::vector<LayerSpec>& out) {
     Status s = CheckKeys(t, {"name", "type", "inputs", "block", "repeat", "start", "args"}, label);
     std::string block;
     int64_t repeat = 0, start = 0;
@@ -335,8 +335,8 @@ class GraphReader {
     if (s.ok()) s = ReadInt(t, "start", 0, false, label, &start);
     if (s.ok() && inputs.size() != 1) s = ErrorAt(t, label + ": a block takes one input");
     if (s.ok() && repeat > static_cast<int64_t>(kMaxModelLayers))
-      s = ErrorAt(*t.get("repeat"), label + ".repeat: more than " +
-                                        std::to_string(kMaxModelLayers) + " copies");
+      s = ErrorAt(*t.get("repeat"),
+                  label + ".repeat: more than " + std::to_string(kMaxModelLayers) + " copies");
     if (!s.ok()) {
       errors_.Add(s);
       return full;
@@ -349,7 +349,8 @@ class GraphReader {
         for (const auto& [k, v] : *blocks) names.emplace_back(k.str());
       std::string hint;
       if (auto m = DidYouMean(block, names)) hint = "; did you mean '" + *m + "'?";
-      errors_.Add(ErrorAt(*t.get("block"), label + ".block: no [model.blocks." + block + "]" + hint));
+      errors_.Add(
+          ErrorAt(*t.get("block"), label + ".block: no [model.blocks." + block + "]" + hint));
       return full;
     }
     const std::string bctx = "model.blocks." + block;
@@ -457,14 +458,28 @@ void CheckGraph(std::vector<LayerSpec>& nodes, Errors& errors) {
       if (--pending[r] == 0) ready.insert(r);
   }
   if (order.size() != n) {
+    // What is left reads a cycle or is on one; drop, repeatedly, the nodes no
+    // remaining node reads (downstream of a cycle), leaving the cycle itself.
+    std::vector<bool> left(n);
+    for (size_t i = 0; i < n; ++i) left[i] = pending[i] > 0;
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (size_t i = 0; i < n; ++i) {
+        if (!left[i]) continue;
+        bool read = false;
+        for (size_t r : readers[i]) read = read || left[r];
+        if (!read) left[i] = false, changed = true;
+      }
+    }
     std::string cycle;
+    size_t first = n;
     for (size_t i = 0; i < n; ++i)
-      if (pending[i] > 0) cycle += (cycle.empty() ? "" : ", ") + nodes[i].name;
-    errors.Add(InvalidArgument(nodes[std::min_element(pending.begin(), pending.end(),
-                                                      [](size_t a, size_t b) { return a > b; }) -
-                                     pending.begin()]
-                                   .where +
-                               ": the nodes " + cycle + " read each other in a cycle"));
+      if (left[i]) {
+        cycle += (cycle.empty() ? "" : ", ") + nodes[i].name;
+        first = std::min(first, i);
+      }
+    errors.Add(InvalidArgument(nodes[first == n ? 0 : first].where + ": the nodes " + cycle +
+                               " read each other in a cycle"));
     return;
   }
   if (order.back() != n - 1) {
@@ -525,13 +540,15 @@ Result<ModelSpec> ParseModelSpec(const toml::table& m) {
   const toml::node* layers = m.get("layers");
   const toml::node* nodes = m.get("nodes");
   if (layers && nodes) {
-    errors.Add(ErrorAt(*nodes, "model: [[model.layers]] (a chain) and [[model.nodes]] (a graph) "
-                               "are two forms of one thing; use one"));
+    errors.Add(ErrorAt(*nodes,
+                       "model: [[model.layers]] (a chain) and [[model.nodes]] (a graph) "
+                       "are two forms of one thing; use one"));
   } else if (layers) {
     const toml::array* la = layers->as_array();
     if (m.get("blocks"))
-      errors.Add(ErrorAt(*m.get("blocks"), "model.blocks: blocks need the graph form, "
-                                           "[[model.nodes]]"));
+      errors.Add(ErrorAt(*m.get("blocks"),
+                         "model.blocks: blocks need the graph form, "
+                         "[[model.nodes]]"));
     if (!la || la->empty()) {
       errors.Add(ErrorAt(*layers, "model.layers: expected a non-empty array of tables"));
     } else if (la->size() > kMaxModelLayers) {
@@ -577,7 +594,7 @@ Result<ModelSpec> ParseModelSpec(const toml::table& m) {
     if (!o->is_table())
       errors.Add(ErrorAt(*o, "model.optimizer: expected a table"));
     else
-      errors.Add(ParseOptimizer(*o->as_table(), &spec.optimizer));
+      ParseOptimizer(*o->as_table(), &spec.optimizer, errors);
   }
   if (!errors.empty()) return errors.ToStatus();
   return spec;
@@ -682,7 +699,8 @@ std::string ArchitectureDifference(const ModelSpec& a, const ModelSpec& b) {
     return std::to_string(a.layers.size()) + " layers vs " + std::to_string(b.layers.size());
   for (size_t i = 0; i < a.layers.size(); ++i) {
     const LayerSpec &x = a.layers[i], &y = b.layers[i];
-    const std::string at = "layer " + std::to_string(i) + " (" + x.name + "): ";
+    const std::string at = x.name == std::to_string(i) ? "layer " + std::to_string(i) + ": "
+                                                       : "node '" + x.name + "': ";
     if (x.name != y.name) return at + "name " + x.name + " vs " + y.name;
     if (x.type != y.type) return at + x.type + " vs " + y.type;
     if (x.inputs != y.inputs) return at + "different inputs";
@@ -735,13 +753,15 @@ Result<std::shared_ptr<nn::Graph>> BuildModel(const ModelSpec& spec, uint64_t se
         in_shapes.push_back(spec.input);
       } else {
         auto it = index.find(in);
-        if (it == index.end()) return InvalidArgument(ctx + " reads '" + in + "', not built before it");
+        if (it == index.end())
+          return InvalidArgument(ctx + " reads '" + in + "', not built before it");
         inputs.push_back(it->second);
         in_shapes.push_back(shapes[it->second]);
       }
       prev += (prev.empty() ? "" : " and ") +
-              (in == "input" ? std::string("the input")
-                             : (chain ? label(static_cast<size_t>(inputs.back())) : "node '" + in + "'"));
+              (in == "input"
+                   ? std::string("the input")
+                   : (chain ? label(static_cast<size_t>(inputs.back())) : "node '" + in + "'"));
     }
     if (in_shapes.empty()) return InvalidArgument(ctx + " has no inputs");
     const Shape& shape = in_shapes[0];
@@ -760,14 +780,14 @@ Result<std::shared_ptr<nn::Graph>> BuildModel(const ModelSpec& spec, uint64_t se
         return InvalidArgument(ctx + " expects input [channels, h, w] but " + prev + " gives " +
                                ShapeToString(shape));
       if (in % l.groups != 0)
-        return InvalidArgument(ctx + ": its " + std::to_string(in) +
-                               " input channels are not a multiple of groups = " +
-                               std::to_string(l.groups));
-      DNND_RETURN_IF_ERROR(add(ctx, (static_cast<double>(in / l.groups) *
-                                         static_cast<double>(l.kernel) *
-                                         static_cast<double>(l.kernel) +
-                                     1) *
-                                        static_cast<double>(l.out)));
+        return InvalidArgument(
+            ctx + ": its " + std::to_string(in) +
+            " input channels are not a multiple of groups = " + std::to_string(l.groups));
+      DNND_RETURN_IF_ERROR(
+          add(ctx, (static_cast<double>(in / l.groups) * static_cast<double>(l.kernel) *
+                        static_cast<double>(l.kernel) +
+                    1) *
+                       static_cast<double>(l.out)));
       m = std::make_shared<nn::Conv2d>(in, l.out, l.kernel, l.stride ? l.stride : 1, l.padding, rng,
                                        l.bias, spec.init, l.groups);
     } else if (l.type == "maxpool2d") {

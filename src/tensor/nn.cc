@@ -156,7 +156,8 @@ Tensor Graph::ForwardRange(const Tensor& x, size_t begin, size_t end) {
     const Node& n = nodes_[i];
     args.clear();
     for (int in : n.inputs) args.push_back(value_of(in));
-    values[i - begin] = args.size() == 1 ? n.module->Forward(args[0]) : n.module->ForwardInputs(args);
+    values[i - begin] =
+        args.size() == 1 ? n.module->Forward(args[0]) : n.module->ForwardInputs(args);
     for (int in : n.inputs)
       if (in >= static_cast<int>(begin) && nodes_[in].last_use == i) values[in - begin] = Tensor();
     ++i;
@@ -179,8 +180,8 @@ Result<Shape> Graph::OutputShape(const Shape& input) const {
     for (int in : nodes_[i].inputs) args.push_back(in == kInput ? input : shapes[in]);
     auto r = nodes_[i].module->OutputShapeOf(args);
     if (!r)
-      return r.status().WithContext("node " + nodes_[i].name + " (" +
-                                    nodes_[i].module->Describe() + ")");
+      return r.status().WithContext("node " + nodes_[i].name + " (" + nodes_[i].module->Describe() +
+                                    ")");
     shapes[i] = *r;
   }
   return nodes_.empty() ? input : shapes.back();
@@ -190,7 +191,8 @@ std::string Graph::Describe() const {
   std::string s = "Graph(\n";
   for (size_t i = 0; i < nodes_.size(); ++i) {
     s += "  (" + nodes_[i].name + "): " + nodes_[i].module->Describe();
-    const bool chain = nodes_[i].inputs.size() == 1 && nodes_[i].inputs[0] == static_cast<int>(i) - 1;
+    const bool chain =
+        nodes_[i].inputs.size() == 1 && nodes_[i].inputs[0] == static_cast<int>(i) - 1;
     if (!chain && !(i == 0 && nodes_[i].inputs == std::vector<int>{kInput})) {
       s += " <- ";
       for (size_t k = 0; k < nodes_[i].inputs.size(); ++k) {
@@ -302,7 +304,8 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_
         "Conv2d needs channels, kernel, stride >= 1, padding >= 0 and groups dividing both "
         "channel counts");
   // PyTorch's fans: per group's input channels.
-  const int64_t fan_in = in_ / groups_ * kernel_ * kernel_, fan_out = out_ / groups_ * kernel_ * kernel_;
+  const int64_t fan_in = in_ / groups_ * kernel_ * kernel_,
+                fan_out = out_ / groups_ * kernel_ * kernel_;
   weight = InitWeight({out_, in_ / groups_, kernel_, kernel_}, fan_in, fan_out, init, rng);
   RegisterParameter("weight", weight);
   if (has_bias) {
@@ -340,8 +343,7 @@ std::string Conv2d::Describe() const {
 Pool2d::Pool2d(PoolKind kind, int64_t kernel, int64_t stride, int64_t padding)
     : kind_(kind), kernel_(kernel), stride_(stride == 0 ? kernel : stride), padding_(padding) {
   if (kernel_ < 1 || stride_ < 1 || padding_ < 0 || 2 * padding_ > kernel_)
-    throw std::invalid_argument(
-        "pooling needs kernel, stride >= 1 and padding in [0, kernel / 2]");
+    throw std::invalid_argument("pooling needs kernel, stride >= 1 and padding in [0, kernel / 2]");
 }
 
 Tensor Pool2d::Forward(const Tensor& x) {
@@ -408,9 +410,11 @@ Tensor BatchNorm::Forward(const Tensor& x) {
 Result<Shape> BatchNorm::OutputShape(const Shape& input) const {
   const bool fits = dims_ == 2 ? input.size() == 3 : (input.size() == 1 || input.size() == 2);
   if (!fits || input[0] != features_)
-    return InvalidArgument(std::string(dims_ == 2 ? "batchnorm2d expects input [" : "batchnorm1d expects input [") +
-                           std::to_string(features_) + (dims_ == 2 ? ", h, w]" : "] or [" + std::to_string(features_) + ", l]") +
-                           " but gets " + ShapeToString(input));
+    return InvalidArgument(
+        std::string(dims_ == 2 ? "batchnorm2d expects input [" : "batchnorm1d expects input [") +
+        std::to_string(features_) +
+        (dims_ == 2 ? ", h, w]" : "] or [" + std::to_string(features_) + ", l]") + " but gets " +
+        ShapeToString(input));
   return input;
 }
 
@@ -436,8 +440,7 @@ Tensor LayerNorm::Forward(const Tensor& x) {
 }
 
 Result<Shape> LayerNorm::OutputShape(const Shape& input) const {
-  if (input.size() < shape_.size() ||
-      !std::equal(shape_.rbegin(), shape_.rend(), input.rbegin()))
+  if (input.size() < shape_.size() || !std::equal(shape_.rbegin(), shape_.rend(), input.rbegin()))
     return InvalidArgument("layernorm over " + ShapeToString(shape_) +
                            " expects input ending in those dimensions but gets " +
                            ShapeToString(input));

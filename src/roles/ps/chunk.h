@@ -99,7 +99,7 @@ class ParameterServer::Chunk {
   std::string spec_text_ GUARDED_BY(mu_);
   uint64_t seed_ GUARDED_BY(mu_) = 0;
   std::vector<ps::ShardPiece> pieces_ GUARDED_BY(mu_);
-  nn::NamedTensors params_ GUARDED_BY(mu_);  // one 1-D tensor per piece, named by key
+  nn::NamedTensors params_ GUARDED_BY(mu_);   // one 1-D tensor per piece, named by key
   std::vector<bool> buffer_ GUARDED_BY(mu_);  // per piece: a buffer (BatchNorm statistics)
   std::unique_ptr<optim::Optimizer> optimizer_ GUARDED_BY(mu_);
   int64_t version_ GUARDED_BY(mu_) = 0;

@@ -54,8 +54,7 @@ Counter& PhaseSeconds(const char* phase) {
 }
 }  // namespace
 
-Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make,
-                               nn::Graph& model) {
+Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn::Graph& model) {
   const int n = static_cast<int>(versions_.size());  // servers x chunks
   std::mutex mu;
   std::condition_variable cv;

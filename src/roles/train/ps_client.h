@@ -74,7 +74,7 @@ class PsExchange : public StepExchange {
   mutable Mutex sessions_mu_;  // a leaf; the heartbeat thread reads the sessions
   std::vector<std::string> sessions_ GUARDED_BY(sessions_mu_);  // per server, from its init
   ps::Partition partition_;                                     // servers x chunks logical shards
-  nn::NamedTensors params_;  // the model's parameters and buffers, in model order
+  nn::NamedTensors params_;        // the model's parameters and buffers, in model order
   std::set<std::string> buffers_;  // which of params_ are buffers (pushed as values)
   std::string spec_text_;
   uint64_t seed_ = 0;

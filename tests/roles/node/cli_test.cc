@@ -397,3 +397,30 @@ TEST(Cli, ProbeRejectsBadUrlsAsUsageErrors) {
 }
 
 }  // namespace
+
+// The [model] is checked too, every error at once: an unknown layer type, a
+// misspelt optimizer and a negative learning rate in one report.
+TEST(Cli, ConfigCheckValidatesTheWholeModel) {
+  TempDir dir;
+  std::string bad = dir.Write("model.toml",
+                              "[node]\nrole = \"worker\"\n[model]\ninput = [1, 28, 28]\n"
+                              "[[model.layers]]\ntype = \"batchnorm3d\"\n"
+                              "[[model.layers]]\ntype = \"flatten\"\n"
+                              "[model.optimizer]\ntype = \"adamm\"\nlr = -1\n");
+  Outcome r = Dnnd("config check " + bad);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.toml:6:8: model.layers[0].type: unknown layer type 'batchnorm3d'"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("did you mean 'batchnorm2d'?"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("unknown optimizer 'adamm'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("did you mean 'adam'?"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("model.optimizer.lr: -1 is outside"), std::string::npos) << r.output;
+  // Shapes as well: a linear layer after an image without flatten.
+  std::string shapes = dir.Write("shapes.toml",
+                                 "[node]\nrole = \"worker\"\n[model]\ninput = [1, 28, 28]\n"
+                                 "[[model.layers]]\ntype = \"linear\"\nout = 10\n");
+  Outcome s = Dnnd("config check " + shapes);
+  EXPECT_EQ(s.code, 2) << s.output;
+  EXPECT_NE(s.output.find("add a flatten layer"), std::string::npos) << s.output;
+}
