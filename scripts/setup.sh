@@ -37,7 +37,7 @@ if ((tests)); then
     # DNND_BUILD_TESTS and DNND_BUILD_BENCH need them).
     libgtest-dev libgmock-dev libbenchmark-dev
     # The PyTorch interop test and the reference runs of the benchmarks.
-    python3-numpy python3-torch
+    python3-numpy python3-torch python3-torchvision
     # Benchmark runner: peak RSS via GNU time; wrk drives bench/http_load.py.
     time wrk
     # Wire benchmark baselines: protobuf, and DockerNN's blosc + Flask path.
