@@ -101,5 +101,34 @@ TEST(CifarWorker, AChannelCountMismatchStopsTheWorkerNamingTheSetting) {
   EXPECT_NE(o.output.find("3 channels"), std::string::npos) << o.output;
 }
 
+// The same data and model as a data-parallel sync job in one process: 2
+// parameter servers, 2 workers each augmenting its half of the data.
+std::string DataParallel(const std::string& dir, const std::string& run) {
+  std::string worker = Config(dir, run, 7, "[0.4914, 0.4822, 0.4465]");
+  worker = worker.substr(worker.find("[data]"));
+  return "[node]\nrole = \"standalone\"\nthreads = 2\n"
+         "[standalone]\ncontroller = false\nservers = 2\nworkers = 2\n"
+         "[ps]\nmode = \"sync\"\nresume = false\ncheckpoint_dir = \"" +
+         dir + "/" + run +
+         "-ps\"\n[http]\nlisten = \"127.0.0.1:0\"\n"
+         "[transport]\ntoken = \"cifar\"\n" +
+         worker;
+}
+
+TEST(CifarWorker, AugmentedDataParallelSyncRunsAreBitIdentical) {
+  TempDir dir;
+  WriteCifar(dir.path() + "/a.bin", 48, 0);
+  WriteCifar(dir.path() + "/b.bin", 48, 48);
+  WriteCifar(dir.path() + "/t.bin", 20, 96);
+  for (const std::string run : {"p1", "p2"}) {
+    const std::string cfg = dir.Write(run + ".toml", DataParallel(dir.path(), run));
+    Outcome o = Dnnd("--config " + cfg);
+    ASSERT_EQ(o.code, 0) << o.output;
+  }
+  const auto one = Weights(dir.path() + "/p1/model.safetensors");
+  ASSERT_FALSE(one.empty());
+  EXPECT_EQ(one, Weights(dir.path() + "/p2/model.safetensors"));
+}
+
 }  // namespace
 }  // namespace dnnd
