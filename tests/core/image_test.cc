@@ -98,3 +98,60 @@ TEST(ImageLimits, APngZlibBombIsRefusedAfterInflatingOnlyWhatItsHeaderDeclares) 
 
 }  // namespace
 }  // namespace dnnd
+
+namespace dnnd {
+namespace {
+
+std::string Rgb(int w, int h, const std::vector<uint8_t>& interleaved, bool jpeg = false) {
+  std::string out;
+  if (jpeg)
+    stbi_write_jpg_to_func(Append, &out, w, h, 3, interleaved.data(), 100);
+  else
+    stbi_write_png_to_func(Append, &out, w, h, 3, interleaved.data(), w * 3);
+  return out;
+}
+
+TEST(ColourImages, RgbDecodesAndLaysOutChannelMajor) {
+  // 2x2: red, green / blue, white.
+  const std::vector<uint8_t> px = {255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255};
+  auto img = DecodeImage(Rgb(2, 2, px), 3, ImageLimits{});
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  EXPECT_EQ(img->channels, 3);
+  EXPECT_EQ(img->pixels, px);
+  EXPECT_EQ(ChannelMajor(*img), (std::vector<uint8_t>{255, 0, 0, 255,  // R plane
+                                                      0, 255, 0, 255,  // G plane
+                                                      0, 0, 255, 255}));
+  // Resizing keeps three channels.
+  Image big = ResizeImage(*img, 4, 4);
+  EXPECT_EQ(big.channels, 3);
+  EXPECT_EQ(big.pixels.size(), 4u * 4 * 3);
+  // The same colour image asked for as grayscale: one luma channel, as before.
+  auto grey = DecodeGrayImage(Rgb(2, 2, px), ImageLimits{});
+  ASSERT_TRUE(grey.ok());
+  EXPECT_EQ(grey->channels, 1);
+  EXPECT_EQ(grey->pixels.size(), 4u);
+  EXPECT_EQ(grey->pixels[3], 255);
+  // A JPEG in colour too.
+  std::vector<uint8_t> flat(8 * 8 * 3);
+  for (size_t i = 0; i < flat.size(); i += 3) flat[i] = 200, flat[i + 1] = 40, flat[i + 2] = 90;
+  auto jpeg = DecodeImage(Rgb(8, 8, flat, true), 3, ImageLimits{});
+  ASSERT_TRUE(jpeg.ok()) << jpeg.status().ToString();
+  EXPECT_NEAR(jpeg->pixels[0], 200, 8);
+  EXPECT_NEAR(jpeg->pixels[1], 40, 8);
+  EXPECT_NEAR(jpeg->pixels[2], 90, 8);
+}
+
+TEST(ColourImages, AGrayscaleImageForAColourModelIsAClearError) {
+  auto r = DecodeImage(Gray(10, 10, false), 3, ImageLimits{});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("grayscale"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("colour"), std::string::npos) << r.status().message();
+  // The limits still hold for colour decodes.
+  auto big = DecodeImage(Rgb(100, 50, std::vector<uint8_t>(100 * 50 * 3)), 3, {.max_pixels = 4999});
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.status().code(), StatusCode::kResourceExhausted);
+}
+
+}  // namespace
+}  // namespace dnnd

@@ -93,9 +93,10 @@ Result<HttpResponse> DatasetsApi::Create(const HttpRequest& r) {
   DNND_ASSIGN_OR_RETURN(std::string name, f.String("name", "", true));
   DNND_RETURN_IF_ERROR(CheckName("dataset", name));
   DNND_ASSIGN_OR_RETURN(std::string format, f.String("format", "", true));
-  if (format != "idx" && format != "npy" && format != "npz" && format != "csv")
+  if (format != "idx" && format != "npy" && format != "npz" && format != "csv" &&
+      format != "cifar10")
     return InvalidArgument("unknown dataset format '" + format +
-                           "'; expected idx, npy, npz or csv");
+                           "'; expected idx, npy, npz, csv or cifar10");
   if (ctx_.store.GetDataset(name).ok())
     return AlreadyExists("dataset '" + name + "' already exists");
   MutexLock lock(registration_mu_);  // one registration at a time: the rename below
@@ -174,6 +175,12 @@ Result<Config> DatasetsApi::DataConfig(const std::string& format, const std::str
     t += "train_images = " + path("train-images") + "\ntrain_labels = " + path("train-labels") +
          "\n";
     t += "test_images = " + path("test-images") + "\ntest_labels = " + path("test-labels") + "\n";
+  } else if (format == "cifar10") {
+    // One file per part: CIFAR-10 batch files concatenate into one.
+    auto list = [&](const char* part) {
+      return files.contains(part) ? "[" + path(part) + "]" : std::string("[]");
+    };
+    t += "train_files = " + list("train") + "\ntest_files = " + list("test") + "\n";
   } else {
     t += "train_file = " + path("train") + "\ntest_file = " + path("test") + "\n";
   }

@@ -15,6 +15,7 @@
 #include "roles/controller/datasets.h"
 #include "roles/controller/job_runner.h"
 #include "roles/train/job_spec.h"
+#include "tensor/data/dataset.h"
 #include "tensor/model_spec.h"
 
 namespace dnnd {
@@ -75,11 +76,14 @@ void JobsApi::AddRoutes(HttpRouter& r, std::shared_ptr<WorkQueue> heavy) {
 Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
   DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, ctx_.max_json));
   JsonFields f{body, ""};
-  DNND_RETURN_IF_ERROR(
-      f.RejectUnknown({"model",       "dataset",     "epochs",      "batch",       "lr",
-                       "optimizer",   "workers",     "servers",     "mode",        "kavg_steps",
-                       "seed",        "limit_train", "limit_test",  "eval_every",  "goal_accuracy",
-                       "lr_schedule", "elastic",     "min_workers", "max_workers", "normalize"}));
+  DNND_RETURN_IF_ERROR(f.RejectUnknown({"model",       "dataset",    "epochs",
+                                        "batch",       "lr",         "optimizer",
+                                        "workers",     "servers",    "mode",
+                                        "kavg_steps",  "seed",       "limit_train",
+                                        "limit_test",  "eval_every", "goal_accuracy",
+                                        "lr_schedule", "elastic",    "min_workers",
+                                        "max_workers", "normalize",  "augment_crop_padding",
+                                        "augment_flip"}));
   DNND_ASSIGN_OR_RETURN(std::string model, f.String("model", "", true));
   DNND_ASSIGN_OR_RETURN(std::string dataset, f.String("dataset", "", true));
   DNND_RETURN_IF_ERROR(CheckName("model", model));
@@ -123,6 +127,9 @@ Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
     return InvalidArgument("model '" + model + "' takes samples of shape " +
                            ShapeToString(spec.input) + " but dataset '" + dataset + "' has " +
                            d->sample_shape);
+  if (job.augment_crop_padding > 0 || job.augment_flip)
+    DNND_RETURN_IF_ERROR(data::CheckLoaderOptions(
+        spec.input, {.crop_padding = job.augment_crop_padding, .flip = job.augment_flip}));
   const int64_t train_n =
       job.limit_train > 0 ? std::min(job.limit_train, d->train_samples) : d->train_samples;
   const int64_t most_workers = job.elastic ? job.max_workers : job.workers;

@@ -276,6 +276,12 @@ json::array Predictions(const TrainedModel& m, const Tensor& y) {
 
 }  // namespace
 
+Result<Tensor> ImageInputBatch(const std::string& body, const Shape& input, float mean, float std,
+                               const std::string& invert, const ImageLimits& limits,
+                               bool* inverted) {
+  return ImageInput(body, input, {mean, std}, invert, limits, inverted);
+}
+
 Predictor::Predictor(ControllerStore& store, Options options)
     : store_(store), options_(std::move(options)) {}
 

@@ -63,6 +63,17 @@
 
 namespace dnnd {
 
+// An image body (PNG or JPEG) as the input batch of one that predict feeds a
+// model taking `input`: grayscale for [h, w], [1, h, w] and square [n]; RGB,
+// channel-major, for [3, h, w] (a grayscale image is InvalidArgument); any
+// other input shape is InvalidArgument. Inverted per `invert` (auto, true,
+// false; auto inverts only grayscale images with a light border, and sets
+// *inverted), resized, then scaled as the DataLoader scales training pixels:
+// (x/255 - mean) / std.
+Result<Tensor> ImageInputBatch(const std::string& body, const Shape& input, float mean, float std,
+                               const std::string& invert, const ImageLimits& limits,
+                               bool* inverted);
+
 class Predictor {
  public:
   static constexpr size_t kCachedModels = 4;

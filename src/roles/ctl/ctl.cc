@@ -58,6 +58,8 @@ const std::vector<Flag> kJobFlags = {
     {"elastic", "", "the scheduler changes the workers between epochs (KubeML's policy)"},
     {"min-workers", "N", "an elastic job's fewest workers (1)"},
     {"max-workers", "N", "an elastic job's most workers (controller.max_workers)"},
+    {"augment-crop-padding", "N", "training images: random crop after N zero pixels per side (0)"},
+    {"augment-flip", "", "training images: flip left-right with probability 1/2"},
 };
 
 // The job flags whose values are text, a switch, or a real number; the
@@ -68,13 +70,13 @@ bool IsTextJobFlag(std::string_view f) {
 bool IsRealJobFlag(std::string_view f) { return f == "lr" || f == "goal-accuracy"; }
 
 const std::vector<Flag> kUploadFlags = {
-    {"format", "idx|npy|npz|csv", "the files' format (required)"},
+    {"format", "idx|npy|npz|csv|cifar10", "the files' format (required)"},
     {"train-images", "F", "idx, npy: the training images"},
     {"train-labels", "F", "idx, npy: the training labels"},
     {"test-images", "F", "idx, npy: the test images"},
     {"test-labels", "F", "idx, npy: the test labels"},
-    {"train", "F", "npz, csv: the training set"},
-    {"test", "F", "npz, csv: the test set"},
+    {"train", "F", "npz, csv, cifar10: the training set"},
+    {"test", "F", "npz, csv, cifar10: the test set"},
 };
 
 std::vector<Flag> Join(std::vector<Flag> a, const std::vector<Flag>& b) {
@@ -481,7 +483,8 @@ int RunCtl(const std::vector<std::string>& args) {
         std::printf("deleted dataset %s\n", Num(x.at("deleted")).c_str());
       });
     const std::string format = flags.get("format");  // create, upload
-    if (format.empty()) return VerbUsageError(*verb, "--format is required (idx, npy, npz or csv)");
+    if (format.empty())
+      return VerbUsageError(*verb, "--format is required (idx, npy, npz, csv or cifar10)");
     for (const Flag& part : kUploadFlags) {
       const std::string file = flags.get(part.name);
       if (part.name == "format" || file.empty()) continue;

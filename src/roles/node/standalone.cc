@@ -328,6 +328,9 @@ class ControllerStandaloneRole : public Role {
         {"limit_test", config_.GetInt("data.limit_test")}};
     if (config_.GetFloat("train.goal_accuracy") > 0)
       job["goal_accuracy"] = config_.GetFloat("train.goal_accuracy");
+    if (config_.GetInt("data.augment_crop_padding") > 0)
+      job["augment_crop_padding"] = config_.GetInt("data.augment_crop_padding");
+    if (config_.GetBool("data.augment_flip")) job["augment_flip"] = true;
     // A re-run follows the job an earlier run left instead of training a second one.
     DNND_ASSIGN_OR_RETURN(int64_t id, EarlierJob(job));
     const bool earlier = id > 0;

@@ -64,6 +64,9 @@ Result<JobSpec> JobSpec::FromJson(const json::object& o, const JobSpec& defaults
   s.normalized = o.contains("normalize_mean") || defaults.normalized;
   DNND_ASSIGN_OR_RETURN(s.normalize_mean, f.Number("normalize_mean", defaults.normalize_mean));
   DNND_ASSIGN_OR_RETURN(s.normalize_std, f.Number("normalize_std", defaults.normalize_std));
+  DNND_ASSIGN_OR_RETURN(s.augment_crop_padding,
+                        f.Int("augment_crop_padding", defaults.augment_crop_padding));
+  DNND_ASSIGN_OR_RETURN(s.augment_flip, f.Bool("augment_flip", defaults.augment_flip));
   Status v = s.Validate();
   if (!v.ok() && !where.empty()) return v.WithContext(where);
   DNND_RETURN_IF_ERROR(v);
@@ -80,6 +83,7 @@ Status JobSpec::Validate() const {
   DNND_RETURN_IF_ERROR(CheckRange("limit_train", limit_train, 0, int64_t{1} << 40));
   DNND_RETURN_IF_ERROR(CheckRange("limit_test", limit_test, 0, int64_t{1} << 40));
   DNND_RETURN_IF_ERROR(CheckRange("eval_every", eval_every, 1, 100000));
+  DNND_RETURN_IF_ERROR(CheckRange("augment_crop_padding", augment_crop_padding, 0, 1024));
   if (elastic) {
     DNND_RETURN_IF_ERROR(CheckRange("min_workers", min_workers, 1, int64_t{1} << 20));
     DNND_RETURN_IF_ERROR(CheckRange("max_workers", max_workers, 1, int64_t{1} << 20));
@@ -127,6 +131,8 @@ json::object JobSpec::ToJson() const {
     p["normalize_mean"] = normalize_mean;
     p["normalize_std"] = normalize_std;
   }
+  if (augment_crop_padding > 0) p["augment_crop_padding"] = augment_crop_padding;
+  if (augment_flip) p["augment_flip"] = true;
   return p;
 }
 
@@ -144,6 +150,8 @@ void JobSpec::ApplyTo(TrainOptions& o) const {
   o.goal_accuracy = goal_accuracy;
   o.normalize_mean = {static_cast<float>(normalize_mean)};
   o.normalize_std = {static_cast<float>(normalize_std)};
+  o.augment_crop_padding = augment_crop_padding;
+  o.augment_flip = augment_flip;
   if (stop_epoch > 0) {
     o.start_epoch = start_epoch;
     o.start_step = start_step;

@@ -40,6 +40,9 @@ struct JobSpec {
   // Inputs standardised with the training set's mean and deviation.
   bool normalized = false;
   double normalize_mean = 0, normalize_std = 1;
+  // Training augmentation (TrainOptions::augment_*): stored only when on.
+  int64_t augment_crop_padding = 0;
+  bool augment_flip = false;
   // A segment of the job (an elastic job trains one epoch per segment):
   // epochs [start_epoch, stop_epoch) from step start_step. Never stored;
   // stop_epoch 0: the whole job.

@@ -56,11 +56,23 @@ TEST(JobSpec, RoundTripsThroughTheStoresJson) {
   s.normalized = true;
   s.normalize_mean = 0.1;
   s.normalize_std = 0.3;
+  EXPECT_FALSE(s.ToJson().contains("augment_flip"));  // off: rows stay as they were
+  s.augment_crop_padding = 4;
+  s.augment_flip = true;
   auto back = JobSpec::FromJson(s.ToJson(), JobSpec::Stored());
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(json::serialize(back->ToJson()), json::serialize(s.ToJson()));
   EXPECT_EQ(back->max_workers, 3);
   EXPECT_DOUBLE_EQ(back->goal_accuracy, 0.8);
+  EXPECT_EQ(back->augment_crop_padding, 4);
+  EXPECT_TRUE(back->augment_flip);
+  TrainOptions o;
+  back->ApplyTo(o);
+  EXPECT_EQ(o.augment_crop_padding, 4);
+  EXPECT_TRUE(o.augment_flip);
+  JobSpec bad;
+  bad.augment_crop_padding = -1;
+  EXPECT_NE(bad.Validate().message().find("augment_crop_padding"), std::string::npos);
 }
 
 TEST(JobSpec, ValidateNamesTheBadField) {
