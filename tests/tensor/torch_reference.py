@@ -21,6 +21,16 @@ Ops (inputs; attrs):
   avg_pool2d         x; kernel, stride, padding (count_include_pad=True)
   global_avg_pool2d  x                              -> [n, c]
   cross_entropy      x (logits), labels; label_smoothing
+  model              x, r, "state.<name>" for every parameter and buffer of
+                     a dnnd model (nn::Module::NamedState; num_batches_tracked
+                     as float); toml (ModelSpecToToml's text), training,
+                     eval_after. Builds the model in torch.nn (GraphModel:
+                     one module per node, registered under the node's dotted
+                     name, so state_dict() names are dnnd's), loads the state
+                     strictly and runs one forward in `training` mode.
+                     Outputs y, grad.x, grad.<parameter>, "state.<buffer>"
+                     after the forward and, with eval_after, "y_eval": an
+                     eval-mode forward of x with the updated buffers.
   batch              every tensor named "<case>/<name>"; attrs is a list of
                      {"name", "op", "attrs"}; outputs "<case>/<output>"
 
@@ -29,6 +39,7 @@ Exit status 77: torch cannot be imported (the C++ test skips).
 import json
 import struct
 import sys
+import tomllib
 
 try:
     import numpy as np
@@ -39,6 +50,141 @@ except ImportError as e:  # pragma: no cover - depends on the interpreter
     sys.exit(77)
 
 NO_GRAD = {"r", "labels", "running_mean", "running_var"}
+
+
+class Fn(torch.nn.Module):
+    """A stateless node (add, concat, global_avgpool2d)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs):
+        return self.fn(*xs)
+
+
+def spec_nodes(model):
+    """[(name, node table, inputs)] of a [model] table, list or graph form."""
+    if "layers" in model:
+        return [(str(i), l, ["input" if i == 0 else str(i - 1)]) for i, l in enumerate(model["layers"])]
+    out = []
+    for i, n in enumerate(model["nodes"]):
+        prev = "input" if i == 0 else model["nodes"][i - 1]["name"]
+        out.append((n["name"], n, list(n.get("inputs", [prev]))))
+    return out
+
+
+def make_module(node, xs):
+    """The torch.nn module of a dnnd node, sized from its inputs `xs`."""
+    t, x = node["type"], xs[0]
+    nn = torch.nn
+    if t == "linear":
+        if node.get("in", x.shape[-1]) != x.shape[-1]:
+            raise ValueError(f"{node['name']}: in {node['in']} but input {tuple(x.shape)}")
+        return nn.Linear(x.shape[-1], node["out"], bias=node.get("bias", True))
+    if t == "conv2d":
+        if node.get("in", x.shape[1]) != x.shape[1]:
+            raise ValueError(f"{node['name']}: in {node['in']} but input {tuple(x.shape)}")
+        return nn.Conv2d(x.shape[1], node["out"], node["kernel"], stride=node.get("stride", 1),
+                         padding=node.get("padding", 0), groups=node.get("groups", 1),
+                         bias=node.get("bias", True))
+    if t in ("maxpool2d", "avgpool2d"):
+        k = node["kernel"]
+        s = node.get("stride", 0) or k
+        p = node.get("padding", 0)
+        if t == "maxpool2d":
+            return nn.MaxPool2d(k, s, p)
+        return nn.AvgPool2d(k, s, p, count_include_pad=True)
+    if t == "global_avgpool2d":
+        return Fn(lambda v: v.mean(dim=(2, 3)))
+    if t in ("batchnorm1d", "batchnorm2d"):
+        cls = nn.BatchNorm1d if t == "batchnorm1d" else nn.BatchNorm2d
+        return cls(x.shape[1], eps=node.get("eps", 1e-5), momentum=node.get("momentum", 0.1),
+                   affine=node.get("affine", True))
+    if t == "layernorm":
+        return nn.LayerNorm(tuple(x.shape[x.dim() - node.get("dims", 1):]), eps=node.get("eps", 1e-5),
+                            elementwise_affine=node.get("affine", True))
+    if t == "add":
+        return Fn(lambda *v: sum(v[1:], v[0]))
+    if t == "concat":
+        dim = node.get("dim", 1)
+        return Fn(lambda *v: torch.cat(v, dim))
+    if t == "leaky_relu":
+        return nn.LeakyReLU(node.get("slope", 0.01))
+    if t == "dropout":
+        return nn.Dropout(node["p"])
+    simple = {"flatten": nn.Flatten, "relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid,
+              "tanh": nn.Tanh, "softmax": lambda: nn.Softmax(dim=-1)}
+    if t in simple:
+        return simple[t]()
+    raise ValueError(f"unknown node type {t!r}")
+
+
+class GraphModel(torch.nn.Module):
+    """A dnnd model spec in torch.nn: node "layer1.0.conv1" is the module
+    self.layer1[0].conv1-alike (nested containers), so state_dict() names
+    are the node names + ".weight" etc., as dnnd names its tensors. Modules
+    are sized by a forward of zeros at build time (`in` is optional in
+    specs)."""
+
+    def __init__(self, toml_text):
+        super().__init__()
+        model = tomllib.loads(toml_text)["model"]
+        self.nodes = spec_nodes(model)
+        self.mods = {}
+        values = {"input": torch.zeros([2] + list(model["input"]))}
+        with torch.no_grad():
+            for name, node, inputs in self.nodes:
+                xs = [values[i] for i in inputs]
+                m = make_module(node, xs)
+                m.eval()  # sizing must not touch running statistics
+                self._register(name, m)
+                self.mods[name] = m
+                values[name] = m(*xs)
+
+    def _register(self, name, module):
+        parts = name.split(".")
+        parent = self
+        for p in parts[:-1]:
+            if p not in parent._modules:
+                parent.add_module(p, torch.nn.Module())
+            parent = parent._modules[p]
+        if parts[-1] in parent._modules:
+            raise ValueError(f"node {name!r} registered twice")
+        parent.add_module(parts[-1], module)
+
+    def forward(self, x):
+        values = {"input": x}
+        last = x
+        for name, _, inputs in self.nodes:
+            last = values[name] = self.mods[name](*[values[i] for i in inputs])
+        return last
+
+
+def run_model(arrays, a):
+    model = GraphModel(a["toml"])
+    state = {}
+    for k, v in arrays.items():
+        if k.startswith("state."):
+            t = torch.from_numpy(v)
+            state[k[len("state."):]] = t.long() if k.endswith("num_batches_tracked") else t.double()
+    model.double()
+    model.load_state_dict(state, strict=True)
+    model.train(a["training"])
+    x = torch.from_numpy(arrays["x"]).double().requires_grad_(True)
+    r = torch.from_numpy(arrays["r"]).double()
+    y = model(x)
+    (y * r).sum().backward()
+    out = {"y": y.detach().numpy(), "grad.x": x.grad.numpy()}
+    for k, p in model.named_parameters():
+        out["grad." + k] = p.grad.numpy()
+    for k, b in model.named_buffers():
+        out["state." + k] = b.detach().double().numpy()
+    if a.get("eval_after"):
+        model.eval()
+        with torch.no_grad():
+            out["y_eval"] = model(x.detach()).numpy()
+    return out
 
 
 def load(path):
@@ -82,6 +228,8 @@ def trailing_shape(shape, count):
 
 
 def run_case(op, arrays, a):
+    if op == "model":
+        return run_model(arrays, a)
     t = {k: torch.from_numpy(v).to(torch.float64) for k, v in arrays.items()}
     for k, v in t.items():
         if k not in NO_GRAD:

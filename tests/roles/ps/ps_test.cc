@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
+#include <map>
 #include <numeric>
 #include <regex>
 #include <thread>
@@ -257,6 +258,71 @@ TEST(PsCluster, EveryModeReachesItsAccuracyTarget) {
     EXPECT_TRUE(std::filesystem::exists(dir.path() + "/ps/ps-0-0.safetensors"));
     EXPECT_TRUE(std::filesystem::exists(dir.path() + "/ps/ps-1-0.safetensors"));
   }
+}
+
+// BatchNorm's buffers travel with the parameters: 2 servers + 2 workers in
+// sync mode train a conv -> batchnorm2d -> relu -> pool -> linear graph for 4
+// steps (512 samples / 2 workers / 64 per batch); the final checkpoint holds
+// running statistics moved from their 0 / 1 start, num_batches_tracked = 4
+// (int64, as torch keeps it).
+TEST(PsCluster, SyncTrainingKeepsBatchNormBuffers) {
+  TempDir dir;
+  const std::string model = dir.Write("bn.toml", R"([model]
+input = [1, 28, 28]
+loss = "cross_entropy"
+[[model.nodes]]
+name = "conv"
+type = "conv2d"
+out = 8
+kernel = 3
+padding = 1
+bias = false
+[[model.nodes]]
+name = "bn"
+type = "batchnorm2d"
+[[model.nodes]]
+name = "relu"
+type = "relu"
+[[model.nodes]]
+name = "pool"
+type = "global_avgpool2d"
+[[model.nodes]]
+name = "fc"
+type = "linear"
+out = 10
+[model.optimizer]
+type = "sgd"
+lr = 0.05
+momentum = 0.9
+)");
+  Cluster cluster(dir, 2, "--set ps.mode=sync");
+  ASSERT_TRUE(cluster.StartJob("--set model.file=" + model +
+                               " --set data.limit_train=512 --set data.limit_test=64" +
+                               " --set train.epochs=1 --set train.progress=none"))
+      << cluster.server(1)->output();
+  ASSERT_EQ(cluster.worker(0)->Wait(), 0) << cluster.worker(0)->output();
+  ASSERT_EQ(cluster.worker(1)->Wait(), 0) << cluster.worker(1)->output();
+  cluster.StopServers();
+  auto file = LoadSafetensors(dir.path() + "/model0/model.safetensors");
+  ASSERT_TRUE(file.ok()) << file.status().ToString() << "\n" << cluster.worker(0)->output();
+  std::map<std::string, Tensor> t(file->tensors.begin(), file->tensors.end());
+  ASSERT_TRUE(t.count("bn.running_mean") && t.count("bn.running_var") &&
+              t.count("bn.num_batches_tracked"))
+      << "buffers missing from the checkpoint";
+  EXPECT_EQ(file->metadata.at("dnnd.step"), "4");
+  EXPECT_TRUE(file->int64_names.count("bn.num_batches_tracked"));
+  EXPECT_EQ(t.at("bn.num_batches_tracked").ToVector(), std::vector<float>{4.0f});
+  const std::vector<float> mean = t.at("bn.running_mean").ToVector();
+  const std::vector<float> var = t.at("bn.running_var").ToVector();
+  ASSERT_EQ(mean.size(), 8u);
+  ASSERT_EQ(var.size(), 8u);
+  float largest_shift = 0;
+  for (size_t c = 0; c < 8; ++c) {
+    EXPECT_NE(mean[c], 0.0f) << "running_mean[" << c << "] still at its init 0";
+    EXPECT_NE(var[c], 1.0f) << "running_var[" << c << "] still at its init 1";
+    largest_shift = std::max(largest_shift, std::abs(var[c] - 1.0f));
+  }
+  EXPECT_GT(largest_shift, 0.05f) << "4 steps at momentum 0.1 move the variances visibly";
 }
 
 double CleanRunAccuracy() {
