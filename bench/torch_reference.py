@@ -71,10 +71,75 @@ def build(name):
                              nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                              nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
                              nn.Linear(84, 10))
+    if name in ("resnet20", "resnet20c"):
+        return ResNet20(1 if name == "resnet20" else 3)
     raise SystemExit("unknown model " + name)
 
 
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock (same names), as configs/models/resnet20.toml."""
+
+    def __init__(self, c, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or c != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(c, planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
+class ResNet20(nn.Module):
+    """ResNet-20 for small images (He et al. 2016): 3x3 stem, 3 stages of 3
+    basic blocks at 16/32/64 channels, global average pool, linear."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        c = 16
+        for stage, planes in enumerate((16, 32, 64)):
+            blocks = []
+            for b in range(3):
+                blocks.append(BasicBlock(c, planes, 2 if stage > 0 and b == 0 else 1))
+                c = planes
+            setattr(self, "layer%d" % (stage + 1), nn.Sequential(*blocks))
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+INPUT = {"resnet20c": (3, 32, 32)}
+
+
+def augment(x, padding, flip, g):
+    """Random crop with zero padding and horizontal flip, per sample."""
+    if padding:
+        n, _, h, w = x.shape
+        padded = nn.functional.pad(x, (padding,) * 4)
+        dy = torch.randint(0, 2 * padding + 1, (n,), generator=g)
+        dx = torch.randint(0, 2 * padding + 1, (n,), generator=g)
+        x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    if flip:
+        mask = torch.rand(x.shape[0], generator=g) < 0.5
+        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    return x
+
+
 def make_optimizer(args, params):
+    params = list(params)
+    if getattr(args, "no_decay_bias_norm", False):  # no weight decay on 1-D tensors
+        params = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     if args.optimizer == "sgd":
         return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
                                weight_decay=args.weight_decay)
@@ -89,7 +154,7 @@ def throughput(args):
     torch.manual_seed(1)
     model = build(args.model)
     opt = make_optimizer(args, model.parameters())
-    x = torch.rand(args.batch, 1, 28, 28)
+    x = torch.rand(args.batch, *INPUT.get(args.model, (1, 28, 28)))
     y = torch.arange(args.batch) % 10
     loss_fn = nn.CrossEntropyLoss()
     def step():
@@ -141,7 +206,10 @@ def accuracy(args):
         for i in range(steps_per_epoch):
             idx = perm[i * args.batch:(i + 1) * args.batch]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xtr[idx]), ytr[idx])
+            x = xtr[idx]
+            if args.crop_padding or args.flip:
+                x = augment(x, args.crop_padding, args.flip, g)
+            loss = loss_fn(model(x), ytr[idx])
             loss.backward()
             opt.step()
             total += loss.item()
@@ -174,6 +242,10 @@ def main():
     p.add_argument("--mean", type=float, default=0.0)
     p.add_argument("--std", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--crop-padding", type=int, default=0, help="accuracy: random crops")
+    p.add_argument("--flip", action="store_true", help="accuracy: random horizontal flips")
+    p.add_argument("--no-decay-bias-norm", action="store_true",
+                   help="no weight decay on biases and norm parameters")
     args = p.parse_args()
     libs, core = check_blas()
     torch.set_num_threads(args.threads)

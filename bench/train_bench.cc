@@ -34,10 +34,31 @@ ModelSpec LoadSpec(const std::string& name) {
   return ValueOrThrow(ParseModelSpecText(text, path));
 }
 
-void TrainModel(benchmark::State& state, const std::string& name, bool sgd = false) {
+// Multiply-adds of one sample's forward pass through the convolutions and
+// linear layers (2 FLOP each); a training step costs about three forwards
+// (forward, input gradient, weight gradient).
+double ForwardMacs(const nn::Graph& model, const Shape& input) {
+  std::vector<Shape> shapes;
+  double macs = 0;
+  for (size_t i = 0; i < model.size(); ++i) {
+    std::vector<Shape> in;
+    for (int k : model.inputs(i)) in.push_back(k == nn::Graph::kInput ? input : shapes[k]);
+    shapes.push_back(ValueOrThrow(model.at(i)->OutputShapeOf(in)));
+    if (auto* c = dynamic_cast<const nn::Conv2d*>(model.at(i).get()))
+      macs += static_cast<double>(c->weight.numel()) * shapes.back()[1] * shapes.back()[2];
+    if (auto* l = dynamic_cast<const nn::Linear*>(model.at(i).get()))
+      macs += static_cast<double>(l->weight.numel());
+  }
+  return macs;
+}
+
+// `input` overrides the spec's input shape (ResNet-20 on 1x28x28).
+void TrainModel(benchmark::State& state, const std::string& name, bool sgd = false,
+                Shape input = {}) {
   SetThreads(static_cast<int>(state.range(0)));
   ModelSpec spec = LoadSpec(name);
   if (sgd) spec.optimizer = {.type = "sgd", .lr = 0.1f, .momentum = 0.9f};
+  if (!input.empty()) spec.input = input;
   auto model = ValueOrThrow(BuildModel(spec, 1));
   auto opt = ValueOrThrow(optim::MakeOptimizer(spec.optimizer, model->NamedParameters()));
   Rng rng(2);
@@ -55,6 +76,11 @@ void TrainModel(benchmark::State& state, const std::string& name, bool sgd = fal
   }
   state.counters["samples_per_s"] = benchmark::Counter(
       static_cast<double>(state.iterations() * kBatch), benchmark::Counter::kIsRate);
+  if (name != "mlp") {
+    const double flops = 3 * 2 * ForwardMacs(*model, spec.input) * kBatch;
+    state.counters["GFLOP_per_s"] = benchmark::Counter(
+        flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+  }
   if (name == "mlp" && !sgd) {
     // forward 2*B*(784*512 + 512*256 + 256*10); backward twice that, minus the
     // input gradient of the first layer, which is never computed.
@@ -109,6 +135,12 @@ void MlpGemmRoofline(benchmark::State& state) {
 void BM_TrainMlp(benchmark::State& s) { TrainModel(s, "mlp"); }
 void BM_TrainLenet(benchmark::State& s) { TrainModel(s, "lenet"); }
 void BM_TrainMlpSgd(benchmark::State& s) { TrainModel(s, "mlp", true); }
+// ResNet-20 (configs/models/resnet20.toml) with SGD momentum, on Fashion-MNIST's
+// 1x28x28 and CIFAR-10's 3x32x32.
+void BM_TrainResnet20Gray(benchmark::State& s) { TrainModel(s, "resnet20", true, {1, 28, 28}); }
+void BM_TrainResnet20Rgb(benchmark::State& s) { TrainModel(s, "resnet20", true, {3, 32, 32}); }
+BENCHMARK(BM_TrainResnet20Gray)->Arg(1)->Arg(2)->UseRealTime()->MinTime(4.0);
+BENCHMARK(BM_TrainResnet20Rgb)->Arg(1)->Arg(2)->UseRealTime()->MinTime(4.0);
 BENCHMARK(BM_TrainMlp)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_TrainLenet)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_TrainMlpSgd)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
