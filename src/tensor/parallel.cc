@@ -34,7 +34,11 @@ class Pool {
     for (auto& t : threads_) t.join();
     threads_.clear();
     stop_ = false;
-    for (int i = 0; i < helpers; ++i) threads_.emplace_back([this, i] { Loop(i); });
+    // The generation is read here, not in the new thread: a thread that read
+    // it only once running could miss a region started in between and leave
+    // the caller waiting for it forever.
+    const uint64_t start = generation_.load();
+    for (int i = 0; i < helpers; ++i) threads_.emplace_back([this, i, start] { Loop(i, start); });
   }
 
   int helpers() const { return static_cast<int>(threads_.size()); }
@@ -61,8 +65,7 @@ class Pool {
 #endif
   }
 
-  void Loop(int index) {
-    uint64_t seen = generation_.load();  // regions that ran before this thread existed are not ours
+  void Loop(int index, uint64_t seen) {  // regions up to `seen` ran before this thread existed
     for (;;) {
       // Spin ~50 us for the next region, then sleep.
       bool ready = false;
