@@ -9,6 +9,7 @@
 
 #include <string>
 
+#include "tensor/conv.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
 
@@ -95,6 +96,34 @@ void ConvForwardBackward(benchmark::State& state) {
   state.SetLabel(s.name);
 }
 
+// The two backward products alone, on the kernels (no autograd).
+conv::Params ParamsOf(const ConvShape& s) {
+  return {kBatch, s.c, s.hw, s.hw, s.oc, s.k, s.k, s.stride, s.pad, s.groups};
+}
+
+void ConvBackwardData(benchmark::State& state) {
+  const ConvShape& s = kShapes[state.range(0)];
+  SetThreads(static_cast<int>(state.range(1)));
+  Inputs in(s);
+  Tensor gx = Tensor::Empty(in.x.shape());
+  for (auto _ : state) conv::BackwardData(ParamsOf(s), in.g.data(), in.w.data(), gx.data());
+  state.counters["GFLOP_per_s"] = benchmark::Counter(
+      ForwardFlops(s) * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(s.name);
+}
+
+void ConvBackwardWeight(benchmark::State& state) {
+  const ConvShape& s = kShapes[state.range(0)];
+  SetThreads(static_cast<int>(state.range(1)));
+  Inputs in(s);
+  Tensor gw = Tensor::Empty(in.w.shape()), gb = Tensor::Empty(in.b.shape());
+  for (auto _ : state)
+    conv::BackwardWeight(ParamsOf(s), in.x.data(), in.g.data(), gw.data(), gb.data());
+  state.counters["GFLOP_per_s"] = benchmark::Counter(
+      ForwardFlops(s) * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(s.name);
+}
+
 void Args(benchmark::internal::Benchmark* b) {
   for (int t = 1; t <= 2; ++t)
     for (int i = 0; i < kNumShapes; ++i) b->Args({i, t});
@@ -102,6 +131,8 @@ void Args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(ConvForward)->Apply(Args)->UseRealTime();
 BENCHMARK(ConvForwardBackward)->Apply(Args)->UseRealTime();
+BENCHMARK(ConvBackwardData)->Apply(Args)->UseRealTime();
+BENCHMARK(ConvBackwardWeight)->Apply(Args)->UseRealTime();
 
 }  // namespace
 }  // namespace dnnd

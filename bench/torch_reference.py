@@ -71,7 +71,46 @@ def build(name):
                              nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                              nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
                              nn.Linear(84, 10))
+    if name in ("resnet20", "resnet20c"):
+        return ResNet20(1 if name == "resnet20" else 3, 28 if name == "resnet20" else 32)
     raise SystemExit("unknown model " + name)
+
+
+class Block(nn.Module):
+    def __init__(self, c, oc, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(c, oc, 3, stride, 1, bias=False)
+        self.c2 = nn.Conv2d(oc, oc, 3, 1, 1, bias=False)
+        self.proj = nn.Conv2d(c, oc, 1, stride, 0, bias=False) if stride != 1 or c != oc else None
+
+    def forward(self, x):
+        y = self.c2(torch.relu(self.c1(x)))
+        return torch.relu(y + (self.proj(x) if self.proj is not None else x))
+
+
+class ResNet20(nn.Module):
+    """bench/resnet_bench.cc's network: ResNet-20 without batch normalisation
+    (dnnd has none yet), 1x1 stride-2 projection shortcuts, convs without
+    bias, a linear classifier on the flattened last feature map."""
+
+    def __init__(self, channels, hw):
+        super().__init__()
+        self.stem = nn.Conv2d(channels, 16, 3, 1, 1, bias=False)
+        blocks, c = [], 16
+        for stage in range(3):
+            oc = 16 << stage
+            for b in range(3):
+                blocks.append(Block(c, oc, 2 if stage > 0 and b == 0 else 1))
+                c = oc
+        self.blocks = nn.Sequential(*blocks)
+        last = (hw + 3) // 4
+        self.fc = nn.Linear(64 * last * last, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.blocks(torch.relu(self.stem(x))), 1))
+
+
+INPUT = {"resnet20c": (3, 32, 32)}
 
 
 def make_optimizer(args, params):
@@ -89,7 +128,7 @@ def throughput(args):
     torch.manual_seed(1)
     model = build(args.model)
     opt = make_optimizer(args, model.parameters())
-    x = torch.rand(args.batch, 1, 28, 28)
+    x = torch.rand(args.batch, *INPUT.get(args.model, (1, 28, 28)))
     y = torch.arange(args.batch) % 10
     loss_fn = nn.CrossEntropyLoss()
     def step():

@@ -109,9 +109,11 @@ void MlpGemmRoofline(benchmark::State& state) {
 void BM_TrainMlp(benchmark::State& s) { TrainModel(s, "mlp"); }
 void BM_TrainLenet(benchmark::State& s) { TrainModel(s, "lenet"); }
 void BM_TrainMlpSgd(benchmark::State& s) { TrainModel(s, "mlp", true); }
+void BM_TrainLenetSgd(benchmark::State& s) { TrainModel(s, "lenet", true); }
 BENCHMARK(BM_TrainMlp)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_TrainLenet)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_TrainMlpSgd)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_TrainLenetSgd)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(MlpGemmRoofline)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 
 }  // namespace

@@ -28,7 +28,7 @@ std::vector<Isa> Candidates() {
   if (avx2 && __builtin_cpu_supports("avx512f")) v.push_back(internal::Avx512Isa());
   if (avx2) v.push_back(internal::Avx2Isa());
 #endif
-  v.push_back(Isa{"portable", 0, 0, nullptr, nullptr});
+  v.push_back(Isa{"portable", 0, 0, nullptr, nullptr, nullptr, 1});
   return v;
 }
 
@@ -176,14 +176,18 @@ void ForwardBlas(const Params& p, const float* x, const float* w, const float* b
   });
 }
 
-// Copies the output gradient of samples [s0, s0+cnt) into gm[oc, cnt*plane]
-// (channel-major, samples side by side), the layout the GEMMs below take.
-void GatherChannels(const Params& p, const float* gy, int64_t s0, int64_t cnt, float* gm) {
+// Copies the output gradient of samples [s0, s0+cnt) into gm[oc, ld]
+// (channel-major, samples side by side, zeros from cnt*plane to ld), the
+// layout the products below take.
+void GatherChannels(const Params& p, const float* gy, int64_t s0, int64_t cnt, float* gm,
+                    int64_t ld) {
   const int64_t plane = p.oh() * p.ow(), px = cnt * plane;
-  for (int64_t i = 0; i < cnt; ++i)
-    for (int64_t o = 0; o < p.oc; ++o)
-      std::memcpy(gm + o * px + i * plane, gy + ((s0 + i) * p.oc + o) * plane,
+  for (int64_t o = 0; o < p.oc; ++o) {
+    for (int64_t i = 0; i < cnt; ++i)
+      std::memcpy(gm + o * ld + i * plane, gy + ((s0 + i) * p.oc + o) * plane,
                   sizeof(float) * static_cast<size_t>(plane));
+    std::fill(gm + o * ld + px, gm + (o + 1) * ld, 0.0f);
+  }
 }
 
 }  // namespace
@@ -245,7 +249,7 @@ void BackwardData(const Params& p, const float* gy, const float* w, float* gx) {
     for (int64_t c = cb; c < ce; ++c) {
       const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0), px = cnt * plane;
       std::fill(gx + s0 * in_sample, gx + (s0 + cnt) * in_sample, 0.0f);
-      GatherChannels(p, gy, s0, cnt, gm);
+      GatherChannels(p, gy, s0, cnt, gm, px);
       for (int64_t g = 0; g < p.groups; ++g) {
         kernels::Gemm(true, false, k, px, ocg, 1.0f, w + g * ocg * k, gm + g * ocg * px, 0.0f,
                       gcols);
@@ -267,7 +271,7 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
   const kernels::Conv2dGeometry geo = GroupGeometry(p);
   const Isa isa = CurrentIsaRecord();
   const auto im2col = isa.im2col ? isa.im2col : &kernels::Im2Col;
-  // The GEMM reduces over the chunk's pixels: bigger chunks, fewer passes
+  // Both products reduce over the chunk's pixels: bigger chunks, fewer passes
   // over the [ocg, K] result.
   const int64_t gs = std::clamp<int64_t>((1 << 18) / (k * plane), 1, 16);
   const int64_t chunks = (p.n + gs - 1) / gs;
@@ -276,18 +280,27 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
     Scratch& s = ThreadScratch();
     std::vector<float> pw(gw ? static_cast<size_t>(p.oc * k) : 0, 0.0f);
     std::vector<float> pb(gb ? static_cast<size_t>(p.oc) : 0, 0.0f);
-    float* cols = Grow(s.cols, k * gs * plane);
-    float* gm = Grow(s.aux, p.oc * gs * plane);
+    // Rows padded to the vector width with zeros for the dot kernel.
+    const int64_t ld = RoundUp(gs * plane, isa.width);
+    float* cols = Grow(s.cols, k * ld);
+    float* gm = Grow(s.aux, p.oc * ld);
     for (int64_t c = cb; c < ce; ++c) {
       const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0), px = cnt * plane;
-      GatherChannels(p, gy, s0, cnt, gm);
-      if (gb) kernels::RowSum(p.oc, px, gm, pb.data(), true);
+      const int64_t pp = isa.dot ? RoundUp(px, isa.width) : px;
+      GatherChannels(p, gy, s0, cnt, gm, pp);
+      if (gb) kernels::RowSum(p.oc, pp, gm, pb.data(), true);
       if (!gw) continue;
       for (int64_t g = 0; g < p.groups; ++g) {
         for (int64_t i = 0; i < cnt; ++i)
-          im2col(geo, x + (s0 + i) * in_sample + g * cg * p.h * p.w, cols + i * plane, px);
-        kernels::Gemm(false, true, ocg, k, px, 1.0f, gm + g * ocg * px, cols, 1.0f,
-                      pw.data() + g * ocg * k);
+          im2col(geo, x + (s0 + i) * in_sample + g * cg * p.h * p.w, cols + i * plane, pp);
+        if (isa.dot) {
+          for (int64_t r = 0; r < k; ++r) std::fill(cols + r * pp + px, cols + (r + 1) * pp, 0.f);
+          isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * pp, pp, cols, pp,
+                                    pw.data() + g * ocg * k, k});
+        } else {
+          kernels::Gemm(false, true, ocg, k, px, 1.0f, gm + g * ocg * px, cols, 1.0f,
+                        pw.data() + g * ocg * k);
+        }
       }
     }
     std::lock_guard lock(mu);

@@ -61,12 +61,27 @@ struct GemmArgs {
   const int64_t* col_off;
 };
 
+// Weight-gradient products: c[i * ldc + j] += sum_{q < p} a[i * lda + q] *
+// b[j * ldb + q] for i < m, j < n; p is a multiple of the vector width (pad
+// rows with zeros).
+struct DotArgs {
+  int64_t m, n, p;
+  const float* a;
+  int64_t lda;
+  const float* b;
+  int64_t ldb;
+  float* c;
+  int64_t ldc;
+};
+
 struct Isa {
   const char* name;
   int mr, nr;                          // tile rows and columns
   void (*gemm)(const GemmArgs& args);  // null: the portable OpenBLAS path
   // kernels::Im2Col's equivalent (null: use that one).
   void (*im2col)(const kernels::Conv2dGeometry& g, const float* image, float* cols, int64_t ld);
+  void (*dot)(const DotArgs& args);  // null: OpenBLAS
+  int width;                         // vector width in floats (DotArgs::p's multiple)
 };
 Isa Avx2Isa();    // conv_avx2.cc (x86-64 only)
 Isa Avx512Isa();  // conv_avx512.cc (x86-64 only)

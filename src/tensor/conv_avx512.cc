@@ -21,6 +21,7 @@ struct VecAvx512 {
   static void Store(float* p, T v) { _mm512_storeu_ps(p, v); }
   static T Broadcast(float s) { return _mm512_set1_ps(s); }
   static T Fma(T a, T b, T acc) { return _mm512_fmadd_ps(a, b, acc); }
+  static float Sum(T v) { return _mm512_reduce_add_ps(v); }
   static __mmask16 Lanes(int lo, int hi) {  // lanes [lo, hi), 0 <= lo, hi <= 16
     if (hi <= lo) return 0;
     return static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
@@ -35,13 +36,17 @@ struct VecAvx512 {
 // 8 rows x 3 vectors: 24 accumulators of the 32 registers.
 constexpr int kMr = 8, kNv = 3;
 void Gemm(const GemmArgs& g) { GemmTiles<VecAvx512, kMr, kNv>(g); }
+// 4 x 6 dot tiles: 24 accumulators.
+void Dot(const DotArgs& d) { DotTiles<VecAvx512, 4, 6>(d); }
 void Im2Col(const kernels::Conv2dGeometry& g, const float* image, float* cols, int64_t ld) {
   Im2ColT<VecAvx512>(g, image, cols, ld);
 }
 
 }  // namespace
 
-Isa Avx512Isa() { return {"avx512", kMr, kNv * VecAvx512::kWidth, &Gemm, &Im2Col}; }
+Isa Avx512Isa() {
+  return {"avx512", kMr, kNv * VecAvx512::kWidth, &Gemm, &Im2Col, &Dot, VecAvx512::kWidth};
+}
 
 }  // namespace dnnd::conv::internal
 

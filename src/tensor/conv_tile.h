@@ -8,7 +8,7 @@
 // V provides: T (the vector), kWidth, Zero(), Load(p), Store(p, v),
 // Broadcast(s), Fma(a, b, acc) = a * b + acc, LoadRange(p, lo, hi) (lanes
 // [lo, hi) from p[lane], the others zero and never read; lo >= hi gives
-// zeros) and StoreN(p, v, n) (the first n lanes).
+// zeros), StoreN(p, v, n) (the first n lanes) and Sum(v) (of the lanes).
 #pragma once
 
 #include "tensor/conv.h"
@@ -74,12 +74,74 @@ void GemmTiles(const GemmArgs& g) {
   }
 }
 
+// C[i, j] += sum_p A[i, p] B[j, p] (see DotArgs): tiles of MR x NB
+// accumulators, each a vector of partial sums over p, reduced once at the end.
+template <class V, int MR, int NB>
+void DotTiles(const DotArgs& d) {
+  using T = typename V::T;
+  for (int64_t i0 = 0; i0 < d.m; i0 += MR) {
+    const float* arow[MR];
+    for (int r = 0; r < MR; ++r) arow[r] = d.a + (i0 + r < d.m ? i0 + r : i0) * d.lda;
+    for (int64_t j0 = 0; j0 < d.n; j0 += NB) {
+      const float* brow[NB];
+      for (int j = 0; j < NB; ++j) brow[j] = d.b + (j0 + j < d.n ? j0 + j : j0) * d.ldb;
+      T acc[MR][NB];
+      for (int r = 0; r < MR; ++r)
+        for (int j = 0; j < NB; ++j) acc[r][j] = V::Zero();
+      for (int64_t p = 0; p < d.p; p += V::kWidth) {
+        T a[MR];
+        for (int r = 0; r < MR; ++r) a[r] = V::Load(arow[r] + p);
+        for (int j = 0; j < NB; ++j) {
+          const T b = V::Load(brow[j] + p);
+          for (int r = 0; r < MR; ++r) acc[r][j] = V::Fma(a[r], b, acc[r][j]);
+        }
+      }
+      for (int r = 0; r < MR && i0 + r < d.m; ++r)
+        for (int j = 0; j < NB && j0 + j < d.n; ++j)
+          d.c[(i0 + r) * d.ldc + j0 + j] += V::Sum(acc[r][j]);
+    }
+  }
+}
+
 // kernels::Im2Col with vector copies: a stride-1 row is the input row shifted,
 // with zeros where it runs into the padding.
 template <class V>
 void Im2ColT(const kernels::Conv2dGeometry& g, const float* image, float* cols, int64_t ld) {
   constexpr int W = V::kWidth;
   const int64_t oh = g.out_h(), ow = g.out_w();
+  if (g.stride == 1 && oh == g.height && ow == g.width) {
+    // "Same" convolution: row (c, ky, kx) of cols is the whole plane shifted
+    // by (ky - padding) rows and (kx - padding) columns. One copy, then zeros
+    // where the shift leaves the plane: whole rows at the top or bottom, and
+    // the columns that wrapped around from the neighbouring row.
+    const int64_t hw = g.height * g.width;
+    for (int64_t c = 0; c < g.channels; ++c) {
+      const float* plane = image + c * hw;
+      for (int64_t ky = 0; ky < g.kernel_h; ++ky)
+        for (int64_t kx = 0; kx < g.kernel_w; ++kx) {
+          float* row = cols + ((c * g.kernel_h + ky) * g.kernel_w + kx) * ld;
+          const int64_t dy = ky - g.padding, dx = kx - g.padding, shift = dy * g.width + dx;
+          const int64_t r0 = dy < 0 ? -dy : 0, r1 = g.height - dy < oh ? g.height - dy : oh;
+          if (r1 <= r0) {
+            __builtin_memset(row, 0, sizeof(float) * hw);
+            continue;
+          }
+          int64_t t0 = r0 * g.width, t1 = r1 * g.width;
+          if (t0 + shift < 0) t0 = -shift;
+          if (t1 + shift > hw) t1 = hw - shift;
+          __builtin_memset(row, 0, sizeof(float) * t0);
+          __builtin_memcpy(row + t0, plane + t0 + shift, sizeof(float) * (t1 - t0));
+          __builtin_memset(row + t1, 0, sizeof(float) * (hw - t1));
+          const int64_t x0 = dx < 0 ? -dx : 0, x1 = g.width - dx < ow ? g.width - dx : ow;
+          for (int64_t oy = r0; oy < r1; ++oy) {
+            float* r = row + oy * ow;
+            for (int64_t x = 0; x < x0; ++x) r[x] = 0.0f;
+            for (int64_t x = x1 > x0 ? x1 : x0; x < ow; ++x) r[x] = 0.0f;
+          }
+        }
+    }
+    return;
+  }
   for (int64_t c = 0; c < g.channels; ++c) {
     const float* plane = image + c * g.height * g.width;
     for (int64_t ky = 0; ky < g.kernel_h; ++ky) {
