@@ -141,9 +141,11 @@ void BM_TrainResnet20Gray(benchmark::State& s) { TrainModel(s, "resnet20", true,
 void BM_TrainResnet20Rgb(benchmark::State& s) { TrainModel(s, "resnet20", true, {3, 32, 32}); }
 BENCHMARK(BM_TrainResnet20Gray)->Arg(1)->Arg(2)->UseRealTime()->MinTime(4.0);
 BENCHMARK(BM_TrainResnet20Rgb)->Arg(1)->Arg(2)->UseRealTime()->MinTime(4.0);
+void BM_TrainLenetSgd(benchmark::State& s) { TrainModel(s, "lenet", true); }
 BENCHMARK(BM_TrainMlp)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_TrainLenet)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_TrainMlpSgd)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_TrainLenetSgd)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 BENCHMARK(MlpGemmRoofline)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);
 
 }  // namespace

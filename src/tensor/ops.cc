@@ -4,6 +4,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "tensor/conv.h"
 #include "tensor/kernels.h"
 #include "tensor/parallel.h"
 
@@ -36,9 +37,6 @@ void Record(Tensor& out, const char* name, std::vector<Tensor> inputs, Fn&& fn) 
 }
 
 bool Needs(const Tensor& t) { return t.defined() && t.requires_grad(); }
-
-// Samples per convolution GEMM (see Conv2d).
-constexpr int64_t kConvGroup = 8;
 
 // Element-wise unary op with a backward expressed through the output.
 template <typename Fwd, typename Bwd>
@@ -303,92 +301,34 @@ Tensor Flatten(const Tensor& x) {
 }
 
 Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
-              int64_t padding, int64_t conv_groups) {
-  if (conv_groups != 1) throw std::invalid_argument("Conv2d: groups > 1 is not built yet");
-  if (x.ndim() != 4 || weight.ndim() != 4 || x.size(1) != weight.size(1))
+              int64_t padding, int64_t groups) {
+  // Kernels and their layout: src/tensor/conv.h.
+  if (x.ndim() != 4 || weight.ndim() != 4 || groups < 1 || x.size(1) % groups != 0 ||
+      weight.size(0) % groups != 0 || x.size(1) / groups != weight.size(1) ||
+      (bias.defined() && (bias.ndim() != 1 || bias.size(0) != weight.size(0))))
     ShapeError("Conv2d", x, weight);
-  kernels::Conv2dGeometry geo{x.size(1),      x.size(2), x.size(3), weight.size(2),
-                              weight.size(3), stride,    padding};
-  if (stride < 1 || padding < 0 || x.size(2) + 2 * padding < weight.size(2) ||
-      x.size(3) + 2 * padding < weight.size(3))
+  const conv::Params p{x.size(0),      x.size(1),      x.size(2), x.size(3), weight.size(0),
+                       weight.size(2), weight.size(3), stride,    padding,   groups};
+  if (stride < 1 || padding < 0 || p.h + 2 * padding < p.kh || p.w + 2 * padding < p.kw)
     ShapeError("Conv2d", x, weight);
-  const int64_t n = x.size(0), oc = weight.size(0), oh = geo.out_h(), ow = geo.out_w();
-  const int64_t patch = geo.patch(), plane = oh * ow;
-  const int64_t in_sample = geo.channels * geo.height * geo.width;
-  Tensor y = Tensor::Empty({n, oc, oh, ow});
-  // Samples go in groups of kConvGroup: their columns sit side by side in one
-  // matrix cols_c[patch, group*plane], so one GEMM W[oc, patch] x cols_c
-  // serves the group (per-sample GEMMs are too small for BLAS to be
-  // efficient), and groups run in parallel with single-threaded GEMMs. The
-  // columns live only in a per-chunk scratch that stays in cache; backward
-  // recomputes them from x rather than keeping the whole batch's (10 MB for
-  // LeNet's first layer) and streaming it through memory twice.
-  const int64_t groups = (n + kConvGroup - 1) / kConvGroup;
-  auto group_size = [n](int64_t c) { return std::min(kConvGroup, n - c * kConvGroup); };
-  ParallelFor(groups, 1, [&](int64_t b, int64_t e) {
-    Tensor scratch = Tensor::Empty({patch, kConvGroup * plane});
-    Tensor out = Tensor::Empty({oc, kConvGroup * plane});
-    for (int64_t c = b; c < e; ++c) {
-      const int64_t gs = group_size(c), ld = gs * plane;
-      float* cs = scratch.data();
-      for (int64_t i = 0; i < gs; ++i)
-        kernels::Im2Col(geo, x.data() + (c * kConvGroup + i) * in_sample, cs + i * plane, ld);
-      kernels::Gemm(false, false, oc, ld, patch, 1.0f, weight.data(), cs, 0.0f, out.data());
-      for (int64_t i = 0; i < gs; ++i)  // [oc, gs, plane] -> NCHW, plus bias
-        for (int64_t o = 0; o < oc; ++o) {
-          const float* src = out.data() + o * ld + i * plane;
-          float* dst = y.data() + ((c * kConvGroup + i) * oc + o) * plane;
-          const float bv = bias.defined() ? bias.data()[o] : 0.0f;
-          for (int64_t k = 0; k < plane; ++k) dst[k] = src[k] + bv;
-        }
-    }
-  });
+  Tensor y = Tensor::Empty({p.n, p.oc, p.oh(), p.ow()});
+  conv::Forward(p, x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data());
   if (AnyRequiresGrad({&x, &weight, &bias})) {
-    Record(y, "Conv2d", {x, weight, bias},
-           [geo, oc, patch, plane, in_sample, groups, group_size](std::vector<Tensor>& t,
-                                                                  const Tensor& g) {
-             const bool need_x = Needs(t[0]), need_w = Needs(t[1]), need_b = Needs(t[2]);
-             Tensor gw = Tensor::Zeros({oc, patch});
-             Tensor gb = Tensor::Zeros({oc});
-             Tensor gx = need_x ? Tensor::Zeros(t[0].shape()) : Tensor();
-             std::mutex mu;
-             ParallelFor(groups, 1, [&](int64_t b, int64_t e) {
-               // Per-chunk partial sums, folded into gw/gb once at the end.
-               Tensor pw = Tensor::Zeros({oc, patch});
-               Tensor pb = Tensor::Zeros({oc});
-               Tensor gm = Tensor::Empty({oc, kConvGroup * plane});
-               Tensor cols = need_w ? Tensor::Empty({patch, kConvGroup * plane}) : Tensor();
-               Tensor gcols = need_x ? Tensor::Empty({patch, kConvGroup * plane}) : Tensor();
-               for (int64_t c = b; c < e; ++c) {
-                 const int64_t gs = group_size(c), ld = gs * plane;
-                 for (int64_t i = 0; i < gs; ++i)  // NCHW -> gm[oc, gs*plane]
-                   for (int64_t o = 0; o < oc; ++o)
-                     std::copy_n(g.data() + ((c * kConvGroup + i) * oc + o) * plane, plane,
-                                 gm.data() + o * ld + i * plane);
-                 if (need_w) {  // recompute cols_c, then pw[oc, patch] += gm cols_c^T
-                   for (int64_t i = 0; i < gs; ++i)
-                     kernels::Im2Col(geo, t[0].data() + (c * kConvGroup + i) * in_sample,
-                                     cols.data() + i * plane, ld);
-                   kernels::Gemm(false, true, oc, patch, ld, 1.0f, gm.data(), cols.data(), 1.0f,
-                                 pw.data());
-                 }
-                 if (need_b) kernels::RowSum(oc, ld, gm.data(), pb.data(), true);
-                 if (need_x) {  // gcols[patch, ld] = W^T gm; col2im per sample
-                   kernels::Gemm(true, false, patch, ld, oc, 1.0f, t[1].data(), gm.data(), 0.0f,
-                                 gcols.data());
-                   for (int64_t i = 0; i < gs; ++i)
-                     kernels::Col2Im(geo, gcols.data() + i * plane, ld,
-                                     gx.data() + (c * kConvGroup + i) * in_sample);
-                 }
-               }
-               std::lock_guard lock(mu);
-               kernels::Axpy(pw.numel(), 1.0f, pw.data(), gw.data());
-               kernels::Axpy(pb.numel(), 1.0f, pb.data(), gb.data());
-             });
-             if (need_w) t[1].AccumulateGrad(gw.Reshape(t[1].shape()));
-             if (need_b) t[2].AccumulateGrad(std::move(gb));
-             if (need_x) t[0].AccumulateGrad(std::move(gx));
-           });
+    Record(y, "Conv2d", {x, weight, bias}, [p](std::vector<Tensor>& t, const Tensor& g) {
+      const bool need_x = Needs(t[0]), need_w = Needs(t[1]), need_b = Needs(t[2]);
+      Tensor gw = need_w ? Tensor::Empty(t[1].shape()) : Tensor();
+      Tensor gb = need_b ? Tensor::Empty(t[2].shape()) : Tensor();
+      if (need_w || need_b)
+        conv::BackwardWeight(p, t[0].data(), g.data(), need_w ? gw.data() : nullptr,
+                             need_b ? gb.data() : nullptr);
+      if (need_x) {
+        Tensor gx = Tensor::Empty(t[0].shape());
+        conv::BackwardData(p, g.data(), t[1].data(), gx.data());
+        t[0].AccumulateGrad(std::move(gx));
+      }
+      if (need_w) t[1].AccumulateGrad(std::move(gw));
+      if (need_b) t[2].AccumulateGrad(std::move(gb));
+    });
   }
   return y;
 }

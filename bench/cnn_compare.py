@@ -1,0 +1,90 @@
+#!/usr/bin/python3
+"""CNN training throughput, dnnd vs PyTorch, side by side in one run.
+
+  /usr/bin/python3 bench/cnn_compare.py [--seconds S] [--rounds R] [--models a,b]
+
+Models (batch 128, synthetic data):
+  lenet      the LeNet-5-like CNN of bench/train_bench.cc, Adam
+  lenet-sgd  the same, SGD momentum 0.9
+  resnet20   bench/resnet_bench.cc, 1x28x28, SGD momentum 0.9 (no batch norm)
+  resnet20c  the same on 3x32x32
+on 1 and 2 cores: dnnd at that many threads, PyTorch at its best split (torch
+intra-op threads x OpenBLAS threads). The two sides alternate, R rounds, and
+the best of each is kept: the machine is shared, so re-run before believing
+a ratio.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build", "bench")
+PY = "/usr/bin/python3"
+TORCH = os.path.join(ROOT, "bench", "torch_reference.py")
+
+# model -> (dnnd benchmark binary, benchmark name prefix, torch args)
+MODELS = {
+    "lenet": ("train_bench", "BM_TrainLenet/", ["--model", "lenet"]),
+    "lenet-sgd": ("train_bench", "BM_TrainLenetSgd/", ["--model", "lenet", "--optimizer", "sgd",
+                                                       "--lr", "0.1", "--momentum", "0.9"]),
+    "resnet20": ("resnet_bench", "TrainResNet20/1/", ["--model", "resnet20", "--optimizer", "sgd",
+                                                      "--lr", "0.01", "--momentum", "0.9"]),
+    "resnet20c": ("resnet_bench", "TrainResNet20/3/", ["--model", "resnet20c", "--optimizer", "sgd",
+                                                       "--lr", "0.01", "--momentum", "0.9"]),
+}
+
+
+def run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("failed: %s\n%s%s" % (" ".join(cmd), r.stdout, r.stderr))
+    return r.stdout
+
+
+def dnnd(model, cores, seconds):
+    binary, prefix, _ = MODELS[model]
+    out = run([os.path.join(BUILD, binary), "--benchmark_format=json",
+               "--benchmark_min_time=%g" % seconds,
+               "--benchmark_filter=^%s%d/" % (prefix, cores)])
+    (b,) = json.loads(out)["benchmarks"]
+    return b["samples_per_s"], b.get("label", "")
+
+
+def torch(model, cores, seconds):
+    best = None
+    for t in range(1, cores + 1):
+        for bt in range(1, cores + 1):
+            r = json.loads(run([PY, TORCH, "throughput", *MODELS[model][2], "--threads", str(t),
+                                "--blas-threads", str(bt), "--seconds", str(seconds)]))
+            if best is None or r["samples_per_s"] > best[0]:
+                best = (r["samples_per_s"], "%dx%d" % (t, bt))
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--models", default="lenet,lenet-sgd,resnet20,resnet20c")
+    ap.add_argument("--cores", default="1,2")
+    args = ap.parse_args()
+    print("OPENBLAS_CORETYPE=%s" % os.environ.get("OPENBLAS_CORETYPE", "(unset)"))
+    print("| model | cores | dnnd samples/s | PyTorch samples/s (torch x BLAS threads) | dnnd / PyTorch |")
+    print("|---|---|---|---|---|")
+    for model in args.models.split(","):
+        for cores in [int(c) for c in args.cores.split(",")]:
+            d, t, label = 0.0, (0.0, ""), ""
+            for _ in range(args.rounds):
+                ds, label = dnnd(model, cores, args.seconds)
+                d = max(d, ds)
+                ts = torch(model, cores, args.seconds)
+                t = max(t, ts)
+            print("| %s | %d | %.0f | %.0f (%s) | %.2fx |" % (model, cores, d, t[0], t[1], d / t[0]),
+                  flush=True)
+    print("dnnd: %s" % label)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+// 2-D convolution kernels (NCHW), forward and both backward products, with
+// groups. ops::Conv2d is the autograd op over these.
+//
+// Convolution is a GEMM per group: W[oc/g, K] x cols[K, pixels], K =
+// (c/g)*kh*kw, where cols is the im2col matrix of a chunk of samples. Chunks
+// are sized so their cols stay in L2 and run in parallel. The GEMM is dnnd's
+// own tile kernel, compiled per instruction set (AVX-512, AVX2+FMA) and chosen
+// once at run time from the CPU; it writes its tiles straight into NCHW (no
+// transposes). Without AVX2 the portable path calls OpenBLAS on the same cols
+// and scatters the result. A stride-1 input gradient is itself a convolution
+// (of the output gradient with the flipped, transposed weights), so it runs on
+// the same kernel; other strides use OpenBLAS and col2im.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tensor/kernels.h"
+
+namespace dnnd::conv {
+
+struct Params {
+  int64_t n, c, h, w;  // input [n, c, h, w]
+  int64_t oc, kh, kw;  // weight [oc, c / groups, kh, kw]
+  int64_t stride, padding, groups;
+  int64_t oh() const { return (h + 2 * padding - kh) / stride + 1; }
+  int64_t ow() const { return (w + 2 * padding - kw) / stride + 1; }
+};
+
+// y[n, oc, oh, ow] = conv(x, w) + b (b may be null). y is overwritten.
+void Forward(const Params& p, const float* x, const float* w, const float* b, float* y);
+// gx[n, c, h, w] = d/dx of <y, gy>; overwritten.
+void BackwardData(const Params& p, const float* gy, const float* w, float* gx);
+// gw[oc, c/groups, kh, kw] and gb[oc] (either may be null) overwritten.
+void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw, float* gb);
+
+// The instruction sets this CPU can run ("avx512", "avx2", "portable"), best
+// first, and the one in use. SelectIsa switches (tests and benchmarks run
+// every variant); it returns false for a name not in AvailableIsas().
+// The environment variable DNND_CONV_ISA picks the initial one.
+std::vector<std::string> AvailableIsas();
+std::string CurrentIsa();
+bool SelectIsa(const std::string& name);
+
+namespace internal {
+
+// One GEMM for the tile kernels: out[map(i, j)] = sum_k A[i, k] B[k, j] + bias[i]
+// for i < m, j < n. A is packed in blocks of mr rows, [m/mr][k][mr] (rows past
+// m zero); B is row-major with leading dimension ldb >= n rounded up to the
+// kernel's nr (the columns past n are readable, their values unused).
+// map(i, j) = i * row_stride + col_off[j].
+struct GemmArgs {
+  int64_t m, n, k;
+  const float* a;
+  const float* b;
+  int64_t ldb;
+  const float* bias;  // [m] or null
+  float* out;
+  int64_t row_stride;
+  const int64_t* col_off;
+};
+
+// Weight-gradient products: c[i * ldc + j] += sum_{q < p} a[i * lda + q] *
+// b[j * ldb + q] for i < m, j < n; p is a multiple of the vector width (pad
+// rows with zeros).
+struct DotArgs {
+  int64_t m, n, p;
+  const float* a;
+  int64_t lda;
+  const float* b;
+  int64_t ldb;
+  float* c;
+  int64_t ldc;
+};
+
+struct Isa {
+  const char* name;
+  int mr, nr;                          // tile rows and columns
+  void (*gemm)(const GemmArgs& args);  // null: the portable OpenBLAS path
+  // kernels::Im2Col's equivalent (null: use that one).
+  void (*im2col)(const kernels::Conv2dGeometry& g, const float* image, float* cols, int64_t ld);
+  void (*dot)(const DotArgs& args);  // null: OpenBLAS
+  int width;                         // vector width in floats (DotArgs::p's multiple)
+};
+Isa Avx2Isa();    // conv_avx2.cc (x86-64 only)
+Isa Avx512Isa();  // conv_avx512.cc (x86-64 only)
+
+}  // namespace internal
+}  // namespace dnnd::conv

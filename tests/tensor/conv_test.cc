@@ -1,0 +1,181 @@
+// ops::Conv2d against a naive reference convolution (forward, input, weight
+// and bias gradients) on odd shapes, with groups, under every instruction set
+// this CPU can run; and central-difference gradient checks with groups.
+#include "tensor/conv.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "tensor/ops.h"
+#include "tensor/parallel.h"
+#include "tests/tensor/grad_check.h"
+
+namespace dnnd {
+namespace {
+
+struct Case {
+  int64_t n, c, h, w, oc, kh, kw, stride, pad, groups;
+  bool bias;
+};
+
+std::string Name(const Case& k) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "n%ld c%ld %ldx%ld oc%ld k%ldx%ld s%ld p%ld g%ld%s", k.n, k.c, k.h,
+                k.w, k.oc, k.kh, k.kw, k.stride, k.pad, k.groups, k.bias ? " bias" : "");
+  return buf;
+}
+
+// Double-precision reference: y, and for a given gy, gx, gw, gb.
+struct Reference {
+  std::vector<double> y, gx, gw, gb;
+};
+
+Reference Naive(const Case& k, const Tensor& x, const Tensor& w, const Tensor& b,
+                const Tensor& gy) {
+  const int64_t oh = (k.h + 2 * k.pad - k.kh) / k.stride + 1;
+  const int64_t ow = (k.w + 2 * k.pad - k.kw) / k.stride + 1;
+  const int64_t cg = k.c / k.groups, ocg = k.oc / k.groups;
+  Reference r;
+  r.y.assign(static_cast<size_t>(k.n * k.oc * oh * ow), 0.0);
+  r.gx.assign(static_cast<size_t>(x.numel()), 0.0);
+  r.gw.assign(static_cast<size_t>(w.numel()), 0.0);
+  r.gb.assign(static_cast<size_t>(k.oc), 0.0);
+  for (int64_t n = 0; n < k.n; ++n)
+    for (int64_t o = 0; o < k.oc; ++o) {
+      const int64_t g = o / ocg;
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          const int64_t yi = ((n * k.oc + o) * oh + oy) * ow + ox;
+          double acc = k.bias ? b.data()[o] : 0.0;
+          const double gyv = gy.data()[yi];
+          r.gb[o] += gyv;
+          for (int64_t ci = 0; ci < cg; ++ci)
+            for (int64_t ky = 0; ky < k.kh; ++ky)
+              for (int64_t kx = 0; kx < k.kw; ++kx) {
+                const int64_t iy = oy * k.stride - k.pad + ky, ix = ox * k.stride - k.pad + kx;
+                if (iy < 0 || iy >= k.h || ix < 0 || ix >= k.w) continue;
+                const int64_t xi = ((n * k.c + g * cg + ci) * k.h + iy) * k.w + ix;
+                const int64_t wi = ((o * cg + ci) * k.kh + ky) * k.kw + kx;
+                acc += double(x.data()[xi]) * w.data()[wi];
+                r.gx[xi] += gyv * w.data()[wi];
+                r.gw[wi] += gyv * x.data()[xi];
+              }
+          r.y[yi] = acc;
+        }
+    }
+  return r;
+}
+
+void ExpectClose(const char* what, const std::vector<double>& want, const Tensor& got, double tol) {
+  ASSERT_EQ(static_cast<int64_t>(want.size()), got.numel()) << what;
+  double worst = 0;
+  int64_t at = -1;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    const double err = std::abs(want[i] - got.data()[i]) / (1.0 + std::abs(want[i]));
+    if (err > worst) worst = err, at = i;
+  }
+  EXPECT_LE(worst, tol) << what << " element " << at << ": want " << want[at] << " got "
+                        << got.data()[at];
+}
+
+void CheckCase(const Case& k) {
+  SCOPED_TRACE(Name(k));
+  Rng rng(11);
+  Tensor x = Tensor::Uniform({k.n, k.c, k.h, k.w}, -1.0f, 1.0f, rng);
+  Tensor w = Tensor::Uniform({k.oc, k.c / k.groups, k.kh, k.kw}, -0.5f, 0.5f, rng);
+  Tensor b = k.bias ? Tensor::Uniform({k.oc}, -0.5f, 0.5f, rng) : Tensor();
+  x.set_requires_grad(true);
+  w.set_requires_grad(true);
+  if (k.bias) b.set_requires_grad(true);
+  Tensor y = ops::Conv2d(x, w, b, k.stride, k.pad, k.groups);
+  Tensor gy = Tensor::Uniform(y.shape(), -1.0f, 1.0f, rng);
+  y.backward(gy);
+  const Reference r = Naive(k, x, w, b, gy);
+  const double tol = 2e-5 * std::sqrt(double(k.c / k.groups * k.kh * k.kw + k.n * 64));
+  ExpectClose("y", r.y, y, tol);
+  ExpectClose("gx", r.gx, x.grad(), tol);
+  ExpectClose("gw", r.gw, w.grad(), tol);
+  if (k.bias) ExpectClose("gb", r.gb, b.grad(), tol);
+}
+
+const Case kCases[] = {
+    // ResNet-20-like, small batch.
+    {3, 16, 28, 28, 16, 3, 3, 1, 1, 1, true},
+    {2, 16, 28, 28, 32, 3, 3, 2, 1, 1, false},
+    {5, 64, 7, 7, 64, 3, 3, 1, 1, 1, true},
+    {4, 32, 14, 14, 64, 3, 3, 2, 1, 1, true},
+    {3, 16, 28, 28, 32, 1, 1, 2, 0, 1, false},
+    // batch 1 and 13, channels not multiples of 8, 1-wide, odd sizes.
+    {1, 3, 9, 11, 5, 3, 3, 1, 1, 1, true},
+    {13, 5, 7, 6, 11, 3, 3, 2, 1, 1, true},
+    {13, 3, 5, 1, 7, 3, 1, 1, 1, 1, true},
+    {2, 2, 1, 9, 3, 1, 3, 2, 0, 1, false},
+    {1, 1, 1, 1, 1, 1, 1, 1, 0, 1, true},
+    {2, 7, 10, 10, 9, 5, 5, 1, 2, 1, true},
+    {2, 4, 8, 9, 6, 5, 3, 1, 1, 1, true},
+    {3, 6, 9, 9, 4, 3, 3, 3, 0, 1, true},
+    {2, 3, 6, 6, 10, 2, 2, 1, 0, 1, true},
+    {2, 3, 5, 5, 2, 3, 3, 1, 2, 1, true},  // padding > kernel - 1
+    // groups 2 and depthwise (groups == c), with multipliers.
+    {3, 8, 9, 9, 6, 3, 3, 1, 1, 2, true},
+    {13, 6, 7, 7, 4, 3, 3, 2, 1, 2, false},
+    {2, 12, 14, 14, 12, 3, 3, 1, 1, 12, true},
+    {1, 12, 14, 14, 24, 3, 3, 2, 1, 12, true},
+    {5, 7, 6, 5, 7, 5, 5, 1, 2, 7, true},
+    {2, 9, 4, 4, 9, 1, 1, 1, 0, 3, true},
+};
+
+class ConvIsa : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { ASSERT_TRUE(conv::SelectIsa(GetParam())); }
+  void TearDown() override {
+    conv::SelectIsa(conv::AvailableIsas().front());
+    SetThreads(1);
+  }
+};
+
+TEST_P(ConvIsa, MatchesNaiveReference) {
+  for (int threads : {1, 2}) {
+    SetThreads(threads);
+    for (const Case& k : kCases) CheckCase(k);
+  }
+}
+
+TEST_P(ConvIsa, LargeBatchMatchesNaiveReference) {
+  SetThreads(2);
+  CheckCase({37, 16, 14, 14, 32, 3, 3, 1, 1, 1, true});
+  CheckCase({29, 32, 7, 7, 64, 3, 3, 1, 1, 1, false});
+}
+
+TEST_P(ConvIsa, GradCheckGroups) {
+  using testing::ExpectGradientsMatch;
+  Rng rng(5);
+  auto rand = [&](Shape s) { return Tensor::Uniform(std::move(s), -1.0f, 1.0f, rng); };
+  ExpectGradientsMatch([](auto& in) { return ops::Conv2d(in[0], in[1], in[2], 1, 1, 2); },
+                       {rand({2, 4, 5, 5}), rand({6, 2, 3, 3}), rand({6})});
+  ExpectGradientsMatch([](auto& in) { return ops::Conv2d(in[0], in[1], in[2], 2, 1, 3); },
+                       {rand({3, 3, 5, 4}), rand({3, 1, 3, 3}), rand({3})});
+  ExpectGradientsMatch([](auto& in) { return ops::Conv2d(in[0], in[1], Tensor(), 1, 0, 2); },
+                       {rand({1, 2, 4, 1}), rand({4, 1, 3, 1})});
+}
+
+INSTANTIATE_TEST_SUITE_P(Conv2d, ConvIsa, ::testing::ValuesIn(conv::AvailableIsas()),
+                         [](const auto& info) { return info.param; });
+
+TEST(Conv2dShapes, RejectsBadGroups) {
+  Tensor x = Tensor::Zeros({1, 4, 5, 5});
+  EXPECT_THROW(ops::Conv2d(x, Tensor::Zeros({4, 4, 3, 3}), Tensor(), 1, 1, 2),
+               std::invalid_argument);
+  EXPECT_THROW(ops::Conv2d(x, Tensor::Zeros({3, 2, 3, 3}), Tensor(), 1, 1, 2),
+               std::invalid_argument);
+  EXPECT_THROW(ops::Conv2d(x, Tensor::Zeros({4, 4, 3, 3}), Tensor(), 1, 1, 0),
+               std::invalid_argument);
+  EXPECT_THROW(ops::Conv2d(x, Tensor::Zeros({4, 4, 3, 3}), Tensor::Zeros({3}), 1, 1, 1),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace dnnd
