@@ -430,9 +430,11 @@ Status ResolvePlacements(std::vector<LayerPlacement>& placements, const nn::Grap
                              std::to_string(model.size()) + " nodes (0-" +
                              std::to_string(model.size() - 1) + ")");
     }
-    DNND_RETURN_IF_ERROR(layers::CheckRange(model, p.first, p.last,
-                                            "worker.placement: " + RangeText(p) + " (nodes " +
-                                                layers::RangeNames(model, p.first, p.last) + ")"));
+    const std::string detail =
+        p.nodes.empty() ? "nodes " + layers::RangeNames(model, p.first, p.last)
+                        : "layers " + std::to_string(p.first) + "-" + std::to_string(p.last - 1);
+    DNND_RETURN_IF_ERROR(layers::CheckRange(
+        model, p.first, p.last, "worker.placement: " + RangeText(p) + " (" + detail + ")"));
   }
   std::sort(placements.begin(), placements.end(),
             [](const auto& x, const auto& y) { return x.first < y.first; });
