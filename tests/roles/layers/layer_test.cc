@@ -395,6 +395,24 @@ TEST(LayerServer, ResidualBatchNormGraphSplitAtABlockBoundary) {
       ++tracked;
     }
   EXPECT_EQ(tracked, 2);
+  // Stopped at step 8 and resumed: the servers get the checkpoint's running
+  // statistics back, and the run ends where the uninterrupted one does.
+  const std::string part = dir.path() + "/part",
+                    placed = servers.Placement("conv1-layer1.0", "layer1.1-fc", "nodes");
+  auto first = Dnnd(common + placed + "--set train.max_steps=8 --set train.checkpoint_dir=" + part);
+  ASSERT_EQ(first.code, 0) << first.output;
+  auto resumed =
+      Dnnd(common + placed + "--set train.resume=true --set train.checkpoint_dir=" + part);
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("at step 8"), std::string::npos) << resumed.output;
+  for (const char* name : {"bn1.running_mean", "layer1.1.bn2.running_var",
+                           "layer1.1.bn1.num_batches_tracked", "fc.weight"}) {
+    const auto want = Weights(dir.path() + "/remote", name), got = Weights(part, name);
+    ASSERT_FALSE(want.empty()) << name;
+    ASSERT_EQ(got.size(), want.size()) << name;
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_NEAR(got[i], want[i], 1e-4 * std::abs(want[i]) + 1e-6) << name << " " << i;
+  }
 
   auto inside = Dnnd(common + servers.Placement("conv1-layer1.0.conv1", "layer1.1", "nodes"));
   EXPECT_EQ(inside.code, 2) << inside.output;
