@@ -66,7 +66,7 @@ std::string Expected(const ConfigKey& k) {
     const char* sep = " ";
     for (const auto& c : k.choices) {
       if (c.empty()) continue;
-      s += sep + c;
+      s += sep + (c.back() == '?' ? c.substr(0, c.size() - 1) + " (optional)" : c);
       sep = ", ";
     }
   } else if ((k.type == ConfigType::kInt || k.type == ConfigType::kFloat ||
@@ -292,15 +292,17 @@ std::string CheckValue(const ConfigKey& k, const toml::node& n) {
         const std::string at = "entry " + std::to_string(i + 1) + " (" + SourceWhere((*a)[i]) + ")";
         if (!t) return at + ": expected a table with " + Expected(k);
         for (const auto& [key, v] : *t) {
-          if (std::find(k.choices.begin(), k.choices.end(), std::string(key.str())) ==
-              k.choices.end())
+          const std::string field(key.str());
+          if (std::find(k.choices.begin(), k.choices.end(), field) == k.choices.end() &&
+              std::find(k.choices.begin(), k.choices.end(), field + "?") == k.choices.end())
             return at + ": unknown field '" + std::string(key.str()) + "' (expected " +
                    Expected(k) + ")";
           if (!v.is_string())
             return at + ": field '" + std::string(key.str()) + "' must be a string";
         }
-        for (const auto& field : k.choices)
-          if (!t->contains(field)) return at + ": missing field '" + field + "'";
+        for (const auto& field : k.choices)  // "name?": optional
+          if (field.back() != '?' && !t->contains(field))
+            return at + ": missing field '" + field + "'";
       }
       return "";
     }

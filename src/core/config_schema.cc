@@ -443,9 +443,11 @@ const std::vector<ConfigKey>& ConfigSchema() {
        "[]",
        0,
        0,
-       {"layers", "server"},
-       "[[worker.placement]] layers = \"0-2\", server = \"host:port\": layer ranges run on layer "
-       "servers; other layers run here"},
+       {"layers?", "nodes?", "server"},
+       "[[worker.placement]] layers = \"0-2\" (node indices) or nodes = \"layer1-layer2\" (node "
+       "names or block prefixes), server = \"host:port\": ranges run on layer servers; other "
+       "nodes run here. A range starts and ends where one tensor crosses (not inside a residual "
+       "block)"},
       {"worker.micro_batches",
        T::kInt,
        "4",

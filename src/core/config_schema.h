@@ -7,7 +7,7 @@
 namespace dnnd {
 
 // kTableArray: an array of tables ([[worker.placement]]) whose fields are
-// the strings named in `choices`, all required. kFloats: a number or a
+// the strings named in `choices`, required unless they end in '?'. kFloats: a number or a
 // non-empty array of numbers (one per channel), each within [min, max].
 enum class ConfigType { kBool, kInt, kFloat, kString, kEnum, kStringArray, kTableArray, kFloats };
 

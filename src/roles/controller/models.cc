@@ -1,6 +1,9 @@
 #include "roles/controller/models.h"
 
+#include <toml++/toml.h>
+
 #include <boost/json.hpp>
+#include <memory>
 #include <sstream>
 
 #include "core/json_fields.h"
@@ -11,48 +14,59 @@ namespace json = boost::json;
 
 namespace {
 
-// A JSON model spec ({"model": {...}} or the table itself) as TOML text, so
-// one parser (ParseModelSpecText) validates both forms.
-std::string JsonToToml(const json::value& v) {
+// A JSON value as the TOML node it stands for; `at` names it in errors
+// ("model.nodes[2].out").
+Result<std::unique_ptr<toml::node>> JsonToToml(const json::value& v, const std::string& at) {
   switch (v.kind()) {
     case json::kind::object: {
-      std::string out = "{";
-      bool first = true;
+      auto t = std::make_unique<toml::table>();
       for (const auto& [k, x] : v.get_object()) {
-        out += (first ? "" : ", ") + TomlQuote(std::string(k)) + " = " + JsonToToml(x);
-        first = false;
+        DNND_ASSIGN_OR_RETURN(auto n, JsonToToml(x, at + "." + std::string(k)));
+        t->insert_or_assign(std::string(k), std::move(*n));
       }
-      return out + "}";
+      return std::unique_ptr<toml::node>(std::move(t));
     }
     case json::kind::array: {
-      std::string out = "[";
-      bool first = true;
-      for (const auto& x : v.get_array()) {
-        out += (first ? "" : ", ") + JsonToToml(x);
-        first = false;
+      auto a = std::make_unique<toml::array>();
+      for (size_t i = 0; i < v.get_array().size(); ++i) {
+        DNND_ASSIGN_OR_RETURN(auto n,
+                              JsonToToml(v.get_array()[i], at + "[" + std::to_string(i) + "]"));
+        a->push_back(std::move(*n));
       }
-      return out + "]";
+      return std::unique_ptr<toml::node>(std::move(a));
     }
     case json::kind::string:
-      return TomlQuote(std::string(v.get_string()));
+      return std::unique_ptr<toml::node>(
+          std::make_unique<toml::value<std::string>>(std::string(v.get_string())));
     case json::kind::bool_:
-      return v.get_bool() ? "true" : "false";
+      return std::unique_ptr<toml::node>(std::make_unique<toml::value<bool>>(v.get_bool()));
     case json::kind::int64:
-      return std::to_string(v.get_int64());
+      return std::unique_ptr<toml::node>(std::make_unique<toml::value<int64_t>>(v.get_int64()));
     case json::kind::uint64:
-      return std::to_string(v.get_uint64());
-    case json::kind::double_: {
-      std::ostringstream o;
-      o.precision(17);
-      o << v.get_double();
-      std::string s = o.str();
-      if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
-      return s;
-    }
+      return InvalidArgument(at + ": " + std::to_string(v.get_uint64()) +
+                             " is too large (TOML integers are 64-bit signed)");
+    case json::kind::double_:
+      return std::unique_ptr<toml::node>(std::make_unique<toml::value<double>>(v.get_double()));
     case json::kind::null:
-      return "\"\"";
+      return InvalidArgument(at + ": null is not a value (leave the key out for its default)");
   }
-  return "\"\"";
+  return InvalidArgument(at + ": not a value");
+}
+
+// A JSON model spec ({"model": {...}} or the table itself) as TOML text: the
+// table built with toml++ and serialised, so one parser (ParseModelSpecText)
+// validates both forms, list or graph ("nodes", "blocks", "inputs" are just
+// more keys).
+Result<std::string> JsonSpecToToml(const json::object& spec) {
+  const json::value* inner = spec.if_contains("model");
+  const json::value& model = inner ? *inner : json::value(spec);
+  if (!model.is_object()) return InvalidArgument("field 'spec.model' must be a JSON object");
+  DNND_ASSIGN_OR_RETURN(auto table, JsonToToml(model, "model"));
+  toml::table root;
+  root.insert_or_assign("model", std::move(*table));
+  std::ostringstream out;
+  out << toml::toml_formatter{root};
+  return out.str() + "\n";
 }
 
 json::object ModelJson(const ModelRecord& m) {
@@ -91,8 +105,9 @@ Result<HttpResponse> ModelsApi::Create(const HttpRequest& r) {
   if (spec_v->is_string()) {
     toml_text = std::string(spec_v->get_string());
   } else if (spec_v->is_object()) {
-    const json::value* inner = spec_v->get_object().if_contains("model");
-    toml_text = "model = " + JsonToToml(inner ? *inner : *spec_v) + "\n";
+    auto text = JsonSpecToToml(spec_v->get_object());
+    if (!text.ok()) return InvalidArgument("invalid model spec: " + text.status().message());
+    toml_text = std::move(text).value();
   } else {
     return InvalidArgument("field 'spec' must be TOML text or a JSON object");
   }

@@ -9,6 +9,7 @@
 #include "roles/base/role.h"
 #include "roles/layers/messages.h"
 #include "roles/layers/protocol.h"
+#include "roles/layers/ranges.h"
 #include "tensor/model_spec.h"
 #include "tensor/nn.h"
 #include "tensor/optim.h"
@@ -27,9 +28,6 @@ Gauge& SessionsGauge() {
   static Gauge& g = DefaultMetrics().Gauge("dnnd_layer_sessions", "open layer-server sessions");
   return g;
 }
-
-// The layer index a parameter name starts with ("3.weight" -> 3).
-int64_t LayerOf(const std::string& name) { return std::stoll(name.substr(0, name.find('.'))); }
 
 }  // namespace
 
@@ -105,20 +103,25 @@ class LayerServer::Session {
     int64_t cached_per_sample = 0;  // floats kept per sample for backward
   };
 
+  // `state`: the range's parameters then buffers (BatchNorm's running
+  // statistics), which State and Load carry; `params` only the former.
   Session(std::string name, std::string fingerprint, std::shared_ptr<nn::Graph> model,
-          Layout layout, nn::NamedTensors params, std::unique_ptr<optim::Optimizer> optimizer,
-          std::atomic<uint64_t>& server_bytes, uint64_t limit)
+          Layout layout, nn::NamedTensors params, nn::NamedTensors state,
+          std::unique_ptr<optim::Optimizer> optimizer, std::atomic<uint64_t>& server_bytes,
+          uint64_t limit)
       : name_(std::move(name)),
         fingerprint_(std::move(fingerprint)),
         model_(std::move(model)),
         layout_(std::move(layout)),
         params_(std::move(params)),
+        state_(std::move(state)),
         optimizer_(std::move(optimizer)),
         server_bytes_(server_bytes),
         limit_(limit) {}
   ~Session() { Release(); }
 
   const std::string& fingerprint() const { return fingerprint_; }
+  const std::shared_ptr<nn::Graph>& model() const { return model_; }
   int64_t parameter_count() const {
     int64_t n = 0;
     for (const auto& [k, t] : params_) n += t.numel();
@@ -199,15 +202,15 @@ class LayerServer::Session {
     std::lock_guard lock(mu_);
     last_used_ = Clock::now();
     layers::StateTensors state{.version = version_};
-    for (const auto& [name, t] : params_)
+    for (const auto& [name, t] : state_)
       state.parameters.push_back(wire::WireTensor::FromTensor(name, t.detach().clone()));
     for (const auto& [name, t] : optimizer_->State())
       state.optimizer.push_back(wire::WireTensor::FromTensor(name, t.clone()));
     return state;
   }
 
-  // Parameters by name (all of them) and, if any optimizer tensors come, the
-  // optimizer state.
+  // Parameters and buffers by name (all of them) and, if any optimizer
+  // tensors come, the optimizer state.
   Result<layers::VersionReply> Load(const layers::StateTensors& request) {
     std::map<std::string, Tensor> given;
     nn::NamedTensors optimizer_state;
@@ -221,20 +224,20 @@ class LayerServer::Session {
     }
     std::lock_guard lock(mu_);
     last_used_ = Clock::now();
-    for (const auto& [name, t] : params_) {
+    for (const auto& [name, t] : state_) {
       auto it = given.find(name);
       if (it == given.end())
-        return InvalidArgument("load into session '" + name_ + "' lacks parameter '" + name + "'");
+        return InvalidArgument("load into session '" + name_ + "' lacks '" + name + "'");
       if (it->second.shape() != t.shape())
         return InvalidArgument("load into session '" + name_ + "': '" + name + "' is " +
                                ShapeToString(it->second.shape()) + ", the layer holds " +
                                ShapeToString(t.shape()));
     }
-    if (given.size() != params_.size())
-      return InvalidArgument("load into session '" + name_ + "' carries " +
-                             std::to_string(given.size()) + " parameters, its layers have " +
-                             std::to_string(params_.size()));
-    for (auto& [name, t] : params_) t.detach().CopyFrom(given[name]);
+    if (given.size() != state_.size())
+      return InvalidArgument(
+          "load into session '" + name_ + "' carries " + std::to_string(given.size()) +
+          " tensors, its layers have parameters and buffers " + std::to_string(state_.size()));
+    for (auto& [name, t] : state_) t.detach().CopyFrom(given[name]);
     if (!optimizer_state.empty()) DNND_RETURN_IF_ERROR(optimizer_->LoadState(optimizer_state));
     return layers::VersionReply{.version = version_};
   }
@@ -283,6 +286,7 @@ class LayerServer::Session {
   const std::shared_ptr<nn::Graph> model_;
   const Layout layout_;
   nn::NamedTensors params_;
+  nn::NamedTensors state_;
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::atomic<uint64_t>& server_bytes_;
   const uint64_t limit_;
@@ -481,24 +485,22 @@ Result<wire::Message> LayerServer::HandleOpen(const wire::Message& request,
     return InvalidArgument("layers " + std::to_string(first) + "-" + std::to_string(last - 1) +
                            " are not a range of the model's " + std::to_string(layer_count) +
                            " layers");
-  Session::Layout layout{static_cast<size_t>(first), static_cast<size_t>(last), spec.input, {}, 0};
-  Shape s = spec.input;
-  for (int64_t i = 0; i < last; ++i) {
-    if (i == first) {
-      layout.input = s;
-      layout.cached_per_sample = ShapeNumel(s);
-    }
-    DNND_ASSIGN_OR_RETURN(s, model->at(i)->OutputShape(s));
-    if (i >= first) layout.cached_per_sample += ShapeNumel(s);
-  }
-  layout.output = s;
-  nn::NamedTensors params;
-  for (auto& [pname, t] : model->NamedParameters())
-    if (LayerOf(pname) >= first && LayerOf(pname) < last) params.emplace_back(pname, t);
+  const size_t begin = static_cast<size_t>(first), end = static_cast<size_t>(last);
+  DNND_RETURN_IF_ERROR(
+      layers::CheckRange(*model, begin, end, "layers " + layers::RangeNames(*model, begin, end)));
+  // Shapes from the graph: a node may read any earlier one (a residual
+  // block's add), but only node first-1's output enters the range.
+  DNND_ASSIGN_OR_RETURN(std::vector<Shape> shapes, layers::NodeShapes(*model, spec.input));
+  Session::Layout layout{begin, end, begin == 0 ? spec.input : shapes[begin - 1], shapes[end - 1],
+                         0};
+  layout.cached_per_sample = ShapeNumel(layout.input);
+  for (size_t i = begin; i < end; ++i) layout.cached_per_sample += ShapeNumel(shapes[i]);
+  nn::NamedTensors params = layers::RangeParameters(*model, begin, end);
+  nn::NamedTensors state = layers::RangeState(*model, begin, end);
   DNND_ASSIGN_OR_RETURN(auto optimizer, optim::MakeOptimizer(spec.optimizer, params));
-  auto session =
-      std::make_shared<Session>(name, fingerprint, std::move(model), layout, std::move(params),
-                                std::move(optimizer), cached_bytes_, options_.max_activation_bytes);
+  auto session = std::make_shared<Session>(
+      name, fingerprint, std::move(model), layout, std::move(params), std::move(state),
+      std::move(optimizer), cached_bytes_, options_.max_activation_bytes);
   std::lock_guard lock(mu_);
   auto [it, inserted] = sessions_.emplace(name, session);
   if (!inserted && it->second->fingerprint() != fingerprint)
@@ -508,6 +510,7 @@ Result<wire::Message> LayerServer::HandleOpen(const wire::Message& request,
   Log(LogLevel::kInfo, "layer-server", "session opened",
       {{"session", name},
        {"layers", std::to_string(first) + "-" + std::to_string(last - 1)},
+       {"nodes", layers::RangeNames(*it->second->model(), begin, end)},
        {"parameters", it->second->parameter_count()},
        {"peer", peer.address}});
   return answer(*it->second);

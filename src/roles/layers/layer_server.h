@@ -7,9 +7,11 @@
 // activations between consecutive remote ranges never travel through the
 // client, and the client sends one request per micro-batch and direction.
 //
-// Each client opens its own session: the layers [first, last) of its model
-// spec, built with its seed (so the initial weights equal local training's),
-// with their own optimizer. A training forward keeps the activations backward
+// Each client opens its own session: the nodes [first, last) of its model
+// spec (a graph range cut at both ends), built with its seed (so the initial
+// weights equal local training's), with their own optimizer; the session
+// holds the range's parameters and buffers, and runs it in training or
+// evaluation mode as each forward says. A training forward keeps the activations backward
 // needs until that micro-batch's backward; their bytes (input and every
 // layer's output, from the layers' shapes) count against
 // layer.max_activation_bytes, and a forward that would exceed it is refused

@@ -1,5 +1,6 @@
 // The layer-server protocol (wire types 0x0201-0x02FF, docs/wire.md): a
-// client opens a session that hosts layers [first, last) of a model spec,
+// client opens a session that hosts nodes [first, last) of a model spec (a
+// range cut at both ends: roles/layers/ranges.h),
 // then drives their forward and backward per micro-batch.
 //
 //   open      spec, seed, first, last, session     -> parameters
@@ -18,7 +19,9 @@
 //             layer.next_stages; a chain naming another is refused
 //             (PermissionDenied) before the stage computes.
 //   step      session, lr                           -> version
-//   state     session                               -> parameters (+ "optimizer/..." state)
+//   state     session                               -> parameters, buffers (BatchNorm's
+//                                                      running statistics) and
+//                                                      "optimizer/..." state
 //   load      session, tensors as `state` answers   -> version
 //   drop      session                               -> (nothing)
 //

@@ -9,12 +9,14 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 
 #include "core/config.h"
 #include "core/log.h"
 #include "roles/layers/messages.h"
 #include "roles/layers/protocol.h"
+#include "roles/layers/ranges.h"
 #include "tensor/ops.h"
 #include "tensor/safetensors.h"
 
@@ -86,8 +88,9 @@ class RemoteStage {
 
   const LayerPlacement& placement() const { return placement_; }
   std::string Describe() const {
-    return "layers " + std::to_string(placement_.first) + "-" +
-           std::to_string(placement_.last - 1) + " on " + placement_.server;
+    return (placement_.nodes.empty() ? "" : "nodes " + placement_.nodes + " = ") + "layers " +
+           std::to_string(placement_.first) + "-" + std::to_string(placement_.last - 1) + " on " +
+           placement_.server;
   }
 
   Status Open(const std::string& spec_text, uint64_t seed) {
@@ -299,13 +302,90 @@ class RemotePipeline : public nn::Module {
 
 }  // namespace
 
+namespace {
+
+std::string RangeText(const LayerPlacement& p) {
+  return p.nodes.empty()
+             ? "layers \"" + std::to_string(p.first) + "-" + std::to_string(p.last - 1) + "\""
+             : "nodes \"" + p.nodes + "\"";
+}
+
+// Nodes named `name` or "<name>.<...>" (a block's): [first, last], or nullopt.
+std::optional<std::pair<size_t, size_t>> Match(const nn::Graph& model, const std::string& name) {
+  std::optional<std::pair<size_t, size_t>> r;
+  for (size_t i = 0; i < model.size(); ++i) {
+    const std::string& n = model.name(i);
+    if (n == name ||
+        (n.size() > name.size() && n.compare(0, name.size(), name) == 0 && n[name.size()] == '.')) {
+      if (!r) r = std::pair<size_t, size_t>{i, i};
+      r->second = i;
+    }
+  }
+  return r;
+}
+
+// The nodes [first, last) that `text` names: "a-b" or "a" (names may hold
+// '-': the split at which both sides name nodes).
+Result<std::pair<size_t, size_t>> ResolveNodes(const nn::Graph& model, const std::string& text) {
+  const std::string what = "worker.placement: nodes = \"" + text + "\"";
+  if (auto one = Match(model, text)) return std::pair<size_t, size_t>{one->first, one->second + 1};
+  std::vector<std::pair<size_t, size_t>> found;
+  for (size_t dash = text.find('-'); dash != std::string::npos; dash = text.find('-', dash + 1)) {
+    auto a = Match(model, text.substr(0, dash)), b = Match(model, text.substr(dash + 1));
+    if (a && b) found.push_back({a->first, b->second + 1});
+  }
+  if (found.size() > 1)
+    return InvalidArgument(what + " is ambiguous: the names around more than one '-' are nodes");
+  if (found.empty()) {
+    std::string names;
+    for (size_t i = 0; i < model.size() && i < 8; ++i) names += (i ? ", " : "") + model.name(i);
+    if (model.size() > 8) names += ", ...";
+    return InvalidArgument(what +
+                           " names no node range: expected \"first-last\" or one name, each a "
+                           "node's name or a block's prefix (\"layer1\" for layer1.0.conv1 ...); "
+                           "the model's nodes are " +
+                           names);
+  }
+  if (found[0].second <= found[0].first) return InvalidArgument(what + " ends before it starts");
+  return found[0];
+}
+
+Status CheckDisjoint(const std::vector<LayerPlacement>& out) {
+  auto describe = [](const LayerPlacement& p) {
+    const std::string indices = std::to_string(p.first) + "-" + std::to_string(p.last - 1);
+    return p.nodes.empty() ? "layers " + indices
+                           : "nodes \"" + p.nodes + "\" (layers " + indices + ")";
+  };
+  for (size_t i = 1; i < out.size(); ++i)
+    if (out[i].first < out[i - 1].last)
+      return InvalidArgument("worker.placement: " + describe(out[i]) + " overlap " +
+                             describe(out[i - 1]));
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<std::vector<LayerPlacement>> ParsePlacements(const Config& config) {
   std::vector<LayerPlacement> out;
   for (const auto& table : config.GetTables("worker.placement")) {
-    const std::string& layers = table.at("layers");
     const std::string& server = table.at("server");
     LayerPlacement p;
     p.server = server;
+    const bool by_index = table.count("layers"), by_name = table.count("nodes");
+    if (by_index == by_name)
+      return InvalidArgument(
+          "worker.placement: each entry names its range with either layers = \"0-2\" (node "
+          "indices) or nodes = \"layer1-layer2\" (node names or block prefixes)" +
+          std::string(by_index ? ", not both" : ""));
+    if (by_name) {
+      p.nodes = table.at("nodes");
+      if (p.nodes.empty()) return InvalidArgument("worker.placement: nodes = \"\" names no nodes");
+      if (server.empty())
+        return InvalidArgument("worker.placement: nodes \"" + p.nodes + "\" have an empty server");
+      out.push_back(p);
+      continue;
+    }
+    const std::string& layers = table.at("layers");
     size_t a = 0, b = 0;
     const size_t dash = layers.find('-');
     try {
@@ -320,7 +400,8 @@ Result<std::vector<LayerPlacement>> ParsePlacements(const Config& config) {
       }
     } catch (const std::exception&) {
       return InvalidArgument("worker.placement: layers = \"" + layers +
-                             "\" is not a range like \"0-2\" or \"3\"");
+                             "\" is not a range like \"0-2\" or \"3\" (node names go in nodes = "
+                             "\"...\")");
     }
     if (b < a)
       return InvalidArgument("worker.placement: layers = \"" + layers + "\" ends before it starts");
@@ -330,14 +411,34 @@ Result<std::vector<LayerPlacement>> ParsePlacements(const Config& config) {
     p.last = b + 1;
     out.push_back(p);
   }
-  std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
-  for (size_t i = 1; i < out.size(); ++i)
-    if (out[i].first < out[i - 1].last)
-      return InvalidArgument("worker.placement: layers " + std::to_string(out[i].first) + "-" +
-                             std::to_string(out[i].last - 1) + " overlap layers " +
-                             std::to_string(out[i - 1].first) + "-" +
-                             std::to_string(out[i - 1].last - 1));
+  std::vector<LayerPlacement> indexed;
+  for (const auto& p : out)
+    if (p.nodes.empty()) indexed.push_back(p);
+  std::sort(indexed.begin(), indexed.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  DNND_RETURN_IF_ERROR(CheckDisjoint(indexed));
   return out;
+}
+
+Status ResolvePlacements(std::vector<LayerPlacement>& placements, const nn::Graph& model) {
+  for (LayerPlacement& p : placements) {
+    if (!p.nodes.empty()) {
+      DNND_ASSIGN_OR_RETURN(auto range, ResolveNodes(model, p.nodes));
+      std::tie(p.first, p.last) = range;
+    } else if (p.last > model.size()) {
+      return InvalidArgument("worker.placement: " + RangeText(p) + " but the model has " +
+                             std::to_string(model.size()) + " nodes (0-" +
+                             std::to_string(model.size() - 1) + ")");
+    }
+    const std::string detail =
+        p.nodes.empty() ? "nodes " + layers::RangeNames(model, p.first, p.last)
+                        : "layers " + std::to_string(p.first) + "-" + std::to_string(p.last - 1);
+    DNND_RETURN_IF_ERROR(layers::CheckRange(
+        model, p.first, p.last, "worker.placement: " + RangeText(p) + " (" + detail + ")"));
+  }
+  std::sort(placements.begin(), placements.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  return CheckDisjoint(placements);
 }
 
 LayerExchange::LayerExchange(std::vector<LayerPlacement> placements, int64_t micro_batches,
@@ -359,7 +460,8 @@ std::string LayerExchange::OptimizerStateFile(const RemoteStage& stage) {
 
 Result<int64_t> LayerExchange::Begin(nn::Graph& model, const ModelSpec& spec, uint64_t seed) {
   const std::string spec_text = ModelSpecToToml(spec);
-  const nn::NamedTensors params = model.NamedParameters();
+  std::vector<LayerPlacement> placements = placements_;
+  DNND_RETURN_IF_ERROR(ResolvePlacements(placements, model));
   std::vector<std::shared_ptr<RemoteStage>> run;  // consecutive remote stages
   auto flush = [&] {
     if (run.empty()) return;
@@ -368,11 +470,7 @@ Result<int64_t> LayerExchange::Begin(nn::Graph& model, const ModelSpec& spec, ui
                 std::make_shared<RemotePipeline>(run, micro_batches_));
     run.clear();
   };
-  for (const LayerPlacement& p : placements_) {
-    if (p.last > model.size())
-      return InvalidArgument("worker.placement: layers " + std::to_string(p.first) + "-" +
-                             std::to_string(p.last - 1) + " but the model has " +
-                             std::to_string(model.size()) + " layers");
+  for (const LayerPlacement& p : placements) {
     auto& client = clients_[p.server];
     if (!client) client = rpc::RpcClient::Create(p.server, options_);
     auto stage = std::make_shared<RemoteStage>(
@@ -380,13 +478,10 @@ Result<int64_t> LayerExchange::Begin(nn::Graph& model, const ModelSpec& spec, ui
         session_prefix_ + "/" + std::to_string(p.first) + "-" + std::to_string(p.last - 1),
         options_.default_timeout);
     DNND_RETURN_IF_ERROR(stage->Open(spec_text, seed));
-    // The worker's weights are the truth (initial, or resumed from its
-    // checkpoint); so is its saved copy of the remote optimizer state.
-    nn::NamedTensors mine, optimizer_state;
-    for (const auto& [name, t] : params) {
-      const size_t layer = std::stoul(name.substr(0, name.find('.')));
-      if (layer >= p.first && layer < p.last) mine.emplace_back(name, t);
-    }
+    // The worker's weights and buffers are the truth (initial, or resumed
+    // from its checkpoint); so is its saved copy of the remote optimizer state.
+    const nn::NamedTensors mine = layers::RangeState(model, p.first, p.last);
+    nn::NamedTensors optimizer_state;
     if (auto saved = resumed_.find(OptimizerStateFile(*stage)); saved != resumed_.end())
       optimizer_state = saved->second;
     DNND_RETURN_IF_ERROR(stage->Load(mine, optimizer_state));
@@ -430,7 +525,9 @@ Status LayerExchange::BeforeCheckpoint(nn::Graph& model, CheckpointFiles& files)
     std::lock_guard lock(step_error_->first);
     if (!step_error_->second.ok()) return step_error_->second;
   }
-  nn::NamedTensors params = model.NamedParameters();
+  // Parameters and buffers: the servers run their nodes' BatchNorms, so the
+  // running statistics the checkpoint holds are theirs.
+  nn::NamedTensors params = model.NamedState();
   for (auto& stage : stages_) {
     DNND_RETURN_IF_ERROR(stage->SettleStep());
     DNND_ASSIGN_OR_RETURN(layers::StateTensors state, stage->State());

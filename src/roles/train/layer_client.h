@@ -2,7 +2,7 @@
 //
 // worker.placement maps layer ranges to servers; each range becomes a
 // session on its server (layer_protocol.h). Consecutive remote ranges form
-// one RemotePipeline, installed into the model with Sequential::Place, so the
+// one RemotePipeline, installed into the model with Graph::Place, so the
 // model -- and the training loop, evaluation and inference -- does not know
 // which of its layers are remote. A pipeline cuts each batch into
 // micro-batches and keeps all of them in flight (GPipe): while server B runs
@@ -14,7 +14,9 @@
 // sessions and loads the worker's weights (and, when resuming, the remote
 // optimizer state) into them; Step steps the local optimizer and every
 // remote one (see Step for how the order is kept without round trips); BeforeCheckpoint copies the
-// servers' weights into the model and their optimizer state into the checkpoint directory.
+// servers' weights and buffers (BatchNorm's running statistics: the servers
+// run those nodes) into the model and their optimizer state into the
+// checkpoint directory.
 #pragma once
 
 #include <map>
@@ -30,14 +32,24 @@ namespace dnnd {
 
 class Config;
 
-// "0-2" = layers 0, 1, 2 on `server`.
+// layers = "0-2": nodes 0, 1, 2 on `server`; or nodes = "layer1-layer2":
+// from the first node named "layer1" or "layer1.<...>" to the last named
+// "layer2" or "layer2.<...>" (a node's name or a block's prefix; either end
+// may be a single node, and nodes = "layer1" alone is that block).
 struct LayerPlacement {
-  size_t first = 0, last = 0;  // [first, last)
+  size_t first = 0, last = 0;  // [first, last), node indices
+  std::string nodes;           // the nodes = text, until ResolvePlacements
   std::string server;          // host:port
 };
 
-// worker.placement from config; ranges are checked to be disjoint.
+// worker.placement from config: each entry's syntax (layers or nodes, not
+// both). Index ranges are checked to be disjoint here; ResolvePlacements
+// checks everything against the model.
 Result<std::vector<LayerPlacement>> ParsePlacements(const Config& config);
+// Resolves node names in `model`, sorts, and checks that ranges are in the
+// model, disjoint, and start and end at cuts (nn::Graph::IsCut), naming the
+// node and the connection (a residual block's) that crosses otherwise.
+Status ResolvePlacements(std::vector<LayerPlacement>& placements, const nn::Graph& model);
 
 class RemoteStage;
 

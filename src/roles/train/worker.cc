@@ -201,6 +201,9 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, ModelSpec sp
         "worker.parameter_servers and worker.placement are both set; a worker either trains "
         "data-parallel or places layers on layer servers");
   if (!layers.empty()) {
+    // Node names and cuts are checked against the model now, as config errors.
+    DNND_ASSIGN_OR_RETURN(auto graph, BuildModel(spec, o.seed));
+    DNND_RETURN_IF_ERROR(ResolvePlacements(layers, *graph));
     DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
     o.exchange = std::make_shared<LayerExchange>(
         std::move(layers), cfg.GetInt("worker.micro_batches"), std::move(rpc),

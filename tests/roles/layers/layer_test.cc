@@ -46,10 +46,12 @@ class LayerServers {
     }
   }
   bool up() const { return ports_[0] > 0 && ports_[1] > 0; }
-  // --set worker.placement: `a` on the first server, `b` on the second.
-  std::string Placement(const std::string& a, const std::string& b) const {
-    return "--set 'worker.placement=[{layers=\"" + a +
-           "\", server=\"127.0.0.1:" + std::to_string(ports_[0]) + "\"}, {layers=\"" + b +
+  // --set worker.placement: `a` on the first server, `b` on the second, as
+  // `key` = "layers" (indices) or "nodes" (names).
+  std::string Placement(const std::string& a, const std::string& b,
+                        const std::string& key = "layers") const {
+    return "--set 'worker.placement=[{" + key + "=\"" + a +
+           "\", server=\"127.0.0.1:" + std::to_string(ports_[0]) + "\"}, {" + key + "=\"" + b +
            "\", server=\"127.0.0.1:" + std::to_string(ports_[1]) + "\"}]' --set transport.token=t ";
   }
   Daemon& server(int i) { return *servers_[i]; }
@@ -276,6 +278,151 @@ TEST(LayerServer, BadPlacementsAreConfigErrors) {
                     " --set 'worker.placement=[{layers=\"two\", server=\"127.0.0.1:1\"}]'");
   EXPECT_EQ(range.code, 2) << range.output;
   EXPECT_NE(range.output.find("is not a range"), std::string::npos) << range.output;
+}
+
+// A small residual network with BatchNorm: stem, two residual blocks, head.
+constexpr const char* kResidualBn = R"(
+[model]
+input = [1, 28, 28]
+[[model.nodes]]
+name = "conv1"
+type = "conv2d"
+out = 4
+kernel = 3
+stride = 2
+padding = 1
+bias = false
+[[model.nodes]]
+name = "bn1"
+type = "batchnorm2d"
+[[model.nodes]]
+name = "relu"
+type = "relu"
+[[model.nodes]]
+name = "layer1"
+type = "block"
+block = "basic"
+repeat = 2
+[[model.nodes]]
+name = "avgpool"
+type = "global_avgpool2d"
+[[model.nodes]]
+name = "fc"
+type = "linear"
+out = 10
+[model.blocks.basic]
+[[model.blocks.basic.nodes]]
+name = "conv1"
+type = "conv2d"
+out = 4
+kernel = 3
+padding = 1
+bias = false
+[[model.blocks.basic.nodes]]
+name = "bn1"
+type = "batchnorm2d"
+[[model.blocks.basic.nodes]]
+name = "relu1"
+type = "relu"
+[[model.blocks.basic.nodes]]
+name = "conv2"
+type = "conv2d"
+out = 4
+kernel = 3
+padding = 1
+bias = false
+[[model.blocks.basic.nodes]]
+name = "bn2"
+type = "batchnorm2d"
+[[model.blocks.basic.nodes]]
+name = "add"
+type = "add"
+inputs = ["bn2", "in"]
+[[model.blocks.basic.nodes]]
+name = "relu2"
+type = "relu"
+[model.optimizer]
+type = "sgd"
+lr = 0.05
+momentum = 0.9
+)";
+
+// A graph cut at a block boundary by node names: the servers run the
+// BatchNorms (training mode: batch statistics; evaluation: running ones), so
+// with one micro-batch the run is local training's, and the checkpoint holds
+// the servers' running statistics. A range ending inside a residual block is
+// refused, naming the connection that crosses.
+TEST(LayerServer, ResidualBatchNormGraphSplitAtABlockBoundary) {
+  TempDir dir;
+  LayerServers servers(dir);
+  ASSERT_TRUE(servers.up());
+  const std::string common =
+      "--role=worker --config " + Src("configs/worker-mlp-layers.toml") +
+      " --set model.file=" + dir.Write("residual-bn.toml", kResidualBn) +
+      " --set data.limit_train=256 --set data.limit_test=64 --set train.epochs=2"
+      " --set train.batch_size=32 --set train.lr_schedule=constant --set train.progress=none"
+      " --set worker.micro_batches=1 ";
+  auto local = Dnnd(
+      common + "--set 'worker.placement=[]' --set train.checkpoint_dir=" + dir.path() + "/local");
+  ASSERT_EQ(local.code, 0) << local.output;
+  auto remote = Dnnd(common + servers.Placement("conv1-layer1.0", "layer1.1-fc", "nodes") +
+                     "--set train.checkpoint_dir=" + dir.path() + "/remote");
+  ASSERT_EQ(remote.code, 0) << remote.output;
+  const auto a = Losses(local.output), b = Losses(remote.output);
+  ASSERT_EQ(a.size(), 2u) << local.output;
+  ASSERT_EQ(b.size(), a.size()) << remote.output;
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], 1e-4 * a[i]) << "epoch " << i;
+  // One buffer from each server: moved from their initial values, 16 steps
+  // counted, equal to local training's.
+  for (const char* name : {"bn1.running_mean", "layer1.1.bn2.running_var"}) {
+    const auto wa = Weights(dir.path() + "/local", name),
+               wb = Weights(dir.path() + "/remote", name);
+    ASSERT_EQ(wb.size(), 4u) << name;
+    ASSERT_EQ(wa.size(), wb.size()) << name;
+    const float initial = std::string(name).find("mean") != std::string::npos ? 0.0f : 1.0f;
+    for (size_t i = 0; i < wb.size(); ++i) {
+      EXPECT_GT(std::abs(wb[i] - initial), 1e-4) << name << " " << i;
+      EXPECT_NEAR(wb[i], wa[i], 1e-3 * std::abs(wa[i]) + 1e-5) << name << " " << i;
+    }
+  }
+  auto f = LoadSafetensors(dir.path() + "/remote/model.safetensors");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  int tracked = 0;
+  for (const auto& [n, t] : f->tensors)
+    if (n == "bn1.num_batches_tracked" || n == "layer1.1.bn1.num_batches_tracked") {
+      ASSERT_EQ(t.numel(), 1) << n;
+      EXPECT_EQ(t.ToVector()[0], 16.0f) << n;
+      ++tracked;
+    }
+  EXPECT_EQ(tracked, 2);
+  // Stopped at step 8 and resumed: the servers get the checkpoint's running
+  // statistics back, and the run ends where the uninterrupted one does.
+  const std::string part = dir.path() + "/part",
+                    placed = servers.Placement("conv1-layer1.0", "layer1.1-fc", "nodes");
+  auto first = Dnnd(common + placed + "--set train.max_steps=8 --set train.checkpoint_dir=" + part);
+  ASSERT_EQ(first.code, 0) << first.output;
+  auto resumed =
+      Dnnd(common + placed + "--set train.resume=true --set train.checkpoint_dir=" + part);
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("at step 8"), std::string::npos) << resumed.output;
+  for (const char* name : {"bn1.running_mean", "layer1.1.bn2.running_var",
+                           "layer1.1.bn1.num_batches_tracked", "fc.weight"}) {
+    const auto want = Weights(dir.path() + "/remote", name), got = Weights(part, name);
+    ASSERT_FALSE(want.empty()) << name;
+    ASSERT_EQ(got.size(), want.size()) << name;
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_NEAR(got[i], want[i], 1e-4 * std::abs(want[i]) + 1e-6) << name << " " << i;
+  }
+
+  auto inside = Dnnd(common + servers.Placement("conv1-layer1.0.conv1", "layer1.1", "nodes"));
+  EXPECT_EQ(inside.code, 2) << inside.output;
+  EXPECT_NE(inside.output.find("cannot end after node 'layer1.0.conv1'"), std::string::npos)
+      << inside.output;
+  EXPECT_NE(inside.output.find("node 'layer1.0.add' reads 'relu'"), std::string::npos)
+      << inside.output;
+  auto unknown = Dnnd(common + servers.Placement("conv1-layer9", "layer1.1", "nodes"));
+  EXPECT_EQ(unknown.code, 2) << unknown.output;
+  EXPECT_NE(unknown.output.find("names no node range"), std::string::npos) << unknown.output;
 }
 
 // A listener that completes TCP handshakes (the kernel's backlog) but never

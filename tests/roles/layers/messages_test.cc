@@ -61,7 +61,8 @@ struct Worker {
                  "tiny")
                  .value()),
         model(BuildModel(spec, 1).value()),
-        exchange({{.first = 0, .last = 1, .server = address}}, 1, ClientOptions(), "w0") {}
+        exchange({{.first = 0, .last = 1, .nodes = {}, .server = address}}, 1, ClientOptions(),
+                 "w0") {}
   static rpc::RpcClientOptions ClientOptions() {
     rpc::RpcClientOptions o;
     o.token = "t";
