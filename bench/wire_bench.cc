@@ -380,7 +380,8 @@ const TrainedMlp& RealTensors() {
     ModelSpec spec = ValueOrThrow(ParseModelSpecText(spec_text, "mlp.toml"));
     auto model = ValueOrThrow(BuildModel(spec, 1));
     auto opt = ValueOrThrow(optim::MakeOptimizer(spec.optimizer, model->NamedParameters()));
-    data::DataLoader loader(set, {.batch_size = 128, .seed = 1, .mean = 0.2860f, .std = 0.3530f});
+    data::DataLoader loader(set,
+                            {.batch_size = 128, .seed = 1, .mean = {0.2860f}, .std = {0.3530f}});
     for (int64_t step = 0; step <= 300; ++step) {
       data::Batch b = loader.GetBatch(0, step);
       opt->ZeroGrad();

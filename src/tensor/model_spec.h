@@ -78,7 +78,7 @@ namespace dnnd {
 
 // One node, blocks expanded: names are full ("layer1.0.conv1").
 struct LayerSpec {
-  std::string name;                 // "3" in the list form
+  std::string name;  // "3" in the list form
   std::string type;
   std::vector<std::string> inputs;  // node names or "input"; always filled
   int64_t in = 0;                   // 0: inferred from the input's shape

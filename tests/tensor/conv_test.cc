@@ -112,7 +112,7 @@ const Case kCases[] = {
     {4, 32, 16, 16, 32, 3, 3, 1, 1, 1, false},  // ResNet-20 CIFAR layer2
     {4, 32, 16, 16, 64, 3, 3, 2, 1, 1, false},  // ResNet-20 CIFAR layer3.0
     {4, 32, 16, 16, 64, 1, 1, 2, 0, 1, false},  // and its downsample
-    {4, 3, 32, 32, 16, 3, 3, 1, 1, 1, false},  // ResNet-20 CIFAR stem
+    {4, 3, 32, 32, 16, 3, 3, 1, 1, 1, false},   // ResNet-20 CIFAR stem
     {4, 16, 32, 32, 16, 3, 3, 1, 1, 1, false},
     {4, 16, 32, 32, 32, 1, 1, 2, 0, 1, false},
     {3, 16, 28, 28, 16, 3, 3, 1, 1, 1, true},

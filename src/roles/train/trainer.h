@@ -40,9 +40,7 @@ class StepExchange {
   // Before the trainer writes a checkpoint: make `model` hold the current
   // weights of every layer (layers kept elsewhere are copied back), and add
   // to `files` any state of its own that belongs to the same generation.
-  virtual Status BeforeCheckpoint(nn::Graph& model, CheckpointFiles& files) {
-    return Status::Ok();
-  }
+  virtual Status BeforeCheckpoint(nn::Graph& model, CheckpointFiles& files) { return Status::Ok(); }
   // After a local resume, before Begin: the files of the generation resumed.
   virtual void Resumed(const CheckpointFiles& files) {}
   // Training is over (finished or stopped): leave the job.
