@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """CNN training throughput, dnnd vs PyTorch, side by side in one run.
 
-  /usr/bin/python3 bench/cnn_compare.py [--seconds S] [--rounds R] [--models a,b]
+  /usr/bin/python3 bench/cnn_compare.py [--seconds S] [--rounds R] [--models a,b] [--before DIR]
 
 Models (batch 128, synthetic data):
   lenet      the LeNet-5-like CNN of bench/train_bench.cc, Adam
@@ -43,9 +43,9 @@ def run(cmd):
     return r.stdout
 
 
-def dnnd(model, cores, seconds):
+def dnnd(model, cores, seconds, build=BUILD):
     binary, prefix, _ = MODELS[model]
-    out = run([os.path.join(BUILD, binary), "--benchmark_format=json",
+    out = run([os.path.join(build, binary), "--benchmark_format=json",
                "--benchmark_min_time=%g" % seconds,
                "--benchmark_filter=^%s%d/" % (prefix, cores)])
     (b,) = json.loads(out)["benchmarks"]
@@ -69,20 +69,31 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--models", default="lenet,lenet-sgd,resnet20,resnet20c")
     ap.add_argument("--cores", default="1,2")
+    ap.add_argument("--before", help="another build's bench/ directory, timed in the same rounds")
     args = ap.parse_args()
     print("OPENBLAS_CORETYPE=%s" % os.environ.get("OPENBLAS_CORETYPE", "(unset)"))
-    print("| model | cores | dnnd samples/s | PyTorch samples/s (torch x BLAS threads) | dnnd / PyTorch |")
-    print("|---|---|---|---|---|")
+    if args.before:
+        print("| model | cores | dnnd before | dnnd samples/s | PyTorch samples/s (torch x BLAS threads) | before / PyTorch | dnnd / PyTorch |")
+        print("|---|---|---|---|---|---|---|")
+    else:
+        print("| model | cores | dnnd samples/s | PyTorch samples/s (torch x BLAS threads) | dnnd / PyTorch |")
+        print("|---|---|---|---|---|")
     for model in args.models.split(","):
         for cores in [int(c) for c in args.cores.split(",")]:
-            d, t, label = 0.0, (0.0, ""), ""
+            d, b, t, label = 0.0, 0.0, (0.0, ""), ""
             for _ in range(args.rounds):
+                if args.before:
+                    b = max(b, dnnd(model, cores, args.seconds, args.before)[0])
                 ds, label = dnnd(model, cores, args.seconds)
                 d = max(d, ds)
                 ts = torch(model, cores, args.seconds)
                 t = max(t, ts)
-            print("| %s | %d | %.0f | %.0f (%s) | %.2fx |" % (model, cores, d, t[0], t[1], d / t[0]),
-                  flush=True)
+            if args.before:
+                print("| %s | %d | %.0f | %.0f | %.0f (%s) | %.2fx | %.2fx |" % (
+                    model, cores, b, d, t[0], t[1], b / t[0], d / t[0]), flush=True)
+            else:
+                print("| %s | %d | %.0f | %.0f (%s) | %.2fx |" % (model, cores, d, t[0], t[1], d / t[0]),
+                      flush=True)
     print("dnnd: %s" % label)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """dnnd's Conv2d vs PyTorch's on ResNet-20's convolution shapes, batch 128.
 
-  /usr/bin/python3 bench/conv_compare.py [--seconds S] [--rounds R] [--filter NAME]
+  /usr/bin/python3 bench/conv_compare.py [--seconds S] [--rounds R] [--filter NAME] [--bench BIN]
 
 For each shape, forward alone (no graph) and forward + backward (data,
 weight and bias gradients; no data gradient for a stem), at 1 and 2 threads:
@@ -20,6 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "build", "bench", "conv_bench")
 BATCH = 128
+ARGS = None
 
 # Keep equal to kShapes in bench/conv_bench.cc (checked at run time).
 SHAPES = [
@@ -97,8 +98,8 @@ def run_torch(threads, seconds, idx):
 
 
 def run_dnnd(threads, seconds, idx):
-    filt = "Conv.*/(%s)/%d/" % ("|".join(str(i) for i in idx), threads)
-    r = subprocess.run([BENCH, "--benchmark_format=json", "--benchmark_min_time=%g" % seconds,
+    filt = "Conv(Forward|ForwardBackward)/(%s)/%d/" % ("|".join(str(i) for i in idx), threads)
+    r = subprocess.run([ARGS.bench, "--benchmark_format=json", "--benchmark_min_time=%g" % seconds,
                         "--benchmark_filter=" + filt], capture_output=True, text=True)
     if r.returncode:
         sys.exit(r.stderr)
@@ -119,7 +120,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--filter", default="", help="regex on shape names")
+    ap.add_argument("--bench", default=BENCH, help="conv_bench binary (e.g. an older build's)")
     args = ap.parse_args()
+    global ARGS
+    ARGS = args
     idx = [i for i, s in enumerate(SHAPES) if re.search(args.filter, s[0])]
     print("OPENBLAS_CORETYPE=%s" % os.environ.get("OPENBLAS_CORETYPE", "(unset)"))
     for threads in [int(t) for t in args.threads.split(",")]:
