@@ -6,7 +6,7 @@
 Models (batch 128, synthetic data):
   lenet      the LeNet-5-like CNN of bench/train_bench.cc, Adam
   lenet-sgd  the same, SGD momentum 0.9
-  resnet20   bench/resnet_bench.cc, 1x28x28, SGD momentum 0.9 (no batch norm)
+  resnet20   configs/models/resnet20.toml (with BatchNorm), 1x28x28, SGD momentum 0.9
   resnet20c  the same on 3x32x32
 on 1 and 2 cores: dnnd at that many threads, PyTorch at its best split (torch
 intra-op threads x OpenBLAS threads). The two sides alternate, R rounds, and
@@ -29,10 +29,10 @@ MODELS = {
     "lenet": ("train_bench", "BM_TrainLenet/", ["--model", "lenet"]),
     "lenet-sgd": ("train_bench", "BM_TrainLenetSgd/", ["--model", "lenet", "--optimizer", "sgd",
                                                        "--lr", "0.1", "--momentum", "0.9"]),
-    "resnet20": ("resnet_bench", "TrainResNet20/1/", ["--model", "resnet20", "--optimizer", "sgd",
-                                                      "--lr", "0.01", "--momentum", "0.9"]),
-    "resnet20c": ("resnet_bench", "TrainResNet20/3/", ["--model", "resnet20c", "--optimizer", "sgd",
-                                                       "--lr", "0.01", "--momentum", "0.9"]),
+    "resnet20": ("train_bench", "BM_TrainResnet20Gray/", ["--model", "resnet20", "--optimizer",
+                                                          "sgd", "--lr", "0.1", "--momentum", "0.9"]),
+    "resnet20c": ("train_bench", "BM_TrainResnet20Rgb/", ["--model", "resnet20c", "--optimizer",
+                                                          "sgd", "--lr", "0.1", "--momentum", "0.9"]),
 }
 
 

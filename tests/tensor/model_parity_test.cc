@@ -231,13 +231,13 @@ const std::map<std::string, std::function<std::unique_ptr<ModelCase>()>>& Factor
   static const std::map<std::string, std::function<std::unique_ptr<ModelCase>()>> f = {
       {"ResNet20Cifar",
        [] {
-         return MakeCase("resnet20_cifar", SpecFromFile("configs/models/resnet20.toml"), 4, 1);
+         return MakeCase("resnet20_cifar", SpecFromFile("configs/models/resnet20.toml"), 4, 14);
        }},
       {"ResNet20Mnist",
        [] {
          ModelSpec s = SpecFromFile("configs/models/resnet20.toml");
          s.input = {1, 28, 28};
-         return MakeCase("resnet20_mnist", s, 4, 2);
+         return MakeCase("resnet20_mnist", s, 4, 11);
        }},
       {"Vgg11Bn",
        [] { return MakeCase("vgg11_bn", SpecFromFile("configs/models/vgg11_bn.toml"), 2, 3); }},
@@ -311,6 +311,14 @@ class ModelParity : public ::testing::Test {
     ModelCase& c = *cases_->at(test);
     ASSERT_TRUE(torch_->outputs.count(c.torch.name)) << "torch wrote nothing for " << test;
     const auto& ref = torch_->outputs.at(c.torch.name);
+    // A ReLU input within float32's rounding (~1e-6 here) of 0 goes either
+    // way depending on summation order (the AVX-512, AVX2 and OpenBLAS
+    // convolutions differ there), and the whole gradient behind it with it:
+    // such a case compares rounding, not formulas. Seeds are chosen so every
+    // ReLU input in torch's float64 run is clear of the kink.
+    if (ref.count("min_relu_input"))
+      ASSERT_GT(ref.at("min_relu_input").item(), 2e-6)
+          << "ill-conditioned case: a ReLU input is almost exactly 0; choose another seed";
     nn::Graph& model = *c.model;
     double worst_y = 0, worst_grad = 0, worst_state = 0;
 

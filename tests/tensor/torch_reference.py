@@ -156,8 +156,15 @@ class GraphModel(torch.nn.Module):
     def forward(self, x):
         values = {"input": x}
         last = x
-        for name, _, inputs in self.nodes:
-            last = values[name] = self.mods[name](*[values[i] for i in inputs])
+        # The smallest |input| of a ReLU: float32 rounds values within ~1e-6
+        # of a kink either way, so a case with inputs that close compares
+        # rounding, not formulas (see run_model).
+        self.min_relu_input = float("inf")
+        for name, node, inputs in self.nodes:
+            xs = [values[i] for i in inputs]
+            if node["type"] == "relu":
+                self.min_relu_input = min(self.min_relu_input, float(xs[0].detach().abs().min()))
+            last = values[name] = self.mods[name](*xs)
         return last
 
 
@@ -175,7 +182,8 @@ def run_model(arrays, a):
     r = torch.from_numpy(arrays["r"]).double()
     y = model(x)
     (y * r).sum().backward()
-    out = {"y": y.detach().numpy(), "grad.x": x.grad.numpy()}
+    out = {"y": y.detach().numpy(), "grad.x": x.grad.numpy(),
+           "min_relu_input": np.array([model.min_relu_input])}
     for k, p in model.named_parameters():
         out["grad." + k] = p.grad.numpy()
     for k, b in model.named_buffers():
