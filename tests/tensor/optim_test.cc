@@ -104,3 +104,36 @@ TEST(Optim, RejectsInvalidOptions) {
 
 }  // namespace
 }  // namespace dnnd
+
+namespace dnnd {
+namespace {
+
+// decay_bias_and_norm = false: one-dimensional parameters (biases, norm
+// weights) take no weight decay; matrices still do. With a zero gradient,
+// decay is the only change.
+TEST(Optim, WeightDecayCanSkipBiasesAndNorms) {
+  for (const char* type : {"sgd", "adam", "adamw"}) {
+    Tensor w = Tensor::Full({2, 3}, 1.0f), b = Tensor::Full({3}, 1.0f);
+    w.set_requires_grad(true);
+    b.set_requires_grad(true);
+    optim::OptimizerOptions o{.type = type, .lr = 0.1f, .weight_decay = 0.5f};
+    o.decay_bias_and_norm = false;
+    auto opt = ValueOrThrow(optim::MakeOptimizer(o, {{"fc.weight", w}, {"fc.bias", b}}));
+    w.set_grad(Tensor::Zeros({2, 3}));
+    b.set_grad(Tensor::Zeros({3}));
+    opt->Step();
+    EXPECT_LT(w.data()[0], 1.0f) << type;
+    EXPECT_EQ(b.data()[0], 1.0f) << type;
+    // The default decays both, as PyTorch does.
+    Tensor b2 = Tensor::Full({3}, 1.0f);
+    b2.set_requires_grad(true);
+    o.decay_bias_and_norm = true;
+    auto all = ValueOrThrow(optim::MakeOptimizer(o, {{"fc.bias", b2}}));
+    b2.set_grad(Tensor::Zeros({3}));
+    all->Step();
+    EXPECT_LT(b2.data()[0], 1.0f) << type;
+  }
+}
+
+}  // namespace
+}  // namespace dnnd
