@@ -11,6 +11,20 @@
 
 namespace dnnd::testing {
 
+// Uniform values in [lo, hi) from `seed`.
+inline Tensor Rand(const Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  Rng rng(seed);
+  return Tensor::Uniform(s, lo, hi, rng);
+}
+
+// |x| >= 0.1: no kink (ReLU, LeakyReLU, max ties) within the finite-difference
+// step.
+inline Tensor RandAwayFromZero(const Shape& s, uint64_t seed) {
+  Tensor t = Rand(s, seed);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] += t.data()[i] >= 0 ? 0.1f : -0.1f;
+  return t;
+}
+
 // Checks d/d inputs of  L = sum(f(inputs) * R)  (R fixed random) against central
 // differences. `f` must be deterministic (reseed any RNG inside it).
 inline void ExpectGradientsMatch(const std::function<Tensor(std::vector<Tensor>&)>& f,

@@ -9,17 +9,8 @@ namespace {
 
 using testing::ExpectGradientsMatch;
 
-Tensor Rand(const Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
-  Rng rng(seed);
-  return Tensor::Uniform(s, lo, hi, rng);
-}
-
-// Values bounded away from 0 so ReLU's kink is never within eps.
-Tensor RandAwayFromZero(const Shape& s, uint64_t seed) {
-  Tensor t = Rand(s, seed);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] += t.data()[i] >= 0 ? 0.1f : -0.1f;
-  return t;
-}
+using testing::Rand;
+using testing::RandAwayFromZero;
 
 TEST(OpsGrad, MatMul) {
   ExpectGradientsMatch([](auto& in) { return ops::MatMul(in[0], in[1]); },

@@ -15,17 +15,8 @@ namespace {
 
 using testing::ExpectGradientsMatch;
 
-Tensor Rand(const Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
-  Rng rng(seed);
-  return Tensor::Uniform(s, lo, hi, rng);
-}
-
-// |x| >= 0.1: no kink of LeakyReLU within the finite-difference step.
-Tensor RandAwayFromZero(const Shape& s, uint64_t seed) {
-  Tensor t = Rand(s, seed);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] += t.data()[i] >= 0 ? 0.1f : -0.1f;
-  return t;
-}
+using testing::Rand;
+using testing::RandAwayFromZero;
 
 // Distinct values 0.05 apart in random order: a max-pool window's winner
 // never changes within the finite-difference step.
