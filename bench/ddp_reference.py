@@ -2,10 +2,13 @@
 """PyTorch DistributedDataParallel reference for bench/scale_compare.py.
 
 W processes on 127.0.0.1 with the gloo backend, one intra-op and one BLAS
-thread each, training the Fashion-MNIST MLP exactly as dnnd's
+thread each, each rank on its own contiguous part of the training set with
+--batch samples per rank, cosine schedule per epoch, same normalisation as
+dnnd. By default it trains the Fashion-MNIST MLP exactly as dnnd's
 configs/standalone.toml does (Adam 1e-3 with PyTorch's fastest foreach
-implementation, cosine schedule per epoch, same normalisation), each rank on
-its own contiguous part of the training set with --batch samples per rank.
+implementation); --model resnet20 --optimizer sgd --lr 0.1 --momentum 0.9
+--weight-decay 5e-4 --crop-padding 2 --flip is configs/standalone-resnet20.toml's
+recipe (BatchNorm buffers broadcast from rank 0 each step, DDP's default).
 Rank 0 evaluates after every epoch (outside the timed training) and prints
 one JSON object: per-epoch training seconds, job samples/s and test accuracy.
 
@@ -40,8 +43,8 @@ def run(rank, args, port, queue):
     per = len(xtr) // args.workers
     xtr, ytr = norm(xtr[rank * per:(rank + 1) * per]), torch.from_numpy(ytr[rank * per:(rank + 1) * per])
     xte, yte = norm(xte), torch.from_numpy(yte)
-    model = nn.parallel.DistributedDataParallel(ref.build("mlp"))
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, foreach=True)
+    model = nn.parallel.DistributedDataParallel(ref.build(args.model))
+    opt = ref.make_optimizer(args, model.parameters())
     loss_fn = nn.CrossEntropyLoss()
     steps = per // args.batch
     g = torch.Generator().manual_seed(args.seed + rank)
@@ -56,7 +59,10 @@ def run(rank, args, port, queue):
         for i in range(steps):
             idx = perm[i * args.batch:(i + 1) * args.batch]
             opt.zero_grad(set_to_none=True)
-            loss_fn(model(xtr[idx]), ytr[idx]).backward()
+            x = xtr[idx]
+            if args.crop_padding or args.flip:
+                x = ref.augment(x, args.crop_padding, args.flip, g)
+            loss_fn(model(x), ytr[idx]).backward()
             opt.step()
         dist.barrier()
         secs = time.perf_counter() - t0
@@ -80,11 +86,18 @@ def main():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--model", default="mlp")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--crop-padding", type=int, default=0)
+    p.add_argument("--flip", action="store_true")
     p.add_argument("--mean", type=float, default=0.2860)
     p.add_argument("--std", type=float, default=0.3530)
     p.add_argument("--seed", type=int, default=42)
     args = p.parse_args()
+    args.nesterov = False
     libs, core = ref.check_blas()
     import socket
     with socket.socket() as s:

@@ -7,6 +7,13 @@ dnnd's own single-process local training, all in one run on this machine.
 Prints the README's markdown table.
 
     /usr/bin/python3 bench/scale_compare.py [--build build] [--epochs 5]
+    /usr/bin/python3 bench/scale_compare.py --model resnet20 [--epochs 5]
+
+--model resnet20 trains ResNet-20 with the ResNet recipe (SGD 0.1, momentum
+0.9, weight decay 5e-4, crops + flips): dnnd local on 2 threads
+(configs/worker-resnet20.toml, batch 128), dnnd sync with 2 servers x 2
+workers (configs/standalone-resnet20.toml, 64 per worker) and DDP with 2 ranks
+at 64 per rank, so every setup takes 128 samples per step.
 
 samples/s is the job's (all workers) over training time, evaluation excluded;
 time to 88 % is training time until the first epoch whose test accuracy is at
@@ -57,11 +64,54 @@ def summarize(history):
     return total_samples / total_time, to88, history[-1]["test_accuracy"], total_time
 
 
+RESNET_RECIPE = ["--model", "resnet20", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9",
+                 "--weight-decay", "5e-4", "--crop-padding", "2", "--flip"]
+
+
+def ddp(workers, epochs, batch, extra=()):
+    out = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "ddp_reference.py"), "--workers", str(workers),
+                          "--epochs", str(epochs), "--batch", str(batch), *extra], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit("ddp_reference failed:\n" + out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])["history"]
+
+
+def print_table(title, rows, ddp_name):
+    ddp2 = next(r for r in rows if r[0].startswith(ddp_name))[1]
+    local1 = rows[0][1]
+    print(f"| {title} | samples/s | vs {ddp_name} | vs {rows[0][0]} | time to 88 % | final accuracy | compute / communicate / wait / server |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rate, to88, acc, total, split in rows:
+        print(f"| {name} | {rate / 1000:.2f}k | {rate / ddp2:.2f}x | {rate / local1:.2f}x | "
+              f"{'%.1f s' % to88 if to88 else 'not reached'} | {100 * acc:.2f} % | "
+              f"{'/'.join(split) + ' %' if split else ''} |")
+
+
+def resnet(args):
+    rows = []
+    common = ["--set", f"train.epochs={args.epochs}", "--set", "train.checkpoint_dir="]
+    print("dnnd local ResNet-20, 2 threads ...", file=sys.stderr)
+    text = dnnd(args.build, ["--config", "configs/worker-resnet20.toml", "--set", "node.threads=2"] + common)
+    rows.append(("dnnd local, 1 process, 2 threads, batch 128", *summarize(parse_dnnd(text, 1)[0]), None))
+    print("dnnd sync ResNet-20, 2 servers x 2 workers ...", file=sys.stderr)
+    text = dnnd(args.build, ["--config", "configs/standalone-resnet20.toml", "--set", "standalone.controller=false",
+                             "--set", "http.listen=127.0.0.1:0", "--set", "ps.checkpoint_dir="] + common)
+    h, split = parse_dnnd(text, 2)
+    rows.append(("dnnd sync, 2 servers x 2 workers, 64 per worker", *summarize(h), split))
+    print("PyTorch DDP ResNet-20, 2 ranks ...", file=sys.stderr)
+    rows.append(("PyTorch DDP (gloo), 2 ranks, 64 per rank",
+                 *summarize(ddp(2, args.epochs, 64, RESNET_RECIPE)), None))
+    print_table(f"ResNet-20, {args.epochs} epochs, 128 samples per step", rows, "PyTorch DDP (gloo), 2")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--model", default="mlp", choices=["mlp", "resnet20"])
     args = ap.parse_args()
+    if args.model == "resnet20":
+        return resnet(args)
     rows = []
     common = ["--set", f"train.epochs={args.epochs}", "--set", "train.batch_size=128"]
     for threads in (1, 2):
@@ -80,21 +130,8 @@ def main():
             rows.append((f"dnnd sync, {servers} server(s), {workers} worker(s)", *summarize(h), split))
     for workers in (1, 2, 4):
         print(f"PyTorch DDP, {workers} rank(s) ...", file=sys.stderr)
-        out = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "ddp_reference.py"), "--workers", str(workers),
-                              "--epochs", str(args.epochs), "--batch", "128"], capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.exit("ddp_reference failed:\n" + out.stderr[-3000:])
-        h = json.loads(out.stdout.strip().splitlines()[-1])["history"]
-        rows.append((f"PyTorch DDP (gloo), {workers} rank(s)", *summarize(h), None))
-
-    ddp2 = next(r for r in rows if r[0].startswith("PyTorch DDP (gloo), 2"))[1]
-    local1 = rows[0][1]
-    print(f"| setup ({args.epochs} epochs, 128 samples per worker per step) | samples/s | vs DDP 2 ranks | vs dnnd local 1 thread | time to 88 % | final accuracy | compute / communicate / wait / server |")
-    print("|---|---|---|---|---|---|---|")
-    for name, rate, to88, acc, total, split in rows:
-        print(f"| {name} | {rate / 1000:.1f}k | {rate / ddp2:.2f}x | {rate / local1:.2f}x | "
-              f"{'%.1f s' % to88 if to88 else 'not reached'} | {100 * acc:.2f} % | "
-              f"{'/'.join(split) + ' %' if split else ''} |")
+        rows.append((f"PyTorch DDP (gloo), {workers} rank(s)", *summarize(ddp(workers, args.epochs, 128)), None))
+    print_table(f"setup ({args.epochs} epochs, 128 samples per worker per step)", rows, "PyTorch DDP (gloo), 2")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,14 @@
 
 #include "tensor/conv.h"  // before the pragma: it includes the standard library
 
+// GCC honours `#pragma GCC target`; clang ignores it and needs its attribute
+// pragma (the fuzz build compiles every source with clang).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 
 #include "tensor/conv_tile.h"
 
@@ -60,6 +66,10 @@ Isa Avx2Isa() {
 
 }  // namespace dnnd::conv::internal
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 #endif  // __x86_64__

@@ -1,6 +1,6 @@
 // The convolution GEMM micro-kernel, written once against a vector type V and
 // compiled once per instruction set: conv_avx2.cc and conv_avx512.cc include
-// this after their `#pragma GCC target`, so every function here takes that
+// this after their target pragma (GCC's or clang's), so every function here takes that
 // file's target. Include nothing from the standard library here (a template
 // instantiated under a target pragma could be merged with the portable one by
 // the linker); everything is in an anonymous namespace for the same reason.
