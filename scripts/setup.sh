@@ -28,6 +28,8 @@ packages=(
   libtomlplusplus-dev
   # OpenSSL's libcrypto.a: HMAC-SHA256 of the wire handshake.
   libssl-dev
+  # ONNX import: onnx.proto compiled by protoc, linked with libprotobuf-lite.a.
+  libonnx-dev protobuf-compiler libprotobuf-dev
   # The data the run command trains on.
   dataset-fashion-mnist
 )
@@ -38,10 +40,13 @@ if ((tests)); then
     libgtest-dev libgmock-dev libbenchmark-dev
     # The PyTorch interop test and the reference runs of the benchmarks.
     python3-numpy python3-torch python3-torchvision
+    # ONNX models exported by PyTorch in the import tests.
+    python3-onnx
     # Benchmark runner: peak RSS via GNU time; wrk drives bench/http_load.py.
     time wrk
-    # Wire benchmark baselines: protobuf, and DockerNN's blosc + Flask path.
-    libprotobuf-dev protobuf-compiler python3-blosc python3-flask python3-requests
+    # Wire benchmark baselines: protobuf (installed above), and DockerNN's
+    # blosc + Flask path.
+    python3-blosc python3-flask python3-requests
     # The fuzz targets CI runs (libFuzzer + ASan/UBSan).
     clang libclang-rt-14-dev
     # tests/lint/format.sh: formatting against .clang-format.

@@ -1,6 +1,7 @@
 // libFuzzer target: config loading, the model spec inside it (parsed and
 // built under a parameter limit), and the data and checkpoint decoders
-// (tests/fuzz/data_fuzz.cc covers those under their limits, gzip and zip included). Every input
+// (tests/fuzz/data_fuzz.cc covers those under their limits, gzip and zip included), and
+// ONNX import. Every input
 // must come back as a value or an error, never a crash, hang or sanitizer report. Run with
 // tests/fuzz/run.sh.
 #include <cstddef>
@@ -12,6 +13,7 @@
 #include "tensor/data/idx.h"
 #include "tensor/data/npy.h"
 #include "tensor/model_spec.h"
+#include "tensor/onnx/onnx_import.h"
 #include "tensor/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -28,5 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)dnnd::data::DecodeIdx(data, size, "fuzz.idx");
   (void)dnnd::data::DecodeNpy(data, size, "fuzz.npy");
   (void)dnnd::DecodeSafetensors(text, "fuzz.safetensors");
+  // ONNX models (corpus: tiny.onnx), built under the same parameter limit.
+  (void)dnnd::onnx::ImportOnnx(text, "fuzz.onnx", {.max_parameters = 1 << 20});
   return 0;
 }

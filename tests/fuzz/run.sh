@@ -18,12 +18,16 @@ case "$target" in config|wire|http|data|image) ;; *) echo "run.sh: unknown targe
 out=build-fuzz
 mkdir -p "$out/obj"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DTOML_HEADER_ONLY=1
-       -DTOML_EXCEPTIONS=1 -DEIGEN_DONT_PARALLELIZE -DDNND_VERSION='"fuzz"' -Isrc
+       -DTOML_EXCEPTIONS=1 -DEIGEN_DONT_PARALLELIZE -DDNND_VERSION='"fuzz"' -Isrc -I"$out/generated"
        -isystem /usr/include/eigen3 -isystem /usr/include/openblas-pthread)
 objs=()
 compile() {  # objects are reused while newer than their source
   [[ "$2" -nt "$1" ]] || clang++ "${flags[@]}" -c "$1" -o "$2"
 }
+# The ONNX schema's C++ (CMakeLists.txt generates it the same way).
+mkdir -p "$out/generated"
+[[ "$out/generated/onnx/onnx.pb.cc" -nt /usr/include/onnx/onnx.proto ]] ||
+  protoc --proto_path=/usr/include --cpp_out="$out/generated" /usr/include/onnx/onnx.proto
 pids=()
 for src in $(find src -name '*.cc' ! -name main.cc); do
   obj="$out/obj/$(echo "$src" | tr / _).o"
@@ -34,14 +38,16 @@ for src in $(find src -name '*.cc' ! -name main.cc); do
 done
 # Files the library embeds (src/core/embedded_files.h), generated as the CMake build does.
 cmake -DDIR=src/roles/controller/dashboard -DNAME=DashboardAssets -DOUTPUT="$out/DashboardAssets.cc" -P cmake/embed_files.cmake
-objs+=("$out/obj/DashboardAssets.o")
+objs+=("$out/obj/DashboardAssets.o" "$out/obj/onnx.pb.o")
+compile "$out/generated/onnx/onnx.pb.cc" "$out/obj/onnx.pb.o" &
+pids+=($!)
 compile "$out/DashboardAssets.cc" "$out/obj/DashboardAssets.o" &
 pids+=($!)
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 ((failed == 0)) || { echo "run.sh: compilation failed" >&2; exit 1; }
 clang++ "${flags[@]}" -fsanitize=fuzzer "tests/fuzz/${target}_fuzz.cc" "${objs[@]}" -o "$out/${target}_fuzz" \
-  /usr/lib/x86_64-linux-gnu/libopenblas.a -lgfortran -lboost_json -lminizip -lz -lzstd -lcrypto -lsqlite3 -lstb -lpthread
+  /usr/lib/x86_64-linux-gnu/libopenblas.a -lgfortran -lboost_json -lminizip -lz -lzstd -lcrypto -lsqlite3 -lstb -l:libprotobuf-lite.a -lpthread
 mkdir -p "$out/corpus-$target"
 cp -n tests/fuzz/corpus/"$target"/* "$out/corpus-$target/" 2>/dev/null || true
 if [[ $target == config ]]; then

@@ -20,6 +20,7 @@ CASES = [
     ("src/tensor/tensor.cc", "core/status.h", "tensor/data/dataset.h"),
     ("src/tensor/tensor.cc", "core/status.h", "transport/wire.h"),
     ("src/tensor/data/dataset.cc", "tensor/tensor.h", "transport/wire.h"),
+    ("src/tensor/onnx/onnx_import.cc", "tensor/model_spec.h", "tensor/data/dataset.h"),
     ("src/transport/wire.cc", "tensor/tensor.h", "roles/base/role.h"),
     ("src/roles/base/control_plane.cc", "transport/http.h", "roles/ps/parameter_server.h"),
     ("src/roles/ps/parameter_server.cc", "roles/base/role.h", "roles/train/trainer.h"),

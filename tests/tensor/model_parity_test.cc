@@ -32,6 +32,7 @@
 namespace dnnd {
 namespace {
 
+using testing::ExpectClose;
 using testing::RunTorchReferenceBatch;
 using testing::TorchCase;
 using testing::TorchResult;
@@ -250,30 +251,6 @@ const std::map<std::string, std::function<std::unique_ptr<ModelCase>()>>& Factor
 }
 
 // Element-wise |got - ref| <= rtol * (|ref| + max|ref|) (as torch_parity_test).
-// Returns the worst |got - ref| / (|ref| + max|ref|).
-// `floor`: a lower bound for max|ref| (see Check).
-double ExpectClose(const std::string& what, const Tensor& got, const Tensor& ref, double rtol,
-                   double floor = 0) {
-  EXPECT_TRUE(got.defined()) << what << ": dnnd has no value";
-  if (!got.defined()) return 0;
-  EXPECT_EQ(got.numel(), ref.numel()) << what << ": shapes " << ShapeToString(got.shape())
-                                      << " and torch's " << ShapeToString(ref.shape());
-  if (got.numel() != ref.numel()) return 0;
-  double scale = 0, worst = 0;
-  for (int64_t i = 0; i < ref.numel(); ++i)
-    scale = std::max(scale, std::abs(double(ref.data()[i])));
-  scale = std::max(scale, floor);
-  int reported = 0;
-  for (int64_t i = 0; i < ref.numel(); ++i) {
-    const double g = got.data()[i], r = ref.data()[i];
-    const double denom = std::abs(r) + scale;
-    if (denom > 0) worst = std::max(worst, std::abs(g - r) / denom);
-    if (!(std::abs(g - r) <= rtol * denom) && reported++ < 5)
-      ADD_FAILURE() << what << "[" << i << "]: dnnd " << g << ", torch " << r;
-  }
-  return worst;
-}
-
 class ModelParity : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -316,9 +293,10 @@ class ModelParity : public ::testing::Test {
     // convolutions differ there), and the whole gradient behind it with it:
     // such a case compares rounding, not formulas. Seeds are chosen so every
     // ReLU input in torch's float64 run is clear of the kink.
-    if (ref.count("min_relu_input"))
+    if (ref.count("min_relu_input")) {
       ASSERT_GT(ref.at("min_relu_input").item(), 2e-6)
           << "ill-conditioned case: a ReLU input is almost exactly 0; choose another seed";
+    }
     nn::Graph& model = *c.model;
     double worst_y = 0, worst_grad = 0, worst_state = 0;
 

@@ -17,12 +17,15 @@
 // with 77), the result says so and callers GTEST_SKIP.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <stdexcept>
@@ -51,6 +54,50 @@ struct TorchResult {
   // Case name ("" for a single op) -> output name -> tensor.
   std::map<std::string, std::map<std::string, Tensor>> outputs;
 };
+
+// Runs /usr/bin/python3 with `args` (a script and its arguments), stderr
+// passed through; returns its exit status (77: it cannot import torch, by
+// convention of our scripts), or 77 when the interpreter is missing.
+inline int RunTorchScript(std::vector<std::string> args) {
+  if (access(kTorchPython, X_OK) != 0) return 77;
+  args.insert(args.begin(), kTorchPython);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  if (int err = posix_spawn(&pid, kTorchPython, nullptr, nullptr, argv.data(), environ); err != 0)
+    throw std::runtime_error("cannot start " + std::string(kTorchPython));
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) throw std::runtime_error("waitpid failed");
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Expects got ~ ref elementwise: |got - ref| <= rtol * (|ref| + max|ref|),
+// reporting the first 5 failures; returns the worst |got - ref| / (|ref| +
+// max|ref|). `floor`: a lower bound for max|ref| (for tensors that should be
+// 0 and are rounding).
+inline double ExpectClose(const std::string& what, const Tensor& got, const Tensor& ref,
+                          double rtol, double floor = 0) {
+  EXPECT_TRUE(got.defined()) << what << ": dnnd has no value";
+  if (!got.defined()) return 0;
+  EXPECT_EQ(got.numel(), ref.numel()) << what << ": shapes " << ShapeToString(got.shape())
+                                      << " and torch's " << ShapeToString(ref.shape());
+  if (got.numel() != ref.numel()) return 0;
+  double scale = 0, worst = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i)
+    scale = std::max(scale, std::abs(double(ref.data()[i])));
+  scale = std::max(scale, floor);
+  int reported = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double g = got.data()[i], r = ref.data()[i];
+    const double denom = std::abs(r) + scale;
+    if (denom > 0) worst = std::max(worst, std::abs(g - r) / denom);
+    if (!(std::abs(g - r) <= rtol * denom) && reported++ < 5)
+      ADD_FAILURE() << what << "[" << i << "]: dnnd " << g << ", torch " << r;
+  }
+  return worst;
+}
 
 namespace torch_reference_detail {
 
@@ -91,22 +138,13 @@ inline TorchResult Run(const std::string& op, const nn::NamedTensors& inputs,
   if (!saved.ok()) throw std::runtime_error("torch_reference: " + saved.ToString());
 
   const std::string script = std::string(DNND_SOURCE_DIR) + "/tests/tensor/torch_reference.py";
-  std::vector<std::string> args = {kTorchPython, script, op, in, out, attrs};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid;
-  if (int err = posix_spawn(&pid, kTorchPython, nullptr, nullptr, argv.data(), environ); err != 0)
-    throw std::runtime_error("torch_reference: cannot start " + std::string(kTorchPython));
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) throw std::runtime_error("torch_reference: waitpid failed");
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+  const int status = RunTorchScript({script, op, in, out, attrs});
+  if (status == 77) {
     result.skipped = true;
     result.skip_reason = std::string(kTorchPython) + " cannot import torch";
     return result;
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+  if (status != 0)
     throw std::runtime_error("torch_reference: " + script + " " + op + " failed (status " +
                              std::to_string(status) + "; see stderr)");
   auto loaded = LoadSafetensors(out);

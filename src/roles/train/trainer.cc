@@ -45,6 +45,10 @@ int64_t CountCorrect(nn::LossKind loss, const Tensor& out, const nn::Target& tar
 Result<std::unique_ptr<Trainer>> Trainer::Create(ModelSpec spec, TrainOptions options) {
   if (options.batch_size < 1) return InvalidArgument("train.batch_size must be >= 1");
   DNND_ASSIGN_OR_RETURN(auto model, BuildModel(spec, options.seed));
+  if (options.initial_state) {
+    Status s = LoadParameters(*model, *options.initial_state);
+    if (!s.ok()) return s.WithContext("the initial weights from " + options.initial_from);
+  }
   DNND_ASSIGN_OR_RETURN(auto optimizer,
                         optim::MakeOptimizer(spec.optimizer, model->NamedParameters()));
   return std::unique_ptr<Trainer>(

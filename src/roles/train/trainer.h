@@ -87,6 +87,12 @@ struct TrainOptions {
   int64_t start_epoch = 0, start_step = 0;
   int64_t stop_epoch = 0;  // 0: epochs
   bool resume = true;
+  // Non-null: the weights the model starts from instead of the seeded
+  // initialisation (an ONNX model's initializers), every parameter and
+  // buffer by name; a checkpoint resumed from still wins. Local training and
+  // layer servers only: parameter servers initialise from the spec and seed.
+  std::shared_ptr<const nn::NamedTensors> initial_state;
+  std::string initial_from;  // where they came from, for errors
   int64_t eval_every_epochs = 1;
   // > 0: stop after the first evaluated epoch with at least this test
   // accuracy (KubeML's goal accuracy), as if training had finished.

@@ -16,13 +16,61 @@
 #include "roles/train/ps_client.h"
 #include "roles/train/trainer.h"
 #include "tensor/data/from_config.h"
+#include "tensor/onnx/onnx_import.h"
 #include "tensor/parallel.h"
 
 namespace dnnd {
 
+namespace {
+
+std::string RelativeToConfig(const Config& cfg, const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.is_relative()) p = std::filesystem::path(cfg.path()).parent_path() / p;
+  return p.string();
+}
+
+// [model] onnx = "x.onnx": the imported graph's spec, with the config's loss,
+// label smoothing and optimizer, validated as any [model] table is.
+Result<ConfiguredModel> LoadOnnxModel(const Config& cfg, const toml::table& m,
+                                      const toml::node& onnx_path) {
+  if (!onnx_path.is_string())
+    return InvalidArgument(SourceWhere(onnx_path) + ": model.onnx must be a string (a file path)");
+  for (const auto& [key, value] : m) {
+    const std::string k(key.str());
+    if (k != "onnx" && k != "loss" && k != "label_smoothing" && k != "optimizer")
+      return InvalidArgument(SourceWhere(value) + ": model." + k +
+                             " cannot be set beside model.onnx (the ONNX file is the model; "
+                             "loss, label_smoothing and [model.optimizer] may be)");
+  }
+  const std::string path = RelativeToConfig(cfg, *onnx_path.value<std::string>());
+  DNND_ASSIGN_OR_RETURN(onnx::ImportedModel imported, onnx::ImportOnnxFile(path));
+  for (const auto& r : imported.renamed)
+    Log(LogLevel::kWarn, "worker", "ONNX initializer renamed", {{"file", path}, {"rename", r}});
+  toml::table merged;
+  try {
+    merged = toml::parse(ModelSpecToToml(imported.spec), path);
+  } catch (const toml::parse_error& e) {
+    return Internal(path + ": the imported spec does not parse: " + std::string(e.description()));
+  }
+  toml::table& model = *merged["model"].as_table();
+  for (const auto& [key, value] : m)
+    if (key.str() != "onnx") model.insert_or_assign(key, value);
+  DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpec(model));
+  return ConfiguredModel{
+      std::move(spec), std::make_shared<const nn::NamedTensors>(std::move(imported.weights)), path};
+}
+
+}  // namespace
+
 Result<ModelSpec> LoadModelSpec(const Config& cfg) {
+  DNND_ASSIGN_OR_RETURN(ConfiguredModel m, LoadModel(cfg));
+  return std::move(m.spec);
+}
+
+Result<ConfiguredModel> LoadModel(const Config& cfg) {
   const toml::table* m = cfg.Section("model");
   if (!m) return InvalidArgument(cfg.path() + ": no [model] section (the model to train)");
+  if (const toml::node* o = m->get("onnx")) return LoadOnnxModel(cfg, *m, *o);
   if (const toml::node* f = m->get("file")) {
     // A model file from configs/models/, the input shape optionally the
     // data's (the ResNets ship for 3x32x32 and train on 1x28x28 too).
@@ -30,10 +78,9 @@ Result<ModelSpec> LoadModelSpec(const Config& cfg) {
     if (!f->is_string() || m->size() != (input ? 2 : 1))
       return InvalidArgument(SourceWhere(*f) +
                              ": model.file must be a string, beside at most model.input");
-    std::filesystem::path p(*f->value<std::string>());
-    if (p.is_relative()) p = std::filesystem::path(cfg.path()).parent_path() / p;
-    DNND_ASSIGN_OR_RETURN(std::string text, ReadFileToString(p.string(), 1 << 20));
-    DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(text, p.string()));
+    const std::string p = RelativeToConfig(cfg, *f->value<std::string>());
+    DNND_ASSIGN_OR_RETURN(std::string text, ReadFileToString(p, 1 << 20));
+    DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(text, p));
     if (input) {
       const toml::array* a = input->as_array();
       Shape shape;
@@ -46,9 +93,10 @@ Result<ModelSpec> LoadModelSpec(const Config& cfg) {
                                ": model.input: expected an array of positive integers");
       spec.input = std::move(shape);
     }
-    return spec;
+    return ConfiguredModel{std::move(spec), nullptr, ""};
   }
-  return ParseModelSpec(*m);
+  DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpec(*m));
+  return ConfiguredModel{std::move(spec), nullptr, ""};
 }
 
 namespace {
@@ -151,9 +199,12 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg,
                                                  bool show_progress, TrainHooks hooks,
                                                  data::Dataset train,
                                                  std::optional<data::Dataset> test_set) {
-  DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(cfg));
-  return MakeWorkerWithData(cfg, std::move(spec), TrainOptionsFromConfig(cfg), placement,
-                            show_progress, std::move(hooks), std::move(train), std::move(test_set));
+  DNND_ASSIGN_OR_RETURN(ConfiguredModel model, LoadModel(cfg));
+  TrainOptions o = TrainOptionsFromConfig(cfg);
+  o.initial_state = std::move(model.initial_state);
+  o.initial_from = std::move(model.initial_from);
+  return MakeWorkerWithData(cfg, std::move(model.spec), std::move(o), placement, show_progress,
+                            std::move(hooks), std::move(train), std::move(test_set));
 }
 
 TrainOptions TrainOptionsFromConfig(const Config& cfg) {
@@ -209,6 +260,11 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, ModelSpec sp
         std::move(layers), cfg.GetInt("worker.micro_batches"), std::move(rpc),
         cfg.GetString("node.name") + "-" + std::to_string(::getpid()));
   }
+  if (data_parallel && o.initial_state)
+    return InvalidArgument(
+        "the model starts from the weights in " + o.initial_from +
+        ", but parameter servers initialise a model from its spec and seed: train it locally "
+        "or on layer servers (data-parallel training from given weights is not supported yet)");
   if (data_parallel) {
     DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
     DNND_ASSIGN_OR_RETURN(wire::Codec codec,

@@ -25,8 +25,19 @@ struct WorkerPlacement {
   std::vector<std::string> parameter_servers;  // empty: local training
 };
 
-// The model a config trains: [model] inline, or [model] file = "x.toml"
-// (relative to the config).
+// The model a config trains and the weights it starts from: [model] inline,
+// [model] file = "x.toml", or [model] onnx = "x.onnx" (paths relative to the
+// config), the last a model exported by torch.onnx.export whose initializers
+// are the initial weights (src/tensor/onnx/onnx_import.h); beside `onnx`,
+// `loss`, `label_smoothing` and [model.optimizer] are the config's.
+struct ConfiguredModel {
+  ModelSpec spec;
+  // Null: seeded initialisation. Else every parameter and buffer, by name.
+  std::shared_ptr<const nn::NamedTensors> initial_state;
+  std::string initial_from;  // the file they came from, for messages
+};
+Result<ConfiguredModel> LoadModel(const Config& config);
+// LoadModel's spec.
 Result<ModelSpec> LoadModelSpec(const Config& config);
 
 // The worker role training its own shard; its placement comes from the
