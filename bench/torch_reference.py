@@ -73,6 +73,11 @@ def build(name):
                              nn.Linear(84, 10))
     if name in ("resnet20", "resnet20c"):
         return ResNet20(1 if name == "resnet20" else 3)
+    if name == "resnet18_fm":  # torchvision's ResNet-18 with a 1-channel conv1 (bench/onnx_resnet18.py)
+        import torchvision
+        m = torchvision.models.resnet18(num_classes=10)
+        m.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+        return m
     raise SystemExit("unknown model " + name)
 
 

@@ -7,6 +7,7 @@
 
 #include "core/files.h"
 #include "core/log.h"
+#include "core/sha256.h"
 #include "tensor/safetensors.h"
 
 namespace dnnd {
@@ -60,6 +61,19 @@ Result<int64_t> IntMeta(const SafetensorsFile& f, const std::string& key, const 
 }
 
 }  // namespace
+
+std::string StateDigest(const nn::NamedTensors& tensors) {
+  std::vector<const std::pair<std::string, Tensor>*> sorted;
+  for (const auto& named : tensors) sorted.push_back(&named);
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
+  std::string bytes;
+  for (const auto* named : sorted) {
+    const auto& [name, t] = *named;
+    bytes += name + ShapeToString(t.shape()) + '\0';
+    bytes.append(reinterpret_cast<const char*>(t.data()), static_cast<size_t>(t.numel()) * 4);
+  }
+  return Sha256Hex(bytes);
+}
 
 Status LoadParameters(nn::Module& model, const nn::NamedTensors& tensors) {
   std::map<std::string, Tensor> given(tensors.begin(), tensors.end());

@@ -53,6 +53,10 @@ struct TrainingState {
   std::string loaded_from;                   // LoadCheckpoint: the generation's directory
 };
 
+// SHA-256 (hex) of names, shapes and values, by name (any order gives the
+// same digest): names a set of weights (a job's initial state) compactly.
+std::string StateDigest(const nn::NamedTensors& tensors);
+
 // Copies `tensors` into the model's parameters and buffers (NamedState).
 // Fails, listing every missing, unexpected and mis-shaped name, when they do
 // not match the model exactly.

@@ -281,6 +281,47 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(RuntimeError):
             c.load_into(wrong, tensors=tensors)
 
+    def test_1b_model_from_module(self):
+        """A torch.nn.Module through ONNX: the model's jobs start from the
+        module's weights, and the trained weights load back into it strictly."""
+        if torch is None:
+            self.skipTest("torch is not importable")
+        c = self.c
+        torch.manual_seed(3)
+        module = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                                     torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                                     torch.nn.Linear(4 * 14 * 14, 10))
+        m = c.models.from_module("cnn-onnx", module, torch.zeros(2, 1, 28, 28))
+        self.assertTrue(m["initial_weights"])
+        self.assertEqual((m["input"], m["renamed"]), ([1, 28, 28], []))
+        params = {k: v.detach().numpy() for k, v in module.named_parameters()}
+        initial = c.models.initial("cnn-onnx")
+        for k, v in params.items():
+            np.testing.assert_array_equal(initial[k], v, err_msg=k)
+        with self.assertRaises(DnndError) as e:
+            c.models.initial("mlp-small")
+        self.assertEqual(e.exception.status, 404)
+
+        # At a learning rate of 1e-9 the trained parameters are the module's:
+        # the job started from them, not from a seed.
+        still = c.jobs.submit("cnn-onnx", "fm-small", epochs=1, batch=32, lr=1e-9, workers=2)
+        self.assertEqual(still.wait(progress=False, poll=0.2, timeout=120)["state"], "succeeded")
+        kept = c.checkpoint(still)
+        for k, v in params.items():
+            np.testing.assert_allclose(kept[k], v, rtol=0, atol=1e-6, err_msg=k)
+
+        job = c.jobs.submit("cnn-onnx", "fm-small", epochs=2, batch=32, lr=0.01, workers=2)
+        self.assertEqual(job.wait(progress=False, poll=0.2, timeout=120)["state"], "succeeded")
+        self.assertGreater(job.history()[-1]["test_accuracy"], 0.6)
+        c.load_into(module, job)  # strict: the names are the module's
+        module.eval()
+        mean, std = job.normalization()
+        x = (torch.from_numpy(self.x_test).float().unsqueeze(1) / 255 - mean) / std
+        with torch.no_grad():
+            classes = module(x).argmax(1).numpy()
+        p = c.predict("cnn-onnx", self.x_test, job=job)
+        self.assertLessEqual(int(np.sum(classes != p.classes)), 1)
+
     def test_2_cancel(self):
         c = self.c
         job = c.jobs.submit("linear-text", "fm-small", epochs=500, batch=16, workers=1)
@@ -310,7 +351,7 @@ class ClientTest(unittest.TestCase):
             with self.assertRaises(DnndError) as e:  # refused before the body is read
                 bad.datasets.upload("big", {"train-images": b"\0" * (4 << 20)}, format="npy")
             self.assertEqual(e.exception.code, "unauthorized")
-        self.assertEqual(len(bad.models.list()), 3)  # reads need no token
+        self.assertEqual(len(bad.models.list()), 4)  # reads need no token
         with self.assertRaises(DnndError) as e:
             self.c.models.get("no-such-model")
         self.assertEqual((e.exception.status, e.exception.code), (404, "not_found"))

@@ -8,7 +8,10 @@ one epoch on the real Fashion-MNIST from `[model] onnx = "custom.onnx"`; the
 checkpoint then loads into a fresh Custom() with load_state_dict(strict=True)
 and PyTorch, in eval mode on the same normalised test set, reproduces dnnd's
 test accuracy to 0.01 points (one sample in 10,000). Also: `dnnd config
-check` accepts the config and reports a broken ONNX file by name.
+check` accepts the config and reports a broken ONNX file by name; and a
+data-parallel job (2 parameter servers x 2 workers, sync) starts from the
+ONNX weights: at a learning rate of 1e-12 its trained parameters are the
+initializers (a seeded start would differ by O(0.1)).
 """
 import os
 import re
@@ -22,6 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tensor"))
 import safetensors_io as st  # noqa: E402
+from bench_reference import read_idx  # noqa: E402
+import dnnd_configs as cfgs  # noqa: E402
 
 try:
     import torch
@@ -32,27 +37,13 @@ except ImportError as e:
     sys.exit(0)
 
 DNND = os.environ["DNND_BINARY"]
-FM = "/usr/share/datasets/fashion-mnist"
-MEAN, STD = 0.2860, 0.3530
+FM, MEAN, STD = cfgs.FM, cfgs.MEAN, cfgs.STD
 
 
-def config(onnx_file, ckpt):
-    return f"""
-[node]
-role = "worker"
-name = "onnx-worker"
-threads = 2
-[data]
-format = "idx"
-train_images = "{FM}/train-images-idx3-ubyte.gz"
-train_labels = "{FM}/train-labels-idx1-ubyte.gz"
-test_images = "{FM}/t10k-images-idx3-ubyte.gz"
-test_labels = "{FM}/t10k-labels-idx1-ubyte.gz"
-normalize_mean = {MEAN}
-normalize_std = {STD}
-[train]
+def train(ckpt, onnx_file, batch, lr, extra_optimizer=""):
+    return f"""[train]
 epochs = 1
-batch_size = 128
+batch_size = {batch}
 checkpoint_dir = "{ckpt}"
 resume = false
 progress = "none"
@@ -60,9 +51,19 @@ progress = "none"
 onnx = "{onnx_file}"
 [model.optimizer]
 type = "sgd"
-lr = 0.05
-momentum = 0.9
+lr = {lr}
+{extra_optimizer}
 """
+
+
+def config(onnx_file, ckpt):
+    return (cfgs.local_worker("onnx-worker") + cfgs.fashion_mnist() +
+            train(ckpt, onnx_file, 128, 0.05, "momentum = 0.9"))
+
+
+def standalone_config(onnx_file, ckpt):
+    return (cfgs.standalone("onnx-dp") + cfgs.fashion_mnist("limit_train = 1280\nlimit_test = 500") +
+            train(ckpt, onnx_file, 64, 1e-12))
 
 
 def main():
@@ -87,8 +88,8 @@ def main():
         fresh = ref.Custom()
         fresh.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
         fresh.eval()
-        xte = ref_idx(f"{FM}/t10k-images-idx3-ubyte.gz")
-        yte = ref_idx(f"{FM}/t10k-labels-idx1-ubyte.gz").astype(np.int64)
+        xte = read_idx(f"{FM}/t10k-images-idx3-ubyte.gz")
+        yte = read_idx(f"{FM}/t10k-labels-idx1-ubyte.gz").astype(np.int64)
         x = (torch.from_numpy(xte.astype(np.float32) / 255.0).unsqueeze(1) - MEAN) / STD
         with torch.no_grad():
             pred = torch.cat([fresh(x[i:i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
@@ -97,6 +98,19 @@ def main():
         assert abs(torch_acc - dnnd_acc) <= 0.01 + 1e-9, (dnnd_acc, torch_acc)
         assert dnnd_acc > 70, dnnd_acc  # one epoch trains it
 
+        # Data-parallel: the servers are initialised from the ONNX weights.
+        sa = os.path.join(d, "standalone.toml")
+        with open(sa, "w") as f:
+            f.write(standalone_config("custom.onnx", os.path.join(d, "dp")))
+        run = subprocess.run([DNND, "--config", sa], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        trained, _ = st.load(os.path.join(d, "dp", "model.safetensors"))
+        inits = {k: v.detach().numpy() for k, v in module.state_dict().items()}
+        params = [k for k, _ in module.named_parameters()]
+        for k in params:
+            assert np.allclose(trained[k], inits[k], rtol=0, atol=1e-8), k
+        print(f"data-parallel job kept the {len(params)} ONNX parameters")
+
         # A damaged file: config check names it.
         with open(onnx_path, "r+b") as f:
             f.truncate(os.path.getsize(onnx_path) // 2)
@@ -104,17 +118,6 @@ def main():
         assert bad.returncode != 0
         assert "custom.onnx" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
     print("ok")
-
-
-def ref_idx(path):
-    """bench/torch_reference.py's IDX reader (that file shares a name with
-    tests/tensor/torch_reference.py, hence loaded by path)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "bench_torch_reference", os.path.join(HERE, "..", "..", "bench", "torch_reference.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench.read_idx(path)
 
 
 if __name__ == "__main__":

@@ -455,11 +455,14 @@ class Models:
     def get(self, name):
         return self._c._json("GET", "/api/v1/models/%s" % _quote(name))
 
+    def initial(self, name):
+        """The weights a model's jobs start from (an ONNX model's), as
+        {name: numpy array}; DnndError 404 for a model that starts from its seed."""
+        _, data = self._c.request("GET", "/api/v1/models/%s/initial" % _quote(name))
+        return _safetensors.loads(data)[0]
+
     def from_module(self, name, module, example_input, opset_version=None, **export_kwargs):
         """Create a model from a torch.nn.Module through ONNX.
-
-        NEEDS A CONTROLLER WITH ONNX IMPORT (`PUT /api/v1/models/{name}/onnx`);
-        a controller without it answers 404 or 405, raised as DnndError.
 
         The module is exported with torch.onnx.export(module, example_input,
         ..., training=torch.onnx.TrainingMode.TRAINING,
@@ -467,7 +470,9 @@ class Models:
         stay trainable operators and no parameter is folded away) and the
         bytes are uploaded as application/octet-stream. export_kwargs go to
         torch.onnx.export (input_names, dynamic_axes, ...). Returns the
-        server's answer.
+        server's answer: the model's record, with "initial_weights": true
+        (its jobs start from the module's weights) and "renamed" (weights
+        whose names could not follow the module's state_dict).
         """
         import torch
 

@@ -57,6 +57,10 @@ std::string ControllerContext::ServiceHost() const {
   return colon == std::string::npos ? listen : listen.substr(0, colon);
 }
 
+std::string ControllerContext::InitialWeightsPath(const std::string& model) const {
+  return dir + "/models/" + model + ".initial.safetensors";
+}
+
 Result<HttpResponse> ControllerContext::Checkpoint(int64_t id) const {
   const std::string path = CheckpointPath(id);
   if (!fs::exists(path))

@@ -37,6 +37,9 @@ struct ControllerContext {
   std::string JobDir(int64_t id) const;
   // The trained weights a succeeded job leaves (served by /checkpoint, used by /predict).
   std::string CheckpointPath(int64_t id) const;
+  // <data_dir>/models/<name>.initial.safetensors: the weights a model's jobs
+  // start from (an imported ONNX model's); absent for seeded models.
+  std::string InitialWeightsPath(const std::string& model) const;
   // Appends a timestamped line to the job's log (one write() per line,
   // O_APPEND: lines from any thread stay whole).
   void JobLog(int64_t id, const std::string& line) const;

@@ -416,8 +416,13 @@ Result<bool> JobRunner::LaunchSegment(RunningJob& run, const std::vector<int64_t
     servers.push_back(std::move(server));
   }
   std::vector<pool::Task> tasks;
+  std::error_code exists_ec;
+  const std::string initial = fs::exists(ctx_.InitialWeightsPath(job.model), exists_ec)
+                                  ? "/api/v1/models/" + job.model + "/initial"
+                                  : "";
   for (int64_t i = 0; i < run.workers; ++i)
-    tasks.push_back({id, "", i, run.workers, job.dataset, spec, run.model, bound, shard_port_});
+    tasks.push_back(
+        {id, "", i, run.workers, job.dataset, spec, run.model, bound, shard_port_, initial});
   if (!pool_.Place(std::move(tasks))) {
     stop_all();
     return false;

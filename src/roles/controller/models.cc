@@ -3,11 +3,15 @@
 #include <toml++/toml.h>
 
 #include <boost/json.hpp>
+#include <filesystem>
 #include <memory>
 #include <sstream>
 
+#include "core/files.h"
 #include "core/json_fields.h"
 #include "core/work_queue.h"
+#include "tensor/onnx/onnx_import.h"
+#include "tensor/safetensors.h"
 
 namespace dnnd {
 namespace json = boost::json;
@@ -69,11 +73,13 @@ Result<std::string> JsonSpecToToml(const json::object& spec) {
   return out.str() + "\n";
 }
 
-json::object ModelJson(const ModelRecord& m) {
+json::object ModelJson(const ControllerContext& ctx, const ModelRecord& m) {
   json::object o{
       {"name", m.name}, {"parameters", m.parameters}, {"created", m.created}, {"spec", m.spec}};
   auto spec = ParseModelSpecText(m.spec, m.name);
   if (spec.ok()) o["input"] = ShapeJson(spec->input);
+  std::error_code ec;
+  o["initial_weights"] = std::filesystem::exists(ctx.InitialWeightsPath(m.name), ec);
   return o;
 }
 
@@ -90,6 +96,13 @@ void ModelsApi::AddRoutes(HttpRouter& r, std::shared_ptr<WorkQueue> heavy) {
            ApiHandler([this](const HttpRequest& q) { return Get(q); }));
   r.Handle("GET", "/api/v1/models/{name}/checkpoint",
            ApiHandler([this](const HttpRequest& q) { return Checkpoint(q); }));
+  r.HandleUpload("PUT", "/api/v1/models/{name}/onnx",
+                 {.dir = ctx_.dir + "/uploads",
+                  .max_bytes = static_cast<size_t>(ctx_.cfg.GetInt("controller.max_upload_bytes")),
+                  .limit_name = "controller.max_upload_bytes"},
+                 ApiHandler([this](const HttpRequest& q) { return CreateFromOnnx(q); }));
+  r.Handle("GET", "/api/v1/models/{name}/initial",
+           ApiHandler([this](const HttpRequest& q) { return Initial(q); }));
 }
 
 Result<HttpResponse> ModelsApi::Create(const HttpRequest& r) {
@@ -117,20 +130,69 @@ Result<HttpResponse> ModelsApi::Create(const HttpRequest& r) {
   if (!model.ok()) return InvalidArgument("invalid model spec: " + model.status().message());
   ModelRecord m{name, ModelSpecToToml(*spec), (*model)->ParameterCount(), UtcNow()};
   DNND_RETURN_IF_ERROR(ctx_.store.PutModel(m));
-  return HttpResponse::Json(201, ModelJson(m));
+  return HttpResponse::Json(201, ModelJson(ctx_, m));
+}
+
+Result<HttpResponse> ModelsApi::CreateFromOnnx(const HttpRequest& r) {
+  const std::string name = r.params.at("name");
+  DNND_RETURN_IF_ERROR(CheckName("model", name));
+  // The server streamed the body to r.body_file, under max_upload_bytes.
+  if (r.body_file.empty()) return Internal("upload route called without a streamed body");
+  if (r.body_file_bytes == 0) return InvalidArgument("empty ONNX upload for model '" + name + "'");
+  if (ctx_.store.GetModel(name).ok()) return AlreadyExists("model '" + name + "' already exists");
+  DNND_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(r.body_file, onnx::kMaxOnnxBytes));
+  std::error_code ec;
+  std::filesystem::remove(r.body_file, ec);
+  auto imported = onnx::ImportOnnx(bytes, name + ".onnx", limits_);
+  if (!imported.ok()) {
+    if (imported.status().code() == StatusCode::kResourceExhausted) return imported.status();
+    return InvalidArgument("invalid ONNX model: " + imported.status().message());
+  }
+  bytes.clear();
+  DNND_ASSIGN_OR_RETURN(auto model, BuildModel(imported->spec, 0, limits_));
+  // The weights first: a model record never names weights that are not there.
+  const std::string path = ctx_.InitialWeightsPath(name);
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  if (ec) return IoError("cannot create " + path + ": " + ec.message());
+  DNND_RETURN_IF_ERROR(SaveSafetensors(path, imported->weights,
+                                       {{"dnnd.source", "onnx"}, {"dnnd.model", name}},
+                                       model->IntegerBufferNames()));
+  ModelRecord m{name, ModelSpecToToml(imported->spec), model->ParameterCount(), UtcNow()};
+  Status put = ctx_.store.PutModel(m);
+  if (!put.ok()) {
+    std::filesystem::remove(path, ec);
+    return put;
+  }
+  json::object out = ModelJson(ctx_, m);
+  json::array renamed;
+  for (const auto& x : imported->renamed) renamed.push_back(json::value(x));
+  out["renamed"] = std::move(renamed);
+  return HttpResponse::Json(201, std::move(out));
+}
+
+Result<HttpResponse> ModelsApi::Initial(const HttpRequest& r) {
+  const std::string name = r.params.at("name");
+  DNND_RETURN_IF_ERROR(CheckName("model", name));
+  DNND_RETURN_IF_ERROR(ctx_.store.GetModel(name).status());
+  const std::string path = ctx_.InitialWeightsPath(name);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    return NotFound("model '" + name + "' starts from its seed; it has no initial weights");
+  DNND_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
+  return HttpResponse::Text(200, std::move(bytes), "application/octet-stream");
 }
 
 Result<HttpResponse> ModelsApi::List(const HttpRequest&) {
   DNND_ASSIGN_OR_RETURN(auto list, ctx_.store.ListModels());
   json::array a;
-  for (const auto& m : list) a.push_back(ModelJson(m));
+  for (const auto& m : list) a.push_back(ModelJson(ctx_, m));
   return HttpResponse::Json(200, {{"models", a}});
 }
 
 Result<HttpResponse> ModelsApi::Get(const HttpRequest& r) {
   DNND_RETURN_IF_ERROR(CheckName("model", r.params.at("name")));
   DNND_ASSIGN_OR_RETURN(auto m, ctx_.store.GetModel(r.params.at("name")));
-  return HttpResponse::Json(200, ModelJson(m));
+  return HttpResponse::Json(200, ModelJson(ctx_, m));
 }
 
 // The newest succeeded job's trained weights for this model.

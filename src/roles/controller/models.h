@@ -3,6 +3,12 @@
 //   POST /api/v1/models {"name","spec"}  spec: TOML text or a JSON object;
 //        built once (within controller.max_model_parameters) before it is stored
 //   GET  /api/v1/models[/{name}]
+//   PUT  /api/v1/models/{name}/onnx  body: a model exported by torch.onnx.export
+//        (streamed to disk, within controller.max_upload_bytes), imported
+//        (src/tensor/onnx/) within controller.max_model_parameters; its
+//        initializers are the initial weights of the model's jobs
+//   GET  /api/v1/models/{name}/initial  those weights (safetensors); 404 for
+//        a seeded model
 //   GET  /api/v1/models/{name}/checkpoint  the newest succeeded job's weights
 //
 // (POST /api/v1/models/{name}/predict is the predictor's: predictor.h.)
@@ -28,6 +34,8 @@ class ModelsApi {
 
  private:
   Result<HttpResponse> Create(const HttpRequest& r);
+  Result<HttpResponse> CreateFromOnnx(const HttpRequest& r);
+  Result<HttpResponse> Initial(const HttpRequest& r);
   Result<HttpResponse> List(const HttpRequest& r);
   Result<HttpResponse> Get(const HttpRequest& r);
   Result<HttpResponse> Checkpoint(const HttpRequest& r);

@@ -129,8 +129,9 @@ const std::vector<Verb>& Verbs() {
        "<name>",
        1,
        1,
-       {{"spec", "F", "the model spec, a TOML file (required)"}},
-       "Registers a model spec.\n"},
+       {{"spec", "F", "the model spec, a TOML file"},
+        {"onnx", "F", "a model exported by torch.onnx.export (its weights are the jobs' start)"}},
+       "Registers a model: --spec or --onnx (exactly one).\n"},
       {"job",
        "list",
        "",
@@ -503,7 +504,18 @@ int RunCtl(const std::vector<std::string>& args) {
   if (noun == "model") {
     if (v == "list") return call("GET", "/api/v1/models", "", ctl::PrintModels);
     if (v == "get") return call("GET", "/api/v1/models/" + Segment(arg), "", ctl::PrintModels);
-    if (!flags.has("spec")) return VerbUsageError(*verb, "--spec is required");  // create
+    if (flags.has("spec") == flags.has("onnx"))  // create
+      return VerbUsageError(*verb, "give --spec (a TOML spec) or --onnx (an ONNX file)");
+    if (flags.has("onnx")) {
+      std::fprintf(stderr, "uploading %s as model %s\n", flags.get("onnx").c_str(), arg.c_str());
+      auto r = client.Upload("/api/v1/models/" + Segment(arg) + "/onnx", flags.get("onnx"));
+      if (int rc = CheckReply(r, client); rc != 0) return rc;
+      return call("GET", "/api/v1/models/" + Segment(arg), "", [](const json::value& x) {
+        json::object row = x.as_object();
+        row.erase("spec");
+        ctl::PrintModels(row);
+      });
+    }
     auto text = ReadFileToString(flags.get("spec"), 1 << 20);
     if (!text.ok()) {
       std::fprintf(stderr, "dnnd ctl: %s\n", text.status().ToString().c_str());

@@ -19,6 +19,7 @@
 #include "roles/controller/controller.h"
 #include "roles/ps/parameter_server.h"
 #include "roles/train/worker.h"
+#include "tensor/onnx/onnx_import.h"
 #include "tensor/parallel.h"
 #include "transport/hello.h"
 #include "transport/http.h"
@@ -249,6 +250,12 @@ class ControllerStandaloneRole : public Role {
   // "model" for a [model] table in the config); another spec already holding
   // the name makes it <name>-<hash of the spec>.
   Result<std::string> EnsureModel() {
+    const toml::table* section = config_.Section("model");
+    if (section && section->get("onnx")) return EnsureOnnxModel();
+    if (!config_.GetString("train.init_from").empty())
+      return InvalidArgument(
+          "train.init_from with standalone.controller: controller jobs start from a model's own "
+          "weights; register the model from ONNX, or set standalone.controller = false");
     DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(config_));
     const std::string text = ModelSpecToToml(spec);
     std::string base = "model";
@@ -263,6 +270,27 @@ class ControllerStandaloneRole : public Role {
           .status();
     };
     return OursOrCreated("model", {base, base + "-" + Sha256Hex(text).substr(0, 8)}, ours, create);
+  }
+
+  // [model] onnx = "x.onnx": uploaded to the controller, which imports it and
+  // keeps its weights as the start of the model's jobs: named "x-<digest of
+  // the file>", so a run finds its own upload and another file is another model.
+  Result<std::string> EnsureOnnxModel() {
+    DNND_ASSIGN_OR_RETURN(ConfiguredModel model, LoadModel(config_));
+    const std::string path = model.initial_from;
+    DNND_ASSIGN_OR_RETURN(onnx::ImportedModel imported, onnx::ImportOnnxFile(path));
+    const std::string text = ModelSpecToToml(imported.spec);
+    const std::string base = ReadableName(std::filesystem::path(path).stem().string(), "model");
+    DNND_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path, onnx::kMaxOnnxBytes));
+    const std::string digest = Sha256Hex(bytes);
+    auto ours = [&](const json::value& m) {
+      return m.at("spec") == json::value(text) && m.at("initial_weights") == json::value(true);
+    };
+    auto create = [&](const std::string& name) {
+      std::fprintf(stderr, "registering model %s from %s\n", name.c_str(), path.c_str());
+      return Call("PUT", "/api/v1/models/" + name + "/onnx", bytes).status();
+    };
+    return OursOrCreated("model", {base + "-" + digest.substr(0, 8)}, ours, create);
   }
 
   // The first of `names` (a readable one, then a unique one) under which the

@@ -114,6 +114,7 @@ json::value ToJson(const NodeOrder& o) {
         {"job", t.job},     {"attempt", t.attempt},         {"index", t.index},
         {"count", t.count}, {"dataset", t.dataset},         {"spec", t.spec.ToJson()},
         {"model", t.model}, {"ps_ports", std::move(ports)}, {"wire_port", t.wire_port}};
+    if (!t.initial_weights.empty()) task["initial_weights"] = t.initial_weights;
     if (t.spec.stop_epoch > 0)
       task["segment"] = json::object{{"start_epoch", t.spec.start_epoch},
                                      {"start_step", t.spec.start_step},
@@ -150,6 +151,9 @@ Result<NodeOrder> NodeOrderFromJson(const json::value& v) {
   DNND_ASSIGN_OR_RETURN(t.count, tr.Int("count", 1));
   DNND_ASSIGN_OR_RETURN(t.dataset, tr.String("dataset"));
   DNND_ASSIGN_OR_RETURN(t.model, tr.String("model", "", true));
+  DNND_ASSIGN_OR_RETURN(t.initial_weights, tr.String("initial_weights", ""));
+  if (!t.initial_weights.empty() && !t.initial_weights.starts_with("/api/v1/models/"))
+    return InvalidArgument("task: initial_weights must be a /api/v1/models/ path");
   const json::value* sv = to->if_contains("spec");
   if (!sv || !sv->is_object()) return InvalidArgument("task: field 'spec' must be an object");
   DNND_ASSIGN_OR_RETURN(t.spec,

@@ -44,6 +44,9 @@ struct Task {
   std::string model;              // the model spec's TOML text, as the store keeps it
   std::vector<int64_t> ps_ports;  // the job's parameter servers, on the controller's host
   int64_t wire_port = 0;          // the controller's shard service
+  // The controller's path of the weights the job starts from
+  // ("/api/v1/models/<name>/initial", an imported ONNX model's); "" = the seed.
+  std::string initial_weights{};
 };
 
 // A finished epoch, as the reporting task (index 0) saw it.

@@ -8,6 +8,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "roles/train/worker.h"
+#include "tensor/safetensors.h"
 #include "transport/hello.h"
 #include "transport/http_client.h"
 #include "transport/secrets.h"
@@ -267,6 +268,21 @@ Status PoolWorker::RunTask(Current& c) {
   task.spec.ApplyTo(model_spec);
   TrainOptions train_options = TrainOptionsFromConfig(cfg);
   task.spec.ApplyTo(train_options);
+  if (!task.initial_weights.empty()) {  // an imported model's weights, from the controller
+    DNND_ASSIGN_OR_RETURN(HttpReply got, HttpCall({.address = options_.controller,
+                                                   .method = "GET",
+                                                   .target = task.initial_weights,
+                                                   .token = options_.api_token}));
+    if (got.status != 200)
+      return Unavailable(where + ": the controller answered " + task.initial_weights +
+                         " with HTTP " + std::to_string(got.status));
+    DNND_ASSIGN_OR_RETURN(SafetensorsFile weights,
+                          DecodeSafetensors(got.body, task.initial_weights));
+    nn::NamedTensors state;  // copies: the decoded tensors view the reply's body
+    for (const auto& [name, t] : weights.tensors) state.emplace_back(name, t.clone());
+    train_options.initial_state = std::make_shared<const nn::NamedTensors>(std::move(state));
+    train_options.initial_from = "the controller's " + task.initial_weights;
+  }
   // This part of the data (and, for the reporting part, the test set) from
   // the controller.
   rpc::RpcClientOptions rpc = options_.rpc;

@@ -75,7 +75,9 @@ Status CheckFinite(const std::vector<Tensor>& tensors, const std::vector<ps::Sha
 Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces,
                                     const nn::NamedTensors& all,
                                     const std::set<std::string>& buffers, const ModelSpec& spec,
-                                    const std::string& spec_text, uint64_t seed) {
+                                    const std::string& spec_text, uint64_t seed,
+                                    const std::string& initial_digest,
+                                    const std::set<std::string>& frozen) {
   MutexLock lock(mu_);
   pieces_ = pieces;
   params_.clear();
@@ -93,7 +95,7 @@ Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces,
     t.set_requires_grad(!buffer);
     params_.emplace_back(piece.key(), t);
     buffer_.push_back(buffer);
-    if (buffer) continue;
+    if (buffer || frozen.count(piece.param)) continue;
     trainable.emplace_back(piece.key(), t);
     // Pieces are flat slices: decay follows the tensor they came from.
     if (!spec.optimizer.decay_bias_and_norm && src->ndim() <= 1) no_decay.insert(piece.key());
@@ -102,6 +104,9 @@ Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces,
   optimizer_->SetNoDecay(no_decay);
   spec_text_ = spec_text;
   seed_ = seed;
+  initial_digest_ = initial_digest;
+  frozen_text_.clear();
+  for (const auto& f : frozen) frozen_text_ += (frozen_text_.empty() ? "" : "\n") + f;
   return Status::Ok();
 }
 
@@ -366,6 +371,8 @@ Status ParameterServer::Chunk::CheckpointLocked() {
                                              {"dnnd.chunks", std::to_string(options_.chunks)},
                                              {"dnnd.chunk", std::to_string(chunk_)},
                                              {"dnnd.model_spec", spec_text_}};
+  if (!initial_digest_.empty()) meta["dnnd.initial"] = initial_digest_;
+  if (!frozen_text_.empty()) meta["dnnd.frozen"] = frozen_text_;
   if (std::filesystem::exists(checkpoint_path_, ec))
     DNND_RETURN_IF_ERROR(LinkFileAtomic(checkpoint_path_, PreviousPath(checkpoint_path_)));
   DNND_RETURN_IF_ERROR(SaveSafetensors(checkpoint_path_, tensors, meta));

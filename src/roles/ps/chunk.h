@@ -47,9 +47,13 @@ class ParameterServer::Chunk {
   // Takes this chunk's pieces from the freshly built model's state `all`
   // (parameters and buffers; `buffers` names the buffers, which the workers
   // push as values and the chunk averages instead of stepping).
+  // `initial_digest` names the job's given initial weights ("" = seeded),
+  // kept in the chunk's checkpoints; `frozen` parameters are never stepped
+  // (their pushed gradients are averaged and dropped).
   Status Init(const std::vector<ps::ShardPiece>& pieces, const nn::NamedTensors& all,
               const std::set<std::string>& buffers, const ModelSpec& spec,
-              const std::string& spec_text, uint64_t seed);
+              const std::string& spec_text, uint64_t seed, const std::string& initial_digest,
+              const std::set<std::string>& frozen);
   void Push(const ps::PushRequest& push, rpc::Responder responder);
   wire::Message Pull(std::optional<int64_t> worker, int64_t if_newer_than);
   void Heartbeat(int64_t worker, bool leaving);
@@ -98,6 +102,8 @@ class ParameterServer::Chunk {
   mutable Mutex mu_;
   std::string spec_text_ GUARDED_BY(mu_);
   uint64_t seed_ GUARDED_BY(mu_) = 0;
+  std::string initial_digest_ GUARDED_BY(mu_);  // the job's given weights; "": seeded
+  std::string frozen_text_ GUARDED_BY(mu_);     // frozen names, one per line
   std::vector<ps::ShardPiece> pieces_ GUARDED_BY(mu_);
   nn::NamedTensors params_ GUARDED_BY(mu_);   // one 1-D tensor per piece, named by key
   std::vector<bool> buffer_ GUARDED_BY(mu_);  // per piece: a buffer (BatchNorm statistics)

@@ -28,6 +28,13 @@ wire::Message InitRequest::Encode() const {
   m.fields.SetInt("servers", servers);
   m.fields.SetInt("index", index);
   SetMember(member, m.fields);
+  if (!initial_digest.empty()) m.fields.SetString("initial", initial_digest);
+  if (!frozen.empty()) {
+    std::string names;
+    for (const auto& f : frozen) names += (names.empty() ? "" : "\n") + f;
+    m.fields.SetString("frozen", names);
+  }
+  m.tensors = initial;  // views: shares the storages
   return m;
 }
 
@@ -40,6 +47,21 @@ Result<InitRequest> InitRequest::Decode(const wire::Message& m) {
     DNND_ASSIGN_OR_RETURN(r.servers, m.fields.GetInt("servers"));
     DNND_ASSIGN_OR_RETURN(r.index, m.fields.GetInt("index"));
     DNND_ASSIGN_OR_RETURN(r.member, GetMember(m.fields));
+    DNND_ASSIGN_OR_RETURN(std::optional<std::string> digest, m.fields.FindString("initial"));
+    r.initial_digest = digest.value_or("");
+    if (r.initial_digest.empty() && !m.tensors.empty())
+      return InvalidArgument("tensors without an 'initial' digest");
+    r.initial = m.tensors;
+    DNND_ASSIGN_OR_RETURN(std::optional<std::string> frozen, m.fields.FindString("frozen"));
+    if (frozen) {
+      size_t start = 0;
+      for (;;) {
+        const size_t end = frozen->find('\n', start);
+        r.frozen.push_back(frozen->substr(start, end - start));
+        if (end == std::string::npos) break;
+        start = end + 1;
+      }
+    }
     return r;
   });
 }

@@ -36,6 +36,14 @@ struct InitRequest {
   int64_t servers = 0;  // the worker's view of the job: ps.servers
   int64_t index = 0;    // and which of them it thinks this is
   Member member{};      // session: the previous one, to keep it over a re-init
+  // A job that starts from given weights (an ONNX model's) rather than from
+  // the seed: their StateDigest names them (a server holding other weights
+  // refuses the worker), and `initial` carries every parameter and buffer
+  // by name, which the server uses when it builds the model (first init).
+  std::string initial_digest{};
+  std::vector<wire::WireTensor> initial{};
+  // Parameters no optimizer steps (train.freeze), by name.
+  std::vector<std::string> frozen{};
 
   wire::Message Encode() const;
   static Result<InitRequest> Decode(const wire::Message& m);

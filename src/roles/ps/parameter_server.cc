@@ -13,6 +13,7 @@
 #include "roles/ps/chunk.h"
 #include "roles/ps/members.h"
 #include "roles/ps/messages.h"
+#include "tensor/checkpoint.h"
 #include "tensor/safetensors.h"
 #include "transport/hello.h"
 
@@ -26,8 +27,13 @@ Counter& Pulls() {
   return c;
 }
 
-std::string SpecFingerprint(const std::string& spec, uint64_t seed) {
-  return std::to_string(std::hash<std::string>{}(spec)) + "/" + std::to_string(seed);
+// A job's model: its spec, seed and initial weights (digest; "" = seeded).
+std::string SpecFingerprint(const std::string& spec, uint64_t seed, const std::string& initial,
+                            const std::vector<std::string>& frozen) {
+  std::string f;
+  for (const auto& name : frozen) f += name + "\n";
+  return std::to_string(std::hash<std::string>{}(spec)) + "/" + std::to_string(seed) + "/" +
+         initial + "/" + std::to_string(std::hash<std::string>{}(f));
 }
 
 }  // namespace
@@ -159,15 +165,36 @@ int64_t ParameterServer::version() const {
   return v;
 }
 
-Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed) {
+Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed,
+                                   const std::string& initial_digest,
+                                   const std::vector<wire::WireTensor>* initial,
+                                   const std::vector<std::string>& frozen) {
   init_mu_.AssertHeld();
   DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(spec_text, "model spec from a worker"));
   // Building the whole model with the job's seed gives every server the same
   // initial values a local run would have; each chunk keeps only its pieces.
   DNND_ASSIGN_OR_RETURN(auto model, BuildModel(spec, seed));
+  if (initial) {  // the job's given weights instead, checked against their digest
+    nn::NamedTensors given;
+    for (const auto& w : *initial) {
+      DNND_ASSIGN_OR_RETURN(Tensor t, w.ToTensor());
+      given.emplace_back(w.name, std::move(t));
+    }
+    Status s = LoadParameters(*model, given);
+    if (!s.ok()) return s.WithContext("the initial weights a worker sent");
+    if (StateDigest(model->NamedState()) != initial_digest)
+      return InvalidArgument("the initial weights a worker sent do not match their digest");
+  }
   const nn::NamedTensors all = model->NamedState();
   std::set<std::string> buffers;
   for (const auto& [name, t] : model->NamedBuffers()) buffers.insert(name);
+  std::set<std::string> frozen_names(frozen.begin(), frozen.end());
+  {
+    std::set<std::string> params;
+    for (const auto& [name, t] : model->NamedParameters()) params.insert(name);
+    for (const auto& f : frozen_names)
+      if (!params.count(f)) return InvalidArgument("frozen '" + f + "' is not a parameter");
+  }
   std::vector<std::pair<std::string, Shape>> shapes;
   for (const auto& [name, t] : all) shapes.emplace_back(name, t.shape());
   const int chunks = static_cast<int>(chunks_.size());
@@ -176,10 +203,13 @@ Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed) 
   for (int c = 0; c < chunks; ++c) {
     const auto& pieces = partition.pieces[options_.index * chunks + c];
     for (const auto& p : pieces) elements += p.length;
-    DNND_RETURN_IF_ERROR(chunks_[c]->Init(pieces, all, buffers, spec, spec_text, seed));
+    DNND_RETURN_IF_ERROR(chunks_[c]->Init(pieces, all, buffers, spec, spec_text, seed,
+                                          initial_digest, frozen_names));
   }
   spec_text_ = spec_text;
   seed_ = seed;
+  initial_digest_ = initial_digest;
+  frozen_ = frozen;
   initialized_ = true;
   Log(LogLevel::kInfo, "ps", "model initialised",
       {{"server", options_.index},
@@ -204,13 +234,18 @@ Result<wire::Message> ParameterServer::HandleInit(const wire::Message& request) 
   {
     MutexLock lock(init_mu_);
     if (!initialized_) {
-      DNND_RETURN_IF_ERROR(InitLocked(spec, seed));
-    } else if (SpecFingerprint(spec, seed) != SpecFingerprint(spec_text_, seed_)) {
+      if (!init.initial_digest.empty() && init.initial.empty())
+        return InvalidArgument("an init naming initial weights must carry them");
+      DNND_RETURN_IF_ERROR(InitLocked(spec, seed, init.initial_digest,
+                                      init.initial_digest.empty() ? nullptr : &init.initial,
+                                      init.frozen));
+    } else if (SpecFingerprint(spec, seed, init.initial_digest, init.frozen) !=
+               SpecFingerprint(spec_text_, seed_, initial_digest_, frozen_)) {
       // Idempotent for the same job; a different model or seed is a mistake.
       return InvalidArgument(
           "parameter server " + std::to_string(options_.index) +
-          " already holds a different model or seed; restart it with an empty ps.checkpoint_dir "
-          "to train a new one");
+          " already holds a different model, seed or initial weights; restart it with an empty "
+          "ps.checkpoint_dir to train a new one");
     }
   }
   // Joined only once the model is this job's.
@@ -287,7 +322,7 @@ Status ParameterServer::RestoreFromCheckpoint() {
   // Every chunk file must belong to the same job and layout; a chunk whose
   // file is missing (a crash before its first checkpoint) starts afresh.
   std::vector<std::optional<SafetensorsFile>> files(chunks_.size());
-  std::string spec, seed;
+  std::string spec, seed, initial, frozen_text;
   for (size_t c = 0; c < chunks_.size(); ++c) {
     const std::string path = CheckpointPath(static_cast<int>(c));
     DNND_ASSIGN_OR_RETURN(std::optional<SafetensorsFile> loaded,
@@ -310,7 +345,10 @@ Status ParameterServer::RestoreFromCheckpoint() {
     if (spec.empty()) {
       spec = meta("dnnd.model_spec");
       seed = meta("dnnd.seed");
-    } else if (spec != meta("dnnd.model_spec") || seed != meta("dnnd.seed")) {
+      initial = meta("dnnd.initial");
+      frozen_text = meta("dnnd.frozen");
+    } else if (spec != meta("dnnd.model_spec") || seed != meta("dnnd.seed") ||
+               initial != meta("dnnd.initial") || frozen_text != meta("dnnd.frozen")) {
       return InvalidArgument(
           path + " belongs to a different model or seed than the other chunks' checkpoints");
     }
@@ -318,7 +356,20 @@ Status ParameterServer::RestoreFromCheckpoint() {
   }
   if (spec.empty()) return Status::Ok();
   MutexLock lock(init_mu_);
-  DNND_RETURN_IF_ERROR(InitLocked(spec, std::stoull(seed)));
+  for (size_t c = 0; c < chunks_.size(); ++c)
+    if (!files[c] && !initial.empty())
+      return InvalidArgument(
+          CheckpointPath(static_cast<int>(c)) +
+          " is missing, and this job started from given weights the server cannot rebuild; "
+          "restart the job with an empty ps.checkpoint_dir");
+  // Given weights come back from the chunks' files; the seeded build is a frame.
+  std::vector<std::string> frozen;
+  for (size_t start = 0; start < frozen_text.size();) {
+    const size_t end = std::min(frozen_text.find('\n', start), frozen_text.size());
+    frozen.push_back(frozen_text.substr(start, end - start));
+    start = end + 1;
+  }
+  DNND_RETURN_IF_ERROR(InitLocked(spec, std::stoull(seed), initial, nullptr, frozen));
   for (size_t c = 0; c < chunks_.size(); ++c) {
     if (!files[c]) {
       Log(LogLevel::kWarn, "ps", "chunk has no checkpoint; it starts from the initial weights",

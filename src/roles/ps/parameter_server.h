@@ -112,7 +112,12 @@ class ParameterServer {
   Result<Chunk*> ChunkFor(int64_t chunk);
 
   // Builds the model once and hands every chunk its pieces.
-  Status InitLocked(const std::string& spec_text, uint64_t seed) REQUIRES(init_mu_);
+  // Builds the model from the spec and seed, or, with `initial`, from those
+  // weights (their StateDigest must be `initial_digest`), and partitions it.
+  // `frozen`: parameters no optimizer steps.
+  Status InitLocked(const std::string& spec_text, uint64_t seed, const std::string& initial_digest,
+                    const std::vector<wire::WireTensor>* initial,
+                    const std::vector<std::string>& frozen) REQUIRES(init_mu_);
   std::string CheckpointPath(int chunk) const;
   // The chunk's previous checkpoint (the fallback of a file that does not load).
   static std::string PreviousPath(const std::string& checkpoint_path);
@@ -135,6 +140,8 @@ class ParameterServer {
   std::atomic<bool> initialized_{false};  // set under init_mu_, read without it
   std::string spec_text_ GUARDED_BY(init_mu_);
   uint64_t seed_ GUARDED_BY(init_mu_) = 0;
+  std::string initial_digest_ GUARDED_BY(init_mu_);  // "": seeded
+  std::vector<std::string> frozen_ GUARDED_BY(init_mu_);
 
   std::atomic<bool> stopping_{false};
   PeriodicTask monitor_;

@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "tensor/checkpoint.h"
 #include "transport/wire.h"
 
 namespace dnnd {
@@ -122,14 +123,24 @@ Status PsExchange::LoadWeights(int shard, const ps::WeightsReply& reply) {
   return Status::Ok();
 }
 
+void PsExchange::SetInitialState(std::shared_ptr<const nn::NamedTensors> state) {
+  initial_digest_ = state ? StateDigest(*state) : "";
+  initial_ = std::move(state);
+}
+
 Result<ps::InitReply> PsExchange::InitServer(size_t s) {
-  const wire::Message init = ps::InitRequest{.spec = spec_text_,
-                                             .seed = seed_,
-                                             .servers = static_cast<int64_t>(clients_.size()),
-                                             .index = static_cast<int64_t>(s),
-                                             // ours again if the server still knows it
-                                             .member = MemberAt(s)}
-                                 .Encode();
+  ps::InitRequest request{.spec = spec_text_,
+                          .seed = seed_,
+                          .servers = static_cast<int64_t>(clients_.size()),
+                          .index = static_cast<int64_t>(s),
+                          // ours again if the server still knows it
+                          .member = MemberAt(s),
+                          .initial_digest = initial_digest_,
+                          .frozen = {frozen_.begin(), frozen_.end()}};
+  if (initial_)  // views of the weights; a server already holding them ignores them
+    for (const auto& [name, t] : *initial_)
+      request.initial.push_back(wire::WireTensor::FromTensor(name, t));
+  const wire::Message init = request.Encode();
   // Servers may still be starting: the client retries within its deadline;
   // so does this loop while our rank's previous holder (this worker before a
   // restart) has not yet timed out.

@@ -39,6 +39,13 @@ class PsExchange : public StepExchange {
              wire::Codec gradient_codec = wire::Codec::kNone);
   ~PsExchange() override;
 
+  // Before Begin: the job starts from these weights (every parameter and
+  // buffer, by name) instead of the seed; the servers build the model from
+  // them (TrainOptions::initial_state).
+  void SetInitialState(std::shared_ptr<const nn::NamedTensors> state);
+  // Before Begin: parameters the servers never step (TrainOptions::freeze).
+  void SetFrozen(std::set<std::string> names) { frozen_ = std::move(names); }
+
   Result<int64_t> Begin(nn::Graph& model, const ModelSpec& spec, uint64_t seed) override;
   Status Step(nn::Graph& model, optim::Optimizer& local, int64_t step, float lr) override;
   void End() override;
@@ -57,6 +64,9 @@ class PsExchange : public StepExchange {
   // Sends init (idempotent) to server `s`; its answer carries mode, chunks
   // and the step to resume from.
   Result<ps::InitReply> InitServer(size_t s);
+  std::shared_ptr<const nn::NamedTensors> initial_;  // null: seeded
+  std::string initial_digest_;
+  std::set<std::string> frozen_;
   // Inits every server; checks they agree on mode and chunk count.
   Status InitAll(int64_t* start);
   Status PullAll(nn::Graph& model);

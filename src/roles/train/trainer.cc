@@ -1,5 +1,7 @@
 #include "roles/train/trainer.h"
 
+#include <fnmatch.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -42,6 +44,28 @@ int64_t CountCorrect(nn::LossKind loss, const Tensor& out, const nn::Target& tar
 
 }  // namespace
 
+Result<std::set<std::string>> FrozenParameters(const nn::Module& model,
+                                               const std::vector<std::string>& patterns) {
+  std::set<std::string> frozen;
+  const nn::NamedTensors params = model.NamedParameters();
+  for (const std::string& pattern : patterns) {
+    bool any = false;
+    for (const auto& [name, p] : params)
+      if (::fnmatch(pattern.c_str(), name.c_str(), 0) == 0) {
+        frozen.insert(name);
+        any = true;
+      }
+    if (!any) {
+      std::string names;
+      for (size_t i = 0; i < params.size() && i < 8; ++i)
+        names += (i ? ", " : "") + params[i].first;
+      return InvalidArgument("train.freeze: '" + pattern + "' matches no parameter (they are " +
+                             names + (params.size() > 8 ? ", ..." : "") + ")");
+    }
+  }
+  return frozen;
+}
+
 Result<std::unique_ptr<Trainer>> Trainer::Create(ModelSpec spec, TrainOptions options) {
   if (options.batch_size < 1) return InvalidArgument("train.batch_size must be >= 1");
   DNND_ASSIGN_OR_RETURN(auto model, BuildModel(spec, options.seed));
@@ -49,8 +73,12 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(ModelSpec spec, TrainOptions op
     Status s = LoadParameters(*model, *options.initial_state);
     if (!s.ok()) return s.WithContext("the initial weights from " + options.initial_from);
   }
-  DNND_ASSIGN_OR_RETURN(auto optimizer,
-                        optim::MakeOptimizer(spec.optimizer, model->NamedParameters()));
+  DNND_ASSIGN_OR_RETURN(std::set<std::string> frozen, FrozenParameters(*model, options.freeze));
+  nn::NamedTensors trainable;
+  for (const auto& [name, p] : model->NamedParameters())
+    if (!frozen.count(name)) trainable.emplace_back(name, p);
+  if (trainable.empty()) return InvalidArgument("train.freeze leaves no parameter to train");
+  DNND_ASSIGN_OR_RETURN(auto optimizer, optim::MakeOptimizer(spec.optimizer, trainable));
   return std::unique_ptr<Trainer>(
       new Trainer(std::move(spec), std::move(options), std::move(model), std::move(optimizer)));
 }

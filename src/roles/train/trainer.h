@@ -10,6 +10,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -89,10 +90,14 @@ struct TrainOptions {
   bool resume = true;
   // Non-null: the weights the model starts from instead of the seeded
   // initialisation (an ONNX model's initializers), every parameter and
-  // buffer by name; a checkpoint resumed from still wins. Local training and
-  // layer servers only: parameter servers initialise from the spec and seed.
+  // buffer by name; a checkpoint resumed from still wins. Layer servers get
+  // them from the worker; parameter servers from PsExchange::SetInitialState.
   std::shared_ptr<const nn::NamedTensors> initial_state;
   std::string initial_from;  // where they came from, for errors
+  // Parameters kept fixed (fine-tuning a head): glob patterns (* and ?) over
+  // NamedParameters names, each matching at least one; no optimizer steps
+  // them (BatchNorm's running statistics still update, as in PyTorch).
+  std::vector<std::string> freeze;
   int64_t eval_every_epochs = 1;
   // > 0: stop after the first evaluated epoch with at least this test
   // accuracy (KubeML's goal accuracy), as if training had finished.
@@ -120,9 +125,16 @@ struct EpochRecord {
   EvalResult eval;
 };
 
+// The parameter names among `model`'s that `patterns` (* and ?) match;
+// InvalidArgument naming a pattern that matches none.
+Result<std::set<std::string>> FrozenParameters(const nn::Module& model,
+                                               const std::vector<std::string>& patterns);
+
 class Trainer {
  public:
-  // Builds the model (seeded) and its optimiser; fails on an invalid spec.
+  // Builds the model (seeded, or from options.initial_state) and its
+  // optimiser over the parameters options.freeze leaves; fails on an invalid
+  // spec, weights that do not match it, or a freeze pattern matching nothing.
   static Result<std::unique_ptr<Trainer>> Create(ModelSpec spec, TrainOptions options);
 
   // Trains until done or until `stop` becomes true (then checkpoints and

@@ -18,6 +18,7 @@
 #include "tensor/data/from_config.h"
 #include "tensor/onnx/onnx_import.h"
 #include "tensor/parallel.h"
+#include "tensor/safetensors.h"
 
 namespace dnnd {
 
@@ -60,14 +61,8 @@ Result<ConfiguredModel> LoadOnnxModel(const Config& cfg, const toml::table& m,
       std::move(spec), std::make_shared<const nn::NamedTensors>(std::move(imported.weights)), path};
 }
 
-}  // namespace
-
-Result<ModelSpec> LoadModelSpec(const Config& cfg) {
-  DNND_ASSIGN_OR_RETURN(ConfiguredModel m, LoadModel(cfg));
-  return std::move(m.spec);
-}
-
-Result<ConfiguredModel> LoadModel(const Config& cfg) {
+// [model] alone, without train.init_from.
+Result<ConfiguredModel> LoadModelOnly(const Config& cfg) {
   const toml::table* m = cfg.Section("model");
   if (!m) return InvalidArgument(cfg.path() + ": no [model] section (the model to train)");
   if (const toml::node* o = m->get("onnx")) return LoadOnnxModel(cfg, *m, *o);
@@ -97,6 +92,28 @@ Result<ConfiguredModel> LoadModel(const Config& cfg) {
   }
   DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpec(*m));
   return ConfiguredModel{std::move(spec), nullptr, ""};
+}
+
+}  // namespace
+
+Result<ConfiguredModel> LoadModel(const Config& cfg) {
+  DNND_ASSIGN_OR_RETURN(ConfiguredModel m, LoadModelOnly(cfg));
+  const std::string init_from = cfg.GetString("train.init_from");
+  if (init_from.empty()) return m;
+  // A file, or a checkpoint directory (its published model.safetensors).
+  std::string path = RelativeToConfig(cfg, init_from);
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) path += "/model.safetensors";
+  auto file = LoadSafetensors(path);
+  if (!file.ok()) return file.status().WithContext("train.init_from");
+  m.initial_state = std::make_shared<const nn::NamedTensors>(std::move(file->tensors));
+  m.initial_from = path;
+  return m;
+}
+
+Result<ModelSpec> LoadModelSpec(const Config& cfg) {
+  DNND_ASSIGN_OR_RETURN(ConfiguredModel m, LoadModel(cfg));
+  return std::move(m.spec);
 }
 
 namespace {
@@ -229,6 +246,7 @@ TrainOptions TrainOptionsFromConfig(const Config& cfg) {
   o.checkpoint_every_steps = cfg.GetInt("train.checkpoint_every_steps");
   o.max_steps = cfg.GetInt("train.max_steps");
   o.resume = cfg.GetBool("train.resume");
+  o.freeze = cfg.GetStrings("train.freeze");
   o.eval_every_epochs = cfg.GetInt("train.eval_every_epochs");
   o.goal_accuracy = cfg.GetFloat("train.goal_accuracy");
   o.start_epoch = cfg.GetInt("train.start_epoch");
@@ -251,6 +269,10 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, ModelSpec sp
     return InvalidArgument(
         "worker.parameter_servers and worker.placement are both set; a worker either trains "
         "data-parallel or places layers on layer servers");
+  if (!layers.empty() && !o.freeze.empty())
+    return InvalidArgument(
+        "train.freeze with worker.placement: layer servers step every parameter they host "
+        "(freezing is supported locally and with parameter servers)");
   if (!layers.empty()) {
     // Node names and cuts are checked against the model now, as config errors.
     DNND_ASSIGN_OR_RETURN(auto graph, BuildModel(spec, o.seed));
@@ -260,18 +282,18 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, ModelSpec sp
         std::move(layers), cfg.GetInt("worker.micro_batches"), std::move(rpc),
         cfg.GetString("node.name") + "-" + std::to_string(::getpid()));
   }
-  if (data_parallel && o.initial_state)
-    return InvalidArgument(
-        "the model starts from the weights in " + o.initial_from +
-        ", but parameter servers initialise a model from its spec and seed: train it locally "
-        "or on layer servers (data-parallel training from given weights is not supported yet)");
   if (data_parallel) {
     DNND_ASSIGN_OR_RETURN(auto rpc, rpc::RpcClientOptions::FromConfig(cfg, "worker"));
     DNND_ASSIGN_OR_RETURN(wire::Codec codec,
                           wire::ParseCodec(cfg.GetString("worker.gradient_codec")));
-    o.exchange = std::make_shared<PsExchange>(
+    auto ps = std::make_shared<PsExchange>(
         placement.parameter_servers, placement.index, std::move(rpc),
         std::chrono::milliseconds(cfg.GetInt("worker.heartbeat_ms")), codec);
+    ps->SetInitialState(o.initial_state);
+    DNND_ASSIGN_OR_RETURN(auto graph, BuildModel(spec, o.seed));
+    DNND_ASSIGN_OR_RETURN(std::set<std::string> frozen, FrozenParameters(*graph, o.freeze));
+    ps->SetFrozen(std::move(frozen));
+    o.exchange = std::move(ps);
     // The servers hold the job's state: a restarted worker resumes from them,
     // and only worker 0 writes the final model.
     o.resume = false;

@@ -30,6 +30,9 @@ struct WorkerPlacement {
 // config), the last a model exported by torch.onnx.export whose initializers
 // are the initial weights (src/tensor/onnx/onnx_import.h); beside `onnx`,
 // `loss`, `label_smoothing` and [model.optimizer] are the config's.
+// train.init_from (a safetensors file or a checkpoint directory) replaces the
+// initial weights: a PyTorch state_dict or a dnnd model, matched by name when
+// the trainer loads them (every missing, unexpected and mis-shaped name).
 struct ConfiguredModel {
   ModelSpec spec;
   // Null: seeded initialisation. Else every parameter and buffer, by name.

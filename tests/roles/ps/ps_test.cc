@@ -14,6 +14,7 @@
 #include "core/files.h"
 #include "roles/ps/messages.h"
 #include "roles/ps/protocol.h"
+#include "tensor/checkpoint.h"
 #include "tensor/model_spec.h"
 #include "tensor/safetensors.h"
 #include "tests/roles/dnnd_process.h"
@@ -652,6 +653,71 @@ TEST(PsMembership, TwentyThousandJoinsBeyondTheWorkerCountAreRefusedCheaply) {
   auto joined = client->Call(Init(1), 10s);
   ASSERT_TRUE(joined.ok()) << joined.status().ToString();
   EXPECT_EQ(ps::InitReply::Decode(joined.value()).value().session.size(), 32u);
+  c.StopServers();
+}
+
+// A job that starts from given weights (an ONNX model's): the first init
+// carries them and their digest, the server builds the model from them, and
+// a worker naming other weights (or the seed) is refused. An init naming
+// weights it does not carry, or carrying weights that are not the digest's,
+// builds nothing.
+TEST(PsInitialWeights, ServersBuildTheModelFromTheWeightsTheFirstInitCarries) {
+  TempDir dir;
+  Cluster c(dir, 1, "");
+  c.StartServers();
+  ASSERT_GT(c.port(), 0) << c.server()->output();
+  auto client = PsClient(c.port());
+  const std::string spec_text = MlpSpecText();
+  auto model = BuildModel(ParseModelSpecText(spec_text, "mlp").value(), 7).value();
+  nn::NamedTensors state = model->NamedState();
+  for (auto& [name, t] : state) t = Tensor::Full(t.shape(), 0.25f);
+  const std::string digest = StateDigest(state);
+  auto init = [&](int64_t worker, const std::string& d, bool carry, const std::string& session) {
+    ps::InitRequest r{.spec = spec_text,
+                      .seed = 42,
+                      .servers = 1,
+                      .index = 0,
+                      .member = {.worker = worker, .session = session},
+                      .initial_digest = d};
+    if (carry)
+      for (const auto& [name, t] : state)
+        r.initial.push_back(wire::WireTensor::FromTensor(name, t));
+    return client->Call(r.Encode(), 10s);
+  };
+  auto named = init(0, digest, /*carry=*/false, "");
+  ASSERT_FALSE(named.ok());
+  EXPECT_NE(named.status().message().find("must carry them"), std::string::npos)
+      << named.status().ToString();
+  auto forged = init(0, std::string(64, 'a'), /*carry=*/true, "");
+  ASSERT_FALSE(forged.ok());
+  EXPECT_NE(forged.status().message().find("do not match their digest"), std::string::npos)
+      << forged.status().ToString();
+
+  auto joined = init(0, digest, /*carry=*/true, "");
+  ASSERT_TRUE(joined.ok()) << joined.status().ToString();
+  const ps::InitReply reply = ps::InitReply::Decode(joined.value()).value();
+  int64_t elements = 0;
+  for (int64_t chunk = 0; chunk < reply.chunks; ++chunk) {
+    auto pulled = client->Call(
+        ps::PullRequest{.member = ps::Member{.worker = 0, .session = reply.session}, .chunk = chunk}
+            .Encode(),
+        10s);
+    ASSERT_TRUE(pulled.ok()) << pulled.status().ToString();
+    const ps::WeightsReply weights = ps::WeightsReply::Decode(pulled.value()).value();
+    for (const auto& w : weights.tensors) {
+      const Tensor t = w.ToTensor().value();
+      elements += t.numel();
+      for (float v : t.ToVector()) ASSERT_EQ(v, 0.25f) << w.name;
+    }
+  }
+  EXPECT_EQ(elements, model->ParameterCount()) << "every parameter came from the init";
+
+  auto seeded = init(1, "", /*carry=*/false, "");
+  ASSERT_FALSE(seeded.ok());
+  EXPECT_NE(seeded.status().message().find("initial weights"), std::string::npos)
+      << seeded.status().ToString();
+  auto same = init(1, digest, /*carry=*/true, "");
+  EXPECT_TRUE(same.ok()) << same.status().ToString();
   c.StopServers();
 }
 
