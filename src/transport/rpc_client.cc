@@ -1,13 +1,16 @@
 #include "transport/rpc_client.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <future>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "core/config.h"
 #include "core/log.h"
@@ -24,20 +27,23 @@ int64_t MillisUntil(Clock::time_point deadline) {
 
 // Blocking I/O with a deadline on a connected socket (handshake only; the
 // connection is handed to the asynchronous FrameConnection afterwards).
-Status WaitFd(int fd, short events, Clock::time_point deadline, const std::string& what) {
+// `wake_fd` (the client's, readable once it is closed) ends the wait early.
+Status WaitFd(int fd, short events, int wake_fd, Clock::time_point deadline,
+              const std::string& what) {
   for (;;) {
-    pollfd p{fd, events, 0};
-    const int r =
-        ::poll(&p, 1, static_cast<int>(std::min<int64_t>(MillisUntil(deadline), 1 << 30)));
+    pollfd p[2] = {{fd, events, 0}, {wake_fd, POLLIN, 0}};
+    const int r = ::poll(p, wake_fd >= 0 ? 2 : 1,
+                         static_cast<int>(std::min<int64_t>(MillisUntil(deadline), 1 << 30)));
+    if (r > 0 && p[1].revents) return Cancelled("client closed while " + what);
     if (r > 0) return Status::Ok();
     if (r == 0) return DeadlineExceeded("timed out " + what);
     if (errno != EINTR) return Unavailable(what + ": " + std::strerror(errno));
   }
 }
 
-Status ReadExactly(int fd, uint8_t* p, size_t n, Clock::time_point deadline) {
+Status ReadExactly(int fd, uint8_t* p, size_t n, int wake_fd, Clock::time_point deadline) {
   while (n > 0) {
-    DNND_RETURN_IF_ERROR(WaitFd(fd, POLLIN, deadline, "waiting for the handshake"));
+    DNND_RETURN_IF_ERROR(WaitFd(fd, POLLIN, wake_fd, deadline, "waiting for the handshake"));
     const ssize_t got = ::recv(fd, p, n, MSG_DONTWAIT);
     if (got == 0) return Unavailable("server closed the connection during the handshake");
     if (got < 0) {
@@ -50,10 +56,10 @@ Status ReadExactly(int fd, uint8_t* p, size_t n, Clock::time_point deadline) {
   return Status::Ok();
 }
 
-Status WriteAll(int fd, const std::string& bytes, Clock::time_point deadline) {
+Status WriteAll(int fd, const std::string& bytes, int wake_fd, Clock::time_point deadline) {
   size_t off = 0;
   while (off < bytes.size()) {
-    DNND_RETURN_IF_ERROR(WaitFd(fd, POLLOUT, deadline, "sending the handshake"));
+    DNND_RETURN_IF_ERROR(WaitFd(fd, POLLOUT, wake_fd, deadline, "sending the handshake"));
     const ssize_t n =
         ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
@@ -66,29 +72,61 @@ Status WriteAll(int fd, const std::string& bytes, Clock::time_point deadline) {
 }
 
 // Reads one whole frame; `limits` are the handshake's, so every buffer here is small.
-Result<wire::Message> ReadFrameBlocking(int fd, const wire::Limits& limits,
+Result<wire::Message> ReadFrameBlocking(int fd, const wire::Limits& limits, int wake_fd,
                                         Clock::time_point deadline) {
   uint8_t header_bytes[wire::kHeaderBytes];
-  DNND_RETURN_IF_ERROR(ReadExactly(fd, header_bytes, sizeof header_bytes, deadline));
+  DNND_RETURN_IF_ERROR(ReadExactly(fd, header_bytes, sizeof header_bytes, wake_fd, deadline));
   DNND_ASSIGN_OR_RETURN(wire::FrameHeader h, wire::ParseHeader(header_bytes, limits));
   std::vector<uint8_t> metadata(h.metadata_len);
-  DNND_RETURN_IF_ERROR(ReadExactly(fd, metadata.data(), metadata.size(), deadline));
+  DNND_RETURN_IF_ERROR(ReadExactly(fd, metadata.data(), metadata.size(), wake_fd, deadline));
   DNND_ASSIGN_OR_RETURN(wire::ParsedMetadata md, wire::ParseMetadata(metadata.data(), h, limits));
   std::shared_ptr<Storage> payload;
   if (h.payload_len()) {
     payload = Storage::Allocate(h.payload_len());
-    DNND_RETURN_IF_ERROR(
-        ReadExactly(fd, static_cast<uint8_t*>(payload->data()), h.payload_len(), deadline));
+    DNND_RETURN_IF_ERROR(ReadExactly(fd, static_cast<uint8_t*>(payload->data()), h.payload_len(),
+                                     wake_fd, deadline));
   }
   return wire::AssembleMessage(h, std::move(md), std::move(payload));
 }
 
 bool Retryable(const Status& s) {
   return s.code() != StatusCode::kPermissionDenied && s.code() != StatusCode::kUnsupported &&
-         s.code() != StatusCode::kInvalidArgument;
+         s.code() != StatusCode::kInvalidArgument && s.code() != StatusCode::kCancelled;
 }
 
+thread_local std::shared_ptr<Canceller> current_canceller;
+
 }  // namespace
+
+void Canceller::Cancel() {
+  std::lock_guard lock(mu_);
+  if (cancelled_) return;
+  cancelled_ = true;
+  for (RpcClient* client : clients_) client->Close();
+}
+
+bool Canceller::cancelled() const {
+  std::lock_guard lock(mu_);
+  return cancelled_;
+}
+
+void Canceller::Bind(RpcClient* client) {
+  std::lock_guard lock(mu_);
+  clients_.insert(client);
+  if (cancelled_) client->Close();
+}
+
+void Canceller::Unbind(RpcClient* client) {
+  std::lock_guard lock(mu_);
+  clients_.erase(client);
+}
+
+CancelScope::CancelScope(std::shared_ptr<Canceller> canceller)
+    : previous_(std::exchange(current_canceller, std::move(canceller))) {}
+
+CancelScope::~CancelScope() { current_canceller = std::move(previous_); }
+
+std::shared_ptr<Canceller> CancelScope::Current() { return current_canceller; }
 
 Result<RpcClientOptions> RpcClientOptions::FromConfig(const Config& config, std::string role) {
   RpcClientOptions o;
@@ -110,12 +148,19 @@ std::unique_ptr<RpcClient> RpcClient::Create(std::string address, RpcClientOptio
 RpcClient::RpcClient(std::string address, RpcClientOptions options)
     : address_(std::move(address)),
       options_(std::move(options)),
-      io_(std::make_unique<IoThreads>(1)) {
+      io_(std::make_unique<IoThreads>(1)),
+      wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
+      canceller_(CancelScope::Current()) {
   for (int i = 0; i < std::max(1, options_.connections); ++i)
     channels_.push_back(std::make_unique<Channel>());
+  if (canceller_) canceller_->Bind(this);
 }
 
-RpcClient::~RpcClient() { Close(); }
+RpcClient::~RpcClient() {
+  if (canceller_) canceller_->Unbind(this);
+  Close();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
 
 Result<std::shared_ptr<FrameConnection>> RpcClient::Dial(Clock::time_point deadline) {
   DNND_ASSIGN_OR_RETURN(auto host_port, SplitHostPort(address_));
@@ -132,7 +177,8 @@ Result<std::shared_ptr<FrameConnection>> RpcClient::Dial(Clock::time_point deadl
     socket.connect(entry.endpoint(), ec);
     const int fd = socket.native_handle();
     if (ec == asio::error::would_block || ec == asio::error::in_progress) {
-      Status waited = WaitFd(fd, POLLOUT, deadline, "connecting to " + address_);
+      Status waited = WaitFd(fd, POLLOUT, wake_fd_, deadline, "connecting to " + address_);
+      if (waited.code() == StatusCode::kCancelled) return waited;
       if (!waited.ok()) {
         last = waited;
         continue;
@@ -152,14 +198,15 @@ Result<std::shared_ptr<FrameConnection>> RpcClient::Dial(Clock::time_point deadl
     // the server has proven the token, its frames are held to the same small
     // limits a server applies to an unauthenticated client.
     const wire::Limits handshake_limits = options_.limits.BeforeHandshake();
-    DNND_ASSIGN_OR_RETURN(wire::Message hello, ReadFrameBlocking(fd, handshake_limits, deadline));
+    DNND_ASSIGN_OR_RETURN(wire::Message hello,
+                          ReadFrameBlocking(fd, handshake_limits, wake_fd_, deadline));
     const std::string client_nonce = wire::RandomNonce();
     DNND_ASSIGN_OR_RETURN(wire::Message auth,
                           wire::MakeHelloAuth(hello, options_.self, options_.token, client_nonce));
     DNND_ASSIGN_OR_RETURN(wire::EncodedFrame frame, wire::EncodeFrame(auth, options_.encode));
-    DNND_RETURN_IF_ERROR(WriteAll(fd, wire::FlattenFrame(frame), deadline));
+    DNND_RETURN_IF_ERROR(WriteAll(fd, wire::FlattenFrame(frame), wake_fd_, deadline));
     DNND_ASSIGN_OR_RETURN(wire::Message response,
-                          ReadFrameBlocking(fd, handshake_limits, deadline));
+                          ReadFrameBlocking(fd, handshake_limits, wake_fd_, deadline));
     const std::string server_nonce = hello.fields.GetBytes("nonce").value();
     auto who = wire::VerifyHelloResponse(response, options_.token, client_nonce, server_nonce);
     if (!who.ok()) return who.status().WithContext(address_);
@@ -197,6 +244,11 @@ Result<std::shared_ptr<FrameConnection>> RpcClient::Ready(Channel& ch, Clock::ti
     lock.lock();
     ch.connecting = false;
     ch.cv.notify_all();
+    if (closed_) {
+      // Close() ran while we dialed: it could not see this connection.
+      if (dialed.ok()) dialed.value()->Close(Cancelled("client closed"));
+      return Cancelled("client for " + address_ + " is closed");
+    }
     if (!dialed.ok()) {
       ch.last_error = dialed.status();
       ++ch.failures;
@@ -312,6 +364,12 @@ std::optional<RpcClient::Started> RpcClient::Start(wire::Message request,
     std::lock_guard lock(ch.mu);
     ch.pending.emplace(id, std::move(pending));
   }
+  if (closed_) {
+    // Close() may have collected the pending calls before this one: fail it
+    // here (Finish runs once per call, whoever comes first).
+    Finish(ch, id, Cancelled("client for " + address_ + " closed"));
+    return Started{&ch, id};
+  }
   Status sent = connection.value()->Send(std::move(frame).value());
   if (!sent.ok()) Finish(ch, id, sent);
   return Started{&ch, id};
@@ -391,6 +449,13 @@ void RpcClient::OnClose(Channel& ch, const std::shared_ptr<FrameConnection>& con
 
 void RpcClient::Close() {
   if (closed_.exchange(true)) return;
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+  }
+  {
+    std::lock_guard lock(bytes_mu_);  // a waiter checks closed_ under it
+  }
   bytes_cv_.notify_all();
   for (auto& ch : channels_) {
     std::shared_ptr<FrameConnection> connection;

@@ -12,6 +12,21 @@
 // DNS names are resolved again on every attempt. An error frame from the
 // server comes back as that Status; a lost connection fails its in-flight
 // calls with Unavailable and the next call reconnects.
+//
+// Thread-safe: calls may come from any threads at once, and Close() (or a
+// Canceller the client is bound to) from any thread but the client's own I/O
+// thread -- that is, not from a `done` callback. Close() wakes every caller
+// at once: one waiting for a connection (dialing, handshaking, backing off),
+// for back-pressure or for a response gets Cancelled.
+//
+// Cancelling work whose clients are built out of reach (a pool worker's task
+// builds its parameter-server exchange deep inside the trainer):
+//
+//   auto cancel = std::make_shared<Canceller>();
+//   // on the task's thread:
+//   CancelScope scope(cancel);  // clients created on this thread now are bound to it
+//   RunTask();                  // ... and fail fast with Cancelled once
+//   // elsewhere: cancel->Cancel();  closes them all (and any created later)
 #pragma once
 
 #include <atomic>
@@ -21,6 +36,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -38,6 +54,51 @@ class Config;
 namespace dnnd::rpc {
 
 using Clock = std::chrono::steady_clock;
+
+class RpcClient;
+
+// Closes the RpcClients bound to it (see CancelScope) when Cancel() is
+// called, and any bound afterwards as soon as they are created: their
+// pending and later calls fail with Cancelled at once instead of waiting
+// for a peer that will not answer. Thread-safe; Cancel() must not be called
+// from a bound client's `done` callback (Close() joins its I/O thread).
+class Canceller {
+ public:
+  Canceller() = default;
+  Canceller(const Canceller&) = delete;
+  Canceller& operator=(const Canceller&) = delete;
+
+  void Cancel();
+  bool cancelled() const;
+
+ private:
+  friend class RpcClient;
+  // A client binds itself at creation (closing itself if already cancelled)
+  // and unbinds in its destructor; clients are closed under mu_, so a
+  // client is never closed by Cancel() after its destructor has unbound it.
+  void Bind(RpcClient* client);
+  void Unbind(RpcClient* client);
+
+  mutable std::mutex mu_;
+  bool cancelled_ = false;
+  std::set<RpcClient*> clients_;
+};
+
+// While alive, RpcClients created on this thread are bound to `canceller`
+// (null: to none). Scopes nest; each restores the previous one.
+class CancelScope {
+ public:
+  explicit CancelScope(std::shared_ptr<Canceller> canceller);
+  ~CancelScope();
+  CancelScope(const CancelScope&) = delete;
+  CancelScope& operator=(const CancelScope&) = delete;
+
+  // The canceller of this thread's innermost scope (null outside any).
+  static std::shared_ptr<Canceller> Current();
+
+ private:
+  std::shared_ptr<Canceller> previous_;
+};
 
 struct RpcClientOptions {
   wire::PeerIdentity self{"client", "dnnd"};
@@ -65,7 +126,7 @@ class RpcClient {
   };
 
   // Starts no connection yet. `address` is host:port (names are resolved on
-  // each connection attempt).
+  // each connection attempt). Bound to the creating thread's CancelScope, if any.
   static std::unique_ptr<RpcClient> Create(std::string address, RpcClientOptions options);
   ~RpcClient();  // Close()
   RpcClient(const RpcClient&) = delete;
@@ -85,7 +146,9 @@ class RpcClient {
   Result<wire::Message> Call(wire::Message request);
   Result<wire::Message> Call(wire::Message request, std::chrono::milliseconds timeout);
 
-  // Fails every in-flight call with Cancelled and closes the connections.
+  // Fails every in-flight call with Cancelled, wakes calls waiting to
+  // connect or to send, closes the connections; later calls fail with
+  // Cancelled at once. Idempotent; not from a `done` callback.
   void Close();
 
   const std::string& address() const { return address_; }
@@ -140,6 +203,9 @@ class RpcClient {
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint64_t> next_channel_{0};
   std::atomic<bool> closed_{false};
+  // Readable once closed: a dial or handshake blocked in poll() wakes on it.
+  int wake_fd_ = -1;
+  std::shared_ptr<Canceller> canceller_;  // from the creating thread's CancelScope
 
   mutable std::mutex bytes_mu_;
   std::condition_variable bytes_cv_;

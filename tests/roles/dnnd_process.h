@@ -94,6 +94,21 @@ class Daemon {
     code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return code_;
   }
+  // Whether it exits within `timeout` (then Wait() returns at once).
+  bool ExitsWithin(std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (!exited_) {
+      siginfo_t info{};
+      if (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          info.si_pid == pid_) {
+        Wait();
+        break;
+      }
+      if (std::chrono::steady_clock::now() >= end) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+  }
   std::string output() const { return ReadFile(log_); }
   // Waits up to `timeout` for `text` to appear in the output.
   bool WaitFor(const std::string& text, std::chrono::milliseconds timeout) const {

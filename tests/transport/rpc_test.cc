@@ -190,6 +190,48 @@ TEST(Rpc, StopFinishesInFlightRequestsAndRefusesNewOnes) {
   stopper.join();
 }
 
+// A Canceller wakes at once every call of the clients created under its
+// scope: one retrying a server that is gone (as a cancelled job's parameter
+// servers are), one awaiting a reply that is not coming; and clients bound
+// after the cancel fail at once too. Clients outside the scope are untouched.
+TEST(Rpc, CancellerWakesCallsWaitingToConnectOrForAReply) {
+  uint16_t dead_port;
+  {
+    TestServer probe;
+    dead_port = probe.server.port();
+  }
+  TestServer ts;
+  auto cancel = std::make_shared<Canceller>();
+  std::unique_ptr<RpcClient> dead, held;
+  {
+    CancelScope scope(cancel);
+    dead = RpcClient::Create("127.0.0.1:" + std::to_string(dead_port), ClientOptions());
+    held = RpcClient::Create(ts.address(), ClientOptions());
+  }
+  auto outside = RpcClient::Create(ts.address(), ClientOptions());
+  auto connecting = std::async(std::launch::async, [&] { return dead->Call(Request(kAdd), 30s); });
+  auto waiting = std::async(std::launch::async, [&] { return held->Call(Request(kHold), 30s); });
+  for (int i = 0; i < 200 && ts.held_count() == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(ts.held_count(), 1u);
+  std::this_thread::sleep_for(200ms);  // `dead` is retrying with backoff by now
+  const auto start = Clock::now();
+  cancel->Cancel();
+  ASSERT_EQ(connecting.wait_for(2s), std::future_status::ready);
+  ASSERT_EQ(waiting.wait_for(2s), std::future_status::ready);
+  EXPECT_LT(Clock::now() - start, 1s);
+  EXPECT_EQ(connecting.get().status().code(), StatusCode::kCancelled);
+  EXPECT_EQ(waiting.get().status().code(), StatusCode::kCancelled);
+  EXPECT_TRUE(cancel->cancelled());
+  EXPECT_EQ(held->Call(Request(kAdd), 5s).status().code(), StatusCode::kCancelled);
+  {
+    CancelScope scope(cancel);
+    auto late = RpcClient::Create(ts.address(), ClientOptions());
+    EXPECT_EQ(late->Call(Request(kAdd), 5s).status().code(), StatusCode::kCancelled);
+  }
+  ExpectServing(*outside);
+  ts.ReleaseAll();
+}
+
 // --- hostile peers ----------------------------------------------------------------
 
 TEST(RpcHostile, BadFramesCloseOnlyTheirConnection) {

@@ -20,6 +20,11 @@ namespace json = boost::json;
 struct PoolWorker::Current {
   pool::Task task;
   std::atomic<int64_t> step{0}, total{0};
+  // Bound to every RPC client the task creates (its data fetch, its
+  // parameter-server exchange): a stop cancels their calls, so a task
+  // waiting on servers that are gone (a cancelled job's) ends at once
+  // rather than at its request timeout. Thread-safe.
+  const std::shared_ptr<rpc::Canceller> rpc_cancel = std::make_shared<rpc::Canceller>();
   Mutex mu;                      // guards the fields below (never held with PoolWorker::mu_)
   std::unique_ptr<Role> worker;  // once built
   bool stop_requested = false;
@@ -203,6 +208,7 @@ void PoolWorker::StartTask(const pool::Task& task) {
   c->thread = std::thread([this, c] {
     Status s = Status::Ok();
     try {
+      rpc::CancelScope scope(c->rpc_cancel);
       s = RunTask(*c);
     } catch (const std::exception& e) {
       s = Internal(std::string("task failed: ") + e.what());
@@ -229,12 +235,16 @@ void PoolWorker::RequestStopTask() {
     c = current_;
   }
   if (!c) return;
-  MutexLock lock(c->mu);
-  if (c->stop_requested || c->state != pool::TaskState::kRunning) return;
-  Log(LogLevel::kInfo, "pool", "stopping the task on the controller's order",
-      {{"job", c->task.job}});
-  c->stop_requested = true;
-  if (c->worker) c->worker->Stop();
+  {
+    MutexLock lock(c->mu);
+    if (c->stop_requested || c->state != pool::TaskState::kRunning) return;
+    Log(LogLevel::kInfo, "pool", "stopping the task on the controller's order",
+        {{"job", c->task.job}});
+    c->stop_requested = true;
+    if (c->worker) c->worker->Stop();
+  }
+  // Not under c->mu: closing the clients runs their callbacks.
+  c->rpc_cancel->Cancel();
 }
 
 void PoolWorker::StopTask() {
@@ -249,6 +259,7 @@ void PoolWorker::StopTask() {
     c->stop_requested = true;
     if (c->worker) c->worker->Stop();
   }
+  c->rpc_cancel->Cancel();
   if (c->thread.joinable()) c->thread.join();
 }
 

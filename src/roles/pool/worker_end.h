@@ -60,9 +60,11 @@ class PoolWorker : public Role {
   Result<pool::NodeOrder> Beat();
   void StartTask(const pool::Task& task);
   // Asks the running task to stop and returns at once (heartbeats go on
-  // while it winds down; it then reports its end like any other).
+  // while it winds down; it then reports its end like any other). Its RPCs
+  // are cancelled: a call waiting on its parameter servers (gone, when the
+  // job was cancelled) fails at once instead of at its request timeout.
   void RequestStopTask();
-  // Stops the task (if running) and waits for its thread.
+  // Stops the task (if running) as RequestStopTask does and waits for its thread.
   void StopTask();
   Status RunTask(Current& current);
 

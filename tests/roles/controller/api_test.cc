@@ -176,17 +176,7 @@ TEST(ControllerAuth, MutatingRoutesNeedTheTokenReadsStayOpenRefusalsAreLogged) {
   // With the token: the same routes work.
   c.UseToken("tok-3f9a");
   TinyFiles files(dir);
-  EXPECT_EQ(
-      HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-images", ReadFile(files.images))),
-      201);
-  EXPECT_EQ(
-      HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-labels", ReadFile(files.labels))),
-      201);
-  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/datasets", R"({"name":"d","format":"idx"})")), 201);
-  EXPECT_EQ(HttpStatus(c.Send("POST", "/api/v1/models",
-                              R"({"name":"m","spec":)" +
-                                  json::serialize(json::value(ReadFile(files.spec))) + "}")),
-            201);
+  RegisterTiny(c, files);
   for (const char* part : {"train-images", "train-labels"})  // a second dataset, to delete
     EXPECT_EQ(HttpStatus(c.Send(
                   "PUT", std::string("/api/v1/datasets/e/files/") + part,

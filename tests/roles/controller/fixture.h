@@ -79,4 +79,19 @@ struct TinyFiles {
   }
 };
 
+// TinyFiles' samples as dataset "d" (no test set) and its model as "m".
+inline void RegisterTiny(ControllerProcess& c, const TinyFiles& files) {
+  ASSERT_EQ(
+      HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-images", ReadFile(files.images))),
+      201);
+  ASSERT_EQ(
+      HttpStatus(c.Send("PUT", "/api/v1/datasets/d/files/train-labels", ReadFile(files.labels))),
+      201);
+  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/datasets", R"({"name":"d","format":"idx"})")), 201);
+  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/models",
+                              R"({"name":"m","spec":)" +
+                                  json::serialize(json::value(ReadFile(files.spec))) + "}")),
+            201);
+}
+
 }  // namespace dnnd::controller_testing

@@ -84,6 +84,68 @@ TEST(ControllerDurability, SigkilledMidJobResumesFromCheckpointAndFinishes) {
   EXPECT_EQ(HttpStatus(c.Send("GET", "/api/v1/datasets/fm")), 404);
 }
 
+// A job cancelled just as it starts running (after an earlier job ran on the
+// same workers): its parameter servers are stopped while its worker is still
+// joining them. The worker must not wait on them for its request timeout
+// (60 s): the controller's stop order cancels its calls, the node is idle
+// again within seconds, the next job gets both workers, and SIGTERM ends the
+// controller at once.
+TEST(ControllerPool, CancelledRunningJobFreesItsWorkerAndShutdownAtOnce) {
+  TempDir dir;
+  ControllerProcess c(dir, "--set controller.local_workers=2");
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  TinyFiles files(dir);
+  RegisterTiny(c, files);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(WaitForNodes(c, 2, std::chrono::seconds(10))) << c.Send("GET", "/api/v1/nodes");
+  auto submit = [&](const std::string& body) -> int64_t {
+    const std::string r = c.Send("POST", "/api/v1/jobs", body);
+    EXPECT_EQ(HttpStatus(r), 201) << r;
+    return HttpStatus(r) == 201 ? json::parse(HttpBody(r)).at("id").as_int64() : -1;
+  };
+  const std::string long_job = R"({"model":"m","dataset":"d","epochs":100000,"batch":5,)";
+
+  const int64_t first = submit(R"({"model":"m","dataset":"d","epochs":1,"batch":5,"workers":2})");
+  json::value job = WaitForJob(c, first, JobOver, std::chrono::seconds(20));
+  ASSERT_EQ(job.at("state"), "succeeded") << job << c.daemon().output();
+
+  // Cancelled as soon as its worker has its task, before the worker's next
+  // heartbeat says it runs it: the controller sees no worker to wait for and
+  // stops the job's parameter servers at once.
+  const int64_t cancelled = submit(long_job + R"("workers":1})");
+  ASSERT_TRUE(c.daemon().WaitFor("pool: task job=" + std::to_string(cancelled) + " ",
+                                 std::chrono::seconds(10)))
+      << c.daemon().output();
+  job = WaitForJob(
+      c, cancelled, [](const json::value& j) { return j.at("state") != "queued"; },
+      std::chrono::seconds(10));
+  ASSERT_EQ(job.at("state"), "running") << job;
+  ASSERT_EQ(HttpStatus(c.Send("POST", "/api/v1/jobs/" + std::to_string(cancelled) + "/cancel")),
+            202);
+  const auto cancelled_at = std::chrono::steady_clock::now();
+  job = WaitForJob(c, cancelled, JobOver, std::chrono::seconds(5));
+  EXPECT_EQ(job.at("state"), "cancelled") << job;
+
+  // The next job needs both workers (a sync step takes both): it trains
+  // within seconds of the cancel.
+  const int64_t next = submit(long_job + R"("workers":2})");
+  job = WaitForJob(
+      c, next, [](const json::value& j) { return j.at("step").as_int64() > 0; },
+      std::chrono::seconds(5));
+  EXPECT_EQ(job.at("state"), "running") << job;
+  EXPECT_GT(job.at("step").as_int64(), 0) << job << "\n"
+                                          << c.Send("GET", "/api/v1/nodes") << c.daemon().output();
+  EXPECT_LT(std::chrono::steady_clock::now() - cancelled_at, std::chrono::seconds(8));
+
+  // Stopping the controller stops its workers' running tasks at once.
+  c.daemon().Signal(SIGTERM);
+  const bool exited = c.daemon().ExitsWithin(std::chrono::seconds(4));
+  EXPECT_TRUE(exited) << "SIGTERM ignored for 4 s\n" << c.daemon().output();
+  if (!exited) c.daemon().Signal(SIGKILL);
+  const int code = c.daemon().Wait();
+  if (exited) EXPECT_EQ(code, 0) << c.daemon().output();
+}
+
 // What a broken or hostile pool worker can send: each a precise 4xx, and the
 // pool keeps working.
 TEST(ControllerPool, BadHeartbeatsAndUploadsAreRefusedPrecisely) {
