@@ -303,16 +303,22 @@ int Main(int argc, char** argv) {
       return 2;  // a configuration error, as when a role starts
     }
     // The [model] too: node types, keys, values, names and inputs (every
-    // error at once), then shapes, as a worker would check them at start.
+    // error at once), then shapes, then the initial weights (an ONNX file's,
+    // train.init_from's) and train.freeze, as a worker checks them at start.
     if (cfg->Section("model")) {
-      auto spec = dnnd::LoadModelSpec(*cfg);
-      if (!spec) {
-        std::fprintf(stderr, "%s\n", spec.status().message().c_str());
+      auto loaded = dnnd::LoadModel(*cfg);
+      if (!loaded) {
+        std::fprintf(stderr, "%s\n", loaded.status().message().c_str());
         return 2;
       }
-      auto model = dnnd::BuildModel(*spec, 0);
-      if (!model) {
-        std::fprintf(stderr, "%s\n", model.status().message().c_str());
+      auto model = dnnd::BuildModel(loaded->spec, 0);
+      dnnd::Status s = model.status();
+      if (s.ok() && loaded->initial_state)
+        s = dnnd::LoadParameters(**model, *loaded->initial_state)
+                .WithContext("the initial weights from " + loaded->initial_from);
+      if (s.ok()) s = dnnd::FrozenParameters(**model, cfg->GetStrings("train.freeze")).status();
+      if (!s.ok()) {
+        std::fprintf(stderr, "%s\n", s.message().c_str());
         return 2;
       }
     }

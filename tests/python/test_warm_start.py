@@ -112,9 +112,13 @@ def main():
         st.save(os.path.join(d, "torch.safetensors"), bad)
         r = run(config(LOCAL, d), d, "bad.toml", ok=False)
         assert r.returncode != 0
+        check = subprocess.run([DNND, "config", "check", os.path.join(d, "bad.toml")],
+                               capture_output=True, text=True)
+        assert check.returncode != 0
         for want in ("missing: 3.bias", "unexpected: extra.weight", "5.weight has [10, 256]",
                      "torch.safetensors"):
             assert want in r.stderr, (want, r.stderr[-2000:])
+            assert want in check.stderr, ("config check", want, check.stderr[-2000:])
 
         st.save(os.path.join(d, "torch.safetensors"), state)
         r = run(config(LOCAL, d).replace('freeze = ["1.*"]', 'freeze = ["stem.*"]'), d,
