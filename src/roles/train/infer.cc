@@ -274,7 +274,7 @@ Status RunInference(const InferOptions& o, std::FILE* out) {
           p["class_name"] = classes[static_cast<size_t>(s.cls)];
           line += " (" + classes[static_cast<size_t>(s.cls)] + ")";
         }
-        p["probability"] = static_cast<double>(prob);
+        p["probability"] = DecimalOf(prob);
         p["probabilities"] = JsonFloats(s.probabilities);
         char buf[32];
         std::snprintf(buf, sizeof buf, " p=%.4f", static_cast<double>(prob));
