@@ -217,6 +217,17 @@ TEST_F(Infer, BadInputsAreRefusedNamingTheFileOrKey) {
            dir_->path() + "/raw.npy");
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("--normalize-mean"), std::string::npos) << r.output;
+  // Prediction metadata that is not the JSON it should be: the file and key are named.
+  auto f = LoadSafetensors(Ckpt() + "/model.safetensors");
+  ASSERT_TRUE(f.ok());
+  f->metadata["dnnd.normalize_std"] = "0.353";
+  const std::string edited = dir_->path() + "/edited.safetensors";
+  ASSERT_TRUE(SaveSafetensors(edited, f->tensors, f->metadata, f->int64_names).ok());
+  r = Dnnd("infer --model " + edited + " " + dir_->path() + "/raw.npy");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find(edited + ": metadata dnnd.normalize_std is not a JSON array"),
+            std::string::npos)
+      << r.output;
   // --help documents inputs and outputs.
   r = Dnnd("infer --help");
   EXPECT_EQ(r.code, 0);
