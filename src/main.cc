@@ -8,12 +8,15 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "core/config.h"
@@ -37,7 +40,8 @@ constexpr const char* kUsage = R"(usage:
                       given too, must agree with it
   dnnd config check <file.toml> [--set section.key=value ...]
   dnnd ctl [--controller host:port] <noun> <verb> ...   (dnnd ctl --help)
-  dnnd infer --model <checkpoint dir> --input x.safetensors --output y.safetensors
+  dnnd infer --model <checkpoint dir> [options] image.png|x.npy|x.safetensors ...
+                      predict classes of raw inputs (dnnd infer --help)
   dnnd probe <url> [--timeout-ms N]
                       GET http://host:port/path (default path /healthz); exit 0 on 2xx,
                       1 otherwise: a health check for images without a shell
@@ -60,8 +64,10 @@ int Usage(const std::string& error) {
 }
 
 struct Args {
-  std::string role, config, model, input, output, timeout_ms;
-  std::vector<std::string> sets, positional;
+  std::string role, config, model, output, timeout_ms;
+  std::string spec, normalize_mean, normalize_std, classes, invert;
+  bool logits = false, json = false;
+  std::vector<std::string> sets, positional, inputs;
 };
 
 // Accepts --flag=value and --flag value forms.
@@ -83,13 +89,23 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
       }
       return false;
     };
-    std::string set;
+    std::string set, input;
     if (take("--role", &a->role) || take("--config", &a->config) || take("--model", &a->model) ||
-        take("--input", &a->input) || take("--output", &a->output) ||
-        take("--timeout-ms", &a->timeout_ms))
+        take("--output", &a->output) || take("--timeout-ms", &a->timeout_ms) ||
+        take("--spec", &a->spec) || take("--normalize-mean", &a->normalize_mean) ||
+        take("--normalize-std", &a->normalize_std) || take("--classes", &a->classes) ||
+        take("--invert", &a->invert))
       continue;
     if (take("--set", &set)) {
       a->sets.push_back(set);
+      continue;
+    }
+    if (take("--input", &input)) {
+      a->inputs.push_back(input);
+      continue;
+    }
+    if (arg == "--logits" || arg == "--json") {
+      (arg == "--logits" ? a->logits : a->json) = true;
       continue;
     }
     if (arg.rfind("--", 0) == 0 && arg != "--help") {
@@ -209,6 +225,117 @@ int RunRole(const Args& args) {
   return 0;
 }
 
+constexpr const char* kInferUsage = R"(usage:
+  dnnd infer --model <checkpoint dir | model.safetensors> [options] INPUT...
+  dnnd infer --model <checkpoint dir> --input x.safetensors --output y.safetensors
+
+Predicts the class of raw inputs with a trained model. INPUT (also --input
+FILE, repeatable) is one of
+  image.png, photo.jpg  a PNG or JPEG (by its first bytes), grey or colour:
+                        decoded to the model's channels (grey for [h, w],
+                        [1, h, w], [h*w]; RGB for [3, h, w]), inverted when it
+                        is a dark drawing on a light background (--invert),
+                        resized to the model's input
+  x.npy, x.safetensors  an array of raw values (safetensors: tensor "x" or the
+                        only tensor), one sample shaped like the model's input
+                        (or flat) or a batch [n, ...]; uint8 arrays are pixels
+                        0..255, float arrays are in the dataset's float scale
+Every input is scaled as the training batches were: uint8 / 255, then
+(x - mean[c]) / std[c] with the normalisation the checkpoint records
+(dnnd.normalize_mean / dnnd.normalize_std, from data.normalize_mean/std).
+
+Prints one line per sample: "<file>[i]: class K (name) p=0.9731", the class
+index, its name when the checkpoint (data.classes) or --classes names it, and
+its softmax probability. A model not trained with cross-entropy prints its
+outputs instead.
+
+options:
+  --logits              also print the model's raw outputs (logits)
+  --json                one JSON document: model, input, normalize_mean/std,
+                        classes, predictions [{input, index, class, class_name,
+                        probability, probabilities, logits?, inverted?}]
+  --spec model.toml     the architecture ([model] table) for a model file with
+                        no dnnd metadata, e.g. a PyTorch state_dict saved as
+                        safetensors (its tensor names must be dnnd's / torch's)
+  --normalize-mean a,b,c  --normalize-std a,b,c
+                        the normalisation, overriding the checkpoint's (one
+                        value, or one per channel)
+  --classes "T-shirt/top,Trouser,..."
+                        class names in label order, overriding the checkpoint's
+  --invert auto|true|false
+                        grey images: invert (auto: when the border is light)
+
+Tensor mode (--output): tensor "x" of --input goes through the model exactly as
+given (no normalisation) and the outputs are written as tensor "y".
+Exit codes: 0 success, 1 runtime failure, 2 usage error or unusable input.
+)";
+
+// "0.1,0.2" -> {0.1, 0.2}; false when a part is not a number.
+bool ParseFloatList(const std::string& text, std::vector<float>* out) {
+  out->clear();
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    const std::string part = text.substr(start, end - start);
+    char* rest = nullptr;
+    const float v = std::strtof(part.c_str(), &rest);
+    if (part.empty() || rest == part.c_str() || *rest != '\0' || !std::isfinite(v)) return false;
+    out->push_back(v);
+    start = end + 1;
+  }
+  return !out->empty();
+}
+
+int Infer(const Args& args) {
+  if (std::find(args.positional.begin(), args.positional.end(), "--help") !=
+          args.positional.end() ||
+      (args.positional.size() > 1 && args.positional[1] == "help")) {
+    std::fputs(kInferUsage, stdout);
+    return 0;
+  }
+  dnnd::InferOptions o;
+  o.model = args.model;
+  o.spec = args.spec;
+  o.output = args.output;
+  o.inputs = args.inputs;
+  o.inputs.insert(o.inputs.end(), args.positional.begin() + 1, args.positional.end());
+  o.logits = args.logits;
+  o.json = args.json;
+  if (!args.invert.empty()) o.invert = args.invert;
+  auto usage = [](const std::string& e) {
+    std::fprintf(stderr, "dnnd: infer: %s\n\n%s", e.c_str(), kInferUsage);
+    return 2;
+  };
+  if (o.model.empty()) return usage("--model is required (a checkpoint directory or model file)");
+  if (o.inputs.empty()) return usage("no inputs: give image, .npy or .safetensors files");
+  for (auto [flag, text, dest] :
+       {std::tuple{"--normalize-mean", &args.normalize_mean, &o.normalize_mean},
+        std::tuple{"--normalize-std", &args.normalize_std, &o.normalize_std}}) {
+    if (text->empty()) continue;
+    std::vector<float> v;
+    if (!ParseFloatList(*text, &v))
+      return usage(std::string(flag) + " is '" + *text +
+                   "'; expected numbers separated by commas (0.286 or 0.49,0.48,0.45)");
+    *dest = v;
+  }
+  if (!args.classes.empty()) {
+    std::vector<std::string> names;
+    size_t start = 0;
+    while (start <= args.classes.size()) {
+      const size_t end = std::min(args.classes.find(',', start), args.classes.size());
+      names.push_back(args.classes.substr(start, end - start));
+      start = end + 1;
+    }
+    o.classes = names;
+  }
+  dnnd::Status s = dnnd::RunInference(o, stdout);
+  if (!s.ok()) {
+    std::fprintf(stderr, "dnnd: infer: %s\n", s.ToString().c_str());
+    return s.code() == dnnd::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  return 0;
+}
+
 // dnnd probe <url>: 0 when the endpoint answers 2xx, 1 when it answers
 // anything else or cannot be reached in time, 2 for a usage error.
 int Probe(const Args& args) {
@@ -282,16 +409,7 @@ int Main(int argc, char** argv) {
                   r.description.c_str());
     return 0;
   }
-  if (cmd == "infer") {
-    if (args.model.empty() || args.input.empty() || args.output.empty())
-      return Usage("infer needs --model, --input and --output");
-    dnnd::Status s = dnnd::RunInference(args.model, args.input, args.output);
-    if (!s.ok()) {
-      std::fprintf(stderr, "dnnd: infer: %s\n", s.ToString().c_str());
-      return s.code() == dnnd::StatusCode::kInvalidArgument ? 2 : 1;
-    }
-    return 0;
-  }
+  if (cmd == "infer") return Infer(args);
   if (cmd == "probe") return Probe(args);
   if (cmd == "api-token") return ApiToken(args);
   if (cmd == "config") {

@@ -45,6 +45,7 @@ int DtypeSize(const std::string& d) {
   if (d == "F16" || d == "BF16") return 2;
   if (d == "F64" || d == "I64") return 8;
   if (d == "I32") return 4;
+  if (d == "U8") return 1;
   return 0;
 }
 
@@ -153,7 +154,7 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
     const int esize = DtypeSize(dtype);
     if (esize == 0)
       return Unsupported(ctx + " has dtype " + dtype +
-                         " (supported: F32, F16, BF16, F64, I64, I32)");
+                         " (supported: F32, F16, BF16, F64, I64, I32, U8)");
     Shape shape;
     for (const auto& d : sh->as_array()) {
       if (!d.is_int64() && !d.is_uint64())
@@ -207,6 +208,8 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
           int32_t v;
           std::memcpy(&v, src + 4 * i, 4);
           dst[i] = static_cast<float>(v);
+        } else if (dtype == "U8") {
+          dst[i] = static_cast<float>(static_cast<uint8_t>(src[i]));
         } else {
           uint16_t h;
           std::memcpy(&h, src + 2 * i, 2);
@@ -220,6 +223,7 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
       }
     }
     if (dtype == "I64" || dtype == "I32") file.int64_names.insert(name);
+    if (dtype == "U8") file.uint8_names.insert(name);
     file.tensors.emplace_back(name, std::move(t));
   }
   std::sort(spans.begin(), spans.end(), [](auto& a, auto& b) { return a.begin < b.begin; });

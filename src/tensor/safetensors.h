@@ -7,9 +7,10 @@
 //
 // Written files hold F32 tensors, and I64 for the names a writer lists
 // (PyTorch's integer buffers, num_batches_tracked); readers accept F32, F16,
-// BF16, F64, I64 and I32 (converted to float32; SafetensorsFile::int64_names
-// remembers which were integers). Decoding validates everything a hostile file could
-// lie about (header size, offsets, overlaps, shapes) before touching data.
+// BF16, F64, I64, I32 and U8 (converted to float32; SafetensorsFile::int64_names
+// remembers which were I64/I32, uint8_names which were U8: raw pixels). Decoding validates
+// everything a hostile file could lie about (header size, offsets, overlaps, shapes) before
+// touching data.
 #pragma once
 
 #include <map>
@@ -26,6 +27,7 @@ struct SafetensorsFile {
   nn::NamedTensors tensors;  // in file order (sorted by name, as the writer sorts)
   std::map<std::string, std::string> metadata;
   std::set<std::string> int64_names;  // tensors stored as I64 or I32
+  std::set<std::string> uint8_names;  // tensors stored as U8
 };
 
 // Encodes tensors (sorted by name) and metadata to the file format's bytes.

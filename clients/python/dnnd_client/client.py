@@ -195,9 +195,9 @@ class Client:
         Large batches are split so each request stays under max_body_bytes
         (the controller's http.max_body_bytes, 1 MiB by default).
 
-        Returns Predictions: .classes (class indices), .names (class names
-        when the job's dataset was given `classes` by this client, or
-        `classes` here), .probabilities ([n, k]), or .outputs for a model
+        Returns Predictions: .classes (class indices), .names (class names:
+        `classes` here, else the ones the controller answers, the job's
+        dataset's), .probabilities ([n, k]), or .outputs for a model
         without a cross-entropy loss.
         """
         path = "/api/v1/models/%s/predict" % _quote(model)
@@ -226,6 +226,8 @@ class Client:
         preds = [p for a in answers for p in a["predictions"]]
         job_id = answers[0]["job"]
         names = classes
+        if names is None:
+            names = answers[0].get("classes")  # the model file's (its dataset's) class names
         if names is None:
             names = self._classes_of_job(job_id)
         return Predictions(answers[0]["model"], job_id, answers[0].get("input"), preds, names)
@@ -383,9 +385,10 @@ class Datasets:
         files: {part: path, bytes or binary file}; parts are train-images,
         train-labels, test-images, test-labels (idx, npy) or train, test
         (npz, csv, cifar10); the test parts are optional. Files are
-        streamed, not read into memory. classes: class names by index, kept
-        by this Client (the controller has nowhere to store them) so that
-        predict() can name its classes.
+        streamed, not read into memory. classes: class names by index (one
+        per class, else the controller refuses the dataset), stored by the
+        controller with the dataset and written into its jobs' models, so
+        predict() names the classes.
         """
         if format not in self._PARTS:
             raise ValueError("format %r: expected one of %s" % (format, ", ".join(self._PARTS)))
@@ -399,7 +402,12 @@ class Datasets:
                     self._c.request("PUT", path, body=f)
             else:
                 self._c.request("PUT", path, body=src)
-        record = self._c._json("POST", "/api/v1/datasets", body={"name": name, "format": format})
+        body = {"name": name, "format": format}
+        if classes is not None:
+            # The controller stores them with the dataset and writes them into
+            # its jobs' models; predictions then answer them.
+            body["classes"] = [str(c) for c in classes]
+        record = self._c._json("POST", "/api/v1/datasets", body=body)
         if classes is not None:
             self._c._classes[name] = [str(c) for c in classes]
         return record

@@ -8,6 +8,7 @@
 #include "core/json_fields.h"
 #include "core/log.h"
 #include "core/work_queue.h"
+#include "tensor/prediction_meta.h"
 
 namespace dnnd {
 namespace fs = std::filesystem;
@@ -40,7 +41,23 @@ json::object DatasetJson(const DatasetRecord& d) {
           {"sample_shape", ParseJsonText(d.sample_shape)},
           {"class_histogram", ParseJsonText(d.histogram)},
           {"files", ParseJsonText(d.files)},
+          {"classes", ParseJsonText(d.classes.empty() ? "[]" : d.classes)},
           {"created", d.created}};
+}
+
+// The body's "classes": absent is unnamed; else an array of strings.
+Result<std::vector<std::string>> ClassNames(const json::object& body) {
+  std::vector<std::string> out;
+  const json::value* c = body.if_contains("classes");
+  if (!c) return out;
+  if (!c->is_array())
+    return InvalidArgument("field 'classes' must be an array of strings (the class names)");
+  for (const auto& name : c->get_array()) {
+    if (!name.is_string())
+      return InvalidArgument("field 'classes' must be an array of strings (the class names)");
+    out.emplace_back(name.get_string());
+  }
+  return out;
 }
 
 }  // namespace
@@ -89,7 +106,7 @@ Result<HttpResponse> DatasetsApi::StageFile(const HttpRequest& r) {
 Result<HttpResponse> DatasetsApi::Create(const HttpRequest& r) {
   DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, ctx_.max_json));
   JsonFields f{body, ""};
-  DNND_RETURN_IF_ERROR(f.RejectUnknown({"name", "format"}));
+  DNND_RETURN_IF_ERROR(f.RejectUnknown({"name", "format", "classes"}));
   DNND_ASSIGN_OR_RETURN(std::string name, f.String("name", "", true));
   DNND_RETURN_IF_ERROR(CheckName("dataset", name));
   DNND_ASSIGN_OR_RETURN(std::string format, f.String("format", "", true));
@@ -97,6 +114,7 @@ Result<HttpResponse> DatasetsApi::Create(const HttpRequest& r) {
       format != "cifar10")
     return InvalidArgument("unknown dataset format '" + format +
                            "'; expected idx, npy, npz, csv or cifar10");
+  DNND_ASSIGN_OR_RETURN(std::vector<std::string> classes, ClassNames(body));
   if (ctx_.store.GetDataset(name).ok())
     return AlreadyExists("dataset '" + name + "' already exists");
   MutexLock lock(registration_mu_);  // one registration at a time: the rename below
@@ -138,6 +156,15 @@ Result<HttpResponse> DatasetsApi::Create(const HttpRequest& r) {
   d.train_samples = train->size();
   d.test_samples = test->has_value() ? (*test)->size() : 0;
   d.num_classes = std::max(train->num_classes, test->has_value() ? (*test)->num_classes : 0);
+  if (Status named =
+          CheckClassNames(classes, d.num_classes, "field 'classes'",
+                          "the dataset's labels are 0.." + std::to_string(d.num_classes - 1) +
+                              ", so its classes are");
+      !named.ok())
+    return InvalidArgument("invalid dataset '" + name + "': " + named.message());
+  json::array names;
+  for (const auto& c : classes) names.push_back(json::value(c));
+  d.classes = json::serialize(names);
   d.sample_shape = json::serialize(ShapeJson(train->sample_shape));
   json::array hist;
   for (auto c : train->ClassHistogram()) hist.push_back(c);

@@ -3,8 +3,10 @@
 //   PUT    /api/v1/datasets/{name}/files/{part}  raw file body, streamed to
 //          <data_dir>/uploads/<name>/<part> (part: train-images, train-labels,
 //          test-images, test-labels for idx/npy; train, test for npz/csv)
-//   POST   /api/v1/datasets {"name","format"}    validates the staged files
-//          with the engine's readers and moves them to <data_dir>/datasets/<name>
+//   POST   /api/v1/datasets {"name","format"[,"classes":[...]]}  validates the
+//          staged files with the engine's readers and moves them to
+//          <data_dir>/datasets/<name>; "classes" names the labels 0, 1, ... (one
+//          name per class, stored with the dataset, written into its jobs' models)
 //   GET    /api/v1/datasets[/{name}]   DELETE /api/v1/datasets/{name}
 //
 // Load() serves the job runner's normalisation and the shard service: every

@@ -146,6 +146,19 @@ Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
     std::tie(job.normalize_mean, job.normalize_std) =
         PixelStats(loaded->train.Take(job.limit_train));
   }
+  // The dataset's class names go with the job into its model file; they
+  // name the model's outputs, so there must be one per output.
+  const json::value names = ParseJsonText(d->classes.empty() ? "[]" : d->classes);
+  if (names.is_array() && !names.get_array().empty()) {
+    for (const auto& c : names.get_array())
+      if (c.is_string()) job.classes.emplace_back(c.get_string());
+    DNND_ASSIGN_OR_RETURN(auto graph, BuildModel(spec, 0));
+    auto out = graph->OutputShape(spec.input);
+    if (out.ok() && (out->size() != 1 || (*out)[0] != static_cast<int64_t>(job.classes.size())))
+      return InvalidArgument("dataset '" + dataset + "' names " +
+                             std::to_string(job.classes.size()) + " classes but model '" + model +
+                             "' outputs " + ShapeToString(*out) + ": one score per class needed");
+  }
   const std::string params = json::serialize(job.ToJson());
   DNND_ASSIGN_OR_RETURN(int64_t id, ctx_.store.CreateJob(model, dataset, params));
   ctx_.JobLog(

@@ -19,27 +19,6 @@ namespace {
 
 namespace json = boost::json;
 
-// The model input as one image: channels, height and width. Grayscale is
-// [h, w], [1, h, w], or [n] with n a square (784 -> 28 x 28); colour (RGB,
-// channel-major) is [3, h, w].
-struct ImageGeometry {
-  int channels = 1, height = 0, width = 0;
-};
-
-Result<ImageGeometry> ImageSize(const Shape& input) {
-  auto dim = [](int64_t d) { return static_cast<int>(d); };
-  if (input.size() == 2) return ImageGeometry{1, dim(input[0]), dim(input[1])};
-  if (input.size() == 3 && (input[0] == 1 || input[0] == 3))
-    return ImageGeometry{dim(input[0]), dim(input[1]), dim(input[2])};
-  if (input.size() == 1) {
-    const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(input[0]))));
-    if (side * side == input[0]) return ImageGeometry{1, dim(side), dim(side)};
-  }
-  return InvalidArgument("the model takes " + ShapeToString(input) +
-                         ", which is not one grayscale or colour image ([h, w], [1, h, w], a "
-                         "square [n], or [3, h, w]); send JSON {\"inputs\": [...]} instead");
-}
-
 // How the job's training data was scaled: (x - mean) / std after uint8 -> [0, 1]
 // (the job's normalize_mean / normalize_std; 0 and 1 when it has none).
 struct Scaling {
@@ -53,33 +32,6 @@ Scaling JobScaling(const JobRecord& job) {
   auto spec = JobSpec::FromJson(p.get_object(), JobSpec::Stored());
   if (!spec.ok()) return {};
   return {static_cast<float>(spec->normalize_mean), static_cast<float>(spec->normalize_std)};
-}
-
-// All of `set` as one batch, through the DataLoader: the very code that
-// scales and standardises training batches.
-Tensor AsTrainingBatch(const data::Dataset& set, Scaling scaling) {
-  data::DataLoader loader(
-      set,
-      {.batch_size = set.size(), .shuffle = false, .mean = {scaling.mean}, .std = {scaling.std}});
-  return loader.GetBatch(0, 0).x;
-}
-
-// The image body as the model's input batch of one: grayscale or RGB as the
-// model takes, inverted per `invert` (auto: a grayscale drawing on a light
-// background; never a colour photo), resized, channel-major, then scaled as
-// training pixels are.
-Result<Tensor> ImageInput(const std::string& body, const Shape& input, Scaling scaling,
-                          const std::string& invert, const ImageLimits& limits, bool* inverted) {
-  DNND_ASSIGN_OR_RETURN(ImageGeometry g, ImageSize(input));
-  DNND_ASSIGN_OR_RETURN(Image image, DecodeImage(body, g.channels, limits));
-  *inverted = invert == "true" || (invert == "auto" && g.channels == 1 && HasLightBorder(image));
-  if (*inverted) Invert(image);
-  Image sized = ResizeImage(image, g.width, g.height);
-  data::Dataset set;
-  set.sample_shape = input;
-  set.type = data::SampleType::kUint8;
-  set.u8 = g.channels == 1 ? std::move(sized.pixels) : ChannelMajor(sized);
-  return AsTrainingBatch(set, scaling);
 }
 
 // Appends `v`'s numbers to `values`, recording the nesting as `shape`
@@ -232,11 +184,10 @@ Result<std::vector<float>> JsonSamples(const HttpRequest& r, const Shape& input)
 
 // The JSON body's samples as a batch, standardised as training batches are.
 Result<Tensor> JsonInput(const HttpRequest& r, const Shape& input, Scaling scaling) {
-  data::Dataset set;
-  set.sample_shape = input;
-  set.type = data::SampleType::kFloat32;
-  DNND_ASSIGN_OR_RETURN(set.f32, JsonSamples(r, input));
-  return AsTrainingBatch(set, scaling);
+  DNND_ASSIGN_OR_RETURN(std::vector<float> values, JsonSamples(r, input));
+  const int64_t per = ShapeNumel(input);
+  return ArrayInputBatch({static_cast<int64_t>(values.size()) / per, per}, nullptr, &values, input,
+                         {scaling.mean}, {scaling.std}, "the JSON body");
 }
 
 // "image/png; charset=x" -> "image/png".
@@ -255,32 +206,29 @@ json::array Floats(const float* p, int64_t n) {
   return a;
 }
 
-// One prediction object per row of the model's output `y` ([n, k]).
+// One prediction object per row of the model's output `y` ([n, k]), with
+// "class_name" when the model file names its classes.
 json::array Predictions(const TrainedModel& m, const Tensor& y) {
   const int64_t n = y.size(0), k = y.numel() / std::max<int64_t>(1, y.size(0));
   json::array out;
-  if (m.spec.loss != nn::LossKind::kCrossEntropy) {
+  if (!ClassifierModel(m.spec)) {
     for (int64_t i = 0; i < n; ++i)
       out.push_back(json::object{{"outputs", Floats(y.data() + i * k, k)}});
     return out;
   }
-  const bool softmax_last = !m.spec.layers.empty() && m.spec.layers.back().type == "softmax";
-  const Tensor p = softmax_last ? y : ops::Softmax(y.Reshape({n, k}));
-  for (int64_t i = 0; i < n; ++i) {
-    const float* row = p.data() + i * k;
-    const int64_t best = std::max_element(row, row + k) - row;
-    out.push_back(json::object{{"class", best}, {"probabilities", Floats(row, k)}});
+  const std::vector<std::string>& names = m.meta.classes;
+  for (const ClassScores& s : Classify(m.spec, y)) {
+    json::object o{{"class", s.cls},
+                   {"probabilities",
+                    Floats(s.probabilities.data(), static_cast<int64_t>(s.probabilities.size()))}};
+    if (s.cls < static_cast<int64_t>(names.size()))
+      o["class_name"] = names[static_cast<size_t>(s.cls)];
+    out.push_back(std::move(o));
   }
   return out;
 }
 
 }  // namespace
-
-Result<Tensor> ImageInputBatch(const std::string& body, const Shape& input, float mean, float std,
-                               const std::string& invert, const ImageLimits& limits,
-                               bool* inverted) {
-  return ImageInput(body, input, {mean, std}, invert, limits, inverted);
-}
 
 Predictor::Predictor(ControllerStore& store, Options options)
     : store_(store), options_(std::move(options)) {}
@@ -323,9 +271,10 @@ Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
   DNND_ASSIGN_OR_RETURN(std::shared_ptr<const TrainedModel> m, Load(id));
   const Scaling scaling{job.mean, job.std};
   bool inverted = false;
-  DNND_ASSIGN_OR_RETURN(Tensor x, is_image ? ImageInput(r.body, m->spec.input, scaling, invert,
-                                                        options_.image, &inverted)
-                                           : JsonInput(r, m->spec.input, scaling));
+  DNND_ASSIGN_OR_RETURN(
+      Tensor x, is_image ? ImageInputBatch(r.body, m->spec.input, {scaling.mean}, {scaling.std},
+                                           invert, options_.image, &inverted)
+                         : JsonInput(r, m->spec.input, scaling));
   json::array predictions;
   {
     NoGradGuard no_grad;  // evaluation only: nothing recorded for backward
@@ -334,10 +283,16 @@ Result<HttpResponse> Predictor::Answer(const HttpRequest& r) {
   if (is_image) predictions[0].as_object()["inverted"] = inverted;
   json::array input;
   for (auto d : m->spec.input) input.push_back(d);
-  return HttpResponse::Json(200, json::object{{"model", name},
-                                              {"job", id},
-                                              {"input", std::move(input)},
-                                              {"predictions", std::move(predictions)}});
+  json::object answer{{"model", name},
+                      {"job", id},
+                      {"input", std::move(input)},
+                      {"predictions", std::move(predictions)}};
+  if (!m->meta.classes.empty()) {  // the names of the dataset the job trained on
+    json::array names;
+    for (const auto& c : m->meta.classes) names.push_back(json::value(c));
+    answer["classes"] = std::move(names);
+  }
+  return HttpResponse::Json(200, std::move(answer));
 }
 
 std::variant<Predictor::Resolved, HttpResponse> Predictor::Resolve(const std::string& model,

@@ -21,8 +21,11 @@
 // normalize_mean / normalize_std).
 // The answer:
 //   {"model":"mlp","job":3,"input":[1,28,28],
-//    "predictions":[{"class":7,"probabilities":[...]}, ...]}
-// with "inverted" per prediction for images. A model trained with a
+//    "predictions":[{"class":7,"class_name":"Sneaker","probabilities":[...]}, ...],
+//    "classes":["T-shirt/top", ...]}
+// with "inverted" per prediction for images; "class_name" and "classes" when
+// the model file names its classes (a job on a dataset created with
+// "classes": tensor/prediction_meta.h). A model trained with a
 // cross-entropy loss answers class probabilities (softmax of its outputs,
 // unless its last layer is a softmax already); any other loss answers the raw
 // "outputs" instead.
@@ -63,17 +66,7 @@
 
 namespace dnnd {
 
-// An image body (PNG or JPEG) as the input batch of one that predict feeds a
-// model taking `input`: grayscale for [h, w], [1, h, w] and square [n]; RGB,
-// channel-major, for [3, h, w] (a grayscale image is InvalidArgument); any
-// other input shape is InvalidArgument. Inverted per `invert` (auto, true,
-// false; auto inverts only grayscale images with a light border, and sets
-// *inverted), resized, then scaled as the DataLoader scales training pixels:
-// (x/255 - mean) / std.
-Result<Tensor> ImageInputBatch(const std::string& body, const Shape& input, float mean, float std,
-                               const std::string& invert, const ImageLimits& limits,
-                               bool* inverted);
-
+// ImageInputBatch (roles/train/infer.h) turns an image body into the input.
 class Predictor {
  public:
   static constexpr size_t kCachedModels = 4;

@@ -42,6 +42,8 @@ const std::vector<std::string>& Migrations() {
          ALTER TABLE jobs ADD COLUMN parallelism INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE jobs ADD COLUMN reference_seconds REAL NOT NULL DEFAULT 0;
          ALTER TABLE job_epochs ADD COLUMN parallelism INTEGER NOT NULL DEFAULT 0;)",
+      // 4: a dataset's class names (a JSON array of strings; [] = unnamed).
+      R"(ALTER TABLE datasets ADD COLUMN classes TEXT NOT NULL DEFAULT '[]';)",
   };
   return m;
 }
@@ -152,12 +154,13 @@ DatasetRecord ReadDataset(Stmt& q) {
   d.histogram = q.Text(7);
   d.files = q.Text(8);
   d.created = q.Text(9);
+  d.classes = q.Text(10);
   return d;
 }
 
 const char* kDatasetColumns =
     "name, format, bytes, train_samples, test_samples, num_classes, sample_shape, histogram, "
-    "files, created";
+    "files, created, classes";
 
 }  // namespace
 
@@ -252,7 +255,9 @@ int64_t ControllerStore::SchemaVersion() {
 
 Status ControllerStore::PutDataset(const DatasetRecord& d) {
   Write lock(*this);
-  Stmt q(db_, "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  Stmt q(db_, (std::string("INSERT INTO datasets (") + kDatasetColumns +
+               ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                  .c_str());
   q.Bind(d.name)
       .Bind(d.format)
       .Bind(d.bytes)
@@ -262,7 +267,8 @@ Status ControllerStore::PutDataset(const DatasetRecord& d) {
   q.Bind(d.sample_shape)
       .Bind(d.histogram)
       .Bind(d.files)
-      .Bind(d.created.empty() ? UtcNow() : d.created);
+      .Bind(d.created.empty() ? UtcNow() : d.created)
+      .Bind(d.classes.empty() ? std::string("[]") : d.classes);
   Status s = q.Run();
   if (s.code() == StatusCode::kAlreadyExists)
     return AlreadyExists("dataset '" + d.name + "' already exists");

@@ -41,6 +41,7 @@ struct DatasetRecord {
   std::string histogram;     // JSON array: training samples per class
   std::string files;         // JSON object: part -> file name in the dataset's directory
   std::string created;       // UTC, ISO 8601
+  std::string classes;       // JSON array of class names in label order; [] = unnamed
 };
 
 struct ModelRecord {

@@ -77,6 +77,7 @@ const std::vector<Flag> kUploadFlags = {
     {"test-labels", "F", "idx, npy: the test labels"},
     {"train", "F", "npz, csv, cifar10: the training set"},
     {"test", "F", "npz, csv, cifar10: the test set"},
+    {"classes", "A,B,...", "the class names in label order, comma-separated (one per class)"},
 };
 
 std::vector<Flag> Join(std::vector<Flag> a, const std::vector<Flag>& b) {
@@ -120,7 +121,9 @@ const std::vector<Verb>& Verbs() {
        "Streams each file to the controller, then registers the dataset (validated there):\n"
        "--format idx|npy with --train-images and --train-labels (and --test-images, "
        "--test-labels),\n"
-       "--format npz|csv with --train (and --test).\n"},
+       "--format npz|csv with --train (and --test).\n"
+       "--classes \"T-shirt/top,Trouser,...\" names the classes 0, 1, ...: jobs on the dataset\n"
+       "write them into their models, and predictions answer them.\n"},
       {"dataset", "upload", "<name>", 1, 1, kUploadFlags, "The same as dataset create.\n"},
       {"model", "list", "", 0, 0, {}, "Lists registered models.\n"},
       {"model", "get", "<name>", 1, 1, {}, "Prints one model with its spec.\n"},
@@ -299,8 +302,10 @@ int Predict(const CtlClient& client, const std::vector<std::string>& files,
                                  : inverted                  ? "image, inverted"
                                                              : "image";
       if (p.contains("probabilities"))
-        rows.push_back({file, sample, Num(p.at("class")),
-                        ctl::TopClasses(p.at("probabilities").as_array(), 3)});
+        rows.push_back(
+            {file, sample,
+             Num(p.at("class")) + (p.contains("class_name") ? " " + Num(p.at("class_name")) : ""),
+             ctl::TopClasses(p.at("probabilities").as_array(), 3)});
       else
         rows.push_back({file, sample, "-", json::serialize(p.at("outputs"))});
     }
@@ -488,7 +493,7 @@ int RunCtl(const std::vector<std::string>& args) {
       return VerbUsageError(*verb, "--format is required (idx, npy, npz, csv or cifar10)");
     for (const Flag& part : kUploadFlags) {
       const std::string file = flags.get(part.name);
-      if (part.name == "format" || file.empty()) continue;
+      if (part.name == "format" || part.name == "classes" || file.empty()) continue;
       if (access(file.c_str(), R_OK) != 0) {
         std::fprintf(stderr, "dnnd ctl: cannot read %s (--%s)\n", file.c_str(),
                      std::string(part.name).c_str());
@@ -499,6 +504,16 @@ int RunCtl(const std::vector<std::string>& args) {
       if (int rc = CheckReply(r, client); rc != 0) return rc;
     }
     json::object body{{"name", arg}, {"format", format}};
+    if (flags.has("classes")) {
+      json::array names;
+      const std::string list = flags.get("classes");
+      for (size_t start = 0; start <= list.size();) {
+        const size_t end = std::min(list.find(',', start), list.size());
+        names.push_back(json::value(list.substr(start, end - start)));
+        start = end + 1;
+      }
+      body["classes"] = std::move(names);
+    }
     return call("POST", "/api/v1/datasets", json::serialize(body), ctl::PrintDatasets);
   }
   if (noun == "model") {

@@ -56,6 +56,12 @@ void PrintDatasets(const json::value& v) {
   else
     for (const auto& d : v.at("datasets").as_array()) row(d);
   Table({"NAME", "FORMAT", "TRAIN", "TEST", "CLASSES", "SHAPE", "BYTES", "HISTOGRAM"}, rows);
+  if (one && v.as_object().contains("classes") && v.at("classes").is_array() &&
+      !v.at("classes").as_array().empty()) {
+    std::string names;
+    for (const auto& c : v.at("classes").as_array()) names += (names.empty() ? "" : ", ") + Num(c);
+    std::printf("class names: %s\n", names.c_str());
+  }
 }
 
 void PrintModels(const json::value& v) {

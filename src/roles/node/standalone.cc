@@ -116,7 +116,8 @@ std::string ReadableName(std::string raw, const std::string& fallback) {
 
 // Whether a stored job's params are the settings `job` submits: every field
 // it sends has the stored value, and the store holds no other setting (the
-// controller adds only the input normalisation it derives from the data).
+// controller adds only the input normalisation it derives from the data and
+// the dataset's class names).
 bool SameSettings(const json::object& job, const json::object& params) {
   auto equal = [](const json::value& a, const json::value& b) {
     if (!a.is_number() || !b.is_number()) return a == b;
@@ -129,7 +130,8 @@ bool SameSettings(const json::object& job, const json::object& params) {
     if (!stored || !equal(value, *stored)) return false;
   }
   for (const auto& [key, value] : params)
-    if (key != "normalize_mean" && key != "normalize_std" && !job.contains(key)) return false;
+    if (key != "normalize_mean" && key != "normalize_std" && key != "classes" && !job.contains(key))
+      return false;
   return true;
 }
 
@@ -227,8 +229,13 @@ class ControllerStandaloneRole : public Role {
     }
     const std::filesystem::path dir = std::filesystem::path(parts[0].second).parent_path();
     const std::string base = ReadableName(dir.filename().string(), "data");
+    // data.classes name the labels: a dataset registered with other names is another one.
+    json::array classes;
+    for (const auto& c : config_.GetStrings("data.classes")) classes.push_back(json::value(c));
     auto ours = [&](const json::value& d) {
-      return d.at("format") == json::value(format) && d.at("bytes") == bytes;
+      const json::value* named = d.as_object().if_contains("classes");
+      return d.at("format") == json::value(format) && d.at("bytes") == bytes &&
+             (named ? *named == json::value(classes) : classes.empty());
     };
     auto create = [&](const std::string& name) -> Status {
       std::fprintf(stderr, "registering dataset %s from %s\n", name.c_str(), dir.c_str());
@@ -238,9 +245,9 @@ class ControllerStandaloneRole : public Role {
         DNND_RETURN_IF_ERROR(
             Call("PUT", "/api/v1/datasets/" + name + "/files/" + part, std::move(data)).status());
       }
-      return Call("POST", "/api/v1/datasets",
-                  json::serialize(json::object{{"name", name}, {"format", format}}))
-          .status();
+      json::object body{{"name", name}, {"format", format}};
+      if (!classes.empty()) body["classes"] = classes;
+      return Call("POST", "/api/v1/datasets", json::serialize(body)).status();
     };
     return OursOrCreated("dataset", {base, base + "-" + Sha256Hex(paths).substr(0, 8)}, ours,
                          create);

@@ -13,6 +13,7 @@
 #include "tensor/checkpoint.h"
 #include "tensor/data/from_config.h"
 #include "tensor/model_spec.h"
+#include "tensor/prediction_meta.h"
 #include "tensor/safetensors.h"
 
 namespace dnnd {
@@ -158,6 +159,9 @@ class AggregatorRole : public Role {
     std::string sources;
     for (const Input& in : inputs) sources += (sources.empty() ? "" : ",") + in.file;
     state.extra["dnnd.aggregated_from"] = sources;
+    // What prediction needs (input shape, normalisation, class names) is the
+    // inputs' own: the same architecture trained on the same kind of data.
+    CopyPredictionMeta(inputs[0].checkpoint.metadata, state.extra);
     DNND_RETURN_IF_ERROR(SaveCheckpoint(output_dir_, evaluator->model(), nullptr, state,
                                         ModelSpecToToml(inputs[0].spec)));
 

@@ -67,6 +67,16 @@ Result<JobSpec> JobSpec::FromJson(const json::object& o, const JobSpec& defaults
   DNND_ASSIGN_OR_RETURN(s.augment_crop_padding,
                         f.Int("augment_crop_padding", defaults.augment_crop_padding));
   DNND_ASSIGN_OR_RETURN(s.augment_flip, f.Bool("augment_flip", defaults.augment_flip));
+  if (const json::value* c = o.if_contains("classes")) {
+    s.classes.clear();
+    if (!c->is_array())
+      return FieldError(where, "classes", "must be an array of strings (the class names)");
+    for (const auto& name : c->get_array()) {
+      if (!name.is_string())
+        return FieldError(where, "classes", "must be an array of strings (the class names)");
+      s.classes.emplace_back(name.get_string());
+    }
+  }
   Status v = s.Validate();
   if (!v.ok() && !where.empty()) return v.WithContext(where);
   DNND_RETURN_IF_ERROR(v);
@@ -133,6 +143,11 @@ json::object JobSpec::ToJson() const {
   }
   if (augment_crop_padding > 0) p["augment_crop_padding"] = augment_crop_padding;
   if (augment_flip) p["augment_flip"] = true;
+  if (!classes.empty()) {
+    json::array names;
+    for (const auto& c : classes) names.push_back(json::value(c));
+    p["classes"] = std::move(names);
+  }
   return p;
 }
 
@@ -152,6 +167,7 @@ void JobSpec::ApplyTo(TrainOptions& o) const {
   o.normalize_std = {static_cast<float>(normalize_std)};
   o.augment_crop_padding = augment_crop_padding;
   o.augment_flip = augment_flip;
+  o.classes = classes;
   if (stop_epoch > 0) {
     o.start_epoch = start_epoch;
     o.start_step = start_step;

@@ -12,6 +12,7 @@
 #include <boost/json/object.hpp>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
@@ -43,6 +44,9 @@ struct JobSpec {
   // Training augmentation (TrainOptions::augment_*): stored only when on.
   int64_t augment_crop_padding = 0;
   bool augment_flip = false;
+  // The dataset's class names (POST /api/v1/datasets "classes"), which the
+  // workers write into the model file: stored only when named.
+  std::vector<std::string> classes;
   // A segment of the job (an elastic job trains one epoch per segment):
   // epochs [start_epoch, stop_epoch) from step start_step. Never stored;
   // stop_epoch 0: the whole job.

@@ -12,6 +12,7 @@
 #include "core/metrics.h"
 #include "tensor/checkpoint.h"
 #include "tensor/ops.h"
+#include "tensor/prediction_meta.h"
 
 namespace dnnd {
 namespace {
@@ -111,6 +112,13 @@ Status Trainer::SaveCheckpoint(int64_t epoch, int64_t step, int64_t samples) {
                       .extra = {},
                       .files = {},
                       .loaded_from = {}};
+  AddPredictionMeta({.input = spec_.input,
+                     .channel_order = "chw",
+                     .normalize_mean = options_.normalize_mean,
+                     .normalize_std = options_.normalize_std,
+                     .has_normalization = true,
+                     .classes = options_.classes},
+                    state.extra);
   if (options_.exchange)
     DNND_RETURN_IF_ERROR(options_.exchange->BeforeCheckpoint(*model_, state.files));
   DNND_RETURN_IF_ERROR(dnnd::SaveCheckpoint(options_.checkpoint_dir, *model_, optimizer_.get(),

@@ -72,6 +72,10 @@ struct TrainOptions {
   float lr_gamma = 0.1f;
   // One value, or one per channel (data::LoaderOptions::mean / std).
   std::vector<float> normalize_mean = {0.0f}, normalize_std = {1.0f};
+  // The class names (data.classes), one per model output; empty: unnamed.
+  // Written into checkpoints with the input shape and the normalisation
+  // (tensor/prediction_meta.h), so a model file predicts on raw inputs.
+  std::vector<std::string> classes;
   // Augmentation of training batches (never of evaluation batches): see
   // data::LoaderOptions::crop_padding / flip.
   int64_t augment_crop_padding = 0;

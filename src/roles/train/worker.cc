@@ -18,6 +18,7 @@
 #include "tensor/data/from_config.h"
 #include "tensor/onnx/onnx_import.h"
 #include "tensor/parallel.h"
+#include "tensor/prediction_meta.h"
 #include "tensor/safetensors.h"
 
 namespace dnnd {
@@ -240,6 +241,7 @@ TrainOptions TrainOptionsFromConfig(const Config& cfg) {
   o.normalize_std.clear();
   for (double v : cfg.GetFloats("data.normalize_std"))
     o.normalize_std.push_back(static_cast<float>(v));
+  o.classes = cfg.GetStrings("data.classes");
   o.augment_crop_padding = cfg.GetInt("data.augment_crop_padding");
   o.augment_flip = cfg.GetBool("data.augment_flip");
   o.checkpoint_dir = cfg.GetString("train.checkpoint_dir");
@@ -316,15 +318,25 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, ModelSpec sp
   if (has_test && test.sample_shape != train.sample_shape)
     return InvalidArgument("test samples are " + ShapeToString(test.sample_shape) +
                            " but training samples are " + ShapeToString(train.sample_shape));
+  const std::vector<std::string> classes = o.classes;
   DNND_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(std::move(spec), std::move(o)));
   if (trainer->model().NamedParameters().empty())
     return InvalidArgument("the model has no trainable parameters");
   auto out = trainer->model().OutputShape(train.sample_shape);
-  if (out.ok() && !train.labels.empty() && out->size() == 1 &&
-      (*out)[0] < std::max(train.num_classes, test.num_classes))
-    return InvalidArgument(
-        "the model has " + std::to_string((*out)[0]) + " outputs but the data has " +
-        std::to_string(std::max(train.num_classes, test.num_classes)) + " classes");
+  const int64_t data_classes = std::max(train.num_classes, test.num_classes);
+  if (out.ok() && !train.labels.empty() && out->size() == 1 && (*out)[0] < data_classes)
+    return InvalidArgument("the model has " + std::to_string((*out)[0]) +
+                           " outputs but the data has " + std::to_string(data_classes) +
+                           " classes");
+  // One name per model output (a class index is an output's index).
+  if (!classes.empty()) {
+    if (!out.ok() || out->size() != 1)
+      return InvalidArgument("data.classes names classes, but the model's output is " +
+                             (out.ok() ? ShapeToString(*out) : std::string("unknown")) +
+                             ", not one score per class");
+    DNND_RETURN_IF_ERROR(
+        CheckClassNames(classes, (*out)[0], "data.classes", "the model's output size is"));
+  }
   return std::unique_ptr<Role>(
       new WorkerRole(std::move(trainer), std::move(train), std::move(test), has_test));
 }

@@ -35,8 +35,8 @@ std::vector<uint8_t> Rgb() {
 
 TEST(PredictImage, AColourPngForAColourModelIsChannelMajorRgb) {
   bool inverted = true;
-  auto x =
-      ImageInputBatch(Png(4, 2, 3, Rgb()), {3, 2, 4}, 0.0f, 1.0f, "auto", ImageLimits{}, &inverted);
+  auto x = ImageInputBatch(Png(4, 2, 3, Rgb()), {3, 2, 4}, {0.0f}, {1.0f}, "auto", ImageLimits{},
+                           &inverted);
   ASSERT_TRUE(x.ok()) << x.status().ToString();
   EXPECT_FALSE(inverted);  // auto never inverts a colour image
   EXPECT_EQ(x->shape(), (Shape{1, 3, 2, 4}));
@@ -48,13 +48,13 @@ TEST(PredictImage, AColourPngForAColourModelIsChannelMajorRgb) {
       EXPECT_FLOAT_EQ(v[2 * 8 + y * 4 + xx], (250 - 10 * y) / 255.0f);
     }
   // Scaled as training pixels: (x/255 - mean) / std.
-  auto s = ImageInputBatch(Png(4, 2, 3, Rgb()), {3, 2, 4}, 0.5f, 0.25f, "false", ImageLimits{},
+  auto s = ImageInputBatch(Png(4, 2, 3, Rgb()), {3, 2, 4}, {0.5f}, {0.25f}, "false", ImageLimits{},
                            &inverted);
   ASSERT_TRUE(s.ok());
   EXPECT_NEAR(s->ToVector()[8], (100 / 255.0f - 0.5f) / 0.25f, 1e-5);
   // Resized to the model's size, still three planes.
-  auto r =
-      ImageInputBatch(Png(4, 2, 3, Rgb()), {3, 8, 8}, 0.0f, 1.0f, "auto", ImageLimits{}, &inverted);
+  auto r = ImageInputBatch(Png(4, 2, 3, Rgb()), {3, 8, 8}, {0.0f}, {1.0f}, "auto", ImageLimits{},
+                           &inverted);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->shape(), (Shape{1, 3, 8, 8}));
 }
@@ -62,20 +62,20 @@ TEST(PredictImage, AColourPngForAColourModelIsChannelMajorRgb) {
 TEST(PredictImage, GrayscaleModelsStillTakeImagesAndMismatchesAreErrors) {
   bool inverted = false;
   // A colour image for a grayscale model: converted to luma, as before.
-  auto g = ImageInputBatch(Png(4, 2, 3, Rgb()), {1, 2, 4}, 0.0f, 1.0f, "false", ImageLimits{},
+  auto g = ImageInputBatch(Png(4, 2, 3, Rgb()), {1, 2, 4}, {0.0f}, {1.0f}, "false", ImageLimits{},
                            &inverted);
   ASSERT_TRUE(g.ok()) << g.status().ToString();
   EXPECT_EQ(g->shape(), (Shape{1, 1, 2, 4}));
   // A grayscale image for a colour model: refused, saying why.
   std::vector<uint8_t> grey(8, 128);
-  auto c =
-      ImageInputBatch(Png(4, 2, 1, grey), {3, 2, 4}, 0.0f, 1.0f, "auto", ImageLimits{}, &inverted);
+  auto c = ImageInputBatch(Png(4, 2, 1, grey), {3, 2, 4}, {0.0f}, {1.0f}, "auto", ImageLimits{},
+                           &inverted);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(c.status().message().find("grayscale"), std::string::npos) << c.status().message();
   // A model input that is no image of 1 or 3 channels.
-  auto four =
-      ImageInputBatch(Png(4, 2, 3, Rgb()), {4, 2, 4}, 0.0f, 1.0f, "auto", ImageLimits{}, &inverted);
+  auto four = ImageInputBatch(Png(4, 2, 3, Rgb()), {4, 2, 4}, {0.0f}, {1.0f}, "auto", ImageLimits{},
+                              &inverted);
   ASSERT_FALSE(four.ok());
   EXPECT_NE(four.status().message().find("[4, 2, 4]"), std::string::npos)
       << four.status().message();

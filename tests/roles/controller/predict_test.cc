@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "tensor/data/idx.h"
+#include "tensor/safetensors.h"
+#include "tests/roles/controller/fixture.h"
 #include "tests/roles/controller_process.h"
 #include "tests/roles/dnnd_process.h"
 
@@ -379,6 +381,61 @@ TEST_F(Predict, CtlPredictPrintsClassesWithScriptableExitCodes) {
   r = Dnnd("ctl predict --help");
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.output.find("predict <model>"), std::string::npos) << r.output;
+}
+
+// A dataset registered with class names: GET shows them, its jobs write them
+// into their models, and predictions answer them next to the indices.
+TEST(PredictClassNames, ADatasetsClassNamesReachItsModelsAndPredictions) {
+  TempDir dir;
+  ControllerProcess c(dir);
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  const std::string ctl = "ctl --controller 127.0.0.1:" + std::to_string(c.port()) + " ";
+  std::string labels = controller_testing::Idx({10}, 0);
+  labels[labels.size() - 1] = 1;  // two classes
+  const std::string images = dir.Write("x.idx", controller_testing::Idx({10, 4, 4}, 7)),
+                    ys = dir.Write("y.idx", labels);
+  const std::string create =
+      ctl + "dataset create d --format idx --train-images " + images + " --train-labels " + ys;
+  // One name per class, or the registration is refused naming the field.
+  Outcome r = Dnnd(create + " --classes a,b,c");
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_NE(r.output.find("field 'classes' lists 3 class names"), std::string::npos) << r.output;
+  r = Dnnd(create + " --classes 'plain,marked'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(json::serialize(c.Json("GET", "/api/v1/datasets/d").at("classes")),
+            R"(["plain","marked"])");
+  r = Dnnd(ctl + "dataset get d");
+  EXPECT_NE(r.output.find("class names: plain, marked"), std::string::npos) << r.output;
+  const std::string spec = dir.Write("m.toml",
+                                     "[model]\ninput = [1, 4, 4]\n[[model.layers]]\ntype = "
+                                     "\"flatten\"\n[[model.layers]]\ntype = \"linear\"\nout = 2\n");
+  ASSERT_EQ(Dnnd(ctl + "model create m --spec " + spec).code, 0);
+  r = Dnnd(ctl + "job create --model m --dataset d --epochs 2 --batch 5");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto job = WaitForJob(c, 1, JobOver, std::chrono::seconds(60));
+  ASSERT_EQ(job.at("state").as_string(), "succeeded") << job << c.daemon().output();
+  json::array flat;
+  for (int i = 0; i < 16; ++i) flat.push_back(7.0 / 255);
+  const std::string body = json::serialize(json::object{{"inputs", json::array{flat}}});
+  const std::string answer = c.Send("POST", "/api/v1/models/m/predict", body);
+  ASSERT_EQ(HttpStatus(answer), 200) << answer;
+  const json::value v = json::parse(HttpBody(answer));
+  EXPECT_EQ(json::serialize(v.at("classes")), R"(["plain","marked"])");
+  const auto& p = v.at("predictions").at(0);
+  EXPECT_EQ(p.at("class_name").as_string(), p.at("class").as_int64() == 0 ? "plain" : "marked");
+  // dnnd ctl predict shows the name beside the index.
+  r = Dnnd(ctl + "predict m " + dir.Write("one.json", body));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find(std::to_string(p.at("class").as_int64()) + " " +
+                          std::string(p.at("class_name").as_string())),
+            std::string::npos)
+      << r.output;
+  // The job's model file carries them for dnnd infer too, with the job's normalisation.
+  auto model = LoadSafetensors(dir.path() + "/data/jobs/1/model/model.safetensors");
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_EQ(model->metadata.at("dnnd.classes"), R"(["plain","marked"])");
+  EXPECT_EQ(model->metadata.at("dnnd.input_shape"), "[1,4,4]");
+  EXPECT_TRUE(model->metadata.count("dnnd.normalize_mean"));
 }
 
 }  // namespace

@@ -270,6 +270,12 @@ TEST(Aggregator, WritesTheSampleWeightedAverageAndAReport) {
   ASSERT_TRUE(avg.ok() && cb.ok()) << avg.status().ToString();
   EXPECT_EQ(avg->metadata.at("dnnd.train_samples"), "32");
   EXPECT_NE(avg->metadata.at("dnnd.model_spec").find("[[model.layers]]"), std::string::npos);
+  // What prediction needs comes along from the inputs (tensor/prediction_meta.h).
+  for (const char* key :
+       {"dnnd.input_shape", "dnnd.channel_order", "dnnd.normalize_mean", "dnnd.normalize_std"}) {
+    ASSERT_TRUE(ca->metadata.count(key)) << key;
+    EXPECT_EQ(avg->metadata.at(key), ca->metadata.at(key)) << key;
+  }
   ASSERT_EQ(avg->tensors.size(), ca->tensors.size());
   for (size_t t = 0; t < avg->tensors.size(); ++t) {
     const auto va = ca->tensors[t].second.ToVector(), vb = cb->tensors[t].second.ToVector(),
