@@ -468,7 +468,8 @@ class Importer {
       return Unsupported(n, index,
                          "input is " + ShapeToString(v.shape) +
                              " per sample; Conv needs [channels, height, width]");
-    if (groups < 1 || w->dims[1] * groups != v.shape[0] || w->dims[0] % groups != 0)
+    if (groups < 1 || groups > v.shape[0] || w->dims[1] * groups != v.shape[0] ||
+        w->dims[0] % groups != 0)
       return Unsupported(n, index,
                          "weight " + ShapeToString(w->dims) + " with group " +
                              std::to_string(groups) + " does not fit an input of " +

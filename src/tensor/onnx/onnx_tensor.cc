@@ -1,6 +1,7 @@
 #include "tensor/onnx/onnx_tensor.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "onnx/onnx.pb.h"
@@ -270,8 +271,15 @@ Result<Const> FoldOp(const ::onnx::NodeProto& n, const std::vector<const Const*>
       std::vector<int64_t> out(count);
       for (int64_t k = 0; k < count; ++k) {
         const int64_t x = a.i[a.Numel() == 1 ? 0 : k], y = b.i[b.Numel() == 1 ? 0 : k];
-        if (op == "Div" && y == 0) return Bad(n, "division by zero");
-        out[k] = op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : x / y;
+        if (op == "Div" && (y == 0 || (y == -1 && x == INT64_MIN)))
+          return Bad(n, "division by zero or overflow");
+        int64_t r = 0;
+        const bool overflow = op == "Add"   ? __builtin_add_overflow(x, y, &r)
+                              : op == "Sub" ? __builtin_sub_overflow(x, y, &r)
+                              : op == "Mul" ? __builtin_mul_overflow(x, y, &r)
+                                            : (r = x / y, false);
+        if (overflow) return Bad(n, "integer overflow");
+        out[k] = r;
       }
       return Const::MakeInt(big.dims, out);
     }
