@@ -281,18 +281,16 @@ class ControllerStandaloneRole : public Role {
 
   // [model] onnx = "x.onnx": uploaded to the controller, which imports it and
   // keeps its weights as the start of the model's jobs: named "x-<digest of
-  // the file>", so a run finds its own upload and another file is another model.
+  // the file>", so a run finds its own upload (the same bytes import to the
+  // same model) and another file is another model.
   Result<std::string> EnsureOnnxModel() {
+    // Imported here too, so a bad file fails before anything is registered.
     DNND_ASSIGN_OR_RETURN(ConfiguredModel model, LoadModel(config_));
     const std::string path = model.initial_from;
-    DNND_ASSIGN_OR_RETURN(onnx::ImportedModel imported, onnx::ImportOnnxFile(path));
-    const std::string text = ModelSpecToToml(imported.spec);
     const std::string base = ReadableName(std::filesystem::path(path).stem().string(), "model");
     DNND_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path, onnx::kMaxOnnxBytes));
     const std::string digest = Sha256Hex(bytes);
-    auto ours = [&](const json::value& m) {
-      return m.at("spec") == json::value(text) && m.at("initial_weights") == json::value(true);
-    };
+    auto ours = [&](const json::value& m) { return m.at("initial_weights") == json::value(true); };
     auto create = [&](const std::string& name) {
       std::fprintf(stderr, "registering model %s from %s\n", name.c_str(), path.c_str());
       return Call("PUT", "/api/v1/models/" + name + "/onnx", bytes).status();

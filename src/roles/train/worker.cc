@@ -113,7 +113,8 @@ Result<ConfiguredModel> LoadModel(const Config& cfg) {
 }
 
 Result<ModelSpec> LoadModelSpec(const Config& cfg) {
-  DNND_ASSIGN_OR_RETURN(ConfiguredModel m, LoadModel(cfg));
+  // The spec alone: train.init_from's file is not read for it.
+  DNND_ASSIGN_OR_RETURN(ConfiguredModel m, LoadModelOnly(cfg));
   return std::move(m.spec);
 }
 

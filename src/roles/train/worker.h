@@ -40,7 +40,7 @@ struct ConfiguredModel {
   std::string initial_from;  // the file they came from, for messages
 };
 Result<ConfiguredModel> LoadModel(const Config& config);
-// LoadModel's spec.
+// LoadModel's spec (without reading train.init_from's weights).
 Result<ModelSpec> LoadModelSpec(const Config& config);
 
 // The worker role training its own shard; its placement comes from the
