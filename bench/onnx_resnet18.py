@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """torchvision's ResNet-18, exported from PyTorch, trained by dnnd, loaded back.
 
-  /usr/bin/python3 bench/onnx_resnet18.py [--epochs 1] [--threads 2]
+  /usr/bin/python3 bench/onnx_resnet18.py [--epochs 1] [--threads 2] [--controller]
 
 torchvision.models.resnet18(num_classes=10) (architecture only, no weights;
 conv1 takes 1 channel for Fashion-MNIST, torchvision's layout otherwise) is
@@ -13,6 +13,13 @@ eval mode. Prints dnnd's and PyTorch's test accuracy on the same weights
 (they must agree to 0.01 points), dnnd's training samples/s, and the same
 module trained by PyTorch for the same epochs with the same recipe
 (samples/s and accuracy) beside it.
+
+--controller trains it as a controller job instead: the standalone role with
+standalone.controller uploads the ONNX file to its controller (PUT
+/api/v1/models/{name}/onnx) and submits the job with the same recipe; one
+pool worker with --threads threads trains it. PyTorch then evaluates the
+job's checkpoint with the normalisation the job recorded in it (the
+controller standardises with the training set's own statistics).
 """
 import argparse
 import json
@@ -32,6 +39,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 import torch_reference as ref  # noqa: E402
 import safetensors_io as st  # noqa: E402
+import dnnd_configs as cfgs  # noqa: E402
 
 FM = "/usr/share/datasets/fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
@@ -42,6 +50,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--controller", action="store_true", help="train as a controller job")
+    ap.add_argument("--skip-torch-training", action="store_true")
     args = ap.parse_args()
     torch.manual_seed(0)
     module = ref.build("resnet18_fm")
@@ -55,11 +65,18 @@ def main():
                           opset_version=13, input_names=["x"], dynamic_axes={"x": {0: "batch"}})
         cfg = os.path.join(d, "worker.toml")
         with open(cfg, "w") as f:
-            f.write(f"""[node]
+            role = f"""[node]
 role = "worker"
 name = "resnet18-onnx"
 threads = {args.threads}
-[data]
+"""
+            if args.controller:
+                role = cfgs.standalone("resnet18-onnx", servers=1, workers=1).replace(
+                    "controller = false", "controller = true\nexit_when_done = true").replace(
+                    "threads = 2", f"threads = {args.threads}") + f"""[controller]
+data_dir = "{d}/ctl"
+"""
+            f.write(role + f"""[data]
 format = "idx"
 normalize_mean = {MEAN}
 normalize_std = {STD}
@@ -83,20 +100,29 @@ momentum = 0.9
         wall = time.perf_counter() - t0
         if r.returncode != 0:
             sys.exit(r.stderr[-3000:])
-        dnnd_acc = float(re.search(r"final test accuracy ([0-9.]+)%", r.stderr).group(1))
+        dnnd_acc = float(re.findall(r"test accuracy ([0-9.]+) ?%", r.stderr)[-1])
         rates = [float(a) * (1000 if k else 1) for a, k in
                  re.findall(r"([0-9.]+)(k?) samples/s", r.stderr)]
-        tensors, _ = st.load(os.path.join(d, "ckpt", "model.safetensors"))
+        if args.controller:
+            tensors, meta = st.load(os.path.join(d, "ctl", "jobs", "1", "model", "model.safetensors"))
+            mean = float(json.loads(meta["dnnd.normalize_mean"])[0])
+            std = float(json.loads(meta["dnnd.normalize_std"])[0])
+            x = (torch.from_numpy(xte.astype(np.float32) / 255.0).unsqueeze(1) - mean) / std
+            print(f"controller job: normalised with the training set's mean {mean:.4f}, std {std:.4f}")
+        else:
+            tensors, _ = st.load(os.path.join(d, "ckpt", "model.safetensors"))
         fresh = ref.build("resnet18_fm")
         fresh.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
         fresh.eval()
         with torch.no_grad():
             pred = torch.cat([fresh(x[i:i + 500]).argmax(1) for i in range(0, len(x), 500)])
         torch_acc = 100.0 * float((pred.numpy() == yte).mean())
-    print(f"dnnd {r.stderr.count('epoch ')} epoch(s): {np.mean(rates):.0f} samples/s, "
+    print(f"dnnd {r.stderr.count('epoch ')} epoch(s): {np.mean(rates) if rates else float('nan'):.0f} samples/s, "
           f"test accuracy {dnnd_acc:.2f} % ({wall:.0f} s end to end)")
     print(f"PyTorch on dnnd's checkpoint (load_state_dict strict): {torch_acc:.2f} % "
           f"(difference {torch_acc - dnnd_acc:+.2f} points)")
+    if args.skip_torch_training:
+        return
     # The same module and recipe in PyTorch, for scale.
     t = json.loads(subprocess.run(
         ["/usr/bin/python3", os.path.join(HERE, "torch_reference.py"), "accuracy", "--model",

@@ -99,14 +99,16 @@ Result<SafetensorsFile> DecodeSafetensors(const std::string& bytes, const std::s
   if (bytes.size() < 8) return Corruption(what + ": shorter than the 8-byte header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t{static_cast<uint8_t>(bytes[i])} << (8 * i);
-  if (n > limits.max_header_bytes)
-    return ResourceExhausted(what + ": header length " + std::to_string(n) +
-                             " exceeds the limit of " + std::to_string(limits.max_header_bytes) +
-                             " bytes");
+  // Past the end first: a file that is not safetensors at all (its first 8
+  // bytes read as a huge length) is malformed, not too large.
   if (n > bytes.size() - 8)
     return Corruption(what + ": header length " + std::to_string(n) +
                       " runs past the end of the file (" + std::to_string(bytes.size()) +
                       " bytes)");
+  if (n > limits.max_header_bytes)
+    return ResourceExhausted(what + ": header length " + std::to_string(n) +
+                             " exceeds the limit of " + std::to_string(limits.max_header_bytes) +
+                             " bytes");
   boost::system::error_code ec;
   json::value root = json::parse(std::string_view(bytes).substr(8, n), ec);
   if (ec) return Corruption(what + ": header is not valid JSON (" + ec.message() + ")");

@@ -190,8 +190,10 @@ class HttpRouter {
   // Throws std::logic_error on a malformed pattern or a duplicate route (bugs).
   void Handle(std::string method, std::string pattern, HttpHandler handler);
   // Like Handle, but the server streams the body to a file (HttpRequest::body_file).
+  // With `pool`, the handler runs there once the body is on disk (as
+  // HandleOffloaded's).
   void HandleUpload(std::string method, std::string pattern, HttpUploadOptions upload,
-                    HttpHandler handler);
+                    HttpHandler handler, std::shared_ptr<WorkQueue> pool = nullptr);
   // Like Handle, but the server runs the handler on `pool` (DispatchAsync),
   // answering 503 {"error":{"code":"overloaded"}} naming pool's setting when
   // it is full. The pool must be stopped before the server is destroyed.

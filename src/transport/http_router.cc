@@ -62,11 +62,12 @@ void HttpRouter::Handle(std::string method, std::string pattern, HttpHandler han
 }
 
 void HttpRouter::HandleUpload(std::string method, std::string pattern, HttpUploadOptions upload,
-                              HttpHandler handler) {
+                              HttpHandler handler, std::shared_ptr<WorkQueue> pool) {
   if (upload.dir.empty() || upload.max_bytes == 0)
     throw std::logic_error("route " + method + " " + pattern +
                            ": an upload needs a dir and max_bytes");
-  AddRoute(std::move(method), std::move(pattern), std::move(handler), std::move(upload));
+  AddRoute(std::move(method), std::move(pattern), std::move(handler), std::move(upload),
+           std::move(pool));
 }
 
 void HttpRouter::HandleOffloaded(std::string method, std::string pattern,

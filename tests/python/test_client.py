@@ -321,6 +321,43 @@ class ClientTest(unittest.TestCase):
         p = c.predict("cnn-onnx", self.x_test, job=job)
         self.assertLessEqual(int(np.sum(classes != p.classes)), 1)
 
+    def test_1c_warm_start_from_state_dict(self):
+        """A spec model started from a module's state_dict (set once, names
+        checked), fine-tuned with its first layer frozen: bit-identical after."""
+        if torch is None:
+            self.skipTest("torch is not importable")
+        c = self.c
+        torch.manual_seed(5)
+        module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(),
+                                     torch.nn.Linear(32, 10))
+        spec = {"input": [1, 28, 28],
+                "layers": [{"type": "flatten"}, {"type": "linear", "out": 32}, {"type": "relu"},
+                           {"type": "linear", "out": 10}],
+                "optimizer": {"type": "sgd", "lr": 0.05}}
+        start = {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
+        self.assertTrue(c.models.create("mlp-warm", spec, init_from=module.state_dict())["initial_weights"])
+        for k, v in c.models.initial("mlp-warm").items():
+            np.testing.assert_array_equal(v, start[k], err_msg=k)
+        with self.assertRaises(DnndError) as e:  # a model's start is set once
+            c.models.set_initial("mlp-warm", module.state_dict())
+        self.assertEqual(e.exception.status, 409)
+        c.models.create("mlp-warm-bad", spec)
+        bad = dict(start)
+        del bad["3.bias"]
+        with self.assertRaises(DnndError) as e:
+            c.models.set_initial("mlp-warm-bad", bad)
+        self.assertEqual(e.exception.status, 400)
+        self.assertIn("3.bias", e.exception.message)
+
+        job = c.jobs.submit("mlp-warm", "fm-small", epochs=1, batch=32, workers=2, momentum=0.9,
+                            weight_decay=1e-4, freeze=["1.*"])
+        self.assertEqual(job.wait(progress=False, poll=0.2, timeout=120)["state"], "succeeded")
+        tuned = c.checkpoint(job)
+        for k in ("1.weight", "1.bias"):
+            np.testing.assert_array_equal(tuned[k], start[k], err_msg=k)
+        for k in ("3.weight", "3.bias"):
+            self.assertFalse(np.array_equal(tuned[k], start[k]), k)
+
     def test_2_cancel(self):
         c = self.c
         job = c.jobs.submit("linear-text", "fm-small", epochs=500, batch=16, workers=1)
@@ -350,7 +387,7 @@ class ClientTest(unittest.TestCase):
             with self.assertRaises(DnndError) as e:  # refused before the body is read
                 bad.datasets.upload("big", {"train-images": b"\0" * (4 << 20)}, format="npy")
             self.assertEqual(e.exception.code, "unauthorized")
-        self.assertEqual(len(bad.models.list()), 4)  # reads need no token
+        self.assertEqual(len(bad.models.list()), 6)  # reads need no token
         with self.assertRaises(DnndError) as e:
             self.c.models.get("no-such-model")
         self.assertEqual((e.exception.status, e.exception.code), (404, "not_found"))

@@ -5,14 +5,17 @@ An MLP written in torch.nn (nn.Sequential, the names of
 configs/models/mlp.toml: "1.weight", "3.weight", "5.weight") is trained
 briefly in PyTorch on part of Fashion-MNIST and saved as a plain safetensors
 state_dict (no dnnd metadata). dnnd then fine-tunes it with
-`train.init_from` and `train.freeze = ["1.*"]`, locally and data-parallel
-(2 parameter servers x 2 workers, sync):
+`train.init_from` and `train.freeze = ["1.*"]`, locally, data-parallel
+(2 parameter servers x 2 workers, sync) and as a controller job (the
+standalone role with standalone.controller: the model is registered with the
+state_dict as its initial weights, the job carries the freeze):
   - the frozen first layer is bit-identical afterwards, the rest changed;
   - the test accuracy improves on PyTorch's starting point;
   - a state_dict with a missing, an unexpected and a mis-shaped tensor is
     refused listing all three, and a freeze pattern matching nothing is
     refused naming it.
 """
+import json
 import os
 import re
 import subprocess
@@ -68,6 +71,21 @@ LOCAL = cfgs.local_worker("warm")
 STANDALONE = cfgs.standalone("warm-dp")
 
 
+def controller_job(d):
+    """The controller with 2 pool workers in one process; it ends with the job."""
+    return cfgs.standalone("warm-ctl").replace("controller = false", "controller = true\nexit_when_done = true") + f"""
+[controller]
+data_dir = "{d}/ctl"
+"""
+
+
+def torch_accuracy(model, state, xte, yte):
+    """Test accuracy (%) of `model` with `state`, on the test set `xte` normalised as it is."""
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+    with torch.no_grad():
+        return 100.0 * (model(xte).argmax(1) == yte).float().mean().item()
+
+
 def run(cfg_text, d, name, ok=True):
     path = os.path.join(d, name)
     with open(path, "w") as f:
@@ -104,6 +122,25 @@ def main():
                 assert not np.array_equal(tuned[k], state[k]), f"{label}: {k} did not train"
             print(f"{label}: PyTorch start {start_acc:.2f} %, fine-tuned with 1.* frozen {acc:.2f} %")
             assert acc > start_acc + 1.0, (label, start_acc, acc)
+
+        # A controller job. It standardises inputs with the training set's own
+        # statistics (recorded in the model file), so both accuracies are
+        # PyTorch's on the test set standardised that way.
+        r = run(config(controller_job(d), d), d, "controller.toml")
+        assert "registering model torch-" in r.stderr and "job 1 succeeded" in r.stderr, r.stderr[-3000:]
+        tuned, meta = st.load(os.path.join(d, "ctl", "jobs", "1", "model", "model.safetensors"))
+        for k in ("1.weight", "1.bias"):
+            assert np.array_equal(tuned[k], state[k]), f"controller job: frozen {k} changed"
+        for k in ("3.weight", "5.weight", "5.bias"):
+            assert not np.array_equal(tuned[k], state[k]), f"controller job: {k} did not train"
+        mean = float(json.loads(meta["dnnd.normalize_mean"])[0])
+        std = float(json.loads(meta["dnnd.normalize_std"])[0])
+        xjob = (xte * STD + MEAN - mean) / std
+        job_start = torch_accuracy(model, state, xjob, yte)
+        job_acc = torch_accuracy(model, tuned, xjob, yte)
+        print(f"controller job: start {job_start:.2f} %, fine-tuned with 1.* frozen {job_acc:.2f} %")
+        assert job_acc > job_start + 1.0, (job_start, job_acc)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
 
         bad = dict(state)
         del bad["3.bias"]

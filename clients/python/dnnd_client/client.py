@@ -450,12 +450,34 @@ class Models:
     def __init__(self, client):
         self._c = client
 
-    def create(self, name, spec):
+    def create(self, name, spec, init_from=None):
         """Create a model; spec is the engine's model spec as TOML text, a
         path to a .toml (or .json) file, or a dict mirroring the TOML keys
         ({"input": [1, 28, 28], "layers": [...], "optimizer": {...}} or
-        {"model": {...}}). Returns its record (parameters, input, spec)."""
-        return self._c._json("POST", "/api/v1/models", body={"name": name, "spec": _read_spec(spec)})
+        {"model": {...}}). init_from: weights its jobs start from instead of
+        the seed (see set_initial). Returns its record (parameters, input,
+        spec, initial_weights)."""
+        record = self._c._json("POST", "/api/v1/models", body={"name": name, "spec": _read_spec(spec)})
+        if init_from is not None:
+            record = self.set_initial(name, init_from)
+        return record
+
+    def set_initial(self, name, weights):
+        """Give a model the weights its jobs start from: a state_dict
+        ({name: torch tensor or numpy array}), a path to a .safetensors file,
+        or its bytes. Names and shapes must match the spec exactly (a list
+        spec's layers are nn.Sequential's indices: "1.weight"); the 400 lists
+        every difference. Set once per model (409 after). Fine-tune part of
+        it with jobs.submit(..., freeze=["0.*"])."""
+        if isinstance(weights, (bytes, bytearray)):
+            data = bytes(weights)
+        elif isinstance(weights, (str, os.PathLike)):
+            with open(weights, "rb") as f:
+                data = f.read()
+        else:
+            data = _safetensors.dumps(weights)
+        return self._c._json("PUT", "/api/v1/models/%s/initial" % _quote(name), body=data,
+                             content_type="application/octet-stream")
 
     def list(self):
         return self._c._json("GET", "/api/v1/models")["models"]
@@ -464,8 +486,9 @@ class Models:
         return self._c._json("GET", "/api/v1/models/%s" % _quote(name))
 
     def initial(self, name):
-        """The weights a model's jobs start from (an ONNX model's), as
-        {name: numpy array}; DnndError 404 for a model that starts from its seed."""
+        """The weights a model's jobs start from (an ONNX model's, or
+        set_initial's), as {name: numpy array}; DnndError 404 for a model
+        that starts from its seed."""
         _, data = self._c.request("GET", "/api/v1/models/%s/initial" % _quote(name))
         return _safetensors.loads(data)[0]
 
@@ -510,7 +533,8 @@ class Jobs:
         controller's defaults (epochs 5, batch 64 per worker, the spec's lr
         and optimizer, workers 2, mode sync); any other job field of
         docs/controller.md (seed, limit_train, goal_accuracy, normalize,
-        elastic, ...) goes in **fields."""
+        elastic, momentum, weight_decay, freeze=["0.*"], ...) goes in
+        **fields."""
         body = {"model": model, "dataset": dataset}
         for k, v in dict(epochs=epochs, batch=batch, lr=lr, workers=workers, mode=mode, **fields).items():
             if v is not None:

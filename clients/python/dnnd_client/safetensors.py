@@ -59,6 +59,36 @@ def loads(data):
     return tensors, meta
 
 
+def dumps(tensors, metadata=None):
+    """{name: array} (numpy arrays, or torch tensors: a state_dict) -> the
+    bytes of a safetensors file, tensors sorted by name as the writers do.
+    Floating tensors are written as float32 (what dnnd trains in), integer
+    ones (num_batches_tracked) as int64."""
+    import numpy as np
+
+    header, chunks, offset = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        if hasattr(t, "detach"):  # a torch tensor
+            t = t.detach().cpu().numpy()
+        a = np.asarray(t)
+        if a.dtype.kind == "f":
+            a, dtype = a.astype("<f4"), "F32"
+        elif a.dtype.kind in "iub":
+            a, dtype = a.astype("<i8"), "I64"
+        else:
+            raise ValueError("tensor %r: dtype %s is neither floating nor integer" % (name, a.dtype))
+        raw = np.ascontiguousarray(a).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the body starts 8-byte aligned
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
+
+
 def load(path):
     """A safetensors file -> ({name: numpy array}, metadata dict)."""
     with open(path, "rb") as f:

@@ -15,6 +15,7 @@
 #include "roles/controller/datasets.h"
 #include "roles/controller/job_runner.h"
 #include "roles/train/job_spec.h"
+#include "roles/train/trainer.h"
 #include "tensor/data/dataset.h"
 #include "tensor/model_spec.h"
 
@@ -76,14 +77,15 @@ void JobsApi::AddRoutes(HttpRouter& r, std::shared_ptr<WorkQueue> heavy) {
 Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
   DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, ctx_.max_json));
   JsonFields f{body, ""};
-  DNND_RETURN_IF_ERROR(f.RejectUnknown({"model",       "dataset",    "epochs",
-                                        "batch",       "lr",         "optimizer",
-                                        "workers",     "servers",    "mode",
-                                        "kavg_steps",  "seed",       "limit_train",
-                                        "limit_test",  "eval_every", "goal_accuracy",
-                                        "lr_schedule", "elastic",    "min_workers",
-                                        "max_workers", "normalize",  "augment_crop_padding",
-                                        "augment_flip"}));
+  DNND_RETURN_IF_ERROR(f.RejectUnknown({"model",        "dataset",    "epochs",
+                                        "batch",        "lr",         "optimizer",
+                                        "workers",      "servers",    "mode",
+                                        "kavg_steps",   "seed",       "limit_train",
+                                        "limit_test",   "eval_every", "goal_accuracy",
+                                        "lr_schedule",  "elastic",    "min_workers",
+                                        "max_workers",  "normalize",  "augment_crop_padding",
+                                        "augment_flip", "momentum",   "weight_decay",
+                                        "freeze"}));
   DNND_ASSIGN_OR_RETURN(std::string model, f.String("model", "", true));
   DNND_ASSIGN_OR_RETURN(std::string dataset, f.String("dataset", "", true));
   DNND_RETURN_IF_ERROR(CheckName("model", model));
@@ -127,6 +129,18 @@ Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
     return InvalidArgument("model '" + model + "' takes samples of shape " +
                            ShapeToString(spec.input) + " but dataset '" + dataset + "' has " +
                            d->sample_shape);
+  if (!job.freeze.empty()) {  // every pattern must name something, as a worker checks
+    DNND_ASSIGN_OR_RETURN(auto graph, BuildModel(spec, 0));
+    auto frozen = FrozenParameters(*graph, job.freeze);
+    if (!frozen.ok()) {
+      std::string why = frozen.status().message();  // the worker's "train.freeze: ..."
+      if (why.starts_with("train.freeze: ")) why.erase(0, 14);
+      return InvalidArgument("field 'freeze': " + why);
+    }
+    if (frozen->size() == graph->Parameters().size())
+      return InvalidArgument("field 'freeze' leaves no parameter of model '" + model +
+                             "' to train");
+  }
   if (job.augment_crop_padding > 0 || job.augment_flip)
     DNND_RETURN_IF_ERROR(data::CheckLoaderOptions(
         spec.input, {.crop_padding = job.augment_crop_padding, .flip = job.augment_flip}));

@@ -10,6 +10,7 @@
 #include "core/files.h"
 #include "core/json_fields.h"
 #include "core/work_queue.h"
+#include "tensor/checkpoint.h"
 #include "tensor/onnx/onnx_import.h"
 #include "tensor/safetensors.h"
 
@@ -89,18 +90,22 @@ ModelsApi::ModelsApi(const ControllerContext& ctx, ModelLimits limits)
     : ctx_(ctx), limits_(limits) {}
 
 void ModelsApi::AddRoutes(HttpRouter& r, std::shared_ptr<WorkQueue> heavy) {
-  r.HandleOffloaded("POST", "/api/v1/models", std::move(heavy),
+  r.HandleOffloaded("POST", "/api/v1/models", heavy,
                     ApiHandler([this](const HttpRequest& q) { return Create(q); }));
   r.Handle("GET", "/api/v1/models", ApiHandler([this](const HttpRequest& q) { return List(q); }));
   r.Handle("GET", "/api/v1/models/{name}",
            ApiHandler([this](const HttpRequest& q) { return Get(q); }));
   r.Handle("GET", "/api/v1/models/{name}/checkpoint",
            ApiHandler([this](const HttpRequest& q) { return Checkpoint(q); }));
-  r.HandleUpload("PUT", "/api/v1/models/{name}/onnx",
-                 {.dir = ctx_.dir + "/uploads",
-                  .max_bytes = static_cast<size_t>(ctx_.cfg.GetInt("controller.max_upload_bytes")),
-                  .limit_name = "controller.max_upload_bytes"},
-                 ApiHandler([this](const HttpRequest& q) { return CreateFromOnnx(q); }));
+  const HttpUploadOptions upload{
+      .dir = ctx_.dir + "/uploads",
+      .max_bytes = static_cast<size_t>(ctx_.cfg.GetInt("controller.max_upload_bytes")),
+      .limit_name = "controller.max_upload_bytes"};
+  // Importing or checking weights builds the model: on `heavy`, like POST.
+  r.HandleUpload("PUT", "/api/v1/models/{name}/onnx", upload,
+                 ApiHandler([this](const HttpRequest& q) { return CreateFromOnnx(q); }), heavy);
+  r.HandleUpload("PUT", "/api/v1/models/{name}/initial", upload,
+                 ApiHandler([this](const HttpRequest& q) { return SetInitial(q); }), heavy);
   r.Handle("GET", "/api/v1/models/{name}/initial",
            ApiHandler([this](const HttpRequest& q) { return Initial(q); }));
 }
@@ -168,6 +173,41 @@ Result<HttpResponse> ModelsApi::CreateFromOnnx(const HttpRequest& r) {
   for (const auto& x : imported->renamed) renamed.push_back(json::value(x));
   out["renamed"] = std::move(renamed);
   return HttpResponse::Json(201, std::move(out));
+}
+
+Result<HttpResponse> ModelsApi::SetInitial(const HttpRequest& r) {
+  const std::string name = r.params.at("name");
+  DNND_RETURN_IF_ERROR(CheckName("model", name));
+  if (r.body_file.empty()) return Internal("upload route called without a streamed body");
+  DNND_ASSIGN_OR_RETURN(ModelRecord m, ctx_.store.GetModel(name));
+  auto file = LoadSafetensors(r.body_file);
+  if (!file.ok()) {
+    if (file.status().code() == StatusCode::kResourceExhausted) return file.status();
+    return InvalidArgument("invalid initial weights for model '" + name +
+                           "': " + file.status().message());
+  }
+  // The spec's own model takes them, or the job's workers would refuse them
+  // later: every missing, unexpected and mis-shaped name is listed now.
+  DNND_ASSIGN_OR_RETURN(ModelSpec spec, ParseModelSpecText(m.spec, name));
+  DNND_ASSIGN_OR_RETURN(auto model, BuildModel(spec, 0, limits_));
+  if (Status s = LoadParameters(*model, file->tensors); !s.ok())
+    return InvalidArgument("the initial weights do not fit model '" + name + "': " + s.message());
+  // A model's start never changes under its jobs (a data-parallel job's
+  // workers fetch it one by one): set once; another start is another model.
+  std::lock_guard lock(initial_mu_);
+  const std::string path = ctx_.InitialWeightsPath(name);
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec))
+    return AlreadyExists("model '" + name +
+                         "' already has initial weights; register the spec under another name "
+                         "for another start");
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  if (ec) return IoError("cannot create " + path + ": " + ec.message());
+  // Re-encoded from the model: the model's names and dtypes, not the upload's metadata.
+  DNND_RETURN_IF_ERROR(SaveSafetensors(path, model->NamedState(),
+                                       {{"dnnd.source", "upload"}, {"dnnd.model", name}},
+                                       model->IntegerBufferNames()));
+  return HttpResponse::Json(200, ModelJson(ctx_, m));
 }
 
 Result<HttpResponse> ModelsApi::Initial(const HttpRequest& r) {

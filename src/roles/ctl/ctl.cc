@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 #include "core/did_you_mean.h"
 #include "core/files.h"
@@ -45,6 +46,9 @@ const std::vector<Flag> kJobFlags = {
     {"batch", "N", "samples per step and worker (64)"},
     {"lr", "X", "learning rate (the model spec's)"},
     {"optimizer", "sgd|adam|adamw", "the optimizer (the model spec's)"},
+    {"momentum", "X", "SGD's momentum (the model spec's)"},
+    {"weight-decay", "X", "weight decay (the model spec's)"},
+    {"freeze", "P,...", "keep the parameters these patterns (* and ?) match fixed"},
     {"workers", "N", "training processes (2)"},
     {"servers", "N", "parameter-server shards (1)"},
     {"mode", "sync|async|kavg", "how the workers combine their gradients (sync)"},
@@ -67,7 +71,21 @@ const std::vector<Flag> kJobFlags = {
 bool IsTextJobFlag(std::string_view f) {
   return f == "model" || f == "dataset" || f == "optimizer" || f == "mode" || f == "lr-schedule";
 }
-bool IsRealJobFlag(std::string_view f) { return f == "lr" || f == "goal-accuracy"; }
+bool IsRealJobFlag(std::string_view f) {
+  return f == "lr" || f == "goal-accuracy" || f == "momentum" || f == "weight-decay";
+}
+bool IsListJobFlag(std::string_view f) { return f == "freeze"; }
+
+// "a,b,c" as a JSON array of strings.
+json::array CommaList(const std::string& list) {
+  json::array out;
+  for (size_t start = 0; start <= list.size();) {
+    const size_t end = std::min(list.find(',', start), list.size());
+    out.push_back(json::value(list.substr(start, end - start)));
+    start = end + 1;
+  }
+  return out;
+}
 
 const std::vector<Flag> kUploadFlags = {
     {"format", "idx|npy|npz|csv|cifar10", "the files' format (required)"},
@@ -133,8 +151,12 @@ const std::vector<Verb>& Verbs() {
        1,
        1,
        {{"spec", "F", "the model spec, a TOML file"},
-        {"onnx", "F", "a model exported by torch.onnx.export (its weights are the jobs' start)"}},
-       "Registers a model: --spec or --onnx (exactly one).\n"},
+        {"onnx", "F", "a model exported by torch.onnx.export (its weights are the jobs' start)"},
+        {"init-from", "F",
+         "with --spec: safetensors weights (a PyTorch state_dict) the jobs start from"}},
+       "Registers a model: --spec or --onnx (exactly one). With --init-from, the model's jobs\n"
+       "start from those weights (names and shapes must match the spec) instead of its seed;\n"
+       "a job's --freeze then keeps some of them fixed.\n"},
       {"job",
        "list",
        "",
@@ -329,6 +351,8 @@ Result<json::object> JobBody(const FlagValues& flags) {
     std::replace(key.begin(), key.end(), '-', '_');
     if (IsTextJobFlag(f.name)) {
       body[key] = v;
+    } else if (IsListJobFlag(f.name)) {
+      body[key] = CommaList(v);
     } else if (f.value.empty()) {
       body[key] = true;  // a switch
     } else if (IsRealJobFlag(f.name)) {
@@ -504,16 +528,7 @@ int RunCtl(const std::vector<std::string>& args) {
       if (int rc = CheckReply(r, client); rc != 0) return rc;
     }
     json::object body{{"name", arg}, {"format", format}};
-    if (flags.has("classes")) {
-      json::array names;
-      const std::string list = flags.get("classes");
-      for (size_t start = 0; start <= list.size();) {
-        const size_t end = std::min(list.find(',', start), list.size());
-        names.push_back(json::value(list.substr(start, end - start)));
-        start = end + 1;
-      }
-      body["classes"] = std::move(names);
-    }
+    if (flags.has("classes")) body["classes"] = CommaList(flags.get("classes"));
     return call("POST", "/api/v1/datasets", json::serialize(body), ctl::PrintDatasets);
   }
   if (noun == "model") {
@@ -521,6 +536,8 @@ int RunCtl(const std::vector<std::string>& args) {
     if (v == "get") return call("GET", "/api/v1/models/" + Segment(arg), "", ctl::PrintModels);
     if (flags.has("spec") == flags.has("onnx"))  // create
       return VerbUsageError(*verb, "give --spec (a TOML spec) or --onnx (an ONNX file)");
+    if (flags.has("onnx") && flags.has("init-from"))
+      return VerbUsageError(*verb, "--init-from goes with --spec (an ONNX file has its weights)");
     if (flags.has("onnx")) {
       std::fprintf(stderr, "uploading %s as model %s\n", flags.get("onnx").c_str(), arg.c_str());
       auto r = client.Upload("/api/v1/models/" + Segment(arg) + "/onnx", flags.get("onnx"));
@@ -531,17 +548,31 @@ int RunCtl(const std::vector<std::string>& args) {
         ctl::PrintModels(row);
       });
     }
+    if (flags.has("init-from") && !std::filesystem::is_regular_file(flags.get("init-from"))) {
+      std::fprintf(stderr, "dnnd ctl: --init-from %s: no such file\n",
+                   flags.get("init-from").c_str());
+      return 2;
+    }
     auto text = ReadFileToString(flags.get("spec"), 1 << 20);
     if (!text.ok()) {
       std::fprintf(stderr, "dnnd ctl: %s\n", text.status().ToString().c_str());
       return 2;
     }
-    json::object body{{"name", arg}, {"spec", *text}};
-    return call("POST", "/api/v1/models", json::serialize(body), [](const json::value& x) {
+    auto print = [](const json::value& x) {
       json::object row = x.as_object();
       row.erase("spec");  // the file just sent
       ctl::PrintModels(row);
-    });
+    };
+    json::object body{{"name", arg}, {"spec", *text}};
+    if (!flags.has("init-from"))
+      return call("POST", "/api/v1/models", json::serialize(body), print);
+    auto created = client.Request("POST", "/api/v1/models", json::serialize(body));
+    if (int rc = CheckReply(created, client); rc != 0) return rc;
+    std::fprintf(stderr, "uploading %s as model %s's initial weights\n",
+                 flags.get("init-from").c_str(), arg.c_str());
+    auto r = client.Upload("/api/v1/models/" + Segment(arg) + "/initial", flags.get("init-from"));
+    if (int rc = CheckReply(r, client); rc != 0) return rc;
+    return call("GET", "/api/v1/models/" + Segment(arg), "", print);
   }
   if (noun == "node") return call("GET", "/api/v1/nodes", "", ctl::PrintNodes);  // list
   // job

@@ -259,10 +259,7 @@ class ControllerStandaloneRole : public Role {
   Result<std::string> EnsureModel() {
     const toml::table* section = config_.Section("model");
     if (section && section->get("onnx")) return EnsureOnnxModel();
-    if (!config_.GetString("train.init_from").empty())
-      return InvalidArgument(
-          "train.init_from with standalone.controller: controller jobs start from a model's own "
-          "weights; register the model from ONNX, or set standalone.controller = false");
+    if (!config_.GetString("train.init_from").empty()) return EnsureWarmStartedModel();
     DNND_ASSIGN_OR_RETURN(ModelSpec spec, LoadModelSpec(config_));
     const std::string text = ModelSpecToToml(spec);
     std::string base = "model";
@@ -277,6 +274,31 @@ class ControllerStandaloneRole : public Role {
           .status();
     };
     return OursOrCreated("model", {base, base + "-" + Sha256Hex(text).substr(0, 8)}, ours, create);
+  }
+
+  // The config's spec with train.init_from's weights as the start of its
+  // jobs: named "<base>-<digest of spec and weights>", so a re-run finds its
+  // own registration and other weights are another model.
+  Result<std::string> EnsureWarmStartedModel() {
+    // Loaded here too, so a bad file fails before anything is registered.
+    DNND_ASSIGN_OR_RETURN(ConfiguredModel model, LoadModel(config_));
+    const std::string text = ModelSpecToToml(model.spec);
+    DNND_ASSIGN_OR_RETURN(std::string weights, ReadFileToString(model.initial_from));
+    std::string base =
+        ReadableName(std::filesystem::path(model.initial_from).stem().string(), "model");
+    const std::string digest = Sha256Hex(text + "\n" + Sha256Hex(weights));
+    auto ours = [&](const json::value& m) {
+      return m.at("spec") == json::value(text) && m.at("initial_weights") == json::value(true);
+    };
+    auto create = [&](const std::string& name) -> Status {
+      std::fprintf(stderr, "registering model %s from its spec and %s\n", name.c_str(),
+                   model.initial_from.c_str());
+      DNND_RETURN_IF_ERROR(Call("POST", "/api/v1/models",
+                                json::serialize(json::object{{"name", name}, {"spec", text}}))
+                               .status());
+      return Call("PUT", "/api/v1/models/" + name + "/initial", weights).status();
+    };
+    return OursOrCreated("model", {base + "-" + digest.substr(0, 8)}, ours, create);
   }
 
   // [model] onnx = "x.onnx": uploaded to the controller, which imports it and
@@ -364,6 +386,17 @@ class ControllerStandaloneRole : public Role {
     if (config_.GetInt("data.augment_crop_padding") > 0)
       job["augment_crop_padding"] = config_.GetInt("data.augment_crop_padding");
     if (config_.GetBool("data.augment_flip")) job["augment_flip"] = true;
+    // The optimizer's settings beyond type and rate (an imported model has
+    // none of its own): sent when they differ from the defaults.
+    if (spec.optimizer.type == "sgd" && spec.optimizer.momentum != 0)
+      job["momentum"] = DecimalOf(spec.optimizer.momentum);
+    if (spec.optimizer.weight_decay != 0)
+      job["weight_decay"] = DecimalOf(spec.optimizer.weight_decay);
+    if (const auto freeze = config_.GetStrings("train.freeze"); !freeze.empty()) {
+      json::array patterns;
+      for (const auto& p : freeze) patterns.push_back(json::value(p));
+      job["freeze"] = std::move(patterns);
+    }
     // A re-run follows the job an earlier run left instead of training a second one.
     DNND_ASSIGN_OR_RETURN(int64_t id, EarlierJob(job));
     const bool earlier = id > 0;

@@ -29,6 +29,21 @@ Status CheckOneOf(const char* key, const std::string& v, std::initializer_list<c
   return FieldError("", key, "is '" + v + "'; expected " + expected);
 }
 
+// o[key]: an array of strings, or `def` when absent.
+Result<std::vector<std::string>> StringList(const json::object& o, const std::string& where,
+                                            const char* key, const std::vector<std::string>& def,
+                                            const char* what) {
+  const json::value* v = o.if_contains(key);
+  if (!v) return def;
+  std::vector<std::string> out;
+  if (!v->is_array()) return FieldError(where, key, std::string("must be ") + what);
+  for (const auto& x : v->get_array()) {
+    if (!x.is_string()) return FieldError(where, key, std::string("must be ") + what);
+    out.emplace_back(x.get_string());
+  }
+  return out;
+}
+
 }  // namespace
 
 JobSpec JobSpec::Stored() {
@@ -61,22 +76,22 @@ Result<JobSpec> JobSpec::FromJson(const json::object& o, const JobSpec& defaults
   DNND_ASSIGN_OR_RETURN(s.mode, f.String("mode", defaults.mode));
   DNND_ASSIGN_OR_RETURN(s.optimizer, f.String("optimizer", defaults.optimizer));
   DNND_ASSIGN_OR_RETURN(s.lr, f.Number("lr", defaults.lr));
+  for (auto [key, field] :
+       {std::pair{"momentum", &s.momentum}, std::pair{"weight_decay", &s.weight_decay}})
+    if (o.contains(key)) {
+      DNND_ASSIGN_OR_RETURN(double v, f.Number(key, 0));
+      *field = v;
+    }
+  DNND_ASSIGN_OR_RETURN(s.freeze, StringList(o, where, "freeze", defaults.freeze,
+                                             "an array of parameter-name patterns"));
   s.normalized = o.contains("normalize_mean") || defaults.normalized;
   DNND_ASSIGN_OR_RETURN(s.normalize_mean, f.Number("normalize_mean", defaults.normalize_mean));
   DNND_ASSIGN_OR_RETURN(s.normalize_std, f.Number("normalize_std", defaults.normalize_std));
   DNND_ASSIGN_OR_RETURN(s.augment_crop_padding,
                         f.Int("augment_crop_padding", defaults.augment_crop_padding));
   DNND_ASSIGN_OR_RETURN(s.augment_flip, f.Bool("augment_flip", defaults.augment_flip));
-  if (const json::value* c = o.if_contains("classes")) {
-    s.classes.clear();
-    if (!c->is_array())
-      return FieldError(where, "classes", "must be an array of strings (the class names)");
-    for (const auto& name : c->get_array()) {
-      if (!name.is_string())
-        return FieldError(where, "classes", "must be an array of strings (the class names)");
-      s.classes.emplace_back(name.get_string());
-    }
-  }
+  DNND_ASSIGN_OR_RETURN(s.classes, StringList(o, where, "classes", defaults.classes,
+                                              "an array of strings (the class names)"));
   Status v = s.Validate();
   if (!v.ok() && !where.empty()) return v.WithContext(where);
   DNND_RETURN_IF_ERROR(v);
@@ -111,6 +126,16 @@ Status JobSpec::Validate() const {
   DNND_RETURN_IF_ERROR(
       CheckOneOf("optimizer", optimizer, {"sgd", "adam", "adamw"}, "sgd, adam or adamw"));
   if (!(lr > 0 && lr < 100)) return InvalidArgument("field 'lr' must be in (0, 100)");
+  if (momentum && !(*momentum >= 0 && *momentum < 1))
+    return InvalidArgument("field 'momentum' must be in [0, 1)");
+  if (momentum && optimizer != "sgd")
+    return InvalidArgument("field 'momentum' is SGD's; the job's optimizer is " + optimizer);
+  if (weight_decay && !(*weight_decay >= 0 && *weight_decay < 1))
+    return InvalidArgument("field 'weight_decay' must be in [0, 1)");
+  if (freeze.size() > 1000) return InvalidArgument("field 'freeze' has more than 1000 patterns");
+  for (const auto& pattern : freeze)
+    if (pattern.empty() || pattern.size() > 1000)
+      return InvalidArgument("field 'freeze': a pattern must be 1..1000 characters");
   if (normalized && !(normalize_std > 0))
     return InvalidArgument("field 'normalize_std' must be > 0");
   if (stop_epoch != 0 && !(start_epoch >= 0 && start_epoch < stop_epoch && stop_epoch <= epochs))
@@ -137,23 +162,29 @@ json::object JobSpec::ToJson() const {
   p["mode"] = mode;
   p["optimizer"] = optimizer;
   p["lr"] = lr;
+  if (momentum) p["momentum"] = *momentum;
+  if (weight_decay) p["weight_decay"] = *weight_decay;
+  auto strings = [](const std::vector<std::string>& v) {
+    json::array a;
+    for (const auto& x : v) a.push_back(json::value(x));
+    return a;
+  };
+  if (!freeze.empty()) p["freeze"] = strings(freeze);
   if (normalized) {
     p["normalize_mean"] = normalize_mean;
     p["normalize_std"] = normalize_std;
   }
   if (augment_crop_padding > 0) p["augment_crop_padding"] = augment_crop_padding;
   if (augment_flip) p["augment_flip"] = true;
-  if (!classes.empty()) {
-    json::array names;
-    for (const auto& c : classes) names.push_back(json::value(c));
-    p["classes"] = std::move(names);
-  }
+  if (!classes.empty()) p["classes"] = strings(classes);
   return p;
 }
 
 void JobSpec::ApplyTo(ModelSpec& model) const {
   model.optimizer.type = optimizer;
   model.optimizer.lr = static_cast<float>(lr);
+  if (momentum) model.optimizer.momentum = static_cast<float>(*momentum);
+  if (weight_decay) model.optimizer.weight_decay = static_cast<float>(*weight_decay);
 }
 
 void JobSpec::ApplyTo(TrainOptions& o) const {
@@ -168,6 +199,7 @@ void JobSpec::ApplyTo(TrainOptions& o) const {
   o.augment_crop_padding = augment_crop_padding;
   o.augment_flip = augment_flip;
   o.classes = classes;
+  o.freeze = freeze;
   if (stop_epoch > 0) {
     o.start_epoch = start_epoch;
     o.start_step = start_step;

@@ -11,6 +11,7 @@
 
 #include <boost/json/object.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,12 @@ struct JobSpec {
   std::string lr_schedule = "cosine";       // constant | cosine | step
   std::string optimizer = "adam";           // sgd | adam | adamw
   double lr = 0.001;
+  // Over the model's own optimizer settings when given (stored only then):
+  // an imported model has none of its own.
+  std::optional<double> momentum, weight_decay;
+  // Parameters kept fixed (TrainOptions::freeze's patterns, * and ?):
+  // fine-tuning a head on a model started from other weights.
+  std::vector<std::string> freeze;
   // Elastic: the scheduler picks the workers of each epoch in [min, max].
   bool elastic = false;
   int64_t min_workers = 1, max_workers = 1;
@@ -65,7 +72,7 @@ struct JobSpec {
   // InvalidArgument naming the first bad field.
   Status Validate() const;
 
-  // The job's optimizer and learning rate on the model.
+  // The job's optimizer, learning rate, momentum and weight decay on the model.
   void ApplyTo(ModelSpec& model) const;
   // The job's training options (epochs, batch, seed, schedule, data limits
   // are the worker's: limit_train/limit_test only size the shards).
