@@ -11,8 +11,11 @@ test accuracy to 0.01 points (one sample in 10,000). Also: `dnnd config
 check` accepts the config and reports a broken ONNX file by name; and a
 data-parallel job (2 parameter servers x 2 workers, sync) starts from the
 ONNX weights: at a learning rate of 1e-12 its trained parameters are the
-initializers (a seeded start would differ by O(0.1)).
+initializers (a seeded start would differ by O(0.1)). And as a controller
+job (the standalone role with its controller uploads the file): PyTorch
+reproduces the job's test accuracy from its checkpoint to 0.01 points.
 """
+import json
 import os
 import re
 import subprocess
@@ -66,6 +69,23 @@ def standalone_config(onnx_file, ckpt):
             train(ckpt, onnx_file, 64, 1e-12))
 
 
+def controller_config(onnx_file, d):
+    """The controller and one pool worker in one process, ending with the job."""
+    sa = cfgs.standalone("onnx-ctl", servers=1, workers=1).replace(
+        "controller = false", "controller = true\nexit_when_done = true")
+    return (sa + f'[controller]\ndata_dir = "{d}/ctl"\n' +
+            cfgs.fashion_mnist("limit_train = 6400") +
+            train(os.path.join(d, "ctl-ckpt"), onnx_file, 64, 0.05, "momentum = 0.9"))
+
+
+def accuracy(module, x, y):
+    """Test accuracy (%) of `module` in eval mode."""
+    module.eval()
+    with torch.no_grad():
+        pred = torch.cat([module(x[i:i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
+    return 100.0 * (pred.numpy() == y).mean()
+
+
 def main():
     torch.manual_seed(5)
     module = ref.Custom()
@@ -87,13 +107,10 @@ def main():
         tensors, _ = st.load(os.path.join(d, "ckpt", "model.safetensors"))
         fresh = ref.Custom()
         fresh.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
-        fresh.eval()
         xte = read_idx(f"{FM}/t10k-images-idx3-ubyte.gz")
         yte = read_idx(f"{FM}/t10k-labels-idx1-ubyte.gz").astype(np.int64)
         x = (torch.from_numpy(xte.astype(np.float32) / 255.0).unsqueeze(1) - MEAN) / STD
-        with torch.no_grad():
-            pred = torch.cat([fresh(x[i:i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
-        torch_acc = 100.0 * (pred.numpy() == yte).mean()
+        torch_acc = accuracy(fresh, x, yte)
         print(f"dnnd {dnnd_acc:.2f} %, PyTorch on dnnd's checkpoint {torch_acc:.2f} %")
         assert abs(torch_acc - dnnd_acc) <= 0.01 + 1e-9, (dnnd_acc, torch_acc)
         assert dnnd_acc > 70, dnnd_acc  # one epoch trains it
@@ -110,6 +127,28 @@ def main():
         for k in params:
             assert np.allclose(trained[k], inits[k], rtol=0, atol=1e-8), k
         print(f"data-parallel job kept the {len(params)} ONNX parameters")
+
+        # A controller job (the standalone role with its controller): the
+        # ONNX file is uploaded, the job trains from its weights with the
+        # config's recipe, and PyTorch reproduces the job's accuracy from its
+        # checkpoint, normalised with the statistics the job recorded there.
+        ctl = os.path.join(d, "controller.toml")
+        with open(ctl, "w") as f:
+            f.write(controller_config("custom.onnx", d))
+        run = subprocess.run([DNND, "--config", ctl], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        m = re.search(r"job 1 succeeded with test accuracy ([0-9.]+) %", run.stderr)
+        assert m and "registering model custom-" in run.stderr, run.stderr[-3000:]
+        job_acc = float(m.group(1))
+        tensors, meta = st.load(os.path.join(d, "ctl", "jobs", "1", "model", "model.safetensors"))
+        mean = float(json.loads(meta["dnnd.normalize_mean"])[0])
+        std = float(json.loads(meta["dnnd.normalize_std"])[0])
+        fresh = ref.Custom()
+        fresh.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
+        torch_acc = accuracy(fresh, (torch.from_numpy(xte.astype(np.float32) / 255.0).unsqueeze(1) - mean) / std, yte)
+        print(f"controller job {job_acc:.2f} %, PyTorch on its checkpoint {torch_acc:.2f} %")
+        assert abs(torch_acc - job_acc) <= 0.01 + 1e-9, (job_acc, torch_acc)
+        assert job_acc > 60, job_acc
 
         # A damaged file: config check names it.
         with open(onnx_path, "r+b") as f:

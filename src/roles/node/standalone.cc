@@ -435,10 +435,16 @@ class ControllerStandaloneRole : public Role {
     const std::string state(j.at("state").as_string());
     Status verdict = Status::Ok();
     if (state == "succeeded") {
+      // The newest evaluated epoch's accuracy: what a run is for.
+      char result[64] = "";
+      for (const auto& e : j.at("history").as_array())
+        if (const json::value* a = e.as_object().if_contains("test_accuracy"))
+          std::snprintf(result, sizeof result, " with test accuracy %.2f %%",
+                        100 * a->to_number<double>());
       std::fprintf(stderr,
-                   "job %lld succeeded; its history and model: dnnd ctl job get %lld, GET "
+                   "job %lld succeeded%s; its history and model: dnnd ctl job get %lld, GET "
                    "/api/v1/jobs/%lld/checkpoint\n",
-                   n, n, n);
+                   n, result, n, n);
     } else {
       verdict = Internal("job " + std::to_string(id) + " " + state + ": " +
                          std::string(j.at("reason").as_string()));
