@@ -54,7 +54,9 @@ TEST(Safetensors, CorruptionIsReportedNotCrashed) {
   };
   std::vector<Case> cases = {
       {"abc", "shorter than"},
-      {std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8), "exceeds"},
+      // Not safetensors at all (the first 8 bytes read as a huge length):
+      // malformed, not too large.
+      {std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8), "runs past the end"},
       {std::string("\x40\x00\x00\x00\x00\x00\x00\x00", 8) + "{}", "runs past the end"},
       {Header("{not json", ""), "not valid JSON"},
       {Header("[1]", ""), "not a JSON object"},
@@ -76,7 +78,15 @@ TEST(Safetensors, CorruptionIsReportedNotCrashed) {
     auto f = DecodeSafetensors(c.bytes, "file.st");
     ASSERT_FALSE(f.ok()) << c.expect;
     EXPECT_NE(f.status().message().find(c.expect), std::string::npos) << f.status().message();
+    EXPECT_NE(f.status().code(), StatusCode::kResourceExhausted) << f.status().message();
   }
+  // A header that is there but over the limit: resource exhaustion.
+  auto big =
+      DecodeSafetensors(Header(ok_entry, std::string(8, 0)), "file.st", {.max_header_bytes = 16});
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.status().code(), StatusCode::kResourceExhausted) << big.status().message();
+  EXPECT_NE(big.status().message().find("exceeds the limit of 16"), std::string::npos)
+      << big.status().message();
 }
 
 TEST(Safetensors, LimitsAreCheckedFromTheHeaderBeforeDecoding) {
