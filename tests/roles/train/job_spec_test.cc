@@ -56,9 +56,14 @@ TEST(JobSpec, RoundTripsThroughTheStoresJson) {
   s.normalized = true;
   s.normalize_mean = 0.1;
   s.normalize_std = 0.3;
-  EXPECT_FALSE(s.ToJson().contains("augment_flip"));  // off: rows stay as they were
+  for (const char* key : {"augment_flip", "momentum", "weight_decay", "freeze"})
+    EXPECT_FALSE(s.ToJson().contains(key)) << key;  // off: rows stay as they were
   s.augment_crop_padding = 4;
   s.augment_flip = true;
+  s.optimizer = "sgd";
+  s.momentum = 0.9;
+  s.weight_decay = 0;  // given, even as 0: it overrides the model's
+  s.freeze = {"stem.*", "fc.weight"};
   auto back = JobSpec::FromJson(s.ToJson(), JobSpec::Stored());
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(json::serialize(back->ToJson()), json::serialize(s.ToJson()));
@@ -70,6 +75,12 @@ TEST(JobSpec, RoundTripsThroughTheStoresJson) {
   back->ApplyTo(o);
   EXPECT_EQ(o.augment_crop_padding, 4);
   EXPECT_TRUE(o.augment_flip);
+  EXPECT_EQ(o.freeze, s.freeze);
+  ModelSpec model;
+  model.optimizer.weight_decay = 0.5f;
+  back->ApplyTo(model);
+  EXPECT_FLOAT_EQ(model.optimizer.momentum, 0.9f);
+  EXPECT_EQ(model.optimizer.weight_decay, 0.0f);
   JobSpec bad;
   bad.augment_crop_padding = -1;
   EXPECT_NE(bad.Validate().message().find("augment_crop_padding"), std::string::npos);
