@@ -28,6 +28,7 @@
 #include "roles/node/registry.h"
 #include "roles/train/infer.h"
 #include "roles/train/worker.h"
+#include "tensor/isa.h"
 #include "tensor/parallel.h"
 #include "transport/http_probe.h"
 #include "transport/secrets.h"
@@ -400,7 +401,11 @@ int Main(int argc, char** argv) {
     return Usage(args.positional.empty() ? "missing command" : "");
   const std::string& cmd = args.positional[0];
   if (cmd == "version") {
-    std::printf("dnnd %s (%s) blas=%s\n", DNND_VERSION, __DATE__, dnnd::BlasCoreName().c_str());
+    // The kernel set in use (DNND_KERNELS overrides the best the CPU has) and
+    // the CPU features that decided it, so a report says which code ran.
+    std::printf("dnnd %s (%s) blas=%s kernels=%s cpu=%s\n", DNND_VERSION, __DATE__,
+                dnnd::BlasCoreName().c_str(), dnnd::isa::CurrentName().c_str(),
+                dnnd::isa::CpuFeatureList().c_str());
     return 0;
   }
   if (cmd == "roles") {
