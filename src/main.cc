@@ -178,6 +178,15 @@ int RunRole(const Args& args) {
   int threads = static_cast<int>(cfg->GetInt("node.threads"));
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   dnnd::SetThreads(threads);
+  // node.kernels = "auto" leaves the set DNND_KERNELS or the CPU chose.
+  const std::string kernels = cfg->GetString("node.kernels");
+  if (kernels != "auto" && !dnnd::isa::Select(kernels)) {
+    std::string available;
+    for (const std::string& set : dnnd::isa::Available()) available += " " + set;
+    std::fprintf(stderr, "dnnd: node.kernels = \"%s\": this CPU cannot run it (it can:%s)\n",
+                 kernels.c_str(), available.c_str());
+    return 2;  // a configuration error
+  }
 
   auto role = info->factory(*cfg);
   if (!role) {
