@@ -11,10 +11,14 @@
 //           accumulators live in zmm registers for the whole depth
 // The micro-kernel is 12 x 32: 24 accumulators, 2 vector loads of B and 12
 // broadcasts of A per 24 FMAs, the shape BLIS uses on Skylake-X (its 32 x 12,
-// column-major). Measured against 8 x 48, 6 x 64 and 14 x 32 on the MLP's
-// products (bench/gemm_bench.cc). Edges are computed on zero-padded panels and
-// written with masked stores; packing reads with masked loads, so nothing
-// outside the operands is touched.
+// column-major). 8 x 48, 6 x 64 and 14 x 32, and depth blocks of 128 to 512,
+// measured within the VM's noise of it on the MLP's products (per CPU-second,
+// one thread), so the common choice stayed. What did matter: the 16 x 16
+// transposes must be inlined (out of line, their registers went through the
+// stack and packing cost a quarter of an NT product); unrolling the depth
+// loop or prefetching C did not help. Edges are computed on zero-padded
+// panels and written with masked stores; packing reads with masked loads, so
+// nothing outside the operands is touched.
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -93,7 +97,7 @@ Scratch& ThreadScratch() {
 // --- packing ---------------------------------------------------------------------
 
 // In-register transpose of a 16 x 16 block: r[i] lane t <- r[t] lane i.
-// Three rounds: 32-bit interleave, 64-bit interleave, then two 128-bit lane
+// Four rounds: 32-bit interleave, 64-bit interleave, then two of 128-bit lane
 // shuffles (each r[4g + c] holds column 4L + c of rows 4g..4g+3 in lane L
 // after the second round).
 // Always inlined (as TransposeBlock): called out of line, the 16 registers go
