@@ -1,6 +1,7 @@
 // Training throughput (samples/s) of the benchmark models at batch 128, on
-// synthetic Fashion-MNIST-shaped data, plus the GEMM roofline of the MLP: a
-// bare cblas_sgemm of exactly the GEMMs one MLP step performs.
+// synthetic Fashion-MNIST-shaped data, plus the GEMM roofline of the MLP:
+// exactly the GEMMs one MLP step performs, bare, through kernels::Gemm (on
+// the kernel set in the label: OpenBLAS, or dnnd's own with kernels=avx512).
 //
 //   build/bench/train_bench --benchmark_counters_tabular=true
 //
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <string>
 
+#include "tensor/isa.h"
 #include "tensor/kernels.h"
 #include "tensor/model_spec.h"
 #include "tensor/nn.h"
@@ -89,11 +91,11 @@ void TrainModel(benchmark::State& state, const std::string& name, bool sgd = fal
     state.counters["GFLOP_per_s"] = benchmark::Counter(
         flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
   }
-  state.SetLabel("blas=" + BlasCoreName());
+  state.SetLabel("blas=" + BlasCoreName() + " kernels=" + isa::CurrentName());
 }
 
 // The same GEMMs, and only them, with no autograd, allocation or element-wise
-// work: the best an MLP step could do on this BLAS.
+// work: the best an MLP step could do on these GEMM kernels.
 void MlpGemmRoofline(benchmark::State& state) {
   SetThreads(static_cast<int>(state.range(0)));
   const int64_t dims[] = {784, 512, 256, 10};
@@ -129,7 +131,7 @@ void MlpGemmRoofline(benchmark::State& state) {
       flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
   state.counters["samples_per_s"] = benchmark::Counter(
       static_cast<double>(state.iterations() * kBatch), benchmark::Counter::kIsRate);
-  state.SetLabel("blas=" + BlasCoreName());
+  state.SetLabel("blas=" + BlasCoreName() + " kernels=" + isa::CurrentName());
 }
 
 void BM_TrainMlp(benchmark::State& s) { TrainModel(s, "mlp"); }

@@ -28,6 +28,7 @@
 #include "roles/node/registry.h"
 #include "roles/train/infer.h"
 #include "roles/train/worker.h"
+#include "tensor/isa.h"
 #include "tensor/parallel.h"
 #include "transport/http_probe.h"
 #include "transport/secrets.h"
@@ -177,6 +178,15 @@ int RunRole(const Args& args) {
   int threads = static_cast<int>(cfg->GetInt("node.threads"));
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   dnnd::SetThreads(threads);
+  // node.kernels = "auto" leaves the set DNND_KERNELS or the CPU chose.
+  const std::string kernels = cfg->GetString("node.kernels");
+  if (kernels != "auto" && !dnnd::isa::Select(kernels)) {
+    std::string available;
+    for (const std::string& set : dnnd::isa::Available()) available += " " + set;
+    std::fprintf(stderr, "dnnd: node.kernels = \"%s\": this CPU cannot run it (it can:%s)\n",
+                 kernels.c_str(), available.c_str());
+    return 2;  // a configuration error
+  }
 
   auto role = info->factory(*cfg);
   if (!role) {
@@ -400,7 +410,11 @@ int Main(int argc, char** argv) {
     return Usage(args.positional.empty() ? "missing command" : "");
   const std::string& cmd = args.positional[0];
   if (cmd == "version") {
-    std::printf("dnnd %s (%s) blas=%s\n", DNND_VERSION, __DATE__, dnnd::BlasCoreName().c_str());
+    // The kernel set in use (DNND_KERNELS overrides the best the CPU has) and
+    // the CPU features that decided it, so a report says which code ran.
+    std::printf("dnnd %s (%s) blas=%s kernels=%s cpu=%s\n", DNND_VERSION, __DATE__,
+                dnnd::BlasCoreName().c_str(), dnnd::isa::CurrentName().c_str(),
+                dnnd::isa::CpuFeatureList().c_str());
     return 0;
   }
   if (cmd == "roles") {

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <vector>
 
+#include "tensor/isa.h"
 #include "tensor/kernels.h"
 #include "tensor/parallel.h"
 
@@ -17,28 +18,24 @@ using internal::GemmArgs;
 using internal::Isa;
 
 // --- instruction-set dispatch ------------------------------------------------
+// Which kernel set runs is tensor/isa.h's one setting (shared with GEMM); this
+// maps each set to convolution's kernels.
 
-std::vector<Isa> Candidates() {
-  std::vector<Isa> v;
+Isa RecordFor(isa::KernelSet set) {
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  // Avx512Isa()/Avx2Isa() are compiled for their instruction set: call them
-  // only once the CPU is known to have it.
-  if (avx2 && __builtin_cpu_supports("avx512f")) v.push_back(internal::Avx512Isa());
-  if (avx2) v.push_back(internal::Avx2Isa());
+  // Avx512Isa()/Avx2Isa() are compiled for their instruction set: isa.h lists
+  // a set only once the CPU is known to have it.
+  if (set == isa::KernelSet::kAvx512) return internal::Avx512Isa();
+  if (set == isa::KernelSet::kAvx2) return internal::Avx2Isa();
 #endif
-  v.push_back(Isa{"portable", 0, 0, nullptr, nullptr, nullptr, 1});
-  return v;
+  return Isa{"portable", 0, 0, nullptr, nullptr, nullptr, 1};
 }
 
+// One record per isa::AvailableSets() entry, in the same order.
 struct Dispatch {
-  std::vector<Isa> all = Candidates();
-  std::atomic<int> current{0};
+  std::vector<Isa> all;
   Dispatch() {
-    if (const char* env = std::getenv("DNND_CONV_ISA"))
-      for (size_t i = 0; i < all.size(); ++i)
-        if (env == std::string(all[i].name)) current = static_cast<int>(i);
+    for (isa::KernelSet set : isa::AvailableSets()) all.push_back(RecordFor(set));
   }
 };
 
@@ -48,8 +45,12 @@ Dispatch& GetDispatch() {
 }
 
 Isa CurrentIsaRecord() {
-  Dispatch& d = GetDispatch();
-  return d.all[d.current.load(std::memory_order_relaxed)];
+  const Dispatch& d = GetDispatch();
+  const std::vector<isa::KernelSet>& sets = isa::AvailableSets();
+  const isa::KernelSet current = isa::Current();
+  for (size_t i = 0; i < sets.size(); ++i)
+    if (sets[i] == current) return d.all[i];
+  return d.all.back();  // unreachable: isa::Current() is always available
 }
 
 // --- helpers -------------------------------------------------------------------
@@ -191,24 +192,6 @@ void GatherChannels(const Params& p, const float* gy, int64_t s0, int64_t cnt, f
 }
 
 }  // namespace
-
-std::vector<std::string> AvailableIsas() {
-  std::vector<std::string> names;
-  for (const Isa& i : GetDispatch().all) names.push_back(i.name);
-  return names;
-}
-
-std::string CurrentIsa() { return CurrentIsaRecord().name; }
-
-bool SelectIsa(const std::string& name) {
-  Dispatch& d = GetDispatch();
-  for (size_t i = 0; i < d.all.size(); ++i)
-    if (name == d.all[i].name) {
-      d.current = static_cast<int>(i);
-      return true;
-    }
-  return false;
-}
 
 void Forward(const Params& p, const float* x, const float* w, const float* b, float* y) {
   if (p.n == 0 || p.oc == 0) return;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "tensor/isa.h"
 #include "tensor/kernels.h"
 
 namespace dnnd::conv {
@@ -35,13 +36,14 @@ void BackwardData(const Params& p, const float* gy, const float* w, float* gx);
 // gw[oc, c/groups, kh, kw] and gb[oc] (either may be null) overwritten.
 void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw, float* gb);
 
-// The instruction sets this CPU can run ("avx512", "avx2", "portable"), best
-// first, and the one in use. SelectIsa switches (tests and benchmarks run
-// every variant); it returns false for a name not in AvailableIsas().
-// The environment variable DNND_CONV_ISA picks the initial one.
-std::vector<std::string> AvailableIsas();
-std::string CurrentIsa();
-bool SelectIsa(const std::string& name);
+// The kernel sets this CPU can run ("avx512", "avx2", "portable"), best first,
+// and the one in use: thin wrappers over tensor/isa.h, whose one setting
+// (environment variable DNND_KERNELS) picks the kernels of GEMM and
+// convolution together. SelectIsa switches (tests and benchmarks run every
+// variant); it returns false for a name not in AvailableIsas().
+inline std::vector<std::string> AvailableIsas() { return isa::Available(); }
+inline std::string CurrentIsa() { return isa::CurrentName(); }
+inline bool SelectIsa(const std::string& name) { return isa::Select(name); }
 
 namespace internal {
 

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <limits>
 
+#include "tensor/gemm.h"
+#include "tensor/isa.h"
 #include "tensor/parallel.h"
 
 namespace dnnd::kernels {
@@ -50,11 +52,20 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   }
   const int64_t lda = trans_a ? m : k;
   const int64_t ldb = trans_b ? k : n;
+  // Read once per product: a switch (isa::Select) applies to later products.
+  const bool own_kernel = isa::Current() == isa::KernelSet::kAvx512;
   auto call = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     // Sub-block C[m0:m1, n0:n1]: offset A's rows (or columns when transposed)
     // and B's columns (or rows when transposed); leading dimensions unchanged.
     const float* ap = trans_a ? a + m0 : a + m0 * lda;
     const float* bp = trans_b ? b + n0 * ldb : b + n0;
+#if defined(__x86_64__)
+    if (own_kernel) {
+      internal::SgemmAvx512({trans_a, trans_b, m1 - m0, n1 - n0, k, alpha, ap, lda, bp, ldb, beta,
+                             c + m0 * n + n0, n});
+      return;
+    }
+#endif
     if (m1 - m0 == 1) {
       // One row of C (a batch of one: a prediction): sgemm would pack all of
       // B first, which cost 4x the product itself; a GEMV reads B once.
@@ -74,17 +85,24 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
                 bp, static_cast<int>(ldb), beta, c + m0 * n + n0, static_cast<int>(n));
   };
   // Split the larger output dimension across the pool when each part still
-  // has enough work (~1 MFLOP) to amortise the hand-off.
+  // has enough work (~1 MFLOP) to amortise the hand-off: parts of at least 16
+  // rows or columns, cut at whole tiles of our kernel (OpenBLAS: any row).
   const int threads = GetThreads();
   const double flops = 2.0 * m * n * k;
+  auto split = [&](int64_t extent, int64_t unit, auto&& run) {
+    const int64_t units = (extent + unit - 1) / unit;
+    const int64_t grain = std::max<int64_t>((16 + unit - 1) / unit, units / threads);
+    ParallelFor(units, grain,
+                [&](int64_t u0, int64_t u1) { run(u0 * unit, std::min(extent, u1 * unit)); });
+  };
   if (threads <= 1 || flops < 2e6 * threads) {
     call(0, m, 0, n);
   } else if (m >= n) {
-    const int64_t grain = std::max<int64_t>(16, m / threads);
-    ParallelFor(m, grain, [&](int64_t b0, int64_t b1) { call(b0, b1, 0, n); });
+    split(m, own_kernel ? internal::kAvx512TileRows : 1,
+          [&](int64_t m0, int64_t m1) { call(m0, m1, 0, n); });
   } else {
-    const int64_t grain = std::max<int64_t>(16, n / threads);
-    ParallelFor(n, grain, [&](int64_t b0, int64_t b1) { call(0, m, b0, b1); });
+    split(n, own_kernel ? internal::kAvx512TileCols : 1,
+          [&](int64_t n0, int64_t n1) { call(0, m, n0, n1); });
   }
 }
 
