@@ -13,6 +13,13 @@ Rank 0 evaluates after every epoch (outside the timed training) and prints
 one JSON object: per-epoch training seconds, job samples/s and test accuracy.
 
     /usr/bin/python3 bench/ddp_reference.py --workers 2 --batch 128 --epochs 5
+
+With --rank R --master HOST:PORT it runs only rank R in this process and
+rendezvouses at HOST:PORT (rank 0 listens there): one process per host, as
+tests/deploy/netns_cluster.py --bench --ddp starts them in its namespace
+hosts (with GLOO_SOCKET_IFNAME naming the host's interface). --limit-train N
+trains on the first N training samples (split between the ranks), --limit-test
+evaluates on the first N test samples.
 """
 import argparse
 import json
@@ -30,15 +37,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_reference as ref  # noqa: E402
 
 
-def run(rank, args, port, queue):
+def run(rank, args, master, queue):
     torch.set_num_threads(1)
     ref.set_blas_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=args.workers)
+    dist.init_process_group("gloo", init_method=f"tcp://{master}", rank=rank, world_size=args.workers)
     torch.manual_seed(args.seed)
     xtr = ref.read_idx(f"{ref.DATA}/train-images-idx3-ubyte.gz")
     ytr = ref.read_idx(f"{ref.DATA}/train-labels-idx1-ubyte.gz").astype("int64")
     xte = ref.read_idx(f"{ref.DATA}/t10k-images-idx3-ubyte.gz")
     yte = ref.read_idx(f"{ref.DATA}/t10k-labels-idx1-ubyte.gz").astype("int64")
+    if args.limit_train:
+        xtr, ytr = xtr[:args.limit_train], ytr[:args.limit_train]
+    if args.limit_test:
+        xte, yte = xte[:args.limit_test], yte[:args.limit_test]
     norm = lambda a: (torch.from_numpy(a.astype("float32") / 255.0).unsqueeze(1) - args.mean) / args.std
     per = len(xtr) // args.workers
     xtr, ytr = norm(xtr[rank * per:(rank + 1) * per]), torch.from_numpy(ytr[rank * per:(rank + 1) * per])
@@ -96,16 +107,33 @@ def main():
     p.add_argument("--mean", type=float, default=0.2860)
     p.add_argument("--std", type=float, default=0.3530)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--limit-train", type=int, default=0, help="train on the first N samples (0: all)")
+    p.add_argument("--limit-test", type=int, default=0, help="evaluate on the first N samples (0: all)")
+    p.add_argument("--rank", type=int, default=None, help="run only this rank, rendezvous at --master")
+    p.add_argument("--master", default=None, help="HOST:PORT of rank 0's rendezvous (with --rank)")
     args = p.parse_args()
     args.nesterov = False
     libs, core = ref.check_blas()
+    if args.rank is not None:
+        if not args.master:
+            sys.exit("--rank needs --master HOST:PORT")
+        out = []
+
+        class Sink:
+            put = out.append
+
+        run(args.rank, args, args.master, Sink)
+        if args.rank == 0:
+            print(json.dumps({"workers": args.workers, "batch_per_worker": args.batch, "blas_core": core,
+                              "torch": torch.__version__, "history": out[0]}))
+        return
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=run, args=(r, args, port, queue)) for r in range(args.workers)]
+    procs = [ctx.Process(target=run, args=(r, args, f"127.0.0.1:{port}", queue)) for r in range(args.workers)]
     for proc in procs:
         proc.start()
     history = queue.get()
