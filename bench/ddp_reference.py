@@ -19,7 +19,8 @@ rendezvouses at HOST:PORT (rank 0 listens there): one process per host, as
 tests/deploy/netns_cluster.py --bench --ddp starts them in its namespace
 hosts (with GLOO_SOCKET_IFNAME naming the host's interface). --limit-train N
 trains on the first N training samples (split between the ranks), --limit-test
-evaluates on the first N test samples.
+evaluates on the first N test samples, --probe-compute reports the forward +
+backward time of a step without its all-reduce (measured before training).
 """
 import argparse
 import json
@@ -59,7 +60,18 @@ def run(rank, args, master, queue):
     loss_fn = nn.CrossEntropyLoss()
     steps = per // args.batch
     g = torch.Generator().manual_seed(args.seed + rank)
-    history, trained = [], 0.0
+    history, trained, probe = [], 0.0, None
+    if args.probe_compute:
+        # Forward + backward without the all-reduce (no_sync), on the first
+        # batches, before training; the gradients are discarded.
+        times = []
+        for i in range(9):
+            t = time.perf_counter()
+            with model.no_sync():
+                loss_fn(model(xtr[i * args.batch:(i + 1) * args.batch]), ytr[i * args.batch:(i + 1) * args.batch]).backward()
+            times.append(time.perf_counter() - t)
+            opt.zero_grad(set_to_none=True)
+        probe = sorted(times[1:])[len(times[1:]) // 2]
     for epoch in range(args.epochs):
         for pg in opt.param_groups:
             pg["lr"] = 0.5 * args.lr * (1 + math.cos(math.pi * epoch / args.epochs))
@@ -67,6 +79,7 @@ def run(rank, args, master, queue):
         perm = torch.randperm(per, generator=g)
         dist.barrier()
         t0 = time.perf_counter()
+        opt_secs = 0.0
         for i in range(steps):
             idx = perm[i * args.batch:(i + 1) * args.batch]
             opt.zero_grad(set_to_none=True)
@@ -74,7 +87,9 @@ def run(rank, args, master, queue):
             if args.crop_padding or args.flip:
                 x = ref.augment(x, args.crop_padding, args.flip, g)
             loss_fn(model(x), ytr[idx]).backward()
+            t = time.perf_counter()
             opt.step()
+            opt_secs += time.perf_counter() - t
         dist.barrier()
         secs = time.perf_counter() - t0
         trained += secs
@@ -85,7 +100,8 @@ def run(rank, args, master, queue):
                               for i in range(0, len(xte), 1000))
             history.append({"epoch": epoch + 1, "seconds": secs, "train_seconds_total": trained,
                             "samples_per_s": steps * args.batch * args.workers / secs,
-                            "test_accuracy": correct / len(xte)})
+                            "test_accuracy": correct / len(xte), "optimizer_s_per_step": opt_secs / steps,
+                            "forward_backward_s_per_step_no_sync": probe})
         dist.barrier()
     if rank == 0:
         queue.put(history)
@@ -109,6 +125,8 @@ def main():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit-train", type=int, default=0, help="train on the first N samples (0: all)")
     p.add_argument("--limit-test", type=int, default=0, help="evaluate on the first N samples (0: all)")
+    p.add_argument("--probe-compute", action="store_true",
+                   help="time forward + backward without the all-reduce on 8 batches before training")
     p.add_argument("--rank", type=int, default=None, help="run only this rank, rendezvous at --master")
     p.add_argument("--master", default=None, help="HOST:PORT of rank 0's rendezvous (with --rank)")
     args = p.parse_args()

@@ -33,6 +33,7 @@ failure. tests/deploy/netns_rate_test.py imports it to check the shaped
 rates and round trips.
 """
 import argparse
+import datetime
 import json
 import os
 import re
@@ -48,6 +49,7 @@ ROUTER_IP = f"{SUBNET}.254"
 PROXY_PORT = 9999
 EPOCH = re.compile(r"epoch \d+/\d+ loss [0-9.]+\s+([0-9.]+)(k?) samples/s")
 FINAL = re.compile(r"final test accuracy ([0-9.]+)%")
+STAMP = re.compile(r"^(\S+)Z INFO worker: (training train_samples=(\d+)|joined|done)", re.M)
 SPLIT = re.compile(r"step time: compute (\d+)%, communicate (\d+)%, wait (\d+)%, server (\d+)% \(([0-9.]+) s")
 PROXY = os.path.join(ROOT, "build", "tests", "delay_proxy")  # the delay_proxy binary
 
@@ -201,11 +203,23 @@ MODELS = {
 }
 
 
-def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers=2, workers=2):
+def wall_rate(out, workers):
+    """The job's samples/s from worker 0's log timestamps (joined the servers
+    -> done, so it includes evaluating limit_test samples): the epoch line
+    rounds to two digits."""
+    marks = {m.group(2).split()[0]: m for m in STAMP.finditer(out)}
+    if not {"training", "joined", "done"} <= set(marks):
+        return None
+    t = {k: datetime.datetime.fromisoformat(m.group(1)) for k, m in marks.items()}
+    return int(marks["training"].group(3)) * workers / (t["done"] - t["joined"]).total_seconds()
+
+
+def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers=2, workers=2, limit_test=2000):
     """Runs `servers` servers + `workers` workers, each on its own host (or
     all on loopback unless `hosts`), on whatever links are set up; returns
-    {samples_per_s (the job's), accuracy, split: worker 0's step-time
-    percentages and seconds}."""
+    {samples_per_s (the job's, from the epoch line), wall_samples_per_s (from
+    the log's timestamps), accuracy, split: worker 0's step-time percentages
+    and seconds}."""
     procs = []
     tag = tag or ("hosts" if hosts else "loopback")
     try:
@@ -229,7 +243,7 @@ def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers
                 "--role=worker", "--config", f"{ROOT}/configs/worker-ps.toml",
                 "--set", f"worker.parameter_servers=[{','.join(addresses)}]", "--set", f"worker.index={i}",
                 "--set", f"worker.count={workers}", "--set", "node.threads=1", "--set", "transport.token=netns",
-                "--set", f"data.limit_train={limit_train}", "--set", "data.limit_test=2000",
+                "--set", f"data.limit_train={limit_train}", "--set", f"data.limit_test={limit_test}",
                 "--set", f"train.batch_size={batch}",
                 "--set", "train.epochs=1", "--set", "train.progress=none", "--set", "train.checkpoint_dir="]
                 + MODELS[model], log), log))
@@ -245,7 +259,8 @@ def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers
             sys.exit("no epoch summary in worker 0's output:\n" + out[-3000:])
         split = SPLIT.search(out)
         return {"samples_per_s": float(rate.group(1)) * (1000 if rate.group(2) else 1) * workers,
-                "accuracy": float(acc.group(1)),
+                "wall_samples_per_s": wall_rate(out, workers),
+                "accuracy": float(acc.group(1)), "steps": limit_train // workers // batch,
                 "split": None if not split else {
                     "compute": int(split.group(1)), "communicate": int(split.group(2)), "wait": int(split.group(3)),
                     "server": int(split.group(4)), "seconds": float(split.group(5))}}
@@ -253,7 +268,7 @@ def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers
         stop(procs)
 
 
-def ddp_job(limit_train, logdir, tag, model="mlp", batch=64, workers=2):
+def ddp_job(limit_train, logdir, tag, model="mlp", batch=64, workers=2, limit_test=2000):
     """PyTorch DDP (gloo), one rank per worker host, rendezvous at w0's
     address, with the MLP's recipe (Adam 1e-3, cosine) or ResNet-20's;
     returns {samples_per_s, accuracy}."""
@@ -269,15 +284,33 @@ def ddp_job(limit_train, logdir, tag, model="mlp", batch=64, workers=2):
                 ["ip", "netns", "exec", ns(host), "nice", "-n", "10", "/usr/bin/python3",
                  os.path.join(ROOT, "bench", "ddp_reference.py"), "--workers", str(workers), "--rank", str(r),
                  "--master", f"{ip('w0')}:29500", "--epochs", "1", "--batch", str(batch),
-                 "--limit-train", str(limit_train), "--limit-test", "2000"] + extra,
+                 "--limit-train", str(limit_train), "--limit-test", str(limit_test), "--probe-compute"] + extra,
                 stdout=log, stderr=subprocess.STDOUT, env=env), log))
-        for p, log in procs:
-            if p.wait(600) != 0:
-                log.seek(0)
-                sys.exit(f"DDP rank failed ({tag}):\n{log.read()[-3000:]}")
+            if r == 0:
+                # Rank 0's store must listen before the others dial it: through
+                # the proxy a refused connection turns into a reset, which
+                # PyTorch does not retry.
+                for _ in range(600):
+                    ss = subprocess.run(["ip", "netns", "exec", ns(host), "ss", "-Hltn", "sport", "= :29500"],
+                                        capture_output=True, text=True).stdout
+                    if ss.strip() or procs[0][0].poll() is not None:
+                        break
+                    time.sleep(0.1)
+        deadline = time.time() + 600
+        while any(p.poll() is None for p, _ in procs) and time.time() < deadline:
+            for p, log in procs:
+                if p.poll() not in (None, 0):
+                    log.seek(0)
+                    sys.exit(f"DDP rank failed ({tag}):\n{log.read()[-3000:]}")
+            time.sleep(0.2)
+        if any(p.poll() != 0 for p, _ in procs):
+            sys.exit(f"DDP ranks did not finish ({tag})")
         procs[0][1].seek(0)
         h = json.loads(procs[0][1].read().strip().splitlines()[-1])["history"][-1]
-        return {"samples_per_s": h["samples_per_s"], "accuracy": 100 * h["test_accuracy"]}
+        return {"samples_per_s": h["samples_per_s"], "accuracy": 100 * h["test_accuracy"],
+                "seconds": h["seconds"], "steps": limit_train // workers // batch,
+                "forward_backward_s_no_sync": h["forward_backward_s_per_step_no_sync"],
+                "optimizer_s": h["optimizer_s_per_step"]}
     finally:
         stop([p for p, _ in procs])
 
@@ -294,6 +327,7 @@ def main():
     ap.add_argument("--model", default="mlp", choices=sorted(MODELS))
     ap.add_argument("--batch", type=int, default=64, help="--bench: samples per worker per step")
     ap.add_argument("--limit-train", type=int, default=16384, help="--bench: training samples (all workers)")
+    ap.add_argument("--limit-test", type=int, default=1000, help="--bench: test samples evaluated")
     ap.add_argument("--proxy-binary", default=PROXY)
     ap.add_argument("--logdir", default="/tmp")
     args = ap.parse_args()
@@ -307,12 +341,13 @@ def main():
             links = Links(args.rate, args.rtt_ms)
             with links:
                 tag = f"{args.model}-{args.rate or 'unshaped'}-{args.rtt_ms}"
-                r = job("sync", True, args.logdir, args.limit_train, tag, args.model, args.batch)
+                r = job("sync", True, args.logdir, args.limit_train, tag, args.model, args.batch,
+                        limit_test=args.limit_test)
                 print(json.dumps({"system": "dnnd sync, 2 servers x 2 workers", "links": links.describe(),
                                   "model": args.model, "batch_per_worker": args.batch,
                                   "limit_train": args.limit_train, **r}), flush=True)
                 if args.ddp:
-                    r = ddp_job(args.limit_train, args.logdir, tag, args.model, args.batch)
+                    r = ddp_job(args.limit_train, args.logdir, tag, args.model, args.batch, limit_test=args.limit_test)
                     print(json.dumps({"system": "PyTorch DDP (gloo), 2 ranks", "links": links.describe(),
                                       "model": args.model, "batch_per_worker": args.batch,
                                       "limit_train": args.limit_train, **r}), flush=True)
