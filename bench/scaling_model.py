@@ -13,7 +13,7 @@ It then predicts the shaped runs and compares (the check), prints the tables
 of docs/scaling.md and draws docs/scaling.png.
 
     /usr/bin/python3 bench/scaling_model.py [--runs docs/scaling-runs.json] [--model mlp] \\
-        [--png docs/scaling.png] [--markdown]
+        [--png docs/scaling.png] [--calibrate unshaped:0.5]
 
 The model, per step of one worker (B = 4 x parameters bytes, R = link rate x
 1448/1514 TCP goodput, N workers, S servers, k = ps.chunks pieces per shard,
@@ -156,7 +156,6 @@ def main():
                          "same round trip are predicted")
     ap.add_argument("--rtt-ms", type=float, default=0.5, help="the predictions' round trip")
     ap.add_argument("--png", default=os.path.join(ROOT, "docs", "scaling.png"))
-    ap.add_argument("--markdown", action="store_true", help="print docs/scaling.md's tables")
     args = ap.parse_args()
     with open(args.runs) as f:
         runs = medians(json.load(f))
