@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """dnnd against PyTorch DDP on emulated links: for each link setting, one
 tests/deploy/netns_cluster.py --bench --ddp run (dnnd sync, 2 parameter
-servers x 2 workers, every one on its own namespace host; then DDP with gloo,
+servers (--servers) x 2 workers, every one on its own namespace host; then DDP with gloo,
 one rank on each worker host; same model, batch per worker and optimizer, 1
 epoch of --limit-train samples). Needs root. Prints the markdown table of
 docs/scaling.md and writes every run's JSON (samples/s, accuracy, dnnd's
@@ -25,9 +25,11 @@ ROOT = os.path.dirname(HERE)
 
 def run(link, args):
     rate, _, rtt = link.partition(":")
-    cmd = ["/usr/bin/python3", os.path.join(ROOT, "tests", "deploy", "netns_cluster.py"), "--bench", "--ddp",
-           "--model", args.model, "--batch", str(args.batch), "--limit-train", str(args.limit_train),
+    cmd = ["/usr/bin/python3", os.path.join(ROOT, "tests", "deploy", "netns_cluster.py"), "--bench",
+           "--servers", str(args.servers), "--model", args.model, "--batch", str(args.batch), "--limit-train", str(args.limit_train),
            "--logdir", args.logdir]
+    if not args.no_ddp:
+        cmd.append("--ddp")
     if rate != "unshaped":
         cmd += ["--rate", rate]
     if rtt:
@@ -53,7 +55,7 @@ def table(rows):
         for r in same:
             s = r.get("split")
             print(f"| {link} | {r['system']} | {r['samples_per_s']:.0f} | "
-                  f"{r['samples_per_s'] / ddp:.2f}x | {r['accuracy']:.2f} % | "
+                  f"{'%.2fx' % (r['samples_per_s'] / ddp) if ddp else ''} | {r['accuracy']:.2f} % | "
                   + (f"{s['compute']} / {s['communicate']} / {s['wait']} / {s['server']} % |" if s else " |"))
 
 
@@ -62,6 +64,8 @@ def main():
     ap.add_argument("--links", nargs="+", default=["unshaped", "10gbit:0.5", "1gbit:0.5"])
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--servers", type=int, default=2, help="dnnd's parameter servers (hosts)")
+    ap.add_argument("--no-ddp", action="store_true", help="dnnd only")
     ap.add_argument("--limit-train", type=int, default=16384)
     ap.add_argument("--proxy-binary", default=None)
     ap.add_argument("--logdir", default="/tmp/links-logs")

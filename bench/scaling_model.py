@@ -122,7 +122,7 @@ def medians(runs):
 def calibrate(runs, model, bytes_, unshaped_bits, link):
     """(dnnd System, DDP System) from the runs of `model` on `link`."""
     base = [r for r in runs if r["model"] == model and r["link_arg"] == link]
-    dnnd = next(r for r in base if r["system"].startswith("dnnd"))
+    dnnd = next(r for r in base if r["system"].startswith("dnnd") and r.get("servers", 2) == 2)
     ddp = next(r for r in base if r["system"].startswith("PyTorch"))
     batch = dnnd["batch_per_worker"]
     n = 2
@@ -177,7 +177,7 @@ def main():
             continue
         bits = bits or args.unshaped_gbit * 1e9
         s, kind = (dnnd, "ps") if r["system"].startswith("dnnd") else (ddp, "ring")
-        pred = s.samples_per_s(kind, bytes_, 2, 2, bits, rtt)
+        pred = s.samples_per_s(kind, bytes_, 2, r.get("servers", 2), bits, rtt)
         err = pred / r["samples_per_s"] - 1
         checks.append((r, bits, s, kind, err))
         runs_seen = ", ".join(f"{x:.0f}" for x in r["spread"])
@@ -235,9 +235,12 @@ def main():
                     if rb != bits:
                         continue
                     ideal = 2 * s.batch / (s.compute + (s.server_time(1, 1) if kind == "ps" else s.server))
-                    ax.plot([2], [100 * r["samples_per_s"] / ideal], marker="o" if kind == "ps" else "s",
-                            color=colors[0] if kind == "ps" else colors[3], markersize=8, linestyle="none",
-                            label=f"measured, {'dnnd 2x2' if kind == 'ps' else 'DDP 2 ranks'}")
+                    one = r.get("servers", 2) == 1
+                    ax.plot([2], [100 * r["samples_per_s"] / ideal],
+                            marker="^" if one else "o" if kind == "ps" else "s",
+                            color="black" if one else colors[0] if kind == "ps" else colors[3], markersize=8,
+                            linestyle="none", label="measured, " + (
+                                "dnnd 1 server x 2" if one else "dnnd 2x2" if kind == "ps" else "DDP 2 ranks"))
                 ax.set_xscale("log", base=2)
                 ax.set_xticks(xs)
                 ax.set_xticklabels([str(x) for x in xs])

@@ -23,7 +23,7 @@ veth ends in a router namespace (the "switch", 10.231.0.254). A link is:
     tests/deploy/netns_cluster.py --table   # samples/s of sync, async, kavg at
                                             # 0, 1 and 5 ms added round trip
     tests/deploy/netns_cluster.py --bench --rate 1gbit --rtt-ms 0.5 [--ddp]
-        # dnnd sync, 2 servers x 2 workers (MLP, batch 64 per worker, 1 epoch
+        # dnnd sync, 2 servers (--servers) x 2 workers (MLP, batch 64 per worker, 1 epoch
         # of --limit-train samples) on those links, and with --ddp PyTorch DDP
         # (gloo) with the same model, batch and optimizer on the same links;
         # prints one JSON line per system (samples/s, accuracy, step split)
@@ -326,6 +326,7 @@ def main():
     ap.add_argument("--ddp", action="store_true", help="--bench: PyTorch DDP on the same links too")
     ap.add_argument("--model", default="mlp", choices=sorted(MODELS))
     ap.add_argument("--batch", type=int, default=64, help="--bench: samples per worker per step")
+    ap.add_argument("--servers", type=int, default=2, help="--bench: parameter servers, each on its own host")
     ap.add_argument("--limit-train", type=int, default=16384, help="--bench: training samples (all workers)")
     ap.add_argument("--limit-test", type=int, default=1000, help="--bench: test samples evaluated")
     ap.add_argument("--proxy-binary", default=PROXY)
@@ -336,15 +337,15 @@ def main():
         sys.exit("needs root for ip netns")
     os.makedirs(args.logdir, exist_ok=True)
     try:
-        setup()
+        setup(host_map(servers=args.servers))
         if args.bench:
             links = Links(args.rate, args.rtt_ms)
             with links:
                 tag = f"{args.model}-{args.rate or 'unshaped'}-{args.rtt_ms}"
                 r = job("sync", True, args.logdir, args.limit_train, tag, args.model, args.batch,
-                        limit_test=args.limit_test)
-                print(json.dumps({"system": "dnnd sync, 2 servers x 2 workers", "links": links.describe(),
-                                  "model": args.model, "batch_per_worker": args.batch,
+                        servers=args.servers, limit_test=args.limit_test)
+                print(json.dumps({"system": f"dnnd sync, {args.servers} servers x 2 workers", "links": links.describe(),
+                                  "servers": args.servers, "model": args.model, "batch_per_worker": args.batch,
                                   "limit_train": args.limit_train, **r}), flush=True)
                 if args.ddp:
                     r = ddp_job(args.limit_train, args.logdir, tag, args.model, args.batch, limit_test=args.limit_test)
