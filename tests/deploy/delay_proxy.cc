@@ -5,7 +5,14 @@
 // bottleneck it measures.
 //
 //   delay_proxy <listen ip:port> <target ip:port> <added round trip ms>
+//   delay_proxy <listen ip:port> transparent <added round trip ms>
+//
+// `transparent` forwards each connection to where it was headed before an
+// iptables REDIRECT rule sent it here (SO_ORIGINAL_DST): run in a router
+// namespace, it delays every TCP connection that crosses it, whatever the
+// ports (PyTorch's gloo picks its own).
 #include <arpa/inet.h>
+#include <linux/netfilter_ipv4.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -80,10 +87,13 @@ void Pump(int from, int to, Clock::duration half) {
 int main(int argc, char** argv) {
   if (argc != 4) {
     std::fprintf(stderr,
-                 "usage: delay_proxy <listen ip:port> <target ip:port> <added round trip ms>\n");
+                 "usage: delay_proxy <listen ip:port> <target ip:port | transparent> <added "
+                 "round trip ms>\n");
     return 2;
   }
-  const sockaddr_in listen_at = Parse(argv[1]), target = Parse(argv[2]);
+  const bool transparent = std::string(argv[2]) == "transparent";
+  const sockaddr_in listen_at = Parse(argv[1]);
+  const sockaddr_in fixed_target = transparent ? sockaddr_in{} : Parse(argv[2]);
   const auto half = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double, std::milli>(std::atof(argv[3]) / 2));
   const int listener = socket(AF_INET, SOCK_STREAM, 0);
@@ -96,7 +106,17 @@ int main(int argc, char** argv) {
   }
   for (;;) {
     const int client = accept(listener, nullptr, nullptr);
-    if (client < 0) continue;
+    if (client < 0) {  // e.g. out of descriptors: do not spin (it may run SCHED_FIFO)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
+    sockaddr_in target = fixed_target;
+    socklen_t len = sizeof target;
+    if (transparent && getsockopt(client, SOL_IP, SO_ORIGINAL_DST, &target, &len) != 0) {
+      std::perror("delay_proxy: SO_ORIGINAL_DST");
+      close(client);
+      continue;
+    }
     std::thread([client, target, half] {
       const int upstream = socket(AF_INET, SOCK_STREAM, 0);
       const int one = 1;
