@@ -56,6 +56,9 @@ if ((tests)); then
     # yamllint here; kubectl, the docker client and node/npm come with the
     # machine).
     git buildah podman runc yamllint
+    # Hosts as network namespaces (tests/deploy/netns_*.py): ip netns, tc tbf
+    # for link rates, iptables' nat REDIRECT into the round-trip proxy.
+    iproute2 iptables
     # The dashboard's test drives headless Chromium (tests/dashboard/); its npm
     # packages (puppeteer-core, pinned by the lockfile) are installed below.
     chromium
