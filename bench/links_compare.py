@@ -36,6 +36,10 @@ def run(link, args):
         cmd += ["--rtt-ms", rtt]
     if args.proxy_binary:
         cmd += ["--proxy-binary", args.proxy_binary]
+    for kv in args.worker_set:
+        cmd += ["--worker-set", kv]
+    for kv in args.server_set:
+        cmd += ["--server-set", kv]
     print("running", " ".join(cmd[2:]), file=sys.stderr, flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
@@ -69,6 +73,10 @@ def main():
     ap.add_argument("--limit-train", type=int, default=16384)
     ap.add_argument("--proxy-binary", default=None)
     ap.add_argument("--logdir", default="/tmp/links-logs")
+    ap.add_argument("--worker-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting of every dnnd worker, e.g. worker.overlap=false")
+    ap.add_argument("--server-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting of every dnnd parameter server, e.g. ps.chunks=8")
     ap.add_argument("--out", default=None, help="append the runs to this JSON file")
     ap.add_argument("--table-only", action="store_true", help="print the table of --out's runs")
     args = ap.parse_args()

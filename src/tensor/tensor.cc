@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "tensor/kernels.h"
@@ -234,7 +235,9 @@ void Tensor::backward() const {
   backward(Tensor::Full(shape(), 1.0f));
 }
 
-void Tensor::backward(const Tensor& grad_output) const {
+void Tensor::backward(const Tensor& grad_output) const { backward(grad_output, nullptr); }
+
+void Tensor::backward(const Tensor& grad_output, const LeafDone& leaf_done) const {
   if (!requires_grad()) throw std::logic_error("backward() on a tensor that does not require grad");
   // Topological order of the impls reachable through grad_fn edges. Strong
   // references: running a node releases its inputs, which may be the last
@@ -254,16 +257,37 @@ void Tensor::backward(const Tensor& grad_output) const {
     order.push_back(std::move(stack.back().first));
     stack.pop_back();
   }
+  // With leaf_done: the leaves each node is the last to feed, by execution
+  // position (order runs backwards); a leaf is final once that node has run.
+  std::vector<std::vector<Tensor>> finished;
+  if (leaf_done) {
+    std::unordered_map<Impl*, size_t> last;
+    std::vector<Tensor> leaves;
+    for (size_t i = 0; i < order.size(); ++i) {
+      const GradNode* fn = order[order.size() - 1 - i]->grad_fn.get();
+      if (!fn) continue;
+      for (const Tensor& in : fn->inputs)
+        if (in.impl_ && !in.impl_->grad_fn && in.requires_grad()) {
+          auto [it, fresh] = last.emplace(in.impl_.get(), i);
+          if (fresh) leaves.push_back(in);
+          it->second = i;
+        }
+    }
+    finished.resize(order.size());
+    for (const Tensor& leaf : leaves) finished[last.at(leaf.impl_.get())].push_back(leaf);
+  }
   // The root's gradient seeds the walk; each node's gradient and saved inputs
   // are released as soon as it has run, so activations free progressively.
   AccumulateGrad(grad_output);
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    std::shared_ptr<Impl> node = std::move(*it);
-    if (!node->grad_fn) continue;  // a leaf root keeps its gradient
-    std::shared_ptr<GradNode> fn = std::move(node->grad_fn);
-    std::shared_ptr<Impl> g = std::move(node->grad);
-    if (!g) continue;  // no path from the root carried a gradient here
-    fn->backward(Tensor(std::move(g)));
+  for (size_t i = 0; i < order.size(); ++i) {
+    std::shared_ptr<Impl> node = std::move(order[order.size() - 1 - i]);
+    if (node->grad_fn) {  // (a leaf root keeps its gradient)
+      std::shared_ptr<GradNode> fn = std::move(node->grad_fn);
+      // No gradient here: no path from the root carried one.
+      if (std::shared_ptr<Impl> g = std::move(node->grad)) fn->backward(Tensor(std::move(g)));
+    }
+    if (leaf_done)
+      for (const Tensor& leaf : finished[i]) leaf_done(leaf);
   }
 }
 

@@ -100,6 +100,13 @@ class Tensor {
   // the graph (PyTorch's retain_graph=False).
   void backward() const;
   void backward(const Tensor& grad_output) const;
+  // The same, calling `leaf_done(leaf)` on this thread for every leaf that
+  // requires grad as soon as its gradient is final: right after the last
+  // node that feeds it has run, so in the order backward finishes them (the
+  // last layer's first). A data-parallel worker sends those gradients while
+  // backward goes on (DDP's bucketing). Leaves no path reaches are not named.
+  using LeafDone = std::function<void(const Tensor& leaf)>;
+  void backward(const Tensor& grad_output, const LeafDone& leaf_done) const;
   bool is_leaf() const;
   // Adds `g` into this tensor's gradient; takes `g`'s buffer when nothing else
   // references it. Used by backward functions.

@@ -203,6 +203,11 @@ MODELS = {
 }
 
 
+def sets(pairs):
+    """["worker.overlap=false", ...] -> --set arguments."""
+    return [a for kv in pairs for a in ("--set", kv)]
+
+
 def wall_rate(out, workers):
     """The job's samples/s from worker 0's log timestamps (joined the servers
     -> done, so it includes evaluating limit_test samples): the epoch line
@@ -214,7 +219,8 @@ def wall_rate(out, workers):
     return int(marks["training"].group(3)) * workers / (t["done"] - t["joined"]).total_seconds()
 
 
-def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers=2, workers=2, limit_test=2000):
+def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers=2, workers=2, limit_test=2000,
+        worker_sets=(), server_sets=()):
     """Runs `servers` servers + `workers` workers, each on its own host (or
     all on loopback unless `hosts`), on whatever links are set up; returns
     {samples_per_s (the job's, from the epoch line), wall_samples_per_s (from
@@ -234,7 +240,7 @@ def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers
                 "--set", f"ps.servers={servers}", "--set", f"ps.workers={workers}", "--set", f"ps.mode={mode}",
                 "--set", "ps.kavg_steps=4", "--set", "ps.checkpoint_dir=",
                 "--set", "http.listen=", "--set", "node.threads=1",
-                "--set", "transport.token=netns"], log))
+                "--set", "transport.token=netns"] + sets(server_sets), log))
             addresses.append(f'"{bind}:{port}"')
         running = []
         for i in range(workers):
@@ -246,7 +252,7 @@ def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers
                 "--set", f"data.limit_train={limit_train}", "--set", f"data.limit_test={limit_test}",
                 "--set", f"train.batch_size={batch}",
                 "--set", "train.epochs=1", "--set", "train.progress=none", "--set", "train.checkpoint_dir="]
-                + MODELS[model], log), log))
+                + MODELS[model] + sets(worker_sets), log), log))
         for p, log in running:
             if p.wait(600) != 0:
                 log.seek(0)
@@ -331,6 +337,10 @@ def main():
     ap.add_argument("--limit-test", type=int, default=1000, help="--bench: test samples evaluated")
     ap.add_argument("--proxy-binary", default=PROXY)
     ap.add_argument("--logdir", default="/tmp")
+    ap.add_argument("--worker-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="--bench: a setting of every dnnd worker (worker.overlap=false)")
+    ap.add_argument("--server-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="--bench: a setting of every dnnd parameter server (ps.chunks=4)")
     args = ap.parse_args()
     PROXY = args.proxy_binary
     if os.geteuid() != 0:
@@ -343,8 +353,12 @@ def main():
             with links:
                 tag = f"{args.model}-{args.rate or 'unshaped'}-{args.rtt_ms}"
                 r = job("sync", True, args.logdir, args.limit_train, tag, args.model, args.batch,
-                        servers=args.servers, limit_test=args.limit_test)
-                print(json.dumps({"system": f"dnnd sync, {args.servers} servers x 2 workers", "links": links.describe(),
+                        servers=args.servers, limit_test=args.limit_test,
+                        worker_sets=args.worker_set, server_sets=args.server_set)
+                system = f"dnnd sync, {args.servers} servers x 2 workers"
+                if args.worker_set or args.server_set:
+                    system += " (" + ", ".join(args.worker_set + args.server_set) + ")"
+                print(json.dumps({"system": system, "links": links.describe(),
                                   "servers": args.servers, "model": args.model, "batch_per_worker": args.batch,
                                   "limit_train": args.limit_train, **r}), flush=True)
                 if args.ddp:

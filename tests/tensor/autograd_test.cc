@@ -2,6 +2,10 @@
 // shared inputs, graph release.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
 
@@ -15,6 +19,47 @@ TEST(Autograd, GradientsAccumulateAcrossBackwardCalls) {
   EXPECT_EQ(w.grad().ToVector(), (std::vector<float>{6.0f, 6.0f}));
   w.zero_grad();
   EXPECT_FALSE(w.grad().defined());
+}
+
+// backward's leaf_done names each trainable leaf once, as soon as its
+// gradient is final: the last layer's first, and w1 (used by two branches)
+// only after both have contributed.
+TEST(Autograd, LeafDoneNamesEachLeafOnceItsGradientIsFinal) {
+  Rng rng(3);
+  Tensor x = Tensor::Normal({4, 5}, 0, 1, rng);
+  Tensor w1 = Tensor::Normal({6, 5}, 0, 1, rng).set_requires_grad(true);
+  Tensor b1 = Tensor::Normal({6}, 0, 1, rng).set_requires_grad(true);
+  Tensor w2 = Tensor::Normal({3, 6}, 0, 1, rng).set_requires_grad(true);
+  Tensor b2 = Tensor::Normal({3}, 0, 1, rng).set_requires_grad(true);
+  Tensor tied = Tensor::Normal({4, 3}, 0, 1, rng).set_requires_grad(true);
+  auto loss = [&] {
+    Tensor h = ops::Relu(ops::Linear(x, w1, b1));
+    Tensor y = ops::Linear(h, w2, b2);
+    return ops::Add(ops::Sum(ops::Mul(ops::Add(y, tied), ops::Add(y, tied))),
+                    ops::Sum(ops::MulScalar(ops::Linear(x, w1, b1), 0.5f)));
+  };
+  loss().backward();  // the reference gradients, without leaf_done
+  std::map<const Tensor::Impl*, std::vector<float>> want;
+  for (Tensor* t : {&w1, &b1, &w2, &b2, &tied}) {
+    want[t->impl().get()] = t->grad().ToVector();
+    t->zero_grad();
+  }
+  std::vector<const Tensor::Impl*> seen;
+  Tensor l = loss();
+  l.backward(Tensor::Full(l.shape(), 1.0f), [&](const Tensor& leaf) {
+    seen.push_back(leaf.impl().get());
+    // Final when named: equal to the whole backward's gradient already.
+    EXPECT_EQ(leaf.grad().ToVector(), want.at(leaf.impl().get()));
+  });
+  ASSERT_EQ(seen.size(), 5u);
+  EXPECT_EQ(std::set<const Tensor::Impl*>(seen.begin(), seen.end()).size(), 5u);  // once each
+  auto at = [&](const Tensor& t) {
+    return std::find(seen.begin(), seen.end(), t.impl().get()) - seen.begin();
+  };
+  EXPECT_LT(at(w2), at(w1));  // the last layer first
+  EXPECT_LT(at(b2), at(b1));
+  for (Tensor* t : {&w1, &b1, &w2, &b2, &tied})
+    EXPECT_EQ(t->grad().ToVector(), want.at(t->impl().get()));
 }
 
 TEST(Autograd, InputUsedTwiceGetsBothContributions) {

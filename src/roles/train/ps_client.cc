@@ -1,7 +1,9 @@
 #include "roles/train/ps_client.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "core/log.h"
@@ -55,55 +57,98 @@ Counter& PhaseSeconds(const char* phase) {
 }
 }  // namespace
 
-Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make, nn::Graph& model) {
-  const int n = static_cast<int>(versions_.size());  // servers x chunks
-  std::mutex mu;
-  std::condition_variable cv;
-  int done = 0;
-  std::vector<Status> results(n, Status(StatusCode::kInternal, "no answer"));
-  std::vector<double> waited(n, 0.0), server(n, 0.0);
-  const auto start = rpc::Clock::now();
-  const auto deadline = start + timeout_;
-  for (int l = 0; l < n; ++l) {
-    clients_[l / chunks_]->CallAsync(make(l), deadline, [&, l](Result<wire::Message> r) {
+// The answers of one exchange, shard by shard. Send is called on one thread
+// (the training thread); the answers land on the clients' I/O threads.
+// Destruction waits for every answer of what was sent: the callbacks use it.
+class PsExchange::Round {
+ public:
+  Round(PsExchange& x, std::function<wire::Message(int)> make)
+      : x_(x),
+        make_(std::move(make)),
+        n_(static_cast<int>(x.versions_.size())),
+        deadline_(rpc::Clock::now() + x.timeout_),
+        sent_(n_, false),
+        results_(n_, Status(StatusCode::kInternal, "not sent")),
+        waited_(n_, 0.0),
+        server_(n_, 0.0) {}
+  ~Round() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return done_ == sends_; });
+  }
+
+  int shards() const { return n_; }
+  bool sent(int l) const { return sent_[l]; }
+
+  void Send(int l) {
+    sent_[l] = true;
+    {
+      std::lock_guard lock(mu_);
+      ++sends_;
+    }
+    x_.clients_[l / x_.chunks_]->CallAsync(make_(l), deadline_, [this, l](Result<wire::Message> r) {
       // Each chunk's weights are copied in as they arrive, on the client's
       // I/O thread, while later chunks are still on the way.
       Status status = r.status();
       if (r.ok()) {
         auto reply = ps::WeightsReply::Decode(r.value());
         if (reply.ok()) {
-          waited[l] = reply.value().waited_s;
-          server[l] = reply.value().server_s;
-          status = LoadWeights(l, reply.value());
+          waited_[l] = reply.value().waited_s;
+          server_[l] = reply.value().server_s;
+          status = x_.LoadWeights(l, reply.value());
         } else {
           status = reply.status();
         }
       }
-      std::lock_guard lock(mu);
-      results[l] = std::move(status);
-      if (++done == n) cv.notify_all();
+      std::lock_guard lock(mu_);
+      results_[l] = std::move(status);
+      if (++done_ == sends_) cv_.notify_all();
     });
   }
-  {
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return done == n; });
+
+  // Sends what is left, waits for every answer and books the step's exposed
+  // exchange time: from here to the last answer (what backward hid is not
+  // counted), minus the servers' barrier wait and their own compute.
+  Status Wait() {
+    const auto start = rpc::Clock::now();
+    for (int l = 0; l < n_; ++l)
+      if (!sent_[l]) Send(l);
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return done_ == sends_; });
+    }
+    for (int l = 0; l < n_; ++l)
+      if (!results_[l].ok())
+        return results_[l].WithContext("parameter server " + x_.addresses_[l / x_.chunks_]);
+    static Counter& communicate = PhaseSeconds("communicate");
+    static Counter& wait = PhaseSeconds("wait");
+    static Counter& server_compute = PhaseSeconds("server");
+    const double total = std::chrono::duration<double>(rpc::Clock::now() - start).count();
+    const double w = std::min(total, *std::max_element(waited_.begin(), waited_.end()));
+    // The longest of any chunk's server time: chunks overlap.
+    const double s = std::min(total - w, *std::max_element(server_.begin(), server_.end()));
+    wait.Inc(w);
+    server_compute.Inc(std::max(0.0, s));
+    communicate.Inc(std::max(0.0, total - w - s));
+    return Status::Ok();
   }
-  for (int l = 0; l < n; ++l)
-    if (!results[l].ok())
-      return results[l].WithContext("parameter server " + addresses_[l / chunks_]);
-  // The round trip, minus the time the servers held it for other workers and
-  // the time they spent averaging and running the optimizer (the longest of
-  // any chunk: chunks overlap).
-  static Counter& communicate = PhaseSeconds("communicate");
-  static Counter& wait = PhaseSeconds("wait");
-  static Counter& server_compute = PhaseSeconds("server");
-  const double total = std::chrono::duration<double>(rpc::Clock::now() - start).count();
-  const double w = *std::max_element(waited.begin(), waited.end());
-  const double s = std::min(total - w, *std::max_element(server.begin(), server.end()));
-  wait.Inc(w);
-  server_compute.Inc(std::max(0.0, s));
-  communicate.Inc(std::max(0.0, total - w - s));
-  return Status::Ok();
+
+ private:
+  PsExchange& x_;
+  const std::function<wire::Message(int)> make_;
+  const int n_;
+  const rpc::Clock::time_point deadline_;
+  std::vector<bool> sent_;  // the sending thread's
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int sends_ = 0, done_ = 0;  // under mu_
+  // Per shard, each written by its one answer before done_ counts it.
+  std::vector<Status> results_;
+  std::vector<double> waited_, server_;
+};
+
+Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make) {
+  Round round(*this, make);
+  return round.Wait();
 }
 
 Status PsExchange::LoadWeights(int shard, const ps::WeightsReply& reply) {
@@ -162,13 +207,11 @@ Result<ps::InitReply> PsExchange::InitServer(size_t s) {
 }
 
 Status PsExchange::PullAll(nn::Graph& model) {
-  return ExchangeAll(
-      [&](int l) {
-        return ps::PullRequest{.member = MemberAt(static_cast<size_t>(l / chunks_)),
-                               .chunk = l % chunks_}
-            .Encode();
-      },
-      model);
+  return ExchangeAll([&](int l) {
+    return ps::PullRequest{.member = MemberAt(static_cast<size_t>(l / chunks_)),
+                           .chunk = l % chunks_}
+        .Encode();
+  });
 }
 
 Status PsExchange::InitAll(int64_t* start) {
@@ -211,6 +254,16 @@ Result<int64_t> PsExchange::Begin(nn::Graph& model, const ModelSpec& spec, uint6
   for (const auto& [name, t] : params_) shapes.emplace_back(name, t.shape());
   partition_ = ps::PartitionParameters(shapes, static_cast<int>(clients_.size()) * chunks_);
   versions_.assign(partition_.pieces.size(), 0);
+  trainable_per_shard_.assign(partition_.pieces.size(), 0);
+  shards_of_.clear();
+  for (size_t l = 0; l < partition_.pieces.size(); ++l) {
+    std::set<std::string> params;  // a parameter may be cut into several pieces
+    for (const ps::ShardPiece& piece : partition_.pieces[l])
+      if (!buffers_.count(piece.param)) params.insert(piece.param);
+    trainable_per_shard_[l] = static_cast<int>(params.size());
+    for (const std::string& name : params)
+      shards_of_[FindParam(params_, name)->impl().get()].push_back(static_cast<int>(l));
+  }
   DNND_RETURN_IF_ERROR(PullAll(model));
   heartbeat_.Start(heartbeat_every_, [this] { Heartbeat(); });
   Log(LogLevel::kInfo, "worker", "joined parameter servers",
@@ -227,32 +280,56 @@ Status PsExchange::Resync(nn::Graph& model) {
   return PullAll(model);
 }
 
-Status PsExchange::Step(nn::Graph& model, optim::Optimizer& local, int64_t step, float lr) {
+wire::Message PsExchange::Push(int s, int64_t step, float lr) {
   const bool kavg = mode_ == "kavg";
-  if (kavg) {
+  ps::PushRequest push{.member = MemberAt(static_cast<size_t>(s / chunks_)),
+                       .chunk = s % chunks_,
+                       .version = versions_[s],
+                       .step = step + 1,
+                       .lr = lr};
+  for (const ps::ShardPiece& piece : partition_.pieces[s]) {
+    const Tensor* p = FindParam(params_, piece.param);
+    const bool value = kavg || buffers_.count(piece.param);
+    Tensor source = value ? p->detach() : p->grad();
+    if (!source.defined())
+      source = Tensor::Zeros(p->shape());  // a parameter the loss did not reach
+    push.tensors.push_back(
+        wire::WireTensor::FromTensor(piece.key(), FlatSlice(source, piece.offset, piece.length),
+                                     value ? wire::Codec::kNone : gradient_codec_));
+  }
+  return push.Encode();
+}
+
+Tensor::LeafDone PsExchange::BeforeBackward(int64_t step, float lr) {
+  if (!overlap_ || mode_ == "kavg") return nullptr;
+  round_ = std::make_unique<Round>(*this, [this, step, lr](int s) { return Push(s, step, lr); });
+  waiting_ = trainable_per_shard_;
+  // Shards of buffers alone: their values are final after forward.
+  for (int l = 0; l < round_->shards(); ++l)
+    if (waiting_[l] == 0) round_->Send(l);
+  return [this](const Tensor& leaf) {
+    auto it = shards_of_.find(leaf.impl().get());
+    if (it == shards_of_.end()) return;
+    for (int l : it->second)
+      if (--waiting_[l] == 0) round_->Send(l);
+  };
+}
+
+Status PsExchange::Step(nn::Graph& model, optim::Optimizer& local, int64_t step, float lr) {
+  if (round_) {  // BeforeBackward's round: send what backward did not finish, then wait
+    Status s = round_->Wait();
+    round_.reset();
+    return FinishStep(std::move(s), model, step);
+  }
+  if (mode_ == "kavg") {
     local.Step();
     local.ZeroGrad();
     if ((step + 1) % kavg_steps_ != 0) return Status::Ok();
   }
-  auto make = [&](int s) {
-    ps::PushRequest push{.member = MemberAt(static_cast<size_t>(s / chunks_)),
-                         .chunk = s % chunks_,
-                         .version = versions_[s],
-                         .step = step + 1,
-                         .lr = lr};
-    for (const ps::ShardPiece& piece : partition_.pieces[s]) {
-      const Tensor* p = FindParam(params_, piece.param);
-      const bool value = kavg || buffers_.count(piece.param);
-      Tensor source = value ? p->detach() : p->grad();
-      if (!source.defined())
-        source = Tensor::Zeros(p->shape());  // a parameter the loss did not reach
-      push.tensors.push_back(
-          wire::WireTensor::FromTensor(piece.key(), FlatSlice(source, piece.offset, piece.length),
-                                       value ? wire::Codec::kNone : gradient_codec_));
-    }
-    return push.Encode();
-  };
-  Status s = ExchangeAll(make, model);
+  return FinishStep(ExchangeAll([&](int s) { return Push(s, step, lr); }), model, step);
+}
+
+Status PsExchange::FinishStep(Status s, nn::Graph& model, int64_t step) {
   if (!s.ok() &&
       (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded ||
        s.code() == StatusCode::kPermissionDenied)) {

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/periodic.h"
@@ -45,19 +46,35 @@ class PsExchange : public StepExchange {
   void SetInitialState(std::shared_ptr<const nn::NamedTensors> state);
   // Before Begin: parameters the servers never step (TrainOptions::freeze).
   void SetFrozen(std::set<std::string> names) { frozen_ = std::move(names); }
+  // Before Begin: whether pushes overlap backward (worker.overlap; on by
+  // default). In sync and async mode each logical shard (server x chunk,
+  // ps.chunks per server: the bucket size) is pushed as soon as backward has
+  // finished every gradient it holds, the last layer's first, and its
+  // weights are loaded as its answer arrives; Step then sends what is left
+  // and waits. The servers see the same gradients either way, so a sync job
+  // is bit-identical with and without. kavg pushes weights: never overlapped.
+  void SetOverlap(bool on) { overlap_ = on; }
 
   Result<int64_t> Begin(nn::Graph& model, const ModelSpec& spec, uint64_t seed) override;
+  Tensor::LeafDone BeforeBackward(int64_t step, float lr) override;
   Status Step(nn::Graph& model, optim::Optimizer& local, int64_t step, float lr) override;
   void End() override;
 
   const std::string& mode() const { return mode_; }
 
  private:
-  // Sends one message per (server, chunk) -- logical shard `l` is chunk
-  // l % chunks of server l / chunks -- built by `make`, all in flight at
-  // once, and waits for every answer; weights they carry go into the model
-  // as each arrives.
-  Status ExchangeAll(const std::function<wire::Message(int shard)>& make, nn::Graph& model);
+  // One exchange: a message per (server, chunk) -- logical shard `l` is
+  // chunk l % chunks of server l / chunks -- sent as the caller decides,
+  // answers taken in as they arrive (ps_client.cc).
+  class Round;
+  // Sends every shard's message, built by `make`, all in flight at once, and
+  // waits for every answer; weights they carry go into the model as each
+  // arrives.
+  Status ExchangeAll(const std::function<wire::Message(int shard)>& make);
+  // Step's push of logical shard `s`: gradients (kavg: weights), buffers as values.
+  wire::Message Push(int s, int64_t step, float lr);
+  // After a push round: a lost exchange resynchronises; the gradients are cleared.
+  Status FinishStep(Status exchanged, nn::Graph& model, int64_t step);
   // Copies a push or pull reply's weights into the model after checking them
   // against the pieces of `shard` (names, dtype, shapes).
   Status LoadWeights(int shard, const ps::WeightsReply& reply);
@@ -93,6 +110,15 @@ class PsExchange : public StepExchange {
   int chunks_ = 1;                 // per server, as the servers report
   std::vector<int64_t> versions_;  // last version seen per logical shard
   std::chrono::milliseconds timeout_;
+
+  // Overlap: per shard, the trainable parameters it holds a piece of; per
+  // parameter (by identity), the shards holding its pieces; this step's
+  // round and, per shard, the gradients backward has still to finish.
+  bool overlap_ = true;
+  std::vector<int> trainable_per_shard_;
+  std::unordered_map<const Tensor::Impl*, std::vector<int>> shards_of_;
+  std::unique_ptr<Round> round_;
+  std::vector<int> waiting_;
 
   std::atomic<bool> ended_{false};
   PeriodicTask heartbeat_;

@@ -284,7 +284,11 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       data::Batch batch = loader.GetBatch(epoch, b);
       Tensor loss = nn::ComputeLoss(spec_.loss, model_->Forward(batch.x), batch.target,
                                     spec_.label_smoothing);
-      loss.backward();
+      if (Tensor::LeafDone done =
+              exchange ? exchange->BeforeBackward(step, optimizer_->lr()) : nullptr)
+        loss.backward(Tensor::Full(loss.shape(), 1.0f), done);
+      else
+        loss.backward();
       metrics.compute.Inc(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - compute_start).count());
       if (exchange) {

@@ -34,6 +34,11 @@ class StepExchange {
   // model's weights the job's, and return the step to start from (a
   // restarted worker rejoins mid-run), or -1 to keep the local one.
   virtual Result<int64_t> Begin(nn::Graph& model, const ModelSpec& spec, uint64_t seed) = 0;
+  // Between forward and backward of step `step`: a function backward calls
+  // for each parameter whose gradient is final (Tensor::backward's
+  // leaf_done), so the exchange can send gradients while backward goes on;
+  // called on the training thread. Empty (the default): Step sends them all.
+  virtual Tensor::LeafDone BeforeBackward(int64_t step, float lr) { return nullptr; }
   // After backward of step `step` (0-based, `lr` from the schedule): leave
   // the next weights in `model` and its gradients cleared. `local` is the
   // worker's own optimizer (used between averages in kavg).

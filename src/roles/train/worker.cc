@@ -293,6 +293,7 @@ Result<std::unique_ptr<Role>> MakeWorkerWithData(const Config& cfg, ModelSpec sp
         placement.parameter_servers, placement.index, std::move(rpc),
         std::chrono::milliseconds(cfg.GetInt("worker.heartbeat_ms")), codec);
     ps->SetInitialState(o.initial_state);
+    ps->SetOverlap(cfg.GetBool("worker.overlap"));
     if (!o.freeze.empty()) {  // the servers need the names the patterns match
       DNND_ASSIGN_OR_RETURN(auto graph, BuildModel(spec, o.seed));
       DNND_ASSIGN_OR_RETURN(std::set<std::string> frozen, FrozenParameters(*graph, o.freeze));

@@ -95,11 +95,12 @@ double FinalAccuracy(const std::string& output) {
 }
 
 // Same seed, same worker count: the same weights, bit for bit, whether the
-// parameters are cut into 2 servers x 2 chunks (the default) or 3 servers x 1.
+// parameters are cut into 2 servers x 2 chunks (the default) or 3 servers x 1,
+// and whether the pushes overlap backward (the default) or follow it.
 TEST(Standalone, SyncRunsAreBitIdentical) {
   TempDir a, b, c;
   auto ra = Dnnd("--role=standalone " + Job(a.path()));
-  auto rb = Dnnd("--role=standalone " + Job(b.path()));
+  auto rb = Dnnd("--role=standalone " + Job(b.path(), "--set worker.overlap=false"));
   auto rc =
       Dnnd("--role=standalone " + Job(c.path(), "--set standalone.servers=3 --set ps.chunks=1"));
   ASSERT_EQ(ra.code, 0) << ra.output;
