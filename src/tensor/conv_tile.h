@@ -16,15 +16,27 @@
 namespace dnnd::conv::internal {
 namespace {
 
+// Copies n floats (n > 0) with vector loads and stores, the last one masked.
+template <class V>
+__attribute__((always_inline)) inline void CopyRun(const float* src, float* dst, int64_t n) {
+  for (int64_t q = 0; q < n; q += V::kWidth) {
+    const int len = n - q < V::kWidth ? static_cast<int>(n - q) : V::kWidth;
+    V::StoreN(dst + q, V::LoadRange(src + q, 0, len), len);
+  }
+}
+
 // Stores tile rows acc[r][*] (kNr = NV * V::kWidth columns) to their places.
+// `contiguous`: the tile's columns map to one run of the output (the caller
+// checked col_off), stored straight from the registers.
 template <class V, int MR, int NV>
 __attribute__((always_inline)) inline void StoreTile(const GemmArgs& g, int64_t i0, int64_t j0,
+                                                     bool contiguous,
                                                      typename V::T (&acc)[MR][NV]) {
   constexpr int kNr = NV * V::kWidth;
   const int64_t rows = g.m - i0 < MR ? g.m - i0 : MR;
   const int64_t cols = g.n - j0 < kNr ? g.n - j0 : kNr;
   const int64_t* off = g.col_off + j0;
-  if (cols == kNr && off[kNr - 1] - off[0] == kNr - 1) {  // one contiguous run
+  if (contiguous) {
     float* dst = g.out + i0 * g.row_stride + off[0];
     for (int r = 0; r < MR; ++r) {
       if (r >= rows) break;
@@ -36,14 +48,25 @@ __attribute__((always_inline)) inline void StoreTile(const GemmArgs& g, int64_t 
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) V::Store(&tile[r][v * V::kWidth], acc[r][v]);
   for (int64_t j = 0; j < cols;) {  // runs of columns contiguous in the output
+    if (off[j] < 0) {               // a dropped column
+      ++j;
+      continue;
+    }
     int64_t e = j + 1;
     while (e < cols && off[e] == off[e - 1] + 1) ++e;
-    for (int64_t r = 0; r < rows; ++r) {
-      float* dst = g.out + (i0 + r) * g.row_stride + off[j];
-      for (int64_t q = j; q < e; ++q) dst[q - j] = tile[r][q];
-    }
+    for (int64_t r = 0; r < rows; ++r)
+      CopyRun<V>(&tile[r][j], g.out + (i0 + r) * g.row_stride + off[j], e - j);
     j = e;
   }
+}
+
+// Whether the kNr columns from j0 are all stored, to consecutive places.
+template <int kNr>
+bool ContiguousColumns(const GemmArgs& g, int64_t j0) {
+  if (g.n - j0 < kNr || g.col_off[j0] < 0) return false;
+  for (int q = 1; q < kNr; ++q)
+    if (g.col_off[j0 + q] != g.col_off[j0] + q) return false;
+  return true;
 }
 
 // C = A B (+ bias) over the whole of g (see GemmArgs), tile by tile.
@@ -53,6 +76,7 @@ void GemmTiles(const GemmArgs& g) {
   using T = typename V::T;
   for (int64_t j0 = 0; j0 < g.n; j0 += kNr) {
     const float* bp = g.b + j0;
+    const bool contiguous = ContiguousColumns<kNr>(g, j0);
     for (int64_t i0 = 0; i0 < g.m; i0 += MR) {
       const float* ap = g.a + i0 * g.k;  // packed [k][MR] block of rows i0..
       T acc[MR][NV];
@@ -60,8 +84,8 @@ void GemmTiles(const GemmArgs& g) {
         const T init = g.bias ? V::Broadcast(i0 + r < g.m ? g.bias[i0 + r] : 0.0f) : V::Zero();
         for (int v = 0; v < NV; ++v) acc[r][v] = init;
       }
-      const float* brow = bp;
-      for (int64_t k = 0; k < g.k; ++k, brow += g.ldb, ap += MR) {
+      for (int64_t k = 0; k < g.k; ++k, ap += MR) {
+        const float* brow = bp + g.b_row[k];
         T bv[NV];
         for (int v = 0; v < NV; ++v) bv[v] = V::Load(brow + v * V::kWidth);
         for (int r = 0; r < MR; ++r) {
@@ -69,7 +93,7 @@ void GemmTiles(const GemmArgs& g) {
           for (int v = 0; v < NV; ++v) acc[r][v] = V::Fma(a, bv[v], acc[r][v]);
         }
       }
-      StoreTile<V, MR, NV>(g, i0, j0, acc);
+      StoreTile<V, MR, NV>(g, i0, j0, contiguous, acc);
     }
   }
 }
@@ -84,7 +108,7 @@ void DotTiles(const DotArgs& d) {
     for (int r = 0; r < MR; ++r) arow[r] = d.a + (i0 + r < d.m ? i0 + r : i0) * d.lda;
     for (int64_t j0 = 0; j0 < d.n; j0 += NB) {
       const float* brow[NB];
-      for (int j = 0; j < NB; ++j) brow[j] = d.b + (j0 + j < d.n ? j0 + j : j0) * d.ldb;
+      for (int j = 0; j < NB; ++j) brow[j] = d.b + d.b_row[j0 + j < d.n ? j0 + j : j0];
       T acc[MR][NB];
       for (int r = 0; r < MR; ++r)
         for (int j = 0; j < NB; ++j) acc[r][j] = V::Zero();
