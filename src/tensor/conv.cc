@@ -89,10 +89,10 @@ bool AllFinite(const float* x, int64_t n) {
   return (carry & 0x80000000u) == 0;
 }
 
-// Samples per chunk when one sample's B takes bytes_per_sample: as many as
-// fit `budget` (at least one), and at least one chunk per thread.
-int64_t ChunkSamples(const Params& p, int64_t bytes_per_sample, int64_t budget) {
-  const int64_t fit = std::clamp<int64_t>(budget / bytes_per_sample, 1, p.n);
+// Samples per chunk when one sample takes per_sample (bytes, columns): as
+// many as fit `budget` (at least one), and at least one chunk per thread.
+int64_t ChunkSamples(const Params& p, int64_t per_sample, int64_t budget) {
+  const int64_t fit = std::clamp<int64_t>(budget / per_sample, 1, p.n);
   return std::min(fit, std::max<int64_t>(1, (p.n + GetThreads() - 1) / GetThreads()));
 }
 
@@ -424,8 +424,13 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
   // Both products reduce over the chunk's pixels: bigger chunks, fewer passes
   // over the [ocg, K] result. On the grid a chunk holds its input and output
   // gradient there; a chunk with a non-finite input falls back to im2col.
+  // The dot kernel ends every tile with a horizontal sum per accumulator, so
+  // its rows should be long, but its 4 rows of A should stay in L1 while it
+  // runs through B: about 2048 columns (a 7x7 plane's chunk would otherwise
+  // spend a third of its time in those sums).
   const bool grid_ok = isa.dot && GridApplies(p);
-  const int64_t gs = grid_ok ? ChunkSamples(p, GridSampleBytes(p, p.c + p.oc), 256 << 10)
+  const int64_t grid_sample = (p.h + p.padding) * (p.w + p.padding);
+  const int64_t gs = grid_ok ? ChunkSamples(p, grid_sample, 2048)
                              : std::clamp<int64_t>((1 << 18) / (k * plane), 1, 16);
   const Grid gr(p, gs, std::max(isa.nr, 1));
   const int64_t chunks = (p.n + gs - 1) / gs;
