@@ -37,10 +37,10 @@ int64_t ChannelGrain(int64_t per_channel) {
 // Calls fn(offset, length) over [0, len) in blocks: Eigen's float reduction
 // of a long run (a 224x224 plane) would lose digits, so runs are summed in
 // blocks folded into double.
+constexpr int64_t kSumBlock = 1024;
 template <typename Fn>
 void ForBlocks(int64_t len, Fn fn) {
-  constexpr int64_t kBlock = 1024;
-  for (int64_t o = 0; o < len; o += kBlock) fn(o, std::min(kBlock, len - o));
+  for (int64_t o = 0; o < len; o += kSumBlock) fn(o, std::min(kSumBlock, len - o));
 }
 
 // Runs fn(chunk, begin, end) over [0, n) in a fixed split of GetThreads()
@@ -212,26 +212,34 @@ void ChannelAffine(int64_t n, int64_t c, int64_t plane, const float* x, const fl
 
 namespace {
 
-// One channel of BatchNormBackward with [n, c, plane] layout. With kRelu the
-// gradient reaching the batch norm is g where relu_y > 0 and 0 elsewhere
-// (ReLU's backward, as kernels::ReluBackward), selected on the fly.
-template <bool kRelu>
+// out = g where y > 0, else 0 (ReLU's backward): a plain loop with both
+// loads unconditional, which GCC turns into compare + blend (as
+// kernels::ReluBackward; a conditional load stays scalar and branchy).
+__attribute__((noinline)) void ReluMask(int64_t n, const float* __restrict y,
+                                        const float* __restrict g, float* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float gv = g[i];  // loaded unconditionally, so the select vectorises
+    out[i] = y[i] > 0.0f ? gv : 0.0f;
+  }
+}
+
+// One channel of BatchNormBackward with [n, c, plane] layout. With a fused
+// ReLU (yc not null) the gradient reaching the batch norm is g masked by the
+// ReLU's output, written block by block into a buffer (for the sums) and
+// into dx itself (for dx, then updated in place): the same values ReLU's
+// own backward would hand over.
 void BatchNormBackwardChannel(int64_t n, int64_t plane, int64_t stride, const float* xc,
                               const float* gc, const float* yc, float mu, float is, float k,
                               double m, bool need_sums, bool batch_stats, float* dc, float* dweight,
                               float* dbias) {
-  // The incoming gradient of run i, elements [o, o + len).
-  auto grad = [&](int64_t i, int64_t o, int64_t len) {
-    if constexpr (kRelu)
-      return (CVec(yc + i * stride + o, len) > 0.0f).select(CVec(gc + i * stride + o, len), 0.0f);
-    else
-      return CVec(gc + i * stride + o, len);
-  };
   double sg = 0, sgx = 0;
   if (need_sums) {
+    float masked[kSumBlock];
     for (int64_t i = 0; i < n; ++i)
       ForBlocks(plane, [&](int64_t o, int64_t len) {
-        const auto gi = grad(i, o, len);
+        const float* g = gc + i * stride + o;
+        if (yc) g = (ReluMask(len, yc + i * stride + o, g, masked), masked);
+        CVec gi(g, len);
         sg += gi.sum();
         sgx += (gi * (CVec(xc + i * stride + o, len) - mu)).sum();
       });
@@ -239,14 +247,16 @@ void BatchNormBackwardChannel(int64_t n, int64_t plane, int64_t stride, const fl
   if (dweight) *dweight = static_cast<float>(is * sgx);
   if (dbias) *dbias = static_cast<float>(sg);
   if (!dc) return;
-  if (batch_stats) {
-    const float a = static_cast<float>(sg / m);
-    const float b = static_cast<float>(double(is) * is * sgx / m);
-    for (int64_t i = 0; i < n; ++i)
-      Vec(dc + i * stride, plane) =
-          k * (grad(i, 0, plane) - a - (CVec(xc + i * stride, plane) - mu) * b);
-  } else {
-    for (int64_t i = 0; i < n; ++i) Vec(dc + i * stride, plane) = k * grad(i, 0, plane);
+  const float a = batch_stats ? static_cast<float>(sg / m) : 0.0f;
+  const float b = batch_stats ? static_cast<float>(double(is) * is * sgx / m) : 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* g = gc + i * stride;
+    float* d = dc + i * stride;
+    if (yc) g = (ReluMask(plane, yc + i * stride, g, d), d);
+    if (batch_stats)
+      Vec(d, plane) = k * (CVec(g, plane) - a - (CVec(xc + i * stride, plane) - mu) * b);
+    else
+      Vec(d, plane) = k * CVec(g, plane);
   }
 }
 
@@ -269,14 +279,9 @@ void BatchNormBackward(int64_t n, int64_t c, int64_t plane, const float* x, cons
         float* dc = dx ? dx + ch * plane : nullptr;
         float* dw = dweight ? dweight + ch : nullptr;
         float* db = dbias ? dbias + ch : nullptr;
-        if (relu_y)
-          BatchNormBackwardChannel<true>(n, plane, stride, x + ch * plane, g + ch * plane,
-                                         relu_y + ch * plane, mean[ch], is, k, m, need_sums,
-                                         batch_stats, dc, dw, db);
-        else
-          BatchNormBackwardChannel<false>(n, plane, stride, x + ch * plane, g + ch * plane,
-                                          nullptr, mean[ch], is, k, m, need_sums, batch_stats,
-                                          dc, dw, db);
+        BatchNormBackwardChannel(n, plane, stride, x + ch * plane, g + ch * plane,
+                                 relu_y ? relu_y + ch * plane : nullptr, mean[ch], is, k, m,
+                                 need_sums, batch_stats, dc, dw, db);
       }
     });
     return;
