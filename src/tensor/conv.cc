@@ -159,9 +159,7 @@ struct Grid {
 
 // The grid needs every padded row and column to fall inside the one shared
 // padding: padding below the kernel's size (all "same" and "valid" convs).
-bool GridApplies(const Params& p) {
-  return p.stride == 1 && p.padding < p.kh && p.padding < p.kw;
-}
+bool GridApplies(const Params& p) { return p.stride == 1 && p.padding < p.kh && p.padding < p.kw; }
 
 int64_t GridSampleBytes(const Params& p, int64_t channels) {
   return channels * (p.h + p.padding) * (p.w + p.padding) * int64_t{sizeof(float)};
@@ -252,8 +250,8 @@ void ForwardTiles(const Isa& isa, const Params& p, const float* x, const float* 
   // With few rows of B (a 1- or 3-channel stem) the grid's scattered stores
   // of short output rows cost more than the small im2col they save.
   const bool on_grid = GridApplies(p) && k >= 32;
-  const int64_t gs = on_grid ? ChunkSamples(p, GridSampleBytes(p, p.c), 256 << 10)
-                             : TileChunk(p, k, isa.nr);
+  const int64_t gs =
+      on_grid ? ChunkSamples(p, GridSampleBytes(p, p.c), 256 << 10) : TileChunk(p, k, isa.nr);
   const Grid gr(p, gs, isa.nr);
   const int64_t chunks = (p.n + gs - 1) / gs;
   ParallelFor(chunks, 1, [&](int64_t cb, int64_t ce) {
@@ -457,8 +455,8 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
         FillGrid(gr, p, x + s0 * in_sample, cnt, buf);
         for (int64_t g = 0; g < p.groups; ++g)
           isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * ld_grid, ld_grid,
-                                    buf + g * cg * gr.chan, s.b_row.data(),
-                                    pw.data() + g * ocg * k, k});
+                                    buf + g * cg * gr.chan, s.b_row.data(), pw.data() + g * ocg * k,
+                                    k});
         continue;
       }
       const int64_t pp = isa.dot ? RoundUp(px, isa.width) : px;

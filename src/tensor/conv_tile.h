@@ -46,9 +46,9 @@ struct TileScatter {
         const int64_t lo = j > v * V::kWidth ? j : v * V::kWidth;
         const int64_t hi = e < (v + 1) * V::kWidth ? e : (v + 1) * V::kWidth;
         if (lo >= hi) continue;
-        stores[v][count[v]++] = {off[j] - j + v * V::kWidth,
-                                 V::Lanes(static_cast<int>(lo - v * V::kWidth),
-                                          static_cast<int>(hi - v * V::kWidth))};
+        stores[v][count[v]++] = {
+            off[j] - j + v * V::kWidth,
+            V::Lanes(static_cast<int>(lo - v * V::kWidth), static_cast<int>(hi - v * V::kWidth))};
       }
       j = e;
     }

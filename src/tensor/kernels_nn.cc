@@ -212,22 +212,10 @@ void ChannelAffine(int64_t n, int64_t c, int64_t plane, const float* x, const fl
 
 namespace {
 
-// out = g where y > 0, else 0 (ReLU's backward): a plain loop with both
-// loads unconditional, which GCC turns into compare + blend (as
-// kernels::ReluBackward; a conditional load stays scalar and branchy).
-__attribute__((noinline)) void ReluMask(int64_t n, const float* __restrict y,
-                                        const float* __restrict g, float* __restrict out) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float gv = g[i];  // loaded unconditionally, so the select vectorises
-    out[i] = y[i] > 0.0f ? gv : 0.0f;
-  }
-}
-
 // One channel of BatchNormBackward with [n, c, plane] layout. With a fused
-// ReLU (yc not null) the gradient reaching the batch norm is g masked by the
-// ReLU's output, written block by block into a buffer (for the sums) and
-// into dx itself (for dx, then updated in place): the same values ReLU's
-// own backward would hand over.
+// ReLU (yc not null) the gradient reaching the batch norm is ReLU's backward
+// of g, computed block by block into a buffer (for the sums) and into dx
+// itself (for dx, then updated in place).
 void BatchNormBackwardChannel(int64_t n, int64_t plane, int64_t stride, const float* xc,
                               const float* gc, const float* yc, float mu, float is, float k,
                               double m, bool need_sums, bool batch_stats, float* dc, float* dweight,
@@ -238,7 +226,7 @@ void BatchNormBackwardChannel(int64_t n, int64_t plane, int64_t stride, const fl
     for (int64_t i = 0; i < n; ++i)
       ForBlocks(plane, [&](int64_t o, int64_t len) {
         const float* g = gc + i * stride + o;
-        if (yc) g = (ReluMask(len, yc + i * stride + o, g, masked), masked);
+        if (yc) g = (ReluBackward(len, yc + i * stride + o, g, masked), masked);
         CVec gi(g, len);
         sg += gi.sum();
         sgx += (gi * (CVec(xc + i * stride + o, len) - mu)).sum();
@@ -252,7 +240,12 @@ void BatchNormBackwardChannel(int64_t n, int64_t plane, int64_t stride, const fl
   for (int64_t i = 0; i < n; ++i) {
     const float* g = gc + i * stride;
     float* d = dc + i * stride;
-    if (yc) g = (ReluMask(plane, yc + i * stride, g, d), d);
+    if (yc) {  // in blocks: ReluBackward below its parallel grain runs inline
+      ForBlocks(plane, [&](int64_t o, int64_t len) {
+        ReluBackward(len, yc + i * stride + o, g + o, d + o);
+      });
+      g = d;
+    }
     if (batch_stats)
       Vec(d, plane) = k * (CVec(g, plane) - a - (CVec(xc + i * stride, plane) - mu) * b);
     else

@@ -159,7 +159,8 @@ Tensor Graph::ForwardRange(const Tensor& x, size_t begin, size_t end) {
     if (auto* bn = FusableBatchNorm(i, end)) {  // this node and the ReLU after it
       values[i + 1 - begin] = bn->ForwardRelu(args[0]);
       for (int in : n.inputs)
-        if (in >= static_cast<int>(begin) && nodes_[in].last_use == i) values[in - begin] = Tensor();
+        if (in >= static_cast<int>(begin) && nodes_[in].last_use == i)
+          values[in - begin] = Tensor();
       i += 2;
       continue;
     }

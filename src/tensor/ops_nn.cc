@@ -214,21 +214,21 @@ Tensor BatchNormImpl(const Tensor& x, const Tensor& weight, const Tensor& bias,
     // The fused ReLU's backward reads its output (the mask), kept anyway by
     // whatever consumes it.
     Tensor relu_y = relu ? y.detach() : Tensor();
-    Record(y, relu ? "BatchNormRelu" : "BatchNorm", {x, weight, bias},
-           [mean, invstd, relu_y, n, c, plane, batch_stats](std::vector<Tensor>& t,
-                                                            const Tensor& g) {
-             Tensor gx = Needs(t[0]) ? Tensor::Empty(t[0].shape()) : Tensor();
-             Tensor gw = Needs(t[1]) ? Tensor::Empty({c}) : Tensor();
-             Tensor gb = Needs(t[2]) ? Tensor::Empty({c}) : Tensor();
-             kernels::BatchNormBackward(
-                 n, c, plane, t[0].data(), g.data(), relu_y.defined() ? relu_y.data() : nullptr,
-                 mean.data(), invstd.data(), t[1].defined() ? t[1].data() : nullptr, batch_stats,
-                 gx.defined() ? gx.data() : nullptr, gw.defined() ? gw.data() : nullptr,
-                 gb.defined() ? gb.data() : nullptr);
-             if (gx.defined()) t[0].AccumulateGrad(std::move(gx));
-             if (gw.defined()) t[1].AccumulateGrad(std::move(gw));
-             if (gb.defined()) t[2].AccumulateGrad(std::move(gb));
-           });
+    Record(
+        y, relu ? "BatchNormRelu" : "BatchNorm", {x, weight, bias},
+        [mean, invstd, relu_y, n, c, plane, batch_stats](std::vector<Tensor>& t, const Tensor& g) {
+          Tensor gx = Needs(t[0]) ? Tensor::Empty(t[0].shape()) : Tensor();
+          Tensor gw = Needs(t[1]) ? Tensor::Empty({c}) : Tensor();
+          Tensor gb = Needs(t[2]) ? Tensor::Empty({c}) : Tensor();
+          kernels::BatchNormBackward(
+              n, c, plane, t[0].data(), g.data(), relu_y.defined() ? relu_y.data() : nullptr,
+              mean.data(), invstd.data(), t[1].defined() ? t[1].data() : nullptr, batch_stats,
+              gx.defined() ? gx.data() : nullptr, gw.defined() ? gw.data() : nullptr,
+              gb.defined() ? gb.data() : nullptr);
+          if (gx.defined()) t[0].AccumulateGrad(std::move(gx));
+          if (gw.defined()) t[1].AccumulateGrad(std::move(gw));
+          if (gb.defined()) t[2].AccumulateGrad(std::move(gb));
+        });
   }
   return y;
 }

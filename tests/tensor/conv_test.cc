@@ -202,7 +202,7 @@ TEST_P(ConvIsa, NonFiniteInputsReachWhatTheReferenceSays) {
       Rng rng(13);
       Tensor x = Tensor::Uniform({k.n, k.c, k.h, k.w}, -1.0f, 1.0f, rng);
       x.data()[(1 * k.c + 2) * k.h * k.w + k.w + 0] = INFINITY;  // sample 1, channel 2, (1, 0)
-      x.data()[k.h * k.w - 1] = NAN;                              // sample 0, channel 0, last
+      x.data()[k.h * k.w - 1] = NAN;                             // sample 0, channel 0, last
       Tensor w = Tensor::Uniform({k.oc, k.c / k.groups, k.kh, k.kw}, -0.5f, 0.5f, rng);
       Tensor b = k.bias ? Tensor::Uniform({k.oc}, -0.5f, 0.5f, rng) : Tensor();
       x.set_requires_grad(true);

@@ -109,8 +109,7 @@ TEST(OpsNnGrad, BatchNorm1dEvalNoAffine) { CheckBatchNorm({{4, 5}, false, false}
 // without affine parameters; NaN reaches the output as through the separate
 // ReLU.
 void CheckBatchNormReluMatchesComposition(const Shape& shape, bool training, bool affine) {
-  SCOPED_TRACE(ShapeToString(shape) + (training ? " train" : " eval") +
-               (affine ? " affine" : ""));
+  SCOPED_TRACE(ShapeToString(shape) + (training ? " train" : " eval") + (affine ? " affine" : ""));
   const int64_t c = shape[1];
   Tensor x1 = Rand(shape, 21, -2, 2);
   x1.data()[1] = NAN;
