@@ -248,7 +248,9 @@ void ForwardTiles(const Isa& isa, const Params& p, const float* x, const float* 
   const kernels::Conv2dGeometry geo = GroupGeometry(p);
   const std::vector<float> a = PackWeights(p, w, isa.mr);
   // With few rows of B (a 1- or 3-channel stem) the grid's scattered stores
-  // of short output rows cost more than the small im2col they save.
+  // of short output rows cost more than the small im2col they save. A grid
+  // chunk's input stays within 256 KB: a tile's B rows (the channels' grid
+  // rows around it) then come from L1/L2.
   const bool on_grid = GridApplies(p) && k >= 32;
   const int64_t gs =
       on_grid ? ChunkSamples(p, GridSampleBytes(p, p.c), 256 << 10) : TileChunk(p, k, isa.nr);
