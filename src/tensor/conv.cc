@@ -60,8 +60,8 @@ int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // Per-thread scratch, reused across calls (a training step calls conv dozens
 // of times with the same sizes).
 struct Scratch {
-  std::vector<float> cols, aux;
-  std::vector<int64_t> col_off;
+  std::vector<float> cols, grid, aux;
+  std::vector<int64_t> b_row, col_off;
 };
 Scratch& ThreadScratch() {
   thread_local Scratch s;
@@ -76,9 +76,32 @@ kernels::Conv2dGeometry GroupGeometry(const Params& p) {
   return {p.c / p.groups, p.h, p.w, p.kh, p.kw, p.stride, p.padding};
 }
 
-// Samples per chunk for the tile kernel: the chunk's cols (K x pixels) stay
-// within ~512 KB (L2), and among the sizes that fit, the one wasting the least
-// of the last column tile; at least one chunk per thread.
+// Whether n floats are all finite: the weight gradient on the grid multiplies
+// input values by the zeros of dropped columns, which is exact only for
+// finite values (0 * inf is NaN). Adding 1 to an all-ones exponent carries
+// into the sign bit; OR-ing those bits vectorises.
+bool AllFinite(const float* x, int64_t n) {
+  uint32_t carry = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    carry |= (bits & 0x7f800000u) + 0x00800000u;
+  }
+  return (carry & 0x80000000u) == 0;
+}
+
+// Samples per chunk when one sample takes per_sample (bytes, columns): as
+// many as fit `budget` (at least one), and at least one chunk per thread.
+int64_t ChunkSamples(const Params& p, int64_t per_sample, int64_t budget) {
+  const int64_t fit = std::clamp<int64_t>(budget / per_sample, 1, p.n);
+  return std::min(fit, std::max<int64_t>(1, (p.n + GetThreads() - 1) / GetThreads()));
+}
+
+// --- B as im2col ---------------------------------------------------------------
+
+// Samples per chunk for the tile kernel on im2col: the chunk's cols (K x
+// pixels) stay within ~512 KB (L2), and among the sizes that fit, the one
+// wasting the least of the last column tile; at least one chunk per thread.
 int64_t TileChunk(const Params& p, int64_t k, int64_t nr) {
   const int64_t plane = p.oh() * p.ow();
   const int64_t max_px = std::max<int64_t>(plane, (512 << 10) / 4 / k);
@@ -92,6 +115,116 @@ int64_t TileChunk(const Params& p, int64_t k, int64_t nr) {
   }
   return best;
 }
+
+// Rows of an im2col matrix with leading dimension ld, as GemmArgs::b_row.
+void Im2ColRows(int64_t k, int64_t ld, std::vector<int64_t>& rows) {
+  rows.resize(static_cast<size_t>(k));
+  for (int64_t r = 0; r < k; ++r) rows[r] = r * ld;
+}
+
+// Output offsets of im2col's columns: gs samples' planes side by side, each
+// sample's plane `sample_stride` after the previous one in the output.
+void Im2ColColumns(int64_t gs, int64_t plane, int64_t sample_stride, std::vector<int64_t>& off) {
+  off.resize(static_cast<size_t>(gs * plane));
+  int64_t* o = off.data();
+  for (int64_t s = 0; s < gs; ++s)
+    for (int64_t q = 0; q < plane; ++q) *o++ = s * sample_stride + q;
+}
+
+// --- B on the padded grid ------------------------------------------------------
+
+// A stride-1 convolution's input laid out for the GEMM without im2col (see
+// conv.h). Per channel, the chunk's samples follow each other in blocks of
+// hs rows of wp floats: `pad` zero rows, then the image's rows, each `pad`
+// zeros and then its w values. A row's right padding is the next row's left
+// padding and a sample's bottom padding the next sample's top, so point (py,
+// px) of sample s's zero-padded image is at s * sample + py * wp + px for
+// every py < h + 2 pad, px < w + 2 pad. Output (oy, ox) of sample s is
+// virtual column s * sample + oy * wp + ox, and tap (ky, kx) of channel c
+// reads it c * chan + ky * wp + kx further on. Columns with ox >= ow or oy >=
+// oh are computed and dropped.
+struct Grid {
+  int64_t pad, wp, hs, sample, oh, ow;
+  int64_t chan;  // floats per channel: the chunk, its bottom padding, the last tile's overrun
+  Grid(const Params& p, int64_t gs, int64_t nr)
+      : pad(p.padding),
+        wp(p.w + p.padding),
+        hs(p.h + p.padding),
+        sample(hs * wp),
+        oh(p.oh()),
+        ow(p.ow()),
+        chan(RoundUp(RoundUp(Columns(gs), nr) + (p.kh - 1) * wp + p.kw - 1, 16)) {}
+  // Virtual columns of a chunk of cnt samples, up to its last output.
+  int64_t Columns(int64_t cnt) const { return (cnt - 1) * sample + (oh - 1) * wp + ow; }
+};
+
+// The grid needs every padded row and column to fall inside the one shared
+// padding: padding below the kernel's size (all "same" and "valid" convs).
+bool GridApplies(const Params& p) { return p.stride == 1 && p.padding < p.kh && p.padding < p.kw; }
+
+int64_t GridSampleBytes(const Params& p, int64_t channels) {
+  return channels * (p.h + p.padding) * (p.w + p.padding) * int64_t{sizeof(float)};
+}
+
+// GemmArgs::b_row on the grid: row (c, ky, kx) of B is the grid shifted.
+void GridRows(const Grid& gr, const Params& p, std::vector<int64_t>& rows) {
+  const int64_t cg = p.c / p.groups;
+  rows.resize(static_cast<size_t>(cg * p.kh * p.kw));
+  for (int64_t c = 0, r = 0; c < cg; ++c)
+    for (int64_t ky = 0; ky < p.kh; ++ky)
+      for (int64_t kx = 0; kx < p.kw; ++kx) rows[r++] = c * gr.chan + ky * gr.wp + kx;
+}
+
+// GemmArgs::col_off on the grid for gs samples (-1: dropped column).
+void GridColumns(const Grid& gr, int64_t gs, int64_t sample_stride, std::vector<int64_t>& off) {
+  off.resize(static_cast<size_t>(gs * gr.sample));
+  int64_t* o = off.data();
+  for (int64_t s = 0; s < gs; ++s)
+    for (int64_t oy = 0; oy < gr.hs; ++oy)
+      for (int64_t ox = 0; ox < gr.wp; ++ox)
+        *o++ = oy < gr.oh && ox < gr.ow ? s * sample_stride + oy * gr.ow + ox : -1;
+}
+
+// Copies cnt samples of x [cnt, c, h, w] into the grid, zeros in the padding
+// and up to the end of each channel's span.
+void FillGrid(const Grid& gr, const Params& p, const float* x, int64_t cnt, float* buf) {
+  for (int64_t c = 0; c < p.c; ++c) {
+    float* dst = buf + c * gr.chan;
+    for (int64_t s = 0; s < cnt; ++s) {
+      const float* src = x + (s * p.c + c) * p.h * p.w;
+      dst = std::fill_n(dst, gr.pad * gr.wp, 0.0f);
+      for (int64_t iy = 0; iy < p.h; ++iy, src += p.w) {
+        dst = std::fill_n(dst, gr.pad, 0.0f);
+        dst = std::copy_n(src, p.w, dst);
+      }
+    }
+    std::fill(dst, buf + (c + 1) * gr.chan, 0.0f);
+  }
+}
+
+// Copies the output gradient of samples [s0, s0+cnt) into gm[oc, ld] at the
+// grid's virtual columns, zeros in the dropped ones and on to `zero_to`: the
+// weight-gradient product's A on the grid.
+void GatherGrid(const Grid& gr, const Params& p, const float* gy, int64_t s0, int64_t cnt,
+                float* gm, int64_t ld, int64_t zero_to) {
+  const int64_t plane = gr.oh * gr.ow;
+  for (int64_t o = 0; o < p.oc; ++o) {
+    float* dst = gm + o * ld;
+    for (int64_t s = 0; s < cnt; ++s) {
+      const float* src = gy + ((s0 + s) * p.oc + o) * plane;
+      for (int64_t oy = 0; oy < gr.hs; ++oy)
+        if (oy < gr.oh) {
+          dst = std::copy_n(src + oy * gr.ow, gr.ow, dst);
+          dst = std::fill_n(dst, gr.wp - gr.ow, 0.0f);
+        } else {
+          dst = std::fill_n(dst, gr.wp, 0.0f);
+        }
+    }
+    if (dst < gm + o * ld + zero_to) std::fill(dst, gm + o * ld + zero_to, 0.0f);
+  }
+}
+
+// --- forward -------------------------------------------------------------------
 
 // A = w's rows of group g, packed [ocg/mr][K][mr] (rows past ocg zero).
 std::vector<float> PackWeights(const Params& p, const float* w, int mr) {
@@ -107,7 +240,7 @@ std::vector<float> PackWeights(const Params& p, const float* w, int mr) {
   return a;
 }
 
-// Forward on the tile kernel.
+// Forward on the tile kernel, B on the grid (stride 1) or as im2col.
 void ForwardTiles(const Isa& isa, const Params& p, const float* x, const float* w, const float* b,
                   float* y) {
   const int64_t cg = p.c / p.groups, ocg = p.oc / p.groups;
@@ -115,27 +248,44 @@ void ForwardTiles(const Isa& isa, const Params& p, const float* x, const float* 
   const int64_t in_sample = p.c * p.h * p.w, mp = RoundUp(ocg, isa.mr);
   const kernels::Conv2dGeometry geo = GroupGeometry(p);
   const std::vector<float> a = PackWeights(p, w, isa.mr);
-  const int64_t gs = TileChunk(p, k, isa.nr);
+  // With few rows of B (a 1- or 3-channel stem) the grid's scattered stores
+  // of short output rows cost more than the small im2col they save. A grid
+  // chunk's input stays within 256 KB: a tile's B rows (the channels' grid
+  // rows around it) then come from L1/L2.
+  const bool on_grid = GridApplies(p) && k >= 32;
+  const int64_t gs =
+      on_grid ? ChunkSamples(p, GridSampleBytes(p, p.c), 256 << 10) : TileChunk(p, k, isa.nr);
+  const Grid gr(p, gs, isa.nr);
   const int64_t chunks = (p.n + gs - 1) / gs;
   ParallelFor(chunks, 1, [&](int64_t cb, int64_t ce) {
     Scratch& s = ThreadScratch();
     const int64_t ldb = RoundUp(gs * plane, isa.nr);
-    float* cols = Grow(s.cols, k * ldb);
-    s.col_off.resize(static_cast<size_t>(gs * plane));
-    for (int64_t j = 0; j < gs * plane; ++j) s.col_off[j] = (j / plane) * p.oc * plane + j % plane;
+    float* buf = on_grid ? Grow(s.grid, p.c * gr.chan) : Grow(s.cols, k * ldb);
+    if (on_grid) {
+      GridRows(gr, p, s.b_row);
+      GridColumns(gr, gs, p.oc * plane, s.col_off);
+    } else {
+      Im2ColRows(k, ldb, s.b_row);
+      Im2ColColumns(gs, plane, p.oc * plane, s.col_off);
+    }
     for (int64_t c = cb; c < ce; ++c) {
-      const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0), px = cnt * plane;
+      const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0);
+      const int64_t n_cols = on_grid ? gr.Columns(cnt) : cnt * plane;
+      if (on_grid) FillGrid(gr, p, x + s0 * in_sample, cnt, buf);
       for (int64_t g = 0; g < p.groups; ++g) {
-        for (int64_t i = 0; i < cnt; ++i)
-          isa.im2col(geo, x + (s0 + i) * in_sample + g * cg * p.h * p.w, cols + i * plane, ldb);
-        if (px < ldb)  // the last tile reads past px: keep it finite
-          for (int64_t r = 0; r < k; ++r) std::fill(cols + r * ldb + px, cols + (r + 1) * ldb, 0.f);
+        if (!on_grid) {
+          for (int64_t i = 0; i < cnt; ++i)
+            isa.im2col(geo, x + (s0 + i) * in_sample + g * cg * p.h * p.w, buf + i * plane, ldb);
+          if (n_cols < ldb)  // the last tile reads past n_cols: keep it finite
+            for (int64_t r = 0; r < k; ++r)
+              std::fill(buf + r * ldb + n_cols, buf + (r + 1) * ldb, 0.f);
+        }
         GemmArgs args{ocg,
-                      px,
+                      n_cols,
                       k,
                       a.data() + g * mp * k,
-                      cols,
-                      ldb,
+                      on_grid ? buf + g * cg * gr.chan : buf,
+                      s.b_row.data(),
                       b ? b + g * ocg : nullptr,
                       y + (s0 * p.oc + g * ocg) * plane,
                       plane,
@@ -255,8 +405,17 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
   const Isa isa = CurrentIsaRecord();
   const auto im2col = isa.im2col ? isa.im2col : &kernels::Im2Col;
   // Both products reduce over the chunk's pixels: bigger chunks, fewer passes
-  // over the [ocg, K] result.
-  const int64_t gs = std::clamp<int64_t>((1 << 18) / (k * plane), 1, 16);
+  // over the [ocg, K] result. On the grid a chunk holds its input and output
+  // gradient there; a chunk with a non-finite input falls back to im2col.
+  // The dot kernel ends every tile with a horizontal sum per accumulator, so
+  // its rows should be long, but its 4 rows of A should stay in L1 while it
+  // runs through B: about 2048 columns (a 7x7 plane's chunk would otherwise
+  // spend a third of its time in those sums).
+  const bool grid_ok = isa.dot && GridApplies(p);
+  const int64_t grid_sample = (p.h + p.padding) * (p.w + p.padding);
+  const int64_t gs = grid_ok ? ChunkSamples(p, grid_sample, 2048)
+                             : std::clamp<int64_t>((1 << 18) / (k * plane), 1, 16);
+  const Grid gr(p, gs, std::max(isa.nr, 1));
   const int64_t chunks = (p.n + gs - 1) / gs;
   std::mutex mu;
   ParallelFor(chunks, 1, [&](int64_t cb, int64_t ce) {
@@ -265,20 +424,38 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
     std::vector<float> pb(gb ? static_cast<size_t>(p.oc) : 0, 0.0f);
     // Rows padded to the vector width with zeros for the dot kernel.
     const int64_t ld = RoundUp(gs * plane, isa.width);
-    float* cols = Grow(s.cols, k * ld);
-    float* gm = Grow(s.aux, p.oc * ld);
+    const int64_t ld_grid = RoundUp(gs * gr.sample, isa.width);
+    float* gm = Grow(s.aux, p.oc * (grid_ok ? std::max(ld, ld_grid) : ld));
+    if (grid_ok) GridRows(gr, p, s.b_row);
+    std::vector<int64_t> cols_rows;
     for (int64_t c = cb; c < ce; ++c) {
       const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0), px = cnt * plane;
+      const bool on_grid = grid_ok && (!gw || AllFinite(x + s0 * in_sample, cnt * in_sample));
+      if (on_grid) {
+        const int64_t pp = RoundUp(gr.Columns(cnt), isa.width);
+        GatherGrid(gr, p, gy, s0, cnt, gm, ld_grid, ld_grid);
+        if (gb) kernels::RowSum(p.oc, ld_grid, gm, pb.data(), true);
+        if (!gw) continue;
+        float* buf = Grow(s.grid, p.c * gr.chan);
+        FillGrid(gr, p, x + s0 * in_sample, cnt, buf);
+        for (int64_t g = 0; g < p.groups; ++g)
+          isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * ld_grid, ld_grid,
+                                    buf + g * cg * gr.chan, s.b_row.data(), pw.data() + g * ocg * k,
+                                    k});
+        continue;
+      }
       const int64_t pp = isa.dot ? RoundUp(px, isa.width) : px;
       GatherChannels(p, gy, s0, cnt, gm, pp);
       if (gb) kernels::RowSum(p.oc, pp, gm, pb.data(), true);
       if (!gw) continue;
+      float* cols = Grow(s.cols, k * ld);
+      Im2ColRows(k, pp, cols_rows);
       for (int64_t g = 0; g < p.groups; ++g) {
         for (int64_t i = 0; i < cnt; ++i)
           im2col(geo, x + (s0 + i) * in_sample + g * cg * p.h * p.w, cols + i * plane, pp);
         if (isa.dot) {
           for (int64_t r = 0; r < k; ++r) std::fill(cols + r * pp + px, cols + (r + 1) * pp, 0.f);
-          isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * pp, pp, cols, pp,
+          isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * pp, pp, cols, cols_rows.data(),
                                     pw.data() + g * ocg * k, k});
         } else {
           kernels::Gemm(false, true, ocg, k, px, 1.0f, gm + g * ocg * px, cols, 1.0f,

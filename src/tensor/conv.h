@@ -1,15 +1,24 @@
 // 2-D convolution kernels (NCHW), forward and both backward products, with
 // groups. ops::Conv2d is the autograd op over these.
 //
-// Convolution is a GEMM per group: W[oc/g, K] x cols[K, pixels], K =
-// (c/g)*kh*kw, where cols is the im2col matrix of a chunk of samples. Chunks
-// are sized so their cols stay in L2 and run in parallel. The GEMM is dnnd's
-// own tile kernel, compiled per instruction set (AVX-512, AVX2+FMA) and chosen
-// once at run time from the CPU; it writes its tiles straight into NCHW (no
-// transposes). Without AVX2 the portable path calls OpenBLAS on the same cols
-// and scatters the result. A stride-1 input gradient is itself a convolution
-// (of the output gradient with the flipped, transposed weights), so it runs on
-// the same kernel; other strides use OpenBLAS and col2im.
+// Convolution is a GEMM per group: W[oc/g, K] x B[K, pixels], K =
+// (c/g)*kh*kw, over a chunk of samples; chunks run in parallel. The GEMM is
+// dnnd's own tile kernel, compiled per instruction set (AVX-512, AVX2+FMA)
+// and chosen once at run time from the CPU; it writes its tiles straight into
+// NCHW (no transposes). B comes in one of two forms:
+//  - stride 1 (padding below the kernel size): no im2col. Each channel of the
+//    chunk is copied once into a zero-padded grid whose rows and samples
+//    share their padding; row (c, ky, kx) of B is then that grid read at the
+//    fixed shift ky * row + kx, so B is a table of row offsets into one small
+//    buffer. The grid's extra columns (right padding, rows below a sample)
+//    produce outputs that are never stored: 7-30 % more multiply-adds than
+//    needed on 28x28 to 7x7 planes, against an im2col 9x the input's size.
+//  - other strides: the im2col matrix of the chunk, sized to stay in L2.
+// Without AVX2 the portable path calls OpenBLAS on im2col and scatters the
+// result. A stride-1 input gradient is itself a convolution (of the output
+// gradient with the flipped, transposed weights), so it runs on the same
+// kernel; other strides use OpenBLAS and col2im. The weight gradient is a
+// "dot tile" kernel reducing over pixels, on the same two forms of B.
 #pragma once
 
 #include <cstdint>
@@ -49,14 +58,15 @@ namespace internal {
 
 // One GEMM for the tile kernels: out[map(i, j)] = sum_k A[i, k] B[k, j] + bias[i]
 // for i < m, j < n. A is packed in blocks of mr rows, [m/mr][k][mr] (rows past
-// m zero); B is row-major with leading dimension ldb >= n rounded up to the
-// kernel's nr (the columns past n are readable, their values unused).
-// map(i, j) = i * row_stride + col_off[j].
+// m zero); row k of B starts at b + b_row[k] (rows may overlap: see the
+// header comment), and its columns up to n rounded up to the kernel's nr are
+// readable and finite (the ones past n unused).
+// map(i, j) = i * row_stride + col_off[j]; col_off[j] < 0 drops column j.
 struct GemmArgs {
   int64_t m, n, k;
   const float* a;
   const float* b;
-  int64_t ldb;
+  const int64_t* b_row;
   const float* bias;  // [m] or null
   float* out;
   int64_t row_stride;
@@ -64,14 +74,14 @@ struct GemmArgs {
 };
 
 // Weight-gradient products: c[i * ldc + j] += sum_{q < p} a[i * lda + q] *
-// b[j * ldb + q] for i < m, j < n; p is a multiple of the vector width (pad
+// b[b_row[j] + q] for i < m, j < n; p is a multiple of the vector width (pad
 // rows with zeros).
 struct DotArgs {
   int64_t m, n, p;
   const float* a;
   int64_t lda;
   const float* b;
-  int64_t ldb;
+  const int64_t* b_row;
   float* c;
   int64_t ldc;
 };

@@ -32,7 +32,8 @@ struct VecAvx2 {
     x = _mm_add_ps(x, _mm_movehl_ps(x, x));
     return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
   }
-  static __m256i Lanes(int lo, int hi) {  // all-ones in lanes [lo, hi)
+  using Mask = __m256i;
+  static Mask Lanes(int lo, int hi) {  // all-ones in lanes [lo, hi)
     const __m256i i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(lo), i),
                                _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), i));
@@ -41,6 +42,7 @@ struct VecAvx2 {
     if (lo == 0 && hi == kWidth) return Load(p);
     return _mm256_maskload_ps(p, Lanes(lo, hi));
   }
+  static void StoreMasked(float* p, T v, Mask m) { _mm256_maskstore_ps(p, m, v); }
   static void StoreN(float* p, T v, int n) {
     if (n == kWidth)
       Store(p, v);

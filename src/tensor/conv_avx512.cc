@@ -28,7 +28,8 @@ struct VecAvx512 {
   static T Broadcast(float s) { return _mm512_set1_ps(s); }
   static T Fma(T a, T b, T acc) { return _mm512_fmadd_ps(a, b, acc); }
   static float Sum(T v) { return _mm512_reduce_add_ps(v); }
-  static __mmask16 Lanes(int lo, int hi) {  // lanes [lo, hi), 0 <= lo, hi <= 16
+  using Mask = __mmask16;
+  static Mask Lanes(int lo, int hi) {  // lanes [lo, hi), 0 <= lo, hi <= 16
     if (hi <= lo) return 0;
     return static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
   }
@@ -37,6 +38,7 @@ struct VecAvx512 {
     return _mm512_maskz_loadu_ps(Lanes(lo, hi), p);
   }
   static void StoreN(float* p, T v, int n) { _mm512_mask_storeu_ps(p, Lanes(0, n), v); }
+  static void StoreMasked(float* p, T v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
 };
 
 // 8 rows x 3 vectors: 24 accumulators of the 32 registers.

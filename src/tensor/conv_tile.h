@@ -8,7 +8,9 @@
 // V provides: T (the vector), kWidth, Zero(), Load(p), Store(p, v),
 // Broadcast(s), Fma(a, b, acc) = a * b + acc, LoadRange(p, lo, hi) (lanes
 // [lo, hi) from p[lane], the others zero and never read; lo >= hi gives
-// zeros), StoreN(p, v, n) (the first n lanes) and Sum(v) (of the lanes).
+// zeros), StoreN(p, v, n) (the first n lanes), Sum(v) (of the lanes), and
+// Mask, Lanes(lo, hi) (the mask of lanes [lo, hi)) and StoreMasked(p, v, m)
+// (p[lane] = v's lane where m has it, other lanes untouched, never faulting).
 #pragma once
 
 #include "tensor/conv.h"
@@ -16,34 +18,77 @@
 namespace dnnd::conv::internal {
 namespace {
 
-// Stores tile rows acc[r][*] (kNr = NV * V::kWidth columns) to their places.
+// Where a tile's columns go when they are not one contiguous run: for each
+// of its NV vectors, masked stores of the vector at `off` from the start of
+// the output row, one per run of lanes contiguous in the output (lane l of
+// the vector lands at off + l; the masked-off lanes are not touched).
+template <class V, int NV>
+struct TileScatter {
+  struct Store {
+    int64_t off;
+    typename V::Mask mask;
+  };
+  Store stores[NV][V::kWidth];
+  int count[NV];
+
+  // Columns [j0, j0 + cols) of g; col_off < 0 drops a column.
+  TileScatter(const GemmArgs& g, int64_t j0, int64_t cols) {
+    const int64_t* off = g.col_off + j0;
+    for (int v = 0; v < NV; ++v) count[v] = 0;
+    for (int64_t j = 0; j < cols;) {
+      if (off[j] < 0) {
+        ++j;
+        continue;
+      }
+      int64_t e = j + 1;
+      while (e < cols && off[e] == off[e - 1] + 1) ++e;
+      for (int v = 0; v < NV; ++v) {  // the run's part in each vector
+        const int64_t lo = j > v * V::kWidth ? j : v * V::kWidth;
+        const int64_t hi = e < (v + 1) * V::kWidth ? e : (v + 1) * V::kWidth;
+        if (lo >= hi) continue;
+        stores[v][count[v]++] = {
+            off[j] - j + v * V::kWidth,
+            V::Lanes(static_cast<int>(lo - v * V::kWidth), static_cast<int>(hi - v * V::kWidth))};
+      }
+      j = e;
+    }
+  }
+};
+
+// Stores tile rows acc[r][*] (NV vectors) to their places: straight when the
+// columns are one contiguous run of the output (scatter null), else by the
+// scatter's masked stores, from the registers.
 template <class V, int MR, int NV>
 __attribute__((always_inline)) inline void StoreTile(const GemmArgs& g, int64_t i0, int64_t j0,
+                                                     const TileScatter<V, NV>* scatter,
                                                      typename V::T (&acc)[MR][NV]) {
-  constexpr int kNr = NV * V::kWidth;
   const int64_t rows = g.m - i0 < MR ? g.m - i0 : MR;
-  const int64_t cols = g.n - j0 < kNr ? g.n - j0 : kNr;
-  const int64_t* off = g.col_off + j0;
-  if (cols == kNr && off[kNr - 1] - off[0] == kNr - 1) {  // one contiguous run
-    float* dst = g.out + i0 * g.row_stride + off[0];
+  float* out = g.out + i0 * g.row_stride;
+  if (!scatter) {
+    float* dst = out + g.col_off[j0];
     for (int r = 0; r < MR; ++r) {
       if (r >= rows) break;
       for (int v = 0; v < NV; ++v) V::Store(dst + r * g.row_stride + v * V::kWidth, acc[r][v]);
     }
     return;
   }
-  alignas(64) float tile[MR][kNr];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) V::Store(&tile[r][v * V::kWidth], acc[r][v]);
-  for (int64_t j = 0; j < cols;) {  // runs of columns contiguous in the output
-    int64_t e = j + 1;
-    while (e < cols && off[e] == off[e - 1] + 1) ++e;
-    for (int64_t r = 0; r < rows; ++r) {
-      float* dst = g.out + (i0 + r) * g.row_stride + off[j];
-      for (int64_t q = j; q < e; ++q) dst[q - j] = tile[r][q];
+  for (int v = 0; v < NV; ++v)
+    for (int q = 0; q < scatter->count[v]; ++q) {
+      const auto& st = scatter->stores[v][q];
+      for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        V::StoreMasked(out + r * g.row_stride + st.off, acc[r][v], st.mask);
+      }
     }
-    j = e;
-  }
+}
+
+// Whether the kNr columns from j0 are all stored, to consecutive places.
+template <int kNr>
+bool ContiguousColumns(const GemmArgs& g, int64_t j0) {
+  if (g.n - j0 < kNr || g.col_off[j0] < 0) return false;
+  for (int q = 1; q < kNr; ++q)
+    if (g.col_off[j0 + q] != g.col_off[j0] + q) return false;
+  return true;
 }
 
 // C = A B (+ bias) over the whole of g (see GemmArgs), tile by tile.
@@ -53,6 +98,10 @@ void GemmTiles(const GemmArgs& g) {
   using T = typename V::T;
   for (int64_t j0 = 0; j0 < g.n; j0 += kNr) {
     const float* bp = g.b + j0;
+    const bool contiguous = ContiguousColumns<kNr>(g, j0);
+    const TileScatter<V, NV> scatter =
+        contiguous ? TileScatter<V, NV>(g, j0, 0)
+                   : TileScatter<V, NV>(g, j0, g.n - j0 < kNr ? g.n - j0 : kNr);
     for (int64_t i0 = 0; i0 < g.m; i0 += MR) {
       const float* ap = g.a + i0 * g.k;  // packed [k][MR] block of rows i0..
       T acc[MR][NV];
@@ -60,8 +109,8 @@ void GemmTiles(const GemmArgs& g) {
         const T init = g.bias ? V::Broadcast(i0 + r < g.m ? g.bias[i0 + r] : 0.0f) : V::Zero();
         for (int v = 0; v < NV; ++v) acc[r][v] = init;
       }
-      const float* brow = bp;
-      for (int64_t k = 0; k < g.k; ++k, brow += g.ldb, ap += MR) {
+      for (int64_t k = 0; k < g.k; ++k, ap += MR) {
+        const float* brow = bp + g.b_row[k];
         T bv[NV];
         for (int v = 0; v < NV; ++v) bv[v] = V::Load(brow + v * V::kWidth);
         for (int r = 0; r < MR; ++r) {
@@ -69,7 +118,7 @@ void GemmTiles(const GemmArgs& g) {
           for (int v = 0; v < NV; ++v) acc[r][v] = V::Fma(a, bv[v], acc[r][v]);
         }
       }
-      StoreTile<V, MR, NV>(g, i0, j0, acc);
+      StoreTile<V, MR, NV>(g, i0, j0, contiguous ? nullptr : &scatter, acc);
     }
   }
 }
@@ -84,7 +133,7 @@ void DotTiles(const DotArgs& d) {
     for (int r = 0; r < MR; ++r) arow[r] = d.a + (i0 + r < d.m ? i0 + r : i0) * d.lda;
     for (int64_t j0 = 0; j0 < d.n; j0 += NB) {
       const float* brow[NB];
-      for (int j = 0; j < NB; ++j) brow[j] = d.b + (j0 + j < d.n ? j0 + j : j0) * d.ldb;
+      for (int j = 0; j < NB; ++j) brow[j] = d.b + d.b_row[j0 + j < d.n ? j0 + j : j0];
       T acc[MR][NB];
       for (int r = 0; r < MR; ++r)
         for (int j = 0; j < NB; ++j) acc[r][j] = V::Zero();

@@ -37,10 +37,10 @@ int64_t ChannelGrain(int64_t per_channel) {
 // Calls fn(offset, length) over [0, len) in blocks: Eigen's float reduction
 // of a long run (a 224x224 plane) would lose digits, so runs are summed in
 // blocks folded into double.
+constexpr int64_t kSumBlock = 1024;
 template <typename Fn>
 void ForBlocks(int64_t len, Fn fn) {
-  constexpr int64_t kBlock = 1024;
-  for (int64_t o = 0; o < len; o += kBlock) fn(o, std::min(kBlock, len - o));
+  for (int64_t o = 0; o < len; o += kSumBlock) fn(o, std::min(kSumBlock, len - o));
 }
 
 // Runs fn(chunk, begin, end) over [0, n) in a fixed split of GetThreads()
@@ -111,7 +111,8 @@ void GeluBackward(int64_t n, const float* x, const float* gy, float* gx) {
 // channels (mean, then deviations, then output).
 
 void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, const float* weight,
-                           const float* bias, float eps, float* y, float* mean, float* var) {
+                           const float* bias, float eps, bool relu, float* y, float* mean,
+                           float* var) {
   const int64_t stride = c * plane;
   const double m = static_cast<double>(n * plane);
   if (plane > 1) {
@@ -141,8 +142,13 @@ void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, 
         const float scale = weight ? weight[ch] * invstd : invstd;
         const float shift = bias ? bias[ch] : 0.0f;
         float* yc = y + ch * plane;
-        for (int64_t i = 0; i < n; ++i)
-          Vec(yc + i * stride, plane) = (CVec(xc + i * stride, plane) - mu) * scale + shift;
+        for (int64_t i = 0; i < n; ++i) {
+          const auto out = (CVec(xc + i * stride, plane) - mu) * scale + shift;
+          if (relu)  // as kernels::Relu would on the output
+            Vec(yc + i * stride, plane) = out.max(0.0f);
+          else
+            Vec(yc + i * stride, plane) = out;
+        }
       }
     });
     return;
@@ -176,6 +182,7 @@ void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, 
       const float* row = x + i * c + cb;
       float* out = y + i * c + cb;
       for (int64_t j = 0; j < w; ++j) out[j] = (row[j] - mu[j]) * scale[j] + shift[j];
+      if (relu) Vec(out, w) = Vec(out, w).max(0.0f);
     }
   });
 }
@@ -203,9 +210,55 @@ void ChannelAffine(int64_t n, int64_t c, int64_t plane, const float* x, const fl
   });
 }
 
+namespace {
+
+// One channel of BatchNormBackward with [n, c, plane] layout. With a fused
+// ReLU (yc not null) the gradient reaching the batch norm is ReLU's backward
+// of g, computed block by block into a buffer (for the sums) and into dx
+// itself (for dx, then updated in place).
+void BatchNormBackwardChannel(int64_t n, int64_t plane, int64_t stride, const float* xc,
+                              const float* gc, const float* yc, float mu, float is, float k,
+                              double m, bool need_sums, bool batch_stats, float* dc, float* dweight,
+                              float* dbias) {
+  double sg = 0, sgx = 0;
+  if (need_sums) {
+    float masked[kSumBlock];
+    for (int64_t i = 0; i < n; ++i)
+      ForBlocks(plane, [&](int64_t o, int64_t len) {
+        const float* g = gc + i * stride + o;
+        if (yc) g = (ReluBackward(len, yc + i * stride + o, g, masked), masked);
+        CVec gi(g, len);
+        sg += gi.sum();
+        sgx += (gi * (CVec(xc + i * stride + o, len) - mu)).sum();
+      });
+  }
+  if (dweight) *dweight = static_cast<float>(is * sgx);
+  if (dbias) *dbias = static_cast<float>(sg);
+  if (!dc) return;
+  const float a = batch_stats ? static_cast<float>(sg / m) : 0.0f;
+  const float b = batch_stats ? static_cast<float>(double(is) * is * sgx / m) : 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* g = gc + i * stride;
+    float* d = dc + i * stride;
+    if (yc) {  // in blocks: ReluBackward below its parallel grain runs inline
+      ForBlocks(plane, [&](int64_t o, int64_t len) {
+        ReluBackward(len, yc + i * stride + o, g + o, d + o);
+      });
+      g = d;
+    }
+    if (batch_stats)
+      Vec(d, plane) = k * (CVec(g, plane) - a - (CVec(xc + i * stride, plane) - mu) * b);
+    else
+      Vec(d, plane) = k * CVec(g, plane);
+  }
+}
+
+}  // namespace
+
 void BatchNormBackward(int64_t n, int64_t c, int64_t plane, const float* x, const float* g,
-                       const float* mean, const float* invstd, const float* weight,
-                       bool batch_stats, float* dx, float* dweight, float* dbias) {
+                       const float* relu_y, const float* mean, const float* invstd,
+                       const float* weight, bool batch_stats, float* dx, float* dweight,
+                       float* dbias) {
   const int64_t stride = c * plane;
   const double m = static_cast<double>(n * plane);
   // The sums are needed for the parameter gradients and for dx with batch
@@ -214,47 +267,32 @@ void BatchNormBackward(int64_t n, int64_t c, int64_t plane, const float* x, cons
   if (plane > 1) {
     ParallelFor(c, ChannelGrain(n * plane), [&](int64_t cb, int64_t ce) {
       for (int64_t ch = cb; ch < ce; ++ch) {
-        const float* xc = x + ch * plane;
-        const float* gc = g + ch * plane;
-        const float mu = mean[ch], is = invstd[ch];
-        double sg = 0, sgx = 0;
-        if (need_sums) {
-          for (int64_t i = 0; i < n; ++i)
-            ForBlocks(plane, [&](int64_t o, int64_t len) {
-              CVec gi(gc + i * stride + o, len);
-              sg += gi.sum();
-              sgx += (gi * (CVec(xc + i * stride + o, len) - mu)).sum();
-            });
-        }
-        if (dweight) dweight[ch] = static_cast<float>(is * sgx);
-        if (dbias) dbias[ch] = static_cast<float>(sg);
-        if (!dx) continue;
+        const float is = invstd[ch];
         const float k = weight ? weight[ch] * is : is;
-        float* dc = dx + ch * plane;
-        if (batch_stats) {
-          const float a = static_cast<float>(sg / m);
-          const float b = static_cast<float>(double(is) * is * sgx / m);
-          for (int64_t i = 0; i < n; ++i)
-            Vec(dc + i * stride, plane) =
-                k * (CVec(gc + i * stride, plane) - a - (CVec(xc + i * stride, plane) - mu) * b);
-        } else {
-          for (int64_t i = 0; i < n; ++i)
-            Vec(dc + i * stride, plane) = k * CVec(gc + i * stride, plane);
-        }
+        float* dc = dx ? dx + ch * plane : nullptr;
+        float* dw = dweight ? dweight + ch : nullptr;
+        float* db = dbias ? dbias + ch : nullptr;
+        BatchNormBackwardChannel(n, plane, stride, x + ch * plane, g + ch * plane,
+                                 relu_y ? relu_y + ch * plane : nullptr, mean[ch], is, k, m,
+                                 need_sums, batch_stats, dc, dw, db);
       }
     });
     return;
   }
+  // The ReLU-masked gradient of element (i, j) of a [n, c] batch.
+  auto grad = [&](int64_t i, int64_t j) {
+    return relu_y && !(relu_y[i * c + j] > 0.0f) ? 0.0f : g[i * c + j];
+  };
   ParallelFor(c, ChannelGrain(n), [&](int64_t cb, int64_t ce) {
     const int64_t w = ce - cb;
     std::vector<double> sg(w, 0.0), sgx(w, 0.0);
     if (need_sums) {
       for (int64_t i = 0; i < n; ++i) {
         const float* xr = x + i * c + cb;
-        const float* gr = g + i * c + cb;
         for (int64_t j = 0; j < w; ++j) {
-          sg[j] += gr[j];
-          sgx[j] += double(gr[j]) * (xr[j] - mean[cb + j]);
+          const float gv = grad(i, cb + j);
+          sg[j] += gv;
+          sgx[j] += double(gv) * (xr[j] - mean[cb + j]);
         }
       }
     }
@@ -270,10 +308,9 @@ void BatchNormBackward(int64_t n, int64_t c, int64_t plane, const float* x, cons
     if (!dx) return;
     for (int64_t i = 0; i < n; ++i) {
       const float* xr = x + i * c + cb;
-      const float* gr = g + i * c + cb;
       float* out = dx + i * c + cb;
       for (int64_t j = 0; j < w; ++j)
-        out[j] = k[j] * (gr[j] - a[j] - (xr[j] - mean[cb + j]) * b[j]);
+        out[j] = k[j] * (grad(i, cb + j) - a[j] - (xr[j] - mean[cb + j]) * b[j]);
     }
   });
 }

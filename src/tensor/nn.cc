@@ -156,6 +156,14 @@ Tensor Graph::ForwardRange(const Tensor& x, size_t begin, size_t end) {
     const Node& n = nodes_[i];
     args.clear();
     for (int in : n.inputs) args.push_back(value_of(in));
+    if (auto* bn = FusableBatchNorm(i, end)) {  // this node and the ReLU after it
+      values[i + 1 - begin] = bn->ForwardRelu(args[0]);
+      for (int in : n.inputs)
+        if (in >= static_cast<int>(begin) && nodes_[in].last_use == i)
+          values[in - begin] = Tensor();
+      i += 2;
+      continue;
+    }
     values[i - begin] =
         args.size() == 1 ? n.module->Forward(args[0]) : n.module->ForwardInputs(args);
     for (int in : n.inputs)
@@ -163,6 +171,19 @@ Tensor Graph::ForwardRange(const Tensor& x, size_t begin, size_t end) {
     ++i;
   }
   return values[end - 1 - begin];
+}
+
+BatchNorm* Graph::FusableBatchNorm(size_t i, size_t end) const {
+  if (i + 1 >= end || nodes_[i].last_use != i + 1 || nodes_[i].inputs.size() != 1 ||
+      placed_.count(i + 1))
+    return nullptr;
+  auto* bn = dynamic_cast<BatchNorm*>(nodes_[i].module.get());
+  auto* act = dynamic_cast<const ActivationLayer*>(nodes_[i + 1].module.get());
+  const std::vector<int>& next_in = nodes_[i + 1].inputs;
+  if (!bn || !act || act->kind() != Activation::kRelu || next_in.size() != 1 ||
+      next_in[0] != static_cast<int>(i))
+    return nullptr;
+  return bn;
 }
 
 void Graph::Place(size_t begin, size_t end, std::shared_ptr<Module> runner) {
@@ -397,14 +418,18 @@ BatchNorm::BatchNorm(int64_t features, int dims, float eps, float momentum, bool
   RegisterBuffer("num_batches_tracked", num_batches_tracked, /*integer=*/true);
 }
 
-Tensor BatchNorm::Forward(const Tensor& x) {
+Tensor BatchNorm::Forward(const Tensor& x) { return Apply(x, false); }
+Tensor BatchNorm::ForwardRelu(const Tensor& x) { return Apply(x, true); }
+
+Tensor BatchNorm::Apply(const Tensor& x, bool relu) {
   if (training()) num_batches_tracked.data()[0] += 1.0f;
+  const auto op = relu ? &ops::BatchNormRelu : &ops::BatchNorm;
   if (dims_ == 1 && x.ndim() == 3) {  // [n, c, l] is normalised per channel as [n, c, l, 1]
-    Tensor y = ops::BatchNorm(x.Reshape({x.size(0), x.size(1), x.size(2), 1}), weight, bias,
-                              running_mean, running_var, training(), momentum_, eps_);
+    Tensor y = op(x.Reshape({x.size(0), x.size(1), x.size(2), 1}), weight, bias, running_mean,
+                  running_var, training(), momentum_, eps_);
     return y.Reshape(x.shape());
   }
-  return ops::BatchNorm(x, weight, bias, running_mean, running_var, training(), momentum_, eps_);
+  return op(x, weight, bias, running_mean, running_var, training(), momentum_, eps_);
 }
 
 Result<Shape> BatchNorm::OutputShape(const Shape& input) const {

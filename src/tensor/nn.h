@@ -90,6 +90,8 @@ class Module {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 
+class BatchNorm;
+
 class Graph : public Module {
  public:
   // A node's input that is the graph's own input.
@@ -136,6 +138,9 @@ class Graph : public Module {
     std::vector<int> inputs;
     size_t last_use = 0;  // the last node reading this one's output
   };
+  // Node i when it is a BatchNorm whose output only the ReLU at i + 1 (< end)
+  // reads: ForwardRange runs the two as BatchNorm::ForwardRelu.
+  BatchNorm* FusableBatchNorm(size_t i, size_t end) const;
   std::vector<Node> nodes_;
   std::map<size_t, std::pair<size_t, std::shared_ptr<Module>>> placed_;  // begin -> (end, runner)
 };
@@ -213,11 +218,15 @@ class BatchNorm : public Module {
   BatchNorm(int64_t features, int dims, float eps = 1e-5f, float momentum = 0.1f,
             bool affine = true);
   Tensor Forward(const Tensor& x) override;
+  // ReLU(Forward(x)) as one op (ops::BatchNormRelu): Graph calls it for a
+  // batch norm whose only reader is a ReLU.
+  Tensor ForwardRelu(const Tensor& x);
   Result<Shape> OutputShape(const Shape& input) const override;
   std::string Describe() const override;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  private:
+  Tensor Apply(const Tensor& x, bool relu);
   int64_t features_;
   int dims_;  // 1 or 2
   float eps_, momentum_;
@@ -280,6 +289,7 @@ class ActivationLayer : public Module {
  public:
   // `slope`: kLeakyRelu's negative slope.
   explicit ActivationLayer(Activation kind, float slope = 0.01f) : kind_(kind), slope_(slope) {}
+  Activation kind() const { return kind_; }
   Tensor Forward(const Tensor& x) override;
   Result<Shape> OutputShape(const Shape& input) const override { return input; }
   std::string Describe() const override;

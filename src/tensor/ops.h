@@ -58,6 +58,11 @@ Tensor Concat(const std::vector<Tensor>& xs, int dim);
 // running_* are plain tensors [c] (no grad), updated under no graph.
 Tensor BatchNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
                  Tensor& running_var, bool training, float momentum, float eps);
+// Relu(BatchNorm(...)) in one op: the ReLU applied as the output is written
+// and its backward folded into the batch norm's (nn::Graph fuses the pair).
+Tensor BatchNormRelu(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                     Tensor& running_mean, Tensor& running_var, bool training, float momentum,
+                     float eps);
 // Layer normalisation over the trailing dimensions whose element count is
 // `normalized` (x.numel() / rows rows of `normalized` elements); weight/bias
 // [normalized] or undefined.

@@ -148,8 +148,13 @@ Tensor Concat(const std::vector<Tensor>& xs, int dim) {
   return y;
 }
 
-Tensor BatchNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
-                 Tensor& running_var, bool training, float momentum, float eps) {
+namespace {
+
+// BatchNorm, and with `relu` BatchNormRelu: the ReLU applied as the output is
+// written, and its backward folded into the batch norm's.
+Tensor BatchNormImpl(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                     Tensor& running_mean, Tensor& running_var, bool training, float momentum,
+                     float eps, bool relu) {
   if (x.ndim() != 2 && x.ndim() != 4)
     throw std::invalid_argument("BatchNorm expects [n, c] or [n, c, h, w], got " +
                                 ShapeToString(x.shape()));
@@ -176,7 +181,7 @@ Tensor BatchNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tens
     Tensor var = Tensor::Empty({c});
     kernels::BatchNormTrainForward(
         n, c, plane, x.data(), weight.defined() ? weight.data() : nullptr,
-        bias.defined() ? bias.data() : nullptr, eps, y.data(), mean.data(), var.data());
+        bias.defined() ? bias.data() : nullptr, eps, relu, y.data(), mean.data(), var.data());
     for (int64_t ch = 0; ch < c; ++ch)
       invstd.data()[ch] = static_cast<float>(1.0 / std::sqrt(double(var.data()[ch]) + eps));
     if (training && running_mean.defined()) {
@@ -203,24 +208,42 @@ Tensor BatchNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tens
           (bias.defined() ? bias.data()[ch] : 0.0f) - running_mean.data()[ch] * scale.data()[ch];
     }
     kernels::ChannelAffine(n, c, plane, x.data(), scale.data(), shift.data(), y.data());
+    if (relu) kernels::Relu(y.numel(), y.data(), y.data());
   }
   if (AnyRequiresGrad({&x, &weight, &bias})) {
-    Record(y, "BatchNorm", {x, weight, bias},
-           [mean, invstd, n, c, plane, batch_stats](std::vector<Tensor>& t, const Tensor& g) {
-             Tensor gx = Needs(t[0]) ? Tensor::Empty(t[0].shape()) : Tensor();
-             Tensor gw = Needs(t[1]) ? Tensor::Empty({c}) : Tensor();
-             Tensor gb = Needs(t[2]) ? Tensor::Empty({c}) : Tensor();
-             kernels::BatchNormBackward(n, c, plane, t[0].data(), g.data(), mean.data(),
-                                        invstd.data(), t[1].defined() ? t[1].data() : nullptr,
-                                        batch_stats, gx.defined() ? gx.data() : nullptr,
-                                        gw.defined() ? gw.data() : nullptr,
-                                        gb.defined() ? gb.data() : nullptr);
-             if (gx.defined()) t[0].AccumulateGrad(std::move(gx));
-             if (gw.defined()) t[1].AccumulateGrad(std::move(gw));
-             if (gb.defined()) t[2].AccumulateGrad(std::move(gb));
-           });
+    // The fused ReLU's backward reads its output (the mask), kept anyway by
+    // whatever consumes it.
+    Tensor relu_y = relu ? y.detach() : Tensor();
+    Record(
+        y, relu ? "BatchNormRelu" : "BatchNorm", {x, weight, bias},
+        [mean, invstd, relu_y, n, c, plane, batch_stats](std::vector<Tensor>& t, const Tensor& g) {
+          Tensor gx = Needs(t[0]) ? Tensor::Empty(t[0].shape()) : Tensor();
+          Tensor gw = Needs(t[1]) ? Tensor::Empty({c}) : Tensor();
+          Tensor gb = Needs(t[2]) ? Tensor::Empty({c}) : Tensor();
+          kernels::BatchNormBackward(
+              n, c, plane, t[0].data(), g.data(), relu_y.defined() ? relu_y.data() : nullptr,
+              mean.data(), invstd.data(), t[1].defined() ? t[1].data() : nullptr, batch_stats,
+              gx.defined() ? gx.data() : nullptr, gw.defined() ? gw.data() : nullptr,
+              gb.defined() ? gb.data() : nullptr);
+          if (gx.defined()) t[0].AccumulateGrad(std::move(gx));
+          if (gw.defined()) t[1].AccumulateGrad(std::move(gw));
+          if (gb.defined()) t[2].AccumulateGrad(std::move(gb));
+        });
   }
   return y;
+}
+
+}  // namespace
+
+Tensor BatchNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                 Tensor& running_var, bool training, float momentum, float eps) {
+  return BatchNormImpl(x, weight, bias, running_mean, running_var, training, momentum, eps, false);
+}
+
+Tensor BatchNormRelu(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                     Tensor& running_mean, Tensor& running_var, bool training, float momentum,
+                     float eps) {
+  return BatchNormImpl(x, weight, bias, running_mean, running_var, training, momentum, eps, true);
 }
 
 Tensor LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t normalized,

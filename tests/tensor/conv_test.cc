@@ -138,6 +138,20 @@ const Case kCases[] = {
     {1, 12, 14, 14, 24, 3, 3, 2, 1, 12, true},
     {5, 7, 6, 5, 7, 5, 5, 1, 2, 7, true},
     {2, 9, 4, 4, 9, 1, 1, 1, 0, 3, true},
+    // Stride 1 runs on the padded grid: valid (padding 0) and "same" convs,
+    // padding 1 with 2-wide kernels, non-square kernels, 1-wide planes,
+    // more samples than one chunk, and planes whose rows are shorter than a
+    // vector or straddle tiles.
+    {3, 5, 9, 7, 6, 3, 3, 1, 0, 1, true},
+    {2, 3, 6, 7, 5, 2, 2, 1, 1, 1, true},
+    {2, 3, 7, 6, 4, 3, 2, 1, 1, 1, false},
+    {3, 2, 1, 17, 5, 1, 3, 1, 0, 1, true},
+    {3, 2, 17, 1, 5, 3, 1, 1, 1, 1, true},
+    {19, 6, 7, 7, 17, 3, 3, 1, 1, 1, true},
+    {2, 4, 3, 3, 9, 3, 3, 1, 2, 1, true},
+    {40, 3, 2, 2, 3, 1, 1, 1, 0, 1, true},
+    {6, 16, 31, 33, 16, 3, 3, 1, 1, 1, false},
+    {9, 4, 12, 12, 8, 5, 5, 1, 0, 2, true},
 };
 
 class ConvIsa : public ::testing::TestWithParam<std::string> {
@@ -172,6 +186,41 @@ TEST_P(ConvIsa, GradCheckGroups) {
                        {rand({3, 3, 5, 4}), rand({3, 1, 3, 3}), rand({3})});
   ExpectGradientsMatch([](auto& in) { return ops::Conv2d(in[0], in[1], Tensor(), 1, 0, 2); },
                        {rand({1, 2, 4, 1}), rand({4, 1, 3, 1})});
+}
+
+// An infinite and a NaN input reach exactly the outputs and weight-gradient
+// taps the reference says they reach: the grid's dropped columns multiply
+// inputs by zero, which must not leak NaN elsewhere.
+TEST_P(ConvIsa, NonFiniteInputsReachWhatTheReferenceSays) {
+  const Case cases[] = {{3, 4, 9, 8, 5, 3, 3, 1, 1, 1, true},
+                        {2, 3, 7, 7, 4, 3, 3, 1, 0, 1, false},
+                        {2, 3, 9, 9, 4, 3, 3, 2, 1, 1, true}};
+  for (int threads : {1, 2}) {
+    SetThreads(threads);
+    for (const Case& k : cases) {
+      SCOPED_TRACE(Name(k));
+      Rng rng(13);
+      Tensor x = Tensor::Uniform({k.n, k.c, k.h, k.w}, -1.0f, 1.0f, rng);
+      x.data()[(1 * k.c + 2) * k.h * k.w + k.w + 0] = INFINITY;  // sample 1, channel 2, (1, 0)
+      x.data()[k.h * k.w - 1] = NAN;                             // sample 0, channel 0, last
+      Tensor w = Tensor::Uniform({k.oc, k.c / k.groups, k.kh, k.kw}, -0.5f, 0.5f, rng);
+      Tensor b = k.bias ? Tensor::Uniform({k.oc}, -0.5f, 0.5f, rng) : Tensor();
+      x.set_requires_grad(true);
+      w.set_requires_grad(true);
+      Tensor y = ops::Conv2d(x, w, b, k.stride, k.pad, k.groups);
+      Tensor gy = Tensor::Uniform(y.shape(), -1.0f, 1.0f, rng);
+      y.backward(gy);
+      const Reference r = Naive(k, x, w, b, gy);
+      auto same_finite = [](const char* what, const std::vector<double>& want, const Tensor& got) {
+        for (int64_t i = 0; i < got.numel(); ++i)
+          ASSERT_EQ(std::isfinite(want[i]), std::isfinite(got.data()[i]))
+              << what << " element " << i << ": want " << want[i] << " got " << got.data()[i];
+      };
+      same_finite("y", r.y, y);
+      same_finite("gx", r.gx, x.grad());
+      same_finite("gw", r.gw, w.grad());
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Conv2d, ConvIsa, ::testing::ValuesIn(conv::AvailableIsas()),

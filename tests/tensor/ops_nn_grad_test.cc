@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <stdexcept>
 
@@ -101,6 +102,54 @@ TEST(OpsNnGrad, BatchNorm1dTrain) { CheckBatchNorm({{6, 4}, true, true}); }
 TEST(OpsNnGrad, BatchNorm1dTrainNoAffine) { CheckBatchNorm({{5, 3}, true, false}); }
 TEST(OpsNnGrad, BatchNorm2dEval) { CheckBatchNorm({{3, 3, 2, 2}, false, true}); }
 TEST(OpsNnGrad, BatchNorm1dEvalNoAffine) { CheckBatchNorm({{4, 5}, false, false}); }
+
+// The fused op computes what Relu(BatchNorm(x)) does, forward and backward
+// (the same float expressions; sums may round differently in the last
+// place), on 4-D and 2-D inputs, in training and evaluation, with and
+// without affine parameters; NaN reaches the output as through the separate
+// ReLU.
+void CheckBatchNormReluMatchesComposition(const Shape& shape, bool training, bool affine) {
+  SCOPED_TRACE(ShapeToString(shape) + (training ? " train" : " eval") + (affine ? " affine" : ""));
+  const int64_t c = shape[1];
+  Tensor x1 = Rand(shape, 21, -2, 2);
+  x1.data()[1] = NAN;
+  Tensor x2 = x1.clone();
+  Tensor w1 = affine ? Rand({c}, 22, 0.5f, 1.5f) : Tensor();
+  Tensor b1 = affine ? Rand({c}, 23) : Tensor();
+  Tensor w2 = affine ? w1.clone() : Tensor(), b2 = affine ? b1.clone() : Tensor();
+  for (Tensor* t : {&x1, &x2, &w1, &b1, &w2, &b2})
+    if (t->defined()) t->set_requires_grad(true);
+  Tensor rm1 = Rand({c}, 24, -0.5f, 0.5f), rv1 = Rand({c}, 25, 0.5f, 1.5f);
+  Tensor rm2 = rm1.clone(), rv2 = rv1.clone();
+  Tensor fused = ops::BatchNormRelu(x1, w1, b1, rm1, rv1, training, 0.1f, 1e-5f);
+  Tensor apart = ops::Relu(ops::BatchNorm(x2, w2, b2, rm2, rv2, training, 0.1f, 1e-5f));
+  Tensor gy = Rand(fused.shape(), 26, -1, 1);
+  fused.backward(gy);
+  apart.backward(gy);
+  auto expect_same = [](const char* what, const Tensor& a, const Tensor& b) {
+    ASSERT_EQ(a.numel(), b.numel()) << what;
+    for (int64_t i = 0; i < a.numel(); ++i)
+      if (!(std::isnan(a.data()[i]) && std::isnan(b.data()[i])))
+        ASSERT_NEAR(a.data()[i], b.data()[i], 1e-5 * (1 + std::abs(b.data()[i])))
+            << what << " element " << i;
+  };
+  expect_same("y", fused, apart);
+  expect_same("running_mean", rm1, rm2);
+  expect_same("running_var", rv1, rv2);
+  expect_same("gx", x1.grad(), x2.grad());
+  if (affine) {
+    expect_same("gw", w1.grad(), w2.grad());
+    expect_same("gb", b1.grad(), b2.grad());
+  }
+}
+
+TEST(OpsNnGrad, BatchNormReluMatchesComposition) {
+  for (bool training : {true, false})
+    for (bool affine : {true, false}) {
+      CheckBatchNormReluMatchesComposition({4, 3, 5, 6}, training, affine);
+      CheckBatchNormReluMatchesComposition({7, 5}, training, affine);
+    }
+}
 
 TEST(OpsNnGrad, BatchNormRunningStatsAndErrors) {
   // Channel 0 holds 1, 2, 3, 4: mean 2.5, biased var 1.25, unbiased 5/3.
