@@ -129,8 +129,15 @@ Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
     return InvalidArgument("model '" + model + "' takes samples of shape " +
                            ShapeToString(spec.input) + " but dataset '" + dataset + "' has " +
                            d->sample_shape);
+  // The model, built once for the checks below that need it.
+  std::shared_ptr<nn::Graph> graph;
+  auto built = [&]() -> Status {
+    if (graph) return Status::Ok();
+    DNND_ASSIGN_OR_RETURN(graph, BuildModel(spec, 0));
+    return Status::Ok();
+  };
   if (!job.freeze.empty()) {  // every pattern must name something, as a worker checks
-    DNND_ASSIGN_OR_RETURN(auto graph, BuildModel(spec, 0));
+    DNND_RETURN_IF_ERROR(built());
     auto frozen = FrozenParameters(*graph, job.freeze);
     if (!frozen.ok()) {
       std::string why = frozen.status().message();  // the worker's "train.freeze: ..."
@@ -166,7 +173,7 @@ Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
   if (names.is_array() && !names.get_array().empty()) {
     for (const auto& c : names.get_array())
       if (c.is_string()) job.classes.emplace_back(c.get_string());
-    DNND_ASSIGN_OR_RETURN(auto graph, BuildModel(spec, 0));
+    DNND_RETURN_IF_ERROR(built());
     auto out = graph->OutputShape(spec.input);
     if (out.ok() && (out->size() != 1 || (*out)[0] != static_cast<int64_t>(job.classes.size())))
       return InvalidArgument("dataset '" + dataset + "' names " +
