@@ -84,6 +84,18 @@ json::object ModelJson(const ControllerContext& ctx, const ModelRecord& m) {
   return o;
 }
 
+// A model's initial weights at `path` (its directory created), saying where
+// they came from; `model` names the buffers stored as int64.
+Status SaveInitialWeights(const std::string& path, const nn::NamedTensors& weights,
+                          const std::string& source, const std::string& name,
+                          const nn::Module& model) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  if (ec) return IoError("cannot create " + path + ": " + ec.message());
+  return SaveSafetensors(path, weights, {{"dnnd.source", source}, {"dnnd.model", name}},
+                         model.IntegerBufferNames());
+}
+
 }  // namespace
 
 ModelsApi::ModelsApi(const ControllerContext& ctx, ModelLimits limits)
@@ -157,11 +169,7 @@ Result<HttpResponse> ModelsApi::CreateFromOnnx(const HttpRequest& r) {
   DNND_ASSIGN_OR_RETURN(auto model, BuildModel(imported->spec, 0, limits_));
   // The weights first: a model record never names weights that are not there.
   const std::string path = ctx_.InitialWeightsPath(name);
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  if (ec) return IoError("cannot create " + path + ": " + ec.message());
-  DNND_RETURN_IF_ERROR(SaveSafetensors(path, imported->weights,
-                                       {{"dnnd.source", "onnx"}, {"dnnd.model", name}},
-                                       model->IntegerBufferNames()));
+  DNND_RETURN_IF_ERROR(SaveInitialWeights(path, imported->weights, "onnx", name, *model));
   ModelRecord m{name, ModelSpecToToml(imported->spec), model->ParameterCount(), UtcNow()};
   Status put = ctx_.store.PutModel(m);
   if (!put.ok()) {
@@ -201,12 +209,8 @@ Result<HttpResponse> ModelsApi::SetInitial(const HttpRequest& r) {
     return AlreadyExists("model '" + name +
                          "' already has initial weights; register the spec under another name "
                          "for another start");
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  if (ec) return IoError("cannot create " + path + ": " + ec.message());
   // Re-encoded from the model: the model's names and dtypes, not the upload's metadata.
-  DNND_RETURN_IF_ERROR(SaveSafetensors(path, model->NamedState(),
-                                       {{"dnnd.source", "upload"}, {"dnnd.model", name}},
-                                       model->IntegerBufferNames()));
+  DNND_RETURN_IF_ERROR(SaveInitialWeights(path, model->NamedState(), "upload", name, *model));
   return HttpResponse::Json(200, ModelJson(ctx_, m));
 }
 
