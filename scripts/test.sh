@@ -22,8 +22,22 @@ cd ..
 # the wire and HTTP parsers for the full time, the decoders users reach
 # through the controller (dataset files and safetensors, images to predict
 # on, model specs and configs) for half of it each.
+# A passing run prints its last lines; a failing one prints its report from
+# the sanitizer's first line (the stack and the input, as base64), which the
+# last lines alone cut off.
+fuzz() {
+  local log="build-fuzz/$1.log"
+  mkdir -p build-fuzz
+  if tests/fuzz/run.sh "$1" "$2" >"$log" 2>&1; then
+    tail -n 8 "$log"
+  else
+    echo "fuzz target $1 failed:" >&2
+    sed -n '/^==[0-9]*==\|ERROR: \|error: \|^run.sh: /,$p' "$log" | head -n 120 >&2
+    return 1
+  fi
+}
 secs=${DNND_FUZZ_SECONDS:-60}
 if ((secs > 0)); then
-  for t in wire http; do tests/fuzz/run.sh "$t" "$secs" 2>&1 | tail -n 12; done
-  for t in data image config; do tests/fuzz/run.sh "$t" $(((secs + 1) / 2)) 2>&1 | tail -n 8; done
+  for t in wire http; do fuzz "$t" "$secs"; done
+  for t in data image config; do fuzz "$t" $(((secs + 1) / 2)); done
 fi

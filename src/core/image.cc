@@ -73,7 +73,10 @@ uint64_t PngRawBytes(uint64_t w, uint64_t h, int depth, int color, bool interlac
 
 // Inflates a PNG's IDAT data into a scratch buffer, counting, and refuses it
 // as soon as it yields more than the header's image needs: stb would inflate
-// all of it into memory (a 1 MiB zlib bomb is a 1 GiB buffer).
+// all of it into memory (a 1 MiB zlib bomb is a 1 GiB buffer). The stream
+// must also be one zlib accepts, through to its end: stb 2.27 (Debian 12)
+// reads zeros past the end of a cut-short stream and a corrupt one can decode
+// as endless output, which it grows by doubling to 2 GiB.
 Status CheckPngInflate(std::string_view bytes) {
   const auto* b = reinterpret_cast<const uint8_t*>(bytes.data());
   const size_t n = bytes.size();
@@ -103,12 +106,16 @@ Status CheckPngInflate(std::string_view bytes) {
                                    " bytes its " + std::to_string(w) + "x" + std::to_string(h) +
                                    " header declares");
         if (r == Z_STREAM_END) return Status::Ok();
-        if (r != Z_OK) return Status::Ok();  // corrupt (or stuck): stb says how
+        if (r != Z_OK)
+          return InvalidArgument(std::string("cannot decode image: PNG image data is corrupt (") +
+                                 (z.msg != nullptr ? z.msg : "zlib error " + std::to_string(r)) +
+                                 ")");
       }
     }
     i += 12 + len;
   }
-  return Status::Ok();
+  if (z.total_in == 0) return Status::Ok();  // no image data: stb says what is missing
+  return InvalidArgument("cannot decode image: PNG image data ends before its zlib stream does");
 }
 
 }  // namespace

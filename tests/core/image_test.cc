@@ -96,6 +96,47 @@ TEST(ImageLimits, APngZlibBombIsRefusedAfterInflatingOnlyWhatItsHeaderDeclares) 
   EXPECT_TRUE(ok.ok()) << ok.status().ToString();
 }
 
+TEST(ImageLimits, APngWhoseImageDataZlibRefusesIsRefusedBeforeStbDecodesIt) {
+  // Found by the image fuzzer: a 58x2 RGBA PNG with two cut-short IDAT zlib
+  // streams. stb 2.27 decoded zeros past their end until it asked for 2 GiB.
+  const std::string png(
+      "\x89PNG\x0d\x0a\x1a\x0a\x00\x00\x00\x0dIHDR\x00\x00\x00:\x00\x00\x00\x02\x08\x06\x00"
+      "\x00\x00r\xb6\x0d$\x00\x00\x00\x13IDATx\x9c\x63``db\xff\xff\xff\xff\xff\xff\xff\xff"
+      "\xff\xffN\x08r\x01\x44NB\x00\x00\x13IDATx\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
+      "\xff\xff\x65g\x80\x31\x00\x01\x44NB`\x82",
+      96);
+  const long before = testing::PeakRssMib();
+  auto r = DecodeGrayImage(png, ImageLimits{});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("PNG image data ends before its zlib stream does"),
+            std::string::npos)
+      << r.status().message();
+  EXPECT_LT(testing::PeakRssMib() - before, 32);
+
+  // A real PNG whose image data is cut short after a few bytes, and one
+  // whose zlib header is wrong: both named, neither reaches stb.
+  const std::string real = Gray(40, 30, false);
+  const size_t idat = real.find("IDAT");
+  ASSERT_NE(idat, std::string::npos);
+  // One complete IDAT chunk holding the zlib header and 6 bytes of its first
+  // block, then IEND (stb does not check CRCs).
+  const std::string iend("\0\0\0\0IEND\xae\x42\x60\x82", 12);
+  const std::string cut = real.substr(0, idat - 4) + std::string("\0\0\0\x08IDAT", 8) +
+                          real.substr(idat + 4, 8) + std::string(4, '\0') + iend;
+  r = DecodeGrayImage(cut, ImageLimits{});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("ends before its zlib stream does"), std::string::npos)
+      << r.status().message();
+  std::string corrupt = real;
+  corrupt[idat + 4] = '\0';  // the zlib header's compression method
+  r = DecodeGrayImage(corrupt, ImageLimits{});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("PNG image data is corrupt (incorrect header check)"),
+            std::string::npos)
+      << r.status().message();
+}
+
 }  // namespace
 }  // namespace dnnd
 
