@@ -56,6 +56,13 @@ def run(rank, args, master, queue):
     xtr, ytr = norm(xtr[rank * per:(rank + 1) * per]), torch.from_numpy(ytr[rank * per:(rank + 1) * per])
     xte, yte = norm(xte), torch.from_numpy(yte)
     model = nn.parallel.DistributedDataParallel(ref.build(args.model))
+    if args.comm_hook != "none":
+        # Gradients all-reduced as fp16 / bf16 (half the bytes): DDP's own
+        # answer to slow links, the counterpart of dnnd's codecs. PyTorch
+        # 1.13 refuses the bf16 hook without NCCL (gloo: fp16 only).
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+        hook = {"fp16": default_hooks.fp16_compress_hook, "bf16": default_hooks.bf16_compress_hook}
+        model.register_comm_hook(None, hook[args.comm_hook])
     opt = ref.make_optimizer(args, model.parameters())
     loss_fn = nn.CrossEntropyLoss()
     steps = per // args.batch
@@ -127,6 +134,8 @@ def main():
     p.add_argument("--limit-test", type=int, default=0, help="evaluate on the first N samples (0: all)")
     p.add_argument("--probe-compute", action="store_true",
                    help="time forward + backward without the all-reduce on 8 batches before training")
+    p.add_argument("--comm-hook", default="none", choices=["none", "fp16", "bf16"],
+                   help="DDP communication hook: all-reduce gradients as fp16 or bf16")
     p.add_argument("--rank", type=int, default=None, help="run only this rank, rendezvous at --master")
     p.add_argument("--master", default=None, help="HOST:PORT of rank 0's rendezvous (with --rank)")
     args = p.parse_args()

@@ -29,7 +29,7 @@ def run(link, args):
            "--servers", str(args.servers), "--model", args.model, "--batch", str(args.batch), "--limit-train", str(args.limit_train),
            "--logdir", args.logdir]
     if not args.no_ddp:
-        cmd.append("--ddp")
+        cmd += ["--ddp", "--ddp-hooks"] + args.ddp_hooks
     if rate != "unshaped":
         cmd += ["--rate", rate]
     if rtt:
@@ -55,7 +55,7 @@ def table(rows):
     print("|---|---|---|---|---|---|")
     for link in dict.fromkeys(r["links"] for r in rows):
         same = [r for r in rows if r["links"] == link]
-        ddp = next((r["samples_per_s"] for r in same if r["system"].startswith("PyTorch")), None)
+        ddp = next((r["samples_per_s"] for r in same if r["system"] == "PyTorch DDP (gloo), 2 ranks"), None)
         for r in same:
             s = r.get("split")
             print(f"| {link} | {r['system']} | {r['samples_per_s']:.0f} | "
@@ -70,6 +70,8 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--servers", type=int, default=2, help="dnnd's parameter servers (hosts)")
     ap.add_argument("--no-ddp", action="store_true", help="dnnd only")
+    ap.add_argument("--ddp-hooks", nargs="+", default=["none"], choices=["none", "fp16"],
+                    help="a DDP run per communication hook (fp16: gradients all-reduced as fp16)")
     ap.add_argument("--limit-train", type=int, default=16384)
     ap.add_argument("--proxy-binary", default=None)
     ap.add_argument("--logdir", default="/tmp/links-logs")

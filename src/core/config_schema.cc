@@ -425,6 +425,14 @@ const std::vector<ConfigKey>& ConfigSchema() {
        "pieces of this server's partition averaged, optimised and sent back independently, so "
        "receiving, the optimizer and sending overlap (2 is fastest on 2 cores with 2 handler "
        "threads)"},
+      {"ps.weights_codec",
+       T::kEnum,
+       "\"none\"",
+       0,
+       0,
+       {"none", "bf16"},
+       "sync: how each step's new weights go back to the workers: float32, or the change since "
+       "the last step as bf16 with error feedback (half the bytes, for slow links)"},
       {"ps.checkpoint_every_steps",
        T::kInt,
        "100",

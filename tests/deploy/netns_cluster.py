@@ -274,7 +274,7 @@ def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers
         stop(procs)
 
 
-def ddp_job(limit_train, logdir, tag, model="mlp", batch=64, workers=2, limit_test=2000):
+def ddp_job(limit_train, logdir, tag, model="mlp", batch=64, workers=2, limit_test=2000, hook="none"):
     """PyTorch DDP (gloo), one rank per worker host, rendezvous at w0's
     address, with the MLP's recipe (Adam 1e-3, cosine) or ResNet-20's;
     returns {samples_per_s, accuracy}."""
@@ -290,7 +290,8 @@ def ddp_job(limit_train, logdir, tag, model="mlp", batch=64, workers=2, limit_te
                 ["ip", "netns", "exec", ns(host), "nice", "-n", "10", "/usr/bin/python3",
                  os.path.join(ROOT, "bench", "ddp_reference.py"), "--workers", str(workers), "--rank", str(r),
                  "--master", f"{ip('w0')}:29500", "--epochs", "1", "--batch", str(batch),
-                 "--limit-train", str(limit_train), "--limit-test", str(limit_test), "--probe-compute"] + extra,
+                 "--limit-train", str(limit_train), "--limit-test", str(limit_test), "--probe-compute",
+                 "--comm-hook", hook] + extra,
                 stdout=log, stderr=subprocess.STDOUT, env=env), log))
             if r == 0:
                 # Rank 0's store must listen before the others dial it: through
@@ -330,6 +331,8 @@ def main():
     ap.add_argument("--rate", default=None, help="--bench: link rate (tc tbf syntax: 1gbit, 10gbit); default unshaped")
     ap.add_argument("--rtt-ms", type=float, default=None, help="--bench: added round trip; default none (no proxy)")
     ap.add_argument("--ddp", action="store_true", help="--bench: PyTorch DDP on the same links too")
+    ap.add_argument("--ddp-hooks", nargs="+", default=["none"], choices=["none", "fp16"],
+                    help="--bench --ddp: a DDP run per communication hook (fp16: gradients all-reduced as fp16; PyTorch 1.13 allows bf16 on NCCL only)")
     ap.add_argument("--model", default="mlp", choices=sorted(MODELS))
     ap.add_argument("--batch", type=int, default=64, help="--bench: samples per worker per step")
     ap.add_argument("--servers", type=int, default=2, help="--bench: parameter servers, each on its own host")
@@ -361,9 +364,11 @@ def main():
                 print(json.dumps({"system": system, "links": links.describe(),
                                   "servers": args.servers, "model": args.model, "batch_per_worker": args.batch,
                                   "limit_train": args.limit_train, **r}), flush=True)
-                if args.ddp:
-                    r = ddp_job(args.limit_train, args.logdir, tag, args.model, args.batch, limit_test=args.limit_test)
-                    print(json.dumps({"system": "PyTorch DDP (gloo), 2 ranks", "links": links.describe(),
+                for hook in args.ddp_hooks if args.ddp else []:
+                    r = ddp_job(args.limit_train, args.logdir, f"{tag}-{hook}", args.model, args.batch,
+                                limit_test=args.limit_test, hook=hook)
+                    system = "PyTorch DDP (gloo), 2 ranks" + ("" if hook == "none" else f", {hook} compress hook")
+                    print(json.dumps({"system": system, "links": links.describe(),
                                       "model": args.model, "batch_per_worker": args.batch,
                                       "limit_train": args.limit_train, **r}), flush=True)
         elif args.check or not args.table:

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "roles/ps/server_internal.h"
+#include "transport/codec.h"
 
 namespace dnnd {
 namespace {
@@ -102,6 +103,10 @@ Status ParameterServer::Chunk::Init(const std::vector<ps::ShardPiece>& pieces,
   }
   DNND_ASSIGN_OR_RETURN(optimizer_, optim::MakeOptimizer(spec.optimizer, trainable));
   optimizer_->SetNoDecay(no_decay);
+  published_.clear();
+  if (options_.weights_codec == "bf16")
+    for (const auto& [key, t] : params_) published_.push_back(t.detach().clone());
+  full_next_ = false;
   spec_text_ = spec_text;
   seed_ = seed;
   initial_digest_ = initial_digest;
@@ -132,8 +137,44 @@ ps::WeightsReply ParameterServer::Chunk::WeightsLocked(bool applied) const {
   ps::WeightsReply r{.version = version_, .applied = applied};
   // A copy: the pieces change with the next step while this response may
   // still be on its way out.
-  for (const auto& [key, t] : params_)
-    r.tensors.push_back(wire::WireTensor::FromTensor(key, t.detach().clone()));
+  for (size_t i = 0; i < params_.size(); ++i)
+    r.tensors.push_back(wire::WireTensor::FromTensor(
+        params_[i].first,
+        (published_.empty() ? params_[i].second.detach() : published_[i]).clone()));
+  return r;
+}
+
+ps::WeightsReply ParameterServer::Chunk::StepAnswerLocked() {
+  if (published_.empty()) return WeightsLocked(true);
+  if (full_next_) {
+    for (size_t i = 0; i < params_.size(); ++i) published_[i].CopyFrom(params_[i].second.detach());
+    full_next_ = false;
+    return WeightsLocked(true);
+  }
+  ps::WeightsReply r{.version = version_, .applied = true, .delta = true};
+  std::vector<uint16_t> half;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor w = params_[i].second.detach();
+    Tensor& held = published_[i];
+    if (buffer_[i]) {  // averaged values the workers' forward passes moved: sent whole
+      held.CopyFrom(w);
+      r.tensors.push_back(wire::WireTensor::FromTensor(params_[i].first, w.clone()));
+      continue;
+    }
+    const int64_t n = w.numel();
+    Tensor change = Tensor::Empty({n});
+    float* d = change.data();
+    const float* src = w.data();
+    float* h = held.data();
+    for (int64_t k = 0; k < n; ++k) d[k] = src[k] - h[k];
+    // Rounded here, so the bf16 encoding sends exactly these values and
+    // `held` becomes exactly what every worker computes from them.
+    half.resize(static_cast<size_t>(n));
+    wire::FloatToBF16(d, half.data(), half.size());
+    wire::BF16ToFloat(half.data(), d, half.size());
+    for (int64_t k = 0; k < n; ++k) h[k] += d[k];
+    r.tensors.push_back(wire::WireTensor::FromTensor(params_[i].first, change, wire::Codec::kBF16));
+  }
   return r;
 }
 
@@ -235,7 +276,7 @@ void ParameterServer::Chunk::MaybeCompleteStepLocked() {
     if (workers_[id].live) contributions.push_back(&p.tensors);  // std::map: worker-id order
   const auto complete = Clock::now();
   ApplyLocked(contributions, step_lr_);
-  ps::WeightsReply answer = WeightsLocked(true);
+  ps::WeightsReply answer = StepAnswerLocked();
   // Workers split their step time with these: how long each push waited for
   // the others, and how long the server then computed.
   const double applied = std::chrono::duration<double>(Clock::now() - complete).count();
@@ -397,6 +438,10 @@ Status ParameterServer::Chunk::Restore(const SafetensorsFile& file) {
     t.detach().CopyFrom(*it->second);
   }
   DNND_RETURN_IF_ERROR(optimizer_->LoadState(optimizer_state).WithContext(checkpoint_path_));
+  // Workers may hold what was published before the crash, which was not
+  // checkpointed: they get values until everyone holds the restored weights.
+  for (size_t i = 0; i < published_.size(); ++i) published_[i].CopyFrom(params_[i].second.detach());
+  full_next_ = !published_.empty();
   version_ = std::stoll(file.metadata.at("dnnd.version"));
   last_checkpoint_version_ = version_;
   if (loud_) VersionGauge().Set(static_cast<double>(version_));

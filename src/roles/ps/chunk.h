@@ -88,7 +88,12 @@ class ParameterServer::Chunk {
   int64_t LiveLocked() const REQUIRES(mu_);
   void MaybeCompleteStepLocked() REQUIRES(mu_);
   void ApplyLocked(const std::vector<std::vector<Tensor>*>& contributions, float lr) REQUIRES(mu_);
+  // The published weights as float32 values (pulls, resynchronisations).
   ps::WeightsReply WeightsLocked(bool applied) const REQUIRES(mu_);
+  // A completed sync step's answer: the weights, or with ps.weights_codec =
+  // bf16 their change since the last step (and buffers as values), which
+  // it adds to published_.
+  ps::WeightsReply StepAnswerLocked() REQUIRES(mu_);
   Status CheckpointLocked() REQUIRES(mu_);
 
   const ParameterServerOptions& options_;
@@ -108,6 +113,12 @@ class ParameterServer::Chunk {
   nn::NamedTensors params_ GUARDED_BY(mu_);   // one 1-D tensor per piece, named by key
   std::vector<bool> buffer_ GUARDED_BY(mu_);  // per piece: a buffer (BatchNorm statistics)
   std::unique_ptr<optim::Optimizer> optimizer_ GUARDED_BY(mu_);
+  // ps.weights_codec = bf16: per piece, the weights the workers hold (what
+  // every answer sent adds up to); empty otherwise. full_next_: the next
+  // step answers with values, not changes (after a restore, when workers may
+  // hold the published weights of before the crash).
+  std::vector<Tensor> published_ GUARDED_BY(mu_);
+  bool full_next_ GUARDED_BY(mu_) = false;
   int64_t version_ GUARDED_BY(mu_) = 0;
   float step_lr_ GUARDED_BY(mu_) = 0;
   std::map<int64_t, Worker> workers_ GUARDED_BY(mu_);

@@ -147,6 +147,7 @@ wire::Message WeightsReply::Encode() const {
   wire::Message m{.type = kPush};
   m.fields.SetInt("version", version);
   m.fields.SetInt("applied", applied ? 1 : 0);
+  if (delta) m.fields.SetInt("delta", 1);
   if (waited_s > 0) m.fields.SetFloat("waited_s", waited_s);
   if (server_s > 0) m.fields.SetFloat("server_s", server_s);
   m.tensors = tensors;
@@ -159,6 +160,8 @@ Result<WeightsReply> WeightsReply::Decode(const wire::Message& m) {
     DNND_ASSIGN_OR_RETURN(r.version, m.fields.GetInt("version"));
     DNND_ASSIGN_OR_RETURN(std::optional<int64_t> applied, m.fields.FindInt("applied"));
     r.applied = applied.value_or(0) != 0;
+    DNND_ASSIGN_OR_RETURN(std::optional<int64_t> delta, m.fields.FindInt("delta"));
+    r.delta = delta.value_or(0) != 0;
     DNND_ASSIGN_OR_RETURN(std::optional<double> waited, m.fields.FindFloat("waited_s"));
     DNND_ASSIGN_OR_RETURN(std::optional<double> server, m.fields.FindFloat("server_s"));
     r.waited_s = waited.value_or(0);

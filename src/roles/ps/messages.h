@@ -90,8 +90,11 @@ struct PullRequest {
 struct WeightsReply {
   int64_t version = 0;
   bool applied = false;  // this push was part of the step that made `version`
-  double waited_s = 0;   // push: time held at the barrier for other workers
-  double server_s = 0;   // push: time spent averaging and optimising
+  // The parameter pieces are changes to add to the weights of `version` - 1
+  // (ps.weights_codec = bf16); buffer pieces are values either way.
+  bool delta = false;
+  double waited_s = 0;  // push: time held at the barrier for other workers
+  double server_s = 0;  // push: time spent averaging and optimising
   std::vector<wire::WireTensor> tensors{};
 
   wire::Message Encode() const;

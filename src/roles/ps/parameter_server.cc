@@ -51,6 +51,7 @@ ParameterServerOptions ParameterServerOptions::FromConfig(const Config& c) {
   o.resume = c.GetBool("ps.resume");
   o.checkpoint_every_steps = c.GetInt("ps.checkpoint_every_steps");
   o.chunks = static_cast<int>(c.GetInt("ps.chunks"));
+  o.weights_codec = c.GetString("ps.weights_codec");
   return o;
 }
 // ---------------------------------------------------------------------------
@@ -120,6 +121,12 @@ Result<std::optional<SafetensorsFile>> ParameterServer::LoadChunkCheckpoint(int 
 }
 
 Status ParameterServer::Start() {
+  // Deltas need every worker to hold the same weights a step started from:
+  // in async and kavg each worker's copy moves on its own.
+  if (options_.weights_codec != "none" && options_.mode != "sync")
+    return InvalidArgument("ps.weights_codec = \"" + options_.weights_codec +
+                           "\" needs ps.mode = \"sync\" (it is \"" + options_.mode +
+                           "\"): only a sync step's weights are the same for every worker");
   if (!options_.checkpoint_dir.empty()) {
     // Only this server's files: the job's other servers may share the dir (and this process).
     const std::string mine = "ps-" + std::to_string(options_.index) + "-";

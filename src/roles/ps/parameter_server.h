@@ -12,6 +12,20 @@
 //   kavg   workers train ps.kavg_steps local steps, then push their weights;
 //          the server averages them (KubeML's K-averaging).
 //
+// Weights on the way back (ps.weights_codec, sync only): with "bf16" a step's
+// answer carries each parameter's change since the previous step rounded to
+// bf16, half the bytes of the float32 weights (the pull is what fills a
+// worker's link: it receives the weights of every server). The server keeps
+// the weights the workers hold (the sum of what it sent, `published`) and
+// sends the difference between its own weights and those, so rounding errors
+// are carried into the next step instead of piling up: the workers' copy
+// stays within one bf16 rounding of one step's change of the server's
+// float32 weights, the same copy on every worker. Buffers (BatchNorm
+// statistics), pulls, resynchronisations and the first step after a restart
+// go as float32 values of the published weights. BytePS and DDP's bf16
+// compression hooks compress the same direction; they round the weights'
+// sum or average instead, without feedback.
+//
 // Chunks (ps.chunks): the server's partition is cut into chunks, each with its
 // own barrier, optimizer and lock, and workers push one message per chunk. So
 // while the optimizer runs on one chunk the next is still arriving and the
@@ -76,6 +90,9 @@ struct ParameterServerOptions {
   bool resume = true;          // start from the checkpoint in checkpoint_dir, if any
   int64_t checkpoint_every_steps = 100;
   int chunks = 2;  // independently applied pieces of this server's partition
+  // sync: "bf16" answers each step with the parameters' change as bf16
+  // (half the bytes), with error feedback; "none": the weights as float32.
+  std::string weights_codec = "none";
 
   static ParameterServerOptions FromConfig(const Config& config);
 };

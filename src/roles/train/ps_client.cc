@@ -152,18 +152,33 @@ Status PsExchange::ExchangeAll(const std::function<wire::Message(int)>& make) {
 }
 
 Status PsExchange::LoadWeights(int shard, const ps::WeightsReply& reply) {
-  versions_[shard] = reply.version;
-  if (reply.tensors.empty()) return Status::Ok();  // "you are current"
+  // A change applies only on top of the weights it was computed from; any
+  // other answer makes the caller resynchronise (a pull of the values).
+  if (reply.delta && reply.version != versions_[shard] + 1)
+    return Unavailable("chunk " + std::to_string(shard % chunks_) + " sent the change to version " +
+                       std::to_string(reply.version) + " but this worker holds version " +
+                       std::to_string(versions_[shard]));
+  if (reply.tensors.empty()) {  // "you are current" (or a chunk without pieces)
+    versions_[shard] = reply.version;
+    return Status::Ok();
+  }
   const auto& pieces = partition_.pieces[shard];
   // Checked before a byte is copied: a reply for other pieces, or of another
   // dtype or length, must not write past (or beside) the parameters.
   DNND_ASSIGN_OR_RETURN(std::vector<Tensor> weights,
                         ps::PieceTensors(reply.tensors, pieces,
                                          "weights for chunk " + std::to_string(shard % chunks_)));
+  versions_[shard] = reply.version;
   for (size_t i = 0; i < pieces.size(); ++i) {
-    const Tensor* p = FindParam(params_, pieces[i].param);
-    std::memcpy(const_cast<float*>(p->data()) + pieces[i].offset, weights[i].data(),
-                static_cast<size_t>(pieces[i].length) * sizeof(float));
+    float* dst = const_cast<float*>(FindParam(params_, pieces[i].param)->data()) + pieces[i].offset;
+    const float* src = weights[i].data();
+    const int64_t n = pieces[i].length;
+    if (reply.delta && !buffers_.count(pieces[i].param)) {
+      // The same float additions as the server's (chunk.cc): the same copy.
+      for (int64_t k = 0; k < n; ++k) dst[k] += src[k];
+    } else {
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+    }
   }
   return Status::Ok();
 }

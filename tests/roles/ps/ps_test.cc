@@ -781,5 +781,153 @@ TEST(PsMembership, NonFinitePushIsRefusedCountedAndTrainingGoesOn) {
   c.StopServers();
 }
 
+// ps.weights_codec = bf16: a sync step answers with each parameter's change
+// as bf16 (on the wire), the changes a worker adds up are bit for bit the
+// weights the server publishes (its pull), and those stay within a rounding
+// of a step's change of the server's own float32 weights (its checkpoint).
+// After a restart the first step answers with values, so a worker holding
+// what was published before the crash gets the restored weights.
+TEST(PsWeightsCodec, Bf16ChangesAddUpToThePublishedWeightsAcrossARestart) {
+  TempDir dir;
+  Cluster c(dir, 1, "--set ps.workers=1 --set ps.chunks=1 --set ps.weights_codec=bf16");
+  c.StartServers();
+  ASSERT_GT(c.port(), 0) << c.server()->output();
+  auto model = BuildModel(ParseModelSpecText(MlpSpecText(), "mlp").value(), 42).value();
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (const auto& [name, t] : model->NamedParameters()) shapes.emplace_back(name, t.shape());
+  const std::vector<ps::ShardPiece> pieces = ps::PartitionParameters(shapes, 1).pieces[0];
+
+  std::unique_ptr<rpc::RpcClient> client;
+  std::string session;
+  auto join = [&] {
+    client = PsClient(c.port());
+    auto joined = client->Call(Init(0), 10s);
+    ASSERT_TRUE(joined.ok()) << joined.status().ToString();
+    session = ps::InitReply::Decode(joined.value()).value().session;
+  };
+  auto floats = [](const wire::WireTensor& t) { return t.ToTensor().value().ToVector(); };
+  std::vector<std::vector<float>> held;  // what this worker holds, per piece
+  auto take_values = [&](const ps::WeightsReply& r) {
+    held.clear();
+    for (const auto& t : r.tensors) held.push_back(floats(t));
+  };
+  // One step's push for `version`: a fixed gradient of varied magnitude.
+  auto step = [&](int64_t version) {
+    ps::PushRequest push{.member = {.worker = 0, .session = session},
+                         .chunk = 0,
+                         .version = version,
+                         .step = version + 1,
+                         .lr = 0.05};
+    for (const ps::ShardPiece& piece : pieces) {
+      Tensor g = Tensor::Empty({piece.length});
+      for (int64_t k = 0; k < piece.length; ++k)
+        g.data()[k] = 0.01f * std::sin(static_cast<float>(k + version));
+      push.tensors.push_back(wire::WireTensor::FromTensor(piece.key(), g));
+    }
+    auto r = client->Call(push.Encode(), 10s);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return ps::WeightsReply::Decode(r.value()).value();
+  };
+  auto pull = [&] {
+    auto r = client->Call(
+        ps::PullRequest{.member = ps::Member{.worker = 0, .session = session}}.Encode(), 10s);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return ps::WeightsReply::Decode(r.value()).value();
+  };
+
+  join();
+  ps::WeightsReply first = pull();
+  ASSERT_FALSE(first.delta);
+  ASSERT_EQ(first.tensors.size(), pieces.size());
+  take_values(first);
+  for (int64_t v = 0; v < 3; ++v) {
+    ps::WeightsReply r = step(v);
+    ASSERT_TRUE(r.delta) << "step " << v;
+    ASSERT_EQ(r.version, v + 1);
+    ASSERT_EQ(r.tensors.size(), pieces.size());
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      EXPECT_EQ(r.tensors[i].codec, wire::Codec::kBF16) << pieces[i].key();
+      const std::vector<float> d = floats(r.tensors[i]);
+      for (size_t k = 0; k < d.size(); ++k) held[i][k] += d[k];
+    }
+  }
+  ps::WeightsReply published = pull();
+  ASSERT_FALSE(published.delta);
+  ASSERT_EQ(published.version, 3);
+  for (size_t i = 0; i < pieces.size(); ++i)
+    EXPECT_EQ(floats(published.tensors[i]), held[i]) << pieces[i].key();
+
+  c.StopServers();  // checkpoints the server's float32 weights at version 3
+  auto saved = LoadSafetensors(dir.path() + "/ps/ps-0-0.safetensors");
+  ASSERT_TRUE(saved.ok()) << saved.status().ToString();
+  std::map<std::string, Tensor> own(saved->tensors.begin(), saved->tensors.end());
+  double worst = 0, moved = 0;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const std::vector<float> w = own.at(pieces[i].key()).ToVector();
+    const std::vector<float> w0 = floats(first.tensors[i]);
+    for (size_t k = 0; k < w.size(); ++k) {
+      worst = std::max(worst, std::abs(static_cast<double>(w[k]) - held[i][k]));
+      moved = std::max(moved, std::abs(static_cast<double>(w[k]) - w0[k]));
+    }
+  }
+  std::fprintf(stderr, "3 steps moved weights by up to %.3g; workers hold them within %.3g\n",
+               moved, worst);
+  EXPECT_GT(moved, 1e-4);
+  EXPECT_LT(worst, moved / 128) << "more than a bf16 rounding of the change";
+
+  c.StartServer();
+  ASSERT_TRUE(c.server()->WaitFor("resumed from checkpoint", 10s)) << c.server()->output();
+  join();
+  ps::WeightsReply after = step(3);
+  EXPECT_FALSE(after.delta) << "the first step after a restart sends values";
+  EXPECT_EQ(after.version, 4);
+  take_values(after);
+  ps::WeightsReply next = step(4);
+  EXPECT_TRUE(next.delta);
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const std::vector<float> d = floats(next.tensors[i]);
+    for (size_t k = 0; k < d.size(); ++k) held[i][k] += d[k];
+  }
+  published = pull();
+  for (size_t i = 0; i < pieces.size(); ++i)
+    EXPECT_EQ(floats(published.tensors[i]), held[i]) << pieces[i].key();
+  c.StopServers();
+}
+
+// Deltas need every worker on the same weights: async and kavg refuse them.
+TEST(PsWeightsCodec, Bf16WeightsOutsideSyncModeAreAClearError) {
+  for (const std::string mode : {"async", "kavg"}) {
+    TempDir dir;
+    auto r = Dnnd("--role=standalone " +
+                  Job(dir.path(), "--set ps.mode=" + mode + " --set ps.weights_codec=bf16"));
+    EXPECT_NE(r.code, 0) << r.output;
+    EXPECT_NE(r.output.find("ps.weights_codec = \"bf16\" needs ps.mode = \"sync\" (it is \"" +
+                            mode + "\")"),
+              std::string::npos)
+        << r.output;
+  }
+}
+
+// A sync job with bf16 weights trains like the float32 one and stays
+// bit-reproducible.
+TEST(Standalone, Bf16WeightsTrainReproducibly) {
+  TempDir a, b, f;
+  auto ra = Dnnd("--role=standalone " + Job(a.path(), "--set ps.weights_codec=bf16"));
+  auto rb = Dnnd("--role=standalone " + Job(b.path(), "--set ps.weights_codec=bf16"));
+  auto rf = Dnnd("--role=standalone " + Job(f.path()));
+  ASSERT_EQ(ra.code, 0) << ra.output;
+  ASSERT_EQ(rb.code, 0) << rb.output;
+  ASSERT_EQ(rf.code, 0) << rf.output;
+  auto fa = LoadSafetensors(a.path() + "/model/model.safetensors");
+  auto fb = LoadSafetensors(b.path() + "/model/model.safetensors");
+  ASSERT_TRUE(fa.ok() && fb.ok());
+  for (size_t i = 0; i < fa->tensors.size(); ++i)
+    EXPECT_EQ(fa->tensors[i].second.ToVector(), fb->tensors[i].second.ToVector())
+        << fa->tensors[i].first;
+  std::fprintf(stderr, "test accuracy: float32 weights %.2f%%, bf16 changes %.2f%%\n",
+               FinalAccuracy(rf.output), FinalAccuracy(ra.output));
+  EXPECT_NEAR(FinalAccuracy(ra.output), FinalAccuracy(rf.output), 1.5) << ra.output;
+}
+
 }  // namespace
 }  // namespace dnnd
