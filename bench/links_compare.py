@@ -28,6 +28,8 @@ def run(link, args):
     cmd = ["/usr/bin/python3", os.path.join(ROOT, "tests", "deploy", "netns_cluster.py"), "--bench",
            "--servers", str(args.servers), "--model", args.model, "--batch", str(args.batch), "--limit-train", str(args.limit_train),
            "--logdir", args.logdir]
+    if args.colocate:
+        cmd.append("--colocate")
     if not args.no_ddp:
         cmd += ["--ddp", "--ddp-hooks"] + args.ddp_hooks
     if rate != "unshaped":
@@ -70,6 +72,8 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--servers", type=int, default=2, help="dnnd's parameter servers (hosts)")
     ap.add_argument("--no-ddp", action="store_true", help="dnnd only")
+    ap.add_argument("--colocate", action="store_true",
+                    help="the parameter servers on the workers' hosts (BytePS-style), not on their own")
     ap.add_argument("--ddp-hooks", nargs="+", default=["none"], choices=["none", "fp16"],
                     help="a DDP run per communication hook (fp16: gradients all-reduced as fp16)")
     ap.add_argument("--limit-train", type=int, default=16384)

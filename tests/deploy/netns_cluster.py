@@ -220,7 +220,7 @@ def wall_rate(out, workers):
 
 
 def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers=2, workers=2, limit_test=2000,
-        worker_sets=(), server_sets=()):
+        worker_sets=(), server_sets=(), colocate=False):
     """Runs `servers` servers + `workers` workers, each on its own host (or
     all on loopback unless `hosts`), on whatever links are set up; returns
     {samples_per_s (the job's, from the epoch line), wall_samples_per_s (from
@@ -232,9 +232,12 @@ def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers
         addresses = []
         for i in range(servers):
             port = 17000 + i
-            bind = ip(f"s{i}") if hosts else "127.0.0.1"
+            # colocate: server i shares worker i % workers's host (BytePS's
+            # placement): that worker reaches it without crossing a link.
+            host = f"w{i % workers}" if colocate else f"s{i}"
+            bind = ip(host) if hosts else "127.0.0.1"
             log = open(f"{logdir}/ps{i}-{mode}-{tag}.log", "w")
-            procs.append(start(f"s{i}" if hosts else None, [
+            procs.append(start(host if hosts else None, [
                 "--role=parameter-server", "--config", f"{ROOT}/configs/parameter-server.toml",
                 "--set", f"ps.listen={bind}:{port}", "--set", f"ps.index={i}",
                 "--set", f"ps.servers={servers}", "--set", f"ps.workers={workers}", "--set", f"ps.mode={mode}",
@@ -336,6 +339,8 @@ def main():
     ap.add_argument("--model", default="mlp", choices=sorted(MODELS))
     ap.add_argument("--batch", type=int, default=64, help="--bench: samples per worker per step")
     ap.add_argument("--servers", type=int, default=2, help="--bench: parameter servers, each on its own host")
+    ap.add_argument("--colocate", action="store_true",
+                    help="--bench: the servers on the workers' hosts (server i with worker i %% 2), not their own")
     ap.add_argument("--limit-train", type=int, default=16384, help="--bench: training samples (all workers)")
     ap.add_argument("--limit-test", type=int, default=1000, help="--bench: test samples evaluated")
     ap.add_argument("--proxy-binary", default=PROXY)
@@ -357,8 +362,8 @@ def main():
                 tag = f"{args.model}-{args.rate or 'unshaped'}-{args.rtt_ms}"
                 r = job("sync", True, args.logdir, args.limit_train, tag, args.model, args.batch,
                         servers=args.servers, limit_test=args.limit_test,
-                        worker_sets=args.worker_set, server_sets=args.server_set)
-                system = f"dnnd sync, {args.servers} servers x 2 workers"
+                        worker_sets=args.worker_set, server_sets=args.server_set, colocate=args.colocate)
+                system = f"dnnd sync, {args.servers} servers x 2 workers" + (", colocated" if args.colocate else "")
                 if args.worker_set or args.server_set:
                     system += " (" + ", ".join(args.worker_set + args.server_set) + ")"
                 print(json.dumps({"system": system, "links": links.describe(),
