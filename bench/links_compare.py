@@ -30,6 +30,9 @@ def run(link, args):
            "--logdir", args.logdir]
     if args.colocate:
         cmd.append("--colocate")
+    cmd += ["--epochs", str(args.epochs)]
+    if args.target is not None:
+        cmd += ["--target", str(args.target)]
     if not args.no_ddp:
         cmd += ["--ddp", "--ddp-hooks"] + args.ddp_hooks
     if rate != "unshaped":
@@ -52,16 +55,24 @@ def run(link, args):
     return rows
 
 
+def time_cell(r):
+    """Training seconds to the run's target accuracy ("" for runs before it was recorded)."""
+    if "target" not in r:
+        return ""
+    t = r.get("time_to_target_s")
+    return f"{t:.1f} s to {r['target']:g} %" if t is not None else f"{r['target']:g} % not reached"
+
+
 def table(rows):
-    print("| links | system | samples/s | vs DDP | accuracy | dnnd compute / communicate / wait / server |")
-    print("|---|---|---|---|---|---|")
+    print("| links | system | samples/s | vs DDP | time to target | accuracy | dnnd compute / communicate / wait / server |")
+    print("|---|---|---|---|---|---|---|")
     for link in dict.fromkeys(r["links"] for r in rows):
         same = [r for r in rows if r["links"] == link]
         ddp = next((r["samples_per_s"] for r in same if r["system"] == "PyTorch DDP (gloo), 2 ranks"), None)
         for r in same:
             s = r.get("split")
             print(f"| {link} | {r['system']} | {r['samples_per_s']:.0f} | "
-                  f"{'%.2fx' % (r['samples_per_s'] / ddp) if ddp else ''} | {r['accuracy']:.2f} % | "
+                  f"{'%.2fx' % (r['samples_per_s'] / ddp) if ddp else ''} | {time_cell(r)} | {r['accuracy']:.2f} % | "
                   + (f"{s['compute']} / {s['communicate']} / {s['wait']} / {s['server']} % |" if s else " |"))
 
 
@@ -77,6 +88,9 @@ def main():
     ap.add_argument("--ddp-hooks", nargs="+", default=["none"], choices=["none", "fp16"],
                     help="a DDP run per communication hook (fp16: gradients all-reduced as fp16)")
     ap.add_argument("--limit-train", type=int, default=16384)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--target", type=float, default=None,
+                    help="test accuracy (%%) whose time to reach is reported (default 88 MLP, 90 ResNet-20)")
     ap.add_argument("--proxy-binary", default=None)
     ap.add_argument("--logdir", default="/tmp/links-logs")
     ap.add_argument("--worker-set", action="append", default=[], metavar="KEY=VALUE",

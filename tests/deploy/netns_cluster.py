@@ -48,6 +48,20 @@ SUBNET = "10.231.0"
 ROUTER_IP = f"{SUBNET}.254"
 PROXY_PORT = 9999
 EPOCH = re.compile(r"epoch \d+/\d+ loss [0-9.]+\s+([0-9.]+)(k?) samples/s")
+# An epoch's summary with its training seconds and test accuracy.
+EPOCH_END = re.compile(r"epoch \d+/\d+ loss [0-9.]+\s+[0-9.]+k? samples/s\s+([0-9.]+)s\s+test loss [0-9.]+\s+"
+                       r"test accuracy ([0-9.]+)%")
+
+
+def time_to(epochs, target):
+    """Training seconds until the first epoch whose test accuracy (%) is at
+    least `target`, from [(seconds, accuracy)] per epoch; None if never."""
+    total = 0.0
+    for seconds, accuracy in epochs:
+        total += seconds
+        if accuracy >= target:
+            return round(total, 1)
+    return None
 FINAL = re.compile(r"final test accuracy ([0-9.]+)%")
 STAMP = re.compile(r"^(\S+)Z INFO worker: (training train_samples=(\d+)|joined|done)", re.M)
 SPLIT = re.compile(r"step time: compute (\d+)%, communicate (\d+)%, wait (\d+)%, server (\d+)% \(([0-9.]+) s")
@@ -220,7 +234,7 @@ def wall_rate(out, workers):
 
 
 def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers=2, workers=2, limit_test=2000,
-        worker_sets=(), server_sets=(), colocate=False):
+        worker_sets=(), server_sets=(), colocate=False, epochs=1, target=88.0):
     """Runs `servers` servers + `workers` workers, each on its own host (or
     all on loopback unless `hosts`), on whatever links are set up; returns
     {samples_per_s (the job's, from the epoch line), wall_samples_per_s (from
@@ -254,7 +268,7 @@ def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers
                 "--set", f"worker.count={workers}", "--set", "node.threads=1", "--set", "transport.token=netns",
                 "--set", f"data.limit_train={limit_train}", "--set", f"data.limit_test={limit_test}",
                 "--set", f"train.batch_size={batch}",
-                "--set", "train.epochs=1", "--set", "train.progress=none", "--set", "train.checkpoint_dir="]
+                "--set", f"train.epochs={epochs}", "--set", "train.progress=none", "--set", "train.checkpoint_dir="]
                 + MODELS[model] + sets(worker_sets), log), log))
         for p, log in running:
             if p.wait(600) != 0:
@@ -267,7 +281,10 @@ def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers
         if not rate or not acc:
             sys.exit("no epoch summary in worker 0's output:\n" + out[-3000:])
         split = SPLIT.search(out)
-        return {"samples_per_s": float(rate.group(1)) * (1000 if rate.group(2) else 1) * workers,
+        per_epoch = [(float(m.group(1)), float(m.group(2))) for m in EPOCH_END.finditer(out)]
+        rates = [float(m.group(1)) * (1000 if m.group(2) else 1) * workers for m in EPOCH.finditer(out)]
+        return {"samples_per_s": round(sum(rates) / len(rates), 1), "epochs": epochs,
+                "target": target, "time_to_target_s": time_to(per_epoch, target),
                 "wall_samples_per_s": wall_rate(out, workers),
                 "accuracy": float(acc.group(1)), "steps": limit_train // workers // batch,
                 "split": None if not split else {
@@ -277,7 +294,8 @@ def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers
         stop(procs)
 
 
-def ddp_job(limit_train, logdir, tag, model="mlp", batch=64, workers=2, limit_test=2000, hook="none"):
+def ddp_job(limit_train, logdir, tag, model="mlp", batch=64, workers=2, limit_test=2000, hook="none", epochs=1,
+            target=88.0):
     """PyTorch DDP (gloo), one rank per worker host, rendezvous at w0's
     address, with the MLP's recipe (Adam 1e-3, cosine) or ResNet-20's;
     returns {samples_per_s, accuracy}."""
@@ -292,7 +310,7 @@ def ddp_job(limit_train, logdir, tag, model="mlp", batch=64, workers=2, limit_te
             procs.append((subprocess.Popen(
                 ["ip", "netns", "exec", ns(host), "nice", "-n", "10", "/usr/bin/python3",
                  os.path.join(ROOT, "bench", "ddp_reference.py"), "--workers", str(workers), "--rank", str(r),
-                 "--master", f"{ip('w0')}:29500", "--epochs", "1", "--batch", str(batch),
+                 "--master", f"{ip('w0')}:29500", "--epochs", str(epochs), "--batch", str(batch),
                  "--limit-train", str(limit_train), "--limit-test", str(limit_test), "--probe-compute",
                  "--comm-hook", hook] + extra,
                 stdout=log, stderr=subprocess.STDOUT, env=env), log))
@@ -316,8 +334,12 @@ def ddp_job(limit_train, logdir, tag, model="mlp", batch=64, workers=2, limit_te
         if any(p.poll() != 0 for p, _ in procs):
             sys.exit(f"DDP ranks did not finish ({tag})")
         procs[0][1].seek(0)
-        h = json.loads(procs[0][1].read().strip().splitlines()[-1])["history"][-1]
-        return {"samples_per_s": h["samples_per_s"], "accuracy": 100 * h["test_accuracy"],
+        history = json.loads(procs[0][1].read().strip().splitlines()[-1])["history"]
+        h = history[-1]
+        per_epoch = [(e["seconds"], 100 * e["test_accuracy"]) for e in history]
+        return {"samples_per_s": sum(e["samples_per_s"] for e in history) / len(history),
+                "accuracy": 100 * h["test_accuracy"], "epochs": epochs, "target": target,
+                "time_to_target_s": time_to(per_epoch, target),
                 "seconds": h["seconds"], "steps": limit_train // workers // batch,
                 "forward_backward_s_no_sync": h["forward_backward_s_per_step_no_sync"],
                 "optimizer_s": h["optimizer_s_per_step"]}
@@ -343,6 +365,9 @@ def main():
                     help="--bench: the servers on the workers' hosts (server i with worker i %% 2), not their own")
     ap.add_argument("--limit-train", type=int, default=16384, help="--bench: training samples (all workers)")
     ap.add_argument("--limit-test", type=int, default=1000, help="--bench: test samples evaluated")
+    ap.add_argument("--epochs", type=int, default=1, help="--bench: epochs of each job")
+    ap.add_argument("--target", type=float, default=None,
+                    help="--bench: test accuracy (%%) whose time to reach is reported; default 88 (MLP), 90 (ResNet-20)")
     ap.add_argument("--proxy-binary", default=PROXY)
     ap.add_argument("--logdir", default="/tmp")
     ap.add_argument("--worker-set", action="append", default=[], metavar="KEY=VALUE",
@@ -358,11 +383,13 @@ def main():
         setup(host_map(servers=args.servers))
         if args.bench:
             links = Links(args.rate, args.rtt_ms)
+            target = args.target if args.target is not None else (88.0 if args.model == "mlp" else 90.0)
             with links:
                 tag = f"{args.model}-{args.rate or 'unshaped'}-{args.rtt_ms}"
                 r = job("sync", True, args.logdir, args.limit_train, tag, args.model, args.batch,
                         servers=args.servers, limit_test=args.limit_test,
-                        worker_sets=args.worker_set, server_sets=args.server_set, colocate=args.colocate)
+                        worker_sets=args.worker_set, server_sets=args.server_set, colocate=args.colocate,
+                        epochs=args.epochs, target=target)
                 system = f"dnnd sync, {args.servers} servers x 2 workers" + (", colocated" if args.colocate else "")
                 if args.worker_set or args.server_set:
                     system += " (" + ", ".join(args.worker_set + args.server_set) + ")"
@@ -371,7 +398,7 @@ def main():
                                   "limit_train": args.limit_train, **r}), flush=True)
                 for hook in args.ddp_hooks if args.ddp else []:
                     r = ddp_job(args.limit_train, args.logdir, f"{tag}-{hook}", args.model, args.batch,
-                                limit_test=args.limit_test, hook=hook)
+                                limit_test=args.limit_test, hook=hook, epochs=args.epochs, target=target)
                     system = "PyTorch DDP (gloo), 2 ranks" + ("" if hook == "none" else f", {hook} compress hook")
                     print(json.dumps({"system": system, "links": links.describe(),
                                       "model": args.model, "batch_per_worker": args.batch,
