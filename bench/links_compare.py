@@ -64,8 +64,8 @@ def time_cell(r):
 
 
 def table(rows):
-    print("| links | system | samples/s | vs DDP | time to target | accuracy | dnnd compute / communicate / wait / server |")
-    print("|---|---|---|---|---|---|---|")
+    print("| links | system | samples/s | vs DDP | time to target | accuracy | dnnd compute / communicate / wait / server | exchange hidden |")
+    print("|---|---|---|---|---|---|---|---|")
     for link in dict.fromkeys(r["links"] for r in rows):
         same = [r for r in rows if r["links"] == link]
         ddp = next((r["samples_per_s"] for r in same if r["system"] == "PyTorch DDP (gloo), 2 ranks"), None)
@@ -73,7 +73,8 @@ def table(rows):
             s = r.get("split")
             print(f"| {link} | {r['system']} | {r['samples_per_s']:.0f} | "
                   f"{'%.2fx' % (r['samples_per_s'] / ddp) if ddp else ''} | {time_cell(r)} | {r['accuracy']:.2f} % | "
-                  + (f"{s['compute']} / {s['communicate']} / {s['wait']} / {s['server']} % |" if s else " |"))
+                  + (f"{s['compute']} / {s['communicate']} / {s['wait']} / {s['server']} % | "
+                     + (f"{s['hidden']} % |" if s.get('hidden') is not None else " |") if s else " | |"))
 
 
 def main():

@@ -64,7 +64,8 @@ def time_to(epochs, target):
     return None
 FINAL = re.compile(r"final test accuracy ([0-9.]+)%")
 STAMP = re.compile(r"^(\S+)Z INFO worker: (training train_samples=(\d+)|joined|done)", re.M)
-SPLIT = re.compile(r"step time: compute (\d+)%, communicate (\d+)%, wait (\d+)%, server (\d+)% \(([0-9.]+) s")
+SPLIT = re.compile(r"step time: compute (\d+)%, communicate (\d+)%, wait (\d+)%, server (\d+)% \(([0-9.]+) s"
+                   r"(?:[^;\n]*; (\d+)% of the exchange was hidden)?")
 PROXY = os.path.join(ROOT, "build", "tests", "delay_proxy")  # the delay_proxy binary
 
 
@@ -289,7 +290,8 @@ def job(mode, hosts, logdir, limit_train, tag="", model="mlp", batch=64, servers
                 "accuracy": float(acc.group(1)), "steps": limit_train // workers // batch,
                 "split": None if not split else {
                     "compute": int(split.group(1)), "communicate": int(split.group(2)), "wait": int(split.group(3)),
-                    "server": int(split.group(4)), "seconds": float(split.group(5))}}
+                    "server": int(split.group(4)), "seconds": float(split.group(5)),
+                    "hidden": int(split.group(6)) if split.group(6) else None}}
     finally:
         stop(procs)
 

@@ -83,7 +83,7 @@ class PsExchange::Round {
     sent_[l] = true;
     {
       std::lock_guard lock(mu_);
-      ++sends_;
+      if (sends_++ == 0) first_send_ = rpc::Clock::now();
     }
     x_.clients_[l / x_.chunks_]->CallAsync(make_(l), deadline_, [this, l](Result<wire::Message> r) {
       // Each chunk's weights are copied in as they arrive, on the client's
@@ -101,6 +101,7 @@ class PsExchange::Round {
       }
       std::lock_guard lock(mu_);
       results_[l] = std::move(status);
+      last_answer_ = rpc::Clock::now();
       if (++done_ == sends_) cv_.notify_all();
     });
   }
@@ -110,12 +111,24 @@ class PsExchange::Round {
   // counted), minus the servers' barrier wait and their own compute.
   Status Wait() {
     const auto start = rpc::Clock::now();
-    for (int l = 0; l < n_; ++l)
+    bool overlapped = false;
+    for (int l = 0; l < n_; ++l) {
+      if (sent_[l]) overlapped = true;
       if (!sent_[l]) Send(l);
+    }
+    rpc::Clock::time_point first, last;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return done_ == sends_; });
+      first = first_send_;
+      last = last_answer_;
     }
+    // What backward hid: the exchange that ran before the step waited for it.
+    static Counter& hidden = DefaultMetrics().Counter(
+        "dnnd_worker_exchange_hidden_seconds_total",
+        "exchange time (pushes, the servers' step, answers) that ran while backward computed");
+    if (overlapped)
+      hidden.Inc(std::chrono::duration<double>(std::min(start, last) - first).count());
     for (int l = 0; l < n_; ++l)
       if (!results_[l].ok())
         return results_[l].WithContext("parameter server " + x_.addresses_[l / x_.chunks_]);
@@ -141,6 +154,8 @@ class PsExchange::Round {
   std::mutex mu_;
   std::condition_variable cv_;
   int sends_ = 0, done_ = 0;  // under mu_
+  // Under mu_: when the first message left and the latest answer arrived.
+  rpc::Clock::time_point first_send_{}, last_answer_{};
   // Per shard, each written by its one answer before done_ counts it.
   std::vector<Status> results_;
   std::vector<double> waited_, server_;

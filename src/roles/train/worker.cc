@@ -170,11 +170,18 @@ class WorkerRole : public Role {
                  wait = phase("wait"), server = phase("server");
     const double total = compute + communicate + wait + server;
     if (total == compute) return;  // local training
+    const double hidden =
+        DefaultMetrics()
+            .Counter("dnnd_worker_exchange_hidden_seconds_total",
+                     "exchange time (pushes, the servers' step, answers) that ran while backward "
+                     "computed")
+            .Value();
+    const double exchange = communicate + wait + server + hidden;
     std::fprintf(stderr,
                  "step time: compute %.0f%%, communicate %.0f%%, wait %.0f%%, server %.0f%% (%.1f "
-                 "s over all workers)\n",
+                 "s over all workers); %.0f%% of the exchange was hidden behind backward\n",
                  100 * compute / total, 100 * communicate / total, 100 * wait / total,
-                 100 * server / total, total);
+                 100 * server / total, total, exchange > 0 ? 100 * hidden / exchange : 0.0);
   }
 
  private:
