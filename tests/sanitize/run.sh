@@ -36,7 +36,7 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0
 # Role tests: the doors and the servers' concurrency, seconds each (set
 # DNND_SANITIZE_ROLES to a ctest -R regex to run others, '' for none).
-roles_default='^(Secrets|ControllerAuth|ApiDoors|LayerServer|PsPartition|PsCheckpoint)\.|^PsMembership\.(InventedWorkers|NonFinite)|^WireDoors\.ConnectionsOverTheCap'
+roles_default='^(Secrets|ControllerAuth|ApiDoors|LayerServer|PsPartition|PsCheckpoint|PsWeightsCodec)\.|^PsMembership\.(InventedWorkers|NonFinite)|^WireDoors\.ConnectionsOverTheCap'
 roles=${DNND_SANITIZE_ROLES-$roles_default}
 cd "$dir"
 status=0
