@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "roles/layers/messages.h"
+#include "roles/ps/messages.h"
 #include "transport/hello.h"
 #include "transport/wire.h"
 
@@ -33,6 +35,15 @@ void Check(bool ok, const char* what) {
     std::fprintf(stderr, "invariant violated: %s\n", what);
     std::abort();
   }
+}
+
+// A typed message's decoder on any frame: a value or an error, and a value
+// re-encodes to a message the same decoder takes.
+template <typename T>
+void Typed(const dnnd::wire::Message& m) {
+  auto decoded = T::Decode(m);
+  if (decoded.ok())
+    Check(T::Decode(decoded.value().Encode()).ok(), "typed re-encode does not decode");
 }
 
 }  // namespace
@@ -79,6 +90,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Check(std::memcmp(a.data(), b.data(), a.raw_bytes()) == 0, "tensor bytes changed");
     }
   }
+
+  // What the parameter and layer servers (and their workers) read from an
+  // authenticated peer.
+  namespace ps = dnnd::ps;
+  namespace layers = dnnd::layers;
+  Typed<ps::InitRequest>(m);
+  Typed<ps::InitReply>(m);
+  Typed<ps::PushRequest>(m);
+  Typed<ps::PullRequest>(m);
+  Typed<ps::WeightsReply>(m);
+  Typed<ps::MemberRequest>(m);
+  Typed<ps::VersionReply>(m);
+  Typed<ps::StatsReply>(m);
+  Typed<layers::OpenRequest>(m);
+  Typed<layers::PassRequest>(m);
+  Typed<layers::StepRequest>(m);
+  Typed<layers::SessionRequest>(m);
+  for (bool input_grad : {false, true}) (void)layers::PassReply::Decode(m, m.type, input_grad);
 
   // The handshake checks on whatever decoded.
   const PeerIdentity self{"parameter-server", "ps-0"};
