@@ -395,6 +395,7 @@ Result<bool> JobRunner::LaunchSegment(RunningJob& run, const std::vector<int64_t
     o.mode = spec.mode;
     o.workers = run.workers;
     o.kavg_steps = spec.kavg_steps;
+    o.weights_codec = spec.weights_codec;
     o.checkpoint_dir = ctx_.JobDir(id) + "/ps";
     o.resume = true;
     o.checkpoint_every_steps = ctx_.cfg.GetInt("controller.checkpoint_every_steps");

@@ -77,15 +77,33 @@ void JobsApi::AddRoutes(HttpRouter& r, std::shared_ptr<WorkQueue> heavy) {
 Result<HttpResponse> JobsApi::Create(const HttpRequest& r) {
   DNND_ASSIGN_OR_RETURN(json::object body, JsonObjectBody(r, ctx_.max_json));
   JsonFields f{body, ""};
-  DNND_RETURN_IF_ERROR(f.RejectUnknown({"model",        "dataset",    "epochs",
-                                        "batch",        "lr",         "optimizer",
-                                        "workers",      "servers",    "mode",
-                                        "kavg_steps",   "seed",       "limit_train",
-                                        "limit_test",   "eval_every", "goal_accuracy",
-                                        "lr_schedule",  "elastic",    "min_workers",
-                                        "max_workers",  "normalize",  "augment_crop_padding",
-                                        "augment_flip", "momentum",   "weight_decay",
-                                        "freeze"}));
+  DNND_RETURN_IF_ERROR(f.RejectUnknown({"model",
+                                        "dataset",
+                                        "epochs",
+                                        "batch",
+                                        "lr",
+                                        "optimizer",
+                                        "workers",
+                                        "servers",
+                                        "mode",
+                                        "kavg_steps",
+                                        "seed",
+                                        "limit_train",
+                                        "limit_test",
+                                        "eval_every",
+                                        "goal_accuracy",
+                                        "lr_schedule",
+                                        "elastic",
+                                        "min_workers",
+                                        "max_workers",
+                                        "normalize",
+                                        "augment_crop_padding",
+                                        "augment_flip",
+                                        "momentum",
+                                        "weight_decay",
+                                        "freeze",
+                                        "gradient_codec",
+                                        "weights_codec"}));
   DNND_ASSIGN_OR_RETURN(std::string model, f.String("model", "", true));
   DNND_ASSIGN_OR_RETURN(std::string dataset, f.String("dataset", "", true));
   DNND_RETURN_IF_ERROR(CheckName("model", model));

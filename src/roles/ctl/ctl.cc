@@ -53,6 +53,8 @@ const std::vector<Flag> kJobFlags = {
     {"servers", "N", "parameter-server shards (1)"},
     {"mode", "sync|async|kavg", "how the workers combine their gradients (sync)"},
     {"kavg-steps", "N", "local steps between averages in kavg mode (8)"},
+    {"gradient-codec", "none|zstd|bf16|f16", "how gradients go to the servers (none)"},
+    {"weights-codec", "none|bf16", "sync: a step's weights come back as bf16 changes (none)"},
     {"seed", "N", "the random seed (42)"},
     {"limit-train", "N", "train on the first N samples only (0: all)"},
     {"limit-test", "N", "test on the first N samples only (0: all)"},
@@ -69,7 +71,8 @@ const std::vector<Flag> kJobFlags = {
 // The job flags whose values are text, a switch, or a real number; the
 // others are integers.
 bool IsTextJobFlag(std::string_view f) {
-  return f == "model" || f == "dataset" || f == "optimizer" || f == "mode" || f == "lr-schedule";
+  return f == "model" || f == "dataset" || f == "optimizer" || f == "mode" || f == "lr-schedule" ||
+         f == "gradient-codec" || f == "weights-codec";
 }
 bool IsRealJobFlag(std::string_view f) {
   return f == "lr" || f == "goal-accuracy" || f == "momentum" || f == "weight-decay";

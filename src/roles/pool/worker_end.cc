@@ -270,9 +270,11 @@ Status PoolWorker::RunTask(Current& c) {
   const std::string scratch = options_.scratch_dir + "/job-" + std::to_string(task.job);
   // The node's own settings; the job's come typed, in task.spec and task.model.
   std::vector<std::string> overrides = {
-      "transport.token=" + TomlQuote(options_.wire_key), "node.name=" + TomlQuote(options_.name),
+      "transport.token=" + TomlQuote(options_.wire_key),
+      "node.name=" + TomlQuote(options_.name),
       "worker.heartbeat_ms=" + std::to_string(std::max<int64_t>(100, options_.heartbeat.count())),
       "train.checkpoint_dir=" + TomlQuote(scratch),
+      "worker.gradient_codec=" + TomlQuote(task.spec.gradient_codec),
       "train.progress=" + TomlQuote(options_.progress.empty() ? "none" : options_.progress)};
   DNND_ASSIGN_OR_RETURN(Config cfg, Config::FromString("", where, overrides));
   DNND_ASSIGN_OR_RETURN(ModelSpec model_spec, ParseModelSpecText(task.model, where + ": model"));

@@ -222,7 +222,8 @@ Status ParameterServer::InitLocked(const std::string& spec_text, uint64_t seed,
       {{"server", options_.index},
        {"chunks", static_cast<int64_t>(chunks)},
        {"parameters", elements},
-       {"mode", options_.mode}});
+       {"mode", options_.mode},
+       {"weights_codec", options_.weights_codec}});
   return Status::Ok();
 }
 

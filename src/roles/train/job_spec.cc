@@ -74,6 +74,8 @@ Result<JobSpec> JobSpec::FromJson(const json::object& o, const JobSpec& defaults
   DNND_ASSIGN_OR_RETURN(s.goal_accuracy, f.Number("goal_accuracy", defaults.goal_accuracy));
   DNND_ASSIGN_OR_RETURN(s.lr_schedule, f.String("lr_schedule", defaults.lr_schedule));
   DNND_ASSIGN_OR_RETURN(s.mode, f.String("mode", defaults.mode));
+  DNND_ASSIGN_OR_RETURN(s.gradient_codec, f.String("gradient_codec", defaults.gradient_codec));
+  DNND_ASSIGN_OR_RETURN(s.weights_codec, f.String("weights_codec", defaults.weights_codec));
   DNND_ASSIGN_OR_RETURN(s.optimizer, f.String("optimizer", defaults.optimizer));
   DNND_ASSIGN_OR_RETURN(s.lr, f.Number("lr", defaults.lr));
   for (auto [key, field] :
@@ -123,6 +125,14 @@ Status JobSpec::Validate() const {
   DNND_RETURN_IF_ERROR(CheckOneOf("lr_schedule", lr_schedule, {"constant", "cosine", "step"},
                                   "constant, cosine or step"));
   DNND_RETURN_IF_ERROR(CheckOneOf("mode", mode, {"sync", "async", "kavg"}, "sync, async or kavg"));
+  DNND_RETURN_IF_ERROR(CheckOneOf("gradient_codec", gradient_codec, {"none", "zstd", "bf16", "f16"},
+                                  "none, zstd, bf16 or f16"));
+  DNND_RETURN_IF_ERROR(
+      CheckOneOf("weights_codec", weights_codec, {"none", "bf16"}, "none or bf16"));
+  if (weights_codec != "none" && mode != "sync")
+    return InvalidArgument("field 'weights_codec' \"" + weights_codec +
+                           "\" needs mode \"sync\" (the job's is \"" + mode +
+                           "\"): only a sync step's weights are the same for every worker");
   DNND_RETURN_IF_ERROR(
       CheckOneOf("optimizer", optimizer, {"sgd", "adam", "adamw"}, "sgd, adam or adamw"));
   if (!(lr > 0 && lr < 100)) return InvalidArgument("field 'lr' must be in (0, 100)");
@@ -160,6 +170,8 @@ json::object JobSpec::ToJson() const {
   if (goal_accuracy > 0) p["goal_accuracy"] = goal_accuracy;
   p["lr_schedule"] = lr_schedule;
   p["mode"] = mode;
+  if (gradient_codec != "none") p["gradient_codec"] = gradient_codec;
+  if (weights_codec != "none") p["weights_codec"] = weights_codec;
   p["optimizer"] = optimizer;
   p["lr"] = lr;
   if (momentum) p["momentum"] = *momentum;

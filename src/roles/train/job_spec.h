@@ -29,6 +29,11 @@ struct JobSpec {
   int64_t servers = 1;        // parameter servers
   std::string mode = "sync";  // sync | async | kavg
   int64_t kavg_steps = 8;
+  // How gradients go to the servers (worker.gradient_codec) and a sync
+  // step's weights come back (ps.weights_codec): for slow links. Stored only
+  // when not "none".
+  std::string gradient_codec = "none";  // none | zstd | bf16 | f16
+  std::string weights_codec = "none";   // none | bf16 (sync only)
   int64_t seed = 42;
   int64_t limit_train = 0, limit_test = 0;  // 0: all samples
   int64_t eval_every = 1;                   // epochs between evaluations

@@ -301,6 +301,7 @@ Result<int64_t> PsExchange::Begin(nn::Graph& model, const ModelSpec& spec, uint6
        {"servers", static_cast<int64_t>(clients_.size())},
        {"chunks", static_cast<int64_t>(chunks_)},
        {"mode", mode_},
+       {"gradient_codec", wire::CodecName(gradient_codec_)},
        {"start_step", start}});
   return start;
 }

@@ -146,6 +146,38 @@ TEST(ControllerPool, CancelledRunningJobFreesItsWorkerAndShutdownAtOnce) {
   if (exited) EXPECT_EQ(code, 0) << c.daemon().output();
 }
 
+// A job for slow links: bf16 gradients and bf16 weight changes reach the
+// pool workers and the job's parameter server (their logs say so) and it
+// trains; bf16 weights with an async job are refused at submission.
+TEST(ControllerPool, AJobCanAskForTheSlowLinkCodecs) {
+  TempDir dir;
+  ControllerProcess c(dir, "--set controller.local_workers=2");
+  ASSERT_GT(c.port(), 0) << c.daemon().output();
+  TinyFiles files(dir);
+  RegisterTiny(c, files);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(WaitForNodes(c, 2, std::chrono::seconds(10))) << c.Send("GET", "/api/v1/nodes");
+  std::string r = c.Send("POST", "/api/v1/jobs",
+                         R"({"model":"m","dataset":"d","epochs":2,"batch":5,"workers":2,)"
+                         R"("gradient_codec":"bf16","weights_codec":"bf16"})");
+  ASSERT_EQ(HttpStatus(r), 201) << r;
+  const int64_t id = json::parse(HttpBody(r)).at("id").as_int64();
+  json::value job = WaitForJob(c, id, JobOver, std::chrono::seconds(30));
+  EXPECT_EQ(job.at("state"), "succeeded") << job << c.daemon().output();
+  const std::string out = c.daemon().output();
+  EXPECT_NE(out.find("weights_codec=bf16"), std::string::npos) << out;
+  EXPECT_NE(out.find("gradient_codec=bf16"), std::string::npos) << out;
+
+  r = c.Send("POST", "/api/v1/jobs",
+             R"({"model":"m","dataset":"d","mode":"async","weights_codec":"bf16"})");
+  EXPECT_EQ(HttpStatus(r), 400) << r;
+  EXPECT_NE(ErrorMessage(r).find("'weights_codec' \"bf16\" needs mode \"sync\""), std::string::npos)
+      << r;
+  r = c.Send("POST", "/api/v1/jobs", R"({"model":"m","dataset":"d","gradient_codec":"gzip"})");
+  EXPECT_EQ(HttpStatus(r), 400) << r;
+  EXPECT_NE(ErrorMessage(r).find("gradient_codec"), std::string::npos) << r;
+}
+
 // What a broken or hostile pool worker can send: each a precise 4xx, and the
 // pool keeps working.
 TEST(ControllerPool, BadHeartbeatsAndUploadsAreRefusedPrecisely) {

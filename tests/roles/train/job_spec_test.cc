@@ -56,7 +56,8 @@ TEST(JobSpec, RoundTripsThroughTheStoresJson) {
   s.normalized = true;
   s.normalize_mean = 0.1;
   s.normalize_std = 0.3;
-  for (const char* key : {"augment_flip", "momentum", "weight_decay", "freeze"})
+  for (const char* key :
+       {"augment_flip", "momentum", "weight_decay", "freeze", "gradient_codec", "weights_codec"})
     EXPECT_FALSE(s.ToJson().contains(key)) << key;  // off: rows stay as they were
   s.augment_crop_padding = 4;
   s.augment_flip = true;
@@ -64,6 +65,8 @@ TEST(JobSpec, RoundTripsThroughTheStoresJson) {
   s.momentum = 0.9;
   s.weight_decay = 0;  // given, even as 0: it overrides the model's
   s.freeze = {"stem.*", "fc.weight"};
+  s.gradient_codec = "bf16";
+  s.weights_codec = "bf16";
   auto back = JobSpec::FromJson(s.ToJson(), JobSpec::Stored());
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(json::serialize(back->ToJson()), json::serialize(s.ToJson()));
@@ -71,6 +74,8 @@ TEST(JobSpec, RoundTripsThroughTheStoresJson) {
   EXPECT_DOUBLE_EQ(back->goal_accuracy, 0.8);
   EXPECT_EQ(back->augment_crop_padding, 4);
   EXPECT_TRUE(back->augment_flip);
+  EXPECT_EQ(back->gradient_codec, "bf16");
+  EXPECT_EQ(back->weights_codec, "bf16");
   TrainOptions o;
   back->ApplyTo(o);
   EXPECT_EQ(o.augment_crop_padding, 4);
@@ -97,6 +102,15 @@ TEST(JobSpec, ValidateNamesTheBadField) {
             std::string::npos);
   EXPECT_NE(bad([](JobSpec& s) { s.lr = 0; }).find("field 'lr'"), std::string::npos);
   EXPECT_NE(bad([](JobSpec& s) { s.stop_epoch = 9; }).find("stop_epoch"), std::string::npos);
+  EXPECT_NE(
+      bad([](JobSpec& s) { s.gradient_codec = "gzip"; }).find("field 'gradient_codec' is 'gzip'"),
+      std::string::npos);
+  EXPECT_EQ(bad([](JobSpec& s) {
+              s.mode = "async";
+              s.weights_codec = "bf16";
+            }),
+            "field 'weights_codec' \"bf16\" needs mode \"sync\" (the job's is \"async\"): only a "
+            "sync step's weights are the same for every worker");
   EXPECT_TRUE(JobSpec().Validate().ok());
   // Decoding validates too, and says where the object came from.
   auto decoded =
