@@ -94,4 +94,20 @@ inline void RegisterTiny(ControllerProcess& c, const TinyFiles& files) {
             201);
 }
 
+// A controller with `workers` local pool workers, idle, and TinyFiles
+// registered; check HasFatalFailure() after Start().
+struct TinyPool {
+  TempDir dir;
+  ControllerProcess c;
+  TinyFiles files;
+  explicit TinyPool(int workers)
+      : c(dir, "--set controller.local_workers=" + std::to_string(workers)), files(dir) {}
+  void Start(size_t workers) {
+    ASSERT_GT(c.port(), 0) << c.daemon().output();
+    RegisterTiny(c, files);
+    ASSERT_TRUE(WaitForNodes(c, workers, std::chrono::seconds(10)))
+        << c.Send("GET", "/api/v1/nodes");
+  }
+};
+
 }  // namespace dnnd::controller_testing

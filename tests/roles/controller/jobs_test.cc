@@ -91,13 +91,10 @@ TEST(ControllerDurability, SigkilledMidJobResumesFromCheckpointAndFinishes) {
 // again within seconds, the next job gets both workers, and SIGTERM ends the
 // controller at once.
 TEST(ControllerPool, CancelledRunningJobFreesItsWorkerAndShutdownAtOnce) {
-  TempDir dir;
-  ControllerProcess c(dir, "--set controller.local_workers=2");
-  ASSERT_GT(c.port(), 0) << c.daemon().output();
-  TinyFiles files(dir);
-  RegisterTiny(c, files);
+  TinyPool pool(2);
+  pool.Start(2);
   if (HasFatalFailure()) return;
-  ASSERT_TRUE(WaitForNodes(c, 2, std::chrono::seconds(10))) << c.Send("GET", "/api/v1/nodes");
+  ControllerProcess& c = pool.c;
   auto submit = [&](const std::string& body) -> int64_t {
     const std::string r = c.Send("POST", "/api/v1/jobs", body);
     EXPECT_EQ(HttpStatus(r), 201) << r;
@@ -150,13 +147,10 @@ TEST(ControllerPool, CancelledRunningJobFreesItsWorkerAndShutdownAtOnce) {
 // pool workers and the job's parameter server (their logs say so) and it
 // trains; bf16 weights with an async job are refused at submission.
 TEST(ControllerPool, AJobCanAskForTheSlowLinkCodecs) {
-  TempDir dir;
-  ControllerProcess c(dir, "--set controller.local_workers=2");
-  ASSERT_GT(c.port(), 0) << c.daemon().output();
-  TinyFiles files(dir);
-  RegisterTiny(c, files);
+  TinyPool pool(2);
+  pool.Start(2);
   if (HasFatalFailure()) return;
-  ASSERT_TRUE(WaitForNodes(c, 2, std::chrono::seconds(10))) << c.Send("GET", "/api/v1/nodes");
+  ControllerProcess& c = pool.c;
   std::string r = c.Send("POST", "/api/v1/jobs",
                          R"({"model":"m","dataset":"d","epochs":2,"batch":5,"workers":2,)"
                          R"("gradient_codec":"bf16","weights_codec":"bf16"})");
