@@ -31,7 +31,7 @@ struct NormIsa {
   // With gm = relu_y ? (relu_y > 0 ? g : 0) : g: sums of gm and gm * (x - mu).
   void (*backward_sums)(const NormChannel& ch, const float* x, const float* g, const float* relu_y,
                         float mu, double* sg, double* sgx);
-  // dx = k * (gm - a - (x - mu) * b); with b_stats false dx = k * gm.
+  // dx = k * (gm - a - (x - mu) * b); without batch_stats dx = k * gm.
   void (*backward_dx)(const NormChannel& ch, const float* x, const float* g, const float* relu_y,
                       float mu, float k, float a, float b, bool batch_stats, float* dx);
 };
