@@ -152,6 +152,19 @@ const Case kCases[] = {
     {40, 3, 2, 2, 3, 1, 1, 1, 0, 1, true},
     {6, 16, 31, 33, 16, 3, 3, 1, 1, 1, false},
     {9, 4, 12, 12, 8, 5, 5, 1, 0, 2, true},
+    // Stride > 1 (im2col; the input gradient through col2im): kernels
+    // smaller than the stride, padding at and over the kernel's size, odd
+    // and 1-wide planes, non-square kernels, groups, more samples than one
+    // chunk.
+    {3, 8, 11, 9, 5, 2, 2, 3, 0, 1, true},
+    {2, 4, 9, 10, 6, 5, 5, 2, 2, 1, true},
+    {2, 8, 7, 7, 5, 3, 3, 2, 2, 1, true},
+    {3, 12, 11, 1, 7, 3, 1, 2, 1, 1, false},
+    {2, 12, 1, 13, 7, 1, 3, 2, 1, 1, true},
+    {2, 16, 9, 9, 8, 3, 3, 2, 1, 2, true},
+    {5, 40, 6, 6, 9, 1, 1, 2, 0, 1, true},
+    {2, 6, 8, 12, 4, 3, 4, 3, 1, 1, true},
+    {23, 16, 10, 10, 16, 3, 3, 2, 1, 1, true},
 };
 
 class ConvIsa : public ::testing::TestWithParam<std::string> {
@@ -194,7 +207,8 @@ TEST_P(ConvIsa, GradCheckGroups) {
 TEST_P(ConvIsa, NonFiniteInputsReachWhatTheReferenceSays) {
   const Case cases[] = {{3, 4, 9, 8, 5, 3, 3, 1, 1, 1, true},
                         {2, 3, 7, 7, 4, 3, 3, 1, 0, 1, false},
-                        {2, 3, 9, 9, 4, 3, 3, 2, 1, 1, true}};
+                        {2, 3, 9, 9, 4, 3, 3, 2, 1, 1, true},
+                        {2, 8, 9, 9, 4, 3, 3, 2, 1, 1, true}};
   for (int threads : {1, 2}) {
     SetThreads(threads);
     for (const Case& k : cases) {
