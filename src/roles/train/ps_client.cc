@@ -47,16 +47,6 @@ ps::Member PsExchange::MemberAt(size_t s) const {
 
 PsExchange::~PsExchange() { End(); }
 
-namespace {
-Counter& PhaseSeconds(const char* phase) {
-  return DefaultMetrics().Counter(
-      "dnnd_worker_step_seconds_total",
-      "worker step time by phase: compute (forward/backward), communicate, wait (for other "
-      "workers), server (averaging and optimizer)",
-      {{"phase", phase}});
-}
-}  // namespace
-
 // The answers of one exchange, shard by shard. Send is called on one thread
 // (the training thread); the answers land on the clients' I/O threads.
 // Destruction waits for every answer of what was sent: the callbacks use it.
@@ -111,10 +101,12 @@ class PsExchange::Round {
   // counted), minus the servers' barrier wait and their own compute.
   Status Wait() {
     const auto start = rpc::Clock::now();
-    bool overlapped = false;
+    bool overlapped = false;  // some shards went out while backward ran
     for (int l = 0; l < n_; ++l) {
-      if (sent_[l]) overlapped = true;
-      if (!sent_[l]) Send(l);
+      if (sent_[l])
+        overlapped = true;
+      else
+        Send(l);
     }
     rpc::Clock::time_point first, last;
     {
@@ -124,17 +116,15 @@ class PsExchange::Round {
       last = last_answer_;
     }
     // What backward hid: the exchange that ran before the step waited for it.
-    static Counter& hidden = DefaultMetrics().Counter(
-        "dnnd_worker_exchange_hidden_seconds_total",
-        "exchange time (pushes, the servers' step, answers) that ran while backward computed");
+    static Counter& hidden = ExchangeHiddenSeconds();
     if (overlapped)
       hidden.Inc(std::chrono::duration<double>(std::min(start, last) - first).count());
     for (int l = 0; l < n_; ++l)
       if (!results_[l].ok())
         return results_[l].WithContext("parameter server " + x_.addresses_[l / x_.chunks_]);
-    static Counter& communicate = PhaseSeconds("communicate");
-    static Counter& wait = PhaseSeconds("wait");
-    static Counter& server_compute = PhaseSeconds("server");
+    static Counter& communicate = StepPhaseSeconds("communicate");
+    static Counter& wait = StepPhaseSeconds("wait");
+    static Counter& server_compute = StepPhaseSeconds("server");
     const double total = std::chrono::duration<double>(rpc::Clock::now() - start).count();
     const double w = std::min(total, *std::max_element(waited_.begin(), waited_.end()));
     // The longest of any chunk's server time: chunks overlap.

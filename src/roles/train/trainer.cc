@@ -162,17 +162,27 @@ EvalResult Trainer::Evaluate(const data::Dataset& set) {
   return r;
 }
 
+Counter& StepPhaseSeconds(const char* phase) {
+  return DefaultMetrics().Counter(
+      "dnnd_worker_step_seconds_total",
+      "worker step time by phase: compute (forward/backward), communicate, wait (for other "
+      "workers), server (averaging and optimizer)",
+      {{"phase", phase}});
+}
+
+Counter& ExchangeHiddenSeconds() {
+  return DefaultMetrics().Counter(
+      "dnnd_worker_exchange_hidden_seconds_total",
+      "exchange time (pushes, the servers' step, answers) that ran while backward computed");
+}
+
 namespace {
 // What /metrics shows of a training run.
 struct TrainMetrics {
   Counter& steps = DefaultMetrics().Counter("dnnd_train_steps_total", "training steps completed");
   Counter& samples =
       DefaultMetrics().Counter("dnnd_train_samples_total", "training samples processed");
-  Counter& compute = DefaultMetrics().Counter(
-      "dnnd_worker_step_seconds_total",
-      "worker step time by phase: compute (forward/backward), communicate, wait (for other "
-      "workers), server (averaging and optimizer)",
-      {{"phase", "compute"}});
+  Counter& compute = StepPhaseSeconds("compute");
   Gauge& loss = DefaultMetrics().Gauge("dnnd_train_loss", "loss of the last training step");
   Gauge& epoch = DefaultMetrics().Gauge("dnnd_train_epoch", "epochs completed");
   Gauge& test_accuracy = DefaultMetrics().Gauge("dnnd_test_accuracy",

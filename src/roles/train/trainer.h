@@ -24,6 +24,15 @@
 
 namespace dnnd {
 
+class Counter;
+
+// Where a worker's step time goes (/metrics' dnnd_worker_step_seconds_total,
+// by phase: compute, communicate, wait, server), and the exchange time that
+// ran while backward computed (dnnd_worker_exchange_hidden_seconds_total):
+// one registration each for the trainer, the exchanges and the summary line.
+Counter& StepPhaseSeconds(const char* phase);
+Counter& ExchangeHiddenSeconds();
+
 // Where a step's gradients go. Local training applies the optimizer itself;
 // a data-parallel worker sends them to parameter servers and takes the new
 // weights back (ps_client.h).

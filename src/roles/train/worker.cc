@@ -158,24 +158,12 @@ class WorkerRole : public Role {
 
   // Where step time went (all workers of this process), from /metrics' counters.
   static void LogStepTimeSplit() {
-    auto phase = [](const char* p) {
-      return DefaultMetrics()
-          .Counter("dnnd_worker_step_seconds_total",
-                   "worker step time by phase: compute (forward/backward), communicate, wait (for "
-                   "other workers), server (averaging and optimizer)",
-                   {{"phase", p}})
-          .Value();
-    };
+    auto phase = [](const char* p) { return StepPhaseSeconds(p).Value(); };
     const double compute = phase("compute"), communicate = phase("communicate"),
                  wait = phase("wait"), server = phase("server");
     const double total = compute + communicate + wait + server;
     if (total == compute) return;  // local training
-    const double hidden =
-        DefaultMetrics()
-            .Counter("dnnd_worker_exchange_hidden_seconds_total",
-                     "exchange time (pushes, the servers' step, answers) that ran while backward "
-                     "computed")
-            .Value();
+    const double hidden = ExchangeHiddenSeconds().Value();
     const double exchange = communicate + wait + server + hidden;
     std::fprintf(stderr,
                  "step time: compute %.0f%%, communicate %.0f%%, wait %.0f%%, server %.0f%% (%.1f "
