@@ -31,7 +31,8 @@ struct PoolWorker::Current {
   pool::TaskState state = pool::TaskState::kRunning;
   std::string error;
   std::vector<pool::EpochReport> epochs;
-  size_t epochs_acked = 0;  // epochs[0, acked) reached the controller
+  size_t epochs_acked = 0;         // epochs[0, acked) reached the controller
+  std::atomic<bool> ended{false};  // the thread is done with the task
   std::thread thread;
 };
 
@@ -155,24 +156,51 @@ Status PoolWorker::Run() {
                   [&]() REQUIRES(mu_) { return stop_ || wake_; });
     wake_ = false;
   }
-  StopTask();
+  std::shared_ptr<Current> last;
+  {
+    MutexLock lock(mu_);
+    last = current_;
+  }
+  StopTask(kStopGrace);
+  FlushEpochs(last);
   return Cancelled("pool worker stopped");
 }
 
+void PoolWorker::FlushEpochs(const std::shared_ptr<Current>& c) {
+  if (!c) return;
+  {
+    MutexLock lock(c->mu);
+    if (c->epochs_acked == c->epochs.size()) return;
+  }
+  // The epochs the task finished since the last heartbeat. Without them a
+  // job resumed from a checkpoint past an epoch's end would never record
+  // that epoch (its servers checkpoint when the controller stops, after this).
+  auto order = Beat(c, /*final=*/true);
+  if (!order.ok())
+    Log(LogLevel::kWarn, "pool", "the last epochs' report did not reach the controller",
+        {{"job", c->task.job}, {"error", order.status().ToString()}});
+}
+
 Result<pool::NodeOrder> PoolWorker::Beat() {
-  pool::NodeReport report;
-  report.threads = options_.threads;
   std::shared_ptr<Current> c;
   {
     MutexLock lock(mu_);
     c = current_;
   }
+  return Beat(c, /*final=*/false);
+}
+
+Result<pool::NodeOrder> PoolWorker::Beat(const std::shared_ptr<Current>& c, bool final) {
+  pool::NodeReport report;
+  report.threads = options_.threads;
   size_t sent = 0;
   if (c) {
     MutexLock lock(c->mu);
     report.job = c->task.job;
     report.attempt = c->task.attempt;
-    report.state = c->state;
+    // A node stopping reports no outcome for the task it stopped: it did
+    // not fail, and the controller moves it when the node is lost.
+    report.state = final ? pool::TaskState::kNone : c->state;
     report.error = c->error;
     report.step = c->step.load();
     report.total_steps = c->total.load();
@@ -180,12 +208,14 @@ Result<pool::NodeOrder> PoolWorker::Beat() {
                          c->epochs.end());
     sent = c->epochs.size();
   }
-  DNND_ASSIGN_OR_RETURN(HttpReply reply,
-                        HttpCall({.address = options_.controller,
-                                  .method = "POST",
-                                  .target = "/api/v1/nodes/" + options_.name + "/heartbeat",
-                                  .body = json::serialize(ToJson(report)),
-                                  .token = options_.api_token}));
+  DNND_ASSIGN_OR_RETURN(
+      HttpReply reply,
+      HttpCall({.address = options_.controller,
+                .method = "POST",
+                .target = "/api/v1/nodes/" + options_.name + "/heartbeat",
+                .body = json::serialize(ToJson(report)),
+                .token = options_.api_token,
+                .timeout = final ? std::chrono::seconds(5) : HttpCallOptions{}.timeout}));
   if (reply.status != 200)
     return Unavailable("the controller answered the heartbeat with HTTP " +
                        std::to_string(reply.status) + ": " + reply.body.substr(0, 300));
@@ -221,6 +251,7 @@ void PoolWorker::StartTask(const pool::Task& task) {
     Log(s.ok() ? LogLevel::kInfo : LogLevel::kWarn, "pool", "task ended",
         {{"job", c->task.job}, {"index", c->task.index}, {"status", s.ToString()}});
     MutexLock lock(mu_);
+    c->ended = true;
     wake_ = true;  // report it now, not at the next tick
     cv_.NotifyAll();
   });
@@ -247,7 +278,7 @@ void PoolWorker::RequestStopTask() {
   c->rpc_cancel->Cancel();
 }
 
-void PoolWorker::StopTask() {
+void PoolWorker::StopTask(std::chrono::milliseconds grace) {
   std::shared_ptr<Current> c;
   {
     MutexLock lock(mu_);
@@ -258,6 +289,12 @@ void PoolWorker::StopTask() {
     MutexLock lock(c->mu);
     c->stop_requested = true;
     if (c->worker) c->worker->Stop();
+  }
+  if (grace.count() > 0) {
+    // The step under way finishes and is reported before its calls are cut.
+    MutexLock lock(mu_);
+    cv_.WaitUntil(lock, std::chrono::steady_clock::now() + grace,
+                  [&]() REQUIRES(mu_) { return c->ended.load(); });
   }
   c->rpc_cancel->Cancel();
   if (c->thread.joinable()) c->thread.join();

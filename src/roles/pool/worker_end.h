@@ -56,16 +56,29 @@ class PoolWorker : public Role {
  private:
   struct Current;  // the task being run (or just finished), and its worker
 
-  // One heartbeat: the report out, the order back.
+  // One heartbeat about the current task: the report out, the order back.
   Result<pool::NodeOrder> Beat();
+  // One heartbeat about `task` (null: none). `final`: the node is stopping;
+  // the task's outcome is not reported, only its epochs.
+  Result<pool::NodeOrder> Beat(const std::shared_ptr<Current>& task, bool final);
+  // Once stopped: sends the epochs `task` finished that no heartbeat carried
+  // yet (best effort, one short call).
+  void FlushEpochs(const std::shared_ptr<Current>& task);
   void StartTask(const pool::Task& task);
   // Asks the running task to stop and returns at once (heartbeats go on
   // while it winds down; it then reports its end like any other). Its RPCs
   // are cancelled: a call waiting on its parameter servers (gone, when the
   // job was cancelled) fails at once instead of at its request timeout.
   void RequestStopTask();
-  // Stops the task (if running) as RequestStopTask does and waits for its thread.
-  void StopTask();
+  // Stops the task (if running) and waits for its thread. Its RPCs are
+  // cancelled at once, or, with a `grace`, only if it has not ended by then:
+  // a step whose update the servers applied is then also one the task saw
+  // and reported (cancelled mid-call, the servers could be a step ahead of
+  // the epochs reported; a sync step whose peer stopped first waits out the
+  // grace).
+  void StopTask(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
+  // How long a stopping node lets its task finish the step under way.
+  static constexpr std::chrono::milliseconds kStopGrace{2000};
   Status RunTask(Current& current);
 
   const PoolWorkerOptions options_;
