@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "tensor/conv.h"  // before the pragma: it includes the standard library
+#include "tensor/norm_simd.h"
 
 // GCC honours `#pragma GCC target`; clang ignores it and needs its attribute
 // pragma (the fuzz build compiles every source with clang).
@@ -15,6 +16,7 @@
 #endif
 
 #include "tensor/conv_tile.h"
+#include "tensor/norm_tile.h"
 
 namespace dnnd::conv::internal {
 namespace {
@@ -49,6 +51,15 @@ struct VecAvx2 {
     else
       _mm256_maskstore_ps(p, Lanes(0, n), v);
   }
+  // For norm_tile.h.
+  static T Add(T a, T b) { return _mm256_add_ps(a, b); }
+  static T Sub(T a, T b) { return _mm256_sub_ps(a, b); }
+  static T Mul(T a, T b) { return _mm256_mul_ps(a, b); }
+  static T Relu(T v) { return _mm256_max_ps(Zero(), v); }  // v when v is NaN
+  static T ReluMask(T y, T g) { return _mm256_and_ps(_mm256_cmp_ps(y, Zero(), _CMP_GT_OQ), g); }
+  static T Keep(T v, int64_t n) {
+    return n >= kWidth ? v : _mm256_and_ps(_mm256_castsi256_ps(Lanes(0, static_cast<int>(n))), v);
+  }
 };
 
 // 4 rows x 3 vectors: 12 accumulators of the 16 registers.
@@ -67,6 +78,10 @@ Isa Avx2Isa() {
 }
 
 }  // namespace dnnd::conv::internal
+
+namespace dnnd::kernels::internal {
+NormIsa Avx2Norm() { return NormTiles<conv::internal::VecAvx2>::Record(); }
+}  // namespace dnnd::kernels::internal
 
 #if defined(__clang__)
 #pragma clang attribute pop

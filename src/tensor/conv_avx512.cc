@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "tensor/conv.h"  // before the pragma: it includes the standard library
+#include "tensor/norm_simd.h"
 
 // GCC honours `#pragma GCC target`; clang ignores it and needs its attribute
 // pragma (the fuzz build compiles every source with clang).
@@ -15,6 +16,7 @@
 #endif
 
 #include "tensor/conv_tile.h"
+#include "tensor/norm_tile.h"
 
 namespace dnnd::conv::internal {
 namespace {
@@ -39,6 +41,17 @@ struct VecAvx512 {
   }
   static void StoreN(float* p, T v, int n) { _mm512_mask_storeu_ps(p, Lanes(0, n), v); }
   static void StoreMasked(float* p, T v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
+  // For norm_tile.h.
+  static T Add(T a, T b) { return _mm512_add_ps(a, b); }
+  static T Sub(T a, T b) { return _mm512_sub_ps(a, b); }
+  static T Mul(T a, T b) { return _mm512_mul_ps(a, b); }
+  static T Relu(T v) { return _mm512_max_ps(Zero(), v); }  // v when v is NaN
+  static T ReluMask(T y, T g) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, Zero(), _CMP_GT_OQ), g);
+  }
+  static T Keep(T v, int64_t n) {
+    return n >= kWidth ? v : _mm512_maskz_mov_ps(Lanes(0, static_cast<int>(n)), v);
+  }
 };
 
 // 8 rows x 3 vectors: 24 accumulators of the 32 registers.
@@ -57,6 +70,10 @@ Isa Avx512Isa() {
 }
 
 }  // namespace dnnd::conv::internal
+
+namespace dnnd::kernels::internal {
+NormIsa Avx512Norm() { return NormTiles<conv::internal::VecAvx512>::Record(); }
+}  // namespace dnnd::kernels::internal
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -5,10 +5,29 @@
 #include <cmath>
 #include <vector>
 
+#include "tensor/isa.h"
 #include "tensor/kernels.h"
+#include "tensor/norm_simd.h"
 #include "tensor/parallel.h"
 
 namespace dnnd::kernels {
+
+const internal::NormIsa* internal::CurrentNorm() {
+#if defined(__x86_64__)
+  // Built once: isa::AvailableSets() lists a set only once the CPU has it.
+  static const NormIsa avx512 = Avx512Norm(), avx2 = Avx2Norm();
+  switch (isa::Current()) {
+    case isa::KernelSet::kAvx512:
+      return &avx512;
+    case isa::KernelSet::kAvx2:
+      return &avx2;
+    case isa::KernelSet::kPortable:
+      break;
+  }
+#endif
+  return nullptr;
+}
+
 namespace {
 
 using Vec = Eigen::Map<Eigen::ArrayXf>;
@@ -37,7 +56,7 @@ int64_t ChannelGrain(int64_t per_channel) {
 // Calls fn(offset, length) over [0, len) in blocks: Eigen's float reduction
 // of a long run (a 224x224 plane) would lose digits, so runs are summed in
 // blocks folded into double.
-constexpr int64_t kSumBlock = 1024;
+constexpr int64_t kSumBlock = internal::kNormSumBlock;
 template <typename Fn>
 void ForBlocks(int64_t len, Fn fn) {
   for (int64_t o = 0; o < len; o += kSumBlock) fn(o, std::min(kSumBlock, len - o));
@@ -116,6 +135,8 @@ void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, 
   const int64_t stride = c * plane;
   const double m = static_cast<double>(n * plane);
   if (plane > 1) {
+    const internal::NormIsa* simd = internal::CurrentNorm();
+    const internal::NormChannel run{n, plane, stride};
     ParallelFor(c, ChannelGrain(n * plane), [&](int64_t cb, int64_t ce) {
       for (int64_t ch = cb; ch < ce; ++ch) {
         const float* xc = x + ch * plane;
@@ -124,15 +145,20 @@ void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, 
         // are small, so their float sums keep their digits far from zero
         // (sum of squares minus squared mean of raw x would not), and the
         // mean's offset from k is corrected exactly from s1.
-        const float k = CVec(xc, plane).sum() / static_cast<float>(plane);
+        const float k =
+            (simd ? simd->run_sum(xc, plane) : CVec(xc, plane).sum()) / static_cast<float>(plane);
         double s1 = 0, s2 = 0;
-        for (int64_t i = 0; i < n; ++i)
-          ForBlocks(plane, [&](int64_t o, int64_t len) {
-            CVec seg(xc + i * stride + o, len);
-            const auto d = seg - k;  // an expression over seg, evaluated twice
-            s1 += d.sum();
-            s2 += d.square().sum();
-          });
+        if (simd) {
+          simd->stats(run, xc, k, &s1, &s2);
+        } else {
+          for (int64_t i = 0; i < n; ++i)
+            ForBlocks(plane, [&](int64_t o, int64_t len) {
+              CVec seg(xc + i * stride + o, len);
+              const auto d = seg - k;  // an expression over seg, evaluated twice
+              s1 += d.sum();
+              s2 += d.square().sum();
+            });
+        }
         const double shift_mean = s1 / m;
         const float mu = static_cast<float>(k + shift_mean);
         const double v = std::max(0.0, s2 / m - shift_mean * shift_mean);
@@ -142,6 +168,10 @@ void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, 
         const float scale = weight ? weight[ch] * invstd : invstd;
         const float shift = bias ? bias[ch] : 0.0f;
         float* yc = y + ch * plane;
+        if (simd) {
+          simd->normalize(run, xc, mu, scale, shift, relu, yc);
+          continue;
+        }
         for (int64_t i = 0; i < n; ++i) {
           const auto out = (CVec(xc + i * stride, plane) - mu) * scale + shift;
           if (relu)  // as kernels::Relu would on the output
@@ -221,7 +251,11 @@ void BatchNormBackwardChannel(int64_t n, int64_t plane, int64_t stride, const fl
                               double m, bool need_sums, bool batch_stats, float* dc, float* dweight,
                               float* dbias) {
   double sg = 0, sgx = 0;
-  if (need_sums) {
+  const internal::NormIsa* simd = internal::CurrentNorm();
+  const internal::NormChannel run{n, plane, stride};
+  if (need_sums && simd) {
+    simd->backward_sums(run, xc, gc, yc, mu, &sg, &sgx);
+  } else if (need_sums) {
     float masked[kSumBlock];
     for (int64_t i = 0; i < n; ++i)
       ForBlocks(plane, [&](int64_t o, int64_t len) {
@@ -237,6 +271,10 @@ void BatchNormBackwardChannel(int64_t n, int64_t plane, int64_t stride, const fl
   if (!dc) return;
   const float a = batch_stats ? static_cast<float>(sg / m) : 0.0f;
   const float b = batch_stats ? static_cast<float>(double(is) * is * sgx / m) : 0.0f;
+  if (simd) {
+    simd->backward_dx(run, xc, gc, yc, mu, k, a, b, batch_stats, dc);
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) {
     const float* g = gc + i * stride;
     float* d = dc + i * stride;

@@ -165,6 +165,15 @@ const Case kCases[] = {
     {5, 40, 6, 6, 9, 1, 1, 2, 0, 1, true},
     {2, 6, 8, 12, 4, 3, 4, 3, 1, 1, true},
     {23, 16, 10, 10, 16, 3, 3, 2, 1, 1, true},
+    // torchvision's ResNet-18 on 64x64 (OnnxParity): wide channels, small planes.
+    {4, 512, 2, 2, 512, 3, 3, 1, 1, 1, false},
+    {4, 256, 4, 4, 256, 3, 3, 1, 1, 1, false},
+    {4, 128, 8, 8, 256, 3, 3, 2, 1, 1, false},
+    {4, 128, 8, 8, 128, 3, 3, 1, 1, 1, false},
+    {4, 64, 16, 16, 128, 1, 1, 2, 0, 1, false},
+    {4, 64, 16, 16, 128, 3, 3, 2, 1, 1, false},
+    {4, 64, 16, 16, 64, 3, 3, 1, 1, 1, false},
+    {4, 3, 64, 64, 64, 7, 7, 2, 3, 1, false},
 };
 
 class ConvIsa : public ::testing::TestWithParam<std::string> {

@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -59,6 +61,17 @@ void WriteBytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }
 
+// |got - want| / max(|want|, floor * sqrt(n)), in the 2-norm.
+double RelativeL2(const Tensor& got, const Tensor& want, double floor) {
+  double d = 0, w = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double a = got.data()[i], b = want.data()[i];
+    d += (a - b) * (a - b);
+    w += b * b;
+  }
+  return std::sqrt(d) / std::max(std::sqrt(w), floor * std::sqrt(double(want.numel())));
+}
+
 class OnnxParity : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -68,7 +81,9 @@ class OnnxParity : public ::testing::Test {
   void TearDown() override { SetThreads(threads_); }
 
   // Exports `model`, imports it, and compares with PyTorch; returns the spec.
-  ModelSpec Check(const std::string& model) {
+  // Gradients are compared element by element (1e-3 of the tensor's scale),
+  // or, with grad_norm_tolerance > 0, by the norm of their difference.
+  ModelSpec Check(const std::string& model, double grad_norm_tolerance = 0) {
     TempDir dir;
     const int status = RunTorchScript({kScript, "parity", model, dir.str()});
     if (status == 77) {
@@ -119,12 +134,24 @@ class OnnxParity : public ::testing::Test {
     for (const auto& [k, t] : ref)
       if (k.starts_with("grad."))
         for (float v : t.ToVector()) largest = std::max(largest, double(std::abs(v)));
+    double worst = 0;
+    std::string worst_name;
     for (const auto& [name, p] : g.NamedParameters()) {
       const Tensor& want = ref.at("grad." + name);
       double m = 0;
       for (float v : want.ToVector()) m = std::max(m, double(std::abs(v)));
-      ExpectClose("grad." + name, p.grad(), want, 1e-3, m <= 1e-12 * largest ? 0.01 * largest : 0);
+      const double floor = m <= 1e-12 * largest ? 0.01 * largest : 0;
+      double e = 0;
+      if (grad_norm_tolerance > 0) {
+        e = RelativeL2(p.grad(), want, floor);
+        EXPECT_LE(e, grad_norm_tolerance) << "grad." << name;
+      } else {
+        e = ExpectClose("grad." + name, p.grad(), want, 1e-3, floor);
+      }
+      if (e > worst) worst = e, worst_name = name;
     }
+    // The margin, for whoever changes a kernel.
+    std::printf("worst gradient: %s, %.2g\n", worst_name.c_str(), worst);
     for (const auto& [name, b] : g.NamedBuffers()) {
       if (name.ends_with("num_batches_tracked")) {
         EXPECT_EQ(b.item(), 1.0f) << name << ": ONNX drops it; dnnd starts at 0";
@@ -177,9 +204,15 @@ TEST_F(OnnxParity, CustomModuleWithResidualConcatGeluAndMatMul) {
 }
 
 TEST_F(OnnxParity, TorchvisionResnet18) {
-  ModelSpec spec = Check("resnet18");
+  // Its ReLUs see ~750k values; a few land within float32's rounding of 0,
+  // where dnnd (float32) and the reference (float64) may take different sides
+  // of the kink. One such flip (layer2.0's output, AVX2 kernels) moved a
+  // BatchNorm bias's gradient by 0.4 % in norm, 2 % of its largest element;
+  // PyTorch's own float32 flips others. Wiring faults, what this test is for,
+  // are off by far more; the kernels have their own element-wise tests.
+  ModelSpec spec = Check("resnet18", 2e-2);
   if (skipped_) GTEST_SKIP() << kScript << ": no torch, torchvision or onnx";
-  EXPECT_EQ(spec.input, (Shape{3, 32, 32}));
+  EXPECT_EQ(spec.input, (Shape{3, 64, 64}));
   EXPECT_EQ(Count(spec, "conv2d"), 20);
   EXPECT_EQ(Count(spec, "batchnorm2d"), 20);
   EXPECT_EQ(Count(spec, "add"), 8);

@@ -90,7 +90,12 @@ class Custom(nn.Module):
 def build(name):
     if name == "resnet18":
         import torchvision
-        return torchvision.models.resnet18(num_classes=10), (3, 32, 32)
+        # 64x64, not CIFAR's 32x32: on 32x32 a batch of 4 reaches layer4 as
+        # 1x1 planes, whose BatchNorm normalises 4 values per channel. That is
+        # so ill-conditioned that PyTorch's own float32 gradients are 6e-4 off
+        # its float64 ones there (5e-6 at 64x64), and any float32 summation
+        # order passes or fails the test's 1e-3 by luck.
+        return torchvision.models.resnet18(num_classes=10), (3, 64, 64)
     if name == "custom":
         return Custom(), (1, 28, 28)
     raise SystemExit(f"unknown model {name}")
