@@ -78,7 +78,7 @@ class PoolWorker : public Role {
   // grace).
   void StopTask(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
   // How long a stopping node lets its task finish the step under way.
-  static constexpr std::chrono::milliseconds kStopGrace{2000};
+  static constexpr std::chrono::milliseconds kStopGrace{1000};
   Status RunTask(Current& current);
 
   const PoolWorkerOptions options_;
