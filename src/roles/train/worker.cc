@@ -189,6 +189,16 @@ Result<std::unique_ptr<Role>> MakeWorkerRole(const Config& cfg) {
   if (placement.index >= placement.count)
     return InvalidArgument("worker.index " + std::to_string(placement.index) +
                            " is not below worker.count " + std::to_string(placement.count));
+  if (placement.count > 1 && placement.parameter_servers.empty())
+    // Legitimate for split -> train -> aggregate (each part trains alone and
+    // the aggregator averages the models), a surprise otherwise.
+    Log(LogLevel::kWarn, "worker",
+        "worker.count is above 1 but worker.parameter_servers is empty: this worker trains "
+        "alone on its part of the data (" +
+            std::to_string(placement.index + 1) + " of " + std::to_string(placement.count) +
+            "); list the servers to train together, or set worker.count = 1 to train on all of "
+            "it",
+        {{"index", placement.index}, {"count", placement.count}});
   return MakeWorker(cfg, placement, true);
 }
 

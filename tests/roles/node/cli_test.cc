@@ -215,6 +215,28 @@ TEST(Cli, WorkerTrainsXorAndWritesACheckpoint) {
   EXPECT_NE(ckpt->metadata.at("dnnd.model_spec").find("[[model.layers]]"), std::string::npos);
 }
 
+// configs/worker-ps.toml with its servers removed: worker 0 of 2 with no one
+// to combine with trains alone on half the data. That can be meant (split,
+// train, aggregate), so it runs, but it says so.
+TEST(Cli, WorkerOfSeveralWithoutServersWarnsItTrainsAlone) {
+  TempDir dir;
+  auto run = [&](const std::string& count) {
+    return Dnnd("--role=worker --config " + Src("configs/worker-ps.toml") +
+                " --set 'worker.parameter_servers=[]' --set worker.count=" + count +
+                " --set data.limit_train=256 --set data.limit_test=64 --set train.epochs=1"
+                " --set train.progress=none --set train.checkpoint_dir=" +
+                dir.path());
+  };
+  Outcome two = run("2");
+  ASSERT_EQ(two.code, 0) << two.output;
+  EXPECT_NE(two.output.find("this worker trains alone on its part of the data (1 of 2)"),
+            std::string::npos)
+      << two.output;
+  Outcome one = run("1");
+  ASSERT_EQ(one.code, 0) << one.output;
+  EXPECT_EQ(one.output.find("trains alone"), std::string::npos) << one.output;
+}
+
 // A run stopped at step k and resumed must end bit-identical to a run that
 // never stopped: same batches (seeded per epoch), same optimizer state.
 TEST(Cli, ResumedRunMatchesUninterruptedRun) {
