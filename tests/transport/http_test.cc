@@ -1045,8 +1045,13 @@ TEST_F(HttpUploadTest, OverTheLimitIs413AndLeavesNoFile) {
     TestClient c(server->port());
     ASSERT_FALSE(c.SendRaw("PUT /files/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" +
                            Pattern(5000)));
+    // Leave only once the server holds the partial file: checking for "no
+    // file" before it had even opened one passed at once and then found the
+    // file (CI's TSan run, where the server is slower than this thread).
+    for (int i = 0; i < 1000 && FilesInDir() == 0; ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(FilesInDir(), 1u);
   }
-  for (int i = 0; i < 100 && FilesInDir() > 0; ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 1000 && FilesInDir() > 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(FilesInDir(), 0u);
 }
 
