@@ -156,13 +156,7 @@ Status PoolWorker::Run() {
                   [&]() REQUIRES(mu_) { return stop_ || wake_; });
     wake_ = false;
   }
-  std::shared_ptr<Current> last;
-  {
-    MutexLock lock(mu_);
-    last = current_;
-  }
-  StopTask(kStopGrace);
-  FlushEpochs(last);
+  FlushEpochs(StopTask(kStopGrace));
   return Cancelled("pool worker stopped");
 }
 
@@ -278,13 +272,13 @@ void PoolWorker::RequestStopTask() {
   c->rpc_cancel->Cancel();
 }
 
-void PoolWorker::StopTask(std::chrono::milliseconds grace) {
+std::shared_ptr<PoolWorker::Current> PoolWorker::StopTask(std::chrono::milliseconds grace) {
   std::shared_ptr<Current> c;
   {
     MutexLock lock(mu_);
     c = std::move(current_);
   }
-  if (!c) return;
+  if (!c) return c;
   {
     MutexLock lock(c->mu);
     c->stop_requested = true;
@@ -298,6 +292,7 @@ void PoolWorker::StopTask(std::chrono::milliseconds grace) {
   }
   c->rpc_cancel->Cancel();
   if (c->thread.joinable()) c->thread.join();
+  return c;
 }
 
 Status PoolWorker::RunTask(Current& c) {

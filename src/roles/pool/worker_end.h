@@ -70,13 +70,13 @@ class PoolWorker : public Role {
   // are cancelled: a call waiting on its parameter servers (gone, when the
   // job was cancelled) fails at once instead of at its request timeout.
   void RequestStopTask();
-  // Stops the task (if running) and waits for its thread. Its RPCs are
-  // cancelled at once, or, with a `grace`, only if it has not ended by then:
-  // a step whose update the servers applied is then also one the task saw
-  // and reported (cancelled mid-call, the servers could be a step ahead of
-  // the epochs reported; a sync step whose peer stopped first waits out the
-  // grace).
-  void StopTask(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
+  // Stops the task (if running), waits for its thread and returns it (null
+  // when there was none). Its RPCs are cancelled at once, or, with a
+  // `grace`, only if it has not ended by then: a step whose update the
+  // servers applied is then also one the task saw and reported (cancelled
+  // mid-call, the servers could be a step ahead of the epochs reported; a
+  // sync step whose peer stopped first waits out the grace).
+  std::shared_ptr<Current> StopTask(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
   // How long a stopping node lets its task finish the step under way.
   static constexpr std::chrono::milliseconds kStopGrace{1000};
   Status RunTask(Current& current);
