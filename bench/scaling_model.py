@@ -92,8 +92,8 @@ class Setting:
         """The setting a links_compare.py run recorded (defaults where it set none)."""
         st = run.get("settings")
         if st is None:
-            if "DDP" in run["system"]:
-                return cls("f16" if "fp16" in run["system"] else "none", overlap=False, zstd_ratio=zstd_ratio)
+            if "DDP" in run["system"]:   # DDP all-reduces buckets while backward runs
+                return cls("f16" if "fp16" in run["system"] else "none", zstd_ratio=zstd_ratio)
             return cls(overlap=False, zstd_ratio=zstd_ratio)   # baseline: before worker.overlap
         w, s = st["worker"], st["server"]
         kavg = int(s.get("ps.kavg_steps", 8)) if s.get("ps.mode") == "kavg" else 1
@@ -115,9 +115,11 @@ class Setting:
         coded = [self.gradient] + ([] if kind == "ring" else [self.weights])
         return sum(4 * params / (CODEC_GBS[c] * 1e9) for c in coded if CODEC_GBS[c])
 
-    def label(self):
+    def label(self, kind="ps"):
+        if kind == "ring":
+            return "float32" if self.gradient == "none" else f"{self.gradient} gradients"
         if self.kavg > 1:
-            return f"kavg K = {self.kavg}, {self.chunks} chunks"
+            return f"kavg K = {self.kavg} (float32 weights both ways), {self.chunks} chunks"
         if self.gradient == self.weights:
             codec = "float32 both ways" if self.gradient == "none" else f"{self.gradient} both ways"
         else:
@@ -236,7 +238,7 @@ def calibrate(runs, model, params, unshaped_bits, link, series, zstd_ratio):
     d.fixed = step - d.step("ps", st, n, 2, unshaped_bits, rtt)
     step = n * batch / ddp["samples_per_s"]
     p = System("ring", ddp["forward_backward_s_no_sync"], ddp["optimizer_s"], 0.0, batch, params)
-    p.fixed = step - p.step("ring", Setting(overlap=False), n, n, unshaped_bits, link_of(ddp)[1])
+    p.fixed = step - p.step("ring", Setting(), n, n, unshaped_bits, link_of(ddp)[1])
     return d, p, dnnd, ddp
 
 
@@ -316,19 +318,23 @@ def main():
         if not rows:
             continue
         print(f"\nseries {series}: measured (median of the runs) against predicted")
-        print("| links | system | setting | measured samples/s (runs) | predicted | error |")
-        print("|---|---|---|---|---|---|")
-        for r in sorted(rows, key=lambda r: (r["link_arg"] == args.calibrate, -(link_of(r)[0] or unshaped),
-                                             not r["system"].startswith("dnnd"), r["system"])):
+        src = series == "transcribed"
+        print("| links | system | setting | measured samples/s (runs) | predicted | error |" + (" from |" if src else ""))
+        print("|---|---|---|---|---|---|" + ("---|" if src else ""))
+        for r in sorted(rows, key=lambda r: (r.get("transcribed", ""), r["link_arg"] == args.calibrate,
+                                             -(link_of(r)[0] or unshaped), not r["system"].startswith("dnnd"),
+                                             "colocated" in r["system"], r.get("servers", 2), r["system"])):
             s, kind, st, servers, pred = predict(r, (d, p), params, unshaped, zr)
             err = pred / r["samples_per_s"] - 1
             checks.append((r, s, kind, st, err))
-            place = {"ps": f"{servers} servers", "ps-colocated": "2 servers colocated", "ring": "DDP"}[kind]
+            place = {"ps": f"dnnd, {servers} server{'s' if servers > 1 else ''}",
+                     "ps-colocated": "dnnd, 2 servers colocated", "ring": "DDP"}[kind]
             if kind == "ring":
                 place = "DDP" + (", fp16 hook" if st.gradient == "f16" else "")
             seen = ", ".join(f"{x:.0f}" for x in r["spread"])
-            print(f"| {r['links']} | {place} | {st.label()} | {r['samples_per_s']:.0f} ({seen}) | {pred:.0f} | "
-                  f"{100 * err:+.1f} % |")
+            section = r.get("transcribed", "").split("'")[1] if src else ""
+            print(f"| {r['links']} | {place} | {st.label(kind)} | {r['samples_per_s']:.0f} ({seen}) | {pred:.0f} | "
+                  f"{100 * err:+.1f} % |" + (f" {section} |" if src else ""))
     for series in ("baseline", "settings", "transcribed"):
         errs = [c[4] for c in checks if c[0]["series"] == series]
         if errs:
