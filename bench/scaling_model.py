@@ -64,7 +64,6 @@ step split); they are checked against the `settings` calibration.
 import argparse
 import copy
 import json
-import math
 import os
 import statistics
 import sys
@@ -296,6 +295,8 @@ def main():
             calib[series] = calibrate(runs, args.model, params, unshaped, args.calibrate, series, zr)
         except StopIteration:
             pass
+    if not calib:
+        sys.exit(f"no {args.model} runs with default settings on {args.calibrate} (dnnd and DDP) to calibrate on")
     calib["transcribed"] = calib.get("settings")
     print(f"{args.model}: {params:,} parameters, {4 * params / 1e6:.2f} MB float32 each way per step")
     for series in ("baseline", "settings"):
