@@ -5,7 +5,9 @@ servers (--servers) x 2 workers, every one on its own namespace host; then DDP w
 one rank on each worker host; same model, batch per worker and optimizer, 1
 epoch of --limit-train samples). Needs root. Prints the markdown table of
 docs/scaling.md and writes every run's JSON (samples/s, accuracy, dnnd's
-step split, DDP's compute probe) to --out, the input of bench/scaling_model.py.
+step split, DDP's compute probe; dnnd's `settings`: servers, colocation and
+the --worker-set/--server-set it ran with; the date) to --out, the input of
+bench/scaling_model.py.
 
     /usr/bin/python3 bench/links_compare.py [--links unshaped 10gbit:0.5 1gbit:0.5] \\
         [--model mlp] [--limit-train 16384] [--out docs/scaling-runs.json]
@@ -14,6 +16,7 @@ A link is RATE[:RTT_MS] (tc rate syntax) or `unshaped`. Runs one at a time
 under nice 10; each takes about a minute for the MLP.
 """
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -52,6 +55,12 @@ def run(link, args):
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     for r in rows:
         r["link_arg"] = link
+        r["date"] = datetime.date.today().isoformat()
+        if r["system"].startswith("dnnd"):
+            # what bench/scaling_model.py predicts the run from
+            r["settings"] = {"servers": args.servers, "colocate": args.colocate,
+                             "worker": dict(kv.split("=", 1) for kv in args.worker_set),
+                             "server": dict(kv.split("=", 1) for kv in args.server_set)}
     return rows
 
 
