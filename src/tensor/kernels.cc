@@ -106,8 +106,15 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   }
 }
 
-void Axpy(int64_t n, float alpha, const float* x, float* y) { V(y, n) += alpha * V(x, n); }
-void Scale(int64_t n, float alpha, float* x) { V(x, n) *= alpha; }
+// The element-wise passes below run on conv-sized tensors in backward (a
+// residual branch's gradient accumulation, a gradient scaled): in parallel,
+// or a second thread waits through them.
+void Axpy(int64_t n, float alpha, const float* x, float* y) {
+  Elementwise(n, [&](int64_t o, int64_t c) { V(y + o, c) += alpha * V(x + o, c); });
+}
+void Scale(int64_t n, float alpha, float* x) {
+  Elementwise(n, [&](int64_t o, int64_t c) { V(x + o, c) *= alpha; });
+}
 void Fill(float* x, int64_t n, float value) {
   Elementwise(n, [&](int64_t o, int64_t c) { V(x + o, c).setConstant(value); });
 }
@@ -121,13 +128,21 @@ float Sum(int64_t n, const float* x) {
 }
 float Dot(int64_t n, const float* x, const float* y) { return (V(x, n) * V(y, n)).sum(); }
 
-void Add(int64_t n, const float* a, const float* b, float* out) { V(out, n) = V(a, n) + V(b, n); }
-void Sub(int64_t n, const float* a, const float* b, float* out) { V(out, n) = V(a, n) - V(b, n); }
-void Mul(int64_t n, const float* a, const float* b, float* out) { V(out, n) = V(a, n) * V(b, n); }
-void MulAdd(int64_t n, const float* a, const float* b, float* out) {
-  V(out, n) += V(a, n) * V(b, n);
+void Add(int64_t n, const float* a, const float* b, float* out) {
+  Elementwise(n, [&](int64_t o, int64_t c) { V(out + o, c) = V(a + o, c) + V(b + o, c); });
 }
-void AddScalarMul(int64_t n, const float* a, float s, float* out) { V(out, n) = s * V(a, n); }
+void Sub(int64_t n, const float* a, const float* b, float* out) {
+  Elementwise(n, [&](int64_t o, int64_t c) { V(out + o, c) = V(a + o, c) - V(b + o, c); });
+}
+void Mul(int64_t n, const float* a, const float* b, float* out) {
+  Elementwise(n, [&](int64_t o, int64_t c) { V(out + o, c) = V(a + o, c) * V(b + o, c); });
+}
+void MulAdd(int64_t n, const float* a, const float* b, float* out) {
+  Elementwise(n, [&](int64_t o, int64_t c) { V(out + o, c) += V(a + o, c) * V(b + o, c); });
+}
+void AddScalarMul(int64_t n, const float* a, float s, float* out) {
+  Elementwise(n, [&](int64_t o, int64_t c) { V(out + o, c) = s * V(a + o, c); });
+}
 
 void AddRowVector(int64_t rows, int64_t cols, const float* in, const float* row, float* out) {
   CVec r(row, cols);

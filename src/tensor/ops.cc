@@ -32,7 +32,7 @@ void Record(Tensor& out, const char* name, std::vector<Tensor> inputs, Fn&& fn) 
   node->name = name;
   node->inputs = std::move(inputs);
   GradNode* raw = node.get();
-  node->backward = [raw, fn = std::forward<Fn>(fn)](const Tensor& g) { fn(raw->inputs, g); };
+  node->backward = [raw, fn = std::forward<Fn>(fn)](Tensor g) { fn(raw->inputs, std::move(g)); };
   out.set_grad_fn(std::move(node));
 }
 
@@ -93,17 +93,19 @@ Tensor AddSub(const Tensor& a, const Tensor& b, float sign, const char* name) {
     kernels::AddRowVector(a.numel() / b.numel(), b.numel(), a.data(), row.data(), y.data());
   }
   if (AnyRequiresGrad({&a, &b})) {
-    Record(y, name, {a, b}, [mode, sign](std::vector<Tensor>& in, const Tensor& g) {
+    Record(y, name, {a, b}, [mode, sign](std::vector<Tensor>& in, Tensor g) {
       if (Needs(in[1])) {
-        if (mode == Bcast::kSame) {
-          Tensor gb = g.clone();
-          if (sign != 1.0f) kernels::Scale(gb.numel(), sign, gb.data());
+        if (mode != Bcast::kSame) {
+          in[1].AccumulateGrad(ReduceTo(g, in[1], mode, sign));
+        } else if (sign != 1.0f) {
+          Tensor gb = Tensor::Empty(g.shape());
+          kernels::AddScalarMul(g.numel(), g.data(), sign, gb.data());
           in[1].AccumulateGrad(std::move(gb));
         } else {
-          in[1].AccumulateGrad(ReduceTo(g, in[1], mode, sign));
+          in[1].AccumulateGrad(g);  // shared, not copied, when in[1] is not a leaf
         }
       }
-      if (Needs(in[0])) in[0].AccumulateGrad(g);
+      if (Needs(in[0])) in[0].AccumulateGrad(std::move(g));
     });
   }
   return y;

@@ -37,7 +37,7 @@ void Record(Tensor& out, const char* name, std::vector<Tensor> inputs, Fn&& fn) 
   node->name = name;
   node->inputs = std::move(inputs);
   GradNode* raw = node.get();
-  node->backward = [raw, fn = std::forward<Fn>(fn)](const Tensor& g) { fn(raw->inputs, g); };
+  node->backward = [raw, fn = std::forward<Fn>(fn)](Tensor g) { fn(raw->inputs, std::move(g)); };
   out.set_grad_fn(std::move(node));
 }
 

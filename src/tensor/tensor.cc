@@ -189,8 +189,10 @@ Tensor Tensor::Reshape(const Shape& new_shape) const {
     node->inputs = {*this};
     Shape in_shape = shape();
     GradNode* raw = node.get();
-    node->backward = [raw, in_shape](const Tensor& g) {
-      raw->inputs[0].AccumulateGrad(g.detach().Reshape(in_shape));
+    node->backward = [raw, in_shape](Tensor g) {
+      Tensor view = g.detach().Reshape(in_shape);
+      g = Tensor();  // the view alone holds the buffer: AccumulateGrad may take it
+      raw->inputs[0].AccumulateGrad(std::move(view));
     };
     out.set_grad_fn(std::move(node));
   }
@@ -216,17 +218,32 @@ void Tensor::AccumulateGrad(Tensor g) const {
     throw std::logic_error("gradient shape " + ShapeToString(g.shape()) + " for tensor " +
                            ShapeToString(shape()));
   auto& slot = impl_->grad;
+  const bool leaf = impl_->grad_fn == nullptr;
   if (!slot) {
-    // Steal the buffer only when nobody else can observe it; otherwise an
-    // in-place accumulation later would corrupt the other holder.
+    // A leaf steals the buffer only when nobody else can observe it; otherwise
+    // an in-place accumulation (or an optimizer's change) would corrupt the
+    // other holder. An intermediate may share it (see the header).
     bool exclusive =
         g.impl_.use_count() == 1 && g.impl_->storage.use_count() == 1 && g.impl_->storage->owned();
-    slot = exclusive ? std::move(g.impl_) : g.clone().impl_;
+    if (exclusive)
+      slot = std::move(g.impl_);
+    else if (!leaf)
+      slot = MakeImpl(g.impl_->storage, g.impl_->offset, g.shape());
+    else
+      slot = g.clone().impl_;
     slot->grad_fn.reset();
     slot->requires_grad = false;
     return;
   }
-  kernels::Axpy(numel(), 1.0f, g.data(), Tensor(slot).data());
+  Tensor sum(slot);
+  if (!leaf && (slot->storage.use_count() > 1 || !slot->storage->owned())) {
+    // Still shared with another gradient: add out of place, one pass.
+    Tensor fresh = Empty(shape());
+    kernels::Add(numel(), sum.data(), g.data(), fresh.data());
+    slot = std::move(fresh.impl_);
+    return;
+  }
+  kernels::Axpy(numel(), 1.0f, g.data(), sum.data());
 }
 
 void Tensor::backward() const {

@@ -108,8 +108,14 @@ class Tensor {
   using LeafDone = std::function<void(const Tensor& leaf)>;
   void backward(const Tensor& grad_output, const LeafDone& leaf_done) const;
   bool is_leaf() const;
-  // Adds `g` into this tensor's gradient; takes `g`'s buffer when nothing else
-  // references it. Used by backward functions.
+  // Adds `g` into this tensor's gradient. Used by backward functions, which
+  // must treat the gradient they are given as read-only. The first gradient
+  // costs no copy when `g`'s buffer has no other reference (move it in), or
+  // when this tensor is not a leaf: an intermediate's gradient lives only
+  // until its node has run, so it may share `g`'s buffer (a residual add
+  // hands one gradient to both branches), and a later gradient is then added
+  // out of place while the buffer is still shared. A leaf's gradient (what
+  // optimizers and clipping change in place) always owns its buffer.
   void AccumulateGrad(Tensor g) const;
 
   // Internal: the node that produced this tensor, if any.
@@ -127,7 +133,9 @@ class Tensor {
 // A recorded operation: its differentiable inputs and the function that turns
 // the output's gradient into the inputs' gradients.
 struct GradNode {
-  using Backward = std::function<void(const Tensor& grad_output)>;
+  // Called once, with the output's gradient moved in: a function that takes it
+  // by value can pass its buffer on (AccumulateGrad) without a copy.
+  using Backward = std::function<void(Tensor grad_output)>;
   std::vector<Tensor> inputs;  // kept alive for backward
   Backward backward;
   const char* name = "";

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "tensor/ops.h"
+#include "tensor/storage.h"
 #include "tensor/tensor.h"
 
 namespace dnnd {
@@ -75,6 +76,46 @@ TEST(Autograd, AddPassThroughDoesNotAliasGradients) {
   ops::Sum(ops::MulScalar(a, 5.0f)).backward();  // accumulates into a only
   EXPECT_EQ(a.grad().ToVector(), (std::vector<float>{6.0f, 6.0f}));
   EXPECT_EQ(b.grad().ToVector(), (std::vector<float>{1.0f, 1.0f}));
+}
+
+// A residual add hands one gradient to both branches. Intermediates share
+// it (no copy); a later contribution to a shared gradient is added out of
+// place, so the other branch still sees its own: here x = 3w reaches the add
+// twice (dy/dx = 2) and the branch through r = 2x once more.
+TEST(Autograd, ResidualAddSharesTheGradientAndAccumulatesCorrectly) {
+  Tensor w = Tensor::FromVector({3}, {1.0f, -2.0f, 0.5f}).set_requires_grad(true);
+  Tensor x = ops::MulScalar(w, 3.0f);
+  Tensor r = ops::MulScalar(x, 2.0f);
+  Tensor y = ops::Add(ops::Add(x, x), r);  // 4x = 12w
+  ops::Sum(ops::Mul(y, Tensor::FromVector({3}, {1.0f, 2.0f, 3.0f}))).backward();
+  EXPECT_EQ(w.grad().ToVector(), (std::vector<float>{12.0f, 24.0f, 36.0f}));
+}
+
+// What the sharing saves, counted in pooled buffers: the backward of a sum
+// of two branches allocates the loss's gradient (Sum's backward) and each
+// branch's input gradient, and nothing for the add (it copied the gradient
+// for both of its inputs before).
+TEST(Autograd, ResidualAddBackwardCopiesNoGradient) {
+  Tensor w = Tensor::Ones({1 << 12}).set_requires_grad(true);
+  Tensor loss = ops::Sum(ops::Add(ops::MulScalar(w, 2.0f), ops::MulScalar(w, 3.0f)));
+  Tensor seed = Tensor::Full(loss.shape(), 1.0f);
+  const uint64_t before = GetBufferPoolStats().allocations;
+  loss.backward(seed);
+  // Sum's backward: 1; MulScalar's backward: 1 each (the first becomes w's
+  // gradient, the second is added into it).
+  EXPECT_EQ(GetBufferPoolStats().allocations - before, 3u);
+  EXPECT_EQ(w.grad().ToVector(), std::vector<float>(1 << 12, 5.0f));
+}
+
+// Leaves never share a gradient buffer: an optimizer or clipping changes a
+// leaf's gradient in place, which must not reach another leaf's.
+TEST(Autograd, LeavesOfOneAddOwnTheirGradients) {
+  Tensor a = Tensor::Zeros({2}).set_requires_grad(true);
+  Tensor b = Tensor::Zeros({2}).set_requires_grad(true);
+  ops::Sum(ops::Add(a, b)).backward();
+  a.grad().data()[0] = 7.0f;  // as an in-place clip would
+  EXPECT_EQ(b.grad().ToVector(), (std::vector<float>{1.0f, 1.0f}));
+  EXPECT_NE(a.grad().data(), b.grad().data());
 }
 
 TEST(Autograd, NoGradGuardRecordsNothing) {
