@@ -4,7 +4,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #include "tensor/isa.h"
@@ -257,7 +256,7 @@ void ForwardTiles(const Isa& isa, const Params& p, const float* x, const float* 
       on_grid ? ChunkSamples(p, GridSampleBytes(p, p.c), 256 << 10) : TileChunk(p, k, isa.nr);
   const Grid gr(p, gs, isa.nr);
   const int64_t chunks = (p.n + gs - 1) / gs;
-  ParallelFor(chunks, 1, [&](int64_t cb, int64_t ce) {
+  ParallelWorkers(chunks, [&](WorkItems& items) {
     Scratch& s = ThreadScratch();
     const int64_t ldb = RoundUp(gs * plane, isa.nr);
     float* buf = on_grid ? Grow(s.grid, p.c * gr.chan) : Grow(s.cols, k * ldb);
@@ -268,7 +267,7 @@ void ForwardTiles(const Isa& isa, const Params& p, const float* x, const float* 
       Im2ColRows(k, ldb, s.b_row);
       Im2ColColumns(gs, plane, p.oc * plane, s.col_off);
     }
-    for (int64_t c = cb; c < ce; ++c) {
+    for (int64_t c; items.Next(c);) {
       const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0);
       const int64_t n_cols = on_grid ? gr.Columns(cnt) : cnt * plane;
       if (on_grid) FillGrid(gr, p, x + s0 * in_sample, cnt, buf);
@@ -417,56 +416,64 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
                              : std::clamp<int64_t>((1 << 18) / (k * plane), 1, 16);
   const Grid gr(p, gs, std::max(isa.nr, 1));
   const int64_t chunks = (p.n + gs - 1) / gs;
-  std::mutex mu;
-  ParallelFor(chunks, 1, [&](int64_t cb, int64_t ce) {
+  // Chunks are claimed by whichever thread is free, so their sums go into
+  // fixed slots of consecutive chunks, each summed in chunk order, and the
+  // slots are added in slot order: the same result whichever thread ran what.
+  const int64_t slots = std::min<int64_t>(chunks, 8), per_slot = (chunks + slots - 1) / slots;
+  const int64_t wk = gw ? p.oc * k : 0, bk = gb ? p.oc : 0;
+  std::vector<float> slot_sums(static_cast<size_t>(slots * (wk + bk)), 0.0f);
+  ParallelWorkers(slots, [&](WorkItems& items) {
     Scratch& s = ThreadScratch();
-    std::vector<float> pw(gw ? static_cast<size_t>(p.oc * k) : 0, 0.0f);
-    std::vector<float> pb(gb ? static_cast<size_t>(p.oc) : 0, 0.0f);
     // Rows padded to the vector width with zeros for the dot kernel.
     const int64_t ld = RoundUp(gs * plane, isa.width);
     const int64_t ld_grid = RoundUp(gs * gr.sample, isa.width);
     float* gm = Grow(s.aux, p.oc * (grid_ok ? std::max(ld, ld_grid) : ld));
     if (grid_ok) GridRows(gr, p, s.b_row);
     std::vector<int64_t> cols_rows;
-    for (int64_t c = cb; c < ce; ++c) {
-      const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0), px = cnt * plane;
-      const bool on_grid = grid_ok && (!gw || AllFinite(x + s0 * in_sample, cnt * in_sample));
-      if (on_grid) {
-        const int64_t pp = RoundUp(gr.Columns(cnt), isa.width);
-        GatherGrid(gr, p, gy, s0, cnt, gm, ld_grid, ld_grid);
-        if (gb) kernels::RowSum(p.oc, ld_grid, gm, pb.data(), true);
+    for (int64_t slot; items.Next(slot);) {
+      float* pw = slot_sums.data() + slot * (wk + bk);
+      float* pb = pw + wk;
+      for (int64_t c = slot * per_slot; c < std::min(chunks, (slot + 1) * per_slot); ++c) {
+        const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0), px = cnt * plane;
+        const bool on_grid = grid_ok && (!gw || AllFinite(x + s0 * in_sample, cnt * in_sample));
+        if (on_grid) {
+          const int64_t pp = RoundUp(gr.Columns(cnt), isa.width);
+          GatherGrid(gr, p, gy, s0, cnt, gm, ld_grid, ld_grid);
+          if (gb) kernels::RowSum(p.oc, ld_grid, gm, pb, true);
+          if (!gw) continue;
+          float* buf = Grow(s.grid, p.c * gr.chan);
+          FillGrid(gr, p, x + s0 * in_sample, cnt, buf);
+          for (int64_t g = 0; g < p.groups; ++g)
+            isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * ld_grid, ld_grid,
+                                      buf + g * cg * gr.chan, s.b_row.data(), pw + g * ocg * k, k});
+          continue;
+        }
+        const int64_t pp = isa.dot ? RoundUp(px, isa.width) : px;
+        GatherChannels(p, gy, s0, cnt, gm, pp);
+        if (gb) kernels::RowSum(p.oc, pp, gm, pb, true);
         if (!gw) continue;
-        float* buf = Grow(s.grid, p.c * gr.chan);
-        FillGrid(gr, p, x + s0 * in_sample, cnt, buf);
-        for (int64_t g = 0; g < p.groups; ++g)
-          isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * ld_grid, ld_grid,
-                                    buf + g * cg * gr.chan, s.b_row.data(), pw.data() + g * ocg * k,
-                                    k});
-        continue;
-      }
-      const int64_t pp = isa.dot ? RoundUp(px, isa.width) : px;
-      GatherChannels(p, gy, s0, cnt, gm, pp);
-      if (gb) kernels::RowSum(p.oc, pp, gm, pb.data(), true);
-      if (!gw) continue;
-      float* cols = Grow(s.cols, k * ld);
-      Im2ColRows(k, pp, cols_rows);
-      for (int64_t g = 0; g < p.groups; ++g) {
-        for (int64_t i = 0; i < cnt; ++i)
-          im2col(geo, x + (s0 + i) * in_sample + g * cg * p.h * p.w, cols + i * plane, pp);
-        if (isa.dot) {
-          for (int64_t r = 0; r < k; ++r) std::fill(cols + r * pp + px, cols + (r + 1) * pp, 0.f);
-          isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * pp, pp, cols, cols_rows.data(),
-                                    pw.data() + g * ocg * k, k});
-        } else {
-          kernels::Gemm(false, true, ocg, k, px, 1.0f, gm + g * ocg * px, cols, 1.0f,
-                        pw.data() + g * ocg * k);
+        float* cols = Grow(s.cols, k * ld);
+        Im2ColRows(k, pp, cols_rows);
+        for (int64_t g = 0; g < p.groups; ++g) {
+          for (int64_t i = 0; i < cnt; ++i)
+            im2col(geo, x + (s0 + i) * in_sample + g * cg * p.h * p.w, cols + i * plane, pp);
+          if (isa.dot) {
+            for (int64_t r = 0; r < k; ++r) std::fill(cols + r * pp + px, cols + (r + 1) * pp, 0.f);
+            isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * pp, pp, cols, cols_rows.data(),
+                                      pw + g * ocg * k, k});
+          } else {
+            kernels::Gemm(false, true, ocg, k, px, 1.0f, gm + g * ocg * px, cols, 1.0f,
+                          pw + g * ocg * k);
+          }
         }
       }
     }
-    std::lock_guard lock(mu);
-    if (gw) kernels::Axpy(p.oc * k, 1.0f, pw.data(), gw);
-    if (gb) kernels::Axpy(p.oc, 1.0f, pb.data(), gb);
   });
+  for (int64_t slot = 0; slot < slots; ++slot) {
+    const float* pw = slot_sums.data() + slot * (wk + bk);
+    if (gw) kernels::Axpy(wk, 1.0f, pw, gw);
+    if (gb) kernels::Axpy(bk, 1.0f, pw + wk, gb);
+  }
 }
 
 }  // namespace dnnd::conv

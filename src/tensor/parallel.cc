@@ -154,4 +154,19 @@ void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int
   });
 }
 
+void ParallelWorkers(int64_t n, const std::function<void(WorkItems& items)>& body) {
+  if (n <= 0) return;
+  WorkItems items(n);
+  const int workers = static_cast<int>(std::min<int64_t>(GetThreads(), n));
+  if (workers <= 1 || inside_region || GetPool().helpers() < workers - 1) {
+    body(items);
+    return;
+  }
+  GetPool().Run(workers, [&](int) {
+    inside_region = true;
+    body(items);
+    inside_region = false;
+  });
+}
+
 }  // namespace dnnd

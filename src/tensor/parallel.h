@@ -8,6 +8,7 @@
 // `SetThreads(n)` sizes that one pool.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -27,5 +28,27 @@ std::string BlasConfig();
 // chunks of at least `grain` items; runs inline when one chunk suffices.
 // A ParallelFor inside a chunk runs inline (no nested parallelism).
 void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+// Runs `body` once on each of up to min(GetThreads(), max_workers) threads
+// (the caller's included; inline as one worker inside another region) and
+// hands out the items [0, n) one at a time, in order, to whichever worker
+// asks first: body calls Next(i) until it returns false. For items of uneven
+// cost, or cores that are not all ours (a VM's other tenants, a colocated
+// server): a static split leaves the fast thread waiting for the slow one.
+// Which worker runs an item is not fixed, so results must not depend on it
+// (write disjoint outputs, or reduce per fixed group of items).
+class WorkItems {
+ public:
+  explicit WorkItems(int64_t n) : n_(n) {}
+  bool Next(int64_t& i) {
+    i = next_.fetch_add(1, std::memory_order_relaxed);
+    return i < n_;
+  }
+
+ private:
+  const int64_t n_;
+  std::atomic<int64_t> next_{0};
+};
+void ParallelWorkers(int64_t n, const std::function<void(WorkItems& items)>& body);
 
 }  // namespace dnnd

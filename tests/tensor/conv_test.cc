@@ -246,6 +246,37 @@ TEST_P(ConvIsa, NonFiniteInputsReachWhatTheReferenceSays) {
   }
 }
 
+// Two threads claim convolution chunks in whatever order they get to them;
+// the weight gradient's sums still come out bit-identical run after run
+// (they are added in fixed groups of chunks, not per thread), and the
+// outputs and input gradient, disjoint per chunk, are identical too. The
+// batch makes 64 chunks of the weight gradient, so a per-thread order would
+// show.
+TEST_P(ConvIsa, TwoThreadsGiveBitIdenticalResultsEveryRun) {
+  SetThreads(2);
+  Rng rng(21);
+  Tensor x = Tensor::Uniform({128, 16, 14, 14}, -1.0f, 1.0f, rng);
+  Tensor w = Tensor::Uniform({16, 16, 3, 3}, -0.5f, 0.5f, rng);
+  Tensor gy = Tensor::Uniform({128, 16, 14, 14}, -1.0f, 1.0e3f, rng);  // sums that round
+  const conv::Params p{128, 16, 14, 14, 16, 3, 3, 1, 1, 1};
+  auto run = [&](std::vector<float>& y, std::vector<float>& gx, std::vector<float>& gw) {
+    y.assign(static_cast<size_t>(x.numel()), 0.0f);
+    gx.assign(static_cast<size_t>(x.numel()), 0.0f);
+    gw.assign(static_cast<size_t>(w.numel()), 0.0f);
+    conv::Forward(p, x.data(), w.data(), nullptr, y.data());
+    conv::BackwardData(p, gy.data(), w.data(), gx.data());
+    conv::BackwardWeight(p, x.data(), gy.data(), gw.data(), nullptr);
+  };
+  std::vector<float> y0, gx0, gw0, y, gx, gw;
+  run(y0, gx0, gw0);
+  for (int i = 0; i < 10; ++i) {
+    run(y, gx, gw);
+    ASSERT_EQ(y, y0) << "run " << i;
+    ASSERT_EQ(gx, gx0) << "run " << i;
+    ASSERT_EQ(gw, gw0) << "run " << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Conv2d, ConvIsa, ::testing::ValuesIn(conv::AvailableIsas()),
                          [](const auto& info) { return info.param; });
 
