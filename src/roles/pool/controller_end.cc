@@ -16,6 +16,17 @@ std::string Hex(const std::string& bytes, size_t n) {
 // A lost node stays listed (state "lost") this long before it is forgotten.
 constexpr auto kForgetLostAfter = std::chrono::seconds(120);
 
+// Whether `attempt` (NewAttempt's "<controller>-<job>-<index>-<n>", from this
+// controller or an earlier run of it) names part 0 of `job`: the part whose
+// epochs are the job's history.
+bool IsFirstPartOf(const std::string& attempt, int64_t job) {
+  const std::string tail = "-" + std::to_string(job) + "-0-";
+  const size_t at = attempt.find('-');
+  return at != std::string::npos && attempt.compare(at, tail.size(), tail) == 0 &&
+         attempt.size() > at + tail.size() &&
+         attempt.find_first_not_of("0123456789", at + tail.size()) == std::string::npos;
+}
+
 }  // namespace
 
 WorkerPool::WorkerPool(std::chrono::milliseconds node_timeout, Listener listener)
@@ -72,10 +83,14 @@ pool::NodeOrder WorkerPool::Heartbeat(const std::string& name, const std::string
       Part* part = FindPart(report.job, report.attempt);
       if (!part || part->node != name) {
         // A part this node no longer owns (it was lost and the part moved,
-        // the job ended, or the controller restarted): stop it.
+        // the job ended, or the controller restarted): stop it. The epochs
+        // part 0 finished meanwhile still happened (the servers applied
+        // their steps, and the job resumes after them), so they are
+        // recorded: a restarted controller's history keeps them.
+        if (part ? part->task.index == 0 : IsFirstPartOf(report.attempt, report.job))
+          epochs = report.epochs;
         if (report.state == pool::TaskState::kRunning) {
           order.kind = pool::NodeOrder::Kind::kStop;
-          return order;
         }
       } else {
         if (part->task.index == 0) {
