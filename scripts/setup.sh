@@ -63,6 +63,9 @@ if ((tests)); then
     # packages (puppeteer-core, pinned by the lockfile) are installed below.
     chromium
   )
+  # The opt-in long tests (DNND_LONG_TESTS=1 scripts/test.sh): the real
+  # Docker Swarm smoke test (tests/deploy/swarm_smoke.sh) runs its own dockerd.
+  [[ "${DNND_LONG_TESTS:-0}" == 1 ]] && packages+=(docker.io)
 fi
 
 missing=()
