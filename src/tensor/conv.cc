@@ -419,8 +419,15 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
   // Chunks are claimed by whichever thread is free, so their sums go into
   // fixed slots of consecutive chunks, each summed in chunk order, and the
   // slots are added in slot order: the same result whichever thread ran what.
-  const int64_t slots = std::min<int64_t>(chunks, 8), per_slot = (chunks + slots - 1) / slots;
+  // Up to 8 slots (a thread that falls behind leaves the rest to the other),
+  // fewer for wide layers, whose sums are large (ResNet-18's last convs: 9 MB
+  // each), but never fewer than threads.
   const int64_t wk = gw ? p.oc * k : 0, bk = gb ? p.oc : 0;
+  const int64_t fit =
+      (int64_t{16} << 20) / (int64_t{sizeof(float)} * std::max<int64_t>(1, wk + bk));
+  const int64_t slots =
+      std::min(chunks, std::max<int64_t>(GetThreads(), std::min<int64_t>(fit, 8)));
+  const int64_t per_slot = (chunks + slots - 1) / slots;
   std::vector<float> slot_sums(static_cast<size_t>(slots * (wk + bk)), 0.0f);
   ParallelWorkers(slots, [&](WorkItems& items) {
     Scratch& s = ThreadScratch();

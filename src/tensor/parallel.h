@@ -29,7 +29,7 @@ std::string BlasConfig();
 // A ParallelFor inside a chunk runs inline (no nested parallelism).
 void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
-// Runs `body` once on each of up to min(GetThreads(), max_workers) threads
+// Runs `body` once on each of up to min(GetThreads(), n) threads
 // (the caller's included; inline as one worker inside another region) and
 // hands out the items [0, n) one at a time, in order, to whichever worker
 // asks first: body calls Next(i) until it returns false. For items of uneven
