@@ -6,37 +6,16 @@
 
 #include "tensor/conv.h"
 #include "tensor/kernels.h"
+#include "tensor/ops_internal.h"
 #include "tensor/parallel.h"
 
 namespace dnnd::ops {
 namespace {
 
-[[noreturn]] void ShapeError(const char* op, const Tensor& a, const Tensor& b) {
-  throw std::invalid_argument(std::string(op) + ": incompatible shapes " +
-                              ShapeToString(a.shape()) + " and " + ShapeToString(b.shape()));
-}
-
-bool AnyRequiresGrad(std::initializer_list<const Tensor*> ts) {
-  if (!GradEnabled()) return false;
-  for (const Tensor* t : ts)
-    if (t->defined() && t->requires_grad()) return true;
-  return false;
-}
-
-// Records `fn` as the producer of `out`. `inputs` are kept alive for backward;
-// the closure reaches them through the node (no reference cycle: the node
-// owns the closure, the output owns the node).
-template <typename Fn>
-void Record(Tensor& out, const char* name, std::vector<Tensor> inputs, Fn&& fn) {
-  auto node = std::make_shared<GradNode>();
-  node->name = name;
-  node->inputs = std::move(inputs);
-  GradNode* raw = node.get();
-  node->backward = [raw, fn = std::forward<Fn>(fn)](Tensor g) { fn(raw->inputs, std::move(g)); };
-  out.set_grad_fn(std::move(node));
-}
-
-bool Needs(const Tensor& t) { return t.defined() && t.requires_grad(); }
+using internal::AnyRequiresGrad;
+using internal::Needs;
+using internal::Record;
+using internal::ShapeError;
 
 // Element-wise unary op with a backward expressed through the output.
 template <typename Fwd, typename Bwd>

@@ -1,6 +1,5 @@
-// Autograd glue shared by the op definitions (ops_nn.cc). Internal to
-// src/tensor: not part of the ops API. (ops.cc keeps its own copies in an
-// anonymous namespace for now; it can switch to this header.)
+// Autograd glue shared by the op definitions (ops.cc, ops_nn.cc). Internal
+// to src/tensor: not part of the ops API.
 #pragma once
 
 #include <initializer_list>
