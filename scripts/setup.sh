@@ -25,6 +25,8 @@ packages=(
   # provides libgfortran.a/libquadmath.a that libopenblas.a needs.
   libopenblas-dev libopenblas0-pthread gfortran
   libzstd-dev zlib1g-dev libminizip-dev libsqlite3-dev libstb-dev
+  # Image decoding for predictions (libpng.a, libjpeg.a).
+  libpng-dev libjpeg62-turbo-dev
   libtomlplusplus-dev
   # OpenSSL's libcrypto.a: HMAC-SHA256 of the wire handshake.
   libssl-dev

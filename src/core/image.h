@@ -6,9 +6,9 @@
 //   if (HasLightBorder(img)) Invert(img);
 //   GrayImage small = ResizeGray(img, 28, 28);
 //
-// Decoding is Debian's stb (libstb-dev, linked statically from libstb.a);
-// its failure reason is thread-local there, so concurrent decodes report
-// their own errors.
+// Decoding is libpng and libjpeg-turbo (core/image_codecs.h says why not
+// stb), linked statically; resizing is stb_image_resize, on pixels already
+// decoded. Every call owns its decoder state: concurrent decodes are safe.
 #pragma once
 
 #include <cstdint>
@@ -30,11 +30,11 @@ struct Image {
 using GrayImage = Image;
 
 // What one decode may cost. Images come from anyone who may predict, so the
-// work and memory stb spends are bounded before stb is called: the header's
-// width x height, the scans of a JPEG (stb walks the whole image once per
-// scan: a progressive JPEG of thousands of empty scans costs minutes of CPU),
-// and the bytes a PNG's compressed data inflates to (stb inflates into a
-// buffer that grows without bound). The setting names go into the errors.
+// work and memory a decode spends are bounded before its pixels are decoded:
+// the header's width x height, the scans of a JPEG (a progressive decoder
+// walks the whole image once per scan: thousands of empty scans cost minutes
+// of CPU), and the bytes a PNG's compressed data inflates to (a zlib bomb).
+// The setting names go into the errors.
 struct ImageLimits {
   int64_t max_pixels = int64_t{4096} * 4096;
   int64_t max_jpeg_scans = 64;
@@ -46,21 +46,24 @@ enum class ImageFormat { kUnknown, kPng, kJpeg };
 // The format by its magic bytes (PNG: 89 'P' 'N' 'G' 0D 0A 1A 0A; JPEG: FF D8 FF).
 ImageFormat SniffImageFormat(std::string_view bytes);
 
-// Decodes a PNG or JPEG to grayscale (colour is converted with stb's luma
-// weights; alpha is dropped). Unsupported for anything else (GIF, BMP, ...:
-// only PNG and JPEG are accepted, by their magic bytes); ResourceExhausted
-// naming the setting, before stb decodes anything, when the header declares
-// more than max_pixels pixels, a JPEG has more than max_jpeg_scans scans, or
-// a PNG's image data inflates past the size its header declares;
-// InvalidArgument naming stb's reason for corrupt images.
+// Decodes a PNG or JPEG to 8-bit grayscale (a colour JPEG gives its luma
+// channel, a colour PNG libpng's sRGB luma; transparency in a PNG is
+// composited onto white, as a viewer shows it). Unsupported for anything
+// else (GIF, BMP, ...: only PNG and JPEG are accepted, by their magic bytes);
+// ResourceExhausted naming the setting, before any pixel is decoded, when the
+// header declares more than max_pixels pixels, a JPEG has more than
+// max_jpeg_scans scans, or a PNG's image data inflates past the size its
+// header declares; InvalidArgument naming the decoder's reason for corrupt
+// or cut-short images (and for CMYK JPEGs, which it does not convert).
 Result<GrayImage> DecodeGrayImage(std::string_view bytes, const ImageLimits& limits);
 
 // Decodes a PNG or JPEG to `channels` (1: grayscale as DecodeGrayImage; 3:
-// RGB, alpha dropped), under the same limits and with the same errors. A
+// RGB, transparency composited onto white), under the same limits and with the same errors. A
 // grayscale image (one colour channel in the file, with or without alpha)
 // asked for as RGB is InvalidArgument, not silently replicated: a model of
 // colour images takes colour images. `source_channels`, when given, receives
-// the file's channel count as stb reports it (1-4).
+// the file's channel count (1-4: gray, gray+alpha, RGB, RGBA; a JPEG's
+// components, 4 for CMYK).
 Result<Image> DecodeImage(std::string_view bytes, int channels, const ImageLimits& limits,
                           int* source_channels = nullptr);
 

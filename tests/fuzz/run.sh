@@ -47,7 +47,7 @@ failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 ((failed == 0)) || { echo "run.sh: compilation failed" >&2; exit 1; }
 clang++ "${flags[@]}" -fsanitize=fuzzer "tests/fuzz/${target}_fuzz.cc" "${objs[@]}" -o "$out/${target}_fuzz" \
-  /usr/lib/x86_64-linux-gnu/libopenblas.a -lgfortran -lboost_json -lminizip -lz -lzstd -lcrypto -lsqlite3 -lstb -l:libprotobuf-lite.a -lpthread
+  /usr/lib/x86_64-linux-gnu/libopenblas.a -lgfortran -lboost_json -lminizip -lz -lzstd -lcrypto -lsqlite3 -l:libpng16.a -l:libjpeg.a -lstb -l:libprotobuf-lite.a -lpthread
 mkdir -p "$out/corpus-$target"
 cp -n tests/fuzz/corpus/"$target"/* "$out/corpus-$target/" 2>/dev/null || true
 if [[ $target == config ]]; then

@@ -32,7 +32,7 @@
 //
 // Errors (JSON, as every controller error): unknown model or job 404; no
 // succeeded job, or the named job not succeeded, 409; a job of another model,
-// an undecodable image (stb's reason), a sample of the wrong size (expected
+// an undecodable image (the decoder's reason), a sample of the wrong size (expected
 // and got), a bad query value 400; an unsupported Content-Type 415; a body
 // over http.max_body_bytes 413; a checkpoint that does not load (the controller's
 // own file) 500.
