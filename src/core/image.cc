@@ -12,7 +12,8 @@ namespace dnnd {
 namespace image_internal {
 
 Status CheckPixels(int64_t width, int64_t height, const ImageLimits& limits) {
-  if (width * height > limits.max_pixels)
+  // width * height could overflow: a PNG header declares up to 2^32 - 1 each.
+  if (width < 0 || height < 0 || (height > 0 && width > limits.max_pixels / height))
     return ResourceExhausted("image is " + std::to_string(width) + "x" + std::to_string(height) +
                              " pixels; the limit is " + std::to_string(limits.max_pixels) +
                              " pixels (" + limits.pixels_setting + ")");

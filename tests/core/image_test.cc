@@ -62,6 +62,22 @@ TEST(ImageLimits, DimensionsAreCheckedFromTheHeader) {
       << r.status().message();
 }
 
+TEST(ImageLimits, AHeaderOfTheLargestDimensionsIsRefusedWithoutOverflow) {
+  // Found by the image fuzzer (UBSan): 4294967295 x 4294967295 overflowed
+  // the pixel count's int64 product.
+  std::string dims;
+  testing::PutBe32(dims, 0xFFFFFFFFu);
+  testing::PutBe32(dims, 0xFFFFFFFFu);
+  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) +
+                          testing::PngChunk("IHDR", dims + std::string("\x08\x00\x00\x00\x00", 5)) +
+                          testing::PngChunk("IEND", "");
+  auto r = DecodeGrayImage(png, ImageLimits{});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("4294967295x4294967295 pixels"), std::string::npos)
+      << r.status().message();
+}
+
 TEST(ImageLimits, AJpegOfThousandsOfEmptyScansIsRefusedAtOnce) {
   const std::string jpeg = testing::ProgressiveJpegOfEmptyScans(2048, 2048, 20000);
   const auto start = std::chrono::steady_clock::now();

@@ -57,5 +57,8 @@ fi
 # size (65,535 fields once took seconds), which 8 KiB inputs never show.
 max_len=8192
 [[ $target == wire ]] && max_len=1048576
+# UBSan reports (an overflow, a bad shift) stop the run like ASan's do: by
+# default UBSan prints and goes on, and a run that only printed one passed.
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 "$out/${target}_fuzz" -max_total_time="$secs" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
   -print_final_stats=1 -artifact_prefix="$out/" "$out/corpus-$target"
