@@ -270,8 +270,8 @@ TEST(ImageDecoders, APngWithABadChecksumIsNamed) {
 }
 
 TEST(ImageDecoders, EveryOneByteChangeOfValidImagesDecodesOrIsAnError) {
-  // What crashed stb_image (Debian 12) in CI's image fuzzer was a one-byte
-  // change of a valid image. Here every byte of a small PNG and JPEG, in
+  // stb_image (Debian 12) crashed in CI's image fuzzer on a one-byte
+  // mutation of a corpus input. Here every byte of a small PNG and JPEG, in
   // grey and colour, is changed three ways; each must give an image or an
   // error, under the sanitizer builds too.
   const std::vector<uint8_t> colour(12 * 10 * 3, 120);
