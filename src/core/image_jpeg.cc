@@ -76,6 +76,13 @@ void EmitMessage(j_common_ptr info, int level) {
   if (level < 0 && info->err->msg_code == JWRN_JPEG_EOF) Of(info)->ended_early = true;
 }
 
+// jpeg_create_decompress may fail too (out of memory): its jump needs a target.
+bool Create(Decoder* d) {
+  if (setjmp(d->jump)) return false;
+  jpeg_create_decompress(&d->info);
+  return true;
+}
+
 bool ReadHeader(Decoder* d, const uint8_t* data, size_t size, int want) {
   if (setjmp(d->jump)) return false;
   jpeg_mem_src(&d->info, data, static_cast<unsigned long>(size));
@@ -104,9 +111,11 @@ Result<Image> DecodeJpeg(std::string_view bytes, int want, const ImageLimits& li
   d->errors.error_exit = ErrorExit;
   d->errors.emit_message = EmitMessage;
   d->info.client_data = d.get();
-  jpeg_create_decompress(&d->info);
+  // Safe on a struct never created: it frees only what was allocated.
   std::unique_ptr<jpeg_decompress_struct, void (*)(j_decompress_ptr)> guard(
       &d->info, jpeg_destroy_decompress);
+  if (!Create(d.get()))
+    return ResourceExhausted(std::string("cannot decode image: JPEG ") + d->message);
   const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
   if (!ReadHeader(d.get(), data, bytes.size(), want))
     return InvalidArgument(std::string("cannot decode image: JPEG ") + d->message);
