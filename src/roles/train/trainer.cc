@@ -320,7 +320,11 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       metrics.loss.Set(l);
       if (bar) bar->Update(b - first + 1, loss_sum / (b - first + 1), epoch_samples);
       if (options_.hooks.on_step) options_.hooks.on_step(step, total_steps);
-      if (options_.checkpoint_every_steps > 0 && step % options_.checkpoint_every_steps == 0)
+      // A periodic checkpoint due at an epoch's last step waits until the
+      // epoch is reported (below): saving calls the servers, and a stop that
+      // cuts that call short must not leave an epoch the servers finished
+      // unreported, for the resumed run starts after it.
+      if (CheckpointDue(step) && b + 1 < steps_per_epoch)
         DNND_RETURN_IF_ERROR(SaveCheckpoint(epoch, step, samples));
       if (options_.max_steps > 0 && step >= options_.max_steps) {
         if (bar) bar->Finish("step budget of " + std::to_string(options_.max_steps) + " reached");
@@ -337,7 +341,10 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
     if (by_iterations) {
       window_loss += rec.train_loss;
       ++window_steps;
-      if ((epoch + 1) % report_every != 0 && !last) continue;
+      if ((epoch + 1) % report_every != 0 && !last) {
+        if (CheckpointDue(step)) DNND_RETURN_IF_ERROR(SaveCheckpoint(epoch, step, samples));
+        continue;
+      }
       double total =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
       if (options_.report)
@@ -370,6 +377,7 @@ Status Trainer::Run(const data::Dataset& train, const data::Dataset* test,
       }
       bar->Finish(s);
     }
+    if (CheckpointDue(step)) DNND_RETURN_IF_ERROR(SaveCheckpoint(epoch, step, samples));
     if (options_.goal_accuracy > 0 && rec.evaluated &&
         rec.eval.accuracy >= options_.goal_accuracy) {
       Log(LogLevel::kInfo, "trainer", "goal accuracy reached; stopping early",

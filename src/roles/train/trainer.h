@@ -173,6 +173,10 @@ class Trainer {
           std::unique_ptr<optim::Optimizer> optimizer);
   float LearningRate(int64_t epoch) const;  // 0-based epoch
   Status SaveCheckpoint(int64_t epoch, int64_t step, int64_t samples);
+  // Whether train.checkpoint_every_steps asks for a checkpoint at `step`.
+  bool CheckpointDue(int64_t step) const {
+    return options_.checkpoint_every_steps > 0 && step % options_.checkpoint_every_steps == 0;
+  }
   // Removes the temporary files and generations a killed save left in
   // options_.checkpoint_dir (SweepTempFiles), before anything reads or writes it.
   Status SweepCheckpointDir();
