@@ -71,7 +71,8 @@ Decoder* Of(j_common_ptr info) { return reinterpret_cast<Decoder*>(info->client_
 }
 
 // Warnings (level -1) are not printed; the one that means the data ended
-// before the image did is remembered and refused, as stb did.
+// before the image did is remembered and refused: the image would be
+// padded with grey where the data ran out.
 void EmitMessage(j_common_ptr info, int level) {
   if (level < 0 && info->err->msg_code == JWRN_JPEG_EOF) Of(info)->ended_early = true;
 }
