@@ -4,6 +4,7 @@
 // rare "epochs missing" in Standalone.EpochsEndedJustBeforeSigintAreRecorded
 // under load).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
