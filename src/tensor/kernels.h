@@ -87,12 +87,14 @@ void GeluBackward(int64_t n, const float* x, const float* gy, float* gx);
 // Training forward: per channel, mean and biased variance of the batch
 // (never sum-of-squares minus squared mean: deviations from a mean, with
 // double accumulators), then y = (x - mean) * invstd * weight + bias.
-// weight/bias may be null (1 / 0). Writes mean[c] and var[c] (biased).
+// weight/bias may be null (1 / 0). Writes mean[c], var[c] (biased) and
+// invstd[c] = 1 / sqrt(var + eps) as the forward used it (backward needs that
+// exact value: see BatchNormBackward's relu_y).
 // `relu`: y = max(that, 0) instead (a following ReLU fused: one pass less).
 // Parallel over channels, each channel finished while its data is in cache.
 void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, const float* weight,
                            const float* bias, float eps, bool relu, float* y, float* mean,
-                           float* var);
+                           float* var, float* invstd);
 // y = x * scale[ch] + shift[ch] (evaluation-mode batch norm, and its dx).
 void ChannelAffine(int64_t n, int64_t c, int64_t plane, const float* x, const float* scale,
                    const float* shift, float* y);
@@ -104,11 +106,15 @@ void ChannelAffine(int64_t n, int64_t c, int64_t plane, const float* x, const fl
 // with m = n * plane (with !batch_stats, dx = w * invstd * g). weight may be
 // null (1). dweight = invstd * sum_gx, dbias = sum_g; either may be null.
 // relu_y, when not null, is the output of a ReLU fused after the batch norm:
-// g is then the ReLU's output gradient, taken as 0 where relu_y <= 0.
+// g is then the ReLU's output gradient, taken as 0 where relu_y <= 0. With
+// batch_stats and [n, c, h, w] the vector kernels recompute that mask from x,
+// weight, bias and BatchNormTrainForward's own mean and invstd instead of
+// reading relu_y (one stream less per pass), so those must be exactly the
+// forward's; relu_y is still read on the other paths.
 void BatchNormBackward(int64_t n, int64_t c, int64_t plane, const float* x, const float* g,
                        const float* relu_y, const float* mean, const float* invstd,
-                       const float* weight, bool batch_stats, float* dx, float* dweight,
-                       float* dbias);
+                       const float* weight, const float* bias, bool batch_stats, float* dx,
+                       float* dweight, float* dbias);
 // Layer norm over rows of `cols` elements: y = (x - mean) * invstd * w + b
 // (w/b [cols] or null); writes each row's mean and invstd for backward.
 void LayerNormForward(int64_t rows, int64_t cols, const float* x, const float* weight,

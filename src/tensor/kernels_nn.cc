@@ -131,7 +131,7 @@ void GeluBackward(int64_t n, const float* x, const float* gy, float* gx) {
 
 void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, const float* weight,
                            const float* bias, float eps, bool relu, float* y, float* mean,
-                           float* var) {
+                           float* var, float* invstd) {
   const int64_t stride = c * plane;
   const double m = static_cast<double>(n * plane);
   if (plane > 1) {
@@ -164,8 +164,8 @@ void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, 
         const double v = std::max(0.0, s2 / m - shift_mean * shift_mean);
         mean[ch] = mu;
         var[ch] = static_cast<float>(v);
-        const float invstd = static_cast<float>(1.0 / std::sqrt(v + eps));
-        const float scale = weight ? weight[ch] * invstd : invstd;
+        invstd[ch] = static_cast<float>(1.0 / std::sqrt(v + eps));
+        const float scale = weight ? weight[ch] * invstd[ch] : invstd[ch];
         const float shift = bias ? bias[ch] : 0.0f;
         float* yc = y + ch * plane;
         if (simd) {
@@ -204,8 +204,8 @@ void BatchNormTrainForward(int64_t n, int64_t c, int64_t plane, const float* x, 
       const double v = acc[j] / m;
       mean[cb + j] = mu[j];
       var[cb + j] = static_cast<float>(v);
-      const float invstd = static_cast<float>(1.0 / std::sqrt(v + eps));
-      scale[j] = weight ? weight[cb + j] * invstd : invstd;
+      invstd[cb + j] = static_cast<float>(1.0 / std::sqrt(v + eps));
+      scale[j] = weight ? weight[cb + j] * invstd[cb + j] : invstd[cb + j];
       shift[j] = bias ? bias[cb + j] : 0.0f;
     }
     for (int64_t i = 0; i < n; ++i) {
@@ -248,13 +248,21 @@ namespace {
 // itself (for dx, then updated in place).
 void BatchNormBackwardChannel(int64_t n, int64_t plane, int64_t stride, const float* xc,
                               const float* gc, const float* yc, float mu, float is, float k,
-                              double m, bool need_sums, bool batch_stats, float* dc, float* dweight,
-                              float* dbias) {
+                              float shift, double m, bool need_sums, bool batch_stats, float* dc,
+                              float* dweight, float* dbias) {
   double sg = 0, sgx = 0;
   const internal::NormIsa* simd = internal::CurrentNorm();
   const internal::NormChannel run{n, plane, stride};
+  // With batch statistics the vector kernels wrote yc as max(fma(x - mu, k,
+  // shift), 0) (k = weight * invstd, the forward's scale): its mask is
+  // recomputed from x, which both passes read anyway.
+  internal::NormRelu relu;
+  if (yc && batch_stats)
+    relu = {nullptr, true, k, shift};
+  else
+    relu.y = yc;
   if (need_sums && simd) {
-    simd->backward_sums(run, xc, gc, yc, mu, &sg, &sgx);
+    simd->backward_sums(run, xc, gc, relu, mu, &sg, &sgx);
   } else if (need_sums) {
     float masked[kSumBlock];
     for (int64_t i = 0; i < n; ++i)
@@ -272,7 +280,7 @@ void BatchNormBackwardChannel(int64_t n, int64_t plane, int64_t stride, const fl
   const float a = batch_stats ? static_cast<float>(sg / m) : 0.0f;
   const float b = batch_stats ? static_cast<float>(double(is) * is * sgx / m) : 0.0f;
   if (simd) {
-    simd->backward_dx(run, xc, gc, yc, mu, k, a, b, batch_stats, dc);
+    simd->backward_dx(run, xc, gc, relu, mu, k, a, b, batch_stats, dc);
     return;
   }
   for (int64_t i = 0; i < n; ++i) {
@@ -295,8 +303,8 @@ void BatchNormBackwardChannel(int64_t n, int64_t plane, int64_t stride, const fl
 
 void BatchNormBackward(int64_t n, int64_t c, int64_t plane, const float* x, const float* g,
                        const float* relu_y, const float* mean, const float* invstd,
-                       const float* weight, bool batch_stats, float* dx, float* dweight,
-                       float* dbias) {
+                       const float* weight, const float* bias, bool batch_stats, float* dx,
+                       float* dweight, float* dbias) {
   const int64_t stride = c * plane;
   const double m = static_cast<double>(n * plane);
   // The sums are needed for the parameter gradients and for dx with batch
@@ -311,8 +319,8 @@ void BatchNormBackward(int64_t n, int64_t c, int64_t plane, const float* x, cons
         float* dw = dweight ? dweight + ch : nullptr;
         float* db = dbias ? dbias + ch : nullptr;
         BatchNormBackwardChannel(n, plane, stride, x + ch * plane, g + ch * plane,
-                                 relu_y ? relu_y + ch * plane : nullptr, mean[ch], is, k, m,
-                                 need_sums, batch_stats, dc, dw, db);
+                                 relu_y ? relu_y + ch * plane : nullptr, mean[ch], is, k,
+                                 bias ? bias[ch] : 0.0f, m, need_sums, batch_stats, dc, dw, db);
       }
     });
     return;

@@ -20,19 +20,30 @@ struct NormChannel {
   int64_t n, plane, stride;
 };
 
+// How a ReLU fused after the batch norm is undone in backward: not at all
+// (neither set), from its saved output (g passes where y > 0), or from x
+// (affine: g passes where (x - mu) * scale + shift > 0, the value normalize
+// computed before its max, recomputed bit for bit). The last reads one
+// stream less per pass: x is read anyway.
+struct NormRelu {
+  const float* y = nullptr;
+  bool affine = false;
+  float scale = 0, shift = 0;
+};
+
 struct NormIsa {
   // Sum over the channel of (x - k) and (x - k)^2.
   void (*stats)(const NormChannel& ch, const float* x, float k, double* s1, double* s2);
   // Sum of x's first run (k above is its mean).
   float (*run_sum)(const float* x, int64_t len);
-  // y = (x - mu) * scale + shift, then max(y, 0) when relu (NaN stays NaN).
+  // y = fma(x - mu, scale, shift), then max(y, 0) when relu (NaN stays NaN).
   void (*normalize)(const NormChannel& ch, const float* x, float mu, float scale, float shift,
                     bool relu, float* y);
-  // With gm = relu_y ? (relu_y > 0 ? g : 0) : g: sums of gm and gm * (x - mu).
-  void (*backward_sums)(const NormChannel& ch, const float* x, const float* g, const float* relu_y,
+  // With gm = g masked by `relu` (above): sums of gm and gm * (x - mu).
+  void (*backward_sums)(const NormChannel& ch, const float* x, const float* g, const NormRelu& relu,
                         float mu, double* sg, double* sgx);
   // dx = k * (gm - a - (x - mu) * b); without batch_stats dx = k * gm.
-  void (*backward_dx)(const NormChannel& ch, const float* x, const float* g, const float* relu_y,
+  void (*backward_dx)(const NormChannel& ch, const float* x, const float* g, const NormRelu& relu,
                       float mu, float k, float a, float b, bool batch_stats, float* dx);
 };
 

@@ -29,10 +29,14 @@ struct NormTiles {
     else
       V::StoreN(p, v, static_cast<int>(n));
   }
-  // ReLU's backward of g when relu_y is set, else g.
-  static T Grad(const float* g, const float* relu_y, int64_t j, int64_t n) {
-    const T gv = LoadN(g + j, n);
-    return relu_y ? V::ReluMask(LoadN(relu_y + j, n), gv) : gv;
+  // g masked by the fused ReLU (norm_simd.h's NormRelu), d = x - mu: the
+  // mask is y > 0 for a saved output y, fma(d, scale, shift) > 0 recomputed
+  // (as Normalize computed it) for an affine one. Lanes past n load as 0.
+  static T Grad(const float* g, const NormRelu& relu, int64_t at, T d, T sv, T hv, int64_t n) {
+    const T gv = LoadN(g + at, n);
+    if (relu.y) return V::ReluMask(LoadN(relu.y + at, n), gv);
+    if (relu.affine) return V::ReluMask(V::Fma(d, sv, hv), gv);
+    return gv;
   }
 
   static float RunSum(const float* x, int64_t len) {
@@ -81,7 +85,8 @@ struct NormTiles {
       const float* r = x + i * ch.stride;
       float* out = y + i * ch.stride;
       for (int64_t j = 0; j < ch.plane; j += W) {
-        T v = V::Add(V::Mul(V::Sub(LoadN(r + j, ch.plane - j), mv), sv), hv);
+        // One fused multiply-add: BackwardSums/Dx recompute it for the mask.
+        T v = V::Fma(V::Sub(LoadN(r + j, ch.plane - j), mv), sv, hv);
         if (relu) v = V::Relu(v);
         StoreN(out + j, v, ch.plane - j);
       }
@@ -89,43 +94,54 @@ struct NormTiles {
   }
 
   static void BackwardSums(const NormChannel& ch, const float* x, const float* g,
-                           const float* relu_y, float mu, double* sg, double* sgx) {
-    const T mv = V::Broadcast(mu);
+                           const NormRelu& relu, float mu, double* sg, double* sgx) {
+    const T mv = V::Broadcast(mu), sv = V::Broadcast(relu.scale), hv = V::Broadcast(relu.shift);
     double d1 = 0, d2 = 0;
     for (int64_t i = 0; i < ch.n; ++i)
       for (int64_t o = 0; o < ch.plane; o += kNormSumBlock) {
         const int64_t at = i * ch.stride + o;
         const int64_t len = ch.plane - o < kNormSumBlock ? ch.plane - o : kNormSumBlock;
-        const float* ry = relu_y ? relu_y + at : nullptr;
-        T a1 = V::Zero(), a2 = V::Zero();
-        for (int64_t j = 0; j < len; j += W) {
-          // Past len both gm and x load as zeros: gm * (0 - mu) adds 0.
-          const T gm = Grad(g + at, ry, j, len - j);
+        // Two chains of sums: one would wait on the add's latency each step.
+        T a1 = V::Zero(), a2 = V::Zero(), b1 = V::Zero(), b2 = V::Zero();
+        int64_t j = 0;
+        for (; j + 2 * W <= len; j += 2 * W) {
+          const T d = V::Sub(V::Load(x + at + j), mv), e = V::Sub(V::Load(x + at + j + W), mv);
+          const T gm = Grad(g, relu, at + j, d, sv, hv, W);
+          const T gn = Grad(g, relu, at + j + W, e, sv, hv, W);
           a1 = V::Add(a1, gm);
-          a2 = V::Fma(gm, V::Sub(LoadN(x + at + j, len - j), mv), a2);
+          a2 = V::Fma(gm, d, a2);
+          b1 = V::Add(b1, gn);
+          b2 = V::Fma(gn, e, b2);
         }
-        d1 += V::Sum(a1);
-        d2 += V::Sum(a2);
+        for (; j < len; j += W) {
+          // Past len g loads as zeros: gm * (0 - mu) adds 0.
+          const T d = V::Sub(LoadN(x + at + j, len - j), mv);
+          const T gm = Grad(g, relu, at + j, d, sv, hv, len - j);
+          a1 = V::Add(a1, gm);
+          a2 = V::Fma(gm, d, a2);
+        }
+        d1 += V::Sum(V::Add(a1, b1));
+        d2 += V::Sum(V::Add(a2, b2));
       }
     *sg = d1;
     *sgx = d2;
   }
 
-  static void BackwardDx(const NormChannel& ch, const float* x, const float* g, const float* relu_y,
-                         float mu, float k, float a, float b, bool batch_stats, float* dx) {
+  static void BackwardDx(const NormChannel& ch, const float* x, const float* g,
+                         const NormRelu& relu, float mu, float k, float a, float b,
+                         bool batch_stats, float* dx) {
     const T mv = V::Broadcast(mu), kv = V::Broadcast(k), av = V::Broadcast(a), bv = V::Broadcast(b);
+    const T sv = V::Broadcast(relu.scale), hv = V::Broadcast(relu.shift);
+    const bool need_d = batch_stats || relu.affine;
     for (int64_t i = 0; i < ch.n; ++i) {
       const int64_t at = i * ch.stride;
-      const float* ry = relu_y ? relu_y + at : nullptr;
       for (int64_t j = 0; j < ch.plane; j += W) {
         const int64_t left = ch.plane - j;
-        const T gm = Grad(g + at, ry, j, left);
-        T d;
-        if (batch_stats)
-          d = V::Mul(kv, V::Sub(V::Sub(gm, av), V::Mul(V::Sub(LoadN(x + at + j, left), mv), bv)));
-        else
-          d = V::Mul(kv, gm);
-        StoreN(dx + at + j, d, left);
+        const T d = need_d ? V::Sub(LoadN(x + at + j, left), mv) : V::Zero();
+        const T gm = Grad(g, relu, at + j, d, sv, hv, left);
+        const T out =
+            batch_stats ? V::Mul(kv, V::Sub(V::Sub(gm, av), V::Mul(d, bv))) : V::Mul(kv, gm);
+        StoreN(dx + at + j, out, left);
       }
     }
   }

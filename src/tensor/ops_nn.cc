@@ -179,11 +179,10 @@ Tensor BatchNormImpl(const Tensor& x, const Tensor& weight, const Tensor& bias,
   Tensor invstd = Tensor::Empty({c});
   if (batch_stats) {
     Tensor var = Tensor::Empty({c});
-    kernels::BatchNormTrainForward(
-        n, c, plane, x.data(), weight.defined() ? weight.data() : nullptr,
-        bias.defined() ? bias.data() : nullptr, eps, relu, y.data(), mean.data(), var.data());
-    for (int64_t ch = 0; ch < c; ++ch)
-      invstd.data()[ch] = static_cast<float>(1.0 / std::sqrt(double(var.data()[ch]) + eps));
+    kernels::BatchNormTrainForward(n, c, plane, x.data(),
+                                   weight.defined() ? weight.data() : nullptr,
+                                   bias.defined() ? bias.data() : nullptr, eps, relu, y.data(),
+                                   mean.data(), var.data(), invstd.data());
     if (training && running_mean.defined()) {
       // The running variance estimates the population: unbiased (m - 1).
       const float unbias = static_cast<float>(double(m) / double(m - 1));
@@ -222,7 +221,8 @@ Tensor BatchNormImpl(const Tensor& x, const Tensor& weight, const Tensor& bias,
           Tensor gb = Needs(t[2]) ? Tensor::Empty({c}) : Tensor();
           kernels::BatchNormBackward(
               n, c, plane, t[0].data(), g.data(), relu_y.defined() ? relu_y.data() : nullptr,
-              mean.data(), invstd.data(), t[1].defined() ? t[1].data() : nullptr, batch_stats,
+              mean.data(), invstd.data(), t[1].defined() ? t[1].data() : nullptr,
+              t[2].defined() ? t[2].data() : nullptr, batch_stats,
               gx.defined() ? gx.data() : nullptr, gw.defined() ? gw.data() : nullptr,
               gb.defined() ? gb.data() : nullptr);
           if (gx.defined()) t[0].AccumulateGrad(std::move(gx));

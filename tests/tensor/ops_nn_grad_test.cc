@@ -7,9 +7,11 @@
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "grad_check.h"
+#include "tensor/conv.h"
 #include "tensor/ops.h"
 
 namespace dnnd {
@@ -150,6 +152,63 @@ TEST(OpsNnGrad, BatchNormReluMatchesComposition) {
       CheckBatchNormReluMatchesComposition({4, 3, 5, 6}, training, affine);
       CheckBatchNormReluMatchesComposition({7, 5}, training, affine);
     }
+}
+
+// The fused ReLU's mask in training is recomputed from x in backward (one
+// memory stream less than reading y): it must be the forward's own, element
+// for element, also where y lands within rounding of 0. The bias puts every
+// x equal to 0.5 (a quarter of the inputs) on the kink, so y there is a few
+// ulps either side of 0 (or exactly 0), differently in each of the 32
+// channels; with gradients in [0.5, 1], one element masked differently from
+// y would move its channel's bias gradient (the masked sum) by at least 0.5.
+// On every kernel set.
+TEST(OpsNnGrad, BatchNormReluMaskIsTheForwardOutputs) {
+  const std::string restore = conv::CurrentIsa();
+  for (const std::string& isa : conv::AvailableIsas()) {
+    SCOPED_TRACE(isa);
+    ASSERT_TRUE(conv::SelectIsa(isa));
+    const Shape shape{4, 32, 7, 7};  // 49-float runs: full vectors and tails
+    const int64_t n = shape[0], c = shape[1], plane = 49;
+    Tensor x = Rand(shape, 31, 0, 1);
+    for (int64_t i = 0; i < x.numel(); ++i)  // quarters: 0, 0.25, 0.5, 0.75
+      x.data()[i] = std::floor(x.data()[i] * 4) / 4;
+    Tensor w = Rand({c}, 32, 0.5f, 1.5f), b = Tensor::Zeros({c});
+    for (int64_t ch = 0; ch < c; ++ch) {  // b = -(0.5 - mean) * w / std, in double
+      double s1 = 0, s2 = 0;
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t q = 0; q < plane; ++q) s1 += x.data()[(i * c + ch) * plane + q];
+      const double mean = s1 / double(n * plane);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t q = 0; q < plane; ++q) {
+          const double d = x.data()[(i * c + ch) * plane + q] - mean;
+          s2 += d * d;
+        }
+      const double sd = std::sqrt(s2 / double(n * plane) + 1e-5);
+      b.data()[ch] = static_cast<float>(-(0.5 - mean) * w.data()[ch] / sd);
+    }
+    for (Tensor* t : {&x, &w, &b}) t->set_requires_grad(true);
+    Tensor rm = Tensor::Zeros({c}), rv = Tensor::Ones({c});
+    Tensor y = ops::BatchNormRelu(x, w, b, rm, rv, true, 0.1f, 1e-5f);
+    Tensor gy = Rand(shape, 33, 0.5f, 1.0f);
+    y.backward(gy);
+    int64_t on_kink = 0, passed = 0;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      double expect = 0;
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t q = 0; q < plane; ++q) {
+          const int64_t at = (i * c + ch) * plane + q;
+          if (y.data()[at] > 0) expect += gy.data()[at];
+          if (x.data()[at] == 0.5f) {
+            ++on_kink;
+            passed += y.data()[at] > 0;
+          }
+        }
+      EXPECT_NEAR(b.grad().data()[ch], expect, 0.05) << "channel " << ch;
+    }
+    EXPECT_GT(on_kink, 800);  // the inputs the test is about are there
+    RecordProperty("passed_on_kink_" + isa, std::to_string(passed) + "/" + std::to_string(on_kink));
+  }
+  conv::SelectIsa(restore);
 }
 
 TEST(OpsNnGrad, BatchNormRunningStatsAndErrors) {
