@@ -124,6 +124,23 @@ void ConvBackwardWeight(benchmark::State& state) {
   state.SetLabel(s.name);
 }
 
+// All three gradients through conv::Backward (one copy of gy on the grid
+// serving both products); GFLOP/s counts the two products.
+void ConvBackward(benchmark::State& state) {
+  const ConvShape& s = kShapes[state.range(0)];
+  SetThreads(static_cast<int>(state.range(1)));
+  Inputs in(s);
+  Tensor gx = Tensor::Empty(in.x.shape());
+  Tensor gw = Tensor::Empty(in.w.shape()), gb = Tensor::Empty(in.b.shape());
+  for (auto _ : state)
+    conv::Backward(ParamsOf(s), in.x.data(), in.g.data(), in.w.data(), gx.data(), gw.data(),
+                   gb.data());
+  state.counters["GFLOP_per_s"] =
+      benchmark::Counter(2 * ForwardFlops(s) * static_cast<double>(state.iterations()) / 1e9,
+                         benchmark::Counter::kIsRate);
+  state.SetLabel(s.name);
+}
+
 void Args(benchmark::internal::Benchmark* b) {
   for (int t = 1; t <= 2; ++t)
     for (int i = 0; i < kNumShapes; ++i) b->Args({i, t});
@@ -133,6 +150,7 @@ BENCHMARK(ConvForward)->Apply(Args)->UseRealTime();
 BENCHMARK(ConvForwardBackward)->Apply(Args)->UseRealTime();
 BENCHMARK(ConvBackwardData)->Apply(Args)->UseRealTime();
 BENCHMARK(ConvBackwardWeight)->Apply(Args)->UseRealTime();
+BENCHMARK(ConvBackward)->Apply(Args)->UseRealTime();
 
 }  // namespace
 }  // namespace dnnd

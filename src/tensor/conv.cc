@@ -60,7 +60,7 @@ int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // of times with the same sizes).
 struct Scratch {
   std::vector<float> cols, grid, aux;
-  std::vector<int64_t> b_row, col_off;
+  std::vector<int64_t> b_row, col_off, dot_rows;
 };
 Scratch& ThreadScratch() {
   thread_local Scratch s;
@@ -340,6 +340,177 @@ void GatherChannels(const Params& p, const float* gy, int64_t s0, int64_t cnt, f
   }
 }
 
+// --- the input gradient as a convolution -----------------------------------------
+
+// A stride-1 input gradient is the convolution of the output gradient with
+// the flipped, transposed weights, stride 1, padding kh-1-padding.
+bool DataAsConvolution(const Params& p) {
+  return p.stride == 1 && p.kh == p.kw && p.padding <= p.kh - 1;
+}
+Params DataParams(const Params& p) {
+  return {p.n, p.oc, p.oh(), p.ow(), p.c, p.kh, p.kw, 1, p.kh - 1 - p.padding, p.groups};
+}
+// w'[g*cg + ci, o, ky, kx] = w[g*ocg + o, ci, kh-1-ky, kw-1-kx].
+std::vector<float> FlipWeights(const Params& p, const float* w) {
+  const int64_t cg = p.c / p.groups, ocg = p.oc / p.groups, taps = p.kh * p.kw;
+  std::vector<float> wt(static_cast<size_t>(p.oc * cg * taps));
+  for (int64_t g = 0; g < p.groups; ++g)
+    for (int64_t o = 0; o < ocg; ++o)
+      for (int64_t ci = 0; ci < cg; ++ci)
+        for (int64_t t = 0; t < taps; ++t)
+          wt[((g * cg + ci) * ocg + o) * taps + (taps - 1 - t)] =
+              w[((g * ocg + o) * cg + ci) * taps + t];
+  return wt;
+}
+
+// --- the weight gradient ---------------------------------------------------------
+
+// Chunks are claimed by whichever thread is free, so the weight and bias
+// gradients' sums go into fixed slots of consecutive chunks, each summed in
+// chunk order, and the slots are added in slot order: the same result
+// whichever thread ran what. Up to 8 slots (a thread that falls behind leaves
+// the rest to the other), fewer for wide layers, whose sums are large
+// (ResNet-18's last convs: 9 MB each), but never fewer than threads.
+struct WeightSlots {
+  int64_t chunks, count, per_slot, wk, bk;
+  std::vector<float> sums;
+  WeightSlots(const Params& p, int64_t gs, bool weight, bool bias)
+      : chunks((p.n + gs - 1) / gs),
+        wk(weight ? p.oc * (p.c / p.groups) * p.kh * p.kw : 0),
+        bk(bias ? p.oc : 0) {
+    const int64_t fit =
+        (int64_t{16} << 20) / (int64_t{sizeof(float)} * std::max<int64_t>(1, wk + bk));
+    count = std::min(chunks, std::max<int64_t>(GetThreads(), std::min<int64_t>(fit, 8)));
+    per_slot = (chunks + count - 1) / count;
+    sums.assign(static_cast<size_t>(count * (wk + bk)), 0.0f);
+  }
+  int64_t First(int64_t slot) const { return slot * per_slot; }
+  int64_t End(int64_t slot) const { return std::min(chunks, (slot + 1) * per_slot); }
+  float* Weight(int64_t slot) { return wk ? sums.data() + slot * (wk + bk) : nullptr; }
+  float* Bias(int64_t slot) { return bk ? sums.data() + slot * (wk + bk) + wk : nullptr; }
+  // gw, gb (either may be null) = the slots' sums, added in slot order.
+  void Reduce(float* gw, float* gb) {
+    if (gw) std::fill(gw, gw + wk, 0.0f);
+    if (gb) std::fill(gb, gb + bk, 0.0f);
+    for (int64_t slot = 0; slot < count; ++slot) {
+      if (gw) kernels::Axpy(wk, 1.0f, Weight(slot), gw);
+      if (gb) kernels::Axpy(bk, 1.0f, Bias(slot), gb);
+    }
+  }
+};
+
+// Adds samples [s0, s0+cnt)'s weight and bias gradients (pw, pb; either may
+// be null) to a slot through im2col: the path for strides above 1, for the
+// portable set, and for a grid chunk with a non-finite input. gm holds the
+// chunk's output gradient ([oc, RoundUp(cnt * plane, width)] floats).
+void WeightChunkIm2Col(const Isa& isa, const Params& p, const float* x, const float* gy, int64_t s0,
+                       int64_t cnt, Scratch& s, float* gm, float* pw, float* pb) {
+  const int64_t cg = p.c / p.groups, ocg = p.oc / p.groups;
+  const int64_t k = cg * p.kh * p.kw, plane = p.oh() * p.ow(), px = cnt * plane;
+  const int64_t in_sample = p.c * p.h * p.w;
+  const kernels::Conv2dGeometry geo = GroupGeometry(p);
+  const auto im2col = isa.im2col ? isa.im2col : &kernels::Im2Col;
+  const int64_t pp = isa.dot ? RoundUp(px, isa.width) : px;
+  GatherChannels(p, gy, s0, cnt, gm, pp);
+  if (pb) kernels::RowSum(p.oc, pp, gm, pb, true);
+  if (!pw) return;
+  float* cols = Grow(s.cols, k * pp);
+  Im2ColRows(k, pp, s.dot_rows);
+  for (int64_t g = 0; g < p.groups; ++g) {
+    for (int64_t i = 0; i < cnt; ++i)
+      im2col(geo, x + (s0 + i) * in_sample + g * cg * p.h * p.w, cols + i * plane, pp);
+    if (isa.dot) {
+      for (int64_t r = 0; r < k; ++r) std::fill(cols + r * pp + px, cols + (r + 1) * pp, 0.f);
+      isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * pp, pp, cols, s.dot_rows.data(),
+                                pw + g * ocg * k, k});
+    } else {
+      kernels::Gemm(false, true, ocg, k, px, 1.0f, gm + g * ocg * px, cols, 1.0f, pw + g * ocg * k);
+    }
+  }
+}
+
+// --- both gradients on one grid ----------------------------------------------------
+
+// Columns per dot-kernel call: its 4 rows of A stay in L1 (see BackwardWeight).
+constexpr int64_t kDotColumns = 2048;
+
+// Backward's fused path: a stride-1 convolution whose input gradient runs on
+// the grid (as Forward of DataParams) and whose weight gradient does too.
+bool FusedBackwardApplies(const Isa& isa, const Params& p) {
+  if (!isa.gemm || !isa.dot || !DataAsConvolution(p) || !GridApplies(p)) return false;
+  const Params q = DataParams(p);
+  return GridApplies(q) && (q.c / q.groups) * q.kh * q.kw >= 32;  // ForwardTiles' on_grid
+}
+
+// Per chunk of samples, gy is copied once into the input-gradient
+// convolution's grid (padding kh-1-padding), and that one copy is both the
+// GEMM's B for gx and, read kh-1-padding rows and columns further on, the dot
+// kernel's A for gw (GatherGrid's layout: the two grids have the same row
+// and sample pitch, w + padding and h + padding), and its rows' sums are gb.
+// Separately, BackwardData and BackwardWeight copy gy once each.
+void BackwardFused(const Isa& isa, const Params& p, const float* x, const float* gy, const float* w,
+                   float* gx, float* gw, float* gb) {
+  const int64_t cg = p.c / p.groups, ocg = p.oc / p.groups, taps = p.kh * p.kw;
+  const int64_t k = cg * taps, in_plane = p.h * p.w, in_sample = p.c * in_plane;
+  const int64_t out_sample = p.oc * p.oh() * p.ow();
+  const Params q = DataParams(p);
+  const int64_t kq = ocg * taps, mpq = RoundUp(cg, isa.mr);
+  const std::vector<float> wt = FlipWeights(p, w);
+  const std::vector<float> a = PackWeights(q, wt.data(), isa.mr);
+  // As Forward chunks the input-gradient convolution (its grid within 256
+  // KB), but with at least ~2048 columns for the dot kernel (see
+  // BackwardWeight) while the grid stays within 512 KB of L2.
+  const int64_t gs_gemm = ChunkSamples(q, GridSampleBytes(q, q.c), 256 << 10);
+  const int64_t gs_dot = ChunkSamples(p, (p.h + p.padding) * (p.w + p.padding), 2048);
+  const int64_t gs =
+      std::max(gs_gemm, std::min(gs_dot, ChunkSamples(q, GridSampleBytes(q, q.c), 512 << 10)));
+  Grid gq(q, gs, isa.nr);                         // gy's: the GEMM's B, the dot's A
+  const Grid gp(p, gs, isa.nr);                   // x's: the dot's B
+  const int64_t shift = q.padding * (gq.wp + 1);  // gy(0, 0) in gq, from GatherGrid's place
+  // The dot reads A up to the chunk's columns rounded to the vector width.
+  gq.chan = RoundUp(std::max(gq.chan, shift + RoundUp(gp.Columns(gs), isa.width)), 16);
+  WeightSlots slots(p, gs, gw != nullptr, gb != nullptr);
+  ParallelWorkers(slots.count, [&](WorkItems& items) {
+    Scratch& s = ThreadScratch();
+    float* gbuf = Grow(s.aux, p.oc * gq.chan);
+    float* xbuf = Grow(s.grid, p.c * gp.chan);
+    GridRows(gq, q, s.b_row);
+    GridColumns(gq, gs, in_sample, s.col_off);
+    std::vector<int64_t> x_rows;
+    GridRows(gp, p, x_rows);
+    std::vector<float> fallback;  // gm of WeightChunkIm2Col, for non-finite inputs
+    for (int64_t slot; items.Next(slot);) {
+      float* pw = slots.Weight(slot);
+      float* pb = slots.Bias(slot);
+      for (int64_t c = slots.First(slot); c < slots.End(slot); ++c) {
+        const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0);
+        FillGrid(gq, q, gy + s0 * out_sample, cnt, gbuf);
+        for (int64_t g = 0; g < p.groups; ++g)
+          isa.gemm(GemmArgs{cg, gq.Columns(cnt), kq, a.data() + g * mpq * kq,
+                            gbuf + g * ocg * gq.chan, s.b_row.data(), nullptr,
+                            gx + (s0 * p.c + g * cg) * in_plane, in_plane, s.col_off.data()});
+        if (pw && !AllFinite(x + s0 * in_sample, cnt * in_sample)) {
+          // 0 * inf in the dropped columns would be NaN: im2col for this chunk.
+          WeightChunkIm2Col(isa, p, x, gy, s0, cnt, s,
+                            Grow(fallback, p.oc * RoundUp(cnt * p.oh() * p.ow(), isa.width)), pw,
+                            pb);
+          continue;
+        }
+        if (pb) kernels::RowSum(p.oc, gq.chan, gbuf, pb, true);
+        if (!pw) continue;
+        FillGrid(gp, p, x + s0 * in_sample, cnt, xbuf);
+        const int64_t pp = RoundUp(gp.Columns(cnt), isa.width);
+        for (int64_t g = 0; g < p.groups; ++g)
+          for (int64_t q0 = 0; q0 < pp; q0 += kDotColumns)
+            isa.dot(internal::DotArgs{
+                ocg, k, std::min(kDotColumns, pp - q0), gbuf + g * ocg * gq.chan + shift + q0,
+                gq.chan, xbuf + g * cg * gp.chan + q0, x_rows.data(), pw + g * ocg * k, k});
+      }
+    }
+  });
+  slots.Reduce(gw, gb);
+}
+
 }  // namespace
 
 void Forward(const Params& p, const float* x, const float* w, const float* b, float* y) {
@@ -355,18 +526,9 @@ void BackwardData(const Params& p, const float* gy, const float* w, float* gx) {
   if (p.n == 0) return;
   const int64_t cg = p.c / p.groups, ocg = p.oc / p.groups;
   const int64_t taps = p.kh * p.kw, k = cg * taps;
-  if (p.stride == 1 && p.kh == p.kw && p.padding <= p.kh - 1) {
-    // gx = conv(gy, w'), stride 1, padding kh-1-padding, with
-    // w'[g*cg + ci, o, ky, kx] = w[g*ocg + o, ci, kh-1-ky, kw-1-kx].
-    std::vector<float> wt(static_cast<size_t>(p.oc * k));
-    for (int64_t g = 0; g < p.groups; ++g)
-      for (int64_t o = 0; o < ocg; ++o)
-        for (int64_t ci = 0; ci < cg; ++ci)
-          for (int64_t t = 0; t < taps; ++t)
-            wt[((g * cg + ci) * ocg + o) * taps + (taps - 1 - t)] =
-                w[((g * ocg + o) * cg + ci) * taps + t];
-    const Params q{p.n, p.oc, p.oh(), p.ow(), p.c, p.kh, p.kw, 1, p.kh - 1 - p.padding, p.groups};
-    Forward(q, gy, wt.data(), nullptr, gx);
+  if (DataAsConvolution(p)) {
+    const std::vector<float> wt = FlipWeights(p, w);
+    Forward(DataParams(p), gy, wt.data(), nullptr, gx);
     return;
   }
   // General stride: gcols = w_g^T gm per group, scattered back by col2im.
@@ -400,9 +562,7 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
   if (gw) std::fill(gw, gw + p.oc * k, 0.0f);
   if (gb) std::fill(gb, gb + p.oc, 0.0f);
   if (p.n == 0) return;
-  const kernels::Conv2dGeometry geo = GroupGeometry(p);
   const Isa isa = CurrentIsaRecord();
-  const auto im2col = isa.im2col ? isa.im2col : &kernels::Im2Col;
   // Both products reduce over the chunk's pixels: bigger chunks, fewer passes
   // over the [ocg, K] result. On the grid a chunk holds its input and output
   // gradient there; a chunk with a non-finite input falls back to im2col.
@@ -415,72 +575,48 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
   const int64_t gs = grid_ok ? ChunkSamples(p, grid_sample, 2048)
                              : std::clamp<int64_t>((1 << 18) / (k * plane), 1, 16);
   const Grid gr(p, gs, std::max(isa.nr, 1));
-  const int64_t chunks = (p.n + gs - 1) / gs;
-  // Chunks are claimed by whichever thread is free, so their sums go into
-  // fixed slots of consecutive chunks, each summed in chunk order, and the
-  // slots are added in slot order: the same result whichever thread ran what.
-  // Up to 8 slots (a thread that falls behind leaves the rest to the other),
-  // fewer for wide layers, whose sums are large (ResNet-18's last convs: 9 MB
-  // each), but never fewer than threads.
-  const int64_t wk = gw ? p.oc * k : 0, bk = gb ? p.oc : 0;
-  const int64_t fit =
-      (int64_t{16} << 20) / (int64_t{sizeof(float)} * std::max<int64_t>(1, wk + bk));
-  const int64_t slots =
-      std::min(chunks, std::max<int64_t>(GetThreads(), std::min<int64_t>(fit, 8)));
-  const int64_t per_slot = (chunks + slots - 1) / slots;
-  std::vector<float> slot_sums(static_cast<size_t>(slots * (wk + bk)), 0.0f);
-  ParallelWorkers(slots, [&](WorkItems& items) {
+  WeightSlots slots(p, gs, gw != nullptr, gb != nullptr);
+  ParallelWorkers(slots.count, [&](WorkItems& items) {
     Scratch& s = ThreadScratch();
     // Rows padded to the vector width with zeros for the dot kernel.
     const int64_t ld = RoundUp(gs * plane, isa.width);
     const int64_t ld_grid = RoundUp(gs * gr.sample, isa.width);
     float* gm = Grow(s.aux, p.oc * (grid_ok ? std::max(ld, ld_grid) : ld));
     if (grid_ok) GridRows(gr, p, s.b_row);
-    std::vector<int64_t> cols_rows;
     for (int64_t slot; items.Next(slot);) {
-      float* pw = slot_sums.data() + slot * (wk + bk);
-      float* pb = pw + wk;
-      for (int64_t c = slot * per_slot; c < std::min(chunks, (slot + 1) * per_slot); ++c) {
-        const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0), px = cnt * plane;
+      float* pw = slots.Weight(slot);
+      float* pb = slots.Bias(slot);
+      for (int64_t c = slots.First(slot); c < slots.End(slot); ++c) {
+        const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0);
         const bool on_grid = grid_ok && (!gw || AllFinite(x + s0 * in_sample, cnt * in_sample));
-        if (on_grid) {
-          const int64_t pp = RoundUp(gr.Columns(cnt), isa.width);
-          GatherGrid(gr, p, gy, s0, cnt, gm, ld_grid, ld_grid);
-          if (gb) kernels::RowSum(p.oc, ld_grid, gm, pb, true);
-          if (!gw) continue;
-          float* buf = Grow(s.grid, p.c * gr.chan);
-          FillGrid(gr, p, x + s0 * in_sample, cnt, buf);
-          for (int64_t g = 0; g < p.groups; ++g)
-            isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * ld_grid, ld_grid,
-                                      buf + g * cg * gr.chan, s.b_row.data(), pw + g * ocg * k, k});
+        if (!on_grid) {
+          WeightChunkIm2Col(isa, p, x, gy, s0, cnt, s, gm, pw, pb);
           continue;
         }
-        const int64_t pp = isa.dot ? RoundUp(px, isa.width) : px;
-        GatherChannels(p, gy, s0, cnt, gm, pp);
-        if (gb) kernels::RowSum(p.oc, pp, gm, pb, true);
-        if (!gw) continue;
-        float* cols = Grow(s.cols, k * ld);
-        Im2ColRows(k, pp, cols_rows);
-        for (int64_t g = 0; g < p.groups; ++g) {
-          for (int64_t i = 0; i < cnt; ++i)
-            im2col(geo, x + (s0 + i) * in_sample + g * cg * p.h * p.w, cols + i * plane, pp);
-          if (isa.dot) {
-            for (int64_t r = 0; r < k; ++r) std::fill(cols + r * pp + px, cols + (r + 1) * pp, 0.f);
-            isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * pp, pp, cols, cols_rows.data(),
-                                      pw + g * ocg * k, k});
-          } else {
-            kernels::Gemm(false, true, ocg, k, px, 1.0f, gm + g * ocg * px, cols, 1.0f,
-                          pw + g * ocg * k);
-          }
-        }
+        const int64_t pp = RoundUp(gr.Columns(cnt), isa.width);
+        GatherGrid(gr, p, gy, s0, cnt, gm, ld_grid, ld_grid);
+        if (pb) kernels::RowSum(p.oc, ld_grid, gm, pb, true);
+        if (!pw) continue;
+        float* buf = Grow(s.grid, p.c * gr.chan);
+        FillGrid(gr, p, x + s0 * in_sample, cnt, buf);
+        for (int64_t g = 0; g < p.groups; ++g)
+          isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * ld_grid, ld_grid,
+                                    buf + g * cg * gr.chan, s.b_row.data(), pw + g * ocg * k, k});
       }
     }
   });
-  for (int64_t slot = 0; slot < slots; ++slot) {
-    const float* pw = slot_sums.data() + slot * (wk + bk);
-    if (gw) kernels::Axpy(wk, 1.0f, pw, gw);
-    if (gb) kernels::Axpy(bk, 1.0f, pw + wk, gb);
+  slots.Reduce(gw, gb);
+}
+
+void Backward(const Params& p, const float* x, const float* gy, const float* w, float* gx,
+              float* gw, float* gb) {
+  const Isa isa = CurrentIsaRecord();
+  if (p.n > 0 && gx && (gw || gb) && FusedBackwardApplies(isa, p)) {
+    BackwardFused(isa, p, x, gy, w, gx, gw, gb);
+    return;
   }
+  if (gw || gb) BackwardWeight(p, x, gy, gw, gb);
+  if (gx) BackwardData(p, gy, w, gx);
 }
 
 }  // namespace dnnd::conv

@@ -18,7 +18,10 @@
 // result. A stride-1 input gradient is itself a convolution (of the output
 // gradient with the flipped, transposed weights), so it runs on the same
 // kernel; other strides use OpenBLAS and col2im. The weight gradient is a
-// "dot tile" kernel reducing over pixels, on the same two forms of B.
+// "dot tile" kernel reducing over pixels, on the same two forms of B. When
+// both gradients of a stride-1 convolution run on the grid, Backward copies
+// each chunk of the output gradient once for the two (it is the input
+// gradient's grid, and the weight gradient's A read at an offset).
 #pragma once
 
 #include <cstdint>
@@ -44,6 +47,11 @@ void Forward(const Params& p, const float* x, const float* w, const float* b, fl
 void BackwardData(const Params& p, const float* gy, const float* w, float* gx);
 // gw[oc, c/groups, kh, kw] and gb[oc] (either may be null) overwritten.
 void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw, float* gb);
+// All three gradients (any may be null), as BackwardData and BackwardWeight
+// compute them. On the grid (stride 1, tile kernels) one copy of each chunk's
+// gy serves both products, where the two calls copy it once each.
+void Backward(const Params& p, const float* x, const float* gy, const float* w, float* gx,
+              float* gw, float* gb);
 
 // The kernel sets this CPU can run ("avx512", "avx2", "portable"), best first,
 // and the one in use: thin wrappers over tensor/isa.h, whose one setting

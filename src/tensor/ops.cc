@@ -299,14 +299,10 @@ Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
       const bool need_x = Needs(t[0]), need_w = Needs(t[1]), need_b = Needs(t[2]);
       Tensor gw = need_w ? Tensor::Empty(t[1].shape()) : Tensor();
       Tensor gb = need_b ? Tensor::Empty(t[2].shape()) : Tensor();
-      if (need_w || need_b)
-        conv::BackwardWeight(p, t[0].data(), g.data(), need_w ? gw.data() : nullptr,
-                             need_b ? gb.data() : nullptr);
-      if (need_x) {
-        Tensor gx = Tensor::Empty(t[0].shape());
-        conv::BackwardData(p, g.data(), t[1].data(), gx.data());
-        t[0].AccumulateGrad(std::move(gx));
-      }
+      Tensor gx = need_x ? Tensor::Empty(t[0].shape()) : Tensor();
+      conv::Backward(p, t[0].data(), g.data(), t[1].data(), need_x ? gx.data() : nullptr,
+                     need_w ? gw.data() : nullptr, need_b ? gb.data() : nullptr);
+      if (need_x) t[0].AccumulateGrad(std::move(gx));
       if (need_w) t[1].AccumulateGrad(std::move(gw));
       if (need_b) t[2].AccumulateGrad(std::move(gb));
     });

@@ -259,21 +259,32 @@ TEST_P(ConvIsa, TwoThreadsGiveBitIdenticalResultsEveryRun) {
   Tensor w = Tensor::Uniform({16, 16, 3, 3}, -0.5f, 0.5f, rng);
   Tensor gy = Tensor::Uniform({128, 16, 14, 14}, -1.0f, 1.0e3f, rng);  // sums that round
   const conv::Params p{128, 16, 14, 14, 16, 3, 3, 1, 1, 1};
-  auto run = [&](std::vector<float>& y, std::vector<float>& gx, std::vector<float>& gw) {
-    y.assign(static_cast<size_t>(x.numel()), 0.0f);
-    gx.assign(static_cast<size_t>(x.numel()), 0.0f);
-    gw.assign(static_cast<size_t>(w.numel()), 0.0f);
-    conv::Forward(p, x.data(), w.data(), nullptr, y.data());
-    conv::BackwardData(p, gy.data(), w.data(), gx.data());
-    conv::BackwardWeight(p, x.data(), gy.data(), gw.data(), nullptr);
-  };
-  std::vector<float> y0, gx0, gw0, y, gx, gw;
-  run(y0, gx0, gw0);
-  for (int i = 0; i < 10; ++i) {
-    run(y, gx, gw);
-    ASSERT_EQ(y, y0) << "run " << i;
-    ASSERT_EQ(gx, gx0) << "run " << i;
-    ASSERT_EQ(gw, gw0) << "run " << i;
+  // Separately, and through Backward (both products on one grid of gy).
+  for (bool fused : {false, true}) {
+    SCOPED_TRACE(fused ? "Backward" : "BackwardData + BackwardWeight");
+    auto run = [&](std::vector<float>& y, std::vector<float>& gx, std::vector<float>& gw,
+                   std::vector<float>& gb) {
+      y.assign(static_cast<size_t>(x.numel()), 0.0f);
+      gx.assign(static_cast<size_t>(x.numel()), 0.0f);
+      gw.assign(static_cast<size_t>(w.numel()), 0.0f);
+      gb.assign(16, 0.0f);
+      conv::Forward(p, x.data(), w.data(), nullptr, y.data());
+      if (fused) {
+        conv::Backward(p, x.data(), gy.data(), w.data(), gx.data(), gw.data(), gb.data());
+      } else {
+        conv::BackwardData(p, gy.data(), w.data(), gx.data());
+        conv::BackwardWeight(p, x.data(), gy.data(), gw.data(), gb.data());
+      }
+    };
+    std::vector<float> y0, gx0, gw0, gb0, y, gx, gw, gb;
+    run(y0, gx0, gw0, gb0);
+    for (int i = 0; i < 10; ++i) {
+      run(y, gx, gw, gb);
+      ASSERT_EQ(y, y0) << "run " << i;
+      ASSERT_EQ(gx, gx0) << "run " << i;
+      ASSERT_EQ(gw, gw0) << "run " << i;
+      ASSERT_EQ(gb, gb0) << "run " << i;
+    }
   }
 }
 
