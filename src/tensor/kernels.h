@@ -32,6 +32,8 @@ void ColumnSum(int64_t rows, int64_t cols, const float* in, float* out, bool acc
 void RowSum(int64_t rows, int64_t cols, const float* in, float* out, bool accumulate);
 
 void Relu(int64_t n, const float* x, float* y);
+// out = Relu of a + b, in one pass: the same values as Add then Relu.
+void AddRelu(int64_t n, const float* a, const float* b, float* out);
 void ReluBackward(int64_t n, const float* y, const float* gy, float* gx);  // gx = gy * (y > 0)
 void Sigmoid(int64_t n, const float* x, float* y);
 void SigmoidBackward(int64_t n, const float* y, const float* gy, float* gx);

@@ -156,13 +156,20 @@ Tensor Graph::ForwardRange(const Tensor& x, size_t begin, size_t end) {
     const Node& n = nodes_[i];
     args.clear();
     for (int in : n.inputs) args.push_back(value_of(in));
-    if (auto* bn = FusableBatchNorm(i, end)) {  // this node and the ReLU after it
-      values[i + 1 - begin] = bn->ForwardRelu(args[0]);
-      for (int in : n.inputs)
-        if (in >= static_cast<int>(begin) && nodes_[in].last_use == i)
-          values[in - begin] = Tensor();
-      i += 2;
-      continue;
+    if (OnlyReluReads(i, end)) {  // this node and the ReLU after it, as one op
+      auto* bn = dynamic_cast<BatchNorm*>(n.module.get());
+      auto* add = dynamic_cast<AddLayer*>(n.module.get());
+      Tensor y;
+      if (bn && args.size() == 1) y = bn->ForwardRelu(args[0]);
+      if (add && args.size() >= 2) y = add->ForwardRelu(args);
+      if (y.defined()) {
+        values[i + 1 - begin] = std::move(y);
+        for (int in : n.inputs)
+          if (in >= static_cast<int>(begin) && nodes_[in].last_use == i)
+            values[in - begin] = Tensor();
+        i += 2;
+        continue;
+      }
     }
     values[i - begin] =
         args.size() == 1 ? n.module->Forward(args[0]) : n.module->ForwardInputs(args);
@@ -173,17 +180,12 @@ Tensor Graph::ForwardRange(const Tensor& x, size_t begin, size_t end) {
   return values[end - 1 - begin];
 }
 
-BatchNorm* Graph::FusableBatchNorm(size_t i, size_t end) const {
-  if (i + 1 >= end || nodes_[i].last_use != i + 1 || nodes_[i].inputs.size() != 1 ||
-      placed_.count(i + 1))
-    return nullptr;
-  auto* bn = dynamic_cast<BatchNorm*>(nodes_[i].module.get());
+bool Graph::OnlyReluReads(size_t i, size_t end) const {
+  if (i + 1 >= end || nodes_[i].last_use != i + 1 || placed_.count(i + 1)) return false;
   auto* act = dynamic_cast<const ActivationLayer*>(nodes_[i + 1].module.get());
   const std::vector<int>& next_in = nodes_[i + 1].inputs;
-  if (!bn || !act || act->kind() != Activation::kRelu || next_in.size() != 1 ||
-      next_in[0] != static_cast<int>(i))
-    return nullptr;
-  return bn;
+  return act && act->kind() == Activation::kRelu && next_in.size() == 1 &&
+         next_in[0] == static_cast<int>(i);
 }
 
 void Graph::Place(size_t begin, size_t end, std::shared_ptr<Module> runner) {
@@ -482,6 +484,13 @@ Tensor AddLayer::ForwardInputs(const std::vector<Tensor>& xs) {
   Tensor y = xs.at(0);
   for (size_t i = 1; i < xs.size(); ++i) y = ops::Add(y, xs[i]);
   return y;
+}
+
+Tensor AddLayer::ForwardRelu(const std::vector<Tensor>& xs) {
+  if (xs.size() < 2) return ops::Relu(ForwardInputs(xs));
+  Tensor y = xs[0];
+  for (size_t i = 1; i + 1 < xs.size(); ++i) y = ops::Add(y, xs[i]);
+  return ops::AddRelu(y, xs.back());
 }
 
 Result<Shape> AddLayer::OutputShapeOf(const std::vector<Shape>& inputs) const {

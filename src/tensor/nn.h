@@ -138,9 +138,10 @@ class Graph : public Module {
     std::vector<int> inputs;
     size_t last_use = 0;  // the last node reading this one's output
   };
-  // Node i when it is a BatchNorm whose output only the ReLU at i + 1 (< end)
-  // reads: ForwardRange runs the two as BatchNorm::ForwardRelu.
-  BatchNorm* FusableBatchNorm(size_t i, size_t end) const;
+  // Whether node i's output is read only by a ReLU at i + 1 (< end) that
+  // reads nothing else: ForwardRange then runs a BatchNorm or an Add at i
+  // and that ReLU as one op (BatchNorm::ForwardRelu, AddLayer::ForwardRelu).
+  bool OnlyReluReads(size_t i, size_t end) const;
   std::vector<Node> nodes_;
   std::map<size_t, std::pair<size_t, std::shared_ptr<Module>>> placed_;  // begin -> (end, runner)
 };
@@ -252,6 +253,9 @@ class AddLayer : public Module {
  public:
   Tensor Forward(const Tensor& x) override { return x; }
   Tensor ForwardInputs(const std::vector<Tensor>& xs) override;
+  // ReLU(ForwardInputs(xs)), its last addition fused with the ReLU
+  // (ops::AddRelu): Graph calls it for an add whose only reader is a ReLU.
+  Tensor ForwardRelu(const std::vector<Tensor>& xs);
   size_t MinInputs() const override { return 2; }
   size_t MaxInputs() const override { return 64; }
   Result<Shape> OutputShape(const Shape& input) const override { return input; }

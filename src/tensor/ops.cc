@@ -161,6 +161,23 @@ Tensor Linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 }
 
 Tensor Add(const Tensor& a, const Tensor& b) { return AddSub(a, b, 1.0f, "Add"); }
+
+Tensor AddRelu(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape()) ShapeError("AddRelu", a, b);
+  Tensor y = Tensor::Empty(a.shape());
+  kernels::AddRelu(a.numel(), a.data(), b.data(), y.data());
+  if (AnyRequiresGrad({&a, &b})) {
+    Tensor saved = y.detach();  // the mask; kept anyway by whatever reads y
+    Record(y, "AddRelu", {a, b}, [saved](std::vector<Tensor>& in, const Tensor& g) {
+      Tensor gm = Tensor::Empty(g.shape());
+      kernels::ReluBackward(g.numel(), saved.data(), g.data(), gm.data());
+      // As Add: one gradient for both inputs, shared when in[1] is not a leaf.
+      if (Needs(in[1])) in[1].AccumulateGrad(Needs(in[0]) ? gm : std::move(gm));
+      if (Needs(in[0])) in[0].AccumulateGrad(std::move(gm));
+    });
+  }
+  return y;
+}
 Tensor Sub(const Tensor& a, const Tensor& b) { return AddSub(a, b, -1.0f, "Sub"); }
 
 Tensor Mul(const Tensor& a, const Tensor& b) {

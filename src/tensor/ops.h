@@ -27,6 +27,9 @@ Tensor Sub(const Tensor& a, const Tensor& b);
 Tensor Mul(const Tensor& a, const Tensor& b);  // same shapes
 Tensor MulScalar(const Tensor& a, float s);
 Tensor Relu(const Tensor& x);
+// Relu(Add(a, b)) for a and b of one shape, as one op: one pass over memory
+// forward, and one masked gradient shared by both inputs backward.
+Tensor AddRelu(const Tensor& a, const Tensor& b);
 Tensor Sigmoid(const Tensor& x);
 Tensor Tanh(const Tensor& x);
 // max(x, 0) + slope * min(x, 0).

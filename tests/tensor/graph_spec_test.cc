@@ -87,6 +87,28 @@ TEST(GraphSpec, CutsAreBlockBoundariesAndRangesCompose) {
   EXPECT_THROW(model->Place(inside, model->size(), nullptr), std::invalid_argument);
 }
 
+// In training, a batch norm or an add whose only reader is a ReLU runs with
+// it as one op (one pass less over memory); a range that ends between the
+// two runs them apart, so a layer-server cut still hands over the node's own
+// output.
+TEST(GraphSpec, BatchNormAndAddRunFusedWithTheReluAfterThem) {
+  auto spec =
+      ValueOrDie(ParseModelSpecText(ReadSource("configs/models/resnet20.toml"), "resnet20.toml"));
+  spec.input = {1, 12, 12};
+  auto model = ValueOrDie(BuildModel(spec, 3));
+  const int begin = model->Find("layer1.1.conv1"), bn1 = model->Find("layer1.1.bn1");
+  const int add = model->Find("layer1.1.add"), relu2 = model->Find("layer1.1.relu2");
+  ASSERT_TRUE(begin > 0 && bn1 > begin && add > bn1 && relu2 == add + 1);
+  Rng rng(5);
+  Tensor x = Tensor::Uniform({2, 16, 12, 12}, -1, 1, rng);
+  x.set_requires_grad(true);
+  auto op_of = [](const Tensor& t) { return std::string(t.grad_fn() ? t.grad_fn()->name : ""); };
+  EXPECT_EQ(op_of(model->ForwardRange(x, begin, bn1 + 2)), "BatchNormRelu");
+  EXPECT_EQ(op_of(model->ForwardRange(x, begin, bn1 + 1)), "BatchNorm");
+  EXPECT_EQ(op_of(model->ForwardRange(x, begin, relu2 + 1)), "AddRelu");
+  EXPECT_EQ(op_of(model->ForwardRange(x, begin, add + 1)), "Add");
+}
+
 TEST(GraphSpec, CanonicalTextRoundTripsWithNamesAndInputs) {
   auto spec =
       ValueOrDie(ParseModelSpecText(ReadSource("configs/models/resnet20.toml"), "resnet20.toml"));

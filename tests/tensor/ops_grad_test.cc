@@ -1,6 +1,12 @@
 // Every differentiable op's gradient against central finite differences.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
 #include "grad_check.h"
 #include "tensor/ops.h"
 
@@ -58,6 +64,46 @@ TEST(OpsGrad, MulScalar) {
 
 TEST(OpsGrad, Relu) {
   ExpectGradientsMatch([](auto& in) { return ops::Relu(in[0]); }, {RandAwayFromZero({4, 5}, 1)});
+}
+
+// |a| >= 0.1 and |b| <= 0.05: a + b stays off the kink within the step.
+TEST(OpsGrad, AddRelu) {
+  ExpectGradientsMatch([](auto& in) { return ops::AddRelu(in[0], in[1]); },
+                       {RandAwayFromZero({4, 5}, 1), Rand({4, 5}, 2, -0.05f, 0.05f)});
+}
+
+// The fused op is Relu(Add(a, b)) bit for bit: outputs, and the gradients of
+// both inputs, also where a + b is exactly 0 or NaN, and when both inputs
+// are one tensor (its gradient then counts twice).
+TEST(OpsGrad, AddReluIsReluOfAddBitForBit) {
+  Tensor a1 = Rand({3, 7, 5}, 3), b1 = Rand({3, 7, 5}, 4);
+  b1.data()[0] = -a1.data()[0];  // exactly 0
+  a1.data()[1] = NAN;
+  b1.data()[2] = -INFINITY;
+  Tensor a2 = a1.clone(), b2 = b1.clone();
+  for (Tensor* t : {&a1, &b1, &a2, &b2}) t->set_requires_grad(true);
+  Tensor fused = ops::AddRelu(a1, b1);
+  Tensor apart = ops::Relu(ops::Add(a2, b2));
+  Tensor gy = Rand(fused.shape(), 5);
+  fused.backward(gy);
+  apart.backward(gy);
+  auto bits = [](const Tensor& t) {
+    std::vector<uint32_t> out(static_cast<size_t>(t.numel()));
+    std::memcpy(out.data(), t.data(), out.size() * sizeof(uint32_t));
+    return out;
+  };
+  EXPECT_EQ(bits(fused), bits(apart));
+  EXPECT_EQ(bits(a1.grad()), bits(a2.grad()));
+  EXPECT_EQ(bits(b1.grad()), bits(b2.grad()));
+
+  Tensor x1 = Rand({4, 6}, 6), x2 = x1.clone();
+  x1.set_requires_grad(true);
+  x2.set_requires_grad(true);
+  Tensor gz = Rand({4, 6}, 7);
+  ops::AddRelu(x1, x1).backward(gz);
+  ops::Relu(ops::Add(x2, x2)).backward(gz);
+  EXPECT_EQ(bits(x1.grad()), bits(x2.grad()));
+  EXPECT_THROW(ops::AddRelu(x1, Rand({6}, 8)), std::invalid_argument);
 }
 
 TEST(OpsGrad, Sigmoid) {
