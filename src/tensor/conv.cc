@@ -132,46 +132,78 @@ void Im2ColColumns(int64_t gs, int64_t plane, int64_t sample_stride, std::vector
 
 // --- B on the padded grid ------------------------------------------------------
 
-// A stride-1 convolution's input laid out for the GEMM without im2col (see
-// conv.h). Per channel, the chunk's samples follow each other in blocks of
+// A convolution's input laid out for the GEMM without im2col (see conv.h).
+//
+// Stride 1: per channel, the chunk's samples follow each other in blocks of
 // hs rows of wp floats: `pad` zero rows, then the image's rows, each `pad`
 // zeros and then its w values. A row's right padding is the next row's left
 // padding and a sample's bottom padding the next sample's top, so point (py,
 // px) of sample s's zero-padded image is at s * sample + py * wp + px for
 // every py < h + 2 pad, px < w + 2 pad. Output (oy, ox) of sample s is
 // virtual column s * sample + oy * wp + ox, and tap (ky, kx) of channel c
-// reads it c * chan + ky * wp + kx further on. Columns with ox >= ow or oy >=
-// oh are computed and dropped.
+// reads it c * chan + ky * wp + kx further on.
+//
+// Stride S > 1: the zero-padded image is split into its S x S phases by row
+// and column parity (fewer when the kernel is smaller than S), each its own
+// span of `chan` floats per channel: element (i, j) of phase (a, b) is padded
+// point (S i + a, S j + b), in blocks of hs = oh + (kh-1)/S rows of wp = ow +
+// (kw-1)/S per sample. Tap (ky, kx) then reads phase (ky % S, kx % S) shifted
+// by (ky / S) rows and (kx / S) columns: a shift again, as for stride 1, and
+// the phases together are the size of the padded input (im2col: kh kw / S^2
+// times the output's).
+//
+// Either way, columns with ox >= ow or oy >= oh are computed and dropped.
 struct Grid {
-  int64_t pad, wp, hs, sample, oh, ow;
-  int64_t chan;  // floats per channel: the chunk, its bottom padding, the last tile's overrun
+  int64_t pad, stride, phy, phx, wp, hs, sample, oh, ow;
+  // Floats per channel (per phase): the chunk, its bottom padding, the last
+  // tile's overrun.
+  int64_t chan;
   Grid(const Params& p, int64_t gs, int64_t nr)
       : pad(p.padding),
-        wp(p.w + p.padding),
-        hs(p.h + p.padding),
+        stride(p.stride),
+        phy(std::min(p.stride, p.kh)),
+        phx(std::min(p.stride, p.kw)),
+        wp(p.stride == 1 ? p.w + p.padding : p.ow() + (p.kw - 1) / p.stride),
+        hs(p.stride == 1 ? p.h + p.padding : p.oh() + (p.kh - 1) / p.stride),
         sample(hs * wp),
         oh(p.oh()),
         ow(p.ow()),
-        chan(RoundUp(RoundUp(Columns(gs), nr) + (p.kh - 1) * wp + p.kw - 1, 16)) {}
+        chan(RoundUp(RoundUp(Columns(gs), nr) + (p.kh - 1) / p.stride * wp + (p.kw - 1) / p.stride,
+                     16)) {}
   // Virtual columns of a chunk of cnt samples, up to its last output.
   int64_t Columns(int64_t cnt) const { return (cnt - 1) * sample + (oh - 1) * wp + ow; }
+  // Spans of `chan` floats per channel.
+  int64_t Spans() const { return phy * phx; }
 };
 
-// The grid needs every padded row and column to fall inside the one shared
+// Stride 1 needs every padded row and column to fall inside the one shared
 // padding: padding below the kernel's size (all "same" and "valid" convs).
-bool GridApplies(const Params& p) { return p.stride == 1 && p.padding < p.kh && p.padding < p.kw; }
-
-int64_t GridSampleBytes(const Params& p, int64_t channels) {
-  return channels * (p.h + p.padding) * (p.w + p.padding) * int64_t{sizeof(float)};
+// The phases of a larger stride hold their own padding; they pay where
+// im2col would copy each input point more than once (a kernel wider than 1)
+// and the dropped columns are at most a fifth of the output's (14x14 and
+// larger outputs of a 3x3 kernel: 225 columns for 196; on 7x7, 64 for 49,
+// im2col's copies measured faster).
+bool GridApplies(const Params& p) {
+  if (p.padding >= p.kh || p.padding >= p.kw) return false;
+  if (p.stride == 1) return true;
+  const Grid gr(p, 1, 1);
+  return p.kh * p.kw > 1 && 5 * gr.sample <= 6 * gr.oh * gr.ow;
 }
 
-// GemmArgs::b_row on the grid: row (c, ky, kx) of B is the grid shifted.
+int64_t GridSampleBytes(const Params& p, int64_t channels) {
+  const Grid gr(p, 1, 1);
+  return channels * gr.Spans() * gr.sample * int64_t{sizeof(float)};
+}
+
+// GemmArgs::b_row on the grid: row (c, ky, kx) of B is the grid (its phase
+// (ky % S, kx % S)) shifted.
 void GridRows(const Grid& gr, const Params& p, std::vector<int64_t>& rows) {
-  const int64_t cg = p.c / p.groups;
+  const int64_t cg = p.c / p.groups, s = gr.stride;
   rows.resize(static_cast<size_t>(cg * p.kh * p.kw));
   for (int64_t c = 0, r = 0; c < cg; ++c)
     for (int64_t ky = 0; ky < p.kh; ++ky)
-      for (int64_t kx = 0; kx < p.kw; ++kx) rows[r++] = c * gr.chan + ky * gr.wp + kx;
+      for (int64_t kx = 0; kx < p.kw; ++kx)
+        rows[r++] = (c * gr.Spans() + ky % s * gr.phx + kx % s) * gr.chan + ky / s * gr.wp + kx / s;
 }
 
 // GemmArgs::col_off on the grid for gs samples (-1: dropped column).
@@ -184,9 +216,46 @@ void GridColumns(const Grid& gr, int64_t gs, int64_t sample_stride, std::vector<
         *o++ = oy < gr.oh && ox < gr.ow ? s * sample_stride + oy * gr.ow + ox : -1;
 }
 
+// Row i of phase (a, b) at stride S (a compile-time 2 lets the copy
+// vectorise; 0: `stride`): dst[j] = the image row's point S j + b - pad,
+// zeros where that is outside the row.
+template <int64_t S>
+float* FillPhaseRow(const float* row, int64_t w, int64_t b, int64_t pad, int64_t wp, int64_t stride,
+                    float* dst) {
+  const int64_t s = S > 0 ? S : stride, off = b - pad;
+  const int64_t j0 = std::min(wp, off >= 0 ? 0 : (-off + s - 1) / s);
+  const int64_t j1 = std::max(j0, std::min(wp, w - 1 - off < 0 ? 0 : (w - 1 - off) / s + 1));
+  std::fill(dst, dst + j0, 0.0f);
+  for (int64_t j = j0; j < j1; ++j) dst[j] = row[s * j + off];
+  std::fill(dst + j1, dst + wp, 0.0f);
+  return dst + wp;
+}
+
 // Copies cnt samples of x [cnt, c, h, w] into the grid, zeros in the padding
-// and up to the end of each channel's span.
+// and up to the end of each channel's (phase's) span.
 void FillGrid(const Grid& gr, const Params& p, const float* x, int64_t cnt, float* buf) {
+  if (gr.stride > 1) {
+    for (int64_t c = 0; c < p.c; ++c)
+      for (int64_t a = 0; a < gr.phy; ++a)
+        for (int64_t b = 0; b < gr.phx; ++b) {
+          float* const span = buf + (c * gr.Spans() + a * gr.phx + b) * gr.chan;
+          float* dst = span;
+          for (int64_t s = 0; s < cnt; ++s) {
+            const float* img = x + (s * p.c + c) * p.h * p.w;
+            for (int64_t i = 0; i < gr.hs; ++i) {
+              const int64_t iy = gr.stride * i + a - gr.pad;
+              if (iy < 0 || iy >= p.h)
+                dst = std::fill_n(dst, gr.wp, 0.0f);
+              else if (gr.stride == 2)
+                dst = FillPhaseRow<2>(img + iy * p.w, p.w, b, gr.pad, gr.wp, 2, dst);
+              else
+                dst = FillPhaseRow<0>(img + iy * p.w, p.w, b, gr.pad, gr.wp, gr.stride, dst);
+            }
+          }
+          std::fill(dst, span + gr.chan, 0.0f);
+        }
+    return;
+  }
   for (int64_t c = 0; c < p.c; ++c) {
     float* dst = buf + c * gr.chan;
     for (int64_t s = 0; s < cnt; ++s) {
@@ -259,7 +328,7 @@ void ForwardTiles(const Isa& isa, const Params& p, const float* x, const float* 
   ParallelWorkers(chunks, [&](WorkItems& items) {
     Scratch& s = ThreadScratch();
     const int64_t ldb = RoundUp(gs * plane, isa.nr);
-    float* buf = on_grid ? Grow(s.grid, p.c * gr.chan) : Grow(s.cols, k * ldb);
+    float* buf = on_grid ? Grow(s.grid, p.c * gr.Spans() * gr.chan) : Grow(s.cols, k * ldb);
     if (on_grid) {
       GridRows(gr, p, s.b_row);
       GridColumns(gr, gs, p.oc * plane, s.col_off);
@@ -283,7 +352,7 @@ void ForwardTiles(const Isa& isa, const Params& p, const float* x, const float* 
                       n_cols,
                       k,
                       a.data() + g * mp * k,
-                      on_grid ? buf + g * cg * gr.chan : buf,
+                      on_grid ? buf + g * cg * gr.Spans() * gr.chan : buf,
                       s.b_row.data(),
                       b ? b + g * ocg : nullptr,
                       y + (s0 * p.oc + g * ocg) * plane,
@@ -461,7 +530,7 @@ void BackwardFused(const Isa& isa, const Params& p, const float* x, const float*
   // KB), but with at least ~2048 columns for the dot kernel (see
   // BackwardWeight) while the grid stays within 512 KB of L2.
   const int64_t gs_gemm = ChunkSamples(q, GridSampleBytes(q, q.c), 256 << 10);
-  const int64_t gs_dot = ChunkSamples(p, (p.h + p.padding) * (p.w + p.padding), 2048);
+  const int64_t gs_dot = ChunkSamples(p, Grid(p, 1, 1).sample, 2048);
   const int64_t gs =
       std::max(gs_gemm, std::min(gs_dot, ChunkSamples(q, GridSampleBytes(q, q.c), 512 << 10)));
   Grid gq(q, gs, isa.nr);                         // gy's: the GEMM's B, the dot's A
@@ -473,7 +542,7 @@ void BackwardFused(const Isa& isa, const Params& p, const float* x, const float*
   ParallelWorkers(slots.count, [&](WorkItems& items) {
     Scratch& s = ThreadScratch();
     float* gbuf = Grow(s.aux, p.oc * gq.chan);
-    float* xbuf = Grow(s.grid, p.c * gp.chan);
+    float* xbuf = Grow(s.grid, p.c * gp.Spans() * gp.chan);
     GridRows(gq, q, s.b_row);
     GridColumns(gq, gs, in_sample, s.col_off);
     std::vector<int64_t> x_rows;
@@ -502,9 +571,10 @@ void BackwardFused(const Isa& isa, const Params& p, const float* x, const float*
         const int64_t pp = RoundUp(gp.Columns(cnt), isa.width);
         for (int64_t g = 0; g < p.groups; ++g)
           for (int64_t q0 = 0; q0 < pp; q0 += kDotColumns)
-            isa.dot(internal::DotArgs{
-                ocg, k, std::min(kDotColumns, pp - q0), gbuf + g * ocg * gq.chan + shift + q0,
-                gq.chan, xbuf + g * cg * gp.chan + q0, x_rows.data(), pw + g * ocg * k, k});
+            isa.dot(internal::DotArgs{ocg, k, std::min(kDotColumns, pp - q0),
+                                      gbuf + g * ocg * gq.chan + shift + q0, gq.chan,
+                                      xbuf + g * cg * gp.Spans() * gp.chan + q0, x_rows.data(),
+                                      pw + g * ocg * k, k});
       }
     }
   });
@@ -571,7 +641,7 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
   // runs through B: about 2048 columns (a 7x7 plane's chunk would otherwise
   // spend a third of its time in those sums).
   const bool grid_ok = isa.dot && GridApplies(p);
-  const int64_t grid_sample = (p.h + p.padding) * (p.w + p.padding);
+  const int64_t grid_sample = Grid(p, 1, 1).sample;
   const int64_t gs = grid_ok ? ChunkSamples(p, grid_sample, 2048)
                              : std::clamp<int64_t>((1 << 18) / (k * plane), 1, 16);
   const Grid gr(p, gs, std::max(isa.nr, 1));
@@ -597,11 +667,12 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
         GatherGrid(gr, p, gy, s0, cnt, gm, ld_grid, ld_grid);
         if (pb) kernels::RowSum(p.oc, ld_grid, gm, pb, true);
         if (!pw) continue;
-        float* buf = Grow(s.grid, p.c * gr.chan);
+        float* buf = Grow(s.grid, p.c * gr.Spans() * gr.chan);
         FillGrid(gr, p, x + s0 * in_sample, cnt, buf);
         for (int64_t g = 0; g < p.groups; ++g)
           isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * ld_grid, ld_grid,
-                                    buf + g * cg * gr.chan, s.b_row.data(), pw + g * ocg * k, k});
+                                    buf + g * cg * gr.Spans() * gr.chan, s.b_row.data(),
+                                    pw + g * ocg * k, k});
       }
     }
   });

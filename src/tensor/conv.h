@@ -5,7 +5,7 @@
 // (c/g)*kh*kw, over a chunk of samples; chunks run in parallel. The GEMM is
 // dnnd's own tile kernel, compiled per instruction set (AVX-512, AVX2+FMA)
 // and chosen once at run time from the CPU; it writes its tiles straight into
-// NCHW (no transposes). B comes in one of two forms:
+// NCHW (no transposes). B comes in one of three forms:
 //  - stride 1 (padding below the kernel size): no im2col. Each channel of the
 //    chunk is copied once into a zero-padded grid whose rows and samples
 //    share their padding; row (c, ky, kx) of B is then that grid read at the
@@ -13,12 +13,16 @@
 //    buffer. The grid's extra columns (right padding, rows below a sample)
 //    produce outputs that are never stored: 7-30 % more multiply-adds than
 //    needed on 28x28 to 7x7 planes, against an im2col 9x the input's size.
-//  - other strides: the im2col matrix of the chunk, sized to stay in L2.
+//  - other strides, on outputs of 14x14 and more: the same on the input's
+//    stride x stride phases (by row and column parity), each a grid of its
+//    own, so tap (ky, kx) is phase (ky % s, kx % s) shifted; the phases
+//    together are the padded input's size.
+//  - otherwise: the im2col matrix of the chunk, sized to stay in L2.
 // Without AVX2 the portable path calls OpenBLAS on im2col and scatters the
 // result. A stride-1 input gradient is itself a convolution (of the output
 // gradient with the flipped, transposed weights), so it runs on the same
-// kernel; other strides use OpenBLAS and col2im. The weight gradient is a
-// "dot tile" kernel reducing over pixels, on the same two forms of B. When
+// kernel; other strides use kernels::Gemm and col2im. The weight gradient is a
+// "dot tile" kernel reducing over pixels, on the same forms of B. When
 // both gradients of a stride-1 convolution run on the grid, Backward copies
 // each chunk of the output gradient once for the two (it is the input
 // gradient's grid, and the weight gradient's A read at an offset).

@@ -152,10 +152,17 @@ const Case kCases[] = {
     {40, 3, 2, 2, 3, 1, 1, 1, 0, 1, true},
     {6, 16, 31, 33, 16, 3, 3, 1, 1, 1, false},
     {9, 4, 12, 12, 8, 5, 5, 1, 0, 2, true},
-    // Stride > 1 (im2col; the input gradient through col2im): kernels
-    // smaller than the stride, padding at and over the kernel's size, odd
-    // and 1-wide planes, non-square kernels, groups, more samples than one
-    // chunk.
+    // Stride > 1 (the input gradient through col2im; forward and weight
+    // gradient through im2col, or on the phase grid for larger outputs):
+    // kernels smaller than the stride, padding at and over the kernel's
+    // size, odd and 1-wide planes, non-square kernels, groups, more samples
+    // than one chunk; on the phase grid strides 2 and 3, 3x3 and 4x4
+    // kernels, odd sizes, groups, and 7x7 outputs that stay on im2col.
+    {3, 8, 28, 28, 6, 3, 3, 2, 1, 1, true},
+    {2, 4, 30, 26, 5, 4, 4, 2, 1, 1, true},
+    {5, 16, 22, 22, 8, 3, 3, 2, 1, 2, false},
+    {3, 12, 31, 29, 4, 3, 3, 3, 0, 1, true},
+    {17, 16, 14, 14, 32, 3, 3, 2, 1, 1, false},
     {3, 8, 11, 9, 5, 2, 2, 3, 0, 1, true},
     {2, 4, 9, 10, 6, 5, 5, 2, 2, 1, true},
     {2, 8, 7, 7, 5, 3, 3, 2, 2, 1, true},
@@ -217,7 +224,8 @@ TEST_P(ConvIsa, NonFiniteInputsReachWhatTheReferenceSays) {
   const Case cases[] = {{3, 4, 9, 8, 5, 3, 3, 1, 1, 1, true},
                         {2, 3, 7, 7, 4, 3, 3, 1, 0, 1, false},
                         {2, 3, 9, 9, 4, 3, 3, 2, 1, 1, true},
-                        {2, 8, 9, 9, 4, 3, 3, 2, 1, 1, true}};
+                        {2, 8, 9, 9, 4, 3, 3, 2, 1, 1, true},
+                        {2, 8, 28, 28, 4, 3, 3, 2, 1, 1, true}};
   for (int threads : {1, 2}) {
     SetThreads(threads);
     for (const Case& k : cases) {
