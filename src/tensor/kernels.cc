@@ -166,9 +166,8 @@ void Relu(int64_t n, const float* x, float* y) {
   Elementwise(n, [&](int64_t o, int64_t c) { V(y + o, c) = V(x + o, c).max(0.0f); });
 }
 void AddRelu(int64_t n, const float* a, const float* b, float* out) {
-  Elementwise(n, [&](int64_t o, int64_t c) {
-    V(out + o, c) = (V(a + o, c) + V(b + o, c)).max(0.0f);
-  });
+  Elementwise(n,
+              [&](int64_t o, int64_t c) { V(out + o, c) = (V(a + o, c) + V(b + o, c)).max(0.0f); });
 }
 namespace {
 // A plain restrict-qualified loop with both loads unconditional: GCC then
