@@ -3,6 +3,7 @@
 #include <png.h>
 #include <zlib.h>
 
+#include <boost/endian/conversion.hpp>
 #include <memory>
 #include <new>
 #include <string>
@@ -12,9 +13,7 @@
 namespace dnnd::image_internal {
 namespace {
 
-uint32_t Be32(const uint8_t* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
-}
+using boost::endian::load_big_u32;
 
 // Bytes of a PNG's filtered scanlines (what its zlib stream must inflate
 // to) for the IHDR's width, height, bit depth, colour type and interlace.
@@ -41,8 +40,9 @@ uint64_t PngRawBytes(uint64_t w, uint64_t h, int depth, int color, bool interlac
 Status CheckPngInflate(std::string_view bytes) {
   const auto* b = reinterpret_cast<const uint8_t*>(bytes.data());
   const size_t n = bytes.size();
-  if (n < 33 || Be32(b + 12) != 0x49484452u) return Status::Ok();  // no IHDR first: libpng says so
-  const uint64_t w = Be32(b + 16), h = Be32(b + 20);
+  if (n < 33 || load_big_u32(b + 12) != 0x49484452u)
+    return Status::Ok();  // no IHDR first: libpng says so
+  const uint64_t w = load_big_u32(b + 16), h = load_big_u32(b + 20);
   const uint64_t want = PngRawBytes(w, h, b[24], b[25], b[28] != 0);
   z_stream z{};
   if (inflateInit(&z) != Z_OK) return ResourceExhausted("cannot check the PNG: out of memory");
@@ -50,8 +50,8 @@ Status CheckPngInflate(std::string_view bytes) {
   uint8_t scratch[1 << 15];
   uint64_t out = 0;
   for (size_t i = 8; i + 12 <= n;) {
-    const uint64_t len = Be32(b + i);
-    const uint32_t type = Be32(b + i + 4);
+    const uint64_t len = load_big_u32(b + i);
+    const uint32_t type = load_big_u32(b + i + 4);
     if (len > n - i - 12) break;     // truncated chunk: libpng refuses it
     if (type == 0x49454E44u) break;  // IEND
     if (type == 0x49444154u) {       // IDAT
@@ -86,8 +86,8 @@ Result<Image> DecodePng(std::string_view bytes, int want, const ImageLimits& lim
   // The size the IHDR declares is refused before libpng reads further (it
   // reads on to the first image data, and checks the IHDR's CRC first).
   const auto* b = reinterpret_cast<const uint8_t*>(bytes.data());
-  if (bytes.size() >= 24 && Be32(b + 12) == 0x49484452u)
-    DNND_RETURN_IF_ERROR(CheckPixels(Be32(b + 16), Be32(b + 20), limits));
+  if (bytes.size() >= 24 && load_big_u32(b + 12) == 0x49484452u)
+    DNND_RETURN_IF_ERROR(CheckPixels(load_big_u32(b + 16), load_big_u32(b + 20), limits));
   png_image png{};
   png.version = PNG_IMAGE_VERSION;
   // png_image_free is a no-op once libpng has freed its state itself.

@@ -1,6 +1,7 @@
 #include "tensor/data/idx.h"
 
 #include <algorithm>
+#include <boost/endian/conversion.hpp>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -10,9 +11,7 @@
 namespace dnnd::data {
 namespace {
 
-uint32_t ReadBe32(const uint8_t* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
-}
+using boost::endian::load_big_u32;
 
 int ElementSize(uint8_t dtype) {
   switch (dtype) {
@@ -39,15 +38,15 @@ float ElementAsFloat(uint8_t dtype, const uint8_t* p) {
     case 0x0B:
       return static_cast<float>(static_cast<int16_t>((p[0] << 8) | p[1]));
     case 0x0C:
-      return static_cast<float>(static_cast<int32_t>(ReadBe32(p)));
+      return static_cast<float>(static_cast<int32_t>(load_big_u32(p)));
     case 0x0D: {
-      uint32_t u = ReadBe32(p);
+      uint32_t u = load_big_u32(p);
       float f;
       std::memcpy(&f, &u, 4);
       return f;
     }
     case 0x0E: {
-      uint64_t u = (uint64_t{ReadBe32(p)} << 32) | ReadBe32(p + 4);
+      uint64_t u = (uint64_t{load_big_u32(p)} << 32) | load_big_u32(p + 4);
       double d;
       std::memcpy(&d, &u, 8);
       return static_cast<float>(d);
@@ -91,7 +90,7 @@ Result<IdxArray> DecodeIdx(ByteSource& src, const std::string& what, const Decod
                       std::to_string(4 + dims.size()) + " bytes, file has " +
                       std::to_string(4 + *got));
   }
-  for (int i = 0; i < rank; ++i) a.dims.push_back(ReadBe32(dims.data() + 4 * i));
+  for (int i = 0; i < rank; ++i) a.dims.push_back(load_big_u32(dims.data() + 4 * i));
   const int64_t n = ShapeNumel(a.dims);
   if (n < 0 || n > std::numeric_limits<int64_t>::max() / 4 / esize)
     return Corruption(what + ": IDX dimensions " + ShapeToString(a.dims) + " overflow");
