@@ -211,24 +211,30 @@ Tensor BatchNormImpl(const Tensor& x, const Tensor& weight, const Tensor& bias,
   }
   if (AnyRequiresGrad({&x, &weight, &bias})) {
     // The fused ReLU's backward reads its output (the mask), kept anyway by
-    // whatever consumes it.
+    // whatever consumes it, or recomputes the mask from x, weight and bias
+    // (kernels.h). Backward takes weight and bias as this forward used them
+    // (c floats each): an optimizer step between the two (a layer server's
+    // client may step with micro-batches pending) must not mix the weights
+    // into the gradient of one forward.
     Tensor relu_y = relu ? y.detach() : Tensor();
-    Record(
-        y, relu ? "BatchNormRelu" : "BatchNorm", {x, weight, bias},
-        [mean, invstd, relu_y, n, c, plane, batch_stats](std::vector<Tensor>& t, const Tensor& g) {
-          Tensor gx = Needs(t[0]) ? Tensor::Empty(t[0].shape()) : Tensor();
-          Tensor gw = Needs(t[1]) ? Tensor::Empty({c}) : Tensor();
-          Tensor gb = Needs(t[2]) ? Tensor::Empty({c}) : Tensor();
-          kernels::BatchNormBackward(
-              n, c, plane, t[0].data(), g.data(), relu_y.defined() ? relu_y.data() : nullptr,
-              mean.data(), invstd.data(), t[1].defined() ? t[1].data() : nullptr,
-              t[2].defined() ? t[2].data() : nullptr, batch_stats,
-              gx.defined() ? gx.data() : nullptr, gw.defined() ? gw.data() : nullptr,
-              gb.defined() ? gb.data() : nullptr);
-          if (gx.defined()) t[0].AccumulateGrad(std::move(gx));
-          if (gw.defined()) t[1].AccumulateGrad(std::move(gw));
-          if (gb.defined()) t[2].AccumulateGrad(std::move(gb));
-        });
+    Tensor w_used = weight.defined() ? weight.detach().clone() : Tensor();
+    Tensor b_used = bias.defined() ? bias.detach().clone() : Tensor();
+    Record(y, relu ? "BatchNormRelu" : "BatchNorm", {x, weight, bias},
+           [mean, invstd, relu_y, w_used, b_used, n, c, plane, batch_stats](std::vector<Tensor>& t,
+                                                                            const Tensor& g) {
+             Tensor gx = Needs(t[0]) ? Tensor::Empty(t[0].shape()) : Tensor();
+             Tensor gw = Needs(t[1]) ? Tensor::Empty({c}) : Tensor();
+             Tensor gb = Needs(t[2]) ? Tensor::Empty({c}) : Tensor();
+             kernels::BatchNormBackward(
+                 n, c, plane, t[0].data(), g.data(), relu_y.defined() ? relu_y.data() : nullptr,
+                 mean.data(), invstd.data(), w_used.defined() ? w_used.data() : nullptr,
+                 b_used.defined() ? b_used.data() : nullptr, batch_stats,
+                 gx.defined() ? gx.data() : nullptr, gw.defined() ? gw.data() : nullptr,
+                 gb.defined() ? gb.data() : nullptr);
+             if (gx.defined()) t[0].AccumulateGrad(std::move(gx));
+             if (gw.defined()) t[1].AccumulateGrad(std::move(gw));
+             if (gb.defined()) t[2].AccumulateGrad(std::move(gb));
+           });
   }
   return y;
 }

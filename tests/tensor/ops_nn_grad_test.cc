@@ -211,6 +211,38 @@ TEST(OpsNnGrad, BatchNormReluMaskIsTheForwardOutputs) {
   conv::SelectIsa(restore);
 }
 
+// An optimizer step between forward and backward (a layer server's client
+// may step with micro-batches pending) changes weight and bias in place;
+// the gradients are still those of the forward that ran, mask included,
+// as when nothing changed. Fused and plain, training and evaluation.
+TEST(OpsNnGrad, BatchNormBackwardUsesTheWeightsItsForwardUsed) {
+  for (bool relu : {true, false})
+    for (bool training : {true, false}) {
+      SCOPED_TRACE(std::string(relu ? "relu " : "") + (training ? "train" : "eval"));
+      auto run = [&](bool step_between) {
+        Tensor x = Rand({4, 6, 5, 5}, 41, -2, 2);
+        Tensor w = Rand({6}, 42, 0.5f, 1.5f), b = Rand({6}, 43, -0.5f, 0.5f);
+        for (Tensor* t : {&x, &w, &b}) t->set_requires_grad(true);
+        Tensor rm = Tensor::Zeros({6}), rv = Tensor::Ones({6});
+        Tensor y = relu ? ops::BatchNormRelu(x, w, b, rm, rv, training, 0.1f, 1e-5f)
+                        : ops::BatchNorm(x, w, b, rm, rv, training, 0.1f, 1e-5f);
+        if (step_between)
+          for (int64_t ch = 0; ch < 6; ++ch) {
+            w.data()[ch] *= 3.0f;
+            b.data()[ch] += 1.0f;
+          }
+        y.backward(Rand(y.shape(), 44));
+        std::vector<float> out = x.grad().ToVector();
+        for (const Tensor* t : {&w, &b}) {
+          const std::vector<float> v = t->grad().ToVector();
+          out.insert(out.end(), v.begin(), v.end());
+        }
+        return out;
+      };
+      EXPECT_EQ(run(true), run(false));
+    }
+}
+
 TEST(OpsNnGrad, BatchNormRunningStatsAndErrors) {
   // Channel 0 holds 1, 2, 3, 4: mean 2.5, biased var 1.25, unbiased 5/3.
   Tensor x = Tensor::FromVector({2, 2, 1, 2}, {1, 2, 0, 0, 3, 4, 0, 0});
