@@ -529,10 +529,10 @@ void BackwardFused(const Isa& isa, const Params& p, const float* x, const float*
   // As Forward chunks the input-gradient convolution (its grid within 256
   // KB), but with at least ~2048 columns for the dot kernel (see
   // BackwardWeight) while the grid stays within 512 KB of L2.
-  const int64_t gs_gemm = ChunkSamples(q, GridSampleBytes(q, q.c), 256 << 10);
+  const int64_t q_bytes = GridSampleBytes(q, q.c);
+  const int64_t gs_gemm = ChunkSamples(q, q_bytes, 256 << 10);
   const int64_t gs_dot = ChunkSamples(p, Grid(p, 1, 1).sample, 2048);
-  const int64_t gs =
-      std::max(gs_gemm, std::min(gs_dot, ChunkSamples(q, GridSampleBytes(q, q.c), 512 << 10)));
+  const int64_t gs = std::max(gs_gemm, std::min(gs_dot, ChunkSamples(q, q_bytes, 512 << 10)));
   Grid gq(q, gs, isa.nr);                         // gy's: the GEMM's B, the dot's A
   const Grid gp(p, gs, isa.nr);                   // x's: the dot's B
   const int64_t shift = q.padding * (gq.wp + 1);  // gy(0, 0) in gq, from GatherGrid's place

@@ -34,9 +34,19 @@ bool Has(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
+// The shipped ResNet-20 spec, and a model of it on 1x12x12 inputs (seed 3).
+ModelSpec Resnet20Spec() {
+  return ValueOrDie(
+      ParseModelSpecText(ReadSource("configs/models/resnet20.toml"), "resnet20.toml"));
+}
+auto SmallResnet20() {
+  ModelSpec spec = Resnet20Spec();
+  spec.input = {1, 12, 12};
+  return ValueOrDie(BuildModel(spec, 3));
+}
+
 TEST(GraphSpec, ResNet20HasTorchvisionNamesAndShapes) {
-  auto spec =
-      ValueOrDie(ParseModelSpecText(ReadSource("configs/models/resnet20.toml"), "resnet20.toml"));
+  ModelSpec spec = Resnet20Spec();
   auto model = ValueOrDie(BuildModel(spec, 7));
   // 3 stages x 3 blocks, ResNet-20's 0.27 M parameters (He et al. 2016).
   EXPECT_EQ(model->ParameterCount(), 272474);
@@ -69,10 +79,7 @@ TEST(GraphSpec, ShippedModelsBuild) {
 }
 
 TEST(GraphSpec, CutsAreBlockBoundariesAndRangesCompose) {
-  auto spec =
-      ValueOrDie(ParseModelSpecText(ReadSource("configs/models/resnet20.toml"), "resnet20.toml"));
-  spec.input = {1, 12, 12};
-  auto model = ValueOrDie(BuildModel(spec, 3));
+  auto model = SmallResnet20();
   const int block1 = model->Find("layer1.1.conv1"), inside = model->Find("layer1.0.bn2");
   ASSERT_GT(block1, 0);
   EXPECT_TRUE(model->IsCut(block1));
@@ -92,10 +99,7 @@ TEST(GraphSpec, CutsAreBlockBoundariesAndRangesCompose) {
 // two runs them apart, so a layer-server cut still hands over the node's own
 // output.
 TEST(GraphSpec, BatchNormAndAddRunFusedWithTheReluAfterThem) {
-  auto spec =
-      ValueOrDie(ParseModelSpecText(ReadSource("configs/models/resnet20.toml"), "resnet20.toml"));
-  spec.input = {1, 12, 12};
-  auto model = ValueOrDie(BuildModel(spec, 3));
+  auto model = SmallResnet20();
   const int begin = model->Find("layer1.1.conv1"), bn1 = model->Find("layer1.1.bn1");
   const int add = model->Find("layer1.1.add"), relu2 = model->Find("layer1.1.relu2");
   ASSERT_TRUE(begin > 0 && bn1 > begin && add > bn1 && relu2 == add + 1);
@@ -110,8 +114,7 @@ TEST(GraphSpec, BatchNormAndAddRunFusedWithTheReluAfterThem) {
 }
 
 TEST(GraphSpec, CanonicalTextRoundTripsWithNamesAndInputs) {
-  auto spec =
-      ValueOrDie(ParseModelSpecText(ReadSource("configs/models/resnet20.toml"), "resnet20.toml"));
+  ModelSpec spec = Resnet20Spec();
   const std::string text = ModelSpecToToml(spec);
   EXPECT_TRUE(Has(text, "name = \"layer2.0.downsample.0\"")) << text;
   auto again = ValueOrDie(ParseModelSpecText(text, "canonical"));
