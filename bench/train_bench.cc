@@ -56,7 +56,7 @@ double ForwardMacs(const nn::Graph& model, const Shape& input) {
 
 // `input` overrides the spec's input shape (ResNet-20 on 1x28x28).
 void TrainModel(benchmark::State& state, const std::string& name, bool sgd = false,
-                Shape input = {}) {
+                Shape input = {}, int64_t batch = kBatch) {
   SetThreads(static_cast<int>(state.range(0)));
   ModelSpec spec = LoadSpec(name);
   if (sgd) spec.optimizer = {.type = "sgd", .lr = 0.1f, .momentum = 0.9f};
@@ -64,11 +64,11 @@ void TrainModel(benchmark::State& state, const std::string& name, bool sgd = fal
   auto model = ValueOrThrow(BuildModel(spec, 1));
   auto opt = ValueOrThrow(optim::MakeOptimizer(spec.optimizer, model->NamedParameters()));
   Rng rng(2);
-  Shape xs = {kBatch};
+  Shape xs = {batch};
   xs.insert(xs.end(), spec.input.begin(), spec.input.end());
   Tensor x = Tensor::Uniform(xs, 0.0f, 1.0f, rng);
   nn::Target target;
-  for (int64_t i = 0; i < kBatch; ++i) target.labels.push_back(static_cast<int32_t>(i % 10));
+  for (int64_t i = 0; i < batch; ++i) target.labels.push_back(static_cast<int32_t>(i % 10));
   for (auto _ : state) {
     Tensor loss = nn::ComputeLoss(spec.loss, model->Forward(x), target);
     loss.backward();
@@ -77,9 +77,9 @@ void TrainModel(benchmark::State& state, const std::string& name, bool sgd = fal
     benchmark::DoNotOptimize(loss.item());
   }
   state.counters["samples_per_s"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * kBatch), benchmark::Counter::kIsRate);
+      static_cast<double>(state.iterations() * batch), benchmark::Counter::kIsRate);
   if (name != "mlp") {
-    const double flops = 3 * 2 * ForwardMacs(*model, spec.input) * kBatch;
+    const double flops = 3 * 2 * ForwardMacs(*model, spec.input) * batch;
     state.counters["GFLOP_per_s"] = benchmark::Counter(
         flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
   }
@@ -87,7 +87,7 @@ void TrainModel(benchmark::State& state, const std::string& name, bool sgd = fal
     // forward 2*B*(784*512 + 512*256 + 256*10); backward twice that, minus the
     // input gradient of the first layer, which is never computed.
     double macs = 784.0 * 512 + 512.0 * 256 + 256.0 * 10;
-    double flops = kBatch * (2 * macs + 4 * macs - 2 * 784.0 * 512);
+    double flops = batch * (2 * macs + 4 * macs - 2 * 784.0 * 512);
     state.counters["GFLOP_per_s"] = benchmark::Counter(
         flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
   }
@@ -140,8 +140,13 @@ void BM_TrainMlpSgd(benchmark::State& s) { TrainModel(s, "mlp", true); }
 // ResNet-20 (configs/models/resnet20.toml) with SGD momentum, on Fashion-MNIST's
 // 1x28x28 and CIFAR-10's 3x32x32.
 void BM_TrainResnet20Gray(benchmark::State& s) { TrainModel(s, "resnet20", true, {1, 28, 28}); }
+// Batch 64: one data-parallel worker's share of batch 128 (scale_compare.py).
+void BM_TrainResnet20GrayBatch64(benchmark::State& s) {
+  TrainModel(s, "resnet20", true, {1, 28, 28}, 64);
+}
 void BM_TrainResnet20Rgb(benchmark::State& s) { TrainModel(s, "resnet20", true, {3, 32, 32}); }
 BENCHMARK(BM_TrainResnet20Gray)->Arg(1)->Arg(2)->UseRealTime()->MinTime(4.0);
+BENCHMARK(BM_TrainResnet20GrayBatch64)->Arg(1)->UseRealTime()->MinTime(4.0);
 BENCHMARK(BM_TrainResnet20Rgb)->Arg(1)->Arg(2)->UseRealTime()->MinTime(4.0);
 void BM_TrainLenetSgd(benchmark::State& s) { TrainModel(s, "lenet", true); }
 BENCHMARK(BM_TrainMlp)->Arg(1)->Arg(2)->UseRealTime()->MinTime(2.0);

@@ -27,7 +27,7 @@ Isa RecordFor(isa::KernelSet set) {
   if (set == isa::KernelSet::kAvx512) return internal::Avx512Isa();
   if (set == isa::KernelSet::kAvx2) return internal::Avx2Isa();
 #endif
-  return Isa{"portable", 0, 0, nullptr, nullptr, nullptr, 1};
+  return Isa{"portable", 0, 0, nullptr, nullptr, nullptr, 1, nullptr};
 }
 
 // One record per isa::AvailableSets() entry, in the same order.
@@ -232,8 +232,13 @@ float* FillPhaseRow(const float* row, int64_t w, int64_t b, int64_t pad, int64_t
 }
 
 // Copies cnt samples of x [cnt, c, h, w] into the grid, zeros in the padding
-// and up to the end of each channel's (phase's) span.
-void FillGrid(const Grid& gr, const Params& p, const float* x, int64_t cnt, float* buf) {
+// and up to the end of each channel's (phase's) span. With `finite`, also
+// says whether all of those samples' values are finite (AllFinite's answer;
+// on stride 1 the row copies find it on the way).
+void FillGrid(const Isa& isa, const Grid& gr, const Params& p, const float* x, int64_t cnt,
+              float* buf, bool* finite = nullptr) {
+  const bool vector_rows = gr.stride == 1 && isa.pad_rows && gr.pad <= isa.width;
+  if (finite && !vector_rows) *finite = AllFinite(x, cnt * p.c * p.h * p.w);
   if (gr.stride > 1) {
     for (int64_t c = 0; c < p.c; ++c)
       for (int64_t a = 0; a < gr.phy; ++a)
@@ -256,18 +261,26 @@ void FillGrid(const Grid& gr, const Params& p, const float* x, int64_t cnt, floa
         }
     return;
   }
-  for (int64_t c = 0; c < p.c; ++c) {
-    float* dst = buf + c * gr.chan;
-    for (int64_t s = 0; s < cnt; ++s) {
-      const float* src = x + (s * p.c + c) * p.h * p.w;
-      dst = std::fill_n(dst, gr.pad * gr.wp, 0.0f);
-      for (int64_t iy = 0; iy < p.h; ++iy, src += p.w) {
+  // Samples outer, channels inner: x is read in order (a chunk's planes come
+  // from L3 or memory, where a jump of c*h*w floats per plane defeats the
+  // prefetcher on small planes) and the grid, in L2, is written by channel.
+  bool all_finite = true;
+  const float* src = x;
+  for (int64_t s = 0; s < cnt; ++s)
+    for (int64_t c = 0; c < p.c; ++c, src += p.h * p.w) {
+      float* dst = std::fill_n(buf + c * gr.chan + s * gr.sample, gr.pad * gr.wp, 0.0f);
+      if (vector_rows) {
+        all_finite &= isa.pad_rows(src, p.h, p.w, static_cast<int>(gr.pad), dst);
+        continue;
+      }
+      for (int64_t iy = 0; iy < p.h; ++iy) {
         dst = std::fill_n(dst, gr.pad, 0.0f);
-        dst = std::copy_n(src, p.w, dst);
+        dst = std::copy_n(src + iy * p.w, p.w, dst);
       }
     }
-    std::fill(dst, buf + (c + 1) * gr.chan, 0.0f);
-  }
+  for (int64_t c = 0; c < p.c; ++c)
+    std::fill(buf + c * gr.chan + cnt * gr.sample, buf + (c + 1) * gr.chan, 0.0f);
+  if (finite && vector_rows) *finite = all_finite;
 }
 
 // Copies the output gradient of samples [s0, s0+cnt) into gm[oc, ld] at the
@@ -339,7 +352,7 @@ void ForwardTiles(const Isa& isa, const Params& p, const float* x, const float* 
     for (int64_t c; items.Next(c);) {
       const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0);
       const int64_t n_cols = on_grid ? gr.Columns(cnt) : cnt * plane;
-      if (on_grid) FillGrid(gr, p, x + s0 * in_sample, cnt, buf);
+      if (on_grid) FillGrid(isa, gr, p, x + s0 * in_sample, cnt, buf);
       for (int64_t g = 0; g < p.groups; ++g) {
         if (!on_grid) {
           for (int64_t i = 0; i < cnt; ++i)
@@ -553,12 +566,14 @@ void BackwardFused(const Isa& isa, const Params& p, const float* x, const float*
       float* pb = slots.Bias(slot);
       for (int64_t c = slots.First(slot); c < slots.End(slot); ++c) {
         const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0);
-        FillGrid(gq, q, gy + s0 * out_sample, cnt, gbuf);
+        FillGrid(isa, gq, q, gy + s0 * out_sample, cnt, gbuf);
         for (int64_t g = 0; g < p.groups; ++g)
           isa.gemm(GemmArgs{cg, gq.Columns(cnt), kq, a.data() + g * mpq * kq,
                             gbuf + g * ocg * gq.chan, s.b_row.data(), nullptr,
                             gx + (s0 * p.c + g * cg) * in_plane, in_plane, s.col_off.data()});
-        if (pw && !AllFinite(x + s0 * in_sample, cnt * in_sample)) {
+        bool finite = true;
+        if (pw) FillGrid(isa, gp, p, x + s0 * in_sample, cnt, xbuf, &finite);
+        if (!finite) {
           // 0 * inf in the dropped columns would be NaN: im2col for this chunk.
           WeightChunkIm2Col(isa, p, x, gy, s0, cnt, s,
                             Grow(fallback, p.oc * RoundUp(cnt * p.oh() * p.ow(), isa.width)), pw,
@@ -567,7 +582,6 @@ void BackwardFused(const Isa& isa, const Params& p, const float* x, const float*
         }
         if (pb) kernels::RowSum(p.oc, gq.chan, gbuf, pb, true);
         if (!pw) continue;
-        FillGrid(gp, p, x + s0 * in_sample, cnt, xbuf);
         const int64_t pp = RoundUp(gp.Columns(cnt), isa.width);
         for (int64_t g = 0; g < p.groups; ++g)
           for (int64_t q0 = 0; q0 < pp; q0 += kDotColumns)
@@ -658,7 +672,12 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
       float* pb = slots.Bias(slot);
       for (int64_t c = slots.First(slot); c < slots.End(slot); ++c) {
         const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0);
-        const bool on_grid = grid_ok && (!gw || AllFinite(x + s0 * in_sample, cnt * in_sample));
+        bool on_grid = grid_ok;
+        float* buf = nullptr;
+        if (on_grid && pw) {
+          buf = Grow(s.grid, p.c * gr.Spans() * gr.chan);
+          FillGrid(isa, gr, p, x + s0 * in_sample, cnt, buf, &on_grid);
+        }
         if (!on_grid) {
           WeightChunkIm2Col(isa, p, x, gy, s0, cnt, s, gm, pw, pb);
           continue;
@@ -667,8 +686,6 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
         GatherGrid(gr, p, gy, s0, cnt, gm, ld_grid, ld_grid);
         if (pb) kernels::RowSum(p.oc, ld_grid, gm, pb, true);
         if (!pw) continue;
-        float* buf = Grow(s.grid, p.c * gr.Spans() * gr.chan);
-        FillGrid(gr, p, x + s0 * in_sample, cnt, buf);
         for (int64_t g = 0; g < p.groups; ++g)
           isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * ld_grid, ld_grid,
                                     buf + g * cg * gr.Spans() * gr.chan, s.b_row.data(),

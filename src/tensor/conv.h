@@ -106,6 +106,8 @@ struct Isa {
   void (*im2col)(const kernels::Conv2dGeometry& g, const float* image, float* cols, int64_t ld);
   void (*dot)(const DotArgs& args);  // null: OpenBLAS
   int width;                         // vector width in floats (DotArgs::p's multiple)
+  // The grid's stride-1 rows (conv_tile.h's PadRowsT; null: a scalar copy).
+  bool (*pad_rows)(const float* src, int64_t h, int64_t w, int pad, float* dst);
 };
 Isa Avx2Isa();    // conv_avx2.cc (x86-64 only)
 Isa Avx512Isa();  // conv_avx512.cc (x86-64 only)

@@ -70,11 +70,14 @@ void Dot(const DotArgs& d) { DotTiles<VecAvx2, 2, 6>(d); }
 void Im2Col(const kernels::Conv2dGeometry& g, const float* image, float* cols, int64_t ld) {
   Im2ColT<VecAvx2>(g, image, cols, ld);
 }
+bool PadRows(const float* src, int64_t h, int64_t w, int pad, float* dst) {
+  return PadRowsT<VecAvx2>(src, h, w, pad, dst);
+}
 
 }  // namespace
 
 Isa Avx2Isa() {
-  return {"avx2", kMr, kNv * VecAvx2::kWidth, &Gemm, &Im2Col, &Dot, VecAvx2::kWidth};
+  return {"avx2", kMr, kNv * VecAvx2::kWidth, &Gemm, &Im2Col, &Dot, VecAvx2::kWidth, &PadRows};
 }
 
 }  // namespace dnnd::conv::internal

@@ -62,11 +62,15 @@ void Dot(const DotArgs& d) { DotTiles<VecAvx512, 4, 6>(d); }
 void Im2Col(const kernels::Conv2dGeometry& g, const float* image, float* cols, int64_t ld) {
   Im2ColT<VecAvx512>(g, image, cols, ld);
 }
+bool PadRows(const float* src, int64_t h, int64_t w, int pad, float* dst) {
+  return PadRowsT<VecAvx512>(src, h, w, pad, dst);
+}
 
 }  // namespace
 
 Isa Avx512Isa() {
-  return {"avx512", kMr, kNv * VecAvx512::kWidth, &Gemm, &Im2Col, &Dot, VecAvx512::kWidth};
+  return {"avx512", kMr,  kNv * VecAvx512::kWidth, &Gemm,
+          &Im2Col,  &Dot, VecAvx512::kWidth,       &PadRows};
 }
 
 }  // namespace dnnd::conv::internal

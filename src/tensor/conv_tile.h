@@ -152,6 +152,37 @@ void DotTiles(const DotArgs& d) {
   }
 }
 
+// The grid's stride-1 rows (conv.cc's FillGrid): h rows of w floats,
+// contiguous from src, copied to dst as rows of `pad` zeros and then the w
+// values (pad <= the vector width). One or two vector copies per row where a
+// library call per row (and one more for its padding) cost more than the copy
+// on 7- to 32-wide rows. Returns whether every value copied is finite (v * 0
+// is 0 for those, NaN for Inf and NaN), so the weight gradient needs no
+// separate pass over its input for that.
+template <class V>
+bool PadRowsT(const float* src, int64_t h, int64_t w, int pad, float* dst) {
+  constexpr int W = V::kWidth;
+  const typename V::T zero = V::Zero();
+  typename V::T probe = zero, probe_tail = zero;  // two chains of adds
+  const int tail = static_cast<int>(w % W);
+  for (int64_t r = 0; r < h; ++r, src += w, dst += pad + w) {
+    V::StoreN(dst, zero, pad);
+    float* const d = dst + pad;
+    int64_t j = 0;
+    for (; j + W <= w; j += W) {
+      const typename V::T v = V::Load(src + j);
+      probe = V::Add(probe, V::Mul(v, zero));
+      V::Store(d + j, v);
+    }
+    if (tail > 0) {
+      const typename V::T v = V::LoadRange(src + j, 0, tail);
+      probe_tail = V::Add(probe_tail, V::Mul(v, zero));
+      V::StoreN(d + j, v, tail);
+    }
+  }
+  return V::Sum(V::Add(probe, probe_tail)) == 0.0f;
+}
+
 // kernels::Im2Col with vector copies: a stride-1 row is the input row shifted,
 // with zeros where it runs into the padding.
 template <class V>
