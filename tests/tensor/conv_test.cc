@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
+#include "tensor/isa.h"
 #include "tensor/ops.h"
 #include "tensor/parallel.h"
 #include "tests/tensor/grad_check.h"
@@ -81,6 +84,52 @@ void ExpectClose(const char* what, const std::vector<double>& want, const Tensor
                         << got.data()[at];
 }
 
+// Random x, w (and b), forward, and backward from a random gy.
+struct ConvRun {
+  Tensor x, w, b, y, gy;
+};
+ConvRun RunCase(const Case& k, uint64_t seed) {
+  Rng rng(seed);
+  ConvRun r;
+  r.x = Tensor::Uniform({k.n, k.c, k.h, k.w}, -1.0f, 1.0f, rng);
+  r.w = Tensor::Uniform({k.oc, k.c / k.groups, k.kh, k.kw}, -0.5f, 0.5f, rng);
+  r.b = k.bias ? Tensor::Uniform({k.oc}, -0.5f, 0.5f, rng) : Tensor();
+  r.x.set_requires_grad(true);
+  r.w.set_requires_grad(true);
+  if (k.bias) r.b.set_requires_grad(true);
+  r.y = ops::Conv2d(r.x, r.w, r.b, k.stride, k.pad, k.groups);
+  r.gy = Tensor::Uniform(r.y.shape(), -1.0f, 1.0f, rng);
+  r.y.backward(r.gy);
+  return r;
+}
+
+// An infinite and a NaN input reach exactly the outputs and weight-gradient
+// taps the reference says they reach: the grid's dropped columns multiply
+// inputs by zero, which must not leak NaN elsewhere.
+void ExpectNonFiniteWhereTheReferenceSays(const Case& k) {
+  SCOPED_TRACE(Name(k));
+  Rng rng(13);
+  Tensor x = Tensor::Uniform({k.n, k.c, k.h, k.w}, -1.0f, 1.0f, rng);
+  x.data()[(1 * k.c + 2) * k.h * k.w + k.w + 0] = INFINITY;  // sample 1, channel 2, (1, 0)
+  x.data()[k.h * k.w - 1] = NAN;                             // sample 0, channel 0, last
+  Tensor w = Tensor::Uniform({k.oc, k.c / k.groups, k.kh, k.kw}, -0.5f, 0.5f, rng);
+  Tensor b = k.bias ? Tensor::Uniform({k.oc}, -0.5f, 0.5f, rng) : Tensor();
+  x.set_requires_grad(true);
+  w.set_requires_grad(true);
+  Tensor y = ops::Conv2d(x, w, b, k.stride, k.pad, k.groups);
+  Tensor gy = Tensor::Uniform(y.shape(), -1.0f, 1.0f, rng);
+  y.backward(gy);
+  const Reference r = Naive(k, x, w, b, gy);
+  auto same_finite = [](const char* what, const std::vector<double>& want, const Tensor& got) {
+    for (int64_t i = 0; i < got.numel(); ++i)
+      ASSERT_EQ(std::isfinite(want[i]), std::isfinite(got.data()[i]))
+          << what << " element " << i << ": want " << want[i] << " got " << got.data()[i];
+  };
+  same_finite("y", r.y, y);
+  same_finite("gx", r.gx, x.grad());
+  same_finite("gw", r.gw, w.grad());
+}
+
 void CheckCase(const Case& k) {
   SCOPED_TRACE(Name(k));
   {
@@ -89,17 +138,9 @@ void CheckCase(const Case& k) {
     std::vector<Tensor> junk;
     for (int64_t n = 16; n <= (int64_t{1} << 22); n *= 2) junk.push_back(Tensor::Full({n}, 1e3f));
   }
-  Rng rng(11);
-  Tensor x = Tensor::Uniform({k.n, k.c, k.h, k.w}, -1.0f, 1.0f, rng);
-  Tensor w = Tensor::Uniform({k.oc, k.c / k.groups, k.kh, k.kw}, -0.5f, 0.5f, rng);
-  Tensor b = k.bias ? Tensor::Uniform({k.oc}, -0.5f, 0.5f, rng) : Tensor();
-  x.set_requires_grad(true);
-  w.set_requires_grad(true);
-  if (k.bias) b.set_requires_grad(true);
-  Tensor y = ops::Conv2d(x, w, b, k.stride, k.pad, k.groups);
-  Tensor gy = Tensor::Uniform(y.shape(), -1.0f, 1.0f, rng);
-  y.backward(gy);
-  const Reference r = Naive(k, x, w, b, gy);
+  const ConvRun run = RunCase(k, 11);
+  const Tensor &x = run.x, &w = run.w, &b = run.b, &y = run.y;
+  const Reference r = Naive(k, x, w, b, run.gy);
   const double tol = 2e-5 * std::sqrt(double(k.c / k.groups * k.kh * k.kw + k.n * 64));
   ExpectClose("y", r.y, y, tol);
   ExpectClose("gx", r.gx, x.grad(), tol);
@@ -217,9 +258,7 @@ TEST_P(ConvIsa, GradCheckGroups) {
                        {rand({1, 2, 4, 1}), rand({4, 1, 3, 1})});
 }
 
-// An infinite and a NaN input reach exactly the outputs and weight-gradient
-// taps the reference says they reach: the grid's dropped columns multiply
-// inputs by zero, which must not leak NaN elsewhere.
+// Inf and NaN inputs on every path: the grid (stride 1 and phases), im2col.
 TEST_P(ConvIsa, NonFiniteInputsReachWhatTheReferenceSays) {
   const Case cases[] = {{3, 4, 9, 8, 5, 3, 3, 1, 1, 1, true},
                         {2, 3, 7, 7, 4, 3, 3, 1, 0, 1, false},
@@ -228,29 +267,7 @@ TEST_P(ConvIsa, NonFiniteInputsReachWhatTheReferenceSays) {
                         {2, 8, 28, 28, 4, 3, 3, 2, 1, 1, true}};
   for (int threads : {1, 2}) {
     SetThreads(threads);
-    for (const Case& k : cases) {
-      SCOPED_TRACE(Name(k));
-      Rng rng(13);
-      Tensor x = Tensor::Uniform({k.n, k.c, k.h, k.w}, -1.0f, 1.0f, rng);
-      x.data()[(1 * k.c + 2) * k.h * k.w + k.w + 0] = INFINITY;  // sample 1, channel 2, (1, 0)
-      x.data()[k.h * k.w - 1] = NAN;                             // sample 0, channel 0, last
-      Tensor w = Tensor::Uniform({k.oc, k.c / k.groups, k.kh, k.kw}, -0.5f, 0.5f, rng);
-      Tensor b = k.bias ? Tensor::Uniform({k.oc}, -0.5f, 0.5f, rng) : Tensor();
-      x.set_requires_grad(true);
-      w.set_requires_grad(true);
-      Tensor y = ops::Conv2d(x, w, b, k.stride, k.pad, k.groups);
-      Tensor gy = Tensor::Uniform(y.shape(), -1.0f, 1.0f, rng);
-      y.backward(gy);
-      const Reference r = Naive(k, x, w, b, gy);
-      auto same_finite = [](const char* what, const std::vector<double>& want, const Tensor& got) {
-        for (int64_t i = 0; i < got.numel(); ++i)
-          ASSERT_EQ(std::isfinite(want[i]), std::isfinite(got.data()[i]))
-              << what << " element " << i << ": want " << want[i] << " got " << got.data()[i];
-      };
-      same_finite("y", r.y, y);
-      same_finite("gx", r.gx, x.grad());
-      same_finite("gw", r.gw, w.grad());
-    }
+    for (const Case& k : cases) ExpectNonFiniteWhereTheReferenceSays(k);
   }
 }
 
@@ -298,6 +315,73 @@ TEST_P(ConvIsa, TwoThreadsGiveBitIdenticalResultsEveryRun) {
 
 INSTANTIATE_TEST_SUITE_P(Conv2d, ConvIsa, ::testing::ValuesIn(conv::AvailableIsas()),
                          [](const auto& info) { return info.param; });
+
+// --- bfloat16 products (isa.h's Precision) ---
+
+// x rounded to bf16 (nearest even) and back: what the bf16 kernels multiply.
+Tensor RoundedToBf16(const Tensor& x) {
+  Tensor r = x.detach().clone();
+  for (int64_t i = 0; i < r.numel(); ++i) {
+    uint32_t u;
+    std::memcpy(&u, r.data() + i, sizeof u);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    std::memcpy(r.data() + i, &u, sizeof u);
+  }
+  return r;
+}
+
+class ConvBf16 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!isa::Cpu().avx512_bf16 || !isa::Select("avx512")) GTEST_SKIP() << "no AVX512-BF16";
+    ASSERT_TRUE(isa::SelectPrecision("bf16"));
+    ASSERT_TRUE(isa::Bf16Active());
+  }
+  void TearDown() override {
+    isa::SelectPrecision("fp32");
+    isa::Select("auto");
+    SetThreads(1);
+  }
+};
+
+// Each product matches a double-precision reference computed on its own
+// operands rounded to bf16 (y: x and w; gx: gy and w; gw: gy and x; gb: gy
+// unrounded) to float32 accumulation's tolerance, and differs from the
+// unrounded reference (so it is the bf16 path that ran). Shapes: ResNet's,
+// odd channel counts (a pair with a zero partner), 1x1, 5x5, "valid",
+// chunk tails; one and two threads.
+TEST_F(ConvBf16, ProductsMatchTheReferenceOnRoundedOperands) {
+  const Case cases[] = {
+      {4, 32, 16, 16, 32, 3, 3, 1, 1, 1, false}, {3, 16, 28, 28, 16, 3, 3, 1, 1, 1, true},
+      {5, 64, 7, 7, 64, 3, 3, 1, 1, 1, true},    {3, 5, 9, 8, 7, 3, 3, 1, 1, 1, true},
+      {4, 40, 6, 6, 48, 1, 1, 1, 0, 1, true},    {2, 8, 11, 13, 6, 5, 5, 1, 2, 1, false},
+      {2, 12, 10, 9, 10, 3, 3, 1, 0, 1, true}};
+  for (int threads : {1, 2}) {
+    SetThreads(threads);
+    for (const Case& k : cases) {
+      SCOPED_TRACE(Name(k) + " threads " + std::to_string(threads));
+      const ConvRun run = RunCase(k, 17);
+      const Tensor &x = run.x, &w = run.w, &b = run.b, &y = run.y, &gy = run.gy;
+      const Tensor xr = RoundedToBf16(x), wr = RoundedToBf16(w), gyr = RoundedToBf16(gy);
+      const double tol = 4e-5 * std::sqrt(double(k.c * k.kh * k.kw + k.n * 64));
+      ExpectClose("y", Naive(k, xr, wr, b, gy).y, y, tol);
+      ExpectClose("gx", Naive(k, x, wr, b, gyr).gx, x.grad(), tol);
+      ExpectClose("gw", Naive(k, xr, w, b, gyr).gw, w.grad(), tol);
+      const Reference exact = Naive(k, x, w, b, gy);
+      if (k.bias) ExpectClose("gb", exact.gb, b.grad(), tol);
+      double worst = 0;
+      for (int64_t i = 0; i < y.numel(); ++i)
+        worst = std::max(worst, std::abs(exact.y[i] - y.data()[i]));
+      EXPECT_GT(worst, 5 * tol) << "y matches the unrounded reference: bf16 did not run";
+    }
+  }
+}
+
+// Inf and NaN inputs reach exactly the outputs and gradients the reference
+// says, on the bf16 path too (its grid multiplies dropped columns by zero).
+TEST_F(ConvBf16, NonFiniteInputsReachWhatTheReferenceSays) {
+  ExpectNonFiniteWhereTheReferenceSays({3, 16, 9, 8, 16, 3, 3, 1, 1, 1, true});
+}
 
 TEST(Conv2dShapes, RejectsBadGroups) {
   Tensor x = Tensor::Zeros({1, 4, 5, 5});
