@@ -2,6 +2,7 @@
 """CNN training throughput, dnnd vs PyTorch, side by side in one run.
 
   /usr/bin/python3 bench/cnn_compare.py [--seconds S] [--rounds R] [--models a,b] [--before DIR]
+                                        [--bf16]
 
 Models (batch 128, synthetic data):
   lenet      the LeNet-5-like CNN of bench/train_bench.cc, Adam
@@ -11,7 +12,9 @@ Models (batch 128, synthetic data):
 on 1 and 2 cores: dnnd at that many threads, PyTorch at its best split (torch
 intra-op threads x OpenBLAS threads). The two sides alternate, R rounds, and
 the best of each is kept: the machine is shared, so re-run before believing
-a ratio.
+a ratio. --before DIR times another build's benchmarks in the same rounds;
+--bf16 also times dnnd with DNND_PRECISION=bf16 (opt-in bfloat16 convolution
+products, AVX512-BF16 CPUs only), against the same float32 PyTorch runs.
 """
 import argparse
 import json
@@ -36,18 +39,19 @@ MODELS = {
 }
 
 
-def run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, env=None):
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.exit("failed: %s\n%s%s" % (" ".join(cmd), r.stdout, r.stderr))
     return r.stdout
 
 
-def dnnd(model, cores, seconds, build=BUILD):
+def dnnd(model, cores, seconds, build=BUILD, precision="fp32"):
     binary, prefix, _ = MODELS[model]
     out = run([os.path.join(build, binary), "--benchmark_format=json",
                "--benchmark_min_time=%g" % seconds,
-               "--benchmark_filter=^%s%d/" % (prefix, cores)])
+               "--benchmark_filter=^%s%d/" % (prefix, cores)],
+              env=dict(os.environ, DNND_PRECISION=precision))
     (b,) = json.loads(out)["benchmarks"]
     return b["samples_per_s"], b.get("label", "")
 
@@ -70,30 +74,33 @@ def main():
     ap.add_argument("--models", default="lenet,lenet-sgd,resnet20,resnet20c")
     ap.add_argument("--cores", default="1,2")
     ap.add_argument("--before", help="another build's bench/ directory, timed in the same rounds")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time dnnd with DNND_PRECISION=bf16 in the same rounds")
     args = ap.parse_args()
     print("OPENBLAS_CORETYPE=%s" % os.environ.get("OPENBLAS_CORETYPE", "(unset)"))
-    if args.before:
-        print("| model | cores | dnnd before | dnnd samples/s | PyTorch samples/s (torch x BLAS threads) | before / PyTorch | dnnd / PyTorch |")
-        print("|---|---|---|---|---|---|---|")
-    else:
-        print("| model | cores | dnnd samples/s | PyTorch samples/s (torch x BLAS threads) | dnnd / PyTorch |")
-        print("|---|---|---|---|---|")
+    # dnnd's variants, each timed once per round: (column, build, precision)
+    variants = [("dnnd before", args.before, "fp32")] if args.before else []
+    variants.append(("dnnd", BUILD, "fp32"))
+    if args.bf16:
+        variants.append(("dnnd bf16", BUILD, "bf16"))
+    names = [v[0] for v in variants]
+    print("| model | cores | %s | PyTorch samples/s (torch x BLAS threads) | %s |" % (
+        " | ".join("%s samples/s" % n for n in names), " | ".join("%s / PyTorch" % n for n in names)))
+    print("|---|---|%s---|%s" % ("---|" * len(names), "---|" * len(names)))
+    label = ""
     for model in args.models.split(","):
         for cores in [int(c) for c in args.cores.split(",")]:
-            d, b, t, label = 0.0, 0.0, (0.0, ""), ""
+            best, t = [0.0] * len(variants), (0.0, "")
             for _ in range(args.rounds):
-                if args.before:
-                    b = max(b, dnnd(model, cores, args.seconds, args.before)[0])
-                ds, label = dnnd(model, cores, args.seconds)
-                d = max(d, ds)
-                ts = torch(model, cores, args.seconds)
-                t = max(t, ts)
-            if args.before:
-                print("| %s | %d | %.0f | %.0f | %.0f (%s) | %.2fx | %.2fx |" % (
-                    model, cores, b, d, t[0], t[1], b / t[0], d / t[0]), flush=True)
-            else:
-                print("| %s | %d | %.0f | %.0f (%s) | %.2fx |" % (model, cores, d, t[0], t[1], d / t[0]),
-                      flush=True)
+                for i, (_, build, precision) in enumerate(variants):
+                    rate, lab = dnnd(model, cores, args.seconds, build, precision)
+                    best[i] = max(best[i], rate)
+                    if build == BUILD and precision == "fp32":
+                        label = lab
+                t = max(t, torch(model, cores, args.seconds))
+            print("| %s | %d | %s | %.0f (%s) | %s |" % (
+                model, cores, " | ".join("%.0f" % b for b in best), t[0], t[1],
+                " | ".join("%.2fx" % (b / t[0]) for b in best)), flush=True)
     print("dnnd: %s" % label)
 
 

@@ -26,6 +26,11 @@
 // both gradients of a stride-1 convolution run on the grid, Backward copies
 // each chunk of the output gradient once for the two (it is the input
 // gradient's grid, and the weight gradient's A read at an offset).
+//
+// With isa.h's Precision at bf16 (opt-in), Forward and Backward multiply in
+// bfloat16 on the stride-1 grid of an ungrouped convolution (conv_bf16.cc
+// says how the pairs are laid out); every other path, and BackwardData and
+// BackwardWeight called alone, stay float32.
 #pragma once
 
 #include <cstdint>
