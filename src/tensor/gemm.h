@@ -25,6 +25,10 @@ struct SgemmArgs {
   float beta;
   float* c;
   int64_t ldc;
+  // Round op(A) and op(B) to bfloat16 and multiply with vdpbf16ps (float32
+  // sums): only on a CPU with AVX512-BF16 (isa.h's Precision). A C of one
+  // row (a GEMV) stays float32.
+  bool bf16 = false;
 };
 
 // The AVX-512 kernel's register tile: rows and columns of C per micro-tile.

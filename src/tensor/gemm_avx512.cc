@@ -88,6 +88,7 @@ class Buffer {
 
 struct Scratch {
   Buffer a, b, x;
+  Buffer a_pairs, b_pairs;  // bf16 products: the panels as pairs (floats' bits)
 };
 Scratch& ThreadScratch() {
   thread_local Scratch s;
@@ -189,28 +190,9 @@ void PackB(const SgemmArgs& g, int64_t j0, int64_t nc, int64_t p0, int64_t kc, f
 
 // --- the micro-kernel ----------------------------------------------------------
 
-// C[rows, cols] tile at c = alpha * (a-panel x b-panel) + beta * C, over
-// depth kc. a: [kc][kMr], b: [kc][kNr] (64-byte aligned), both zero-padded.
-// All loops over r and v have constant bounds, so the accumulators stay in
-// registers; edges only change how the tile is written.
-void MicroKernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
-                 int64_t ldc, int rows, int cols, float alpha, float beta) {
-  __m512 acc[kMr][kNv];
-#pragma GCC unroll 16
-  for (int r = 0; r < kMr; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < kNv; ++v) acc[r][v] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < kc; ++p) {
-    __m512 bv[kNv];
-#pragma GCC unroll 4
-    for (int v = 0; v < kNv; ++v) bv[v] = _mm512_load_ps(b + p * kNr + v * kWidth);
-#pragma GCC unroll 16
-    for (int r = 0; r < kMr; ++r) {
-      const __m512 av = _mm512_set1_ps(a[p * kMr + r]);
-#pragma GCC unroll 4
-      for (int v = 0; v < kNv; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
-    }
-  }
+// Writes the accumulators as C[rows, cols] = alpha * acc + beta * C.
+__attribute__((always_inline)) inline void StoreC(__m512 (&acc)[kMr][kNv], float* c, int64_t ldc,
+                                                  int rows, int cols, float alpha, float beta) {
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   if (rows == kMr && cols == kNr) {
 #pragma GCC unroll 16
@@ -239,6 +221,84 @@ void MicroKernel(int64_t kc, const float* __restrict a, const float* __restrict 
     }
   }
 }
+
+// C[rows, cols] tile at c = alpha * (a-panel x b-panel) + beta * C, over
+// depth kc. a: [kc][kMr], b: [kc][kNr] (64-byte aligned), both zero-padded.
+// All loops over r and v have constant bounds, so the accumulators stay in
+// registers; edges only change how the tile is written.
+void MicroKernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
+                 int64_t ldc, int rows, int cols, float alpha, float beta) {
+  __m512 acc[kMr][kNv];
+#pragma GCC unroll 16
+  for (int r = 0; r < kMr; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    __m512 bv[kNv];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) bv[v] = _mm512_load_ps(b + p * kNr + v * kWidth);
+#pragma GCC unroll 16
+    for (int r = 0; r < kMr; ++r) {
+      const __m512 av = _mm512_set1_ps(a[p * kMr + r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kNv; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+  StoreC(acc, c, ldc, rows, cols, alpha, beta);
+}
+
+// --- bfloat16 products (isa.h's Precision) -----------------------------------------
+//
+// The same panels, converted once per panel to pairs along the depth: pair
+// p of a row holds depth 2p (low half) and 2p+1 (high half) as bf16, kept in
+// the panel's float buffers as bit patterns. vdpbf16ps then adds both
+// products of a pair into one float32 lane: the depth loop halves.
+
+#define DNND_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// src [kc][lanes] floats to dst [ceil(kc / 2)][lanes] pairs (lanes <= 32).
+DNND_BF16_TARGET void PairPanel(const float* src, int64_t kc, int lanes, float* dst) {
+  for (int64_t p = 0; p < kc; p += 2) {
+    const float* even = src + p * lanes;
+    const float* odd = p + 1 < kc ? even + lanes : nullptr;
+    float* out = dst + p / 2 * lanes;
+    for (int l = 0; l < lanes; l += kWidth) {
+      const __mmask16 m = Lanes(lanes - l);
+      const __m512 e = _mm512_maskz_loadu_ps(m, even + l);
+      const __m512 o = odd ? _mm512_maskz_loadu_ps(m, odd + l) : _mm512_setzero_ps();
+      const __m512i lo = _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(e)));
+      const __m512i hi = _mm512_slli_epi32(
+          _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(o))), 16);
+      _mm512_mask_storeu_ps(out + l, m, _mm512_castsi512_ps(_mm512_or_si512(lo, hi)));
+    }
+  }
+}
+
+// MicroKernel on pair panels: a [kp][kMr], b [kp][kNr] pairs, kp = ceil(kc / 2).
+DNND_BF16_TARGET void MicroKernelBf16(int64_t kp, const float* __restrict a,
+                                      const float* __restrict b, float* c, int64_t ldc, int rows,
+                                      int cols, float alpha, float beta) {
+  __m512 acc[kMr][kNv];
+#pragma GCC unroll 16
+  for (int r = 0; r < kMr; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kp; ++p) {
+    __m512bh bv[kNv];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v)
+      bv[v] = reinterpret_cast<__m512bh>(_mm512_load_ps(b + p * kNr + v * kWidth));
+#pragma GCC unroll 16
+    for (int r = 0; r < kMr; ++r) {
+      const __m512bh av = reinterpret_cast<__m512bh>(_mm512_set1_ps(a[p * kMr + r]));
+#pragma GCC unroll 4
+      for (int v = 0; v < kNv; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
+    }
+  }
+  StoreC(acc, c, ldc, rows, cols, alpha, beta);
+}
+
+#undef DNND_BF16_TARGET
 
 // --- special shapes --------------------------------------------------------------
 
@@ -331,8 +391,11 @@ void SgemmAvx512(const SgemmArgs& g) {
   const int64_t b_cols = std::max<int64_t>(kNr, kBBlockBytes / (kc_step * sizeof(float)));
   const int64_t nc_step = RoundUp(CeilDiv(g.n, CeilDiv(g.n, b_cols)), kNr);
   Scratch& scratch = ThreadScratch();
-  float* packed_b = scratch.b.Get(kc_step * std::min(nc_step, RoundUp(g.n, kNr)));
+  const int64_t b_floats = kc_step * std::min(nc_step, RoundUp(g.n, kNr));
+  float* packed_b = scratch.b.Get(b_floats);
   float* packed_a = scratch.a.Get(kc_step * kMr);
+  float* pairs_b = g.bf16 ? scratch.b_pairs.Get(b_floats) : nullptr;
+  float* pairs_a = g.bf16 ? scratch.a_pairs.Get(kc_step * kMr) : nullptr;
   for (int64_t p0 = 0; p0 < g.k; p0 += kc_step) {
     const int64_t kc = std::min(kc_step, g.k - p0);
     // Later depth blocks add to what the first one wrote.
@@ -340,13 +403,24 @@ void SgemmAvx512(const SgemmArgs& g) {
     for (int64_t j0 = 0; j0 < g.n; j0 += nc_step) {
       const int64_t nc = std::min(nc_step, g.n - j0);
       PackB(g, j0, nc, p0, kc, packed_b);
+      const int64_t kp = CeilDiv(kc, 2);  // pairs per panel row (bf16)
+      if (g.bf16)
+        for (int64_t jp = 0; jp < nc; jp += kNr)
+          PairPanel(packed_b + jp * kc, kc, kNr, pairs_b + jp * kp);
       for (int64_t i0 = 0; i0 < g.m; i0 += kMr) {
         const int rows = static_cast<int>(std::min<int64_t>(kMr, g.m - i0));
         PackA(g, i0, rows, p0, kc, packed_a);
+        if (g.bf16) PairPanel(packed_a, kc, kMr, pairs_a);
         float* c_row = g.c + i0 * g.ldc + j0;
-        for (int64_t jp = 0; jp < nc; jp += kNr)
-          MicroKernel(kc, packed_a, packed_b + jp * kc, c_row + jp, g.ldc, rows,
-                      static_cast<int>(std::min<int64_t>(kNr, nc - jp)), g.alpha, beta);
+        for (int64_t jp = 0; jp < nc; jp += kNr) {
+          const int cols = static_cast<int>(std::min<int64_t>(kNr, nc - jp));
+          if (g.bf16)
+            MicroKernelBf16(kp, pairs_a, pairs_b + jp * kp, c_row + jp, g.ldc, rows, cols, g.alpha,
+                            beta);
+          else
+            MicroKernel(kc, packed_a, packed_b + jp * kc, c_row + jp, g.ldc, rows, cols, g.alpha,
+                        beta);
+        }
       }
     }
   }

@@ -53,17 +53,18 @@ std::string CurrentName();
 // CPU cannot run.
 bool Select(const std::string& name);
 
-// The precision of the convolutions' products, a second setting beside the
-// kernel set. kFloat32 is the default and what every other kernel runs.
-// kBf16 is opt-in (DNND_PRECISION=bf16, or node.precision = "bf16"): a
-// stride-1 convolution on the avx512 set that takes the padded grid (3x3
-// "same" convolutions with at least 4 input channels, most of a ResNet's
-// multiply-adds) rounds its operands (activations, weights, output
-// gradients) to bfloat16 and multiplies them with AVX512-BF16's vdpbf16ps,
-// accumulating in float32: twice the multiply-adds per instruction, about 3
-// significant digits per operand. Outputs, gradients, BatchNorm and the
-// optimiser stay float32. It needs a CPU with avx512_bf16; it is inert
-// (float32 runs) while the kernel set is not avx512.
+// The precision of the convolutions' and linear layers' products, a second
+// setting beside the kernel set. kFloat32 is the default and what every
+// other kernel runs. kBf16 is opt-in (DNND_PRECISION=bf16, or
+// node.precision = "bf16"): a stride-1 convolution on the avx512 set that
+// takes the padded grid (3x3 "same" convolutions with at least 4 input
+// channels, most of a ResNet's multiply-adds), and the GEMMs of ops::Linear
+// and ops::MatMul (kernels::LayerGemm), round their operands (activations,
+// weights, output gradients) to bfloat16 and multiply them with
+// AVX512-BF16's vdpbf16ps, accumulating in float32: twice the multiply-adds
+// per instruction, about 3 significant digits per operand. Outputs,
+// gradients, BatchNorm and the optimiser stay float32. It needs a CPU with
+// avx512_bf16; it is inert (float32 runs) while the kernel set is not avx512.
 enum class Precision { kFloat32, kBf16 };
 const char* Name(Precision precision);  // "fp32", "bf16"
 

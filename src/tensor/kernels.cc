@@ -40,8 +40,9 @@ void Elementwise(int64_t n, Body body) {
 
 }  // namespace
 
-void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-          const float* b, float beta, float* c) {
+namespace {
+void GemmAt(bool bf16, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+            const float* a, const float* b, float beta, float* c) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (beta == 0.0f)
@@ -62,7 +63,7 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 #if defined(__x86_64__)
     if (own_kernel) {
       internal::SgemmAvx512({trans_a, trans_b, m1 - m0, n1 - n0, k, alpha, ap, lda, bp, ldb, beta,
-                             c + m0 * n + n0, n});
+                             c + m0 * n + n0, n, bf16});
       return;
     }
 #endif
@@ -104,6 +105,18 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     split(n, own_kernel ? internal::kAvx512TileCols : 1,
           [&](int64_t n0, int64_t n1) { call(0, m, n0, n1); });
   }
+}
+}  // namespace
+
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          const float* b, float beta, float* c) {
+  GemmAt(false, trans_a, trans_b, m, n, k, alpha, a, b, beta, c);
+}
+
+void LayerGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, const float* b, float beta, float* c) {
+  // Bf16Active() implies the avx512 set, so SgemmAvx512 is the kernel.
+  GemmAt(isa::Bf16Active(), trans_a, trans_b, m, n, k, alpha, a, b, beta, c);
 }
 
 // The element-wise passes below run on conv-sized tensors in backward (a

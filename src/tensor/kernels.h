@@ -12,6 +12,11 @@ namespace dnnd::kernels {
 // A is [m,k] (or [k,m] if trans_a), B is [k,n] (or [n,k] if trans_b).
 void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           const float* b, float beta, float* c);
+// Gemm for a layer's products (ops::Linear, ops::MatMul): with the opt-in
+// bf16 precision active (isa.h), op(A) and op(B) are rounded to bfloat16 and
+// multiplied with float32 sums, except for a C of one row; otherwise Gemm.
+void LayerGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, const float* b, float beta, float* c);
 void Axpy(int64_t n, float alpha, const float* x, float* y);  // y += alpha * x
 void Scale(int64_t n, float alpha, float* x);                 // x *= alpha
 void Fill(float* x, int64_t n, float value);

@@ -96,17 +96,17 @@ Tensor MatMul(const Tensor& a, const Tensor& b) {
   if (a.ndim() != 2 || b.ndim() != 2 || a.size(1) != b.size(0)) ShapeError("MatMul", a, b);
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
   Tensor y = Tensor::Empty({m, n});
-  kernels::Gemm(false, false, m, n, k, 1.0f, a.data(), b.data(), 0.0f, y.data());
+  kernels::LayerGemm(false, false, m, n, k, 1.0f, a.data(), b.data(), 0.0f, y.data());
   if (AnyRequiresGrad({&a, &b})) {
     Record(y, "MatMul", {a, b}, [m, k, n](std::vector<Tensor>& in, const Tensor& g) {
       if (Needs(in[0])) {  // ga[m,k] = g[m,n] b^T
         Tensor ga = Tensor::Empty({m, k});
-        kernels::Gemm(false, true, m, k, n, 1.0f, g.data(), in[1].data(), 0.0f, ga.data());
+        kernels::LayerGemm(false, true, m, k, n, 1.0f, g.data(), in[1].data(), 0.0f, ga.data());
         in[0].AccumulateGrad(std::move(ga));
       }
       if (Needs(in[1])) {  // gb[k,n] = a^T g
         Tensor gb = Tensor::Empty({k, n});
-        kernels::Gemm(true, false, k, n, m, 1.0f, in[0].data(), g.data(), 0.0f, gb.data());
+        kernels::LayerGemm(true, false, k, n, m, 1.0f, in[0].data(), g.data(), 0.0f, gb.data());
         in[1].AccumulateGrad(std::move(gb));
       }
     });
@@ -126,22 +126,22 @@ Tensor Linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     for (int64_t r = 0; r < n; ++r) std::copy_n(bias.data(), out, y.data() + r * out);
     beta = 1.0f;
   }
-  kernels::Gemm(false, true, n, out, in, 1.0f, x.data(), weight.data(), beta, y.data());
+  kernels::LayerGemm(false, true, n, out, in, 1.0f, x.data(), weight.data(), beta, y.data());
   if (AnyRequiresGrad({&x, &weight, &bias})) {
     Record(y, "Linear", {x, weight, bias}, [n, in, out](std::vector<Tensor>& t, const Tensor& g) {
       if (Needs(t[0])) {  // gx[n,in] = g[n,out] W[out,in]
         Tensor gx = Tensor::Empty({n, in});
-        kernels::Gemm(false, false, n, in, out, 1.0f, g.data(), t[1].data(), 0.0f, gx.data());
+        kernels::LayerGemm(false, false, n, in, out, 1.0f, g.data(), t[1].data(), 0.0f, gx.data());
         t[0].AccumulateGrad(std::move(gx));
       }
       if (Needs(t[1])) {  // gW[out,in] = g^T x, accumulated in place when a grad exists
         Tensor existing = t[1].grad();
         if (existing.defined()) {
-          kernels::Gemm(true, false, out, in, n, 1.0f, g.data(), t[0].data(), 1.0f,
-                        existing.data());
+          kernels::LayerGemm(true, false, out, in, n, 1.0f, g.data(), t[0].data(), 1.0f,
+                             existing.data());
         } else {
           Tensor gw = Tensor::Empty({out, in});
-          kernels::Gemm(true, false, out, in, n, 1.0f, g.data(), t[0].data(), 0.0f, gw.data());
+          kernels::LayerGemm(true, false, out, in, n, 1.0f, g.data(), t[0].data(), 0.0f, gw.data());
           t[1].AccumulateGrad(std::move(gw));
         }
       }

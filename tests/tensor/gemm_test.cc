@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -182,6 +183,57 @@ TEST_P(GemmOnKernelSet, TwoThreadsSplitAtAnyBoundary) {
 
 INSTANTIATE_TEST_SUITE_P(Kernels, GemmOnKernelSet, ::testing::ValuesIn(isa::Available()),
                          [](const auto& info) { return info.param; });
+
+// x rounded to bfloat16 (nearest even): what the bf16 products multiply.
+float RoundedToBf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&x, &u, sizeof u);
+  return x;
+}
+
+// kernels::LayerGemm with the opt-in bf16 precision matches the reference on
+// bf16-rounded operands to float32's bound, in every layout, across depth
+// blocks, with odd depths (a pair with a zero partner) and edge tiles; is
+// not the float32 product (so bf16 ran); and a C of one row (the GEMV) and
+// precision fp32 are exactly Gemm.
+TEST(GemmBf16, LayerProductsMatchTheReferenceOnRoundedOperands) {
+  if (!isa::Cpu().avx512_bf16 || !isa::Select("avx512")) GTEST_SKIP() << "no AVX512-BF16";
+  struct Shape {
+    int m, n, k;
+  };
+  const Shape shapes[] = {{13, 33, 17}, {128, 256, 512}, {67, 451, 800}, {2, 10, 1}, {1, 40, 33}};
+  for (const char* precision : {"bf16", "fp32"}) {
+    ASSERT_TRUE(isa::SelectPrecision(precision));
+    const bool bf16 = std::string(precision) == "bf16";
+    uint32_t seed = 7;
+    for (const Shape s : shapes)
+      for (bool ta : kBools)
+        for (bool tb : kBools) {
+          SCOPED_TRACE(std::string(precision) + " " + std::to_string(s.m) + "x" +
+                       std::to_string(s.n) + "x" + std::to_string(s.k));
+          const Problem p = Random(ta, tb, s.m, s.n, s.k, 0.5f, seed % 2 ? 2.0f : 0.0f, seed);
+          ++seed;
+          std::vector<float> got = p.c;
+          kernels::LayerGemm(p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a.data(), p.b.data(), p.beta,
+                             got.data());
+          const std::vector<float> exact = Multiply(p);
+          if (!bf16 || s.m == 1) {
+            ASSERT_EQ(got, exact) << "not Gemm's float32 product";
+            continue;
+          }
+          Problem rounded = p;
+          for (auto* v : {&rounded.a, &rounded.b})
+            for (float& x : *v) x = RoundedToBf16(x);
+          ExpectMatchesReference(rounded, got);
+          if (HasFatalFailure()) break;
+          if (s.k > 1) EXPECT_NE(got, exact) << "the float32 product: bf16 did not run";
+        }
+  }
+  isa::SelectPrecision("fp32");
+  isa::Select("auto");
+}
 
 TEST(KernelSet, SelectionIsSharedByGemmAndConvolution) {
   const std::vector<std::string> sets = isa::Available();
