@@ -254,7 +254,8 @@ void MicroKernel(int64_t kc, const float* __restrict a, const float* __restrict 
 // the panel's float buffers as bit patterns. vdpbf16ps then adds both
 // products of a pair into one float32 lane: the depth loop halves.
 
-#define DNND_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define DNND_BF16_TARGET \
+  __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,avx512bf16")))
 
 // src [kc][lanes] floats to dst [ceil(kc / 2)][lanes] pairs (lanes <= 32).
 DNND_BF16_TARGET void PairPanel(const float* src, int64_t kc, int lanes, float* dst) {
