@@ -330,19 +330,49 @@ Tensor RoundedToBf16(const Tensor& x) {
   return r;
 }
 
+// Runs on the avx512 set with bf16 selected; skipped on a CPU without
+// AVX512-BF16 and in the forced-AVX2 run (DNND_KERNELS=avx2), where bf16 is
+// inert (Bf16IsInertOffTheAvx512Set checks that instead).
 class ConvBf16 : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!isa::Cpu().avx512_bf16 || !isa::Select("avx512")) GTEST_SKIP() << "no AVX512-BF16";
+    previous_ = isa::CurrentName();
+    if (!isa::Cpu().avx512_bf16 || previous_ != "avx512") GTEST_SKIP() << "bf16 does not run here";
     ASSERT_TRUE(isa::SelectPrecision("bf16"));
     ASSERT_TRUE(isa::Bf16Active());
   }
   void TearDown() override {
     isa::SelectPrecision("fp32");
-    isa::Select("auto");
+    isa::Select(previous_);
     SetThreads(1);
   }
+
+ private:
+  std::string previous_;
 };
+
+// With bf16 selected but the avx2 (or portable) set running, convolutions
+// are float32, bit for bit.
+TEST(ConvBf16Inert, Bf16IsInertOffTheAvx512Set) {
+  if (!isa::Cpu().avx512_bf16) GTEST_SKIP() << "no AVX512-BF16";
+  const std::string previous = isa::CurrentName();
+  const Case k{3, 16, 9, 8, 16, 3, 3, 1, 1, 1, true};
+  for (const std::string& set : isa::Available()) {
+    if (set == "avx512") continue;
+    SCOPED_TRACE(set);
+    ASSERT_TRUE(isa::Select(set));
+    ASSERT_TRUE(isa::SelectPrecision("fp32"));
+    const ConvRun fp32 = RunCase(k, 5);
+    ASSERT_TRUE(isa::SelectPrecision("bf16"));
+    EXPECT_FALSE(isa::Bf16Active());
+    const ConvRun bf16 = RunCase(k, 5);
+    EXPECT_EQ(fp32.y.ToVector(), bf16.y.ToVector());
+    EXPECT_EQ(fp32.x.grad().ToVector(), bf16.x.grad().ToVector());
+    EXPECT_EQ(fp32.w.grad().ToVector(), bf16.w.grad().ToVector());
+  }
+  isa::SelectPrecision("fp32");
+  isa::Select(previous);
+}
 
 // Each product matches a double-precision reference computed on its own
 // operands rounded to bf16 (y: x and w; gx: gy and w; gw: gy and x; gb: gy
