@@ -1,5 +1,6 @@
 #include "tensor/conv.h"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -234,6 +235,24 @@ float* FillPhaseRow(const float* row, int64_t w, int64_t b, int64_t pad, int64_t
   return dst + wp;
 }
 
+// The stride-1 grid's frame, for any element type (float, or the bf16
+// paths' pairs and halves): for each sample (outer: x is read in order, as
+// a chunk's planes come from L3 or memory, where a jump of c*h*w floats per
+// plane defeats the prefetcher on small planes) and each of `spans` spans
+// `chan` elements apart, the top padding rows, then rows(s, span, dst)
+// writes the image's rows from dst on and says whether they were finite;
+// then zeros to the end of each span. Returns whether all rows were finite.
+template <class E, class Rows>
+bool FillFrame(const Grid& gr, int64_t spans, int64_t chan, int64_t cnt, E* buf, Rows&& rows) {
+  bool finite = true;
+  for (int64_t s = 0; s < cnt; ++s)
+    for (int64_t c = 0; c < spans; ++c)
+      finite &= rows(s, c, std::fill_n(buf + c * chan + s * gr.sample, gr.pad * gr.wp, E{0}));
+  for (int64_t c = 0; c < spans; ++c)
+    std::fill(buf + c * chan + cnt * gr.sample, buf + (c + 1) * chan, E{0});
+  return finite;
+}
+
 // Copies cnt samples of x [cnt, c, h, w] into the grid, zeros in the padding
 // and up to the end of each channel's (phase's) span. With `finite`, also
 // says whether all of those samples' values are finite (AllFinite's answer;
@@ -264,25 +283,16 @@ void FillGrid(const Isa& isa, const Grid& gr, const Params& p, const float* x, i
         }
     return;
   }
-  // Samples outer, channels inner: x is read in order (a chunk's planes come
-  // from L3 or memory, where a jump of c*h*w floats per plane defeats the
-  // prefetcher on small planes) and the grid, in L2, is written by channel.
-  bool all_finite = true;
-  const float* src = x;
-  for (int64_t s = 0; s < cnt; ++s)
-    for (int64_t c = 0; c < p.c; ++c, src += p.h * p.w) {
-      float* dst = std::fill_n(buf + c * gr.chan + s * gr.sample, gr.pad * gr.wp, 0.0f);
-      if (vector_rows) {
-        all_finite &= isa.pad_rows(src, p.h, p.w, static_cast<int>(gr.pad), dst);
-        continue;
-      }
-      for (int64_t iy = 0; iy < p.h; ++iy) {
-        dst = std::fill_n(dst, gr.pad, 0.0f);
-        dst = std::copy_n(src + iy * p.w, p.w, dst);
-      }
-    }
-  for (int64_t c = 0; c < p.c; ++c)
-    std::fill(buf + c * gr.chan + cnt * gr.sample, buf + (c + 1) * gr.chan, 0.0f);
+  const bool all_finite =
+      FillFrame(gr, p.c, gr.chan, cnt, buf, [&](int64_t s, int64_t c, float* dst) {
+        const float* src = x + (s * p.c + c) * p.h * p.w;
+        if (vector_rows) return isa.pad_rows(src, p.h, p.w, static_cast<int>(gr.pad), dst);
+        for (int64_t iy = 0; iy < p.h; ++iy) {
+          dst = std::fill_n(dst, gr.pad, 0.0f);
+          dst = std::copy_n(src + iy * p.w, p.w, dst);
+        }
+        return true;  // not checked: AllFinite answered above
+      });
   if (finite && vector_rows) *finite = all_finite;
 }
 
@@ -324,6 +334,13 @@ std::vector<float> PackWeights(const Params& p, const float* w, int mr) {
   return a;
 }
 
+// Whether Forward takes its B on the grid: with few rows of B (a 1- or
+// 3-channel stem) the grid's scattered stores of short output rows cost more
+// than the small im2col they save.
+bool ForwardOnGrid(const Params& p) {
+  return GridApplies(p) && (p.c / p.groups) * p.kh * p.kw >= 32;
+}
+
 // Forward on the tile kernel, B on the grid (stride 1) or as im2col.
 void ForwardTiles(const Isa& isa, const Params& p, const float* x, const float* w, const float* b,
                   float* y) {
@@ -332,11 +349,9 @@ void ForwardTiles(const Isa& isa, const Params& p, const float* x, const float* 
   const int64_t in_sample = p.c * p.h * p.w, mp = RoundUp(ocg, isa.mr);
   const kernels::Conv2dGeometry geo = GroupGeometry(p);
   const std::vector<float> a = PackWeights(p, w, isa.mr);
-  // With few rows of B (a 1- or 3-channel stem) the grid's scattered stores
-  // of short output rows cost more than the small im2col they save. A grid
-  // chunk's input stays within 256 KB: a tile's B rows (the channels' grid
-  // rows around it) then come from L1/L2.
-  const bool on_grid = GridApplies(p) && k >= 32;
+  // A grid chunk's input stays within 256 KB: a tile's B rows (the
+  // channels' grid rows around it) then come from L1/L2.
+  const bool on_grid = ForwardOnGrid(p);
   const int64_t gs =
       on_grid ? ChunkSamples(p, GridSampleBytes(p, p.c), 256 << 10) : TileChunk(p, k, isa.nr);
   const Grid gr(p, gs, isa.nr);
@@ -533,7 +548,7 @@ constexpr int64_t kDotColumns = 2048;
 bool FusedBackwardApplies(const Isa& isa, const Params& p) {
   if (!isa.gemm || !isa.dot || !DataAsConvolution(p) || !GridApplies(p)) return false;
   const Params q = DataParams(p);
-  return GridApplies(q) && (q.c / q.groups) * q.kh * q.kw >= 32;  // ForwardTiles' on_grid
+  return ForwardOnGrid(q);
 }
 
 // Samples per chunk of the fused backward (q = DataParams(p)): as Forward
@@ -629,14 +644,9 @@ bool Bf16Applies(const Params& p) {
   return p.groups == 1 && p.stride == 1 && GridApplies(p) && p.padding <= 16;
 }
 
-// float to bf16, rounding to nearest even (as vcvtneps2bf16; NaN stays NaN).
-uint16_t Bf16Of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
+// float to bf16 by Eigen's reference conversion (round to nearest even, as
+// vcvtneps2bf16; NaN stays NaN), as the wire's bf16 codec does.
+uint16_t Bf16Of(float f) { return Eigen::numext::bit_cast<uint16_t>(Eigen::bfloat16(f)); }
 
 // PackWeights for the pair GEMM: row i's pair row (c/2, ky, kx) holds the
 // weights of channels c and c+1 at that tap (c+1 past the end: 0).
@@ -668,34 +678,21 @@ void PairGridRows(const Grid& gr, const Params& p, std::vector<int64_t>& rows) {
 // Returns whether the chunk's values are all finite.
 bool FillPairGrid(const internal::Bf16Isa& bi, const Grid& gr, const Params& p, const float* x,
                   int64_t cnt, uint32_t* buf) {
-  const int64_t pairs = (p.c + 1) / 2, plane = p.h * p.w;
-  bool finite = true;
-  for (int64_t s = 0; s < cnt; ++s)
-    for (int64_t c = 0; c < pairs; ++c) {
-      const float* even = x + (s * p.c + 2 * c) * plane;
-      uint32_t* dst = std::fill_n(buf + c * gr.chan + s * gr.sample, gr.pad * gr.wp, 0u);
-      finite &= bi.pair_rows(even, 2 * c + 1 < p.c ? even + plane : nullptr, p.h, p.w,
-                             static_cast<int>(gr.pad), dst);
-    }
-  for (int64_t c = 0; c < pairs; ++c)
-    std::fill(buf + c * gr.chan + cnt * gr.sample, buf + (c + 1) * gr.chan, 0u);
-  return finite;
+  const int64_t plane = p.h * p.w;
+  return FillFrame(gr, (p.c + 1) / 2, gr.chan, cnt, buf, [&](int64_t s, int64_t c, uint32_t* dst) {
+    const float* even = x + (s * p.c + 2 * c) * plane;
+    return bi.pair_rows(even, 2 * c + 1 < p.c ? even + plane : nullptr, p.h, p.w,
+                        static_cast<int>(gr.pad), dst);
+  });
 }
 
 // FillGrid (stride 1) into bf16 rows, `chan` bf16s per channel. Returns
 // whether the chunk's values are all finite.
 bool FillBf16Grid(const internal::Bf16Isa& bi, const Grid& gr, const Params& p, const float* x,
                   int64_t cnt, int64_t chan, uint16_t* buf) {
-  bool finite = true;
-  const float* src = x;
-  for (int64_t s = 0; s < cnt; ++s)
-    for (int64_t c = 0; c < p.c; ++c, src += p.h * p.w) {
-      uint16_t* dst = std::fill_n(buf + c * chan + s * gr.sample, gr.pad * gr.wp, uint16_t{0});
-      finite &= bi.rows(src, p.h, p.w, static_cast<int>(gr.pad), dst);
-    }
-  for (int64_t c = 0; c < p.c; ++c)
-    std::fill(buf + c * chan + cnt * gr.sample, buf + (c + 1) * chan, uint16_t{0});
-  return finite;
+  return FillFrame(gr, p.c, chan, cnt, buf, [&](int64_t s, int64_t c, uint16_t* dst) {
+    return bi.rows(x + (s * p.c + c) * p.h * p.w, p.h, p.w, static_cast<int>(gr.pad), dst);
+  });
 }
 
 void ForwardBf16(const internal::Bf16Isa& bi, const Params& p, const float* x, const float* w,
@@ -786,7 +783,7 @@ void Forward(const Params& p, const float* x, const float* w, const float* b, fl
   if (p.n == 0 || p.oc == 0) return;
   const Isa isa = CurrentIsaRecord();
   const internal::Bf16Isa* bi = Bf16Record();
-  if (bi && Bf16Applies(p) && p.c * p.kh * p.kw >= 32)  // ForwardTiles' on_grid
+  if (bi && Bf16Applies(p) && ForwardOnGrid(p))
     ForwardBf16(*bi, p, x, w, b, y);
   else if (isa.gemm)
     ForwardTiles(isa, p, x, w, b, y);

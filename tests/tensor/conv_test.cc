@@ -5,9 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <Eigen/Core>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -321,12 +321,8 @@ INSTANTIATE_TEST_SUITE_P(Conv2d, ConvIsa, ::testing::ValuesIn(conv::AvailableIsa
 // x rounded to bf16 (nearest even) and back: what the bf16 kernels multiply.
 Tensor RoundedToBf16(const Tensor& x) {
   Tensor r = x.detach().clone();
-  for (int64_t i = 0; i < r.numel(); ++i) {
-    uint32_t u;
-    std::memcpy(&u, r.data() + i, sizeof u);
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    std::memcpy(r.data() + i, &u, sizeof u);
-  }
+  for (int64_t i = 0; i < r.numel(); ++i)
+    r.data()[i] = static_cast<float>(Eigen::bfloat16(r.data()[i]));
   return r;
 }
 

@@ -5,8 +5,8 @@
 // two-thread split, and the kernel-set selection itself.
 #include <gtest/gtest.h>
 
+#include <Eigen/Core>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -185,13 +185,7 @@ INSTANTIATE_TEST_SUITE_P(Kernels, GemmOnKernelSet, ::testing::ValuesIn(isa::Avai
                          [](const auto& info) { return info.param; });
 
 // x rounded to bfloat16 (nearest even): what the bf16 products multiply.
-float RoundedToBf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&x, &u, sizeof u);
-  return x;
-}
+float RoundedToBf16(float x) { return static_cast<float>(Eigen::bfloat16(x)); }
 
 // kernels::LayerGemm with the opt-in bf16 precision matches the reference on
 // bf16-rounded operands to float32's bound, in every layout, across depth
